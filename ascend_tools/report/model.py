@@ -1,0 +1,71 @@
+"""One report model that every verb fills and every renderer reads.
+
+A verb builds a :class:`Report` (human-facing sections plus the machine payload ``data``);
+``ascend_tools.report.render`` turns it into terminal text, markdown, JSON or self-contained HTML.
+The JSON output is ``{"schema": report.schema, **report.data}``: the payload is the contract,
+the sections are presentation.
+"""
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+SEVERITIES = ("error", "warning", "info")
+
+
+@dataclass
+class Table:
+    """Rows of cells under named columns. ``status_column`` names a column whose values
+    (``error``/``warning``/``info``/``npu``/``cpu_fallback``/...) renderers may colour."""
+
+    title: str
+    columns: List[str]
+    rows: List[List[Any]]
+    note: str = ""
+    status_column: Optional[str] = None
+
+
+@dataclass
+class Finding:
+    """One actionable finding: what, where, how bad, what to do instead."""
+
+    severity: str
+    rule: str
+    message: str
+    location: str = ""
+    suggestion: str = ""
+
+
+@dataclass
+class Series:
+    """Data for one line plot: ``lines`` maps a legend label to (x, y) points.
+    ``marks`` are vertical markers (x, label), e.g. the forward/backward boundary."""
+
+    title: str
+    x_label: str
+    y_label: str
+    lines: Dict[str, List[Tuple[float, float]]]
+    marks: List[Tuple[float, str]] = field(default_factory=list)
+    log_y: bool = False
+
+
+@dataclass
+class Section:
+    title: str
+    text: List[str] = field(default_factory=list)
+    tables: List[Table] = field(default_factory=list)
+    findings: List[Finding] = field(default_factory=list)
+    series: List[Series] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    schema: str
+    title: str
+    summary: List[Tuple[str, Any]] = field(default_factory=list)
+    sections: List[Section] = field(default_factory=list)
+    data: Dict[str, Any] = field(default_factory=dict)
+
+    def section(self, title: str, text: Sequence[str] = ()) -> Section:
+        """Append a new section and return it for filling."""
+        sec = Section(title=title, text=list(text))
+        self.sections.append(sec)
+        return sec

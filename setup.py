@@ -1,0 +1,50 @@
+"""Packaging for ascend-doctor (module ``ascend_tools``, console script ``ascend-doctor``)."""
+import os
+import re
+
+from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def read_version():
+    with open(os.path.join(HERE, "ascend_tools", "__init__.py"), encoding="utf-8") as f:
+        return re.search(r'__version__ = "([^"]+)"', f.read()).group(1)
+
+
+with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
+    LONG_DESCRIPTION = f.read()
+
+setup(
+    name="ascend-doctor",
+    version=read_version(),
+    description="Port PyTorch LLM fine-tuning from NVIDIA GPUs to Huawei Ascend NPUs: "
+    "op support, precision drift, fused kernels, distributed profiling.",
+    long_description=LONG_DESCRIPTION,
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.9",
+    packages=find_packages(include=["ascend_tools", "ascend_tools.*"]),
+    package_data={"ascend_tools": ["opcheck/data/*.json", "opcheck/data/*.json.gz"]},
+    include_package_data=True,
+    install_requires=[
+        "torch>=2.1",
+        "numpy",
+        "click>=8.0",
+        "psutil",
+        "pyyaml",
+    ],
+    extras_require={
+        "npu": ["torch_npu"],
+        "hf": ["transformers>=4.48"],
+        "triton": ["triton"],
+        "profiling": ["py-spy"],
+        "test": ["pytest", "hypothesis", "ruff", "vermin", "transformers>=4.48", "py-spy"],
+    },
+    entry_points={"console_scripts": ["ascend-doctor=ascend_tools.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Intended Audience :: Developers",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
