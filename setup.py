@@ -25,7 +25,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.9",
     packages=find_packages(include=["ascend_tools", "ascend_tools.*"]),
-    package_data={"ascend_tools": ["opcheck/data/*.json", "opcheck/data/*.json.gz"]},
+    package_data={"ascend_tools.opcheck": ["data/*.json", "data/*.json.gz"]},
     include_package_data=True,
     install_requires=[
         "torch>=2.1",

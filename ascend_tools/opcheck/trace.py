@@ -1,0 +1,279 @@
+"""Record every aten overload a model reaches at dispatch level, forward and backward.
+
+One :class:`OpTraceMode` (a TorchDispatchMode) appends an :class:`OpEvent` per call; the model runs on
+the meta device (or fake CPU tensors under ``--autocast``), so a 7B model costs no real memory.
+
+Two places where what the meta device runs differs from what an NPU runs are handled here:
+
+* **CompositeImplicitAutograd ops that torch_npu overrides** (``scaled_dot_product_attention``,
+  ``matmul``, ``softmax.int``, ...): PyTorch decomposes them before dispatch, torch_npu does not.
+  :class:`FusedCallMode` (a TorchFunctionMode) records the Python-level call as a ``parent`` event and
+  tags the decomposition's events with it; the verdict layer keeps one or the other depending on
+  whether the chosen torch_npu version has the kernel.
+* **CompositeExplicitAutograd ops without an NPU kernel** (``cummax`` → ``_cummax_helper``): the
+  mode re-dispatches them to their composite kernel with itself still active, so the ops they
+  decompose into are recorded too (``via`` names the composite).
+"""
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+# Python-level callables (by __name__) of CompositeImplicitAutograd ops that torch_npu registers
+# its own kernel for (from the torch_npu 2.14.0 op table), mapped to the aten op they stand for.
+FUSED_PYTHON_CALLS: Dict[str, str] = {
+    "scaled_dot_product_attention": "aten::scaled_dot_product_attention",
+    "matmul": "aten::matmul",
+    "__matmul__": "aten::matmul",
+    "__rmatmul__": "aten::matmul",
+    "softmax": "aten::softmax.int",
+    "where": "aten::where",
+    "one_hot": "aten::one_hot",
+    "kl_div": "aten::kl_div",
+    "l1_loss": "aten::l1_loss",
+    "isclose": "aten::isclose",
+    "isfinite": "aten::isfinite",
+    "argsort": "aten::argsort",
+    "inverse": "aten::inverse",
+    "cdist": "aten::cdist",
+    "logsigmoid": "aten::log_sigmoid",
+    "stft": "aten::stft",
+    "repeat_interleave": "aten::repeat_interleave.self_int",
+    "adaptive_avg_pool2d": "aten::adaptive_avg_pool2d",
+    "slogdet": "aten::slogdet",
+    "fftshift": "aten::fft_fftshift",
+    "ifftshift": "aten::fft_ifftshift",
+}
+
+_COMPOSITE_KEYS = (
+    torch._C.DispatchKey.CompositeExplicitAutograd,
+    torch._C.DispatchKey.CompositeExplicitAutogradNonFunctional,
+)
+
+
+@dataclass
+class OpEvent:
+    """One call that reached dispatch (or, for ``parent`` events, a fused Python-level call)."""
+
+    op: str  # "aten::mm", "aten::add.Tensor"
+    phase: str  # "forward" | "backward"
+    module: str  # "model.layers.3.self_attn", "" for the root
+    dtypes: Tuple[str, ...]  # dtypes of the tensor inputs, in order
+    shapes: Tuple[Tuple[int, ...], ...]
+    sparse: bool = False
+    via: str = ""  # the CompositeExplicitAutograd op this call was expanded from
+    parent: int = -1  # index of the enclosing fused-call event, -1 if none
+    is_parent: bool = False  # a fused Python-level call (its decomposition follows, tagged with parent)
+
+
+@dataclass
+class TraceResult:
+    events: List[OpEvent] = field(default_factory=list)
+    error: str = ""  # set when the trace stopped early: which op and why
+    device: str = "meta"
+    dtype: str = "float32"
+    autocast: bool = False
+    backward: bool = True
+
+
+def op_name(func: Any) -> str:
+    """``aten::mm`` for a default overload, ``aten::add.Tensor`` otherwise."""
+    schema = func._schema
+    return schema.name if not schema.overload_name else f"{schema.name}.{schema.overload_name}"
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def _tensor_facts(args: Any, kwargs: Any) -> Tuple[Tuple[str, ...], Tuple[Tuple[int, ...], ...], bool]:
+    flat, _ = tree_flatten((args, kwargs))
+    tensors = [t for t in flat if isinstance(t, torch.Tensor)]
+    dtypes = tuple(dtype_name(t.dtype) for t in tensors)
+    shapes = tuple(tuple(int(s) for s in t.shape) if t.layout == torch.strided else () for t in tensors)
+    sparse = any(t.layout != torch.strided for t in tensors)
+    return dtypes, shapes, sparse
+
+
+def _in_backward() -> bool:
+    task_id = getattr(torch._C, "_current_graph_task_id", None)
+    return task_id is not None and task_id() != -1
+
+
+class ModulePath:
+    """Which module is running: forward through pre/post hooks, backward through
+    ``torch.utils.module_tracker`` where this torch has it (2.3+); older torch attributes
+    backward ops to the root."""
+
+    _INDEX = re.compile(r"^[^.]+\.?")
+
+    def __init__(self) -> None:
+        self._tracker = None
+        try:
+            from torch.utils.module_tracker import ModuleTracker
+
+            self._tracker = ModuleTracker()
+        except ImportError:  # torch < 2.3
+            self._stack: List[str] = []
+            self._names: Dict[int, str] = {}
+            self._handles: List[Any] = []
+
+    def __enter__(self) -> "ModulePath":
+        if self._tracker is not None:
+            self._tracker.__enter__()
+        else:
+            mod = torch.nn.modules.module
+            self._handles = [
+                mod.register_module_forward_pre_hook(self._push),
+                mod.register_module_forward_hook(self._pop),
+            ]
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._tracker is not None:
+            self._tracker.__exit__(*exc)
+        else:
+            for h in self._handles:
+                h.remove()
+
+    def name_modules(self, root: torch.nn.Module) -> None:
+        if self._tracker is None:
+            self._names = {id(m): n for n, m in root.named_modules()}
+
+    def _push(self, module: torch.nn.Module, _inputs: Any) -> None:
+        self._stack.append(self._names.get(id(module), type(module).__name__))
+
+    def _pop(self, _module: torch.nn.Module, _inputs: Any, _output: Any) -> None:
+        if self._stack:
+            self._stack.pop()
+
+    def current(self) -> str:
+        if self._tracker is None:
+            return self._stack[-1] if self._stack else ""
+        parents = [p for p in self._tracker.parents if p != "Global"]
+        if not parents:
+            return ""
+        # the tracker names modules "RootClass.child.grandchild"; the innermost is the longest
+        return self._INDEX.sub("", max(parents, key=lambda p: (p.count("."), p)))
+
+
+class OpTraceMode(TorchDispatchMode):
+    """Appends an :class:`OpEvent` for every op that reaches dispatch while active."""
+
+    def __init__(self, modules: ModulePath, expand: Optional[Callable[[str], bool]] = None) -> None:
+        super().__init__()
+        self.events: List[OpEvent] = []
+        self.modules = modules
+        self.parent = -1  # set by FusedCallMode
+        self._expand = expand or (lambda name: False)
+        self._via: List[str] = []
+
+    def record(self, name: str, args: Any, kwargs: Any, is_parent: bool = False) -> int:
+        dtypes, shapes, sparse = _tensor_facts(args, kwargs)
+        self.events.append(
+            OpEvent(
+                op=name,
+                phase="backward" if _in_backward() else "forward",
+                module=self.modules.current(),
+                dtypes=dtypes,
+                shapes=shapes,
+                sparse=sparse,
+                via=self._via[-1] if self._via else "",
+                parent=self.parent,
+                is_parent=is_parent,
+            )
+        )
+        return len(self.events) - 1
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        name = op_name(func)
+        self.record(name, args, kwargs)
+        if name not in self._via and self._expand(name):
+            key = next((k for k in _COMPOSITE_KEYS if func.has_kernel_for_dispatch_key(k)), None)
+            if key is not None:
+                mark = len(self.events)
+                self._via.append(name)
+                try:
+                    with self:
+                        return func._op_dk(key, *args, **kwargs)
+                except Exception:  # the composite kernel cannot run here: keep the op, drop its partial children
+                    del self.events[mark:]
+                finally:
+                    self._via.pop()
+        return func(*args, **kwargs)
+
+
+class FusedCallMode(TorchFunctionMode):
+    """Marks Python-level calls of ops torch_npu runs fused (see ``FUSED_PYTHON_CALLS``)."""
+
+    def __init__(self, ops: OpTraceMode) -> None:
+        super().__init__()
+        self.ops = ops
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        name = FUSED_PYTHON_CALLS.get(getattr(func, "__name__", ""))
+        if name is None or self.ops.parent != -1 or _in_backward():
+            return func(*args, **kwargs)
+        self.ops.parent = self.ops.record(name, args, kwargs, is_parent=True)
+        try:
+            return func(*args, **kwargs)
+        finally:
+            self.ops.parent = -1
+
+
+def scalar_loss(output: Any) -> torch.Tensor:
+    """The loss to call ``backward`` on: ``output.loss`` when the model computed one, else the
+    sum of the first floating-point tensor in the output (a stand-in with the same graph)."""
+    loss = getattr(output, "loss", None)
+    if isinstance(loss, torch.Tensor):
+        return loss
+    if isinstance(output, dict):
+        output = list(output.values())
+    flat, _ = tree_flatten(output)
+    for t in flat:
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and t.requires_grad:
+            return t.float().sum()
+    raise ValueError("the model's output has no floating-point tensor that requires grad to take a loss from")
+
+
+def run_traced(
+    model: torch.nn.Module,
+    call: Callable[[], Any],
+    backward: bool = True,
+    expand: Optional[Callable[[str], bool]] = None,
+    context: Optional[Callable[[], Any]] = None,
+) -> TraceResult:
+    """Run ``call()`` (the model's forward) under the trace, then the loss's backward.
+
+    An op that cannot run on meta tensors (no meta kernel, data-dependent shapes) stops the trace;
+    the events up to it are kept and ``error`` says which op stopped it."""
+    result = TraceResult(backward=backward)
+    with ModulePath() as modules:
+        modules.name_modules(model)
+        ops = OpTraceMode(modules, expand)
+        try:
+            with ops, FusedCallMode(ops):
+                if context is not None:
+                    with context():
+                        output = call()
+                else:
+                    output = call()
+                loss = scalar_loss(output)
+                if backward:
+                    loss.backward()
+        except Exception as exc:  # report where the trace stopped; keep what was recorded
+            last = ops.events[-1].op if ops.events else "(before the first op)"
+            result.error = f"trace stopped at {last}: {type(exc).__name__}: {_first_line(exc)}"
+        result.events = ops.events
+    return result
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""

@@ -1,0 +1,92 @@
+"""Render a :class:`Report` in one of :data:`FORMATS` and write it to stdout or a file.
+
+Files are written atomically (a temporary file in the target directory, then :func:`os.replace`), so a
+failure never leaves a half-written report behind; an unwritable path raises
+:class:`~ascend_tools.errors.InputError` naming it.
+"""
+import contextlib
+import os
+import sys
+import tempfile
+from typing import Optional
+
+import click
+
+from ..errors import InputError
+from .model import Report
+from .render_html import render_html
+from .render_json import render_json
+from .render_markdown import render_markdown
+from .render_text import render_text
+
+FORMATS = ("table", "markdown", "json", "html")
+
+
+def render(report: Report, fmt: str, color: bool = False) -> str:
+    """The report as text in ``fmt`` (one of :data:`FORMATS`); ``color`` only affects ``table``."""
+    if fmt == "table":
+        return render_text(report, color=color)
+    if fmt == "markdown":
+        return render_markdown(report)
+    if fmt == "json":
+        return render_json(report)
+    if fmt == "html":
+        return render_html(report)
+    raise InputError(f"--format {fmt}: unknown format (choose from {', '.join(FORMATS)})")
+
+
+def stdout_color() -> bool:
+    """Colour on stdout only for a terminal, and never when NO_COLOR is set (https://no-color.org)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _reason(exc: OSError) -> str:
+    text = exc.strerror or str(exc) or type(exc).__name__
+    return text[:1].lower() + text[1:]
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_report(report: Report, fmt: str, output: Optional[str]) -> None:
+    """Write the rendered report to stdout (``output`` None or ``"-"``) or, atomically, to ``output``."""
+    if output is None or output == "-":
+        text = render(report, fmt, color=fmt == "table" and stdout_color())
+        click.echo(text, nl=False)
+        return
+    text = render(report, fmt)
+    path = os.path.expanduser(os.fspath(output))
+    if os.path.isdir(path):
+        raise InputError(f"--output {output}: is a directory")
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--output {output}: {_reason(exc)}") from exc
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
+    except OSError as exc:
+        raise InputError(f"--output {output}: {_reason(exc)}") from exc
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp makes 0600; give the report the mode a plain open() would (or keep the old file's)
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, os.stat(path).st_mode & 0o7777 if os.path.exists(path) else 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise InputError(f"--output {output}: {_reason(exc)}") from exc
+        raise

@@ -1,0 +1,95 @@
+"""JSON rendering: ``{"schema": report.schema, **report.data}`` — the machine contract of every verb.
+
+Values that JSON cannot hold are converted, deterministically: tuples → lists, sets → sorted lists,
+NaN/±Inf → ``null`` (the JSON standard has no such numbers), paths → strings, dataclasses → objects,
+enums → their value, numpy/torch scalars and arrays → numbers and lists, bytes → text. Object keys
+keep their insertion order.
+"""
+import base64
+import dataclasses
+import datetime
+import enum
+import json
+import math
+import os
+from typing import Any
+
+from .model import Report
+
+
+def _key(k: Any) -> str:
+    if isinstance(k, str):
+        return k
+    if isinstance(k, bool) or k is None:
+        return json.dumps(k)
+    if isinstance(k, (int, float)):
+        v = jsonable(k)
+        return json.dumps(v) if v is not None else str(k)
+    if isinstance(k, enum.Enum):
+        return _key(k.value)
+    if isinstance(k, os.PathLike):
+        return os.fspath(k)
+    return str(k)
+
+
+def _sort_key(v: Any) -> Any:
+    return (type(v).__name__, json.dumps(v, sort_keys=True, ensure_ascii=False))
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` as plain JSON types (dict/list/str/int/float/bool/None) with only finite floats."""
+    if obj is None or isinstance(obj, (str, bool, int)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {_key(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (set, frozenset)):
+        items = [jsonable(v) for v in obj]
+        try:
+            return sorted(items)
+        except TypeError:
+            return sorted(items, key=_sort_key)
+    return jsonable(default(obj))
+
+
+def default(obj: Any) -> Any:
+    """The ``json.dumps`` default hook: one step towards JSON types for anything else."""
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (datetime.datetime, datetime.date, datetime.time)):
+        return obj.isoformat()
+    if isinstance(obj, datetime.timedelta):
+        return obj.total_seconds()
+    if isinstance(obj, (bytes, bytearray)):
+        try:
+            return bytes(obj).decode("utf-8")
+        except UnicodeDecodeError:
+            return "base64:" + base64.b64encode(bytes(obj)).decode("ascii")
+    if isinstance(obj, complex):
+        return [obj.real, obj.imag]
+    tolist = getattr(obj, "tolist", None)  # numpy arrays/scalars, torch tensors
+    if callable(tolist):
+        try:
+            return tolist()
+        except Exception:  # a tensor on a meta device, say: fall back to its text
+            return str(obj)
+    if hasattr(obj, "__float__") and not isinstance(obj, type):  # Decimal, Fraction
+        try:
+            return float(obj)
+        except (TypeError, ValueError, OverflowError):
+            return str(obj)
+    if isinstance(obj, (map, filter, range, type({}.keys()), type({}.values()))):
+        return list(obj)
+    return str(obj)
+
+
+def render_json(report: Report) -> str:
+    payload = jsonable({"schema": report.schema, **report.data})
+    return json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False, default=default) + "\n"

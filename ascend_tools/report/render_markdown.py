@@ -1,0 +1,151 @@
+"""GitHub-flavoured markdown rendering of a :class:`Report`, for pasting into an issue or a PR.
+
+Every string from the report is treated as plain text: markdown punctuation and HTML are escaped,
+table cells also escape ``|`` and turn newlines into ``<br>``.
+"""
+import html
+import re
+from typing import Any, List
+
+from .model import Finding, Report, Section, Series, Table
+from .render_text import format_value, is_number, ordered_findings, table_shape
+from .svg import prepare
+
+DETAILS_ROWS = 50  # tables longer than this are folded into <details>
+
+_PUNCT = re.compile(r"([\\`*\[\]|~])")
+_UNDERSCORE = re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
+_LINE_START = re.compile(r"^(\s*)([#>+=-])")
+_ORDERED = re.compile(r"^(\s*\d+)([.)])")
+
+
+def escape_text(text: str, block: bool = True) -> str:
+    """Plain text → markdown that renders as exactly that text (one line or several).
+
+    ``block`` also escapes what would start a heading, quote or list at the start of a line.
+    """
+    out = []
+    for line in str(text).split("\n"):
+        line = html.escape(line.rstrip(), quote=False)
+        line = _PUNCT.sub(r"\\\1", line)
+        line = _UNDERSCORE.sub(r"\\_", line)
+        if block:
+            line = _LINE_START.sub(lambda m: m.group(1) + "\\" + m.group(2), line)
+            line = _ORDERED.sub(lambda m: m.group(1) + "\\" + m.group(2), line)
+        out.append(line)
+    return "\n".join(out)
+
+
+def escape_cell(value: Any) -> str:
+    """A value as one GFM table cell: escaped text, ``|`` escaped, newlines as ``<br>``."""
+    text = format_value(value).replace("\r\n", "\n").replace("\r", "\n")
+    return "<br>".join(escape_text(part, block=False) for part in text.split("\n")) if text else ""
+
+
+def code_span(text: str) -> str:
+    """``text`` as an inline code span, using a backtick fence longer than any run inside it."""
+    text = " ".join(str(text).split())
+    if not text:
+        return ""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    if text.startswith("`") or text.endswith("`") or longest:
+        return f"{fence} {text} {fence}"
+    return f"{fence}{text}{fence}"
+
+
+def _table_lines(headers: List[str], rows: List[List[Any]]) -> List[str]:
+    right = [bool(rows) and all(is_number(r[i]) or r[i] is None for r in rows) and any(is_number(r[i]) for r in rows)
+             for i in range(len(headers))]
+    lines = ["| " + " | ".join(escape_cell(h) or " " for h in headers) + " |",
+             "|" + "|".join("---:" if r else "---" for r in right) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(escape_cell(v) for v in row) + " |")
+    return lines
+
+
+def _table(table: Table) -> List[str]:
+    headers, rows = table_shape(table)
+    out: List[str] = []
+    title = " ".join(table.title.split())
+    if not headers:
+        if title:
+            out += [f"**{escape_text(title, block=False)}**", ""]
+        return [*out, "_(empty table)_", ""]
+    body = _table_lines(headers, rows)
+    if len(rows) > DETAILS_ROWS:
+        summary = html.escape(f"{title or 'Table'} ({len(rows)} rows)")
+        out += ["<details>", f"<summary>{summary}</summary>", "", *body, "", "</details>", ""]
+    else:
+        if title:
+            out += [f"**{escape_text(title, block=False)}**", ""]
+        out += [*body, ""]
+        if not rows:
+            out += ["_(no rows)_", ""]
+    if table.note:
+        out += [f"_{escape_text(table.note, block=False)}_" if "\n" not in table.note else escape_text(table.note), ""]
+    return out
+
+
+def _finding(f: Finding) -> List[str]:
+    parts = [f"**{escape_text(f.severity, block=False)}**"]
+    if f.location:
+        parts.append(code_span(f.location))
+    if f.rule:
+        parts.append(code_span(f.rule))
+    head = " ".join(parts) + " — " + escape_text(" ".join(f.message.split()), block=False)
+    if not f.suggestion:
+        return [f"- {head}"]
+    return [f"- {head}\\", f"  → {escape_text(' '.join(f.suggestion.split()), block=False)}"]
+
+
+def _findings(findings: List[Finding]) -> List[str]:
+    out = [f"**Findings ({len(findings)})**", ""]
+    for _sev, group in ordered_findings(findings):
+        for f in group:
+            out += _finding(f)
+    return [*out, ""]
+
+
+def _series(series: Series) -> List[str]:
+    scale = ", log y" if series.log_y else ""
+    out = [f"**{escape_text(series.title, block=False)}** ({escape_text(series.x_label, block=False)} → {escape_text(series.y_label, block=False)}{scale})", ""]
+    pts, notes = prepare(series)
+    rows: List[List[Any]] = []
+    for label, keep in pts.items():
+        ys = [y for _, y in keep]
+        rows.append([label, len(keep), keep[0][0] if keep else None, keep[-1][0] if keep else None,
+                     min(ys) if ys else None, max(ys) if ys else None, ys[-1] if ys else None])
+    if rows:
+        out += [*_table_lines(["line", "points", "x first", "x last", "y min", "y max", "y last"], rows), ""]
+    else:
+        out += ["_(no data)_", ""]
+    if notes:
+        out += [f"_{escape_text('; '.join(notes), block=False)}_", ""]
+    if series.marks:
+        out += ["Marks: " + ", ".join(f"{escape_text(str(lbl), block=False)} at {escape_text(format_value(x), block=False)}"
+                                      for x, lbl in series.marks), ""]
+    return out
+
+
+def _section(section: Section) -> List[str]:
+    out = [f"## {escape_text(' '.join(section.title.split()), block=False)}", ""]
+    for para in section.text:
+        out += [escape_text(para), ""]
+    for table in section.tables:
+        out += _table(table)
+    if section.findings:
+        out += _findings(section.findings)
+    for series in section.series:
+        out += _series(series)
+    return out
+
+
+def render_markdown(report: Report) -> str:
+    out = [f"# {escape_text(' '.join((report.title or report.schema).split()), block=False)}", ""]
+    if report.summary:
+        out += [*_table_lines(["Summary", "Value"], [[k, v] for k, v in report.summary]), ""]
+    for section in report.sections:
+        out += _section(section)
+    out += [f"<sub>{html.escape(report.schema)} · generated by ascend-doctor</sub>"]
+    return "\n".join(out).rstrip("\n") + "\n"

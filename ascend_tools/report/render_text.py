@@ -1,0 +1,334 @@
+"""Terminal rendering of a :class:`Report` (the ``table`` format).
+
+Also home of the small helpers every renderer shares: :func:`format_value` (one cell → text),
+:func:`status_class` (a status word → ``bad``/``warn``/``ok``) and :func:`ordered_findings`.
+"""
+import math
+import shutil
+import textwrap
+import unicodedata
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import click
+
+from .model import SEVERITIES, Finding, Report, Section, Series, Table
+from .svg import prepare
+
+ELLIPSIS = "…"
+SPARK = "▁▂▃▄▅▆▇█"
+MIN_WIDTH = 40
+FIRST_COLUMN_MIN = 20  # the first column (usually a name) is never truncated below this
+OTHER_COLUMN_MIN = 8
+
+_BAD = {
+    "error", "errors", "unsupported", "not_supported", "cpu_fallback", "fallback_cpu", "fail", "failed",
+    "failure", "hang", "hung", "timeout", "missing", "mismatch", "diverged", "broken", "crash", "critical", "oom",
+}
+_WARN = {
+    "warning", "warnings", "warn", "partial", "slow", "degraded", "fallback", "aicpu", "unknown", "straggler",
+    "skipped", "skip", "drift", "approx", "approximate",
+}
+_OK = {
+    "info", "npu", "ok", "pass", "passed", "supported", "native", "fused", "yes", "good", "success", "aicore",
+    "match", "matched", "fast", "done",
+}
+_STYLE = {"bad": "red", "warn": "yellow", "ok": "green"}
+
+
+# ---------------------------------------------------------------- shared helpers
+
+def status_class(value: Any) -> str:
+    """``bad``, ``warn``, ``ok`` for a known status word (``cpu_fallback``, ``warning``, ``npu``...), else ``""``."""
+    if not isinstance(value, str):
+        return ""
+    word = value.strip().lower().replace("-", "_").replace(" ", "_")
+    if word in _BAD:
+        return "bad"
+    if word in _WARN:
+        return "warn"
+    if word in _OK:
+        return "ok"
+    return ""
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def format_value(value: Any) -> str:
+    """One cell or summary value as display text (the same in every format)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        if value == 0:
+            return "0"
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value)) if abs(value) >= 1e6 else f"{value:g}"
+        mag = abs(value)
+        return f"{value:.6g}" if 1e-3 <= mag < 1e6 else f"{value:.4g}"
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
+        return ", ".join(format_value(v) for v in items)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={format_value(v)}" for k, v in value.items())
+    return str(value)
+
+
+def ordered_findings(findings: Sequence[Finding]) -> List[Tuple[str, List[Finding]]]:
+    """Findings grouped by severity: error, warning, info, then any other severity as first seen."""
+    groups: Dict[str, List[Finding]] = {}
+    for f in findings:
+        groups.setdefault(f.severity, []).append(f)
+    order = [s for s in SEVERITIES if s in groups] + [s for s in groups if s not in SEVERITIES]
+    return [(s, groups[s]) for s in order]
+
+
+def table_shape(table: Table) -> Tuple[List[str], List[List[Any]]]:
+    """Headers and rows padded to one common column count (rows may be ragged)."""
+    ncols = max([len(table.columns)] + [len(r) for r in table.rows])
+    headers = [str(c) for c in table.columns] + [""] * (ncols - len(table.columns))
+    rows = [list(r) + [None] * (ncols - len(r)) for r in table.rows]
+    return headers, rows
+
+
+def status_index(table: Table, headers: Sequence[str]) -> Optional[int]:
+    if table.status_column is not None and table.status_column in headers:
+        return list(headers).index(table.status_column)
+    return None
+
+
+# ---------------------------------------------------------------- display width
+
+def char_width(ch: str) -> int:
+    if unicodedata.combining(ch):
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+def text_width(s: str) -> int:
+    return sum(char_width(c) for c in s)
+
+
+def truncate(s: str, width: int) -> str:
+    """Cut ``s`` to at most ``width`` display columns, marking the cut with an ellipsis."""
+    if text_width(s) <= width:
+        return s
+    out, used = [], 0
+    for ch in s:
+        w = char_width(ch)
+        if used + w > width - 1:
+            break
+        out.append(ch)
+        used += w
+    return "".join(out) + ELLIPSIS
+
+
+def pad(s: str, width: int, right: bool = False) -> str:
+    fill = " " * max(0, width - text_width(s))
+    return fill + s if right else s + fill
+
+
+def one_line(s: str) -> str:
+    return " ".join(s.split()) if ("\n" in s or "\r" in s or "\t" in s) else s
+
+
+# ---------------------------------------------------------------- rendering
+
+class _Out:
+    def __init__(self, color: bool, width: int):
+        self.color = color
+        self.width = width
+        self.lines: List[str] = []
+
+    def style(self, text: str, **kw: Any) -> str:
+        return click.style(text, **kw) if self.color and text else text
+
+    def status(self, text: str, value: Any) -> str:
+        fg = _STYLE.get(status_class(value))
+        return self.style(text, fg=fg, bold=fg == "red") if fg else text
+
+    def add(self, line: str = "") -> None:
+        self.lines.append(line)
+
+    def blank(self) -> None:
+        if self.lines and self.lines[-1] != "":
+            self.lines.append("")
+
+    def heading(self, text: str, rule: str) -> None:
+        text = one_line(text)
+        self.blank()
+        self.add(self.style(text, bold=True))
+        self.add(rule * min(max(1, text_width(text)), self.width))
+
+    def paragraph(self, text: str, indent: str = "") -> None:
+        for raw in str(text).splitlines() or [""]:
+            if raw[:1] in (" ", "\t") or not raw.strip():
+                self.add(indent + raw.rstrip())
+            else:
+                wrapped = textwrap.wrap(raw, width=max(20, self.width - len(indent)),
+                                        break_long_words=False, break_on_hyphens=False)
+                for w in wrapped:
+                    self.add(indent + w)
+
+
+def _fit_widths(natural: List[int], budget: int) -> List[int]:
+    """Shrink the widest column, one character at a time, until a row fits ``budget``.
+
+    Each column keeps at least its minimum (the first column 20 characters, the others 8, or its
+    natural width when smaller); a table that cannot fit stays wider than the terminal.
+    """
+    widths = list(natural)
+    mins = [min(n, FIRST_COLUMN_MIN if i == 0 else OTHER_COLUMN_MIN) for i, n in enumerate(natural)]
+    excess = sum(widths) + 2 * (len(widths) - 1) - budget
+    while excess > 0:
+        candidates = [i for i in range(len(widths)) if widths[i] > mins[i]]
+        if not candidates:
+            break
+        widest = max(candidates, key=lambda i: (widths[i], -i))
+        widths[widest] -= 1
+        excess -= 1
+    return widths
+
+
+def _table(out: _Out, table: Table) -> None:
+    headers, rows = table_shape(table)
+    title = one_line(table.title)
+    if title:
+        out.blank()
+        n = len(rows)
+        out.add(out.style(title, bold=True) + out.style(f"  ({n} row{'s' if n != 1 else ''})", dim=True))
+    if not headers:
+        out.add("  (empty table)")
+        return
+    cells = [[one_line(format_value(v)) for v in r] for r in rows]
+    numeric = [bool(rows) and all(is_number(r[i]) or r[i] is None for r in rows) and any(is_number(r[i]) for r in rows)
+               for i in range(len(headers))]
+    natural = [max([text_width(h)] + [text_width(c[i]) for c in cells]) for i, h in enumerate(headers)]
+    widths = _fit_widths(natural, out.width)
+    st = status_index(table, headers)
+
+    def line(values: List[str], raw: Optional[List[Any]], header: bool) -> str:
+        parts = []
+        for i, (v, w) in enumerate(zip(values, widths)):
+            t = truncate(v, w)
+            fill = " " * (w - text_width(t))
+            if header:
+                t = out.style(t, bold=True)
+            elif raw is not None and i == st:
+                t = out.status(t, raw[i])
+            parts.append(fill + t if numeric[i] and not header else t + fill)
+        return "  ".join(parts)
+
+    out.add(line(headers, None, True))
+    out.add("  ".join("-" * w for w in widths))
+    for r, c in zip(rows, cells):
+        out.add(line(c, r, False))
+    if not rows:
+        out.add(out.style("(no rows)", dim=True))
+    if table.note:
+        out.paragraph(table.note)
+
+
+def _findings(out: _Out, findings: Sequence[Finding]) -> None:
+    out.blank()
+    out.add(out.style(f"Findings ({len(findings)})", bold=True))
+    sev_w = max(text_width(f.severity) for f in findings)
+    loc_w = min(40, max(text_width(one_line(f.location)) for f in findings))
+    rule_w = min(30, max(text_width(one_line(f.rule)) for f in findings))
+    for _sev, group in ordered_findings(findings):
+        for f in group:
+            head = "  ".join([pad(one_line(f.location), loc_w), pad(one_line(f.rule), rule_w)])
+            sev = out.status(pad(f.severity, sev_w), f.severity)
+            prefix = f"{sev}  {head}  "
+            indent = sev_w + 2 + text_width(head) + 2
+            message = one_line(f.message)
+            if indent > out.width // 2:
+                out.add(prefix.rstrip())
+                out.paragraph(message, indent="    ")
+            else:
+                wrapped = textwrap.wrap(message, width=max(20, out.width - indent), break_long_words=False) or [""]
+                out.add(prefix + wrapped[0])
+                for w in wrapped[1:]:
+                    out.add(" " * indent + w)
+            if f.suggestion:
+                out.paragraph("→ " + one_line(f.suggestion), indent=" " * (sev_w + 2))
+
+
+def sparkline(ys: Sequence[float], width: int = 32, log: bool = False) -> str:
+    vals = [math.log10(y) for y in ys] if log else list(ys)
+    if not vals:
+        return ""
+    if len(vals) > width:  # bucket means
+        buckets = []
+        for b in range(width):
+            chunk = vals[b * len(vals) // width:(b + 1) * len(vals) // width]
+            buckets.append(sum(chunk) / len(chunk))
+        vals = buckets
+    lo, hi = min(vals), max(vals)
+    if hi == lo:
+        return SPARK[3] * len(vals)
+    return "".join(SPARK[min(len(SPARK) - 1, int((v - lo) / (hi - lo) * len(SPARK)))] for v in vals)
+
+
+def _series(out: _Out, series: Series) -> None:
+    out.blank()
+    scale = "  (log y)" if series.log_y else ""
+    out.add(out.style(one_line(series.title), bold=True) + out.style(f"  [{series.x_label} → {series.y_label}]{scale}", dim=True))
+    pts, notes = prepare(series)
+    if not pts:
+        out.add("  (no data)")
+    label_w = min(24, max(text_width(one_line(k)) for k in pts)) if pts else 0
+    for label, keep in pts.items():
+        name = pad(truncate(one_line(label), label_w), label_w)
+        if not keep:
+            out.add(f"  {name}  (no points to draw)")
+            continue
+        ys = [y for _, y in keep]
+        spark = sparkline(ys, log=series.log_y)
+        out.add(f"  {name}  {spark}  n={len(keep)}  x {format_value(keep[0][0])}..{format_value(keep[-1][0])}"
+                f"  min {format_value(min(ys))}  max {format_value(max(ys))}  last {format_value(ys[-1])}")
+    for note in notes:
+        out.add(f"  ({note})")
+    if series.marks:
+        out.add("  marks: " + ", ".join(f"{one_line(str(lbl))} @ {format_value(x)}" for x, lbl in series.marks))
+
+
+def _section(out: _Out, section: Section) -> None:
+    out.heading(section.title, "-")
+    for para in section.text:
+        out.blank()
+        out.paragraph(para)
+    for table in section.tables:
+        _table(out, table)
+    if section.findings:
+        _findings(out, section.findings)
+    for series in section.series:
+        _series(out, series)
+
+
+def terminal_width() -> int:
+    return max(MIN_WIDTH, shutil.get_terminal_size((100, 24)).columns)
+
+
+def render_text(report: Report, color: bool = False, width: Optional[int] = None) -> str:
+    """The report as aligned plain text for a terminal; ANSI colour only when ``color``."""
+    out = _Out(color, max(MIN_WIDTH, width) if width else terminal_width())
+    title = one_line(report.title) or report.schema
+    out.add(out.style(title, bold=True))
+    out.add("=" * min(max(1, text_width(title)), out.width))
+    if report.summary:
+        out.blank()
+        label_w = max(text_width(one_line(str(k))) + 1 for k, _ in report.summary)
+        for key, value in report.summary:
+            text = one_line(format_value(value))
+            out.add(f"{pad(one_line(str(key)) + ':', label_w)} {out.status(text, value)}")
+    for section in report.sections:
+        _section(out, section)
+    return "\n".join(out.lines).rstrip("\n") + "\n"
+
