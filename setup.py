@@ -27,6 +27,8 @@ setup(
     packages=find_packages(include=["ascend_tools", "ascend_tools.*"]),
     package_data={"ascend_tools.opcheck": ["data/*.json", "data/*.json.gz"]},
     include_package_data=True,
+    # the demo's example models, for installs that are not a source checkout (see ascend_tools/demo.py)
+    data_files=[("share/ascend-doctor/examples", ["examples/llama_7b.py", "examples/train_cuda.py"])],
     install_requires=[
         "torch>=2.1",
         "numpy",

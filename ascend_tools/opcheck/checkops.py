@@ -7,6 +7,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
+import torch
+
 from ..errors import InputError
 from ..report import Finding, Report, Table
 from . import patterns as fusion
@@ -73,7 +75,7 @@ def op_rows(stream: Sequence[OpEvent], version: str) -> List[Dict[str, Any]]:
             "dtypes": dtypes,
             "status": verdict.status,
             "reason": verdict.reason,
-            "dtype_risks": list(verdict.dtype_risks),
+            "dtype_risks": [] if is_view_op(op) else list(verdict.dtype_risks),
             "dtype_notes": list(verdict.dtype_notes),
             "phases": sorted({c.phase for c in calls}, reverse=True),
             "modules": fold(c.module for c in calls),
@@ -82,6 +84,16 @@ def op_rows(stream: Sequence[OpEvent], version: str) -> List[Dict[str, Any]]:
         }
     _resolve_composites(rows)
     return sorted(rows.values(), key=lambda r: (STATUS_ORDER.index(r["status"]), -r["count"], r["op"]))
+
+
+def is_view_op(op: str) -> bool:
+    """Ops that return a view (``as_strided``, ``transpose``, ``detach``) compute nothing, so a float64
+    input is no risk for them: the risk is reported on the ops that compute with it."""
+    ns, _, rest = op.partition("::")
+    name, _, overload = rest.partition(".")
+    packet = getattr(getattr(torch.ops, ns, None), name, None)
+    overload_op = getattr(packet, overload or "default", None) if packet is not None else None
+    return bool(getattr(overload_op, "is_view", False))
 
 
 def _resolve_composites(rows: Dict[str, Dict[str, Any]]) -> None:
@@ -246,6 +258,7 @@ def exit_code(report: Report, fail_on: str) -> int:
 def check_ops(opts: Options) -> Report:
     """Run the whole check on ``opts.target``; raises InputError when it cannot run."""
     opts.torch_npu_version = support.normalize_version(opts.torch_npu_version)
+    _check_target_exists(opts.target)
     spec = {
         "target": opts.target, "entry": opts.entry, "batch": opts.batch, "seq_len": opts.seq_len,
         "dtype": opts.dtype, "backward": opts.backward, "torch_npu_version": opts.torch_npu_version,
@@ -255,6 +268,16 @@ def check_ops(opts: Options) -> Report:
     if opts.scan_source and payload.get("source_file"):
         findings = source_scan.scan_target(payload["source_file"])
     return build_report(opts, payload, findings)
+
+
+def _check_target_exists(path: str) -> None:
+    """The cheap input errors, before paying for a child process that imports torch."""
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file or directory")
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
+        raise InputError(f"{path}: directory holds no config.json (expected a Hugging Face model directory)")
+    if os.path.isfile(path) and not path.endswith((".py", ".json")):
+        raise InputError(f"{path}: expected a Python file (.py) or a Hugging Face config (.json or its directory)")
 
 
 def scan_only(opts: Options) -> Report:

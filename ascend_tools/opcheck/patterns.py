@@ -21,7 +21,9 @@ from .trace import OpEvent
 
 # Hugging Face MLPs compute act(gate_proj(x)) * up_proj(x) with two separate projections, so the
 # up-projection's matmul sits between the activation and the multiply.
+# The "chunk" RoPE form computes cat(x1*cos - x2*sin, x1*sin + x2*cos): rotate_half with halved cos/sin.
 EXTRA_RULES: Dict[str, List[str]] = {
+    "torch_npu.npu_rotary_mul": ["(chunk)-mul-mul-sub-mul-mul-add-cat"],
     "torch_npu.npu_swiglu": ["silu-(matmul){0,1}-mul"],
     "torch_npu.npu_geglu": ["gelu-(matmul){0,1}-mul"],
 }

@@ -47,7 +47,19 @@ def load(path: str, entry: Optional[str], batch: int, seq_len: int, dtype: str) 
     with torch.device("meta"):
         target = load_hf(path, batch, seq_len) if is_hf_config(path) else load_python(path, entry)
     target.model.to(DTYPES[dtype])
+    # floating-point example inputs follow the model's dtype, as they must on a real device (the meta
+    # device does not check that addmm's input and weight agree)
+    target.args, target.kwargs = _cast_floating((target.args, target.kwargs), DTYPES[dtype])
     return target
+
+
+def _cast_floating(inputs: Any, dtype: torch.dtype) -> Any:
+    from torch.utils._pytree import tree_map
+
+    def cast(x: Any) -> Any:
+        return x.to(dtype) if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dtype != dtype else x
+
+    return tree_map(cast, inputs)
 
 
 # --- Hugging Face configs ------------------------------------------------------------------------
@@ -100,7 +112,7 @@ def _hf_model(transformers: Any, config: Any, config_file: str) -> torch.nn.Modu
 def load_python(path: str, entry: Optional[str]) -> Target:
     module = _import_file(path)
     name = os.path.basename(path)
-    found = _find_model(module, entry, name)
+    found = _find_model(module, entry, path)
     where = f"{found[0]} in {name}"
     obj = found[1]
     made = _call_user(obj, path) if callable(obj) and not isinstance(obj, torch.nn.Module) else obj
@@ -139,6 +151,7 @@ def _import_file(path: str) -> Any:
 
 
 def _find_model(module: Any, entry: Optional[str], name: str) -> Tuple[str, Any]:
+    """``name`` is the target as the user gave it: messages start with it."""
     if entry:
         if not hasattr(module, entry):
             raise InputError(f"{name}: --entry {entry}: no such name in the file")
@@ -172,13 +185,23 @@ def _call_user(fn: Callable[[], Any], path: str) -> Any:
     except InputError:
         raise
     except Exception as exc:
-        raise UserCodeError(describe_user_exception(exc, os.path.dirname(os.path.abspath(path)))) from exc
+        raise UserCodeError(describe_user_exception(exc, os.path.dirname(os.path.abspath(path)), path)) from exc
 
 
-def describe_user_exception(exc: BaseException, user_dir: str) -> str:
+def describe_user_exception(exc: BaseException, user_dir: str, target: Optional[str] = None) -> str:
     import traceback
 
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if os.path.abspath(f.filename).startswith(user_dir)]
-    where = f"{os.path.relpath(frames[-1].filename)}:{frames[-1].lineno}: " if frames else ""
+    where = f"{_shown_path(frames[-1].filename, target)}:{frames[-1].lineno}: " if frames else ""
     text = str(exc).strip().splitlines()
     return "{}{}: {}".format(where, type(exc).__name__, text[0] if text else "").rstrip(": ")
+
+
+def _shown_path(filename: str, target: Optional[str]) -> str:
+    """The target file as the user named it; another file relative to the working directory when it is
+    below it, else absolute."""
+    full = os.path.abspath(filename)
+    if target is not None and full == os.path.abspath(target):
+        return target
+    rel = os.path.relpath(full)
+    return full if rel.startswith(os.pardir) else rel

@@ -114,9 +114,7 @@ class ModulePath:
     def __init__(self) -> None:
         self._tracker = None
         try:
-            from torch.utils.module_tracker import ModuleTracker
-
-            self._tracker = ModuleTracker()
+            self._tracker = _kwargs_aware_tracker()
         except ImportError:  # torch < 2.3
             self._stack: List[str] = []
             self._names: Dict[int, str] = {}
@@ -161,6 +159,43 @@ class ModulePath:
         return self._INDEX.sub("", max(parents, key=lambda p: (p.count("."), p)))
 
 
+def _kwargs_aware_tracker() -> Any:
+    """``torch.utils.module_tracker.ModuleTracker``, made to see tensors passed by keyword.
+
+    The stock tracker leaves a module in backward when the gradients of its *positional* inputs are
+    done; a module called with keyword tensors only (Hugging Face: ``self.self_attn(hidden_states=...)``)
+    is then never left, and every later backward op is attributed to it. Here the leave-hook is
+    registered after the forward, with the keyword inputs included."""
+    from torch.autograd.graph import register_multi_grad_hook
+    from torch.utils.hooks import RemovableHandle
+    from torch.utils.module_tracker import ModuleTracker
+
+    needed = ("_get_mod_name", "_get_append_fn", "_get_pop_fn", "_hooks")
+    base = ModuleTracker()
+    if not all(hasattr(base, n) for n in needed):
+        return base  # another torch's internals: the stock behaviour
+
+    class Tracker(ModuleTracker):
+        def _fw_pre_hook(self, mod: Any, _input: Any) -> None:
+            self._get_append_fn(self._get_mod_name(mod), False)()
+
+        def _fw_post_hook(self, mod: Any, args: Any, kwargs: Any, output: Any) -> None:  # type: ignore[override]
+            name = self._get_mod_name(mod)
+            self._get_pop_fn(name, False)()
+            for tensors, fn in (((args, kwargs), self._get_pop_fn(name, True)), (output, self._get_append_fn(name, True))):
+                flat = [t for t in tree_flatten(tensors)[0] if isinstance(t, torch.Tensor) and t.requires_grad]
+                if flat:
+                    self._hooks.append(register_multi_grad_hook(flat, fn))
+
+        def __enter__(self) -> "Tracker":
+            mod = torch.nn.modules.module
+            self._fw_pre_handle: RemovableHandle = mod.register_module_forward_pre_hook(self._fw_pre_hook)
+            self._fw_post_handle: RemovableHandle = mod.register_module_forward_hook(self._fw_post_hook, with_kwargs=True)
+            return self
+
+    return Tracker()
+
+
 class OpTraceMode(TorchDispatchMode):
     """Appends an :class:`OpEvent` for every op that reaches dispatch while active."""
 
@@ -196,13 +231,16 @@ class OpTraceMode(TorchDispatchMode):
         if name not in self._via and self._expand(name):
             key = next((k for k in _COMPOSITE_KEYS if func.has_kernel_for_dispatch_key(k)), None)
             if key is not None:
-                mark = len(self.events)
                 self._via.append(name)
                 try:
                     with self:
                         return func._op_dk(key, *args, **kwargs)
-                except Exception:  # the composite kernel cannot run here: keep the op, drop its partial children
-                    del self.events[mark:]
+                except Exception:
+                    # The composite kernel cannot finish on meta tensors, typically because an op it calls
+                    # has no meta kernel (cummax.out -> _cummax_helper). Keep the children recorded so far,
+                    # that op included: they are what the NPU runs, and dropping them would make the
+                    # composite look like a metadata-only kernel. Its own meta kernel makes the outputs.
+                    pass
                 finally:
                     self._via.pop()
         return func(*args, **kwargs)

@@ -1,0 +1,54 @@
+"""``ascend-doctor demo``: every job on built-in examples, no device needed, reports in one folder."""
+import glob
+import os
+import sys
+from typing import Callable, List
+
+from .errors import InputError
+from .report import Report, write_report
+
+FORMATS = (("html", "html"), ("markdown", "md"), ("json", "json"))
+EXAMPLES = ("llama_7b.py", "train_cuda.py")
+
+
+def examples_dir() -> str:
+    """The example models: ``examples/`` of a source checkout, else the copy installed under
+    ``<prefix>/share/ascend-doctor/examples`` by setup.py."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for candidate in (os.path.join(here, "examples"), os.path.join(sys.prefix, "share", "ascend-doctor", "examples")):
+        if all(os.path.isfile(os.path.join(candidate, name)) for name in EXAMPLES):
+            return candidate
+    raise InputError("the example models ({}) are not installed: run the demo from a source checkout".format(
+        ", ".join(EXAMPLES)))
+
+
+def save(report: Report, out_dir: str, stem: str) -> List[str]:
+    paths = []
+    for fmt, ext in FORMATS:
+        path = os.path.join(out_dir, f"{stem}.{ext}")
+        write_report(report, fmt, path)
+        paths.append(path)
+    return paths
+
+
+def run(out_dir: str, echo: Callable[[str], None] = print) -> None:
+    from . import env
+    from .opcheck import checkops
+
+    os.makedirs(out_dir, exist_ok=True)
+    for stale in glob.glob(os.path.join(out_dir, "*.*")):
+        if stale.endswith((".html", ".md", ".json")):
+            os.remove(stale)
+    src = examples_dir()
+    for name in EXAMPLES:
+        target = os.path.relpath(os.path.join(src, name))
+        echo(f"check-ops {target} ...")
+        report = checkops.check_ops(checkops.Options(target=target))
+        stem = "check-ops-" + os.path.splitext(name)[0]
+        paths = save(report, out_dir, stem)
+        for label, value in report.summary[2:]:
+            echo("  {:<18} {}".format(label + ":", value))
+        echo("  reports: {}".format(", ".join(paths)))
+    echo("env ...")
+    echo("  reports: {}".format(", ".join(save(env.build_report(env.collect()), out_dir, "env"))))
+    echo("Open {} in a browser.".format(os.path.join(out_dir, "check-ops-train_cuda.html")))
