@@ -59,6 +59,8 @@ def main(debug: bool) -> None:
               help="torch_npu release to judge against, e.g. 2.14 or 2.6.0 [default: newest in the table].")
 @click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,
               help="Cast the model to this dtype before tracing.")
+@click.option("--autocast", is_flag=True,
+              help="Trace under torch.autocast with --dtype (fp32 weights, bf16/fp16 compute), as AMP training runs.")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
               help="Batch size of the generated inputs (Hugging Face configs).")
 @click.option("--seq-len", type=click.IntRange(min=1), default=128, show_default=True,
@@ -72,7 +74,7 @@ def main(debug: bool) -> None:
               help="Exit with status 1 when a finding is at or above this severity.")
 @output_options
 @handle_errors
-def check_ops_cmd(target: str, entry: Any, torch_npu_version: Any, dtype: str, batch: int, seq_len: int,
+def check_ops_cmd(target: str, entry: Any, torch_npu_version: Any, dtype: str, autocast: bool, batch: int, seq_len: int,
                   no_backward: bool, scan_only: bool, no_scan: bool, timeout: float, fail_on: str,
                   fmt: str, output: Any) -> None:
     """Which ops of TARGET have no NPU kernel, which code is CUDA-only, what could be fused.
@@ -86,7 +88,7 @@ def check_ops_cmd(target: str, entry: Any, torch_npu_version: Any, dtype: str, b
 
     opts = checkops.Options(
         target=target, entry=entry, torch_npu_version=torch_npu_version or support.DEFAULT_VERSION,
-        batch=batch, seq_len=seq_len, dtype=dtype, backward=not no_backward, timeout=timeout,
+        batch=batch, seq_len=seq_len, dtype=dtype, autocast=autocast, backward=not no_backward, timeout=timeout,
         scan_source=not no_scan, debug=click.get_current_context().find_root().params["debug"],
     )
     report = checkops.scan_only(opts) if scan_only else checkops.check_ops(opts)

@@ -1,36 +1,67 @@
-"""Child process of check-ops: build the target model and trace it; write the trace as JSON.
+"""Child process of check-ops: build the target model, trace it, judge every op; write JSON.
 
 ``python -m ascend_tools.opcheck.child SPEC.json OUT.json``. The user's code runs here, not in the
 CLI's process, so a crash or hang in it is reported by the parent (``runner.py``) instead of inherited.
-OUT holds either ``{"trace": ...}`` or ``{"error": "one line"}``.
+Everything that needs torch happens here too; OUT holds the verdict rows and pattern rows (small),
+or ``{"error": "one line"}``.
 """
 import json
+import os
 import sys
-from dataclasses import asdict
+from typing import Any, List, Tuple
 
 from ..errors import InputError
-from . import support, target, trace
+from . import patterns, support, target, trace, verdicts
+
+
+def autocast_contexts(dtype: str) -> Tuple[Any, List[Any]]:
+    """Autocast does not apply to meta tensors, so ``--autocast`` traces fake CPU tensors instead:
+    (the mode to build the model under, the contexts to trace under). SDPA is held to its math
+    backend, which is what decomposes the same way on every device."""
+    import contextlib
+
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    fake = FakeTensorMode(allow_non_fake_inputs=True)
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        math_sdpa: Any = sdpa_kernel([SDPBackend.MATH])
+    except ImportError:  # torch < 2.3: CPU SDPA has only the math backend there
+        math_sdpa = contextlib.nullcontext()
+    return fake, [fake, torch.autocast("cpu", dtype=target.DTYPES[dtype]), math_sdpa]
 
 
 def trace_target(spec: dict) -> dict:
-    tgt = target.load(spec["target"], spec.get("entry"), spec["batch"], spec["seq_len"], spec["dtype"])
+    build, outer = (None, []) if not spec.get("autocast") else autocast_contexts(spec["dtype"])
+    model_dtype = None if spec.get("autocast") else spec["dtype"]  # autocast keeps the fp32 weights
+    tgt = target.load(spec["target"], spec.get("entry"), spec["batch"], spec["seq_len"], model_dtype, build)
     version = spec["torch_npu_version"]
 
     def expand(op: str) -> bool:
-        return not support.has_npu_kernel(op, version) and support.has_composite_explicit(op)
+        # Not under --autocast: a composite kernel called directly on FakeTensors bypasses FakeTensorMode
+        # (an infra mode) for the ops it calls, which then return meta tensors.
+        return (not spec.get("autocast") and op.startswith("aten::") and not support.has_npu_kernel(op, version)
+                and support.has_composite_explicit(op))
 
     result = trace.run_traced(
         tgt.model,
         lambda: tgt.model(*tgt.args, **tgt.kwargs),
         backward=spec["backward"],
         expand=expand,
+        outer=outer,
     )
-    result.dtype = spec["dtype"]
+    stream = verdicts.npu_stream(result.events, version)
+    top_level = [e for e in stream if not e.via]
     return {
         "description": tgt.description,
         "kind": tgt.kind,
         "source_file": tgt.source_file,
-        "trace": asdict(result),
+        "trace": {"error": result.error, "events": len(result.events),
+                  "device": "fake cpu" if spec.get("autocast") else "meta"},
+        "ops": verdicts.op_rows(stream, version, result.sites, expanded=not spec.get("autocast")),
+        "patterns": patterns.summarize(patterns.find(top_level)),
     }
 
 
@@ -49,4 +80,8 @@ def main(argv: list) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    status = main(sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown (about 1 s with torch and transformers loaded): the result is written.
+    os._exit(status)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Dict, List, Sequence, Tuple
 
+from .events import OpEvent
 from .module_paths import common_ancestor, fold
-from .trace import OpEvent
 
 # Hugging Face MLPs compute act(gate_proj(x)) * up_proj(x) with two separate projections, so the
 # up-projection's matmul sits between the activation and the multiply.

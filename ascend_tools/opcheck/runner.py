@@ -7,11 +7,10 @@ import tempfile
 from typing import Any, Dict
 
 from ..errors import InputError
-from .trace import OpEvent, TraceResult
 
 
 def trace_in_child(spec: Dict[str, Any], timeout: float, debug: bool = False) -> Dict[str, Any]:
-    """Return the child's payload with ``trace`` turned back into a :class:`TraceResult`.
+    """Return the child's payload (see ``child.py``).
 
     Raises :class:`InputError` (one line) when the child times out, crashes or reports an error."""
     with tempfile.TemporaryDirectory(prefix="ascend-doctor-") as tmp:
@@ -35,9 +34,6 @@ def trace_in_child(spec: Dict[str, Any], timeout: float, debug: bool = False) ->
             raise InputError("{}: the model process died (exit {}){}".format(spec["target"], proc.returncode, _last_line(proc.stderr)))
     if "error" in payload:
         raise InputError(payload["error"] if payload["error"].startswith(spec["target"]) else "{}: {}".format(spec["target"], payload["error"]))
-    raw = payload["trace"]
-    events = [OpEvent(**{**e, "dtypes": tuple(e["dtypes"]), "shapes": tuple(tuple(s) for s in e["shapes"])}) for e in raw.pop("events")]
-    payload["trace"] = TraceResult(events=events, **raw)
     return payload
 
 

@@ -38,14 +38,19 @@ def is_hf_config(path: str) -> bool:
     return path.endswith(".json")
 
 
-def load(path: str, entry: Optional[str], batch: int, seq_len: int, dtype: str) -> Target:
-    """Build the model on the meta device and make its example inputs."""
+def load(
+    path: str, entry: Optional[str], batch: int, seq_len: int, dtype: Optional[str], build_context: Any = None
+) -> Target:
+    """Build the model on the meta device (or under ``build_context``, e.g. a FakeTensorMode) and
+    make its example inputs."""
     if not os.path.exists(path):
         raise InputError(f"{path}: no such file or directory")
     if os.path.isdir(path) and not is_hf_config(path):
         raise InputError(f"{path}: directory holds no config.json (expected a Hugging Face model directory)")
-    with torch.device("meta"):
+    with build_context if build_context is not None else torch.device("meta"):
         target = load_hf(path, batch, seq_len) if is_hf_config(path) else load_python(path, entry)
+    if dtype is None:  # keep the dtypes the model was built with (autocast: fp32 weights)
+        return target
     target.model.to(DTYPES[dtype])
     # floating-point example inputs follow the model's dtype, as they must on a real device (the meta
     # device does not check that addmm's input and weight agree)

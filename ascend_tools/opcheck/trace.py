@@ -14,14 +14,19 @@ Two places where what the meta device runs differs from what an NPU runs are han
   mode re-dispatches them to their composite kernel with itself still active, so the ops they
   decompose into are recorded too (``via`` names the composite).
 """
+import contextlib
+import os
 import re
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+import sys
+import sysconfig
+from typing import Any, Callable, ContextManager, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
+
+from .events import OpEvent, TraceResult
 
 # Python-level callables (by __name__) of CompositeImplicitAutograd ops that torch_npu registers
 # its own kernel for (from the torch_npu 2.14.0 op table), mapped to the aten op they stand for.
@@ -53,31 +58,6 @@ _COMPOSITE_KEYS = (
     torch._C.DispatchKey.CompositeExplicitAutograd,
     torch._C.DispatchKey.CompositeExplicitAutogradNonFunctional,
 )
-
-
-@dataclass
-class OpEvent:
-    """One call that reached dispatch (or, for ``parent`` events, a fused Python-level call)."""
-
-    op: str  # "aten::mm", "aten::add.Tensor"
-    phase: str  # "forward" | "backward"
-    module: str  # "model.layers.3.self_attn", "" for the root
-    dtypes: Tuple[str, ...]  # dtypes of the tensor inputs, in order
-    shapes: Tuple[Tuple[int, ...], ...]
-    sparse: bool = False
-    via: str = ""  # the CompositeExplicitAutograd op this call was expanded from
-    parent: int = -1  # index of the enclosing fused-call event, -1 if none
-    is_parent: bool = False  # a fused Python-level call (its decomposition follows, tagged with parent)
-
-
-@dataclass
-class TraceResult:
-    events: List[OpEvent] = field(default_factory=list)
-    error: str = ""  # set when the trace stopped early: which op and why
-    device: str = "meta"
-    dtype: str = "float32"
-    autocast: bool = False
-    backward: bool = True
 
 
 def op_name(func: Any) -> str:
@@ -202,6 +182,8 @@ class OpTraceMode(TorchDispatchMode):
     def __init__(self, modules: ModulePath, expand: Optional[Callable[[str], bool]] = None) -> None:
         super().__init__()
         self.events: List[OpEvent] = []
+        # (op, input dtypes) -> where the model code first called it so (forward only)
+        self.sites: Dict[Tuple[str, Tuple[str, ...]], str] = {}
         self.modules = modules
         self.parent = -1  # set by FusedCallMode
         self._expand = expand or (lambda name: False)
@@ -209,6 +191,8 @@ class OpTraceMode(TorchDispatchMode):
 
     def record(self, name: str, args: Any, kwargs: Any, is_parent: bool = False) -> int:
         dtypes, shapes, sparse = _tensor_facts(args, kwargs)
+        if (name, dtypes) not in self.sites and not _in_backward():
+            self.sites[name, dtypes] = user_site()
         self.events.append(
             OpEvent(
                 op=name,
@@ -226,6 +210,10 @@ class OpTraceMode(TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
+        if func is torch.ops.prim.device.default:
+            # a metadata query FakeTensor answers in its own subclass dispatch, which a mode above
+            # FakeTensorMode bypasses: answer it here (the fake device, not the meta storage's)
+            return args[0].device
         name = op_name(func)
         self.record(name, args, kwargs)
         if name not in self._via and self._expand(name):
@@ -285,23 +273,22 @@ def run_traced(
     call: Callable[[], Any],
     backward: bool = True,
     expand: Optional[Callable[[str], bool]] = None,
-    context: Optional[Callable[[], Any]] = None,
+    outer: Sequence[ContextManager[Any]] = (),
 ) -> TraceResult:
     """Run ``call()`` (the model's forward) under the trace, then the loss's backward.
 
+    ``outer`` contexts are entered before the trace's modes (a FakeTensorMode must sit below them).
     An op that cannot run on meta tensors (no meta kernel, data-dependent shapes) stops the trace;
     the events up to it are kept and ``error`` says which op stopped it."""
     result = TraceResult(backward=backward)
-    with ModulePath() as modules:
+    with ModulePath() as modules, contextlib.ExitStack() as stack:
+        for ctx in outer:
+            stack.enter_context(ctx)
         modules.name_modules(model)
         ops = OpTraceMode(modules, expand)
         try:
             with ops, FusedCallMode(ops):
-                if context is not None:
-                    with context():
-                        output = call()
-                else:
-                    output = call()
+                output = call()
                 loss = scalar_loss(output)
                 if backward:
                     loss.backward()
@@ -309,7 +296,37 @@ def run_traced(
             last = ops.events[-1].op if ops.events else "(before the first op)"
             result.error = f"trace stopped at {last}: {type(exc).__name__}: {_first_line(exc)}"
         result.events = ops.events
+        result.sites = ops.sites
     return result
+
+
+_SKIP_DIRS = tuple(os.path.dirname(os.path.abspath(m.__file__)) + os.sep for m in (torch, sys.modules[__package__.split(".")[0]]))
+_STDLIB = os.path.abspath(sysconfig.get_paths()["stdlib"]) + os.sep
+_SITE = os.sep + "site-packages" + os.sep
+
+
+def _is_library(path: str) -> bool:
+    return path.startswith(_SKIP_DIRS) or (path.startswith(_STDLIB) and _SITE not in path) or path.startswith("<")
+
+
+def user_site() -> str:
+    """``file:line in function`` of the innermost frame outside torch, the standard library and this
+    package: the model code that issued the op. Empty in backward (the autograd engine calls in)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        path = os.path.abspath(frame.f_code.co_filename)
+        if not _is_library(path):
+            return f"{_short_path(path)}:{frame.f_lineno} in {frame.f_code.co_name}"
+        frame = frame.f_back
+    return ""
+
+
+def _short_path(path: str) -> str:
+    """Relative to the working directory when under it, else from the package dir in site-packages."""
+    rel = os.path.relpath(path)
+    if not rel.startswith(".."):
+        return rel
+    return path.split(_SITE, 1)[1] if _SITE in path else path
 
 
 def _first_line(exc: BaseException) -> str:

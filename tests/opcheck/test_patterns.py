@@ -6,7 +6,7 @@ import re
 import pytest
 import torch
 
-from ascend_tools.opcheck import checkops, patterns, support, trace
+from ascend_tools.opcheck import patterns, support, trace, verdicts
 from ascend_tools.opcheck.trace import OpEvent
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -29,7 +29,7 @@ def _tiny_llama(impl):
     assert model.config._attn_implementation == impl
     result = trace.run_traced(model, lambda: model(input_ids=ids, labels=ids), backward=False)
     assert not result.error
-    stream = checkops.npu_stream(result.events, VERSION)
+    stream = verdicts.npu_stream(result.events, VERSION)
     return model, stream, patterns.find([e for e in stream if not e.via])
 
 

@@ -1,0 +1,30 @@
+"""What the op trace records: plain dataclasses, free of torch so the CLI process can use them."""
+from dataclasses import dataclass, field
+from typing import Dict, List, Tuple
+
+
+@dataclass
+class OpEvent:
+    """One call that reached dispatch (or, for ``parent`` events, a fused Python-level call)."""
+
+    op: str  # "aten::mm", "aten::add.Tensor"
+    phase: str  # "forward" | "backward"
+    module: str  # "model.layers.3.self_attn", "" for the root
+    dtypes: Tuple[str, ...]  # dtypes of the tensor inputs, in order
+    shapes: Tuple[Tuple[int, ...], ...]
+    sparse: bool = False
+    via: str = ""  # the CompositeExplicitAutograd op this call was expanded from
+    parent: int = -1  # index of the enclosing fused-call event, -1 if none
+    is_parent: bool = False  # a fused Python-level call (its decomposition follows, tagged with parent)
+
+
+@dataclass
+class TraceResult:
+    events: List[OpEvent] = field(default_factory=list)
+    # (op, input dtypes) -> "file:line in function" of the first forward call with those dtypes
+    sites: Dict[Tuple[str, Tuple[str, ...]], str] = field(default_factory=dict)
+    error: str = ""  # set when the trace stopped early: which op and why
+    device: str = "meta"
+    dtype: str = "float32"
+    autocast: bool = False
+    backward: bool = True

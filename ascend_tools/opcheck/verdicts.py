@@ -1,0 +1,131 @@
+"""Per-op verdicts for a trace: which op runs on the NPU, falls back to the CPU, or fails.
+
+Runs in the child process next to the trace (it needs torch for the dispatcher's view of each op);
+the CLI process only receives the rows.
+"""
+from collections import OrderedDict
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from . import support
+from .events import OpEvent
+from .module_paths import fold
+
+# worst first: the status an op gets when several of its calls (or decomposed parts) differ
+STATUS_ORDER = ("unsupported", "cpu_fallback", "composite", "npu")
+
+
+def npu_stream(events: Sequence[OpEvent], version: str) -> List[OpEvent]:
+    """The events as the NPU would run them.
+
+    A fused Python-level call (``is_parent``) stands for its decomposition when torch_npu has a kernel
+    for it; otherwise the decomposition runs and the parent event is dropped."""
+    fused = {i for i, e in enumerate(events) if e.is_parent and support.has_npu_kernel(e.op, version)}
+    out = []
+    for i, e in enumerate(events):
+        if e.is_parent:
+            if i in fused:
+                out.append(e)
+        elif e.parent not in fused:
+            out.append(e)
+    return out
+
+
+RISKY_DTYPES = ("float64", "complex64", "complex128", "complex32")
+
+
+def op_rows(
+    stream: Sequence[OpEvent],
+    version: str,
+    sites: Optional[Dict[Tuple[str, Tuple[str, ...]], str]] = None,
+    expanded: bool = True,
+) -> List[Dict[str, Any]]:
+    """One row per op with count, dtypes, example shapes, phases, folded module paths and verdict."""
+    groups: OrderedDict[str, List[OpEvent]] = OrderedDict()
+    for e in stream:
+        groups.setdefault(e.op, []).append(e)
+    rows: Dict[str, Dict[str, Any]] = {}
+    for op, calls in groups.items():
+        dtypes = sorted({d for c in calls for d in c.dtypes})
+        verdict = support.op_verdict(op, dtypes, version, sparse=any(c.sparse for c in calls))
+        shapes: List[List[List[int]]] = []
+        for c in calls:
+            example = [list(s) for s in c.shapes]
+            if example not in shapes and len(shapes) < 3:
+                shapes.append(example)
+        rows[op] = {
+            "op": op,
+            "count": len(calls),
+            "dtypes": dtypes,
+            "status": verdict.status,
+            "reason": verdict.reason,
+            "dtype_risks": [] if is_view_op(op) else list(verdict.dtype_risks),
+            "dtype_notes": list(verdict.dtype_notes),
+            "phases": sorted({c.phase for c in calls}, reverse=True),
+            "modules": fold(c.module for c in calls),
+            "via": sorted({c.via for c in calls if c.via}),
+            "shapes": shapes,
+            "site": _first_site(calls, sites or {}, lambda c: True),
+            "risk_site": _first_site(calls, sites or {}, lambda c: any(d in RISKY_DTYPES for d in c.dtypes)),
+        }
+    if expanded:
+        _resolve_composites(rows)
+    else:
+        for op, row in rows.items():
+            if row["status"] == "composite" and is_view_op(op):
+                row["status"], row["reason"] = "npu", "view op: device-agnostic kernel (tensor metadata only)"
+            elif row["status"] == "composite":
+                row["reason"] = ("no NPU kernel of its own; decomposes at run time (not expanded under --autocast: "
+                                 "run without it to see into what)")
+    return sorted(rows.values(), key=lambda r: (STATUS_ORDER.index(r["status"]), -r["count"], r["op"]))
+
+
+def _first_site(calls: Sequence[OpEvent], sites: Dict[Tuple[str, Tuple[str, ...]], str], pick: Any) -> str:
+    """Where the model code first made a call that ``pick`` selects (forward calls only carry a site)."""
+    for c in calls:
+        site = sites.get((c.op, c.dtypes), "") if pick(c) else ""
+        if site:
+            return site
+    return ""
+
+
+def is_view_op(op: str) -> bool:
+    """Ops that return a view (``as_strided``, ``transpose``, ``detach``) compute nothing, so a float64
+    input is no risk for them: the risk is reported on the ops that compute with it."""
+    ns, _, rest = op.partition("::")
+    name, _, overload = rest.partition(".")
+    import torch
+
+    packet = getattr(getattr(torch.ops, ns, None), name, None)
+    overload_op = getattr(packet, overload or "default", None) if packet is not None else None
+    return bool(getattr(overload_op, "is_view", False))
+
+
+def _resolve_composites(rows: Dict[str, Dict[str, Any]]) -> None:
+    """A composite op (no NPU kernel of its own) is as good as the worst op it decomposed into.
+
+    CompositeExplicitAutograd kernels are device-agnostic by definition: one that dispatched no other
+    op (``detach``, ``alias``, ``_unsafe_view`` only touch tensor metadata) runs on the NPU as it is."""
+    children: Dict[str, List[str]] = {}
+    for op, row in rows.items():
+        for parent in row["via"]:
+            if parent != op:
+                children.setdefault(parent, []).append(op)
+
+    def worst(op: str, seen: frozenset) -> str:
+        row = rows[op]
+        if row["status"] != "composite" or op in seen:
+            return row["status"]
+        return min((worst(c, seen | {op}) for c in children.get(op, [])), key=STATUS_ORDER.index, default="npu")
+
+    for op, row in rows.items():
+        if row["status"] != "composite":
+            continue
+        row["status"] = worst(op, frozenset())
+        bad = [c for c in children.get(op, []) if rows[c]["status"] in ("cpu_fallback", "unsupported")]
+        if bad:
+            row["reason"] = "no NPU kernel of its own; its CompositeExplicitAutograd decomposition runs {} ({})".format(
+                ", ".join(bad), row["status"])
+        elif op in children:
+            row["reason"] = "no NPU kernel of its own; decomposes into ops that all have NPU kernels"
+        else:
+            row["reason"] = "device-agnostic CompositeExplicitAutograd kernel (tensor metadata only)"
