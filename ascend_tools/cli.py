@@ -1,47 +1,11 @@
-"""The ``ascend-doctor`` command: each verb parses options, calls the library, renders a Report."""
-import functools
+"""The ``ascend-doctor`` command group. Each verb lives in ``ascend_tools/commands/<verb>.py``:
+it parses options, calls the library and renders a Report."""
 import logging
-import sys
-from typing import Any, Callable
 
 import click
 
 from . import __version__
-from .errors import InputError
-
-log = logging.getLogger("ascend_tools")
-
-
-def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Bad input → one line on stderr and exit status 2; a bug → one line too, unless --debug."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        debug = click.get_current_context().find_root().params.get("debug", False)
-        try:
-            return fn(*args, **kwargs)
-        except InputError as exc:
-            if debug:
-                raise
-            click.echo(f"ascend-doctor: error: {exc}", err=True)
-            sys.exit(2)
-        except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
-            raise
-        except Exception as exc:
-            if debug:
-                raise
-            click.echo(f"ascend-doctor: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
-            sys.exit(2)
-
-    return wrapper
-
-
-def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    fn = click.option("--output", "-o", "output", type=click.Path(dir_okay=False), default=None,
-                      help="Write the report to FILE instead of stdout.")(fn)
-    fn = click.option("--format", "-f", "fmt", type=click.Choice(["table", "markdown", "json", "html"]),
-                      default="table", show_default=True, help="Report format.")(fn)
-    return fn
+from .commands import check_ops, demo, env
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -52,70 +16,9 @@ def main(debug: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="ascend-doctor: %(message)s")
 
 
-@main.command("check-ops")
-@click.argument("target", type=str)
-@click.option("--entry", help="Name of the model object or factory function in TARGET (a .py file).")
-@click.option("--torch-npu-version", default=None,
-              help="torch_npu release to judge against, e.g. 2.14 or 2.6.0 [default: newest in the table].")
-@click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,
-              help="Cast the model to this dtype before tracing.")
-@click.option("--autocast", is_flag=True,
-              help="Trace under torch.autocast with --dtype (fp32 weights, bf16/fp16 compute), as AMP training runs.")
-@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Batch size of the generated inputs (Hugging Face configs).")
-@click.option("--seq-len", type=click.IntRange(min=1), default=128, show_default=True,
-              help="Sequence length of the generated inputs (Hugging Face configs).")
-@click.option("--no-backward", is_flag=True, help="Trace the forward pass only.")
-@click.option("--scan-only", is_flag=True, help="Only scan the source for CUDA-only code; do not run the model.")
-@click.option("--no-scan", is_flag=True, help="Do not scan the source for CUDA-only code.")
-@click.option("--timeout", type=click.FloatRange(min=1), default=300, show_default=True,
-              help="Seconds the model process may take to build and trace.")
-@click.option("--fail-on", type=click.Choice(["error", "warning", "never"]), default="error", show_default=True,
-              help="Exit with status 1 when a finding is at or above this severity.")
-@output_options
-@handle_errors
-def check_ops_cmd(target: str, entry: Any, torch_npu_version: Any, dtype: str, autocast: bool, batch: int, seq_len: int,
-                  no_backward: bool, scan_only: bool, no_scan: bool, timeout: float, fail_on: str,
-                  fmt: str, output: Any) -> None:
-    """Which ops of TARGET have no NPU kernel, which code is CUDA-only, what could be fused.
-
-    TARGET is a Python file that defines the model (build_model(), an nn.Module instance, or --entry),
-    or a Hugging Face config.json / a directory holding one. The model is traced on the meta device:
-    no weights are allocated and no device is needed.
-    """
-    from .opcheck import checkops, support
-    from .report import write_report
-
-    opts = checkops.Options(
-        target=target, entry=entry, torch_npu_version=torch_npu_version or support.DEFAULT_VERSION,
-        batch=batch, seq_len=seq_len, dtype=dtype, autocast=autocast, backward=not no_backward, timeout=timeout,
-        scan_source=not no_scan, debug=click.get_current_context().find_root().params["debug"],
-    )
-    report = checkops.scan_only(opts) if scan_only else checkops.check_ops(opts)
-    write_report(report, fmt, output)
-    sys.exit(checkops.exit_code(report, fail_on))
-
-
-@main.command("env")
-@output_options
-@handle_errors
-def env_cmd(fmt: str, output: Any) -> None:
-    """Versions of torch, torch_npu, CANN, driver and the HCCL / allocator variables that are set."""
-    from . import env
-    from .report import write_report
-
-    write_report(env.build_report(env.collect()), fmt, output)
-
-
-@main.command("demo")
-@click.option("--output-dir", "-o", type=click.Path(file_okay=False), default="ascend-doctor-demo", show_default=True,
-              help="Directory for the demo reports.")
-@handle_errors
-def demo_cmd(output_dir: str) -> None:
-    """Run every job on built-in examples (no device needed) and write the reports."""
-    from . import demo
-
-    demo.run(output_dir, echo=click.echo)
+main.add_command(check_ops.check_ops_cmd)
+main.add_command(env.env_cmd)
+main.add_command(demo.demo_cmd)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,50 @@
+"""Read a dump, whichever tool wrote it: one interface over ours (``store.py``) and msprobe's
+(``msprobe_reader.py``), so ``compare`` takes either as either side."""
+import os
+from typing import Any, Dict, Iterator, List, Optional
+
+from ..errors import InputError
+from .records import Record, TensorInfo
+
+
+class Dump:
+    """One rank's dump, read-only. Subclasses implement the four methods below."""
+
+    format = "unknown"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.meta: Dict[str, Any] = {}
+
+    def steps(self) -> List[int]:
+        """The steps this dump holds, ascending."""
+        raise NotImplementedError
+
+    def records(self, step: int) -> Iterator[Record]:
+        """The records of ``step`` in execution order."""
+        raise NotImplementedError
+
+    def load_tensor(self, info: TensorInfo, step: int) -> Any:
+        """The saved tensor as a CPU ``torch.Tensor`` in its original dtype, or None when this dump
+        holds no tensor for it (stats or hash mode)."""
+        raise NotImplementedError
+
+    def stack(self, stack_id: Optional[int]) -> List[str]:
+        """The Python stack of a record (outermost first) as ``file:line in function`` strings."""
+        raise NotImplementedError
+
+
+def open_dump(path: str, rank: Optional[int] = None) -> Dump:
+    """Open ``path`` as our dump (a ``meta.json`` at or below it) or msprobe's (a ``dump.json``).
+
+    ``rank`` picks one rank of a multi-rank dump (default: the lowest). Raises InputError with one
+    line naming the path when it is neither."""
+    from . import msprobe_reader, store
+
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file or directory")
+    for reader in (store.OurDump, msprobe_reader.MsprobeDump):
+        found = reader.find(path, rank)
+        if found is not None:
+            return found
+    raise InputError(f"{path}: not a dump: found neither meta.json (ascend-doctor) nor dump.json (msprobe)")

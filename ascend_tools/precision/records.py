@@ -1,0 +1,91 @@
+"""The records every precision tool reads and writes: one per op call or module call.
+
+A dump (ours or msprobe's, see ``store.py``) is a sequence of :class:`Record` in execution order,
+per rank and step. Each record describes its tensor inputs and outputs by :class:`TensorInfo`: dtype,
+shape, statistics, and (in tensor mode) where the full tensor is saved, or (in hash mode) a digest.
+Non-tensor arguments are kept in ``args`` so an op can be replayed (see ``diagnose.py``).
+
+Serialisation is plain JSON (``to_json``/``from_json``): dumps never need pickle.
+"""
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional
+
+STAT_KEYS = ("max", "min", "mean", "norm", "nan", "inf", "sat")
+
+
+@dataclass
+class TensorStats:
+    """Summary of one tensor. ``norm`` is the L2 norm; ``nan``/``inf`` count NaN and ±Inf elements;
+    ``sat`` counts finite elements at the dtype's ±max (an fp16 Ascend part saturates instead of
+    overflowing to Inf). Floats are None for empty tensors."""
+
+    max: Optional[float] = None
+    min: Optional[float] = None
+    mean: Optional[float] = None
+    norm: Optional[float] = None
+    nan: int = 0
+    inf: int = 0
+    sat: int = 0
+
+
+@dataclass
+class TensorInfo:
+    dtype: str  # "float32", "bfloat16", "int64", "bool" (torch names without "torch.")
+    shape: List[int]
+    stats: Optional[TensorStats] = None
+    file: Optional[str] = None  # tensor mode: path relative to the step directory
+    digest: Optional[str] = None  # hash mode: hex digest of the tensor's bytes
+
+
+@dataclass
+class Record:
+    """One call of an op (``kind="op"``, name like ``aten::mm``) or a module (``kind="module"``, name
+    like ``model.layers.0.mlp``), with its call index among calls of the same name in its step."""
+
+    id: int  # position in the step's execution order
+    name: str
+    kind: str  # "op" | "module"
+    phase: str  # "forward" | "backward"
+    call: int  # n-th call of this name (and phase) in the step, from 0
+    module: str = ""  # innermost module path the op ran in ("" = root / unknown)
+    inputs: List[TensorInfo] = field(default_factory=list)
+    outputs: List[TensorInfo] = field(default_factory=list)
+    args: Any = None  # JSON form of the call's (args, kwargs), tensors as {"tensor": i} into inputs
+    stack: Optional[int] = None  # id into the dump's deduplicated stacks
+    step: int = 0
+    rank: int = 0
+
+    @property
+    def key(self) -> str:
+        """Stable identity across two runs: ``aten::mm#forward#3``."""
+        return f"{self.name}#{self.phase}#{self.call}"
+
+    def to_json(self) -> Dict[str, Any]:
+        return _drop_none(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: Dict[str, Any]) -> "Record":
+        raw = dict(raw)
+        raw["inputs"] = [tensor_info_from_json(t) for t in raw.get("inputs", [])]
+        raw["outputs"] = [tensor_info_from_json(t) for t in raw.get("outputs", [])]
+        known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def tensor_info_from_json(raw: Dict[str, Any]) -> TensorInfo:
+    stats = raw.get("stats")
+    return TensorInfo(
+        dtype=raw["dtype"],
+        shape=list(raw.get("shape", [])),
+        stats=TensorStats(**{k: stats.get(k) for k in STAT_KEYS if k in stats}) if stats else None,
+        file=raw.get("file"),
+        digest=raw.get("digest"),
+    )
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
