@@ -513,10 +513,10 @@ def build_report(info: Dict[str, Any]) -> Report:
     ]
     rows += [[name, version or "not installed", ""] for name, version in info.get("packages", {}).items()
              if name not in ("torch", "torch_npu")]
-    sec.tables.append(Table(title="Versions", columns=["component", "version", "detail"], rows=rows))
+    sec.tables.append(Table(title="", columns=["component", "version", "detail"], rows=rows))
 
     sec = report.section("Backend")
-    sec.tables.append(Table(title="Backend", columns=["field", "value"],
+    sec.tables.append(Table(title="", columns=["field", "value"],
                             rows=[[k, "" if v is None else v] for k, v in b.items()]))
 
     sec = report.section("Environment variables")
