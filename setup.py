@@ -25,7 +25,10 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.9",
     packages=find_packages(include=["ascend_tools", "ascend_tools.*"]),
-    package_data={"ascend_tools.opcheck": ["data/*.json", "data/*.json.gz"]},
+    package_data={
+        "ascend_tools.opcheck": ["data/*.json", "data/*.json.gz"],
+        "ascend_tools.precision": ["data/*.json"],
+    },
     include_package_data=True,
     # the demo's example models, for installs that are not a source checkout (see ascend_tools/demo.py)
     data_files=[("share/ascend-doctor/examples", ["examples/llama_7b.py", "examples/train_cuda.py"])],

@@ -1,0 +1,662 @@
+"""Capture op and module records while a training script runs: ``with capture(out_dir) as cap``.
+
+* ``level="op"``: one TorchDispatchMode sees every aten op, forward and backward (phase from the
+  autograd engine's current graph task), tagged with the innermost module (:class:`ModulePath`).
+* ``level="module"``: global module hooks record each module call's tensor inputs and outputs, the
+  gradients arriving at its outputs in backward (multi-grad hook on the outputs: the autograd graph
+  is not changed) and each parameter's accumulated gradient (``<param path>.grad``).
+* ``level="mix"``: both.
+
+Per tensor the mode (``stats`` | ``tensor`` | ``hash``) decides what is kept; statistics are always
+computed on the device and batched to the host (``stats.py``). Records are written as JSON lines at each
+flush (every ``flush_every`` records, at each step boundary, at exit). Steps advance at each
+``optimizer.step()`` (a global post-hook) until the script calls :meth:`Capture.step` itself, which
+then takes over. Everything the capture does fails open: an internal error is logged once and the
+user's op returns its own result.
+"""
+import logging
+import os
+import re
+import sys
+import time
+import types
+import weakref
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from ..opcheck.trace import ModulePath, _is_library, _short_path, op_name
+from . import store
+from .stats import StatsQueue, has_stats
+
+log = logging.getLogger("ascend_tools")
+
+LEVELS = ("op", "module", "mix")
+MODES = ("stats", "tensor", "hash")
+STACK_DEPTH = 16
+# names a user may give for an op that never reaches dispatch (CompositeImplicitAutograd) -> what does
+OP_ALIASES = {
+    "matmul": ("mm", "bmm", "addmm", "baddbmm"),
+    "linear": ("addmm", "mm", "bmm"),
+    "softmax": ("_softmax",),
+    "log_softmax": ("_log_softmax",),
+    "layer_norm": ("native_layer_norm",),
+}
+# views whose output holds exactly the input's elements: the output shares the input's statistics
+SAME_VALUES = {
+    "aten::view", "aten::_unsafe_view", "aten::t", "aten::transpose.int", "aten::permute", "aten::detach",
+    "aten::alias", "aten::unsqueeze", "aten::squeeze.dim", "aten::squeeze", "aten::squeeze.dims",
+    "aten::_reshape_alias", "aten::reshape", "aten::clone", "aten::contiguous", "aten::lift_fresh",
+}
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+# bookkeeping ops that compute nothing (record_function markers of the profiler and the optimizer)
+SKIP_NAMESPACES = ("profiler::",)
+
+
+def _task_id() -> Callable[[], int]:
+    fn = getattr(torch._C, "_current_graph_task_id", None)
+    return fn if fn is not None else (lambda: -1)
+
+
+def normalise_op(name: str) -> List[str]:
+    """``aten::mm``, ``aten.mm.default``, ``mm`` → ``["mm"]``; ``matmul`` → the ops it runs as."""
+    n = name.strip()
+    for prefix in ("aten::", "aten."):
+        if n.startswith(prefix):
+            n = n[len(prefix):]
+    if n.endswith(".default"):
+        n = n[: -len(".default")]
+    return list(OP_ALIASES.get(n, (n,)))
+
+
+class _Meta:
+    __slots__ = ("mutated", "name", "same_values", "selected")
+
+    def __init__(self, func: Any, wanted: Optional[set]) -> None:
+        self.name = op_name(func)
+        base = self.name.split("::", 1)[-1]
+        self.selected = (wanted is None or base in wanted or base.split(".", 1)[0] in wanted) \
+            and not self.name.startswith(SKIP_NAMESPACES)
+        self.same_values = self.name in SAME_VALUES
+        muts = []
+        for i, a in enumerate(func._schema.arguments):
+            info = a.alias_info
+            if info is not None and info.is_write:
+                muts.append((i, a.name))
+        self.mutated = tuple(muts)
+
+
+class _T:
+    """One tensor of a record: dtype, shape and (after flush) its statistics, file or digest."""
+
+    __slots__ = ("dtype", "entry", "file", "shape")
+
+    def __init__(self, dtype: str, shape: List[int], entry: Any = None, file: Optional[str] = None) -> None:
+        self.dtype = dtype
+        self.shape = shape
+        self.entry = entry
+        self.file = file
+
+    def to_json(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {"dtype": self.dtype, "shape": self.shape}
+        e = self.entry
+        if e is not None and e.stats is not None:
+            s = e.stats
+            out["stats"] = {"max": s.max, "min": s.min, "mean": s.mean, "norm": s.norm,
+                            "nan": s.nan, "inf": s.inf, "sat": s.sat}
+        if self.file:
+            out["file"] = self.file
+        if e is not None and e.digest:
+            out["digest"] = e.digest
+        return out
+
+
+_DTYPES: Dict[torch.dtype, str] = {}
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    name = _DTYPES.get(dtype)
+    if name is None:
+        name = _DTYPES[dtype] = str(dtype).replace("torch.", "")
+    return name
+
+
+def _flat_tensors(value: Any, out: List[torch.Tensor]) -> None:
+    if isinstance(value, torch.Tensor):
+        out.append(value)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _flat_tensors(v, out)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _flat_tensors(v, out)
+    else:
+        # ModelOutput and other containers with tensor attributes
+        items = getattr(value, "values", None)
+        if callable(items) and hasattr(value, "keys"):
+            for v in items():
+                _flat_tensors(v, out)
+
+
+class _OpMode(TorchDispatchMode):
+    def __init__(self, cap: "Capture") -> None:
+        super().__init__()
+        self.cap = cap
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        cap = self.cap
+        if kwargs is None:
+            kwargs = {}
+        if cap._off:
+            return func(*args, **kwargs)
+        pre = None
+        try:
+            meta = cap._metas.get(func)
+            if meta is None:
+                meta = cap._metas[func] = _Meta(func, cap._wanted)
+            if meta.selected:
+                pre = cap._before_op(meta, args, kwargs)
+        except Exception as exc:
+            cap._fail(exc)
+        out = func(*args, **kwargs)
+        if pre is not None:
+            try:
+                cap._after_op(pre, out)
+            except Exception as exc:
+                cap._fail(exc)
+        return out
+
+
+class Capture:
+    """See :func:`capture`."""
+
+    def __init__(self, out_dir: str, level: str = "op", mode: str = "stats",
+                 steps: Optional[Iterable[int]] = None, scope: Optional[Sequence[str]] = None,
+                 ops: Optional[Sequence[str]] = None, sample: int = 1, model: Optional[torch.nn.Module] = None,
+                 stack: bool = True, flush_every: int = 256, flush_bytes: int = 1 << 28,
+                 rank: Optional[int] = None) -> None:
+        if level not in LEVELS:
+            raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        if int(sample) < 1:
+            raise ValueError(f"sample must be >= 1, not {sample!r}")
+        self.out_dir = out_dir
+        self.level = level
+        self.mode = mode
+        self.steps = None if steps is None else {int(s) for s in steps}
+        self.scope = list(scope or [])
+        self._scope_re = [re.compile(s) for s in self.scope]
+        self.ops = list(ops or [])
+        self._wanted = {n for o in self.ops for n in normalise_op(o)} or None
+        self.sample = int(sample)
+        self.model = model
+        self.keep_stack = stack
+        self.flush_every = flush_every
+        self.flush_bytes = flush_bytes
+        self.rank = _rank() if rank is None else rank
+        self.step_no = 0
+        self.records_written = 0
+        self._manual = False
+        self._busy = False
+        self._active = False
+        self._off = True
+        self._metas: Dict[Any, _Meta] = {}
+        self._queue = StatsQueue(digests=mode == "hash")
+        self._batch: List[tuple] = []
+        self._calls: Dict[Tuple[str, str], int] = {}
+        self._next_id = 0
+        self._seen: Dict[int, Tuple[Any, int, _T]] = {}
+        self._stacks: Dict[tuple, int] = {}
+        self._new_stacks: List[str] = []
+        self._lib_code: Dict[Any, bool] = {}
+        self._task = _task_id()
+        self._handles: List[Any] = []
+        self._param_hooked: set = set()
+        self._names: Any = weakref.WeakKeyDictionary()
+        self._paths: Optional[ModulePath] = None
+        self._mode: Optional[_OpMode] = None
+        self._writer: Optional[store.RankWriter] = None
+        self._failed = 0
+        self._meta_final = False
+        self.start_time = time.time()
+
+    # --- public -------------------------------------------------------------------------------------
+
+    def __enter__(self) -> "Capture":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def start(self) -> None:
+        if self._active:
+            return
+        self._writer = store.RankWriter(self.out_dir, self.rank)
+        self._writer.write_meta(self.meta())
+        self._active = True
+        self._update_off()
+        if self.model is not None:
+            self._name_all(self.model, "")
+        if self.level in ("module", "mix"):
+            self._install_module_hooks()
+        if self.level in ("op", "mix"):
+            self._paths = ModulePath().__enter__()
+            if self.model is not None:
+                self._paths.name_modules(self.model)
+            self._mode = _OpMode(self)
+            self._mode.__enter__()
+        self._install_step_hook()
+
+    def step(self) -> None:
+        """Mark a step boundary: flush, then count the next step. Once called, ``optimizer.step()``
+        no longer advances the step (the script's own boundaries win)."""
+        self._manual = True
+        self._advance()
+
+    def close(self) -> None:
+        """Flush what is left, remove every hook, leave the dispatch mode. Safe to call twice."""
+        if not self._active:
+            return
+        self._busy = True
+        self._update_off()
+        try:
+            if self._mode is not None:
+                try:
+                    self._mode.__exit__(None, None, None)
+                except Exception as exc:  # entered in another thread or the mode stack was changed under us
+                    self._fail(exc)
+            if self._paths is not None:
+                self._paths.__exit__(None, None, None)
+            for h in self._handles:
+                h.remove()
+            self._handles = []
+            self._flush()
+            self._writer.write_meta(self.meta(final=True))
+        except Exception as exc:
+            self._fail(exc)
+        finally:
+            if self._writer is not None:
+                self._writer.close()
+            self._active = False
+            self._busy = False
+
+    def counts(self) -> Dict[int, int]:
+        """Records written so far, per step."""
+        return dict(self._writer.counts) if self._writer else {}
+
+    def meta(self, final: bool = False) -> Dict[str, Any]:
+        out: Dict[str, Any] = {
+            "schema": store.SCHEMA, "rank": self.rank, "world_size": _world_size(), "level": self.level,
+            "mode": self.mode,
+            "options": {"steps": sorted(self.steps) if self.steps is not None else None, "scope": self.scope,
+                        "ops": self.ops, "sample": self.sample, "stack": self.keep_stack},
+            "start_time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.start_time)),
+            "pid": os.getpid(), "argv": list(sys.argv), "versions": _versions(),
+        }
+        if final or self._meta_final:
+            from .. import backend
+
+            info = backend.detect()
+            out["backend"] = info.name
+            out["device_name"] = info.device_name
+            out["torch_npu_version"] = info.torch_npu_version
+            out["versions"]["torch_npu"] = info.torch_npu_version
+        if final:
+            out["end_time"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            out["steps_recorded"] = {str(k): v for k, v in sorted(self.counts().items())}
+            out["internal_errors"] = self._failed
+        return out
+
+    # --- internals: state ---------------------------------------------------------------------------
+
+    def _update_off(self) -> None:
+        self._off = (not self._active) or self._busy or (self.steps is not None and self.step_no not in self.steps)
+
+    def _fail(self, exc: BaseException) -> None:
+        self._failed += 1
+        if self._failed == 1:
+            log.warning("capture: internal error, later records may be missing (training goes on): %s: %s",
+                        type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+
+    def _advance(self) -> None:
+        was = self._busy
+        self._busy = True
+        self._update_off()
+        try:
+            self._flush()
+        except Exception as exc:
+            self._fail(exc)
+        self.step_no += 1
+        self._calls = {}
+        self._next_id = 0
+        self._seen = {}
+        self._busy = was
+        self._update_off()
+
+    def _install_step_hook(self) -> None:
+        try:
+            import torch.optim.optimizer as optmod
+
+            register = getattr(optmod, "register_optimizer_step_post_hook", None)
+            if register is not None:
+                self._handles.append(register(lambda *_a, **_k: None if self._manual else self._advance()))
+        except Exception as exc:
+            self._fail(exc)
+
+    # --- internals: per tensor ----------------------------------------------------------------------
+
+    def _tensor(self, t: torch.Tensor, rid: int, slot: str) -> _T:
+        seen = self._seen.get(id(t))
+        if seen is not None and seen[1] == t._version and seen[0]() is t:
+            return seen[2]
+        info = _T(_dtype_name(t.dtype), list(t.shape))
+        if type(t) in _PLAIN:
+            if has_stats(t):
+                info.entry = self._queue.add(t)
+            if self.mode == "tensor" and t.layout == torch.strided and t.device.type != "meta":
+                path, rel = self._writer.tensor_path(self.step_no, f"{rid}.{slot}")
+                store.save_tensor(t, path)
+                info.file = rel
+            self._seen[id(t)] = (weakref.ref(t), t._version, info)
+        return info
+
+    def _stack_id(self) -> Optional[int]:
+        if not self.keep_stack:
+            return None
+        frame = sys._getframe(3)
+        key = []
+        lib = self._lib_code
+        while frame is not None and len(key) < STACK_DEPTH:
+            code = frame.f_code
+            skip = lib.get(code)
+            if skip is None:
+                skip = lib[code] = _is_library(os.path.abspath(code.co_filename))
+            if not skip:
+                key.append((code, frame.f_lineno))
+            frame = frame.f_back
+        tkey = tuple(key)
+        sid = self._stacks.get(tkey)
+        if sid is None:
+            sid = self._stacks[tkey] = len(self._stacks)
+            frames = [f"{_short_path(os.path.abspath(c.co_filename))}:{ln} in {c.co_name}" for c, ln in reversed(key)]
+            self._new_stacks.append(store._dumps({"id": sid, "frames": frames}) + "\n")
+        return sid
+
+    def _in_scope(self, module: str) -> bool:
+        return any(module.startswith(p) or r.match(module) for p, r in zip(self.scope, self._scope_re))
+
+    # --- internals: op level ------------------------------------------------------------------------
+
+    def _before_op(self, meta: _Meta, args: Any, kwargs: Dict[str, Any]) -> Optional[tuple]:
+        phase = "backward" if self._task() != -1 else "forward"
+        key = (meta.name, phase)
+        call = self._calls.get(key, 0)
+        self._calls[key] = call + 1
+        if self.sample > 1 and call % self.sample:
+            return None
+        module = self._paths.current() if self._paths is not None else ""
+        if self.scope and not self._in_scope(module):
+            return None
+        rid = self._next_id
+        self._next_id += 1
+        tensors: List[torch.Tensor] = []
+        args_json = store.encode_call(args, kwargs, tensors)
+        inputs = [self._tensor(t, rid, f"in{i}") for i, t in enumerate(tensors)]
+        for i, name in meta.mutated:
+            t = args[i] if i < len(args) else kwargs.get(name)
+            if isinstance(t, torch.Tensor):
+                self._queue.before_write(t)
+                self._seen.pop(id(t), None)
+        return (meta, phase, call, module, rid, inputs, args_json, self._stack_id())
+
+    def _after_op(self, pre: tuple, out: Any) -> None:
+        meta, phase, call, module, rid, inputs, args_json, sid = pre
+        tensors: List[torch.Tensor] = []
+        _flat_tensors(out, tensors)
+        if meta.same_values and len(tensors) == 1 and inputs and inputs[0].entry is not None and type(tensors[0]) in _PLAIN:
+            t = tensors[0]
+            src = inputs[0]
+            outputs = [_T(src.dtype, list(t.shape), src.entry, None)]
+            if self.mode == "tensor":
+                outputs = [self._tensor(t, rid, "out0")]
+            else:
+                self._seen[id(t)] = (weakref.ref(t), t._version, outputs[0])
+        else:
+            outputs = [self._tensor(t, rid, f"out{i}") for i, t in enumerate(tensors)]
+        self._emit((rid, meta.name, "op", phase, call, module, inputs, outputs, args_json, sid))
+
+    def _emit(self, rec: tuple) -> None:
+        self._batch.append(rec)
+        if len(self._batch) >= self.flush_every or self._queue.pending_bytes > self.flush_bytes:
+            was = self._busy
+            self._busy = True
+            self._update_off()
+            try:
+                self._flush()
+            finally:
+                self._busy = was
+                self._update_off()
+
+    def _flush(self) -> None:
+        self._queue.flush()
+        batch, self._batch = self._batch, []
+        if not self._meta_final and (batch or self._new_stacks):
+            self._meta_final = True
+            self._writer.write_meta(self.meta())
+        lines = []
+        step, rank = self.step_no, self.rank
+        for rid, name, kind, phase, call, module, inputs, outputs, args_json, sid in batch:
+            rec = {"id": rid, "name": name, "kind": kind, "phase": phase, "call": call, "module": module,
+                   "inputs": [t.to_json() for t in inputs], "outputs": [t.to_json() for t in outputs]}
+            if args_json is not None:
+                rec["args"] = args_json
+            if sid is not None:
+                rec["stack"] = sid
+            rec["step"] = step
+            rec["rank"] = rank
+            lines.append(store._dumps(rec) + "\n")
+        stacks, self._new_stacks = self._new_stacks, []
+        if lines or stacks:
+            self._writer.write(step, lines, stacks)
+            self.records_written += len(lines)
+
+    # --- internals: module level --------------------------------------------------------------------
+
+    def _name_all(self, root: torch.nn.Module, prefix: str) -> None:
+        for name, mod in root.named_modules(prefix=prefix):
+            if mod not in self._names:
+                self._names[mod] = name
+
+    def _name(self, module: torch.nn.Module) -> str:
+        name = self._names.get(module)
+        if name is None:
+            self._name_all(module, "")
+            name = self._names.get(module, "")
+        return name
+
+    def _install_module_hooks(self) -> None:
+        mm = torch.nn.modules.module
+        # names are given when a module starts (outermost first): the forward hook runs innermost first
+        self._handles.append(mm.register_module_forward_pre_hook(self._name_hook))
+        try:
+            self._handles.append(mm.register_module_forward_hook(self._module_hook, with_kwargs=True))
+        except TypeError:  # torch without kwargs in global hooks
+            self._handles.append(mm.register_module_forward_hook(
+                lambda m, a, o: self._module_hook(m, a, {}, o)))
+
+    def _name_hook(self, module: torch.nn.Module, _args: Any) -> None:
+        """Forward pre-hook: must return None (anything else would replace the module's inputs)."""
+        try:
+            if module not in self._names:
+                self._name(module)
+        except Exception as exc:
+            self._fail(exc)
+
+    def _module_hook(self, module: torch.nn.Module, args: Any, kwargs: Any, output: Any) -> None:
+        if self._off:
+            return
+        self._busy = True
+        self._update_off()
+        try:
+            self._record_module(module, args, kwargs, output)
+        except Exception as exc:
+            self._fail(exc)
+        finally:
+            self._busy = False
+            self._update_off()
+
+    def _record_module(self, module: torch.nn.Module, args: Any, kwargs: Any, output: Any) -> None:
+        path = self._name(module)
+        if self.scope and not self._in_scope(path):
+            return
+        name = path or "<root>"
+        self._hook_params(module, path)
+        key = (name, "forward")
+        call = self._calls.get(key, 0)
+        self._calls[key] = call + 1
+        if self.sample > 1 and call % self.sample:
+            return
+        ins: List[torch.Tensor] = []
+        _flat_tensors((args, kwargs), ins)
+        outs: List[torch.Tensor] = []
+        _flat_tensors(output, outs)
+        rid = self._next_id
+        self._next_id += 1
+        sid = self._stack_id()
+        inputs = [self._tensor(t, rid, f"in{i}") for i, t in enumerate(ins)]
+        outputs = [self._tensor(t, rid, f"out{i}") for i, t in enumerate(outs)]
+        self._emit((rid, name, "module", "forward", call, path, inputs, outputs, None, sid))
+        grads_of = [t for t in outs if t.requires_grad]
+        if grads_of and torch.is_grad_enabled():
+            from torch.autograd.graph import register_multi_grad_hook
+
+            step = self.step_no
+            register_multi_grad_hook(grads_of, lambda grads: self._module_grad(name, path, grads, step))
+
+    def _module_grad(self, name: str, path: str, grads: Sequence[Optional[torch.Tensor]], step: int) -> None:
+        if self._off or step != self.step_no:
+            return
+        self._busy = True
+        self._update_off()
+        try:
+            key = (name, "backward")
+            call = self._calls.get(key, 0)
+            self._calls[key] = call + 1
+            rid = self._next_id
+            self._next_id += 1
+            inputs = [self._tensor(g, rid, f"in{i}") for i, g in enumerate(grads) if g is not None]
+            self._emit((rid, name, "module", "backward", call, path, inputs, [], None, None))
+        except Exception as exc:
+            self._fail(exc)
+        finally:
+            self._busy = False
+            self._update_off()
+
+    def _hook_params(self, module: torch.nn.Module, path: str) -> None:
+        for pname, p in module.named_parameters(recurse=False):
+            if id(p) in self._param_hooked or not p.requires_grad:
+                continue
+            self._param_hooked.add(id(p))
+            full = f"{path}.{pname}" if path else pname
+            register = getattr(p, "register_post_accumulate_grad_hook", None)
+            if register is not None:
+                self._handles.append(register(lambda param, full=full: self._param_grad(full, param.grad)))
+            else:
+                self._handles.append(p.register_hook(lambda g, full=full: self._param_grad(full, g)))
+
+    def _param_grad(self, full: str, grad: Optional[torch.Tensor]) -> None:
+        if self._off or grad is None:
+            return
+        self._busy = True
+        self._update_off()
+        try:
+            name = f"{full}.grad"
+            if self.scope and not self._in_scope(full):
+                return
+            key = (name, "backward")
+            call = self._calls.get(key, 0)
+            self._calls[key] = call + 1
+            rid = self._next_id
+            self._next_id += 1
+            outputs = [self._tensor(grad, rid, "out0")]
+            self._emit((rid, name, "module", "backward", call, full.rpartition(".")[0], [], outputs, None, None))
+        except Exception as exc:
+            self._fail(exc)
+        finally:
+            self._busy = False
+            self._update_off()
+
+
+def capture(out_dir: str, level: str = "op", mode: str = "stats",
+            steps: Optional[Union[Iterable[int], range]] = None, scope: Optional[Sequence[str]] = None,
+            ops: Optional[Sequence[str]] = None, sample: int = 1, model: Optional[torch.nn.Module] = None,
+            stack: bool = True, flush_every: int = 256) -> Capture:
+    """Record ops and/or modules of the code run inside ``with capture(...) as cap:`` into
+    ``out_dir/rank{r}/`` (format: docs/dump-format.md).
+
+    ``level``: ``op`` | ``module`` | ``mix``. ``mode``: ``stats`` | ``tensor`` | ``hash``.
+    ``steps``: step numbers to record (default all; steps count ``optimizer.step()`` calls, or
+    ``cap.step()`` calls once the script makes one). ``scope``: module-path prefixes or regexes
+    (an op is kept when its innermost module matches one). ``ops``: op names (``aten::mm``, ``mm``,
+    ``matmul``). ``sample``: keep every N-th call of each op (by call index, so two runs keep the same
+    calls). ``model``: names modules from this root (default: the first module called is the root).
+    ``stack``: keep the Python stack of each record."""
+    return Capture(out_dir, level=level, mode=mode, steps=steps, scope=scope, ops=ops, sample=sample,
+                   model=model, stack=stack, flush_every=flush_every)
+
+
+def _rank() -> int:
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return int(dist.get_rank())
+    except Exception:
+        pass
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
+def _world_size() -> int:
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return int(dist.get_world_size())
+    except Exception:
+        pass
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
+
+
+def _versions() -> Dict[str, Optional[str]]:
+    out: Dict[str, Optional[str]] = {"python": sys.version.split()[0], "torch": torch.__version__}
+    mod = sys.modules.get("transformers")
+    if mod is None:
+        try:
+            from importlib.metadata import version
+
+            out["transformers"] = version("transformers")
+        except Exception:
+            out["transformers"] = None
+    else:
+        out["transformers"] = getattr(mod, "__version__", None)
+    return out
+
+
+class _CallableModule(types.ModuleType):
+    """``ascend_tools.precision.capture`` is both this module and the function: once the submodule is
+    imported the package attribute is the module, so calling the module calls :func:`capture`."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Capture:
+        return capture(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,255 @@
+"""Tensor statistics computed on the tensor's own device and read back in batches.
+
+:class:`StatsQueue` turns a tensor into a :class:`Pending` entry: ``max``, ``min``, ``sum`` and the
+L2 norm are computed at once on the device (four small reductions, no host sync) and stacked into one
+4-element row. Rows wait in the queue; :meth:`StatsQueue.flush` stacks every waiting row and moves them
+to the host in **one** transfer (:func:`to_host`). Nothing calls ``.item()`` per tensor.
+
+The counts (NaN, ±Inf, finite values at the dtype's ±max) are expensive on some devices (a boolean
+reduction per count) and almost always 0, so they are gated on the row: a tensor whose sum, max and min
+are finite and whose max and min are below the dtype's max in magnitude has no NaN, no Inf and no
+saturated element. Only the other tensors are counted, at flush, from the tensor the entry still holds
+(a second small transfer, only when such tensors exist). An entry whose tensor is about to be written in
+place (:meth:`StatsQueue.before_write`, called by the capture mode for mutating ops) is counted first:
+on the CPU, where reading a value is not a device sync, by reading its row; elsewhere by counting on the
+device unconditionally.
+
+Integer and bool tensors get max/min/mean/norm as floats and counts 0; empty tensors get no statistics;
+complex, sparse, meta and other non-strided tensors get none either.
+
+Hash mode adds a digest: the tensor's raw bits (viewed as an integer type of the same width) are summed
+twice on the device, once plain and once weighted by ``(index mod 65521) + 1``, in int64 with wrap-around;
+the digest is both sums as 16 hex digits each. Identical tensors (same dtype, shape, bits) give the same
+digest; any change of one element's bits changes the plain sum. It is a checksum for determinism checks,
+not a cryptographic hash.
+"""
+import math
+from typing import Any, Dict, List, Optional
+
+import torch
+
+from .records import TensorStats
+
+_BITS_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _fmax(dtype: torch.dtype) -> float:
+    return float(torch.finfo(dtype).max)
+
+
+_FMAX: Dict[torch.dtype, float] = {}
+
+
+def dtype_max(dtype: torch.dtype) -> float:
+    value = _FMAX.get(dtype)
+    if value is None:
+        value = _FMAX[dtype] = _fmax(dtype)
+    return value
+
+
+_MASK = 0xFFFFFFFFFFFFFFFF
+
+
+def to_host(t: torch.Tensor) -> torch.Tensor:
+    """Copy ``t`` (the stacked rows of a flush) to the host: the one place statistics leave the device
+    (tests count its calls)."""
+    return t.cpu()
+
+
+def has_stats(t: torch.Tensor) -> bool:
+    """Whether statistics can be computed for ``t`` (strided, real data, a real device, not empty)."""
+    return (
+        t.layout == torch.strided
+        and t.device.type != "meta"
+        and not t.is_complex()
+        and t.numel() > 0
+        and t.dtype not in _NO_STATS
+    )
+
+
+_NO_STATS = {d for d in (getattr(torch, n, None) for n in (
+    "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz", "float8_e8m0fnu", "float4_e2m1fn_x2",
+    "quint8", "qint8", "qint32", "quint4x2", "quint2x4", "uint16", "uint32", "uint64")) if d is not None}
+
+
+class Pending:
+    """Statistics of one tensor, on their way to the host."""
+
+    __slots__ = ("counts", "digest", "digest_row", "dtype", "is_float", "numel", "row", "stats", "tensor", "version")
+
+    def __init__(self, tensor: torch.Tensor, row: torch.Tensor, is_float: bool) -> None:
+        self.tensor: Optional[torch.Tensor] = tensor
+        self.version = tensor._version
+        self.dtype = tensor.dtype
+        self.numel = tensor.numel()
+        self.row: Optional[torch.Tensor] = row
+        self.is_float = is_float
+        self.counts: Optional[Any] = None  # device tensor [nan, inf, sat] or host list
+        self.digest_row: Optional[torch.Tensor] = None
+        self.digest: Optional[str] = None
+        self.stats: Optional[TensorStats] = None
+
+
+def _row(x: torch.Tensor) -> Any:
+    """``(row, is_float)``: ``[max, min, sum, norm]`` of ``x`` on its device."""
+    if x.dtype.is_floating_point:
+        # an fp32 norm overflows for elements above ~1e19: such rows are "suspect" and the norm is
+        # recomputed scaled by max|x| at flush (see _counts)
+        acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+        mn, mx = torch.aminmax(x)
+        return torch.stack([mx, mn, x.sum(dtype=acc), torch.linalg.vector_norm(x, dtype=acc)]), True
+    xf = x.to(torch.float32)
+    mn, mx = torch.aminmax(xf)
+    return torch.stack([mx, mn, xf.sum(), torch.linalg.vector_norm(xf)]), False
+
+
+def _counts(x: torch.Tensor) -> torch.Tensor:
+    """``[nan, inf, sat, norm]`` (float): the counts, and the L2 norm scaled by max|x| so that it
+    does not overflow where the plain one did."""
+    a = x.abs()
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    m = a.amax().to(acc)
+    scaled = m * torch.linalg.vector_norm(a.to(acc) / m)
+    return torch.stack([torch.isnan(x).sum().to(acc), torch.isinf(x).sum().to(acc),
+                        (a == dtype_max(x.dtype)).sum().to(acc), scaled])
+
+
+def _digest_row(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    flat = x.reshape(-1)
+    view = _BITS_VIEW.get(flat.element_size())
+    if view is None:
+        raise TypeError(f"no integer view for {x.dtype}")
+    bits = flat.view(view).to(torch.int64)
+    return torch.stack([bits.sum(), (bits * weights[: bits.numel()]).sum()])
+
+
+class StatsQueue:
+    """Rows computed on the device, moved to the host in one transfer per :meth:`flush`."""
+
+    def __init__(self, digests: bool = False) -> None:
+        self.digests = digests
+        self.pending: List[Pending] = []
+        self.pending_bytes = 0
+        self._by_storage: Dict[int, List[Pending]] = {}
+        self._weights: Dict[Any, torch.Tensor] = {}
+
+    def add(self, t: torch.Tensor) -> Optional[Pending]:
+        """Queue ``t``'s statistics (None for a tensor without them, see :func:`has_stats`)."""
+        if not has_stats(t):
+            return None
+        x = t.detach()
+        row, is_float = _row(x)
+        entry = Pending(x, row, is_float)
+        if self.digests:
+            entry.digest_row = _digest_row(x, self._weights_for(x))
+        self.pending.append(entry)
+        self.pending_bytes += entry.numel * x.element_size()
+        try:
+            key = x.untyped_storage().data_ptr()
+        except Exception:
+            key = None
+        if key is not None:
+            self._by_storage.setdefault(key, []).append(entry)
+        return entry
+
+    def _weights_for(self, x: torch.Tensor) -> torch.Tensor:
+        w = self._weights.get(x.device)
+        n = x.numel()
+        if w is None or w.numel() < n:
+            size = max(n, 1 << 16)
+            w = (torch.arange(size, dtype=torch.int64, device=x.device) % 65521) + 1
+            self._weights[x.device] = w
+        return w
+
+    def before_write(self, t: torch.Tensor) -> None:
+        """``t`` is about to be written in place: count the entries that share its storage now."""
+        if not self._by_storage:
+            return
+        try:
+            key = t.untyped_storage().data_ptr()
+        except Exception:
+            return
+        entries = self._by_storage.pop(key, None)
+        if not entries:
+            return
+        for e in entries:
+            if e.tensor is None or not e.is_float or e.counts is not None:
+                continue
+            if e.tensor.device.type == "cpu":
+                if _suspect(to_host(e.row).tolist(), e.dtype):
+                    e.counts = to_host(_counts(e.tensor)).tolist()
+                else:
+                    e.counts = [0, 0, 0]
+            else:
+                e.counts = _counts(e.tensor)
+            e.tensor = None
+
+    def flush(self) -> None:
+        """Move every pending row to the host (one transfer) and fill each entry's ``stats``."""
+        pending, self.pending = self.pending, []
+        self.pending_bytes = 0
+        self._by_storage = {}
+        if not pending:
+            return
+        rows = torch.stack([e.row for e in pending])
+        with_digest = [e for e in pending if e.digest_row is not None]
+        if with_digest:
+            # the float rows (as float64 bits) and the int64 digests in one int64 transfer: no rounding
+            n = rows.shape[0] * 4
+            both = torch.cat([rows.to(torch.float64).reshape(-1).view(torch.int64),
+                              torch.stack([e.digest_row for e in with_digest]).reshape(-1)])
+            host = to_host(both)
+            values = host[:n].view(torch.float64).reshape(-1, 4).tolist()
+            for e, (a, b) in zip(with_digest, host[n:].reshape(-1, 2).tolist()):
+                e.digest = f"{a & _MASK:016x}{b & _MASK:016x}"
+        else:
+            values = to_host(rows).tolist()
+        second: List[torch.Tensor] = []
+        need: List[Pending] = []
+        for e, vals in zip(pending, values):
+            e.row = None
+            e.digest_row = None
+            counts = e.counts
+            if e.is_float and counts is None and _suspect(vals, e.dtype) and e.tensor is not None \
+                    and e.tensor._version == e.version:
+                need.append(e)
+                second.append(_counts(e.tensor))
+            elif isinstance(counts, torch.Tensor):
+                need.append(e)
+                second.append(counts)
+            e.stats = _make_stats(vals, e.numel, counts if isinstance(counts, list) else None)
+            e.tensor = None
+            e.counts = None
+        if second:
+            for e, c in zip(need, to_host(torch.stack(second)).tolist()):
+                _set_counts(e.stats, c)
+
+
+def _suspect(vals: List[float], dtype: torch.dtype) -> bool:
+    mx, mn, s, norm = vals
+    if not (math.isfinite(mx) and math.isfinite(mn) and math.isfinite(s) and math.isfinite(norm)):
+        return True
+    fmax = dtype_max(dtype)
+    return max(abs(mx), abs(mn)) >= fmax
+
+
+def _make_stats(vals: List[float], numel: int, counts: Optional[List[Any]]) -> TensorStats:
+    mx, mn, s, norm = vals
+    stats = TensorStats(max=mx, min=mn, mean=s / numel, norm=norm)
+    if counts is not None:
+        _set_counts(stats, counts)
+    return stats
+
+
+def _set_counts(stats: TensorStats, c: List[float]) -> None:
+    stats.nan, stats.inf, stats.sat = int(c[0]), int(c[1]), int(c[2])
+    if not stats.nan and not stats.inf and not math.isfinite(stats.norm):
+        stats.norm = float(c[3])
+
+
+def tensor_stats(t: torch.Tensor) -> Optional[TensorStats]:
+    """Statistics of one tensor, computed now (tests and one-off use; capture batches them)."""
+    q = StatsQueue()
+    e = q.add(t)
+    q.flush()
+    return e.stats if e is not None else None

@@ -1,0 +1,289 @@
+"""Our dump format (``docs/dump-format.md``): the writer used by ``capture.py``, the reader
+:class:`OurDump`, and the JSON encoding of an op's non-tensor arguments (:func:`encode_arg`,
+:func:`decode_args`).
+
+Layout, per rank::
+
+    OUT/rank{r}/meta.json              schema "ascend-doctor/dump/1", versions, backend, rank, options
+    OUT/rank{r}/stacks.jsonl           {"id": n, "frames": ["file:line in func", ...]} (outermost first)
+    OUT/rank{r}/step{n}/records.jsonl  one Record per line, execution order, appended at each flush
+    OUT/rank{r}/step{n}/tensors/*.npy  tensor mode: one file per tensor (bfloat16 as its uint16 bits)
+"""
+import json
+import os
+import re
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+
+from .dumps import Dump
+from .records import Record, TensorInfo
+
+SCHEMA = "ascend-doctor/dump/1"
+_STEP_DIR = re.compile(r"^step(\d+)$")
+_RANK_DIR = re.compile(r"^rank(\d+)$")
+
+# dtypes numpy cannot hold, saved as raw bits of this numpy type; the record's dtype names the real one
+RAW_BITS = {"bfloat16": np.uint16, "float8_e4m3fn": np.uint8, "float8_e5m2": np.uint8,
+            "float8_e4m3fnuz": np.uint8, "float8_e5m2fnuz": np.uint8}
+
+
+# --- argument encoding -----------------------------------------------------------------------------
+
+def encode_arg(value: Any, tensors: List[Any]) -> Any:
+    """JSON form of one argument; tensors are appended to ``tensors`` and replaced by
+    ``{"tensor": i}``. See docs/dump-format.md for every form."""
+    import torch
+
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return {"float": repr(value)}
+        return value
+    if isinstance(value, torch.Tensor):
+        tensors.append(value)
+        return {"tensor": len(tensors) - 1}
+    if isinstance(value, (list, tuple)):
+        return [encode_arg(v, tensors) for v in value]
+    if isinstance(value, torch.dtype):
+        return {"dtype": str(value).replace("torch.", "")}
+    if isinstance(value, torch.device):
+        return {"device": str(value)}
+    if isinstance(value, torch.memory_format):
+        return {"memory_format": str(value).replace("torch.", "")}
+    if isinstance(value, torch.layout):
+        return {"layout": str(value).replace("torch.", "")}
+    if isinstance(value, complex):
+        return {"complex": [value.real, value.imag]}
+    if isinstance(value, (torch.SymInt, torch.SymFloat, torch.SymBool)):
+        return encode_arg({torch.SymInt: int, torch.SymFloat: float, torch.SymBool: bool}[type(value)](value), tensors)
+    if isinstance(value, dict):
+        return {"dict": {str(k): encode_arg(v, tensors) for k, v in value.items()}}
+    return {"repr": repr(value)}
+
+
+def encode_call(args: Any, kwargs: Dict[str, Any], tensors: List[Any]) -> Dict[str, Any]:
+    """``{"args": [...], "kwargs": {...}}`` for one call; fills ``tensors`` in argument order."""
+    out: Dict[str, Any] = {"args": [encode_arg(a, tensors) for a in args]}
+    if kwargs:
+        out["kwargs"] = {k: encode_arg(v, tensors) for k, v in kwargs.items()}
+    return out
+
+
+def _decode(value: Any, tensors: List[Any]) -> Any:
+    import torch
+
+    if isinstance(value, list):
+        return [_decode(v, tensors) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "tensor" in value:
+        return tensors[value["tensor"]]
+    if "float" in value:
+        return float(value["float"])
+    if "dtype" in value:
+        return getattr(torch, value["dtype"])
+    if "device" in value:
+        return torch.device(value["device"])
+    if "memory_format" in value:
+        return getattr(torch, value["memory_format"])
+    if "layout" in value:
+        return getattr(torch, value["layout"])
+    if "complex" in value:
+        return complex(*value["complex"])
+    if "dict" in value:
+        return {k: _decode(v, tensors) for k, v in value["dict"].items()}
+    if "repr" in value:
+        raise ValueError(f"argument {value['repr']} was not saved in a replayable form")
+    return value
+
+
+def decode_args(args_json: Any, tensors: List[Any]) -> Tuple[tuple, Dict[str, Any]]:
+    """``(args, kwargs)`` from a record's ``args`` and its input tensors (in ``inputs`` order), ready
+    for ``torch.ops.<ns>.<name>.<overload>(*args, **kwargs)``."""
+    if not args_json:
+        return (), {}
+    args = tuple(_decode(a, tensors) for a in args_json.get("args", []))
+    kwargs = {k: _decode(v, tensors) for k, v in args_json.get("kwargs", {}).items()}
+    return args, kwargs
+
+
+def resolve_op(name: str) -> Any:
+    """``torch.ops.aten.add.Tensor`` for ``aten::add.Tensor`` (``.default`` when no overload)."""
+    import torch
+
+    ns, _, rest = name.partition("::")
+    op, _, overload = rest.partition(".")
+    return getattr(getattr(getattr(torch.ops, ns), op), overload or "default")
+
+
+# --- writing ---------------------------------------------------------------------------------------
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+class RankWriter:
+    """Appends one rank's records, stacks and tensors under ``out_dir/rank{r}``."""
+
+    def __init__(self, out_dir: str, rank: int) -> None:
+        self.root = os.path.join(out_dir, f"rank{rank}")
+        os.makedirs(self.root, exist_ok=True)
+        self._stacks = open(os.path.join(self.root, "stacks.jsonl"), "a", encoding="utf-8")  # noqa: SIM115 (kept open, closed in close())
+        self._records: Optional[Any] = None
+        self._records_step: Optional[int] = None
+        self.counts: Dict[int, int] = {}
+
+    def write_meta(self, meta: Dict[str, Any]) -> None:
+        path = os.path.join(self.root, "meta.json")
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=1)
+        os.replace(tmp, path)
+
+    def step_dir(self, step: int) -> str:
+        return os.path.join(self.root, f"step{step}")
+
+    def tensor_path(self, step: int, name: str) -> Tuple[str, str]:
+        """(absolute path, path relative to the step directory) of a tensor file."""
+        rel = f"tensors/{name}.npy"
+        d = os.path.join(self.step_dir(step), "tensors")
+        os.makedirs(d, exist_ok=True)
+        return os.path.join(d, f"{name}.npy"), rel
+
+    def write(self, step: int, lines: List[str], stacks: List[str]) -> None:
+        """Append JSON lines to the step's records (and new stacks), then flush both to the OS."""
+        if stacks:
+            self._stacks.write("".join(stacks))
+            self._stacks.flush()
+        if self._records_step != step:
+            if self._records is not None:
+                self._records.close()
+            os.makedirs(self.step_dir(step), exist_ok=True)
+            self._records = open(os.path.join(self.step_dir(step), "records.jsonl"), "a", encoding="utf-8")  # noqa: SIM115
+            self._records_step = step
+        if lines:
+            self._records.write("".join(lines))
+            self._records.flush()
+            self.counts[step] = self.counts.get(step, 0) + len(lines)
+
+    def close(self) -> None:
+        for f in (self._records, self._stacks):
+            if f is not None:
+                f.close()
+        self._records = None
+
+
+def save_tensor(t: Any, path: str) -> None:
+    """``t`` (any device) as ``.npy``; bfloat16/float8 as raw bits (see :data:`RAW_BITS`)."""
+    import torch
+
+    x = t.detach().cpu().contiguous()
+    name = str(x.dtype).replace("torch.", "")
+    if name in RAW_BITS:
+        arr = x.view(torch.int16 if RAW_BITS[name] is np.uint16 else torch.uint8).numpy().view(RAW_BITS[name])
+    else:
+        arr = x.numpy()
+    np.save(path, arr, allow_pickle=False)
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+class OurDump(Dump):
+    """One rank of an ascend-doctor dump."""
+
+    format = "ascend-doctor"
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        with open(os.path.join(path, "meta.json"), encoding="utf-8") as f:
+            self.meta = json.load(f)
+        self._stacks: Optional[Dict[int, List[str]]] = None
+
+    @classmethod
+    def find(cls, path: str, rank: Optional[int] = None) -> Optional["OurDump"]:
+        """``path`` is the dump's directory (``rank`` picks a rank, default the lowest), a rank
+        directory, or a step directory inside one. None when no ``meta.json`` is there."""
+        path = os.path.abspath(path)
+        if os.path.isfile(path):
+            path = os.path.dirname(path)
+        if _STEP_DIR.match(os.path.basename(path)) and os.path.isfile(os.path.join(os.path.dirname(path), "meta.json")):
+            path = os.path.dirname(path)
+        if os.path.isfile(os.path.join(path, "meta.json")):
+            return cls(path)
+        if not os.path.isdir(path):
+            return None
+        ranks = sorted(int(m.group(1)) for m in (_RANK_DIR.match(n) for n in os.listdir(path)) if m)
+        ranks = [r for r in ranks if os.path.isfile(os.path.join(path, f"rank{r}", "meta.json"))]
+        if not ranks:
+            return None
+        chosen = rank if rank is not None and rank in ranks else ranks[0]
+        if rank is not None and rank not in ranks:
+            return None
+        return cls(os.path.join(path, f"rank{chosen}"))
+
+    @staticmethod
+    def ranks(path: str) -> List[int]:
+        """The ranks found under a dump directory."""
+        try:
+            names = os.listdir(path)
+        except OSError:
+            return []
+        return sorted(int(m.group(1)) for m in (_RANK_DIR.match(n) for n in names)
+                      if m and os.path.isfile(os.path.join(path, m.group(0), "meta.json")))
+
+    def steps(self) -> List[int]:
+        out = []
+        for name in os.listdir(self.path):
+            m = _STEP_DIR.match(name)
+            if m and os.path.isfile(os.path.join(self.path, name, "records.jsonl")):
+                out.append(int(m.group(1)))
+        return sorted(out)
+
+    def records(self, step: int) -> Iterator[Record]:
+        path = os.path.join(self.path, f"step{step}", "records.jsonl")
+        if not os.path.isfile(path):
+            return
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if not line.endswith("\n"):
+                    break  # the writer was killed mid-line: everything before it is complete
+                try:
+                    yield Record.from_json(json.loads(line))
+                except (ValueError, KeyError, TypeError):
+                    continue
+
+    def load_tensor(self, info: TensorInfo, step: int) -> Any:
+        import torch
+
+        if not info.file:
+            return None
+        path = os.path.join(self.path, f"step{step}", info.file)
+        if not os.path.isfile(path):
+            return None
+        arr = np.load(path, allow_pickle=False)
+        if info.dtype in RAW_BITS:
+            raw = torch.from_numpy(arr.view(np.int16 if RAW_BITS[info.dtype] is np.uint16 else np.uint8).copy())
+            return raw.view(getattr(torch, info.dtype))
+        return torch.from_numpy(arr.copy())
+
+    def stack(self, stack_id: Optional[int]) -> List[str]:
+        if stack_id is None:
+            return []
+        if self._stacks is None:
+            self._stacks = {}
+            path = os.path.join(self.path, "stacks.jsonl")
+            if os.path.isfile(path):
+                with open(path, encoding="utf-8") as f:
+                    for line in f:
+                        if not line.endswith("\n"):
+                            break
+                        try:
+                            raw = json.loads(line)
+                            self._stacks[int(raw["id"])] = list(raw["frames"])
+                        except (ValueError, KeyError, TypeError):
+                            continue
+        return self._stacks.get(int(stack_id), [])

@@ -1,0 +1,221 @@
+"""Capture: statistics against numpy, one host transfer per flush, op/module levels against an
+independent dispatch mode, filters, tensor/hash modes, fail-open, killed writer."""
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from ascend_tools.precision import stats as stats_mod
+from ascend_tools.precision.capture import capture
+from ascend_tools.precision.stats import tensor_stats
+from ascend_tools.precision.store import OurDump
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _np_stats(a):
+    a = np.asarray(a, dtype=np.float64)
+    fin = a[np.isfinite(a)]
+    return {"max": np.max(a), "min": np.min(a), "mean": np.mean(a), "norm": np.sqrt(np.sum(a * a)),
+            "nan": int(np.isnan(a).sum()), "inf": int(np.isinf(a).sum()), "fin": fin}
+
+
+@pytest.mark.parametrize("values,dtype,sat", [
+    ([1.0, -2.5, 3.0, 0.25], torch.float32, 0),
+    ([1.0, float("nan"), float("inf"), -3.0], torch.float32, 0),
+    ([65504.0, -65504.0, 1.0, 2.0], torch.float16, 2),
+    ([1.5, -0.75, 3.0e38], torch.bfloat16, 0),
+])
+def test_float_stats_match_numpy(values, dtype, sat):
+    t = torch.tensor(values, dtype=dtype)
+    got = tensor_stats(t)
+    ref = _np_stats(t.float().numpy())
+    for k in ("max", "min", "mean", "norm"):
+        if np.isnan(ref[k]):
+            assert np.isnan(getattr(got, k))
+        else:
+            assert getattr(got, k) == pytest.approx(ref[k], rel=1e-6)
+    assert (got.nan, got.inf, got.sat) == (ref["nan"], ref["inf"], sat)
+
+
+def test_int_bool_empty_stats():
+    s = tensor_stats(torch.tensor([3, -1, 7]))
+    assert (s.max, s.min, s.mean, s.nan, s.inf, s.sat) == (7.0, -1.0, 3.0, 0, 0, 0)
+    assert s.norm == pytest.approx(np.sqrt(59))
+    b = tensor_stats(torch.tensor([True, False, True, True]))
+    assert (b.max, b.min, b.mean) == (1.0, 0.0, 0.75)
+    assert tensor_stats(torch.empty(0, 3)) is None
+
+
+def _tiny():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.GELU(), torch.nn.Linear(8, 3))
+
+
+def test_one_host_transfer_per_flush(tmp_path, monkeypatch):
+    calls = []
+    real = stats_mod.to_host
+    monkeypatch.setattr(stats_mod, "to_host", lambda t: calls.append(t.shape) or real(t))
+    model, x = _tiny(), torch.randn(4, 6)
+    with torch.no_grad(), capture(str(tmp_path), flush_every=10_000) as cap:
+        model(x)
+        n_ops = cap._next_id
+        assert calls == []  # nothing moved while ops ran
+    assert n_ops > 3 and len(calls) == 1
+
+
+class _Names(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        s = func._schema
+        name = s.name + ("." + s.overload_name if s.overload_name else "")
+        self.seen.append((name, torch._C._current_graph_task_id() != -1))
+        return func(*args, **(kwargs or {}))
+
+
+def _run(model, x):
+    model(x).square().mean().backward()
+
+
+def _records(path, step=0):
+    return list(OurDump.find(str(path)).records(step))
+
+
+def test_op_level_matches_independent_mode(tmp_path):
+    model, x = _tiny(), torch.randn(4, 6)
+    ref = _Names()
+    with ref:
+        _run(model, x)
+    model.zero_grad()
+    with capture(str(tmp_path)):
+        _run(model, x)
+    recs = _records(tmp_path)
+    got = [(r.name, r.phase == "backward") for r in recs]
+    assert got == ref.seen
+    assert {r.phase for r in recs} == {"forward", "backward"}
+    mm = [r for r in recs if r.name == "aten::addmm" and r.phase == "forward"]
+    assert [r.call for r in mm] == [0, 1] and [r.module for r in mm] == ["0", "2"]
+    assert [r.id for r in recs] == list(range(len(recs)))
+    d = OurDump.find(str(tmp_path))
+    assert any("test_capture.py" in f for f in d.stack(mm[0].stack))
+
+
+def test_module_level_records_every_module(tmp_path):
+    model, x = _tiny(), torch.randn(4, 6)
+    with capture(str(tmp_path), level="module", model=model):
+        _run(model, x)
+    recs = _records(tmp_path)
+    fwd = {r.name for r in recs if r.phase == "forward"}
+    assert fwd == {n or "<root>" for n, _ in model.named_modules()}
+    grads = {r.name for r in recs if r.name.endswith(".grad")}
+    assert grads == {f"{n}.grad" for n, _ in model.named_parameters()}
+    bwd = {r.name for r in recs if r.phase == "backward" and not r.name.endswith(".grad")}
+    assert "2" in bwd and "<root>" in bwd
+    out = next(r for r in recs if r.name == "2" and r.phase == "forward").outputs[0]
+    assert out.shape == [4, 3] and out.stats is not None
+
+
+def test_module_names_without_model(tmp_path):
+    model, x = _tiny(), torch.randn(4, 6)
+    with torch.no_grad(), capture(str(tmp_path), level="module"):
+        model(x)
+    assert [r.name for r in _records(tmp_path)] == ["0", "1", "2", "<root>"]
+
+
+def test_filters_and_steps(tmp_path):
+    model, x = _tiny(), torch.randn(4, 6)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with capture(str(tmp_path / "a"), ops=["linear"], scope=["2"], steps=[1]):
+        for _ in range(3):
+            _run(model, x)
+            opt.step()
+            opt.zero_grad()
+    d = OurDump.find(str(tmp_path / "a"))
+    assert d.steps() == [1]
+    names = {(r.name, r.module) for r in d.records(1)}
+    assert names and all(n in ("aten::addmm", "aten::mm") and m == "2" for n, m in names)
+    with capture(str(tmp_path / "b"), sample=2) as cap:
+        for _ in range(3):
+            model(x)
+        cap.step()
+        model(x)
+    d = OurDump.find(str(tmp_path / "b"))
+    calls = [r.call for r in d.records(0) if r.name == "aten::addmm"]
+    assert calls == [0, 2, 4]
+    assert d.steps() == [0, 1]
+
+
+def test_tensor_mode_roundtrip_bf16(tmp_path):
+    lin = torch.nn.Linear(4, 4).to(torch.bfloat16)
+    x = torch.randn(3, 4, dtype=torch.bfloat16)
+    with torch.no_grad(), capture(str(tmp_path), mode="tensor"):
+        y = lin(x)
+    d = OurDump.find(str(tmp_path))
+    rec = next(r for r in d.records(0) if r.name == "aten::addmm")
+    out = d.load_tensor(rec.outputs[0], 0)
+    assert out.dtype == torch.bfloat16 and torch.equal(out.view(torch.int16), y.view(torch.int16))
+    assert rec.outputs[0].stats is not None
+
+
+def test_hash_mode(tmp_path):
+    def digests(x, where):
+        with torch.no_grad(), capture(str(where), mode="hash"):
+            torch.mul(x, 2)
+        rec = next(r for r in OurDump.find(str(where)).records(0) if r.name == "aten::mul.Tensor")
+        return rec.inputs[0].digest
+    x = torch.randn(64)
+    y = x.clone()
+    y[7] = torch.nextafter(y[7], torch.tensor(float("inf")))
+    a, b, c = digests(x, tmp_path / "a"), digests(x.clone(), tmp_path / "b"), digests(y, tmp_path / "c")
+    assert a == b and a != c and len(a) == 32
+
+
+def test_internal_error_fails_open_and_logs_once(tmp_path, monkeypatch, caplog):
+    def boom(x):
+        raise RuntimeError("stats exploded")
+    monkeypatch.setattr(stats_mod, "_row", boom)
+    model, x = _tiny(), torch.randn(4, 6)
+    expect = model(x)
+    with caplog.at_level(logging.WARNING, logger="ascend_tools"), capture(str(tmp_path)):
+        got = model(x)
+        got.sum().backward()
+    assert torch.equal(got, expect)
+    assert sum("stats exploded" in r.getMessage() for r in caplog.records) == 1
+
+
+KILLED = r"""
+import sys, time, torch
+sys.path.insert(0, {root!r})
+from ascend_tools.precision.capture import capture
+x = torch.randn(8, 8)
+with capture({out!r}, flush_every=16):
+    for i in range(10 ** 6):
+        x = torch.tanh(x @ x)
+        if i == 200:
+            print("ready", flush=True)
+"""
+
+
+def test_killed_writer_leaves_readable_prefix(tmp_path):
+    out = str(tmp_path / "d")
+    proc = subprocess.Popen([sys.executable, "-c", KILLED.format(root=ROOT, out=out)], stdout=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == b"ready"
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    recs = _records(out)
+    assert len(recs) >= 400
+    assert [r.id for r in recs] == list(range(len(recs)))
+    with open(os.path.join(out, "rank0", "meta.json")) as f:
+        assert json.load(f)["schema"] == "ascend-doctor/dump/1"

@@ -1,0 +1,53 @@
+"""Our dump reader and the replayable argument encoding."""
+import json
+
+import pytest
+import torch
+
+from ascend_tools.precision.capture import capture
+from ascend_tools.precision.store import OurDump, decode_args, encode_call, resolve_op
+
+
+@pytest.mark.parametrize("call", [
+    lambda a, b: torch.mm(a, b),
+    lambda a, b: torch.add(a, b, alpha=0.5),
+    lambda a, b: torch.softmax(a, dim=-1),
+    lambda a, b: a.to(torch.float64),
+    lambda a, b: a.view([8, 2]),
+])
+def test_decode_args_replays_op(tmp_path, call):
+    a, b = torch.randn(4, 4), torch.randn(4, 4)
+    with torch.no_grad(), capture(str(tmp_path), mode="tensor"):
+        expect = call(a, b)
+    d = OurDump.find(str(tmp_path))
+    rec = list(d.records(0))[-1]
+    tensors = [d.load_tensor(t, 0) for t in rec.inputs]
+    args, kwargs = decode_args(json.loads(json.dumps(rec.args)), tensors)
+    got = resolve_op(rec.name)(*args, **kwargs)
+    assert got.dtype == expect.dtype and torch.equal(got, expect)
+
+
+def test_encoding_forms():
+    tensors = []
+    raw = encode_call((torch.ones(1), [1, 2], None, 1.5, float("inf"), torch.bfloat16, torch.device("cpu"),
+                       torch.channels_last, True, "x"), {"layout": torch.strided}, tensors)
+    text = json.dumps(raw)
+    args, kwargs = decode_args(json.loads(text), tensors)
+    assert args[1:] == ([1, 2], None, 1.5, float("inf"), torch.bfloat16, torch.device("cpu"), torch.channels_last, True, "x")
+    assert args[0] is tensors[0] and kwargs == {"layout": torch.strided}
+
+
+def test_find_paths_and_truncated_line(tmp_path):
+    with torch.no_grad(), capture(str(tmp_path)) as cap:
+        torch.ones(3).add(1)
+        cap.step()
+        torch.ones(3).mul(2)
+    assert OurDump.find(str(tmp_path / "nothing")) is None
+    assert OurDump.find(str(tmp_path), rank=5) is None
+    for p in (tmp_path, tmp_path / "rank0", tmp_path / "rank0" / "step1"):
+        assert OurDump.find(str(p)).steps() == [0, 1]
+    path = tmp_path / "rank0" / "step1" / "records.jsonl"
+    n = len(list(OurDump.find(str(tmp_path)).records(1)))
+    with open(path, "a") as f:
+        f.write('{"id": 99, "name": "aten::trunc')
+    assert len(list(OurDump.find(str(tmp_path)).records(1))) == n
