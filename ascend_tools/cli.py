@@ -5,7 +5,7 @@ import logging
 import click
 
 from . import __version__
-from .commands import check_ops, demo, dump, env, loss_compare
+from .commands import check_ops, compare, demo, dump, env, loss_compare
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,6 +19,7 @@ def main(debug: bool) -> None:
 main.add_command(check_ops.check_ops_cmd)
 main.add_command(env.env_cmd)
 main.add_command(demo.demo_cmd)
+main.add_command(compare.compare_cmd)
 main.add_command(dump.dump_cmd)
 main.add_command(loss_compare.loss_compare_cmd)
 

@@ -14,6 +14,7 @@ every other tool reports), and how much of that did this op add itself (``introd
 ``score`` (introduced error over the dtype tolerance; or the amplification) ranks the culprits; a
 culprit is a record whose own error is judged ``error``.
 """
+import os
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, List, Optional
 
@@ -24,9 +25,12 @@ from . import standards
 from .align import Pair
 from .dumps import Dump
 from .records import Record, TensorInfo
+from .replay import Replay, replay, replayable
 
-# ops whose result depends on a random generator or on uninitialised memory: a replay cannot match them
-_NOT_REPLAYABLE = ("empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided")
+# Amplification is a heuristic: well-conditioned ops pass on their inputs' relative error at up to a small
+# factor (x**2 doubles it; sin and subtraction near zero can do more), so only a large factor names a culprit.
+AMPLIFICATION_CULPRIT = 8.0
+
 
 
 @dataclass
@@ -37,6 +41,7 @@ class PairResult:
     verdict: Optional[standards.Verdict] = None  # of the error vs the reference
     introduced: Optional[M.PairMetrics] = None  # target vs its float64 replay
     introduced_verdict: Optional[standards.Verdict] = None
+    replay: Optional[Replay] = None
     amplification: Optional[float] = None
     method: str = ""  # "replay" | "amplification" | ""
     score: float = 0.0
@@ -47,29 +52,46 @@ class PairResult:
         return self.pair.target if self.pair.target is not None else self.pair.reference
 
     @property
-    def is_culprit(self) -> bool:
+    def culprit_level(self) -> Optional[str]:
+        """``error``: a replay proves this op made an error beyond its dtype's tolerance. ``suspect``:
+        statistics only, the output is off and the op amplified its inputs' error by a large factor
+        (statistics cannot prove it). None otherwise."""
         if self.method == "replay":
-            return self.introduced_verdict is not None and self.introduced_verdict.level == "error"
-        if self.method == "amplification":
-            return self.verdict is not None and self.verdict.level == "error" and (self.amplification or 0) >= 2.0
-        return False
+            return "error" if self.replay is not None and self.replay.is_error else None
+        if self.method == "amplification" and self.verdict is not None and self.verdict.level == "error":
+            return "suspect" if (self.amplification or 0) >= AMPLIFICATION_CULPRIT else None
+        return None
+
+    @property
+    def is_culprit(self) -> bool:
+        return self.culprit_level is not None
 
 
 def output_error(result: PairResult) -> Optional[float]:
-    """One number for "how far from the reference": relative L2 error, or the worst relative
-    difference of the statistics when only those exist."""
+    """One number for "how far from the reference": relative L2 error, or, when only statistics
+    exist, the statistics' differences scaled by the tensor's magnitude (a relative difference of a
+    mean or a min near zero says nothing)."""
     if result.error is not None and result.error.rel_l2_err is not None:
         return result.error.rel_l2_err
     if result.stats_error is not None:
-        return result.stats_error.worst_rel_diff
+        return stats_error(result.stats_error)
     return None
+
+
+def stats_error(s: M.StatsMetrics) -> Optional[float]:
+    values = [v for v in (s.scaled_diff, s.norm_rel_diff) if v is not None]
+    return max(values) if values else None
 
 
 class Diagnoser:
     """Computes a :class:`PairResult` per aligned pair, loading tensors from the two dumps on demand."""
 
-    def __init__(self, target: Dump, reference: Dump, step: int, replay: bool = True) -> None:
+    def __init__(self, target: Dump, reference: Dump, step: int, replay: bool = True, tensors: bool = True) -> None:
         self.target, self.reference, self.step, self.replay = target, reference, step, replay
+        self.tensors = tensors  # False: statistics only, even where the dumps hold tensors
+
+    def _load(self, dump: Dump, info: TensorInfo) -> Optional[torch.Tensor]:
+        return dump.load_tensor(info, self.step) if self.tensors else None
 
     def run(self, pairs: Iterable[Pair], progress: Optional[Callable[[int], None]] = None) -> List[PairResult]:
         results = []
@@ -88,8 +110,8 @@ class Diagnoser:
         if t is None or r is None or not t.outputs or not r.outputs:
             return result
         t_out, r_out = t.outputs[0], r.outputs[0]
-        tt = self.target.load_tensor(t_out, self.step)
-        rt = self.reference.load_tensor(r_out, self.step)
+        tt = self._load(self.target, t_out)
+        rt = self._load(self.reference, r_out)
         if tt is not None and rt is not None:
             result.error = M.compare_tensors(tt, rt)
             result.verdict = standards.judge(result.error, t.name, _reduction(t))
@@ -105,36 +127,25 @@ class Diagnoser:
     def _replay(self, result: PairResult, rec: Record, produced: torch.Tensor) -> None:
         from .store import decode_args, resolve_op
 
-        if rec.name.split("::")[-1].split(".")[0] in _NOT_REPLAYABLE:
-            return
         try:
             op = resolve_op(rec.name)
-            if torch.Tag.nondeterministic_seeded in getattr(op, "tags", ()):
-                result.notes.append("random op: not replayed")
+            if not replayable(op, rec.name):
+                result.notes.append("random or uninitialised op: not replayed")
                 return
-            inputs = [self._load_input(info) for info in rec.inputs]
+            inputs = [self._load(self.target, info) for info in rec.inputs]
             if any(x is None for x in inputs):
                 return
-            args, kwargs = decode_args(rec.args, inputs)
-            with torch.no_grad():
-                out = op(*args, **kwargs)
+            found = replay(op, rec.name, lambda tensors: decode_args(rec.args, tensors), inputs, produced,
+                           _reduction(rec))
         except Exception as exc:  # an op we cannot rebuild: fall back to amplification
             result.notes.append(f"not replayed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
             return
-        if isinstance(out, (tuple, list)):
-            out = out[0]
-        if not isinstance(out, torch.Tensor) or out.shape != produced.shape:
+        if found is None:
             return
-        result.introduced = M.compare_tensors(produced, out)
-        result.introduced_verdict = standards.judge(result.introduced, rec.name, _reduction(rec))
+        result.replay = found
+        result.introduced, result.introduced_verdict = found.metrics, found.verdict
         result.method = "replay"
-        result.score = result.introduced_verdict.ratio or 0.0
-
-    def _load_input(self, info: TensorInfo) -> Optional[torch.Tensor]:
-        x = self.target.load_tensor(info, self.step)
-        if x is None:
-            return None
-        return x.double() if x.is_floating_point() else x
+        result.score = found.score
 
     # --- introduced error: amplification over the inputs' error ---------------------------------------
 
@@ -153,13 +164,13 @@ class Diagnoser:
             res.score = res.amplification
 
     def _input_error(self, a: TensorInfo, b: TensorInfo) -> float:
-        at = self.target.load_tensor(a, self.step)
-        bt = self.reference.load_tensor(b, self.step)
+        at = self._load(self.target, a)
+        bt = self._load(self.reference, b)
         if at is not None and bt is not None and at.is_floating_point():
             m = M.compare_tensors(at, bt)
             return m.rel_l2_err or 0.0
         if a.stats is not None and b.stats is not None:
-            return M.compare_stats(a.stats, b.stats).worst_rel_diff or 0.0
+            return stats_error(M.compare_stats(a.stats, b.stats)) or 0.0
         return 0.0
 
 
@@ -179,8 +190,16 @@ def ranked(results: List[PairResult], limit: int = 10) -> List[PairResult]:
 
 
 def stack_lines(dump: Dump, rec: Record) -> List[str]:
+    """The record's stack, paths shortened as in check-ops (relative, or from site-packages on)."""
+    from ..opcheck.trace import _short_path as short_path
+
     try:
-        return dump.stack(rec.stack)
-    except Exception:
+        frames = dump.stack(rec.stack)
+    except (KeyError, IndexError, ValueError, OSError):
         return []
+    out = []
+    for frame in frames:
+        path, sep, rest = frame.partition(":")
+        out.append(short_path(path) + sep + rest if sep and os.path.isabs(path) else frame)
+    return out
 

@@ -59,10 +59,17 @@ def _umask() -> int:
 def write_report(report: Report, fmt: str, output: Optional[str]) -> None:
     """Write the rendered report to stdout (``output`` None or ``"-"``) or, atomically, to ``output``."""
     if output is None or output == "-":
-        text = render(report, fmt, color=fmt == "table" and stdout_color())
+        click.echo(render(report, fmt, color=fmt == "table" and stdout_color()), nl=False)
+        return
+    write_text(render(report, fmt), output)
+
+
+def write_text(text: str, output: Optional[str]) -> None:
+    """``text`` to stdout (``output`` None or ``"-"``) or atomically to the file ``output``: a temp file in
+    the same directory, then ``os.replace``; a failure raises InputError and leaves nothing behind."""
+    if output is None or output == "-":
         click.echo(text, nl=False)
         return
-    text = render(report, fmt)
     path = os.path.expanduser(os.fspath(output))
     if os.path.isdir(path):
         raise InputError(f"--output {output}: is a directory")

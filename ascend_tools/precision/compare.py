@@ -1,0 +1,214 @@
+"""``ascend-doctor compare TARGET REFERENCE``: align two dumps, measure every pair, name the culprits.
+
+TARGET is the run under suspicion (the NPU run), REFERENCE the truth (GPU/CPU, or an fp32 run); either
+may be our dump or msprobe's. The pipeline is ``dumps`` → ``align`` → ``diagnose`` → one Report.
+"""
+import csv
+import io
+import math
+from collections import Counter, OrderedDict
+from typing import Any, Dict, List, Optional
+
+import click
+
+from ..errors import InputError
+from ..report import Finding, Report, Series, Table
+from . import diagnose
+from .align import align
+from .diagnose import PairResult
+from .dumps import Dump, open_dump
+
+SCHEMA = "ascend-doctor/compare/1"
+PAIR_COLUMNS = (
+    "order", "name", "module", "phase", "how", "target_dtype", "reference_dtype", "shape", "cosine",
+    "max_abs_err", "max_rel_err", "mean_rel_err", "rel_l2_err", "max_ulp_err", "within_1e3", "verdict",
+    "error_ratio", "method", "introduced", "introduced_verdict",
+)
+
+
+def choose_step(target: Dump, reference: Dump, step: Optional[int]) -> int:
+    common = sorted(set(target.steps()) & set(reference.steps()))
+    if step is not None:
+        if step not in common:
+            raise InputError(f"--step {step}: not in both dumps (common steps: {_list(common)})")
+        return step
+    if not common:
+        raise InputError(f"{target.path} and {reference.path}: no step in common (target has {_list(target.steps())}, reference has {_list(reference.steps())})")
+    return common[0]
+
+
+def _list(steps: List[int]) -> str:
+    return ", ".join(map(str, steps)) or "none"
+
+
+def compare_dumps(target_path: str, reference_path: str, rank: Optional[int] = None, step: Optional[int] = None,
+                  replay: bool = True, top: int = 10, progress: bool = False, stats_only: bool = False) -> Report:
+    target, reference = open_dump(target_path, rank), open_dump(reference_path, rank)
+    chosen = choose_step(target, reference, step)
+    t_records, r_records = list(target.records(chosen)), list(reference.records(chosen))
+    if not t_records:
+        raise InputError(f"{target.path}: step {chosen} holds no records")
+    pairs = align(t_records, r_records)
+    diag = diagnose.Diagnoser(target, reference, chosen, replay=replay, tensors=not stats_only)
+    if progress:
+        with click.progressbar(length=len(pairs), label="comparing", file=click.get_text_stream("stderr")) as bar:
+            results = diag.run(pairs, bar.update)
+    else:
+        results = diag.run(pairs)
+    return build_report(target, reference, chosen, results, top)
+
+
+# --- rows -----------------------------------------------------------------------------------------------
+
+
+def _num(value: Optional[float]) -> Optional[float]:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def pair_row(order: int, res: PairResult) -> Dict[str, Any]:
+    rec = res.record
+    t, r = res.pair.target, res.pair.reference
+    m = res.error
+    return OrderedDict(
+        order=order, name=rec.key, module=rec.module, phase=rec.phase, how=res.pair.how,
+        target_dtype=t.outputs[0].dtype if t is not None and t.outputs else None,
+        reference_dtype=r.outputs[0].dtype if r is not None and r.outputs else None,
+        shape=list(rec.outputs[0].shape) if rec.outputs else None,
+        cosine=_num(m.cosine) if m else None, max_abs_err=_num(m.max_abs_err) if m else None,
+        max_rel_err=_num(m.max_rel_err) if m else None, mean_rel_err=_num(m.mean_rel_err) if m else None,
+        rel_l2_err=_num(diagnose.output_error(res)), max_ulp_err=_num(m.max_ulp_err) if m else None,
+        within_1e3=_num(m.within_1e3) if m else None,
+        verdict=res.verdict.level if res.verdict else None,
+        error_ratio=res.verdict.ratio if res.verdict else None,
+        method=res.method or None, introduced=res.score if res.method else None,
+        introduced_verdict=res.introduced_verdict.level if res.introduced_verdict else None,
+    )
+
+
+def culprit_row(rank: int, res: PairResult, dump: Dump) -> Dict[str, Any]:
+    rec = res.record
+    return OrderedDict(
+        rank=rank, name=rec.key, op=rec.name, call=rec.call, module=rec.module, phase=rec.phase,
+        introduced_error=res.score, method=res.method, verdict=res.culprit_level,
+        error_vs_reference=res.verdict.ratio if res.verdict else None,
+        reason=(res.introduced_verdict or res.verdict).reason if (res.introduced_verdict or res.verdict) else "",
+        stack=diagnose.stack_lines(dump, rec),
+    )
+
+
+# --- report ---------------------------------------------------------------------------------------------
+
+
+def build_report(target: Dump, reference: Dump, step: int, results: List[PairResult], top: int) -> Report:
+    matched = [r for r in results if r.pair.target is not None and r.pair.reference is not None]
+    rows = [pair_row(i, r) for i, r in enumerate(results)]
+    found = diagnose.culprits(results)
+    errors = [r for r in found if r.culprit_level == "error"]
+    stats_only = not any(r.method == "replay" for r in results)
+    # Without tensors the culprit threshold is soft: list the top of the ranking, labelled by the threshold.
+    listed = diagnose.ranked(results, top) if stats_only else found
+    culprits = [culprit_row(i + 1, r, target) for i, r in enumerate(listed[:top])]
+    first = min(errors or found, key=lambda r: r.record.id) if found else None
+    verdicts = Counter(r.verdict.level for r in matched if r.verdict)
+    how = Counter(r.pair.how for r in results)
+    summary = OrderedDict(
+        pairs=len(matched), matched_by={k: how.get(k, 0) for k in ("key", "sequence", "module")},
+        unmatched_target=sum(1 for r in results if r.pair.reference is None),
+        unmatched_reference=sum(1 for r in results if r.pair.target is None),
+        verdicts={k: verdicts.get(k, 0) for k in ("pass", "warning", "error")},
+        culprits=len(errors), suspects=len(found) - len(errors), method="amplification (statistics only)" if stats_only else "replay in float64",
+        first_culprit=first.record.key if first else None,
+    )
+    data = OrderedDict(
+        target=_side(target), reference=_side(reference), step=step, summary=summary,
+        culprits=culprits, first_culprit=culprit_row(0, first, target) if first else None,
+        pairs=rows,
+    )
+    report = Report(schema=SCHEMA, title=f"compare: {target.path} vs {reference.path}", data=data)
+    report.summary = [
+        ("target", f"{target.path} ({target.format})"),
+        ("reference", f"{reference.path} ({reference.format})"),
+        ("step", step),
+        ("pairs", "{} matched ({}), {} unmatched".format(
+            len(matched), ", ".join(f"{n} by {k}" for k, n in summary["matched_by"].items() if n),
+            summary["unmatched_target"] + summary["unmatched_reference"])),
+        ("vs reference", ", ".join(f"{n} {k}" for k, n in summary["verdicts"].items())),
+        ("culprits", "{} proven, {} suspected ({})".format(len(errors), summary["suspects"], summary["method"])),
+        ("first culprit", summary["first_culprit"] or "none"),
+    ]
+    _culprit_section(report, culprits, stats_only)
+    _drift_section(report, results)
+    sec = report.section("All pairs")
+    sec.tables.append(Table("", list(PAIR_COLUMNS), [[_cell(row[c]) for c in PAIR_COLUMNS] for row in rows],
+                            status_column="verdict"))
+    return report
+
+
+def _side(dump: Dump) -> Dict[str, Any]:
+    keys = ("backend", "device_name", "rank", "world_size", "level", "mode", "torch", "torch_npu")
+    return OrderedDict([("path", dump.path), ("format", dump.format)] +
+                       [(k, dump.meta.get(k)) for k in keys if k in dump.meta])
+
+
+def _culprit_section(report: Report, culprits: List[Dict[str, Any]], suspects_only: bool) -> None:
+    title = "Suspects (statistics only: ranked by error amplification)" if suspects_only else "Culprits"
+    # the table lists the ranking; findings only for what passed the culprit threshold
+    sec = report.section(title)
+    if not culprits:
+        sec.text.append("No op introduced an error beyond its dtype's tolerance.")
+        return
+    sec.text.append(
+        "Ranked by the error each op introduced itself (its output against a float64 replay on its own inputs, "
+        "in tolerances), or by how much it amplified the error its inputs carried when there are no tensors.")
+    sec.tables.append(Table("", ["#", "call", "module", "phase", "introduced", "method", "vs reference", "where"], [
+        [c["rank"], c["name"], c["module"], c["phase"], _cell(c["introduced_error"]), c["method"],
+         _cell(c["error_vs_reference"]), c["stack"][-1] if c["stack"] else ""] for c in culprits]))
+    for c in [c for c in culprits if c["verdict"]][:3]:
+        sec.findings.append(Finding(
+            severity="error" if c["verdict"] == "error" else "warning", rule="culprit", message="{} in {} ({}): {}".format(
+                c["name"], c["module"] or "<root>", c["phase"], c["reason"]),
+            location=c["stack"][-1] if c["stack"] else "", suggestion=""))
+
+
+def _drift_section(report: Report, results: List[PairResult]) -> None:
+    vs_ref, introduced = [], []
+    boundary = None
+    for i, r in enumerate(results):
+        if r.verdict is not None and r.verdict.ratio:
+            vs_ref.append((float(i), r.verdict.ratio))
+        if r.method and r.score:
+            introduced.append((float(i), r.score))
+        if boundary is None and r.record.phase == "backward":
+            boundary = float(i)
+    sec = report.section("Drift along the run")
+    sec.text.append("Error of each op's output against the reference, and the error it introduced itself, in "
+                    "units of its dtype tolerance, in execution order. Error that only propagates shows in the "
+                    "first line but not in the second.")
+    sec.series.append(Series(
+        "error in tolerances", "execution order", "error / tolerance",
+        OrderedDict([("vs reference", vs_ref), ("introduced", introduced)]),
+        marks=[(boundary, "backward")] if boundary is not None else [], log_y=True))
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    if isinstance(value, list):
+        return "x".join(map(str, value))
+    return value
+
+
+def to_csv(report: Report) -> str:
+    """The per-pair table as CSV (for spreadsheets)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(PAIR_COLUMNS)
+    for row in report.data["pairs"]:
+        writer.writerow(["" if row[c] is None else _cell(row[c]) for c in PAIR_COLUMNS])
+    return buf.getvalue()
+
+
+def exit_code(report: Report, fail_on: str) -> int:
+    if fail_on == "never":
+        return 0
+    return int(report.data["summary"]["culprits"] > 0)

@@ -1,0 +1,76 @@
+"""The error one op call introduced: its output against the same op replayed on its own inputs.
+
+Two replays on the CPU, on the very inputs the target saw: one in float64 (the truth) and one in the
+target's own dtypes (what a *correct* kernel in that precision gives). The op is blamed only when its
+error is beyond the dtype tolerance (``standards.judge``) **and** clearly worse (``MARGIN`` times) than the
+correct same-dtype kernel's: some ops are ill-conditioned on some inputs (a softmax backward on peaked
+rows cancels), and a correct fp32 kernel is then "beyond tolerance" too; that is not this op's fault.
+"""
+from dataclasses import dataclass
+from typing import Any, List, Optional
+
+import torch
+
+from . import metrics as M
+from . import standards
+
+MARGIN = 4.0
+# ops whose result depends on uninitialised memory: a replay cannot match them
+NOT_REPLAYABLE = ("empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided")
+
+
+@dataclass
+class Replay:
+    metrics: M.PairMetrics  # produced vs float64 replay
+    verdict: standards.Verdict
+    baseline: Optional[M.PairMetrics]  # same-dtype replay vs float64 replay
+    baseline_verdict: Optional[standards.Verdict]
+
+    @property
+    def score(self) -> float:
+        """How many tolerances off the op's own output is."""
+        return self.verdict.ratio or 0.0
+
+    @property
+    def excess(self) -> float:
+        """Its error over a correct same-dtype kernel's (both in tolerances; >= MARGIN blames the op)."""
+        base = self.baseline_verdict.ratio if self.baseline_verdict is not None else 0.0
+        return self.score / max(base, 1e-300) if base else float("inf") if self.score else 0.0
+
+    @property
+    def is_error(self) -> bool:
+        return self.verdict.level == "error" and self.excess >= MARGIN
+
+
+def replayable(op: Any, name: str) -> bool:
+    return name.split("::")[-1].split(".")[0] not in NOT_REPLAYABLE and \
+        torch.Tag.nondeterministic_seeded not in getattr(op, "tags", ())
+
+
+def _first_tensor(out: Any) -> Optional[torch.Tensor]:
+    if isinstance(out, (tuple, list)):
+        out = out[0] if out else None
+    return out if isinstance(out, torch.Tensor) else None
+
+
+def replay(op: Any, name: str, build_call: Any, inputs: List[torch.Tensor], produced: torch.Tensor,
+           reduction: Optional[int]) -> Optional[Replay]:
+    """``build_call(tensors) -> (args, kwargs)`` puts tensors back into the call. None when the op's
+    output cannot be compared (not a tensor, another shape)."""
+    cpu = [x.detach().cpu() for x in inputs]
+    wide = [x.double() if x.is_floating_point() else x for x in cpu]
+    with torch.no_grad():
+        truth = _first_tensor(op(*build_call(wide)[0], **build_call(wide)[1]))
+        if truth is None or truth.shape != produced.shape:
+            return None
+        args, kwargs = build_call(cpu)
+        try:
+            same = _first_tensor(op(*args, **kwargs))
+        except RuntimeError:  # e.g. a half-precision kernel the CPU lacks
+            same = None
+    found = M.compare_tensors(produced, truth)
+    verdict = standards.judge(found, name, reduction)
+    if same is None or same.shape != truth.shape:
+        return Replay(found, verdict, None, None)
+    base = M.compare_tensors(same, truth)
+    return Replay(found, verdict, base, standards.judge(base, name, reduction))
