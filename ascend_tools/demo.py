@@ -31,13 +31,34 @@ def save(report: Report, out_dir: str, stem: str) -> List[str]:
     return paths
 
 
+def _precision_part(out_dir: str, echo: Callable[[str], None]) -> None:
+    import shutil
+
+    from .precision import compare, demo_run
+    from .report import write_text
+
+    dumps = os.path.join(out_dir, "precision-dumps")
+    shutil.rmtree(dumps, ignore_errors=True)
+    echo("precision: tiny Llama, fp32 reference vs bf16 with one injected fault ...")
+    report, injected = demo_run.run(dumps)
+    paths = save(report, out_dir, "compare")
+    csv_path = os.path.join(out_dir, "compare.csv")
+    write_text(compare.to_csv(report), csv_path)
+    summary = report.data["summary"]
+    echo(f"  injected fault:    {injected}")
+    echo("  culprit named:     {}".format(report.data["culprits"][0]["name"] if report.data["culprits"] else "none"))
+    echo("  pairs:             {} ({} beyond tolerance against fp32, mostly inherited; {} introduced an error)".format(
+        summary["pairs"], summary["verdicts"]["error"], summary["culprits"]))
+    echo("  reports: {}".format(", ".join([*paths, csv_path])))
+
+
 def run(out_dir: str, echo: Callable[[str], None] = print) -> None:
     from . import env
     from .opcheck import checkops
 
     os.makedirs(out_dir, exist_ok=True)
     for stale in glob.glob(os.path.join(out_dir, "*.*")):
-        if stale.endswith((".html", ".md", ".json")):
+        if stale.endswith((".html", ".md", ".json", ".csv")):
             os.remove(stale)
     src = examples_dir()
     for name in EXAMPLES:
@@ -49,6 +70,7 @@ def run(out_dir: str, echo: Callable[[str], None] = print) -> None:
         for label, value in report.summary[2:]:
             echo("  {:<18} {}".format(label + ":", value))
         echo("  reports: {}".format(", ".join(paths)))
+    _precision_part(out_dir, echo)
     echo("env ...")
     echo("  reports: {}".format(", ".join(save(env.build_report(env.collect()), out_dir, "env"))))
     echo("Open {} in a browser.".format(os.path.join(out_dir, "check-ops-train_cuda.html")))

@@ -19,6 +19,7 @@ from .diagnose import PairResult
 from .dumps import Dump, open_dump
 
 SCHEMA = "ascend-doctor/compare/1"
+PLOT_CAP = 1e6
 PAIR_COLUMNS = (
     "order", "name", "module", "phase", "how", "target_dtype", "reference_dtype", "shape", "cosine",
     "max_abs_err", "max_rel_err", "mean_rel_err", "rel_l2_err", "max_ulp_err", "within_1e3", "verdict",
@@ -175,15 +176,16 @@ def _drift_section(report: Report, results: List[PairResult]) -> None:
     boundary = None
     for i, r in enumerate(results):
         if r.verdict is not None and r.verdict.ratio:
-            vs_ref.append((float(i), r.verdict.ratio))
+            vs_ref.append((float(i), min(r.verdict.ratio, PLOT_CAP)))
         if r.method and r.score:
-            introduced.append((float(i), r.score))
+            introduced.append((float(i), min(r.score, PLOT_CAP)))
         if boundary is None and r.record.phase == "backward":
             boundary = float(i)
     sec = report.section("Drift along the run")
     sec.text.append("Error of each op's output against the reference, and the error it introduced itself, in "
-                    "units of its dtype tolerance, in execution order. Error that only propagates shows in the "
-                    "first line but not in the second.")
+                    f"units of its dtype tolerance, in execution order (capped at {PLOT_CAP:g}: exact ops have a zero "
+                    "tolerance). Error that only propagates shows in the first line but not in the "
+                    "second.")
     sec.series.append(Series(
         "error in tolerances", "execution order", "error / tolerance",
         OrderedDict([("vs reference", vs_ref), ("introduced", introduced)]),
