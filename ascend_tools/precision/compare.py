@@ -105,7 +105,10 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
     rows = [pair_row(i, r) for i, r in enumerate(results)]
     found = diagnose.culprits(results)
     errors = [r for r in found if r.culprit_level == "error"]
-    stats_only = not any(r.method == "replay" for r in results)
+    stats_only = not any(r.method == "replay" for r in results)  # no replay: amplification ranks
+    with_tensors = any(r.error is not None for r in results)
+    method = "replay in float64" if not stats_only else "error amplification ({})".format(
+        "tensors" if with_tensors else "statistics only")
     # Without tensors the culprit threshold is soft: list the top of the ranking, labelled by the threshold.
     listed = diagnose.ranked(results, top) if stats_only else found
     culprits = [culprit_row(i + 1, r, target) for i, r in enumerate(listed[:top])]
@@ -117,7 +120,7 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
         unmatched_target=sum(1 for r in results if r.pair.reference is None),
         unmatched_reference=sum(1 for r in results if r.pair.target is None),
         verdicts={k: verdicts.get(k, 0) for k in ("pass", "warning", "error")},
-        culprits=len(errors), suspects=len(found) - len(errors), method="amplification (statistics only)" if stats_only else "replay in float64",
+        culprits=len(errors), suspects=len(found) - len(errors), method=method,
         first_culprit=first.record.key if first else None,
     )
     data = OrderedDict(
@@ -137,7 +140,7 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
         ("culprits", "{} proven, {} suspected ({})".format(len(errors), summary["suspects"], summary["method"])),
         ("first culprit", summary["first_culprit"] or "none"),
     ]
-    _culprit_section(report, culprits, stats_only)
+    _culprit_section(report, culprits, method if stats_only else "")
     _drift_section(report, results)
     sec = report.section("All pairs")
     sec.tables.append(Table("", list(PAIR_COLUMNS), [[_cell(row[c]) for c in PAIR_COLUMNS] for row in rows],
@@ -151,8 +154,10 @@ def _side(dump: Dump) -> Dict[str, Any]:
                        [(k, dump.meta.get(k)) for k in keys if k in dump.meta])
 
 
-def _culprit_section(report: Report, culprits: List[Dict[str, Any]], suspects_only: bool) -> None:
-    title = "Suspects (statistics only: ranked by error amplification)" if suspects_only else "Culprits"
+def _culprit_section(report: Report, culprits: List[Dict[str, Any]], ranking: str) -> None:
+    """``ranking`` names the amplification method when there was no replay ("" otherwise)."""
+    suspects_only = bool(ranking)
+    title = f"Suspects (no replay: ranked by {ranking})" if suspects_only else "Culprits"
     # the table lists the ranking; findings only for what passed the culprit threshold
     sec = report.section(title)
     if not culprits:
