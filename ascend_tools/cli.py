@@ -5,7 +5,7 @@ import logging
 import click
 
 from . import __version__
-from .commands import check_ops, compare, demo, dump, env, loss_compare
+from .commands import check_ops, compare, demo, dump, env, loss_compare, shadow
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,6 +22,7 @@ main.add_command(demo.demo_cmd)
 main.add_command(compare.compare_cmd)
 main.add_command(dump.dump_cmd)
 main.add_command(loss_compare.loss_compare_cmd)
+main.add_command(shadow.shadow_cmd)
 
 
 if __name__ == "__main__":

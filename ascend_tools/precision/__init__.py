@@ -5,7 +5,7 @@ from typing import Any
 
 
 def __getattr__(name: str) -> Any:
-    """``capture``/``Capture`` without importing torch at package import time.
+    """``capture``/``Capture`` and ``shadow``/``Shadow`` without importing torch at package import time.
 
     The submodule ``capture`` and the function share a name: importing the submodule sets the package
     attribute to the module, so the function is put back in its place here."""
@@ -13,5 +13,10 @@ def __getattr__(name: str) -> Any:
         mod = importlib.import_module(f"{__name__}.capture")
         globals()["capture"] = mod.capture
         globals()["Capture"] = mod.Capture
+        return globals()[name]
+    if name in ("shadow", "Shadow"):
+        mod = importlib.import_module(f"{__name__}.shadow")
+        globals()["shadow"] = mod.shadow
+        globals()["Shadow"] = mod.Shadow
         return globals()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,8 +16,10 @@ user's op returns its own result.
 """
 import logging
 import os
+import queue
 import re
 import sys
+import threading
 import time
 import types
 import weakref
@@ -92,14 +94,14 @@ class _T:
 
     __slots__ = ("dtype", "entry", "file", "shape")
 
-    def __init__(self, dtype: str, shape: List[int], entry: Any = None, file: Optional[str] = None) -> None:
+    def __init__(self, dtype: str, shape: Sequence[int], entry: Any = None, file: Optional[str] = None) -> None:
         self.dtype = dtype
         self.shape = shape
         self.entry = entry
         self.file = file
 
     def to_json(self) -> Dict[str, Any]:
-        out: Dict[str, Any] = {"dtype": self.dtype, "shape": self.shape}
+        out: Dict[str, Any] = {"dtype": self.dtype, "shape": list(self.shape)}
         e = self.entry
         if e is not None and e.stats is not None:
             s = e.stats
@@ -120,6 +122,40 @@ def _dtype_name(dtype: torch.dtype) -> str:
     if name is None:
         name = _DTYPES[dtype] = str(dtype).replace("torch.", "")
     return name
+
+
+def _strip(value: Any, out: List[torch.Tensor]) -> Any:
+    """``value`` with each tensor moved to ``out`` and replaced by ``store.TENSOR_SLOT``, in the order
+    ``store.encode_call`` numbers tensors. What is left holds no tensor and is encoded by the writer."""
+    if isinstance(value, torch.Tensor):
+        out.append(value)
+        return store.TENSOR_SLOT
+    if isinstance(value, (list, tuple)):
+        n = len(out)
+        items = [_strip(v, out) for v in value]
+        return value if len(out) == n else items
+    if isinstance(value, dict):
+        n = len(out)
+        d = {k: _strip(v, out) for k, v in value.items()}
+        return value if len(out) == n else d
+    return value
+
+
+def _split_call(args: Any, kwargs: Dict[str, Any], out: List[torch.Tensor]) -> tuple:
+    """``(args, kwargs)`` without their tensors (see :func:`_strip`), the tensors appended to ``out``."""
+    slot = store.TENSOR_SLOT
+    stripped = []
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            out.append(a)
+            stripped.append(slot)
+        elif isinstance(a, (list, tuple, dict)):
+            stripped.append(_strip(a, out))
+        else:
+            stripped.append(a)
+    if kwargs:
+        kwargs = {k: _strip(v, out) for k, v in kwargs.items()}
+    return stripped, kwargs
 
 
 def _flat_tensors(value: Any, out: List[torch.Tensor]) -> None:
@@ -175,7 +211,7 @@ class Capture:
                  steps: Optional[Iterable[int]] = None, scope: Optional[Sequence[str]] = None,
                  ops: Optional[Sequence[str]] = None, sample: int = 1, model: Optional[torch.nn.Module] = None,
                  stack: bool = True, flush_every: int = 256, flush_bytes: int = 1 << 28,
-                 rank: Optional[int] = None) -> None:
+                 rank: Optional[int] = None, background: Optional[bool] = None) -> None:
         if level not in LEVELS:
             raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
         if mode not in MODES:
@@ -204,6 +240,11 @@ class Capture:
         self._off = True
         self._metas: Dict[Any, _Meta] = {}
         self._queue = StatsQueue(digests=mode == "hash")
+        self.background = _default_background() if background is None else bool(background)
+        self._jobs: Optional[queue.Queue[Any]] = None
+        self._thread: Optional[threading.Thread] = None
+        self._pid = os.getpid()
+        self._sites: Dict[tuple, int] = {}
         self._batch: List[tuple] = []
         self._calls: Dict[Tuple[str, str], int] = {}
         self._next_id = 0
@@ -236,6 +277,12 @@ class Capture:
             return
         self._writer = store.RankWriter(self.out_dir, self.rank)
         self._writer.write_meta(self.meta())
+        self._pid = os.getpid()
+        if self.background:
+            self._jobs = queue.Queue(maxsize=QUEUE_JOBS)
+            self._thread = threading.Thread(target=self._work, name="ascend-doctor-capture", daemon=True)
+            self._thread.start()
+        _LIVE.add(self)
         self._active = True
         self._update_off()
         if self.model is not None:
@@ -274,12 +321,18 @@ class Capture:
                 h.remove()
             self._handles = []
             self._flush()
-            self._writer.write_meta(self.meta(final=True))
         except Exception as exc:
             self._fail(exc)
         finally:
+            self._stop_worker()
+            try:
+                if self._writer is not None:
+                    self._writer.write_meta(self.meta(final=True))
+            except Exception as exc:
+                self._fail(exc)
             if self._writer is not None:
                 self._writer.close()
+            _LIVE.discard(self)
             self._active = False
             self._busy = False
 
@@ -352,7 +405,7 @@ class Capture:
         seen = self._seen.get(id(t))
         if seen is not None and seen[1] == t._version and seen[0]() is t:
             return seen[2]
-        info = _T(_dtype_name(t.dtype), list(t.shape))
+        info = _T(_dtype_name(t.dtype), t.shape)
         if type(t) in _PLAIN:
             if has_stats(t):
                 info.entry = self._queue.add(t)
@@ -364,8 +417,34 @@ class Capture:
         return info
 
     def _stack_id(self) -> Optional[int]:
+        """Id of the Python stack that issued this op. Cached by the two innermost frames outside
+        torch/ascend_tools/the standard library (code object and bytecode offset): a hit costs a walk to
+        those frames only; a miss walks up to STACK_DEPTH frames."""
         if not self.keep_stack:
             return None
+        frame = sys._getframe(3)
+        lib = self._lib_code
+        inner = None
+        while frame is not None:
+            code = frame.f_code
+            skip = lib.get(code)
+            if skip is None:
+                skip = lib[code] = _is_library(os.path.abspath(code.co_filename))
+            if not skip:
+                if inner is None:
+                    inner = (code, frame.f_lasti, frame)
+                else:
+                    site = (inner[0], inner[1], code, frame.f_lasti)
+                    break
+            frame = frame.f_back
+        else:
+            site = (inner[0], inner[1]) if inner is not None else ()
+        sid = self._sites.get(site)
+        if sid is None:
+            sid = self._sites[site] = self._full_stack_id()
+        return sid
+
+    def _full_stack_id(self) -> int:
         frame = sys._getframe(3)
         key = []
         lib = self._lib_code
@@ -403,23 +482,32 @@ class Capture:
         rid = self._next_id
         self._next_id += 1
         tensors: List[torch.Tensor] = []
-        args_json = store.encode_call(args, kwargs, tensors)
+        call_args = _split_call(args, kwargs, tensors)
         inputs = [self._tensor(t, rid, f"in{i}") for i, t in enumerate(tensors)]
         for i, name in meta.mutated:
             t = args[i] if i < len(args) else kwargs.get(name)
             if isinstance(t, torch.Tensor):
                 self._queue.before_write(t)
                 self._seen.pop(id(t), None)
-        return (meta, phase, call, module, rid, inputs, args_json, self._stack_id())
+            elif isinstance(t, (list, tuple)):  # _foreach_*_ ops write every tensor of a list
+                for x in t:
+                    if isinstance(x, torch.Tensor):
+                        self._queue.before_write(x)
+                        self._seen.pop(id(x), None)
+        # the arguments are encoded when the record is written (the writer thread): keep them as they are
+        return (meta, phase, call, module, rid, inputs, call_args, self._stack_id())
 
     def _after_op(self, pre: tuple, out: Any) -> None:
         meta, phase, call, module, rid, inputs, args_json, sid = pre
-        tensors: List[torch.Tensor] = []
-        _flat_tensors(out, tensors)
+        if isinstance(out, torch.Tensor):
+            tensors = [out]
+        else:
+            tensors = []
+            _flat_tensors(out, tensors)
         if meta.same_values and len(tensors) == 1 and inputs and inputs[0].entry is not None and type(tensors[0]) in _PLAIN:
             t = tensors[0]
             src = inputs[0]
-            outputs = [_T(src.dtype, list(t.shape), src.entry, None)]
+            outputs = [_T(src.dtype, t.shape, src.entry, None)]
             if self.mode == "tensor":
                 outputs = [self._tensor(t, rid, "out0")]
             else:
@@ -441,27 +529,82 @@ class Capture:
                 self._update_off()
 
     def _flush(self) -> None:
-        self._queue.flush()
+        """Hand the records and statistics gathered since the last flush to the writer: the writer
+        thread when there is one (the user's thread does not wait), else write them now. Statistics of
+        accelerator tensors are moved to the host here, on the user's thread and stream."""
+        q = self._queue
+        on_device = q.on_device
+        pending = q.take()
+        if on_device or self._thread is None:
+            q.resolve(pending)
+            pending = []
         batch, self._batch = self._batch, []
         if not self._meta_final and (batch or self._new_stacks):
             self._meta_final = True
             self._writer.write_meta(self.meta())
+        stacks, self._new_stacks = self._new_stacks, []
+        if not (batch or stacks or pending):
+            return
+        job = (self.step_no, batch, stacks, pending)
+        if self._thread is not None and self._thread.is_alive() and os.getpid() == self._pid:
+            self._jobs.put(job)  # blocks when QUEUE_JOBS flushes are waiting: memory stays bounded
+        else:
+            self._write_job(job)
+
+    def _write_job(self, job: tuple) -> None:
+        step, batch, stacks, pending = job
+        if pending:
+            self._queue.resolve(pending)
         lines = []
-        step, rank = self.step_no, self.rank
-        for rid, name, kind, phase, call, module, inputs, outputs, args_json, sid in batch:
+        rank = self.rank
+        encode, dumps = store.encode_call, store._dumps
+        pause = time.sleep if threading.current_thread() is self._thread else None
+        for n, (rid, name, kind, phase, call, module, inputs, outputs, call_args, sid) in enumerate(batch):
+            if pause is not None and not n % YIELD_EVERY:
+                # let the user's thread take the GIL: it would otherwise wait up to the switch interval
+                # (5 ms) each time one of its kernels returns while this thread encodes
+                pause(0)
             rec = {"id": rid, "name": name, "kind": kind, "phase": phase, "call": call, "module": module,
                    "inputs": [t.to_json() for t in inputs], "outputs": [t.to_json() for t in outputs]}
-            if args_json is not None:
-                rec["args"] = args_json
+            if call_args is not None:
+                rec["args"] = encode(call_args[0], call_args[1], [])
             if sid is not None:
                 rec["stack"] = sid
             rec["step"] = step
             rec["rank"] = rank
-            lines.append(store._dumps(rec) + "\n")
-        stacks, self._new_stacks = self._new_stacks, []
+            lines.append(dumps(rec) + "\n")
         if lines or stacks:
             self._writer.write(step, lines, stacks)
             self.records_written += len(lines)
+
+    def _work(self) -> None:
+        """The writer thread: statistics of CPU tensors, JSON encoding and file writes, one flush at
+        a time in order. Torch ops here do not pass through the capture's mode (modes are per thread)."""
+        jobs = self._jobs
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            try:
+                self._write_job(job)
+            except Exception as exc:
+                self._fail(exc)
+
+    def _stop_worker(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        if thread.is_alive():
+            self._jobs.put(None)
+            thread.join()
+        # a job left behind by a thread that died (it cannot: _work catches everything) is written here
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                self._write_job(job)
 
     # --- internals: module level --------------------------------------------------------------------
 
@@ -593,7 +736,7 @@ class Capture:
 def capture(out_dir: str, level: str = "op", mode: str = "stats",
             steps: Optional[Union[Iterable[int], range]] = None, scope: Optional[Sequence[str]] = None,
             ops: Optional[Sequence[str]] = None, sample: int = 1, model: Optional[torch.nn.Module] = None,
-            stack: bool = True, flush_every: int = 256) -> Capture:
+            stack: bool = True, flush_every: int = 256, background: Optional[bool] = None) -> Capture:
     """Record ops and/or modules of the code run inside ``with capture(...) as cap:`` into
     ``out_dir/rank{r}/`` (format: docs/dump-format.md).
 
@@ -603,9 +746,35 @@ def capture(out_dir: str, level: str = "op", mode: str = "stats",
     (an op is kept when its innermost module matches one). ``ops``: op names (``aten::mm``, ``mm``,
     ``matmul``). ``sample``: keep every N-th call of each op (by call index, so two runs keep the same
     calls). ``model``: names modules from this root (default: the first module called is the root).
-    ``stack``: keep the Python stack of each record."""
+    ``stack``: keep the Python stack of each record. ``background``: encode and write records on a writer
+    thread (default off, see :func:`_default_background`)."""
     return Capture(out_dir, level=level, mode=mode, steps=steps, scope=scope, ops=ops, sample=sample,
-                   model=model, stack=stack, flush_every=flush_every)
+                   model=model, stack=stack, flush_every=flush_every, background=background)
+
+
+YIELD_EVERY = 8  # records the writer thread encodes between two offers of the GIL
+QUEUE_JOBS = 4  # flushes waiting for the writer thread before the user's thread waits for it
+_LIVE: Any = weakref.WeakSet()
+
+
+def _default_background() -> bool:
+    """The writer thread is off unless ASCEND_DOCTOR_CAPTURE_THREAD=1: on the CPU bench it made steps
+    slower (its JSON encoding holds the GIL; the training thread waits up to the 5 ms switch interval
+    each time one of its kernels returns)."""
+    env = os.environ.get("ASCEND_DOCTOR_CAPTURE_THREAD", "")
+    return env.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _after_fork_in_child() -> None:
+    # a forked child (a DataLoader worker) has no writer thread and must not append to the parent's files
+    for cap in list(_LIVE):
+        cap._active = False
+        cap._thread = None
+        cap._off = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _rank() -> int:

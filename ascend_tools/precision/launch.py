@@ -10,6 +10,9 @@ Which processes capture: a plain ``python script.py`` / ``python -m module`` chi
 (``require_rank``), only processes that have ``RANK`` in their environment (the workers, not the
 launcher agent), each writing ``rank{RANK}``. A capturing process sets ``ASCEND_DOCTOR_DUMP_ACTIVE``
 so the processes it spawns itself (data loader workers started with ``spawn``) do not capture again.
+
+``ascend-doctor shadow`` uses the same launch with ``"tool": "shadow"`` in the options: the process
+enters :func:`shadow.shadow` instead and writes its records to ``out_dir`` (see ``start_from_env``).
 """
 import json
 import os
@@ -84,13 +87,20 @@ def is_torchrun(cmd: List[str]) -> bool:
 
 def start_from_env() -> Any:
     """Start capture from ``$ASCEND_DOCTOR_DUMP`` in this process and stop it at exit (or do nothing
-    when this process should not capture). Returns the Capture or None."""
+    when this process should not capture). Returns the Capture or None. With ``"tool": "shadow"`` in
+    the options it starts :mod:`shadow` instead (``ascend-doctor shadow``) and returns the Shadow."""
     opts: Dict[str, Any] = json.loads(os.environ[ENV])
     if opts.pop("require_rank", False) and "RANK" not in os.environ:
         return None
     os.environ[ENV_ACTIVE] = str(os.getpid())
     import atexit
 
+    if opts.pop("tool", "dump") == "shadow":  # ascend-doctor shadow: the same launch, another tool
+        from .shadow import start_from_options
+
+        sh = start_from_options(opts)
+        atexit.register(sh.close)
+        return sh
     from .capture import capture
 
     cap = capture(opts.pop("out_dir"), **opts)

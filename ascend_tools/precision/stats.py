@@ -8,11 +8,12 @@ to the host in **one** transfer (:func:`to_host`). Nothing calls ``.item()`` per
 The counts (NaN, ±Inf, finite values at the dtype's ±max) are expensive on some devices (a boolean
 reduction per count) and almost always 0, so they are gated on the row: a tensor whose sum, max and min
 are finite and whose max and min are below the dtype's max in magnitude has no NaN, no Inf and no
-saturated element. Only the other tensors are counted, at flush, from the tensor the entry still holds
-(a second small transfer, only when such tensors exist). An entry whose tensor is about to be written in
-place (:meth:`StatsQueue.before_write`, called by the capture mode for mutating ops) is counted first:
-on the CPU, where reading a value is not a device sync, by reading its row; elsewhere by counting on the
-device unconditionally.
+saturated element. On the CPU, where reading a value is not a device sync, the row is read when the
+entry is made, a suspect tensor is counted at once and the tensor is let go. On an accelerator the
+other tensors are counted at flush, from the tensor the entry still holds (a second small transfer,
+only when such tensors exist); an entry whose tensor is about to be written in place
+(:meth:`StatsQueue.before_write`, called by the capture mode for mutating ops) is counted first, on the
+device and unconditionally.
 
 Integer and bool tensors get max/min/mean/norm as floats and counts 0; empty tensors get no statistics;
 complex, sparse, meta and other non-strided tensors get none either.
@@ -24,7 +25,7 @@ digest; any change of one element's bits changes the plain sum. It is a checksum
 not a cryptographic hash.
 """
 import math
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
@@ -73,7 +74,9 @@ _NO_STATS = {d for d in (getattr(torch, n, None) for n in (
 
 
 class Pending:
-    """Statistics of one tensor, on their way to the host."""
+    """Statistics of one tensor, on their way to the host. ``row`` is computed when the entry is made
+    and dropped once :meth:`StatsQueue.resolve` has read it; ``tensor`` is held only for an accelerator
+    tensor whose counts may still be needed (see the module docstring)."""
 
     __slots__ = ("counts", "digest", "digest_row", "dtype", "is_float", "numel", "row", "stats", "tensor", "version")
 
@@ -84,7 +87,7 @@ class Pending:
         self.numel = tensor.numel()
         self.row: Optional[torch.Tensor] = row
         self.is_float = is_float
-        self.counts: Optional[Any] = None  # device tensor [nan, inf, sat] or host list
+        self.counts: Optional[Any] = None  # device tensor [nan, inf, sat, norm] or host list
         self.digest_row: Optional[torch.Tensor] = None
         self.digest: Optional[str] = None
         self.stats: Optional[TensorStats] = None
@@ -124,12 +127,20 @@ def _digest_row(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 
 
 class StatsQueue:
-    """Rows computed on the device, moved to the host in one transfer per :meth:`flush`."""
+    """Rows computed on the device, moved to the host in one transfer per flush.
+
+    ``add(t)`` computes the row at once (on an accelerator: kernels queued on the current stream; on the
+    CPU: the counts are settled too and the tensor let go). :meth:`take` hands the pending entries over
+    and :meth:`resolve` fills their statistics, on the user's thread or the capture's writer thread. Only
+    CPU entries ever go to the writer thread (a flush holding an accelerator entry is resolved on the
+    user's thread, see ``Capture._flush``), and those hold no tensor and are not reachable from
+    :meth:`before_write`: no lock is needed."""
 
     def __init__(self, digests: bool = False) -> None:
         self.digests = digests
         self.pending: List[Pending] = []
         self.pending_bytes = 0
+        self.on_device = False  # a pending entry lives on an accelerator: resolve on the user's thread
         self._by_storage: Dict[int, List[Pending]] = {}
         self._weights: Dict[Any, torch.Tensor] = {}
 
@@ -137,19 +148,36 @@ class StatsQueue:
         """Queue ``t``'s statistics (None for a tensor without them, see :func:`has_stats`)."""
         if not has_stats(t):
             return None
+        # a detached alias, not ``t``: an extra reference to ``t`` itself would change what autograd
+        # does (AccumulateGrad steals a gradient only when nothing else holds it)
         x = t.detach()
         row, is_float = _row(x)
         entry = Pending(x, row, is_float)
         if self.digests:
             entry.digest_row = _digest_row(x, self._weights_for(x))
+        if t.is_cpu:
+            # reading a CPU row is no device sync: settle the counts now and let the tensor go (held
+            # until the flush, every tensor of a flush would stay allocated: fresh pages for the
+            # user's next allocations)
+            if is_float and _suspect(row.tolist(), t.dtype):
+                entry.counts = _counts(x).tolist()
+            entry.tensor = None
+            self.pending.append(entry)
+            return entry
         self.pending.append(entry)
-        self.pending_bytes += entry.numel * x.element_size()
+        self.pending_bytes += entry.numel * t.element_size()
+        if not t.is_cpu:
+            self.on_device = True
         try:
-            key = x.untyped_storage().data_ptr()
+            key = t.untyped_storage().data_ptr()
         except Exception:
             key = None
         if key is not None:
-            self._by_storage.setdefault(key, []).append(entry)
+            entries = self._by_storage.get(key)
+            if entries is None:
+                self._by_storage[key] = [entry]
+            else:
+                entries.append(entry)
         return entry
 
     def _weights_for(self, x: torch.Tensor) -> torch.Tensor:
@@ -162,7 +190,8 @@ class StatsQueue:
         return w
 
     def before_write(self, t: torch.Tensor) -> None:
-        """``t`` is about to be written in place: count the entries that share its storage now."""
+        """``t`` is about to be written in place: count the entries that share its storage now (on the
+        device, without reading their rows; only accelerator entries are indexed by storage)."""
         if not self._by_storage:
             return
         try:
@@ -173,22 +202,27 @@ class StatsQueue:
         if not entries:
             return
         for e in entries:
-            if e.tensor is None or not e.is_float or e.counts is not None:
+            if e.tensor is None:
                 continue
-            if e.tensor.device.type == "cpu":
-                if _suspect(to_host(e.row).tolist(), e.dtype):
-                    e.counts = to_host(_counts(e.tensor)).tolist()
-                else:
-                    e.counts = [0, 0, 0]
-            else:
+            if e.is_float and e.counts is None:
                 e.counts = _counts(e.tensor)
             e.tensor = None
 
-    def flush(self) -> None:
-        """Move every pending row to the host (one transfer) and fill each entry's ``stats``."""
+    def take(self) -> List[Pending]:
+        """Hand over every pending entry (to :meth:`resolve`, on this thread or another)."""
         pending, self.pending = self.pending, []
         self.pending_bytes = 0
+        self.on_device = False
         self._by_storage = {}
+        return pending
+
+    def flush(self) -> None:
+        """Move every pending row to the host (one transfer) and fill each entry's ``stats``."""
+        self.resolve(self.take())
+
+    def resolve(self, pending: Sequence[Pending]) -> None:
+        """Fill each entry's ``stats`` (and ``digest``): every row goes to the host in one transfer (a
+        second one only for entries that need counting)."""
         if not pending:
             return
         rows = torch.stack([e.row for e in pending])
@@ -212,14 +246,14 @@ class StatsQueue:
             counts = e.counts
             if e.is_float and counts is None and _suspect(vals, e.dtype) and e.tensor is not None \
                     and e.tensor._version == e.version:
-                need.append(e)
-                second.append(_counts(e.tensor))
-            elif isinstance(counts, torch.Tensor):
+                with torch.no_grad():
+                    counts = _counts(e.tensor)
+            e.tensor = None
+            e.counts = None
+            if isinstance(counts, torch.Tensor):
                 need.append(e)
                 second.append(counts)
             e.stats = _make_stats(vals, e.numel, counts if isinstance(counts, list) else None)
-            e.tensor = None
-            e.counts = None
         if second:
             for e, c in zip(need, to_host(torch.stack(second)).tolist()):
                 _set_counts(e.stats, c)

@@ -30,13 +30,29 @@ RAW_BITS = {"bfloat16": np.uint16, "float8_e4m3fn": np.uint8, "float8_e5m2": np.
 
 # --- argument encoding -----------------------------------------------------------------------------
 
+class _TensorSlot:
+    """Stands for a tensor in arguments kept for later encoding (``capture.py`` keeps no reference to
+    the tensor itself: an extra reference changes what autograd does with gradients)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<tensor>"
+
+
+TENSOR_SLOT = _TensorSlot()
+
+
 def encode_arg(value: Any, tensors: List[Any]) -> Any:
-    """JSON form of one argument; tensors are appended to ``tensors`` and replaced by
-    ``{"tensor": i}``. See docs/dump-format.md for every form."""
+    """JSON form of one argument; tensors (and :data:`TENSOR_SLOT`) are appended to ``tensors`` and
+    replaced by ``{"tensor": i}``. See docs/dump-format.md for every form."""
     import torch
 
     if value is None or isinstance(value, (bool, str)):
         return value
+    if value is TENSOR_SLOT:
+        tensors.append(None)
+        return {"tensor": len(tensors) - 1}
     if isinstance(value, int):
         return value
     if isinstance(value, float):

@@ -1,0 +1,74 @@
+"""``ascend-doctor shadow``: run a training command with every op compared against a CPU float64 run of
+the same op on its own inputs, without changing its code; report the ops that introduced error."""
+import os
+import sys
+import tempfile
+from typing import Any, Optional, Tuple
+
+import click
+
+from ..errors import InputError
+from .common import handle_errors, output_options
+
+
+@click.command("shadow", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--ops", "ops", multiple=True, help="Compare only these ops (aten::mm, mm, matmul). Repeatable.")
+@click.option("--scope", multiple=True,
+              help="Compare only ops inside modules whose path starts with (or matches the regex) PREFIX. Repeatable.")
+@click.option("--sample", default=1, type=int, show_default=True, help="Compare every N-th call of each op.")
+@click.option("--steps", default=None,
+              help="Steps to compare, e.g. 0 or 0,2-4 (steps count optimizer.step() calls) [default: all].")
+@click.option("--max-numel", type=click.IntRange(min=1), default=None,
+              help="Skip ops whose tensors hold more elements than this [default: 16777216].")
+@click.option("--records", "records_dir", type=click.Path(file_okay=False), default=None,
+              help="Keep the per-rank records (JSON lines) in DIR [default: a temporary directory].")
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="Culprits listed in the report.")
+@click.option("--fail-on", type=click.Choice(["error", "never"]), default="error", show_default=True,
+              help="Exit with status 1 when an op introduced an error (error) or never.")
+@output_options
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@handle_errors
+def shadow_cmd(ops: Tuple[str, ...], scope: Tuple[str, ...], sample: int, steps: Optional[str], max_numel: Optional[int],
+               records_dir: Optional[str], top: int, fail_on: str, fmt: str, output: Any,
+               command: Tuple[str, ...]) -> None:
+    """Run COMMAND (e.g. -- python train.py ARGS) with each op shadowed on CPU in float64.
+
+    Every aten op (forward and backward) is run again on CPU in float64 on copies of the inputs it got,
+    and its output compared at once: the report ranks the ops that introduced error themselves. Works
+    for python script.py, python -m module and torchrun (every rank). Exit status: COMMAND's own when it
+    failed; else 1 when an op introduced an error (--fail-on error), else 0.
+    """
+    import re
+
+    from ..precision import launch
+    from ..precision.shadow import build_report, exit_code, read_results
+    from ..report import write_report
+
+    if not command:
+        raise InputError("no command to run: give it after --, e.g. ascend-doctor shadow -- python train.py")
+    try:
+        step_list = launch.parse_steps(steps)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    if sample < 1:
+        raise InputError(f"--sample: must be at least 1, not {sample}")
+    for s in scope:
+        try:
+            re.compile(s)
+        except re.error as exc:
+            raise InputError(f"--scope: {s!r} is not a valid prefix or regex ({exc})") from None
+    options = {"tool": "shadow", "ops": list(ops), "scope": list(scope), "sample": sample, "steps": step_list}
+    if max_numel is not None:
+        options["max_numel"] = max_numel
+    with tempfile.TemporaryDirectory(prefix="ascend-doctor-shadow-") as tmp:
+        out_dir = records_dir or os.path.join(tmp, "records")
+        rc = launch.run(list(command), out_dir, options)
+        records, metas = read_results(out_dir)
+    if not metas:
+        click.echo("ascend-doctor shadow: no records (did the command run PyTorch?)", err=True)
+    report = build_report(records, metas, top=top, command=list(command))
+    write_report(report, fmt, output)
+    if rc != 0:
+        click.echo(f"ascend-doctor shadow: the command exited with status {rc}", err=True)
+        sys.exit(rc)
+    sys.exit(exit_code(report, fail_on))

@@ -1,0 +1,900 @@
+"""Shadow mode: every op the device runs is run again on CPU in float64 on copies of the same inputs and
+compared at once; only the metrics are kept. ``with shadow() as sh:`` around a training step.
+
+One :class:`ShadowMode` (a TorchDispatchMode, so below autograd: forward and backward ops alike) does,
+per aten op call:
+
+1. copy the tensor inputs to CPU, floating ones as float64, *before* the op runs (an in-place op
+   overwrites its inputs);
+2. run the real op, ``func(*args, **kwargs)``: the device run. Modes entered before the shadow (below
+   it, e.g. ``faults.FaultInjector``) still apply; the result returned to the user is this one;
+3. run the same op on the copies with every Python dispatch mode disabled, under ``no_grad``: the
+   float64 reference. ``dtype=`` arguments are kept (``_to_copy(dtype=bf16)`` of float64 copies is the
+   correctly rounded bf16 result); ``half_to_float`` is cleared (a float64 softmax has no half input);
+   ``device=`` becomes the CPU;
+4. compare each output with :func:`metrics.compare_tensors` and judge it with :func:`standards.judge`
+   (the reduction length from the input shapes); keep the metrics of the worst output, drop the tensors.
+
+The reference sees the device's own inputs, so every record is the error *that op* introduced; errors
+its inputs carried do not count. A culprit is a record judged "error", ranked by ``Verdict.ratio``
+(value / tolerance).
+
+What is not compared (counted in :attr:`Shadow.skipped` by reason): ops outside the ``aten`` namespace
+(collectives, profiler markers, vendor ops without a CPU kernel), random ops (``nondeterministic_seeded``:
+dropout, bernoulli), ops that allocate without writing (``empty*``, ``resize_``, ``set_``), views and
+metadata-only ops (``func.is_view`` or a non-written alias in the returns), ops without a tensor output,
+ops whose tensors are not plain strided tensors (subclasses, sparse, meta), ops over ``max_numel``
+elements, and ops the reference cannot run (recorded in ``not_replayable``). ``ops=``, ``scope=``,
+``sample=`` and ``steps=`` bound the cost; call indices count every call, filtered or not, so the same
+call has the same index whatever the filters.
+
+Everything fails open: an internal error is logged once (``logging.getLogger("ascend_tools")``) and
+the user's op returns its own result.
+"""
+import contextlib
+import json
+import logging
+import math
+import os
+import re
+import sys
+import time
+import types
+from collections import Counter, OrderedDict
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
+
+from ..opcheck.trace import ModulePath, _is_library, _short_path, op_name
+from ..report import Finding, Report, Series, Table
+from . import metrics as M
+from . import standards
+from .standards import Verdict
+
+log = logging.getLogger("ascend_tools")
+
+SCHEMA = "ascend-doctor/shadow/1"
+#: Ops whose tensor inputs (or outputs) hold more elements than this are not shadowed (16M elements
+#: are 128 MB per float64 copy).
+DEFAULT_MAX_NUMEL = 1 << 24
+#: Records written per flush of the JSON lines (``out=``).
+FLUSH_EVERY = 256
+
+# ops that allocate or reshape storage without defining its values: nothing to compare
+_UNINITIALISED = frozenset((
+    "empty", "empty_like", "new_empty", "new_empty_strided", "empty_strided", "empty_permuted",
+    "resize_", "resize_as_", "set_", "_local_scalar_dense", "item", "record_stream",
+))  # fmt: skip
+# ops that return their input's storage under another shape without an alias annotation: views in effect
+_VIEW_LIKE = frozenset(("_unsafe_view",))
+# names a user may give for an op that never reaches dispatch (CompositeImplicitAutograd) -> what does
+OP_ALIASES = {
+    "matmul": ("mm", "bmm", "addmm", "baddbmm"),
+    "linear": ("addmm", "mm", "bmm"),
+    "softmax": ("_softmax",),
+    "log_softmax": ("_log_softmax",),
+    "layer_norm": ("native_layer_norm",),
+}
+_LEVELS = {"pass": 0, "warning": 1, "error": 2}
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+_F64 = torch.float64
+_F64_MAX = float(torch.finfo(torch.float64).max)
+_EXP_BITS = 0x7FF0000000000000  # float64 exponent field: x & _EXP_BITS = 2**floor(log2|x|)
+_CPU = torch.device("cpu")
+_DTYPES: Dict[torch.dtype, str] = {}
+#: PairMetrics.note of a screened pass: only the metric the verdict reads was computed.
+_SCREENED = "screened: only the judged metric computed"
+#: An op judged "error" is re-run on CPU in its own dtype; the tolerance becomes at least this times
+#: that run's error (see Shadow._second_opinion).
+BASELINE_FACTOR = 2.0
+
+
+def normalise_op(name: str) -> List[str]:
+    """``aten::mm``, ``aten.mm.default``, ``mm`` → ``["mm"]``; ``matmul`` → the ops it runs as."""
+    n = name.strip()
+    for prefix in ("aten::", "aten."):
+        if n.startswith(prefix):
+            n = n[len(prefix):]
+    if n.endswith(".default"):
+        n = n[: -len(".default")]
+    return list(OP_ALIASES.get(n, (n,)))
+
+
+# ------------------------------------------------------------------------------------------ records
+
+
+@dataclass
+class ShadowRecord:
+    """One shadowed op call: its identity, where it ran, and how far its output is from the float64
+    reference computed on its own inputs (``metrics``, judged in ``verdict``). ``output`` is the index
+    of the output judged (the worst one when the op has several)."""
+
+    id: int  # position in the step's stream of aten ops (skipped ones included)
+    name: str  # "aten::mm", "aten::add_.Tensor"
+    phase: str  # "forward" | "backward"
+    call: int  # n-th call of this name in this phase and step, from 0 (every call counts)
+    module: str
+    site: str  # first frame outside torch, the stdlib and ascend_tools: "modeling_llama.py:80 in forward"
+    metrics: M.PairMetrics
+    verdict: Verdict
+    input_shapes: List[List[int]] = field(default_factory=list)
+    output: int = 0
+    step: int = 0
+    rank: int = 0
+
+    @property
+    def key(self) -> str:
+        """``aten::mm#forward#3``, the same key as a dump record's."""
+        return f"{self.name}#{self.phase}#{self.call}"
+
+    @property
+    def ratio(self) -> float:
+        """The introduced error in tolerances (``Verdict.ratio``)."""
+        return self.verdict.ratio
+
+    @property
+    def level(self) -> str:
+        return self.verdict.level
+
+    def to_json(self) -> Dict[str, Any]:
+        out = asdict(self)
+        out["metrics"] = {k: v for k, v in out["metrics"].items() if v is not None and v != ""}
+        return out
+
+    @classmethod
+    def from_json(cls, raw: Dict[str, Any]) -> "ShadowRecord":
+        raw = dict(raw)
+        raw["metrics"] = M.PairMetrics(**{k: v for k, v in raw["metrics"].items()
+                                          if k in M.PairMetrics.__dataclass_fields__})
+        raw["verdict"] = Verdict(**{k: v for k, v in raw["verdict"].items() if k in Verdict.__dataclass_fields__})
+        return cls(**{k: v for k, v in raw.items() if k in cls.__dataclass_fields__})
+
+
+def culprits(records: Iterable[ShadowRecord]) -> List[ShadowRecord]:
+    """Records judged "error", largest introduced error (ratio) first; ties in execution order."""
+    found = [r for r in records if r.verdict.level == "error"]
+    return sorted(found, key=lambda r: (-r.ratio, r.rank, r.step, r.id))
+
+
+def first_culprit(records: Iterable[ShadowRecord]) -> Optional[ShadowRecord]:
+    """The first record judged "error" in execution order (rank, step, position)."""
+    found = [r for r in records if r.verdict.level == "error"]
+    return min(found, key=lambda r: (r.rank, r.step, r.id)) if found else None
+
+
+# --------------------------------------------------------------------------------------------- mode
+
+
+class _Op:
+    """What the mode needs to know about one overload, computed once."""
+
+    __slots__ = ("counted", "half_to_float", "mutated", "name", "skip", "standard")
+
+    def __init__(self, func: Any, wanted: Optional[set]) -> None:
+        self.name = op_name(func)
+        self.standard = standards.standard_for(self.name)
+        ns, _, rest = self.name.partition("::")
+        schema = func._schema
+        self.counted = ns == "aten"
+        self.mutated = tuple((i, a.name) for i, a in enumerate(schema.arguments)
+                             if a.alias_info is not None and a.alias_info.is_write)
+        self.half_to_float = next((i for i, a in enumerate(schema.arguments) if a.name == "half_to_float"), None)
+        base = rest.split(".", 1)[0]
+        returns = schema.returns
+        if not self.counted:
+            self.skip = "not aten"
+        elif wanted is not None and rest not in wanted and base not in wanted:
+            self.skip = "filtered"
+        elif base in _UNINITIALISED:
+            self.skip = "uninitialised"
+        elif torch.Tag.nondeterministic_seeded in getattr(func, "tags", ()):
+            self.skip = "random"
+        elif base in _VIEW_LIKE or getattr(func, "is_view", False) or any(
+                r.alias_info is not None and not r.alias_info.is_write for r in returns):
+            self.skip = "view"
+        elif not self.mutated and not any("Tensor" in str(r.type) for r in returns):
+            self.skip = "no tensor output"
+        else:
+            self.skip = ""
+
+
+def _in_backward() -> bool:
+    return torch._C._current_graph_task_id() != -1
+
+
+_NULL = contextlib.nullcontext()
+try:
+    from torch._ops import _len_torch_dispatch_stack_pre_dispatch as _pre_dispatch_len
+except ImportError:  # torch < 2.2: no pre-dispatch modes
+    def _pre_dispatch_len() -> int:
+        return 0
+
+
+def _no_modes() -> Any:
+    """``_disable_current_modes()`` where another mode is active (below the shadow, e.g. a fault
+    injector), else a null context: the disabling costs more than many small ops."""
+    if torch._C._len_torch_dispatch_stack() == 0 and _pre_dispatch_len() == 0:
+        return _NULL
+    return _disable_current_modes()
+
+
+class ShadowMode(TorchDispatchMode):
+    """The dispatch mode of a :class:`Shadow`; see the module docstring."""
+
+    def __init__(self, shadow: "Shadow") -> None:
+        super().__init__()
+        self.shadow = shadow
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if kwargs is None:
+            kwargs = {}
+        sh = self.shadow
+        if sh._off:
+            return func(*args, **kwargs)
+        pre = None
+        try:
+            pre = sh._before(func, args, kwargs)
+        except Exception as exc:
+            sh._fail(exc)
+        out = func(*args, **kwargs)
+        if pre is not None:
+            try:
+                sh._after(pre, func, args, kwargs, out)
+            except Exception as exc:
+                sh._fail(exc)
+        return out
+
+
+class Shadow:
+    """See :func:`shadow`. After the block: :attr:`results`, :meth:`culprits`, :meth:`report`."""
+
+    def __init__(self, ops: Optional[Sequence[str]] = None, scope: Optional[Sequence[str]] = None, sample: int = 1,
+                 model: Optional[torch.nn.Module] = None, max_numel: int = DEFAULT_MAX_NUMEL,
+                 out: Optional[str] = None, steps: Optional[Iterable[int]] = None, keep: bool = True,
+                 rank: Optional[int] = None, baseline: bool = True) -> None:
+        if int(sample) < 1:
+            raise ValueError(f"sample must be >= 1, not {sample!r}")
+        self.ops = [ops] if isinstance(ops, str) else list(ops or [])
+        self._wanted = {n for o in self.ops for n in normalise_op(o)} or None
+        self.scope = [scope] if isinstance(scope, str) else list(scope or [])
+        self._scope_re = [re.compile(s) for s in self.scope]
+        self.sample = int(sample)
+        self.model = model
+        self.max_numel = int(max_numel)
+        self.out = out
+        self.steps = None if steps is None else {int(s) for s in steps}
+        self.keep = keep
+        self.baseline = baseline
+        self.rank = _rank() if rank is None else int(rank)
+        self.results: List[ShadowRecord] = []
+        #: calls not compared, by reason ("view", "random", "filtered", "max_numel", ...)
+        self.skipped: Counter = Counter()
+        #: op name -> calls whose float64 reference could not run
+        self.not_replayable: Counter = Counter()
+        self.compared = 0
+        self.step_no = 0
+        self.internal_errors = 0
+        self._verdicts: Counter = Counter()
+        self._culprits: List[ShadowRecord] = []  # kept even with keep=False (the report needs them)
+        self._ops: Dict[Any, _Op] = {}
+        self._calls: Dict[Tuple[str, str], int] = {}
+        self._next_id = 0
+        self._sites: Dict[Any, Optional[str]] = {}
+        self._active = False
+        self._off = True
+        self._manual = False
+        self._mode: Optional[ShadowMode] = None
+        self._paths: Optional[ModulePath] = None
+        self._handles: List[Any] = []
+        self._file: Any = None
+        self._lines: List[str] = []
+        self.start_time = time.time()
+
+    # --- public -------------------------------------------------------------------------------------
+
+    def __enter__(self) -> "Shadow":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def start(self) -> None:
+        if self._active:
+            return
+        if self.out:
+            os.makedirs(self.out, exist_ok=True)
+            # held open for the whole session, closed in close()
+            self._file = open(records_path(self.out, self.rank), "w", encoding="utf-8")  # noqa: SIM115
+        self._paths = ModulePath().__enter__()
+        if self.model is not None:
+            self._paths.name_modules(self.model)
+        self._install_step_hook()
+        self._active = True
+        self._update_off()
+        self._mode = ShadowMode(self)
+        self._mode.__enter__()
+
+    def step(self) -> None:
+        """Mark a step boundary (call indices restart). Once called, ``optimizer.step()`` no longer
+        advances the step."""
+        self._manual = True
+        self._advance()
+
+    def close(self) -> None:
+        """Leave the dispatch mode, remove the hooks, write what is left. Safe to call twice."""
+        if not self._active:
+            return
+        self._active = False
+        self._update_off()
+        try:
+            if self._mode is not None:
+                try:
+                    self._mode.__exit__(None, None, None)
+                except Exception as exc:  # entered in another thread, or the mode stack changed under us
+                    self._fail(exc)
+            if self._paths is not None:
+                self._paths.__exit__(None, None, None)
+            for h in self._handles:
+                h.remove()
+            self._handles = []
+            self._flush()
+            if self.out:
+                with open(meta_path(self.out, self.rank), "w", encoding="utf-8") as f:
+                    json.dump(self.meta(), f, indent=1)
+        except Exception as exc:
+            self._fail(exc)
+        finally:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+    def culprits(self) -> List[ShadowRecord]:
+        """Records judged "error", largest introduced error (``Verdict.ratio``) first."""
+        return culprits(self.results if self.keep else self._culprits)
+
+    def first_culprit(self) -> Optional[ShadowRecord]:
+        """The first culprit in execution order (where the run first went wrong)."""
+        return first_culprit(self.results if self.keep else self._culprits)
+
+    def report(self, top: int = 10) -> Report:
+        return build_report(self.results if self.keep else self._culprits, [self.meta()], top=top)
+
+    def meta(self) -> Dict[str, Any]:
+        return {
+            "rank": self.rank, "pid": os.getpid(), "argv": list(sys.argv),
+            "options": {"ops": self.ops, "scope": self.scope, "sample": self.sample, "max_numel": self.max_numel,
+                        "steps": sorted(self.steps) if self.steps is not None else None},
+            "start_time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.start_time)),
+            "steps_seen": self.step_no + 1, "compared": self.compared, "verdicts": dict(self._verdicts),
+            "skipped": dict(self.skipped), "not_replayable": dict(self.not_replayable),
+            "internal_errors": self.internal_errors, "torch": torch.__version__,
+        }
+
+    # --- internals: state ---------------------------------------------------------------------------
+
+    def _update_off(self) -> None:
+        self._off = not self._active or (self.steps is not None and self.step_no not in self.steps)
+
+    def _fail(self, exc: BaseException) -> None:
+        self.internal_errors += 1
+        if self.internal_errors == 1:
+            log.warning("shadow: internal error, some ops are not compared (training goes on): %s: %s",
+                        type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+
+    def _advance(self) -> None:
+        try:
+            self._flush()
+        except Exception as exc:
+            self._fail(exc)
+        self.step_no += 1
+        self._calls = {}
+        self._next_id = 0
+        self._update_off()
+
+    def _install_step_hook(self) -> None:
+        try:
+            import torch.optim.optimizer as optmod
+
+            register = getattr(optmod, "register_optimizer_step_post_hook", None)
+            if register is not None:
+                self._handles.append(register(lambda *_a, **_k: None if self._manual else self._advance()))
+        except Exception as exc:
+            self._fail(exc)
+
+    def _in_scope(self, module: str) -> bool:
+        return any(module.startswith(p) or r.match(module) for p, r in zip(self.scope, self._scope_re))
+
+    def _site(self) -> str:
+        """``file:line in function`` of the innermost frame outside torch, the stdlib and this package."""
+        frame = sys._getframe(3)
+        sites = self._sites
+        while frame is not None:
+            code = frame.f_code
+            where = sites.get(code, "")
+            if where == "":
+                path = os.path.abspath(code.co_filename)
+                where = sites[code] = None if _is_library(path) else f"{_short_path(path)}:{{}} in {code.co_name}"
+            if where is not None:
+                return where.format(frame.f_lineno)
+            frame = frame.f_back
+        return ""
+
+    # --- internals: per op --------------------------------------------------------------------------
+
+    def _before(self, func: Any, args: Any, kwargs: Dict[str, Any]) -> Optional[tuple]:
+        op = self._ops.get(func)
+        if op is None:
+            op = self._ops[func] = _Op(func, self._wanted)
+        if not op.counted:
+            return None
+        phase = "backward" if _in_backward() else "forward"
+        key = (op.name, phase)
+        call = self._calls.get(key, 0)
+        self._calls[key] = call + 1
+        rid = self._next_id
+        self._next_id += 1
+        if op.skip:
+            self.skipped[op.skip] += 1
+            return None
+        if self.sample > 1 and call % self.sample:
+            self.skipped["sampled out"] += 1
+            return None
+        module = self._paths.current() if self._paths is not None else ""
+        if self.scope and not self._in_scope(module):
+            self.skipped["out of scope"] += 1
+            return None
+        tensors: List[torch.Tensor] = []
+        _flat(args, tensors)
+        if kwargs:
+            _flat(kwargs, tensors)
+        if not tensors:
+            self.skipped["no tensor input"] += 1
+            return None
+        numel = 0
+        for t in tensors:
+            if type(t) not in _PLAIN or t.layout != torch.strided or t.device.type == "meta" or t.is_complex():
+                self.skipped["not a plain tensor"] += 1
+                return None
+            numel += t.numel()
+        if numel > self.max_numel:
+            self.skipped["max_numel"] += 1
+            return None
+        mutated = set()
+        for i, name in op.mutated:
+            written: List[torch.Tensor] = []
+            _flat(args[i] if i < len(args) else kwargs.get(name), written)
+            mutated.update(id(t) for t in written)
+        copies: Dict[int, torch.Tensor] = {}
+        with _no_modes():
+            for t in tensors:
+                tid = id(t)
+                if tid in copies:
+                    continue
+                write = tid in mutated
+                if t.is_floating_point():
+                    copies[tid] = t.detach().to(device=_CPU, dtype=_F64, copy=write)
+                else:
+                    copies[tid] = t.detach().to(device=_CPU, copy=write)
+        ref_args, ref_kwargs = _ref_call(op, args, kwargs, copies, True)
+        return (op, phase, call, rid, module, self._site(), tensors, copies, ref_args, ref_kwargs)
+
+    def _after(self, pre: tuple, func: Any, args: Any, kwargs: Dict[str, Any], out: Any) -> None:
+        op, phase, call, rid, module, site, tensors, copies, ref_args, ref_kwargs = pre
+        with _no_modes():
+            try:
+                ref = func(*ref_args, **ref_kwargs)
+            except Exception as exc:  # no float64/CPU kernel for it: not an internal error
+                self.not_replayable[op.name] += 1
+                if self.not_replayable[op.name] == 1:
+                    log.debug("shadow: %s not replayed on CPU float64: %s: %s", op.name, type(exc).__name__, exc)
+                return
+            targets: List[Any] = []
+            refs: List[Any] = []
+            _flat(out, targets)
+            _flat(ref, refs)
+            if not targets and op.mutated:  # in-place ops that return nothing (_foreach_add_)
+                for i, name in op.mutated:
+                    _flat(args[i] if i < len(args) else kwargs.get(name), targets)
+                    _flat(ref_args[i] if i < len(ref_args) else ref_kwargs.get(name), refs)
+            if not targets or len(targets) != len(refs):
+                self.skipped["no tensor output"] += 1
+                return
+            if sum(t.numel() for t in targets) > self.max_numel:
+                self.skipped["max_numel"] += 1
+                return
+            shapes = [list(t.shape) for t in tensors]
+            reduction = standards.reduction_length(op.name, shapes)
+            best: Optional[Tuple[int, M.PairMetrics, Verdict]] = None
+            for i, (t, r) in enumerate(zip(targets, refs)):
+                m, v = _judge(op, t, r, reduction)
+                if best is None or (_LEVELS.get(v.level, 0), v.ratio) > (_LEVELS.get(best[2].level, 0), best[2].ratio):
+                    best = (i, m, v)
+            assert best is not None
+            out_i, m, v = best
+            if v.level == "error" and self.baseline and not op.mutated:
+                v = self._second_opinion(op, func, args, kwargs, tensors, copies, refs[out_i], out_i, v, reduction)
+        rec = ShadowRecord(id=rid, name=op.name, phase=phase, call=call, module=module, site=site,
+                           metrics=m, verdict=v, input_shapes=shapes, output=out_i,
+                           step=self.step_no, rank=self.rank)
+        self.compared += 1
+        self._verdicts[v.level] += 1
+        if self.keep:
+            self.results.append(rec)
+        elif v.level == "error":
+            self._culprits.append(rec)
+        if self._file is not None:
+            self._lines.append(json.dumps(rec.to_json(), separators=(",", ":"), allow_nan=False) + "\n")
+            if len(self._lines) >= FLUSH_EVERY:
+                self._flush()
+
+    def _second_opinion(self, op: _Op, func: Any, args: Any, kwargs: Dict[str, Any], tensors: List[torch.Tensor],
+                        copies: Dict[int, torch.Tensor], ref: torch.Tensor, out_i: int, verdict: Verdict,
+                        reduction: Optional[int]) -> Verdict:
+        """An op judged "error" is run once more on CPU in the device's own dtypes (the float64 copies cast
+        back: exact). Its error against the float64 reference is what a correct kernel of that precision
+        makes on these inputs (cancellation in a softmax backward, say): the tolerance is raised to
+        BASELINE_FACTOR times it. A wrong device kernel stays far above; on a CPU device the two agree."""
+        try:
+            low = {id(t): copies[id(t)].to(t.dtype) if t.is_floating_point() else copies[id(t)] for t in tensors}
+            low_args, low_kwargs = _ref_call(op, args, kwargs, low, False)
+            outs: List[Any] = []
+            _flat(func(*low_args, **low_kwargs), outs)
+            base_m = M.compare_tensors(outs[out_i], ref)
+            base_v = standards.judge(base_m, op.name, reduction)
+        except Exception as exc:  # no CPU kernel for that dtype: keep the verdict
+            log.debug("shadow: %s not run on CPU in its own dtype: %s: %s", op.name, type(exc).__name__, exc)
+            return verdict
+        if base_v.metric != verdict.metric or base_v.value is None or verdict.value is None:
+            return verdict
+        tol = max(verdict.tolerance, BASELINE_FACTOR * base_v.value)
+        if tol == verdict.tolerance:
+            return verdict
+        value = verdict.value
+        level = "pass" if value <= tol else "warning" if value <= standards.WARNING_FACTOR * tol else "error"
+        reason = (f"{verdict.reason}; the same op on CPU in {base_m.target_dtype} is {base_v.value:.4g} off, "
+                  f"so the tolerance is {BASELINE_FACTOR:g}x that: {tol:.4g}")
+        return Verdict(level, reason, tol, verdict.metric, value, verdict.standard)
+
+    def _flush(self) -> None:
+        if self._file is not None and self._lines:
+            lines, self._lines = self._lines, []
+            self._file.write("".join(lines))
+            self._file.flush()
+
+
+def _flat(value: Any, out: List[Any]) -> None:
+    """Tensors in ``value`` (nested lists, tuples, dict values), in order."""
+    if isinstance(value, torch.Tensor):
+        out.append(value)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _flat(v, out)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _flat(v, out)
+
+
+def _replace(value: Any, copies: Dict[int, torch.Tensor]) -> Any:
+    if isinstance(value, torch.Tensor):
+        return copies[id(value)]
+    if isinstance(value, (list, tuple)):
+        return type(value)(_replace(v, copies) for v in value)
+    return value
+
+
+def _ref_call(op: _Op, args: Any, kwargs: Dict[str, Any], copies: Dict[int, torch.Tensor],
+              widened: bool) -> Tuple[tuple, Dict[str, Any]]:
+    """The call's arguments with every tensor replaced by its copy, on the CPU; ``widened`` (float64
+    copies): ``half_to_float`` cleared (a float64 softmax has no half input to widen)."""
+    ref_args = tuple(_replace(a, copies) for a in args)
+    ref_kwargs = {k: _replace(v, copies) for k, v in kwargs.items()} if kwargs else {}
+    if "device" in ref_kwargs:
+        ref_kwargs["device"] = _CPU
+    h = op.half_to_float
+    if widened and h is not None:
+        if h < len(ref_args):
+            ref_args = (*ref_args[:h], False, *ref_args[h + 1:])
+        elif "half_to_float" in ref_kwargs:
+            ref_kwargs["half_to_float"] = False
+    return ref_args, ref_kwargs
+
+
+def _judge(op: _Op, target: Any, ref: Any, reduction: Optional[int]) -> Tuple[M.PairMetrics, Verdict]:
+    """The verdict on one output: first from the one metric the op's standard reads (a few vectorized
+    passes, the same formula as ``metrics``); only when that says "error" from the full
+    ``compare_tensors`` (every metric, NaN/Inf handling)."""
+    m = _screen(op, target, ref)
+    if m is not None:
+        v = standards.judge(m, op.name, reduction)
+        if v.level != "error":
+            return m, v
+    m = M.compare_tensors(target, ref)
+    return m, standards.judge(m, op.name, reduction)
+
+
+def _screen(op: _Op, t: Any, r: Any) -> Optional[M.PairMetrics]:
+    """A PairMetrics holding only what ``standards.judge`` reads for ``op``'s standard (status, count,
+    dtypes and one of mismatch / max_ulp_err / max_scaled_ulp_err), or None when the full comparison is
+    needed (not floats, shapes differ, NaN/Inf anywhere, an unknown dtype)."""
+    if not (isinstance(t, torch.Tensor) and isinstance(r, torch.Tensor)) or t.shape != r.shape:
+        return None
+    if not (t.is_floating_point() and r.is_floating_point()):
+        return None
+    n = t.numel()
+    t_dt, r_dt = _dtype_name(t.dtype), _dtype_name(r.dtype)
+    fmt = M.FLOAT_FORMATS.get(t_dt)
+    if n == 0 or fmt is None or r_dt not in M.FLOAT_FORMATS:
+        return None
+    if t.device != _CPU:
+        t = t.detach().to(_CPU)
+    t = t.detach()
+    if r.dtype != _F64:
+        r = r.to(_F64)
+    if op.standard == "binary" and t_dt == r_dt:
+        if not torch.equal(t.to(_F64), r):
+            return None
+        return M.PairMetrics(status="ok", count=n, target_dtype=t_dt, reference_dtype=r_dt, mismatch=0.0,
+                             note=_SCREENED)
+    mant, emin, emax = fmt
+    # t widened first: a mixed float32 - float64 subtraction runs several times slower than a copy + sub_
+    d = t.to(_F64, copy=True).reshape(-1).sub_(r.reshape(-1))
+    scaled = op.standard not in ("binary", "absolute")
+    low = 2.0**emin
+    if scaled:
+        norm_r = float(torch.linalg.vector_norm(r))
+        if not math.isfinite(norm_r):
+            return None
+        rms = norm_r / math.sqrt(n)
+        low = 2.0 ** max(emin, min(emax, math.frexp(rms)[1] - 1)) if rms > 0 else low
+    # 2**floor(log2|r|) from the exponent bits, clamped as metrics.ulp does: |d| / ulp = |q| * 2**mant
+    p2 = torch.bitwise_and(r.contiguous().view(-1).view(torch.int64), _EXP_BITS).view(_F64).clamp_(low, 2.0**emax)
+    q = torch.div(d, p2, out=p2)
+    lo, hi = torch.aminmax(q)
+    worst = max(float(hi), -float(lo)) + 0.0  # + 0.0: no -0.0 in reports
+    if not math.isfinite(worst):
+        return None
+    value = min(worst * 2.0**mant, _F64_MAX)
+    m = M.PairMetrics(status="ok", count=n, target_dtype=t_dt, reference_dtype=r_dt, note=_SCREENED)
+    if scaled:
+        m.max_scaled_ulp_err = value
+    else:
+        m.max_ulp_err = value
+    return m
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    name = _DTYPES.get(dtype)
+    if name is None:
+        name = _DTYPES[dtype] = str(dtype).replace("torch.", "")
+    return name
+
+
+def shadow(ops: Optional[Sequence[str]] = None, scope: Optional[Sequence[str]] = None, sample: int = 1,
+           model: Optional[torch.nn.Module] = None, max_numel: int = DEFAULT_MAX_NUMEL, out: Optional[str] = None,
+           steps: Optional[Iterable[int]] = None, baseline: bool = True) -> Shadow:
+    """Compare every op run inside ``with shadow(...) as sh:`` with a CPU float64 run of the same op on
+    copies of its inputs; ``sh.results``, ``sh.culprits()`` and ``sh.report()`` after the block.
+
+    ``ops``: op names to compare (``aten::mm``, ``mm``, ``matmul``); ``scope``: module-path prefixes or
+    regexes (an op is compared when its innermost module matches one); ``sample``: compare every N-th
+    call of each op; ``max_numel``: skip ops over this many elements; ``model``: names modules from this
+    root; ``out``: a directory to also write the records to as JSON lines (``rank{r}.jsonl``);
+    ``steps``: step numbers to compare (steps count ``optimizer.step()`` calls, or ``sh.step()`` calls);
+    ``baseline``: re-run an op judged "error" on CPU in its own dtype and allow twice that run's error
+    (what the precision itself explains on these inputs)."""
+    return Shadow(ops=ops, scope=scope, sample=sample, model=model, max_numel=max_numel, out=out, steps=steps,
+                  baseline=baseline)
+
+
+# ----------------------------------------------------------------------------------------------- I/O
+
+
+def records_path(out: str, rank: int) -> str:
+    return os.path.join(out, f"rank{rank}.jsonl")
+
+
+def meta_path(out: str, rank: int) -> str:
+    return os.path.join(out, f"rank{rank}.meta.json")
+
+
+def read_results(out: str) -> Tuple[List[ShadowRecord], List[Dict[str, Any]]]:
+    """Records and per-rank meta written under ``out`` (a killed rank leaves its records up to the last
+    flush, and no meta)."""
+    records: List[ShadowRecord] = []
+    metas: List[Dict[str, Any]] = []
+    names = sorted(os.listdir(out)) if os.path.isdir(out) else []
+    for name in names:
+        m = re.fullmatch(r"rank(\d+)\.jsonl", name)
+        if not m:
+            continue
+        with open(os.path.join(out, name), encoding="utf-8") as f:
+            for line in f:
+                if line.endswith("\n"):
+                    records.append(ShadowRecord.from_json(json.loads(line)))
+        meta = meta_path(out, int(m.group(1)))
+        if os.path.exists(meta):
+            with open(meta, encoding="utf-8") as f:
+                metas.append(json.load(f))
+        else:
+            metas.append({"rank": int(m.group(1)), "incomplete": True})
+    return records, metas
+
+
+def start_from_options(opts: Dict[str, Any]) -> Shadow:
+    """Used by ``launch.start_from_env`` in each process of ``ascend-doctor shadow``: records go to
+    ``opts["out_dir"]`` and are not kept in memory."""
+    sh = Shadow(ops=opts.get("ops"), scope=opts.get("scope"), sample=opts.get("sample", 1),
+                max_numel=opts.get("max_numel", DEFAULT_MAX_NUMEL), out=opts["out_dir"], steps=opts.get("steps"),
+                keep=False)
+    sh.start()
+    return sh
+
+
+# -------------------------------------------------------------------------------------------- report
+
+COLUMNS = ("order", "step", "rank", "name", "module", "phase", "dtype", "verdict", "introduced_error", "metric",
+           "value", "tolerance", "cosine", "max_abs_err", "max_rel_err", "rel_l2_err", "max_ulp_err",
+           "max_scaled_ulp_err", "site")
+#: the columns of the "All compared ops" table (the JSON records have all of COLUMNS)
+TABLE_COLUMNS = ("order", "step", "rank", "name", "module", "phase", "dtype", "verdict", "introduced_error", "metric",
+                 "value", "tolerance", "cosine", "max_rel_err", "site")
+_METRICS = ("cosine", "max_abs_err", "max_rel_err", "mean_rel_err", "rel_l2_err", "max_ulp_err", "mean_ulp_err",
+            "max_scaled_ulp_err", "within_1e3", "status")
+#: ratios below this are drawn at it on the drift plot's log scale (exact ops have ratio 0)
+PLOT_FLOOR = 1e-3
+
+
+def record_row(order: int, rec: ShadowRecord) -> Dict[str, Any]:
+    m, v = rec.metrics, rec.verdict
+    return OrderedDict(
+        order=order, step=rec.step, rank=rec.rank, name=rec.key, module=rec.module, phase=rec.phase,
+        dtype=m.target_dtype, verdict=v.level, introduced_error=v.ratio, metric=v.metric, value=v.value,
+        tolerance=v.tolerance, cosine=m.cosine, max_abs_err=m.max_abs_err, max_rel_err=m.max_rel_err,
+        rel_l2_err=m.rel_l2_err, max_ulp_err=m.max_ulp_err, max_scaled_ulp_err=m.max_scaled_ulp_err, site=rec.site,
+    )
+
+
+def culprit_row(rank: int, rec: ShadowRecord) -> Dict[str, Any]:
+    v = rec.verdict
+    return OrderedDict(
+        [("rank", rank), ("name", rec.key), ("op", rec.name), ("call", rec.call), ("module", rec.module),
+         ("phase", rec.phase), ("step", rec.step), ("process_rank", rec.rank), ("introduced_error", v.ratio),
+         ("level", v.level), ("metric", v.metric), ("value", v.value), ("tolerance", v.tolerance),
+         ("standard", v.standard), ("reason", v.reason), ("site", rec.site), ("input_shapes", rec.input_shapes),
+         ("dtype", rec.metrics.target_dtype)]
+        + [(k, getattr(rec.metrics, k)) for k in _METRICS])
+
+
+def build_report(records: Sequence[ShadowRecord], metas: Sequence[Dict[str, Any]] = (), top: int = 10,
+                 command: Optional[Sequence[str]] = None) -> Report:
+    """The shadow report: summary, ranked culprits, drift plot, every compared op."""
+    records = sorted(records, key=lambda r: (r.rank, r.step, r.id))
+    found = culprits(records)
+    first = first_culprit(records)
+    verdicts: Counter = Counter()
+    skipped: Counter = Counter()
+    not_replayable: Counter = Counter()
+    compared = internal = 0
+    for meta in metas:
+        verdicts.update(meta.get("verdicts", {}))
+        skipped.update(meta.get("skipped", {}))
+        not_replayable.update(meta.get("not_replayable", {}))
+        compared += meta.get("compared", 0)
+        internal += meta.get("internal_errors", 0)
+    if not metas or compared < len(records):  # no meta (a killed rank): count what the records say
+        verdicts = Counter(r.verdict.level for r in records)
+        compared = len(records)
+    n_culprits = max(len(found), verdicts.get("error", 0))
+    summary = OrderedDict(
+        compared=compared, verdicts={k: verdicts.get(k, 0) for k in ("pass", "warning", "error")},
+        culprits=n_culprits, first_culprit=first.key if first else None,
+        steps=sorted({r.step for r in records}), ranks=sorted({r.rank for r in records} | {m.get("rank", 0) for m in metas}),
+        skipped=dict(sorted(skipped.items())), not_replayable=dict(sorted(not_replayable.items())),
+        internal_errors=internal,
+    )
+    rows = [record_row(i, r) for i, r in enumerate(records)]
+    data: Dict[str, Any] = OrderedDict(
+        command=list(command) if command else None, summary=summary,
+        culprits=[culprit_row(i + 1, r) for i, r in enumerate(found[:top])],
+        first_culprit=culprit_row(0, first) if first else None, records=rows,
+    )
+    report = Report(schema=SCHEMA, title="shadow: " + (" ".join(command) if command else "ops vs CPU float64"),
+                    data=data)
+    report.summary = [
+        ("ops compared", compared),
+        ("verdicts", ", ".join(f"{n} {k}" for k, n in summary["verdicts"].items())),
+        ("culprits", n_culprits),
+        ("first culprit", summary["first_culprit"] or "none"),
+        ("top culprit", found[0].key if found else "none"),
+        ("skipped", ", ".join(f"{n} {k}" for k, n in summary["skipped"].items()) or "none"),
+    ]
+    if not_replayable:
+        report.summary.append(("not replayable", ", ".join(f"{k} ({n})" for k, n in summary["not_replayable"].items())))
+    if internal:
+        report.summary.append(("internal errors", internal))
+    _culprit_section(report, data["culprits"], first)
+    _drift_section(report, records)
+    sec = report.section("All compared ops")
+    sec.text.append("Each op's output against a CPU float64 run of the same op on copies of its own inputs: the "
+                    "error this op introduced. introduced_error = value / tolerance of the judged metric.")
+    cols = [c for c in TABLE_COLUMNS if c != "rank" or len(summary["ranks"]) > 1]
+    sec.tables.append(Table("", cols, [[_cell(row[c]) for c in cols] for row in rows], status_column="verdict",
+                            note="Every metric of every record is in the JSON report (records)."))
+    return report
+
+
+def _culprit_section(report: Report, rows: List[Dict[str, Any]], first: Optional[ShadowRecord]) -> None:
+    sec = report.section("Culprits")
+    if not rows:
+        sec.text.append("No op introduced an error beyond its dtype's tolerance.")
+        return
+    sec.text.append("Ops whose output differs from a float64 run on their own inputs by more than their dtype "
+                    "explains, ranked by that error in tolerances (introduced).")
+    if first is not None:
+        sec.text.append(f"First in execution order: {first.key} in {first.module or '<root>'} ({first.site or 'no site'}).")
+    sec.tables.append(Table("", ["#", "call", "module", "phase", "step", "introduced", "metric", "value", "site"], [
+        [c["rank"], c["name"], c["module"], c["phase"], c["step"], _cell(c["introduced_error"]), c["metric"],
+         _cell(c["value"]), c["site"]] for c in rows]))
+    for c in rows[:3]:
+        sec.findings.append(Finding(severity="error", rule="culprit", location=c["site"],
+                                    message=f"{c['name']} in {c['module'] or '<root>'} ({c['phase']}): {c['reason']}"))
+
+
+def _drift_section(report: Report, records: Sequence[ShadowRecord]) -> None:
+    many = len({r.rank for r in records}) > 1
+    steps = len({r.step for r in records}) > 1
+    lines: Dict[str, List[Tuple[float, float]]] = OrderedDict()
+    marks: List[Tuple[float, str]] = []
+    marked = set()
+    for i, r in enumerate(records):
+        lines.setdefault(f"rank {r.rank}" if many else "introduced", []).append((float(i), max(r.ratio, PLOT_FLOOR)))
+        if r.phase == "backward" and (r.rank, r.step) not in marked:
+            marked.add((r.rank, r.step))
+            where = " ".join(([f"rank {r.rank}"] if many else []) + ([f"step {r.step}"] if steps else []))
+            marks.append((float(i), f"backward ({where})" if where else "backward"))
+    sec = report.section("Drift along the run")
+    sec.text.append(f"The error each op introduced, in tolerances (1 = at tolerance), in execution order; below "
+                    f"{PLOT_FLOOR:g} drawn at {PLOT_FLOOR:g}. A spike is an op that made an error itself.")
+    sec.series.append(Series("introduced error", "execution order", "error / tolerance", lines, marks=marks,
+                             log_y=True))
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float):
+        return float(f"{value:.4g}") if math.isfinite(value) else value
+    return value
+
+
+def exit_code(report: Report, fail_on: str) -> int:
+    """1 when ``fail_on`` is "error" and an op was judged "error"; else 0."""
+    if fail_on == "never":
+        return 0
+    return int(report.data["summary"]["culprits"] > 0)
+
+
+def _rank() -> int:
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return int(dist.get_rank())
+    except Exception:
+        pass
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
+class _CallableModule(types.ModuleType):
+    """``ascend_tools.precision.shadow`` is both this module and the function: once the submodule is
+    imported the package attribute is the module, so calling the module calls :func:`shadow`."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Shadow:
+        return shadow(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

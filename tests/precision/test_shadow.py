@@ -1,0 +1,210 @@
+"""Shadow mode on small ops: what is compared and what is skipped, in-place ops, casts, filters,
+fail-open, the report, the JSON lines, and ``ascend-doctor shadow`` end to end."""
+import importlib
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import ascend_tools.precision as precision
+from ascend_tools.precision.faults import Fault, FaultInjector
+from ascend_tools.report import render
+
+# the submodule (``from ascend_tools.precision import shadow`` gives the function)
+SH = importlib.import_module("ascend_tools.precision.shadow")
+shadow = precision.shadow
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _mlp():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.SiLU(), torch.nn.Linear(16, 4))
+
+
+def test_lazy_export_and_callable_module():
+    assert callable(precision.shadow) and precision.Shadow is SH.Shadow
+    with SH(ops=["mm"]) as sh:  # the submodule, called, is the function too
+        torch.randn(2, 3) @ torch.randn(3, 2)
+    assert [r.name for r in sh.results] == ["aten::mm"]
+
+
+def test_records_every_op_with_identity():
+    model, x = _mlp(), torch.randn(4, 8)
+    with shadow(model=model) as sh:
+        model(x).pow(2).mean().backward()
+    names = [(r.name, r.phase) for r in sh.results]
+    assert ("aten::addmm", "forward") in names and ("aten::mm", "backward") in names
+    addmm = [r for r in sh.results if r.name == "aten::addmm"]
+    assert [r.call for r in addmm] == [0, 1] and [r.module for r in addmm] == ["0", "2"]
+    assert addmm[0].input_shapes == [[16], [4, 8], [8, 16]]
+    assert "test_shadow.py:" in addmm[0].site  # the first frame outside torch: this test
+    assert all(r.level == "pass" for r in sh.results)
+    assert [r.id for r in sh.results] == sorted(r.id for r in sh.results)
+    for r in sh.results:
+        assert isinstance(r.metrics, SH.M.PairMetrics) and r.metrics.reference_dtype == "float64"
+
+
+def test_in_place_op_sees_inputs_before_the_write():
+    a = torch.randn(64)
+    b = torch.randn(64)
+    expect = a + b
+    with shadow() as sh:
+        a.add_(b)
+    assert torch.equal(a, expect)  # the user's op ran once
+    (rec,) = [r for r in sh.results if r.name == "aten::add_.Tensor"]
+    assert rec.level == "pass" and rec.verdict.value <= 0.5  # reference saw a, not a + b
+
+
+def test_in_place_on_float64_does_not_touch_user_tensor():
+    a = torch.randn(32, dtype=torch.float64)
+    b = torch.randn(32, dtype=torch.float64)
+    expect = a * b
+    with shadow() as sh:
+        a.mul_(b)
+    assert torch.equal(a, expect)
+    assert [r.level for r in sh.results if r.name == "aten::mul_.Tensor"] == ["pass"]
+
+
+def test_cast_to_bf16_is_exact_and_softmax_fp16_not_flagged():
+    x = torch.randn(8, 32)
+    with shadow() as sh:
+        x.to(torch.bfloat16)
+        x.half().softmax(-1)
+    casts = [r for r in sh.results if r.name == "aten::_to_copy"]
+    assert casts and all(r.level == "pass" for r in casts)
+    assert casts[0].metrics.target_dtype == "bfloat16" and casts[0].verdict.value == 0.0
+    (soft,) = [r for r in sh.results if r.name == "aten::_softmax"]
+    assert soft.level == "pass" and soft.metrics.target_dtype == "float16"
+
+
+def test_half_to_float_cleared_for_the_reference():
+    op = SH._Op(torch.ops.aten._softmax.default, None)
+    x = torch.randn(2, 3, dtype=torch.float64)
+    args, _ = SH._ref_call(op, (x, -1, True), {}, {id(x): x}, True)
+    assert args[2] is False
+    args, _ = SH._ref_call(op, (x, -1, True), {}, {id(x): x}, False)
+    assert args[2] is True
+
+
+def test_skips_random_views_and_factories():
+    x = torch.randn(4, 8)
+    with shadow() as sh:
+        torch.nn.functional.dropout(x, 0.5, training=True)
+        x.t().reshape(32)
+        torch.empty(3)
+        torch.zeros(5)
+    names = {r.name for r in sh.results}
+    assert not names & {"aten::native_dropout", "aten::bernoulli_.float", "aten::t", "aten::view", "aten::empty.memory_format"}
+    assert sh.skipped["random"] >= 1 and sh.skipped["view"] >= 2 and sh.skipped["uninitialised"] >= 1
+    assert sh.skipped["no tensor input"] >= 1  # zeros: a factory
+
+
+@pytest.mark.parametrize("kwargs,check", [
+    ({"ops": ["matmul"]}, lambda rs: {r.name for r in rs} == {"aten::addmm", "aten::mm"}),
+    ({"ops": ["aten::mm"]}, lambda rs: {r.name for r in rs} == {"aten::mm"}),
+    ({"ops": "silu"}, lambda rs: {r.name for r in rs} == {"aten::silu"}),
+    ({"scope": ["2"]}, lambda rs: rs and {r.module for r in rs} == {"2"}),
+    ({"sample": 2, "ops": ["addmm"]}, lambda rs: [r.call for r in rs] == [0]),
+    ({"max_numel": 100}, lambda rs: rs and all(sum(torch.Size(s).numel() for s in r.input_shapes) <= 100 for r in rs)),
+])
+def test_filters(kwargs, check):
+    model, x = _mlp(), torch.randn(4, 8)
+    with shadow(model=model, **kwargs) as sh:
+        model(x).sum().backward()
+    assert check(sh.results), [(r.key, r.module) for r in sh.results]
+
+
+def test_steps_follow_optimizer():
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with shadow(steps=[1], ops=["addmm"]) as sh:
+        for _ in range(3):
+            model(torch.randn(2, 8)).sum().backward()
+            opt.step()
+            opt.zero_grad()
+    assert {r.step for r in sh.results} == {1} and [r.call for r in sh.results] == [0, 1]
+
+
+def test_fail_open_logs_once(monkeypatch, caplog):
+    def boom(*a, **k):
+        raise RuntimeError("compare exploded")
+
+    monkeypatch.setattr(SH, "_judge", boom)
+    model, x = _mlp(), torch.randn(4, 8)
+    expect = model(x)
+    with caplog.at_level(logging.WARNING, logger="ascend_tools"), shadow() as sh:
+        got = model(x)
+        got.sum().backward()
+    assert torch.equal(got, expect)
+    assert sh.internal_errors > 1 and sh.results == []
+    lines = [r for r in caplog.records if r.name == "ascend_tools"]
+    assert len(lines) == 1 and "compare exploded" in lines[0].getMessage()
+
+
+def test_injected_fault_and_report():
+    model, x = _mlp(), torch.randn(4, 8)
+    with FaultInjector(Fault("aten::addmm", call=1)) as inj, shadow(model=model) as sh:
+        model(x).sum().backward()
+    assert inj.hit == "aten::addmm#forward#1"
+    assert [r.key for r in sh.culprits()] == [inj.hit]
+    report = sh.report()
+    data = json.loads(render(report, "json"))
+    assert data["schema"] == "ascend-doctor/shadow/1"
+    top = data["culprits"][0]
+    assert (top["name"], top["op"], top["module"], top["phase"]) == (inj.hit, "aten::addmm", "2", "forward")
+    assert top["introduced_error"] > 10 and top["cosine"] is not None and top["max_abs_err"] > 0
+    assert data["summary"]["culprits"] == 1 and data["first_culprit"]["name"] == inj.hit
+    assert len(data["records"]) == len(sh.results)
+    html = render(report, "html")
+    assert "<svg" in html and "backward" in html and "aten::addmm#forward#1" in html
+    assert SH.exit_code(report, "error") == 1 and SH.exit_code(report, "never") == 0
+
+
+def test_json_lines_round_trip(tmp_path):
+    model, x = _mlp(), torch.randn(4, 8)
+    with FaultInjector(Fault("aten::mm", call=0, phase="backward")), shadow(out=str(tmp_path)) as sh:
+        model(x).sum().backward()
+    records, metas = SH.read_results(str(tmp_path))
+    assert [r.to_json() for r in records] == [r.to_json() for r in sh.results]
+    assert metas[0]["compared"] == len(records) and metas[0]["verdicts"]["error"] == 1
+    report = SH.build_report(records, metas)
+    assert report.data["culprits"][0]["name"] == "aten::mm#backward#0"
+
+
+SCRIPT = """
+import sys, torch
+torch.manual_seed(0)
+m = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+opt = torch.optim.SGD(m.parameters(), lr=0.1)
+for i in range(2):
+    loss = m(torch.randn(4, 8)).pow(2).mean()
+    loss.backward(); opt.step(); opt.zero_grad()
+sys.exit(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
+"""
+
+
+def _cli(tmp_path, *args):
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT)
+    cmd = [sys.executable, "-m", "ascend_tools.cli", "shadow", *[str(a).replace("SCRIPT", str(script)) for a in args]]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_cli_end_to_end(tmp_path):
+    out = tmp_path / "report.json"
+    proc = _cli(tmp_path, "-f", "json", "-o", out, "--records", tmp_path / "rec", "--steps", "1", "--",
+                sys.executable, "SCRIPT")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert data["schema"] == "ascend-doctor/shadow/1" and data["culprits"] == []
+    assert data["summary"]["compared"] > 5 and data["summary"]["steps"] == [1]
+    assert {r["phase"] for r in data["records"]} == {"forward", "backward"}
+    assert os.path.exists(tmp_path / "rec" / "rank0.jsonl")
+    proc = _cli(tmp_path, "--ops", "addmm", "--", sys.executable, "SCRIPT", "3")
+    assert proc.returncode == 3 and "exited with status 3" in proc.stderr
+    proc = _cli(tmp_path, "--steps", "x")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
