@@ -44,7 +44,8 @@ setup(
         "hf": ["transformers>=4.48"],
         "triton": ["triton"],
         "profiling": ["py-spy"],
-        "test": ["pytest", "hypothesis", "ruff", "vermin", "transformers>=4.48", "py-spy"],
+        # triton runs its kernels on the CPU under TRITON_INTERPRET=1 in the tests
+        "test": ["pytest", "hypothesis", "ruff", "vermin", "transformers>=4.48", "py-spy", "triton"],
     },
     entry_points={"console_scripts": ["ascend-doctor=ascend_tools.cli:main"]},
     classifiers=[

@@ -11,8 +11,16 @@ triton-ascend), ``ascendc`` (a compiled AscendC kernel). An op module registers 
 time a non-reference tier runs for an (op, device type, dtype), it is **self-checked**: run on a small
 input built like the real one (``check_inputs``) against the reference, forward and backward; a tier that
 drifts past tolerance, or raises, is refused for the rest of the process, with one log line, and the next
-tier (finally the reference) takes over. ``ASCEND_TOOLS_KERNEL_<OP>=reference|npu|triton|ascendc`` forces
+tier (finally the reference) takes over. ``ASCEND_TOOLS_KERNEL_<OP>=reference|npu|triton|cuda|ascendc`` forces
 a tier (still self-checked; refused → reference).
+
+The self-check runs with autograd enabled even when the caller is under ``torch.no_grad()`` or
+``torch.inference_mode()`` (it needs a backward), and ``check_inputs`` must not draw from the global RNG
+(slice the real input instead): a self-check must not change the user's random stream.
+
+Golden vectors (``tests/data/golden/<op>_<case>.npz``, written by ``tools/gen_golden_vectors.py``) hold
+inputs, outputs and input gradients of the reference computed in float64; :func:`check_golden` runs any
+tier on them in a given dtype (``ascend-doctor selfcheck``, the tier tests).
 """
 import logging
 import os
@@ -20,11 +28,12 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 
 log = logging.getLogger("ascend_tools")
 
-TIERS = ("ascendc", "npu", "triton", "reference")  # preference order where several are available
+TIERS = ("ascendc", "npu", "triton", "cuda", "reference")  # preference order; "cuda" = PyTorch SDPA on CUDA
 
 
 @dataclass
@@ -37,6 +46,8 @@ class Tier:
     check_inputs: Optional[Callable[..., Tuple[tuple, dict]]] = None
     # dtype -> (rtol, atol) for the self-check against the reference
     tolerance: Callable[[torch.dtype], Tuple[float, float]] = lambda dtype: (1e-2, 1e-2)
+    # device -> one line saying why ``available`` is False there (None: no reason given); for reports
+    unavailable_reason: Optional[Callable[[torch.device], Optional[str]]] = None
 
 
 @dataclass
@@ -55,7 +66,8 @@ class CheckResult:
 class _State:
     tiers: Dict[str, Dict[str, Tier]] = field(default_factory=dict)  # op -> tier name -> Tier
     checks: Dict[Tuple[str, str, str, str], CheckResult] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    # reentrant: a tier's forward may itself go through call() for another op during its self-check
+    lock: Any = field(default_factory=threading.RLock)
 
 
 _STATE = _State()
@@ -96,6 +108,20 @@ def _available(tier: Tier, device: torch.device) -> bool:
         return bool(tier.available(device))
     except Exception:  # an availability probe must never break the caller
         return False
+
+
+def why_unavailable(tier: Tier, device: torch.device) -> Optional[str]:
+    """``None`` when ``tier`` can run on ``device``, else a one-line reason (for reports)."""
+    if _available(tier, device):
+        return None
+    if tier.unavailable_reason is not None:
+        try:
+            reason = tier.unavailable_reason(device)
+        except Exception as exc:
+            reason = f"availability probe raised {type(exc).__name__}: {exc}"
+        if reason:
+            return reason
+    return f"not available on {getattr(device, 'type', device)}"
 
 
 def _device_and_dtype(args: tuple, kwargs: dict) -> Tuple[torch.device, torch.dtype]:
@@ -142,8 +168,10 @@ def _run_check(tier: Tier, args: tuple, kwargs: dict, device: torch.device, dtyp
         result.reason = "no reference tier to check against"
         return result
     try:
-        c_args, c_kwargs = tier.check_inputs(*args, **kwargs) if tier.check_inputs else (args, kwargs)
-        fwd, bwd = compare_tiers(tier.forward, reference.forward, c_args, c_kwargs)
+        # autograd on even under no_grad()/inference_mode(): the check needs a backward
+        with torch.inference_mode(False), torch.enable_grad():
+            c_args, c_kwargs = tier.check_inputs(*args, **kwargs) if tier.check_inputs else (args, kwargs)
+            fwd, bwd = compare_tiers(tier.forward, reference.forward, c_args, c_kwargs)
     except Exception as exc:  # a tier that raises is refused, never propagated
         result.reason = f"raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         return result
@@ -171,8 +199,8 @@ def _clone_inputs(args: tuple, kwargs: dict) -> Tuple[tuple, dict]:
 
 def compare_tiers(candidate: Callable[..., Any], reference: Callable[..., Any], args: tuple, kwargs: dict
                   ) -> Tuple[float, float]:
-    """Max abs error of ``candidate`` against ``reference``, forward and on input gradients, the
-    reference computed in float64 (error relative to the output's scale: |a-b| / (1 + |b|))."""
+    """Max error of ``candidate`` against ``reference``, forward and on input gradients, the reference
+    computed in float64 (:func:`max_rel_error`: relative to the output's scale)."""
     c_args, c_kwargs = _clone_inputs(args, kwargs)
     r_args, r_kwargs = _clone_inputs(*_to_double(args, kwargs))
     out_c = _first(candidate(*c_args, **c_kwargs))
@@ -199,11 +227,184 @@ def _first(out: Any) -> torch.Tensor:
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
-def _rel_max(a: torch.Tensor, b: torch.Tensor) -> float:
+def max_rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    """``max |a - b| / (s + |b|)`` with ``s = max(1, rms(b))``: relative where ``|b|`` is large, absolute
+    near zero, and scale-aware for tensors well above unit scale (a gradient scaled by an rstd of 100,
+    where cancellation leaves small elements whose absolute error is that of their large neighbours).
+    NaN or Inf where they differ gives ``inf``."""
     a64, b64 = a.detach().double().cpu(), b.detach().double().cpu()
-    return float(((a64 - b64).abs() / (1.0 + b64.abs())).max()) if a64.numel() else 0.0
+    if not a64.numel():
+        return 0.0
+    if a64.shape != b64.shape:
+        raise ValueError(f"shapes differ: {tuple(a64.shape)} vs {tuple(b64.shape)}")
+    finite = torch.isfinite(b64)
+    if not torch.equal(torch.isfinite(a64), finite) or not torch.equal(a64[~finite], b64[~finite]):
+        return float("inf")
+    a64, b64 = a64[finite], b64[finite]
+    if not b64.numel():
+        return 0.0
+    scale = max(1.0, float(b64.pow(2).mean().sqrt()))
+    return float(((a64 - b64).abs() / (scale + b64.abs())).max())
+
+
+_rel_max = max_rel_error
 
 
 def status() -> List[CheckResult]:
     """Every self-check run so far in this process."""
     return list(_STATE.checks.values())
+
+
+# --- golden vectors -------------------------------------------------------------------------------------
+# One case = keyword arguments of the op's reference (float64 tensors, other tensors, plain values) and
+# what the reference makes of them in float64: outputs, and input gradients for a fixed upstream
+# gradient. Stored as .npz without pickle: ``input.<name>``, ``param.<name>``, ``output.<i>``,
+# ``grad_output.<i>``, ``grad.<name>``.
+
+GOLDEN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                          "tests", "data", "golden")
+
+
+@dataclass
+class GoldenCase:
+    op: str
+    name: str
+    tensors: Dict[str, torch.Tensor]  # keyword tensor inputs (float64 where floating point)
+    params: Dict[str, Any]  # keyword plain values (eps, casting, ...)
+    outputs: List[torch.Tensor] = field(default_factory=list)
+    grad_outputs: List[torch.Tensor] = field(default_factory=list)
+    grads: Dict[str, torch.Tensor] = field(default_factory=dict)  # d(sum(out * grad_out)) / d input
+
+
+def _outputs(out: Any) -> List[torch.Tensor]:
+    return list(out) if isinstance(out, (tuple, list)) else [out]
+
+
+def on_low_precision_grid(t: torch.Tensor) -> torch.Tensor:
+    """``t`` (float64) rounded to values that bfloat16 and float16 both hold exactly (8 significant
+    bits; keep magnitudes within fp16's range), so casting a golden input to any tested dtype is lossless
+    and a tier's error against the golden output is its own arithmetic, not the rounding of its inputs
+    (which a badly conditioned gradient would amplify past any fair tolerance)."""
+    return t.to(torch.bfloat16).to(torch.float64)
+
+
+def make_golden(op: str, name: str, kwargs: Dict[str, Any], seed: int = 0) -> GoldenCase:
+    """Run ``op``'s reference on ``kwargs`` in float64: outputs and input gradients for a seeded
+    upstream gradient. Floating inputs and the upstream gradients are put :func:`on_low_precision_grid`
+    first. ``None`` values are left out (the reference's default applies)."""
+    reference = _STATE.tiers.get(op, {}).get("reference")
+    if reference is None:
+        raise LookupError(f"no reference tier registered for op {op!r}")
+    tensors = {k: v.detach().clone() for k, v in kwargs.items() if isinstance(v, torch.Tensor)}
+    params = {k: v for k, v in kwargs.items() if not isinstance(v, torch.Tensor) and v is not None}
+    case = GoldenCase(op, name, {k: on_low_precision_grid(v.double()) if v.is_floating_point() else v
+                                 for k, v in tensors.items()}, params)
+    with torch.inference_mode(False), torch.enable_grad():
+        leaves = {k: v.clone().requires_grad_(True) if v.is_floating_point() else v
+                  for k, v in case.tensors.items()}
+        outs = [o for o in _outputs(reference.forward(**leaves, **params))]
+        gen = torch.Generator().manual_seed(seed)
+        grads_out = [on_low_precision_grid(torch.randn(o.shape, dtype=torch.float64, generator=gen)) for o in outs]
+        pairs = [(o, g) for o, g in zip(outs, grads_out) if o.requires_grad]
+        if pairs:
+            torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
+    case.outputs = [o.detach() for o in outs]
+    case.grad_outputs = grads_out
+    case.grads = {k: v.grad.detach() for k, v in leaves.items()
+                  if isinstance(v, torch.Tensor) and v.grad is not None}
+    return case
+
+
+def golden_to_arrays(case: GoldenCase) -> Dict[str, np.ndarray]:
+    arrays: Dict[str, np.ndarray] = {}
+    for k, v in case.tensors.items():
+        arrays["input." + k] = v.cpu().numpy()
+    for k, v in case.params.items():
+        if not isinstance(v, (bool, int, float, str)):
+            raise TypeError(f"golden case {case.op}/{case.name}: parameter {k!r} has type "
+                            f"{type(v).__name__}; only bool, int, float and str can be stored")
+        arrays["param." + k] = np.array(v)
+    for i, (o, g) in enumerate(zip(case.outputs, case.grad_outputs)):
+        arrays[f"output.{i}"] = o.cpu().numpy()
+        arrays[f"grad_output.{i}"] = g.cpu().numpy()
+    for k, v in case.grads.items():
+        arrays["grad." + k] = v.cpu().numpy()
+    return arrays
+
+
+def golden_from_arrays(op: str, name: str, arrays: Any) -> GoldenCase:
+    case = GoldenCase(op, name, {}, {})
+    outputs: Dict[int, torch.Tensor] = {}
+    grad_outputs: Dict[int, torch.Tensor] = {}
+    for key in arrays.files if hasattr(arrays, "files") else arrays:
+        kind, _, rest = key.partition(".")
+        value = arrays[key]
+        if kind == "param":
+            case.params[rest] = value.item()
+        elif kind == "input":
+            case.tensors[rest] = torch.from_numpy(np.array(value))
+        elif kind == "grad":
+            case.grads[rest] = torch.from_numpy(np.array(value))
+        elif kind == "output":
+            outputs[int(rest)] = torch.from_numpy(np.array(value))
+        elif kind == "grad_output":
+            grad_outputs[int(rest)] = torch.from_numpy(np.array(value))
+    case.outputs = [outputs[i] for i in sorted(outputs)]
+    case.grad_outputs = [grad_outputs[i] for i in sorted(grad_outputs)]
+    return case
+
+
+def golden_path(op: str, name: str, directory: Optional[str] = None) -> str:
+    return os.path.join(directory or GOLDEN_DIR, f"{op}_{name}.npz")
+
+
+def load_golden(path: str, op: str) -> GoldenCase:
+    """Read one golden file (no pickle). ``op`` is the op name; the case name is the rest of the file name."""
+    base = os.path.basename(path)
+    name = base[len(op) + 1:-len(".npz")] if base.startswith(op + "_") else base[:-len(".npz")]
+    with np.load(path, allow_pickle=False) as arrays:
+        return golden_from_arrays(op, name, arrays)
+
+
+def golden_files(op: str, directory: Optional[str] = None) -> List[str]:
+    """The golden files of ``op`` in ``directory`` (default: the repository's tests/data/golden)."""
+    directory = directory or GOLDEN_DIR
+    if not os.path.isdir(directory):
+        return []
+    return sorted(os.path.join(directory, f) for f in os.listdir(directory)
+                  if f.startswith(op + "_") and f.endswith(".npz"))
+
+
+def check_golden(tier: Tier, case: GoldenCase, dtype: torch.dtype, device: Any = "cpu") -> CheckResult:
+    """Run ``tier`` on ``case``'s inputs cast to ``dtype`` on ``device`` and compare outputs and input
+    gradients with the float64 golden ones (:func:`max_rel_error`), against the tier's
+    tolerance for ``dtype``. Never raises: an exception is a failed check with the reason."""
+    device = torch.device(device)
+    result = CheckResult(case.op, tier.name, device.type, str(dtype).replace("torch.", ""), ok=False)
+    try:
+        with torch.inference_mode(False), torch.enable_grad():
+            leaves = {k: (v.to(device=device, dtype=dtype).requires_grad_(True) if v.is_floating_point()
+                          else v.to(device)) for k, v in case.tensors.items()}
+            outs = _outputs(tier.forward(**leaves, **case.params))
+            if len(outs) != len(case.outputs):
+                raise ValueError(f"{len(outs)} outputs, golden has {len(case.outputs)}")
+            fwd = max((_rel_max(o, g) for o, g in zip(outs, case.outputs)), default=0.0)
+            pairs = [(o, g) for o, g in zip(outs, case.grad_outputs) if o.requires_grad]
+            if pairs:
+                torch.autograd.backward([o for o, _ in pairs], [g.to(device=device, dtype=o.dtype) for o, g in pairs])
+            bwd = 0.0
+            for k, want in case.grads.items():
+                got = leaves[k].grad
+                if got is None:
+                    raise ValueError(f"no gradient for input {k!r}")
+                bwd = max(bwd, _rel_max(got, want))
+    except Exception as exc:
+        result.reason = f"raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return result
+    rtol, atol = tier.tolerance(dtype)
+    limit = atol + rtol
+    result.max_err_forward, result.max_err_backward = fwd, bwd
+    result.ok = fwd <= limit and bwd <= limit
+    if not result.ok:
+        result.reason = f"max error forward {fwd:.3g}, backward {bwd:.3g} > {limit:.3g}"
+    return result

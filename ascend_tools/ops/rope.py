@@ -1,0 +1,404 @@
+"""Rotary position embedding (RoPE), Hugging Face's ``rotate_half`` convention, with tiers.
+
+``apply_rotary_pos_emb(q, k, cos, sin, position_ids=None, unsqueeze_dim=1)`` has the signature and the
+numerics of ``transformers.models.llama.modeling_llama.apply_rotary_pos_emb`` (4.x keeps an unused
+``position_ids``; 5.x dropped it, so an ``int`` in that slot is taken as ``unsqueeze_dim``). Each of q and
+k goes through ``registry.call("rope", x, cos, sin, unsqueeze_dim=...)``; every tier computes
+
+    out = x * cos' + rotate_half(x) * sin'      cos' = cos.unsqueeze(unsqueeze_dim), same for sin
+    rotate_half(x) = cat(-x[..., D//2:], x[..., :D//2])
+
+Tiers:
+
+- ``reference``: exactly HF's expression, in the same dtype (bit-identical forward and input gradient).
+  Autograd-correct and memory-lean: it saves only cos/sin (views the caller already holds); the input
+  gradient is ``g * cos' + rotate_half^T(g * sin')`` with ``rotate_half^T(z) = cat(z[..., D//2:],
+  -z[..., :D//2])``. ``x`` is saved only when cos or sin themselves require a gradient.
+- ``npu``: ``torch_npu.npu_rotary_mul(x, cos', sin')`` (``rotary_mode='half'``). HF's shapes map onto the
+  layouts the op documents without a copy: q/k ``[B, N, S, D]`` with cos' ``[B|1, 1, S, D]`` is BNSD with
+  B1SD/11SD; ``unsqueeze_dim=2`` (``[B, S, N, D]``, cos' ``[B|1, S, 1, D]``) is BSND with BS1D/1S1D.
+  Another broadcast of cos' is materialized to x's shape (BNSD with BNSD). Shapes outside the documented
+  envelope (x not 4-D, D odd or >= 896, a batch/head dim >= 1000, B*N > 1024 when cos/sin need a
+  gradient, dtypes other than fp16/bf16/fp32) run the reference math inside the tier, so the tier never
+  raises mid-training. Limits it cannot see without a device sync, documented instead: cos/sin must lie
+  in [-1, 1] (rope scalings with ``attention_scaling > 1``, e.g. yarn/longrope, leave it: do not use
+  this tier there), and on Atlas training series (jit_compile=True) the doc allows D = 128 and 11SD-style
+  cos only (the self-check refuses the tier there if the op rejects the shape).
+- ``triton``: one kernel for forward and backward (fp32 math inside, one rounding), cos/sin read through
+  broadcast strides (no copy). Available where ``triton_available`` says so.
+- ``ascendc``: ``ascend_tools.ops.ascendc.get("rope")`` (a callable with the reference's signature) when
+  that module and the built library exist; unavailable otherwise.
+"""
+import functools
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+
+from ascend_tools import backend
+from ascend_tools.ops import registry
+from ascend_tools.ops.triton_available import interpreting, triton_available, unavailable_reason
+
+OP = "rope"
+NPU_MAX_HEAD_DIM = 896  # npu_rotary_mul: "D < 896, and a multiple of 2"
+NPU_MAX_BN = 1000  # "B, N < 1000"
+NPU_MAX_BN_GRAD = 1024  # "B*N <= 1024 when cos/sin gradients are computed"
+NPU_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """HF's ``rotate_half``: ``cat(-x2, x1)`` over the last dim."""
+    x1 = x[..., : x.shape[-1] // 2]
+    x2 = x[..., x.shape[-1] // 2:]
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def rotate_half_transpose(z: torch.Tensor) -> torch.Tensor:
+    """The adjoint of :func:`rotate_half`: ``cat(z2, -z1)`` (z1 = first D//2 entries)."""
+    half = z.shape[-1] // 2
+    z1 = z[..., :half]
+    z2 = z[..., half:]
+    return torch.cat((z2, -z1), dim=-1)
+
+
+def _sum_to(grad: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    return grad if grad.shape == shape else grad.sum_to_size(shape)
+
+
+# ------------------------------------------------------------------------------------------- reference
+class _RopeReference(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        need_x = ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
+        ctx.save_for_backward(cos, sin, x if need_x else None)
+        ctx.x_meta = (x.shape, x.dtype)
+        return (x * cos) + (rotate_half(x) * sin)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:
+        cos, sin, x = ctx.saved_tensors
+        x_shape, x_dtype = ctx.x_meta
+        gx = gcos = gsin = None
+        if ctx.needs_input_grad[0]:
+            # each product rounded to x's dtype first, as autograd does through HF's expression
+            a = _sum_to(grad * cos, x_shape).to(x_dtype)
+            b = _sum_to(rotate_half_transpose(grad * sin), x_shape).to(x_dtype)
+            gx = a + b
+        if ctx.needs_input_grad[1]:
+            gcos = _sum_to(grad * x, cos.shape).to(cos.dtype)
+        if ctx.needs_input_grad[2]:
+            gsin = _sum_to(grad * rotate_half(x), sin.shape).to(sin.dtype)
+        return gx, gcos, gsin
+
+
+def rope_reference(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, unsqueeze_dim: int = 1) -> torch.Tensor:
+    """``x * cos' + rotate_half(x) * sin'`` (cos' = ``cos.unsqueeze(unsqueeze_dim)``), HF numerics."""
+    return _RopeReference.apply(x, cos.unsqueeze(unsqueeze_dim), sin.unsqueeze(unsqueeze_dim))
+
+
+# ------------------------------------------------------------------------------------------------- npu
+def _npu_layout(x_shape: Tuple[int, ...], r_shape: Tuple[int, ...]) -> Optional[str]:
+    """Which documented (x layout, r1/r2 layout) pair ``r_shape`` matches for 4-D ``x``, else None.
+
+    npu_rotary_mul (half mode, jit_compile=False): x BNSD -> r 11SD, B1SD, BNSD; x BSND -> 1S1D, BS1D,
+    BSND; x SBND -> S11D, SB1D, SBND. ``B, N < 1000`` for the layout taken."""
+    d = x_shape[3]
+    if len(r_shape) != 4 or r_shape[3] != d:
+        return None
+    layouts = (  # name, allowed r patterns ("x" = x's size, "1" = broadcast), positions of B and N
+        ("BNSD", ("11x", "x1x", "xxx"), (0, 1)),
+        ("BSND", ("1x1", "xx1", "xxx"), (0, 2)),
+        ("SBND", ("x11", "xx1", "xxx"), (1, 2)),
+    )
+    for name, patterns, (ib, in_) in layouts:
+        for pattern in patterns:
+            fits = all((r_shape[i] == x_shape[i]) if p == "x" else (r_shape[i] == 1) for i, p in enumerate(pattern))
+            if fits and x_shape[ib] < NPU_MAX_BN and x_shape[in_] < NPU_MAX_BN:
+                return name
+    return None
+
+
+def _npu_args(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+              ) -> Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(x, r1, r2) ready for npu_rotary_mul, or None when the shape is outside the documented envelope."""
+    if x.dim() != 4 or cos.dim() > 4 or sin.dim() > 4:
+        return None
+    d = x.shape[-1]
+    if d % 2 or d >= NPU_MAX_HEAD_DIM:
+        return None
+    dtype = torch.result_type(x, cos)
+    if torch.result_type(x, sin) != dtype or dtype not in NPU_DTYPES:
+        return None
+    try:
+        out_shape = torch.broadcast_shapes(x.shape, cos.shape, sin.shape)
+    except RuntimeError:
+        return None
+    if out_shape != x.shape:  # cos/sin would broadcast x itself: not the op's contract
+        return None
+    r1, r2 = cos.reshape((1,) * (4 - cos.dim()) + tuple(cos.shape)), sin.reshape(
+        (1,) * (4 - sin.dim()) + tuple(sin.shape))
+    if r1.shape != r2.shape or _npu_layout(tuple(x.shape), tuple(r1.shape)) is None:
+        if any(s >= NPU_MAX_BN for s in x.shape[:3]):
+            return None
+        r1, r2 = r1.expand(x.shape), r2.expand(x.shape)  # materialized below: BNSD with BNSD
+    if (cos.requires_grad or sin.requires_grad) and max(x.shape[0] * x.shape[1], x.shape[0] * x.shape[2]) > NPU_MAX_BN_GRAD:
+        return None
+    return x.to(dtype).contiguous(), r1.to(dtype).contiguous(), r2.to(dtype).contiguous()
+
+
+def rope_npu(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, unsqueeze_dim: int = 1) -> torch.Tensor:
+    """``torch_npu.npu_rotary_mul(x, cos', sin')`` where the doc allows the shapes, else the reference."""
+    cos_u, sin_u = cos.unsqueeze(unsqueeze_dim), sin.unsqueeze(unsqueeze_dim)
+    args = _npu_args(x, cos_u, sin_u)
+    torch_npu = backend.torch_npu_status()[0]
+    if args is None or torch_npu is None:
+        return _RopeReference.apply(x, cos_u, sin_u)
+    return torch_npu.npu_rotary_mul(*args, rotary_mode="half")
+
+
+def _npu_available(device: torch.device) -> bool:
+    if getattr(device, "type", str(device)) != "npu":
+        return False
+    torch_npu = backend.torch_npu_status()[0]
+    return torch_npu is not None and hasattr(torch_npu, "npu_rotary_mul")
+
+
+def _npu_unavailable_reason(device: Any) -> Optional[str]:
+    if getattr(device, "type", str(device)) != "npu":
+        return "needs an NPU device"
+    torch_npu, err = backend.torch_npu_status()
+    if torch_npu is None:
+        return err
+    return None if hasattr(torch_npu, "npu_rotary_mul") else "torch_npu has no npu_rotary_mul"
+
+
+# ---------------------------------------------------------------------------------------------- triton
+@functools.lru_cache(maxsize=2)
+def _triton_kernel(interpret: bool) -> Callable[..., Any]:
+    """The kernel, decorated lazily: Triton picks interpreter vs compiler at decoration time."""
+    del interpret  # the cache key
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def rope_kernel(x_ptr, c_ptr, s_ptr, o_ptr, n_rows, d1, d2,
+                    cs0, cs1, cs2, cs3, ss0, ss1, ss2, ss3,
+                    HALF: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_M: tl.constexpr,
+                    BACKWARD: tl.constexpr):
+        # x/o: contiguous [n_rows, 2*HALF], row r = ((i0 * d1) + i1) * d2 + i2; cos/sin via strides
+        rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+        cols = tl.arange(0, BLOCK_H)
+        row_ok = rows < n_rows
+        mask = row_ok[:, None] & (cols[None, :] < HALF)
+        i2 = rows % d2
+        i1 = (rows // d2) % d1
+        i0 = rows // (d2 * d1)
+        x_off = rows[:, None].to(tl.int64) * (2 * HALF) + cols[None, :]
+        c_row = i0.to(tl.int64) * cs0 + i1.to(tl.int64) * cs1 + i2.to(tl.int64) * cs2
+        s_row = i0.to(tl.int64) * ss0 + i1.to(tl.int64) * ss1 + i2.to(tl.int64) * ss2
+        c_off1 = c_row[:, None] + cols[None, :] * cs3
+        s_off1 = s_row[:, None] + cols[None, :] * ss3
+        x1 = tl.load(x_ptr + x_off, mask=mask, other=0.0).to(tl.float32)
+        x2 = tl.load(x_ptr + x_off + HALF, mask=mask, other=0.0).to(tl.float32)
+        c1 = tl.load(c_ptr + c_off1, mask=mask, other=0.0).to(tl.float32)
+        c2 = tl.load(c_ptr + c_off1 + HALF * cs3, mask=mask, other=0.0).to(tl.float32)
+        s1 = tl.load(s_ptr + s_off1, mask=mask, other=0.0).to(tl.float32)
+        s2 = tl.load(s_ptr + s_off1 + HALF * ss3, mask=mask, other=0.0).to(tl.float32)
+        if BACKWARD:  # g*cos + rotate_half^T(g*sin): [g1 c1 + g2 s2, g2 c2 - g1 s1]
+            o1 = x1 * c1 + x2 * s2
+            o2 = x2 * c2 - x1 * s1
+        else:  # x*cos + rotate_half(x)*sin: [x1 c1 - x2 s1, x2 c2 + x1 s2]
+            o1 = x1 * c1 - x2 * s1
+            o2 = x2 * c2 + x1 * s2
+        tl.store(o_ptr + x_off, o1.to(o_ptr.dtype.element_ty), mask=mask)
+        tl.store(o_ptr + x_off + HALF, o2.to(o_ptr.dtype.element_ty), mask=mask)
+
+    return rope_kernel
+
+
+def _triton_launch(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out_dtype: torch.dtype,
+                   backward: bool) -> torch.Tensor:
+    import triton
+
+    pad = (1,) * (4 - x.dim())
+    x4 = x.reshape(pad + tuple(x.shape)) if x.dim() < 4 else x
+    c4 = cos.reshape((1,) * (4 - cos.dim()) + tuple(cos.shape)).expand(x4.shape)
+    s4 = sin.reshape((1,) * (4 - sin.dim()) + tuple(sin.shape)).expand(x4.shape)
+    # keep x's memory layout (HF's q/k are transposed views): run on the permutation that makes x dense
+    perm = _dense_permutation(x4)
+    x4, c4, s4 = x4.permute(perm).contiguous(), c4.permute(perm), s4.permute(perm)
+    out = torch.empty(x4.shape, dtype=out_dtype, device=x.device)
+    d0, d1, d2, d = x4.shape
+    n_rows = d0 * d1 * d2
+    half = d // 2
+    block_h = triton.next_power_of_2(half)
+    block_m = max(1, min(64, 4096 // block_h))
+    grid = (triton.cdiv(n_rows, block_m),)
+    if n_rows:
+        _triton_kernel(interpreting())[grid](
+            x4, c4, s4, out, n_rows, d1, d2, *c4.stride(), *s4.stride(),
+            HALF=half, BLOCK_H=block_h, BLOCK_M=block_m, BACKWARD=backward)
+    inverse = [perm.index(i) for i in range(4)]
+    return out.permute(inverse).reshape(x.shape)
+
+
+def _dense_permutation(x: torch.Tensor) -> List[int]:
+    """Dims of 4-D ``x`` ordered so that ``x.permute(perm)`` is contiguous (head dim last), or identity."""
+    perm = [*sorted(range(3), key=lambda i: -x.stride(i)), 3]
+    if x.stride(3) == 1 and x.permute(perm).is_contiguous():
+        return perm
+    return [0, 1, 2, 3]
+
+
+class _RopeTriton(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        need_x = ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
+        ctx.save_for_backward(cos, sin, x if need_x else None)
+        ctx.x_dtype = x.dtype
+        return _triton_launch(x, cos, sin, torch.result_type(x, cos), backward=False)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:
+        cos, sin, x = ctx.saved_tensors
+        gx = gcos = gsin = None
+        if ctx.needs_input_grad[0]:
+            gx = _triton_launch(grad, cos, sin, ctx.x_dtype, backward=True)
+        if ctx.needs_input_grad[1]:  # rare (HF's cos/sin carry no gradient): torch, in fp32
+            gcos = _sum_to(grad.float() * x.float(), cos.shape).to(cos.dtype)
+        if ctx.needs_input_grad[2]:
+            gsin = _sum_to(grad.float() * rotate_half(x.float()), sin.shape).to(sin.dtype)
+        return gx, gcos, gsin
+
+
+def _triton_fits(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> bool:
+    if x.dim() > 4 or cos.dim() > 4 or sin.dim() > 4 or x.shape[-1] % 2:
+        return False
+    try:
+        return torch.broadcast_shapes(x.shape, cos.shape, sin.shape) == x.shape
+    except RuntimeError:
+        return False
+
+
+def rope_triton(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, unsqueeze_dim: int = 1) -> torch.Tensor:
+    """The Triton kernel (fp32 math inside); the reference for shapes it does not take (odd D, > 4-D)."""
+    cos_u, sin_u = cos.unsqueeze(unsqueeze_dim), sin.unsqueeze(unsqueeze_dim)
+    if not _triton_fits(x, cos_u, sin_u):
+        return _RopeReference.apply(x, cos_u, sin_u)
+    return _RopeTriton.apply(x, cos_u, sin_u)
+
+
+# --------------------------------------------------------------------------------------------- ascendc
+def _ascendc_kernel() -> Optional[Callable[..., Any]]:
+    try:
+        from ascend_tools.ops import ascendc  # written by the AscendC loader; absent -> no tier
+    except ImportError:
+        return None
+    try:
+        return ascendc.get(OP, fallback=rope_reference)  # shapes the kernel does not take: the reference
+    except Exception:
+        return None
+
+
+def rope_ascendc(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, unsqueeze_dim: int = 1) -> torch.Tensor:
+    kernel = _ascendc_kernel()
+    if kernel is None:
+        return rope_reference(x, cos, sin, unsqueeze_dim=unsqueeze_dim)
+    return kernel(x, cos, sin, unsqueeze_dim=unsqueeze_dim)
+
+
+def _ascendc_available(device: torch.device) -> bool:
+    return getattr(device, "type", str(device)) == "npu" and _ascendc_kernel() is not None
+
+
+def _ascendc_unavailable_reason(device: Any) -> Optional[str]:
+    if getattr(device, "type", str(device)) != "npu":
+        return "needs an NPU device"
+    return None if _ascendc_kernel() is not None else "no built AscendC rope kernel (ascend_tools.ops.ascendc)"
+
+
+# --------------------------------------------------------------------------------------- tier plumbing
+def check_inputs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, unsqueeze_dim: int = 1
+                 ) -> Tuple[tuple, dict]:
+    """A small slice of the real input for the self-check: at most 2 x 8 x 8 rows of the full head dim,
+    cos/sin sliced alongside (broadcast dims stay 1)."""
+    caps = [2] + [8] * max(0, x.dim() - 2)
+    cos_u, sin_u = cos.unsqueeze(unsqueeze_dim), sin.unsqueeze(unsqueeze_dim)
+    if cos_u.dim() != x.dim() or sin_u.dim() != x.dim():
+        return (x, cos, sin), {"unsqueeze_dim": unsqueeze_dim}
+    index_x = tuple(slice(0, cap) for cap in caps)
+
+    def cut(r: torch.Tensor) -> torch.Tensor:
+        return r[tuple(slice(0, cap if r.shape[i] > 1 else 1) for i, cap in enumerate(caps))].squeeze(unsqueeze_dim)
+
+    if cos_u.shape[unsqueeze_dim] != 1 or sin_u.shape[unsqueeze_dim] != 1:
+        return (x, cos, sin), {"unsqueeze_dim": unsqueeze_dim}
+    return (x[index_x].contiguous(), cut(cos_u).contiguous(), cut(sin_u).contiguous()), {
+        "unsqueeze_dim": unsqueeze_dim}
+
+
+def tolerance(dtype: torch.dtype) -> Tuple[float, float]:
+    """(rtol, atol) of a tier against the fp64 reference (errors relative to 1 + |ref|)."""
+    if dtype == torch.bfloat16:
+        return 1e-2, 1e-2  # a few bf16 ulps (2^-8) on |out| <= ~2|x|
+    if dtype == torch.float16:
+        return 2e-3, 2e-3
+    return 1e-5, 1e-5
+
+
+def _register() -> None:
+    common = {"check_inputs": check_inputs, "tolerance": tolerance}
+    registry.register(registry.Tier(OP, "reference", forward=rope_reference, **common))
+    registry.register(registry.Tier(OP, "npu", forward=rope_npu, available=_npu_available,
+                                    unavailable_reason=_npu_unavailable_reason, **common))
+    registry.register(registry.Tier(OP, "triton", forward=rope_triton, available=triton_available,
+                                    unavailable_reason=unavailable_reason, **common))
+    registry.register(registry.Tier(OP, "ascendc", forward=rope_ascendc, available=_ascendc_available,
+                                    unavailable_reason=_ascendc_unavailable_reason, **common))
+
+
+_register()
+
+
+# ----------------------------------------------------------------------------------------------- API
+def apply_rotary_pos_emb(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                         position_ids: Any = None, unsqueeze_dim: int = 1) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Drop-in for HF's ``apply_rotary_pos_emb``: ``(q_embed, k_embed)``, each through the best tier.
+
+    ``position_ids`` is ignored, as in transformers 4.x; transformers 5.x has ``unsqueeze_dim`` in that
+    position, so an ``int`` there is taken as ``unsqueeze_dim``."""
+    if isinstance(position_ids, int) and not isinstance(position_ids, bool):
+        unsqueeze_dim = position_ids
+    q_embed = registry.call(OP, q, cos, sin, unsqueeze_dim=unsqueeze_dim)
+    k_embed = registry.call(OP, k, cos, sin, unsqueeze_dim=unsqueeze_dim)
+    return q_embed, k_embed
+
+
+def rope_cos_sin(positions: torch.Tensor, head_dim: int, base: float = 10000.0, dtype: torch.dtype = torch.float64
+                 ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Default-rope cos/sin of shape ``positions.shape + (head_dim,)``, as HF's rotary embedding makes
+    them (``emb = cat(freqs, freqs)``)."""
+    inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
+    freqs = positions.to(torch.float64)[..., None] * inv_freq
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def golden_cases() -> List[Tuple[str, Dict[str, Any]]]:
+    """Inputs for the golden vectors, fp64: (name, kwargs of the tiers' forward ``(x, cos, sin,
+    unsqueeze_dim)``). The expected output is ``rope_reference(**kwargs)`` in fp64."""
+    gen = torch.Generator().manual_seed(1234)
+    cases = []
+    for name, (b, h, s, d, unsqueeze_dim, offset) in {
+        "bnsd_d64": (2, 4, 7, 64, 1, 0),
+        "bnsd_d80": (1, 3, 5, 80, 1, 3),
+        "bnsd_d128_gqa_k": (2, 1, 6, 128, 1, 0),
+        "decode_seq1_d128": (2, 8, 1, 128, 1, 37),
+        "bsnd_d64": (2, 4, 5, 64, 2, 0),
+    }.items():
+        positions = torch.arange(offset, offset + s).unsqueeze(0).expand(b, s)
+        cos, sin = rope_cos_sin(positions, d)
+        shape = (b, h, s, d) if unsqueeze_dim == 1 else (b, s, h, d)
+        x = torch.randn(shape, generator=gen, dtype=torch.float64)
+        cases.append((name, {"x": x, "cos": cos, "sin": sin, "unsqueeze_dim": unsqueeze_dim}))
+    return cases
