@@ -166,8 +166,7 @@ class StatsQueue:
             return entry
         self.pending.append(entry)
         self.pending_bytes += entry.numel * t.element_size()
-        if not t.is_cpu:
-            self.on_device = True
+        self.on_device = True
         try:
             key = t.untyped_storage().data_ptr()
         except Exception:
