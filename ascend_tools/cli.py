@@ -5,7 +5,7 @@ import logging
 import click
 
 from . import __version__
-from .commands import check_ops, compare, demo, dump, env, loss_compare, selfcheck, shadow
+from .commands import check_ops, compare, demo, dump, env, loss_compare, patch_status, selfcheck, shadow
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,6 +24,7 @@ main.add_command(dump.dump_cmd)
 main.add_command(loss_compare.loss_compare_cmd)
 main.add_command(shadow.shadow_cmd)
 main.add_command(selfcheck.selfcheck_cmd)
+main.add_command(patch_status.patch_status_cmd)
 
 
 if __name__ == "__main__":
