@@ -173,7 +173,7 @@ def run_selfcheck(monkeypatch, *args):
     from click.testing import CliRunner
 
     from ascend_tools.cli import main
-    from ascend_tools.commands import selfcheck
+    from ascend_tools.ops import selfcheck
 
     monkeypatch.setattr(selfcheck, "OP_MODULES", ("rms_norm",))  # the other ops test their own tiers
     result = CliRunner().invoke(main, ["selfcheck", "--format", "json", *args])
