@@ -52,6 +52,47 @@ def _precision_part(out_dir: str, echo: Callable[[str], None]) -> None:
     echo("  reports: {}".format(", ".join([*paths, csv_path])))
 
 
+def _patch_part(out_dir: str, echo: Callable[[str], None]) -> None:
+    """Self-check every tier available here, then the same tiny Llama without and with
+    ``import ascend_tools.patch``: the logits must agree within fp32 rounding."""
+    import importlib
+
+    import torch
+
+    from . import backend
+    from .ops import selfcheck
+    from .precision import demo_run
+
+    echo("patch: selfcheck of the fused-op tiers available here ...")
+    data = selfcheck.run(backend.device())
+    paths = save(selfcheck.build_report(data), out_dir, "selfcheck")
+    for row in data["results"]:
+        if row["dtype"] == "float32":
+            echo("  {:<9} {:<10} max error fwd {:.1e} bwd {:.1e}  {}".format(
+                row["tier"], row["op"], row["max_err_forward"] or 0.0, row["max_err_backward"] or 0.0, row["verdict"]))
+    echo("  reports: {}".format(", ".join(paths)))
+
+    model_cls, config, state = demo_run.tiny_llama()
+    ids = torch.randint(0, config.vocab_size, (2, 16), generator=torch.Generator().manual_seed(1))
+
+    def logits() -> torch.Tensor:
+        config._attn_implementation = None  # let the patch choose, as from_config would
+        model = model_cls(config)
+        model.load_state_dict(state)
+        with torch.no_grad():
+            return model(input_ids=ids).logits
+
+    unpatched = logits()
+    patch = importlib.import_module("ascend_tools.patch")  # the drop-in: patches every family on import
+    try:
+        patched = logits()
+        used = sorted({t["op"] + ":" + t["tier"] for t in patch.status().get("tiers", []) if t.get("tier")})
+    finally:
+        patch.revert()
+    echo("  tiny Llama, patched vs unpatched logits: max abs difference {:.2e} (tiers: {})".format(
+        float((patched - unpatched).abs().max()), ", ".join(used) or "none"))
+
+
 def run(out_dir: str, echo: Callable[[str], None] = print) -> None:
     from . import env
     from .opcheck import checkops
@@ -71,6 +112,7 @@ def run(out_dir: str, echo: Callable[[str], None] = print) -> None:
             echo("  {:<18} {}".format(label + ":", value))
         echo("  reports: {}".format(", ".join(paths)))
     _precision_part(out_dir, echo)
+    _patch_part(out_dir, echo)
     echo("env ...")
     echo("  reports: {}".format(", ".join(save(env.build_report(env.collect()), out_dir, "env"))))
     echo("Open {} in a browser.".format(os.path.join(out_dir, "check-ops-train_cuda.html")))
