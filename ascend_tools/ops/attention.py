@@ -217,12 +217,15 @@ def attention_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                                           scale=scale, **kwargs)
 
 
-def _cuda_available(device: torch.device) -> bool:
-    return torch.device(device).type == "cuda"
+SDPA_DEVICES = ("cuda", "cpu")  # fused SDPA kernels (flash / memory-efficient on CUDA, flash on CPU)
 
 
-def _cuda_unavailable_reason(device: Any) -> Optional[str]:
-    return None if _cuda_available(device) else "torch SDPA tier is for CUDA devices"
+def _sdpa_available(device: torch.device) -> bool:
+    return torch.device(device).type in SDPA_DEVICES
+
+
+def _sdpa_unavailable_reason(device: Any) -> Optional[str]:
+    return None if _sdpa_available(device) else "the torch SDPA tier serves CUDA and CPU tensors"
 
 
 # ------------------------------------------------------------------------------------------------- npu
@@ -335,10 +338,9 @@ def _register() -> None:
     registry.register(registry.Tier(OP, "reference", forward=attention_reference, **common))
     registry.register(registry.Tier(OP, "npu", forward=attention_npu, available=_npu_available,
                                     unavailable_reason=_npu_unavailable_reason, **common))
-    # torch SDPA on CUDA; note: registry.TIERS must list "cuda" for it to be picked without
-    # ASCEND_TOOLS_KERNEL_ATTENTION=cuda
-    registry.register(registry.Tier(OP, "cuda", forward=attention_sdpa, available=_cuda_available,
-                                    unavailable_reason=_cuda_unavailable_reason, **common))
+    # torch SDPA: PyTorch's fused kernels on CUDA (flash there) and on the CPU
+    registry.register(registry.Tier(OP, "sdpa", forward=attention_sdpa, available=_sdpa_available,
+                                    unavailable_reason=_sdpa_unavailable_reason, **common))
 
 
 _register()

@@ -11,7 +11,7 @@ triton-ascend), ``ascendc`` (a compiled AscendC kernel). An op module registers 
 time a non-reference tier runs for an (op, device type, dtype), it is **self-checked**: run on a small
 input built like the real one (``check_inputs``) against the reference, forward and backward; a tier that
 drifts past tolerance, or raises, is refused for the rest of the process, with one log line, and the next
-tier (finally the reference) takes over. ``ASCEND_TOOLS_KERNEL_<OP>=reference|npu|triton|cuda|ascendc`` forces
+tier (finally the reference) takes over. ``ASCEND_TOOLS_KERNEL_<OP>=reference|npu|triton|sdpa|ascendc`` forces
 a tier (still self-checked; refused → reference).
 
 The self-check runs with autograd enabled even when the caller is under ``torch.no_grad()`` or
@@ -33,7 +33,7 @@ import torch
 
 log = logging.getLogger("ascend_tools")
 
-TIERS = ("ascendc", "npu", "triton", "cuda", "reference")  # preference order; "cuda" = PyTorch SDPA on CUDA
+TIERS = ("ascendc", "npu", "triton", "sdpa", "reference")  # preference order; "sdpa" = PyTorch's fused SDPA
 
 
 @dataclass

@@ -368,10 +368,11 @@ def test_sdpa_tier(name, dtype):
 
 # --- dispatch, self-check slice, golden cases ---------------------------------------------------------------
 
-def test_public_entry_runs_reference_on_cpu():
+def test_public_entry_runs_sdpa_on_cpu_after_its_self_check():
     q, k, v, kw = make("gqa_8to1_causal", torch.float32)
-    assert registry.select("attention", (q, k, v), kw).name == "reference"
-    assert torch.equal(A.attention(q, k, v, **kw), A.attention_reference(q, k, v, **kw))
+    assert registry.select("attention", (q, k, v), kw).name == "sdpa"
+    assert torch.equal(A.attention(q, k, v, **kw), A.attention_sdpa(q, k, v, **kw))
+    torch.testing.assert_close(A.attention(q, k, v, **kw), A.attention_reference(q, k, v, **kw), rtol=1e-5, atol=1e-5)
 
 
 def test_check_inputs_slice_keeps_positions():
@@ -398,6 +399,6 @@ def test_golden_cases_pass_every_tier_here(fake_npu, dtype):
         assert all(v.dtype in (torch.float64, torch.bool) for v in kwargs.values() if isinstance(v, torch.Tensor))
         case = registry.make_golden("attention", name, kwargs)
         assert set(case.grads) == {"q", "k", "v"}
-        for tier_name in ("reference", "npu", "cuda"):
+        for tier_name in ("reference", "npu", "sdpa"):
             result = registry.check_golden(tiers[tier_name], case, dtype)
             assert result.ok, (name, tier_name, result.reason)
