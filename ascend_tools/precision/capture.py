@@ -17,7 +17,6 @@ user's op returns its own result.
 import logging
 import os
 import queue
-import re
 import sys
 import threading
 import time
@@ -30,6 +29,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..opcheck.trace import ModulePath, _is_library, _short_path, op_name
 from . import store
+from .session import StepSession
 from .stats import StatsQueue, has_stats
 
 log = logging.getLogger("ascend_tools")
@@ -204,8 +204,10 @@ class _OpMode(TorchDispatchMode):
         return out
 
 
-class Capture:
+class Capture(StepSession):
     """See :func:`capture`."""
+
+    tool = "capture"
 
     def __init__(self, out_dir: str, level: str = "op", mode: str = "stats",
                  steps: Optional[Iterable[int]] = None, scope: Optional[Sequence[str]] = None,
@@ -221,9 +223,7 @@ class Capture:
         self.out_dir = out_dir
         self.level = level
         self.mode = mode
-        self.steps = None if steps is None else {int(s) for s in steps}
-        self.scope = list(scope or [])
-        self._scope_re = [re.compile(s) for s in self.scope]
+        self._init_session(steps, scope)
         self.ops = list(ops or [])
         self._wanted = {n for o in self.ops for n in normalise_op(o)} or None
         self.sample = int(sample)
@@ -232,12 +232,8 @@ class Capture:
         self.flush_every = flush_every
         self.flush_bytes = flush_bytes
         self.rank = _rank() if rank is None else rank
-        self.step_no = 0
         self.records_written = 0
-        self._manual = False
         self._busy = False
-        self._active = False
-        self._off = True
         self._metas: Dict[Any, _Meta] = {}
         self._queue = StatsQueue(digests=mode == "hash")
         self.background = _default_background() if background is None else bool(background)
@@ -253,24 +249,15 @@ class Capture:
         self._new_stacks: List[str] = []
         self._lib_code: Dict[Any, bool] = {}
         self._task = _task_id()
-        self._handles: List[Any] = []
         self._param_hooked: set = set()
         self._names: Any = weakref.WeakKeyDictionary()
         self._paths: Optional[ModulePath] = None
         self._mode: Optional[_OpMode] = None
         self._writer: Optional[store.RankWriter] = None
-        self._failed = 0
         self._meta_final = False
         self.start_time = time.time()
 
     # --- public -------------------------------------------------------------------------------------
-
-    def __enter__(self) -> "Capture":
-        self.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     def start(self) -> None:
         if self._active:
@@ -296,12 +283,6 @@ class Capture:
             self._mode = _OpMode(self)
             self._mode.__enter__()
         self._install_step_hook()
-
-    def step(self) -> None:
-        """Mark a step boundary: flush, then count the next step. Once called, ``optimizer.step()``
-        no longer advances the step (the script's own boundaries win)."""
-        self._manual = True
-        self._advance()
 
     def close(self) -> None:
         """Flush what is left, remove every hook, leave the dispatch mode. Safe to call twice."""
@@ -360,19 +341,13 @@ class Capture:
         if final:
             out["end_time"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             out["steps_recorded"] = {str(k): v for k, v in sorted(self.counts().items())}
-            out["internal_errors"] = self._failed
+            out["internal_errors"] = self.internal_errors
         return out
 
     # --- internals: state ---------------------------------------------------------------------------
 
     def _update_off(self) -> None:
         self._off = (not self._active) or self._busy or (self.steps is not None and self.step_no not in self.steps)
-
-    def _fail(self, exc: BaseException) -> None:
-        self._failed += 1
-        if self._failed == 1:
-            log.warning("capture: internal error, later records may be missing (training goes on): %s: %s",
-                        type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
 
     def _advance(self) -> None:
         was = self._busy
@@ -388,16 +363,6 @@ class Capture:
         self._seen = {}
         self._busy = was
         self._update_off()
-
-    def _install_step_hook(self) -> None:
-        try:
-            import torch.optim.optimizer as optmod
-
-            register = getattr(optmod, "register_optimizer_step_post_hook", None)
-            if register is not None:
-                self._handles.append(register(lambda *_a, **_k: None if self._manual else self._advance()))
-        except Exception as exc:
-            self._fail(exc)
 
     # --- internals: per tensor ----------------------------------------------------------------------
 
@@ -463,9 +428,6 @@ class Capture:
             frames = [f"{_short_path(os.path.abspath(c.co_filename))}:{ln} in {c.co_name}" for c, ln in reversed(key)]
             self._new_stacks.append(store._dumps({"id": sid, "frames": frames}) + "\n")
         return sid
-
-    def _in_scope(self, module: str) -> bool:
-        return any(module.startswith(p) or r.match(module) for p, r in zip(self.scope, self._scope_re))
 
     # --- internals: op level ------------------------------------------------------------------------
 

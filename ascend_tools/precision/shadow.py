@@ -51,6 +51,7 @@ from ..opcheck.trace import ModulePath, _is_library, _short_path, op_name
 from ..report import Finding, Report, Series, Table
 from . import metrics as M
 from . import standards
+from .session import StepSession
 from .standards import Verdict
 
 log = logging.getLogger("ascend_tools")
@@ -247,8 +248,10 @@ class ShadowMode(TorchDispatchMode):
         return out
 
 
-class Shadow:
+class Shadow(StepSession):
     """See :func:`shadow`. After the block: :attr:`results`, :meth:`culprits`, :meth:`report`."""
+
+    tool = "shadow"
 
     def __init__(self, ops: Optional[Sequence[str]] = None, scope: Optional[Sequence[str]] = None, sample: int = 1,
                  model: Optional[torch.nn.Module] = None, max_numel: int = DEFAULT_MAX_NUMEL,
@@ -258,13 +261,11 @@ class Shadow:
             raise ValueError(f"sample must be >= 1, not {sample!r}")
         self.ops = [ops] if isinstance(ops, str) else list(ops or [])
         self._wanted = {n for o in self.ops for n in normalise_op(o)} or None
-        self.scope = [scope] if isinstance(scope, str) else list(scope or [])
-        self._scope_re = [re.compile(s) for s in self.scope]
+        self._init_session(steps, [scope] if isinstance(scope, str) else scope)
         self.sample = int(sample)
         self.model = model
         self.max_numel = int(max_numel)
         self.out = out
-        self.steps = None if steps is None else {int(s) for s in steps}
         self.keep = keep
         self.baseline = baseline
         self.rank = _rank() if rank is None else int(rank)
@@ -274,32 +275,19 @@ class Shadow:
         #: op name -> calls whose float64 reference could not run
         self.not_replayable: Counter = Counter()
         self.compared = 0
-        self.step_no = 0
-        self.internal_errors = 0
         self._verdicts: Counter = Counter()
         self._culprits: List[ShadowRecord] = []  # kept even with keep=False (the report needs them)
         self._ops: Dict[Any, _Op] = {}
         self._calls: Dict[Tuple[str, str], int] = {}
         self._next_id = 0
         self._sites: Dict[Any, Optional[str]] = {}
-        self._active = False
-        self._off = True
-        self._manual = False
         self._mode: Optional[ShadowMode] = None
         self._paths: Optional[ModulePath] = None
-        self._handles: List[Any] = []
         self._file: Any = None
         self._lines: List[str] = []
         self.start_time = time.time()
 
     # --- public -------------------------------------------------------------------------------------
-
-    def __enter__(self) -> "Shadow":
-        self.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     def start(self) -> None:
         if self._active:
@@ -316,12 +304,6 @@ class Shadow:
         self._update_off()
         self._mode = ShadowMode(self)
         self._mode.__enter__()
-
-    def step(self) -> None:
-        """Mark a step boundary (call indices restart). Once called, ``optimizer.step()`` no longer
-        advances the step."""
-        self._manual = True
-        self._advance()
 
     def close(self) -> None:
         """Leave the dispatch mode, remove the hooks, write what is left. Safe to call twice."""
@@ -378,12 +360,6 @@ class Shadow:
     def _update_off(self) -> None:
         self._off = not self._active or (self.steps is not None and self.step_no not in self.steps)
 
-    def _fail(self, exc: BaseException) -> None:
-        self.internal_errors += 1
-        if self.internal_errors == 1:
-            log.warning("shadow: internal error, some ops are not compared (training goes on): %s: %s",
-                        type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
-
     def _advance(self) -> None:
         try:
             self._flush()
@@ -393,19 +369,6 @@ class Shadow:
         self._calls = {}
         self._next_id = 0
         self._update_off()
-
-    def _install_step_hook(self) -> None:
-        try:
-            import torch.optim.optimizer as optmod
-
-            register = getattr(optmod, "register_optimizer_step_post_hook", None)
-            if register is not None:
-                self._handles.append(register(lambda *_a, **_k: None if self._manual else self._advance()))
-        except Exception as exc:
-            self._fail(exc)
-
-    def _in_scope(self, module: str) -> bool:
-        return any(module.startswith(p) or r.match(module) for p, r in zip(self.scope, self._scope_re))
 
     def _site(self) -> str:
         """``file:line in function`` of the innermost frame outside torch, the stdlib and this package."""

@@ -1,0 +1,70 @@
+"""What a capture and a shadow session share: a context manager over training steps.
+
+Steps advance at each ``optimizer.step()`` (a global post-hook) until the script calls ``step()`` itself;
+``steps`` filters which steps are recorded; ``scope`` keeps module paths by prefix or regex; an internal
+error is counted and logged once, and training goes on.
+"""
+import logging
+import re
+from typing import Any, Iterable, List, Optional, Sequence
+
+log = logging.getLogger("ascend_tools")
+
+
+class StepSession:
+    """Subclasses set ``tool`` (for the log line), implement ``start``, ``close`` and ``_advance``, and call
+    :meth:`_init_session` from their ``__init__``."""
+
+    tool = "session"
+
+    def _init_session(self, steps: Optional[Iterable[int]], scope: Optional[Sequence[str]]) -> None:
+        self.steps = None if steps is None else {int(s) for s in steps}
+        self.scope = list(scope or [])
+        self._scope_re = [re.compile(s) for s in self.scope]
+        self.step_no = 0
+        self.internal_errors = 0
+        self._manual = False
+        self._active = False
+        self._off = True
+        self._handles: List[Any] = []
+
+    def __enter__(self) -> Any:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _advance(self) -> None:
+        raise NotImplementedError
+
+    def step(self) -> None:
+        """Mark a step boundary. Once called, ``optimizer.step()`` no longer advances the step (the
+        script's own boundaries win)."""
+        self._manual = True
+        self._advance()
+
+    def _in_scope(self, module: str) -> bool:
+        return any(module.startswith(p) or r.match(module) for p, r in zip(self.scope, self._scope_re))
+
+    def _fail(self, exc: BaseException) -> None:
+        self.internal_errors += 1
+        if self.internal_errors == 1:
+            log.warning("%s: internal error, later records may be missing (training goes on): %s: %s",
+                        self.tool, type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+
+    def _install_step_hook(self) -> None:
+        try:
+            import torch.optim.optimizer as optmod
+
+            register = getattr(optmod, "register_optimizer_step_post_hook", None)
+            if register is not None:
+                self._handles.append(register(lambda *_a, **_k: None if self._manual else self._advance()))
+        except Exception as exc:
+            self._fail(exc)
