@@ -77,6 +77,17 @@ def torch_npu_status() -> Tuple[Optional[ModuleType], Optional[str]]:
     return torch_npu, None
 
 
+def npu_op_unavailable(dev: Any, name: str) -> Optional[str]:
+    """Why torch_npu's fused op ``name`` cannot run for a tensor on ``dev`` (None: it can)."""
+    kind = getattr(dev, "type", str(dev))
+    if kind != "npu":
+        return f"needs an NPU tensor (device here: {kind})"
+    mod, err = torch_npu_status()
+    if mod is None:
+        return err
+    return None if hasattr(mod, name) else f"torch_npu has no {name}"
+
+
 def _torch_npu_version(mod: Optional[ModuleType]) -> Optional[str]:
     if mod is None:
         return None
@@ -195,6 +206,30 @@ def accelerator_module() -> Optional[ModuleType]:
 def dist_backend() -> str:
     """``hccl``, ``nccl`` or ``gloo``: the ``torch.distributed`` backend for this machine."""
     return detect().dist_backend
+
+
+def _dist_int(getter: str, env: str, default: int) -> int:
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return int(getattr(dist, getter)())
+    except Exception:  # a half-initialised process group: fall back to the launcher's environment
+        pass
+    try:
+        return int(os.environ.get(env, str(default)))
+    except ValueError:
+        return default
+
+
+def rank() -> int:
+    """This process's rank: torch.distributed's when initialised, else ``RANK`` (torchrun), else 0."""
+    return _dist_int("get_rank", "RANK", 0)
+
+
+def world_size() -> int:
+    """The number of ranks: torch.distributed's when initialised, else ``WORLD_SIZE``, else 1."""
+    return _dist_int("get_world_size", "WORLD_SIZE", 1)
 
 
 def device(index: Optional[int] = None) -> torch.device:

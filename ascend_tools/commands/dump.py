@@ -4,7 +4,6 @@ from typing import Any, Tuple
 
 import click
 
-from ..errors import InputError
 from .common import handle_errors
 
 
@@ -29,21 +28,10 @@ def dump_cmd(out_dir: str, level: str, mode: str, steps: Any, scope: Tuple[str, 
 
     Works for python script.py, python -m module and torchrun (each rank writes rank{RANK}).
     The exit status is COMMAND's own."""
-    import re
 
     from ..precision import launch
 
-    try:
-        step_list = launch.parse_steps(steps)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-    if sample < 1:
-        raise InputError(f"--sample: must be at least 1, not {sample}")
-    for s in scope:
-        try:
-            re.compile(s)
-        except re.error as exc:
-            raise InputError(f"--scope: {s!r} is not a valid prefix or regex ({exc})") from None
+    step_list = launch.check_options(steps, sample, scope)
     options = {"level": level, "mode": mode, "steps": step_list, "scope": list(scope), "ops": list(ops),
                "sample": sample, "stack": not no_stack}
     rc = launch.run(list(command), out_dir, options)

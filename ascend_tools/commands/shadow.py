@@ -38,7 +38,6 @@ def shadow_cmd(ops: Tuple[str, ...], scope: Tuple[str, ...], sample: int, steps:
     for python script.py, python -m module and torchrun (every rank). Exit status: COMMAND's own when it
     failed; else 1 when an op introduced an error (--fail-on error), else 0.
     """
-    import re
 
     from ..precision import launch
     from ..precision.shadow import build_report, exit_code, read_results
@@ -46,17 +45,7 @@ def shadow_cmd(ops: Tuple[str, ...], scope: Tuple[str, ...], sample: int, steps:
 
     if not command:
         raise InputError("no command to run: give it after --, e.g. ascend-doctor shadow -- python train.py")
-    try:
-        step_list = launch.parse_steps(steps)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-    if sample < 1:
-        raise InputError(f"--sample: must be at least 1, not {sample}")
-    for s in scope:
-        try:
-            re.compile(s)
-        except re.error as exc:
-            raise InputError(f"--scope: {s!r} is not a valid prefix or regex ({exc})") from None
+    step_list = launch.check_options(steps, sample, scope)
     options = {"tool": "shadow", "ops": list(ops), "scope": list(scope), "sample": sample, "steps": step_list}
     if max_numel is not None:
         options["max_numel"] = max_numel

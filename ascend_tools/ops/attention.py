@@ -289,20 +289,12 @@ def attention_npu(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     return out.transpose(1, 2)
 
 
-def _npu_available(device: torch.device) -> bool:
-    if getattr(device, "type", str(device)) != "npu":
-        return False
-    torch_npu = backend.torch_npu_status()[0]
-    return torch_npu is not None and hasattr(torch_npu, "npu_fusion_attention")
-
-
 def _npu_unavailable_reason(device: Any) -> Optional[str]:
-    if getattr(device, "type", str(device)) != "npu":
-        return "needs an NPU device"
-    torch_npu, err = backend.torch_npu_status()
-    if torch_npu is None:
-        return err
-    return None if hasattr(torch_npu, "npu_fusion_attention") else "torch_npu has no npu_fusion_attention"
+    return backend.npu_op_unavailable(device, "npu_fusion_attention")
+
+
+def _npu_available(device: torch.device) -> bool:
+    return _npu_unavailable_reason(device) is None
 
 
 # --------------------------------------------------------------------------------------- tier plumbing

@@ -174,9 +174,7 @@ def rms_norm_npu(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6, offse
 
 
 def _npu_unavailable(device: Any) -> Optional[str]:
-    if device_type(device) != "npu":
-        return f"needs an NPU tensor (device here: {device_type(device)})"
-    return backend.torch_npu_status()[1]
+    return backend.npu_op_unavailable(device, "npu_rms_norm")
 
 
 # --- triton -----------------------------------------------------------------------------------------------

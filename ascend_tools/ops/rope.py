@@ -156,20 +156,12 @@ def rope_npu(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, unsqueeze_di
     return torch_npu.npu_rotary_mul(*args, rotary_mode="half")
 
 
-def _npu_available(device: torch.device) -> bool:
-    if getattr(device, "type", str(device)) != "npu":
-        return False
-    torch_npu = backend.torch_npu_status()[0]
-    return torch_npu is not None and hasattr(torch_npu, "npu_rotary_mul")
-
-
 def _npu_unavailable_reason(device: Any) -> Optional[str]:
-    if getattr(device, "type", str(device)) != "npu":
-        return "needs an NPU device"
-    torch_npu, err = backend.torch_npu_status()
-    if torch_npu is None:
-        return err
-    return None if hasattr(torch_npu, "npu_rotary_mul") else "torch_npu has no npu_rotary_mul"
+    return backend.npu_op_unavailable(device, "npu_rotary_mul")
+
+
+def _npu_available(device: torch.device) -> bool:
+    return _npu_unavailable_reason(device) is None
 
 
 # ---------------------------------------------------------------------------------------------- triton

@@ -27,6 +27,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from .. import backend
 from ..opcheck.trace import ModulePath, _is_library, _short_path, op_name
 from . import store
 from .session import StepSession
@@ -231,7 +232,7 @@ class Capture(StepSession):
         self.keep_stack = stack
         self.flush_every = flush_every
         self.flush_bytes = flush_bytes
-        self.rank = _rank() if rank is None else rank
+        self.rank = backend.rank() if rank is None else rank
         self.records_written = 0
         self._busy = False
         self._metas: Dict[Any, _Meta] = {}
@@ -323,7 +324,7 @@ class Capture(StepSession):
 
     def meta(self, final: bool = False) -> Dict[str, Any]:
         out: Dict[str, Any] = {
-            "schema": store.SCHEMA, "rank": self.rank, "world_size": _world_size(), "level": self.level,
+            "schema": store.SCHEMA, "rank": self.rank, "world_size": backend.world_size(), "level": self.level,
             "mode": self.mode,
             "options": {"steps": sorted(self.steps) if self.steps is not None else None, "scope": self.scope,
                         "ops": self.ops, "sample": self.sample, "stack": self.keep_stack},
@@ -331,8 +332,6 @@ class Capture(StepSession):
             "pid": os.getpid(), "argv": list(sys.argv), "versions": _versions(),
         }
         if final or self._meta_final:
-            from .. import backend
-
             info = backend.detect()
             out["backend"] = info.name
             out["device_name"] = info.device_name
@@ -739,32 +738,6 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _rank() -> int:
-    try:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            return int(dist.get_rank())
-    except Exception:
-        pass
-    try:
-        return int(os.environ.get("RANK", "0"))
-    except ValueError:
-        return 0
-
-
-def _world_size() -> int:
-    try:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            return int(dist.get_world_size())
-    except Exception:
-        pass
-    try:
-        return int(os.environ.get("WORLD_SIZE", "1"))
-    except ValueError:
-        return 1
 
 
 def _versions() -> Dict[str, Optional[str]]:

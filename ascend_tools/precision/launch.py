@@ -76,6 +76,25 @@ def parse_steps(text: Optional[str]) -> Optional[List[int]]:
     return sorted(set(out))
 
 
+def check_options(steps: Optional[str], sample: int, scope: Any) -> Optional[List[int]]:
+    """Validate the options ``dump`` and ``shadow`` share; the parsed step list. InputError names the
+    option and the problem."""
+    import re
+
+    try:
+        step_list = parse_steps(steps)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    if sample < 1:
+        raise InputError(f"--sample: must be at least 1, not {sample}")
+    for s in scope:
+        try:
+            re.compile(s)
+        except re.error as exc:
+            raise InputError(f"--scope: {s!r} is not a valid prefix or regex ({exc})") from None
+    return step_list
+
+
 def is_torchrun(cmd: List[str]) -> bool:
     """Whether ``cmd`` starts torchrun (``torchrun ...`` or ``python -m torch.distributed.run ...``)."""
     if not cmd:

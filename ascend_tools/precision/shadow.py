@@ -47,6 +47,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 
+from .. import backend
 from ..opcheck.trace import ModulePath, _is_library, _short_path, op_name
 from ..report import Finding, Report, Series, Table
 from . import metrics as M
@@ -268,7 +269,7 @@ class Shadow(StepSession):
         self.out = out
         self.keep = keep
         self.baseline = baseline
-        self.rank = _rank() if rank is None else int(rank)
+        self.rank = backend.rank() if rank is None else int(rank)
         self.results: List[ShadowRecord] = []
         #: calls not compared, by reason ("view", "random", "filtered", "max_numel", ...)
         self.skipped: Counter = Counter()
@@ -838,18 +839,6 @@ def exit_code(report: Report, fail_on: str) -> int:
     return int(report.data["summary"]["culprits"] > 0)
 
 
-def _rank() -> int:
-    try:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            return int(dist.get_rank())
-    except Exception:
-        pass
-    try:
-        return int(os.environ.get("RANK", "0"))
-    except ValueError:
-        return 0
 
 
 class _CallableModule(types.ModuleType):
