@@ -54,6 +54,28 @@ FUSED_PYTHON_CALLS: Dict[str, str] = {
     "ifftshift": "aten::fft_ifftshift",
 }
 
+def _grouped_mm_shape(a: torch.Tensor, b: torch.Tensor, offs: Any = None, bias: Any = None,
+                      out_dtype: Any = None) -> torch.Tensor:
+    """``aten::_grouped_mm``: [M, K] x [G, K, N] -> [M, N]; [G, M, K] x [G, K, N] -> [G, M, N];
+    [M, K] x [K, N] grouped along K -> [G, M, N]."""
+    if a.dim() == 2 and b.dim() == 3:
+        shape = (a.shape[0], b.shape[2])
+    elif a.dim() == 3 and b.dim() == 3:
+        shape = (a.shape[0], a.shape[1], b.shape[2])
+    elif a.dim() == 2 and b.dim() == 2 and offs is not None:
+        shape = (offs.shape[0], a.shape[0], b.shape[1])
+    else:
+        raise NotImplementedError(f"_grouped_mm of {a.dim()}-d x {b.dim()}-d inputs")
+    return a.new_empty(shape, dtype=out_dtype or a.dtype)
+
+
+# Output-shape rules for ops whose meta kernel or composite cannot run on meta tensors here (data-dependent
+# loops, CUDA-only dtype checks in the meta kernel), so the trace can go on past them. The op itself is
+# recorded as usual; only its output is made up, from its documented shape semantics.
+SHAPE_FALLBACKS: Dict[str, Callable[..., torch.Tensor]] = {
+    "aten::_grouped_mm": _grouped_mm_shape,
+}
+
 _COMPOSITE_KEYS = (
     torch._C.DispatchKey.CompositeExplicitAutograd,
     torch._C.DispatchKey.CompositeExplicitAutogradNonFunctional,
@@ -215,7 +237,7 @@ class OpTraceMode(TorchDispatchMode):
             # FakeTensorMode bypasses: answer it here (the fake device, not the meta storage's)
             return args[0].device
         name = op_name(func)
-        self.record(name, args, kwargs)
+        index = self.record(name, args, kwargs)
         if name not in self._via and self._expand(name):
             key = next((k for k in _COMPOSITE_KEYS if func.has_kernel_for_dispatch_key(k)), None)
             if key is not None:
@@ -228,10 +250,16 @@ class OpTraceMode(TorchDispatchMode):
                     # has no meta kernel (cummax.out -> _cummax_helper). Keep the children recorded so far,
                     # that op included: they are what the NPU runs, and dropping them would make the
                     # composite look like a metadata-only kernel. Its own meta kernel makes the outputs.
-                    pass
+                    self.events[index].partly_expanded = True
                 finally:
                     self._via.pop()
-        return func(*args, **kwargs)
+        try:
+            return func(*args, **kwargs)
+        except Exception:
+            fallback = SHAPE_FALLBACKS.get(name)
+            if fallback is None:
+                raise
+            return fallback(*args, **kwargs)
 
 
 class FusedCallMode(TorchFunctionMode):

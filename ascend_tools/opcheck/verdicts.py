@@ -63,6 +63,7 @@ def op_rows(
             "phases": sorted({c.phase for c in calls}, reverse=True),
             "modules": fold(c.module for c in calls),
             "via": sorted({c.via for c in calls if c.via}),
+            "partly_expanded": any(c.partly_expanded for c in calls),
             "shapes": shapes,
             "site": _first_site(calls, sites or {}, lambda c: True),
             "risk_site": _first_site(calls, sites or {}, lambda c: any(d in RISKY_DTYPES for d in c.dtypes)),
@@ -122,7 +123,11 @@ def _resolve_composites(rows: Dict[str, Dict[str, Any]]) -> None:
             continue
         row["status"] = worst(op, frozenset())
         bad = [c for c in children.get(op, []) if rows[c]["status"] in ("cpu_fallback", "unsupported")]
-        if bad:
+        if row["partly_expanded"] and not bad:
+            row["status"] = "composite"
+            row["reason"] = ("no NPU kernel of its own; its CompositeExplicitAutograd kernel could not be followed on "
+                             "meta tensors (data-dependent), so what it runs on the NPU is not known: check on hardware")
+        elif bad:
             row["reason"] = "no NPU kernel of its own; its CompositeExplicitAutograd decomposition runs {} ({})".format(
                 ", ".join(bad), row["status"])
         elif op in children:
