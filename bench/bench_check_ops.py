@@ -27,7 +27,6 @@ the real check-ops child run in-process with timers around its two steps (``targ
 import argparse
 import contextlib
 import datetime
-import importlib.metadata
 import json
 import os
 import platform
@@ -40,6 +39,7 @@ import time
 from typing import Any, Dict, List, Optional, Sequence
 
 import psutil
+from benchlib import table, version
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MB = 1e6  # all sizes are printed in MB = 10**6 bytes; the 1 GB target is 1000 MB
@@ -317,16 +317,9 @@ def machine() -> Dict[str, Any]:
         "cpu": cpu,
         "memory_gb": round(psutil.virtual_memory().total / 1e9, 1),
         "python": platform.python_version(),
-        "torch": _version("torch"),
-        "transformers": _version("transformers"),
+        "torch": version("torch"),
+        "transformers": version("transformers"),
     }
-
-
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def _verdict(ok: bool) -> str:
@@ -349,17 +342,6 @@ def targets(result: Dict[str, Any]) -> List[Dict[str, Any]]:
     ]
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[str(c) for c in row] for row in [headers, *rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = []
-    for n, row in enumerate(cells):
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
 def render(result: Dict[str, Any]) -> str:
     m, n = result["machine"], result["repeat"]
     out = [
@@ -380,9 +362,9 @@ def render(result: Dict[str, Any]) -> str:
     r = result["ratio"]
     rows.append(["ratio ours/bare (medians)", "{:.2f}x".format(r["wall_s"]), "{:.2f}x".format(r["max1_mb"]),
                  "{:.2f}x".format(r["sum_mb"]), "{:.2f}x".format(r["max1_sampled_mb"])])
-    out.append(_table(["", "wall s", "max1 RSS MB", "sum RSS MB", "max1 sampled MB"], rows))
+    out.append(table(["", "wall s", "max1 RSS MB", "sum RSS MB", "max1 sampled MB"], rows))
     out.append("")
-    out.append(_table(["target", "measured", ""],
+    out.append(table(["target", "measured", ""],
                       [[t["target"], "{:.2f} {}".format(t["value"], t["unit"]), _verdict(t["pass"])]
                        for t in result["targets"]]))
     if result.get("breakdown"):
@@ -392,14 +374,14 @@ def render(result: Dict[str, Any]) -> str:
         names = [p for p in PHASES if p in b["bare"] or p in b["child"]]
         rows = [[p, _fmt(b["bare"].get(p)), _fmt(b["child"].get(p))] for p in names]
         rows.append(["total (own wall)", _fmt(b["bare_wall"]), _fmt(b["child_wall"])])
-        out.append(_table(["phase", "bare", "check-ops child"], rows))
+        out.append(table(["phase", "bare", "check-ops child"], rows))
         out.append("")
         rows = [[p, _fmt(v)] for p, v in b["parent"].items()]
         rows.append(["total (own wall)", _fmt(b["parent_wall"])])
-        out.append(_table(["check-ops CLI process (the parent)", "s"], rows))
+        out.append(table(["check-ops CLI process (the parent)", "s"], rows))
         out.append("trace JSON handed from the child to the CLI: {:.1f} MB".format(b["trace_mb"]))
         out.append("")
-        out.append(_table(["import only (fresh interpreter)", "wall s", "max1 RSS MB"],
+        out.append(table(["import only (fresh interpreter)", "wall s", "max1 RSS MB"],
                           [[name, _fmt(v["wall_s"]), "{:.0f}".format(v["max1_mb"])] for name, v in b["imports"].items()]))
     return "\n".join(out)
 

@@ -56,7 +56,6 @@ imports.
 import argparse
 import datetime
 import gc
-import importlib.metadata
 import json
 import os
 import platform
@@ -67,6 +66,8 @@ import tempfile
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from benchlib import cpu_pressure_us, table, version
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.abspath(__file__)
@@ -443,7 +444,7 @@ def worker_gpu(smoke: bool = False) -> Dict[str, Any]:
         import liger_kernel  # noqa: F401
         from liger_kernel.transformers.rms_norm import LigerRMSNorm
         from liger_kernel.transformers.rope import liger_rotary_pos_emb
-        liger: Optional[str] = _version("liger-kernel")
+        liger: Optional[str] = version("liger-kernel")
         liger_skip = ""
     except Exception as exc:
         liger, liger_skip = None, f"liger_kernel not importable ({type(exc).__name__}: {exc})"
@@ -534,7 +535,7 @@ def worker_gpu(smoke: bool = False) -> Dict[str, Any]:
             row["liger_share"] = row["liger_gbs"] / peak
     return {"device": name, "dtype": str(dtype).replace("torch.", ""), "hbm_peak_gbs": peak, "hbm_why": why,
             "liger": liger, "liger_skip": liger_skip, "rows": rows, "registry_tier": selected,
-            "triton": _version("triton")}
+            "triton": version("triton")}
 
 
 # --- the parent side ------------------------------------------------------------------------------------
@@ -649,9 +650,9 @@ def machine() -> Dict[str, Any]:
     except OSError:
         pass
     return {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "nproc": os.cpu_count(),
-            "cpu": cpu, "python": platform.python_version(), "torch": _version("torch"),
-            "transformers": _version("transformers"), "triton": _version("triton"),
-            "liger-kernel": _version("liger-kernel"), "commit": _git_commit()}
+            "cpu": cpu, "python": platform.python_version(), "torch": version("torch"),
+            "transformers": version("transformers"), "triton": version("triton"),
+            "liger-kernel": version("liger-kernel"), "commit": _git_commit()}
 
 
 def _git_commit() -> str:
@@ -663,25 +664,6 @@ def _git_commit() -> str:
         return head + (" + uncommitted changes" if dirty else "") if head else "unknown"
     except OSError:
         return "unknown"
-
-
-def cpu_pressure_us() -> Optional[int]:
-    """Linux PSI: total microseconds during which some runnable task waited for a CPU (None without PSI)."""
-    try:
-        with open("/proc/pressure/cpu", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("some"):
-                    return int(line.rsplit("total=", 1)[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def targets(result: Dict[str, Any]) -> List[Dict[str, Any]]:
@@ -713,17 +695,6 @@ def targets(result: Dict[str, Any]) -> List[Dict[str, Any]]:
     return out
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[str(c) for c in row] for row in [headers, *rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = []
-    for n, row in enumerate(cells):
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
 def render(result: Dict[str, Any]) -> str:
     m, a = result["machine"], result["args"]
     t = result["train"]
@@ -748,7 +719,7 @@ def render(result: Dict[str, Any]) -> str:
                      "{:.0f}".format(v["first_step_ms"]) if v["first_step_ms"] is not None else "",
                      "{:.1f}".format(v["step_peak_mb"]), "{:.1f}".format(v["first_step_peak_mb"]),
                      "{:.1f}".format(v["saved_mb"])])
-    out.append(_table(["train step", "attention", "ms/step", "speedup", "1st step ms", "step peak MB", "1st step peak MB",
+    out.append(table(["train step", "attention", "ms/step", "speedup", "1st step ms", "step peak MB", "1st step peak MB",
                        "saved MB"], rows))
     out.append("speedup unpatched/patched {:.2f}x; step peak RSS patched/unpatched {}; max |loss difference| over "
                "{} steps {:.2g}".format(t["speedup"], "n/a" if t["memory_ratio"] is None
@@ -770,7 +741,7 @@ def render(result: Dict[str, Any]) -> str:
     rows = [[r["op"], r["shape"], r["dims"], r["tier"], "{:.3f}".format(r["ours_ms"]), "{:.3f}".format(r["hf_ms"]),
              "{:.2f}x".format(r["ratio"]), "{:.1g}".format(r["max_abs_diff"])] for r in result["micro"]["rows"]]
     out.append("per-op forward+backward on CPU, 1 thread (median over rounds of in-process medians; ABBA interleaved)")
-    out.append(_table(["op", "shape", "dims", "ours tier", "ours ms", "HF ms", "ours/HF", "max |diff|"], rows))
+    out.append(table(["op", "shape", "dims", "ours tier", "ours ms", "HF ms", "ours/HF", "max |diff|"], rows))
     out.append("(HF: LlamaRMSNorm; apply_rotary_pos_emb; sdpa_attention_forward = torch SDPA)")
     out.append("")
     g = result["gpu"]
@@ -790,7 +761,7 @@ def render(result: Dict[str, Any]) -> str:
                     "" if share is None else f"{share:.0%}"]
 
         rows = [[r["op"], r["shape"], r["dims"], *cell(r, "ours"), *cell(r, "liger")] for r in g["rows"]]
-        out.append(_table(["op", "shape", "dims", "triton ms", "GB/s", "% peak", "liger ms", "GB/s", "% peak"], rows))
+        out.append(table(["op", "shape", "dims", "triton ms", "GB/s", "% peak", "liger ms", "GB/s", "% peak"], rows))
         out.append("(forward+backward, triton.testing.do_bench median; GB/s of the minimum traffic, see the docstring)")
     out.append("")
     trows = []
@@ -798,7 +769,7 @@ def render(result: Dict[str, Any]) -> str:
         value = "n/a" if tg["value"] is None else "{:.2f}{}".format(tg["value"], tg["unit"])
         verdict = "SKIP" if tg["pass"] is None else ("PASS" if tg["pass"] else "MISS")
         trows.append([tg["target"], value, verdict + (f" ({tg['why']})" if tg["why"] else "")])
-    out.append(_table(["target", "measured", ""], trows))
+    out.append(table(["target", "measured", ""], trows))
     return "\n".join(out)
 
 

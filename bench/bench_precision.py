@@ -45,7 +45,6 @@ GB/s = bytes of the tensor files of both dumps (``.npy`` for ours, ``dump_tensor
 import argparse
 import datetime
 import glob
-import importlib.metadata
 import json
 import os
 import platform
@@ -56,6 +55,8 @@ import sys
 import tempfile
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from benchlib import cpu_pressure_us, table, version
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.abspath(__file__)
@@ -380,28 +381,9 @@ def machine() -> Dict[str, Any]:
     except OSError:
         pass
     return {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "nproc": os.cpu_count(),
-            "cpu": cpu, "python": platform.python_version(), "torch": _version("torch"),
-            "transformers": _version("transformers"), "mindstudio-probe": _version("mindstudio-probe"),
-            "numpy": _version("numpy")}
-
-
-def cpu_pressure_us() -> Optional[int]:
-    """Linux PSI: total microseconds during which some runnable task waited for a CPU (None without PSI)."""
-    try:
-        with open("/proc/pressure/cpu", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("some"):
-                    return int(line.rsplit("total=", 1)[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
+            "cpu": cpu, "python": platform.python_version(), "torch": version("torch"),
+            "transformers": version("transformers"), "mindstudio-probe": version("mindstudio-probe"),
+            "numpy": version("numpy")}
 
 
 def targets(result: Dict[str, Any]) -> List[Dict[str, Any]]:
@@ -425,17 +407,6 @@ def targets(result: Dict[str, Any]) -> List[Dict[str, Any]]:
     add(f"compare GB/s, ours CLI / msprobe CLI >= {TARGET_COMPARE_SPEEDUP:g}", value, TARGET_COMPARE_SPEEDUP,
         False, "x", result["compare"]["skipped"] or "")
     return out
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[str(c) for c in row] for row in [headers, *rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = []
-    for n, row in enumerate(cells):
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def render(result: Dict[str, Any]) -> str:
@@ -463,7 +434,7 @@ def render(result: Dict[str, Any]) -> str:
         rows.append([kind, "{:.1f} / {:.1f}".format(k["median_ms"], k["min_ms"]), "{:.2f}x".format(k["ratio"]),
                      first, "{:.1f}".format(k["dump_mb"]),
                      "{:.0f}".format(k["per_step"]) if "per_step" in k else ""])
-    out.append(_table(["step", "ms/step", "vs bare", "1st step ms", "dump MB", "records/step"], rows))
+    out.append(table(["step", "ms/step", "vs bare", "1st step ms", "dump MB", "records/step"], rows))
     for kind, why in result["steps"]["skipped"].items():
         out.append(f"skipped {kind}: {why}")
     out.append("(dump MB: on disk after all steps; records/step: records written for ours, ops compared for shadow)")
@@ -476,7 +447,7 @@ def render(result: Dict[str, Any]) -> str:
         f"{t} {d['bfloat16']:.0f} + {d['float32']:.0f} MB" for t, d in c["dump_mb"].items()))
     rows = [[name, "{:.2f} / {:.2f}".format(r["wall_s"], r["min_s"]), "{:.0f}".format(r["bytes"] / 1e6),
              "{:.3f} / {:.3f}".format(r["gb_per_s"], r["best_gb_per_s"])] for name, r in c["rows"].items()]
-    out.append(_table(["compare", "wall s", "tensor MB", "GB/s"], rows))
+    out.append(table(["compare", "wall s", "tensor MB", "GB/s"], rows))
     out.append("(dumps read from {}; wall: median / min over rounds, each a fresh process except in-process)"
                .format(c.get("dump_dir")))
     if c["skipped"]:
@@ -487,7 +458,7 @@ def render(result: Dict[str, Any]) -> str:
         value = "n/a" if t["value"] is None else "{:.2f}{}".format(t["value"], t["unit"])
         verdict = "SKIP" if t["pass"] is None else ("PASS" if t["pass"] else "MISS")
         trows.append([t["target"], value, verdict + (f" ({t['why']})" if t["pass"] is None and t["why"] else "")])
-    out.append(_table(["target", "measured", ""], trows))
+    out.append(table(["target", "measured", ""], trows))
     return "\n".join(out)
 
 
