@@ -20,7 +20,6 @@ import queue
 import sys
 import threading
 import time
-import types
 import weakref
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -30,7 +29,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from .. import backend
 from ..opcheck.trace import ModulePath, _is_library, _short_path, op_name
 from . import store
-from .session import StepSession
+from .session import StepSession, make_module_callable
 from .stats import StatsQueue, has_stats
 
 log = logging.getLogger("ascend_tools")
@@ -755,12 +754,4 @@ def _versions() -> Dict[str, Optional[str]]:
     return out
 
 
-class _CallableModule(types.ModuleType):
-    """``ascend_tools.precision.capture`` is both this module and the function: once the submodule is
-    imported the package attribute is the module, so calling the module calls :func:`capture`."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Capture:
-        return capture(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+make_module_callable(__name__, capture)

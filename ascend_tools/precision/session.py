@@ -6,7 +6,9 @@ error is counted and logged once, and training goes on.
 """
 import logging
 import re
-from typing import Any, Iterable, List, Optional, Sequence
+import sys
+import types
+from typing import Any, Callable, Iterable, List, Optional, Sequence
 
 log = logging.getLogger("ascend_tools")
 
@@ -68,3 +70,14 @@ class StepSession:
                 self._handles.append(register(lambda *_a, **_k: None if self._manual else self._advance()))
         except Exception as exc:
             self._fail(exc)
+
+
+def make_module_callable(module_name: str, fn: Callable[..., Any]) -> None:
+    """Let ``ascend_tools.precision.capture(...)`` work whether the name resolves to the function or to the
+    submodule of the same name (importing a submodule sets the package attribute to the module)."""
+
+    class _CallableModule(types.ModuleType):
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            return fn(*args, **kwargs)
+
+    sys.modules[module_name].__class__ = _CallableModule

@@ -39,7 +39,6 @@ import os
 import re
 import sys
 import time
-import types
 from collections import Counter, OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -52,7 +51,7 @@ from ..opcheck.trace import ModulePath, _is_library, _short_path, op_name
 from ..report import Finding, Report, Series, Table
 from . import metrics as M
 from . import standards
-from .session import StepSession
+from .session import StepSession, make_module_callable
 from .standards import Verdict
 
 log = logging.getLogger("ascend_tools")
@@ -841,12 +840,4 @@ def exit_code(report: Report, fail_on: str) -> int:
 
 
 
-class _CallableModule(types.ModuleType):
-    """``ascend_tools.precision.shadow`` is both this module and the function: once the submodule is
-    imported the package attribute is the module, so calling the module calls :func:`shadow`."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Shadow:
-        return shadow(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+make_module_callable(__name__, shadow)
