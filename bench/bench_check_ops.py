@@ -26,10 +26,8 @@ the real check-ops child run in-process with timers around its two steps (``targ
 """
 import argparse
 import contextlib
-import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -39,6 +37,7 @@ import time
 from typing import Any, Dict, List, Optional, Sequence
 
 import psutil
+from benchlib import machine as benchlib_machine
 from benchlib import table, version
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -302,24 +301,8 @@ def run_stats(runs: Sequence[Run]) -> Dict[str, Dict[str, float]]:
 
 
 def machine() -> Dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "memory_gb": round(psutil.virtual_memory().total / 1e9, 1),
-        "python": platform.python_version(),
-        "torch": version("torch"),
-        "transformers": version("transformers"),
-    }
+    return benchlib_machine(memory_gb=round(psutil.virtual_memory().total / 1e9, 1), torch=version("torch"),
+                            transformers=version("transformers"))
 
 
 def _verdict(ok: bool) -> str:

@@ -54,11 +54,9 @@ Liger-Kernel's ``LigerRMSNorm`` / ``liger_rotary_pos_emb`` in the same process w
 imports.
 """
 import argparse
-import datetime
 import gc
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -68,6 +66,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from benchlib import cpu_pressure_us, table, version
+from benchlib import machine as benchlib_machine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.abspath(__file__)
@@ -640,19 +639,9 @@ def gpu(repeat: int, progress: Callable[[str], None]) -> Dict[str, Any]:
 
 
 def machine() -> Dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "nproc": os.cpu_count(),
-            "cpu": cpu, "python": platform.python_version(), "torch": version("torch"),
-            "transformers": version("transformers"), "triton": version("triton"),
-            "liger-kernel": version("liger-kernel"), "commit": _git_commit()}
+    return benchlib_machine(**{"torch": version("torch"), "transformers": version("transformers"),
+                               "triton": version("triton"), "liger-kernel": version("liger-kernel"),
+                               "commit": _git_commit()})
 
 
 def _git_commit() -> str:

@@ -43,11 +43,9 @@ GB/s = bytes of the tensor files of both dumps (``.npy`` for ours, ``dump_tensor
 / wall time. GB is 10^9 bytes.
 """
 import argparse
-import datetime
 import glob
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -57,6 +55,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from benchlib import cpu_pressure_us, table, version
+from benchlib import machine as benchlib_machine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.abspath(__file__)
@@ -371,19 +370,8 @@ def _compare_throughput(work: str, repeat: int, progress: Callable[[str], None])
 
 
 def machine() -> Dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "nproc": os.cpu_count(),
-            "cpu": cpu, "python": platform.python_version(), "torch": version("torch"),
-            "transformers": version("transformers"), "mindstudio-probe": version("mindstudio-probe"),
-            "numpy": version("numpy")}
+    return benchlib_machine(**{"torch": version("torch"), "transformers": version("transformers"),
+                               "mindstudio-probe": version("mindstudio-probe"), "numpy": version("numpy")})
 
 
 def targets(result: Dict[str, Any]) -> List[Dict[str, Any]]:

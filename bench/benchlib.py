@@ -1,6 +1,9 @@
 """What the benchmarks share: plain-text tables, package versions, CPU pressure (the machine is shared)."""
+import datetime
 import importlib.metadata
-from typing import Any, Optional, Sequence
+import os
+import platform
+from typing import Any, Dict, Optional, Sequence
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -32,3 +35,13 @@ def cpu_pressure_us() -> Optional[int]:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def machine(**extra: Any) -> Dict[str, Any]:
+    """Date, core count, CPU model (``backend.cpu_name``) and Python version, plus ``extra`` (versions...)."""
+    from ascend_tools.backend import cpu_name
+
+    out: Dict[str, Any] = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+                           "nproc": os.cpu_count(), "cpu": cpu_name(), "python": platform.python_version()}
+    out.update(extra)
+    return out
