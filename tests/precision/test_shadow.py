@@ -4,7 +4,6 @@ import importlib
 import json
 import logging
 import os
-import subprocess
 import sys
 
 import pytest
@@ -17,7 +16,6 @@ from ascend_tools.report import render
 # the submodule (``from ascend_tools.precision import shadow`` gives the function)
 SH = importlib.import_module("ascend_tools.precision.shadow")
 shadow = precision.shadow
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _mlp():
@@ -175,28 +173,9 @@ def test_json_lines_round_trip(tmp_path):
     assert report.data["culprits"][0]["name"] == "aten::mm#backward#0"
 
 
-SCRIPT = """
-import sys, torch
-torch.manual_seed(0)
-m = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
-opt = torch.optim.SGD(m.parameters(), lr=0.1)
-for i in range(2):
-    loss = m(torch.randn(4, 8)).pow(2).mean()
-    loss.backward(); opt.step(); opt.zero_grad()
-sys.exit(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
-"""
-
-
-def _cli(tmp_path, *args):
-    script = tmp_path / "train.py"
-    script.write_text(SCRIPT)
-    cmd = [sys.executable, "-m", "ascend_tools.cli", "shadow", *[str(a).replace("SCRIPT", str(script)) for a in args]]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
-
-
-def test_cli_end_to_end(tmp_path):
+def test_cli_end_to_end(tmp_path, run_verb):
     out = tmp_path / "report.json"
-    proc = _cli(tmp_path, "-f", "json", "-o", out, "--records", tmp_path / "rec", "--steps", "1", "--",
+    proc = run_verb("shadow", "-f", "json", "-o", out, "--records", tmp_path / "rec", "--steps", "1", "--",
                 sys.executable, "SCRIPT")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
@@ -204,7 +183,7 @@ def test_cli_end_to_end(tmp_path):
     assert data["summary"]["compared"] > 5 and data["summary"]["steps"] == [1]
     assert {r["phase"] for r in data["records"]} == {"forward", "backward"}
     assert os.path.exists(tmp_path / "rec" / "rank0.jsonl")
-    proc = _cli(tmp_path, "--ops", "addmm", "--", sys.executable, "SCRIPT", "3")
+    proc = run_verb("shadow", "--ops", "addmm", "--", sys.executable, "SCRIPT", "3")
     assert proc.returncode == 3 and "exited with status 3" in proc.stderr
-    proc = _cli(tmp_path, "--steps", "x")
+    proc = run_verb("shadow", "--steps", "x")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
