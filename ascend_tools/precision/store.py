@@ -16,6 +16,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from ..errors import InputError
 from .dumps import Dump
 from .records import Record, TensorInfo
 
@@ -215,8 +216,14 @@ class OurDump(Dump):
 
     def __init__(self, path: str) -> None:
         super().__init__(path)
-        with open(os.path.join(path, "meta.json"), encoding="utf-8") as f:
-            self.meta = json.load(f)
+        meta = os.path.join(path, "meta.json")
+        try:
+            with open(meta, encoding="utf-8") as f:
+                self.meta = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{meta}: not a readable dump meta.json ({type(exc).__name__}: {exc})") from None
+        if not isinstance(self.meta, dict):
+            raise InputError(f"{meta}: not a dump meta.json (expected a JSON object)")
         self._stacks: Optional[Dict[int, List[str]]] = None
 
     @classmethod

@@ -69,3 +69,12 @@ def test_bad_inputs_give_one_line_and_exit_2(tmp_path):
         assert len(result.output.strip().splitlines()) == 1
     result = invoke(BF16, FP32, "--step", "7")
     assert result.exit_code == 2 and "--step 7" in result.output
+
+
+def test_a_corrupt_meta_json_is_one_line_and_exit_2(tmp_path):
+    rank = tmp_path / "dump" / "rank0"
+    rank.mkdir(parents=True)
+    (rank / "meta.json").write_text("{not json")
+    result = invoke(str(tmp_path / "dump"), FP32)
+    assert result.exit_code == 2
+    assert "meta.json" in result.output and len(result.output.strip().splitlines()) == 1
