@@ -29,13 +29,14 @@ def dump_cmd(out_dir: str, level: str, mode: str, steps: Any, scope: Tuple[str, 
     Works for python script.py, python -m module and torchrun (each rank writes rank{RANK}).
     The exit status is COMMAND's own."""
 
-    from ..precision import launch
+    from .. import launch
+    from ..precision import options as precision_options
 
-    step_list = launch.check_options(steps, sample, scope)
+    step_list = precision_options.check_options(steps, sample, scope)
     options = {"level": level, "mode": mode, "steps": step_list, "scope": list(scope), "ops": list(ops),
                "sample": sample, "stack": not no_stack}
-    rc = launch.run(list(command), out_dir, options)
-    ranks = launch.summary(out_dir)
+    rc = launch.run("dump", list(command), out_dir, options)
+    ranks = precision_options.summary(out_dir)
     if not ranks:
         click.echo(f"ascend-doctor dump: no records in {out_dir} (did the command run PyTorch?)", err=True)
     for r in ranks:

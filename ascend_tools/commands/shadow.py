@@ -39,19 +39,20 @@ def shadow_cmd(ops: Tuple[str, ...], scope: Tuple[str, ...], sample: int, steps:
     failed; else 1 when an op introduced an error (--fail-on error), else 0.
     """
 
-    from ..precision import launch
+    from .. import launch
+    from ..precision import options as precision_options
     from ..precision.shadow import build_report, exit_code, read_results
     from ..report import write_report
 
     if not command:
         raise InputError("no command to run: give it after --, e.g. ascend-doctor shadow -- python train.py")
-    step_list = launch.check_options(steps, sample, scope)
-    options = {"tool": "shadow", "ops": list(ops), "scope": list(scope), "sample": sample, "steps": step_list}
+    step_list = precision_options.check_options(steps, sample, scope)
+    options = {"ops": list(ops), "scope": list(scope), "sample": sample, "steps": step_list}
     if max_numel is not None:
         options["max_numel"] = max_numel
     with tempfile.TemporaryDirectory(prefix="ascend-doctor-shadow-") as tmp:
         out_dir = records_dir or os.path.join(tmp, "records")
-        rc = launch.run(list(command), out_dir, options)
+        rc = launch.run("shadow", list(command), out_dir, options)
         records, metas = read_results(out_dir)
     if not metas:
         click.echo("ascend-doctor shadow: no records (did the command run PyTorch?)", err=True)

@@ -712,6 +712,14 @@ def capture(out_dir: str, level: str = "op", mode: str = "stats",
                    model=model, stack=stack, flush_every=flush_every, background=background)
 
 
+def start_from_options(opts: Dict[str, Any]) -> Capture:
+    """Used by ``launch.start_from_env`` in each process of ``ascend-doctor dump``."""
+    opts = dict(opts)
+    cap = capture(opts.pop("out_dir"), **opts)
+    cap.start()
+    return cap
+
+
 YIELD_EVERY = 8  # records the writer thread encodes between two offers of the GIL
 QUEUE_JOBS = 4  # flushes waiting for the writer thread before the user's thread waits for it
 _LIVE: Any = weakref.WeakSet()
