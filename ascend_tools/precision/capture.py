@@ -27,16 +27,16 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .. import backend
-from ..opcheck.trace import ModulePath, _is_library, _short_path, op_name
+from ..opcheck.trace import ModulePath, op_name
+from ..session import StepSession, make_module_callable
+from ..stacks import StackTable
 from . import store
-from .session import StepSession, make_module_callable
 from .stats import StatsQueue, has_stats
 
 log = logging.getLogger("ascend_tools")
 
 LEVELS = ("op", "module", "mix")
 MODES = ("stats", "tensor", "hash")
-STACK_DEPTH = 16
 # names a user may give for an op that never reaches dispatch (CompositeImplicitAutograd) -> what does
 OP_ALIASES = {
     "matmul": ("mm", "bmm", "addmm", "baddbmm"),
@@ -240,14 +240,11 @@ class Capture(StepSession):
         self._jobs: Optional[queue.Queue[Any]] = None
         self._thread: Optional[threading.Thread] = None
         self._pid = os.getpid()
-        self._sites: Dict[tuple, int] = {}
         self._batch: List[tuple] = []
         self._calls: Dict[Tuple[str, str], int] = {}
         self._next_id = 0
         self._seen: Dict[int, Tuple[Any, int, _T]] = {}
-        self._stacks: Dict[tuple, int] = {}
-        self._new_stacks: List[str] = []
-        self._lib_code: Dict[Any, bool] = {}
+        self._stack_table = StackTable()
         self._task = _task_id()
         self._param_hooked: set = set()
         self._names: Any = weakref.WeakKeyDictionary()
@@ -380,52 +377,8 @@ class Capture(StepSession):
         return info
 
     def _stack_id(self) -> Optional[int]:
-        """Id of the Python stack that issued this op. Cached by the two innermost frames outside
-        torch/ascend_tools/the standard library (code object and bytecode offset): a hit costs a walk to
-        those frames only; a miss walks up to STACK_DEPTH frames."""
-        if not self.keep_stack:
-            return None
-        frame = sys._getframe(3)
-        lib = self._lib_code
-        inner = None
-        while frame is not None:
-            code = frame.f_code
-            skip = lib.get(code)
-            if skip is None:
-                skip = lib[code] = _is_library(os.path.abspath(code.co_filename))
-            if not skip:
-                if inner is None:
-                    inner = (code, frame.f_lasti, frame)
-                else:
-                    site = (inner[0], inner[1], code, frame.f_lasti)
-                    break
-            frame = frame.f_back
-        else:
-            site = (inner[0], inner[1]) if inner is not None else ()
-        sid = self._sites.get(site)
-        if sid is None:
-            sid = self._sites[site] = self._full_stack_id()
-        return sid
-
-    def _full_stack_id(self) -> int:
-        frame = sys._getframe(3)
-        key = []
-        lib = self._lib_code
-        while frame is not None and len(key) < STACK_DEPTH:
-            code = frame.f_code
-            skip = lib.get(code)
-            if skip is None:
-                skip = lib[code] = _is_library(os.path.abspath(code.co_filename))
-            if not skip:
-                key.append((code, frame.f_lineno))
-            frame = frame.f_back
-        tkey = tuple(key)
-        sid = self._stacks.get(tkey)
-        if sid is None:
-            sid = self._stacks[tkey] = len(self._stacks)
-            frames = [f"{_short_path(os.path.abspath(c.co_filename))}:{ln} in {c.co_name}" for c, ln in reversed(key)]
-            self._new_stacks.append(store._dumps({"id": sid, "frames": frames}) + "\n")
-        return sid
+        """Id of the Python stack that issued this op (see :class:`StackTable`)."""
+        return self._stack_table.stack_id() if self.keep_stack else None
 
     # --- internals: op level ------------------------------------------------------------------------
 
@@ -499,10 +452,10 @@ class Capture(StepSession):
             q.resolve(pending)
             pending = []
         batch, self._batch = self._batch, []
-        if not self._meta_final and (batch or self._new_stacks):
+        if not self._meta_final and (batch or self._stack_table.new):
             self._meta_final = True
             self._writer.write_meta(self.meta())
-        stacks, self._new_stacks = self._new_stacks, []
+        stacks = [store._dumps({"id": sid, "frames": frames}) + "\n" for sid, frames in self._stack_table.drain()]
         if not (batch or stacks or pending):
             return
         job = (self.step_no, batch, stacks, pending)

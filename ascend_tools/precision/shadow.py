@@ -49,9 +49,9 @@ from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_mod
 from .. import backend
 from ..opcheck.trace import ModulePath, _is_library, _short_path, op_name
 from ..report import Finding, Report, Series, Table
+from ..session import StepSession, make_module_callable
 from . import metrics as M
 from . import standards
-from .session import StepSession, make_module_callable
 from .standards import Verdict
 
 log = logging.getLogger("ascend_tools")

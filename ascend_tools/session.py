@@ -1,4 +1,4 @@
-"""What a capture and a shadow session share: a context manager over training steps.
+"""What a capture, a shadow and a profiler session share: a context manager over training steps.
 
 Steps advance at each ``optimizer.step()`` (a global post-hook) until the script calls ``step()`` itself;
 ``steps`` filters which steps are recorded; ``scope`` keeps module paths by prefix or regex; an internal

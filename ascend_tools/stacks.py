@@ -1,0 +1,73 @@
+"""Deduplicated Python stacks of the user code that issued an op or a collective.
+
+A record keeps only a stack id; each distinct stack is written once. Library frames (torch, this
+package, the standard library) are left out, so the stack is the user's own call path.
+"""
+import os
+import sys
+from typing import Any, Dict, List, Optional, Tuple
+
+from .opcheck.trace import _is_library, _short_path
+
+STACK_DEPTH = 16
+
+
+class StackTable:
+    """Stack ids, cached by the two innermost user frames (code object and bytecode offset): a hit costs a
+    walk to those frames only; a miss walks up to ``depth`` frames. Not thread-safe by design: a lost race
+    gives two ids for one stack, never a wrong one."""
+
+    def __init__(self, depth: int = STACK_DEPTH) -> None:
+        self.depth = depth
+        self._sites: Dict[tuple, int] = {}
+        self._stacks: Dict[tuple, int] = {}
+        self._lib_code: Dict[Any, bool] = {}
+        self.new: List[Tuple[int, List[str]]] = []  # (id, frames outermost first) not yet written
+
+    def _skip(self, code: Any) -> bool:
+        skip = self._lib_code.get(code)
+        if skip is None:
+            skip = self._lib_code[code] = _is_library(os.path.abspath(code.co_filename))
+        return skip
+
+    def stack_id(self) -> int:
+        """Id of the caller's stack (its user frames)."""
+        frame: Optional[Any] = sys._getframe(1)
+        inner = None
+        site: tuple = ()
+        while frame is not None:
+            code = frame.f_code
+            if not self._skip(code):
+                if inner is None:
+                    inner = (code, frame.f_lasti)
+                else:
+                    site = (inner[0], inner[1], code, frame.f_lasti)
+                    break
+            frame = frame.f_back
+        else:
+            site = inner or ()
+        sid = self._sites.get(site)
+        if sid is None:
+            sid = self._sites[site] = self._full_stack_id()
+        return sid
+
+    def _full_stack_id(self) -> int:
+        frame: Optional[Any] = sys._getframe(2)
+        key = []
+        while frame is not None and len(key) < self.depth:
+            code = frame.f_code
+            if not self._skip(code):
+                key.append((code, frame.f_lineno))
+            frame = frame.f_back
+        tkey = tuple(key)
+        sid = self._stacks.get(tkey)
+        if sid is None:
+            sid = self._stacks[tkey] = len(self._stacks)
+            frames = [f"{_short_path(os.path.abspath(c.co_filename))}:{ln} in {c.co_name}" for c, ln in reversed(key)]
+            self.new.append((sid, frames))
+        return sid
+
+    def drain(self) -> List[Tuple[int, List[str]]]:
+        """The stacks seen since the last drain."""
+        out, self.new = self.new, []
+        return out
