@@ -5,7 +5,7 @@ import logging
 import click
 
 from . import __version__
-from .commands import check_ops, compare, demo, dump, env, loss_compare, patch_status, selfcheck, shadow
+from .commands import check_ops, compare, demo, dump, env, loss_compare, patch_status, profile, selfcheck, shadow
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,6 +25,7 @@ main.add_command(loss_compare.loss_compare_cmd)
 main.add_command(shadow.shadow_cmd)
 main.add_command(selfcheck.selfcheck_cmd)
 main.add_command(patch_status.patch_status_cmd)
+main.add_command(profile.profile_cmd)
 
 
 if __name__ == "__main__":

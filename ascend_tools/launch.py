@@ -10,7 +10,9 @@ existing ``sitecustomize`` further down the path is still run.
 Which processes are instrumented: a plain ``python script.py`` / ``python -m module`` child; under
 ``torchrun`` (``require_rank``), only processes that have ``RANK`` in their environment (the workers, not
 the launcher agent), each writing ``rank{RANK}``. An instrumented process sets ``ASCEND_DOCTOR_ACTIVE`` so
-the processes it spawns itself (data loader workers started with ``spawn``) are not instrumented again.
+the processes it spawns itself (data loader workers started with ``spawn``) are not instrumented again,
+except by the tools in :data:`CHILD_TOOLS`: ``profile`` instruments them too, as children (they write
+once they initialise a process group: ranks started by ``torch.multiprocessing.spawn``).
 """
 import json
 import os
@@ -31,6 +33,8 @@ TOOLS = {
     "profile": "ascend_tools.profiling.profiler:start_from_options",
 }
 
+CHILD_TOOLS = ("profile",)
+
 SITECUSTOMIZE = '''"""Written by ascend-doctor: starts its tool in this interpreter (see ascend_tools/launch.py)."""
 import os as _os
 import sys as _sys
@@ -48,7 +52,7 @@ def _ascend_doctor_chain():
         spec.loader.exec_module(mod)
 
 
-if _os.environ.get("{env}") and not _os.environ.get("{active}"):
+if _os.environ.get("{env}"):
     try:
         from ascend_tools.launch import start_from_env as _start
 
@@ -59,7 +63,7 @@ try:
     _ascend_doctor_chain()
 except Exception as _exc:
     _sys.stderr.write("ascend-doctor: the original sitecustomize failed: %s: %s\\n" % (type(_exc).__name__, _exc))
-'''.replace("{env}", ENV).replace("{active}", ENV_ACTIVE)
+'''.replace("{env}", ENV)
 
 TORCHRUN = ("torchrun", "torch.distributed.run", "torch.distributed.launch")
 
@@ -77,8 +81,13 @@ def start_from_env() -> Any:
     """Start the tool named in ``$ASCEND_DOCTOR_LAUNCH`` in this process and close it at exit (or do
     nothing when this process should not be instrumented). Returns the started object or None."""
     opts: Dict[str, Any] = json.loads(os.environ[ENV])
-    if opts.pop("require_rank", False) and "RANK" not in os.environ:
+    if os.environ.get(ENV_ACTIVE):  # a child of an instrumented process
+        if opts["tool"] not in CHILD_TOOLS:
+            return None
+        opts["child"] = True
+    elif opts.get("require_rank") and "RANK" not in os.environ:
         return None
+    opts.pop("require_rank", None)
     os.environ[ENV_ACTIVE] = str(os.getpid())
     import atexit
     import importlib

@@ -1,0 +1,66 @@
+"""``ascend-doctor profile``: run a (distributed) training command with the profiler on, without changing its code."""
+import json
+import os
+import sys
+from typing import Optional
+
+import click
+
+from ..errors import InputError
+from .common import handle_errors
+
+
+@click.command("profile", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Directory to write the profile to (rank{r}/..., see docs/profile-format.md).")
+@click.option("--no-comm", is_flag=True, help="Do not time collectives.")
+@click.option("--no-memory", is_flag=True, help="Do not sample memory (and write no OOM forensics).")
+@click.option("--hang-timeout", type=float, default=300.0, show_default=True,
+              help="Seconds a collective may stay incomplete before every rank dumps its stacks; 0 = no watchdog.")
+@click.option("--memory-interval", type=float, default=0.5, show_default=True, help="Seconds between memory samples.")
+@click.option("--native", is_flag=True, help="py-spy stacks with native (C/C++) frames in hang dumps.")
+@click.option("--kill-on-hang", is_flag=True, help="After the hang dumps, terminate the hung rank (default: leave it).")
+@click.option("--no-stack", is_flag=True, help="Do not keep the caller stack of each collective.")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@handle_errors
+def profile_cmd(out_dir: str, no_comm: bool, no_memory: bool, hang_timeout: float, memory_interval: float,
+                native: bool, kill_on_hang: bool, no_stack: bool, command: tuple) -> None:
+    """Run COMMAND (e.g. -- torchrun --nproc-per-node 8 train.py ARGS) with the profiler on in every rank.
+
+    Each rank writes DIR/rank{r}; read them all with `ascend-doctor analyze DIR`. The exit status is COMMAND's own."""
+    from .. import launch
+
+    if hang_timeout < 0:
+        raise InputError(f"--hang-timeout: must be 0 (off) or a number of seconds, not {hang_timeout}")
+    if memory_interval <= 0:
+        raise InputError(f"--memory-interval: must be a positive number of seconds, not {memory_interval}")
+    options = {"comm": not no_comm, "memory": not no_memory, "hang_timeout": hang_timeout or None,
+               "memory_interval": memory_interval, "native": native, "kill_on_hang": kill_on_hang, "stack": not no_stack}
+    rc = launch.run("profile", list(command), out_dir, options)
+    ranks = _summary(out_dir)
+    if not ranks:
+        click.echo(f"ascend-doctor profile: no rank wrote to {out_dir} (did the command run PyTorch?)", err=True)
+    for line in ranks:
+        click.echo(f"ascend-doctor profile: {line}", err=True)
+    if ranks:
+        click.echo(f"ascend-doctor profile: next: ascend-doctor analyze {out_dir}", err=True)
+    sys.exit(rc)
+
+
+def _summary(out_dir: str) -> list:
+    lines = []
+    names = sorted((d for d in os.listdir(out_dir) if d.startswith("rank") and d[4:].isdigit()), key=lambda d: int(d[4:]))
+    for name in names:
+        meta = _read_meta(os.path.join(out_dir, name, "meta.json"))
+        state = "cut short" if meta is None or "closed_at" not in meta else f"{meta.get('records', 0)} records"
+        extra = [x for x in ("hang", "oom.json") if os.path.exists(os.path.join(out_dir, name, x))]
+        lines.append(f"{name}: {state}" + (f" ({', '.join(extra)} written)" if extra else ""))
+    return lines
+
+
+def _read_meta(path: str) -> Optional[dict]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None

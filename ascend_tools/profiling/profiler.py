@@ -1,0 +1,240 @@
+"""``profile(out_dir, ...)``: one switch for collectives, hangs and memory, per rank (docs/profiling.md).
+
+A profiler writes ``out_dir/rank{r}/`` once it knows its rank: at once when ``torch.distributed`` is
+initialised or ``RANK`` is set (torchrun), else when the process initialises a process group (ranks
+started by ``torch.multiprocessing.spawn``), else at exit as ``rank0`` (a single-process run; a launcher
+parent whose children already wrote ``rank0`` writes nothing). Until then records wait in the bounded
+buffer. Everything fails open: an internal error is logged once and training goes on.
+"""
+import logging
+import os
+import socket
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+from .. import __version__, backend
+from ..session import StepSession
+from .comm import CommInterceptor
+from .recorder import RankRecorder
+
+log = logging.getLogger("ascend_tools")
+
+HANG_TIMEOUT = 300.0  # s: well under NCCL's 600 s and HCCL_EXEC_TIMEOUT's 1836 s defaults
+MEMORY_INTERVAL = 0.5  # s between memory samples
+
+_CURRENT: List["Profiler"] = []
+
+
+def current() -> Optional["Profiler"]:
+    """The innermost running profiler of this process (for the Hugging Face callback)."""
+    return _CURRENT[-1] if _CURRENT else None
+
+
+class Profiler(StepSession):
+    """Use :func:`profile`."""
+
+    tool = "profile"
+
+    def __init__(self, out_dir: str, comm: bool = True, memory: bool = True, hang_timeout: Optional[float] = HANG_TIMEOUT,
+                 memory_interval: float = MEMORY_INTERVAL, stack: bool = True, native: bool = False,
+                 kill_on_hang: bool = False, top: bool = True) -> None:
+        self._init_session(None, None)
+        self.out_dir = os.path.abspath(out_dir)
+        self.options = {"comm": comm, "memory": memory, "hang_timeout": hang_timeout, "memory_interval": memory_interval,
+                        "stack": stack, "native": native, "kill_on_hang": kill_on_hang}
+        self.top = top
+        self.rank: Optional[int] = None
+        self.rank_dir: Optional[str] = None
+        self._step_t0 = time.time()
+        self.recorder: Optional[RankRecorder] = None
+        self.comm: Optional[CommInterceptor] = None
+        self.sampler: Any = None
+        self.watchdog: Any = None
+        self.oom: Any = None
+        self._pending: List[Dict[str, Any]] = []  # records emitted before the rank is known
+
+    # --- lifecycle -------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._active:
+            return
+        self._active = True
+        _CURRENT.append(self)
+        try:
+            self._install_step_hook()
+            if self.options["comm"]:
+                self.comm = CommInterceptor(self.emit, lambda: self.step_no, stack=self.options["stack"],
+                                            on_init=self._name_from_dist)
+                self.comm.install()
+            if self.options["memory"]:
+                from .memory import MemorySampler
+
+                self.sampler = MemorySampler(self.emit, self.options["memory_interval"], lambda: self.step_no)
+                self.sampler.start()
+            self._name_from_dist()
+        except Exception as exc:
+            self._fail(exc)
+
+    def close(self) -> None:
+        if not self._active:
+            return
+        self._active = False
+        if self in _CURRENT:
+            _CURRENT.remove(self)
+        for part in (self.watchdog, self.sampler):
+            if part is not None:
+                try:
+                    part.stop()
+                except Exception as exc:
+                    self._fail(exc)
+        if self.comm is not None:
+            self.comm.uninstall()
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        if self.oom is not None:
+            self.oom.uninstall()
+        if self.rank_dir is None and self.top and not self._name(0, 1, final=True):
+            return
+        if self.recorder is not None:
+            self.recorder.close(steps=self.step_no,
+                                internal_errors_comm=self.comm.internal_errors if self.comm else 0)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc is not None:
+            self.report_oom(exc)
+        self.close()
+
+    # --- naming ----------------------------------------------------------------------------------------
+
+    def _name_from_dist(self) -> None:
+        if self.rank_dir is not None:
+            return
+        try:
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized():
+                self._name(dist.get_rank(), dist.get_world_size())
+                return
+        except Exception as exc:
+            self._fail(exc)
+        if "RANK" in os.environ:
+            self._name(backend.rank(), backend.world_size())
+
+    def _name(self, rank: int, world: int, final: bool = False) -> bool:
+        """Open ``rank{rank}``; ``final`` (a process that never learnt its rank, at exit or OOM) writes
+        only when no other process already wrote that rank."""
+        rank_dir = os.path.join(self.out_dir, f"rank{rank}")
+        if final and os.path.exists(os.path.join(rank_dir, "meta.json")):
+            return False
+        self.rank, self.rank_dir = rank, rank_dir
+        self.recorder = RankRecorder(rank_dir, self._meta(rank, world))
+        if self.comm is not None:
+            self.recorder.ticks.append(self.comm.resolve)
+        for rec in self._pending:
+            self.recorder.emit(rec)
+        self._pending = []
+        self.recorder.start()
+        self._start_watchdog()
+        self._start_oom()
+        return True
+
+    def _meta(self, rank: int, world: int) -> Dict[str, Any]:
+        import torch
+
+        info = backend.detect()
+        dist_backend = info.dist_backend
+        try:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist_backend = str(dist.get_backend())
+        except Exception:
+            pass
+        return {"rank": rank, "world_size": world, "local_rank": int(os.environ.get("LOCAL_RANK", rank)),
+                "hostname": socket.gethostname(), "pid": os.getpid(), "backend": info.name,
+                "dist_backend": dist_backend, "device_name": info.device_name,
+                "versions": {"python": sys.version.split()[0], "torch": torch.__version__,
+                             "torch_npu": info.torch_npu_version, "ascend_tools": __version__},
+                "options": self.options, "started_at": self._step_t0}
+
+    def _start_watchdog(self) -> None:
+        timeout = self.options["hang_timeout"]
+        if self.comm is None or not timeout:
+            return
+        from .hang import Watchdog
+
+        self.watchdog = Watchdog(self.out_dir, self.rank, float(timeout), inflight=self.comm.inflight,
+                                 recent=self.comm.recent_records, flush=self.recorder.flush,
+                                 native=self.options["native"], kill=self.options["kill_on_hang"])
+        self.watchdog.start()
+
+    def _start_oom(self) -> None:
+        if not self.options["memory"]:
+            return
+        from .oom import OomForensics
+
+        recent = self.sampler.recent if self.sampler is not None and hasattr(self.sampler, "recent") else (lambda: [])
+        self.oom = OomForensics(self.rank_dir, lambda: self.step_no, recent)
+        self.oom.install()
+
+    # --- records and steps -----------------------------------------------------------------------------
+
+    def emit(self, rec: Dict[str, Any]) -> None:
+        if self.recorder is not None:
+            self.recorder.emit(rec)
+        elif len(self._pending) < 4096:
+            self._pending.append(rec)
+
+    def _advance(self) -> None:
+        try:
+            now = time.time()
+            self.emit({"k": "step", "step": self.step_no, "t0": self._step_t0, "t1": now})
+            self._step_t0 = now
+            self.step_no += 1
+            if self.sampler is not None:
+                self.sampler.on_step(self.step_no)
+            self._name_from_dist()
+        except Exception as exc:
+            self._fail(exc)
+
+    def report_oom(self, exc: BaseException) -> Optional[str]:
+        """Write the OOM forensics for ``exc`` when it is an out-of-memory error; the path or None."""
+        try:
+            from .oom import is_oom
+
+            if not is_oom(exc):
+                return None
+            if self.rank_dir is None and not self._name(backend.rank(), backend.world_size(), final=True):
+                return None
+            if self.recorder is not None:
+                self.recorder.flush()
+            return self.oom.report(exc) if self.oom is not None else None
+        except Exception as err:
+            self._fail(err)
+            return None
+
+
+def profile(out_dir: str, comm: bool = True, memory: bool = True, hang_timeout: Optional[float] = HANG_TIMEOUT,
+            memory_interval: float = MEMORY_INTERVAL, stack: bool = True, native: bool = False,
+            kill_on_hang: bool = False) -> Profiler:
+    """Profile the code run inside ``with profile(out_dir) as prof:`` into ``out_dir/rank{r}/``.
+
+    ``comm``: time every collective (``torch.distributed`` functions, DDP bucket all-reduces, FSDP).
+    ``memory``: sample device and host memory every ``memory_interval`` seconds, per-step peaks, and
+    write forensics on an out-of-memory error (then it propagates). ``hang_timeout``: seconds a
+    collective may stay incomplete before every rank dumps its stacks (None: no watchdog); with
+    ``kill_on_hang`` the rank then terminates itself. ``native``: py-spy also shows native frames.
+    Steps advance at each ``optimizer.step()`` until the script calls ``prof.step()``."""
+    return Profiler(out_dir, comm=comm, memory=memory, hang_timeout=hang_timeout, memory_interval=memory_interval,
+                    stack=stack, native=native, kill_on_hang=kill_on_hang)
+
+
+def start_from_options(opts: Dict[str, Any]) -> Profiler:
+    """Used by ``launch.start_from_env`` in each Python process of ``ascend-doctor profile``."""
+    opts = dict(opts)
+    top = not opts.pop("child", False)
+    prof = Profiler(opts.pop("out_dir"), top=top, **opts)
+    prof.start()
+    return prof

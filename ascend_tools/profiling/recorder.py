@@ -1,0 +1,118 @@
+"""One rank's profile files (docs/profile-format.md): ``meta.json`` and the append-only ``events.jsonl``.
+
+The training thread only appends dicts to a bounded deque (thread-safe, no lock, no encoding); a writer
+thread encodes and appends them to the file and flushes at least every ``interval`` seconds. When the
+writer falls behind by ``capacity`` records, the oldest are dropped and counted, so memory stays bounded
+whatever the job does. ``flush()`` drains synchronously (step boundaries, hangs, exit).
+"""
+import collections
+import json
+import logging
+import os
+import threading
+import time
+from typing import Any, Callable, Deque, Dict, List, Optional
+
+from . import atomic
+
+log = logging.getLogger("ascend_tools")
+
+SCHEMA = "ascend-doctor/profile/1"
+CAPACITY = 1 << 16
+INTERVAL = 0.5
+
+
+class RankRecorder:
+    """``emit`` from any thread; ``start`` the writer; ``close`` drains and finalizes ``meta.json``.
+
+    ``ticks`` are callables the writer thread runs before each drain (the collective interceptor resolves
+    its pending device events there)."""
+
+    def __init__(self, rank_dir: str, meta: Dict[str, Any], capacity: int = CAPACITY,
+                 interval: float = INTERVAL) -> None:
+        self.rank_dir = rank_dir
+        self.meta = dict(meta, schema=SCHEMA)
+        self.capacity = capacity
+        self.interval = interval
+        self.records = 0
+        self.dropped = 0
+        self.internal_errors = 0
+        self.ticks: List[Callable[[], None]] = []
+        self._buf: Deque[Dict[str, Any]] = collections.deque()
+        self._lock = threading.Lock()  # one drain at a time: writer thread vs flush()
+        self._wake = threading.Event()
+        self._stop = False
+        self._thread: Optional[threading.Thread] = None
+        os.makedirs(rank_dir, exist_ok=True)
+        self._file = open(os.path.join(rank_dir, "events.jsonl"), "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        atomic.write_json(os.path.join(rank_dir, "meta.json"), self.meta)
+
+    def emit(self, rec: Dict[str, Any]) -> None:
+        buf = self._buf
+        if len(buf) >= self.capacity:
+            try:
+                buf.popleft()
+                self.dropped += 1
+            except IndexError:  # the writer drained it meanwhile
+                pass
+        buf.append(rec)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="ascend-doctor-profile-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            self.flush()
+
+    def flush(self) -> None:
+        """Run the ticks, then encode, append and flush everything emitted so far."""
+        for tick in self.ticks:
+            try:
+                tick()
+            except Exception as exc:
+                self._fail(exc)
+        with self._lock:
+            if self._file.closed:
+                return
+            buf = self._buf
+            lines = []
+            while buf:
+                try:
+                    rec = buf.popleft()
+                except IndexError:
+                    break
+                try:
+                    lines.append(json.dumps(rec, separators=(", ", ": ")))
+                except (TypeError, ValueError) as exc:
+                    self._fail(exc)
+            if lines:
+                try:
+                    self._file.write("\n".join(lines) + "\n")
+                    self._file.flush()
+                    self.records += len(lines)
+                except OSError as exc:
+                    self._fail(exc)
+
+    def close(self, **final: Any) -> None:
+        """Stop the writer, drain, and rewrite ``meta.json`` with ``closed_at``, the counters and ``final``."""
+        self._stop = True
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+        self.flush()
+        with self._lock:
+            self._file.close()
+        self.meta.update(final, closed_at=time.time(), records=self.records, dropped=self.dropped,
+                         internal_errors=self.internal_errors)
+        try:
+            atomic.write_json(os.path.join(self.rank_dir, "meta.json"), self.meta)
+        except OSError as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        self.internal_errors += 1
+        if self.internal_errors == 1:
+            log.warning("profile: cannot write %s (training goes on): %s: %s", self.rank_dir, type(exc).__name__, exc)
