@@ -5,7 +5,18 @@ import logging
 import click
 
 from . import __version__
-from .commands import check_ops, compare, demo, dump, env, loss_compare, patch_status, profile, selfcheck, shadow
+from .commands import (
+    check_ops,
+    compare,
+    demo,
+    dump,
+    env,
+    loss_compare,
+    patch_status,
+    profile,
+    selfcheck,
+    shadow,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
