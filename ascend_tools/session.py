@@ -52,6 +52,11 @@ class StepSession:
         self._manual = True
         self._advance()
 
+    def steps_marked_by_caller(self) -> None:
+        """From now on only :meth:`step` advances the step (a caller that knows the boundaries, such as a
+        Trainer callback, says so before the first ``optimizer.step()``)."""
+        self._manual = True
+
     def _in_scope(self, module: str) -> bool:
         return any(module.startswith(p) or r.match(module) for p, r in zip(self.scope, self._scope_re))
 
