@@ -15,7 +15,7 @@ import os
 import platform
 from dataclasses import asdict, dataclass
 from types import ModuleType
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 
@@ -322,3 +322,85 @@ def event(enable_timing: bool = True) -> Any:
         return cls(enable_timing=enable_timing)
     except Exception:
         return None
+
+
+def memory_stats_raw(dev: Any = None) -> Dict[str, Any]:
+    """The allocator's whole ``memory_stats()`` dict, keys as torch (or torch_npu) names them
+    (``allocated_bytes.large_pool.peak``, ``num_device_alloc`` ...); ``{}`` on cpu or on failure."""
+    mod = accelerator_module()
+    fn = getattr(mod, "memory_stats", None) if mod is not None else None
+    if fn is None:
+        return {}
+    try:
+        return dict((fn(dev) if dev is not None else fn()) or {})
+    except Exception:
+        return {}
+
+
+def memory_summary(dev: Any = None) -> Optional[str]:
+    """The allocator's human-readable table (``torch.{npu,cuda}.memory_summary()``); ``None`` on cpu or
+    on failure."""
+    mod = accelerator_module()
+    fn = getattr(mod, "memory_summary", None) if mod is not None else None
+    if fn is None:
+        return None
+    try:
+        return str(fn(dev) if dev is not None else fn())
+    except Exception:
+        return None
+
+
+def attach_oom_observer(fn: Callable[[int, int, int, int], None]) -> Optional[str]:
+    """Have the caching allocator call ``fn(device, requested_bytes, device_limit, device_free)`` when
+    an allocation fails, before it raises (``device_limit``: the device's total memory, or the cap set
+    by ``set_per_process_memory_fraction``). ``None`` when attached, else why not. An observer cannot be
+    detached again: attach once per process."""
+    name = detect().name
+    if name == "npu":
+        attach = getattr(getattr(torch_npu_status()[0], "_C", None), "_npu_attach_out_of_memory_observer", None)
+        where = "torch_npu._C._npu_attach_out_of_memory_observer"
+    elif name == "cuda":
+        attach = getattr(torch._C, "_cuda_attach_out_of_memory_observer", None)
+        where = "torch._C._cuda_attach_out_of_memory_observer"
+    else:
+        return "no device allocator on cpu"
+    if attach is None:
+        return f"{where} is not in this build"
+    try:
+        attach(fn)
+    except Exception as exc:
+        return f"{where} failed: {type(exc).__name__}: {exc}"
+    return None
+
+
+# Flight-recorder dump functions, tried in order: JSON before pickle, torch_npu's HCCL recorder (npu
+# only) before torch's generic (2.8+: `_dump_fr_trace*`) and NCCL-only (`_dump_nccl_trace*`) ones.
+_FLIGHT_RECORDERS = (
+    ("torch_npu", "_dump_hccl_trace_json"),
+    ("torch", "_dump_fr_trace_json"),
+    ("torch", "_dump_nccl_trace_json"),
+    ("torch_npu", "_dump_hccl_trace"),
+    ("torch", "_dump_fr_trace"),
+    ("torch", "_dump_nccl_trace"),
+)
+
+
+def flight_recorder() -> Tuple[Optional[bytes], str]:
+    """This process's collective flight-recorder dump and the function that gave it, e.g.
+    ``(b'{"version": ...}', "torch._C._distributed_c10d._dump_fr_trace_json")``. Functions whose name
+    does not end in ``_json`` return pickle bytes (never unpickled here). ``(None, why)`` when no
+    recorder answers."""
+    npu = torch_npu_status()[0] if detect().name == "npu" else None
+    failures = []
+    for package, fn_name in _FLIGHT_RECORDERS:
+        root = npu if package == "torch_npu" else torch
+        c10d = getattr(getattr(root, "_C", None), "_distributed_c10d", None)
+        fn = getattr(c10d, fn_name, None)
+        if fn is None:
+            continue
+        where = f"{package}._C._distributed_c10d.{fn_name}"
+        try:
+            return bytes(fn()), where
+        except Exception as exc:
+            failures.append(f"{where}: {type(exc).__name__}: {exc}")
+    return None, "; ".join(failures) or "no flight recorder in this torch build"
