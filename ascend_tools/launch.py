@@ -19,7 +19,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from .errors import InputError
 
@@ -98,9 +98,9 @@ def start_from_env() -> Any:
     return started
 
 
-def run(tool: str, cmd: List[str], out_dir: str, options: Dict[str, Any]) -> int:
+def run(tool: str, cmd: List[str], out_dir: str, options: Dict[str, Any], log: Optional[str] = None) -> int:
     """Run ``cmd`` with ``tool`` (a key of :data:`TOOLS`) on; return its exit status (128+N when killed by
-    signal N).
+    signal N). ``log``: a file for the command's stdout and stderr (default: this process's).
 
     Raises InputError when the command cannot be started."""
     if not cmd:
@@ -118,10 +118,14 @@ def run(tool: str, cmd: List[str], out_dir: str, options: Dict[str, Any]) -> int
         env.pop(ENV_ACTIVE, None)
         env[ENV] = json.dumps(opts)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (tmp, root, os.environ.get("PYTHONPATH", "")) if p)
+        sink = open(log, "w", encoding="utf-8") if log else None  # noqa: SIM115 (closed below)
         try:
-            proc = subprocess.Popen([exe, *cmd[1:]], env=env)
+            proc = subprocess.Popen([exe, *cmd[1:]], env=env, stdout=sink, stderr=subprocess.STDOUT if sink else None)
         except OSError as exc:
             raise InputError(f"{cmd[0]}: cannot run: {exc.strerror or exc}") from None
+        finally:
+            if sink is not None:
+                sink.close()
         try:
             rc = proc.wait()
         except KeyboardInterrupt:

@@ -1,0 +1,182 @@
+"""What the profiler costs, measured in one run: all_reduce 1 KB–16 MB on 2 and 4 gloo ranks and a DDP step,
+each instrumented vs not (interleaved rounds), and ``ascend-doctor analyze`` on simulated files of many
+ranks (wall time, peak RSS). Prints tables (or ``--json``); progress on stderr. See bench/README.md."""
+import argparse
+import json
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Dict, List
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+
+from benchlib import machine, table  # noqa: E402
+
+from ascend_tools.profiling.profiler import profile  # noqa: E402
+
+SIZES = [1 << 10, 1 << 14, 1 << 17, 1 << 20, 1 << 22, 1 << 24]  # bytes: 1 KB … 16 MB
+
+
+def calls_for(size: int) -> int:
+    """Enough calls per block that a block lasts ~0.1–0.3 s on gloo/localhost."""
+    return max(4, min(200, (1 << 25) // max(size, 1) // 8))
+
+
+def _block(fn, n: int) -> float:
+    dist.barrier()
+    t = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t) / n
+
+
+def allreduce_rank(rank: int, world: int, port: int, rounds: int, out: str, result: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    rows = []
+    for size in SIZES:
+        x = torch.ones(size // 4)
+        n = calls_for(size)
+        _block(lambda: dist.all_reduce(x), 2)  # warm-up
+        bare, ours = [], []
+        for r in range(rounds):
+            bare.append(_block(lambda: dist.all_reduce(x), n))
+            with profile(os.path.join(out, f"s{size}r{r}")):
+                ours.append(_block(lambda: dist.all_reduce(x), n))
+        rows.append({"bytes": size, "calls": n, "bare_us": 1e6 * statistics.median(bare),
+                     "ours_us": 1e6 * statistics.median(ours),
+                     "ratio": statistics.median(o / b for o, b in zip(ours, bare))})
+    if rank == 0:
+        with open(result, "w", encoding="utf-8") as f:
+            json.dump(rows, f)
+    dist.destroy_process_group()
+
+
+def ddp_rank(rank: int, world: int, port: int, rounds: int, out: str, result: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+
+    def build():
+        return torch.nn.parallel.DistributedDataParallel(torch.nn.Sequential(
+            torch.nn.Linear(1024, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 1024), torch.nn.ReLU(),
+            torch.nn.Linear(1024, 64)))
+
+    def steps(model, opt, n: int) -> float:
+        dist.barrier()
+        t = time.perf_counter()
+        for _ in range(n):
+            model(torch.randn(64, 1024)).square().mean().backward()
+            opt.step()
+            opt.zero_grad()
+        return (time.perf_counter() - t) / n
+
+    bare, ours = [], []
+    for r in range(rounds):
+        model = build()
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        steps(model, opt, 2)
+        bare.append(steps(model, opt, 10))
+        with profile(os.path.join(out, f"ddp{r}")):
+            model = build()  # built inside: the profiler installs its comm hook on new DDP instances
+            opt = torch.optim.SGD(model.parameters(), lr=0.01)
+            steps(model, opt, 2)
+            ours.append(steps(model, opt, 10))
+    if rank == 0:
+        with open(result, "w", encoding="utf-8") as f:
+            json.dump({"bare_ms": 1e3 * statistics.median(bare), "ours_ms": 1e3 * statistics.median(ours),
+                       "ratio": statistics.median(o / b for o, b in zip(ours, bare))}, f)
+    dist.destroy_process_group()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_ranks(fn, world: int, rounds: int) -> Any:
+    with tempfile.TemporaryDirectory() as tmp:
+        result = os.path.join(tmp, "result.json")
+        mp.spawn(fn, args=(world, free_port(), rounds, os.path.join(tmp, "prof"), result), nprocs=world, join=True)
+        with open(result, encoding="utf-8") as f:
+            return json.load(f)
+
+
+def analyze_scale(ranks: int, collectives: int) -> Dict[str, Any]:
+    from ascend_tools.profiling import synthetic
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prof = os.path.join(tmp, "prof")
+        t = time.perf_counter()
+        synthetic.write_profile(prof, ranks=ranks, collectives=collectives)
+        write_s = time.perf_counter() - t
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        t = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "ascend_tools.cli", "analyze", prof, "-f", "json",
+                               "-o", os.path.join(tmp, "a.json")], cwd=ROOT, capture_output=True, text=True)
+        wall = time.perf_counter() - t
+        rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        if proc.returncode not in (0, 1):
+            raise SystemExit(f"analyze failed: {proc.stderr.strip()}")
+        return {"ranks": ranks, "collectives": collectives, "write_s": write_s, "wall_s": wall,
+                "peak_rss_mb": rss / 1024 if rss > before else None}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=5, help="interleaved bare/instrumented rounds per measurement")
+    p.add_argument("--worlds", default="2,4", help="gloo world sizes for the all_reduce sweep")
+    p.add_argument("--ranks", type=int, default=1024, help="simulated ranks for analyze")
+    p.add_argument("--collectives", type=int, default=2000, help="simulated collectives per rank for analyze")
+    p.add_argument("--skip", default="", help="comma list of parts to skip: allreduce,ddp,analyze")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    out: Dict[str, Any] = {"machine": machine(torch=torch.__version__)}
+    if "allreduce" not in skip:
+        out["allreduce"] = {}
+        for world in map(int, args.worlds.split(",")):
+            print(f"all_reduce sweep on {world} gloo ranks ...", file=sys.stderr)
+            out["allreduce"][world] = run_ranks(allreduce_rank, world, args.rounds)
+    if "ddp" not in skip:
+        print("DDP step on 2 gloo ranks ...", file=sys.stderr)
+        out["ddp"] = run_ranks(ddp_rank, 2, args.rounds)
+    if "analyze" not in skip:
+        print(f"analyze on {args.ranks} simulated ranks x {args.collectives} collectives ...", file=sys.stderr)
+        out["analyze"] = analyze_scale(args.ranks, args.collectives)
+    if args.json:
+        print(json.dumps(out, indent=1))
+        return
+    print(" ".join(f"{k}={v}" for k, v in out["machine"].items()))
+    for world, rows in out.get("allreduce", {}).items():
+        print(f"\nall_reduce, {world} gloo ranks (median over {args.rounds} interleaved rounds; target: <= 2% at >= 1 MB, "
+              "<= 20 us added per call)")
+        print(table(["bytes", "calls/block", "bare us/call", "profiled us/call", "added us", "ratio"],
+                    [[r["bytes"], r["calls"], f"{r['bare_us']:.1f}", f"{r['ours_us']:.1f}",
+                      f"{r['ours_us'] - r['bare_us']:.1f}", f"{r['ratio']:.3f}"] for r in rows]))
+    if "ddp" in out:
+        d = out["ddp"]
+        print(f"\nDDP step, 2 gloo ranks: bare {d['bare_ms']:.1f} ms, profiled {d['ours_ms']:.1f} ms, "
+              f"ratio {d['ratio']:.3f} (target <= 1.03)")
+    if "analyze" in out:
+        a = out["analyze"]
+        rss = "n/a" if a["peak_rss_mb"] is None else f"{a['peak_rss_mb']:.0f} MB"
+        print(f"\nanalyze {a['ranks']} ranks x {a['collectives']} collectives: {a['wall_s']:.1f} s, peak RSS {rss} "
+              f"(target <= 60 s, <= 4 GB; writing the simulated files took {a['write_s']:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
