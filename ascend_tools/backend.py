@@ -374,7 +374,7 @@ def attach_oom_observer(fn: Callable[[int, int, int, int], None]) -> Optional[st
 
 
 # Flight-recorder dump functions, tried in order: JSON before pickle, torch_npu's HCCL recorder (npu
-# only) before torch's generic (2.8+: `_dump_fr_trace*`) and NCCL-only (`_dump_nccl_trace*`) ones.
+# only) before torch's generic (`_dump_fr_trace*`, newer torch) and NCCL-only (`_dump_nccl_trace*`) ones.
 _FLIGHT_RECORDERS = (
     ("torch_npu", "_dump_hccl_trace_json"),
     ("torch", "_dump_fr_trace_json"),

@@ -7,6 +7,7 @@ outside it; and the allocator's OOM observer (CUDA, torch_npu), called before th
 records the failed request and the allocator's state at that moment. An exception is reported once; a
 later OOM (a script that catches one and retries smaller) overwrites the file.
 """
+import contextlib
 import logging
 import os
 import re
@@ -32,7 +33,7 @@ log = logging.getLogger("ascend_tools")
 OOM_MESSAGES = ("NPU out of memory",)
 OOM_TYPES = tuple(t for t in (getattr(torch, "OutOfMemoryError", None),
                               getattr(torch.cuda, "OutOfMemoryError", None)) if t is not None)
-# the allocators' configuration: PYTORCH_{CUDA,NPU,HIP}_ALLOC_CONF, PYTORCH_ALLOC_CONF (torch ≥ 2.9),
+# the allocators' configuration: PYTORCH_{CUDA,NPU,HIP}_ALLOC_CONF, PYTORCH_ALLOC_CONF (recent torch's generic name),
 # PYTORCH_NO_{CUDA,NPU}_MEMORY_CACHING; torch_npu's OOM_SNAPSHOT_* and MULTI_STREAM_MEMORY_REUSE
 ALLOC_ENV = re.compile(r"^(PYTORCH_\w*(ALLOC|MEMORY)\w*|OOM_SNAPSHOT_\w+|MULTI_STREAM_MEMORY_REUSE)$")
 TOP_BLOCKS = 20
@@ -123,17 +124,18 @@ class OomForensics:
     def report(self, exc: BaseException) -> Optional[str]:
         """Write ``oom.json`` for ``exc`` and return its path; None when ``exc`` is not a device OOM, was
         reported already, or the report failed."""
-        if not is_oom(exc) or getattr(exc, _REPORTED, None):
-            return None
         try:
-            setattr(exc, _REPORTED, self.path)
+            if not is_oom(exc) or getattr(exc, _REPORTED, None):
+                return None
+            with contextlib.suppress(AttributeError, TypeError):  # unmarkable: reported again if seen again
+                setattr(exc, _REPORTED, self.path)
             doc = self._build(exc)
             write_json(self.path, doc)
         except Exception as err:
             self._fail(err)
             return None
         self.reports += 1
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        first = (doc["error"]["message"].strip().splitlines() or [""])[0]
         log.warning("oom: step %s: %s: %s; forensics in %s", doc["step"], type(exc).__name__, first, self.path)
         return self.path
 

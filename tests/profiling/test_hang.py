@@ -76,7 +76,7 @@ def test_stuck_collective_dumps_stacks_and_signals(tmp_path):
     assert report["files"]["faulthandler"] == "faulthandler.txt"
     assert "wait_in_training_step" in (d / "faulthandler.txt").read_text()
     fr = report["files"]["flight_recorder"]
-    if fr == "flight_recorder.json":  # torch ≥ 2.8 has one on every backend
+    if fr == "flight_recorder.json":  # newer torch has one on every backend, gloo included
         assert isinstance(read_json(d / fr), dict)
     else:
         assert fr == "flight_recorder.pkl" or fr.startswith("no flight recorder")

@@ -25,8 +25,8 @@ NPU_MESSAGE = ("NPU out of memory. Tried to allocate 22.00 MiB (NPU 0; 60.97 GiB
 MiB = 1 << 20
 SNAPSHOT = {
     "segments": [
-        {"address": 0x7F0000000000, "total_size": 20 * MiB, "stream": 0, "segment_type": "large",
-         "segment_pool_id": (0, 0), "allocated_size": 12 * MiB, "active_size": 12 * MiB,
+        {"address": 0x7F0000000000, "total_size": 30 * MiB, "stream": 0, "segment_type": "large",
+         "segment_pool_id": (0, 0), "allocated_size": 12 * MiB, "active_size": 22 * MiB,
          "blocks": [
              {"address": 0x7F0000000000, "size": 8 * MiB, "requested_size": 8000000, "state": "active_allocated",
               "frames": [{"filename": "??", "line": 0, "name": "c10::cuda::CUDACachingAllocator::malloc"},
@@ -34,7 +34,9 @@ SNAPSHOT = {
                          {"filename": "/work/train.py", "line": 80, "name": "train_step"}]},
              {"address": 0x7F0000800000, "size": 4 * MiB, "requested_size": 4 * MiB, "state": "active_allocated",
               "frames": []},
-             {"address": 0x7F0000C00000, "size": 8 * MiB, "requested_size": 0, "state": "inactive", "frames": []},
+             {"address": 0x7F0000C00000, "size": 10 * MiB, "requested_size": 10 * MiB,
+              "state": "active_awaiting_free", "frames": []},  # freed, but another stream still uses it
+             {"address": 0x7F0001600000, "size": 8 * MiB, "requested_size": 0, "state": "inactive", "frames": []},
          ]},
         {"address": 0x7F1000000000, "total_size": 2 * MiB, "stream": 0, "segment_type": "small",
          "segment_pool_id": (0, 0), "allocated_size": 512, "active_size": 1024,
@@ -141,7 +143,7 @@ def test_device_state_through_backend(forensics, monkeypatch):
 def test_snapshot_summary():
     s = snapshot_summary(SNAPSHOT, top=2)
     assert {k: v for k, v in s.items() if k != "top_blocks"} == {
-        "segments": 2, "reserved_bytes": 22 * MiB, "allocated_bytes": 12 * MiB + 512, "live_blocks": 3,
+        "segments": 2, "reserved_bytes": 32 * MiB, "allocated_bytes": 12 * MiB + 512, "live_blocks": 3,
         "largest_inactive_block": 8 * MiB, "history": True}
     assert s["top_blocks"] == [
         {"size": 8 * MiB, "requested_size": 8000000, "address": 0x7F0000000000, "segment_type": "large",
@@ -199,6 +201,17 @@ def test_a_hook_chained_after_ours_keeps_working(forensics, monkeypatch):
         sys.excepthook(*sys.exc_info())
     assert len(seen) == 1 and not os.path.exists(forensics.path)
 
+
+def test_hook_survives_an_exception_that_cannot_be_printed(forensics, monkeypatch):
+    class Unprintable(RuntimeError):
+        def __str__(self):
+            raise ValueError("no text")
+
+    seen = []
+    monkeypatch.setattr(sys, "excepthook", lambda *info: seen.append(info))
+    forensics.install()
+    sys.excepthook(Unprintable, Unprintable(), None)
+    assert len(seen) == 1 and forensics.internal_errors == 1
 
 DYING_SCRIPT = """
 import sys, torch
