@@ -6,6 +6,7 @@ import click
 
 from . import __version__
 from .commands import (
+    analyze,
     check_ops,
     compare,
     demo,
@@ -36,6 +37,7 @@ main.add_command(loss_compare.loss_compare_cmd)
 main.add_command(shadow.shadow_cmd)
 main.add_command(selfcheck.selfcheck_cmd)
 main.add_command(patch_status.patch_status_cmd)
+main.add_command(analyze.analyze_cmd)
 main.add_command(profile.profile_cmd)
 
 

@@ -1,0 +1,60 @@
+"""``ascend-doctor analyze DIR``: merge a profile's ranks; collectives, slow ranks, hangs, memory."""
+import sys
+from typing import Any, Optional
+
+import click
+
+from .common import handle_errors, output_options
+
+FAIL_ON = ("never", "hang", "slow-rank", "any")
+
+
+@click.command("analyze")
+@click.argument("directory", metavar="DIR", type=str)
+@click.option("--trace", "trace", type=click.Path(dir_okay=False), default=None,
+              help="Also write a Chrome/Perfetto trace (one track per rank) to FILE.")
+@click.option("--min-share", type=click.FloatRange(min=0.0), default=0.05, show_default=True,
+              help="Slow rank: least lateness per step, as a share of the median step time.")
+@click.option("--max-p", type=click.FloatRange(min=0.0, max=1.0), default=0.001, show_default=True,
+              help="Slow rank: largest sign-test p-value for 'late in most steps'.")
+@click.option("--fail-on", type=click.Choice(FAIL_ON), default="never", show_default=True,
+              help="Exit with status 1 when a hang, a slow rank, or either was found.")
+@output_options
+@handle_errors
+def analyze_cmd(directory: str, trace: Optional[str], min_share: float, max_p: float, fail_on: str, fmt: str,
+                output: Any) -> None:
+    """Analyse the profile in DIR (written by ascend-doctor profile): collectives by op and size with bus
+    bandwidth, point-to-point traffic, per-rank step breakdown, slow ranks, hangs, memory per rank.
+    Ranks are read one at a time, so a 1,024-rank profile fits in memory."""
+    from ..profiling.analyze import SlowRankRule, analyze
+    from ..report import write_report
+
+    bar = _Progress()
+    try:
+        report = analyze(directory, progress=bar.update if sys.stderr.isatty() else None,
+                         rule=SlowRankRule(min_share=min_share, max_p=max_p), trace=trace)
+    finally:
+        bar.close()
+    write_report(report, fmt, output)
+    found = {"hang": bool(report.data["hangs"]), "slow-rank": bool(report.data["slow_ranks"])}
+    found["any"] = any(found.values())
+    sys.exit(int(found.get(fail_on, False)))
+
+
+class _Progress:
+    """A click progress bar on stderr, opened when the reader reports how many ranks there are."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+        self._done = 0
+
+    def update(self, done: int, total: int) -> None:
+        if self._bar is None:
+            self._bar = click.progressbar(length=total, label="reading ranks", file=click.get_text_stream("stderr"))
+            self._bar.__enter__()
+        self._bar.update(done - self._done)
+        self._done = done
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)

@@ -1,0 +1,82 @@
+"""Collectives by op × message-size bucket (and per process group): count, time, bandwidth.
+
+Buckets are powers of two: a message of S bytes falls in [2^k, 2^(k+1)) with k = floor(log2 S); barriers
+(S = 0) have their own. Per row, over every rank's records:
+
+- ``time`` = t1 − t0 as the rank saw it (p50, p99), and ``wait`` (skew.py) the part spent waiting for
+  late peers;
+- ``algbw`` = S / (time − wait) and ``busbw`` = algbw × nccl-tests' factor (bandwidth.py), p50 over
+  records: the transfer is timed from the last arrival, the way nccl-tests times a collective whose
+  ranks start together. Records whose time is all wait have no bandwidth.
+- ``dev_ms`` p50 when the backend timed the call on the device.
+
+Async collectives (``async_op=True``) are their own rows: their time runs to when the future was seen
+complete, so it includes whatever the rank did meanwhile.
+"""
+from typing import Any, Dict, List
+
+import numpy as np
+
+from ..bandwidth import GB, P2P_OPS, bus_factors
+from .arrays import percentile, runs
+from .model import Profile
+from .skew import Skew
+
+
+def bucket_of(nbytes: np.ndarray) -> np.ndarray:
+    """floor(log2 S), -1 for S = 0."""
+    out = np.full(len(nbytes), -1, np.int64)
+    pos = nbytes > 0
+    out[pos] = np.floor(np.log2(nbytes[pos])).astype(np.int64)
+    return out
+
+
+def size_label(nbytes: float) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:g} {unit}"
+    return f"{nbytes:g} B"
+
+
+def bucket_label(bucket: int) -> str:
+    return "0 B" if bucket < 0 else f"{size_label(2 ** bucket)}–{size_label(2 ** (bucket + 1))}"
+
+
+def table(profile: Profile, skew: Skew, by_group: bool = False) -> List[Dict[str, Any]]:
+    """One row per (op, async, bucket), or per (group, op, async, bucket) with ``by_group``."""
+    colls = profile.colls
+    if not len(colls):
+        return []
+    bucket = bucket_of(colls.bytes)
+    time = colls.t1 - colls.t0
+    xfer = time - skew.wait
+    factor = bus_factors(profile.ops, colls.op, colls.n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        alg = np.where(xfer > 0, colls.bytes / xfer / GB, np.nan)
+    bus = alg * factor
+    group = colls.gid if by_group else np.zeros(len(colls), np.int64)
+    key = (group << 40) | (colls.op << 24) | (colls.is_async.astype(np.int64) << 16) | (bucket + 1)
+    order = np.argsort(key, kind="stable")
+    rows = []
+    for a, b in runs(key[order]):
+        sel = order[a:b]
+        i = sel[0]
+        op = profile.ops[int(colls.op[i])]
+        calls = b - a if op in P2P_OPS else len(np.unique((colls.gid[sel] << 40) | colls.seq[sel]))
+        row = {"group": profile.gids[int(colls.gid[i])]} if by_group else {}
+        row.update({
+            "op": op, "async": bool(colls.is_async[i]), "bucket": bucket_label(int(bucket[i])),
+            "bytes_min": int(colls.bytes[sel].min()), "bytes_max": int(colls.bytes[sel].max()),
+            "records": b - a, "calls": int(calls), "bytes_total": int(colls.bytes[sel].sum()),
+            "time_p50_s": percentile(time[sel], 50), "time_p99_s": percentile(time[sel], 99),
+            "wait_p50_s": percentile(skew.wait[sel], 50),
+            "algbw_p50_GBps": _nanmedian(alg[sel]), "busbw_p50_GBps": _nanmedian(bus[sel]),
+            "dev_ms_p50": _nanmedian(colls.dev_ms[sel]),
+        })
+        rows.append(row)
+    return rows
+
+
+def _nanmedian(values: np.ndarray) -> float:
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if len(values) else float("nan")

@@ -1,0 +1,101 @@
+"""Hangs: which collective never completed, and which ranks never entered it.
+
+From each rank's ``hang/hang.json`` (written by the watchdog) and its ``coll`` records:
+
+- a rank has *entered* seq k of group g when it recorded a completed collective (g, k), or holds (g, k) in
+  flight, or lists it among its recent collectives; its highest entered seq is the maximum of those;
+- for each group with a collective in flight on some rank, the hang is the *lowest* in-flight seq on that
+  group (higher ones, async work queued behind it, are its consequences), with the op its waiting ranks
+  report;
+- ``missing_ranks`` = members of the group whose highest entered seq on it is below the hang's seq: they
+  never arrived, so everyone else waits on them. ``mismatched_ranks`` = waiting ranks whose op or byte
+  count for that seq differs from the majority's (the group is out of step, not short of a rank).
+
+:func:`positions` says where every rank stands: its last completed collective (with its caller), what it
+holds in flight, its last step, and whether it was cut short.
+"""
+from collections import Counter
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from .model import Profile
+
+
+def _entered(profile: Profile, gid: str, members: List[int]) -> Dict[int, int]:
+    """Highest entered seq on ``gid`` per member (-1: none)."""
+    colls = profile.colls
+    best = {r: -1 for r in members}
+    if gid in profile.gids:
+        sel = colls.gid == profile.gid_code(gid)
+        ranks, seqs = colls.rank[sel], colls.seq[sel]
+        if len(ranks):
+            top = np.full(int(ranks.max()) + 1, -1, np.int64)
+            np.maximum.at(top, ranks, seqs)
+            for r in members:
+                if r < len(top):
+                    best[r] = int(top[r])
+    for rank, info in profile.ranks.items():
+        if rank in best and info.hang is not None:
+            for entry in info.hang["inflight"] + info.hang["recent"]:
+                if entry["gid"] == gid:
+                    best[rank] = max(best[rank], entry["seq"])
+    return best
+
+
+def find(profile: Profile) -> List[Dict[str, Any]]:
+    """One entry per group with a collective in flight at a hang, lowest seq first."""
+    waiting: Dict[str, List[Dict[str, Any]]] = {}
+    for rank, info in profile.ranks.items():
+        for entry in (info.hang or {}).get("inflight", []):
+            waiting.setdefault(entry["gid"], []).append(dict(entry, rank=rank))
+    hangs = []
+    for gid, entries in sorted(waiting.items()):
+        seq = min(e["seq"] for e in entries)
+        at = [e for e in entries if e["seq"] == seq]
+        members = profile.groups.get(gid) or next((list(e["ranks"]) for e in at if isinstance(e.get("ranks"), list)),
+                                                  sorted({e["rank"] for e in at}))
+        entered = _entered(profile, gid, members)
+        signature = Counter((e.get("op"), e.get("bytes")) for e in at).most_common(1)[0][0]
+        t0s = [e["t0"] for e in at if isinstance(e.get("t0"), (int, float))]
+        hangs.append({
+            "group": gid, "seq": seq, "op": signature[0], "bytes": signature[1],
+            "api": next((e.get("api") for e in at if (e.get("op"), e.get("bytes")) == signature), None),
+            "step": next((e.get("step") for e in at if e.get("step") is not None), None),
+            "members": list(members),
+            "waiting_ranks": sorted({e["rank"] for e in at}),
+            "missing_ranks": sorted(r for r in members if entered[r] < seq),
+            "mismatched_ranks": sorted({e["rank"] for e in at if (e.get("op"), e.get("bytes")) != signature}),
+            "also_inflight": sorted({e["seq"] for e in entries if e["seq"] != seq}),
+            "first_arrival": min(t0s) if t0s else None,
+        })
+    return sorted(hangs, key=lambda h: (h["first_arrival"] is None, h["first_arrival"] or 0.0, h["group"]))
+
+
+def positions(profile: Profile) -> Dict[int, Dict[str, Any]]:
+    """Per rank: last completed collective, in-flight collectives, last step, cut short or not."""
+    colls = profile.colls
+    last: Dict[int, int] = {}
+    if len(colls):
+        order = np.lexsort((colls.t1, colls.rank))
+        ends = np.flatnonzero(np.r_[colls.rank[order][1:] != colls.rank[order][:-1], True])
+        last = {int(colls.rank[order[e]]): int(order[e]) for e in ends}
+    out = {}
+    for rank, info in profile.ranks.items():
+        i = last.get(rank)
+        done: Optional[Dict[str, Any]] = None
+        if i is not None:
+            frames = info.stacks.get(int(colls.sid[i]), [])
+            done = {"group": profile.gids[int(colls.gid[i])], "seq": int(colls.seq[i]),
+                    "op": profile.ops[int(colls.op[i])], "step": int(colls.step[i]) if colls.step[i] >= 0 else None,
+                    "t1": float(colls.t1[i]), "where": frames[-1] if frames else None}
+        hang = info.hang or {}
+        steps = [s for s in (info.last_step, done["step"] if done else None) if s is not None]
+        out[rank] = {
+            "last_collective": done,
+            "inflight": [{"group": e["gid"], "seq": e["seq"], "op": e.get("op"), "step": e.get("step"),
+                          "t0": e.get("t0")} for e in hang.get("inflight", [])],
+            "hang_trigger": hang.get("trigger"), "last_step": max(steps) if steps else None,
+            "cut_short": info.present and not info.closed, "present": info.present,
+        }
+    return out

@@ -1,0 +1,43 @@
+"""Point-to-point traffic: bytes from each source rank to each destination rank.
+
+A send is recorded by its source (``peer`` = destination), the matching recv by its destination (``peer``
+= source). Each (src, dst) pair counts the larger of the two sides' byte totals, so a pair survives one
+side's records being lost (a rank cut short) without being counted twice. Bandwidth is the pair's bytes
+over its sender-side time (send records; receive side when there are none).
+"""
+from typing import Any, Dict, List
+
+import numpy as np
+
+from ..bandwidth import GB
+from .arrays import runs
+from .model import Profile
+
+
+def _side(profile: Profile, op: str, src_is_rank: bool) -> Dict[str, np.ndarray]:
+    colls = profile.colls
+    sel = np.flatnonzero((colls.op == profile.op_code(op)) & (colls.peer >= 0))
+    src = colls.rank[sel] if src_is_rank else colls.peer[sel]
+    dst = colls.peer[sel] if src_is_rank else colls.rank[sel]
+    key = (src << 32) | dst
+    order = np.argsort(key, kind="stable")
+    out = {}
+    for a, b in runs(key[order]):
+        part = sel[order[a:b]]
+        out[int(key[order[a]])] = np.array([colls.bytes[part].sum(), b - a, (colls.t1[part] - colls.t0[part]).sum()])
+    return out
+
+
+def matrix(profile: Profile) -> List[Dict[str, Any]]:
+    """``[{"src", "dst", "bytes", "calls", "time_s", "algbw_GBps"}]``, largest first."""
+    sends, recvs = _side(profile, "send", True), _side(profile, "recv", False)
+    rows = []
+    for key in sorted(set(sends) | set(recvs)):
+        s, r = sends.get(key), recvs.get(key)
+        best = max((x for x in (s, r) if x is not None), key=lambda x: x[0])
+        timed = s if s is not None else r
+        nbytes, time = int(best[0]), float(timed[2])
+        rows.append({"src": key >> 32, "dst": key & 0xFFFFFFFF, "bytes": nbytes, "calls": int(best[1]),
+                     "time_s": time, "algbw_GBps": nbytes / time / GB if time > 0 else None})
+    rows.sort(key=lambda row: (-row["bytes"], row["src"], row["dst"]))
+    return rows
