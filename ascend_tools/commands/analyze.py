@@ -15,7 +15,7 @@ FAIL_ON = ("never", "hang", "slow-rank", "any")
               help="Also write a Chrome/Perfetto trace (one track per rank) to FILE.")
 @click.option("--min-share", type=click.FloatRange(min=0.0), default=0.05, show_default=True,
               help="Slow rank: least lateness per step, as a share of the median step time.")
-@click.option("--max-p", type=click.FloatRange(min=0.0, max=1.0), default=0.001, show_default=True,
+@click.option("--max-p", type=click.FloatRange(min=0.0, max=1.0), default=0.002, show_default=True,
               help="Slow rank: largest sign-test p-value for 'late in most steps'.")
 @click.option("--fail-on", type=click.Choice(FAIL_ON), default="never", show_default=True,
               help="Exit with status 1 when a hang, a slow rank, or either was found.")

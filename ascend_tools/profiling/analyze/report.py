@@ -164,7 +164,8 @@ def _slow(report: Report, a: "Analysis") -> None:
     sec = report.section("Slow ranks", [
         f"Lateness of a rank = its arrival at each collective minus the mean arrival of the other ranks, summed "
         f"per step. Flagged when the median over steps is ≥ {rule['min_share']:.0%} of the median step time and "
-        f"it was late in so many steps that a sign test gives p ≤ {rule['max_p']:g} (at least 10 steps). "
+        f"it was late in so many steps that a sign test gives p ≤ {rule['max_p']:g}; blocking collectives only, "
+        f"first step (warm-up) left out. "
         f"Caused wait = what the others waited at the collectives it arrived at last."])
     for s in a.slow["slow_ranks"]:
         sec.findings.append(Finding(severity="warning", rule="slow-rank", message=s["reason"],

@@ -6,29 +6,34 @@ Per group and member r, over the group's complete collective instances (skew.py)
     D[r, s]    = Σ_{i in step s} late[r, i]          how much later r arrived, in all, in step s
     effect[r]  = median over steps of D[r, s]        robust to a one-off hiccup (GC, a checkpoint)
 
+Counted: blocking collectives when the group has any (a rank late for DDP's async all-reduce is late
+again at the blocking call after it, where the others actually wait: counting both would double it), and
+not the first step (warm-up: process start skew, DDP's initial broadcast, lazy initialisation).
+
 **Rule** (per group; thresholds are :class:`SlowRankRule` parameters): r is slow when
 
-1. ``effect ≥ min_share × median step time`` (default 5%: it holds everyone up by 5% of a step, in a
+1. ``effect ≥ min_share × median step time`` (default 5%: it holds everyone up by 5% of a step in a
    typical step), and
-2. it was late (D > 0) in so many steps that a sign test rejects "late or early at random":
-   P(Binomial(S, ½) ≥ late steps) ≤ ``max_p`` (default 0.001; so at least 10 steps are needed, and e.g.
-   17 of 20).
+2. it was late (D > 0) in so many steps that a one-sided sign test rejects "late or early at random":
+   P(Binomial(S, ½) ≥ late steps) ≤ ``max_p`` (default 0.002: 9 of 9 counted steps, 17 of 19, ...; so
+   a profile needs at least 10 steps, the first being warm-up).
 
 Without step records every collective instance counts as a step, and the unit of (1) is the group's span
 divided by its number of instances.
 
-Why these choices, measured on simulated runs (synthetic.py; tests/profiling/test_analyze_slow_rank.py):
+Why, measured on simulated runs (synthetic.py; tests/profiling/test_analyze_slow_rank.py):
 
 - ``late`` rather than the wait a rank caused as the last arriver (``caused`` in skew.py, reported beside
   it): when the jitter is larger than the delay per collective the late rank is not always last, and
   ``caused`` came out at 2–7% of the step for a 10% straggler; ``late`` has expectation exactly the
   delay whatever the jitter, and zero for every rank of a balanced run.
 - a sign test rather than a z-score from the spread of D: with 10 steps the spread is too poorly known
-  (a MAD-based z ≥ 3 flagged 1–2% of balanced runs); the sign test needs no estimate of the spread and
-  is conservative for right-skewed jitter (a rank that hiccups now and then is late in few steps).
-  Balanced runs with half-normal jitter of 1–5 ms per collective: no flag in 700 runs; a 10% straggler
-  with jitter of 1 ms: named in every run with 2 and 4 ranks. When the jitter is as large as the whole
-  delay per step, the rule stays silent rather than guess.
+  (a MAD-based z ≥ 3 flagged 1–2% of balanced runs); the sign test needs no estimate of the spread, its
+  false-positive rate is at most ``max_p`` per rank for symmetric jitter, and it is conservative for
+  right-skewed jitter (a rank that hiccups now and then is late in few steps). Balanced runs, 10 steps,
+  30 ms of compute and 3–5 ms of half-normal jitter per collective, 2 and 4 ranks: no flag in 600 runs;
+  10 ms of compute and 2–4 ms of jitter: 1 flag in 800. A 10% straggler in the first setting: named in
+  87 of 90 runs. When the jitter per step is as large as the delay, the rule stays silent rather than guess.
 
 Two pieces of evidence are reported beside the verdict, not used by it: msprof-analyze's signature (the
 straggler has the *shortest* collective time, since it never waits) and NVIDIA's straggler detector's
@@ -42,7 +47,7 @@ import numpy as np
 
 from ..bandwidth import P2P_OPS
 from .arrays import percentile, runs
-from .model import Profile
+from .model import Colls, Profile
 from .skew import Skew
 from .steps import StepTable
 
@@ -50,7 +55,7 @@ from .steps import StepTable
 @dataclass(frozen=True)
 class SlowRankRule:
     min_share: float = 0.05
-    max_p: float = 0.001
+    max_p: float = 0.002
 
 
 def find(profile: Profile, skew: Skew, table: StepTable, rule: SlowRankRule) -> Dict[str, Any]:
@@ -67,8 +72,9 @@ def find(profile: Profile, skew: Skew, table: StepTable, rule: SlowRankRule) -> 
         members, starts = np.unique(colls.rank[sel], return_index=True)
         if len(members) < 2:
             continue
-        effect, late_steps, total, unit = _lateness(colls.rank[sel], colls.step[sel], colls.seq[sel],
-                                                    skew.late[sel], members, step_time, colls.t0[sel], colls.t1[sel])
+        counted, labels, unit = _counted(colls, sel, skew.late[sel], step_time)
+        use = sel[counted]
+        effect, late_steps, total = _lateness(colls.rank[use], labels[counted], skew.late[use], members)
         caused = np.add.reduceat(skew.caused[sel], starts)
         times_last = np.add.reduceat(skew.last[sel].astype(np.int64), starts)
         dur = colls.t1[sel] - colls.t0[sel]
@@ -95,22 +101,39 @@ def find(profile: Profile, skew: Skew, table: StepTable, rule: SlowRankRule) -> 
             "groups": groups, "slow_ranks": slow}
 
 
-def _lateness(ranks: np.ndarray, steps: np.ndarray, seqs: np.ndarray, late: np.ndarray, members: np.ndarray,
-              step_time: float, t0: np.ndarray, t1: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """Per member: the median over steps of its per-step lateness, the number of steps it was late in, the
-    number of steps; and the unit (median step time, or the group's span per instance without steps)."""
-    ok = np.isfinite(late)
-    use_steps = bool(ok.any() and (steps[ok] >= 0).all() and np.isfinite(step_time))
-    unit = step_time if use_steps else (float((t1.max() - t0.min()) / len(np.unique(seqs))) if len(t0) else 0.0)
+def _counted(colls: Colls, sel: np.ndarray, late: np.ndarray, step_time: float) -> Tuple[np.ndarray, np.ndarray, float]:
+    """Which of a group's records the rule counts, the step (or seq) each counts in, and the unit of the
+    effect. Blocking collectives only, when the group has any: a rank late for an async all-reduce is late
+    again at the blocking call after it, where the others wait, and must not count twice. The first step
+    is warm-up (process start skew, DDP's initial broadcast, lazy init) and is left out."""
+    counted = np.isfinite(late)
+    blocking = ~colls.is_async[sel]
+    if (counted & blocking).any():
+        counted &= blocking
+    steps = colls.step[sel]
+    if (counted & (steps >= 0)).any() and np.isfinite(step_time):
+        counted &= steps >= 0
+        first = steps[counted].min()
+        if (steps[counted] > first).any():
+            counted &= steps > first
+        return counted, steps, step_time
+    seqs = colls.seq[sel]
+    span = float(colls.t1[sel].max() - colls.t0[sel].min()) if len(sel) else 0.0
+    return counted, seqs, span / max(1, len(np.unique(seqs)))
+
+
+def _lateness(ranks: np.ndarray, labels: np.ndarray, late: np.ndarray,
+              members: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per member: the median over steps (``labels``) of its per-step lateness, the number of steps it was
+    late in, and its number of steps."""
     effect, late_steps, total = np.zeros(len(members)), np.zeros(len(members), np.int64), np.zeros(len(members), np.int64)
-    if ok.any():
-        per_step = _by_row(np.searchsorted(members, ranks[ok]), steps[ok] if use_steps else seqs[ok], late[ok],
-                           len(members))
+    if len(late):
+        per_step = _by_row(np.searchsorted(members, ranks), labels, late, len(members))
         total = np.isfinite(per_step).sum(axis=1)
         has = total > 0
         effect[has] = np.nanmedian(per_step[has], axis=1)
         late_steps = (per_step > 0).sum(axis=1)
-    return effect, late_steps, total, unit
+    return effect, late_steps, total
 
 
 def _by_row(row: np.ndarray, label: np.ndarray, values: np.ndarray, rows: int) -> np.ndarray:
