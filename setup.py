@@ -38,14 +38,14 @@ setup(
         "click>=8.0",
         "psutil",
         "pyyaml",
+        "py-spy",  # the stacks of every rank when a collective hangs (a ~3 MB binary wheel)
     ],
     extras_require={
         "npu": ["torch_npu"],
         "hf": ["transformers>=4.48"],
         "triton": ["triton"],
-        "profiling": ["py-spy"],
         # triton runs its kernels on the CPU under TRITON_INTERPRET=1 in the tests
-        "test": ["pytest", "hypothesis", "ruff", "vermin", "transformers>=4.48", "py-spy", "triton"],
+        "test": ["pytest", "hypothesis", "ruff", "vermin", "transformers>=4.48", "triton"],
     },
     entry_points={"console_scripts": ["ascend-doctor=ascend_tools.cli:main"]},
     classifiers=[

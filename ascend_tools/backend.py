@@ -269,15 +269,7 @@ def normalise_memory_stats(raw: Dict[str, Any]) -> Dict[str, int]:
 def memory_stats(dev: Any = None) -> Dict[str, int]:
     """The caching allocator's counters for ``dev`` (see :data:`MEMORY_STAT_KEYS`);
     ``{}`` on cpu or when the allocator cannot answer."""
-    mod = accelerator_module()
-    fn = getattr(mod, "memory_stats", None) if mod is not None else None
-    if fn is None:
-        return {}
-    try:
-        raw = fn(dev) if dev is not None else fn()
-    except Exception:
-        return {}
-    return normalise_memory_stats(dict(raw or {}))
+    return normalise_memory_stats(memory_stats_raw(dev))
 
 
 def host_memory() -> Dict[str, int]:

@@ -175,7 +175,7 @@ class Profiler(StepSession):
             return
         from .oom import OomForensics
 
-        recent = self.sampler.recent if self.sampler is not None and hasattr(self.sampler, "recent") else (lambda: [])
+        recent = self.sampler.recent if self.sampler is not None else list
         self.oom = OomForensics(self.rank_dir, lambda: self.step_no, recent)
         self.oom.install()
 
@@ -191,10 +191,10 @@ class Profiler(StepSession):
         try:
             now = time.time()
             self.emit({"k": "step", "step": self.step_no, "t0": self._step_t0, "t1": now})
+            if self.sampler is not None:
+                self.sampler.on_step(self.step_no)  # closes the step that just ended
             self._step_t0 = now
             self.step_no += 1
-            if self.sampler is not None:
-                self.sampler.on_step(self.step_no)
             self._name_from_dist()
         except Exception as exc:
             self._fail(exc)
