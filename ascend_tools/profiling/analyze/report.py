@@ -75,6 +75,8 @@ def build(a: "Analysis") -> Report:
 
 def _rank_rows(a: "Analysis") -> List[Dict[str, Any]]:
     p = a.profile
+    colls = np.bincount(p.colls.rank, minlength=p.world_size)
+    steps = np.bincount(p.steps.rank, minlength=p.world_size)
     rows = []
     for rank, info in p.ranks.items():
         pos = a.positions[rank]
@@ -83,6 +85,7 @@ def _rank_rows(a: "Analysis") -> List[Dict[str, Any]]:
         rows.append({
             "rank": rank, "host": info.host if info.present else None, "pid": info.meta.get("pid"),
             "status": status, "closed": info.closed, "records": info.records,
+            "collectives": int(colls[rank]), "steps": int(steps[rank]),
             "dropped": info.meta.get("dropped"),
             "clock_offset_s": float(a.clock.offsets[rank]) if rank < len(a.clock.offsets) else None,
             **pos,
@@ -164,8 +167,8 @@ def _slow(report: Report, a: "Analysis") -> None:
     sec = report.section("Slow ranks", [
         f"Lateness of a rank = its arrival at each collective minus the mean arrival of the other ranks, summed "
         f"per step. Flagged when the median over steps is ≥ {rule['min_share']:.0%} of the median step time and "
-        f"it was late in so many steps that a sign test gives p ≤ {rule['max_p']:g}; blocking collectives only, "
-        f"first step (warm-up) left out. "
+        f"it was late in so many steps that a sign test gives p ≤ {rule['max_p']:g}; the first step (warm-up) is "
+        f"left out. "
         f"Caused wait = what the others waited at the collectives it arrived at last."])
     for s in a.slow["slow_ranks"]:
         sec.findings.append(Finding(severity="warning", rule="slow-rank", message=s["reason"],
@@ -184,9 +187,13 @@ def _slow(report: Report, a: "Analysis") -> None:
         "coll p50 ms", "compute ms/step"], rows, status_column="verdict",
         note=f"up to {MAX_ROWS} ranks per group, latest first"))
     for s in a.slow["slow_ranks"]:
+        steps = s["by_step"]
+        if len(steps) > MAX_ROWS:
+            steps = sorted(sorted(steps, key=lambda b: -b["late_s"])[:MAX_ROWS], key=lambda b: b["step"])
         sec.tables.append(Table(f"Rank {s['rank']} per step", ["step", "late ms", "% of step", "caused wait ms"], [
             [b["step"], ms(b["late_s"]), None if b["share_of_step"] is None else round(100 * b["share_of_step"], 2),
-             ms(b["caused_wait_s"])] for b in s["by_step"]]))
+             ms(b["caused_wait_s"])] for b in steps],
+            note="" if len(steps) == len(s["by_step"]) else f"the {MAX_ROWS} latest of {len(s['by_step'])} steps"))
 
 
 def _pick_ranks(rows: List[Dict[str, Any]], key: str) -> List[Dict[str, Any]]:
@@ -199,16 +206,17 @@ def _steps(report: Report, a: "Analysis", rows: List[Dict[str, Any]]) -> None:
     sec = report.section("Step breakdown", [
         "Per rank, mean per step: compute = step time − blocking collectives; exposed comm = blocking collective "
         "time not spent waiting; wait = time in collectives waiting for the last rank to arrive; overlapped = "
-        "async collectives (not subtracted)."])
+        "async collectives (not subtracted), of which async wait waited for late ranks. The first step (warm-up) "
+        "is left out."])
     if not rows:
         sec.text.append("No step records: mark steps (the Hugging Face callback, or profile().step()) to get "
                         "a breakdown.")
         return
     shown = _pick_ranks(rows, "wait_s")
     sec.tables.append(Table("", ["rank", "steps", "step p50 ms", "compute ms", "exposed comm ms", "wait ms",
-                                 "overlapped ms"], [
+                                 "overlapped ms", "async wait ms"], [
         [r["rank"], r["steps"], ms(r["step_time_p50_s"]), ms(r["compute_s"]), ms(r["exposed_comm_s"]),
-         ms(r["wait_s"]), ms(r["overlapped_comm_s"])] for r in shown],
+         ms(r["wait_s"]), ms(r["overlapped_comm_s"]), ms(r["overlapped_wait_s"])] for r in shown],
         note="" if len(shown) == len(rows) else f"{len(shown)} of {len(rows)} ranks: the most wait"))
     sec.series.append(Series("Step breakdown per rank", "rank", "ms per step", {
         label: [(float(r["rank"]), r[key] * 1e3) for r in rows]

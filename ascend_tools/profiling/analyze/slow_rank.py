@@ -6,9 +6,12 @@ Per group and member r, over the group's complete collective instances (skew.py)
     D[r, s]    = Σ_{i in step s} late[r, i]          how much later r arrived, in all, in step s
     effect[r]  = median over steps of D[r, s]        robust to a one-off hiccup (GC, a checkpoint)
 
-Counted: blocking collectives when the group has any (a rank late for DDP's async all-reduce is late
-again at the blocking call after it, where the others actually wait: counting both would double it), and
-not the first step (warm-up: process start skew, DDP's initial broadcast, lazy initialisation).
+Counted: every collective of the group, async ones included (DDP's bucket all-reduces are async: the
+others wait for a late rank inside backward, where DDP waits for them, not in any blocking collective;
+where a later blocking call waits on an async one instead, a late rank counts twice and the effect reads
+up to double, which only matters to threshold (1)); not the first step (warm-up: process start skew,
+DDP's initial broadcast, lazy initialisation), nor collectives outside the steps that have a ``step``
+record (a final barrier, an evaluation after the last step).
 
 **Rule** (per group; thresholds are :class:`SlowRankRule` parameters): r is slow when
 
@@ -64,7 +67,8 @@ def find(profile: Profile, skew: Skew, table: StepTable, rule: SlowRankRule) -> 
     idx = np.flatnonzero(~np.isin(colls.op, [profile.op_code(op) for op in P2P_OPS]))
     idx = idx[np.lexsort((colls.rank[idx], colls.gid[idx]))]
     step_time = table.median_step()
-    compute = _per_rank_mean(table.rank, table.compute)
+    steady = table.steady()
+    compute = _per_rank_mean(table.rank[steady], table.compute[steady])
     groups, flagged = [], {}
     for a, b in runs(colls.gid[idx]):
         sel = idx[a:b]
@@ -72,7 +76,7 @@ def find(profile: Profile, skew: Skew, table: StepTable, rule: SlowRankRule) -> 
         members, starts = np.unique(colls.rank[sel], return_index=True)
         if len(members) < 2:
             continue
-        counted, labels, unit = _counted(colls, sel, skew.late[sel], step_time)
+        counted, labels, unit = _counted(colls, sel, skew.late[sel], table)
         use = sel[counted]
         effect, late_steps, total = _lateness(colls.rank[use], labels[counted], skew.late[use], members)
         caused = np.add.reduceat(skew.caused[sel], starts)
@@ -101,22 +105,17 @@ def find(profile: Profile, skew: Skew, table: StepTable, rule: SlowRankRule) -> 
             "groups": groups, "slow_ranks": slow}
 
 
-def _counted(colls: Colls, sel: np.ndarray, late: np.ndarray, step_time: float) -> Tuple[np.ndarray, np.ndarray, float]:
+def _counted(colls: Colls, sel: np.ndarray, late: np.ndarray, table: StepTable) -> Tuple[np.ndarray, np.ndarray, float]:
     """Which of a group's records the rule counts, the step (or seq) each counts in, and the unit of the
-    effect. Blocking collectives only, when the group has any: a rank late for an async all-reduce is late
-    again at the blocking call after it, where the others wait, and must not count twice. The first step
-    is warm-up (process start skew, DDP's initial broadcast, lazy init) and is left out."""
+    effect (see the module docstring)."""
     counted = np.isfinite(late)
-    blocking = ~colls.is_async[sel]
-    if (counted & blocking).any():
-        counted &= blocking
     steps = colls.step[sel]
-    if (counted & (steps >= 0)).any() and np.isfinite(step_time):
-        counted &= steps >= 0
-        first = steps[counted].min()
-        if (steps[counted] > first).any():
-            counted &= steps > first
-        return counted, steps, step_time
+    recorded = np.unique(table.step)
+    if len(recorded) > 1:
+        recorded = recorded[1:]  # warm-up
+    in_steps = counted & np.isin(steps, recorded)
+    if in_steps.any():
+        return in_steps, steps, table.median_step()
     seqs = colls.seq[sel]
     span = float(colls.t1[sel].max() - colls.t0[sel].min()) if len(sel) else 0.0
     return counted, seqs, span / max(1, len(np.unique(seqs)))
@@ -196,5 +195,6 @@ def _reason(entry: Dict[str, Any], worst: Dict[str, Any]) -> str:
         text += (f"; compute between collectives {_ms(entry['compute_per_step_s'])}/step vs "
                  f"{_ms(entry['others_compute_per_step_s'])} for the others")
     text += (f"; its median collective time {_ms(worst['collective_p50_s'])} vs "
-             f"{_ms(worst['others_collective_p50_s'])} (the straggler waits least)")
+             f"{_ms(worst['others_collective_p50_s'])} for the others (msprof-analyze: a straggler's is the "
+             f"shortest, as it never waits)")
     return text

@@ -7,14 +7,18 @@ For rank r and step s (a ``step`` record, t0..t1):
     exposed   = comm − wait                                         (moving data, or latency)
     compute   = (t1 − t0 of the step) − comm                        (everything outside blocking collectives)
 
+Means per rank leave the first step out (warm-up: process start, initial broadcasts, lazy init).
 Async collectives (``async_op=True``, DDP's bucket all-reduces) overlap compute: their time is reported
-apart, as ``overlapped``, and not subtracted from compute.
+apart, as ``overlapped``, and not subtracted from compute; ``overlapped_wait`` is the part of it spent
+waiting for late ranks. Where the rank had nothing else to do meanwhile (DDP waits for its buckets at the
+end of backward) that wait is idle time hidden inside "compute": an upper bound on it.
 """
 from dataclasses import dataclass
 from typing import Any, Dict, List
 
 import numpy as np
 
+from .arrays import runs
 from .model import Profile
 from .skew import Skew
 
@@ -30,9 +34,17 @@ class StepTable:
     exposed: np.ndarray
     wait: np.ndarray
     overlapped: np.ndarray
+    overlapped_wait: np.ndarray
 
     def median_step(self) -> float:
         return float(np.median(self.duration)) if len(self.duration) else float("nan")
+
+    def steady(self) -> np.ndarray:
+        """Rows other than the first step's (warm-up: process start, initial broadcasts, lazy init), when
+        there is more than one step."""
+        if not len(self.step) or (self.step == self.step.min()).all():
+            return np.ones(len(self.step), bool)
+        return self.step != self.step.min()
 
 
 def _key(rank: np.ndarray, step: np.ndarray) -> np.ndarray:
@@ -56,25 +68,26 @@ def breakdown(profile: Profile, skew: Skew) -> StepTable:
     m = len(uniq)
     comm = np.minimum(np.bincount(pos[blocking], weights=dur[blocking], minlength=m), duration)
     wait = np.minimum(np.bincount(pos[blocking], weights=skew.wait[blocking], minlength=m), comm)
-    overlapped = np.bincount(pos[inside & colls.is_async], weights=dur[inside & colls.is_async], minlength=m)
+    overlapping = inside & colls.is_async
+    overlapped = np.bincount(pos[overlapping], weights=dur[overlapping], minlength=m)
+    overlapped_wait = np.bincount(pos[overlapping], weights=skew.wait[overlapping], minlength=m)
     return StepTable(rank=rank, step=step, duration=duration, compute=duration - comm, exposed=comm - wait,
-                     wait=wait, overlapped=overlapped)
+                     wait=wait, overlapped=overlapped, overlapped_wait=overlapped_wait)
 
 
 def per_rank(table: StepTable) -> List[Dict[str, Any]]:
-    """Mean seconds per step for each rank with step records."""
+    """Mean seconds per step for each rank with step records, the warm-up step left out."""
     rows = []
-    if not len(table.rank):
-        return rows
-    order = np.argsort(table.rank, kind="stable")
+    keep = np.flatnonzero(table.steady())
+    order = keep[np.argsort(table.rank[keep], kind="stable")]
     ranks = table.rank[order]
-    bounds = np.flatnonzero(np.r_[True, ranks[1:] != ranks[:-1], True])
-    for a, b in zip(bounds[:-1], bounds[1:]):
+    for a, b in runs(ranks):
         sel = order[a:b]
         rows.append({
-            "rank": int(ranks[a]), "steps": int(b - a),
+            "rank": int(ranks[a]), "steps": b - a,
             "step_time_p50_s": float(np.median(table.duration[sel])),
             "compute_s": float(table.compute[sel].mean()), "exposed_comm_s": float(table.exposed[sel].mean()),
             "wait_s": float(table.wait[sel].mean()), "overlapped_comm_s": float(table.overlapped[sel].mean()),
+            "overlapped_wait_s": float(table.overlapped_wait[sel].mean()),
         })
     return rows
