@@ -52,7 +52,7 @@ def table(profile: Profile, skew: Skew, by_group: bool = False) -> List[Dict[str
     xfer = time - skew.wait
     factor = bus_factors(profile.ops, colls.op, colls.n)
     with np.errstate(divide="ignore", invalid="ignore"):
-        alg = np.where(xfer > 0, colls.bytes / xfer / GB, np.nan)
+        alg = np.where((xfer > 0) & (colls.bytes > 0), colls.bytes / xfer / GB, np.nan)  # a barrier moves nothing
     bus = alg * factor
     group = colls.gid if by_group else np.zeros(len(colls), np.int64)
     key = (group << 40) | (colls.op << 24) | (colls.is_async.astype(np.int64) << 16) | (bucket + 1)

@@ -11,6 +11,7 @@ from typing import List
 import numpy as np
 
 from ..bandwidth import P2P_OPS
+from .arrays import runs
 from .model import Profile
 
 
@@ -42,12 +43,10 @@ def group_instances(profile: Profile) -> List[GroupInstances]:
     p2p = np.isin(colls.op, [profile.op_code(op) for op in P2P_OPS])
     idx = np.flatnonzero(~p2p)
     idx = idx[np.argsort(colls.gid[idx], kind="stable")]
-    gids = colls.gid[idx]
-    bounds = np.flatnonzero(np.r_[True, gids[1:] != gids[:-1], True])
     out = []
-    for start, stop in zip(bounds[:-1], bounds[1:]):
+    for start, stop in runs(colls.gid[idx]):
         sel = idx[start:stop]
-        gid = profile.gids[int(gids[start])]
+        gid = profile.gids[int(colls.gid[sel[0]])]
         ranks = colls.rank[sel]
         members = np.array(profile.groups.get(gid) or [], dtype=np.int64)
         extra = np.setdiff1d(np.unique(ranks), members)
