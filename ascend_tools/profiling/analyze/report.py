@@ -275,10 +275,11 @@ def _memory(report: Report, a: "Analysis") -> None:
         f"Peaks per rank over the samples; the plot shows {primary} over time for the ranks with the highest "
         f"peaks. Fragmentation = 1 − allocated / reserved when reserved peaked."])
     rows = _pick_ranks([dict(r, peak_primary=r["peak"].get(primary)) for r in mem["ranks"]], "peak_primary")
-    sec.tables.append(Table("", ["rank", "samples", f"peak {primary} GiB", "peak step", "peak host rss GiB",
-                                 "fragmentation"], [
-        [r["rank"], r["samples"], _gib(r["peak"].get(primary)), r["peak_step"], _gib(r["peak"].get("host.rss")),
-         None if r["fragmentation"] is None else round(r["fragmentation"], 3)] for r in rows]))
+    cells = [[r["rank"], r["samples"], _gib(r["peak"].get(primary)), r["peak_step"], _gib(r["peak"].get("host.rss")),
+              None if r["fragmentation"] is None else round(r["fragmentation"], 3)] for r in rows]
+    if cells:
+        sec.tables.append(Table("", ["rank", "samples", f"peak {primary} GiB", "peak step", "peak host rss GiB",
+                                     "fragmentation"], cells))
     top = sorted(mem["ranks"], key=lambda r: -(r["peak"].get(primary) or 0.0))[:MAX_PLOT_RANKS]
     t0 = min((float(a.profile.ranks[r["rank"]].memory.t[0]) for r in top), default=0.0)
     lines = {}
