@@ -93,6 +93,33 @@ def _patch_part(out_dir: str, echo: Callable[[str], None]) -> None:
         float((patched - unpatched).abs().max()), ", ".join(used) or "none"))
 
 
+def _profiling_part(out_dir: str, echo: Callable[[str], None]) -> None:
+    """Two gloo ranks of a small DDP job under ``ascend-doctor profile``, rank 1 made slow; ``analyze`` must
+    name it."""
+    import shutil
+
+    from . import launch
+    from .profiling import demo_train
+    from .profiling.analyze import analyze
+
+    prof = os.path.join(out_dir, "profile")
+    shutil.rmtree(prof, ignore_errors=True)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", demo_train.__name__, "--steps", "16", "--compute-ms", "50", "--straggler", "1", "--delay-frac", "0.25"]
+    echo("profile: 2 gloo ranks, DDP, rank 1 computes 25% longer ...")
+    rc = launch.run("profile", cmd, prof, {"hang_timeout": 60.0}, log=os.path.join(out_dir, "profile-run.log"))
+    if rc != 0:
+        raise InputError(f"the profiled demo job failed (exit status {rc}): see {os.path.join(out_dir, 'profile-run.log')}")
+    trace = os.path.join(out_dir, "profile-trace.json")
+    report = analyze(prof, trace=trace)
+    summary = report.data["summary"]
+    slow = report.data["slow_ranks"]
+    echo(f"  collectives:       {summary['collective_records']} records from {summary['ranks']} ranks "
+         f"({summary['steps']} steps, median step {1e3 * report.data['steps']['median_step_s']:.0f} ms)")
+    echo("  slow rank named:   {}".format("; ".join(s["reason"] for s in slow) if slow else "none"))
+    echo("  reports: {}, {} (open in https://ui.perfetto.dev)".format(", ".join(save(report, out_dir, "analyze")), trace))
+
+
 def run(out_dir: str, echo: Callable[[str], None] = print) -> None:
     from . import env
     from .opcheck import checkops
@@ -113,6 +140,7 @@ def run(out_dir: str, echo: Callable[[str], None] = print) -> None:
         echo("  reports: {}".format(", ".join(paths)))
     _precision_part(out_dir, echo)
     _patch_part(out_dir, echo)
+    _profiling_part(out_dir, echo)
     echo("env ...")
     echo("  reports: {}".format(", ".join(save(env.build_report(env.collect()), out_dir, "env"))))
     echo("Open {} in a browser.".format(os.path.join(out_dir, "check-ops-train_cuda.html")))

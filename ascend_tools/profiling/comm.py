@@ -111,10 +111,10 @@ class CommInterceptor:
         self.active = False
         self.internal_errors = 0
         self.recent: Deque[Dict[str, Any]] = collections.deque(maxlen=RECENT)
-        self._inflight: Dict[Tuple[str, int], Dict[str, Any]] = {}
+        self._inflight: Dict[int, Dict[str, Any]] = {}  # id(call) -> call
         self._pending: Deque[Tuple[Dict[str, Any], Any, Any]] = collections.deque()
         self._groups: Dict[int, Tuple[str, int, List[int]]] = {}
-        self._seq: Dict[str, int] = {}
+        self._seq: Dict[Any, int] = {}
         self._tls = threading.local()
         self._via_code: Dict[Any, Optional[str]] = {}
         self._saved: List[Tuple[Any, str, Any]] = []
@@ -172,7 +172,7 @@ class CommInterceptor:
             try:
                 out = orig(*args, **kwargs)
             except BaseException:
-                self._inflight.pop((call["gid"], call["seq"]), None)
+                self._inflight.pop(id(call), None)
                 raise
             finally:
                 tls.busy = False
@@ -249,15 +249,17 @@ class CommInterceptor:
         if info is None:
             return None
         gid, n, ranks = info
-        seq = self._seq.get(gid, 0)
-        self._seq[gid] = seq + 1
         nbytes, dtype = rule(get, n)
         peer = None
+        counter: Any = gid
         if api in PEER:
             name, group_name = PEER[api]
             peer = get(name)
             if peer is None and get(group_name) is not None:
                 peer = ranks[int(get(group_name))]
+            counter = (gid, family, peer)  # p2p: numbered per direction and peer, apart from the group's collectives
+        seq = self._seq.get(counter, 0)
+        self._seq[counter] = seq + 1
         call: Dict[str, Any] = {
             "k": "coll", "gid": gid, "seq": seq, "op": family, "api": api, "dtype": dtype, "bytes": nbytes, "n": n,
             "peer": None if peer is None else int(peer), "t0": 0.0, "t1": None, "dev_ms": None,
@@ -267,7 +269,7 @@ class CommInterceptor:
         if self.stacks is not None and self.stacks.new:
             for sid, frames in self.stacks.drain():
                 self.emit({"k": "stack", "sid": sid, "frames": frames})
-        self._inflight[(gid, seq)] = call
+        self._inflight[id(call)] = call
         if self._device:
             call["_ev"] = backend.event()
             if call["_ev"] is not None:
@@ -309,7 +311,7 @@ class CommInterceptor:
             self._fail(exc)
 
     def _finish(self, call: Dict[str, Any]) -> None:
-        self._inflight.pop((call["gid"], call["seq"]), None)
+        self._inflight.pop(id(call), None)
         self.recent.append(call)
         self.emit(call)
 

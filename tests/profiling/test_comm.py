@@ -66,7 +66,9 @@ def test_direct_collectives_counts_bytes_and_groups(tmp_path, n):
         recs = [r for r in events(out, rank) if r["gid"] == events(out, rank, "group")[0]["gid"]]
         got = [(r["op"], r["api"], r["bytes"]) for r in recs[:12]]
         assert got == expected_direct(n)
-        assert [r["seq"] for r in recs] == list(range(len(recs)))  # per-group sequence, from 0, no gaps
+        coll = [r for r in recs if r["op"] not in ("send", "recv")]
+        assert [r["seq"] for r in coll] == list(range(len(coll)))  # per-group sequence, from 0, no gaps
+        assert [r["seq"] for r in recs if r["op"] in ("send", "recv")] == [0, 0]  # p2p: counted per direction and peer
         assert all(r["n"] == n and r["t1"] >= r["t0"] for r in recs)
         assert [r["async"] for r in recs[:12]] == [False] * 11 + [True]
         assert recs[11]["dtype"] == "bfloat16" and recs[7]["dtype"] == "float64"

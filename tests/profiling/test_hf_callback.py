@@ -2,12 +2,12 @@
 import pytest
 
 pytest.importorskip("transformers")
-import torch  # noqa: E402
-from gloo_ranks import events  # noqa: E402
-from transformers import TrainerControl, TrainerState  # noqa: E402
+import torch
+from gloo_ranks import events
+from transformers import TrainerControl, TrainerState
 
-from ascend_tools.profiling.hf import ProfilerCallback  # noqa: E402
-from ascend_tools.profiling.profiler import current, profile  # noqa: E402
+from ascend_tools.profiling.hf import ProfilerCallback
+from ascend_tools.profiling.profiler import current, profile
 
 
 def run_trainer_loop(cb, steps, accumulation=2):

@@ -1,0 +1,105 @@
+"""End to end, with zero code change: ``ascend-doctor profile -- torchrun ... demo_train`` on real gloo ranks, then
+``ascend-doctor analyze``. Injected faults (a straggler, a skipped collective, a SIGKILL) are named; a
+balanced run is not flagged."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node"]
+TRAIN = ["-m", "ascend_tools.profiling.demo_train"]
+
+
+def cli(*args, timeout=180, **kw):
+    return subprocess.run([sys.executable, "-m", "ascend_tools.cli", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, **kw)
+
+
+def read_text(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def read_json(path):
+    return json.loads(read_text(path))
+
+
+def profile_run(out, nproc, *train_args, options=()):
+    return cli("profile", "-o", out, *options, "--", *TORCHRUN, str(nproc), *TRAIN, *train_args)
+
+
+def analyze_json(out):
+    proc = cli("analyze", out, "-f", "json")
+    assert proc.returncode in (0, 1), proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.parametrize("nproc", [2, 4])
+def test_straggler_named_at_a_tenth_of_the_step(tmp_path, nproc):
+    out = str(tmp_path / "prof")
+    straggler = nproc - 1
+    run = profile_run(out, nproc, "--steps", "16", "--compute-ms", "60", "--straggler", str(straggler),
+                      "--delay-frac", "0.125")  # 7.5 ms: 10% of a ~75 ms step
+    assert run.returncode == 0, run.stderr
+    assert sorted(os.listdir(out)) == [f"rank{r}" for r in range(nproc)]
+    report = analyze_json(out)
+    assert [s["rank"] for s in report["slow_ranks"]] == [straggler]
+
+
+def test_balanced_runs_have_no_slow_rank(tmp_path):
+    for i in range(2):
+        out = str(tmp_path / f"prof{i}")
+        run = profile_run(out, 2, "--steps", "16", "--compute-ms", "60")
+        assert run.returncode == 0, run.stderr
+        assert analyze_json(out)["slow_ranks"] == []
+
+
+def test_skipped_collective_dumps_every_rank_and_names_the_missing_one(tmp_path):
+    out = str(tmp_path / "prof")
+    t0 = time.time()
+    run = profile_run(out, 2, "--steps", "4", "--compute-ms", "20", "--skip", "1:2", "--hang-sleep", "12",
+                      options=("--hang-timeout", "3"))
+    assert run.returncode != 0  # rank 1 exits, the all_reduce on rank 0 then fails
+    for rank in (0, 1):
+        hang = os.path.join(out, f"rank{rank}", "hang")
+        dump = read_json(os.path.join(hang, "hang.json"))
+        assert dump["detected_at"] - t0 < 3 + 12  # while rank 1 still slept: caught by the watchdog, not the exit
+        with open(os.path.join(hang, "pyspy.json"), encoding="utf-8") as f:
+            frames = [fr["name"] for th in json.load(f) for fr in th["frames"]]
+        assert "main" in frames  # demo_train.main, on both ranks: the hung one and the one that skipped
+    assert read_json(os.path.join(out, "rank0", "hang", "hang.json"))["trigger"] == "self"
+    assert read_json(os.path.join(out, "rank1", "hang", "hang.json"))["trigger"] == "peer"
+    report = analyze_json(out)
+    assert len(report["hangs"]) == 1
+    hang = report["hangs"][0]
+    assert hang["op"] == "all_reduce" and hang["missing_ranks"] == [1]
+
+
+def test_sigkilled_rank_is_read_up_to_the_kill(tmp_path):
+    out = str(tmp_path / "prof")
+    cmd = [sys.executable, "-m", "ascend_tools.cli", "profile", "-o", out, "--", *TORCHRUN, "2", *TRAIN,
+           "--steps", "400", "--compute-ms", "20"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        events = os.path.join(out, "rank1", "events.jsonl")
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            if os.path.exists(events) and read_text(events).count('"k": "coll"') >= 10:
+                break
+            time.sleep(0.2)
+        os.kill(read_json(os.path.join(out, "rank1", "meta.json"))["pid"], signal.SIGKILL)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    report = analyze_json(out)
+    rank1 = next(r for r in report["ranks"] if r["rank"] == 1)
+    assert rank1["cut_short"]
+    assert rank1["collectives"] >= 10
