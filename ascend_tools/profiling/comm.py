@@ -41,13 +41,23 @@ def _nbytes(t: Any) -> int:
     return int(t.numel()) * int(t.element_size())
 
 
+_DTYPE_NAMES: Dict[Any, str] = {}
+
+
+def _dtype(t: Any) -> str:
+    name = _DTYPE_NAMES.get(t.dtype)
+    if name is None:
+        name = _DTYPE_NAMES[t.dtype] = str(t.dtype).replace("torch.", "")
+    return name
+
+
 def _one(t: Any) -> Tuple[int, Optional[str]]:
-    return _nbytes(t), str(t.dtype).replace("torch.", "")
+    return _nbytes(t), _dtype(t)
 
 
 def _many(ts: Any) -> Tuple[int, Optional[str]]:
     ts = list(ts or [])
-    return sum(_nbytes(t) for t in ts), (str(ts[0].dtype).replace("torch.", "") if ts else None)
+    return sum(_nbytes(t) for t in ts), (_dtype(ts[0]) if ts else None)
 
 
 def _times_n(t: Any, n: int) -> Tuple[int, Optional[str]]:
@@ -113,7 +123,7 @@ class CommInterceptor:
         self.recent: Deque[Dict[str, Any]] = collections.deque(maxlen=RECENT)
         self._inflight: Dict[int, Dict[str, Any]] = {}  # id(call) -> call
         self._pending: Deque[Tuple[Dict[str, Any], Any, Any]] = collections.deque()
-        self._groups: Dict[int, Tuple[str, int, List[int]]] = {}
+        self._groups: Dict[int, Tuple[Any, Tuple[str, int, List[int]]]] = {}  # id -> (group, info)
         self._seq: Dict[Any, int] = {}
         self._tls = threading.local()
         self._via_code: Dict[Any, Optional[str]] = {}
@@ -214,9 +224,10 @@ class CommInterceptor:
     def _group(self, group: Any) -> Optional[Tuple[str, int, List[int]]]:
         import torch.distributed.distributed_c10d as c10d
 
-        if group is None:
-            group = c10d._get_default_group()
-        info = self._groups.get(id(group))
+        if group is None:  # the plain attribute: group.WORLD's property costs four lookups per call
+            group = getattr(c10d._world, "_default_pg", None) or c10d._get_default_group()
+        hit = self._groups.get(id(group))
+        info = hit[1] if hit is not None and hit[0] is group else None
         if info is None:
             if c10d._rank_not_in_group(group):
                 return None
@@ -227,7 +238,7 @@ class CommInterceptor:
             except Exception:
                 pg_backend = None
             info = (str(gid), len(ranks), ranks)
-            self._groups[id(group)] = info
+            self._groups[id(group)] = (group, info)
             self.emit({"k": "group", "gid": info[0], "ranks": ranks, "backend": pg_backend})
         return info
 
@@ -327,7 +338,7 @@ class CommInterceptor:
 
     def inflight(self) -> List[Dict[str, Any]]:
         """Collectives entered and not completed, with their group's ranks (for the hang watchdog)."""
-        ranks = {gid: r for gid, _n, r in self._groups.values()}
+        ranks = {gid: r for _g, (gid, _n, r) in self._groups.values()}
         return [dict({k: v for k, v in c.items() if not k.startswith("_")}, ranks=ranks.get(c["gid"]))
                 for c in list(self._inflight.values())]
 

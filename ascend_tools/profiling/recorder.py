@@ -85,7 +85,7 @@ class RankRecorder:
                 except IndexError:
                     break
                 try:
-                    lines.append(json.dumps(rec, separators=(", ", ": ")))
+                    lines.append(json.dumps(rec))  # no keyword arguments: json reuses its cached C encoder
                 except (TypeError, ValueError) as exc:
                     self._fail(exc)
             if lines:
