@@ -31,7 +31,7 @@ setup(
     },
     include_package_data=True,
     # the demo's example models, for installs that are not a source checkout (see ascend_tools/demo.py)
-    data_files=[("share/ascend-doctor/examples", ["examples/llama_7b.py", "examples/train_cuda.py"])],
+    data_files=[("share/ascend-doctor/examples", ["examples/llama_7b.py", "examples/train_cuda.py", "examples/train_ddp.py"])],
     install_requires=[
         "torch>=2.1",
         "numpy",

@@ -8,7 +8,8 @@ from .errors import InputError
 from .report import Report, write_report
 
 FORMATS = (("html", "html"), ("markdown", "md"), ("json", "json"))
-EXAMPLES = ("llama_7b.py", "train_cuda.py")
+CHECK_OPS_EXAMPLES = ("llama_7b.py", "train_cuda.py")
+EXAMPLES = (*CHECK_OPS_EXAMPLES, "train_ddp.py")
 
 
 def examples_dir() -> str:
@@ -99,13 +100,12 @@ def _profiling_part(out_dir: str, echo: Callable[[str], None]) -> None:
     import shutil
 
     from . import launch
-    from .profiling import demo_train
     from .profiling.analyze import analyze
 
     prof = os.path.join(out_dir, "profile")
     shutil.rmtree(prof, ignore_errors=True)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", demo_train.__name__, "--steps", "16", "--compute-ms", "50", "--straggler", "1", "--delay-frac", "0.25"]
+           os.path.join(examples_dir(), "train_ddp.py"), "--steps", "16", "--compute-ms", "50", "--straggler", "1", "--delay-frac", "0.25"]
     echo("profile: 2 gloo ranks, DDP, rank 1 computes 25% longer ...")
     rc = launch.run("profile", cmd, prof, {"hang_timeout": 60.0}, log=os.path.join(out_dir, "profile-run.log"))
     if rc != 0:
@@ -129,7 +129,7 @@ def run(out_dir: str, echo: Callable[[str], None] = print) -> None:
         if stale.endswith((".html", ".md", ".json", ".csv")):
             os.remove(stale)
     src = examples_dir()
-    for name in EXAMPLES:
+    for name in CHECK_OPS_EXAMPLES:
         target = os.path.relpath(os.path.join(src, name))
         echo(f"check-ops {target} ...")
         report = checkops.check_ops(checkops.Options(target=target))

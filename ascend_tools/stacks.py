@@ -27,7 +27,8 @@ class StackTable:
     def _skip(self, code: Any) -> bool:
         skip = self._lib_code.get(code)
         if skip is None:
-            skip = self._lib_code[code] = _is_library(os.path.abspath(code.co_filename))
+            name = code.co_filename  # "<frozen runpy>", "<string>": no file of the user's
+            skip = self._lib_code[code] = name.startswith("<") or _is_library(os.path.abspath(name))
         return skip
 
     def stack_id(self) -> int:

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node"]
-TRAIN = ["-m", "ascend_tools.profiling.demo_train"]
+TRAIN = [os.path.join(ROOT, "examples", "train_ddp.py")]
 
 
 def cli(*args, timeout=180, **kw):
@@ -73,13 +73,16 @@ def test_skipped_collective_dumps_every_rank_and_names_the_missing_one(tmp_path)
         assert dump["detected_at"] - t0 < 3 + 12  # while rank 1 still slept: caught by the watchdog, not the exit
         with open(os.path.join(hang, "pyspy.json"), encoding="utf-8") as f:
             frames = [fr["name"] for th in json.load(f) for fr in th["frames"]]
-        assert "main" in frames  # demo_train.main, on both ranks: the hung one and the one that skipped
+        assert "main" in frames  # train_ddp.main, on both ranks: the hung one and the one that skipped
     assert read_json(os.path.join(out, "rank0", "hang", "hang.json"))["trigger"] == "self"
     assert read_json(os.path.join(out, "rank1", "hang", "hang.json"))["trigger"] == "peer"
     report = analyze_json(out)
     assert len(report["hangs"]) == 1
     hang = report["hangs"][0]
     assert hang["op"] == "all_reduce" and hang["missing_ranks"] == [1]
+    sleep_line = next(i for i, line in enumerate(read_text(TRAIN[0]).splitlines(), 1) if "time.sleep(args.hang_sleep)" in line)
+    rank1 = next(r for r in report["ranks"] if r["rank"] == 1)
+    assert rank1["stack_top"] == f"train_ddp.py:{sleep_line} in main"  # where the missing rank stood, from py-spy
 
 
 def test_sigkilled_rank_is_read_up_to_the_kill(tmp_path):

@@ -14,6 +14,9 @@ From each rank's ``hang/hang.json`` (written by the watchdog) and its ``coll`` r
 :func:`positions` says where every rank stands: its last completed collective (with its caller), what it
 holds in flight, its last step, and whether it was cut short.
 """
+import json
+import os
+import re
 from collections import Counter
 from typing import Any, Dict, List, Optional
 
@@ -72,6 +75,25 @@ def find(profile: Profile) -> List[Dict[str, Any]]:
     return sorted(hangs, key=lambda h: (h["first_arrival"] is None, h["first_arrival"] or 0.0, h["group"]))
 
 
+# frames that are not the user's: torch, this package, the standard library, <frozen ...>
+_LIBRARY_FRAME = re.compile(r"^<|[/\\](torch|ascend_tools)[/\\]|[/\\]lib[/\\]python3\.\d+[/\\](?!site-packages)")
+
+
+def stack_top(rank_dir: str) -> Optional[str]:
+    """``file:line in func`` of the innermost user frame of the main thread in ``hang/pyspy.json``: where the
+    rank stood when the hang was caught (None without a readable py-spy dump)."""
+    try:
+        with open(os.path.join(rank_dir, "hang", "pyspy.json"), encoding="utf-8") as f:
+            threads = json.load(f)
+        main = next(t for t in threads if t.get("thread_name") == "MainThread")
+        for fr in main.get("frames", []):  # innermost first
+            if not _LIBRARY_FRAME.search(str(fr.get("filename", ""))):
+                return f"{fr.get('short_filename') or fr.get('filename')}:{fr.get('line')} in {fr.get('name')}"
+    except (OSError, ValueError, StopIteration, AttributeError, TypeError):
+        return None
+    return None
+
+
 def positions(profile: Profile) -> Dict[int, Dict[str, Any]]:
     """Per rank: last completed collective, in-flight collectives, last step, cut short or not."""
     colls = profile.colls
@@ -97,5 +119,6 @@ def positions(profile: Profile) -> Dict[int, Dict[str, Any]]:
                           "t0": e.get("t0")} for e in hang.get("inflight", [])],
             "hang_trigger": hang.get("trigger"), "last_step": max(steps) if steps else None,
             "cut_short": info.present and not info.closed, "present": info.present,
+            "stack_top": stack_top(info.path) if "pyspy.json" in info.hang_files else None,
         }
     return out

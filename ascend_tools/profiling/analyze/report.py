@@ -148,7 +148,7 @@ def _hangs(report: Report, a: "Analysis") -> None:
                      f"{pos['inflight'][0]['group']}" if pos.get("inflight") else
                      f"last completed {pos['last_collective']['op']} #{pos['last_collective']['seq']}"
                      if pos.get("last_collective") else "no collective recorded")
-            where.append(f"rank {r}: {state}")
+            where.append(f"rank {r}: {state}" + (f", now at {pos['stack_top']}" if pos.get("stack_top") else ""))
         missing = _rank_list(h["missing_ranks"])
         sec.findings.append(Finding(
             severity="error", rule="hang",
