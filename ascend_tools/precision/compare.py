@@ -105,7 +105,8 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
     rows = [pair_row(i, r) for i, r in enumerate(results)]
     found = diagnose.culprits(results)
     errors = [r for r in found if r.culprit_level == "error"]
-    stats_only = not any(r.method == "replay" for r in results)  # no replay: amplification ranks
+    # no replay (and none needed): amplification ranks
+    stats_only = not any(r.method == "replay" or r.within_reference for r in results)
     with_tensors = any(r.error is not None for r in results)
     method = "replay in float64" if not stats_only else "error amplification ({})".format(
         "tensors" if with_tensors else "statistics only")

@@ -96,3 +96,7 @@ def test_clean_bf16_run_has_no_proven_culprit(runs):
     assert all(c["verdict"] != "error" for c in report.data["culprits"])
     # while most pairs differ from the fp32 reference by bf16 rounding, which is not blamed on anyone
     assert report.data["summary"]["verdicts"]["error"] > 0
+    # only outputs that are off against the reference are replayed; a passing one cannot be the source
+    pairs = report.data["pairs"]
+    assert not any(p["method"] == "replay" for p in pairs if p["verdict"] == "pass")
+    assert any(p["method"] == "replay" for p in pairs if p["verdict"] == "error")
