@@ -4,16 +4,15 @@ Steps advance at each ``optimizer.step()`` (a global post-hook) until the script
 ``steps`` filters which steps are recorded; ``scope`` keeps module paths by prefix or regex; an internal
 error is counted and logged once, and training goes on.
 """
-import logging
 import re
 import sys
 import types
 from typing import Any, Callable, Iterable, List, Optional, Sequence
 
-log = logging.getLogger("ascend_tools")
+from .failopen import FailOpen
 
 
-class StepSession:
+class StepSession(FailOpen):
     """Subclasses set ``tool`` (for the log line), implement ``start``, ``close`` and ``_advance``, and call
     :meth:`_init_session` from their ``__init__``."""
 
@@ -60,11 +59,8 @@ class StepSession:
     def _in_scope(self, module: str) -> bool:
         return any(module.startswith(p) or r.match(module) for p, r in zip(self.scope, self._scope_re))
 
-    def _fail(self, exc: BaseException) -> None:
-        self.internal_errors += 1
-        if self.internal_errors == 1:
-            log.warning("%s: internal error, later records may be missing (training goes on): %s: %s",
-                        self.tool, type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+    def _fail_message(self) -> str:
+        return f"{self.tool}: internal error, later records may be missing (training goes on)"
 
     def _install_step_hook(self) -> None:
         try:

@@ -21,16 +21,14 @@ import collections
 import functools
 import gc
 import inspect
-import logging
 import sys
 import threading
 import time
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from .. import backend
+from ..failopen import FailOpen
 from ..stacks import StackTable
-
-log = logging.getLogger("ascend_tools")
 
 RECENT = 64  # completed collectives kept for a hang dump
 
@@ -108,7 +106,7 @@ def _getter(pos: Dict[str, int], args: tuple, kwargs: Dict[str, Any]) -> Getter:
     return get
 
 
-class CommInterceptor:
+class CommInterceptor(FailOpen):
     """``install()`` the wrappers, ``uninstall()`` them. ``emit`` receives one ``group``/``stack``/``coll``
     record (docs/profile-format.md) at a time; ``current_step`` says the step a call runs in."""
 
@@ -345,11 +343,8 @@ class CommInterceptor:
     def recent_records(self) -> List[Dict[str, Any]]:
         return list(self.recent)
 
-    def _fail(self, exc: BaseException) -> None:
-        self.internal_errors += 1
-        if self.internal_errors == 1:
-            log.warning("profile: a collective was not recorded (training goes on): %s: %s",
-                        type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+    def _fail_message(self) -> str:
+        return "profile: a collective was not recorded (training goes on)"
 
     # --- DDP -------------------------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ import time
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from .. import backend
+from ..failopen import FailOpen
 from .atomic import write_bytes, write_json
 
 log = logging.getLogger("ascend_tools")
@@ -135,7 +136,7 @@ def _run_dumper(fn: Callable[[str, bool], str], hang_dir: str, native: bool) -> 
         return f"{type(exc).__name__}: {exc}"
 
 
-class Watchdog:
+class Watchdog(FailOpen):
     """Watches this rank's in-flight collectives from a daemon thread (see the module docstring).
 
     ``inflight()`` lists the collectives entered but not completed (dicts with ``gid, seq, op, api, t0,
@@ -286,18 +287,8 @@ class Watchdog:
         if not self._stop.wait(self.kill_grace):
             os.kill(os.getpid(), signal.SIGKILL)
 
-    def _guarded(self, fn: Callable[..., Any], *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except Exception as exc:
-            self._fail(exc)
-            return None
-
-    def _fail(self, exc: BaseException) -> None:
-        self.internal_errors += 1
-        if self.internal_errors == 1:
-            log.warning("hang watchdog: rank %d: internal error, a hang may go unreported (training goes on): "
-                        "%s: %s", self.rank, type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+    def _fail_message(self) -> str:
+        return f"hang watchdog: rank {self.rank}: internal error, a hang may go unreported (training goes on)"
 
 
 def _describe(cause: Dict[str, Any], timeout: float) -> str:

@@ -11,7 +11,6 @@ the allocator's own peak counters: those are lifetime peaks (we never reset them
 step whose counter changed reached that value during the step, between samples or not.
 """
 import collections
-import logging
 import threading
 import time
 from typing import Any, Callable, Deque, Dict, List, Optional
@@ -19,8 +18,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional
 import psutil
 
 from .. import backend
-
-log = logging.getLogger("ascend_tools")
+from ..failopen import FailOpen
 
 USS_MAX_DUTY = 0.01
 RECENT_SAMPLES = 32
@@ -39,7 +37,7 @@ def fragmentation(dev: Dict[str, Any]) -> Optional[float]:
     return round(1.0 - dev["allocated_bytes"] / reserved, 4)
 
 
-class MemorySampler:
+class MemorySampler(FailOpen):
     """``emit(record)`` receives every sample (from the sampler thread, and from :meth:`on_step` on the
     caller's thread); ``current_step()`` labels it. Keeps the last :data:`RECENT_SAMPLES` samples and
     the peaks of the last ``keep_steps`` steps."""
@@ -67,6 +65,9 @@ class MemorySampler:
         self._uss_due = 0.0
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
+
+    def _fail_message(self) -> str:
+        return "memory sampler: internal error, samples may be missing (training goes on)"
 
     def start(self) -> None:
         self._stop.clear()
@@ -157,12 +158,6 @@ class MemorySampler:
 
     def _run(self) -> None:
         while True:
-            try:
-                self._emit(self.sample())
-            except Exception as exc:
-                self.internal_errors += 1
-                if self.internal_errors == 1:
-                    log.warning("memory sampler: internal error, samples may be missing (training goes on): "
-                                "%s: %s", type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            self._guarded(lambda: self._emit(self.sample()))
             if self._stop.wait(self.interval):
                 return

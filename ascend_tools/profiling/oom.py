@@ -22,6 +22,7 @@ import psutil
 import torch
 
 from .. import backend
+from ..failopen import FailOpen
 from .atomic import write_json
 from .memory import fragmentation
 
@@ -103,7 +104,7 @@ class _ObserverSlot:
 _OBSERVER = _ObserverSlot()
 
 
-class OomForensics:
+class OomForensics(FailOpen):
     """Writes ``rank_dir/oom.json`` for a device OOM. ``current_step()`` labels it, ``recent_memory()``
     gives the last memory samples (:meth:`MemorySampler.recent`). Fails open: a report that cannot be
     written is logged once, and the OOM goes on as it would have."""
@@ -208,15 +209,5 @@ class OomForensics:
             "recent_memory": self._guarded(self._recent_memory),
         }
 
-    def _guarded(self, fn: Callable[[], Any]) -> Any:
-        try:
-            return fn()
-        except Exception as err:
-            self._fail(err)
-            return None
-
-    def _fail(self, err: BaseException) -> None:
-        self.internal_errors += 1
-        if self.internal_errors == 1:
-            log.warning("oom forensics: internal error, the report may be missing or partial: %s: %s",
-                        type(err).__name__, err, exc_info=log.isEnabledFor(logging.DEBUG))
+    def _fail_message(self) -> str:
+        return "oom forensics: internal error, the report may be missing or partial"

@@ -7,22 +7,20 @@ whatever the job does. ``flush()`` drains synchronously (step boundaries, hangs,
 """
 import collections
 import json
-import logging
 import os
 import threading
 import time
 from typing import Any, Callable, Deque, Dict, List, Optional
 
+from ..failopen import FailOpen
 from . import atomic
-
-log = logging.getLogger("ascend_tools")
 
 SCHEMA = "ascend-doctor/profile/1"
 CAPACITY = 1 << 16
 INTERVAL = 0.5
 
 
-class RankRecorder:
+class RankRecorder(FailOpen):
     """``emit`` from any thread; ``start`` the writer; ``close`` drains and finalizes ``meta.json``.
 
     ``ticks`` are callables the writer thread runs before each drain (the collective interceptor resolves
@@ -112,7 +110,5 @@ class RankRecorder:
         except OSError as exc:
             self._fail(exc)
 
-    def _fail(self, exc: BaseException) -> None:
-        self.internal_errors += 1
-        if self.internal_errors == 1:
-            log.warning("profile: cannot write %s (training goes on): %s: %s", self.rank_dir, type(exc).__name__, exc)
+    def _fail_message(self) -> str:
+        return f"profile: cannot write {self.rank_dir} (training goes on)"
