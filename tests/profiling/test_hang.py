@@ -85,11 +85,15 @@ def test_stuck_collective_dumps_stacks_and_signals(tmp_path):
     assert wd.triggered == report
 
 
-def test_peer_dumps_on_the_file_signal(tmp_path):
-    """Rank 1 never entered the collective, so only rank 0's signal makes it dump."""
+@pytest.mark.parametrize("via", ["file", "store"])
+def test_peer_dumps_on_the_signal(tmp_path, via):
+    """Rank 1 never entered the collective, so only rank 0's signal (through the store, or a file where there
+    is none) makes it dump."""
+    store = dist.HashStore() if via == "store" else None
+    kwargs = {"store": lambda: store} if store is not None else {}
     entered = dict(COLL, t0=time.time())
-    rank0 = make_watchdog(tmp_path, 0, [entered])
-    rank1 = make_watchdog(tmp_path, 1, [])
+    rank0 = make_watchdog(tmp_path, 0, [entered], **kwargs)
+    rank1 = make_watchdog(tmp_path, 1, [], **kwargs)
     rank0.start()
     rank1.start()
     try:
@@ -98,26 +102,12 @@ def test_peer_dumps_on_the_file_signal(tmp_path):
         rank0.stop()
         rank1.stop()
     report = read_json(tmp_path / "rank1" / "hang" / "hang.json")
-    assert (report["trigger"], report["peer"], report["via"]) == ("peer", 0, "file")
+    assert (report["trigger"], report["peer"], report["via"]) == ("peer", 0, via)
     assert report["collective"] == entered and report["inflight"] == []
     assert "wait_in_training_step" in pyspy_functions(tmp_path / "rank1" / "hang")
-
-
-def test_peer_dumps_on_the_store_signal(tmp_path):
-    store = dist.HashStore()
-    entered = dict(COLL, t0=time.time())
-    rank0 = make_watchdog(tmp_path, 0, [entered], store=lambda: store)
-    rank1 = make_watchdog(tmp_path, 1, [], store=lambda: store)
-    rank0.start()
-    rank1.start()
-    try:
-        assert wait_in_training_step([rank0, rank1])
-    finally:
-        rank0.stop()
-        rank1.stop()
-    assert read_json(tmp_path / "rank1" / "hang" / "hang.json")["via"] == "store"
-    assert json.loads(store.get(hang.SIGNAL_KEY))["collective"] == entered
-    assert not (tmp_path / hang.SIGNAL_FILE).exists()
+    if store is not None:
+        assert json.loads(store.get(hang.SIGNAL_KEY))["collective"] == entered
+    assert (tmp_path / hang.SIGNAL_FILE).exists() == (via == "file")
 
 
 def test_no_dump_without_a_hang_or_for_a_stale_signal(tmp_path):
