@@ -207,3 +207,55 @@ def test_inflight_until_async_work_completes(tmp_path, world1):
         rec = prof.comm.recent_records()[-1]
         assert rec["async"] and rec["t1"] >= rec["t0"]
     assert os.path.exists(tmp_path / "prof" / "rank0" / "meta.json")
+
+
+class FakeEvent:
+    """The part of torch.cuda.Event / torch.npu.Event the interceptor uses: record(), query(), elapsed_time().
+    Device time is simulated: an event completes when the test says so."""
+
+    clock = 0.0
+
+    def __init__(self):
+        self.done = False
+        self.at = None
+
+    def record(self):
+        FakeEvent.clock += 1.5
+        self.at = FakeEvent.clock
+
+    def query(self):
+        return self.done
+
+    def elapsed_time(self, end):
+        return end.at - self.at
+
+
+def test_device_timing_waits_for_the_end_event_without_a_sync(tmp_path, world1, monkeypatch):
+    from ascend_tools import backend
+    from ascend_tools.profiling.comm import CommInterceptor
+
+    events = []
+
+    def make_event(enable_timing=True):
+        events.append(FakeEvent())
+        return events[-1]
+
+    monkeypatch.setattr(backend, "event", make_event)
+    records = []
+    comm = CommInterceptor(records.append, lambda: 7)
+    comm._device = True  # as on NPU/CUDA
+    comm.install()
+    try:
+        dist.all_reduce(torch.ones(8))
+    finally:
+        comm.uninstall()
+    start, end = events
+    assert [r["k"] for r in records] == ["group", "stack"]  # the coll record waits for its end event
+    assert [c["op"] for c in comm.inflight()] == ["all_reduce"]  # still in flight for the hang watchdog
+    comm.resolve()
+    assert [r["k"] for r in records] == ["group", "stack"]
+    end.done = True
+    comm.resolve()
+    coll = records[-1]
+    assert coll["k"] == "coll" and coll["dev_ms"] == end.at - start.at and coll["step"] == 7
+    assert "_ev" not in coll and comm.inflight() == []
