@@ -108,7 +108,10 @@ def run(tool: str, cmd: List[str], out_dir: str, options: Dict[str, Any], log: O
     exe = shutil.which(cmd[0])
     if exe is None:
         raise InputError(f"{cmd[0]}: command not found")
-    os.makedirs(out_dir, exist_ok=True)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{out_dir}: cannot create the output directory ({exc.strerror or exc})") from None
     opts = dict(options, tool=tool, out_dir=os.path.abspath(out_dir), require_rank=is_torchrun(cmd))
     with tempfile.TemporaryDirectory(prefix=f"ascend-doctor-{tool}-") as tmp:
         with open(os.path.join(tmp, "sitecustomize.py"), "w", encoding="utf-8") as f:

@@ -11,7 +11,7 @@ from .common import handle_errors
 
 
 @click.command("profile", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False),
+@click.option("--out", "-o", "out_dir", required=True, type=click.Path(),
               help="Directory to write the profile to (rank{r}/..., see docs/profile-format.md).")
 @click.option("--no-comm", is_flag=True, help="Do not time collectives.")
 @click.option("--no-memory", is_flag=True, help="Do not sample memory (and write no OOM forensics).")
@@ -34,6 +34,9 @@ def profile_cmd(out_dir: str, no_comm: bool, no_memory: bool, hang_timeout: floa
         raise InputError(f"--hang-timeout: must be 0 (off) or a number of seconds, not {hang_timeout}")
     if memory_interval <= 0:
         raise InputError(f"--memory-interval: must be a positive number of seconds, not {memory_interval}")
+    if os.path.isdir(out_dir) and _summary(out_dir):
+        raise InputError(f"{out_dir} already holds a profile (rank*/): give another -o DIR or delete it first, "
+                         "so that two runs are never mixed")
     options = {"comm": not no_comm, "memory": not no_memory, "hang_timeout": hang_timeout or None,
                "memory_interval": memory_interval, "native": native, "kill_on_hang": kill_on_hang, "stack": not no_stack}
     rc = launch.run("profile", list(command), out_dir, options)

@@ -42,7 +42,7 @@ class RankRecorder(FailOpen):
         self._stop = False
         self._thread: Optional[threading.Thread] = None
         os.makedirs(rank_dir, exist_ok=True)
-        self._file = open(os.path.join(rank_dir, "events.jsonl"), "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        self._file = open(os.path.join(rank_dir, "events.jsonl"), "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
         atomic.write_json(os.path.join(rank_dir, "meta.json"), self.meta)
 
     def emit(self, rec: Dict[str, Any]) -> None:

@@ -106,3 +106,25 @@ def test_sigkilled_rank_is_read_up_to_the_kill(tmp_path):
     rank1 = next(r for r in report["ranks"] if r["rank"] == 1)
     assert rank1["cut_short"]
     assert rank1["collectives"] >= 10
+
+
+@pytest.mark.parametrize("case", ["negative-timeout", "existing-profile", "not-found", "out-is-a-file"])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, case):
+    out = tmp_path / "prof"
+    options, command = [], ["python", "-c", "pass"]
+    if case == "negative-timeout":
+        options = ["--hang-timeout", "-1"]
+    elif case == "existing-profile":
+        (out / "rank0").mkdir(parents=True)
+        (out / "rank0" / "meta.json").write_text("{}")
+    elif case == "not-found":
+        command = ["no-such-command-xyz"]
+    else:
+        out.write_text("a file")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    proc = cli("profile", "-o", str(out), *options, "--", *command, timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ascend-doctor: error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written
