@@ -52,6 +52,7 @@ from ..report import Finding, Report, Series, Table
 from ..session import StepSession, make_module_callable
 from . import metrics as M
 from . import standards
+from .replay import with_baseline
 from .standards import Verdict
 
 log = logging.getLogger("ascend_tools")
@@ -87,9 +88,6 @@ _CPU = torch.device("cpu")
 _DTYPES: Dict[torch.dtype, str] = {}
 #: PairMetrics.note of a screened pass: only the metric the verdict reads was computed.
 _SCREENED = "screened: only the judged metric computed"
-#: An op judged "error" is re-run on CPU in its own dtype; the tolerance becomes at least this times
-#: that run's error (see Shadow._second_opinion).
-BASELINE_FACTOR = 2.0
 
 
 def normalise_op(name: str) -> List[str]:
@@ -497,9 +495,9 @@ class Shadow(StepSession):
                         copies: Dict[int, torch.Tensor], ref: torch.Tensor, out_i: int, verdict: Verdict,
                         reduction: Optional[int]) -> Verdict:
         """An op judged "error" is run once more on CPU in the device's own dtypes (the float64 copies cast
-        back: exact). Its error against the float64 reference is what a correct kernel of that precision
-        makes on these inputs (cancellation in a softmax backward, say): the tolerance is raised to
-        BASELINE_FACTOR times it. A wrong device kernel stays far above; on a CPU device the two agree."""
+        back: exact): what a correct kernel of that precision makes on these inputs (cancellation in a softmax
+        backward, say). The verdict is regraded by :func:`replay.with_baseline`, the rule compare uses too. A
+        wrong device kernel stays far above; on a CPU device the two agree."""
         try:
             low = {id(t): copies[id(t)].to(t.dtype) if t.is_floating_point() else copies[id(t)] for t in tensors}
             low_args, low_kwargs = _ref_call(op, args, kwargs, low, False)
@@ -510,16 +508,7 @@ class Shadow(StepSession):
         except Exception as exc:  # no CPU kernel for that dtype: keep the verdict
             log.debug("shadow: %s not run on CPU in its own dtype: %s: %s", op.name, type(exc).__name__, exc)
             return verdict
-        if base_v.metric != verdict.metric or base_v.value is None or verdict.value is None:
-            return verdict
-        tol = max(verdict.tolerance, BASELINE_FACTOR * base_v.value)
-        if tol == verdict.tolerance:
-            return verdict
-        value = verdict.value
-        level = "pass" if value <= tol else "warning" if value <= standards.WARNING_FACTOR * tol else "error"
-        reason = (f"{verdict.reason}; the same op on CPU in {base_m.target_dtype} is {base_v.value:.4g} off, "
-                  f"so the tolerance is {BASELINE_FACTOR:g}x that: {tol:.4g}")
-        return Verdict(level, reason, tol, verdict.metric, value, verdict.standard)
+        return with_baseline(verdict, base_v, base_m.target_dtype)
 
     def _flush(self) -> None:
         if self._file is not None and self._lines:
