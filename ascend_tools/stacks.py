@@ -5,11 +5,41 @@ package, the standard library) are left out, so the stack is the user's own call
 """
 import os
 import sys
+import sysconfig
 from typing import Any, Dict, List, Optional, Tuple
 
-from .opcheck.trace import _is_library, _short_path
+import torch
 
 STACK_DEPTH = 16
+_SKIP_DIRS = tuple(os.path.dirname(os.path.abspath(m.__file__)) + os.sep for m in (torch, sys.modules[__package__]))
+_STDLIB = os.path.abspath(sysconfig.get_paths()["stdlib"]) + os.sep
+_SITE = os.sep + "site-packages" + os.sep
+
+
+def is_library(path: str) -> bool:
+    return path.startswith(_SKIP_DIRS) or (path.startswith(_STDLIB) and _SITE not in path) or path.startswith("<")
+
+
+def user_site() -> str:
+    """``file:line in function`` of the innermost frame outside torch, the standard library and this
+    package: the model code that issued the op. Empty in backward (the autograd engine calls in)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        path = os.path.abspath(frame.f_code.co_filename)
+        if not is_library(path):
+            return f"{short_path(path)}:{frame.f_lineno} in {frame.f_code.co_name}"
+        frame = frame.f_back
+    return ""
+
+
+def short_path(path: str) -> str:
+    """Relative to the working directory when under it, else from the package dir in site-packages."""
+    rel = os.path.relpath(path)
+    if not rel.startswith(".."):
+        return rel
+    return path.split(_SITE, 1)[1] if _SITE in path else path
+
+
 
 
 class StackTable:
@@ -28,7 +58,7 @@ class StackTable:
         skip = self._lib_code.get(code)
         if skip is None:
             name = code.co_filename  # "<frozen runpy>", "<string>": no file of the user's
-            skip = self._lib_code[code] = name.startswith("<") or _is_library(os.path.abspath(name))
+            skip = self._lib_code[code] = name.startswith("<") or is_library(os.path.abspath(name))
         return skip
 
     def stack_id(self) -> int:
@@ -64,7 +94,7 @@ class StackTable:
         sid = self._stacks.get(tkey)
         if sid is None:
             sid = self._stacks[tkey] = len(self._stacks)
-            frames = [f"{_short_path(os.path.abspath(c.co_filename))}:{ln} in {c.co_name}" for c, ln in reversed(key)]
+            frames = [f"{short_path(os.path.abspath(c.co_filename))}:{ln} in {c.co_name}" for c, ln in reversed(key)]
             self.new.append((sid, frames))
         return sid
 

@@ -15,10 +15,6 @@ Two places where what the meta device runs differs from what an NPU runs are han
   decompose into are recorded too (``via`` names the composite).
 """
 import contextlib
-import os
-import re
-import sys
-import sysconfig
 from typing import Any, Callable, ContextManager, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -26,6 +22,8 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from ..dispatch import ModulePath, dtype_name, in_backward, op_name
+from ..stacks import user_site
 from .events import OpEvent, TraceResult
 
 # Python-level callables (by __name__) of CompositeImplicitAutograd ops that torch_npu registers
@@ -82,16 +80,6 @@ _COMPOSITE_KEYS = (
 )
 
 
-def op_name(func: Any) -> str:
-    """``aten::mm`` for a default overload, ``aten::add.Tensor`` otherwise."""
-    schema = func._schema
-    return schema.name if not schema.overload_name else f"{schema.name}.{schema.overload_name}"
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).replace("torch.", "")
-
-
 def _tensor_facts(args: Any, kwargs: Any) -> Tuple[Tuple[str, ...], Tuple[Tuple[int, ...], ...], bool]:
     flat, _ = tree_flatten((args, kwargs))
     tensors = [t for t in flat if isinstance(t, torch.Tensor)]
@@ -99,103 +87,6 @@ def _tensor_facts(args: Any, kwargs: Any) -> Tuple[Tuple[str, ...], Tuple[Tuple[
     shapes = tuple(tuple(int(s) for s in t.shape) if t.layout == torch.strided else () for t in tensors)
     sparse = any(t.layout != torch.strided for t in tensors)
     return dtypes, shapes, sparse
-
-
-def _in_backward() -> bool:
-    task_id = getattr(torch._C, "_current_graph_task_id", None)
-    return task_id is not None and task_id() != -1
-
-
-class ModulePath:
-    """Which module is running: forward through pre/post hooks, backward through
-    ``torch.utils.module_tracker`` where this torch has it (2.3+); older torch attributes
-    backward ops to the root."""
-
-    _INDEX = re.compile(r"^[^.]+\.?")
-
-    def __init__(self) -> None:
-        self._tracker = None
-        try:
-            self._tracker = _kwargs_aware_tracker()
-        except ImportError:  # torch < 2.3
-            self._stack: List[str] = []
-            self._names: Dict[int, str] = {}
-            self._handles: List[Any] = []
-
-    def __enter__(self) -> "ModulePath":
-        if self._tracker is not None:
-            self._tracker.__enter__()
-        else:
-            mod = torch.nn.modules.module
-            self._handles = [
-                mod.register_module_forward_pre_hook(self._push),
-                mod.register_module_forward_hook(self._pop),
-            ]
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._tracker is not None:
-            self._tracker.__exit__(*exc)
-        else:
-            for h in self._handles:
-                h.remove()
-
-    def name_modules(self, root: torch.nn.Module) -> None:
-        if self._tracker is None:
-            self._names = {id(m): n for n, m in root.named_modules()}
-
-    def _push(self, module: torch.nn.Module, _inputs: Any) -> None:
-        self._stack.append(self._names.get(id(module), type(module).__name__))
-
-    def _pop(self, _module: torch.nn.Module, _inputs: Any, _output: Any) -> None:
-        if self._stack:
-            self._stack.pop()
-
-    def current(self) -> str:
-        if self._tracker is None:
-            return self._stack[-1] if self._stack else ""
-        parents = [p for p in self._tracker.parents if p != "Global"]
-        if not parents:
-            return ""
-        # the tracker names modules "RootClass.child.grandchild"; the innermost is the longest
-        return self._INDEX.sub("", max(parents, key=lambda p: (p.count("."), p)))
-
-
-def _kwargs_aware_tracker() -> Any:
-    """``torch.utils.module_tracker.ModuleTracker``, made to see tensors passed by keyword.
-
-    The stock tracker leaves a module in backward when the gradients of its *positional* inputs are
-    done; a module called with keyword tensors only (Hugging Face: ``self.self_attn(hidden_states=...)``)
-    is then never left, and every later backward op is attributed to it. Here the leave-hook is
-    registered after the forward, with the keyword inputs included."""
-    from torch.autograd.graph import register_multi_grad_hook
-    from torch.utils.hooks import RemovableHandle
-    from torch.utils.module_tracker import ModuleTracker
-
-    needed = ("_get_mod_name", "_get_append_fn", "_get_pop_fn", "_hooks")
-    base = ModuleTracker()
-    if not all(hasattr(base, n) for n in needed):
-        return base  # another torch's internals: the stock behaviour
-
-    class Tracker(ModuleTracker):
-        def _fw_pre_hook(self, mod: Any, _input: Any) -> None:
-            self._get_append_fn(self._get_mod_name(mod), False)()
-
-        def _fw_post_hook(self, mod: Any, args: Any, kwargs: Any, output: Any) -> None:  # type: ignore[override]
-            name = self._get_mod_name(mod)
-            self._get_pop_fn(name, False)()
-            for tensors, fn in (((args, kwargs), self._get_pop_fn(name, True)), (output, self._get_append_fn(name, True))):
-                flat = [t for t in tree_flatten(tensors)[0] if isinstance(t, torch.Tensor) and t.requires_grad]
-                if flat:
-                    self._hooks.append(register_multi_grad_hook(flat, fn))
-
-        def __enter__(self) -> "Tracker":
-            mod = torch.nn.modules.module
-            self._fw_pre_handle: RemovableHandle = mod.register_module_forward_pre_hook(self._fw_pre_hook)
-            self._fw_post_handle: RemovableHandle = mod.register_module_forward_hook(self._fw_post_hook, with_kwargs=True)
-            return self
-
-    return Tracker()
 
 
 class OpTraceMode(TorchDispatchMode):
@@ -213,12 +104,12 @@ class OpTraceMode(TorchDispatchMode):
 
     def record(self, name: str, args: Any, kwargs: Any, is_parent: bool = False) -> int:
         dtypes, shapes, sparse = _tensor_facts(args, kwargs)
-        if (name, dtypes) not in self.sites and not _in_backward():
+        if (name, dtypes) not in self.sites and not in_backward():
             self.sites[name, dtypes] = user_site()
         self.events.append(
             OpEvent(
                 op=name,
-                phase="backward" if _in_backward() else "forward",
+                phase="backward" if in_backward() else "forward",
                 module=self.modules.current(),
                 dtypes=dtypes,
                 shapes=shapes,
@@ -272,7 +163,7 @@ class FusedCallMode(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         name = FUSED_PYTHON_CALLS.get(getattr(func, "__name__", ""))
-        if name is None or self.ops.parent != -1 or _in_backward():
+        if name is None or self.ops.parent != -1 or in_backward():
             return func(*args, **kwargs)
         self.ops.parent = self.ops.record(name, args, kwargs, is_parent=True)
         try:
@@ -326,35 +217,6 @@ def run_traced(
         result.events = ops.events
         result.sites = ops.sites
     return result
-
-
-_SKIP_DIRS = tuple(os.path.dirname(os.path.abspath(m.__file__)) + os.sep for m in (torch, sys.modules[__package__.split(".")[0]]))
-_STDLIB = os.path.abspath(sysconfig.get_paths()["stdlib"]) + os.sep
-_SITE = os.sep + "site-packages" + os.sep
-
-
-def _is_library(path: str) -> bool:
-    return path.startswith(_SKIP_DIRS) or (path.startswith(_STDLIB) and _SITE not in path) or path.startswith("<")
-
-
-def user_site() -> str:
-    """``file:line in function`` of the innermost frame outside torch, the standard library and this
-    package: the model code that issued the op. Empty in backward (the autograd engine calls in)."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        path = os.path.abspath(frame.f_code.co_filename)
-        if not _is_library(path):
-            return f"{_short_path(path)}:{frame.f_lineno} in {frame.f_code.co_name}"
-        frame = frame.f_back
-    return ""
-
-
-def _short_path(path: str) -> str:
-    """Relative to the working directory when under it, else from the package dir in site-packages."""
-    rel = os.path.relpath(path)
-    if not rel.startswith(".."):
-        return rel
-    return path.split(_SITE, 1)[1] if _SITE in path else path
 
 
 def _first_line(exc: BaseException) -> str:

@@ -27,7 +27,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .. import backend
-from ..opcheck.trace import ModulePath, op_name
+from ..dispatch import ModulePath, op_name
 from ..session import StepSession, make_module_callable
 from ..stacks import StackTable
 from . import store

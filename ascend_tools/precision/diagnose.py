@@ -196,7 +196,7 @@ def ranked(results: List[PairResult], limit: int = 10) -> List[PairResult]:
 
 def stack_lines(dump: Dump, rec: Record) -> List[str]:
     """The record's stack, paths shortened as in check-ops (relative, or from site-packages on)."""
-    from ..opcheck.trace import _short_path as short_path
+    from ..stacks import short_path
 
     try:
         frames = dump.stack(rec.stack)

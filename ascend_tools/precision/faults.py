@@ -16,7 +16,7 @@ from typing import Any, Optional
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ..opcheck.trace import op_name
+from ..dispatch import in_backward, op_name
 
 FP16_MAX = 65504.0
 
@@ -30,10 +30,6 @@ class Fault:
     scale: float = 0.5
     fraction: float = 0.1
     seed: int = 0
-
-
-def _in_backward() -> bool:
-    return torch._C._current_graph_task_id() != -1
 
 
 def naive_fp16_softmax(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -56,7 +52,7 @@ class FaultInjector(TorchDispatchMode):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         f = self.fault
-        phase = "backward" if _in_backward() else "forward"
+        phase = "backward" if in_backward() else "forward"
         if op_name(func) != f.op or phase != f.phase:
             return out
         self.seen += 1

@@ -47,9 +47,10 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 
 from .. import backend
-from ..opcheck.trace import ModulePath, _is_library, _short_path, op_name
+from ..dispatch import ModulePath, in_backward, op_name
 from ..report import Finding, Report, Series, Table
 from ..session import StepSession, make_module_callable
+from ..stacks import is_library, short_path
 from . import metrics as M
 from . import standards
 from .replay import with_baseline
@@ -197,10 +198,6 @@ class _Op:
             self.skip = "no tensor output"
         else:
             self.skip = ""
-
-
-def _in_backward() -> bool:
-    return torch._C._current_graph_task_id() != -1
 
 
 _NULL = contextlib.nullcontext()
@@ -377,7 +374,7 @@ class Shadow(StepSession):
             where = sites.get(code, "")
             if where == "":
                 path = os.path.abspath(code.co_filename)
-                where = sites[code] = None if _is_library(path) else f"{_short_path(path)}:{{}} in {code.co_name}"
+                where = sites[code] = None if is_library(path) else f"{short_path(path)}:{{}} in {code.co_name}"
             if where is not None:
                 return where.format(frame.f_lineno)
             frame = frame.f_back
@@ -391,7 +388,7 @@ class Shadow(StepSession):
             op = self._ops[func] = _Op(func, self._wanted)
         if not op.counted:
             return None
-        phase = "backward" if _in_backward() else "forward"
+        phase = "backward" if in_backward() else "forward"
         key = (op.name, phase)
         call = self._calls.get(key, 0)
         self._calls[key] = call + 1
