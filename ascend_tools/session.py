@@ -28,6 +28,8 @@ class StepSession(FailOpen):
         self._active = False
         self._off = True
         self._handles: List[Any] = []
+        self._paths: Any = None  # ModulePath while a dispatch mode is on
+        self._mode: Any = None  # the session's TorchDispatchMode
 
     def __enter__(self) -> Any:
         self.start()
@@ -61,6 +63,27 @@ class StepSession(FailOpen):
 
     def _fail_message(self) -> str:
         return f"{self.tool}: internal error, later records may be missing (training goes on)"
+
+    def _enter_module_paths(self, model: Any) -> None:
+        """Track the module path of every op dispatched from now on, named from ``model`` when given."""
+        from .dispatch import ModulePath
+
+        self._paths = ModulePath().__enter__()
+        if model is not None:
+            self._paths.name_modules(model)
+
+    def _exit_dispatch(self) -> None:
+        """Leave the dispatch mode and the module paths, remove every hook."""
+        if self._mode is not None:
+            try:
+                self._mode.__exit__(None, None, None)
+            except Exception as exc:  # entered in another thread, or the mode stack changed under us
+                self._fail(exc)
+        if self._paths is not None:
+            self._paths.__exit__(None, None, None)
+        for h in self._handles:
+            h.remove()
+        self._handles = []
 
     def _install_step_hook(self) -> None:
         try:

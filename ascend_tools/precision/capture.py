@@ -274,9 +274,7 @@ class Capture(StepSession):
         if self.level in ("module", "mix"):
             self._install_module_hooks()
         if self.level in ("op", "mix"):
-            self._paths = ModulePath().__enter__()
-            if self.model is not None:
-                self._paths.name_modules(self.model)
+            self._enter_module_paths(self.model)
             self._mode = _OpMode(self)
             self._mode.__enter__()
         self._install_step_hook()
@@ -288,16 +286,7 @@ class Capture(StepSession):
         self._busy = True
         self._update_off()
         try:
-            if self._mode is not None:
-                try:
-                    self._mode.__exit__(None, None, None)
-                except Exception as exc:  # entered in another thread or the mode stack was changed under us
-                    self._fail(exc)
-            if self._paths is not None:
-                self._paths.__exit__(None, None, None)
-            for h in self._handles:
-                h.remove()
-            self._handles = []
+            self._exit_dispatch()
             self._flush()
         except Exception as exc:
             self._fail(exc)

@@ -291,9 +291,7 @@ class Shadow(StepSession):
             os.makedirs(self.out, exist_ok=True)
             # held open for the whole session, closed in close()
             self._file = open(records_path(self.out, self.rank), "w", encoding="utf-8")  # noqa: SIM115
-        self._paths = ModulePath().__enter__()
-        if self.model is not None:
-            self._paths.name_modules(self.model)
+        self._enter_module_paths(self.model)
         self._install_step_hook()
         self._active = True
         self._update_off()
@@ -307,16 +305,7 @@ class Shadow(StepSession):
         self._active = False
         self._update_off()
         try:
-            if self._mode is not None:
-                try:
-                    self._mode.__exit__(None, None, None)
-                except Exception as exc:  # entered in another thread, or the mode stack changed under us
-                    self._fail(exc)
-            if self._paths is not None:
-                self._paths.__exit__(None, None, None)
-            for h in self._handles:
-                h.remove()
-            self._handles = []
+            self._exit_dispatch()
             self._flush()
             if self.out:
                 with open(meta_path(self.out, self.rank), "w", encoding="utf-8") as f:
