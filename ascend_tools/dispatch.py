@@ -1,11 +1,32 @@
 """What every dispatch-level tool shares (check-ops' trace, capture, shadow, fault injection): the name of an
-aten overload, whether autograd is running a backward, and :class:`ModulePath`, the module path of the op
+aten overload and of what a user names an op (``--ops matmul``), whether autograd is running a backward, and
+:class:`ModulePath`, the module path of the op
 being dispatched."""
 import re
 from typing import Any, Dict, List
 
 import torch
 from torch.utils._pytree import tree_flatten
+
+# names a user may give for an op that never reaches dispatch (CompositeImplicitAutograd) -> what does
+OP_ALIASES = {
+    "matmul": ("mm", "bmm", "addmm", "baddbmm"),
+    "linear": ("addmm", "mm", "bmm"),
+    "softmax": ("_softmax",),
+    "log_softmax": ("_log_softmax",),
+    "layer_norm": ("native_layer_norm",),
+}
+
+
+def normalise_op(name: str) -> List[str]:
+    """``aten::mm``, ``aten.mm.default``, ``mm`` → ``["mm"]``; ``matmul`` → the ops it runs as."""
+    n = name.strip()
+    for prefix in ("aten::", "aten."):
+        if n.startswith(prefix):
+            n = n[len(prefix):]
+    if n.endswith(".default"):
+        n = n[: -len(".default")]
+    return list(OP_ALIASES.get(n, (n,)))
 
 
 def op_name(func: Any) -> str:

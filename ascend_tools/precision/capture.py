@@ -27,7 +27,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .. import backend
-from ..dispatch import ModulePath, op_name
+from ..dispatch import ModulePath, normalise_op, op_name
 from ..session import StepSession, make_module_callable
 from ..stacks import StackTable
 from . import store
@@ -37,14 +37,6 @@ log = logging.getLogger("ascend_tools")
 
 LEVELS = ("op", "module", "mix")
 MODES = ("stats", "tensor", "hash")
-# names a user may give for an op that never reaches dispatch (CompositeImplicitAutograd) -> what does
-OP_ALIASES = {
-    "matmul": ("mm", "bmm", "addmm", "baddbmm"),
-    "linear": ("addmm", "mm", "bmm"),
-    "softmax": ("_softmax",),
-    "log_softmax": ("_log_softmax",),
-    "layer_norm": ("native_layer_norm",),
-}
 # views whose output holds exactly the input's elements: the output shares the input's statistics
 SAME_VALUES = {
     "aten::view", "aten::_unsafe_view", "aten::t", "aten::transpose.int", "aten::permute", "aten::detach",
@@ -59,17 +51,6 @@ SKIP_NAMESPACES = ("profiler::",)
 def _task_id() -> Callable[[], int]:
     fn = getattr(torch._C, "_current_graph_task_id", None)
     return fn if fn is not None else (lambda: -1)
-
-
-def normalise_op(name: str) -> List[str]:
-    """``aten::mm``, ``aten.mm.default``, ``mm`` → ``["mm"]``; ``matmul`` → the ops it runs as."""
-    n = name.strip()
-    for prefix in ("aten::", "aten."):
-        if n.startswith(prefix):
-            n = n[len(prefix):]
-    if n.endswith(".default"):
-        n = n[: -len(".default")]
-    return list(OP_ALIASES.get(n, (n,)))
 
 
 class _Meta:

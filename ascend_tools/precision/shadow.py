@@ -47,7 +47,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 
 from .. import backend
-from ..dispatch import ModulePath, in_backward, op_name
+from ..dispatch import ModulePath, in_backward, normalise_op, op_name
 from ..report import Finding, Report, Series, Table
 from ..session import StepSession, make_module_callable
 from ..stacks import is_library, short_path
@@ -72,14 +72,6 @@ _UNINITIALISED = frozenset((
 ))  # fmt: skip
 # ops that return their input's storage under another shape without an alias annotation: views in effect
 _VIEW_LIKE = frozenset(("_unsafe_view",))
-# names a user may give for an op that never reaches dispatch (CompositeImplicitAutograd) -> what does
-OP_ALIASES = {
-    "matmul": ("mm", "bmm", "addmm", "baddbmm"),
-    "linear": ("addmm", "mm", "bmm"),
-    "softmax": ("_softmax",),
-    "log_softmax": ("_log_softmax",),
-    "layer_norm": ("native_layer_norm",),
-}
 _LEVELS = {"pass": 0, "warning": 1, "error": 2}
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
 _F64 = torch.float64
@@ -89,17 +81,6 @@ _CPU = torch.device("cpu")
 _DTYPES: Dict[torch.dtype, str] = {}
 #: PairMetrics.note of a screened pass: only the metric the verdict reads was computed.
 _SCREENED = "screened: only the judged metric computed"
-
-
-def normalise_op(name: str) -> List[str]:
-    """``aten::mm``, ``aten.mm.default``, ``mm`` → ``["mm"]``; ``matmul`` → the ops it runs as."""
-    n = name.strip()
-    for prefix in ("aten::", "aten."):
-        if n.startswith(prefix):
-            n = n[len(prefix):]
-    if n.endswith(".default"):
-        n = n[: -len(".default")]
-    return list(OP_ALIASES.get(n, (n,)))
 
 
 # ------------------------------------------------------------------------------------------ records
