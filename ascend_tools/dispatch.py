@@ -1,7 +1,6 @@
 """What every dispatch-level tool shares (check-ops' trace, capture, shadow, fault injection): the name of an
 aten overload and of what a user names an op (``--ops matmul``), whether autograd is running a backward, and
-:class:`ModulePath`, the module path of the op
-being dispatched."""
+:class:`ModulePath`, the module path of the op being dispatched."""
 import re
 from typing import Any, Dict, List
 
@@ -134,3 +133,21 @@ def kwargs_aware_tracker() -> Any:
             return self
 
     return Tracker()
+
+
+def flat_tensors(value: Any, out: List[torch.Tensor]) -> None:
+    """Append the tensors in ``value`` (nested lists, tuples, dicts, ``ModelOutput``s) to ``out``, in order."""
+    if isinstance(value, torch.Tensor):
+        out.append(value)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            flat_tensors(v, out)
+    elif isinstance(value, dict):
+        for v in value.values():
+            flat_tensors(v, out)
+    else:
+        # ModelOutput and other containers with tensor attributes
+        items = getattr(value, "values", None)
+        if callable(items) and hasattr(value, "keys"):
+            for v in items():
+                flat_tensors(v, out)

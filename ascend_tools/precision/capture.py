@@ -27,7 +27,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .. import backend
-from ..dispatch import ModulePath, normalise_op, op_name
+from ..dispatch import ModulePath, flat_tensors, normalise_op, op_name
 from ..session import StepSession, make_module_callable
 from ..stacks import StackTable
 from . import store
@@ -137,23 +137,6 @@ def _split_call(args: Any, kwargs: Dict[str, Any], out: List[torch.Tensor]) -> t
     if kwargs:
         kwargs = {k: _strip(v, out) for k, v in kwargs.items()}
     return stripped, kwargs
-
-
-def _flat_tensors(value: Any, out: List[torch.Tensor]) -> None:
-    if isinstance(value, torch.Tensor):
-        out.append(value)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            _flat_tensors(v, out)
-    elif isinstance(value, dict):
-        for v in value.values():
-            _flat_tensors(v, out)
-    else:
-        # ModelOutput and other containers with tensor attributes
-        items = getattr(value, "values", None)
-        if callable(items) and hasattr(value, "keys"):
-            for v in items():
-                _flat_tensors(v, out)
 
 
 class _OpMode(TorchDispatchMode):
@@ -386,7 +369,7 @@ class Capture(StepSession):
             tensors = [out]
         else:
             tensors = []
-            _flat_tensors(out, tensors)
+            flat_tensors(out, tensors)
         if meta.same_values and len(tensors) == 1 and inputs and inputs[0].entry is not None and type(tensors[0]) in _PLAIN:
             t = tensors[0]
             src = inputs[0]
@@ -546,9 +529,9 @@ class Capture(StepSession):
         if self.sample > 1 and call % self.sample:
             return
         ins: List[torch.Tensor] = []
-        _flat_tensors((args, kwargs), ins)
+        flat_tensors((args, kwargs), ins)
         outs: List[torch.Tensor] = []
-        _flat_tensors(output, outs)
+        flat_tensors(output, outs)
         rid = self._next_id
         self._next_id += 1
         sid = self._stack_id()

@@ -47,7 +47,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 
 from .. import backend
-from ..dispatch import ModulePath, in_backward, normalise_op, op_name
+from ..dispatch import ModulePath, flat_tensors, in_backward, normalise_op, op_name
 from ..report import Finding, Report, Series, Table
 from ..session import StepSession, make_module_callable
 from ..stacks import is_library, short_path
@@ -375,9 +375,9 @@ class Shadow(StepSession):
             self.skipped["out of scope"] += 1
             return None
         tensors: List[torch.Tensor] = []
-        _flat(args, tensors)
+        flat_tensors(args, tensors)
         if kwargs:
-            _flat(kwargs, tensors)
+            flat_tensors(kwargs, tensors)
         if not tensors:
             self.skipped["no tensor input"] += 1
             return None
@@ -393,7 +393,7 @@ class Shadow(StepSession):
         mutated = set()
         for i, name in op.mutated:
             written: List[torch.Tensor] = []
-            _flat(args[i] if i < len(args) else kwargs.get(name), written)
+            flat_tensors(args[i] if i < len(args) else kwargs.get(name), written)
             mutated.update(id(t) for t in written)
         copies: Dict[int, torch.Tensor] = {}
         with _no_modes():
@@ -421,12 +421,12 @@ class Shadow(StepSession):
                 return
             targets: List[Any] = []
             refs: List[Any] = []
-            _flat(out, targets)
-            _flat(ref, refs)
+            flat_tensors(out, targets)
+            flat_tensors(ref, refs)
             if not targets and op.mutated:  # in-place ops that return nothing (_foreach_add_)
                 for i, name in op.mutated:
-                    _flat(args[i] if i < len(args) else kwargs.get(name), targets)
-                    _flat(ref_args[i] if i < len(ref_args) else ref_kwargs.get(name), refs)
+                    flat_tensors(args[i] if i < len(args) else kwargs.get(name), targets)
+                    flat_tensors(ref_args[i] if i < len(ref_args) else ref_kwargs.get(name), refs)
             if not targets or len(targets) != len(refs):
                 self.skipped["no tensor output"] += 1
                 return
@@ -469,7 +469,7 @@ class Shadow(StepSession):
             low = {id(t): copies[id(t)].to(t.dtype) if t.is_floating_point() else copies[id(t)] for t in tensors}
             low_args, low_kwargs = _ref_call(op, args, kwargs, low, False)
             outs: List[Any] = []
-            _flat(func(*low_args, **low_kwargs), outs)
+            flat_tensors(func(*low_args, **low_kwargs), outs)
             base_m = M.compare_tensors(outs[out_i], ref)
             base_v = standards.judge(base_m, op.name, reduction)
         except Exception as exc:  # no CPU kernel for that dtype: keep the verdict
@@ -482,18 +482,6 @@ class Shadow(StepSession):
             lines, self._lines = self._lines, []
             self._file.write("".join(lines))
             self._file.flush()
-
-
-def _flat(value: Any, out: List[Any]) -> None:
-    """Tensors in ``value`` (nested lists, tuples, dict values), in order."""
-    if isinstance(value, torch.Tensor):
-        out.append(value)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            _flat(v, out)
-    elif isinstance(value, dict):
-        for v in value.values():
-            _flat(v, out)
 
 
 def _replace(value: Any, copies: Dict[int, torch.Tensor]) -> Any:
