@@ -65,7 +65,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from benchlib import cpu_pressure_us, table, version
+from benchlib import cpu_pressure_us, table, targets_table, version
 from benchlib import machine as benchlib_machine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -753,12 +753,7 @@ def render(result: Dict[str, Any]) -> str:
         out.append(table(["op", "shape", "dims", "triton ms", "GB/s", "% peak", "liger ms", "GB/s", "% peak"], rows))
         out.append("(forward+backward, triton.testing.do_bench median; GB/s of the minimum traffic, see the docstring)")
     out.append("")
-    trows = []
-    for tg in result["targets"]:
-        value = "n/a" if tg["value"] is None else "{:.2f}{}".format(tg["value"], tg["unit"])
-        verdict = "SKIP" if tg["pass"] is None else ("PASS" if tg["pass"] else "MISS")
-        trows.append([tg["target"], value, verdict + (f" ({tg['why']})" if tg["why"] else "")])
-    out.append(table(["target", "measured", ""], trows))
+    out.append(targets_table(result["targets"]))
     return "\n".join(out)
 
 

@@ -54,7 +54,7 @@ import tempfile
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from benchlib import cpu_pressure_us, table, version
+from benchlib import cpu_pressure_us, table, targets_table, version
 from benchlib import machine as benchlib_machine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -441,12 +441,7 @@ def render(result: Dict[str, Any]) -> str:
     if c["skipped"]:
         out.append(f"skipped msprobe compare: {c['skipped']}")
     out.append("")
-    trows = []
-    for t in result["targets"]:
-        value = "n/a" if t["value"] is None else "{:.2f}{}".format(t["value"], t["unit"])
-        verdict = "SKIP" if t["pass"] is None else ("PASS" if t["pass"] else "MISS")
-        trows.append([t["target"], value, verdict + (f" ({t['why']})" if t["pass"] is None and t["why"] else "")])
-    out.append(table(["target", "measured", ""], trows))
+    out.append(targets_table(result["targets"]))
     return "\n".join(out)
 
 

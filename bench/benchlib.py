@@ -45,3 +45,13 @@ def machine(**extra: Any) -> Dict[str, Any]:
                            "nproc": os.cpu_count(), "cpu": cpu_name(), "python": platform.python_version()}
     out.update(extra)
     return out
+
+
+def targets_table(targets: Sequence[Dict[str, Any]]) -> str:
+    """The targets of an issue, each ``{"target", "value", "unit", "pass", "why"}``: PASS / MISS / SKIP."""
+    rows = []
+    for tg in targets:
+        value = "n/a" if tg["value"] is None else "{:.2f}{}".format(tg["value"], tg["unit"])
+        verdict = "SKIP" if tg["pass"] is None else ("PASS" if tg["pass"] else "MISS")
+        rows.append([tg["target"], value, verdict + (f" ({tg['why']})" if tg["why"] else "")])
+    return table(["target", "measured", ""], rows)
