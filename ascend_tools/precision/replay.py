@@ -14,6 +14,7 @@ import torch
 
 from . import metrics as M
 from . import standards
+from .screen import judge_output
 
 #: a correct same-dtype kernel's error times this is still tolerated (see :func:`with_baseline`)
 BASELINE_FACTOR = 2.0
@@ -70,21 +71,25 @@ def _first_tensor(out: Any) -> Optional[torch.Tensor]:
 def replay(op: Any, name: str, build_call: Any, inputs: List[torch.Tensor], produced: torch.Tensor,
            reduction: Optional[int]) -> Optional[Replay]:
     """``build_call(tensors) -> (args, kwargs)`` puts tensors back into the call. None when the op's
-    output cannot be compared (not a tensor, another shape)."""
+    output cannot be compared (not a tensor, another shape). The same-dtype baseline runs only for an
+    output judged "error" (the only verdict it can change); a passing one keeps its screened metrics."""
     cpu = [x.detach().cpu() for x in inputs]
     wide = [x.double() if x.is_floating_point() else x for x in cpu]
     with torch.no_grad():
-        truth = _first_tensor(op(*build_call(wide)[0], **build_call(wide)[1]))
-        if truth is None or truth.shape != produced.shape:
-            return None
+        args, kwargs = build_call(wide)
+        truth = _first_tensor(op(*args, **kwargs))
+    if truth is None or truth.shape != produced.shape:
+        return None
+    found, verdict = judge_output(name, produced, truth, reduction)
+    if verdict.level != "error":
+        return Replay(found, verdict, None, None)
+    with torch.no_grad():
         args, kwargs = build_call(cpu)
         try:
             same = _first_tensor(op(*args, **kwargs))
         except RuntimeError:  # e.g. a half-precision kernel the CPU lacks
             same = None
-    found = M.compare_tensors(produced, truth)
-    verdict = standards.judge(found, name, reduction)
     if same is None or same.shape != truth.shape:
         return Replay(found, verdict, None, None)
-    base = M.compare_tensors(same, truth)
-    return Replay(found, verdict, base, standards.judge(base, name, reduction))
+    base, base_verdict = judge_output(name, same, truth, reduction)
+    return Replay(found, verdict, base, base_verdict)

@@ -54,6 +54,7 @@ from ..stacks import is_library, short_path
 from . import metrics as M
 from . import standards
 from .replay import with_baseline
+from .screen import judge_output
 from .standards import Verdict
 
 log = logging.getLogger("ascend_tools")
@@ -75,12 +76,7 @@ _VIEW_LIKE = frozenset(("_unsafe_view",))
 _LEVELS = {"pass": 0, "warning": 1, "error": 2}
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
 _F64 = torch.float64
-_F64_MAX = float(torch.finfo(torch.float64).max)
-_EXP_BITS = 0x7FF0000000000000  # float64 exponent field: x & _EXP_BITS = 2**floor(log2|x|)
 _CPU = torch.device("cpu")
-_DTYPES: Dict[torch.dtype, str] = {}
-#: PairMetrics.note of a screened pass: only the metric the verdict reads was computed.
-_SCREENED = "screened: only the judged metric computed"
 
 
 # ------------------------------------------------------------------------------------------ records
@@ -437,7 +433,7 @@ class Shadow(StepSession):
             reduction = standards.reduction_length(op.name, shapes)
             best: Optional[Tuple[int, M.PairMetrics, Verdict]] = None
             for i, (t, r) in enumerate(zip(targets, refs)):
-                m, v = _judge(op, t, r, reduction)
+                m, v = judge_output(op.name, t, r, reduction)
                 if best is None or (_LEVELS.get(v.level, 0), v.ratio) > (_LEVELS.get(best[2].level, 0), best[2].ratio):
                     best = (i, m, v)
             assert best is not None
@@ -507,76 +503,6 @@ def _ref_call(op: _Op, args: Any, kwargs: Dict[str, Any], copies: Dict[int, torc
         elif "half_to_float" in ref_kwargs:
             ref_kwargs["half_to_float"] = False
     return ref_args, ref_kwargs
-
-
-def _judge(op: _Op, target: Any, ref: Any, reduction: Optional[int]) -> Tuple[M.PairMetrics, Verdict]:
-    """The verdict on one output: first from the one metric the op's standard reads (a few vectorized
-    passes, the same formula as ``metrics``); only when that says "error" from the full
-    ``compare_tensors`` (every metric, NaN/Inf handling)."""
-    m = _screen(op, target, ref)
-    if m is not None:
-        v = standards.judge(m, op.name, reduction)
-        if v.level != "error":
-            return m, v
-    m = M.compare_tensors(target, ref)
-    return m, standards.judge(m, op.name, reduction)
-
-
-def _screen(op: _Op, t: Any, r: Any) -> Optional[M.PairMetrics]:
-    """A PairMetrics holding only what ``standards.judge`` reads for ``op``'s standard (status, count,
-    dtypes and one of mismatch / max_ulp_err / max_scaled_ulp_err), or None when the full comparison is
-    needed (not floats, shapes differ, NaN/Inf anywhere, an unknown dtype)."""
-    if not (isinstance(t, torch.Tensor) and isinstance(r, torch.Tensor)) or t.shape != r.shape:
-        return None
-    if not (t.is_floating_point() and r.is_floating_point()):
-        return None
-    n = t.numel()
-    t_dt, r_dt = _dtype_name(t.dtype), _dtype_name(r.dtype)
-    fmt = M.FLOAT_FORMATS.get(t_dt)
-    if n == 0 or fmt is None or r_dt not in M.FLOAT_FORMATS:
-        return None
-    if t.device != _CPU:
-        t = t.detach().to(_CPU)
-    t = t.detach()
-    if r.dtype != _F64:
-        r = r.to(_F64)
-    if op.standard == "binary" and t_dt == r_dt:
-        if not torch.equal(t.to(_F64), r):
-            return None
-        return M.PairMetrics(status="ok", count=n, target_dtype=t_dt, reference_dtype=r_dt, mismatch=0.0,
-                             note=_SCREENED)
-    mant, emin, emax = fmt
-    # t widened first: a mixed float32 - float64 subtraction runs several times slower than a copy + sub_
-    d = t.to(_F64, copy=True).reshape(-1).sub_(r.reshape(-1))
-    scaled = op.standard not in ("binary", "absolute")
-    low = 2.0**emin
-    if scaled:
-        norm_r = float(torch.linalg.vector_norm(r))
-        if not math.isfinite(norm_r):
-            return None
-        rms = norm_r / math.sqrt(n)
-        low = 2.0 ** max(emin, min(emax, math.frexp(rms)[1] - 1)) if rms > 0 else low
-    # 2**floor(log2|r|) from the exponent bits, clamped as metrics.ulp does: |d| / ulp = |q| * 2**mant
-    p2 = torch.bitwise_and(r.contiguous().view(-1).view(torch.int64), _EXP_BITS).view(_F64).clamp_(low, 2.0**emax)
-    q = torch.div(d, p2, out=p2)
-    lo, hi = torch.aminmax(q)
-    worst = max(float(hi), -float(lo)) + 0.0  # + 0.0: no -0.0 in reports
-    if not math.isfinite(worst):
-        return None
-    value = min(worst * 2.0**mant, _F64_MAX)
-    m = M.PairMetrics(status="ok", count=n, target_dtype=t_dt, reference_dtype=r_dt, note=_SCREENED)
-    if scaled:
-        m.max_scaled_ulp_err = value
-    else:
-        m.max_ulp_err = value
-    return m
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    name = _DTYPES.get(dtype)
-    if name is None:
-        name = _DTYPES[dtype] = str(dtype).replace("torch.", "")
-    return name
 
 
 def shadow(ops: Optional[Sequence[str]] = None, scope: Optional[Sequence[str]] = None, sample: int = 1,
