@@ -29,6 +29,34 @@ RAW_BITS = {"bfloat16": np.uint16, "float8_e4m3fn": np.uint8, "float8_e5m2": np.
             "float8_e4m3fnuz": np.uint8, "float8_e5m2fnuz": np.uint8}
 
 
+# --- .npy -------------------------------------------------------------------------------------------------
+
+# the header numpy writes for a C-ordered array; anything else goes through np.load
+_NPY_HEADER = re.compile(r"\{'descr': '([<>|=][a-zA-Z]\d*)', 'fortran_order': False, 'shape': \(([0-9, ]*)\), *\} *\n?$")
+
+
+def read_npy(path: str) -> np.ndarray:
+    """``np.load(path, allow_pickle=False)``, without its ``ast.literal_eval`` of the header (a third of a
+    compare's reading time on ~1,000 small tensors): the header numpy writes is matched by a regex, the data
+    read with one ``np.fromfile``. Any other header (Fortran order, structured dtypes, a newer format) and any
+    size mismatch fall back to ``np.load``, which also makes the error for a bad file."""
+    with open(path, "rb") as f:
+        magic = f.read(8)
+        if magic[:6] == b"\x93NUMPY" and magic[6] in (1, 2, 3):
+            size = 2 if magic[6] == 1 else 4
+            header = f.read(int.from_bytes(f.read(size), "little")).decode("latin1")
+            m = _NPY_HEADER.match(header)
+            if m is not None:
+                dtype = np.dtype(m.group(1))
+                shape = tuple(int(x) for x in m.group(2).split(",") if x.strip())
+                count = int(np.prod(shape)) if shape else 1
+                if dtype.kind != "O":
+                    arr = np.fromfile(f, dtype=dtype, count=count)
+                    if arr.size == count:
+                        return arr.reshape(shape)
+    return np.load(path, allow_pickle=False)
+
+
 # --- argument encoding -----------------------------------------------------------------------------
 
 class _TensorSlot:
@@ -287,11 +315,11 @@ class OurDump(Dump):
         path = os.path.join(self.path, f"step{step}", info.file)
         if not os.path.isfile(path):
             return None
-        arr = np.load(path, allow_pickle=False)
+        arr = read_npy(path)  # a fresh array: no copy needed
         if info.dtype in RAW_BITS:
-            raw = torch.from_numpy(arr.view(np.int16 if RAW_BITS[info.dtype] is np.uint16 else np.uint8).copy())
+            raw = torch.from_numpy(arr.view(np.int16 if RAW_BITS[info.dtype] is np.uint16 else np.uint8))
             return raw.view(getattr(torch, info.dtype))
-        return torch.from_numpy(arr.copy())
+        return torch.from_numpy(arr)
 
     def stack(self, stack_id: Optional[int]) -> List[str]:
         if stack_id is None:

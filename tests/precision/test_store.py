@@ -1,11 +1,13 @@
 """Our dump reader and the replayable argument encoding."""
 import json
+import os
 
+import numpy as np
 import pytest
 import torch
 
 from ascend_tools.precision.capture import capture
-from ascend_tools.precision.store import OurDump, decode_args, encode_call, resolve_op
+from ascend_tools.precision.store import OurDump, decode_args, encode_call, read_npy, resolve_op
 
 
 @pytest.mark.parametrize("call", [
@@ -51,3 +53,25 @@ def test_find_paths_and_truncated_line(tmp_path):
     with open(path, "a") as f:
         f.write('{"id": 99, "name": "aten::trunc')
     assert len(list(OurDump.find(str(tmp_path)).records(1))) == n
+
+
+@pytest.mark.parametrize("array", [
+    np.arange(12, dtype=np.float32).reshape(3, 4), np.arange(5, dtype=np.int64), np.array(3.5),
+    np.zeros((0, 3), np.float16), np.arange(6.0).reshape(2, 3).T,  # Fortran order: the np.load path
+    np.arange(4, dtype=np.uint16).reshape(2, 2), np.array([True, False]), np.arange(7000.0).astype(">f8"),
+], ids=["f32", "i64", "0d", "empty", "fortran", "u16-bits", "bool", "big-endian"])
+def test_read_npy_matches_np_load(tmp_path, array):
+    path = str(tmp_path / "t.npy")
+    np.save(path, array)
+    got, want = read_npy(path), np.load(path, allow_pickle=False)
+    assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want)
+    assert got.flags.writeable  # torch.from_numpy needs no copy
+
+
+def test_read_npy_truncated_file_raises_like_np_load(tmp_path):
+    path = str(tmp_path / "t.npy")
+    np.save(path, np.arange(100.0))
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) - 8)
+    with pytest.raises(ValueError):
+        read_npy(path)
