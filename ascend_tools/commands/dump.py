@@ -7,7 +7,8 @@ import click
 from .common import handle_errors
 
 
-@click.command("dump", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.command("dump", short_help="Run a training command with precision capture on (no code change).",
+               context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Directory to write the dump to (rank{r}/step{n}/..., see docs/dump-format.md).")
 @click.option("--level", type=click.Choice(["op", "module", "mix"]), default="op", show_default=True,

@@ -10,7 +10,8 @@ from ..errors import InputError
 from .common import handle_errors
 
 
-@click.command("profile", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.command("profile", short_help="Run a (torchrun) training command with the profiler on in every rank.",
+               context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("--out", "-o", "out_dir", required=True, type=click.Path(),
               help="Directory to write the profile to (rank{r}/..., see docs/profile-format.md).")
 @click.option("--no-comm", is_flag=True, help="Do not time collectives.")

@@ -11,7 +11,8 @@ from ..errors import InputError
 from .common import handle_errors, output_options
 
 
-@click.command("shadow", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.command("shadow", short_help="Run a training command with every op also run on CPU in float64.",
+               context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("--ops", "ops", multiple=True, help="Compare only these ops (aten::mm, mm, matmul). Repeatable.")
 @click.option("--scope", multiple=True,
               help="Compare only ops inside modules whose path starts with (or matches the regex) PREFIX. Repeatable.")
