@@ -7,7 +7,7 @@ import pytest
 import torch
 from gloo_ranks import events
 
-from ascend_tools.profiling.profiler import profile
+from ascend_tools.profiling import profile
 
 
 def read_json(path):
