@@ -21,13 +21,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from .. import backend
 from ..failopen import FailOpen
 from .atomic import write_bytes, write_json
+from .background import Background
 
 log = logging.getLogger("ascend_tools")
 
@@ -136,7 +136,7 @@ def _run_dumper(fn: Callable[[str, bool], str], hang_dir: str, native: bool) -> 
         return f"{type(exc).__name__}: {exc}"
 
 
-class Watchdog(FailOpen):
+class Watchdog(Background, FailOpen):
     """Watches this rank's in-flight collectives from a daemon thread (see the module docstring).
 
     ``inflight()`` lists the collectives entered but not completed (dicts with ``gid, seq, op, api, t0,
@@ -180,21 +180,12 @@ class Watchdog(FailOpen):
         self._store: Optional[Any] = None
         self._store_broken = False
         self._started_at = 0.0
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self.thread_name = f"ascend-doctor-hang-{self.rank}"
+        self._init_background()
 
     def start(self) -> None:
         self._started_at = time.time()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"ascend-doctor-hang-{self.rank}", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop watching and join the thread (a dump in progress finishes first)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        super().start()
 
     # --- the thread ------------------------------------------------------------------------------
 

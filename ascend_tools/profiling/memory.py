@@ -19,6 +19,7 @@ import psutil
 
 from .. import backend
 from ..failopen import FailOpen
+from .background import Background
 
 USS_MAX_DUTY = 0.01
 RECENT_SAMPLES = 32
@@ -37,10 +38,12 @@ def fragmentation(dev: Dict[str, Any]) -> Optional[float]:
     return round(1.0 - dev["allocated_bytes"] / reserved, 4)
 
 
-class MemorySampler(FailOpen):
+class MemorySampler(Background, FailOpen):
     """``emit(record)`` receives every sample (from the sampler thread, and from :meth:`on_step` on the
     caller's thread); ``current_step()`` labels it. Keeps the last :data:`RECENT_SAMPLES` samples and
     the peaks of the last ``keep_steps`` steps."""
+
+    thread_name = "ascend-doctor-memory"
 
     def __init__(
         self,
@@ -63,22 +66,10 @@ class MemorySampler(FailOpen):
         self._steps: collections.OrderedDict[int, dict] = collections.OrderedDict()
         self._at_close = backend.memory_stats()  # counters when the last step closed (the baseline first)
         self._uss_due = 0.0
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._init_background()
 
     def _fail_message(self) -> str:
         return "memory sampler: internal error, samples may be missing (training goes on)"
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="ascend-doctor-memory", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
 
     def sample(self, uss: bool = True) -> dict:
         """One ``mem`` record, counted into the open step; ``uss``: read USS if it is due (slow: keep
