@@ -41,6 +41,11 @@ def direct_calls(rank: int, n: int, out: str) -> None:
         else:
             dist.recv(torch.empty(K), src=peer[1])
             dist.send(torch.ones(K), dst=peer[0])
+        got = torch.empty(K)
+        ops = [dist.P2POp(dist.isend, torch.full((K,), float(rank)), peer[0]), dist.P2POp(dist.irecv, got, peer[1])]
+        for req in dist.batch_isend_irecv(ops):
+            req.wait()
+        assert got[0].item() == peer[1]
         evens = dist.new_group([r for r in range(n) if r % 2 == 0])
         if rank % 2 == 0:
             dist.all_reduce(torch.ones(K), group=evens)
@@ -68,14 +73,16 @@ def test_direct_collectives_counts_bytes_and_groups(tmp_path, n):
         assert got == expected_direct(n)
         coll = [r for r in recs if r["op"] not in ("send", "recv")]
         assert [r["seq"] for r in coll] == list(range(len(coll)))  # per-group sequence, from 0, no gaps
-        assert [r["seq"] for r in recs if r["op"] in ("send", "recv")] == [0, 0]  # p2p: counted per direction and peer
+        # p2p (send/recv, then batch_isend_irecv): counted per direction and peer, apart from the group's sequence
+        assert sorted(r["seq"] for r in recs if r["op"] in ("send", "recv")) == [0, 0, 1, 1]
         assert all(r["n"] == n and r["t1"] >= r["t0"] for r in recs)
         assert [r["async"] for r in recs[:12]] == [False] * 11 + [True]
         assert recs[11]["dtype"] == "bfloat16" and recs[7]["dtype"] == "float64"
         obj = [r for r in recs if r["via"] == "all_gather_object"]
         assert len(obj) == 2 and {r["op"] for r in obj} == {"all_gather"}  # sizes, then the pickled bytes
-        p2p = [(r["op"], r["peer"]) for r in recs if r["op"] in ("send", "recv")]
-        assert sorted(p2p) == sorted([("send", (rank + 1) % n), ("recv", (rank - 1) % n)])
+        p2p = [(r["op"], r["peer"], r["async"]) for r in recs if r["op"] in ("send", "recv")]
+        assert sorted(p2p) == sorted([("send", (rank + 1) % n, False), ("recv", (rank - 1) % n, False),
+                                      ("send", (rank + 1) % n, True), ("recv", (rank - 1) % n, True)])
         assert recs[-1]["op"] == "barrier" and recs[-1]["bytes"] == 0
         groups = events(out, rank, "group")
         assert groups[0]["ranks"] == list(range(n))
