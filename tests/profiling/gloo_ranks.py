@@ -19,6 +19,7 @@ def _entry(rank: int, n: int, port: int, fn: Callable[..., Any], args: tuple) ->
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     fn(rank, n, *args)
     if dist.is_initialized():
+        dist.barrier()  # no rank tears its group down while another still talks to it
         dist.destroy_process_group()
 
 
