@@ -66,15 +66,13 @@ class RankRecorder(FailOpen):
             self.flush()
 
     def flush(self) -> None:
-        """Run the ticks, then encode, append and flush everything emitted so far."""
-        for tick in self.ticks:
-            try:
-                tick()
-            except Exception as exc:
-                self._fail(exc)
+        """Run the ticks, then encode, append and flush everything emitted so far. The writer thread and the
+        watchdog both flush: one at a time, ticks included."""
         with self._lock:
             if self._file.closed:
                 return
+            for tick in self.ticks:
+                self._guarded(tick)
             buf = self._buf
             lines = []
             while buf:
