@@ -35,7 +35,7 @@ def profile_cmd(out_dir: str, no_comm: bool, no_memory: bool, hang_timeout: floa
         raise InputError(f"--hang-timeout: must be 0 (off) or a number of seconds, not {hang_timeout}")
     if memory_interval <= 0:
         raise InputError(f"--memory-interval: must be a positive number of seconds, not {memory_interval}")
-    if os.path.isdir(out_dir) and _summary(out_dir):
+    if _summary(out_dir):
         raise InputError(f"{out_dir} already holds a profile (rank*/): give another -o DIR or delete it first, "
                          "so that two runs are never mixed")
     options = {"comm": not no_comm, "memory": not no_memory, "hang_timeout": hang_timeout or None,
@@ -52,13 +52,19 @@ def profile_cmd(out_dir: str, no_comm: bool, no_memory: bool, hang_timeout: floa
 
 
 def _summary(out_dir: str) -> list:
+    """One line per rank directory under ``out_dir`` (none: an empty list)."""
+    from ..profiling.analyze.reader import rank_dirs
+
+    try:
+        ranks = rank_dirs(out_dir)
+    except InputError:
+        return []
     lines = []
-    names = sorted((d for d in os.listdir(out_dir) if d.startswith("rank") and d[4:].isdigit()), key=lambda d: int(d[4:]))
-    for name in names:
-        meta = _read_meta(os.path.join(out_dir, name, "meta.json"))
+    for rank, rdir in ranks:
+        meta = _read_meta(os.path.join(rdir, "meta.json"))
         state = "cut short" if meta is None or "closed_at" not in meta else f"{meta.get('records', 0)} records"
-        extra = [x for x in ("hang", "oom.json") if os.path.exists(os.path.join(out_dir, name, x))]
-        lines.append(f"{name}: {state}" + (f" ({', '.join(extra)} written)" if extra else ""))
+        extra = [x for x in ("hang", "oom.json") if os.path.exists(os.path.join(rdir, x))]
+        lines.append(f"rank{rank}: {state}" + (f" ({', '.join(extra)} written)" if extra else ""))
     return lines
 
 
