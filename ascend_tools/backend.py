@@ -396,3 +396,22 @@ def flight_recorder() -> Tuple[Optional[bytes], str]:
         except Exception as exc:
             failures.append(f"{where}: {type(exc).__name__}: {exc}")
     return None, "; ".join(failures) or "no flight recorder in this torch build"
+
+
+def software_versions() -> Dict[str, Optional[str]]:
+    """Python, torch, transformers (without importing it) and torch_npu: what a dump or a profile records
+    about the run that wrote it. torch_npu's is added to the dict by callers that already detected it."""
+    import sys
+
+    out: Dict[str, Optional[str]] = {"python": sys.version.split()[0], "torch": torch.__version__}
+    mod = sys.modules.get("transformers")
+    if mod is None:
+        try:
+            from importlib.metadata import version
+
+            out["transformers"] = version("transformers")
+        except Exception:
+            out["transformers"] = None
+    else:
+        out["transformers"] = getattr(mod, "__version__", None)
+    return out

@@ -278,7 +278,7 @@ class Capture(StepSession):
             "options": {"steps": sorted(self.steps) if self.steps is not None else None, "scope": self.scope,
                         "ops": self.ops, "sample": self.sample, "stack": self.keep_stack},
             "start_time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.start_time)),
-            "pid": os.getpid(), "argv": list(sys.argv), "versions": _versions(),
+            "pid": os.getpid(), "argv": list(sys.argv), "versions": backend.software_versions(),
         }
         if final or self._meta_final:
             info = backend.detect()
@@ -651,21 +651,6 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-
-
-def _versions() -> Dict[str, Optional[str]]:
-    out: Dict[str, Optional[str]] = {"python": sys.version.split()[0], "torch": torch.__version__}
-    mod = sys.modules.get("transformers")
-    if mod is None:
-        try:
-            from importlib.metadata import version
-
-            out["transformers"] = version("transformers")
-        except Exception:
-            out["transformers"] = None
-    else:
-        out["transformers"] = getattr(mod, "__version__", None)
-    return out
 
 
 make_module_callable(__name__, capture)

@@ -9,7 +9,6 @@ buffer. Everything fails open: an internal error is logged once and training goe
 import logging
 import os
 import socket
-import sys
 import time
 from typing import Any, Dict, List, Optional
 
@@ -141,8 +140,6 @@ class Profiler(StepSession):
         return True
 
     def _meta(self, rank: int, world: int) -> Dict[str, Any]:
-        import torch
-
         info = backend.detect()
         dist_backend = info.dist_backend
         try:
@@ -155,8 +152,8 @@ class Profiler(StepSession):
         return {"rank": rank, "world_size": world, "local_rank": int(os.environ.get("LOCAL_RANK", rank)),
                 "hostname": socket.gethostname(), "pid": os.getpid(), "backend": info.name,
                 "dist_backend": dist_backend, "device_name": info.device_name,
-                "versions": {"python": sys.version.split()[0], "torch": torch.__version__,
-                             "torch_npu": info.torch_npu_version, "ascend_tools": __version__},
+                "versions": dict(backend.software_versions(), torch_npu=info.torch_npu_version,
+                                 ascend_tools=__version__),
                 "options": self.options, "started_at": self._step_t0}
 
     def _start_watchdog(self) -> None:
