@@ -62,13 +62,18 @@ class StackTable:
         return skip
 
     def stack_id(self) -> int:
-        """Id of the caller's stack (its user frames)."""
+        """Id of the caller's stack (its user frames). The walk is inlined (no call per frame): it runs
+        for every op a capture records."""
         frame: Optional[Any] = sys._getframe(1)
+        lib = self._lib_code
         inner = None
         site: tuple = ()
         while frame is not None:
             code = frame.f_code
-            if not self._skip(code):
+            skip = lib.get(code)
+            if skip is None:
+                skip = self._skip(code)
+            if not skip:
                 if inner is None:
                     inner = (code, frame.f_lasti)
                 else:

@@ -14,6 +14,7 @@ flush (every ``flush_every`` records, at each step boundary, at exit). Steps adv
 then takes over. Everything the capture does fails open: an internal error is logged once and the
 user's op returns its own result.
 """
+import json
 import logging
 import os
 import queue
@@ -31,7 +32,8 @@ from ..dispatch import ModulePath, flat_tensors, normalise_op, op_name
 from ..session import StepSession, make_module_callable
 from ..stacks import StackTable
 from . import store
-from .stats import StatsQueue, has_stats
+from .lines import LineEncoder, stats_json
+from .stats import StatsQueue
 
 log = logging.getLogger("ascend_tools")
 
@@ -71,28 +73,32 @@ class _Meta:
 
 
 class _T:
-    """One tensor of a record: dtype, shape and (after flush) its statistics, file or digest."""
+    """One tensor of a record: dtype, shape and (after flush) its statistics, file or digest; ``json``
+    caches its fragment once written (an op's input is usually an earlier op's output)."""
 
-    __slots__ = ("dtype", "entry", "file", "shape")
+    __slots__ = ("dtype", "entry", "file", "json", "shape")
 
     def __init__(self, dtype: str, shape: Sequence[int], entry: Any = None, file: Optional[str] = None) -> None:
         self.dtype = dtype
         self.shape = shape
         self.entry = entry
         self.file = file
+        self.json: Optional[str] = None
 
-    def to_json(self) -> Dict[str, Any]:
-        out: Dict[str, Any] = {"dtype": self.dtype, "shape": list(self.shape)}
-        e = self.entry
-        if e is not None and e.stats is not None:
-            s = e.stats
-            out["stats"] = {"max": s.max, "min": s.min, "mean": s.mean, "norm": s.norm,
-                            "nan": s.nan, "inf": s.inf, "sat": s.sat}
-        if self.file:
-            out["file"] = self.file
-        if e is not None and e.digest:
-            out["digest"] = e.digest
-        return out
+    def encoded(self, enc: LineEncoder) -> str:
+        text = self.json
+        if text is None:
+            parts = [enc.tensor_head(self.dtype, self.shape)]
+            e = self.entry
+            if e is not None and e.stats is not None:
+                parts.append(',"stats":' + stats_json(e.stats))
+            if self.file:
+                parts.append(',"file":' + json.dumps(self.file))
+            if e is not None and e.digest:
+                parts.append(f',"digest":"{e.digest}"')
+            parts.append("}")
+            text = self.json = "".join(parts)
+        return text
 
 
 _DTYPES: Dict[torch.dtype, str] = {}
@@ -200,6 +206,7 @@ class Capture(StepSession):
         self._busy = False
         self._metas: Dict[Any, _Meta] = {}
         self._queue = StatsQueue(digests=mode == "hash")
+        self._save_tensors = mode == "tensor"
         self.background = _default_background() if background is None else bool(background)
         self._jobs: Optional[queue.Queue[Any]] = None
         self._thread: Optional[threading.Thread] = None
@@ -215,6 +222,7 @@ class Capture(StepSession):
         self._paths: Optional[ModulePath] = None
         self._mode: Optional[_OpMode] = None
         self._writer: Optional[store.RankWriter] = None
+        self._encoder = LineEncoder(self.rank)
         self._meta_final = False
         self.start_time = time.time()
 
@@ -320,9 +328,8 @@ class Capture(StepSession):
             return seen[2]
         info = _T(_dtype_name(t.dtype), t.shape)
         if type(t) in _PLAIN:
-            if has_stats(t):
-                info.entry = self._queue.add(t)
-            if self.mode == "tensor" and t.layout == torch.strided and t.device.type != "meta":
+            info.entry = self._queue.add(t)
+            if self._save_tensors and t.layout == torch.strided and t.device.type != "meta":
                 path, rel = self._writer.tensor_path(self.step_no, f"{rid}.{slot}")
                 store.save_tensor(t, path)
                 info.file = rel
@@ -421,24 +428,18 @@ class Capture(StepSession):
         step, batch, stacks, pending = job
         if pending:
             self._queue.resolve(pending)
-        lines = []
-        rank = self.rank
-        encode, dumps = store.encode_call, store._dumps
+        enc = self._encoder
         pause = time.sleep if threading.current_thread() is self._thread else None
+        lines = []
         for n, (rid, name, kind, phase, call, module, inputs, outputs, call_args, sid) in enumerate(batch):
             if pause is not None and not n % YIELD_EVERY:
                 # let the user's thread take the GIL: it would otherwise wait up to the switch interval
                 # (5 ms) each time one of its kernels returns while this thread encodes
                 pause(0)
-            rec = {"id": rid, "name": name, "kind": kind, "phase": phase, "call": call, "module": module,
-                   "inputs": [t.to_json() for t in inputs], "outputs": [t.to_json() for t in outputs]}
-            if call_args is not None:
-                rec["args"] = encode(call_args[0], call_args[1], [])
-            if sid is not None:
-                rec["stack"] = sid
-            rec["step"] = step
-            rec["rank"] = rank
-            lines.append(dumps(rec) + "\n")
+            lines.append(enc.line(rid, name, kind, phase, call, module,
+                                  ",".join([t.encoded(enc) for t in inputs]),
+                                  ",".join([t.encoded(enc) for t in outputs]),
+                                  enc.args(call_args) if call_args is not None else "", sid, step))
         if lines or stacks:
             self._writer.write(step, lines, stacks)
             self.records_written += len(lines)

@@ -57,20 +57,24 @@ def to_host(t: torch.Tensor) -> torch.Tensor:
     return t.cpu()
 
 
+def reads_free(t: torch.Tensor) -> bool:
+    """Whether reading ``t``'s values costs no device sync (a CPU tensor): its statistics are then read
+    at once; otherwise they wait for the flush's one transfer (tests force that path on the CPU)."""
+    return t.is_cpu
+
+
 def has_stats(t: torch.Tensor) -> bool:
     """Whether statistics can be computed for ``t`` (strided, real data, a real device, not empty)."""
-    return (
-        t.layout == torch.strided
-        and t.device.type != "meta"
-        and not t.is_complex()
-        and t.numel() > 0
-        and t.dtype not in _NO_STATS
-    )
+    ok = _HAS_STATS.get(t.dtype)
+    if ok is None:
+        ok = _HAS_STATS[t.dtype] = not (t.dtype.is_complex or t.dtype in _NO_STATS)
+    return ok and t.layout == torch.strided and not t.is_meta and t.numel() > 0
 
 
 _NO_STATS = {d for d in (getattr(torch, n, None) for n in (
     "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz", "float8_e8m0fnu", "float4_e2m1fn_x2",
     "quint8", "qint8", "qint32", "quint4x2", "quint2x4", "uint16", "uint32", "uint64")) if d is not None}
+_HAS_STATS: Dict[torch.dtype, bool] = {}
 
 
 class Pending:
@@ -80,11 +84,12 @@ class Pending:
 
     __slots__ = ("counts", "digest", "digest_row", "dtype", "is_float", "numel", "row", "stats", "tensor", "version")
 
-    def __init__(self, tensor: torch.Tensor, row: torch.Tensor, is_float: bool) -> None:
-        self.tensor: Optional[torch.Tensor] = tensor
-        self.version = tensor._version
-        self.dtype = tensor.dtype
-        self.numel = tensor.numel()
+    def __init__(self, tensor: Optional[torch.Tensor], row: Optional[torch.Tensor], is_float: bool) -> None:
+        self.tensor = tensor
+        if tensor is not None:
+            self.version = tensor._version
+            self.dtype = tensor.dtype
+            self.numel = tensor.numel()
         self.row: Optional[torch.Tensor] = row
         self.is_float = is_float
         self.counts: Optional[Any] = None  # device tensor [nan, inf, sat, norm] or host list
@@ -104,6 +109,29 @@ def _row(x: torch.Tensor) -> Any:
     xf = x.to(torch.float32)
     mn, mx = torch.aminmax(xf)
     return torch.stack([mx, mn, xf.sum(), torch.linalg.vector_norm(xf)]), False
+
+
+_DOT = (torch.float32, torch.float64)
+
+
+def _cpu_values(x: torch.Tensor) -> Any:
+    """``([max, min, sum, norm], is_float)`` of a CPU tensor as Python floats. The norm of an fp32/fp64
+    tensor is the square root of a BLAS dot product (faster than ``vector_norm`` on the CPU); it
+    overflows where the fp32 ``vector_norm`` does, and such a tensor is suspect (see :func:`_counts`)."""
+    if not x.dtype.is_floating_point:
+        x = x.to(torch.float32)
+        is_float = False
+    else:
+        is_float = True
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    mn, mx = torch.aminmax(x)
+    total = x.sum(dtype=acc).item()
+    if x.dtype in _DOT and x.is_contiguous():
+        flat = x.view(-1)
+        norm = math.sqrt(torch.dot(flat, flat).item())
+    else:
+        norm = torch.linalg.vector_norm(x, dtype=acc).item()
+    return [mx.item(), mn.item(), total, norm], is_float
 
 
 def _counts(x: torch.Tensor) -> torch.Tensor:
@@ -151,19 +179,12 @@ class StatsQueue:
         # a detached alias, not ``t``: an extra reference to ``t`` itself would change what autograd
         # does (AccumulateGrad steals a gradient only when nothing else holds it)
         x = t.detach()
+        if reads_free(t):
+            return self._add_cpu(x)
         row, is_float = _row(x)
         entry = Pending(x, row, is_float)
         if self.digests:
             entry.digest_row = _digest_row(x, self._weights_for(x))
-        if t.is_cpu:
-            # reading a CPU row is no device sync: settle the counts now and let the tensor go (held
-            # until the flush, every tensor of a flush would stay allocated: fresh pages for the
-            # user's next allocations)
-            if is_float and _suspect(row.tolist(), t.dtype):
-                entry.counts = _counts(x).tolist()
-            entry.tensor = None
-            self.pending.append(entry)
-            return entry
         self.pending.append(entry)
         self.pending_bytes += entry.numel * t.element_size()
         self.on_device = True
@@ -177,6 +198,21 @@ class StatsQueue:
                 self._by_storage[key] = [entry]
             else:
                 entries.append(entry)
+        return entry
+
+    def _add_cpu(self, x: torch.Tensor) -> Pending:
+        """Reading a CPU value is no device sync: the statistics are settled now (four scalar reads
+        instead of a stacked row) and the tensor is let go (held until the flush, every tensor of a
+        flush would stay allocated: fresh pages for the user's next allocations)."""
+        vals, is_float = _cpu_values(x)
+        entry = Pending(None, None, is_float)
+        entry.dtype = x.dtype
+        entry.numel = x.numel()
+        counts = _counts(x).tolist() if is_float and _suspect(vals, x.dtype) else None
+        entry.stats = _make_stats(vals, entry.numel, counts)
+        if self.digests:
+            entry.digest_row = _digest_row(x, self._weights_for(x))
+            self.pending.append(entry)
         return entry
 
     def _weights_for(self, x: torch.Tensor) -> torch.Tensor:
@@ -220,28 +256,35 @@ class StatsQueue:
         self.resolve(self.take())
 
     def resolve(self, pending: Sequence[Pending]) -> None:
-        """Fill each entry's ``stats`` (and ``digest``): every row goes to the host in one transfer (a
-        second one only for entries that need counting)."""
-        if not pending:
-            return
-        rows = torch.stack([e.row for e in pending])
-        with_digest = [e for e in pending if e.digest_row is not None]
-        if with_digest:
-            # the float rows (as float64 bits) and the int64 digests in one int64 transfer: no rounding
-            n = rows.shape[0] * 4
-            both = torch.cat([rows.to(torch.float64).reshape(-1).view(torch.int64),
-                              torch.stack([e.digest_row for e in with_digest]).reshape(-1)])
-            host = to_host(both)
-            values = host[:n].view(torch.float64).reshape(-1, 4).tolist()
-            for e, (a, b) in zip(with_digest, host[n:].reshape(-1, 2).tolist()):
-                e.digest = f"{a & _MASK:016x}{b & _MASK:016x}"
-        else:
-            values = to_host(rows).tolist()
+        """Fill each entry's ``stats`` (and ``digest``): the rows and digests of each device go to the
+        host in one transfer (a second one only for entries that need counting)."""
+        groups: Dict[Any, List[Pending]] = {}
+        for e in pending:
+            ref = e.row if e.row is not None else e.digest_row
+            if ref is not None:
+                groups.setdefault(ref.device, []).append(e)
+        for group in groups.values():
+            self._resolve_device(group)
+
+    def _resolve_device(self, pending: List[Pending]) -> None:
+        rowed = [e for e in pending if e.row is not None]
+        digested = [e for e in pending if e.digest_row is not None]
+        # the float rows (as float64 bits) and the int64 digests in one int64 transfer: no rounding
+        parts = []
+        if rowed:
+            parts.append(torch.stack([e.row for e in rowed]).to(torch.float64).reshape(-1).view(torch.int64))
+        if digested:
+            parts.append(torch.stack([e.digest_row for e in digested]).reshape(-1))
+        host = to_host(torch.cat(parts) if len(parts) > 1 else parts[0])
+        n = len(rowed) * 4
+        for e, (a, b) in zip(digested, host[n:].reshape(-1, 2).tolist()):
+            e.digest = f"{a & _MASK:016x}{b & _MASK:016x}"
+            e.digest_row = None
         second: List[torch.Tensor] = []
         need: List[Pending] = []
-        for e, vals in zip(pending, values):
+        values = host[:n].view(torch.float64).reshape(-1, 4).tolist() if rowed else []
+        for e, vals in zip(rowed, values):
             e.row = None
-            e.digest_row = None
             counts = e.counts
             if e.is_float and counts is None and _suspect(vals, e.dtype) and e.tensor is not None \
                     and e.tensor._version == e.version:

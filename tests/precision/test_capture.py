@@ -34,7 +34,9 @@ def _np_stats(a):
     ([65504.0, -65504.0, 1.0, 2.0], torch.float16, 2),
     ([1.5, -0.75, 3.0e38], torch.bfloat16, 0),
 ])
-def test_float_stats_match_numpy(values, dtype, sat):
+@pytest.mark.parametrize("reads_free", [True, False], ids=["cpu-path", "device-path"])
+def test_float_stats_match_numpy(values, dtype, sat, reads_free, monkeypatch):
+    monkeypatch.setattr(stats_mod, "reads_free", lambda t: reads_free)
     t = torch.tensor(values, dtype=dtype)
     got = tensor_stats(t)
     ref = _np_stats(t.float().numpy())
@@ -61,9 +63,12 @@ def _tiny():
 
 
 def test_one_host_transfer_per_flush(tmp_path, monkeypatch):
+    """The accelerator path (CPU tensors treated as device tensors): statistics stay on the device
+    until the flush moves them all at once."""
     calls = []
     real = stats_mod.to_host
     monkeypatch.setattr(stats_mod, "to_host", lambda t: calls.append(t.shape) or real(t))
+    monkeypatch.setattr(stats_mod, "reads_free", lambda t: False)
     model, x = _tiny(), torch.randn(4, 6)
     with torch.no_grad(), capture(str(tmp_path), flush_every=10_000) as cap:
         model(x)
@@ -185,6 +190,7 @@ def test_internal_error_fails_open_and_logs_once(tmp_path, monkeypatch, caplog):
     def boom(x):
         raise RuntimeError("stats exploded")
     monkeypatch.setattr(stats_mod, "_row", boom)
+    monkeypatch.setattr(stats_mod, "_cpu_values", boom)
     model, x = _tiny(), torch.randn(4, 6)
     expect = model(x)
     with caplog.at_level(logging.WARNING, logger="ascend_tools"), capture(str(tmp_path)):
