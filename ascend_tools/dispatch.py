@@ -52,6 +52,7 @@ class ModulePath:
 
     def __init__(self) -> None:
         self._tracker = None
+        self._current: Dict[tuple, str] = {}
         try:
             self._tracker = kwargs_aware_tracker()
         except ImportError:  # torch < 2.3
@@ -91,7 +92,16 @@ class ModulePath:
     def current(self) -> str:
         if self._tracker is None:
             return self._stack[-1] if self._stack else ""
-        parents = [p for p in self._tracker.parents if p != "Global"]
+        key = tuple(self._tracker.parents)  # runs per op: the answer is cached per set of parents
+        path = self._current.get(key)
+        if path is None:
+            if len(self._current) >= 4096:
+                self._current.clear()
+            path = self._current[key] = self._innermost(key)
+        return path
+
+    def _innermost(self, parents: Any) -> str:
+        parents = [p for p in parents if p != "Global"]
         if not parents:
             return ""
         # the tracker names modules "RootClass.child.grandchild"; the innermost is the longest

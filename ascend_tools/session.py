@@ -30,6 +30,8 @@ class StepSession(FailOpen):
         self._handles: List[Any] = []
         self._paths: Any = None  # ModulePath while a dispatch mode is on
         self._mode: Any = None  # the session's TorchDispatchMode
+        self._in_optimizer = False  # inside optimizer.step(): its ops are phase "optimizer"
+        self._task_id = _graph_task_id()
 
     def __enter__(self) -> Any:
         self.start()
@@ -85,15 +87,41 @@ class StepSession(FailOpen):
             h.remove()
         self._handles = []
 
+    def _phase(self) -> str:
+        """``forward``, ``backward`` (the autograd engine is running a graph task) or ``optimizer``
+        (inside ``optimizer.step()``)."""
+        if self._in_optimizer:
+            return "optimizer"
+        return "backward" if self._task_id() != -1 else "forward"
+
     def _install_step_hook(self) -> None:
         try:
             import torch.optim.optimizer as optmod
 
-            register = getattr(optmod, "register_optimizer_step_post_hook", None)
-            if register is not None:
-                self._handles.append(register(lambda *_a, **_k: None if self._manual else self._advance()))
+            pre = getattr(optmod, "register_optimizer_step_pre_hook", None)
+            post = getattr(optmod, "register_optimizer_step_post_hook", None)
+            if pre is not None and post is not None:
+                self._handles.append(pre(self._optimizer_enter))
+            if post is not None:
+                self._handles.append(post(self._optimizer_exit))
         except Exception as exc:
             self._fail(exc)
+
+    def _optimizer_enter(self, *_args: Any, **_kwargs: Any) -> None:
+        self._in_optimizer = True
+
+    def _optimizer_exit(self, *_args: Any, **_kwargs: Any) -> None:
+        self._in_optimizer = False
+        if not self._manual:
+            self._advance()
+
+
+def _graph_task_id() -> Callable[[], int]:
+    """The autograd engine's current graph task id (-1 outside backward); torch without it: always -1."""
+    import torch
+
+    fn = getattr(torch._C, "_current_graph_task_id", None)
+    return fn if fn is not None else (lambda: -1)
 
 
 def make_module_callable(module_name: str, fn: Callable[..., Any]) -> None:

@@ -17,7 +17,7 @@ from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Deque, Dict, List, Optional, Sequence, Tuple
 
-from .records import Record
+from .records import PHASES, Record
 
 
 @dataclass
@@ -48,7 +48,7 @@ def align(target: Sequence[Record], reference: Sequence[Record]) -> List[Pair]:
             pairs.append(Pair(t, r, "key"))
             used_t.add(id(t))
             used_r.add(id(r))
-    for phase in ("forward", "backward"):
+    for phase in PHASES:
         left_t = [t for t in target if id(t) not in used_t and t.phase == phase]
         left_r = [r for r in reference if id(r) not in used_r and r.phase == phase]
         for t, r in _sequence_pairs(left_t, left_r):

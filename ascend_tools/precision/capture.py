@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -50,11 +50,6 @@ _PLAIN = (torch.Tensor, torch.nn.Parameter)
 SKIP_NAMESPACES = ("profiler::",)
 
 
-def _task_id() -> Callable[[], int]:
-    fn = getattr(torch._C, "_current_graph_task_id", None)
-    return fn if fn is not None else (lambda: -1)
-
-
 class _Meta:
     __slots__ = ("mutated", "name", "same_values", "selected")
 
@@ -73,32 +68,50 @@ class _Meta:
 
 
 class _T:
-    """One tensor of a record: dtype, shape and (after flush) its statistics, file or digest; ``json``
-    caches its fragment once written (an op's input is usually an earlier op's output)."""
+    """One tensor of a record: dtype, shape and its statistics, file or digest. ``body`` is the part of
+    its JSON fragment after dtype and shape (``,"stats":{...}}``), set as soon as the statistics are
+    known (at once on the CPU; after the flush's transfer on an accelerator, when ``entry`` is still
+    pending). ``ref``/``version`` identify the tensor when it comes back as a later op's input.
 
-    __slots__ = ("dtype", "entry", "file", "json", "shape")
+    Few objects live long here on purpose: everything kept until the step ends survives Python's
+    young-generation collections, and enough survivors trigger a full collection of the whole heap (a
+    model's heap: tens of ms), which was most of the capture's cost."""
 
-    def __init__(self, dtype: str, shape: Sequence[int], entry: Any = None, file: Optional[str] = None) -> None:
+    __slots__ = ("body", "dtype", "entry", "file", "has_stats", "ref", "shape", "version")
+
+    def __init__(self, dtype: str, shape: Sequence[int], entry: Any = None, body: Optional[str] = None) -> None:
         self.dtype = dtype
         self.shape = shape
         self.entry = entry
-        self.file = file
-        self.json: Optional[str] = None
+        self.file: Optional[str] = None
+        self.body = body
+        self.has_stats = entry is not None or body is not None
+        self.ref: Any = None
+        self.version = -1
 
-    def encoded(self, enc: LineEncoder) -> str:
-        text = self.json
-        if text is None:
-            parts = [enc.tensor_head(self.dtype, self.shape)]
+    def settle(self, final: bool = False) -> bool:
+        """Write ``body`` if the statistics (and digest) are known, then let the entry go; whether
+        ``body`` is set. ``final``: they will not come any more (the flush has resolved them): write
+        what there is."""
+        if self.body is None:
             e = self.entry
+            if e is not None and not final and (e.stats is None or e.digest_row is not None):
+                return False
+            parts = []
             if e is not None and e.stats is not None:
                 parts.append(',"stats":' + stats_json(e.stats))
-            if self.file:
-                parts.append(',"file":' + json.dumps(self.file))
             if e is not None and e.digest:
                 parts.append(f',"digest":"{e.digest}"')
+            if self.file:
+                parts.append(',"file":' + json.dumps(self.file))
             parts.append("}")
-            text = self.json = "".join(parts)
-        return text
+            self.body = "".join(parts)
+            self.entry = None
+        return True
+
+    def encoded(self, enc: LineEncoder) -> str:
+        self.settle(final=True)
+        return enc.tensor_head(self.dtype, self.shape) + self.body
 
 
 _DTYPES: Dict[torch.dtype, str] = {}
@@ -214,9 +227,8 @@ class Capture(StepSession):
         self._batch: List[tuple] = []
         self._calls: Dict[Tuple[str, str], int] = {}
         self._next_id = 0
-        self._seen: Dict[int, Tuple[Any, int, _T]] = {}
+        self._seen: Dict[int, _T] = {}
         self._stack_table = StackTable()
-        self._task = _task_id()
         self._param_hooked: set = set()
         self._names: Any = weakref.WeakKeyDictionary()
         self._paths: Optional[ModulePath] = None
@@ -323,18 +335,25 @@ class Capture(StepSession):
     # --- internals: per tensor ----------------------------------------------------------------------
 
     def _tensor(self, t: torch.Tensor, rid: int, slot: str) -> _T:
-        seen = self._seen.get(id(t))
-        if seen is not None and seen[1] == t._version and seen[0]() is t:
-            return seen[2]
+        info = self._seen.get(id(t))
+        if info is not None and info.version == t._version and info.ref() is t:
+            return info
         info = _T(_dtype_name(t.dtype), t.shape)
         if type(t) in _PLAIN:
             info.entry = self._queue.add(t)
+            info.has_stats = info.entry is not None
             if self._save_tensors and t.layout == torch.strided and t.device.type != "meta":
                 path, rel = self._writer.tensor_path(self.step_no, f"{rid}.{slot}")
                 store.save_tensor(t, path)
                 info.file = rel
-            self._seen[id(t)] = (weakref.ref(t), t._version, info)
+            info.settle()
+            self._remember(t, info)
         return info
+
+    def _remember(self, t: torch.Tensor, info: _T) -> None:
+        info.ref = weakref.ref(t)
+        info.version = t._version
+        self._seen[id(t)] = info
 
     def _stack_id(self) -> Optional[int]:
         """Id of the Python stack that issued this op (see :class:`StackTable`)."""
@@ -343,7 +362,7 @@ class Capture(StepSession):
     # --- internals: op level ------------------------------------------------------------------------
 
     def _before_op(self, meta: _Meta, args: Any, kwargs: Dict[str, Any]) -> Optional[tuple]:
-        phase = "backward" if self._task() != -1 else "forward"
+        phase = self._phase()
         key = (meta.name, phase)
         call = self._calls.get(key, 0)
         self._calls[key] = call + 1
@@ -377,19 +396,24 @@ class Capture(StepSession):
         else:
             tensors = []
             flat_tensors(out, tensors)
-        if meta.same_values and len(tensors) == 1 and inputs and inputs[0].entry is not None and type(tensors[0]) in _PLAIN:
+        if meta.same_values and len(tensors) == 1 and inputs and inputs[0].has_stats and type(tensors[0]) in _PLAIN:
             t = tensors[0]
-            src = inputs[0]
-            outputs = [_T(src.dtype, t.shape, src.entry, None)]
-            if self.mode == "tensor":
+            if self._save_tensors:
                 outputs = [self._tensor(t, rid, "out0")]
             else:
-                self._seen[id(t)] = (weakref.ref(t), t._version, outputs[0])
+                src = inputs[0]
+                outputs = [_T(src.dtype, t.shape, src.entry, src.body)]
+                self._remember(t, outputs[0])
         else:
             outputs = [self._tensor(t, rid, f"out{i}") for i, t in enumerate(tensors)]
         self._emit((rid, meta.name, "op", phase, call, module, inputs, outputs, args_json, sid))
 
     def _emit(self, rec: tuple) -> None:
+        """Queue a record for the next flush: as its line when every tensor's statistics are known (a
+        string outlives the young generation without adding to what the garbage collector scans), else
+        as the tuple the flush encodes once its statistics arrive."""
+        if all(t.body is not None for t in rec[6]) and all(t.settle() for t in rec[7]):
+            rec = self._line(rec, self.step_no)
         self._batch.append(rec)
         if len(self._batch) >= self.flush_every or self._queue.pending_bytes > self.flush_bytes:
             was = self._busy
@@ -424,22 +448,28 @@ class Capture(StepSession):
         else:
             self._write_job(job)
 
+    def _line(self, rec: tuple, step: int) -> str:
+        rid, name, kind, phase, call, module, inputs, outputs, call_args, sid = rec
+        enc = self._encoder
+        return enc.line(rid, name, kind, phase, call, module, ",".join([t.encoded(enc) for t in inputs]),
+                        ",".join([t.encoded(enc) for t in outputs]),
+                        enc.args(call_args) if call_args is not None else "", sid, step)
+
     def _write_job(self, job: tuple) -> None:
         step, batch, stacks, pending = job
         if pending:
             self._queue.resolve(pending)
-        enc = self._encoder
         pause = time.sleep if threading.current_thread() is self._thread else None
         lines = []
-        for n, (rid, name, kind, phase, call, module, inputs, outputs, call_args, sid) in enumerate(batch):
+        for n, rec in enumerate(batch):
+            if isinstance(rec, str):
+                lines.append(rec)
+                continue
             if pause is not None and not n % YIELD_EVERY:
                 # let the user's thread take the GIL: it would otherwise wait up to the switch interval
                 # (5 ms) each time one of its kernels returns while this thread encodes
                 pause(0)
-            lines.append(enc.line(rid, name, kind, phase, call, module,
-                                  ",".join([t.encoded(enc) for t in inputs]),
-                                  ",".join([t.encoded(enc) for t in outputs]),
-                                  enc.args(call_args) if call_args is not None else "", sid, step))
+            lines.append(self._line(rec, step))
         if lines or stacks:
             self._writer.write(step, lines, stacks)
             self.records_written += len(lines)

@@ -7,7 +7,7 @@ import csv
 import io
 import math
 from collections import Counter, OrderedDict
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import click
 
@@ -179,14 +179,14 @@ def _culprit_section(report: Report, culprits: List[Dict[str, Any]], ranking: st
 
 def _drift_section(report: Report, results: List[PairResult]) -> None:
     vs_ref, introduced = [], []
-    boundary = None
+    marks: List[Tuple[float, str]] = []
     for i, r in enumerate(results):
         if r.verdict is not None and r.verdict.ratio:
             vs_ref.append((float(i), min(r.verdict.ratio, PLOT_CAP)))
         if r.method and r.score:
             introduced.append((float(i), min(r.score, PLOT_CAP)))
-        if boundary is None and r.record.phase == "backward":
-            boundary = float(i)
+        if r.record.phase != "forward" and r.record.phase not in (m[1] for m in marks):
+            marks.append((float(i), r.record.phase))
     sec = report.section("Drift along the run")
     sec.text.append("Error of each op's output against the reference, and the error it introduced itself, in "
                     f"units of its dtype tolerance, in execution order (capped at {PLOT_CAP:g}: exact ops have a zero "
@@ -195,7 +195,7 @@ def _drift_section(report: Report, results: List[PairResult]) -> None:
     sec.series.append(Series(
         "error in tolerances", "execution order", "error / tolerance",
         OrderedDict([("vs reference", vs_ref), ("introduced", introduced)]),
-        marks=[(boundary, "backward")] if boundary is not None else [], log_y=True))
+        marks=marks, log_y=True))
 
 
 def _cell(value: Any) -> Any:

@@ -197,6 +197,8 @@ def _csv_table(text: str, metric: Optional[str]) -> Optional[Tuple[List[str], Li
     if delim is None:
         return None
     rows = [r for r in csv.reader(io.StringIO(text), delimiter=delim) if any(c.strip() for c in r)]
+    if not rows:  # delimiters only: no header
+        return None
     header = [c.strip() for c in rows[0]]
     names = {h.lower() for h in header}
     known = set(STEP_KEYS) | set(LOSS_KEYS) | {"value"} | ({metric.lower()} if metric else set())

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
 STAT_KEYS = ("max", "min", "mean", "norm", "nan", "inf", "sat")
+# what a record's ``phase`` can be: ``optimizer`` for the ops of ``optimizer.step()`` (op level)
+PHASES = ("forward", "backward", "optimizer")
 
 
 @dataclass
@@ -45,7 +47,7 @@ class Record:
     id: int  # position in the step's execution order
     name: str
     kind: str  # "op" | "module"
-    phase: str  # "forward" | "backward"
+    phase: str  # one of PHASES
     call: int  # n-th call of this name (and phase) in the step, from 0
     module: str = ""  # innermost module path the op ran in ("" = root / unknown)
     inputs: List[TensorInfo] = field(default_factory=list)

@@ -47,7 +47,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 
 from .. import backend
-from ..dispatch import ModulePath, flat_tensors, in_backward, normalise_op, op_name
+from ..dispatch import ModulePath, flat_tensors, normalise_op, op_name
 from ..report import Finding, Report, Series, Table
 from ..session import StepSession, make_module_callable
 from ..stacks import is_library, short_path
@@ -90,7 +90,7 @@ class ShadowRecord:
 
     id: int  # position in the step's stream of aten ops (skipped ones included)
     name: str  # "aten::mm", "aten::add_.Tensor"
-    phase: str  # "forward" | "backward"
+    phase: str  # "forward" | "backward" | "optimizer"
     call: int  # n-th call of this name in this phase and step, from 0 (every call counts)
     module: str
     site: str  # first frame outside torch, the stdlib and ascend_tools: "modeling_llama.py:80 in forward"
@@ -354,7 +354,7 @@ class Shadow(StepSession):
             op = self._ops[func] = _Op(func, self._wanted)
         if not op.counted:
             return None
-        phase = "backward" if in_backward() else "forward"
+        phase = self._phase()
         key = (op.name, phase)
         call = self._calls.get(key, 0)
         self._calls[key] = call + 1
@@ -684,10 +684,10 @@ def _drift_section(report: Report, records: Sequence[ShadowRecord]) -> None:
     marked = set()
     for i, r in enumerate(records):
         lines.setdefault(f"rank {r.rank}" if many else "introduced", []).append((float(i), max(r.ratio, PLOT_FLOOR)))
-        if r.phase == "backward" and (r.rank, r.step) not in marked:
-            marked.add((r.rank, r.step))
+        if r.phase != "forward" and (r.rank, r.step, r.phase) not in marked:
+            marked.add((r.rank, r.step, r.phase))
             where = " ".join(([f"rank {r.rank}"] if many else []) + ([f"step {r.step}"] if steps else []))
-            marks.append((float(i), f"backward ({where})" if where else "backward"))
+            marks.append((float(i), f"{r.phase} ({where})" if where else r.phase))
     sec = report.section("Drift along the run")
     sec.text.append(f"The error each op introduced, in tolerances (1 = at tolerance), in execution order; below "
                     f"{PLOT_FLOOR:g} drawn at {PLOT_FLOOR:g}. A spike is an op that made an error itself.")

@@ -1,5 +1,6 @@
 """Capture: statistics against numpy, one host transfer per flush, op/module levels against an
 independent dispatch mode, filters, tensor/hash modes, fail-open, killed writer."""
+import copy
 import json
 import logging
 import os
@@ -225,3 +226,24 @@ def test_killed_writer_leaves_readable_prefix(tmp_path):
     assert [r.id for r in recs] == list(range(len(recs)))
     with open(os.path.join(out, "rank0", "meta.json")) as f:
         assert json.load(f)["schema"] == "ascend-doctor/dump/1"
+
+
+def test_optimizer_ops_have_their_own_phase(tmp_path):
+    """The ops of optimizer.step() are phase "optimizer", compared against an independent mode that
+    sees the first step of a twin model and optimizer."""
+    model, x = _tiny(), torch.randn(4, 6)
+    twin = copy.deepcopy(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, foreach=False)
+    with capture(str(tmp_path)):
+        _run(model, x)
+        opt.step()
+    recs = _records(tmp_path)
+    phases = [r.phase for r in recs]
+    first = phases.index("optimizer")
+    assert set(phases[first:]) == {"optimizer"} and set(phases[:first]) == {"forward", "backward"}
+    twin_opt = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9, foreach=False)
+    _run(twin, x)
+    ref = _Names()
+    with ref:
+        twin_opt.step()
+    assert [r.name for r in recs[first:]] == [n for n, _ in ref.seen if not n.startswith("profiler::")]

@@ -181,7 +181,7 @@ def test_cli_end_to_end(tmp_path, run_verb):
     data = json.loads(out.read_text())
     assert data["schema"] == "ascend-doctor/shadow/1" and data["culprits"] == []
     assert data["summary"]["compared"] > 5 and data["summary"]["steps"] == [1]
-    assert {r["phase"] for r in data["records"]} == {"forward", "backward"}
+    assert {r["phase"] for r in data["records"]} == {"forward", "backward", "optimizer"}
     assert os.path.exists(tmp_path / "rec" / "rank0.jsonl")
     proc = run_verb("shadow", "--ops", "addmm", "--", sys.executable, "SCRIPT", "3")
     assert proc.returncode == 3 and "exited with status 3" in proc.stderr
