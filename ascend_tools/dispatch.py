@@ -38,6 +38,14 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).replace("torch.", "")
 
 
+#: ops that allocate or re-point storage without defining its values (their outputs hold whatever the
+#: memory held: statistics of them are noise, NaN included)
+UNDEFINED_VALUES = frozenset((
+    "empty", "empty_like", "new_empty", "new_empty_strided", "empty_strided", "empty_permuted",
+    "resize_", "resize_as_", "set_",
+))  # fmt: skip
+
+
 def in_backward() -> bool:
     task_id = getattr(torch._C, "_current_graph_task_id", None)
     return task_id is not None and task_id() != -1

@@ -28,7 +28,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .. import backend
-from ..dispatch import ModulePath, flat_tensors, normalise_op, op_name
+from ..dispatch import UNDEFINED_VALUES, ModulePath, flat_tensors, normalise_op, op_name
 from ..session import StepSession, make_module_callable
 from ..stacks import StackTable
 from . import store
@@ -51,7 +51,7 @@ SKIP_NAMESPACES = ("profiler::",)
 
 
 class _Meta:
-    __slots__ = ("mutated", "name", "same_values", "selected")
+    __slots__ = ("mutated", "name", "same_values", "selected", "undefined")
 
     def __init__(self, func: Any, wanted: Optional[set]) -> None:
         self.name = op_name(func)
@@ -59,6 +59,7 @@ class _Meta:
         self.selected = (wanted is None or base in wanted or base.split(".", 1)[0] in wanted) \
             and not self.name.startswith(SKIP_NAMESPACES)
         self.same_values = self.name in SAME_VALUES
+        self.undefined = base.split(".", 1)[0] in UNDEFINED_VALUES
         muts = []
         for i, a in enumerate(func._schema.arguments):
             info = a.alias_info
@@ -85,7 +86,7 @@ class _T:
         self.entry = entry
         self.file: Optional[str] = None
         self.body = body
-        self.has_stats = entry is not None or body is not None
+        self.has_stats = entry is not None
         self.ref: Any = None
         self.version = -1
 
@@ -403,7 +404,12 @@ class Capture(StepSession):
             else:
                 src = inputs[0]
                 outputs = [_T(src.dtype, t.shape, src.entry, src.body)]
+                outputs[0].has_stats = True
                 self._remember(t, outputs[0])
+        elif meta.undefined:  # uninitialised memory: dtype and shape only, also where a later op reads it
+            outputs = [_T(_dtype_name(t.dtype), t.shape, body="}") for t in tensors]
+            for t, info in zip(tensors, outputs):
+                self._remember(t, info)
         else:
             outputs = [self._tensor(t, rid, f"out{i}") for i, t in enumerate(tensors)]
         self._emit((rid, meta.name, "op", phase, call, module, inputs, outputs, args_json, sid))

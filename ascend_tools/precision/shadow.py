@@ -47,7 +47,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 
 from .. import backend
-from ..dispatch import ModulePath, flat_tensors, normalise_op, op_name
+from ..dispatch import UNDEFINED_VALUES, ModulePath, flat_tensors, normalise_op, op_name
 from ..report import Finding, Report, Series, Table
 from ..session import StepSession, make_module_callable
 from ..stacks import is_library, short_path
@@ -66,11 +66,8 @@ DEFAULT_MAX_NUMEL = 1 << 24
 #: Records written per flush of the JSON lines (``out=``).
 FLUSH_EVERY = 256
 
-# ops that allocate or reshape storage without defining its values: nothing to compare
-_UNINITIALISED = frozenset((
-    "empty", "empty_like", "new_empty", "new_empty_strided", "empty_strided", "empty_permuted",
-    "resize_", "resize_as_", "set_", "_local_scalar_dense", "item", "record_stream",
-))  # fmt: skip
+# ops whose outputs have undefined values, or that compute nothing: nothing to compare
+_UNINITIALISED = UNDEFINED_VALUES | {"_local_scalar_dense", "item", "record_stream"}
 # ops that return their input's storage under another shape without an alias annotation: views in effect
 _VIEW_LIKE = frozenset(("_unsafe_view",))
 _LEVELS = {"pass": 0, "warning": 1, "error": 2}

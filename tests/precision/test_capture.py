@@ -247,3 +247,17 @@ def test_optimizer_ops_have_their_own_phase(tmp_path):
     with ref:
         twin_opt.step()
     assert [r.name for r in recs[first:]] == [n for n, _ in ref.seen if not n.startswith("profiler::")]
+
+
+def test_uninitialised_memory_gets_no_statistics(tmp_path):
+    """torch.empty's values are whatever the memory held: recorded with dtype and shape only, also where
+    the next op reads it; the op that fills it has its statistics."""
+    with capture(str(tmp_path)):
+        buf = torch.empty(64, 64)
+        buf.copy_(torch.ones(64, 64))
+        buf.add_(1)
+    recs = {r.name: r for r in _records(tmp_path)}
+    empty, copy_ = recs["aten::empty.memory_format"], recs["aten::copy_"]
+    assert empty.outputs[0].stats is None and empty.outputs[0].shape == [64, 64]
+    assert copy_.inputs[0].stats is None and copy_.inputs[1].stats.max == 1.0
+    assert copy_.outputs[0].stats.mean == 1.0 and recs["aten::add_.Tensor"].outputs[0].stats.mean == 2.0
