@@ -16,7 +16,7 @@ culprit is a record whose own error is judged ``error``.
 """
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import torch
 
@@ -90,6 +90,9 @@ class Diagnoser:
     def __init__(self, target: Dump, reference: Dump, step: int, replay: bool = True, tensors: bool = True) -> None:
         self.target, self.reference, self.step, self.replay = target, reference, step, replay
         self.tensors = tensors  # False: statistics only, even where the dumps hold tensors
+        # relative L2 error per (target file, reference file): an op's input is usually an earlier op's
+        # output, compared already (amplification reads it instead of loading and comparing again)
+        self._rel_l2: Dict[Tuple[str, str], float] = {}
 
     def _load(self, dump: Dump, info: TensorInfo) -> Optional[torch.Tensor]:
         return dump.load_tensor(info, self.step) if self.tensors else None
@@ -116,6 +119,8 @@ class Diagnoser:
         if tt is not None and rt is not None:
             result.error = M.compare_tensors(tt, rt)
             result.verdict = standards.judge(result.error, t.name, _reduction(t))
+            if t_out.file and r_out.file:
+                self._rel_l2[(t_out.file, r_out.file)] = result.error.rel_l2_err or 0.0
         elif t_out.stats is not None and r_out.stats is not None:
             result.stats_error = M.compare_stats(t_out.stats, r_out.stats)
             result.verdict = standards.judge_stats(result.stats_error, t_out.dtype, t.name)
@@ -169,10 +174,15 @@ class Diagnoser:
             res.score = res.amplification
 
     def _input_error(self, a: TensorInfo, b: TensorInfo) -> float:
+        key = (a.file, b.file) if a.file and b.file else None
+        if key is not None and key in self._rel_l2:
+            return self._rel_l2[key]
         at = self._load(self.target, a)
         bt = self._load(self.reference, b)
         if at is not None and bt is not None and at.is_floating_point():
             m = M.compare_tensors(at, bt)
+            if key is not None:
+                self._rel_l2[key] = m.rel_l2_err or 0.0
             return m.rel_l2_err or 0.0
         if a.stats is not None and b.stats is not None:
             return stats_error(M.compare_stats(a.stats, b.stats)) or 0.0
