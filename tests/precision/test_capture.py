@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -185,6 +186,28 @@ def test_hash_mode(tmp_path):
     y[7] = torch.nextafter(y[7], torch.tensor(float("inf")))
     a, b, c = digests(x, tmp_path / "a"), digests(x.clone(), tmp_path / "b"), digests(y, tmp_path / "c")
     assert a == b and a != c and len(a) == 32
+
+
+def test_mixed_paths_in_one_flush_give_the_same_records(tmp_path, monkeypatch):
+    """Tensors read at once (CPU) and tensors waiting for the flush's transfer (accelerator, simulated)
+    in the same flush, with digests: every record equals the all-CPU run's."""
+    model, x = _tiny(), torch.randn(4, 6)
+
+    def run(where):
+        with capture(str(where), mode="hash", flush_every=10_000):
+            _run(model, x)
+        model.zero_grad()
+        return [(r.name, [(t.stats, t.digest) for t in r.inputs + r.outputs]) for r in _records(where)]
+
+    plain = run(tmp_path / "cpu")
+    monkeypatch.setattr(stats_mod, "reads_free", lambda t: t.dim() != 2)  # matrices take the device path
+    mixed = run(tmp_path / "mixed")
+    assert [(n, [d for _, d in ts]) for n, ts in mixed] == [(n, [d for _, d in ts]) for n, ts in plain]
+    assert all(t[1] for _, ts in plain for t in ts)
+    for (_, a), (_, b) in zip(mixed, plain):
+        for (sa, _), (sb, _) in zip(a, b):
+            # the CPU path's norm is sqrt(dot) in float64, the device path's an fp32 vector_norm
+            assert asdict(sa) == pytest.approx(asdict(sb), rel=1e-6)
 
 
 def test_internal_error_fails_open_and_logs_once(tmp_path, monkeypatch, caplog):
