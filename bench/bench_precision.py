@@ -15,6 +15,10 @@ tool, runs ``--warmup`` untimed steps, then times ``--steps`` steps one by one a
 * ``bare``: nothing recorded;
 * ``empty-mode``: a TorchDispatchMode whose handler only calls the op: the floor of any op-level
   (dispatch) tool on this machine, ours included;
+* ``stats-floor``: a TorchDispatchMode that computes our statistics of each op output ``capture`` computes
+  them for (every output but those of same-values views and of ``empty``-like ops; the reductions read as
+  ``capture`` reads them on the CPU) and records nothing: the floor of an op-level statistics dump with these
+  reductions, whatever its bookkeeping (inputs that no op produced, such as parameters, are left out);
 * ``ours-op`` / ``ours-module`` / ``ours-mix``: ``ascend_tools.precision.capture(DIR, level=..., mode="stats",
   model=model)`` open around all steps; steps counted by its ``optimizer.step()`` hook, which flushes the
   step's records to disk (the flush is inside the timed step);
@@ -64,7 +68,7 @@ BATCH, SEQ = 2, 128
 CONFIG = {"vocab_size": 1024, "hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 4,
           "num_attention_heads": 8, "num_key_value_heads": 4, "max_position_embeddings": 256,
           "tie_word_embeddings": False}
-STEP_KINDS = ("bare", "empty-mode", "ours-op", "ours-module", "ours-mix", "msprobe-L1", "msprobe-mix", "shadow")
+STEP_KINDS = ("bare", "empty-mode", "stats-floor", "ours-op", "ours-module", "ours-mix", "msprobe-L1", "msprobe-mix", "shadow")
 TARGET_OP_RATIO = 1.3  # ours-op / bare
 TARGET_SHADOW_RATIO = 3.0  # shadow / bare
 TARGET_VS_MSPROBE = 0.5  # (ours ratio to bare) / (msprobe ratio to bare)
@@ -143,6 +147,8 @@ def worker_step(kind: str, steps: int, warmup: int, tmp: str) -> Dict[str, Any]:
         ctx = shadow(model=model)
     elif kind == "empty-mode":
         ctx = _empty_mode()
+    elif kind == "stats-floor":
+        ctx = _stats_floor_mode()
 
     def step() -> None:
         if debugger is not None:
@@ -179,6 +185,35 @@ def _empty_mode() -> Any:
             return func(*args, **(kwargs or {}))
 
     return Empty()
+
+
+def _stats_floor_mode() -> Any:
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from ascend_tools.dispatch import UNDEFINED_VALUES, flat_tensors, op_name
+    from ascend_tools.precision.capture import SAME_VALUES
+    from ascend_tools.precision.stats import StatsQueue
+
+    queue = StatsQueue()
+    skip: Dict[Any, bool] = {}
+
+    class StatsFloor(TorchDispatchMode):
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            out = func(*args, **(kwargs or {}))
+            if func not in skip:
+                name = op_name(func)
+                skip[func] = name in SAME_VALUES or name[6:].split(".")[0] in UNDEFINED_VALUES
+            if skip[func]:
+                return out
+            tensors: List[Any] = []
+            flat_tensors(out, tensors)
+            for t in tensors:
+                if type(t) is torch.Tensor or type(t) is torch.nn.Parameter:
+                    queue.add(t)
+            return out
+
+    return StatsFloor()
 
 
 def worker_dump(tool: str, dtype_name: str, out_dir: str) -> Dict[str, Any]:
