@@ -10,6 +10,7 @@ Layout, per rank::
     OUT/rank{r}/step{n}/tensors/*.npy  tensor mode: one file per tensor (bfloat16 as its uint16 bits)
 """
 import json
+import math
 import os
 import re
 from typing import Any, Dict, Iterator, List, Optional, Tuple
@@ -49,7 +50,7 @@ def read_npy(path: str) -> np.ndarray:
             if m is not None:
                 dtype = np.dtype(m.group(1))
                 shape = tuple(int(x) for x in m.group(2).split(",") if x.strip())
-                count = int(np.prod(shape)) if shape else 1
+                count = math.prod(shape)
                 if dtype.kind != "O":
                     arr = np.fromfile(f, dtype=dtype, count=count)
                     if arr.size == count:
