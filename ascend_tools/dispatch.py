@@ -1,11 +1,10 @@
 """What every dispatch-level tool shares (check-ops' trace, capture, shadow, fault injection): the name of an
 aten overload and of what a user names an op (``--ops matmul``), whether autograd is running a backward, and
 :class:`ModulePath`, the module path of the op being dispatched."""
-import re
+import weakref
 from typing import Any, Dict, List
 
 import torch
-from torch.utils._pytree import tree_flatten
 
 # names a user may give for an op that never reaches dispatch (CompositeImplicitAutograd) -> what does
 OP_ALIASES = {
@@ -51,106 +50,88 @@ def in_backward() -> bool:
     return task_id is not None and task_id() != -1
 
 
-class ModulePath:
-    """Which module is running: forward through pre/post hooks, backward through
-    ``torch.utils.module_tracker`` where this torch has it (2.3+); older torch attributes
-    backward ops to the root."""
+_CURRENT_NODE = getattr(torch._C, "_current_autograd_node", None)
+_SEQUENCE_NR = getattr(torch.autograd, "_get_sequence_nr", None) or getattr(torch._C._autograd, "_get_sequence_nr", None)
+_FORGET_AFTER = 1 << 20  # forward ops remembered at most (a safety net: steps forget them, see forget())
 
-    _INDEX = re.compile(r"^[^.]+\.?")
+
+class ModulePath:
+    """Which module the op being dispatched runs in.
+
+    Forward: a stack kept by global module pre/post forward hooks. Backward: the module whose forward
+    created the autograd node being run. While a forward op is dispatched, autograd has already made its
+    node, so ``torch.autograd._get_sequence_nr() - 1`` is that node's sequence number (torch's own
+    aot_autograd reads it so); :meth:`current` notes it with the module, and in backward
+    ``torch._C._current_autograd_node()._sequence_nr()`` finds it again. Nothing is hooked on tensors and the
+    autograd graph is untouched (torch's ``ModuleTracker``, used before, registered multi-grad hooks on every
+    module's inputs and outputs: a quarter of an op-level capture's cost, and it lost track of modules
+    called with keyword tensors). A tool must call :meth:`current` for every forward op it sees. Torch
+    without those two functions: backward ops get the root ("").
+
+    Names come from :meth:`name_modules` (the root is ""); a module entered without a known name is a root
+    of its own (""), and its children are named from it when it is first entered."""
 
     def __init__(self) -> None:
-        self._tracker = None
-        self._current: Dict[tuple, str] = {}
-        try:
-            self._tracker = kwargs_aware_tracker()
-        except ImportError:  # torch < 2.3
-            self._stack: List[str] = []
-            self._names: Dict[int, str] = {}
-            self._handles: List[Any] = []
+        self._stack: List[str] = []
+        self._names: Any = weakref.WeakKeyDictionary()
+        self._expanded: Any = weakref.WeakSet()
+        self._by_seq: Dict[int, str] = {}
+        self._handles: List[Any] = []
 
     def __enter__(self) -> "ModulePath":
-        if self._tracker is not None:
-            self._tracker.__enter__()
-        else:
-            mod = torch.nn.modules.module
-            self._handles = [
-                mod.register_module_forward_pre_hook(self._push),
-                mod.register_module_forward_hook(self._pop),
-            ]
+        mod = torch.nn.modules.module
+        self._handles = [mod.register_module_forward_pre_hook(self._push)]
+        try:  # always_call: a forward that raises still leaves the stack
+            self._handles.append(mod.register_module_forward_hook(self._pop, always_call=True))
+        except TypeError:  # torch without always_call
+            self._handles.append(mod.register_module_forward_hook(self._pop))
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._tracker is not None:
-            self._tracker.__exit__(*exc)
-        else:
-            for h in self._handles:
-                h.remove()
+        for h in self._handles:
+            h.remove()
+        self._handles = []
 
     def name_modules(self, root: torch.nn.Module) -> None:
-        if self._tracker is None:
-            self._names = {id(m): n for n, m in root.named_modules()}
+        for name, module in root.named_modules():
+            self._names[module] = name
+            self._expanded.add(module)
+
+    def forget(self) -> None:
+        """Drop the forward ops noted so far (a step boundary: their backward has run)."""
+        self._by_seq = {}
+
+    def _name(self, module: torch.nn.Module) -> str:
+        name = self._names.get(module)
+        if name is None:
+            name = self._names[module] = ""
+        if module not in self._expanded:
+            self._expanded.add(module)
+            prefix = f"{name}." if name else ""
+            for child_name, child in module.named_children():
+                self._names[child] = prefix + child_name
+        return name
 
     def _push(self, module: torch.nn.Module, _inputs: Any) -> None:
-        self._stack.append(self._names.get(id(module), type(module).__name__))
+        self._stack.append(self._name(module))
 
     def _pop(self, _module: torch.nn.Module, _inputs: Any, _output: Any) -> None:
         if self._stack:
             self._stack.pop()
 
     def current(self) -> str:
-        if self._tracker is None:
-            return self._stack[-1] if self._stack else ""
-        key = tuple(self._tracker.parents)  # runs per op: the answer is cached per set of parents
-        path = self._current.get(key)
-        if path is None:
-            if len(self._current) >= 4096:
-                self._current.clear()
-            path = self._current[key] = self._innermost(key)
+        node = _CURRENT_NODE() if _CURRENT_NODE is not None else None
+        if node is not None:
+            return self._by_seq.get(node._sequence_nr(), "")
+        path = self._stack[-1] if self._stack else ""
+        if _SEQUENCE_NR is not None:
+            seq = _SEQUENCE_NR() - 1
+            # the op that made node ``seq`` sees it first; an op after it that made no node leaves it
+            if seq not in self._by_seq:
+                if len(self._by_seq) >= _FORGET_AFTER:
+                    self._by_seq = {}
+                self._by_seq[seq] = path
         return path
-
-    def _innermost(self, parents: Any) -> str:
-        parents = [p for p in parents if p != "Global"]
-        if not parents:
-            return ""
-        # the tracker names modules "RootClass.child.grandchild"; the innermost is the longest
-        return self._INDEX.sub("", max(parents, key=lambda p: (p.count("."), p)))
-
-
-def kwargs_aware_tracker() -> Any:
-    """``torch.utils.module_tracker.ModuleTracker``, made to see tensors passed by keyword.
-
-    The stock tracker leaves a module in backward when the gradients of its *positional* inputs are
-    done; a module called with keyword tensors only (Hugging Face: ``self.self_attn(hidden_states=...)``)
-    is then never left, and every later backward op is attributed to it. Here the leave-hook is
-    registered after the forward, with the keyword inputs included."""
-    from torch.autograd.graph import register_multi_grad_hook
-    from torch.utils.hooks import RemovableHandle
-    from torch.utils.module_tracker import ModuleTracker
-
-    needed = ("_get_mod_name", "_get_append_fn", "_get_pop_fn", "_hooks")
-    base = ModuleTracker()
-    if not all(hasattr(base, n) for n in needed):
-        return base  # another torch's internals: the stock behaviour
-
-    class Tracker(ModuleTracker):
-        def _fw_pre_hook(self, mod: Any, _input: Any) -> None:
-            self._get_append_fn(self._get_mod_name(mod), False)()
-
-        def _fw_post_hook(self, mod: Any, args: Any, kwargs: Any, output: Any) -> None:  # type: ignore[override]
-            name = self._get_mod_name(mod)
-            self._get_pop_fn(name, False)()
-            for tensors, fn in (((args, kwargs), self._get_pop_fn(name, True)), (output, self._get_append_fn(name, True))):
-                flat = [t for t in tree_flatten(tensors)[0] if isinstance(t, torch.Tensor) and t.requires_grad]
-                if flat:
-                    self._hooks.append(register_multi_grad_hook(flat, fn))
-
-        def __enter__(self) -> "Tracker":
-            mod = torch.nn.modules.module
-            self._fw_pre_handle: RemovableHandle = mod.register_module_forward_pre_hook(self._fw_pre_hook)
-            self._fw_post_handle: RemovableHandle = mod.register_module_forward_hook(self._fw_post_hook, with_kwargs=True)
-            return self
-
-    return Tracker()
 
 
 def flat_tensors(value: Any, out: List[torch.Tensor]) -> None:

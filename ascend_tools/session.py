@@ -53,7 +53,7 @@ class StepSession(FailOpen):
         """Mark a step boundary. Once called, ``optimizer.step()`` no longer advances the step (the
         script's own boundaries win)."""
         self._manual = True
-        self._advance()
+        self._boundary()
 
     def steps_marked_by_caller(self) -> None:
         """From now on only :meth:`step` advances the step (a caller that knows the boundaries, such as a
@@ -113,7 +113,12 @@ class StepSession(FailOpen):
     def _optimizer_exit(self, *_args: Any, **_kwargs: Any) -> None:
         self._in_optimizer = False
         if not self._manual:
-            self._advance()
+            self._boundary()
+
+    def _boundary(self) -> None:
+        self._advance()
+        if self._paths is not None:
+            self._paths.forget()  # the step's backward has run: its forward ops' modules are not needed
 
 
 def _graph_task_id() -> Callable[[], int]:

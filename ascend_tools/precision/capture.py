@@ -177,6 +177,8 @@ class _OpMode(TorchDispatchMode):
                 meta = cap._metas[func] = _Meta(func, cap._wanted)
             if meta.selected:
                 pre = cap._before_op(meta, args, kwargs)
+            elif cap._paths is not None:
+                cap._paths.current()  # an op left out still notes its autograd node's module
         except Exception as exc:
             cap._fail(exc)
         out = func(*args, **kwargs)
@@ -363,13 +365,13 @@ class Capture(StepSession):
     # --- internals: op level ------------------------------------------------------------------------
 
     def _before_op(self, meta: _Meta, args: Any, kwargs: Dict[str, Any]) -> Optional[tuple]:
+        module = self._paths.current() if self._paths is not None else ""  # every op: see ModulePath
         phase = self._phase()
         key = (meta.name, phase)
         call = self._calls.get(key, 0)
         self._calls[key] = call + 1
         if self.sample > 1 and call % self.sample:
             return None
-        module = self._paths.current() if self._paths is not None else ""
         if self.scope and not self._in_scope(module):
             return None
         rid = self._next_id

@@ -349,6 +349,7 @@ class Shadow(StepSession):
         op = self._ops.get(func)
         if op is None:
             op = self._ops[func] = _Op(func, self._wanted)
+        module = self._paths.current() if self._paths is not None else ""  # every op: see ModulePath
         if not op.counted:
             return None
         phase = self._phase()
@@ -363,7 +364,6 @@ class Shadow(StepSession):
         if self.sample > 1 and call % self.sample:
             self.skipped["sampled out"] += 1
             return None
-        module = self._paths.current() if self._paths is not None else ""
         if self.scope and not self._in_scope(module):
             self.skipped["out of scope"] += 1
             return None
