@@ -1,17 +1,19 @@
 """Tensor statistics computed on the tensor's own device and read back in batches.
 
-:class:`StatsQueue` turns a tensor into a :class:`Pending` entry: ``max``, ``min``, ``sum`` and the
-L2 norm are computed at once on the device (four small reductions, no host sync) and stacked into one
-4-element row. Rows wait in the queue; :meth:`StatsQueue.flush` stacks every waiting row and moves them
-to the host in **one** transfer (:func:`to_host`). Nothing calls ``.item()`` per tensor.
+:class:`StatsQueue` turns a tensor into a :class:`Pending` entry. On an accelerator, ``max``, ``min``,
+``sum`` and the L2 norm are computed at once on the device (four small reductions, no host sync) and
+stacked into one 4-element row; rows wait in the queue, and :meth:`StatsQueue.flush` stacks every waiting
+row and moves them to the host in **one** transfer per device (:func:`to_host`). Nothing calls ``.item()``
+per tensor there. On the CPU, where reading a value is no device sync (:func:`reads_free`), the same
+reductions are read at once as four scalars (the fp32/fp64 norm as the square root of a BLAS dot product)
+and the entry is complete when it is made; only its digest, in hash mode, waits for the flush.
 
 The counts (NaN, ±Inf, finite values at the dtype's ±max) are expensive on some devices (a boolean
 reduction per count) and almost always 0, so they are gated on the row: a tensor whose sum, max and min
 are finite and whose max and min are below the dtype's max in magnitude has no NaN, no Inf and no
-saturated element. On the CPU, where reading a value is not a device sync, the row is read when the
-entry is made, a suspect tensor is counted at once and the tensor is let go. On an accelerator the
-other tensors are counted at flush, from the tensor the entry still holds (a second small transfer,
-only when such tensors exist); an entry whose tensor is about to be written in place
+saturated element. On the CPU a suspect tensor is counted at once and the tensor is let go. On an
+accelerator the other tensors are counted at flush, from the tensor the entry still holds (a second small
+transfer, only when such tensors exist); an entry whose tensor is about to be written in place
 (:meth:`StatsQueue.before_write`, called by the capture mode for mutating ops) is counted first, on the
 device and unconditionally.
 
@@ -78,9 +80,9 @@ _HAS_STATS: Dict[torch.dtype, bool] = {}
 
 
 class Pending:
-    """Statistics of one tensor, on their way to the host. ``row`` is computed when the entry is made
-    and dropped once :meth:`StatsQueue.resolve` has read it; ``tensor`` is held only for an accelerator
-    tensor whose counts may still be needed (see the module docstring)."""
+    """Statistics of one tensor, on their way to the host. An accelerator entry's ``row`` is computed when
+    the entry is made and dropped once :meth:`StatsQueue.resolve` has read it, and ``tensor`` is held while
+    its counts may still be needed; a CPU entry has its ``stats`` from the start (see the module docstring)."""
 
     __slots__ = ("counts", "digest", "digest_row", "dtype", "is_float", "numel", "row", "stats", "tensor", "version")
 
@@ -158,7 +160,7 @@ class StatsQueue:
     """Rows computed on the device, moved to the host in one transfer per flush.
 
     ``add(t)`` computes the row at once (on an accelerator: kernels queued on the current stream; on the
-    CPU: the counts are settled too and the tensor let go). :meth:`take` hands the pending entries over
+    CPU: the statistics themselves, counts included, and the tensor is let go). :meth:`take` hands the pending entries over
     and :meth:`resolve` fills their statistics, on the user's thread or the capture's writer thread. Only
     CPU entries ever go to the writer thread (a flush holding an accelerator entry is resolved on the
     user's thread, see ``Capture._flush``), and those hold no tensor and are not reachable from
