@@ -1,14 +1,16 @@
 """Capture op and module records while a training script runs: ``with capture(out_dir) as cap``.
 
-* ``level="op"``: one TorchDispatchMode sees every aten op, forward and backward (phase from the
-  autograd engine's current graph task), tagged with the innermost module (:class:`ModulePath`).
+* ``level="op"``: one TorchDispatchMode sees every aten op, forward, backward (the autograd engine is
+  running a graph task) and ``optimizer`` (inside ``optimizer.step()``), tagged with the innermost module
+  (:class:`ModulePath`).
 * ``level="module"``: global module hooks record each module call's tensor inputs and outputs, the
   gradients arriving at its outputs in backward (multi-grad hook on the outputs: the autograd graph
   is not changed) and each parameter's accumulated gradient (``<param path>.grad``).
 * ``level="mix"``: both.
 
 Per tensor the mode (``stats`` | ``tensor`` | ``hash``) decides what is kept; statistics are always
-computed on the device and batched to the host (``stats.py``). Records are written as JSON lines at each
+computed on the tensor's device, batched to the host from an accelerator (``stats.py``). A record whose
+statistics are known is encoded at once (``lines.py``), else at the flush. Records are written as JSON lines at each
 flush (every ``flush_every`` records, at each step boundary, at exit). Steps advance at each
 ``optimizer.step()`` (a global post-hook) until the script calls :meth:`Capture.step` itself, which
 then takes over. Everything the capture does fails open: an internal error is logged once and the
