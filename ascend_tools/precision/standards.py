@@ -117,6 +117,7 @@ def _table() -> Dict[str, str]:
         return json.load(f)["ops"]
 
 
+@lru_cache(maxsize=4096)
 def canonical_op_name(op_name: str) -> str:
     """The torch API name msprobe's table uses: ``aten::add.Tensor`` -> ``add``,
     ``aten::mm`` -> ``mm``, ``Torch.matmul.0.forward`` -> ``matmul``,
@@ -135,6 +136,7 @@ def _strip_inplace(name: str) -> str:
     return name[:-1] if name.endswith("_") and not name.endswith("__") else name
 
 
+@lru_cache(maxsize=4096)  # a pure function of the name, asked for every output compared
 def standard_for(op_name: str) -> str:
     """"absolute" | "ulp" | "thousandth" | "binary" | "benchmark" for an aten, torch or msprobe op
     name. Tries the name, then without a trailing in-place ``_``, then its alias."""
