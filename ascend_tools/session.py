@@ -32,6 +32,7 @@ class StepSession(FailOpen):
         self._mode: Any = None  # the session's TorchDispatchMode
         self._in_optimizer = False  # inside optimizer.step(): its ops are phase "optimizer"
         self._task_id = _graph_task_id()
+        self._grad_enabled = _grad_enabled()
 
     def __enter__(self) -> Any:
         self.start()
@@ -88,11 +89,14 @@ class StepSession(FailOpen):
         self._handles = []
 
     def _phase(self) -> str:
-        """``forward``, ``backward`` (the autograd engine is running a graph task) or ``optimizer``
-        (inside ``optimizer.step()``)."""
-        if self._in_optimizer:
+        """``backward`` (the autograd engine is running a graph task), ``optimizer`` (inside
+        ``optimizer.step()``, which runs without grad: a step that raised and left the flag up does not
+        turn the next forward into optimizer ops) or ``forward``."""
+        if self._task_id() != -1:
+            return "backward"
+        if self._in_optimizer and not self._grad_enabled():
             return "optimizer"
-        return "backward" if self._task_id() != -1 else "forward"
+        return "forward"
 
     def _install_step_hook(self) -> None:
         try:
@@ -127,6 +131,12 @@ def _graph_task_id() -> Callable[[], int]:
 
     fn = getattr(torch._C, "_current_graph_task_id", None)
     return fn if fn is not None else (lambda: -1)
+
+
+def _grad_enabled() -> Callable[[], bool]:
+    import torch
+
+    return torch.is_grad_enabled
 
 
 def make_module_callable(module_name: str, fn: Callable[..., Any]) -> None:

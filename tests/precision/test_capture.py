@@ -284,3 +284,28 @@ def test_uninitialised_memory_gets_no_statistics(tmp_path):
     assert empty.outputs[0].stats is None and empty.outputs[0].shape == [64, 64]
     assert copy_.inputs[0].stats is None and copy_.inputs[1].stats.max == 1.0
     assert copy_.outputs[0].stats.mean == 1.0 and recs["aten::add_.Tensor"].outputs[0].stats.mean == 2.0
+
+
+def test_a_raising_optimizer_step_does_not_relabel_the_next_forward(tmp_path):
+    class Failing(torch.optim.Optimizer):
+        def __init__(self, params):
+            super().__init__(params, {})
+
+        @torch.no_grad()
+        def step(self, closure=None):
+            for group in self.param_groups:
+                for p in group["params"]:
+                    p.add_(p.grad, alpha=-0.1)
+            raise RuntimeError("step failed")
+
+    model, x = _tiny(), torch.randn(4, 6)
+    opt = Failing(model.parameters())
+    with capture(str(tmp_path)) as cap:
+        _run(model, x)
+        with pytest.raises(RuntimeError):
+            opt.step()
+        cap.step()
+        step = cap.step_no
+        _run(model, x)
+    assert {r.phase for r in _records(tmp_path)} == {"forward", "backward", "optimizer"}
+    assert {r.phase for r in _records(tmp_path, step=step)} == {"forward", "backward"}
