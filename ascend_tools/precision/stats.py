@@ -120,11 +120,12 @@ def _cpu_values(x: torch.Tensor) -> Any:
     """``([max, min, sum, norm], is_float)`` of a CPU tensor as Python floats. The norm of an fp32/fp64
     tensor is the square root of a BLAS dot product (faster than ``vector_norm`` on the CPU); it
     overflows where the fp32 ``vector_norm`` does, and such a tensor is suspect (see :func:`_counts`)."""
-    if not x.dtype.is_floating_point:
+    is_float = x.dtype.is_floating_point
+    if x.numel() == 1:  # a scalar (a loss, a scale): one read instead of four reductions
+        v = float(x.item())
+        return [v, v, v, abs(v)], is_float
+    if not is_float:
         x = x.to(torch.float32)
-        is_float = False
-    else:
-        is_float = True
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
     mn, mx = torch.aminmax(x)
     total = x.sum(dtype=acc).item()

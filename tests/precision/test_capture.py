@@ -35,6 +35,10 @@ def _np_stats(a):
     ([1.0, float("nan"), float("inf"), -3.0], torch.float32, 0),
     ([65504.0, -65504.0, 1.0, 2.0], torch.float16, 2),
     ([1.5, -0.75, 3.0e38], torch.bfloat16, 0),
+    ([-2.5], torch.float32, 0),
+    ([float("nan")], torch.float32, 0),
+    ([float("-inf")], torch.bfloat16, 0),
+    ([65504.0], torch.float16, 1),
 ])
 @pytest.mark.parametrize("reads_free", [True, False], ids=["cpu-path", "device-path"])
 def test_float_stats_match_numpy(values, dtype, sat, reads_free, monkeypatch):
