@@ -34,7 +34,14 @@ def op_name(func: Any) -> str:
 
 
 def dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).replace("torch.", "")
+    """``float32`` for ``torch.float32`` (cached: capture, shadow and the profiler ask per tensor)."""
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = str(dtype).replace("torch.", "")
+    return name
+
+
+_DTYPE_NAMES: Dict[torch.dtype, str] = {}
 
 
 #: ops that allocate or re-point storage without defining its values (their outputs hold whatever the

@@ -31,6 +31,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from ..dispatch import dtype_name
+
 log = logging.getLogger("ascend_tools")
 
 TIERS = ("ascendc", "npu", "triton", "sdpa", "reference")  # preference order; "sdpa" = PyTorch's fused SDPA
@@ -157,12 +159,12 @@ def self_check(tier: Tier, args: tuple, kwargs: dict, device: torch.device, dtyp
             _STATE.checks[key] = found
             if not found.ok:
                 log.warning("ascend_tools: %s tier %r refused for %s %s: %s; using the next tier",
-                            tier.op, tier.name, device.type, str(dtype).replace("torch.", ""), found.reason)
+                            tier.op, tier.name, device.type, dtype_name(dtype), found.reason)
     return found
 
 
 def _run_check(tier: Tier, args: tuple, kwargs: dict, device: torch.device, dtype: torch.dtype) -> CheckResult:
-    result = CheckResult(tier.op, tier.name, device.type, str(dtype).replace("torch.", ""), ok=False)
+    result = CheckResult(tier.op, tier.name, device.type, dtype_name(dtype), ok=False)
     reference = _STATE.tiers.get(tier.op, {}).get("reference")
     if reference is None:
         result.reason = "no reference tier to check against"
@@ -380,7 +382,7 @@ def check_golden(tier: Tier, case: GoldenCase, dtype: torch.dtype, device: Any =
     gradients with the float64 golden ones (:func:`max_rel_error`), against the tier's
     tolerance for ``dtype``. Never raises: an exception is a failed check with the reason."""
     device = torch.device(device)
-    result = CheckResult(case.op, tier.name, device.type, str(dtype).replace("torch.", ""), ok=False)
+    result = CheckResult(case.op, tier.name, device.type, dtype_name(dtype), ok=False)
     try:
         with torch.inference_mode(False), torch.enable_grad():
             leaves = {k: (v.to(device=device, dtype=dtype).requires_grad_(True) if v.is_floating_point()

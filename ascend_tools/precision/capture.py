@@ -30,7 +30,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .. import backend
-from ..dispatch import UNDEFINED_VALUES, ModulePath, flat_tensors, normalise_op, op_name
+from ..dispatch import UNDEFINED_VALUES, ModulePath, dtype_name, flat_tensors, normalise_op, op_name
 from ..session import StepSession, make_module_callable
 from ..stacks import StackTable
 from . import store
@@ -115,16 +115,6 @@ class _T:
     def encoded(self, enc: LineEncoder) -> str:
         self.settle(final=True)
         return enc.tensor_head(self.dtype, self.shape) + self.body
-
-
-_DTYPES: Dict[torch.dtype, str] = {}
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    name = _DTYPES.get(dtype)
-    if name is None:
-        name = _DTYPES[dtype] = str(dtype).replace("torch.", "")
-    return name
 
 
 def _strip(value: Any, out: List[torch.Tensor]) -> Any:
@@ -343,7 +333,7 @@ class Capture(StepSession):
         info = self._seen.get(id(t))
         if info is not None and info.version == t._version and info.ref() is t:
             return info
-        info = _T(_dtype_name(t.dtype), t.shape)
+        info = _T(dtype_name(t.dtype), t.shape)
         if type(t) in _PLAIN:
             info.entry = self._queue.add(t)
             info.has_stats = info.entry is not None
@@ -411,7 +401,7 @@ class Capture(StepSession):
                 outputs[0].has_stats = True
                 self._remember(t, outputs[0])
         elif meta.undefined:  # uninitialised memory: dtype and shape only, also where a later op reads it
-            outputs = [_T(_dtype_name(t.dtype), t.shape, body="}") for t in tensors]
+            outputs = [_T(dtype_name(t.dtype), t.shape, body="}") for t in tensors]
             for t, info in zip(tensors, outputs):
                 self._remember(t, info)
         else:

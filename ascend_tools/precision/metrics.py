@@ -16,6 +16,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 import torch
 
+from ..dispatch import dtype_name as torch_dtype_name
 from .records import TensorStats
 
 #: Floor of the relative error's denominator: float64 machine epsilon, what msprobe's
@@ -131,7 +132,7 @@ def ulp(x: torch.Tensor, dtype: str) -> torch.Tensor:
 def dtype_name(x: Any) -> str:
     """"float32", "bfloat16", "int64", "bool": torch's name without "torch.", numpy's name."""
     if isinstance(x, torch.Tensor):
-        return str(x.dtype).replace("torch.", "")
+        return torch_dtype_name(x.dtype)
     return str(np.asarray(x).dtype)
 
 

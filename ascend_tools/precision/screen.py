@@ -3,10 +3,11 @@ one metric the op's standard reads is needed (a few vectorized passes, the same 
 full :func:`metrics.compare_tensors` runs only for what that metric says is an error. Used by shadow (every op,
 live) and by compare's replay (every output that is off against the reference)."""
 import math
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 
+from ..dispatch import dtype_name
 from . import metrics as M
 from . import standards
 from .standards import Verdict
@@ -15,7 +16,6 @@ _F64 = torch.float64
 _F64_MAX = float(torch.finfo(torch.float64).max)
 _EXP_BITS = 0x7FF0000000000000  # float64 exponent field: x & _EXP_BITS = 2**floor(log2|x|)
 _CPU = torch.device("cpu")
-_DTYPES: Dict[torch.dtype, str] = {}
 #: PairMetrics.note of a screened pass: only the metric the verdict reads was computed.
 SCREENED = "screened: only the judged metric computed"
 
@@ -42,7 +42,7 @@ def screen(standard: str, t: Any, r: Any) -> Optional[M.PairMetrics]:
     if not (t.is_floating_point() and r.is_floating_point()):
         return None
     n = t.numel()
-    t_dt, r_dt = _dtype_name(t.dtype), _dtype_name(r.dtype)
+    t_dt, r_dt = dtype_name(t.dtype), dtype_name(r.dtype)
     fmt = M.FLOAT_FORMATS.get(t_dt)
     if n == 0 or fmt is None or r_dt not in M.FLOAT_FORMATS:
         return None
@@ -82,9 +82,3 @@ def screen(standard: str, t: Any, r: Any) -> Optional[M.PairMetrics]:
         m.max_ulp_err = value
     return m
 
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    name = _DTYPES.get(dtype)
-    if name is None:
-        name = _DTYPES[dtype] = str(dtype).replace("torch.", "")
-    return name

@@ -227,8 +227,10 @@ def save_tensor(t: Any, path: str) -> None:
     """``t`` (any device) as ``.npy``; bfloat16/float8 as raw bits (see :data:`RAW_BITS`)."""
     import torch
 
+    from ..dispatch import dtype_name
+
     x = t.detach().cpu().contiguous()
-    name = str(x.dtype).replace("torch.", "")
+    name = dtype_name(x.dtype)
     if name in RAW_BITS:
         arr = x.view(torch.int16 if RAW_BITS[name] is np.uint16 else torch.uint8).numpy().view(RAW_BITS[name])
     else:

@@ -27,6 +27,7 @@ import time
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from .. import backend
+from ..dispatch import dtype_name
 from ..failopen import FailOpen
 from ..stacks import StackTable
 
@@ -39,23 +40,13 @@ def _nbytes(t: Any) -> int:
     return int(t.numel()) * int(t.element_size())
 
 
-_DTYPE_NAMES: Dict[Any, str] = {}
-
-
-def _dtype(t: Any) -> str:
-    name = _DTYPE_NAMES.get(t.dtype)
-    if name is None:
-        name = _DTYPE_NAMES[t.dtype] = str(t.dtype).replace("torch.", "")
-    return name
-
-
 def _one(t: Any) -> Tuple[int, Optional[str]]:
-    return _nbytes(t), _dtype(t)
+    return _nbytes(t), dtype_name(t.dtype)
 
 
 def _many(ts: Any) -> Tuple[int, Optional[str]]:
     ts = list(ts or [])
-    return sum(_nbytes(t) for t in ts), (_dtype(ts[0]) if ts else None)
+    return sum(_nbytes(t) for t in ts), (dtype_name(ts[0].dtype) if ts else None)
 
 
 def _times_n(t: Any, n: int) -> Tuple[int, Optional[str]]:
