@@ -1,5 +1,6 @@
 """ModulePath: forward from the module stack, backward from the module whose forward made the autograd node,
-checked against the modules an independent mode sees through each node's creation."""
+checked against known answers for a two-block model (which module runs each op, and the order in which the
+autograd engine runs the nodes)."""
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode

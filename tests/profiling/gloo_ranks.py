@@ -3,6 +3,7 @@
 import json
 import os
 import socket
+import time
 from typing import Any, Callable, Dict, List
 
 import torch.distributed as dist
@@ -35,3 +36,19 @@ def events(prof_dir: str, rank: int, kind: str = "coll") -> List[Dict[str, Any]]
     """The records of one kind that rank wrote, read straight from events.jsonl (not through analyze)."""
     with open(os.path.join(prof_dir, f"rank{rank}", "events.jsonl"), encoding="utf-8") as f:
         return [r for r in (json.loads(line) for line in f) if r["k"] == kind]
+
+
+def read_json(path: Any) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def wait_for(pred: Callable[[], bool], limit: float = 30.0) -> bool:
+    """Poll ``pred`` until true; False after ``limit`` s (a safety net for a loaded machine, not a timing
+    assertion)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False

@@ -71,7 +71,8 @@ def test_thresholds_are_parameters(tmp_path):
 
 
 def test_too_few_steps_never_flag(tmp_path):
-    """The sign test cannot reach p <= 0.001 with fewer than 10 steps, however late the rank."""
+    """9 steps leave 8 after the warm-up step: the sign test's smallest p is 2**-8 = 0.0039 > max_p (0.002),
+    however late the rank."""
     a = simulate(tmp_path, 2, per_step=1, jitter=0.0005, delay_share=0.5, steps=9)
     assert a.slow["slow_ranks"] == []
     assert a.slow["groups"][0]["ranks"][1]["share_of_step"] > 0.3

@@ -1,7 +1,4 @@
 """The Trainer callback marks one profiler step per Trainer step, and owns its profiler when given a directory."""
-import pytest
-
-pytest.importorskip("transformers")
 import torch
 from gloo_ranks import events
 from transformers import TrainerControl, TrainerState

@@ -7,6 +7,7 @@ import time
 import types
 
 import pytest
+from gloo_ranks import wait_for
 
 from ascend_tools import backend
 from ascend_tools.profiling import memory
@@ -121,9 +122,7 @@ def test_thread_samples_until_stopped():
     emitted = []
     s = MemorySampler(emitted.append, 0.01, lambda: 4)
     s.start()
-    deadline = time.monotonic() + 30
-    while len(emitted) < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: len(emitted) >= 3)
     thread = s._thread
     s.stop()
     assert thread.daemon and not thread.is_alive()
@@ -142,9 +141,7 @@ def test_thread_fails_open(caplog):
     s = MemorySampler(broken, 0.01, lambda: 0)
     with caplog.at_level(logging.WARNING, logger="ascend_tools"):
         s.start()
-        deadline = time.monotonic() + 30
-        while s.internal_errors < 3 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: s.internal_errors >= 3)
         s.stop()
     assert s.internal_errors >= 3
     assert sum("memory sampler: internal error" in r.getMessage() for r in caplog.records) == 1

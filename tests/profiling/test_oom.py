@@ -1,6 +1,5 @@
 """OOM forensics: which errors are OOMs, the report's content, hook chaining (in process and for a script
 that dies of an OOM), the allocator observer, and live blocks from a snapshot in torch's documented format."""
-import json
 import os
 import subprocess
 import sys
@@ -10,6 +9,7 @@ import types
 import psutil
 import pytest
 import torch
+from gloo_ranks import read_json
 
 from ascend_tools import backend
 from ascend_tools.profiling import oom
@@ -55,11 +55,6 @@ SNAPSHOT = {
 
 # torch.OutOfMemoryError in newer torch; torch.cuda.OutOfMemoryError (now an alias of it) in older ones
 OOM_ERROR = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
-
-
-def read_json(path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
 
 
 def train_step():
