@@ -94,7 +94,7 @@ class Profiler(StepSession):
         self._handles.clear()
         if self.oom is not None:
             self.oom.uninstall()
-        if self.rank_dir is None and self.top and not self._name(0, 1, final=True):
+        if self.rank_dir is None and self.top and not self._name(0, 1, final=True, watch=False):
             return
         if self.recorder is not None:
             self.recorder.close(steps=self.step_no,
@@ -121,9 +121,10 @@ class Profiler(StepSession):
         if "RANK" in os.environ:
             self._name(backend.rank(), backend.world_size())
 
-    def _name(self, rank: int, world: int, final: bool = False) -> bool:
+    def _name(self, rank: int, world: int, final: bool = False, watch: bool = True) -> bool:
         """Open ``rank{rank}``; ``final`` (a process that never learnt its rank, at exit or OOM) writes
-        only when no other process already wrote that rank."""
+        only when no other process already wrote that rank. ``watch``: start the hang watchdog and the OOM
+        hooks too (not when closing: nothing would stop them)."""
         rank_dir = os.path.join(self.out_dir, f"rank{rank}")
         if final and os.path.exists(os.path.join(rank_dir, "meta.json")):
             return False
@@ -135,8 +136,9 @@ class Profiler(StepSession):
             self.recorder.emit(rec)
         self._pending = []
         self.recorder.start()
-        self._start_watchdog()
-        self._start_oom()
+        if watch:
+            self._start_watchdog()
+            self._start_oom()
         return True
 
     def _meta(self, rank: int, world: int) -> Dict[str, Any]:

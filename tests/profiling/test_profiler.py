@@ -5,14 +5,9 @@ import os
 
 import pytest
 import torch
-from gloo_ranks import events
+from gloo_ranks import events, read_json
 
 from ascend_tools.profiling import profile
-
-
-def read_json(path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
 
 
 def test_oom_inside_a_profiled_step_writes_forensics_and_reraises(tmp_path):
@@ -63,3 +58,16 @@ def test_launcher_parent_does_not_overwrite_a_rank(tmp_path, monkeypatch):
         pass
     assert read_json(os.path.join(out, "rank0", "meta.json")) == {"rank": 0, "pid": 1}
     assert not os.path.exists(os.path.join(out, "rank0", "events.jsonl"))
+
+
+def test_a_process_without_a_rank_leaves_no_thread_or_hook_behind(tmp_path):
+    """Closing names rank 0 and writes its files, and starts nothing that would outlive the session."""
+    import sys
+    import threading
+
+    hook = sys.excepthook
+    with profile(str(tmp_path / "prof")):
+        torch.ones(2).sum()
+    assert read_json(tmp_path / "prof" / "rank0" / "meta.json")["rank"] == 0
+    assert sys.excepthook is hook
+    assert not [t for t in threading.enumerate() if t.name.startswith("ascend-doctor")]
