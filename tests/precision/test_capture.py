@@ -313,3 +313,19 @@ def test_a_raising_optimizer_step_does_not_relabel_the_next_forward(tmp_path):
         _run(model, x)
     assert {r.phase for r in _records(tmp_path)} == {"forward", "backward", "optimizer"}
     assert {r.phase for r in _records(tmp_path, step=step)} == {"forward", "backward"}
+
+
+def test_a_stats_only_reference_still_gets_the_targets_own_replay(tmp_path):
+    """Against statistics only, a passing statistic does not prove the op made no error: the target's ops are
+    replayed on its own tensors, and an injected fault is proven by that replay."""
+    from ascend_tools.precision.compare import compare_dumps
+    from ascend_tools.precision.faults import Fault, FaultInjector
+
+    model, x = _tiny(), torch.randn(4, 6)
+    with capture(str(tmp_path / "ref"), mode="stats"):
+        _run(model, x)
+    model.zero_grad()
+    with FaultInjector(Fault("aten::addmm", call=1, scale=1e-5)), capture(str(tmp_path / "tgt"), mode="tensor"):
+        _run(model, x)
+    data = compare_dumps(str(tmp_path / "tgt"), str(tmp_path / "ref")).data
+    assert data["culprits"] and data["culprits"][0]["name"] == "aten::addmm#forward#1"
