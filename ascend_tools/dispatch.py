@@ -52,9 +52,12 @@ UNDEFINED_VALUES = frozenset((
 ))  # fmt: skip
 
 
+#: the autograd engine's current graph task id, -1 outside backward (always -1 on a torch without it)
+graph_task_id = getattr(torch._C, "_current_graph_task_id", None) or (lambda: -1)
+
+
 def in_backward() -> bool:
-    task_id = getattr(torch._C, "_current_graph_task_id", None)
-    return task_id is not None and task_id() != -1
+    return graph_task_id() != -1
 
 
 _CURRENT_NODE = getattr(torch._C, "_current_autograd_node", None)

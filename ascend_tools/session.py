@@ -9,6 +9,9 @@ import sys
 import types
 from typing import Any, Callable, Iterable, List, Optional, Sequence
 
+import torch
+
+from .dispatch import graph_task_id
 from .failopen import FailOpen
 
 
@@ -30,9 +33,7 @@ class StepSession(FailOpen):
         self._handles: List[Any] = []
         self._paths: Any = None  # ModulePath while a dispatch mode is on
         self._mode: Any = None  # the session's TorchDispatchMode
-        self._in_optimizer = False  # inside optimizer.step(): its ops are phase "optimizer"
-        self._task_id = _graph_task_id()
-        self._grad_enabled = _grad_enabled()
+        self._optimizer_depth = 0  # optimizer.step() calls running (one may call another's): phase "optimizer"
 
     def __enter__(self) -> Any:
         self.start()
@@ -92,9 +93,9 @@ class StepSession(FailOpen):
         """``backward`` (the autograd engine is running a graph task), ``optimizer`` (inside
         ``optimizer.step()``, which runs without grad: a step that raised and left the flag up does not
         turn the next forward into optimizer ops) or ``forward``."""
-        if self._task_id() != -1:
+        if graph_task_id() != -1:
             return "backward"
-        if self._in_optimizer and not self._grad_enabled():
+        if self._optimizer_depth and not torch.is_grad_enabled():
             return "optimizer"
         return "forward"
 
@@ -112,31 +113,17 @@ class StepSession(FailOpen):
             self._fail(exc)
 
     def _optimizer_enter(self, *_args: Any, **_kwargs: Any) -> None:
-        self._in_optimizer = True
+        self._optimizer_depth += 1
 
     def _optimizer_exit(self, *_args: Any, **_kwargs: Any) -> None:
-        self._in_optimizer = False
-        if not self._manual:
+        self._optimizer_depth = max(0, self._optimizer_depth - 1)
+        if not self._manual and not self._optimizer_depth:  # an optimizer that steps another: one boundary
             self._boundary()
 
     def _boundary(self) -> None:
         self._advance()
         if self._paths is not None:
             self._paths.forget()  # the step's backward has run: its forward ops' modules are not needed
-
-
-def _graph_task_id() -> Callable[[], int]:
-    """The autograd engine's current graph task id (-1 outside backward); torch without it: always -1."""
-    import torch
-
-    fn = getattr(torch._C, "_current_graph_task_id", None)
-    return fn if fn is not None else (lambda: -1)
-
-
-def _grad_enabled() -> Callable[[], bool]:
-    import torch
-
-    return torch.is_grad_enabled
 
 
 def make_module_callable(module_name: str, fn: Callable[..., Any]) -> None:

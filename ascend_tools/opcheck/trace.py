@@ -104,12 +104,13 @@ class OpTraceMode(TorchDispatchMode):
 
     def record(self, name: str, args: Any, kwargs: Any, is_parent: bool = False) -> int:
         dtypes, shapes, sparse = _tensor_facts(args, kwargs)
-        if (name, dtypes) not in self.sites and not in_backward():
+        backward = in_backward()
+        if (name, dtypes) not in self.sites and not backward:
             self.sites[name, dtypes] = user_site()
         self.events.append(
             OpEvent(
                 op=name,
-                phase="backward" if in_backward() else "forward",
+                phase="backward" if backward else "forward",
                 module=self.modules.current(),
                 dtypes=dtypes,
                 shapes=shapes,

@@ -329,3 +329,29 @@ def test_a_stats_only_reference_still_gets_the_targets_own_replay(tmp_path):
         _run(model, x)
     data = compare_dumps(str(tmp_path / "tgt"), str(tmp_path / "ref")).data
     assert data["culprits"] and data["culprits"][0]["name"] == "aten::addmm#forward#1"
+
+
+def test_an_optimizer_that_steps_another_is_one_optimizer_phase_and_one_step(tmp_path):
+    """Global optimizer hooks fire for both steps (pre outer, pre inner, post inner, post outer): the outer
+    step's own ops after the inner one are still optimizer ops, and the step advances once."""
+    class Wrapper(torch.optim.SGD):
+        def __init__(self, params, inner):
+            super().__init__(params, lr=0.1)
+            self.inner = inner
+
+        @torch.no_grad()
+        def step(self, closure=None):
+            self.inner.step()
+            for group in self.param_groups:
+                for p in group["params"]:
+                    p.mul_(0.5)
+
+    model, x = _tiny(), torch.randn(4, 6)
+    params = list(model.parameters())
+    opt = Wrapper(params[:2], torch.optim.SGD(params[2:], lr=0.1))
+    with capture(str(tmp_path)) as cap:
+        _run(model, x)
+        opt.step()
+        assert cap.step_no == 1
+    recs = _records(tmp_path)
+    assert [r.phase for r in recs if r.name == "aten::mul_.Tensor" or r.name == "aten::mul_.Scalar"] == ["optimizer"] * 2
