@@ -16,8 +16,13 @@ _STDLIB = os.path.abspath(sysconfig.get_paths()["stdlib"]) + os.sep
 _SITE = os.sep + "site-packages" + os.sep
 
 
-def is_library(path: str) -> bool:
-    return path.startswith(_SKIP_DIRS) or (path.startswith(_STDLIB) and _SITE not in path) or path.startswith("<")
+def is_library(filename: str) -> bool:
+    """Whether a frame's ``co_filename`` is torch, this package, the standard library or no file of the
+    user's (``<frozen runpy>``, ``<string>``)."""
+    if filename.startswith("<"):
+        return True
+    path = os.path.abspath(filename)
+    return path.startswith(_SKIP_DIRS) or (path.startswith(_STDLIB) and _SITE not in path)
 
 
 def user_site() -> str:
@@ -25,9 +30,9 @@ def user_site() -> str:
     package: the model code that issued the op. Empty in backward (the autograd engine calls in)."""
     frame = sys._getframe(1)
     while frame is not None:
-        path = os.path.abspath(frame.f_code.co_filename)
-        if not is_library(path):
-            return f"{short_path(path)}:{frame.f_lineno} in {frame.f_code.co_name}"
+        name = frame.f_code.co_filename
+        if not is_library(name):
+            return f"{short_path(os.path.abspath(name))}:{frame.f_lineno} in {frame.f_code.co_name}"
         frame = frame.f_back
     return ""
 
@@ -38,8 +43,6 @@ def short_path(path: str) -> str:
     if not rel.startswith(".."):
         return rel
     return path.split(_SITE, 1)[1] if _SITE in path else path
-
-
 
 
 class StackTable:
@@ -57,8 +60,7 @@ class StackTable:
     def _skip(self, code: Any) -> bool:
         skip = self._lib_code.get(code)
         if skip is None:
-            name = code.co_filename  # "<frozen runpy>", "<string>": no file of the user's
-            skip = self._lib_code[code] = name.startswith("<") or is_library(os.path.abspath(name))
+            skip = self._lib_code[code] = is_library(code.co_filename)
         return skip
 
     def stack_id(self) -> int:

@@ -336,8 +336,9 @@ class Shadow(StepSession):
             code = frame.f_code
             where = sites.get(code, "")
             if where == "":
+                lib = is_library(code.co_filename)
                 path = os.path.abspath(code.co_filename)
-                where = sites[code] = None if is_library(path) else f"{short_path(path)}:{{}} in {code.co_name}"
+                where = sites[code] = None if lib else f"{short_path(path)}:{{}} in {code.co_name}"
             if where is not None:
                 return where.format(frame.f_lineno)
             frame = frame.f_back
