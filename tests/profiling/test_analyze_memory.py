@@ -51,4 +51,4 @@ def test_oom_files_are_summarised(tmp_path):
     assert ooms[1]["step"] == 7 and ooms[1]["error"].startswith("CUDA out of memory")
     assert ooms[1]["facts"] == {"allocated_bytes": 123}
     assert ooms[1]["sections"] == ["memory_stats", "top_blocks"]
-    assert ooms[0]["error"]  # unreadable, but reported
+    assert ooms[0]["error"] == "oom.json could not be read"  # unreadable, but reported

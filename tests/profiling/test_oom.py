@@ -13,6 +13,7 @@ from gloo_ranks import read_json
 
 from ascend_tools import backend
 from ascend_tools.profiling import oom
+from ascend_tools.profiling.analyze.memory import oom_summary
 from ascend_tools.profiling.oom import OomForensics, is_oom, snapshot_summary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -131,6 +132,11 @@ def test_device_state_through_backend(forensics, monkeypatch):
     at = rep["at_oom"]
     assert (at["device"], at["requested_bytes"], at["device_limit"], at["device_free"]) == (0, 2 << 30, 80 << 30, MiB)
     assert at["stats"] == raw and at["snapshot"]["largest_inactive_block"] == 8 * MiB
+    # analyze's headline of this file: the error's first line, and the numbers that matter one level down
+    head = oom_summary(3, rep)
+    assert head["error"] == "RuntimeError: " + NPU_MESSAGE
+    assert (head["facts"]["requested_bytes"], head["facts"]["allocated_bytes"], head["facts"]["fragmentation"]) == \
+        (2 << 30, 12 * MiB, round(1 - 12 / 22, 4))
     forensics.uninstall()
     assert oom._OBSERVER.target is None
 

@@ -91,9 +91,25 @@ def oom_summary(rank: int, doc: Any) -> Dict[str, Any]:
     if not isinstance(doc, dict):
         return {"rank": rank, "step": None, "error": "oom.json is not a JSON object", "facts": {}, "sections": []}
     error = next((doc[k] for k in ("error", "message", "exception") if doc.get(k)), None)
-    facts = {k: v for k, v in doc.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step"}
+    if isinstance(error, dict):  # ours (profiling/oom.py): {"type", "message", "traceback"}
+        message = str(error.get("message") or "").strip().splitlines()
+        error = f"{str(error.get('type', '')).rpartition('.')[2]}: {message[0] if message else ''}".strip(": ")
+    facts = _numbers(doc)
+    # ours: what the allocator held and was asked for, one level down
+    for key in ("at_oom", "device"):
+        facts.update(_numbers(doc.get(key)))
+    if isinstance(doc.get("device"), dict):
+        facts.update(_numbers(doc["device"].get("memory")))
+    facts.pop("step", None)
     return {"rank": rank, "step": doc.get("step"), "error": str(error)[:300] if error is not None else None,
             "facts": facts, "sections": sorted(k for k, v in doc.items() if isinstance(v, (dict, list)))}
+
+
+def _numbers(doc: Any) -> Dict[str, Any]:
+    """The numeric (not bool) top-level values of a JSON object."""
+    if not isinstance(doc, dict):
+        return {}
+    return {k: v for k, v in doc.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def summarize(memories: Dict[int, Optional[RankMemory]], ooms: Dict[int, Any]) -> Dict[str, Any]:
