@@ -80,3 +80,24 @@ def test_not_a_profile_is_an_input_error(tmp_path, make):
         path.write_text("x")
     with pytest.raises(InputError):
         read_profile(str(path))
+
+
+def test_implausible_ranks_and_sizes_are_problems_not_crashes(tmp_path):
+    """A group whose members are not ranks, a hang entry naming non-ranks, an absurd world_size: each is
+    reported and left out (the CLI neither crashes nor builds a million missing ranks)."""
+    from ascend_tools.profiling.analyze import run
+
+    synthetic.write_profile(str(tmp_path), ranks=2, collectives=10, per_step=5)
+    with open(tmp_path / "rank1" / "events.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps({"k": "group", "gid": "9", "ranks": ["a", 1]}) + "\n")
+    meta = json.loads((tmp_path / "rank1" / "meta.json").read_text())
+    (tmp_path / "rank1" / "meta.json").write_text(json.dumps(dict(meta, world_size=10 ** 12)))
+    (tmp_path / "rank0" / "hang").mkdir()
+    (tmp_path / "rank0" / "hang" / "hang.json").write_text(json.dumps({"trigger": "self", "inflight": [
+        {"gid": "0", "seq": 3, "op": "all_reduce", "ranks": ["x"], "t0": 1.0}]}))
+    profile = read_profile(str(tmp_path))
+    assert profile.world_size == 2 and "9" not in profile.groups
+    assert any("malformed group record" in m for m in problems(profile, 1))
+    assert any("world_size 1000000000000 ignored" in m for m in problems(profile, 1))
+    assert profile.ranks[0].hang["inflight"][0]["ranks"] is None
+    assert run(str(tmp_path)).hangs[0]["op"] == "all_reduce"  # the analysis still runs to the end

@@ -20,6 +20,8 @@ from . import memory
 from .model import Colls, Problem, Profile, RankInfo, Steps
 
 SCHEMA = "ascend-doctor/profile/1"
+#: the most ranks a profile is read as having (a corrupt world_size or rank must not make millions)
+MAX_WORLD = 1 << 17
 RANK_DIR = re.compile(r"^rank(\d+)$")
 KINDS = ("group", "stack", "coll", "step", "mem")
 COLL_KEYS = ("gid", "seq", "op", "bytes", "n", "peer", "t0", "t1", "dev_ms", "async", "step", "sid")
@@ -160,11 +162,11 @@ class _Reader:
     def _groups(self, rank: int, rdir: str, recs: List[Dict[str, Any]]) -> None:
         for rec in recs:
             gid, members = rec.get("gid"), rec.get("ranks")
-            if not isinstance(gid, str) or not isinstance(members, list):
+            if not isinstance(gid, str) or not is_rank_list(members):
                 self.problem("warning", rank, os.path.join(rdir, "events.jsonl"), "malformed group record skipped")
                 continue
             self.gids.code(gid)
-            known = self.groups.setdefault(gid, [int(m) for m in members])
+            known = self.groups.setdefault(gid, list(members))
             if known != members:
                 self.problem("warning", rank, os.path.join(rdir, "events.jsonl"),
                              f"group {gid!r}: ranks {members} here, {known} on another rank")
@@ -247,7 +249,16 @@ def _coll_entry(e: Any) -> Optional[Dict[str, Any]]:
     """A hang.json in-flight or recent entry with the fields the analysis needs, or None."""
     if not isinstance(e, dict) or not isinstance(e.get("gid"), str) or not isinstance(e.get("seq"), int):
         return None
-    return {k: e.get(k) for k in ("gid", "seq", "op", "api", "t0", "t1", "bytes", "n", "ranks", "step")}
+    out = {k: e.get(k) for k in ("gid", "seq", "op", "api", "t0", "t1", "bytes", "n", "ranks", "step")}
+    if not is_rank_list(out["ranks"]):
+        out["ranks"] = None
+    return out
+
+
+def is_rank_list(value: Any) -> bool:
+    """A list of ranks as the profiler writes it: ints in [0, MAX_WORLD)."""
+    return isinstance(value, list) and all(
+        isinstance(m, int) and not isinstance(m, bool) and 0 <= m < MAX_WORLD for m in value)
 
 
 def normalise_hang(doc: Dict[str, Any]) -> Dict[str, Any]:
@@ -268,9 +279,16 @@ def read_profile(path: str, progress: Optional[Progress] = None) -> Profile:
         ranks[rank] = reader.read_rank(rank, rdir)
         if progress is not None:
             progress(i + 1, len(dirs))
-    sizes = [int(info.meta["world_size"]) for info in ranks.values() if isinstance(info.meta.get("world_size"), int)]
+    sizes = []
+    for info in ranks.values():
+        size = info.meta.get("world_size")
+        if isinstance(size, int) and not isinstance(size, bool) and 0 < size <= MAX_WORLD:
+            sizes.append(size)
+        elif size is not None:
+            reader.problem("warning", info.rank, os.path.join(info.path, "meta.json"),
+                           f"world_size {size!r} ignored (not a count of ranks up to {MAX_WORLD})")
     world = max([*sizes, max(ranks) + 1, *(m + 1 for members in reader.groups.values() for m in members)])
-    for rank in range(world):
+    for rank in range(min(world, MAX_WORLD)):
         if rank not in ranks:
             ranks[rank] = RankInfo(rank=rank, path=os.path.join(path, f"rank{rank}"), present=False)
             reader.problem("error", rank, ranks[rank].path, f"missing: no directory for rank {rank} of {world}")
