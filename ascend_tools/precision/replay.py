@@ -12,14 +12,13 @@ from typing import Any, List, Optional
 
 import torch
 
+from ..dispatch import UNDEFINED_VALUES
 from . import metrics as M
 from . import standards
 from .screen import judge_output
 
 #: a correct same-dtype kernel's error times this is still tolerated (see :func:`with_baseline`)
 BASELINE_FACTOR = 2.0
-# ops whose result depends on uninitialised memory: a replay cannot match them
-NOT_REPLAYABLE = ("empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided")
 
 
 @dataclass
@@ -58,7 +57,8 @@ def with_baseline(verdict: standards.Verdict, baseline: standards.Verdict, dtype
 
 
 def replayable(op: Any, name: str) -> bool:
-    return name.split("::")[-1].split(".")[0] not in NOT_REPLAYABLE and \
+    # an op whose result is uninitialised memory cannot be matched by a replay
+    return name.split("::")[-1].split(".")[0] not in UNDEFINED_VALUES and \
         torch.Tag.nondeterministic_seeded not in getattr(op, "tags", ())
 
 

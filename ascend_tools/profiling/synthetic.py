@@ -20,8 +20,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .bandwidth import GB, P2P_OPS, bus_factor
+from .recorder import SCHEMA
 
-SCHEMA = "ascend-doctor/profile/1"
 OPS = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "all_to_all", "barrier")
 APIS = {"all_gather": "all_gather_into_tensor", "reduce_scatter": "reduce_scatter_tensor",
         "all_to_all": "all_to_all_single"}

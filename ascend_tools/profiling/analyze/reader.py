@@ -16,10 +16,10 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from ...errors import InputError
+from ..recorder import SCHEMA
 from . import memory
 from .model import Colls, Problem, Profile, RankInfo, Steps
 
-SCHEMA = "ascend-doctor/profile/1"
 #: the most ranks a profile is read as having (a corrupt world_size or rank must not make millions)
 MAX_WORLD = 1 << 17
 RANK_DIR = re.compile(r"^rank(\d+)$")
