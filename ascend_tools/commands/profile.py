@@ -1,5 +1,6 @@
 """``ascend-doctor profile``: run a (distributed) training command with the profiler on, without changing its code."""
 import json
+import math
 import os
 import sys
 from typing import Optional
@@ -31,11 +32,11 @@ def profile_cmd(out_dir: str, no_comm: bool, no_memory: bool, hang_timeout: floa
     Each rank writes DIR/rank{r}; read them all with `ascend-doctor analyze DIR`. The exit status is COMMAND's own."""
     from .. import launch
 
-    if hang_timeout < 0:
+    if not hang_timeout >= 0 or math.isinf(hang_timeout):  # NaN too: a watchdog that never fires
         raise InputError(f"--hang-timeout: must be 0 (off) or a number of seconds, not {hang_timeout}")
-    if memory_interval <= 0:
+    if not memory_interval > 0 or math.isinf(memory_interval):
         raise InputError(f"--memory-interval: must be a positive number of seconds, not {memory_interval}")
-    if _summary(out_dir):
+    if _rank_dirs(out_dir):
         raise InputError(f"{out_dir} already holds a profile (rank*/): give another -o DIR or delete it first, "
                          "so that two runs are never mixed")
     options = {"comm": not no_comm, "memory": not no_memory, "hang_timeout": hang_timeout or None,
@@ -51,16 +52,20 @@ def profile_cmd(out_dir: str, no_comm: bool, no_memory: bool, hang_timeout: floa
     sys.exit(rc)
 
 
-def _summary(out_dir: str) -> list:
-    """One line per rank directory under ``out_dir`` (none: an empty list)."""
+def _rank_dirs(out_dir: str) -> list:
+    """``(rank, path)`` of each rank directory under ``out_dir`` (none, or no such directory: empty)."""
     from ..profiling.analyze.reader import rank_dirs
 
     try:
-        ranks = rank_dirs(out_dir)
+        return rank_dirs(out_dir)
     except InputError:
         return []
+
+
+def _summary(out_dir: str) -> list:
+    """One line per rank directory under ``out_dir`` (none: an empty list)."""
     lines = []
-    for rank, rdir in ranks:
+    for rank, rdir in _rank_dirs(out_dir):
         meta = _read_meta(os.path.join(rdir, "meta.json"))
         state = "cut short" if meta is None or "closed_at" not in meta else f"{meta.get('records', 0)} records"
         extra = [x for x in ("hang", "oom.json") if os.path.exists(os.path.join(rdir, x))]
@@ -71,6 +76,7 @@ def _summary(out_dir: str) -> list:
 def _read_meta(path: str) -> Optional[dict]:
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
+            meta = json.load(f)
     except (OSError, ValueError):
         return None
+    return meta if isinstance(meta, dict) else None

@@ -395,7 +395,7 @@ class CommInterceptor(FailOpen):
         handle.append(ddp.register_forward_pre_hook(first_forward))
 
     def _tag_hook(self, hook: Callable[..., Any]) -> Callable[..., Any]:
-        """``hook`` with the collectives it issues tagged ``via: "ddp"`` and the bucket index; the
+        """``hook`` with the collectives it issues tagged ``via: "ddp"``; the
         signature (DDP checks the ``bucket`` annotation) and the name are the hook's own."""
         tls = self._tls
 

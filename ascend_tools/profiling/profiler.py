@@ -89,9 +89,7 @@ class Profiler(StepSession):
                     self._fail(exc)
         if self.comm is not None:
             self.comm.uninstall()
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
+        self._exit_dispatch()  # the step hooks (the profiler has no dispatch mode)
         if self.oom is not None:
             self.oom.uninstall()
         if self.rank_dir is None and self.top and not self._name(0, 1, final=True, watch=False):

@@ -96,12 +96,14 @@ def test_sigkilled_rank_is_read_up_to_the_kill(tmp_path):
     assert rank1["collectives"] >= 10
 
 
-@pytest.mark.parametrize("case", ["negative-timeout", "existing-profile", "not-found", "out-is-a-file"])
+@pytest.mark.parametrize("case", ["negative-timeout", "nan-timeout", "existing-profile", "not-found", "out-is-a-file"])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, case):
     out = tmp_path / "prof"
     options, command = [], ["python", "-c", "pass"]
     if case == "negative-timeout":
         options = ["--hang-timeout", "-1"]
+    elif case == "nan-timeout":
+        options = ["--hang-timeout", "nan"]
     elif case == "existing-profile":
         (out / "rank0").mkdir(parents=True)
         (out / "rank0" / "meta.json").write_text("{}")
