@@ -191,8 +191,8 @@ def _stats_floor_mode() -> Any:
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from ascend_tools.dispatch import UNDEFINED_VALUES, flat_tensors, op_name
-    from ascend_tools.precision.capture import SAME_VALUES
+    from ascend_tools.dispatch import flat_tensors
+    from ascend_tools.precision.capture import _Meta
     from ascend_tools.precision.stats import StatsQueue
 
     queue = StatsQueue()
@@ -201,9 +201,9 @@ def _stats_floor_mode() -> Any:
     class StatsFloor(TorchDispatchMode):
         def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
             out = func(*args, **(kwargs or {}))
-            if func not in skip:
-                name = op_name(func)
-                skip[func] = name in SAME_VALUES or name[6:].split(".")[0] in UNDEFINED_VALUES
+            if func not in skip:  # capture's own per-op facts: what it leaves out, it is left out here
+                meta = _Meta(func, None)
+                skip[func] = not meta.selected or meta.same_values or meta.undefined
             if skip[func]:
                 return out
             tensors: List[Any] = []

@@ -78,6 +78,9 @@ def hot_path_us(x: torch.Tensor, rounds: int, calls: int) -> float:
         for _ in range(calls):
             wrapped(x)
         times.append((time.perf_counter() - t) / calls)
+        recorded = sum(r["k"] == "coll" for r in sink)
+        if recorded != calls:  # else the wrapper took its early exit: the figure would be a bare call's
+            raise RuntimeError(f"hot path: {recorded} collective records for {calls} calls")
         sink.clear()
     return 1e6 * statistics.median(times)
 
