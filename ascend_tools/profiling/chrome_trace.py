@@ -13,11 +13,11 @@ failure leaves no half-written trace.
 import json
 import math
 import os
-import tempfile
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List
 
 import numpy as np
 
+from ..atomic import open_atomic
 from ..errors import InputError
 from .analyze.arrays import runs
 from .bandwidth import GB, P2P_OPS, bus_factors
@@ -120,24 +120,13 @@ def _inflight(rank: int, hang: Any, us: Any) -> Iterator[Dict[str, Any]]:
 def write_trace(a: "Analysis", path: str) -> None:
     """Stream the trace to ``path`` atomically; an unwritable path raises InputError naming it."""
     path = os.path.expanduser(path)
-    parent = os.path.dirname(os.path.abspath(path))
     try:
-        os.makedirs(parent, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
-    except OSError as exc:
-        raise InputError(f"--trace {path}: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with open_atomic(path) as f:
             f.write('{"traceEvents": [\n')
             for n, line in enumerate(lines(a)):
                 f.write(("" if n == 0 else ",\n") + line)
             other = {"source": "ascend-doctor analyze", "profile": a.profile.path,
                      "origin_unix_s": _origin(a), "clock_reference_rank": a.clock.reference}
             f.write('\n], "displayTimeUnit": "ms", "otherData": ' + json.dumps(other) + "}\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException as exc:
-        os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise InputError(f"--trace {path}: {exc.strerror or exc}") from exc
-        raise
+    except OSError as exc:
+        raise InputError(f"--trace {path}: {exc.strerror or exc}") from exc

@@ -25,8 +25,8 @@ import time
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from .. import backend
+from ..atomic import write_bytes, write_json
 from ..failopen import FailOpen
-from .atomic import write_bytes, write_json
 from .background import Background
 
 log = logging.getLogger("ascend_tools")

@@ -22,8 +22,8 @@ import psutil
 import torch
 
 from .. import backend
+from ..atomic import write_json
 from ..failopen import FailOpen
-from .atomic import write_json
 from .memory import fragmentation
 
 log = logging.getLogger("ascend_tools")

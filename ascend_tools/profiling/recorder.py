@@ -12,8 +12,8 @@ import threading
 import time
 from typing import Any, Callable, Deque, Dict, List, Optional
 
+from .. import atomic
 from ..failopen import FailOpen
-from . import atomic
 
 SCHEMA = "ascend-doctor/profile/1"
 CAPACITY = 1 << 16

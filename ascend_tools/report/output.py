@@ -4,14 +4,13 @@ Files are written atomically (a temporary file in the target directory, then :fu
 failure never leaves a half-written report behind; an unwritable path raises
 :class:`~ascend_tools.errors.InputError` naming it.
 """
-import contextlib
 import os
 import sys
-import tempfile
 from typing import Optional
 
 import click
 
+from ..atomic import open_atomic
 from ..errors import InputError
 from .model import Report
 from .render_html import render_html
@@ -50,12 +49,6 @@ def _reason(exc: OSError) -> str:
     return text[:1].lower() + text[1:]
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def write_report(report: Report, fmt: str, output: Optional[str]) -> None:
     """Write the rendered report to stdout (``output`` None or ``"-"``) or, atomically, to ``output``."""
     if output is None or output == "-":
@@ -73,27 +66,8 @@ def write_text(text: str, output: Optional[str]) -> None:
     path = os.path.expanduser(os.fspath(output))
     if os.path.isdir(path):
         raise InputError(f"--output {output}: is a directory")
-    parent = os.path.dirname(os.path.abspath(path))
     try:
-        os.makedirs(parent, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"--output {output}: {_reason(exc)}") from exc
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
-    except OSError as exc:
-        raise InputError(f"--output {output}: {_reason(exc)}") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+        with open_atomic(path, fsync=True) as f:
             f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp makes 0600; give the report the mode a plain open() would (or keep the old file's)
-        with contextlib.suppress(OSError):
-            os.chmod(tmp, os.stat(path).st_mode & 0o7777 if os.path.exists(path) else 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise InputError(f"--output {output}: {_reason(exc)}") from exc
-        raise
+    except OSError as exc:
+        raise InputError(f"--output {output}: {_reason(exc)}") from exc
