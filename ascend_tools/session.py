@@ -26,7 +26,6 @@ class StepSession(FailOpen):
         self.scope = list(scope or [])
         self._scope_re = [re.compile(s) for s in self.scope]
         self.step_no = 0
-        self.internal_errors = 0
         self._manual = False
         self._active = False
         self._off = True

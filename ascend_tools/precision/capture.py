@@ -82,13 +82,14 @@ class _T:
 
     __slots__ = ("body", "dtype", "entry", "file", "has_stats", "ref", "shape", "version")
 
-    def __init__(self, dtype: str, shape: Sequence[int], entry: Any = None, body: Optional[str] = None) -> None:
+    def __init__(self, dtype: str, shape: Sequence[int], entry: Any = None, body: Optional[str] = None,
+                 has_stats: Optional[bool] = None) -> None:
         self.dtype = dtype
         self.shape = shape
         self.entry = entry
         self.file: Optional[str] = None
         self.body = body
-        self.has_stats = entry is not None
+        self.has_stats = entry is not None if has_stats is None else has_stats
         self.ref: Any = None
         self.version = -1
 
@@ -333,10 +334,9 @@ class Capture(StepSession):
         info = self._seen.get(id(t))
         if info is not None and info.version == t._version and info.ref() is t:
             return info
-        info = _T(dtype_name(t.dtype), t.shape)
-        if type(t) in _PLAIN:
-            info.entry = self._queue.add(t)
-            info.has_stats = info.entry is not None
+        plain = type(t) in _PLAIN
+        info = _T(dtype_name(t.dtype), t.shape, self._queue.add(t) if plain else None)
+        if plain:
             if self._save_tensors and t.layout == torch.strided and t.device.type != "meta":
                 path, rel = self._writer.tensor_path(self.step_no, f"{rid}.{slot}")
                 store.save_tensor(t, path)
@@ -397,8 +397,7 @@ class Capture(StepSession):
                 outputs = [self._tensor(t, rid, "out0")]
             else:
                 src = inputs[0]
-                outputs = [_T(src.dtype, t.shape, src.entry, src.body)]
-                outputs[0].has_stats = True
+                outputs = [_T(src.dtype, t.shape, src.entry, src.body, has_stats=True)]
                 self._remember(t, outputs[0])
         elif meta.undefined:  # uninitialised memory: dtype and shape only, also where a later op reads it
             outputs = [_T(dtype_name(t.dtype), t.shape, body="}") for t in tensors]

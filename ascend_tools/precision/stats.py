@@ -86,12 +86,11 @@ class Pending:
 
     __slots__ = ("counts", "digest", "digest_row", "dtype", "is_float", "numel", "row", "stats", "tensor", "version")
 
-    def __init__(self, tensor: Optional[torch.Tensor], row: Optional[torch.Tensor], is_float: bool) -> None:
-        self.tensor = tensor
-        if tensor is not None:
-            self.version = tensor._version
-            self.dtype = tensor.dtype
-            self.numel = tensor.numel()
+    def __init__(self, x: torch.Tensor, row: Optional[torch.Tensor], is_float: bool, keep: bool = True) -> None:
+        self.tensor: Optional[torch.Tensor] = x if keep else None
+        self.version = x._version
+        self.dtype = x.dtype
+        self.numel = x.numel()
         self.row: Optional[torch.Tensor] = row
         self.is_float = is_float
         self.counts: Optional[Any] = None  # device tensor [nan, inf, sat, norm] or host list
@@ -208,9 +207,7 @@ class StatsQueue:
         instead of a stacked row) and the tensor is let go (held until the flush, every tensor of a
         flush would stay allocated: fresh pages for the user's next allocations)."""
         vals, is_float = _cpu_values(x)
-        entry = Pending(None, None, is_float)
-        entry.dtype = x.dtype
-        entry.numel = x.numel()
+        entry = Pending(x, None, is_float, keep=False)
         counts = _counts(x).tolist() if is_float and _suspect(vals, x.dtype) else None
         entry.stats = _make_stats(vals, entry.numel, counts)
         if self.digests:

@@ -108,7 +108,6 @@ class CommInterceptor(FailOpen):
         self.on_init = on_init
         self.stacks = StackTable() if stack else None
         self.active = False
-        self.internal_errors = 0
         self.recent: Deque[Dict[str, Any]] = collections.deque(maxlen=RECENT)
         self._inflight: Dict[int, Dict[str, Any]] = {}  # id(call) -> call
         self._pending: Deque[Tuple[Dict[str, Any], Any, Any]] = collections.deque()

@@ -172,7 +172,6 @@ class Watchdog(Background, FailOpen):
         self.hang_dir = os.path.join(out_dir, f"rank{self.rank}", "hang")
         self.signal_path = os.path.join(out_dir, SIGNAL_FILE)
         self.triggered: Optional[Dict[str, Any]] = None
-        self.internal_errors = 0
         self._inflight = inflight
         self._recent = recent
         self._flush = flush

@@ -56,7 +56,6 @@ class MemorySampler(Background, FailOpen):
         self.interval = float(interval)
         self.uss_interval = float(uss_interval)
         self.keep_steps = int(keep_steps)
-        self.internal_errors = 0
         self._emit = emit
         self._current_step = current_step
         self._proc = psutil.Process()

@@ -113,7 +113,6 @@ class OomForensics(FailOpen):
                  recent_memory: Callable[[], List[dict]]) -> None:
         self.path = os.path.join(rank_dir, "oom.json")
         self.reports = 0
-        self.internal_errors = 0
         self.observer: Optional[str] = None
         self._current_step = current_step
         self._recent_memory = recent_memory

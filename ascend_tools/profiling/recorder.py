@@ -34,7 +34,6 @@ class RankRecorder(FailOpen):
         self.interval = interval
         self.records = 0
         self.dropped = 0
-        self.internal_errors = 0
         self.ticks: List[Callable[[], None]] = []
         self._buf: Deque[Dict[str, Any]] = collections.deque()
         self._lock = threading.Lock()  # one drain at a time: writer thread vs flush()
