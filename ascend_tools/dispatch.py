@@ -2,7 +2,7 @@
 aten overload and of what a user names an op (``--ops matmul``), whether autograd is running a backward, and
 :class:`ModulePath`, the module path of the op being dispatched."""
 import weakref
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
@@ -31,6 +31,24 @@ def op_name(func: Any) -> str:
     """``aten::mm`` for a default overload, ``aten::add.Tensor`` otherwise."""
     schema = func._schema
     return schema.name if not schema.overload_name else f"{schema.name}.{schema.overload_name}"
+
+
+def op_base(name: str) -> str:
+    """``aten::add.Tensor`` → ``add``: the op without namespace and overload."""
+    return name.split("::", 1)[-1].split(".", 1)[0]
+
+
+def is_wanted(name: str, wanted: Optional[set]) -> bool:
+    """Whether ``name`` (``aten::add.Tensor``) passes an ``--ops`` filter (names from :func:`normalise_op`;
+    None: every op)."""
+    rest = name.split("::", 1)[-1]
+    return wanted is None or rest in wanted or rest.split(".", 1)[0] in wanted
+
+
+def written_args(func: Any) -> Tuple[Tuple[int, str], ...]:
+    """``(index, name)`` of each argument the op writes (``add_``'s self, ``out=``), from its schema."""
+    return tuple((i, a.name) for i, a in enumerate(func._schema.arguments)
+                 if a.alias_info is not None and a.alias_info.is_write)
 
 
 def dtype_name(dtype: torch.dtype) -> str:

@@ -30,7 +30,17 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .. import backend
-from ..dispatch import UNDEFINED_VALUES, ModulePath, dtype_name, flat_tensors, normalise_op, op_name
+from ..dispatch import (
+    UNDEFINED_VALUES,
+    ModulePath,
+    dtype_name,
+    flat_tensors,
+    is_wanted,
+    normalise_op,
+    op_base,
+    op_name,
+    written_args,
+)
 from ..session import StepSession, make_module_callable
 from ..stacks import StackTable
 from . import store
@@ -57,17 +67,10 @@ class _Meta:
 
     def __init__(self, func: Any, wanted: Optional[set]) -> None:
         self.name = op_name(func)
-        base = self.name.split("::", 1)[-1]
-        self.selected = (wanted is None or base in wanted or base.split(".", 1)[0] in wanted) \
-            and not self.name.startswith(SKIP_NAMESPACES)
+        self.selected = is_wanted(self.name, wanted) and not self.name.startswith(SKIP_NAMESPACES)
         self.same_values = self.name in SAME_VALUES
-        self.undefined = base.split(".", 1)[0] in UNDEFINED_VALUES
-        muts = []
-        for i, a in enumerate(func._schema.arguments):
-            info = a.alias_info
-            if info is not None and info.is_write:
-                muts.append((i, a.name))
-        self.mutated = tuple(muts)
+        self.undefined = op_base(self.name) in UNDEFINED_VALUES
+        self.mutated = written_args(func)
 
 
 class _T:

@@ -12,7 +12,7 @@ from typing import Any, List, Optional
 
 import torch
 
-from ..dispatch import UNDEFINED_VALUES
+from ..dispatch import UNDEFINED_VALUES, op_base
 from . import metrics as M
 from . import standards
 from .screen import judge_output
@@ -58,7 +58,7 @@ def with_baseline(verdict: standards.Verdict, baseline: standards.Verdict, dtype
 
 def replayable(op: Any, name: str) -> bool:
     # an op whose result is uninitialised memory cannot be matched by a replay
-    return name.split("::")[-1].split(".")[0] not in UNDEFINED_VALUES and \
+    return op_base(name) not in UNDEFINED_VALUES and \
         torch.Tag.nondeterministic_seeded not in getattr(op, "tags", ())
 
 

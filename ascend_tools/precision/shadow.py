@@ -47,7 +47,16 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 
 from .. import backend
-from ..dispatch import UNDEFINED_VALUES, ModulePath, flat_tensors, normalise_op, op_name
+from ..dispatch import (
+    UNDEFINED_VALUES,
+    ModulePath,
+    flat_tensors,
+    is_wanted,
+    normalise_op,
+    op_base,
+    op_name,
+    written_args,
+)
 from ..report import Finding, Report, Series, Table
 from ..session import StepSession, make_module_callable
 from ..stacks import is_library, short_path
@@ -149,17 +158,15 @@ class _Op:
     def __init__(self, func: Any, wanted: Optional[set]) -> None:
         self.name = op_name(func)
         self.standard = standards.standard_for(self.name)
-        ns, _, rest = self.name.partition("::")
         schema = func._schema
-        self.counted = ns == "aten"
-        self.mutated = tuple((i, a.name) for i, a in enumerate(schema.arguments)
-                             if a.alias_info is not None and a.alias_info.is_write)
+        self.counted = self.name.startswith("aten::")
+        self.mutated = written_args(func)
         self.half_to_float = next((i for i, a in enumerate(schema.arguments) if a.name == "half_to_float"), None)
-        base = rest.split(".", 1)[0]
+        base = op_base(self.name)
         returns = schema.returns
         if not self.counted:
             self.skip = "not aten"
-        elif wanted is not None and rest not in wanted and base not in wanted:
+        elif not is_wanted(self.name, wanted):
             self.skip = "filtered"
         elif base in _UNINITIALISED:
             self.skip = "uninitialised"
