@@ -25,16 +25,24 @@ def is_library(filename: str) -> bool:
     return path.startswith(_SKIP_DIRS) or (path.startswith(_STDLIB) and _SITE not in path)
 
 
-def user_site() -> str:
+def user_site(frame: Optional[Any] = None) -> str:
     """``file:line in function`` of the innermost frame outside torch, the standard library and this
-    package: the model code that issued the op. Empty in backward (the autograd engine calls in)."""
-    frame = sys._getframe(1)
+    package, from ``frame`` (default: the caller's) outwards: the model code that issued the op. Empty in
+    backward (the autograd engine calls in). Per code object the answer is cached: shadow asks per op."""
+    frame = frame if frame is not None else sys._getframe(1)
     while frame is not None:
-        name = frame.f_code.co_filename
-        if not is_library(name):
-            return f"{short_path(os.path.abspath(name))}:{frame.f_lineno} in {frame.f_code.co_name}"
+        code = frame.f_code
+        where = _SITES.get(code, "")
+        if where == "":
+            where = _SITES[code] = None if is_library(code.co_filename) else \
+                f"{short_path(os.path.abspath(code.co_filename))}:{{}} in {code.co_name}"
+        if where is not None:
+            return where.format(frame.f_lineno)
         frame = frame.f_back
     return ""
+
+
+_SITES: Dict[Any, Optional[str]] = {}  # code object -> "file:{} in function", or None for a library frame
 
 
 def short_path(path: str) -> str:

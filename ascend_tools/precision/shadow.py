@@ -59,7 +59,7 @@ from ..dispatch import (
 )
 from ..report import Finding, Report, Series, Table
 from ..session import StepSession, make_module_callable
-from ..stacks import is_library, short_path
+from ..stacks import user_site
 from . import metrics as M
 from . import standards
 from .replay import with_baseline
@@ -256,7 +256,6 @@ class Shadow(StepSession):
         self._ops: Dict[Any, _Op] = {}
         self._calls: Dict[Tuple[str, str], int] = {}
         self._next_id = 0
-        self._sites: Dict[Any, Optional[str]] = {}
         self._mode: Optional[ShadowMode] = None
         self._paths: Optional[ModulePath] = None
         self._file: Any = None
@@ -337,19 +336,7 @@ class Shadow(StepSession):
 
     def _site(self) -> str:
         """``file:line in function`` of the innermost frame outside torch, the stdlib and this package."""
-        frame = sys._getframe(3)
-        sites = self._sites
-        while frame is not None:
-            code = frame.f_code
-            where = sites.get(code, "")
-            if where == "":
-                lib = is_library(code.co_filename)
-                path = os.path.abspath(code.co_filename)
-                where = sites[code] = None if lib else f"{short_path(path)}:{{}} in {code.co_name}"
-            if where is not None:
-                return where.format(frame.f_lineno)
-            frame = frame.f_back
-        return ""
+        return user_site(sys._getframe(3))
 
     # --- internals: per op --------------------------------------------------------------------------
 
