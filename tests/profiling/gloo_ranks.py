@@ -16,16 +16,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _entry(rank: int, n: int, port: int, fn: Callable[..., Any], args: tuple) -> None:
+def _entry(rank: int, n: int, port: int, done: Any, fn: Callable[..., Any], args: tuple) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     fn(rank, n, *args)
     if dist.is_initialized():
         dist.barrier()  # no rank tears its group down while another still talks to it
         dist.destroy_process_group()
+    # rank 0 hosts the store: it exits only once every rank's teardown is over (a rank whose store went
+    # away under its gloo threads aborts)
+    done.wait(timeout=120)
 
 
 def spawn(fn: Callable[..., Any], n: int, *args: Any) -> None:
-    mp.spawn(_entry, args=(n, free_port(), fn, args), nprocs=n, join=True)
+    done = mp.get_context("spawn").Barrier(n)
+    mp.spawn(_entry, args=(n, free_port(), done, fn, args), nprocs=n, join=True)
 
 
 def init(rank: int, n: int) -> None:
