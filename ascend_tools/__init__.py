@@ -1,2 +1,3 @@
 """ascend-doctor: move PyTorch LLM fine-tuning from NVIDIA GPUs to Huawei Ascend NPUs."""
+
 __version__ = "0.1.0"

@@ -2,6 +2,7 @@
 polling for the hang signal, ``analyze``, a user opening a report) sees the old file or the new one, never half
 of one, and a failed write leaves nothing behind. Used by the profiler's one-off files (hang dumps, ``oom.json``,
 ``meta.json``), the reports and the Chrome trace."""
+
 import contextlib
 import json
 import os

@@ -10,6 +10,7 @@ but CANN's ``libascendcl.so`` cannot be loaded, say) the reason is recorded in
 ``ASCEND_TOOLS_BACKEND=cpu|cuda|npu`` forces a choice. A forced backend that is not usable here
 falls back to ``cpu`` and :attr:`BackendInfo.note` says why; the tool never refuses to run.
 """
+
 import functools
 import os
 import platform
@@ -349,7 +350,9 @@ def attach_oom_observer(fn: Callable[[int, int, int, int], None]) -> Optional[st
     detached again: attach once per process."""
     name = detect().name
     if name == "npu":
-        attach = getattr(getattr(torch_npu_status()[0], "_C", None), "_npu_attach_out_of_memory_observer", None)
+        attach = getattr(
+            getattr(torch_npu_status()[0], "_C", None), "_npu_attach_out_of_memory_observer", None
+        )
         where = "torch_npu._C._npu_attach_out_of_memory_observer"
     elif name == "cuda":
         attach = getattr(torch._C, "_cuda_attach_out_of_memory_observer", None)

@@ -1,5 +1,6 @@
 """The ``ascend-doctor`` command group. Each verb lives in ``ascend_tools/commands/<verb>.py``:
 it parses options, calls the library and renders a Report."""
+
 import logging
 
 import click
@@ -25,7 +26,9 @@ from .commands import (
 @click.option("--debug", is_flag=True, help="Show tracebacks and the traced program's own output.")
 def main(debug: bool) -> None:
     """Port PyTorch LLM training from NVIDIA GPUs to Huawei Ascend NPUs."""
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="ascend-doctor: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING, format="ascend-doctor: %(message)s"
+    )
 
 
 main.add_command(check_ops.check_ops_cmd)

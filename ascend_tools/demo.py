@@ -1,4 +1,5 @@
 """``ascend-doctor demo``: every job on built-in examples, no device needed, reports in one folder."""
+
 import glob
 import os
 import sys
@@ -16,11 +17,17 @@ def examples_dir() -> str:
     """The example models: ``examples/`` of a source checkout, else the copy installed under
     ``<prefix>/share/ascend-doctor/examples`` by setup.py."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for candidate in (os.path.join(here, "examples"), os.path.join(sys.prefix, "share", "ascend-doctor", "examples")):
+    for candidate in (
+        os.path.join(here, "examples"),
+        os.path.join(sys.prefix, "share", "ascend-doctor", "examples"),
+    ):
         if all(os.path.isfile(os.path.join(candidate, name)) for name in EXAMPLES):
             return candidate
-    raise InputError("the example models ({}) are not installed: run the demo from a source checkout".format(
-        ", ".join(EXAMPLES)))
+    raise InputError(
+        "the example models ({}) are not installed: run the demo from a source checkout".format(
+            ", ".join(EXAMPLES)
+        )
+    )
 
 
 def save(report: Report, out_dir: str, stem: str) -> List[str]:
@@ -47,9 +54,16 @@ def _precision_part(out_dir: str, echo: Callable[[str], None]) -> None:
     write_text(compare.to_csv(report), csv_path)
     summary = report.data["summary"]
     echo(f"  injected fault:    {injected}")
-    echo("  culprit named:     {}".format(report.data["culprits"][0]["name"] if report.data["culprits"] else "none"))
-    echo("  pairs:             {} ({} beyond tolerance against fp32, mostly inherited; {} introduced an error)".format(
-        summary["pairs"], summary["verdicts"]["error"], summary["culprits"]))
+    echo(
+        "  culprit named:     {}".format(
+            report.data["culprits"][0]["name"] if report.data["culprits"] else "none"
+        )
+    )
+    echo(
+        "  pairs:             {} ({} beyond tolerance against fp32, mostly inherited; {} introduced an error)".format(
+            summary["pairs"], summary["verdicts"]["error"], summary["culprits"]
+        )
+    )
     echo("  reports: {}".format(", ".join([*paths, csv_path])))
 
 
@@ -69,8 +83,15 @@ def _patch_part(out_dir: str, echo: Callable[[str], None]) -> None:
     paths = save(selfcheck.build_report(data), out_dir, "selfcheck")
     for row in data["results"]:
         if row["dtype"] == "float32":
-            echo("  {:<9} {:<10} max error fwd {:.1e} bwd {:.1e}  {}".format(
-                row["tier"], row["op"], row["max_err_forward"] or 0.0, row["max_err_backward"] or 0.0, row["verdict"]))
+            echo(
+                "  {:<9} {:<10} max error fwd {:.1e} bwd {:.1e}  {}".format(
+                    row["tier"],
+                    row["op"],
+                    row["max_err_forward"] or 0.0,
+                    row["max_err_backward"] or 0.0,
+                    row["verdict"],
+                )
+            )
     echo("  reports: {}".format(", ".join(paths)))
 
     model_cls, config, state = demo_run.tiny_llama()
@@ -90,8 +111,11 @@ def _patch_part(out_dir: str, echo: Callable[[str], None]) -> None:
         used = sorted({t["op"] + ":" + t["tier"] for t in patch.status().get("tiers", []) if t.get("tier")})
     finally:
         patch.revert()
-    echo("  tiny Llama, patched vs unpatched logits: max abs difference {:.2e} (tiers: {})".format(
-        float((patched - unpatched).abs().max()), ", ".join(used) or "none"))
+    echo(
+        "  tiny Llama, patched vs unpatched logits: max abs difference {:.2e} (tiers: {})".format(
+            float((patched - unpatched).abs().max()), ", ".join(used) or "none"
+        )
+    )
 
 
 def _profiling_part(out_dir: str, echo: Callable[[str], None]) -> None:
@@ -104,20 +128,45 @@ def _profiling_part(out_dir: str, echo: Callable[[str], None]) -> None:
 
     prof = os.path.join(out_dir, "profile")
     shutil.rmtree(prof, ignore_errors=True)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           os.path.join(examples_dir(), "train_ddp.py"), "--steps", "16", "--compute-ms", "50", "--straggler", "1", "--delay-frac", "0.25"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        os.path.join(examples_dir(), "train_ddp.py"),
+        "--steps",
+        "16",
+        "--compute-ms",
+        "50",
+        "--straggler",
+        "1",
+        "--delay-frac",
+        "0.25",
+    ]
     echo("profile: 2 gloo ranks, DDP, rank 1 computes 25% longer ...")
-    rc = launch.run("profile", cmd, prof, {"hang_timeout": 60.0}, log=os.path.join(out_dir, "profile-run.log"))
+    rc = launch.run(
+        "profile", cmd, prof, {"hang_timeout": 60.0}, log=os.path.join(out_dir, "profile-run.log")
+    )
     if rc != 0:
-        raise InputError(f"the profiled demo job failed (exit status {rc}): see {os.path.join(out_dir, 'profile-run.log')}")
+        raise InputError(
+            f"the profiled demo job failed (exit status {rc}): see {os.path.join(out_dir, 'profile-run.log')}"
+        )
     trace = os.path.join(out_dir, "profile-trace.json")
     report = analyze(prof, trace=trace)
     summary = report.data["summary"]
     slow = report.data["slow_ranks"]
-    echo(f"  collectives:       {summary['collective_records']} records from {summary['ranks']} ranks "
-         f"({summary['steps']} steps, median step {1e3 * report.data['steps']['median_step_s']:.0f} ms)")
+    echo(
+        f"  collectives:       {summary['collective_records']} records from {summary['ranks']} ranks "
+        f"({summary['steps']} steps, median step {1e3 * report.data['steps']['median_step_s']:.0f} ms)"
+    )
     echo("  slow rank named:   {}".format("; ".join(s["reason"] for s in slow) if slow else "none"))
-    echo("  reports: {}, {} (open in https://ui.perfetto.dev)".format(", ".join(save(report, out_dir, "analyze")), trace))
+    echo(
+        "  reports: {}, {} (open in https://ui.perfetto.dev)".format(
+            ", ".join(save(report, out_dir, "analyze")), trace
+        )
+    )
 
 
 def run(out_dir: str, echo: Callable[[str], None] = print) -> None:

@@ -1,6 +1,7 @@
 """What every dispatch-level tool shares (check-ops' trace, capture, shadow, fault injection): the name of an
 aten overload and of what a user names an op (``--ops matmul``), whether autograd is running a backward, and
 :class:`ModulePath`, the module path of the op being dispatched."""
+
 import weakref
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -21,7 +22,7 @@ def normalise_op(name: str) -> List[str]:
     n = name.strip()
     for prefix in ("aten::", "aten."):
         if n.startswith(prefix):
-            n = n[len(prefix):]
+            n = n[len(prefix) :]
     if n.endswith(".default"):
         n = n[: -len(".default")]
     return list(OP_ALIASES.get(n, (n,)))
@@ -47,8 +48,11 @@ def is_wanted(name: str, wanted: Optional[set]) -> bool:
 
 def written_args(func: Any) -> Tuple[Tuple[int, str], ...]:
     """``(index, name)`` of each argument the op writes (``add_``'s self, ``out=``), from its schema."""
-    return tuple((i, a.name) for i, a in enumerate(func._schema.arguments)
-                 if a.alias_info is not None and a.alias_info.is_write)
+    return tuple(
+        (i, a.name)
+        for i, a in enumerate(func._schema.arguments)
+        if a.alias_info is not None and a.alias_info.is_write
+    )
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -79,7 +83,9 @@ def in_backward() -> bool:
 
 
 _CURRENT_NODE = getattr(torch._C, "_current_autograd_node", None)
-_SEQUENCE_NR = getattr(torch.autograd, "_get_sequence_nr", None) or getattr(torch._C._autograd, "_get_sequence_nr", None)
+_SEQUENCE_NR = getattr(torch.autograd, "_get_sequence_nr", None) or getattr(
+    torch._C._autograd, "_get_sequence_nr", None
+)
 _FORGET_AFTER = 1 << 20  # forward ops remembered at most (a safety net: steps forget them, see forget())
 
 

@@ -15,6 +15,7 @@ Sources of the env-var descriptions (only variables whose meaning could be confi
 - ``pytorch``: PyTorch docs (CUDA semantics / torch.distributed / backend autoload)
 - ``cuda``: CUDA programming guide; ``nccl``: NCCL user guide, "Environment Variables"
 """
+
 import glob
 import os
 import platform
@@ -61,74 +62,141 @@ PACKAGES = {
 # name -> (what it does, source key). Only variables that are set are reported.
 ENV_VARS: Dict[str, Tuple[str, str]] = {
     # --- HCCL (CANN collective library) ---
-    "HCCL_CONNECT_TIMEOUT": ("Seconds to wait for socket link setup between devices when a communicator is "
-                             "created; integer in [120, 7200], default 120 (+20 s to report the failure).", "hccl"),
-    "HCCL_EXEC_TIMEOUT": ("Seconds devices wait for each other inside a collective (e.g. one rank saving a "
-                          "checkpoint); default 1836, 0 = never time out.", "hccl"),
-    "HCCL_EVENT_TIMEOUT": ("Seconds to wait for an event to complete when HCCL is the backend; default 1868, "
-                           "0 = never; must be larger than HCCL_EXEC_TIMEOUT.", "torch_npu"),
-    "HCCL_IF_IP": ("Host IP that HCCL uses to reach the root node when creating a communicator "
-                   "(wins over HCCL_SOCKET_IFNAME).", "hccl"),
-    "HCCL_IF_BASE_PORT": ("First of 32 host ports HCCL uses to gather cluster info (default 60000-60031).",
-                          "hccl"),
-    "HCCL_SOCKET_IFNAME": ("Host NIC name(s) HCCL uses to get the host IP: prefix 'eth', exclude '^eth', "
-                           "exact '=eth0'.", "hccl"),
+    "HCCL_CONNECT_TIMEOUT": (
+        "Seconds to wait for socket link setup between devices when a communicator is "
+        "created; integer in [120, 7200], default 120 (+20 s to report the failure).",
+        "hccl",
+    ),
+    "HCCL_EXEC_TIMEOUT": (
+        "Seconds devices wait for each other inside a collective (e.g. one rank saving a "
+        "checkpoint); default 1836, 0 = never time out.",
+        "hccl",
+    ),
+    "HCCL_EVENT_TIMEOUT": (
+        "Seconds to wait for an event to complete when HCCL is the backend; default 1868, "
+        "0 = never; must be larger than HCCL_EXEC_TIMEOUT.",
+        "torch_npu",
+    ),
+    "HCCL_IF_IP": (
+        "Host IP that HCCL uses to reach the root node when creating a communicator "
+        "(wins over HCCL_SOCKET_IFNAME).",
+        "hccl",
+    ),
+    "HCCL_IF_BASE_PORT": (
+        "First of 32 host ports HCCL uses to gather cluster info (default 60000-60031).",
+        "hccl",
+    ),
+    "HCCL_SOCKET_IFNAME": (
+        "Host NIC name(s) HCCL uses to get the host IP: prefix 'eth', exclude '^eth', exact '=eth0'.",
+        "hccl",
+    ),
     "HCCL_SOCKET_FAMILY": ("IP protocol of the communication NIC: AF_INET (default) or AF_INET6.", "hccl"),
-    "HCCL_BUFFSIZE": ("Size in MB of each communicator's shared buffer (2x per communicator, HCCL-exclusive); "
-                      "default 200.", "hccl"),
-    "HCCL_WHITELIST_DISABLE": ("1 (default) = no communication whitelist; 0 = only IPs in HCCL_WHITELIST_FILE "
-                               "may communicate.", "hccl"),
+    "HCCL_BUFFSIZE": (
+        "Size in MB of each communicator's shared buffer (2x per communicator, HCCL-exclusive); default 200.",
+        "hccl",
+    ),
+    "HCCL_WHITELIST_DISABLE": (
+        "1 (default) = no communication whitelist; 0 = only IPs in HCCL_WHITELIST_FILE may communicate.",
+        "hccl",
+    ),
     "HCCL_WHITELIST_FILE": ("Path of the whitelist file used when HCCL_WHITELIST_DISABLE=0.", "hccl"),
-    "HCCL_INTRA_ROCE_ENABLE": ("1 = use RoCE links inside a server (Atlas training / A2); default 0. On A3 only "
-                               "for LLM-DataDist.", "hccl"),
-    "HCCL_INTRA_PCIE_ENABLE": ("1 (default) = use PCIe links inside a server; combine with "
-                               "HCCL_INTRA_ROCE_ENABLE, never both 1.", "hccl"),
-    "HCCL_DETERMINISTIC": ("true = deterministic (reproducible) reduction collectives (AllReduce, "
-                           "ReduceScatter, Reduce); default false.", "hccl"),
-    "HCCL_ALGO": ("Forces the inter-server / inter-superpod algorithm, e.g. 'level0:NA;level1:ring'; "
-                  "disables adaptive choice.", "hccl"),
-    "HCCL_OP_EXPANSION_MODE": ("Where collectives are expanded: AI_CPU, AIV (vector core), HOST, ... "
-                               "(depends on chip).", "hccl"),
-    "HCCL_RDMA_TIMEOUT": ("RDMA retransmission timeout factor t (minimum 4.096 us * 2^t); default 20.",
-                          "hccl"),
-    "HCCL_OP_RETRY_ENABLE": ("Re-run a collective after SDMA/RDMA CQE errors, per level, e.g. 'L1:0,L2:0'.",
-                             "hccl"),
+    "HCCL_INTRA_ROCE_ENABLE": (
+        "1 = use RoCE links inside a server (Atlas training / A2); default 0. On A3 only for LLM-DataDist.",
+        "hccl",
+    ),
+    "HCCL_INTRA_PCIE_ENABLE": (
+        "1 (default) = use PCIe links inside a server; combine with HCCL_INTRA_ROCE_ENABLE, never both 1.",
+        "hccl",
+    ),
+    "HCCL_DETERMINISTIC": (
+        "true = deterministic (reproducible) reduction collectives (AllReduce, "
+        "ReduceScatter, Reduce); default false.",
+        "hccl",
+    ),
+    "HCCL_ALGO": (
+        "Forces the inter-server / inter-superpod algorithm, e.g. 'level0:NA;level1:ring'; "
+        "disables adaptive choice.",
+        "hccl",
+    ),
+    "HCCL_OP_EXPANSION_MODE": (
+        "Where collectives are expanded: AI_CPU, AIV (vector core), HOST, ... (depends on chip).",
+        "hccl",
+    ),
+    "HCCL_RDMA_TIMEOUT": (
+        "RDMA retransmission timeout factor t (minimum 4.096 us * 2^t); default 20.",
+        "hccl",
+    ),
+    "HCCL_OP_RETRY_ENABLE": (
+        "Re-run a collective after SDMA/RDMA CQE errors, per level, e.g. 'L1:0,L2:0'.",
+        "hccl",
+    ),
     # --- torch_npu: HCCL process group ---
-    "TORCH_HCCL_ASYNC_ERROR_HANDLING": ("1 = ProcessGroupHCCL handles async errors (default 1 with torch >= "
-                                        "2.1); wins over HCCL_ASYNC_ERROR_HANDLING.", "torch_npu"),
+    "TORCH_HCCL_ASYNC_ERROR_HANDLING": (
+        "1 = ProcessGroupHCCL handles async errors (default 1 with torch >= "
+        "2.1); wins over HCCL_ASYNC_ERROR_HANDLING.",
+        "torch_npu",
+    ),
     "HCCL_ASYNC_ERROR_HANDLING": ("Old name of TORCH_HCCL_ASYNC_ERROR_HANDLING (still read).", "torch_npu"),
-    "TORCH_HCCL_BLOCKING_WAIT": ("1 = wait()/synchronize() block on the host until the HCCL op ends; no "
-                                 "watchdog thread. Default 0.", "torch_npu"),
+    "TORCH_HCCL_BLOCKING_WAIT": (
+        "1 = wait()/synchronize() block on the host until the HCCL op ends; no watchdog thread. Default 0.",
+        "torch_npu",
+    ),
     "HCCL_BLOCKING_WAIT": ("Old name of TORCH_HCCL_BLOCKING_WAIT (still read).", "torch_npu"),
-    "TORCH_HCCL_DESYNC_DEBUG": ("1 = analyse which rank is out of step when a collective times out.",
-                                "torch_npu"),
-    "P2P_HCCL_BUFFSIZE": ("MB of buffer for a separate point-to-point communicator (isend/irecv); 0 = off; "
-                          "default 20.", "torch_npu"),
-    "RANK_TABLE_FILE": ("Path of a rank table JSON used to build communicators instead of negotiation.",
-                        "torch_npu"),
+    "TORCH_HCCL_DESYNC_DEBUG": (
+        "1 = analyse which rank is out of step when a collective times out.",
+        "torch_npu",
+    ),
+    "P2P_HCCL_BUFFSIZE": (
+        "MB of buffer for a separate point-to-point communicator (isend/irecv); 0 = off; default 20.",
+        "torch_npu",
+    ),
+    "RANK_TABLE_FILE": (
+        "Path of a rank table JSON used to build communicators instead of negotiation.",
+        "torch_npu",
+    ),
     # --- torch_npu: memory ---
-    "PYTORCH_NPU_ALLOC_CONF": ("NPU caching allocator options (expandable_segments, max_split_size_mb, "
-                               "garbage_collection_threshold, ...).", "torch_npu"),
-    "PYTORCH_ALLOC_CONF": ("Device-neutral allocator options; torch_npu reads it too from TorchNPU 26.2.0 "
-                           "with torch >= 2.10 (set only one of it and PYTORCH_NPU_ALLOC_CONF).", "torch_npu"),
-    "PYTORCH_NO_NPU_MEMORY_CACHING": ("Set = turn off the NPU caching allocator's memory reuse "
-                                      "(debugging).", "torch_npu"),
+    "PYTORCH_NPU_ALLOC_CONF": (
+        "NPU caching allocator options (expandable_segments, max_split_size_mb, "
+        "garbage_collection_threshold, ...).",
+        "torch_npu",
+    ),
+    "PYTORCH_ALLOC_CONF": (
+        "Device-neutral allocator options; torch_npu reads it too from TorchNPU 26.2.0 "
+        "with torch >= 2.10 (set only one of it and PYTORCH_NPU_ALLOC_CONF).",
+        "torch_npu",
+    ),
+    "PYTORCH_NO_NPU_MEMORY_CACHING": (
+        "Set = turn off the NPU caching allocator's memory reuse (debugging).",
+        "torch_npu",
+    ),
     "OOM_SNAPSHOT_ENABLE": ("Save a memory snapshot when an NPU out-of-memory error happens.", "torch_npu"),
     "OOM_SNAPSHOT_PATH": ("Where the out-of-memory snapshot is written.", "torch_npu"),
     "MULTI_STREAM_MEMORY_REUSE": ("Enables memory reuse across streams.", "torch_npu"),
     # --- torch_npu: op execution / compilation ---
-    "TORCH_NPU_FALLBACK_CPU_DISABLE": ("1 = an op without an NPU kernel raises instead of silently running "
-                                       "on the CPU; default 0. Read once at start.", "torch_npu"),
-    "ASCEND_LAUNCH_BLOCKING": ("1 = run ops synchronously so errors point at the right Python line (slow, "
-                               "disables the task queue); default 0.", "torch_npu"),
-    "TASK_QUEUE_ENABLE": ("Op dispatch queue: 0 off, 1 (default) level-1, 2 level-2 (more overlap, may "
-                          "raise peak memory).", "torch_npu"),
-    "INF_NAN_MODE_ENABLE": ("1 (default on A2/A3) = IEEE Inf/NaN results; 0 = saturation mode (overflow -> "
-                            "+-max, NaN -> 0).", "torch_npu"),
+    "TORCH_NPU_FALLBACK_CPU_DISABLE": (
+        "1 = an op without an NPU kernel raises instead of silently running "
+        "on the CPU; default 0. Read once at start.",
+        "torch_npu",
+    ),
+    "ASCEND_LAUNCH_BLOCKING": (
+        "1 = run ops synchronously so errors point at the right Python line (slow, "
+        "disables the task queue); default 0.",
+        "torch_npu",
+    ),
+    "TASK_QUEUE_ENABLE": (
+        "Op dispatch queue: 0 off, 1 (default) level-1, 2 level-2 (more overlap, may raise peak memory).",
+        "torch_npu",
+    ),
+    "INF_NAN_MODE_ENABLE": (
+        "1 (default on A2/A3) = IEEE Inf/NaN results; 0 = saturation mode (overflow -> +-max, NaN -> 0).",
+        "torch_npu",
+    ),
     "INF_NAN_MODE_FORCE_DISABLE": ("A2/A3: force INF_NAN mode off (saturation).", "torch_npu"),
     "COMBINED_ENABLE": ("1 = optimise the combination of two non-contiguous ops; default 0.", "torch_npu"),
-    "ACL_OP_COMPILER_CACHE_MODE": ("Op compile disk cache: enable (default), disable, force (refresh).",
-                                   "torch_npu"),
+    "ACL_OP_COMPILER_CACHE_MODE": (
+        "Op compile disk cache: enable (default), disable, force (refresh).",
+        "torch_npu",
+    ),
     "ACL_OP_COMPILER_CACHE_DIR": ("Op compile cache directory (default $HOME/atc_data).", "torch_npu"),
     "ACL_DEVICE_SYNC_TIMEOUT": ("Timeout of device synchronisation.", "torch_npu"),
     "TORCH_NPU_LOGS": ("Log settings of torch_npu's own modules.", "torch_npu"),
@@ -140,19 +208,26 @@ ENV_VARS: Dict[str, Tuple[str, str]] = {
     "STREAMS_PER_DEVICE": ("Maximum number of streams in the stream pool.", "torch_npu"),
     "TORCH_TRANSFER_TO_NPU": ("Auto-enable transfer_to_npu (CUDA API calls redirected to NPU).", "torch_npu"),
     # --- CANN runtime / logs / devices ---
-    "ASCEND_RT_VISIBLE_DEVICES": ("Logical NPU ids visible to this process, ascending, comma-separated (the "
-                                  "CUDA_VISIBLE_DEVICES of Ascend).", "cann"),
+    "ASCEND_RT_VISIBLE_DEVICES": (
+        "Logical NPU ids visible to this process, ascending, comma-separated (the "
+        "CUDA_VISIBLE_DEVICES of Ascend).",
+        "cann",
+    ),
     "ASCEND_VISIBLE_DEVICES": ("NPUs that the Ascend Docker Runtime mounts into a container.", "docker"),
-    "ASCEND_GLOBAL_LOG_LEVEL": ("CANN app log level: 0 DEBUG, 1 INFO, 2 WARNING, 3 ERROR (default), 4 NULL.",
-                                "cann"),
+    "ASCEND_GLOBAL_LOG_LEVEL": (
+        "CANN app log level: 0 DEBUG, 1 INFO, 2 WARNING, 3 ERROR (default), 4 NULL.",
+        "cann",
+    ),
     "ASCEND_SLOG_PRINT_TO_STDOUT": ("1 = print CANN logs to the screen instead of plog files.", "cann"),
     "ASCEND_PROCESS_LOG_PATH": ("Directory for CANN app logs (default $HOME/ascend/log).", "cann"),
     "ASCEND_HOME_PATH": ("CANN install root (set by set_env.sh).", "cann"),
     "ASCEND_TOOLKIT_HOME": ("CANN toolkit root (set by set_env.sh).", "cann"),
     "ASCEND_OPP_PATH": ("Operator package directory (set by set_env.sh).", "cann"),
     # --- PyTorch / CUDA / NCCL (the GPU side) ---
-    "TORCH_DEVICE_BACKEND_AUTOLOAD": ("0 = torch does not auto-import out-of-tree backends such as "
-                                      "torch_npu at `import torch`.", "pytorch"),
+    "TORCH_DEVICE_BACKEND_AUTOLOAD": (
+        "0 = torch does not auto-import out-of-tree backends such as torch_npu at `import torch`.",
+        "pytorch",
+    ),
     "PYTORCH_CUDA_ALLOC_CONF": ("CUDA caching allocator options; torch_npu does not read it.", "pytorch"),
     "CUDA_VISIBLE_DEVICES": ("GPUs visible to this process; Ascend ignores it.", "cuda"),
     "CUDA_LAUNCH_BLOCKING": ("1 = synchronous CUDA kernel launches (debugging).", "pytorch"),
@@ -248,9 +323,13 @@ def find_cann(environ: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
     for root in roots:
         if not os.path.isdir(root):
             continue
-        candidates = [(os.path.join(root, f"{arch}-linux", "ascend_toolkit_install.info"), parse_install_info)]
-        candidates += [(p, parse_install_info)
-                       for p in sorted(glob.glob(os.path.join(root, "*-linux", "ascend_toolkit_install.info")))]
+        candidates = [
+            (os.path.join(root, f"{arch}-linux", "ascend_toolkit_install.info"), parse_install_info)
+        ]
+        candidates += [
+            (p, parse_install_info)
+            for p in sorted(glob.glob(os.path.join(root, "*-linux", "ascend_toolkit_install.info")))
+        ]
         candidates += [
             (os.path.join(root, "version.cfg"), parse_version_cfg),
             (os.path.join(root, "compiler", "version.info"), parse_version_info),
@@ -260,8 +339,13 @@ def find_cann(environ: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
             text = _read(path)
             version = parse(text) if text else None
             if version:
-                return {"version": version, "file": path, "root": root, "realpath": os.path.realpath(root),
-                        "searched": roots}
+                return {
+                    "version": version,
+                    "file": path,
+                    "root": root,
+                    "realpath": os.path.realpath(root),
+                    "searched": roots,
+                }
     return {"version": None, "file": None, "root": None, "realpath": None, "searched": roots}
 
 
@@ -289,8 +373,12 @@ def run_npu_smi(timeout: float = NPU_SMI_TIMEOUT_S) -> Dict[str, Any]:
     except OSError as exc:
         return {"path": exe, "returncode": None, "output": None, "error": f"{type(exc).__name__}: {exc}"}
     out = (proc.stdout or "") + (proc.stderr or "")
-    return {"path": exe, "returncode": proc.returncode, "output": out.rstrip(),
-            "error": None if proc.returncode == 0 else f"exit status {proc.returncode}"}
+    return {
+        "path": exe,
+        "returncode": proc.returncode,
+        "output": out.rstrip(),
+        "error": None if proc.returncode == 0 else f"exit status {proc.returncode}",
+    }
 
 
 # ---------------------------------------------------------------- packages and env vars
@@ -320,12 +408,26 @@ def collect_env_vars(environ: Optional[Mapping[str, str]] = None) -> List[Dict[s
     rows = []
     for name, (desc, src) in ENV_VARS.items():
         if name in environ:
-            rows.append({"name": name, "value": environ[name], "description": desc, "source": SOURCES[src],
-                         "documented": True})
+            rows.append(
+                {
+                    "name": name,
+                    "value": environ[name],
+                    "description": desc,
+                    "source": SOURCES[src],
+                    "documented": True,
+                }
+            )
     for name in sorted(environ):
         if name not in ENV_VARS and name.startswith(UNDOCUMENTED_PREFIXES):
-            rows.append({"name": name, "value": environ[name], "description": "set, not documented here",
-                         "source": None, "documented": False})
+            rows.append(
+                {
+                    "name": name,
+                    "value": environ[name],
+                    "description": "set, not documented here",
+                    "source": None,
+                    "documented": False,
+                }
+            )
     return rows
 
 
@@ -366,87 +468,139 @@ def find_problems(info: Dict[str, Any], environ: Optional[Mapping[str, str]] = N
     # ("TorchNPU version mapping table") pairs them so, and the release branch is named v<torch>-<npu>.
     torch_rel, npu_rel = release(pk.get("torch")), release(npu_installed)
     if torch_rel and npu_rel and torch_rel != npu_rel:
-        add("error", "torch-npu-mismatch",
+        add(
+            "error",
+            "torch-npu-mismatch",
             f"torch {pk.get('torch')} with torch_npu {npu_installed}: torch_npu "
             f"{'.'.join(map(str, npu_rel))}.x is built for torch {'.'.join(map(str, npu_rel))}",
             f"pip install torch=={'.'.join(map(str, npu_rel))} (or the torch_npu matching your torch); "
-            "see the Ascend/pytorch compatibility table")
+            "see the Ascend/pytorch compatibility table",
+        )
     if npu_installed and npu.get("error"):
-        add("error", "torch-npu-import",
+        add(
+            "error",
+            "torch-npu-import",
             f"torch_npu {npu_installed} is installed but `import torch_npu` failed: {npu['error']}",
-            "source /usr/local/Ascend/ascend-toolkit/set_env.sh (CANN) before starting Python")
+            "source /usr/local/Ascend/ascend-toolkit/set_env.sh (CANN) before starting Python",
+        )
     # `import torch_npu` needs the CANN libraries (libascendcl.so, libhccl.so).
     if npu_installed and not cann.get("version"):
-        add("error", "cann-missing",
+        add(
+            "error",
+            "cann-missing",
             "torch_npu is installed but no CANN toolkit was found (searched ASCEND_HOME_PATH, "
             "ASCEND_TOOLKIT_HOME, /usr/local/Ascend/...)",
-            "install CANN and source its set_env.sh")
+            "install CANN and source its set_env.sh",
+        )
     if (npu_installed or cann.get("version")) and not info.get("driver", {}).get("version"):
-        add("info", "driver-version-unknown",
+        add(
+            "info",
+            "driver-version-unknown",
             "NPU driver version unknown: /usr/local/Ascend/driver/version.info is missing",
-            "in a container, mount it: -v /usr/local/Ascend/driver/version.info:/usr/local/Ascend/driver/version.info")
+            "in a container, mount it: -v /usr/local/Ascend/driver/version.info:/usr/local/Ascend/driver/version.info",
+        )
 
     # hccl_env/HCCL_CONNECT_TIMEOUT.md: integer in [120, 7200]
     ct = env.get("HCCL_CONNECT_TIMEOUT")
     if ct is not None:
         v = _number(ct)
         if v is None or v != int(v) or not 120 <= v <= 7200:
-            add("warning", "hccl-connect-timeout-range",
-                f"HCCL_CONNECT_TIMEOUT={ct!r} is outside the documented integer range [120, 7200] seconds")
+            add(
+                "warning",
+                "hccl-connect-timeout-range",
+                f"HCCL_CONNECT_TIMEOUT={ct!r} is outside the documented integer range [120, 7200] seconds",
+            )
     # hccl_env/HCCL_EXEC_TIMEOUT.md: 0 = never time out (default 1836)
     et = env.get("HCCL_EXEC_TIMEOUT")
     if et is not None and _number(et) == 0:
-        add("warning", "hccl-exec-timeout-zero",
+        add(
+            "warning",
+            "hccl-exec-timeout-zero",
             "HCCL_EXEC_TIMEOUT=0: a collective waiting for a stuck rank never times out, so a hang never errors",
-            "set a finite value (default 1836 s)")
+            "set a finite value (default 1836 s)",
+        )
     # torch_npu HCCL_EVENT_TIMEOUT.md: when set, must be larger than HCCL_EXEC_TIMEOUT
     ev = _number(env.get("HCCL_EVENT_TIMEOUT"))
     exec_effective = _number(et) if et is not None else 1836.0
     if ev is not None and ev != 0 and exec_effective is not None and ev <= exec_effective:
-        add("warning", "hccl-event-timeout",
+        add(
+            "warning",
+            "hccl-event-timeout",
             f"HCCL_EVENT_TIMEOUT={env['HCCL_EVENT_TIMEOUT']} is not larger than HCCL_EXEC_TIMEOUT "
-            f"({exec_effective:g} s); the documentation requires it to be larger")
+            f"({exec_effective:g} s); the documentation requires it to be larger",
+        )
     # hccl_env/HCCL_INTRA_PCIE_ENABLE.md: unsupported combinations
     pcie, roce = env.get("HCCL_INTRA_PCIE_ENABLE"), env.get("HCCL_INTRA_ROCE_ENABLE")
     if (pcie, roce) in (("1", "1"), ("0", None), (None, "0")):
-        add("error", "hccl-intra-link",
+        add(
+            "error",
+            "hccl-intra-link",
             f"HCCL_INTRA_PCIE_ENABLE={pcie} with HCCL_INTRA_ROCE_ENABLE={roce} is not a supported combination",
-            "use PCIE=1/ROCE=0 (PCIe) or PCIE=0/ROCE=1 (RoCE)")
+            "use PCIE=1/ROCE=0 (PCIe) or PCIE=0/ROCE=1 (RoCE)",
+        )
     # hccl_env/HCCL_WHITELIST_DISABLE.md: whitelist on needs HCCL_WHITELIST_FILE
     if env.get("HCCL_WHITELIST_DISABLE") == "0" and not env.get("HCCL_WHITELIST_FILE"):
-        add("warning", "hccl-whitelist-file",
-            "HCCL_WHITELIST_DISABLE=0 turns the whitelist on but HCCL_WHITELIST_FILE is not set")
+        add(
+            "warning",
+            "hccl-whitelist-file",
+            "HCCL_WHITELIST_DISABLE=0 turns the whitelist on but HCCL_WHITELIST_FILE is not set",
+        )
     # TORCH_HCCL_ASYNC_ERROR_HANDLING.md: the TORCH_ name wins when both are set
     new, old = env.get("TORCH_HCCL_ASYNC_ERROR_HANDLING"), env.get("HCCL_ASYNC_ERROR_HANDLING")
     if new is not None and old is not None and new != old:
-        add("info", "hccl-async-error-handling",
-            f"TORCH_HCCL_ASYNC_ERROR_HANDLING={new} overrides HCCL_ASYNC_ERROR_HANDLING={old}")
+        add(
+            "info",
+            "hccl-async-error-handling",
+            f"TORCH_HCCL_ASYNC_ERROR_HANDLING={new} overrides HCCL_ASYNC_ERROR_HANDLING={old}",
+        )
     # PYTORCH_NPU_ALLOC_CONF.md: from TorchNPU 26.2.0 both set is an error that exits the program
     if env.get("PYTORCH_ALLOC_CONF") is not None and env.get("PYTORCH_NPU_ALLOC_CONF") is not None:
-        add("warning", "alloc-conf-both",
+        add(
+            "warning",
+            "alloc-conf-both",
             "PYTORCH_ALLOC_CONF and PYTORCH_NPU_ALLOC_CONF are both set; newer torch_npu refuses to start",
-            "keep one of them")
+            "keep one of them",
+        )
     # the NPU allocator reads PYTORCH_NPU_ALLOC_CONF (PYTORCH_NPU_ALLOC_CONF.md), not the CUDA variable
-    if npu_installed and env.get("PYTORCH_CUDA_ALLOC_CONF") is not None \
-            and env.get("PYTORCH_NPU_ALLOC_CONF") is None and env.get("PYTORCH_ALLOC_CONF") is None:
-        add("info", "cuda-alloc-conf-on-npu",
+    if (
+        npu_installed
+        and env.get("PYTORCH_CUDA_ALLOC_CONF") is not None
+        and env.get("PYTORCH_NPU_ALLOC_CONF") is None
+        and env.get("PYTORCH_ALLOC_CONF") is None
+    ):
+        add(
+            "info",
+            "cuda-alloc-conf-on-npu",
             "PYTORCH_CUDA_ALLOC_CONF is set but the NPU allocator reads PYTORCH_NPU_ALLOC_CONF",
-            f"export PYTORCH_NPU_ALLOC_CONF={env['PYTORCH_CUDA_ALLOC_CONF']}")
-    if npu_installed and env.get("CUDA_VISIBLE_DEVICES") is not None \
-            and env.get("ASCEND_RT_VISIBLE_DEVICES") is None:
-        add("info", "cuda-visible-devices-on-npu",
+            f"export PYTORCH_NPU_ALLOC_CONF={env['PYTORCH_CUDA_ALLOC_CONF']}",
+        )
+    if (
+        npu_installed
+        and env.get("CUDA_VISIBLE_DEVICES") is not None
+        and env.get("ASCEND_RT_VISIBLE_DEVICES") is None
+    ):
+        add(
+            "info",
+            "cuda-visible-devices-on-npu",
             "CUDA_VISIBLE_DEVICES is set but NPUs are selected with ASCEND_RT_VISIBLE_DEVICES",
-            f"export ASCEND_RT_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']}")
+            f"export ASCEND_RT_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']}",
+        )
     # ASCEND_LAUNCH_BLOCKING.md: synchronous mode slows every op and turns off the task queue
     if env.get("ASCEND_LAUNCH_BLOCKING") == "1":
-        add("warning", "launch-blocking",
+        add(
+            "warning",
+            "launch-blocking",
             "ASCEND_LAUNCH_BLOCKING=1 runs every op synchronously (slow; TASK_QUEUE_ENABLE has no effect)",
-            "unset it outside debugging")
+            "unset it outside debugging",
+        )
     # INF_NAN_MODE_ENABLE.md: saturation mode changes Inf/NaN results vs. IEEE (GPU) behaviour
     if env.get("INF_NAN_MODE_ENABLE") == "0":
-        add("warning", "saturation-mode",
+        add(
+            "warning",
+            "saturation-mode",
             "INF_NAN_MODE_ENABLE=0 (saturation mode): overflow becomes +-max and NaN becomes 0, unlike a GPU",
-            "unset it when comparing precision against GPU/CPU")
+            "unset it when comparing precision against GPU/CPU",
+        )
     return problems
 
 
@@ -460,15 +614,28 @@ def collect() -> Dict[str, Any]:
     info_backend = backend.detect()
     packages = collect_packages()
     info: Dict[str, Any] = {
-        "python": {"version": platform.python_version(), "implementation": platform.python_implementation(),
-                   "executable": sys.executable},
-        "platform": {"system": platform.system(), "release": platform.release(), "machine": platform.machine(),
-                     "platform": platform.platform()},
-        "torch": {"version": torch.__version__, "cuda": getattr(torch.version, "cuda", None),
-                  "hip": getattr(torch.version, "hip", None), "git_version": getattr(torch.version, "git_version", None)},
-        "torch_npu": {"installed_version": packages.get("torch_npu"),
-                      "imported_version": info_backend.torch_npu_version,
-                      "error": info_backend.torch_npu_error},
+        "python": {
+            "version": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "executable": sys.executable,
+        },
+        "platform": {
+            "system": platform.system(),
+            "release": platform.release(),
+            "machine": platform.machine(),
+            "platform": platform.platform(),
+        },
+        "torch": {
+            "version": torch.__version__,
+            "cuda": getattr(torch.version, "cuda", None),
+            "hip": getattr(torch.version, "hip", None),
+            "git_version": getattr(torch.version, "git_version", None),
+        },
+        "torch_npu": {
+            "installed_version": packages.get("torch_npu"),
+            "imported_version": info_backend.torch_npu_version,
+            "error": info_backend.torch_npu_error,
+        },
         "backend": info_backend.as_dict(),
         "cann": find_cann(),
         "driver": find_driver(),
@@ -487,7 +654,8 @@ def build_report(info: Dict[str, Any]) -> Report:
     cann = info.get("cann", {})
     driver = info.get("driver", {})
     npu_text = npu.get("imported_version") or (
-        f"{npu['installed_version']} (import failed)" if npu.get("installed_version") else "not installed")
+        f"{npu['installed_version']} (import failed)" if npu.get("installed_version") else "not installed"
+    )
     report = Report(
         schema=SCHEMA,
         title="ascend-doctor env",
@@ -508,22 +676,36 @@ def build_report(info: Dict[str, Any]) -> Report:
         ["platform", info.get("platform", {}).get("platform"), info.get("platform", {}).get("machine")],
         ["torch", t.get("version"), f"cuda={t.get('cuda')} hip={t.get('hip')}"],
         ["torch_npu", npu_text, npu.get("error") or ""],
-        ["CANN", cann.get("version") or "not found", cann.get("file") or ", ".join(cann.get("searched") or [])],
+        [
+            "CANN",
+            cann.get("version") or "not found",
+            cann.get("file") or ", ".join(cann.get("searched") or []),
+        ],
         ["driver", driver.get("version") or "not found", driver.get("file") or ""],
     ]
-    rows += [[name, version or "not installed", ""] for name, version in info.get("packages", {}).items()
-             if name not in ("torch", "torch_npu")]
+    rows += [
+        [name, version or "not installed", ""]
+        for name, version in info.get("packages", {}).items()
+        if name not in ("torch", "torch_npu")
+    ]
     sec.tables.append(Table(title="", columns=["component", "version", "detail"], rows=rows))
 
     sec = report.section("Backend")
-    sec.tables.append(Table(title="", columns=["field", "value"],
-                            rows=[[k, "" if v is None else v] for k, v in b.items()]))
+    sec.tables.append(
+        Table(title="", columns=["field", "value"], rows=[[k, "" if v is None else v] for k, v in b.items()])
+    )
 
     sec = report.section("Environment variables")
     env_rows = [[r["name"], r["value"], r["description"]] for r in info.get("env", [])]
     if env_rows:
-        sec.tables.append(Table(title="Set variables", columns=["name", "value", "what it does"], rows=env_rows,
-                                note="only variables that are set are listed; see docs/env.md for sources"))
+        sec.tables.append(
+            Table(
+                title="Set variables",
+                columns=["name", "value", "what it does"],
+                rows=env_rows,
+                note="only variables that are set are listed; see docs/env.md for sources",
+            )
+        )
     else:
         sec.text.append("No HCCL / Ascend / allocator / CUDA / NCCL variables are set.")
 
@@ -533,8 +715,14 @@ def build_report(info: Dict[str, Any]) -> Report:
 
     sec = report.section("Problems")
     for p in info.get("problems", []):
-        sec.findings.append(Finding(severity=p["severity"], rule=p["rule"], message=p["message"],
-                                    suggestion=p.get("suggestion", "")))
+        sec.findings.append(
+            Finding(
+                severity=p["severity"],
+                rule=p["rule"],
+                message=p["message"],
+                suggestion=p.get("suggestion", ""),
+            )
+        )
     if not sec.findings:
         sec.text.append("none")
     return report

@@ -1,5 +1,6 @@
 """The tool never breaks the user's training: an internal error is counted, the first one is logged (with its
 traceback under ``--debug``), and the caller goes on."""
+
 import logging
 from typing import Any, Callable
 
@@ -18,8 +19,13 @@ class FailOpen:
     def _fail(self, exc: BaseException) -> None:
         self.internal_errors += 1
         if self.internal_errors == 1:
-            log.warning("%s: %s: %s", self._fail_message(), type(exc).__name__, exc,
-                        exc_info=log.isEnabledFor(logging.DEBUG))
+            log.warning(
+                "%s: %s: %s",
+                self._fail_message(),
+                type(exc).__name__,
+                exc,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
 
     def _guarded(self, fn: Callable[..., Any], *args: Any) -> Any:
         try:

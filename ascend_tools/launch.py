@@ -14,6 +14,7 @@ the processes it spawns itself (data loader workers started with ``spawn``) are 
 except by the tools in :data:`CHILD_TOOLS`: ``profile`` instruments them too, as children (they write
 once they initialise a process group: ranks started by ``torch.multiprocessing.spawn``).
 """
+
 import json
 import os
 import shutil
@@ -104,7 +105,9 @@ def run(tool: str, cmd: List[str], out_dir: str, options: Dict[str, Any], log: O
 
     Raises InputError when the command cannot be started."""
     if not cmd:
-        raise InputError(f"no command to run: give it after --, e.g. ascend-doctor {tool} -o DIR -- python train.py")
+        raise InputError(
+            f"no command to run: give it after --, e.g. ascend-doctor {tool} -o DIR -- python train.py"
+        )
     exe = shutil.which(cmd[0])
     if exe is None:
         raise InputError(f"{cmd[0]}: command not found")
@@ -123,7 +126,9 @@ def run(tool: str, cmd: List[str], out_dir: str, options: Dict[str, Any], log: O
         env["PYTHONPATH"] = os.pathsep.join(p for p in (tmp, root, os.environ.get("PYTHONPATH", "")) if p)
         sink = open(log, "w", encoding="utf-8") if log else None  # noqa: SIM115 (closed below)
         try:
-            proc = subprocess.Popen([exe, *cmd[1:]], env=env, stdout=sink, stderr=subprocess.STDOUT if sink else None)
+            proc = subprocess.Popen(
+                [exe, *cmd[1:]], env=env, stdout=sink, stderr=subprocess.STDOUT if sink else None
+            )
         except OSError as exc:
             raise InputError(f"{cmd[0]}: cannot run: {exc.strerror or exc}") from None
         finally:

@@ -4,6 +4,7 @@ Steps advance at each ``optimizer.step()`` (a global post-hook) until the script
 ``steps`` filters which steps are recorded; ``scope`` keeps module paths by prefix or regex; an internal
 error is counted and logged once, and training goes on.
 """
+
 import re
 import sys
 import types
@@ -32,7 +33,9 @@ class StepSession(FailOpen):
         self._handles: List[Any] = []
         self._paths: Any = None  # ModulePath while a dispatch mode is on
         self._mode: Any = None  # the session's TorchDispatchMode
-        self._optimizer_depth = 0  # optimizer.step() calls running (one may call another's): phase "optimizer"
+        self._optimizer_depth = (
+            0  # optimizer.step() calls running (one may call another's): phase "optimizer"
+        )
 
     def __enter__(self) -> Any:
         self.start()

@@ -3,6 +3,7 @@
 A record keeps only a stack id; each distinct stack is written once. Library frames (torch, this
 package, the standard library) are left out, so the stack is the user's own call path.
 """
+
 import os
 import sys
 import sysconfig
@@ -11,7 +12,9 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 STACK_DEPTH = 16
-_SKIP_DIRS = tuple(os.path.dirname(os.path.abspath(m.__file__)) + os.sep for m in (torch, sys.modules[__package__]))
+_SKIP_DIRS = tuple(
+    os.path.dirname(os.path.abspath(m.__file__)) + os.sep for m in (torch, sys.modules[__package__])
+)
 _STDLIB = os.path.abspath(sysconfig.get_paths()["stdlib"]) + os.sep
 _SITE = os.sep + "site-packages" + os.sep
 
@@ -34,8 +37,11 @@ def user_site(frame: Optional[Any] = None) -> str:
         code = frame.f_code
         where = _SITES.get(code, "")
         if where == "":
-            where = _SITES[code] = None if is_library(code.co_filename) else \
-                f"{short_path(os.path.abspath(code.co_filename))}:{{}} in {code.co_name}"
+            where = _SITES[code] = (
+                None
+                if is_library(code.co_filename)
+                else f"{short_path(os.path.abspath(code.co_filename))}:{{}} in {code.co_name}"
+            )
         if where is not None:
             return where.format(frame.f_lineno)
         frame = frame.f_back
@@ -109,7 +115,9 @@ class StackTable:
         sid = self._stacks.get(tkey)
         if sid is None:
             sid = self._stacks[tkey] = len(self._stacks)
-            frames = [f"{short_path(os.path.abspath(c.co_filename))}:{ln} in {c.co_name}" for c, ln in reversed(key)]
+            frames = [
+                f"{short_path(os.path.abspath(c.co_filename))}:{ln} in {c.co_name}" for c, ln in reversed(key)
+            ]
             self.new.append((sid, frames))
         return sid
 

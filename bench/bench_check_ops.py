@@ -24,6 +24,7 @@ over ``--repeat`` runs are printed. Memory of a process tree is measured two way
 Unless ``--no-breakdown``, each round also times where the time goes: interpreter start-up, imports, and
 the real check-ops child run in-process with timers around its two steps (``target.load``, ``trace.run_traced``).
 """
+
 import argparse
 import contextlib
 import json
@@ -118,8 +119,15 @@ runpy.run_module("ascend_tools.cli", run_name="__main__", alter_sys=True)
 """
 
 # rows of the "where the time goes" table, in the order they happen
-PHASES = ["start-up", "import torch+transformers", "import ascend_tools.opcheck", "build model+inputs",
-          "forward+backward", "write trace JSON", "exit"]
+PHASES = [
+    "start-up",
+    "import torch+transformers",
+    "import ascend_tools.opcheck",
+    "build model+inputs",
+    "forward+backward",
+    "write trace JSON",
+    "exit",
+]
 
 IMPORTS = [
     ("python start-up (-c pass)", "pass"),
@@ -133,8 +141,19 @@ IMPORTS = [
 class Run:
     """One finished subprocess: wall time, exit code, memory figures, its output."""
 
-    def __init__(self, wall: float, code: int, max1: float, max1_sampled: float, tree_sum: float,
-                 samples: int, started: float, ended: float, stdout: str, stderr: str) -> None:
+    def __init__(
+        self,
+        wall: float,
+        code: int,
+        max1: float,
+        max1_sampled: float,
+        tree_sum: float,
+        samples: int,
+        started: float,
+        ended: float,
+        stdout: str,
+        stderr: str,
+    ) -> None:
         self.wall, self.code = wall, code
         self.max1, self.max1_sampled, self.tree_sum, self.samples = max1, max1_sampled, tree_sum, samples
         self.started, self.ended = started, ended  # time.time() at launch and after the wait
@@ -159,7 +178,9 @@ def measure(cmd: Sequence[str], interval: float) -> Run:
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.time()
         start = time.perf_counter()
-        proc = subprocess.Popen(list(cmd), cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        proc = subprocess.Popen(
+            list(cmd), cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err
+        )
         peaks = {"max1": 0, "sum": 0, "n": 0}
         done = threading.Event()
 
@@ -190,8 +211,18 @@ def measure(cmd: Sequence[str], interval: float) -> Run:
         stderr = err.read().decode("utf-8", "replace")
     # ru_maxrss is in kilobytes on Linux, in bytes on macOS
     max1 = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-    return Run(wall, proc.returncode, max1 / MB, peaks["max1"] / MB, peaks["sum"] / MB, peaks["n"],
-               started, ended, stdout, stderr)
+    return Run(
+        wall,
+        proc.returncode,
+        max1 / MB,
+        peaks["max1"] / MB,
+        peaks["sum"] / MB,
+        peaks["n"],
+        started,
+        ended,
+        stdout,
+        stderr,
+    )
 
 
 def _fail(what: str, run: Run) -> None:
@@ -222,7 +253,17 @@ def run_bare(target: str, interval: float) -> Dict[str, Any]:
 def run_ours(target: str, interval: float) -> Dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-check-ops-") as tmp:
         report_path = os.path.join(tmp, "report.json")
-        cmd = [sys.executable, "-m", "ascend_tools.cli", "check-ops", target, "--format", "json", "-o", report_path]
+        cmd = [
+            sys.executable,
+            "-m",
+            "ascend_tools.cli",
+            "check-ops",
+            target,
+            "--format",
+            "json",
+            "-o",
+            report_path,
+        ]
         run = measure(cmd, interval)
         if run.code not in (0, 1) or not os.path.isfile(report_path):  # 1: findings at --fail-on
             _fail("check-ops", run)
@@ -235,8 +276,10 @@ def run_parent(target: str, interval: float) -> Dict[str, Any]:
     """The CLI again, with stamps: what its own process spends before, during and after the trace child."""
     with tempfile.TemporaryDirectory(prefix="bench-check-ops-") as tmp:
         report_path = os.path.join(tmp, "report.json")
-        run = measure([sys.executable, "-c", PARENT, "check-ops", target, "--format", "json", "-o", report_path],
-                      interval)
+        run = measure(
+            [sys.executable, "-c", PARENT, "check-ops", target, "--format", "json", "-o", report_path],
+            interval,
+        )
     lines = [line for line in run.stderr.splitlines() if line.startswith("BENCH-STAMPS ")]
     if run.code not in (0, 1) or not lines:
         _fail("check-ops (with stamps)", run)
@@ -255,8 +298,15 @@ def run_child(target: str, version: str, interval: float) -> Dict[str, Any]:
     """The check-ops child alone, with the spec ``checkops.check_ops`` writes for the CLI's defaults."""
     with tempfile.TemporaryDirectory(prefix="bench-check-ops-") as tmp:
         spec_path, out_path = os.path.join(tmp, "spec.json"), os.path.join(tmp, "trace.json")
-        spec = {"target": target, "entry": None, "batch": 1, "seq_len": 128, "dtype": "fp32",
-                "backward": True, "torch_npu_version": version}
+        spec = {
+            "target": target,
+            "entry": None,
+            "batch": 1,
+            "seq_len": 128,
+            "dtype": "fp32",
+            "backward": True,
+            "torch_npu_version": version,
+        }
         with open(spec_path, "w", encoding="utf-8") as f:
             json.dump(spec, f)
         run = measure([sys.executable, "-c", CHILD, spec_path, out_path], interval)
@@ -301,8 +351,11 @@ def run_stats(runs: Sequence[Run]) -> Dict[str, Dict[str, float]]:
 
 
 def machine() -> Dict[str, Any]:
-    return benchlib_machine(memory_gb=round(psutil.virtual_memory().total / 1e9, 1), torch=version("torch"),
-                            transformers=version("transformers"))
+    return benchlib_machine(
+        memory_gb=round(psutil.virtual_memory().total / 1e9, 1),
+        torch=version("torch"),
+        transformers=version("transformers"),
+    )
 
 
 def _verdict(ok: bool) -> str:
@@ -312,16 +365,36 @@ def _verdict(ok: bool) -> str:
 def targets(result: Dict[str, Any]) -> List[Dict[str, Any]]:
     ours, ratio = result["ours"], result["ratio"]
     return [
-        {"target": f"wall <= {TARGET_WALL_S:g} s", "value": ours["wall_s"]["median"], "unit": "s",
-         "pass": ours["wall_s"]["median"] <= TARGET_WALL_S},
-        {"target": f"peak RSS, summed over the tree <= {TARGET_RSS_MB:g} MB", "value": ours["sum_mb"]["median"],
-         "unit": "MB", "pass": ours["sum_mb"]["median"] <= TARGET_RSS_MB},
-        {"target": f"peak RSS, largest process <= {TARGET_RSS_MB:g} MB", "value": ours["max1_mb"]["median"],
-         "unit": "MB", "pass": ours["max1_mb"]["median"] <= TARGET_RSS_MB},
-        {"target": f"wall <= {TARGET_RATIO:g}x bare", "value": ratio["wall_s"], "unit": "x",
-         "pass": ratio["wall_s"] <= TARGET_RATIO},
-        {"target": f"peak RSS (summed) <= {TARGET_RATIO:g}x bare", "value": ratio["sum_mb"], "unit": "x",
-         "pass": ratio["sum_mb"] <= TARGET_RATIO},
+        {
+            "target": f"wall <= {TARGET_WALL_S:g} s",
+            "value": ours["wall_s"]["median"],
+            "unit": "s",
+            "pass": ours["wall_s"]["median"] <= TARGET_WALL_S,
+        },
+        {
+            "target": f"peak RSS, summed over the tree <= {TARGET_RSS_MB:g} MB",
+            "value": ours["sum_mb"]["median"],
+            "unit": "MB",
+            "pass": ours["sum_mb"]["median"] <= TARGET_RSS_MB,
+        },
+        {
+            "target": f"peak RSS, largest process <= {TARGET_RSS_MB:g} MB",
+            "value": ours["max1_mb"]["median"],
+            "unit": "MB",
+            "pass": ours["max1_mb"]["median"] <= TARGET_RSS_MB,
+        },
+        {
+            "target": f"wall <= {TARGET_RATIO:g}x bare",
+            "value": ratio["wall_s"],
+            "unit": "x",
+            "pass": ratio["wall_s"] <= TARGET_RATIO,
+        },
+        {
+            "target": f"peak RSS (summed) <= {TARGET_RATIO:g}x bare",
+            "value": ratio["sum_mb"],
+            "unit": "x",
+            "pass": ratio["sum_mb"] <= TARGET_RATIO,
+        },
     ]
 
 
@@ -330,26 +403,46 @@ def render(result: Dict[str, Any]) -> str:
     out = [
         "check-ops benchmark: {}  ({} runs each, interleaved; median / min)".format(result["target"], n),
         "machine: {} CPUs, {}, {} GB RAM; Python {}, torch {}, transformers {}; {}".format(
-            m["nproc"], m["cpu"], m["memory_gb"], m["python"], m["torch"], m["transformers"], m["date"]),
-        "traced by check-ops: {ops} ops, {calls} calls ({mode}), trace complete: {complete}".format(**result["work"]),
+            m["nproc"], m["cpu"], m["memory_gb"], m["python"], m["torch"], m["transformers"], m["date"]
+        ),
+        "traced by check-ops: {ops} ops, {calls} calls ({mode}), trace complete: {complete}".format(
+            **result["work"]
+        ),
         "",
     ]
     rows = []
     for name, key in (("bare meta fwd+bwd", "bare"), ("ours: check-ops CLI", "ours")):
         s = result[key]
-        rows.append([name,
-                     "{:.2f} / {:.2f}".format(s["wall_s"]["median"], s["wall_s"]["min"]),
-                     "{:.0f} / {:.0f}".format(s["max1_mb"]["median"], s["max1_mb"]["min"]),
-                     "{:.0f} / {:.0f}".format(s["sum_mb"]["median"], s["sum_mb"]["min"]),
-                     "{:.0f}".format(s["max1_sampled_mb"]["median"])])
+        rows.append(
+            [
+                name,
+                "{:.2f} / {:.2f}".format(s["wall_s"]["median"], s["wall_s"]["min"]),
+                "{:.0f} / {:.0f}".format(s["max1_mb"]["median"], s["max1_mb"]["min"]),
+                "{:.0f} / {:.0f}".format(s["sum_mb"]["median"], s["sum_mb"]["min"]),
+                "{:.0f}".format(s["max1_sampled_mb"]["median"]),
+            ]
+        )
     r = result["ratio"]
-    rows.append(["ratio ours/bare (medians)", "{:.2f}x".format(r["wall_s"]), "{:.2f}x".format(r["max1_mb"]),
-                 "{:.2f}x".format(r["sum_mb"]), "{:.2f}x".format(r["max1_sampled_mb"])])
+    rows.append(
+        [
+            "ratio ours/bare (medians)",
+            "{:.2f}x".format(r["wall_s"]),
+            "{:.2f}x".format(r["max1_mb"]),
+            "{:.2f}x".format(r["sum_mb"]),
+            "{:.2f}x".format(r["max1_sampled_mb"]),
+        ]
+    )
     out.append(table(["", "wall s", "max1 RSS MB", "sum RSS MB", "max1 sampled MB"], rows))
     out.append("")
-    out.append(table(["target", "measured", ""],
-                      [[t["target"], "{:.2f} {}".format(t["value"], t["unit"]), _verdict(t["pass"])]
-                       for t in result["targets"]]))
+    out.append(
+        table(
+            ["target", "measured", ""],
+            [
+                [t["target"], "{:.2f} {}".format(t["value"], t["unit"]), _verdict(t["pass"])]
+                for t in result["targets"]
+            ],
+        )
+    )
     if result.get("breakdown"):
         b = result["breakdown"]
         out.append("")
@@ -364,8 +457,15 @@ def render(result: Dict[str, Any]) -> str:
         out.append(table(["check-ops CLI process (the parent)", "s"], rows))
         out.append("trace JSON handed from the child to the CLI: {:.1f} MB".format(b["trace_mb"]))
         out.append("")
-        out.append(table(["import only (fresh interpreter)", "wall s", "max1 RSS MB"],
-                          [[name, _fmt(v["wall_s"]), "{:.0f}".format(v["max1_mb"])] for name, v in b["imports"].items()]))
+        out.append(
+            table(
+                ["import only (fresh interpreter)", "wall s", "max1 RSS MB"],
+                [
+                    [name, _fmt(v["wall_s"]), "{:.0f}".format(v["max1_mb"])]
+                    for name, v in b["imports"].items()
+                ],
+            )
+        )
     return "\n".join(out)
 
 
@@ -375,14 +475,20 @@ def _fmt(v: Optional[float]) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--target", default="examples/llama_7b.py",
-                    help="Python model file with build_model() and example_inputs(), relative to the repo root")
+    ap.add_argument(
+        "--target",
+        default="examples/llama_7b.py",
+        help="Python model file with build_model() and example_inputs(), relative to the repo root",
+    )
     ap.add_argument("--repeat", type=int, default=3, help="runs of each measurement (default 3)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
-    ap.add_argument("--interval", type=float, default=0.05, help="RSS sampling period in seconds (default 0.05)")
+    ap.add_argument(
+        "--interval", type=float, default=0.05, help="RSS sampling period in seconds (default 0.05)"
+    )
     ap.add_argument("--no-breakdown", action="store_true", help="skip the child-phase and import timings")
-    ap.add_argument("--warmup", type=int, default=1,
-                    help="untimed bare runs first, to warm the page cache (default 1)")
+    ap.add_argument(
+        "--warmup", type=int, default=1, help="untimed bare runs first, to warm the page cache (default 1)"
+    )
     args = ap.parse_args(argv)
     if args.repeat < 1:
         ap.error("--repeat must be at least 1")
@@ -419,9 +525,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "target": args.target,
         "repeat": args.repeat,
         "machine": machine(),
-        "work": {"ops": summary["ops"], "calls": summary["calls"], "complete": trace_info.get("complete"),
-                 "mode": "{}, {}".format(trace_info.get("dtype"),
-                                         "forward+backward" if trace_info.get("backward") else "forward only")},
+        "work": {
+            "ops": summary["ops"],
+            "calls": summary["calls"],
+            "complete": trace_info.get("complete"),
+            "mode": "{}, {}".format(
+                trace_info.get("dtype"), "forward+backward" if trace_info.get("backward") else "forward only"
+            ),
+        },
         "bare": run_stats([b["run"] for b in bare]),
         "ours": run_stats([o["run"] for o in ours]),
     }
@@ -437,14 +548,33 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "child_wall": statistics.median(c["run"].wall for c in child),
             "child_max1_mb": statistics.median(c["run"].max1 for c in child),
             "trace_mb": child[-1]["trace_mb"],
-            "imports": {name: {"wall_s": statistics.median(r.wall for r in runs),
-                               "max1_mb": statistics.median(r.max1 for r in runs)} for name, runs in imports.items()},
+            "imports": {
+                name: {
+                    "wall_s": statistics.median(r.wall for r in runs),
+                    "max1_mb": statistics.median(r.max1 for r in runs),
+                }
+                for name, runs in imports.items()
+            },
         }
     result["runs"] = {
-        "bare": [{"wall_s": b["run"].wall, "max1_mb": b["run"].max1, "sum_mb": b["run"].tree_sum,
-                  "samples": b["run"].samples} for b in bare],
-        "ours": [{"wall_s": o["run"].wall, "max1_mb": o["run"].max1, "sum_mb": o["run"].tree_sum,
-                  "samples": o["run"].samples} for o in ours],
+        "bare": [
+            {
+                "wall_s": b["run"].wall,
+                "max1_mb": b["run"].max1,
+                "sum_mb": b["run"].tree_sum,
+                "samples": b["run"].samples,
+            }
+            for b in bare
+        ],
+        "ours": [
+            {
+                "wall_s": o["run"].wall,
+                "max1_mb": o["run"].max1,
+                "sum_mb": o["run"].tree_sum,
+                "samples": o["run"].samples,
+            }
+            for o in ours
+        ],
     }
     print(json.dumps(result, indent=2) if args.json else render(result))
     return 0

@@ -53,6 +53,7 @@ of datasheet figures (name not in it: no percentage, the reason printed; target 
 Liger-Kernel's ``LigerRMSNorm`` / ``liger_rotary_pos_emb`` in the same process when ``liger_kernel``
 imports.
 """
+
 import argparse
 import gc
 import json
@@ -72,9 +73,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.abspath(__file__)
 SEED = 1234
 BATCH, SEQ = 2, 128
-CONFIG = {"vocab_size": 1024, "hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 4,
-          "num_attention_heads": 8, "num_key_value_heads": 4, "max_position_embeddings": 256,
-          "tie_word_embeddings": False}
+CONFIG = {
+    "vocab_size": 1024,
+    "hidden_size": 256,
+    "intermediate_size": 512,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 4,
+    "max_position_embeddings": 256,
+    "tie_word_embeddings": False,
+}
 VARIANTS = ("unpatched", "patched", "patched-norm-rope")
 # extra environment per variant: the last one patches RMSNorm and RoPE only (attention stays HF sdpa),
 # to tell the attention tier's share of the difference from the rest
@@ -84,7 +92,13 @@ MICRO_SHAPES = {
     "tiny": (BATCH, SEQ, CONFIG["hidden_size"], CONFIG["num_attention_heads"], CONFIG["num_key_value_heads"]),
     "7b": (1, 512, 4096, 32, 32),
 }
-MICRO_CASES = (("rms_norm", "tiny"), ("rope", "tiny"), ("attention", "tiny"), ("rms_norm", "7b"), ("rope", "7b"))
+MICRO_CASES = (
+    ("rms_norm", "tiny"),
+    ("rope", "tiny"),
+    ("attention", "tiny"),
+    ("rms_norm", "7b"),
+    ("rope", "7b"),
+)
 TARGET_SPEEDUP = 1.0  # unpatched / patched step time
 TARGET_HBM_SHARE = 0.8  # Triton fwd+bwd GB/s / HBM peak
 MB = 1e6
@@ -199,7 +213,9 @@ def build(patched: bool) -> Any:
     config = LlamaConfig(**CONFIG) if patched else LlamaConfig(**CONFIG, attn_implementation="sdpa")
     model = LlamaForCausalLM(config)
     model.train()
-    ids = torch.randint(0, CONFIG["vocab_size"], (BATCH, SEQ), generator=torch.Generator().manual_seed(SEED + 1))
+    ids = torch.randint(
+        0, CONFIG["vocab_size"], (BATCH, SEQ), generator=torch.Generator().manual_seed(SEED + 1)
+    )
     return model, ids
 
 
@@ -257,10 +273,16 @@ def worker_step(variant: str, steps: int, warmup: int) -> Dict[str, Any]:
     loss_box[0].backward()
     opt.zero_grad(set_to_none=True)
     out: Dict[str, Any] = {
-        "variant": variant, "times_ms": times[warmup:], "warmup_ms": times[:warmup],
-        "median_ms": statistics.median(times[warmup:]), "losses": losses[:warmup + steps],
-        "first_step_peak_mb": first.delta / MB, "step_peak_mb": steady.delta / MB, "rss_method": steady.how,
-        "saved_mb": saved / MB, "attn_implementation": getattr(model.config, "_attn_implementation", None),
+        "variant": variant,
+        "times_ms": times[warmup:],
+        "warmup_ms": times[:warmup],
+        "median_ms": statistics.median(times[warmup:]),
+        "losses": losses[: warmup + steps],
+        "first_step_peak_mb": first.delta / MB,
+        "step_peak_mb": steady.delta / MB,
+        "rss_method": steady.how,
+        "saved_mb": saved / MB,
+        "attn_implementation": getattr(model.config, "_attn_implementation", None),
         "threads": torch.get_num_threads(),
     }
     if patched:
@@ -272,10 +294,21 @@ def worker_step(variant: str, steps: int, warmup: int) -> Dict[str, Any]:
         out["patch"] = {
             "llama": {k: llama.get(k) for k in ("rms_norm", "rope", "attention_default")},
             "attention": st.get("attention"),
-            "tiers": [{k: t.get(k) for k in ("op", "device", "tier", "verdict", "candidates", "forced")}
-                      for t in st["tiers"]],
-            "self_checks": [{"op": c.op, "tier": c.tier, "device": c.device, "dtype": c.dtype, "ok": c.ok,
-                             "reason": c.reason} for c in registry.status()],
+            "tiers": [
+                {k: t.get(k) for k in ("op", "device", "tier", "verdict", "candidates", "forced")}
+                for t in st["tiers"]
+            ],
+            "self_checks": [
+                {
+                    "op": c.op,
+                    "tier": c.tier,
+                    "device": c.device,
+                    "dtype": c.dtype,
+                    "ok": c.ok,
+                    "reason": c.reason,
+                }
+                for c in registry.status()
+            ],
             "errors": st.get("errors"),
         }
     return out
@@ -354,18 +387,33 @@ def micro_case(op: str, shape: str) -> Tuple[Callable[[], None], Callable[[], No
         vb = randn(b, s, hkv, d).requires_grad_(True)
         g = randn(b, s, hq, d)
         leaves = [qb, kb, vb]
-        scaling = d ** -0.5
+        scaling = d**-0.5
         info["dims"] = f"q {b}x{hq}x{s}x{d}, k/v {b}x{hkv}x{s}x{d}, causal"
-        info["tier"] = registry.select("attention", (qb.transpose(1, 2), kb.transpose(1, 2), vb.transpose(1, 2)),
-                                       {"is_causal": True}).name
+        info["tier"] = registry.select(
+            "attention", (qb.transpose(1, 2), kb.transpose(1, 2), vb.transpose(1, 2)), {"is_causal": True}
+        ).name
 
         def ours_fwd() -> Any:
-            return ascend_fused_attention(module, qb.transpose(1, 2), kb.transpose(1, 2), vb.transpose(1, 2), None,
-                                          dropout=0.0, scaling=scaling)[0]
+            return ascend_fused_attention(
+                module,
+                qb.transpose(1, 2),
+                kb.transpose(1, 2),
+                vb.transpose(1, 2),
+                None,
+                dropout=0.0,
+                scaling=scaling,
+            )[0]
 
         def hf_fwd() -> Any:
-            return sdpa_attention_forward(module, qb.transpose(1, 2), kb.transpose(1, 2), vb.transpose(1, 2), None,
-                                          dropout=0.0, scaling=scaling)[0]
+            return sdpa_attention_forward(
+                module,
+                qb.transpose(1, 2),
+                kb.transpose(1, 2),
+                vb.transpose(1, 2),
+                None,
+                dropout=0.0,
+                scaling=scaling,
+            )[0]
 
         outs = lambda o: [o]  # noqa: E731
         grads = [g]
@@ -443,6 +491,7 @@ def worker_gpu(smoke: bool = False) -> Dict[str, Any]:
         import liger_kernel  # noqa: F401
         from liger_kernel.transformers.rms_norm import LigerRMSNorm
         from liger_kernel.transformers.rope import liger_rotary_pos_emb
+
         liger: Optional[str] = version("liger-kernel")
         liger_skip = ""
     except Exception as exc:
@@ -481,7 +530,12 @@ def worker_gpu(smoke: bool = False) -> Dict[str, Any]:
         dy = torch.randn(b, s, hidden, generator=gen).to(device, dtype)
         nbytes = 5 * x.numel() * esize
         selected["rms_norm"] = registry.select("rms_norm", (x, w), {"eps": 1e-6}).name
-        row: Dict[str, Any] = {"op": "rms_norm", "shape": shape, "dims": f"x {b}x{s}x{hidden}", "bytes": nbytes}
+        row: Dict[str, Any] = {
+            "op": "rms_norm",
+            "shape": shape,
+            "dims": f"x {b}x{s}x{hidden}",
+            "bytes": nbytes,
+        }
         try:
             ms = bench(fwd_bwd(lambda: rms_norm_triton(x, w, eps=1e-6), [x, w], [dy]), [x, w])
             row.update(ours_ms=ms, ours_gbs=nbytes / ms / 1e6)
@@ -506,7 +560,12 @@ def worker_gpu(smoke: bool = False) -> Dict[str, Any]:
         gk = torch.randn(b, hkv, s, d, generator=gen).to(device, dtype)
         nbytes = (4 * (qb.numel() + kb.numel()) + 2 * 4 * cos.numel()) * esize
         selected["rope"] = registry.select("rope", (qb.transpose(1, 2), cos, sin), {"unsqueeze_dim": 1}).name
-        row = {"op": "rope", "shape": shape, "dims": f"q {b}x{hq}x{s}x{d}, k {b}x{hkv}x{s}x{d}", "bytes": nbytes}
+        row = {
+            "op": "rope",
+            "shape": shape,
+            "dims": f"q {b}x{hq}x{s}x{d}, k {b}x{hkv}x{s}x{d}",
+            "bytes": nbytes,
+        }
 
         def ours_rope() -> Any:
             return (rope_triton(qb.transpose(1, 2), cos, sin), rope_triton(kb.transpose(1, 2), cos, sin))
@@ -518,8 +577,14 @@ def worker_gpu(smoke: bool = False) -> Dict[str, Any]:
             row["ours_error"] = f"{type(exc).__name__}: {exc}"
         if liger:
             try:
-                ms = bench(fwd_bwd(lambda: liger_rotary_pos_emb(qb.transpose(1, 2), kb.transpose(1, 2), cos, sin),
-                                   [qb, kb], [gq, gk]), [qb, kb])
+                ms = bench(
+                    fwd_bwd(
+                        lambda: liger_rotary_pos_emb(qb.transpose(1, 2), kb.transpose(1, 2), cos, sin),
+                        [qb, kb],
+                        [gq, gk],
+                    ),
+                    [qb, kb],
+                )
                 row.update(liger_ms=ms, liger_gbs=nbytes / ms / 1e6)
             except Exception as exc:
                 row["liger_error"] = f"{type(exc).__name__}: {exc}"
@@ -532,9 +597,17 @@ def worker_gpu(smoke: bool = False) -> Dict[str, Any]:
             row["ours_share"] = row["ours_gbs"] / peak
         if peak and "liger_gbs" in row:
             row["liger_share"] = row["liger_gbs"] / peak
-    return {"device": name, "dtype": str(dtype).replace("torch.", ""), "hbm_peak_gbs": peak, "hbm_why": why,
-            "liger": liger, "liger_skip": liger_skip, "rows": rows, "registry_tier": selected,
-            "triton": version("triton")}
+    return {
+        "device": name,
+        "dtype": str(dtype).replace("torch.", ""),
+        "hbm_peak_gbs": peak,
+        "hbm_why": why,
+        "liger": liger,
+        "liger_skip": liger_skip,
+        "rows": rows,
+        "registry_tier": selected,
+        "triton": version("triton"),
+    }
 
 
 # --- the parent side ------------------------------------------------------------------------------------
@@ -547,14 +620,22 @@ def _env(patch: bool, extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     return env
 
 
-def run_worker(args: List[str], patch: bool, timeout: float = 600, env: Optional[Dict[str, str]] = None
-               ) -> Dict[str, Any]:
+def run_worker(
+    args: List[str], patch: bool, timeout: float = 600, env: Optional[Dict[str, str]] = None
+) -> Dict[str, Any]:
     """Run this script as ``--worker ...`` in a fresh process; return the JSON it wrote."""
     with tempfile.TemporaryDirectory(prefix="bench-patch-") as tmp:
         result = os.path.join(tmp, "result.json")
-        proc = subprocess.run([sys.executable, SCRIPT, "--worker", *args, "--result", result],
-                              cwd=ROOT, env=_env(patch, env), stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        proc = subprocess.run(
+            [sys.executable, SCRIPT, "--worker", *args, "--result", result],
+            cwd=ROOT,
+            env=_env(patch, env),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         if proc.returncode != 0 or not os.path.isfile(result):
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
             sys.exit(f"bench: worker {' '.join(args)} failed (exit {proc.returncode}):\n{tail}")
@@ -565,24 +646,33 @@ def run_worker(args: List[str], patch: bool, timeout: float = 600, env: Optional
 def train_step(repeat: int, steps: int, warmup: int, progress: Callable[[str], None]) -> Dict[str, Any]:
     runs: Dict[str, List[Dict[str, Any]]] = {v: [] for v in VARIANTS}
     for i in range(repeat):
-        order = VARIANTS[i % len(VARIANTS):] + VARIANTS[:i % len(VARIANTS)]  # each goes first in turn
+        order = VARIANTS[i % len(VARIANTS) :] + VARIANTS[: i % len(VARIANTS)]  # each goes first in turn
         for variant in order:
-            r = run_worker(["step", "--variant", variant, "--steps", str(steps), "--warmup", str(warmup)],
-                           patch=variant.startswith("patched"), env=VARIANT_ENV.get(variant))
+            r = run_worker(
+                ["step", "--variant", variant, "--steps", str(steps), "--warmup", str(warmup)],
+                patch=variant.startswith("patched"),
+                env=VARIANT_ENV.get(variant),
+            )
             runs[variant].append(r)
-            progress("[{}/{}] {:<17} median {:6.1f} ms/step, step peak RSS +{:.1f} MB, 1st step +{:.1f} MB".format(
-                i + 1, repeat, variant, r["median_ms"], r["step_peak_mb"], r["first_step_peak_mb"]))
+            progress(
+                "[{}/{}] {:<17} median {:6.1f} ms/step, step peak RSS +{:.1f} MB, 1st step +{:.1f} MB".format(
+                    i + 1, repeat, variant, r["median_ms"], r["step_peak_mb"], r["first_step_peak_mb"]
+                )
+            )
     out: Dict[str, Any] = {"variants": {}}
     for variant, rs in runs.items():
         med = [r["median_ms"] for r in rs]
         out["variants"][variant] = {
-            "median_ms": statistics.median(med), "min_ms": min(med), "per_run_ms": med,
+            "median_ms": statistics.median(med),
+            "min_ms": min(med),
+            "per_run_ms": med,
             "first_step_ms": statistics.median(r["warmup_ms"][0] for r in rs) if warmup else None,
             "step_peak_mb": statistics.median(r["step_peak_mb"] for r in rs),
             "step_peak_mb_runs": [r["step_peak_mb"] for r in rs],
             "first_step_peak_mb": statistics.median(r["first_step_peak_mb"] for r in rs),
             "saved_mb": statistics.median(r["saved_mb"] for r in rs),
-            "attn_implementation": rs[-1]["attn_implementation"], "rss_method": rs[-1]["rss_method"],
+            "attn_implementation": rs[-1]["attn_implementation"],
+            "rss_method": rs[-1]["rss_method"],
             "losses": rs[-1]["losses"],
         }
     out["patch"] = runs["patched"][-1].get("patch")
@@ -590,8 +680,11 @@ def train_step(repeat: int, steps: int, warmup: int, progress: Callable[[str], N
     for name in VARIANTS:
         v[name]["speedup"] = v["unpatched"]["median_ms"] / v[name]["median_ms"]
     out["speedup"] = v["unpatched"]["median_ms"] / v["patched"]["median_ms"]
-    out["memory_ratio"] = (v["patched"]["step_peak_mb"] / v["unpatched"]["step_peak_mb"]
-                           if v["unpatched"]["step_peak_mb"] > 0 else None)
+    out["memory_ratio"] = (
+        v["patched"]["step_peak_mb"] / v["unpatched"]["step_peak_mb"]
+        if v["unpatched"]["step_peak_mb"] > 0
+        else None
+    )
     a, b = v["patched"]["losses"], v["unpatched"]["losses"]
     out["max_loss_diff"] = max(abs(x - y) for x, y in zip(a, b)) if a and b else None
     return out
@@ -601,17 +694,31 @@ def micro(repeat: int, budget: float, progress: Callable[[str], None]) -> Dict[s
     runs: Dict[str, List[Dict[str, Any]]] = {f"{op}/{shape}": [] for op, shape in MICRO_CASES}
     for i in range(repeat):
         for op, shape in MICRO_CASES:
-            r = run_worker(["micro", "--op", op, "--shape", shape, "--micro-budget", str(budget)], patch=False)
+            r = run_worker(
+                ["micro", "--op", op, "--shape", shape, "--micro-budget", str(budget)], patch=False
+            )
             runs[f"{op}/{shape}"].append(r)
-            progress("[{}/{}] {:<9} {:<4} ours {:8.3f} ms, HF {:8.3f} ms ({} iterations)".format(
-                i + 1, repeat, op, shape, r["ours_ms"], r["hf_ms"], r["iters"]))
+            progress(
+                "[{}/{}] {:<9} {:<4} ours {:8.3f} ms, HF {:8.3f} ms ({} iterations)".format(
+                    i + 1, repeat, op, shape, r["ours_ms"], r["hf_ms"], r["iters"]
+                )
+            )
     rows = []
     for rs in runs.values():
         ours, hf = statistics.median(r["ours_ms"] for r in rs), statistics.median(r["hf_ms"] for r in rs)
-        rows.append({"op": rs[0]["op"], "shape": rs[0]["shape"], "dims": rs[0]["dims"], "tier": rs[0]["tier"],
-                     "ours_ms": ours, "hf_ms": hf, "ratio": ours / hf,
-                     "per_run_ratio": [r["ours_ms"] / r["hf_ms"] for r in rs],
-                     "max_abs_diff": max(r["max_abs_diff"] for r in rs)})
+        rows.append(
+            {
+                "op": rs[0]["op"],
+                "shape": rs[0]["shape"],
+                "dims": rs[0]["dims"],
+                "tier": rs[0]["tier"],
+                "ours_ms": ours,
+                "hf_ms": hf,
+                "ratio": ours / hf,
+                "per_run_ratio": [r["ours_ms"] / r["hf_ms"] for r in rs],
+                "max_abs_diff": max(r["max_abs_diff"] for r in rs),
+            }
+        )
     return {"rows": rows}
 
 
@@ -623,8 +730,17 @@ def gpu(repeat: int, progress: Callable[[str], None]) -> Dict[str, Any]:
             progress(f"gpu: skipped ({r['skip']})")
             return r
         results.append(r)
-        progress("[{}/{}] gpu {}: {}".format(i + 1, repeat, r["device"], ", ".join(
-            "{} {} {:.0f} GB/s".format(x["op"], x["shape"], x.get("ours_gbs", float("nan"))) for x in r["rows"])))
+        progress(
+            "[{}/{}] gpu {}: {}".format(
+                i + 1,
+                repeat,
+                r["device"],
+                ", ".join(
+                    "{} {} {:.0f} GB/s".format(x["op"], x["shape"], x.get("ours_gbs", float("nan")))
+                    for x in r["rows"]
+                ),
+            )
+        )
     out = dict(results[-1])
     for n, row in enumerate(out["rows"]):
         for key in ("ours_ms", "liger_ms"):
@@ -639,17 +755,25 @@ def gpu(repeat: int, progress: Callable[[str], None]) -> Dict[str, Any]:
 
 
 def machine() -> Dict[str, Any]:
-    return benchlib_machine(**{"torch": version("torch"), "transformers": version("transformers"),
-                               "triton": version("triton"), "liger-kernel": version("liger-kernel"),
-                               "commit": _git_commit()})
+    return benchlib_machine(
+        **{
+            "torch": version("torch"),
+            "transformers": version("transformers"),
+            "triton": version("triton"),
+            "liger-kernel": version("liger-kernel"),
+            "commit": _git_commit(),
+        }
+    )
 
 
 def _git_commit() -> str:
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=False).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True,
-                               check=False).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip()
         return head + (" + uncommitted changes" if dirty else "") if head else "unknown"
     except OSError:
         return "unknown"
@@ -663,11 +787,19 @@ def targets(result: Dict[str, Any]) -> List[Dict[str, Any]]:
 
     t = result["train"]
     v = t["variants"]
-    add(f"train step speedup unpatched/patched >= {TARGET_SPEEDUP:g}x", t["speedup"],
-        t["speedup"] >= TARGET_SPEEDUP, "x")
-    add("step peak RSS increase, patched <= unpatched", v["patched"]["step_peak_mb"],
-        v["patched"]["step_peak_mb"] <= v["unpatched"]["step_peak_mb"], " MB",
-        "unpatched {:.1f} MB".format(v["unpatched"]["step_peak_mb"]))
+    add(
+        f"train step speedup unpatched/patched >= {TARGET_SPEEDUP:g}x",
+        t["speedup"],
+        t["speedup"] >= TARGET_SPEEDUP,
+        "x",
+    )
+    add(
+        "step peak RSS increase, patched <= unpatched",
+        v["patched"]["step_peak_mb"],
+        v["patched"]["step_peak_mb"] <= v["unpatched"]["step_peak_mb"],
+        " MB",
+        "unpatched {:.1f} MB".format(v["unpatched"]["step_peak_mb"]),
+    )
     g = result["gpu"]
     if g.get("skip"):
         for op in ("rms_norm", "rope"):
@@ -693,43 +825,104 @@ def render(result: Dict[str, Any]) -> str:
         "{} rounds, interleaved, fresh process each; per worker: {} warm-up steps, median of {} timed steps; "
         "median over rounds / min".format(a["repeat"], a["warmup"], a["steps"]),
         "machine: {} CPUs, {}; Python {}, torch {}, transformers {}, triton {}, liger-kernel {}; {} ({})".format(
-            m["nproc"], m["cpu"], m["python"], m["torch"], m["transformers"], m["triton"], m["liger-kernel"],
-            m["date"], m["commit"]),
-        "bench wall {:.0f} s; CPU pressure (share of it with a task waiting for a CPU, /proc/pressure/cpu): {}"
-        .format(result.get("bench_wall_s", 0), "n/a" if result.get("cpu_pressure") is None
-                else "{:.0%}".format(result["cpu_pressure"])),
+            m["nproc"],
+            m["cpu"],
+            m["python"],
+            m["torch"],
+            m["transformers"],
+            m["triton"],
+            m["liger-kernel"],
+            m["date"],
+            m["commit"],
+        ),
+        "bench wall {:.0f} s; CPU pressure (share of it with a task waiting for a CPU, /proc/pressure/cpu): {}".format(
+            result.get("bench_wall_s", 0),
+            "n/a" if result.get("cpu_pressure") is None else "{:.0%}".format(result["cpu_pressure"]),
+        ),
         "",
     ]
     rows = []
     for variant in VARIANTS:
         v = t["variants"][variant]
-        rows.append([variant, v["attn_implementation"], "{:.1f} / {:.1f}".format(v["median_ms"], v["min_ms"]),
-                     "{:.2f}x".format(v["speedup"]),
-                     "{:.0f}".format(v["first_step_ms"]) if v["first_step_ms"] is not None else "",
-                     "{:.1f}".format(v["step_peak_mb"]), "{:.1f}".format(v["first_step_peak_mb"]),
-                     "{:.1f}".format(v["saved_mb"])])
-    out.append(table(["train step", "attention", "ms/step", "speedup", "1st step ms", "step peak MB", "1st step peak MB",
-                       "saved MB"], rows))
-    out.append("speedup unpatched/patched {:.2f}x; step peak RSS patched/unpatched {}; max |loss difference| over "
-               "{} steps {:.2g}".format(t["speedup"], "n/a" if t["memory_ratio"] is None
-                                        else "{:.2f}x".format(t["memory_ratio"]),
-                                        len(t["variants"]["patched"]["losses"]), t["max_loss_diff"] or 0.0))
-    out.append("(speedup: unpatched / variant; patched-norm-rope: ASCEND_TOOLS_PATCH_OPS=rms_norm,rope, attention "
-               "left to HF sdpa)")
-    out.append("(peak MB: peak RSS increase over one step, {}; saved MB: tensors autograd keeps for backward, one "
-               "forward)".format(t["variants"]["patched"]["rss_method"]))
+        rows.append(
+            [
+                variant,
+                v["attn_implementation"],
+                "{:.1f} / {:.1f}".format(v["median_ms"], v["min_ms"]),
+                "{:.2f}x".format(v["speedup"]),
+                "{:.0f}".format(v["first_step_ms"]) if v["first_step_ms"] is not None else "",
+                "{:.1f}".format(v["step_peak_mb"]),
+                "{:.1f}".format(v["first_step_peak_mb"]),
+                "{:.1f}".format(v["saved_mb"]),
+            ]
+        )
+    out.append(
+        table(
+            [
+                "train step",
+                "attention",
+                "ms/step",
+                "speedup",
+                "1st step ms",
+                "step peak MB",
+                "1st step peak MB",
+                "saved MB",
+            ],
+            rows,
+        )
+    )
+    out.append(
+        "speedup unpatched/patched {:.2f}x; step peak RSS patched/unpatched {}; max |loss difference| over "
+        "{} steps {:.2g}".format(
+            t["speedup"],
+            "n/a" if t["memory_ratio"] is None else "{:.2f}x".format(t["memory_ratio"]),
+            len(t["variants"]["patched"]["losses"]),
+            t["max_loss_diff"] or 0.0,
+        )
+    )
+    out.append(
+        "(speedup: unpatched / variant; patched-norm-rope: ASCEND_TOOLS_PATCH_OPS=rms_norm,rope, attention "
+        "left to HF sdpa)"
+    )
+    out.append(
+        "(peak MB: peak RSS increase over one step, {}; saved MB: tensors autograd keeps for backward, one "
+        "forward)".format(t["variants"]["patched"]["rss_method"])
+    )
     p = t.get("patch") or {}
     if p:
-        out.append("tiers (ascend_tools.patch.status()): " + "; ".join(
-            "{} -> {} ({}, on {})".format(x["op"], x["tier"], x["verdict"], x["device"]) for x in p["tiers"]))
-        out.append("llama patched: rms_norm {rms_norm}, rope {rope}, attention default {attention_default}; "
-                   .format(**p["llama"]) + "self-checks run: {}".format(
-                       ", ".join("{op}/{tier}/{dtype} {ok}".format(**c) for c in p["self_checks"]) or "none "
-                       "(the reference needs none)"))
+        out.append(
+            "tiers (ascend_tools.patch.status()): "
+            + "; ".join(
+                "{} -> {} ({}, on {})".format(x["op"], x["tier"], x["verdict"], x["device"])
+                for x in p["tiers"]
+            )
+        )
+        out.append(
+            "llama patched: rms_norm {rms_norm}, rope {rope}, attention default {attention_default}; ".format(
+                **p["llama"]
+            )
+            + "self-checks run: {}".format(
+                ", ".join("{op}/{tier}/{dtype} {ok}".format(**c) for c in p["self_checks"])
+                or "none (the reference needs none)"
+            )
+        )
     out.append("")
-    rows = [[r["op"], r["shape"], r["dims"], r["tier"], "{:.3f}".format(r["ours_ms"]), "{:.3f}".format(r["hf_ms"]),
-             "{:.2f}x".format(r["ratio"]), "{:.1g}".format(r["max_abs_diff"])] for r in result["micro"]["rows"]]
-    out.append("per-op forward+backward on CPU, 1 thread (median over rounds of in-process medians; ABBA interleaved)")
+    rows = [
+        [
+            r["op"],
+            r["shape"],
+            r["dims"],
+            r["tier"],
+            "{:.3f}".format(r["ours_ms"]),
+            "{:.3f}".format(r["hf_ms"]),
+            "{:.2f}x".format(r["ratio"]),
+            "{:.1g}".format(r["max_abs_diff"]),
+        ]
+        for r in result["micro"]["rows"]
+    ]
+    out.append(
+        "per-op forward+backward on CPU, 1 thread (median over rounds of in-process medians; ABBA interleaved)"
+    )
     out.append(table(["op", "shape", "dims", "ours tier", "ours ms", "HF ms", "ours/HF", "max |diff|"], rows))
     out.append("(HF: LlamaRMSNorm; apply_rotary_pos_emb; sdpa_attention_forward = torch SDPA)")
     out.append("")
@@ -737,21 +930,37 @@ def render(result: Dict[str, Any]) -> str:
     if g.get("skip"):
         out.append(f"GPU: skipped: {g['skip']}")
     else:
-        out.append("GPU: {} ({}), HBM peak {}; Liger-Kernel {}".format(
-            g["device"], g["dtype"], "{:.0f} GB/s".format(g["hbm_peak_gbs"]) if g["hbm_peak_gbs"] else
-            "unknown ({})".format(g["hbm_why"]), g["liger"] or "skipped ({})".format(g["liger_skip"])))
-        out.append("registry tier on this device: " + ", ".join(f"{k} -> {v}" for k, v in g["registry_tier"].items()))
+        out.append(
+            "GPU: {} ({}), HBM peak {}; Liger-Kernel {}".format(
+                g["device"],
+                g["dtype"],
+                "{:.0f} GB/s".format(g["hbm_peak_gbs"])
+                if g["hbm_peak_gbs"]
+                else "unknown ({})".format(g["hbm_why"]),
+                g["liger"] or "skipped ({})".format(g["liger_skip"]),
+            )
+        )
+        out.append(
+            "registry tier on this device: " + ", ".join(f"{k} -> {v}" for k, v in g["registry_tier"].items())
+        )
 
         def cell(row: Dict[str, Any], who: str) -> List[str]:
             if who + "_ms" not in row:
                 return [row.get(who + "_error", "")[:40], "", ""]
             share = row.get(who + "_share")
-            return ["{:.3f}".format(row[who + "_ms"]), "{:.0f}".format(row[who + "_gbs"]),
-                    "" if share is None else f"{share:.0%}"]
+            return [
+                "{:.3f}".format(row[who + "_ms"]),
+                "{:.0f}".format(row[who + "_gbs"]),
+                "" if share is None else f"{share:.0%}",
+            ]
 
         rows = [[r["op"], r["shape"], r["dims"], *cell(r, "ours"), *cell(r, "liger")] for r in g["rows"]]
-        out.append(table(["op", "shape", "dims", "triton ms", "GB/s", "% peak", "liger ms", "GB/s", "% peak"], rows))
-        out.append("(forward+backward, triton.testing.do_bench median; GB/s of the minimum traffic, see the docstring)")
+        out.append(
+            table(["op", "shape", "dims", "triton ms", "GB/s", "% peak", "liger ms", "GB/s", "% peak"], rows)
+        )
+        out.append(
+            "(forward+backward, triton.testing.do_bench median; GB/s of the minimum traffic, see the docstring)"
+        )
     out.append("")
     out.append(targets_table(result["targets"]))
     return "\n".join(out)
@@ -762,8 +971,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--repeat", type=int, default=3, help="rounds of every measurement (default 3)")
     ap.add_argument("--steps", type=int, default=10, help="timed train steps per worker (default 10)")
     ap.add_argument("--warmup", type=int, default=3, help="untimed train steps per worker first (default 3)")
-    ap.add_argument("--micro-budget", type=float, default=1.5,
-                    help="seconds of timed iterations per microbenchmark worker (default 1.5)")
+    ap.add_argument(
+        "--micro-budget",
+        type=float,
+        default=1.5,
+        help="seconds of timed iterations per microbenchmark worker (default 1.5)",
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     for hidden in ("--result", "--variant", "--op", "--shape"):
@@ -794,15 +1007,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     started = time.perf_counter()
     psi0 = cpu_pressure_us()
-    result: Dict[str, Any] = {"args": {"repeat": args.repeat, "steps": args.steps, "warmup": args.warmup,
-                                       "micro_budget": args.micro_budget}, "machine": machine()}
+    result: Dict[str, Any] = {
+        "args": {
+            "repeat": args.repeat,
+            "steps": args.steps,
+            "warmup": args.warmup,
+            "micro_budget": args.micro_budget,
+        },
+        "machine": machine(),
+    }
     result["train"] = train_step(args.repeat, args.steps, args.warmup, progress)
     result["micro"] = micro(args.repeat, args.micro_budget, progress)
     result["gpu"] = gpu(args.repeat, progress)
     result["targets"] = targets(result)
     result["bench_wall_s"] = time.perf_counter() - started
     psi1 = cpu_pressure_us()
-    result["cpu_pressure"] = None if psi0 is None or psi1 is None else (psi1 - psi0) / 1e6 / result["bench_wall_s"]
+    result["cpu_pressure"] = (
+        None if psi0 is None or psi1 is None else (psi1 - psi0) / 1e6 / result["bench_wall_s"]
+    )
     print(json.dumps(result, indent=2) if args.json else render(result))
     return 0
 

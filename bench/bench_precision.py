@@ -46,6 +46,7 @@ over ``--repeat`` rounds, each as a fresh subprocess (interpreter start-up and i
 GB/s = bytes of the tensor files of both dumps (``.npy`` for ours, ``dump_tensor_data/*.pt`` for msprobe)
 / wall time. GB is 10^9 bytes.
 """
+
 import argparse
 import glob
 import json
@@ -65,10 +66,27 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.abspath(__file__)
 SEED = 1234
 BATCH, SEQ = 2, 128
-CONFIG = {"vocab_size": 1024, "hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 4,
-          "num_attention_heads": 8, "num_key_value_heads": 4, "max_position_embeddings": 256,
-          "tie_word_embeddings": False}
-STEP_KINDS = ("bare", "empty-mode", "stats-floor", "ours-op", "ours-module", "ours-mix", "msprobe-L1", "msprobe-mix", "shadow")
+CONFIG = {
+    "vocab_size": 1024,
+    "hidden_size": 256,
+    "intermediate_size": 512,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 4,
+    "max_position_embeddings": 256,
+    "tie_word_embeddings": False,
+}
+STEP_KINDS = (
+    "bare",
+    "empty-mode",
+    "stats-floor",
+    "ours-op",
+    "ours-module",
+    "ours-mix",
+    "msprobe-L1",
+    "msprobe-mix",
+    "shadow",
+)
 TARGET_OP_RATIO = 1.3  # ours-op / bare
 TARGET_SHADOW_RATIO = 3.0  # shadow / bare
 TARGET_VS_MSPROBE = 0.5  # (ours ratio to bare) / (msprobe ratio to bare)
@@ -87,7 +105,9 @@ def build(dtype_name: str = "float32") -> Any:
     torch.manual_seed(SEED)
     model = LlamaForCausalLM(LlamaConfig(**CONFIG, attn_implementation="sdpa")).to(getattr(torch, dtype_name))
     model.train()
-    ids = torch.randint(0, CONFIG["vocab_size"], (BATCH, SEQ), generator=torch.Generator().manual_seed(SEED + 1))
+    ids = torch.randint(
+        0, CONFIG["vocab_size"], (BATCH, SEQ), generator=torch.Generator().manual_seed(SEED + 1)
+    )
     return model, ids
 
 
@@ -97,8 +117,15 @@ def msprobe_debugger(dump_path: str, task: str, level: str) -> Any:
     from msprobe.pytorch import PrecisionDebugger
 
     os.makedirs(os.path.dirname(os.path.abspath(dump_path)), exist_ok=True)
-    cfg: Dict[str, Any] = {"task": task, "dump_path": dump_path, "rank": [], "step": [], "level": level,
-                           "async_dump": False, task: {"scope": [], "list": [], "data_mode": ["all"]}}
+    cfg: Dict[str, Any] = {
+        "task": task,
+        "dump_path": dump_path,
+        "rank": [],
+        "step": [],
+        "level": level,
+        "async_dump": False,
+        task: {"scope": [], "list": [], "data_mode": ["all"]},
+    }
     if task == "statistics":
         cfg[task]["summary_mode"] = "statistics"
     path = os.path.abspath(dump_path) + ".msprobe_config.json"
@@ -125,8 +152,9 @@ def worker_step(kind: str, steps: int, warmup: int, tmp: str) -> Dict[str, Any]:
     if kind.startswith("msprobe"):
         skip = _import_error("import msprobe", lambda: __import__("msprobe.pytorch"))
     elif kind == "shadow":
-        skip = _import_error("import ascend_tools.precision.shadow",
-                             lambda: __import__("ascend_tools.precision.shadow"))
+        skip = _import_error(
+            "import ascend_tools.precision.shadow", lambda: __import__("ascend_tools.precision.shadow")
+        )
     else:
         skip = None
     if skip:
@@ -167,8 +195,12 @@ def worker_step(kind: str, steps: int, warmup: int, tmp: str) -> Dict[str, Any]:
             start = time.perf_counter()
             step()
             times.append((time.perf_counter() - start) * 1000)
-    out: Dict[str, Any] = {"kind": kind, "warmup_ms": times[:warmup], "times_ms": times[warmup:],
-                           "median_ms": statistics.median(times[warmup:])}
+    out: Dict[str, Any] = {
+        "kind": kind,
+        "warmup_ms": times[:warmup],
+        "times_ms": times[warmup:],
+        "median_ms": statistics.median(times[warmup:]),
+    }
     if kind.startswith("ours-"):
         out["records"] = tool.records_written
     elif kind == "shadow":
@@ -270,9 +302,16 @@ def run_worker(args: List[str], timeout: float = 600) -> Dict[str, Any]:
     """Run this script as ``--worker ...`` in a fresh process; return the JSON it wrote."""
     with tempfile.TemporaryDirectory(prefix="bench-precision-") as tmp:
         result = os.path.join(tmp, "result.json")
-        proc = subprocess.run([sys.executable, SCRIPT, "--worker", *args, "--result", result, "--tmp", tmp],
-                              cwd=ROOT, env=_env(), stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        proc = subprocess.run(
+            [sys.executable, SCRIPT, "--worker", *args, "--result", result, "--tmp", tmp],
+            cwd=ROOT,
+            env=_env(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         if proc.returncode != 0 or not os.path.isfile(result):
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
             sys.exit(f"bench: worker {' '.join(args)} failed (exit {proc.returncode}):\n{tail}")
@@ -283,8 +322,16 @@ def run_worker(args: List[str], timeout: float = 600) -> Dict[str, Any]:
 def timed(cmd: Sequence[str], timeout: float = 600) -> float:
     """Wall time of ``cmd`` as a fresh process from the repository root (start-up included)."""
     start = time.perf_counter()
-    proc = subprocess.run(list(cmd), cwd=ROOT, env=_env(), stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    proc = subprocess.run(
+        list(cmd),
+        cwd=ROOT,
+        env=_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
@@ -305,16 +352,23 @@ def step_overhead(repeat: int, steps: int, warmup: int, progress: Callable[[str]
                 progress(f"[{i + 1}/{repeat}] {kind}: skipped ({r['skip']})")
                 continue
             runs[kind].append(r)
-            progress("[{}/{}] {:<12} median {:7.1f} ms/step (first step {:.0f} ms)".format(
-                i + 1, repeat, kind, r["median_ms"], r["warmup_ms"][0] if r["warmup_ms"] else float("nan")))
+            progress(
+                "[{}/{}] {:<12} median {:7.1f} ms/step (first step {:.0f} ms)".format(
+                    i + 1, repeat, kind, r["median_ms"], r["warmup_ms"][0] if r["warmup_ms"] else float("nan")
+                )
+            )
     kinds: Dict[str, Any] = {}
     for kind, rs in runs.items():
         if not rs:
             continue
         med = [r["median_ms"] for r in rs]
-        kinds[kind] = {"median_ms": statistics.median(med), "min_ms": min(med), "per_run_ms": med,
-                       "first_step_ms": statistics.median(r["warmup_ms"][0] for r in rs) if warmup else None,
-                       "dump_mb": statistics.median(r["dump_mb"] for r in rs)}
+        kinds[kind] = {
+            "median_ms": statistics.median(med),
+            "min_ms": min(med),
+            "per_run_ms": med,
+            "first_step_ms": statistics.median(r["warmup_ms"][0] for r in rs) if warmup else None,
+            "dump_mb": statistics.median(r["dump_mb"] for r in rs),
+        }
         for extra in ("records", "compared", "skipped"):
             if extra in rs[-1]:
                 kinds[kind][extra] = rs[-1][extra]
@@ -338,7 +392,9 @@ def default_dump_dir() -> Optional[str]:
     return None
 
 
-def compare_throughput(repeat: int, dump_dir: Optional[str], progress: Callable[[str], None]) -> Dict[str, Any]:
+def compare_throughput(
+    repeat: int, dump_dir: Optional[str], progress: Callable[[str], None]
+) -> Dict[str, Any]:
     work = tempfile.mkdtemp(prefix="bench-precision-dumps-", dir=dump_dir)
     try:
         out = _compare_throughput(work, repeat, progress)
@@ -352,8 +408,14 @@ def _compare_throughput(work: str, repeat: int, progress: Callable[[str], None])
     have_msprobe = shutil.which("msprobe") is not None
     skip = None
     if have_msprobe:
-        probe = subprocess.run([sys.executable, "-c", "import msprobe.pytorch"], cwd=ROOT, env=_env(),
-                               capture_output=True, text=True, check=False)
+        probe = subprocess.run(
+            [sys.executable, "-c", "import msprobe.pytorch"],
+            cwd=ROOT,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if probe.returncode != 0:
             skip = "import msprobe.pytorch: " + (probe.stderr.strip().splitlines() or ["failed"])[-1]
     else:
@@ -371,42 +433,113 @@ def _compare_throughput(work: str, repeat: int, progress: Callable[[str], None])
         "ours": sum(_tree_bytes(d, ("**/*.npy",)) for d in dirs["ours"].values()),
     }
     if "msprobe" in dirs:
-        tensor_bytes["msprobe"] = sum(_tree_bytes(d, ("**/dump_tensor_data/*",)) for d in dirs["msprobe"].values())
+        tensor_bytes["msprobe"] = sum(
+            _tree_bytes(d, ("**/dump_tensor_data/*",)) for d in dirs["msprobe"].values()
+        )
     out_dir = os.path.join(work, "out")
-    rows: Dict[str, List[float]] = {"ours CLI, our dumps": [], "ours CLI --no-replay, our dumps": [],
-                                    "ours in-process, our dumps": []}
+    rows: Dict[str, List[float]] = {
+        "ours CLI, our dumps": [],
+        "ours CLI --no-replay, our dumps": [],
+        "ours in-process, our dumps": [],
+    }
     if "msprobe" in dirs:
         rows.update({"msprobe CLI, msprobe dumps": [], "ours CLI, msprobe dumps": []})
     for i in range(repeat):
         ours_t, ours_r = dirs["ours"]["bfloat16"], dirs["ours"]["float32"]
-        rows["ours CLI, our dumps"].append(timed([sys.executable, "-m", "ascend_tools.cli", "compare", ours_t, ours_r,
-                                                  "-f", "json", "-o", os.path.join(work, "ours.json")]))
-        rows["ours CLI --no-replay, our dumps"].append(timed(
-            [sys.executable, "-m", "ascend_tools.cli", "compare", ours_t, ours_r, "--no-replay",
-             "-f", "json", "-o", os.path.join(work, "ours-no-replay.json")]))
-        rows["ours in-process, our dumps"].append(run_worker(["compare", "--target", ours_t, "--reference", ours_r])["wall_s"])
+        rows["ours CLI, our dumps"].append(
+            timed(
+                [
+                    sys.executable,
+                    "-m",
+                    "ascend_tools.cli",
+                    "compare",
+                    ours_t,
+                    ours_r,
+                    "-f",
+                    "json",
+                    "-o",
+                    os.path.join(work, "ours.json"),
+                ]
+            )
+        )
+        rows["ours CLI --no-replay, our dumps"].append(
+            timed(
+                [
+                    sys.executable,
+                    "-m",
+                    "ascend_tools.cli",
+                    "compare",
+                    ours_t,
+                    ours_r,
+                    "--no-replay",
+                    "-f",
+                    "json",
+                    "-o",
+                    os.path.join(work, "ours-no-replay.json"),
+                ]
+            )
+        )
+        rows["ours in-process, our dumps"].append(
+            run_worker(["compare", "--target", ours_t, "--reference", ours_r])["wall_s"]
+        )
         if "msprobe" in dirs:
             ms_t = os.path.join(dirs["msprobe"]["bfloat16"], "step0")
             ms_r = os.path.join(dirs["msprobe"]["float32"], "step0")
             shutil.rmtree(out_dir, ignore_errors=True)
             os.makedirs(out_dir)
-            rows["msprobe CLI, msprobe dumps"].append(timed(["msprobe", "compare", "-tp", ms_t, "-gp", ms_r, "-o", out_dir]))
-            rows["ours CLI, msprobe dumps"].append(timed([sys.executable, "-m", "ascend_tools.cli", "compare", ms_t, ms_r,
-                                                          "-f", "json", "-o", os.path.join(work, "ours-ms.json")]))
-        progress("[{}/{}] compare: {}".format(i + 1, repeat, ", ".join(f"{k} {v[-1]:.2f} s" for k, v in rows.items())))
+            rows["msprobe CLI, msprobe dumps"].append(
+                timed(["msprobe", "compare", "-tp", ms_t, "-gp", ms_r, "-o", out_dir])
+            )
+            rows["ours CLI, msprobe dumps"].append(
+                timed(
+                    [
+                        sys.executable,
+                        "-m",
+                        "ascend_tools.cli",
+                        "compare",
+                        ms_t,
+                        ms_r,
+                        "-f",
+                        "json",
+                        "-o",
+                        os.path.join(work, "ours-ms.json"),
+                    ]
+                )
+            )
+        progress(
+            "[{}/{}] compare: {}".format(
+                i + 1, repeat, ", ".join(f"{k} {v[-1]:.2f} s" for k, v in rows.items())
+            )
+        )
     table = {}
     for name, walls in rows.items():
         nbytes = tensor_bytes["msprobe" if name.endswith("msprobe dumps") else "ours"]
         wall = statistics.median(walls)
-        table[name] = {"wall_s": wall, "min_s": min(walls), "per_run_s": walls, "bytes": nbytes,
-                       "gb_per_s": nbytes / GB / wall, "best_gb_per_s": nbytes / GB / min(walls)}
-    return {"rows": table, "skipped": skip, "dump_s": dump_s,
-            "dump_mb": {t: {dt: _tree_bytes(d) / 1e6 for dt, d in ds.items()} for t, ds in dirs.items()}}
+        table[name] = {
+            "wall_s": wall,
+            "min_s": min(walls),
+            "per_run_s": walls,
+            "bytes": nbytes,
+            "gb_per_s": nbytes / GB / wall,
+            "best_gb_per_s": nbytes / GB / min(walls),
+        }
+    return {
+        "rows": table,
+        "skipped": skip,
+        "dump_s": dump_s,
+        "dump_mb": {t: {dt: _tree_bytes(d) / 1e6 for dt, d in ds.items()} for t, ds in dirs.items()},
+    }
 
 
 def machine() -> Dict[str, Any]:
-    return benchlib_machine(**{"torch": version("torch"), "transformers": version("transformers"),
-                               "mindstudio-probe": version("mindstudio-probe"), "numpy": version("numpy")})
+    return benchlib_machine(
+        **{
+            "torch": version("torch"),
+            "transformers": version("transformers"),
+            "mindstudio-probe": version("mindstudio-probe"),
+            "numpy": version("numpy"),
+        }
+    )
 
 
 def targets(result: Dict[str, Any]) -> List[Dict[str, Any]]:
@@ -417,18 +550,38 @@ def targets(result: Dict[str, Any]) -> List[Dict[str, Any]]:
         ok = None if value is None else (value <= limit if at_most else value >= limit)
         out.append({"target": name, "value": value, "unit": unit, "pass": ok, "why": why})
 
-    add(f"ours op-level stats <= {TARGET_OP_RATIO:g}x bare", k["ours-op"]["ratio"], TARGET_OP_RATIO, True, "x")
-    add(f"shadow <= {TARGET_SHADOW_RATIO:g}x bare", k["shadow"]["ratio"] if "shadow" in k else None,
-        TARGET_SHADOW_RATIO, True, "x", result["steps"]["skipped"].get("shadow", ""))
+    add(
+        f"ours op-level stats <= {TARGET_OP_RATIO:g}x bare", k["ours-op"]["ratio"], TARGET_OP_RATIO, True, "x"
+    )
+    add(
+        f"shadow <= {TARGET_SHADOW_RATIO:g}x bare",
+        k["shadow"]["ratio"] if "shadow" in k else None,
+        TARGET_SHADOW_RATIO,
+        True,
+        "x",
+        result["steps"]["skipped"].get("shadow", ""),
+    )
     for ours, theirs in (("ours-op", "msprobe-L1"), ("ours-mix", "msprobe-mix")):
         value = k[ours]["ratio"] / k[theirs]["ratio"] if theirs in k else None
-        add(f"{ours} ratio / {theirs} ratio <= {TARGET_VS_MSPROBE:g}", value, TARGET_VS_MSPROBE, True, "",
-            result["steps"]["skipped"].get(theirs, ""))
+        add(
+            f"{ours} ratio / {theirs} ratio <= {TARGET_VS_MSPROBE:g}",
+            value,
+            TARGET_VS_MSPROBE,
+            True,
+            "",
+            result["steps"]["skipped"].get(theirs, ""),
+        )
     rows = result["compare"]["rows"]
     ms, ours = rows.get("msprobe CLI, msprobe dumps"), rows.get("ours CLI, our dumps")
     value = ours["gb_per_s"] / ms["gb_per_s"] if ms and ours else None
-    add(f"compare GB/s, ours CLI / msprobe CLI >= {TARGET_COMPARE_SPEEDUP:g}", value, TARGET_COMPARE_SPEEDUP,
-        False, "x", result["compare"]["skipped"] or "")
+    add(
+        f"compare GB/s, ours CLI / msprobe CLI >= {TARGET_COMPARE_SPEEDUP:g}",
+        value,
+        TARGET_COMPARE_SPEEDUP,
+        False,
+        "x",
+        result["compare"]["skipped"] or "",
+    )
     return out
 
 
@@ -437,14 +590,23 @@ def render(result: Dict[str, Any]) -> str:
     out = [
         f"precision benchmark: tiny Llama (4 layers, hidden 256, 8/4 heads, vocab 1024), batch {BATCH}x{SEQ}, AdamW, fp32, "
         "CPU, 1 thread",
-        "{} rounds, interleaved; per worker: {} warm-up steps, median of {} timed steps; median over rounds / min"
-        .format(a["repeat"], a["warmup"], a["steps"]),
+        "{} rounds, interleaved; per worker: {} warm-up steps, median of {} timed steps; median over rounds / min".format(
+            a["repeat"], a["warmup"], a["steps"]
+        ),
         "machine: {} CPUs, {}; Python {}, torch {}, transformers {}, mindstudio-probe {}, numpy {}; {}".format(
-            m["nproc"], m["cpu"], m["python"], m["torch"], m["transformers"], m["mindstudio-probe"], m["numpy"],
-            m["date"]),
-        "bench wall {:.0f} s; CPU pressure (share of it with a task waiting for a CPU, /proc/pressure/cpu): {}"
-        .format(result.get("bench_wall_s", 0), "n/a" if result.get("cpu_pressure") is None
-                else "{:.0%}".format(result["cpu_pressure"])),
+            m["nproc"],
+            m["cpu"],
+            m["python"],
+            m["torch"],
+            m["transformers"],
+            m["mindstudio-probe"],
+            m["numpy"],
+            m["date"],
+        ),
+        "bench wall {:.0f} s; CPU pressure (share of it with a task waiting for a CPU, /proc/pressure/cpu): {}".format(
+            result.get("bench_wall_s", 0),
+            "n/a" if result.get("cpu_pressure") is None else "{:.0%}".format(result["cpu_pressure"]),
+        ),
         "",
     ]
     rows = []
@@ -454,25 +616,46 @@ def render(result: Dict[str, Any]) -> str:
             rows.append([kind, "skipped", "", "", "", ""])
             continue
         first = "" if k["first_step_ms"] is None else "{:.0f}".format(k["first_step_ms"])
-        rows.append([kind, "{:.1f} / {:.1f}".format(k["median_ms"], k["min_ms"]), "{:.2f}x".format(k["ratio"]),
-                     first, "{:.1f}".format(k["dump_mb"]),
-                     "{:.0f}".format(k["per_step"]) if "per_step" in k else ""])
+        rows.append(
+            [
+                kind,
+                "{:.1f} / {:.1f}".format(k["median_ms"], k["min_ms"]),
+                "{:.2f}x".format(k["ratio"]),
+                first,
+                "{:.1f}".format(k["dump_mb"]),
+                "{:.0f}".format(k["per_step"]) if "per_step" in k else "",
+            ]
+        )
     out.append(table(["step", "ms/step", "vs bare", "1st step ms", "dump MB", "records/step"], rows))
     for kind, why in result["steps"]["skipped"].items():
         out.append(f"skipped {kind}: {why}")
-    out.append("(dump MB: on disk after all steps; records/step: records written for ours, ops compared for shadow)")
+    out.append(
+        "(dump MB: on disk after all steps; records/step: records written for ours, ops compared for shadow)"
+    )
     out.append("")
     c = result["compare"]
     if not c["rows"]:
         out.append(f"compare throughput: skipped ({c['skipped']})")
         return "\n".join(out)
-    out.append("tensor dumps of one train step (fwd+bwd), bf16 target vs fp32 reference: " + ", ".join(
-        f"{t} {d['bfloat16']:.0f} + {d['float32']:.0f} MB" for t, d in c["dump_mb"].items()))
-    rows = [[name, "{:.2f} / {:.2f}".format(r["wall_s"], r["min_s"]), "{:.0f}".format(r["bytes"] / 1e6),
-             "{:.3f} / {:.3f}".format(r["gb_per_s"], r["best_gb_per_s"])] for name, r in c["rows"].items()]
+    out.append(
+        "tensor dumps of one train step (fwd+bwd), bf16 target vs fp32 reference: "
+        + ", ".join(f"{t} {d['bfloat16']:.0f} + {d['float32']:.0f} MB" for t, d in c["dump_mb"].items())
+    )
+    rows = [
+        [
+            name,
+            "{:.2f} / {:.2f}".format(r["wall_s"], r["min_s"]),
+            "{:.0f}".format(r["bytes"] / 1e6),
+            "{:.3f} / {:.3f}".format(r["gb_per_s"], r["best_gb_per_s"]),
+        ]
+        for name, r in c["rows"].items()
+    ]
     out.append(table(["compare", "wall s", "tensor MB", "GB/s"], rows))
-    out.append("(dumps read from {}; wall: median / min over rounds, each a fresh process except in-process)"
-               .format(c.get("dump_dir")))
+    out.append(
+        "(dumps read from {}; wall: median / min over rounds, each a fresh process except in-process)".format(
+            c.get("dump_dir")
+        )
+    )
     if c["skipped"]:
         out.append(f"skipped msprobe compare: {c['skipped']}")
     out.append("")
@@ -487,9 +670,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--warmup", type=int, default=3, help="untimed train steps per worker first (default 3)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
     ap.add_argument("--no-compare", action="store_true", help="skip the compare-throughput part")
-    ap.add_argument("--dump-dir", default=None,
-                    help="where the tensor dumps of the compare part go (default /dev/shm if it exists, else "
-                         "the system temp dir)")
+    ap.add_argument(
+        "--dump-dir",
+        default=None,
+        help="where the tensor dumps of the compare part go (default /dev/shm if it exists, else "
+        "the system temp dir)",
+    )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     for hidden in ("--result", "--tmp", "--tool", "--dtype", "--out", "--target", "--reference"):
         ap.add_argument(hidden, help=argparse.SUPPRESS)
@@ -512,8 +698,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     started = time.perf_counter()
     psi0 = cpu_pressure_us()
-    result: Dict[str, Any] = {"args": {"repeat": args.repeat, "steps": args.steps, "warmup": args.warmup},
-                              "machine": machine()}
+    result: Dict[str, Any] = {
+        "args": {"repeat": args.repeat, "steps": args.steps, "warmup": args.warmup},
+        "machine": machine(),
+    }
     result["steps"] = step_overhead(args.repeat, args.steps, args.warmup, progress)
     if args.no_compare:
         result["compare"] = {"rows": {}, "skipped": "--no-compare", "dump_mb": {}, "dump_s": {}}
@@ -524,7 +712,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     psi1 = cpu_pressure_us()
     # share of the bench's wall time during which some task (ours or another process's) waited for a CPU:
     # the workers are single-threaded, so on an otherwise idle 2-core machine this stays near 0
-    result["cpu_pressure"] = None if psi0 is None or psi1 is None else (psi1 - psi0) / 1e6 / result["bench_wall_s"]
+    result["cpu_pressure"] = (
+        None if psi0 is None or psi1 is None else (psi1 - psi0) / 1e6 / result["bench_wall_s"]
+    )
     result["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     print(json.dumps(result, indent=2) if args.json else render(result))
     return 0

@@ -1,6 +1,7 @@
 """What the profiler costs, measured in one run: all_reduce 1 KB–16 MB on 2 and 4 gloo ranks and a DDP step,
 each instrumented vs not (interleaved rounds), and ``ascend-doctor analyze`` on simulated files of many
 ranks (wall time, peak RSS). Prints tables (or ``--json``); progress on stderr. See bench/README.md."""
+
 import argparse
 import json
 import os
@@ -54,9 +55,14 @@ def added_per_call(rounds: int, calls: int = 5000) -> Dict[str, Any]:
                 ours.append(_block(x, calls, barrier=False))
         hot = hot_path_us(x, rounds, calls)
         dist.destroy_process_group()
-    return {"calls": calls, "bare_us": 1e6 * statistics.median(bare), "ours_us": 1e6 * statistics.median(ours),
-            "added_us": 1e6 * statistics.median(o - b for o, b in zip(ours, bare)),
-            "added_over_bare": statistics.median((o - b) / b for o, b in zip(ours, bare)), "hot_path_us": hot}
+    return {
+        "calls": calls,
+        "bare_us": 1e6 * statistics.median(bare),
+        "ours_us": 1e6 * statistics.median(ours),
+        "added_us": 1e6 * statistics.median(o - b for o, b in zip(ours, bare)),
+        "added_over_bare": statistics.median((o - b) / b for o, b in zip(ours, bare)),
+        "hot_path_us": hot,
+    }
 
 
 def hot_path_us(x: torch.Tensor, rounds: int, calls: int) -> float:
@@ -114,10 +120,16 @@ def allreduce_rank(rank: int, world: int, port: int, rounds: int, out: str, resu
             bare.append(_block(x, n))
             with profile(os.path.join(out, f"s{size}r{r}")):
                 ours.append(_block(x, n))
-        rows.append({"bytes": size, "calls": n, "bare_us": 1e6 * statistics.median(bare),
-                     "ours_us": 1e6 * statistics.median(ours),
-                     "ratio": statistics.median(o / b for o, b in zip(ours, bare)),
-                     "ratio_fine": fine_ratio(x, float(per_call), rounds, os.path.join(out, f"s{size}fine"))})
+        rows.append(
+            {
+                "bytes": size,
+                "calls": n,
+                "bare_us": 1e6 * statistics.median(bare),
+                "ours_us": 1e6 * statistics.median(ours),
+                "ratio": statistics.median(o / b for o, b in zip(ours, bare)),
+                "ratio_fine": fine_ratio(x, float(per_call), rounds, os.path.join(out, f"s{size}fine")),
+            }
+        )
     if rank == 0:
         with open(result, "w", encoding="utf-8") as f:
             json.dump(rows, f)
@@ -131,9 +143,15 @@ def ddp_rank(rank: int, world: int, port: int, rounds: int, out: str, result: st
     torch.set_num_threads(1)
 
     def build():
-        return torch.nn.parallel.DistributedDataParallel(torch.nn.Sequential(
-            torch.nn.Linear(1024, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 1024), torch.nn.ReLU(),
-            torch.nn.Linear(1024, 64)))
+        return torch.nn.parallel.DistributedDataParallel(
+            torch.nn.Sequential(
+                torch.nn.Linear(1024, 1024),
+                torch.nn.ReLU(),
+                torch.nn.Linear(1024, 1024),
+                torch.nn.ReLU(),
+                torch.nn.Linear(1024, 64),
+            )
+        )
 
     def steps(model, opt, n: int) -> float:
         dist.barrier()
@@ -157,8 +175,14 @@ def ddp_rank(rank: int, world: int, port: int, rounds: int, out: str, result: st
             ours.append(steps(model, opt, 10))
     if rank == 0:
         with open(result, "w", encoding="utf-8") as f:
-            json.dump({"bare_ms": 1e3 * statistics.median(bare), "ours_ms": 1e3 * statistics.median(ours),
-                       "ratio": statistics.median(o / b for o, b in zip(ours, bare))}, f)
+            json.dump(
+                {
+                    "bare_ms": 1e3 * statistics.median(bare),
+                    "ours_ms": 1e3 * statistics.median(ours),
+                    "ratio": statistics.median(o / b for o, b in zip(ours, bare)),
+                },
+                f,
+            )
     dist.destroy_process_group()
 
 
@@ -171,7 +195,9 @@ def free_port() -> int:
 def run_ranks(fn, world: int, rounds: int) -> Any:
     with tempfile.TemporaryDirectory() as tmp:
         result = os.path.join(tmp, "result.json")
-        mp.spawn(fn, args=(world, free_port(), rounds, os.path.join(tmp, "prof"), result), nprocs=world, join=True)
+        mp.spawn(
+            fn, args=(world, free_port(), rounds, os.path.join(tmp, "prof"), result), nprocs=world, join=True
+        )
         with open(result, encoding="utf-8") as f:
             return json.load(f)
 
@@ -187,21 +213,41 @@ def analyze_scale(ranks: int, collectives: int) -> Dict[str, Any]:
         t = time.perf_counter()
         log = os.path.join(tmp, "analyze.log")
         with open(log, "wb") as err:  # a file, not a pipe: nobody reads a pipe while we wait
-            proc = subprocess.Popen([sys.executable, "-m", "ascend_tools.cli", "analyze", prof, "-f", "json",
-                                     "-o", os.path.join(tmp, "a.json")], cwd=ROOT, stderr=err)
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "ascend_tools.cli",
+                    "analyze",
+                    prof,
+                    "-f",
+                    "json",
+                    "-o",
+                    os.path.join(tmp, "a.json"),
+                ],
+                cwd=ROOT,
+                stderr=err,
+            )
             # os.wait4: this child's own peak RSS (RUSAGE_CHILDREN would be the largest of every child so far)
             _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t
         if os.waitstatus_to_exitcode(status) not in (0, 1):
             with open(log, encoding="utf-8", errors="replace") as f:
                 raise SystemExit(f"analyze failed: {f.read().strip()}")
-        return {"ranks": ranks, "collectives": collectives, "write_s": write_s, "wall_s": wall,
-                "peak_rss_mb": usage.ru_maxrss / 1024}
+        return {
+            "ranks": ranks,
+            "collectives": collectives,
+            "write_s": write_s,
+            "wall_s": wall,
+            "peak_rss_mb": usage.ru_maxrss / 1024,
+        }
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rounds", type=int, default=5, help="interleaved bare/instrumented rounds per measurement")
+    p.add_argument(
+        "--rounds", type=int, default=5, help="interleaved bare/instrumented rounds per measurement"
+    )
     p.add_argument("--worlds", default="2,4", help="gloo world sizes for the all_reduce sweep")
     p.add_argument("--ranks", type=int, default=1024, help="simulated ranks for analyze")
     p.add_argument("--collectives", type=int, default=2000, help="simulated collectives per rank for analyze")
@@ -222,7 +268,9 @@ def main() -> None:
         print("DDP step on 2 gloo ranks ...", file=sys.stderr)
         out["ddp"] = run_ranks(ddp_rank, 2, args.rounds)
     if "analyze" not in skip:
-        print(f"analyze on {args.ranks} simulated ranks x {args.collectives} collectives ...", file=sys.stderr)
+        print(
+            f"analyze on {args.ranks} simulated ranks x {args.collectives} collectives ...", file=sys.stderr
+        )
         out["analyze"] = analyze_scale(args.ranks, args.collectives)
     if args.json:
         print(json.dumps(out, indent=1))
@@ -230,26 +278,55 @@ def main() -> None:
     print(" ".join(f"{k}={v}" for k, v in out["machine"].items()))
     if "percall" in out:
         c = out["percall"]
-        print(f"\nadded per call (1 KB all_reduce, one gloo rank in-process, {c['calls']} calls per block): bare "
-              f"{c['bare_us']:.1f} us, profiled {c['ours_us']:.1f} us, added {c['added_us']:.1f} us = "
-              f"{c['added_over_bare']:.2f}x a bare call; the interceptor's own work around a no-op collective: "
-              f"{c['hot_path_us']:.1f} us (target <= 20 us)")
+        print(
+            f"\nadded per call (1 KB all_reduce, one gloo rank in-process, {c['calls']} calls per block): bare "
+            f"{c['bare_us']:.1f} us, profiled {c['ours_us']:.1f} us, added {c['added_us']:.1f} us = "
+            f"{c['added_over_bare']:.2f}x a bare call; the interceptor's own work around a no-op collective: "
+            f"{c['hot_path_us']:.1f} us (target <= 20 us)"
+        )
     for world, rows in out.get("allreduce", {}).items():
-        print(f"\nall_reduce, {world} gloo ranks (median over {args.rounds} interleaved rounds; target: <= 2% at >= 1 MB, "
-              "<= 20 us added per call)")
-        print(table(["bytes", "calls/block", "bare us/call", "profiled us/call", "added us", "ratio", "ratio, fine"],
-                    [[r["bytes"], r["calls"], f"{r['bare_us']:.1f}", f"{r['ours_us']:.1f}",
-                      f"{r['ours_us'] - r['bare_us']:.1f}", f"{r['ratio']:.3f}", f"{r['ratio_fine']:.3f}"]
-                     for r in rows]))
+        print(
+            f"\nall_reduce, {world} gloo ranks (median over {args.rounds} interleaved rounds; target: <= 2% at >= 1 MB, "
+            "<= 20 us added per call)"
+        )
+        print(
+            table(
+                [
+                    "bytes",
+                    "calls/block",
+                    "bare us/call",
+                    "profiled us/call",
+                    "added us",
+                    "ratio",
+                    "ratio, fine",
+                ],
+                [
+                    [
+                        r["bytes"],
+                        r["calls"],
+                        f"{r['bare_us']:.1f}",
+                        f"{r['ours_us']:.1f}",
+                        f"{r['ours_us'] - r['bare_us']:.1f}",
+                        f"{r['ratio']:.3f}",
+                        f"{r['ratio_fine']:.3f}",
+                    ]
+                    for r in rows
+                ],
+            )
+        )
     if "ddp" in out:
         d = out["ddp"]
-        print(f"\nDDP step, 2 gloo ranks: bare {d['bare_ms']:.1f} ms, profiled {d['ours_ms']:.1f} ms, "
-              f"ratio {d['ratio']:.3f} (target <= 1.03)")
+        print(
+            f"\nDDP step, 2 gloo ranks: bare {d['bare_ms']:.1f} ms, profiled {d['ours_ms']:.1f} ms, "
+            f"ratio {d['ratio']:.3f} (target <= 1.03)"
+        )
     if "analyze" in out:
         a = out["analyze"]
         rss = f"{a['peak_rss_mb']:.0f} MB"
-        print(f"\nanalyze {a['ranks']} ranks x {a['collectives']} collectives: {a['wall_s']:.1f} s, peak RSS {rss} "
-              f"(target <= 60 s, <= 4 GB; writing the simulated files took {a['write_s']:.1f} s)")
+        print(
+            f"\nanalyze {a['ranks']} ranks x {a['collectives']} collectives: {a['wall_s']:.1f} s, peak RSS {rss} "
+            f"(target <= 60 s, <= 4 GB; writing the simulated files took {a['write_s']:.1f} s)"
+        )
 
 
 if __name__ == "__main__":

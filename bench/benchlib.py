@@ -1,4 +1,5 @@
 """What the benchmarks share: plain-text tables, package versions, CPU pressure (the machine is shared)."""
+
 import datetime
 import importlib.metadata
 import os
@@ -12,7 +13,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = []
     for n, row in enumerate(cells):
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        lines.append(
+            "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        )
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
@@ -41,8 +44,12 @@ def machine(**extra: Any) -> Dict[str, Any]:
     """Date, core count, CPU model (``backend.cpu_name``) and Python version, plus ``extra`` (versions...)."""
     from ascend_tools.backend import cpu_name
 
-    out: Dict[str, Any] = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-                           "nproc": os.cpu_count(), "cpu": cpu_name(), "python": platform.python_version()}
+    out: Dict[str, Any] = {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "nproc": os.cpu_count(),
+        "cpu": cpu_name(),
+        "python": platform.python_version(),
+    }
     out.update(extra)
     return out
 

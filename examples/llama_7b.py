@@ -5,6 +5,7 @@
 check-ops builds it on the meta device (no weights are allocated) and traces one training step.
 Running this file directly builds a 2-layer version and runs it on the CPU.
 """
+
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 

@@ -6,6 +6,7 @@ something to find. It is also a valid check-ops target: ``build_model()`` and ``
 touch no GPU, and the model runs on CPU and on the meta device. Run the training itself with
 ``torchrun --nproc_per_node=8 examples/train_cuda.py``.
 """
+
 import argparse
 import math
 import os
@@ -162,7 +163,9 @@ def train(args):
             torch.cuda.synchronize()
             mem = torch.cuda.max_memory_allocated() / 2**20
             ppl = math.exp(loss.item())
-            print(f"step {step} loss {loss.item():.4f} ppl {ppl:.1f} mem {mem:.0f} MiB {time.time() - start:.1f}s")
+            print(
+                f"step {step} loss {loss.item():.4f} ppl {ppl:.1f} mem {mem:.0f} MiB {time.time() - start:.1f}s"
+            )
     dist.destroy_process_group()
 
 

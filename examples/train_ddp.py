@@ -7,6 +7,7 @@ forward/backward of a tiny MLP (DDP all-reduces its gradients), an explicit all_
 an optimizer step. Faults to inject: ``--straggler R --delay-frac F`` (rank R computes (1+F)× longer),
 ``--skip R:S`` (rank R skips the loss all_reduce of step S and then sleeps: a hang for the others).
 """
+
 import argparse
 import os
 import time
@@ -20,8 +21,12 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--compute-ms", type=float, default=40.0)
     p.add_argument("--straggler", type=int, default=None, help="rank that computes longer")
-    p.add_argument("--delay-frac", type=float, default=0.5, help="its extra compute, as a fraction of --compute-ms")
-    p.add_argument("--skip", default=None, help="R:S: rank R skips the loss all_reduce of step S, then sleeps")
+    p.add_argument(
+        "--delay-frac", type=float, default=0.5, help="its extra compute, as a fraction of --compute-ms"
+    )
+    p.add_argument(
+        "--skip", default=None, help="R:S: rank R skips the loss all_reduce of step S, then sleeps"
+    )
     p.add_argument("--hang-sleep", type=float, default=30.0, help="seconds the skipping rank sleeps")
     return p.parse_args(argv)
 
@@ -33,7 +38,8 @@ def main(argv=None) -> None:
     skip = tuple(int(x) for x in args.skip.split(":")) if args.skip else None
     torch.manual_seed(0)
     model = torch.nn.parallel.DistributedDataParallel(
-        torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.ReLU(), torch.nn.Linear(256, 16)))
+        torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.ReLU(), torch.nn.Linear(256, 16))
+    )
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     for step in range(args.steps):
         extra = args.delay_frac if rank == args.straggler else 0.0

@@ -1,4 +1,5 @@
 """Shared test setup: the repo root on sys.path, so tests import ascend_tools without installing it."""
+
 import os
 import sys
 

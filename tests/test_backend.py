@@ -1,4 +1,5 @@
 """ascend_tools.backend on a CPU-only machine (no torch_npu, no CUDA)."""
+
 import json
 import os
 import subprocess
@@ -127,7 +128,9 @@ def test_broken_torch_npu_is_reported(tmp_path):
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["info"]["name"] == "cpu"
-    assert out["info"]["torch_npu_error"].startswith("OSError: libascendcl.so: cannot open shared object file")
+    assert out["info"]["torch_npu_error"].startswith(
+        "OSError: libascendcl.so: cannot open shared object file"
+    )
     assert out["why"] == out["info"]["torch_npu_error"]
     assert out["device"] == "cpu"
     assert out["stats"] == {}

@@ -1,6 +1,7 @@
 """ModulePath: forward from the module stack, backward from the module whose forward made the autograd node,
 checked against known answers for a two-block model (which module runs each op, and the order in which the
 autograd engine runs the nodes)."""
+
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -37,8 +38,14 @@ class Seen(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         node = torch._C._current_autograd_node()
-        self.seen.append((op_name(func), "backward" if node is not None else "forward", self.paths.current(),
-                          node.name() if node is not None else ""))
+        self.seen.append(
+            (
+                op_name(func),
+                "backward" if node is not None else "forward",
+                self.paths.current(),
+                node.name() if node is not None else "",
+            )
+        )
         return func(*args, **(kwargs or {}))
 
 

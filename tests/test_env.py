@@ -1,4 +1,5 @@
 """ascend_tools.env: CANN/driver version files, env-var table, problems, report payload."""
+
 import json
 import platform
 
@@ -65,8 +66,10 @@ def test_cann_from_install_info_via_ascend_home_path(monkeypatch, tmp_path):
 
 def test_cann_from_other_arch_dir(monkeypatch, tmp_path):
     root = tmp_path / "cann-8.5.0"
-    _write(root / "aarch64-linux" / "ascend_toolkit_install.info",
-           INSTALL_INFO.replace("8.0.RC3", "8.5.0").format(arch="aarch64"))
+    _write(
+        root / "aarch64-linux" / "ascend_toolkit_install.info",
+        INSTALL_INFO.replace("8.0.RC3", "8.5.0").format(arch="aarch64"),
+    )
     monkeypatch.setenv("ASCEND_TOOLKIT_HOME", str(root))
     assert env.find_cann()["version"] == "8.5.0"
 
@@ -111,7 +114,7 @@ def test_npu_smi_absent(monkeypatch):
 
 
 def test_npu_smi_fake_binary(monkeypatch, tmp_path):
-    exe = _write(tmp_path / "bin" / "npu-smi", "#!/bin/sh\necho \"npu-smi 24.1.rc2 $1\"\n")
+    exe = _write(tmp_path / "bin" / "npu-smi", '#!/bin/sh\necho "npu-smi 24.1.rc2 $1"\n')
     exe.chmod(0o755)
     monkeypatch.setenv("PATH", str(exe.parent))
     out = env.run_npu_smi()
@@ -142,8 +145,12 @@ def _rules(info, environ):
 
 
 def test_problem_torch_npu_mismatch():
-    info = {"packages": {"torch": "2.9.0+cpu"}, "torch_npu": {"installed_version": "2.8.0.post2"},
-            "cann": {"version": "8.5.0"}, "driver": {"version": "25.0"}}
+    info = {
+        "packages": {"torch": "2.9.0+cpu"},
+        "torch_npu": {"installed_version": "2.8.0.post2"},
+        "cann": {"version": "8.5.0"},
+        "driver": {"version": "25.0"},
+    }
     rules = _rules(info, {})
     assert rules["torch-npu-mismatch"]["severity"] == "error"
     assert "2.8.0" in rules["torch-npu-mismatch"]["message"]
@@ -152,9 +159,12 @@ def test_problem_torch_npu_mismatch():
 
 
 def test_problem_torch_npu_without_cann():
-    info = {"packages": {"torch": "2.8.0"}, "torch_npu": {"installed_version": "2.8.0.post2",
-                                                           "error": "OSError: libascendcl.so: cannot open"},
-            "cann": {"version": None}, "driver": {"version": None}}
+    info = {
+        "packages": {"torch": "2.8.0"},
+        "torch_npu": {"installed_version": "2.8.0.post2", "error": "OSError: libascendcl.so: cannot open"},
+        "cann": {"version": None},
+        "driver": {"version": None},
+    }
     rules = _rules(info, {})
     assert {"cann-missing", "torch-npu-import", "driver-version-unknown"} <= set(rules)
 
@@ -174,8 +184,15 @@ def test_problems_from_env_values():
         "HCCL_ASYNC_ERROR_HANDLING": "0",
     }
     rules = _rules(info, environ)
-    assert {"hccl-connect-timeout-range", "hccl-exec-timeout-zero", "hccl-intra-link", "hccl-whitelist-file",
-            "alloc-conf-both", "saturation-mode", "hccl-async-error-handling"} <= set(rules)
+    assert {
+        "hccl-connect-timeout-range",
+        "hccl-exec-timeout-zero",
+        "hccl-intra-link",
+        "hccl-whitelist-file",
+        "alloc-conf-both",
+        "saturation-mode",
+        "hccl-async-error-handling",
+    } <= set(rules)
     assert _rules(info, {"HCCL_CONNECT_TIMEOUT": "1200", "HCCL_EXEC_TIMEOUT": "1800"}) == {}
 
 
@@ -183,15 +200,21 @@ def test_problem_event_timeout_vs_exec_timeout():
     info = {"packages": {}, "torch_npu": {}, "cann": {}, "driver": {}}
     assert "hccl-event-timeout" in _rules(info, {"HCCL_EVENT_TIMEOUT": "600", "HCCL_EXEC_TIMEOUT": "1200"})
     assert "hccl-event-timeout" in _rules(info, {"HCCL_EVENT_TIMEOUT": "1800"})  # default exec is 1836
-    assert "hccl-event-timeout" not in _rules(info, {"HCCL_EVENT_TIMEOUT": "1900", "HCCL_EXEC_TIMEOUT": "1800"})
+    assert "hccl-event-timeout" not in _rules(
+        info, {"HCCL_EVENT_TIMEOUT": "1900", "HCCL_EXEC_TIMEOUT": "1800"}
+    )
 
 
 def test_porting_hints_only_with_torch_npu():
     environ = {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True", "CUDA_VISIBLE_DEVICES": "0,1"}
     gpu = {"packages": {}, "torch_npu": {}, "cann": {}, "driver": {}}
     assert _rules(gpu, environ) == {}
-    npu = {"packages": {"torch": "2.8.0"}, "torch_npu": {"installed_version": "2.8.0"},
-           "cann": {"version": "8.5.0"}, "driver": {"version": "25.0"}}
+    npu = {
+        "packages": {"torch": "2.8.0"},
+        "torch_npu": {"installed_version": "2.8.0"},
+        "cann": {"version": "8.5.0"},
+        "driver": {"version": "25.0"},
+    }
     rules = _rules(npu, environ)
     assert "PYTORCH_NPU_ALLOC_CONF=expandable_segments:True" in rules["cuda-alloc-conf-on-npu"]["suggestion"]
     assert "ASCEND_RT_VISIBLE_DEVICES=0,1" in rules["cuda-visible-devices-on-npu"]["suggestion"]

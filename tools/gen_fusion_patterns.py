@@ -8,6 +8,7 @@ left out: they would flag every model, or they need a library we do not ship.
 
     python tools/gen_fusion_patterns.py [--rules YAML] [--out JSON] [--check]
 """
+
 import argparse
 import json
 import os
@@ -16,7 +17,9 @@ import sys
 import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_RULES = os.path.join(ROOT, "..", "shared", "data", "msprobe", "msprof_analyze_timeline_fusion_ops.yaml")
+DEFAULT_RULES = os.path.join(
+    ROOT, "..", "shared", "data", "msprobe", "msprof_analyze_timeline_fusion_ops.yaml"
+)
 DEFAULT_OUT = os.path.join(ROOT, "ascend_tools", "opcheck", "data", "fusion_patterns.json")
 KEEP = (
     "torch_npu.npu_fusion_attention",
@@ -63,7 +66,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rules", default=DEFAULT_RULES)
     parser.add_argument("--out", default=DEFAULT_OUT)
-    parser.add_argument("--check", action="store_true", help="exit 1 if --out differs from what would be generated")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 if --out differs from what would be generated"
+    )
     args = parser.parse_args(argv)
     text = json.dumps(generate(args.rules), indent=1, sort_keys=True) + "\n"
     if args.check:

@@ -11,6 +11,7 @@ with a seeded upstream gradient and writes one .npz per case (``np.savez``, no p
 ``--check`` regenerates in memory and compares with the files (inputs and parameters exactly, outputs and
 gradients to 1e-12): exit 1 and a list of what is stale or missing.
 """
+
 import argparse
 import importlib
 import os
@@ -114,8 +115,10 @@ def main(argv: Any = None) -> int:
         print(f"wrote {path}")
     for op, size in sorted(sizes.items()):
         if size > MAX_BYTES_PER_OP:
-            print(f"warning: {op} golden files take {size} bytes (> {MAX_BYTES_PER_OP}): use smaller cases",
-                  file=sys.stderr)
+            print(
+                f"warning: {op} golden files take {size} bytes (> {MAX_BYTES_PER_OP}): use smaller cases",
+                file=sys.stderr,
+            )
     return 0
 
 

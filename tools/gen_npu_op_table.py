@@ -29,6 +29,7 @@ explanation; ``--check`` fails on any difference that falls outside these docume
 
 Usage: ``python tools/gen_npu_op_table.py [--op-plugin Y] [--wheel-table Y] [--skiplist Y] [--out F] [--check]``
 """
+
 import argparse
 import gzip
 import json
@@ -105,7 +106,7 @@ def expand_gate(value: Any, versions: Sequence[str]) -> Set[str]:
         hi = versions[-1] if str(value[1]).strip() == "newest" else _strip_v(value[1])
         if lo not in versions or hi not in versions:
             raise GenError(f"version range {value!r}: unknown release")
-        return set(versions[versions.index(lo): versions.index(hi) + 1])
+        return set(versions[versions.index(lo) : versions.index(hi) + 1])
     if isinstance(value, str):
         out = {_strip_v(x) for x in value.split(",") if x.strip()}
         unknown = out - set(versions)
@@ -167,7 +168,9 @@ def parse_wheel(doc: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
                 name, meta = entry.strip(), {}
             else:
                 name, meta = op_key(entry["func"]), entry
-            rec = out.setdefault(name, {"ns": "aten", "impl": False, "dense": False, "sparse": False, "quant": False})
+            rec = out.setdefault(
+                name, {"ns": "aten", "impl": False, "dense": False, "sparse": False, "quant": False}
+            )
             if _ns_for(section, name) == "npu":
                 rec["ns"] = "npu"
             has_impl = bool(meta.get("impl_ns"))
@@ -193,7 +196,7 @@ def parse_skiplist(doc: Dict[Any, Any]) -> Dict[str, Dict[str, List[str]]]:
             base = name
         else:
             for prefix, repl in SKIP_PREFIXES.items():
-                rest = name[len(prefix):]
+                rest = name[len(prefix) :]
                 if name.startswith(prefix) and "." not in rest:
                     base = repl + rest
         if not base:
@@ -217,8 +220,13 @@ def build(op_plugin_path: str, wheel_path: str, skiplist_path: str) -> Dict[str,
 
     ops: Dict[str, Dict[str, Any]] = {}
     for name, rec in plugin.items():
-        ops[name] = {"ns": rec["ns"], "src": "op_plugin", "v": set(rec["v"]),
-                     "sparse": set(rec["sparse"]), "quant": set(rec["quant"])}
+        ops[name] = {
+            "ns": rec["ns"],
+            "src": "op_plugin",
+            "v": set(rec["v"]),
+            "sparse": set(rec["sparse"]),
+            "quant": set(rec["quant"]),
+        }
     later = {v for v in versions if _vkey(v) >= _vkey(WHEEL_VERSION)}
     core, wheel_only, plugin_only = [], [], []
     for name, w in wheel.items():
@@ -230,9 +238,13 @@ def build(op_plugin_path: str, wheel_path: str, skiplist_path: str) -> Dict[str,
         else:
             core.append(name)
             v = set(versions)
-        ops[name] = {"ns": w["ns"], "src": "wheel_2.14" if w["impl"] else "core",
-                     "v": v if w["dense"] else set(), "sparse": v if w["sparse"] else set(),
-                     "quant": v if w["quant"] else set()}
+        ops[name] = {
+            "ns": w["ns"],
+            "src": "wheel_2.14" if w["impl"] else "core",
+            "v": v if w["dense"] else set(),
+            "sparse": v if w["sparse"] else set(),
+            "quant": v if w["quant"] else set(),
+        }
     # The wheel decides 2.14 for op_plugin ops too (dense / sparse / quant separately).
     kind_diffs = []
     for name, rec in ops.items():
@@ -242,7 +254,9 @@ def build(op_plugin_path: str, wheel_path: str, skiplist_path: str) -> Dict[str,
             in_wheel = bool(w and w[wkey])
             if has and not in_wheel:
                 rec[kind].discard(WHEEL_VERSION)
-                (plugin_only if kind == "v" else kind_diffs).append(name if kind == "v" else f"{name} ({kind})")
+                (plugin_only if kind == "v" else kind_diffs).append(
+                    name if kind == "v" else f"{name} ({kind})"
+                )
             elif in_wheel and not has:
                 rec[kind].add(WHEEL_VERSION)
                 if rec["src"] == "op_plugin":
@@ -267,7 +281,9 @@ def build(op_plugin_path: str, wheel_path: str, skiplist_path: str) -> Dict[str,
         "ops": table_ops,
         "dtype_skips": {k: skips[k] for k in sorted(skips)},
         "cross_check_2.14": {
-            "op_plugin_resolved": len({n for n, r in plugin.items() if WHEEL_VERSION in r["v"] | r["sparse"] | r["quant"]}),
+            "op_plugin_resolved": len(
+                {n for n, r in plugin.items() if WHEEL_VERSION in r["v"] | r["sparse"] | r["quant"]}
+            ),
             "wheel_ops": len(wheel_names),
             "table_ops": len(resolved),
             "core_assumed_all_versions": sorted(core),
@@ -301,7 +317,9 @@ def unexplained(table: Dict[str, Any]) -> List[str]:
     for name in cc["op_plugin_not_in_wheel"]:
         if ops[name]["src"] != "op_plugin":
             bad.append(f"{name}: listed as op_plugin-only but its source is {ops[name]['src']}")
-    bad += [f"{d}: kernel kind differs between op_plugin and the wheel" for d in cc["kernel_kind_differences"]]
+    bad += [
+        f"{d}: kernel kind differs between op_plugin and the wheel" for d in cc["kernel_kind_differences"]
+    ]
     return bad
 
 
@@ -311,7 +329,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--wheel-table", default=DEFAULT_WHEEL)
     ap.add_argument("--skiplist", default=DEFAULT_SKIPLIST)
     ap.add_argument("--out", default=DEFAULT_OUT)
-    ap.add_argument("--check", action="store_true", help="exit 1 if --out is stale or 2.14 has unexplained differences")
+    ap.add_argument(
+        "--check", action="store_true", help="exit 1 if --out is stale or 2.14 has unexplained differences"
+    )
     args = ap.parse_args(argv)
     try:
         table = build(args.op_plugin, args.wheel_table, args.skiplist)
@@ -322,10 +342,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     out = args.out + ".gz" if data[:2] == b"\x1f\x8b" and not args.out.endswith(".gz") else args.out
 
     cc = table["cross_check_2.14"]
-    print(f"2.14 cross-check: op_plugin resolves {cc['op_plugin_resolved']} ops, wheel lists {cc['wheel_ops']},"
-          f" table has {cc['table_ops']}")
-    for key in ("core_assumed_all_versions", "wheel_not_in_op_plugin_snapshot", "op_plugin_not_in_wheel",
-                "kernel_kind_differences"):
+    print(
+        f"2.14 cross-check: op_plugin resolves {cc['op_plugin_resolved']} ops, wheel lists {cc['wheel_ops']},"
+        f" table has {cc['table_ops']}"
+    )
+    for key in (
+        "core_assumed_all_versions",
+        "wheel_not_in_op_plugin_snapshot",
+        "op_plugin_not_in_wheel",
+        "kernel_kind_differences",
+    ):
         names = cc[key]
         print(f"  {key}: {len(names)}" + (f": {', '.join(names)}" if names else ""))
     bad = unexplained(table)

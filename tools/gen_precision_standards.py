@@ -10,6 +10,7 @@ checker judges by each standard, and writes one sorted ``{api name: standard}`` 
 
     python tools/gen_precision_standards.py [--standards YAML] [--out JSON] [--check]
 """
+
 import argparse
 import json
 import os
@@ -34,7 +35,9 @@ def generate(standards_path: str) -> dict:
         raw = yaml.safe_load(f)
     unknown = sorted(set(raw) - set(CATEGORIES) - set(LEFT_OUT))
     if unknown:
-        raise SystemExit(f"{standards_path}: unknown standard(s) {', '.join(unknown)}: map them in CATEGORIES")
+        raise SystemExit(
+            f"{standards_path}: unknown standard(s) {', '.join(unknown)}: map them in CATEGORIES"
+        )
     ops = {}
     for section, standard in CATEGORIES.items():
         for api in raw.get(section) or []:
@@ -58,7 +61,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--standards", default=DEFAULT_STANDARDS)
     parser.add_argument("--out", default=DEFAULT_OUT)
-    parser.add_argument("--check", action="store_true", help="exit 1 if --out differs from what would be generated")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 if --out differs from what would be generated"
+    )
     args = parser.parse_args(argv)
     text = render(args.standards)
     if args.check:

@@ -1,4 +1,5 @@
 """``ascend-doctor analyze DIR``: merge a profile's ranks; collectives, slow ranks, hangs, memory."""
+
 import sys
 from typing import Any, Optional
 
@@ -11,18 +12,39 @@ FAIL_ON = ("never", "hang", "slow-rank", "any")
 
 @click.command("analyze")
 @click.argument("directory", metavar="DIR", type=str)
-@click.option("--trace", "trace", type=click.Path(dir_okay=False), default=None,
-              help="Also write a Chrome/Perfetto trace (one track per rank) to FILE.")
-@click.option("--min-share", type=click.FloatRange(min=0.0), default=0.05, show_default=True,
-              help="Slow rank: least lateness per step, as a share of the median step time.")
-@click.option("--max-p", type=click.FloatRange(min=0.0, max=1.0), default=0.002, show_default=True,
-              help="Slow rank: largest sign-test p-value for 'late in most steps'.")
-@click.option("--fail-on", type=click.Choice(FAIL_ON), default="never", show_default=True,
-              help="Exit with status 1 when a hang, a slow rank, or either was found.")
+@click.option(
+    "--trace",
+    "trace",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write a Chrome/Perfetto trace (one track per rank) to FILE.",
+)
+@click.option(
+    "--min-share",
+    type=click.FloatRange(min=0.0),
+    default=0.05,
+    show_default=True,
+    help="Slow rank: least lateness per step, as a share of the median step time.",
+)
+@click.option(
+    "--max-p",
+    type=click.FloatRange(min=0.0, max=1.0),
+    default=0.002,
+    show_default=True,
+    help="Slow rank: largest sign-test p-value for 'late in most steps'.",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(FAIL_ON),
+    default="never",
+    show_default=True,
+    help="Exit with status 1 when a hang, a slow rank, or either was found.",
+)
 @output_options
 @handle_errors
-def analyze_cmd(directory: str, trace: Optional[str], min_share: float, max_p: float, fail_on: str, fmt: str,
-                output: Any) -> None:
+def analyze_cmd(
+    directory: str, trace: Optional[str], min_share: float, max_p: float, fail_on: str, fmt: str, output: Any
+) -> None:
     """Analyse the profile in DIR (written by ascend-doctor profile): collectives by op and size with bus
     bandwidth, point-to-point traffic, per-rank step breakdown, slow ranks, hangs, memory per rank.
     Ranks are read one at a time, so a 1,024-rank profile fits in memory."""
@@ -31,8 +53,12 @@ def analyze_cmd(directory: str, trace: Optional[str], min_share: float, max_p: f
 
     bar = _Progress()
     try:
-        report = analyze(directory, progress=bar.update if sys.stderr.isatty() else None,
-                         rule=SlowRankRule(min_share=min_share, max_p=max_p), trace=trace)
+        report = analyze(
+            directory,
+            progress=bar.update if sys.stderr.isatty() else None,
+            rule=SlowRankRule(min_share=min_share, max_p=max_p),
+            trace=trace,
+        )
     finally:
         bar.close()
     write_report(report, fmt, output)
@@ -50,7 +76,9 @@ class _Progress:
 
     def update(self, done: int, total: int) -> None:
         if self._bar is None:
-            self._bar = click.progressbar(length=total, label="reading ranks", file=click.get_text_stream("stderr"))
+            self._bar = click.progressbar(
+                length=total, label="reading ranks", file=click.get_text_stream("stderr")
+            )
             self._bar.__enter__()
         self._bar.update(done - self._done)
         self._done = done

@@ -27,17 +27,31 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as exc:
             if debug:
                 raise
-            click.echo(f"ascend-doctor: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
+            click.echo(
+                f"ascend-doctor: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+                err=True,
+            )
             sys.exit(2)
 
     return wrapper
 
 
 def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    fn = click.option("--output", "-o", "output", type=click.Path(dir_okay=False), default=None,
-                      help="Write the report to FILE instead of stdout.")(fn)
-    fn = click.option("--format", "-f", "fmt", type=click.Choice(["table", "markdown", "json", "html"]),
-                      default="table", show_default=True, help="Report format.")(fn)
+    fn = click.option(
+        "--output",
+        "-o",
+        "output",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Write the report to FILE instead of stdout.",
+    )(fn)
+    fn = click.option(
+        "--format",
+        "-f",
+        "fmt",
+        type=click.Choice(["table", "markdown", "json", "html"]),
+        default="table",
+        show_default=True,
+        help="Report format.",
+    )(fn)
     return fn
-
-

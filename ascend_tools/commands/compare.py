@@ -1,4 +1,5 @@
 """``ascend-doctor compare``: two dumps (ours or msprobe's), every pair measured, the culprit named."""
+
 import sys
 from typing import Any, Optional
 
@@ -10,22 +11,58 @@ from .common import handle_errors
 @click.command("compare")
 @click.argument("target", type=str)
 @click.argument("reference", type=str)
-@click.option("--step", type=click.IntRange(min=0), default=None, help="Step to compare [default: the first in both].")
-@click.option("--rank", type=click.IntRange(min=0), default=None, help="Rank to compare [default: the lowest].")
-@click.option("--no-replay", is_flag=True,
-              help="Do not replay ops in float64 on the target's inputs; rank by error amplification only.")
-@click.option("--stats-only", is_flag=True, help="Compare statistics only, even where the dumps hold tensors (faster).")
+@click.option(
+    "--step", type=click.IntRange(min=0), default=None, help="Step to compare [default: the first in both]."
+)
+@click.option(
+    "--rank", type=click.IntRange(min=0), default=None, help="Rank to compare [default: the lowest]."
+)
+@click.option(
+    "--no-replay",
+    is_flag=True,
+    help="Do not replay ops in float64 on the target's inputs; rank by error amplification only.",
+)
+@click.option(
+    "--stats-only", is_flag=True, help="Compare statistics only, even where the dumps hold tensors (faster)."
+)
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="Culprits listed.")
-@click.option("--fail-on", type=click.Choice(["error", "never"]), default="never", show_default=True,
-              help="Exit with status 1 when an op introduced an error (error) or never.")
-@click.option("--format", "-f", "fmt", type=click.Choice(["table", "markdown", "json", "html", "csv"]),
-              default="table", show_default=True, help="Report format (csv: the per-pair table).")
-@click.option("--output", "-o", "output", type=click.Path(dir_okay=False), default=None,
-              help="Write the report to FILE instead of stdout.")
+@click.option(
+    "--fail-on",
+    type=click.Choice(["error", "never"]),
+    default="never",
+    show_default=True,
+    help="Exit with status 1 when an op introduced an error (error) or never.",
+)
+@click.option(
+    "--format",
+    "-f",
+    "fmt",
+    type=click.Choice(["table", "markdown", "json", "html", "csv"]),
+    default="table",
+    show_default=True,
+    help="Report format (csv: the per-pair table).",
+)
+@click.option(
+    "--output",
+    "-o",
+    "output",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the report to FILE instead of stdout.",
+)
 @handle_errors
-def compare_cmd(target: str, reference: str, step: Optional[int], rank: Optional[int], no_replay: bool,
-                stats_only: bool, top: int,
-                fail_on: str, fmt: str, output: Any) -> None:
+def compare_cmd(
+    target: str,
+    reference: str,
+    step: Optional[int],
+    rank: Optional[int],
+    no_replay: bool,
+    stats_only: bool,
+    top: int,
+    fail_on: str,
+    fmt: str,
+    output: Any,
+) -> None:
     """Compare TARGET (the run under suspicion, e.g. the NPU dump) with REFERENCE (the GPU/CPU or fp32 dump).
 
     Either is an ascend-doctor dump directory (ascend-doctor dump / capture()) or an msprobe dump
@@ -36,8 +73,16 @@ def compare_cmd(target: str, reference: str, step: Optional[int], rank: Optional
     from ..precision import compare
     from ..report import write_report, write_text
 
-    report = compare.compare_dumps(target, reference, rank=rank, step=step, replay=not no_replay, top=top,
-                                   progress=sys.stderr.isatty(), stats_only=stats_only)
+    report = compare.compare_dumps(
+        target,
+        reference,
+        rank=rank,
+        step=step,
+        replay=not no_replay,
+        top=top,
+        progress=sys.stderr.isatty(),
+        stats_only=stats_only,
+    )
     if fmt == "csv":
         write_text(compare.to_csv(report), output)
     else:

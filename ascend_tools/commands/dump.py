@@ -1,4 +1,5 @@
 """``ascend-doctor dump``: run a training command with precision capture on, without changing its code."""
+
 import sys
 from typing import Any, Tuple
 
@@ -7,24 +8,60 @@ import click
 from .common import handle_errors
 
 
-@click.command("dump", short_help="Run a training command with precision capture on (no code change).",
-               context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Directory to write the dump to (rank{r}/step{n}/..., see docs/dump-format.md).")
-@click.option("--level", type=click.Choice(["op", "module", "mix"]), default="op", show_default=True,
-              help="op: every aten op (forward and backward); module: nn.Module inputs/outputs and gradients; mix: both.")
-@click.option("--mode", type=click.Choice(["stats", "tensor", "hash"]), default="stats", show_default=True,
-              help="stats: max/min/mean/norm/NaN/Inf/saturated per tensor; tensor: also every tensor as .npy; "
-                   "hash: also a bitwise digest per tensor.")
-@click.option("--steps", default=None, help="Steps to record, e.g. 0,2-4 (steps count optimizer.step() calls) [default: all].")
-@click.option("--scope", multiple=True, help="Record only inside modules whose path starts with (or matches the regex) PREFIX. Repeatable.")
+@click.command(
+    "dump",
+    short_help="Run a training command with precision capture on (no code change).",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@click.option(
+    "--out",
+    "-o",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Directory to write the dump to (rank{r}/step{n}/..., see docs/dump-format.md).",
+)
+@click.option(
+    "--level",
+    type=click.Choice(["op", "module", "mix"]),
+    default="op",
+    show_default=True,
+    help="op: every aten op (forward and backward); module: nn.Module inputs/outputs and gradients; mix: both.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["stats", "tensor", "hash"]),
+    default="stats",
+    show_default=True,
+    help="stats: max/min/mean/norm/NaN/Inf/saturated per tensor; tensor: also every tensor as .npy; "
+    "hash: also a bitwise digest per tensor.",
+)
+@click.option(
+    "--steps",
+    default=None,
+    help="Steps to record, e.g. 0,2-4 (steps count optimizer.step() calls) [default: all].",
+)
+@click.option(
+    "--scope",
+    multiple=True,
+    help="Record only inside modules whose path starts with (or matches the regex) PREFIX. Repeatable.",
+)
 @click.option("--ops", "ops", multiple=True, help="Record only these ops (aten::mm, mm, matmul). Repeatable.")
 @click.option("--sample", default=1, type=int, show_default=True, help="Keep every N-th call of each op.")
 @click.option("--no-stack", is_flag=True, help="Do not keep the Python stack of each record (faster).")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @handle_errors
-def dump_cmd(out_dir: str, level: str, mode: str, steps: Any, scope: Tuple[str, ...], ops: Tuple[str, ...],
-             sample: int, no_stack: bool, command: Tuple[str, ...]) -> None:
+def dump_cmd(
+    out_dir: str,
+    level: str,
+    mode: str,
+    steps: Any,
+    scope: Tuple[str, ...],
+    ops: Tuple[str, ...],
+    sample: int,
+    no_stack: bool,
+    command: Tuple[str, ...],
+) -> None:
     """Run COMMAND (e.g. -- python train.py ARGS) with capture switched on in its Python processes.
 
     Works for python script.py, python -m module and torchrun (each rank writes rank{RANK}).
@@ -34,8 +71,15 @@ def dump_cmd(out_dir: str, level: str, mode: str, steps: Any, scope: Tuple[str, 
     from ..precision import options as precision_options
 
     step_list = precision_options.check_options(steps, sample, scope)
-    options = {"level": level, "mode": mode, "steps": step_list, "scope": list(scope), "ops": list(ops),
-               "sample": sample, "stack": not no_stack}
+    options = {
+        "level": level,
+        "mode": mode,
+        "steps": step_list,
+        "scope": list(scope),
+        "ops": list(ops),
+        "sample": sample,
+        "stack": not no_stack,
+    }
     rc = launch.run("dump", list(command), out_dir, options)
     ranks = precision_options.summary(out_dir)
     if not ranks:
@@ -43,6 +87,9 @@ def dump_cmd(out_dir: str, level: str, mode: str, steps: Any, scope: Tuple[str, 
     for r in ranks:
         steps_text = ", ".join(f"step{s}: {n}" for s, n in sorted(r["steps"].items())) or "no steps"
         total = sum(r["steps"].values())
-        click.echo(f"ascend-doctor dump: rank {r['rank']}: {total} records in {len(r['steps'])} steps "
-                   f"({steps_text}) -> {r['path']}", err=True)
+        click.echo(
+            f"ascend-doctor dump: rank {r['rank']}: {total} records in {len(r['steps'])} steps "
+            f"({steps_text}) -> {r['path']}",
+            err=True,
+        )
     sys.exit(rc)

@@ -1,4 +1,5 @@
 """``ascend-doctor env``: versions, CANN, driver and the HCCL / allocator variables that are set."""
+
 from typing import Any
 
 import click

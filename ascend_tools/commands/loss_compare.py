@@ -1,4 +1,5 @@
 """``ascend-doctor loss-compare``: two runs' loss curves aligned on their steps, and where they part."""
+
 import sys
 from typing import Any, Optional
 
@@ -10,25 +11,65 @@ from .common import handle_errors, output_options
 @click.command("loss-compare")
 @click.argument("run_a", type=str)
 @click.argument("run_b", type=str)
-@click.option("--metric", default=None, metavar="NAME",
-              help="Loss key to read, e.g. eval_loss or 'lm loss' [default: loss, train_loss, lm loss, ...].")
-@click.option("--rtol", type=click.FloatRange(min=0), default=0.02, show_default=True,
-              help="A step diverges when |A - B| > atol + rtol * |B| (B is the reference).")
-@click.option("--atol", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="Absolute part of the per-step tolerance.")
-@click.option("--mean-rtol", type=click.FloatRange(min=0), default=0.01, show_default=True,
-              help="The runs diverge when the mean relative error over the common steps exceeds this.")
+@click.option(
+    "--metric",
+    default=None,
+    metavar="NAME",
+    help="Loss key to read, e.g. eval_loss or 'lm loss' [default: loss, train_loss, lm loss, ...].",
+)
+@click.option(
+    "--rtol",
+    type=click.FloatRange(min=0),
+    default=0.02,
+    show_default=True,
+    help="A step diverges when |A - B| > atol + rtol * |B| (B is the reference).",
+)
+@click.option(
+    "--atol",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Absolute part of the per-step tolerance.",
+)
+@click.option(
+    "--mean-rtol",
+    type=click.FloatRange(min=0),
+    default=0.01,
+    show_default=True,
+    help="The runs diverge when the mean relative error over the common steps exceeds this.",
+)
 @click.option("--label-a", default=None, help="Name of RUN_A in the report [default: its file name].")
 @click.option("--label-b", default=None, help="Name of RUN_B in the report [default: its file name].")
-@click.option("--rows", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Steps shown in the step table: the first N, the last N and the N worst.")
-@click.option("--fail-on", type=click.Choice(["error", "never"]), default="error", show_default=True,
-              help="Exit with status 1 when the runs diverge (error) or never.")
+@click.option(
+    "--rows",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Steps shown in the step table: the first N, the last N and the N worst.",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(["error", "never"]),
+    default="error",
+    show_default=True,
+    help="Exit with status 1 when the runs diverge (error) or never.",
+)
 @output_options
 @handle_errors
-def loss_compare_cmd(run_a: str, run_b: str, metric: Optional[str], rtol: float, atol: float, mean_rtol: float,
-                     label_a: Optional[str], label_b: Optional[str], rows: int, fail_on: str,
-                     fmt: str, output: Any) -> None:
+def loss_compare_cmd(
+    run_a: str,
+    run_b: str,
+    metric: Optional[str],
+    rtol: float,
+    atol: float,
+    mean_rtol: float,
+    label_a: Optional[str],
+    label_b: Optional[str],
+    rows: int,
+    fail_on: str,
+    fmt: str,
+    output: Any,
+) -> None:
     """Compare the loss curves of RUN_A (e.g. the NPU run) and RUN_B (the reference, e.g. the GPU run).
 
     Each RUN is a Hugging Face trainer_state.json (or an output directory holding one or checkpoint-*/),
@@ -38,7 +79,16 @@ def loss_compare_cmd(run_a: str, run_b: str, metric: Optional[str], rtol: float,
     from ..precision import losscurve
     from ..report import write_report
 
-    report = losscurve.loss_compare(run_a, run_b, metric=metric, rtol=rtol, atol=atol, mean_rtol=mean_rtol,
-                                    label_a=label_a, label_b=label_b, rows=rows)
+    report = losscurve.loss_compare(
+        run_a,
+        run_b,
+        metric=metric,
+        rtol=rtol,
+        atol=atol,
+        mean_rtol=mean_rtol,
+        label_a=label_a,
+        label_b=label_b,
+        rows=rows,
+    )
     write_report(report, fmt, output)
     sys.exit(losscurve.exit_code(report, fail_on))

@@ -1,4 +1,5 @@
 """``ascend-doctor profile``: run a (distributed) training command with the profiler on, without changing its code."""
+
 import json
 import math
 import os
@@ -11,22 +12,49 @@ from ..errors import InputError
 from .common import handle_errors
 
 
-@click.command("profile", short_help="Run a (torchrun) training command with the profiler on in every rank.",
-               context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("--out", "-o", "out_dir", required=True, type=click.Path(),
-              help="Directory to write the profile to (rank{r}/..., see docs/profile-format.md).")
+@click.command(
+    "profile",
+    short_help="Run a (torchrun) training command with the profiler on in every rank.",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@click.option(
+    "--out",
+    "-o",
+    "out_dir",
+    required=True,
+    type=click.Path(),
+    help="Directory to write the profile to (rank{r}/..., see docs/profile-format.md).",
+)
 @click.option("--no-comm", is_flag=True, help="Do not time collectives.")
 @click.option("--no-memory", is_flag=True, help="Do not sample memory (and write no OOM forensics).")
-@click.option("--hang-timeout", type=float, default=300.0, show_default=True,
-              help="Seconds a collective may stay incomplete before every rank dumps its stacks; 0 = no watchdog.")
-@click.option("--memory-interval", type=float, default=0.5, show_default=True, help="Seconds between memory samples.")
+@click.option(
+    "--hang-timeout",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="Seconds a collective may stay incomplete before every rank dumps its stacks; 0 = no watchdog.",
+)
+@click.option(
+    "--memory-interval", type=float, default=0.5, show_default=True, help="Seconds between memory samples."
+)
 @click.option("--native", is_flag=True, help="py-spy stacks with native (C/C++) frames in hang dumps.")
-@click.option("--kill-on-hang", is_flag=True, help="After the hang dumps, terminate the hung rank (default: leave it).")
+@click.option(
+    "--kill-on-hang", is_flag=True, help="After the hang dumps, terminate the hung rank (default: leave it)."
+)
 @click.option("--no-stack", is_flag=True, help="Do not keep the caller stack of each collective.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @handle_errors
-def profile_cmd(out_dir: str, no_comm: bool, no_memory: bool, hang_timeout: float, memory_interval: float,
-                native: bool, kill_on_hang: bool, no_stack: bool, command: tuple) -> None:
+def profile_cmd(
+    out_dir: str,
+    no_comm: bool,
+    no_memory: bool,
+    hang_timeout: float,
+    memory_interval: float,
+    native: bool,
+    kill_on_hang: bool,
+    no_stack: bool,
+    command: tuple,
+) -> None:
     """Run COMMAND (e.g. -- torchrun --nproc-per-node 8 train.py ARGS) with the profiler on in every rank.
 
     Each rank writes DIR/rank{r}; read them all with `ascend-doctor analyze DIR`. The exit status is COMMAND's own."""
@@ -37,14 +65,25 @@ def profile_cmd(out_dir: str, no_comm: bool, no_memory: bool, hang_timeout: floa
     if not memory_interval > 0 or math.isinf(memory_interval):
         raise InputError(f"--memory-interval: must be a positive number of seconds, not {memory_interval}")
     if _rank_dirs(out_dir):
-        raise InputError(f"{out_dir} already holds a profile (rank*/): give another -o DIR or delete it first, "
-                         "so that two runs are never mixed")
-    options = {"comm": not no_comm, "memory": not no_memory, "hang_timeout": hang_timeout or None,
-               "memory_interval": memory_interval, "native": native, "kill_on_hang": kill_on_hang, "stack": not no_stack}
+        raise InputError(
+            f"{out_dir} already holds a profile (rank*/): give another -o DIR or delete it first, "
+            "so that two runs are never mixed"
+        )
+    options = {
+        "comm": not no_comm,
+        "memory": not no_memory,
+        "hang_timeout": hang_timeout or None,
+        "memory_interval": memory_interval,
+        "native": native,
+        "kill_on_hang": kill_on_hang,
+        "stack": not no_stack,
+    }
     rc = launch.run("profile", list(command), out_dir, options)
     ranks = _summary(out_dir)
     if not ranks:
-        click.echo(f"ascend-doctor profile: no rank wrote to {out_dir} (did the command run PyTorch?)", err=True)
+        click.echo(
+            f"ascend-doctor profile: no rank wrote to {out_dir} (did the command run PyTorch?)", err=True
+        )
     for line in ranks:
         click.echo(f"ascend-doctor profile: {line}", err=True)
     if ranks:
@@ -67,7 +106,9 @@ def _summary(out_dir: str) -> list:
     lines = []
     for rank, rdir in _rank_dirs(out_dir):
         meta = _read_meta(os.path.join(rdir, "meta.json"))
-        state = "cut short" if meta is None or "closed_at" not in meta else f"{meta.get('records', 0)} records"
+        state = (
+            "cut short" if meta is None or "closed_at" not in meta else f"{meta.get('records', 0)} records"
+        )
         extra = [x for x in ("hang", "oom.json") if os.path.exists(os.path.join(rdir, x))]
         lines.append(f"rank{rank}: {state}" + (f" ({', '.join(extra)} written)" if extra else ""))
     return lines

@@ -1,4 +1,5 @@
 """``ascend-doctor selfcheck``: every fused-op tier available here against the golden vectors."""
+
 import sys
 from typing import Any
 

@@ -1,5 +1,6 @@
 """``ascend-doctor shadow``: run a training command with every op compared against a CPU float64 run of
 the same op on its own inputs, without changing its code; report the ops that introduced error."""
+
 import os
 import sys
 import tempfile
@@ -11,27 +12,64 @@ from ..errors import InputError
 from .common import handle_errors, output_options
 
 
-@click.command("shadow", short_help="Run a training command with every op also run on CPU in float64.",
-               context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("--ops", "ops", multiple=True, help="Compare only these ops (aten::mm, mm, matmul). Repeatable.")
-@click.option("--scope", multiple=True,
-              help="Compare only ops inside modules whose path starts with (or matches the regex) PREFIX. Repeatable.")
+@click.command(
+    "shadow",
+    short_help="Run a training command with every op also run on CPU in float64.",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@click.option(
+    "--ops", "ops", multiple=True, help="Compare only these ops (aten::mm, mm, matmul). Repeatable."
+)
+@click.option(
+    "--scope",
+    multiple=True,
+    help="Compare only ops inside modules whose path starts with (or matches the regex) PREFIX. Repeatable.",
+)
 @click.option("--sample", default=1, type=int, show_default=True, help="Compare every N-th call of each op.")
-@click.option("--steps", default=None,
-              help="Steps to compare, e.g. 0 or 0,2-4 (steps count optimizer.step() calls) [default: all].")
-@click.option("--max-numel", type=click.IntRange(min=1), default=None,
-              help="Skip ops whose tensors hold more elements than this [default: 16777216].")
-@click.option("--records", "records_dir", type=click.Path(file_okay=False), default=None,
-              help="Keep the per-rank records (JSON lines) in DIR [default: a temporary directory].")
-@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="Culprits listed in the report.")
-@click.option("--fail-on", type=click.Choice(["error", "never"]), default="error", show_default=True,
-              help="Exit with status 1 when an op introduced an error (error) or never.")
+@click.option(
+    "--steps",
+    default=None,
+    help="Steps to compare, e.g. 0 or 0,2-4 (steps count optimizer.step() calls) [default: all].",
+)
+@click.option(
+    "--max-numel",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Skip ops whose tensors hold more elements than this [default: 16777216].",
+)
+@click.option(
+    "--records",
+    "records_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Keep the per-rank records (JSON lines) in DIR [default: a temporary directory].",
+)
+@click.option(
+    "--top", type=click.IntRange(min=1), default=10, show_default=True, help="Culprits listed in the report."
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(["error", "never"]),
+    default="error",
+    show_default=True,
+    help="Exit with status 1 when an op introduced an error (error) or never.",
+)
 @output_options
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @handle_errors
-def shadow_cmd(ops: Tuple[str, ...], scope: Tuple[str, ...], sample: int, steps: Optional[str], max_numel: Optional[int],
-               records_dir: Optional[str], top: int, fail_on: str, fmt: str, output: Any,
-               command: Tuple[str, ...]) -> None:
+def shadow_cmd(
+    ops: Tuple[str, ...],
+    scope: Tuple[str, ...],
+    sample: int,
+    steps: Optional[str],
+    max_numel: Optional[int],
+    records_dir: Optional[str],
+    top: int,
+    fail_on: str,
+    fmt: str,
+    output: Any,
+    command: Tuple[str, ...],
+) -> None:
     """Run COMMAND (e.g. -- python train.py ARGS) with each op shadowed on CPU in float64.
 
     Every aten op (forward and backward) is run again on CPU in float64 on copies of the inputs it got,

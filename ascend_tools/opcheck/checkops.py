@@ -2,6 +2,7 @@
 
 The trace runs in a child process (``runner.py``); everything here is pure data work on its events.
 """
+
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -59,12 +60,17 @@ def build_report(opts: Options, payload: Dict[str, Any], findings: Sequence[Any]
         model=payload["description"],
         torch_npu_version=version,
         trace=OrderedDict(
-            device=trace["device"], dtype=opts.dtype, autocast=opts.autocast, backward=opts.backward,
+            device=trace["device"],
+            dtype=opts.dtype,
+            autocast=opts.autocast,
+            backward=opts.backward,
             complete=not trace["error"],
             stopped=trace["error"] or None,
             batch=opts.batch if payload["kind"] == "hf" else None,
             seq_len=opts.seq_len if payload["kind"] == "hf" else None,
-        ) if trace else None,
+        )
+        if trace
+        else None,
         ops=ops,
         source_findings=source,
         patterns=pattern_rows,
@@ -74,17 +80,28 @@ def build_report(opts: Options, payload: Dict[str, Any], findings: Sequence[Any]
     report.summary = [
         ("target", opts.target),
         ("torch_npu", version),
-        ("traced", "{} ops, {} calls ({}{}{})".format(summary["ops"], summary["calls"], opts.dtype,
-                                                     " autocast" if opts.autocast else "",
-                                                   ", forward+backward" if opts.backward else ", forward only")
-         if trace else "not traced (--scan-only)"),
+        (
+            "traced",
+            "{} ops, {} calls ({}{}{})".format(
+                summary["ops"],
+                summary["calls"],
+                opts.dtype,
+                " autocast" if opts.autocast else "",
+                ", forward+backward" if opts.backward else ", forward only",
+            )
+            if trace
+            else "not traced (--scan-only)",
+        ),
         ("verdicts", ", ".join(f"{n} {s}" for s, n in status_counts.items() if n)),
         ("dtype risks", summary["dtype_risks"]),
         ("source findings", ", ".join(f"{n} {s}" for s, n in severity_counts.items() if n) or "none"),
         ("fusion candidates", summary["patterns"]),
     ]
     if trace and trace["error"]:
-        report.section("Trace incomplete", ["The trace stopped early; ops after this point are missing. " + trace["error"]])
+        report.section(
+            "Trace incomplete",
+            ["The trace stopped early; ops after this point are missing. " + trace["error"]],
+        )
     if trace:
         _ops_sections(report, ops, version)
     _source_section(report, source)
@@ -98,24 +115,62 @@ def _ops_sections(report: Report, ops: List[Dict[str, Any]], version: str) -> No
     if not bad:
         sec.text.append("Every traced op has an NPU kernel.")
     else:
-        sec.tables.append(Table(
-            "", ["op", "status", "calls", "dtypes", "modules", "first call", "why"],
-            [[r["op"], r["status"], r["count"], ", ".join(r["dtypes"]), _short(r["modules"]), r["site"] or "(backward)",
-              r["reason"]] for r in bad],
-            status_column="status",
-        ))
+        sec.tables.append(
+            Table(
+                "",
+                ["op", "status", "calls", "dtypes", "modules", "first call", "why"],
+                [
+                    [
+                        r["op"],
+                        r["status"],
+                        r["count"],
+                        ", ".join(r["dtypes"]),
+                        _short(r["modules"]),
+                        r["site"] or "(backward)",
+                        r["reason"],
+                    ]
+                    for r in bad
+                ],
+                status_column="status",
+            )
+        )
     risky = [r for r in ops if r["dtype_risks"]]
     if risky:
-        report.section("Dtype risks").tables.append(Table(
-            "", ["op", "dtypes", "calls", "modules", "first call", "risk"],
-            [[r["op"], ", ".join(r["dtypes"]), r["count"], _short(r["modules"]), r["risk_site"] or "(backward)",
-              "; ".join(r["dtype_risks"])] for r in risky],
-        ))
-    report.section("All traced ops").tables.append(Table(
-        "", ["op", "status", "calls", "dtypes", "phase", "modules"],
-        [[r["op"], r["status"], r["count"], ", ".join(r["dtypes"]), "+".join(r["phases"]), _short(r["modules"])] for r in ops],
-        status_column="status",
-    ))
+        report.section("Dtype risks").tables.append(
+            Table(
+                "",
+                ["op", "dtypes", "calls", "modules", "first call", "risk"],
+                [
+                    [
+                        r["op"],
+                        ", ".join(r["dtypes"]),
+                        r["count"],
+                        _short(r["modules"]),
+                        r["risk_site"] or "(backward)",
+                        "; ".join(r["dtype_risks"]),
+                    ]
+                    for r in risky
+                ],
+            )
+        )
+    report.section("All traced ops").tables.append(
+        Table(
+            "",
+            ["op", "status", "calls", "dtypes", "phase", "modules"],
+            [
+                [
+                    r["op"],
+                    r["status"],
+                    r["count"],
+                    ", ".join(r["dtypes"]),
+                    "+".join(r["phases"]),
+                    _short(r["modules"]),
+                ]
+                for r in ops
+            ],
+            status_column="status",
+        )
+    )
 
 
 def _source_section(report: Report, source: List[Dict[str, Any]]) -> None:
@@ -123,10 +178,15 @@ def _source_section(report: Report, source: List[Dict[str, Any]]) -> None:
     if not source:
         sec.text.append("No CUDA-only API found in the scanned source.")
     for f in source:
-        sec.findings.append(Finding(
-            severity=f["severity"], rule=f["rule"], message=f["message"],
-            location="{}:{}:{}".format(f["file"], f["line"], f["col"]), suggestion=f["suggestion"],
-        ))
+        sec.findings.append(
+            Finding(
+                severity=f["severity"],
+                rule=f["rule"],
+                message=f["message"],
+                location="{}:{}:{}".format(f["file"], f["line"], f["col"]),
+                suggestion=f["suggestion"],
+            )
+        )
 
 
 def _pattern_section(report: Report, rows: List[Dict[str, Any]]) -> None:
@@ -134,10 +194,16 @@ def _pattern_section(report: Report, rows: List[Dict[str, Any]]) -> None:
     if not rows:
         sec.text.append("No unfused attention, RoPE, RMSNorm or gated-MLP chain found.")
         return
-    sec.tables.append(Table(
-        "", ["pattern", "ops", "count", "modules", "fused NPU op", "suggestion"],
-        [[p["pattern"], p["chain"], p["count"], _short(p["modules"]), p["fused_op"], p["suggestion"]] for p in rows],
-    ))
+    sec.tables.append(
+        Table(
+            "",
+            ["pattern", "ops", "count", "modules", "fused NPU op", "suggestion"],
+            [
+                [p["pattern"], p["chain"], p["count"], _short(p["modules"]), p["fused_op"], p["suggestion"]]
+                for p in rows
+            ],
+        )
+    )
 
 
 def _short(items: List[str], limit: int = 3) -> str:
@@ -147,7 +213,12 @@ def _short(items: List[str], limit: int = 3) -> str:
 def _finding_dict(f: Any) -> Dict[str, Any]:
     return OrderedDict(
         file=os.path.relpath(f.file) if os.path.isabs(f.file) else f.file,
-        line=f.line, col=f.col, rule=f.rule, severity=f.severity, message=f.message, suggestion=f.suggestion,
+        line=f.line,
+        col=f.col,
+        rule=f.rule,
+        severity=f.severity,
+        message=f.message,
+        suggestion=f.suggestion,
     )
 
 
@@ -173,8 +244,13 @@ def check_ops(opts: Options) -> Report:
         raise InputError("--autocast: needs --dtype bf16 or fp16 (the dtype autocast computes in)")
     _check_target_exists(opts.target)
     spec = {
-        "target": opts.target, "entry": opts.entry, "batch": opts.batch, "seq_len": opts.seq_len,
-        "dtype": opts.dtype, "autocast": opts.autocast, "backward": opts.backward,
+        "target": opts.target,
+        "entry": opts.entry,
+        "batch": opts.batch,
+        "seq_len": opts.seq_len,
+        "dtype": opts.dtype,
+        "autocast": opts.autocast,
+        "backward": opts.backward,
         "torch_npu_version": opts.torch_npu_version,
     }
     payload = trace_in_child(spec, opts.timeout, debug=opts.debug)
@@ -191,7 +267,9 @@ def _check_target_exists(path: str) -> None:
     if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
         raise InputError(f"{path}: directory holds no config.json (expected a Hugging Face model directory)")
     if os.path.isfile(path) and not path.endswith((".py", ".json")):
-        raise InputError(f"{path}: expected a Python file (.py) or a Hugging Face config (.json or its directory)")
+        raise InputError(
+            f"{path}: expected a Python file (.py) or a Hugging Face config (.json or its directory)"
+        )
 
 
 def scan_only(opts: Options) -> Report:

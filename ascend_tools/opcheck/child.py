@@ -5,6 +5,7 @@ CLI's process, so a crash or hang in it is reported by the parent (``runner.py``
 Everything that needs torch happens here too; OUT holds the verdict rows and pattern rows (small),
 or ``{"error": "one line"}``.
 """
+
 import json
 import os
 import sys
@@ -42,8 +43,12 @@ def trace_target(spec: dict) -> dict:
     def expand(op: str) -> bool:
         # Not under --autocast: a composite kernel called directly on FakeTensors bypasses FakeTensorMode
         # (an infra mode) for the ops it calls, which then return meta tensors.
-        return (not spec.get("autocast") and op.startswith("aten::") and not support.has_npu_kernel(op, version)
-                and support.has_composite_explicit(op))
+        return (
+            not spec.get("autocast")
+            and op.startswith("aten::")
+            and not support.has_npu_kernel(op, version)
+            and support.has_composite_explicit(op)
+        )
 
     result = trace.run_traced(
         tgt.model,
@@ -58,8 +63,11 @@ def trace_target(spec: dict) -> dict:
         "description": tgt.description,
         "kind": tgt.kind,
         "source_file": tgt.source_file,
-        "trace": {"error": result.error, "events": len(result.events),
-                  "device": "fake cpu" if spec.get("autocast") else "meta"},
+        "trace": {
+            "error": result.error,
+            "events": len(result.events),
+            "device": "fake cpu" if spec.get("autocast") else "meta",
+        },
         "ops": verdicts.op_rows(stream, version, result.sites, expanded=not spec.get("autocast")),
         "patterns": patterns.summarize(patterns.find(top_level)),
     }

@@ -1,4 +1,5 @@
 """What the op trace records: plain dataclasses, free of torch so the CLI process can use them."""
+
 from dataclasses import dataclass, field
 from typing import Dict, List, Tuple
 
@@ -16,7 +17,9 @@ class OpEvent:
     via: str = ""  # the CompositeExplicitAutograd op this call was expanded from
     parent: int = -1  # index of the enclosing fused-call event, -1 if none
     is_parent: bool = False  # a fused Python-level call (its decomposition follows, tagged with parent)
-    partly_expanded: bool = False  # its composite kernel stopped on meta tensors: what it calls is not all seen
+    partly_expanded: bool = (
+        False  # its composite kernel stopped on meta tensors: what it calls is not all seen
+    )
 
 
 @dataclass

@@ -1,4 +1,5 @@
 """Fold per-layer module paths: model.layers.0.mlp … model.layers.31.mlp → model.layers.[0-31].mlp."""
+
 import re
 from collections import defaultdict
 from typing import Dict, Iterable, List, Tuple
@@ -31,7 +32,7 @@ def fold(paths: Iterable[str]) -> List[str]:
         if match is None:
             singles.add(path or "<root>")
             continue
-        groups[(path[: match.start()], path[match.end():])].append(int(match.group(1)))
+        groups[(path[: match.start()], path[match.end() :])].append(int(match.group(1)))
     folded = set(singles)
     for (head, tail), idx in groups.items():
         folded.add("{}{}{}".format(head, idx[0] if len(idx) == 1 else f"[{_ranges(idx)}]", tail))

@@ -7,6 +7,7 @@ miss. A rule is a chain like ``(pow){0,1}-(mean){0,1}-(add){0,1}-rsqrt-mul``: to
 run it, with op names normalised (``bmm``/``mm``/``matmul`` → ``matmul``, ``_safe_softmax`` → ``softmax``)
 and layout-only ops (views, transposes, casts) left out, since they do not break a fusion.
 """
+
 import importlib.util
 import json
 import os
@@ -35,28 +36,76 @@ ADVICE: Dict[str, Tuple[str, str]] = {
         "call F.scaled_dot_product_attention (torch_npu runs it fused) or torch_npu.npu_fusion_attention "
         "(pass scale=1/sqrt(head_dim): it defaults to 1.0; its mask is True where masked out)",
     ),
-    "torch_npu.npu_rotary_mul": ("RoPE", "torch_npu.npu_rotary_mul(x, cos, sin) replaces rotate_half and the muls/add"),
+    "torch_npu.npu_rotary_mul": (
+        "RoPE",
+        "torch_npu.npu_rotary_mul(x, cos, sin) replaces rotate_half and the muls/add",
+    ),
     "torch_npu.npu_rms_norm": ("RMSNorm", "torch_npu.npu_rms_norm(x, weight, epsilon=eps)[0]"),
     "torch_npu.npu_swiglu": (
         "SwiGLU",
         "merge gate_proj and up_proj into one linear and call torch_npu.npu_swiglu(x, dim=-1)",
     ),
     "torch_npu.npu_geglu": ("GeGLU", "merge the gate and up projections and call torch_npu.npu_geglu"),
-    "torch_npu.npu_scaled_masked_softmax": ("masked softmax", "torch_npu.npu_scaled_masked_softmax(x, mask, scale)"),
-    "torch_npu.npu_add_layer_norm": ("add + LayerNorm", "torch_npu.npu_add_layer_norm(x1, x2, gamma, beta, epsilon)"),
-    "torch_npu.npu_group_norm_silu": ("GroupNorm + SiLU", "torch_npu.npu_group_norm_silu(x, gamma, beta, group)"),
+    "torch_npu.npu_scaled_masked_softmax": (
+        "masked softmax",
+        "torch_npu.npu_scaled_masked_softmax(x, mask, scale)",
+    ),
+    "torch_npu.npu_add_layer_norm": (
+        "add + LayerNorm",
+        "torch_npu.npu_add_layer_norm(x1, x2, gamma, beta, epsilon)",
+    ),
+    "torch_npu.npu_group_norm_silu": (
+        "GroupNorm + SiLU",
+        "torch_npu.npu_group_norm_silu(x, gamma, beta, group)",
+    ),
 }
 # ops ascend_tools.patch replaces in Hugging Face models (mentioned once that subpackage exists)
 PATCHED = ("torch_npu.npu_fusion_attention", "torch_npu.npu_rotary_mul", "torch_npu.npu_rms_norm")
 
 ALIASES = {
-    "bmm": "matmul", "mm": "matmul", "addmm": "matmul", "baddbmm": "matmul",
-    "native_dropout": "dropout", "split": "chunk", "split_with_sizes": "chunk", "unsafe_split": "chunk",
-    "native_layer_norm": "layer_norm", "native_group_norm": "group_norm", "safe_softmax": "softmax",
+    "bmm": "matmul",
+    "mm": "matmul",
+    "addmm": "matmul",
+    "baddbmm": "matmul",
+    "native_dropout": "dropout",
+    "split": "chunk",
+    "split_with_sizes": "chunk",
+    "unsafe_split": "chunk",
+    "native_layer_norm": "layer_norm",
+    "native_group_norm": "group_norm",
+    "safe_softmax": "softmax",
     "gelu_tanh": "gelu",
 }
 LAYOUT_ONLY = frozenset(
-    ["view", "unsafe_view", "reshape", "expand", "transpose", "t", "permute", "contiguous", "clone", "unsqueeze", "squeeze", "detach", "alias", "to_copy", "to", "as_strided", "lift_fresh", "empty", "empty_like", "zeros", "zeros_like", "ones", "ones_like", "full", "arange", "scalar_tensor", "copy"]
+    [
+        "view",
+        "unsafe_view",
+        "reshape",
+        "expand",
+        "transpose",
+        "t",
+        "permute",
+        "contiguous",
+        "clone",
+        "unsqueeze",
+        "squeeze",
+        "detach",
+        "alias",
+        "to_copy",
+        "to",
+        "as_strided",
+        "lift_fresh",
+        "empty",
+        "empty_like",
+        "zeros",
+        "zeros_like",
+        "ones",
+        "ones_like",
+        "full",
+        "arange",
+        "scalar_tensor",
+        "copy",
+    ]
 )
 
 
@@ -117,18 +166,23 @@ def find(stream: Sequence[OpEvent]) -> List[PatternMatch]:
             for m in regex.finditer(text):
                 lo = _index(starts, m.start())
                 hi = _index(starts, m.end() - 1)
-                if m.end() == m.start() or any(taken[lo: hi + 1]):
+                if m.end() == m.start() or any(taken[lo : hi + 1]):
                     continue
                 for k in range(lo, hi + 1):
                     taken[k] = True
                 members = tuple(kept[k][0] for k in range(lo, hi + 1))
-                found.append((lo, PatternMatch(
-                    fused_op=fused_op,
-                    label=ADVICE.get(fused_op, (fused_op, ""))[0],
-                    chain="-".join(kept[k][1] for k in range(lo, hi + 1)),
-                    module=common_ancestor(stream[i].module for i in members),
-                    events=members,
-                )))
+                found.append(
+                    (
+                        lo,
+                        PatternMatch(
+                            fused_op=fused_op,
+                            label=ADVICE.get(fused_op, (fused_op, ""))[0],
+                            chain="-".join(kept[k][1] for k in range(lo, hi + 1)),
+                            module=common_ancestor(stream[i].module for i in members),
+                            events=members,
+                        ),
+                    )
+                )
     return [match for _, match in sorted(found, key=lambda item: item[0])]
 
 
@@ -155,8 +209,14 @@ def summarize(matches: Sequence[PatternMatch]) -> List[dict]:
             advice = ADVICE.get(m.fused_op, (m.fused_op, ""))[1]
             if patch_exists and m.fused_op in PATCHED:
                 advice += "; for Hugging Face models: import ascend_tools.patch"
-            rows[key] = {"pattern": m.label, "fused_op": m.fused_op, "chain": m.chain, "count": 0,
-                         "modules": [], "suggestion": advice}
+            rows[key] = {
+                "pattern": m.label,
+                "fused_op": m.fused_op,
+                "chain": m.chain,
+                "count": 0,
+                "modules": [],
+                "suggestion": advice,
+            }
             modules[key] = []
         rows[key]["count"] += 1
         modules[key].append(m.module)

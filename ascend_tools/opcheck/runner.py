@@ -1,4 +1,5 @@
 """Run the trace of a check-ops target in a child process, with a timeout."""
+
 import json
 import os
 import subprocess
@@ -22,18 +23,32 @@ def trace_in_child(spec: Dict[str, Any], timeout: float, debug: bool = False) ->
         env = dict(os.environ, PYTHONPATH=_package_root() + os.pathsep + os.environ.get("PYTHONPATH", ""))
         try:
             proc = subprocess.run(
-                cmd, env=env, timeout=timeout, stdin=subprocess.DEVNULL,
-                stdout=None if debug else subprocess.PIPE, stderr=None if debug else subprocess.PIPE,
+                cmd,
+                env=env,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+                stdout=None if debug else subprocess.PIPE,
+                stderr=None if debug else subprocess.PIPE,
             )
         except subprocess.TimeoutExpired:
             raise InputError(
-                "{}: timed out after {:g} s while building or tracing the model (raise --timeout)".format(spec["target"], timeout)
+                "{}: timed out after {:g} s while building or tracing the model (raise --timeout)".format(
+                    spec["target"], timeout
+                )
             ) from None
         payload = _read(out_path)
         if payload is None:
-            raise InputError("{}: the model process died (exit {}){}".format(spec["target"], proc.returncode, _last_line(proc.stderr)))
+            raise InputError(
+                "{}: the model process died (exit {}){}".format(
+                    spec["target"], proc.returncode, _last_line(proc.stderr)
+                )
+            )
     if "error" in payload:
-        raise InputError(payload["error"] if payload["error"].startswith(spec["target"]) else "{}: {}".format(spec["target"], payload["error"]))
+        raise InputError(
+            payload["error"]
+            if payload["error"].startswith(spec["target"])
+            else "{}: {}".format(spec["target"], payload["error"])
+        )
     return payload
 
 

@@ -18,6 +18,7 @@ Name spaces in the table:
 Severity: ``error`` breaks on NPU, ``warning`` runs but is slow/lossy or needs a manual change,
 ``info`` is handled automatically by ``torch_npu.contrib.transfer_to_npu``.
 """
+
 import ast
 import re
 from dataclasses import dataclass
@@ -27,14 +28,23 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 RULE_DOCS: Dict[str, Tuple[str, str]] = {
     "cuda-call": ("info", "torch.cuda.* API; torch.npu.* has the same name (warning when it has none)"),
     "cuda-method": ("info", ".cuda() on a tensor or module"),
-    "cuda-device-string": ("info", '"cuda" / "cuda:N" used as a device (torch.device, .to, device=, autocast)'),
-    "cuda-backend-flags": ("info", "torch.backends.cuda.* settings (TF32, linalg/fft knobs): no effect on NPU"),
+    "cuda-device-string": (
+        "info",
+        '"cuda" / "cuda:N" used as a device (torch.device, .to, device=, autocast)',
+    ),
+    "cuda-backend-flags": (
+        "info",
+        "torch.backends.cuda.* settings (TF32, linalg/fft knobs): no effect on NPU",
+    ),
     "nccl-backend": ("info", 'distributed backend "nccl" (transfer_to_npu rewrites it to "hccl")'),
     "nccl-env": ("warning", "NCCL_* / TORCH_NCCL_* environment variables set from Python"),
     "cuda-env": ("warning", "CUDA_* / PYTORCH_CUDA_* environment variables set from Python"),
     "cuda-amp": ("warning", "torch.cuda.amp.* (deprecated, CUDA-only path)"),
     "cudnn-flags": ("info", "torch.backends.cudnn.* settings: no effect on NPU"),
-    "sdp-kernel-switch": ("warning", "CUDA SDPA kernel selection (sdp_kernel, enable_flash_sdp, sdpa_kernel)"),
+    "sdp-kernel-switch": (
+        "warning",
+        "CUDA SDPA kernel selection (sdp_kernel, enable_flash_sdp, sdpa_kernel)",
+    ),
     "jit-script": ("warning", "TorchScript (torch.jit.script / trace)"),
     "float64": ("warning", "float64 compute (.double(), torch.float64, torch.double)"),
     "cuda-extension": ("error", "CUDA C++ extensions (CUDAExtension, load(with_cuda=True), .cu sources)"),
@@ -146,24 +156,36 @@ def _device_hits(values: Iterable[Optional[ast.AST]], where: str) -> List[Hit]:
     for value in values:
         for node in cuda_device_strings(value):
             text = node.value if isinstance(node, ast.Constant) else "cuda:{...}"
-            hits.append(Hit(
-                "cuda-device-string", "info",
-                f'device string "{text}" in {where}; {TRANSFER} rewrites "cuda" to "npu" when passed to '
-                "torch factories, .to(), autocast and device= arguments (not in comparisons or your own code)",
-                '"npu"' if text == "cuda" else f'"{text.replace("cuda", "npu")}"',
-                node))
+            hits.append(
+                Hit(
+                    "cuda-device-string",
+                    "info",
+                    f'device string "{text}" in {where}; {TRANSFER} rewrites "cuda" to "npu" when passed to '
+                    "torch factories, .to(), autocast and device= arguments (not in comparisons or your own code)",
+                    '"npu"' if text == "cuda" else f'"{text.replace("cuda", "npu")}"',
+                    node,
+                )
+            )
     return hits
 
 
-@register("<kwarg>.device", "<kwarg>.device_type", "<kwarg>.map_location", "<kwarg>.device_id",
-          "<device-var>")
+@register(
+    "<kwarg>.device", "<kwarg>.device_type", "<kwarg>.map_location", "<kwarg>.device_id", "<device-var>"
+)
 def _device_kwarg(site: Site) -> Iterable[Hit]:
     where = "a device variable" if site.kind == "device-var" else f"{site.name.split('.', 1)[1]}="
     return _device_hits([site.value], where)
 
 
-@register("torch.device", "torch.autocast", "torch.amp.autocast", "torch.amp.GradScaler",
-          "torch.set_default_device", "torch.get_autocast_dtype", "torch.is_autocast_enabled")
+@register(
+    "torch.device",
+    "torch.autocast",
+    "torch.amp.autocast",
+    "torch.amp.GradScaler",
+    "torch.set_default_device",
+    "torch.get_autocast_dtype",
+    "torch.is_autocast_enabled",
+)
 def _device_positional(site: Site) -> Iterable[Hit]:
     call = _call(site)
     if call is None or not call.args:
@@ -179,9 +201,14 @@ def _to_method(site: Site) -> Iterable[Hit]:
 
 @register("<method>.cuda")
 def _cuda_method(site: Site) -> Iterable[Hit]:
-    return [Hit("cuda-method", "info",
-                f".cuda() moves to a CUDA device; {TRANSFER} maps Tensor.cuda/Module.cuda to .npu()",
-                ".npu()  (or .to(device) with device = torch.device(\"npu\", local_rank))")]
+    return [
+        Hit(
+            "cuda-method",
+            "info",
+            f".cuda() moves to a CUDA device; {TRANSFER} maps Tensor.cuda/Module.cuda to .npu()",
+            '.npu()  (or .to(device) with device = torch.device("npu", local_rank))',
+        )
+    ]
 
 
 # ----------------------------------------------------------------------------- torch.cuda.*
@@ -211,25 +238,45 @@ _NPU_RENAMES = {"CUDAGraph": "NPUGraph", "CUDAPluggableAllocator": "NPUPluggable
 def _torch_cuda(site: Site) -> Iterable[Hit]:
     if site.kind == "import" or site.name == "torch.cuda":
         return []
-    rest = site.name[len("torch.cuda."):]
+    rest = site.name[len("torch.cuda.") :]
     head = rest.split(".")[0]
     call = _call_suffix(site)
     if head == "nvtx":
-        return [Hit("cuda-call", "warning",
-                    f"torch.cuda.{rest} (NVTX ranges) has no NPU equivalent",
-                    "torch_npu.npu.mstx range markers (mstx.range_start/range_end) with the torch_npu profiler")]
+        return [
+            Hit(
+                "cuda-call",
+                "warning",
+                f"torch.cuda.{rest} (NVTX ranges) has no NPU equivalent",
+                "torch_npu.npu.mstx range markers (mstx.range_start/range_end) with the torch_npu profiler",
+            )
+        ]
     if head in _NPU_RENAMES:
         new = rest.replace(head, _NPU_RENAMES[head], 1)
-        return [Hit("cuda-call", "warning",
-                    f"torch.cuda.{rest} is named differently in torch_npu (not covered by {TRANSFER})",
-                    f"torch.npu.{new}{call}")]
+        return [
+            Hit(
+                "cuda-call",
+                "warning",
+                f"torch.cuda.{rest} is named differently in torch_npu (not covered by {TRANSFER})",
+                f"torch.npu.{new}{call}",
+            )
+        ]
     if head in _NPU_MIRRORS:
-        return [Hit("cuda-call", "info",
-                    f"torch.cuda.{rest}{call} is CUDA-specific; {TRANSFER} redirects torch.cuda.* to torch.npu.*",
-                    f"torch.npu.{rest}{call}")]
-    return [Hit("cuda-call", "warning",
-                f"torch.cuda.{rest}{call} has no same-named torch.npu API in torch_npu's torch.npu namespace",
-                "check torch_npu docs for an equivalent or drop it on NPU")]
+        return [
+            Hit(
+                "cuda-call",
+                "info",
+                f"torch.cuda.{rest}{call} is CUDA-specific; {TRANSFER} redirects torch.cuda.* to torch.npu.*",
+                f"torch.npu.{rest}{call}",
+            )
+        ]
+    return [
+        Hit(
+            "cuda-call",
+            "warning",
+            f"torch.cuda.{rest}{call} has no same-named torch.npu API in torch_npu's torch.npu namespace",
+            "check torch_npu docs for an equivalent or drop it on NPU",
+        )
+    ]
 
 
 @register("torch.cuda.amp.*")
@@ -238,19 +285,41 @@ def _torch_cuda_amp(site: Site) -> Iterable[Hit]:
         return []
     leaf = site.name.rsplit(".", 1)[1]
     if leaf == "autocast":
-        return [Hit("cuda-amp", "warning",
-                    "torch.cuda.amp.autocast is deprecated and CUDA-only "
-                    f"({TRANSFER} redirects it to torch.npu.amp.autocast)",
-                    'torch.autocast("npu", dtype=torch.bfloat16)')]
+        return [
+            Hit(
+                "cuda-amp",
+                "warning",
+                "torch.cuda.amp.autocast is deprecated and CUDA-only "
+                f"({TRANSFER} redirects it to torch.npu.amp.autocast)",
+                'torch.autocast("npu", dtype=torch.bfloat16)',
+            )
+        ]
     if leaf == "GradScaler":
-        return [Hit("cuda-amp", "warning",
-                    "torch.cuda.amp.GradScaler is deprecated and CUDA-only; bfloat16 autocast needs no loss scaling",
-                    "bf16: drop the scaler; fp16: torch.npu.amp.GradScaler()")]
+        return [
+            Hit(
+                "cuda-amp",
+                "warning",
+                "torch.cuda.amp.GradScaler is deprecated and CUDA-only; bfloat16 autocast needs no loss scaling",
+                "bf16: drop the scaler; fp16: torch.npu.amp.GradScaler()",
+            )
+        ]
     if leaf in ("custom_fwd", "custom_bwd"):
-        return [Hit("cuda-amp", "warning", f"torch.cuda.amp.{leaf} is deprecated and CUDA-only",
-                    f'torch.amp.{leaf}(device_type="npu")')]
-    return [Hit("cuda-amp", "warning", f"{site.name} is a CUDA-only AMP API",
-                "torch.amp.* with device_type=\"npu\" (check torch_npu docs)")]
+        return [
+            Hit(
+                "cuda-amp",
+                "warning",
+                f"torch.cuda.amp.{leaf} is deprecated and CUDA-only",
+                f'torch.amp.{leaf}(device_type="npu")',
+            )
+        ]
+    return [
+        Hit(
+            "cuda-amp",
+            "warning",
+            f"{site.name} is a CUDA-only AMP API",
+            'torch.amp.* with device_type="npu" (check torch_npu docs)',
+        )
+    ]
 
 
 # ----------------------------------------------------------------------------- backends flags
@@ -261,11 +330,22 @@ def _backends_cuda(site: Site) -> Iterable[Hit]:
     if site.kind == "import" or site.name == "torch.backends.cuda":
         return []
     if site.name == "torch.backends.cuda.matmul.allow_tf32":
-        return [Hit("cuda-backend-flags", "info",
-                    "torch.backends.cuda.matmul.allow_tf32 only affects CUDA matmuls (no effect on NPU)",
-                    "nearest NPU knob: torch.npu.matmul.allow_hf32 = True (HF32, not TF32: check accuracy)")]
-    return [Hit("cuda-backend-flags", "info", f"{site.name} is a CUDA-only setting (no effect on NPU)",
-                "remove it or guard it with torch.cuda.is_available() on the GPU path")]
+        return [
+            Hit(
+                "cuda-backend-flags",
+                "info",
+                "torch.backends.cuda.matmul.allow_tf32 only affects CUDA matmuls (no effect on NPU)",
+                "nearest NPU knob: torch.npu.matmul.allow_hf32 = True (HF32, not TF32: check accuracy)",
+            )
+        ]
+    return [
+        Hit(
+            "cuda-backend-flags",
+            "info",
+            f"{site.name} is a CUDA-only setting (no effect on NPU)",
+            "remove it or guard it with torch.cuda.is_available() on the GPU path",
+        )
+    ]
 
 
 @register("torch.backends.cudnn.*")
@@ -274,24 +354,47 @@ def _backends_cudnn(site: Site) -> Iterable[Hit]:
         return []
     leaf = site.name.rsplit(".", 1)[1]
     if leaf == "deterministic":
-        return [Hit("cudnn-flags", "warning",
-                    "torch.backends.cudnn.deterministic does not make NPU kernels deterministic (no cuDNN on NPU)",
-                    "torch.use_deterministic_algorithms(True) (check torch_npu docs for op coverage); "
-                    "HCCL_DETERMINISTIC=true for reductions")]
+        return [
+            Hit(
+                "cudnn-flags",
+                "warning",
+                "torch.backends.cudnn.deterministic does not make NPU kernels deterministic (no cuDNN on NPU)",
+                "torch.use_deterministic_algorithms(True) (check torch_npu docs for op coverage); "
+                "HCCL_DETERMINISTIC=true for reductions",
+            )
+        ]
     if leaf == "allow_tf32":
-        return [Hit("cudnn-flags", "info", "torch.backends.cudnn.allow_tf32 only affects cuDNN convolutions",
-                    "nearest NPU knob: torch.npu.conv.allow_hf32 (HF32, not TF32)")]
-    return [Hit("cudnn-flags", "info", f"{site.name} only configures cuDNN (no effect on NPU)",
-                "remove it or keep it on the GPU path only")]
+        return [
+            Hit(
+                "cudnn-flags",
+                "info",
+                "torch.backends.cudnn.allow_tf32 only affects cuDNN convolutions",
+                "nearest NPU knob: torch.npu.conv.allow_hf32 (HF32, not TF32)",
+            )
+        ]
+    return [
+        Hit(
+            "cudnn-flags",
+            "info",
+            f"{site.name} only configures cuDNN (no effect on NPU)",
+            "remove it or keep it on the GPU path only",
+        )
+    ]
 
 
-_SDP_MSG = ("selects CUDA SDPA kernels (flash / mem-efficient / cuDNN); it does not select an NPU fused "
-            "kernel (check torch_npu docs for how its SDPA dispatches)")
+_SDP_MSG = (
+    "selects CUDA SDPA kernels (flash / mem-efficient / cuDNN); it does not select an NPU fused "
+    "kernel (check torch_npu docs for how its SDPA dispatches)"
+)
 _SDP_FIX = "call torch_npu.npu_fusion_attention for the fused NPU kernel (see docs/porting-guide.md)"
 
 
-@register("torch.backends.cuda.sdp_kernel", "torch.backends.cuda.enable_flash_sdp",
-          "torch.backends.cuda.enable_mem_efficient_sdp", "torch.backends.cuda.enable_cudnn_sdp")
+@register(
+    "torch.backends.cuda.sdp_kernel",
+    "torch.backends.cuda.enable_flash_sdp",
+    "torch.backends.cuda.enable_mem_efficient_sdp",
+    "torch.backends.cuda.enable_cudnn_sdp",
+)
 def _sdp_switch(site: Site) -> Iterable[Hit]:
     if site.kind not in ("call", "ref"):
         return []
@@ -306,7 +409,9 @@ def _sdpa_kernel(site: Site) -> Iterable[Hit]:
     text = " ".join(ast.unparse(a) for a in [*call.args, *(k.value for k in call.keywords)])
     if not any(b in text for b in ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION")):
         return []
-    return [Hit("sdp-kernel-switch", "warning", f"torch.nn.attention.sdpa_kernel({text}) {_SDP_MSG}", _SDP_FIX)]
+    return [
+        Hit("sdp-kernel-switch", "warning", f"torch.nn.attention.sdpa_kernel({text}) {_SDP_MSG}", _SDP_FIX)
+    ]
 
 
 # ----------------------------------------------------------------------------- jit, float64
@@ -316,31 +421,49 @@ def _sdpa_kernel(site: Site) -> Iterable[Hit]:
 def _jit_script(site: Site) -> Iterable[Hit]:
     if site.kind not in ("call", "ref"):
         return []
-    return [Hit("jit-script", "warning",
-                f"{site.name}: TorchScript is not an NPU graph path, and {TRANSFER} turns it into a no-op "
-                "(the function runs eagerly)",
-                "run eagerly, or torch.compile with the torch_npu backend (check torch_npu docs)")]
+    return [
+        Hit(
+            "jit-script",
+            "warning",
+            f"{site.name}: TorchScript is not an NPU graph path, and {TRANSFER} turns it into a no-op "
+            "(the function runs eagerly)",
+            "run eagerly, or torch.compile with the torch_npu backend (check torch_npu docs)",
+        )
+    ]
 
 
 @register("torch.jit.trace", "torch.jit.trace_module")
 def _jit_trace(site: Site) -> Iterable[Hit]:
     if site.kind not in ("call", "ref"):
         return []
-    return [Hit("jit-script", "warning",
-                f"{site.name}: TorchScript tracing is not an NPU graph path",
-                "run eagerly, or torch.compile with the torch_npu backend (check torch_npu docs)")]
+    return [
+        Hit(
+            "jit-script",
+            "warning",
+            f"{site.name}: TorchScript tracing is not an NPU graph path",
+            "run eagerly, or torch.compile with the torch_npu backend (check torch_npu docs)",
+        )
+    ]
 
 
-_F64_MSG = ("NPU has no fast float64 ({} maps torch.cuda.DoubleTensor to FloatTensor: "
-            "'the double type is not supported'); most NPU kernels lack float64")
+_F64_MSG = (
+    "NPU has no fast float64 ({} maps torch.cuda.DoubleTensor to FloatTensor: "
+    "'the double type is not supported'); most NPU kernels lack float64"
+)
 
 
 @register("torch.float64", "torch.double", "torch.DoubleTensor")
 def _float64_ref(site: Site) -> Iterable[Hit]:
     if site.in_compare or site.kind == "import":
         return []
-    return [Hit("float64", "warning", f"{site.name}: " + _F64_MSG.format(TRANSFER),
-                "compute in torch.float32 (accumulate in float32 if precision matters)")]
+    return [
+        Hit(
+            "float64",
+            "warning",
+            f"{site.name}: " + _F64_MSG.format(TRANSFER),
+            "compute in torch.float32 (accumulate in float32 if precision matters)",
+        )
+    ]
 
 
 @register("<method>.double")
@@ -355,8 +478,14 @@ def _double_method(site: Site) -> Iterable[Hit]:
 def _cuda_extension(site: Site) -> Iterable[Hit]:
     if site.kind not in ("call", "ref"):
         return []
-    return [Hit("cuda-extension", "error", "CUDAExtension builds CUDA C++ that cannot run on Ascend",
-                "port the kernel to AscendC (CANN custom op) or use an existing torch_npu op")]
+    return [
+        Hit(
+            "cuda-extension",
+            "error",
+            "CUDAExtension builds CUDA C++ that cannot run on Ascend",
+            "port the kernel to AscendC (CANN custom op) or use an existing torch_npu op",
+        )
+    ]
 
 
 @register("torch.utils.cpp_extension.load", "torch.utils.cpp_extension.load_inline")
@@ -371,13 +500,22 @@ def _cpp_load(site: Site) -> Iterable[Hit]:
         if kw.arg == "cuda_sources":
             reasons.append("cuda_sources=")
     for node in ast.walk(call):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.endswith((".cu", ".cuh")):
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and node.value.endswith((".cu", ".cuh"))
+        ):
             reasons.append(node.value)
     if not reasons:
         return []
-    return [Hit("cuda-extension", "error",
-                f"{site.name}() compiles CUDA code ({', '.join(reasons)}), which does not build for Ascend",
-                "port the kernel to AscendC (CANN custom op) or use an existing torch_npu op")]
+    return [
+        Hit(
+            "cuda-extension",
+            "error",
+            f"{site.name}() compiles CUDA code ({', '.join(reasons)}), which does not build for Ascend",
+            "port the kernel to AscendC (CANN custom op) or use an existing torch_npu op",
+        )
+    ]
 
 
 # ----------------------------------------------------------------------------- distributed
@@ -386,9 +524,15 @@ def _cpp_load(site: Site) -> Iterable[Hit]:
 def _nccl_hits(value: Optional[ast.AST]) -> List[Hit]:
     if isinstance(value, ast.Constant) and isinstance(value.value, str) and "nccl" in value.value:
         new = value.value.replace("nccl", "hccl").replace("cuda:", "npu:")
-        return [Hit("nccl-backend", "info",
-                    f'backend "{value.value}": NCCL does not exist on Ascend; {TRANSFER} rewrites it to "hccl"',
-                    f'"{new}"', value)]
+        return [
+            Hit(
+                "nccl-backend",
+                "info",
+                f'backend "{value.value}": NCCL does not exist on Ascend; {TRANSFER} rewrites it to "hccl"',
+                f'"{new}"',
+                value,
+            )
+        ]
     return []
 
 
@@ -408,8 +552,15 @@ def _nccl_ref(site: Site) -> Iterable[Hit]:
     if site.kind == "import":
         return []
     new = site.name.replace("NCCL", "HCCL").replace("nccl", "hccl")
-    return [Hit("nccl-backend", "info", f"{site.name}: use the HCCL backend on Ascend "
-                f"({TRANSFER} maps is_nccl_available to is_hccl_available)", new)]
+    return [
+        Hit(
+            "nccl-backend",
+            "info",
+            f"{site.name}: use the HCCL backend on Ascend "
+            f"({TRANSFER} maps is_nccl_available to is_hccl_available)",
+            new,
+        )
+    ]
 
 
 # ----------------------------------------------------------------------------- environment
@@ -418,20 +569,28 @@ def _nccl_ref(site: Site) -> Iterable[Hit]:
 ENV_EQUIVALENTS: Dict[str, Tuple[str, str]] = {
     "NCCL_SOCKET_IFNAME": ("HCCL_SOCKET_IFNAME", "same prefix / ^exclude / =exact syntax"),
     "NCCL_SOCKET_FAMILY": ("HCCL_SOCKET_FAMILY", "AF_INET or AF_INET6"),
-    "NCCL_TIMEOUT": ("HCCL_CONNECT_TIMEOUT / HCCL_EXEC_TIMEOUT",
-                     "link setup timeout in s [120, 7200] / collective execution timeout in s"),
+    "NCCL_TIMEOUT": (
+        "HCCL_CONNECT_TIMEOUT / HCCL_EXEC_TIMEOUT",
+        "link setup timeout in s [120, 7200] / collective execution timeout in s",
+    ),
     "NCCL_BUFFSIZE": ("HCCL_BUFFSIZE", "HCCL_BUFFSIZE is in MB (default 200), NCCL_BUFFSIZE in bytes"),
     "NCCL_ALGO": ("HCCL_ALGO", "different value syntax: check the HCCL environment variable reference"),
-    "NCCL_DEBUG": ("ASCEND_GLOBAL_LOG_LEVEL", "0 debug, 1 info, 2 warning, 3 error; "
-                   "ASCEND_SLOG_PRINT_TO_STDOUT=1 prints to stdout"),
+    "NCCL_DEBUG": (
+        "ASCEND_GLOBAL_LOG_LEVEL",
+        "0 debug, 1 info, 2 warning, 3 error; ASCEND_SLOG_PRINT_TO_STDOUT=1 prints to stdout",
+    ),
     "NCCL_IB_TIMEOUT": ("HCCL_RDMA_TIMEOUT", "different value range: check the HCCL reference"),
     "NCCL_IB_RETRY_CNT": ("HCCL_RDMA_RETRY_CNT", "check the HCCL reference for the range"),
     "NCCL_IB_TC": ("HCCL_RDMA_TC", "RDMA traffic class"),
     "NCCL_IB_SL": ("HCCL_RDMA_SL", "RDMA service level"),
-    "NCCL_ASYNC_ERROR_HANDLING": ("HCCL_ASYNC_ERROR_HANDLING",
-                                  "newer torch_npu also reads TORCH_HCCL_ASYNC_ERROR_HANDLING"),
-    "TORCH_NCCL_ASYNC_ERROR_HANDLING": ("HCCL_ASYNC_ERROR_HANDLING",
-                                        "newer torch_npu also reads TORCH_HCCL_ASYNC_ERROR_HANDLING"),
+    "NCCL_ASYNC_ERROR_HANDLING": (
+        "HCCL_ASYNC_ERROR_HANDLING",
+        "newer torch_npu also reads TORCH_HCCL_ASYNC_ERROR_HANDLING",
+    ),
+    "TORCH_NCCL_ASYNC_ERROR_HANDLING": (
+        "HCCL_ASYNC_ERROR_HANDLING",
+        "newer torch_npu also reads TORCH_HCCL_ASYNC_ERROR_HANDLING",
+    ),
     "NCCL_BLOCKING_WAIT": ("TORCH_HCCL_BLOCKING_WAIT", "torch_npu collective-communication variable"),
     "TORCH_NCCL_BLOCKING_WAIT": ("TORCH_HCCL_BLOCKING_WAIT", "torch_npu collective-communication variable"),
     "NCCL_DESYNC_DEBUG": ("HCCL_DESYNC_DEBUG", "newer torch_npu: TORCH_HCCL_DESYNC_DEBUG"),
@@ -453,9 +612,20 @@ def _env_hits(key: Optional[str], node: ast.AST) -> List[Hit]:
         return []
     if key in ENV_EQUIVALENTS:
         new, note = ENV_EQUIVALENTS[key]
-        return [Hit(rule, "warning", f"{key} is read by NCCL/CUDA only, not by HCCL/CANN", f"{new} ({note})", node)]
-    return [Hit(rule, "warning", f"{key} is read by NCCL/CUDA only and has no known HCCL/CANN equivalent",
-                "check the CANN HCCL / torch_npu environment variable reference", node)]
+        return [
+            Hit(
+                rule, "warning", f"{key} is read by NCCL/CUDA only, not by HCCL/CANN", f"{new} ({note})", node
+            )
+        ]
+    return [
+        Hit(
+            rule,
+            "warning",
+            f"{key} is read by NCCL/CUDA only and has no known HCCL/CANN equivalent",
+            "check the CANN HCCL / torch_npu environment variable reference",
+            node,
+        )
+    ]
 
 
 @register("os.environ")
@@ -519,85 +689,178 @@ def _lib_call(rule: str, message: str, suggestion: str) -> Handler:
 
 
 _NFA = "torch_npu.npu_fusion_attention"
-_NFA_TRAPS = ("pass scale=1/sqrt(head_dim) (its default is 1.0), keep_prob=1-dropout_p; "
-              "atten_mask is bool with True = masked out; causal = sparse_mode=3 (bottom-right, as flash-attn>=2.1) "
-              "with a 2048x2048 triu(diagonal=1) mask")
+_NFA_TRAPS = (
+    "pass scale=1/sqrt(head_dim) (its default is 1.0), keep_prob=1-dropout_p; "
+    "atten_mask is bool with True = masked out; causal = sparse_mode=3 (bottom-right, as flash-attn>=2.1) "
+    "with a 2048x2048 triu(diagonal=1) mask"
+)
 
-register("flash_attn.*")(_lib(
-    "lib-flash-attn", "flash-attn ships CUDA kernels only (no Ascend build)",
-    f"{_NFA}(q, k, v, head_num=H, input_layout=\"BSND\", scale=1/math.sqrt(D), keep_prob=1-p, "
-    "atten_mask=..., sparse_mode=...)[0]"))
-register("flash_attn.flash_attn_func", "flash_attn.flash_attn_interface.flash_attn_func",
-         "flash_attn.flash_attn_qkvpacked_func", "flash_attn.flash_attn_kvpacked_func",
-         "flash_attn.flash_attn_interface.flash_attn_qkvpacked_func",
-         "flash_attn.flash_attn_interface.flash_attn_kvpacked_func")(_lib_call(
-    "lib-flash-attn", f"no NPU kernel; port to {_NFA}(input_layout=\"BSND\"): " + _NFA_TRAPS,
-    f"{_NFA}(q, k, v, head_num=q.shape[2], input_layout=\"BSND\", scale=1/math.sqrt(q.shape[-1]), "
-    "keep_prob=1-dropout_p, atten_mask=torch.triu(torch.ones(2048, 2048, dtype=torch.bool), 1), "
-    "sparse_mode=3)[0]"))
-register("flash_attn.flash_attn_varlen_func", "flash_attn.flash_attn_interface.flash_attn_varlen_func",
-         "flash_attn.flash_attn_varlen_qkvpacked_func", "flash_attn.flash_attn_varlen_kvpacked_func")(_lib_call(
-    "lib-flash-attn", f"no NPU kernel; port to {_NFA}(input_layout=\"TND\") with actual_seq_qlen/actual_seq_kvlen = "
-    "cumulative lengths without the leading 0 (cu_seqlens[1:].tolist()); " + _NFA_TRAPS,
-    f"{_NFA}(q, k, v, head_num=H, input_layout=\"TND\", actual_seq_qlen=cu_q[1:].tolist(), "
-    "actual_seq_kvlen=cu_k[1:].tolist(), scale=1/math.sqrt(D), keep_prob=1-p, atten_mask=mask2048, "
-    "sparse_mode=3)[0]"))
+register("flash_attn.*")(
+    _lib(
+        "lib-flash-attn",
+        "flash-attn ships CUDA kernels only (no Ascend build)",
+        f'{_NFA}(q, k, v, head_num=H, input_layout="BSND", scale=1/math.sqrt(D), keep_prob=1-p, '
+        "atten_mask=..., sparse_mode=...)[0]",
+    )
+)
+register(
+    "flash_attn.flash_attn_func",
+    "flash_attn.flash_attn_interface.flash_attn_func",
+    "flash_attn.flash_attn_qkvpacked_func",
+    "flash_attn.flash_attn_kvpacked_func",
+    "flash_attn.flash_attn_interface.flash_attn_qkvpacked_func",
+    "flash_attn.flash_attn_interface.flash_attn_kvpacked_func",
+)(
+    _lib_call(
+        "lib-flash-attn",
+        f'no NPU kernel; port to {_NFA}(input_layout="BSND"): ' + _NFA_TRAPS,
+        f'{_NFA}(q, k, v, head_num=q.shape[2], input_layout="BSND", scale=1/math.sqrt(q.shape[-1]), '
+        "keep_prob=1-dropout_p, atten_mask=torch.triu(torch.ones(2048, 2048, dtype=torch.bool), 1), "
+        "sparse_mode=3)[0]",
+    )
+)
+register(
+    "flash_attn.flash_attn_varlen_func",
+    "flash_attn.flash_attn_interface.flash_attn_varlen_func",
+    "flash_attn.flash_attn_varlen_qkvpacked_func",
+    "flash_attn.flash_attn_varlen_kvpacked_func",
+)(
+    _lib_call(
+        "lib-flash-attn",
+        f'no NPU kernel; port to {_NFA}(input_layout="TND") with actual_seq_qlen/actual_seq_kvlen = '
+        "cumulative lengths without the leading 0 (cu_seqlens[1:].tolist()); " + _NFA_TRAPS,
+        f'{_NFA}(q, k, v, head_num=H, input_layout="TND", actual_seq_qlen=cu_q[1:].tolist(), '
+        "actual_seq_kvlen=cu_k[1:].tolist(), scale=1/math.sqrt(D), keep_prob=1-p, atten_mask=mask2048, "
+        "sparse_mode=3)[0]",
+    )
+)
 
-register("xformers.*")(_lib(
-    "lib-xformers", "xformers kernels are CUDA-only",
-    f"{_NFA}(..., input_layout=\"BSND\") or torch.nn.functional.scaled_dot_product_attention"))
-register("xformers.ops.memory_efficient_attention", "xformers.ops.fmha.memory_efficient_attention")(_lib_call(
-    "lib-xformers", f"no NPU kernel; inputs are (B, S, H, D) = {_NFA} layout \"BSND\"; "
-    "pass scale=1/sqrt(D) explicitly; LowerTriangularMask -> sparse_mode with a bool mask (True = masked out)",
-    f"{_NFA}(q, k, v, head_num=q.shape[2], input_layout=\"BSND\", scale=1/math.sqrt(q.shape[-1]))[0]"))
+register("xformers.*")(
+    _lib(
+        "lib-xformers",
+        "xformers kernels are CUDA-only",
+        f'{_NFA}(..., input_layout="BSND") or torch.nn.functional.scaled_dot_product_attention',
+    )
+)
+register("xformers.ops.memory_efficient_attention", "xformers.ops.fmha.memory_efficient_attention")(
+    _lib_call(
+        "lib-xformers",
+        f'no NPU kernel; inputs are (B, S, H, D) = {_NFA} layout "BSND"; '
+        "pass scale=1/sqrt(D) explicitly; LowerTriangularMask -> sparse_mode with a bool mask (True = masked out)",
+        f'{_NFA}(q, k, v, head_num=q.shape[2], input_layout="BSND", scale=1/math.sqrt(q.shape[-1]))[0]',
+    )
+)
 
-_APEX_FIX = ("amp -> torch.autocast(\"npu\", dtype=torch.bfloat16); FusedAdam -> torch_npu.optim.NpuFusedAdamW "
-             "or torch.optim.AdamW; FusedRMSNorm -> torch_npu.npu_rms_norm; FusedLayerNorm -> nn.LayerNorm")
-register("apex.*", "apex.normalization.*", "apex.contrib.*", "apex.transformer.*", "apex.fused_dense.*",
-         "apex.mlp.*")(_lib(
-    "lib-apex", "NVIDIA apex's fused kernels are CUDA-only (Ascend's apex patch covers amp and fused optimizers only)",
-    _APEX_FIX))
-register("apex.amp.*", "apex.optimizers.*")(_lib(
-    "lib-apex", "stock apex is CUDA-only; Ascend's apex patch provides amp O1/O2 and NPU fused optimizers",
-    _APEX_FIX, severity="warning"))
-register("apex.optimizers.FusedAdam")(_lib_call(
-    "lib-apex", "CUDA multi-tensor kernel", "torch_npu.optim.NpuFusedAdamW(params, lr=..., weight_decay=...)"
-    " or torch.optim.AdamW"))
-register("apex.normalization.FusedRMSNorm")(_lib_call(
-    "lib-apex", "CUDA kernel", "torch_npu.npu_rms_norm(x, weight, epsilon=eps)[0]"))
+_APEX_FIX = (
+    'amp -> torch.autocast("npu", dtype=torch.bfloat16); FusedAdam -> torch_npu.optim.NpuFusedAdamW '
+    "or torch.optim.AdamW; FusedRMSNorm -> torch_npu.npu_rms_norm; FusedLayerNorm -> nn.LayerNorm"
+)
+register(
+    "apex.*",
+    "apex.normalization.*",
+    "apex.contrib.*",
+    "apex.transformer.*",
+    "apex.fused_dense.*",
+    "apex.mlp.*",
+)(
+    _lib(
+        "lib-apex",
+        "NVIDIA apex's fused kernels are CUDA-only (Ascend's apex patch covers amp and fused optimizers only)",
+        _APEX_FIX,
+    )
+)
+register("apex.amp.*", "apex.optimizers.*")(
+    _lib(
+        "lib-apex",
+        "stock apex is CUDA-only; Ascend's apex patch provides amp O1/O2 and NPU fused optimizers",
+        _APEX_FIX,
+        severity="warning",
+    )
+)
+register("apex.optimizers.FusedAdam")(
+    _lib_call(
+        "lib-apex",
+        "CUDA multi-tensor kernel",
+        "torch_npu.optim.NpuFusedAdamW(params, lr=..., weight_decay=...) or torch.optim.AdamW",
+    )
+)
+register("apex.normalization.FusedRMSNorm")(
+    _lib_call("lib-apex", "CUDA kernel", "torch_npu.npu_rms_norm(x, weight, epsilon=eps)[0]")
+)
 register("apex.normalization.FusedLayerNorm")(_lib_call("lib-apex", "CUDA kernel", "torch.nn.LayerNorm"))
 
-register("bitsandbytes.*")(_lib(
-    "lib-bitsandbytes", "the bitsandbytes wheels ship CUDA kernels; 8-bit optimizers and LLM.int8 have no NPU "
-    "backend (an NPU NF4 backend is in development upstream)",
-    "torch.optim.AdamW or torch_npu.optim.NpuFusedAdamW; for quantization, torch_npu quant ops (check docs)"))
+register("bitsandbytes.*")(
+    _lib(
+        "lib-bitsandbytes",
+        "the bitsandbytes wheels ship CUDA kernels; 8-bit optimizers and LLM.int8 have no NPU "
+        "backend (an NPU NF4 backend is in development upstream)",
+        "torch.optim.AdamW or torch_npu.optim.NpuFusedAdamW; for quantization, torch_npu quant ops (check docs)",
+    )
+)
 
-register("triton.*")(_lib(
-    "lib-triton", "Triton kernels run on NPU only through triton-ascend and usually need retuning "
-    "(grid/block sizes for AI cores); transfer_to_npu makes torch's has_triton() return False",
-    "install triton-ascend and re-validate each @triton.jit kernel, or use the torch / torch_npu op",
-    severity="warning"))
-register("triton.jit", "triton.autotune")(lambda site: [] if site.kind not in ("ref", "call") else [Hit(
-    "lib-triton", "warning", f"{site.name} kernel: needs triton-ascend on NPU and retuned block sizes",
-    "validate with triton-ascend or replace with a torch / torch_npu op")])
+register("triton.*")(
+    _lib(
+        "lib-triton",
+        "Triton kernels run on NPU only through triton-ascend and usually need retuning "
+        "(grid/block sizes for AI cores); transfer_to_npu makes torch's has_triton() return False",
+        "install triton-ascend and re-validate each @triton.jit kernel, or use the torch / torch_npu op",
+        severity="warning",
+    )
+)
+register("triton.jit", "triton.autotune")(
+    lambda site: (
+        []
+        if site.kind not in ("ref", "call")
+        else [
+            Hit(
+                "lib-triton",
+                "warning",
+                f"{site.name} kernel: needs triton-ascend on NPU and retuned block sizes",
+                "validate with triton-ascend or replace with a torch / torch_npu op",
+            )
+        ]
+    )
+)
 
-register("deepspeed.ops.*")(_lib(
-    "lib-deepspeed-ops", "these DeepSpeed kernels have no NPU op builder",
-    "use DeepSpeed's NPU accelerator (FusedAdam/CPUAdam/Lamb/Lion have NPU builders) or torch ops"))
-register("deepspeed.ops.adam.*", "deepspeed.ops.lamb.*", "deepspeed.ops.lion.*", "deepspeed.ops.aio.*")(_lib(
-    "lib-deepspeed-ops", "built for CUDA by default; DeepSpeed has NPU op builders for it "
-    "(op_builder/npu) when run with the NPU accelerator",
-    "keep it with DeepSpeed's NPU accelerator (import torch_npu), or torch_npu.optim.NpuFusedAdamW",
-    severity="warning"))
+register("deepspeed.ops.*")(
+    _lib(
+        "lib-deepspeed-ops",
+        "these DeepSpeed kernels have no NPU op builder",
+        "use DeepSpeed's NPU accelerator (FusedAdam/CPUAdam/Lamb/Lion have NPU builders) or torch ops",
+    )
+)
+register("deepspeed.ops.adam.*", "deepspeed.ops.lamb.*", "deepspeed.ops.lion.*", "deepspeed.ops.aio.*")(
+    _lib(
+        "lib-deepspeed-ops",
+        "built for CUDA by default; DeepSpeed has NPU op builders for it "
+        "(op_builder/npu) when run with the NPU accelerator",
+        "keep it with DeepSpeed's NPU accelerator (import torch_npu), or torch_npu.optim.NpuFusedAdamW",
+        severity="warning",
+    )
+)
 
-register("mamba_ssm.*")(_lib(
-    "lib-mamba-ssm", "selective-scan CUDA/Triton kernels have no NPU port",
-    "uninstall/skip it: HF transformers' Mamba falls back to its pure-PyTorch path when mamba_ssm and "
-    "causal_conv1d are missing (slow, sequential scan)"))
-register("causal_conv1d.*")(_lib(
-    "lib-causal-conv1d", "CUDA kernels have no NPU port",
-    "depthwise nn.Conv1d(groups=channels, padding=k-1) and trim the right padding (HF's fallback path)"))
-register("cupy.*")(_lib("lib-cupy", "CuPy arrays live on CUDA devices", "torch tensors on \"npu\" (or numpy on CPU)"))
-register("pynvml.*")(_lib(
-    "lib-pynvml", "NVML queries need an NVIDIA driver",
-    "torch.npu.mem_get_info() / torch.npu.memory_allocated() in-process, npu-smi on the host"))
+register("mamba_ssm.*")(
+    _lib(
+        "lib-mamba-ssm",
+        "selective-scan CUDA/Triton kernels have no NPU port",
+        "uninstall/skip it: HF transformers' Mamba falls back to its pure-PyTorch path when mamba_ssm and "
+        "causal_conv1d are missing (slow, sequential scan)",
+    )
+)
+register("causal_conv1d.*")(
+    _lib(
+        "lib-causal-conv1d",
+        "CUDA kernels have no NPU port",
+        "depthwise nn.Conv1d(groups=channels, padding=k-1) and trim the right padding (HF's fallback path)",
+    )
+)
+register("cupy.*")(
+    _lib("lib-cupy", "CuPy arrays live on CUDA devices", 'torch tensors on "npu" (or numpy on CPU)')
+)
+register("pynvml.*")(
+    _lib(
+        "lib-pynvml",
+        "NVML queries need an NVIDIA driver",
+        "torch.npu.mem_get_info() / torch.npu.memory_allocated() in-process, npu-smi on the host",
+    )
+)

@@ -6,6 +6,7 @@ each name up in the rule table of :mod:`ascend_tools.opcheck.source_rules`; the 
 what to report. :func:`scan_target` also scans the local modules the target imports (resolved
 relative to the file's directory and its package root, never site-packages), each file once.
 """
+
 import ast
 import os
 import re
@@ -33,8 +34,13 @@ class SourceFinding:
 
 def as_report_finding(f: SourceFinding) -> Finding:
     """The report model's Finding for one source finding (location ``file:line:col``)."""
-    return Finding(severity=f.severity, rule=f.rule, message=f.message,
-                   location=f"{f.file}:{f.line}:{f.col}", suggestion=f.suggestion)
+    return Finding(
+        severity=f.severity,
+        rule=f.rule,
+        message=f.message,
+        location=f"{f.file}:{f.line}:{f.col}",
+        suggestion=f.suggestion,
+    )
 
 
 _IMPORT_ERRORS = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
@@ -106,11 +112,17 @@ class _Scanner(ast.NodeVisitor):
         line = getattr(node, "lineno", 1)
         col = self._col(line, getattr(node, "col_offset", 0))
         # point a method call at the method name: `x.cuda()` -> column of `cuda`
-        if at_method and isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
-                and node.func.end_lineno:
+        if (
+            at_method
+            and isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.end_lineno
+        ):
             line = node.func.end_lineno
             col = self._col(line, node.func.end_col_offset or 0) - len(node.func.attr)
-        self.findings.append(SourceFinding(self.path, line, col, hit.rule, hit.severity, hit.message, hit.suggestion))
+        self.findings.append(
+            SourceFinding(self.path, line, col, hit.rule, hit.severity, hit.message, hit.suggestion)
+        )
 
     # ------------------------------------------------------------------ imports
 
@@ -220,7 +232,7 @@ class _Scanner(ast.NodeVisitor):
     def _visit_function(self, node) -> None:
         args = node.args
         positional = [*args.posonlyargs, *args.args]
-        pairs = list(zip(positional[len(positional) - len(args.defaults):], args.defaults))
+        pairs = list(zip(positional[len(positional) - len(args.defaults) :], args.defaults))
         pairs += [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
         for arg, default in pairs:
             self.emit(Site(f"<kwarg>.{arg.arg}", "kwarg", default, value=default))
@@ -351,16 +363,28 @@ def scan_target(path, follow_imports: bool = True) -> List[SourceFinding]:
             if real in seen:
                 continue
             seen.add(real)
-            shown = os.path.normpath(os.path.join(os.path.dirname(target), os.path.relpath(
-                os.path.abspath(file), os.path.dirname(os.path.abspath(target)))))
+            shown = os.path.normpath(
+                os.path.join(
+                    os.path.dirname(target),
+                    os.path.relpath(os.path.abspath(file), os.path.dirname(os.path.abspath(target))),
+                )
+            )
             try:
                 sub = _scan(file)
             except InputError as exc:
                 match = re.search(r":(\d+): syntax error: (.*)$", str(exc))
                 line, msg = (int(match.group(1)), match.group(2)) if match else (1, str(exc))
-                findings.append(SourceFinding(shown, max(line, 1), 1, "syntax-error", "warning",
-                                              f"imported by {importer} but does not parse ({msg}); not scanned",
-                                              "fix the syntax error to have it scanned"))
+                findings.append(
+                    SourceFinding(
+                        shown,
+                        max(line, 1),
+                        1,
+                        "syntax-error",
+                        "warning",
+                        f"imported by {importer} but does not parse ({msg}); not scanned",
+                        "fix the syntax error to have it scanned",
+                    )
+                )
                 continue
             findings += [SourceFinding(shown, *_rest(f)) for f in sub.findings]
             queue.extend((shown, f) for f in _local_imports(file, sub.imports))

@@ -3,6 +3,7 @@
 Runs inside the child process (see ``child.py``): it imports and executes the user's code.
 Models are built on the meta device, so no weights are allocated.
 """
+
 import importlib.util
 import inspect
 import json
@@ -62,7 +63,9 @@ def _cast_floating(inputs: Any, dtype: torch.dtype) -> Any:
     from torch.utils._pytree import tree_map
 
     def cast(x: Any) -> Any:
-        return x.to(dtype) if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dtype != dtype else x
+        return (
+            x.to(dtype) if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dtype != dtype else x
+        )
 
     return tree_map(cast, inputs)
 
@@ -74,7 +77,9 @@ def load_hf(path: str, batch: int, seq_len: int) -> Target:
     try:
         import transformers
     except ImportError:
-        raise InputError(f"{path}: a Hugging Face config needs transformers: pip install 'ascend-doctor[hf]'") from None
+        raise InputError(
+            f"{path}: a Hugging Face config needs transformers: pip install 'ascend-doctor[hf]'"
+        ) from None
     config_file = os.path.join(path, "config.json") if os.path.isdir(path) else path
     try:
         with open(config_file, encoding="utf-8") as f:
@@ -82,11 +87,13 @@ def load_hf(path: str, batch: int, seq_len: int) -> Target:
     except (OSError, ValueError) as exc:
         raise InputError(f"{config_file}: not a readable JSON config: {exc}") from None
     if not isinstance(raw, dict) or "model_type" not in raw:
-        raise InputError(f"{config_file}: no \"model_type\" key: not a Hugging Face config.json")
+        raise InputError(f'{config_file}: no "model_type" key: not a Hugging Face config.json')
     try:
         config = transformers.AutoConfig.for_model(**raw)
     except (ValueError, KeyError) as exc:
-        raise InputError(f"{config_file}: transformers {transformers.__version__} cannot read it: {exc}") from None
+        raise InputError(
+            f"{config_file}: transformers {transformers.__version__} cannot read it: {exc}"
+        ) from None
     model = _hf_model(transformers, config, config_file)
     model.train()
     input_ids = torch.zeros((batch, seq_len), dtype=torch.long)
@@ -163,12 +170,16 @@ def _find_model(module: Any, entry: Optional[str], name: str) -> Tuple[str, Any]
         return entry + ("()" if callable(getattr(module, entry)) else ""), getattr(module, entry)
     if callable(getattr(module, "build_model", None)):
         return "build_model()", module.build_model
-    instances = [(k, v) for k, v in vars(module).items() if isinstance(v, torch.nn.Module) and not k.startswith("_")]
+    instances = [
+        (k, v) for k, v in vars(module).items() if isinstance(v, torch.nn.Module) and not k.startswith("_")
+    ]
     if len(instances) == 1:
         return instances[0]
     if len(instances) > 1:
         names = ", ".join(k for k, _ in instances)
-        raise InputError(f"{name}: several nn.Module instances at module level ({names}): choose one with --entry")
+        raise InputError(
+            f"{name}: several nn.Module instances at module level ({names}): choose one with --entry"
+        )
     raise InputError(
         f"{name}: no model found: looked for --entry NAME, a function build_model(), "
         "and an nn.Module instance at module level"
@@ -190,13 +201,17 @@ def _call_user(fn: Callable[[], Any], path: str) -> Any:
     except InputError:
         raise
     except Exception as exc:
-        raise UserCodeError(describe_user_exception(exc, os.path.dirname(os.path.abspath(path)), path)) from exc
+        raise UserCodeError(
+            describe_user_exception(exc, os.path.dirname(os.path.abspath(path)), path)
+        ) from exc
 
 
 def describe_user_exception(exc: BaseException, user_dir: str, target: Optional[str] = None) -> str:
     import traceback
 
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if os.path.abspath(f.filename).startswith(user_dir)]
+    frames = [
+        f for f in traceback.extract_tb(exc.__traceback__) if os.path.abspath(f.filename).startswith(user_dir)
+    ]
     where = f"{_shown_path(frames[-1].filename, target)}:{frames[-1].lineno}: " if frames else ""
     text = str(exc).strip().splitlines()
     return "{}{}: {}".format(where, type(exc).__name__, text[0] if text else "").rstrip(": ")

@@ -14,6 +14,7 @@ Two places where what the meta device runs differs from what an NPU runs are han
   mode re-dispatches them to their composite kernel with itself still active, so the ops they
   decompose into are recorded too (``via`` names the composite).
 """
+
 import contextlib
 from typing import Any, Callable, ContextManager, Dict, List, Optional, Sequence, Tuple
 
@@ -52,8 +53,10 @@ FUSED_PYTHON_CALLS: Dict[str, str] = {
     "ifftshift": "aten::fft_ifftshift",
 }
 
-def _grouped_mm_shape(a: torch.Tensor, b: torch.Tensor, offs: Any = None, bias: Any = None,
-                      out_dtype: Any = None) -> torch.Tensor:
+
+def _grouped_mm_shape(
+    a: torch.Tensor, b: torch.Tensor, offs: Any = None, bias: Any = None, out_dtype: Any = None
+) -> torch.Tensor:
     """``aten::_grouped_mm``: [M, K] x [G, K, N] -> [M, N]; [G, M, K] x [G, K, N] -> [G, M, N];
     [M, K] x [K, N] grouped along K -> [G, M, N]."""
     if a.dim() == 2 and b.dim() == 3:

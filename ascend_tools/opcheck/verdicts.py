@@ -3,6 +3,7 @@
 Runs in the child process next to the trace (it needs torch for the dispatcher's view of each op);
 the CLI process only receives the rows.
 """
+
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -75,8 +76,10 @@ def op_rows(
             if row["status"] == "composite" and is_view_op(op):
                 row["status"], row["reason"] = "npu", "view op: device-agnostic kernel (tensor metadata only)"
             elif row["status"] == "composite":
-                row["reason"] = ("no NPU kernel of its own; decomposes at run time (not expanded under --autocast: "
-                                 "run without it to see into what)")
+                row["reason"] = (
+                    "no NPU kernel of its own; decomposes at run time (not expanded under --autocast: "
+                    "run without it to see into what)"
+                )
     return sorted(rows.values(), key=lambda r: (STATUS_ORDER.index(r["status"]), -r["count"], r["op"]))
 
 
@@ -116,7 +119,9 @@ def _resolve_composites(rows: Dict[str, Dict[str, Any]]) -> None:
         row = rows[op]
         if row["status"] != "composite" or op in seen:
             return row["status"]
-        return min((worst(c, seen | {op}) for c in children.get(op, [])), key=STATUS_ORDER.index, default="npu")
+        return min(
+            (worst(c, seen | {op}) for c in children.get(op, [])), key=STATUS_ORDER.index, default="npu"
+        )
 
     for op, row in rows.items():
         if row["status"] != "composite":
@@ -125,11 +130,16 @@ def _resolve_composites(rows: Dict[str, Dict[str, Any]]) -> None:
         bad = [c for c in children.get(op, []) if rows[c]["status"] in ("cpu_fallback", "unsupported")]
         if row["partly_expanded"] and not bad:
             row["status"] = "composite"
-            row["reason"] = ("no NPU kernel of its own; its CompositeExplicitAutograd kernel could not be followed on "
-                             "meta tensors (data-dependent), so what it runs on the NPU is not known: check on hardware")
+            row["reason"] = (
+                "no NPU kernel of its own; its CompositeExplicitAutograd kernel could not be followed on "
+                "meta tensors (data-dependent), so what it runs on the NPU is not known: check on hardware"
+            )
         elif bad:
-            row["reason"] = "no NPU kernel of its own; its CompositeExplicitAutograd decomposition runs {} ({})".format(
-                ", ".join(bad), row["status"])
+            row["reason"] = (
+                "no NPU kernel of its own; its CompositeExplicitAutograd decomposition runs {} ({})".format(
+                    ", ".join(bad), row["status"]
+                )
+            )
         elif op in children:
             row["reason"] = "no NPU kernel of its own; decomposes into ops that all have NPU kernels"
         else:

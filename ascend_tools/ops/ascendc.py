@@ -20,6 +20,7 @@ Inputs the kernels do not cover (another device, dtype or layout, weight dtype !
 next to the package. :func:`available` and :func:`why_not` answer ``selfcheck``/``status``; the
 registry still self-checks the tier against the reference before first use.
 """
+
 import logging
 import os
 import threading
@@ -75,8 +76,10 @@ def find_library() -> Tuple[Optional[str], str]:
             return path, ""
     if os.environ.get(ENV_LIB, "").strip():
         return None, f"{ENV_LIB}={paths[0]}: no such file"
-    return None, (f"{LIB_NAME} not built (looked in {', '.join(paths)}); build it with kernels/build.sh "
-                  "where CANN is installed (Dockerfile.cann does)")
+    return None, (
+        f"{LIB_NAME} not built (looked in {', '.join(paths)}); build it with kernels/build.sh "
+        "where CANN is installed (Dockerfile.cann does)"
+    )
 
 
 def load_library(path: str) -> Optional[str]:
@@ -173,8 +176,14 @@ def get(op: str, fallback: Optional[Callable[..., Any]] = None) -> Optional[Call
 
 def _make_wrapper(op: str, fallback: Optional[Callable[..., Any]]) -> Callable[..., Any]:
     if op == "rms_norm":
-        def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6, offset: float = 0.0,
-                     casting: str = "llama") -> torch.Tensor:
+
+        def rms_norm(
+            x: torch.Tensor,
+            weight: torch.Tensor,
+            eps: float = 1e-6,
+            offset: float = 0.0,
+            casting: str = "llama",
+        ) -> torch.Tensor:
             why = rms_norm_unsupported(x, weight, casting)
             if why:
                 return _fallback(op, fallback, why, x, weight, eps=eps, offset=offset, casting=casting)
@@ -221,7 +230,9 @@ def rope_unsupported(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, unsq
     if x.device.type != _DEVICE_TYPE or cos.device != x.device or sin.device != x.device:
         return f"x, cos and sin must be on one {_DEVICE_TYPE} device"
     if x.dtype not in KERNEL_DTYPES or cos.dtype != x.dtype or sin.dtype != x.dtype:
-        return f"x, cos, sin must share one of float32/float16/bfloat16, got {x.dtype}, {cos.dtype}, {sin.dtype}"
+        return (
+            f"x, cos, sin must share one of float32/float16/bfloat16, got {x.dtype}, {cos.dtype}, {sin.dtype}"
+        )
     if x.dim() != 4 or cos.dim() != 3 or cos.shape != sin.shape:
         return f"x must be 4-D and cos/sin [B or 1, S, D], got {tuple(x.shape)}, {tuple(cos.shape)}, {tuple(sin.shape)}"
     batch, seq, dim = x.shape[0], x.shape[1 + (unsqueeze_dim == 1)], x.shape[3]
@@ -232,9 +243,15 @@ def rope_unsupported(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, unsq
     return ""
 
 
-def rms_norm_backward(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, rstd: torch.Tensor,
-                      offset: float, casting: int, need_weight_grad: bool = True
-                      ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+def rms_norm_backward(
+    dy: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    rstd: torch.Tensor,
+    offset: float,
+    casting: int,
+    need_weight_grad: bool = True,
+) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Gradients of the reference RMSNorm wrt ``x`` and ``weight`` from the saved fp32 ``rstd``.
 
     ``x_hat = float(x) * rstd``; llama (``casting=0``): ``y = (weight + offset) * T(x_hat)`` so
@@ -274,8 +291,14 @@ def _reduce_to_cos(t: torch.Tensor, cos_shape: torch.Size, layout: int) -> torch
 
 class _RmsNormFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, eps: float, offset: float,  # type: ignore[override]
-                casting: int) -> torch.Tensor:
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        eps: float,
+        offset: float,  # type: ignore[override]
+        casting: int,
+    ) -> torch.Tensor:
         y, rstd = _KERNELS["rms_norm"](x, weight, eps, offset, casting)
         ctx.save_for_backward(x, weight, rstd)
         ctx.offset, ctx.casting = offset, casting
@@ -284,15 +307,21 @@ class _RmsNormFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:  # type: ignore[override]
         x, weight, rstd = ctx.saved_tensors
-        dx, dw = rms_norm_backward(dy, x, weight, rstd, ctx.offset, ctx.casting,
-                                   need_weight_grad=ctx.needs_input_grad[1])
+        dx, dw = rms_norm_backward(
+            dy, x, weight, rstd, ctx.offset, ctx.casting, need_weight_grad=ctx.needs_input_grad[1]
+        )
         return (dx if ctx.needs_input_grad[0] else None), dw, None, None, None
 
 
 class _RopeFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,  # type: ignore[override]
-                layout: int) -> torch.Tensor:
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,  # type: ignore[override]
+        layout: int,
+    ) -> torch.Tensor:
         y = _KERNELS["rope"](x, cos, sin, layout, False)
         trig_grad = ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
         ctx.save_for_backward(cos, sin, x if trig_grad else None)
@@ -302,7 +331,9 @@ class _RopeFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:  # type: ignore[override]
         cos, sin, x = ctx.saved_tensors
-        dx = _KERNELS["rope"](dy.contiguous(), cos, sin, ctx.layout, True) if ctx.needs_input_grad[0] else None
+        dx = (
+            _KERNELS["rope"](dy.contiguous(), cos, sin, ctx.layout, True) if ctx.needs_input_grad[0] else None
+        )
         dcos = dsin = None
         if x is not None:
             if ctx.needs_input_grad[1]:

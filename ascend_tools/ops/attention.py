@@ -49,6 +49,7 @@ Tiers:
       shapes that differ. ``inner_precise`` stays 0: fully masked rows (left padding) are the op's
       business (the doc warns of "precision loss"; they are padding and carry no loss).
 """
+
 import functools
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -75,13 +76,18 @@ def _validate(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         if t.dim() != 4:
             raise ValueError(f"attention: {name} must be 4-D [B, H, S, D], got shape {tuple(t.shape)}")
     if k.shape[:3] != v.shape[:3] or q.shape[0] != k.shape[0] or q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"attention: shapes q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)} do not fit")
+        raise ValueError(
+            f"attention: shapes q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)} do not fit"
+        )
     if k.shape[1] == 0 or q.shape[1] % k.shape[1]:
-        raise ValueError(f"attention: query heads {q.shape[1]} not a multiple of key/value heads {k.shape[1]}")
+        raise ValueError(
+            f"attention: query heads {q.shape[1]} not a multiple of key/value heads {k.shape[1]}"
+        )
 
 
-def structural_keep(q_len: int, kv_len: int, is_causal: bool, sliding_window: Optional[int],
-                    device: torch.device) -> Optional[torch.Tensor]:
+def structural_keep(
+    q_len: int, kv_len: int, is_causal: bool, sliding_window: Optional[int], device: torch.device
+) -> Optional[torch.Tensor]:
     """Bool ``[q_len, kv_len]`` (True = attend) for causality and/or a sliding window, bottom-right
     aligned (query i at position kv_len - q_len + i); None when nothing is masked."""
     if not is_causal and sliding_window is None:
@@ -108,8 +114,13 @@ def _window_bites(q_len: int, kv_len: int, is_causal: bool, sliding_window: Opti
     return back >= sliding_window or ahead >= sliding_window
 
 
-def keep_mask(q: torch.Tensor, k: torch.Tensor, attention_mask: Optional[torch.Tensor], is_causal: bool,
-              sliding_window: Optional[int]) -> Optional[torch.Tensor]:
+def keep_mask(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    attention_mask: Optional[torch.Tensor],
+    is_causal: bool,
+    sliding_window: Optional[int],
+) -> Optional[torch.Tensor]:
     """The combined bool keep-mask (True = attend) broadcastable to [B, Hq, S, S_kv], or None. A float
     mask counts as kept where it is >= -1e3 (see the module doc)."""
     q_len, kv_len = q.shape[2], k.shape[2]
@@ -131,10 +142,17 @@ def _repeat_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------- reference
-def attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                        attention_mask: Optional[torch.Tensor] = None, dropout_p: float = 0.0,
-                        scale: Optional[float] = None, is_causal: bool = False,
-                        sliding_window: Optional[int] = None, softcap: Optional[float] = None) -> torch.Tensor:
+def attention_reference(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    attention_mask: Optional[torch.Tensor] = None,
+    dropout_p: float = 0.0,
+    scale: Optional[float] = None,
+    is_causal: bool = False,
+    sliding_window: Optional[int] = None,
+    softcap: Optional[float] = None,
+) -> torch.Tensor:
     """HF ``eager_attention_forward`` math, output ``[B, Hq, S, D]`` (not transposed)."""
     _validate(q, k, v)
     groups = q.shape[1] // k.shape[1]
@@ -181,13 +199,22 @@ def _torch_at_least(major: int, minor: int) -> bool:
 SDPA_HAS_GQA = _torch_at_least(2, 5)
 
 
-def attention_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                   attention_mask: Optional[torch.Tensor] = None, dropout_p: float = 0.0,
-                   scale: Optional[float] = None, is_causal: bool = False,
-                   sliding_window: Optional[int] = None, softcap: Optional[float] = None) -> torch.Tensor:
+def attention_sdpa(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    attention_mask: Optional[torch.Tensor] = None,
+    dropout_p: float = 0.0,
+    scale: Optional[float] = None,
+    is_causal: bool = False,
+    sliding_window: Optional[int] = None,
+    softcap: Optional[float] = None,
+) -> torch.Tensor:
     """torch SDPA with our (bottom-right) semantics; softcap runs the reference."""
     if softcap is not None:
-        return attention_reference(q, k, v, attention_mask, dropout_p, scale, is_causal, sliding_window, softcap)
+        return attention_reference(
+            q, k, v, attention_mask, dropout_p, scale, is_causal, sliding_window, softcap
+        )
     _validate(q, k, v)
     q_len, kv_len = q.shape[2], k.shape[2]
     groups = q.shape[1] // k.shape[1]
@@ -213,8 +240,9 @@ def attention_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             kwargs["enable_gqa"] = True
         else:
             k, v = _repeat_kv(k, groups), _repeat_kv(v, groups)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal,
-                                          scale=scale, **kwargs)
+    return F.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal, scale=scale, **kwargs
+    )
 
 
 SDPA_DEVICES = ("cuda", "cpu")  # fused SDPA kernels (flash / memory-efficient on CUDA, flash on CPU)
@@ -236,8 +264,15 @@ def compressed_causal_mask(device: torch.device) -> torch.Tensor:
     return torch.triu(ones, diagonal=1)
 
 
-def npu_arguments(q: torch.Tensor, k: torch.Tensor, attention_mask: Optional[torch.Tensor], dropout_p: float,
-                  scale: Optional[float], is_causal: bool, sliding_window: Optional[int]) -> Dict[str, Any]:
+def npu_arguments(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    attention_mask: Optional[torch.Tensor],
+    dropout_p: float,
+    scale: Optional[float],
+    is_causal: bool,
+    sliding_window: Optional[int],
+) -> Dict[str, Any]:
     """Keyword arguments of ``npu_fusion_attention`` besides query/key/value (see the module doc)."""
     b, hq, q_len, d = q.shape
     kv_len = k.shape[2]
@@ -245,13 +280,17 @@ def npu_arguments(q: torch.Tensor, k: torch.Tensor, attention_mask: Optional[tor
     kwargs: Dict[str, Any] = {
         "head_num": hq,
         "input_layout": NPU_LAYOUT,
-        "scale": float(d ** -0.5 if scale is None else scale),
+        "scale": float(d**-0.5 if scale is None else scale),
         "keep_prob": 1.0 - float(dropout_p),
     }
     if attention_mask is None:
         if window is not None:
-            kwargs.update(sparse_mode=SPARSE_BAND, atten_mask=compressed_causal_mask(q.device),
-                          pre_tockens=window - 1, next_tockens=0 if is_causal else window - 1)
+            kwargs.update(
+                sparse_mode=SPARSE_BAND,
+                atten_mask=compressed_causal_mask(q.device),
+                pre_tockens=window - 1,
+                next_tockens=0 if is_causal else window - 1,
+            )
         elif is_causal and q_len > 1:
             kwargs.update(sparse_mode=SPARSE_RIGHT_DOWN_CAUSAL, atten_mask=compressed_causal_mask(q.device))
         return kwargs
@@ -264,22 +303,38 @@ def npu_arguments(q: torch.Tensor, k: torch.Tensor, attention_mask: Optional[tor
     return kwargs
 
 
-def _npu_fits(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float,
-              softcap: Optional[float]) -> bool:
-    return (softcap is None and 0.0 <= dropout_p < 1.0 and q.dtype in NPU_DTYPES
-            and q.dtype == k.dtype == v.dtype and k.shape == v.shape
-            and q.shape[1] <= NPU_MAX_HEADS and q.shape[-1] <= NPU_MAX_HEAD_DIM)
+def _npu_fits(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float, softcap: Optional[float]
+) -> bool:
+    return (
+        softcap is None
+        and 0.0 <= dropout_p < 1.0
+        and q.dtype in NPU_DTYPES
+        and q.dtype == k.dtype == v.dtype
+        and k.shape == v.shape
+        and q.shape[1] <= NPU_MAX_HEADS
+        and q.shape[-1] <= NPU_MAX_HEAD_DIM
+    )
 
 
-def attention_npu(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                  attention_mask: Optional[torch.Tensor] = None, dropout_p: float = 0.0,
-                  scale: Optional[float] = None, is_causal: bool = False,
-                  sliding_window: Optional[int] = None, softcap: Optional[float] = None) -> torch.Tensor:
+def attention_npu(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    attention_mask: Optional[torch.Tensor] = None,
+    dropout_p: float = 0.0,
+    scale: Optional[float] = None,
+    is_causal: bool = False,
+    sliding_window: Optional[int] = None,
+    softcap: Optional[float] = None,
+) -> torch.Tensor:
     """``torch_npu.npu_fusion_attention`` in BSND; the reference for what the op does not take."""
     _validate(q, k, v)
     torch_npu = backend.torch_npu_status()[0]
     if torch_npu is None or not _npu_fits(q, k, v, dropout_p, softcap):
-        return attention_reference(q, k, v, attention_mask, dropout_p, scale, is_causal, sliding_window, softcap)
+        return attention_reference(
+            q, k, v, attention_mask, dropout_p, scale, is_causal, sliding_window, softcap
+        )
     kwargs = npu_arguments(q, k, attention_mask, dropout_p, scale, is_causal, sliding_window)
 
     def bsnd(x: torch.Tensor) -> torch.Tensor:
@@ -298,9 +353,17 @@ def _npu_available(device: torch.device) -> bool:
 
 
 # --------------------------------------------------------------------------------------- tier plumbing
-def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
-                 dropout_p: float = 0.0, scale: Optional[float] = None, is_causal: bool = False,
-                 sliding_window: Optional[int] = None, softcap: Optional[float] = None) -> Tuple[tuple, dict]:
+def check_inputs(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    attention_mask: Optional[torch.Tensor] = None,
+    dropout_p: float = 0.0,
+    scale: Optional[float] = None,
+    is_causal: bool = False,
+    sliding_window: Optional[int] = None,
+    softcap: Optional[float] = None,
+) -> Tuple[tuple, dict]:
     """A small slice for the self-check: batch 1, at most 2 key/value heads (and their query heads), the
     last 16 queries against all keys (bottom-right alignment keeps every query's position), no dropout."""
     groups = q.shape[1] // max(1, k.shape[1])
@@ -309,9 +372,15 @@ def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attention_ma
     sq = min(q.shape[2], 16)
     mask = attention_mask
     if mask is not None and mask.dim() == 4:
-        mask = mask[:1, :hq if mask.shape[1] > 1 else 1, -sq if mask.shape[2] > 1 else 0:, :]
-    kwargs = {"attention_mask": mask, "dropout_p": 0.0, "scale": scale, "is_causal": is_causal,
-              "sliding_window": sliding_window, "softcap": softcap}
+        mask = mask[:1, : hq if mask.shape[1] > 1 else 1, -sq if mask.shape[2] > 1 else 0 :, :]
+    kwargs = {
+        "attention_mask": mask,
+        "dropout_p": 0.0,
+        "scale": scale,
+        "is_causal": is_causal,
+        "sliding_window": sliding_window,
+        "softcap": softcap,
+    }
     return (q[:1, :hq, -sq:], k[:1, :hkv], v[:1, :hkv]), kwargs
 
 
@@ -328,25 +397,59 @@ def tolerance(dtype: torch.dtype) -> Tuple[float, float]:
 def _register() -> None:
     common = {"check_inputs": check_inputs, "tolerance": tolerance}
     registry.register(registry.Tier(OP, "reference", forward=attention_reference, **common))
-    registry.register(registry.Tier(OP, "npu", forward=attention_npu, available=_npu_available,
-                                    unavailable_reason=_npu_unavailable_reason, **common))
+    registry.register(
+        registry.Tier(
+            OP,
+            "npu",
+            forward=attention_npu,
+            available=_npu_available,
+            unavailable_reason=_npu_unavailable_reason,
+            **common,
+        )
+    )
     # torch SDPA: PyTorch's fused kernels on CUDA (flash there) and on the CPU
-    registry.register(registry.Tier(OP, "sdpa", forward=attention_sdpa, available=_sdpa_available,
-                                    unavailable_reason=_sdpa_unavailable_reason, **common))
+    registry.register(
+        registry.Tier(
+            OP,
+            "sdpa",
+            forward=attention_sdpa,
+            available=_sdpa_available,
+            unavailable_reason=_sdpa_unavailable_reason,
+            **common,
+        )
+    )
 
 
 _register()
 
 
 # ----------------------------------------------------------------------------------------------- API
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
-              dropout_p: float = 0.0, scale: Optional[float] = None, is_causal: bool = False,
-              sliding_window: Optional[int] = None, softcap: Optional[float] = None) -> torch.Tensor:
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    attention_mask: Optional[torch.Tensor] = None,
+    dropout_p: float = 0.0,
+    scale: Optional[float] = None,
+    is_causal: bool = False,
+    sliding_window: Optional[int] = None,
+    softcap: Optional[float] = None,
+) -> torch.Tensor:
     """Attention in HF's layout through the best tier: q [B, Hq, S, D], k/v [B, Hkv, S_kv, D] ->
     [B, Hq, S, D]. See the module doc for the semantics of each argument."""
     _validate(q, k, v)
-    return registry.call(OP, q, k, v, attention_mask=attention_mask, dropout_p=dropout_p, scale=scale,
-                         is_causal=is_causal, sliding_window=sliding_window, softcap=softcap)
+    return registry.call(
+        OP,
+        q,
+        k,
+        v,
+        attention_mask=attention_mask,
+        dropout_p=dropout_p,
+        scale=scale,
+        is_causal=is_causal,
+        sliding_window=sliding_window,
+        softcap=softcap,
+    )
 
 
 def golden_cases() -> List[Tuple[str, Dict[str, Any]]]:
@@ -355,9 +458,11 @@ def golden_cases() -> List[Tuple[str, Dict[str, Any]]]:
     gen = torch.Generator().manual_seed(4321)
 
     def qkv(b: int, hq: int, hkv: int, s: int, skv: int, d: int) -> Dict[str, torch.Tensor]:
-        return {"q": torch.randn(b, hq, s, d, generator=gen, dtype=torch.float64),
-                "k": torch.randn(b, hkv, skv, d, generator=gen, dtype=torch.float64),
-                "v": torch.randn(b, hkv, skv, d, generator=gen, dtype=torch.float64)}
+        return {
+            "q": torch.randn(b, hq, s, d, generator=gen, dtype=torch.float64),
+            "k": torch.randn(b, hkv, skv, d, generator=gen, dtype=torch.float64),
+            "v": torch.randn(b, hkv, skv, d, generator=gen, dtype=torch.float64),
+        }
 
     # bool masks only (a float mask would be a float input with a gradient only the reference has), and
     # no fully masked row (what a fused kernel returns there is its own business)

@@ -22,6 +22,7 @@ Golden vectors (``tests/data/golden/<op>_<case>.npz``, written by ``tools/gen_go
 inputs, outputs and input gradients of the reference computed in float64; :func:`check_golden` runs any
 tier on them in a given dtype (``ascend-doctor selfcheck``, the tier tests).
 """
+
 import logging
 import os
 import threading
@@ -146,7 +147,9 @@ def call(op: str, *args: Any, **kwargs: Any) -> Any:
     return select(op, args, kwargs).forward(*args, **kwargs)
 
 
-def self_check(tier: Tier, args: tuple, kwargs: dict, device: torch.device, dtype: torch.dtype) -> CheckResult:
+def self_check(
+    tier: Tier, args: tuple, kwargs: dict, device: torch.device, dtype: torch.dtype
+) -> CheckResult:
     """Compare ``tier`` with the reference once per (op, tier, device type, dtype); cached."""
     key = (tier.op, tier.name, device.type, str(dtype))
     found = _STATE.checks.get(key)
@@ -158,12 +161,20 @@ def self_check(tier: Tier, args: tuple, kwargs: dict, device: torch.device, dtyp
             found = _run_check(tier, args, kwargs, device, dtype)
             _STATE.checks[key] = found
             if not found.ok:
-                log.warning("ascend_tools: %s tier %r refused for %s %s: %s; using the next tier",
-                            tier.op, tier.name, device.type, dtype_name(dtype), found.reason)
+                log.warning(
+                    "ascend_tools: %s tier %r refused for %s %s: %s; using the next tier",
+                    tier.op,
+                    tier.name,
+                    device.type,
+                    dtype_name(dtype),
+                    found.reason,
+                )
     return found
 
 
-def _run_check(tier: Tier, args: tuple, kwargs: dict, device: torch.device, dtype: torch.dtype) -> CheckResult:
+def _run_check(
+    tier: Tier, args: tuple, kwargs: dict, device: torch.device, dtype: torch.dtype
+) -> CheckResult:
     result = CheckResult(tier.op, tier.name, device.type, dtype_name(dtype), ok=False)
     reference = _STATE.tiers.get(tier.op, {}).get("reference")
     if reference is None:
@@ -187,7 +198,9 @@ def _run_check(tier: Tier, args: tuple, kwargs: dict, device: torch.device, dtyp
 
 
 def _leaves(args: tuple, kwargs: dict) -> List[torch.Tensor]:
-    return [v for v in list(args) + list(kwargs.values()) if isinstance(v, torch.Tensor) and v.is_floating_point()]
+    return [
+        v for v in list(args) + list(kwargs.values()) if isinstance(v, torch.Tensor) and v.is_floating_point()
+    ]
 
 
 def _clone_inputs(args: tuple, kwargs: dict) -> Tuple[tuple, dict]:
@@ -199,8 +212,9 @@ def _clone_inputs(args: tuple, kwargs: dict) -> Tuple[tuple, dict]:
     return tuple(clone(a) for a in args), {k: clone(v) for k, v in kwargs.items()}
 
 
-def compare_tiers(candidate: Callable[..., Any], reference: Callable[..., Any], args: tuple, kwargs: dict
-                  ) -> Tuple[float, float]:
+def compare_tiers(
+    candidate: Callable[..., Any], reference: Callable[..., Any], args: tuple, kwargs: dict
+) -> Tuple[float, float]:
     """Max error of ``candidate`` against ``reference``, forward and on input gradients, the reference
     computed in float64 (:func:`max_rel_error`: relative to the output's scale)."""
     c_args, c_kwargs = _clone_inputs(args, kwargs)
@@ -263,8 +277,9 @@ def status() -> List[CheckResult]:
 # gradient. Stored as .npz without pickle: ``input.<name>``, ``param.<name>``, ``output.<i>``,
 # ``grad_output.<i>``, ``grad.<name>``.
 
-GOLDEN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                          "tests", "data", "golden")
+GOLDEN_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "tests", "data", "golden"
+)
 
 
 @dataclass
@@ -299,21 +314,29 @@ def make_golden(op: str, name: str, kwargs: Dict[str, Any], seed: int = 0) -> Go
         raise LookupError(f"no reference tier registered for op {op!r}")
     tensors = {k: v.detach().clone() for k, v in kwargs.items() if isinstance(v, torch.Tensor)}
     params = {k: v for k, v in kwargs.items() if not isinstance(v, torch.Tensor) and v is not None}
-    case = GoldenCase(op, name, {k: on_low_precision_grid(v.double()) if v.is_floating_point() else v
-                                 for k, v in tensors.items()}, params)
+    case = GoldenCase(
+        op,
+        name,
+        {k: on_low_precision_grid(v.double()) if v.is_floating_point() else v for k, v in tensors.items()},
+        params,
+    )
     with torch.inference_mode(False), torch.enable_grad():
-        leaves = {k: v.clone().requires_grad_(True) if v.is_floating_point() else v
-                  for k, v in case.tensors.items()}
+        leaves = {
+            k: v.clone().requires_grad_(True) if v.is_floating_point() else v for k, v in case.tensors.items()
+        }
         outs = [o for o in _outputs(reference.forward(**leaves, **params))]
         gen = torch.Generator().manual_seed(seed)
-        grads_out = [on_low_precision_grid(torch.randn(o.shape, dtype=torch.float64, generator=gen)) for o in outs]
+        grads_out = [
+            on_low_precision_grid(torch.randn(o.shape, dtype=torch.float64, generator=gen)) for o in outs
+        ]
         pairs = [(o, g) for o, g in zip(outs, grads_out) if o.requires_grad]
         if pairs:
             torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
     case.outputs = [o.detach() for o in outs]
     case.grad_outputs = grads_out
-    case.grads = {k: v.grad.detach() for k, v in leaves.items()
-                  if isinstance(v, torch.Tensor) and v.grad is not None}
+    case.grads = {
+        k: v.grad.detach() for k, v in leaves.items() if isinstance(v, torch.Tensor) and v.grad is not None
+    }
     return case
 
 
@@ -323,8 +346,10 @@ def golden_to_arrays(case: GoldenCase) -> Dict[str, np.ndarray]:
         arrays["input." + k] = v.cpu().numpy()
     for k, v in case.params.items():
         if not isinstance(v, (bool, int, float, str)):
-            raise TypeError(f"golden case {case.op}/{case.name}: parameter {k!r} has type "
-                            f"{type(v).__name__}; only bool, int, float and str can be stored")
+            raise TypeError(
+                f"golden case {case.op}/{case.name}: parameter {k!r} has type "
+                f"{type(v).__name__}; only bool, int, float and str can be stored"
+            )
         arrays["param." + k] = np.array(v)
     for i, (o, g) in enumerate(zip(case.outputs, case.grad_outputs)):
         arrays[f"output.{i}"] = o.cpu().numpy()
@@ -363,7 +388,7 @@ def golden_path(op: str, name: str, directory: Optional[str] = None) -> str:
 def load_golden(path: str, op: str) -> GoldenCase:
     """Read one golden file (no pickle). ``op`` is the op name; the case name is the rest of the file name."""
     base = os.path.basename(path)
-    name = base[len(op) + 1:-len(".npz")] if base.startswith(op + "_") else base[:-len(".npz")]
+    name = base[len(op) + 1 : -len(".npz")] if base.startswith(op + "_") else base[: -len(".npz")]
     with np.load(path, allow_pickle=False) as arrays:
         return golden_from_arrays(op, name, arrays)
 
@@ -373,8 +398,11 @@ def golden_files(op: str, directory: Optional[str] = None) -> List[str]:
     directory = directory or GOLDEN_DIR
     if not os.path.isdir(directory):
         return []
-    return sorted(os.path.join(directory, f) for f in os.listdir(directory)
-                  if f.startswith(op + "_") and f.endswith(".npz"))
+    return sorted(
+        os.path.join(directory, f)
+        for f in os.listdir(directory)
+        if f.startswith(op + "_") and f.endswith(".npz")
+    )
 
 
 def check_golden(tier: Tier, case: GoldenCase, dtype: torch.dtype, device: Any = "cpu") -> CheckResult:
@@ -385,15 +413,23 @@ def check_golden(tier: Tier, case: GoldenCase, dtype: torch.dtype, device: Any =
     result = CheckResult(case.op, tier.name, device.type, dtype_name(dtype), ok=False)
     try:
         with torch.inference_mode(False), torch.enable_grad():
-            leaves = {k: (v.to(device=device, dtype=dtype).requires_grad_(True) if v.is_floating_point()
-                          else v.to(device)) for k, v in case.tensors.items()}
+            leaves = {
+                k: (
+                    v.to(device=device, dtype=dtype).requires_grad_(True)
+                    if v.is_floating_point()
+                    else v.to(device)
+                )
+                for k, v in case.tensors.items()
+            }
             outs = _outputs(tier.forward(**leaves, **case.params))
             if len(outs) != len(case.outputs):
                 raise ValueError(f"{len(outs)} outputs, golden has {len(case.outputs)}")
             fwd = max((_rel_max(o, g) for o, g in zip(outs, case.outputs)), default=0.0)
             pairs = [(o, g) for o, g in zip(outs, case.grad_outputs) if o.requires_grad]
             if pairs:
-                torch.autograd.backward([o for o, _ in pairs], [g.to(device=device, dtype=o.dtype) for o, g in pairs])
+                torch.autograd.backward(
+                    [o for o, _ in pairs], [g.to(device=device, dtype=o.dtype) for o, g in pairs]
+                )
             bwd = 0.0
             for k, want in case.grads.items():
                 got = leaves[k].grad

@@ -51,6 +51,7 @@ rounding of ``grad * weight``, so up to ~3u, plus one ulp where a cast truncates
 bf16 2.4e-2 (u = 3.9e-3, same count: 3-4u, and the Triton interpreter truncates casts, one more ulp).
 A tier that forgets ``eps`` or scales by 1.01 exceeds all three.
 """
+
 import math
 import types
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -81,8 +82,10 @@ def _validate(x: torch.Tensor, weight: torch.Tensor, casting: str) -> None:
     if casting not in CASTINGS:
         raise ValueError(f"rms_norm: casting must be one of {', '.join(CASTINGS)}, got {casting!r}")
     if weight.dim() != 1 or x.dim() == 0 or weight.shape[0] != x.shape[-1]:
-        raise ValueError(f"rms_norm: weight of shape {tuple(weight.shape)} does not match the last "
-                         f"dimension of x {tuple(x.shape)}")
+        raise ValueError(
+            f"rms_norm: weight of shape {tuple(weight.shape)} does not match the last "
+            f"dimension of x {tuple(x.shape)}"
+        )
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -99,10 +102,12 @@ def _reduce_to_weight(dw: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 # --- reference ------------------------------------------------------------------------------------------
 
+
 class _RMSNormReference(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, eps: float, offset: float, casting: str
-                ) -> torch.Tensor:
+    def forward(
+        ctx: Any, x: torch.Tensor, weight: torch.Tensor, eps: float, offset: float, casting: str
+    ) -> torch.Tensor:
         # the same ops in the same order as LlamaRMSNorm / GemmaRMSNorm.forward
         xf = x.to(_compute_dtype(x))
         rstd = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
@@ -135,13 +140,15 @@ class _RMSNormReference(torch.autograd.Function):
         return dx, None if dw is None else _reduce_to_weight(dw, weight), None, None, None
 
 
-def rms_norm_reference(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6, offset: float = 0.0,
-                       casting: str = "llama") -> torch.Tensor:
+def rms_norm_reference(
+    x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6, offset: float = 0.0, casting: str = "llama"
+) -> torch.Tensor:
     _validate(x, weight, casting)
     return _RMSNormReference.apply(x, weight, float(eps), float(offset), casting)
 
 
 # --- npu: torch_npu.npu_rms_norm -----------------------------------------------------------------------
+
 
 def _torch_npu() -> Any:
     mod, err = backend.torch_npu_status()
@@ -158,8 +165,9 @@ def _npu_call(torch_npu: Any, x: torch.Tensor, gamma: torch.Tensor, eps: float) 
     return y.reshape(x.shape)
 
 
-def rms_norm_npu(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6, offset: float = 0.0,
-                 casting: str = "llama") -> torch.Tensor:
+def rms_norm_npu(
+    x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6, offset: float = 0.0, casting: str = "llama"
+) -> torch.Tensor:
     _validate(x, weight, casting)
     torch_npu = _torch_npu()
     eps = float(eps)
@@ -209,8 +217,23 @@ def _rms_norm_fwd(X, W, Y, RSTD, stride_x, stride_y, n_cols, eps, offset, GEMMA:
     tl.store(Y + row * stride_y + cols, (normed * w).to(Y.dtype.element_ty), mask=mask)
 
 
-def _rms_norm_bwd(DY, X, W, RSTD, DX, DW, stride_dy, stride_x, stride_dx, n_rows, n_cols, offset,
-                  rows_per_program, GEMMA: constexpr, BLOCK: constexpr):
+def _rms_norm_bwd(
+    DY,
+    X,
+    W,
+    RSTD,
+    DX,
+    DW,
+    stride_dy,
+    stride_x,
+    stride_dx,
+    n_rows,
+    n_cols,
+    offset,
+    rows_per_program,
+    GEMMA: constexpr,
+    BLOCK: constexpr,
+):
     pid = tl.program_id(0)
     cols = tl.arange(0, BLOCK)
     mask = cols < n_cols
@@ -289,8 +312,9 @@ def _rows(t: torch.Tensor) -> torch.Tensor:
 
 class _RMSNormTriton(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, eps: float, offset: float, casting: str
-                ) -> torch.Tensor:
+    def forward(
+        ctx: Any, x: torch.Tensor, weight: torch.Tensor, eps: float, offset: float, casting: str
+    ) -> torch.Tensor:
         fwd, _ = _kernels()
         x2, w = _rows(x), weight.contiguous()
         n_rows, n_cols = x2.shape
@@ -299,8 +323,20 @@ class _RMSNormTriton(torch.autograd.Function):
         rstd = torch.empty(n_rows, dtype=torch.float32, device=x.device)
         block, warps = _block(n_cols)
         if n_rows:
-            fwd[(n_rows,)](x2, w, y, rstd, x2.stride(0), y.stride(0), n_cols, eps, offset,
-                           GEMMA=casting == "gemma", BLOCK=block, num_warps=warps)
+            fwd[(n_rows,)](
+                x2,
+                w,
+                y,
+                rstd,
+                x2.stride(0),
+                y.stride(0),
+                n_cols,
+                eps,
+                offset,
+                GEMMA=casting == "gemma",
+                BLOCK=block,
+                num_warps=warps,
+            )
         ctx.save_for_backward(x2, w, rstd)
         ctx.offset, ctx.casting, ctx.shape, ctx.weight_dtype = offset, casting, x.shape, weight.dtype
         return y.reshape(x.shape)
@@ -317,19 +353,36 @@ class _RMSNormTriton(torch.autograd.Function):
         partial = torch.zeros((programs, n_cols), dtype=torch.float32, device=x2.device)
         block, warps = _block(n_cols)
         if n_rows:
-            bwd[(programs,)](dy, x2, w, rstd, dx, partial, dy.stride(0), x2.stride(0), dx.stride(0),
-                             n_rows, n_cols, ctx.offset, math.ceil(n_rows / programs),
-                             GEMMA=ctx.casting == "gemma", BLOCK=block, num_warps=warps)
+            bwd[(programs,)](
+                dy,
+                x2,
+                w,
+                rstd,
+                dx,
+                partial,
+                dy.stride(0),
+                x2.stride(0),
+                dx.stride(0),
+                n_rows,
+                n_cols,
+                ctx.offset,
+                math.ceil(n_rows / programs),
+                GEMMA=ctx.casting == "gemma",
+                BLOCK=block,
+                num_warps=warps,
+            )
         return dx.reshape(ctx.shape), partial.sum(0).to(ctx.weight_dtype), None, None, None
 
 
-def rms_norm_triton(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6, offset: float = 0.0,
-                    casting: str = "llama") -> torch.Tensor:
+def rms_norm_triton(
+    x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6, offset: float = 0.0, casting: str = "llama"
+) -> torch.Tensor:
     _validate(x, weight, casting)
     return _RMSNormTriton.apply(x, weight, float(eps), float(offset), casting)
 
 
 # --- ascendc ------------------------------------------------------------------------------------------------
+
 
 def _ascendc_kernel() -> Tuple[Optional[Callable[..., Any]], str]:
     try:
@@ -346,8 +399,9 @@ def _ascendc_kernel() -> Tuple[Optional[Callable[..., Any]], str]:
     return (fn, "") if callable(fn) else (None, why or f"no compiled AscendC {OP} kernel loaded")
 
 
-def rms_norm_ascendc(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6, offset: float = 0.0,
-                     casting: str = "llama") -> torch.Tensor:
+def rms_norm_ascendc(
+    x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6, offset: float = 0.0, casting: str = "llama"
+) -> torch.Tensor:
     _validate(x, weight, casting)
     fn, why = _ascendc_kernel()
     if fn is None:
@@ -363,8 +417,10 @@ def _ascendc_unavailable(device: Any) -> Optional[str]:
 
 # --- self-check inputs, golden cases, registration -----------------------------------------------------------
 
-def check_inputs(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6, offset: float = 0.0,
-                 casting: str = "llama") -> Tuple[tuple, dict]:
+
+def check_inputs(
+    x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6, offset: float = 0.0, casting: str = "llama"
+) -> Tuple[tuple, dict]:
     """A small input like the real one: its first rows (non-finite values zeroed) plus seeded random
     rows at the same scale, so a check on padding rows of zeros still tests something. Uses a private
     generator: the global RNG is untouched."""
@@ -387,13 +443,18 @@ def golden_cases() -> List[Tuple[str, Dict[str, Any]]]:
             x = torch.randn((2, 2, hidden), generator=gen, dtype=torch.float64) * scale
             noise = 0.1 * torch.randn(hidden, generator=gen, dtype=torch.float64)
             weight = noise if casting == "gemma" else 1.0 + noise
-            cases.append((f"{casting}_h{hidden}", {"x": x, "weight": weight, "eps": 1e-5, "offset": offset,
-                                                   "casting": casting}))
+            cases.append(
+                (
+                    f"{casting}_h{hidden}",
+                    {"x": x, "weight": weight, "eps": 1e-5, "offset": offset, "casting": casting},
+                )
+            )
     return cases
 
 
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6, offset: float = 0.0,
-             casting: str = "llama") -> torch.Tensor:
+def rms_norm(
+    x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6, offset: float = 0.0, casting: str = "llama"
+) -> torch.Tensor:
     """RMSNorm over the last dimension with HF's ``llama`` or ``gemma`` casting (see the module doc),
     run by the best self-checked tier for ``x``'s device and dtype."""
     return registry.call(OP, x, weight, eps=eps, offset=offset, casting=casting)
@@ -402,15 +463,36 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6, offset: f
 def _register() -> None:
     common = {"check_inputs": check_inputs, "tolerance": tolerance}
     registry.register(registry.Tier(OP, "reference", forward=rms_norm_reference, **common))
-    registry.register(registry.Tier(
-        OP, "npu", forward=rms_norm_npu, unavailable_reason=_npu_unavailable,
-        available=lambda device: _npu_unavailable(device) is None, **common))
-    registry.register(registry.Tier(
-        OP, "triton", forward=rms_norm_triton, available=triton_available,
-        unavailable_reason=triton_unavailable_reason, **common))
-    registry.register(registry.Tier(
-        OP, "ascendc", forward=rms_norm_ascendc, unavailable_reason=_ascendc_unavailable,
-        available=lambda device: _ascendc_unavailable(device) is None, **common))
+    registry.register(
+        registry.Tier(
+            OP,
+            "npu",
+            forward=rms_norm_npu,
+            unavailable_reason=_npu_unavailable,
+            available=lambda device: _npu_unavailable(device) is None,
+            **common,
+        )
+    )
+    registry.register(
+        registry.Tier(
+            OP,
+            "triton",
+            forward=rms_norm_triton,
+            available=triton_available,
+            unavailable_reason=triton_unavailable_reason,
+            **common,
+        )
+    )
+    registry.register(
+        registry.Tier(
+            OP,
+            "ascendc",
+            forward=rms_norm_ascendc,
+            unavailable_reason=_ascendc_unavailable,
+            available=lambda device: _ascendc_unavailable(device) is None,
+            **common,
+        )
+    )
 
 
 _register()

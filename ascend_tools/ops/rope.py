@@ -29,6 +29,7 @@ Tiers:
 - ``ascendc``: ``ascend_tools.ops.ascendc.get("rope")`` (a callable with the reference's signature) when
   that module and the built library exist; unavailable otherwise.
 """
+
 import functools
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -49,7 +50,7 @@ NPU_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
     """HF's ``rotate_half``: ``cat(-x2, x1)`` over the last dim."""
     x1 = x[..., : x.shape[-1] // 2]
-    x2 = x[..., x.shape[-1] // 2:]
+    x2 = x[..., x.shape[-1] // 2 :]
     return torch.cat((-x2, x1), dim=-1)
 
 
@@ -91,7 +92,9 @@ class _RopeReference(torch.autograd.Function):
         return gx, gcos, gsin
 
 
-def rope_reference(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, unsqueeze_dim: int = 1) -> torch.Tensor:
+def rope_reference(
+    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, unsqueeze_dim: int = 1
+) -> torch.Tensor:
     """``x * cos' + rotate_half(x) * sin'`` (cos' = ``cos.unsqueeze(unsqueeze_dim)``), HF numerics."""
     return _RopeReference.apply(x, cos.unsqueeze(unsqueeze_dim), sin.unsqueeze(unsqueeze_dim))
 
@@ -112,14 +115,17 @@ def _npu_layout(x_shape: Tuple[int, ...], r_shape: Tuple[int, ...]) -> Optional[
     )
     for name, patterns, (ib, in_) in layouts:
         for pattern in patterns:
-            fits = all((r_shape[i] == x_shape[i]) if p == "x" else (r_shape[i] == 1) for i, p in enumerate(pattern))
+            fits = all(
+                (r_shape[i] == x_shape[i]) if p == "x" else (r_shape[i] == 1) for i, p in enumerate(pattern)
+            )
             if fits and x_shape[ib] < NPU_MAX_BN and x_shape[in_] < NPU_MAX_BN:
                 return name
     return None
 
 
-def _npu_args(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
-              ) -> Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def _npu_args(
+    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+) -> Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """(x, r1, r2) ready for npu_rotary_mul, or None when the shape is outside the documented envelope."""
     if x.dim() != 4 or cos.dim() > 4 or sin.dim() > 4:
         return None
@@ -135,13 +141,17 @@ def _npu_args(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
         return None
     if out_shape != x.shape:  # cos/sin would broadcast x itself: not the op's contract
         return None
-    r1, r2 = cos.reshape((1,) * (4 - cos.dim()) + tuple(cos.shape)), sin.reshape(
-        (1,) * (4 - sin.dim()) + tuple(sin.shape))
+    r1, r2 = (
+        cos.reshape((1,) * (4 - cos.dim()) + tuple(cos.shape)),
+        sin.reshape((1,) * (4 - sin.dim()) + tuple(sin.shape)),
+    )
     if r1.shape != r2.shape or _npu_layout(tuple(x.shape), tuple(r1.shape)) is None:
         if any(s >= NPU_MAX_BN for s in x.shape[:3]):
             return None
         r1, r2 = r1.expand(x.shape), r2.expand(x.shape)  # materialized below: BNSD with BNSD
-    if (cos.requires_grad or sin.requires_grad) and max(x.shape[0] * x.shape[1], x.shape[0] * x.shape[2]) > NPU_MAX_BN_GRAD:
+    if (cos.requires_grad or sin.requires_grad) and max(
+        x.shape[0] * x.shape[1], x.shape[0] * x.shape[2]
+    ) > NPU_MAX_BN_GRAD:
         return None
     return x.to(dtype).contiguous(), r1.to(dtype).contiguous(), r2.to(dtype).contiguous()
 
@@ -173,10 +183,27 @@ def _triton_kernel(interpret: bool) -> Callable[..., Any]:
     import triton.language as tl
 
     @triton.jit
-    def rope_kernel(x_ptr, c_ptr, s_ptr, o_ptr, n_rows, d1, d2,
-                    cs0, cs1, cs2, cs3, ss0, ss1, ss2, ss3,
-                    HALF: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_M: tl.constexpr,
-                    BACKWARD: tl.constexpr):
+    def rope_kernel(
+        x_ptr,
+        c_ptr,
+        s_ptr,
+        o_ptr,
+        n_rows,
+        d1,
+        d2,
+        cs0,
+        cs1,
+        cs2,
+        cs3,
+        ss0,
+        ss1,
+        ss2,
+        ss3,
+        HALF: tl.constexpr,
+        BLOCK_H: tl.constexpr,
+        BLOCK_M: tl.constexpr,
+        BACKWARD: tl.constexpr,
+    ):
         # x/o: contiguous [n_rows, 2*HALF], row r = ((i0 * d1) + i1) * d2 + i2; cos/sin via strides
         rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
         cols = tl.arange(0, BLOCK_H)
@@ -208,8 +235,9 @@ def _triton_kernel(interpret: bool) -> Callable[..., Any]:
     return rope_kernel
 
 
-def _triton_launch(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out_dtype: torch.dtype,
-                   backward: bool) -> torch.Tensor:
+def _triton_launch(
+    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out_dtype: torch.dtype, backward: bool
+) -> torch.Tensor:
     import triton
 
     pad = (1,) * (4 - x.dim())
@@ -228,8 +256,20 @@ def _triton_launch(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out_dt
     grid = (triton.cdiv(n_rows, block_m),)
     if n_rows:
         _triton_kernel(interpreting())[grid](
-            x4, c4, s4, out, n_rows, d1, d2, *c4.stride(), *s4.stride(),
-            HALF=half, BLOCK_H=block_h, BLOCK_M=block_m, BACKWARD=backward)
+            x4,
+            c4,
+            s4,
+            out,
+            n_rows,
+            d1,
+            d2,
+            *c4.stride(),
+            *s4.stride(),
+            HALF=half,
+            BLOCK_H=block_h,
+            BLOCK_M=block_m,
+            BACKWARD=backward,
+        )
     inverse = [perm.index(i) for i in range(4)]
     return out.permute(inverse).reshape(x.shape)
 
@@ -272,7 +312,9 @@ def _triton_fits(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> bool:
         return False
 
 
-def rope_triton(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, unsqueeze_dim: int = 1) -> torch.Tensor:
+def rope_triton(
+    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, unsqueeze_dim: int = 1
+) -> torch.Tensor:
     """The Triton kernel (fp32 math inside); the reference for shapes it does not take (odd D, > 4-D)."""
     cos_u, sin_u = cos.unsqueeze(unsqueeze_dim), sin.unsqueeze(unsqueeze_dim)
     if not _triton_fits(x, cos_u, sin_u):
@@ -292,7 +334,9 @@ def _ascendc_kernel() -> Optional[Callable[..., Any]]:
         return None
 
 
-def rope_ascendc(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, unsqueeze_dim: int = 1) -> torch.Tensor:
+def rope_ascendc(
+    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, unsqueeze_dim: int = 1
+) -> torch.Tensor:
     kernel = _ascendc_kernel()
     if kernel is None:
         return rope_reference(x, cos, sin, unsqueeze_dim=unsqueeze_dim)
@@ -306,12 +350,15 @@ def _ascendc_available(device: torch.device) -> bool:
 def _ascendc_unavailable_reason(device: Any) -> Optional[str]:
     if getattr(device, "type", str(device)) != "npu":
         return "needs an NPU device"
-    return None if _ascendc_kernel() is not None else "no built AscendC rope kernel (ascend_tools.ops.ascendc)"
+    return (
+        None if _ascendc_kernel() is not None else "no built AscendC rope kernel (ascend_tools.ops.ascendc)"
+    )
 
 
 # --------------------------------------------------------------------------------------- tier plumbing
-def check_inputs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, unsqueeze_dim: int = 1
-                 ) -> Tuple[tuple, dict]:
+def check_inputs(
+    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, unsqueeze_dim: int = 1
+) -> Tuple[tuple, dict]:
     """A small slice of the real input for the self-check: at most 2 x 8 x 8 rows of the full head dim,
     cos/sin sliced alongside (broadcast dims stay 1)."""
     caps = [2] + [8] * max(0, x.dim() - 2)
@@ -321,12 +368,15 @@ def check_inputs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, unsqueez
     index_x = tuple(slice(0, cap) for cap in caps)
 
     def cut(r: torch.Tensor) -> torch.Tensor:
-        return r[tuple(slice(0, cap if r.shape[i] > 1 else 1) for i, cap in enumerate(caps))].squeeze(unsqueeze_dim)
+        return r[tuple(slice(0, cap if r.shape[i] > 1 else 1) for i, cap in enumerate(caps))].squeeze(
+            unsqueeze_dim
+        )
 
     if cos_u.shape[unsqueeze_dim] != 1 or sin_u.shape[unsqueeze_dim] != 1:
         return (x, cos, sin), {"unsqueeze_dim": unsqueeze_dim}
     return (x[index_x].contiguous(), cut(cos_u).contiguous(), cut(sin_u).contiguous()), {
-        "unsqueeze_dim": unsqueeze_dim}
+        "unsqueeze_dim": unsqueeze_dim
+    }
 
 
 def tolerance(dtype: torch.dtype) -> Tuple[float, float]:
@@ -341,20 +391,50 @@ def tolerance(dtype: torch.dtype) -> Tuple[float, float]:
 def _register() -> None:
     common = {"check_inputs": check_inputs, "tolerance": tolerance}
     registry.register(registry.Tier(OP, "reference", forward=rope_reference, **common))
-    registry.register(registry.Tier(OP, "npu", forward=rope_npu, available=_npu_available,
-                                    unavailable_reason=_npu_unavailable_reason, **common))
-    registry.register(registry.Tier(OP, "triton", forward=rope_triton, available=triton_available,
-                                    unavailable_reason=unavailable_reason, **common))
-    registry.register(registry.Tier(OP, "ascendc", forward=rope_ascendc, available=_ascendc_available,
-                                    unavailable_reason=_ascendc_unavailable_reason, **common))
+    registry.register(
+        registry.Tier(
+            OP,
+            "npu",
+            forward=rope_npu,
+            available=_npu_available,
+            unavailable_reason=_npu_unavailable_reason,
+            **common,
+        )
+    )
+    registry.register(
+        registry.Tier(
+            OP,
+            "triton",
+            forward=rope_triton,
+            available=triton_available,
+            unavailable_reason=unavailable_reason,
+            **common,
+        )
+    )
+    registry.register(
+        registry.Tier(
+            OP,
+            "ascendc",
+            forward=rope_ascendc,
+            available=_ascendc_available,
+            unavailable_reason=_ascendc_unavailable_reason,
+            **common,
+        )
+    )
 
 
 _register()
 
 
 # ----------------------------------------------------------------------------------------------- API
-def apply_rotary_pos_emb(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                         position_ids: Any = None, unsqueeze_dim: int = 1) -> Tuple[torch.Tensor, torch.Tensor]:
+def apply_rotary_pos_emb(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    position_ids: Any = None,
+    unsqueeze_dim: int = 1,
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Drop-in for HF's ``apply_rotary_pos_emb``: ``(q_embed, k_embed)``, each through the best tier.
 
     ``position_ids`` is ignored, as in transformers 4.x; transformers 5.x has ``unsqueeze_dim`` in that
@@ -366,8 +446,9 @@ def apply_rotary_pos_emb(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, si
     return q_embed, k_embed
 
 
-def rope_cos_sin(positions: torch.Tensor, head_dim: int, base: float = 10000.0, dtype: torch.dtype = torch.float64
-                 ) -> Tuple[torch.Tensor, torch.Tensor]:
+def rope_cos_sin(
+    positions: torch.Tensor, head_dim: int, base: float = 10000.0, dtype: torch.dtype = torch.float64
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Default-rope cos/sin of shape ``positions.shape + (head_dim,)``, as HF's rotary embedding makes
     them (``emb = cat(freqs, freqs)``)."""
     inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))

@@ -1,4 +1,5 @@
 """Every fused-op tier available on this machine against the golden vectors (``ascend-doctor selfcheck``)."""
+
 import importlib
 from typing import Any, Dict, List, Tuple
 
@@ -56,16 +57,26 @@ def run(device: Any) -> Dict[str, Any]:
                 results = [registry.check_golden(tier, case, dtype, device) for case in cases]
                 failed = [f"{case.name}: {r.reason}" for case, r in zip(cases, results) if not r.ok]
                 rtol, atol = tier.tolerance(dtype)
-                rows.append({
-                    "op": op, "tier": name, "dtype": dtype_name, "cases": len(cases),
-                    "max_err_forward": max((r.max_err_forward or 0.0 for r in results), default=None),
-                    "max_err_backward": max((r.max_err_backward or 0.0 for r in results), default=None),
-                    "tolerance": rtol + atol,
-                    "verdict": "no cases" if not cases else "fail" if failed else "ok",
-                    "failures": failed,
-                })
-    return {"device": str(device), "golden_source": sources, "results": rows, "unavailable": unavailable,
-            "failed": sum(r["verdict"] == "fail" for r in rows)}
+                rows.append(
+                    {
+                        "op": op,
+                        "tier": name,
+                        "dtype": dtype_name,
+                        "cases": len(cases),
+                        "max_err_forward": max((r.max_err_forward or 0.0 for r in results), default=None),
+                        "max_err_backward": max((r.max_err_backward or 0.0 for r in results), default=None),
+                        "tolerance": rtol + atol,
+                        "verdict": "no cases" if not cases else "fail" if failed else "ok",
+                        "failures": failed,
+                    }
+                )
+    return {
+        "device": str(device),
+        "golden_source": sources,
+        "results": rows,
+        "unavailable": unavailable,
+        "failed": sum(r["verdict"] == "fail" for r in rows),
+    }
 
 
 def _fmt(value: Any) -> str:
@@ -75,25 +86,52 @@ def _fmt(value: Any) -> str:
 def build_report(data: Dict[str, Any]) -> Any:
     from ..report import Report, Table
 
-    report = Report(schema="ascend-doctor/selfcheck/1", title="Fused-op tiers against the golden vectors",
-                    data=data)
-    report.summary = [("device", data["device"]),
-                      ("tier checks", len(data["results"])),
-                      ("failed", data["failed"]),
-                      ("golden vectors", ", ".join(f"{op}: {src}" for op, src in data["golden_source"].items()))]
-    sec = report.section("Tiers available here", [
-        "Each tier runs every golden case with its inputs cast to the dtype; error = max |a-b| / "
-        "(max(1, rms(b)) + |b|) against the fp64 reference, forward and on every input gradient."])
-    sec.tables.append(Table(
-        "results", ["tier", "op", "dtype", "cases", "max err fwd", "max err bwd", "tolerance", "verdict"],
-        [[r["tier"], r["op"], r["dtype"], r["cases"], _fmt(r["max_err_forward"]), _fmt(r["max_err_backward"]),
-          _fmt(r["tolerance"]), r["verdict"]] for r in data["results"]],
-        status_column="verdict"))
+    report = Report(
+        schema="ascend-doctor/selfcheck/1", title="Fused-op tiers against the golden vectors", data=data
+    )
+    report.summary = [
+        ("device", data["device"]),
+        ("tier checks", len(data["results"])),
+        ("failed", data["failed"]),
+        ("golden vectors", ", ".join(f"{op}: {src}" for op, src in data["golden_source"].items())),
+    ]
+    sec = report.section(
+        "Tiers available here",
+        [
+            "Each tier runs every golden case with its inputs cast to the dtype; error = max |a-b| / "
+            "(max(1, rms(b)) + |b|) against the fp64 reference, forward and on every input gradient."
+        ],
+    )
+    sec.tables.append(
+        Table(
+            "results",
+            ["tier", "op", "dtype", "cases", "max err fwd", "max err bwd", "tolerance", "verdict"],
+            [
+                [
+                    r["tier"],
+                    r["op"],
+                    r["dtype"],
+                    r["cases"],
+                    _fmt(r["max_err_forward"]),
+                    _fmt(r["max_err_backward"]),
+                    _fmt(r["tolerance"]),
+                    r["verdict"],
+                ]
+                for r in data["results"]
+            ],
+            status_column="verdict",
+        )
+    )
     failures = [f"{r['tier']} {r['op']} {r['dtype']}: {f}" for r in data["results"] for f in r["failures"]]
     if failures:
         report.section("Failures", failures)
     if data["unavailable"]:
         sec = report.section("Tiers not available here")
-        sec.tables.append(Table("unavailable", ["tier", "op", "why"],
-                                [[u["tier"], u["op"], u["reason"]] for u in data["unavailable"]]))
+        sec.tables.append(
+            Table(
+                "unavailable",
+                ["tier", "op", "why"],
+                [[u["tier"], u["op"], u["reason"]] for u in data["unavailable"]],
+            )
+        )
     return report

@@ -10,6 +10,7 @@ is ``False`` (with a reason) when it is missing or broken.
   for tests). Triton decides interpreter or compiler when a kernel is *decorated*, so op modules build
   their kernels lazily and keyed by :func:`interpreting`.
 """
+
 import functools
 import os
 from types import ModuleType
@@ -71,7 +72,9 @@ def unavailable_reason(device: Any) -> Optional[str]:
         except Exception as exc:
             return f"CUDA probe failed: {type(exc).__name__}: {exc}"
     if kind == "npu":
-        return None if _has_ascend_backend(triton) else "triton is installed without the triton-ascend backend"
+        return (
+            None if _has_ascend_backend(triton) else "triton is installed without the triton-ascend backend"
+        )
     return f"no Triton backend for device type {kind!r}"
 
 

@@ -13,6 +13,7 @@ in ``ascend_tools/ops/registry.py``.
   the ops (default: ``rms_norm,rope,attention``); ``ASCEND_TOOLS_KERNEL_<OP>`` forces a tier.
 - Idempotent, and fails open: a family that cannot be patched is logged once and left as is.
 """
+
 import logging
 import os
 
@@ -28,8 +29,17 @@ from .hf import (
     status,
 )
 
-__all__ = ["FAMILIES", "PATCH_FUNCTIONS", "Family", "apply", "enabled", "patch_all", "patch_family", "revert",
-           "status"]
+__all__ = [
+    "FAMILIES",
+    "PATCH_FUNCTIONS",
+    "Family",
+    "apply",
+    "enabled",
+    "patch_all",
+    "patch_family",
+    "revert",
+    "status",
+]
 
 log = logging.getLogger("ascend_tools")
 

@@ -18,6 +18,7 @@ Version differences handled here:
 - The default implementation is resolved by ``PreTrainedModel.get_correct_attn_implementation`` from
   4.56 (and in 5.x), by the classmethod ``PreTrainedModel._autoset_attn_implementation`` before.
 """
+
 import importlib
 import logging
 import threading
@@ -68,9 +69,17 @@ def _op() -> Callable[..., Any]:
     return importlib.import_module("ascend_tools.ops.attention").attention
 
 
-def ascend_fused_attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any,
-                           dropout: float = 0.0, scaling: Optional[float] = None, is_causal: Optional[bool] = None,
-                           **kwargs: Any) -> Tuple[Any, None]:
+def ascend_fused_attention(
+    module: Any,
+    query: Any,
+    key: Any,
+    value: Any,
+    attention_mask: Any,
+    dropout: float = 0.0,
+    scaling: Optional[float] = None,
+    is_causal: Optional[bool] = None,
+    **kwargs: Any,
+) -> Tuple[Any, None]:
     """HF's attention-interface signature: ``query/key/value`` in [B, H, S, D], K/V with the KV heads
     (GQA is not expanded here) → ``(output [B, S, H, D], None)``, like ``sdpa_attention_forward``."""
     fallback = family_kwargs(type(module)) or (None, None, None)
@@ -95,8 +104,17 @@ def ascend_fused_attention(module: Any, query: Any, key: Any, value: Any, attent
         # differ from the unpatched model where HF's mask has no window although the kwarg is passed
         # (4.48 qwen2: "Sliding Window Attention is enabled but not implemented for sdpa/eager").
         sliding_window = None
-    out = _op()(query, key, value, attention_mask=mask, dropout_p=dropout, scale=scaling,
-                is_causal=causal, sliding_window=sliding_window, softcap=softcap)
+    out = _op()(
+        query,
+        key,
+        value,
+        attention_mask=mask,
+        dropout_p=dropout,
+        scale=scaling,
+        is_causal=causal,
+        sliding_window=sliding_window,
+        softcap=softcap,
+    )
     return out.transpose(1, 2).contiguous(), None
 
 
@@ -154,13 +172,16 @@ def registered() -> Dict[str, Any]:
     except ImportError:
         return {"attention_interface": False, "mask_interface": False, "mask_function": None}
     mapping = attn if isinstance(attn, dict) else attn._global_mapping
-    return {"attention_interface": mapping.get(ATTN_NAME) is ascend_fused_attention,
-            "mask_interface": masks is not None and ATTN_NAME in masks._global_mapping,
-            "mask_function": _STATE.get("mask_function")}
+    return {
+        "attention_interface": mapping.get(ATTN_NAME) is ascend_fused_attention,
+        "mask_interface": masks is not None and ATTN_NAME in masks._global_mapping,
+        "mask_function": _STATE.get("mask_function"),
+    }
 
 
 # --------------------------------------------------------------------------------------------------
 # the default implementation for models built without an explicit ``attn_implementation``
+
 
 def install_default() -> None:
     """Models whose class ``wants_default`` and whose user chose no ``attn_implementation`` get ours.
@@ -185,8 +206,9 @@ def install_default() -> None:
             if _is_ours(original):
                 return
 
-            def get_correct_attn_implementation(self: Any, requested_attention: Any = None, *args: Any,
-                                                **kwargs: Any) -> Any:
+            def get_correct_attn_implementation(
+                self: Any, requested_attention: Any = None, *args: Any, **kwargs: Any
+            ) -> Any:
                 hf_choice = original(self, requested_attention, *args, **kwargs)
                 if requested_attention is None and _STATE.get("registered") and wants_default(type(self)):
                     _remember(self.config, hf_choice)
@@ -211,8 +233,10 @@ def install_default() -> None:
 
             replacement = classmethod(_mark(_autoset_attn_implementation, "attention", "*"))
         else:
-            raise AttributeError("transformers.PreTrainedModel has neither get_correct_attn_implementation "
-                                 "nor _autoset_attn_implementation")
+            raise AttributeError(
+                "transformers.PreTrainedModel has neither get_correct_attn_implementation "
+                "nor _autoset_attn_implementation"
+            )
         _ORIGINAL_RESOLVER[name] = original
         setattr(PreTrainedModel, name, replacement)
 
@@ -238,8 +262,10 @@ def default_installed() -> bool:
         from transformers.modeling_utils import PreTrainedModel
     except ImportError:
         return False
-    return any(_is_ours(PreTrainedModel.__dict__.get(n))
-               for n in ("get_correct_attn_implementation", "_autoset_attn_implementation"))
+    return any(
+        _is_ours(PreTrainedModel.__dict__.get(n))
+        for n in ("get_correct_attn_implementation", "_autoset_attn_implementation")
+    )
 
 
 def _remember(config: Any, hf_choice: Any) -> None:

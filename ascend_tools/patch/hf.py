@@ -14,6 +14,7 @@ to that function. This file knows nothing about kernel internals: it calls the p
 ``ascend_tools.ops.rms_norm.rms_norm``, ``ascend_tools.ops.rope.apply_rotary_pos_emb`` and
 ``ascend_tools.ops.attention.attention`` (which pick and self-check a tier in ``ops/registry.py``).
 """
+
 import functools
 import importlib
 import logging
@@ -49,21 +50,55 @@ class Family:
     model_types: Tuple[str, ...] = ()  # further model_type values served by this row
 
 
-FAMILIES: Dict[str, Family] = {f.name: f for f in [
-    Family("llama", "transformers.models.llama.modeling_llama", ("LlamaRMSNorm",), "variance_epsilon"),
-    Family("mistral", "transformers.models.mistral.modeling_mistral", ("MistralRMSNorm",), "variance_epsilon",
-           sliding_window_attr="config.sliding_window"),
-    Family("qwen2", "transformers.models.qwen2.modeling_qwen2", ("Qwen2RMSNorm",), "variance_epsilon",
-           sliding_window_attr="sliding_window"),
-    Family("qwen3", "transformers.models.qwen3.modeling_qwen3", ("Qwen3RMSNorm",), "variance_epsilon",
-           sliding_window_attr="sliding_window"),
-    Family("gemma", "transformers.models.gemma.modeling_gemma", ("GemmaRMSNorm",), "eps", 1.0, "gemma"),
-    Family("gemma2", "transformers.models.gemma2.modeling_gemma2", ("Gemma2RMSNorm",), "eps", 1.0, "gemma",
-           sliding_window_attr="sliding_window", softcap_attr="attn_logit_softcapping"),
-    Family("gemma3", "transformers.models.gemma3.modeling_gemma3", ("Gemma3RMSNorm",), "eps", 1.0, "gemma",
-           sliding_window_attr="sliding_window", softcap_attr="attn_logit_softcapping",
-           model_types=("gemma3_text",)),
-]}
+FAMILIES: Dict[str, Family] = {
+    f.name: f
+    for f in [
+        Family("llama", "transformers.models.llama.modeling_llama", ("LlamaRMSNorm",), "variance_epsilon"),
+        Family(
+            "mistral",
+            "transformers.models.mistral.modeling_mistral",
+            ("MistralRMSNorm",),
+            "variance_epsilon",
+            sliding_window_attr="config.sliding_window",
+        ),
+        Family(
+            "qwen2",
+            "transformers.models.qwen2.modeling_qwen2",
+            ("Qwen2RMSNorm",),
+            "variance_epsilon",
+            sliding_window_attr="sliding_window",
+        ),
+        Family(
+            "qwen3",
+            "transformers.models.qwen3.modeling_qwen3",
+            ("Qwen3RMSNorm",),
+            "variance_epsilon",
+            sliding_window_attr="sliding_window",
+        ),
+        Family("gemma", "transformers.models.gemma.modeling_gemma", ("GemmaRMSNorm",), "eps", 1.0, "gemma"),
+        Family(
+            "gemma2",
+            "transformers.models.gemma2.modeling_gemma2",
+            ("Gemma2RMSNorm",),
+            "eps",
+            1.0,
+            "gemma",
+            sliding_window_attr="sliding_window",
+            softcap_attr="attn_logit_softcapping",
+        ),
+        Family(
+            "gemma3",
+            "transformers.models.gemma3.modeling_gemma3",
+            ("Gemma3RMSNorm",),
+            "eps",
+            1.0,
+            "gemma",
+            sliding_window_attr="sliding_window",
+            softcap_attr="attn_logit_softcapping",
+            model_types=("gemma3_text",),
+        ),
+    ]
+}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -91,8 +126,13 @@ def ops_from_env() -> Tuple[str, ...]:
     chosen = [p.strip().lower() for p in raw.split(",") if p.strip()]
     unknown = [op for op in chosen if op not in OPS]
     if unknown:
-        _log_once("ops-env", logging.WARNING, "ascend_tools.patch: ASCEND_TOOLS_PATCH_OPS names unknown op(s) %s "
-                  "(known: %s)", ",".join(unknown), ",".join(OPS))
+        _log_once(
+            "ops-env",
+            logging.WARNING,
+            "ascend_tools.patch: ASCEND_TOOLS_PATCH_OPS names unknown op(s) %s (known: %s)",
+            ",".join(unknown),
+            ",".join(OPS),
+        )
     return tuple(op for op in OPS if op in chosen)
 
 
@@ -108,6 +148,7 @@ def _mark(fn: Callable[..., Any], op: str, family: str) -> Callable[..., Any]:
 # --------------------------------------------------------------------------------------------------
 # the replacements: thin maps from HF's calling conventions onto the op functions
 
+
 def _op(module: str, name: str) -> Callable[..., Any]:
     return getattr(importlib.import_module("ascend_tools.ops." + module), name)
 
@@ -117,7 +158,9 @@ def make_norm_forward(family: Family) -> Callable[..., Any]:
     eps_attr, offset, casting = family.eps_attr, family.offset, family.casting
 
     def forward(self: Any, hidden_states: Any) -> Any:
-        return rms_norm(hidden_states, self.weight, eps=getattr(self, eps_attr), offset=offset, casting=casting)
+        return rms_norm(
+            hidden_states, self.weight, eps=getattr(self, eps_attr), offset=offset, casting=casting
+        )
 
     return _mark(forward, "rms_norm", family.name)
 
@@ -127,8 +170,9 @@ def make_rope(family: Family) -> Callable[..., Any]:
 
     # HF 4.x: (q, k, cos, sin, position_ids=None, unsqueeze_dim=1); 5.x: (q, k, cos, sin, unsqueeze_dim=1).
     # Every HF caller passes four positionals, and unsqueeze_dim by keyword if at all.
-    def apply_rotary_pos_emb(q: Any, k: Any, cos: Any, sin: Any, position_ids: Any = None, unsqueeze_dim: int = 1
-                             ) -> Any:
+    def apply_rotary_pos_emb(
+        q: Any, k: Any, cos: Any, sin: Any, position_ids: Any = None, unsqueeze_dim: int = 1
+    ) -> Any:
         return rope(q, k, cos, sin, position_ids=position_ids, unsqueeze_dim=unsqueeze_dim)
 
     return _mark(apply_rotary_pos_emb, "rope", family.name)
@@ -136,6 +180,7 @@ def make_rope(family: Family) -> Callable[..., Any]:
 
 # --------------------------------------------------------------------------------------------------
 # patching one family: module level, and optionally one built model's instances
+
 
 def _module(family: Family) -> Optional[types.ModuleType]:
     try:
@@ -161,8 +206,9 @@ def _norm_classes(mod: types.ModuleType, family: Family) -> List[type]:
     return [getattr(mod, n) for n in family.norm_classes]
 
 
-def patch_family(name: str, rms_norm: bool = True, rope: bool = True, attention: bool = True,
-                 model: Any = None) -> List[str]:
+def patch_family(
+    name: str, rms_norm: bool = True, rope: bool = True, attention: bool = True, model: Any = None
+) -> List[str]:
     """Patch family ``name`` in its modeling module: the RMSNorm class ``forward``, the RoPE function
     and, with ``attention``, ``"ascend_fused"`` registered and made the default for its models. With
     ``model``: also bind the norm forward on that model's norm instances (q_norm/k_norm included).
@@ -227,15 +273,27 @@ def _usable_ops(ops: Tuple[str, ...]) -> Tuple[str, ...]:
             usable.append(op)
         except Exception as exc:
             _ERRORS["op:" + op] = f"{type(exc).__name__}: {exc}"
-            _log_once("op-" + op, logging.WARNING, "ascend_tools.patch: op %s unavailable (%s: %s); HF's own is kept",
-                      op, type(exc).__name__, exc)
+            _log_once(
+                "op-" + op,
+                logging.WARNING,
+                "ascend_tools.patch: op %s unavailable (%s: %s); HF's own is kept",
+                op,
+                type(exc).__name__,
+                exc,
+            )
     return tuple(usable)
 
 
 def _family_failed(name: str, exc: BaseException) -> None:
     _ERRORS[name] = f"{type(exc).__name__}: {exc}"
-    _log_once("family-" + name, logging.WARNING, "ascend_tools.patch: could not patch %s (%s: %s); it is left as is",
-              name, type(exc).__name__, exc)
+    _log_once(
+        "family-" + name,
+        logging.WARNING,
+        "ascend_tools.patch: could not patch %s (%s: %s); it is left as is",
+        name,
+        type(exc).__name__,
+        exc,
+    )
 
 
 def patch_all(ops: Tuple[str, ...] = OPS) -> Dict[str, List[str]]:
@@ -245,7 +303,9 @@ def patch_all(ops: Tuple[str, ...] = OPS) -> Dict[str, List[str]]:
     out: Dict[str, List[str]] = {}
     for name in FAMILIES:
         try:
-            done = patch_family(name, rms_norm="rms_norm" in ops, rope="rope" in ops, attention="attention" in ops)
+            done = patch_family(
+                name, rms_norm="rms_norm" in ops, rope="rope" in ops, attention="attention" in ops
+            )
         except Exception as exc:
             _family_failed(name, exc)
             continue
@@ -255,8 +315,15 @@ def patch_all(ops: Tuple[str, ...] = OPS) -> Dict[str, List[str]]:
         try:
             attention_interface.install_default()
         except Exception as exc:
-            _log_once("default-attn", logging.WARNING, "ascend_tools.patch: could not make %r the default attention "
-                      "(%s: %s); models keep HF's default", ATTN_NAME, type(exc).__name__, exc)
+            _log_once(
+                "default-attn",
+                logging.WARNING,
+                "ascend_tools.patch: could not make %r the default attention "
+                "(%s: %s); models keep HF's default",
+                ATTN_NAME,
+                type(exc).__name__,
+                exc,
+            )
     return out
 
 
@@ -278,13 +345,20 @@ def apply(model: Any, rms_norm: bool = True, rope: bool = True, attention: bool 
     ``"ascend_fused"`` (``attention=False`` keeps the model's own). Idempotent; fails open."""
     fams = families_in(model)
     if not fams:
-        _log_once("apply-" + type(model).__name__, logging.WARNING, "ascend_tools.patch.apply: %s is not from a "
-                  "supported family (%s); left as is", type(model).__name__, ", ".join(FAMILIES))
+        _log_once(
+            "apply-" + type(model).__name__,
+            logging.WARNING,
+            "ascend_tools.patch.apply: %s is not from a supported family (%s); left as is",
+            type(model).__name__,
+            ", ".join(FAMILIES),
+        )
         return model
     ops = _usable_ops(tuple(op for op, on in zip(OPS, (rms_norm, rope, attention)) if on))
     for fam in fams:
         try:
-            patch_family(fam.name, rms_norm="rms_norm" in ops, rope="rope" in ops, attention=False, model=model)
+            patch_family(
+                fam.name, rms_norm="rms_norm" in ops, rope="rope" in ops, attention=False, model=model
+            )
         except Exception as exc:
             _family_failed(fam.name, exc)
     if "attention" in ops:
@@ -296,8 +370,13 @@ def apply(model: Any, rms_norm: bool = True, rope: bool = True, attention: bool 
                     model.__dict__["_ascend_tools_prev_attn"] = current
                 attention_interface.set_model(model, ATTN_NAME)
         except Exception as exc:
-            _log_once("apply-attn", logging.WARNING, "ascend_tools.patch.apply: attention left as is (%s: %s)",
-                      type(exc).__name__, exc)
+            _log_once(
+                "apply-attn",
+                logging.WARNING,
+                "ascend_tools.patch.apply: attention left as is (%s: %s)",
+                type(exc).__name__,
+                exc,
+            )
     _MODELS.add(model)
     return model
 
@@ -339,6 +418,7 @@ def _revert_model(model: Any) -> None:
 # --------------------------------------------------------------------------------------------------
 # status
 
+
 def _tier_status(op: str) -> Dict[str, Any]:
     from .. import backend
     from ..ops import registry
@@ -365,12 +445,30 @@ def _tier_status(op: str) -> Dict[str, Any]:
         bad = [f"{c.dtype}: {c.reason}" for c in mine if not c.ok]
         if ok:
             selected = name
-            verdict = "self-checked ok (" + ", ".join(ok) + ")" + (f"; refused for {'; '.join(bad)}" if bad else "")
+            verdict = (
+                "self-checked ok (" + ", ".join(ok) + ")" + (f"; refused for {'; '.join(bad)}" if bad else "")
+            )
             break
-    return {"op": op, "device": str(device), "registered": registered, "forced": registry.forced(op),
-            "candidates": cands, "tier": selected, "verdict": verdict or "no tier registered",
-            "checks": [{"tier": c.tier, "dtype": c.dtype, "ok": c.ok, "max_err_forward": c.max_err_forward,
-                        "max_err_backward": c.max_err_backward, "reason": c.reason} for c in checks]}
+    return {
+        "op": op,
+        "device": str(device),
+        "registered": registered,
+        "forced": registry.forced(op),
+        "candidates": cands,
+        "tier": selected,
+        "verdict": verdict or "no tier registered",
+        "checks": [
+            {
+                "tier": c.tier,
+                "dtype": c.dtype,
+                "ok": c.ok,
+                "max_err_forward": c.max_err_forward,
+                "max_err_backward": c.max_err_backward,
+                "reason": c.reason,
+            }
+            for c in checks
+        ],
+    }
 
 
 def status() -> Dict[str, Any]:
@@ -378,33 +476,65 @@ def status() -> Dict[str, Any]:
     op runs on this machine's device (from ``ops.registry``)."""
     import sys
 
-    out: Dict[str, Any] = {"attn_name": ATTN_NAME, "transformers": None, "families": [], "models": [],
-                           "tiers": [], "errors": dict(_ERRORS)}
+    out: Dict[str, Any] = {
+        "attn_name": ATTN_NAME,
+        "transformers": None,
+        "families": [],
+        "models": [],
+        "tiers": [],
+        "errors": dict(_ERRORS),
+    }
     tf = sys.modules.get("transformers")
     if tf is not None:
         out["transformers"] = getattr(tf, "__version__", "?")
     for fam in FAMILIES.values():
-        row: Dict[str, Any] = {"family": fam.name, "module": fam.module, "loaded": fam.module in sys.modules,
-                               "rms_norm": False, "rope": False, "attention_default": False,
-                               "norm_classes": list(fam.norm_classes), "eps_attr": fam.eps_attr,
-                               "offset": fam.offset, "casting": fam.casting, "error": _ERRORS.get(fam.name, "")}
+        row: Dict[str, Any] = {
+            "family": fam.name,
+            "module": fam.module,
+            "loaded": fam.module in sys.modules,
+            "rms_norm": False,
+            "rope": False,
+            "attention_default": False,
+            "norm_classes": list(fam.norm_classes),
+            "eps_attr": fam.eps_attr,
+            "offset": fam.offset,
+            "casting": fam.casting,
+            "error": _ERRORS.get(fam.name, ""),
+        }
         mod = sys.modules.get(fam.module)
         if mod is not None:
             classes = [getattr(mod, n, None) for n in fam.norm_classes]
             row["rms_norm"] = all(c is not None and is_ours(c.__dict__.get("forward")) for c in classes)
             row["rope"] = is_ours(getattr(mod, fam.rope_fn, None))
-            row["attention_default"] = fam.module in _DEFAULT_MODULES and attention_interface.default_installed()
+            row["attention_default"] = (
+                fam.module in _DEFAULT_MODULES and attention_interface.default_installed()
+            )
         out["families"].append(row)
     out["attention"] = dict(attention_interface.registered(), default=attention_interface.default_installed())
     for model in list(_MODELS):
-        out["models"].append({"model": type(model).__name__, "families": [f.name for f in families_in(model)],
-                              "norm_instances": sum(is_ours(s.__dict__.get("forward")) for s in model.modules()),
-                              "attn_implementation": getattr(model.config, "_attn_implementation", None)})
+        out["models"].append(
+            {
+                "model": type(model).__name__,
+                "families": [f.name for f in families_in(model)],
+                "norm_instances": sum(is_ours(s.__dict__.get("forward")) for s in model.modules()),
+                "attn_implementation": getattr(model.config, "_attn_implementation", None),
+            }
+        )
     for op in OPS:
         try:
             _op(op, {"rms_norm": "rms_norm", "rope": "apply_rotary_pos_emb", "attention": "attention"}[op])
             out["tiers"].append(_tier_status(op))
         except Exception as exc:
-            out["tiers"].append({"op": op, "tier": None, "verdict": f"op unavailable ({type(exc).__name__})",
-                                 "device": "", "registered": [], "candidates": [], "forced": None, "checks": []})
+            out["tiers"].append(
+                {
+                    "op": op,
+                    "tier": None,
+                    "verdict": f"op unavailable ({type(exc).__name__})",
+                    "device": "",
+                    "registered": [],
+                    "candidates": [],
+                    "forced": None,
+                    "checks": [],
+                }
+            )
     return out

@@ -1,5 +1,6 @@
 """Precision drift: capture op/module outputs, compare two runs or one run against a CPU fp64
 shadow, and name the op that *introduced* the error."""
+
 import importlib
 from typing import Any
 

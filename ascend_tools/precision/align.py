@@ -12,6 +12,7 @@ Three passes, each over what the previous left unmatched:
 
 Whatever is still unmatched is reported as such (``Pair`` with one side None).
 """
+
 import difflib
 from collections import defaultdict, deque
 from dataclasses import dataclass
@@ -75,7 +76,9 @@ def align(target: Sequence[Record], reference: Sequence[Record]) -> List[Pair]:
 
 
 def _sequence_pairs(target: List[Record], reference: List[Record]) -> List[Tuple[Record, Record]]:
-    matcher = difflib.SequenceMatcher(a=[t.name for t in target], b=[r.name for r in reference], autojunk=False)
+    matcher = difflib.SequenceMatcher(
+        a=[t.name for t in target], b=[r.name for r in reference], autojunk=False
+    )
     out = []
     for block in matcher.get_matching_blocks():
         for k in range(block.size):

@@ -16,6 +16,7 @@ flush (every ``flush_every`` records, at each step boundary, at exit). Steps adv
 then takes over. Everything the capture does fails open: an internal error is logged once and the
 user's op returns its own result.
 """
+
 import json
 import logging
 import os
@@ -53,9 +54,22 @@ LEVELS = ("op", "module", "mix")
 MODES = ("stats", "tensor", "hash")
 # views whose output holds exactly the input's elements: the output shares the input's statistics
 SAME_VALUES = {
-    "aten::view", "aten::_unsafe_view", "aten::t", "aten::transpose.int", "aten::permute", "aten::detach",
-    "aten::alias", "aten::unsqueeze", "aten::squeeze.dim", "aten::squeeze", "aten::squeeze.dims",
-    "aten::_reshape_alias", "aten::reshape", "aten::clone", "aten::contiguous", "aten::lift_fresh",
+    "aten::view",
+    "aten::_unsafe_view",
+    "aten::t",
+    "aten::transpose.int",
+    "aten::permute",
+    "aten::detach",
+    "aten::alias",
+    "aten::unsqueeze",
+    "aten::squeeze.dim",
+    "aten::squeeze",
+    "aten::squeeze.dims",
+    "aten::_reshape_alias",
+    "aten::reshape",
+    "aten::clone",
+    "aten::contiguous",
+    "aten::lift_fresh",
 }
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
 # bookkeeping ops that compute nothing (record_function markers of the profiler and the optimizer)
@@ -85,8 +99,14 @@ class _T:
 
     __slots__ = ("body", "dtype", "entry", "file", "has_stats", "ref", "shape", "version")
 
-    def __init__(self, dtype: str, shape: Sequence[int], entry: Any = None, body: Optional[str] = None,
-                 has_stats: Optional[bool] = None) -> None:
+    def __init__(
+        self,
+        dtype: str,
+        shape: Sequence[int],
+        entry: Any = None,
+        body: Optional[str] = None,
+        has_stats: Optional[bool] = None,
+    ) -> None:
         self.dtype = dtype
         self.shape = shape
         self.entry = entry
@@ -191,11 +211,22 @@ class Capture(StepSession):
 
     tool = "capture"
 
-    def __init__(self, out_dir: str, level: str = "op", mode: str = "stats",
-                 steps: Optional[Iterable[int]] = None, scope: Optional[Sequence[str]] = None,
-                 ops: Optional[Sequence[str]] = None, sample: int = 1, model: Optional[torch.nn.Module] = None,
-                 stack: bool = True, flush_every: int = 256, flush_bytes: int = 1 << 28,
-                 rank: Optional[int] = None, background: Optional[bool] = None) -> None:
+    def __init__(
+        self,
+        out_dir: str,
+        level: str = "op",
+        mode: str = "stats",
+        steps: Optional[Iterable[int]] = None,
+        scope: Optional[Sequence[str]] = None,
+        ops: Optional[Sequence[str]] = None,
+        sample: int = 1,
+        model: Optional[torch.nn.Module] = None,
+        stack: bool = True,
+        flush_every: int = 256,
+        flush_bytes: int = 1 << 28,
+        rank: Optional[int] = None,
+        background: Optional[bool] = None,
+    ) -> None:
         if level not in LEVELS:
             raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
         if mode not in MODES:
@@ -292,12 +323,22 @@ class Capture(StepSession):
 
     def meta(self, final: bool = False) -> Dict[str, Any]:
         out: Dict[str, Any] = {
-            "schema": store.SCHEMA, "rank": self.rank, "world_size": backend.world_size(), "level": self.level,
+            "schema": store.SCHEMA,
+            "rank": self.rank,
+            "world_size": backend.world_size(),
+            "level": self.level,
             "mode": self.mode,
-            "options": {"steps": sorted(self.steps) if self.steps is not None else None, "scope": self.scope,
-                        "ops": self.ops, "sample": self.sample, "stack": self.keep_stack},
+            "options": {
+                "steps": sorted(self.steps) if self.steps is not None else None,
+                "scope": self.scope,
+                "ops": self.ops,
+                "sample": self.sample,
+                "stack": self.keep_stack,
+            },
             "start_time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.start_time)),
-            "pid": os.getpid(), "argv": list(sys.argv), "versions": backend.software_versions(),
+            "pid": os.getpid(),
+            "argv": list(sys.argv),
+            "versions": backend.software_versions(),
         }
         if final or self._meta_final:
             info = backend.detect()
@@ -314,7 +355,9 @@ class Capture(StepSession):
     # --- internals: state ---------------------------------------------------------------------------
 
     def _update_off(self) -> None:
-        self._off = (not self._active) or self._busy or (self.steps is not None and self.step_no not in self.steps)
+        self._off = (
+            (not self._active) or self._busy or (self.steps is not None and self.step_no not in self.steps)
+        )
 
     def _advance(self) -> None:
         was = self._busy
@@ -394,7 +437,13 @@ class Capture(StepSession):
         else:
             tensors = []
             flat_tensors(out, tensors)
-        if meta.same_values and len(tensors) == 1 and inputs and inputs[0].has_stats and type(tensors[0]) in _PLAIN:
+        if (
+            meta.same_values
+            and len(tensors) == 1
+            and inputs
+            and inputs[0].has_stats
+            and type(tensors[0]) in _PLAIN
+        ):
             t = tensors[0]
             if self._save_tensors:
                 outputs = [self._tensor(t, rid, "out0")]
@@ -441,7 +490,9 @@ class Capture(StepSession):
         if not self._meta_final and (batch or self._stack_table.new):
             self._meta_final = True
             self._writer.write_meta(self.meta())
-        stacks = [store._dumps({"id": sid, "frames": frames}) + "\n" for sid, frames in self._stack_table.drain()]
+        stacks = [
+            store._dumps({"id": sid, "frames": frames}) + "\n" for sid, frames in self._stack_table.drain()
+        ]
         if not (batch or stacks or pending):
             return
         job = (self.step_no, batch, stacks, pending)
@@ -453,9 +504,19 @@ class Capture(StepSession):
     def _line(self, rec: tuple, step: int) -> str:
         rid, name, kind, phase, call, module, inputs, outputs, call_args, sid = rec
         enc = self._encoder
-        return enc.line(rid, name, kind, phase, call, module, ",".join([t.encoded(enc) for t in inputs]),
-                        ",".join([t.encoded(enc) for t in outputs]),
-                        enc.args(call_args) if call_args is not None else "", sid, step)
+        return enc.line(
+            rid,
+            name,
+            kind,
+            phase,
+            call,
+            module,
+            ",".join([t.encoded(enc) for t in inputs]),
+            ",".join([t.encoded(enc) for t in outputs]),
+            enc.args(call_args) if call_args is not None else "",
+            sid,
+            step,
+        )
 
     def _write_job(self, job: tuple) -> None:
         step, batch, stacks, pending = job
@@ -526,8 +587,9 @@ class Capture(StepSession):
         try:
             self._handles.append(mm.register_module_forward_hook(self._module_hook, with_kwargs=True))
         except TypeError:  # torch without kwargs in global hooks
-            self._handles.append(mm.register_module_forward_hook(
-                lambda m, a, o: self._module_hook(m, a, {}, o)))
+            self._handles.append(
+                mm.register_module_forward_hook(lambda m, a, o: self._module_hook(m, a, {}, o))
+            )
 
     def _name_hook(self, module: torch.nn.Module, _args: Any) -> None:
         """Forward pre-hook: must return None (anything else would replace the module's inputs)."""
@@ -624,7 +686,9 @@ class Capture(StepSession):
             rid = self._next_id
             self._next_id += 1
             outputs = [self._tensor(grad, rid, "out0")]
-            self._emit((rid, name, "module", "backward", call, full.rpartition(".")[0], [], outputs, None, None))
+            self._emit(
+                (rid, name, "module", "backward", call, full.rpartition(".")[0], [], outputs, None, None)
+            )
         except Exception as exc:
             self._fail(exc)
         finally:
@@ -632,10 +696,19 @@ class Capture(StepSession):
             self._update_off()
 
 
-def capture(out_dir: str, level: str = "op", mode: str = "stats",
-            steps: Optional[Union[Iterable[int], range]] = None, scope: Optional[Sequence[str]] = None,
-            ops: Optional[Sequence[str]] = None, sample: int = 1, model: Optional[torch.nn.Module] = None,
-            stack: bool = True, flush_every: int = 256, background: Optional[bool] = None) -> Capture:
+def capture(
+    out_dir: str,
+    level: str = "op",
+    mode: str = "stats",
+    steps: Optional[Union[Iterable[int], range]] = None,
+    scope: Optional[Sequence[str]] = None,
+    ops: Optional[Sequence[str]] = None,
+    sample: int = 1,
+    model: Optional[torch.nn.Module] = None,
+    stack: bool = True,
+    flush_every: int = 256,
+    background: Optional[bool] = None,
+) -> Capture:
     """Record ops and/or modules of the code run inside ``with capture(...) as cap:`` into
     ``out_dir/rank{r}/`` (format: docs/dump-format.md).
 
@@ -647,8 +720,19 @@ def capture(out_dir: str, level: str = "op", mode: str = "stats",
     calls). ``model``: names modules from this root (default: the first module called is the root).
     ``stack``: keep the Python stack of each record. ``background``: encode and write records on a writer
     thread (default off, see :func:`_default_background`)."""
-    return Capture(out_dir, level=level, mode=mode, steps=steps, scope=scope, ops=ops, sample=sample,
-                   model=model, stack=stack, flush_every=flush_every, background=background)
+    return Capture(
+        out_dir,
+        level=level,
+        mode=mode,
+        steps=steps,
+        scope=scope,
+        ops=ops,
+        sample=sample,
+        model=model,
+        stack=stack,
+        flush_every=flush_every,
+        background=background,
+    )
 
 
 def start_from_options(opts: Dict[str, Any]) -> Capture:
@@ -682,8 +766,6 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 
 
 make_module_callable(__name__, capture)

@@ -3,6 +3,7 @@
 TARGET is the run under suspicion (the NPU run), REFERENCE the truth (GPU/CPU, or an fp32 run); either
 may be our dump or msprobe's. The pipeline is ``dumps`` → ``align`` → ``diagnose`` → one Report.
 """
+
 import csv
 import io
 import math
@@ -21,9 +22,26 @@ from .dumps import Dump, open_dump
 SCHEMA = "ascend-doctor/compare/1"
 PLOT_CAP = 1e6
 PAIR_COLUMNS = (
-    "order", "name", "module", "phase", "how", "target_dtype", "reference_dtype", "shape", "cosine",
-    "max_abs_err", "max_rel_err", "mean_rel_err", "rel_l2_err", "max_ulp_err", "within_1e3", "verdict",
-    "error_ratio", "method", "introduced", "introduced_verdict",
+    "order",
+    "name",
+    "module",
+    "phase",
+    "how",
+    "target_dtype",
+    "reference_dtype",
+    "shape",
+    "cosine",
+    "max_abs_err",
+    "max_rel_err",
+    "mean_rel_err",
+    "rel_l2_err",
+    "max_ulp_err",
+    "within_1e3",
+    "verdict",
+    "error_ratio",
+    "method",
+    "introduced",
+    "introduced_verdict",
 )
 
 
@@ -34,7 +52,9 @@ def choose_step(target: Dump, reference: Dump, step: Optional[int]) -> int:
             raise InputError(f"--step {step}: not in both dumps (common steps: {_list(common)})")
         return step
     if not common:
-        raise InputError(f"{target.path} and {reference.path}: no step in common (target has {_list(target.steps())}, reference has {_list(reference.steps())})")
+        raise InputError(
+            f"{target.path} and {reference.path}: no step in common (target has {_list(target.steps())}, reference has {_list(reference.steps())})"
+        )
     return common[0]
 
 
@@ -42,8 +62,16 @@ def _list(steps: List[int]) -> str:
     return ", ".join(map(str, steps)) or "none"
 
 
-def compare_dumps(target_path: str, reference_path: str, rank: Optional[int] = None, step: Optional[int] = None,
-                  replay: bool = True, top: int = 10, progress: bool = False, stats_only: bool = False) -> Report:
+def compare_dumps(
+    target_path: str,
+    reference_path: str,
+    rank: Optional[int] = None,
+    step: Optional[int] = None,
+    replay: bool = True,
+    top: int = 10,
+    progress: bool = False,
+    stats_only: bool = False,
+) -> Report:
     target, reference = open_dump(target_path, rank), open_dump(reference_path, rank)
     chosen = choose_step(target, reference, step)
     t_records, r_records = list(target.records(chosen)), list(reference.records(chosen))
@@ -52,7 +80,9 @@ def compare_dumps(target_path: str, reference_path: str, rank: Optional[int] = N
     pairs = align(t_records, r_records)
     diag = diagnose.Diagnoser(target, reference, chosen, replay=replay, tensors=not stats_only)
     if progress:
-        with click.progressbar(length=len(pairs), label="comparing", file=click.get_text_stream("stderr")) as bar:
+        with click.progressbar(
+            length=len(pairs), label="comparing", file=click.get_text_stream("stderr")
+        ) as bar:
             results = diag.run(pairs, bar.update)
     else:
         results = diag.run(pairs)
@@ -71,17 +101,25 @@ def pair_row(order: int, res: PairResult) -> Dict[str, Any]:
     t, r = res.pair.target, res.pair.reference
     m = res.error
     return OrderedDict(
-        order=order, name=rec.key, module=rec.module, phase=rec.phase, how=res.pair.how,
+        order=order,
+        name=rec.key,
+        module=rec.module,
+        phase=rec.phase,
+        how=res.pair.how,
         target_dtype=t.outputs[0].dtype if t is not None and t.outputs else None,
         reference_dtype=r.outputs[0].dtype if r is not None and r.outputs else None,
         shape=list(rec.outputs[0].shape) if rec.outputs else None,
-        cosine=_num(m.cosine) if m else None, max_abs_err=_num(m.max_abs_err) if m else None,
-        max_rel_err=_num(m.max_rel_err) if m else None, mean_rel_err=_num(m.mean_rel_err) if m else None,
-        rel_l2_err=_num(diagnose.output_error(res)), max_ulp_err=_num(m.max_ulp_err) if m else None,
+        cosine=_num(m.cosine) if m else None,
+        max_abs_err=_num(m.max_abs_err) if m else None,
+        max_rel_err=_num(m.max_rel_err) if m else None,
+        mean_rel_err=_num(m.mean_rel_err) if m else None,
+        rel_l2_err=_num(diagnose.output_error(res)),
+        max_ulp_err=_num(m.max_ulp_err) if m else None,
         within_1e3=_num(m.within_1e3) if m else None,
         verdict=res.verdict.level if res.verdict else None,
         error_ratio=res.verdict.ratio if res.verdict else None,
-        method=res.method or None, introduced=res.score if res.method else None,
+        method=res.method or None,
+        introduced=res.score if res.method else None,
         introduced_verdict=res.introduced_verdict.level if res.introduced_verdict else None,
     )
 
@@ -89,10 +127,19 @@ def pair_row(order: int, res: PairResult) -> Dict[str, Any]:
 def culprit_row(rank: int, res: PairResult, dump: Dump) -> Dict[str, Any]:
     rec = res.record
     return OrderedDict(
-        rank=rank, name=rec.key, op=rec.name, call=rec.call, module=rec.module, phase=rec.phase,
-        introduced_error=res.score, method=res.method, verdict=res.culprit_level,
+        rank=rank,
+        name=rec.key,
+        op=rec.name,
+        call=rec.call,
+        module=rec.module,
+        phase=rec.phase,
+        introduced_error=res.score,
+        method=res.method,
+        verdict=res.culprit_level,
         error_vs_reference=res.verdict.ratio if res.verdict else None,
-        reason=(res.introduced_verdict or res.verdict).reason if (res.introduced_verdict or res.verdict) else "",
+        reason=(res.introduced_verdict or res.verdict).reason
+        if (res.introduced_verdict or res.verdict)
+        else "",
         stack=diagnose.stack_lines(dump, rec),
     )
 
@@ -108,8 +155,11 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
     # no replay (and none needed): amplification ranks
     stats_only = not any(r.method == "replay" or r.within_reference for r in results)
     with_tensors = any(r.error is not None for r in results)
-    method = "replay in float64" if not stats_only else "error amplification ({})".format(
-        "tensors" if with_tensors else "statistics only")
+    method = (
+        "replay in float64"
+        if not stats_only
+        else "error amplification ({})".format("tensors" if with_tensors else "statistics only")
+    )
     # Without tensors the culprit threshold is soft: list the top of the ranking, labelled by the threshold.
     listed = diagnose.ranked(results, top) if stats_only else found
     culprits = [culprit_row(i + 1, r, target) for i, r in enumerate(listed[:top])]
@@ -117,16 +167,23 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
     verdicts = Counter(r.verdict.level for r in matched if r.verdict)
     how = Counter(r.pair.how for r in results)
     summary = OrderedDict(
-        pairs=len(matched), matched_by={k: how.get(k, 0) for k in ("key", "sequence", "module")},
+        pairs=len(matched),
+        matched_by={k: how.get(k, 0) for k in ("key", "sequence", "module")},
         unmatched_target=sum(1 for r in results if r.pair.reference is None),
         unmatched_reference=sum(1 for r in results if r.pair.target is None),
         verdicts={k: verdicts.get(k, 0) for k in ("pass", "warning", "error")},
-        culprits=len(errors), suspects=len(found) - len(errors), method=method,
+        culprits=len(errors),
+        suspects=len(found) - len(errors),
+        method=method,
         first_culprit=first.record.key if first else None,
     )
     data = OrderedDict(
-        target=_side(target), reference=_side(reference), step=step, summary=summary,
-        culprits=culprits, first_culprit=culprit_row(0, first, target) if first else None,
+        target=_side(target),
+        reference=_side(reference),
+        step=step,
+        summary=summary,
+        culprits=culprits,
+        first_culprit=culprit_row(0, first, target) if first else None,
         pairs=rows,
     )
     report = Report(schema=SCHEMA, title=f"compare: {target.path} vs {reference.path}", data=data)
@@ -134,25 +191,41 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
         ("target", f"{target.path} ({target.format})"),
         ("reference", f"{reference.path} ({reference.format})"),
         ("step", step),
-        ("pairs", "{} matched ({}), {} unmatched".format(
-            len(matched), ", ".join(f"{n} by {k}" for k, n in summary["matched_by"].items() if n),
-            summary["unmatched_target"] + summary["unmatched_reference"])),
+        (
+            "pairs",
+            "{} matched ({}), {} unmatched".format(
+                len(matched),
+                ", ".join(f"{n} by {k}" for k, n in summary["matched_by"].items() if n),
+                summary["unmatched_target"] + summary["unmatched_reference"],
+            ),
+        ),
         ("vs reference", ", ".join(f"{n} {k}" for k, n in summary["verdicts"].items())),
-        ("culprits", "{} proven, {} suspected ({})".format(len(errors), summary["suspects"], summary["method"])),
+        (
+            "culprits",
+            "{} proven, {} suspected ({})".format(len(errors), summary["suspects"], summary["method"]),
+        ),
         ("first culprit", summary["first_culprit"] or "none"),
     ]
     _culprit_section(report, culprits, method if stats_only else "")
     _drift_section(report, results)
     sec = report.section("All pairs")
-    sec.tables.append(Table("", list(PAIR_COLUMNS), [[_cell(row[c]) for c in PAIR_COLUMNS] for row in rows],
-                            status_column="verdict"))
+    sec.tables.append(
+        Table(
+            "",
+            list(PAIR_COLUMNS),
+            [[_cell(row[c]) for c in PAIR_COLUMNS] for row in rows],
+            status_column="verdict",
+        )
+    )
     return report
 
 
 def _side(dump: Dump) -> Dict[str, Any]:
     keys = ("backend", "device_name", "rank", "world_size", "level", "mode", "torch", "torch_npu")
-    return OrderedDict([("path", dump.path), ("format", dump.format)] +
-                       [(k, dump.meta.get(k)) for k in keys if k in dump.meta])
+    return OrderedDict(
+        [("path", dump.path), ("format", dump.format)]
+        + [(k, dump.meta.get(k)) for k in keys if k in dump.meta]
+    )
 
 
 def _culprit_section(report: Report, culprits: List[Dict[str, Any]], ranking: str) -> None:
@@ -166,15 +239,39 @@ def _culprit_section(report: Report, culprits: List[Dict[str, Any]], ranking: st
         return
     sec.text.append(
         "Ranked by the error each op introduced itself (its output against a float64 replay on its own inputs, "
-        "in tolerances), or by how much it amplified the error its inputs carried when there are no tensors.")
-    sec.tables.append(Table("", ["#", "call", "module", "phase", "introduced", "method", "vs reference", "where"], [
-        [c["rank"], c["name"], c["module"], c["phase"], _cell(c["introduced_error"]), c["method"],
-         _cell(c["error_vs_reference"]), c["stack"][-1] if c["stack"] else ""] for c in culprits]))
+        "in tolerances), or by how much it amplified the error its inputs carried when there are no tensors."
+    )
+    sec.tables.append(
+        Table(
+            "",
+            ["#", "call", "module", "phase", "introduced", "method", "vs reference", "where"],
+            [
+                [
+                    c["rank"],
+                    c["name"],
+                    c["module"],
+                    c["phase"],
+                    _cell(c["introduced_error"]),
+                    c["method"],
+                    _cell(c["error_vs_reference"]),
+                    c["stack"][-1] if c["stack"] else "",
+                ]
+                for c in culprits
+            ],
+        )
+    )
     for c in [c for c in culprits if c["verdict"]][:3]:
-        sec.findings.append(Finding(
-            severity="error" if c["verdict"] == "error" else "warning", rule="culprit", message="{} in {} ({}): {}".format(
-                c["name"], c["module"] or "<root>", c["phase"], c["reason"]),
-            location=c["stack"][-1] if c["stack"] else "", suggestion=""))
+        sec.findings.append(
+            Finding(
+                severity="error" if c["verdict"] == "error" else "warning",
+                rule="culprit",
+                message="{} in {} ({}): {}".format(
+                    c["name"], c["module"] or "<root>", c["phase"], c["reason"]
+                ),
+                location=c["stack"][-1] if c["stack"] else "",
+                suggestion="",
+            )
+        )
 
 
 def _drift_section(report: Report, results: List[PairResult]) -> None:
@@ -188,14 +285,22 @@ def _drift_section(report: Report, results: List[PairResult]) -> None:
         if r.record.phase != "forward" and r.record.phase not in (m[1] for m in marks):
             marks.append((float(i), r.record.phase))
     sec = report.section("Drift along the run")
-    sec.text.append("Error of each op's output against the reference, and the error it introduced itself, in "
-                    f"units of its dtype tolerance, in execution order (capped at {PLOT_CAP:g}: exact ops have a zero "
-                    "tolerance). Error that only propagates shows in the first line but not in the "
-                    "second.")
-    sec.series.append(Series(
-        "error in tolerances", "execution order", "error / tolerance",
-        OrderedDict([("vs reference", vs_ref), ("introduced", introduced)]),
-        marks=marks, log_y=True))
+    sec.text.append(
+        "Error of each op's output against the reference, and the error it introduced itself, in "
+        f"units of its dtype tolerance, in execution order (capped at {PLOT_CAP:g}: exact ops have a zero "
+        "tolerance). Error that only propagates shows in the first line but not in the "
+        "second."
+    )
+    sec.series.append(
+        Series(
+            "error in tolerances",
+            "execution order",
+            "error / tolerance",
+            OrderedDict([("vs reference", vs_ref), ("introduced", introduced)]),
+            marks=marks,
+            log_y=True,
+        )
+    )
 
 
 def _cell(value: Any) -> Any:

@@ -5,6 +5,7 @@ reference, and in bfloat16 with one injected fault (a perturbed matmul in the ML
 Both are captured in tensor mode; ``compare`` must name the faulty call, and nothing else, while most op
 outputs differ from the reference by bf16 rounding.
 """
+
 import contextlib
 import os
 from typing import Any, Dict, Tuple
@@ -23,8 +24,15 @@ def tiny_llama() -> Tuple[Any, Any, Dict[str, torch.Tensor]]:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, vocab_size=256, attn_implementation="eager")
+    config = LlamaConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=256,
+        attn_implementation="eager",
+    )
     return LlamaForCausalLM, config, LlamaForCausalLM(config).state_dict()
 
 
@@ -38,7 +46,10 @@ def train_step(path: str, dtype: torch.dtype, fault: Any = None) -> Any:
     ids = torch.randint(0, config.vocab_size, (2, 16), generator=torch.Generator().manual_seed(1))
     injector = FaultInjector(fault) if fault is not None else None
     # the fault sits below the capture, as a faulty kernel on the device would
-    with (injector or contextlib.nullcontext()), capture(path, level="op", mode="tensor", model=model, stack=True):
+    with (
+        injector or contextlib.nullcontext(),
+        capture(path, level="op", mode="tensor", model=model, stack=True),
+    ):
         model(input_ids=ids, labels=ids).loss.backward()
     return injector.hit if injector is not None else None
 

@@ -14,6 +14,7 @@ every other tool reports), and how much of that did this op add itself (``introd
 ``score`` (introduced error over the dtype tolerance; or the amplification) ranks the culprits; a
 culprit is a record whose own error is judged ``error``.
 """
+
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
@@ -30,7 +31,6 @@ from .replay import Replay, replay, replayable
 # Amplification is a heuristic: well-conditioned ops pass on their inputs' relative error at up to a small
 # factor (x**2 doubles it; sin and subtraction near zero can do more), so only a large factor names a culprit.
 AMPLIFICATION_CULPRIT = 8.0
-
 
 
 @dataclass
@@ -87,7 +87,9 @@ def stats_error(s: M.StatsMetrics) -> Optional[float]:
 class Diagnoser:
     """Computes a :class:`PairResult` per aligned pair, loading tensors from the two dumps on demand."""
 
-    def __init__(self, target: Dump, reference: Dump, step: int, replay: bool = True, tensors: bool = True) -> None:
+    def __init__(
+        self, target: Dump, reference: Dump, step: int, replay: bool = True, tensors: bool = True
+    ) -> None:
         self.target, self.reference, self.step, self.replay = target, reference, step, replay
         self.tensors = tensors  # False: statistics only, even where the dumps hold tensors
         # relative L2 error per (target file, reference file): an op's input is usually an earlier op's
@@ -97,7 +99,9 @@ class Diagnoser:
     def _load(self, dump: Dump, info: TensorInfo) -> Optional[torch.Tensor]:
         return dump.load_tensor(info, self.step) if self.tensors else None
 
-    def run(self, pairs: Iterable[Pair], progress: Optional[Callable[[int], None]] = None) -> List[PairResult]:
+    def run(
+        self, pairs: Iterable[Pair], progress: Optional[Callable[[int], None]] = None
+    ) -> List[PairResult]:
         results = []
         for pair in pairs:
             results.append(self.compare_pair(pair))
@@ -145,8 +149,14 @@ class Diagnoser:
             inputs = [self._load(self.target, info) for info in rec.inputs]
             if any(x is None for x in inputs):
                 return
-            found = replay(op, rec.name, lambda tensors: decode_args(rec.args, tensors), inputs, produced,
-                           _reduction(rec))
+            found = replay(
+                op,
+                rec.name,
+                lambda tensors: decode_args(rec.args, tensors),
+                inputs,
+                produced,
+                _reduction(rec),
+            )
         except Exception as exc:  # an op we cannot rebuild: fall back to amplification
             result.notes.append(f"not replayed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
             return
@@ -217,4 +227,3 @@ def stack_lines(dump: Dump, rec: Record) -> List[str]:
         path, sep, rest = frame.partition(":")
         out.append(short_path(path) + sep + rest if sep and os.path.isabs(path) else frame)
     return out
-

@@ -1,5 +1,6 @@
 """Read a dump, whichever tool wrote it: one interface over ours (``store.py``) and msprobe's
 (``msprobe_reader.py``), so ``compare`` takes either as either side."""
+
 import os
 from typing import Any, Dict, Iterator, List, Optional
 

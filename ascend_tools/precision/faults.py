@@ -10,6 +10,7 @@ under ``shadow``), must name that call first. Three faults model what goes wrong
   large logits flatten to a uniform distribution;
 * ``zero``: the output is zeroed (a dropped write).
 """
+
 from dataclasses import dataclass
 from typing import Any, Optional
 

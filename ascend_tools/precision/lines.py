@@ -8,6 +8,7 @@ a tensor's dtype and shape once per distinct pair, a tensor's whole fragment onc
 input is usually an earlier op's output: its fragment is reused), the arguments once per distinct
 ``repr``. Floats are written as ``json`` writes them (``repr``; ``NaN``, ``Infinity``, ``-Infinity``).
 """
+
 import json
 from typing import Any, Dict, Optional, Sequence
 
@@ -32,8 +33,10 @@ def number(value: Any) -> str:
 
 def stats_json(s: Any) -> str:
     """``{"max":..,"min":..,"mean":..,"norm":..,"nan":..,"inf":..,"sat":..}`` of a ``TensorStats``."""
-    return (f'{{"max":{number(s.max)},"min":{number(s.min)},"mean":{number(s.mean)},"norm":{number(s.norm)},'
-            f'"nan":{int(s.nan)},"inf":{int(s.inf)},"sat":{int(s.sat)}}}')
+    return (
+        f'{{"max":{number(s.max)},"min":{number(s.min)},"mean":{number(s.mean)},"norm":{number(s.norm)},'
+        f'"nan":{int(s.nan)},"inf":{int(s.inf)},"sat":{int(s.sat)}}}'
+    )
 
 
 class LineEncoder:
@@ -60,18 +63,36 @@ class LineEncoder:
         if text is None:
             if len(self._args) >= CACHE_LIMIT:
                 self._args.clear()
-            text = self._args[key] = ',"args":' + store._dumps(store.encode_call(call_args[0], call_args[1], []))
+            text = self._args[key] = ',"args":' + store._dumps(
+                store.encode_call(call_args[0], call_args[1], [])
+            )
         return text
 
-    def line(self, rid: int, name: str, kind: str, phase: str, call: int, module: str, inputs: str, outputs: str,
-             args: str, stack: Optional[int], step: int) -> str:
+    def line(
+        self,
+        rid: int,
+        name: str,
+        kind: str,
+        phase: str,
+        call: int,
+        module: str,
+        inputs: str,
+        outputs: str,
+        args: str,
+        stack: Optional[int],
+        step: int,
+    ) -> str:
         """One record's line; ``inputs``/``outputs`` are the joined tensor fragments, ``args`` the text
         from :meth:`args` or ``""``."""
         hkey = (name, kind, phase, module)
         head = self._heads.get(hkey)
         if head is None:
-            head = self._heads[hkey] = (f'{{"name":{json.dumps(name)},"kind":{json.dumps(kind)},'
-                                        f'"phase":{json.dumps(phase)},"module":{json.dumps(module)}')
+            head = self._heads[hkey] = (
+                f'{{"name":{json.dumps(name)},"kind":{json.dumps(kind)},'
+                f'"phase":{json.dumps(phase)},"module":{json.dumps(module)}'
+            )
         tail = f',"stack":{stack}' if stack is not None else ""
-        return (f'{head},"id":{rid},"call":{call},"inputs":[{inputs}],"outputs":[{outputs}]{args}{tail},'
-                f'"step":{step},"rank":{self.rank}}}\n')
+        return (
+            f'{head},"id":{rid},"call":{call},"inputs":[{inputs}],"outputs":[{outputs}]{args}{tail},'
+            f'"step":{step},"rank":{self.rank}}}\n'
+        )

@@ -14,6 +14,7 @@ Rules (see docs/loss-compare.md): run B is the reference; a step diverges when
 ``|a - b| > atol + rtol * |b|`` (``numpy.isclose``'s test) or when exactly one run's loss there is NaN/Inf;
 the mean relative error is ``mean(|a - b| / |b|)`` over the common steps where both losses are finite.
 """
+
 import csv
 import glob
 import io
@@ -45,7 +46,9 @@ LOG_LOSS_KEYS = ("lm loss", "loss", "train_loss", "train/loss")
 
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?(?![\w.])|[-+]?(?:nan|inf(?:inity)?)(?!\w)"
 _STEP_RE = re.compile(
-    r"(?<![\w/.-])['\"]?(?:global_step|step|iteration|iter)['\"]?\s*[:=]?\s*\[?\s*(\d+)(?![\d.])", re.IGNORECASE)
+    r"(?<![\w/.-])['\"]?(?:global_step|step|iteration|iter)['\"]?\s*[:=]?\s*\[?\s*(\d+)(?![\d.])",
+    re.IGNORECASE,
+)
 _TB_HEADER = ["wall time", "step", "value"]
 
 
@@ -75,6 +78,7 @@ class Curve:
 
 # ------------------------------------------------------------------------------------------------ readers
 
+
 def read_curve(path: str, metric: Optional[str] = None) -> Curve:
     """The loss curve in ``path`` (a file or a Hugging Face output directory); ``metric`` overrides the
     loss key (e.g. ``eval_loss``). Raises :class:`InputError` naming ``path`` when nothing can be read."""
@@ -103,8 +107,9 @@ def read_curve(path: str, metric: Optional[str] = None) -> Curve:
             if table is not None:
                 header, body = table
                 fmt = "tensorboard-csv" if [h.strip().lower() for h in header] == _TB_HEADER else "csv"
-                curve_entries, key, looked = _from_rows((dict(zip(header, r)) for r in body), metric,
-                                                        tensorboard=fmt == "tensorboard-csv")
+                curve_entries, key, looked = _from_rows(
+                    (dict(zip(header, r)) for r in body), metric, tensorboard=fmt == "tensorboard-csv"
+                )
             else:
                 fmt = "log"
                 curve_entries, key, looked = _from_log(text, metric)
@@ -123,8 +128,10 @@ def _read_text(shown: str, real: str) -> str:
         raise InputError(f"{shown}: {(exc.strerror or str(exc)).lower()}") from exc
     if b"\x00" in raw[:8192]:
         if "tfevents" in os.path.basename(real):
-            raise InputError(f"{shown}: a TensorBoard event file (binary); export the loss scalar as CSV from "
-                             f"TensorBoard and pass that file")
+            raise InputError(
+                f"{shown}: a TensorBoard event file (binary); export the loss scalar as CSV from "
+                f"TensorBoard and pass that file"
+            )
         raise InputError(f"{shown}: a binary file, not a log, JSON, JSON-lines or CSV file")
     return raw.decode("utf-8", errors="replace").lstrip("\ufeff")
 
@@ -141,7 +148,9 @@ def _trainer_state_in_dir(shown: str, real: str) -> str:
         if m:
             candidates.append((_global_step(p, int(m.group(1))), 0, p))
     if not candidates:
-        raise InputError(f"{shown}: a directory without trainer_state.json (looked in it and in checkpoint-*/)")
+        raise InputError(
+            f"{shown}: a directory without trainer_state.json (looked in it and in checkpoint-*/)"
+        )
     return max(candidates)[2]
 
 
@@ -257,8 +266,9 @@ def _pick_key(names: Iterable[str], wanted: Sequence[str]) -> Optional[str]:
     return None
 
 
-def _from_rows(rows: Iterable[Dict[str, Any]], metric: Optional[str],
-               tensorboard: bool = False) -> Tuple[List[Entry], Optional[str], str]:
+def _from_rows(
+    rows: Iterable[Dict[str, Any]], metric: Optional[str], tensorboard: bool = False
+) -> Tuple[List[Entry], Optional[str], str]:
     rows = list(rows)
     names: Dict[str, None] = {}
     for r in rows:
@@ -283,8 +293,10 @@ def _from_rows(rows: Iterable[Dict[str, Any]], metric: Optional[str],
 
 def _key_regex(key: str) -> "re.Pattern[str]":
     name = r"\s+".join(re.escape(part) for part in key.split())
-    return re.compile(r"(?<![\w/.-])['\"]?" + name + r"['\"]?\s*(?:[:=]\s*|\s+)(?:tensor\(\s*)?(" + _NUMBER + ")",
-                      re.IGNORECASE)
+    return re.compile(
+        r"(?<![\w/.-])['\"]?" + name + r"['\"]?\s*(?:[:=]\s*|\s+)(?:tensor\(\s*)?(" + _NUMBER + ")",
+        re.IGNORECASE,
+    )
 
 
 def _from_log(text: str, metric: Optional[str]) -> Tuple[List[Entry], Optional[str], str]:
@@ -323,11 +335,20 @@ def _finish(shown: str, real: str, fmt: str, key: str, entries: List[Entry]) -> 
             del losses[s]  # a resumed run logs the step again: keep the later value
         losses[s] = v
     losses = dict(sorted(losses.items()))
-    return Curve(source=shown, path=real, format=fmt, metric=key, losses=losses, step_source=step_source,
-                 duplicates=duplicates, no_step=no_step)
+    return Curve(
+        source=shown,
+        path=real,
+        format=fmt,
+        metric=key,
+        losses=losses,
+        step_source=step_source,
+        duplicates=duplicates,
+        no_step=no_step,
+    )
 
 
 # ------------------------------------------------------------------------------------------------ compare
+
 
 @dataclass
 class Comparison:
@@ -389,15 +410,23 @@ def relative_error(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return rel
 
 
-def compare_curves(a: Curve, b: Curve, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
-                   mean_rtol: float = DEFAULT_MEAN_RTOL, label_a: Optional[str] = None,
-                   label_b: Optional[str] = None) -> Comparison:
+def compare_curves(
+    a: Curve,
+    b: Curve,
+    rtol: float = DEFAULT_RTOL,
+    atol: float = DEFAULT_ATOL,
+    mean_rtol: float = DEFAULT_MEAN_RTOL,
+    label_a: Optional[str] = None,
+    label_b: Optional[str] = None,
+) -> Comparison:
     """Align ``a`` (the run under test) and ``b`` (the reference) on their common steps and measure them.
     Raises :class:`InputError` when the two runs share no step."""
     common = sorted(set(a.losses) & set(b.losses))
     if not common:
-        raise InputError(f"{a.source} and {b.source}: no common step (steps {_span(a.steps)} against "
-                         f"{_span(b.steps)}; {a.source} {_step_note(a)}, {b.source} {_step_note(b)})")
+        raise InputError(
+            f"{a.source} and {b.source}: no common step (steps {_span(a.steps)} against "
+            f"{_span(b.steps)}; {a.source} {_step_note(a)}, {b.source} {_step_note(b)})"
+        )
     finite, nan_mismatch, both_nan = [], [], []
     for s in common:
         fa, fb = math.isfinite(a.losses[s]), math.isfinite(b.losses[s])
@@ -414,15 +443,32 @@ def compare_curves(a: Curve, b: Curve, rtol: float = DEFAULT_RTOL, atol: float =
     rel = relative_error(va, vb)
     beyond = abs_diff > atol + rtol * np.abs(vb)
     la, lb = default_labels(a, b, label_a, label_b)
-    return Comparison(a=a, b=b, label_a=la, label_b=lb, rtol=rtol, atol=atol, mean_rtol=mean_rtol,
-                      common=common, steps=steps, va=va, vb=vb, abs_diff=abs_diff, rel_err=rel, beyond=beyond,
-                      nan_mismatch=nan_mismatch, both_nonfinite=both_nan)
+    return Comparison(
+        a=a,
+        b=b,
+        label_a=la,
+        label_b=lb,
+        rtol=rtol,
+        atol=atol,
+        mean_rtol=mean_rtol,
+        common=common,
+        steps=steps,
+        va=va,
+        vb=vb,
+        abs_diff=abs_diff,
+        rel_err=rel,
+        beyond=beyond,
+        nan_mismatch=nan_mismatch,
+        both_nonfinite=both_nan,
+    )
 
 
 def default_labels(a: Curve, b: Curve, label_a: Optional[str], label_b: Optional[str]) -> Tuple[str, str]:
     """The given labels, else the file names (the paths when the names are the same); never two equal."""
+
     def name(c: Curve) -> str:
         return os.path.basename(os.path.normpath(c.source)) or c.source
+
     na, nb = name(a), name(b)
     if na == nb:
         na, nb = a.source, b.source
@@ -442,6 +488,7 @@ def _step_note(c: Curve) -> str:
 
 # ------------------------------------------------------------------------------------------------ report
 
+
 def _f(v: Optional[float]) -> Optional[float]:
     return None if v is None else float(v)
 
@@ -455,37 +502,59 @@ def build_report(cmp: Comparison, rows: int = DEFAULT_ROWS) -> Report:
     final = None
     if n:
         fa, fb = float(cmp.va[-1]), float(cmp.vb[-1])
-        final = OrderedDict(step=int(cmp.steps[-1]), a=fa, b=fb, diff=fa - fb,
-                            rel_err=float(cmp.rel_err[-1]))
+        final = OrderedDict(step=int(cmp.steps[-1]), a=fa, b=fb, diff=fa - fb, rel_err=float(cmp.rel_err[-1]))
     findings = _findings(cmp)
     worst = next((s for s in ("error", "warning", "info") if any(f.severity == s for f in findings)), None)
     diverged = any(f.severity == "error" for f in findings)
 
     def run(c: Curve, label: str) -> Dict[str, Any]:
-        return OrderedDict(label=label, path=c.source, file=c.path, format=c.format, metric=c.metric,
-                           step_source=c.step_source, steps=len(c.losses),
-                           first_step=c.steps[0] if c.steps else None, last_step=c.steps[-1] if c.steps else None,
-                           nonfinite_steps=c.nonfinite_steps, duplicates=c.duplicates, no_step=c.no_step,
-                           truncated=c.truncated)
+        return OrderedDict(
+            label=label,
+            path=c.source,
+            file=c.path,
+            format=c.format,
+            metric=c.metric,
+            step_source=c.step_source,
+            steps=len(c.losses),
+            first_step=c.steps[0] if c.steps else None,
+            last_step=c.steps[-1] if c.steps else None,
+            nonfinite_steps=c.nonfinite_steps,
+            duplicates=c.duplicates,
+            no_step=c.no_step,
+            truncated=c.truncated,
+        )
 
     only_a = sorted(set(a.losses) - set(b.losses))
     only_b = sorted(set(b.losses) - set(a.losses))
     data = OrderedDict(
-        run_a=run(a, la), run_b=run(b, lb),
-        steps=OrderedDict(a=len(a.losses), b=len(b.losses), common=len(cmp.common), compared=n,
-                          only_a=len(only_a), only_b=len(only_b)),
-        rtol=cmp.rtol, atol=cmp.atol, mean_rtol=cmp.mean_rtol,
+        run_a=run(a, la),
+        run_b=run(b, lb),
+        steps=OrderedDict(
+            a=len(a.losses),
+            b=len(b.losses),
+            common=len(cmp.common),
+            compared=n,
+            only_a=len(only_a),
+            only_b=len(only_b),
+        ),
+        rtol=cmp.rtol,
+        atol=cmp.atol,
+        mean_rtol=cmp.mean_rtol,
         mean_rel_err=cmp.mean_rel_err,
         max_rel_err=float(np.max(cmp.rel_err)) if n else None,
-        max_abs_diff=max_abs, max_abs_diff_step=max_abs_step,
-        first_divergent_step=first, first_divergent_reason=why,
+        max_abs_diff=max_abs,
+        max_abs_diff_step=max_abs_step,
+        first_divergent_step=first,
+        first_divergent_reason=why,
         steps_beyond_tolerance=int(np.count_nonzero(cmp.beyond)),
         nonfinite_mismatch=[OrderedDict(step=s, nonfinite_in=w) for s, w in cmp.nan_mismatch],
         final=final,
         verdict="diverged" if diverged else "within tolerance",
         worst_severity=worst,
-        points=[OrderedDict(step=int(s), a=float(x), b=float(y), abs_diff=float(d), rel_err=float(r))
-                for s, x, y, d, r in zip(cmp.steps, cmp.va, cmp.vb, cmp.abs_diff, cmp.rel_err)],
+        points=[
+            OrderedDict(step=int(s), a=float(x), b=float(y), abs_diff=float(d), rel_err=float(r))
+            for s, x, y, d, r in zip(cmp.steps, cmp.va, cmp.vb, cmp.abs_diff, cmp.rel_err)
+        ],
     )
     report = Report(schema=SCHEMA, title=f"loss-compare: {la} vs {lb}", data=data)
     report.summary = [
@@ -499,24 +568,46 @@ def build_report(cmp: Comparison, rows: int = DEFAULT_ROWS) -> Report:
     ]
 
     sec = report.section("Runs", [f"{lb} is the reference: relative errors are |{la} − {lb}| / |{lb}|."])
-    sec.tables.append(Table("", ["run", "label", "format", "metric", "steps", "first", "last", "NaN/Inf", "file"], [
-        [r, d["label"], d["format"], d["metric"] + (" (steps = line order)" if d["step_source"] == "index" else ""),
-         d["steps"], d["first_step"], d["last_step"], len(d["nonfinite_steps"]), d["file"]]
-        for r, d in (("A", data["run_a"]), ("B", data["run_b"]))]))
+    sec.tables.append(
+        Table(
+            "",
+            ["run", "label", "format", "metric", "steps", "first", "last", "NaN/Inf", "file"],
+            [
+                [
+                    r,
+                    d["label"],
+                    d["format"],
+                    d["metric"] + (" (steps = line order)" if d["step_source"] == "index" else ""),
+                    d["steps"],
+                    d["first_step"],
+                    d["last_step"],
+                    len(d["nonfinite_steps"]),
+                    d["file"],
+                ]
+                for r, d in (("A", data["run_a"]), ("B", data["run_b"]))
+            ],
+        )
+    )
 
     sec = report.section("Comparison")
-    sec.tables.append(Table("", ["metric", "value"], [
-        ["steps compared (both finite)", n],
-        ["mean relative error", cmp.mean_rel_err],
-        ["max relative error", data["max_rel_err"]],
-        ["max absolute difference", max_abs],
-        ["  at step", max_abs_step],
-        ["steps beyond tolerance", data["steps_beyond_tolerance"]],
-        ["first divergent step", first],
-        [f"final loss {la}", None if final is None else final["a"]],
-        [f"final loss {lb}", None if final is None else final["b"]],
-        ["final loss difference (A − B)", None if final is None else final["diff"]],
-    ]))
+    sec.tables.append(
+        Table(
+            "",
+            ["metric", "value"],
+            [
+                ["steps compared (both finite)", n],
+                ["mean relative error", cmp.mean_rel_err],
+                ["max relative error", data["max_rel_err"]],
+                ["max absolute difference", max_abs],
+                ["  at step", max_abs_step],
+                ["steps beyond tolerance", data["steps_beyond_tolerance"]],
+                ["first divergent step", first],
+                [f"final loss {la}", None if final is None else final["a"]],
+                [f"final loss {lb}", None if final is None else final["b"]],
+                ["final loss difference (A − B)", None if final is None else final["diff"]],
+            ],
+        )
+    )
     sec.findings.extend(findings)
     if not findings:
         sec.text.append("Every common step is within tolerance.")
@@ -524,15 +615,35 @@ def build_report(cmp: Comparison, rows: int = DEFAULT_ROWS) -> Report:
     if n:
         sec = report.section("Loss curves")
         marks = [(first, f"first divergent step {first}")] if first is not None else []
-        sec.series.append(Series(f"{a.metric} per step", "step", "loss", OrderedDict([
-            (la, list(zip(cmp.steps.tolist(), cmp.va.tolist()))),
-            (lb, list(zip(cmp.steps.tolist(), cmp.vb.tolist()))),
-        ]), marks=marks))
+        sec.series.append(
+            Series(
+                f"{a.metric} per step",
+                "step",
+                "loss",
+                OrderedDict(
+                    [
+                        (la, list(zip(cmp.steps.tolist(), cmp.va.tolist()))),
+                        (lb, list(zip(cmp.steps.tolist(), cmp.vb.tolist()))),
+                    ]
+                ),
+                marks=marks,
+            )
+        )
         x0, x1 = int(cmp.steps[0]), int(cmp.steps[-1])
-        sec.series.append(Series("relative error |A − B| / |B| per step", "step", "relative error", OrderedDict([
-            ("relative error", list(zip(cmp.steps.tolist(), cmp.rel_err.tolist()))),
-            (f"rtol {cmp.rtol:g}", [(x0, cmp.rtol), (x1, cmp.rtol)]),
-        ]), marks=marks))
+        sec.series.append(
+            Series(
+                "relative error |A − B| / |B| per step",
+                "step",
+                "relative error",
+                OrderedDict(
+                    [
+                        ("relative error", list(zip(cmp.steps.tolist(), cmp.rel_err.tolist()))),
+                        (f"rtol {cmp.rtol:g}", [(x0, cmp.rtol), (x1, cmp.rtol)]),
+                    ]
+                ),
+                marks=marks,
+            )
+        )
         sec = report.section("Steps")
         sec.tables.append(_step_table(cmp, rows))
     return report
@@ -553,11 +664,27 @@ def _step_table(cmp: Comparison, rows: int) -> Table:
         why.setdefault(int(fb[0]), []).append("first divergent")
     out = []
     for i in sorted(why):
-        out.append([int(cmp.steps[i]), float(cmp.va[i]), float(cmp.vb[i]), float(cmp.va[i] - cmp.vb[i]),
-                    float(cmp.rel_err[i]), "diverged" if cmp.beyond[i] else "ok", ", ".join(why[i])])
-    note = f"{len(out)} of {n} steps: the first {rows}, the last {rows} and the {rows} worst by relative error."
-    return Table("", ["step", f"A: {cmp.label_a}", f"B: {cmp.label_b}", "A − B", "rel. error", "status", "shown as"],
-                 out, note=note, status_column="status")
+        out.append(
+            [
+                int(cmp.steps[i]),
+                float(cmp.va[i]),
+                float(cmp.vb[i]),
+                float(cmp.va[i] - cmp.vb[i]),
+                float(cmp.rel_err[i]),
+                "diverged" if cmp.beyond[i] else "ok",
+                ", ".join(why[i]),
+            ]
+        )
+    note = (
+        f"{len(out)} of {n} steps: the first {rows}, the last {rows} and the {rows} worst by relative error."
+    )
+    return Table(
+        "",
+        ["step", f"A: {cmp.label_a}", f"B: {cmp.label_b}", "A − B", "rel. error", "status", "shown as"],
+        out,
+        note=note,
+        status_column="status",
+    )
 
 
 def _steps_text(steps: Sequence[int], limit: int = 8) -> str:
@@ -572,60 +699,109 @@ def _findings(cmp: Comparison) -> List[Finding]:
     if first is not None:
         i = int(np.flatnonzero(cmp.beyond)[0])
         k = int(np.count_nonzero(cmp.beyond))
-        out.append(Finding(
-            "error", "loss-divergence",
-            f"step {first}: {la} {cmp.va[i]:.6g} vs {lb} {cmp.vb[i]:.6g}, relative error {cmp.rel_err[i]:.3g} "
-            f"beyond rtol {cmp.rtol:g} (atol {cmp.atol:g}); {k} of {cmp.steps.size} compared steps beyond tolerance",
-            location=f"step {first}",
-            suggestion=f"capture step {first} (or the step before) on both runs with `ascend-doctor dump` and run "
-                       f"`ascend-doctor compare` to find the op that introduced the error"))
+        out.append(
+            Finding(
+                "error",
+                "loss-divergence",
+                f"step {first}: {la} {cmp.va[i]:.6g} vs {lb} {cmp.vb[i]:.6g}, relative error {cmp.rel_err[i]:.3g} "
+                f"beyond rtol {cmp.rtol:g} (atol {cmp.atol:g}); {k} of {cmp.steps.size} compared steps beyond tolerance",
+                location=f"step {first}",
+                suggestion=f"capture step {first} (or the step before) on both runs with `ascend-doctor dump` and run "
+                f"`ascend-doctor compare` to find the op that introduced the error",
+            )
+        )
     if cmp.mean_beyond:
-        out.append(Finding(
-            "error", "loss-mean-error",
-            f"mean relative error {cmp.mean_rel_err:.3g} over {cmp.steps.size} steps is beyond {cmp.mean_rtol:g}",
-            suggestion="check the data order and seeds first (same shuffling, same dropout); then dump and compare"))
+        out.append(
+            Finding(
+                "error",
+                "loss-mean-error",
+                f"mean relative error {cmp.mean_rel_err:.3g} over {cmp.steps.size} steps is beyond {cmp.mean_rtol:g}",
+                suggestion="check the data order and seeds first (same shuffling, same dropout); then dump and compare",
+            )
+        )
     if cmp.nan_mismatch:
         s, w = cmp.nan_mismatch[0]
         name, other = (la, lb) if w == "a" else (lb, la)
         steps = [x for x, _ in cmp.nan_mismatch]
-        out.append(Finding(
-            "error", "loss-nonfinite",
-            f"{name} has a NaN/Inf loss at step {s} where {other} is finite "
-            f"({len(steps)} such step{'s' if len(steps) != 1 else ''}: {_steps_text(steps)})",
-            location=f"step {s}",
-            suggestion="look for overflow: fp16-only parts saturate; dump that step in stats mode and check the "
-                       "NaN/Inf/saturation counts"))
+        out.append(
+            Finding(
+                "error",
+                "loss-nonfinite",
+                f"{name} has a NaN/Inf loss at step {s} where {other} is finite "
+                f"({len(steps)} such step{'s' if len(steps) != 1 else ''}: {_steps_text(steps)})",
+                location=f"step {s}",
+                suggestion="look for overflow: fp16-only parts saturate; dump that step in stats mode and check the "
+                "NaN/Inf/saturation counts",
+            )
+        )
     for c, label in ((cmp.a, la), (cmp.b, lb)):
         bad = c.nonfinite_steps
         if bad:
-            out.append(Finding("warning", "nonfinite-skipped",
-                               f"{label}: {len(bad)} NaN/Inf loss value{'s' if len(bad) != 1 else ''} skipped "
-                               f"(step {_steps_text(bad)})", location=c.source))
+            out.append(
+                Finding(
+                    "warning",
+                    "nonfinite-skipped",
+                    f"{label}: {len(bad)} NaN/Inf loss value{'s' if len(bad) != 1 else ''} skipped "
+                    f"(step {_steps_text(bad)})",
+                    location=c.source,
+                )
+            )
         if c.step_source == "index":
-            out.append(Finding("warning", "no-step-numbers",
-                               f"{label}: no step numbers found; the n-th loss line is step n", location=c.source,
-                               suggestion="log the step with the loss (step=N) so runs with different logging "
-                                          "intervals still align"))
+            out.append(
+                Finding(
+                    "warning",
+                    "no-step-numbers",
+                    f"{label}: no step numbers found; the n-th loss line is step n",
+                    location=c.source,
+                    suggestion="log the step with the loss (step=N) so runs with different logging "
+                    "intervals still align",
+                )
+            )
         if c.no_step:
-            out.append(Finding("info", "loss-without-step",
-                               f"{label}: {c.no_step} loss line{'s' if c.no_step != 1 else ''} without a step "
-                               f"skipped", location=c.source))
+            out.append(
+                Finding(
+                    "info",
+                    "loss-without-step",
+                    f"{label}: {c.no_step} loss line{'s' if c.no_step != 1 else ''} without a step skipped",
+                    location=c.source,
+                )
+            )
         if c.duplicates:
-            out.append(Finding("info", "duplicate-steps",
-                               f"{label}: {c.duplicates} step{'s' if c.duplicates != 1 else ''} logged more than "
-                               f"once (a resumed run?); the last value is used", location=c.source))
+            out.append(
+                Finding(
+                    "info",
+                    "duplicate-steps",
+                    f"{label}: {c.duplicates} step{'s' if c.duplicates != 1 else ''} logged more than "
+                    f"once (a resumed run?); the last value is used",
+                    location=c.source,
+                )
+            )
         if c.truncated:
-            out.append(Finding("info", "truncated", f"{label}: the last line is cut off and was skipped",
-                               location=c.source))
+            out.append(
+                Finding(
+                    "info",
+                    "truncated",
+                    f"{label}: the last line is cut off and was skipped",
+                    location=c.source,
+                )
+            )
     only_a = len(set(cmp.a.losses) - set(cmp.b.losses))
     only_b = len(set(cmp.b.losses) - set(cmp.a.losses))
     if only_a or only_b:
-        out.append(Finding("info", "unmatched-steps",
-                           f"{only_a} step{'s' if only_a != 1 else ''} only in {la}, {only_b} only in {lb}; "
-                           f"{len(cmp.common)} are in both"))
+        out.append(
+            Finding(
+                "info",
+                "unmatched-steps",
+                f"{only_a} step{'s' if only_a != 1 else ''} only in {la}, {only_b} only in {lb}; "
+                f"{len(cmp.common)} are in both",
+            )
+        )
     if cmp.a.metric.lower() != cmp.b.metric.lower():
-        out.append(Finding("info", "different-metrics",
-                           f"{la} reports '{cmp.a.metric}', {lb} reports '{cmp.b.metric}'"))
+        out.append(
+            Finding(
+                "info", "different-metrics", f"{la} reports '{cmp.a.metric}', {lb} reports '{cmp.b.metric}'"
+            )
+        )
     return out
 
 
@@ -636,15 +812,37 @@ def exit_code(report: Report, fail_on: str) -> int:
     return int(report.data.get("worst_severity") == "error")
 
 
-def loss_compare(run_a: str, run_b: str, metric: Optional[str] = None, rtol: float = DEFAULT_RTOL,
-                 atol: float = DEFAULT_ATOL, mean_rtol: float = DEFAULT_MEAN_RTOL, label_a: Optional[str] = None,
-                 label_b: Optional[str] = None, rows: int = DEFAULT_ROWS) -> Report:
+def loss_compare(
+    run_a: str,
+    run_b: str,
+    metric: Optional[str] = None,
+    rtol: float = DEFAULT_RTOL,
+    atol: float = DEFAULT_ATOL,
+    mean_rtol: float = DEFAULT_MEAN_RTOL,
+    label_a: Optional[str] = None,
+    label_b: Optional[str] = None,
+    rows: int = DEFAULT_ROWS,
+) -> Report:
     """Read both runs, compare them, and build the report (what the CLI verb does)."""
     a = read_curve(run_a, metric)
     b = read_curve(run_b, metric)
-    return build_report(compare_curves(a, b, rtol=rtol, atol=atol, mean_rtol=mean_rtol,
-                                       label_a=label_a, label_b=label_b), rows=rows)
+    return build_report(
+        compare_curves(a, b, rtol=rtol, atol=atol, mean_rtol=mean_rtol, label_a=label_a, label_b=label_b),
+        rows=rows,
+    )
 
 
-__all__ = ["DEFAULT_ATOL", "DEFAULT_MEAN_RTOL", "DEFAULT_RTOL", "SCHEMA", "Comparison", "Curve", "build_report",
-           "compare_curves", "exit_code", "loss_compare", "read_curve", "relative_error"]
+__all__ = [
+    "DEFAULT_ATOL",
+    "DEFAULT_MEAN_RTOL",
+    "DEFAULT_RTOL",
+    "SCHEMA",
+    "Comparison",
+    "Curve",
+    "build_report",
+    "compare_curves",
+    "exit_code",
+    "loss_compare",
+    "read_curve",
+    "relative_error",
+]

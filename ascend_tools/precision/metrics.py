@@ -9,6 +9,7 @@ Every numeric metric is either a finite float or None: None when it does not app
 integers, anything of an empty pair), and a value too large for float64 (a ULP error of a float64
 target against an exact zero) is reported as the largest float64.
 """
+
 import math
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, Optional, Tuple
@@ -130,7 +131,7 @@ def ulp(x: torch.Tensor, dtype: str) -> torch.Tensor:
 
 
 def dtype_name(x: Any) -> str:
-    """"float32", "bfloat16", "int64", "bool": torch's name without "torch.", numpy's name."""
+    """ "float32", "bfloat16", "int64", "bool": torch's name without "torch.", numpy's name."""
     if isinstance(x, torch.Tensor):
         return torch_dtype_name(x.dtype)
     return str(np.asarray(x).dtype)
@@ -186,7 +187,9 @@ def compare_tensors(target: Any, reference: Any) -> PairMetrics:
     base = {"target_dtype": t_dtype, "reference_dtype": r_dtype}
     t_shape, r_shape = tuple(np.shape(target)), tuple(np.shape(reference))
     if t_shape != r_shape:
-        return PairMetrics(status="shape_mismatch", count=0, note=f"shape {list(t_shape)} vs {list(r_shape)}", **base)
+        return PairMetrics(
+            status="shape_mismatch", count=0, note=f"shape {list(t_shape)} vs {list(r_shape)}", **base
+        )
     t_kind, r_kind = _kind(t_dtype), _kind(r_dtype)
     if t_kind != r_kind or t_kind == "other":
         return PairMetrics(status="not_comparable", count=0, note=f"dtype {t_dtype} vs {r_dtype}", **base)
@@ -247,7 +250,9 @@ def _compare_float(t: torch.Tensor, r: torch.Tensor, t_dtype: str, base: Dict[st
     status = "nan_inf_mismatch" if nan_mismatch or inf_mismatch else "ok"
     note = f"{nan_mismatch} NaN and {inf_mismatch} Inf positions differ" if status != "ok" else ""
     n = t.numel()
-    m = PairMetrics(status=status, count=n, nan_mismatch=nan_mismatch, inf_mismatch=inf_mismatch, note=note, **base)
+    m = PairMetrics(
+        status=status, count=n, nan_mismatch=nan_mismatch, inf_mismatch=inf_mismatch, note=note, **base
+    )
     if n == 0:
         return m
 
@@ -312,7 +317,9 @@ def compare_stats(target: Optional[TensorStats], reference: Optional[TensorStats
     """Differences of max/min/mean/norm and NaN/Inf/saturation count deltas of two tensors'
     statistics (stats-mode dumps carry no elements)."""
     if target is None or reference is None:
-        return StatsMetrics(status="not_comparable", note=f"no {'target' if target is None else 'reference'} statistics")
+        return StatsMetrics(
+            status="not_comparable", note=f"no {'target' if target is None else 'reference'} statistics"
+        )
     out = StatsMetrics(
         status="ok",
         nan_delta=int(target.nan or 0) - int(reference.nan or 0),
@@ -341,7 +348,9 @@ def compare_stats(target: Optional[TensorStats], reference: Optional[TensorStats
         rels.append(_f(rel))
     out.worst_rel_diff = max(rels) if rels else None
     diffs = [getattr(out, f"{k}_abs_diff") for k in ("max", "min", "mean")]
-    bounds = [abs(float(v)) for v in (reference.max, reference.min) if v is not None and math.isfinite(float(v))]
+    bounds = [
+        abs(float(v)) for v in (reference.max, reference.min) if v is not None and math.isfinite(float(v))
+    ]
     if bounds and all(v is not None for v in diffs):
         out.scaled_diff = _f(max(diffs) / max(max(bounds), REL_FLOOR))
     if out.status == "ok" and (out.nan_delta or out.inf_delta):

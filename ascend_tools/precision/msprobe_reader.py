@@ -49,6 +49,7 @@ file name, an unreadable tensor file) raises :class:`~ascend_tools.errors.InputE
 Tensors are read with ``torch.load(weights_only=True)`` (``.npy`` with ``allow_pickle=False``): a dump
 is never unpickled.
 """
+
 import json
 import math
 import os
@@ -178,9 +179,11 @@ class MsprobeDump(Dump):
         rank_dir = self._rank_dir(step)
         name = info.file
         if name.startswith(TENSOR_DIR + "/"):
-            name = name[len(TENSOR_DIR) + 1:]
+            name = name[len(TENSOR_DIR) + 1 :]
         if not _is_plain_name(name):
-            raise InputError(f"{os.path.join(rank_dir, DUMP_JSON)}: tensor file name {info.file!r} is not a plain name")
+            raise InputError(
+                f"{os.path.join(rank_dir, DUMP_JSON)}: tensor file name {info.file!r} is not a plain name"
+            )
         path = os.path.join(rank_dir, TENSOR_DIR, name)
         if not os.path.isfile(path):
             raise InputError(f"{path}: tensor file missing")
@@ -216,7 +219,9 @@ class MsprobeDump(Dump):
         try:
             return self._dirs[step]
         except KeyError:
-            raise InputError(f"{self.path}: msprobe dump has no step {step} (steps: {self.steps()})") from None
+            raise InputError(
+                f"{self.path}: msprobe dump has no step {step} (steps: {self.steps()})"
+            ) from None
 
     def _dump_json(self, step: int) -> Dict[str, Any]:
         if self._cache is not None and self._cache[0] == step:
@@ -224,7 +229,7 @@ class MsprobeDump(Dump):
         path = os.path.join(self._rank_dir(step), DUMP_JSON)
         raw = _read_json(path)
         if not isinstance(raw, dict) or not isinstance(raw.get("data"), dict):
-            raise InputError(f"{path}: not an msprobe dump.json (no \"data\" object)")
+            raise InputError(f'{path}: not an msprobe dump.json (no "data" object)')
         self._cache = (step, raw)
         return raw
 
@@ -286,7 +291,9 @@ def _entry_record(key: str, entry: Any, tensor_mode: bool) -> Record:
     elif phase == "forward":
         args = {
             "args": _collect(_typed(entry.get("input_args", []), list, "input_args"), inputs, tensor_mode, 0),
-            "kwargs": _collect(_typed(entry.get("input_kwargs", {}), dict, "input_kwargs"), inputs, tensor_mode, 0),
+            "kwargs": _collect(
+                _typed(entry.get("input_kwargs", {}), dict, "input_kwargs"), inputs, tensor_mode, 0
+            ),
         }
         if "parameters" in entry:
             args["params"] = _collect(_typed(entry["parameters"], dict, "parameters"), inputs, tensor_mode, 0)
@@ -294,8 +301,17 @@ def _entry_record(key: str, entry: Any, tensor_mode: bool) -> Record:
     else:
         _collect(_first(entry, ("input", "grad_output")), inputs, tensor_mode, 0)
         _collect(_first(entry, ("output", "grad_input")), outputs, tensor_mode, 0)
-    return Record(id=0, name=name, kind=kind, phase=phase, call=call, module=module,
-                  inputs=inputs, outputs=outputs, args=args)
+    return Record(
+        id=0,
+        name=name,
+        kind=kind,
+        phase=phase,
+        call=call,
+        module=module,
+        inputs=inputs,
+        outputs=outputs,
+        args=args,
+    )
 
 
 def _parse_name(key: str) -> Tuple[str, str, str, int, str]:
@@ -381,8 +397,9 @@ def _tensor_info(raw: Dict[str, Any], tensor_mode: bool) -> TensorInfo:
     dtype, shape = raw["dtype"], raw["shape"]
     if not isinstance(dtype, str) or not dtype:
         raise _EntryError(f"tensor dtype {dtype!r} is not a dtype name")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                              for d in shape):
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
         raise _EntryError(f"tensor shape {shape!r} is not a list of sizes")
     stats = None
     if any(k in raw for k in ("Max", "Min", "Mean", "Norm")):
@@ -398,7 +415,7 @@ def _tensor_info(raw: Dict[str, Any], tensor_mode: bool) -> TensorInfo:
         file = f"{TENSOR_DIR}/{data_name}"
     digest = raw.get("md5")
     return TensorInfo(
-        dtype=dtype[len("torch."):] if dtype.startswith("torch.") else dtype,
+        dtype=dtype[len("torch.") :] if dtype.startswith("torch.") else dtype,
         shape=list(shape),
         stats=stats,
         file=file,
@@ -428,7 +445,9 @@ def _read_json(path: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         if exc.pos >= len(text.rstrip()):
-            raise InputError(f"{path}: truncated JSON (ends at line {exc.lineno}); was the dump cut off?") from None
+            raise InputError(
+                f"{path}: truncated JSON (ends at line {exc.lineno}); was the dump cut off?"
+            ) from None
         raise InputError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except RecursionError:
         raise InputError(f"{path}: JSON nested too deeply") from None
@@ -476,7 +495,9 @@ def _listdir(path: str) -> List[str]:
 
 
 def _is_plain_name(name: str) -> bool:
-    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..") and "\0" not in name
+    return (
+        bool(name) and "/" not in name and "\\" not in name and name not in (".", "..") and "\0" not in name
+    )
 
 
 def _one_line(exc: BaseException) -> str:

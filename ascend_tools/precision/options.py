@@ -1,5 +1,6 @@
 """What ``ascend-doctor dump`` and ``shadow`` share around the launch (``ascend_tools/launch.py``): the
 validation of their options and the summary of what a dump wrote."""
+
 import os
 from typing import Any, Dict, List, Optional
 
@@ -40,8 +41,6 @@ def check_options(steps: Optional[str], sample: int, scope: Any) -> Optional[Lis
         except re.error as exc:
             raise InputError(f"--scope: {s!r} is not a valid prefix or regex ({exc})") from None
     return step_list
-
-
 
 
 def summary(out_dir: str) -> List[Dict[str, Any]]:

@@ -7,6 +7,7 @@ Non-tensor arguments are kept in ``args`` so an op can be replayed (see ``diagno
 
 Serialisation is plain JSON (``to_json``/``from_json``): dumps never need pickle.
 """
+
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -77,9 +78,12 @@ def tensor_info_from_json(raw: Dict[str, Any]) -> TensorInfo:
     stats = raw.get("stats")
     if stats:  # positional: a compare reads thousands of these
         get = stats.get
-        stats = TensorStats(get("max"), get("min"), get("mean"), get("norm"), get("nan", 0), get("inf", 0),
-                            get("sat", 0))
-    return TensorInfo(raw["dtype"], list(raw.get("shape", ())), stats or None, raw.get("file"), raw.get("digest"))
+        stats = TensorStats(
+            get("max"), get("min"), get("mean"), get("norm"), get("nan", 0), get("inf", 0), get("sat", 0)
+        )
+    return TensorInfo(
+        raw["dtype"], list(raw.get("shape", ())), stats or None, raw.get("file"), raw.get("digest")
+    )
 
 
 def _drop_none(value: Any) -> Any:

@@ -7,6 +7,7 @@ because some ops are ill-conditioned on some inputs (a softmax backward on peake
 correct fp32 kernel is then "beyond tolerance" too; that is not this op's fault. With ``standards``'
 warning band (2×), an op is an error only when it is beyond 2× its tolerance and 4× the correct kernel's error.
 """
+
 from dataclasses import dataclass
 from typing import Any, List, Optional
 
@@ -51,15 +52,18 @@ def with_baseline(verdict: standards.Verdict, baseline: standards.Verdict, dtype
         return verdict
     value = verdict.value
     level = "pass" if value <= tol else "warning" if value <= standards.WARNING_FACTOR * tol else "error"
-    reason = (f"{verdict.reason}; the same op on CPU in {dtype} is {baseline.value:.4g} off, "
-              f"so the tolerance is {BASELINE_FACTOR:g}x that: {tol:.4g}")
+    reason = (
+        f"{verdict.reason}; the same op on CPU in {dtype} is {baseline.value:.4g} off, "
+        f"so the tolerance is {BASELINE_FACTOR:g}x that: {tol:.4g}"
+    )
     return standards.Verdict(level, reason, tol, verdict.metric, value, verdict.standard)
 
 
 def replayable(op: Any, name: str) -> bool:
     # an op whose result is uninitialised memory cannot be matched by a replay
-    return op_base(name) not in UNDEFINED_VALUES and \
-        torch.Tag.nondeterministic_seeded not in getattr(op, "tags", ())
+    return op_base(name) not in UNDEFINED_VALUES and torch.Tag.nondeterministic_seeded not in getattr(
+        op, "tags", ()
+    )
 
 
 def _first_tensor(out: Any) -> Optional[torch.Tensor]:
@@ -68,8 +72,14 @@ def _first_tensor(out: Any) -> Optional[torch.Tensor]:
     return out if isinstance(out, torch.Tensor) else None
 
 
-def replay(op: Any, name: str, build_call: Any, inputs: List[torch.Tensor], produced: torch.Tensor,
-           reduction: Optional[int]) -> Optional[Replay]:
+def replay(
+    op: Any,
+    name: str,
+    build_call: Any,
+    inputs: List[torch.Tensor],
+    produced: torch.Tensor,
+    reduction: Optional[int],
+) -> Optional[Replay]:
     """``build_call(tensors) -> (args, kwargs)`` puts tensors back into the call. None when the op's
     output cannot be compared (not a tensor, another shape). The same-dtype baseline runs only for an
     output judged "error" (the only verdict it can change); a passing one keeps its screened metrics."""

@@ -2,6 +2,7 @@
 one metric the op's standard reads is needed (a few vectorized passes, the same formula as ``metrics``); the
 full :func:`metrics.compare_tensors` runs only for what that metric says is an error. Used by shadow (every op,
 live) and by compare's replay (every output that is off against the reference)."""
+
 import math
 from typing import Any, Optional, Tuple
 
@@ -54,8 +55,9 @@ def screen(standard: str, t: Any, r: Any) -> Optional[M.PairMetrics]:
     if standard == "binary" and t_dt == r_dt:
         if not torch.equal(t.to(_F64), r):
             return None
-        return M.PairMetrics(status="ok", count=n, target_dtype=t_dt, reference_dtype=r_dt, mismatch=0.0,
-                             note=SCREENED)
+        return M.PairMetrics(
+            status="ok", count=n, target_dtype=t_dt, reference_dtype=r_dt, mismatch=0.0, note=SCREENED
+        )
     mant, emin, emax = fmt
     # t widened first: a mixed float32 - float64 subtraction runs several times slower than a copy + sub_
     d = t.to(_F64, copy=True).reshape(-1).sub_(r.reshape(-1))
@@ -68,7 +70,11 @@ def screen(standard: str, t: Any, r: Any) -> Optional[M.PairMetrics]:
         rms = norm_r / math.sqrt(n)
         low = 2.0 ** max(emin, min(emax, math.frexp(rms)[1] - 1)) if rms > 0 else low
     # 2**floor(log2|r|) from the exponent bits, clamped as metrics.ulp does: |d| / ulp = |q| * 2**mant
-    p2 = torch.bitwise_and(r.contiguous().view(-1).view(torch.int64), _EXP_BITS).view(_F64).clamp_(low, 2.0**emax)
+    p2 = (
+        torch.bitwise_and(r.contiguous().view(-1).view(torch.int64), _EXP_BITS)
+        .view(_F64)
+        .clamp_(low, 2.0**emax)
+    )
     q = torch.div(d, p2, out=p2)
     lo, hi = torch.aminmax(q)
     worst = max(float(hi), -float(lo)) + 0.0  # + 0.0: no -0.0 in reports
@@ -81,4 +87,3 @@ def screen(standard: str, t: Any, r: Any) -> Optional[M.PairMetrics]:
     else:
         m.max_ulp_err = value
     return m
-

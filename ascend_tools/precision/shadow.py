@@ -31,6 +31,7 @@ call has the same index whatever the filters.
 Everything fails open: an internal error is logged once (``logging.getLogger("ascend_tools")``) and
 the user's op returns its own result.
 """
+
 import contextlib
 import json
 import logging
@@ -129,9 +130,12 @@ class ShadowRecord:
     @classmethod
     def from_json(cls, raw: Dict[str, Any]) -> "ShadowRecord":
         raw = dict(raw)
-        raw["metrics"] = M.PairMetrics(**{k: v for k, v in raw["metrics"].items()
-                                          if k in M.PairMetrics.__dataclass_fields__})
-        raw["verdict"] = Verdict(**{k: v for k, v in raw["verdict"].items() if k in Verdict.__dataclass_fields__})
+        raw["metrics"] = M.PairMetrics(
+            **{k: v for k, v in raw["metrics"].items() if k in M.PairMetrics.__dataclass_fields__}
+        )
+        raw["verdict"] = Verdict(
+            **{k: v for k, v in raw["verdict"].items() if k in Verdict.__dataclass_fields__}
+        )
         return cls(**{k: v for k, v in raw.items() if k in cls.__dataclass_fields__})
 
 
@@ -161,7 +165,9 @@ class _Op:
         schema = func._schema
         self.counted = self.name.startswith("aten::")
         self.mutated = written_args(func)
-        self.half_to_float = next((i for i, a in enumerate(schema.arguments) if a.name == "half_to_float"), None)
+        self.half_to_float = next(
+            (i for i, a in enumerate(schema.arguments) if a.name == "half_to_float"), None
+        )
         base = op_base(self.name)
         returns = schema.returns
         if not self.counted:
@@ -172,8 +178,11 @@ class _Op:
             self.skip = "uninitialised"
         elif torch.Tag.nondeterministic_seeded in getattr(func, "tags", ()):
             self.skip = "random"
-        elif base in _VIEW_LIKE or getattr(func, "is_view", False) or any(
-                r.alias_info is not None and not r.alias_info.is_write for r in returns):
+        elif (
+            base in _VIEW_LIKE
+            or getattr(func, "is_view", False)
+            or any(r.alias_info is not None and not r.alias_info.is_write for r in returns)
+        ):
             self.skip = "view"
         elif not self.mutated and not any("Tensor" in str(r.type) for r in returns):
             self.skip = "no tensor output"
@@ -185,6 +194,7 @@ _NULL = contextlib.nullcontext()
 try:
     from torch._ops import _len_torch_dispatch_stack_pre_dispatch as _pre_dispatch_len
 except ImportError:  # torch < 2.2: no pre-dispatch modes
+
     def _pre_dispatch_len() -> int:
         return 0
 
@@ -229,10 +239,19 @@ class Shadow(StepSession):
 
     tool = "shadow"
 
-    def __init__(self, ops: Optional[Sequence[str]] = None, scope: Optional[Sequence[str]] = None, sample: int = 1,
-                 model: Optional[torch.nn.Module] = None, max_numel: int = DEFAULT_MAX_NUMEL,
-                 out: Optional[str] = None, steps: Optional[Iterable[int]] = None, keep: bool = True,
-                 rank: Optional[int] = None, baseline: bool = True) -> None:
+    def __init__(
+        self,
+        ops: Optional[Sequence[str]] = None,
+        scope: Optional[Sequence[str]] = None,
+        sample: int = 1,
+        model: Optional[torch.nn.Module] = None,
+        max_numel: int = DEFAULT_MAX_NUMEL,
+        out: Optional[str] = None,
+        steps: Optional[Iterable[int]] = None,
+        keep: bool = True,
+        rank: Optional[int] = None,
+        baseline: bool = True,
+    ) -> None:
         if int(sample) < 1:
             raise ValueError(f"sample must be >= 1, not {sample!r}")
         self.ops = [ops] if isinstance(ops, str) else list(ops or [])
@@ -310,13 +329,24 @@ class Shadow(StepSession):
 
     def meta(self) -> Dict[str, Any]:
         return {
-            "rank": self.rank, "pid": os.getpid(), "argv": list(sys.argv),
-            "options": {"ops": self.ops, "scope": self.scope, "sample": self.sample, "max_numel": self.max_numel,
-                        "steps": sorted(self.steps) if self.steps is not None else None},
+            "rank": self.rank,
+            "pid": os.getpid(),
+            "argv": list(sys.argv),
+            "options": {
+                "ops": self.ops,
+                "scope": self.scope,
+                "sample": self.sample,
+                "max_numel": self.max_numel,
+                "steps": sorted(self.steps) if self.steps is not None else None,
+            },
             "start_time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.start_time)),
-            "steps_seen": self.step_no + 1, "compared": self.compared, "verdicts": dict(self._verdicts),
-            "skipped": dict(self.skipped), "not_replayable": dict(self.not_replayable),
-            "internal_errors": self.internal_errors, "torch": torch.__version__,
+            "steps_seen": self.step_no + 1,
+            "compared": self.compared,
+            "verdicts": dict(self._verdicts),
+            "skipped": dict(self.skipped),
+            "not_replayable": dict(self.not_replayable),
+            "internal_errors": self.internal_errors,
+            "torch": torch.__version__,
         }
 
     # --- internals: state ---------------------------------------------------------------------------
@@ -371,7 +401,12 @@ class Shadow(StepSession):
             return None
         numel = 0
         for t in tensors:
-            if type(t) not in _PLAIN or t.layout != torch.strided or t.device.type == "meta" or t.is_complex():
+            if (
+                type(t) not in _PLAIN
+                or t.layout != torch.strided
+                or t.device.type == "meta"
+                or t.is_complex()
+            ):
                 self.skipped["not a plain tensor"] += 1
                 return None
             numel += t.numel()
@@ -405,7 +440,9 @@ class Shadow(StepSession):
             except Exception as exc:  # no float64/CPU kernel for it: not an internal error
                 self.not_replayable[op.name] += 1
                 if self.not_replayable[op.name] == 1:
-                    log.debug("shadow: %s not replayed on CPU float64: %s: %s", op.name, type(exc).__name__, exc)
+                    log.debug(
+                        "shadow: %s not replayed on CPU float64: %s: %s", op.name, type(exc).__name__, exc
+                    )
                 return
             targets: List[Any] = []
             refs: List[Any] = []
@@ -426,15 +463,31 @@ class Shadow(StepSession):
             best: Optional[Tuple[int, M.PairMetrics, Verdict]] = None
             for i, (t, r) in enumerate(zip(targets, refs)):
                 m, v = judge_output(op.name, t, r, reduction)
-                if best is None or (_LEVELS.get(v.level, 0), v.ratio) > (_LEVELS.get(best[2].level, 0), best[2].ratio):
+                if best is None or (_LEVELS.get(v.level, 0), v.ratio) > (
+                    _LEVELS.get(best[2].level, 0),
+                    best[2].ratio,
+                ):
                     best = (i, m, v)
             assert best is not None
             out_i, m, v = best
             if v.level == "error" and self.baseline and not op.mutated:
-                v = self._second_opinion(op, func, args, kwargs, tensors, copies, refs[out_i], out_i, v, reduction)
-        rec = ShadowRecord(id=rid, name=op.name, phase=phase, call=call, module=module, site=site,
-                           metrics=m, verdict=v, input_shapes=shapes, output=out_i,
-                           step=self.step_no, rank=self.rank)
+                v = self._second_opinion(
+                    op, func, args, kwargs, tensors, copies, refs[out_i], out_i, v, reduction
+                )
+        rec = ShadowRecord(
+            id=rid,
+            name=op.name,
+            phase=phase,
+            call=call,
+            module=module,
+            site=site,
+            metrics=m,
+            verdict=v,
+            input_shapes=shapes,
+            output=out_i,
+            step=self.step_no,
+            rank=self.rank,
+        )
         self.compared += 1
         self._verdicts[v.level] += 1
         if self.keep:
@@ -446,15 +499,27 @@ class Shadow(StepSession):
             if len(self._lines) >= FLUSH_EVERY:
                 self._flush()
 
-    def _second_opinion(self, op: _Op, func: Any, args: Any, kwargs: Dict[str, Any], tensors: List[torch.Tensor],
-                        copies: Dict[int, torch.Tensor], ref: torch.Tensor, out_i: int, verdict: Verdict,
-                        reduction: Optional[int]) -> Verdict:
+    def _second_opinion(
+        self,
+        op: _Op,
+        func: Any,
+        args: Any,
+        kwargs: Dict[str, Any],
+        tensors: List[torch.Tensor],
+        copies: Dict[int, torch.Tensor],
+        ref: torch.Tensor,
+        out_i: int,
+        verdict: Verdict,
+        reduction: Optional[int],
+    ) -> Verdict:
         """An op judged "error" is run once more on CPU in the device's own dtypes (the float64 copies cast
         back: exact): what a correct kernel of that precision makes on these inputs (cancellation in a softmax
         backward, say). The verdict is regraded by :func:`replay.with_baseline`, the rule compare uses too. A
         wrong device kernel stays far above; on a CPU device the two agree."""
         try:
-            low = {id(t): copies[id(t)].to(t.dtype) if t.is_floating_point() else copies[id(t)] for t in tensors}
+            low = {
+                id(t): copies[id(t)].to(t.dtype) if t.is_floating_point() else copies[id(t)] for t in tensors
+            }
             low_args, low_kwargs = _ref_call(op, args, kwargs, low, False)
             outs: List[Any] = []
             flat_tensors(func(*low_args, **low_kwargs), outs)
@@ -480,8 +545,9 @@ def _replace(value: Any, copies: Dict[int, torch.Tensor]) -> Any:
     return value
 
 
-def _ref_call(op: _Op, args: Any, kwargs: Dict[str, Any], copies: Dict[int, torch.Tensor],
-              widened: bool) -> Tuple[tuple, Dict[str, Any]]:
+def _ref_call(
+    op: _Op, args: Any, kwargs: Dict[str, Any], copies: Dict[int, torch.Tensor], widened: bool
+) -> Tuple[tuple, Dict[str, Any]]:
     """The call's arguments with every tensor replaced by its copy, on the CPU; ``widened`` (float64
     copies): ``half_to_float`` cleared (a float64 softmax has no half input to widen)."""
     ref_args = tuple(_replace(a, copies) for a in args)
@@ -491,15 +557,22 @@ def _ref_call(op: _Op, args: Any, kwargs: Dict[str, Any], copies: Dict[int, torc
     h = op.half_to_float
     if widened and h is not None:
         if h < len(ref_args):
-            ref_args = (*ref_args[:h], False, *ref_args[h + 1:])
+            ref_args = (*ref_args[:h], False, *ref_args[h + 1 :])
         elif "half_to_float" in ref_kwargs:
             ref_kwargs["half_to_float"] = False
     return ref_args, ref_kwargs
 
 
-def shadow(ops: Optional[Sequence[str]] = None, scope: Optional[Sequence[str]] = None, sample: int = 1,
-           model: Optional[torch.nn.Module] = None, max_numel: int = DEFAULT_MAX_NUMEL, out: Optional[str] = None,
-           steps: Optional[Iterable[int]] = None, baseline: bool = True) -> Shadow:
+def shadow(
+    ops: Optional[Sequence[str]] = None,
+    scope: Optional[Sequence[str]] = None,
+    sample: int = 1,
+    model: Optional[torch.nn.Module] = None,
+    max_numel: int = DEFAULT_MAX_NUMEL,
+    out: Optional[str] = None,
+    steps: Optional[Iterable[int]] = None,
+    baseline: bool = True,
+) -> Shadow:
     """Compare every op run inside ``with shadow(...) as sh:`` with a CPU float64 run of the same op on
     copies of its inputs; ``sh.results``, ``sh.culprits()`` and ``sh.report()`` after the block.
 
@@ -510,8 +583,16 @@ def shadow(ops: Optional[Sequence[str]] = None, scope: Optional[Sequence[str]] =
     ``steps``: step numbers to compare (steps count ``optimizer.step()`` calls, or ``sh.step()`` calls);
     ``baseline``: re-run an op judged "error" on CPU in its own dtype and allow twice that run's error
     (what the precision itself explains on these inputs)."""
-    return Shadow(ops=ops, scope=scope, sample=sample, model=model, max_numel=max_numel, out=out, steps=steps,
-                  baseline=baseline)
+    return Shadow(
+        ops=ops,
+        scope=scope,
+        sample=sample,
+        model=model,
+        max_numel=max_numel,
+        out=out,
+        steps=steps,
+        baseline=baseline,
+    )
 
 
 # ----------------------------------------------------------------------------------------------- I/O
@@ -551,23 +632,72 @@ def read_results(out: str) -> Tuple[List[ShadowRecord], List[Dict[str, Any]]]:
 def start_from_options(opts: Dict[str, Any]) -> Shadow:
     """Used by ``launch.start_from_env`` in each process of ``ascend-doctor shadow``: records go to
     ``opts["out_dir"]`` and are not kept in memory."""
-    sh = Shadow(ops=opts.get("ops"), scope=opts.get("scope"), sample=opts.get("sample", 1),
-                max_numel=opts.get("max_numel", DEFAULT_MAX_NUMEL), out=opts["out_dir"], steps=opts.get("steps"),
-                keep=False)
+    sh = Shadow(
+        ops=opts.get("ops"),
+        scope=opts.get("scope"),
+        sample=opts.get("sample", 1),
+        max_numel=opts.get("max_numel", DEFAULT_MAX_NUMEL),
+        out=opts["out_dir"],
+        steps=opts.get("steps"),
+        keep=False,
+    )
     sh.start()
     return sh
 
 
 # -------------------------------------------------------------------------------------------- report
 
-COLUMNS = ("order", "step", "rank", "name", "module", "phase", "dtype", "verdict", "introduced_error", "metric",
-           "value", "tolerance", "cosine", "max_abs_err", "max_rel_err", "rel_l2_err", "max_ulp_err",
-           "max_scaled_ulp_err", "site")
+COLUMNS = (
+    "order",
+    "step",
+    "rank",
+    "name",
+    "module",
+    "phase",
+    "dtype",
+    "verdict",
+    "introduced_error",
+    "metric",
+    "value",
+    "tolerance",
+    "cosine",
+    "max_abs_err",
+    "max_rel_err",
+    "rel_l2_err",
+    "max_ulp_err",
+    "max_scaled_ulp_err",
+    "site",
+)
 #: the columns of the "All compared ops" table (the JSON records have all of COLUMNS)
-TABLE_COLUMNS = ("order", "step", "rank", "name", "module", "phase", "dtype", "verdict", "introduced_error", "metric",
-                 "value", "tolerance", "cosine", "max_rel_err", "site")
-_METRICS = ("cosine", "max_abs_err", "max_rel_err", "mean_rel_err", "rel_l2_err", "max_ulp_err", "mean_ulp_err",
-            "max_scaled_ulp_err", "within_1e3", "status")
+TABLE_COLUMNS = (
+    "order",
+    "step",
+    "rank",
+    "name",
+    "module",
+    "phase",
+    "dtype",
+    "verdict",
+    "introduced_error",
+    "metric",
+    "value",
+    "tolerance",
+    "cosine",
+    "max_rel_err",
+    "site",
+)
+_METRICS = (
+    "cosine",
+    "max_abs_err",
+    "max_rel_err",
+    "mean_rel_err",
+    "rel_l2_err",
+    "max_ulp_err",
+    "mean_ulp_err",
+    "max_scaled_ulp_err",
+    "within_1e3",
+    "status",
+)
 #: ratios below this are drawn at it on the drift plot's log scale (exact ops have ratio 0)
 PLOT_FLOOR = 1e-3
 
@@ -575,26 +705,61 @@ PLOT_FLOOR = 1e-3
 def record_row(order: int, rec: ShadowRecord) -> Dict[str, Any]:
     m, v = rec.metrics, rec.verdict
     return OrderedDict(
-        order=order, step=rec.step, rank=rec.rank, name=rec.key, module=rec.module, phase=rec.phase,
-        dtype=m.target_dtype, verdict=v.level, introduced_error=v.ratio, metric=v.metric, value=v.value,
-        tolerance=v.tolerance, cosine=m.cosine, max_abs_err=m.max_abs_err, max_rel_err=m.max_rel_err,
-        rel_l2_err=m.rel_l2_err, max_ulp_err=m.max_ulp_err, max_scaled_ulp_err=m.max_scaled_ulp_err, site=rec.site,
+        order=order,
+        step=rec.step,
+        rank=rec.rank,
+        name=rec.key,
+        module=rec.module,
+        phase=rec.phase,
+        dtype=m.target_dtype,
+        verdict=v.level,
+        introduced_error=v.ratio,
+        metric=v.metric,
+        value=v.value,
+        tolerance=v.tolerance,
+        cosine=m.cosine,
+        max_abs_err=m.max_abs_err,
+        max_rel_err=m.max_rel_err,
+        rel_l2_err=m.rel_l2_err,
+        max_ulp_err=m.max_ulp_err,
+        max_scaled_ulp_err=m.max_scaled_ulp_err,
+        site=rec.site,
     )
 
 
 def culprit_row(rank: int, rec: ShadowRecord) -> Dict[str, Any]:
     v = rec.verdict
     return OrderedDict(
-        [("rank", rank), ("name", rec.key), ("op", rec.name), ("call", rec.call), ("module", rec.module),
-         ("phase", rec.phase), ("step", rec.step), ("process_rank", rec.rank), ("introduced_error", v.ratio),
-         ("level", v.level), ("metric", v.metric), ("value", v.value), ("tolerance", v.tolerance),
-         ("standard", v.standard), ("reason", v.reason), ("site", rec.site), ("input_shapes", rec.input_shapes),
-         ("dtype", rec.metrics.target_dtype)]
-        + [(k, getattr(rec.metrics, k)) for k in _METRICS])
+        [
+            ("rank", rank),
+            ("name", rec.key),
+            ("op", rec.name),
+            ("call", rec.call),
+            ("module", rec.module),
+            ("phase", rec.phase),
+            ("step", rec.step),
+            ("process_rank", rec.rank),
+            ("introduced_error", v.ratio),
+            ("level", v.level),
+            ("metric", v.metric),
+            ("value", v.value),
+            ("tolerance", v.tolerance),
+            ("standard", v.standard),
+            ("reason", v.reason),
+            ("site", rec.site),
+            ("input_shapes", rec.input_shapes),
+            ("dtype", rec.metrics.target_dtype),
+        ]
+        + [(k, getattr(rec.metrics, k)) for k in _METRICS]
+    )
 
 
-def build_report(records: Sequence[ShadowRecord], metas: Sequence[Dict[str, Any]] = (), top: int = 10,
-                 command: Optional[Sequence[str]] = None) -> Report:
+def build_report(
+    records: Sequence[ShadowRecord],
+    metas: Sequence[Dict[str, Any]] = (),
+    top: int = 10,
+    command: Optional[Sequence[str]] = None,
+) -> Report:
     """The shadow report: summary, ranked culprits, drift plot, every compared op."""
     records = sorted(records, key=lambda r: (r.rank, r.step, r.id))
     found = culprits(records)
@@ -614,20 +779,27 @@ def build_report(records: Sequence[ShadowRecord], metas: Sequence[Dict[str, Any]
         compared = len(records)
     n_culprits = max(len(found), verdicts.get("error", 0))
     summary = OrderedDict(
-        compared=compared, verdicts={k: verdicts.get(k, 0) for k in ("pass", "warning", "error")},
-        culprits=n_culprits, first_culprit=first.key if first else None,
-        steps=sorted({r.step for r in records}), ranks=sorted({r.rank for r in records} | {m.get("rank", 0) for m in metas}),
-        skipped=dict(sorted(skipped.items())), not_replayable=dict(sorted(not_replayable.items())),
+        compared=compared,
+        verdicts={k: verdicts.get(k, 0) for k in ("pass", "warning", "error")},
+        culprits=n_culprits,
+        first_culprit=first.key if first else None,
+        steps=sorted({r.step for r in records}),
+        ranks=sorted({r.rank for r in records} | {m.get("rank", 0) for m in metas}),
+        skipped=dict(sorted(skipped.items())),
+        not_replayable=dict(sorted(not_replayable.items())),
         internal_errors=internal,
     )
     rows = [record_row(i, r) for i, r in enumerate(records)]
     data: Dict[str, Any] = OrderedDict(
-        command=list(command) if command else None, summary=summary,
+        command=list(command) if command else None,
+        summary=summary,
         culprits=[culprit_row(i + 1, r) for i, r in enumerate(found[:top])],
-        first_culprit=culprit_row(0, first) if first else None, records=rows,
+        first_culprit=culprit_row(0, first) if first else None,
+        records=rows,
     )
-    report = Report(schema=SCHEMA, title="shadow: " + (" ".join(command) if command else "ops vs CPU float64"),
-                    data=data)
+    report = Report(
+        schema=SCHEMA, title="shadow: " + (" ".join(command) if command else "ops vs CPU float64"), data=data
+    )
     report.summary = [
         ("ops compared", compared),
         ("verdicts", ", ".join(f"{n} {k}" for k, n in summary["verdicts"].items())),
@@ -637,17 +809,28 @@ def build_report(records: Sequence[ShadowRecord], metas: Sequence[Dict[str, Any]
         ("skipped", ", ".join(f"{n} {k}" for k, n in summary["skipped"].items()) or "none"),
     ]
     if not_replayable:
-        report.summary.append(("not replayable", ", ".join(f"{k} ({n})" for k, n in summary["not_replayable"].items())))
+        report.summary.append(
+            ("not replayable", ", ".join(f"{k} ({n})" for k, n in summary["not_replayable"].items()))
+        )
     if internal:
         report.summary.append(("internal errors", internal))
     _culprit_section(report, data["culprits"], first)
     _drift_section(report, records)
     sec = report.section("All compared ops")
-    sec.text.append("Each op's output against a CPU float64 run of the same op on copies of its own inputs: the "
-                    "error this op introduced. introduced_error = value / tolerance of the judged metric.")
+    sec.text.append(
+        "Each op's output against a CPU float64 run of the same op on copies of its own inputs: the "
+        "error this op introduced. introduced_error = value / tolerance of the judged metric."
+    )
     cols = [c for c in TABLE_COLUMNS if c != "rank" or len(summary["ranks"]) > 1]
-    sec.tables.append(Table("", cols, [[_cell(row[c]) for c in cols] for row in rows], status_column="verdict",
-                            note="Every metric of every record is in the JSON report (records)."))
+    sec.tables.append(
+        Table(
+            "",
+            cols,
+            [[_cell(row[c]) for c in cols] for row in rows],
+            status_column="verdict",
+            note="Every metric of every record is in the JSON report (records).",
+        )
+    )
     return report
 
 
@@ -656,16 +839,43 @@ def _culprit_section(report: Report, rows: List[Dict[str, Any]], first: Optional
     if not rows:
         sec.text.append("No op introduced an error beyond its dtype's tolerance.")
         return
-    sec.text.append("Ops whose output differs from a float64 run on their own inputs by more than their dtype "
-                    "explains, ranked by that error in tolerances (introduced).")
+    sec.text.append(
+        "Ops whose output differs from a float64 run on their own inputs by more than their dtype "
+        "explains, ranked by that error in tolerances (introduced)."
+    )
     if first is not None:
-        sec.text.append(f"First in execution order: {first.key} in {first.module or '<root>'} ({first.site or 'no site'}).")
-    sec.tables.append(Table("", ["#", "call", "module", "phase", "step", "introduced", "metric", "value", "site"], [
-        [c["rank"], c["name"], c["module"], c["phase"], c["step"], _cell(c["introduced_error"]), c["metric"],
-         _cell(c["value"]), c["site"]] for c in rows]))
+        sec.text.append(
+            f"First in execution order: {first.key} in {first.module or '<root>'} ({first.site or 'no site'})."
+        )
+    sec.tables.append(
+        Table(
+            "",
+            ["#", "call", "module", "phase", "step", "introduced", "metric", "value", "site"],
+            [
+                [
+                    c["rank"],
+                    c["name"],
+                    c["module"],
+                    c["phase"],
+                    c["step"],
+                    _cell(c["introduced_error"]),
+                    c["metric"],
+                    _cell(c["value"]),
+                    c["site"],
+                ]
+                for c in rows
+            ],
+        )
+    )
     for c in rows[:3]:
-        sec.findings.append(Finding(severity="error", rule="culprit", location=c["site"],
-                                    message=f"{c['name']} in {c['module'] or '<root>'} ({c['phase']}): {c['reason']}"))
+        sec.findings.append(
+            Finding(
+                severity="error",
+                rule="culprit",
+                location=c["site"],
+                message=f"{c['name']} in {c['module'] or '<root>'} ({c['phase']}): {c['reason']}",
+            )
+        )
 
 
 def _drift_section(report: Report, records: Sequence[ShadowRecord]) -> None:
@@ -675,16 +885,21 @@ def _drift_section(report: Report, records: Sequence[ShadowRecord]) -> None:
     marks: List[Tuple[float, str]] = []
     marked = set()
     for i, r in enumerate(records):
-        lines.setdefault(f"rank {r.rank}" if many else "introduced", []).append((float(i), max(r.ratio, PLOT_FLOOR)))
+        lines.setdefault(f"rank {r.rank}" if many else "introduced", []).append(
+            (float(i), max(r.ratio, PLOT_FLOOR))
+        )
         if r.phase != "forward" and (r.rank, r.step, r.phase) not in marked:
             marked.add((r.rank, r.step, r.phase))
             where = " ".join(([f"rank {r.rank}"] if many else []) + ([f"step {r.step}"] if steps else []))
             marks.append((float(i), f"{r.phase} ({where})" if where else r.phase))
     sec = report.section("Drift along the run")
-    sec.text.append(f"The error each op introduced, in tolerances (1 = at tolerance), in execution order; below "
-                    f"{PLOT_FLOOR:g} drawn at {PLOT_FLOOR:g}. A spike is an op that made an error itself.")
-    sec.series.append(Series("introduced error", "execution order", "error / tolerance", lines, marks=marks,
-                             log_y=True))
+    sec.text.append(
+        f"The error each op introduced, in tolerances (1 = at tolerance), in execution order; below "
+        f"{PLOT_FLOOR:g} drawn at {PLOT_FLOOR:g}. A spike is an op that made an error itself."
+    )
+    sec.series.append(
+        Series("introduced error", "execution order", "error / tolerance", lines, marks=marks, log_y=True)
+    )
 
 
 def _cell(value: Any) -> Any:
@@ -698,8 +913,6 @@ def exit_code(report: Report, fail_on: str) -> int:
     if fail_on == "never":
         return 0
     return int(report.data["summary"]["culprits"] > 0)
-
-
 
 
 make_module_callable(__name__, shadow)

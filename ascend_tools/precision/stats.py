@@ -26,6 +26,7 @@ the digest is both sums as 16 hex digits each. Identical tensors (same dtype, sh
 digest; any change of one element's bits changes the plain sum. It is a checksum for determinism checks,
 not a cryptographic hash.
 """
+
 import math
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -73,9 +74,29 @@ def has_stats(t: torch.Tensor) -> bool:
     return ok and t.layout == torch.strided and not t.is_meta and t.numel() > 0
 
 
-_NO_STATS = {d for d in (getattr(torch, n, None) for n in (
-    "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz", "float8_e8m0fnu", "float4_e2m1fn_x2",
-    "quint8", "qint8", "qint32", "quint4x2", "quint2x4", "uint16", "uint32", "uint64")) if d is not None}
+_NO_STATS = {
+    d
+    for d in (
+        getattr(torch, n, None)
+        for n in (
+            "float8_e4m3fn",
+            "float8_e5m2",
+            "float8_e4m3fnuz",
+            "float8_e5m2fnuz",
+            "float8_e8m0fnu",
+            "float4_e2m1fn_x2",
+            "quint8",
+            "qint8",
+            "qint32",
+            "quint4x2",
+            "quint2x4",
+            "uint16",
+            "uint32",
+            "uint64",
+        )
+    )
+    if d is not None
+}
 _HAS_STATS: Dict[torch.dtype, bool] = {}
 
 
@@ -84,9 +105,22 @@ class Pending:
     the entry is made and dropped once :meth:`StatsQueue.resolve` has read it, and ``tensor`` is held while
     its counts may still be needed; a CPU entry has its ``stats`` from the start (see the module docstring)."""
 
-    __slots__ = ("counts", "digest", "digest_row", "dtype", "is_float", "numel", "row", "stats", "tensor", "version")
+    __slots__ = (
+        "counts",
+        "digest",
+        "digest_row",
+        "dtype",
+        "is_float",
+        "numel",
+        "row",
+        "stats",
+        "tensor",
+        "version",
+    )
 
-    def __init__(self, x: torch.Tensor, row: Optional[torch.Tensor], is_float: bool, keep: bool = True) -> None:
+    def __init__(
+        self, x: torch.Tensor, row: Optional[torch.Tensor], is_float: bool, keep: bool = True
+    ) -> None:
         self.tensor: Optional[torch.Tensor] = x if keep else None
         self.version = x._version
         self.dtype = x.dtype
@@ -143,8 +177,14 @@ def _counts(x: torch.Tensor) -> torch.Tensor:
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
     m = a.amax().to(acc)
     scaled = m * torch.linalg.vector_norm(a.to(acc) / m)
-    return torch.stack([torch.isnan(x).sum().to(acc), torch.isinf(x).sum().to(acc),
-                        (a == dtype_max(x.dtype)).sum().to(acc), scaled])
+    return torch.stack(
+        [
+            torch.isnan(x).sum().to(acc),
+            torch.isinf(x).sum().to(acc),
+            (a == dtype_max(x.dtype)).sum().to(acc),
+            scaled,
+        ]
+    )
 
 
 def _digest_row(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -286,8 +326,13 @@ class StatsQueue:
         for e, vals in zip(rowed, values):
             e.row = None
             counts = e.counts
-            if e.is_float and counts is None and _suspect(vals, e.dtype) and e.tensor is not None \
-                    and e.tensor._version == e.version:
+            if (
+                e.is_float
+                and counts is None
+                and _suspect(vals, e.dtype)
+                and e.tensor is not None
+                and e.tensor._version == e.version
+            ):
                 with torch.no_grad():
                     counts = _counts(e.tensor)
             e.tensor = None

@@ -9,6 +9,7 @@ Layout, per rank::
     OUT/rank{r}/step{n}/records.jsonl  one Record per line, execution order, appended at each flush
     OUT/rank{r}/step{n}/tensors/*.npy  tensor mode: one file per tensor (bfloat16 as its uint16 bits)
 """
+
 import json
 import math
 import os
@@ -26,14 +27,21 @@ _STEP_DIR = re.compile(r"^step(\d+)$")
 _RANK_DIR = re.compile(r"^rank(\d+)$")
 
 # dtypes numpy cannot hold, saved as raw bits of this numpy type; the record's dtype names the real one
-RAW_BITS = {"bfloat16": np.uint16, "float8_e4m3fn": np.uint8, "float8_e5m2": np.uint8,
-            "float8_e4m3fnuz": np.uint8, "float8_e5m2fnuz": np.uint8}
+RAW_BITS = {
+    "bfloat16": np.uint16,
+    "float8_e4m3fn": np.uint8,
+    "float8_e5m2": np.uint8,
+    "float8_e4m3fnuz": np.uint8,
+    "float8_e5m2fnuz": np.uint8,
+}
 
 
 # --- .npy -------------------------------------------------------------------------------------------------
 
 # the header numpy writes for a C-ordered array; anything else goes through np.load
-_NPY_HEADER = re.compile(r"\{'descr': '([<>|=][a-zA-Z]\d*)', 'fortran_order': False, 'shape': \(([0-9, ]*)\), *\} *\n?$")
+_NPY_HEADER = re.compile(
+    r"\{'descr': '([<>|=][a-zA-Z]\d*)', 'fortran_order': False, 'shape': \(([0-9, ]*)\), *\} *\n?$"
+)
 
 
 def read_npy(path: str) -> np.ndarray:
@@ -59,6 +67,7 @@ def read_npy(path: str) -> np.ndarray:
 
 
 # --- argument encoding -----------------------------------------------------------------------------
+
 
 class _TensorSlot:
     """Stands for a tensor in arguments kept for later encoding (``capture.py`` keeps no reference to
@@ -105,7 +114,9 @@ def encode_arg(value: Any, tensors: List[Any]) -> Any:
     if isinstance(value, complex):
         return {"complex": [value.real, value.imag]}
     if isinstance(value, (torch.SymInt, torch.SymFloat, torch.SymBool)):
-        return encode_arg({torch.SymInt: int, torch.SymFloat: float, torch.SymBool: bool}[type(value)](value), tensors)
+        return encode_arg(
+            {torch.SymInt: int, torch.SymFloat: float, torch.SymBool: bool}[type(value)](value), tensors
+        )
     if isinstance(value, dict):
         return {"dict": {str(k): encode_arg(v, tensors) for k, v in value.items()}}
     return {"repr": repr(value)}
@@ -167,6 +178,7 @@ def resolve_op(name: str) -> Any:
 
 
 # --- writing ---------------------------------------------------------------------------------------
+
 
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"))
@@ -240,6 +252,7 @@ def save_tensor(t: Any, path: str) -> None:
 
 # --- reading ---------------------------------------------------------------------------------------
 
+
 class OurDump(Dump):
     """One rank of an ascend-doctor dump."""
 
@@ -264,7 +277,9 @@ class OurDump(Dump):
         path = os.path.abspath(path)
         if os.path.isfile(path):
             path = os.path.dirname(path)
-        if _STEP_DIR.match(os.path.basename(path)) and os.path.isfile(os.path.join(os.path.dirname(path), "meta.json")):
+        if _STEP_DIR.match(os.path.basename(path)) and os.path.isfile(
+            os.path.join(os.path.dirname(path), "meta.json")
+        ):
             path = os.path.dirname(path)
         if os.path.isfile(os.path.join(path, "meta.json")):
             return cls(path)
@@ -286,8 +301,11 @@ class OurDump(Dump):
             names = os.listdir(path)
         except OSError:
             return []
-        return sorted(int(m.group(1)) for m in (_RANK_DIR.match(n) for n in names)
-                      if m and os.path.isfile(os.path.join(path, m.group(0), "meta.json")))
+        return sorted(
+            int(m.group(1))
+            for m in (_RANK_DIR.match(n) for n in names)
+            if m and os.path.isfile(os.path.join(path, m.group(0), "meta.json"))
+        )
 
     def steps(self) -> List[int]:
         out = []

@@ -2,6 +2,7 @@
 the stacks of all ranks, device and host memory over time with OOM forensics (docs/profiling.md).
 
 ``from ascend_tools.profiling import profile`` (imported lazily: this package's import pulls in no torch)."""
+
 import importlib
 from typing import Any
 

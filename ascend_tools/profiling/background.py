@@ -1,5 +1,6 @@
 """The profiler's background threads (hang watchdog, memory sampler): a daemon thread running ``_run`` until
 ``stop()``, which sets ``_stop`` (the loop waits on it between rounds) and joins."""
+
 import threading
 from typing import Optional
 

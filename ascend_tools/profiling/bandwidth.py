@@ -13,6 +13,7 @@ barrier moves no data: it has no bandwidth (NaN), and neither has an op this tab
 
 Each factor is ``a × (n-1)/n + b``, so one ``(a, b)`` pair per op serves scalars and numpy arrays alike.
 """
+
 import math
 from typing import Dict, Sequence, Tuple, Union
 

@@ -17,6 +17,7 @@ torch.compile), a function bound before the wrappers were installed (``from torc
 all_reduce`` at import time of a module loaded earlier), and builtin C++ DDP hooks
 (``_register_builtin_comm_hook``). ``torch.profiler`` records those.
 """
+
 import collections
 import functools
 import gc
@@ -61,7 +62,10 @@ SPECS: Dict[str, Tuple[str, Callable[[Getter, int], Tuple[int, Optional[str]]]]]
     "all_gather": ("all_gather", lambda a, n: _many(a("tensor_list"))),
     "all_gather_into_tensor": ("all_gather", lambda a, n: _one(a("output_tensor"))),
     "all_gather_single": ("all_gather", lambda a, n: _one(a("output_tensor"))),
-    "all_gather_coalesced": ("all_gather", lambda a, n: _many(t for ts in a("output_tensor_lists") for t in ts)),
+    "all_gather_coalesced": (
+        "all_gather",
+        lambda a, n: _many(t for ts in a("output_tensor_lists") for t in ts),
+    ),
     "reduce_scatter": ("reduce_scatter", lambda a, n: _many(a("input_list"))),
     "reduce_scatter_tensor": ("reduce_scatter", lambda a, n: _one(a("input"))),
     "reduce_scatter_single": ("reduce_scatter", lambda a, n: _one(a("input"))),
@@ -79,11 +83,21 @@ SPECS: Dict[str, Tuple[str, Callable[[Getter, int], Tuple[int, Optional[str]]]]]
     "irecv": ("recv", lambda a, n: _one(a("tensor"))),
 }
 ALWAYS_ASYNC = ("isend", "irecv")
-PEER = {"send": ("dst", "group_dst"), "isend": ("dst", "group_dst"), "recv": ("src", "group_src"),
-        "irecv": ("src", "group_src")}
+PEER = {
+    "send": ("dst", "group_dst"),
+    "isend": ("dst", "group_dst"),
+    "recv": ("src", "group_src"),
+    "irecv": ("src", "group_src"),
+}
 # seen through the tensor collectives they issue, which are tagged ``via: <name>``
-OBJECT_APIS = ("all_gather_object", "broadcast_object_list", "gather_object", "scatter_object_list",
-               "send_object_list", "recv_object_list")
+OBJECT_APIS = (
+    "all_gather_object",
+    "broadcast_object_list",
+    "gather_object",
+    "scatter_object_list",
+    "send_object_list",
+    "recv_object_list",
+)
 VIA_PATHS = (("/distributed/fsdp/", "fsdp"), ("/_composable/fsdp/", "fsdp"), ("/pipelining/", "pipeline"))
 
 
@@ -101,8 +115,13 @@ class CommInterceptor(FailOpen):
     """``install()`` the wrappers, ``uninstall()`` them. ``emit`` receives one ``group``/``stack``/``coll``
     record (docs/profile-format.md) at a time; ``current_step`` says the step a call runs in."""
 
-    def __init__(self, emit: Callable[[Dict[str, Any]], None], current_step: Callable[[], int],
-                 stack: bool = True, on_init: Optional[Callable[[], None]] = None) -> None:
+    def __init__(
+        self,
+        emit: Callable[[Dict[str, Any]], None],
+        current_step: Callable[[], int],
+        stack: bool = True,
+        on_init: Optional[Callable[[], None]] = None,
+    ) -> None:
         self.emit = emit
         self.current_step = current_step
         self.on_init = on_init
@@ -220,7 +239,11 @@ class CommInterceptor(FailOpen):
             if c10d._rank_not_in_group(group):
                 return None
             ranks = [int(r) for r in c10d.get_process_group_ranks(group)]
-            gid = getattr(group, "group_name", None) or c10d._world.pg_names.get(group) or ",".join(map(str, ranks))
+            gid = (
+                getattr(group, "group_name", None)
+                or c10d._world.pg_names.get(group)
+                or ",".join(map(str, ranks))
+            )
             try:
                 pg_backend = str(c10d.get_backend(group))
             except Exception:
@@ -241,8 +264,9 @@ class CommInterceptor(FailOpen):
             self._via_code[code] = next((v for path, v in VIA_PATHS if path in name), None)
         return self._via_code[code]
 
-    def _enter(self, api: str, family: str, rule: Callable[[Getter, int], Tuple[int, Optional[str]]],
-               get: Getter) -> Optional[Dict[str, Any]]:
+    def _enter(
+        self, api: str, family: str, rule: Callable[[Getter, int], Tuple[int, Optional[str]]], get: Getter
+    ) -> Optional[Dict[str, Any]]:
         group = get("group")
         info = self._group(group)
         if info is None:
@@ -256,14 +280,30 @@ class CommInterceptor(FailOpen):
             peer = get(name)
             if peer is None and get(group_name) is not None:
                 peer = ranks[int(get(group_name))]
-            counter = (gid, family, peer)  # p2p: numbered per direction and peer, apart from the group's collectives
+            counter = (
+                gid,
+                family,
+                peer,
+            )  # p2p: numbered per direction and peer, apart from the group's collectives
         seq = self._seq.get(counter, 0)
         self._seq[counter] = seq + 1
         call: Dict[str, Any] = {
-            "k": "coll", "gid": gid, "seq": seq, "op": family, "api": api, "dtype": dtype, "bytes": nbytes, "n": n,
-            "peer": None if peer is None else int(peer), "t0": 0.0, "t1": None, "dev_ms": None,
-            "async": api in ALWAYS_ASYNC or bool(get("async_op", False)), "step": self.current_step(),
-            "sid": self.stacks.stack_id() if self.stacks is not None else None, "via": self._via(),
+            "k": "coll",
+            "gid": gid,
+            "seq": seq,
+            "op": family,
+            "api": api,
+            "dtype": dtype,
+            "bytes": nbytes,
+            "n": n,
+            "peer": None if peer is None else int(peer),
+            "t0": 0.0,
+            "t1": None,
+            "dev_ms": None,
+            "async": api in ALWAYS_ASYNC or bool(get("async_op", False)),
+            "step": self.current_step(),
+            "sid": self.stacks.stack_id() if self.stacks is not None else None,
+            "via": self._via(),
         }
         if self.stacks is not None and self.stacks.new:
             for sid, frames in self.stacks.drain():
@@ -327,8 +367,10 @@ class CommInterceptor(FailOpen):
     def inflight(self) -> List[Dict[str, Any]]:
         """Collectives entered and not completed, with their group's ranks (for the hang watchdog)."""
         ranks = {gid: r for _g, (gid, _n, r) in self._groups.values()}
-        return [dict({k: v for k, v in c.items() if not k.startswith("_")}, ranks=ranks.get(c["gid"]))
-                for c in list(self._inflight.values())]
+        return [
+            dict({k: v for k, v in c.items() if not k.startswith("_")}, ranks=ranks.get(c["gid"]))
+            for c in list(self._inflight.values())
+        ]
 
     def recent_records(self) -> List[Dict[str, Any]]:
         return list(self.recent)
@@ -359,6 +401,7 @@ class CommInterceptor(FailOpen):
         DDP.__init__ = __init__
         DDP.register_comm_hook = register_comm_hook
         if orig_builtin is not None:
+
             @functools.wraps(orig_builtin)
             def _register_builtin_comm_hook(ddp: Any, comm_hook_type: Any) -> None:
                 ddp._ascend_doctor_builtin_hook = True
@@ -384,7 +427,11 @@ class CommInterceptor(FailOpen):
         def first_forward(module: Any, _inputs: Any) -> None:
             handle.pop().remove()
             try:
-                if self.active and not module._comm_hooks and not getattr(module, "_ascend_doctor_builtin_hook", False):
+                if (
+                    self.active
+                    and not module._comm_hooks
+                    and not getattr(module, "_ascend_doctor_builtin_hook", False)
+                ):
                     from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
                     self._orig_register(module, module.process_group, self._tag_hook(allreduce_hook))

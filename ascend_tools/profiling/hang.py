@@ -9,6 +9,7 @@ most once; a later hang would only overwrite the first one's evidence.
 
 Layout and fields: docs/profile-format.md; what works where: docs/profiling.md.
 """
+
 import contextlib
 import ctypes
 import faulthandler
@@ -124,7 +125,11 @@ def dump_flight_recorder(hang_dir: str, native: bool) -> str:
 
 
 # (name in hang.json's "files", writer) in the order they run: the stacks first, closest to the moment.
-DUMPERS = (("pyspy", dump_pyspy), ("faulthandler", dump_faulthandler), ("flight_recorder", dump_flight_recorder))
+DUMPERS = (
+    ("pyspy", dump_pyspy),
+    ("faulthandler", dump_faulthandler),
+    ("flight_recorder", dump_flight_recorder),
+)
 
 
 def _run_dumper(fn: Callable[[str, bool], str], hang_dir: str, native: bool) -> str:
@@ -241,8 +246,16 @@ class Watchdog(Background, FailOpen):
         self._fail(exc)
 
     def _signal(self, detected_at: float, collective: Dict[str, Any]) -> None:
-        payload = json.dumps({"rank": self.rank, "host": socket.gethostname(), "pid": os.getpid(),
-                              "detected_at": detected_at, "collective": collective}, default=str)
+        payload = json.dumps(
+            {
+                "rank": self.rank,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "detected_at": detected_at,
+                "collective": collective,
+            },
+            default=str,
+        )
         store = self._get_store()
         if store is not None:
             try:
@@ -261,13 +274,25 @@ class Watchdog(Background, FailOpen):
         recent = self._guarded(self._recent) or []
         os.makedirs(self.hang_dir, exist_ok=True)
         files = {name: _run_dumper(fn, self.hang_dir, self.native) for name, fn in DUMPERS}
-        report = {"rank": self.rank, "trigger": cause["trigger"], "peer": cause["peer"], "via": cause["via"],
-                  "collective": cause["collective"], "timeout": self.timeout, "detected_at": detected_at,
-                  "host": socket.gethostname(), "pid": os.getpid(), "inflight": inflight, "recent": recent,
-                  "files": files}
+        report = {
+            "rank": self.rank,
+            "trigger": cause["trigger"],
+            "peer": cause["peer"],
+            "via": cause["via"],
+            "collective": cause["collective"],
+            "timeout": self.timeout,
+            "detected_at": detected_at,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "inflight": inflight,
+            "recent": recent,
+            "files": files,
+        }
         write_json(os.path.join(self.hang_dir, "hang.json"), report)  # last: its presence means complete
         self.triggered = report
-        log.warning("hang: rank %d: %s; stacks in %s", self.rank, _describe(cause, self.timeout), self.hang_dir)
+        log.warning(
+            "hang: rank %d: %s; stacks in %s", self.rank, _describe(cause, self.timeout), self.hang_dir
+        )
 
     def _terminate(self) -> None:
         if self._stop.wait(self.kill_grace):

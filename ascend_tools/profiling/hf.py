@@ -4,6 +4,7 @@
 profiler the launch started; ``ProfilerCallback("PROF")`` starts one itself at ``on_train_begin`` and closes
 it at ``on_train_end``. Importing this module needs transformers.
 """
+
 from typing import Any, Optional
 
 from transformers import TrainerCallback

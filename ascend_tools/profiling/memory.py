@@ -10,6 +10,7 @@ Per step (closed by :meth:`MemorySampler.on_step`) the sampler keeps the maxima 
 the allocator's own peak counters: those are lifetime peaks (we never reset them, the script may), so a
 step whose counter changed reached that value during the step, between samples or not.
 """
+
 import collections
 import threading
 import time
@@ -24,8 +25,11 @@ from .background import Background
 USS_MAX_DUTY = 0.01
 RECENT_SAMPLES = 32
 # sampled maxima per step; (ours, the allocator's lifetime peak counter for it or None)
-_STEP_MAX = (("allocated_bytes", "peak_allocated_bytes"), ("reserved_bytes", "peak_reserved_bytes"),
-             ("active_bytes", None))
+_STEP_MAX = (
+    ("allocated_bytes", "peak_allocated_bytes"),
+    ("reserved_bytes", "peak_reserved_bytes"),
+    ("active_bytes", None),
+)
 _STEP_COUNTERS = ("num_alloc_retries", "num_ooms")
 
 

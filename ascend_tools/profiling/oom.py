@@ -7,6 +7,7 @@ outside it; and the allocator's OOM observer (CUDA, torch_npu), called before th
 records the failed request and the allocator's state at that moment. An exception is reported once; a
 later OOM (a script that catches one and retries smaller) overwrites the file.
 """
+
 import contextlib
 import logging
 import os
@@ -32,8 +33,11 @@ log = logging.getLogger("ascend_tools")
 # in older releases, `TORCH_CHECK_WITH(OutOfMemoryError, ...)` with the same text in newer ones
 # (Ascend/pytorch, torch_npu/csrc/core/npu/NPUCachingAllocator.cpp).
 OOM_MESSAGES = ("NPU out of memory",)
-OOM_TYPES = tuple(t for t in (getattr(torch, "OutOfMemoryError", None),
-                              getattr(torch.cuda, "OutOfMemoryError", None)) if t is not None)
+OOM_TYPES = tuple(
+    t
+    for t in (getattr(torch, "OutOfMemoryError", None), getattr(torch.cuda, "OutOfMemoryError", None))
+    if t is not None
+)
 # the allocators' configuration: PYTORCH_{CUDA,NPU,HIP}_ALLOC_CONF, PYTORCH_ALLOC_CONF (recent torch's generic name),
 # PYTORCH_NO_{CUDA,NPU}_MEMORY_CACHING; torch_npu's OOM_SNAPSHOT_* and MULTI_STREAM_MEMORY_REUSE
 ALLOC_ENV = re.compile(r"^(PYTORCH_\w*(ALLOC|MEMORY)\w*|OOM_SNAPSHOT_\w+|MULTI_STREAM_MEMORY_REUSE)$")
@@ -71,14 +75,26 @@ def snapshot_summary(snapshot: Dict[str, Any], top: int = TOP_BLOCKS) -> Dict[st
             if block.get("state") == "inactive":
                 largest_free = max(largest_free, int(block["size"]))
             elif block.get("state") == "active_allocated":
-                live.append({"size": int(block["size"]),
-                             "requested_size": int(block.get("requested_size", block["size"])),
-                             "address": block.get("address"), "segment_type": seg.get("segment_type"),
-                             "stream": seg.get("stream"), "frames": _frames(block.get("frames") or [])})
+                live.append(
+                    {
+                        "size": int(block["size"]),
+                        "requested_size": int(block.get("requested_size", block["size"])),
+                        "address": block.get("address"),
+                        "segment_type": seg.get("segment_type"),
+                        "stream": seg.get("stream"),
+                        "frames": _frames(block.get("frames") or []),
+                    }
+                )
     live.sort(key=lambda b: b["size"], reverse=True)
-    return {"segments": len(segments), "reserved_bytes": reserved, "allocated_bytes": allocated,
-            "live_blocks": len(live), "largest_inactive_block": largest_free,
-            "history": any(b["frames"] for b in live), "top_blocks": live[:top]}
+    return {
+        "segments": len(segments),
+        "reserved_bytes": reserved,
+        "allocated_bytes": allocated,
+        "live_blocks": len(live),
+        "largest_inactive_block": largest_free,
+        "history": any(b["frames"] for b in live),
+        "top_blocks": live[:top],
+    }
 
 
 class _ObserverSlot:
@@ -109,8 +125,9 @@ class OomForensics(FailOpen):
     gives the last memory samples (:meth:`MemorySampler.recent`). Fails open: a report that cannot be
     written is logged once, and the OOM goes on as it would have."""
 
-    def __init__(self, rank_dir: str, current_step: Callable[[], int],
-                 recent_memory: Callable[[], List[dict]]) -> None:
+    def __init__(
+        self, rank_dir: str, current_step: Callable[[], int], recent_memory: Callable[[], List[dict]]
+    ) -> None:
         self.path = os.path.join(rank_dir, "oom.json")
         self.reports = 0
         self.observer: Optional[str] = None
@@ -136,17 +153,24 @@ class OomForensics(FailOpen):
             return None
         self.reports += 1
         first = (doc["error"]["message"].strip().splitlines() or [""])[0]
-        log.warning("oom: step %s: %s: %s; forensics in %s", doc["step"], type(exc).__name__, first, self.path)
+        log.warning(
+            "oom: step %s: %s: %s; forensics in %s", doc["step"], type(exc).__name__, first, self.path
+        )
         return self.path
 
     def observe(self, device: int, requested: int, device_limit: int, device_free: int) -> None:
         """The allocator's view at the failed allocation (called by its OOM observer, before it raises)."""
         try:
             snapshot = backend.memory_snapshot(device)
-            self._at_oom = {"t": time.time(), "device": device, "requested_bytes": requested,
-                            "device_limit": device_limit, "device_free": device_free,
-                            "stats": backend.memory_stats_raw(device),
-                            "snapshot": snapshot_summary(snapshot) if snapshot else None}
+            self._at_oom = {
+                "t": time.time(),
+                "device": device,
+                "requested_bytes": requested,
+                "device_limit": device_limit,
+                "device_free": device_free,
+                "stats": backend.memory_stats_raw(device),
+                "snapshot": snapshot_summary(snapshot) if snapshot else None,
+            }
         except Exception as err:
             self._fail(err)
 
@@ -191,15 +215,22 @@ class OomForensics(FailOpen):
         snapshot = backend.memory_snapshot()
         at_oom, self._at_oom = self._at_oom, None
         return {
-            "error": {"type": f"{type(exc).__module__}.{type(exc).__qualname__}", "message": str(exc),
-                      "traceback": traceback.format_exception(type(exc), exc, exc.__traceback__)},
+            "error": {
+                "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+                "message": str(exc),
+                "traceback": traceback.format_exception(type(exc), exc, exc.__traceback__),
+            },
             "step": self._guarded(self._current_step),
             "time": time.time(),
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "backend": backend.detect().name,
-            "device": {"memory": dev, "fragmentation": fragmentation(dev), "stats": raw,
-                       "summary": backend.memory_summary()},
+            "device": {
+                "memory": dev,
+                "fragmentation": fragmentation(dev),
+                "stats": raw,
+                "summary": backend.memory_summary(),
+            },
             "at_oom": at_oom,
             "observer": self.observer,
             "allocator_env": {k: v for k, v in sorted(os.environ.items()) if ALLOC_ENV.match(k)},

@@ -6,6 +6,7 @@ started by ``torch.multiprocessing.spawn``), else at exit as ``rank0`` (a single
 parent whose children already wrote ``rank0`` writes nothing). Until then records wait in the bounded
 buffer. Everything fails open: an internal error is logged once and training goes on.
 """
+
 import logging
 import os
 import socket
@@ -35,13 +36,29 @@ class Profiler(StepSession):
 
     tool = "profile"
 
-    def __init__(self, out_dir: str, comm: bool = True, memory: bool = True, hang_timeout: Optional[float] = HANG_TIMEOUT,
-                 memory_interval: float = MEMORY_INTERVAL, stack: bool = True, native: bool = False,
-                 kill_on_hang: bool = False, top: bool = True) -> None:
+    def __init__(
+        self,
+        out_dir: str,
+        comm: bool = True,
+        memory: bool = True,
+        hang_timeout: Optional[float] = HANG_TIMEOUT,
+        memory_interval: float = MEMORY_INTERVAL,
+        stack: bool = True,
+        native: bool = False,
+        kill_on_hang: bool = False,
+        top: bool = True,
+    ) -> None:
         self._init_session(None, None)
         self.out_dir = os.path.abspath(out_dir)
-        self.options = {"comm": comm, "memory": memory, "hang_timeout": hang_timeout, "memory_interval": memory_interval,
-                        "stack": stack, "native": native, "kill_on_hang": kill_on_hang}
+        self.options = {
+            "comm": comm,
+            "memory": memory,
+            "hang_timeout": hang_timeout,
+            "memory_interval": memory_interval,
+            "stack": stack,
+            "native": native,
+            "kill_on_hang": kill_on_hang,
+        }
         self.top = top
         self.rank: Optional[int] = None
         self.rank_dir: Optional[str] = None
@@ -63,8 +80,9 @@ class Profiler(StepSession):
         try:
             self._install_step_hook()
             if self.options["comm"]:
-                self.comm = CommInterceptor(self.emit, lambda: self.step_no, stack=self.options["stack"],
-                                            on_init=self._name_from_dist)
+                self.comm = CommInterceptor(
+                    self.emit, lambda: self.step_no, stack=self.options["stack"], on_init=self._name_from_dist
+                )
                 self.comm.install()
             if self.options["memory"]:
                 from .memory import MemorySampler
@@ -95,8 +113,9 @@ class Profiler(StepSession):
         if self.rank_dir is None and self.top and not self._name(0, 1, final=True, watch=False):
             return
         if self.recorder is not None:
-            self.recorder.close(steps=self.step_no,
-                                internal_errors_comm=self.comm.internal_errors if self.comm else 0)
+            self.recorder.close(
+                steps=self.step_no, internal_errors_comm=self.comm.internal_errors if self.comm else 0
+            )
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc is not None:
@@ -149,12 +168,21 @@ class Profiler(StepSession):
                 dist_backend = str(dist.get_backend())
         except Exception:
             pass
-        return {"rank": rank, "world_size": world, "local_rank": int(os.environ.get("LOCAL_RANK", rank)),
-                "hostname": socket.gethostname(), "pid": os.getpid(), "backend": info.name,
-                "dist_backend": dist_backend, "device_name": info.device_name,
-                "versions": dict(backend.software_versions(), torch_npu=info.torch_npu_version,
-                                 ascend_tools=__version__),
-                "options": self.options, "started_at": self._step_t0}
+        return {
+            "rank": rank,
+            "world_size": world,
+            "local_rank": int(os.environ.get("LOCAL_RANK", rank)),
+            "hostname": socket.gethostname(),
+            "pid": os.getpid(),
+            "backend": info.name,
+            "dist_backend": dist_backend,
+            "device_name": info.device_name,
+            "versions": dict(
+                backend.software_versions(), torch_npu=info.torch_npu_version, ascend_tools=__version__
+            ),
+            "options": self.options,
+            "started_at": self._step_t0,
+        }
 
     def _start_watchdog(self) -> None:
         timeout = self.options["hang_timeout"]
@@ -162,9 +190,16 @@ class Profiler(StepSession):
             return
         from .hang import Watchdog
 
-        self.watchdog = Watchdog(self.out_dir, self.rank, float(timeout), inflight=self.comm.inflight,
-                                 recent=self.comm.recent_records, flush=self.recorder.flush,
-                                 native=self.options["native"], kill=self.options["kill_on_hang"])
+        self.watchdog = Watchdog(
+            self.out_dir,
+            self.rank,
+            float(timeout),
+            inflight=self.comm.inflight,
+            recent=self.comm.recent_records,
+            flush=self.recorder.flush,
+            native=self.options["native"],
+            kill=self.options["kill_on_hang"],
+        )
         self.watchdog.start()
 
     def _start_oom(self) -> None:
@@ -213,9 +248,16 @@ class Profiler(StepSession):
             return None
 
 
-def profile(out_dir: str, comm: bool = True, memory: bool = True, hang_timeout: Optional[float] = HANG_TIMEOUT,
-            memory_interval: float = MEMORY_INTERVAL, stack: bool = True, native: bool = False,
-            kill_on_hang: bool = False) -> Profiler:
+def profile(
+    out_dir: str,
+    comm: bool = True,
+    memory: bool = True,
+    hang_timeout: Optional[float] = HANG_TIMEOUT,
+    memory_interval: float = MEMORY_INTERVAL,
+    stack: bool = True,
+    native: bool = False,
+    kill_on_hang: bool = False,
+) -> Profiler:
     """Profile the code run inside ``with profile(out_dir) as prof:`` into ``out_dir/rank{r}/``.
 
     ``comm``: time every collective (``torch.distributed`` functions, DDP bucket all-reduces, FSDP).
@@ -224,8 +266,16 @@ def profile(out_dir: str, comm: bool = True, memory: bool = True, hang_timeout: 
     collective may stay incomplete before every rank dumps its stacks (None: no watchdog); with
     ``kill_on_hang`` the rank then terminates itself. ``native``: py-spy also shows native frames.
     Steps advance at each ``optimizer.step()`` until the script calls ``prof.step()``."""
-    return Profiler(out_dir, comm=comm, memory=memory, hang_timeout=hang_timeout, memory_interval=memory_interval,
-                    stack=stack, native=native, kill_on_hang=kill_on_hang)
+    return Profiler(
+        out_dir,
+        comm=comm,
+        memory=memory,
+        hang_timeout=hang_timeout,
+        memory_interval=memory_interval,
+        stack=stack,
+        native=native,
+        kill_on_hang=kill_on_hang,
+    )
 
 
 def start_from_options(opts: Dict[str, Any]) -> Profiler:

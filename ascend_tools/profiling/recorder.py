@@ -5,6 +5,7 @@ thread encodes and appends them to the file and flushes at least every ``interva
 writer falls behind by ``capacity`` records, the oldest are dropped and counted, so memory stays bounded
 whatever the job does. ``flush()`` drains synchronously (step boundaries, hangs, exit).
 """
+
 import collections
 import json
 import os
@@ -26,8 +27,9 @@ class RankRecorder(FailOpen):
     ``ticks`` are callables the writer thread runs before each drain (the collective interceptor resolves
     its pending device events there)."""
 
-    def __init__(self, rank_dir: str, meta: Dict[str, Any], capacity: int = CAPACITY,
-                 interval: float = INTERVAL) -> None:
+    def __init__(
+        self, rank_dir: str, meta: Dict[str, Any], capacity: int = CAPACITY, interval: float = INTERVAL
+    ) -> None:
         self.rank_dir = rank_dir
         self.meta = dict(meta, schema=SCHEMA)
         self.capacity = capacity
@@ -100,8 +102,13 @@ class RankRecorder(FailOpen):
         self.flush()
         with self._lock:
             self._file.close()
-        self.meta.update(final, closed_at=time.time(), records=self.records, dropped=self.dropped,
-                         internal_errors=self.internal_errors)
+        self.meta.update(
+            final,
+            closed_at=time.time(),
+            records=self.records,
+            dropped=self.dropped,
+            internal_errors=self.internal_errors,
+        )
         try:
             atomic.write_json(os.path.join(self.rank_dir, "meta.json"), self.meta)
         except OSError as exc:

@@ -12,6 +12,7 @@ straggler); a collective ends for everyone when the last rank of its group has a
 sees the end a little later (half-normal, ``exit_jitter``). Every time a rank writes is its true time
 plus its clock offset (``Truth.offsets``).
 """
+
 import json
 import os
 from dataclasses import dataclass, field
@@ -23,8 +24,11 @@ from .bandwidth import GB, P2P_OPS, bus_factor
 from .recorder import SCHEMA
 
 OPS = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "all_to_all", "barrier")
-APIS = {"all_gather": "all_gather_into_tensor", "reduce_scatter": "reduce_scatter_tensor",
-        "all_to_all": "all_to_all_single"}
+APIS = {
+    "all_gather": "all_gather_into_tensor",
+    "reduce_scatter": "reduce_scatter_tensor",
+    "all_to_all": "all_to_all_single",
+}
 START = 1_700_000_000.0
 HANG_TIMEOUT = 30.0
 GIB = 1 << 30
@@ -77,12 +81,26 @@ def _halfnormal(rng: np.random.Generator, scale: float, size: int) -> np.ndarray
     return np.abs(rng.normal(0.0, scale, size)) if scale > 0 else np.zeros(size)
 
 
-def write_profile(out_dir: str, ranks: int = 4, collectives: int = 200, per_step: int = 10,
-                  compute: float = 0.005, jitter: float = 0.001, straggler: Optional[int] = None,
-                  delay: float = 0.0, clock_skew: float = 0.0, hang_at: Optional[int] = None,
-                  hang_rank: int = 0, cut_short: Optional[int] = None, tp: int = 1, p2p: bool = False,
-                  busbw: float = 10.0, latency: float = 20e-6, exit_jitter: float = 20e-6,
-                  seed: int = 0) -> Truth:
+def write_profile(
+    out_dir: str,
+    ranks: int = 4,
+    collectives: int = 200,
+    per_step: int = 10,
+    compute: float = 0.005,
+    jitter: float = 0.001,
+    straggler: Optional[int] = None,
+    delay: float = 0.0,
+    clock_skew: float = 0.0,
+    hang_at: Optional[int] = None,
+    hang_rank: int = 0,
+    cut_short: Optional[int] = None,
+    tp: int = 1,
+    p2p: bool = False,
+    busbw: float = 10.0,
+    latency: float = 20e-6,
+    exit_jitter: float = 20e-6,
+    seed: int = 0,
+) -> Truth:
     """Write a simulated profile of ``ranks`` ranks × ``collectives`` world-group collectives to ``out_dir``.
 
     ``per_step`` collectives make a step. ``straggler`` arrives ``delay`` seconds per step late in total
@@ -100,8 +118,9 @@ def write_profile(out_dir: str, ranks: int = 4, collectives: int = 200, per_step
     offsets[0] = 0.0
     events = schedule(collectives, per_step, tp, p2p)
     per_step_count = np.bincount([e.step for e in events])
-    sim = _simulate(events, ranks, tp, compute, jitter, straggler, delay, per_step_count, busbw, latency,
-                    exit_jitter, rng)
+    sim = _simulate(
+        events, ranks, tp, compute, jitter, straggler, delay, per_step_count, busbw, latency, exit_jitter, rng
+    )
     gids = {"world": "0", "p2p": "0"}
     seqs = _seqs(events)
     hang_seq = _hang_index(events, seqs, hang_at) if hang_at is not None else None
@@ -109,13 +128,21 @@ def write_profile(out_dir: str, ranks: int = 4, collectives: int = 200, per_step
     for r in range(ranks):
         writer.write_rank(r)
     return Truth(
-        ranks=ranks, offsets=offsets, step_times=sim.step_times, events=events,
-        bytes_by_op=writer.bytes_by_op, p2p_bytes=writer.p2p_bytes,
-        peak_allocated=np.array([max((writer.allocated(r, s) for s in writer.steps_written[r]), default=0)
-                                 for r in range(ranks)]),
-        straggler=straggler, hang_seq=None if hang_seq is None else seqs[hang_seq],
-        hang_rank=hang_rank if hang_seq is not None else None, cut_short=cut_short,
-        groups=writer.groups)
+        ranks=ranks,
+        offsets=offsets,
+        step_times=sim.step_times,
+        events=events,
+        bytes_by_op=writer.bytes_by_op,
+        p2p_bytes=writer.p2p_bytes,
+        peak_allocated=np.array(
+            [max((writer.allocated(r, s) for s in writer.steps_written[r]), default=0) for r in range(ranks)]
+        ),
+        straggler=straggler,
+        hang_seq=None if hang_seq is None else seqs[hang_seq],
+        hang_rank=hang_rank if hang_seq is not None else None,
+        cut_short=cut_short,
+        groups=writer.groups,
+    )
 
 
 @dataclass
@@ -127,9 +154,20 @@ class _Sim:
     step_times: np.ndarray
 
 
-def _simulate(events: Sequence[Event], ranks: int, tp: int, compute: float, jitter: float,
-              straggler: Optional[int], delay: float, per_step_count: np.ndarray, busbw: float,
-              latency: float, exit_jitter: float, rng: np.random.Generator) -> _Sim:
+def _simulate(
+    events: Sequence[Event],
+    ranks: int,
+    tp: int,
+    compute: float,
+    jitter: float,
+    straggler: Optional[int],
+    delay: float,
+    per_step_count: np.ndarray,
+    busbw: float,
+    latency: float,
+    exit_jitter: float,
+    rng: np.random.Generator,
+) -> _Sim:
     t0 = np.empty((len(events), ranks))
     t1 = np.empty((len(events), ranks))
     steps = len(per_step_count)
@@ -177,9 +215,20 @@ def _hang_index(events: Sequence[Event], seqs: Sequence[int], hang_at: int) -> i
 class _Writer:
     """Turns the simulation into one rank's files."""
 
-    def __init__(self, out_dir: str, ranks: int, tp: int, events: Sequence[Event], seqs: Sequence[int],
-                 gids: Dict[str, str], sim: _Sim, offsets: np.ndarray, hang_index: Optional[int],
-                 hang_rank: int, cut_short: Optional[int]) -> None:
+    def __init__(
+        self,
+        out_dir: str,
+        ranks: int,
+        tp: int,
+        events: Sequence[Event],
+        seqs: Sequence[int],
+        gids: Dict[str, str],
+        sim: _Sim,
+        offsets: np.ndarray,
+        hang_index: Optional[int],
+        hang_rank: int,
+        cut_short: Optional[int],
+    ) -> None:
         self.out_dir, self.ranks, self.tp = out_dir, ranks, tp
         self.events, self.seqs, self.gids, self.sim, self.offsets = events, seqs, gids, sim, offsets
         self.hang_index, self.hang_rank, self.cut_short = hang_index, hang_rank, cut_short
@@ -215,8 +264,11 @@ class _Writer:
         if self.tp > 1:
             gid = self.tp_gid(rank)
             lines.append(json.dumps({"k": "group", "gid": gid, "ranks": self.groups[gid], "backend": "gloo"}))
-        lines.append(json.dumps({"k": "stack", "sid": 0, "frames": ["train.py:40 in <module>",
-                                                                    "train.py:22 in train_step"]}))
+        lines.append(
+            json.dumps(
+                {"k": "stack", "sid": 0, "frames": ["train.py:40 in <module>", "train.py:22 in train_step"]}
+            )
+        )
         steps_done: List[int] = []
         for i in range(end):
             ev = self.events[i]
@@ -232,16 +284,32 @@ class _Writer:
             f.write(text)
         closed = self.cut_short != rank and self.hang_index is None
         meta = {
-            "schema": SCHEMA, "rank": rank, "world_size": self.ranks, "local_rank": rank % 8,
-            "hostname": f"node-{rank // 8}", "pid": 1000 + rank, "backend": "cpu", "dist_backend": "gloo",
-            "device_name": "simulated", "versions": {"python": "3.11", "torch": "2.13.0", "torch_npu": None},
-            "options": {"comm": True, "memory": True, "memory_interval": 0.5, "hang_timeout": HANG_TIMEOUT,
-                        "stack": True},
+            "schema": SCHEMA,
+            "rank": rank,
+            "world_size": self.ranks,
+            "local_rank": rank % 8,
+            "hostname": f"node-{rank // 8}",
+            "pid": 1000 + rank,
+            "backend": "cpu",
+            "dist_backend": "gloo",
+            "device_name": "simulated",
+            "versions": {"python": "3.11", "torch": "2.13.0", "torch_npu": None},
+            "options": {
+                "comm": True,
+                "memory": True,
+                "memory_interval": 0.5,
+                "hang_timeout": HANG_TIMEOUT,
+                "stack": True,
+            },
             "started_at": START + off,
         }
         if closed:
-            meta.update(closed_at=float(self.sim.t1[-1].max()) + 1.0 + off, records=len(lines), dropped=0,
-                        internal_errors=0)
+            meta.update(
+                closed_at=float(self.sim.t1[-1].max()) + 1.0 + off,
+                records=len(lines),
+                dropped=0,
+                internal_errors=0,
+            )
         with open(os.path.join(rdir, "meta.json"), "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=1)
         if self.hang_index is not None:
@@ -254,10 +322,24 @@ class _Writer:
         peer = None
         if ev.op in P2P_OPS:
             peer = (rank + 1) % self.ranks if ev.op == "send" else (rank - 1) % self.ranks
-        return {"k": "coll", "gid": gid, "seq": self.seqs[i], "op": ev.op, "api": APIS.get(ev.op, ev.op),
-                "dtype": None if ev.op == "barrier" else "float32", "bytes": ev.nbytes, "n": n, "peer": peer,
-                "t0": float(self.sim.t0[i, rank] + off), "t1": float(self.sim.t1[i, rank] + off),
-                "dev_ms": None, "async": False, "step": ev.step, "sid": 0, "via": None}
+        return {
+            "k": "coll",
+            "gid": gid,
+            "seq": self.seqs[i],
+            "op": ev.op,
+            "api": APIS.get(ev.op, ev.op),
+            "dtype": None if ev.op == "barrier" else "float32",
+            "bytes": ev.nbytes,
+            "n": n,
+            "peer": peer,
+            "t0": float(self.sim.t0[i, rank] + off),
+            "t1": float(self.sim.t1[i, rank] + off),
+            "dev_ms": None,
+            "async": False,
+            "step": ev.step,
+            "sid": 0,
+            "via": None,
+        }
 
     def _coll_line(self, rank: int, i: int, off: float) -> str:
         """The record of event ``i`` as a line, counted in the truth when the rank completed it."""
@@ -273,10 +355,19 @@ class _Writer:
         t0 = float(self.sim.step_t0[step, rank] + off)
         t1 = float(self.sim.step_t1[step, rank] + off)
         alloc = self.allocated(rank, step)
-        mem = {"k": "mem", "t": t1, "step": step,
-               "dev": {"allocated_bytes": alloc, "reserved_bytes": 2 * GIB, "active_bytes": alloc,
-                       "num_alloc_retries": 0, "num_ooms": 0},
-               "host": {"rss": (2 * GIB) + rank * (1 << 20), "uss": (2 * GIB) - (1 << 24)}}
+        mem = {
+            "k": "mem",
+            "t": t1,
+            "step": step,
+            "dev": {
+                "allocated_bytes": alloc,
+                "reserved_bytes": 2 * GIB,
+                "active_bytes": alloc,
+                "num_alloc_retries": 0,
+                "num_ooms": 0,
+            },
+            "host": {"rss": (2 * GIB) + rank * (1 << 20), "uss": (2 * GIB) - (1 << 24)},
+        }
         return [json.dumps({"k": "step", "step": step, "t0": t0, "t1": t1}), json.dumps(mem)]
 
     def _write_hang(self, rdir: str, rank: int, off: float) -> None:
@@ -291,8 +382,13 @@ class _Writer:
             inflight.append({k: rec[k] for k in ("gid", "seq", "op", "api", "t0", "bytes", "n", "step")})
             inflight[0]["ranks"] = self.groups["0"]
         recent = [self._record(rank, i, off) for i in range(max(0, self.hang_index - 8), self.hang_index)]
-        doc = {"rank": rank, "trigger": "self" if entered else "peer",
-               "detected_at": first_t0 + HANG_TIMEOUT + off, "inflight": inflight, "recent": recent,
-               "files": {"pyspy": "pyspy.json", "faulthandler": "faulthandler.txt"}}
+        doc = {
+            "rank": rank,
+            "trigger": "self" if entered else "peer",
+            "detected_at": first_t0 + HANG_TIMEOUT + off,
+            "inflight": inflight,
+            "recent": recent,
+            "files": {"pyspy": "pyspy.json", "faulthandler": "faulthandler.txt"},
+        }
         with open(os.path.join(hdir, "hang.json"), "w", encoding="utf-8") as f:
             json.dump(doc, f, indent=1)

@@ -5,6 +5,7 @@ A verb builds a :class:`Report` (human-facing sections plus the machine payload 
 The JSON output is ``{"schema": report.schema, **report.data}``: the payload is the contract,
 the sections are presentation.
 """
+
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 

@@ -4,6 +4,7 @@ Files are written atomically (a temporary file in the target directory, then :fu
 failure never leaves a half-written report behind; an unwritable path raises
 :class:`~ascend_tools.errors.InputError` naming it.
 """
+
 import os
 import sys
 from typing import Optional

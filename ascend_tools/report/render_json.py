@@ -5,6 +5,7 @@ NaN/±Inf → ``null`` (the JSON standard has no such numbers), paths → string
 enums → their value, numpy/torch scalars and arrays → numbers and lists, bytes → text. Object keys
 keep their insertion order.
 """
+
 import base64
 import dataclasses
 import datetime

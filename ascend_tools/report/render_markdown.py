@@ -3,6 +3,7 @@
 Every string from the report is treated as plain text: markdown punctuation and HTML are escaped,
 table cells also escape ``|`` and turn newlines into ``<br>``.
 """
+
 import html
 import re
 from typing import Any, List
@@ -55,10 +56,16 @@ def code_span(text: str) -> str:
 
 
 def _table_lines(headers: List[str], rows: List[List[Any]]) -> List[str]:
-    right = [bool(rows) and all(is_number(r[i]) or r[i] is None for r in rows) and any(is_number(r[i]) for r in rows)
-             for i in range(len(headers))]
-    lines = ["| " + " | ".join(escape_cell(h) or " " for h in headers) + " |",
-             "|" + "|".join("---:" if r else "---" for r in right) + "|"]
+    right = [
+        bool(rows)
+        and all(is_number(r[i]) or r[i] is None for r in rows)
+        and any(is_number(r[i]) for r in rows)
+        for i in range(len(headers))
+    ]
+    lines = [
+        "| " + " | ".join(escape_cell(h) or " " for h in headers) + " |",
+        "|" + "|".join("---:" if r else "---" for r in right) + "|",
+    ]
     for row in rows:
         lines.append("| " + " | ".join(escape_cell(v) for v in row) + " |")
     return lines
@@ -83,7 +90,12 @@ def _table(table: Table) -> List[str]:
         if not rows:
             out += ["_(no rows)_", ""]
     if table.note:
-        out += [f"_{escape_text(table.note, block=False)}_" if "\n" not in table.note else escape_text(table.note), ""]
+        out += [
+            f"_{escape_text(table.note, block=False)}_"
+            if "\n" not in table.note
+            else escape_text(table.note),
+            "",
+        ]
     return out
 
 
@@ -109,13 +121,25 @@ def _findings(findings: List[Finding]) -> List[str]:
 
 def _series(series: Series) -> List[str]:
     scale = ", log y" if series.log_y else ""
-    out = [f"**{escape_text(series.title, block=False)}** ({escape_text(series.x_label, block=False)} → {escape_text(series.y_label, block=False)}{scale})", ""]
+    out = [
+        f"**{escape_text(series.title, block=False)}** ({escape_text(series.x_label, block=False)} → {escape_text(series.y_label, block=False)}{scale})",
+        "",
+    ]
     pts, notes = prepare(series)
     rows: List[List[Any]] = []
     for label, keep in pts.items():
         ys = [y for _, y in keep]
-        rows.append([label, len(keep), keep[0][0] if keep else None, keep[-1][0] if keep else None,
-                     min(ys) if ys else None, max(ys) if ys else None, ys[-1] if ys else None])
+        rows.append(
+            [
+                label,
+                len(keep),
+                keep[0][0] if keep else None,
+                keep[-1][0] if keep else None,
+                min(ys) if ys else None,
+                max(ys) if ys else None,
+                ys[-1] if ys else None,
+            ]
+        )
     if rows:
         out += [*_table_lines(["line", "points", "x first", "x last", "y min", "y max", "y last"], rows), ""]
     else:
@@ -123,8 +147,14 @@ def _series(series: Series) -> List[str]:
     if notes:
         out += [f"_{escape_text('; '.join(notes), block=False)}_", ""]
     if series.marks:
-        out += ["Marks: " + ", ".join(f"{escape_text(str(lbl), block=False)} at {escape_text(format_value(x), block=False)}"
-                                      for x, lbl in series.marks), ""]
+        out += [
+            "Marks: "
+            + ", ".join(
+                f"{escape_text(str(lbl), block=False)} at {escape_text(format_value(x), block=False)}"
+                for x, lbl in series.marks
+            ),
+            "",
+        ]
     return out
 
 

@@ -3,6 +3,7 @@
 Also home of the small helpers every renderer shares: :func:`format_value` (one cell → text),
 :func:`status_class` (a status word → ``bad``/``warn``/``ok``) and :func:`ordered_findings`.
 """
+
 import math
 import shutil
 import textwrap
@@ -21,21 +22,66 @@ FIRST_COLUMN_MIN = 20  # the first column (usually a name) is never truncated be
 OTHER_COLUMN_MIN = 8
 
 _BAD = {
-    "error", "errors", "unsupported", "not_supported", "cpu_fallback", "fallback_cpu", "fail", "failed",
-    "failure", "hang", "hung", "timeout", "missing", "mismatch", "diverged", "broken", "crash", "critical", "oom",
+    "error",
+    "errors",
+    "unsupported",
+    "not_supported",
+    "cpu_fallback",
+    "fallback_cpu",
+    "fail",
+    "failed",
+    "failure",
+    "hang",
+    "hung",
+    "timeout",
+    "missing",
+    "mismatch",
+    "diverged",
+    "broken",
+    "crash",
+    "critical",
+    "oom",
 }
 _WARN = {
-    "warning", "warnings", "warn", "partial", "slow", "degraded", "fallback", "aicpu", "unknown", "straggler",
-    "skipped", "skip", "drift", "approx", "approximate",
+    "warning",
+    "warnings",
+    "warn",
+    "partial",
+    "slow",
+    "degraded",
+    "fallback",
+    "aicpu",
+    "unknown",
+    "straggler",
+    "skipped",
+    "skip",
+    "drift",
+    "approx",
+    "approximate",
 }
 _OK = {
-    "info", "npu", "ok", "pass", "passed", "supported", "native", "fused", "yes", "good", "success", "aicore",
-    "match", "matched", "fast", "done",
+    "info",
+    "npu",
+    "ok",
+    "pass",
+    "passed",
+    "supported",
+    "native",
+    "fused",
+    "yes",
+    "good",
+    "success",
+    "aicore",
+    "match",
+    "matched",
+    "fast",
+    "done",
 }
 _STYLE = {"bad": "red", "warn": "yellow", "ok": "green"}
 
 
 # ---------------------------------------------------------------- shared helpers
+
 
 def status_class(value: Any) -> str:
     """``bad``, ``warn``, ``ok`` for a known status word (``cpu_fallback``, ``warning``, ``npu``...), else ``""``."""
@@ -105,6 +151,7 @@ def status_index(table: Table, headers: Sequence[str]) -> Optional[int]:
 
 # ---------------------------------------------------------------- display width
 
+
 def char_width(ch: str) -> int:
     if unicodedata.combining(ch):
         return 0
@@ -140,6 +187,7 @@ def one_line(s: str) -> str:
 
 # ---------------------------------------------------------------- rendering
 
+
 class _Out:
     def __init__(self, color: bool, width: int):
         self.color = color
@@ -171,8 +219,12 @@ class _Out:
             if raw[:1] in (" ", "\t") or not raw.strip():
                 self.add(indent + raw.rstrip())
             else:
-                wrapped = textwrap.wrap(raw, width=max(20, self.width - len(indent)),
-                                        break_long_words=False, break_on_hyphens=False)
+                wrapped = textwrap.wrap(
+                    raw,
+                    width=max(20, self.width - len(indent)),
+                    break_long_words=False,
+                    break_on_hyphens=False,
+                )
                 for w in wrapped:
                     self.add(indent + w)
 
@@ -207,8 +259,12 @@ def _table(out: _Out, table: Table) -> None:
         out.add("  (empty table)")
         return
     cells = [[one_line(format_value(v)) for v in r] for r in rows]
-    numeric = [bool(rows) and all(is_number(r[i]) or r[i] is None for r in rows) and any(is_number(r[i]) for r in rows)
-               for i in range(len(headers))]
+    numeric = [
+        bool(rows)
+        and all(is_number(r[i]) or r[i] is None for r in rows)
+        and any(is_number(r[i]) for r in rows)
+        for i in range(len(headers))
+    ]
     natural = [max([text_width(h)] + [text_width(c[i]) for c in cells]) for i, h in enumerate(headers)]
     widths = _fit_widths(natural, out.width)
     st = status_index(table, headers)
@@ -252,7 +308,9 @@ def _findings(out: _Out, findings: Sequence[Finding]) -> None:
                 out.add(prefix.rstrip())
                 out.paragraph(message, indent="    ")
             else:
-                wrapped = textwrap.wrap(message, width=max(20, out.width - indent), break_long_words=False) or [""]
+                wrapped = textwrap.wrap(
+                    message, width=max(20, out.width - indent), break_long_words=False
+                ) or [""]
                 out.add(prefix + wrapped[0])
                 for w in wrapped[1:]:
                     out.add(" " * indent + w)
@@ -267,7 +325,7 @@ def sparkline(ys: Sequence[float], width: int = 32, log: bool = False) -> str:
     if len(vals) > width:  # bucket means
         buckets = []
         for b in range(width):
-            chunk = vals[b * len(vals) // width:(b + 1) * len(vals) // width]
+            chunk = vals[b * len(vals) // width : (b + 1) * len(vals) // width]
             buckets.append(sum(chunk) / len(chunk))
         vals = buckets
     lo, hi = min(vals), max(vals)
@@ -279,7 +337,10 @@ def sparkline(ys: Sequence[float], width: int = 32, log: bool = False) -> str:
 def _series(out: _Out, series: Series) -> None:
     out.blank()
     scale = "  (log y)" if series.log_y else ""
-    out.add(out.style(one_line(series.title), bold=True) + out.style(f"  [{series.x_label} → {series.y_label}]{scale}", dim=True))
+    out.add(
+        out.style(one_line(series.title), bold=True)
+        + out.style(f"  [{series.x_label} → {series.y_label}]{scale}", dim=True)
+    )
     pts, notes = prepare(series)
     if not pts:
         out.add("  (no data)")
@@ -291,12 +352,16 @@ def _series(out: _Out, series: Series) -> None:
             continue
         ys = [y for _, y in keep]
         spark = sparkline(ys, log=series.log_y)
-        out.add(f"  {name}  {spark}  n={len(keep)}  x {format_value(keep[0][0])}..{format_value(keep[-1][0])}"
-                f"  min {format_value(min(ys))}  max {format_value(max(ys))}  last {format_value(ys[-1])}")
+        out.add(
+            f"  {name}  {spark}  n={len(keep)}  x {format_value(keep[0][0])}..{format_value(keep[-1][0])}"
+            f"  min {format_value(min(ys))}  max {format_value(max(ys))}  last {format_value(ys[-1])}"
+        )
     for note in notes:
         out.add(f"  ({note})")
     if series.marks:
-        out.add("  marks: " + ", ".join(f"{one_line(str(lbl))} @ {format_value(x)}" for x, lbl in series.marks))
+        out.add(
+            "  marks: " + ", ".join(f"{one_line(str(lbl))} @ {format_value(x)}" for x, lbl in series.marks)
+        )
 
 
 def _section(out: _Out, section: Section) -> None:
@@ -331,4 +396,3 @@ def render_text(report: Report, color: bool = False, width: Optional[int] = None
     for section in report.sections:
         _section(out, section)
     return "\n".join(out.lines).rstrip("\n") + "\n"
-

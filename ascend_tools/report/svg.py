@@ -5,14 +5,25 @@ Every label is escaped with :func:`html.escape`. Points that cannot be drawn (Na
 log scale) are dropped and the plot says so. Lines are drawn in x order. Very long lines are thinned
 per pixel column (first/min/max/last) so a 100k-step loss curve stays a small file that looks the same.
 """
+
 import math
 from html import escape
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from .model import Series
 
-PALETTE = ("#4e79a7", "#e15759", "#59a14f", "#f28e2b", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7", "#9c755f",
-           "#5f6b6d")
+PALETTE = (
+    "#4e79a7",
+    "#e15759",
+    "#59a14f",
+    "#f28e2b",
+    "#b07aa1",
+    "#76b7b2",
+    "#edc948",
+    "#ff9da7",
+    "#9c755f",
+    "#5f6b6d",
+)
 CHAR_W = 6.4  # average glyph width at font-size 11, for layout estimates
 MAX_POINTS = 4000  # per line; beyond this a line is thinned per pixel column
 MARKER_MAX_POINTS = 40  # lines this short also get a dot per point
@@ -23,12 +34,12 @@ _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 def _nice(x: float, round_: bool) -> float:
     exp = math.floor(math.log10(x))
-    f = x / 10 ** exp
+    f = x / 10**exp
     if round_:
         nf = 1 if f < 1.5 else 2 if f < 3 else 5 if f < 7 else 10
     else:
         nf = 1 if f <= 1 else 2 if f <= 2 else 5 if f <= 5 else 10
-    return nf * 10 ** exp
+    return nf * 10**exp
 
 
 def nice_ticks(lo: float, hi: float, target: int = 6) -> List[float]:
@@ -57,11 +68,11 @@ def log_ticks(lo: float, hi: float) -> List[float]:
         e1 += 1
     decades = e1 - e0
     if decades <= 2:
-        ticks = [m * 10.0 ** e for e in range(e0, e1) for m in (1, 2, 5)] + [10.0 ** e1]
-        return [t for t in ticks if t >= 10.0 ** e0]
+        ticks = [m * 10.0**e for e in range(e0, e1) for m in (1, 2, 5)] + [10.0**e1]
+        return [t for t in ticks if t >= 10.0**e0]
     every = max(1, math.ceil(decades / 8))
     e1 = e0 + math.ceil(decades / every) * every
-    return [10.0 ** e for e in range(e0, e1 + 1, every)]
+    return [10.0**e for e in range(e0, e1 + 1, every)]
 
 
 def tick_label(v: float, ticks: Sequence[float], log: bool = False) -> str:
@@ -69,7 +80,7 @@ def tick_label(v: float, ticks: Sequence[float], log: bool = False) -> str:
         return "0"
     if log:
         e = math.floor(math.log10(v) + 1e-9)
-        m = round(v / 10 ** e, 6)
+        m = round(v / 10**e, 6)
         if 0 <= e <= 3:
             return f"{v:g}"
         power = "10" + str(e).translate(_SUPERSCRIPT)
@@ -106,7 +117,9 @@ def prepare(series: Series) -> Tuple[Dict[str, List[Point]], List[str]]:
     if non_finite:
         notes.append(f"{non_finite} non-finite point{'s' if non_finite != 1 else ''} (NaN/Inf) not drawn")
     if non_positive:
-        notes.append(f"log scale: {non_positive} non-positive value{'s' if non_positive != 1 else ''} not drawn")
+        notes.append(
+            f"log scale: {non_positive} non-positive value{'s' if non_positive != 1 else ''} not drawn"
+        )
     return lines, notes
 
 
@@ -146,7 +159,9 @@ def _truncate(s: str, n: int) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
-def line_plot(series: Series, width: int = 760, plot_height: int = 280, standalone: bool = False) -> Tuple[str, List[str]]:
+def line_plot(
+    series: Series, width: int = 760, plot_height: int = 280, standalone: bool = False
+) -> Tuple[str, List[str]]:
     """The series as one ``<svg>`` element, and the notes (dropped points) it shows under the plot."""
     lines, notes = prepare(series)
     log = series.log_y
@@ -205,12 +220,18 @@ def line_plot(series: Series, width: int = 760, plot_height: int = 280, standalo
     e = escape
     out = []
     ns = ' xmlns="http://www.w3.org/2000/svg"' if standalone else ""
-    out.append(f'<svg{ns} class="plot" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
-               f'font-family="system-ui, -apple-system, Segoe UI, Roboto, sans-serif" font-size="11">')
+    out.append(
+        f'<svg{ns} class="plot" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+        f'font-family="system-ui, -apple-system, Segoe UI, Roboto, sans-serif" font-size="11">'
+    )
     out.append(f"<title>{e(series.title)}</title>")
-    out.append(f'<rect x="{px0}" y="{py0}" width="{px1 - px0}" height="{py1 - py0}" fill="#fff" stroke="#d0d7de"/>')
-    out.append(f'<text x="{width / 2:.0f}" y="20" text-anchor="middle" font-size="13" font-weight="600" '
-               f'fill="#1f2328">{e(series.title)}</text>')
+    out.append(
+        f'<rect x="{px0}" y="{py0}" width="{px1 - px0}" height="{py1 - py0}" fill="#fff" stroke="#d0d7de"/>'
+    )
+    out.append(
+        f'<text x="{width / 2:.0f}" y="20" text-anchor="middle" font-size="13" font-weight="600" '
+        f'fill="#1f2328">{e(series.title)}</text>'
+    )
     # grid + ticks
     out.append('<g class="grid" stroke="#eaeef2" stroke-width="1">')
     for yt in yticks[1:-1]:
@@ -230,26 +251,36 @@ def line_plot(series: Series, width: int = 760, plot_height: int = 280, standalo
         out.append(f'<line x1="{x}" x2="{x}" y1="{py1}" y2="{py1 + 4}" stroke="#57606a"/>')
         out.append(f'<text x="{x}" y="{py1 + 16}" text-anchor="middle">{e(lab)}</text>')
     out.append("</g>")
-    out.append(f'<text x="{(px0 + px1) / 2:.0f}" y="{py1 + 34}" text-anchor="middle" fill="#1f2328">'
-               f"{e(series.x_label)}</text>")
+    out.append(
+        f'<text x="{(px0 + px1) / 2:.0f}" y="{py1 + 34}" text-anchor="middle" fill="#1f2328">'
+        f"{e(series.x_label)}</text>"
+    )
     cy = (py0 + py1) / 2
-    out.append(f'<text transform="translate(14 {cy:.0f}) rotate(-90)" text-anchor="middle" fill="#1f2328">'
-               f"{e(series.y_label)}{' (log)' if log else ''}</text>")
+    out.append(
+        f'<text transform="translate(14 {cy:.0f}) rotate(-90)" text-anchor="middle" fill="#1f2328">'
+        f"{e(series.y_label)}{' (log)' if log else ''}</text>"
+    )
     # marks
     if marks:
         out.append('<g class="marks">')
         for i, (mx, label) in enumerate(marks):
             x = sx(mx)
-            out.append(f'<line x1="{_num(x)}" x2="{_num(x)}" y1="{py0}" y2="{py1}" stroke="#6e7781" '
-                       f'stroke-width="1" stroke-dasharray="5 4"/>')
+            out.append(
+                f'<line x1="{_num(x)}" x2="{_num(x)}" y1="{py0}" y2="{py1}" stroke="#6e7781" '
+                f'stroke-width="1" stroke-dasharray="5 4"/>'
+            )
             if label:
                 anchor, tx = ("end", x - 4) if x > px1 - 90 else ("start", x + 4)
                 ty = py0 + 13 + 13 * (i % 3)
-                out.append(f'<text x="{_num(tx)}" y="{ty}" text-anchor="{anchor}" fill="#424a53" paint-order="stroke" '
-                           f'stroke="#fff" stroke-width="3">{e(_truncate(label, 40))}</text>')
+                out.append(
+                    f'<text x="{_num(tx)}" y="{ty}" text-anchor="{anchor}" fill="#424a53" paint-order="stroke" '
+                    f'stroke="#fff" stroke-width="3">{e(_truncate(label, 40))}</text>'
+                )
         out.append("</g>")
     # lines
-    out.append('<g class="lines" fill="none" stroke-width="1.6" stroke-linejoin="round" stroke-linecap="round">')
+    out.append(
+        '<g class="lines" fill="none" stroke-width="1.6" stroke-linejoin="round" stroke-linecap="round">'
+    )
     for i, (label, pts) in enumerate(lines.items()):
         color = PALETTE[i % len(PALETTE)]
         drawn = _thin(pts, sx, MAX_POINTS)
@@ -260,18 +291,24 @@ def line_plot(series: Series, width: int = 760, plot_height: int = 280, standalo
                 out.append(f'<circle cx="{_num(sx(x))}" cy="{_num(sy(y))}" r="2.2" fill="{color}"/>')
     out.append("</g>")
     if not has_data:
-        out.append(f'<text x="{(px0 + px1) / 2:.0f}" y="{cy:.0f}" text-anchor="middle" fill="#6e7781" '
-                   f'font-size="13">no data</text>')
+        out.append(
+            f'<text x="{(px0 + px1) / 2:.0f}" y="{cy:.0f}" text-anchor="middle" fill="#6e7781" '
+            f'font-size="13">no data</text>'
+        )
     # legend
     if legend_rows:
         out.append('<g class="legend" fill="#1f2328">')
         for r, row in enumerate(legend_rows):
             ly = legend_y + 18 * r
             for label, color, lx in row:
-                out.append(f'<line x1="{_num(lx)}" x2="{_num(lx + 16)}" y1="{ly}" y2="{ly}" stroke="{color}" '
-                           f'stroke-width="3"/>')
-                out.append(f'<text x="{_num(lx + 22)}" y="{ly}" dy="0.32em">{e(_truncate(label, 48))}'
-                           f"<title>{e(label)}</title></text>")
+                out.append(
+                    f'<line x1="{_num(lx)}" x2="{_num(lx + 16)}" y1="{ly}" y2="{ly}" stroke="{color}" '
+                    f'stroke-width="3"/>'
+                )
+                out.append(
+                    f'<text x="{_num(lx + 22)}" y="{ly}" dy="0.32em">{e(_truncate(label, 48))}'
+                    f"<title>{e(label)}</title></text>"
+                )
         out.append("</g>")
     for k, note in enumerate(notes):
         out.append(f'<text class="note" x="{px0}" y="{notes_y + 16 * k + 8}" fill="#9a6700">{e(note)}</text>')

@@ -1,4 +1,5 @@
 """check-ops --autocast (fake CPU tensors under torch.autocast) and the "first call" site of each op."""
+
 import json
 import os
 import textwrap
@@ -8,7 +9,7 @@ from click.testing import CliRunner
 
 from ascend_tools.cli import main
 
-AMP_MODEL = '''
+AMP_MODEL = """
 import torch
 
 
@@ -29,11 +30,13 @@ def build_model():
 
 def example_inputs():
     return (torch.randn(4, 16),)
-'''
+"""
 
 
 def check_ops(path, *extra):
-    result = CliRunner().invoke(main, ["check-ops", str(path), "--format", "json", "--fail-on", "never", *extra])
+    result = CliRunner().invoke(
+        main, ["check-ops", str(path), "--format", "json", "--fail-on", "never", *extra]
+    )
     assert result.exit_code == 0, result.output
     return json.loads(result.output)
 

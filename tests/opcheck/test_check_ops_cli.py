@@ -1,6 +1,7 @@
 """``ascend-doctor check-ops`` end to end: bad inputs, JSON schema, --fail-on, options, the shipped example.
 
 The CLI runs in-process (click's CliRunner); the model is traced in the child process the CLI starts."""
+
 import json
 import os
 import re
@@ -23,7 +24,7 @@ SCHEMA = "ascend-doctor/check-ops/1"
 
 # A small model that has a float64 op (a dtype risk: a warning), a ReLU (threshold_backward only in the
 # backward pass) and bitwise_left_shift.Tensor, whose out= kernel op_plugin gates at [v2.7, newest].
-RISKY = '''
+RISKY = """
 import torch
 
 
@@ -44,7 +45,7 @@ def build_model():
 
 def example_inputs():
     return (torch.randn(2, 8), torch.ones(2, 8, dtype=torch.long), torch.ones(2, 8, dtype=torch.long))
-'''
+"""
 
 
 def invoke(*args):
@@ -65,21 +66,35 @@ def files(tmp_path_factory):
         "risky": write("risky.py", RISKY),
         "syntax": write("syntax.py", "import torch\n\n\ndef build_model(:\n    pass\n"),
         "raises": write("raises.py", "import torch\n\nX = 1\nraise RuntimeError('boom at import')\n"),
-        "nonmodule": write("nonmodule.py", "import torch\n\n\ndef build_model():\n    return 42\n\n\n" + inputs),
+        "nonmodule": write(
+            "nonmodule.py", "import torch\n\n\ndef build_model():\n    return 42\n\n\n" + inputs
+        ),
         "nomodel": write("nomodel.py", "import torch\n\nX = 3\n"),
-        "several": write("several.py", "import torch\n\na = torch.nn.Linear(2, 2)\nb = torch.nn.Linear(2, 2)\n\n\n"
-                         + inputs),
-        "noinputs": write("noinputs.py", "import torch\n\n\ndef build_model():\n    return torch.nn.Linear(2, 2)\n"),
-        "hang": write("hang.py", "import time\n\nimport torch\n\n\ndef build_model():\n    time.sleep(60)\n"
-                      "    return torch.nn.Linear(2, 2)\n\n\n" + inputs),
-        "dies": write("dies.py", "import os\n\nimport torch\n\n\ndef build_model():\n    os._exit(9)\n\n\n" + inputs),
-        "cuda_script": write("cuda_script.py", """
+        "several": write(
+            "several.py",
+            "import torch\n\na = torch.nn.Linear(2, 2)\nb = torch.nn.Linear(2, 2)\n\n\n" + inputs,
+        ),
+        "noinputs": write(
+            "noinputs.py", "import torch\n\n\ndef build_model():\n    return torch.nn.Linear(2, 2)\n"
+        ),
+        "hang": write(
+            "hang.py",
+            "import time\n\nimport torch\n\n\ndef build_model():\n    time.sleep(60)\n"
+            "    return torch.nn.Linear(2, 2)\n\n\n" + inputs,
+        ),
+        "dies": write(
+            "dies.py", "import os\n\nimport torch\n\n\ndef build_model():\n    os._exit(9)\n\n\n" + inputs
+        ),
+        "cuda_script": write(
+            "cuda_script.py",
+            """
             import torch
             import flash_attn_not_installed_here
             from flash_attn import flash_attn_func
 
             scaler = torch.cuda.amp.GradScaler()
-            """),
+            """,
+        ),
     }
     (d / "emptydir").mkdir()
     paths["emptydir"] = d / "emptydir"
@@ -110,7 +125,9 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("name", "extra", "patterns"), BAD, ids=[f"{b[0]}{'-' + b[1][0] if b[1] else ''}" for b in BAD])
+@pytest.mark.parametrize(
+    ("name", "extra", "patterns"), BAD, ids=[f"{b[0]}{'-' + b[1][0] if b[1] else ''}" for b in BAD]
+)
 def test_bad_input_is_one_line_and_exit_2(files, tmp_path, name, extra, patterns):
     out = tmp_path / "report.json"
     target = files[name]
@@ -222,7 +239,8 @@ def test_torch_npu_version_gates_an_op(files, risky_json):
     assert _yaml_gate("bitwise_left_shift.Tensor") is None
     assert _yaml_gate("bitwise_left_shift.Tensor_out") == ["[v2.7, newest]"]
     assert torch._C._dispatch_has_kernel_for_dispatch_key(
-        "aten::bitwise_left_shift.Tensor", "CompositeExplicitAutogradNonFunctional")
+        "aten::bitwise_left_shift.Tensor", "CompositeExplicitAutogradNonFunctional"
+    )
     old = invoke(files["risky"], "--torch-npu-version", "2.1", "-f", "json", "--fail-on", "never")
     assert old.exit_code == 0, old.stderr
     doc = json.loads(old.stdout)
@@ -301,8 +319,13 @@ def test_console_entry_point_runs(files):
     exe = shutil.which("ascend-doctor")
     cmd = [exe] if exe else [sys.executable, "-m", "ascend_tools.cli"]
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([*cmd, "check-ops", str(files["risky"]), "-f", "json", "--fail-on", "warning",
-                           "--no-backward"], capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [*cmd, "check-ops", str(files["risky"]), "-f", "json", "--fail-on", "warning", "--no-backward"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 1, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["schema"] == SCHEMA

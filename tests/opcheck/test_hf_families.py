@@ -1,4 +1,5 @@
 """check-ops on tiny Hugging Face models built from config.json (random init, no download), one per family."""
+
 import json
 
 import pytest
@@ -12,18 +13,40 @@ transformers = pytest.importorskip("transformers")
 
 LAYERS = 2
 SEQ = "8"
-DECODER = dict(vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=LAYERS,
-               num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64)
+DECODER = dict(
+    vocab_size=256,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=LAYERS,
+    num_attention_heads=2,
+    num_key_value_heads=1,
+    max_position_embeddings=64,
+)
 FAMILIES = {
     # name: (config class, kwargs, architecture, uses RMSNorm)
     "llama": ("LlamaConfig", DECODER, "LlamaForCausalLM", True),
     "qwen2": ("Qwen2Config", DECODER, "Qwen2ForCausalLM", True),
     "mistral": ("MistralConfig", DECODER, "MistralForCausalLM", True),
     "gemma": ("GemmaConfig", dict(DECODER, head_dim=16), "GemmaForCausalLM", True),
-    "gpt2": ("GPT2Config", dict(vocab_size=256, n_embd=32, n_layer=LAYERS, n_head=2, n_positions=64),
-             "GPT2LMHeadModel", False),
-    "bert": ("BertConfig", dict(vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=LAYERS,
-                                num_attention_heads=2, max_position_embeddings=64), "BertForMaskedLM", False),
+    "gpt2": (
+        "GPT2Config",
+        dict(vocab_size=256, n_embd=32, n_layer=LAYERS, n_head=2, n_positions=64),
+        "GPT2LMHeadModel",
+        False,
+    ),
+    "bert": (
+        "BertConfig",
+        dict(
+            vocab_size=256,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=LAYERS,
+            num_attention_heads=2,
+            max_position_embeddings=64,
+        ),
+        "BertForMaskedLM",
+        False,
+    ),
 }
 STATUSES = {"npu", "cpu_fallback", "composite", "unsupported"}
 
@@ -66,7 +89,9 @@ def _config_dir(tmp_path, family):
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_family(tmp_path, family, embedding_backward_op):
     target = _config_dir(tmp_path, family)
-    result = CliRunner().invoke(main, ["check-ops", str(target), "--seq-len", SEQ, "-f", "json", "--fail-on", "never"])
+    result = CliRunner().invoke(
+        main, ["check-ops", str(target), "--seq-len", SEQ, "-f", "json", "--fail-on", "never"]
+    )
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["schema"] == "ascend-doctor/check-ops/1"

@@ -1,5 +1,6 @@
 """Fusion-pattern finding: on tiny Hugging Face Llama models (eager and SDPA attention), on Huawei's own
 rule file, and on hand-built op streams."""
+
 import os
 import re
 
@@ -10,7 +11,9 @@ from ascend_tools.opcheck import patterns, support, trace, verdicts
 from ascend_tools.opcheck.trace import OpEvent
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-RULES_YAML = os.path.join(os.path.dirname(REPO), "shared", "data", "msprobe", "msprof_analyze_timeline_fusion_ops.yaml")
+RULES_YAML = os.path.join(
+    os.path.dirname(REPO), "shared", "data", "msprobe", "msprof_analyze_timeline_fusion_ops.yaml"
+)
 LAYERS = 3
 VERSION = "2.14"
 
@@ -18,8 +21,13 @@ VERSION = "2.14"
 def _tiny_llama(impl):
     transformers = pytest.importorskip("transformers")
     config = transformers.LlamaConfig(
-        vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=LAYERS,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
+        vocab_size=128,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
     )
     config._attn_implementation = impl
     with torch.device("meta"):
@@ -102,8 +110,13 @@ def test_summarize_folds_layers(sdpa):
     rms = rows["torch_npu.npu_rms_norm"]
     assert rms["count"] == 2 * LAYERS + 1 and rms["pattern"] == "RMSNorm"
     last = LAYERS - 1
-    assert rms["modules"] == sorted([f"model.layers.[0-{last}].input_layernorm",
-                                     f"model.layers.[0-{last}].post_attention_layernorm", "model.norm"])
+    assert rms["modules"] == sorted(
+        [
+            f"model.layers.[0-{last}].input_layernorm",
+            f"model.layers.[0-{last}].post_attention_layernorm",
+            "model.norm",
+        ]
+    )
     assert rows["torch_npu.npu_swiglu"]["modules"] == [f"model.layers.[0-{last}].mlp"]
 
 
@@ -165,16 +178,27 @@ def test_compile_rule_rejects_garbage():
 
 
 def _stream(*ops, module="m"):
-    return [OpEvent(op=f"aten::{op}", phase="forward", module=module, dtypes=("float32",), shapes=((2, 4),))
-            for op in ops]
+    return [
+        OpEvent(op=f"aten::{op}", phase="forward", module=module, dtypes=("float32",), shapes=((2, 4),))
+        for op in ops
+    ]
 
 
 RMS = ("pow.Tensor_Scalar", "mean.dim", "add.Scalar", "rsqrt", "mul.Tensor")
 
 
 def test_layout_ops_do_not_break_a_chain():
-    ops = ("pow.Tensor_Scalar", "view", "mean.dim", "_to_copy", "add.Scalar", "transpose.int", "rsqrt",
-           "expand", "mul.Tensor")
+    ops = (
+        "pow.Tensor_Scalar",
+        "view",
+        "mean.dim",
+        "_to_copy",
+        "add.Scalar",
+        "transpose.int",
+        "rsqrt",
+        "expand",
+        "mul.Tensor",
+    )
     stream = _stream(*ops)
     (match,) = patterns.find(stream)
     assert match.fused_op == "torch_npu.npu_rms_norm"
@@ -209,7 +233,9 @@ def test_two_rules_for_one_fused_op_count_once():
 
 def test_overlapping_chains_share_no_event():
     # RoPE (chunk-neg-cat-mul-mul-add) and RMSNorm (add-rsqrt-mul) could both claim the add
-    stream = _stream("split.Tensor", "neg", "cat", "mul.Tensor", "mul.Tensor", "add.Tensor", "rsqrt", "mul.Tensor")
+    stream = _stream(
+        "split.Tensor", "neg", "cat", "mul.Tensor", "mul.Tensor", "add.Tensor", "rsqrt", "mul.Tensor"
+    )
     matches = patterns.find(stream)
     members = [i for m in matches for i in m.events]
     assert len(members) == len(set(members))
@@ -231,7 +257,8 @@ def test_consecutive_chains_and_modules():
 
 
 def test_chain_spanning_modules_gets_their_common_ancestor():
-    stream = _stream("pow.Tensor_Scalar", "mean.dim", module="a.b.c") + _stream("add.Scalar", "rsqrt", "mul.Tensor",
-                                                                               module="a.b.d")
+    stream = _stream("pow.Tensor_Scalar", "mean.dim", module="a.b.c") + _stream(
+        "add.Scalar", "rsqrt", "mul.Tensor", module="a.b.d"
+    )
     (match,) = patterns.find(stream)
     assert match.module == "a.b"

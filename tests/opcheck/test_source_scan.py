@@ -1,4 +1,5 @@
 """The static scan of check-ops: rules, alias resolution, import following, syntax errors."""
+
 import os
 import textwrap
 
@@ -38,24 +39,27 @@ def scan_src(tmp_path, text):
 # ---------------------------------------------------------------- the example script
 
 
-@pytest.mark.parametrize("rule,severity,snippet", [
-    ("lib-flash-attn", "warning", "from flash_attn import flash_attn_func"),
-    ("lib-flash-attn", "warning", "out = flash_attn_func(q, k, v"),
-    ("float64", "warning", "gram = (w @ w.t()).double()"),
-    ("nccl-env", "warning", 'os.environ["NCCL_SOCKET_IFNAME"]'),
-    ("nccl-env", "warning", 'os.environ["NCCL_DEBUG"]'),
-    ("nccl-env", "warning", 'os.environ.setdefault("NCCL_IB_DISABLE"'),
-    ("nccl-backend", "info", 'dist.init_process_group("nccl")'),
-    ("cuda-call", "info", "torch.cuda.set_device(local_rank)"),
-    ("cudnn-flags", "info", "torch.backends.cudnn.benchmark = True"),
-    ("cuda-backend-flags", "info", "torch.backends.cuda.matmul.allow_tf32 = True"),
-    ("cuda-device-string", "info", 'def batches(steps, batch, device="cuda")'),
-    ("cuda-method", "info", "model = build_model().cuda()"),
-    ("cuda-amp", "warning", "scaler = torch.cuda.amp.GradScaler()"),
-    ("cuda-amp", "warning", "with torch.cuda.amp.autocast("),
-    ("cuda-call", "info", "torch.cuda.synchronize()"),
-    ("cuda-call", "info", "torch.cuda.max_memory_allocated()"),
-])
+@pytest.mark.parametrize(
+    "rule,severity,snippet",
+    [
+        ("lib-flash-attn", "warning", "from flash_attn import flash_attn_func"),
+        ("lib-flash-attn", "warning", "out = flash_attn_func(q, k, v"),
+        ("float64", "warning", "gram = (w @ w.t()).double()"),
+        ("nccl-env", "warning", 'os.environ["NCCL_SOCKET_IFNAME"]'),
+        ("nccl-env", "warning", 'os.environ["NCCL_DEBUG"]'),
+        ("nccl-env", "warning", 'os.environ.setdefault("NCCL_IB_DISABLE"'),
+        ("nccl-backend", "info", 'dist.init_process_group("nccl")'),
+        ("cuda-call", "info", "torch.cuda.set_device(local_rank)"),
+        ("cudnn-flags", "info", "torch.backends.cudnn.benchmark = True"),
+        ("cuda-backend-flags", "info", "torch.backends.cuda.matmul.allow_tf32 = True"),
+        ("cuda-device-string", "info", 'def batches(steps, batch, device="cuda")'),
+        ("cuda-method", "info", "model = build_model().cuda()"),
+        ("cuda-amp", "warning", "scaler = torch.cuda.amp.GradScaler()"),
+        ("cuda-amp", "warning", "with torch.cuda.amp.autocast("),
+        ("cuda-call", "info", "torch.cuda.synchronize()"),
+        ("cuda-call", "info", "torch.cuda.max_memory_allocated()"),
+    ],
+)
 def test_example_findings_at_their_lines(rule, severity, snippet):
     findings = scan_target(EXAMPLE)
     line = line_of(EXAMPLE, snippet)
@@ -102,7 +106,9 @@ def test_report_finding_location():
 
 
 def test_alias_resolution(tmp_path):
-    findings = scan_src(tmp_path, """\
+    findings = scan_src(
+        tmp_path,
+        """\
         import torch as T
         from torch import cuda
         from torch.cuda.amp import autocast as ac
@@ -112,7 +118,8 @@ def test_alias_resolution(tmp_path):
         with ac():
             pass
         fai.flash_attn_varlen_func(q, k, v, cu, cu, 8, 8)
-        """)
+        """,
+    )
     assert ("cuda-call", 5) in rules_at(findings)
     assert ("cuda-call", 6) in rules_at(findings)
     assert ("cuda-amp", 7) in rules_at(findings)
@@ -125,7 +132,9 @@ def test_alias_resolution(tmp_path):
 
 
 def test_unguarded_import_is_error_guarded_is_warning(tmp_path):
-    findings = scan_src(tmp_path, """\
+    findings = scan_src(
+        tmp_path,
+        """\
         import xformers.ops as xops
         try:
             import apex.normalization
@@ -139,7 +148,8 @@ def test_unguarded_import_is_error_guarded_is_warning(tmp_path):
         import mamba_ssm, causal_conv1d, cupy, pynvml
         from deepspeed.ops.adam import FusedAdam
         from deepspeed.ops.transformer import DeepSpeedTransformerLayer
-        """)
+        """,
+    )
     sev = {(f.rule, f.line): f.severity for f in findings}
     assert sev[("lib-xformers", 1)] == "error"
     assert sev[("lib-apex", 3)] == "warning"
@@ -152,7 +162,9 @@ def test_unguarded_import_is_error_guarded_is_warning(tmp_path):
 
 
 def test_device_strings_only_where_they_are_devices(tmp_path):
-    findings = scan_src(tmp_path, """\
+    findings = scan_src(
+        tmp_path,
+        """\
         import logging
         import torch
         logging.info("moving model to %s", "cuda")
@@ -168,14 +180,17 @@ def test_device_strings_only_where_they_are_devices(tmp_path):
             pass
         if x.device.type == "cuda":
             pass
-        """)
+        """,
+    )
     lines = {f.line for f in findings if f.rule == "cuda-device-string"}
     assert lines == {6, 7, 8, 9, 10, 12}
     assert [f.suggestion for f in findings if f.line == 6] == ['"npu:1"']
 
 
 def test_float64_and_jit_and_extensions(tmp_path):
-    findings = scan_src(tmp_path, """\
+    findings = scan_src(
+        tmp_path,
+        """\
         import torch
         from torch.utils.cpp_extension import CUDAExtension, load
         torch.set_default_dtype(torch.float64)
@@ -189,7 +204,8 @@ def test_float64_and_jit_and_extensions(tmp_path):
         ext = CUDAExtension("k", ["k.cu"])
         mod = load("k", sources=["k.cpp", "k_kernel.cu"])
         cpu_mod = load("c", sources=["c.cpp"])
-        """)
+        """,
+    )
     got = rules_at(findings)
     assert {("float64", 3), ("float64", 4), ("jit-script", 7), ("jit-script", 8)} <= got
     assert ("float64", 5) not in got  # a dtype check is not float64 compute
@@ -199,7 +215,9 @@ def test_float64_and_jit_and_extensions(tmp_path):
 
 
 def test_sdp_nvtx_and_nccl_kwargs(tmp_path):
-    findings = scan_src(tmp_path, """\
+    findings = scan_src(
+        tmp_path,
+        """\
         import os
         import torch
         import torch.distributed as dist
@@ -215,7 +233,8 @@ def test_sdp_nvtx_and_nccl_kwargs(tmp_path):
         os.environ.update({"NCCL_TIMEOUT": "600", "CUDA_VISIBLE_DEVICES": "0,1"})
         os.environ["MASTER_ADDR"] = "localhost"
         torch.cuda.CUDAGraph()
-        """)
+        """,
+    )
     sev = {(f.rule, f.line): f for f in findings}
     assert sev[("sdp-kernel-switch", 5)].severity == "warning"
     assert sev[("sdp-kernel-switch", 7)].severity == "warning"
@@ -229,9 +248,12 @@ def test_sdp_nvtx_and_nccl_kwargs(tmp_path):
 
 
 def test_identical_findings_are_deduplicated(tmp_path):
-    findings = scan_src(tmp_path, """\
+    findings = scan_src(
+        tmp_path,
+        """\
         from flash_attn.bert_padding import pad_input, unpad_input
-        """)
+        """,
+    )
     assert len(findings) == 1 and findings[0].rule == "lib-flash-attn"
 
 
@@ -241,7 +263,9 @@ def test_identical_findings_are_deduplicated(tmp_path):
 def test_sibling_module_is_followed(tmp_path):
     write(tmp_path, "pkg/__init__.py", "")
     write(tmp_path, "pkg/helpers.py", "def to_gpu(m):\n    return m.cuda()\n")
-    target = write(tmp_path, "pkg/train.py", "import numpy\nfrom . import helpers\nfrom pkg.helpers import to_gpu\n")
+    target = write(
+        tmp_path, "pkg/train.py", "import numpy\nfrom . import helpers\nfrom pkg.helpers import to_gpu\n"
+    )
     findings = scan_target(target)
     sibling = [f for f in findings if f.file.endswith(os.path.join("pkg", "helpers.py"))]
     assert [(f.rule, f.line, f.col) for f in sibling] == [("cuda-method", 2, 14)]

@@ -1,4 +1,5 @@
 """ascend_tools.opcheck.support against torch_npu's own op_plugin yaml (parsed independently here) and torch."""
+
 import os
 import re
 
@@ -36,7 +37,7 @@ def yaml_gates():
             elif val.startswith("["):
                 lo, hi = (x.strip().lstrip("v") for x in val.strip("[]").split(","))
                 hi = allv[-1] if hi == "newest" else hi
-                current.update(allv[allv.index(lo): allv.index(hi) + 1])
+                current.update(allv[allv.index(lo) : allv.index(hi) + 1])
             else:
                 current.update(x.strip().lstrip("v") for x in val.split(","))
     return allv, gates
@@ -104,8 +105,10 @@ def test_structured_functional_follows_out_variant():
     assert support.has_npu_kernel("aten::gelu_", "2.14")
 
 
-@pytest.mark.parametrize("v", ["2.1", "2.2", "2.3", "2.4", "2.5", "2.6", "2.7", "2.8", "2.9", "2.10", "2.11",
-                               "2.12", "2.13", "2.14"])
+@pytest.mark.parametrize(
+    "v",
+    ["2.1", "2.2", "2.3", "2.4", "2.5", "2.6", "2.7", "2.8", "2.9", "2.10", "2.11", "2.12", "2.13", "2.14"],
+)
 def test_normalize_version_accepts_known(v):
     assert support.normalize_version(v) == v
     assert support.normalize_version(f"v{v}") == v
@@ -153,7 +156,10 @@ def test_dtype_risks():
     assert any("complex" in r for r in v.dtype_risks)
     assert support.op_verdict("aten::mm", [torch.bfloat16], "2.14").dtype_risks == []
     # skip-list note: torch_npu's OpInfo tests skip mm's CPU comparison in float32
-    assert any("compare" in r or "CPU" in r for r in support.op_verdict("aten::mm", [torch.float32], "2.14").dtype_notes)
+    assert any(
+        "compare" in r or "CPU" in r
+        for r in support.op_verdict("aten::mm", [torch.float32], "2.14").dtype_notes
+    )
 
 
 def test_sparse_is_unsupported():
@@ -174,4 +180,6 @@ def test_other_namespaces():
 
 def test_device_only_op_is_unsupported():
     # CUDA-only kernel in torch: the CPU fallback has nothing to call
-    assert support.op_verdict("aten::_flash_attention_forward", [torch.float16], "2.14").status == "unsupported"
+    assert (
+        support.op_verdict("aten::_flash_attention_forward", [torch.float16], "2.14").status == "unsupported"
+    )

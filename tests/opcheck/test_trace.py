@@ -1,4 +1,5 @@
 """trace.run_traced on small meta-device models, checked against the torch dispatcher and profiler."""
+
 import importlib.util
 
 import pytest
@@ -182,7 +183,13 @@ def test_module_paths_forward_and_backward():
     gelu = [e for e in fwd if e.op == "aten::gelu"]
     assert sorted(e.module for e in gelu) == ["model.layers.0.mlp", "model.layers.1.mlp"]
     mm = [e.module for e in fwd if e.op == "aten::addmm"]
-    assert mm == ["model.proj_in", "model.layers.0.mlp.up", "model.layers.0.mlp.down", "model.layers.1.mlp.up", "model.layers.1.mlp.down"]
+    assert mm == [
+        "model.proj_in",
+        "model.layers.0.mlp.up",
+        "model.layers.0.mlp.down",
+        "model.layers.1.mlp.up",
+        "model.layers.1.mlp.down",
+    ]
     norms = [e.module for e in fwd if e.op == "aten::native_layer_norm"]
     assert norms == ["model.layers.0.norm", "model.layers.1.norm"]
 
@@ -224,7 +231,9 @@ def test_sdpa_is_one_parent_event_with_tagged_decomposition():
     children = [e.op for e in result.events if e.parent == p]
     assert children == rec.ops
     # the tagged events follow the parent directly, and nothing in backward is tagged
-    assert [i for i, e in enumerate(result.events) if e.parent == p] == list(range(p + 1, p + 1 + len(children)))
+    assert [i for i, e in enumerate(result.events) if e.parent == p] == list(
+        range(p + 1, p + 1 + len(children))
+    )
     assert all(e.parent == -1 for e in result.events if e.phase == "backward")
 
 

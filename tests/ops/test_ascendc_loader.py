@@ -3,6 +3,7 @@ tiling math the kernels rely on is compiled and run with g++, the host bindings 
 real torch headers (CANN/torch_npu declarations stubbed), build.sh fails cleanly, and the Python
 wrappers (forward plumbing, backward formulas) are exercised on the CPU through a double of the
 kernels' documented semantics. The kernels themselves are never compiled here (kernels/README.md)."""
+
 import os
 import re
 import shutil
@@ -32,6 +33,7 @@ def _no_npu() -> bool:
 
 
 # --- loader ---------------------------------------------------------------------------------------
+
 
 @pytest.mark.skipif(not _no_npu(), reason="this machine has an NPU")
 def test_unavailable_without_npu_names_the_reason():
@@ -95,6 +97,7 @@ def test_unknown_op_and_wrong_device():
 
 
 # --- wrappers, through a CPU double of the kernels' documented semantics --------------------------
+
 
 def _double_rms_norm(x, weight, eps, offset, casting):
     """torch.ops.ascend_tools.rms_norm as kernels/ascendc/rms_norm/rms_norm_kernel.cpp documents it."""
@@ -222,7 +225,10 @@ def test_unsupported_inputs_go_to_the_fallback_or_raise(cpu_double):
     assert rms(x, torch.ones(8, dtype=torch.float32)) == "fallback"  # weight dtype != x dtype
     assert calls[-1][1]["casting"] == "llama"
     rope = ascendc.get("rope", fallback=fallback)
-    assert rope(torch.randn(1, 2, 3, 8), torch.randn(1, 3, 8), torch.randn(1, 3, 8), unsqueeze_dim=3) == "fallback"
+    assert (
+        rope(torch.randn(1, 2, 3, 8), torch.randn(1, 3, 8), torch.randn(1, 3, 8), unsqueeze_dim=3)
+        == "fallback"
+    )
     no_fallback = ascendc.get("rms_norm")
     with pytest.raises(ValueError, match="ascendc rms_norm: casting must be one of"):
         no_fallback(x, torch.ones(8, dtype=torch.bfloat16), casting="phi")
@@ -236,11 +242,21 @@ def test_unsupported_reasons():
 
 # --- C++ that can be checked here -----------------------------------------------------------------
 
+
 @pytest.mark.skipif(GXX is None, reason="g++ not installed")
 def test_tiling_header_compiles_and_its_unit_test_passes(tmp_path):
     exe = tmp_path / "test_tiling"
-    cmd = [GXX, "-std=c++17", "-Wall", "-Wextra", "-Werror", "-O1", "-o", str(exe),
-           os.path.join(KERNELS, "tests", "test_tiling.cpp")]
+    cmd = [
+        GXX,
+        "-std=c++17",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-O1",
+        "-o",
+        str(exe),
+        os.path.join(KERNELS, "tests", "test_tiling.cpp"),
+    ]
     build = subprocess.run(cmd, capture_output=True, text=True)
     assert build.returncode == 0, build.stderr
     run = subprocess.run([str(exe)], capture_output=True, text=True)
@@ -284,9 +300,11 @@ class OpCommand { public: static void RunOpApi(const std::string& op_name, const
 
 def _launch_stub(name: str, n_args: int) -> str:
     params = ", ".join(["void*"] * n_args)
-    return ("#pragma once\n#include <cstdint>\n#include \"acl/acl.h\"\n"
-            "#ifndef ACLRT_LAUNCH_KERNEL\n#define ACLRT_LAUNCH_KERNEL(kernel) aclrtlaunch_##kernel\n#endif\n"
-            f"uint32_t aclrtlaunch_{name}(uint32_t blockDim, aclrtStream stream, {params});\n")
+    return (
+        '#pragma once\n#include <cstdint>\n#include "acl/acl.h"\n'
+        "#ifndef ACLRT_LAUNCH_KERNEL\n#define ACLRT_LAUNCH_KERNEL(kernel) aclrtlaunch_##kernel\n#endif\n"
+        f"uint32_t aclrtlaunch_{name}(uint32_t blockDim, aclrtStream stream, {params});\n"
+    )
 
 
 def _read(path: str) -> str:
@@ -312,12 +330,27 @@ def test_host_bindings_compile_against_torch_headers(tmp_path):
         for name, params in _kernel_entries(os.path.join(KERNELS, "ascendc", kernel)):
             (stub / f"aclrtlaunch_{name}.h").write_text(_launch_stub(name, params.count("GM_ADDR")))
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
-    incs = [f"-I{stub}"] + [f"-I{os.path.join(KERNELS, 'ascendc', d)}" for d in ("common", "rms_norm", "rope")]
+    incs = [f"-I{stub}"] + [
+        f"-I{os.path.join(KERNELS, 'ascendc', d)}" for d in ("common", "rms_norm", "rope")
+    ]
     incs += [f"-I{p}" for p in include_paths()]
-    procs = [subprocess.Popen([GXX, "-std=c++17", "-fsyntax-only", "-Wall", f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
-                               *incs, os.path.join(KERNELS, "ascendc", host)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for host in ("rms_norm/rms_norm_host.cpp", "rope/rope_host.cpp")]  # in parallel: ~20 s each
+    procs = [
+        subprocess.Popen(
+            [
+                GXX,
+                "-std=c++17",
+                "-fsyntax-only",
+                "-Wall",
+                f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
+                *incs,
+                os.path.join(KERNELS, "ascendc", host),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for host in ("rms_norm/rms_norm_host.cpp", "rope/rope_host.cpp")
+    ]  # in parallel: ~20 s each
     for proc in procs:
         _, err = proc.communicate()
         assert proc.returncode == 0, err[-4000:]

@@ -5,6 +5,7 @@ in the model dtype, against torch SDPA and its own fp64 run; the npu tier throug
 Tolerances (max |a - b| / (1 + |b|) against fp64), per dtype: fp32 1e-5, fp16 4e-3, bf16 3e-2 (forward
 and backward; bf16 attention rounds the probabilities to 8 bits before ``@ v``).
 """
+
 import math
 import types
 
@@ -38,7 +39,7 @@ def padding_keep(b, s, skv, pad, side, causal=True):
     if side == "left":
         keep[1, :, :, :pad] = False
     elif side == "right":
-        keep[1, :, :, skv - pad:] = False
+        keep[1, :, :, skv - pad :] = False
     return keep
 
 
@@ -55,14 +56,35 @@ CASES = {
     "causal_s_ne_skv": (1, 4, 2, 3, 8, 80, lambda dt: {"is_causal": True}),
     "right_pad_bool": (2, 4, 2, 6, 6, 64, lambda dt: {"attention_mask": padding_keep(2, 6, 6, 2, "right")}),
     "left_pad_bool": (2, 4, 2, 6, 6, 64, lambda dt: {"attention_mask": padding_keep(2, 6, 6, 2, "left")}),
-    "right_pad_float": (2, 4, 2, 6, 6, 64,
-                        lambda dt: {"attention_mask": additive(padding_keep(2, 6, 6, 2, "right"), dt)}),
-    "left_pad_float": (2, 4, 2, 6, 6, 64,
-                       lambda dt: {"attention_mask": additive(padding_keep(2, 6, 6, 2, "left"), dt)}),
+    "right_pad_float": (
+        2,
+        4,
+        2,
+        6,
+        6,
+        64,
+        lambda dt: {"attention_mask": additive(padding_keep(2, 6, 6, 2, "right"), dt)},
+    ),
+    "left_pad_float": (
+        2,
+        4,
+        2,
+        6,
+        6,
+        64,
+        lambda dt: {"attention_mask": additive(padding_keep(2, 6, 6, 2, "left"), dt)},
+    ),
     "sliding_window": (1, 4, 2, 8, 8, 64, lambda dt: {"is_causal": True, "sliding_window": 3}),
     "sliding_window_s_ne_skv": (1, 4, 2, 3, 9, 64, lambda dt: {"is_causal": True, "sliding_window": 4}),
-    "sliding_window_with_mask": (2, 4, 2, 7, 7, 64,
-                                 lambda dt: {"attention_mask": padding_keep(2, 7, 7, 1, "left"), "sliding_window": 3}),
+    "sliding_window_with_mask": (
+        2,
+        4,
+        2,
+        7,
+        7,
+        64,
+        lambda dt: {"attention_mask": padding_keep(2, 7, 7, 1, "left"), "sliding_window": 3},
+    ),
     "softcap": (1, 4, 2, 6, 6, 64, lambda dt: {"is_causal": True, "softcap": 5.0}),
     "no_mask_bidirectional": (2, 4, 4, 5, 7, 64, lambda dt: {}),
 }
@@ -103,17 +125,21 @@ def valid_rows(q, k, kw):
 
 
 def fp64(kw):
-    return {k: (v.double() if isinstance(v, torch.Tensor) and v.is_floating_point() else v) for k, v in kw.items()}
+    return {
+        k: (v.double() if isinstance(v, torch.Tensor) and v.is_floating_point() else v) for k, v in kw.items()
+    }
 
 
 # --- reference vs HF eager ---------------------------------------------------------------------------------
+
 
 def hf_eager(q, k, v, kw, training=False, dropout=0.0):
     from transformers.models.gemma2.modeling_gemma2 import eager_attention_forward as gemma2_eager
     from transformers.models.llama.modeling_llama import eager_attention_forward as llama_eager
 
-    module = types.SimpleNamespace(num_key_value_groups=q.shape[1] // k.shape[1], training=training,
-                                   head_dim=q.shape[-1])
+    module = types.SimpleNamespace(
+        num_key_value_groups=q.shape[1] // k.shape[1], training=training, head_dim=q.shape[-1]
+    )
     mask = kw.get("attention_mask")
     if mask is None or mask.dtype == torch.bool:
         keep = A.keep_mask(q, k, mask, kw.get("is_causal", False), kw.get("sliding_window"))
@@ -122,8 +148,9 @@ def hf_eager(q, k, v, kw, training=False, dropout=0.0):
         window = A.structural_keep(q.shape[2], k.shape[2], False, kw["sliding_window"], q.device)
         mask = mask.masked_fill(~window, torch.finfo(mask.dtype).min)
     if kw.get("softcap") is not None:
-        out, _ = gemma2_eager(module, q, k, v, mask, dropout=dropout, scaling=q.shape[-1] ** -0.5,
-                              softcap=kw["softcap"])
+        out, _ = gemma2_eager(
+            module, q, k, v, mask, dropout=dropout, scaling=q.shape[-1] ** -0.5, softcap=kw["softcap"]
+        )
     else:
         out, _ = llama_eager(module, q, k, v, mask, scaling=q.shape[-1] ** -0.5, dropout=dropout)
     return out.transpose(1, 2)  # HF returns [B, S, H, D]
@@ -158,8 +185,9 @@ def test_reference_vs_torch_sdpa_fp64(name):
     valid = valid_rows(q, k, kw)
     ours = A.attention_reference(q, k, v, **kw)
     g = q.shape[1] // k.shape[1]
-    theirs = F.scaled_dot_product_attention(q, k.repeat_interleave(g, 1), v.repeat_interleave(g, 1),
-                                            attn_mask=keep)
+    theirs = F.scaled_dot_product_attention(
+        q, k.repeat_interleave(g, 1), v.repeat_interleave(g, 1), attn_mask=keep
+    )
     assert rel_err(ours, theirs.nan_to_num(), rows=valid) <= 1e-12
 
 
@@ -201,6 +229,7 @@ def test_bad_shapes_raise():
 
 
 # --- npu tier through the documented double ----------------------------------------------------------------
+
 
 @pytest.fixture
 def fake_npu(monkeypatch):
@@ -285,20 +314,37 @@ def test_npu_double_rejects_undocumented_arguments():
     with pytest.raises(RuntimeError, match="actual_seq"):
         call(q, k, k, 4, "TND")
     with pytest.raises(RuntimeError, match="overlap"):
-        call(q, k, k, 4, "BNSD", atten_mask=A.compressed_causal_mask(torch.device("cpu")), sparse_mode=4,
-             pre_tockens=-3, next_tockens=1)
+        call(
+            q,
+            k,
+            k,
+            4,
+            "BNSD",
+            atten_mask=A.compressed_causal_mask(torch.device("cpu")),
+            sparse_mode=4,
+            pre_tockens=-3,
+            next_tockens=1,
+        )
     out = call(q, k, k, 4, "BNSD", scale=0.125)
     assert len(out) == 7 and out[0].shape == q.shape and out[1].shape == (1, 4, 6, 8)
     # the trap the doc states: sparse_mode without atten_mask is full attention
     full = call(q, k, k, 4, "BNSD", sparse_mode=3)[0]
-    causal = call(q, k, k, 4, "BNSD", sparse_mode=3, atten_mask=A.compressed_causal_mask(torch.device("cpu")))[0]
+    causal = call(
+        q, k, k, 4, "BNSD", sparse_mode=3, atten_mask=A.compressed_causal_mask(torch.device("cpu"))
+    )[0]
     assert torch.allclose(full, call(q, k, k, 4, "BNSD")[0]) and not torch.allclose(full, causal)
 
 
 WRONG_MAPPINGS = {
     "scale left at the op's default 1.0": lambda kw: {**kw, "scale": 1.0},
-    "mask not inverted": lambda kw: {**kw, "atten_mask": ~kw["atten_mask"] if kw.get("sparse_mode") == 0 else None},
-    "leftUpCausal (2) for S != S_kv": lambda kw: {**kw, "sparse_mode": 2 if kw.get("sparse_mode") == 3 else 0},
+    "mask not inverted": lambda kw: {
+        **kw,
+        "atten_mask": ~kw["atten_mask"] if kw.get("sparse_mode") == 0 else None,
+    },
+    "leftUpCausal (2) for S != S_kv": lambda kw: {
+        **kw,
+        "sparse_mode": 2 if kw.get("sparse_mode") == 3 else 0,
+    },
     "sparse_mode without the compressed mask": lambda kw: {**kw, "atten_mask": None},
     "band off by one": lambda kw: {**kw, "pre_tockens": kw.get("pre_tockens", 0) + 1},
 }
@@ -354,6 +400,7 @@ def test_npu_tier_availability(fake_npu, monkeypatch):
 
 # --- SDPA tier (run here on CPU tensors) -----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", [torch.float32], ids=str)
 @pytest.mark.parametrize("name", list(CASES))
 def test_sdpa_tier(name, dtype):
@@ -368,11 +415,14 @@ def test_sdpa_tier(name, dtype):
 
 # --- dispatch, self-check slice, golden cases ---------------------------------------------------------------
 
+
 def test_public_entry_runs_sdpa_on_cpu_after_its_self_check():
     q, k, v, kw = make("gqa_8to1_causal", torch.float32)
     assert registry.select("attention", (q, k, v), kw).name == "sdpa"
     assert torch.equal(A.attention(q, k, v, **kw), A.attention_sdpa(q, k, v, **kw))
-    torch.testing.assert_close(A.attention(q, k, v, **kw), A.attention_reference(q, k, v, **kw), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        A.attention(q, k, v, **kw), A.attention_reference(q, k, v, **kw), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_check_inputs_slice_keeps_positions():
@@ -396,7 +446,9 @@ def test_golden_cases_pass_every_tier_here(fake_npu, dtype):
     assert len(names) == len(set(names)) >= 8
     tiers = registry.tiers("attention")
     for name, kwargs in A.golden_cases():
-        assert all(v.dtype in (torch.float64, torch.bool) for v in kwargs.values() if isinstance(v, torch.Tensor))
+        assert all(
+            v.dtype in (torch.float64, torch.bool) for v in kwargs.values() if isinstance(v, torch.Tensor)
+        )
         case = registry.make_golden("attention", name, kwargs)
         assert set(case.grads) == {"q", "k", "v"}
         for tier_name in ("reference", "npu", "sdpa"):

@@ -1,5 +1,6 @@
 """The tier registry: a wrong tier is refused by the self-check (one log line, the reference runs), a
 raising tier is refused, ASCEND_TOOLS_KERNEL_<OP> forces, a correct extra tier is used and reported."""
+
 import logging
 
 import pytest
@@ -25,8 +26,14 @@ def clean_registry(monkeypatch):
 
 def extra_tier(forward, name="ascendc"):
     """A tier that is available on the CPU, preferred over everything (ascendc comes first)."""
-    return registry.Tier(OP, name, forward=forward, available=lambda device: True,
-                         check_inputs=R.check_inputs, tolerance=R.tolerance)
+    return registry.Tier(
+        OP,
+        name,
+        forward=forward,
+        available=lambda device: True,
+        check_inputs=R.check_inputs,
+        tolerance=R.tolerance,
+    )
 
 
 def counting(fn):
@@ -50,11 +57,14 @@ def warnings_of(caplog):
     return [r for r in caplog.records if r.name == "ascend_tools" and r.levelno == logging.WARNING]
 
 
-@pytest.mark.parametrize("wrong,eps,dtype", [
-    (forgets_eps, 1e-2, torch.float32),
-    (scales_by_1_01, 1e-6, torch.float32),
-    (scales_by_1_01, 1e-6, torch.float16),
-])
+@pytest.mark.parametrize(
+    "wrong,eps,dtype",
+    [
+        (forgets_eps, 1e-2, torch.float32),
+        (scales_by_1_01, 1e-6, torch.float32),
+        (scales_by_1_01, 1e-6, torch.float16),
+    ],
+)
 def test_wrong_tier_is_refused_once_and_the_reference_runs(caplog, wrong, eps, dtype):
     wrong = counting(wrong)
     registry.register(extra_tier(wrong))
@@ -98,7 +108,13 @@ def test_correct_extra_tier_passes_is_used_and_reported(caplog):
     assert not warnings_of(caplog)
     assert good.calls == 1 + 3  # the self-check, then every call
     (check,) = registry.status()
-    assert (check.op, check.tier, check.device, check.dtype, check.ok) == (OP, "ascendc", "cpu", "float32", True)
+    assert (check.op, check.tier, check.device, check.dtype, check.ok) == (
+        OP,
+        "ascendc",
+        "cpu",
+        "float32",
+        True,
+    )
     assert check.max_err_forward <= 1e-6
 
 
@@ -148,7 +164,9 @@ def test_self_check_leaves_the_global_rng_alone():
 
 
 def test_unavailable_tiers_say_why():
-    reasons = {name: registry.why_unavailable(tier, torch.device("cpu")) for name, tier in registry.tiers(OP).items()}
+    reasons = {
+        name: registry.why_unavailable(tier, torch.device("cpu")) for name, tier in registry.tiers(OP).items()
+    }
     assert reasons["reference"] is None
     assert "NPU" in reasons["npu"] and "NPU" in reasons["ascendc"]
     assert reasons["triton"]  # no TRITON_INTERPRET here
@@ -166,6 +184,7 @@ def test_max_rel_error():
 
 
 # --- ascend-doctor selfcheck ---------------------------------------------------------------------------------
+
 
 def run_selfcheck(monkeypatch, *args):
     import json
@@ -186,7 +205,10 @@ def test_selfcheck_cli_passes_with_the_real_tiers(monkeypatch):
     ref = [r for r in doc["results"] if r["tier"] == "reference"]
     assert {r["dtype"] for r in ref} == {"float32", "float16", "bfloat16"}
     assert all(r["verdict"] == "ok" and r["cases"] == 4 for r in ref)
-    assert {(u["tier"], u["op"]) for u in doc["unavailable"]} >= {("npu", "rms_norm"), ("ascendc", "rms_norm")}
+    assert {(u["tier"], u["op"]) for u in doc["unavailable"]} >= {
+        ("npu", "rms_norm"),
+        ("ascendc", "rms_norm"),
+    }
 
 
 def test_selfcheck_cli_fails_on_a_wrong_tier(monkeypatch):

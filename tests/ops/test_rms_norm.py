@@ -8,6 +8,7 @@ output twice and dx once more: 3-4 units of roundoff, u = 4.9e-4 / 3.9e-3). The 
 truncates casts instead of rounding, so triton vs reference in bf16/fp16 is held to the same few-ulp
 bounds, never to equality.
 """
+
 import importlib.util
 import os
 import sys
@@ -82,20 +83,25 @@ def test_reference_gradcheck_fp64(casting, offset):
     w.requires_grad_(True)
     assert torch.autograd.gradcheck(lambda a, b: R.rms_norm_reference(a, b, 1e-3, offset, casting), (x, w))
     x4, w4 = inputs((2, 1, 2, 5), torch.float64, casting, seed=3)
-    assert torch.autograd.gradcheck(lambda a, b: R.rms_norm_reference(a, b, 1e-3, offset, casting),
-                                    (x4.requires_grad_(True), w4.requires_grad_(True)))
+    assert torch.autograd.gradcheck(
+        lambda a, b: R.rms_norm_reference(a, b, 1e-3, offset, casting),
+        (x4.requires_grad_(True), w4.requires_grad_(True)),
+    )
 
 
 # --- reference vs Hugging Face's modules ------------------------------------------------------------------
+
 
 def hf_module(casting, hidden, eps, dtype, weight):
     transformers = pytest.importorskip("transformers")
     del transformers
     if casting == "llama":
         from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
         mod = LlamaRMSNorm(hidden, eps=eps)
     else:
         from transformers.models.gemma.modeling_gemma import GemmaRMSNorm
+
         mod = GemmaRMSNorm(hidden, eps=eps)
     with torch.no_grad():
         mod.weight.copy_(weight.float())
@@ -130,6 +136,7 @@ def test_reference_matches_hf_llama_mixed_dtypes():
 
 # --- memory-lean: what the reference saves for backward ---------------------------------------------------
 
+
 def saved(fn, *args):
     packed = []
 
@@ -148,8 +155,9 @@ def test_reference_saves_only_x_weight_rstd(casting, offset):
     x.requires_grad_(True)
     w.requires_grad_(True)
     ours = saved(lambda a, b: R.rms_norm_reference(a, b, 1e-6, offset, casting), x, w)
-    assert sorted(ours, key=str) == sorted([((2, 5, 64), torch.bfloat16), ((64,), torch.bfloat16),
-                                            ((2, 5, 1), torch.float32)], key=str)
+    assert sorted(ours, key=str) == sorted(
+        [((2, 5, 64), torch.bfloat16), ((64,), torch.bfloat16), ((2, 5, 1), torch.float32)], key=str
+    )
     hf = saved(hf_module(casting, 64, 1e-6, torch.bfloat16, w.detach()), x)
     assert len(hf) > len(ours)  # HF's graph keeps fp32 copies of x besides
     full_rows = sum(torch.Size(s).numel() for s, d in hf if d == torch.float32 and s == (2, 5, 64))
@@ -157,6 +165,7 @@ def test_reference_saves_only_x_weight_rstd(casting, offset):
 
 
 # --- npu tier through the torch_npu double ------------------------------------------------------------------
+
 
 @pytest.fixture
 def fake_npu(monkeypatch):
@@ -260,6 +269,7 @@ def test_triton_needs_interpreter_on_cpu(monkeypatch):
 
 # --- dispatch, validation ------------------------------------------------------------------------------------
 
+
 def test_public_entry_runs_reference_on_plain_cpu(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     x, w = inputs((2, 16), torch.float32, "llama")
@@ -325,7 +335,13 @@ def test_every_tier_matches_golden(monkeypatch, path, dtype):
 
 def test_golden_catches_a_tier_that_forgets_eps():
     case = registry.load_golden(registry.golden_path("rms_norm", "llama_h123"), "rms_norm")
-    wrong = registry.Tier("rms_norm", "wrong", forward=lambda x, weight, eps=1e-6, offset=0.0, casting="llama":
-                          R.rms_norm_reference(x, weight, 0.0, offset, casting), tolerance=R.tolerance)
+    wrong = registry.Tier(
+        "rms_norm",
+        "wrong",
+        forward=lambda x, weight, eps=1e-6, offset=0.0, casting="llama": R.rms_norm_reference(
+            x, weight, 0.0, offset, casting
+        ),
+        tolerance=R.tolerance,
+    )
     for dtype in DTYPES:
         assert not registry.check_golden(wrong, case, dtype).ok

@@ -5,6 +5,7 @@ under the Triton interpreter; golden cases through the registry.
 Tolerances (max |a - b| / (1 + |b|) against fp64), per dtype: fp32 1e-6, fp16 2e-3, bf16 1.6e-2 (a few
 ulps of 2^-11 / 2^-8 on |out| <= ~2 |x|; the fused tiers round once where HF rounds three times).
 """
+
 import importlib.util
 
 import pytest
@@ -59,6 +60,7 @@ def rotation_fp64(x, cos, sin, unsqueeze_dim=1):
 
 # --- reference ---------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_reference_is_hf_exactly(shape, dtype):
@@ -103,8 +105,11 @@ def test_reference_vs_fp64_rotation(shape, dtype):
 
 def test_reference_gradcheck_including_cos_sin():
     q, _, cos, sin = make(1, 2, 2, 3, 8, torch.float64, cos_batch=1)
-    args = (q.detach().clone().requires_grad_(True), cos.clone().requires_grad_(True),
-            sin.clone().requires_grad_(True))
+    args = (
+        q.detach().clone().requires_grad_(True),
+        cos.clone().requires_grad_(True),
+        sin.clone().requires_grad_(True),
+    )
     assert torch.autograd.gradcheck(R.rope_reference, args)
 
 
@@ -129,14 +134,17 @@ def test_apply_rotary_pos_emb_signature(monkeypatch):
 
     q, k, cos, sin = make(2, 4, 2, 5, 64, torch.float32, unsqueeze_dim=2)
     want = hf_rope(q, k, cos, sin, unsqueeze_dim=2)
-    for got in (R.apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=2),
-                R.apply_rotary_pos_emb(q, k, cos, sin, None, 2),
-                R.apply_rotary_pos_emb(q, k, cos, sin, 2)):  # transformers 5.x positional unsqueeze_dim
+    for got in (
+        R.apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=2),
+        R.apply_rotary_pos_emb(q, k, cos, sin, None, 2),
+        R.apply_rotary_pos_emb(q, k, cos, sin, 2),
+    ):  # transformers 5.x positional unsqueeze_dim
         assert all(torch.equal(a, b) for a, b in zip(got, want))
     assert registry.select("rope", (q, cos, sin), {"unsqueeze_dim": 2}).name == "reference"
 
 
 # --- npu tier through the documented double ----------------------------------------------------------------
+
 
 @pytest.fixture
 def fake_npu(monkeypatch):
@@ -173,8 +181,10 @@ def test_npu_tier_mixed_dtype_and_fallbacks(fake_npu):
     odd = make(1, 2, 2, 3, 896, torch.float32)  # D >= 896: outside the op's envelope -> reference
     assert torch.equal(R.rope_npu(odd[0], odd[2], odd[3]), R.rope_reference(odd[0], odd[2], odd[3]))
     three_d = q[0]
-    assert torch.equal(R.rope_npu(three_d, cos[0], sin[0], unsqueeze_dim=0),
-                       R.rope_reference(three_d, cos[0], sin[0], unsqueeze_dim=0))
+    assert torch.equal(
+        R.rope_npu(three_d, cos[0], sin[0], unsqueeze_dim=0),
+        R.rope_reference(three_d, cos[0], sin[0], unsqueeze_dim=0),
+    )
     assert len(npu_double.calls) == n
 
 
@@ -208,7 +218,7 @@ def test_double_rejects_undocumented_arguments():
 def test_npu_tier_availability(fake_npu, monkeypatch):
     tier = registry.tiers("rope")["npu"]
     npu = torch.device("meta")  # any non-npu device
-    assert not tier.available(npu) and registry.why_unavailable(tier, npu) .startswith("needs an NPU tensor")
+    assert not tier.available(npu) and registry.why_unavailable(tier, npu).startswith("needs an NPU tensor")
 
     class Npu:
         type = "npu"
@@ -267,6 +277,7 @@ def test_check_inputs_slice():
 
 
 # --- golden cases through the registry ---------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_golden_cases_pass_every_tier_here(fake_npu, monkeypatch, dtype):

@@ -5,6 +5,7 @@ patch, from the same seed and data: the loss at every step, the final logits and
 Tolerances (fp32): loss rtol 1e-5 / atol 1e-6 at every step; final logits and parameters atol 5e-3,
 rtol 1e-5 (Liger-Kernel's fp32 convergence tolerances: AdamW divides by sqrt(v), so last-ulp differences
 in near-zero gradients become visible in the weights after 20 steps)."""
+
 import pytest
 import torch
 
@@ -62,8 +63,9 @@ def train(model):
         losses.append(out.loss.item())
     model.eval()
     with torch.no_grad():
-        final = model(input_ids=ids[0], attention_mask=mask[0], position_ids=(mask[0].cumsum(-1) - 1).clamp(min=0)
-                      ).logits[:, 3:]  # real positions of row 0 from 3 on (row 1 has none masked)
+        final = model(
+            input_ids=ids[0], attention_mask=mask[0], position_ids=(mask[0].cumsum(-1) - 1).clamp(min=0)
+        ).logits[:, 3:]  # real positions of row 0 from 3 on (row 1 has none masked)
     return losses, final, {n: p.detach().clone() for n, p in model.named_parameters()}
 
 

@@ -7,6 +7,7 @@ positions match the unpadded HF run, whatever the pad tokens are), and ``revert`
 objects. Plus: ``ASCEND_TOOLS_PATCH=0``, no transformers, ``ASCEND_TOOLS_PATCH_OPS``, idempotence,
 fail-open on a renamed class, an explicit ``attn_implementation`` kept, and ``patch-status``.
 """
+
 import importlib
 import importlib.util
 import json
@@ -30,16 +31,27 @@ from ascend_tools.patch import attention_interface, hf  # noqa: E402
 patch.revert()  # the import patched everything: leave the rest of the session unpatched
 
 # the six families; on an old transformers, those it has (qwen3 needs >= 4.51)
-FAMILIES = [f for f in ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2"]
-            if importlib.util.find_spec("transformers.models." + f) is not None]
+FAMILIES = [
+    f
+    for f in ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2"]
+    if importlib.util.find_spec("transformers.models." + f) is not None
+]
 CONFIGS = {
     "llama": ("LlamaConfig", {}),
     "mistral": ("MistralConfig", {"sliding_window": 4}),
     "qwen2": ("Qwen2Config", {"use_sliding_window": True, "sliding_window": 4, "max_window_layers": 1}),
     "qwen3": ("Qwen3Config", {"head_dim": 16}),
     "gemma": ("GemmaConfig", {"head_dim": 16, "hidden_activation": "gelu_pytorch_tanh"}),
-    "gemma2": ("Gemma2Config", {"head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 4,
-                                "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0}),
+    "gemma2": (
+        "Gemma2Config",
+        {
+            "head_dim": 16,
+            "query_pre_attn_scalar": 16,
+            "sliding_window": 4,
+            "attn_logit_softcapping": 50.0,
+            "final_logit_softcapping": 30.0,
+        },
+    ),
 }
 TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.bfloat16: dict(rtol=2e-2, atol=2e-2)}
 SEQ, PAD = 10, 3
@@ -47,9 +59,19 @@ SEQ, PAD = 10, 3
 
 def tiny_config(family, **extra):
     name, kw = CONFIGS[family]
-    cfg = getattr(transformers, name)(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                                      rms_norm_eps=1e-6, attention_dropout=0.0, **kw, **extra)
+    cfg = getattr(transformers, name)(
+        vocab_size=128,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        rms_norm_eps=1e-6,
+        attention_dropout=0.0,
+        **kw,
+        **extra,
+    )
     return cfg
 
 
@@ -79,8 +101,10 @@ def logits(model, ids, mask=None, pos=None):
 def hf_originals(family):
     fam = hf.FAMILIES[family]
     mod = importlib.import_module(fam.module)
-    return {"forward": {n: getattr(mod, n).__dict__["forward"] for n in fam.norm_classes},
-            "rope": getattr(mod, fam.rope_fn)}
+    return {
+        "forward": {n: getattr(mod, n).__dict__["forward"] for n in fam.norm_classes},
+        "rope": getattr(mod, fam.rope_fn),
+    }
 
 
 @pytest.fixture(autouse=True)
@@ -127,7 +151,9 @@ def test_apply_to_built_model(family, dtype, originals):
     norms = {name: m for name, m in model.named_modules() if isinstance(m, norm_classes)}
     assert norms and all(hf.is_ours(m.__dict__.get("forward")) for m in norms.values())
     if family == "qwen3":
-        assert any(name.endswith("q_norm") for name in norms) and any(name.endswith("k_norm") for name in norms)
+        assert any(name.endswith("q_norm") for name in norms) and any(
+            name.endswith("k_norm") for name in norms
+        )
     assert hf.is_ours(getattr(mod, fam.rope_fn))
     assert model.config._attn_implementation == "ascend_fused"
     assert attention_interface.registered()["attention_interface"]
@@ -206,9 +232,13 @@ def test_padding_is_honoured(family):
     finally:
         attention_interface._op = real_attention
     assert seen and all(m is not None for m in seen)
-    for m in seen:  # no query attends to a pad key (bool: True = attend; < 4.53: additive, dtype-min = masked)
+    for (
+        m
+    ) in seen:  # no query attends to a pad key (bool: True = attend; < 4.53: additive, dtype-min = masked)
         pad_keys = m[0, ..., :PAD]
-        assert not pad_keys.any() if m.dtype == torch.bool else (pad_keys <= torch.finfo(m.dtype).min / 2).all()
+        assert (
+            not pad_keys.any() if m.dtype == torch.bool else (pad_keys <= torch.finfo(m.dtype).min / 2).all()
+        )
     unpadded = logits(ref, ids[:1, PAD:])  # HF, unpatched, no padding at all
     torch.testing.assert_close(got[0, PAD:], unpadded[0], **TOL[torch.float32])
     torch.testing.assert_close(got_other[0, PAD:], got[0, PAD:], rtol=0, atol=0)
@@ -272,16 +302,17 @@ def test_unsupported_model_is_left_alone(caplog):
 
 def _run(code, **env):
     full_env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), **env)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env, cwd=ROOT,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=full_env, cwd=ROOT, timeout=120
+    )
 
 
-CHECK_PATCHED = textwrap.dedent('''
+CHECK_PATCHED = textwrap.dedent("""
     import transformers.models.llama.modeling_llama as m
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
     print("patched" if hasattr(m.LlamaRMSNorm.forward, "_ascend_tools_patch") else "hf",
           "ascend_fused" in ALL_ATTENTION_FUNCTIONS)
-''')
+""")
 
 
 def test_env_switch_disables_import():
@@ -295,13 +326,13 @@ def test_env_switch_disables_import():
 
 
 def test_without_transformers_one_info_line():
-    code = textwrap.dedent('''
+    code = textwrap.dedent("""
         import logging, sys
         sys.modules["transformers"] = None
         logging.basicConfig(level=logging.DEBUG, format="LOG %(name)s %(levelname)s %(message)s")
         import ascend_tools.patch as p
         print("status", p.status()["transformers"])
-    ''')
+    """)
     r = _run(code)
     assert r.returncode == 0, r.stderr
     lines = [line for line in r.stderr.splitlines() if line.startswith("LOG ascend_tools")]

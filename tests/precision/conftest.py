@@ -1,4 +1,5 @@
 """A tiny training script run under an ``ascend-doctor`` verb (``dump``, ``shadow``) in a subprocess."""
+
 import os
 import subprocess
 import sys
@@ -26,7 +27,13 @@ def run_verb(tmp_path):
     script.write_text(TRAIN_SCRIPT)
 
     def run(verb, *args):
-        cmd = [sys.executable, "-m", "ascend_tools.cli", verb, *[str(a).replace("SCRIPT", str(script)) for a in args]]
+        cmd = [
+            sys.executable,
+            "-m",
+            "ascend_tools.cli",
+            verb,
+            *[str(a).replace("SCRIPT", str(script)) for a in args],
+        ]
         return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
 
     return run

@@ -1,5 +1,6 @@
 """Capture: statistics against numpy, one host transfer per flush, op/module levels against an
 independent dispatch mode, filters, tensor/hash modes, fail-open, killed writer."""
+
 import copy
 import json
 import logging
@@ -26,20 +27,30 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def _np_stats(a):
     a = np.asarray(a, dtype=np.float64)
     fin = a[np.isfinite(a)]
-    return {"max": np.max(a), "min": np.min(a), "mean": np.mean(a), "norm": np.sqrt(np.sum(a * a)),
-            "nan": int(np.isnan(a).sum()), "inf": int(np.isinf(a).sum()), "fin": fin}
+    return {
+        "max": np.max(a),
+        "min": np.min(a),
+        "mean": np.mean(a),
+        "norm": np.sqrt(np.sum(a * a)),
+        "nan": int(np.isnan(a).sum()),
+        "inf": int(np.isinf(a).sum()),
+        "fin": fin,
+    }
 
 
-@pytest.mark.parametrize("values,dtype,sat", [
-    ([1.0, -2.5, 3.0, 0.25], torch.float32, 0),
-    ([1.0, float("nan"), float("inf"), -3.0], torch.float32, 0),
-    ([65504.0, -65504.0, 1.0, 2.0], torch.float16, 2),
-    ([1.5, -0.75, 3.0e38], torch.bfloat16, 0),
-    ([-2.5], torch.float32, 0),
-    ([float("nan")], torch.float32, 0),
-    ([float("-inf")], torch.bfloat16, 0),
-    ([65504.0], torch.float16, 1),
-])
+@pytest.mark.parametrize(
+    "values,dtype,sat",
+    [
+        ([1.0, -2.5, 3.0, 0.25], torch.float32, 0),
+        ([1.0, float("nan"), float("inf"), -3.0], torch.float32, 0),
+        ([65504.0, -65504.0, 1.0, 2.0], torch.float16, 2),
+        ([1.5, -0.75, 3.0e38], torch.bfloat16, 0),
+        ([-2.5], torch.float32, 0),
+        ([float("nan")], torch.float32, 0),
+        ([float("-inf")], torch.bfloat16, 0),
+        ([65504.0], torch.float16, 1),
+    ],
+)
 @pytest.mark.parametrize("reads_free", [True, False], ids=["cpu-path", "device-path"])
 def test_float_stats_match_numpy(values, dtype, sat, reads_free, monkeypatch):
     monkeypatch.setattr(stats_mod, "reads_free", lambda t: reads_free)
@@ -185,6 +196,7 @@ def test_hash_mode(tmp_path):
             torch.mul(x, 2)
         rec = next(r for r in OurDump.find(str(where)).records(0) if r.name == "aten::mul.Tensor")
         return rec.inputs[0].digest
+
     x = torch.randn(64)
     y = x.clone()
     y[7] = torch.nextafter(y[7], torch.tensor(float("inf")))
@@ -217,6 +229,7 @@ def test_mixed_paths_in_one_flush_give_the_same_records(tmp_path, monkeypatch):
 def test_internal_error_fails_open_and_logs_once(tmp_path, monkeypatch, caplog):
     def boom(x):
         raise RuntimeError("stats exploded")
+
     monkeypatch.setattr(stats_mod, "_row", boom)
     monkeypatch.setattr(stats_mod, "_cpu_values", boom)
     model, x = _tiny(), torch.randn(4, 6)
@@ -325,7 +338,10 @@ def test_a_stats_only_reference_still_gets_the_targets_own_replay(tmp_path):
     with capture(str(tmp_path / "ref"), mode="stats"):
         _run(model, x)
     model.zero_grad()
-    with FaultInjector(Fault("aten::addmm", call=1, scale=1e-5)), capture(str(tmp_path / "tgt"), mode="tensor"):
+    with (
+        FaultInjector(Fault("aten::addmm", call=1, scale=1e-5)),
+        capture(str(tmp_path / "tgt"), mode="tensor"),
+    ):
         _run(model, x)
     data = compare_dumps(str(tmp_path / "tgt"), str(tmp_path / "ref")).data
     assert data["culprits"] and data["culprits"][0]["name"] == "aten::addmm#forward#1"
@@ -334,6 +350,7 @@ def test_a_stats_only_reference_still_gets_the_targets_own_replay(tmp_path):
 def test_an_optimizer_that_steps_another_is_one_optimizer_phase_and_one_step(tmp_path):
     """Global optimizer hooks fire for both steps (pre outer, pre inner, post inner, post outer): the outer
     step's own ops after the inner one are still optimizer ops, and the step advances once."""
+
     class Wrapper(torch.optim.SGD):
         def __init__(self, params, inner):
             super().__init__(params, lr=0.1)
@@ -354,4 +371,6 @@ def test_an_optimizer_that_steps_another_is_one_optimizer_phase_and_one_step(tmp
         opt.step()
         assert cap.step_no == 1
     recs = _records(tmp_path)
-    assert [r.phase for r in recs if r.name == "aten::mul_.Tensor" or r.name == "aten::mul_.Scalar"] == ["optimizer"] * 2
+    assert [r.phase for r in recs if r.name == "aten::mul_.Tensor" or r.name == "aten::mul_.Scalar"] == [
+        "optimizer"
+    ] * 2

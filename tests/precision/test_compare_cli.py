@@ -1,4 +1,5 @@
 """``ascend-doctor compare`` end to end on the committed msprobe dumps: formats, schema, bad inputs."""
+
 import csv
 import io
 import json

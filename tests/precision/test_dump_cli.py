@@ -1,4 +1,5 @@
 """``ascend-doctor dump`` end to end on a small training script."""
+
 import os
 import sys
 

@@ -5,6 +5,7 @@ The reference is the model in float32, the target the same weights in bfloat16 w
 injector's ``hit``. Tensor-mode compare (replay in float64) must rank it first; the statistics-only view of
 the same dumps must have it in its top 3; a clean bf16 run must have no proven culprit.
 """
+
 import contextlib
 
 import pytest
@@ -31,8 +32,15 @@ FAULTS = {
 def build(family):
     config_cls, model_cls = FAMILIES[family]
     torch.manual_seed(0)
-    config = config_cls(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                        num_key_value_heads=2, vocab_size=256, attn_implementation="eager")
+    config = config_cls(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=256,
+        attn_implementation="eager",
+    )
     model = model_cls(config)
     with torch.no_grad():  # attention logits up to ~25: exp() passes fp16's 65504 above 11.1, so it saturates
         for layer in model.model.layers:
@@ -49,7 +57,10 @@ def dump(tmp_path, name, family_model, dtype, fault=None):
     ids = torch.randint(0, 256, (2, 16), generator=torch.Generator().manual_seed(1))
     injector = FaultInjector(fault) if fault else None
     path = str(tmp_path / name)
-    with (injector or contextlib.nullcontext()), capture(path, level="op", mode="tensor", model=model, stack=False):
+    with (
+        injector or contextlib.nullcontext(),
+        capture(path, level="op", mode="tensor", model=model, stack=False),
+    ):
         model(input_ids=ids, labels=ids).loss.backward()
     return path, injector.hit if injector else None
 

@@ -2,6 +2,7 @@
 time: a forward matmul perturbed, the attention softmax computed in fp16 with saturation, a backward
 matmul perturbed. The fault injector is entered *before* the shadow, so it sits below it: the device run
 carries the fault and the float64 reference (run with every mode disabled) does not."""
+
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -25,8 +26,16 @@ def build(family, qk_scale=1.0):
     by its square, so that exp(logit) exceeds fp16's 65504 and the saturating fp16 softmax differs."""
     torch.manual_seed(0)
     cfg_cls, model_cls = FAMILIES[family]
-    cfg = cfg_cls(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, vocab_size=256, max_position_embeddings=64, attn_implementation="eager")
+    cfg = cfg_cls(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=256,
+        max_position_embeddings=64,
+        attn_implementation="eager",
+    )
     model = model_cls(cfg)
     if qk_scale != 1.0:
         with torch.no_grad():
@@ -47,7 +56,10 @@ FAULTS = {
     "forward_mm": (Fault("aten::mm", call=3, kind="perturb", scale=0.5, fraction=0.1), 1.0),
     "forward_bmm": (Fault("aten::bmm", call=1, kind="perturb", scale=0.5, fraction=0.1), 1.0),
     "softmax_fp16_saturate": (Fault("aten::_softmax", call=1, kind="fp16_saturate"), QK_SCALE),
-    "backward_mm": (Fault("aten::mm", call=5, phase="backward", kind="perturb", scale=0.5, fraction=0.1), 1.0),
+    "backward_mm": (
+        Fault("aten::mm", call=5, phase="backward", kind="perturb", scale=0.5, fraction=0.1),
+        1.0,
+    ),
 }
 
 

@@ -1,5 +1,6 @@
 """``ascend-doctor loss-compare``: the readers on real-shaped files, the metrics against numpy formulas written
 here, divergence and NaN handling, bad inputs (exit 2 + one line), and the report formats."""
+
 import json
 import math
 import os
@@ -31,21 +32,70 @@ def trainer_state(losses, steps, eval_every=10, logging_steps=1):
     n = int(steps[-1])
     history = []
     for s, v in zip(steps, losses):
-        history.append({"epoch": round(float(s) / n * 3, 4), "grad_norm": 1.5 + 0.01 * float(s),
-                        "learning_rate": 5e-05 * (1 - float(s) / n), "loss": float(v), "step": int(s)})
+        history.append(
+            {
+                "epoch": round(float(s) / n * 3, 4),
+                "grad_norm": 1.5 + 0.01 * float(s),
+                "learning_rate": 5e-05 * (1 - float(s) / n),
+                "loss": float(v),
+                "step": int(s),
+            }
+        )
         if int(s) % eval_every == 0:
-            history.append({"epoch": round(float(s) / n * 3, 4), "eval_loss": float(v) + 0.3, "eval_runtime": 1.234,
-                            "eval_samples_per_second": 81.0, "eval_steps_per_second": 10.1, "step": int(s)})
-    history.append({"epoch": 3.0, "step": n, "total_flos": 123456789.0, "train_loss": float(np.mean(losses)),
-                    "train_runtime": 42.0, "train_samples_per_second": 11.4, "train_steps_per_second": 1.43})
-    return {"best_global_step": None, "best_metric": None, "best_model_checkpoint": None, "epoch": 3.0,
-            "eval_steps": eval_every, "global_step": n, "is_hyper_param_search": False, "is_local_process_zero": True,
-            "is_world_process_zero": True, "log_history": history, "logging_steps": logging_steps, "max_steps": n,
-            "num_input_tokens_seen": 0, "num_train_epochs": 3, "save_steps": 500,
-            "stateful_callbacks": {"TrainerControl": {"args": {"should_epoch_stop": False, "should_evaluate": False,
-                                                               "should_log": False, "should_save": True,
-                                                               "should_training_stop": True}, "attributes": {}}},
-            "total_flos": 123456789.0, "train_batch_size": 8, "trial_name": None, "trial_params": None}
+            history.append(
+                {
+                    "epoch": round(float(s) / n * 3, 4),
+                    "eval_loss": float(v) + 0.3,
+                    "eval_runtime": 1.234,
+                    "eval_samples_per_second": 81.0,
+                    "eval_steps_per_second": 10.1,
+                    "step": int(s),
+                }
+            )
+    history.append(
+        {
+            "epoch": 3.0,
+            "step": n,
+            "total_flos": 123456789.0,
+            "train_loss": float(np.mean(losses)),
+            "train_runtime": 42.0,
+            "train_samples_per_second": 11.4,
+            "train_steps_per_second": 1.43,
+        }
+    )
+    return {
+        "best_global_step": None,
+        "best_metric": None,
+        "best_model_checkpoint": None,
+        "epoch": 3.0,
+        "eval_steps": eval_every,
+        "global_step": n,
+        "is_hyper_param_search": False,
+        "is_local_process_zero": True,
+        "is_world_process_zero": True,
+        "log_history": history,
+        "logging_steps": logging_steps,
+        "max_steps": n,
+        "num_input_tokens_seen": 0,
+        "num_train_epochs": 3,
+        "save_steps": 500,
+        "stateful_callbacks": {
+            "TrainerControl": {
+                "args": {
+                    "should_epoch_stop": False,
+                    "should_evaluate": False,
+                    "should_log": False,
+                    "should_save": True,
+                    "should_training_stop": True,
+                },
+                "attributes": {},
+            }
+        },
+        "total_flos": 123456789.0,
+        "train_batch_size": 8,
+        "trial_name": None,
+        "trial_params": None,
+    }
 
 
 def write_json(path, obj):
@@ -54,22 +104,28 @@ def write_json(path, obj):
 
 
 def megatron_line(it, total, loss):
-    return (f" [2024-06-03 10:21:{it % 60:02d}] iteration {it:>8d}/{total:>8d} | consumed samples: {it * 32:>12d} | "
-            f"elapsed time per iteration (ms): 1532.1 | learning rate: 1.250000E-05 | global batch size:    32 | "
-            f"lm loss: {loss:.6E} | loss scale: 1.0 | grad norm: 2.345 | number of skipped iterations:   0 | "
-            f"number of nan iterations:   0 |")
+    return (
+        f" [2024-06-03 10:21:{it % 60:02d}] iteration {it:>8d}/{total:>8d} | consumed samples: {it * 32:>12d} | "
+        f"elapsed time per iteration (ms): 1532.1 | learning rate: 1.250000E-05 | global batch size:    32 | "
+        f"lm loss: {loss:.6E} | loss scale: 1.0 | grad norm: 2.345 | number of skipped iterations:   0 | "
+        f"number of nan iterations:   0 |"
+    )
 
 
 def megatron_log(path, steps, losses):
     total = int(steps[-1])
-    lines = ["using world size: 8, data-parallel size: 1, tensor-model-parallel size: 8",
-             "> building train, validation, and test datasets ..."]
+    lines = [
+        "using world size: 8, data-parallel size: 1, tensor-model-parallel size: 8",
+        "> building train, validation, and test datasets ...",
+    ]
     for s, v in zip(steps, losses):
         lines.append(megatron_line(int(s), total, float(v)))
         if int(s) % 20 == 0:
             lines.append("-" * 100)
-            lines.append(f" validation loss at iteration {int(s)} | lm loss value: {float(v) + 0.2:.6E} | "
-                         f"lm loss PPL: 1.234567E+01 | ")
+            lines.append(
+                f" validation loss at iteration {int(s)} | lm loss value: {float(v) + 0.2:.6E} | "
+                f"lm loss PPL: 1.234567E+01 | "
+            )
             lines.append("-" * 100)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
@@ -80,6 +136,7 @@ def invoke(*args):
 
 
 # ------------------------------------------------------------------------------------------------ readers
+
 
 def test_trainer_state_reads_train_entries_only(tmp_path):
     steps, loss = curve_values(30)
@@ -110,8 +167,15 @@ def test_trainer_state_written_by_transformers(tmp_path):
     steps, loss = curve_values(12)
     state = transformers.TrainerState(global_step=12, max_steps=12, logging_steps=1)
     for s, v in zip(steps, loss):
-        state.log_history.append({"epoch": float(s) / 12, "grad_norm": 1.0, "learning_rate": 1e-5,
-                                  "loss": float(v), "step": int(s)})
+        state.log_history.append(
+            {
+                "epoch": float(s) / 12,
+                "grad_norm": 1.0,
+                "learning_rate": 1e-5,
+                "loss": float(v),
+                "step": int(s),
+            }
+        )
     state.save_to_json(str(tmp_path / "trainer_state.json"))
     c = read_curve(str(tmp_path))
     assert c.format == "trainer_state" and c.steps == list(range(1, 13))
@@ -125,15 +189,18 @@ def test_megatron_log(tmp_path):
     np.testing.assert_allclose([c.losses[s] for s in c.steps], loss, rtol=1e-6)  # printed with 7 digits
 
 
-@pytest.mark.parametrize("line, step, value", [
-    ("step=12 loss=1.234 lr=1e-5", 12, 1.234),
-    ("Epoch 1 | step 12 | loss: 1.234", 12, 1.234),
-    ("{'step': 12, 'loss': 1.234, 'grad_norm': 0.5}", 12, 1.234),
-    ('{"loss": 1.234, "global_step": 12, "eval_loss": 9.9}', 12, 1.234),
-    ("iteration       12/    1000 | lm loss: 1.234000E+00 | loss scale: 65536.0 |", 12, 1.234),
-    ("INFO train.py:88 step: 12 loss: tensor(1.2340, device='npu:0')", 12, 1.234),
-    ("[rank0] iter 12 train loss 1.234", 12, 1.234),
-])
+@pytest.mark.parametrize(
+    "line, step, value",
+    [
+        ("step=12 loss=1.234 lr=1e-5", 12, 1.234),
+        ("Epoch 1 | step 12 | loss: 1.234", 12, 1.234),
+        ("{'step': 12, 'loss': 1.234, 'grad_norm': 0.5}", 12, 1.234),
+        ('{"loss": 1.234, "global_step": 12, "eval_loss": 9.9}', 12, 1.234),
+        ("iteration       12/    1000 | lm loss: 1.234000E+00 | loss scale: 65536.0 |", 12, 1.234),
+        ("INFO train.py:88 step: 12 loss: tensor(1.2340, device='npu:0')", 12, 1.234),
+        ("[rank0] iter 12 train loss 1.234", 12, 1.234),
+    ],
+)
 def test_log_line_styles(tmp_path, line, step, value):
     p = tmp_path / "run.log"
     p.write_text("starting\n" + line + "\n", encoding="utf-8")
@@ -145,8 +212,10 @@ def test_hf_stdout_without_steps_uses_line_order(tmp_path):
     _, loss = curve_values(5)
     lines = [" 20%|██        | 1/5 [00:01<00:04,  1.0s/it]"]
     lines += [f"{{'loss': {v:.4f}, 'grad_norm': 1.2, 'learning_rate': 4e-05, 'epoch': 0.2}}" for v in loss]
-    lines += ["{'eval_loss': 2.5, 'eval_runtime': 0.5, 'epoch': 1.0}",
-              "{'train_runtime': 5.0, 'train_samples_per_second': 8.0, 'train_loss': 5.5, 'epoch': 1.0}"]
+    lines += [
+        "{'eval_loss': 2.5, 'eval_runtime': 0.5, 'epoch': 1.0}",
+        "{'train_runtime': 5.0, 'train_samples_per_second': 8.0, 'train_loss': 5.5, 'epoch': 1.0}",
+    ]
     p = tmp_path / "stdout.txt"
     p.write_text("\n".join(lines) + "\n", encoding="utf-8")
     c = read_curve(str(p))
@@ -172,28 +241,39 @@ def test_jsonl_with_eval_rows_and_truncated_tail(tmp_path):
 def test_csv_and_tensorboard_csv(tmp_path):
     steps, loss = curve_values(15)
     p = tmp_path / "wandb.csv"
-    p.write_text("global_step,loss,lr\n" + "".join(f"{s},{float(v)!r},{1e-4}\n" for s, v in zip(steps, loss)) + "16,,1e-4\n",
-                 encoding="utf-8")
+    p.write_text(
+        "global_step,loss,lr\n"
+        + "".join(f"{s},{float(v)!r},{1e-4}\n" for s, v in zip(steps, loss))
+        + "16,,1e-4\n",
+        encoding="utf-8",
+    )
     c = read_curve(str(p))
     assert c.format == "csv" and c.metric == "loss" and c.steps == list(range(1, 16))
     np.testing.assert_allclose([c.losses[s] for s in c.steps], loss)
 
     tb = tmp_path / "run-.-tag-train_loss.csv"  # the name TensorBoard's "download CSV" gives
-    tb.write_text("Wall time,Step,Value\n" + "".join(f"1717400000.{s},{s * 10},{float(v)!r}\n" for s, v in zip(steps, loss)),
-                  encoding="utf-8")
+    tb.write_text(
+        "Wall time,Step,Value\n"
+        + "".join(f"1717400000.{s},{s * 10},{float(v)!r}\n" for s, v in zip(steps, loss)),
+        encoding="utf-8",
+    )
     c = read_curve(str(tb))
     assert c.format == "tensorboard-csv" and c.metric == "Value" and c.steps == [10 * int(s) for s in steps]
 
 
 def test_duplicate_steps_keep_the_last_value(tmp_path):
     p = tmp_path / "resumed.log"
-    p.write_text("step=1 loss=3.0\nstep=2 loss=2.9\nstep=3 loss=2.8\n# resumed from step 2\n"
-                 "step=3 loss=2.75\nstep=4 loss=2.7\n", encoding="utf-8")
+    p.write_text(
+        "step=1 loss=3.0\nstep=2 loss=2.9\nstep=3 loss=2.8\n# resumed from step 2\n"
+        "step=3 loss=2.75\nstep=4 loss=2.7\n",
+        encoding="utf-8",
+    )
     c = read_curve(str(p))
     assert c.steps == [1, 2, 3, 4] and c.losses[3] == 2.75 and c.duplicates == 1
 
 
 # ------------------------------------------------------------------------------------------------ metrics
+
 
 def numpy_reference(a_steps, a, b_steps, b):
     """The documented formulas, written independently of the code under test."""
@@ -216,8 +296,9 @@ def test_alignment_and_metrics_match_numpy(tmp_path):
     report = losscurve.build_report(cmp)
     d = report.data
 
-    common, xa, xb, rel = numpy_reference(a.steps, [a.losses[s] for s in a.steps],
-                                          b.steps, [b.losses[s] for s in b.steps])
+    common, xa, xb, rel = numpy_reference(
+        a.steps, [a.losses[s] for s in a.steps], b.steps, [b.losses[s] for s in b.steps]
+    )
     assert len(common) == 80 - 4 - 3
     assert d["steps"] == {"a": 76, "b": 77, "common": 73, "compared": 73, "only_a": 3, "only_b": 4}
     assert [p["step"] for p in d["points"]] == common.tolist()
@@ -251,7 +332,9 @@ def test_injected_divergence_is_found_at_its_step(tmp_path):
     assert invoke(pa, pb, "--fail-on", "never").exit_code == 0
     assert invoke(pa, pb, "--rtol", "0.06", "--mean-rtol", "0.05").exit_code == 0
     # atol: |a-b| > atol + rtol*|b|, as numpy.isclose
-    d = json.loads(invoke(pa, pb, "--rtol", "0", "--atol", "0.05", "--mean-rtol", "1", "--format", "json").output)
+    d = json.loads(
+        invoke(pa, pb, "--rtol", "0", "--atol", "0.05", "--mean-rtol", "1", "--format", "json").output
+    )
     beyond = ~np.isclose(xa, xb, rtol=0, atol=0.05)
     assert d["steps_beyond_tolerance"] == int(np.count_nonzero(beyond))
     assert d["first_divergent_step"] == int(steps[np.argmax(beyond)])
@@ -262,7 +345,9 @@ def test_nan_lines_are_skipped_and_reported(tmp_path):
     npu = gpu.copy()
     lines = []
     for s, v in zip(steps, npu):
-        lines.append(megatron_line(int(s), 30, float(v)).replace(f"{v:.6E}", "nan" if s in (12, 20) else f"{v:.6E}"))
+        lines.append(
+            megatron_line(int(s), 30, float(v)).replace(f"{v:.6E}", "nan" if s in (12, 20) else f"{v:.6E}")
+        )
     pa = tmp_path / "npu.log"
     pa.write_text("\n".join(lines) + "\n", encoding="utf-8")
     pb = megatron_log(tmp_path / "gpu.log", steps, gpu)
@@ -286,12 +371,15 @@ def test_relative_error_zero_reference():
 
 # ------------------------------------------------------------------------------------------------ CLI
 
+
 @pytest.fixture
 def runs(tmp_path):
     steps, gpu = curve_values(40, seed=5)
     _, npu = curve_values(40, seed=6, noise=0.002)
-    return (megatron_log(tmp_path / "npu.log", steps, npu),
-            write_json(tmp_path / "trainer_state.json", trainer_state(gpu, steps)))
+    return (
+        megatron_log(tmp_path / "npu.log", steps, npu),
+        write_json(tmp_path / "trainer_state.json", trainer_state(gpu, steps)),
+    )
 
 
 def _file(name, content):
@@ -302,6 +390,7 @@ def _file(name, content):
         else:
             p.write_text(content, encoding="utf-8")
         return p
+
     return make
 
 
@@ -310,16 +399,25 @@ def _dir(d):
     return d / "outdir"
 
 
-@pytest.mark.parametrize("make, expect", [
-    (lambda d: d / "missing.log", "missing.log: no such file or directory"),
-    (_file("empty.log", ""), "empty.log: empty file"),
-    (_file("blank.log", "\n  \n"), "blank.log: empty file"),
-    (_file("noloss.log", "epoch 1 step 3 accuracy=0.5\n"), "noloss.log: no loss values found (read as log; looked for"),
-    (_file("x.jsonl", '{"step": 1, "acc": 0.5}\n'), "x.jsonl: no loss values found (read as jsonl"),
-    (_file("x.csv", "step,accuracy\n1,0.5\n"), "x.csv: no loss values found (read as csv"),
-    (_file("events.out.tfevents.1.host", b"\x18\x00\x00\x00\x00\x00\x00\x00\xa3"), "a TensorBoard event file"),
-    (_dir, "outdir: a directory without trainer_state.json"),
-])
+@pytest.mark.parametrize(
+    "make, expect",
+    [
+        (lambda d: d / "missing.log", "missing.log: no such file or directory"),
+        (_file("empty.log", ""), "empty.log: empty file"),
+        (_file("blank.log", "\n  \n"), "blank.log: empty file"),
+        (
+            _file("noloss.log", "epoch 1 step 3 accuracy=0.5\n"),
+            "noloss.log: no loss values found (read as log; looked for",
+        ),
+        (_file("x.jsonl", '{"step": 1, "acc": 0.5}\n'), "x.jsonl: no loss values found (read as jsonl"),
+        (_file("x.csv", "step,accuracy\n1,0.5\n"), "x.csv: no loss values found (read as csv"),
+        (
+            _file("events.out.tfevents.1.host", b"\x18\x00\x00\x00\x00\x00\x00\x00\xa3"),
+            "a TensorBoard event file",
+        ),
+        (_dir, "outdir: a directory without trainer_state.json"),
+    ],
+)
 def test_bad_input_exit_2_one_line(tmp_path, runs, make, expect):
     bad = make(tmp_path)
     for args in ((bad, runs[1]), (runs[0], bad)):
@@ -343,10 +441,25 @@ def test_formats_and_html_plots(tmp_path, runs):
     r = invoke(*runs, "--label-a", "npu <910B>", "--label-b", "gpu", "--format", "json")
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
-    for key in ("run_a", "run_b", "steps", "mean_rel_err", "max_abs_diff", "max_abs_diff_step",
-                "first_divergent_step", "rtol", "points"):
+    for key in (
+        "run_a",
+        "run_b",
+        "steps",
+        "mean_rel_err",
+        "max_abs_diff",
+        "max_abs_diff_step",
+        "first_divergent_step",
+        "rtol",
+        "points",
+    ):
         assert key in d
-    assert d["run_a"]["label"] == "npu <910B>" and set(d["points"][0]) == {"step", "a", "b", "abs_diff", "rel_err"}
+    assert d["run_a"]["label"] == "npu <910B>" and set(d["points"][0]) == {
+        "step",
+        "a",
+        "b",
+        "abs_diff",
+        "rel_err",
+    }
 
     out = tmp_path / "report.html"
     r = invoke(*runs, "--label-a", "npu <910B>", "--label-b", "gpu", "--format", "html", "-o", out)
@@ -383,20 +496,44 @@ def test_read_curve_raises_input_error(tmp_path):
 
 def test_steps_from_most_lines_else_line_order(tmp_path):
     p = tmp_path / "mixed.log"
-    p.write_text("step=1 loss=3.0\nstep=2 loss=2.9\nloss=2.85 (smoothed)\nstep=3 loss=2.8\n", encoding="utf-8")
+    p.write_text(
+        "step=1 loss=3.0\nstep=2 loss=2.9\nloss=2.85 (smoothed)\nstep=3 loss=2.8\n", encoding="utf-8"
+    )
     c = read_curve(str(p))
     assert c.step_source == "file" and c.steps == [1, 2, 3] and c.no_step == 1
-    p.write_text("loss=3.0\nloss=2.9\nloss=2.8\ntraining finished at step 3, final loss 2.8\n", encoding="utf-8")
+    p.write_text(
+        "loss=3.0\nloss=2.9\nloss=2.8\ntraining finished at step 3, final loss 2.8\n", encoding="utf-8"
+    )
     c = read_curve(str(p))
     assert c.step_source == "index" and c.steps == [1, 2, 3, 4]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.one_of(
-    st.text(max_size=300),
-    st.lists(st.sampled_from(["step=3 loss=1.5", "loss: nan", '{"step": 2, "loss": 1.0}', "Wall time,Step,Value",
-                              "1,2,3", "{'loss': 2}", "iteration 4/ 9 | lm loss: 1E+00 |", '{"log_history": [',
-                              "step,loss", "x,,", "\ufeff", "\x00", ""]), max_size=8).map("\n".join)))
+@given(
+    st.one_of(
+        st.text(max_size=300),
+        st.lists(
+            st.sampled_from(
+                [
+                    "step=3 loss=1.5",
+                    "loss: nan",
+                    '{"step": 2, "loss": 1.0}',
+                    "Wall time,Step,Value",
+                    "1,2,3",
+                    "{'loss': 2}",
+                    "iteration 4/ 9 | lm loss: 1E+00 |",
+                    '{"log_history": [',
+                    "step,loss",
+                    "x,,",
+                    "\ufeff",
+                    "\x00",
+                    "",
+                ]
+            ),
+            max_size=8,
+        ).map("\n".join),
+    )
+)
 def test_reader_never_crashes(tmp_path, text):
     """Any text gives a curve or an InputError, never another exception."""
     p = tmp_path / "fuzz.txt"

@@ -1,4 +1,5 @@
 """compare_tensors, compare_stats and ulp against formulas written here in plain numpy."""
+
 import math
 
 import numpy as np
@@ -12,7 +13,12 @@ from ascend_tools.precision.metrics import PairMetrics, compare_stats, compare_t
 from ascend_tools.precision.records import TensorStats
 
 # (mantissa bits, emin, emax): the IEEE / bfloat16 formats, written out again for the oracle
-FORMATS = {"float16": (10, -14, 15), "bfloat16": (7, -126, 127), "float32": (23, -126, 127), "float64": (52, -1022, 1023)}
+FORMATS = {
+    "float16": (10, -14, 15),
+    "bfloat16": (7, -126, 127),
+    "float32": (23, -126, 127),
+    "float64": (52, -1022, 1023),
+}
 NUMERIC = (
     "cosine", "max_abs_err", "max_rel_err", "mean_rel_err", "rmse", "within_1e3", "within_5e3",
     "max_ulp_err", "mean_ulp_err", "error_balance", "mismatch", "rel_l2_err", "max_scaled_ulp_err",
@@ -173,7 +179,9 @@ def test_different_kinds_are_not_comparable():
     m = compare_tensors(torch.tensor([True, False]), torch.tensor([1.0, 0.0]))
     assert m.status == "not_comparable" and "bool vs float32" in m.note
     assert compare_tensors(torch.tensor([1, 2]), torch.tensor([1.0, 2.0])).status == "not_comparable"
-    complex_pair = compare_tensors(torch.zeros(2, dtype=torch.complex64), torch.zeros(2, dtype=torch.complex64))
+    complex_pair = compare_tensors(
+        torch.zeros(2, dtype=torch.complex64), torch.zeros(2, dtype=torch.complex64)
+    )
     assert complex_pair.status == "not_comparable"
 
 
@@ -234,7 +242,9 @@ def test_huge_and_tiny_float64_stay_finite():
 # ------------------------------------------------------------------------------------------- ulp
 
 
-@pytest.mark.parametrize("dtype,np_dtype", [("float16", np.float16), ("float32", np.float32), ("float64", np.float64)])
+@pytest.mark.parametrize(
+    "dtype,np_dtype", [("float16", np.float16), ("float32", np.float32), ("float64", np.float64)]
+)
 def test_ulp_matches_np_spacing(dtype, np_dtype):
     rng = np.random.default_rng(3)
     info = np.finfo(np_dtype)
@@ -317,5 +327,7 @@ def test_compare_stats_edges():
     assert compare_stats(None, TensorStats()).status == "not_comparable"
     assert compare_stats(TensorStats(), TensorStats()).status == "empty"
     inf = float("inf")
-    s = compare_stats(TensorStats(max=inf, min=0.0, mean=1.0, norm=inf), TensorStats(max=inf, min=0.0, mean=1.0, norm=5.0))
+    s = compare_stats(
+        TensorStats(max=inf, min=0.0, mean=1.0, norm=inf), TensorStats(max=inf, min=0.0, mean=1.0, norm=5.0)
+    )
     assert s.status == "ok" and s.max_abs_diff == 0.0 and s.norm_abs_diff is None

@@ -1,4 +1,5 @@
 """The msprobe reader against real msprobe 26.2 dumps (tests/data/msprobe, made by make_dump.py there)."""
+
 import csv
 import glob
 import json
@@ -125,12 +126,20 @@ def test_name_mapping():
 
     mlp = by_source["Module.model.layers.0.mlp.LlamaMLP.forward.0"]
     assert (mlp.name, mlp.kind, mlp.phase, mlp.call, mlp.module) == (
-        "model.layers.0.mlp", "module", "forward", 0, "model.layers.0.mlp")
+        "model.layers.0.mlp",
+        "module",
+        "forward",
+        0,
+        "model.layers.0.mlp",
+    )
     q_proj = by_source["Module.model.layers.0.self_attn.q_proj.Linear.forward.0"]
     assert q_proj.args["params"] == {"weight": {"tensor": 1}}
     grads = by_source["Module.model.layers.0.self_attn.q_proj.Linear.parameters_grad.0"]
-    assert (grads.name, grads.kind, grads.phase) == ("model.layers.0.self_attn.q_proj.parameters_grad",
-                                                     "module", "backward")
+    assert (grads.name, grads.kind, grads.phase) == (
+        "model.layers.0.self_attn.q_proj.parameters_grad",
+        "module",
+        "backward",
+    )
     assert [t.shape for t in grads.outputs] == [[8, 8]] and grads.inputs == []
     mlp_bwd = by_source["Module.model.layers.0.mlp.LlamaMLP.backward.0"]
     assert (mlp_bwd.name, mlp_bwd.phase) == ("model.layers.0.mlp", "backward")
@@ -153,7 +162,7 @@ def test_stacks():
         stack = dump.stack(ids.pop())
         assert len(stack) == len(frames)
         innermost = frames[0]  # msprobe lists the innermost frame first; we list it last
-        path = innermost.split(",")[0][len("File "):]
+        path = innermost.split(",")[0][len("File ") :]
         line = innermost.split(", line ")[1].split(",")[0]
         assert stack[-1].startswith(f"{path}:{line} in ")
     linear = by_source["Functional.linear.0.forward"]
@@ -183,7 +192,7 @@ def test_tensors_load_and_agree_with_msprobe_stats(variant):
                 assert float(tensor.mean()) == pytest.approx(stats.mean, rel=1e-5, abs=1e-6)
                 assert float(torch.norm(tensor)) == pytest.approx(stats.norm, rel=1e-5, abs=1e-6)
                 # and the stats agree with an fp64 recomputation within the dtype's resolution
-                tol = 2.0 ** -7 if tensor.dtype == torch.bfloat16 else 1e-5
+                tol = 2.0**-7 if tensor.dtype == torch.bfloat16 else 1e-5
                 assert float(tensor.double().mean()) == pytest.approx(stats.mean, rel=tol, abs=tol)
             loaded += 1
     assert loaded > 100
@@ -220,7 +229,12 @@ def test_missing_and_bad_tensor_files(tmp_path):
 # ---- find ------------------------------------------------------------------------------------------
 def test_find_accepts_each_path_form(tmp_path):
     rdir = rank_dir("bf16_tensor")
-    for path in (os.path.join(DATA, "bf16_tensor"), os.path.dirname(rdir), rdir, os.path.join(rdir, "dump.json")):
+    for path in (
+        os.path.join(DATA, "bf16_tensor"),
+        os.path.dirname(rdir),
+        rdir,
+        os.path.join(rdir, "dump.json"),
+    ):
         dump = MsprobeDump.find(path, None)
         assert dump is not None, path
         assert dump.steps() == [0] and dump.rank == 0
@@ -280,14 +294,18 @@ def test_truncated_dump_json_is_one_line_input_error(tmp_path):
 
 def test_corrupt_files_name_the_file(tmp_path):
     dest = copy_rank_dir(tmp_path)
-    (dest / "dump.json").write_text('{"task": "tensor", "data": {"Functional.linear.0.forward": {"input_args": '
-                                    '[{"type": "torch.Tensor", "dtype": "torch.float32", "shape": "big"}]}}}')
+    (dest / "dump.json").write_text(
+        '{"task": "tensor", "data": {"Functional.linear.0.forward": {"input_args": '
+        '[{"type": "torch.Tensor", "dtype": "torch.float32", "shape": "big"}]}}}'
+    )
     dump = MsprobeDump.find(str(tmp_path), None)
     with pytest.raises(InputError, match=r"dump.json: entry 'Functional.linear.0.forward': tensor shape"):
         list(dump.records(0))
-    (dest / "dump.json").write_text('{"task": "tensor", "data": {"Functional.linear.0.forward": {"input_args": '
-                                    '[{"type": "torch.Tensor", "dtype": "torch.float32", "shape": [1], '
-                                    '"data_name": "../../secret.pt"}]}}}')
+    (dest / "dump.json").write_text(
+        '{"task": "tensor", "data": {"Functional.linear.0.forward": {"input_args": '
+        '[{"type": "torch.Tensor", "dtype": "torch.float32", "shape": [1], '
+        '"data_name": "../../secret.pt"}]}}}'
+    )
     with pytest.raises(InputError, match="not a plain file name"):
         list(MsprobeDump.find(str(tmp_path), None).records(0))
     (dest / "dump.json").write_text("[1, 2]")
@@ -301,19 +319,58 @@ def test_corrupt_files_name_the_file(tmp_path):
 
 
 MSPROBE_JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=8)
     | st.sampled_from(["torch.Tensor", "torch.float32", "Max", "forward", "backward", "x.pt", "../x.pt"]),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(
-        st.sampled_from(["type", "dtype", "shape", "Max", "Min", "Mean", "Norm", "data_name", "value",
-                         "input_args", "input_kwargs", "output", "input", "parameters", "md5", "weight"])
-        | st.text(max_size=6), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "type",
+                    "dtype",
+                    "shape",
+                    "Max",
+                    "Min",
+                    "Mean",
+                    "Norm",
+                    "data_name",
+                    "value",
+                    "input_args",
+                    "input_kwargs",
+                    "output",
+                    "input",
+                    "parameters",
+                    "md5",
+                    "weight",
+                ]
+            )
+            | st.text(max_size=6),
+            children,
+            max_size=5,
+        )
+    ),
     max_leaves=20,
 )
-ENTRY_NAMES = st.sampled_from([
-    "Functional.linear.0.forward", "Torch.matmul.1.backward", "Module.a.b.Linear.forward.0",
-    "Module.Linear.backward.0", "Module.a.Linear.parameters_grad.0", "Module.a.Linear.parameters_grad",
-    "Aten.mm.default.2.forward", "Module.forward.0", "weird", "", "a.b.c", "Cell.x.Dense.forward.1",
-]) | st.text(max_size=12)
+ENTRY_NAMES = st.sampled_from(
+    [
+        "Functional.linear.0.forward",
+        "Torch.matmul.1.backward",
+        "Module.a.b.Linear.forward.0",
+        "Module.Linear.backward.0",
+        "Module.a.Linear.parameters_grad.0",
+        "Module.a.Linear.parameters_grad",
+        "Aten.mm.default.2.forward",
+        "Module.forward.0",
+        "weird",
+        "",
+        "a.b.c",
+        "Cell.x.Dense.forward.1",
+    ]
+) | st.text(max_size=12)
 
 
 def _mangle(value, data):
@@ -365,9 +422,11 @@ def test_fuzz_mangled_real_dump(tmp_path_factory, data):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(task=st.sampled_from(["tensor", "statistics", None]),
-       data=st.dictionaries(ENTRY_NAMES, MSPROBE_JSON, max_size=6) | MSPROBE_JSON,
-       raw=st.none() | st.binary(max_size=64))
+@given(
+    task=st.sampled_from(["tensor", "statistics", None]),
+    data=st.dictionaries(ENTRY_NAMES, MSPROBE_JSON, max_size=6) | MSPROBE_JSON,
+    raw=st.none() | st.binary(max_size=64),
+)
 def test_fuzz_random_dump_json(tmp_path_factory, task, data, raw):
     root = tmp_path_factory.mktemp("fuzz")
     dest = root / "step0" / "rank0"
@@ -415,7 +474,10 @@ def test_metrics_agree_with_msprobe_compare():
         result = metrics.compare_tensors(t, r)
         cosine, max_abs, max_rel = (float(row[k]) for k in ("cosine", "max_abs_err", "max_rel_err"))
         assert result.max_abs_err == pytest.approx(max_abs, rel=1e-6, abs=1e-11), row["name"]
-        if float(torch.linalg.vector_norm(r.double())) > 0 and float(torch.linalg.vector_norm(t.double())) > 0:
+        if (
+            float(torch.linalg.vector_norm(r.double())) > 0
+            and float(torch.linalg.vector_norm(t.double())) > 0
+        ):
             assert result.cosine == pytest.approx(cosine, abs=2e-6), row["name"]
         if bool(((r != 0) | (t == 0)).all()) and math.isfinite(max_rel):
             # where the reference is 0 msprobe adds float32 eps to both sides (a convention of its own):

@@ -1,5 +1,6 @@
 """Shadow mode on small ops: what is compared and what is skipped, in-place ops, casts, filters,
 fail-open, the report, the JSON lines, and ``ascend-doctor shadow`` end to end."""
+
 import importlib
 import json
 import logging
@@ -96,19 +97,31 @@ def test_skips_random_views_and_factories():
         torch.empty(3)
         torch.zeros(5)
     names = {r.name for r in sh.results}
-    assert not names & {"aten::native_dropout", "aten::bernoulli_.float", "aten::t", "aten::view", "aten::empty.memory_format"}
+    assert not names & {
+        "aten::native_dropout",
+        "aten::bernoulli_.float",
+        "aten::t",
+        "aten::view",
+        "aten::empty.memory_format",
+    }
     assert sh.skipped["random"] >= 1 and sh.skipped["view"] >= 2 and sh.skipped["uninitialised"] >= 1
     assert sh.skipped["no tensor input"] >= 1  # zeros: a factory
 
 
-@pytest.mark.parametrize("kwargs,check", [
-    ({"ops": ["matmul"]}, lambda rs: {r.name for r in rs} == {"aten::addmm", "aten::mm"}),
-    ({"ops": ["aten::mm"]}, lambda rs: {r.name for r in rs} == {"aten::mm"}),
-    ({"ops": "silu"}, lambda rs: {r.name for r in rs} == {"aten::silu"}),
-    ({"scope": ["2"]}, lambda rs: rs and {r.module for r in rs} == {"2"}),
-    ({"sample": 2, "ops": ["addmm"]}, lambda rs: [r.call for r in rs] == [0]),
-    ({"max_numel": 100}, lambda rs: rs and all(sum(torch.Size(s).numel() for s in r.input_shapes) <= 100 for r in rs)),
-])
+@pytest.mark.parametrize(
+    "kwargs,check",
+    [
+        ({"ops": ["matmul"]}, lambda rs: {r.name for r in rs} == {"aten::addmm", "aten::mm"}),
+        ({"ops": ["aten::mm"]}, lambda rs: {r.name for r in rs} == {"aten::mm"}),
+        ({"ops": "silu"}, lambda rs: {r.name for r in rs} == {"aten::silu"}),
+        ({"scope": ["2"]}, lambda rs: rs and {r.module for r in rs} == {"2"}),
+        ({"sample": 2, "ops": ["addmm"]}, lambda rs: [r.call for r in rs] == [0]),
+        (
+            {"max_numel": 100},
+            lambda rs: rs and all(sum(torch.Size(s).numel() for s in r.input_shapes) <= 100 for r in rs),
+        ),
+    ],
+)
 def test_filters(kwargs, check):
     model, x = _mlp(), torch.randn(4, 8)
     with shadow(model=model, **kwargs) as sh:
@@ -175,8 +188,20 @@ def test_json_lines_round_trip(tmp_path):
 
 def test_cli_end_to_end(tmp_path, run_verb):
     out = tmp_path / "report.json"
-    proc = run_verb("shadow", "-f", "json", "-o", out, "--records", tmp_path / "rec", "--steps", "1", "--",
-                sys.executable, "SCRIPT")
+    proc = run_verb(
+        "shadow",
+        "-f",
+        "json",
+        "-o",
+        out,
+        "--records",
+        tmp_path / "rec",
+        "--steps",
+        "1",
+        "--",
+        sys.executable,
+        "SCRIPT",
+    )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
     assert data["schema"] == "ascend-doctor/shadow/1" and data["culprits"] == []

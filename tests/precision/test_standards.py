@@ -1,4 +1,5 @@
 """Verdicts: bf16 rounding passes, real faults fail; the standards table is generated from msprobe's."""
+
 import importlib.util
 import os
 import subprocess
@@ -21,7 +22,9 @@ from ascend_tools.precision.standards import (
 )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_spec = importlib.util.spec_from_file_location("gen_precision_standards", os.path.join(ROOT, "tools", "gen_precision_standards.py"))
+_spec = importlib.util.spec_from_file_location(
+    "gen_precision_standards", os.path.join(ROOT, "tools", "gen_precision_standards.py")
+)
 gen_precision_standards = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(gen_precision_standards)
 
@@ -182,10 +185,14 @@ def test_generated_json_is_up_to_date(tmp_path):
     with open(gen_precision_standards.DEFAULT_OUT, "rb") as f:
         assert out.read_bytes() == f.read()
     script = os.path.join(ROOT, "tools", "gen_precision_standards.py")
-    check = subprocess.run([sys.executable, script, "--check", "--out", str(out)], capture_output=True, text=True)
+    check = subprocess.run(
+        [sys.executable, script, "--check", "--out", str(out)], capture_output=True, text=True
+    )
     assert check.returncode == 0, check.stdout
     out.write_text(out.read_text().replace('"mm": "ulp"', '"mm": "absolute"'))
-    check = subprocess.run([sys.executable, script, "--check", "--out", str(out)], capture_output=True, text=True)
+    check = subprocess.run(
+        [sys.executable, script, "--check", "--out", str(out)], capture_output=True, text=True
+    )
     assert check.returncode == 1 and "stale" in check.stdout
 
 

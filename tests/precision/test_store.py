@@ -1,4 +1,5 @@
 """Our dump reader and the replayable argument encoding."""
+
 import json
 import os
 
@@ -10,13 +11,16 @@ from ascend_tools.precision.capture import capture
 from ascend_tools.precision.store import OurDump, decode_args, encode_call, read_npy, resolve_op
 
 
-@pytest.mark.parametrize("call", [
-    lambda a, b: torch.mm(a, b),
-    lambda a, b: torch.add(a, b, alpha=0.5),
-    lambda a, b: torch.softmax(a, dim=-1),
-    lambda a, b: a.to(torch.float64),
-    lambda a, b: a.view([8, 2]),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda a, b: torch.mm(a, b),
+        lambda a, b: torch.add(a, b, alpha=0.5),
+        lambda a, b: torch.softmax(a, dim=-1),
+        lambda a, b: a.to(torch.float64),
+        lambda a, b: a.view([8, 2]),
+    ],
+)
 def test_decode_args_replays_op(tmp_path, call):
     a, b = torch.randn(4, 4), torch.randn(4, 4)
     with torch.no_grad(), capture(str(tmp_path), mode="tensor"):
@@ -31,11 +35,35 @@ def test_decode_args_replays_op(tmp_path, call):
 
 def test_encoding_forms():
     tensors = []
-    raw = encode_call((torch.ones(1), [1, 2], None, 1.5, float("inf"), torch.bfloat16, torch.device("cpu"),
-                       torch.channels_last, True, "x"), {"layout": torch.strided}, tensors)
+    raw = encode_call(
+        (
+            torch.ones(1),
+            [1, 2],
+            None,
+            1.5,
+            float("inf"),
+            torch.bfloat16,
+            torch.device("cpu"),
+            torch.channels_last,
+            True,
+            "x",
+        ),
+        {"layout": torch.strided},
+        tensors,
+    )
     text = json.dumps(raw)
     args, kwargs = decode_args(json.loads(text), tensors)
-    assert args[1:] == ([1, 2], None, 1.5, float("inf"), torch.bfloat16, torch.device("cpu"), torch.channels_last, True, "x")
+    assert args[1:] == (
+        [1, 2],
+        None,
+        1.5,
+        float("inf"),
+        torch.bfloat16,
+        torch.device("cpu"),
+        torch.channels_last,
+        True,
+        "x",
+    )
     assert args[0] is tensors[0] and kwargs == {"layout": torch.strided}
 
 
@@ -55,11 +83,20 @@ def test_find_paths_and_truncated_line(tmp_path):
     assert len(list(OurDump.find(str(tmp_path)).records(1))) == n
 
 
-@pytest.mark.parametrize("array", [
-    np.arange(12, dtype=np.float32).reshape(3, 4), np.arange(5, dtype=np.int64), np.array(3.5),
-    np.zeros((0, 3), np.float16), np.arange(6.0).reshape(2, 3).T,  # Fortran order: the np.load path
-    np.arange(4, dtype=np.uint16).reshape(2, 2), np.array([True, False]), np.arange(7000.0).astype(">f8"),
-], ids=["f32", "i64", "0d", "empty", "fortran", "u16-bits", "bool", "big-endian"])
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(12, dtype=np.float32).reshape(3, 4),
+        np.arange(5, dtype=np.int64),
+        np.array(3.5),
+        np.zeros((0, 3), np.float16),
+        np.arange(6.0).reshape(2, 3).T,  # Fortran order: the np.load path
+        np.arange(4, dtype=np.uint16).reshape(2, 2),
+        np.array([True, False]),
+        np.arange(7000.0).astype(">f8"),
+    ],
+    ids=["f32", "i64", "0d", "empty", "fortran", "u16-bits", "bool", "big-endian"],
+)
 def test_read_npy_matches_np_load(tmp_path, array):
     path = str(tmp_path / "t.npy")
     np.save(path, array)

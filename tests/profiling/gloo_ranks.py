@@ -1,5 +1,6 @@
 """Real torch.distributed ranks (gloo on localhost) for the profiling tests: ``spawn(fn, n, *args)`` runs
 ``fn(rank, n, *args)`` in ``n`` fresh processes with a process group initialised, and re-raises a failure."""
+
 import json
 import os
 import socket

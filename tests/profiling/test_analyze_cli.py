@@ -1,4 +1,5 @@
 """``ascend-doctor analyze`` end to end on simulated profiles: formats, the JSON contract, exit codes."""
+
 import json
 import os
 
@@ -16,8 +17,19 @@ def invoke(*args):
 @pytest.fixture(scope="module")
 def hung(tmp_path_factory):
     path = tmp_path_factory.mktemp("prof")
-    truth = synthetic.write_profile(str(path), ranks=4, collectives=120, per_step=6, straggler=2, delay=0.01,
-                                    hang_at=100, hang_rank=1, p2p=True, tp=2, clock_skew=0.3)
+    truth = synthetic.write_profile(
+        str(path),
+        ranks=4,
+        collectives=120,
+        per_step=6,
+        straggler=2,
+        delay=0.01,
+        hang_at=100,
+        hang_rank=1,
+        p2p=True,
+        tp=2,
+        clock_skew=0.3,
+    )
     return str(path), truth
 
 

@@ -1,4 +1,5 @@
 """Clock alignment recovers known per-rank clock offsets from the exit times of blocking collectives."""
+
 import json
 
 import numpy as np
@@ -12,8 +13,16 @@ EXIT_JITTER = 20e-6
 
 
 def test_offsets_are_recovered(tmp_path):
-    truth = synthetic.write_profile(str(tmp_path), ranks=4, collectives=60, per_step=6, clock_skew=2.0, tp=2,
-                                    exit_jitter=EXIT_JITTER, seed=3)
+    truth = synthetic.write_profile(
+        str(tmp_path),
+        ranks=4,
+        collectives=60,
+        per_step=6,
+        clock_skew=2.0,
+        tp=2,
+        exit_jitter=EXIT_JITTER,
+        seed=3,
+    )
     assert np.ptp(truth.offsets) > 0.5  # the clocks really are seconds apart
     a = run(str(tmp_path))
     # offset of rank r = its clock minus rank 0's; exits coincide up to the exit jitter
@@ -24,7 +33,9 @@ def test_offsets_are_recovered(tmp_path):
 
 def test_aligned_arrivals_match_the_simulation(tmp_path):
     """After alignment, a step's start on every rank is the simulated (offset-free) time, up to jitter."""
-    truth = synthetic.write_profile(str(tmp_path), ranks=3, collectives=20, per_step=5, clock_skew=1.0, seed=5)
+    truth = synthetic.write_profile(
+        str(tmp_path), ranks=3, collectives=20, per_step=5, clock_skew=1.0, seed=5
+    )
     raw = read_profile(str(tmp_path))
     raw_span = np.ptp(raw.steps.t0[raw.steps.step == 0])
     a = run(str(tmp_path))
@@ -38,8 +49,11 @@ def test_tensor_parallel_groups_alone_cannot_align_across_groups(tmp_path):
     synthetic.write_profile(str(tmp_path), ranks=4, collectives=30, per_step=5, clock_skew=1.0, tp=2)
     for r in range(4):
         path = tmp_path / f"rank{r}" / "events.jsonl"
-        kept = [line for line in path.read_text().splitlines()
-                if json.loads(line).get("gid") in (None, f"tp{r // 2}")]
+        kept = [
+            line
+            for line in path.read_text().splitlines()
+            if json.loads(line).get("gid") in (None, f"tp{r // 2}")
+        ]
         path.write_text("\n".join(kept) + "\n")
     profile = read_profile(str(tmp_path))
     fit = clocks.fit(profile, group_instances(profile))

@@ -1,4 +1,5 @@
 """Collectives table and p2p matrix against what the simulation did: counts, bytes, bus bandwidth."""
+
 from collections import Counter
 
 import numpy as np
@@ -15,8 +16,19 @@ BUSBW = 25.0  # GB/s the simulated network delivers
 def analysed(tmp_path_factory):
     path = tmp_path_factory.mktemp("prof")
     # no latency, no exit jitter: every transfer takes exactly S x factor / busbw after the last arrival
-    truth = synthetic.write_profile(str(path), ranks=4, collectives=120, per_step=6, tp=2, p2p=True,
-                                    busbw=BUSBW, latency=0.0, exit_jitter=0.0, clock_skew=0.3, seed=2)
+    truth = synthetic.write_profile(
+        str(path),
+        ranks=4,
+        collectives=120,
+        per_step=6,
+        tp=2,
+        p2p=True,
+        busbw=BUSBW,
+        latency=0.0,
+        exit_jitter=0.0,
+        clock_skew=0.3,
+        seed=2,
+    )
     return truth, run(str(path))
 
 
@@ -46,7 +58,13 @@ def test_bus_bandwidth_is_the_simulated_one(analysed):
     """Large messages only: epoch-second floats resolve ~0.2 us, a 1 KiB transfer takes 60 ns here."""
     _, a = analysed
     rows = [r for r in a.collectives if r["bytes_min"] >= 8 << 20 and r["op"] not in ("send", "recv")]
-    assert {r["op"] for r in rows} == {"all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast"}
+    assert {r["op"] for r in rows} == {
+        "all_reduce",
+        "all_gather",
+        "reduce_scatter",
+        "all_to_all",
+        "broadcast",
+    }
     for r in rows:
         assert r["busbw_p50_GBps"] == pytest.approx(BUSBW, rel=1e-3), r
 
@@ -68,6 +86,8 @@ def test_p2p_matrix(analysed):
 def test_p2p_survives_a_lost_side(tmp_path):
     truth = synthetic.write_profile(str(tmp_path), ranks=3, collectives=12, per_step=4, p2p=True)
     path = tmp_path / "rank0" / "events.jsonl"  # rank 0's sends are lost: rank 1's recvs still count them
-    path.write_text("".join(line for line in path.read_text().splitlines(keepends=True) if '"send"' not in line))
+    path.write_text(
+        "".join(line for line in path.read_text().splitlines(keepends=True) if '"send"' not in line)
+    )
     a = run(str(tmp_path))
     assert {(r["src"], r["dst"]): r["bytes"] for r in a.p2p} == truth.p2p_bytes

@@ -1,4 +1,5 @@
 """Hang verdict: the collective in flight, the ranks that never entered it, where every rank stands."""
+
 import json
 
 import pytest
@@ -9,13 +10,19 @@ from ascend_tools.profiling.analyze import run
 
 @pytest.mark.parametrize("ranks,missing", [(2, 1), (4, 0), (4, 3)])
 def test_the_missing_rank_and_the_collective_are_named(tmp_path, ranks, missing):
-    truth = synthetic.write_profile(str(tmp_path), ranks=ranks, collectives=60, per_step=6, hang_at=40,
-                                    hang_rank=missing, clock_skew=0.2)
+    truth = synthetic.write_profile(
+        str(tmp_path), ranks=ranks, collectives=60, per_step=6, hang_at=40, hang_rank=missing, clock_skew=0.2
+    )
     a = run(str(tmp_path))
     assert len(a.hangs) == 1
     hang = a.hangs[0]
     event = truth.events[truth.hang_seq]  # world group only: seq = index
-    assert (hang["group"], hang["seq"], hang["op"], hang["bytes"]) == ("0", truth.hang_seq, event.op, event.nbytes)
+    assert (hang["group"], hang["seq"], hang["op"], hang["bytes"]) == (
+        "0",
+        truth.hang_seq,
+        event.op,
+        event.nbytes,
+    )
     assert hang["missing_ranks"] == [missing]
     assert hang["waiting_ranks"] == [r for r in range(ranks) if r != missing]
     assert hang["mismatched_ranks"] == []
@@ -27,7 +34,9 @@ def test_the_missing_rank_and_the_collective_are_named(tmp_path, ranks, missing)
 
 
 def test_a_rank_in_flight_on_another_op_is_mismatched(tmp_path):
-    truth = synthetic.write_profile(str(tmp_path), ranks=3, collectives=30, per_step=5, hang_at=20, hang_rank=2)
+    truth = synthetic.write_profile(
+        str(tmp_path), ranks=3, collectives=30, per_step=5, hang_at=20, hang_rank=2
+    )
     path = tmp_path / "rank1" / "hang" / "hang.json"
     doc = json.loads(path.read_text())
     doc["inflight"][0]["op"] = "broadcast" if doc["inflight"][0]["op"] != "broadcast" else "all_reduce"
@@ -39,8 +48,9 @@ def test_a_rank_in_flight_on_another_op_is_mismatched(tmp_path):
 
 def test_hang_json_is_read_defensively(tmp_path):
     synthetic.write_profile(str(tmp_path), ranks=3, collectives=30, per_step=5, hang_at=20, hang_rank=2)
-    (tmp_path / "rank0" / "hang" / "hang.json").write_text(json.dumps(
-        {"rank": 0, "trigger": "self", "inflight": [{"gid": 7}, "junk"], "recent": None}))
+    (tmp_path / "rank0" / "hang" / "hang.json").write_text(
+        json.dumps({"rank": 0, "trigger": "self", "inflight": [{"gid": 7}, "junk"], "recent": None})
+    )
     (tmp_path / "rank1" / "hang" / "hang.json").write_text("[1, 2")
     a = run(str(tmp_path))
     assert a.hangs == []  # no well-formed in-flight entry left

@@ -1,4 +1,5 @@
 """Memory per rank: peaks, per-step peaks, fragmentation, thinning that keeps peaks, OOM summaries."""
+
 import json
 
 import numpy as np
@@ -36,15 +37,25 @@ def test_thinning_keeps_the_peak():
 
 
 def test_flatten_keeps_numbers_only():
-    flat = memory.flatten({"dev": {"allocated_bytes": 5, "name": "x", "ok": True}, "host": {"rss": 2.5}, "x": 1})
+    flat = memory.flatten(
+        {"dev": {"allocated_bytes": 5, "name": "x", "ok": True}, "host": {"rss": 2.5}, "x": 1}
+    )
     assert flat == {"dev.allocated_bytes": 5.0, "host.rss": 2.5}
 
 
 def test_oom_files_are_summarised(tmp_path):
     synthetic.write_profile(str(tmp_path), ranks=2, collectives=10, per_step=5)
-    (tmp_path / "rank1" / "oom.json").write_text(json.dumps({
-        "step": 7, "error": "CUDA out of memory. Tried to allocate 2.00 GiB", "allocated_bytes": 123,
-        "memory_stats": {"num_ooms": 1}, "top_blocks": [{"size": 1}]}))
+    (tmp_path / "rank1" / "oom.json").write_text(
+        json.dumps(
+            {
+                "step": 7,
+                "error": "CUDA out of memory. Tried to allocate 2.00 GiB",
+                "allocated_bytes": 123,
+                "memory_stats": {"num_ooms": 1},
+                "top_blocks": [{"size": 1}],
+            }
+        )
+    )
     (tmp_path / "rank0" / "oom.json").write_text("not json")
     a = run(str(tmp_path))
     ooms = {o["rank"]: o for o in a.memory["ooms"]}

@@ -1,4 +1,5 @@
 """Reading a profile directory: every damaged or missing file becomes a problem, never a crash."""
+
 import json
 import os
 
@@ -91,10 +92,16 @@ def test_implausible_ranks_and_sizes_are_problems_not_crashes(tmp_path):
     with open(tmp_path / "rank1" / "events.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps({"k": "group", "gid": "9", "ranks": ["a", 1]}) + "\n")
     meta = json.loads((tmp_path / "rank1" / "meta.json").read_text())
-    (tmp_path / "rank1" / "meta.json").write_text(json.dumps(dict(meta, world_size=10 ** 12)))
+    (tmp_path / "rank1" / "meta.json").write_text(json.dumps(dict(meta, world_size=10**12)))
     (tmp_path / "rank0" / "hang").mkdir()
-    (tmp_path / "rank0" / "hang" / "hang.json").write_text(json.dumps({"trigger": "self", "inflight": [
-        {"gid": "0", "seq": 3, "op": "all_reduce", "ranks": ["x"], "t0": 1.0}]}))
+    (tmp_path / "rank0" / "hang" / "hang.json").write_text(
+        json.dumps(
+            {
+                "trigger": "self",
+                "inflight": [{"gid": "0", "seq": 3, "op": "all_reduce", "ranks": ["x"], "t0": 1.0}],
+            }
+        )
+    )
     profile = read_profile(str(tmp_path))
     assert profile.world_size == 2 and "9" not in profile.groups
     assert any("malformed group record" in m for m in problems(profile, 1))

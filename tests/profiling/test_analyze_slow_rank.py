@@ -1,4 +1,5 @@
 """Slow-rank rule: a straggler delayed by 10% of the step is named; balanced runs with jitter are not flagged."""
+
 import json
 from math import comb
 
@@ -14,17 +15,30 @@ COMPUTE = 0.01
 
 def simulate(path, ranks, per_step, jitter, delay_share=0.0, straggler=1, steps=20, seed=0, **kw):
     """A run whose straggler arrives ``delay_share`` of a (balanced) step late, in all, every step."""
-    step = per_step * (COMPUTE + 0.8 * jitter) + COMPUTE  # the balanced step: segments, their jitter, the tail
-    synthetic.write_profile(str(path), ranks=ranks, collectives=per_step * steps, per_step=per_step,
-                            compute=COMPUTE, jitter=jitter, straggler=straggler if delay_share else None,
-                            delay=delay_share * step, seed=seed, **kw)
+    step = (
+        per_step * (COMPUTE + 0.8 * jitter) + COMPUTE
+    )  # the balanced step: segments, their jitter, the tail
+    synthetic.write_profile(
+        str(path),
+        ranks=ranks,
+        collectives=per_step * steps,
+        per_step=per_step,
+        compute=COMPUTE,
+        jitter=jitter,
+        straggler=straggler if delay_share else None,
+        delay=delay_share * step,
+        seed=seed,
+        **kw,
+    )
     return run(str(path))
 
 
 @pytest.mark.parametrize("ranks", [2, 4])
 @pytest.mark.parametrize("per_step", [1, 4])
 def test_a_ten_percent_straggler_is_named(tmp_path, ranks, per_step):
-    a = simulate(tmp_path, ranks, per_step, jitter=0.001, delay_share=0.10, straggler=ranks - 1, clock_skew=0.5)
+    a = simulate(
+        tmp_path, ranks, per_step, jitter=0.001, delay_share=0.10, straggler=ranks - 1, clock_skew=0.5
+    )
     assert [s["rank"] for s in a.slow["slow_ranks"]] == [ranks - 1]
     s = a.slow["slow_ranks"][0]
     # its lateness is the injected delay (up to jitter), as a share of the (now longer) median step
@@ -64,8 +78,16 @@ def test_straggler_in_one_tensor_parallel_group_only(tmp_path):
 
 
 def test_thresholds_are_parameters(tmp_path):
-    synthetic.write_profile(str(tmp_path), ranks=2, collectives=20, per_step=1, jitter=0.0005, straggler=1,
-                            delay=0.002, compute=COMPUTE)
+    synthetic.write_profile(
+        str(tmp_path),
+        ranks=2,
+        collectives=20,
+        per_step=1,
+        jitter=0.0005,
+        straggler=1,
+        delay=0.002,
+        compute=COMPUTE,
+    )
     assert [s["rank"] for s in run(str(tmp_path)).slow["slow_ranks"]] == [1]  # ~9% of a ~22 ms step
     assert run(str(tmp_path), rule=SlowRankRule(min_share=0.15)).slow["slow_ranks"] == []
 
@@ -81,7 +103,7 @@ def test_too_few_steps_never_flag(tmp_path):
 def test_sign_test_is_the_binomial_tail():
     for n in (1, 10, 20, 37):
         for k in range(n + 1):
-            want = sum(comb(n, j) for j in range(k, n + 1)) * 0.5 ** n
+            want = sum(comb(n, j) for j in range(k, n + 1)) * 0.5**n
             assert sign_test(k, n) == pytest.approx(want)
     assert sign_test(10, 10) == pytest.approx(1 / 1024)
     assert np.isclose(sign_test(0, 5), 1.0)

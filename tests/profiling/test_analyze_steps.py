@@ -1,4 +1,5 @@
 """Per-rank step breakdown: compute + exposed comm + wait = step time; the wait lands on the punctual ranks."""
+
 import numpy as np
 import pytest
 
@@ -13,8 +14,19 @@ COMPUTE, PER_STEP = 0.01, 4
 def straggled(tmp_path_factory):
     path = tmp_path_factory.mktemp("prof")
     # rank 2 arrives 8 ms late per step in all (2 ms before each of its 4 collectives)
-    truth = synthetic.write_profile(str(path), ranks=3, collectives=40, per_step=PER_STEP, compute=COMPUTE,
-                                    jitter=0.0, straggler=2, delay=0.008, clock_skew=0.5, latency=0.0, seed=1)
+    truth = synthetic.write_profile(
+        str(path),
+        ranks=3,
+        collectives=40,
+        per_step=PER_STEP,
+        compute=COMPUTE,
+        jitter=0.0,
+        straggler=2,
+        delay=0.008,
+        clock_skew=0.5,
+        latency=0.0,
+        seed=1,
+    )
     return truth, run(str(path))
 
 
@@ -51,6 +63,8 @@ def test_no_step_records_no_breakdown(tmp_path):
     synthetic.write_profile(str(tmp_path), ranks=2, collectives=10, per_step=5)
     for r in range(2):
         path = tmp_path / f"rank{r}" / "events.jsonl"
-        path.write_text("".join(x for x in path.read_text().splitlines(keepends=True) if '"k": "step"' not in x))
+        path.write_text(
+            "".join(x for x in path.read_text().splitlines(keepends=True) if '"k": "step"' not in x)
+        )
     a = run(str(tmp_path))
     assert per_rank(a.steps) == [] and np.isnan(a.steps.median_step())

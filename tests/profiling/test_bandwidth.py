@@ -1,4 +1,5 @@
 """Bus-bandwidth factors against the nccl-tests table and against published nccl-tests output lines."""
+
 import math
 
 import numpy as np

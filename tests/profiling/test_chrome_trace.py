@@ -1,4 +1,5 @@
 """The Chrome/Perfetto trace: valid structure, one process per rank, collectives with args, aligned times."""
+
 import json
 
 import pytest
@@ -11,8 +12,9 @@ from ascend_tools.profiling.chrome_trace import write_trace
 @pytest.fixture(scope="module")
 def trace(tmp_path_factory):
     path = tmp_path_factory.mktemp("prof")
-    truth = synthetic.write_profile(str(path), ranks=3, collectives=30, per_step=5, clock_skew=2.0, hang_at=25,
-                                    hang_rank=2, p2p=True)
+    truth = synthetic.write_profile(
+        str(path), ranks=3, collectives=30, per_step=5, clock_skew=2.0, hang_at=25, hang_rank=2, p2p=True
+    )
     a = run(str(path))
     out = path / "trace.json"
     write_trace(a, str(out))

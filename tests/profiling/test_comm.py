@@ -1,5 +1,6 @@
 """Every collective is seen, with S (bytes) as nccl-tests defines it, on real gloo ranks: called directly, from
 c10d's object collectives, from DDP's C++ reducer (through the comm hook) and from FSDP 1 and 2."""
+
 import os
 
 import pytest
@@ -42,7 +43,10 @@ def direct_calls(rank: int, n: int, out: str) -> None:
             dist.recv(torch.empty(K), src=peer[1])
             dist.send(torch.ones(K), dst=peer[0])
         got = torch.empty(K)
-        ops = [dist.P2POp(dist.isend, torch.full((K,), float(rank)), peer[0]), dist.P2POp(dist.irecv, got, peer[1])]
+        ops = [
+            dist.P2POp(dist.isend, torch.full((K,), float(rank)), peer[0]),
+            dist.P2POp(dist.irecv, got, peer[1]),
+        ]
         for req in dist.batch_isend_irecv(ops):
             req.wait()
         assert got[0].item() == peer[1]
@@ -56,11 +60,20 @@ def expected_direct(n: int):
     """(op, api, S) in call order, S from nccl-tests' definitions (README: all_gather/reduce_scatter S is the
     full output/input; all_to_all the full input; send/recv/broadcast/reduce the tensor)."""
     s = K * F32
-    return [("all_reduce", "all_reduce", s), ("all_gather", "all_gather_into_tensor", n * s),
-            ("all_gather", "all_gather", n * s), ("reduce_scatter", "reduce_scatter_tensor", n * s),
-            ("reduce_scatter", "reduce_scatter", n * s), ("all_to_all", "all_to_all_single", n * s),
-            ("all_to_all", "all_to_all", n * s), ("broadcast", "broadcast", K * 8), ("reduce", "reduce", s),
-            ("gather", "gather", n * s), ("scatter", "scatter", n * s), ("all_reduce", "all_reduce", K * 2)]
+    return [
+        ("all_reduce", "all_reduce", s),
+        ("all_gather", "all_gather_into_tensor", n * s),
+        ("all_gather", "all_gather", n * s),
+        ("reduce_scatter", "reduce_scatter_tensor", n * s),
+        ("reduce_scatter", "reduce_scatter", n * s),
+        ("all_to_all", "all_to_all_single", n * s),
+        ("all_to_all", "all_to_all", n * s),
+        ("broadcast", "broadcast", K * 8),
+        ("reduce", "reduce", s),
+        ("gather", "gather", n * s),
+        ("scatter", "scatter", n * s),
+        ("all_reduce", "all_reduce", K * 2),
+    ]
 
 
 @pytest.mark.parametrize("n", [2, 4])
@@ -81,8 +94,14 @@ def test_direct_collectives_counts_bytes_and_groups(tmp_path, n):
         obj = [r for r in recs if r["via"] == "all_gather_object"]
         assert len(obj) == 2 and {r["op"] for r in obj} == {"all_gather"}  # sizes, then the pickled bytes
         p2p = [(r["op"], r["peer"], r["async"]) for r in recs if r["op"] in ("send", "recv")]
-        assert sorted(p2p) == sorted([("send", (rank + 1) % n, False), ("recv", (rank - 1) % n, False),
-                                      ("send", (rank + 1) % n, True), ("recv", (rank - 1) % n, True)])
+        assert sorted(p2p) == sorted(
+            [
+                ("send", (rank + 1) % n, False),
+                ("recv", (rank - 1) % n, False),
+                ("send", (rank + 1) % n, True),
+                ("recv", (rank - 1) % n, True),
+            ]
+        )
         assert recs[-1]["op"] == "barrier" and recs[-1]["bytes"] == 0
         groups = events(out, rank, "group")
         assert groups[0]["ranks"] == list(range(n))
@@ -93,7 +112,9 @@ def test_direct_collectives_counts_bytes_and_groups(tmp_path, n):
         else:
             assert sub == []
         stacks = {s["sid"]: s["frames"] for s in events(out, rank, "stack")}
-        assert any("direct_calls" in f for f in stacks[recs[0]["sid"]][-1:])  # the caller, library frames left out
+        assert any(
+            "direct_calls" in f for f in stacks[recs[0]["sid"]][-1:]
+        )  # the caller, library frames left out
 
 
 def ddp_training(rank: int, n: int, out: str, user_hook: bool) -> None:
@@ -169,7 +190,9 @@ def test_fsdp_all_gathers_and_reduce_scatters_are_seen(tmp_path, version):
             ag = sum(r["bytes"] for r in recs if r["step"] == step and r["op"] == "all_gather")
             rs = sum(r["bytes"] for r in recs if r["step"] == step and r["op"] == "reduce_scatter")
             assert rs == param_bytes  # each gradient reduce-scattered once; S = the full (unsharded) input
-            assert ag >= param_bytes  # forward gathers every parameter at least once (FSDP2 again in backward)
+            assert (
+                ag >= param_bytes
+            )  # forward gathers every parameter at least once (FSDP2 again in backward)
 
 
 @pytest.fixture()
@@ -183,6 +206,7 @@ def world1(tmp_path):
 def test_fails_open_when_recording_breaks(tmp_path, world1, caplog):
     prof = profile(str(tmp_path / "prof"), memory=False, hang_timeout=None)
     with prof:
+
         def broken(_rec):
             raise RuntimeError("disk full")
 
@@ -196,10 +220,18 @@ def test_fails_open_when_recording_breaks(tmp_path, world1, caplog):
 
 
 def test_uninstall_restores_torch_distributed(tmp_path, world1):
-    before = (dist.all_reduce, dist.distributed_c10d.all_gather, torch.nn.parallel.DistributedDataParallel.__init__)
+    before = (
+        dist.all_reduce,
+        dist.distributed_c10d.all_gather,
+        torch.nn.parallel.DistributedDataParallel.__init__,
+    )
     with profile(str(tmp_path / "prof"), memory=False, hang_timeout=None):
         assert dist.all_reduce is not before[0] and dist.distributed_c10d.all_gather is not before[1]
-    after = (dist.all_reduce, dist.distributed_c10d.all_gather, torch.nn.parallel.DistributedDataParallel.__init__)
+    after = (
+        dist.all_reduce,
+        dist.distributed_c10d.all_gather,
+        torch.nn.parallel.DistributedDataParallel.__init__,
+    )
     assert after == before
 
 

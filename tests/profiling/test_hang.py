@@ -1,5 +1,6 @@
 """Hang watchdog: dumps on a stuck collective, peers dump on the signal (file and store), kill on request,
 fail open; and a real 2-rank gloo hang where rank 1 skips an all_reduce."""
+
 import json
 import logging
 import os
@@ -17,8 +18,16 @@ from ascend_tools.profiling.hang import Watchdog
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TIMEOUT = 0.5
-COLL = {"gid": "0", "seq": 3, "op": "all_reduce", "api": "all_reduce", "bytes": 4096, "n": 2, "ranks": [0, 1],
-        "step": 2}
+COLL = {
+    "gid": "0",
+    "seq": 3,
+    "op": "all_reduce",
+    "api": "all_reduce",
+    "bytes": 4096,
+    "n": 2,
+    "ranks": [0, 1],
+    "step": 2,
+}
 RECENT = [{"k": "coll", "gid": "0", "seq": 2, "op": "broadcast", "api": "broadcast", "t0": 1.0, "t1": 1.5}]
 
 
@@ -30,8 +39,15 @@ def pyspy_functions(hang_dir, thread="MainThread"):
 
 def make_watchdog(out, rank, inflight, flushes=None, **kw):
     kw.setdefault("store", lambda: None)
-    return Watchdog(str(out), rank, TIMEOUT, inflight=lambda: list(inflight), recent=lambda: list(RECENT),
-                    flush=lambda: flushes.append(time.time()) if flushes is not None else None, **kw)
+    return Watchdog(
+        str(out),
+        rank,
+        TIMEOUT,
+        inflight=lambda: list(inflight),
+        recent=lambda: list(RECENT),
+        flush=lambda: flushes.append(time.time()) if flushes is not None else None,
+        **kw,
+    )
 
 
 def wait_in_training_step(watchdogs):
@@ -96,8 +112,9 @@ def test_peer_dumps_on_the_signal(tmp_path, via):
 
 def test_no_dump_without_a_hang_or_for_a_stale_signal(tmp_path):
     """A collective younger than the timeout, and a signal left by an earlier run, trigger nothing."""
-    (tmp_path / hang.SIGNAL_FILE).write_text(json.dumps({"rank": 0, "detected_at": time.time() - 3600,
-                                                         "collective": COLL}))
+    (tmp_path / hang.SIGNAL_FILE).write_text(
+        json.dumps({"rank": 0, "detected_at": time.time() - 3600, "collective": COLL})
+    )
     young = [dict(COLL, t0=time.time() + 3600)]
     wd = make_watchdog(tmp_path, 1, young, poll=0.01)
     polls = []
@@ -114,14 +131,23 @@ def test_internal_error_is_logged_once_and_never_raised(tmp_path, caplog):
     def broken():
         raise KeyError("t0")
 
-    wd = Watchdog(str(tmp_path), 0, TIMEOUT, inflight=broken, recent=list, flush=lambda: None,
-                  store=lambda: None, poll=0.01)
+    wd = Watchdog(
+        str(tmp_path),
+        0,
+        TIMEOUT,
+        inflight=broken,
+        recent=list,
+        flush=lambda: None,
+        store=lambda: None,
+        poll=0.01,
+    )
     with caplog.at_level(logging.WARNING, logger="ascend_tools"):
         wd.start()
         assert wait_for(lambda: wd.internal_errors >= 3)
         wd.stop()
     assert [r.getMessage() for r in caplog.records if "hang watchdog" in r.getMessage()] == [
-        "hang watchdog: rank 0: internal error, a hang may go unreported (training goes on): KeyError: 't0'"]
+        "hang watchdog: rank 0: internal error, a hang may go unreported (training goes on): KeyError: 't0'"
+    ]
 
 
 def test_missing_pyspy_is_recorded_and_the_rest_still_dumped(tmp_path, monkeypatch):
@@ -162,8 +188,9 @@ time.sleep(60)
 def test_kill_after_dump(tmp_path, mode, killed_by):
     script = tmp_path / "stuck.py"
     script.write_text(KILL_SCRIPT.format(root=ROOT))
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path), mode], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), mode], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == -killed_by, proc.stderr
     assert (tmp_path / "rank0" / "hang" / "hang.json").exists()
 
@@ -203,11 +230,20 @@ def test_real_gloo_hang_dumps_every_rank(tmp_path):
     script.write_text(GLOO_RANK.format(root=ROOT))
     port = str(free_port())
     prof = tmp_path / "prof"
-    procs = [subprocess.Popen([sys.executable, str(script), str(r), port, str(prof)], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for r in (0, 1)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(r), port, str(prof)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for r in (0, 1)
+    ]
     reports = [prof / f"rank{r}" / "hang" / "hang.json" for r in (0, 1)]
     try:
-        done = wait_for(lambda: all(p.exists() for p in reports) or any(p.poll() is not None for p in procs), 90)
+        done = wait_for(
+            lambda: all(p.exists() for p in reports) or any(p.poll() is not None for p in procs), 90
+        )
         assert done and all(p.exists() for p in reports), [p.poll() for p in procs]
     finally:
         for p in procs:

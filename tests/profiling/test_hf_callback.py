@@ -1,4 +1,5 @@
 """The Trainer callback marks one profiler step per Trainer step, and owns its profiler when given a directory."""
+
 import torch
 from gloo_ranks import events
 from transformers import TrainerControl, TrainerState

@@ -1,5 +1,6 @@
 """Memory sampler: records, per-step peaks against hand-computed values from allocator counters in the
 real CUDA ``memory_stats()`` key set, USS cadence, bounds, the thread, fail open."""
+
 import itertools
 import logging
 import threading
@@ -14,23 +15,56 @@ from ascend_tools.profiling import memory
 from ascend_tools.profiling.memory import MemorySampler, fragmentation
 
 # torch.cuda.memory_stats()'s keys as its docstring lists them (torch/cuda/memory.py)
-CORE = ("allocated", "allocated_bytes", "segment", "reserved_bytes", "active", "active_bytes", "inactive_split",
-        "inactive_split_bytes", "requested_bytes")
-EVENTS = ("num_alloc_retries", "num_ooms", "num_sync_all_streams", "num_device_alloc", "num_device_free",
-          "max_split_size")
+CORE = (
+    "allocated",
+    "allocated_bytes",
+    "segment",
+    "reserved_bytes",
+    "active",
+    "active_bytes",
+    "inactive_split",
+    "inactive_split_bytes",
+    "requested_bytes",
+)
+EVENTS = (
+    "num_alloc_retries",
+    "num_ooms",
+    "num_sync_all_streams",
+    "num_device_alloc",
+    "num_device_free",
+    "max_split_size",
+)
 
 
 def cuda_stats(allocated, reserved, active, peak_allocated, peak_reserved, retries=0, ooms=0):
-    raw = {f"{stat}.{pool}.{metric}": 0 for stat, pool, metric in itertools.product(
-        CORE, ("all", "large_pool", "small_pool"), ("current", "peak", "allocated", "freed"))}
+    raw = {
+        f"{stat}.{pool}.{metric}": 0
+        for stat, pool, metric in itertools.product(
+            CORE, ("all", "large_pool", "small_pool"), ("current", "peak", "allocated", "freed")
+        )
+    }
     raw.update({k: 0 for k in EVENTS})
-    raw.update({f"oversize_{k}.{m}": 0 for k in ("allocations", "segments")
-                for m in ("current", "peak", "allocated", "freed")})
-    raw.update({"allocated_bytes.all.current": allocated, "reserved_bytes.all.current": reserved,
-                "active_bytes.all.current": active, "allocated_bytes.all.peak": peak_allocated,
-                "reserved_bytes.all.peak": peak_reserved, "num_alloc_retries": retries, "num_ooms": ooms,
-                # the large pool holds all of it: a value the sampler must not pick up instead
-                "allocated_bytes.large_pool.current": allocated, "segment.all.current": 7})
+    raw.update(
+        {
+            f"oversize_{k}.{m}": 0
+            for k in ("allocations", "segments")
+            for m in ("current", "peak", "allocated", "freed")
+        }
+    )
+    raw.update(
+        {
+            "allocated_bytes.all.current": allocated,
+            "reserved_bytes.all.current": reserved,
+            "active_bytes.all.current": active,
+            "allocated_bytes.all.peak": peak_allocated,
+            "reserved_bytes.all.peak": peak_reserved,
+            "num_alloc_retries": retries,
+            "num_ooms": ooms,
+            # the large pool holds all of it: a value the sampler must not pick up instead
+            "allocated_bytes.large_pool.current": allocated,
+            "segment.all.current": 7,
+        }
+    )
     return raw
 
 
@@ -57,27 +91,50 @@ def test_samples_and_step_peaks(allocator):
     allocator.now = cuda_stats(300, 400, 320, 300, 400)
     first = s.sample()
     assert first["k"] == "mem" and first["step"] == 0 and first["host"]["rss"] > 0
-    assert first["dev"] == {"allocated_bytes": 300, "reserved_bytes": 400, "active_bytes": 320,
-                            "peak_allocated_bytes": 300, "peak_reserved_bytes": 400, "num_alloc_retries": 0,
-                            "num_ooms": 0, "fragmentation": 0.25}
+    assert first["dev"] == {
+        "allocated_bytes": 300,
+        "reserved_bytes": 400,
+        "active_bytes": 320,
+        "peak_allocated_bytes": 300,
+        "peak_reserved_bytes": 400,
+        "num_alloc_retries": 0,
+        "num_ooms": 0,
+        "fragmentation": 0.25,
+    }
     allocator.now = cuda_stats(250, 500, 260, 350, 500)
     s.sample()
     # between samples the allocator peaked at 900 and retried twice; the step ends lower
     allocator.now = cuda_stats(120, 450, 130, 900, 500, retries=2)
     peaks0 = s.on_step(0)
-    assert peaks0 == {"step": 0, "samples": 3, "allocated_bytes": 900, "reserved_bytes": 500,
-                      "active_bytes": 320, "fragmentation": 0.5, "peak_allocated_bytes": 900,
-                      "peak_reserved_bytes": 500, "num_alloc_retries": 2, "num_ooms": 0,
-                      "rss": peaks0["rss"], "uss": peaks0["uss"]}
+    assert peaks0 == {
+        "step": 0,
+        "samples": 3,
+        "allocated_bytes": 900,
+        "reserved_bytes": 500,
+        "active_bytes": 320,
+        "fragmentation": 0.5,
+        "peak_allocated_bytes": 900,
+        "peak_reserved_bytes": 500,
+        "num_alloc_retries": 2,
+        "num_ooms": 0,
+        "rss": peaks0["rss"],
+        "uss": peaks0["uss"],
+    }
     assert peaks0["uss"] > 0 and peaks0["rss"] > 0
 
     step[0] = 1
     allocator.now = cuda_stats(100, 450, 110, 900, 500, retries=2)  # peaks unchanged: not reached in step 1
     peaks1 = s.on_step(1)
-    assert {k: peaks1[k] for k in ("allocated_bytes", "reserved_bytes", "peak_allocated_bytes",
-                                   "num_alloc_retries", "samples")} == {
-        "allocated_bytes": 100, "reserved_bytes": 450, "peak_allocated_bytes": 900, "num_alloc_retries": 0,
-        "samples": 1}
+    assert {
+        k: peaks1[k]
+        for k in ("allocated_bytes", "reserved_bytes", "peak_allocated_bytes", "num_alloc_retries", "samples")
+    } == {
+        "allocated_bytes": 100,
+        "reserved_bytes": 450,
+        "peak_allocated_bytes": 900,
+        "num_alloc_retries": 0,
+        "samples": 1,
+    }
     assert set(s.step_peaks()) == {0, 1} and s.step_peaks()[0] == peaks0
     # only on_step emits on the caller's thread; sample() returns its record to the thread that emits it
     assert [(r["step"], r["dev"]["allocated_bytes"]) for r in emitted] == [(0, 120), (1, 100)]

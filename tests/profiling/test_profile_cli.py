@@ -1,6 +1,7 @@
 """End to end, with zero code change: ``ascend-doctor profile -- torchrun ... demo_train`` on real gloo ranks, then
 ``ascend-doctor analyze``. Injected faults (a straggler, a skipped collective, a SIGKILL) are named; a
 balanced run is not flagged."""
+
 import json
 import os
 import signal
@@ -18,8 +19,14 @@ TRAIN = [os.path.join(ROOT, "examples", "train_ddp.py")]
 
 
 def cli(*args, timeout=180, **kw):
-    return subprocess.run([sys.executable, "-m", "ascend_tools.cli", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "ascend_tools.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kw,
+    )
 
 
 def read_text(path):
@@ -41,8 +48,18 @@ def analyze_json(out):
 def test_straggler_named_at_a_tenth_of_the_step(tmp_path, nproc):
     out = str(tmp_path / "prof")
     straggler = nproc - 1
-    run = profile_run(out, nproc, "--steps", "16", "--compute-ms", "60", "--straggler", str(straggler),
-                      "--delay-frac", "0.125")  # 7.5 ms: 10% of a ~75 ms step
+    run = profile_run(
+        out,
+        nproc,
+        "--steps",
+        "16",
+        "--compute-ms",
+        "60",
+        "--straggler",
+        str(straggler),
+        "--delay-frac",
+        "0.125",
+    )  # 7.5 ms: 10% of a ~75 ms step
     assert run.returncode == 0, run.stderr
     assert sorted(os.listdir(out)) == [f"rank{r}" for r in range(nproc)]
     report = analyze_json(out)
@@ -59,8 +76,19 @@ def test_balanced_runs_have_no_slow_rank(tmp_path):
 
 def test_skipped_collective_dumps_every_rank_and_names_the_missing_one(tmp_path):
     out = str(tmp_path / "prof")
-    run = profile_run(out, 2, "--steps", "4", "--compute-ms", "20", "--skip", "1:2", "--hang-sleep", "12",
-                      options=("--hang-timeout", "3"))
+    run = profile_run(
+        out,
+        2,
+        "--steps",
+        "4",
+        "--compute-ms",
+        "20",
+        "--skip",
+        "1:2",
+        "--hang-sleep",
+        "12",
+        options=("--hang-timeout", "3"),
+    )
     assert run.returncode != 0  # rank 1 exits, the all_reduce on rank 0 then fails
     for rank in (0, 1):
         hang = os.path.join(out, f"rank{rank}", "hang")
@@ -72,15 +100,35 @@ def test_skipped_collective_dumps_every_rank_and_names_the_missing_one(tmp_path)
     assert len(report["hangs"]) == 1
     hang = report["hangs"][0]
     assert hang["op"] == "all_reduce" and hang["missing_ranks"] == [1]
-    sleep_line = next(i for i, line in enumerate(read_text(TRAIN[0]).splitlines(), 1) if "time.sleep(args.hang_sleep)" in line)
+    sleep_line = next(
+        i
+        for i, line in enumerate(read_text(TRAIN[0]).splitlines(), 1)
+        if "time.sleep(args.hang_sleep)" in line
+    )
     rank1 = next(r for r in report["ranks"] if r["rank"] == 1)
-    assert rank1["stack_top"] == f"train_ddp.py:{sleep_line} in main"  # where the missing rank stood, from py-spy
+    assert (
+        rank1["stack_top"] == f"train_ddp.py:{sleep_line} in main"
+    )  # where the missing rank stood, from py-spy
 
 
 def test_sigkilled_rank_is_read_up_to_the_kill(tmp_path):
     out = str(tmp_path / "prof")
-    cmd = [sys.executable, "-m", "ascend_tools.cli", "profile", "-o", out, "--", *TORCHRUN, "2", *TRAIN,
-           "--steps", "400", "--compute-ms", "20"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ascend_tools.cli",
+        "profile",
+        "-o",
+        out,
+        "--",
+        *TORCHRUN,
+        "2",
+        *TRAIN,
+        "--steps",
+        "400",
+        "--compute-ms",
+        "20",
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         events = os.path.join(out, "rank1", "events.jsonl")
@@ -96,7 +144,9 @@ def test_sigkilled_rank_is_read_up_to_the_kill(tmp_path):
     assert rank1["collectives"] >= 10
 
 
-@pytest.mark.parametrize("case", ["negative-timeout", "nan-timeout", "existing-profile", "not-found", "out-is-a-file"])
+@pytest.mark.parametrize(
+    "case", ["negative-timeout", "nan-timeout", "existing-profile", "not-found", "out-is-a-file"]
+)
 def test_bad_input_is_one_line_and_exit_2(tmp_path, case):
     out = tmp_path / "prof"
     options, command = [], ["python", "-c", "pass"]

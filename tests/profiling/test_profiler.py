@@ -1,5 +1,6 @@
 """The profile() session itself: OOM forensics then re-raise, where a process without a rank writes, and the
 records kept from before the rank was known."""
+
 import json
 import os
 
@@ -14,8 +15,10 @@ def test_oom_inside_a_profiled_step_writes_forensics_and_reraises(tmp_path):
     out = str(tmp_path / "prof")
     model = torch.nn.Linear(4, 4)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with pytest.raises(torch.OutOfMemoryError, match=r"Tried to allocate 2\.00 GiB"), \
-            profile(out, comm=False, hang_timeout=None):
+    with (
+        pytest.raises(torch.OutOfMemoryError, match=r"Tried to allocate 2\.00 GiB"),
+        profile(out, comm=False, hang_timeout=None),
+    ):
         for step in range(3):
             model(torch.randn(2, 4)).sum().backward()
             if step == 2:

@@ -1,4 +1,5 @@
 """Rendering one Report to terminal text, markdown, JSON and self-contained HTML, and writing it."""
+
 import json
 import math
 import os
@@ -33,23 +34,47 @@ def make_report(n_rows: int = 5) -> Report:
         data={"ops": [{"name": "aten::mm", "verdict": "npu"}], "count": 3},
     )
     sec = r.section(f"Ops {XSS}", [f"paragraph {XSS} with | pipe"])
-    rows = [[f"aten::op_{i}", ["npu", "cpu_fallback", "unsupported"][i % 3], i * 10, i / 7] for i in range(n_rows)]
+    rows = [
+        [f"aten::op_{i}", ["npu", "cpu_fallback", "unsupported"][i % 3], i * 10, i / 7] for i in range(n_rows)
+    ]
     rows.append([XSS, "npu", 1, 0.5])
-    sec.tables.append(Table(f"Table {XSS}", ["op", f"status {XSS}", "calls", "ms"], rows, note=f"note {XSS}",
-                            status_column=f"status {XSS}"))
+    sec.tables.append(
+        Table(
+            f"Table {XSS}",
+            ["op", f"status {XSS}", "calls", "ms"],
+            rows,
+            note=f"note {XSS}",
+            status_column=f"status {XSS}",
+        )
+    )
     sec.findings += [
         Finding("info", "dtype", "bf16 only on A2"),
-        Finding("warning", "cuda-call", "torch.cuda.synchronize() is CUDA-only", "train.py:41", "use backend.synchronize()"),
+        Finding(
+            "warning",
+            "cuda-call",
+            "torch.cuda.synchronize() is CUDA-only",
+            "train.py:41",
+            "use backend.synchronize()",
+        ),
         Finding("error", f"rule {XSS}", f"message {XSS}", f"loc {XSS}", f"fix {XSS}"),
     ]
-    sec.series.append(Series(f"Loss {XSS}", f"step {XSS}", "loss", {
-        "gpu": [(float(i), 3.0 / (i + 1)) for i in range(20)],
-        f"npu {XSS}": [(float(i), 3.1 / (i + 1)) for i in range(20)],
-    }, marks=[(10.0, f"backward {XSS}")]))
+    sec.series.append(
+        Series(
+            f"Loss {XSS}",
+            f"step {XSS}",
+            "loss",
+            {
+                "gpu": [(float(i), 3.0 / (i + 1)) for i in range(20)],
+                f"npu {XSS}": [(float(i), 3.1 / (i + 1)) for i in range(20)],
+            },
+            marks=[(10.0, f"backward {XSS}")],
+        )
+    )
     return r
 
 
 # ---------------------------------------------------------------- JSON
+
 
 def test_json_round_trips_and_equals_payload_with_schema():
     r = make_report()
@@ -60,10 +85,22 @@ def test_json_round_trips_and_equals_payload_with_schema():
 
 
 def test_json_converts_non_json_values():
-    r = Report(schema="s/1", title="t", data={
-        "nan": float("nan"), "inf": float("inf"), "ninf": -math.inf, "nested": [{"v": float("nan")}],
-        "tuple": (1, 2), "set": {3, 1, 2}, "path": Path("/tmp/x.json"), "text": "中文 ✓", "z": 1, "a": 2,
-    })
+    r = Report(
+        schema="s/1",
+        title="t",
+        data={
+            "nan": float("nan"),
+            "inf": float("inf"),
+            "ninf": -math.inf,
+            "nested": [{"v": float("nan")}],
+            "tuple": (1, 2),
+            "set": {3, 1, 2},
+            "path": Path("/tmp/x.json"),
+            "text": "中文 ✓",
+            "z": 1,
+            "a": 2,
+        },
+    )
     out = render(r, "json")
     back = json.loads(out)
     assert back["nan"] is None and back["inf"] is None and back["ninf"] is None
@@ -83,6 +120,7 @@ def test_json_mixed_type_set_is_deterministic():
 
 
 # ---------------------------------------------------------------- HTML
+
 
 def test_html_is_self_contained_and_escaped():
     out = render(make_report(), "html")
@@ -109,14 +147,19 @@ def test_html_filter_box_hidden_without_js_and_tables_complete():
     r = make_report(n_rows=120)
     out = render(r, "html")
     assert '<div class="tools" hidden><input type="search" class="filter"' in out
-    tbody = out[out.index("<tbody>"):out.index("</tbody>")]
+    tbody = out[out.index("<tbody>") : out.index("</tbody>")]
     assert tbody.count("<tr>") == 121
 
 
 def test_html_svg_polyline_matches_series():
     xs = [0, 1, 2, 5, 10, 11, 30]
-    series = Series("loss", "step", "loss", {"a": [(x, 1.0 + 0.1 * x) for x in xs], "b": [(x, 2.0) for x in xs]},
-                    marks=[(5, "fwd/bwd")])
+    series = Series(
+        "loss",
+        "step",
+        "loss",
+        {"a": [(x, 1.0 + 0.1 * x) for x in xs], "b": [(x, 2.0) for x in xs]},
+        marks=[(5, "fwd/bwd")],
+    )
     r = Report(schema="s/1", title="t")
     r.section("plots").series.append(series)
     out = render(r, "html")
@@ -136,14 +179,14 @@ def test_html_svg_polyline_matches_series():
 
 def test_svg_unsorted_input_is_drawn_in_x_order():
     svg, _ = line_plot(Series("t", "x", "y", {"l": [(3, 1), (1, 2), (2, 3)]}))
-    (_, pts), = polylines(svg)
+    ((_, pts),) = polylines(svg)
     assert [p[0] for p in pts] == sorted(p[0] for p in pts)
 
 
 def test_svg_log_y_drops_non_positive_and_says_so():
     pts = [(0, 1e-3), (1, 0.0), (2, -5.0), (3, 1e-1), (4, float("nan")), (5, 10.0)]
     svg, notes = line_plot(Series("err", "op", "rel", {"e": pts}, log_y=True))
-    (_, drawn), = polylines(svg)
+    ((_, drawn),) = polylines(svg)
     assert len(drawn) == 3
     assert any("non-positive" in n and "2" in n for n in notes)
     assert any("non-finite" in n for n in notes)
@@ -156,7 +199,9 @@ def test_svg_log_y_drops_non_positive_and_says_so():
 def test_svg_degenerate_series_do_not_crash():
     for lines in ({}, {"a": []}, {"a": [(1, 1)]}, {"a": [(1, 5), (1, 5)]}, {"a": [(0, -1)]}):
         for log in (False, True):
-            svg, _ = line_plot(Series("t", "x", "y", lines, marks=[(1, "m"), (float("nan"), "bad")], log_y=log))
+            svg, _ = line_plot(
+                Series("t", "x", "y", lines, marks=[(1, "m"), (float("nan"), "bad")], log_y=log)
+            )
             assert svg.startswith("<svg") and svg.endswith("</svg>")
             assert "nan" not in re.sub(r"<text.*?</text>|<title>.*?</title>", "", svg).lower()
 
@@ -164,7 +209,7 @@ def test_svg_degenerate_series_do_not_crash():
 def test_svg_long_series_is_thinned():
     n = 100_000
     svg, _ = line_plot(Series("t", "x", "y", {"a": [(i, math.sin(i / 500)) for i in range(n)]}))
-    (_, pts), = polylines(svg)
+    ((_, pts),) = polylines(svg)
     assert len(pts) < 5000
     assert [p[0] for p in pts] == sorted(p[0] for p in pts)
     ys = [p[1] for p in pts]
@@ -181,6 +226,7 @@ def test_ticks_are_nice():
 
 # ---------------------------------------------------------------- markdown
 
+
 def test_markdown_escapes_and_structure():
     r = make_report()
     r.sections[0].tables.append(Table("pipes", ["a|b", "c"], [["x|y", "line1\nline2"]]))
@@ -190,7 +236,9 @@ def test_markdown_escapes_and_structure():
     assert "## Ops" in out
     assert "| a\\|b | c |" in out
     assert "| x\\|y | line1<br>line2 |" in out
-    assert "<script>" not in re.sub(r"`[^`]*`", "", out)  # raw text only inside code spans, where it is literal
+    assert "<script>" not in re.sub(
+        r"`[^`]*`", "", out
+    )  # raw text only inside code spans, where it is literal
     assert "`loc <script>alert(1)</script>`" in out
     # every table row has exactly columns+1 unescaped pipes
     for line in out.splitlines():
@@ -217,6 +265,7 @@ def test_markdown_code_span_with_backticks():
 
 # ---------------------------------------------------------------- terminal
 
+
 def test_terminal_every_row_and_aligned_columns():
     rows = [[f"name_{i:03d}", "npu" if i % 2 else "cpu_fallback", i, i * 1.5] for i in range(30)]
     r = Report(schema="s/1", title="T", summary=[("a", 1), ("longer label", "x")])
@@ -224,7 +273,7 @@ def test_terminal_every_row_and_aligned_columns():
     out = render_text(r, width=120)
     lines = out.splitlines()
     head = next(i for i, line in enumerate(lines) if line.startswith("name "))
-    table_lines = lines[head:head + 2 + len(rows)]
+    table_lines = lines[head : head + 2 + len(rows)]
     assert len({len(line) for line in table_lines}) == 1
     assert set(table_lines[1]) <= {"-", " "}
     for row in rows:
@@ -251,8 +300,11 @@ def test_terminal_findings_grouped_and_colour_only_when_asked():
     r = make_report()
     plain = render(r, "table")
     lines = plain.splitlines()
-    sev = [line.split()[0] for line in lines if line.split() and line.split()[0] in ("error", "warning", "info")
-           and "  " in line]
+    sev = [
+        line.split()[0]
+        for line in lines
+        if line.split() and line.split()[0] in ("error", "warning", "info") and "  " in line
+    ]
     assert sev[:3] == ["error", "warning", "info"]
     assert any(line.strip().startswith("→ use backend.synchronize()") for line in lines)
     assert "\x1b[" not in plain
@@ -270,6 +322,7 @@ def test_terminal_series_summary():
 
 # ---------------------------------------------------------------- empty and odd input
 
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_empty_report_sections_and_tables_render(fmt):
     empty = Report(schema="s/1", title="")
@@ -277,8 +330,12 @@ def test_empty_report_sections_and_tables_render(fmt):
     r = Report(schema="s/1", title="t")
     r.section("empty section")
     sec = r.section("empties")
-    sec.tables += [Table("no rows", ["a", "b"], []), Table("no columns", [], []), Table("", [], [[1, 2]]),
-                   Table("ragged", ["a", "b", "c"], [[1], [1, 2, 3, 4]])]
+    sec.tables += [
+        Table("no rows", ["a", "b"], []),
+        Table("no columns", [], []),
+        Table("", [], [[1, 2]]),
+        Table("ragged", ["a", "b", "c"], [[1], [1, 2, 3, 4]]),
+    ]
     sec.series.append(Series("no lines", "x", "y", {}))
     sec.series.append(Series("empty line", "x", "y", {"a": []}, log_y=True))
     sec.findings.append(Finding("custom", "", ""))
@@ -294,6 +351,7 @@ def test_unknown_format_is_an_input_error():
 
 
 # ---------------------------------------------------------------- writing
+
 
 def test_write_report_creates_nested_directories(tmp_path):
     target = tmp_path / "a" / "b" / "report.json"

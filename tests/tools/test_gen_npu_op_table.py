@@ -1,4 +1,5 @@
 """tools/gen_npu_op_table.py: reproduces the shipped table byte-for-byte and matches the 2.14 wheel."""
+
 import importlib.util
 import os
 import subprocess
@@ -11,7 +12,9 @@ TOOL = os.path.join(REPO, "tools", "gen_npu_op_table.py")
 SHIPPED = os.path.join(REPO, "ascend_tools", "opcheck", "data", "npu_ops.json")
 DATA = os.path.join(os.path.dirname(REPO), "shared", "data", "torch_npu")
 
-pytestmark = pytest.mark.skipif(not os.path.isdir(DATA), reason=f"{DATA} absent: CI keeps ../shared beside the clone")
+pytestmark = pytest.mark.skipif(
+    not os.path.isdir(DATA), reason=f"{DATA} absent: CI keeps ../shared beside the clone"
+)
 
 
 def _gen():

@@ -7,6 +7,7 @@ analyzers)::
         ─► collectives.table, p2p.matrix, steps.breakdown, slow_rank.find, hangs.find, memory.summarize
         ─► report.build (a Report) and, on request, chrome_trace.write_trace
 """
+
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
@@ -48,18 +49,29 @@ def run(path: str, progress: Optional[Progress] = None, rule: Optional[SlowRankR
     skew = measure(profile, instances)
     table = steps.breakdown(profile, skew)
     return Analysis(
-        profile=profile, clock=clock, skew=skew, steps=table,
-        slow=slow_rank.find(profile, skew, table, rule or SlowRankRule()), hangs=hangs.find(profile),
+        profile=profile,
+        clock=clock,
+        skew=skew,
+        steps=table,
+        slow=slow_rank.find(profile, skew, table, rule or SlowRankRule()),
+        hangs=hangs.find(profile),
         positions=hangs.positions(profile),
-        collectives=collectives.table(profile, skew), collectives_by_group=collectives.table(profile, skew, True),
+        collectives=collectives.table(profile, skew),
+        collectives_by_group=collectives.table(profile, skew, True),
         p2p=p2p.matrix(profile),
-        memory=memory.summarize({r: i.memory for r, i in profile.ranks.items()},
-                                {r: i.oom for r, i in profile.ranks.items() if i.oom is not None}),
+        memory=memory.summarize(
+            {r: i.memory for r, i in profile.ranks.items()},
+            {r: i.oom for r, i in profile.ranks.items() if i.oom is not None},
+        ),
     )
 
 
-def analyze(path: str, progress: Optional[Progress] = None, rule: Optional[SlowRankRule] = None,
-            trace: Optional[str] = None) -> Report:
+def analyze(
+    path: str,
+    progress: Optional[Progress] = None,
+    rule: Optional[SlowRankRule] = None,
+    trace: Optional[str] = None,
+) -> Report:
     """The ``ascend-doctor/analyze/1`` report of the profile at ``path``; with ``trace``, also write a
     Chrome/Perfetto trace there."""
     result = run(path, progress, rule)

@@ -1,4 +1,5 @@
 """Small numpy helpers the analyses share."""
+
 from typing import Iterator, Tuple
 
 import numpy as np

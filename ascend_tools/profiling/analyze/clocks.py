@@ -16,6 +16,7 @@ so tensor-parallel groups inside a data-parallel group, or pipeline stages, all 
 rank that shares no usable collective with the others keeps offset 0 and is reported as unaligned.
 Aligned time = recorded time − offset[rank].
 """
+
 import heapq
 from dataclasses import dataclass, field
 from typing import Dict, List, Tuple
@@ -31,7 +32,9 @@ from .model import Profile
 class ClockFit:
     offsets: np.ndarray  # seconds, index = rank
     reference: int
-    via: Dict[int, Tuple[str, int]] = field(default_factory=dict)  # rank -> (gid, shared collectives) it was aligned by
+    via: Dict[int, Tuple[str, int]] = field(
+        default_factory=dict
+    )  # rank -> (gid, shared collectives) it was aligned by
     unaligned: List[int] = field(default_factory=list)
     residual_p50: float = float("nan")  # spread (max − min) of aligned exit times per collective
     residual_p99: float = float("nan")
@@ -47,7 +50,9 @@ def _usable_t1(profile: Profile, inst: GroupInstances) -> np.ndarray:
 def fit(profile: Profile, instances: List[GroupInstances]) -> ClockFit:
     """Offsets per rank by the rule in the module docstring."""
     world = profile.world_size
-    edges: Dict[int, List[Tuple[int, int, float, str]]] = {}  # rank -> [(weight, other, d = clock_other − clock_rank, gid)]
+    edges: Dict[
+        int, List[Tuple[int, int, float, str]]
+    ] = {}  # rank -> [(weight, other, d = clock_other − clock_rank, gid)]
     matrices = []
     for inst in instances:
         t1 = _usable_t1(profile, inst)
@@ -83,7 +88,9 @@ def fit(profile: Profile, instances: List[GroupInstances]) -> ClockFit:
             if other not in done:
                 heapq.heappush(heap, (-w, dst, other, d2, gid2))
     result.unaligned = sorted(int(r) for r in with_records if int(r) not in done)
-    spread = np.concatenate([_spread(t1 - offsets[inst.members][:, None]) for inst, t1 in matrices] or [np.zeros(0)])
+    spread = np.concatenate(
+        [_spread(t1 - offsets[inst.members][:, None]) for inst, t1 in matrices] or [np.zeros(0)]
+    )
     if len(spread):
         result.residual_p50, result.residual_p99 = (float(v) for v in np.percentile(spread, [50, 99]))
     return result

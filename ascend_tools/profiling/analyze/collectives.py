@@ -13,6 +13,7 @@ Buckets are powers of two: a message of S bytes falls in [2^k, 2^(k+1)) with k =
 Async collectives (``async_op=True``) are their own rows: their time runs to when the future was seen
 complete, so it includes whatever the rank did meanwhile.
 """
+
 from typing import Any, Dict, List
 
 import numpy as np
@@ -39,7 +40,7 @@ def size_label(nbytes: float) -> str:
 
 
 def bucket_label(bucket: int) -> str:
-    return "0 B" if bucket < 0 else f"{size_label(2 ** bucket)}–{size_label(2 ** (bucket + 1))}"
+    return "0 B" if bucket < 0 else f"{size_label(2**bucket)}–{size_label(2 ** (bucket + 1))}"
 
 
 def table(profile: Profile, skew: Skew, by_group: bool = False) -> List[Dict[str, Any]]:
@@ -52,7 +53,9 @@ def table(profile: Profile, skew: Skew, by_group: bool = False) -> List[Dict[str
     xfer = time - skew.wait
     factor = bus_factors(profile.ops, colls.op, colls.n)
     with np.errstate(divide="ignore", invalid="ignore"):
-        alg = np.where((xfer > 0) & (colls.bytes > 0), colls.bytes / xfer / GB, np.nan)  # a barrier moves nothing
+        alg = np.where(
+            (xfer > 0) & (colls.bytes > 0), colls.bytes / xfer / GB, np.nan
+        )  # a barrier moves nothing
     bus = alg * factor
     group = colls.gid if by_group else np.zeros(len(colls), np.int64)
     key = (group << 40) | (colls.op << 24) | (colls.is_async.astype(np.int64) << 16) | (bucket + 1)
@@ -64,15 +67,24 @@ def table(profile: Profile, skew: Skew, by_group: bool = False) -> List[Dict[str
         op = profile.ops[int(colls.op[i])]
         calls = b - a if op in P2P_OPS else len(np.unique((colls.gid[sel] << 40) | colls.seq[sel]))
         row = {"group": profile.gids[int(colls.gid[i])]} if by_group else {}
-        row.update({
-            "op": op, "async": bool(colls.is_async[i]), "bucket": bucket_label(int(bucket[i])),
-            "bytes_min": int(colls.bytes[sel].min()), "bytes_max": int(colls.bytes[sel].max()),
-            "records": b - a, "calls": int(calls), "bytes_total": int(colls.bytes[sel].sum()),
-            "time_p50_s": percentile(time[sel], 50), "time_p99_s": percentile(time[sel], 99),
-            "wait_p50_s": percentile(skew.wait[sel], 50),
-            "algbw_p50_GBps": _nanmedian(alg[sel]), "busbw_p50_GBps": _nanmedian(bus[sel]),
-            "dev_ms_p50": _nanmedian(colls.dev_ms[sel]),
-        })
+        row.update(
+            {
+                "op": op,
+                "async": bool(colls.is_async[i]),
+                "bucket": bucket_label(int(bucket[i])),
+                "bytes_min": int(colls.bytes[sel].min()),
+                "bytes_max": int(colls.bytes[sel].max()),
+                "records": b - a,
+                "calls": int(calls),
+                "bytes_total": int(colls.bytes[sel].sum()),
+                "time_p50_s": percentile(time[sel], 50),
+                "time_p99_s": percentile(time[sel], 99),
+                "wait_p50_s": percentile(skew.wait[sel], 50),
+                "algbw_p50_GBps": _nanmedian(alg[sel]),
+                "busbw_p50_GBps": _nanmedian(bus[sel]),
+                "dev_ms_p50": _nanmedian(colls.dev_ms[sel]),
+            }
+        )
         rows.append(row)
     return rows
 

@@ -14,6 +14,7 @@ From each rank's ``hang/hang.json`` (written by the watchdog) and its ``coll`` r
 :func:`positions` says where every rank stands: its last completed collective (with its caller), what it
 holds in flight, its last step, and whether it was cut short.
 """
+
 import json
 import os
 import re
@@ -56,27 +57,38 @@ def find(profile: Profile) -> List[Dict[str, Any]]:
     for gid, entries in sorted(waiting.items()):
         seq = min(e["seq"] for e in entries)
         at = [e for e in entries if e["seq"] == seq]
-        members = profile.groups.get(gid) or next((list(e["ranks"]) for e in at if isinstance(e.get("ranks"), list)),
-                                                  sorted({e["rank"] for e in at}))
+        members = profile.groups.get(gid) or next(
+            (list(e["ranks"]) for e in at if isinstance(e.get("ranks"), list)),
+            sorted({e["rank"] for e in at}),
+        )
         entered = _entered(profile, gid, members)
         signature = Counter((e.get("op"), e.get("bytes")) for e in at).most_common(1)[0][0]
         t0s = [e["t0"] for e in at if isinstance(e.get("t0"), (int, float))]
-        hangs.append({
-            "group": gid, "seq": seq, "op": signature[0], "bytes": signature[1],
-            "api": next((e.get("api") for e in at if (e.get("op"), e.get("bytes")) == signature), None),
-            "step": next((e.get("step") for e in at if e.get("step") is not None), None),
-            "members": list(members),
-            "waiting_ranks": sorted({e["rank"] for e in at}),
-            "missing_ranks": sorted(r for r in members if entered[r] < seq),
-            "mismatched_ranks": sorted({e["rank"] for e in at if (e.get("op"), e.get("bytes")) != signature}),
-            "also_inflight": sorted({e["seq"] for e in entries if e["seq"] != seq}),
-            "first_arrival": min(t0s) if t0s else None,
-        })
+        hangs.append(
+            {
+                "group": gid,
+                "seq": seq,
+                "op": signature[0],
+                "bytes": signature[1],
+                "api": next((e.get("api") for e in at if (e.get("op"), e.get("bytes")) == signature), None),
+                "step": next((e.get("step") for e in at if e.get("step") is not None), None),
+                "members": list(members),
+                "waiting_ranks": sorted({e["rank"] for e in at}),
+                "missing_ranks": sorted(r for r in members if entered[r] < seq),
+                "mismatched_ranks": sorted(
+                    {e["rank"] for e in at if (e.get("op"), e.get("bytes")) != signature}
+                ),
+                "also_inflight": sorted({e["seq"] for e in entries if e["seq"] != seq}),
+                "first_arrival": min(t0s) if t0s else None,
+            }
+        )
     return sorted(hangs, key=lambda h: (h["first_arrival"] is None, h["first_arrival"] or 0.0, h["group"]))
 
 
 # frames that are not the user's: torch, this package, the standard library, <frozen ...>
-_LIBRARY_FRAME = re.compile(r"^<|[/\\](torch|ascend_tools)[/\\]|[/\\]lib[/\\]python3\.\d+[/\\](?!site-packages)")
+_LIBRARY_FRAME = re.compile(
+    r"^<|[/\\](torch|ascend_tools)[/\\]|[/\\]lib[/\\]python3\.\d+[/\\](?!site-packages)"
+)
 
 
 def stack_top(rank_dir: str) -> Optional[str]:
@@ -88,7 +100,9 @@ def stack_top(rank_dir: str) -> Optional[str]:
         main = next(t for t in threads if t.get("thread_name") == "MainThread")
         for fr in main.get("frames", []):  # innermost first
             if not _LIBRARY_FRAME.search(str(fr.get("filename", ""))):
-                return f"{fr.get('short_filename') or fr.get('filename')}:{fr.get('line')} in {fr.get('name')}"
+                return (
+                    f"{fr.get('short_filename') or fr.get('filename')}:{fr.get('line')} in {fr.get('name')}"
+                )
     except (OSError, ValueError, StopIteration, AttributeError, TypeError):
         return None
     return None
@@ -108,17 +122,32 @@ def positions(profile: Profile) -> Dict[int, Dict[str, Any]]:
         done: Optional[Dict[str, Any]] = None
         if i is not None:
             frames = info.stacks.get(int(colls.sid[i]), [])
-            done = {"group": profile.gids[int(colls.gid[i])], "seq": int(colls.seq[i]),
-                    "op": profile.ops[int(colls.op[i])], "step": int(colls.step[i]) if colls.step[i] >= 0 else None,
-                    "t1": float(colls.t1[i]), "where": frames[-1] if frames else None}
+            done = {
+                "group": profile.gids[int(colls.gid[i])],
+                "seq": int(colls.seq[i]),
+                "op": profile.ops[int(colls.op[i])],
+                "step": int(colls.step[i]) if colls.step[i] >= 0 else None,
+                "t1": float(colls.t1[i]),
+                "where": frames[-1] if frames else None,
+            }
         hang = info.hang or {}
         steps = [s for s in (info.last_step, done["step"] if done else None) if s is not None]
         out[rank] = {
             "last_collective": done,
-            "inflight": [{"group": e["gid"], "seq": e["seq"], "op": e.get("op"), "step": e.get("step"),
-                          "t0": e.get("t0")} for e in hang.get("inflight", [])],
-            "hang_trigger": hang.get("trigger"), "last_step": max(steps) if steps else None,
-            "cut_short": info.present and not info.closed, "present": info.present,
+            "inflight": [
+                {
+                    "group": e["gid"],
+                    "seq": e["seq"],
+                    "op": e.get("op"),
+                    "step": e.get("step"),
+                    "t0": e.get("t0"),
+                }
+                for e in hang.get("inflight", [])
+            ],
+            "hang_trigger": hang.get("trigger"),
+            "last_step": max(steps) if steps else None,
+            "cut_short": info.present and not info.closed,
+            "present": info.present,
             "stack_top": stack_top(info.path) if "pyspy.json" in info.hang_files else None,
         }
     return out

@@ -5,6 +5,7 @@ across ranks. For each group this builds ``rec[member, instance]``, the index of
 (-1 where it has none: dropped, cut short, or never entered), from which any per-record column becomes a
 members × instances matrix. send/recv are left out: they pair two ranks, not the group.
 """
+
 from dataclasses import dataclass
 from typing import List
 

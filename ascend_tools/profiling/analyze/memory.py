@@ -10,6 +10,7 @@ value is kept. Fragmentation, where the device reports both, is ``1 − allocate
 with the most reserved memory: the share of the caching allocator's reservation not holding tensors when
 the reservation peaked.
 """
+
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -48,7 +49,9 @@ def flatten(sample: Dict[str, Any]) -> Dict[str, float]:
     return out
 
 
-def rank_memory(t: Sequence[float], steps: Sequence[int], values: Sequence[Dict[str, float]]) -> Optional[RankMemory]:
+def rank_memory(
+    t: Sequence[float], steps: Sequence[int], values: Sequence[Dict[str, float]]
+) -> Optional[RankMemory]:
     """Reduce one rank's samples (times, steps, flattened counters); None without samples."""
     if not len(t):
         return None
@@ -70,10 +73,21 @@ def rank_memory(t: Sequence[float], steps: Sequence[int], values: Sequence[Dict[
     frag = None
     if ALLOCATED in peak and RESERVED in peak and peak[RESERVED] > 0:
         i = int(np.nanargmax(cols[RESERVED]))
-        frag = float(1.0 - cols[ALLOCATED][i] / cols[RESERVED][i]) if np.isfinite(cols[ALLOCATED][i]) else None
+        frag = (
+            float(1.0 - cols[ALLOCATED][i] / cols[RESERVED][i]) if np.isfinite(cols[ALLOCATED][i]) else None
+        )
     thin_t, thin = _thin(times, cols)
-    return RankMemory(samples=len(times), keys=keys, peak=peak, last=last, primary=primary, step_peaks=step_peaks,
-                      t=thin_t, series=thin, fragmentation=frag)
+    return RankMemory(
+        samples=len(times),
+        keys=keys,
+        peak=peak,
+        last=last,
+        primary=primary,
+        step_peaks=step_peaks,
+        t=thin_t,
+        series=thin,
+        fragmentation=frag,
+    )
 
 
 def _thin(t: np.ndarray, cols: Dict[str, np.ndarray]) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
@@ -89,11 +103,19 @@ def oom_summary(rank: int, doc: Any) -> Dict[str, Any]:
     """The headline of one ``oom.json`` (whatever its exact layout): step, error and numeric top-level
     facts; the file keeps the rest (memory snapshot, allocator config, top blocks)."""
     if not isinstance(doc, dict):
-        return {"rank": rank, "step": None, "error": "oom.json is not a JSON object", "facts": {}, "sections": []}
+        return {
+            "rank": rank,
+            "step": None,
+            "error": "oom.json is not a JSON object",
+            "facts": {},
+            "sections": [],
+        }
     error = next((doc[k] for k in ("error", "message", "exception") if doc.get(k)), None)
     if isinstance(error, dict):  # ours (profiling/oom.py): {"type", "message", "traceback"}
         message = str(error.get("message") or "").strip().splitlines()
-        error = f"{str(error.get('type', '')).rpartition('.')[2]}: {message[0] if message else ''}".strip(": ")
+        error = f"{str(error.get('type', '')).rpartition('.')[2]}: {message[0] if message else ''}".strip(
+            ": "
+        )
     facts = _numbers(doc)
     # ours: what the allocator held and was asked for, one level down
     for key in ("at_oom", "device"):
@@ -101,8 +123,13 @@ def oom_summary(rank: int, doc: Any) -> Dict[str, Any]:
     if isinstance(doc.get("device"), dict):
         facts.update(_numbers(doc["device"].get("memory")))
     facts.pop("step", None)
-    return {"rank": rank, "step": doc.get("step"), "error": str(error)[:300] if error is not None else None,
-            "facts": facts, "sections": sorted(k for k, v in doc.items() if isinstance(v, (dict, list)))}
+    return {
+        "rank": rank,
+        "step": doc.get("step"),
+        "error": str(error)[:300] if error is not None else None,
+        "facts": facts,
+        "sections": sorted(k for k, v in doc.items() if isinstance(v, (dict, list))),
+    }
 
 
 def _numbers(doc: Any) -> Dict[str, Any]:
@@ -123,20 +150,33 @@ def summarize(memories: Dict[int, Optional[RankMemory]], ooms: Dict[int, Any]) -
             continue
         steps, peaks = mem.step_peaks
         worst = int(np.argmax(peaks)) if len(peaks) else None
-        rows.append({
-            "rank": rank, "samples": mem.samples, "primary": mem.primary, "peak": mem.peak, "last": mem.last,
-            "fragmentation": mem.fragmentation, "peak_step": int(steps[worst]) if worst is not None else None,
-        })
+        rows.append(
+            {
+                "rank": rank,
+                "samples": mem.samples,
+                "primary": mem.primary,
+                "peak": mem.peak,
+                "last": mem.last,
+                "fragmentation": mem.fragmentation,
+                "peak_step": int(steps[worst]) if worst is not None else None,
+            }
+        )
         all_steps.append(steps)
         all_peaks.append(peaks)
         all_ranks.append(np.full(len(steps), rank))
     primaries = [r["primary"] for r in rows if r["primary"]]
     primary = max(sorted(set(primaries)), key=primaries.count) if primaries else None
-    return {"primary": primary, "ranks": rows, "steps": _step_maxima(all_steps, all_peaks, all_ranks),
-            "ooms": [oom_summary(r, d) for r, d in sorted(ooms.items())]}
+    return {
+        "primary": primary,
+        "ranks": rows,
+        "steps": _step_maxima(all_steps, all_peaks, all_ranks),
+        "ooms": [oom_summary(r, d) for r, d in sorted(ooms.items())],
+    }
 
 
-def _step_maxima(steps: List[np.ndarray], peaks: List[np.ndarray], ranks: List[np.ndarray]) -> List[Dict[str, Any]]:
+def _step_maxima(
+    steps: List[np.ndarray], peaks: List[np.ndarray], ranks: List[np.ndarray]
+) -> List[Dict[str, Any]]:
     if not steps:
         return []
     s, p, r = np.concatenate(steps), np.concatenate(peaks), np.concatenate(ranks)

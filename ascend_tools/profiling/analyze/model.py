@@ -1,5 +1,6 @@
 """The merged profile every analysis reads: compact numpy columns for all ranks' records, plus what was
 learnt about each rank. Built by :func:`reader.read_profile`; no analysis holds records as dicts."""
+
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -40,7 +41,9 @@ class Colls:
     def concat(cls, parts: List["Colls"]) -> "Colls":
         if not parts:
             return cls.empty()
-        return cls(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in cls.__dataclass_fields__})
+        return cls(
+            **{name: np.concatenate([getattr(p, name) for p in parts]) for name in cls.__dataclass_fields__}
+        )
 
     def __len__(self) -> int:
         return len(self.t0)
@@ -59,7 +62,9 @@ class Steps:
     def concat(cls, parts: List["Steps"]) -> "Steps":
         if not parts:
             return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
-        return cls(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in cls.__dataclass_fields__})
+        return cls(
+            **{name: np.concatenate([getattr(p, name) for p in parts]) for name in cls.__dataclass_fields__}
+        )
 
     def __len__(self) -> int:
         return len(self.t0)

@@ -5,6 +5,7 @@ A send is recorded by its source (``peer`` = destination), the matching recv by 
 side's records being lost (a rank cut short) without being counted twice. Bandwidth is the pair's bytes
 over its sender-side time (send records; receive side when there are none).
 """
+
 from typing import Any, Dict, List
 
 import numpy as np
@@ -24,7 +25,9 @@ def _side(profile: Profile, op: str, src_is_rank: bool) -> Dict[str, np.ndarray]
     out = {}
     for a, b in runs(key[order]):
         part = sel[order[a:b]]
-        out[int(key[order[a]])] = np.array([colls.bytes[part].sum(), b - a, (colls.t1[part] - colls.t0[part]).sum()])
+        out[int(key[order[a]])] = np.array(
+            [colls.bytes[part].sum(), b - a, (colls.t1[part] - colls.t0[part]).sum()]
+        )
     return out
 
 
@@ -37,7 +40,15 @@ def matrix(profile: Profile) -> List[Dict[str, Any]]:
         best = max((x for x in (s, r) if x is not None), key=lambda x: x[0])
         timed = s if s is not None else r
         nbytes, time = int(best[0]), float(timed[2])
-        rows.append({"src": key >> 32, "dst": key & 0xFFFFFFFF, "bytes": nbytes, "calls": int(best[1]),
-                     "time_s": time, "algbw_GBps": nbytes / time / GB if time > 0 else None})
+        rows.append(
+            {
+                "src": key >> 32,
+                "dst": key & 0xFFFFFFFF,
+                "bytes": nbytes,
+                "calls": int(best[1]),
+                "time_s": time,
+                "algbw_GBps": nbytes / time / GB if time > 0 else None,
+            }
+        )
     rows.sort(key=lambda row: (-row["bytes"], row["src"], row["dst"]))
     return rows

@@ -6,6 +6,7 @@ files is fatal: a missing rank directory, a missing or corrupt ``meta.json``, a 
 without its newline (a write cut short), an unknown record kind or a malformed record each become a
 :class:`Problem`. Only a directory that holds no ``rank*/`` directory at all is refused (InputError).
 """
+
 import json
 import operator
 import os
@@ -75,12 +76,20 @@ class _Reader:
         info = RankInfo(rank=rank, path=rdir, meta=self._meta(rank, rdir))
         info.closed = "closed_at" in info.meta
         if info.meta and not info.closed:
-            self.problem("warning", rank, os.path.join(rdir, "meta.json"),
-                         "cut short: meta.json has no closed_at (the rank was killed or is still running)")
+            self.problem(
+                "warning",
+                rank,
+                os.path.join(rdir, "meta.json"),
+                "cut short: meta.json has no closed_at (the rank was killed or is still running)",
+            )
         for counter in ("dropped", "internal_errors"):
             if info.meta.get(counter):
-                self.problem("warning", rank, os.path.join(rdir, "meta.json"),
-                             f"{counter.replace('_', ' ')}: {info.meta[counter]} (records are missing)")
+                self.problem(
+                    "warning",
+                    rank,
+                    os.path.join(rdir, "meta.json"),
+                    f"{counter.replace('_', ' ')}: {info.meta[counter]} (records are missing)",
+                )
         records = self._records(rank, os.path.join(rdir, "events.jsonl"))
         info.records = len(records)
         by_kind: Dict[Any, List[Dict[str, Any]]] = {k: [] for k in KINDS}
@@ -92,11 +101,19 @@ class _Reader:
             else:
                 unknown[str(kind)] += 1
         if unknown:
-            self.problem("warning", rank, os.path.join(rdir, "events.jsonl"), "skipped records of unknown kind: " +
-                         ", ".join(f"{k!r} × {n}" for k, n in sorted(unknown.items())))
+            self.problem(
+                "warning",
+                rank,
+                os.path.join(rdir, "events.jsonl"),
+                "skipped records of unknown kind: "
+                + ", ".join(f"{k!r} × {n}" for k, n in sorted(unknown.items())),
+            )
         self._groups(rank, rdir, by_kind["group"])
-        info.stacks = {int(s["sid"]): list(s.get("frames") or []) for s in by_kind["stack"]
-                       if isinstance(s.get("sid"), int)}
+        info.stacks = {
+            int(s["sid"]): list(s.get("frames") or [])
+            for s in by_kind["stack"]
+            if isinstance(s.get("sid"), int)
+        }
         self._colls(rank, rdir, by_kind["coll"])
         self._steps(rank, rdir, by_kind["step"], info)
         info.memory = self._memory(by_kind["mem"])
@@ -156,20 +173,28 @@ class _Reader:
                     records.append(json.loads(line))
                 except ValueError:
                     bad.append(i + 1)
-            self.problem("warning", rank, path, f"{len(bad)} corrupt line(s) skipped (first: non-empty line {bad[0]})")
+            self.problem(
+                "warning", rank, path, f"{len(bad)} corrupt line(s) skipped (first: non-empty line {bad[0]})"
+            )
         return records
 
     def _groups(self, rank: int, rdir: str, recs: List[Dict[str, Any]]) -> None:
         for rec in recs:
             gid, members = rec.get("gid"), rec.get("ranks")
             if not isinstance(gid, str) or not is_rank_list(members):
-                self.problem("warning", rank, os.path.join(rdir, "events.jsonl"), "malformed group record skipped")
+                self.problem(
+                    "warning", rank, os.path.join(rdir, "events.jsonl"), "malformed group record skipped"
+                )
                 continue
             self.gids.code(gid)
             known = self.groups.setdefault(gid, list(members))
             if known != members:
-                self.problem("warning", rank, os.path.join(rdir, "events.jsonl"),
-                             f"group {gid!r}: ranks {members} here, {known} on another rank")
+                self.problem(
+                    "warning",
+                    rank,
+                    os.path.join(rdir, "events.jsonl"),
+                    f"group {gid!r}: ranks {members} here, {known} on another rank",
+                )
 
     def _colls(self, rank: int, rdir: str, recs: List[Dict[str, Any]]) -> None:
         if not recs:
@@ -184,17 +209,32 @@ class _Reader:
         seq_a, t0_a, t1_a = _floats(seq), _floats(t0), _floats(t1)
         ok &= np.isfinite(seq_a) & np.isfinite(t0_a) & np.isfinite(t1_a) & (t1_a >= t0_a)
         if not ok.all():
-            self.problem("warning", rank, os.path.join(rdir, "events.jsonl"),
-                         f"{int((~ok).sum())} malformed coll record(s) skipped (need gid, seq, op, t0 <= t1)")
+            self.problem(
+                "warning",
+                rank,
+                os.path.join(rdir, "events.jsonl"),
+                f"{int((~ok).sum())} malformed coll record(s) skipped (need gid, seq, op, t0 <= t1)",
+            )
         idx = np.flatnonzero(ok)
         gid_codes = np.array([self.gids.code(g) if isinstance(g, str) else -1 for g in gid], dtype=np.int64)
         op_codes = np.array([self.ops.code(o) if isinstance(o, str) else -1 for o in op], dtype=np.int64)
-        self.colls.append(Colls(
-            rank=np.full(len(idx), rank, np.int64), gid=gid_codes[idx], op=op_codes[idx],
-            seq=seq_a[idx].astype(np.int64), bytes=_ints(nbytes, 0)[idx], n=_ints(n, 1)[idx],
-            peer=_ints(peer, -1)[idx], step=_ints(step, -1)[idx], sid=_ints(sid, -1)[idx],
-            t0=t0_a[idx], t1=t1_a[idx], dev_ms=_floats(dev_ms)[idx],
-            is_async=np.array([bool(a) for a in is_async], dtype=bool)[idx]))
+        self.colls.append(
+            Colls(
+                rank=np.full(len(idx), rank, np.int64),
+                gid=gid_codes[idx],
+                op=op_codes[idx],
+                seq=seq_a[idx].astype(np.int64),
+                bytes=_ints(nbytes, 0)[idx],
+                n=_ints(n, 1)[idx],
+                peer=_ints(peer, -1)[idx],
+                step=_ints(step, -1)[idx],
+                sid=_ints(sid, -1)[idx],
+                t0=t0_a[idx],
+                t1=t1_a[idx],
+                dev_ms=_floats(dev_ms)[idx],
+                is_async=np.array([bool(a) for a in is_async], dtype=bool)[idx],
+            )
+        )
 
     def _steps(self, rank: int, rdir: str, recs: List[Dict[str, Any]], info: RankInfo) -> None:
         if not recs:
@@ -203,15 +243,23 @@ class _Reader:
         s, a, b = _floats(step), _floats(t0), _floats(t1)
         ok = np.isfinite(s) & np.isfinite(a) & np.isfinite(b) & (b >= a)
         if not ok.all():
-            self.problem("warning", rank, os.path.join(rdir, "events.jsonl"),
-                         f"{int((~ok).sum())} malformed step record(s) skipped")
+            self.problem(
+                "warning",
+                rank,
+                os.path.join(rdir, "events.jsonl"),
+                f"{int((~ok).sum())} malformed step record(s) skipped",
+            )
         if ok.any():
-            self.steps.append(Steps(np.full(int(ok.sum()), rank, np.int64), s[ok].astype(np.int64), a[ok], b[ok]))
+            self.steps.append(
+                Steps(np.full(int(ok.sum()), rank, np.int64), s[ok].astype(np.int64), a[ok], b[ok])
+            )
             info.last_step = int(s[ok].max())
 
     @staticmethod
     def _memory(recs: List[Dict[str, Any]]) -> Optional[memory.RankMemory]:
-        samples = [(r["t"], r.get("step"), memory.flatten(r)) for r in recs if isinstance(r.get("t"), (int, float))]
+        samples = [
+            (r["t"], r.get("step"), memory.flatten(r)) for r in recs if isinstance(r.get("t"), (int, float))
+        ]
         if not samples:
             return None
         t, step, values = zip(*samples)
@@ -227,8 +275,11 @@ class _Reader:
         if os.path.exists(path) and not isinstance(doc, dict):
             self.problem("error", rank, path, "not a hang report (expected a JSON object)")
             doc = None
-        info.hang = normalise_hang(doc) if doc is not None else {"trigger": None, "detected_at": None,
-                                                                 "inflight": [], "recent": []}
+        info.hang = (
+            normalise_hang(doc)
+            if doc is not None
+            else {"trigger": None, "detected_at": None, "inflight": [], "recent": []}
+        )
 
 
 def _floats(values: Tuple[Any, ...]) -> np.ndarray:
@@ -236,8 +287,10 @@ def _floats(values: Tuple[Any, ...]) -> np.ndarray:
     try:
         return np.array(values, dtype=float)
     except (TypeError, ValueError):
-        return np.array([v if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan for v in values],
-                        dtype=float)
+        return np.array(
+            [v if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan for v in values],
+            dtype=float,
+        )
 
 
 def _ints(values: Tuple[Any, ...], missing: int) -> np.ndarray:
@@ -258,13 +311,15 @@ def _coll_entry(e: Any) -> Optional[Dict[str, Any]]:
 def is_rank_list(value: Any) -> bool:
     """A list of ranks as the profiler writes it: ints in [0, MAX_WORLD)."""
     return isinstance(value, list) and all(
-        isinstance(m, int) and not isinstance(m, bool) and 0 <= m < MAX_WORLD for m in value)
+        isinstance(m, int) and not isinstance(m, bool) and 0 <= m < MAX_WORLD for m in value
+    )
 
 
 def normalise_hang(doc: Dict[str, Any]) -> Dict[str, Any]:
     """hang.json read defensively: ``inflight`` and ``recent`` keep well-formed entries only."""
     return {
-        "trigger": doc.get("trigger"), "detected_at": doc.get("detected_at"),
+        "trigger": doc.get("trigger"),
+        "detected_at": doc.get("detected_at"),
         "inflight": [c for c in map(_coll_entry, doc.get("inflight") or []) if c],
         "recent": [c for c in map(_coll_entry, doc.get("recent") or []) if c],
     }
@@ -285,20 +340,36 @@ def read_profile(path: str, progress: Optional[Progress] = None) -> Profile:
         if isinstance(size, int) and not isinstance(size, bool) and 0 < size <= MAX_WORLD:
             sizes.append(size)
         elif size is not None:
-            reader.problem("warning", info.rank, os.path.join(info.path, "meta.json"),
-                           f"world_size {size!r} ignored (not a count of ranks up to {MAX_WORLD})")
+            reader.problem(
+                "warning",
+                info.rank,
+                os.path.join(info.path, "meta.json"),
+                f"world_size {size!r} ignored (not a count of ranks up to {MAX_WORLD})",
+            )
     world = max([*sizes, max(ranks) + 1, *(m + 1 for members in reader.groups.values() for m in members)])
     for rank in range(min(world, MAX_WORLD)):
         if rank not in ranks:
             ranks[rank] = RankInfo(rank=rank, path=os.path.join(path, f"rank{rank}"), present=False)
-            reader.problem("error", rank, ranks[rank].path, f"missing: no directory for rank {rank} of {world}")
+            reader.problem(
+                "error", rank, ranks[rank].path, f"missing: no directory for rank {rank} of {world}"
+            )
     if os.path.exists(os.path.join(path, "hang-signal")):
-        reader.problem("info", None, os.path.join(path, "hang-signal"), "a rank signalled a hang through this file")
+        reader.problem(
+            "info", None, os.path.join(path, "hang-signal"), "a rank signalled a hang through this file"
+        )
     colls = Colls.concat(reader.colls)
     _complete_groups(reader.groups, reader.gids.names, colls)
-    return Profile(path=path, world_size=world, ranks=dict(sorted(ranks.items())), gids=reader.gids.names,
-                   ops=reader.ops.names, groups=reader.groups, colls=colls, steps=Steps.concat(reader.steps),
-                   problems=reader.problems)
+    return Profile(
+        path=path,
+        world_size=world,
+        ranks=dict(sorted(ranks.items())),
+        gids=reader.gids.names,
+        ops=reader.ops.names,
+        groups=reader.groups,
+        colls=colls,
+        steps=Steps.concat(reader.steps),
+        problems=reader.problems,
+    )
 
 
 def _complete_groups(groups: Dict[str, List[int]], gids: List[str], colls: Colls) -> None:

@@ -3,6 +3,7 @@
 Tables that have one row per rank show every rank up to :data:`MAX_ROWS` and the most telling ones beyond
 that (the payload always has them all).
 """
+
 import math
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
@@ -40,7 +41,8 @@ def build(a: "Analysis") -> Report:
     p = a.profile
     rank_rows = _rank_rows(a)
     data: Dict[str, Any] = {
-        "path": p.path, "world_size": p.world_size,
+        "path": p.path,
+        "world_size": p.world_size,
         "summary": _summary_payload(a, rank_rows),
         "slow_ranks": a.slow["slow_ranks"],
         "slow_rank_rule": a.slow["rule"],
@@ -51,11 +53,17 @@ def build(a: "Analysis") -> Report:
         "p2p": a.p2p,
         "steps": {"median_step_s": a.steps.median_step(), "ranks": per_rank(a.steps)},
         "memory": a.memory,
-        "clocks": {"reference": a.clock.reference, "unaligned": a.clock.unaligned,
-                   "residual_p50_s": a.clock.residual_p50, "residual_p99_s": a.clock.residual_p99},
+        "clocks": {
+            "reference": a.clock.reference,
+            "unaligned": a.clock.unaligned,
+            "residual_p50_s": a.clock.residual_p50,
+            "residual_p99_s": a.clock.residual_p99,
+        },
         "ranks": rank_rows,
-        "problems": [{"severity": x.severity, "rank": x.rank, "where": x.where, "message": x.message}
-                     for x in p.problems],
+        "problems": [
+            {"severity": x.severity, "rank": x.rank, "where": x.where, "message": x.message}
+            for x in p.problems
+        ],
     }
     report = Report(schema=SCHEMA, title=f"analyze: {p.path}", data=data)
     _summary(report, a, data["summary"])
@@ -80,18 +88,32 @@ def _rank_rows(a: "Analysis") -> List[Dict[str, Any]]:
     rows = []
     for rank, info in p.ranks.items():
         pos = a.positions[rank]
-        status = "missing" if not info.present else "hang" if pos["inflight"] or pos["hang_trigger"] else \
-            "cut short" if pos["cut_short"] else "ok"
-        rows.append({
-            "rank": rank, "host": info.host if info.present else None, "pid": info.meta.get("pid"),
-            "status": status, "closed": info.closed, "records": info.records,
-            "collectives": int(colls[rank]), "steps": int(steps[rank]),
-            "dropped": info.meta.get("dropped"),
-            "clock_offset_s": float(a.clock.offsets[rank]) if rank < len(a.clock.offsets) else None,
-            **pos,
-            "hang_files": info.hang_files,
-            "oom": info.oom is not None,
-        })
+        status = (
+            "missing"
+            if not info.present
+            else "hang"
+            if pos["inflight"] or pos["hang_trigger"]
+            else "cut short"
+            if pos["cut_short"]
+            else "ok"
+        )
+        rows.append(
+            {
+                "rank": rank,
+                "host": info.host if info.present else None,
+                "pid": info.meta.get("pid"),
+                "status": status,
+                "closed": info.closed,
+                "records": info.records,
+                "collectives": int(colls[rank]),
+                "steps": int(steps[rank]),
+                "dropped": info.meta.get("dropped"),
+                "clock_offset_s": float(a.clock.offsets[rank]) if rank < len(a.clock.offsets) else None,
+                **pos,
+                "hang_files": info.hang_files,
+                "oom": info.oom is not None,
+            }
+        )
     return rows
 
 
@@ -100,12 +122,15 @@ def _summary_payload(a: "Analysis", rank_rows: List[Dict[str, Any]]) -> Dict[str
     for row in rank_rows:
         by_status[row["status"]] = by_status.get(row["status"], 0) + 1
     return {
-        "ranks": len(rank_rows), "ranks_by_status": by_status,
+        "ranks": len(rank_rows),
+        "ranks_by_status": by_status,
         "cut_short": [r["rank"] for r in rank_rows if r["cut_short"]],
-        "collective_records": len(a.profile.colls), "steps": len(np.unique(a.steps.step)),
+        "collective_records": len(a.profile.colls),
+        "steps": len(np.unique(a.steps.step)),
         "median_step_s": a.steps.median_step(),
         "slow_ranks": [s["rank"] for s in a.slow["slow_ranks"]],
-        "hangs": len(a.hangs), "ooms": len(a.memory["ooms"]),
+        "hangs": len(a.hangs),
+        "ooms": len(a.memory["ooms"]),
         "problems": len(a.profile.problems),
     }
 
@@ -120,8 +145,15 @@ def _summary(report: Report, a: "Analysis", s: Dict[str, Any]) -> None:
         ("collectives", f"{s['collective_records']} records in {len(a.profile.groups)} process group(s)"),
         ("steps", f"{s['steps']}, median {ms(s['median_step_s'])} ms" if s["steps"] else "no step records"),
         ("slow ranks", _rank_list(s["slow_ranks"]) if s["slow_ranks"] else "none"),
-        ("hangs", "; ".join(f"#{h['seq']} {h['op']} on group {h['group']}: missing rank(s) "
-                            f"{_rank_list(h['missing_ranks']) or 'none'}" for h in a.hangs) or "none"),
+        (
+            "hangs",
+            "; ".join(
+                f"#{h['seq']} {h['op']} on group {h['group']}: missing rank(s) "
+                f"{_rank_list(h['missing_ranks']) or 'none'}"
+                for h in a.hangs
+            )
+            or "none",
+        ),
         ("OOMs", s["ooms"]),
         ("problems", s["problems"]),
     ]
@@ -130,70 +162,160 @@ def _summary(report: Report, a: "Analysis", s: Dict[str, Any]) -> None:
 def _hangs(report: Report, a: "Analysis") -> None:
     if not a.hangs and not any(i.hang for i in a.profile.ranks.values()):
         return
-    sec = report.section("Hangs", [
-        "A collective in flight when a rank's watchdog fired. Missing ranks never entered it (their highest "
-        "entered seq on the group is lower); everyone else waits on them. Each rank's stacks are in "
-        "rank{r}/hang/."])
+    sec = report.section(
+        "Hangs",
+        [
+            "A collective in flight when a rank's watchdog fired. Missing ranks never entered it (their highest "
+            "entered seq on the group is lower); everyone else waits on them. Each rank's stacks are in "
+            "rank{r}/hang/."
+        ],
+    )
     if not a.hangs:
         sec.text.append("Hang reports were written, but no rank was inside a collective.")
-    sec.tables.append(Table("", ["group", "seq", "op", "bytes", "step", "waiting", "missing", "mismatched"], [
-        [h["group"], h["seq"], h["op"], h["bytes"], h["step"], _rank_list(h["waiting_ranks"]),
-         _rank_list(h["missing_ranks"]) or "none", _rank_list(h["mismatched_ranks"])] for h in a.hangs]))
+    sec.tables.append(
+        Table(
+            "",
+            ["group", "seq", "op", "bytes", "step", "waiting", "missing", "mismatched"],
+            [
+                [
+                    h["group"],
+                    h["seq"],
+                    h["op"],
+                    h["bytes"],
+                    h["step"],
+                    _rank_list(h["waiting_ranks"]),
+                    _rank_list(h["missing_ranks"]) or "none",
+                    _rank_list(h["mismatched_ranks"]),
+                ]
+                for h in a.hangs
+            ],
+        )
+    )
     for h in a.hangs:
         where = []
         for r in h["missing_ranks"][:4]:
             pos = a.positions.get(r, {})
-            state = ("no data" if not pos.get("present", True) else
-                     f"in flight: {pos['inflight'][0]['op']} #{pos['inflight'][0]['seq']} on group "
-                     f"{pos['inflight'][0]['group']}" if pos.get("inflight") else
-                     f"last completed {pos['last_collective']['op']} #{pos['last_collective']['seq']}"
-                     if pos.get("last_collective") else "no collective recorded")
-            where.append(f"rank {r}: {state}" + (f", now at {pos['stack_top']}" if pos.get("stack_top") else ""))
+            state = (
+                "no data"
+                if not pos.get("present", True)
+                else f"in flight: {pos['inflight'][0]['op']} #{pos['inflight'][0]['seq']} on group "
+                f"{pos['inflight'][0]['group']}"
+                if pos.get("inflight")
+                else f"last completed {pos['last_collective']['op']} #{pos['last_collective']['seq']}"
+                if pos.get("last_collective")
+                else "no collective recorded"
+            )
+            where.append(
+                f"rank {r}: {state}" + (f", now at {pos['stack_top']}" if pos.get("stack_top") else "")
+            )
         missing = _rank_list(h["missing_ranks"])
-        sec.findings.append(Finding(
-            severity="error", rule="hang",
-            message=(f"{h['op']} #{h['seq']} of group {h['group']} never completed: "
-                     + (f"rank(s) {missing} never entered it" if missing else "every rank entered it")
-                     + (f"; {'; '.join(where)}" if where else "")
-                     + (f"; rank(s) {_rank_list(h['mismatched_ranks'])} called something else at that seq"
-                        if h["mismatched_ranks"] else "")),
-            location=f"step {h['step']}" if h["step"] is not None else "",
-            suggestion=(f"read rank{h['missing_ranks'][0]}/hang/ (py-spy and faulthandler stacks): why it did not "
-                        f"reach this collective" if h["missing_ranks"] else "")))
+        sec.findings.append(
+            Finding(
+                severity="error",
+                rule="hang",
+                message=(
+                    f"{h['op']} #{h['seq']} of group {h['group']} never completed: "
+                    + (f"rank(s) {missing} never entered it" if missing else "every rank entered it")
+                    + (f"; {'; '.join(where)}" if where else "")
+                    + (
+                        f"; rank(s) {_rank_list(h['mismatched_ranks'])} called something else at that seq"
+                        if h["mismatched_ranks"]
+                        else ""
+                    )
+                ),
+                location=f"step {h['step']}" if h["step"] is not None else "",
+                suggestion=(
+                    f"read rank{h['missing_ranks'][0]}/hang/ (py-spy and faulthandler stacks): why it did not "
+                    f"reach this collective"
+                    if h["missing_ranks"]
+                    else ""
+                ),
+            )
+        )
 
 
 def _slow(report: Report, a: "Analysis") -> None:
     rule = a.slow["rule"]
-    sec = report.section("Slow ranks", [
-        f"Lateness of a rank = its arrival at each collective minus the mean arrival of the other ranks, summed "
-        f"per step. Flagged when the median over steps is ≥ {rule['min_share']:.0%} of the median step time and "
-        f"it was late in so many steps that a sign test gives p ≤ {rule['max_p']:g}; the first step (warm-up) is "
-        f"left out. "
-        f"Caused wait = what the others waited at the collectives it arrived at last."])
+    sec = report.section(
+        "Slow ranks",
+        [
+            f"Lateness of a rank = its arrival at each collective minus the mean arrival of the other ranks, summed "
+            f"per step. Flagged when the median over steps is ≥ {rule['min_share']:.0%} of the median step time and "
+            f"it was late in so many steps that a sign test gives p ≤ {rule['max_p']:g}; the first step (warm-up) is "
+            f"left out. "
+            f"Caused wait = what the others waited at the collectives it arrived at last."
+        ],
+    )
     for s in a.slow["slow_ranks"]:
-        sec.findings.append(Finding(severity="warning", rule="slow-rank", message=s["reason"],
-                                    location=f"rank {s['rank']} ({s['host']})"))
+        sec.findings.append(
+            Finding(
+                severity="warning",
+                rule="slow-rank",
+                message=s["reason"],
+                location=f"rank {s['rank']} ({s['host']})",
+            )
+        )
     if not a.slow["slow_ranks"]:
         sec.text.append("No slow rank.")
     rows = []
     for g in a.slow["groups"]:
         for r in sorted(g["ranks"], key=lambda r: -r["late_per_step_s"])[:MAX_ROWS]:
-            rows.append([g["group"], r["rank"], "slow" if r["slow"] else "ok", ms(r["late_per_step_s"]),
-                         round(100 * r["share_of_step"], 2), f"{r['late_steps']}/{r['steps']}",
-                         ms(r["caused_wait_s"]), r["times_last"],
-                         ms(r["collective_p50_s"]), ms(r["compute_per_step_s"])])
-    sec.tables.append(Table("Lateness per group", [
-        "group", "rank", "verdict", "late ms/step", "% of step", "late steps", "caused wait ms", "times last",
-        "coll p50 ms", "compute ms/step"], rows, status_column="verdict",
-        note=f"up to {MAX_ROWS} ranks per group, latest first"))
+            rows.append(
+                [
+                    g["group"],
+                    r["rank"],
+                    "slow" if r["slow"] else "ok",
+                    ms(r["late_per_step_s"]),
+                    round(100 * r["share_of_step"], 2),
+                    f"{r['late_steps']}/{r['steps']}",
+                    ms(r["caused_wait_s"]),
+                    r["times_last"],
+                    ms(r["collective_p50_s"]),
+                    ms(r["compute_per_step_s"]),
+                ]
+            )
+    sec.tables.append(
+        Table(
+            "Lateness per group",
+            [
+                "group",
+                "rank",
+                "verdict",
+                "late ms/step",
+                "% of step",
+                "late steps",
+                "caused wait ms",
+                "times last",
+                "coll p50 ms",
+                "compute ms/step",
+            ],
+            rows,
+            status_column="verdict",
+            note=f"up to {MAX_ROWS} ranks per group, latest first",
+        )
+    )
     for s in a.slow["slow_ranks"]:
         steps = s["by_step"]
         if len(steps) > MAX_ROWS:
             steps = sorted(sorted(steps, key=lambda b: -b["late_s"])[:MAX_ROWS], key=lambda b: b["step"])
-        sec.tables.append(Table(f"Rank {s['rank']} per step", ["step", "late ms", "% of step", "caused wait ms"], [
-            [b["step"], ms(b["late_s"]), None if b["share_of_step"] is None else round(100 * b["share_of_step"], 2),
-             ms(b["caused_wait_s"])] for b in steps],
-            note="" if len(steps) == len(s["by_step"]) else f"the {MAX_ROWS} latest of {len(s['by_step'])} steps"))
+        sec.tables.append(
+            Table(
+                f"Rank {s['rank']} per step",
+                ["step", "late ms", "% of step", "caused wait ms"],
+                [
+                    [
+                        b["step"],
+                        ms(b["late_s"]),
+                        None if b["share_of_step"] is None else round(100 * b["share_of_step"], 2),
+                        ms(b["caused_wait_s"]),
+                    ]
+                    for b in steps
+                ],
+                note=""
+                if len(steps) == len(s["by_step"])
+                else f"the {MAX_ROWS} latest of {len(s['by_step'])} steps",
+            )
+        )
 
 
 def _pick_ranks(rows: List[Dict[str, Any]], key: str) -> List[Dict[str, Any]]:
@@ -203,53 +325,127 @@ def _pick_ranks(rows: List[Dict[str, Any]], key: str) -> List[Dict[str, Any]]:
 
 
 def _steps(report: Report, a: "Analysis", rows: List[Dict[str, Any]]) -> None:
-    sec = report.section("Step breakdown", [
-        "Per rank, mean per step: compute = step time − blocking collectives; exposed comm = blocking collective "
-        "time not spent waiting; wait = time in collectives waiting for the last rank to arrive; overlapped = "
-        "async collectives (not subtracted), of which async wait waited for late ranks. The first step (warm-up) "
-        "is left out."])
+    sec = report.section(
+        "Step breakdown",
+        [
+            "Per rank, mean per step: compute = step time − blocking collectives; exposed comm = blocking collective "
+            "time not spent waiting; wait = time in collectives waiting for the last rank to arrive; overlapped = "
+            "async collectives (not subtracted), of which async wait waited for late ranks. The first step (warm-up) "
+            "is left out."
+        ],
+    )
     if not rows:
-        sec.text.append("No step records: mark steps (the Hugging Face callback, or profile().step()) to get "
-                        "a breakdown.")
+        sec.text.append(
+            "No step records: mark steps (the Hugging Face callback, or profile().step()) to get a breakdown."
+        )
         return
     shown = _pick_ranks(rows, "wait_s")
-    sec.tables.append(Table("", ["rank", "steps", "step p50 ms", "compute ms", "exposed comm ms", "wait ms",
-                                 "overlapped ms", "async wait ms"], [
-        [r["rank"], r["steps"], ms(r["step_time_p50_s"]), ms(r["compute_s"]), ms(r["exposed_comm_s"]),
-         ms(r["wait_s"]), ms(r["overlapped_comm_s"]), ms(r["overlapped_wait_s"])] for r in shown],
-        note="" if len(shown) == len(rows) else f"{len(shown)} of {len(rows)} ranks: the most wait"))
-    sec.series.append(Series("Step breakdown per rank", "rank", "ms per step", {
-        label: [(float(r["rank"]), r[key] * 1e3) for r in rows]
-        for label, key in (("compute", "compute_s"), ("exposed comm", "exposed_comm_s"), ("wait", "wait_s"))}))
+    sec.tables.append(
+        Table(
+            "",
+            [
+                "rank",
+                "steps",
+                "step p50 ms",
+                "compute ms",
+                "exposed comm ms",
+                "wait ms",
+                "overlapped ms",
+                "async wait ms",
+            ],
+            [
+                [
+                    r["rank"],
+                    r["steps"],
+                    ms(r["step_time_p50_s"]),
+                    ms(r["compute_s"]),
+                    ms(r["exposed_comm_s"]),
+                    ms(r["wait_s"]),
+                    ms(r["overlapped_comm_s"]),
+                    ms(r["overlapped_wait_s"]),
+                ]
+                for r in shown
+            ],
+            note="" if len(shown) == len(rows) else f"{len(shown)} of {len(rows)} ranks: the most wait",
+        )
+    )
+    sec.series.append(
+        Series(
+            "Step breakdown per rank",
+            "rank",
+            "ms per step",
+            {
+                label: [(float(r["rank"]), r[key] * 1e3) for r in rows]
+                for label, key in (
+                    ("compute", "compute_s"),
+                    ("exposed comm", "exposed_comm_s"),
+                    ("wait", "wait_s"),
+                )
+            },
+        )
+    )
 
 
 def _collectives(report: Report, a: "Analysis") -> None:
-    sec = report.section("Collectives", [
-        "By op and message size (S as nccl-tests defines it). time = t1 − t0 per rank; bandwidth from the "
-        "time after the last rank arrived; busbw = algbw × nccl-tests' factor (GB = 1e9 bytes)."])
+    sec = report.section(
+        "Collectives",
+        [
+            "By op and message size (S as nccl-tests defines it). time = t1 − t0 per rank; bandwidth from the "
+            "time after the last rank arrived; busbw = algbw × nccl-tests' factor (GB = 1e9 bytes)."
+        ],
+    )
     if not a.collectives:
         sec.text.append("No collective records.")
         return
-    cols = ["op", "size", "calls", "records", "time p50 ms", "time p99 ms", "wait p50 ms", "algbw GB/s",
-            "busbw GB/s"]
+    cols = [
+        "op",
+        "size",
+        "calls",
+        "records",
+        "time p50 ms",
+        "time p99 ms",
+        "wait p50 ms",
+        "algbw GB/s",
+        "busbw GB/s",
+    ]
     sec.tables.append(Table("", cols, [_coll_row(r) for r in a.collectives]))
     if len(a.profile.groups) > 1:
         rows = a.collectives_by_group
-        sec.tables.append(Table("Per process group", ["group", *cols], [[r["group"], *_coll_row(r)] for r in rows[:200]],
-                                note="" if len(rows) <= 200 else f"200 of {len(rows)} rows; all in the JSON"))
+        sec.tables.append(
+            Table(
+                "Per process group",
+                ["group", *cols],
+                [[r["group"], *_coll_row(r)] for r in rows[:200]],
+                note="" if len(rows) <= 200 else f"200 of {len(rows)} rows; all in the JSON",
+            )
+        )
     lines: Dict[str, List[Tuple[float, float]]] = {}
     for r in a.collectives:
         if r["bytes_max"] > 0 and r["busbw_p50_GBps"] == r["busbw_p50_GBps"] and not r["async"]:
             lines.setdefault(r["op"], []).append((math.log2(r["bytes_max"]), r["busbw_p50_GBps"]))
     if lines:
-        sec.series.append(Series("busbw p50 by message size", "message size: log2(bytes), 10 = 1 KiB, 20 = 1 MiB",
-                                 "busbw GB/s", lines))
+        sec.series.append(
+            Series(
+                "busbw p50 by message size",
+                "message size: log2(bytes), 10 = 1 KiB, 20 = 1 MiB",
+                "busbw GB/s",
+                lines,
+            )
+        )
 
 
 def _coll_row(r: Dict[str, Any]) -> List[Any]:
-    return [r["op"] + (" (async)" if r["async"] else ""), r["bucket"], r["calls"], r["records"],
-            ms(r["time_p50_s"]), ms(r["time_p99_s"]), ms(r["wait_p50_s"]), gb(r["algbw_p50_GBps"]),
-            gb(r["busbw_p50_GBps"])]
+    return [
+        r["op"] + (" (async)" if r["async"] else ""),
+        r["bucket"],
+        r["calls"],
+        r["records"],
+        ms(r["time_p50_s"]),
+        ms(r["time_p99_s"]),
+        ms(r["wait_p50_s"]),
+        gb(r["algbw_p50_GBps"]),
+        gb(r["busbw_p50_GBps"]),
+    ]
 
 
 def _p2p(report: Report, a: "Analysis") -> None:
@@ -259,11 +455,24 @@ def _p2p(report: Report, a: "Analysis") -> None:
     ranks = sorted({r["src"] for r in a.p2p} | {r["dst"] for r in a.p2p})
     if len(ranks) <= 16:
         cell = {(r["src"], r["dst"]): size_label(r["bytes"]) for r in a.p2p}
-        sec.tables.append(Table("src \\ dst", ["src", *map(str, ranks)],
-                                [[s, *[cell.get((s, d), "") for d in ranks]] for s in ranks]))
-    sec.tables.append(Table("Pairs", ["src", "dst", "bytes", "calls", "time ms", "algbw GB/s"], [
-        [r["src"], r["dst"], r["bytes"], r["calls"], ms(r["time_s"]), gb(r["algbw_GBps"])] for r in a.p2p[:MAX_ROWS]],
-        note="" if len(a.p2p) <= MAX_ROWS else f"the {MAX_ROWS} largest of {len(a.p2p)} pairs"))
+        sec.tables.append(
+            Table(
+                "src \\ dst",
+                ["src", *map(str, ranks)],
+                [[s, *[cell.get((s, d), "") for d in ranks]] for s in ranks],
+            )
+        )
+    sec.tables.append(
+        Table(
+            "Pairs",
+            ["src", "dst", "bytes", "calls", "time ms", "algbw GB/s"],
+            [
+                [r["src"], r["dst"], r["bytes"], r["calls"], ms(r["time_s"]), gb(r["algbw_GBps"])]
+                for r in a.p2p[:MAX_ROWS]
+            ],
+            note="" if len(a.p2p) <= MAX_ROWS else f"the {MAX_ROWS} largest of {len(a.p2p)} pairs",
+        )
+    )
 
 
 def _memory(report: Report, a: "Analysis") -> None:
@@ -271,52 +480,98 @@ def _memory(report: Report, a: "Analysis") -> None:
     if not mem["ranks"] and not mem["ooms"]:
         return
     primary = mem["primary"]
-    sec = report.section("Memory", [
-        f"Peaks per rank over the samples; the plot shows {primary} over time for the ranks with the highest "
-        f"peaks. Fragmentation = 1 − allocated / reserved when reserved peaked."])
+    sec = report.section(
+        "Memory",
+        [
+            f"Peaks per rank over the samples; the plot shows {primary} over time for the ranks with the highest "
+            f"peaks. Fragmentation = 1 − allocated / reserved when reserved peaked."
+        ],
+    )
     rows = _pick_ranks([dict(r, peak_primary=r["peak"].get(primary)) for r in mem["ranks"]], "peak_primary")
-    cells = [[r["rank"], r["samples"], _gib(r["peak"].get(primary)), r["peak_step"], _gib(r["peak"].get("host.rss")),
-              None if r["fragmentation"] is None else round(r["fragmentation"], 3)] for r in rows]
+    cells = [
+        [
+            r["rank"],
+            r["samples"],
+            _gib(r["peak"].get(primary)),
+            r["peak_step"],
+            _gib(r["peak"].get("host.rss")),
+            None if r["fragmentation"] is None else round(r["fragmentation"], 3),
+        ]
+        for r in rows
+    ]
     if cells:
-        sec.tables.append(Table("", ["rank", "samples", f"peak {primary} GiB", "peak step", "peak host rss GiB",
-                                     "fragmentation"], cells))
+        sec.tables.append(
+            Table(
+                "",
+                ["rank", "samples", f"peak {primary} GiB", "peak step", "peak host rss GiB", "fragmentation"],
+                cells,
+            )
+        )
     top = sorted(mem["ranks"], key=lambda r: -(r["peak"].get(primary) or 0.0))[:MAX_PLOT_RANKS]
     t0 = min((float(a.profile.ranks[r["rank"]].memory.t[0]) for r in top), default=0.0)
     lines = {}
     for r in top:
         m = a.profile.ranks[r["rank"]].memory
         if primary in m.series:
-            lines[f"rank {r['rank']}"] = [(float(t - t0), float(v) / 2 ** 30) for t, v in zip(m.t, m.series[primary])
-                                          if v == v]
+            lines[f"rank {r['rank']}"] = [
+                (float(t - t0), float(v) / 2**30) for t, v in zip(m.t, m.series[primary]) if v == v
+            ]
     if lines:
         sec.series.append(Series(f"{primary} per rank", "seconds since the first sample", "GiB", lines))
     for o in mem["ooms"]:
-        sec.findings.append(Finding(severity="error", rule="oom",
-                                    message=f"out of memory at step {o['step']}: {o['error'] or 'see oom.json'}",
-                                    location=f"rank{o['rank']}/oom.json"))
+        sec.findings.append(
+            Finding(
+                severity="error",
+                rule="oom",
+                message=f"out of memory at step {o['step']}: {o['error'] or 'see oom.json'}",
+                location=f"rank{o['rank']}/oom.json",
+            )
+        )
 
 
 def _gib(value: Optional[float]) -> Optional[float]:
-    return None if value is None else float(f"{value / 2 ** 30:.4g}")
+    return None if value is None else float(f"{value / 2**30:.4g}")
 
 
 def _ranks(report: Report, rows: List[Dict[str, Any]]) -> None:
-    sec = report.section("Where each rank stands", [
-        "Last completed collective, what was in flight at a hang, last step; clock offset = how far the rank's "
-        "host clock was ahead of the reference rank's."])
+    sec = report.section(
+        "Where each rank stands",
+        [
+            "Last completed collective, what was in flight at a hang, last step; clock offset = how far the rank's "
+            "host clock was ahead of the reference rank's."
+        ],
+    )
     shown = rows if len(rows) <= MAX_ROWS else [r for r in rows if r["status"] != "ok"][:MAX_ROWS]
-    sec.tables.append(Table("", ["rank", "host", "status", "last collective", "in flight", "last step",
-                                 "clock offset ms"], [
-        [r["rank"], r["host"], r["status"], _coll_text(r["last_collective"]),
-         "; ".join(_coll_text(x) for x in r["inflight"]), r["last_step"], ms(r["clock_offset_s"])] for r in shown],
-        status_column="status",
-        note="" if len(shown) == len(rows) else f"{len(shown)} ranks not ok of {len(rows)}; all in the JSON"))
+    sec.tables.append(
+        Table(
+            "",
+            ["rank", "host", "status", "last collective", "in flight", "last step", "clock offset ms"],
+            [
+                [
+                    r["rank"],
+                    r["host"],
+                    r["status"],
+                    _coll_text(r["last_collective"]),
+                    "; ".join(_coll_text(x) for x in r["inflight"]),
+                    r["last_step"],
+                    ms(r["clock_offset_s"]),
+                ]
+                for r in shown
+            ],
+            status_column="status",
+            note=""
+            if len(shown) == len(rows)
+            else f"{len(shown)} ranks not ok of {len(rows)}; all in the JSON",
+        )
+    )
 
 
 def _coll_text(c: Optional[Dict[str, Any]]) -> str:
     if not c:
         return ""
-    return f"{c['op']} #{c['seq']} (group {c['group']}" + (f", step {c['step']})" if c.get("step") is not None else ")")
+    return f"{c['op']} #{c['seq']} (group {c['group']}" + (
+        f", step {c['step']})" if c.get("step") is not None else ")"
+    )
 
 
 def _problems(report: Report, a: "Analysis") -> None:
@@ -324,10 +579,18 @@ def _problems(report: Report, a: "Analysis") -> None:
     clock = a.clock
     if not problems and not clock.unaligned:
         return
-    sec = report.section("Problems", ["What could not be read or was missing; none of it stopped the analysis."])
+    sec = report.section(
+        "Problems", ["What could not be read or was missing; none of it stopped the analysis."]
+    )
     for x in problems[:200]:
         sec.findings.append(Finding(severity=x.severity, rule="input", message=x.message, location=x.where))
     if clock.unaligned:
-        sec.findings.append(Finding(severity="warning", rule="clocks", location="",
-                                    message=f"rank(s) {_rank_list(clock.unaligned)} share no blocking collective "
-                                            "with the reference rank: their clocks are not aligned"))
+        sec.findings.append(
+            Finding(
+                severity="warning",
+                rule="clocks",
+                location="",
+                message=f"rank(s) {_rank_list(clock.unaligned)} share no blocking collective "
+                "with the reference rank: their clocks are not aligned",
+            )
+        )

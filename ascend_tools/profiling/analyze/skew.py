@@ -16,6 +16,7 @@ an instance, so with identically distributed jitter its expectation is zero on e
 that arrives d seconds late has expectation d whatever the jitter (``caused`` shrinks when the jitter is
 larger than d: the late rank is then not always last).
 """
+
 from dataclasses import dataclass
 from typing import Dict, List
 

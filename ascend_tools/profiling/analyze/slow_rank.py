@@ -42,6 +42,7 @@ Two pieces of evidence are reported beside the verdict, not used by it: msprof-a
 straggler has the *shortest* collective time, since it never waits) and NVIDIA's straggler detector's
 (its compute time between collectives, from steps.py, against the others').
 """
+
 import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Tuple
@@ -89,23 +90,48 @@ def find(profile: Profile, skew: Skew, table: StepTable, rule: SlowRankRule) -> 
             share = float(effect[i] / unit) if unit > 0 else 0.0
             p = sign_test(int(late_steps[i]), int(total[i])) if share >= rule.min_share else None
             slow = p is not None and p <= rule.max_p
-            rows.append({"rank": int(r), "late_per_step_s": float(effect[i]), "share_of_step": share,
-                         "late_steps": int(late_steps[i]), "steps": int(total[i]), "p_value": p,
-                         "caused_wait_s": float(caused[i]), "times_last": int(times_last[i]),
-                         "collective_p50_s": float(comm_p50[i]),
-                         "others_collective_p50_s": float(np.median(np.delete(comm_p50, i))),
-                         "compute_per_step_s": compute.get(int(r)), "slow": slow})
+            rows.append(
+                {
+                    "rank": int(r),
+                    "late_per_step_s": float(effect[i]),
+                    "share_of_step": share,
+                    "late_steps": int(late_steps[i]),
+                    "steps": int(total[i]),
+                    "p_value": p,
+                    "caused_wait_s": float(caused[i]),
+                    "times_last": int(times_last[i]),
+                    "collective_p50_s": float(comm_p50[i]),
+                    "others_collective_p50_s": float(np.median(np.delete(comm_p50, i))),
+                    "compute_per_step_s": compute.get(int(r)),
+                    "slow": slow,
+                }
+            )
             if slow:
                 flagged.setdefault(int(r), []).append(dict(rows[-1], group=gid, instances=instances))
         spread = skew.spread.get(gid, np.zeros(0))
-        groups.append({"group": gid, "members": len(members), "instances": instances, "unit_s": unit,
-                       "skew_p50_s": percentile(spread, 50), "skew_p99_s": percentile(spread, 99), "ranks": rows})
+        groups.append(
+            {
+                "group": gid,
+                "members": len(members),
+                "instances": instances,
+                "unit_s": unit,
+                "skew_p50_s": percentile(spread, 50),
+                "skew_p99_s": percentile(spread, 99),
+                "ranks": rows,
+            }
+        )
     slow = [_verdict(profile, skew, rank, hits, step_time, compute) for rank, hits in sorted(flagged.items())]
-    return {"rule": {"min_share": rule.min_share, "max_p": rule.max_p}, "median_step_s": step_time,
-            "groups": groups, "slow_ranks": slow}
+    return {
+        "rule": {"min_share": rule.min_share, "max_p": rule.max_p},
+        "median_step_s": step_time,
+        "groups": groups,
+        "slow_ranks": slow,
+    }
 
 
-def _counted(colls: Colls, sel: np.ndarray, late: np.ndarray, table: StepTable) -> Tuple[np.ndarray, np.ndarray, float]:
+def _counted(
+    colls: Colls, sel: np.ndarray, late: np.ndarray, table: StepTable
+) -> Tuple[np.ndarray, np.ndarray, float]:
     """Which of a group's records the rule counts, the step (or seq) each counts in, and the unit of the
     effect (see the module docstring)."""
     counted = np.isfinite(late)
@@ -121,11 +147,16 @@ def _counted(colls: Colls, sel: np.ndarray, late: np.ndarray, table: StepTable) 
     return counted, seqs, span / max(1, len(np.unique(seqs)))
 
 
-def _lateness(ranks: np.ndarray, labels: np.ndarray, late: np.ndarray,
-              members: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _lateness(
+    ranks: np.ndarray, labels: np.ndarray, late: np.ndarray, members: np.ndarray
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per member: the median over steps (``labels``) of its per-step lateness, the number of steps it was
     late in, and its number of steps."""
-    effect, late_steps, total = np.zeros(len(members)), np.zeros(len(members), np.int64), np.zeros(len(members), np.int64)
+    effect, late_steps, total = (
+        np.zeros(len(members)),
+        np.zeros(len(members), np.int64),
+        np.zeros(len(members), np.int64),
+    )
     if len(late):
         per_step = _by_row(np.searchsorted(members, ranks), labels, late, len(members))
         total = np.isfinite(per_step).sum(axis=1)
@@ -147,7 +178,7 @@ def _by_row(row: np.ndarray, label: np.ndarray, values: np.ndarray, rows: int) -
 
 def sign_test(late_steps: int, steps: int) -> float:
     """One-sided sign test: P(at least ``late_steps`` of ``steps`` fair coin flips come up "late")."""
-    return sum(math.comb(steps, j) for j in range(late_steps, steps + 1)) / 2 ** steps
+    return sum(math.comb(steps, j) for j in range(late_steps, steps + 1)) / 2**steps
 
 
 def _per_rank_mean(ranks: np.ndarray, values: np.ndarray) -> Dict[int, float]:
@@ -158,8 +189,14 @@ def _per_rank_mean(ranks: np.ndarray, values: np.ndarray) -> Dict[int, float]:
     return {int(r): float(m) for r, m in zip(uniq, means)}
 
 
-def _verdict(profile: Profile, skew: Skew, rank: int, hits: List[Dict[str, Any]], step_time: float,
-             compute: Dict[int, float]) -> Dict[str, Any]:
+def _verdict(
+    profile: Profile,
+    skew: Skew,
+    rank: int,
+    hits: List[Dict[str, Any]],
+    step_time: float,
+    compute: Dict[int, float],
+) -> Dict[str, Any]:
     colls = profile.colls
     mine = np.flatnonzero((colls.rank == rank) & np.isfinite(skew.late) & (colls.step >= 0))
     steps, inv = np.unique(colls.step[mine], return_inverse=True)
@@ -168,13 +205,21 @@ def _verdict(profile: Profile, skew: Skew, rank: int, hits: List[Dict[str, Any]]
     others = [v for r, v in compute.items() if r != rank]
     worst = max(hits, key=lambda h: h["share_of_step"])
     entry = {
-        "rank": rank, "host": profile.ranks[rank].host if rank in profile.ranks else "?",
-        "late_per_step_s": worst["late_per_step_s"], "share_of_step": worst["share_of_step"],
+        "rank": rank,
+        "host": profile.ranks[rank].host if rank in profile.ranks else "?",
+        "late_per_step_s": worst["late_per_step_s"],
+        "share_of_step": worst["share_of_step"],
         "caused_wait_s": float(sum(h["caused_wait_s"] for h in hits)),
         "groups": hits,
-        "by_step": [{"step": int(s), "late_s": float(x), "caused_wait_s": float(c),
-                     "share_of_step": float(x / step_time) if step_time > 0 else None}
-                    for s, x, c in zip(steps, late, caused)],
+        "by_step": [
+            {
+                "step": int(s),
+                "late_s": float(x),
+                "caused_wait_s": float(c),
+                "share_of_step": float(x / step_time) if step_time > 0 else None,
+            }
+            for s, x, c in zip(steps, late, caused)
+        ],
         "compute_per_step_s": compute.get(rank),
         "others_compute_per_step_s": float(np.median(others)) if others else None,
     }
@@ -187,14 +232,20 @@ def _ms(seconds: float) -> str:
 
 
 def _reason(entry: Dict[str, Any], worst: Dict[str, Any]) -> str:
-    text = (f"rank {entry['rank']} arrived {_ms(worst['late_per_step_s'])} per step later than the other ranks of "
-            f"group {worst['group']} ({worst['share_of_step']:.1%} of the median step time; late in "
-            f"{worst['late_steps']} of {worst['steps']} steps, p = {worst['p_value']:.2g}); it came last at {worst['times_last']} of {worst['instances']} "
-            f"collectives, where the others waited {_ms(worst['caused_wait_s'])} for it in all")
+    text = (
+        f"rank {entry['rank']} arrived {_ms(worst['late_per_step_s'])} per step later than the other ranks of "
+        f"group {worst['group']} ({worst['share_of_step']:.1%} of the median step time; late in "
+        f"{worst['late_steps']} of {worst['steps']} steps, p = {worst['p_value']:.2g}); it came last at {worst['times_last']} of {worst['instances']} "
+        f"collectives, where the others waited {_ms(worst['caused_wait_s'])} for it in all"
+    )
     if entry["compute_per_step_s"] is not None and entry["others_compute_per_step_s"] is not None:
-        text += (f"; compute between collectives {_ms(entry['compute_per_step_s'])}/step vs "
-                 f"{_ms(entry['others_compute_per_step_s'])} for the others")
-    text += (f"; its median collective time {_ms(worst['collective_p50_s'])} vs "
-             f"{_ms(worst['others_collective_p50_s'])} for the others (msprof-analyze: a straggler's is the "
-             f"shortest, as it never waits)")
+        text += (
+            f"; compute between collectives {_ms(entry['compute_per_step_s'])}/step vs "
+            f"{_ms(entry['others_compute_per_step_s'])} for the others"
+        )
+    text += (
+        f"; its median collective time {_ms(worst['collective_p50_s'])} vs "
+        f"{_ms(worst['others_collective_p50_s'])} for the others (msprof-analyze: a straggler's is the "
+        f"shortest, as it never waits)"
+    )
     return text

@@ -13,6 +13,7 @@ apart, as ``overlapped``, and not subtracted from compute; ``overlapped_wait`` i
 waiting for late ranks. Where the rank had nothing else to do meanwhile (DDP waits for its buckets at the
 end of backward) that wait is idle time hidden inside "compute": an upper bound on it.
 """
+
 from dataclasses import dataclass
 from typing import Any, Dict, List
 
@@ -71,8 +72,16 @@ def breakdown(profile: Profile, skew: Skew) -> StepTable:
     overlapping = inside & colls.is_async
     overlapped = np.bincount(pos[overlapping], weights=dur[overlapping], minlength=m)
     overlapped_wait = np.bincount(pos[overlapping], weights=skew.wait[overlapping], minlength=m)
-    return StepTable(rank=rank, step=step, duration=duration, compute=duration - comm, exposed=comm - wait,
-                     wait=wait, overlapped=overlapped, overlapped_wait=overlapped_wait)
+    return StepTable(
+        rank=rank,
+        step=step,
+        duration=duration,
+        compute=duration - comm,
+        exposed=comm - wait,
+        wait=wait,
+        overlapped=overlapped,
+        overlapped_wait=overlapped_wait,
+    )
 
 
 def per_rank(table: StepTable) -> List[Dict[str, Any]]:
@@ -83,11 +92,16 @@ def per_rank(table: StepTable) -> List[Dict[str, Any]]:
     ranks = table.rank[order]
     for a, b in runs(ranks):
         sel = order[a:b]
-        rows.append({
-            "rank": int(ranks[a]), "steps": b - a,
-            "step_time_p50_s": float(np.median(table.duration[sel])),
-            "compute_s": float(table.compute[sel].mean()), "exposed_comm_s": float(table.exposed[sel].mean()),
-            "wait_s": float(table.wait[sel].mean()), "overlapped_comm_s": float(table.overlapped[sel].mean()),
-            "overlapped_wait_s": float(table.overlapped_wait[sel].mean()),
-        })
+        rows.append(
+            {
+                "rank": int(ranks[a]),
+                "steps": b - a,
+                "step_time_p50_s": float(np.median(table.duration[sel])),
+                "compute_s": float(table.compute[sel].mean()),
+                "exposed_comm_s": float(table.exposed[sel].mean()),
+                "wait_s": float(table.wait[sel].mean()),
+                "overlapped_comm_s": float(table.overlapped[sel].mean()),
+                "overlapped_wait_s": float(table.overlapped_wait[sel].mean()),
+            }
+        )
     return rows

@@ -17,6 +17,7 @@ Then msprobe's own compare (bf16 as target, fp32 as golden, tensor dumps) writes
 which ``msprobe_compare_result.csv`` keeps the columns our metric agreement test needs. Wall times of the
 dumps and of the compare are printed (for the benchmark notes).
 """
+
 import csv
 import glob
 import json
@@ -37,9 +38,15 @@ def build_model(dtype):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
-        vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=16, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32,
-        tie_word_embeddings=False, attn_implementation="sdpa",
+        vocab_size=VOCAB,
+        hidden_size=HIDDEN,
+        intermediate_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=32,
+        tie_word_embeddings=False,
+        attn_implementation="sdpa",
     )
     torch.manual_seed(SEED)
     model = LlamaForCausalLM(config).to(dtype)
@@ -59,8 +66,13 @@ def run(variant, dtype, task, level, steps):
     out = os.path.join(HERE, f"{variant}_{'tensor' if task == 'tensor' else 'stats'}")
     shutil.rmtree(out, ignore_errors=True)
     cfg = {
-        "task": task, "dump_path": out, "rank": [], "step": [], "level": level,
-        "async_dump": False, task: {"scope": [], "list": [], "data_mode": ["all"]},
+        "task": task,
+        "dump_path": out,
+        "rank": [],
+        "step": [],
+        "level": level,
+        "async_dump": False,
+        task: {"scope": [], "list": [], "data_mode": ["all"]},
     }
     if task == "statistics":
         cfg[task]["summary_mode"] = "statistics"
@@ -132,11 +144,14 @@ def compare(target_step_root, golden_step_root):
     t0 = time.perf_counter()
     proc = subprocess.run(
         ["msprobe", "compare", "-tp", target, "-gp", golden, "-o", out],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     wall = time.perf_counter() - t0
     tables = glob.glob(os.path.join(out, "**", "*.csv"), recursive=True) + glob.glob(
-        os.path.join(out, "**", "*.xlsx"), recursive=True)
+        os.path.join(out, "**", "*.xlsx"), recursive=True
+    )
     if proc.returncode != 0 or not tables:
         print(proc.stdout[-3000:], proc.stderr[-3000:])
         raise SystemExit("msprobe compare failed")

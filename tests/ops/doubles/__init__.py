@@ -2,6 +2,7 @@
 ``../shared/data/torch_npu/fused_op_docs/`` (never from the implementation): each checks the documented
 argument rules and computes the documented result in plain PyTorch, so a tier's argument mapping runs on
 the CPU. ``fake_torch_npu(**ops)`` builds a stand-in ``torch_npu`` module holding the given ops."""
+
 import types
 from typing import Any
 

@@ -26,6 +26,7 @@ gradients). It computes in fp32 and rounds the output once. ``softmax_max``/``so
 [B, N, Sq, 8] fp32 as on the device. Autograd flows through the PyTorch ops, standing in for torch_npu's
 registered backward; dropout uses torch's generator (seeded by ``seed`` when non-zero).
 """
+
 from typing import Any, Optional, Tuple
 
 import torch
@@ -55,25 +56,61 @@ def _to_bnsd(x: torch.Tensor, layout: str, head_num: Optional[int], name: str) -
     raise AssertionError(layout)
 
 
-def npu_fusion_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, head_num: int,
-                         input_layout: str, pse: Optional[torch.Tensor] = None,
-                         padding_mask: Optional[torch.Tensor] = None, atten_mask: Optional[torch.Tensor] = None,
-                         scale: float = 1.0, keep_prob: float = 1.0, pre_tockens: int = MAX_TOKENS,
-                         next_tockens: int = MAX_TOKENS, inner_precise: int = 0, prefix: Any = None,
-                         actual_seq_qlen: Any = None, actual_seq_kvlen: Any = None, sparse_mode: int = 0,
-                         gen_mask_parallel: bool = True, sync: bool = False, softmax_layout: str = "",
-                         sink: Optional[torch.Tensor] = None, dropout_mask: Optional[torch.Tensor] = None,
-                         seed: int = 0, offset: int = 0) -> Tuple[Any, ...]:
-    calls.append({k: _describe(v) for k, v in dict(
-        query=query, key=key, value=value, head_num=head_num, input_layout=input_layout, atten_mask=atten_mask,
-        scale=scale, keep_prob=keep_prob, pre_tockens=pre_tockens, next_tockens=next_tockens,
-        sparse_mode=sparse_mode, inner_precise=inner_precise).items()})
+def npu_fusion_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    head_num: int,
+    input_layout: str,
+    pse: Optional[torch.Tensor] = None,
+    padding_mask: Optional[torch.Tensor] = None,
+    atten_mask: Optional[torch.Tensor] = None,
+    scale: float = 1.0,
+    keep_prob: float = 1.0,
+    pre_tockens: int = MAX_TOKENS,
+    next_tockens: int = MAX_TOKENS,
+    inner_precise: int = 0,
+    prefix: Any = None,
+    actual_seq_qlen: Any = None,
+    actual_seq_kvlen: Any = None,
+    sparse_mode: int = 0,
+    gen_mask_parallel: bool = True,
+    sync: bool = False,
+    softmax_layout: str = "",
+    sink: Optional[torch.Tensor] = None,
+    dropout_mask: Optional[torch.Tensor] = None,
+    seed: int = 0,
+    offset: int = 0,
+) -> Tuple[Any, ...]:
+    calls.append(
+        {
+            k: _describe(v)
+            for k, v in dict(
+                query=query,
+                key=key,
+                value=value,
+                head_num=head_num,
+                input_layout=input_layout,
+                atten_mask=atten_mask,
+                scale=scale,
+                keep_prob=keep_prob,
+                pre_tockens=pre_tockens,
+                next_tockens=next_tockens,
+                sparse_mode=sparse_mode,
+                inner_precise=inner_precise,
+            ).items()
+        }
+    )
     # --- argument rules ---------------------------------------------------------------------------------------
     if input_layout not in LAYOUTS:
-        raise RuntimeError(f"npu_fusion_attention: input_layout must be one of {LAYOUTS}, got {input_layout!r}")
+        raise RuntimeError(
+            f"npu_fusion_attention: input_layout must be one of {LAYOUTS}, got {input_layout!r}"
+        )
     if input_layout == "TND":
         if actual_seq_qlen is None or actual_seq_kvlen is None:
-            raise RuntimeError("npu_fusion_attention: TND (varlen) needs actual_seq_qlen and actual_seq_kvlen")
+            raise RuntimeError(
+                "npu_fusion_attention: TND (varlen) needs actual_seq_qlen and actual_seq_kvlen"
+            )
         raise NotImplementedError("npu_fusion_attention double: varlen (TND) is not modelled")
     if padding_mask is not None:
         raise RuntimeError("npu_fusion_attention: padding_mask is not supported (暂不支持该传参)")
@@ -81,15 +118,21 @@ def npu_fusion_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Te
         if v is not None:
             raise NotImplementedError(f"npu_fusion_attention double: {name} is not modelled")
     if not (query.dtype == key.dtype == value.dtype) or query.dtype not in DTYPES:
-        raise RuntimeError(f"npu_fusion_attention: query/key/value dtypes {query.dtype}/{key.dtype}/{value.dtype}"
-                           " must be one of fp16/bf16/fp32 and equal")
+        raise RuntimeError(
+            f"npu_fusion_attention: query/key/value dtypes {query.dtype}/{key.dtype}/{value.dtype}"
+            " must be one of fp16/bf16/fp32 and equal"
+        )
     expected_dim = 3 if input_layout in ("BSH", "SBH") else 4
     for name, t in (("query", query), ("key", key), ("value", value)):
         if t.dim() != expected_dim:
-            raise RuntimeError(f"npu_fusion_attention: {name} must be {expected_dim}-D for {input_layout}, "
-                               f"got {tuple(t.shape)}")
+            raise RuntimeError(
+                f"npu_fusion_attention: {name} must be {expected_dim}-D for {input_layout}, "
+                f"got {tuple(t.shape)}"
+            )
     if key.shape != value.shape:
-        raise RuntimeError(f"npu_fusion_attention: key {tuple(key.shape)} and value {tuple(value.shape)} differ")
+        raise RuntimeError(
+            f"npu_fusion_attention: key {tuple(key.shape)} and value {tuple(value.shape)} differ"
+        )
     if not isinstance(head_num, int) or head_num < 1:
         raise RuntimeError(f"npu_fusion_attention: head_num must be a positive int, got {head_num!r}")
     if not isinstance(scale, float):
@@ -125,26 +168,36 @@ def npu_fusion_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Te
     masked = torch.zeros(1, 1, sq, skv, dtype=torch.bool)
     if atten_mask is not None:
         if atten_mask.dtype not in (torch.bool, torch.uint8):
-            raise RuntimeError(f"npu_fusion_attention: atten_mask dtype must be bool or uint8, got {atten_mask.dtype}")
+            raise RuntimeError(
+                f"npu_fusion_attention: atten_mask dtype must be bool or uint8, got {atten_mask.dtype}"
+            )
         m = atten_mask.bool().cpu()
         if sparse_mode in (2, 3, 4):
             compressed = torch.triu(torch.ones(2048, 2048, dtype=torch.bool), diagonal=1)
             if m.shape != (2048, 2048) or not torch.equal(m, compressed):
-                raise RuntimeError(f"npu_fusion_attention: sparse_mode {sparse_mode} needs the compressed "
-                                   "2048x2048 triu(ones, 1) atten_mask")
+                raise RuntimeError(
+                    f"npu_fusion_attention: sparse_mode {sparse_mode} needs the compressed "
+                    "2048x2048 triu(ones, 1) atten_mask"
+                )
         else:
             allowed = [(b, nq, sq, skv), (b, 1, sq, skv), (1, 1, sq, skv), (sq, skv)]
             if tuple(m.shape) not in allowed:
-                raise RuntimeError(f"npu_fusion_attention: atten_mask shape {tuple(m.shape)} is not one of "
-                                   f"BNSS/B1SS/11SS/SS {allowed}")
+                raise RuntimeError(
+                    f"npu_fusion_attention: atten_mask shape {tuple(m.shape)} is not one of "
+                    f"BNSS/B1SS/11SS/SS {allowed}"
+                )
             masked = m.reshape((1, 1, *m.shape)) if m.dim() == 2 else m
         if sparse_mode == 0:
             if next_tockens < 0 and (pre_tockens < -next_tockens or -next_tockens >= skv):
-                raise RuntimeError("npu_fusion_attention: next_tockens < 0 needs pre_tockens >= |next_tockens| "
-                                   "and |next_tockens| < Skv")
+                raise RuntimeError(
+                    "npu_fusion_attention: next_tockens < 0 needs pre_tockens >= |next_tockens| "
+                    "and |next_tockens| < Skv"
+                )
             if pre_tockens < 0 and (next_tockens < -pre_tockens or -pre_tockens >= sq):
-                raise RuntimeError("npu_fusion_attention: pre_tockens < 0 needs next_tockens >= |pre_tockens| "
-                                   "and |pre_tockens| < Sq")
+                raise RuntimeError(
+                    "npu_fusion_attention: pre_tockens < 0 needs next_tockens >= |pre_tockens| "
+                    "and |pre_tockens| < Sq"
+                )
             masked = masked | (j - i > next_tockens) | (i - j > pre_tockens)
         elif sparse_mode == 2:
             masked = j > i
@@ -152,8 +205,10 @@ def npu_fusion_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Te
             masked = j > i + (skv - sq)
         elif sparse_mode == 4:
             if pre_tockens + next_tockens < 0:
-                raise RuntimeError("npu_fusion_attention: sparse_mode 4 needs pre_tockens and next_tockens to "
-                                   "overlap (pre_tockens + next_tockens >= 0)")
+                raise RuntimeError(
+                    "npu_fusion_attention: sparse_mode 4 needs pre_tockens and next_tockens to "
+                    "overlap (pre_tockens + next_tockens >= 0)"
+                )
             diag = j - (i + (skv - sq))
             masked = (diag > next_tockens) | (diag < -pre_tockens)
         masked = masked.expand(b, nq, sq, skv) if masked.dim() == 2 else masked

@@ -10,6 +10,7 @@ fp16/fp16, bf16/bf16, fp32/fp32; anything else raises. The doc gives no internal
 computes in fp32 and rounds the output once (what CANN's fp32 internal computation gives). Autograd
 flows through the PyTorch ops, standing in for torch_npu's registered backward.
 """
+
 from typing import Tuple
 
 import torch
@@ -25,12 +26,18 @@ SUPPORTED_DTYPES = {
 calls = []  # (self shape, self dtype, gamma shape, gamma dtype, epsilon) of every call, for tests
 
 
-def npu_rms_norm(self: torch.Tensor, gamma: torch.Tensor, epsilon: float = 1e-6) -> Tuple[torch.Tensor, torch.Tensor]:
+def npu_rms_norm(
+    self: torch.Tensor, gamma: torch.Tensor, epsilon: float = 1e-6
+) -> Tuple[torch.Tensor, torch.Tensor]:
     if not 2 <= self.dim() <= 8:
         raise RuntimeError(f"npu_rms_norm: self must have 2-8 dims, got {self.dim()}")
-    if not 1 <= gamma.dim() < self.dim() or tuple(gamma.shape) != tuple(self.shape[self.dim() - gamma.dim():]):
-        raise RuntimeError(f"npu_rms_norm: gamma shape {tuple(gamma.shape)} is not a trailing part of "
-                           f"self shape {tuple(self.shape)}")
+    if not 1 <= gamma.dim() < self.dim() or tuple(gamma.shape) != tuple(
+        self.shape[self.dim() - gamma.dim() :]
+    ):
+        raise RuntimeError(
+            f"npu_rms_norm: gamma shape {tuple(gamma.shape)} is not a trailing part of "
+            f"self shape {tuple(self.shape)}"
+        )
     if (self.dtype, gamma.dtype) not in SUPPORTED_DTYPES:
         raise RuntimeError(f"npu_rms_norm: unsupported dtypes self={self.dtype}, gamma={gamma.dtype}")
     if not isinstance(epsilon, float):

@@ -19,6 +19,7 @@ A2/A3), anything else raises:
 Autograd flows through the PyTorch ops, standing in for torch_npu's registered backward. The double
 computes in fp32 and rounds once (the fused op's internal precision).
 """
+
 from typing import Optional
 
 import torch
@@ -41,7 +42,7 @@ def _matches(pattern: str, x_shape: tuple, r_shape: tuple) -> bool:
 
 def _layout(x_shape: tuple, r_shape: tuple, mode: str) -> Optional[tuple]:
     if len(x_shape) == 4:
-        for name, patterns, (ib, in_) in (_HALF_4D if mode == "half" else _INTERLEAVE_4D):
+        for name, patterns, (ib, in_) in _HALF_4D if mode == "half" else _INTERLEAVE_4D:
             if any(_matches(p, x_shape[:3], r_shape[:3]) for p in patterns):
                 return name, x_shape[ib], x_shape[in_]
         return None
@@ -50,8 +51,13 @@ def _layout(x_shape: tuple, r_shape: tuple, mode: str) -> Optional[tuple]:
     return ("TND", 1, n) if tuple(r_shape[:2]) in allowed else None
 
 
-def npu_rotary_mul(input: torch.Tensor, r1: torch.Tensor, r2: torch.Tensor, rotary_mode: str = "half",
-                   rotate: Optional[torch.Tensor] = None) -> torch.Tensor:
+def npu_rotary_mul(
+    input: torch.Tensor,
+    r1: torch.Tensor,
+    r2: torch.Tensor,
+    rotary_mode: str = "half",
+    rotate: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
     x = input
     if rotate is not None:
         raise NotImplementedError("npu_rotary_mul double: the rotate matrix form is not modelled")
@@ -65,15 +71,18 @@ def npu_rotary_mul(input: torch.Tensor, r1: torch.Tensor, r2: torch.Tensor, rota
     if r1.dtype != x.dtype or r2.dtype != x.dtype:
         raise RuntimeError(f"npu_rotary_mul: r1/r2 dtypes {r1.dtype}/{r2.dtype} differ from input {x.dtype}")
     if r1.dim() != x.dim() or r1.shape != r2.shape:
-        raise RuntimeError(f"npu_rotary_mul: r1 {tuple(r1.shape)} / r2 {tuple(r2.shape)} do not fit input "
-                           f"{tuple(x.shape)}")
+        raise RuntimeError(
+            f"npu_rotary_mul: r1 {tuple(r1.shape)} / r2 {tuple(r2.shape)} do not fit input {tuple(x.shape)}"
+        )
     d = x.shape[-1]
     if d % 2 or d >= 896 or r1.shape[-1] != d:
         raise RuntimeError(f"npu_rotary_mul: D must be even and < 896 (and r1/r2 the same D), got {d}")
     found = _layout(tuple(x.shape), tuple(r1.shape), rotary_mode)
     if found is None:
-        raise RuntimeError(f"npu_rotary_mul: r1 shape {tuple(r1.shape)} is not a documented broadcast of input "
-                           f"{tuple(x.shape)} in {rotary_mode} mode")
+        raise RuntimeError(
+            f"npu_rotary_mul: r1 shape {tuple(r1.shape)} is not a documented broadcast of input "
+            f"{tuple(x.shape)} in {rotary_mode} mode"
+        )
     _, b, n = found
     if rotary_mode == "half" and (b >= 1000 or n >= 1000):
         raise RuntimeError(f"npu_rotary_mul: B, N must be < 1000, got B={b}, N={n}")
