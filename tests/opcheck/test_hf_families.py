@@ -4,12 +4,11 @@ import json
 
 import pytest
 import torch
+import transformers
 from click.testing import CliRunner
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ascend_tools.cli import main
-
-transformers = pytest.importorskip("transformers")
 
 LAYERS = 2
 SEQ = "8"

@@ -5,12 +5,11 @@ import json
 
 import pytest
 import torch
+import transformers
 from click.testing import CliRunner
 
 from ascend_tools.cli import main
 from ascend_tools.opcheck.trace import SHAPE_FALLBACKS
-
-transformers = pytest.importorskip("transformers")
 
 
 @pytest.mark.parametrize(

@@ -93,8 +93,6 @@ def test_reference_gradcheck_fp64(casting, offset):
 
 
 def hf_module(casting, hidden, eps, dtype, weight):
-    transformers = pytest.importorskip("transformers")
-    del transformers
     if casting == "llama":
         from transformers.models.llama.modeling_llama import LlamaRMSNorm
 

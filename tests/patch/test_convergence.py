@@ -8,13 +8,11 @@ in near-zero gradients become visible in the weights after 20 steps)."""
 
 import pytest
 import torch
+import transformers
+from test_patch import FAMILIES, tiny_config
 
-transformers = pytest.importorskip("transformers")
-
-from test_patch import FAMILIES, tiny_config  # noqa: E402  (same directory, pytest's rootdir path)
-
-import ascend_tools.patch as patch  # noqa: E402
-from ascend_tools.patch import hf  # noqa: E402
+import ascend_tools.patch as patch
+from ascend_tools.patch import hf
 
 patch.revert()  # the import patched everything: leave the rest of the session unpatched
 

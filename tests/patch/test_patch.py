@@ -19,8 +19,7 @@ import textwrap
 
 import pytest
 import torch
-
-transformers = pytest.importorskip("transformers")
+import transformers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -8,12 +8,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import asdict
 
 import numpy as np
 import pytest
 import torch
+from polling import wait_for
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ascend_tools.precision import stats as stats_mod
@@ -254,11 +254,20 @@ with capture({out!r}, flush_every=16):
 """
 
 
+def _complete_lines(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
 def test_killed_writer_leaves_readable_prefix(tmp_path):
     out = str(tmp_path / "d")
     proc = subprocess.Popen([sys.executable, "-c", KILLED.format(root=ROOT, out=out)], stdout=subprocess.PIPE)
     assert proc.stdout.readline().strip() == b"ready"
-    time.sleep(0.2)
+    records = os.path.join(out, "rank0", "step0", "records.jsonl")
+    assert wait_for(lambda: _complete_lines(records) >= 400), "the writer flushed nothing in 30 s"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     recs = _records(out)

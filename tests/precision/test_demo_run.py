@@ -1,9 +1,5 @@
 """The demo's precision part names the injected fault and nothing else."""
 
-import pytest
-
-pytest.importorskip("transformers")
-
 from ascend_tools.precision import demo_run
 
 

@@ -10,12 +10,11 @@ import contextlib
 
 import pytest
 import torch
+import transformers
 
 from ascend_tools.precision import capture
 from ascend_tools.precision.compare import compare_dumps
 from ascend_tools.precision.faults import Fault, FaultInjector
-
-transformers = pytest.importorskip("transformers")
 
 FAMILIES = {
     "llama": (transformers.LlamaConfig, transformers.LlamaForCausalLM),

@@ -6,9 +6,6 @@ carries the fault and the float64 reference (run with every mode disabled) does 
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-
-pytest.importorskip("transformers")
-
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 from ascend_tools.precision import shadow

@@ -46,14 +46,3 @@ def events(prof_dir: str, rank: int, kind: str = "coll") -> List[Dict[str, Any]]
 def read_json(path: Any) -> Any:
     with open(path, encoding="utf-8") as f:
         return json.load(f)
-
-
-def wait_for(pred: Callable[[], bool], limit: float = 30.0) -> bool:
-    """Poll ``pred`` until true; False after ``limit`` s (a safety net for a loaded machine, not a timing
-    assertion)."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False

@@ -11,7 +11,8 @@ import time
 
 import pytest
 import torch.distributed as dist
-from gloo_ranks import free_port, read_json, wait_for
+from gloo_ranks import free_port, read_json
+from polling import wait_for
 
 from ascend_tools.profiling import hang
 from ascend_tools.profiling.hang import Watchdog

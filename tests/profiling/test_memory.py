@@ -8,7 +8,7 @@ import time
 import types
 
 import pytest
-from gloo_ranks import wait_for
+from polling import wait_for
 
 from ascend_tools import backend
 from ascend_tools.profiling import memory

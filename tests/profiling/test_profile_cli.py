@@ -9,7 +9,8 @@ import subprocess
 import sys
 
 import pytest
-from gloo_ranks import read_json, wait_for
+from gloo_ranks import read_json
+from polling import wait_for
 
 pytestmark = pytest.mark.slow
 
