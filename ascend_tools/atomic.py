@@ -19,8 +19,7 @@ def open_atomic(path: str, mode: str = "w", fsync: bool = False) -> Iterator[IO[
     os.makedirs(parent, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
     try:
-        text = {} if "b" in mode else {"encoding": "utf-8", "newline": "\n"}
-        with os.fdopen(fd, mode, **text) as f:
+        with _fdopen(fd, mode) as f:
             yield f
             if fsync:
                 f.flush()
@@ -32,6 +31,13 @@ def open_atomic(path: str, mode: str = "w", fsync: bool = False) -> Iterator[IO[
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _fdopen(fd: int, mode: str) -> IO[Any]:
+    """``fd`` as a file object: binary as is, text as UTF-8 with ``\\n`` line ends."""
+    if "b" in mode:
+        return os.fdopen(fd, mode)
+    return os.fdopen(fd, mode, encoding="utf-8", newline="\n")
 
 
 def write_bytes(path: str, data: bytes) -> None:

@@ -145,7 +145,8 @@ def cpu_name() -> str:
 def _device_name(name: str) -> str:
     if name == "cpu":
         return cpu_name()
-    mod = torch.npu if name == "npu" else torch.cuda
+    # torch.npu exists once torch_npu is imported (detect() chose npu only then); torch's stubs lack it
+    mod: Any = getattr(torch, "npu", None) if name == "npu" else torch.cuda
     try:
         return str(mod.get_device_name(0))
     except Exception as exc:
@@ -240,8 +241,9 @@ def device(index: Optional[int] = None) -> torch.device:
     if info.name == "cpu":
         return torch.device("cpu")
     if index is None:
+        mod = accelerator_module()
         try:
-            index = int(accelerator_module().current_device())
+            index = int(mod.current_device()) if mod is not None else 0
         except Exception:
             index = 0
     return torch.device(info.device_type, index)

@@ -12,9 +12,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 STACK_DEPTH = 16
-_SKIP_DIRS = tuple(
-    os.path.dirname(os.path.abspath(m.__file__)) + os.sep for m in (torch, sys.modules[__package__])
-)
+# torch's directory and this package's (this module sits at its top level)
+_SKIP_DIRS = tuple(os.path.dirname(os.path.abspath(f)) + os.sep for f in (torch.__file__, __file__))
 _STDLIB = os.path.abspath(sysconfig.get_paths()["stdlib"]) + os.sep
 _SITE = os.sep + "site-packages" + os.sep
 
@@ -105,7 +104,7 @@ class StackTable:
 
     def _full_stack_id(self) -> int:
         frame: Optional[Any] = sys._getframe(2)
-        key = []
+        key: List[Tuple[Any, int]] = []
         while frame is not None and len(key) < self.depth:
             code = frame.f_code
             if not self._skip(code):

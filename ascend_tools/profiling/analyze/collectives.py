@@ -60,13 +60,13 @@ def table(profile: Profile, skew: Skew, by_group: bool = False) -> List[Dict[str
     group = colls.gid if by_group else np.zeros(len(colls), np.int64)
     key = (group << 40) | (colls.op << 24) | (colls.is_async.astype(np.int64) << 16) | (bucket + 1)
     order = np.argsort(key, kind="stable")
-    rows = []
+    rows: List[Dict[str, Any]] = []
     for a, b in runs(key[order]):
         sel = order[a:b]
         i = sel[0]
         op = profile.ops[int(colls.op[i])]
         calls = b - a if op in P2P_OPS else len(np.unique((colls.gid[sel] << 40) | colls.seq[sel]))
-        row = {"group": profile.gids[int(colls.gid[i])]} if by_group else {}
+        row: Dict[str, Any] = {"group": profile.gids[int(colls.gid[i])]} if by_group else {}
         row.update(
             {
                 "op": op,

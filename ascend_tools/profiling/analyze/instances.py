@@ -35,7 +35,7 @@ class GroupInstances:
         """Instances every member with any record in this group has a record of (a rank with no record
         at all, e.g. a missing directory, does not make every instance incomplete)."""
         have = self.rec >= 0
-        return have[have.any(axis=1)].all(axis=0)
+        return np.all(have[have.any(axis=1)], axis=0)
 
 
 def group_instances(profile: Profile) -> List[GroupInstances]:

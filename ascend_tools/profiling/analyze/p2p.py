@@ -15,14 +15,14 @@ from .arrays import runs
 from .model import Profile
 
 
-def _side(profile: Profile, op: str, src_is_rank: bool) -> Dict[str, np.ndarray]:
+def _side(profile: Profile, op: str, src_is_rank: bool) -> Dict[int, np.ndarray]:
     colls = profile.colls
     sel = np.flatnonzero((colls.op == profile.op_code(op)) & (colls.peer >= 0))
     src = colls.rank[sel] if src_is_rank else colls.peer[sel]
     dst = colls.peer[sel] if src_is_rank else colls.rank[sel]
     key = (src << 32) | dst
     order = np.argsort(key, kind="stable")
-    out = {}
+    out: Dict[int, np.ndarray] = {}  # (src << 32) | dst -> [bytes, calls, time]
     for a, b in runs(key[order]):
         part = sel[order[a:b]]
         out[int(key[order[a]])] = np.array(
@@ -34,11 +34,11 @@ def _side(profile: Profile, op: str, src_is_rank: bool) -> Dict[str, np.ndarray]
 def matrix(profile: Profile) -> List[Dict[str, Any]]:
     """``[{"src", "dst", "bytes", "calls", "time_s", "algbw_GBps"}]``, largest first."""
     sends, recvs = _side(profile, "send", True), _side(profile, "recv", False)
-    rows = []
+    rows: List[Dict[str, Any]] = []
     for key in sorted(set(sends) | set(recvs)):
-        s, r = sends.get(key), recvs.get(key)
-        best = max((x for x in (s, r) if x is not None), key=lambda x: x[0])
-        timed = s if s is not None else r
+        sides = [x for x in (sends.get(key), recvs.get(key)) if x is not None]
+        best = max(sides, key=lambda x: x[0])
+        timed = sides[0]  # the send side when there is one
         nbytes, time = int(best[0]), float(timed[2])
         rows.append(
             {

@@ -12,7 +12,7 @@ import operator
 import os
 import re
 from collections import Counter
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from ...errors import InputError
 from ..recorder import SCHEMA
 from . import memory
 from .model import Colls, Problem, Profile, RankInfo, Steps
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeGuard  # typing.TypeGuard is 3.10+
 
 #: the most ranks a profile is read as having (a corrupt world_size or rank must not make millions)
 MAX_WORLD = 1 << 17
@@ -308,7 +311,7 @@ def _coll_entry(e: Any) -> Optional[Dict[str, Any]]:
     return out
 
 
-def is_rank_list(value: Any) -> bool:
+def is_rank_list(value: Any) -> "TypeGuard[List[int]]":
     """A list of ranks as the profiler writes it: ints in [0, MAX_WORLD)."""
     return isinstance(value, list) and all(
         isinstance(m, int) and not isinstance(m, bool) and 0 <= m < MAX_WORLD for m in value

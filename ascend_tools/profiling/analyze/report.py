@@ -508,12 +508,14 @@ def _memory(report: Report, a: "Analysis") -> None:
             )
         )
     top = sorted(mem["ranks"], key=lambda r: -(r["peak"].get(primary) or 0.0))[:MAX_PLOT_RANKS]
-    t0 = min((float(a.profile.ranks[r["rank"]].memory.t[0]) for r in top), default=0.0)
+    # (rank, samples); every row is a rank with memory samples (memory.summarize skips the others)
+    samples = [(r["rank"], a.profile.ranks[r["rank"]].memory) for r in top]
+    plotted = [(rank, m) for rank, m in samples if m is not None]
+    t0 = min((float(m.t[0]) for _, m in plotted), default=0.0)
     lines = {}
-    for r in top:
-        m = a.profile.ranks[r["rank"]].memory
+    for rank, m in plotted:
         if primary in m.series:
-            lines[f"rank {r['rank']}"] = [
+            lines[f"rank {rank}"] = [
                 (float(t - t0), float(v) / 2**30) for t, v in zip(m.t, m.series[primary]) if v == v
             ]
     if lines:

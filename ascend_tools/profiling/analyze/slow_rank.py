@@ -70,7 +70,8 @@ def find(profile: Profile, skew: Skew, table: StepTable, rule: SlowRankRule) -> 
     step_time = table.median_step()
     steady = table.steady()
     compute = _per_rank_mean(table.rank[steady], table.compute[steady])
-    groups, flagged = [], {}
+    groups: List[Dict[str, Any]] = []
+    flagged: Dict[int, List[Dict[str, Any]]] = {}
     for a, b in runs(colls.gid[idx]):
         sel = idx[a:b]
         gid = profile.gids[int(colls.gid[sel[0]])]
@@ -120,12 +121,14 @@ def find(profile: Profile, skew: Skew, table: StepTable, rule: SlowRankRule) -> 
                 "ranks": rows,
             }
         )
-    slow = [_verdict(profile, skew, rank, hits, step_time, compute) for rank, hits in sorted(flagged.items())]
+    slow_ranks = [
+        _verdict(profile, skew, rank, hits, step_time, compute) for rank, hits in sorted(flagged.items())
+    ]
     return {
         "rule": {"min_share": rule.min_share, "max_p": rule.max_p},
         "median_step_s": step_time,
         "groups": groups,
-        "slow_ranks": slow,
+        "slow_ranks": slow_ranks,
     }
 
 
