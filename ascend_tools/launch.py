@@ -16,6 +16,7 @@ once they initialise a process group: ranks started by ``torch.multiprocessing.s
 """
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -89,6 +90,8 @@ def start_from_env() -> Any:
     elif opts.get("require_rank") and "RANK" not in os.environ:
         return None
     opts.pop("require_rank", None)
+    if opts.pop("debug", False):
+        _log_debug()
     os.environ[ENV_ACTIVE] = str(os.getpid())
     import atexit
     import importlib
@@ -99,9 +102,26 @@ def start_from_env() -> Any:
     return started
 
 
+def _log_debug() -> None:
+    """``ascend-doctor --debug``: this package's log (its internal errors with their traceback) on stderr at
+    debug level, without touching the user's own logging configuration."""
+    log = logging.getLogger("ascend_tools")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("ascend-doctor: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+
+
+def failed(rc: int) -> str:
+    """How a verb says that the command it ran failed, first: ``the command failed (exit 2)``."""
+    return f"the command failed (exit {rc})"
+
+
 def run(tool: str, cmd: List[str], out_dir: str, options: Dict[str, Any], log: Optional[str] = None) -> int:
     """Run ``cmd`` with ``tool`` (a key of :data:`TOOLS`) on; return its exit status (128+N when killed by
-    signal N). ``log``: a file for the command's stdout and stderr (default: this process's).
+    signal N). ``log``: a file for the command's stdout and stderr (default: this process's). An option
+    ``debug`` (``ascend-doctor --debug``) logs the tool's internal errors with their traceback there.
 
     Raises InputError when the command cannot be started."""
     if not cmd:

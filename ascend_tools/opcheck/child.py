@@ -3,12 +3,14 @@
 ``python -m ascend_tools.opcheck.child SPEC.json OUT.json``. The user's code runs here, not in the
 CLI's process, so a crash or hang in it is reported by the parent (``runner.py``) instead of inherited.
 Everything that needs torch happens here too; OUT holds the verdict rows and pattern rows (small),
-or ``{"error": "one line"}``.
+``{"error": "one line"}`` (bad input, or the user's code raised: its traceback on stderr when the spec says
+``debug``), or ``{"internal_error": "one line"}`` (a bug here: its traceback on stderr).
 """
 
 import json
 import os
 import sys
+import traceback
 from typing import Any, List, Tuple
 
 from ..errors import InputError
@@ -81,7 +83,12 @@ def main(argv: list) -> int:
         payload = trace_target(spec)
         code = 0
     except (InputError, target.UserCodeError) as exc:
+        if spec.get("debug") and exc.__cause__ is not None:
+            traceback.print_exception(type(exc.__cause__), exc.__cause__, exc.__cause__.__traceback__)
         payload, code = {"error": str(exc)}, 3
+    except Exception as exc:
+        traceback.print_exc()
+        payload, code = {"internal_error": f"{type(exc).__name__}: {exc}"}, 4
     with open(out_path, "w", encoding="utf-8") as f:
         json.dump(payload, f)
     return code

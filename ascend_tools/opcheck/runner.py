@@ -13,12 +13,13 @@ from ..errors import InputError
 def trace_in_child(spec: Dict[str, Any], timeout: float, debug: bool = False) -> Dict[str, Any]:
     """Return the child's payload (see ``child.py``).
 
-    Raises :class:`InputError` (one line) when the child times out, crashes or reports an error."""
+    Raises :class:`InputError` (one line) when the child times out, crashes or reports an error, and
+    RuntimeError when it reports an internal error (its traceback went to stderr under ``debug``)."""
     with tempfile.TemporaryDirectory(prefix="ascend-doctor-") as tmp:
         spec_path = os.path.join(tmp, "spec.json")
         out_path = os.path.join(tmp, "trace.json")
         with open(spec_path, "w", encoding="utf-8") as f:
-            json.dump(spec, f)
+            json.dump(dict(spec, debug=debug), f)
         cmd = [sys.executable, "-m", "ascend_tools.opcheck.child", spec_path, out_path]
         env = dict(os.environ, PYTHONPATH=_package_root() + os.pathsep + os.environ.get("PYTHONPATH", ""))
         try:
@@ -43,6 +44,8 @@ def trace_in_child(spec: Dict[str, Any], timeout: float, debug: bool = False) ->
                     spec["target"], proc.returncode, _last_line(proc.stderr)
                 )
             )
+    if "internal_error" in payload:
+        raise RuntimeError(f"in the check-ops model process: {payload['internal_error']}")
     if "error" in payload:
         raise InputError(
             payload["error"]
