@@ -138,7 +138,9 @@ class _T:
 
     def encoded(self, enc: LineEncoder) -> str:
         self.settle(final=True)
-        return enc.tensor_head(self.dtype, self.shape) + self.body
+        body = self.body
+        assert body is not None  # settle(final=True) always writes it
+        return enc.tensor_head(self.dtype, self.shape) + body
 
 
 def _strip(value: Any, out: List[torch.Tensor]) -> Any:
@@ -251,10 +253,10 @@ class Capture(StepSession):
         self._queue = StatsQueue(digests=mode == "hash")
         self._save_tensors = mode == "tensor"
         self.background = _default_background() if background is None else bool(background)
-        self._jobs: Optional[queue.Queue[Any]] = None
+        self._jobs: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_JOBS)  # a fresh one per start()
         self._thread: Optional[threading.Thread] = None
         self._pid = os.getpid()
-        self._batch: List[tuple] = []
+        self._batch: List[Union[str, tuple]] = []  # a record's line, or its tuple until its stats are known
         self._calls: Dict[Tuple[str, str], int] = {}
         self._next_id = 0
         self._seen: Dict[int, _T] = {}
@@ -384,7 +386,7 @@ class Capture(StepSession):
         info = _T(dtype_name(t.dtype), t.shape, self._queue.add(t) if plain else None)
         if plain:
             if self._save_tensors and t.layout == torch.strided and t.device.type != "meta":
-                path, rel = self._writer.tensor_path(self.step_no, f"{rid}.{slot}")
+                path, rel = self._rank_writer().tensor_path(self.step_no, f"{rid}.{slot}")
                 store.save_tensor(t, path)
                 info.file = rel
             info.settle()
@@ -464,8 +466,9 @@ class Capture(StepSession):
         string outlives the young generation without adding to what the garbage collector scans), else
         as the tuple the flush encodes once its statistics arrive."""
         if all(t.body is not None for t in rec[6]) and all(t.settle() for t in rec[7]):
-            rec = self._line(rec, self.step_no)
-        self._batch.append(rec)
+            self._batch.append(self._line(rec, self.step_no))
+        else:
+            self._batch.append(rec)
         if len(self._batch) >= self.flush_every or self._queue.pending_bytes > self.flush_bytes:
             was = self._busy
             self._busy = True
@@ -489,7 +492,7 @@ class Capture(StepSession):
         batch, self._batch = self._batch, []
         if not self._meta_final and (batch or self._stack_table.new):
             self._meta_final = True
-            self._writer.write_meta(self.meta())
+            self._rank_writer().write_meta(self.meta())
         stacks = [
             store._dumps({"id": sid, "frames": frames}) + "\n" for sid, frames in self._stack_table.drain()
         ]
@@ -534,8 +537,15 @@ class Capture(StepSession):
                 pause(0)
             lines.append(self._line(rec, step))
         if lines or stacks:
-            self._writer.write(step, lines, stacks)
+            self._rank_writer().write(step, lines, stacks)
             self.records_written += len(lines)
+
+    def _rank_writer(self) -> store.RankWriter:
+        """The writer :meth:`start` opened (records are made and flushed only after it)."""
+        writer = self._writer
+        if writer is None:
+            raise RuntimeError("capture not started")
+        return writer
 
     def _work(self) -> None:
         """The writer thread: statistics of CPU tensors, JSON encoding and file writes, one flush at

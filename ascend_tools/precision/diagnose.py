@@ -50,7 +50,9 @@ class PairResult:
 
     @property
     def record(self) -> Record:
-        return self.pair.target if self.pair.target is not None else self.pair.reference
+        rec = self.pair.target if self.pair.target is not None else self.pair.reference
+        assert rec is not None  # align() makes no pair without a record
+        return rec
 
     @property
     def culprit_level(self) -> Optional[str]:
@@ -128,7 +130,7 @@ class Diagnoser:
         elif t_out.stats is not None and r_out.stats is not None:
             result.stats_error = M.compare_stats(t_out.stats, r_out.stats)
             result.verdict = standards.judge_stats(result.stats_error, t_out.dtype, t.name)
-        if result.error is not None and result.verdict.level == "pass":
+        if result.error is not None and result.verdict is not None and result.verdict.level == "pass":
             # an output within its dtype's tolerance of the reference cannot be where the error came from:
             # the float64 replay (most of a compare's time) is spent only on outputs that are off
             result.within_reference = True
@@ -146,8 +148,9 @@ class Diagnoser:
             if not replayable(op, rec.name):
                 result.notes.append("random or uninitialised op: not replayed")
                 return
-            inputs = [self._load(self.target, info) for info in rec.inputs]
-            if any(x is None for x in inputs):
+            loaded = [self._load(self.target, info) for info in rec.inputs]
+            inputs = [x for x in loaded if x is not None]
+            if len(inputs) < len(loaded):
                 return
             found = replay(
                 op,

@@ -12,7 +12,7 @@ target against an exact zero) is reported as the largest float64.
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple, TypedDict
 
 import numpy as np
 import torch
@@ -184,7 +184,7 @@ def compare_tensors(target: Any, reference: Any) -> PairMetrics:
             note=f"no {missing} tensor" + ("" if other is not None else " on either side"),
         )
     t_dtype, r_dtype = dtype_name(target), dtype_name(reference)
-    base = {"target_dtype": t_dtype, "reference_dtype": r_dtype}
+    base = _Dtypes(target_dtype=t_dtype, reference_dtype=r_dtype)
     t_shape, r_shape = tuple(np.shape(target)), tuple(np.shape(reference))
     if t_shape != r_shape:
         return PairMetrics(
@@ -201,7 +201,14 @@ def compare_tensors(target: Any, reference: Any) -> PairMetrics:
     return _compare_float(t.reshape(-1), r.reshape(-1), t_dtype, base)
 
 
-def _compare_exact(t: torch.Tensor, r: torch.Tensor, kind: str, base: Dict[str, str]) -> PairMetrics:
+class _Dtypes(TypedDict):
+    """The two dtypes every :class:`PairMetrics` past the missing-side check carries."""
+
+    target_dtype: str
+    reference_dtype: str
+
+
+def _compare_exact(t: torch.Tensor, r: torch.Tensor, kind: str, base: _Dtypes) -> PairMetrics:
     """Integers and bools: equal or not. max_abs_err is |t - r| in float64 (1 for bools)."""
     n = t.numel()
     if kind == "bool" or t.dtype == r.dtype:
@@ -234,7 +241,7 @@ def _all_finite(x: torch.Tensor) -> bool:
     return bool(torch.isfinite(x.sum())) or bool(torch.isfinite(x).all())
 
 
-def _compare_float(t: torch.Tensor, r: torch.Tensor, t_dtype: str, base: Dict[str, str]) -> PairMetrics:
+def _compare_float(t: torch.Tensor, r: torch.Tensor, t_dtype: str, base: _Dtypes) -> PairMetrics:
     # Buffers are reused in place: at 16M elements every fresh float64 tensor costs more (page
     # faults) than the arithmetic. t and r may be the caller's own float64 tensors: never written.
     t = t.to(torch.float64).contiguous()

@@ -307,21 +307,31 @@ class StatsQueue:
             self._resolve_device(group)
 
     def _resolve_device(self, pending: List[Pending]) -> None:
-        rowed = [e for e in pending if e.row is not None]
-        digested = [e for e in pending if e.digest_row is not None]
+        rowed: List[Pending] = []
+        rows: List[torch.Tensor] = []
+        digested: List[Pending] = []
+        digest_rows: List[torch.Tensor] = []
+        for e in pending:
+            if e.row is not None:
+                rowed.append(e)
+                rows.append(e.row)
+            if e.digest_row is not None:
+                digested.append(e)
+                digest_rows.append(e.digest_row)
         # the float rows (as float64 bits) and the int64 digests in one int64 transfer: no rounding
         parts = []
-        if rowed:
-            parts.append(torch.stack([e.row for e in rowed]).to(torch.float64).reshape(-1).view(torch.int64))
-        if digested:
-            parts.append(torch.stack([e.digest_row for e in digested]).reshape(-1))
+        if rows:
+            parts.append(torch.stack(rows).to(torch.float64).reshape(-1).view(torch.int64))
+        if digest_rows:
+            parts.append(torch.stack(digest_rows).reshape(-1))
+        del rows, digest_rows
         host = to_host(torch.cat(parts) if len(parts) > 1 else parts[0])
         n = len(rowed) * 4
         for e, (a, b) in zip(digested, host[n:].reshape(-1, 2).tolist()):
             e.digest = f"{a & _MASK:016x}{b & _MASK:016x}"
             e.digest_row = None
         second: List[torch.Tensor] = []
-        need: List[Pending] = []
+        need: List[TensorStats] = []
         values = host[:n].view(torch.float64).reshape(-1, 4).tolist() if rowed else []
         for e, vals in zip(rowed, values):
             e.row = None
@@ -337,13 +347,13 @@ class StatsQueue:
                     counts = _counts(e.tensor)
             e.tensor = None
             e.counts = None
+            stats = e.stats = _make_stats(vals, e.numel, counts if isinstance(counts, list) else None)
             if isinstance(counts, torch.Tensor):
-                need.append(e)
+                need.append(stats)
                 second.append(counts)
-            e.stats = _make_stats(vals, e.numel, counts if isinstance(counts, list) else None)
         if second:
-            for e, c in zip(need, to_host(torch.stack(second)).tolist()):
-                _set_counts(e.stats, c)
+            for stats, c in zip(need, to_host(torch.stack(second)).tolist()):
+                _set_counts(stats, c)
 
 
 def _suspect(vals: List[float], dtype: torch.dtype) -> bool:
@@ -364,7 +374,8 @@ def _make_stats(vals: List[float], numel: int, counts: Optional[List[Any]]) -> T
 
 def _set_counts(stats: TensorStats, c: List[float]) -> None:
     stats.nan, stats.inf, stats.sat = int(c[0]), int(c[1]), int(c[2])
-    if not stats.nan and not stats.inf and not math.isfinite(stats.norm):
+    # norm: a float here (stats from _make_stats); not finite without NaN/Inf: the squares overflowed
+    if not stats.nan and not stats.inf and stats.norm is not None and not math.isfinite(stats.norm):
         stats.norm = float(c[3])
 
 

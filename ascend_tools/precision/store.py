@@ -217,15 +217,17 @@ class RankWriter:
         if stacks:
             self._stacks.write("".join(stacks))
             self._stacks.flush()
-        if self._records_step != step:
-            if self._records is not None:
-                self._records.close()
+        records = self._records
+        if records is None or self._records_step != step:
+            if records is not None:
+                records.close()
             os.makedirs(self.step_dir(step), exist_ok=True)
-            self._records = open(os.path.join(self.step_dir(step), "records.jsonl"), "a", encoding="utf-8")  # noqa: SIM115
+            path = os.path.join(self.step_dir(step), "records.jsonl")
+            records = self._records = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
             self._records_step = step
         if lines:
-            self._records.write("".join(lines))
-            self._records.flush()
+            records.write("".join(lines))
+            records.flush()
             self.counts[step] = self.counts.get(step, 0) + len(lines)
 
     def close(self) -> None:

@@ -163,6 +163,11 @@ class CommInterceptor(FailOpen):
         self._install_ddp()
         self.active = True
 
+    def _replace(self, owner: Any, name: str, orig: Any, new: Any) -> None:
+        """``owner.<name> = new`` (a class's method too), undone by :meth:`uninstall`."""
+        self._saved.append((owner, name, orig))
+        setattr(owner, name, new)
+
     def uninstall(self) -> None:
         self.active = False
         for owner, name, orig in reversed(self._saved):
@@ -397,9 +402,8 @@ class CommInterceptor(FailOpen):
             orig_register(ddp, state, interceptor._tag_hook(hook))
 
         self._orig_register = orig_register
-        self._saved += [(DDP, "__init__", orig_init), (DDP, "register_comm_hook", orig_register)]
-        DDP.__init__ = __init__
-        DDP.register_comm_hook = register_comm_hook
+        self._replace(DDP, "__init__", orig_init, __init__)
+        self._replace(DDP, "register_comm_hook", orig_register, register_comm_hook)
         if orig_builtin is not None:
 
             @functools.wraps(orig_builtin)
@@ -407,8 +411,7 @@ class CommInterceptor(FailOpen):
                 ddp._ascend_doctor_builtin_hook = True
                 orig_builtin(ddp, comm_hook_type)
 
-            self._saved.append((DDP, "_register_builtin_comm_hook", orig_builtin))
-            DDP._register_builtin_comm_hook = _register_builtin_comm_hook
+            self._replace(DDP, "_register_builtin_comm_hook", orig_builtin, _register_builtin_comm_hook)
         import torch.distributed as dist
 
         if dist.is_initialized():  # instances built before the profiler started

@@ -78,7 +78,7 @@ class MemorySampler(Background, FailOpen):
         """One ``mem`` record, counted into the open step; ``uss``: read USS if it is due (slow: keep
         it off the training thread)."""
         t = time.time()
-        dev = backend.memory_stats()
+        dev: Dict[str, Any] = backend.memory_stats()  # + fragmentation, a float
         frag = fragmentation(dev)
         if frag is not None:
             dev["fragmentation"] = frag
@@ -97,7 +97,7 @@ class MemorySampler(Background, FailOpen):
             peaks["step"] = step
             now = rec["dev"]
             for ours, peak_key in _STEP_MAX:
-                if peak_key in now:
+                if peak_key is not None and peak_key in now:
                     peaks[peak_key] = now[peak_key]
                     if now[peak_key] != self._at_close.get(peak_key, 0):  # reached during this step
                         peaks[ours] = max(peaks.get(ours, 0), now[peak_key])

@@ -50,7 +50,7 @@ class Profiler(StepSession):
     ) -> None:
         self._init_session(None, None)
         self.out_dir = os.path.abspath(out_dir)
-        self.options = {
+        self.options: Dict[str, Any] = {
             "comm": comm,
             "memory": memory,
             "hang_timeout": hang_timeout,
@@ -154,8 +154,8 @@ class Profiler(StepSession):
         self._pending = []
         self.recorder.start()
         if watch:
-            self._start_watchdog()
-            self._start_oom()
+            self._start_watchdog(rank, self.recorder)
+            self._start_oom(rank_dir)
         return True
 
     def _meta(self, rank: int, world: int) -> Dict[str, Any]:
@@ -184,7 +184,7 @@ class Profiler(StepSession):
             "started_at": self._step_t0,
         }
 
-    def _start_watchdog(self) -> None:
+    def _start_watchdog(self, rank: int, recorder: RankRecorder) -> None:
         timeout = self.options["hang_timeout"]
         if self.comm is None or not timeout:
             return
@@ -192,23 +192,23 @@ class Profiler(StepSession):
 
         self.watchdog = Watchdog(
             self.out_dir,
-            self.rank,
+            rank,
             float(timeout),
             inflight=self.comm.inflight,
             recent=self.comm.recent_records,
-            flush=self.recorder.flush,
+            flush=recorder.flush,
             native=self.options["native"],
             kill=self.options["kill_on_hang"],
         )
         self.watchdog.start()
 
-    def _start_oom(self) -> None:
+    def _start_oom(self, rank_dir: str) -> None:
         if not self.options["memory"]:
             return
         from .oom import OomForensics
 
         recent = self.sampler.recent if self.sampler is not None else list
-        self.oom = OomForensics(self.rank_dir, lambda: self.step_no, recent)
+        self.oom = OomForensics(rank_dir, lambda: self.step_no, recent)
         self.oom.install()
 
     # --- records and steps -----------------------------------------------------------------------------
