@@ -102,13 +102,17 @@ class ModulePath:
     called with keyword tensors). A tool must call :meth:`current` for every forward op it sees. Torch
     without those two functions: backward ops get the root ("").
 
-    Names come from :meth:`name_modules` (the root is ""); a module entered without a known name is a root
-    of its own (""), and its children are named from it when it is first entered."""
+    Names come from :meth:`name_modules` (the root is ""). A module without a known name that runs inside
+    another (a function Hugging Face's ``kernels`` wraps as a module, such as ``apply_rotary_pos_emb``; a
+    module kept in a plain list or dict; a module-level singleton) is transparent: its ops and their backward
+    belong to the module that called it, looked up at each call (one instance serves every layer), and so do
+    those of its unnamed children. One that runs while no module runs is a root (""), and the modules below
+    it are named from it (names already known are kept)."""
 
     def __init__(self) -> None:
         self._stack: List[str] = []
-        self._names: Any = weakref.WeakKeyDictionary()
-        self._expanded: Any = weakref.WeakSet()
+        self._names: weakref.WeakKeyDictionary[torch.nn.Module, str] = weakref.WeakKeyDictionary()
+        self._roots: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()  # see _root
         self._by_seq: Dict[int, str] = {}
         self._handles: List[Any] = []
 
@@ -129,25 +133,26 @@ class ModulePath:
     def name_modules(self, root: torch.nn.Module) -> None:
         for name, module in root.named_modules():
             self._names[module] = name
-            self._expanded.add(module)
 
     def forget(self) -> None:
         """Drop the forward ops noted so far (a step boundary: their backward has run)."""
         self._by_seq = {}
 
-    def _name(self, module: torch.nn.Module) -> str:
-        name = self._names.get(module)
-        if name is None:
-            name = self._names[module] = ""
-        if module not in self._expanded:
-            self._expanded.add(module)
-            prefix = f"{name}." if name else ""
-            for child_name, child in module.named_children():
-                self._names[child] = prefix + child_name
-        return name
-
     def _push(self, module: torch.nn.Module, _inputs: Any) -> None:
-        self._stack.append(self._name(module))
+        name = self._names.get(module)
+        if name is None:  # transparent inside a running module, else a root
+            name = self._stack[-1] if self._stack else self._root(module)
+        self._stack.append(name)
+
+    def _root(self, module: torch.nn.Module) -> str:
+        """Name the modules below an unnamed root the first time it runs. The root itself stays unnamed: the
+        same instance may run inside a named module later."""
+        if module not in self._roots:
+            self._roots.add(module)
+            for name, sub in module.named_modules():
+                if sub is not module:
+                    self._names.setdefault(sub, name)
+        return ""
 
     def _pop(self, _module: torch.nn.Module, _inputs: Any, _output: Any) -> None:
         if self._stack:

@@ -1,6 +1,9 @@
 """ModulePath: forward from the module stack, backward from the module whose forward made the autograd node,
 checked against known answers for a two-block model (which module runs each op, and the order in which the
-autograd engine runs the nodes)."""
+autograd engine runs the nodes), for modules outside the model's tree (a singleton, one kept in a list) and,
+from the Python frames, for Hugging Face Llama's ``apply_rotary_pos_emb``."""
+
+import sys
 
 import pytest
 import torch
@@ -112,3 +115,131 @@ def test_forget_and_hooks_removed():
     with Seen(paths) as mode:
         model(x)
     assert {m for _, _, m, _ in mode.seen} == {""}  # after exit no module is entered any more
+
+
+class Twice(torch.nn.Module):
+    """A function made a module, as Hugging Face's ``kernels`` does: one instance, no parent."""
+
+    def forward(self, x):
+        return torch.sin(x) * 2
+
+
+TWICE = Twice()
+
+
+class Gate(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        return torch.sigmoid(self.inner(x))
+
+
+class Layer(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(4, 4)
+        self.gates = [Gate()]  # a plain list: not a child, so not named
+
+    def forward(self, x):
+        return self.gates[0](TWICE(self.proj(x)))
+
+
+class Layers(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = torch.nn.ModuleList([Layer(), Layer()])
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x.sum()
+
+
+def test_modules_outside_the_tree_belong_to_their_caller():
+    """A singleton called from two layers counts to each layer in turn, forward and backward, and so does a
+    module kept in a list, its child included."""
+    torch.manual_seed(0)
+    seen = _run(Layers(), torch.randn(3, 4))
+    assert [m for op, ph, m, _ in seen if op == "aten::sin"] == ["layers.0", "layers.1"]
+    # SinBackward0 runs cos: the last layer's first
+    assert [m for op, ph, m, _ in seen if op == "aten::cos"] == ["layers.1", "layers.0"]
+    # each layer: its proj, then the gate's inner Linear, which counts to the layer
+    fwd_addmm = [m for op, ph, m, _ in seen if op == "aten::addmm"]
+    assert fwd_addmm == ["layers.0.proj", "layers.0", "layers.1.proj", "layers.1"]
+    assert [m for op, ph, m, _ in seen if op == "aten::sigmoid_backward"] == ["layers.1", "layers.0"]
+    bwd_mm = {m for op, ph, m, node in seen if op == "aten::mm" and node == "AddmmBackward0"}
+    assert bwd_mm == set(fwd_addmm)
+
+
+def test_a_module_called_with_nothing_running_is_a_root():
+    """At top level the singleton is a root, and inside a layer it is not, whichever it met first; an unnamed
+    root's modules are named from it."""
+    torch.manual_seed(0)
+    model, x = Layers(), torch.randn(3, 4, requires_grad=True)
+    with ModulePath() as paths, Seen(paths) as mode:
+        paths.name_modules(model)
+        loss = TWICE(x).sum() + model(x) + TWICE(x).sum()
+        loss.backward()
+        Gate()(x)
+    seen = mode.seen
+    assert [m for op, ph, m, _ in seen if op == "aten::sin"] == ["", "layers.0", "layers.1", ""]
+    assert sorted(m for op, ph, m, _ in seen if op == "aten::cos") == ["", "", "layers.0", "layers.1"]
+    assert [m for op, ph, m, _ in seen if op == "aten::addmm"][-1] == "inner"
+
+
+def _callers(frame, names):
+    """The ``self`` of each frame running a function called one of ``names``, innermost first."""
+    out = []
+    while frame is not None:
+        if frame.f_code.co_name in names:
+            out.append(frame.f_locals.get("self"))
+        frame = frame.f_back
+    return out
+
+
+class SeenRope(Seen):
+    """Seen, plus whether each forward op runs in ``apply_rotary_pos_emb`` and the attention module whose
+    forward called it (from the Python frames)."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        frame = sys._getframe()
+        rope = bool(_callers(frame, {"apply_rotary_pos_emb"}))
+        attention = next(
+            (s for s in _callers(frame, {"forward"}) if type(s).__name__ == "LlamaAttention"), None
+        )
+        out = super().__torch_dispatch__(func, types, args, kwargs)
+        self.seen[-1] += (rope, attention)
+        return out
+
+
+def test_hugging_face_rope_belongs_to_its_attention():
+    """transformers 5 with ``kernels`` makes ``apply_rotary_pos_emb`` a module outside the model: its ops
+    (and their backward) count to the attention module that calls it."""
+    import transformers
+
+    config = transformers.LlamaConfig(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=32,
+    )
+    config._attn_implementation = "eager"
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(config)
+    names = {m: n for n, m in model.named_modules()}
+    ids = torch.randint(0, 64, (1, 6))
+    with ModulePath() as paths, SeenRope(paths) as mode:
+        paths.name_modules(model)
+        model(input_ids=ids, labels=ids).loss.backward()
+    rope = [(op, m, names[attention]) for op, ph, m, node, is_rope, attention in mode.seen if is_rope]
+    assert {op for op, _, _ in rope} >= {"aten::mul.Tensor", "aten::neg", "aten::cat", "aten::slice.Tensor"}
+    assert [m for _, m, _ in rope] == [expected for _, _, expected in rope]
+    assert {m for _, m, _ in rope} == {"model.layers.0.self_attn", "model.layers.1.self_attn"}
+    # rotate_half's neg is Llama's only one: NegBackward0 counts to the same modules
+    fwd_neg = sorted(m for op, m, _ in rope if op == "aten::neg")
+    assert sorted(m for op, ph, m, node, *_ in mode.seen if node == "NegBackward0") == fwd_neg
