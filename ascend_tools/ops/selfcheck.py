@@ -84,7 +84,7 @@ def _fmt(value: Any) -> str:
 
 
 def build_report(data: Dict[str, Any]) -> Any:
-    from ..report import Report, Table
+    from ..report import Finding, Report, Severity, Table
 
     report = Report(
         schema="ascend-doctor/selfcheck/1", title="Fused-op tiers against the golden vectors", data=data
@@ -122,9 +122,12 @@ def build_report(data: Dict[str, Any]) -> Any:
             status_column="verdict",
         )
     )
-    failures = [f"{r['tier']} {r['op']} {r['dtype']}: {f}" for r in data["results"] for f in r["failures"]]
+    failures = [(r, f) for r in data["results"] for f in r["failures"]]
     if failures:
-        report.section("Failures", failures)
+        report.section("Failures").findings.extend(
+            Finding(Severity.ERROR, "tier-failed", f, location=f"{r['tier']} {r['op']} {r['dtype']}")
+            for r, f in failures
+        )
     if data["unavailable"]:
         sec = report.section("Tiers not available here")
         sec.tables.append(
