@@ -5,7 +5,9 @@ from typing import Any, Optional
 
 import click
 
-from .common import emit, exit_code, fail_on_option, handle_errors, output_options
+from .common import handle_errors, output_options
+
+FAIL_ON = ("never", "hang", "slow-rank", "any")
 
 
 @click.command("analyze")
@@ -31,7 +33,13 @@ from .common import emit, exit_code, fail_on_option, handle_errors, output_optio
     show_default=True,
     help="Slow rank: largest sign-test p-value for 'late in most steps'.",
 )
-@fail_on_option
+@click.option(
+    "--fail-on",
+    type=click.Choice(FAIL_ON),
+    default="never",
+    show_default=True,
+    help="Exit with status 1 when a hang, a slow rank, or either was found.",
+)
 @output_options
 @handle_errors
 def analyze_cmd(
@@ -39,11 +47,9 @@ def analyze_cmd(
 ) -> None:
     """Analyse the profile in DIR (written by ascend-doctor profile): collectives by op and size with bus
     bandwidth, point-to-point traffic, per-rank step breakdown, slow ranks, hangs, memory per rank.
-    Ranks are read one at a time, so a 1,024-rank profile fits in memory.
-
-    Findings: a hang, an out-of-memory and a rank file that could not be read are errors; a slow rank and
-    unaligned clocks are warnings."""
+    Ranks are read one at a time, so a 1,024-rank profile fits in memory."""
     from ..profiling.analyze import SlowRankRule, analyze
+    from ..report import write_report
 
     bar = _Progress()
     try:
@@ -55,8 +61,10 @@ def analyze_cmd(
         )
     finally:
         bar.close()
-    emit(report, fmt, output)
-    sys.exit(exit_code(report, fail_on))
+    write_report(report, fmt, output)
+    found = {"hang": bool(report.data["hangs"]), "slow-rank": bool(report.data["slow_ranks"])}
+    found["any"] = any(found.values())
+    sys.exit(int(found.get(fail_on, False)))
 
 
 class _Progress:
@@ -68,7 +76,9 @@ class _Progress:
 
     def update(self, done: int, total: int) -> None:
         if self._bar is None:
-            self._bar = click.progressbar(length=total, label="reading ranks", file=sys.stderr)
+            self._bar = click.progressbar(
+                length=total, label="reading ranks", file=click.get_text_stream("stderr")
+            )
             self._bar.__enter__()
         self._bar.update(done - self._done)
         self._done = done
