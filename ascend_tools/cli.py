@@ -1,8 +1,6 @@
 """The ``ascend-doctor`` command group. Each verb lives in ``ascend_tools/commands/<verb>.py``:
 it parses options, calls the library and renders a Report."""
 
-import logging
-
 import click
 
 from . import __version__
@@ -19,16 +17,18 @@ from .commands import (
     selfcheck,
     shadow,
 )
+from .commands.common import DEBUG_HELP, configure_logging
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ascend-doctor")
-@click.option("--debug", is_flag=True, help="Show tracebacks and the traced program's own output.")
+@click.option("--debug", is_flag=True, help=DEBUG_HELP)
 def main(debug: bool) -> None:
-    """Port PyTorch LLM training from NVIDIA GPUs to Huawei Ascend NPUs."""
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING, format="ascend-doctor: %(message)s"
-    )
+    """Port PyTorch LLM training from NVIDIA GPUs to Huawei Ascend NPUs.
+
+    Exit status of every verb: 0 ran, nothing at or above --fail-on; 1 findings at or above --fail-on;
+    2 bad input; 3 internal error (docs/cli.md)."""
+    configure_logging(debug)
 
 
 main.add_command(check_ops.check_ops_cmd)

@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ascend_tools import backend
 from ascend_tools.report.model import Finding, Report, Table
+from ascend_tools.severity import Severity
 
 SCHEMA = "ascend-doctor/env/1"
 
@@ -717,7 +718,7 @@ def build_report(info: Dict[str, Any]) -> Report:
     for p in info.get("problems", []):
         sec.findings.append(
             Finding(
-                severity=p["severity"],
+                severity=Severity.parse(p["severity"]),
                 rule=p["rule"],
                 message=p["message"],
                 suggestion=p.get("suggestion", ""),

@@ -5,9 +5,7 @@ from typing import Any, Optional
 
 import click
 
-from .common import handle_errors, output_options
-
-FAIL_ON = ("never", "hang", "slow-rank", "any")
+from .common import emit, exit_code, fail_on_option, handle_errors, output_options
 
 
 @click.command("analyze")
@@ -33,13 +31,7 @@ FAIL_ON = ("never", "hang", "slow-rank", "any")
     show_default=True,
     help="Slow rank: largest sign-test p-value for 'late in most steps'.",
 )
-@click.option(
-    "--fail-on",
-    type=click.Choice(FAIL_ON),
-    default="never",
-    show_default=True,
-    help="Exit with status 1 when a hang, a slow rank, or either was found.",
-)
+@fail_on_option
 @output_options
 @handle_errors
 def analyze_cmd(
@@ -47,9 +39,11 @@ def analyze_cmd(
 ) -> None:
     """Analyse the profile in DIR (written by ascend-doctor profile): collectives by op and size with bus
     bandwidth, point-to-point traffic, per-rank step breakdown, slow ranks, hangs, memory per rank.
-    Ranks are read one at a time, so a 1,024-rank profile fits in memory."""
+    Ranks are read one at a time, so a 1,024-rank profile fits in memory.
+
+    Findings: a hang, an out-of-memory and a rank file that could not be read are errors; a slow rank and
+    unaligned clocks are warnings."""
     from ..profiling.analyze import SlowRankRule, analyze
-    from ..report import write_report
 
     bar = _Progress()
     try:
@@ -61,10 +55,8 @@ def analyze_cmd(
         )
     finally:
         bar.close()
-    write_report(report, fmt, output)
-    found = {"hang": bool(report.data["hangs"]), "slow-rank": bool(report.data["slow_ranks"])}
-    found["any"] = any(found.values())
-    sys.exit(int(found.get(fail_on, False)))
+    emit(report, fmt, output)
+    sys.exit(exit_code(report, fail_on))
 
 
 class _Progress:
@@ -76,9 +68,7 @@ class _Progress:
 
     def update(self, done: int, total: int) -> None:
         if self._bar is None:
-            self._bar = click.progressbar(
-                length=total, label="reading ranks", file=click.get_text_stream("stderr")
-            )
+            self._bar = click.progressbar(length=total, label="reading ranks", file=sys.stderr)
             self._bar.__enter__()
         self._bar.update(done - self._done)
         self._done = done

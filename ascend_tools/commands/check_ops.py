@@ -5,7 +5,7 @@ from typing import Any
 
 import click
 
-from .common import handle_errors, output_options
+from .common import debug_enabled, emit, exit_code, fail_on_option, handle_errors, output_options
 
 
 @click.command("check-ops")
@@ -54,13 +54,7 @@ from .common import handle_errors, output_options
     show_default=True,
     help="Seconds the model process may take to build and trace.",
 )
-@click.option(
-    "--fail-on",
-    type=click.Choice(["error", "warning", "never"]),
-    default="error",
-    show_default=True,
-    help="Exit with status 1 when a finding is at or above this severity.",
-)
+@fail_on_option
 @output_options
 @handle_errors
 def check_ops_cmd(
@@ -86,7 +80,6 @@ def check_ops_cmd(
     no weights are allocated and no device is needed.
     """
     from ..opcheck import checkops, support
-    from ..report import write_report
 
     opts = checkops.Options(
         target=target,
@@ -99,8 +92,8 @@ def check_ops_cmd(
         backward=not no_backward,
         timeout=timeout,
         scan_source=not no_scan,
-        debug=click.get_current_context().find_root().params["debug"],
+        debug=debug_enabled(),
     )
     report = checkops.scan_only(opts) if scan_only else checkops.check_ops(opts)
-    write_report(report, fmt, output)
-    sys.exit(checkops.exit_code(report, fail_on))
+    emit(report, fmt, output)
+    sys.exit(exit_code(report, fail_on))

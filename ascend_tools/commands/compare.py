@@ -5,7 +5,7 @@ from typing import Any, Optional
 
 import click
 
-from .common import handle_errors
+from .common import emit, exit_code, fail_on_option, handle_errors
 
 
 @click.command("compare")
@@ -26,13 +26,7 @@ from .common import handle_errors
     "--stats-only", is_flag=True, help="Compare statistics only, even where the dumps hold tensors (faster)."
 )
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="Culprits listed.")
-@click.option(
-    "--fail-on",
-    type=click.Choice(["error", "never"]),
-    default="never",
-    show_default=True,
-    help="Exit with status 1 when an op introduced an error (error) or never.",
-)
+@fail_on_option
 @click.option(
     "--format",
     "-f",
@@ -71,7 +65,6 @@ def compare_cmd(
     by error amplification when it holds statistics only.
     """
     from ..precision import compare
-    from ..report import write_report, write_text
 
     report = compare.compare_dumps(
         target,
@@ -83,8 +76,5 @@ def compare_cmd(
         progress=sys.stderr.isatty(),
         stats_only=stats_only,
     )
-    if fmt == "csv":
-        write_text(compare.to_csv(report), output)
-    else:
-        write_report(report, fmt, output)
-    sys.exit(compare.exit_code(report, fail_on))
+    emit(report, fmt, output, text=compare.to_csv(report) if fmt == "csv" else None)
+    sys.exit(exit_code(report, fail_on))

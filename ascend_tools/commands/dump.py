@@ -5,7 +5,7 @@ from typing import Any, Tuple
 
 import click
 
-from .common import handle_errors
+from .common import debug_enabled, handle_errors
 
 
 @click.command(
@@ -65,7 +65,7 @@ def dump_cmd(
     """Run COMMAND (e.g. -- python train.py ARGS) with capture switched on in its Python processes.
 
     Works for python script.py, python -m module and torchrun (each rank writes rank{RANK}).
-    The exit status is COMMAND's own."""
+    The exit status is COMMAND's own; when it failed, the first line on stderr says so."""
 
     from .. import launch
     from ..precision import options as precision_options
@@ -79,10 +79,14 @@ def dump_cmd(
         "ops": list(ops),
         "sample": sample,
         "stack": not no_stack,
+        "debug": debug_enabled(),
     }
     rc = launch.run("dump", list(command), out_dir, options)
-    ranks = precision_options.summary(out_dir)
-    if not ranks:
+    ranks = [r for r in precision_options.summary(out_dir) if sum(r["steps"].values())]
+    if rc:
+        before = f"; what it recorded before that is in {out_dir}" if ranks else " before any op was recorded"
+        click.echo(f"ascend-doctor dump: {launch.failed(rc)}{before}", err=True)
+    elif not ranks:
         click.echo(f"ascend-doctor dump: no records in {out_dir} (did the command run PyTorch?)", err=True)
     for r in ranks:
         steps_text = ", ".join(f"step{s}: {n}" for s, n in sorted(r["steps"].items())) or "no steps"

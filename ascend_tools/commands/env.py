@@ -4,7 +4,7 @@ from typing import Any
 
 import click
 
-from .common import handle_errors, output_options
+from .common import emit, handle_errors, output_options
 
 
 @click.command("env")
@@ -13,6 +13,5 @@ from .common import handle_errors, output_options
 def env_cmd(fmt: str, output: Any) -> None:
     """Versions of torch, torch_npu, CANN, driver and the HCCL / allocator variables that are set."""
     from .. import env
-    from ..report import write_report
 
-    write_report(env.build_report(env.collect()), fmt, output)
+    emit(env.build_report(env.collect()), fmt, output)

@@ -5,7 +5,7 @@ from typing import Any, Optional
 
 import click
 
-from .common import handle_errors, output_options
+from .common import emit, exit_code, fail_on_option, handle_errors, output_options
 
 
 @click.command("loss-compare")
@@ -47,13 +47,7 @@ from .common import handle_errors, output_options
     show_default=True,
     help="Steps shown in the step table: the first N, the last N and the N worst.",
 )
-@click.option(
-    "--fail-on",
-    type=click.Choice(["error", "never"]),
-    default="error",
-    show_default=True,
-    help="Exit with status 1 when the runs diverge (error) or never.",
-)
+@fail_on_option
 @output_options
 @handle_errors
 def loss_compare_cmd(
@@ -77,7 +71,6 @@ def loss_compare_cmd(
     'loss': or Megatron's "lm loss:" on each line. The format is read from the content.
     """
     from ..precision import losscurve
-    from ..report import write_report
 
     report = losscurve.loss_compare(
         run_a,
@@ -90,5 +83,5 @@ def loss_compare_cmd(
         label_b=label_b,
         rows=rows,
     )
-    write_report(report, fmt, output)
-    sys.exit(losscurve.exit_code(report, fail_on))
+    emit(report, fmt, output)
+    sys.exit(exit_code(report, fail_on))

@@ -4,7 +4,7 @@ from typing import Any, Dict
 
 import click
 
-from .common import handle_errors, output_options
+from .common import emit, handle_errors, output_options
 
 SCHEMA = "ascend-doctor/patch-status/1"
 
@@ -117,6 +117,5 @@ def patch_status_cmd(fmt: str, output: Any) -> None:
     """What `import ascend_tools.patch` patches in this environment (families, attention registration,
     default attention, models patched by apply()) and the tier each op runs with."""
     from .. import patch
-    from ..report import write_report
 
-    write_report(build_report(patch.status()), fmt, output)
+    emit(build_report(patch.status()), fmt, output)

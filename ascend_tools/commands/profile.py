@@ -4,12 +4,12 @@ import json
 import math
 import os
 import sys
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import click
 
 from ..errors import InputError
-from .common import handle_errors
+from .common import debug_enabled, handle_errors
 
 
 @click.command(
@@ -57,7 +57,8 @@ def profile_cmd(
 ) -> None:
     """Run COMMAND (e.g. -- torchrun --nproc-per-node 8 train.py ARGS) with the profiler on in every rank.
 
-    Each rank writes DIR/rank{r}; read them all with `ascend-doctor analyze DIR`. The exit status is COMMAND's own."""
+    Each rank writes DIR/rank{r}; read them all with `ascend-doctor analyze DIR`. The exit status is COMMAND's
+    own; when it failed, the first line on stderr says so."""
     from .. import launch
 
     if not hang_timeout >= 0 or math.isinf(hang_timeout):  # NaN too: a watchdog that never fires
@@ -77,17 +78,29 @@ def profile_cmd(
         "native": native,
         "kill_on_hang": kill_on_hang,
         "stack": not no_stack,
+        "debug": debug_enabled(),
     }
     rc = launch.run("profile", list(command), out_dir, options)
     ranks = _summary(out_dir)
-    if not ranks:
+    trained = any(far for _, far in ranks)
+    if rc:
+        before = (
+            "; what the ranks wrote before that:"
+            if trained
+            else " before its first training step ended"
+            if ranks
+            else " before any rank wrote a profile"
+        )
+        click.echo(f"ascend-doctor profile: {launch.failed(rc)}{before}", err=True)
+    elif not ranks:
         click.echo(
             f"ascend-doctor profile: no rank wrote to {out_dir} (did the command run PyTorch?)", err=True
         )
-    for line in ranks:
+    for line, _ in ranks:
         click.echo(f"ascend-doctor profile: {line}", err=True)
-    if ranks:
-        click.echo(f"ascend-doctor profile: next: ascend-doctor analyze {out_dir}", err=True)
+    if trained or (ranks and not rc):
+        what = "where each rank stopped" if rc else "next"
+        click.echo(f"ascend-doctor profile: {what}: ascend-doctor analyze {out_dir}", err=True)
     sys.exit(rc)
 
 
@@ -101,17 +114,19 @@ def _rank_dirs(out_dir: str) -> list:
         return []
 
 
-def _summary(out_dir: str) -> list:
-    """One line per rank directory under ``out_dir`` (none: an empty list)."""
-    lines = []
+def _summary(out_dir: str) -> List[Tuple[str, bool]]:
+    """Per rank directory under ``out_dir``: its line, and whether it got as far as training (a step done,
+    cut short while running, or hang / OOM forensics written)."""
+    out = []
     for rank, rdir in _rank_dirs(out_dir):
-        meta = _read_meta(os.path.join(rdir, "meta.json"))
-        state = (
-            "cut short" if meta is None or "closed_at" not in meta else f"{meta.get('records', 0)} records"
-        )
+        meta = _read_meta(os.path.join(rdir, "meta.json")) or {}
+        closed = "closed_at" in meta
+        steps = meta.get("steps", 0) if closed else 0
+        state = f"{meta.get('records', 0)} records, {steps} steps" if closed else "cut short"
         extra = [x for x in ("hang", "oom.json") if os.path.exists(os.path.join(rdir, x))]
-        lines.append(f"rank{rank}: {state}" + (f" ({', '.join(extra)} written)" if extra else ""))
-    return lines
+        line = f"rank{rank}: {state}" + (f" ({', '.join(extra)} written)" if extra else "")
+        out.append((line, bool(steps or not closed or extra)))
+    return out
 
 
 def _read_meta(path: str) -> Optional[dict]:

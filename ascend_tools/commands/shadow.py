@@ -9,7 +9,7 @@ from typing import Any, Optional, Tuple
 import click
 
 from ..errors import InputError
-from .common import handle_errors, output_options
+from .common import debug_enabled, emit, exit_code, fail_on_option, handle_errors, output_options
 
 
 @click.command(
@@ -47,13 +47,7 @@ from .common import handle_errors, output_options
 @click.option(
     "--top", type=click.IntRange(min=1), default=10, show_default=True, help="Culprits listed in the report."
 )
-@click.option(
-    "--fail-on",
-    type=click.Choice(["error", "never"]),
-    default="error",
-    show_default=True,
-    help="Exit with status 1 when an op introduced an error (error) or never.",
-)
+@fail_on_option
 @output_options
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @handle_errors
@@ -74,30 +68,33 @@ def shadow_cmd(
 
     Every aten op (forward and backward) is run again on CPU in float64 on copies of the inputs it got,
     and its output compared at once: the report ranks the ops that introduced error themselves. Works
-    for python script.py, python -m module and torchrun (every rank). Exit status: COMMAND's own when it
-    failed; else 1 when an op introduced an error (--fail-on error), else 0.
+    for python script.py, python -m module and torchrun (every rank). An op that introduced an error is an
+    error finding. Exit status: COMMAND's own when it failed (the report's headline says so first); else
+    as for every verb (docs/cli.md).
     """
 
     from .. import launch
     from ..precision import options as precision_options
-    from ..precision.shadow import build_report, exit_code, read_results
-    from ..report import write_report
+    from ..precision.shadow import build_report, read_results
 
     if not command:
         raise InputError("no command to run: give it after --, e.g. ascend-doctor shadow -- python train.py")
     step_list = precision_options.check_options(steps, sample, scope)
-    options = {"ops": list(ops), "scope": list(scope), "sample": sample, "steps": step_list}
+    options = {
+        "ops": list(ops),
+        "scope": list(scope),
+        "sample": sample,
+        "steps": step_list,
+        "debug": debug_enabled(),
+    }
     if max_numel is not None:
         options["max_numel"] = max_numel
     with tempfile.TemporaryDirectory(prefix="ascend-doctor-shadow-") as tmp:
         out_dir = records_dir or os.path.join(tmp, "records")
         rc = launch.run("shadow", list(command), out_dir, options)
         records, metas = read_results(out_dir)
-    if not metas:
-        click.echo("ascend-doctor shadow: no records (did the command run PyTorch?)", err=True)
-    report = build_report(records, metas, top=top, command=list(command))
-    write_report(report, fmt, output)
-    if rc != 0:
-        click.echo(f"ascend-doctor shadow: the command exited with status {rc}", err=True)
-        sys.exit(rc)
-    sys.exit(exit_code(report, fail_on))
+    report = build_report(records, metas, top=top, command=list(command), exit_status=rc)
+    if report.headline:
+        click.echo(f"ascend-doctor shadow: {report.headline}", err=True)
+    emit(report, fmt, output)
+    sys.exit(rc or exit_code(report, fail_on))

@@ -9,15 +9,22 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..errors import InputError
-from ..report import Finding, Report, Table
+from ..report import Finding, Report, Severity, Table
 from . import source_scan, support
 from .runner import trace_in_child
 from .verdicts import STATUS_ORDER
 
 SCHEMA = "ascend-doctor/check-ops/1"
-# severity of each op status for --fail-on (a dtype risk is a warning)
-STATUS_SEVERITY = {"unsupported": "error", "cpu_fallback": "warning", "composite": "info", "npu": None}
-SEVERITY_RANK = {"error": 0, "warning": 1, "info": 2}
+# the finding each op status other than npu makes: (severity, rule, what the ops have in common)
+STATUS_FINDINGS = {
+    "unsupported": (Severity.ERROR, "unsupported-op", "fail on the NPU in torch_npu {}"),
+    "cpu_fallback": (
+        Severity.WARNING,
+        "cpu-fallback",
+        "have no NPU kernel in torch_npu {} and run on the CPU, copying their tensors on every call",
+    ),
+    "composite": (Severity.INFO, "composite-op", "have no NPU kernel of their own in torch_npu {}"),
+}
 
 
 @dataclass
@@ -45,7 +52,7 @@ def build_report(opts: Options, payload: Dict[str, Any], findings: Sequence[Any]
     source = [_finding_dict(f) for f in findings]
 
     status_counts = {s: sum(1 for r in ops if r["status"] == s) for s in STATUS_ORDER}
-    severity_counts = {s: sum(1 for f in source if f["severity"] == s) for s in SEVERITY_RANK}
+    severity_counts = {str(s): sum(1 for f in source if f["severity"] == str(s)) for s in reversed(Severity)}
     summary = {
         "ops": len(ops),
         "calls": sum(r["count"] for r in ops),
@@ -53,7 +60,7 @@ def build_report(opts: Options, payload: Dict[str, Any], findings: Sequence[Any]
         "dtype_risks": sum(1 for r in ops if r["dtype_risks"]),
         "source_findings": severity_counts,
         "patterns": sum(p["count"] for p in pattern_rows),
-        "worst_severity": worst_severity(ops, source),
+        "worst_severity": None,  # of the report's findings, once they are made
     }
     data = OrderedDict(
         target=opts.target,
@@ -98,6 +105,7 @@ def build_report(opts: Options, payload: Dict[str, Any], findings: Sequence[Any]
         ("fusion candidates", summary["patterns"]),
     ]
     if trace and trace["error"]:
+        report.headline = "the trace stopped early: the ops after that point are missing"
         report.section(
             "Trace incomplete",
             ["The trace stopped early; ops after this point are missing. " + trace["error"]],
@@ -106,6 +114,8 @@ def build_report(opts: Options, payload: Dict[str, Any], findings: Sequence[Any]
         _ops_sections(report, ops, version)
     _source_section(report, source)
     _pattern_section(report, pattern_rows)
+    worst = report.worst()
+    summary["worst_severity"] = str(worst) if worst else None
     return report
 
 
@@ -134,9 +144,23 @@ def _ops_sections(report: Report, ops: List[Dict[str, Any]], version: str) -> No
                 status_column="status",
             )
         )
+        for status, (severity, rule, what) in STATUS_FINDINGS.items():
+            rows = [r for r in bad if r["status"] == status]
+            if rows:
+                sec.findings.append(_ops_finding(rows, severity, rule, what.format(version), "site"))
     risky = [r for r in ops if r["dtype_risks"]]
     if risky:
-        report.section("Dtype risks").tables.append(
+        sec = report.section("Dtype risks")
+        sec.findings.append(
+            _ops_finding(
+                risky,
+                Severity.WARNING,
+                "dtype-risk",
+                "compute in float64 or complex, which most NPU kernels lack",
+                "risk_site",
+            )
+        )
+        sec.tables.append(
             Table(
                 "",
                 ["op", "dtypes", "calls", "modules", "first call", "risk"],
@@ -173,6 +197,18 @@ def _ops_sections(report: Report, ops: List[Dict[str, Any]], version: str) -> No
     )
 
 
+def _ops_finding(rows: List[Dict[str, Any]], severity: Severity, rule: str, what: str, site: str) -> Finding:
+    """One finding for the ops of one kind (the table holds the rows): how many, which, the first call."""
+    return Finding(
+        severity=severity,
+        rule=rule,
+        message="{} op{} {}: {}".format(
+            len(rows), "" if len(rows) == 1 else "s", what, _short([r["op"] for r in rows], limit=4)
+        ),
+        location=rows[0][site] or "(backward)",
+    )
+
+
 def _source_section(report: Report, source: List[Dict[str, Any]]) -> None:
     sec = report.section("CUDA-only code")
     if not source:
@@ -180,7 +216,7 @@ def _source_section(report: Report, source: List[Dict[str, Any]]) -> None:
     for f in source:
         sec.findings.append(
             Finding(
-                severity=f["severity"],
+                severity=Severity.parse(f["severity"]),
                 rule=f["rule"],
                 message=f["message"],
                 location="{}:{}:{}".format(f["file"], f["line"], f["col"]),
@@ -220,21 +256,6 @@ def _finding_dict(f: Any) -> Dict[str, Any]:
         message=f.message,
         suggestion=f.suggestion,
     )
-
-
-def worst_severity(ops: Sequence[Dict[str, Any]], source: Sequence[Dict[str, Any]]) -> Optional[str]:
-    found = [STATUS_SEVERITY[r["status"]] for r in ops] + ["warning" for r in ops if r["dtype_risks"]]
-    found += [f["severity"] for f in source]
-    found = [s for s in found if s]
-    return min(found, key=SEVERITY_RANK.__getitem__) if found else None
-
-
-def exit_code(report: Report, fail_on: str) -> int:
-    """0 clean, 1 when a finding is at or above ``fail_on`` (error | warning | never)."""
-    worst = report.data["summary"]["worst_severity"]
-    if fail_on == "never" or worst is None:
-        return 0
-    return int(SEVERITY_RANK[worst] <= SEVERITY_RANK[fail_on])
 
 
 def check_ops(opts: Options) -> Report:

@@ -17,6 +17,7 @@ from typing import Dict, Iterable, List, Optional, Set, Tuple
 from ascend_tools.errors import InputError
 from ascend_tools.opcheck.source_rules import RULE_DOCS, Hit, Site, lookup
 from ascend_tools.report.model import Finding
+from ascend_tools.severity import Severity
 
 __all__ = ["RULE_DOCS", "SourceFinding", "as_report_finding", "scan_file", "scan_target"]
 
@@ -35,7 +36,7 @@ class SourceFinding:
 def as_report_finding(f: SourceFinding) -> Finding:
     """The report model's Finding for one source finding (location ``file:line:col``)."""
     return Finding(
-        severity=f.severity,
+        severity=Severity.parse(f.severity),
         rule=f.rule,
         message=f.message,
         location=f"{f.file}:{f.line}:{f.col}",

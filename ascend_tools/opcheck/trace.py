@@ -16,7 +16,7 @@ Two places where what the meta device runs differs from what an NPU runs are han
 """
 
 import contextlib
-from typing import Any, Callable, ContextManager, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, ContextManager, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -59,6 +59,7 @@ def _grouped_mm_shape(
 ) -> torch.Tensor:
     """``aten::_grouped_mm``: [M, K] x [G, K, N] -> [M, N]; [G, M, K] x [G, K, N] -> [G, M, N];
     [M, K] x [K, N] grouped along K -> [G, M, N]."""
+    shape: Tuple[int, ...]
     if a.dim() == 2 and b.dim() == 3:
         shape = (a.shape[0], b.shape[2])
     elif a.dim() == 3 and b.dim() == 3:
@@ -204,7 +205,7 @@ def run_traced(
     An op that cannot run on meta tensors (no meta kernel, data-dependent shapes) stops the trace;
     the events up to it are kept and ``error`` says which op stopped it."""
     result = TraceResult(backward=backward)
-    with ModulePath() as modules, contextlib.ExitStack() as stack:
+    with ModulePath() as modules, contextlib.ExitStack() as stack, meta_autocast_as_cpu():
         for ctx in outer:
             stack.enter_context(ctx)
         modules.name_modules(model)
@@ -221,6 +222,25 @@ def run_traced(
         result.events = ops.events
         result.sites = ops.sites
     return result
+
+
+@contextlib.contextmanager
+def meta_autocast_as_cpu() -> Iterator[None]:
+    """Recent torch rejects ``torch.autocast(device_type="meta")`` ("unsupported scalarType"), which
+    transformers 4.x's rotary embeddings enter with their input's device type. Autocast never applies to
+    meta tensors, so during a trace a meta autocast is entered as a CPU one, which leaves meta tensors
+    alone just the same."""
+    original = torch.autocast
+
+    class MetaAsCpuAutocast(original):  # type: ignore[misc, valid-type]
+        def __init__(self, device_type: str, *args: Any, **kwargs: Any) -> None:
+            super().__init__("cpu" if device_type == "meta" else device_type, *args, **kwargs)
+
+    torch.autocast = torch.amp.autocast = MetaAsCpuAutocast  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        torch.autocast = torch.amp.autocast = original  # type: ignore[misc]
 
 
 def _first_line(exc: BaseException) -> str:

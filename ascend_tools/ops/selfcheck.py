@@ -1,42 +1,49 @@
 """Every fused-op tier available on this machine against the golden vectors (``ascend-doctor selfcheck``)."""
 
 import importlib
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 OP_MODULES = ("rms_norm", "rope", "attention")
 DTYPE_NAMES = ("float32", "float16", "bfloat16")
 
 
-def import_ops() -> List[str]:
-    """The ops whose module exists; importing it registers its tiers."""
+def import_ops() -> List[Tuple[str, Any]]:
+    """(op, module) of every op module that exists; importing registers its tiers."""
     found = []
     for op in OP_MODULES:
         try:
-            importlib.import_module(f"ascend_tools.ops.{op}")
+            found.append((op, importlib.import_module(f"ascend_tools.ops.{op}")))
         except ModuleNotFoundError as exc:
             if exc.name != f"ascend_tools.ops.{op}":
                 raise
-        else:
-            found.append(op)
     return found
 
 
+def golden_cases(op: str, module: Any) -> Tuple[list, str]:
+    """The op's golden cases from tests/data/golden when present (a checkout), else made now by the fp64
+    reference from the module's ``golden_cases()`` (an installed package ships no tests/)."""
+    from . import registry
+
+    files = registry.golden_files(op)
+    if files:
+        return [registry.load_golden(path, op) for path in files], "tests/data/golden"
+    make = getattr(module, "golden_cases", None)
+    if not callable(make):
+        return [], "none"
+    return [registry.make_golden(op, name, kwargs) for name, kwargs in make()], "fp64 reference, in memory"
+
+
 def run(device: Any) -> Dict[str, Any]:
-    """Check every available tier of every op on ``device`` in fp32/fp16/bf16 against the golden vectors
-    shipped in the package; list the other tiers. An op without golden vectors fails every tier."""
+    """Check every available tier of every op on ``device`` in fp32/fp16/bf16; list the others."""
     import torch
 
     from . import registry
 
     rows: List[Dict[str, Any]] = []
     unavailable: List[Dict[str, Any]] = []
-    golden_cases: Dict[str, int] = {}
-    for op in import_ops():
-        try:
-            cases, missing = registry.load_goldens(op), []
-        except FileNotFoundError as exc:
-            cases, missing = [], [str(exc)]
-        golden_cases[op] = len(cases)
+    sources: Dict[str, str] = {}
+    for op, module in import_ops():
+        cases, sources[op] = golden_cases(op, module)
         known = registry.tiers(op)
         order = [t for t in registry.TIERS[::-1] if t in known] + sorted(set(known) - set(registry.TIERS))
         for name in order:  # reference first, then any tier outside registry.TIERS too
@@ -48,7 +55,7 @@ def run(device: Any) -> Dict[str, Any]:
             for dtype_name in DTYPE_NAMES:
                 dtype = getattr(torch, dtype_name)
                 results = [registry.check_golden(tier, case, dtype, device) for case in cases]
-                failed = missing + [f"{case.name}: {r.reason}" for case, r in zip(cases, results) if not r.ok]
+                failed = [f"{case.name}: {r.reason}" for case, r in zip(cases, results) if not r.ok]
                 rtol, atol = tier.tolerance(dtype)
                 rows.append(
                     {
@@ -59,14 +66,13 @@ def run(device: Any) -> Dict[str, Any]:
                         "max_err_forward": max((r.max_err_forward or 0.0 for r in results), default=None),
                         "max_err_backward": max((r.max_err_backward or 0.0 for r in results), default=None),
                         "tolerance": rtol + atol,
-                        "verdict": "fail" if failed else "ok",
+                        "verdict": "no cases" if not cases else "fail" if failed else "ok",
                         "failures": failed,
                     }
                 )
     return {
         "device": str(device),
-        "golden_dir": str(registry.golden_dir()),
-        "golden_cases": golden_cases,
+        "golden_source": sources,
         "results": rows,
         "unavailable": unavailable,
         "failed": sum(r["verdict"] == "fail" for r in rows),
@@ -78,7 +84,7 @@ def _fmt(value: Any) -> str:
 
 
 def build_report(data: Dict[str, Any]) -> Any:
-    from ..report import Report, Table
+    from ..report import Finding, Report, Severity, Table
 
     report = Report(
         schema="ascend-doctor/selfcheck/1", title="Fused-op tiers against the golden vectors", data=data
@@ -87,12 +93,7 @@ def build_report(data: Dict[str, Any]) -> Any:
         ("device", data["device"]),
         ("tier checks", len(data["results"])),
         ("failed", data["failed"]),
-        (
-            "golden vectors",
-            "{} ({})".format(
-                data["golden_dir"], ", ".join(f"{op}: {n} cases" for op, n in data["golden_cases"].items())
-            ),
-        ),
+        ("golden vectors", ", ".join(f"{op}: {src}" for op, src in data["golden_source"].items())),
     ]
     sec = report.section(
         "Tiers available here",
@@ -121,9 +122,12 @@ def build_report(data: Dict[str, Any]) -> Any:
             status_column="verdict",
         )
     )
-    failures = [f"{r['tier']} {r['op']} {r['dtype']}: {f}" for r in data["results"] for f in r["failures"]]
+    failures = [(r, f) for r in data["results"] for f in r["failures"]]
     if failures:
-        report.section("Failures", failures)
+        report.section("Failures").findings.extend(
+            Finding(Severity.ERROR, "tier-failed", f, location=f"{r['tier']} {r['op']} {r['dtype']}")
+            for r, f in failures
+        )
     if data["unavailable"]:
         sec = report.section("Tiers not available here")
         sec.tables.append(

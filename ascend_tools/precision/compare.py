@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import click
 
 from ..errors import InputError
-from ..report import Finding, Report, Series, Table
+from ..report import Finding, Report, Series, Severity, Table
 from . import diagnose
 from .align import align
 from .diagnose import PairResult
@@ -161,7 +161,12 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
         else "error amplification ({})".format("tensors" if with_tensors else "statistics only")
     )
     # Without tensors the culprit threshold is soft: list the top of the ranking, labelled by the threshold.
-    listed = diagnose.ranked(results, top) if stats_only else found
+    # Else proven culprits come before suspects (each by score), so --top never hides an error.
+    listed = (
+        diagnose.ranked(results, top)
+        if stats_only
+        else errors + [r for r in found if r.culprit_level != "error"]
+    )
     culprits = [culprit_row(i + 1, r, target) for i, r in enumerate(listed[:top])]
     first = min(errors or found, key=lambda r: r.record.id) if found else None
     verdicts = Counter(r.verdict.level for r in matched if r.verdict)
@@ -263,7 +268,7 @@ def _culprit_section(report: Report, culprits: List[Dict[str, Any]], ranking: st
     for c in [c for c in culprits if c["verdict"]][:3]:
         sec.findings.append(
             Finding(
-                severity="error" if c["verdict"] == "error" else "warning",
+                severity=Severity.ERROR if c["verdict"] == "error" else Severity.WARNING,
                 rule="culprit",
                 message="{} in {} ({}): {}".format(
                     c["name"], c["module"] or "<root>", c["phase"], c["reason"]
@@ -319,9 +324,3 @@ def to_csv(report: Report) -> str:
     for row in report.data["pairs"]:
         writer.writerow(["" if row[c] is None else _cell(row[c]) for c in PAIR_COLUMNS])
     return buf.getvalue()
-
-
-def exit_code(report: Report, fail_on: str) -> int:
-    if fail_on == "never":
-        return 0
-    return int(report.data["summary"]["culprits"] > 0)

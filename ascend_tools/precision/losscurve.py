@@ -29,7 +29,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import InputError
-from ..report import Finding, Report, Series, Table
+from ..report import Finding, Report, Series, Severity, Table
+from ..severity import worst
 
 SCHEMA = "ascend-doctor/loss-compare/1"
 DEFAULT_RTOL = 0.02
@@ -504,8 +505,8 @@ def build_report(cmp: Comparison, rows: int = DEFAULT_ROWS) -> Report:
         fa, fb = float(cmp.va[-1]), float(cmp.vb[-1])
         final = OrderedDict(step=int(cmp.steps[-1]), a=fa, b=fb, diff=fa - fb, rel_err=float(cmp.rel_err[-1]))
     findings = _findings(cmp)
-    worst = next((s for s in ("error", "warning", "info") if any(f.severity == s for f in findings)), None)
-    diverged = any(f.severity == "error" for f in findings)
+    worst_severity = worst(f.severity for f in findings)
+    diverged = worst_severity == Severity.ERROR
 
     def run(c: Curve, label: str) -> Dict[str, Any]:
         return OrderedDict(
@@ -550,7 +551,7 @@ def build_report(cmp: Comparison, rows: int = DEFAULT_ROWS) -> Report:
         nonfinite_mismatch=[OrderedDict(step=s, nonfinite_in=w) for s, w in cmp.nan_mismatch],
         final=final,
         verdict="diverged" if diverged else "within tolerance",
-        worst_severity=worst,
+        worst_severity=str(worst_severity) if worst_severity else None,
         points=[
             OrderedDict(step=int(s), a=float(x), b=float(y), abs_diff=float(d), rel_err=float(r))
             for s, x, y, d, r in zip(cmp.steps, cmp.va, cmp.vb, cmp.abs_diff, cmp.rel_err)
@@ -701,7 +702,7 @@ def _findings(cmp: Comparison) -> List[Finding]:
         k = int(np.count_nonzero(cmp.beyond))
         out.append(
             Finding(
-                "error",
+                Severity.ERROR,
                 "loss-divergence",
                 f"step {first}: {la} {cmp.va[i]:.6g} vs {lb} {cmp.vb[i]:.6g}, relative error {cmp.rel_err[i]:.3g} "
                 f"beyond rtol {cmp.rtol:g} (atol {cmp.atol:g}); {k} of {cmp.steps.size} compared steps beyond tolerance",
@@ -713,7 +714,7 @@ def _findings(cmp: Comparison) -> List[Finding]:
     if cmp.mean_beyond:
         out.append(
             Finding(
-                "error",
+                Severity.ERROR,
                 "loss-mean-error",
                 f"mean relative error {cmp.mean_rel_err:.3g} over {cmp.steps.size} steps is beyond {cmp.mean_rtol:g}",
                 suggestion="check the data order and seeds first (same shuffling, same dropout); then dump and compare",
@@ -725,7 +726,7 @@ def _findings(cmp: Comparison) -> List[Finding]:
         steps = [x for x, _ in cmp.nan_mismatch]
         out.append(
             Finding(
-                "error",
+                Severity.ERROR,
                 "loss-nonfinite",
                 f"{name} has a NaN/Inf loss at step {s} where {other} is finite "
                 f"({len(steps)} such step{'s' if len(steps) != 1 else ''}: {_steps_text(steps)})",
@@ -739,7 +740,7 @@ def _findings(cmp: Comparison) -> List[Finding]:
         if bad:
             out.append(
                 Finding(
-                    "warning",
+                    Severity.WARNING,
                     "nonfinite-skipped",
                     f"{label}: {len(bad)} NaN/Inf loss value{'s' if len(bad) != 1 else ''} skipped "
                     f"(step {_steps_text(bad)})",
@@ -749,7 +750,7 @@ def _findings(cmp: Comparison) -> List[Finding]:
         if c.step_source == "index":
             out.append(
                 Finding(
-                    "warning",
+                    Severity.WARNING,
                     "no-step-numbers",
                     f"{label}: no step numbers found; the n-th loss line is step n",
                     location=c.source,
@@ -760,7 +761,7 @@ def _findings(cmp: Comparison) -> List[Finding]:
         if c.no_step:
             out.append(
                 Finding(
-                    "info",
+                    Severity.INFO,
                     "loss-without-step",
                     f"{label}: {c.no_step} loss line{'s' if c.no_step != 1 else ''} without a step skipped",
                     location=c.source,
@@ -769,7 +770,7 @@ def _findings(cmp: Comparison) -> List[Finding]:
         if c.duplicates:
             out.append(
                 Finding(
-                    "info",
+                    Severity.INFO,
                     "duplicate-steps",
                     f"{label}: {c.duplicates} step{'s' if c.duplicates != 1 else ''} logged more than "
                     f"once (a resumed run?); the last value is used",
@@ -779,7 +780,7 @@ def _findings(cmp: Comparison) -> List[Finding]:
         if c.truncated:
             out.append(
                 Finding(
-                    "info",
+                    Severity.INFO,
                     "truncated",
                     f"{label}: the last line is cut off and was skipped",
                     location=c.source,
@@ -790,7 +791,7 @@ def _findings(cmp: Comparison) -> List[Finding]:
     if only_a or only_b:
         out.append(
             Finding(
-                "info",
+                Severity.INFO,
                 "unmatched-steps",
                 f"{only_a} step{'s' if only_a != 1 else ''} only in {la}, {only_b} only in {lb}; "
                 f"{len(cmp.common)} are in both",
@@ -799,17 +800,12 @@ def _findings(cmp: Comparison) -> List[Finding]:
     if cmp.a.metric.lower() != cmp.b.metric.lower():
         out.append(
             Finding(
-                "info", "different-metrics", f"{la} reports '{cmp.a.metric}', {lb} reports '{cmp.b.metric}'"
+                Severity.INFO,
+                "different-metrics",
+                f"{la} reports '{cmp.a.metric}', {lb} reports '{cmp.b.metric}'",
             )
         )
     return out
-
-
-def exit_code(report: Report, fail_on: str) -> int:
-    """0 within tolerance, 1 when a finding is at or above ``fail_on`` (error | never)."""
-    if fail_on == "never":
-        return 0
-    return int(report.data.get("worst_severity") == "error")
 
 
 def loss_compare(
@@ -841,7 +837,6 @@ __all__ = [
     "Curve",
     "build_report",
     "compare_curves",
-    "exit_code",
     "loss_compare",
     "read_curve",
     "relative_error",

@@ -58,7 +58,8 @@ from ..dispatch import (
     op_name,
     written_args,
 )
-from ..report import Finding, Report, Series, Table
+from ..launch import failed
+from ..report import Finding, Report, Series, Severity, Table
 from ..session import StepSession, make_module_callable
 from ..stacks import user_site
 from . import metrics as M
@@ -759,8 +760,10 @@ def build_report(
     metas: Sequence[Dict[str, Any]] = (),
     top: int = 10,
     command: Optional[Sequence[str]] = None,
+    exit_status: Optional[int] = None,
 ) -> Report:
-    """The shadow report: summary, ranked culprits, drift plot, every compared op."""
+    """The shadow report: summary, ranked culprits, drift plot, every compared op. ``exit_status``: the
+    command's, when ``ascend-doctor shadow`` ran one; a failed command or no op compared is the headline."""
     records = sorted(records, key=lambda r: (r.rank, r.step, r.id))
     found = culprits(records)
     first = first_culprit(records)
@@ -792,13 +795,17 @@ def build_report(
     rows = [record_row(i, r) for i, r in enumerate(records)]
     data: Dict[str, Any] = OrderedDict(
         command=list(command) if command else None,
+        command_exit_status=exit_status,
         summary=summary,
         culprits=[culprit_row(i + 1, r) for i, r in enumerate(found[:top])],
         first_culprit=culprit_row(0, first) if first else None,
         records=rows,
     )
     report = Report(
-        schema=SCHEMA, title="shadow: " + (" ".join(command) if command else "ops vs CPU float64"), data=data
+        schema=SCHEMA,
+        title="shadow: " + (" ".join(command) if command else "ops vs CPU float64"),
+        data=data,
+        headline=_headline(exit_status, compared),
     )
     report.summary = [
         ("ops compared", compared),
@@ -814,7 +821,7 @@ def build_report(
         )
     if internal:
         report.summary.append(("internal errors", internal))
-    _culprit_section(report, data["culprits"], first)
+    _culprit_section(report, data["culprits"], first, compared)
     _drift_section(report, records)
     sec = report.section("All compared ops")
     sec.text.append(
@@ -834,8 +841,31 @@ def build_report(
     return report
 
 
-def _culprit_section(report: Report, rows: List[Dict[str, Any]], first: Optional[ShadowRecord]) -> None:
+def _headline(exit_status: Optional[int], compared: int) -> str:
+    """What the reader must know before the verdict: the command failed, or no op was compared."""
+    if exit_status:
+        return failed(exit_status) + (
+            f" after {compared} op calls were compared — the verdict covers those only"
+            if compared
+            else " before any op ran — no verdict"
+        )
+    return "" if compared else "no op was compared (did the command run PyTorch?) — no verdict"
+
+
+def _culprit_section(
+    report: Report, rows: List[Dict[str, Any]], first: Optional[ShadowRecord], compared: int
+) -> None:
     sec = report.section("Culprits")
+    if not compared:
+        sec.findings.append(
+            Finding(
+                severity=Severity.WARNING,
+                rule="nothing-compared",
+                message="no op was compared, so nothing was judged",
+                suggestion="check that the command runs PyTorch ops, and --ops/--scope/--steps",
+            )
+        )
+        return
     if not rows:
         sec.text.append("No op introduced an error beyond its dtype's tolerance.")
         return
@@ -870,7 +900,7 @@ def _culprit_section(report: Report, rows: List[Dict[str, Any]], first: Optional
     for c in rows[:3]:
         sec.findings.append(
             Finding(
-                severity="error",
+                severity=Severity.ERROR,
                 rule="culprit",
                 location=c["site"],
                 message=f"{c['name']} in {c['module'] or '<root>'} ({c['phase']}): {c['reason']}",
@@ -906,13 +936,6 @@ def _cell(value: Any) -> Any:
     if isinstance(value, float):
         return float(f"{value:.4g}") if math.isfinite(value) else value
     return value
-
-
-def exit_code(report: Report, fail_on: str) -> int:
-    """1 when ``fail_on`` is "error" and an op was judged "error"; else 0."""
-    if fail_on == "never":
-        return 0
-    return int(report.data["summary"]["culprits"] > 0)
 
 
 make_module_callable(__name__, shadow)

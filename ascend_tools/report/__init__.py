@@ -1,16 +1,17 @@
 """Reports: one model (:class:`Report`) that every verb fills, rendered to terminal text, markdown,
 JSON or self-contained HTML by :func:`render`, and written by :func:`write_report`."""
 
-from .model import SEVERITIES, Finding, Report, Section, Series, Table
+from ..severity import Severity
+from .model import Finding, Report, Section, Series, Table
 from .output import FORMATS, render, write_report, write_text
 
 __all__ = [
     "FORMATS",
-    "SEVERITIES",
     "Finding",
     "Report",
     "Section",
     "Series",
+    "Severity",
     "Table",
     "render",
     "write_report",

@@ -7,9 +7,9 @@ the sections are presentation.
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-SEVERITIES = ("error", "warning", "info")
+from ..severity import Severity, worst
 
 
 @dataclass
@@ -26,13 +26,18 @@ class Table:
 
 @dataclass
 class Finding:
-    """One actionable finding: what, where, how bad, what to do instead."""
+    """One actionable finding: what, where, how bad, what to do instead. A verb's judgement (its exit
+    status under ``--fail-on``) is the worst severity among its report's findings."""
 
-    severity: str
+    severity: Severity
     rule: str
     message: str
     location: str = ""
     suggestion: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.severity, Severity):  # a word from a caller mypy does not check yet
+            raise TypeError(f"Finding.severity: a Severity, not {self.severity!r}")
 
 
 @dataclass
@@ -59,14 +64,27 @@ class Section:
 
 @dataclass
 class Report:
+    """``headline``: one sentence shown first, under the title, when the report cannot be read at face
+    value (e.g. "the command failed (exit 2) before any op ran — no verdict")."""
+
     schema: str
     title: str
     summary: List[Tuple[str, Any]] = field(default_factory=list)
     sections: List[Section] = field(default_factory=list)
     data: Dict[str, Any] = field(default_factory=dict)
+    headline: str = ""
 
     def section(self, title: str, text: Sequence[str] = ()) -> Section:
         """Append a new section and return it for filling."""
         sec = Section(title=title, text=list(text))
         self.sections.append(sec)
         return sec
+
+    def findings(self) -> Iterator[Finding]:
+        """Every finding, section by section."""
+        for sec in self.sections:
+            yield from sec.findings
+
+    def worst(self) -> Optional[Severity]:
+        """The highest severity among the findings; None when there is none."""
+        return worst(f.severity for f in self.findings())

@@ -6,9 +6,10 @@ table; without JavaScript the page is complete and readable (the filter box stay
 """
 
 import html
-from typing import Any, List
+from typing import Any, Dict, List
 
-from .model import SEVERITIES, Finding, Report, Section, Series, Table
+from ..severity import Severity
+from .model import Finding, Report, Section, Series, Table
 from .render_text import format_value, is_number, ordered_findings, status_class, table_shape
 from .svg import line_plot
 
@@ -34,6 +35,7 @@ header.page .schema{color:var(--muted);font-size:12px}
 .summary dd{margin:2px 0 0;font-size:18px;font-weight:600;overflow-wrap:anywhere}
 .summary dd.long{font-size:14px;font-weight:500}
 .counts{margin-top:14px;display:flex;gap:8px;flex-wrap:wrap}
+.headline{margin:0 0 14px;font-size:16px;font-weight:600}
 nav.toc{font-size:13px}
 nav.toc ol{margin:4px 0 0;padding:0;list-style-position:inside;display:flex;flex-wrap:wrap;gap:2px 28px}
 section.card h2{font-size:18px;margin:0 0 8px;padding-bottom:6px;border-bottom:1px solid var(--border)}
@@ -190,12 +192,12 @@ def _table(table: Table, tid: str) -> List[str]:
 
 
 def _finding(f: Finding) -> str:
-    parts = [_pill(f.severity, f.severity)]
+    sev = str(f.severity)
+    parts = [_pill(sev, sev)]
     if f.location:
         parts.append(f"<code>{esc(f.location)}</code>")
     if f.rule:
         parts.append(f'<span class="rule mono">{esc(f.rule)}</span>')
-    sev = "".join(c for c in f.severity.lower() if c.isalnum())
     body = f'<div class="finding-head">{"".join(parts)}</div><div class="finding-msg">{esc(f.message)}</div>'
     if f.suggestion:
         body += f'<div class="suggestion">→ {esc(f.suggestion)}</div>'
@@ -231,13 +233,14 @@ def _section(section: Section, idx: int) -> List[str]:
 
 
 def _summary(report: Report) -> List[str]:
-    counts = {}
-    for sec in report.sections:
-        for f in sec.findings:
-            counts[f.severity] = counts.get(f.severity, 0) + 1
-    if not report.summary and not counts:
+    counts: Dict[Severity, int] = {}
+    for f in report.findings():
+        counts[f.severity] = counts.get(f.severity, 0) + 1
+    if not report.summary and not counts and not report.headline:
         return []
     out = ['<section class="card summary" aria-label="Summary">']
+    if report.headline:
+        out.append(f'<p class="headline">{esc(report.headline)}</p>')
     if report.summary:
         out.append("<dl>")
         for key, value in report.summary:
@@ -247,8 +250,7 @@ def _summary(report: Report) -> List[str]:
             out.append(f"<div><dt>{esc(key)}</dt><dd{long}>{shown}</dd></div>")
         out.append("</dl>")
     if counts:
-        order = [s for s in SEVERITIES if s in counts] + [s for s in counts if s not in SEVERITIES]
-        pills = "".join(_pill(f"{counts[s]} {s}", s) for s in order)
+        pills = "".join(_pill(f"{counts[s]} {s}", str(s)) for s in sorted(counts, reverse=True))
         out.append(f'<div class="counts">{pills}</div>')
     out.append("</section>")
     return out

@@ -100,7 +100,7 @@ def _table(table: Table) -> List[str]:
 
 
 def _finding(f: Finding) -> List[str]:
-    parts = [f"**{escape_text(f.severity, block=False)}**"]
+    parts = [f"**{f.severity}**"]
     if f.location:
         parts.append(code_span(f.location))
     if f.rule:
@@ -173,6 +173,8 @@ def _section(section: Section) -> List[str]:
 
 def render_markdown(report: Report) -> str:
     out = [f"# {escape_text(' '.join((report.title or report.schema).split()), block=False)}", ""]
+    if report.headline:
+        out += [f"**{escape_text(' '.join(report.headline.split()), block=False)}**", ""]
     if report.summary:
         out += [*_table_lines(["Summary", "Value"], [[k, v] for k, v in report.summary]), ""]
     for section in report.sections:

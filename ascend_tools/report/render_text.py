@@ -12,7 +12,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import click
 
-from .model import SEVERITIES, Finding, Report, Section, Series, Table
+from ..severity import Severity
+from .model import Finding, Report, Section, Series, Table
 from .svg import prepare
 
 ELLIPSIS = "…"
@@ -126,13 +127,12 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def ordered_findings(findings: Sequence[Finding]) -> List[Tuple[str, List[Finding]]]:
-    """Findings grouped by severity: error, warning, info, then any other severity as first seen."""
-    groups: Dict[str, List[Finding]] = {}
+def ordered_findings(findings: Sequence[Finding]) -> List[Tuple[Severity, List[Finding]]]:
+    """Findings grouped by severity, worst first; in their own order within a group."""
+    groups: Dict[Severity, List[Finding]] = {}
     for f in findings:
         groups.setdefault(f.severity, []).append(f)
-    order = [s for s in SEVERITIES if s in groups] + [s for s in groups if s not in SEVERITIES]
-    return [(s, groups[s]) for s in order]
+    return [(s, groups[s]) for s in sorted(groups, reverse=True)]
 
 
 def table_shape(table: Table) -> Tuple[List[str], List[List[Any]]]:
@@ -294,13 +294,13 @@ def _table(out: _Out, table: Table) -> None:
 def _findings(out: _Out, findings: Sequence[Finding]) -> None:
     out.blank()
     out.add(out.style(f"Findings ({len(findings)})", bold=True))
-    sev_w = max(text_width(f.severity) for f in findings)
+    sev_w = max(text_width(str(f.severity)) for f in findings)
     loc_w = min(40, max(text_width(one_line(f.location)) for f in findings))
     rule_w = min(30, max(text_width(one_line(f.rule)) for f in findings))
     for _sev, group in ordered_findings(findings):
         for f in group:
             head = "  ".join([pad(one_line(f.location), loc_w), pad(one_line(f.rule), rule_w)])
-            sev = out.status(pad(f.severity, sev_w), f.severity)
+            sev = out.status(pad(str(f.severity), sev_w), str(f.severity))
             prefix = f"{sev}  {head}  "
             indent = sev_w + 2 + text_width(head) + 2
             message = one_line(f.message)
@@ -387,6 +387,9 @@ def render_text(report: Report, color: bool = False, width: Optional[int] = None
     title = one_line(report.title) or report.schema
     out.add(out.style(title, bold=True))
     out.add("=" * min(max(1, text_width(title)), out.width))
+    if report.headline:
+        out.blank()
+        out.add(out.style(one_line(report.headline), bold=True))
     if report.summary:
         out.blank()
         label_w = max(text_width(one_line(str(k))) + 1 for k, _ in report.summary)

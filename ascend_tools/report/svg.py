@@ -193,7 +193,7 @@ def line_plot(
     px0, px1 = left, width - right
     py0, py1 = top, top + plot_height
     legend_rows: List[List[Tuple[str, str, float]]] = [[]]
-    cursor = px0
+    cursor: float = px0
     for i, label in enumerate(lines):
         shown = _truncate(label, 48)
         w = 22 + CHAR_W * len(shown) + 18
@@ -243,13 +243,13 @@ def line_plot(
     out.append(f'<line x1="{px0}" x2="{px1}" y1="{py1}" y2="{py1}" stroke="#57606a"/>')
     out.append(f'<line x1="{px0}" x2="{px0}" y1="{py0}" y2="{py1}" stroke="#57606a"/>')
     for yt, lab in zip(yticks, ylabels):
-        y = _num(sy(yt))
-        out.append(f'<line x1="{px0 - 4}" x2="{px0}" y1="{y}" y2="{y}" stroke="#57606a"/>')
-        out.append(f'<text x="{px0 - 7}" y="{y}" dy="0.32em" text-anchor="end">{e(lab)}</text>')
+        y_at = _num(sy(yt))
+        out.append(f'<line x1="{px0 - 4}" x2="{px0}" y1="{y_at}" y2="{y_at}" stroke="#57606a"/>')
+        out.append(f'<text x="{px0 - 7}" y="{y_at}" dy="0.32em" text-anchor="end">{e(lab)}</text>')
     for xt, lab in zip(xticks, xlabels):
-        x = _num(sx(xt))
-        out.append(f'<line x1="{x}" x2="{x}" y1="{py1}" y2="{py1 + 4}" stroke="#57606a"/>')
-        out.append(f'<text x="{x}" y="{py1 + 16}" text-anchor="middle">{e(lab)}</text>')
+        x_at = _num(sx(xt))
+        out.append(f'<line x1="{x_at}" x2="{x_at}" y1="{py1}" y2="{py1 + 4}" stroke="#57606a"/>')
+        out.append(f'<text x="{x_at}" y="{py1 + 16}" text-anchor="middle">{e(lab)}</text>')
     out.append("</g>")
     out.append(
         f'<text x="{(px0 + px1) / 2:.0f}" y="{py1 + 34}" text-anchor="middle" fill="#1f2328">'

@@ -279,3 +279,20 @@ def test_scalar_loss_uses_output_loss_or_first_float():
     assert loss.detach().item() == pytest.approx(6.0)
     with pytest.raises(ValueError):
         trace.scalar_loss((torch.ones(2, dtype=torch.long),))
+
+
+class _RotaryLike(torch.nn.Module):
+    """What transformers 4.x's rotary embeddings do: autocast off, entered with the input's device type."""
+
+    def forward(self, x):
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return x.float().sin()
+
+
+def test_autocast_entered_on_the_meta_device_does_not_stop_the_trace():
+    model = _RotaryLike()
+    x = torch.empty(2, 3, device="meta", requires_grad=True)
+    result = trace.run_traced(model, lambda: model(x), backward=True)
+    assert not result.error
+    assert [e.op for e in result.events if e.op in ("aten::sin", "aten::cos")] == ["aten::sin", "aten::cos"]
+    assert torch.autocast is torch.amp.autocast_mode.autocast  # restored after the trace

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import ascend_tools.precision as precision
+from ascend_tools.commands.common import exit_code
 from ascend_tools.precision.faults import Fault, FaultInjector
 from ascend_tools.report import render
 
@@ -172,7 +173,7 @@ def test_injected_fault_and_report():
     assert len(data["records"]) == len(sh.results)
     html = render(report, "html")
     assert "<svg" in html and "backward" in html and "aten::addmm#forward#1" in html
-    assert SH.exit_code(report, "error") == 1 and SH.exit_code(report, "never") == 0
+    assert exit_code(report, "error") == 1 and exit_code(report, "never") == 0
 
 
 def test_json_lines_round_trip(tmp_path):
@@ -209,6 +210,7 @@ def test_cli_end_to_end(tmp_path, run_verb):
     assert {r["phase"] for r in data["records"]} == {"forward", "backward", "optimizer"}
     assert os.path.exists(tmp_path / "rec" / "rank0.jsonl")
     proc = run_verb("shadow", "--ops", "addmm", "--", sys.executable, "SCRIPT", "3")
-    assert proc.returncode == 3 and "exited with status 3" in proc.stderr
+    assert proc.returncode == 3
+    assert "ascend-doctor shadow: the command failed (exit 3) after " in proc.stderr
     proc = run_verb("shadow", "--steps", "x")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1

@@ -36,8 +36,8 @@ def hung(tmp_path_factory):
 def test_json_payload(hung):
     path, truth = hung
     result = invoke(path, "-f", "json")
-    assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    assert result.exit_code == 1, result.output  # a hang is an error finding: --fail-on error (the default)
+    data = json.loads(result.stdout)
     assert data["schema"] == "ascend-doctor/analyze/1"
     for key in ("slow_ranks", "hangs", "collectives", "memory", "p2p", "steps", "ranks", "problems"):
         assert key in data
@@ -52,8 +52,9 @@ def test_every_format_renders(hung, tmp_path):
     path, _ = hung
     for fmt in ("table", "markdown", "html"):
         out = tmp_path / f"report.{fmt}"
-        result = invoke(path, "-f", fmt, "-o", str(out))
+        result = invoke(path, "-f", fmt, "-o", str(out), "--fail-on", "never")
         assert result.exit_code == 0, result.output
+        assert result.stderr.startswith(f"ascend-doctor: wrote {out} ({fmt}, ")
         text = out.read_text()
         assert "Hangs" in text and "Slow ranks" in text
     html = (tmp_path / "report.html").read_text()
@@ -61,10 +62,11 @@ def test_every_format_renders(hung, tmp_path):
 
 
 def test_fail_on(hung):
-    path, _ = hung
-    assert invoke(path, "-f", "json", "--fail-on", "hang").exit_code == 1
-    assert invoke(path, "-f", "json", "--fail-on", "slow-rank").exit_code == 1
+    path, _ = hung  # a hang (error) and a slow rank (warning)
+    assert invoke(path, "-f", "json", "--fail-on", "error").exit_code == 1
+    assert invoke(path, "-f", "json", "--fail-on", "warning").exit_code == 1
     assert invoke(path, "-f", "json", "--fail-on", "never").exit_code == 0
+    assert invoke(path, "-f", "json", "--fail-on", "hang").exit_code == 2  # the old choices are gone
 
 
 def test_thresholds_from_the_command_line(hung):
@@ -76,7 +78,7 @@ def test_thresholds_from_the_command_line(hung):
 def test_trace_option(hung, tmp_path):
     path, _ = hung
     trace = tmp_path / "trace.json"
-    assert invoke(path, "-f", "json", "--trace", str(trace)).exit_code == 0
+    assert invoke(path, "-f", "json", "--trace", str(trace), "--fail-on", "never").exit_code == 0
     assert json.loads(trace.read_text())["traceEvents"]
 
 

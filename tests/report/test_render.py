@@ -10,7 +10,7 @@ import click
 import pytest
 
 from ascend_tools.errors import InputError
-from ascend_tools.report import FORMATS, Finding, Report, Series, Table, render, write_report
+from ascend_tools.report import FORMATS, Finding, Report, Series, Severity, Table, render, write_report
 from ascend_tools.report.render_text import render_text
 from ascend_tools.report.svg import line_plot, log_ticks, nice_ticks
 
@@ -48,15 +48,15 @@ def make_report(n_rows: int = 5) -> Report:
         )
     )
     sec.findings += [
-        Finding("info", "dtype", "bf16 only on A2"),
+        Finding(Severity.INFO, "dtype", "bf16 only on A2"),
         Finding(
-            "warning",
+            Severity.WARNING,
             "cuda-call",
             "torch.cuda.synchronize() is CUDA-only",
             "train.py:41",
             "use backend.synchronize()",
         ),
-        Finding("error", f"rule {XSS}", f"message {XSS}", f"loc {XSS}", f"fix {XSS}"),
+        Finding(Severity.ERROR, f"rule {XSS}", f"message {XSS}", f"loc {XSS}", f"fix {XSS}"),
     ]
     sec.series.append(
         Series(
@@ -259,7 +259,7 @@ def test_markdown_long_tables_fold_into_details():
 
 def test_markdown_code_span_with_backticks():
     r = Report(schema="s/1", title="t")
-    r.section("s").findings.append(Finding("error", "r", "m", "a`b"))
+    r.section("s").findings.append(Finding(Severity.ERROR, "r", "m", "a`b"))
     assert "`` a`b ``" in render(r, "markdown")  # CommonMark strips the padding spaces
 
 
@@ -338,7 +338,7 @@ def test_empty_report_sections_and_tables_render(fmt):
     ]
     sec.series.append(Series("no lines", "x", "y", {}))
     sec.series.append(Series("empty line", "x", "y", {"a": []}, log_y=True))
-    sec.findings.append(Finding("custom", "", ""))
+    sec.findings.append(Finding(Severity.INFO, "", ""))
     out = render(r, fmt)
     assert out.endswith("\n")
     if fmt == "json":

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ...report import Finding, Report, Series, Table
+from ...report import Finding, Report, Series, Severity, Table
 from .collectives import size_label
 from .steps import per_rank
 
@@ -211,7 +211,7 @@ def _hangs(report: Report, a: "Analysis") -> None:
         missing = _rank_list(h["missing_ranks"])
         sec.findings.append(
             Finding(
-                severity="error",
+                severity=Severity.ERROR,
                 rule="hang",
                 message=(
                     f"{h['op']} #{h['seq']} of group {h['group']} never completed: "
@@ -249,7 +249,7 @@ def _slow(report: Report, a: "Analysis") -> None:
     for s in a.slow["slow_ranks"]:
         sec.findings.append(
             Finding(
-                severity="warning",
+                severity=Severity.WARNING,
                 rule="slow-rank",
                 message=s["reason"],
                 location=f"rank {s['rank']} ({s['host']})",
@@ -523,7 +523,7 @@ def _memory(report: Report, a: "Analysis") -> None:
     for o in mem["ooms"]:
         sec.findings.append(
             Finding(
-                severity="error",
+                severity=Severity.ERROR,
                 rule="oom",
                 message=f"out of memory at step {o['step']}: {o['error'] or 'see oom.json'}",
                 location=f"rank{o['rank']}/oom.json",
@@ -584,12 +584,15 @@ def _problems(report: Report, a: "Analysis") -> None:
     sec = report.section(
         "Problems", ["What could not be read or was missing; none of it stopped the analysis."]
     )
-    for x in problems[:200]:
-        sec.findings.append(Finding(severity=x.severity, rule="input", message=x.message, location=x.where))
+    # errors first, so that the cap never hides what decides the exit status
+    for x in sorted(problems, key=lambda x: Severity.parse(x.severity), reverse=True)[:200]:
+        sec.findings.append(
+            Finding(severity=Severity.parse(x.severity), rule="input", message=x.message, location=x.where)
+        )
     if clock.unaligned:
         sec.findings.append(
             Finding(
-                severity="warning",
+                severity=Severity.WARNING,
                 rule="clocks",
                 location="",
                 message=f"rank(s) {_rank_list(clock.unaligned)} share no blocking collective "
