@@ -15,15 +15,23 @@ from .runner import trace_in_child
 from .verdicts import STATUS_ORDER
 
 SCHEMA = "ascend-doctor/check-ops/1"
-# the finding each op status other than npu makes: (severity, rule, what the ops have in common)
+# the finding each op status other than npu makes: (severity, rule, what it means for the ops named)
 STATUS_FINDINGS = {
-    "unsupported": (Severity.ERROR, "unsupported-op", "fail on the NPU in torch_npu {}"),
+    "unsupported": (
+        Severity.ERROR,
+        "unsupported-op",
+        "cannot run on the NPU with torch_npu {} (why: in the table)",
+    ),
     "cpu_fallback": (
         Severity.WARNING,
         "cpu-fallback",
-        "have no NPU kernel in torch_npu {} and run on the CPU, copying their tensors on every call",
+        "no NPU kernel in torch_npu {}: CPU fallback, a copy to the host and back on every call",
     ),
-    "composite": (Severity.INFO, "composite-op", "have no NPU kernel of their own in torch_npu {}"),
+    "composite": (
+        Severity.INFO,
+        "composite-op",
+        "composite without an NPU kernel of its own in torch_npu {}",
+    ),
 }
 
 
@@ -156,7 +164,7 @@ def _ops_sections(report: Report, ops: List[Dict[str, Any]], version: str) -> No
                 risky,
                 Severity.WARNING,
                 "dtype-risk",
-                "compute in float64 or complex, which most NPU kernels lack",
+                "float64 or complex inputs, which most NPU kernels lack",
                 "risk_site",
             )
         )
@@ -198,13 +206,11 @@ def _ops_sections(report: Report, ops: List[Dict[str, Any]], version: str) -> No
 
 
 def _ops_finding(rows: List[Dict[str, Any]], severity: Severity, rule: str, what: str, site: str) -> Finding:
-    """One finding for the ops of one kind (the table holds the rows): how many, which, the first call."""
+    """One finding for the ops of one kind (the table holds the rows): which, what it means, the first call."""
     return Finding(
         severity=severity,
         rule=rule,
-        message="{} op{} {}: {}".format(
-            len(rows), "" if len(rows) == 1 else "s", what, _short([r["op"] for r in rows], limit=4)
-        ),
+        message="{}: {}".format(_short([r["op"] for r in rows], limit=4), what),
         location=rows[0][site] or "(backward)",
     )
 
