@@ -3,31 +3,21 @@
 import glob
 import os
 import sys
-from typing import Callable, List
+from importlib import resources
+from pathlib import Path
+from typing import Callable, ContextManager, List
 
 from .errors import InputError
 from .report import Report, write_report
 
 FORMATS = (("html", "html"), ("markdown", "md"), ("json", "json"))
 CHECK_OPS_EXAMPLES = ("llama_7b.py", "train_cuda.py")
-EXAMPLES = (*CHECK_OPS_EXAMPLES, "train_ddp.py")
 
 
-def examples_dir() -> str:
-    """The example models: ``examples/`` of a source checkout, else the copy installed under
-    ``<prefix>/share/ascend-doctor/examples`` by setup.py."""
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for candidate in (
-        os.path.join(here, "examples"),
-        os.path.join(sys.prefix, "share", "ascend-doctor", "examples"),
-    ):
-        if all(os.path.isfile(os.path.join(candidate, name)) for name in EXAMPLES):
-            return candidate
-    raise InputError(
-        "the example models ({}) are not installed: run the demo from a source checkout".format(
-            ", ".join(EXAMPLES)
-        )
-    )
+def example(name: str) -> ContextManager[Path]:
+    """A real path of the example model ``name`` shipped in ``ascend_tools/examples``, for as long as the
+    context lasts."""
+    return resources.as_file(resources.files("ascend_tools.examples") / name)
 
 
 def save(report: Report, out_dir: str, stem: str) -> List[str]:
@@ -128,27 +118,28 @@ def _profiling_part(out_dir: str, echo: Callable[[str], None]) -> None:
 
     prof = os.path.join(out_dir, "profile")
     shutil.rmtree(prof, ignore_errors=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
-        "2",
-        os.path.join(examples_dir(), "train_ddp.py"),
-        "--steps",
-        "16",
-        "--compute-ms",
-        "50",
-        "--straggler",
-        "1",
-        "--delay-frac",
-        "0.25",
-    ]
     echo("profile: 2 gloo ranks, DDP, rank 1 computes 25% longer ...")
-    rc = launch.run(
-        "profile", cmd, prof, {"hang_timeout": 60.0}, log=os.path.join(out_dir, "profile-run.log")
-    )
+    with example("train_ddp.py") as script:
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            str(script),
+            "--steps",
+            "16",
+            "--compute-ms",
+            "50",
+            "--straggler",
+            "1",
+            "--delay-frac",
+            "0.25",
+        ]
+        rc = launch.run(
+            "profile", cmd, prof, {"hang_timeout": 60.0}, log=os.path.join(out_dir, "profile-run.log")
+        )
     if rc != 0:
         raise InputError(
             f"the profiled demo job failed (exit status {rc}): see {os.path.join(out_dir, 'profile-run.log')}"
@@ -177,11 +168,11 @@ def run(out_dir: str, echo: Callable[[str], None] = print) -> None:
     for stale in glob.glob(os.path.join(out_dir, "*.*")):
         if stale.endswith((".html", ".md", ".json", ".csv")):
             os.remove(stale)
-    src = examples_dir()
     for name in CHECK_OPS_EXAMPLES:
-        target = os.path.relpath(os.path.join(src, name))
-        echo(f"check-ops {target} ...")
-        report = checkops.check_ops(checkops.Options(target=target))
+        with example(name) as path:
+            target = os.path.relpath(path)
+            echo(f"check-ops {target} ...")
+            report = checkops.check_ops(checkops.Options(target=target))
         stem = "check-ops-" + os.path.splitext(name)[0]
         paths = save(report, out_dir, stem)
         for label, value in report.summary[2:]:

@@ -14,17 +14,20 @@ import torch
 STACK_DEPTH = 16
 # torch's directory and this package's (this module sits at its top level)
 _SKIP_DIRS = tuple(os.path.dirname(os.path.abspath(f)) + os.sep for f in (torch.__file__, __file__))
+_EXAMPLES = os.path.join(_SKIP_DIRS[1], "examples") + os.sep  # ascend_tools.examples stands for user code
 _STDLIB = os.path.abspath(sysconfig.get_paths()["stdlib"]) + os.sep
 _SITE = os.sep + "site-packages" + os.sep
 
 
 def is_library(filename: str) -> bool:
-    """Whether a frame's ``co_filename`` is torch, this package, the standard library or no file of the
-    user's (``<frozen runpy>``, ``<string>``)."""
+    """Whether a frame's ``co_filename`` is torch, this package (not its examples), the standard library or
+    no file of the user's (``<frozen runpy>``, ``<string>``)."""
     if filename.startswith("<"):
         return True
     path = os.path.abspath(filename)
-    return path.startswith(_SKIP_DIRS) or (path.startswith(_STDLIB) and _SITE not in path)
+    return (path.startswith(_SKIP_DIRS) and not path.startswith(_EXAMPLES)) or (
+        path.startswith(_STDLIB) and _SITE not in path
+    )
 
 
 def user_site(frame: Optional[Any] = None) -> str:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Wall time and peak RSS of ``ascend-doctor check-ops TARGET`` next to a bare meta-device trace.
 
-    python bench/bench_check_ops.py [--repeat 3] [--json] [--target examples/llama_7b.py]
+    python bench/bench_check_ops.py [--repeat 3] [--json] [--target ascend_tools/examples/llama_7b.py]
 
 Every measurement is a fresh subprocess, run from the repository root:
 
@@ -477,7 +477,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
         "--target",
-        default="examples/llama_7b.py",
+        default="ascend_tools/examples/llama_7b.py",
         help="Python model file with build_model() and example_inputs(), relative to the repo root",
     )
     ap.add_argument("--repeat", type=int, default=3, help="runs of each measurement (default 3)")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the AscendC kernels and their PyTorch bindings into kernels/build/libascend_tools_kernels.so.
+# Build the AscendC kernels and their PyTorch bindings into ascend_tools/libascend_tools_kernels.so, where
+# ascend_tools/ops/ascendc.py looks for them (the CMake tree is kernels/build/cmake).
 #
 #   kernels/build.sh            # needs the CANN toolkit (sourced here if set_env.sh is found) and
 #                               # torch + torch_npu installed for python3
@@ -55,5 +56,6 @@ cmake -S "$here" -B "$build_dir" \
     -DASCEND_CANN_PACKAGE_PATH="$ASCEND_HOME_PATH" \
     -DPython3_EXECUTABLE="$(command -v "$python")"
 cmake --build "$build_dir" -j "$(nproc 2>/dev/null || echo 4)"
-cp "$build_dir/lib/libascend_tools_kernels.so" "$here/build/libascend_tools_kernels.so"
-echo "kernels/build.sh: built $here/build/libascend_tools_kernels.so"
+lib="$(dirname "$here")/ascend_tools/libascend_tools_kernels.so"
+cp "$build_dir/lib/libascend_tools_kernels.so" "$lib"
+echo "kernels/build.sh: built $lib"

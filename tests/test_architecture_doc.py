@@ -28,7 +28,7 @@ def resolves(path):
     """A path exists relative to the repo root or to ascend_tools/; a bare or partial name (``checkops.py``,
     ``ops/registry.py``) may sit anywhere below ascend_tools/ or tools/; ``<op>`` matches any name."""
     pattern = re.compile("(^|/)" + re.escape(path.rstrip("/")).replace(re.escape("<op>"), r"\w+") + "$")
-    for top in ("ascend_tools", "tools", "kernels", "examples", "bench"):
+    for top in ("ascend_tools", "tools", "kernels", "bench"):
         if pattern.search(top):
             return True
         for dirpath, dirnames, filenames in os.walk(os.path.join(ROOT, top)):

@@ -1,10 +1,10 @@
-"""Generate tests/data/golden/<op>_<case>.npz: the fp64 reference's inputs, outputs and input gradients.
+"""Generate ascend_tools/ops/golden/<op>_<case>.npz: the fp64 reference's inputs, outputs and input gradients.
 
 For each op module in ascend_tools/ops (rms_norm, rope, attention) that defines ``golden_cases()`` (a list
 of ``(name, kwargs)`` with fp64 tensors and plain values), runs the op's ``reference`` tier in float64
 with a seeded upstream gradient and writes one .npz per case (``np.savez``, no pickle; see
-``ascend_tools.ops.registry.golden_to_arrays`` for the keys). Every tier is checked against these files
-(tests/ops, ``ascend-doctor selfcheck``).
+``ascend_tools.ops.registry.golden_to_arrays`` for the keys) into the package, which ships them. Every
+tier is checked against these files (tests/ops, ``ascend-doctor selfcheck``).
 
     python tools/gen_golden_vectors.py [--out DIR] [--ops rms_norm,rope] [--check]
 
@@ -90,7 +90,7 @@ def stale(files: Dict[str, Dict[str, np.ndarray]], out: str, ops: Tuple[str, ...
 
 def main(argv: Any = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=registry.GOLDEN_DIR, help="directory of the .npz files")
+    parser.add_argument("--out", default=str(registry.golden_dir()), help="directory of the .npz files")
     parser.add_argument("--ops", default=",".join(OPS), help="comma-separated op modules")
     parser.add_argument("--check", action="store_true", help="compare with the files instead of writing")
     args = parser.parse_args(argv)

@@ -16,8 +16,8 @@ once with :func:`torch.ops.load_library` — only when torch_npu is usable (``ba
 
 Inputs the kernels do not cover (another device, dtype or layout, weight dtype != x dtype) go to the
 ``fallback`` given to :func:`get` (the op's reference). Where the library is found: the path in
-``ASCEND_TOOLS_KERNELS_LIB`` (only that one when set), else ``kernels/build/`` of this checkout, else
-next to the package. :func:`available` and :func:`why_not` answer ``selfcheck``/``status``; the
+``ASCEND_TOOLS_KERNELS_LIB`` (only that one when set), else in the package directory, where
+``kernels/build.sh`` puts it. :func:`available` and :func:`why_not` answer ``selfcheck``/``status``; the
 registry still self-checks the tier against the reference before first use.
 """
 
@@ -41,7 +41,6 @@ ROPE_LAYOUTS = {1: 0, 2: 1}  # unsqueeze_dim -> kernel layout (0: x [B, N, S, D]
 KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_REPO_DIR = os.path.dirname(_PACKAGE_DIR)
 
 # The device type the kernels run on, and the kernel entry points: module attributes so tests can run
 # the wrappers on the CPU against a double of the documented kernel semantics.
@@ -65,7 +64,7 @@ def candidate_paths() -> List[str]:
     env = os.environ.get(ENV_LIB, "").strip()
     if env:
         return [os.path.abspath(os.path.expanduser(env))]
-    return [os.path.join(_REPO_DIR, "kernels", "build", LIB_NAME), os.path.join(_PACKAGE_DIR, LIB_NAME)]
+    return [os.path.join(_PACKAGE_DIR, LIB_NAME)]
 
 
 def find_library() -> Tuple[Optional[str], str]:

@@ -18,21 +18,26 @@ The self-check runs with autograd enabled even when the caller is under ``torch.
 ``torch.inference_mode()`` (it needs a backward), and ``check_inputs`` must not draw from the global RNG
 (slice the real input instead): a self-check must not change the user's random stream.
 
-Golden vectors (``tests/data/golden/<op>_<case>.npz``, written by ``tools/gen_golden_vectors.py``) hold
-inputs, outputs and input gradients of the reference computed in float64; :func:`check_golden` runs any
-tier on them in a given dtype (``ascend-doctor selfcheck``, the tier tests).
+Golden vectors (``ascend_tools/ops/golden/<op>_<case>.npz``, shipped in the package and written by
+``tools/gen_golden_vectors.py``) hold inputs, outputs and input gradients of the reference computed in
+float64; :func:`check_golden` runs any tier on them in a given dtype (``ascend-doctor selfcheck``, the tier
+tests).
 """
 
 import logging
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
 from ..dispatch import dtype_name
+
+if TYPE_CHECKING:
+    from importlib.abc import Traversable
 
 log = logging.getLogger("ascend_tools")
 
@@ -277,9 +282,10 @@ def status() -> List[CheckResult]:
 # gradient. Stored as .npz without pickle: ``input.<name>``, ``param.<name>``, ``output.<i>``,
 # ``grad_output.<i>``, ``grad.<name>``.
 
-GOLDEN_DIR = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "tests", "data", "golden"
-)
+
+def golden_dir() -> "Traversable":
+    """``ascend_tools/ops/golden``, the golden vectors shipped in the package."""
+    return resources.files(__package__) / "golden"
 
 
 @dataclass
@@ -381,28 +387,36 @@ def golden_from_arrays(op: str, name: str, arrays: Any) -> GoldenCase:
     return case
 
 
-def golden_path(op: str, name: str, directory: Optional[str] = None) -> str:
-    return os.path.join(directory or GOLDEN_DIR, f"{op}_{name}.npz")
+def golden_path(op: str, name: str) -> "Traversable":
+    return golden_dir() / f"{op}_{name}.npz"
 
 
-def load_golden(path: str, op: str) -> GoldenCase:
+def load_golden(file: "Traversable", op: str) -> GoldenCase:
     """Read one golden file (no pickle). ``op`` is the op name; the case name is the rest of the file name."""
-    base = os.path.basename(path)
-    name = base[len(op) + 1 : -len(".npz")] if base.startswith(op + "_") else base[: -len(".npz")]
-    with np.load(path, allow_pickle=False) as arrays:
+    stem = file.name[: -len(".npz")]
+    name = stem[len(op) + 1 :] if stem.startswith(op + "_") else stem
+    with file.open("rb") as f, np.load(f, allow_pickle=False) as arrays:
         return golden_from_arrays(op, name, arrays)
 
 
-def golden_files(op: str, directory: Optional[str] = None) -> List[str]:
-    """The golden files of ``op`` in ``directory`` (default: the repository's tests/data/golden)."""
-    directory = directory or GOLDEN_DIR
-    if not os.path.isdir(directory):
-        return []
+def golden_files(op: str) -> List["Traversable"]:
+    """The golden files of ``op`` in :func:`golden_dir`, by name."""
+    directory = golden_dir()
+    found = directory.iterdir() if directory.is_dir() else ()
     return sorted(
-        os.path.join(directory, f)
-        for f in os.listdir(directory)
-        if f.startswith(op + "_") and f.endswith(".npz")
+        (f for f in found if f.name.startswith(op + "_") and f.name.endswith(".npz")), key=lambda f: f.name
     )
+
+
+def load_goldens(op: str) -> List[GoldenCase]:
+    """Every golden case of ``op``; FileNotFoundError when the package ships none (an incomplete install:
+    the cases are never made up on the spot, that would check a tier against today's reference)."""
+    files = golden_files(op)
+    if not files:
+        raise FileNotFoundError(
+            f"no golden vectors for {op} in {golden_dir()}: this copy of ascend_tools is incomplete"
+        )
+    return [load_golden(f, op) for f in files]
 
 
 def check_golden(tier: Tier, case: GoldenCase, dtype: torch.dtype, device: Any = "cpu") -> CheckResult:

@@ -19,7 +19,7 @@ from ascend_tools.cli import main
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHARED = os.path.join(os.path.dirname(REPO), "shared", "data", "torch_npu")
 OP_PLUGIN = os.path.join(SHARED, "op_plugin_functions.yaml")
-TRAIN_CUDA = os.path.join(REPO, "examples", "train_cuda.py")
+TRAIN_CUDA = os.path.join(REPO, "ascend_tools", "examples", "train_cuda.py")
 SCHEMA = "ascend-doctor/check-ops/1"
 
 # A small model that has a float64 op (a dtype risk: a warning), a ReLU (threshold_backward only in the

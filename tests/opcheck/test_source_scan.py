@@ -10,7 +10,7 @@ from ascend_tools.opcheck.source_rules import RULE_DOCS
 from ascend_tools.opcheck.source_scan import SourceFinding, as_report_finding, scan_file, scan_target
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-EXAMPLE = os.path.join(ROOT, "examples", "train_cuda.py")
+EXAMPLE = os.path.join(ROOT, "ascend_tools", "examples", "train_cuda.py")
 
 
 def line_of(path, snippet):

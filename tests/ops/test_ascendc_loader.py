@@ -61,10 +61,8 @@ def test_env_path_is_the_only_candidate_and_a_missing_file_is_named(monkeypatch,
     assert reason == f"{ascendc.ENV_LIB}={fake}: no such file"
 
 
-def test_default_candidates_are_repo_build_then_package():
-    paths = ascendc.candidate_paths()
-    assert paths[0] == os.path.join(ROOT, "kernels", "build", ascendc.LIB_NAME)
-    assert paths[1] == os.path.join(ROOT, "ascend_tools", ascendc.LIB_NAME)
+def test_default_candidate_is_in_the_package():
+    assert ascendc.candidate_paths() == [os.path.join(ROOT, "ascend_tools", ascendc.LIB_NAME)]
 
 
 def test_found_library_is_reported(monkeypatch, tmp_path):
@@ -382,7 +380,7 @@ def test_build_script_fails_cleanly_without_cann(tmp_path):
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [res.stderr.strip()]  # one line
     assert res.stderr.startswith("kernels/build.sh: CANN toolkit not found")
-    assert not os.path.exists(os.path.join(KERNELS, "build", ascendc.LIB_NAME))
+    assert not os.path.exists(os.path.join(ROOT, "ascend_tools", ascendc.LIB_NAME))
 
 
 def test_build_script_is_executable_for_the_dockerfile():

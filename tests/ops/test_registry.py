@@ -202,6 +202,8 @@ def run_selfcheck(monkeypatch, *args):
 def test_selfcheck_cli_passes_with_the_real_tiers(monkeypatch):
     code, doc = run_selfcheck(monkeypatch)
     assert code == 0 and doc["schema"] == "ascend-doctor/selfcheck/1" and doc["failed"] == 0
+    assert doc["golden_cases"] == {"rms_norm": 4}
+    assert doc["golden_dir"] == str(registry.golden_dir()) and doc["golden_dir"].endswith("ops/golden")
     ref = [r for r in doc["results"] if r["tier"] == "reference"]
     assert {r["dtype"] for r in ref} == {"float32", "float16", "bfloat16"}
     assert all(r["verdict"] == "ok" and r["cases"] == 4 for r in ref)
@@ -209,6 +211,16 @@ def test_selfcheck_cli_passes_with_the_real_tiers(monkeypatch):
         ("npu", "rms_norm"),
         ("ascendc", "rms_norm"),
     }
+
+
+def test_selfcheck_cli_fails_without_golden_vectors(monkeypatch, tmp_path):
+    monkeypatch.setattr(registry, "golden_dir", lambda: tmp_path)
+    code, doc = run_selfcheck(monkeypatch)
+    assert code == 1 and doc["golden_cases"] == {"rms_norm": 0}
+    assert doc["results"] and all(r["verdict"] == "fail" and r["cases"] == 0 for r in doc["results"])
+    assert doc["results"][0]["failures"] == [
+        f"no golden vectors for rms_norm in {tmp_path}: this copy of ascend_tools is incomplete"
+    ]
 
 
 def test_selfcheck_cli_fails_on_a_wrong_tier(monkeypatch):

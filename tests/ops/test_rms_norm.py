@@ -299,14 +299,14 @@ GOLDEN = registry.golden_files("rms_norm")
 
 
 def test_golden_files_exist_and_are_current():
-    assert {os.path.basename(p) for p in GOLDEN} == {f"rms_norm_{n}.npz" for n, _ in R.golden_cases()}
-    assert sum(os.path.getsize(p) for p in GOLDEN) < 200_000
+    assert {f.name for f in GOLDEN} == {f"rms_norm_{n}.npz" for n, _ in R.golden_cases()}
+    assert sum(len(f.read_bytes()) for f in GOLDEN) < 200_000
     sys.path.insert(0, os.path.join(REPO, "tools"))
     try:
         import gen_golden_vectors as gen
     finally:
         sys.path.pop(0)
-    assert gen.stale(gen.generate(("rms_norm",)), registry.GOLDEN_DIR, ("rms_norm",)) == []
+    assert gen.stale(gen.generate(("rms_norm",)), str(registry.golden_dir()), ("rms_norm",)) == []
 
 
 def available_tiers(monkeypatch):
@@ -321,9 +321,9 @@ def available_tiers(monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("path", GOLDEN, ids=os.path.basename)
-def test_every_tier_matches_golden(monkeypatch, path, dtype):
-    case = registry.load_golden(path, "rms_norm")
+@pytest.mark.parametrize("file", GOLDEN, ids=lambda f: f.name)
+def test_every_tier_matches_golden(monkeypatch, file, dtype):
+    case = registry.load_golden(file, "rms_norm")
     assert set(case.grads) == {"x", "weight"}
     for tier in available_tiers(monkeypatch):
         result = registry.check_golden(tier, case, dtype)

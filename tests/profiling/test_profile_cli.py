@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node"]
-TRAIN = [os.path.join(ROOT, "examples", "train_ddp.py")]
+TRAIN = [os.path.join(ROOT, "ascend_tools", "examples", "train_ddp.py")]
 
 
 def cli(*args, timeout=180, **kw):
@@ -108,7 +108,7 @@ def test_skipped_collective_dumps_every_rank_and_names_the_missing_one(tmp_path)
     )
     rank1 = next(r for r in report["ranks"] if r["rank"] == 1)
     assert (
-        rank1["stack_top"] == f"train_ddp.py:{sleep_line} in main"
+        rank1["stack_top"] == f"ascend_tools/examples/train_ddp.py:{sleep_line} in main"
     )  # where the missing rank stood, from py-spy
 
 

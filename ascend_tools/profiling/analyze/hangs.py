@@ -85,9 +85,9 @@ def find(profile: Profile) -> List[Dict[str, Any]]:
     return sorted(hangs, key=lambda h: (h["first_arrival"] is None, h["first_arrival"] or 0.0, h["group"]))
 
 
-# frames that are not the user's: torch, this package, the standard library, <frozen ...>
+# frames that are not the user's: torch, this package (not its examples), the standard library, <frozen ...>
 _LIBRARY_FRAME = re.compile(
-    r"^<|[/\\](torch|ascend_tools)[/\\]|[/\\]lib[/\\]python3\.\d+[/\\](?!site-packages)"
+    r"^<|[/\\](torch|ascend_tools(?![/\\]examples[/\\]))[/\\]|[/\\]lib[/\\]python3\.\d+[/\\](?!site-packages)"
 )
 
 

@@ -1,5 +1,5 @@
 """A small DDP training script, the job the profiling demo and tests run under
-``ascend-doctor profile -o PROF -- torchrun --nproc-per-node N examples/train_ddp.py``.
+``ascend-doctor profile -o PROF -- torchrun --nproc-per-node N -m ascend_tools.examples.train_ddp``.
 
 It knows nothing of the profiler. Each step does ``--compute-ms`` of "compute" (a sleep: on an NPU the
 step's compute runs off the CPU, and a sleep keeps ranks on a loaded 2-core machine comparable), a

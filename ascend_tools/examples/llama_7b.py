@@ -1,16 +1,18 @@
 """Llama-2-7B, built from its config with random weights: the shape a team ports first.
 
-    ascend-doctor check-ops examples/llama_7b.py
+    ascend-doctor check-ops ascend_tools/examples/llama_7b.py
 
 check-ops builds it on the meta device (no weights are allocated) and traces one training step.
 Running this file directly builds a 2-layer version and runs it on the CPU.
 """
 
+from typing import Any, Dict
+
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 # meta-llama/Llama-2-7b-hf config.json
-LLAMA2_7B = dict(
+LLAMA2_7B: Dict[str, Any] = dict(
     vocab_size=32000,
     hidden_size=4096,
     intermediate_size=11008,

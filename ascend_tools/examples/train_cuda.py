@@ -1,10 +1,10 @@
 """Fine-tune a small decoder-only LM on NVIDIA GPUs -- written the way GPU scripts usually are.
 
 This file is deliberately full of CUDA-isms (flash_attn, torch.cuda.amp, .cuda(), NCCL, cuDNN flags,
-float64 and eigh in the forward) so that ``ascend-doctor check-ops examples/train_cuda.py`` has
-something to find. It is also a valid check-ops target: ``build_model()`` and ``example_inputs()``
+float64 and eigh in the forward) so that ``ascend-doctor check-ops ascend_tools/examples/train_cuda.py``
+has something to find. It is also a valid check-ops target: ``build_model()`` and ``example_inputs()``
 touch no GPU, and the model runs on CPU and on the meta device. Run the training itself with
-``torchrun --nproc_per_node=8 examples/train_cuda.py``.
+``torchrun --nproc_per_node=8 -m ascend_tools.examples.train_cuda``.
 """
 
 import argparse
