@@ -266,7 +266,7 @@ def _read(path: str) -> Optional[str]:
 
 
 def _kv(text: str) -> Dict[str, str]:
-    out = {}
+    out: Dict[str, str] = {}
     for line in text.splitlines():
         key, sep, value = line.partition("=")
         if sep and not key.lstrip().startswith("#"):

@@ -22,7 +22,7 @@ Severity: ``error`` breaks on NPU, ``warning`` runs but is slow/lossy or needs a
 import ast
 import re
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 # rule id -> (default severity, what it finds). docs/porting-guide.md has one section per id.
 RULE_DOCS: Dict[str, Tuple[str, str]] = {
@@ -133,7 +133,7 @@ def _call(site: Site) -> Optional[ast.Call]:
 _CUDA_DEVICE = re.compile(r"^cuda(:\d+)?$")
 
 
-def cuda_device_strings(node: Optional[ast.AST]) -> List[ast.AST]:
+def cuda_device_strings(node: Optional[ast.AST]) -> List[Union[ast.Constant, ast.JoinedStr]]:
     """String constants in ``node`` that name a CUDA device: ``"cuda"``, ``"cuda:0"``,
     ``f"cuda:{rank}"``; looks through ``a if c else b`` and ``a or b``."""
     if node is None:
@@ -142,8 +142,7 @@ def cuda_device_strings(node: Optional[ast.AST]) -> List[ast.AST]:
         return [node] if _CUDA_DEVICE.match(node.value) else []
     if isinstance(node, ast.JoinedStr) and node.values:
         first = node.values[0]
-        is_str = isinstance(first, ast.Constant) and isinstance(first.value, str)
-        return [node] if is_str and first.value == "cuda:" else []
+        return [node] if isinstance(first, ast.Constant) and first.value == "cuda:" else []
     if isinstance(node, ast.IfExp):
         return cuda_device_strings(node.body) + cuda_device_strings(node.orelse)
     if isinstance(node, ast.BoolOp):
@@ -155,7 +154,9 @@ def _device_hits(values: Iterable[Optional[ast.AST]], where: str) -> List[Hit]:
     hits = []
     for value in values:
         for node in cuda_device_strings(value):
-            text = node.value if isinstance(node, ast.Constant) else "cuda:{...}"
+            text = (
+                node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else "cuda:{...}"
+            )
             hits.append(
                 Hit(
                     "cuda-device-string",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from ascend_tools.errors import InputError
-from ascend_tools.opcheck.source_rules import RULE_DOCS, Hit, Site, lookup
+from ascend_tools.opcheck.source_rules import RULE_DOCS, Handler, Hit, Site, lookup
 from ascend_tools.report.model import Finding
 from ascend_tools.severity import Severity
 
@@ -93,7 +93,9 @@ class _Scanner(ast.NodeVisitor):
 
     def _guarded_name(self, node: ast.AST) -> bool:
         parts = _chain(node)
-        return bool(parts) and self.aliases.get(parts[0], ("", False))[1]
+        if not parts:
+            return False
+        return self.aliases.get(parts[0], ("", False))[1]
 
     def _col(self, lineno: int, col_offset: int) -> int:
         """ast's col_offset counts UTF-8 bytes; report characters, 1-based."""
@@ -101,7 +103,7 @@ class _Scanner(ast.NodeVisitor):
             return len(self.lines[lineno - 1].encode("utf-8")[:col_offset].decode("utf-8", "replace")) + 1
         return col_offset + 1
 
-    def emit(self, site: Site, handler=None, prefix_only: bool = False) -> None:
+    def emit(self, site: Site, handler: Optional[Handler] = None, prefix_only: bool = False) -> None:
         handler = handler or lookup(site.name, prefix_only=prefix_only)
         if handler is None:
             return
@@ -134,8 +136,8 @@ class _Scanner(ast.NodeVisitor):
             self.visit(stmt)
         self.guard -= guarded
         for part in (node.handlers, node.orelse, node.finalbody):
-            for stmt in part:
-                self.visit(stmt)
+            for child in part:
+                self.visit(child)
 
     visit_TryStar = visit_Try  # Python 3.11+
 
@@ -157,7 +159,7 @@ class _Scanner(ast.NodeVisitor):
         self.imports.append((module, node.level, names))
         if node.level:  # relative import: local code, scanned by scan_target; names stay unresolved
             return
-        groups: Dict[object, str] = {}  # one finding per rule handler, not per imported name
+        groups: Dict[Handler, str] = {}  # one finding per rule handler, not per imported name
         for alias in node.names:
             full = module if alias.name == "*" else f"{module}.{alias.name}"
             if alias.name != "*":

@@ -32,7 +32,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Set, Tuple
 
 from ascend_tools.errors import InputError
 
@@ -84,7 +84,7 @@ class _Table(NamedTuple):
 
 
 def _expand(ranges: Iterable[str], versions: Tuple[str, ...]) -> FrozenSet[str]:
-    out = set()
+    out: Set[str] = set()
     for r in ranges:
         lo, _, hi = r.partition("-")
         out.update(versions[versions.index(lo) : versions.index(hi or lo) + 1])

@@ -156,9 +156,12 @@ def _import_file(path: str) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read: {exc}") from None
     spec = importlib.util.spec_from_file_location("ascend_doctor_target", path)
+    if spec is None or spec.loader is None:  # no .py suffix (check_ops rejects those before)
+        raise InputError(f"{path}: not a Python file (.py)")
+    loader = spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules["ascend_doctor_target"] = module
-    _call_user(lambda: spec.loader.exec_module(module), path)
+    _call_user(lambda: loader.exec_module(module), path)
     return module
 
 

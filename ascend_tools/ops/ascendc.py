@@ -295,7 +295,7 @@ class _RmsNormFn(torch.autograd.Function):
         x: torch.Tensor,
         weight: torch.Tensor,
         eps: float,
-        offset: float,  # type: ignore[override]
+        offset: float,
         casting: int,
     ) -> torch.Tensor:
         y, rstd = _KERNELS["rms_norm"](x, weight, eps, offset, casting)
@@ -304,7 +304,7 @@ class _RmsNormFn(torch.autograd.Function):
         return y
 
     @staticmethod
-    def backward(ctx: Any, dy: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:  # type: ignore[override]
+    def backward(ctx: Any, dy: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:
         x, weight, rstd = ctx.saved_tensors
         dx, dw = rms_norm_backward(
             dy, x, weight, rstd, ctx.offset, ctx.casting, need_weight_grad=ctx.needs_input_grad[1]
@@ -318,7 +318,7 @@ class _RopeFn(torch.autograd.Function):
         ctx: Any,
         x: torch.Tensor,
         cos: torch.Tensor,
-        sin: torch.Tensor,  # type: ignore[override]
+        sin: torch.Tensor,
         layout: int,
     ) -> torch.Tensor:
         y = _KERNELS["rope"](x, cos, sin, layout, False)
@@ -328,7 +328,7 @@ class _RopeFn(torch.autograd.Function):
         return y
 
     @staticmethod
-    def backward(ctx: Any, dy: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:  # type: ignore[override]
+    def backward(ctx: Any, dy: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:
         cos, sin, x = ctx.saved_tensors
         dx = (
             _KERNELS["rope"](dy.contiguous(), cos, sin, ctx.layout, True) if ctx.needs_input_grad[0] else None

@@ -51,7 +51,7 @@ Tiers:
 """
 
 import functools
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, overload
 
 import torch
 import torch.nn.functional as F
@@ -85,6 +85,14 @@ def _validate(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         )
 
 
+@overload
+def structural_keep(
+    q_len: int, kv_len: int, is_causal: bool, sliding_window: int, device: torch.device
+) -> torch.Tensor: ...
+@overload
+def structural_keep(
+    q_len: int, kv_len: int, is_causal: bool, sliding_window: Optional[int], device: torch.device
+) -> Optional[torch.Tensor]: ...
 def structural_keep(
     q_len: int, kv_len: int, is_causal: bool, sliding_window: Optional[int], device: torch.device
 ) -> Optional[torch.Tensor]:
@@ -114,6 +122,22 @@ def _window_bites(q_len: int, kv_len: int, is_causal: bool, sliding_window: Opti
     return back >= sliding_window or ahead >= sliding_window
 
 
+@overload
+def keep_mask(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    attention_mask: torch.Tensor,
+    is_causal: bool,
+    sliding_window: Optional[int],
+) -> torch.Tensor: ...
+@overload
+def keep_mask(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    attention_mask: Optional[torch.Tensor],
+    is_causal: bool,
+    sliding_window: Optional[int],
+) -> Optional[torch.Tensor]: ...
 def keep_mask(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -395,8 +419,11 @@ def tolerance(dtype: torch.dtype) -> Tuple[float, float]:
 
 
 def _register() -> None:
-    common = {"check_inputs": check_inputs, "tolerance": tolerance}
-    registry.register(registry.Tier(OP, "reference", forward=attention_reference, **common))
+    registry.register(
+        registry.Tier(
+            OP, "reference", forward=attention_reference, check_inputs=check_inputs, tolerance=tolerance
+        )
+    )
     registry.register(
         registry.Tier(
             OP,
@@ -404,7 +431,8 @@ def _register() -> None:
             forward=attention_npu,
             available=_npu_available,
             unavailable_reason=_npu_unavailable_reason,
-            **common,
+            check_inputs=check_inputs,
+            tolerance=tolerance,
         )
     )
     # torch SDPA: PyTorch's fused kernels on CUDA (flash there) and on the CPU
@@ -415,7 +443,8 @@ def _register() -> None:
             forward=attention_sdpa,
             available=_sdpa_available,
             unavailable_reason=_sdpa_unavailable_reason,
-            **common,
+            check_inputs=check_inputs,
+            tolerance=tolerance,
         )
     )
 

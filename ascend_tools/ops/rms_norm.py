@@ -54,7 +54,7 @@ A tier that forgets ``eps`` or scales by 1.01 exceeds all three.
 
 import math
 import types
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -191,7 +191,10 @@ def _npu_unavailable(device: Any) -> Optional[str]:
 # and Triton fixes interpreter vs compiler at decoration time, so the cache is keyed by TRITON_INTERPRET).
 # Their globals (tl, _add) are bound then, in a copy of this module's namespace. Triton reads constexpr
 # parameters from the annotation (the interpreter from the source text): the string "constexpr".
-constexpr = "constexpr"
+if TYPE_CHECKING:
+    constexpr = Any  # the kernels' parameters are untyped
+else:
+    constexpr = "constexpr"
 tl: Any = None  # triton.language, bound in the kernels' own namespace by _kernels()
 
 
@@ -261,10 +264,11 @@ def _rms_norm_bwd(
     tl.store(DW + pid * n_cols + cols, dw, mask=mask)
 
 
-_KERNELS: Dict[bool, Tuple[Callable[..., Any], Callable[..., Any]]] = {}
+# triton.JITFunction (launched as kernel[grid](...)); triton is untyped and optional
+_KERNELS: Dict[bool, Tuple[Any, Any]] = {}
 
 
-def _kernels() -> Tuple[Callable[..., Any], Callable[..., Any]]:
+def _kernels() -> Tuple[Any, Any]:
     """(forward, backward) Triton kernels for the current TRITON_INTERPRET setting, built on first use."""
     key = interpreting()
     if key not in _KERNELS:
@@ -273,7 +277,7 @@ def _kernels() -> Tuple[Callable[..., Any], Callable[..., Any]]:
 
         namespace = dict(globals(), tl=tl, triton=triton)
 
-        def jit(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def jit(fn: Callable[..., Any]) -> Any:
             copy = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__)
             copy.__module__, copy.__qualname__ = fn.__module__, fn.__qualname__
             copy.__annotations__ = dict(fn.__annotations__)
@@ -461,8 +465,11 @@ def rms_norm(
 
 
 def _register() -> None:
-    common = {"check_inputs": check_inputs, "tolerance": tolerance}
-    registry.register(registry.Tier(OP, "reference", forward=rms_norm_reference, **common))
+    registry.register(
+        registry.Tier(
+            OP, "reference", forward=rms_norm_reference, check_inputs=check_inputs, tolerance=tolerance
+        )
+    )
     registry.register(
         registry.Tier(
             OP,
@@ -470,7 +477,8 @@ def _register() -> None:
             forward=rms_norm_npu,
             unavailable_reason=_npu_unavailable,
             available=lambda device: _npu_unavailable(device) is None,
-            **common,
+            check_inputs=check_inputs,
+            tolerance=tolerance,
         )
     )
     registry.register(
@@ -480,7 +488,8 @@ def _register() -> None:
             forward=rms_norm_triton,
             available=triton_available,
             unavailable_reason=triton_unavailable_reason,
-            **common,
+            check_inputs=check_inputs,
+            tolerance=tolerance,
         )
     )
     registry.register(
@@ -490,7 +499,8 @@ def _register() -> None:
             forward=rms_norm_ascendc,
             unavailable_reason=_ascendc_unavailable,
             available=lambda device: _ascendc_unavailable(device) is None,
-            **common,
+            check_inputs=check_inputs,
+            tolerance=tolerance,
         )
     )
 

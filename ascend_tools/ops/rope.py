@@ -176,7 +176,7 @@ def _npu_available(device: torch.device) -> bool:
 
 # ---------------------------------------------------------------------------------------------- triton
 @functools.lru_cache(maxsize=2)
-def _triton_kernel(interpret: bool) -> Callable[..., Any]:
+def _triton_kernel(interpret: bool) -> Any:  # a triton.JITFunction (triton is untyped and optional)
     """The kernel, decorated lazily: Triton picks interpreter vs compiler at decoration time."""
     del interpret  # the cache key
     import triton
@@ -276,7 +276,8 @@ def _triton_launch(
 
 def _dense_permutation(x: torch.Tensor) -> List[int]:
     """Dims of 4-D ``x`` ordered so that ``x.permute(perm)`` is contiguous (head dim last), or identity."""
-    perm = [*sorted(range(3), key=lambda i: -x.stride(i)), 3]
+    strides = x.stride()
+    perm = [*sorted(range(3), key=lambda i: -strides[i]), 3]
     if x.stride(3) == 1 and x.permute(perm).is_contiguous():
         return perm
     return [0, 1, 2, 3]
@@ -389,8 +390,9 @@ def tolerance(dtype: torch.dtype) -> Tuple[float, float]:
 
 
 def _register() -> None:
-    common = {"check_inputs": check_inputs, "tolerance": tolerance}
-    registry.register(registry.Tier(OP, "reference", forward=rope_reference, **common))
+    registry.register(
+        registry.Tier(OP, "reference", forward=rope_reference, check_inputs=check_inputs, tolerance=tolerance)
+    )
     registry.register(
         registry.Tier(
             OP,
@@ -398,7 +400,8 @@ def _register() -> None:
             forward=rope_npu,
             available=_npu_available,
             unavailable_reason=_npu_unavailable_reason,
-            **common,
+            check_inputs=check_inputs,
+            tolerance=tolerance,
         )
     )
     registry.register(
@@ -408,7 +411,8 @@ def _register() -> None:
             forward=rope_triton,
             available=triton_available,
             unavailable_reason=unavailable_reason,
-            **common,
+            check_inputs=check_inputs,
+            tolerance=tolerance,
         )
     )
     registry.register(
@@ -418,7 +422,8 @@ def _register() -> None:
             forward=rope_ascendc,
             available=_ascendc_available,
             unavailable_reason=_ascendc_unavailable_reason,
-            **common,
+            check_inputs=check_inputs,
+            tolerance=tolerance,
         )
     )
 

@@ -129,10 +129,10 @@ def interfaces() -> Tuple[Any, Any]:
     if attn is None:
         attn = modeling_utils.ALL_ATTENTION_FUNCTIONS
     try:
-        from transformers.masking_utils import AttentionMaskInterface as masks
+        from transformers.masking_utils import AttentionMaskInterface
     except ImportError:
-        masks = None
-    return attn, masks
+        return attn, None
+    return attn, AttentionMaskInterface
 
 
 def register() -> None:

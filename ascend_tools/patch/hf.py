@@ -23,9 +23,12 @@ import threading
 import types
 import weakref
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple, Type
 
 from . import attention_interface
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("ascend_tools")
 
@@ -199,7 +202,7 @@ def _replace(owner: Any, attr: str, key: Tuple[str, str], new: Any) -> None:
         setattr(owner, attr, new)
 
 
-def _norm_classes(mod: types.ModuleType, family: Family) -> List[type]:
+def _norm_classes(mod: types.ModuleType, family: Family) -> "List[Type[torch.nn.Module]]":
     missing = [n for n in family.norm_classes if not hasattr(mod, n)]
     if missing:
         raise AttributeError(f"{family.module} has no {', '.join(missing)}")
@@ -226,8 +229,9 @@ def patch_family(
             for cls in classes:
                 _replace(cls, "forward", (family.module, cls.__name__ + ".forward"), forward)
             if model is not None:
+                norm_types: Tuple[Type[torch.nn.Module], ...] = tuple(classes)
                 for sub in model.modules():
-                    if isinstance(sub, tuple(classes)) and not is_ours(sub.__dict__.get("forward")):
+                    if isinstance(sub, norm_types) and not is_ours(sub.__dict__.get("forward")):
                         sub.forward = types.MethodType(forward, sub)
             done.append("rms_norm")
         if rope:
