@@ -81,6 +81,7 @@ def build_report(opts: Options, payload: Dict[str, Any], findings: Sequence[Any]
             backward=opts.backward,
             complete=not trace["error"],
             stopped=trace["error"] or None,
+            assumed=trace.get("assumed") or {},
             batch=opts.batch if payload["kind"] == "hf" else None,
             seq_len=opts.seq_len if payload["kind"] == "hf" else None,
         )
@@ -117,6 +118,15 @@ def build_report(opts: Options, payload: Dict[str, Any], findings: Sequence[Any]
         report.section(
             "Trace incomplete",
             ["The trace stopped early; ops after this point are missing. " + trace["error"]],
+        )
+    if trace and trace.get("assumed"):
+        report.section(
+            "Data-dependent values assumed",
+            [
+                "The meta device holds no data, so these ops' outputs were assumed non-zero (nonzero: every "
+                "element; .item(): 1), and the branches and loops that read them ran on that assumption: "
+                + "; ".join(f"{op} at {site}" for op, site in trace["assumed"].items())
+            ],
         )
     if trace:
         _ops_sections(report, ops, version)

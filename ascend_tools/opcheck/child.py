@@ -67,6 +67,7 @@ def trace_target(spec: dict) -> dict:
         "source_file": tgt.source_file,
         "trace": {
             "error": result.error,
+            "assumed": result.assumed,
             "events": len(result.events),
             "device": "fake cpu" if spec.get("autocast") else "meta",
         },

@@ -28,6 +28,8 @@ class TraceResult:
     # (op, input dtypes) -> "file:line in function" of the first forward call with those dtypes
     sites: Dict[Tuple[str, Tuple[str, ...]], str] = field(default_factory=dict)
     error: str = ""  # set when the trace stopped early: which op and why
+    # data-dependent op -> "file:line in function" where its value was first assumed (trace.DATA_DEPENDENT)
+    assumed: Dict[str, str] = field(default_factory=dict)
     device: str = "meta"
     dtype: str = "float32"
     autocast: bool = False

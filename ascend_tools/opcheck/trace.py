@@ -71,12 +71,29 @@ def _grouped_mm_shape(
     return a.new_empty(shape, dtype=out_dtype or a.dtype)
 
 
-# Output-shape rules for ops whose meta kernel or composite cannot run on meta tensors here (data-dependent
-# loops, CUDA-only dtype checks in the meta kernel), so the trace can go on past them. The op itself is
-# recorded as usual; only its output is made up, from its documented shape semantics.
-SHAPE_FALLBACKS: Dict[str, Callable[..., torch.Tensor]] = {
+def _nonzero_all(t: torch.Tensor) -> torch.Tensor:
+    """``aten::nonzero`` as if every element were non-zero (torch's own ``meta_nonzero_assume_all_nonzero``):
+    a Mixture-of-Experts loop over the experts that got tokens then runs every expert once."""
+    return t.new_empty((t.numel(), t.dim()), dtype=torch.long)
+
+
+def _scalar_one(t: torch.Tensor) -> Any:
+    """``Tensor.item()`` reads 1 (``True``): non-zero, like :func:`_nonzero_all`, and what an all-ones
+    attention mask gives ``if torch.all(mask == 1)``; a tensor used as an index picks an existing item."""
+    return torch.ones((), dtype=t.dtype).item()
+
+
+# Output rules for ops whose meta kernel or composite cannot run on meta tensors here (data-dependent
+# shapes and values, CUDA-only dtype checks in the meta kernel), so the trace can go on past them. The op
+# itself is recorded as usual; only its output is made up: from its documented shape semantics, or, for the
+# data-dependent ones, from the assumption that the data is non-zero (docs/check-ops.md).
+SHAPE_FALLBACKS: Dict[str, Callable[..., Any]] = {
     "aten::_grouped_mm": _grouped_mm_shape,
+    "aten::nonzero": _nonzero_all,
+    "aten::_local_scalar_dense": _scalar_one,
 }
+#: the rules above whose output stands for data the meta device does not have: the report lists them
+DATA_DEPENDENT = frozenset({"aten::nonzero", "aten::_local_scalar_dense"})
 
 _COMPOSITE_KEYS = (
     torch._C.DispatchKey.CompositeExplicitAutograd,
@@ -105,6 +122,8 @@ class OpTraceMode(TorchDispatchMode):
         self.parent = -1  # set by FusedCallMode
         self._expand = expand or (lambda name: False)
         self._via: List[str] = []
+        # data-dependent op -> where the model code first needed its value (made up, see SHAPE_FALLBACKS)
+        self.assumed: Dict[str, str] = {}
 
     def record(self, name: str, args: Any, kwargs: Any, is_parent: bool = False) -> int:
         dtypes, shapes, sparse = _tensor_facts(args, kwargs)
@@ -155,6 +174,8 @@ class OpTraceMode(TorchDispatchMode):
             fallback = SHAPE_FALLBACKS.get(name)
             if fallback is None:
                 raise
+            if name in DATA_DEPENDENT:
+                self.assumed.setdefault(name, user_site())
             return fallback(*args, **kwargs)
 
 
@@ -221,6 +242,7 @@ def run_traced(
             result.error = f"trace stopped at {last}: {type(exc).__name__}: {_first_line(exc)}"
         result.events = ops.events
         result.sites = ops.sites
+        result.assumed = ops.assumed
     return result
 
 

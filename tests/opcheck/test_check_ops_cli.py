@@ -330,3 +330,43 @@ def test_console_entry_point_runs(files):
     doc = json.loads(proc.stdout)
     assert doc["schema"] == SCHEMA
     assert "aten::addmm" in _ops(doc)
+
+
+def test_data_dependent_values_are_assumed_and_reported(tmp_path):
+    model = tmp_path / "gate.py"
+    model.write_text(
+        textwrap.dedent(
+            """
+            import torch
+
+
+            class Gate(torch.nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.lin = torch.nn.Linear(4, 4)
+
+                def forward(self, x):
+                    if torch.all(x > 0):
+                        return self.lin(x).relu()
+                    return self.lin(x)
+
+
+            def build_model():
+                return Gate()
+
+
+            def example_inputs():
+                return (torch.randn(2, 4),)
+            """
+        )
+    )
+    result = CliRunner().invoke(main, ["check-ops", str(model), "-f", "json", "--fail-on", "never"])
+    assert result.exit_code == 0, result.output
+    trace = json.loads(result.output)["trace"]
+    assert trace["complete"]
+    assert list(trace["assumed"]) == ["aten::_local_scalar_dense"]
+    assert trace["assumed"]["aten::_local_scalar_dense"].endswith("gate.py:11 in forward")
+    ops = [row["op"] for row in json.loads(result.output)["ops"]]
+    assert "aten::relu" in ops  # the branch taken under the assumption (1 = True)
+    text = CliRunner().invoke(main, ["check-ops", str(model), "--fail-on", "never"]).output
+    assert "Data-dependent values assumed" in text

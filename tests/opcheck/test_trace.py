@@ -1,6 +1,7 @@
 """trace.run_traced on small meta-device models, checked against the torch dispatcher and profiler."""
 
 import importlib.util
+import inspect
 
 import pytest
 import torch
@@ -248,7 +249,7 @@ class Item(torch.nn.Module):
         return y * n
 
 
-def test_item_on_meta_stops_the_trace_and_keeps_earlier_events():
+def test_item_on_meta_reads_one_and_is_reported_as_assumed():
     # reference: the op .item() dispatches to, recorded on a CPU tensor
     rec = _Recorder()
     t = torch.ones(2).sum()
@@ -260,13 +261,39 @@ def test_item_on_meta_stops_the_trace_and_keeps_earlier_events():
     with torch.device("meta"):
         model, x = Item(), torch.randn(2, 4)
     result = trace.run_traced(model, lambda: model(x))
-    assert result.error
-    assert item_op in result.error
-    assert result.error.startswith(f"trace stopped at {item_op}:")
+    assert not result.error
     ops = [e.op for e in result.events]
-    assert ops[-1] == item_op
-    assert "aten::addmm" in ops and "aten::relu" in ops and "aten::sum" in ops
-    assert all(e.phase == "forward" for e in result.events)
+    assert item_op in ops
+    forward = ops[: ops.index(item_op) + 2]
+    assert "aten::addmm" in forward and "aten::relu" in forward and forward[-1] == "aten::mul.Tensor"
+    assert "aten::threshold_backward" in ops  # the trace went on into backward
+    assert list(result.assumed) == [item_op]
+    line = inspect.getsourcelines(Item.forward)[1] + 2  # n = int(y.sum().item())
+    assert result.assumed[item_op].endswith(f"test_trace.py:{line} in forward")
+
+
+def test_nonzero_on_meta_assumes_every_element_nonzero():
+    """Mixtral's expert loop in transformers 4.x: ``for i in mask.nonzero(): experts[i](...)`` runs every
+    expert once, as it would if every expert got a token."""
+
+    class Experts(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.experts = torch.nn.ModuleList(torch.nn.Linear(4, 4) for _ in range(3))
+
+        def forward(self, x, hit):
+            out = x
+            for (i,) in hit.nonzero():
+                out = out + self.experts[i](x)
+            return out
+
+    with torch.device("meta"):
+        model, x, hit = Experts(), torch.randn(2, 4), torch.ones(3, dtype=torch.bool)
+    result = trace.run_traced(model, lambda: model(x, hit), backward=False)
+    assert not result.error
+    forward = [e for e in result.events if e.phase == "forward"]
+    assert sum(e.op == "aten::addmm" for e in forward) == 3
+    assert set(result.assumed) == {"aten::nonzero", "aten::_local_scalar_dense"}
 
 
 def test_scalar_loss_uses_output_loss_or_first_float():
