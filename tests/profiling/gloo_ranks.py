@@ -4,7 +4,6 @@
 import json
 import os
 import socket
-import time
 from typing import Any, Callable, Dict, List
 
 import torch.distributed as dist
