@@ -31,8 +31,9 @@ def tiny_llama() -> Tuple[Any, Any, Dict[str, torch.Tensor]]:
         num_attention_heads=4,
         num_key_value_heads=2,
         vocab_size=256,
-        attn_implementation="eager",
     )
+    # what the ``attn_implementation`` keyword sets; 5.x's typed config signature no longer lists it
+    config._attn_implementation = "eager"
     return LlamaForCausalLM, config, LlamaForCausalLM(config).state_dict()
 
 
