@@ -7,6 +7,7 @@ may be our dump or msprobe's. The pipeline is ``dumps`` → ``align`` → ``diag
 import csv
 import io
 import math
+import sys
 from collections import Counter, OrderedDict
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -80,9 +81,9 @@ def compare_dumps(
     pairs = align(t_records, r_records)
     diag = diagnose.Diagnoser(target, reference, chosen, replay=replay, tensors=not stats_only)
     if progress:
-        with click.progressbar(
-            length=len(pairs), label="comparing", file=click.get_text_stream("stderr")
-        ) as bar:
+        # sys.stderr, not click.get_text_stream("stderr"): deprecated in click 8.5 (a DeprecationWarning
+        # on every call), gone in 9.0
+        with click.progressbar(length=len(pairs), label="comparing", file=sys.stderr) as bar:
             results = diag.run(pairs, bar.update)
     else:
         results = diag.run(pairs)
@@ -126,6 +127,7 @@ def pair_row(order: int, res: PairResult) -> Dict[str, Any]:
 
 def culprit_row(rank: int, res: PairResult, dump: Dump) -> Dict[str, Any]:
     rec = res.record
+    verdict = res.introduced_verdict or res.verdict
     return OrderedDict(
         rank=rank,
         name=rec.key,
@@ -137,9 +139,7 @@ def culprit_row(rank: int, res: PairResult, dump: Dump) -> Dict[str, Any]:
         method=res.method,
         verdict=res.culprit_level,
         error_vs_reference=res.verdict.ratio if res.verdict else None,
-        reason=(res.introduced_verdict or res.verdict).reason
-        if (res.introduced_verdict or res.verdict)
-        else "",
+        reason=verdict.reason if verdict else "",
         stack=diagnose.stack_lines(dump, rec),
     )
 
@@ -169,14 +169,18 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
     )
     culprits = [culprit_row(i + 1, r, target) for i, r in enumerate(listed[:top])]
     first = min(errors or found, key=lambda r: r.record.id) if found else None
-    verdicts = Counter(r.verdict.level for r in matched if r.verdict)
+    levels = Counter(r.verdict.level for r in matched if r.verdict)
     how = Counter(r.pair.how for r in results)
+    matched_by = {k: how.get(k, 0) for k in ("key", "sequence", "module")}
+    unmatched_target = sum(1 for r in results if r.pair.reference is None)
+    unmatched_reference = sum(1 for r in results if r.pair.target is None)
+    verdicts = {k: levels.get(k, 0) for k in ("pass", "warning", "error")}
     summary = OrderedDict(
         pairs=len(matched),
-        matched_by={k: how.get(k, 0) for k in ("key", "sequence", "module")},
-        unmatched_target=sum(1 for r in results if r.pair.reference is None),
-        unmatched_reference=sum(1 for r in results if r.pair.target is None),
-        verdicts={k: verdicts.get(k, 0) for k in ("pass", "warning", "error")},
+        matched_by=matched_by,
+        unmatched_target=unmatched_target,
+        unmatched_reference=unmatched_reference,
+        verdicts=verdicts,
         culprits=len(errors),
         suspects=len(found) - len(errors),
         method=method,
@@ -200,11 +204,11 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
             "pairs",
             "{} matched ({}), {} unmatched".format(
                 len(matched),
-                ", ".join(f"{n} by {k}" for k, n in summary["matched_by"].items() if n),
-                summary["unmatched_target"] + summary["unmatched_reference"],
+                ", ".join(f"{n} by {k}" for k, n in matched_by.items() if n),
+                unmatched_target + unmatched_reference,
             ),
         ),
-        ("vs reference", ", ".join(f"{n} {k}" for k, n in summary["verdicts"].items())),
+        ("vs reference", ", ".join(f"{n} {k}" for k, n in verdicts.items())),
         (
             "culprits",
             "{} proven, {} suspected ({})".format(len(errors), summary["suspects"], summary["method"]),

@@ -79,3 +79,16 @@ def test_a_corrupt_meta_json_is_one_line_and_exit_2(tmp_path):
     result = invoke(str(tmp_path / "dump"), FP32)
     assert result.exit_code == 2
     assert "meta.json" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_the_progress_bar_goes_to_stderr_without_a_deprecation_warning(capsys):
+    """click 8.5 deprecated ``click.get_text_stream`` (removed in 9.0), which the bar once wrote through."""
+    import warnings
+
+    from ascend_tools.precision.compare import compare_dumps
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = compare_dumps(BF16, FP32, progress=True)
+    assert report.data["summary"]["pairs"] == len(entries(BF16))
+    assert "comparing" in capsys.readouterr().err
