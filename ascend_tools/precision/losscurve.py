@@ -94,6 +94,7 @@ def read_curve(path: str, metric: Optional[str] = None) -> Curve:
         raise InputError(f"{shown}: empty file")
 
     doc = _json_document(text)
+    key: Optional[str]
     if isinstance(doc, dict) and isinstance(doc.get("log_history"), list):
         fmt, key, truncated = "trainer_state", metric or "loss", False
         curve_entries = _from_trainer_state(doc["log_history"], key)
@@ -247,7 +248,7 @@ Entry = Tuple[Optional[int], float]
 def _from_trainer_state(history: List[Any], key: str) -> List[Entry]:
     """Entries with ``key`` and ``step``. The default key is ``loss``, never ``train_loss``: Trainer's closing
     entry holds the whole run's average under that name, at the last step."""
-    out = []
+    out: List[Entry] = []
     for e in history:
         if isinstance(e, dict) and key in e and "step" in e:
             v, s = _number(e[key]), _step(e["step"])
@@ -319,12 +320,12 @@ def _from_log(text: str, metric: Optional[str]) -> Tuple[List[Entry], Optional[s
 
 
 def _finish(shown: str, real: str, fmt: str, key: str, entries: List[Entry]) -> Curve:
-    with_step = [e for e in entries if e[0] is not None]
+    with_step = [(s, v) for s, v in entries if s is not None]
     # steps from the file when most loss entries carry one (the others are skipped and reported); a stray
     # "step" on a summary line does not turn a step-less log into a one-step curve
     if with_step and 2 * len(with_step) >= len(entries):
         step_source, no_step = "file", len(entries) - len(with_step)
-        pairs = with_step
+        pairs: List[Tuple[int, float]] = with_step
     else:
         step_source, no_step = "index", 0
         pairs = [(i, v) for i, (_, v) in enumerate(entries, 1)]
@@ -527,9 +528,10 @@ def build_report(cmp: Comparison, rows: int = DEFAULT_ROWS) -> Report:
 
     only_a = sorted(set(a.losses) - set(b.losses))
     only_b = sorted(set(b.losses) - set(a.losses))
+    run_a, run_b = run(a, la), run(b, lb)
     data = OrderedDict(
-        run_a=run(a, la),
-        run_b=run(b, lb),
+        run_a=run_a,
+        run_b=run_b,
         steps=OrderedDict(
             a=len(a.losses),
             b=len(b.losses),
@@ -585,7 +587,7 @@ def build_report(cmp: Comparison, rows: int = DEFAULT_ROWS) -> Report:
                     len(d["nonfinite_steps"]),
                     d["file"],
                 ]
-                for r, d in (("A", data["run_a"]), ("B", data["run_b"]))
+                for r, d in (("A", run_a), ("B", run_b))
             ],
         )
     )
@@ -615,7 +617,9 @@ def build_report(cmp: Comparison, rows: int = DEFAULT_ROWS) -> Report:
 
     if n:
         sec = report.section("Loss curves")
-        marks = [(first, f"first divergent step {first}")] if first is not None else []
+        marks: List[Tuple[float, str]] = (
+            [(first, f"first divergent step {first}")] if first is not None else []
+        )
         sec.series.append(
             Series(
                 f"{a.metric} per step",
