@@ -25,10 +25,12 @@ def named_paths():
 
 
 def resolves(path):
-    """A path exists relative to the repo root or to ascend_tools/; a bare or partial name (``checkops.py``,
-    ``ops/registry.py``) may sit anywhere below ascend_tools/ or tools/; ``<op>`` matches any name."""
+    """A path exists relative to the repo root; a bare or partial name (``checkops.py``, ``ops/registry.py``)
+    may sit anywhere below ascend_tools/, tools/, kernels/, tests/ or bench/; ``<op>`` matches any name."""
     pattern = re.compile("(^|/)" + re.escape(path.rstrip("/")).replace(re.escape("<op>"), r"\w+") + "$")
-    for top in ("ascend_tools", "tools", "kernels", "bench"):
+    if os.path.exists(os.path.join(ROOT, path)):
+        return True
+    for top in ("ascend_tools", "tools", "kernels", "tests", "bench"):
         if pattern.search(top):
             return True
         for dirpath, dirnames, filenames in os.walk(os.path.join(ROOT, top)):
