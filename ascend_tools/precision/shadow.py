@@ -42,7 +42,7 @@ import sys
 import time
 from collections import Counter, OrderedDict
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
@@ -192,12 +192,15 @@ class _Op:
 
 
 _NULL = contextlib.nullcontext()
+_pre_dispatch_len: Callable[[], int]
 try:
     from torch._ops import _len_torch_dispatch_stack_pre_dispatch as _pre_dispatch_len
 except ImportError:  # torch < 2.2: no pre-dispatch modes
 
-    def _pre_dispatch_len() -> int:
+    def _no_pre_dispatch() -> int:
         return 0
+
+    _pre_dispatch_len = _no_pre_dispatch
 
 
 def _no_modes() -> Any:
@@ -414,7 +417,7 @@ class Shadow(StepSession):
         if numel > self.max_numel:
             self.skipped["max_numel"] += 1
             return None
-        mutated = set()
+        mutated: Set[int] = set()
         for i, name in op.mutated:
             written: List[torch.Tensor] = []
             flat_tensors(args[i] if i < len(args) else kwargs.get(name), written)
@@ -781,15 +784,19 @@ def build_report(
         verdicts = Counter(r.verdict.level for r in records)
         compared = len(records)
     n_culprits = max(len(found), verdicts.get("error", 0))
+    by_verdict = {k: verdicts.get(k, 0) for k in ("pass", "warning", "error")}
+    ranks = sorted({r.rank for r in records} | {m.get("rank", 0) for m in metas})
+    skipped_by = dict(sorted(skipped.items()))
+    not_replayable_by = dict(sorted(not_replayable.items()))
     summary = OrderedDict(
         compared=compared,
-        verdicts={k: verdicts.get(k, 0) for k in ("pass", "warning", "error")},
+        verdicts=by_verdict,
         culprits=n_culprits,
         first_culprit=first.key if first else None,
         steps=sorted({r.step for r in records}),
-        ranks=sorted({r.rank for r in records} | {m.get("rank", 0) for m in metas}),
-        skipped=dict(sorted(skipped.items())),
-        not_replayable=dict(sorted(not_replayable.items())),
+        ranks=ranks,
+        skipped=skipped_by,
+        not_replayable=not_replayable_by,
         internal_errors=internal,
     )
     rows = [record_row(i, r) for i, r in enumerate(records)]
@@ -809,15 +816,15 @@ def build_report(
     )
     report.summary = [
         ("ops compared", compared),
-        ("verdicts", ", ".join(f"{n} {k}" for k, n in summary["verdicts"].items())),
+        ("verdicts", ", ".join(f"{n} {k}" for k, n in by_verdict.items())),
         ("culprits", n_culprits),
         ("first culprit", summary["first_culprit"] or "none"),
         ("top culprit", found[0].key if found else "none"),
-        ("skipped", ", ".join(f"{n} {k}" for k, n in summary["skipped"].items()) or "none"),
+        ("skipped", ", ".join(f"{n} {k}" for k, n in skipped_by.items()) or "none"),
     ]
     if not_replayable:
         report.summary.append(
-            ("not replayable", ", ".join(f"{k} ({n})" for k, n in summary["not_replayable"].items()))
+            ("not replayable", ", ".join(f"{k} ({n})" for k, n in not_replayable_by.items()))
         )
     if internal:
         report.summary.append(("internal errors", internal))
@@ -828,7 +835,7 @@ def build_report(
         "Each op's output against a CPU float64 run of the same op on copies of its own inputs: the "
         "error this op introduced. introduced_error = value / tolerance of the judged metric."
     )
-    cols = [c for c in TABLE_COLUMNS if c != "rank" or len(summary["ranks"]) > 1]
+    cols = [c for c in TABLE_COLUMNS if c != "rank" or len(ranks) > 1]
     sec.tables.append(
         Table(
             "",
