@@ -22,6 +22,7 @@ from .dumps import Dump, open_dump
 
 SCHEMA = "ascend-doctor/compare/1"
 PLOT_CAP = 1e6
+PROBLEMS_LISTED = 20
 PAIR_COLUMNS = (
     "order",
     "name",
@@ -122,6 +123,7 @@ def pair_row(order: int, res: PairResult) -> Dict[str, Any]:
         method=res.method or None,
         introduced=res.score if res.method else None,
         introduced_verdict=res.introduced_verdict.level if res.introduced_verdict else None,
+        problems=list(res.problems),
     )
 
 
@@ -185,6 +187,7 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
         suspects=len(found) - len(errors),
         method=method,
         first_culprit=first.record.key if first else None,
+        problems=sum(len(r.problems) for r in results),
     )
     data = OrderedDict(
         target=_side(target),
@@ -215,7 +218,10 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
         ),
         ("first culprit", summary["first_culprit"] or "none"),
     ]
+    if summary["problems"]:
+        report.summary.append(("refused", f"{summary['problems']} requests of the dumps (see Refused)"))
     _culprit_section(report, culprits, method if stats_only else "")
+    _problem_section(report, results)
     _drift_section(report, results)
     sec = report.section("All pairs")
     sec.tables.append(
@@ -281,6 +287,19 @@ def _culprit_section(report: Report, culprits: List[Dict[str, Any]], ranking: st
                 suggestion="",
             )
         )
+
+
+def _problem_section(report: Report, results: List[PairResult]) -> None:
+    """What the dumps asked for and did not get (an op outside the replay policy, a path leading out)."""
+    problems = [(r.record.key, p) for r in results for p in r.problems]
+    if not problems:
+        return
+    sec = report.section("Refused")
+    sec.text.append("Dumps are untrusted input: these records asked for what compare does not do.")
+    for key, problem in problems[:PROBLEMS_LISTED]:
+        sec.findings.append(Finding(severity=Severity.WARNING, rule="refused", message=f"{key}: {problem}"))
+    if len(problems) > PROBLEMS_LISTED:
+        sec.text.append(f"... and {len(problems) - PROBLEMS_LISTED} more (in the JSON report's pairs).")
 
 
 def _drift_section(report: Report, results: List[PairResult]) -> None:

@@ -22,9 +22,9 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 import torch
 
 from . import metrics as M
-from . import standards
+from . import replay_policy, standards
 from .align import Pair
-from .dumps import Dump
+from .dumps import Dump, UnsafePath
 from .records import Record, TensorInfo
 from .replay import Replay, replay, replayable
 
@@ -47,6 +47,7 @@ class PairResult:
     within_reference: bool = False  # output passed against the reference: not replayed, cannot be a culprit
     score: float = 0.0
     notes: List[str] = field(default_factory=list)
+    problems: List[str] = field(default_factory=list)  # what the dumps asked for and were refused
 
     @property
     def record(self) -> Record:
@@ -98,8 +99,18 @@ class Diagnoser:
         # output, compared already (amplification reads it instead of loading and comparing again)
         self._rel_l2: Dict[Tuple[str, str], float] = {}
 
-    def _load(self, dump: Dump, info: TensorInfo) -> Optional[torch.Tensor]:
-        return dump.load_tensor(info, self.step) if self.tensors else None
+    def _load(self, dump: Dump, info: TensorInfo, result: PairResult) -> Optional[torch.Tensor]:
+        """The tensor, or None: none saved, statistics only, or a path leading out of the dump (a problem
+        of ``result``)."""
+        if not self.tensors:
+            return None
+        try:
+            return dump.load_tensor(info, self.step)
+        except UnsafePath as exc:
+            problem = f"tensor not read: {exc}"
+            if problem not in result.problems:
+                result.problems.append(problem)
+            return None
 
     def run(
         self, pairs: Iterable[Pair], progress: Optional[Callable[[int], None]] = None
@@ -120,8 +131,8 @@ class Diagnoser:
         if t is None or r is None or not t.outputs or not r.outputs:
             return result
         t_out, r_out = t.outputs[0], r.outputs[0]
-        tt = self._load(self.target, t_out)
-        rt = self._load(self.reference, r_out)
+        tt = self._load(self.target, t_out, result)
+        rt = self._load(self.reference, r_out, result)
         if tt is not None and rt is not None:
             result.error = M.compare_tensors(tt, rt)
             result.verdict = standards.judge(result.error, t.name, _reduction(t))
@@ -141,17 +152,21 @@ class Diagnoser:
     # --- introduced error: replay in float64 ----------------------------------------------------------
 
     def _replay(self, result: PairResult, rec: Record, produced: torch.Tensor) -> None:
-        from .store import decode_args, resolve_op
+        from .store import decode_args
 
+        if "::" not in rec.name:  # msprobe's API names (Functional.linear): no op to call
+            result.notes.append("not an op name: not replayed")
+            return
         try:
-            op = resolve_op(rec.name)
+            op = replay_policy.resolve(rec.name)
             if not replayable(op, rec.name):
                 result.notes.append("random or uninitialised op: not replayed")
                 return
-            loaded = [self._load(self.target, info) for info in rec.inputs]
+            loaded = [self._load(self.target, info, result) for info in rec.inputs]
             inputs = [x for x in loaded if x is not None]
             if len(inputs) < len(loaded):
                 return
+            replay_policy.check_args(op, *decode_args(rec.args, inputs))
             found = replay(
                 op,
                 rec.name,
@@ -160,6 +175,9 @@ class Diagnoser:
                 produced,
                 _reduction(rec),
             )
+        except replay_policy.Refused as exc:
+            result.problems.append(f"not replayed: {exc}")
+            return
         except Exception as exc:  # an op we cannot rebuild: fall back to amplification
             result.notes.append(f"not replayed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
             return
@@ -180,18 +198,18 @@ class Diagnoser:
             out_err = output_error(res)
             if out_err is None or t is None or r is None:
                 continue
-            in_err = max((self._input_error(a, b) for a, b in zip(t.inputs, r.inputs)), default=0.0)
+            in_err = max((self._input_error(a, b, res) for a, b in zip(t.inputs, r.inputs)), default=0.0)
             floor = standards.expected_rounding_error(t.outputs[0].dtype, r.outputs[0].dtype)
             res.amplification = out_err / max(in_err, floor, 1e-300)
             res.method = "amplification"
             res.score = res.amplification
 
-    def _input_error(self, a: TensorInfo, b: TensorInfo) -> float:
+    def _input_error(self, a: TensorInfo, b: TensorInfo, result: PairResult) -> float:
         key = (a.file, b.file) if a.file and b.file else None
         if key is not None and key in self._rel_l2:
             return self._rel_l2[key]
-        at = self._load(self.target, a)
-        bt = self._load(self.reference, b)
+        at = self._load(self.target, a, result)
+        bt = self._load(self.reference, b, result)
         if at is not None and bt is not None and at.is_floating_point():
             m = M.compare_tensors(at, bt)
             if key is not None:

@@ -35,6 +35,22 @@ class Dump:
         raise NotImplementedError
 
 
+class UnsafePath(InputError):
+    """A path named by a dump that leads out of its directory (absolute, ``..``, or a symlink)."""
+
+
+def inside(root: str, *parts: str) -> str:
+    """``root/parts...`` when it stays under ``root`` once symlinks are resolved (both sides: ``root``
+    itself may be a link), else :class:`UnsafePath`. For every path whose name a dump supplies."""
+    if any(os.path.isabs(p) for p in parts):
+        raise UnsafePath(f"{os.path.join(*parts)}: an absolute path, in the dump at {root}")
+    path = os.path.join(root, *parts)
+    real_root = os.path.realpath(root)
+    if os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
+        raise UnsafePath(f"{os.path.join(*parts)}: leads out of {root}")
+    return path
+
+
 def open_dump(path: str, rank: Optional[int] = None) -> Dump:
     """Open ``path`` as our dump (a ``meta.json`` at or below it) or msprobe's (a ``dump.json``).
 

@@ -46,6 +46,8 @@ the order their call completed. How an entry becomes a :class:`~.records.Record`
 
 Malformed input (invalid or truncated JSON, entries of the wrong shape, a data_name that is not a plain
 file name, an unreadable tensor file) raises :class:`~ascend_tools.errors.InputError` naming the file.
+A tensor file that leads out of its rank dir once symlinks are resolved (a linked ``dump_tensor_data``)
+raises :class:`~.dumps.UnsafePath`; compare counts it as a problem and treats the tensor as missing.
 Tensors are read with ``torch.load(weights_only=True)`` (``.npy`` with ``allow_pickle=False``): a dump
 is never unpickled.
 """
@@ -57,7 +59,7 @@ import re
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ..errors import InputError
-from .dumps import Dump
+from .dumps import Dump, inside
 from .records import Record, TensorInfo, TensorStats
 
 DUMP_JSON = "dump.json"
@@ -184,7 +186,7 @@ class MsprobeDump(Dump):
             raise InputError(
                 f"{os.path.join(rank_dir, DUMP_JSON)}: tensor file name {info.file!r} is not a plain name"
             )
-        path = os.path.join(rank_dir, TENSOR_DIR, name)
+        path = inside(rank_dir, TENSOR_DIR, name)
         if not os.path.isfile(path):
             raise InputError(f"{path}: tensor file missing")
         import torch

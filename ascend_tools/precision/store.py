@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from ..errors import InputError
-from .dumps import Dump
+from .dumps import Dump, inside
 from .records import Record, TensorInfo
 
 SCHEMA = "ascend-doctor/dump/1"
@@ -142,13 +142,13 @@ def _decode(value: Any, tensors: List[Any]) -> Any:
     if "float" in value:
         return float(value["float"])
     if "dtype" in value:
-        return getattr(torch, value["dtype"])
+        return _torch_constant(value["dtype"], torch.dtype)
     if "device" in value:
         return torch.device(value["device"])
     if "memory_format" in value:
-        return getattr(torch, value["memory_format"])
+        return _torch_constant(value["memory_format"], torch.memory_format)
     if "layout" in value:
-        return getattr(torch, value["layout"])
+        return _torch_constant(value["layout"], torch.layout)
     if "complex" in value:
         return complex(*value["complex"])
     if "dict" in value:
@@ -158,23 +158,24 @@ def _decode(value: Any, tensors: List[Any]) -> Any:
     return value
 
 
+def _torch_constant(name: Any, kind: type) -> Any:
+    """``torch.<name>`` when it is a ``kind`` (``torch.float32``); a dump names it, so nothing else."""
+    import torch
+
+    value = getattr(torch, name, None) if isinstance(name, str) and name.isidentifier() else None
+    if not isinstance(value, kind):
+        raise ValueError(f"{name!r} is not a torch.{kind.__name__}")
+    return value
+
+
 def decode_args(args_json: Any, tensors: List[Any]) -> Tuple[tuple, Dict[str, Any]]:
     """``(args, kwargs)`` from a record's ``args`` and its input tensors (in ``inputs`` order), ready
-    for ``torch.ops.<ns>.<name>.<overload>(*args, **kwargs)``."""
+    for the op ``replay_policy.resolve`` gives, once ``replay_policy.check_args`` accepts them."""
     if not args_json:
         return (), {}
     args = tuple(_decode(a, tensors) for a in args_json.get("args", []))
     kwargs = {k: _decode(v, tensors) for k, v in args_json.get("kwargs", {}).items()}
     return args, kwargs
-
-
-def resolve_op(name: str) -> Any:
-    """``torch.ops.aten.add.Tensor`` for ``aten::add.Tensor`` (``.default`` when no overload)."""
-    import torch
-
-    ns, _, rest = name.partition("::")
-    op, _, overload = rest.partition(".")
-    return getattr(getattr(getattr(torch.ops, ns), op), overload or "default")
 
 
 # --- writing ---------------------------------------------------------------------------------------
@@ -335,7 +336,7 @@ class OurDump(Dump):
 
         if not info.file:
             return None
-        path = os.path.join(self.path, f"step{step}", info.file)
+        path = inside(self.path, f"step{step}", info.file)
         if not os.path.isfile(path):
             return None
         arr = read_npy(path)  # a fresh array: no copy needed

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from ascend_tools.precision.capture import capture
-from ascend_tools.precision.store import OurDump, decode_args, encode_call, read_npy, resolve_op
+from ascend_tools.precision.replay_policy import resolve
+from ascend_tools.precision.store import OurDump, decode_args, encode_call, read_npy
 
 
 @pytest.mark.parametrize(
@@ -29,7 +30,7 @@ def test_decode_args_replays_op(tmp_path, call):
     rec = list(d.records(0))[-1]
     tensors = [d.load_tensor(t, 0) for t in rec.inputs]
     args, kwargs = decode_args(json.loads(json.dumps(rec.args)), tensors)
-    got = resolve_op(rec.name)(*args, **kwargs)
+    got = resolve(rec.name)(*args, **kwargs)
     assert got.dtype == expect.dtype and torch.equal(got, expect)
 
 
