@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 import traceback
-from typing import Any, Callable, NoReturn, Optional
+from typing import Any, Callable, NoReturn, Optional, Tuple
 
 import click
 
@@ -106,25 +106,38 @@ def exit_code(report: Report, fail_on: str) -> int:
     return EXIT_FINDINGS if worst >= Severity.parse(fail_on) else EXIT_OK
 
 
-def output_options(fn: F) -> F:
-    fn = click.option(
-        "--output",
-        "-o",
-        "output",
-        type=click.Path(dir_okay=False),
-        default=None,
-        help="Write the report to FILE instead of stdout.",
-    )(fn)
-    fn = click.option(
-        "--format",
-        "-f",
-        "fmt",
-        type=click.Choice(["table", "markdown", "json", "html"]),
-        default="table",
-        show_default=True,
-        help="Report format.",
-    )(fn)
-    return fn
+REPORT_FORMATS = ("table", "markdown", "json", "html")
+
+
+def report_output(
+    extra_formats: Tuple[str, ...] = (), format_help: str = "Report format."
+) -> Callable[[F], F]:
+    """The ``--format/-f`` and ``--output/-o`` options; a verb with a format of its own (compare's csv)
+    names it in ``extra_formats``."""
+
+    def decorate(fn: F) -> F:
+        fn = click.option(
+            "--output",
+            "-o",
+            "output",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="Write the report to FILE instead of stdout.",
+        )(fn)
+        return click.option(
+            "--format",
+            "-f",
+            "fmt",
+            type=click.Choice(REPORT_FORMATS + extra_formats),
+            default="table",
+            show_default=True,
+            help=format_help,
+        )(fn)
+
+    return decorate
+
+
+output_options = report_output()
 
 
 def emit(report: Report, fmt: str, output: Optional[str], text: Optional[str] = None) -> None:

@@ -5,7 +5,7 @@ from typing import Any, Optional
 
 import click
 
-from .common import emit, exit_code, fail_on_option, handle_errors
+from .common import emit, exit_code, fail_on_option, handle_errors, report_output
 
 
 @click.command("compare")
@@ -27,23 +27,7 @@ from .common import emit, exit_code, fail_on_option, handle_errors
 )
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="Culprits listed.")
 @fail_on_option
-@click.option(
-    "--format",
-    "-f",
-    "fmt",
-    type=click.Choice(["table", "markdown", "json", "html", "csv"]),
-    default="table",
-    show_default=True,
-    help="Report format (csv: the per-pair table).",
-)
-@click.option(
-    "--output",
-    "-o",
-    "output",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Write the report to FILE instead of stdout.",
-)
+@report_output(extra_formats=("csv",), format_help="Report format (csv: the per-pair table).")
 @handle_errors
 def compare_cmd(
     target: str,
