@@ -263,6 +263,7 @@ class Capture(StepSession):
         self._stack_table = StackTable()
         self._param_hooked: set = set()
         self._names: Any = weakref.WeakKeyDictionary()
+        self._running: List[bool] = []  # per module running now (module levels): does it get a record
         self._paths: Optional[ModulePath] = None
         self._mode: Optional[_OpMode] = None
         self._writer: Optional[store.RankWriter] = None
@@ -288,6 +289,7 @@ class Capture(StepSession):
         if self.model is not None:
             self._name_all(self.model, "")
         if self.level in ("module", "mix"):
+            self._running = []
             self._install_module_hooks()
         if self.level in ("op", "mix"):
             self._enter_module_paths(self.model)
@@ -593,24 +595,41 @@ class Capture(StepSession):
     def _install_module_hooks(self) -> None:
         mm = torch.nn.modules.module
         # names are given when a module starts (outermost first): the forward hook runs innermost first
-        self._handles.append(mm.register_module_forward_pre_hook(self._name_hook))
+        self._handles.append(mm.register_module_forward_pre_hook(self._enter_module))
         try:
             self._handles.append(mm.register_module_forward_hook(self._module_hook, with_kwargs=True))
         except TypeError:  # torch without kwargs in global hooks
             self._handles.append(
                 mm.register_module_forward_hook(lambda m, a, o: self._module_hook(m, a, {}, o))
             )
+        # after the record hook; always_call: a forward that raises still leaves
+        try:
+            self._handles.append(mm.register_module_forward_hook(self._leave_module, always_call=True))
+        except TypeError:  # torch without always_call
+            self._handles.append(mm.register_module_forward_hook(self._leave_module))
 
-    def _name_hook(self, module: torch.nn.Module, _args: Any) -> None:
-        """Forward pre-hook: must return None (anything else would replace the module's inputs)."""
+    def _enter_module(self, module: torch.nn.Module, _args: Any) -> None:
+        """Forward pre-hook (must return None: anything else would replace the module's inputs). A module
+        without a name entered while another runs (a hub-kernel function module such as transformers 5's
+        ``apply_rotary_pos_emb``, a module kept in a plain list) gets no record of its own: its work belongs
+        to the caller's record, as in :class:`ModulePath` and msprobe. With nothing running it is a root,
+        named with everything below it."""
+        recorded = True
         try:
             if module not in self._names:
-                self._name(module)
+                recorded = not self._running
+                if recorded:
+                    self._name(module)
         except Exception as exc:
             self._fail(exc)
+        self._running.append(recorded)
+
+    def _leave_module(self, _module: torch.nn.Module, _args: Any, _output: Any) -> None:
+        if self._running:
+            self._running.pop()
 
     def _module_hook(self, module: torch.nn.Module, args: Any, kwargs: Any, output: Any) -> None:
-        if self._off:
+        if self._off or not (self._running and self._running[-1]):
             return
         self._busy = True
         self._update_off()

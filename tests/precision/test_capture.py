@@ -383,3 +383,47 @@ def test_an_optimizer_that_steps_another_is_one_optimizer_phase_and_one_step(tmp
     assert [r.phase for r in recs if r.name == "aten::mul_.Tensor" or r.name == "aten::mul_.Scalar"] == [
         "optimizer"
     ] * 2
+
+
+class _Scale(torch.nn.Module):
+    """A module kept outside the model's tree and shared by every layer (as transformers 5's hub-kernel
+    ``apply_rotary_pos_emb`` is)."""
+
+    def forward(self, x):
+        return x * 2
+
+
+_SHARED_SCALE = _Scale()
+
+
+class _Layer(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        return _SHARED_SCALE(self.lin(x))
+
+
+def test_module_level_leaves_modules_outside_the_tree_to_their_caller(tmp_path):
+    model = torch.nn.Sequential(_Layer(), _Layer())
+    with torch.no_grad(), capture(str(tmp_path), level="module"):
+        model(torch.randn(2, 4))
+        _SHARED_SCALE(torch.randn(2, 4))  # called with nothing running: a root of its own
+    names = [r.name for r in _records(tmp_path)]
+    expected = [n for n, _ in model.named_modules() if n.count(".") == 1]  # 0.lin, 1.lin
+    assert names == [expected[0], "0", expected[1], "1", "<root>", "<root>"]
+
+
+def test_module_level_after_a_forward_that_raised(tmp_path):
+    class Fails(torch.nn.Module):
+        def forward(self, x):
+            return _SHARED_SCALE(x).view(-1, 7)  # raises inside the model, after _SHARED_SCALE left
+
+    model = torch.nn.Sequential(_Layer(), Fails())
+    with torch.no_grad(), capture(str(tmp_path), level="module"):
+        with pytest.raises(RuntimeError):
+            model(torch.randn(2, 4))
+        _SHARED_SCALE(torch.randn(2, 4))  # nothing runs now: recorded as a root
+    names = [r.name for r in _records(tmp_path)]
+    assert names == ["0.lin", "0", "<root>"]
