@@ -15,6 +15,7 @@ import click
 
 from ..errors import InputError
 from ..report import Finding, Report, Series, Severity, Table
+from ..report.csvcell import safe_cell
 from . import diagnose
 from .align import align
 from .diagnose import PairResult
@@ -340,10 +341,11 @@ def _cell(value: Any) -> Any:
 
 
 def to_csv(report: Report) -> str:
-    """The per-pair table as CSV (for spreadsheets)."""
+    """The per-pair table as CSV (for spreadsheets); a string cell that a spreadsheet would run as a formula
+    (a hostile dump's module named ``=HYPERLINK(...)``) starts with ``'`` (:func:`safe_cell`)."""
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(PAIR_COLUMNS)
     for row in report.data["pairs"]:
-        writer.writerow(["" if row[c] is None else _cell(row[c]) for c in PAIR_COLUMNS])
+        writer.writerow(["" if row[c] is None else safe_cell(_cell(row[c])) for c in PAIR_COLUMNS])
     return buf.getvalue()
