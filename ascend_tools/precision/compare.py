@@ -188,7 +188,7 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
         suspects=len(found) - len(errors),
         method=method,
         first_culprit=first.record.key if first else None,
-        problems=sum(len(r.problems) for r in results),
+        problems=sum(len(r.problems) for r in results) + len(target.problems) + len(reference.problems),
     )
     data = OrderedDict(
         target=_side(target),
@@ -198,6 +198,7 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
         culprits=culprits,
         first_culprit=culprit_row(0, first, target) if first else None,
         pairs=rows,
+        unreadable=target.problems + reference.problems,  # bad lines of the dumps' files, one line each
     )
     report = Report(schema=SCHEMA, title=f"compare: {target.path} vs {reference.path}", data=data)
     report.summary = [
@@ -223,6 +224,10 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
         report.summary.append(("refused", f"{summary['problems']} requests of the dumps (see Refused)"))
     _culprit_section(report, culprits, method if stats_only else "")
     _problem_section(report, results)
+    if target.problems or reference.problems:
+        sec = report.section("Unreadable")
+        for problem in target.problems + reference.problems:
+            sec.findings.append(Finding(severity=Severity.WARNING, rule="unreadable", message=problem))
     _drift_section(report, results)
     sec = report.section("All pairs")
     sec.tables.append(

@@ -21,10 +21,11 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import torch
 
+from ..errors import InputError
 from . import metrics as M
 from . import replay_policy, standards
 from .align import Pair
-from .dumps import Dump, UnsafePath
+from .dumps import Dump
 from .records import Record, TensorInfo
 from .replay import Replay, replay, replayable
 
@@ -106,7 +107,7 @@ class Diagnoser:
             return None
         try:
             return dump.load_tensor(info, self.step)
-        except UnsafePath as exc:
+        except InputError as exc:  # a path leading out (UnsafePath), a corrupt tensor file
             problem = f"tensor not read: {exc}"
             if problem not in result.problems:
                 result.problems.append(problem)

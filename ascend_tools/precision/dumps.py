@@ -16,6 +16,8 @@ class Dump:
     def __init__(self, path: str) -> None:
         self.path = path
         self.meta: Dict[str, Any] = {}
+        # what could not be read (bad record lines, each reader's count), one line each naming the file
+        self.problems: List[str] = []
 
     def steps(self) -> List[int]:
         """The steps this dump holds, ascending."""

@@ -18,6 +18,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from .. import boundedio
 from ..errors import InputError
 from .dumps import Dump, inside
 from .records import Record, TensorInfo
@@ -265,8 +266,8 @@ class OurDump(Dump):
         super().__init__(path)
         meta = os.path.join(path, "meta.json")
         try:
-            with open(meta, encoding="utf-8") as f:
-                self.meta = json.load(f)
+            with open(meta, "rb") as f:
+                self.meta = boundedio.loads(boundedio.read_document(f, boundedio.MAX_LINE))
         except (OSError, ValueError) as exc:
             raise InputError(f"{meta}: not a readable dump meta.json ({type(exc).__name__}: {exc})") from None
         if not isinstance(self.meta, dict):
@@ -292,10 +293,9 @@ class OurDump(Dump):
         ranks = [r for r in ranks if os.path.isfile(os.path.join(path, f"rank{r}", "meta.json"))]
         if not ranks:
             return None
-        chosen = rank if rank is not None and rank in ranks else ranks[0]
         if rank is not None and rank not in ranks:
-            return None
-        return cls(os.path.join(path, f"rank{chosen}"))
+            raise InputError(f"{path} has no rank {rank} (ranks: {', '.join(map(str, ranks))})")
+        return cls(os.path.join(path, f"rank{ranks[0] if rank is None else rank}"))
 
     @staticmethod
     def ranks(path: str) -> List[int]:
@@ -322,14 +322,21 @@ class OurDump(Dump):
         path = os.path.join(self.path, f"step{step}", "records.jsonl")
         if not os.path.isfile(path):
             return
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                if not line.endswith("\n"):
+        bad: List[int] = []
+        with open(path, "rb") as f:
+            for number, line, ended in boundedio.lines(f):
+                if not ended:
                     break  # the writer was killed mid-line: everything before it is complete
                 try:
-                    yield Record.from_json(json.loads(line))
-                except (ValueError, KeyError, TypeError):
-                    continue
+                    if line is None:
+                        raise ValueError("line too long")
+                    yield Record.from_json(boundedio.loads(line))
+                except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+                    bad.append(number)
+        if bad:
+            self.problems.append(
+                f"{path}: {len(bad)} unreadable record line(s) skipped (first: line {bad[0]})"
+            )
 
     def load_tensor(self, info: TensorInfo, step: int) -> Any:
         import torch
@@ -339,7 +346,12 @@ class OurDump(Dump):
         path = inside(self.path, f"step{step}", info.file)
         if not os.path.isfile(path):
             return None
-        arr = read_npy(path)  # a fresh array: no copy needed
+        try:
+            arr = read_npy(path)  # a fresh array: no copy needed
+        except (OSError, ValueError, EOFError, OverflowError, MemoryError) as exc:
+            raise InputError(
+                f"{path}: cannot read tensor: {type(exc).__name__}: {exc}".splitlines()[0]
+            ) from None
         if info.dtype in RAW_BITS:
             raw = torch.from_numpy(arr.view(np.int16 if RAW_BITS[info.dtype] is np.uint16 else np.uint8))
             return raw.view(getattr(torch, info.dtype))
@@ -352,13 +364,13 @@ class OurDump(Dump):
             self._stacks = {}
             path = os.path.join(self.path, "stacks.jsonl")
             if os.path.isfile(path):
-                with open(path, encoding="utf-8") as f:
-                    for line in f:
-                        if not line.endswith("\n"):
+                with open(path, "rb") as f:
+                    for _, line, ended in boundedio.lines(f):
+                        if not ended:
                             break
                         try:
-                            raw = json.loads(line)
-                            self._stacks[int(raw["id"])] = list(raw["frames"])
-                        except (ValueError, KeyError, TypeError):
+                            raw = boundedio.loads(line or b"")
+                            self._stacks[int(raw["id"])] = [str(x) for x in raw["frames"]]
+                        except (ValueError, KeyError, TypeError, AttributeError, IndexError):
                             continue
         return self._stacks.get(int(stack_id), [])

@@ -7,7 +7,6 @@ without its newline (a write cut short), an unknown record kind or a malformed r
 :class:`Problem`. Only a directory that holds no ``rank*/`` directory at all is refused (InputError).
 """
 
-import json
 import operator
 import os
 import re
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ... import boundedio
 from ...errors import InputError
 from ..recorder import SCHEMA
 from . import memory
@@ -99,7 +99,7 @@ class _Reader:
         unknown: Counter = Counter()
         for rec in records:
             kind = rec.get("k") if isinstance(rec, dict) else None
-            if kind in by_kind:
+            if isinstance(kind, str) and kind in by_kind:
                 by_kind[kind].append(rec)
             else:
                 unknown[str(kind)] += 1
@@ -130,8 +130,8 @@ class _Reader:
 
     def _json(self, rank: int, path: str) -> Any:
         try:
-            with open(path, encoding="utf-8") as f:
-                return json.load(f)
+            with open(path, "rb") as f:
+                return boundedio.loads(boundedio.read_document(f, boundedio.MAX_LINE))
         except FileNotFoundError:
             self.problem("warning", rank, path, "missing")
         except (OSError, ValueError) as exc:
@@ -153,32 +153,35 @@ class _Reader:
         return meta
 
     def _records(self, rank: int, path: str) -> List[Any]:
+        """The records of ``path``, read line by line (a line over ``boundedio.MAX_LINE`` bytes, bad JSON
+        or JSON nested too deeply is skipped and counted)."""
+        records: List[Any] = []
+        bad: List[int] = []
         try:
             with open(path, "rb") as f:
-                data = f.read()
+                for number, line, ended in boundedio.lines(f):
+                    if not ended:
+                        if line is None or line.strip():
+                            self.problem(
+                                "info", rank, path, "last line has no newline (a write cut short): skipped"
+                            )
+                        break
+                    if line is not None and not line.strip():
+                        continue
+                    try:
+                        if line is None:
+                            raise ValueError("line too long")
+                        records.append(boundedio.loads(line))
+                    except ValueError:
+                        bad.append(number)
         except FileNotFoundError:
             self.problem("error", rank, path, "missing: no records from this rank")
             return []
         except OSError as exc:
             self.problem("error", rank, path, f"unreadable: {exc}")
             return []
-        lines = data.split(b"\n")
-        tail = lines.pop()  # b"" when the file ends with its newline
-        if tail.strip():
-            self.problem("info", rank, path, "last line has no newline (a write cut short): skipped")
-        lines = [line for line in lines if line.strip()]
-        try:  # one C call for the whole file; a corrupt line sends us line by line
-            records = json.loads(b"[" + b",".join(lines) + b"]")
-        except ValueError:
-            records, bad = [], []
-            for i, line in enumerate(lines):
-                try:
-                    records.append(json.loads(line))
-                except ValueError:
-                    bad.append(i + 1)
-            self.problem(
-                "warning", rank, path, f"{len(bad)} corrupt line(s) skipped (first: non-empty line {bad[0]})"
-            )
+        if bad:
+            self.problem("warning", rank, path, f"{len(bad)} corrupt line(s) skipped (first: line {bad[0]})")
         return records
 
     def _groups(self, rank: int, rdir: str, recs: List[Dict[str, Any]]) -> None:
@@ -330,26 +333,40 @@ def normalise_hang(doc: Dict[str, Any]) -> Dict[str, Any]:
 
 def read_profile(path: str, progress: Optional[Progress] = None) -> Profile:
     """Read every ``rank*/`` of ``path``, one at a time; ``progress(done, total)`` after each."""
-    dirs = rank_dirs(path)
     reader = _Reader(path)
-    ranks: Dict[int, RankInfo] = {}
-    for i, (rank, rdir) in enumerate(dirs):
-        ranks[rank] = reader.read_rank(rank, rdir)
-        if progress is not None:
-            progress(i + 1, len(dirs))
+    dirs = []
+    for rank, rdir in rank_dirs(path):
+        if rank >= MAX_WORLD:
+            reader.problem("error", None, rdir, f"rank {rank} is not below {MAX_WORLD}: directory skipped")
+        else:
+            dirs.append((rank, rdir))
     sizes = []
-    for info in ranks.values():
-        size = info.meta.get("world_size")
+    for rank, rdir in dirs:  # world_size as the meta files declare it bounds the rank numbers read
+        size = _peek_world_size(os.path.join(rdir, "meta.json"))
         if isinstance(size, int) and not isinstance(size, bool) and 0 < size <= MAX_WORLD:
             sizes.append(size)
         elif size is not None:
             reader.problem(
                 "warning",
-                info.rank,
-                os.path.join(info.path, "meta.json"),
+                rank,
+                os.path.join(rdir, "meta.json"),
                 f"world_size {size!r} ignored (not a count of ranks up to {MAX_WORLD})",
             )
-    world = max([*sizes, max(ranks) + 1, *(m + 1 for members in reader.groups.values() for m in members)])
+    if sizes:
+        for rank, rdir in [d for d in dirs if d[0] >= max(sizes)]:
+            reader.problem(
+                "error", None, rdir, f"rank {rank} is outside the world size {max(sizes)}: directory skipped"
+            )
+        dirs = [d for d in dirs if d[0] < max(sizes)]
+    if not dirs:
+        raise InputError(f"{path}: not a profile (no rank*/ directory with a rank below the world size)")
+    ranks: Dict[int, RankInfo] = {}
+    for i, (rank, rdir) in enumerate(dirs):
+        ranks[rank] = reader.read_rank(rank, rdir)
+        if progress is not None:
+            progress(i + 1, len(dirs))
+    members = [m + 1 for group in reader.groups.values() for m in group]
+    world = max(sizes) if sizes else max([max(ranks) + 1, *members])
     for rank in range(min(world, MAX_WORLD)):
         if rank not in ranks:
             ranks[rank] = RankInfo(rank=rank, path=os.path.join(path, f"rank{rank}"), present=False)
@@ -373,6 +390,16 @@ def read_profile(path: str, progress: Optional[Progress] = None) -> Profile:
         steps=Steps.concat(reader.steps),
         problems=reader.problems,
     )
+
+
+def _peek_world_size(path: str) -> Any:
+    """``world_size`` of a meta.json, None when it cannot be read (read_rank reports that)."""
+    try:
+        with open(path, "rb") as f:
+            meta = boundedio.loads(boundedio.read_document(f, boundedio.MAX_LINE))
+    except (OSError, ValueError):
+        return None
+    return meta.get("world_size") if isinstance(meta, dict) else None
 
 
 def _complete_groups(groups: Dict[str, List[int]], gids: List[str], colls: Colls) -> None:
