@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from ascend_tools.errors import InputError
 from ascend_tools.precision.capture import capture
 from ascend_tools.precision.replay_policy import resolve
 from ascend_tools.precision.store import OurDump, decode_args, encode_call, read_npy
@@ -74,7 +75,8 @@ def test_find_paths_and_truncated_line(tmp_path):
         cap.step()
         torch.ones(3).mul(2)
     assert OurDump.find(str(tmp_path / "nothing")) is None
-    assert OurDump.find(str(tmp_path), rank=5) is None
+    with pytest.raises(InputError, match=r"has no rank 5 \(ranks: 0\)"):  # not "not a dump"
+        OurDump.find(str(tmp_path), rank=5)
     for p in (tmp_path, tmp_path / "rank0", tmp_path / "rank0" / "step1"):
         assert OurDump.find(str(p)).steps() == [0, 1]
     path = tmp_path / "rank0" / "step1" / "records.jsonl"
