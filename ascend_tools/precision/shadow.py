@@ -47,7 +47,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set,
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 
-from .. import backend
+from .. import atomic, backend
 from ..dispatch import (
     UNDEFINED_VALUES,
     ModulePath,
@@ -292,8 +292,12 @@ class Shadow(StepSession):
             return
         if self.out:
             os.makedirs(self.out, exist_ok=True)
-            # held open for the whole session, closed in close()
-            self._file = open(records_path(self.out, self.rank), "w", encoding="utf-8")  # noqa: SIM115
+            # held open for the whole session, closed in close(); a symlink, FIFO or hard link planted at the
+            # name is refused (logged once, no records written, the training goes on)
+            try:
+                self._file = atomic.open_append(records_path(self.out, self.rank), truncate=True)
+            except OSError as exc:
+                self._fail(exc)
         self._enter_module_paths(self.model)
         self._install_step_hook()
         self._active = True
@@ -311,7 +315,7 @@ class Shadow(StepSession):
             self._exit_dispatch()
             self._flush()
             if self.out:
-                with open(meta_path(self.out, self.rank), "w", encoding="utf-8") as f:
+                with atomic.open_atomic(meta_path(self.out, self.rank)) as f:
                     json.dump(self.meta(), f, indent=1)
         except Exception as exc:
             self._fail(exc)

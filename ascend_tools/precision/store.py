@@ -10,6 +10,7 @@ Layout, per rank::
     OUT/rank{r}/step{n}/tensors/*.npy  tensor mode: one file per tensor (bfloat16 as its uint16 bits)
 """
 
+import contextlib
 import json
 import math
 import os
@@ -18,7 +19,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from .. import boundedio
+from .. import atomic, boundedio
 from ..errors import InputError
 from .dumps import Dump, inside
 from .records import Record, TensorInfo
@@ -192,17 +193,18 @@ class RankWriter:
     def __init__(self, out_dir: str, rank: int) -> None:
         self.root = os.path.join(out_dir, f"rank{rank}")
         os.makedirs(self.root, exist_ok=True)
-        self._stacks = open(os.path.join(self.root, "stacks.jsonl"), "a", encoding="utf-8")  # noqa: SIM115 (kept open, closed in close())
+        self._stacks: Optional[Any] = None  # kept open, closed in close()
+        # a symlink or other planted file: refused here, and again (raised, failing open) by the first write
+        # with stacks
+        with contextlib.suppress(OSError):
+            self._stacks = atomic.open_append(os.path.join(self.root, "stacks.jsonl"))
         self._records: Optional[Any] = None
         self._records_step: Optional[int] = None
         self.counts: Dict[int, int] = {}
 
     def write_meta(self, meta: Dict[str, Any]) -> None:
-        path = os.path.join(self.root, "meta.json")
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
+        with atomic.open_atomic(os.path.join(self.root, "meta.json")) as f:
             json.dump(meta, f, indent=1)
-        os.replace(tmp, path)
 
     def step_dir(self, step: int) -> str:
         return os.path.join(self.root, f"step{step}")
@@ -215,28 +217,37 @@ class RankWriter:
         return os.path.join(d, f"{name}.npy"), rel
 
     def write(self, step: int, lines: List[str], stacks: List[str]) -> None:
-        """Append JSON lines to the step's records (and new stacks), then flush both to the OS."""
+        """Append JSON lines to the step's records (and new stacks), then flush both to the OS. A stacks
+        file that cannot be written costs the stacks only: the records are written, then its error raises."""
+        stacks_error: Optional[OSError] = None
         if stacks:
-            self._stacks.write("".join(stacks))
-            self._stacks.flush()
+            try:
+                if self._stacks is None:
+                    self._stacks = atomic.open_append(os.path.join(self.root, "stacks.jsonl"))
+                self._stacks.write("".join(stacks))
+                self._stacks.flush()
+            except OSError as exc:
+                stacks_error = exc
         records = self._records
         if records is None or self._records_step != step:
             if records is not None:
                 records.close()
             os.makedirs(self.step_dir(step), exist_ok=True)
             path = os.path.join(self.step_dir(step), "records.jsonl")
-            records = self._records = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+            records = self._records = atomic.open_append(path)  # closed in close()
             self._records_step = step
         if lines:
             records.write("".join(lines))
             records.flush()
             self.counts[step] = self.counts.get(step, 0) + len(lines)
+        if stacks_error is not None:
+            raise stacks_error
 
     def close(self) -> None:
         for f in (self._records, self._stacks):
             if f is not None:
                 f.close()
-        self._records = None
+        self._records = self._stacks = None
 
 
 def save_tensor(t: Any, path: str) -> None:
@@ -251,7 +262,8 @@ def save_tensor(t: Any, path: str) -> None:
         arr = x.view(torch.int16 if RAW_BITS[name] is np.uint16 else torch.uint8).numpy().view(RAW_BITS[name])
     else:
         arr = x.numpy()
-    np.save(path, arr, allow_pickle=False)
+    with atomic.open_atomic(path, "wb") as f:  # never through a planted symlink, nothing partial on ENOSPC
+        np.save(f, arr, allow_pickle=False)
 
 
 # --- reading ---------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import json
 import os
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, List, Optional
+from typing import IO, Any, Callable, Deque, Dict, List, Optional
 
 from .. import atomic
 from ..failopen import FailOpen
@@ -43,8 +43,14 @@ class RankRecorder(FailOpen):
         self._stop = False
         self._thread: Optional[threading.Thread] = None
         os.makedirs(rank_dir, exist_ok=True)
-        self._file = open(os.path.join(rank_dir, "events.jsonl"), "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
-        atomic.write_json(os.path.join(rank_dir, "meta.json"), self.meta)
+        self._file: Optional[IO[str]] = None  # closed in close()
+        try:
+            # never through a symlink, FIFO or hard link planted at the name: refused, logged once, the events
+            # are dropped (and counted in meta.json's ``dropped``), the training goes on
+            self._file = atomic.open_append(os.path.join(rank_dir, "events.jsonl"), truncate=True)
+            atomic.write_json(os.path.join(rank_dir, "meta.json"), self.meta)
+        except OSError as exc:
+            self._fail(exc)
 
     def emit(self, rec: Dict[str, Any]) -> None:
         buf = self._buf
@@ -70,6 +76,14 @@ class RankRecorder(FailOpen):
         """Run the ticks, then encode, append and flush everything emitted so far. The writer thread and the
         watchdog both flush: one at a time, ticks included."""
         with self._lock:
+            if self._file is None:  # events.jsonl was refused: count what would have gone there
+                while self._buf:
+                    try:
+                        self._buf.popleft()
+                    except IndexError:
+                        break
+                    self.dropped += 1
+                return
             if self._file.closed:
                 return
             for tick in self.ticks:
@@ -101,7 +115,8 @@ class RankRecorder(FailOpen):
             self._thread.join(timeout=5)
         self.flush()
         with self._lock:
-            self._file.close()
+            if self._file is not None:
+                self._file.close()
         self.meta.update(
             final,
             closed_at=time.time(),
