@@ -1,27 +1,36 @@
 """Run a user's command with one of our tools switched on, without changing the user's code.
 
-:func:`run` writes a ``sitecustomize.py`` into a temporary directory and puts that directory (and this
-package's root) first on ``PYTHONPATH``; the tool and its options travel in the environment variable
-``ASCEND_DOCTOR_LAUNCH`` (JSON). Every Python process started by the command imports it at interpreter
-start; the one that should be instrumented (see :func:`start_from_env`) starts the tool named by
-``"tool"`` (:data:`TOOLS`: ``dump``, ``shadow``, ``profile``) and stops it from an ``atexit`` handler. An
-existing ``sitecustomize`` further down the path is still run.
+:func:`run` puts ``ascend_tools/_site`` (a directory holding only our ``sitecustomize.py``) on the command's
+``PYTHONPATH``; the tool and its options travel in the environment variable ``ASCEND_DOCTOR_LAUNCH`` (JSON).
+Every Python process started by the command imports that ``sitecustomize`` at interpreter start. It takes its
+directory off ``sys.path`` again (the user's modules resolve as without us: the package root is never on the
+path), runs the user's own ``sitecustomize`` first, and in a process to instrument only installs an import
+hook: the tool named by ``"tool"`` (:data:`TOOLS`: ``dump``, ``shadow``, ``profile``) starts (see
+:func:`start_from_env`) once the process has imported ``torch``, and stops from an ``atexit`` handler.
 
-Which processes are instrumented: a plain ``python script.py`` / ``python -m module`` child; under
-``torchrun`` (``require_rank``), only processes that have ``RANK`` in their environment (the workers, not
-the launcher agent), each writing ``rank{RANK}``. An instrumented process sets ``ASCEND_DOCTOR_ACTIVE`` so
-the processes it spawns itself (data loader workers started with ``spawn``) are not instrumented again,
-except by the tools in :data:`CHILD_TOOLS`: ``profile`` instruments them too, as children (they write
-once they initialise a process group: ranks started by ``torch.multiprocessing.spawn``).
+Which processes are instrumented: the first Python process of the command (``python script.py``, ``python -m
+module``); under ``torchrun`` (``require_rank``), only processes that have ``RANK`` in their environment (the
+workers, not the launcher agent), each writing ``rank{RANK}``. An instrumented process sets
+``ASCEND_DOCTOR_ACTIVE`` at interpreter start, so the processes it starts itself are not instrumented again,
+except by the tools in :data:`CHILD_TOOLS`: ``profile`` instruments those that import torch too, as
+children (they write once they initialise a process group: ranks started by
+``torch.multiprocessing.spawn``). A descendant that never imports torch (``python -c "print(1)"``) starts
+as fast as without the tool.
+
+The command runs in a session of its own: SIGINT, SIGTERM and SIGHUP sent to ``ascend-doctor`` go to its
+process group, ``ascend-doctor`` waits for it and exits with its status; on Linux it dies with
+``ascend-doctor`` even when that is SIGKILLed (``PR_SET_PDEATHSIG``).
 """
 
+import contextlib
 import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
-import tempfile
-from typing import Any, Dict, List, Optional
+import sys
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from .errors import InputError
 
@@ -35,37 +44,10 @@ TOOLS = {
     "profile": "ascend_tools.profiling.profiler:start_from_options",
 }
 
-CHILD_TOOLS = ("profile",)
+CHILD_TOOLS = ("profile",)  # the same tuple is in _site/sitecustomize.py (it imports nothing of ours)
 
-SITECUSTOMIZE = '''"""Written by ascend-doctor: starts its tool in this interpreter (see ascend_tools/launch.py)."""
-import os as _os
-import sys as _sys
-
-
-def _ascend_doctor_chain():
-    import importlib.machinery
-    import importlib.util
-
-    here = _os.path.dirname(_os.path.abspath(__file__))
-    rest = [p for p in _sys.path if _os.path.abspath(p or ".") != here]
-    spec = importlib.machinery.PathFinder.find_spec("sitecustomize", rest)
-    if spec is not None and spec.loader is not None:
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-
-
-if _os.environ.get("{env}"):
-    try:
-        from ascend_tools.launch import start_from_env as _start
-
-        _start()
-    except Exception as _exc:  # never stop the user's program
-        _sys.stderr.write("ascend-doctor: not started: %s: %s\\n" % (type(_exc).__name__, _exc))
-try:
-    _ascend_doctor_chain()
-except Exception as _exc:
-    _sys.stderr.write("ascend-doctor: the original sitecustomize failed: %s: %s\\n" % (type(_exc).__name__, _exc))
-'''.replace("{env}", ENV)
+# the directory launch.run puts on PYTHONPATH: it holds only our sitecustomize.py (shipped as package data)
+SITE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_site")
 
 TORCHRUN = ("torchrun", "torch.distributed.run", "torch.distributed.launch")
 
@@ -79,20 +61,16 @@ def is_torchrun(cmd: List[str]) -> bool:
     return "-m" in cmd[:3] and any(c in TORCHRUN for c in cmd[1:4])
 
 
-def start_from_env() -> Any:
-    """Start the tool named in ``$ASCEND_DOCTOR_LAUNCH`` in this process and close it at exit (or do
-    nothing when this process should not be instrumented). Returns the started object or None."""
+def start_from_env(child: bool = False) -> Any:
+    """Start the tool named in ``$ASCEND_DOCTOR_LAUNCH`` in this process and close it at exit; ``child``:
+    this process descends from an instrumented one. Called by our ``sitecustomize`` once the process has
+    imported torch (it decided that the process is one to instrument). Returns the started object."""
     opts: Dict[str, Any] = json.loads(os.environ[ENV])
-    if os.environ.get(ENV_ACTIVE):  # a child of an instrumented process
-        if opts["tool"] not in CHILD_TOOLS:
-            return None
+    if child:
         opts["child"] = True
-    elif opts.get("require_rank") and "RANK" not in os.environ:
-        return None
     opts.pop("require_rank", None)
     if opts.pop("debug", False):
         _log_debug()
-    os.environ[ENV_ACTIVE] = str(os.getpid())
     import atexit
     import importlib
 
@@ -136,27 +114,76 @@ def run(tool: str, cmd: List[str], out_dir: str, options: Dict[str, Any], log: O
     except OSError as exc:
         raise InputError(f"{out_dir}: cannot create the output directory ({exc.strerror or exc})") from None
     opts = dict(options, tool=tool, out_dir=os.path.abspath(out_dir), require_rank=is_torchrun(cmd))
-    with tempfile.TemporaryDirectory(prefix=f"ascend-doctor-{tool}-") as tmp:
-        with open(os.path.join(tmp, "sitecustomize.py"), "w", encoding="utf-8") as f:
-            f.write(SITECUSTOMIZE)
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = dict(os.environ)
-        env.pop(ENV_ACTIVE, None)
-        env[ENV] = json.dumps(opts)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (tmp, root, os.environ.get("PYTHONPATH", "")) if p)
-        sink = open(log, "w", encoding="utf-8") if log else None  # noqa: SIM115 (closed below)
-        try:
-            proc = subprocess.Popen(
-                [exe, *cmd[1:]], env=env, stdout=sink, stderr=subprocess.STDOUT if sink else None
-            )
-        except OSError as exc:
-            raise InputError(f"{cmd[0]}: cannot run: {exc.strerror or exc}") from None
-        finally:
-            if sink is not None:
-                sink.close()
-        try:
-            rc = proc.wait()
-        except KeyboardInterrupt:
-            proc.wait()
-            rc = proc.returncode
+    env = dict(os.environ)
+    env.pop(ENV_ACTIVE, None)
+    env[ENV] = json.dumps(opts)
+    # ours first only so that our sitecustomize is the one Python imports: the directory holds nothing else,
+    # and that sitecustomize takes it off sys.path again and runs the user's own sitecustomize first
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (SITE_DIR, os.environ.get("PYTHONPATH", "")) if p)
+    sink = open(log, "w", encoding="utf-8") if log else None  # noqa: SIM115 (closed below)
+    try:
+        proc = subprocess.Popen(
+            [exe, *cmd[1:]],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT if sink else None,
+            start_new_session=True,  # its own process group, which gets the signals this process gets
+            preexec_fn=_die_with_parent(),  # no threads of ours run yet
+        )
+    except OSError as exc:
+        raise InputError(f"{cmd[0]}: cannot run: {exc.strerror or exc}") from None
+    finally:
+        if sink is not None:
+            sink.close()
+    with _forward_signals(proc.pid):
+        rc = proc.wait()
     return 128 - rc if rc < 0 else rc
+
+
+FORWARDED = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+@contextlib.contextmanager
+def _forward_signals(pgid: int) -> Iterator[None]:
+    """While the command runs, SIGINT, SIGTERM and SIGHUP sent to this process go to the command's process
+    group instead (it is in a session of its own, so a Ctrl-C in the terminal reaches it only this way);
+    this process goes on waiting for it and then returns its status."""
+
+    def forward(signum: int, frame: Any) -> None:
+        with contextlib.suppress(OSError):  # the group is gone already
+            os.killpg(pgid, signum)
+
+    before: Dict[int, Any] = {}
+    try:
+        for sig in FORWARDED:
+            before[sig] = signal.signal(sig, forward)
+    except ValueError:  # not the main thread (the CLI always is): signals stay as they were
+        pass
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+def _die_with_parent() -> Optional[Callable[[], None]]:
+    """The child's ``preexec_fn`` on Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, so that the command dies
+    with this process even when this process is SIGKILLed (nothing to forward then). Elsewhere None: a
+    SIGKILL of ``ascend-doctor`` leaves the command running there."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before prctl
+            os._exit(137)
+
+    return preexec

@@ -1,0 +1,136 @@
+"""ascend-doctor's ``sitecustomize`` (see ``ascend_tools/launch.py``): the only file in its directory, which
+``launch.run`` puts on the launched command's ``PYTHONPATH``.
+
+At interpreter start it takes its directory off ``sys.path``, runs the ``sitecustomize`` that it hides (the
+user's, further down the path) first, decides whether this process is one to instrument, and if so only
+installs a finder on ``sys.meta_path``; the tool itself starts once the process has imported ``torch``. A
+process that never imports torch (``python -c "print(1)"``) pays for a JSON parse and nothing else.
+"""
+
+import os
+import sys
+
+ENV = "ASCEND_DOCTOR_LAUNCH"
+ENV_ACTIVE = "ASCEND_DOCTOR_ACTIVE"
+CHILD_TOOLS = ("profile",)  # the tools a child of an instrumented process runs too (mp.spawn ranks)
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _warn(what, exc):
+    sys.stderr.write(f"ascend-doctor: {what}: {type(exc).__name__}: {exc}\n")
+
+
+def _chain():
+    """Run the next ``sitecustomize`` on the path (the user's), as Python would have without us."""
+    import importlib.machinery
+    import importlib.util
+
+    spec = importlib.machinery.PathFinder.find_spec("sitecustomize", sys.path)
+    if spec is not None and spec.loader is not None:
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+
+
+def _role():
+    """``"top"``, ``"child"`` or None (not instrumented), from the environment this process started with."""
+    import json
+
+    opts = json.loads(os.environ[ENV])
+    if os.environ.get(ENV_ACTIVE):  # a descendant of an instrumented process
+        return "child" if opts.get("tool") in CHILD_TOOLS else None
+    if opts.get("require_rank") and "RANK" not in os.environ:  # torchrun's agent, not a worker
+        return None
+    # claimed now, not when torch is imported: what this process starts before that is a descendant too
+    os.environ[ENV_ACTIVE] = str(os.getpid())
+    return "top"
+
+
+def _activate(role):
+    """Start the tool (torch is imported). Our package is loaded from the directory above this one
+    without putting that directory on ``sys.path``."""
+    try:
+        if "ascend_tools" not in sys.modules:
+            import importlib.util
+
+            pkg = os.path.dirname(HERE)
+            spec = importlib.util.spec_from_file_location(
+                "ascend_tools", os.path.join(pkg, "__init__.py"), submodule_search_locations=[pkg]
+            )
+            assert spec is not None and spec.loader is not None
+            mod = importlib.util.module_from_spec(spec)
+            sys.modules["ascend_tools"] = mod
+            try:
+                spec.loader.exec_module(mod)
+            except BaseException:
+                del sys.modules["ascend_tools"]
+                raise
+        from ascend_tools.launch import start_from_env
+
+        start_from_env(child=role == "child")
+    except Exception as exc:  # never stop the user's program
+        _warn("not started", exc)
+
+
+class _TorchHook:
+    """A ``sys.meta_path`` finder that only watches for ``torch``: it lets the other finders find it and
+    wraps that spec's loader's ``exec_module`` (on that loader object only, so ``torch.__loader__`` keeps its
+    type) to call ``_activate`` once torch's ``__init__`` has run. It then leaves ``sys.meta_path``."""
+
+    def __init__(self, role):
+        self.role = role
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "torch":
+            return None
+        self.remove()
+        import importlib.util
+
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        loader = spec.loader
+        run = loader.exec_module
+        role = self.role
+
+        def exec_module(module):
+            try:
+                run(module)
+            finally:
+                try:  # noqa: SIM105 (contextlib is not imported at interpreter start)
+                    del loader.exec_module
+                except AttributeError:
+                    pass
+            _activate(role)
+
+        loader.exec_module = exec_module
+        return spec
+
+    def remove(self):
+        try:  # noqa: SIM105
+            sys.meta_path.remove(self)
+        except ValueError:
+            pass
+
+
+def _main():
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
+    try:
+        _chain()
+    except Exception as exc:
+        _warn("the original sitecustomize failed", exc)
+    if not os.environ.get(ENV):
+        return
+    try:
+        role = _role()
+    except Exception as exc:
+        _warn("not started", exc)
+        return
+    if role is None:
+        return
+    if "torch" in sys.modules:  # imported by the user's sitecustomize
+        _activate(role)
+    else:
+        sys.meta_path.insert(0, _TorchHook(role))
+
+
+_main()

@@ -1,0 +1,232 @@
+"""``ascend-doctor dump|shadow|profile -- CMD`` (ascend_tools/launch.py, ascend_tools/_site/sitecustomize.py):
+the user's ``PYTHONPATH`` and ``sitecustomize`` keep their place, a descendant that is no rank starts
+without our code, and signals sent to ``ascend-doctor`` reach the command (issue 11, findings 7 and 9).
+
+The CLI runs from this checkout through ``python -c`` with the checkout on ``sys.path`` only, so that the
+``PYTHONPATH`` the command sees is exactly the test's."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from polling import wait_for
+
+pytestmark = pytest.mark.slow
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLI = f"import sys; sys.path.insert(0, {ROOT!r}); from ascend_tools.cli import main; main()"
+
+
+def cli(tmp_path, *args, pythonpath=None, popen=False):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASCEND_DOCTOR")}
+    env.pop("PYTHONPATH", None)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    env["TMPDIR"] = str(tmp_path / "tmp")  # where a temporary directory of the launcher would go
+    os.makedirs(env["TMPDIR"], exist_ok=True)
+    cmd = [sys.executable, "-c", CLI, *args]
+    if popen:
+        return subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+
+
+def ranks(out):
+    return sorted(n for n in os.listdir(out) if n.startswith("rank"))
+
+
+def write(path, text):
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def user_env_run(tmp_path_factory):
+    """One ``dump`` run of a script whose user ``PYTHONPATH`` dir holds ``setup.py`` and a
+    ``sitecustomize.py`` that records what it saw: (tmp dir, the CLI's result, what the script printed)."""
+    tmp = tmp_path_factory.mktemp("userenv")
+    user = tmp / "user"
+    user.mkdir()
+    write(user / "setup.py", "WHO = 'user'\n")
+    write(
+        user / "sitecustomize.py",
+        f"""
+        import json, os, sys
+        with open({str(tmp / "sitecustomize.json")!r}, "w") as f:
+            json.dump({{"pid": os.getpid(), "active": os.environ.get("ASCEND_DOCTOR_ACTIVE"),
+                       "ours": sorted(m for m in sys.modules if m.startswith("ascend_tools")),
+                       "torch": "torch" in sys.modules,
+                       "hooks": [type(f).__name__ for f in sys.meta_path]}}, f)
+        """,
+    )
+    script = write(
+        tmp / "train.py",
+        """
+        import json, os, sys
+        try:
+            import setup
+            who = getattr(setup, "WHO", setup.__file__)
+        except BaseException as exc:  # the checkout's setup.py runs setuptools.setup()
+            who = repr(exc)
+        before = os.environ.get("ASCEND_DOCTOR_ACTIVE")
+        import torch
+        m = torch.nn.Linear(4, 2)
+        m(torch.randn(3, 4)).sum().backward()
+        print(json.dumps({"pid": os.getpid(), "setup": who, "path": [os.path.abspath(p or ".") for p in sys.path],
+                          "active_before_torch": before,
+                          "capture": "ascend_tools.precision.capture" in sys.modules}))
+        """,
+    )
+    proc = cli(tmp, "dump", "-o", str(tmp / "dump"), "--", sys.executable, script, pythonpath=str(user))
+    assert proc.returncode == 0, proc.stderr
+    return tmp, proc, json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_user_pythonpath_modules_win_and_no_package_root_on_the_path(user_env_run):
+    tmp, proc, seen = user_env_run
+    assert seen["setup"] == "user"  # not the checkout's setup.py
+    assert ROOT not in seen["path"]
+    assert os.path.join(ROOT, "ascend_tools", "_site") not in seen["path"]
+    assert str(tmp / "user") in seen["path"]
+    assert seen["capture"]  # the tool still ran
+    assert "rank 0:" in proc.stderr
+
+
+def test_user_sitecustomize_runs_first(user_env_run):
+    tmp, _, seen = user_env_run
+    with open(tmp / "sitecustomize.json", encoding="utf-8") as f:
+        site = json.load(f)
+    assert site["pid"] == seen["pid"]  # it ran in the launched process ...
+    assert site["active"] is None and site["ours"] == [] and not site["torch"]  # ... before anything of ours
+    assert "_TorchHook" not in site["hooks"]
+    assert seen["active_before_torch"] == str(seen["pid"])  # ours ran after it, at interpreter start
+
+
+def test_descendant_that_is_no_rank_gets_nothing_of_ours(tmp_path):
+    """A ``python -c`` started by the profiled script imports neither torch nor our package and writes no
+    profile; the script itself is profiled."""
+    script = write(
+        tmp_path / "train.py",
+        """
+        import subprocess, sys
+        import torch
+        code = ("import sys, json; print(json.dumps(sorted(m for m in sys.modules "
+                "if m.split('.')[0] in ('torch', 'ascend_tools'))))")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        print("GRANDCHILD", out.strip())
+        m = torch.nn.Linear(4, 2)
+        m(torch.randn(3, 4)).sum().backward()
+        print("TOP", "ascend_tools.profiling.profiler" in sys.modules)
+        """,
+    )
+    out = tmp_path / "prof"
+    proc = cli(tmp_path, "profile", "-o", str(out), "--", sys.executable, script)
+    assert proc.returncode == 0, proc.stderr
+    lines = dict(
+        line.split(" ", 1) for line in proc.stdout.splitlines() if line.startswith(("GRANDCHILD", "TOP"))
+    )
+    assert json.loads(lines["GRANDCHILD"]) == []
+    assert lines["TOP"] == "True"
+    assert ranks(out) == ["rank0"]
+    assert os.listdir(tmp_path / "tmp") == []  # no temporary directory
+
+
+def test_mp_spawn_ranks_are_still_profiled(tmp_path):
+    """Ranks started by ``torch.multiprocessing.spawn`` descend from the top process; ``profile`` still
+    writes one directory per rank once they initialise their process group."""
+    script = write(
+        tmp_path / "train.py",
+        """
+        import os, socket, torch, torch.distributed as dist, torch.multiprocessing as mp
+
+        def rank(r, n, port):
+            os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+            dist.init_process_group("gloo", rank=r, world_size=n)
+            for _ in range(3):
+                t = torch.ones(4)
+                dist.all_reduce(t)
+            dist.barrier()
+            dist.destroy_process_group()
+
+        if __name__ == "__main__":
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            mp.spawn(rank, args=(2, port), nprocs=2, join=True)
+        """,
+    )
+    out = tmp_path / "prof"
+    proc = cli(tmp_path, "profile", "-o", str(out), "--", sys.executable, script)
+    assert proc.returncode == 0, proc.stderr
+    assert ranks(out) == ["rank0", "rank1"]
+
+
+SLEEPER = """
+import os, signal, sys, time
+out = sys.argv[1]
+
+def term(signum, frame):
+    with open(os.path.join(out, "got"), "w") as f:
+        f.write(str(signum))
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+signal.signal(signal.SIGTERM, term)
+with open(os.path.join(out, "pid.tmp"), "w") as f:
+    f.write(str(os.getpid()))
+os.replace(os.path.join(out, "pid.tmp"), os.path.join(out, "pid"))
+time.sleep(120)
+"""
+
+
+def gone(pid):
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie nobody reaped yet
+    except OSError:
+        return True
+
+
+def start_sleeper(tmp_path):
+    script = write(tmp_path / "sleeper.py", SLEEPER)
+    wrapper = cli(
+        tmp_path, "dump", "-o", str(tmp_path / "d"), "--", sys.executable, script, str(tmp_path), popen=True
+    )
+    assert wait_for(lambda: (tmp_path / "pid").exists() or wrapper.poll() is not None, 60)
+    assert wrapper.poll() is None, wrapper.communicate()
+    return wrapper, int((tmp_path / "pid").read_text())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
+def test_sigterm_to_the_wrapper_reaches_the_command(tmp_path):
+    wrapper, pid = start_sleeper(tmp_path)
+    try:
+        wrapper.send_signal(signal.SIGTERM)
+        _, err = wrapper.communicate(timeout=60)
+        assert wrapper.returncode == 128 + signal.SIGTERM, err  # the command's status: 143
+        assert (tmp_path / "got").read_text() == str(int(signal.SIGTERM))
+        assert gone(pid)
+        assert b"the command failed (exit 143)" in err
+        assert os.listdir(tmp_path / "tmp") == []
+    finally:
+        if not gone(pid):
+            os.kill(pid, signal.SIGKILL)
+        if wrapper.poll() is None:
+            wrapper.kill()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG")
+def test_sigkill_of_the_wrapper_takes_the_command_with_it(tmp_path):
+    wrapper, pid = start_sleeper(tmp_path)
+    try:
+        wrapper.kill()
+        wrapper.wait(timeout=30)
+        assert wait_for(lambda: gone(pid), 30)
+        assert not (tmp_path / "got").exists()  # SIGKILL, not a forwarded SIGTERM
+        assert os.listdir(tmp_path / "tmp") == []
+    finally:
+        if not gone(pid):
+            os.kill(pid, signal.SIGKILL)
