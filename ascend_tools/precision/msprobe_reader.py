@@ -58,10 +58,13 @@ import os
 import re
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+from .. import boundedio
 from ..errors import InputError
 from .dumps import Dump, inside
 from .records import Record, TensorInfo, TensorStats
 
+#: the largest dump.json/stack.json/construct.json read (one JSON document, parsed whole)
+MAX_JSON = 4 << 30
 DUMP_JSON = "dump.json"
 STACK_JSON = "stack.json"
 CONSTRUCT_JSON = "construct.json"
@@ -158,11 +161,13 @@ class MsprobeDump(Dump):
         tensor_mode = self._dump_json(step).get("task") == "tensor"
         stacks = self._load_stacks(rank_dir)
         parents = self._load_construct(rank_dir)
+        bad: List[str] = []
         for index, (key, entry) in enumerate(data.items()):
             try:
                 record = _entry_record(key, entry, tensor_mode)
-            except _EntryError as exc:
-                raise InputError(f"{dump_path}: entry {key!r}: {exc}") from None
+            except (_EntryError, ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+                bad.append(f"entry {key!r}: {_one_line(exc)}")  # skipped and counted, the rest is read
+                continue
             record.id, record.step, record.rank = index, step, self.rank
             forward_key = _forward_key(key, record)
             if record.kind == "op":
@@ -174,6 +179,10 @@ class MsprobeDump(Dump):
             record.stack = stack
             self._names[(step, index)] = key
             yield record
+        if bad:
+            self.problems.append(
+                f"{dump_path}: {len(bad)} unreadable entr{'y' if len(bad) == 1 else 'ies'} skipped (first: {bad[0]})"
+            )
 
     def load_tensor(self, info: TensorInfo, step: int) -> Any:
         if not info.file:
@@ -438,11 +447,13 @@ def _number(value: Any) -> Optional[float]:
 def _read_json(path: str) -> Any:
     try:
         with open(path, "rb") as f:
-            text = f.read().decode("utf-8")
+            text = boundedio.read_document(f, MAX_JSON).decode("utf-8")
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise InputError(f"{path}: not UTF-8 text") from None
+    except ValueError as exc:  # larger than MAX_JSON
+        raise InputError(f"{path}: {exc}") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
