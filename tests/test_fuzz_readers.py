@@ -5,6 +5,7 @@ an InputError with one line naming the file, never another exception; the hostil
 import importlib.util
 import json
 import os
+import warnings
 
 import pytest
 from click.testing import CliRunner
@@ -172,3 +173,18 @@ def test_specific_verdicts(corpus):
         assert text.count("missing: no directory") == 0, case
     deep = json.loads(run("profile_deep_line").output)
     assert "1 corrupt line(s) skipped" in json.dumps(deep)
+
+
+def test_loss_compare_of_overflowing_losses_warns_nothing(tmp_path):
+    """Inf/NaN/±1e308 losses are handled on purpose (Inf error, diverged): no numpy RuntimeWarning leaks."""
+    a = make_corpus._write(
+        str(tmp_path / "a.log"), b"step 1 loss=inf\nstep 2 loss=nan\nstep 3 loss=1e308\nstep 4 loss=0\n"
+    )
+    b = make_corpus._write(
+        str(tmp_path / "b.log"), b"step 1 loss=-inf\nstep 2 loss=1\nstep 3 loss=-1e308\nstep 4 loss=0\n"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = losscurve.loss_compare(a, b)
+    rows = [row for table in (t for s in report.sections for t in s.tables) for row in table.rows]
+    assert any(row[0] == 3 and row[3] == float("inf") for row in rows), rows

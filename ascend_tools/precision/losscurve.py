@@ -412,9 +412,9 @@ class Comparison:
 
 def relative_error(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``|a - b| / |b|`` (b is the reference); 0 where both are 0, Inf where only b is 0."""
-    diff = np.abs(a - b)
-    den = np.abs(b)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # Inf is the intended result
+        diff = np.abs(a - b)
+        den = np.abs(b)
         rel = np.where(den > 0, diff / np.where(den > 0, den, 1.0), np.where(diff > 0, np.inf, 0.0))
     return rel
 
@@ -448,9 +448,10 @@ def compare_curves(
     steps = np.asarray(finite, dtype=np.int64)
     va = np.asarray([a.losses[s] for s in finite], dtype=np.float64)
     vb = np.asarray([b.losses[s] for s in finite], dtype=np.float64)
-    abs_diff = np.abs(va - vb)
+    with np.errstate(over="ignore", invalid="ignore"):  # 1e308 - -1e308: Inf, and diverged
+        abs_diff = np.abs(va - vb)
+        beyond = abs_diff > atol + rtol * np.abs(vb)
     rel = relative_error(va, vb)
-    beyond = abs_diff > atol + rtol * np.abs(vb)
     la, lb = default_labels(a, b, label_a, label_b)
     return Comparison(
         a=a,
@@ -681,7 +682,7 @@ def _step_table(cmp: Comparison, rows: int) -> Table:
                 int(cmp.steps[i]),
                 float(cmp.va[i]),
                 float(cmp.vb[i]),
-                float(cmp.va[i] - cmp.vb[i]),
+                float(cmp.va[i]) - float(cmp.vb[i]),  # Python floats: Inf on overflow, no warning
                 float(cmp.rel_err[i]),
                 "diverged" if cmp.beyond[i] else "ok",
                 ", ".join(why[i]),
