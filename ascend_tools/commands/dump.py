@@ -1,10 +1,12 @@
 """``ascend-doctor dump``: run a training command with precision capture on, without changing its code."""
 
+import shutil
 import sys
 from typing import Any, Tuple
 
 import click
 
+from ..errors import InputError
 from .common import debug_enabled, handle_errors
 
 
@@ -49,6 +51,11 @@ from .common import debug_enabled, handle_errors
 @click.option("--ops", "ops", multiple=True, help="Record only these ops (aten::mm, mm, matmul). Repeatable.")
 @click.option("--sample", default=1, type=int, show_default=True, help="Keep every N-th call of each op.")
 @click.option("--no-stack", is_flag=True, help="Do not keep the Python stack of each record (faster).")
+@click.option(
+    "--append",
+    is_flag=True,
+    help="Add this run's records to a dump already in DIR (default: refuse such a DIR, so runs never mix).",
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @handle_errors
 def dump_cmd(
@@ -60,14 +67,16 @@ def dump_cmd(
     ops: Tuple[str, ...],
     sample: int,
     no_stack: bool,
+    append: bool,
     command: Tuple[str, ...],
 ) -> None:
     """Run COMMAND (e.g. -- python train.py ARGS) with capture switched on in its Python processes.
 
     Works for python script.py, python -m module and torchrun (each rank writes rank{RANK}).
-    The exit status is COMMAND's own; when it failed, the first line on stderr says so."""
+    DIR belongs to this run while it runs (a second run into it is refused); a DIR that already holds a
+    dump is refused too, unless --append. The exit status is COMMAND's own; when it failed, the first line on stderr says so."""
 
-    from .. import launch
+    from .. import launch, outdir
     from ..precision import options as precision_options
 
     step_list = precision_options.check_options(steps, sample, scope)
@@ -81,7 +90,18 @@ def dump_cmd(
         "stack": not no_stack,
         "debug": debug_enabled(),
     }
-    rc = launch.run("dump", list(command), out_dir, options)
+    if not command or shutil.which(command[0]) is None:
+        launch.run("dump", list(command), out_dir, options)  # the one-line error, before DIR is made
+    with outdir.lock_run(out_dir, "dump"):
+        there = precision_options.existing(out_dir)
+        if there and not append:
+            raise InputError(
+                f"{out_dir} already holds a dump ({there}): give another -o DIR, delete it, "
+                "or --append to add this run's records to it"
+            )
+        if there:
+            click.echo(f"ascend-doctor dump: appending to {out_dir}: {there} already there", err=True)
+        rc = launch.run("dump", list(command), out_dir, options)
     ranks = [r for r in precision_options.summary(out_dir) if sum(r["steps"].values())]
     if rc:
         before = f"; what it recorded before that is in {out_dir}" if ranks else " before any op was recorded"

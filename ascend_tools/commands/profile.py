@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import shutil
 import sys
 from typing import List, Optional, Tuple
 
@@ -59,17 +60,12 @@ def profile_cmd(
 
     Each rank writes DIR/rank{r}; read them all with `ascend-doctor analyze DIR`. The exit status is COMMAND's
     own; when it failed, the first line on stderr says so."""
-    from .. import launch
+    from .. import launch, outdir
 
     if not hang_timeout >= 0 or math.isinf(hang_timeout):  # NaN too: a watchdog that never fires
         raise InputError(f"--hang-timeout: must be 0 (off) or a number of seconds, not {hang_timeout}")
     if not memory_interval > 0 or math.isinf(memory_interval):
         raise InputError(f"--memory-interval: must be a positive number of seconds, not {memory_interval}")
-    if _rank_dirs(out_dir):
-        raise InputError(
-            f"{out_dir} already holds a profile (rank*/): give another -o DIR or delete it first, "
-            "so that two runs are never mixed"
-        )
     options = {
         "comm": not no_comm,
         "memory": not no_memory,
@@ -80,7 +76,17 @@ def profile_cmd(
         "stack": not no_stack,
         "debug": debug_enabled(),
     }
-    rc = launch.run("profile", list(command), out_dir, options)
+    if not command or shutil.which(command[0]) is None:
+        launch.run("profile", list(command), out_dir, options)  # the one-line error, before DIR is made
+    with outdir.lock_run(out_dir, "profile"):
+        held = _rank_dirs(out_dir)
+        if held:
+            names = ", ".join(f"rank{r}" for r, _ in held)
+            raise InputError(
+                f"{out_dir} already holds a profile ({names}): give another -o DIR or delete it first, "
+                "so that two runs are never mixed"
+            )
+        rc = launch.run("profile", list(command), out_dir, options)
     ranks = _summary(out_dir)
     trained = any(far for _, far in ranks)
     if rc:

@@ -267,6 +267,7 @@ class Capture(StepSession):
         self._paths: Optional[ModulePath] = None
         self._mode: Optional[_OpMode] = None
         self._writer: Optional[store.RankWriter] = None
+        self._lock: Any = None  # outdir.DirLock of the rank directory while this capture writes it
         self._encoder = LineEncoder(self.rank)
         self._meta_final = False
         self.start_time = time.time()
@@ -275,6 +276,14 @@ class Capture(StepSession):
 
     def start(self) -> None:
         if self._active:
+            return
+        from ..outdir import Busy, rank_lock
+
+        rank_dir = os.path.join(self.out_dir, f"rank{self.rank}")
+        try:  # one capture writes a rank directory at a time; a second records nothing and says so
+            self._lock = rank_lock(self.out_dir, self.rank, "capture").acquire()
+        except (Busy, OSError) as exc:
+            log.warning("capture: %s: %s; this capture records nothing (training goes on)", rank_dir, exc)
             return
         self._writer = store.RankWriter(self.out_dir, self.rank)
         self._writer.write_meta(self.meta())
@@ -317,6 +326,9 @@ class Capture(StepSession):
                 self._fail(exc)
             if self._writer is not None:
                 self._writer.close()
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
             _LIVE.discard(self)
             self._active = False
             self._busy = False

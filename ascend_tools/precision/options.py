@@ -56,3 +56,27 @@ def summary(out_dir: str) -> List[Dict[str, Any]]:
                 steps[s] = sum(1 for line in f if line.endswith(b"\n"))
         out.append({"rank": rank, "path": dump.path, "steps": steps})
     return out
+
+
+def existing(out_dir: str) -> str:
+    """What a dump directory already holds, for ``dump``'s refusal or ``--append`` line: ``steps 0-9 of
+    rank0; steps 0-9 of rank1``; other ``rank*`` entries are named as such. Empty when it holds none."""
+    import re
+
+    from ..outdir import ranges
+
+    parts = []
+    dumped = set()
+    for r in summary(out_dir):
+        dumped.add(r["rank"])
+        steps = ranges(list(r["steps"]))
+        parts.append(f"steps {steps} of rank{r['rank']}" if steps else f"rank{r['rank']} (no records)")
+    try:
+        names = sorted(os.listdir(out_dir))
+    except OSError:
+        names = []
+    for name in names:
+        m = re.match(r"^rank(\d+)$", name)
+        if m and int(m.group(1)) not in dumped:
+            parts.append(f"{name}/ without a dump meta.json")
+    return "; ".join(parts)

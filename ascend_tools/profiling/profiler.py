@@ -2,9 +2,12 @@
 
 A profiler writes ``out_dir/rank{r}/`` once it knows its rank: at once when ``torch.distributed`` is
 initialised or ``RANK`` is set (torchrun), else when the process initialises a process group (ranks
-started by ``torch.multiprocessing.spawn``), else at exit as ``rank0`` (a single-process run; a launcher
-parent whose children already wrote ``rank0`` writes nothing). Until then records wait in the bounded
-buffer. Everything fails open: an internal error is logged once and training goes on.
+started by ``torch.multiprocessing.spawn``), else as ``rank0`` at the end of its first training step (a
+single-process run: what it flushed survives a SIGKILL) or at exit (a launcher parent whose children already
+wrote ``rank0`` writes nothing). Until then records wait in a buffer of :data:`PENDING` records; past that
+they are dropped and counted in ``meta.json``'s ``dropped``. The rank directory is locked while this process
+writes it (:mod:`ascend_tools.outdir`): a second profiler of the same rank directory records nothing there and
+says so once. Everything fails open: an internal error is logged once and training goes on.
 """
 
 import logging
@@ -22,6 +25,7 @@ log = logging.getLogger("ascend_tools")
 
 HANG_TIMEOUT = 300.0  # s: well under NCCL's 600 s and HCCL_EXEC_TIMEOUT's 1836 s defaults
 MEMORY_INTERVAL = 0.5  # s between memory samples
+PENDING = 4096  # records kept while the rank is unknown (a spawn launcher's memory samples: ~30 min)
 
 _CURRENT: List["Profiler"] = []
 
@@ -69,6 +73,9 @@ class Profiler(StepSession):
         self.watchdog: Any = None
         self.oom: Any = None
         self._pending: List[Dict[str, Any]] = []  # records emitted before the rank is known
+        self._pending_dropped = 0  # emitted past PENDING before the rank was known
+        self._lock: Any = None  # outdir.DirLock of rank_dir while this process writes it
+        self._refused = False  # another process holds our rank directory: record nothing
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
@@ -116,6 +123,9 @@ class Profiler(StepSession):
             self.recorder.close(
                 steps=self.step_no, internal_errors_comm=self.comm.internal_errors if self.comm else 0
             )
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc is not None:
@@ -142,8 +152,19 @@ class Profiler(StepSession):
         """Open ``rank{rank}``; ``final`` (a process that never learnt its rank, at exit or OOM) writes
         only when no other process already wrote that rank. ``watch``: start the hang watchdog and the OOM
         hooks too (not when closing: nothing would stop them)."""
+        if self._refused:
+            return False
         rank_dir = os.path.join(self.out_dir, f"rank{rank}")
         if final and os.path.exists(os.path.join(rank_dir, "meta.json")):
+            return False
+        from ..outdir import Busy, rank_lock
+
+        try:
+            self._lock = rank_lock(self.out_dir, rank, "profile").acquire()
+        except (Busy, OSError) as exc:
+            self._refused = True
+            self._pending = []
+            log.warning("profile: %s: %s; this process records nothing (training goes on)", rank_dir, exc)
             return False
         self.rank, self.rank_dir = rank, rank_dir
         self.recorder = RankRecorder(rank_dir, self._meta(rank, world))
@@ -151,6 +172,7 @@ class Profiler(StepSession):
             self.recorder.ticks.append(self.comm.resolve)
         for rec in self._pending:
             self.recorder.emit(rec)
+        self.recorder.dropped += self._pending_dropped
         self._pending = []
         self.recorder.start()
         if watch:
@@ -216,10 +238,12 @@ class Profiler(StepSession):
     def emit(self, rec: Dict[str, Any]) -> None:
         if self.recorder is not None:
             self.recorder.emit(rec)
-        elif len(self._pending) < 4096:
+        elif len(self._pending) < PENDING:
             self._pending.append(rec)
 
     def _advance(self) -> None:
+        else:
+            self._pending_dropped += 1
         try:
             now = time.time()
             self.emit({"k": "step", "step": self.step_no, "t0": self._step_t0, "t1": now})
@@ -230,6 +254,10 @@ class Profiler(StepSession):
             self._name_from_dist()
         except Exception as exc:
             self._fail(exc)
+            if self.rank_dir is None and self.top:
+                # a process that trains without knowing its rank is a single-process run: write as rank0
+                # now (not only at exit), so that what the writer flushed survives a kill
+                self._name(0, 1, final=True)
 
     def report_oom(self, exc: BaseException) -> Optional[str]:
         """Write the OOM forensics for ``exc`` when it is an out-of-memory error; the path or None."""

@@ -1,0 +1,219 @@
+"""An output directory belongs to one run (issue 11: nothing lost or mixed): ``ascend-doctor dump`` and
+``profile`` refuse a second run into a directory another run is writing or already wrote (``--append`` for
+dump), and a single-process profile keeps every step, even when killed."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from polling import wait_for
+
+pytestmark = pytest.mark.slow
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# trains STEPS steps, then says it is running (file argv[1]) and waits for argv[2] to exist; AFTER more steps
+GATED = """
+import os, sys, time, torch
+STEPS, AFTER = int(sys.argv[3]), int(sys.argv[4])
+torch.manual_seed(0)
+m = torch.nn.Linear(4, 3)
+opt = torch.optim.SGD(m.parameters(), lr=0.1)
+def step():
+    m(torch.ones(2, 4)).pow(2).mean().backward(); opt.step(); opt.zero_grad()
+for _ in range(STEPS):
+    step()
+open(sys.argv[1], "w").close()
+deadline = time.monotonic() + 60
+while not os.path.exists(sys.argv[2]) and time.monotonic() < deadline:
+    time.sleep(0.02)
+for _ in range(AFTER):
+    step()
+"""
+
+
+def cli_args(*args):
+    return [sys.executable, "-m", "ascend_tools.cli", *[str(a) for a in args]]
+
+
+def cli(*args, timeout=180):
+    return subprocess.run(cli_args(*args), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def gated(tmp_path, steps, after):
+    script = tmp_path / "gated.py"
+    script.write_text(GATED)
+    started, release = tmp_path / "started", tmp_path / "release"
+    return [sys.executable, script, started, release, steps, after], started, release
+
+
+def records_by_step(rank_dir):
+    out = {}
+    for name in sorted(os.listdir(rank_dir)):
+        if name.startswith("step"):
+            with open(os.path.join(rank_dir, name, "records.jsonl"), encoding="utf-8") as f:
+                out[int(name[4:])] = [json.loads(line)["id"] for line in f]
+    return out
+
+
+def one_error_line(proc):
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("ascend-doctor: error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+# --- dump -----------------------------------------------------------------------------------------------
+
+
+def test_concurrent_dump_refused_and_first_intact(tmp_path):
+    out = tmp_path / "d"
+    cmd, started, release = gated(tmp_path, 2, 0)
+    first = subprocess.Popen(
+        cli_args("dump", "-o", out, "--", *cmd), cwd=ROOT, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert wait_for(started.exists, 60)
+        # the same training into the same directory, while the first runs (it does not wait: release exists
+        # for it only once the first is done, so give it a gate that is already open)
+        open_gate = tmp_path / "open"
+        open_gate.write_text("")
+        second_cmd = [sys.executable, cmd[1], tmp_path / "started2", open_gate, 2, 0]
+        second = cli("dump", "-o", out, "--", *second_cmd)
+    finally:
+        release.write_text("")
+        _, err = first.communicate(timeout=120)
+    line = one_error_line(second)
+    assert str(out) in line and "another run is writing there" in line and f"pid {first.pid}" in line
+    assert first.returncode == 0, err
+    ids = records_by_step(out / "rank0")
+    assert sorted(ids) == [0, 1]
+    for step, got in ids.items():  # each record once: 0..n-1, no second copy appended by the refused run
+        assert got == list(range(len(got))) and got, (step, got)
+    assert not (tmp_path / "started2").exists()  # the refused command never ran
+
+
+def test_second_dump_refused_then_append(tmp_path):
+    out = tmp_path / "d"
+    cmd, _, release = gated(tmp_path, 2, 0)
+    release.write_text("")
+    assert cli("dump", "-o", out, "--", *cmd).returncode == 0
+    first = records_by_step(out / "rank0")
+
+    line = one_error_line(cli("dump", "-o", out, "--", *cmd))
+    assert line == (
+        f"ascend-doctor: error: {out} already holds a dump (steps 0-1 of rank0): give another -o DIR, "
+        "delete it, or --append to add this run's records to it"
+    )
+    assert records_by_step(out / "rank0") == first  # nothing written
+
+    proc = cli("dump", "-o", out, "--append", "--", *cmd)
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        proc.stderr.splitlines()[0]
+        == f"ascend-doctor dump: appending to {out}: steps 0-1 of rank0 already there"
+    )
+    from ascend_tools.precision.store import OurDump
+
+    dump = OurDump.find(str(out))
+    assert dump is not None and dump.steps() == [0, 1]
+    for step in (0, 1):  # readable: every line parses, the second run's after the first's
+        assert [r.id for r in dump.records(step)] == first[step] * 2
+
+
+# --- profile --------------------------------------------------------------------------------------------
+
+
+def test_concurrent_profile_refused_and_first_intact(tmp_path):
+    out = tmp_path / "p"
+    cmd, started, release = gated(tmp_path, 0, 3)  # no step yet while the second starts: no rank dir either
+    first = subprocess.Popen(
+        cli_args("profile", "-o", out, "--hang-timeout", "0", "--", *cmd),
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_for(started.exists, 60)
+        second = cli("profile", "-o", out, "--", sys.executable, "-c", "import torch")
+    finally:
+        release.write_text("")
+        _, err = first.communicate(timeout=120)
+    line = one_error_line(second)
+    assert str(out) in line and "another run is writing there" in line
+    assert first.returncode == 0, err
+    assert sorted(os.listdir(out)) == ["rank0"]
+    with open(out / "rank0" / "meta.json", encoding="utf-8") as f:
+        meta = json.load(f)
+    assert meta["steps"] == 3 and meta["dropped"] == 0
+    with open(out / "rank0" / "events.jsonl", encoding="utf-8") as f:
+        steps = [e["step"] for e in map(json.loads, f) if e["k"] == "step"]
+    assert steps == [0, 1, 2]
+
+    line = one_error_line(cli("profile", "-o", out, "--", sys.executable, "-c", "import torch"))
+    assert line == (
+        f"ascend-doctor: error: {out} already holds a profile (rank0): give another -o DIR or delete it "
+        "first, so that two runs are never mixed"
+    )
+
+
+LONG = """
+import torch
+m = torch.nn.Linear(2, 2)
+opt = torch.optim.SGD(m.parameters(), lr=0.01)
+for _ in range(3000):
+    m(torch.ones(1, 2)).sum().backward(); opt.step(); opt.zero_grad()
+"""
+
+
+def test_single_process_keeps_every_step(tmp_path):
+    script = tmp_path / "long.py"
+    script.write_text(LONG)
+    out = tmp_path / "p"
+    proc = cli("profile", "-o", out, "--hang-timeout", "0", "--", sys.executable, script, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    with open(out / "rank0" / "meta.json", encoding="utf-8") as f:
+        meta = json.load(f)
+    with open(out / "rank0" / "events.jsonl", encoding="utf-8") as f:
+        steps = [e["step"] for e in map(json.loads, f) if e["k"] == "step"]
+    assert meta["steps"] == 3000
+    missing = 3000 - len(set(steps))
+    assert missing == 0 or meta["dropped"] >= missing, (missing, meta["dropped"])
+    assert steps == list(range(3000))  # and here none is missing
+
+
+KILLED = """
+import json, os, signal, sys, time, torch
+m = torch.nn.Linear(2, 2)
+opt = torch.optim.SGD(m.parameters(), lr=0.01)
+for _ in range(10):
+    m(torch.ones(1, 2)).sum().backward(); opt.step(); opt.zero_grad()
+events = os.path.join(sys.argv[1], "rank0", "events.jsonl")
+def flushed():  # step 9 written by the profile's writer thread (it flushes every 0.5 s)
+    try:
+        with open(events) as f:
+            return any(json.loads(l).get("step") == 9 for l in f if l.endswith("\\n"))
+    except OSError:
+        return False
+deadline = time.monotonic() + 20
+while not flushed() and time.monotonic() < deadline:
+    time.sleep(0.05)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_single_process_killed_keeps_flushed_steps(tmp_path):
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED)
+    out = tmp_path / "p"
+    proc = cli("profile", "-o", out, "--hang-timeout", "0", "--", sys.executable, script, out, timeout=120)
+    assert proc.returncode == 128 + signal.SIGKILL, proc.stderr
+    assert sorted(os.listdir(out)) == ["rank0"]
+    with open(out / "rank0" / "events.jsonl", encoding="utf-8") as f:
+        steps = [e["step"] for e in map(json.loads, f) if e["k"] == "step"]
+    assert steps == list(range(10))
+    assert "rank0: cut short" in proc.stderr
