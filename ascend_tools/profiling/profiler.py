@@ -240,10 +240,10 @@ class Profiler(StepSession):
             self.recorder.emit(rec)
         elif len(self._pending) < PENDING:
             self._pending.append(rec)
-
-    def _advance(self) -> None:
         else:
             self._pending_dropped += 1
+
+    def _advance(self) -> None:
         try:
             now = time.time()
             self.emit({"k": "step", "step": self.step_no, "t0": self._step_t0, "t1": now})
@@ -252,12 +252,12 @@ class Profiler(StepSession):
             self._step_t0 = now
             self.step_no += 1
             self._name_from_dist()
-        except Exception as exc:
-            self._fail(exc)
             if self.rank_dir is None and self.top:
                 # a process that trains without knowing its rank is a single-process run: write as rank0
                 # now (not only at exit), so that what the writer flushed survives a kill
                 self._name(0, 1, final=True)
+        except Exception as exc:
+            self._fail(exc)
 
     def report_oom(self, exc: BaseException) -> Optional[str]:
         """Write the OOM forensics for ``exc`` when it is an out-of-memory error; the path or None."""
