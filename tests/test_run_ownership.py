@@ -217,3 +217,27 @@ def test_single_process_killed_keeps_flushed_steps(tmp_path):
         steps = [e["step"] for e in map(json.loads, f) if e["k"] == "step"]
     assert steps == list(range(10))
     assert "rank0: cut short" in proc.stderr
+
+
+def test_direct_api_second_writer_of_a_rank_dir_records_nothing(tmp_path, caplog):
+    import torch
+
+    from ascend_tools.precision.capture import capture
+    from ascend_tools.profiling.profiler import Profiler
+
+    first, second = (capture(str(tmp_path / "d"), background=False) for _ in range(2))
+    with first, second:  # the second into the rank dir the first writes
+        torch.ones(2) + 1
+    assert sum(first.counts().values()) >= 1 and second.counts() == {}
+    assert "records nothing" in caplog.text
+    ids = records_by_step(tmp_path / "d" / "rank0")
+    assert all(got == list(range(len(got))) for got in ids.values())
+
+    a = Profiler(str(tmp_path / "p"), memory=False, comm=False)
+    b = Profiler(str(tmp_path / "p"), memory=False, comm=False)
+    a.start()
+    b.start()
+    assert a._name(0, 1, watch=False) and not b._name(0, 1, watch=False)
+    a.close()
+    b.close()
+    assert b.recorder is None and a.recorder is not None
