@@ -171,6 +171,10 @@ def test_specific_verdicts(corpus):
         text = json.dumps(report)
         assert "directory skipped" in text, case
         assert text.count("missing: no directory") == 0, case
+    group = run("profile_group_past_world")
+    assert group.exit_code in (0, 1) and "ranks [0, 131071] outside the world size 2" in group.output
+    entry = run("msprobe_bad_entry")  # its only entry skipped: no records left, one line naming dump.json
+    assert entry.exit_code == 2 and "dump.json" in entry.output, entry.output
     deep = json.loads(run("profile_deep_line").output)
     assert "1 corrupt line(s) skipped" in json.dumps(deep)
 

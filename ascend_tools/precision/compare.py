@@ -79,7 +79,8 @@ def compare_dumps(
     chosen = choose_step(target, reference, step)
     t_records, r_records = list(target.records(chosen)), list(reference.records(chosen))
     if not t_records:
-        raise InputError(f"{target.path}: step {chosen} holds no records")
+        why = f" readable ({target.problems[0]})" if target.problems else ""
+        raise InputError(f"{target.path}: step {chosen} holds no records{why}")
     pairs = align(t_records, r_records)
     diag = diagnose.Diagnoser(target, reference, chosen, replay=replay, tensors=not stats_only)
     if progress:

@@ -387,6 +387,12 @@ def read_profile(path: str, progress: Optional[Progress] = None) -> Profile:
             progress(i + 1, len(dirs))
     members = [m + 1 for group in reader.groups.values() for m in group]
     world = max(sizes) if sizes else max([max(ranks) + 1, *members])
+    for gid, group in list(reader.groups.items()):
+        if any(m >= world for m in group):  # its ranks come from its collectives instead (_complete_groups)
+            del reader.groups[gid]
+            reader.problem(
+                "error", None, path, f"group {gid!r}: ranks {group} outside the world size {world}"
+            )
     for rank in range(min(world, MAX_WORLD)):
         if rank not in ranks:
             ranks[rank] = RankInfo(rank=rank, path=os.path.join(path, f"rank{rank}"), present=False)

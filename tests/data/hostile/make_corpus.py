@@ -112,6 +112,16 @@ def make_corpus(root: str) -> Dict[str, Tuple[str, List[str]]]:
         "analyze",
         [_profile(j(root, "profile_bad_utf8"), events=b'{"k": "\xff"}\n')],
     )
+    group = b'{"k": "group", "gid": "1", "ranks": [0, 131071]}\n'
+    coll = b'{"k": "coll", "gid": "1", "seq": 0, "op": "all_reduce", "t0": 1.0, "t1": 1.1}\n'
+    cases["profile_group_past_world"] = (
+        "analyze",
+        [_profile(j(root, "profile_group_past_world"), events=group + coll)],
+    )
+    entry = {"input_args": [{"type": "torch.Tensor", "dtype": "torch.float32", "shape": "big"}], "output": []}
+    doc = {"task": "statistics", "data": {"Functional.add.0.forward": entry}}
+    _write(j(root, "msprobe_bad_entry", "dump.json"), json.dumps(doc).encode())
+    cases["msprobe_bad_entry"] = ("compare", [j(root, "msprobe_bad_entry"), ok])
     return cases
 
 
