@@ -124,6 +124,11 @@ def test_second_dump_refused_then_append(tmp_path):
     for step in (0, 1):  # readable: every line parses, the second run's after the first's
         assert [r.id for r in dump.records(step)] == first[step] * 2
 
+    # tensors are files named by record id, which every run numbers from 0: appending them would overwrite
+    line = one_error_line(cli("dump", "-o", out, "--append", "--mode", "tensor", "--", *cmd))
+    assert "--append --mode tensor" in line and "overwrite" in line
+    assert not list((out / "rank0").rglob("*.npy"))
+
 
 # --- profile --------------------------------------------------------------------------------------------
 

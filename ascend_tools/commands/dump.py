@@ -80,6 +80,11 @@ def dump_cmd(
     from ..precision import options as precision_options
 
     step_list = precision_options.check_options(steps, sample, scope)
+    if append and mode == "tensor":
+        # a run's .npy files are named by record id, and every run numbers its records from 0
+        raise InputError(
+            "--append --mode tensor: the second run's tensors would overwrite the first's; use another -o DIR"
+        )
     options = {
         "level": level,
         "mode": mode,
