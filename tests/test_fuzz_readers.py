@@ -158,7 +158,16 @@ def test_specific_verdicts(corpus):
 
     absent = run("absent_rank")
     assert absent.exit_code == 2 and "has no rank 7 (ranks: 0)" in absent.output
-    for case in ("deep_record", "stats_as_list", "bad_utf8", "record_is_list"):
+    for case in (
+        "deep_record",
+        "stats_as_list",
+        "bad_utf8",
+        "record_is_list",
+        "id_str",
+        "phase_list",
+        "stats_str",
+        "file_int",
+    ):
         result = run(case)
         assert result.exit_code in (0, 1), (case, result.output)
         report = json.loads(result.output)

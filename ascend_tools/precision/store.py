@@ -269,6 +269,53 @@ def save_tensor(t: Any, path: str) -> None:
 # --- reading ---------------------------------------------------------------------------------------
 
 
+_INT, _STR = (int,), (str,)
+_RECORD_TYPES = {"id": _INT, "name": _STR, "kind": _STR, "phase": _STR, "call": _INT}
+_OPTIONAL_TYPES = {"module": _STR, "stack": _INT, "step": _INT, "rank": _INT, "args": (dict,)}
+_NUMBER = (int, float, type(None))
+
+
+def _is(value: Any, kinds: tuple) -> bool:
+    return isinstance(value, kinds) and not isinstance(value, bool)
+
+
+def _checked(raw: Any) -> Dict[str, Any]:
+    """``raw`` when it has the types docs/dump-format.md gives each field, else ValueError naming the first
+    that has not: a mistyped record is a bad line, not an error deep inside compare."""
+    if not isinstance(raw, dict):
+        raise ValueError("not a JSON object")
+    for key, kinds in _RECORD_TYPES.items():
+        if not _is(raw.get(key), kinds):
+            raise ValueError(f"{key}: {raw.get(key)!r}")
+    for key, kinds in _OPTIONAL_TYPES.items():
+        if raw.get(key) is not None and not _is(raw[key], kinds):
+            raise ValueError(f"{key}: {raw[key]!r}")
+    for side in ("inputs", "outputs"):
+        infos = raw.get(side, [])
+        if not isinstance(infos, list) or not all(isinstance(t, dict) for t in infos):
+            raise ValueError(f"{side}: not a list of objects")
+        for t in infos:
+            shape = t.get("shape", [])
+            if (
+                not isinstance(t.get("dtype"), str)
+                or not isinstance(shape, list)
+                or not all(_is(d, _INT) and d >= 0 for d in shape)
+            ):
+                raise ValueError(f"{side}: dtype or shape")
+            if not all(t.get(k) is None or isinstance(t[k], str) for k in ("file", "digest")):
+                raise ValueError(f"{side}: file or digest")
+            stats = t.get("stats")
+            if stats is not None and not (
+                isinstance(stats, dict)
+                and all(
+                    stats.get(k) is None or _is(stats[k], _NUMBER[:2]) for k in ("max", "min", "mean", "norm")
+                )
+                and all(_is(stats.get(k, 0), _INT) for k in ("nan", "inf", "sat"))
+            ):
+                raise ValueError(f"{side}: stats")
+    return raw
+
+
 class OurDump(Dump):
     """One rank of an ascend-doctor dump."""
 
@@ -342,7 +389,7 @@ class OurDump(Dump):
                 try:
                     if line is None:
                         raise ValueError("line too long")
-                    yield Record.from_json(boundedio.loads(line))
+                    yield Record.from_json(_checked(boundedio.loads(line)))
                 except (ValueError, KeyError, TypeError, AttributeError, IndexError):
                     bad.append(number)
         if bad:

@@ -72,6 +72,17 @@ def make_corpus(root: str) -> Dict[str, Tuple[str, List[str]]]:
         ],
         "bad_utf8": [good, b'{"id": 1, "name": "\xff"}'],
         "record_is_list": [good, b"[1, 2]"],
+        # mistyped fields that used to stop compare deep inside (exit 3)
+        "id_str": [good, json.dumps(dict(RECORD, id="x")).encode()],
+        "phase_list": [good, json.dumps(dict(RECORD, id=1, phase=[])).encode()],
+        "stats_str": [
+            good,
+            json.dumps(dict(RECORD, id=1, outputs=[dict(RECORD["outputs"][0], stats={"max": "a"})])).encode(),
+        ],
+        "file_int": [
+            good,
+            json.dumps(dict(RECORD, id=1, outputs=[dict(RECORD["outputs"][0], file=7)])).encode(),
+        ],
     }.items():
         cases[name] = ("compare", [_dump(j(root, name), lines), ok])
     npy_rec = dict(RECORD, outputs=[dict(RECORD["outputs"][0], file="tensors/t.npy")])
