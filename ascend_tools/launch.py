@@ -26,6 +26,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -36,6 +37,9 @@ from .errors import InputError
 
 ENV = "ASCEND_DOCTOR_LAUNCH"
 ENV_ACTIVE = "ASCEND_DOCTOR_ACTIVE"
+# one random secret per job for ``profile``: the hang watchdog signs its signals with it (profiling/hang.py).
+# One already in the environment is kept: a job over several nodes needs the same one on every node.
+ENV_TOKEN = "ASCEND_DOCTOR_JOB_TOKEN"
 
 # tool name -> "module:function" that starts it from the options and returns an object with close()
 TOOLS = {
@@ -117,6 +121,8 @@ def run(tool: str, cmd: List[str], out_dir: str, options: Dict[str, Any], log: O
     env = dict(os.environ)
     env.pop(ENV_ACTIVE, None)
     env[ENV] = json.dumps(opts)
+    if tool == "profile":
+        env[ENV_TOKEN] = os.environ.get(ENV_TOKEN) or secrets.token_hex(16)
     # ours first only so that our sitecustomize is the one Python imports: the directory holds nothing else,
     # and that sitecustomize takes it off sys.path again and runs the user's own sitecustomize first
     env["PYTHONPATH"] = os.pathsep.join(p for p in (SITE_DIR, os.environ.get("PYTHONPATH", "")) if p)

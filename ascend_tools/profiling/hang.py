@@ -7,14 +7,26 @@ that does notice signals the others (through torch.distributed's store, else thr
 before the local dump, so that peers take their stacks at about the same moment. Each watchdog dumps at
 most once; a later hang would only overwrite the first one's evidence.
 
+Anyone who reaches the store (a TCPStore listens on the network without authentication) or can write
+the file could forge a signal, so a peer's signal is validated before it is acted on (:func:`check_signal`):
+a rank of the job other than our own, a finite ``detected_at`` neither in the future (beyond
+:data:`CLOCK_SKEW_S`) nor before our start, a bounded ``collective`` dict and, where the job has a token
+(``$ASCEND_DOCTOR_JOB_TOKEN``, set by ``ascend-doctor profile``), an HMAC of the signal under that token.
+Anything else is ignored, counted in ``ignored_signals`` and logged once. A peer's signal alone never
+kills a rank: with ``kill``, a rank dumped on a peer's signal terminates only once it is itself stuck in
+a collective.
+
 Layout and fields: docs/profile-format.md; what works where: docs/profiling.md.
 """
 
 import contextlib
 import ctypes
 import faulthandler
+import hashlib
+import hmac
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -35,10 +47,14 @@ log = logging.getLogger("ascend_tools")
 SIGNAL_KEY = "ascend_doctor/hang"
 SIGNAL_FILE = "hang-signal"
 PYSPY_TIMEOUT_S = 60.0
+TOKEN_ENV = "ASCEND_DOCTOR_JOB_TOKEN"  # one random secret per job, the same on every rank
+CLOCK_SKEW_S = 60.0  # a peer's detected_at may be this far ahead of our clock (another host's)
+MAX_SIGNAL_BYTES = 256 * 1024  # a longer signal is not parsed
+MAX_COLLECTIVE_BYTES = 64 * 1024  # the signal's "collective" as JSON; ours is cut to fit (ranks first)
 # linux/prctl.h: with Yama's ptrace_scope=1 only an ancestor may ptrace a process; PR_SET_PTRACER lets
-# our own child (py-spy) attach to us. The value is ("Yama" as an int); ANY is (unsigned long)-1.
+# our own child (py-spy) attach to us. The value is "Yama" as an int. Never PR_SET_PTRACER_ANY
+# ((unsigned long)-1): that would let every process of our user attach while py-spy runs.
 _PR_SET_PTRACER = 0x59616D61
-_PR_SET_PTRACER_ANY = ctypes.c_ulong(-1).value
 
 
 class DumpError(Exception):
@@ -66,19 +82,43 @@ def _pyspy_exe() -> Optional[str]:
     return beside if os.access(beside, os.X_OK) else None
 
 
-@contextlib.contextmanager
-def _ptrace_allowed() -> Iterator[None]:
-    """Let any process of our user ptrace us for the duration (Yama), then go back to the default."""
+def _prctl(option: int, arg: int) -> None:
+    """``prctl(option, arg)``; nothing where libc has no prctl (not Linux). Yama absent: EINVAL, ignored."""
     try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):  # not Linux
-        yield
+        fn = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
         return
-    prctl(_PR_SET_PTRACER, ctypes.c_ulong(_PR_SET_PTRACER_ANY), 0, 0, 0)
+    fn(ctypes.c_int(option), ctypes.c_ulong(arg), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0))
+
+
+# py-spy starts held: the shell waits for a line on stdin, which we send only once py-spy's pid (the
+# shell's, kept by exec) may ptrace us; otherwise it could try to attach before PR_SET_PTRACER and fail.
+_HELD = 'read -r _ && exec "$0" "$@"'
+
+
+@contextlib.contextmanager
+def _ptracer(pid: int) -> Iterator[None]:
+    """Let process ``pid`` (and no other) ptrace us for the duration (Yama), then go back to the default."""
+    _prctl(_PR_SET_PTRACER, pid)
     try:
         yield
     finally:
-        prctl(_PR_SET_PTRACER, ctypes.c_ulong(0), 0, 0, 0)
+        _prctl(_PR_SET_PTRACER, 0)
+
+
+def _run_traced(cmd: List[str]) -> "subprocess.CompletedProcess[bytes]":
+    """Run ``cmd`` (py-spy) with ptrace rights on us granted to its pid only, before it starts."""
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", _HELD, *cmd], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        with _ptracer(proc.pid):
+            out, err = proc.communicate(b"go\n", timeout=PYSPY_TIMEOUT_S)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def dump_pyspy(hang_dir: str, native: bool) -> str:
@@ -90,8 +130,7 @@ def dump_pyspy(hang_dir: str, native: bool) -> str:
     if exe is None:
         raise DumpError("py-spy not found on PATH or next to the interpreter (pip install py-spy)")
     cmd = [exe, "dump", "--pid", str(os.getpid()), "--json", "--native" if native else "--nonblocking"]
-    with _ptrace_allowed():
-        proc = subprocess.run(cmd, capture_output=True, timeout=PYSPY_TIMEOUT_S, check=False)
+    proc = _run_traced(cmd)
     if proc.returncode != 0:
         err = proc.stderr.decode("utf-8", "replace").strip() or proc.stdout.decode("utf-8", "replace").strip()
         raise DumpError(f"py-spy exited with {proc.returncode}: {err}")
@@ -132,6 +171,66 @@ DUMPERS = (
 )
 
 
+def job_token() -> Optional[str]:
+    """This job's token, ``$ASCEND_DOCTOR_JOB_TOKEN`` (None when unset: signals are then not signed)."""
+    return os.environ.get(TOKEN_ENV) or None
+
+
+_SIGNED = ("rank", "host", "pid", "detected_at", "collective")
+
+
+def sign(token: str, sig: Dict[str, Any]) -> str:
+    """HMAC-SHA256 under ``token`` of the signal's fields (canonical JSON), hex."""
+    msg = json.dumps({k: sig.get(k) for k in _SIGNED}, sort_keys=True, separators=(",", ":"))
+    return hmac.new(token.encode("utf-8"), msg.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def _json_len(value: Any) -> int:
+    return len(json.dumps(value, default=str))
+
+
+def _fit(collective: Dict[str, Any]) -> Dict[str, Any]:
+    """Our collective cut to :data:`MAX_COLLECTIVE_BYTES` (a huge group's ``ranks`` go first)."""
+    if _json_len(collective) <= MAX_COLLECTIVE_BYTES:
+        return collective
+    small = {k: v for k, v in collective.items() if k != "ranks"}
+    if _json_len(small) <= MAX_COLLECTIVE_BYTES:
+        return small
+    keys = ("gid", "seq", "op", "api", "t0", "bytes", "n", "step")
+    return {k: str(collective[k])[:256] for k in keys if k in collective}
+
+
+def check_signal(
+    sig: Any, rank: int, world_size: Optional[int], started_at: float, token: Optional[str], now: float
+) -> Optional[str]:
+    """Why a peer's signal ``sig`` (parsed JSON) must be ignored, or None when it may be acted on."""
+    if not isinstance(sig, dict):
+        return "not a JSON object"
+    peer = sig.get("rank")
+    if type(peer) is not int or peer < 0 or (world_size is not None and peer >= world_size):
+        return f"rank {peer!r} is not a rank of this job" + (
+            f" (world size {world_size})" if world_size else ""
+        )
+    if peer == rank:
+        return f"rank {peer} is this rank"
+    at_any = sig.get("detected_at")
+    if not isinstance(at_any, (int, float)) or isinstance(at_any, bool) or not math.isfinite(at_any):
+        return f"detected_at {at_any!r} is not a finite number"
+    at = float(at_any)
+    if at > now + CLOCK_SKEW_S:
+        return f"detected_at {at!r} is in the future"
+    if at < started_at:  # an earlier run's (a stale hang-signal file, a reused store)
+        return f"detected_at {at!r} is before this watchdog started"
+    coll = sig.get("collective")
+    if not isinstance(coll, dict) or _json_len(coll) > MAX_COLLECTIVE_BYTES:
+        return f"collective is not a JSON object of at most {MAX_COLLECTIVE_BYTES} bytes"
+    if token is not None:
+        mac = sig.get("mac")
+        if not isinstance(mac, str) or not hmac.compare_digest(mac, sign(token, sig)):
+            return f"not signed with this job's token (${TOKEN_ENV})"
+    return None
+
+
 def _run_dumper(fn: Callable[[str, bool], str], hang_dir: str, native: bool) -> str:
     try:
         return fn(hang_dir, native)
@@ -149,8 +248,14 @@ class Watchdog(Background, FailOpen):
     ``coll`` records; ``flush()`` pushes buffered records to disk; ``store()`` returns the store peers
     share (None: none yet; asked again at each poll until one appears). With ``kill``, a rank that has
     dumped waits ``kill_grace`` s (its peers dump meanwhile), sends itself SIGTERM and, ``kill_grace`` s
-    later, SIGKILL; it kills nothing once :meth:`stop` was called. ``triggered`` holds ``hang.json``'s
-    content once the dump is written.
+    later, SIGKILL; it kills nothing once :meth:`stop` was called. A rank that dumped on a peer's signal
+    does so only once a collective of its own is stuck (it keeps watching until then). ``triggered``
+    holds ``hang.json``'s content once the dump is written.
+
+    A peer's signal counts only when :func:`check_signal` accepts it: ``world_size`` bounds its rank
+    (None: any rank >= 0), ``token`` (see :func:`job_token`) signs our signals and must have signed theirs
+    (None: signals are neither signed nor checked for a signature). ``ignored_signals`` counts the
+    distinct signals ignored; the first is logged.
     """
 
     def __init__(
@@ -166,6 +271,8 @@ class Watchdog(Background, FailOpen):
         kill: bool = False,
         poll: Optional[float] = None,
         kill_grace: float = 10.0,
+        world_size: Optional[int] = None,
+        token: Optional[str] = None,
     ) -> None:
         self.out_dir = out_dir
         self.rank = int(rank)
@@ -174,6 +281,10 @@ class Watchdog(Background, FailOpen):
         self.native = native
         self.kill = kill
         self.kill_grace = float(kill_grace)
+        self.world_size = int(world_size) if world_size is not None else None
+        self.token = token
+        self.ignored_signals = 0
+        self._last_ignored: Optional[bytes] = None
         self.hang_dir = os.path.join(out_dir, f"rank{self.rank}", "hang")
         self.signal_path = os.path.join(out_dir, SIGNAL_FILE)
         self.triggered: Optional[Dict[str, Any]] = None
@@ -194,14 +305,29 @@ class Watchdog(Background, FailOpen):
     # --- the thread ------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        dumped: Optional[Dict[str, Any]] = None
         while not self._stop.wait(self.poll):
             try:
-                cause = self._stuck() or self._peer_signal()
-                if cause is not None:
+                if dumped is None:
+                    cause = self._stuck() or self._peer_signal()
+                    if cause is None:
+                        continue
                     self._dump(cause)
-                    if self.kill:
-                        self._terminate()
-                    return
+                    if not self.kill:
+                        return
+                    dumped = cause
+                    if cause["trigger"] == "peer" and self._stuck() is None:
+                        log.warning(
+                            "hang: rank %d: kill=True, but no collective of this rank is stuck: not killed "
+                            "on rank %s's signal (only once one of its own is)",
+                            self.rank,
+                            cause["peer"],
+                        )
+                        continue
+                elif self._stuck() is None:  # dumped on a peer's signal: killed only once stuck itself
+                    continue
+                self._terminate()
+                return
             except Exception as exc:
                 self._fail(exc)
 
@@ -214,31 +340,53 @@ class Watchdog(Background, FailOpen):
 
     def _peer_signal(self) -> Optional[Dict[str, Any]]:
         store = self._get_store()
-        via, sig = ("store", self._read_store(store)) if store is not None else ("file", self._read_file())
-        # a signal from an earlier run (a stale hang-signal file, a reused store) predates our start
-        if sig is None or sig.get("rank") == self.rank or float(sig.get("detected_at", 0)) < self._started_at:
+        via, raw = ("store", self._read_store(store)) if store is not None else ("file", self._read_file())
+        if raw is None:
             return None
-        return {"trigger": "peer", "peer": sig.get("rank"), "via": via, "collective": sig.get("collective")}
+        if len(raw) > MAX_SIGNAL_BYTES:
+            self._ignore(raw, via, f"longer than {MAX_SIGNAL_BYTES} bytes")
+            return None
+        try:
+            sig = json.loads(raw)
+        except ValueError:
+            sig = None  # not JSON (also a file caught half-written by a non-atomic writer)
+        why = check_signal(sig, self.rank, self.world_size, self._started_at, self.token, time.time())
+        if why is not None:
+            self._ignore(raw, via, why)
+            return None
+        return {"trigger": "peer", "peer": sig["rank"], "via": via, "collective": sig["collective"]}
+
+    def _ignore(self, raw: bytes, via: str, why: str) -> None:
+        """Count a signal that fails validation (once per distinct content) and log the first."""
+        digest = hashlib.sha256(raw).digest()
+        if digest == self._last_ignored:
+            return
+        self._last_ignored = digest
+        self.ignored_signals += 1
+        if self.ignored_signals == 1:
+            log.warning(
+                "hang watchdog: rank %d: ignored a hang signal from the %s: %s", self.rank, via, why[:300]
+            )
 
     def _get_store(self) -> Optional[Any]:
         if self._store is None and not self._store_broken:
             self._store = self._store_fn()
         return self._store
 
-    def _read_store(self, store: Any) -> Optional[Dict[str, Any]]:
+    def _read_store(self, store: Any) -> Optional[bytes]:
         try:
             if not store.check([SIGNAL_KEY]):
                 return None
-            return json.loads(store.get(SIGNAL_KEY))
+            return bytes(store.get(SIGNAL_KEY))
         except Exception as exc:  # the store's host went away: fall back to the file
             self._drop_store(exc)
             return None
 
-    def _read_file(self) -> Optional[Dict[str, Any]]:
+    def _read_file(self) -> Optional[bytes]:
         try:
-            with open(self.signal_path, encoding="utf-8") as f:
-                return json.load(f)
-        except (OSError, ValueError):
+            with open(self.signal_path, "rb") as f:
+                return f.read(MAX_SIGNAL_BYTES + 1)
+        except OSError:
             return None
 
     def _drop_store(self, exc: BaseException) -> None:
@@ -246,16 +394,22 @@ class Watchdog(Background, FailOpen):
         self._fail(exc)
 
     def _signal(self, detected_at: float, collective: Dict[str, Any]) -> None:
-        payload = json.dumps(
-            {
-                "rank": self.rank,
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "detected_at": detected_at,
-                "collective": collective,
-            },
-            default=str,
+        # through JSON first: the signature covers the values exactly as the peers will parse them
+        sig = json.loads(
+            json.dumps(
+                {
+                    "rank": self.rank,
+                    "host": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "detected_at": detected_at,
+                    "collective": _fit(collective),
+                },
+                default=str,
+            )
         )
+        if self.token is not None:
+            sig["mac"] = sign(self.token, sig)
+        payload = json.dumps(sig)
         store = self._get_store()
         if store is not None:
             try:

@@ -176,7 +176,7 @@ class Profiler(StepSession):
         self._pending = []
         self.recorder.start()
         if watch:
-            self._start_watchdog(rank, self.recorder)
+            self._start_watchdog(rank, world, self.recorder)
             self._start_oom(rank_dir)
         return True
 
@@ -206,11 +206,11 @@ class Profiler(StepSession):
             "started_at": self._step_t0,
         }
 
-    def _start_watchdog(self, rank: int, recorder: RankRecorder) -> None:
+    def _start_watchdog(self, rank: int, world: int, recorder: RankRecorder) -> None:
         timeout = self.options["hang_timeout"]
         if self.comm is None or not timeout:
             return
-        from .hang import Watchdog
+        from .hang import Watchdog, job_token
 
         self.watchdog = Watchdog(
             self.out_dir,
@@ -221,6 +221,8 @@ class Profiler(StepSession):
             flush=recorder.flush,
             native=self.options["native"],
             kill=self.options["kill_on_hang"],
+            world_size=world,
+            token=job_token(),  # set by ascend-doctor profile; without it signals are checked but unsigned
         )
         self.watchdog.start()
 

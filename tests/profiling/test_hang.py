@@ -1,9 +1,13 @@
 """Hang watchdog: dumps on a stuck collective, peers dump on the signal (file and store), kill on request,
 fail open; and a real 2-rank gloo hang where rank 1 skips an all_reduce."""
 
+import hashlib
+import hmac
 import json
 import logging
+import math
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -38,8 +42,13 @@ def pyspy_functions(hang_dir, thread="MainThread"):
     return [f["name"] for t in threads if t.get("thread_name") == thread for f in t["frames"]]
 
 
+TOKEN = "3f2a9c0e7b1d4a6f8e5c2b9a0d7f1e3c"
+
+
 def make_watchdog(out, rank, inflight, flushes=None, **kw):
     kw.setdefault("store", lambda: None)
+    kw.setdefault("world_size", 2)
+    kw.setdefault("token", TOKEN)
     return Watchdog(
         str(out),
         rank,
@@ -255,3 +264,184 @@ def test_real_gloo_hang_dumps_every_rank(tmp_path):
     assert (r1["trigger"], r1["peer"], r1["via"], r1["collective"]) == ("peer", 0, "store", r0["collective"])
     assert "hung_all_reduce" in pyspy_functions(prof / "rank0" / "hang")
     assert "skip_and_sleep" in pyspy_functions(prof / "rank1" / "hang")
+
+
+# --- hostile hang signals (issue 11): whoever reaches the store or the signal file --------------------------
+
+
+def signed(sig, token=TOKEN):
+    """``sig`` with the HMAC the job's ranks expect, computed here from the documented recipe: HMAC-SHA256
+    under the token of the canonical JSON (sorted keys, no spaces) of rank, host, pid, detected_at and
+    collective."""
+    fields = {k: sig.get(k) for k in ("rank", "host", "pid", "detected_at", "collective")}
+    msg = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+    return dict(sig, mac=hmac.new(token.encode(), msg.encode(), hashlib.sha256).hexdigest())
+
+
+def peer_signal(**over):
+    sig = {"rank": 0, "host": "h", "pid": 1, "detected_at": time.time(), "collective": COLL}
+    sig.update(over)
+    return signed(sig)
+
+
+def counted_polls(wd):
+    polls = []
+    peer = wd._peer_signal
+    wd._peer_signal = lambda: polls.append(1) or peer()
+    return polls
+
+
+FORGED = {
+    "rank 99": lambda: peer_signal(rank=99),
+    "rank -1": lambda: peer_signal(rank=-1),
+    "rank '0'": lambda: peer_signal(rank="0"),
+    "rank 0.0": lambda: peer_signal(rank=0.0),
+    "rank true": lambda: peer_signal(rank=True),
+    "own rank": lambda: peer_signal(rank=1),
+    "future": lambda: peer_signal(detected_at=time.time() + 3600),
+    "NaN": lambda: peer_signal(detected_at=math.nan),
+    "string time": lambda: peer_signal(detected_at="soon"),
+    "no token": lambda: {k: v for k, v in peer_signal().items() if k != "mac"},
+    "wrong token": lambda: signed(dict(peer_signal(), mac=None), token="0" * 32),
+    "tampered": lambda: dict(peer_signal(), rank=0, collective=dict(COLL, seq=4)),
+    "oversized collective": lambda: peer_signal(
+        collective=dict(COLL, pad="x" * (hang.MAX_COLLECTIVE_BYTES + 1))
+    ),
+    "collective a list": lambda: peer_signal(collective=[COLL]),
+    "not an object": lambda: [peer_signal()],
+}
+
+
+@pytest.mark.parametrize("via", ["store", "file"])
+@pytest.mark.parametrize("case", sorted(FORGED))
+def test_forged_signal_is_ignored(tmp_path, caplog, via, case):
+    """A signal that is not a live peer of this job's, signed with its token, makes no rank dump or die."""
+    store = dist.HashStore() if via == "store" else None
+    wd = make_watchdog(tmp_path, 1, [], store=lambda: store, kill=True, kill_grace=0.01, poll=0.01)
+    kills = []
+    wd._terminate = lambda: kills.append(1)
+    polls = counted_polls(wd)
+    with caplog.at_level(logging.WARNING, logger="ascend_tools"):
+        wd.start()
+        payload = json.dumps(FORGED[case]())  # after the start: not merely stale
+        if store is not None:
+            store.set(hang.SIGNAL_KEY, payload)
+        else:
+            (tmp_path / hang.SIGNAL_FILE).write_text(payload)
+        seen = len(polls)
+        assert wait_for(lambda: len(polls) >= seen + 20)
+        wd.stop()
+    assert wd.triggered is None and kills == [] and wd.internal_errors == 0
+    assert not (tmp_path / "rank1").exists()
+    assert wd.ignored_signals == 1  # counted once, not once per poll
+    ignored = [r.getMessage() for r in caplog.records if "ignored a hang signal" in r.getMessage()]
+    assert len(ignored) == 1 and f"from the {via}" in ignored[0], ignored
+
+
+def test_oversized_signal_is_not_parsed(tmp_path):
+    store = dist.HashStore()
+    wd = make_watchdog(tmp_path, 1, [], store=lambda: store, poll=0.01)
+    polls = counted_polls(wd)
+    wd.start()
+    store.set(hang.SIGNAL_KEY, json.dumps(dict(peer_signal(), pad="x" * hang.MAX_SIGNAL_BYTES)))
+    seen = len(polls)
+    assert wait_for(lambda: len(polls) >= seen + 20)
+    wd.stop()
+    assert wd.triggered is None and wd.ignored_signals == 1 and wd.internal_errors == 0
+
+
+def test_valid_signed_signal_dumps_every_rank(tmp_path):
+    """A signal of rank 2 of a 3-rank job, signed with the job's token, makes ranks 0 and 1 dump."""
+    store = dist.HashStore()
+    ranks = [make_watchdog(tmp_path, r, [], store=lambda: store, world_size=3) for r in (0, 1)]
+    for wd in ranks:
+        wd.start()
+    store.set(hang.SIGNAL_KEY, json.dumps(peer_signal(rank=2)))
+    try:
+        assert wait_in_training_step(ranks)
+    finally:
+        for wd in ranks:
+            wd.stop()
+    for r in (0, 1):
+        report = read_json(tmp_path / f"rank{r}" / "hang" / "hang.json")
+        assert (report["trigger"], report["peer"], report["via"], report["collective"]) == (
+            "peer",
+            2,
+            "store",
+            COLL,
+        )
+        assert "wait_in_training_step" in pyspy_functions(tmp_path / f"rank{r}" / "hang")
+
+
+def test_own_signal_is_signed_and_accepted_by_a_peer(tmp_path):
+    """What a stuck rank writes carries the MAC computed as above, so its peers accept it."""
+    store = dist.HashStore()
+    stuck = make_watchdog(tmp_path, 0, [dict(COLL, t0=time.time() - 10)], store=lambda: store)
+    stuck.start()
+    try:
+        assert wait_in_training_step([stuck])
+    finally:
+        stuck.stop()
+    sig = json.loads(store.get(hang.SIGNAL_KEY))
+    assert sig["mac"] == signed(sig)["mac"]
+
+
+def test_peer_signal_never_kills_a_rank_without_a_stuck_collective(tmp_path, caplog):
+    """kill=True: a rank dumped on a valid peer signal while in no collective stays alive; it is killed only
+    once a collective of its own passes the timeout."""
+    store = dist.HashStore()
+    inflight = []
+    wd = make_watchdog(tmp_path, 1, inflight, store=lambda: store, kill=True, kill_grace=0.01, poll=0.01)
+    kills = []
+    wd._terminate = lambda: kills.append(1)
+    with caplog.at_level(logging.WARNING, logger="ascend_tools"):
+        wd.start()
+        store.set(hang.SIGNAL_KEY, json.dumps(peer_signal(rank=0)))
+        assert wait_in_training_step([wd])
+        polls = []
+        stuck = wd._stuck
+        wd._stuck = lambda: polls.append(1) or stuck()
+        assert wait_for(lambda: len(polls) >= 20)
+        assert kills == [] and wd.triggered["trigger"] == "peer"
+        inflight.append(dict(COLL, t0=time.time() - 10))  # now it is stuck itself
+        assert wait_for(lambda: kills == [1])
+        wd.stop()
+    assert any("not killed on rank 0's signal" in r.getMessage() for r in caplog.records)
+
+
+# --- py-spy's ptrace permission (issue 11) ----------------------------------------------------------------
+
+
+class FakeLibc:
+    def __init__(self):
+        self.calls = []
+
+    @property
+    def prctl(self):
+        def prctl(*args):
+            option, arg = (getattr(a, "value", a) for a in args[:2])
+            cmdline = pathlib.Path(f"/proc/{arg}/cmdline").read_bytes() if 0 < arg < 2**22 else b""
+            self.calls.append((option, arg, cmdline))
+            return 0
+
+        return prctl
+
+
+def test_ptrace_is_allowed_for_pyspy_only(tmp_path, monkeypatch):
+    """PR_SET_PTRACER names py-spy's pid before py-spy runs (its process still the held shell), never ANY, and
+    is reset to 0 afterwards; py-spy still dumps our stacks."""
+    libc = FakeLibc()
+    monkeypatch.setattr(hang.ctypes, "CDLL", lambda *a, **k: libc)
+    started = []
+    popen = subprocess.Popen
+
+    def spy(*a, **k):
+        started.append(popen(*a, **k))
+        return started[-1]
+
+    monkeypatch.setattr(hang.subprocess, "Popen", spy)
+    assert hang.dump_pyspy(str(tmp_path), native=False) == "pyspy.json"
+    assert "test_ptrace_is_allowed_for_pyspy_only" in pyspy_functions(str(tmp_path))
+    pr_set_ptracer = 0x59616D61
+    assert [(o, a) for o, a, _ in libc.calls] == [(pr_set_ptracer, started[0].pid), (pr_set_ptracer, 0)]
+    assert b"py-spy" not in libc.calls[0][2].split(b"\0")[0]  # not yet exec'd when allowed
