@@ -445,3 +445,16 @@ def test_ptrace_is_allowed_for_pyspy_only(tmp_path, monkeypatch):
     pr_set_ptracer = 0x59616D61
     assert [(o, a) for o, a, _ in libc.calls] == [(pr_set_ptracer, started[0].pid), (pr_set_ptracer, 0)]
     assert b"py-spy" not in libc.calls[0][2].split(b"\0")[0]  # not yet exec'd when allowed
+
+
+def test_profiler_gives_its_watchdog_the_world_size_and_the_job_token(tmp_path, monkeypatch):
+    from ascend_tools.profiling.profiler import Profiler
+
+    monkeypatch.setenv("ASCEND_DOCTOR_JOB_TOKEN", TOKEN)
+    prof = Profiler(str(tmp_path), memory=False, hang_timeout=100.0)
+    prof.start()
+    try:
+        prof._name(1, 4)  # what it does once torch.distributed says rank 1 of 4
+        assert (prof.watchdog.rank, prof.watchdog.world_size, prof.watchdog.token) == (1, 4, TOKEN)
+    finally:
+        prof.close()
