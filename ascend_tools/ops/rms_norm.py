@@ -189,8 +189,9 @@ def _npu_unavailable(device: Any) -> Optional[str]:
 
 # The kernels are plain functions here and decorated with triton.jit on first use (triton stays optional,
 # and Triton fixes interpreter vs compiler at decoration time, so the cache is keyed by TRITON_INTERPRET).
-# Their globals (tl, _add) are bound then, in a copy of this module's namespace. Triton reads constexpr
-# parameters from the annotation (the interpreter from the source text): the string "constexpr".
+# Their globals (tl, _add, constexpr) are bound then, in a copy of this module's namespace. Triton reads
+# constexpr parameters from the annotation: the interpreter from the source text, the compiler (seen on
+# triton 3.6, H200) by resolving the name ``constexpr`` in the kernel's globals, bound to tl.constexpr there.
 if TYPE_CHECKING:
     constexpr = Any  # the kernels' parameters are untyped
 else:
@@ -275,7 +276,8 @@ def _kernels() -> Tuple[Any, Any]:
         import triton
         import triton.language as tl
 
-        namespace = dict(globals(), tl=tl, triton=triton)
+        # the compiler resolves the ``constexpr`` annotation as a global: it must be tl.constexpr there
+        namespace = dict(globals(), tl=tl, triton=triton, constexpr=tl.constexpr)
 
         def jit(fn: Callable[..., Any]) -> Any:
             copy = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__)
