@@ -515,7 +515,11 @@ def worker_gpu(smoke: bool = False) -> Dict[str, Any]:
         return go
 
     # "xl": large enough (~9 GB of traffic for RoPE) that the kernels, not the Python launch path, set the time
-    shapes = {"7b row": (1, 512, 4096, 32, 32), "large": (8, 2048, 4096, 32, 32), "xl": (32, 4096, 4096, 32, 32)}
+    shapes = {
+        "7b row": (1, 512, 4096, 32, 32),
+        "large": (8, 2048, 4096, 32, 32),
+        "xl": (32, 4096, 4096, 32, 32),
+    }
     if smoke:
         shapes = {"smoke": (1, 4, 64, 2, 2)}
     gen = torch.Generator().manual_seed(SEED)
