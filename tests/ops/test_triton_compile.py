@@ -60,7 +60,31 @@ def _rope() -> List[Tuple[str, Any, Dict[str, str], Dict[str, Any]]]:
     return cases
 
 
-KERNELS: List[Callable[[], List[Tuple[str, Any, Dict[str, str], Dict[str, Any]]]]] = [_rms_norm, _rope]
+def _swiglu() -> List[Tuple[str, Any, Dict[str, str], Dict[str, Any]]]:
+    from ascend_tools.ops import swiglu
+
+    fwd, bwd = swiglu._kernels()
+    cases = []
+    for dtype in ("fp32", "bf16", "fp16"):
+        fwd_sig = {"G": f"*{dtype}", "U": f"*{dtype}", "Y": f"*{dtype}", "n": "i32", "BLOCK": "constexpr"}
+        cases.append((f"swiglu fwd {dtype}", fwd, fwd_sig, {"BLOCK": swiglu.BLOCK}))
+        bwd_sig = {
+            "DY": f"*{dtype}",
+            "G": f"*{dtype}",
+            "U": f"*{dtype}",
+            "DG": f"*{dtype}",
+            "DU": f"*{dtype}",
+        }
+        bwd_sig.update(n="i32", BLOCK="constexpr")
+        cases.append((f"swiglu bwd {dtype}", bwd, bwd_sig, {"BLOCK": swiglu.BLOCK}))
+    return cases
+
+
+KERNELS: List[Callable[[], List[Tuple[str, Any, Dict[str, str], Dict[str, Any]]]]] = [
+    _rms_norm,
+    _rope,
+    _swiglu,
+]
 
 
 def _cases() -> List[Any]:
