@@ -1,6 +1,6 @@
 """Generate ascend_tools/ops/golden/<op>_<case>.npz: the fp64 reference's inputs, outputs and input gradients.
 
-For each op module in ascend_tools/ops (rms_norm, rope, attention, swiglu) that defines ``golden_cases()`` (a list
+For each op module in ascend_tools/ops (rms_norm, rope, attention, swiglu, linear_cross_entropy) that defines ``golden_cases()`` (a list
 of ``(name, kwargs)`` with fp64 tensors and plain values), runs the op's ``reference`` tier in float64
 with a seeded upstream gradient and writes one .npz per case (``np.savez``, no pickle; see
 ``ascend_tools.ops.registry.golden_to_arrays`` for the keys) into the package, which ships them. Every
@@ -26,7 +26,7 @@ if ROOT not in sys.path:
 
 from ascend_tools.ops import registry  # noqa: E402
 
-OPS = ("rms_norm", "rope", "attention", "swiglu")
+OPS = ("rms_norm", "rope", "attention", "swiglu", "linear_cross_entropy")
 MAX_BYTES_PER_OP = 200_000
 
 

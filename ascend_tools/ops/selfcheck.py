@@ -3,7 +3,7 @@
 import importlib
 from typing import Any, Dict, List
 
-OP_MODULES = ("rms_norm", "rope", "attention", "swiglu")
+OP_MODULES = ("rms_norm", "rope", "attention", "swiglu", "linear_cross_entropy")
 DTYPE_NAMES = ("float32", "float16", "bfloat16")
 
 

@@ -80,10 +80,26 @@ def _swiglu() -> List[Tuple[str, Any, Dict[str, str], Dict[str, Any]]]:
     return cases
 
 
+def _linear_cross_entropy() -> List[Tuple[str, Any, Dict[str, str], Dict[str, Any]]]:
+    from ascend_tools.ops import linear_cross_entropy
+
+    kernel = linear_cross_entropy._kernel()
+    cases = []
+    for dtype in ("fp32", "bf16", "fp16"):
+        sig = {"Z": f"*{dtype}", "stride_z": "i32", "TARGET": "*i64", "SCALE": "*fp32", "LOSS": "*fp32"}
+        sig.update(n_cols="i32", smoothing="fp32", softcap="fp32")
+        sig.update(SOFTCAP="constexpr", NEED_GRAD="constexpr", BLOCK="constexpr")
+        for softcap in (False, True):
+            consts = {"SOFTCAP": softcap, "NEED_GRAD": True, "BLOCK": 4096}
+            cases.append((f"linear_cross_entropy {dtype} softcap={softcap}", kernel, sig, consts))
+    return cases
+
+
 KERNELS: List[Callable[[], List[Tuple[str, Any, Dict[str, str], Dict[str, Any]]]]] = [
     _rms_norm,
     _rope,
     _swiglu,
+    _linear_cross_entropy,
 ]
 
 
