@@ -174,7 +174,7 @@ def _ops_sections(report: Report, ops: List[Dict[str, Any]], version: str) -> No
                 risky,
                 Severity.WARNING,
                 "dtype-risk",
-                "float64 or complex inputs, which most NPU kernels lack",
+                "float64/complex inputs, or dtypes and argument values outside torch_npu's documented limits",
                 "risk_site",
             )
         )

@@ -20,6 +20,9 @@ class OpEvent:
     partly_expanded: bool = (
         False  # its composite kernel stopped on meta tensors: what it calls is not all seen
     )
+    # argument values torch_npu's docs say the NPU does not support ("sorted=False"), and where (forward)
+    flags: Tuple[str, ...] = ()
+    flag_site: str = ""
 
 
 @dataclass

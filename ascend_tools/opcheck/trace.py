@@ -25,6 +25,7 @@ from torch.utils._pytree import tree_flatten
 
 from ..dispatch import ModulePath, dtype_name, in_backward, op_name
 from ..stacks import user_site
+from . import restrictions
 from .events import OpEvent, TraceResult
 
 # Python-level callables (by __name__) of CompositeImplicitAutograd ops that torch_npu registers
@@ -143,6 +144,10 @@ class OpTraceMode(TorchDispatchMode):
                 is_parent=is_parent,
             )
         )
+        flags = restrictions.call_flags(name, args, kwargs)
+        if flags:
+            self.events[-1].flags = flags
+            self.events[-1].flag_site = "" if backward else user_site()
         return len(self.events) - 1
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:

@@ -7,7 +7,7 @@ the CLI process only receives the rows.
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from . import support
+from . import restrictions, support
 from .events import OpEvent
 from .module_paths import fold
 
@@ -59,7 +59,7 @@ def op_rows(
             "dtypes": dtypes,
             "status": verdict.status,
             "reason": verdict.reason,
-            "dtype_risks": [] if is_view_op(op) else list(verdict.dtype_risks),
+            "dtype_risks": [] if is_view_op(op) else _risks(op, calls, verdict.dtype_risks),
             "dtype_notes": list(verdict.dtype_notes),
             "phases": sorted({c.phase for c in calls}, reverse=True),
             "modules": fold(c.module for c in calls),
@@ -67,7 +67,7 @@ def op_rows(
             "partly_expanded": any(c.partly_expanded for c in calls),
             "shapes": shapes,
             "site": _first_site(calls, sites or {}, lambda c: True),
-            "risk_site": _first_site(calls, sites or {}, lambda c: any(d in RISKY_DTYPES for d in c.dtypes)),
+            "risk_site": _risk_site(op, calls, sites or {}),
         }
     if expanded:
         _resolve_composites(rows)
@@ -81,6 +81,42 @@ def op_rows(
                     "run without it to see into what)"
                 )
     return sorted(rows.values(), key=lambda r: (STATUS_ORDER.index(r["status"]), -r["count"], r["op"]))
+
+
+def _generic_risky(op: str, dtypes: Sequence[str]) -> List[str]:
+    """The float64/complex dtypes of a call that torch_npu's docs do not list as supported for ``op``."""
+    listed = restrictions.listed_dtypes(op, dtypes)
+    return [d for d in dtypes if d in RISKY_DTYPES and d not in listed]
+
+
+def _risks(op: str, calls: Sequence[OpEvent], generic: Sequence[str]) -> List[str]:
+    """The generic float64/complex risks the docs do not contradict, then the docs' dtype and argument limits."""
+    unlisted = {d for c in calls for d in _generic_risky(op, c.dtypes)}
+    kept = [
+        r
+        for r in generic
+        if (r.startswith("float64") and "float64" in unlisted)
+        or (r.startswith("complex") and unlisted & set(RISKY_DTYPES[1:]))
+        or not r.startswith(("float64", "complex"))
+    ]
+    documented: List[str] = []
+    for c in calls:
+        for r in restrictions.dtype_risks(op, c.dtypes) + [restrictions.flag_risk(op, f) for f in c.flags]:
+            if r not in documented:
+                documented.append(r)
+    return kept + documented
+
+
+def _risk_site(op: str, calls: Sequence[OpEvent], sites: Dict[Tuple[str, Tuple[str, ...]], str]) -> str:
+    """Where the model code first made a call with a dtype or argument risk."""
+    for c in calls:
+        if c.flags and c.flag_site:
+            return c.flag_site
+        if _generic_risky(op, c.dtypes) or restrictions.dtype_risks(op, c.dtypes):
+            site = sites.get((c.op, c.dtypes), "")
+            if site:
+                return site
+    return ""
 
 
 def _first_site(calls: Sequence[OpEvent], sites: Dict[Tuple[str, Tuple[str, ...]], str], pick: Any) -> str:

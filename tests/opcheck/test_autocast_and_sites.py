@@ -72,11 +72,12 @@ def test_autocast_needs_a_low_precision_dtype(amp_target):
 def test_first_call_site_points_at_the_model_code(amp_target):
     lines = amp_target.read_text().splitlines()
     mse_line = next(i for i, text in enumerate(lines, 1) if "mse_loss" in text)
-    double_line = next(i for i, text in enumerate(lines, 1) if ".double()" in text)
     ops = ops_by_name(check_ops(amp_target))
     site = ops["aten::mse_loss"]["site"]
     assert site.endswith(f"amp_model.py:{mse_line} in forward"), site
-    # the float64 risk is located where .double() feeds a float64 op, and backward-only ops carry no site
-    assert ops["aten::sum"]["risk_site"].endswith(f"amp_model.py:{double_line} in forward")
+    # float64 sum is no risk: torch_npu's docs list float64 for torch.sum (risk sites: test_op_restrictions)
+    assert "float64" in ops["aten::sum"]["dtypes"] and ops["aten::sum"]["dtype_risks"] == []
+    assert ops["aten::sum"]["risk_site"] == ""
+    # backward-only ops carry no site
     assert ops["aten::mse_loss_backward"]["site"] == ""
     assert os.path.basename(site.split(":")[0]) == "amp_model.py"
