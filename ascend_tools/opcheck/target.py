@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import torch
 
 from ..errors import InputError
+from .build_device import on_trace_device
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -48,7 +49,8 @@ def load(
         raise InputError(f"{path}: no such file or directory")
     if os.path.isdir(path) and not is_hf_config(path):
         raise InputError(f"{path}: directory holds no config.json (expected a Hugging Face model directory)")
-    with build_context if build_context is not None else torch.device("meta"):
+    device = "meta" if build_context is None else "cpu"  # a FakeTensorMode build fakes CPU tensors
+    with on_trace_device(device), build_context if build_context is not None else torch.device("meta"):
         target = load_hf(path, batch, seq_len) if is_hf_config(path) else load_python(path, entry)
     if dtype is None:  # keep the dtypes the model was built with (autocast: fp32 weights)
         return target
