@@ -66,7 +66,7 @@ def op_rows(
             "via": sorted({c.via for c in calls if c.via}),
             "partly_expanded": any(c.partly_expanded for c in calls),
             "shapes": shapes,
-            "site": _first_site(calls, sites or {}, lambda c: True),
+            "site": _first_site(calls, sites or {}),
             "risk_site": _risk_site(op, calls, sites or {}),
         }
     if expanded:
@@ -119,10 +119,10 @@ def _risk_site(op: str, calls: Sequence[OpEvent], sites: Dict[Tuple[str, Tuple[s
     return ""
 
 
-def _first_site(calls: Sequence[OpEvent], sites: Dict[Tuple[str, Tuple[str, ...]], str], pick: Any) -> str:
-    """Where the model code first made a call that ``pick`` selects (forward calls only carry a site)."""
+def _first_site(calls: Sequence[OpEvent], sites: Dict[Tuple[str, Tuple[str, ...]], str]) -> str:
+    """Where the model code first called the op (forward calls only carry a site)."""
     for c in calls:
-        site = sites.get((c.op, c.dtypes), "") if pick(c) else ""
+        site = sites.get((c.op, c.dtypes), "")
         if site:
             return site
     return ""
