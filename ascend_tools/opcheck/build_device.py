@@ -57,6 +57,8 @@ class _CudaAsTraceDevice(TorchFunctionMode):
 
 
 _MODULE_TO = torch.nn.Module.to
+# torch < 2.3 names it _TensorBase
+_TENSOR_BASE = getattr(torch._C, "TensorBase", None) or torch._C._TensorBase
 
 
 def _module_cuda(self: torch.nn.Module, device: Any = None) -> torch.nn.Module:
@@ -104,7 +106,7 @@ def _tensor_new(*args: Any, **kwargs: Any) -> Any:
     cls, args = args[0], args[1:]
     if cls is torch.Tensor and not kwargs:
         return _legacy(torch.get_default_dtype(), args)
-    return torch._C.TensorBase.__new__(cls, *args, **kwargs)
+    return _TENSOR_BASE.__new__(cls, *args, **kwargs)
 
 
 @contextlib.contextmanager
