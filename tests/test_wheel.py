@@ -97,7 +97,13 @@ def test_selfcheck_checks_the_shipped_golden_vectors(installed):
     doc = json.loads(res.stdout)
     assert inside(doc["golden_dir"], os.path.dirname(os.path.dirname(installed[0])))
     counts = {op: sum(g.startswith(op + "_") for g in GOLDEN) for op in doc["golden_cases"]}
-    assert doc["golden_cases"] == counts and set(counts) == {"rms_norm", "rope", "attention"}
+    assert doc["golden_cases"] == counts and set(counts) == {
+        "rms_norm",
+        "rope",
+        "attention",
+        "swiglu",
+        "linear_cross_entropy",
+    }
     assert doc["failed"] == 0 and all(r["cases"] == counts[r["op"]] for r in doc["results"])
 
 

@@ -53,6 +53,8 @@ def build_report(st: Dict[str, Any]) -> Any:
             f["casting"] + (f" +{f['offset']:g}" if f["offset"] else ""),
             _yes(f["rms_norm"]),
             _yes(f["rope"]),
+            _yes(f.get("swiglu", False)),
+            _yes(f.get("linear_cross_entropy", False)),
             _yes(f["attention_default"]),
             f["error"] or ("" if f["loaded"] else "module not loaded"),
         ]
@@ -61,7 +63,18 @@ def build_report(st: Dict[str, Any]) -> Any:
     sec.tables.append(
         Table(
             title="",
-            columns=["family", "norm class", "eps attr", "casting", "rms_norm", "rope", "attention", "note"],
+            columns=[
+                "family",
+                "norm class",
+                "eps attr",
+                "casting",
+                "rms_norm",
+                "rope",
+                "swiglu",
+                "linear CE",
+                "attention",
+                "note",
+            ],
             rows=rows,
         )
     )

@@ -25,14 +25,22 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple, Type
 
-from . import attention_interface
+from . import attention_interface, causal_lm_loss, swiglu_mlp
 
 if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger("ascend_tools")
 
-OPS = ("rms_norm", "rope", "attention")
+OPS = ("rms_norm", "rope", "attention", "swiglu", "linear_cross_entropy")
+# op -> the public function of its module in ascend_tools/ops
+OP_FUNCTIONS = {
+    "rms_norm": "rms_norm",
+    "rope": "apply_rotary_pos_emb",
+    "attention": "attention",
+    "swiglu": "swiglu",
+    "linear_cross_entropy": "linear_cross_entropy",
+}
 _MARK = attention_interface._MARK  # attribute set on every function we install: (op, family)
 ATTN_NAME = attention_interface.ATTN_NAME
 
@@ -45,24 +53,39 @@ class Family:
     eps_attr: str  # "variance_epsilon" (llama casting) or "eps" (gemma casting)
     offset: float = 0.0  # gemma: y = x_hat * (offset + weight)
     casting: str = "llama"  # "llama" | "gemma": see ops/rms_norm.py
-    rope_fn: str = "apply_rotary_pos_emb"
+    rope_fn: Optional[str] = (
+        "apply_rotary_pos_emb"  # None: the family's RoPE is not ours (partial, interleaved)
+    )
     # where the attention module keeps its attention kwargs (fallback when HF does not pass them)
     sliding_window_attr: Optional[str] = None  # attribute of the attention module, or "config.<name>"
     softcap_attr: Optional[str] = None
     scaling_attr: str = "scaling"
     model_types: Tuple[str, ...] = ()  # further model_type values served by this row
+    mlp_classes: Tuple[str, ...] = ()  # gate/up/down MLPs (a SwiGLU where the activation is SiLU)
+    gate_up_mlp_classes: Tuple[str, ...] = ()  # MLPs with one fused gate_up_proj (Phi-3)
+    causal_lm_classes: Tuple[str, ...] = ()  # XForCausalLM: the fused linear cross-entropy forward
+    attention: bool = True  # False: the family's attention shape is not one the attention op takes (MLA)
 
 
 FAMILIES: Dict[str, Family] = {
     f.name: f
     for f in [
-        Family("llama", "transformers.models.llama.modeling_llama", ("LlamaRMSNorm",), "variance_epsilon"),
+        Family(
+            "llama",
+            "transformers.models.llama.modeling_llama",
+            ("LlamaRMSNorm",),
+            "variance_epsilon",
+            mlp_classes=("LlamaMLP",),
+            causal_lm_classes=("LlamaForCausalLM",),
+        ),
         Family(
             "mistral",
             "transformers.models.mistral.modeling_mistral",
             ("MistralRMSNorm",),
             "variance_epsilon",
             sliding_window_attr="config.sliding_window",
+            mlp_classes=("MistralMLP",),
+            causal_lm_classes=("MistralForCausalLM",),
         ),
         Family(
             "qwen2",
@@ -70,6 +93,8 @@ FAMILIES: Dict[str, Family] = {
             ("Qwen2RMSNorm",),
             "variance_epsilon",
             sliding_window_attr="sliding_window",
+            mlp_classes=("Qwen2MLP",),
+            causal_lm_classes=("Qwen2ForCausalLM",),
         ),
         Family(
             "qwen3",
@@ -77,8 +102,18 @@ FAMILIES: Dict[str, Family] = {
             ("Qwen3RMSNorm",),
             "variance_epsilon",
             sliding_window_attr="sliding_window",
+            mlp_classes=("Qwen3MLP",),
+            causal_lm_classes=("Qwen3ForCausalLM",),
         ),
-        Family("gemma", "transformers.models.gemma.modeling_gemma", ("GemmaRMSNorm",), "eps", 1.0, "gemma"),
+        Family(
+            "gemma",
+            "transformers.models.gemma.modeling_gemma",
+            ("GemmaRMSNorm",),
+            "eps",
+            1.0,
+            "gemma",
+            causal_lm_classes=("GemmaForCausalLM",),
+        ),
         Family(
             "gemma2",
             "transformers.models.gemma2.modeling_gemma2",
@@ -88,6 +123,7 @@ FAMILIES: Dict[str, Family] = {
             "gemma",
             sliding_window_attr="sliding_window",
             softcap_attr="attn_logit_softcapping",
+            causal_lm_classes=("Gemma2ForCausalLM",),
         ),
         Family(
             "gemma3",
@@ -99,6 +135,44 @@ FAMILIES: Dict[str, Family] = {
             sliding_window_attr="sliding_window",
             softcap_attr="attn_logit_softcapping",
             model_types=("gemma3_text",),
+            causal_lm_classes=("Gemma3ForCausalLM",),
+        ),
+        Family(
+            "phi3",
+            "transformers.models.phi3.modeling_phi3",
+            ("Phi3RMSNorm",),
+            "variance_epsilon",
+            rope_fn=None,  # partial rotary (rotary_dim < head_dim): the rope op rotates whole heads
+            sliding_window_attr="config.sliding_window",
+            gate_up_mlp_classes=("Phi3MLP",),
+            causal_lm_classes=("Phi3ForCausalLM",),
+        ),
+        Family(
+            "mixtral",
+            "transformers.models.mixtral.modeling_mixtral",
+            ("MixtralRMSNorm",),
+            "variance_epsilon",
+            sliding_window_attr="config.sliding_window",
+            causal_lm_classes=("MixtralForCausalLM",),
+        ),
+        Family(
+            "qwen3_moe",
+            "transformers.models.qwen3_moe.modeling_qwen3_moe",
+            ("Qwen3MoeRMSNorm",),
+            "variance_epsilon",
+            sliding_window_attr="sliding_window",
+            mlp_classes=("Qwen3MoeMLP",),
+            causal_lm_classes=("Qwen3MoeForCausalLM",),
+        ),
+        Family(
+            "deepseek_v3",
+            "transformers.models.deepseek_v3.modeling_deepseek_v3",
+            ("DeepseekV3RMSNorm",),
+            "variance_epsilon",
+            rope_fn=None,  # interleaved RoPE where config.rope_interleave; MLA's rope part only
+            mlp_classes=("DeepseekV3MLP",),
+            causal_lm_classes=("DeepseekV3ForCausalLM",),
+            attention=False,  # MLA: query/key head dim differs from the value's
         ),
     ]
 }
@@ -202,6 +276,27 @@ def _replace(owner: Any, attr: str, key: Tuple[str, str], new: Any) -> None:
         setattr(owner, attr, new)
 
 
+def _with_op(make: Callable[..., Any], op: Callable[..., Any], original: Any) -> Any:
+    return make(original, op)
+
+
+def _replace_forwards(
+    mod: types.ModuleType, family: Family, class_names: Tuple[str, ...], make: Callable[[Any], Any]
+) -> None:
+    """``Class.forward = make(HF's forward)`` for each named class of the module, marked as ours."""
+    for cls_name in class_names:
+        cls = getattr(mod, cls_name, None)
+        if cls is None:
+            raise AttributeError(f"{family.module} has no {cls_name}")
+        current = cls.__dict__.get("forward")
+        if current is None or is_ours(current):
+            continue
+        op = "linear_cross_entropy" if cls_name in family.causal_lm_classes else "swiglu"
+        _replace(
+            cls, "forward", (family.module, cls_name + ".forward"), _mark(make(current), op, family.name)
+        )
+
+
 def _norm_classes(mod: types.ModuleType, family: Family) -> "List[Type[torch.nn.Module]]":
     missing = [n for n in family.norm_classes if not hasattr(mod, n)]
     if missing:
@@ -210,7 +305,13 @@ def _norm_classes(mod: types.ModuleType, family: Family) -> "List[Type[torch.nn.
 
 
 def patch_family(
-    name: str, rms_norm: bool = True, rope: bool = True, attention: bool = True, model: Any = None
+    name: str,
+    rms_norm: bool = True,
+    rope: bool = True,
+    attention: bool = True,
+    model: Any = None,
+    swiglu: bool = True,
+    linear_cross_entropy: bool = True,
 ) -> List[str]:
     """Patch family ``name`` in its modeling module: the RMSNorm class ``forward``, the RoPE function
     and, with ``attention``, ``"ascend_fused"`` registered and made the default for its models. With
@@ -234,16 +335,33 @@ def patch_family(
                     if isinstance(sub, norm_types) and not is_ours(sub.__dict__.get("forward")):
                         sub.forward = types.MethodType(forward, sub)
             done.append("rms_norm")
-        if rope:
+        if rope and family.rope_fn is not None:
             _replace(mod, family.rope_fn, (family.module, family.rope_fn), make_rope(family))
             done.append("rope")
-        if attention:
+        if swiglu and (family.mlp_classes or family.gate_up_mlp_classes):
+            op = _op("swiglu", "swiglu")
+            for names, make in (
+                (family.mlp_classes, swiglu_mlp.make_mlp_forward),
+                (family.gate_up_mlp_classes, swiglu_mlp.make_fused_mlp_forward),
+            ):
+                _replace_forwards(mod, family, names, functools.partial(_with_op, make, op))
+            done.append("swiglu")
+        if linear_cross_entropy and family.causal_lm_classes:
+            op = _op("linear_cross_entropy", "linear_cross_entropy")
+            _replace_forwards(
+                mod,
+                family,
+                family.causal_lm_classes,
+                functools.partial(_with_op, causal_lm_loss.make_causal_lm_forward, op),
+            )
+            done.append("linear_cross_entropy")
+        if attention and family.attention:
             _op("attention", "attention")  # the op must exist before a model may default to it
             attention_interface.register()
             _DEFAULT_MODULES.add(family.module)
             done.append("attention")
         _ERRORS.pop(family.name, None)
-        return done
+        return sorted(done, key=OPS.index)
 
 
 def _family_kwargs(cls: type) -> Optional[Tuple[Optional[str], Optional[str], Optional[str]]]:
@@ -273,7 +391,7 @@ def _usable_ops(ops: Tuple[str, ...]) -> Tuple[str, ...]:
     usable = []
     for op in ops:
         try:
-            _op(op, {"rms_norm": "rms_norm", "rope": "apply_rotary_pos_emb", "attention": "attention"}[op])
+            _op(op, OP_FUNCTIONS[op])
             usable.append(op)
         except Exception as exc:
             _ERRORS["op:" + op] = f"{type(exc).__name__}: {exc}"
@@ -308,7 +426,12 @@ def patch_all(ops: Tuple[str, ...] = OPS) -> Dict[str, List[str]]:
     for name in FAMILIES:
         try:
             done = patch_family(
-                name, rms_norm="rms_norm" in ops, rope="rope" in ops, attention="attention" in ops
+                name,
+                rms_norm="rms_norm" in ops,
+                rope="rope" in ops,
+                attention="attention" in ops,
+                swiglu="swiglu" in ops,
+                linear_cross_entropy="linear_cross_entropy" in ops,
             )
         except Exception as exc:
             _family_failed(name, exc)
@@ -342,11 +465,19 @@ def families_in(model: Any) -> List[Family]:
     return list(seen.values())
 
 
-def apply(model: Any, rms_norm: bool = True, rope: bool = True, attention: bool = True) -> Any:
+def apply(
+    model: Any,
+    rms_norm: bool = True,
+    rope: bool = True,
+    attention: bool = True,
+    swiglu: bool = True,
+    linear_cross_entropy: bool = True,
+) -> Any:
     """Patch an already-built model in place and return it: the norm forward bound on each RMSNorm
-    instance (q_norm/k_norm included), its family's RoPE function (module level: HF looks it up there
-    at call time, so other models of the family get it too), and its attention switched to
-    ``"ascend_fused"`` (``attention=False`` keeps the model's own). Idempotent; fails open."""
+    instance (q_norm/k_norm included), its family's RoPE function, SwiGLU MLP and fused-loss forward
+    (module and class level: HF looks them up at call time, so other models of the family get them too),
+    and its attention switched to ``"ascend_fused"`` (``attention=False`` keeps the model's own).
+    Idempotent; fails open."""
     fams = families_in(model)
     if not fams:
         _log_once(
@@ -357,15 +488,22 @@ def apply(model: Any, rms_norm: bool = True, rope: bool = True, attention: bool 
             ", ".join(FAMILIES),
         )
         return model
-    ops = _usable_ops(tuple(op for op, on in zip(OPS, (rms_norm, rope, attention)) if on))
+    switches = (rms_norm, rope, attention, swiglu, linear_cross_entropy)
+    ops = _usable_ops(tuple(op for op, on in zip(OPS, switches) if on))
     for fam in fams:
         try:
             patch_family(
-                fam.name, rms_norm="rms_norm" in ops, rope="rope" in ops, attention=False, model=model
+                fam.name,
+                rms_norm="rms_norm" in ops,
+                rope="rope" in ops,
+                attention=False,
+                model=model,
+                swiglu="swiglu" in ops,
+                linear_cross_entropy="linear_cross_entropy" in ops,
             )
         except Exception as exc:
             _family_failed(fam.name, exc)
-    if "attention" in ops:
+    if "attention" in ops and all(fam.attention for fam in fams):
         try:
             attention_interface.register()
             current = getattr(model.config, "_attn_implementation", None)
@@ -498,6 +636,8 @@ def status() -> Dict[str, Any]:
             "loaded": fam.module in sys.modules,
             "rms_norm": False,
             "rope": False,
+            "swiglu": False,
+            "linear_cross_entropy": False,
             "attention_default": False,
             "norm_classes": list(fam.norm_classes),
             "eps_attr": fam.eps_attr,
@@ -509,7 +649,15 @@ def status() -> Dict[str, Any]:
         if mod is not None:
             classes = [getattr(mod, n, None) for n in fam.norm_classes]
             row["rms_norm"] = all(c is not None and is_ours(c.__dict__.get("forward")) for c in classes)
-            row["rope"] = is_ours(getattr(mod, fam.rope_fn, None))
+            row["rope"] = fam.rope_fn is not None and is_ours(getattr(mod, fam.rope_fn, None))
+            for op, names in (
+                ("swiglu", fam.mlp_classes + fam.gate_up_mlp_classes),
+                ("linear_cross_entropy", fam.causal_lm_classes),
+            ):
+                classes = [getattr(mod, n, None) for n in names]
+                row[op] = bool(names) and all(
+                    c is not None and is_ours(c.__dict__.get("forward")) for c in classes
+                )
             row["attention_default"] = (
                 fam.module in _DEFAULT_MODULES and attention_interface.default_installed()
             )
@@ -526,7 +674,7 @@ def status() -> Dict[str, Any]:
         )
     for op in OPS:
         try:
-            _op(op, {"rms_norm": "rms_norm", "rope": "apply_rotary_pos_emb", "attention": "attention"}[op])
+            _op(op, OP_FUNCTIONS[op])
             out["tiers"].append(_tier_status(op))
         except Exception as exc:
             out["tiers"].append(

@@ -180,7 +180,9 @@ def test_patch_before_build(family, originals):
     want = logits(ref, ids, mask, pos)
 
     done = hf.patch_all()
-    assert done[family] == ["rms_norm", "rope", "attention"]
+    fam = hf.FAMILIES[family]
+    fused = ["swiglu"] * bool(fam.mlp_classes or fam.gate_up_mlp_classes) + ["linear_cross_entropy"]
+    assert done[family] == ["rms_norm", "rope", "attention", *fused]
     model = build(family, state=ref.state_dict())
     assert model.config._attn_implementation == "ascend_fused"
     fam = hf.FAMILIES[family]
@@ -283,7 +285,7 @@ def test_fail_open_on_a_renamed_class(monkeypatch, caplog):
     with caplog.at_level(logging.WARNING, logger="ascend_tools"):
         done = hf.patch_all()
         hf.patch_all()
-    assert "bogus" not in done and done["llama"] == ["rms_norm", "rope", "attention"]
+    assert "bogus" not in done and done["llama"] == list(hf.OPS)
     lines = [r for r in caplog.records if "bogus" in r.getMessage()]
     assert len(lines) == 1 and "LlamaRMSNormRenamed" in lines[0].getMessage()
     assert patch.status()["errors"]["bogus"].startswith("AttributeError")
@@ -353,7 +355,7 @@ def test_patch_status_cli():
     assert doc["schema"] == "ascend-doctor/patch-status/1"
     assert {f["family"] for f in doc["families"]} >= set(FAMILIES)
     assert [m for m in doc["models"] if m["model"] == type(model).__name__]
-    assert {t["op"] for t in doc["tiers"]} == {"rms_norm", "rope", "attention"}
+    assert {t["op"] for t in doc["tiers"]} == set(hf.OPS)
     for fmt in ("table", "markdown", "html"):
         r = CliRunner().invoke(main, ["patch-status", "--format", fmt])
         assert r.exit_code == 0, r.output
@@ -363,5 +365,6 @@ def test_patch_status_cli():
 def test_liger_style_table():
     assert set(FAMILIES) <= set(patch.PATCH_FUNCTIONS)
     assert patch.PATCH_FUNCTIONS["gemma3_text"] is patch.PATCH_FUNCTIONS["gemma3"]
-    assert patch.PATCH_FUNCTIONS["llama"](rms_norm=True, rope=False, attention=False) == ["rms_norm"]
+    off = {"rope": False, "attention": False, "swiglu": False, "linear_cross_entropy": False}
+    assert patch.PATCH_FUNCTIONS["llama"](rms_norm=True, **off) == ["rms_norm"]
     assert patch.PATCH_FUNCTIONS["llama"] is hf.patch_llama

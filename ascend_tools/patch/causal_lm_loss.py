@@ -1,0 +1,95 @@
+"""The ``<Family>ForCausalLM.forward`` that trains without the full logits (fused linear cross-entropy).
+
+When the model is training and gets ``labels`` (HF ``Trainer``, Accelerate and plain loops alike), the
+patched forward runs HF's own forward with ``labels=None`` while ``lm_head`` is swapped, for that call only,
+for a recorder that keeps its input (the final hidden states) and returns a zero-stride placeholder instead
+of the ``tokens x vocab`` logits; the loss is then :func:`ascend_tools.ops.linear_cross_entropy` of those
+hidden states with the head's weight and bias, the labels shifted as HF's ``ForCausalLMLoss`` shifts them
+(or HF's ``shift_labels`` when given), ``num_items_in_batch`` when the trainer passes it, and the config's
+``final_logit_softcapping`` (Gemma 2/3; cleared for the call so HF does not apply it to the placeholder).
+The output is HF's output with that loss and ``logits=None`` (as Liger-Kernel's fused forward returns).
+
+Wrapping HF's forward instead of rewriting it keeps every version's argument names (``past_key_values`` in
+4.x, ``cache`` in 5.x), caches and outputs. Everything else (eval, ``generate``, no labels, labels passed
+positionally) runs HF's forward unchanged, logits included. Limit: the head's parameters are read directly,
+so a head sharded by FSDP or ZeRO-3 outside its own forward is not supported (HF's forward runs there when
+``lm_head.weight`` is not a plain 2-D tensor of the vocabulary's size).
+"""
+
+from typing import Any, Callable, Dict, Optional
+
+import torch
+
+
+class _HiddenRecorder(torch.nn.Module):
+    """Stands in for ``lm_head`` during one forward: keeps its input, returns a zero-stride placeholder."""
+
+    def __init__(self, vocab: int) -> None:
+        super().__init__()
+        self.vocab = vocab
+        self.hidden: Optional[torch.Tensor] = None
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        self.hidden = hidden
+        return hidden.new_zeros(()).expand(*hidden.shape[:-1], self.vocab)
+
+
+def _shifted(labels: torch.Tensor, kwargs: Dict[str, Any], ignore_index: int) -> torch.Tensor:
+    shift = kwargs.get("shift_labels")
+    if shift is None:
+        shift = torch.nn.functional.pad(labels, (0, 1), value=ignore_index)[..., 1:]
+    return shift.reshape(-1)
+
+
+def _fusable(model: Any, labels: Any) -> bool:
+    head = getattr(model, "lm_head", None)
+    weight = getattr(head, "weight", None)
+    return (
+        labels is not None
+        and model.training
+        and torch.is_grad_enabled()
+        and isinstance(head, torch.nn.Linear)
+        and isinstance(weight, torch.Tensor)
+        and weight.dim() == 2
+        and weight.shape[1] > 0
+    )
+
+
+def make_causal_lm_forward(
+    original: Callable[..., Any], linear_cross_entropy: Callable[..., Any], ignore_index: int = -100
+) -> Callable[..., Any]:
+    def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
+        labels = kwargs.get("labels")
+        if labels is None or not _fusable(self, labels):
+            return original(self, *args, **kwargs)
+        head = self.lm_head
+        recorder = _HiddenRecorder(head.weight.shape[0])
+        softcap = getattr(self.config, "final_logit_softcapping", None)
+        kwargs["labels"] = None
+        self._modules["lm_head"] = recorder
+        try:
+            if softcap is not None:
+                self.config.final_logit_softcapping = None
+            out = original(self, *args, **kwargs)
+        finally:
+            self._modules["lm_head"] = head
+            if softcap is not None:
+                self.config.final_logit_softcapping = softcap
+        hidden = recorder.hidden
+        if hidden is None:  # this forward never called lm_head: nothing to fuse
+            return original(self, *args, **dict(kwargs, labels=labels))
+        loss = linear_cross_entropy(
+            hidden.reshape(-1, hidden.shape[-1]),
+            head.weight,
+            _shifted(labels, kwargs, ignore_index).to(hidden.device),
+            head.bias,
+            ignore_index=ignore_index,
+            softcap=softcap,
+            num_items_in_batch=kwargs.get("num_items_in_batch"),
+        )
+        if isinstance(out, tuple):
+            return (loss, *tuple(out[1:]))
+        fields = {k: v for k, v in out.items() if k not in ("loss", "logits")}
+        return type(out)(loss=loss, logits=None, **fields)
+
+    return forward
