@@ -52,13 +52,48 @@ CONFIGS = {
         },
     ),
 }
+# families patched for the MLP and the loss only (see tests/patch/test_fused_mlp_loss.py)
+CONFIGS.update(
+    {
+        "phi3": ("Phi3Config", {"pad_token_id": 0, "partial_rotary_factor": 0.5}),
+        "mixtral": ("MixtralConfig", {"num_local_experts": 4, "num_experts_per_tok": 2}),
+        "qwen3_moe": (
+            "Qwen3MoeConfig",
+            {
+                "head_dim": 16,
+                "num_experts": 4,
+                "num_experts_per_tok": 2,
+                "moe_intermediate_size": 32,
+                "mlp_only_layers": [0],
+            },
+        ),
+        "deepseek_v3": (
+            "DeepseekV3Config",
+            {
+                "n_routed_experts": 4,
+                "num_experts_per_tok": 2,
+                "n_shared_experts": 1,
+                "moe_intermediate_size": 32,
+                "first_k_dense_replace": 1,
+                "n_group": 1,
+                "topk_group": 1,
+                "kv_lora_rank": 16,
+                "q_lora_rank": None,
+                "qk_rope_head_dim": 8,
+                "qk_nope_head_dim": 8,
+                "v_head_dim": 16,
+                "num_key_value_heads": 4,  # MLA: one key/value head per query head
+            },
+        ),
+    }
+)
 TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.bfloat16: dict(rtol=2e-2, atol=2e-2)}
 SEQ, PAD = 10, 3
 
 
 def tiny_config(family, **extra):
     name, kw = CONFIGS[family]
-    cfg = getattr(transformers, name)(
+    args = dict(
         vocab_size=128,
         hidden_size=64,
         intermediate_size=128,
@@ -68,10 +103,9 @@ def tiny_config(family, **extra):
         max_position_embeddings=64,
         rms_norm_eps=1e-6,
         attention_dropout=0.0,
-        **kw,
-        **extra,
     )
-    return cfg
+    args.update(kw, **extra)
+    return getattr(transformers, name)(**args)
 
 
 def build(family, state=None, dtype=torch.float32, **kwargs):

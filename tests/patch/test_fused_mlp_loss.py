@@ -1,0 +1,163 @@
+"""The SwiGLU MLP and fused linear cross-entropy patches, family by family (tiny models from configs).
+
+For every family the patch serves: a training step with labels (padding in the mask and ``-100`` labels)
+gives the unpatched model's loss and every parameter's gradient (fp32: rtol 1e-5, atol 1e-6 on the loss,
+atol 1e-5 on gradients, which differ only by the chunked sums' order; bf16: rtol/atol 2e-2) without
+returning logits; ``num_items_in_batch`` (what ``Trainer`` passes) is honoured; evaluation without labels
+returns the same logits and ``generate`` the same tokens as the unpatched model; the MLP classes the row
+names run our forward and Gemma's GELU MLP is left to HF. The new families (phi3, mixtral, qwen3_moe,
+deepseek_v3) also converge like the unpatched model over 20 AdamW steps (fp32).
+"""
+
+import importlib
+import importlib.util
+
+import pytest
+import torch
+import transformers
+from test_convergence import train
+from test_patch import CONFIGS, tiny_config
+
+import ascend_tools.patch as patch
+from ascend_tools.patch import hf
+
+patch.revert()
+
+FAMILIES = [
+    f
+    for f in [
+        "llama",
+        "mistral",
+        "qwen2",
+        "qwen3",
+        "gemma",
+        "gemma2",
+        "phi3",
+        "mixtral",
+        "qwen3_moe",
+        "deepseek_v3",
+    ]
+    if f in CONFIGS and importlib.util.find_spec("transformers.models." + f) is not None
+]
+NEW_FAMILIES = [f for f in ["phi3", "mixtral", "qwen3_moe", "deepseek_v3"] if f in FAMILIES]
+
+
+@pytest.fixture(autouse=True)
+def clean():
+    patch.revert()
+    yield
+    patch.revert()
+
+
+def build(family, patched, dtype=torch.float32):
+    if patched:
+        hf.patch_all(("swiglu", "linear_cross_entropy"))
+    else:
+        patch.revert()
+    torch.manual_seed(0)
+    return transformers.AutoModelForCausalLM.from_config(tiny_config(family)).to(dtype)
+
+
+def batch():
+    g = torch.Generator().manual_seed(5)
+    ids = torch.randint(1, 128, (2, 12), generator=g)
+    mask = torch.ones_like(ids)
+    mask[0, :3] = 0
+    labels = ids.masked_fill(mask == 0, -100)
+    labels[0, 3] = -100  # predicted from a pad position
+    return ids, mask, labels
+
+
+def step(model, **extra):
+    ids, mask, labels = batch()
+    model.train()
+    out = model(input_ids=ids, attention_mask=mask, labels=labels, **extra)
+    out.loss.backward()
+    return out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_train_step_matches_unpatched(family, dtype):
+    ref_out, ref_grads = step(build(family, patched=False, dtype=dtype))
+    out, grads = step(build(family, patched=True, dtype=dtype))
+    assert out.logits is None and ref_out.logits is not None
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(out.loss.float(), ref_out.loss.float(), **tol)
+    assert grads.keys() == ref_grads.keys()
+    gtol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=2e-2, atol=2e-2)
+    for name in grads:
+        torch.testing.assert_close(grads[name].float(), ref_grads[name].float(), **gtol, msg=name)
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma2"])
+def test_num_items_in_batch_as_trainer_passes_it(family):
+    ref_out, ref_grads = step(build(family, patched=False), num_items_in_batch=torch.tensor(7))
+    out, grads = step(build(family, patched=True), num_items_in_batch=torch.tensor(7))
+    torch.testing.assert_close(out.loss, ref_out.loss, rtol=1e-5, atol=1e-6)
+    for name in grads:
+        torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-5, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_eval_logits_and_generate_are_unchanged(family):
+    ids, mask, labels = batch()
+    results = []
+    for patched in (False, True):
+        model = build(family, patched=patched).eval()
+        with torch.no_grad():
+            out = model(input_ids=ids, attention_mask=mask, labels=labels)
+            gen = model.generate(
+                input_ids=ids[1:], attention_mask=mask[1:], max_new_tokens=4, do_sample=False, pad_token_id=0
+            )
+        results.append((out.logits, out.loss, gen))
+    (ref_logits, ref_loss, ref_gen), (logits, loss, gen) = results
+    assert logits is not None  # eval with labels keeps HF's path: metrics need the logits
+    torch.testing.assert_close(logits, ref_logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-6)
+    assert torch.equal(gen, ref_gen)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_rows_classes_run_our_forward(family):
+    hf.patch_all(("swiglu", "linear_cross_entropy"))
+    fam = hf.FAMILIES[family]
+    mod = importlib.import_module(fam.module)
+    for name in fam.mlp_classes + fam.gate_up_mlp_classes + fam.causal_lm_classes:
+        assert hf.is_ours(getattr(mod, name).__dict__["forward"]), name
+    row = next(r for r in patch.status()["families"] if r["family"] == family)
+    assert row["linear_cross_entropy"] and row["swiglu"] == bool(fam.mlp_classes or fam.gate_up_mlp_classes)
+    if family == "gemma":  # GELU-tanh gating is no SwiGLU: HF's MLP stays
+        assert not hf.is_ours(mod.GemmaMLP.__dict__["forward"])
+    patch.revert()
+    for name in fam.mlp_classes + fam.gate_up_mlp_classes + fam.causal_lm_classes:
+        assert not hf.is_ours(getattr(mod, name).__dict__["forward"]), name
+
+
+def test_a_non_silu_activation_runs_hfs_forward():
+    hf.patch_all(("swiglu",))
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(tiny_config("llama", hidden_act="gelu"))
+    patch.revert()
+    torch.manual_seed(0)
+    ref = transformers.AutoModelForCausalLM.from_config(tiny_config("llama", hidden_act="gelu"))
+    ids = batch()[0]
+    hf.patch_all(("swiglu",))
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=ids).logits, ref(input_ids=ids).logits, rtol=0, atol=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", NEW_FAMILIES)
+def test_new_families_converge_like_unpatched(family):
+    torch.manual_seed(0)
+    ref_losses, ref_logits, ref_params = train(build(family, patched=False))
+    hf.patch_all()
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(tiny_config(family)).float()
+    losses, final, params = train(model)
+    torch.testing.assert_close(torch.tensor(losses), torch.tensor(ref_losses), rtol=1e-5, atol=1e-6)
+    assert losses[-1] < losses[0]
+    torch.testing.assert_close(final, ref_logits, rtol=1e-5, atol=5e-3)
+    for name in params:
+        torch.testing.assert_close(params[name], ref_params[name], rtol=1e-5, atol=5e-3, msg=name)
