@@ -736,6 +736,19 @@ register(
     )
 )
 
+# flash-attn's compiled extensions are imported by their own module names (flash_attn/layers/rotary.py,
+# flash_attn/losses/cross_entropy.py, flash_attn/ops/layer_norm.py); ring-flash-attn calls flash-attn.
+register(
+    "rotary_emb.*", "xentropy_cuda_lib.*", "dropout_layer_norm.*", "flash_attn_2_cuda.*", "ring_flash_attn.*"
+)(
+    _lib(
+        "lib-flash-attn",
+        "a flash-attn CUDA extension (no Ascend build)",
+        "rotary -> torch_npu.npu_rotary_mul; layer norm -> torch_npu.npu_rms_norm / nn.LayerNorm; "
+        f"cross-entropy -> torch.nn.functional.cross_entropy; attention -> {_NFA}",
+    )
+)
+
 register("xformers.*")(
     _lib(
         "lib-xformers",
@@ -820,6 +833,16 @@ register("triton.jit", "triton.autotune")(
                 "validate with triton-ascend or replace with a torch / torch_npu op",
             )
         ]
+    )
+)
+
+register("liger_kernel.*")(
+    _lib(
+        "lib-triton",
+        "Liger's kernels are Triton kernels tuned for CUDA GPUs",
+        "ascend_tools.patch (fused RMSNorm/RoPE/SwiGLU/linear cross-entropy on torch_npu ops), "
+        "or validate each kernel with triton-ascend",
+        severity="warning",
     )
 )
 

@@ -318,3 +318,29 @@ def test_syntax_error_in_imported_file_is_a_finding(tmp_path):
 def test_missing_file_is_input_error(tmp_path):
     with pytest.raises(InputError, match="no such file"):
         scan_target(str(tmp_path / "nope.py"))
+
+
+def test_flash_attn_extensions_ring_and_liger_imports(tmp_path):
+    # spellings from flash_attn/layers/rotary.py, flash_attn/losses/cross_entropy.py,
+    # flash_attn/ops/layer_norm.py, zhuzilin/ring-flash-attention and linkedin/Liger-Kernel
+    findings = scan_src(
+        tmp_path,
+        """\
+        import rotary_emb
+        import xentropy_cuda_lib
+        import dropout_layer_norm
+        from ring_flash_attn import zigzag_ring_flash_attn_func
+        from liger_kernel.transformers import apply_liger_kernel_to_llama
+        try:
+            import dropout_layer_norm
+        except ImportError:
+            dropout_layer_norm = None
+        import rotary_embedding_torch
+        """,
+    )
+    sev = {(f.rule, f.line): f.severity for f in findings}
+    for line in (1, 2, 3, 4):
+        assert sev[("lib-flash-attn", line)] == "error"
+    assert sev[("lib-triton", 5)] == "warning"
+    assert sev[("lib-flash-attn", 7)] == "warning"  # ImportError fallback
+    assert not [f for f in findings if f.line == 10]  # a pure-PyTorch package of a similar name
