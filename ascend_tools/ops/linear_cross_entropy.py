@@ -1,4 +1,5 @@
-"""Fused linear cross-entropy: the LM head and the loss without the full logits, with tiers: reference, triton.
+"""Fused linear cross-entropy: the LM head and the loss without the full logits, with tiers: reference, npu,
+triton.
 
 ``linear_cross_entropy(hidden (N, H), weight (V, H), labels (N,), bias=None, ...)`` is Hugging Face's causal
 LM loss on ``logits = hidden @ weight.T (+ bias)`` (labels already shifted): logits in the input dtype,
@@ -31,8 +32,15 @@ Tiers (chosen and self-checked by :mod:`ascend_tools.ops.registry`):
 - ``triton``: the same chunks and matmuls in PyTorch; the per-row softmax / loss / gradient step is one
   Triton kernel that reads the chunk's logits once for the max and sum (online softmax) and overwrites
   them with their gradient in place (no fp32 copy of the chunk).
-- ``npu``: not provided. torch_npu documents no fused linear cross-entropy; the reference tier runs on an
-  NPU with torch_npu's matmul and softmax kernels and already gives the memory saving, which is the point.
+- ``npu``: the same chunks and matmuls; the per-chunk step is torch_npu's fused log-softmax + NLL,
+  ``npu_cross_entropy_loss(z, target, reduction="none", label_smoothing=eps)`` on the chunk's fp32 logits
+  (one kernel for the per-row loss, returning ``log_prob``), and ``npu_cross_entropy_loss_backward(scale,
+  log_prob, target, reduction="none", label_smoothing=eps)`` for ``dz`` (one kernel, the registered
+  backward of the former). Documented limits it works around: ``ignore_index < 0`` means "nothing
+  ignored" and targets must lie in ``[0, V)``, so ignored rows get target 0 and a row factor of 0 (as in
+  every tier); at most 200,000 rows per call (the step splits larger chunks); no fp64 (the reference's
+  step). torch_npu documents no fused linear cross-entropy (the matmuls stay in PyTorch, as Liger-Kernel
+  keeps them). Never run on an NPU here: tested through a double of the documented semantics.
 
 Tolerances (against the fp64 reference, ``|a-b| / (max(1, rms(b))+|b|)``, the sum of each pair): gradients
 (:data:`TOLERANCES`) fp32 2e-5 (sums over V and H terms), fp16 4e-3, bf16 3e-2 (the logits and ``dlogits``
@@ -48,6 +56,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Un
 
 import torch
 
+from .. import backend
 from . import registry
 from .triton_available import interpreting, triton_available
 from .triton_available import unavailable_reason as triton_unavailable_reason
@@ -251,6 +260,73 @@ def linear_cross_entropy_reference(
     hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, *args: Any, **kwargs: Any
 ) -> torch.Tensor:
     return _apply(_step_torch, hidden, weight, labels, *args, **kwargs)
+
+
+# --- npu: torch_npu.npu_cross_entropy_loss per chunk -----------------------------------------------------------
+
+NPU_OPS = ("npu_cross_entropy_loss", "npu_cross_entropy_loss_backward")
+NPU_MAX_ROWS = 200_000  # documented: N in (0, 200000]
+
+
+def _step_npu(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    scale: torch.Tensor,
+    label_smoothing: float,
+    softcap: Optional[float],
+    need_grad: bool,
+    compute: torch.dtype,
+) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    if compute != torch.float32:  # fp64: the reference's step (the NPU op has no fp64)
+        return _step_torch(logits, target, scale, label_smoothing, softcap, need_grad, compute)
+    mod, err = backend.torch_npu_status()
+    if mod is None:
+        raise RuntimeError(err or "torch_npu is not importable")
+    t = None
+    if softcap is not None:
+        t = torch.tanh(logits / softcap)
+        logits = t * softcap
+    z = logits.to(torch.float32)
+    losses, grads = [], []
+    for start in range(0, z.shape[0], NPU_MAX_ROWS):
+        rows = slice(start, start + NPU_MAX_ROWS)
+        # ignored rows: target 0 (in range) and scale 0; ignore_index < 0 means "none ignored" to the op
+        loss, log_prob, _, _ = mod.npu_cross_entropy_loss(
+            z[rows], target[rows], reduction="none", ignore_index=-100, label_smoothing=label_smoothing
+        )
+        losses.append(loss.to(compute) * scale[rows])
+        if need_grad:
+            dz = mod.npu_cross_entropy_loss_backward(
+                scale[rows].to(torch.float32),
+                log_prob,
+                target[rows],
+                reduction="none",
+                ignore_index=-100,
+                label_smoothing=label_smoothing,
+            )
+            grads.append(dz.to(logits.dtype))
+        del log_prob
+    loss_rows = torch.cat(losses) if len(losses) != 1 else losses[0]
+    if not need_grad:
+        return loss_rows, None
+    dlogits = torch.cat(grads) if len(grads) != 1 else grads[0]
+    if t is not None:  # through softcap * tanh(x / softcap), in the input dtype as HF's autograd
+        dlogits = dlogits * (1 - t * t)
+    return loss_rows, dlogits
+
+
+def linear_cross_entropy_npu(
+    hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, *args: Any, **kwargs: Any
+) -> torch.Tensor:
+    return _apply(_step_npu, hidden, weight, labels, *args, **kwargs)
+
+
+def _npu_unavailable(device: Any) -> Optional[str]:
+    for name in NPU_OPS:
+        reason = backend.npu_op_unavailable(device, name)
+        if reason is not None:
+            return reason
+    return None
 
 
 # --- triton ---------------------------------------------------------------------------------------------------
@@ -479,6 +555,16 @@ def _register() -> None:
         "forward_tolerance": forward_tolerance,
     }
     registry.register(registry.Tier(OP, "reference", forward=linear_cross_entropy_reference, **common))
+    registry.register(
+        registry.Tier(
+            OP,
+            "npu",
+            forward=linear_cross_entropy_npu,
+            available=lambda device: _npu_unavailable(device) is None,
+            unavailable_reason=_npu_unavailable,
+            **common,
+        )
+    )
     registry.register(
         registry.Tier(
             OP,

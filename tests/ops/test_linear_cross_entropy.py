@@ -1,20 +1,25 @@
 """Fused linear cross-entropy tiers: loss and gradients against an fp64 ``F.cross_entropy(F.linear(...))``
 and against transformers' own ``ForCausalLMLoss``; the full logits never exist; every tier available here
-(reference, triton interpreted) against the golden vectors; a tier off by 1% refused.
+(reference, triton interpreted, npu through a double of torch_npu's documented cross-entropy ops) against
+the golden vectors; a tier off by 1% refused.
 
 Tolerances (the registry's ``|a - b| / (max(1, rms(b)) + |b|)``): fp32 2e-5, bf16 3e-2 (logits and their
 gradient rounded to bf16 before the matmuls).
 """
 
 import importlib.util
+import types
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from ascend_tools import backend
 from ascend_tools.ops import linear_cross_entropy as L
 from ascend_tools.ops import registry
+from tests.ops.doubles import cross_entropy as npu_double
+from tests.ops.doubles import fake_torch_npu
 
 rel_err = registry.max_rel_error
 TOL = {torch.float32: 2e-5, torch.bfloat16: 3e-2, torch.float16: 4e-3}
@@ -150,8 +155,73 @@ def test_triton_tier_interpreted(monkeypatch, opts, dtype):
         assert rel_err(a, r) <= TOL[dtype]
 
 
-def test_chunk_rows_follows_the_vocab_to_hidden_ratio():
-    assert L.chunk_rows(4096, 151936, 896) == 32  # ceil(4096 / ceil(151936 / 896) = 170) = 25 -> 32
+@pytest.fixture
+def fake_npu(monkeypatch):
+    mod = fake_torch_npu(
+        npu_cross_entropy_loss=npu_double.npu_cross_entropy_loss,
+        npu_cross_entropy_loss_backward=npu_double.npu_cross_entropy_loss_backward,
+    )
+    monkeypatch.setattr(backend, "torch_npu_status", lambda: (mod, None))
+    npu_double.calls.clear()
+    return mod
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("opts", OPTIONS, ids=str)
+def test_npu_tier_through_double(fake_npu, opts, dtype):
+    h, w, y, b = problem(v=70, dtype=dtype, bias=True)
+    ours = run(L.linear_cross_entropy_npu, h, w, y, b, chunk_size=5, **opts)
+    ref = run(truth, h.double(), w.double(), y, b.double(), **opts)
+    for a, r in zip(ours, ref):
+        assert rel_err(a, r) <= TOL[dtype]
+    # fp32 logits (HF upcasts before the loss), per-row losses, one forward and one backward per chunk
+    eps = opts.get("label_smoothing", 0.0)
+    assert npu_double.calls[:2] == [
+        ("forward", (5, 70), torch.float32, "none", eps),
+        ("backward", (5, 70), torch.float32, "none", eps),
+    ]
+    assert len(npu_double.calls) == 2 * 3  # 13 rows in chunks of 5
+
+
+def test_npu_tier_splits_chunks_past_the_documented_row_limit(fake_npu, monkeypatch):
+    monkeypatch.setattr(L, "NPU_MAX_ROWS", 4)
+    h, w, y, _ = problem()
+    y[:] = -100  # every row ignored: targets handed to the op stay in [0, V), sum is 0
+    y[5] = 3
+    ours = run(L.linear_cross_entropy_npu, h, w, y, None, chunk_size=10, reduction="sum")
+    ref = run(truth, h.double(), w.double(), y, None, reduction="sum")
+    assert [c[1][0] for c in npu_double.calls if c[0] == "forward"] == [4, 4, 2, 3]
+    for a, r in zip(ours, ref):
+        assert rel_err(a, r) <= TOL[torch.float32]
+
+
+def test_npu_tier_fp64_and_no_grad_paths(fake_npu):
+    h, w, y, _ = problem(dtype=torch.float64)
+    ours = run(L.linear_cross_entropy_npu, h, w, y, None, chunk_size=4)
+    ref = run(truth, h, w, y, None)
+    assert all(rel_err(a, r) <= 1e-10 for a, r in zip(ours, ref))
+    assert npu_double.calls == []  # no fp64 on the NPU: the reference's step
+    h32, w32 = h.float(), w.float()
+    with torch.no_grad():
+        loss = L.linear_cross_entropy_npu(h32, w32, y, chunk_size=4)
+    assert rel_err(loss, truth(h, w, y)) <= 1e-6
+    assert {c[0] for c in npu_double.calls} == {"forward"}
+
+
+def test_npu_tier_availability(fake_npu, monkeypatch):
+    tier = registry.tiers("linear_cross_entropy")["npu"]
+    assert "needs an NPU tensor" in registry.why_unavailable(tier, torch.device("cpu"))
+    npu = types.SimpleNamespace(type="npu")
+    assert L._npu_unavailable(npu) is None
+    partial = fake_torch_npu(npu_cross_entropy_loss=npu_double.npu_cross_entropy_loss)
+    monkeypatch.setattr(backend, "torch_npu_status", lambda: (partial, None))
+    assert L._npu_unavailable(npu) == "torch_npu has no npu_cross_entropy_loss_backward"
+
+
+def test_chunk_rows_follows_the_vocab_to_hidden_ratio_with_a_floor():
+    assert L.chunk_rows(65536, 151936, 896) == 512  # ceil(65536 / ceil(151936 / 896) = 170) = 386 -> 512
+    assert L.chunk_rows(65536, 32000, 4096) == 8192  # ceil(65536 / 8) = 8192
+    assert L.chunk_rows(4096, 151936, 256) == 512  # Liger's rule alone: 8 rows
     assert L.chunk_rows(8, 100, 1000) == 8
     assert L.chunk_rows(0, 10, 10) == 1
 
@@ -195,7 +265,12 @@ def test_golden_files_cover_the_cases():
 
 
 def available_tiers(monkeypatch):
-    names = ["reference"]
+    names = ["reference", "npu"]
+    mod = fake_torch_npu(
+        npu_cross_entropy_loss=npu_double.npu_cross_entropy_loss,
+        npu_cross_entropy_loss_backward=npu_double.npu_cross_entropy_loss_backward,
+    )
+    monkeypatch.setattr(backend, "torch_npu_status", lambda: (mod, None))
     if importlib.util.find_spec("triton") is not None:
         monkeypatch.setenv("TRITON_INTERPRET", "1")
         names.append("triton")
