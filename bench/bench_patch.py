@@ -55,18 +55,16 @@ imports.
 """
 
 import argparse
-import gc
 import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from benchlib import cpu_pressure_us, table, targets_table, version
+from benchlib import PeakRSS, cpu_pressure_us, table, targets_table, version
 from benchlib import machine as benchlib_machine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -127,78 +125,6 @@ HBM_PEAK_GBS: Tuple[Tuple[str, Optional[float]], ...] = (
 
 
 # --- worker helpers ---------------------------------------------------------------------------------------
-
-
-def _proc_status_kb(field: str) -> Optional[int]:
-    try:
-        with open("/proc/self/status", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _malloc_trim() -> None:
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-class PeakRSS:
-    """Peak RSS increase of this process over a ``with`` block, in bytes (``.delta``, ``.how``).
-
-    Linux: reset the kernel's high-water mark (``/proc/self/clear_refs`` = 5) and read ``VmHWM`` after:
-    exact, no sampling. Elsewhere, or when ``clear_refs`` is not writable: psutil sampling every 1 ms."""
-
-    def __init__(self) -> None:
-        self.delta = 0.0
-        self.how = ""
-        self._base = 0
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-        self._peak = 0
-
-    def __enter__(self) -> "PeakRSS":
-        gc.collect()
-        _malloc_trim()
-        rss = _proc_status_kb("VmRSS")
-        try:
-            with open("/proc/self/clear_refs", "w", encoding="utf-8") as f:
-                f.write("5")
-            self.how = "VmHWM"
-            self._base = (rss or 0) * 1024
-            return self
-        except OSError:
-            pass
-        import psutil
-
-        proc = psutil.Process()
-        self.how = "psutil 1 ms"
-        self._base = self._peak = proc.memory_info().rss
-
-        def sample() -> None:
-            while not self._stop.wait(0.001):
-                self._peak = max(self._peak, proc.memory_info().rss)
-
-        self._thread = threading.Thread(target=sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            import psutil
-
-            peak = max(self._peak, psutil.Process().memory_info().rss)
-        else:
-            peak = (_proc_status_kb("VmHWM") or 0) * 1024
-        self.delta = float(peak - self._base)
 
 
 def build(patched: bool) -> Any:

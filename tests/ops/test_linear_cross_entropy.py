@@ -111,6 +111,8 @@ def test_all_rows_ignored_gives_nan_mean_and_zero_sum_as_torch():
 
 
 class LargestTensor(TorchDispatchMode):
+    """The largest tensor any op produced, in bytes (the Triton interpreter copies arguments as bytes)."""
+
     def __init__(self):
         super().__init__()
         self.largest = 0
@@ -119,7 +121,7 @@ class LargestTensor(TorchDispatchMode):
         out = func(*args, **(kwargs or {}))
         for t in out if isinstance(out, (tuple, list)) else [out]:
             if isinstance(t, torch.Tensor):
-                self.largest = max(self.largest, t.numel())
+                self.largest = max(self.largest, t.numel() * t.element_size())
         return out
 
 
@@ -129,7 +131,7 @@ def test_full_logits_never_exist(name, monkeypatch):
         if importlib.util.find_spec("triton") is None:
             pytest.skip("triton not installed")
         monkeypatch.setenv("TRITON_INTERPRET", "1")
-    n, h, v = 256, 32, 1000
+    n, h, v = 1024, 16, 2000
     hidden, weight, labels, _ = problem(n=n, h=h, v=v)
     hidden.requires_grad_(True)
     weight.requires_grad_(True)
@@ -137,10 +139,10 @@ def test_full_logits_never_exist(name, monkeypatch):
     with LargestTensor() as mode:
         fn(hidden, weight, labels).backward()
     chunk = L.chunk_rows(n, v, h)
-    assert chunk < n and mode.largest <= max(chunk * v, v * h) < n * v
+    assert chunk < n and mode.largest <= 4 * max(chunk * v, v * h) < 4 * n * v  # fp32
     with LargestTensor() as mode:  # what the unfused loss materialises, for contrast
         truth(hidden.float(), weight, labels).backward()
-    assert mode.largest >= n * v
+    assert mode.largest >= 4 * n * v
 
 
 @needs_triton
