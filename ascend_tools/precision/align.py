@@ -1,22 +1,24 @@
 """Pair the records of two runs: the same op call on the target and on the reference.
 
-Three passes, each over what the previous left unmatched:
+The two op streams are aligned as sequences, per phase, so that an op present in one run only (dropout
+left on, an extra cast) shifts nothing after it: it is reported unmatched (target-only or
+reference-only) and every later op still pairs with its counterpart.
 
-1. **key**: same (name, phase, call index) and the same output shapes — the normal case when both runs
-   executed the same op stream.
-2. **sequence**: where the streams differ (a fused op on one side and its decomposition on the other, an
-   extra cast), a longest-matching-blocks alignment (difflib) of the op names, per phase, pairs the runs
-   of identical names between the differences.
-3. **module**: records left over are paired by (module path, name, phase) in order, so an op inside
-   ``model.layers.3.mlp`` only pairs with one inside the same module.
+* Each record's **signature** is (name, module path, output shapes). The common prefix and suffix of the
+  two signature streams are paired directly (the whole stream when both runs executed the same ops).
+* The middle is diffed with ``difflib.SequenceMatcher`` (longest matching blocks); in each gap between
+  blocks the records are diffed again on (name, output shapes) only, for module paths that differ
+  between the runs (one captured with ``model=``, one without).
+* A pair whose (name, phase, call index) also agree is labelled ``key``, otherwise ``sequence``: the call
+  index only breaks ties, it never forces a pairing.
 
-Whatever is still unmatched is reported as such (``Pair`` with one side None).
+Cost: linear for identical streams; a diff only over the part that differs, where a signature's repeats
+are few because module paths carry the layer number (measured in docs/precision.md).
 """
 
 import difflib
-from collections import defaultdict, deque
 from dataclasses import dataclass
-from typing import Deque, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Hashable, List, Optional, Sequence, Tuple
 
 from .records import PHASES, Record
 
@@ -25,7 +27,7 @@ from .records import PHASES, Record
 class Pair:
     target: Optional[Record]
     reference: Optional[Record]
-    how: str  # "key" | "sequence" | "module" | "unmatched"
+    how: str  # "key" | "sequence" | "unmatched"
 
     @property
     def order(self) -> int:
@@ -38,51 +40,70 @@ def _shapes(rec: Record) -> Tuple[Tuple[int, ...], ...]:
     return tuple(tuple(t.shape) for t in rec.outputs)
 
 
+def signature(rec: Record) -> Tuple[Any, ...]:
+    return (rec.name, rec.module, _shapes(rec))
+
+
+def _loose(rec: Record) -> Tuple[Any, ...]:
+    return (rec.name, _shapes(rec))
+
+
 def align(target: Sequence[Record], reference: Sequence[Record]) -> List[Pair]:
-    """Pairs in target execution order, then reference-only records at the end."""
+    """Pairs in target execution order (target-only ones included), then reference-only records."""
+    phases = list(PHASES) + sorted({r.phase for r in (*target, *reference)} - set(PHASES))
     pairs: List[Pair] = []
-    ref_by_key = {(r.key, _shapes(r)): r for r in reference}
-    used_t, used_r = set(), set()
-    for t in target:
-        r = ref_by_key.get((t.key, _shapes(t)))
-        if r is not None and id(r) not in used_r:
-            pairs.append(Pair(t, r, "key"))
-            used_t.add(id(t))
-            used_r.add(id(r))
-    for phase in PHASES:
-        left_t = [t for t in target if id(t) not in used_t and t.phase == phase]
-        left_r = [r for r in reference if id(r) not in used_r and r.phase == phase]
-        for t, r in _sequence_pairs(left_t, left_r):
-            pairs.append(Pair(t, r, "sequence"))
-            used_t.add(id(t))
-            used_r.add(id(r))
-    by_module: Dict[Tuple[str, str, str], Deque[Record]] = defaultdict(deque)
-    for r in reference:
-        if id(r) not in used_r:
-            by_module[(r.module, r.name, r.phase)].append(r)
-    for t in target:
-        if id(t) in used_t:
-            continue
-        queue = by_module.get((t.module, t.name, t.phase))
-        if queue:
-            r = queue.popleft()
-            pairs.append(Pair(t, r, "module"))
-            used_r.add(id(r))
-        else:
-            pairs.append(Pair(t, None, "unmatched"))
+    ref_only: List[Record] = []
+    for phase in phases:
+        t = [r for r in target if r.phase == phase]
+        r = [x for x in reference if x.phase == phase]
+        for a, b in _diff(t, r, signature, _loose):
+            if a is None:
+                assert b is not None
+                ref_only.append(b)
+            elif b is None:
+                pairs.append(Pair(a, None, "unmatched"))
+            else:
+                pairs.append(Pair(a, b, "key" if a.key == b.key else "sequence"))
     pairs.sort(key=lambda p: p.order)
-    pairs.extend(Pair(None, r, "unmatched") for r in reference if id(r) not in used_r)
+    pairs.extend(Pair(None, r, "unmatched") for r in sorted(ref_only, key=lambda r: r.id))
     return pairs
 
 
-def _sequence_pairs(target: List[Record], reference: List[Record]) -> List[Tuple[Record, Record]]:
-    matcher = difflib.SequenceMatcher(
-        a=[t.name for t in target], b=[r.name for r in reference], autojunk=False
-    )
-    out = []
-    for block in matcher.get_matching_blocks():
-        for k in range(block.size):
-            t, r = target[block.a + k], reference[block.b + k]
-            if _shapes(t) == _shapes(r):
-                out.append((t, r))
+Side = Tuple[Optional[Record], Optional[Record]]
+
+
+def _diff(
+    a: List[Record],
+    b: List[Record],
+    sig: Callable[[Record], Hashable],
+    *fallback: Callable[[Record], Hashable],
+) -> List[Side]:
+    """(target, reference) pairs and one-sided entries covering ``a`` and ``b``."""
+    sa, sb = [sig(x) for x in a], [sig(x) for x in b]
+    head = 0
+    while head < len(a) and head < len(b) and sa[head] == sb[head]:
+        head += 1
+    tail = 0
+    while tail < len(a) - head and tail < len(b) - head and sa[-1 - tail] == sb[-1 - tail]:
+        tail += 1
+    out: List[Side] = [(a[k], b[k]) for k in range(head)]
+    ma, mb = a[head : len(a) - tail], b[head : len(b) - tail]
+    if ma and mb:
+        matcher = difflib.SequenceMatcher(
+            a=sa[head : len(a) - tail], b=sb[head : len(b) - tail], autojunk=False
+        )
+        i = j = 0
+        for block in matcher.get_matching_blocks():
+            out.extend(_gap(ma[i : block.a], mb[j : block.b], fallback))
+            out.extend((ma[block.a + k], mb[block.b + k]) for k in range(block.size))
+            i, j = block.a + block.size, block.b + block.size
+    else:
+        out.extend(_gap(ma, mb, ()))
+    out.extend((a[len(a) - tail + k], b[len(b) - tail + k]) for k in range(tail))
     return out
+
+
+def _gap(a: List[Record], b: List[Record], fallback: Sequence[Callable[[Record], Hashable]]) -> List[Side]:
+    if a and b and fallback:
+        return _diff(a, b, fallback[0], *fallback[1:])
+    return [(x, None) for x in a] + [(None, y) for y in b]

@@ -18,6 +18,7 @@ from ..report import Finding, Report, Series, Severity, Table
 from ..report.csvcell import safe_cell
 from . import diagnose
 from .align import align
+from .causes import Cause, rank
 from .diagnose import PairResult
 from .dumps import Dump, open_dump
 
@@ -129,19 +130,23 @@ def pair_row(order: int, res: PairResult) -> Dict[str, Any]:
     )
 
 
-def culprit_row(rank: int, res: PairResult, dump: Dump) -> Dict[str, Any]:
+def culprit_row(position: int, cause: Cause, dump: Dump) -> Dict[str, Any]:
+    res = cause.result
     rec = res.record
     verdict = res.introduced_verdict or res.verdict
     return OrderedDict(
-        rank=rank,
+        rank=position,
+        kind=cause.kind,
+        detail=cause.detail,
+        arg_diff=list(cause.arg_diff),
         name=rec.key,
         op=rec.name,
         call=rec.call,
         module=rec.module,
         phase=rec.phase,
-        introduced_error=res.score,
+        introduced_error=cause.score,
         method=res.method,
-        verdict=res.culprit_level,
+        verdict=cause.level,
         error_vs_reference=res.verdict.ratio if res.verdict else None,
         reason=verdict.reason if verdict else "",
         stack=diagnose.stack_lines(dump, rec),
@@ -154,8 +159,8 @@ def culprit_row(rank: int, res: PairResult, dump: Dump) -> Dict[str, Any]:
 def build_report(target: Dump, reference: Dump, step: int, results: List[PairResult], top: int) -> Report:
     matched = [r for r in results if r.pair.target is not None and r.pair.reference is not None]
     rows = [pair_row(i, r) for i, r in enumerate(results)]
-    found = diagnose.culprits(results)
-    errors = [r for r in found if r.culprit_level == "error"]
+    found = rank(results)
+    errors = [c for c in found if c.level == "error"]
     # no replay (and none needed): amplification ranks
     stats_only = not any(r.method == "replay" or r.within_reference for r in results)
     with_tensors = any(r.error is not None for r in results)
@@ -164,15 +169,9 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
         if not stats_only
         else "error amplification ({})".format("tensors" if with_tensors else "statistics only")
     )
-    # Without tensors the culprit threshold is soft: list the top of the ranking, labelled by the threshold.
-    # Else proven culprits come before suspects (each by score), so --top never hides an error.
-    listed = (
-        diagnose.ranked(results, top)
-        if stats_only
-        else errors + [r for r in found if r.culprit_level != "error"]
-    )
-    culprits = [culprit_row(i + 1, r, target) for i, r in enumerate(listed[:top])]
-    first = min(errors or found, key=lambda r: r.record.id) if found else None
+    # one ranking in both modes (causes.py): the kind of cause first, proven before suspected, then score
+    culprits = [culprit_row(i + 1, c, target) for i, c in enumerate(found[:top])]
+    first = found[0] if found else None
     levels = Counter(r.verdict.level for r in matched if r.verdict)
     how = Counter(r.pair.how for r in results)
     matched_by = {k: how.get(k, 0) for k in ("key", "sequence", "module")}
@@ -188,7 +187,8 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
         culprits=len(errors),
         suspects=len(found) - len(errors),
         method=method,
-        first_culprit=first.record.key if first else None,
+        first_culprit=first.result.record.key if first else None,
+        cause=headline(first, target),
         problems=sum(len(r.problems) for r in results) + len(target.problems) + len(reference.problems),
     )
     data = OrderedDict(
@@ -220,6 +220,7 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
             "{} proven, {} suspected ({})".format(len(errors), summary["suspects"], summary["method"]),
         ),
         ("first culprit", summary["first_culprit"] or "none"),
+        ("cause", summary["cause"]),
     ]
     if summary["problems"]:
         report.summary.append(("refused", f"{summary['problems']} requests of the dumps (see Refused)"))
@@ -240,6 +241,22 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
         )
     )
     return report
+
+
+def headline(cause: Optional[Cause], dump: Dump) -> str:
+    """The top cause in one sentence that names its kind."""
+    if cause is None:
+        return "none found"
+    rec = cause.result.record
+    stack = diagnose.stack_lines(dump, rec)
+    where = "at {}{}".format(rec.module or "<root>", f" ({stack[-1]})" if stack else "")
+    if cause.kind == "nonfinite":
+        return f"{cause.detail} first produced by {rec.key} {where}"
+    if cause.kind == "kernel":
+        return f"kernel error: {rec.key} {where} is off against its own float64 replay"
+    if cause.kind == "divergence":
+        return f"output diverges while inputs agree: {rec.key} {where}; {cause.detail}"
+    return f"target-only op: {rec.key} {where} has no counterpart in the reference run"
 
 
 def _side(dump: Dump) -> Dict[str, Any]:
@@ -266,10 +283,11 @@ def _culprit_section(report: Report, culprits: List[Dict[str, Any]], ranking: st
     sec.tables.append(
         Table(
             "",
-            ["#", "call", "module", "phase", "introduced", "method", "vs reference", "where"],
+            ["#", "kind", "call", "module", "phase", "introduced", "method", "vs reference", "where"],
             [
                 [
                     c["rank"],
+                    c["kind"],
                     c["name"],
                     c["module"],
                     c["phase"],

@@ -11,8 +11,8 @@ every other tool reports), and how much of that did this op add itself (``introd
   (floored at the dtype's expected rounding error). An op that only passes on what it was given has an
   amplification near 1; the op where the error appears has a large one.
 
-``score`` (introduced error over the dtype tolerance; or the amplification) ranks the culprits; a
-culprit is a record whose own error is judged ``error``.
+``score`` is the introduced error over the dtype tolerance, or the amplification. Which records are
+causes, and of which kind (kernel, divergence with agreeing inputs, NaN/Inf, target-only), is ``causes.py``.
 """
 
 import os
@@ -55,21 +55,6 @@ class PairResult:
         rec = self.pair.target if self.pair.target is not None else self.pair.reference
         assert rec is not None  # align() makes no pair without a record
         return rec
-
-    @property
-    def culprit_level(self) -> Optional[str]:
-        """``error``: a replay proves this op made an error beyond its dtype's tolerance. ``suspect``:
-        statistics only, the output is off and the op amplified its inputs' error by a large factor
-        (statistics cannot prove it). None otherwise."""
-        if self.method == "replay":
-            return "error" if self.replay is not None and self.replay.is_error else None
-        if self.method == "amplification" and self.verdict is not None and self.verdict.level == "error":
-            return "suspect" if (self.amplification or 0) >= AMPLIFICATION_CULPRIT else None
-        return None
-
-    @property
-    def is_culprit(self) -> bool:
-        return self.culprit_level is not None
 
 
 def output_error(result: PairResult) -> Optional[float]:
@@ -193,7 +178,13 @@ class Diagnoser:
 
     def _amplification(self, results: List[PairResult]) -> None:
         for res in results:
-            if res.method or res.verdict is None or res.within_reference:
+            # a passing replay does not end it: outputs off while the inputs agree is a cause of its own
+            # (a config or code difference, see causes.py), measured by the same ratio
+            if (
+                res.verdict is None
+                or res.within_reference
+                or (res.replay is not None and res.replay.is_error)
+            ):
                 continue
             t, r = res.pair.target, res.pair.reference
             out_err = output_error(res)
@@ -202,8 +193,9 @@ class Diagnoser:
             in_err = max((self._input_error(a, b, res) for a, b in zip(t.inputs, r.inputs)), default=0.0)
             floor = standards.expected_rounding_error(t.outputs[0].dtype, r.outputs[0].dtype)
             res.amplification = out_err / max(in_err, floor, 1e-300)
-            res.method = "amplification"
-            res.score = res.amplification
+            if not res.method:
+                res.method = "amplification"
+                res.score = res.amplification
 
     def _input_error(self, a: TensorInfo, b: TensorInfo, result: PairResult) -> float:
         key = (a.file, b.file) if a.file and b.file else None
@@ -223,17 +215,6 @@ class Diagnoser:
 
 def _reduction(rec: Record) -> Optional[int]:
     return standards.reduction_length(rec.name, [t.shape for t in rec.inputs])
-
-
-def culprits(results: List[PairResult]) -> List[PairResult]:
-    """Culprits, highest score first."""
-    return sorted((r for r in results if r.is_culprit), key=lambda r: -r.score)
-
-
-def ranked(results: List[PairResult], limit: int = 10) -> List[PairResult]:
-    """The top records by score (culprits or not), for the stats-only view where a threshold is soft."""
-    scored = [r for r in results if r.method and r.pair.target is not None]
-    return sorted(scored, key=lambda r: -r.score)[:limit]
 
 
 def stack_lines(dump: Dump, rec: Record) -> List[str]:

@@ -1,0 +1,166 @@
+"""One ranking of the causes of drift, each with its kind, over a compare's :class:`PairResult` list.
+
+Kinds, in ranking order (within a kind, by score):
+
+1. ``nonfinite``: the first op, in execution order, whose output holds NaN, ±Inf or values saturated at
+   the dtype's ±max where the paired reference output holds none (target-only ops included). Everything
+   after it is poisoned, so it is the headline whatever else is found. Read from the records' counts, so
+   it works the same with tensors or statistics only.
+2. ``kernel``: the op's output is off against a float64 replay on its own inputs (tensor mode).
+3. ``divergence``: the output is off against the reference while the op's inputs agree: the output's
+   error is at least ``AMPLIFICATION_CULPRIT`` times the worst input error (``diagnose``), even where the
+   replay passes: the op computed something else (another eps, another formula). The paired ops'
+   non-tensor arguments are diffed and the differences named.
+4. ``target-only``: a forward or optimizer op the reference run does not have (dropout left on), other
+   than a cast, a view or an allocation (backward ops follow the forward graph: a bf16 run's extra cast
+   adds a gradient sum there). A divergence seen in statistics only (``STATS_DIVERGENCE``) ranks after
+   these.
+"""
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterator, List, Optional, Tuple
+
+from ..dispatch import UNDEFINED_VALUES, op_base
+from .diagnose import AMPLIFICATION_CULPRIT, PairResult
+from .records import Record, TensorInfo
+
+KINDS = ("nonfinite", "kernel", "divergence", "target-only")
+
+# target-only ops that change no value: the casts a lower-precision run adds, views and copies
+_NEUTRAL = frozenset(
+    ("_to_copy", "to", "clone", "copy_", "view", "_unsafe_view", "alias", "detach", "expand", "t",
+     "transpose", "reshape", "contiguous", "lift_fresh", "_to_dtype", "slice", "select", "unsqueeze", "squeeze")
+)  # fmt: skip
+ARGS_SHOWN = 5
+# Statistics move more than tensors (a min or a mean near zero): a divergence seen in statistics only needs
+# a larger ratio. Measured on tests/precision/test_drift_causes.py: clean bf16 Llama runs reach 42 (backward
+# mm, RoPE sin on bf16 angles), the one-layer RMSNorm eps change 39,690.
+STATS_DIVERGENCE = 100.0
+
+
+@dataclass
+class Cause:
+    kind: str  # one of KINDS
+    result: PairResult
+    level: str  # "error" (proven) | "suspect"
+    detail: str = ""  # what was produced (nonfinite), which arguments differ (divergence)
+    score: float = 0.0  # kernel: tolerances off its replay; divergence: output error over input error
+    arg_diff: List[str] = field(default_factory=list)
+
+
+def rank(results: List[PairResult]) -> List[Cause]:
+    """Every cause found, in ranking order."""
+    found: List[Cause] = []
+    first = first_nonfinite(results)
+    if first is not None:
+        found.append(first)
+    for res in results:
+        if first is not None and res is first.result:
+            continue
+        cause = _classify(res)
+        if cause is not None:
+            found.append(cause)
+    return sorted(found, key=lambda c: (_order(c), -c.score))
+
+
+def _order(cause: Cause) -> int:
+    """KINDS order, except that a divergence seen in statistics only (a soft hint: a statistic can move
+    more than the tensor) comes after the target-only ops (a fact of the op streams)."""
+    if cause.kind == "divergence" and cause.level != "error":
+        return len(KINDS)
+    return KINDS.index(cause.kind)
+
+
+def _classify(res: PairResult) -> Optional[Cause]:
+    t, r = res.pair.target, res.pair.reference
+    if t is None:
+        return None
+    if r is None:
+        base = op_base(t.name)
+        # backward ops follow the forward graph (a bf16 run's extra cast adds a gradient sum there)
+        if t.kind == "op" and t.phase != "backward" and base not in _NEUTRAL and base not in UNDEFINED_VALUES:
+            return Cause("target-only", res, "suspect", "no counterpart in the reference run")
+        return None
+    if res.replay is not None and res.replay.is_error:
+        return Cause("kernel", res, "error", score=res.score)
+    # tensors prove the inputs agree; statistics only suggest it
+    proven = res.error is not None
+    ratio = res.amplification or 0.0
+    if res.verdict is None or res.verdict.level != "error":
+        return None
+    if ratio < (AMPLIFICATION_CULPRIT if proven else STATS_DIVERGENCE):
+        return None
+    diff = arg_diff(t, r)
+    detail = "arguments differ: " + "; ".join(diff[:ARGS_SHOWN]) if diff else "no non-tensor argument differs"
+    return Cause("divergence", res, "error" if proven else "suspect", detail, score=ratio, arg_diff=diff)
+
+
+# --- first NaN / Inf / saturation ------------------------------------------------------------------------
+
+
+def _counts(info: Optional[TensorInfo]) -> Tuple[int, int, int]:
+    s = info.stats if info is not None else None
+    return (s.nan, s.inf, s.sat) if s is not None else (0, 0, 0)
+
+
+def new_nonfinite(target: List[TensorInfo], reference: List[TensorInfo]) -> List[str]:
+    """What ``target`` holds that the paired ``reference`` tensors do not: "NaN", "Inf", "saturated"."""
+    out = []
+    for k, info in enumerate(target):
+        ref = _counts(reference[k]) if k < len(reference) else (0, 0, 0)
+        for name, t_n, r_n in zip(("NaN", "Inf", "saturated"), _counts(info), ref):
+            if t_n and not r_n and name not in out:
+                out.append(name)
+    return out
+
+
+def first_nonfinite(results: List[PairResult]) -> Optional[Cause]:
+    for res in sorted((r for r in results if r.pair.target is not None), key=lambda r: r.record.id):
+        t, r = res.pair.target, res.pair.reference
+        assert t is not None
+        if t.kind != "op":
+            continue
+        made = new_nonfinite(t.outputs, r.outputs if r is not None else [])
+        if not made:
+            continue
+        carried = new_nonfinite(t.inputs, r.inputs) if r is not None else []
+        detail = "/".join(made) + (
+            f" (its inputs already held {'/'.join(carried)}: made outside the capture)" if carried else ""
+        )
+        return Cause("nonfinite", res, "error", detail)
+    return None
+
+
+# --- non-tensor arguments ---------------------------------------------------------------------------------
+
+
+def arg_diff(target: Record, reference: Record) -> List[str]:
+    """``"args[1]: 1e-06 vs 0.001"`` for every non-tensor argument leaf that differs (tensors skipped;
+    dtype and device arguments too: a bf16 run against an fp32 one differs there by design)."""
+    ta, ra = dict(_leaves(target.args)), dict(_leaves(reference.args))
+    out = []
+    for path in sorted(set(ta) | set(ra)):
+        a, b = ta.get(path, "<absent>"), ra.get(path, "<absent>")
+        if not _same(a, b) and not path.endswith(("dtype", "device")):
+            out.append(f"{path}: {a!r} vs {b!r}")
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    return bool(a == b)
+
+
+def _leaves(value: Any, path: str = "") -> Iterator[Tuple[str, Any]]:
+    if isinstance(value, dict):
+        if "tensor" in value and len(value) == 1:
+            return
+        for k, v in value.items():
+            yield from _leaves(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _leaves(v, f"{path}[{i}]")
+    else:
+        yield path, value

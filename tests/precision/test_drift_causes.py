@@ -1,0 +1,162 @@
+"""compare names the cause of drift that is not a bad kernel, on real dumps of tiny HF models.
+
+Each scenario: a float32 reference run and a target run with one known cause (plus the benign rounding
+noise of its lower precision where it has one), captured at op level through the public ``capture`` API.
+Known answers: the op the cause is in, and its kind (``causes.KINDS``). Both the tensor mode and the
+statistics-only mode must rank it first; a clean run and a dump against itself must list nothing.
+"""
+
+import pytest
+import torch
+import transformers
+
+from ascend_tools.precision import capture
+from ascend_tools.precision.compare import compare_dumps
+
+SEQ = 8
+
+
+def tiny(config_cls, model_cls, **extra):
+    torch.manual_seed(0)
+    config = config_cls(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=128,
+        attn_implementation="eager",
+        **extra,
+    )
+    return model_cls(config)
+
+
+def run(path, model, dtype, mask=None, **kwargs):
+    """One forward and backward of ``model`` (a copy) in ``dtype`` under an op-level tensor capture."""
+    model = model.to(dtype)
+    model.train()
+    ids = torch.randint(0, 128, (2, SEQ), generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(2)
+    with capture(str(path), level="op", mode="tensor", model=model):
+        if mask is not None:  # the user's own additive mask, cast to the model's dtype
+            kwargs["attention_mask"] = mask.to(dtype)
+        model(input_ids=ids, labels=ids, **kwargs).loss.backward()
+    return str(path)
+
+
+def pair(tmp_path, build, target_dtype, change=lambda m: None, mask=None):
+    ref_model, target_model = build(), build()
+    target_model.load_state_dict(ref_model.state_dict())
+    change(target_model)
+    ref = run(tmp_path / "ref", ref_model, torch.float32, mask)
+    target = run(tmp_path / "target", target_model, target_dtype, mask)
+    return target, ref
+
+
+def first(report):
+    assert report.data["culprits"], report.data["summary"]
+    return report.data["culprits"][0]
+
+
+def llama():
+    return tiny(transformers.LlamaConfig, transformers.LlamaForCausalLM)
+
+
+def gpt2(attn_pdrop=0.0):
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(
+        n_embd=32, n_layer=2, n_head=4, vocab_size=128, n_positions=SEQ, attn_implementation="eager",
+        attn_pdrop=attn_pdrop, resid_pdrop=0.0, embd_pdrop=0.0,
+    )  # fmt: skip
+    return transformers.GPT2LMHeadModel(config)
+
+
+def phi3():
+    return tiny(transformers.Phi3Config, transformers.Phi3ForCausalLM, pad_token_id=0)
+
+
+def fp32_min_mask():
+    """Causal + left padding (row 1's first 3 tokens), additive, built from float32's min: in fp16 it is
+    -inf, and a padded query row, masked everywhere, becomes NaN in the softmax."""
+    pos = torch.arange(SEQ)
+    allowed = (pos[None, :] <= pos[:, None]).expand(2, SEQ, SEQ).clone()
+    allowed[1, :, :3] = False
+    return (~allowed)[:, None].float() * torch.finfo(torch.float32).min
+
+
+@pytest.fixture(scope="module")
+def eps_runs(tmp_path_factory):
+    def change(m):
+        m.model.layers[1].input_layernorm.variance_epsilon = 1e-2
+
+    return pair(tmp_path_factory.mktemp("eps"), llama, torch.bfloat16, change)
+
+
+@pytest.fixture(scope="module")
+def dropout_runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dropout")
+    ref_model, target_model = gpt2(), gpt2(attn_pdrop=0.1)
+    target_model.load_state_dict(ref_model.state_dict())
+    return run(tmp / "target", target_model, torch.bfloat16), run(tmp / "ref", ref_model, torch.float32)
+
+
+@pytest.fixture(scope="module")
+def nan_runs(tmp_path_factory):
+    return pair(tmp_path_factory.mktemp("nan"), phi3, torch.float16, mask=fp32_min_mask())
+
+
+@pytest.fixture(scope="module")
+def clean_runs(tmp_path_factory):
+    return pair(tmp_path_factory.mktemp("clean"), llama, torch.bfloat16)
+
+
+MODES = {"tensor": {}, "stats": {"stats_only": True}}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_rmsnorm_eps_in_one_layer_is_a_divergence_with_agreeing_inputs(eps_runs, mode):
+    top = first(compare_dumps(*eps_runs, **MODES[mode]))
+    assert (top["kind"], top["op"], top["module"]) == (
+        "divergence",
+        "aten::add.Tensor",
+        "model.layers.1.input_layernorm",
+    )
+    assert any("0.01" in d and "1e-06" in d for d in top["arg_diff"]), top["arg_diff"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_attention_dropout_left_on_is_a_target_only_op(dropout_runs, mode):
+    report = compare_dumps(*dropout_runs, **MODES[mode])
+    top = first(report)
+    assert top["kind"] == "target-only"
+    assert top["op"].split("::")[1].split(".")[0] in ("bernoulli_", "native_dropout", "bernoulli")
+    assert top["module"].endswith("attn.attn_dropout") or top["module"].endswith("attn")
+    # every op after the dropout still pairs with its counterpart: nothing reference-only
+    assert report.data["summary"]["unmatched_reference"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_fp32_min_mask_in_fp16_names_the_op_that_made_inf(nan_runs, mode):
+    report = compare_dumps(*nan_runs, **MODES[mode])
+    top = first(report)
+    assert (top["kind"], top["op"], top["module"], top["detail"]) == (
+        "nonfinite",
+        "aten::_to_copy",
+        "",
+        "Inf",
+    )
+    assert report.data["summary"]["cause"].startswith("Inf first produced by aten::_to_copy#forward#")
+    assert "test_drift_causes.py" in report.data["summary"]["cause"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_clean_and_self_compares_list_nothing(clean_runs, mode):
+    target, ref = clean_runs
+    for a, b in ((target, ref), (ref, ref), (target, target)):
+        report = compare_dumps(a, b, **MODES[mode])
+        assert report.data["culprits"] == [], (a, b, report.data["culprits"][:3])
+        assert report.data["summary"]["cause"] == "none found"
