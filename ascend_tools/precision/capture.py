@@ -400,9 +400,7 @@ class Capture(StepSession):
         info = _T(dtype_name(t.dtype), t.shape, self._queue.add(t) if plain else None)
         if plain:
             if self._save_tensors and t.layout == torch.strided and t.device.type != "meta":
-                path, rel = self._rank_writer().tensor_path(self.step_no, f"{rid}.{slot}")
-                store.save_tensor(t, path)
-                info.file = rel
+                info.file = self._rank_writer().save_tensor(self.step_no, f"{rid}.{slot}", t)
             info.settle()
             self._remember(t, info)
         return info

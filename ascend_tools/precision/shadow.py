@@ -281,6 +281,7 @@ class Shadow(StepSession):
         self._next_id = 0
         self._mode: Optional[ShadowMode] = None
         self._paths: Optional[ModulePath] = None
+        self._out: Optional[atomic.OutputDir] = None  # self.out, opened in start(), closed in close()
         self._file: Any = None
         self._lines: List[str] = []
         self.start_time = time.time()
@@ -291,11 +292,13 @@ class Shadow(StepSession):
         if self._active:
             return
         if self.out:
-            os.makedirs(self.out, exist_ok=True)
             # held open for the whole session, closed in close(); a symlink, FIFO or hard link planted at the
             # name is refused (logged once, no records written, the training goes on)
             try:
-                self._file = atomic.open_append(records_path(self.out, self.rank), truncate=True)
+                self._out = atomic.OutputDir(self.out)
+                self._file = self._out.open_append(
+                    os.path.basename(records_path("", self.rank)), truncate=True
+                )
             except OSError as exc:
                 self._fail(exc)
         self._enter_module_paths(self.model)
@@ -314,8 +317,8 @@ class Shadow(StepSession):
         try:
             self._exit_dispatch()
             self._flush()
-            if self.out:
-                with atomic.open_atomic(meta_path(self.out, self.rank)) as f:
+            if self._out is not None:
+                with self._out.open_atomic(os.path.basename(meta_path("", self.rank))) as f:
                     json.dump(self.meta(), f, indent=1)
         except Exception as exc:
             self._fail(exc)
@@ -323,6 +326,9 @@ class Shadow(StepSession):
             if self._file is not None:
                 self._file.close()
                 self._file = None
+            if self._out is not None:
+                self._out.close()
+                self._out = None
 
     def culprits(self) -> List[ShadowRecord]:
         """Records judged "error", largest introduced error (``Verdict.ratio``) first."""

@@ -188,33 +188,35 @@ def _dumps(obj: Any) -> str:
 
 
 class RankWriter:
-    """Appends one rank's records, stacks and tensors under ``out_dir/rank{r}``."""
+    """Appends one rank's records, stacks and tensors under ``out_dir/rank{r}``, every file reached from a
+    descriptor of ``out_dir`` taken here (:class:`atomic.OutputDir`: a symlink planted at ``rank{r}``,
+    ``step{n}``, ``tensors`` or a file's name is refused, not followed)."""
 
     def __init__(self, out_dir: str, rank: int) -> None:
         self.root = os.path.join(out_dir, f"rank{rank}")
-        os.makedirs(self.root, exist_ok=True)
+        self._out = atomic.OutputDir(out_dir)
+        self._rank = f"rank{rank}"
+        self._out.makedirs(self._rank)
         self._stacks: Optional[Any] = None  # kept open, closed in close()
         # a symlink or other planted file: refused here, and again (raised, failing open) by the first write
         # with stacks
         with contextlib.suppress(OSError):
-            self._stacks = atomic.open_append(os.path.join(self.root, "stacks.jsonl"))
+            self._stacks = self._out.open_append(f"{self._rank}/stacks.jsonl")
         self._records: Optional[Any] = None
         self._records_step: Optional[int] = None
         self.counts: Dict[int, int] = {}
 
     def write_meta(self, meta: Dict[str, Any]) -> None:
-        with atomic.open_atomic(os.path.join(self.root, "meta.json")) as f:
+        with self._out.open_atomic(f"{self._rank}/meta.json") as f:
             json.dump(meta, f, indent=1)
 
-    def step_dir(self, step: int) -> str:
-        return os.path.join(self.root, f"step{step}")
-
-    def tensor_path(self, step: int, name: str) -> Tuple[str, str]:
-        """(absolute path, path relative to the step directory) of a tensor file."""
+    def save_tensor(self, step: int, name: str, t: Any) -> str:
+        """``t`` (any device) as ``step{step}/tensors/{name}.npy``, written whole or not at all; returns that
+        path relative to the step directory. bfloat16/float8 as raw bits (see :data:`RAW_BITS`)."""
         rel = f"tensors/{name}.npy"
-        d = os.path.join(self.step_dir(step), "tensors")
-        os.makedirs(d, exist_ok=True)
-        return os.path.join(d, f"{name}.npy"), rel
+        with self._out.open_atomic(f"{self._rank}/step{step}/{rel}", "wb") as f:
+            np.save(f, npy_array(t), allow_pickle=False)
+        return rel
 
     def write(self, step: int, lines: List[str], stacks: List[str]) -> None:
         """Append JSON lines to the step's records (and new stacks), then flush both to the OS. A stacks
@@ -223,7 +225,7 @@ class RankWriter:
         if stacks:
             try:
                 if self._stacks is None:
-                    self._stacks = atomic.open_append(os.path.join(self.root, "stacks.jsonl"))
+                    self._stacks = self._out.open_append(f"{self._rank}/stacks.jsonl")
                 self._stacks.write("".join(stacks))
                 self._stacks.flush()
             except OSError as exc:
@@ -232,9 +234,8 @@ class RankWriter:
         if records is None or self._records_step != step:
             if records is not None:
                 records.close()
-            os.makedirs(self.step_dir(step), exist_ok=True)
-            path = os.path.join(self.step_dir(step), "records.jsonl")
-            records = self._records = atomic.open_append(path)  # closed in close()
+            self._records = None
+            records = self._records = self._out.open_append(f"{self._rank}/step{step}/records.jsonl")
             self._records_step = step
         if lines:
             records.write("".join(lines))
@@ -248,10 +249,11 @@ class RankWriter:
             if f is not None:
                 f.close()
         self._records = self._stacks = None
+        self._out.close()
 
 
-def save_tensor(t: Any, path: str) -> None:
-    """``t`` (any device) as ``.npy``; bfloat16/float8 as raw bits (see :data:`RAW_BITS`)."""
+def npy_array(t: Any) -> np.ndarray:
+    """``t`` (any device) as the array its ``.npy`` holds: bfloat16/float8 as raw bits (:data:`RAW_BITS`)."""
     import torch
 
     from ..dispatch import dtype_name
@@ -259,11 +261,10 @@ def save_tensor(t: Any, path: str) -> None:
     x = t.detach().cpu().contiguous()
     name = dtype_name(x.dtype)
     if name in RAW_BITS:
-        arr = x.view(torch.int16 if RAW_BITS[name] is np.uint16 else torch.uint8).numpy().view(RAW_BITS[name])
-    else:
-        arr = x.numpy()
-    with atomic.open_atomic(path, "wb") as f:  # never through a planted symlink, nothing partial on ENOSPC
-        np.save(f, arr, allow_pickle=False)
+        return (
+            x.view(torch.int16 if RAW_BITS[name] is np.uint16 else torch.uint8).numpy().view(RAW_BITS[name])
+        )
+    return x.numpy()
 
 
 # --- reading ---------------------------------------------------------------------------------------

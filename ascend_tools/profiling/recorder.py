@@ -42,13 +42,16 @@ class RankRecorder(FailOpen):
         self._wake = threading.Event()
         self._stop = False
         self._thread: Optional[threading.Thread] = None
-        os.makedirs(rank_dir, exist_ok=True)
         self._file: Optional[IO[str]] = None  # closed in close()
+        self._out: Optional[atomic.OutputDir] = None
+        self._name = os.path.basename(rank_dir)
         try:
-            # never through a symlink, FIFO or hard link planted at the name: refused, logged once, the events
-            # are dropped (and counted in meta.json's ``dropped``), the training goes on
-            self._file = atomic.open_append(os.path.join(rank_dir, "events.jsonl"), truncate=True)
-            atomic.write_json(os.path.join(rank_dir, "meta.json"), self.meta)
+            # from a descriptor of the profile directory, never through a symlink (at rank{r} or the file's
+            # name), FIFO or hard link planted there: refused, logged once, the events are dropped (and counted
+            # in meta.json's ``dropped``), the training goes on
+            self._out = atomic.OutputDir(os.path.dirname(rank_dir))
+            self._file = self._out.open_append(f"{self._name}/events.jsonl", truncate=True)
+            self._out.write_json(f"{self._name}/meta.json", self.meta)
         except OSError as exc:
             self._fail(exc)
 
@@ -125,7 +128,9 @@ class RankRecorder(FailOpen):
             internal_errors=self.internal_errors,
         )
         try:
-            atomic.write_json(os.path.join(self.rank_dir, "meta.json"), self.meta)
+            if self._out is not None:
+                self._out.write_json(f"{self._name}/meta.json", self.meta)
+                self._out.close()
         except OSError as exc:
             self._fail(exc)
 
