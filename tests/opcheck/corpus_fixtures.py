@@ -1,0 +1,125 @@
+"""Tiny local inputs the corpus scripts read (tests/data/checkops_corpus/truth/*.json "fixtures").
+
+Binary inputs are generated here rather than committed; nothing is downloaded. Each kind writes at a
+path relative to the script's working directory.
+"""
+
+import json
+import struct
+import zlib
+from pathlib import Path
+from typing import Any, Callable, Dict
+
+import numpy as np
+
+_VOCAB = "the a cat dog sat on mat hi hello world say add one two good day see you bye no yes"
+_WORDS = _VOCAB.split()
+_TEXT = " ".join(_WORDS * 40) + "\n"
+
+
+def _u16_tokens(path: Path, spec: Dict[str, Any]) -> None:
+    """nanoGPT's data/<dataset>/{train,val}.bin: a flat uint16 array of GPT-2 token ids."""
+    rng = np.random.default_rng(0)
+    rng.integers(0, 50257, size=spec.get("tokens", 4096), dtype=np.uint16).tofile(path)
+
+
+def _llmc_tokens(path: Path, spec: Dict[str, Any]) -> None:
+    """llm.c's token file: a 256 x int32 header (magic 20240520, version 1, token count), then uint16."""
+    n = spec.get("tokens", 4096)
+    header = np.zeros(256, dtype=np.int32)
+    header[:3] = (20240520, 1, n)
+    rng = np.random.default_rng(0)
+    path.write_bytes(header.tobytes() + rng.integers(0, 50257, size=n, dtype=np.uint16).tobytes())
+
+
+def _hf_llama(path: Path, spec: Dict[str, Any]) -> None:
+    """A two-layer Llama config and a word-level fast tokenizer built from a 20-word vocabulary."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    path.mkdir(parents=True, exist_ok=True)
+    specials = ["<unk>", "<s>", "</s>", "<pad>"]
+    vocab = {w: i for i, w in enumerate(specials + sorted(set(_WORDS)))}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.save(str(path / "tokenizer.json"))
+    (path / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "PreTrainedTokenizerFast",
+                "unk_token": "<unk>",
+                "bos_token": "<s>",
+                "eos_token": "</s>",
+                "pad_token": "<pad>",
+                "model_max_length": 64,
+            }
+        )
+    )
+    config = {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": 64,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 4,
+        "max_position_embeddings": 128,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "pad_token_id": 3,
+        "torch_dtype": "float32",
+    }
+    (path / "config.json").write_text(json.dumps(config, indent=1))
+
+
+def _png(width: int, height: int, rgb: bytes) -> bytes:
+    """An 8-bit RGB PNG (the format's IHDR/IDAT/IEND chunks, no filter)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + rgb[y * width * 3 : (y + 1) * width * 3] for y in range(height))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _image_folder(path: Path, spec: Dict[str, Any]) -> None:
+    """torchvision ImageFolder layout: two classes of two 32x32 images."""
+    rng = np.random.default_rng(0)
+    for cls in ("class_a", "class_b"):
+        (path / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(2):
+            pixels = rng.integers(0, 256, size=32 * 32 * 3, dtype=np.uint8).tobytes()
+            (path / cls / f"{i}.png").write_bytes(_png(32, 32, pixels))
+
+
+def _text(path: Path, spec: Dict[str, Any]) -> None:
+    path.write_text(spec["content"])
+
+
+def _text_corpus(path: Path, spec: Dict[str, Any]) -> None:
+    """Plain text long enough for a character-level model with a 1,024 context."""
+    path.write_text(_TEXT * 4)
+
+
+KINDS: Dict[str, Callable[[Path, Dict[str, Any]], None]] = {
+    "u16_tokens": _u16_tokens,
+    "llmc_tokens": _llmc_tokens,
+    "hf_llama": _hf_llama,
+    "image_folder": _image_folder,
+    "text": _text,
+    "text_corpus": _text_corpus,
+}
+
+
+def make(cwd: Path, spec: Dict[str, Any]) -> Path:
+    """Write one fixture at spec["path"] relative to the script's working directory."""
+    path = (cwd / spec["path"]).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    KINDS[spec["kind"]](path, spec)
+    return path
