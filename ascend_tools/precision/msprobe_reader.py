@@ -44,27 +44,27 @@ the order their call completed. How an entry becomes a :class:`~.records.Record`
 * ``stack``: each distinct stack in ``stack.json`` gets one id for the whole dump; a backward entry, which
   msprobe gives no stack, gets the stack of its forward call.
 
-Malformed input (invalid or truncated JSON, entries of the wrong shape, a data_name that is not a plain
-file name, an unreadable tensor file) raises :class:`~ascend_tools.errors.InputError` naming the file.
+The JSON files are streamed (:mod:`ascend_tools.jsonstream`): memory holds one entry at a time, whatever the
+file size. An entry that is bad JSON or of the wrong shape (or a data_name that is not a plain file name) is
+skipped and counted in ``problems`` with its file and line; a file cut off keeps the entries before the cut
+(counted the same way). A file that is not a JSON object, or a dump.json without a ``data`` object, or an
+unreadable tensor file, raises :class:`~ascend_tools.errors.InputError` naming the file.
 A tensor file that leads out of its rank dir once symlinks are resolved (a linked ``dump_tensor_data``)
 raises :class:`~.dumps.UnsafePath`; compare counts it as a problem and treats the tensor as missing.
 Tensors are read with ``torch.load(weights_only=True)`` (``.npy`` with ``allow_pickle=False``): a dump
 is never unpickled.
 """
 
-import json
 import math
 import os
 import re
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from .. import boundedio
+from .. import jsonstream
 from ..errors import InputError
 from .dumps import Dump, inside
 from .records import Record, TensorInfo, TensorStats
 
-#: the largest dump.json/stack.json/construct.json read (one JSON document, parsed whole)
-MAX_JSON = 4 << 30
 DUMP_JSON = "dump.json"
 STACK_JSON = "stack.json"
 CONSTRUCT_JSON = "construct.json"
@@ -92,9 +92,8 @@ class MsprobeDump(Dump):
         self._stacks: List[List[str]] = []
         self._stack_ids: Dict[Tuple[str, ...], int] = {}
         self._names: Dict[Tuple[int, int], str] = {}
-        self._cache: Optional[Tuple[int, Dict[str, Any]]] = None
         first = next(iter(self._dirs))
-        header = self._dump_json(first)
+        header = self._header(first)
         self.meta = {
             "tool": "msprobe",
             "task": header.get("task"),
@@ -157,16 +156,26 @@ class MsprobeDump(Dump):
     def records(self, step: int) -> Iterator[Record]:
         rank_dir = self._rank_dir(step)
         dump_path = os.path.join(rank_dir, DUMP_JSON)
-        data = self._dump_json(step)["data"]
-        tensor_mode = self._dump_json(step).get("task") == "tensor"
         stacks = self._load_stacks(rank_dir)
         parents = self._load_construct(rank_dir)
+        tensor_mode = self.meta["mode"] == "tensor"  # this step's "task" when it comes before "data"
         bad: List[str] = []
-        for index, (key, entry) in enumerate(data.items()):
+        has_data = False
+        index = -1
+        for member in _stream(dump_path, ("data",), "an msprobe dump.json", bad):
+            if member.parent is None:
+                if member.key == "task":
+                    tensor_mode = member.value == "tensor"
+                has_data = has_data or (member.key == "data" and isinstance(member.value, dict))
+                continue
+            index += 1
+            key = str(member.key)
             try:
-                record = _entry_record(key, entry, tensor_mode)
+                if member.error is not None:
+                    raise _EntryError(member.error)
+                record = _entry_record(key, member.value, tensor_mode)
             except (_EntryError, ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
-                bad.append(f"entry {key!r}: {_one_line(exc)}")  # skipped and counted, the rest is read
+                bad.append(f"line {member.line}, entry {key!r}: {_one_line(exc)}")  # skipped and counted
                 continue
             record.id, record.step, record.rank = index, step, self.rank
             forward_key = _forward_key(key, record)
@@ -179,9 +188,14 @@ class MsprobeDump(Dump):
             record.stack = stack
             self._names[(step, index)] = key
             yield record
+        if not has_data:
+            raise InputError(f'{dump_path}: not an msprobe dump.json (no "data" object)')
+        self._count(dump_path, bad)
+
+    def _count(self, path: str, bad: List[str]) -> None:
         if bad:
             self.problems.append(
-                f"{dump_path}: {len(bad)} unreadable entr{'y' if len(bad) == 1 else 'ies'} skipped (first: {bad[0]})"
+                f"{path}: {len(bad)} unreadable entr{'y' if len(bad) == 1 else 'ies'} skipped (first: {bad[0]})"
             )
 
     def load_tensor(self, info: TensorInfo, step: int) -> Any:
@@ -234,26 +248,32 @@ class MsprobeDump(Dump):
                 f"{self.path}: msprobe dump has no step {step} (steps: {self.steps()})"
             ) from None
 
-    def _dump_json(self, step: int) -> Dict[str, Any]:
-        if self._cache is not None and self._cache[0] == step:
-            return self._cache[1]
+    def _header(self, step: int) -> Dict[str, Any]:
+        """The top-level members of a dump.json other than ``data``; msprobe writes them before ``data``,
+        so reading stops there once task, level and framework are known."""
         path = os.path.join(self._rank_dir(step), DUMP_JSON)
-        raw = _read_json(path)
-        if not isinstance(raw, dict) or not isinstance(raw.get("data"), dict):
+        header: Dict[str, Any] = {}
+        has_data = False
+        for member in _stream(path, ("data",), "an msprobe dump.json", []):
+            if member.parent is not None or member.error is not None:
+                continue
+            if member.key == "data":
+                has_data = isinstance(member.value, dict)
+                if all(k in header for k in ("task", "level", "framework")):
+                    break
+            else:
+                header[str(member.key)] = member.value
+        if not has_data:
             raise InputError(f'{path}: not an msprobe dump.json (no "data" object)')
-        self._cache = (step, raw)
-        return raw
+        return header
 
     def _load_stacks(self, rank_dir: str) -> Dict[str, int]:
         """Entry name -> dump-wide stack id, from this step's stack.json (absent: no stacks)."""
         path = os.path.join(rank_dir, STACK_JSON)
         if not os.path.isfile(path):
             return {}
-        raw = _read_json(path)
-        if not isinstance(raw, dict):
-            raise InputError(f"{path}: not an msprobe stack.json (expected an object)")
         by_name: Dict[str, int] = {}
-        for key, value in raw.items():
+        for key, value in self._object(path, "an msprobe stack.json"):
             if isinstance(value, list) and len(value) == 2 and all(isinstance(v, list) for v in value):
                 names, frames = value  # 26.x: {"0": [[names], [frames]]}
             elif isinstance(value, list):
@@ -274,15 +294,21 @@ class MsprobeDump(Dump):
             self._stacks.append(list(lines))
         return found
 
-    @staticmethod
-    def _load_construct(rank_dir: str) -> Dict[str, Any]:
+    def _load_construct(self, rank_dir: str) -> Dict[str, Any]:
         path = os.path.join(rank_dir, CONSTRUCT_JSON)
         if not os.path.isfile(path):
             return {}
-        raw = _read_json(path)
-        if not isinstance(raw, dict):
-            raise InputError(f"{path}: not an msprobe construct.json (expected an object)")
-        return raw
+        return dict(self._object(path, "an msprobe construct.json"))
+
+    def _object(self, path: str, what: str) -> Iterator[Tuple[str, Any]]:
+        """The members of a JSON object file, the unreadable ones counted in ``problems``."""
+        bad: List[str] = []
+        for member in _stream(path, (), what, bad):
+            if member.error is not None:
+                bad.append(f"line {member.line}, member {member.key!r}: {member.error}")
+            else:
+                yield str(member.key), member.value
+        self._count(path, bad)
 
 
 # ---- entries -------------------------------------------------------------------------------------
@@ -444,26 +470,20 @@ def _number(value: Any) -> Optional[float]:
 
 
 # ---- helpers -------------------------------------------------------------------------------------
-def _read_json(path: str) -> Any:
+def _stream(path: str, descend: Tuple[str, ...], what: str, bad: List[str]) -> Iterator[jsonstream.Member]:
+    """The members of the JSON object file ``path``; a broken structure (the file cut off) ends the stream
+    and is added to ``bad``."""
     try:
         with open(path, "rb") as f:
-            text = boundedio.read_document(f, MAX_JSON).decode("utf-8")
+            for member in jsonstream.members(f, descend):
+                if member.key is None:
+                    bad.append(f"{member.error}: read up to there (truncated? was the dump cut off?)")
+                    return
+                yield member
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text") from None
-    except ValueError as exc:  # larger than MAX_JSON
-        raise InputError(f"{path}: {exc}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        if exc.pos >= len(text.rstrip()):
-            raise InputError(
-                f"{path}: truncated JSON (ends at line {exc.lineno}); was the dump cut off?"
-            ) from None
-        raise InputError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    except RecursionError:
-        raise InputError(f"{path}: JSON nested too deeply") from None
+    except ValueError:  # the top level is not an object
+        raise InputError(f"{path}: not {what} (expected a JSON object)") from None
 
 
 def _frame_text(frame: Any) -> str:
