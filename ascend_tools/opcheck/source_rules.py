@@ -59,6 +59,21 @@ RULE_DOCS: Dict[str, Tuple[str, str]] = {
     "lib-cupy": ("error", "CuPy (CUDA arrays)"),
     "lib-pynvml": ("error", "pynvml / NVML queries"),
     "syntax-error": ("warning", "an imported local file that does not parse (not scanned)"),
+    "torch-compile": (
+        "warning",
+        "torch.compile / inductor (TrainingArguments torch_compile, dynamo backends)",
+    ),
+    "training-args": ("error", "Hugging Face training options that fail on NPU (tf32=True)"),
+    "deepspeed-config": ("info", "DeepSpeed JSON: optimizer type, offload, ZeRO++ quantization, amp, fp16"),
+    "accelerate-config": (
+        "info",
+        "accelerate YAML / launch flags: distributed_type, mixed_precision, gpu_ids",
+    ),
+    "config-file": ("warning", "a config file the command names that is missing or unreadable (not scanned)"),
+    "lightning-accelerator": (
+        "warning",
+        'Lightning accelerator="gpu"/"cuda", gpus=N (no built-in NPU accelerator)',
+    ),
 }
 
 TRANSFER = "transfer_to_npu"  # short name used in messages

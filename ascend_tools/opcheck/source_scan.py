@@ -8,40 +8,19 @@ relative to the file's directory and its package root, never site-packages), eac
 """
 
 import ast
+import dataclasses
 import os
 import re
 from collections import deque
-from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Set, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from ascend_tools.errors import InputError
+from ascend_tools.opcheck import training_options  # noqa: F401  (registers the <kwarg> option rules)
+from ascend_tools.opcheck.command_inputs import scan_command_inputs
+from ascend_tools.opcheck.source_finding import SourceFinding, as_report_finding
 from ascend_tools.opcheck.source_rules import RULE_DOCS, Handler, Hit, Site, lookup
-from ascend_tools.report.model import Finding
-from ascend_tools.severity import Severity
 
-__all__ = ["RULE_DOCS", "SourceFinding", "as_report_finding", "scan_file", "scan_target"]
-
-
-@dataclass(frozen=True)
-class SourceFinding:
-    file: str
-    line: int
-    col: int  # 1-based, like flake8/ruff
-    rule: str
-    severity: str  # error | warning | info
-    message: str
-    suggestion: str
-
-
-def as_report_finding(f: SourceFinding) -> Finding:
-    """The report model's Finding for one source finding (location ``file:line:col``)."""
-    return Finding(
-        severity=Severity.parse(f.severity),
-        rule=f.rule,
-        message=f.message,
-        location=f"{f.file}:{f.line}:{f.col}",
-        suggestion=f.suggestion,
-    )
+__all__ = ["RULE_DOCS", "SourceFinding", "as_report_finding", "scan_command", "scan_file", "scan_target"]
 
 
 _IMPORT_ERRORS = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
@@ -396,3 +375,23 @@ def scan_target(path, follow_imports: bool = True) -> List[SourceFinding]:
 
 def _rest(f: SourceFinding) -> Tuple[int, int, str, str, str, str]:
     return f.line, f.col, f.rule, f.severity, f.message, f.suggestion
+
+
+def scan_command(
+    script_path: str, script_args: Sequence[str], cwd: str, launcher_args: Sequence[str] = ()
+) -> List[SourceFinding]:
+    """Findings of a launch command: the script and the local files it imports (``scan_target``), its
+    TrainingArguments-style flags (``command line:argN``), and the DeepSpeed JSON / accelerate YAML /
+    HfArgumentParser config files that the script's arguments or the launcher's ``launcher_args``
+    (``accelerate launch --config_file``) name, read relative to ``cwd``. Sorted by (file, line, col)."""
+    script = os.path.join(cwd, script_path)  # script_path itself when it is absolute
+    shown = [
+        dataclasses.replace(f, file=os.path.relpath(f.file, cwd)) if _inside(f.file, cwd) else f
+        for f in scan_target(script)
+    ]
+    return _dedup([*shown, *scan_command_inputs(script_args, cwd, launcher_args)])
+
+
+def _inside(path: str, directory: str) -> bool:
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(directory))
+    return not rel.startswith(os.pardir)

@@ -1,0 +1,273 @@
+"""Findings on what a launch command names besides Python source.
+
+* the script's ``--flags`` that HfArgumentParser turns into TrainingArguments / model arguments
+  (:mod:`ascend_tools.opcheck.training_options`), reported at ``command line:argN``;
+* a single ``.json``/``.yaml`` argument, which HfArgumentParser reads as those options;
+* the DeepSpeed JSON (``--deepspeed FILE``, ``--deepspeed_config FILE``, accelerate's
+  ``deepspeed_config_file``) and the accelerate YAML (the launcher's ``--config_file``).
+
+File paths are relative to the command's working directory. Nothing here runs user code.
+"""
+
+import os
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple
+
+from ascend_tools.opcheck.config_lines import Entry, json_entries, yaml_entries
+from ascend_tools.opcheck.source_finding import COMMAND_LINE, LAUNCHER, SourceFinding
+from ascend_tools.opcheck.source_rules import Hit
+from ascend_tools.opcheck.training_options import option_hits, truthy
+
+__all__ = ["scan_command_inputs"]
+
+
+def parse_flags(args: Sequence[str]) -> List[Tuple[int, str, object]]:
+    """``(N, name, value)`` for each ``--name value`` / ``--name=value`` / bare ``--name`` (value True)
+    in ``args``, where ``args[N-1]`` holds the flag (so N indexes ``sys.argv``); dashes in the name
+    read as underscores, as HfArgumentParser accepts both."""
+    flags: List[Tuple[int, str, object]] = []
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if word.startswith("--") and len(word) > 2:
+            name, eq, value = word[2:].partition("=")
+            name = name.replace("-", "_")
+            if eq:
+                flags.append((i + 1, name, value))
+            elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+                flags.append((i + 1, name, args[i + 1]))
+                i += 1
+            else:
+                flags.append((i + 1, name, True))
+        i += 1
+    return flags
+
+
+def _finding(file: str, line: int, hit: Hit) -> SourceFinding:
+    return SourceFinding(file, line, 1, hit.rule, hit.severity, hit.message, hit.suggestion)
+
+
+def _read(
+    path: str, shown: str, reader: Callable[[str], List[Entry]]
+) -> Tuple[List[Entry], List[SourceFinding]]:
+    """The entries of a config file, or one warning finding saying why it was not scanned."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return reader(f.read()), []
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        why = "not found" if isinstance(exc, FileNotFoundError) else f"unreadable ({exc})".replace("\n", " ")
+        hit = Hit("config-file", "warning", f"{shown}: {why}; not scanned", "pass a readable file")
+        return [], [_finding(shown, 1, hit)]
+
+
+# ---------------------------------------------------------------------------- DeepSpeed JSON
+
+_DS_FUSED_ADAM = ("adam", "adamw", "fusedadam")
+_DS_NO_NPU_BUILDER = {
+    "lamb": "FusedLamb",
+    "onebitadam": "1-bit Adam (compressed allreduce via CuPy/NCCL)",
+    "zerooneadam": "0/1 Adam (compressed allreduce via CuPy/NCCL)",
+    "onebitlamb": "1-bit LAMB (compressed allreduce via CuPy/NCCL)",
+}
+
+
+def _ds_hits(entry: Entry) -> List[Hit]:
+    path, value = entry.path, entry.value
+    key = ".".join(path)
+    if key == "optimizer.type" and isinstance(value, str):
+        low = value.lower()
+        if low in _DS_FUSED_ADAM:
+            return [
+                Hit(
+                    "deepspeed-config",
+                    "info",
+                    f'optimizer "{value}": DeepSpeed builds its FusedAdam op for the accelerator; on NPU its '
+                    "NPU builder (op_builder/npu/fused_adam.py) is used",
+                    "keep it; import torch_npu so DeepSpeed selects its NPU accelerator",
+                )
+            ]
+        if low in _DS_NO_NPU_BUILDER:
+            return [
+                Hit(
+                    "deepspeed-config",
+                    "error",
+                    f'optimizer "{value}": {_DS_NO_NPU_BUILDER[low]} has no NPU op builder in DeepSpeed',
+                    '"type": "AdamW" (NPU FusedAdam builder)',
+                )
+            ]
+    if len(path) == 3 and path[0] == "zero_optimization" and path[2] == "device" and value in ("cpu", "nvme"):
+        if value == "cpu":
+            return [
+                Hit(
+                    "deepspeed-config",
+                    "info",
+                    f"{path[1]} to cpu: DeepSpeedCPUAdam; DeepSpeed has an NPU builder for it (op_builder/npu/cpu_adam.py)",
+                    "keep it (CANN toolkit headers must be installed to build it)",
+                )
+            ]
+        return [
+            Hit(
+                "deepspeed-config",
+                "warning",
+                f"{path[1]} to nvme: DeepSpeed's async_io op (NPU builder exists; needs libaio and its own tuning)",
+                "check op_builder/npu/async_io.py builds on the host, or offload to cpu",
+            )
+        ]
+    if key in (
+        "zero_optimization.zero_quantized_weights",
+        "zero_optimization.zero_quantized_gradients",
+    ) and truthy(value):
+        return [
+            Hit(
+                "deepspeed-config",
+                "error",
+                f"{path[1]}: ZeRO++ quantized communication uses DeepSpeed's CUDA quantizer op (no NPU builder)",
+                "set it to false",
+            )
+        ]
+    if key == "amp.enabled" and truthy(value):
+        return [
+            Hit(
+                "deepspeed-config",
+                "error",
+                'the "amp" section runs NVIDIA apex amp (CUDA)',
+                'use "bf16": {"enabled": true} (or "fp16") instead of "amp"',
+            )
+        ]
+    if key == "fp16.enabled" and truthy(value):
+        return [
+            Hit(
+                "deepspeed-config",
+                "info",
+                "fp16 with dynamic loss scaling runs on NPU; Atlas A2 and later also have bf16, which needs no "
+                "loss scaling",
+                '"bf16": {"enabled": true} on Atlas A2 (keep fp16 on Atlas 300T/800 training series)',
+            )
+        ]
+    if path == ("sparse_attention",):
+        return [
+            Hit(
+                "deepspeed-config",
+                "error",
+                "DeepSpeed sparse attention is Triton kernels built for CUDA",
+                "remove the section (dense attention / torch_npu.npu_fusion_attention)",
+            )
+        ]
+    if key == "compile.enabled" and truthy(value):
+        return option_hits("torch_compile", True)
+    return []
+
+
+def _scan_deepspeed(path: str, shown: str) -> List[SourceFinding]:
+    entries, problems = _read(path, shown, json_entries)
+    return problems + [_finding(shown, e.line, h) for e in entries for h in _ds_hits(e)]
+
+
+# ---------------------------------------------------------------------------- accelerate YAML
+
+
+def _accelerate_hits(key: str, value: object) -> List[Hit]:
+    """One accelerate setting (a YAML key or the same-named ``accelerate launch`` flag)."""
+    if key == "distributed_type" and value == "MULTI_GPU":
+        return [
+            Hit(
+                "accelerate-config",
+                "info",
+                "distributed_type MULTI_GPU: accelerate's NPU type is MULTI_NPU (it also detects torch_npu)",
+                "distributed_type: MULTI_NPU",
+            )
+        ]
+    if (key == "distributed_type" and value == "MEGATRON_LM") or key == "megatron_lm_config":
+        return [
+            Hit(
+                "accelerate-config",
+                "error",
+                "Megatron-LM through accelerate needs Megatron's CUDA fused kernels (apex, TransformerEngine)",
+                "MindSpeed (Ascend's Megatron adaptation), or FSDP / DeepSpeed",
+            )
+        ]
+    if key == "mixed_precision" and value == "fp8":
+        return [
+            Hit(
+                "accelerate-config",
+                "error",
+                "mixed_precision fp8 uses TransformerEngine / MS-AMP / torchao FP8 kernels for CUDA",
+                "mixed_precision: bf16",
+            )
+        ]
+    if key == "dynamo_backend" and isinstance(value, str) and value.upper() not in ("NO", ""):
+        return option_hits("torch_compile", True)
+    if key == "gpu_ids" and value not in (None, "all"):
+        return [
+            Hit(
+                "accelerate-config",
+                "info",
+                f"gpu_ids {value}: accelerate sets CUDA_VISIBLE_DEVICES from it",
+                "ASCEND_RT_VISIBLE_DEVICES on NPU",
+            )
+        ]
+    return []
+
+
+def _scan_accelerate(path: str, shown: str, cwd: str) -> List[SourceFinding]:
+    entries, found = _read(path, shown, yaml_entries)
+    for e in entries:
+        key = e.path[-1]
+        found += [_finding(shown, e.line, h) for h in _accelerate_hits(key, e.value)]
+        if key == "deepspeed_config_file" and isinstance(e.value, str) and e.value not in ("none", ""):
+            found += _scan_deepspeed(os.path.join(cwd, e.value), e.value)
+        if key in ("offload_optimizer_device", "offload_param_device") and e.value in ("cpu", "nvme"):
+            kind = "offload_optimizer" if "optimizer" in key else "offload_param"
+            found += [
+                _finding(shown, e.line, h)
+                for h in _ds_hits(Entry(("zero_optimization", kind, "device"), e.value, e.line))
+            ]
+    return found
+
+
+# ---------------------------------------------------------------------------- the command
+
+
+def _option_file(
+    path: str, shown: str, reader: Callable[[str], List[Entry]], cwd: str
+) -> List[SourceFinding]:
+    """HfArgumentParser's ``train.py args.yaml`` form: top-level keys are the options."""
+    entries, found = _read(path, shown, reader)
+    for e in entries:
+        if len(e.path) != 1:
+            continue
+        found += [_finding(shown, e.line, h) for h in option_hits(e.path[0], e.value)]
+        if e.path[0] == "deepspeed" and isinstance(e.value, str):
+            found += _scan_deepspeed(os.path.join(cwd, e.value), e.value)
+    return found
+
+
+def _is_file_arg(value: object, suffixes: Iterable[str]) -> bool:
+    return isinstance(value, str) and value.lower().endswith(tuple(suffixes))
+
+
+def scan_command_inputs(
+    script_args: Sequence[str], cwd: str, launcher_args: Sequence[str] = ()
+) -> List[SourceFinding]:
+    """Findings on the script's flags and the config files the command names (unsorted)."""
+    found: List[SourceFinding] = []
+    for n, name, value in parse_flags(script_args):
+        found += [_finding(COMMAND_LINE, n, h) for h in option_hits(name, value)]
+        if name in ("deepspeed", "deepspeed_config") and _is_file_arg(value, (".json",)):
+            found += _scan_deepspeed(os.path.join(cwd, str(value)), str(value))
+    positional = [a for a in script_args if not a.startswith("-")]
+    if len(script_args) == 1 and positional:
+        reader: Optional[Callable[[str], List[Entry]]] = None
+        if _is_file_arg(positional[0], (".json",)):
+            reader = json_entries
+        elif _is_file_arg(positional[0], (".yaml", ".yml")):
+            reader = yaml_entries
+        if reader is not None:
+            found += _option_file(os.path.join(cwd, positional[0]), positional[0], reader, cwd)
+    for n, name, value in parse_flags(launcher_args):
+        if name == "config_file" and isinstance(value, str):
+            found += _scan_accelerate(os.path.join(cwd, value), value, cwd)
+        elif name == "deepspeed_config_file" and isinstance(value, str):
+            found += _scan_deepspeed(os.path.join(cwd, value), value)
+        else:  # accelerate launch's flags mirror its YAML keys
+            found += [_finding(LAUNCHER, n, h) for h in _accelerate_hits(name, value)]
+    return found
