@@ -18,7 +18,6 @@ the mean relative error is ``mean(|a - b| / |b|)`` over the common steps where b
 import csv
 import glob
 import io
-import json
 import math
 import os
 import re
@@ -32,6 +31,7 @@ from .. import boundedio
 from ..errors import InputError
 from ..report import Finding, Report, Series, Severity, Table
 from ..severity import worst
+from . import trainer_state
 
 SCHEMA = "ascend-doctor/loss-compare/1"
 DEFAULT_RTOL = 0.02
@@ -69,6 +69,7 @@ class Curve:
     duplicates: int = 0  # steps seen more than once (the last value is kept: a resumed run rewrites them)
     no_step: int = 0  # loss entries without a step in a file where most entries have one (skipped)
     truncated: bool = False  # a JSON-lines file whose last line is cut off
+    unreadable: List[str] = field(default_factory=list)  # trainer_state entries skipped: "line N: why"
 
     @property
     def steps(self) -> List[int]:
@@ -91,32 +92,41 @@ def read_curve(path: str, metric: Optional[str] = None) -> Curve:
         raise InputError(f"{shown}: no such file or directory")
     if os.path.isdir(real):
         real = _trainer_state_in_dir(shown, real)
+    wanted = metric or "loss"
+    try:
+        history = trainer_state.read_log_history(real, lambda e: _trainer_state_entry(e, wanted))
+    except OSError as exc:
+        raise InputError(f"{shown}: {(exc.strerror or str(exc)).lower()}") from exc
+    if history is not None:
+        if not history.entries:
+            raise InputError(
+                f"{shown}: no loss values found (read as trainer_state; looked for log_history entries with "
+                f"'{wanted}' and 'step')"
+            )
+        curve = _finish(shown, real, "trainer_state", wanted, history.entries)
+        curve.unreadable = history.unreadable
+        return curve
     text = _read_text(shown, real)
     if not text.strip():
         raise InputError(f"{shown}: empty file")
 
     doc = _json_document(text)
     key: Optional[str]
-    if isinstance(doc, dict) and isinstance(doc.get("log_history"), list):
-        fmt, key, truncated = "trainer_state", metric or "loss", False
-        curve_entries = _from_trainer_state(doc["log_history"], key)
-        looked = f"log_history entries with '{key}' and 'step'"
+    rows, truncated = _json_lines(text) if doc is None else (_doc_rows(doc), False)
+    if rows is not None:
+        fmt = "jsonl"
+        curve_entries, key, looked = _from_rows(rows, metric)
     else:
-        rows, truncated = _json_lines(text) if doc is None else (_doc_rows(doc), False)
-        if rows is not None:
-            fmt = "jsonl"
-            curve_entries, key, looked = _from_rows(rows, metric)
+        table = _csv_table(text, metric)
+        if table is not None:
+            header, body = table
+            fmt = "tensorboard-csv" if [h.strip().lower() for h in header] == _TB_HEADER else "csv"
+            curve_entries, key, looked = _from_rows(
+                (dict(zip(header, r)) for r in body), metric, tensorboard=fmt == "tensorboard-csv"
+            )
         else:
-            table = _csv_table(text, metric)
-            if table is not None:
-                header, body = table
-                fmt = "tensorboard-csv" if [h.strip().lower() for h in header] == _TB_HEADER else "csv"
-                curve_entries, key, looked = _from_rows(
-                    (dict(zip(header, r)) for r in body), metric, tensorboard=fmt == "tensorboard-csv"
-                )
-            else:
-                fmt = "log"
-                curve_entries, key, looked = _from_log(text, metric)
+            fmt = "log"
+            curve_entries, key, looked = _from_log(text, metric)
     if not curve_entries:
         raise InputError(f"{shown}: no loss values found (read as {fmt}; looked for {looked})")
     curve = _finish(shown, real, fmt, key or "loss", curve_entries)
@@ -161,12 +171,8 @@ def _trainer_state_in_dir(shown: str, real: str) -> str:
 
 
 def _global_step(path: str, default: int = -1) -> int:
-    try:
-        with open(path, encoding="utf-8") as f:
-            step = json.load(f).get("global_step")
-        return int(step) if step is not None else default
-    except (OSError, ValueError, TypeError, AttributeError, RecursionError, OverflowError):
-        return default
+    step = trainer_state.global_step(path)
+    return default if step is None else step
 
 
 def _json_document(text: str) -> Any:
@@ -249,19 +255,17 @@ def _step(value: Any) -> Optional[int]:
     return int(v)
 
 
-Entry = Tuple[Optional[int], float]
+Entry = trainer_state.Entry
 
 
-def _from_trainer_state(history: List[Any], key: str) -> List[Entry]:
-    """Entries with ``key`` and ``step``. The default key is ``loss``, never ``train_loss``: Trainer's closing
-    entry holds the whole run's average under that name, at the last step."""
-    out: List[Entry] = []
-    for e in history:
-        if isinstance(e, dict) and key in e and "step" in e:
-            v, s = _number(e[key]), _step(e["step"])
-            if v is not None and s is not None:
-                out.append((s, v))
-    return out
+def _trainer_state_entry(e: Any, key: str) -> Optional[Entry]:
+    """A log_history entry with ``key`` and ``step`` as ``(step, loss)``. The default key is ``loss``, never
+    ``train_loss``: Trainer's closing entry holds the whole run's average under that name, at the last step."""
+    if isinstance(e, dict) and key in e and "step" in e:
+        v, s = _number(e[key]), _step(e["step"])
+        if v is not None and s is not None:
+            return s, v
+    return None
 
 
 def _pick_key(names: Iterable[str], wanted: Sequence[str]) -> Optional[str]:
@@ -532,6 +536,8 @@ def build_report(cmp: Comparison, rows: int = DEFAULT_ROWS) -> Report:
             duplicates=c.duplicates,
             no_step=c.no_step,
             truncated=c.truncated,
+            unreadable=len(c.unreadable),
+            first_unreadable=c.unreadable[0] if c.unreadable else None,
         )
 
     only_a = sorted(set(a.losses) - set(b.losses))
@@ -796,6 +802,17 @@ def _findings(cmp: Comparison) -> List[Finding]:
                     "truncated",
                     f"{label}: the last line is cut off and was skipped",
                     location=c.source,
+                )
+            )
+        if c.unreadable:
+            n = len(c.unreadable)
+            out.append(
+                Finding(
+                    Severity.WARNING,
+                    "unreadable-entries",
+                    f"{label}: {n} unreadable log_history entr{'y' if n == 1 else 'ies'} skipped "
+                    f"(first: {c.unreadable[0]})",
+                    location=c.path,
                 )
             )
     only_a = len(set(cmp.a.losses) - set(cmp.b.losses))
