@@ -9,7 +9,7 @@ from .common import debug_enabled, emit, exit_code, fail_on_option, handle_error
 
 
 @click.command("check-ops")
-@click.argument("target", type=str)
+@click.argument("target", type=str, nargs=-1)
 @click.option("--entry", help="Name of the model object or factory function in TARGET (a .py file).")
 @click.option(
     "--torch-npu-version",
@@ -48,6 +48,13 @@ from .common import debug_enabled, emit, exit_code, fail_on_option, handle_error
 )
 @click.option("--no-scan", is_flag=True, help="Do not scan the source for CUDA-only code.")
 @click.option(
+    "--devices",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="GPUs the fake node reports to a script run after '--' (torch.cuda.device_count()).",
+)
+@click.option(
     "--timeout",
     type=click.FloatRange(min=1),
     default=300,
@@ -58,7 +65,7 @@ from .common import debug_enabled, emit, exit_code, fail_on_option, handle_error
 @output_options
 @handle_errors
 def check_ops_cmd(
-    target: str,
+    target: Any,
     entry: Any,
     torch_npu_version: Any,
     dtype: str,
@@ -68,6 +75,7 @@ def check_ops_cmd(
     no_backward: bool,
     scan_only: bool,
     no_scan: bool,
+    devices: int,
     timeout: float,
     fail_on: str,
     fmt: str,
@@ -78,11 +86,19 @@ def check_ops_cmd(
     TARGET is a Python file that defines the model (build_model(), an nn.Module instance, or --entry),
     or a Hugging Face config.json / a directory holding one. The model is traced on the meta device:
     no weights are allocated and no device is needed.
+
+    Or a training script as it is launched, after '--': check-ops [options] -- python train.py ARGS
+    (also python -m pkg.mod, torchrun, accelerate launch, deepspeed). The script runs unchanged in the
+    current directory on a fake CUDA node, missing CUDA-only packages are stood in for, and one training
+    step (forward, loss, backward, optimizer.step) is traced.
     """
     from ..opcheck import checkops, support
 
+    command = _launch_command()
+    if command is None and len(target) != 1:
+        raise click.UsageError("expected one TARGET, or a launch command after '--'")
     opts = checkops.Options(
-        target=target,
+        target=" ".join(target),
         entry=entry,
         torch_npu_version=torch_npu_version or support.DEFAULT_VERSION,
         batch=batch,
@@ -94,6 +110,21 @@ def check_ops_cmd(
         scan_source=not no_scan,
         debug=debug_enabled(),
     )
-    report = checkops.scan_only(opts) if scan_only else checkops.check_ops(opts)
+    if command is not None:
+        from ..opcheck.check_script import check_script
+
+        report = check_script(opts, command, devices, scan_only=scan_only)
+    else:
+        report = checkops.scan_only(opts) if scan_only else checkops.check_ops(opts)
     emit(report, fmt, output)
     sys.exit(exit_code(report, fail_on))
+
+
+def _launch_command() -> Any:
+    """The parsed command after ``--`` on the command line, None when there is no ``--``."""
+    from ..opcheck import launch_command
+
+    argv = sys.argv[1:]
+    if "--" not in argv:
+        return None
+    return launch_command.parse(argv[argv.index("--") + 1 :])

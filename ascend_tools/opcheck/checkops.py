@@ -118,6 +118,15 @@ def build_report(opts: Options, payload: Dict[str, Any], findings: Sequence[Any]
         report.section(
             "Trace incomplete",
             ["The trace stopped early; ops after this point are missing. " + trace["error"]],
+        ).findings.append(
+            # an error, so that --fail-on error never passes a model whose ops were not all seen
+            Finding(
+                severity=Severity.ERROR,
+                rule="trace-incomplete",
+                message=trace["error"],
+                location=opts.target,
+                suggestion="fix what stopped it (--debug shows the traceback), or read the ops seen so far",
+            )
         )
     if trace and trace.get("assumed"):
         report.section(

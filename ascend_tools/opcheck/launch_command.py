@@ -11,7 +11,7 @@ known flags; ``--opt=value`` is always one word. The process count is the launch
 import os
 import re
 from dataclasses import dataclass
-from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from ..errors import InputError
 
@@ -26,6 +26,20 @@ class LaunchCommand:
     args: Tuple[str, ...]  # the script's own arguments (its sys.argv[1:])
     nproc: int  # processes per node the launcher would start
     nnodes: int = 1
+    launcher_args: Tuple[str, ...] = ()  # the launcher's own options (accelerate's --config_file ...)
+
+    @classmethod
+    def from_json(cls, data: Dict[str, Any]) -> "LaunchCommand":
+        """The inverse of ``dataclasses.asdict`` through JSON (args come back as a list)."""
+        return cls(
+            str(data["launcher"]),
+            data["script"],
+            data["module"],
+            tuple(data["args"]),
+            int(data["nproc"]),
+            int(data.get("nnodes", 1)),
+            tuple(data.get("launcher_args", ())),
+        )
 
     @property
     def target(self) -> str:
@@ -166,9 +180,10 @@ def _launcher(name: str, words: List[str], flags: FrozenSet[str], devices: int) 
     first, rest = words[i], tuple(words[i + 1 :])
     nproc = _count(name, options, _NPROC_OPTS[name], devices, default=1 if name != "deepspeed" else devices)
     nnodes = _count(name, options, _NNODES_OPTS[name], devices, default=1)
+    own = tuple(words[:i])
     if module:
-        return LaunchCommand(name, None, first, rest, nproc, nnodes)
-    return LaunchCommand(name, first, None, rest, nproc, nnodes)
+        return LaunchCommand(name, None, first, rest, nproc, nnodes, own)
+    return LaunchCommand(name, first, None, rest, nproc, nnodes, own)
 
 
 def _count(name: str, options: Dict[str, str], keys: Tuple[str, ...], devices: int, default: int) -> int:

@@ -10,7 +10,9 @@ from typing import Any, Dict
 from ..errors import InputError
 
 
-def trace_in_child(spec: Dict[str, Any], timeout: float, debug: bool = False) -> Dict[str, Any]:
+def trace_in_child(
+    spec: Dict[str, Any], timeout: float, debug: bool = False, child: str = "ascend_tools.opcheck.child"
+) -> Dict[str, Any]:
     """Return the child's payload (see ``child.py``).
 
     Raises :class:`InputError` (one line) when the child times out, crashes or reports an error, and
@@ -20,7 +22,7 @@ def trace_in_child(spec: Dict[str, Any], timeout: float, debug: bool = False) ->
         out_path = os.path.join(tmp, "trace.json")
         with open(spec_path, "w", encoding="utf-8") as f:
             json.dump(dict(spec, debug=debug), f)
-        cmd = [sys.executable, "-m", "ascend_tools.opcheck.child", spec_path, out_path]
+        cmd = [sys.executable, "-m", child, spec_path, out_path]
         env = dict(os.environ, PYTHONPATH=_package_root() + os.pathsep + os.environ.get("PYTHONPATH", ""))
         try:
             proc = subprocess.run(

@@ -1,5 +1,7 @@
 """check-ops -- COMMAND: the launch command parser, against what each launcher's own docs say it runs."""
 
+import dataclasses
+
 import pytest
 
 from ascend_tools.errors import InputError
@@ -44,7 +46,13 @@ from ascend_tools.opcheck.launch_command import LaunchCommand, parse
     ],
 )
 def test_parse(argv, expected):
-    assert parse(argv.split()) == expected
+    assert dataclasses.replace(parse(argv.split()), launcher_args=()) == expected
+
+
+def test_launcher_options_are_kept_for_the_config_scan():
+    cmd = parse(["accelerate", "launch", "--config_file", "acc.yaml", "--num_processes=2", "train.py", "--x"])
+    assert cmd.launcher_args == ("--config_file", "acc.yaml", "--num_processes=2")
+    assert LaunchCommand.from_json(dataclasses.asdict(cmd)) == cmd
 
 
 def test_all_devices_is_the_configured_count():

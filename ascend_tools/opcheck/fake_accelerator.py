@@ -1,0 +1,171 @@
+"""A fake CUDA node for the user's script: ``torch.cuda`` answers as N GPUs, and ``cuda`` tensors live on meta.
+
+What the script asks for on the accelerator (``.cuda()``, ``.to("cuda:1")``, ``device="cuda"`` in a factory
+call) goes to the **meta** device: shapes and dtypes, no storage. Parameters go to meta as they are
+registered (as accelerate's ``init_empty_weights`` does), so a 7B model built on the "CPU" costs no memory
+and no random initialisation. Data the script loads stays real until it is moved to the accelerator.
+
+Why meta, not FakeTensors on ``cuda``: FakeTensorMode can hold a ``cuda`` FakeTensor on CPU-only torch, but
+the first op with autograd on it aborts the process (a C++ DeviceGuard for CUDA: "PyTorch is not linked
+with support for cuda devices", torch 2.13). The price: ``x.device.type == "cuda"``/``x.is_cuda`` branches in
+model code see ``meta`` and take their non-CUDA path, and autocast does not apply to meta tensors
+(docs/check-ops.md, limits). Everything here is patched for the check-ops child only, never in training.
+"""
+
+import contextlib
+import os
+from types import SimpleNamespace
+from typing import Any, Callable, Dict, Iterator, List, Tuple
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+GIB = 1 << 30
+#: what the fake node's devices report (an 80 GB Ampere-class part: bf16, TF32, flash-attn 2 capable)
+DEVICE_NAME = "NVIDIA A100-SXM4-80GB (ascend-doctor fake)"
+DEVICE_MEMORY = 80 * GIB
+CAPABILITY = (8, 0)
+META = torch.device("meta")
+
+
+class FakeNode:
+    """The node's state: device count and the current device."""
+
+    def __init__(self, devices: int) -> None:
+        self.devices = devices
+        self.current = int(os.environ.get("LOCAL_RANK", "0") or 0) % max(devices, 1)
+
+    def set_device(self, device: Any) -> None:
+        if isinstance(device, (str, torch.device)):
+            device = torch.device(device).index
+        self.current = int(device or 0)
+
+    def properties(self, device: Any = None) -> Any:
+        return SimpleNamespace(
+            name=DEVICE_NAME,
+            total_memory=DEVICE_MEMORY,
+            major=CAPABILITY[0],
+            minor=CAPABILITY[1],
+            multi_processor_count=108,
+            is_integrated=False,
+            is_multi_gpu_board=False,
+            L2_cache_size=40 << 20,
+            uuid="ascend-doctor-fake",
+        )
+
+
+def is_accelerator(arg: Any) -> bool:
+    """``"cuda"``, ``"cuda:1"``, ``torch.device("cuda", 1)``."""
+    if isinstance(arg, torch.device):
+        return arg.type == "cuda"
+    return isinstance(arg, str) and arg.split(":")[0] == "cuda"
+
+
+def _to_meta(arg: Any) -> Any:
+    return META if is_accelerator(arg) else arg
+
+
+class AcceleratorAsMeta(TorchFunctionMode):
+    """Every torch call that names the accelerator as a device (``device=`` of a factory, the positional
+    device of ``Tensor.to``) gets ``meta`` instead."""
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if "device" in kwargs:
+            kwargs = dict(kwargs, device=_to_meta(kwargs["device"]))
+        if getattr(func, "__name__", "") == "to":
+            args = tuple(_to_meta(a) for a in args)
+        return func(*args, **kwargs)
+
+
+def _tensor_cuda(
+    self: torch.Tensor, device: Any = None, non_blocking: bool = False, **_: Any
+) -> torch.Tensor:
+    return self.to(META)
+
+
+def _register_parameter_on_meta(original: Callable[..., None]) -> Callable[..., None]:
+    def register_parameter(self: torch.nn.Module, name: str, param: Any) -> None:
+        if isinstance(param, torch.nn.Parameter) and param.device != META:
+            param = torch.nn.Parameter(param.to(META), requires_grad=param.requires_grad)
+        original(self, name, param)
+
+    return register_parameter
+
+
+def _returns(value: Any) -> Callable[..., Any]:
+    """A new function per patched name: torch._dynamo refuses one object under two torch names."""
+    return lambda *args, **kwargs: value
+
+
+def _patches(node: FakeNode) -> List[Tuple[Any, str, Any]]:
+    """(owner, attribute, replacement) for everything the fake node changes."""
+
+    def mem_get_info(device: Any = None) -> Tuple[int, int]:
+        return DEVICE_MEMORY, DEVICE_MEMORY
+
+    cuda = torch.cuda
+    answers: Dict[str, Any] = {
+        "is_available": _returns(True),
+        "is_initialized": _returns(True),
+        "device_count": lambda: node.devices,
+        "current_device": lambda: node.current,
+        "set_device": node.set_device,
+        "get_device_properties": node.properties,
+        "get_device_name": lambda device=None: DEVICE_NAME,
+        "get_device_capability": lambda device=None: CAPABILITY,
+        "is_bf16_supported": _returns(True),
+        "is_tf32_supported": _returns(True),
+        "synchronize": _returns(None),
+        "empty_cache": _returns(None),
+        "init": _returns(None),
+        "manual_seed": _returns(None),
+        "manual_seed_all": _returns(None),
+        "seed": _returns(None),
+        "seed_all": _returns(None),
+        "ipc_collect": _returns(None),
+        "mem_get_info": mem_get_info,
+        "memory_allocated": _returns(0),
+        "max_memory_allocated": _returns(0),
+        "memory_reserved": _returns(0),
+        "max_memory_reserved": _returns(0),
+        "memory_cached": _returns(0),
+        "max_memory_cached": _returns(0),
+        "reset_peak_memory_stats": _returns(None),
+        "reset_max_memory_allocated": _returns(None),
+        "reset_accumulated_memory_stats": _returns(None),
+        "memory_stats": lambda *a, **k: {},
+        "memory_summary": lambda *a, **k: "(ascend-doctor fake CUDA node: no memory is allocated)",
+        "set_per_process_memory_fraction": _returns(None),
+        "get_arch_list": lambda: ["sm_80", "sm_90"],
+    }
+    patches: List[Tuple[Any, str, Any]] = [(cuda, k, v) for k, v in answers.items()]
+    if hasattr(cuda, "memory"):
+        patches += [
+            (cuda.memory, k, answers[k]) for k in ("mem_get_info", "memory_allocated") if k in answers
+        ]
+    patches += [
+        (torch.Tensor, "cuda", _tensor_cuda),
+        (
+            torch.nn.Module,
+            "register_parameter",
+            _register_parameter_on_meta(torch.nn.Module.register_parameter),
+        ),
+    ]
+    return patches
+
+
+@contextlib.contextmanager
+def fake_node(devices: int = 8) -> Iterator[FakeNode]:
+    """Patch torch for the fake node and send the accelerator to meta while active."""
+    node = FakeNode(devices)
+    patches = _patches(node)
+    saved = [(owner, name, getattr(owner, name, None)) for owner, name, _ in patches]
+    for owner, name, value in patches:
+        setattr(owner, name, value)
+    try:
+        with AcceleratorAsMeta():
+            yield node
+    finally:
+        for owner, name, value in reversed(saved):
+            setattr(owner, name, value)

@@ -1,0 +1,182 @@
+"""Child process of ``check-ops -- python train.py ARGS``: run the user's script unchanged, trace one step.
+
+``python -m ascend_tools.opcheck.script_child SPEC.json OUT.json``. The script runs as ``__main__`` with its
+own ``sys.argv`` (never this process's) and working directory, on the fake node (``fake_accelerator.py``),
+with stand-ins for missing CUDA-only packages (``standins.py``), a fake process group for ``nccl`` and
+the step trace (``step_trace.py``). OUT holds what ``child.py`` writes for a model file, plus
+``runtime_findings`` (stand-in uses) and, when the step was not completed, the trace ``error``.
+"""
+
+import json
+import os
+import runpy
+import sys
+import traceback
+from typing import Any, Dict, List, Optional
+
+from ..stacks import is_library
+from . import patterns, verdicts
+from .launch_command import LaunchCommand
+
+
+def launcher_env(cmd: LaunchCommand) -> Dict[str, str]:
+    """What torchrun/accelerate/deepspeed set for rank 0 of the node (the user's own values win)."""
+    if cmd.launcher == "python":
+        return {}
+    world = cmd.nproc * cmd.nnodes
+    return {
+        "RANK": "0",
+        "LOCAL_RANK": "0",
+        "WORLD_SIZE": str(world),
+        "LOCAL_WORLD_SIZE": str(cmd.nproc),
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": "29500",
+    }
+
+
+def _fake_process_group() -> Any:
+    """``init_process_group(nccl)`` initialises torch's fake backend instead: collectives return at once,
+    so DDP/FSDP wrappers build; world size and rank from the launcher's environment."""
+    import torch.distributed as dist
+
+    original = dist.init_process_group
+
+    def init_process_group(backend: Any = None, *args: Any, **kwargs: Any) -> Any:
+        from torch.testing._internal.distributed.fake_pg import FakeStore
+
+        kwargs.pop("init_method", None)
+        kwargs.pop("store", None)
+        kwargs["rank"] = int(kwargs.get("rank", os.environ.get("RANK", "0")))
+        kwargs["world_size"] = int(kwargs.get("world_size", os.environ.get("WORLD_SIZE", "1")))
+        return original("fake", store=FakeStore(), **kwargs)
+
+    dist.init_process_group = init_process_group
+    return dist
+
+
+def _compile_unchanged(recorder: Any) -> None:
+    """``torch.compile`` returns what it was given: inductor/Triton does not run here or on the NPU as is."""
+    import torch
+
+    from .standins import Package
+
+    package = Package("torch-compile", 'torch.compile(backend="npu") via torchair, or run eager')
+
+    def compile(model: Any = None, *args: Any, **kwargs: Any) -> Any:
+        recorder.note("torch", "compile", package)
+        return model if model is not None else (lambda fn: fn)
+
+    torch.compile = compile
+
+
+def _user_line(tb: Any) -> str:
+    """``file:line`` of the innermost frame of the user's code in a traceback."""
+    where = ""
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if not is_library(name) and "ascend_tools" not in name:
+            where = f"{os.path.relpath(name)}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return where
+
+
+def run_script(spec: Dict[str, Any]) -> Dict[str, Any]:
+    import importlib.util
+
+    from . import fake_accelerator, standins, step_trace
+
+    cmd = LaunchCommand.from_json(spec["command"])
+    os.chdir(spec["cwd"])
+    for key, value in launcher_env(cmd).items():
+        os.environ.setdefault(key, value)
+    if cmd.script is not None:
+        script = os.path.abspath(cmd.script)
+        sys.path.insert(0, os.path.dirname(script))
+    else:
+        sys.path.insert(0, os.getcwd())
+        found = importlib.util.find_spec(str(cmd.module))
+        script = found.origin if found and found.origin else str(cmd.module)
+    sys.argv = [script, *cmd.args]
+    recorder = standins.Recorder()
+    sys.meta_path.append(standins.StandInFinder(recorder))
+    _fake_process_group()
+    _compile_unchanged(recorder)
+    tracer = step_trace.StepTrace()
+    stop: Optional[str] = None
+    try:
+        with fake_accelerator.fake_node(spec["devices"]), tracer.active():
+            if cmd.script is not None:
+                runpy.run_path(script, run_name="__main__")
+            else:
+                runpy.run_module(str(cmd.module), run_name="__main__", alter_sys=True)
+        stop = "the script ended without calling optimizer.step()"
+    except step_trace.StepDone:
+        pass
+    except SystemExit as exc:
+        where = _user_line(exc.__traceback__)
+        stop = "the script exited with status {}{} before optimizer.step()".format(
+            exc.code if exc.code is not None else 0, f" at {where}" if where else ""
+        )
+    except Exception as exc:
+        if spec.get("debug"):
+            traceback.print_exc()
+        where = _user_line(exc.__traceback__)
+        stop = "{}: {}{}".format(
+            type(exc).__name__, (str(exc).strip().splitlines() or [""])[0], f" at {where}" if where else ""
+        )
+    return _payload(spec, cmd, script, tracer, recorder.findings(), stop)
+
+
+def _payload(
+    spec: Dict[str, Any],
+    cmd: LaunchCommand,
+    script: str,
+    tracer: Any,
+    findings: List[Dict[str, Any]],
+    stop: Any,
+) -> Dict[str, Any]:
+    version = spec["torch_npu_version"]
+    events = tracer.ops.events
+    error = ""
+    if stop is not None:
+        last = events[-1].op if events else "(before the first op)"
+        error = f"trace stopped at {last} in the {tracer.phase} phase: only {len(events)} ops seen ({stop})"
+    stream = verdicts.npu_stream(events, version)
+    top_level = [e for e in stream if not e.via]
+    return {
+        "description": " ".join([cmd.launcher, cmd.target, *cmd.args]),
+        "kind": "script",
+        "source_file": script,
+        "runtime_findings": findings,
+        "trace": {
+            "error": error,
+            "assumed": tracer.ops.assumed,
+            "events": len(events),
+            "device": "meta (fake cuda node of {} devices)".format(spec["devices"]),
+            "optimizer": tracer.optimizer,
+            "backward_seen": tracer.backward_seen(),
+        },
+        "ops": verdicts.op_rows(stream, version, tracer.ops.sites, expanded=False),
+        "patterns": patterns.summarize(patterns.find(top_level)),
+    }
+
+
+def main(argv: List[str]) -> int:
+    spec_path, out_path = argv
+    with open(spec_path, encoding="utf-8") as f:
+        spec = json.load(f)
+    try:
+        payload, code = run_script(spec), 0
+    except Exception as exc:
+        traceback.print_exc()
+        payload, code = {"internal_error": f"{type(exc).__name__}: {exc}"}, 4
+    with open(out_path, "w", encoding="utf-8") as f:
+        json.dump(payload, f)
+    return code
+
+
+if __name__ == "__main__":
+    status = main(sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

@@ -1,0 +1,90 @@
+"""Trace one training step of a script that runs on its own: from the first forward to ``optimizer.step()``.
+
+The op tracer (``trace.py``) is active for the whole script but records only from the first forward of a
+module with trainable parameters (grad enabled) until the first ``optimizer.step()`` returns; then the
+global optimizer step hook raises :class:`StepDone` (a BaseException: the script's ``except Exception``
+does not catch it) and the script stops. Every optimizer goes through that hook: a plain loop's, HF
+Trainer's and Accelerate's wrappers, and DeepSpeed's engine call the torch optimizer's ``step``.
+"""
+
+import contextlib
+from typing import Any, Iterator, List, Optional
+
+import torch
+
+from ..dispatch import ModulePath
+from . import trace
+
+
+class StepDone(BaseException):
+    """Raised after the first ``optimizer.step()``: the training step is traced, stop the script."""
+
+
+class GatedOpTrace(trace.OpTraceMode):
+    """The op tracer, passing ops through unrecorded while ``recording`` is off (data loading, setup)."""
+
+    recording = False
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if self.recording:
+            return super().__torch_dispatch__(func, types, args, kwargs)
+        kwargs = kwargs or {}
+        if func is torch.ops.prim.device.default:
+            return args[0].device
+        return func(*args, **kwargs)
+
+
+class GatedFusedCalls(trace.FusedCallMode):
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if not getattr(self.ops, "recording", False):
+            return func(*args, **(kwargs or {}))
+        return super().__torch_function__(func, types, args, kwargs)
+
+
+class StepTrace:
+    """Where the step got to: ``phase`` is "setup", "forward", "backward" (once a backward op ran),
+    "optimizer" (inside step) or "done"."""
+
+    def __init__(self) -> None:
+        self.modules = ModulePath()
+        self.ops = GatedOpTrace(self.modules)
+        self.phase = "setup"
+        self.optimizer: Optional[str] = None
+        self._handles: List[Any] = []
+
+    def _start(self, module: torch.nn.Module, args: Any) -> None:
+        if self.ops.recording or not torch.is_grad_enabled():
+            return
+        if any(p.requires_grad for p in module.parameters()):
+            self.ops.recording = True
+            self.phase = "forward"
+
+    def _pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        if self.ops.recording:
+            self.phase = "optimizer"
+            self.optimizer = type(optimizer).__name__
+
+    def _post_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        if self.ops.recording:
+            self.ops.recording = False
+            self.phase = "done"
+            raise StepDone()
+
+    def backward_seen(self) -> bool:
+        return any(e.phase == "backward" for e in self.ops.events)
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator["StepTrace"]:
+        from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+
+        self._handles = [
+            torch.nn.modules.module.register_module_forward_pre_hook(self._start),
+            register_optimizer_step_pre_hook(self._pre_step),
+            register_optimizer_step_post_hook(self._post_step),
+        ]
+        try:
+            with self.modules, trace.meta_autocast_as_cpu(), self.ops, GatedFusedCalls(self.ops):
+                yield self
+        finally:
+            for h in self._handles:
+                h.remove()
