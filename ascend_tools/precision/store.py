@@ -424,13 +424,20 @@ class OurDump(Dump):
             self._stacks = {}
             path = os.path.join(self.path, "stacks.jsonl")
             if os.path.isfile(path):
+                bad: List[int] = []
                 with open(path, "rb") as f:
-                    for _, line, ended in boundedio.lines(f):
+                    for number, line, ended in boundedio.lines(f):
                         if not ended:
-                            break
+                            break  # the writer was killed mid-line
                         try:
-                            raw = boundedio.loads(line or b"")
+                            if line is None:
+                                raise ValueError("line too long")
+                            raw = boundedio.loads(line)
                             self._stacks[int(raw["id"])] = [str(x) for x in raw["frames"]]
                         except (ValueError, KeyError, TypeError, AttributeError, IndexError):
-                            continue
+                            bad.append(number)
+                if bad:
+                    self.problems.append(
+                        f"{path}: {len(bad)} unreadable stack line(s) skipped (first: line {bad[0]})"
+                    )
         return self._stacks.get(int(stack_id), [])

@@ -15,7 +15,6 @@ From each rank's ``hang/hang.json`` (written by the watchdog) and its ``coll`` r
 holds in flight, its last step, and whether it was cut short.
 """
 
-import json
 import os
 import re
 from collections import Counter
@@ -23,6 +22,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from ... import boundedio
 from .model import Profile
 
 
@@ -95,8 +95,8 @@ def stack_top(rank_dir: str) -> Optional[str]:
     """``file:line in func`` of the innermost user frame of the main thread in ``hang/pyspy.json``: where the
     rank stood when the hang was caught (None without a readable py-spy dump)."""
     try:
-        with open(os.path.join(rank_dir, "hang", "pyspy.json"), encoding="utf-8") as f:
-            threads = json.load(f)
+        with open(os.path.join(rank_dir, "hang", "pyspy.json"), "rb") as f:
+            threads = boundedio.loads(boundedio.read_document(f, boundedio.MAX_LINE))
         main = next(t for t in threads if t.get("thread_name") == "MainThread")
         for fr in main.get("frames", []):  # innermost first
             if not _LIBRARY_FRAME.search(str(fr.get("filename", ""))):
