@@ -22,7 +22,7 @@ Severity: ``error`` breaks on NPU, ``warning`` runs but is slow/lossy or needs a
 import ast
 import re
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Optional, Pattern, Tuple, Union
 
 # rule id -> (default severity, what it finds). docs/porting-guide.md has one section per id.
 RULE_DOCS: Dict[str, Tuple[str, str]] = {
@@ -91,6 +91,10 @@ class Site:
     value: Optional[ast.AST] = None  # kwarg value, assigned value, parameter default
     key: Optional[str] = None  # env var name for setitem
     names: Tuple[str, ...] = ()  # ``from X import a, b``: the imported names
+    # why a CUDA-only call here does not run on NPU (a device-type or availability branch with an else)
+    branch: Optional[str] = None
+    # follows a variable to the value last assigned to it in scope (``backend = "nccl"``); identity if none
+    value_of: Callable[[Optional[ast.AST]], Optional[ast.AST]] = lambda node: node
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,7 @@ class Hit:
 Handler = Callable[[Site], Iterable[Hit]]
 RULES: Dict[str, Handler] = {}
 PREFIX_RULES: Dict[str, Handler] = {}
+PATTERN_RULES: List[Tuple[Pattern[str], Handler]] = []  # module names no table can list (``*_cuda``)
 
 
 def register(*names: str) -> Callable[[Handler], Handler]:
@@ -132,7 +137,7 @@ def lookup(name: str, prefix_only: bool = False) -> Optional[Handler]:
         fn = PREFIX_RULES.get(".".join(parts[:i]))
         if fn is not None:
             return fn
-    return None
+    return next((fn for pattern, fn in PATTERN_RULES if pattern.search(name)), None)
 
 
 def _call_suffix(site: Site) -> str:
@@ -513,13 +518,16 @@ def _cpp_load(site: Site) -> Iterable[Hit]:
     for kw in call.keywords:
         if kw.arg == "with_cuda" and isinstance(kw.value, ast.Constant) and kw.value.value is True:
             reasons.append("with_cuda=True")
-        if kw.arg == "cuda_sources":
-            reasons.append("cuda_sources=")
-    for node in ast.walk(call):
+        if kw.arg in ("cuda_sources", "extra_cuda_cflags"):
+            reasons.append(f"{kw.arg}=")
+    # sources may sit in a variable: `sources = [os.path.join(d, "k.cu")]; load(name, sources)`
+    values = [site.value_of(a) for a in (*call.args, *(k.value for k in call.keywords))]
+    for node in (n for v in values if v is not None for n in ast.walk(v)):
         if (
             isinstance(node, ast.Constant)
             and isinstance(node.value, str)
             and node.value.endswith((".cu", ".cuh"))
+            and node.value not in reasons
         ):
             reasons.append(node.value)
     if not reasons:
@@ -538,6 +546,7 @@ def _cpp_load(site: Site) -> Iterable[Hit]:
 
 
 def _nccl_hits(value: Optional[ast.AST]) -> List[Hit]:
+    """``"nccl"`` (also ``"cpu:gloo,cuda:nccl"``), reported where the string is written."""
     if isinstance(value, ast.Constant) and isinstance(value.value, str) and "nccl" in value.value:
         new = value.value.replace("nccl", "hccl").replace("cuda:", "npu:")
         return [
@@ -555,12 +564,14 @@ def _nccl_hits(value: Optional[ast.AST]) -> List[Hit]:
 @register("torch.distributed.init_process_group")
 def _init_pg(site: Site) -> Iterable[Hit]:
     call = _call(site)
-    return _nccl_hits(call.args[0]) if call is not None and call.args else []
+    return _nccl_hits(site.value_of(call.args[0])) if call is not None and call.args else []
 
 
-@register("<kwarg>.backend")
+@register("<kwarg>.backend", "<kwarg>.process_group_backend", "<backend-var>")
 def _backend_kwarg(site: Site) -> Iterable[Hit]:
-    return _nccl_hits(site.value)
+    """``backend="nccl"``, Lightning's ``DDPStrategy(process_group_backend="nccl")``, ``backend=var`` with
+    ``var = "nccl"`` earlier in scope, and a ``*backend`` variable assigned ``"nccl"`` (nanoGPT)."""
+    return _nccl_hits(site.value_of(site.value))
 
 
 @register("torch.distributed.Backend.NCCL", "torch.distributed.is_nccl_available")
@@ -622,7 +633,7 @@ def _env_hits(key: Optional[str], node: ast.AST) -> List[Hit]:
         return []
     if key.startswith(("NCCL_", "TORCH_NCCL_")):
         rule = "nccl-env"
-    elif key.startswith(("CUDA_", "PYTORCH_CUDA_")):
+    elif key.startswith(("CUDA_", "PYTORCH_CUDA_", "TORCH_CUDA_")):
         rule = "cuda-env"
     else:
         return []
@@ -642,11 +653,6 @@ def _env_hits(key: Optional[str], node: ast.AST) -> List[Hit]:
             node,
         )
     ]
-
-
-@register("os.environ")
-def _environ_setitem(site: Site) -> Iterable[Hit]:
-    return _env_hits(site.key, site.node) if site.kind == "setitem" else []
 
 
 @register("os.environ.setdefault", "os.putenv")
@@ -685,21 +691,24 @@ def _lib(rule: str, message: str, suggestion: str, severity: str = "error") -> H
     def handler(site: Site) -> Iterable[Hit]:
         if site.kind != "import":
             return []
-        sev = "warning" if site.guarded and severity == "error" else severity
+        sev = "warning" if (site.guarded or site.branch) and severity == "error" else severity
         fallback = " (guarded: the ImportError fallback runs instead)" if site.guarded else ""
+        fallback += f" ({site.branch})" if site.branch else ""
         return [Hit(rule, sev, f"import {site.name}: {message}{fallback}", suggestion)]
 
     return handler
 
 
 def _lib_call(rule: str, message: str, suggestion: str) -> Handler:
-    """A handler for a call site of a CUDA-only library function, with its specific replacement."""
+    """A handler for a call site of a CUDA-only library function, with its specific replacement
+    (``warning`` when its import has a real fallback or the call sits in a CUDA-only branch)."""
 
     def handler(site: Site) -> Iterable[Hit]:
         if site.kind != "call":
             return []
-        sev = "warning" if site.guarded else "error"
-        return [Hit(rule, sev, f"{site.name.rsplit('.', 1)[1]}(): {message}", suggestion)]
+        sev = "warning" if site.guarded or site.branch else "error"
+        why = f" ({site.branch})" if site.branch else ""
+        return [Hit(rule, sev, f"{site.name.rsplit('.', 1)[1]}(): {message}{why}", suggestion)]
 
     return handler
 
@@ -903,3 +912,212 @@ register("pynvml.*")(
         "torch.npu.mem_get_info() / torch.npu.memory_allocated() in-process, npu-smi on the host",
     )
 )
+
+
+# ----------------------------------------------------------------------------- compiled CUDA modules
+
+# Project-built extensions are named for CUDA by convention: fused_adam_cuda, selective_scan_cuda,
+# cuda_ext, my_ops.nms_cuda. A plain ``cuda`` component (torch.cuda, numba.cuda) is left to other rules.
+_CUDA_MODULE = re.compile(r"(^|[._])(\w+_cuda|cuda_\w+)($|\.)")
+
+
+def _compiled_cuda_module(site: Site) -> Iterable[Hit]:
+    if site.kind != "import":
+        return []
+    return [
+        Hit(
+            "cuda-extension",
+            "error",
+            f"import {site.name}: a compiled CUDA extension module (named *_cuda / cuda_*); "
+            "it has no Ascend build",
+            "port its kernels to AscendC (CANN custom op) or replace them with torch / torch_npu ops",
+        )
+    ]
+
+
+PATTERN_RULES.append((_CUDA_MODULE, _compiled_cuda_module))
+
+
+# ----------------------------------------------------------------------------- torch.compile, TF32
+
+TORCH_COMPILE_MESSAGE = (
+    "torch.compile's default inductor backend generates Triton/C++ kernels for CUDA/CPU; torch_npu "
+    'documents torch.compile with backend="npugraphs" (like "cudagraphs") and torchair\'s NPU backend'
+)
+TORCH_COMPILE_FIX = (
+    "run eager first; then torch.compile(model, backend=torchair.get_npu_backend()) and re-validate"
+)
+
+
+@register("torch.compile")
+def _torch_compile(site: Site) -> Iterable[Hit]:
+    if site.kind not in ("call", "ref"):
+        return []
+    return [Hit("torch-compile", "warning", TORCH_COMPILE_MESSAGE, TORCH_COMPILE_FIX)]
+
+
+@register("torch.set_float32_matmul_precision")
+def _fp32_matmul_precision(site: Site) -> Iterable[Hit]:
+    call = _call(site)
+    if call is None or not call.args:
+        return []
+    mode = site.value_of(call.args[0])
+    if isinstance(mode, ast.Constant) and mode.value == "highest":
+        return []
+    return [
+        Hit(
+            "cuda-backend-flags",
+            "warning",
+            "set_float32_matmul_precision lets CUDA matmuls use TF32; torch_npu lists it for Atlas A2/A3 only "
+            "(not Ascend 950DT), where the reduced-precision format is HF32, not TF32",
+            "torch.npu.matmul.allow_hf32 = True if HF32 accuracy is acceptable, else drop it",
+        )
+    ]
+
+
+# ----------------------------------------------------------------------------- bitsandbytes via transformers
+
+_BNB_FIX = "load in bf16 (no bitsandbytes); for quantized weights check torch_npu's quant ops / msModelSlim"
+
+
+@register("transformers.BitsAndBytesConfig", "transformers.utils.quantization_config.BitsAndBytesConfig")
+def _bnb_config(site: Site) -> Iterable[Hit]:
+    if site.kind != "call":
+        return []
+    return [
+        Hit(
+            "lib-bitsandbytes",
+            "error",
+            "BitsAndBytesConfig quantizes the model with bitsandbytes (CUDA kernels, no NPU backend)",
+            _BNB_FIX,
+        )
+    ]
+
+
+def _bnb_calls(site: Site) -> Iterable[Hit]:
+    if site.kind == "import":
+        return _BNB_IMPORT(site)
+    if site.kind != "call":
+        return []
+    leaf = site.name.rsplit(".", 1)[1]
+    fix = (
+        "torch.optim.AdamW or torch_npu.optim.NpuFusedAdamW" if ".optim." in site.name else "torch.nn.Linear"
+    )
+    return [Hit("lib-bitsandbytes", "error", f"bitsandbytes {leaf}(): CUDA kernels, no NPU backend", fix)]
+
+
+_BNB_IMPORT = lookup("bitsandbytes") or (lambda site: [])
+register("bitsandbytes.nn.*", "bitsandbytes.optim.*")(_bnb_calls)
+
+
+# ----------------------------------------------------------------------------- flash_attn_interface spellings
+
+
+def _flash_attn_interface(site: Site) -> Iterable[Hit]:
+    """Every call into flash_attn.flash_attn_interface (``_flash_attn_forward``, ``flash_attn_with_kvcache``,
+    v1's ``flash_attn_unpadded_func`` ...) that has no specific rule."""
+    if site.kind == "import":
+        return _FLASH_IMPORT(site)
+    if site.kind != "call":
+        return []
+    sev = "warning" if site.guarded or site.branch else "error"
+    why = f" ({site.branch})" if site.branch else ""
+    return [
+        Hit(
+            "lib-flash-attn",
+            sev,
+            f"{site.name.rsplit('.', 1)[1]}(): flash-attn CUDA kernel, no NPU build{why}",
+            f"{_NFA}(q, k, v, head_num=H, input_layout=..., scale=1/math.sqrt(D))[0]",
+        )
+    ]
+
+
+_FLASH_IMPORT = lookup("flash_attn") or (lambda site: [])
+register("flash_attn.flash_attn_interface.*", "flash_attn.bert_padding.*")(_flash_attn_interface)
+
+
+# ----------------------------------------------------------------------------- device meshes, Lightning
+
+
+@register(
+    "torch.distributed.device_mesh.init_device_mesh",
+    "torch.distributed.init_device_mesh",
+    "torch.distributed.device_mesh.DeviceMesh",
+)
+def _device_mesh(site: Site) -> Iterable[Hit]:
+    call = _call(site)
+    if call is None or not call.args:
+        return []
+    first = site.value_of(call.args[0])
+    if not cuda_device_strings(first):
+        return []
+    return [
+        Hit(
+            "cuda-device-string",
+            "warning",
+            f'{site.name.rsplit(".", 1)[1]}("cuda", ...) builds the mesh on CUDA devices; '
+            f"{TRANSFER} rewrites device= keywords, not this positional device type",
+            f'{site.name.rsplit(".", 1)[1]}("npu", ...)',
+            first,
+        )
+    ]
+
+
+@register("<kwarg>.accelerator", "<kwarg>.gpus")
+def _lightning_accelerator(site: Site) -> Iterable[Hit]:
+    value = site.value_of(site.value)
+    if not isinstance(value, ast.Constant):
+        return []
+    name = site.name.split(".", 1)[1]
+    if name == "accelerator" and value.value not in ("gpu", "cuda"):
+        return []
+    if name == "gpus" and (value.value in (None, 0) or isinstance(value.value, bool)):
+        return []
+    return [
+        Hit(
+            "lightning-accelerator",
+            "warning",
+            f"{name}={value.value!r} selects Lightning's CUDAAccelerator; Lightning has no built-in NPU "
+            "accelerator",
+            "register an NPU Accelerator (Lightning's Accelerator API on torch.npu) and pass it, or "
+            'accelerator="auto" with transfer_to_npu (check the run)',
+            value,
+        )
+    ]
+
+
+# ----------------------------------------------------------------------------- CUDA toolkit probes
+
+_CUDA_PROBES = ("CUDA_HOME", "CUDA_PATH", "CUDA_ROOT", "TORCH_CUDA_ARCH_LIST", "CUDNN_HOME")
+
+
+def _probe_hit(key: str, node: ast.AST) -> Hit:
+    return Hit(
+        "cuda-env",
+        "warning",
+        f"{key} probes the CUDA toolkit, absent on an Ascend host (code that needs it fails or builds nothing)",
+        "CANN: ASCEND_HOME_PATH / ASCEND_TOOLKIT_HOME; skip the CUDA build on NPU",
+        node,
+    )
+
+
+@register("os.environ.get", "os.getenv", "os.environ")
+def _cuda_probe(site: Site) -> Iterable[Hit]:
+    if site.kind == "setitem":
+        return _env_hits(site.key, site.node)
+    if site.kind == "load" and site.key in _CUDA_PROBES:
+        return [_probe_hit(site.key, site.node)]
+    call = _call(site)
+    if call is None or not call.args:
+        return []
+    first = call.args[0]
+    if isinstance(first, ast.Constant) and first.value in _CUDA_PROBES:
+        return [_probe_hit(str(first.value), first)]
+    return []
+
+
+@register("torch.utils.cpp_extension.CUDA_HOME", "torch.utils.cpp_extension.CUDNN_HOME")
+def _cpp_extension_home(site: Site) -> Iterable[Hit]:
+    if site.kind not in ("ref", "import"):
+        return []
+    return [_probe_hit(site.name.rsplit(".", 1)[1], site.node)]

@@ -15,16 +15,27 @@ from collections import deque
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from ascend_tools.errors import InputError
-from ascend_tools.opcheck import training_options  # noqa: F401  (registers the <kwarg> option rules)
 from ascend_tools.opcheck.command_inputs import scan_command_inputs
 from ascend_tools.opcheck.source_finding import SourceFinding, as_report_finding
 from ascend_tools.opcheck.source_rules import RULE_DOCS, Handler, Hit, Site, lookup
+from ascend_tools.opcheck.training_options import OPTION_RULES
 
 __all__ = ["RULE_DOCS", "SourceFinding", "as_report_finding", "scan_command", "scan_file", "scan_target"]
 
 
 _IMPORT_ERRORS = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
+_BACKEND_NAME = re.compile(r"(^|_)backend$", re.IGNORECASE)
 _DEVICE_NAME = re.compile(r"(^|_)device(_type)?$|^map_location$", re.IGNORECASE)
+
+
+def _only_logs(handler: ast.ExceptHandler) -> bool:
+    """The handler only logs, passes or re-raises: the imported names stay undefined, so a later use
+    raises NameError. Anything else (an assignment, another import, a def) is taken as a fallback."""
+    return all(isinstance(stmt, (ast.Expr, ast.Pass, ast.Raise)) for stmt in handler.body)
+
+
+def _is_fallback(handler: ast.ExceptHandler) -> bool:
+    return _catches_import_error(handler) and not _only_logs(handler)
 
 
 def _catches_import_error(handler: ast.ExceptHandler) -> bool:
@@ -36,6 +47,13 @@ def _catches_import_error(handler: ast.ExceptHandler) -> bool:
         if name in _IMPORT_ERRORS:
             return True
     return False
+
+
+def _field_default(value: ast.AST) -> ast.AST:
+    """``field(default=X)`` -> X (a dataclass field); anything else as it is."""
+    if isinstance(value, ast.Call) and getattr(value.func, "id", getattr(value.func, "attr", "")) == "field":
+        return next((kw.value for kw in value.keywords if kw.arg == "default"), value)
+    return value
 
 
 def _chain(node: ast.AST) -> Optional[List[str]]:
@@ -57,7 +75,9 @@ class _Scanner(ast.NodeVisitor):
         self.path = path
         self.lines = source.splitlines()
         self.aliases: Dict[str, Tuple[str, bool]] = {}  # local name -> (dotted name, guarded import)
-        self.guard = 0  # depth of try-bodies with an ImportError handler
+        self.guard = 0  # depth of try-bodies with an ImportError handler that is a real fallback
+        self.branch: Optional[str] = None  # why the current if-body only runs on CUDA
+        self.scopes: List[Dict[str, ast.AST]] = [{}]  # name -> value last assigned, module then functions
         self.compare = 0  # depth of comparisons
         self.findings: List[SourceFinding] = []
         self.imports: List[Tuple[str, int, Tuple[str, ...]]] = []  # (module, level, names) to follow
@@ -69,6 +89,14 @@ class _Scanner(ast.NodeVisitor):
         if not parts or parts[0] not in self.aliases:
             return None
         return ".".join([self.aliases[parts[0]][0], *parts[1:]])
+
+    def value_of(self, node: Optional[ast.AST]) -> Optional[ast.AST]:
+        """A bare name's last value assigned in the enclosing scopes (file order, one hop); else ``node``."""
+        if isinstance(node, ast.Name):
+            for scope in reversed(self.scopes):
+                if node.id in scope:
+                    return scope[node.id]
+        return node
 
     def _guarded_name(self, node: ast.AST) -> bool:
         parts = _chain(node)
@@ -87,6 +115,8 @@ class _Scanner(ast.NodeVisitor):
         if handler is None:
             return
         site.in_compare = self.compare > 0
+        site.branch = self.branch
+        site.value_of = self.value_of
         for hit in handler(site):
             self._add(hit, hit.node or site.node, at_method=site.name.startswith("<method>."))
 
@@ -109,7 +139,7 @@ class _Scanner(ast.NodeVisitor):
     # ------------------------------------------------------------------ imports
 
     def visit_Try(self, node: ast.Try) -> None:
-        guarded = any(_catches_import_error(h) for h in node.handlers)
+        guarded = any(_is_fallback(h) for h in node.handlers)
         self.guard += guarded
         for stmt in node.body:
             self.visit(stmt)
@@ -184,6 +214,46 @@ class _Scanner(ast.NodeVisitor):
     def visit_Name(self, node: ast.Name) -> None:
         self._visit_chain(node, node.ctx)
 
+    def visit_Subscript(self, node: ast.Subscript) -> None:
+        """``os.environ["CUDA_HOME"]`` read (writes go through _assign)."""
+        key = node.slice.value if isinstance(node.slice, ast.Index) else node.slice  # type: ignore[attr-defined]
+        if (
+            isinstance(node.ctx, ast.Load)
+            and isinstance(key, ast.Constant)
+            and isinstance(key.value, str)
+            and self.resolve(node.value) == "os.environ"
+        ):
+            self.emit(Site("os.environ", "load", node, key=key.value))
+        self.generic_visit(node)
+
+    def visit_If(self, node: ast.If) -> None:
+        self.visit(node.test)
+        outer = self.branch
+        self.branch = self._cuda_only_branch(node) or outer
+        for stmt in node.body:
+            self.visit(stmt)
+        self.branch = outer
+        for stmt in node.orelse:
+            self.visit(stmt)
+
+    def _cuda_only_branch(self, node: ast.If) -> Optional[str]:
+        """Why ``node``'s body runs on CUDA only: a device-type test (``x.device.type == "cuda"``,
+        ``x.is_cuda``) always; ``torch.cuda.is_available()`` when an else branch is the other path."""
+        for sub in ast.walk(node.test):
+            if isinstance(sub, ast.Compare) and any(
+                isinstance(c, ast.Constant) and c.value == "cuda" for c in (sub.left, *sub.comparators)
+            ):
+                return "taken only on a CUDA device: on NPU the other path runs"
+            if isinstance(sub, ast.Attribute) and sub.attr == "is_cuda":
+                return "taken only for CUDA tensors: on NPU the other path runs"
+            if (
+                node.orelse
+                and isinstance(sub, ast.Call)
+                and self.resolve(sub.func) == "torch.cuda.is_available"
+            ):
+                return "taken only when torch.cuda.is_available(): the else branch runs on NPU without transfer_to_npu"
+        return None
+
     def visit_Compare(self, node: ast.Compare) -> None:
         self.compare += 1
         self.generic_visit(node)
@@ -200,8 +270,19 @@ class _Scanner(ast.NodeVisitor):
                 if isinstance(key, ast.Constant) and isinstance(key.value, str):
                     self.emit(Site("os.environ", "setitem", target, key=key.value, value=value))
             ident = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", None)
-            if ident and _DEVICE_NAME.search(ident) and value is not None:
+            if not ident or value is None:
+                continue
+            if isinstance(target, ast.Name):
+                self.scopes[-1][ident] = value
+            if _DEVICE_NAME.search(ident):
                 self.emit(Site("<device-var>", "device-var", value, value=value))
+            if _BACKEND_NAME.search(ident):
+                self.emit(Site("<backend-var>", "device-var", value, value=value))
+            if (
+                ident in OPTION_RULES
+            ):  # `tf32: bool = True`, `optim: str = field(default="paged_adamw_32bit")`
+                default = _field_default(value)
+                self.emit(Site(f"<kwarg>.{ident}", "kwarg", default, value=default))
 
     def visit_Assign(self, node: ast.Assign) -> None:
         self._assign(node.targets, node.value)
@@ -218,7 +299,9 @@ class _Scanner(ast.NodeVisitor):
         pairs += [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
         for arg, default in pairs:
             self.emit(Site(f"<kwarg>.{arg.arg}", "kwarg", default, value=default))
+        self.scopes.append({})
         self.generic_visit(node)
+        self.scopes.pop()
 
     visit_FunctionDef = _visit_function
     visit_AsyncFunctionDef = _visit_function

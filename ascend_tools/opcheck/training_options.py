@@ -11,7 +11,7 @@ function of its value; :func:`option_hits` serves the first two, and each rule i
 import ast
 from typing import Callable, Dict, Iterable, List
 
-from ascend_tools.opcheck.source_rules import Hit, Site, register
+from ascend_tools.opcheck.source_rules import TORCH_COMPILE_FIX, TORCH_COMPILE_MESSAGE, Hit, Site, register
 
 # transformers' OptimizerNames that construct bitsandbytes optimizers (training_args.py, trainer.py).
 BNB_OPTIMIZERS = frozenset(
@@ -126,10 +126,7 @@ def _attn_implementation(value: object) -> List[Hit]:
 
 
 _COMPILE = Hit(
-    "torch-compile",
-    "warning",
-    "the Trainer wraps the model in torch.compile: inductor generates Triton/C++ for CUDA/CPU, not for NPU",
-    "drop it (eager), or compile with torchair's NPU backend (torchair.get_npu_backend())",
+    "torch-compile", "warning", "the Trainer wraps the model in " + TORCH_COMPILE_MESSAGE, TORCH_COMPILE_FIX
 )
 
 
