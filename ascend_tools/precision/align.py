@@ -6,9 +6,11 @@ reference-only) and every later op still pairs with its counterpart.
 
 * Each record's **signature** is (name, module path, output shapes). The common prefix and suffix of the
   two signature streams are paired directly (the whole stream when both runs executed the same ops).
-* The middle is diffed with ``difflib.SequenceMatcher`` (longest matching blocks); in each gap between
-  blocks the records are diffed again on (name, output shapes) only, for module paths that differ
-  between the runs (one captured with ``model=``, one without).
+* The middle is diffed with ``difflib.SequenceMatcher`` (longest matching blocks) in two levels: first
+  the runs of consecutive records in one module (keyed by module path), then the records inside each
+  pair of matched runs, or inside each gap between them. Records left unpaired in a gap are diffed again
+  on (name, output shapes) only, for module paths that differ between the runs (one captured with
+  ``model=``, one without).
 * A pair whose (name, phase, call index) also agree is labelled ``key``, otherwise ``sequence``: the call
   index only breaks ties, it never forces a pairing.
 
@@ -18,7 +20,7 @@ are few because module paths carry the layer number (measured in docs/precision.
 
 import difflib
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Hashable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 from .records import PHASES, Record
 
@@ -56,7 +58,7 @@ def align(target: Sequence[Record], reference: Sequence[Record]) -> List[Pair]:
     for phase in phases:
         t = [r for r in target if r.phase == phase]
         r = [x for x in reference if x.phase == phase]
-        for a, b in _diff(t, r, signature, _loose):
+        for a, b in _scoped(t, r):
             if a is None:
                 assert b is not None
                 ref_only.append(b)
@@ -70,6 +72,59 @@ def align(target: Sequence[Record], reference: Sequence[Record]) -> List[Pair]:
 
 
 Side = Tuple[Optional[Record], Optional[Record]]
+T = TypeVar("T")
+
+
+def _scoped(a: List[Record], b: List[Record]) -> List[Side]:
+    """Diff the runs of consecutive records in one module first (few, and their paths nearly unique),
+    then the records inside each pair of runs: the record-level diff never spans the whole stream."""
+    ra, rb = _runs(a), _runs(b)
+    out: List[Side] = []
+    for x, y in _matched([r[0].module for r in ra], [r[0].module for r in rb], ra, rb):
+        out.extend(
+            _diff([rec for run in x for rec in run], [rec for run in y for rec in run], signature, _loose)
+        )
+    return out
+
+
+def _runs(records: List[Record]) -> List[List[Record]]:
+    runs: List[List[Record]] = []
+    for rec in records:
+        if runs and runs[-1][0].module == rec.module:
+            runs[-1].append(rec)
+        else:
+            runs.append([rec])
+    return runs
+
+
+def _matched(
+    sa: List[Hashable], sb: List[Hashable], a: List[T], b: List[T]
+) -> Iterator[Tuple[List[T], List[T]]]:
+    """Alternating (gap, gap) and (equal item, equal item) slices of ``a`` and ``b`` covering both: the
+    common prefix and suffix directly, the middle by ``difflib.SequenceMatcher`` on the keys."""
+    head = 0
+    while head < len(a) and head < len(b) and sa[head] == sb[head]:
+        yield [a[head]], [b[head]]
+        head += 1
+    tail = 0
+    while tail < len(a) - head and tail < len(b) - head and sa[-1 - tail] == sb[-1 - tail]:
+        tail += 1
+    ma, mb = a[head : len(a) - tail], b[head : len(b) - tail]
+    if ma and mb:
+        matcher = difflib.SequenceMatcher(
+            a=sa[head : len(a) - tail], b=sb[head : len(b) - tail], autojunk=False
+        )
+        i = j = 0
+        for block in matcher.get_matching_blocks():
+            if block.a > i or block.b > j:
+                yield ma[i : block.a], mb[j : block.b]
+            for k in range(block.size):
+                yield [ma[block.a + k]], [mb[block.b + k]]
+            i, j = block.a + block.size, block.b + block.size
+    elif ma or mb:
+        yield ma, mb
+    for k in range(tail):
+        yield [a[len(a) - tail + k]], [b[len(b) - tail + k]]
 
 
 def _diff(
@@ -79,31 +134,12 @@ def _diff(
     *fallback: Callable[[Record], Hashable],
 ) -> List[Side]:
     """(target, reference) pairs and one-sided entries covering ``a`` and ``b``."""
-    sa, sb = [sig(x) for x in a], [sig(x) for x in b]
-    head = 0
-    while head < len(a) and head < len(b) and sa[head] == sb[head]:
-        head += 1
-    tail = 0
-    while tail < len(a) - head and tail < len(b) - head and sa[-1 - tail] == sb[-1 - tail]:
-        tail += 1
-    out: List[Side] = [(a[k], b[k]) for k in range(head)]
-    ma, mb = a[head : len(a) - tail], b[head : len(b) - tail]
-    if ma and mb:
-        matcher = difflib.SequenceMatcher(
-            a=sa[head : len(a) - tail], b=sb[head : len(b) - tail], autojunk=False
-        )
-        i = j = 0
-        for block in matcher.get_matching_blocks():
-            out.extend(_gap(ma[i : block.a], mb[j : block.b], fallback))
-            out.extend((ma[block.a + k], mb[block.b + k]) for k in range(block.size))
-            i, j = block.a + block.size, block.b + block.size
-    else:
-        out.extend(_gap(ma, mb, ()))
-    out.extend((a[len(a) - tail + k], b[len(b) - tail + k]) for k in range(tail))
+    out: List[Side] = []
+    for x, y in _matched([sig(r) for r in a], [sig(r) for r in b], a, b):
+        if len(x) == 1 and len(y) == 1 and sig(x[0]) == sig(y[0]):
+            out.append((x[0], y[0]))
+        elif x and y and fallback:
+            out.extend(_diff(x, y, fallback[0], *fallback[1:]))
+        else:
+            out.extend([(r, None) for r in x] + [(None, r) for r in y])
     return out
-
-
-def _gap(a: List[Record], b: List[Record], fallback: Sequence[Callable[[Record], Hashable]]) -> List[Side]:
-    if a and b and fallback:
-        return _diff(a, b, fallback[0], *fallback[1:])
-    return [(x, None) for x in a] + [(None, y) for y in b]
