@@ -195,7 +195,7 @@ def _device_hits(values: Iterable[Optional[ast.AST]], where: str) -> List[Hit]:
 )
 def _device_kwarg(site: Site) -> Iterable[Hit]:
     where = "a device variable" if site.kind == "device-var" else f"{site.name.split('.', 1)[1]}="
-    return _device_hits([site.value], where)
+    return _device_hits([site.value_of(site.value)], where)
 
 
 @register(
@@ -257,6 +257,15 @@ _NPU_RENAMES = {"CUDAGraph": "NPUGraph", "CUDAPluggableAllocator": "NPUPluggable
 
 @register("torch.cuda.*")
 def _torch_cuda(site: Site) -> Iterable[Hit]:
+    if site.name.startswith("torch.cuda.nccl"):
+        return [
+            Hit(
+                "cuda-call",
+                "warning",
+                f"{site.name}: NCCL version/feature probe; there is no NCCL on Ascend (HCCL instead)",
+                "drop the probe on NPU (a bf16 gate on it is False there: check torch.npu.is_bf16_supported())",
+            )
+        ]
     if site.kind == "import" or site.name == "torch.cuda":
         return []
     rest = site.name[len("torch.cuda.") :]
@@ -438,7 +447,7 @@ def _sdpa_kernel(site: Site) -> Iterable[Hit]:
 # ----------------------------------------------------------------------------- jit, float64
 
 
-@register("torch.jit.script", "torch.jit.script_method")
+@register("torch.jit.script", "torch.jit.script_method", "torch.jit.ScriptModule")
 def _jit_script(site: Site) -> Iterable[Hit]:
     if site.kind not in ("call", "ref"):
         return []
@@ -921,18 +930,22 @@ register("pynvml.*")(
 _CUDA_MODULE = re.compile(r"(^|[._])(\w+_cuda|cuda_\w+)($|\.)")
 
 
+_PORT_KERNEL = "port its kernels to AscendC (CANN custom op) or replace them with torch / torch_npu ops"
+
+
 def _compiled_cuda_module(site: Site) -> Iterable[Hit]:
-    if site.kind != "import":
+    if site.kind == "import":
+        what = f"import {site.name}: a compiled CUDA extension module (named *_cuda / cuda_*)"
+    elif site.kind == "call":
+        what = f"{site.name}(): a call into a compiled CUDA extension"
+    else:
         return []
-    return [
-        Hit(
-            "cuda-extension",
-            "error",
-            f"import {site.name}: a compiled CUDA extension module (named *_cuda / cuda_*); "
-            "it has no Ascend build",
-            "port its kernels to AscendC (CANN custom op) or replace them with torch / torch_npu ops",
-        )
-    ]
+    return [Hit("cuda-extension", "error", f"{what}; it has no Ascend build", _PORT_KERNEL)]
+
+
+# `wkv_cuda = load(name="wkv", sources=[...".cu"])`: the scanner aliases the variable to this prefix.
+CPP_EXTENSION_MODULE = "<cpp_extension>"
+register(f"{CPP_EXTENSION_MODULE}.*")(_compiled_cuda_module)
 
 
 PATTERN_RULES.append((_CUDA_MODULE, _compiled_cuda_module))
@@ -1033,7 +1046,8 @@ def _flash_attn_interface(site: Site) -> Iterable[Hit]:
 
 
 _FLASH_IMPORT = lookup("flash_attn") or (lambda site: [])
-register("flash_attn.flash_attn_interface.*", "flash_attn.bert_padding.*")(_flash_attn_interface)
+# flash_attn.bert_padding is plain PyTorch: only its import fails (the flash_attn package is absent)
+register("flash_attn.flash_attn_interface.*")(_flash_attn_interface)
 
 
 # ----------------------------------------------------------------------------- device meshes, Lightning
@@ -1121,3 +1135,75 @@ def _cpp_extension_home(site: Site) -> Iterable[Hit]:
     if site.kind not in ("ref", "import"):
         return []
     return [_probe_hit(site.name.rsplit(".", 1)[1], site.node)]
+
+
+_APEX_PARALLEL = {
+    "convert_syncbn_model": "torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)",
+    "SyncBatchNorm": "torch.nn.SyncBatchNorm",
+    "DistributedDataParallel": "torch.nn.parallel.DistributedDataParallel",
+}
+
+
+def _apex_parallel(site: Site) -> Iterable[Hit]:
+    if site.kind == "import":
+        return _APEX_IMPORT(site)
+    if site.kind != "call":
+        return []
+    leaf = site.name.rsplit(".", 1)[1]
+    fix = _APEX_PARALLEL.get(leaf, "the torch.nn / torch.distributed equivalent")
+    return [Hit("lib-apex", "error", f"apex.parallel.{leaf}(): NVIDIA apex CUDA code", fix)]
+
+
+_APEX_IMPORT = lookup("apex.parallel") or (lambda site: [])
+register("apex.parallel.*")(_apex_parallel)
+
+
+register("unsloth.*", "unsloth_zoo.*")(
+    lambda site: (
+        _UNSLOTH_IMPORT(site)
+        if site.kind == "import"
+        else [
+            Hit(
+                "lib-triton",
+                "error",
+                f"{site.name}(): unsloth patches models with Triton/CUDA kernels and requires an NVIDIA GPU",
+                "transformers AutoModelForCausalLM.from_pretrained + peft.get_peft_model, with ascend_tools.patch",
+            )
+        ]
+        if site.kind == "call"
+        else []
+    )
+)
+_UNSLOTH_IMPORT = _lib(
+    "lib-triton",
+    "unsloth's kernels are Triton/CUDA only and it refuses to import without an NVIDIA GPU",
+    "transformers + peft (and ascend_tools.patch for fused RMSNorm/RoPE/SwiGLU/cross-entropy)",
+    severity="error",
+)
+
+
+@register(
+    "deepspeed.ops.adam.FusedAdam", "deepspeed.ops.adam.DeepSpeedCPUAdam", "deepspeed.ops.lamb.FusedLamb"
+)
+def _deepspeed_optimizer(site: Site) -> Iterable[Hit]:
+    if site.kind != "call":
+        return []
+    leaf = site.name.rsplit(".", 1)[1]
+    if leaf == "FusedLamb":
+        return [
+            Hit(
+                "lib-deepspeed-ops",
+                "error",
+                "FusedLamb(): no NPU op builder in DeepSpeed",
+                "torch.optim.AdamW",
+            )
+        ]
+    return [
+        Hit(
+            "lib-deepspeed-ops",
+            "warning",
+            f"{leaf}(): built for CUDA by default; DeepSpeed's NPU accelerator has a builder for it "
+            "(op_builder/npu)",
+            "keep it with DeepSpeed's NPU accelerator (import torch_npu), or torch_npu.optim.NpuFusedAdamW",
+        )
+    ]

@@ -16,8 +16,9 @@ from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from ascend_tools.errors import InputError
 from ascend_tools.opcheck.command_inputs import scan_command_inputs
+from ascend_tools.opcheck.import_follower import ImportRecord, local_imports, static_path
 from ascend_tools.opcheck.source_finding import SourceFinding, as_report_finding
-from ascend_tools.opcheck.source_rules import RULE_DOCS, Handler, Hit, Site, lookup
+from ascend_tools.opcheck.source_rules import CPP_EXTENSION_MODULE, RULE_DOCS, Handler, Hit, Site, lookup
 from ascend_tools.opcheck.training_options import OPTION_RULES
 
 __all__ = ["RULE_DOCS", "SourceFinding", "as_report_finding", "scan_command", "scan_file", "scan_target"]
@@ -80,7 +81,11 @@ class _Scanner(ast.NodeVisitor):
         self.scopes: List[Dict[str, ast.AST]] = [{}]  # name -> value last assigned, module then functions
         self.compare = 0  # depth of comparisons
         self.findings: List[SourceFinding] = []
-        self.imports: List[Tuple[str, int, Tuple[str, ...]]] = []  # (module, level, names) to follow
+        self.imports: List[ImportRecord] = []  # (module, level, names) to follow
+        self.import_lines: List[Tuple[ast.stmt, Dict[str, str]]] = []  # per record: statement, local -> name
+        self.sys_paths: List[str] = []  # sys.path.append/insert arguments that evaluate statically
+        self.name_calls: Dict[str, List[ast.Call]] = {}  # f(...) call sites by local name
+        self.functions: Dict[str, Tuple[int, int]] = {}  # top-level def name -> (first, last line)
 
     # ------------------------------------------------------------------ resolution and reporting
 
@@ -159,6 +164,7 @@ class _Scanner(ast.NodeVisitor):
                 head = alias.name.split(".")[0]
                 self.aliases[head] = (head, guarded)
             self.imports.append((alias.name, 0, ()))
+            self.import_lines.append((node, {}))
             self.emit(Site(alias.name, "import", node, guarded=guarded), prefix_only=True)
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
@@ -166,6 +172,7 @@ class _Scanner(ast.NodeVisitor):
         module = node.module or ""
         names = tuple(a.name for a in node.names)
         self.imports.append((module, node.level, names))
+        self.import_lines.append((node, {a.asname or a.name: a.name for a in node.names}))
         if node.level:  # relative import: local code, scanned by scan_target; names stay unresolved
             return
         groups: Dict[Handler, str] = {}  # one finding per rule handler, not per imported name
@@ -184,6 +191,12 @@ class _Scanner(ast.NodeVisitor):
     def visit_Call(self, node: ast.Call) -> None:
         func = node.func
         name = self.resolve(func)
+        if isinstance(func, ast.Name):
+            self.name_calls.setdefault(func.id, []).append(node)
+        if name in ("sys.path.append", "sys.path.insert") and node.args:
+            path = static_path(node.args[-1], self.path, self.resolve, self.value_of)
+            if path is not None:
+                self.sys_paths.append(path)
         if name is not None:
             self.emit(Site(name, "call", node, guarded=self._guarded_name(func)))
         elif isinstance(func, ast.Attribute):
@@ -274,6 +287,8 @@ class _Scanner(ast.NodeVisitor):
                 continue
             if isinstance(target, ast.Name):
                 self.scopes[-1][ident] = value
+                if self._builds_cuda_extension(value):  # later `ident.forward(...)` calls the kernels
+                    self.aliases[ident] = (f"{CPP_EXTENSION_MODULE}.{ident}", False)
             if _DEVICE_NAME.search(ident):
                 self.emit(Site("<device-var>", "device-var", value, value=value))
             if _BACKEND_NAME.search(ident):
@@ -283,6 +298,16 @@ class _Scanner(ast.NodeVisitor):
             ):  # `tf32: bool = True`, `optim: str = field(default="paged_adamw_32bit")`
                 default = _field_default(value)
                 self.emit(Site(f"<kwarg>.{ident}", "kwarg", default, value=default))
+
+    def _builds_cuda_extension(self, value: ast.AST) -> bool:
+        if not isinstance(value, ast.Call):
+            return False
+        name = self.resolve(value.func)
+        if name not in ("torch.utils.cpp_extension.load", "torch.utils.cpp_extension.load_inline"):
+            return False
+        handler = lookup(name)
+        site = Site(name, "call", value, value_of=self.value_of)
+        return handler is not None and any(True for _ in handler(site))
 
     def visit_Assign(self, node: ast.Assign) -> None:
         self._assign(node.targets, node.value)
@@ -299,6 +324,8 @@ class _Scanner(ast.NodeVisitor):
         pairs += [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
         for arg, default in pairs:
             self.emit(Site(f"<kwarg>.{arg.arg}", "kwarg", default, value=default))
+        if len(self.scopes) == 1:
+            self.functions[node.name] = (node.lineno, node.end_lineno or node.lineno)
         self.scopes.append({})
         self.generic_visit(node)
         self.scopes.pop()
@@ -346,118 +373,132 @@ def scan_file(path) -> List[SourceFinding]:
 
 # ---------------------------------------------------------------------------- local imports
 
-
-def _is_site_packages(path: str) -> bool:
-    parts = os.path.normpath(path).split(os.sep)
-    return "site-packages" in parts or "dist-packages" in parts
+MAX_FILES = 300  # local files one scan follows
+MAX_DEPTH = 12  # import hops from the target
 
 
-def _package_root(directory: str) -> str:
-    """The directory that holds the top package containing ``directory`` (itself if not a package)."""
-    while os.path.isfile(os.path.join(directory, "__init__.py")):
-        parent = os.path.dirname(directory)
-        if parent == directory:
-            break
-        directory = parent
-    return directory
+def _shown(target: str, file: str) -> str:
+    """``file`` as a path relative to the target's directory, spelled from the target's own path."""
+    here = os.path.dirname(os.path.abspath(target))
+    return os.path.normpath(
+        os.path.join(os.path.dirname(target), os.path.relpath(os.path.abspath(file), here))
+    )
 
 
-def _module_files(base: str, dotted: str) -> List[str]:
-    """Files executed by importing ``dotted`` from ``base``: each package's __init__.py and the module."""
-    files: List[str] = []
-    parts = [p for p in dotted.split(".") if p]
-    directory = base
-    for i, part in enumerate(parts):
-        pkg_init = os.path.join(directory, part, "__init__.py")
-        mod = os.path.join(directory, part + ".py")
-        if os.path.isfile(pkg_init):
-            files.append(pkg_init)
-            directory = os.path.join(directory, part)
-        elif os.path.isfile(mod) and i == len(parts) - 1:
-            files.append(mod)
-            return files
-        else:
-            return files if i else []
-    return files
+def _syntax_finding(shown: str, importer: str, exc: InputError) -> SourceFinding:
+    match = re.search(r":(\d+): syntax error: (.*)$", str(exc))
+    line, msg = (int(match.group(1)), match.group(2)) if match else (1, str(exc))
+    return SourceFinding(
+        shown,
+        max(line, 1),
+        1,
+        "syntax-error",
+        "warning",
+        f"imported by {importer} but does not parse ({msg}); not scanned",
+        "fix the syntax error to have it scanned",
+    )
 
 
-def _local_imports(path: str, imports: List[Tuple[str, int, Tuple[str, ...]]]) -> List[str]:
-    here = os.path.dirname(os.path.abspath(path))
-    bases = []
-    for base in (here, _package_root(here)):
-        if base not in bases:
-            bases.append(base)
-    found: List[str] = []
-    for module, level, names in imports:
-        if level:
-            base = here
-            for _ in range(level - 1):
-                base = os.path.dirname(base)
-            candidates = [(base, module)]
-        else:
-            candidates = [(b, module) for b in bases]
-        for base, mod in candidates:
-            files = _module_files(base, mod) if mod else []
-            pkg_dir = os.path.join(base, *mod.split(".")) if mod else base
-            # `from pkg import sub` may import the submodule pkg/sub.py
-            if os.path.isdir(pkg_dir):
-                for name in names:
-                    sub = os.path.join(pkg_dir, name + ".py")
-                    sub_pkg = os.path.join(pkg_dir, name, "__init__.py")
-                    files += [f for f in (sub, sub_pkg) if os.path.isfile(f)]
-            files = [f for f in files if not _is_site_packages(f)]
-            if files:
-                found += files
-                break
-    return found
+class _Followed:
+    """One scanned file of a scan_target run: its scanner, findings and the files each import runs."""
+
+    def __init__(self, shown: str, scanner: _Scanner):
+        self.shown = shown
+        self.scanner = scanner
+        self.findings = [dataclasses.replace(f, file=shown) for f in scanner.findings]
+        self.resolved: List[List[str]] = [[] for _ in scanner.imports]
+
+    def module_errors(self) -> List[SourceFinding]:
+        """Error findings outside any function: they fail when the file is imported."""
+        spans = list(self.scanner.functions.values())
+        return [
+            f for f in self.findings if f.severity == "error" and not any(a <= f.line <= b for a, b in spans)
+        ]
 
 
-def scan_target(path, follow_imports: bool = True) -> List[SourceFinding]:
-    """Findings of ``path`` and (with ``follow_imports``) of the local Python files it imports,
-    transitively, each file once; sorted by (file, line, col). A syntax error in the target raises
-    InputError; one in an imported file becomes a ``syntax-error`` finding."""
-    target = os.fspath(path)
-    scanner = _scan(target)
-    findings = list(scanner.findings)
-    if follow_imports:
-        seen = {os.path.realpath(target)}
-        queue = deque((target, f) for f in _local_imports(target, scanner.imports))
-        while queue:
-            importer, file = queue.popleft()
-            real = os.path.realpath(file)
-            if real in seen:
-                continue
-            seen.add(real)
-            shown = os.path.normpath(
-                os.path.join(
-                    os.path.dirname(target),
-                    os.path.relpath(os.path.abspath(file), os.path.dirname(os.path.abspath(target))),
-                )
-            )
-            try:
-                sub = _scan(file)
-            except InputError as exc:
-                match = re.search(r":(\d+): syntax error: (.*)$", str(exc))
-                line, msg = (int(match.group(1)), match.group(2)) if match else (1, str(exc))
-                findings.append(
-                    SourceFinding(
-                        shown,
-                        max(line, 1),
-                        1,
-                        "syntax-error",
-                        "warning",
-                        f"imported by {importer} but does not parse ({msg}); not scanned",
-                        "fix the syntax error to have it scanned",
+def _propagate(files: Dict[str, _Followed], order: List[str]) -> None:
+    """An import of a local module that fails on NPU is itself an error at the import line, and so is a
+    call of a function imported from it (FastChat's ``from ...flash_attn_monkey_patch import replace_...``
+    then ``replace_...()``). Deepest files first, so failures travel up the import chain."""
+    for real in reversed(order):
+        importer = files[real]
+        sc = importer.scanner
+        for (stmt, names), targets in zip(sc.import_lines, importer.resolved):
+            for target_real in (os.path.realpath(t) for t in targets):
+                module = files.get(target_real)
+                if module is None or module is importer:
+                    continue
+                # a module that imports a CUDA-only library unguarded (a monkey-patch module) fails at this
+                # import; a module whose own code needs porting is reported there, not at its importers
+                errors = [f for f in module.module_errors() if f.rule.startswith("lib-")]
+                if errors:
+                    first = errors[0]
+                    importer.findings.append(
+                        SourceFinding(
+                            importer.shown,
+                            stmt.lineno,
+                            stmt.col_offset + 1,
+                            first.rule,
+                            "error",
+                            f"imports {module.shown}, which fails on NPU when imported "
+                            f"({first.file}:{first.line}: {first.message.split(':')[0]})",
+                            f"drop this import on NPU, or fix {module.shown} first",
+                        )
                     )
-                )
-                continue
-            findings += [SourceFinding(shown, *_rest(f)) for f in sub.findings]
-            queue.extend((shown, f) for f in _local_imports(file, sub.imports))
-    return _dedup(findings)
+                for local, name in names.items():
+                    if name not in module.scanner.functions:
+                        continue
+                    for call in sc.name_calls.get(local, []) if errors else []:
+                        importer.findings.append(
+                            SourceFinding(
+                                importer.shown,
+                                call.lineno,
+                                call.col_offset + 1,
+                                errors[0].rule,
+                                "error",
+                                f"{local}() comes from {module.shown}, which uses CUDA-only code "
+                                f"({errors[0].file}:{errors[0].line})",
+                                'skip this call on NPU (e.g. HF attn_implementation="sdpa" / '
+                                "torch_npu.npu_fusion_attention instead of a flash-attn monkey patch)",
+                            )
+                        )
 
 
-def _rest(f: SourceFinding) -> Tuple[int, int, str, str, str, str]:
-    return f.line, f.col, f.rule, f.severity, f.message, f.suggestion
+def scan_target(path, follow_imports: bool = True, cwd: Optional[str] = None) -> List[SourceFinding]:
+    """Findings of ``path`` and (with ``follow_imports``) of the local Python files it imports,
+    transitively (at most MAX_FILES files, MAX_DEPTH hops), each file once; sorted by (file, line,
+    col). Imports resolve from the importer's directory, its package root, ``cwd`` and the scanned
+    files' static ``sys.path`` additions. A syntax error in the target raises InputError; one in an
+    imported file becomes a ``syntax-error`` finding."""
+    target = os.fspath(path)
+    roots: List[str] = [cwd] if cwd else []
+    files: Dict[str, _Followed] = {}
+    order: List[str] = []
+    extra: List[SourceFinding] = []
+    queue = deque([(target, "", 0)])  # (file, importer shown, depth)
+    while queue and len(files) < MAX_FILES:
+        file, importer, depth = queue.popleft()
+        real = os.path.realpath(file)
+        if real in files:
+            continue
+        shown = _shown(target, file)
+        try:
+            scanner = _scan(file)
+        except InputError as exc:
+            if not importer:
+                raise
+            extra.append(_syntax_finding(shown, importer, exc))
+            continue
+        followed = files[real] = _Followed(shown, scanner)
+        order.append(real)
+        base = cwd or os.path.dirname(os.path.abspath(target))
+        roots += [os.path.join(base, p) for p in scanner.sys_paths]
+        if follow_imports and depth < MAX_DEPTH:
+            followed.resolved = local_imports(file, scanner.imports, roots)
+            queue.extend((f, shown, depth + 1) for fs in followed.resolved for f in fs)
+    if follow_imports:
+        _propagate(files, order)
+    return _dedup([f for real in order for f in files[real].findings] + extra)
 
 
 def scan_command(
@@ -470,7 +511,7 @@ def scan_command(
     script = os.path.join(cwd, script_path)  # script_path itself when it is absolute
     shown = [
         dataclasses.replace(f, file=os.path.relpath(f.file, cwd)) if _inside(f.file, cwd) else f
-        for f in scan_target(script)
+        for f in scan_target(script, cwd=cwd)
     ]
     return _dedup([*shown, *scan_command_inputs(script_args, cwd, launcher_args)])
 
