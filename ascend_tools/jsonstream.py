@@ -26,7 +26,11 @@ _DECODER = json.JSONDecoder()
 _SPACE = re.compile(r"[ \t\n\r]*")
 _STRUCTURAL = re.compile(r'["\[\]{},:]')
 _STRING_STOP = re.compile(r'["\\]')
-_AFTER_VALUE = frozenset(" \t\n\r,:]}")
+_BLANK = frozenset(" \t\n\r")
+_AFTER_VALUE = _BLANK | frozenset(",:]}")
+# the separators of the common case, matched in one step (else peek/expect, which also say what is wrong)
+_COLON = re.compile(r"[ \t\n\r]*:[ \t\n\r]*")
+_NEXT = re.compile(r"[ \t\n\r]*([,\]}])[ \t\n\r]*")
 
 
 class Member(NamedTuple):
@@ -52,12 +56,19 @@ class _Reader:
         self.decode = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.buf = ""
         self.pos = 0
-        self.line = 1
         self.eof = False
+        self._line = 1  # the line number at self._counted (counted only when asked for)
+        self._counted = 0
 
     # ---- buffer ----------------------------------------------------------------------------------
+    @property
+    def line(self) -> int:
+        """The line number at the position."""
+        self._line += self.buf.count("\n", self._counted, self.pos)
+        self._counted = self.pos
+        return self._line
+
     def advance(self, to: int) -> None:
-        self.line += self.buf.count("\n", self.pos, to)
         self.pos = to
 
     def fill(self, keep: Optional[int] = None) -> bool:
@@ -68,8 +79,12 @@ class _Reader:
         chunk = self.f.read(_CHUNK)
         text = self.decode.decode(chunk, final=not chunk)
         self.eof = not chunk
+        if start > self._counted:
+            self._line += self.buf.count("\n", self._counted, start)
+            self._counted = start
         self.buf = self.buf[start:] + text
         self.pos -= start
+        self._counted -= start
         return bool(text) or not self.eof
 
     def peek(self) -> str:
@@ -96,7 +111,7 @@ class _Reader:
     def value(self) -> Any:
         """Decode the value at the position and move past it; ValueError (after moving past it) when it
         is bad or too long, _Stop when there is no value at all."""
-        if not self.peek():
+        if (self.pos >= len(self.buf) or self.buf[self.pos] in _BLANK) and not self.peek():
             raise _Stop(f"line {self.line}: the file ends where a value should be")
         try:
             value, end = _DECODER.raw_decode(self.buf, self.pos)
@@ -214,8 +229,12 @@ def _container(r: _Reader, parent: Optional[str], closer: str, descend: Collecti
                 raise _Stop(f"line {line}: bad member name: {exc}") from None
             if not isinstance(key, str):
                 raise _Stop(f"line {line}: expected a member name, found {type(key).__name__}")
-            r.expect(":", f"after member {key!r}")
-        opener = r.peek()
+            m = _COLON.match(r.buf, r.pos)
+            if m is not None and m.end() < len(r.buf):
+                r.pos = m.end()
+            else:
+                r.expect(":", f"after member {key!r}")
+        opener = r.buf[r.pos] if r.pos < len(r.buf) and r.buf[r.pos] not in _BLANK else r.peek()
         line = r.line
         if parent is None and key in descend and opener in ("{", "["):
             r.advance(r.pos + 1)
@@ -227,5 +246,8 @@ def _container(r: _Reader, parent: Optional[str], closer: str, descend: Collecti
             except ValueError as exc:
                 yield Member(parent, key, None, line, str(exc))
         index += 1
-        if r.expect("," + closer, f"after member {key!r}") == closer:
+        m = _NEXT.match(r.buf, r.pos)
+        if m is not None and m.end() < len(r.buf) and m.group(1) == ",":
+            r.pos = m.end()
+        elif r.expect("," + closer, f"after member {key!r}") == closer:
             return
