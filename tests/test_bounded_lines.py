@@ -33,3 +33,18 @@ def test_unreadable_stack_lines_are_counted(tmp_path):
     dump = OurDump(str(rank))
     assert dump.stack(2) == ["b.py:2 in g", "c.py:3 in h"] and dump.stack(0) == ["a.py:1 in f"]
     assert dump.problems == [f"{rank / 'stacks.jsonl'}: 2 unreadable stack line(s) skipped (first: line 2)"]
+
+
+def test_deep_or_huge_meta_and_pyspy_files_are_unreadable_not_internal_errors(tmp_path):
+    from ascend_tools.commands.profile import _read_meta
+    from ascend_tools.profiling.analyze.hangs import stack_top
+
+    deep = b"[" * 100_000 + b"]" * 100_000
+    (tmp_path / "meta.json").write_bytes(deep)
+    assert _read_meta(str(tmp_path / "meta.json")) is None  # before: RecursionError out of json.load
+    (tmp_path / "hang").mkdir()
+    (tmp_path / "hang" / "pyspy.json").write_bytes(deep)
+    assert stack_top(str(tmp_path)) is None
+    good = [{"thread_name": "MainThread", "frames": [{"filename": "/u/train.py", "line": 7, "name": "step"}]}]
+    (tmp_path / "hang" / "pyspy.json").write_text(json.dumps(good))
+    assert stack_top(str(tmp_path)) == "/u/train.py:7 in step"

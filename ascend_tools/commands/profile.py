@@ -1,6 +1,5 @@
 """``ascend-doctor profile``: run a (distributed) training command with the profiler on, without changing its code."""
 
-import json
 import math
 import os
 import shutil
@@ -9,6 +8,7 @@ from typing import List, Optional, Tuple
 
 import click
 
+from .. import boundedio
 from ..errors import InputError
 from .common import debug_enabled, handle_errors
 
@@ -137,8 +137,8 @@ def _summary(out_dir: str) -> List[Tuple[str, bool]]:
 
 def _read_meta(path: str) -> Optional[dict]:
     try:
-        with open(path, encoding="utf-8") as f:
-            meta = json.load(f)
+        with open(path, "rb") as f:
+            meta = boundedio.loads(boundedio.read_document(f, boundedio.MAX_LINE))
     except (OSError, ValueError):
         return None
     return meta if isinstance(meta, dict) else None
