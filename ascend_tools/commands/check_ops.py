@@ -1,7 +1,7 @@
 """``ascend-doctor check-ops``: op support, CUDA-only code and fusion candidates, before having an NPU."""
 
 import sys
-from typing import Any
+from typing import Any, Sequence
 
 import click
 
@@ -87,16 +87,20 @@ def check_ops_cmd(
     or a Hugging Face config.json / a directory holding one. The model is traced on the meta device:
     no weights are allocated and no device is needed.
 
-    Or a training script as it is launched, after '--': check-ops [options] -- python train.py ARGS
-    (also python -m pkg.mod, torchrun, accelerate launch, deepspeed). The script runs unchanged in the
+    \b
+    Or a training script as it is launched, after '--':
+      check-ops [options] -- python train.py ARGS
+      (also python -m pkg.mod, torchrun, accelerate launch, deepspeed)
+
+    The script runs unchanged in the
     current directory on a fake CUDA node, missing CUDA-only packages are stood in for, and one training
     step (forward, loss, backward, optimizer.step) is traced.
     """
     from ..opcheck import checkops, support
 
-    command = _launch_command()
-    if command is None and len(target) != 1:
-        raise click.UsageError("expected one TARGET, or a launch command after '--'")
+    if not target:
+        raise click.UsageError("expected a TARGET, or a launch command after '--'")
+    command = _launch_command(target)
     opts = checkops.Options(
         target=" ".join(target),
         entry=entry,
@@ -120,11 +124,10 @@ def check_ops_cmd(
     sys.exit(exit_code(report, fail_on))
 
 
-def _launch_command() -> Any:
-    """The parsed command after ``--`` on the command line, None when there is no ``--``."""
+def _launch_command(target: Sequence[str]) -> Any:
+    """The parsed launch command when TARGET is one (more than one word, or a launcher's name), else None."""
     from ..opcheck import launch_command
 
-    argv = sys.argv[1:]
-    if "--" not in argv:
+    if len(target) == 1 and not launch_command.is_launcher(target[0]):
         return None
-    return launch_command.parse(argv[argv.index("--") + 1 :])
+    return launch_command.parse(target)

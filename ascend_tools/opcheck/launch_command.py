@@ -112,6 +112,12 @@ _TORCH_LAUNCH_MODULES = ("torch.distributed.run", "torch.distributed.launch")
 _PYTHON_NAME = re.compile(r"^python(\d+(\.\d+)?)?(\.exe)?$")
 
 
+def is_launcher(word: str) -> bool:
+    """Whether ``word`` starts a launch command (python, torchrun, accelerate, deepspeed)."""
+    head = os.path.basename(word)
+    return bool(_PYTHON_NAME.match(head)) or head in ("torchrun", "torchrun.exe", "accelerate", "deepspeed")
+
+
 def parse(argv: Sequence[str], devices: int = 8) -> LaunchCommand:
     """Parse a launch command; raises :class:`InputError` (one line) on one this cannot run."""
     words = list(argv)

@@ -14,6 +14,10 @@ import sys
 import traceback
 from typing import Any, Dict, List, Optional
 
+import torch
+import torch.distributed as dist
+
+from ..errors import InputError
 from ..stacks import is_library
 from . import patterns, verdicts
 from .launch_command import LaunchCommand
@@ -51,7 +55,31 @@ def _fake_process_group() -> Any:
         return original("fake", store=FakeStore(), **kwargs)
 
     dist.init_process_group = init_process_group
+    # DDP's check that every rank holds the same parameters all-gathers their shapes: the fake
+    # backend's gather returns nothing real, and there is one rank here
+    import torch.nn.parallel.distributed as ddp
+
+    ddp._verify_param_shape_across_processes = lambda *args, **kwargs: None
+    original_init = ddp.DistributedDataParallel.__init__
+
+    def ddp_init(
+        self: Any, module: Any, device_ids: Any = None, output_device: Any = None, *a: Any, **k: Any
+    ) -> None:
+        # the module is on meta: device_ids would make DDP copy every input to cuda:N on a side stream
+        original_init(self, module, None, None, *a, **k)
+        self.register_comm_hook(None, _allreduce_hook)
+
+    ddp.DistributedDataParallel.__init__ = ddp_init
     return dist
+
+
+def _allreduce_hook(state: Any, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
+    """DDP's gradient all-reduce on the fake backend, whose future holds no tensor: the op is issued (and
+    traced), the bucket comes back as it went."""
+    dist.all_reduce(bucket.buffer())
+    done: "torch.futures.Future[torch.Tensor]" = torch.futures.Future()
+    done.set_result(bucket.buffer())
+    return done
 
 
 def _compile_unchanged(recorder: Any) -> None:
@@ -94,8 +122,13 @@ def run_script(spec: Dict[str, Any]) -> Dict[str, Any]:
         sys.path.insert(0, os.path.dirname(script))
     else:
         sys.path.insert(0, os.getcwd())
-        found = importlib.util.find_spec(str(cmd.module))
-        script = found.origin if found and found.origin else str(cmd.module)
+        try:
+            found = importlib.util.find_spec(str(cmd.module))
+        except ImportError:
+            found = None
+        if found is None or not found.origin:
+            raise InputError(f"{cmd.target}: no such module (from {os.getcwd()})")
+        script = found.origin
     sys.argv = [script, *cmd.args]
     recorder = standins.Recorder()
     sys.meta_path.append(standins.StandInFinder(recorder))
@@ -167,6 +200,8 @@ def main(argv: List[str]) -> int:
         spec = json.load(f)
     try:
         payload, code = run_script(spec), 0
+    except InputError as exc:
+        payload, code = {"error": str(exc)}, 3
     except Exception as exc:
         traceback.print_exc()
         payload, code = {"internal_error": f"{type(exc).__name__}: {exc}"}, 4

@@ -12,7 +12,7 @@ from typing import Any, Iterator, List, Optional
 
 import torch
 
-from ..dispatch import ModulePath
+from ..dispatch import ModulePath, op_name
 from . import trace
 
 
@@ -31,7 +31,13 @@ class GatedOpTrace(trace.OpTraceMode):
         kwargs = kwargs or {}
         if func is torch.ops.prim.device.default:
             return args[0].device
-        return func(*args, **kwargs)
+        try:
+            return func(*args, **kwargs)
+        except Exception:  # setup on meta (DDP reads a flag with .item()): the trace's made-up outputs
+            fallback = trace.SHAPE_FALLBACKS.get(op_name(func))
+            if fallback is None:
+                raise
+            return fallback(*args, **kwargs)
 
 
 class GatedFusedCalls(trace.FusedCallMode):
