@@ -69,7 +69,7 @@ def _fake_process_group() -> Any:
         original_init(self, module, None, None, *a, **k)
         self.register_comm_hook(None, _allreduce_hook)
 
-    ddp.DistributedDataParallel.__init__ = ddp_init
+    ddp.DistributedDataParallel.__init__ = ddp_init  # type: ignore[method-assign]
     return dist
 
 
@@ -77,7 +77,7 @@ def _allreduce_hook(state: Any, bucket: dist.GradBucket) -> torch.futures.Future
     """DDP's gradient all-reduce on the fake backend, whose future holds no tensor: the op is issued (and
     traced), the bucket comes back as it went."""
     dist.all_reduce(bucket.buffer())
-    done: "torch.futures.Future[torch.Tensor]" = torch.futures.Future()
+    done: torch.futures.Future[torch.Tensor] = torch.futures.Future()
     done.set_result(bucket.buffer())
     return done
 
