@@ -3,19 +3,19 @@
 Search roots, in order: the importing file's directory, the top of its package, the command's working
 directory, and each ``sys.path.append/insert(EXPR)`` of the scanned files whose ``EXPR`` evaluates
 statically (:func:`static_path`: ``__file__``, string constants, ``os.path.dirname/abspath/realpath/
-join/normpath``, ``os.getcwd()``, ``pathlib.Path(...)`` with ``.parent``, ``.parents[N]``,
+join/normpath``, ``os.pardir``, ``pathlib.Path(...)`` with ``.parent``, ``.parents[N]``,
 ``.resolve()``, ``.absolute()``, ``/`` and ``str()``). Directories without ``__init__.py`` are namespace
 packages (PEP 420). Site-packages is never followed.
 """
 
 import ast
 import os
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 Resolver = Callable[[ast.AST], Optional[str]]  # dotted name of an expression (import aliases applied)
 ValueOf = Callable[[Optional[ast.AST]], Optional[ast.AST]]
 
-_PATH_FUNCS = {
+_PATH_FUNCS: Dict[str, Callable[[str], str]] = {
     "os.path.dirname": os.path.dirname,
     "os.path.abspath": os.path.abspath,
     "os.path.realpath": os.path.abspath,  # no filesystem lookups beyond the tree
@@ -39,6 +39,8 @@ def static_path(
         return os.path.abspath(file)
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value
+    if isinstance(node, ast.Attribute) and resolve(node) in ("os.pardir", "os.curdir", "os.path.pardir"):
+        return os.pardir if node.attr == "pardir" else os.curdir
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):  # Path / "sub"
         left, right = ev(node.left), ev(node.right)
         return os.path.join(left, right) if left is not None and right is not None else None
@@ -64,8 +66,6 @@ def static_path(
         inner = ev(func.value)
         return os.path.abspath(inner) if inner is not None else None
     name = resolve(func) or getattr(func, "id", None)
-    if name in ("os.getcwd", "pathlib.Path.cwd"):
-        return None  # the command's cwd is a search root already
     args = [ev(a) for a in node.args]
     if any(a is None for a in args):
         return None

@@ -1158,6 +1158,12 @@ _APEX_IMPORT = lookup("apex.parallel") or (lambda site: [])
 register("apex.parallel.*")(_apex_parallel)
 
 
+_UNSLOTH_IMPORT = _lib(
+    "lib-triton",
+    "unsloth's kernels are Triton/CUDA only and it refuses to import without an NVIDIA GPU",
+    "transformers + peft (and ascend_tools.patch for fused RMSNorm/RoPE/SwiGLU/cross-entropy)",
+    severity="error",
+)
 register("unsloth.*", "unsloth_zoo.*")(
     lambda site: (
         _UNSLOTH_IMPORT(site)
@@ -1173,12 +1179,6 @@ register("unsloth.*", "unsloth_zoo.*")(
         if site.kind == "call"
         else []
     )
-)
-_UNSLOTH_IMPORT = _lib(
-    "lib-triton",
-    "unsloth's kernels are Triton/CUDA only and it refuses to import without an NVIDIA GPU",
-    "transformers + peft (and ascend_tools.patch for fused RMSNorm/RoPE/SwiGLU/cross-entropy)",
-    severity="error",
 )
 
 

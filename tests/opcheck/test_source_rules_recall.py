@@ -234,3 +234,50 @@ def test_cuda_only_branch_downgrades_the_call(tmp_path):
     )
     calls = {line: sev for line, rule, sev in found if rule == "lib-flash-attn" and line > 2}
     assert calls == {5: "warning", 9: "warning", 14: "error", 15: "error"}
+
+
+def test_calls_into_cuda_extensions_and_cuda_only_libraries(tmp_path):
+    found = scan(
+        tmp_path,
+        """\
+        import torch
+        import torch.cuda.nccl as nccl
+        from torch.utils.cpp_extension import load
+        import apex
+        import selective_scan_cuda
+        from unsloth import FastLanguageModel
+        from deepspeed.ops.adam import FusedAdam
+        wkv_cuda = load(name="wkv", sources=["cuda/wkv_op.cpp", "cuda/wkv_cuda.cu"], verbose=True)
+        cpu_ext = load(name="cpu_op", sources=["op.cpp"])
+        class RWKV_TimeMix(torch.jit.ScriptModule):
+            pass
+        def step(w, u, k, v, y, device):
+            wkv_cuda.forward(B, T, C, w, u, k, v, y)
+            cpu_ext.forward(w)
+            out = selective_scan_cuda.fwd(u, delta, A)
+            model, tok = FastLanguageModel.from_pretrained("unsloth/llama-3-8b-bnb-4bit")
+            opt = FusedAdam(params, lr=1e-3)
+            model = apex.parallel.convert_syncbn_model(model)
+            loc = f"cuda:{device}"
+            snapshot = torch.load(path, map_location=loc)
+            return nccl.version() >= (2, 10)
+        """,
+    )
+    # BlinkDL/RWKV-LM RWKV-v4/src/model.py, state-spaces/mamba, unsloth README, NVIDIA apex imagenet,
+    # pytorch/examples distributed/ddp-tutorial-series, pytorch/examples FSDP T5 utils/environment.py
+    assert found == {
+        (2, "cuda-call", "warning"),
+        (4, "lib-apex", "error"),
+        (5, "cuda-extension", "error"),
+        (6, "lib-triton", "error"),
+        (7, "lib-deepspeed-ops", "warning"),
+        (8, "cuda-extension", "error"),
+        (10, "jit-script", "warning"),
+        (13, "cuda-extension", "error"),
+        (15, "cuda-extension", "error"),
+        (16, "lib-triton", "error"),
+        (17, "lib-deepspeed-ops", "warning"),
+        (18, "lib-apex", "error"),
+        (19, "cuda-device-string", "info"),
+        (21, "cuda-call", "warning"),
+    }
