@@ -203,21 +203,21 @@ def problems(
             variants["liger"] = lambda: liger["swiglu"].apply(g, u)
     elif op == "linear_cross_entropy":
         n, h, v = dims["n"], dims["h"], dims["v"]
-        hid, w = randn(n, h), randn(v, h, scale=h**-0.5)
+        hid, head = randn(n, h), randn(v, h, scale=h**-0.5)
         y = torch.randint(0, v, (n,), generator=gen)
         y[torch.rand(n, generator=gen) < 0.1] = -100  # padding
         y = y.to(device)
-        leaves, grads = [hid, w], [torch.ones((), device=device)]
+        leaves, grads = [hid, head], [torch.ones((), device=device)]
         variants = {
-            "torch": lambda: _lce_torch(hid, w, y),
-            "reference": lambda: ref(hid, w, y),
-            "triton": None if tri is None else lambda: tri(hid, w, y),
+            "torch": lambda: _lce_torch(hid, head, y),
+            "reference": lambda: ref(hid, head, y),
+            "triton": None if tri is None else lambda: tri(hid, head, y),
         }
         if liger:
             loss_fn = liger["linear_cross_entropy"]()
 
             def liger_lce() -> torch.Tensor:
-                out = loss_fn(w, hid, y)
+                out = loss_fn(head, hid, y)
                 return out[0] if isinstance(out, tuple) else out  # versions returning (loss, z_loss)
 
             variants["liger"] = liger_lce
@@ -376,7 +376,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--repeat", type=int, default=10, help="timed calls per variant (half for the loss)")
     ap.add_argument("--warmup", type=int, default=3, help="untimed calls per variant first")
     args = ap.parse_args(argv)
-    torch.manual_seed(SEED)
+    checked: Tuple[str, ...]
+    variants: Tuple[str, ...]
     if args.dry_run:
         device, dtype, shapes = torch.device("cpu"), torch.float32, SHAPES["dry"]
         checked, variants, peers = ("reference",), ("torch", "reference"), False
