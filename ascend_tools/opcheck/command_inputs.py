@@ -251,7 +251,11 @@ def scan_command_inputs(
     """Findings on the script's flags and the config files the command names (unsorted)."""
     found: List[SourceFinding] = []
     for n, name, value in parse_flags(script_args):
-        found += [_finding(COMMAND_LINE, n, h) for h in option_hits(name, value)]
+        flag = script_args[n - 1].split("=", 1)[0]  # the flag as the user wrote it, named in the message
+        found += [
+            SourceFinding(COMMAND_LINE, n, 1, h.rule, h.severity, f"{flag}: {h.message}", h.suggestion)
+            for h in option_hits(name, value)
+        ]
         if name in ("deepspeed", "deepspeed_config") and _is_file_arg(value, (".json",)):
             found += _scan_deepspeed(os.path.join(cwd, str(value)), str(value))
     positional = [a for a in script_args if not a.startswith("-")]

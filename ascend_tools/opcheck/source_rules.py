@@ -280,6 +280,16 @@ def _torch_cuda(site: Site) -> Iterable[Hit]:
                 "torch_npu.npu.mstx range markers (mstx.range_start/range_end) with the torch_npu profiler",
             )
         ]
+    if head == "get_device_capability":
+        return [
+            Hit(
+                "cuda-call",
+                "warning",
+                f"torch.cuda.{rest}{call}: a CUDA compute-capability gate (e.g. major >= 8 for flash-attn/bf16); "
+                "NPUs have no compute capability, so the gate does not mean the same on torch.npu",
+                "gate on the feature instead (torch.npu.is_bf16_supported(), the fused op's availability)",
+            )
+        ]
     if head in _NPU_RENAMES:
         new = rest.replace(head, _NPU_RENAMES[head], 1)
         return [

@@ -281,3 +281,16 @@ def test_calls_into_cuda_extensions_and_cuda_only_libraries(tmp_path):
         (19, "cuda-device-string", "info"),
         (21, "cuda-call", "warning"),
     }
+
+
+def test_compute_capability_gate_is_a_warning(tmp_path):
+    # lm-sys/FastChat llama2_flash_attn_monkey_patch.py
+    found = scan(
+        tmp_path,
+        """\
+        import torch
+        cuda_major, cuda_minor = torch.cuda.get_device_capability()
+        torch.cuda.get_device_name()
+        """,
+    )
+    assert found == {(2, "cuda-call", "warning"), (3, "cuda-call", "info")}
