@@ -12,6 +12,7 @@ from ..errors import InputError
 from ..report import Finding, Report, Severity, Table
 from . import source_scan, support
 from .runner import trace_in_child
+from .source_finding import SourceFinding
 from .verdicts import STATUS_ORDER
 
 SCHEMA = "ascend-doctor/check-ops/1"
@@ -244,7 +245,9 @@ def _source_section(report: Report, source: List[Dict[str, Any]]) -> None:
                 severity=Severity.parse(f["severity"]),
                 rule=f["rule"],
                 message=f["message"],
-                location="{}:{}:{}".format(f["file"], f["line"], f["col"]),
+                location=SourceFinding(  # file:line:col, or command line:argN
+                    f["file"], f["line"], f["col"], f["rule"], f["severity"], f["message"], f["suggestion"]
+                ).location,
                 suggestion=f["suggestion"],
             )
         )
