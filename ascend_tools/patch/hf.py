@@ -23,7 +23,7 @@ import threading
 import types
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple, Type
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, Type
 
 from . import attention_interface, causal_lm_loss, swiglu_mlp
 
@@ -63,6 +63,10 @@ class Family:
     model_types: Tuple[str, ...] = ()  # further model_type values served by this row
     mlp_classes: Tuple[str, ...] = ()  # gate/up/down MLPs (a SwiGLU where the activation is SiLU)
     gate_up_mlp_classes: Tuple[str, ...] = ()  # MLPs with one fused gate_up_proj (Phi-3)
+    # MoE experts, patched where this transformers has them: 5.x's fused 3-D experts (their _apply_gate
+    # hook) and 4.x Mixtral's expert MLP (w1 gate, w3 up, w2 down)
+    fused_experts_classes: Tuple[str, ...] = ()
+    w123_mlp_classes: Tuple[str, ...] = ()
     causal_lm_classes: Tuple[str, ...] = ()  # XForCausalLM: the fused linear cross-entropy forward
     attention: bool = True  # False: the family's attention shape is not one the attention op takes (MLA)
 
@@ -153,6 +157,8 @@ FAMILIES: Dict[str, Family] = {
             ("MixtralRMSNorm",),
             "variance_epsilon",
             sliding_window_attr="config.sliding_window",
+            fused_experts_classes=("MixtralExperts",),
+            w123_mlp_classes=("MixtralBlockSparseTop2MLP",),
             causal_lm_classes=("MixtralForCausalLM",),
         ),
         Family(
@@ -161,7 +167,8 @@ FAMILIES: Dict[str, Family] = {
             ("Qwen3MoeRMSNorm",),
             "variance_epsilon",
             sliding_window_attr="sliding_window",
-            mlp_classes=("Qwen3MoeMLP",),
+            mlp_classes=("Qwen3MoeMLP",),  # 4.x: every expert is one
+            fused_experts_classes=("Qwen3MoeExperts",),
             causal_lm_classes=("Qwen3MoeForCausalLM",),
         ),
         Family(
@@ -170,7 +177,8 @@ FAMILIES: Dict[str, Family] = {
             ("DeepseekV3RMSNorm",),
             "variance_epsilon",
             rope_fn=None,  # interleaved RoPE where config.rope_interleave; MLA's rope part only
-            mlp_classes=("DeepseekV3MLP",),
+            mlp_classes=("DeepseekV3MLP",),  # 4.x: every expert is one
+            fused_experts_classes=("DeepseekV3Experts",),
             causal_lm_classes=("DeepseekV3ForCausalLM",),
             attention=False,  # MLA: query/key head dim differs from the value's
         ),
@@ -280,21 +288,43 @@ def _with_op(make: Callable[..., Any], op: Callable[..., Any], original: Any) ->
     return make(original, op)
 
 
-def _replace_forwards(
-    mod: types.ModuleType, family: Family, class_names: Tuple[str, ...], make: Callable[[Any], Any]
+MakeMethod = Callable[[Callable[..., Any], Callable[..., Any]], Callable[..., Any]]  # (HF's, op) -> ours
+
+
+def swiglu_targets(mod: types.ModuleType, family: Family) -> "List[Tuple[str, str, MakeMethod]]":
+    """``(class name, attribute, make)`` of each SwiGLU the family computes, as this transformers spells it:
+    the dense/shared MLPs (required), then the MoE experts of whichever layout this version has."""
+    targets: List[Tuple[str, str, MakeMethod]] = [
+        (n, "forward", swiglu_mlp.make_mlp_forward) for n in family.mlp_classes
+    ]
+    targets += [(n, "forward", swiglu_mlp.make_fused_mlp_forward) for n in family.gate_up_mlp_classes]
+    targets += [
+        (n, "forward", swiglu_mlp.make_w123_mlp_forward) for n in family.w123_mlp_classes if hasattr(mod, n)
+    ]
+    targets += [
+        (n, "_apply_gate", swiglu_mlp.make_experts_apply_gate)
+        for n in family.fused_experts_classes
+        if hasattr(mod, n)
+    ]
+    return targets
+
+
+def _replace_methods(
+    mod: types.ModuleType,
+    family: Family,
+    targets: Sequence[Tuple[str, str, Callable[[Any], Any]]],
+    op: str,
 ) -> None:
-    """``Class.forward = make(HF's forward)`` for each named class of the module, marked as ours."""
-    for cls_name in class_names:
+    """``Class.attr = make(HF's attr)`` for each ``(class name, attr, make)`` of the module, marked ours."""
+    for cls_name, attr, make in targets:
         cls = getattr(mod, cls_name, None)
         if cls is None:
             raise AttributeError(f"{family.module} has no {cls_name}")
-        current = cls.__dict__.get("forward")
+        current = cls.__dict__.get(attr)
         if current is None or is_ours(current):
             continue
-        op = "linear_cross_entropy" if cls_name in family.causal_lm_classes else "swiglu"
-        _replace(
-            cls, "forward", (family.module, cls_name + ".forward"), _mark(make(current), op, family.name)
-        )
+        key = (family.module, cls_name + "." + attr)
+        _replace(cls, attr, key, _mark(make(current), op, family.name))
 
 
 def _norm_classes(mod: types.ModuleType, family: Family) -> "List[Type[torch.nn.Module]]":
@@ -338,22 +368,17 @@ def patch_family(
         if rope and family.rope_fn is not None:
             _replace(mod, family.rope_fn, (family.module, family.rope_fn), make_rope(family))
             done.append("rope")
-        if swiglu and (family.mlp_classes or family.gate_up_mlp_classes):
+        targets = swiglu_targets(mod, family)
+        if swiglu and targets:
             op = _op("swiglu", "swiglu")
-            for names, make in (
-                (family.mlp_classes, swiglu_mlp.make_mlp_forward),
-                (family.gate_up_mlp_classes, swiglu_mlp.make_fused_mlp_forward),
-            ):
-                _replace_forwards(mod, family, names, functools.partial(_with_op, make, op))
+            bound = [(n, attr, functools.partial(_with_op, make, op)) for n, attr, make in targets]
+            _replace_methods(mod, family, bound, "swiglu")
             done.append("swiglu")
         if linear_cross_entropy and family.causal_lm_classes:
             op = _op("linear_cross_entropy", "linear_cross_entropy")
-            _replace_forwards(
-                mod,
-                family,
-                family.causal_lm_classes,
-                functools.partial(_with_op, causal_lm_loss.make_causal_lm_forward, op),
-            )
+            make = functools.partial(_with_op, causal_lm_loss.make_causal_lm_forward, op)
+            bound = [(n, "forward", make) for n in family.causal_lm_classes]
+            _replace_methods(mod, family, bound, "linear_cross_entropy")
             done.append("linear_cross_entropy")
         if attention and family.attention:
             _op("attention", "attention")  # the op must exist before a model may default to it
@@ -650,13 +675,12 @@ def status() -> Dict[str, Any]:
             classes = [getattr(mod, n, None) for n in fam.norm_classes]
             row["rms_norm"] = all(c is not None and is_ours(c.__dict__.get("forward")) for c in classes)
             row["rope"] = fam.rope_fn is not None and is_ours(getattr(mod, fam.rope_fn, None))
-            for op, names in (
-                ("swiglu", fam.mlp_classes + fam.gate_up_mlp_classes),
-                ("linear_cross_entropy", fam.causal_lm_classes),
+            for op, targets in (
+                ("swiglu", [(n, attr) for n, attr, _ in swiglu_targets(mod, fam)]),
+                ("linear_cross_entropy", [(n, "forward") for n in fam.causal_lm_classes]),
             ):
-                classes = [getattr(mod, n, None) for n in names]
-                row[op] = bool(names) and all(
-                    c is not None and is_ours(c.__dict__.get("forward")) for c in classes
+                row[op] = bool(targets) and all(
+                    is_ours(getattr(mod, n, type).__dict__.get(attr)) for n, attr in targets
                 )
             row["attention_default"] = (
                 fam.module in _DEFAULT_MODULES and attention_interface.default_installed()

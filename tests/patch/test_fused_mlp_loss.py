@@ -126,7 +126,7 @@ def test_the_rows_classes_run_our_forward(family):
     for name in fam.mlp_classes + fam.gate_up_mlp_classes + fam.causal_lm_classes:
         assert hf.is_ours(getattr(mod, name).__dict__["forward"]), name
     row = next(r for r in patch.status()["families"] if r["family"] == family)
-    assert row["linear_cross_entropy"] and row["swiglu"] == bool(fam.mlp_classes or fam.gate_up_mlp_classes)
+    assert row["linear_cross_entropy"] and row["swiglu"] == bool(hf.swiglu_targets(mod, fam))
     if family == "gemma":  # GELU-tanh gating is no SwiGLU: HF's MLP stays
         assert not hf.is_ours(mod.GemmaMLP.__dict__["forward"])
     patch.revert()
