@@ -93,6 +93,10 @@ def _register_parameter_on_meta(original: Callable[..., None]) -> Callable[..., 
     return register_parameter
 
 
+def _with_meta(devices: Callable[[], List[str]]) -> Callable[[], List[str]]:
+    return lambda: [*devices(), "meta"]
+
+
 def _returns(value: Any) -> Callable[..., Any]:
     """A new function per patched name: torch._dynamo refuses one object under two torch names."""
     return lambda *args, **kwargs: value
@@ -144,7 +148,14 @@ def _patches(node: FakeNode) -> List[Tuple[Any, str, Any]]:
         patches += [
             (cuda.memory, k, answers[k]) for k in ("mem_get_info", "memory_allocated") if k in answers
         ]
+    from torch.optim import optimizer as optimizer_module
+    from torch.utils import _foreach_utils as foreach_utils
+
+    fused_devices = _with_meta(foreach_utils._get_fused_kernels_supported_devices)
     patches += [
+        # fused=True optimizers check their parameters' device: meta stands for the accelerator here
+        (foreach_utils, "_get_fused_kernels_supported_devices", fused_devices),
+        (optimizer_module, "_get_fused_kernels_supported_devices", fused_devices),
         (torch.Tensor, "cuda", _tensor_cuda),
         (
             torch.nn.Module,

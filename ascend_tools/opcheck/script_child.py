@@ -111,12 +111,13 @@ def _user_line(tb: Any) -> str:
 def run_script(spec: Dict[str, Any]) -> Dict[str, Any]:
     import importlib.util
 
-    from . import fake_accelerator, standins, step_trace
+    from . import fake_accelerator, hf_fake, standins, step_trace
 
     cmd = LaunchCommand.from_json(spec["command"])
     os.chdir(spec["cwd"])
     for key, value in launcher_env(cmd).items():
         os.environ.setdefault(key, value)
+    os.environ["HF_HUB_OFFLINE"] = "1"  # nothing downloads: configs come from disk or the cache
     if cmd.script is not None:
         script = os.path.abspath(cmd.script)
         sys.path.insert(0, os.path.dirname(script))
@@ -134,6 +135,7 @@ def run_script(spec: Dict[str, Any]) -> Dict[str, Any]:
     sys.meta_path.append(standins.StandInFinder(recorder))
     _fake_process_group()
     _compile_unchanged(recorder)
+    hf_fake.install()
     tracer = step_trace.StepTrace()
     stop: Optional[str] = None
     try:
@@ -150,6 +152,8 @@ def run_script(spec: Dict[str, Any]) -> Dict[str, Any]:
         stop = "the script exited with status {}{} before optimizer.step()".format(
             exc.code if exc.code is not None else 0, f" at {where}" if where else ""
         )
+    except InputError:
+        raise
     except Exception as exc:
         if spec.get("debug"):
             traceback.print_exc()

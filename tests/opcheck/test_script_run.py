@@ -146,3 +146,22 @@ def test_model_file_form_with_incomplete_trace_fails(tmp_path):
     assert report["trace"]["stopped"].startswith("trace stopped at aten::mul.Tensor")
     assert report["summary"]["worst_severity"] == "error"
     assert proc.returncode == 1
+
+
+def test_hf_from_pretrained_of_a_local_config_and_fused_adamw(tmp_path):
+    """from_pretrained of a directory holding only config.json builds the model (no weights here);
+    device_map="cuda" and AdamW(fused=True) take the accelerator path."""
+    proc, report = check_ops(tmp_path, "python", "train_hf.py", "--seq", "16")
+    assert report is not None, proc.stderr
+    assert report["trace"]["complete"], report["trace"]["stopped"]
+    ops = ops_of(report)
+    assert ops["aten::_fused_adamw_"]["dtypes"] == ["bfloat16", "float32"]  # bf16 params, fp32 step
+    assert "backward" in ops["aten::silu_backward"]["phases"]  # the Llama MLP's backward
+    assert "aten::scaled_dot_product_attention" in ops
+
+
+def test_from_pretrained_without_a_config_offline_is_one_line(tmp_path):
+    proc, report = check_ops(tmp_path, "python", "train_hf.py", "--model", "no-such-org/no-such-model")
+    assert proc.returncode == 2 and report is None
+    assert "from_pretrained('no-such-org/no-such-model'): no config reachable offline" in proc.stderr
+    assert proc.stderr.count("\n") == 1

@@ -1,0 +1,93 @@
+"""``from_pretrained`` in the check-ops child: the model is built from its config, no weights are read.
+
+``PreTrainedModel.from_pretrained(name_or_path)`` (and the Auto classes, which call it) becomes
+``cls._from_config(config)``, with the config read from the local directory or the offline hub cache; its
+parameters land on meta as they are registered (``fake_accelerator``). The patch is applied when the script
+imports ``transformers.modeling_utils`` (a meta path hook), so a script without transformers does not pay
+for importing it.
+"""
+
+import importlib.abc
+import sys
+from typing import Any, Optional
+
+from ..errors import InputError
+
+
+def _config(name_or_path: Any, config: Any, kwargs: Any) -> Any:
+    from transformers import AutoConfig, PretrainedConfig
+
+    if isinstance(config, PretrainedConfig):
+        return config
+    try:
+        return AutoConfig.from_pretrained(
+            name_or_path, local_files_only=True, trust_remote_code=bool(kwargs.get("trust_remote_code"))
+        )
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            f"from_pretrained({name_or_path!r}): no config reachable offline ({type(exc).__name__}); "
+            "pass a local directory holding its config.json instead"
+        ) from None
+
+
+def _from_pretrained(cls: Any, name_or_path: Any, *args: Any, config: Any = None, **kwargs: Any) -> Any:
+    config = _config(name_or_path, config, kwargs)
+    dtype = kwargs.get("torch_dtype", kwargs.get("dtype"))
+    extra = {"torch_dtype": dtype} if dtype is not None and dtype != "auto" else {}
+    if kwargs.get("attn_implementation"):
+        config._attn_implementation = kwargs["attn_implementation"]
+    return cls._from_config(config, **extra)
+
+
+def _patch_modeling_utils(module: Any) -> None:
+    module.PreTrainedModel.from_pretrained = classmethod(_from_pretrained)
+
+
+def _patch_auto_factory(module: Any) -> None:
+    """The Auto classes read the config before the model class's from_pretrained: offline, from disk."""
+    original = module._BaseAutoModelClass.from_pretrained.__func__
+
+    def from_pretrained(cls: Any, name_or_path: Any, *args: Any, config: Any = None, **kwargs: Any) -> Any:
+        return original(cls, name_or_path, *args, config=_config(name_or_path, config, kwargs), **kwargs)
+
+    module._BaseAutoModelClass.from_pretrained = classmethod(from_pretrained)
+
+
+_PATCHES = {
+    "transformers.modeling_utils": _patch_modeling_utils,
+    "transformers.models.auto.auto_factory": _patch_auto_factory,
+}
+
+
+class _PatchOnImport(importlib.abc.MetaPathFinder):
+    """Wraps the loader of ``transformers.modeling_utils`` so the patch follows its execution."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Optional[Any]:
+        patch = _PATCHES.get(fullname)
+        if patch is None:
+            return None
+        sys.meta_path.remove(self)
+        try:
+            import importlib.util
+
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            sys.meta_path.insert(0, self)
+        if spec is None or spec.loader is None:
+            return None
+        loader = spec.loader
+        original_exec = loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            original_exec(module)
+            patch(module)
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+def install() -> None:
+    for name, patch in _PATCHES.items():
+        if name in sys.modules:
+            patch(sys.modules[name])
+    sys.meta_path.insert(0, _PatchOnImport())
