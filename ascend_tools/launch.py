@@ -8,10 +8,12 @@ path), runs the user's own ``sitecustomize`` first, and in a process to instrume
 hook: the tool named by ``"tool"`` (:data:`TOOLS`: ``dump``, ``shadow``, ``profile``) starts (see
 :func:`start_from_env`) once the process has imported ``torch``, and stops from an ``atexit`` handler.
 
-Which processes are instrumented: the first Python process of the command (``python script.py``, ``python -m
-module``); under ``torchrun`` (``require_rank``), only processes that have ``RANK`` in their environment (the
-workers, not the launcher agent), each writing ``rank{RANK}``. An instrumented process sets
-``ASCEND_DOCTOR_ACTIVE`` at interpreter start, so the processes it starts itself are not instrumented again,
+Which processes are instrumented: the first Python process of the command to import torch (``python
+script.py``, ``python -m module``, or the ``python train.py`` that a Python launcher which never imports torch
+starts); under ``torchrun`` (``require_rank``, or torchrun started by a script), only processes that have
+``RANK`` in their environment (the workers, not the launcher agent), each writing ``rank{RANK}``. An
+instrumented process sets ``ASCEND_DOCTOR_ACTIVE`` when it imports torch, so the processes it starts from
+then on are not instrumented again,
 except by the tools in :data:`CHILD_TOOLS`: ``profile`` instruments those that import torch too, as
 children (they write once they initialise a process group: ranks started by
 ``torch.multiprocessing.spawn``). A descendant that never imports torch (``python -c "print(1)"``) starts
@@ -53,7 +55,7 @@ CHILD_TOOLS = ("profile",)  # the same tuple is in _site/sitecustomize.py (it im
 # the directory launch.run puts on PYTHONPATH: it holds only our sitecustomize.py (shipped as package data)
 SITE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_site")
 
-TORCHRUN = ("torchrun", "torch.distributed.run", "torch.distributed.launch")
+TORCHRUN = ("torchrun", "torch.distributed.run", "torch.distributed.launch")  # and in _site/sitecustomize.py
 
 
 def is_torchrun(cmd: List[str]) -> bool:
@@ -62,7 +64,12 @@ def is_torchrun(cmd: List[str]) -> bool:
         return False
     if os.path.basename(cmd[0]) == "torchrun":
         return True
-    return "-m" in cmd[:3] and any(c in TORCHRUN for c in cmd[1:4])
+    for i, arg in enumerate(cmd[1:], 1):  # python's own options, then -m MODULE (not a script's -m)
+        if arg == "-m":
+            return cmd[i + 1 : i + 2] in ([t] for t in TORCHRUN)
+        if not arg.startswith("-"):
+            return False
+    return False
 
 
 def start_from_env(child: bool = False) -> Any:

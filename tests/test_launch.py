@@ -102,7 +102,8 @@ def test_user_sitecustomize_runs_first(user_env_run):
     assert site["pid"] == seen["pid"]  # it ran in the launched process ...
     assert site["active"] is None and site["ours"] == [] and not site["torch"]  # ... before anything of ours
     assert "_TorchHook" not in site["hooks"]
-    assert seen["active_before_torch"] == str(seen["pid"])  # ours ran after it, at interpreter start
+    assert seen["active_before_torch"] is None  # the role is claimed once torch is imported
+    assert seen["capture"]  # and then the capture started
 
 
 def test_descendant_that_is_no_rank_gets_nothing_of_ours(tmp_path):
@@ -230,3 +231,88 @@ def test_sigkill_of_the_wrapper_takes_the_command_with_it(tmp_path):
     finally:
         if not gone(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+TRAIN = """
+import os, sys, torch
+m = torch.nn.Linear(4, 2)
+opt = torch.optim.SGD(m.parameters(), lr=0.1)
+m(torch.randn(3, 4)).sum().backward()
+opt.step()
+print("TRAINED", os.environ.get("RANK", "-"), "ascend_tools" in sys.modules, flush=True)
+"""
+
+# a launcher that never imports torch: it runs argv[1:] (a first word "torchrun": -m torch.distributed.run) and
+# says whether torch or our package got loaded
+LAUNCHER = """
+import subprocess, sys
+args = sys.argv[1:]
+if args[0] == "torchrun":
+    args[:1] = ["-m", "torch.distributed.run"]
+rc = subprocess.run([sys.executable, *args]).returncode
+print("LAUNCHER", sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "ascend_tools")), flush=True)
+sys.exit(rc)
+"""
+
+
+@pytest.mark.parametrize("tool", ["dump", "profile"])
+def test_the_process_a_python_launcher_starts_is_the_one_instrumented(tmp_path, tool):
+    """``python launcher.py`` (never imports torch) runs ``python train.py``: train.py gets the tool (before,
+    the launcher took the top role at interpreter start and train.py got no dump: no rank directory)."""
+    train = write(tmp_path / "train.py", TRAIN)
+    launcher = write(tmp_path / "launcher.py", LAUNCHER)
+    out = tmp_path / "out"
+    proc = cli(tmp_path, tool, "-o", str(out), "--", sys.executable, launcher, train)
+    assert proc.returncode == 0, proc.stderr
+    assert "LAUNCHER []" in proc.stdout  # the launcher loaded neither torch nor our package
+    assert "TRAINED - True" in proc.stdout
+    assert ranks(out) == ["rank0"]
+    if tool == "dump":
+        with open(out / "rank0" / "step0" / "records.jsonl", encoding="utf-8") as f:
+            assert "aten::addmm" in {json.loads(line)["name"] for line in f}
+    else:
+        with open(out / "rank0" / "meta.json", encoding="utf-8") as f:
+            assert json.load(f)["steps"] == 1
+
+
+def test_shadow_through_a_python_launcher_compares_the_training(tmp_path):
+    train = write(tmp_path / "train.py", TRAIN)
+    launcher = write(tmp_path / "launcher.py", LAUNCHER)
+    proc = cli(tmp_path, "shadow", "-f", "json", "--", sys.executable, launcher, train)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout[proc.stdout.index("{") :])
+    assert report["summary"]["compared"] >= 1, report["summary"]
+
+
+def test_torchrun_started_by_a_python_launcher_instruments_its_workers(tmp_path):
+    """``python launcher.py`` runs ``python -m torch.distributed.run`` (its agent imports torch but trains
+    nothing): each worker writes rank{RANK}, the agent nothing (before: the launcher was top, so no worker
+    got the dump)."""
+    train = write(tmp_path / "train.py", TRAIN)
+    launcher = write(tmp_path / "launcher.py", LAUNCHER)
+    out = tmp_path / "out"
+    torchrun = ["torchrun", "--nproc-per-node", "2", "--master-port", "0", train]
+    proc = cli(tmp_path, "dump", "-o", str(out), "--", sys.executable, launcher, *torchrun)
+    assert proc.returncode == 0, proc.stderr
+    assert ranks(out) == ["rank0", "rank1"]
+    for r in (0, 1):
+        with open(out / f"rank{r}" / "meta.json", encoding="utf-8") as f:
+            assert json.load(f)["rank"] == r
+        with open(out / f"rank{r}" / "step0" / "records.jsonl", encoding="utf-8") as f:
+            assert "aten::addmm" in {json.loads(line)["name"] for line in f}
+
+
+@pytest.mark.parametrize(
+    "cmd, expected",
+    [
+        (["torchrun", "--nproc-per-node", "2", "t.py"], True),
+        (["python", "-m", "torch.distributed.run", "t.py"], True),
+        (["python", "-u", "-m", "torch.distributed.launch", "t.py"], True),
+        (["python", "launcher.py", "-m", "torch.distributed.run"], False),  # the script's own arguments
+        (["python", "-m", "mypkg.train", "torchrun"], False),
+    ],
+)
+def test_is_torchrun_reads_only_pythons_own_arguments(cmd, expected):
+    from ascend_tools.launch import is_torchrun
+
+    assert is_torchrun(cmd) is expected

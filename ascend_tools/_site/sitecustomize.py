@@ -2,9 +2,11 @@
 ``launch.run`` puts on the launched command's ``PYTHONPATH``.
 
 At interpreter start it takes its directory off ``sys.path``, runs the ``sitecustomize`` that it hides (the
-user's, further down the path) first, decides whether this process is one to instrument, and if so only
-installs a finder on ``sys.meta_path``; the tool itself starts once the process has imported ``torch``. A
-process that never imports torch (``python -c "print(1)"``) pays for a JSON parse and nothing else.
+user's, further down the path) first, and installs a finder on ``sys.meta_path``. Once the process has imported
+``torch`` it decides its role (:func:`_role`) and starts the tool. The role is decided then, not at interpreter
+start, so that a Python launcher that never imports torch (``python launcher.py`` running ``python train.py``,
+a shell script's ``torchrun``) leaves the top role to the process that trains. A process that never imports
+torch (``python -c "print(1)"``) pays for an environment lookup and nothing else.
 """
 
 import os
@@ -13,6 +15,7 @@ import sys
 ENV = "ASCEND_DOCTOR_LAUNCH"
 ENV_ACTIVE = "ASCEND_DOCTOR_ACTIVE"
 CHILD_TOOLS = ("profile",)  # the tools a child of an instrumented process runs too (mp.spawn ranks)
+TORCHRUN = ("torchrun", "torch.distributed.run", "torch.distributed.launch")  # as launch.TORCHRUN
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -32,17 +35,36 @@ def _chain():
 
 
 def _role():
-    """``"top"``, ``"child"`` or None (not instrumented), from the environment this process started with."""
+    """``"top"``, ``"child"`` or None (not instrumented), decided once this process has imported torch. The
+    first process of the command to import torch, torchrun's agent aside, claims the top role
+    (``ASCEND_DOCTOR_ACTIVE`` in its environment); what it starts from then on descends from it."""
     import json
 
     opts = json.loads(os.environ[ENV])
     if os.environ.get(ENV_ACTIVE):  # a descendant of an instrumented process
         return "child" if opts.get("tool") in CHILD_TOOLS else None
-    if opts.get("require_rank") and "RANK" not in os.environ:  # torchrun's agent, not a worker
+    if "RANK" not in os.environ and (opts.get("require_rank") or _torchrun_agent()):  # not a worker
         return None
-    # claimed now, not when torch is imported: what this process starts before that is a descendant too
     os.environ[ENV_ACTIVE] = str(os.getpid())
     return "top"
+
+
+def _torchrun_agent():
+    """Whether this process runs torchrun (``torchrun ...``, ``python -m torch.distributed.run ...``): it
+    imports torch to start the workers and trains nothing itself."""
+    argv = getattr(sys, "orig_argv", None)  # Python 3.10+
+    if argv is None:
+        try:
+            with open("/proc/self/cmdline", "rb") as f:
+                argv = f.read().decode("utf-8", "replace").split("\0")
+        except OSError:
+            argv = list(sys.argv)
+    for i, arg in enumerate(argv[1:], 1):  # python's own options, then torchrun or -m MODULE
+        if arg == "-m":
+            return argv[i + 1 : i + 2] in ([t] for t in TORCHRUN)
+        if not arg.startswith("-"):
+            return os.path.basename(arg) == "torchrun"
+    return False
 
 
 def _activate(role):
@@ -76,9 +98,6 @@ class _TorchHook:
     wraps that spec's loader's ``exec_module`` (on that loader object only, so ``torch.__loader__`` keeps its
     type) to call ``_activate`` once torch's ``__init__`` has run. It then leaves ``sys.meta_path``."""
 
-    def __init__(self, role):
-        self.role = role
-
     def find_spec(self, name, path=None, target=None):
         if name != "torch":
             return None
@@ -90,7 +109,6 @@ class _TorchHook:
             return spec
         loader = spec.loader
         run = loader.exec_module
-        role = self.role
 
         def exec_module(module):
             try:
@@ -100,7 +118,7 @@ class _TorchHook:
                     del loader.exec_module
                 except AttributeError:
                     pass
-            _activate(role)
+            _start()
 
         loader.exec_module = exec_module
         return spec
@@ -120,17 +138,21 @@ def _main():
         _warn("the original sitecustomize failed", exc)
     if not os.environ.get(ENV):
         return
+    if "torch" in sys.modules:  # imported by the user's sitecustomize
+        _start()
+    else:
+        sys.meta_path.insert(0, _TorchHook())
+
+
+def _start():
+    """torch is imported: start the tool where this process has a role."""
     try:
         role = _role()
     except Exception as exc:
         _warn("not started", exc)
         return
-    if role is None:
-        return
-    if "torch" in sys.modules:  # imported by the user's sitecustomize
+    if role is not None:
         _activate(role)
-    else:
-        sys.meta_path.insert(0, _TorchHook(role))
 
 
 _main()
