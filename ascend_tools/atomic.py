@@ -157,13 +157,31 @@ class OutputDir:
         finally:
             os.close(dir_fd)
 
+    def remove(self, rel: str) -> None:
+        """Remove the file or empty directory ``rel``; nothing when it is missing or not empty."""
+        parent, name = _split(rel)
+        try:
+            dir_fd = self._dir_fd(parent, create=False)
+        except OSError:
+            return
+        try:
+            try:
+                os.unlink(name, dir_fd=dir_fd)
+            except IsADirectoryError:
+                os.rmdir(name, dir_fd=dir_fd)
+        except OSError:
+            pass
+        finally:
+            os.close(dir_fd)
+
     def write_json(self, rel: str, obj: Any) -> None:
         """:func:`write_json` of ``rel``."""
         with self.open_atomic(rel, "wb") as f:
             f.write(_json_bytes(obj))
 
-    def _dir_fd(self, rel: str) -> int:
-        """A new descriptor of the directory ``rel`` (made where missing), every name ``O_NOFOLLOW``."""
+    def _dir_fd(self, rel: str, create: bool = True) -> int:
+        """A new descriptor of the directory ``rel`` (made where missing with ``create``), every name
+        ``O_NOFOLLOW``."""
         if self._fd is None:
             raise OSError(errno.EBADF, "output directory closed", self.path)
         fd = os.dup(self._fd)
@@ -171,8 +189,9 @@ class OutputDir:
             for name in (p for p in rel.split("/") if p):
                 if name == "..":
                     raise OSError(errno.EINVAL, "leads out of the output directory", rel)
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(name, 0o777, dir_fd=fd)
+                if create:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(name, 0o777, dir_fd=fd)
                 below = os.open(name, os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC, dir_fd=fd)
                 os.close(fd)
                 fd = below

@@ -11,7 +11,8 @@
 Per tensor the mode (``stats`` | ``tensor`` | ``hash``) decides what is kept; statistics are always
 computed on the tensor's device, batched to the host from an accelerator (``stats.py``). A record whose
 statistics are known is encoded at once (``lines.py``), else at the flush. Records are written as JSON lines at each
-flush (every ``flush_every`` records, at each step boundary, at exit). Steps advance at each
+flush (every ``flush_every`` records, with the first record :data:`FLUSH_AFTER` seconds after the last flush, at
+each step boundary, at exit: a run killed before its first step keeps what was recorded before then). Steps advance at each
 ``optimizer.step()`` (a global post-hook) until the script calls :meth:`Capture.step` itself, which
 then takes over. Everything the capture does fails open: an internal error is logged once and the
 user's op returns its own result.
@@ -74,6 +75,7 @@ SAME_VALUES = {
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
 # bookkeeping ops that compute nothing (record_function markers of the profiler and the optimizer)
 SKIP_NAMESPACES = ("profiler::",)
+FLUSH_AFTER = 1.0  # s: a record this long after the last flush flushes too (what a kill -9 then keeps)
 
 
 class _Meta:
@@ -246,6 +248,7 @@ class Capture(StepSession):
         self.keep_stack = stack
         self.flush_every = flush_every
         self.flush_bytes = flush_bytes
+        self._flush_due = time.monotonic() + FLUSH_AFTER
         self.rank = backend.rank() if rank is None else rank
         self.records_written = 0
         self._busy = False
@@ -481,7 +484,11 @@ class Capture(StepSession):
             self._batch.append(self._line(rec, self.step_no))
         else:
             self._batch.append(rec)
-        if len(self._batch) >= self.flush_every or self._queue.pending_bytes > self.flush_bytes:
+        if (
+            len(self._batch) >= self.flush_every
+            or self._queue.pending_bytes > self.flush_bytes
+            or time.monotonic() >= self._flush_due
+        ):
             was = self._busy
             self._busy = True
             self._update_off()
@@ -495,6 +502,7 @@ class Capture(StepSession):
         """Hand the records and statistics gathered since the last flush to the writer: the writer
         thread when there is one (the user's thread does not wait), else write them now. Statistics of
         accelerator tensors are moved to the host here, on the user's thread and stream."""
+        self._flush_due = time.monotonic() + FLUSH_AFTER
         q = self._queue
         on_device = q.on_device
         pending = q.take()

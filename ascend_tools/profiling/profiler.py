@@ -2,10 +2,13 @@
 
 A profiler writes ``out_dir/rank{r}/`` once it knows its rank: at once when ``torch.distributed`` is
 initialised or ``RANK`` is set (torchrun), else when the process initialises a process group (ranks
-started by ``torch.multiprocessing.spawn``), else as ``rank0`` at the end of its first training step (a
-single-process run: what it flushed survives a SIGKILL) or at exit (a launcher parent whose children already
-wrote ``rank0`` writes nothing). Until then records wait in a buffer of :data:`PENDING` records; past that
-they are dropped and counted in ``meta.json``'s ``dropped``. The rank directory is locked while this process
+started by ``torch.multiprocessing.spawn``), else as ``rank0`` at the end of its first training step, or
+before it once :data:`PROVISIONAL_RECORDS` records or :data:`PROVISIONAL_AFTER` seconds have gone by (a
+single-process run: what it flushed survives a SIGKILL, even before its first step), or at exit. A process that
+calls ``torch.multiprocessing.spawn``/``start_processes`` is a launcher: a ``rank0`` it took before its first
+step is removed again and given up for its children (a launcher parent whose children already wrote ``rank0``
+writes nothing). Until the rank is known records wait in a buffer of :data:`PENDING` records; past that they
+are dropped and counted in ``meta.json``'s ``dropped``. The rank directory is locked while this process
 writes it (:mod:`ascend_tools.outdir`): a second profiler of the same rank directory records nothing there and
 says so once. Everything fails open: an internal error is logged once and training goes on.
 """
@@ -13,6 +16,8 @@ says so once. Everything fails open: an internal error is logged once and traini
 import logging
 import os
 import socket
+import sys
+import threading
 import time
 from typing import Any, Dict, List, Optional
 
@@ -26,6 +31,8 @@ log = logging.getLogger("ascend_tools")
 HANG_TIMEOUT = 300.0  # s: well under NCCL's 600 s and HCCL_EXEC_TIMEOUT's 1836 s defaults
 MEMORY_INTERVAL = 0.5  # s between memory samples
 PENDING = 4096  # records kept while the rank is unknown (a spawn launcher's memory samples: ~30 min)
+PROVISIONAL_RECORDS = 256  # a top process with this many records pending writes them as rank0 ...
+PROVISIONAL_AFTER = 2.0  # s: ... and so does one this long after its start with any pending
 
 _CURRENT: List["Profiler"] = []
 
@@ -76,6 +83,12 @@ class Profiler(StepSession):
         self._pending_dropped = 0  # emitted past PENDING before the rank was known
         self._lock: Any = None  # outdir.DirLock of rank_dir while this process writes it
         self._refused = False  # another process holds our rank directory: record nothing
+        self._naming = threading.Lock()  # _name from the training thread and the memory sampler's
+        self._provisional = False  # rank0 taken before the first step, the watchdog and OOM hooks not started
+        self._launcher = (
+            False  # this process started ranks with torch.multiprocessing: never rank0 before exit
+        )
+        self._unhook_spawn: Any = None
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
@@ -97,6 +110,8 @@ class Profiler(StepSession):
                 self.sampler = MemorySampler(self.emit, self.options["memory_interval"], lambda: self.step_no)
                 self.sampler.start()
             self._name_from_dist()
+            if self.top:
+                self._unhook_spawn = _hook_spawn(self._give_up_rank0)
         except Exception as exc:
             self._fail(exc)
 
@@ -114,6 +129,8 @@ class Profiler(StepSession):
                     self._fail(exc)
         if self.comm is not None:
             self.comm.uninstall()
+        if self._unhook_spawn is not None:
+            self._unhook_spawn()
         self._exit_dispatch()  # the step hooks (the profiler has no dispatch mode)
         if self.oom is not None:
             self.oom.uninstall()
@@ -135,25 +152,37 @@ class Profiler(StepSession):
     # --- naming ----------------------------------------------------------------------------------------
 
     def _name_from_dist(self) -> None:
-        if self.rank_dir is not None:
+        if self.rank_dir is not None and not self._provisional:
             return
         try:
             import torch.distributed as dist
 
             if dist.is_available() and dist.is_initialized():
+                self._give_up_rank0(launcher=False)  # it was only a guess
                 self._name(dist.get_rank(), dist.get_world_size())
                 return
         except Exception as exc:
             self._fail(exc)
         if "RANK" in os.environ:
+            self._give_up_rank0(launcher=False)
             self._name(backend.rank(), backend.world_size())
 
-    def _name(self, rank: int, world: int, final: bool = False, watch: bool = True) -> bool:
+    def _name(
+        self, rank: int, world: int, final: bool = False, watch: bool = True, provisional: bool = False
+    ) -> bool:
         """Open ``rank{rank}``; ``final`` (a process that never learnt its rank, at exit or OOM) writes
         only when no other process already wrote that rank. ``watch``: start the hang watchdog and the OOM
-        hooks too (not when closing: nothing would stop them)."""
-        if self._refused:
-            return False
+        hooks too (not when closing: nothing would stop them). ``provisional``: rank0 before the first
+        step (:meth:`_name_provisionally`)."""
+        with self._naming:
+            named = self._name_locked(rank, world, final, watch)
+            if named and provisional:
+                self._provisional = True
+            return named
+
+    def _name_locked(self, rank: int, world: int, final: bool, watch: bool) -> bool:
+        if self._refused or self.rank_dir is not None:
+            return self.rank_dir == os.path.join(self.out_dir, f"rank{rank}")
         rank_dir = os.path.join(self.out_dir, f"rank{rank}")
         if final and os.path.exists(os.path.join(rank_dir, "meta.json")):
             return False
@@ -235,15 +264,46 @@ class Profiler(StepSession):
         self.oom = OomForensics(rank_dir, lambda: self.step_no, recent)
         self.oom.install()
 
+    def _name_provisionally(self) -> None:
+        """A top process that does not know its rank yet writes what it has as rank0 now (see the module's
+        docstring); the watchdog and OOM hooks wait for its first step."""
+        if not self.top or self._launcher or "RANK" in os.environ:
+            return
+        if len(self._pending) < PROVISIONAL_RECORDS and time.time() - self._step_t0 < PROVISIONAL_AFTER:
+            return
+        self._name(0, 1, final=True, watch=False, provisional=True)
+
+    def _give_up_rank0(self, launcher: bool = True) -> None:
+        """Remove a rank0 taken before the first step and what was written there: ``launcher``, this process
+        is about to start ranks (``torch.multiprocessing``), its rank 0 gets it; else this process has just
+        learnt its real rank."""
+        with self._naming:
+            self._launcher = self._launcher or launcher
+            if not self._provisional or self.recorder is None:
+                return
+            self.recorder.discard()
+            self.recorder = None
+            self.rank = self.rank_dir = None
+            self._provisional = False
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+
     # --- records and steps -----------------------------------------------------------------------------
 
     def emit(self, rec: Dict[str, Any]) -> None:
-        if self.recorder is not None:
-            self.recorder.emit(rec)
-        elif len(self._pending) < PENDING:
+        recorder = self.recorder
+        if recorder is not None:
+            recorder.emit(rec)
+            return
+        if len(self._pending) < PENDING:
             self._pending.append(rec)
         else:
             self._pending_dropped += 1
+        try:
+            self._name_provisionally()
+        except Exception as exc:
+            self._fail(exc)
 
     def _advance(self) -> None:
         try:
@@ -258,6 +318,10 @@ class Profiler(StepSession):
                 # a process that trains without knowing its rank is a single-process run: write as rank0
                 # now (not only at exit), so that what the writer flushed survives a kill
                 self._name(0, 1, final=True)
+            elif self._provisional and self.recorder is not None:
+                self._provisional = False
+                self._start_watchdog(0, 1, self.recorder)
+                self._start_oom(os.path.join(self.out_dir, "rank0"))
         except Exception as exc:
             self._fail(exc)
 
@@ -276,6 +340,34 @@ class Profiler(StepSession):
         except Exception as err:
             self._fail(err)
             return None
+
+
+def _hook_spawn(before: Any) -> Any:
+    """Call ``before()`` whenever this process starts ranks with ``torch.multiprocessing.spawn`` or
+    ``start_processes``; returns the function that removes the hook."""
+    import torch.multiprocessing as tmp
+
+    tmp_spawn = sys.modules["torch.multiprocessing.spawn"]  # the attribute ``spawn`` is the function
+
+    original = tmp_spawn.start_processes
+
+    def start_processes(*args: Any, **kwargs: Any) -> Any:
+        try:
+            before()
+        except Exception as exc:  # never stop the user's program
+            log.warning("profile: %s: %s", type(exc).__name__, exc)
+        return original(*args, **kwargs)
+
+    tmp_spawn.start_processes = start_processes
+    tmp.start_processes = start_processes
+
+    def unhook() -> None:
+        if tmp_spawn.start_processes is start_processes:
+            tmp_spawn.start_processes = original
+        if getattr(tmp, "start_processes", None) is start_processes:
+            tmp.start_processes = original
+
+    return unhook
 
 
 def profile(

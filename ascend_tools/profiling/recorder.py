@@ -110,6 +110,23 @@ class RankRecorder(FailOpen):
                 except OSError as exc:
                     self._fail(exc)
 
+    def discard(self) -> None:
+        """Stop the writer and remove ``events.jsonl``, ``meta.json`` and the rank directory (when that leaves
+        it empty): a provisional rank0 given back (profiler.py)."""
+        self._stop = True
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+        if self._out is not None:
+            for name in ("events.jsonl", "meta.json", ""):
+                self._out.remove(f"{self._name}/{name}".rstrip("/"))
+            self._out.close()
+            self._out = None
+
     def close(self, **final: Any) -> None:
         """Stop the writer, drain, and rewrite ``meta.json`` with ``closed_at``, the counters and ``final``."""
         self._stop = True
