@@ -57,6 +57,16 @@ def _field_default(value: ast.AST) -> ast.AST:
     return value
 
 
+def _is_main_guard(test: ast.AST) -> bool:
+    """``__name__ == "__main__"``."""
+    return (
+        isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Name)
+        and test.left.id == "__name__"
+        and any(isinstance(c, ast.Constant) and c.value == "__main__" for c in test.comparators)
+    )
+
+
 def _chain(node: ast.AST) -> Optional[List[str]]:
     """``a.b.c`` -> ["a", "b", "c"]; None for anything that is not a plain attribute chain."""
     parts: List[str] = []
@@ -86,6 +96,11 @@ class _Scanner(ast.NodeVisitor):
         self.sys_paths: List[str] = []  # sys.path.append/insert arguments that evaluate statically
         self.name_calls: Dict[str, List[ast.Call]] = {}  # f(...) call sites by local name
         self.functions: Dict[str, Tuple[int, int]] = {}  # top-level def name -> (first, last line)
+        self.owner: Optional[str] = None  # the top-level function being visited
+        self.import_owners: List[Optional[str]] = []  # per import record: its top-level function, if any
+        self.in_main = False  # inside `if __name__ == "__main__":` (does not run when imported)
+        self.called: Set[str] = set()  # names called outside the __main__ block (f() and x.f())
+        self.main_called: Set[str] = set()  # names called inside it (they run for the target only)
 
     # ------------------------------------------------------------------ resolution and reporting
 
@@ -165,6 +180,7 @@ class _Scanner(ast.NodeVisitor):
                 self.aliases[head] = (head, guarded)
             self.imports.append((alias.name, 0, ()))
             self.import_lines.append((node, {}))
+            self.import_owners.append(self.owner)
             self.emit(Site(alias.name, "import", node, guarded=guarded), prefix_only=True)
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
@@ -173,6 +189,7 @@ class _Scanner(ast.NodeVisitor):
         names = tuple(a.name for a in node.names)
         self.imports.append((module, node.level, names))
         self.import_lines.append((node, {a.asname or a.name: a.name for a in node.names}))
+        self.import_owners.append(self.owner)
         if node.level:  # relative import: local code, scanned by scan_target; names stay unresolved
             return
         groups: Dict[Handler, str] = {}  # one finding per rule handler, not per imported name
@@ -193,6 +210,10 @@ class _Scanner(ast.NodeVisitor):
         name = self.resolve(func)
         if isinstance(func, ast.Name):
             self.name_calls.setdefault(func.id, []).append(node)
+        if isinstance(func, (ast.Name, ast.Attribute)):
+            (self.main_called if self.in_main else self.called).add(
+                getattr(func, "id", getattr(func, "attr", ""))
+            )
         if name in ("sys.path.append", "sys.path.insert") and node.args:
             path = static_path(node.args[-1], self.path, self.resolve, self.value_of)
             if path is not None:
@@ -241,11 +262,12 @@ class _Scanner(ast.NodeVisitor):
 
     def visit_If(self, node: ast.If) -> None:
         self.visit(node.test)
-        outer = self.branch
+        outer, outer_main = self.branch, self.in_main
         self.branch = self._cuda_only_branch(node) or outer
+        self.in_main = outer_main or _is_main_guard(node.test)
         for stmt in node.body:
             self.visit(stmt)
-        self.branch = outer
+        self.branch, self.in_main = outer, outer_main
         for stmt in node.orelse:
             self.visit(stmt)
 
@@ -324,11 +346,15 @@ class _Scanner(ast.NodeVisitor):
         pairs += [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
         for arg, default in pairs:
             self.emit(Site(f"<kwarg>.{arg.arg}", "kwarg", default, value=default))
-        if len(self.scopes) == 1:
+        top = len(self.scopes) == 1
+        if top:
             self.functions[node.name] = (node.lineno, node.end_lineno or node.lineno)
+            self.owner = node.name
         self.scopes.append({})
         self.generic_visit(node)
         self.scopes.pop()
+        if top:
+            self.owner = None
 
     visit_FunctionDef = _visit_function
     visit_AsyncFunctionDef = _visit_function
@@ -476,26 +502,41 @@ def scan_target(path, follow_imports: bool = True, cwd: Optional[str] = None) ->
     order: List[str] = []
     extra: List[SourceFinding] = []
     queue = deque([(target, "", 0)])  # (file, importer shown, depth)
-    while queue and len(files) < MAX_FILES:
-        file, importer, depth = queue.popleft()
-        real = os.path.realpath(file)
-        if real in files:
-            continue
-        shown = _shown(target, file)
-        try:
-            scanner = _scan(file)
-        except InputError as exc:
-            if not importer:
-                raise
-            extra.append(_syntax_finding(shown, importer, exc))
-            continue
-        followed = files[real] = _Followed(shown, scanner)
-        order.append(real)
-        base = cwd or os.path.dirname(os.path.abspath(target))
-        roots += [os.path.join(base, p) for p in scanner.sys_paths]
-        if follow_imports and depth < MAX_DEPTH:
-            followed.resolved = local_imports(file, scanner.imports, roots)
-            queue.extend((f, shown, depth + 1) for fs in followed.resolved for f in fs)
+    # an import inside a function runs when the function is called: followed once some scanned file
+    # calls that name (outside an imported module's __main__ block, which does not run on import)
+    deferred: List[Tuple[str, str, int, List[str]]] = []  # (function, importer shown, depth, files)
+    called: Set[str] = set()
+    while queue or any(d[0] in called for d in deferred):
+        for item in [d for d in deferred if d[0] in called]:
+            deferred.remove(item)
+            queue.extend((f, item[1], item[2]) for f in item[3])
+        while queue and len(files) < MAX_FILES:
+            file, importer, depth = queue.popleft()
+            real = os.path.realpath(file)
+            if real in files:
+                continue
+            shown = _shown(target, file)
+            try:
+                scanner = _scan(file)
+            except InputError as exc:
+                if not importer:
+                    raise
+                extra.append(_syntax_finding(shown, importer, exc))
+                continue
+            followed = files[real] = _Followed(shown, scanner)
+            order.append(real)
+            called |= scanner.called | (scanner.main_called if not importer else set())
+            base = cwd or os.path.dirname(os.path.abspath(target))
+            roots += [os.path.join(base, p) for p in scanner.sys_paths]
+            if follow_imports and depth < MAX_DEPTH:
+                followed.resolved = local_imports(file, scanner.imports, roots)
+                for owner, fs in zip(scanner.import_owners, followed.resolved):
+                    if owner is None or not importer:  # the target's own functions are its program
+                        queue.extend((f, shown, depth + 1) for f in fs)
+                    elif fs:
+                        deferred.append((owner, shown, depth + 1, fs))
+        if len(files) >= MAX_FILES:
+            break
     if follow_imports:
         _propagate(files, order)
     return _dedup([f for real in order for f in files[real].findings] + extra)

@@ -152,3 +152,40 @@ def test_static_path_expressions():
         "Path(__file__).parents[i]",
     ):
         assert _eval(dynamic) is None
+
+
+def test_imports_inside_functions_follow_calls(tmp_path):
+    # FastChat llama2_flash_attn_monkey_patch.py: test() imports the v1 patch and runs only under __main__
+    write(tmp_path, "v1_patch.py", "from flash_attn.flash_attn_interface import flash_attn_unpadded_func\n")
+    write(tmp_path, "v2_patch.py", "import torch\n")
+    write(tmp_path, "used.py", "import xformers.ops\n")
+    write(tmp_path, "late.py", "import apex\n")
+    write(
+        tmp_path,
+        "patch.py",
+        """\
+        def test():
+            from v1_patch import flash_attn_unpadded_func
+        def helper():
+            import used
+        def run():
+            import late
+        if __name__ == "__main__":
+            test()
+        """,
+    )
+    main = write(
+        tmp_path,
+        "train.py",
+        """\
+        import patch
+        def main():
+            import v2_patch
+        patch.helper()
+        if __name__ == "__main__":
+            patch.run()
+        """,
+    )
+    files = {os.path.basename(f.file) for f in scan_target(main)}
+    assert {"used.py", "late.py"} <= files  # helper() and run() are called from train.py
+    assert "v1_patch.py" not in files  # test() only runs as patch.py's own __main__
