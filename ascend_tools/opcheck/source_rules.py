@@ -1217,3 +1217,24 @@ def _deepspeed_optimizer(site: Site) -> Iterable[Hit]:
             "keep it with DeepSpeed's NPU accelerator (import torch_npu), or torch_npu.optim.NpuFusedAdamW",
         )
     ]
+
+
+@register("<method>.strip", "<method>.lstrip", "<method>.replace", "<method>.removeprefix", "<method>.split")
+def _device_string_parsing(site: Site) -> Iterable[Hit]:
+    """RWKV-LM's ``int(str(self.device).strip('cuda:'))``: a device index parsed out of a "cuda:N" string."""
+    call = _call(site)
+    first = site.value_of(call.args[0]) if call is not None and call.args else None
+    if not (
+        isinstance(first, ast.Constant) and isinstance(first.value, str) and first.value.startswith("cuda")
+    ):
+        return []
+    return [
+        Hit(
+            "cuda-device-string",
+            "error",
+            f"parses a device index out of a CUDA device string ({site.name.split('.', 1)[1]}({first.value!r})); "
+            "the NPU device string is 'npu:N', which this does not parse",
+            "torch.device(device).index (or the LOCAL_RANK the launcher sets)",
+            first,
+        )
+    ]

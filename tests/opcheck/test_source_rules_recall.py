@@ -294,3 +294,17 @@ def test_compute_capability_gate_is_a_warning(tmp_path):
         """,
     )
     assert found == {(2, "cuda-call", "warning"), (3, "cuda-call", "info")}
+
+
+def test_device_index_parsed_from_a_cuda_string(tmp_path):
+    # BlinkDL/RWKV-LM RWKV-v4/src/trainer.py
+    found = scan(
+        tmp_path,
+        """\
+        cuda_id = int(str(self.device).strip('cuda:'))
+        rank = int(dev.replace("cuda:", ""))
+        name = text.strip()
+        parts = line.split(",")
+        """,
+    )
+    assert found == {(1, "cuda-device-string", "error"), (2, "cuda-device-string", "error")}
