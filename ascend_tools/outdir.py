@@ -1,7 +1,7 @@
 """One run owns an output directory: an exclusive ``flock`` on the directory itself, held while it writes.
 
-``ascend-doctor dump`` / ``profile`` lock ``-o DIR`` before launching the command and hold it until the command
-ends (its rank processes write ``DIR/rank{r}`` under it); ``capture()`` / ``profile()`` lock their own rank
+``ascend-doctor dump`` / ``profile`` / ``shadow`` lock ``-o DIR`` (shadow: ``--records DIR`` or its temporary
+directory) before launching the command and hold it until the command ends (its rank processes write ``DIR/rank{r}`` under it); ``capture()`` / ``profile()`` lock their own rank
 directory ``DIR/rank{r}``. A second run finds the lock taken and is refused instead of mixing its records into
 the first's. The directory is opened ``O_DIRECTORY | O_NOFOLLOW`` (a symlink planted at its name is refused,
 not followed) and nothing is written for the lock: no lock file appears in a dump or profile. The kernel drops
@@ -27,11 +27,14 @@ class Busy(Exception):
 
 class DirLock:
     """The lock on one directory; :meth:`acquire` takes it or raises :class:`Busy` (another run holds it) or
-    OSError (the directory or the lock file cannot be made or opened)."""
+    OSError (the directory or the lock file cannot be made or opened). ``shared``: a lock several runs can
+    hold together (``profile --append`` of several nodes), refused while another run holds the exclusive
+    one and refusing it."""
 
-    def __init__(self, directory: str, tool: str) -> None:
+    def __init__(self, directory: str, tool: str, shared: bool = False) -> None:
         self.directory = directory
         self.tool = tool
+        self.shared = shared
         self._fd: Optional[int] = None
 
     def acquire(self) -> "DirLock":
@@ -45,7 +48,7 @@ class DirLock:
         try:
             if fcntl is not None:
                 try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
                 except OSError as exc:
                     if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                         raise Busy(f"another run is writing there ({_owner(fd)})") from None
@@ -104,14 +107,14 @@ def rank_lock(out_dir: str, rank: int, tool: str) -> DirLock:
     return DirLock(os.path.join(out_dir, f"rank{rank}"), tool)
 
 
-def lock_run(out_dir: str, tool: str) -> DirLock:
-    """The lock of ``ascend-doctor TOOL -o out_dir``, taken; InputError (one line, exit 2) when another run
-    holds it or it cannot be taken."""
-    lock = DirLock(out_dir, tool)
+def lock_run(out_dir: str, tool: str, option: str = "-o DIR", shared: bool = False) -> DirLock:
+    """The lock of ``ascend-doctor TOOL -o out_dir`` (``option``: how the verb names the directory), taken;
+    InputError (one line, exit 2) when another run holds it or it cannot be taken."""
+    lock = DirLock(out_dir, tool, shared=shared)
     try:
         return lock.acquire()
     except Busy as exc:
-        raise InputError(f"{out_dir}: {exc}: give another -o DIR, or wait until it ends") from None
+        raise InputError(f"{out_dir}: {exc}: give another {option}, or wait until it ends") from None
     except OSError as exc:
         raise InputError(f"{out_dir}: cannot lock the output directory ({exc.strerror or exc})") from None
 

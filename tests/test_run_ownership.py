@@ -246,3 +246,88 @@ def test_direct_api_second_writer_of_a_rank_dir_records_nothing(tmp_path, caplog
     a.close()
     b.close()
     assert b.recorder is None and a.recorder is not None
+
+
+# --- profile --append ------------------------------------------------------------------------------------
+
+TRAIN_AS_RANK = """
+import os, sys, torch
+os.environ["RANK"], os.environ["WORLD_SIZE"] = sys.argv[1], "2"  # one node's rank of a two-node job
+m = torch.nn.Linear(2, 2)
+opt = torch.optim.SGD(m.parameters(), lr=0.01)
+for _ in range(int(sys.argv[2])):
+    m(torch.ones(1, 2)).sum().backward(); opt.step(); opt.zero_grad()
+"""
+
+
+def profile_meta(rank_dir):
+    with open(rank_dir / "meta.json", encoding="utf-8") as f:
+        return json.load(f)
+
+
+def test_profile_append_adds_ranks_and_never_rewrites_one(tmp_path):
+    script = tmp_path / "rank.py"
+    script.write_text(TRAIN_AS_RANK)
+    out = tmp_path / "p"
+    run = ("profile", "-o", out, "--hang-timeout", "0")
+    assert cli(*run, "--", sys.executable, script, 0, 2).returncode == 0
+    first = profile_meta(out / "rank0")
+    events0 = (out / "rank0" / "events.jsonl").read_bytes()
+
+    proc = cli(*run, "--append", "--", sys.executable, script, 1, 3)  # the other node
+    assert proc.returncode == 0, proc.stderr
+    line = proc.stderr.splitlines()[0]
+    assert line.startswith("ascend-doctor profile: appending run ") and line.endswith(
+        f"to {out}: rank0 of run {first['run_id']} already there (a rank already there is not written again)"
+    )
+    assert "rank0:" not in proc.stderr and "rank1: " in proc.stderr  # its summary: its own rank only
+    second = profile_meta(out / "rank1")
+    assert second["steps"] == 3 and second["run_id"] != first["run_id"]
+
+    # the same rank again: refused inside the rank (one warning), rank0 untouched
+    proc = cli(*run, "--append", "--", sys.executable, script, 0, 5)
+    assert proc.returncode == 0, proc.stderr
+    assert "rank0 of run" in proc.stderr.splitlines()[0] and "rank1 of run" in proc.stderr.splitlines()[0]
+    assert "holds run " in proc.stderr and "records nothing" in proc.stderr
+    assert profile_meta(out / "rank0") == first
+    assert (out / "rank0" / "events.jsonl").read_bytes() == events0
+    assert sorted(os.listdir(out)) == ["rank0", "rank1"]
+
+
+def test_profile_append_runs_together_but_not_beside_a_plain_run(tmp_path):
+    out = tmp_path / "p"
+    cmd, started, release = gated(tmp_path, 0, 1)
+    first = subprocess.Popen(
+        cli_args("profile", "-o", out, "--hang-timeout", "0", "--append", "--", *cmd),
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_for(started.exists, 60)
+        plain = cli("profile", "-o", out, "--", sys.executable, "-c", "pass")
+        other_node = cli("profile", "-o", out, "--append", "--", sys.executable, "-c", "pass")
+    finally:
+        release.write_text("")
+        _, err = first.communicate(timeout=120)
+    assert "another run is writing there" in one_error_line(plain)
+    assert other_node.returncode == 0, other_node.stderr  # a second appender (another node) may run
+    assert first.returncode == 0, err
+
+
+# --- shadow --------------------------------------------------------------------------------------------------
+
+
+def test_second_shadow_into_records_dir_refused(tmp_path):
+    cmd, _, release = gated(tmp_path, 1, 0)
+    release.write_text("")
+    rec = tmp_path / "rec"
+    assert cli("shadow", "--records", rec, "--", *cmd).returncode == 0
+    before = {n: (rec / n).read_bytes() for n in os.listdir(rec)}
+    assert "rank0.jsonl" in before
+    line = one_error_line(cli("shadow", "--records", rec, "--", *cmd))
+    assert line == (
+        f"ascend-doctor: error: {rec} already holds shadow records (rank 0): give another --records DIR or "
+        "delete it first, so that two runs are never mixed"
+    )
+    assert {n: (rec / n).read_bytes() for n in os.listdir(rec)} == before

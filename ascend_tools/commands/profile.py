@@ -2,9 +2,10 @@
 
 import math
 import os
+import secrets
 import shutil
 import sys
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import click
 
@@ -43,6 +44,12 @@ from .common import debug_enabled, handle_errors
     "--kill-on-hang", is_flag=True, help="After the hang dumps, terminate the hung rank (default: leave it)."
 )
 @click.option("--no-stack", is_flag=True, help="Do not keep the caller stack of each collective.")
+@click.option(
+    "--append",
+    is_flag=True,
+    help="Add this run's ranks to a profile already in DIR (other nodes' ranks); a rank already there is "
+    "not written again (default: refuse such a DIR, so runs never mix).",
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @handle_errors
 def profile_cmd(
@@ -54,6 +61,7 @@ def profile_cmd(
     native: bool,
     kill_on_hang: bool,
     no_stack: bool,
+    append: bool,
     command: tuple,
 ) -> None:
     """Run COMMAND (e.g. -- torchrun --nproc-per-node 8 train.py ARGS) with the profiler on in every rank.
@@ -75,19 +83,26 @@ def profile_cmd(
         "kill_on_hang": kill_on_hang,
         "stack": not no_stack,
         "debug": debug_enabled(),
+        "run_id": secrets.token_hex(4),  # in every rank's meta.json: which run wrote it
     }
     if not command or shutil.which(command[0]) is None:
         launch.run("profile", list(command), out_dir, options)  # the one-line error, before DIR is made
-    with outdir.lock_run(out_dir, "profile"):
+    with outdir.lock_run(out_dir, "profile", shared=append):  # appenders (nodes) may run together
         held = _rank_dirs(out_dir)
-        if held:
+        if held and not append:
             names = ", ".join(f"rank{r}" for r, _ in held)
             raise InputError(
                 f"{out_dir} already holds a profile ({names}): give another -o DIR or delete it first, "
                 "so that two runs are never mixed"
             )
+        if held:
+            click.echo(
+                f"ascend-doctor profile: appending run {options['run_id']} to {out_dir}: {_runs(held)} "
+                "already there (a rank already there is not written again)",
+                err=True,
+            )
         rc = launch.run("profile", list(command), out_dir, options)
-    ranks = _summary(out_dir)
+    ranks = _summary(out_dir, options["run_id"] if append else None)
     trained = any(far for _, far in ranks)
     if rc:
         before = (
@@ -120,12 +135,25 @@ def _rank_dirs(out_dir: str) -> list:
         return []
 
 
-def _summary(out_dir: str) -> List[Tuple[str, bool]]:
-    """Per rank directory under ``out_dir``: its line, and whether it got as far as training (a step done,
-    cut short while running, or hang / OOM forensics written)."""
+def _runs(held: List[Tuple[int, str]]) -> str:
+    """``rank0-7 of run 1a2b3c4d, rank8 of a run without id`` for the rank directories ``held``."""
+    from ..outdir import ranges
+
+    by_run: Dict[str, List[int]] = {}
+    for rank, rdir in held:
+        run_id = (_read_meta(os.path.join(rdir, "meta.json")) or {}).get("run_id")
+        by_run.setdefault(f"run {run_id}" if isinstance(run_id, str) else "a run without id", []).append(rank)
+    return ", ".join(f"rank{ranges(ranks)} of {run}" for run, ranks in by_run.items())
+
+
+def _summary(out_dir: str, run_id: Optional[str] = None) -> List[Tuple[str, bool]]:
+    """Per rank directory under ``out_dir`` (written by run ``run_id`` when given): its line, and whether it
+    got as far as training (a step done, cut short while running, or hang / OOM forensics written)."""
     out = []
     for rank, rdir in _rank_dirs(out_dir):
         meta = _read_meta(os.path.join(rdir, "meta.json")) or {}
+        if run_id is not None and meta.get("run_id") != run_id:
+            continue
         closed = "closed_at" in meta
         steps = meta.get("steps", 0) if closed else 0
         state = f"{meta.get('records', 0)} records, {steps} steps" if closed else "cut short"

@@ -2,6 +2,7 @@
 the same op on its own inputs, without changing its code; report the ops that introduced error."""
 
 import os
+import shutil
 import sys
 import tempfile
 from typing import Any, Optional, Tuple
@@ -73,9 +74,9 @@ def shadow_cmd(
     as for every verb (docs/cli.md).
     """
 
-    from .. import launch
+    from .. import launch, outdir
     from ..precision import options as precision_options
-    from ..precision.shadow import build_report, read_results
+    from ..precision.shadow import build_report, read_results, written_ranks
 
     if not command:
         raise InputError("no command to run: give it after --, e.g. ascend-doctor shadow -- python train.py")
@@ -89,10 +90,21 @@ def shadow_cmd(
     }
     if max_numel is not None:
         options["max_numel"] = max_numel
+    if shutil.which(command[0]) is None:
+        launch.run(
+            "shadow", list(command), records_dir or "", options
+        )  # the one-line error, before DIR is made
     with tempfile.TemporaryDirectory(prefix="ascend-doctor-shadow-") as tmp:
         out_dir = records_dir or os.path.join(tmp, "records")
-        rc = launch.run("shadow", list(command), out_dir, options)
-        records, metas = read_results(out_dir)
+        with outdir.lock_run(out_dir, "shadow", option="--records DIR"):
+            held = written_ranks(out_dir)
+            if held:
+                raise InputError(
+                    f"{out_dir} already holds shadow records (rank {outdir.ranges(held)}): give another "
+                    "--records DIR or delete it first, so that two runs are never mixed"
+                )
+            rc = launch.run("shadow", list(command), out_dir, options)
+            records, metas = read_results(out_dir)
     report = build_report(records, metas, top=top, command=list(command), exit_status=rc)
     if report.headline:
         click.echo(f"ascend-doctor shadow: {report.headline}", err=True)

@@ -620,26 +620,28 @@ def meta_path(out: str, rank: int) -> str:
     return os.path.join(out, f"rank{rank}.meta.json")
 
 
+def written_ranks(out: str) -> List[int]:
+    """The ranks whose records (``rank{r}.jsonl``) are in ``out`` (none when it is missing)."""
+    names = os.listdir(out) if os.path.isdir(out) else []
+    return sorted(int(m.group(1)) for m in (re.fullmatch(r"rank(\d+)\.jsonl", n) for n in names) if m)
+
+
 def read_results(out: str) -> Tuple[List[ShadowRecord], List[Dict[str, Any]]]:
     """Records and per-rank meta written under ``out`` (a killed rank leaves its records up to the last
     flush, and no meta)."""
     records: List[ShadowRecord] = []
     metas: List[Dict[str, Any]] = []
-    names = sorted(os.listdir(out)) if os.path.isdir(out) else []
-    for name in names:
-        m = re.fullmatch(r"rank(\d+)\.jsonl", name)
-        if not m:
-            continue
-        with open(os.path.join(out, name), encoding="utf-8") as f:
+    for rank in written_ranks(out):
+        with open(records_path(out, rank), encoding="utf-8") as f:
             for line in f:
                 if line.endswith("\n"):
                     records.append(ShadowRecord.from_json(json.loads(line)))
-        meta = meta_path(out, int(m.group(1)))
+        meta = meta_path(out, rank)
         if os.path.exists(meta):
             with open(meta, encoding="utf-8") as f:
                 metas.append(json.load(f))
         else:
-            metas.append({"rank": int(m.group(1)), "incomplete": True})
+            metas.append({"rank": rank, "incomplete": True})
     return records, metas
 
 

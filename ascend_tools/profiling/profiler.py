@@ -58,6 +58,7 @@ class Profiler(StepSession):
         native: bool = False,
         kill_on_hang: bool = False,
         top: bool = True,
+        run_id: Optional[str] = None,
     ) -> None:
         self._init_session(None, None)
         self.out_dir = os.path.abspath(out_dir)
@@ -71,6 +72,7 @@ class Profiler(StepSession):
             "kill_on_hang": kill_on_hang,
         }
         self.top = top
+        self.run_id = run_id  # ascend-doctor profile's run: a rank directory of another run is never written
         self.rank: Optional[int] = None
         self.rank_dir: Optional[str] = None
         self._step_t0 = time.time()
@@ -195,6 +197,16 @@ class Profiler(StepSession):
             self._pending = []
             log.warning("profile: %s: %s; this process records nothing (training goes on)", rank_dir, exc)
             return False
+        other = self._other_run(rank_dir)
+        if other is not None:
+            self._lock.release()
+            self._lock = None
+            self._refused = True
+            self._pending = []
+            log.warning(
+                "profile: %s holds %s; this process records nothing (training goes on)", rank_dir, other
+            )
+            return False
         self.rank, self.rank_dir = rank, rank_dir
         self.recorder = RankRecorder(rank_dir, self._meta(rank, world))
         if self.comm is not None:
@@ -208,6 +220,22 @@ class Profiler(StepSession):
             self._start_watchdog(rank, world, self.recorder)
             self._start_oom(rank_dir)
         return True
+
+    def _other_run(self, rank_dir: str) -> Optional[str]:
+        """What another run left in ``rank_dir`` (``profile --append`` never writes it again), or None."""
+        if self.run_id is None:
+            return None
+        from .. import boundedio
+
+        try:
+            with open(os.path.join(rank_dir, "meta.json"), "rb") as f:
+                meta = boundedio.loads(boundedio.read_document(f, boundedio.MAX_LINE))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return "a profile this run cannot read"
+        found = meta.get("run_id") if isinstance(meta, dict) else None
+        return None if found == self.run_id else f"run {found}'s profile" if found else "an older profile"
 
     def _meta(self, rank: int, world: int) -> Dict[str, Any]:
         info = backend.detect()
@@ -232,6 +260,7 @@ class Profiler(StepSession):
                 backend.software_versions(), torch_npu=info.torch_npu_version, ascend_tools=__version__
             ),
             "options": self.options,
+            "run_id": self.run_id,
             "started_at": self._step_t0,
         }
 
