@@ -115,3 +115,15 @@ def test_not_an_object_is_refused() -> None:
 def test_bad_utf8_is_read_as_replacement() -> None:
     got, errors = _read(b'{"a": "x\xffy"}', [2])
     assert got == {"a": "x\ufffdy"} and errors == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    body=st.lists(st.sampled_from([*'{}[],:"\\ \n0123e.-tnx', '"a"', "true", "null", "1.5"]), max_size=60),
+    sizes=st.lists(st.integers(1, 16), min_size=1, max_size=3),
+)
+def test_any_text_ends_without_an_exception(body, sizes) -> None:
+    data = ("{" + "".join(body)).encode()
+    got = list(jsonstream.members(_Chunks(data, sizes), ("data",), 32))  # type: ignore[arg-type]
+    assert all(m.error is None or m.value is None for m in got)
+    assert all(m.key is not None for m in got[:-1])  # a broken structure only ends the stream
