@@ -120,7 +120,7 @@ def _cli() -> List[str]:
 def command_form_available() -> bool:
     """Whether check-ops takes a launch command after `--` (issue 12, built in parallel with this corpus)."""
     proc = subprocess.run([*_cli(), "check-ops", "--help"], capture_output=True, text=True, timeout=120)
-    return "-- python" in proc.stdout
+    return "-- python" in " ".join(proc.stdout.split())  # the help text wraps lines
 
 
 def _env(truth: Truth, cwd: Path) -> Dict[str, str]:
@@ -230,7 +230,9 @@ def _trace_cell(s: Score) -> str:
         return f"not run ({need})"
     if s.trace_complete:
         return f"completed ({need})"
-    return f"stopped, exit {s.trace.exit_code}: {s.trace.message[:80]} ({need})".replace("|", "/")
+    why = ((s.trace.report or {}).get("trace") or {}).get("stopped") or s.trace.message
+    why = why if len(why) <= 110 else "…" + why[-109:]  # the reason is at the end
+    return f"stopped, exit {s.trace.exit_code}: {why} ({need})".replace("|", "/")
 
 
 def table(scores: Sequence[Score]) -> str:
