@@ -79,9 +79,9 @@ class Recorder:
 
     def note(self, module: str, what: str, package: Package) -> None:
         site = _user_frame()
-        if site is None or (site, what) in self._seen:
+        if site is None or (site, module, what) in self._seen:
             return
-        self._seen.add((site, what))
+        self._seen.add((site, module, what))
         self.uses.append(Use(module, what, site, package))
 
     def findings(self) -> List[Dict[str, Any]]:
@@ -107,7 +107,7 @@ def _user_frame() -> Optional[Tuple[str, int]]:
     frame: Any = sys._getframe(2)
     while frame is not None:
         name = frame.f_code.co_filename
-        if not is_library(name) and "importlib" not in name and not name.endswith("standins.py"):
+        if not is_library(name) and "importlib" not in name and name != __file__:
             return name, frame.f_lineno
         frame = frame.f_back
     return None

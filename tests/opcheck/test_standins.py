@@ -1,0 +1,81 @@
+"""Stand-ins for CUDA-only packages: reference semantics against the documented formulas, the import hook."""
+
+import math
+import sys
+
+import pytest
+import torch
+
+from ascend_tools.opcheck import standins
+
+
+def attention_by_formula(q, k, v, scale, causal):
+    """softmax(q k^T * scale [+ causal mask]) v per head, q/k/v in flash-attn's (batch, seq, heads, dim)."""
+    s, h = q.shape[1], q.shape[2]
+    groups = h // k.shape[2]
+    k, v = k.repeat_interleave(groups, dim=2), v.repeat_interleave(groups, dim=2)
+    scores = torch.einsum("bshd,bthd->bhst", q, k) * scale
+    if causal:
+        scores = scores.masked_fill(torch.ones(s, s, dtype=torch.bool).triu(1), float("-inf"))
+    return torch.einsum("bhst,bthd->bshd", scores.softmax(-1), v)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("kv_heads", [4, 2])
+@pytest.mark.parametrize("scale", [None, 0.3])
+def test_flash_attn_func_is_attention_in_bshd_layout(causal, kv_heads, scale):
+    torch.manual_seed(0)
+    q = torch.randn(2, 5, 4, 8, dtype=torch.float64)
+    k, v = (torch.randn(2, 5, kv_heads, 8, dtype=torch.float64) for _ in range(2))
+    got = standins.flash_attn_func(q, k, v, softmax_scale=scale, causal=causal)
+    want = attention_by_formula(q, k, v, scale if scale is not None else 1 / math.sqrt(8), causal)
+    torch.testing.assert_close(got, want)
+
+
+def test_qkvpacked_and_xformers_agree_with_the_formula():
+    torch.manual_seed(0)
+    qkv = torch.randn(1, 6, 3, 2, 4, dtype=torch.float64)
+    want = attention_by_formula(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], 0.5, True)
+    torch.testing.assert_close(standins.flash_attn_qkvpacked_func(qkv, 0.0, 0.5, True), want)
+    got = standins.memory_efficient_attention(
+        qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], attn_bias=standins.LowerTriangularMask(), scale=0.5
+    )
+    torch.testing.assert_close(got, want)
+
+
+def test_rms_norm_formula():
+    x = torch.randn(3, 8, dtype=torch.float64)
+    norm = standins.RMSNorm(8, eps=1e-6).double()
+    torch.testing.assert_close(norm(x), x / torch.sqrt((x * x).mean(-1, keepdim=True) + 1e-6))
+
+
+@pytest.fixture
+def finder():
+    recorder = standins.Recorder()
+    hook = standins.StandInFinder(recorder)
+    sys.meta_path.append(hook)
+    before = set(sys.modules)
+    yield recorder
+    sys.meta_path.remove(hook)
+    for name in set(sys.modules) - before:
+        del sys.modules[name]
+
+
+def test_import_hook_stands_in_and_records_the_user_line(finder):
+    import bitsandbytes as bnb
+    import my_project_rope_cuda  # a project-built extension, by its name
+
+    layer = bnb.nn.Linear4bit(4, 3)
+    assert isinstance(layer, torch.nn.Linear) and layer(torch.ones(2, 4)).shape == (2, 3)
+    x = torch.ones(2, 2)
+    assert my_project_rope_cuda.forward(x, 3) is x  # opaque: its first tensor argument
+    rules = {(u.module, u.what, u.package.rule) for u in finder.uses}
+    assert ("bitsandbytes", "import", "lib-bitsandbytes") in rules
+    assert ("bitsandbytes.nn", "Linear4bit", "lib-bitsandbytes") in rules
+    assert ("my_project_rope_cuda", "import", "cuda-extension") in rules
+    assert all(u.site[0] == __file__ for u in finder.uses)
+
+
+def test_unknown_names_are_left_to_import_error(finder):
+    with pytest.raises(ImportError):
+        import no_such_module_here  # noqa: F401
