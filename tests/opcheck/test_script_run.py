@@ -165,3 +165,15 @@ def test_from_pretrained_without_a_config_offline_is_one_line(tmp_path):
     assert proc.returncode == 2 and report is None
     assert "from_pretrained('no-such-org/no-such-model'): no config reachable offline" in proc.stderr
     assert proc.stderr.count("\n") == 1
+
+
+def test_other_launchers_run_the_script_with_their_world(tmp_path):
+    """accelerate launch and deepspeed are not run themselves: the script is, with the environment they set."""
+    for command in (
+        ("accelerate", "launch", "--multi_gpu", "--num_processes", "4", "train_ddp.py"),
+        ("deepspeed", "--num_gpus", "2", "train_ddp.py"),
+    ):
+        proc, report = check_ops(tmp_path, *command)
+        assert report is not None, proc.stderr
+        assert report["trace"]["complete"], report["trace"]["stopped"]
+        assert "c10d::allreduce_" in ops_of(report)
