@@ -110,6 +110,12 @@ def rank_lock(out_dir: str, rank: int, tool: str) -> DirLock:
 def lock_run(out_dir: str, tool: str, option: str = "-o DIR", shared: bool = False) -> DirLock:
     """The lock of ``ascend-doctor TOOL -o out_dir`` (``option``: how the verb names the directory), taken;
     InputError (one line, exit 2) when another run holds it or it cannot be taken."""
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{out_dir}: cannot create the output directory ({exc.strerror or exc})") from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):  # else the run's writers would fail open: no records
+        raise InputError(f"{out_dir}: cannot write to the output directory (read-only or no permission)")
     lock = DirLock(out_dir, tool, shared=shared)
     try:
         return lock.acquire()

@@ -8,9 +8,7 @@ import json
 import os
 import signal
 import stat
-import subprocess
 
-import numpy as np
 import pytest
 import torch
 
@@ -233,67 +231,4 @@ def test_a_profile_never_writes_through_a_planted_events_symlink(tmp_path, outsi
     assert meta["internal_errors"] >= 1 and meta["dropped"] >= 2 and meta["records"] == 0
 
 
-# --- a real full disk ----------------------------------------------------------------------------------------
-
-
-def fill(mnt):
-    """Fill the file system of ``mnt`` to the last byte."""
-    with open(mnt / "filler", "wb", buffering=0) as f:
-        for chunk in (4096, 1):
-            with contextlib.suppress(OSError):
-                while True:
-                    f.write(b"x" * chunk)
-
-
-@pytest.fixture
-def tmpfs(tmp_path):
-    """A 64 KiB tmpfs (needs root and mount)."""
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    try:
-        subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], check=True, capture_output=True
-        )
-    except (OSError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"cannot mount a tmpfs here: {exc}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
-def test_a_full_disk_leaves_no_partial_files(tmpfs):
-    full_tmpfs = tmpfs
-    writer = store.RankWriter(str(full_tmpfs), 0)
-    writer.write_meta({"rank": 0, "old": True})
-    writer.close()
-    fill(full_tmpfs)
-    before = files(full_tmpfs / "rank0")
-    writer = store.RankWriter(str(full_tmpfs), 0)
-    with pytest.raises(OSError) as err:
-        writer.write_meta({"rank": 0, "big": "x" * 100_000})
-    assert err.value.errno == errno.ENOSPC
-    with pytest.raises(OSError):
-        writer.save_tensor(0, "t", torch.randn(64, 64))
-    with pytest.raises(OSError):
-        atomic.write_json(str(full_tmpfs / "rank0" / "oom.json"), {"big": "x" * 100_000})
-    writer.close()
-    assert leftovers(full_tmpfs) == []
-    assert files(full_tmpfs / "rank0") == before  # (an empty step0/tensors may be left)
-    assert json.loads((full_tmpfs / "rank0" / "meta.json").read_text()) == {"rank": 0, "old": True}
-
-
-def test_a_capture_fails_open_when_the_disk_fills_up(tmpfs):
-    """The disk fills up after the capture started: its tensors, records and final meta.json fail, the
-    user's code does not; no temporary file and no partial tensor file is left."""
-    full_tmpfs = tmpfs
-    a, b = torch.randn(64, 64), torch.randn(64, 64)
-    with torch.no_grad(), capture(str(full_tmpfs), mode="tensor") as cap:
-        fill(full_tmpfs)
-        c = torch.mm(a, b)
-    assert torch.equal(c, a @ b)
-    assert cap.internal_errors >= 1
-    assert leftovers(full_tmpfs) == []
-    tensors = full_tmpfs / "rank0" / "step0" / "tensors"
-    for npy in tensors.iterdir() if tensors.exists() else []:  # a tensor file there is a whole one
-        assert np.load(npy).shape == (64, 64)
+# disk full (a real small tmpfs): tests/test_fault_suite.py
