@@ -16,7 +16,7 @@ import click
 from ..errors import InputError
 from ..report import Finding, Report, Series, Severity, Table
 from ..report.csvcell import safe_cell
-from . import diagnose
+from . import causes, diagnose
 from .align import align
 from .causes import Cause, rank
 from .diagnose import PairResult
@@ -159,7 +159,9 @@ def culprit_row(position: int, cause: Cause, dump: Dump) -> Dict[str, Any]:
 def build_report(target: Dump, reference: Dump, step: int, results: List[PairResult], top: int) -> Report:
     matched = [r for r in results if r.pair.target is not None and r.pair.reference is not None]
     rows = [pair_row(i, r) for i, r in enumerate(results)]
-    found = rank(results)
+    ranked = rank(results)
+    found = [c for c in ranked if c.level != "hint"]
+    hints = [c for c in ranked if c.level == "hint"]
     errors = [c for c in found if c.level == "error"]
     # no replay (and none needed): amplification ranks
     stats_only = not any(r.method == "replay" or r.within_reference for r in results)
@@ -186,6 +188,7 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
         verdicts=verdicts,
         culprits=len(errors),
         suspects=len(found) - len(errors),
+        hints=len(hints),
         method=method,
         first_culprit=first.result.record.key if first else None,
         cause=headline(first, target),
@@ -197,6 +200,7 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
         step=step,
         summary=summary,
         culprits=culprits,
+        hints=[culprit_row(i + 1, c, target) for i, c in enumerate(hints[:top])],
         first_culprit=culprit_row(0, first, target) if first else None,
         pairs=rows,
         unreadable=target.problems + reference.problems,  # bad lines of the dumps' files, one line each
@@ -225,6 +229,7 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
     if summary["problems"]:
         report.summary.append(("refused", f"{summary['problems']} requests of the dumps (see Refused)"))
     _culprit_section(report, culprits, method if stats_only else "")
+    _hint_section(report, data["hints"], len(hints))
     _problem_section(report, results)
     if target.problems or reference.problems:
         sec = report.section("Unreadable")
@@ -312,6 +317,24 @@ def _culprit_section(report: Report, culprits: List[Dict[str, Any]], ranking: st
                 suggestion="",
             )
         )
+
+
+def _hint_section(report: Report, hints: List[Dict[str, Any]], total: int) -> None:
+    """Divergences seen in statistics only, below the bar where statistics can prove anything."""
+    if not hints:
+        return
+    sec = report.section(f"Hints (statistics only, not proven: {total})")
+    sec.text.append(
+        "Ops whose output error grew past their inputs' by less than a statistics-only compare can tell "
+        f"from rounding noise ({causes.STATS_DIVERGENCE:g}x). Dump tensors (--mode tensor) to prove or clear them."
+    )
+    sec.tables.append(
+        Table(
+            "",
+            ["#", "call", "module", "phase", "amplification"],
+            [[h["rank"], h["name"], h["module"], h["phase"], _cell(h["introduced_error"])] for h in hints],
+        )
+    )
 
 
 def _problem_section(report: Report, results: List[PairResult]) -> None:
