@@ -53,7 +53,7 @@ def main():
         ("one extra op", stream({0})),
         ("an extra op per layer", stream(set(range(LAYERS)))),
     ):
-        seconds, pairs = best_of(lambda: align(target, ref))
+        seconds, pairs = best_of(lambda target=target: align(target, ref))
         matched = sum(1 for p in pairs if p.target is not None and p.reference is not None)
         only_t = sum(1 for p in pairs if p.reference is None)
         assert matched == len(ref), (label, matched, len(ref))

@@ -162,6 +162,7 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
     ranked = rank(results)
     found = [c for c in ranked if c.level != "hint"]
     hints = [c for c in ranked if c.level == "hint"]
+    hint_rows = [culprit_row(i + 1, c, target) for i, c in enumerate(hints[:top])]
     errors = [c for c in found if c.level == "error"]
     # no replay (and none needed): amplification ranks
     stats_only = not any(r.method == "replay" or r.within_reference for r in results)
@@ -200,7 +201,7 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
         step=step,
         summary=summary,
         culprits=culprits,
-        hints=[culprit_row(i + 1, c, target) for i, c in enumerate(hints[:top])],
+        hints=hint_rows,
         first_culprit=culprit_row(0, first, target) if first else None,
         pairs=rows,
         unreadable=target.problems + reference.problems,  # bad lines of the dumps' files, one line each
@@ -229,7 +230,7 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
     if summary["problems"]:
         report.summary.append(("refused", f"{summary['problems']} requests of the dumps (see Refused)"))
     _culprit_section(report, culprits, method if stats_only else "")
-    _hint_section(report, data["hints"], len(hints))
+    _hint_section(report, hint_rows, len(hints))
     _problem_section(report, results)
     if target.problems or reference.problems:
         sec = report.section("Unreadable")
