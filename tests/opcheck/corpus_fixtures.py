@@ -32,6 +32,15 @@ def _llmc_tokens(path: Path, spec: Dict[str, Any]) -> None:
     path.write_bytes(header.tobytes() + rng.integers(0, 50257, size=n, dtype=np.uint16).tobytes())
 
 
+def _packed_tokens(path: Path, spec: Dict[str, Any]) -> None:
+    """lit_gpt's PackedDataset file: b"LITPKDS", version 1 (<Q), dtype code 8 = uint16 (<B), chunk size
+    (<Q), then the tokens (TinyLlama reads micro-batches of 8 blocks of 2,049)."""
+    n = spec.get("tokens", 8 * 2049)
+    header = b"LITPKDS" + struct.pack("<QBQ", 1, 8, n)
+    rng = np.random.default_rng(0)
+    path.write_bytes(header + rng.integers(0, 32000, size=n, dtype=np.uint16).tobytes())
+
+
 def _hf_llama(path: Path, spec: Dict[str, Any]) -> None:
     """A two-layer Llama config and a word-level fast tokenizer built from a 20-word vocabulary."""
     from tokenizers import Tokenizer, models, pre_tokenizers
@@ -110,6 +119,7 @@ def _text_corpus(path: Path, spec: Dict[str, Any]) -> None:
 KINDS: Dict[str, Callable[[Path, Dict[str, Any]], None]] = {
     "u16_tokens": _u16_tokens,
     "llmc_tokens": _llmc_tokens,
+    "packed_tokens": _packed_tokens,
     "hf_llama": _hf_llama,
     "image_folder": _image_folder,
     "text": _text,
