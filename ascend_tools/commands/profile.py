@@ -113,6 +113,12 @@ def profile_cmd(
             else " before any rank wrote a profile"
         )
         click.echo(f"ascend-doctor profile: {launch.failed(rc)}{before}", err=True)
+    elif not ranks and append:
+        click.echo(
+            f"ascend-doctor profile: run {options['run_id']} wrote no rank to {out_dir} (were its ranks already "
+            "there? did the command run PyTorch?)",
+            err=True,
+        )
     elif not ranks:
         click.echo(
             f"ascend-doctor profile: no rank wrote to {out_dir} (did the command run PyTorch?)", err=True
