@@ -5,7 +5,7 @@ import os
 import secrets
 import shutil
 import sys
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import click
 
@@ -74,7 +74,7 @@ def profile_cmd(
         raise InputError(f"--hang-timeout: must be 0 (off) or a number of seconds, not {hang_timeout}")
     if not memory_interval > 0 or math.isinf(memory_interval):
         raise InputError(f"--memory-interval: must be a positive number of seconds, not {memory_interval}")
-    options = {
+    options: Dict[str, Any] = {
         "comm": not no_comm,
         "memory": not no_memory,
         "hang_timeout": hang_timeout or None,
@@ -83,8 +83,8 @@ def profile_cmd(
         "kill_on_hang": kill_on_hang,
         "stack": not no_stack,
         "debug": debug_enabled(),
-        "run_id": secrets.token_hex(4),  # in every rank's meta.json: which run wrote it
     }
+    run_id = options["run_id"] = secrets.token_hex(4)  # in every rank's meta.json: which run wrote it
     if not command or shutil.which(command[0]) is None:
         launch.run("profile", list(command), out_dir, options)  # the one-line error, before DIR is made
     with outdir.lock_run(out_dir, "profile", shared=append):  # appenders (nodes) may run together
@@ -97,12 +97,12 @@ def profile_cmd(
             )
         if held:
             click.echo(
-                f"ascend-doctor profile: appending run {options['run_id']} to {out_dir}: {_runs(held)} "
+                f"ascend-doctor profile: appending run {run_id} to {out_dir}: {_runs(held)} "
                 "already there (a rank already there is not written again)",
                 err=True,
             )
         rc = launch.run("profile", list(command), out_dir, options)
-    ranks = _summary(out_dir, options["run_id"] if append else None)
+    ranks = _summary(out_dir, run_id if append else None)
     trained = any(far for _, far in ranks)
     if rc:
         before = (
@@ -115,7 +115,7 @@ def profile_cmd(
         click.echo(f"ascend-doctor profile: {launch.failed(rc)}{before}", err=True)
     elif not ranks and append:
         click.echo(
-            f"ascend-doctor profile: run {options['run_id']} wrote no rank to {out_dir} (were its ranks already "
+            f"ascend-doctor profile: run {run_id} wrote no rank to {out_dir} (were its ranks already "
             "there? did the command run PyTorch?)",
             err=True,
         )

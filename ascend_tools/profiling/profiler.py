@@ -387,14 +387,13 @@ def _hook_spawn(before: Any) -> Any:
             log.warning("profile: %s: %s", type(exc).__name__, exc)
         return original(*args, **kwargs)
 
-    tmp_spawn.start_processes = start_processes
-    tmp.start_processes = start_processes
+    for module in (tmp_spawn, tmp):
+        setattr(module, "start_processes", start_processes)  # noqa: B010 (not in torch's stubs everywhere)
 
     def unhook() -> None:
-        if tmp_spawn.start_processes is start_processes:
-            tmp_spawn.start_processes = original
-        if getattr(tmp, "start_processes", None) is start_processes:
-            tmp.start_processes = original
+        for module in (tmp_spawn, tmp):
+            if getattr(module, "start_processes", None) is start_processes:
+                setattr(module, "start_processes", original)  # noqa: B010
 
     return unhook
 
