@@ -55,9 +55,12 @@ class FakeNode:
 
 
 def is_accelerator(arg: Any) -> bool:
-    """``"cuda"``, ``"cuda:1"``, ``torch.device("cuda", 1)``."""
+    """``"cuda"``, ``"cuda:1"``, ``torch.device("cuda", 1)``, and a bare index (``x.to(local_rank)``,
+    ``device=0``: PyTorch reads an int device as the accelerator's)."""
     if isinstance(arg, torch.device):
         return arg.type == "cuda"
+    if isinstance(arg, int) and not isinstance(arg, bool):
+        return True
     return isinstance(arg, str) and arg.split(":")[0] == "cuda"
 
 
@@ -82,6 +85,23 @@ def _tensor_cuda(
     self: torch.Tensor, device: Any = None, non_blocking: bool = False, **_: Any
 ) -> torch.Tensor:
     return self.to(META)
+
+
+def _pinned(self: torch.Tensor, device: Any = None) -> torch.Tensor:
+    """``pin_memory()`` needs a real accelerator; on the fake node the host tensor stays as it is."""
+    return self
+
+
+def _module_to(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``Module.to(local_rank)`` / ``.to("cuda")``: Module.to parses its device before any torch call the
+    mode sees (a bare index then asks for a real accelerator), so the device is mapped here."""
+
+    def to(self: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
+        if "device" in kwargs:
+            kwargs = dict(kwargs, device=_to_meta(kwargs["device"]))
+        return original(self, *(_to_meta(a) for a in args), **kwargs)
+
+    return to
 
 
 def _register_parameter_on_meta(original: Callable[..., None]) -> Callable[..., None]:
@@ -157,6 +177,8 @@ def _patches(node: FakeNode) -> List[Tuple[Any, str, Any]]:
         (foreach_utils, "_get_fused_kernels_supported_devices", fused_devices),
         (optimizer_module, "_get_fused_kernels_supported_devices", fused_devices),
         (torch.Tensor, "cuda", _tensor_cuda),
+        (torch.Tensor, "pin_memory", _pinned),
+        (torch.nn.Module, "to", _module_to(torch.nn.Module.to)),
         (
             torch.nn.Module,
             "register_parameter",
