@@ -148,10 +148,6 @@ def test_trace_runs_one_step_on_the_corpus():
         s.truth.id: (s.trace.exit_code, s.trace.message) for s in scores if s.trace.exit_code not in (0, 1)
     }
     assert not bad, summary
-    judged = [
-        s
-        for s in scores
-        if s.truth.trace_must_complete and (s.trace_complete or not missing_here(s))
-    ]
+    judged = [s for s in scores if s.truth.trace_must_complete and (s.trace_complete or not missing_here(s))]
     assert len(judged) >= 2, summary
     assert sum(bool(s.trace_complete) for s in judged) >= TRACE_COMPLETE * len(judged), summary
