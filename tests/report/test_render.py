@@ -391,7 +391,7 @@ def test_write_report_failure_leaves_no_temp_file(tmp_path, monkeypatch):
     target = tmp_path / "out.html"
     target.write_text("previous", encoding="utf-8")
 
-    def broken_replace(src, dst):
+    def broken_replace(src, dst, **dir_fds):  # atomic.open_atomic replaces relative to the directory fd
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", broken_replace)
