@@ -52,14 +52,13 @@ loss is 1% off is refused in every dtype, which the gradients' bound alone would
 """
 
 import math
-import types
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 
 from .. import backend
 from . import registry
-from .triton_available import interpreting, triton_available
+from .triton_available import interpreting, jit_kernels, triton_available
 from .triton_available import unavailable_reason as triton_unavailable_reason
 
 OP = "linear_cross_entropy"
@@ -420,20 +419,7 @@ _KERNELS: Dict[bool, Any] = {}  # TRITON_INTERPRET -> triton.JITFunction
 def _kernel() -> Any:
     key = interpreting()
     if key not in _KERNELS:
-        import triton
-        import triton.language as tl
-
-        namespace = dict(globals(), tl=tl, triton=triton, constexpr=tl.constexpr)
-
-        def jit(fn: Callable[..., Any]) -> Any:
-            copy = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__)
-            copy.__module__, copy.__qualname__ = fn.__module__, fn.__qualname__
-            copy.__annotations__ = dict(fn.__annotations__)
-            return triton.jit(copy)
-
-        for helper in (_add, _max, _tanh):
-            namespace[helper.__name__] = jit(helper)
-        _KERNELS[key] = jit(_ce_rows)
+        (_KERNELS[key],) = jit_kernels(globals(), [_ce_rows], helpers=[_add, _max, _tanh])
     return _KERNELS[key]
 
 

@@ -53,14 +53,13 @@ A tier that forgets ``eps`` or scales by 1.01 exceeds all three.
 """
 
 import math
-import types
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
 from .. import backend
 from . import registry
-from .triton_available import device_type, interpreting, triton_available
+from .triton_available import device_type, interpreting, jit_kernels, triton_available
 from .triton_available import unavailable_reason as triton_unavailable_reason
 
 OP = "rms_norm"
@@ -273,20 +272,8 @@ def _kernels() -> Tuple[Any, Any]:
     """(forward, backward) Triton kernels for the current TRITON_INTERPRET setting, built on first use."""
     key = interpreting()
     if key not in _KERNELS:
-        import triton
-        import triton.language as tl
-
-        # the compiler resolves the ``constexpr`` annotation as a global: it must be tl.constexpr there
-        namespace = dict(globals(), tl=tl, triton=triton, constexpr=tl.constexpr)
-
-        def jit(fn: Callable[..., Any]) -> Any:
-            copy = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__)
-            copy.__module__, copy.__qualname__ = fn.__module__, fn.__qualname__
-            copy.__annotations__ = dict(fn.__annotations__)
-            return triton.jit(copy)
-
-        namespace["_add"] = jit(_add)
-        _KERNELS[key] = (jit(_rms_norm_fwd), jit(_rms_norm_bwd))
+        fwd, bwd = jit_kernels(globals(), [_rms_norm_fwd, _rms_norm_bwd], helpers=[_add])
+        _KERNELS[key] = (fwd, bwd)
     return _KERNELS[key]
 
 

@@ -31,14 +31,13 @@ roundings and a sigmoid, ~1e-7; a tier that drops a term is off by far more), fp
 the interpreter truncates a cast). A tier that scales by 1.01 exceeds all of them.
 """
 
-import types
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import torch
 
 from .. import backend
 from . import registry
-from .triton_available import interpreting, triton_available
+from .triton_available import interpreting, jit_kernels, triton_available
 from .triton_available import unavailable_reason as triton_unavailable_reason
 
 OP = "swiglu"
@@ -148,18 +147,8 @@ _KERNELS: Dict[bool, Tuple[Any, Any]] = {}  # TRITON_INTERPRET -> (forward, back
 def _kernels() -> Tuple[Any, Any]:
     key = interpreting()
     if key not in _KERNELS:
-        import triton
-        import triton.language as tl
-
-        namespace = dict(globals(), tl=tl, triton=triton, constexpr=tl.constexpr)
-
-        def jit(fn: Callable[..., Any]) -> Any:
-            copy = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__)
-            copy.__module__, copy.__qualname__ = fn.__module__, fn.__qualname__
-            copy.__annotations__ = dict(fn.__annotations__)
-            return triton.jit(copy)
-
-        _KERNELS[key] = (jit(_swiglu_fwd), jit(_swiglu_bwd))
+        fwd, bwd = jit_kernels(globals(), [_swiglu_fwd, _swiglu_bwd])
+        _KERNELS[key] = (fwd, bwd)
     return _KERNELS[key]
 
 

@@ -13,8 +13,9 @@ is ``False`` (with a reason) when it is missing or broken.
 
 import functools
 import os
+import types
 from types import ModuleType
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -81,3 +82,29 @@ def unavailable_reason(device: Any) -> Optional[str]:
 def triton_available(device: Any) -> bool:
     """Can Triton kernels run on ``device``? (see :func:`unavailable_reason`)."""
     return unavailable_reason(device) is None
+
+
+def jit_kernels(
+    module_globals: Dict[str, Any],
+    kernels: Sequence[Callable[..., Any]],
+    helpers: Sequence[Callable[..., Any]] = (),
+) -> List[Any]:
+    """``triton.jit`` copies of ``kernels`` (plain functions of an op module) in a copy of the module's
+    namespace that holds ``tl``, ``triton``, ``constexpr`` (= ``tl.constexpr``: the compiler resolves the
+    annotation as a global) and the jitted ``helpers`` under their own names. Done on first use so triton
+    stays optional; call it again when TRITON_INTERPRET changes (Triton fixes interpreter vs compiler at
+    decoration time)."""
+    import triton
+    import triton.language as tl
+
+    namespace = dict(module_globals, tl=tl, triton=triton, constexpr=tl.constexpr)
+
+    def jit(fn: Callable[..., Any]) -> Any:
+        copy = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__)
+        copy.__module__, copy.__qualname__ = fn.__module__, fn.__qualname__
+        copy.__annotations__ = dict(fn.__annotations__)
+        return triton.jit(copy)
+
+    for helper in helpers:
+        namespace[helper.__name__] = jit(helper)
+    return [jit(fn) for fn in kernels]
