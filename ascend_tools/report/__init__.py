@@ -2,13 +2,17 @@
 JSON or self-contained HTML by :func:`render`, and written by :func:`write_report`."""
 
 from ..severity import Severity
-from .model import Finding, Report, Section, Series, Table
+from .model import Bars, Chart, Finding, Heatmap, Report, Scatter, Section, Series, Table
 from .output import FORMATS, render, write_report, write_text
 
 __all__ = [
     "FORMATS",
+    "Bars",
+    "Chart",
     "Finding",
+    "Heatmap",
     "Report",
+    "Scatter",
     "Section",
     "Series",
     "Severity",

@@ -7,7 +7,7 @@ the sections are presentation.
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ..severity import Severity, worst
 
@@ -54,12 +54,57 @@ class Series:
 
 
 @dataclass
+class Bars:
+    """A bar chart: one bar per category. ``stacks`` maps a legend label (e.g. compute, exposed comm,
+    wait) to one value per category; several labels stack in the given order. ``highlight`` names the
+    categories the finding is about (e.g. the slow rank), drawn emphasised."""
+
+    title: str
+    x_label: str
+    y_label: str
+    categories: List[str]
+    stacks: Dict[str, List[float]]
+    highlight: List[str] = field(default_factory=list)
+
+
+@dataclass
+class Heatmap:
+    """A matrix of values, ``values[row][col]`` (None: no data), e.g. lateness per rank × step."""
+
+    title: str
+    x_label: str
+    y_label: str
+    x_ticks: List[str]
+    y_ticks: List[str]
+    values: List[List[Optional[float]]]
+    value_label: str = ""
+
+
+@dataclass
+class Scatter:
+    """Points per legend label (e.g. busbw vs message size, one label per collective kind), with
+    optional log axes; ``labels`` annotate single points (x, y, text), e.g. the culprit op."""
+
+    title: str
+    x_label: str
+    y_label: str
+    points: Dict[str, List[Tuple[float, float]]]
+    log_x: bool = False
+    log_y: bool = False
+    labels: List[Tuple[float, float, str]] = field(default_factory=list)
+
+
+Chart = Union[Bars, Heatmap, Scatter]
+
+
+@dataclass
 class Section:
     title: str
     text: List[str] = field(default_factory=list)
     tables: List[Table] = field(default_factory=list)
     findings: List[Finding] = field(default_factory=list)
     series: List[Series] = field(default_factory=list)
+    charts: List[Chart] = field(default_factory=list)
 
 
 @dataclass
