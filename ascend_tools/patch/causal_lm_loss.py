@@ -16,6 +16,7 @@ so a head sharded by FSDP or ZeRO-3 outside its own forward is not supported (HF
 ``lm_head.weight`` is not a plain 2-D tensor of the vocabulary's size).
 """
 
+import functools
 from typing import Any, Callable, Dict, Optional
 
 import torch
@@ -58,6 +59,11 @@ def _fusable(model: Any, labels: Any) -> bool:
 def make_causal_lm_forward(
     original: Callable[..., Any], linear_cross_entropy: Callable[..., Any], ignore_index: int = -100
 ) -> Callable[..., Any]:
+    # HF's signature is part of the contract: ``generate`` passes ``logits_to_keep`` and builds
+    # ``position_ids`` only when ``inspect.signature(model.forward)`` names them (4.x Phi-3 otherwise passes
+    # ``logits_to_keep=None``, which slices the hidden states to 4-D), and ``Trainer`` keeps only the dataset
+    # columns it names.
+    @functools.wraps(original)
     def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
         labels = kwargs.get("labels")
         if labels is None or not _fusable(self, labels):

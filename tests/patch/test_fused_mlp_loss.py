@@ -11,6 +11,7 @@ deepseek_v3) also converge like the unpatched model over 20 AdamW steps (fp32).
 
 import importlib
 import importlib.util
+import inspect
 
 import pytest
 import torch
@@ -101,8 +102,6 @@ def test_num_items_in_batch_as_trainer_passes_it(family):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_eval_logits_and_generate_are_unchanged(family):
-    if family == "phi3" and int(transformers.__version__.split(".")[0]) < 5:
-        pytest.skip("open bug: on transformers 4.x the patched Phi-3 generate() raises (unpatched runs)")
     ids, mask, labels = batch()
     results = []
     for patched in (False, True):
@@ -118,6 +117,19 @@ def test_eval_logits_and_generate_are_unchanged(family):
     torch.testing.assert_close(logits, ref_logits, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-6)
     assert torch.equal(gen, ref_gen)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_patched_causal_lm_forward_keeps_hfs_signature(family):
+    """``generate`` and ``Trainer`` read the forward's parameters (``logits_to_keep``, ``position_ids``, the
+    dataset columns to keep); 4.x Phi-3 passes ``logits_to_keep=None`` to a forward that does not name it."""
+    mod = importlib.import_module(hf.FAMILIES[family].module)
+    cls = getattr(mod, hf.FAMILIES[family].causal_lm_classes[0])
+    expected = inspect.signature(cls.forward)
+    hf.patch_all(("linear_cross_entropy",))
+    assert hf.is_ours(cls.__dict__["forward"])
+    assert inspect.signature(cls.forward) == expected
+    assert "logits_to_keep" in expected.parameters
 
 
 @pytest.mark.parametrize("family", FAMILIES)
