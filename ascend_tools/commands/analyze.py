@@ -1,5 +1,6 @@
 """``ascend-doctor analyze DIR``: merge a profile's ranks; collectives, slow ranks, hangs, memory."""
 
+import os
 import sys
 from typing import Any, Optional
 
@@ -31,15 +32,30 @@ from .common import emit, exit_code, fail_on_option, handle_errors, output_optio
     show_default=True,
     help="Slow rank: largest sign-test p-value for 'late in most steps'.",
 )
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes reading the ranks (default: the number of CPUs).",
+)
 @fail_on_option
 @output_options
 @handle_errors
 def analyze_cmd(
-    directory: str, trace: Optional[str], min_share: float, max_p: float, fail_on: str, fmt: str, output: Any
+    directory: str,
+    trace: Optional[str],
+    min_share: float,
+    max_p: float,
+    jobs: Optional[int],
+    fail_on: str,
+    fmt: str,
+    output: Any,
 ) -> None:
     """Analyse the profile in DIR (written by ascend-doctor profile): collectives by op and size with bus
     bandwidth, point-to-point traffic, per-rank step breakdown, slow ranks, hangs, memory per rank.
-    Ranks are read one at a time, so a 1,024-rank profile fits in memory.
+    Ranks are read in chunks by worker processes and kept as numpy columns (8,192 ranks × 2,000
+    collectives: about 2 GB).
 
     Findings: a hang, an out-of-memory and a rank file that could not be read are errors; a slow rank and
     unaligned clocks are warnings."""
@@ -52,6 +68,7 @@ def analyze_cmd(
             progress=bar.update if sys.stderr.isatty() else None,
             rule=SlowRankRule(min_share=min_share, max_p=max_p),
             trace=trace,
+            jobs=jobs or os.cpu_count() or 1,
         )
     finally:
         bar.close()

@@ -39,10 +39,12 @@ class Analysis:
     memory: Dict[str, Any]
 
 
-def run(path: str, progress: Optional[Progress] = None, rule: Optional[SlowRankRule] = None) -> Analysis:
-    """Read ``path`` (``progress(done, total)`` after each rank) and run every analysis; ``rule`` defaults
-    to ``SlowRankRule()``."""
-    profile = read_profile(path, progress)
+def run(
+    path: str, progress: Optional[Progress] = None, rule: Optional[SlowRankRule] = None, jobs: int = 1
+) -> Analysis:
+    """Read ``path`` (``progress(done, total)`` after each rank, ``jobs`` worker processes) and run every
+    analysis; ``rule`` defaults to ``SlowRankRule()``."""
+    profile = read_profile(path, progress, jobs)
     instances = group_instances(profile)
     clock = clocks.fit(profile, instances)
     clocks.align(profile, clock)
@@ -71,10 +73,11 @@ def analyze(
     progress: Optional[Progress] = None,
     rule: Optional[SlowRankRule] = None,
     trace: Optional[str] = None,
+    jobs: int = 1,
 ) -> Report:
     """The ``ascend-doctor/analyze/1`` report of the profile at ``path``; with ``trace``, also write a
     Chrome/Perfetto trace there."""
-    result = run(path, progress, rule)
+    result = run(path, progress, rule, jobs)
     if trace is not None:
         from ..chrome_trace import write_trace
 

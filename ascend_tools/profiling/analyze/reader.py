@@ -7,11 +7,15 @@ without its newline (a write cut short), an unknown record kind or a malformed r
 :class:`Problem`. Only a directory that holds no ``rank*/`` directory at all is refused (InputError).
 """
 
+import functools
+import importlib
+import multiprocessing
 import operator
 import os
 import re
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -30,6 +34,7 @@ RANK_DIR = re.compile(r"^rank(\d+)$")
 KINDS = ("group", "stack", "coll", "step", "mem")
 COLL_KEYS = ("gid", "seq", "op", "bytes", "n", "peer", "t0", "t1", "dev_ms", "async", "step", "sid")
 Progress = Callable[[int, int], None]
+CHUNK = 32  # ranks read by one worker task
 
 
 def rank_dirs(path: str) -> List[Tuple[int, str]]:
@@ -62,10 +67,12 @@ class _Codes:
 
 
 class _Reader:
+    """Reads ranks into columns whose ``gid``/``op`` codes are its own (:class:`_Merge` recodes them)."""
+
     def __init__(self, path: str) -> None:
         self.path = path
         self.gids, self.ops = _Codes(), _Codes()
-        self.groups: Dict[str, List[int]] = {}
+        self.group_records: List[Tuple[int, str, str, List[int]]] = []  # (rank, file, gid, ranks)
         self.problems: List[Problem] = []
         self.colls: List[Colls] = []
         self.steps: List[Steps] = []
@@ -153,45 +160,22 @@ class _Reader:
         return meta
 
     def _records(self, rank: int, path: str) -> List[Any]:
-        """The records of ``path``, read line by line (a line over ``boundedio.MAX_LINE`` bytes, bad JSON
-        or JSON nested too deeply is skipped and counted)."""
+        """The records of ``path``, read a block at a time (a line over ``boundedio.MAX_LINE`` bytes, bad
+        JSON or JSON nested too deeply is skipped and counted)."""
         records: List[Any] = []
         bad: List[int] = []
-        batch: List[Tuple[int, bytes]] = []
-        size = 0
-
-        def flush() -> None:  # one C call per batch (~8 MiB); a bad line sends the batch line by line
-            try:
-                parsed = boundedio.loads(b"[" + b",".join(line for _, line in batch) + b"]")
-                if len(parsed) != len(batch):  # a line "{...}, {...}" holds two values: not one record
-                    raise ValueError("not one value a line")
-                records.extend(parsed)
-            except ValueError:
-                for number, line in batch:
-                    try:
-                        records.append(boundedio.loads(line))
-                    except ValueError:
-                        bad.append(number)
-            batch.clear()
-
         try:
             with open(path, "rb") as f:
-                for number, line, ended in boundedio.lines(f):
-                    if not ended:
-                        if line is None or line.strip():
+                for first, lines in _line_blocks(f, boundedio.MAX_LINE):
+                    if lines is None:
+                        bad.append(first)  # longer than boundedio.MAX_LINE
+                    elif isinstance(lines, bytes):  # the last line, without its newline
+                        if lines.strip():
                             self.problem(
                                 "info", rank, path, "last line has no newline (a write cut short): skipped"
                             )
-                        break
-                    if line is None:
-                        bad.append(number)  # longer than boundedio.MAX_LINE
-                    elif line.strip():
-                        batch.append((number, line))
-                        size += len(line)
-                        if size >= 8 << 20:
-                            flush()
-                            size = 0
-                flush()
+                    else:
+                        _parse_block(first, lines, records, bad)
         except FileNotFoundError:
             self.problem("error", rank, path, "missing: no records from this rank")
             return []
@@ -213,14 +197,7 @@ class _Reader:
                 )
                 continue
             self.gids.code(gid)
-            known = self.groups.setdefault(gid, list(members))
-            if known != members:
-                self.problem(
-                    "warning",
-                    rank,
-                    os.path.join(rdir, "events.jsonl"),
-                    f"group {gid!r}: ranks {members} here, {known} on another rank",
-                )
+            self.group_records.append((rank, os.path.join(rdir, "events.jsonl"), gid, list(members)))
 
     def _colls(self, rank: int, rdir: str, recs: List[Dict[str, Any]]) -> None:
         if not recs:
@@ -242,8 +219,8 @@ class _Reader:
                 f"{int((~ok).sum())} malformed coll record(s) skipped (need gid, seq, op, t0 <= t1)",
             )
         idx = np.flatnonzero(ok)
-        gid_codes = np.array([self.gids.code(g) if isinstance(g, str) else -1 for g in gid], dtype=np.int64)
-        op_codes = np.array([self.ops.code(o) if isinstance(o, str) else -1 for o in op], dtype=np.int64)
+        gid_codes = _coded(self.gids, gid)
+        op_codes = _coded(self.ops, op)
         self.colls.append(
             Colls(
                 rank=np.full(len(idx), rank, np.int64),
@@ -308,6 +285,12 @@ class _Reader:
         )
 
 
+def _coded(codes: _Codes, names: Tuple[Any, ...]) -> np.ndarray:
+    """The code of each name (-1 for a name that is not a string), interning each distinct name once."""
+    table = {name: codes.code(name) for name in dict.fromkeys(n for n in names if isinstance(n, str))}
+    return np.array([table.get(name, -1) if isinstance(name, str) else -1 for name in names], dtype=np.int64)
+
+
 def _floats(values: Tuple[Any, ...]) -> np.ndarray:
     """None (and anything not a number) → NaN."""
     try:
@@ -322,6 +305,84 @@ def _floats(values: Tuple[Any, ...]) -> np.ndarray:
 def _ints(values: Tuple[Any, ...], missing: int) -> np.ndarray:
     a = _floats(values)
     return np.where(np.isfinite(a), a, missing).astype(np.int64)
+
+
+try:  # optional (the ``fast`` extra); imported by name so that mypy needs no stubs for it
+    _ORJSON: Any = importlib.import_module("orjson")
+except ImportError:
+    _ORJSON = None
+
+BLOCK = 8 << 20  # bytes read (and parsed in one C call) at a time
+_CUT = b"(cut)"  # stands for a long last line that has no newline
+
+
+def _line_blocks(f: IO[bytes], limit: int) -> Iterator[Tuple[int, Union[List[bytes], bytes, None]]]:
+    """``(number of the first line, lines)`` for each block of complete lines of ``f``; ``(number, None)``
+    for a line longer than ``limit`` (skipped without being held); ``(number, tail)`` last, for a last line
+    without its newline. Memory stays under ``limit`` + :data:`BLOCK` whatever the file holds."""
+    number = 1
+    rest = b""
+    skipping: Optional[int] = None  # the number of the long line being skipped
+    while True:
+        block = f.read(BLOCK)
+        if not block:
+            break
+        if skipping is not None:
+            end = block.find(b"\n")
+            if end < 0:
+                continue
+            yield skipping, None
+            block, skipping = block[end + 1 :], None
+        data = rest + block if rest else block
+        cut = data.rfind(b"\n")
+        if cut >= 0:
+            lines = data[:cut].split(b"\n")
+            yield number, lines
+            number += len(lines)
+            rest = data[cut + 1 :]
+        else:
+            rest = data
+        if len(rest) > limit:
+            skipping, rest = number, b""
+            number += 1
+    if skipping is not None:
+        yield skipping, _CUT
+    elif rest:
+        yield number, rest
+
+
+def _load_block(data: bytes) -> Any:
+    """The JSON array ``data``: with orjson when it is installed (``pip install ascend-doctor[fast]``: ~3.5×
+    faster on profile records), else the standard library; what orjson refuses (NaN, very deep nesting) is
+    parsed again by the standard library, so the result never depends on which is installed."""
+    if _ORJSON is not None:
+        try:
+            return _ORJSON.loads(data)
+        except ValueError:
+            pass
+    return boundedio.loads(data)
+
+
+def _parse_block(first: int, lines: List[bytes], records: List[Any], bad: List[int]) -> None:
+    """Parse ``lines`` (numbered from ``first``) into ``records``: one C call for the block; a bad line
+    sends the block line by line, and its number into ``bad``."""
+    limit = boundedio.MAX_LINE
+    if lines and max(map(len, lines)) <= limit:
+        try:
+            parsed = _load_block(b"[" + b",".join(lines) + b"]")
+            if len(parsed) == len(lines):  # a line "{...}, {...}" holds two values: not one record
+                records.extend(parsed)
+                return
+        except ValueError:
+            pass
+    for number, line in enumerate(lines, first):
+        if len(line) > limit:
+            bad.append(number)
+        elif line.strip():
+            try:
+                records.append(boundedio.loads(line))
+            except ValueError:
+                bad.append(number)
 
 
 def _coll_entry(e: Any) -> Optional[Dict[str, Any]]:
@@ -351,81 +412,214 @@ def normalise_hang(doc: Dict[str, Any]) -> Dict[str, Any]:
     }
 
 
-def read_profile(path: str, progress: Optional[Progress] = None) -> Profile:
-    """Read every ``rank*/`` of ``path``, one at a time; ``progress(done, total)`` after each."""
+@dataclass
+class _Chunk:
+    """What one reader took from a run of consecutive ranks; ``colls.gid``/``colls.op`` index its own
+    ``gids``/``ops``."""
+
+    ranks: Dict[int, RankInfo]
+    gids: List[str]
+    ops: List[str]
+    group_records: List[Tuple[int, str, str, List[int]]]
+    colls: Colls
+    steps: Steps
+    problems: List[Problem]
+
+
+def _read_chunk(
+    path: str, dirs: List[Tuple[int, str]], on_rank: Optional[Callable[[], None]] = None
+) -> _Chunk:
     reader = _Reader(path)
+    ranks = {}
+    for rank, rdir in dirs:
+        ranks[rank] = reader.read_rank(rank, rdir)
+        if on_rank is not None:
+            on_rank()
+    return _Chunk(
+        ranks,
+        reader.gids.names,
+        reader.ops.names,
+        reader.group_records,
+        Colls.concat(reader.colls),
+        Steps.concat(reader.steps),
+        reader.problems,
+    )
+
+
+class _Merge:
+    """Chunks merged in rank order, codes shared by every rank: the same result whichever process read
+    which chunk."""
+
+    def __init__(self, path: str, problems: List[Problem]) -> None:
+        self.path = path
+        self.gids, self.ops = _Codes(), _Codes()
+        self.groups: Dict[str, List[int]] = {}
+        self.ranks: Dict[int, RankInfo] = {}
+        self.problems = problems
+        self.colls: List[Colls] = []
+        self.steps: List[Steps] = []
+
+    def add(self, chunk: _Chunk) -> None:
+        self.ranks.update(chunk.ranks)
+        self.problems.extend(chunk.problems)
+        gids = np.array([self.gids.code(g) for g in chunk.gids] + [-1], np.int64)
+        ops = np.array([self.ops.code(o) for o in chunk.ops] + [-1], np.int64)
+        chunk.colls.gid = gids[chunk.colls.gid]
+        chunk.colls.op = ops[chunk.colls.op]
+        self.colls.append(chunk.colls)
+        self.steps.append(chunk.steps)
+        for rank, where, gid, members in chunk.group_records:
+            known = self.groups.setdefault(gid, members)
+            if known != members:
+                self.problems.append(
+                    Problem(
+                        "warning",
+                        os.path.relpath(where, self.path),
+                        f"group {gid!r}: ranks {members} here, {known} on another rank",
+                        rank,
+                    )
+                )
+
+
+def _read_chunks(
+    path: str, dirs: List[Tuple[int, str]], jobs: int, progress: Optional[Progress]
+) -> Iterator[_Chunk]:
+    """The chunks of :data:`CHUNK` ranks of ``dirs`` in rank order, read by ``jobs`` worker processes (in
+    this process when ``jobs`` is 1 or there is one chunk)."""
+    chunks = [dirs[i : i + CHUNK] for i in range(0, len(dirs), CHUNK)]
+    done = [0]
+
+    def one_rank() -> None:
+        done[0] += 1
+        if progress is not None:
+            progress(done[0], len(dirs))
+
+    if jobs <= 1 or len(chunks) < 2:
+        for chunk in chunks:
+            yield _read_chunk(path, chunk, one_rank)
+        return
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    with context.Pool(min(jobs, len(chunks))) as pool:
+        for chunk, read in zip(chunks, pool.imap(functools.partial(_read_chunk, path), chunks)):
+            done[0] += len(chunk) - 1
+            one_rank()
+            yield read
+
+
+def read_profile(path: str, progress: Optional[Progress] = None, jobs: int = 1) -> Profile:
+    """Read every ``rank*/`` of ``path`` in chunks of :data:`CHUNK` ranks, ``jobs`` chunks at a time in
+    worker processes (1: in this process); ``progress(done, total)`` after each rank (each chunk with
+    workers)."""
+    problems: List[Problem] = []
+
+    def problem(severity: str, rank: Optional[int], where: str, message: str) -> None:
+        problems.append(Problem(severity, os.path.relpath(where, path), message, rank))
+
     dirs = []
     for rank, rdir in rank_dirs(path):
         if rank >= MAX_WORLD:
-            reader.problem("error", None, rdir, f"rank {rank} is not below {MAX_WORLD}: directory skipped")
+            problem("error", None, rdir, f"rank {rank} is not below {MAX_WORLD}: directory skipped")
         else:
             dirs.append((rank, rdir))
     sizes = []
+    profiles = 0
     for rank, rdir in dirs:  # world_size as the meta files declare it bounds the rank numbers read
-        size = _peek_world_size(os.path.join(rdir, "meta.json"))
+        meta = _peek_meta(os.path.join(rdir, "meta.json"))
+        profiles += _is_profile_rank(rdir, meta)
+        size = meta.get("world_size") if isinstance(meta, dict) else None
         if isinstance(size, int) and not isinstance(size, bool) and 0 < size <= MAX_WORLD:
             sizes.append(size)
         elif size is not None:
-            reader.problem(
+            problem(
                 "warning",
                 rank,
                 os.path.join(rdir, "meta.json"),
                 f"world_size {size!r} ignored (not a count of ranks up to {MAX_WORLD})",
             )
+    if dirs and not profiles:
+        raise InputError(f"{path}: not a profile ({_what_it_is(dirs[0][1])}; see docs/profile-format.md)")
     if sizes:
         for rank, rdir in [d for d in dirs if d[0] >= max(sizes)]:
-            reader.problem(
+            problem(
                 "error", None, rdir, f"rank {rank} is outside the world size {max(sizes)}: directory skipped"
             )
         dirs = [d for d in dirs if d[0] < max(sizes)]
     if not dirs:
         raise InputError(f"{path}: not a profile (no rank*/ directory with a rank below the world size)")
-    ranks: Dict[int, RankInfo] = {}
-    for i, (rank, rdir) in enumerate(dirs):
-        ranks[rank] = reader.read_rank(rank, rdir)
-        if progress is not None:
-            progress(i + 1, len(dirs))
-    members = [m + 1 for group in reader.groups.values() for m in group]
+    merged = _Merge(path, problems)
+    for chunk in _read_chunks(path, dirs, jobs, progress):
+        merged.add(chunk)
+    ranks = merged.ranks
+    members = [m + 1 for group in merged.groups.values() for m in group]
     world = max(sizes) if sizes else max([max(ranks) + 1, *members])
-    for gid, group in list(reader.groups.items()):
+    for gid, group in list(merged.groups.items()):
         if any(m >= world for m in group):  # its ranks come from its collectives instead (_complete_groups)
-            del reader.groups[gid]
-            reader.problem(
-                "error", None, path, f"group {gid!r}: ranks {group} outside the world size {world}"
-            )
+            del merged.groups[gid]
+            problem("error", None, path, f"group {gid!r}: ranks {group} outside the world size {world}")
     for rank in range(min(world, MAX_WORLD)):
         if rank not in ranks:
             ranks[rank] = RankInfo(rank=rank, path=os.path.join(path, f"rank{rank}"), present=False)
-            reader.problem(
-                "error", rank, ranks[rank].path, f"missing: no directory for rank {rank} of {world}"
-            )
+            problem("error", rank, ranks[rank].path, f"missing: no directory for rank {rank} of {world}")
     if os.path.exists(os.path.join(path, "hang-signal")):
-        reader.problem(
-            "info", None, os.path.join(path, "hang-signal"), "a rank signalled a hang through this file"
-        )
-    colls = Colls.concat(reader.colls)
-    _complete_groups(reader.groups, reader.gids.names, colls)
+        problem("info", None, os.path.join(path, "hang-signal"), "a rank signalled a hang through this file")
+    colls = _concat_freeing(merged.colls)
+    _complete_groups(merged.groups, merged.gids.names, colls)
     return Profile(
         path=path,
         world_size=world,
         ranks=dict(sorted(ranks.items())),
-        gids=reader.gids.names,
-        ops=reader.ops.names,
-        groups=reader.groups,
+        gids=merged.gids.names,
+        ops=merged.ops.names,
+        groups=merged.groups,
         colls=colls,
-        steps=Steps.concat(reader.steps),
-        problems=reader.problems,
+        steps=Steps.concat(merged.steps),
+        problems=problems,
     )
 
 
-def _peek_world_size(path: str) -> Any:
-    """``world_size`` of a meta.json, None when it cannot be read (read_rank reports that)."""
+def _concat_freeing(parts: List[Colls]) -> Colls:
+    """:meth:`Colls.concat`, dropping each part's column once it is copied: the peak is the result plus
+    one column, not twice the result."""
+    if not parts:
+        return Colls.empty()
+    columns = {}
+    for name in Colls.__dataclass_fields__:
+        columns[name] = np.concatenate([getattr(p, name) for p in parts])
+        for p in parts:
+            setattr(p, name, None)
+    parts.clear()
+    return Colls(**columns)
+
+
+PROFILE_FILES = ("events.jsonl",)
+
+
+def _is_profile_rank(rdir: str, meta: Any) -> bool:
+    """A rank directory a profiler wrote: its meta.json says so, or (meta.json lost) its records are there."""
+    if isinstance(meta, dict) and meta.get("schema") == SCHEMA:
+        return True
+    if isinstance(meta, dict) and isinstance(meta.get("schema"), str):
+        return False  # another tool's (a precision dump's rank directory)
+    return any(os.path.exists(os.path.join(rdir, name)) for name in PROFILE_FILES)
+
+
+def _what_it_is(rdir: str) -> str:
+    """What the first rank directory of a directory that is not a profile holds, in a few words."""
+    meta = _peek_meta(os.path.join(rdir, "meta.json"))
+    name = os.path.basename(rdir)
+    if isinstance(meta, dict) and isinstance(meta.get("schema"), str):
+        return f"{name}/meta.json is {meta['schema']!r}, not {SCHEMA!r}"
+    return f"{name}/ holds neither a profile's meta.json nor {' nor '.join(PROFILE_FILES)}"
+
+
+def _peek_meta(path: str) -> Any:
+    """A meta.json as read, None when it cannot be read (read_rank reports that)."""
     try:
         with open(path, "rb") as f:
-            meta = boundedio.loads(boundedio.read_document(f, boundedio.MAX_LINE))
+            return boundedio.loads(boundedio.read_document(f, boundedio.MAX_LINE))
     except (OSError, ValueError):
         return None
-    return meta.get("world_size") if isinstance(meta, dict) else None
 
 
 def _complete_groups(groups: Dict[str, List[int]], gids: List[str], colls: Colls) -> None:
