@@ -43,7 +43,8 @@ class Finding:
 @dataclass
 class Series:
     """Data for one line plot: ``lines`` maps a legend label to (x, y) points.
-    ``marks`` are vertical markers (x, label), e.g. the forward/backward boundary."""
+    ``marks`` are vertical markers (x, label), e.g. the forward/backward boundary; ``points`` are single
+    points drawn as markers with their label (x, y, label), e.g. the culprits on a drift plot."""
 
     title: str
     x_label: str
@@ -51,6 +52,7 @@ class Series:
     lines: Dict[str, List[Tuple[float, float]]]
     marks: List[Tuple[float, str]] = field(default_factory=list)
     log_y: bool = False
+    points: List[Tuple[float, float, str]] = field(default_factory=list)
 
 
 @dataclass

@@ -10,8 +10,10 @@ from typing import Any, Dict, List
 
 from ..severity import Severity
 from .model import Finding, Report, Section, Series, Table
-from .render_text import format_value, is_number, ordered_findings, status_class, table_shape
+from .render_text import ordered_findings, status_class, table_shape
 from .svg import line_plot
+from .svg_charts import chart_svg
+from .text_cells import format_value, is_number
 
 CSS = """
 :root{--fg:#1f2328;--muted:#59636e;--border:#d1d9e0;--bg:#f6f8fa;--card:#fff;--head:#f6f8fa;
@@ -226,7 +228,9 @@ def _section(section: Section, idx: int) -> List[str]:
         out.extend(_findings(section.findings))
     for series in section.series:
         out.extend(_series(series))
-    if not (section.text or section.tables or section.findings or section.series):
+    for chart in section.charts:
+        out.extend(['<figure class="plot">', chart_svg(chart, width=940), "</figure>"])
+    if not (section.text or section.tables or section.findings or section.series or section.charts):
         out.append('<p class="empty">Nothing to show.</p>')
     out.append("</section>")
     return out

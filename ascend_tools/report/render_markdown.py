@@ -8,11 +8,14 @@ import html
 import re
 from typing import Any, List
 
-from .model import Finding, Report, Section, Series, Table
-from .render_text import format_value, is_number, ordered_findings, table_shape
+from .model import Chart, Finding, Report, Section, Series, Table
+from .render_text import ordered_findings, table_shape
 from .svg import prepare
+from .text_cells import format_value, is_number
+from .text_charts import chart_lines
 
 DETAILS_ROWS = 50  # tables longer than this are folded into <details>
+CHART_WIDTH = 100  # columns of a chart's text form
 
 _PUNCT = re.compile(r"([\\`*\[\]|~])")
 _UNDERSCORE = re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
@@ -155,7 +158,26 @@ def _series(series: Series) -> List[str]:
             ),
             "",
         ]
+    if series.points:
+        out += [
+            "Marked points: "
+            + ", ".join(
+                f"{code_span(str(p[2]))} at {escape_text(format_value(p[0]), block=False)} "
+                f"({escape_text(format_value(p[1]), block=False)})"
+                for p in series.points
+            ),
+            "",
+        ]
     return out
+
+
+def _chart(chart: Chart) -> List[str]:
+    """A chart as its terminal text in a code block (GitHub shows the unicode bars and shades as is)."""
+    head, *body = chart_lines(chart, CHART_WIDTH)
+    fence = "```"
+    while any(fence in line for line in body):
+        fence += "`"
+    return [f"**{escape_text(head, block=False)}**", "", fence + "text", *body, fence, ""]
 
 
 def _section(section: Section) -> List[str]:
@@ -168,6 +190,8 @@ def _section(section: Section) -> List[str]:
         out += _findings(section.findings)
     for series in section.series:
         out += _series(series)
+    for chart in section.charts:
+        out += _chart(chart)
     return out
 
 

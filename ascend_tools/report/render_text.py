@@ -1,13 +1,12 @@
 """Terminal rendering of a :class:`Report` (the ``table`` format).
 
-Also home of the small helpers every renderer shares: :func:`format_value` (one cell → text),
-:func:`status_class` (a status word → ``bad``/``warn``/``ok``) and :func:`ordered_findings`.
+Also home of the small helpers every renderer shares: :func:`status_class` (a status word →
+``bad``/``warn``/``ok``) and :func:`ordered_findings`; one cell's text is ``text_cells.format_value``.
 """
 
 import math
 import shutil
 import textwrap
-import unicodedata
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import click
@@ -15,9 +14,11 @@ import click
 from ..severity import Severity
 from .model import Finding, Report, Section, Series, Table
 from .svg import prepare
+from .text_cells import format_value, is_number, one_line, pad, text_width, truncate
+from .text_charts import chart_lines
 
-ELLIPSIS = "…"
 SPARK = "▁▂▃▄▅▆▇█"
+HEADLINE_ROWS = 10  # rows of a table (or chart) shown by default in the terminal
 MIN_WIDTH = 40
 FIRST_COLUMN_MIN = 20  # the first column (usually a name) is never truncated below this
 OTHER_COLUMN_MIN = 8
@@ -98,35 +99,6 @@ def status_class(value: Any) -> str:
     return ""
 
 
-def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def format_value(value: Any) -> str:
-    """One cell or summary value as display text (the same in every format)."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        if value == 0:
-            return "0"
-        if value.is_integer() and abs(value) < 1e15:
-            return str(int(value)) if abs(value) >= 1e6 else f"{value:g}"
-        mag = abs(value)
-        return f"{value:.6g}" if 1e-3 <= mag < 1e6 else f"{value:.4g}"
-    if isinstance(value, (list, tuple, set, frozenset)):
-        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
-        return ", ".join(format_value(v) for v in items)
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={format_value(v)}" for k, v in value.items())
-    return str(value)
-
-
 def ordered_findings(findings: Sequence[Finding]) -> List[Tuple[Severity, List[Finding]]]:
     """Findings grouped by severity, worst first; in their own order within a group."""
     groups: Dict[Severity, List[Finding]] = {}
@@ -149,49 +121,15 @@ def status_index(table: Table, headers: Sequence[str]) -> Optional[int]:
     return None
 
 
-# ---------------------------------------------------------------- display width
-
-
-def char_width(ch: str) -> int:
-    if unicodedata.combining(ch):
-        return 0
-    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
-
-
-def text_width(s: str) -> int:
-    return sum(char_width(c) for c in s)
-
-
-def truncate(s: str, width: int) -> str:
-    """Cut ``s`` to at most ``width`` display columns, marking the cut with an ellipsis."""
-    if text_width(s) <= width:
-        return s
-    out, used = [], 0
-    for ch in s:
-        w = char_width(ch)
-        if used + w > width - 1:
-            break
-        out.append(ch)
-        used += w
-    return "".join(out) + ELLIPSIS
-
-
-def pad(s: str, width: int, right: bool = False) -> str:
-    fill = " " * max(0, width - text_width(s))
-    return fill + s if right else s + fill
-
-
-def one_line(s: str) -> str:
-    return " ".join(s.split()) if ("\n" in s or "\r" in s or "\t" in s) else s
-
-
 # ---------------------------------------------------------------- rendering
 
 
 class _Out:
-    def __init__(self, color: bool, width: int):
+    def __init__(self, color: bool, width: int, max_rows: int, all_rows: bool):
         self.color = color
         self.width = width
+        self.max_rows = max_rows
+        self.all_rows = all_rows
         self.lines: List[str] = []
 
     def style(self, text: str, **kw: Any) -> str:
@@ -362,6 +300,8 @@ def _series(out: _Out, series: Series) -> None:
         out.add(
             "  marks: " + ", ".join(f"{one_line(str(lbl))} @ {format_value(x)}" for x, lbl in series.marks)
         )
+    for p in series.points:
+        out.add(f"  ● {one_line(str(p[2]))} at x={format_value(p[0])}, y={format_value(p[1])}")
 
 
 def _section(out: _Out, section: Section) -> None:
@@ -375,15 +315,25 @@ def _section(out: _Out, section: Section) -> None:
         _findings(out, section.findings)
     for series in section.series:
         _series(out, series)
+    for chart in section.charts:
+        out.blank()
+        head, *body = chart_lines(chart, out.width, None if out.all_rows else out.max_rows)
+        out.add(out.style(head, bold=True))
+        for line in body:
+            out.add(line)
 
 
 def terminal_width() -> int:
     return max(MIN_WIDTH, shutil.get_terminal_size((100, 24)).columns)
 
 
-def render_text(report: Report, color: bool = False, width: Optional[int] = None) -> str:
-    """The report as aligned plain text for a terminal; ANSI colour only when ``color``."""
-    out = _Out(color, max(MIN_WIDTH, width) if width else terminal_width())
+def render_text(
+    report: Report, color: bool = False, width: Optional[int] = None, all_rows: bool = False
+) -> str:
+    """The report as aligned plain text for a terminal; ANSI colour only when ``color``. Each table and
+    chart shows its headline rows (``Table.headline``, else the first :data:`HEADLINE_ROWS`) unless
+    ``all_rows``."""
+    out = _Out(color, max(MIN_WIDTH, width) if width else terminal_width(), HEADLINE_ROWS, all_rows)
     title = one_line(report.title) or report.schema
     out.add(out.style(title, bold=True))
     out.add("=" * min(max(1, text_width(title)), out.width))

@@ -12,7 +12,8 @@ import pytest
 from ascend_tools.errors import InputError
 from ascend_tools.report import FORMATS, Finding, Report, Series, Severity, Table, render, write_report
 from ascend_tools.report.render_text import render_text
-from ascend_tools.report.svg import line_plot, log_ticks, nice_ticks
+from ascend_tools.report.svg import line_plot
+from ascend_tools.report.svg_axes import log_ticks, nice_ticks
 
 XSS = "<script>alert(1)</script>"
 
