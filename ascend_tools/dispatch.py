@@ -2,10 +2,12 @@
 aten overload and of what a user names an op (``--ops matmul``), whether autograd is running a backward, and
 :class:`ModulePath`, the module path of the op being dispatched."""
 
-import weakref
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import torch
+
+if TYPE_CHECKING:
+    from .module_names import ModuleNames
 
 # names a user may give for an op that never reaches dispatch (CompositeImplicitAutograd) -> what does
 OP_ALIASES = {
@@ -107,12 +109,14 @@ class ModulePath:
     module kept in a plain list or dict; a module-level singleton) is transparent: its ops and their backward
     belong to the module that called it, looked up at each call (one instance serves every layer), and so do
     those of its unnamed children. One that runs while no module runs is a root (""), and the modules below
-    it are named from it (names already known are kept)."""
+    it are named from it (``module_names.ModuleNames``: a later root that holds an earlier one renames what the
+    earlier one named)."""
 
-    def __init__(self) -> None:
+    def __init__(self, names: Optional["ModuleNames"] = None) -> None:
+        from .module_names import ModuleNames
+
         self._stack: List[str] = []
-        self._names: weakref.WeakKeyDictionary[torch.nn.Module, str] = weakref.WeakKeyDictionary()
-        self._roots: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()  # see _root
+        self.names = names if names is not None else ModuleNames()
         self._by_seq: Dict[int, str] = {}
         self._handles: List[Any] = []
 
@@ -131,28 +135,25 @@ class ModulePath:
         self._handles = []
 
     def name_modules(self, root: torch.nn.Module) -> None:
-        for name, module in root.named_modules():
-            self._names[module] = name
+        self.names.name(root)
+
+    def running(self) -> bool:
+        """Whether a module's forward is running now."""
+        return bool(self._stack)
 
     def forget(self) -> None:
         """Drop the forward ops noted so far (a step boundary: their backward has run)."""
         self._by_seq = {}
 
     def _push(self, module: torch.nn.Module, _inputs: Any) -> None:
-        name = self._names.get(module)
+        name = self.names.get(module)
         if name is None:  # transparent inside a running module, else a root
-            name = self._stack[-1] if self._stack else self._root(module)
+            if self._stack:
+                name = self._stack[-1]
+            else:
+                self.names.add_root(module)
+                name = ""
         self._stack.append(name)
-
-    def _root(self, module: torch.nn.Module) -> str:
-        """Name the modules below an unnamed root the first time it runs. The root itself stays unnamed: the
-        same instance may run inside a named module later."""
-        if module not in self._roots:
-            self._roots.add(module)
-            for name, sub in module.named_modules():
-                if sub is not module:
-                    self._names.setdefault(sub, name)
-        return ""
 
     def _pop(self, _module: torch.nn.Module, _inputs: Any, _output: Any) -> None:
         if self._stack:

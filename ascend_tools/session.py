@@ -70,11 +70,12 @@ class StepSession(FailOpen):
     def _fail_message(self) -> str:
         return f"{self.tool}: internal error, later records may be missing (training goes on)"
 
-    def _enter_module_paths(self, model: Any) -> None:
-        """Track the module path of every op dispatched from now on, named from ``model`` when given."""
+    def _enter_module_paths(self, model: Any, names: Any = None) -> None:
+        """Track the module path of every op dispatched from now on, named from ``model`` when given
+        (``names``: a ``module_names.ModuleNames`` to share)."""
         from .dispatch import ModulePath
 
-        self._paths = ModulePath().__enter__()
+        self._paths = ModulePath(names).__enter__()
         if model is not None:
             self._paths.name_modules(model)
 

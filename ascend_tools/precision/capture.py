@@ -43,6 +43,7 @@ from ..dispatch import (
     op_name,
     written_args,
 )
+from ..module_names import ModuleNames
 from ..session import StepSession, make_module_callable
 from ..stacks import StackTable
 from . import store
@@ -93,13 +94,15 @@ class _T:
     """One tensor of a record: dtype, shape and its statistics, file or digest. ``body`` is the part of
     its JSON fragment after dtype and shape (``,"stats":{...}}``), set as soon as the statistics are
     known (at once on the CPU; after the flush's transfer on an accelerator, when ``entry`` is still
-    pending). ``ref``/``version`` identify the tensor when it comes back as a later op's input.
+    pending). ``ref``/``version``/``ptr`` identify the tensor when it comes back as a later op's input: the
+    storage too, since ``model.to(dtype)`` and FSDP swap a parameter's data without a new version.
+    ``name``: the parameter it is (``model.norm.weight``) or whose gradient (``model.norm.weight.grad``).
 
     Few objects live long here on purpose: everything kept until the step ends survives Python's
     young-generation collections, and enough survivors trigger a full collection of the whole heap (a
     model's heap: tens of ms), which was most of the capture's cost."""
 
-    __slots__ = ("body", "dtype", "entry", "file", "has_stats", "ref", "shape", "version")
+    __slots__ = ("body", "dtype", "entry", "file", "has_stats", "name", "ptr", "ref", "shape", "version")
 
     def __init__(
         self,
@@ -117,6 +120,8 @@ class _T:
         self.has_stats = entry is not None if has_stats is None else has_stats
         self.ref: Any = None
         self.version = -1
+        self.ptr = -1
+        self.name: Optional[str] = None
 
     def settle(self, final: bool = False) -> bool:
         """Write ``body`` if the statistics (and digest) are known, then let the entry go; whether
@@ -142,7 +147,17 @@ class _T:
         self.settle(final=True)
         body = self.body
         assert body is not None  # settle(final=True) always writes it
+        if self.name is not None:
+            return enc.tensor_head(self.dtype, self.shape) + enc.tensor_name(self.name) + body
         return enc.tensor_head(self.dtype, self.shape) + body
+
+
+def _ptr(t: torch.Tensor) -> int:
+    """Address of the tensor's data, -1 where it has none to give (some subclasses)."""
+    try:
+        return t.data_ptr()
+    except Exception:
+        return -1
 
 
 def _strip(value: Any, out: List[torch.Tensor]) -> Any:
@@ -265,7 +280,10 @@ class Capture(StepSession):
         self._seen: Dict[int, _T] = {}
         self._stack_table = StackTable()
         self._param_hooked: set = set()
-        self._names: Any = weakref.WeakKeyDictionary()
+        self._names = ModuleNames()
+        self._grad_names: Dict[int, str] = {}  # id of each parameter's .grad while optimizer.step() runs
+        self._init = True  # no module forward has run yet: ops are phase "init"
+        self._step_used = False  # a module forward, a backward or an optimizer op ran in this step
         self._running: List[bool] = []  # per module running now (module levels): does it get a record
         self._paths: Optional[ModulePath] = None
         self._mode: Optional[_OpMode] = None
@@ -299,12 +317,12 @@ class Capture(StepSession):
         self._active = True
         self._update_off()
         if self.model is not None:
-            self._name_all(self.model, "")
+            self._names.name(self.model)
         if self.level in ("module", "mix"):
             self._running = []
             self._install_module_hooks()
         if self.level in ("op", "mix"):
-            self._enter_module_paths(self.model)
+            self._enter_module_paths(None, self._names)
             self._mode = _OpMode(self)
             self._mode.__enter__()
         self._install_step_hook()
@@ -317,6 +335,10 @@ class Capture(StepSession):
         self._update_off()
         try:
             self._exit_dispatch()
+            if self.step_no > 0 and not self._step_used and not self._manual:
+                # after the last optimizer.step() only ops outside the model ran (loss.item() for the log):
+                # not a step of its own
+                self._batch = []
             self._flush()
         except Exception as exc:
             self._fail(exc)
@@ -390,6 +412,8 @@ class Capture(StepSession):
         self._calls = {}
         self._next_id = 0
         self._seen = {}
+        self._init = False
+        self._step_used = False
         self._busy = was
         self._update_off()
 
@@ -397,11 +421,17 @@ class Capture(StepSession):
 
     def _tensor(self, t: torch.Tensor, rid: int, slot: str) -> _T:
         info = self._seen.get(id(t))
-        if info is not None and info.version == t._version and info.ref() is t:
+        if info is not None and info.version == t._version and info.ref() is t and info.ptr == _ptr(t):
+            if info.name is None and type(t) is torch.nn.Parameter:
+                info.name = self._names.param(t)  # first seen before its model ran (init)
             return info
         plain = type(t) in _PLAIN
         info = _T(dtype_name(t.dtype), t.shape, self._queue.add(t) if plain else None)
         if plain:
+            if type(t) is torch.nn.Parameter:
+                info.name = self._names.param(t)
+            elif self._grad_names:
+                info.name = self._grad_names.get(id(t))
             if self._save_tensors and t.layout == torch.strided and t.device.type != "meta":
                 info.file = self._rank_writer().save_tensor(self.step_no, f"{rid}.{slot}", t)
             info.settle()
@@ -411,7 +441,29 @@ class Capture(StepSession):
     def _remember(self, t: torch.Tensor, info: _T) -> None:
         info.ref = weakref.ref(t)
         info.version = t._version
+        info.ptr = _ptr(t)
         self._seen[id(t)] = info
+
+    def _optimizer_enter(self, optimizer: Any = None, *args: Any, **kwargs: Any) -> None:
+        """Name the gradients the optimizer reads (``<parameter>.grad``) for the records of its ops."""
+        super()._optimizer_enter()
+        try:
+            names = {}
+            for group in getattr(optimizer, "param_groups", ()):
+                for p in group["params"]:
+                    name = self._names.param(p) if p.grad is not None else None
+                    if name is not None:
+                        names[id(p.grad)] = name + ".grad"
+                        seen = self._seen.get(id(p.grad))
+                        if seen is not None and seen.ref() is p.grad:  # recorded in backward already
+                            seen.name = names[id(p.grad)]
+            self._grad_names = names
+        except Exception as exc:
+            self._fail(exc)
+
+    def _optimizer_exit(self, *args: Any, **kwargs: Any) -> None:
+        self._grad_names = {}
+        super()._optimizer_exit(*args, **kwargs)
 
     def _stack_id(self) -> Optional[int]:
         """Id of the Python stack that issued this op (see :class:`StackTable`)."""
@@ -420,8 +472,14 @@ class Capture(StepSession):
     # --- internals: op level ------------------------------------------------------------------------
 
     def _before_op(self, meta: _Meta, args: Any, kwargs: Dict[str, Any]) -> Optional[tuple]:
-        module = self._paths.current() if self._paths is not None else ""  # every op: see ModulePath
+        paths = self._paths
+        module = paths.current() if paths is not None else ""  # every op: see ModulePath
         phase = self._phase()
+        if not self._step_used and (phase != "forward" or (paths is not None and paths.running())):
+            self._step_used = True
+            self._init = False
+        if self._init:
+            phase = "init"
         key = (meta.name, phase)
         call = self._calls.get(key, 0)
         self._calls[key] = call + 1
@@ -598,16 +656,12 @@ class Capture(StepSession):
 
     # --- internals: module level --------------------------------------------------------------------
 
-    def _name_all(self, root: torch.nn.Module, prefix: str) -> None:
-        for name, mod in root.named_modules(prefix=prefix):
-            if mod not in self._names:
-                self._names[mod] = name
-
     def _name(self, module: torch.nn.Module) -> str:
+        """The module's path; an unnamed module is a root (see ``ModuleNames.add_root``)."""
         name = self._names.get(module)
         if name is None:
-            self._name_all(module, "")
-            name = self._names.get(module, "")
+            self._names.add_root(module)
+            name = ""
         return name
 
     def _install_module_hooks(self) -> None:
@@ -714,16 +768,23 @@ class Capture(StepSession):
             full = f"{path}.{pname}" if path else pname
             register = getattr(p, "register_post_accumulate_grad_hook", None)
             if register is not None:
-                self._handles.append(register(lambda param, full=full: self._param_grad(full, param.grad)))
+                self._handles.append(
+                    register(lambda param, full=full: self._param_grad(full, param, param.grad))
+                )
             else:
-                self._handles.append(p.register_hook(lambda g, full=full: self._param_grad(full, g)))
+                ref = weakref.ref(p)
+                self._handles.append(
+                    p.register_hook(lambda g, full=full, ref=ref: self._param_grad(full, ref(), g))
+                )
 
-    def _param_grad(self, full: str, grad: Optional[torch.Tensor]) -> None:
+    def _param_grad(self, full: str, param: Optional[torch.Tensor], grad: Optional[torch.Tensor]) -> None:
+        """``full``: the parameter's path when its hook was set; a root found later may have renamed it."""
         if self._off or grad is None:
             return
         self._busy = True
         self._update_off()
         try:
+            full = (self._names.param(param) if param is not None else None) or full
             name = f"{full}.grad"
             if self.scope and not self._in_scope(full):
                 return

@@ -47,6 +47,7 @@ class LineEncoder:
         self._heads: Dict[tuple, str] = {}
         self._shapes: Dict[tuple, str] = {}
         self._args: Dict[str, str] = {}
+        self._names: Dict[str, str] = {}
 
     def tensor_head(self, dtype: str, shape: Sequence[int]) -> str:
         """``{"dtype":"float32","shape":[2,3]`` (no closing brace: stats, file or digest may follow)."""
@@ -55,6 +56,13 @@ class LineEncoder:
         if head is None:
             head = self._shapes[key] = f'{{"dtype":{json.dumps(dtype)},"shape":[{",".join(map(str, key[1]))}]'
         return head
+
+    def tensor_name(self, name: str) -> str:
+        """``,"name":"model.norm.weight"`` (a parameter, or its gradient)."""
+        text = self._names.get(name)
+        if text is None:
+            text = self._names[name] = ',"name":' + json.dumps(name)
+        return text
 
     def args(self, call_args: Any) -> str:
         """``,"args":{...}`` for the stripped ``(args, kwargs)`` of a call (see ``store.encode_call``)."""

@@ -11,8 +11,9 @@ Serialisation is plain JSON (``to_json``/``from_json``): dumps never need pickle
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
-# what a record's ``phase`` can be: ``optimizer`` for the ops of ``optimizer.step()`` (op level)
-PHASES = ("forward", "backward", "optimizer")
+# what a record's ``phase`` can be: ``init`` for the ops before the first module forward of a capture (model
+# construction and weight init: inputs of uninitialised memory), ``optimizer`` for those of ``optimizer.step()``
+PHASES = ("init", "forward", "backward", "optimizer")
 
 
 @dataclass
@@ -37,6 +38,7 @@ class TensorInfo:
     stats: Optional[TensorStats] = None
     file: Optional[str] = None  # tensor mode: path relative to the step directory
     digest: Optional[str] = None  # hash mode: hex digest of the tensor's bytes
+    name: Optional[str] = None  # the parameter it is ("model.norm.weight"), or whose gradient (".grad")
 
 
 @dataclass
@@ -81,8 +83,14 @@ def tensor_info_from_json(raw: Dict[str, Any]) -> TensorInfo:
         stats = TensorStats(
             get("max"), get("min"), get("mean"), get("norm"), get("nan", 0), get("inf", 0), get("sat", 0)
         )
+    name = raw.get("name")
     return TensorInfo(
-        raw["dtype"], list(raw.get("shape", ())), stats or None, raw.get("file"), raw.get("digest")
+        raw["dtype"],
+        list(raw.get("shape", ())),
+        stats or None,
+        raw.get("file"),
+        raw.get("digest"),
+        name if isinstance(name, str) else None,
     )
 
 

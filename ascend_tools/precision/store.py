@@ -231,13 +231,13 @@ class RankWriter:
             except OSError as exc:
                 stacks_error = exc
         records = self._records
-        if records is None or self._records_step != step:
+        if lines and (records is None or self._records_step != step):  # no lines: no step directory
             if records is not None:
                 records.close()
             self._records = None
             records = self._records = self._out.open_append(f"{self._rank}/step{step}/records.jsonl")
             self._records_step = step
-        if lines:
+        if lines and records is not None:
             records.write("".join(lines))
             records.flush()
             self.counts[step] = self.counts.get(step, 0) + len(lines)

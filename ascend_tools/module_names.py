@@ -1,0 +1,88 @@
+"""The path of every module and parameter a dispatch-level tool sees (``model.layers.3.self_attn.q_proj``,
+``model.layers.2.input_layernorm.weight``), with or without the model given.
+
+Given a model (``name(model)``), its ``named_modules``/``named_parameters`` are the names, and they win. Without
+one, the first module that runs while no other runs is a *root* (``""``) and everything below it is named
+from it. A later root that holds an earlier one renames what the earlier one named: a script that calls
+``model.model.layers[0].mlp(x)`` before ``model(...)`` (a warm-up, a shape check) would otherwise leave that
+MLP's children named ``down_proj`` for the whole run, and an ``nn.ModuleList`` (iterated, never called) gives
+no other chance to learn the ``model.layers.N.`` part. Keys are held weakly (by identity for parameters:
+a tensor's ``==`` is elementwise).
+"""
+
+import weakref
+from typing import Dict, Optional
+
+import torch
+from torch.utils.weak import WeakIdKeyDictionary
+
+
+class ModuleNames:
+    def __init__(self) -> None:
+        self._modules: weakref.WeakKeyDictionary[torch.nn.Module, str] = weakref.WeakKeyDictionary()
+        # module -> the root it was named from (absent: named from a model given by the caller, final)
+        self._named_by: weakref.WeakKeyDictionary[torch.nn.Module, torch.nn.Module] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._roots: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
+        self._models: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
+        self._params = WeakIdKeyDictionary()  # Parameter -> (path, root or None)
+        self._missed = WeakIdKeyDictionary()  # Parameters looked up in vain since the last rescan
+
+    def name(self, model: torch.nn.Module) -> None:
+        """Name everything below ``model`` from it (``model`` itself is ``""``); these names are final."""
+        for path, module in model.named_modules():
+            self._modules[module] = path
+            self._named_by.pop(module, None)
+        self._models.add(model)
+        self._name_params(model, None)
+
+    def get(self, module: torch.nn.Module) -> Optional[str]:
+        return self._modules.get(module)
+
+    def __contains__(self, module: torch.nn.Module) -> bool:
+        return module in self._modules
+
+    def add_root(self, root: torch.nn.Module) -> None:
+        """``root`` runs while no module runs: name what is below it (it stays unnamed itself: the same
+        instance may run inside a named module later). Names an earlier root below it gave are replaced."""
+        if root in self._roots:
+            return
+        self._roots.add(root)
+        below: Dict[int, str] = {}
+        for path, sub in root.named_modules():
+            if sub is not root:
+                below[id(sub)] = path
+                if self._renamable(sub, below):
+                    self._modules[sub] = path
+                    self._named_by[sub] = root
+        self._name_params(root, below)
+
+    def _name_params(self, root: torch.nn.Module, below: Optional[Dict[int, str]]) -> None:
+        """``below`` None: ``root`` is a model given by the caller (final names)."""
+        for path, p in root.named_parameters():
+            old = self._params.get(p)
+            if below is None:
+                self._params[p] = (path, None)
+            elif old is None or (old[1] is not None and id(old[1]) in below):
+                self._params[p] = (path, root)
+
+    def _renamable(self, sub: torch.nn.Module, below: Dict[int, str]) -> bool:
+        if sub not in self._modules:
+            return True
+        by = self._named_by.get(sub)
+        return by is not None and id(by) in below
+
+    def param(self, p: torch.Tensor) -> Optional[str]:
+        """The path of parameter ``p`` (``model.norm.weight``), None when no known module holds it."""
+        found = self._params.get(p)
+        if found is None and isinstance(p, torch.nn.Parameter) and p not in self._missed:
+            # a Parameter made after its module was named (load_state_dict(assign=True), a module's
+            # weight replaced): look again, once per such tensor
+            self._missed[p] = True
+            for model in list(self._models):
+                self._name_params(model, None)
+            for root in list(self._roots):
+                self._name_params(root, {id(m): "" for m in root.modules()})
+            found = self._params.get(p)
+        return found[0] if found is not None else None

@@ -1,0 +1,114 @@
+"""Capture records name the right thing: a parameter cast or reloaded inside the capture is read afresh (never
+its pre-cast record), parameters and their gradients carry their paths, module paths are full without
+``model=`` (a submodule run alone first does not keep its short names), ops before the first forward are
+phase ``init``, and a step holding only ``loss.item()`` after the last ``optimizer.step()`` is not written."""
+
+import pytest
+import torch
+
+from ascend_tools.precision.capture import capture
+from ascend_tools.precision.store import OurDump
+
+
+class Block(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = torch.nn.LayerNorm(8)
+        self.proj = torch.nn.Linear(8, 8)
+
+    def forward(self, x):
+        return x + self.proj(self.norm(x))
+
+
+class Net(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = torch.nn.ModuleList([Block() for _ in range(3)])
+        self.head = torch.nn.Linear(8, 2)
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(x)
+
+
+def records(path, step=0):
+    return list(OurDump.find(str(path)).records(step))
+
+
+def train(model, steps=1, dtype=torch.float32):
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.randn(4, 8, generator=torch.Generator().manual_seed(0)).to(dtype)
+    for _ in range(steps):
+        loss = model(x).float().pow(2).mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    return loss
+
+
+@pytest.mark.parametrize("cast", ["to", "half", "load_state_dict"])
+def test_a_parameter_changed_inside_the_capture_is_read_afresh(tmp_path, cast):
+    """Every tensor record of a parameter holds the values the op read (an independent copy taken
+    just before the optimizer step), named with its path."""
+    with capture(str(tmp_path), mode="tensor"):
+        torch.manual_seed(0)
+        model = Net()
+        if cast == "to":
+            model.to(torch.bfloat16)
+        elif cast == "half":
+            model.half()
+        else:
+            model.load_state_dict({k: v * 2 for k, v in model.state_dict().items()})
+        dtype = next(model.parameters()).dtype
+        x = torch.randn(4, 8).to(dtype)
+        model(x).float().pow(2).mean().backward()
+        expected = {n: p.detach().clone() for n, p in model.named_parameters()}
+        grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+        torch.optim.SGD(model.parameters(), lr=0.1).step()
+    dump = OurDump.find(str(tmp_path))
+    opt = [r for r in records(tmp_path) if r.phase == "optimizer"]
+    assert len(opt) == len(expected)
+    for rec in opt:
+        param, grad = rec.inputs[0], rec.inputs[1]
+        assert param.name in expected and grad.name == param.name + ".grad"
+        assert param.dtype == str(dtype).replace("torch.", "")
+        assert torch.equal(dump.load_tensor(param, 0), expected[param.name])
+        assert torch.equal(dump.load_tensor(grad, 0), grads[param.name])
+
+
+def test_full_module_paths_without_model_after_a_submodule_ran_alone(tmp_path):
+    """No ``model=``: ``model.layers[1].proj`` run alone first (a warm-up) must not leave its ops named
+    ``proj`` once the whole model runs; ops and module records name ``layers.N.…``."""
+    torch.manual_seed(0)
+    model, x = Net(), torch.randn(4, 8)
+    with capture(str(tmp_path / "op")), capture(str(tmp_path / "module"), level="module"):
+        model.layers[1](x)
+        train(model)
+    ops = [r for r in records(tmp_path / "op") if r.phase in ("forward", "backward")]
+    warm = next(i for i, r in enumerate(ops) if r.module.startswith("layers.0"))
+    later = {r.module for r in ops[warm:]}
+    assert {"layers.0.norm", "layers.1.proj", "layers.2.proj", "head"} <= later
+    assert not {m for m in later if m and not m.startswith(("layers.", "head"))}, later
+    mods = [r.name for r in records(tmp_path / "module") if r.phase == "forward"]
+    assert mods[:3] == ["norm", "proj", "<root>"]  # the warm-up itself: a root
+    assert "layers.1.proj" in mods[3:] and "proj" not in mods[3:]
+    grads = {r.name for r in records(tmp_path / "module") if r.name.endswith(".grad")}
+    assert "layers.1.proj.weight.grad" in grads and "proj.weight.grad" not in grads
+
+
+def test_ops_before_the_first_forward_are_init_and_a_trailing_item_is_no_step(tmp_path):
+    with capture(str(tmp_path)):
+        torch.manual_seed(0)
+        model = Net()
+        loss = train(model, steps=2)
+        loss.item()
+    dump = OurDump.find(str(tmp_path))
+    assert dump.steps() == [0, 1]
+    step0 = records(tmp_path, 0)
+    phases = [r.phase for r in step0]
+    first_forward = phases.index("forward")
+    assert set(phases[:first_forward]) == {"init"} and "init" not in phases[first_forward:]
+    init_ops = {r.name.split("::")[1].split(".")[0] for r in step0[:first_forward]}
+    assert {"empty", "uniform_"} <= init_ops  # nn.Linear's reset_parameters
+    assert "init" not in {r.phase for r in records(tmp_path, 1)}
