@@ -18,11 +18,33 @@ from .common import emit, exit_code, fail_on_option, handle_errors, output_optio
     help="Loss key to read, e.g. eval_loss or 'lm loss' [default: loss, train_loss, lm loss, ...].",
 )
 @click.option(
+    "--rule",
+    type=click.Choice(["smoothed", "per-step"]),
+    default="smoothed",
+    show_default=True,
+    help="The verdict rule: 'smoothed' tests the means of the last --window losses of each run, 'per-step' "
+    "the raw losses; a step fails when |A - B| > atol + rtol * |B| (B is the reference).",
+)
+@click.option(
+    "--window",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Losses averaged by the smoothed rule (the last N logged steps of each run).",
+)
+@click.option(
+    "--from-step",
+    type=int,
+    default=None,
+    metavar="K",
+    help="Judge the steps from K on (earlier steps are still shown) [default: the first common step].",
+)
+@click.option(
     "--rtol",
     type=click.FloatRange(min=0),
     default=0.02,
     show_default=True,
-    help="A step diverges when |A - B| > atol + rtol * |B| (B is the reference).",
+    help="Relative tolerance of the rule: a step fails when |A - B| > atol + rtol * |B|.",
 )
 @click.option(
     "--atol",
@@ -60,6 +82,9 @@ def loss_compare_cmd(
     label_a: Optional[str],
     label_b: Optional[str],
     rows: int,
+    rule: str,
+    window: int,
+    from_step: Optional[int],
     fail_on: str,
     fmt: str,
     output: Any,
@@ -82,6 +107,9 @@ def loss_compare_cmd(
         label_a=label_a,
         label_b=label_b,
         rows=rows,
+        rule=rule,
+        window=window,
+        from_step=from_step,
     )
     emit(report, fmt, output)
     sys.exit(exit_code(report, fail_on))

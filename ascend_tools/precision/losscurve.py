@@ -31,7 +31,8 @@ from .. import boundedio
 from ..errors import InputError
 from ..report import Finding, Report, Series, Severity, Table
 from ..severity import worst
-from . import trainer_state
+from . import logsteps, trainer_state
+from .lossrule import DEFAULT_RULE, DEFAULT_WINDOW, Rule, RuleResult, evaluate, relative_error
 
 SCHEMA = "ascend-doctor/loss-compare/1"
 DEFAULT_RTOL = 0.02
@@ -41,7 +42,8 @@ DEFAULT_ROWS = 10
 
 # keys looked for in structured files (JSON lines, CSV), case-insensitive, in order of preference:
 # the first one present in the file is the one used for the whole file
-STEP_KEYS = ("step", "global_step", "train/global_step", "_step", "iteration", "iter")
+# (LLaMA-Factory's trainer_log.jsonl: "current_steps")
+STEP_KEYS = ("step", "global_step", "train/global_step", "_step", "iteration", "iter", "current_steps")
 LOSS_KEYS = ("loss", "train_loss", "train/loss", "lm loss", "lm_loss")
 # keys looked for in plain logs, in order of preference (Megatron/MindSpeed print "lm loss" and "loss scale")
 LOG_LOSS_KEYS = ("lm loss", "loss", "train_loss", "train/loss")
@@ -70,6 +72,7 @@ class Curve:
     no_step: int = 0  # loss entries without a step in a file where most entries have one (skipped)
     truncated: bool = False  # a JSON-lines file whose last line is cut off
     unreadable: List[str] = field(default_factory=list)  # trainer_state entries skipped: "line N: why"
+    steps_note: str = ""  # how global steps were made from per-epoch counters or progress lines (logsteps)
 
     @property
     def steps(self) -> List[int]:
@@ -112,6 +115,7 @@ def read_curve(path: str, metric: Optional[str] = None) -> Curve:
 
     doc = _json_document(text)
     key: Optional[str]
+    steps_note = ""
     rows, truncated = _json_lines(text) if doc is None else (_doc_rows(doc), False)
     if rows is not None:
         fmt = "jsonl"
@@ -126,11 +130,12 @@ def read_curve(path: str, metric: Optional[str] = None) -> Curve:
             )
         else:
             fmt = "log"
-            curve_entries, key, looked = _from_log(text, metric)
+            curve_entries, key, looked, steps_note = _from_log(text, metric)
     if not curve_entries:
         raise InputError(f"{shown}: no loss values found (read as {fmt}; looked for {looked})")
     curve = _finish(shown, real, fmt, key or "loss", curve_entries)
     curve.truncated = truncated
+    curve.steps_note = steps_note
     return curve
 
 
@@ -307,27 +312,68 @@ def _from_rows(
 def _key_regex(key: str) -> "re.Pattern[str]":
     name = r"\s+".join(re.escape(part) for part in key.split())
     return re.compile(
-        r"(?<![\w/.-])['\"]?" + name + r"['\"]?(?:\s*[:=]|\s)\s*(?:tensor\(\s*)?(" + _NUMBER + ")",
+        # "loss is 2.3" (MindSpore), "loss:[5.258/5.258]" (MindFormers without sink mode: the step's loss first)
+        r"(?<![\w/.-])['\"]?"
+        + name
+        + r"['\"]?(?:\s*[:=]|\s+is\s|\s)\s*(?:tensor\(\s*|\[\s*)?("
+        + _NUMBER
+        + ")",
         re.IGNORECASE,
     )
 
 
-def _from_log(text: str, metric: Optional[str]) -> Tuple[List[Entry], Optional[str], str]:
+def _from_log(text: str, metric: Optional[str]) -> Tuple[List[Entry], Optional[str], str, str]:
+    """The loss lines as ``(step, loss)``, the key, what was looked for, and how the steps were numbered
+    when the lines do not carry global steps (see :mod:`.logsteps`; "" otherwise)."""
     keys = (metric,) if metric else LOG_LOSS_KEYS
     looked = "lines with " + ", ".join(f"'{k}=' / '{k}:'" for k in keys)
     lines = text.splitlines()
     for key in keys:
         rx = _key_regex(key)
         out: List[Entry] = []
-        for line in lines:
+        places: List[Optional[logsteps.EpochStep]] = []
+        at: List[int] = []
+        for n, line in enumerate(lines):
             m = rx.search(line)
             if not m:
                 continue
             s = _STEP_RE.search(line)
-            out.append((int(s.group(1)) if s else None, float(m.group(1))))
+            step = int(s.group(1)) if s else None
+            out.append((step, float(m.group(1))))
+            places.append(logsteps.epoch_of(line, step))
+            at.append(n)
         if out:
-            return out, key, looked
-    return [], None, looked
+            entries, note = _log_steps(out, places, at, lines)
+            return entries, key, looked, note
+    return [], None, looked, ""
+
+
+def _log_steps(
+    entries: List[Entry], places: List[Optional[logsteps.EpochStep]], at: List[int], lines: List[str]
+) -> Tuple[List[Entry], str]:
+    """Global steps for per-epoch counters and for DeepSpeed's progress lines (:mod:`.logsteps`)."""
+    stepped = [i for i, (s, _) in enumerate(entries) if s is not None]
+    known = [places[i] for i in stepped]
+    if known and all(p is not None for p in known):
+        found = logsteps.global_steps([p for p in known if p is not None])
+        if found is not None:
+            steps, how = found
+            out = list(entries)
+            for i, s in zip(stepped, steps):
+                out[i] = (s, entries[i][1])
+            return out, how
+    if all(s is None for s, _ in entries):
+        loss_at = set(at)
+        progress = []
+        for n, line in enumerate(lines):
+            step = None if n in loss_at else logsteps.deepspeed_step(line)
+            if step is not None:
+                progress.append((n, step))
+        paired = logsteps.steps_from_progress(at, progress)
+        if paired is not None:
+            note = "steps from DeepSpeed's progress lines (step=N, skipped=...), the loss lines between them evenly spaced"
+            return [(s, v) for s, (_, v) in zip(paired, entries)], note
+    return entries, ""
 
 
 def _finish(shown: str, real: str, fmt: str, key: str, entries: List[Entry]) -> Curve:
@@ -379,6 +425,7 @@ class Comparison:
     abs_diff: np.ndarray
     rel_err: np.ndarray
     beyond: np.ndarray  # bool per compared step: |a - b| > atol + rtol * |b|
+    judged: RuleResult  # the verdict rule (lossrule) on the compared steps
     nan_mismatch: List[Tuple[int, str]] = field(default_factory=list)  # (step, which run is NaN/Inf)
     both_nonfinite: List[int] = field(default_factory=list)
 
@@ -400,10 +447,10 @@ class Comparison:
 
     @property
     def first_divergent(self) -> Tuple[Optional[int], Optional[str]]:
-        """The first step beyond tolerance or with a NaN/Inf loss on one side only, and why."""
+        """The first step that fails the rule or has a NaN/Inf loss on one side only, and why."""
         cands = []
-        if self.first_beyond is not None:
-            cands.append((self.first_beyond, "tolerance"))
+        if self.judged.first_failing is not None:
+            cands.append((self.judged.first_failing, "tolerance"))
         if self.nan_mismatch:
             cands.append((self.nan_mismatch[0][0], "nonfinite"))
         return min(cands) if cands else (None, None)
@@ -414,15 +461,6 @@ class Comparison:
         return m is not None and m > self.mean_rtol
 
 
-def relative_error(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``|a - b| / |b|`` (b is the reference); 0 where both are 0, Inf where only b is 0."""
-    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # Inf is the intended result
-        diff = np.abs(a - b)
-        den = np.abs(b)
-        rel = np.where(den > 0, diff / np.where(den > 0, den, 1.0), np.where(diff > 0, np.inf, 0.0))
-    return rel
-
-
 def compare_curves(
     a: Curve,
     b: Curve,
@@ -431,9 +469,12 @@ def compare_curves(
     mean_rtol: float = DEFAULT_MEAN_RTOL,
     label_a: Optional[str] = None,
     label_b: Optional[str] = None,
+    rule: Optional[Rule] = None,
 ) -> Comparison:
-    """Align ``a`` (the run under test) and ``b`` (the reference) on their common steps and measure them.
+    """Align ``a`` (the run under test) and ``b`` (the reference) on their common steps, measure them and
+    judge them by ``rule`` (default: the smoothed rule with ``rtol``/``atol``, see :mod:`.lossrule`).
     Raises :class:`InputError` when the two runs share no step."""
+    rule = rule or Rule(rtol=rtol, atol=atol)
     common = sorted(set(a.losses) & set(b.losses))
     if not common:
         raise InputError(
@@ -472,6 +513,7 @@ def compare_curves(
         abs_diff=abs_diff,
         rel_err=rel,
         beyond=beyond,
+        judged=evaluate(rule, steps, va, vb),
         nan_mismatch=nan_mismatch,
         both_nonfinite=both_nan,
     )
@@ -538,6 +580,7 @@ def build_report(cmp: Comparison, rows: int = DEFAULT_ROWS) -> Report:
             truncated=c.truncated,
             unreadable=len(c.unreadable),
             first_unreadable=c.unreadable[0] if c.unreadable else None,
+            steps_note=c.steps_note or None,
         )
 
     only_a = sorted(set(a.losses) - set(b.losses))
@@ -564,6 +607,15 @@ def build_report(cmp: Comparison, rows: int = DEFAULT_ROWS) -> Report:
         first_divergent_step=first,
         first_divergent_reason=why,
         steps_beyond_tolerance=int(np.count_nonzero(cmp.beyond)),
+        rule=OrderedDict(
+            name=cmp.judged.rule.name,
+            window=cmp.judged.rule.effective_window,
+            from_step=cmp.judged.start,
+            statement=cmp.judged.rule.describe(cmp.judged.start),
+            passed=cmp.judged.passed,
+            first_failing_step=cmp.judged.first_failing,
+            failing_steps=cmp.judged.failing,
+        ),
         nonfinite_mismatch=[OrderedDict(step=s, nonfinite_in=w) for s, w in cmp.nan_mismatch],
         final=final,
         verdict="diverged" if diverged else "within tolerance",
@@ -581,7 +633,7 @@ def build_report(cmp: Comparison, rows: int = DEFAULT_ROWS) -> Report:
         ("max abs. diff", "—" if max_abs is None else f"{max_abs:.4g} at step {max_abs_step}"),
         ("first divergent step", "none" if first is None else first),
         ("final loss diff", "—" if final is None else f"{final['diff']:+.4g} at step {final['step']}"),
-        ("tolerance", f"rtol {cmp.rtol:g}, atol {cmp.atol:g}, mean {cmp.mean_rtol:g}"),
+        ("rule", cmp.judged.rule.describe(cmp.judged.start) + f"; mean relative error <= {cmp.mean_rtol:g}"),
     ]
 
     sec = report.section("Runs", [f"{lb} is the reference: relative errors are |{la} − {lb}| / |{lb}|."])
@@ -657,7 +709,15 @@ def build_report(cmp: Comparison, rows: int = DEFAULT_ROWS) -> Report:
                 OrderedDict(
                     [
                         ("relative error", list(zip(cmp.steps.tolist(), cmp.rel_err.tolist()))),
-                        (f"rtol {cmp.rtol:g}", [(x0, cmp.rtol), (x1, cmp.rtol)]),
+                        *(
+                            [(f"of the means of {w}", list(zip(cmp.steps.tolist(), cmp.judged.rel.tolist())))]
+                            if (w := cmp.judged.rule.effective_window) > 1
+                            else []
+                        ),
+                        (
+                            f"rtol {cmp.judged.rule.rtol:g}",
+                            [(x0, cmp.judged.rule.rtol), (x1, cmp.judged.rule.rtol)],
+                        ),
                     ]
                 ),
                 marks=marks,
@@ -678,9 +738,11 @@ def _step_table(cmp: Comparison, rows: int) -> Table:
     finite_rel = np.where(np.isfinite(cmp.rel_err), cmp.rel_err, np.finfo(np.float64).max)
     for i in np.argsort(-finite_rel, kind="stable")[:rows]:
         why.setdefault(int(i), []).append("worst")
-    fb = np.flatnonzero(cmp.beyond)
-    if fb.size:
-        why.setdefault(int(fb[0]), []).append("first divergent")
+    first = cmp.judged.first_failing
+    # failing: the rule fails there, or the raw losses are beyond tolerance from the reported step on
+    failing = cmp.judged.fails | (cmp.beyond & (cmp.steps >= first if first is not None else False))
+    if first is not None:
+        why.setdefault(int(np.flatnonzero(cmp.steps == first)[0]), []).append("first divergent")
     out = []
     for i in sorted(why):
         out.append(
@@ -690,7 +752,8 @@ def _step_table(cmp: Comparison, rows: int) -> Table:
                 float(cmp.vb[i]),
                 float(cmp.va[i]) - float(cmp.vb[i]),  # Python floats: Inf on overflow, no warning
                 float(cmp.rel_err[i]),
-                "diverged" if cmp.beyond[i] else "ok",
+                float(cmp.judged.rel[i]),
+                "diverged" if failing[i] else "ok",
                 ", ".join(why[i]),
             ]
         )
@@ -699,7 +762,16 @@ def _step_table(cmp: Comparison, rows: int) -> Table:
     )
     return Table(
         "",
-        ["step", f"A: {cmp.label_a}", f"B: {cmp.label_b}", "A − B", "rel. error", "status", "shown as"],
+        [
+            "step",
+            f"A: {cmp.label_a}",
+            f"B: {cmp.label_b}",
+            "A − B",
+            "rel. error",
+            f"rel. error of the rule (W={cmp.judged.rule.effective_window})",
+            "status",
+            "shown as",
+        ],
         out,
         note=note,
         status_column="status",
@@ -714,16 +786,25 @@ def _steps_text(steps: Sequence[int], limit: int = 8) -> str:
 def _findings(cmp: Comparison) -> List[Finding]:
     out = []
     la, lb = cmp.label_a, cmp.label_b
-    first = cmp.first_beyond
+    judged = cmp.judged
+    first = judged.first_failing
     if first is not None:
-        i = int(np.flatnonzero(cmp.beyond)[0])
-        k = int(np.count_nonzero(cmp.beyond))
+        i = int(np.flatnonzero(cmp.steps == judged.detected_at)[0])
+        k, n = judged.failing, int(np.count_nonzero(cmp.steps >= (judged.start or 0)))
+        if judged.rule.name == "smoothed":
+            what = (
+                f"the means of the last {judged.rule.window} losses part at step {judged.detected_at}: "
+                f"{la} {judged.smoothed_a[i]:.6g} vs {lb} {judged.smoothed_b[i]:.6g}, relative difference "
+                f"{judged.rel[i]:.3g}"
+            )
+        else:
+            what = f"{la} {cmp.va[i]:.6g} vs {lb} {cmp.vb[i]:.6g}, relative error {cmp.rel_err[i]:.3g}"
         out.append(
             Finding(
                 Severity.ERROR,
                 "loss-divergence",
-                f"step {first}: {la} {cmp.va[i]:.6g} vs {lb} {cmp.vb[i]:.6g}, relative error {cmp.rel_err[i]:.3g} "
-                f"beyond rtol {cmp.rtol:g} (atol {cmp.atol:g}); {k} of {cmp.steps.size} compared steps beyond tolerance",
+                f"step {first}: {what} beyond rtol {judged.rule.rtol:g} (atol {judged.rule.atol:g}); "
+                f"{k} of {n} judged steps fail the rule",
                 location=f"step {first}",
                 suggestion=f"capture step {first} (or the step before) on both runs with `ascend-doctor dump` and run "
                 f"`ascend-doctor compare` to find the op that introduced the error",
@@ -776,6 +857,8 @@ def _findings(cmp: Comparison) -> List[Finding]:
                     "intervals still align",
                 )
             )
+        if c.steps_note:
+            out.append(Finding(Severity.INFO, "global-steps", f"{label}: {c.steps_note}", location=c.source))
         if c.no_step:
             out.append(
                 Finding(
@@ -847,12 +930,18 @@ def loss_compare(
     label_a: Optional[str] = None,
     label_b: Optional[str] = None,
     rows: int = DEFAULT_ROWS,
+    rule: str = DEFAULT_RULE,
+    window: int = DEFAULT_WINDOW,
+    from_step: Optional[int] = None,
 ) -> Report:
     """Read both runs, compare them, and build the report (what the CLI verb does)."""
     a = read_curve(run_a, metric)
     b = read_curve(run_b, metric)
+    judge = Rule(name=rule, rtol=rtol, atol=atol, window=window, from_step=from_step)
     return build_report(
-        compare_curves(a, b, rtol=rtol, atol=atol, mean_rtol=mean_rtol, label_a=label_a, label_b=label_b),
+        compare_curves(
+            a, b, rtol=rtol, atol=atol, mean_rtol=mean_rtol, label_a=label_a, label_b=label_b, rule=judge
+        ),
         rows=rows,
     )
 
