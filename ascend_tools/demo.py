@@ -57,6 +57,19 @@ def _precision_part(out_dir: str, echo: Callable[[str], None]) -> None:
     echo("  reports: {}".format(", ".join([*paths, csv_path])))
 
 
+def _loss_part(out_dir: str, echo: Callable[[str], None]) -> None:
+    from .precision import demo_losses
+
+    logs = os.path.join(out_dir, "loss-logs")
+    echo("loss-compare: MindSpore LossMonitor log (NPU, 2 epochs) vs a GPU trainer_state.json ...")
+    report = demo_losses.run(logs)
+    d = report.data
+    echo(f"  drift injected at: step {demo_losses.DRIFT_AT} (epoch 2; the reference logs every 5 steps)")
+    echo(f"  verdict:           {d['verdict']}, first divergent step {d['first_divergent_step']}")
+    echo(f"  rule:              {d['rule']['statement']}")
+    echo("  reports: {}".format(", ".join(save(report, out_dir, "loss-compare"))))
+
+
 def _patch_part(out_dir: str, echo: Callable[[str], None]) -> None:
     """Self-check every tier available here, then the same tiny Llama without and with
     ``import ascend_tools.patch``: the logits must agree within fp32 rounding."""
@@ -179,6 +192,7 @@ def run(out_dir: str, echo: Callable[[str], None] = print) -> None:
             echo("  {:<18} {}".format(label + ":", value))
         echo("  reports: {}".format(", ".join(paths)))
     _precision_part(out_dir, echo)
+    _loss_part(out_dir, echo)
     _patch_part(out_dir, echo)
     _profiling_part(out_dir, echo)
     echo("env ...")

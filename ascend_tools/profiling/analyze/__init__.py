@@ -4,7 +4,8 @@ One analysis per module, each a function from the merged data to tables (in the 
 analyzers)::
 
     reader.read_profile ─► instances.group_instances ─► clocks.fit/align ─► skew.measure
-        ─► collectives.table, p2p.matrix, steps.breakdown, slow_rank.find, hangs.find, memory.summarize
+        ─► compute_gaps.blocked ─► collectives.table, p2p.matrix, steps.breakdown, slow_rank.find,
+        hangs.find, memory.summarize
         ─► report.build (a Report) and, on request, chrome_trace.write_trace
 """
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 from ...report import Report
-from . import clocks, collectives, hangs, memory, p2p, report, slow_rank, steps
+from . import clocks, collectives, compute_gaps, hangs, memory, p2p, report, slow_rank, steps
 from .instances import group_instances
 from .model import Profile
 from .reader import Progress, read_profile
@@ -49,13 +50,14 @@ def run(
     clock = clocks.fit(profile, instances)
     clocks.align(profile, clock)
     skew = measure(profile, instances)
-    table = steps.breakdown(profile, skew)
+    block = compute_gaps.blocked(profile, skew)
+    table = steps.breakdown(profile, skew, block)
     return Analysis(
         profile=profile,
         clock=clock,
         skew=skew,
         steps=table,
-        slow=slow_rank.find(profile, skew, table, rule or SlowRankRule()),
+        slow=slow_rank.find(profile, skew, table, rule or SlowRankRule(), compute_gaps.gaps(profile, block)),
         hangs=hangs.find(profile),
         positions=hangs.positions(profile),
         collectives=collectives.table(profile, skew),
@@ -82,4 +84,4 @@ def analyze(
         from ..chrome_trace import write_trace
 
         write_trace(result, trace)
-    return report.build(result)
+    return report.build(result, trace)
