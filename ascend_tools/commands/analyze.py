@@ -21,16 +21,16 @@ from .common import emit, exit_code, fail_on_option, handle_errors, output_optio
 @click.option(
     "--min-share",
     type=click.FloatRange(min=0.0),
-    default=0.05,
+    default=0.03,
     show_default=True,
-    help="Slow rank: least lateness per step, as a share of the median step time.",
+    help="Slow rank: least lateness or extra compute per step (or window), as a share of the median step.",
 )
 @click.option(
     "--max-p",
     type=click.FloatRange(min=0.0, max=1.0),
-    default=0.002,
+    default=0.001,
     show_default=True,
-    help="Slow rank: largest sign-test p-value for 'late in most steps'.",
+    help="Slow rank: largest one-sided t-test p-value over the steps (or windows).",
 )
 @click.option(
     "--jobs",

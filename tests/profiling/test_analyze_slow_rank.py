@@ -1,14 +1,11 @@
 """Slow-rank rule: a straggler delayed by 10% of the step is named; balanced runs with jitter are not flagged."""
 
 import json
-from math import comb
 
-import numpy as np
 import pytest
 
 from ascend_tools.profiling import synthetic
 from ascend_tools.profiling.analyze import SlowRankRule, run
-from ascend_tools.profiling.analyze.slow_rank import sign_test
 
 COMPUTE = 0.01
 
@@ -44,7 +41,7 @@ def test_a_ten_percent_straggler_is_named(tmp_path, ranks, per_step):
     # its lateness is the injected delay (up to jitter), as a share of the (now longer) median step
     delay = 0.10 * (per_step * (COMPUTE + 0.8e-3) + COMPUTE)
     assert s["late_per_step_s"] == pytest.approx(delay, rel=0.25)
-    assert len(s["by_step"]) == 20 and s["groups"][0]["group"] == "0"
+    assert len(s["by_step"]) == 19 and s["groups"][0]["group"] == "0"  # the warm-up step left out
     # msprof-analyze's signature: the straggler's collectives are the shortest (it never waits)
     g = s["groups"][0]
     assert g["collective_p50_s"] < g["others_collective_p50_s"]
@@ -73,8 +70,11 @@ def test_straggler_in_one_tensor_parallel_group_only(tmp_path):
             out.append(json.dumps(rec))
         path.write_text("\n".join(out) + "\n")
     a = run(str(tmp_path))
-    assert [s["rank"] for s in a.slow["slow_ranks"]] == [3]
-    assert [g["group"] for g in a.slow["slow_ranks"][0]["groups"]] == ["tp1"]
+    # only tp1 names it (the edit also takes 5 ms of compute from ranks 2 and 3 between tp1 and the next
+    # world collective, so in the world group ranks 0 and 1 do compute more: not what this test is about)
+    slow = {g["group"]: [r["rank"] for r in g["ranks"] if r["slow"]] for g in a.slow["groups"]}
+    assert slow["tp0"] == [] and slow["tp1"] == [3]
+    assert "tp1" in [g["group"] for s in a.slow["slow_ranks"] if s["rank"] == 3 for g in s["groups"]]
 
 
 def test_thresholds_are_parameters(tmp_path):
@@ -92,18 +92,11 @@ def test_thresholds_are_parameters(tmp_path):
     assert run(str(tmp_path), rule=SlowRankRule(min_share=0.15)).slow["slow_ranks"] == []
 
 
-def test_too_few_steps_never_flag(tmp_path):
-    """9 steps leave 8 after the warm-up step: the sign test's smallest p is 2**-8 = 0.0039 > max_p (0.002),
-    however late the rank."""
-    a = simulate(tmp_path, 2, per_step=1, jitter=0.0005, delay_share=0.5, steps=9)
+def test_too_few_steps_are_not_judged(tmp_path):
+    """5 steps leave 4 after the warm-up step, fewer than min_windows (5): no verdict, however late the
+    rank, and the group says how many windows it has and needs."""
+    a = simulate(tmp_path, 2, per_step=1, jitter=0.0005, delay_share=0.5, steps=5)
     assert a.slow["slow_ranks"] == []
-    assert a.slow["groups"][0]["ranks"][1]["share_of_step"] > 0.3
-
-
-def test_sign_test_is_the_binomial_tail():
-    for n in (1, 10, 20, 37):
-        for k in range(n + 1):
-            want = sum(comb(n, j) for j in range(k, n + 1)) * 0.5**n
-            assert sign_test(k, n) == pytest.approx(want)
-    assert sign_test(10, 10) == pytest.approx(1 / 1024)
-    assert np.isclose(sign_test(0, 5), 1.0)
+    g = a.slow["groups"][0]
+    assert (g["judged"], g["windows"], g["windows_needed"]) == (False, 4, 5)
+    assert g["ranks"][1]["verdict"] == "too few windows" and g["ranks"][1]["share_of_step"] > 0.3

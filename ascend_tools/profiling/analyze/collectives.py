@@ -14,7 +14,7 @@ Async collectives (``async_op=True``) are their own rows: their time runs to whe
 complete, so it includes whatever the rank did meanwhile.
 """
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
@@ -50,13 +50,7 @@ def table(profile: Profile, skew: Skew, by_group: bool = False) -> List[Dict[str
         return []
     bucket = bucket_of(colls.bytes)
     time = colls.t1 - colls.t0
-    xfer = time - skew.wait
-    factor = bus_factors(profile.ops, colls.op, colls.n)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        alg = np.where(
-            (xfer > 0) & (colls.bytes > 0), colls.bytes / xfer / GB, np.nan
-        )  # a barrier moves nothing
-    bus = alg * factor
+    alg, bus = bandwidths(profile, skew)
     group = colls.gid if by_group else np.zeros(len(colls), np.int64)
     key = (group << 40) | (colls.op << 24) | (colls.is_async.astype(np.int64) << 16) | (bucket + 1)
     order = np.argsort(key, kind="stable")
@@ -87,6 +81,17 @@ def table(profile: Profile, skew: Skew, by_group: bool = False) -> List[Dict[str
         )
         rows.append(row)
     return rows
+
+
+def bandwidths(profile: Profile, skew: Skew) -> Tuple[np.ndarray, np.ndarray]:
+    """Per coll record: algbw and busbw in GB/s (NaN where nothing moved or the time was all wait)."""
+    colls = profile.colls
+    xfer = colls.t1 - colls.t0 - skew.wait
+    with np.errstate(divide="ignore", invalid="ignore"):
+        alg = np.where(
+            (xfer > 0) & (colls.bytes > 0), colls.bytes / xfer / GB, np.nan
+        )  # a barrier moves nothing
+    return alg, alg * bus_factors(profile.ops, colls.op, colls.n)
 
 
 def _nanmedian(values: np.ndarray) -> float:

@@ -5,11 +5,12 @@ that (the payload always has them all).
 """
 
 import math
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import numpy as np
 
 from ...report import Finding, Report, Series, Severity, Table
+from . import charts
 from .collectives import size_label
 from .steps import per_rank
 
@@ -37,7 +38,8 @@ def _rank_list(ranks: List[int], limit: int = 16) -> str:
     return text + (f" … ({len(ranks)} ranks)" if len(ranks) > limit else "")
 
 
-def build(a: "Analysis") -> Report:
+def build(a: "Analysis", trace: Optional[str] = None) -> Report:
+    """``trace``: the Chrome/Perfetto trace written beside the report, named in the summary."""
     p = a.profile
     rank_rows = _rank_rows(a)
     data: Dict[str, Any] = {
@@ -67,6 +69,8 @@ def build(a: "Analysis") -> Report:
     }
     report = Report(schema=SCHEMA, title=f"analyze: {p.path}", data=data)
     _summary(report, a, data["summary"])
+    if trace is not None:
+        report.summary.append(("trace", f"{trace} (open it in https://ui.perfetto.dev or chrome://tracing)"))
     _hangs(report, a)
     _slow(report, a)
     _steps(report, a, data["steps"]["ranks"])
@@ -144,7 +148,7 @@ def _summary(report: Report, a: "Analysis", s: Dict[str, Any]) -> None:
         ("ranks", f"{s['ranks']} ({status})"),
         ("collectives", f"{s['collective_records']} records in {len(a.profile.groups)} process group(s)"),
         ("steps", f"{s['steps']}, median {ms(s['median_step_s'])} ms" if s["steps"] else "no step records"),
-        ("slow ranks", _rank_list(s["slow_ranks"]) if s["slow_ranks"] else "none"),
+        ("slow ranks", _slow_summary(a, s["slow_ranks"])),
         (
             "hangs",
             "; ".join(
@@ -157,6 +161,13 @@ def _summary(report: Report, a: "Analysis", s: Dict[str, Any]) -> None:
         ("OOMs", s["ooms"]),
         ("problems", s["problems"]),
     ]
+
+
+def _slow_summary(a: "Analysis", slow: List[int]) -> str:
+    unjudged = [g for g in a.slow["groups"] if not g["judged"]]
+    if slow or not unjudged:
+        return _rank_list(slow) if slow else "none"
+    return "not judged: " + "; ".join(_too_few(g) for g in unjudged[:4])
 
 
 def _hangs(report: Report, a: "Analysis") -> None:
@@ -234,16 +245,26 @@ def _hangs(report: Report, a: "Analysis") -> None:
         )
 
 
+def _too_few(g: Dict[str, Any]) -> str:
+    what = {"step": "steps", "sequence": "repeats of the collective sequence", "collective": "collectives"}
+    return (
+        f"group {g['group']}: too few windows to judge: {g['windows']} of the ≥ {g['windows_needed']} needed "
+        f"({what[g['window']]}, the first left out as warm-up)"
+    )
+
+
 def _slow(report: Report, a: "Analysis") -> None:
     rule = a.slow["rule"]
     sec = report.section(
         "Slow ranks",
         [
-            f"Lateness of a rank = its arrival at each collective minus the mean arrival of the other ranks, summed "
-            f"per step. Flagged when the median over steps is ≥ {rule['min_share']:.0%} of the median step time and "
-            f"it was late in so many steps that a sign test gives p ≤ {rule['max_p']:g}; the first step (warm-up) is "
-            f"left out. "
-            f"Caused wait = what the others waited at the collectives it arrived at last."
+            "Per window (a step; without step records, one repeat of the group's collective sequence), for each "
+            "rank: lateness = its arrivals at the group's collectives minus the mean arrival of the others, summed; "
+            "extra compute = its compute between collectives (waits in blocking and async collectives left out) "
+            "minus the others' mean. A rank is slow when, for either, the median over windows is ≥ "
+            f"{rule['min_share']:.0%} of the median window and a one-sided t-test over the windows gives p ≤ "
+            f"{rule['max_p']:g}; it needs ≥ {rule['min_windows']} windows, the first (warm-up) left out. Caused "
+            "wait = what the others waited at the collectives it arrived at last."
         ],
     )
     for s in a.slow["slow_ranks"]:
@@ -255,8 +276,11 @@ def _slow(report: Report, a: "Analysis") -> None:
                 location=f"rank {s['rank']} ({s['host']})",
             )
         )
+    unjudged = [g for g in a.slow["groups"] if not g["judged"]]
+    for g in unjudged:
+        sec.findings.append(Finding(severity=Severity.INFO, rule="slow-rank", message=_too_few(g)))
     if not a.slow["slow_ranks"]:
-        sec.text.append("No slow rank.")
+        sec.text.append("No slow rank." if not unjudged else "No slow rank among the groups judged.")
     rows = []
     for g in a.slow["groups"]:
         for r in sorted(g["ranks"], key=lambda r: -r["late_per_step_s"])[:MAX_ROWS]:
@@ -264,58 +288,50 @@ def _slow(report: Report, a: "Analysis") -> None:
                 [
                     g["group"],
                     r["rank"],
-                    "slow" if r["slow"] else "ok",
+                    r["verdict"],
                     ms(r["late_per_step_s"]),
                     round(100 * r["share_of_step"], 2),
                     f"{r['late_steps']}/{r['steps']}",
+                    _p(r["p_late"]),
+                    ms(r["compute_per_step_s"]),
+                    ms(r["compute_excess_per_step_s"]),
+                    _p(r["p_compute"]),
                     ms(r["caused_wait_s"]),
                     r["times_last"],
                     ms(r["collective_p50_s"]),
-                    ms(r["compute_per_step_s"]),
                 ]
             )
     sec.tables.append(
         Table(
-            "Lateness per group",
+            "Per group and rank, per window",
             [
                 "group",
                 "rank",
                 "verdict",
-                "late ms/step",
-                "% of step",
-                "late steps",
+                "late ms",
+                "% of window",
+                "late windows",
+                "p late",
+                "compute ms",
+                "extra compute ms",
+                "p compute",
                 "caused wait ms",
                 "times last",
                 "coll p50 ms",
-                "compute ms/step",
             ],
             rows,
             status_column="verdict",
-            note=f"up to {MAX_ROWS} ranks per group, latest first",
+            note=f"up to {MAX_ROWS} ranks per group, latest first; windows: "
+            + ", ".join(f"group {g['group']}: {g['windows']} {g['window']}" for g in a.slow["groups"][:8]),
         )
     )
-    for s in a.slow["slow_ranks"]:
-        steps = s["by_step"]
-        if len(steps) > MAX_ROWS:
-            steps = sorted(sorted(steps, key=lambda b: -b["late_s"])[:MAX_ROWS], key=lambda b: b["step"])
-        sec.tables.append(
-            Table(
-                f"Rank {s['rank']} per step",
-                ["step", "late ms", "% of step", "caused wait ms"],
-                [
-                    [
-                        b["step"],
-                        ms(b["late_s"]),
-                        None if b["share_of_step"] is None else round(100 * b["share_of_step"], 2),
-                        ms(b["caused_wait_s"]),
-                    ]
-                    for b in steps
-                ],
-                note=""
-                if len(steps) == len(s["by_step"])
-                else f"the {MAX_ROWS} latest of {len(s['by_step'])} steps",
-            )
-        )
+    heat = charts.lateness_heatmap(a)
+    if heat is not None:
+        sec.charts.append(heat)
+
+
+def _p(value: float) -> str:
+    return f"{value:.2g}"
 
 
 def _pick_ranks(rows: List[Dict[str, Any]], key: str) -> List[Dict[str, Any]]:
@@ -328,16 +344,21 @@ def _steps(report: Report, a: "Analysis", rows: List[Dict[str, Any]]) -> None:
     sec = report.section(
         "Step breakdown",
         [
-            "Per rank, mean per step: compute = step time − blocking collectives; exposed comm = blocking collective "
-            "time not spent waiting; wait = time in collectives waiting for the last rank to arrive; overlapped = "
-            "async collectives (not subtracted), of which async wait waited for late ranks. The first step (warm-up) "
-            "is left out."
+            "Per rank, mean per step: wait = time in collectives waiting for the last rank to arrive, in blocking "
+            "collectives and in async ones (from issuing one to the last rank issuing it: a punctual DDP rank sits "
+            "there at the end of backward); exposed comm = blocking collective time not spent waiting; compute = "
+            "the rest of the step. overlapped = async collectives' time, of which async wait (counted in wait). "
+            "The first step (warm-up) is left out."
         ],
     )
     if not rows:
         sec.text.append(
-            "No step records: mark steps (the Hugging Face callback, or profile().step()) to get a breakdown."
+            "No step records: mark steps (the Hugging Face callback, or profile().step()) to get a breakdown "
+            "per step; the chart shows the means per window of the slow-rank rule instead."
         )
+        bars = charts.breakdown_bars(a, rows)
+        if bars is not None:
+            sec.charts.append(bars)
         return
     shown = _pick_ranks(rows, "wait_s")
     sec.tables.append(
@@ -369,21 +390,9 @@ def _steps(report: Report, a: "Analysis", rows: List[Dict[str, Any]]) -> None:
             note="" if len(shown) == len(rows) else f"{len(shown)} of {len(rows)} ranks: the most wait",
         )
     )
-    sec.series.append(
-        Series(
-            "Step breakdown per rank",
-            "rank",
-            "ms per step",
-            {
-                label: [(float(r["rank"]), r[key] * 1e3) for r in rows]
-                for label, key in (
-                    ("compute", "compute_s"),
-                    ("exposed comm", "exposed_comm_s"),
-                    ("wait", "wait_s"),
-                )
-            },
-        )
-    )
+    bars = charts.breakdown_bars(a, rows)
+    if bars is not None:
+        sec.charts.append(bars)
 
 
 def _collectives(report: Report, a: "Analysis") -> None:
@@ -419,19 +428,9 @@ def _collectives(report: Report, a: "Analysis") -> None:
                 note="" if len(rows) <= 200 else f"200 of {len(rows)} rows; all in the JSON",
             )
         )
-    lines: Dict[str, List[Tuple[float, float]]] = {}
-    for r in a.collectives:
-        if r["bytes_max"] > 0 and r["busbw_p50_GBps"] == r["busbw_p50_GBps"] and not r["async"]:
-            lines.setdefault(r["op"], []).append((math.log2(r["bytes_max"]), r["busbw_p50_GBps"]))
-    if lines:
-        sec.series.append(
-            Series(
-                "busbw p50 by message size",
-                "message size: log2(bytes), 10 = 1 KiB, 20 = 1 MiB",
-                "busbw GB/s",
-                lines,
-            )
-        )
+    scatter = charts.busbw_scatter(a)
+    if scatter is not None:
+        sec.charts.append(scatter)
 
 
 def _coll_row(r: Dict[str, Any]) -> List[Any]:

@@ -1,17 +1,18 @@
 """Per-rank step breakdown: where each step's time went, on aligned clocks.
 
-For rank r and step s (a ``step`` record, t0..t1):
+For rank r and step s (a ``step`` record, t0..t1), with *blocked* as compute_gaps.py defines it (its
+blocking collectives, plus the wait of its async ones: from issue to the last rank's issue):
 
-    comm      = Σ (t1 − t0) of r's blocking collectives in s      (``async: false``, send/recv included)
-    wait      = Σ wait of those collectives                         (see skew.py: sat in the call for peers)
-    exposed   = comm − wait                                         (moving data, or latency)
-    compute   = (t1 − t0 of the step) − comm                        (everything outside blocking collectives)
+    blocked   = |blocked ∩ [t0, t1]|
+    exposed   = Σ (t1 − t0 − wait) of r's blocking collectives in s       moving data, or latency
+    wait      = blocked − exposed              waiting for peers, in blocking and in async collectives
+    compute   = (t1 − t0 of the step) − blocked                            everything else
 
 Means per rank leave the first step out (warm-up: process start, initial broadcasts, lazy init).
 Async collectives (``async_op=True``, DDP's bucket all-reduces) overlap compute: their time is reported
-apart, as ``overlapped``, and not subtracted from compute; ``overlapped_wait`` is the part of it spent
-waiting for late ranks. Where the rank had nothing else to do meanwhile (DDP waits for its buckets at the
-end of backward) that wait is idle time hidden inside "compute": an upper bound on it.
+apart, as ``overlapped``, and ``overlapped_wait`` is the part of it spent waiting for late ranks, which
+(unlike the rest of ``overlapped``) is counted in ``wait``, not in compute: a punctual DDP rank sits in
+the reducer at the end of backward until the straggler's bucket arrives.
 """
 
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from typing import Any, Dict, List
 import numpy as np
 
 from .arrays import runs
+from .compute_gaps import Blocked
 from .model import Profile
 from .skew import Skew
 
@@ -52,7 +54,7 @@ def _key(rank: np.ndarray, step: np.ndarray) -> np.ndarray:
     return (rank.astype(np.int64) << 32) | (step.astype(np.int64) & 0xFFFFFFFF)
 
 
-def breakdown(profile: Profile, skew: Skew) -> StepTable:
+def breakdown(profile: Profile, skew: Skew, block: Blocked) -> StepTable:
     steps, colls = profile.steps, profile.colls
     keys = _key(steps.rank, steps.step)
     uniq, first = np.unique(keys, return_index=True)  # a repeated step record counts once
@@ -67,8 +69,9 @@ def breakdown(profile: Profile, skew: Skew) -> StepTable:
     blocking = inside & ~colls.is_async
     dur = colls.t1 - colls.t0
     m = len(uniq)
-    comm = np.minimum(np.bincount(pos[blocking], weights=dur[blocking], minlength=m), duration)
-    wait = np.minimum(np.bincount(pos[blocking], weights=skew.wait[blocking], minlength=m), comm)
+    blocked = duration - block.compute(rank, steps.t0[first], steps.t1[first])
+    moving = np.bincount(pos[blocking], weights=dur[blocking] - skew.wait[blocking], minlength=m)
+    exposed = np.clip(moving, 0.0, blocked)
     overlapping = inside & colls.is_async
     overlapped = np.bincount(pos[overlapping], weights=dur[overlapping], minlength=m)
     overlapped_wait = np.bincount(pos[overlapping], weights=skew.wait[overlapping], minlength=m)
@@ -76,9 +79,9 @@ def breakdown(profile: Profile, skew: Skew) -> StepTable:
         rank=rank,
         step=step,
         duration=duration,
-        compute=duration - comm,
-        exposed=comm - wait,
-        wait=wait,
+        compute=duration - blocked,
+        exposed=exposed,
+        wait=blocked - exposed,
         overlapped=overlapped,
         overlapped_wait=overlapped_wait,
     )
