@@ -703,17 +703,33 @@ def _environ_update(site: Site) -> Iterable[Hit]:
 # ----------------------------------------------------------------------------- CUDA-only libraries
 
 
-def _lib(rule: str, message: str, suggestion: str, severity: str = "error") -> Handler:
-    """A handler that reports the import of a CUDA-only library (``warning`` when the import sits
-    in a ``try`` with an ImportError fallback: the script still runs, on the fallback path)."""
+# flash_attn.bert_padding is plain PyTorch: only its import fails (the flash_attn package is absent)
+_PURE_TORCH = ("flash_attn.bert_padding.",)
+
+
+def _lib_use(site: Site) -> bool:
+    """A call of, or a value taken from, a library's name (``amp.initialize(...)``,
+    ``rotary_emb.apply_rotary(...)``, ``cls = bnb.nn.Linear4bit``): it needs the library as much as its
+    import does. Comparisons (``flash_attn_version >= "2.1"``) and pure-PyTorch helpers are left out."""
+    if site.kind == "ref" and site.in_compare:
+        return False
+    return site.kind in ("call", "ref") and not site.name.startswith(_PURE_TORCH)
+
+
+def _lib(rule: str, message: str, suggestion: str, severity: str = "error", uses: bool = True) -> Handler:
+    """A handler that reports the import of a CUDA-only library and (with ``uses``) every call or value
+    use of its names that has no more specific rule (``warning`` when the import sits in a ``try`` with
+    an ImportError fallback or the use in a CUDA-only branch: the script still runs, on the other path)."""
 
     def handler(site: Site) -> Iterable[Hit]:
-        if site.kind != "import":
+        if site.kind != "import" and not (uses and _lib_use(site)):
             return []
         sev = "warning" if (site.guarded or site.branch) and severity == "error" else severity
         fallback = " (guarded: the ImportError fallback runs instead)" if site.guarded else ""
         fallback += f" ({site.branch})" if site.branch else ""
-        return [Hit(rule, sev, f"import {site.name}: {message}{fallback}", suggestion)]
+        if site.kind == "import":
+            return [Hit(rule, sev, f"import {site.name}: {message}{fallback}", suggestion)]
+        return [Hit(rule, sev, f"{site.name}{_call_suffix(site)}: {message}{fallback}", suggestion)]
 
     return handler
 
@@ -862,6 +878,7 @@ register("triton.*")(
         "(grid/block sizes for AI cores); transfer_to_npu makes torch's has_triton() return False",
         "install triton-ascend and re-validate each @triton.jit kernel, or use the torch / torch_npu op",
         severity="warning",
+        uses=False,  # every tl.* call inside a kernel would be a finding; the @triton.jit rule reports kernels
     )
 )
 register("triton.jit", "triton.autotune")(
@@ -1020,13 +1037,20 @@ def _bnb_config(site: Site) -> Iterable[Hit]:
 def _bnb_calls(site: Site) -> Iterable[Hit]:
     if site.kind == "import":
         return _BNB_IMPORT(site)
-    if site.kind != "call":
+    if not _lib_use(site):
         return []
     leaf = site.name.rsplit(".", 1)[1]
     fix = (
         "torch.optim.AdamW or torch_npu.optim.NpuFusedAdamW" if ".optim." in site.name else "torch.nn.Linear"
     )
-    return [Hit("lib-bitsandbytes", "error", f"bitsandbytes {leaf}(): CUDA kernels, no NPU backend", fix)]
+    return [
+        Hit(
+            "lib-bitsandbytes",
+            "error",
+            f"bitsandbytes {leaf}{_call_suffix(site)}: CUDA kernels, no NPU backend",
+            fix,
+        )
+    ]
 
 
 _BNB_IMPORT = lookup("bitsandbytes") or (lambda site: [])
@@ -1056,7 +1080,6 @@ def _flash_attn_interface(site: Site) -> Iterable[Hit]:
 
 
 _FLASH_IMPORT = lookup("flash_attn") or (lambda site: [])
-# flash_attn.bert_padding is plain PyTorch: only its import fails (the flash_attn package is absent)
 register("flash_attn.flash_attn_interface.*")(_flash_attn_interface)
 
 

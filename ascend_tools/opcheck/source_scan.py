@@ -17,6 +17,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 from ascend_tools.errors import InputError
 from ascend_tools.opcheck.command_inputs import scan_command_inputs
 from ascend_tools.opcheck.import_follower import ImportRecord, local_imports, static_path
+from ascend_tools.opcheck.kernel_wrappers import kernel_wrappers
 from ascend_tools.opcheck.source_finding import SourceFinding, as_report_finding
 from ascend_tools.opcheck.source_rules import CPP_EXTENSION_MODULE, RULE_DOCS, Handler, Hit, Site, lookup
 from ascend_tools.opcheck.training_options import OPTION_RULES
@@ -101,6 +102,7 @@ class _Scanner(ast.NodeVisitor):
         self.in_main = False  # inside `if __name__ == "__main__":` (does not run when imported)
         self.called: Set[str] = set()  # names called outside the __main__ block (f() and x.f())
         self.main_called: Set[str] = set()  # names called inside it (they run for the target only)
+        self.tree: ast.AST = ast.Module(body=[], type_ignores=[])  # set by _scan
 
     # ------------------------------------------------------------------ resolution and reporting
 
@@ -228,8 +230,11 @@ class _Scanner(ast.NodeVisitor):
         for kw in node.keywords:
             if kw.arg:
                 self.emit(Site(f"<kwarg>.{kw.arg}", "kwarg", kw.value, value=kw.value))
+        type_test = getattr(func, "id", None) in ("isinstance", "issubclass")  # a test, like a comparison
+        self.compare += type_test
         for arg in node.args:
             self.visit(arg)
+        self.compare -= type_test
         for kw in node.keywords:
             self.visit(kw.value)
 
@@ -378,6 +383,7 @@ def _scan(path: str) -> _Scanner:
     source, tree = _parse(path)
     scanner = _Scanner(path, source)
     scanner.visit(tree)
+    scanner.tree = tree
     return scanner
 
 
@@ -433,6 +439,7 @@ class _Followed:
         self.scanner = scanner
         self.findings = [dataclasses.replace(f, file=shown) for f in scanner.findings]
         self.resolved: List[List[str]] = [[] for _ in scanner.imports]
+        self.wrappers: Set[str] = set()  # top-level names that wrap CUDA-only code (kernel_wrappers)
 
     def module_errors(self) -> List[SourceFinding]:
         """Error findings outside any function: they fail when the file is imported."""
@@ -445,10 +452,13 @@ class _Followed:
 def _propagate(files: Dict[str, _Followed], order: List[str]) -> None:
     """An import of a local module that fails on NPU is itself an error at the import line, and so is a
     call of a function imported from it (FastChat's ``from ...flash_attn_monkey_patch import replace_...``
-    then ``replace_...()``). Deepest files first, so failures travel up the import chain."""
+    then ``replace_...()``) and a call of a name that wraps CUDA-only code there (kernel_wrappers), even
+    when the module imports cleanly. Deepest files first, so failures travel up the import chain."""
     for real in reversed(order):
         importer = files[real]
         sc = importer.scanner
+        imported_wrappers: Set[str] = set()
+        flagged: Set[int] = set()  # ids of calls already reported
         for (stmt, names), targets in zip(sc.import_lines, importer.resolved):
             for target_real in (os.path.realpath(t) for t in targets):
                 module = files.get(target_real)
@@ -472,22 +482,44 @@ def _propagate(files: Dict[str, _Followed], order: List[str]) -> None:
                         )
                     )
                 for local, name in names.items():
-                    if name not in module.scanner.functions:
-                        continue
-                    for call in sc.name_calls.get(local, []) if errors else []:
-                        importer.findings.append(
-                            SourceFinding(
-                                importer.shown,
-                                call.lineno,
-                                call.col_offset + 1,
-                                errors[0].rule,
-                                "error",
-                                f"{local}() comes from {module.shown}, which uses CUDA-only code "
-                                f"({errors[0].file}:{errors[0].line})",
-                                'skip this call on NPU (e.g. HF attn_implementation="sdpa" / '
-                                "torch_npu.npu_fusion_attention instead of a flash-attn monkey patch)",
-                            )
+                    if name in module.wrappers:
+                        imported_wrappers.add(local)
+                    calls = sc.name_calls.get(local, [])
+                    if errors and name in module.scanner.functions:
+                        flagged.update(map(id, calls))
+                        importer.findings.extend(
+                            _call_finding(importer, call, errors[0], f"{local}() comes from {module.shown}")
+                            for call in calls
                         )
+                    elif name in module.wrappers:
+                        cuda = _cuda_errors(module.findings)
+                        importer.findings.extend(
+                            _call_finding(
+                                importer, call, cuda[0], f"{local}() wraps CUDA-only code of {module.shown}"
+                            )
+                            for call in calls
+                            if id(call) not in flagged and cuda
+                        )
+        importer.wrappers = kernel_wrappers(
+            sc.tree, [f.line for f in _cuda_errors(importer.findings)], imported_wrappers
+        )
+
+
+def _cuda_errors(findings: Iterable[SourceFinding]) -> List[SourceFinding]:
+    return [f for f in findings if f.severity == "error" and f.rule.startswith(("lib-", "cuda-extension"))]
+
+
+def _call_finding(importer: _Followed, call: ast.Call, cause: SourceFinding, what: str) -> SourceFinding:
+    return SourceFinding(
+        importer.shown,
+        call.lineno,
+        call.col_offset + 1,
+        cause.rule,
+        "error",
+        f"{what}, which uses CUDA-only code ({cause.file}:{cause.line})",
+        'skip or replace this call on NPU (e.g. HF attn_implementation="sdpa" / '
+        "torch_npu.npu_fusion_attention instead of a flash-attn monkey patch; torch ops for a fused kernel)",
+    )
 
 
 def scan_target(path, follow_imports: bool = True, cwd: Optional[str] = None) -> List[SourceFinding]:

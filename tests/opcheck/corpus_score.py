@@ -58,6 +58,8 @@ class Truth:
     trace_must_complete: bool
     lines: List[Dict[str, Any]]
     ignore: List[Dict[str, Any]]
+    # in-sample: rules were written from its misses; held-out / blind-N: scored before any rule saw it
+    split: str = "in-sample"
 
 
 @dataclass
@@ -92,11 +94,14 @@ class Score:
         return self.trace.exit_code in (0, 1) and bool(report.get("trace", {}).get("complete"))
 
 
-def load_truths() -> List[Truth]:
+def load_truths(only: Optional[Sequence[str]] = None) -> List[Truth]:
+    """The truths, or those whose id or split is in `only`."""
     out = []
     for path in sorted((CORPUS / "truth").glob("*.json")):
         raw = json.loads(path.read_text())
-        out.append(Truth(**{k: raw[k] for k in Truth.__dataclass_fields__}))
+        truth = Truth(**{k: raw[k] for k in Truth.__dataclass_fields__ if k in raw})
+        if not only or truth.id in only or truth.split in only:
+            out.append(truth)
     return out
 
 
@@ -198,10 +203,12 @@ def score(truth: Truth, run: Run, cwd: Path) -> Score:
     return s
 
 
-def score_corpus(with_trace: bool, trace_timeout: float = 300) -> List[Score]:
+def score_corpus(
+    with_trace: bool, trace_timeout: float = 300, only: Optional[Sequence[str]] = None
+) -> List[Score]:
     out = []
     with tempfile.TemporaryDirectory(prefix="checkops-corpus-") as tmp:
-        for truth in load_truths():
+        for truth in load_truths(only):
             cwd = prepare(truth, Path(tmp) / truth.id)
             s = score(truth, scan(truth, cwd), cwd)
             if with_trace and command_form_available():
@@ -275,8 +282,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     ap.add_argument("--write-doc", type=Path, help="rewrite the table between the markers in this page")
     ap.add_argument("--misses", action="store_true", help="list missed truth lines and false positives")
+    ap.add_argument(
+        "--only", help="comma-separated truth ids or splits (in-sample, held-out, blind-1, ...) to score"
+    )
     args = ap.parse_args(argv)
-    scores = score_corpus(args.trace)
+    scores = score_corpus(args.trace, only=args.only.split(",") if args.only else None)
     text = table(scores)
     print(text)
     if args.misses:
