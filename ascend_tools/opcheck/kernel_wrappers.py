@@ -13,7 +13,7 @@ need no change once the wrapper is ported.
 """
 
 import ast
-from typing import Dict, Iterable, List, Set, Tuple
+from typing import Dict, Iterable, List, Set, Tuple, Union
 
 
 def top_level_definitions(tree: ast.AST) -> Dict[str, ast.stmt]:
@@ -55,13 +55,12 @@ def kernel_wrappers(tree: ast.AST, cuda_lines: Iterable[int], imported: Iterable
     defs = top_level_definitions(tree)
 
     def spans(stmt: ast.stmt) -> List[Tuple[int, int]]:
-        if isinstance(
-            stmt, (ast.FunctionDef, ast.AsyncFunctionDef)
-        ):  # a thin wrapper returns the kernel's result
-            nodes: List[ast.AST] = [n for n in ast.walk(stmt) if isinstance(n, ast.Return)]
+        nodes: List[Union[ast.stmt, ast.expr]]
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            nodes = [n for n in ast.walk(stmt) if isinstance(n, ast.Return)]  # a thin wrapper returns it
         else:
             nodes = [stmt, *getattr(stmt, "decorator_list", [])]
-        return [(n.lineno, getattr(n, "end_lineno", None) or n.lineno) for n in nodes]
+        return [(n.lineno, n.end_lineno or n.lineno) for n in nodes]
 
     def holds_cuda(stmt: ast.stmt) -> bool:
         return any(a <= line <= b for a, b in spans(stmt) for line in lines)

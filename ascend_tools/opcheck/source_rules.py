@@ -14,6 +14,8 @@ Name spaces in the table:
 * ``<method>.NAME``: a method call ``x.NAME(...)`` on something that is not an imported module.
 * ``<kwarg>.NAME``: a keyword argument ``NAME=...`` in any call (and a parameter default).
 * ``<device-var>``: a value assigned to a variable whose name says it is a device.
+* ``<backend-var>``: likewise for a backend (also an argparse option's default), ``<assert-cuda>``: an
+  ``assert`` that holds only for CUDA tensors.
 
 Severity: ``error`` breaks on NPU, ``warning`` runs but is slow/lossy or needs a manual change,
 ``info`` is handled automatically by ``torch_npu.contrib.transfer_to_npu``.
@@ -37,6 +39,7 @@ RULE_DOCS: Dict[str, Tuple[str, str]] = {
         "torch.backends.cuda.* settings (TF32, linalg/fft knobs): no effect on NPU",
     ),
     "nccl-backend": ("info", 'distributed backend "nccl" (transfer_to_npu rewrites it to "hccl")'),
+    "cuda-assert": ("error", 'assert x.is_cuda / device.type == "cuda": false for NPU tensors'),
     "nccl-env": ("warning", "NCCL_* / TORCH_NCCL_* environment variables set from Python"),
     "cuda-env": ("warning", "CUDA_* / PYTORCH_CUDA_* environment variables set from Python"),
     "cuda-amp": ("warning", "torch.cuda.amp.* (deprecated, CUDA-only path)"),
@@ -605,6 +608,21 @@ def _nccl_ref(site: Site) -> Iterable[Hit]:
             f"{site.name}: use the HCCL backend on Ascend "
             f"({TRANSFER} maps is_nccl_available to is_hccl_available)",
             new,
+        )
+    ]
+
+
+@register("<assert-cuda>")
+def _cuda_assert(site: Site) -> Iterable[Hit]:
+    """Kernel wrappers check their inputs with ``assert x.is_cuda``: on NPU the tensor's ``is_cuda`` is
+    False (its device type is "npu"), so the assert stops the run before the kernel is reached."""
+    return [
+        Hit(
+            "cuda-assert",
+            "error",
+            'asserts a CUDA tensor or device (is_cuda / device.type == "cuda"): false for NPU tensors, '
+            "so it raises AssertionError on NPU",
+            'assert x.device.type != "cpu" (or x.device.type == "npu"), or drop it with the CUDA kernel it guards',
         )
     ]
 

@@ -68,6 +68,23 @@ def _is_main_guard(test: ast.AST) -> bool:
     )
 
 
+def _requires_cuda(test: ast.AST) -> bool:
+    """The test holds only for CUDA tensors/devices: ``x.is_cuda`` or ``... == "cuda"`` in it, not negated."""
+    negated = {id(n) for u in ast.walk(test) if isinstance(u, ast.UnaryOp) for n in ast.walk(u.operand)}
+    for sub in ast.walk(test):
+        if id(sub) in negated:
+            continue
+        if isinstance(sub, ast.Attribute) and sub.attr == "is_cuda":
+            return True
+        if (
+            isinstance(sub, ast.Compare)
+            and all(isinstance(op, ast.Eq) for op in sub.ops)
+            and any(isinstance(c, ast.Constant) and c.value == "cuda" for c in (sub.left, *sub.comparators))
+        ):
+            return True
+    return False
+
+
 def _chain(node: ast.AST) -> Optional[List[str]]:
     """``a.b.c`` -> ["a", "b", "c"]; None for anything that is not a plain attribute chain."""
     parts: List[str] = []
@@ -220,6 +237,8 @@ class _Scanner(ast.NodeVisitor):
             path = static_path(node.args[-1], self.path, self.resolve, self.value_of)
             if path is not None:
                 self.sys_paths.append(path)
+        if isinstance(func, ast.Attribute) and func.attr == "add_argument":
+            self._argparse_backend(node)
         if name is not None:
             self.emit(Site(name, "call", node, guarded=self._guarded_name(func)))
         elif isinstance(func, ast.Attribute):
@@ -237,6 +256,20 @@ class _Scanner(ast.NodeVisitor):
         self.compare -= type_test
         for kw in node.keywords:
             self.visit(kw.value)
+
+    def _argparse_backend(self, call: ast.Call) -> None:
+        """``parser.add_argument("--dist-backend", default="nccl")``: the option's default is a backend
+        variable's value, as ``backend = "nccl"`` is."""
+        flags = [a.value for a in call.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+        default = next((kw.value for kw in call.keywords if kw.arg == "default"), None)
+        if default is not None and any(_BACKEND_NAME.search(f.lstrip("-").replace("-", "_")) for f in flags):
+            self.emit(Site("<backend-var>", "device-var", default, value=default))
+
+    def visit_Assert(self, node: ast.Assert) -> None:
+        """``assert x.is_cuda`` / ``assert x.device.type == "cuda"``: false for NPU tensors."""
+        if _requires_cuda(node.test):
+            self.emit(Site("<assert-cuda>", "assert", node))
+        self.generic_visit(node)
 
     def _visit_chain(self, node: ast.AST, ctx: ast.expr_context) -> bool:
         name = self.resolve(node)
@@ -324,7 +357,8 @@ class _Scanner(ast.NodeVisitor):
                 ident in OPTION_RULES
             ):  # `tf32: bool = True`, `optim: str = field(default="paged_adamw_32bit")`
                 default = _field_default(value)
-                self.emit(Site(f"<kwarg>.{ident}", "kwarg", default, value=default))
+                if isinstance(default, ast.Constant):  # `load_in_4bit = args.x` is no setting of its own
+                    self.emit(Site(f"<kwarg>.{ident}", "kwarg", default, value=default))
 
     def _builds_cuda_extension(self, value: ast.AST) -> bool:
         if not isinstance(value, ast.Call):

@@ -38,12 +38,16 @@ def _constant(node: object) -> object:
     return node.value if isinstance(node, ast.Constant) else _UNSET
 
 
-def option(*names: str) -> Callable[[OptionRule], OptionRule]:
-    """Add a rule for ``names`` to OPTION_RULES and to the source rules as ``<kwarg>.NAME``."""
+def option(*names: str, when_computed: object = _UNSET) -> Callable[[OptionRule], OptionRule]:
+    """Add a rule for ``names`` to OPTION_RULES and to the source rules as ``<kwarg>.NAME``. A keyword
+    whose value is computed (``load_in_4bit=args.bits == 4``) is judged as ``when_computed`` when given
+    (the path the script offers), else not at all."""
 
     def deco(fn: OptionRule) -> OptionRule:
         def kwarg_rule(site: Site) -> Iterable[Hit]:
             value = _constant(site.value)
+            if value is _UNSET:
+                value = when_computed
             return [] if value is _UNSET else fn(value)
 
         for name in names:
@@ -183,7 +187,7 @@ def _liger(value: object) -> List[Hit]:
     ]
 
 
-@option("load_in_4bit", "load_in_8bit")
+@option("load_in_4bit", "load_in_8bit", when_computed=True)
 def _load_in_kbit(value: object) -> List[Hit]:
     if not truthy(value):
         return []

@@ -149,3 +149,36 @@ def test_calls_of_wrappers_imported_from_local_modules(tmp_path):
     # Model reaches the kernel three definitions down; plain() uses none: their callers need no change
     assert not {5, 6} & {line for line, _ in at(findings, "main.py")}
     assert (6, "error") in at(findings, "model.py")  # fused_xent(...) inside Head
+
+
+def test_cuda_asserts_computed_quantization_and_argparse_backend(tmp_path):
+    findings = scan_file(
+        write(
+            tmp_path,
+            "t.py",
+            """\
+            import argparse
+            from transformers import AutoModelForCausalLM
+
+            def check(x, y):
+                assert x.is_cuda and y.is_cuda
+                assert x.device.type == "cuda", "needs a GPU"
+                assert not x.is_cuda
+                assert x.device.type != "cuda"
+
+            def load(args):
+                return AutoModelForCausalLM.from_pretrained("m", load_in_4bit=args.bits == 4, load_in_8bit=False)
+
+            parser = argparse.ArgumentParser()
+            parser.add_argument("--dist-backend", default="nccl", type=str)
+            parser.add_argument("--log-backend", default="tensorboard")
+            parser.add_argument("--device", default="nccl")
+            """,
+        )
+    )
+    by = {(f.line, f.rule, f.severity) for f in findings}
+    assert {(5, "cuda-assert", "error"), (6, "cuda-assert", "error")} <= by
+    assert not {f for f in findings if f.rule == "cuda-assert" and f.line in (7, 8)}  # hold on NPU too
+    # a computed load_in_4bit is the quantized path the script offers; a constant False is not
+    assert [f.line for f in findings if f.rule == "lib-bitsandbytes"] == [11]
+    assert [f.line for f in findings if f.rule == "nccl-backend"] == [14]
