@@ -441,6 +441,23 @@ def test_check_inputs_slice_keeps_positions():
     assert torch.allclose(A.attention_reference(q3, k3, v3, **kw3), causal[:1, :16, -16:], atol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["left_pad_bool", "left_pad_float"])
+def test_self_check_accepts_sdpa_on_a_left_padded_batch(name):
+    """Pad queries that see no key have no defined output (HF eager: mean of V, torch SDPA: zeros): the
+    self-check slice (batch row 0, here the padded one) lets them see every key and judges the rest."""
+    q, k, v, kw = make(name, torch.float32)
+    mask = kw["attention_mask"].flip(0)  # the padded sequence first: the one check_inputs takes
+    assert not full_keep(q, k, {"attention_mask": mask})[0].any(-1).all()  # it has rows that see nothing
+    args, kwargs = A.check_inputs(q, k, v, attention_mask=mask)
+    checked = full_keep(*args[:2], kwargs)
+    assert checked.any(-1).all()
+    empty = ~full_keep(q, k, {"attention_mask": mask})[:1].any(-1, keepdim=True)
+    assert torch.equal(checked, full_keep(q[:1], k[:1], {"attention_mask": mask[:1]}) | empty)
+    reference = registry.tiers("attention")["reference"].forward
+    fwd, bwd = registry.compare_tiers(A.attention_sdpa, reference, args, kwargs)
+    assert max(fwd, bwd) <= sum(A.tolerance(torch.float32))
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_golden_cases_pass_every_tier_here(fake_npu, dtype):
     names = [n for n, _ in A.golden_cases()]
