@@ -50,6 +50,20 @@ from .common import debug_enabled, handle_errors
     help="Add this run's ranks to a profile already in DIR (other nodes' ranks); a rank already there is "
     "not written again (default: refuse such a DIR, so runs never mix).",
 )
+@click.option(
+    "--always-on",
+    is_flag=True,
+    help="Bounded disk for runs of days (<= 45 MiB per rank): one aggregate record per window and the last "
+    "full records dumped around an anomaly (slow window, hang, OOM) instead of every record.",
+)
+@click.option(
+    "--window",
+    "window_s",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="With --always-on: seconds per window (closed at the first step end after that).",
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @handle_errors
 def profile_cmd(
@@ -62,6 +76,8 @@ def profile_cmd(
     kill_on_hang: bool,
     no_stack: bool,
     append: bool,
+    always_on: bool,
+    window_s: float,
     command: tuple,
 ) -> None:
     """Run COMMAND (e.g. -- torchrun --nproc-per-node 8 train.py ARGS) with the profiler on in every rank.
@@ -74,6 +90,8 @@ def profile_cmd(
         raise InputError(f"--hang-timeout: must be 0 (off) or a number of seconds, not {hang_timeout}")
     if not memory_interval > 0 or math.isinf(memory_interval):
         raise InputError(f"--memory-interval: must be a positive number of seconds, not {memory_interval}")
+    if not window_s > 0 or math.isinf(window_s):
+        raise InputError(f"--window: must be a positive number of seconds, not {window_s}")
     options: Dict[str, Any] = {
         "comm": not no_comm,
         "memory": not no_memory,
@@ -82,6 +100,8 @@ def profile_cmd(
         "native": native,
         "kill_on_hang": kill_on_hang,
         "stack": not no_stack,
+        "always_on": always_on,
+        "window_s": window_s,
         "debug": debug_enabled(),
     }
     run_id = options["run_id"] = secrets.token_hex(4)  # in every rank's meta.json: which run wrote it

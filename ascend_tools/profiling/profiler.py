@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional
 
 from .. import __version__, backend
 from ..session import StepSession
+from .always_on import WINDOW_S, WindowRecorder
 from .comm import CommInterceptor
 from .recorder import RankRecorder
 
@@ -59,6 +60,8 @@ class Profiler(StepSession):
         kill_on_hang: bool = False,
         top: bool = True,
         run_id: Optional[str] = None,
+        always_on: bool = False,
+        window_s: float = WINDOW_S,
     ) -> None:
         self._init_session(None, None)
         self.out_dir = os.path.abspath(out_dir)
@@ -70,6 +73,8 @@ class Profiler(StepSession):
             "stack": stack,
             "native": native,
             "kill_on_hang": kill_on_hang,
+            "always_on": always_on,
+            "window_s": window_s,
         }
         self.top = top
         self.run_id = run_id  # ascend-doctor profile's run: a rank directory of another run is never written
@@ -208,7 +213,10 @@ class Profiler(StepSession):
             )
             return False
         self.rank, self.rank_dir = rank, rank_dir
-        self.recorder = RankRecorder(rank_dir, self._meta(rank, world))
+        if self.options["always_on"]:
+            self.recorder = WindowRecorder(rank_dir, self._meta(rank, world), self.options["window_s"])
+        else:
+            self.recorder = RankRecorder(rank_dir, self._meta(rank, world))
         if self.comm is not None:
             self.recorder.ticks.append(self.comm.resolve)
         for rec in self._pending:
@@ -276,7 +284,7 @@ class Profiler(StepSession):
             float(timeout),
             inflight=self.comm.inflight,
             recent=self.comm.recent_records,
-            flush=recorder.flush,
+            flush=lambda: recorder.anomaly("hang"),
             native=self.options["native"],
             kill=self.options["kill_on_hang"],
             world_size=world,
@@ -364,7 +372,7 @@ class Profiler(StepSession):
             if self.rank_dir is None and not self._name(backend.rank(), backend.world_size(), final=True):
                 return None
             if self.recorder is not None:
-                self.recorder.flush()
+                self.recorder.anomaly("oom")
             return self.oom.report(exc) if self.oom is not None else None
         except Exception as err:
             self._fail(err)
@@ -407,6 +415,8 @@ def profile(
     stack: bool = True,
     native: bool = False,
     kill_on_hang: bool = False,
+    always_on: bool = False,
+    window_s: float = WINDOW_S,
 ) -> Profiler:
     """Profile the code run inside ``with profile(out_dir) as prof:`` into ``out_dir/rank{r}/``.
 
@@ -415,7 +425,9 @@ def profile(
     write forensics on an out-of-memory error (then it propagates). ``hang_timeout``: seconds a
     collective may stay incomplete before every rank dumps its stacks (None: no watchdog); with
     ``kill_on_hang`` the rank then terminates itself. ``native``: py-spy also shows native frames.
-    Steps advance at each ``optimizer.step()`` until the script calls ``prof.step()``."""
+    Steps advance at each ``optimizer.step()`` until the script calls ``prof.step()``. ``always_on``: keep
+    the disk bounded for runs of days: one aggregate record per ``window_s`` seconds and the last full
+    records dumped around an anomaly (slow window, hang, OOM) instead of every record (always_on.py)."""
     return Profiler(
         out_dir,
         comm=comm,
@@ -425,6 +437,8 @@ def profile(
         stack=stack,
         native=native,
         kill_on_hang=kill_on_hang,
+        always_on=always_on,
+        window_s=window_s,
     )
 
 

@@ -92,12 +92,14 @@ class RankRecorder(FailOpen):
             for tick in self.ticks:
                 self._guarded(tick)
             buf = self._buf
-            lines = []
+            drained = []
             while buf:
                 try:
-                    rec = buf.popleft()
+                    drained.append(buf.popleft())
                 except IndexError:
                     break
+            lines = []
+            for rec in self._guarded(self._select, drained) or []:
                 try:
                     lines.append(json.dumps(rec))  # no keyword arguments: json reuses its cached C encoder
                 except (TypeError, ValueError) as exc:
@@ -109,6 +111,15 @@ class RankRecorder(FailOpen):
                     self.records += len(lines)
                 except OSError as exc:
                     self._fail(exc)
+
+    def _select(self, records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        """The drained records that go to ``events.jsonl`` (all of them; the always-on recorder keeps
+        fewer). Runs in the draining thread with the drain lock held."""
+        return records
+
+    def anomaly(self, reason: str) -> None:
+        """Something went wrong (``hang``, ``oom``): make what was recorded so far durable."""
+        self.flush()
 
     def discard(self) -> None:
         """Stop the writer and remove ``events.jsonl``, ``meta.json`` and the rank directory (when that leaves

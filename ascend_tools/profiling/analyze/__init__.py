@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 from ...report import Report
-from . import clocks, collectives, compute_gaps, hangs, memory, p2p, report, slow_rank, steps
+from . import aggregates, clocks, collectives, compute_gaps, hangs, memory, p2p, report, slow_rank, steps
 from .instances import group_instances
 from .model import Profile
 from .reader import Progress, read_profile
@@ -84,4 +84,6 @@ def analyze(
         from ..chrome_trace import write_trace
 
         write_trace(result, trace)
-    return report.build(result, trace)
+    built = report.build(result, trace)
+    aggregates.add_section(built, result.profile)  # always-on windows, when the profile has any
+    return built

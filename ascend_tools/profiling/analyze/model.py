@@ -96,6 +96,7 @@ class RankInfo:
     hang: Optional[Dict[str, Any]] = None  # hang/hang.json, normalised (see reader.normalise_hang)
     hang_files: List[str] = field(default_factory=list)
     oom: Optional[Dict[str, Any]] = None
+    windows: List[Dict[str, Any]] = field(default_factory=list)  # always-on ``window`` records, by "w"
 
     @property
     def host(self) -> str:

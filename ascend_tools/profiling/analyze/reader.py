@@ -100,7 +100,10 @@ class _Reader:
                     os.path.join(rdir, "meta.json"),
                     f"{counter.replace('_', ' ')}: {info.meta[counter]} (records are missing)",
                 )
+        always_on = _always_on_files(rdir)
         records = self._records(rank, os.path.join(rdir, "events.jsonl"))
+        for path in always_on["ring"]:  # full records dumped around an anomaly
+            records += self._records(rank, path)
         info.records = len(records)
         by_kind: Dict[Any, List[Dict[str, Any]]] = {k: [] for k in KINDS}
         unknown: Counter = Counter()
@@ -127,6 +130,7 @@ class _Reader:
         self._colls(rank, rdir, by_kind["coll"])
         self._steps(rank, rdir, by_kind["step"], info)
         info.memory = self._memory(by_kind["mem"])
+        info.windows = self._windows(rank, always_on["windows"])
         self._hang(rank, rdir, info)
         oom_path = os.path.join(rdir, "oom.json")
         if os.path.exists(oom_path):
@@ -257,6 +261,23 @@ class _Reader:
                 Steps(np.full(int(ok.sum()), rank, np.int64), s[ok].astype(np.int64), a[ok], b[ok])
             )
             info.last_step = int(s[ok].max())
+
+    def _windows(self, rank: int, paths: List[str]) -> List[Dict[str, Any]]:
+        """The ``window`` records of the always-on files, by window number (two files alternate)."""
+        found = []
+        for path in paths:
+            recs = self._records(rank, path)
+            ok = [
+                r
+                for r in recs
+                if isinstance(r, dict) and r.get("k") == "window" and isinstance(r.get("w"), int)
+            ]
+            if len(ok) < len(recs):
+                self.problem(
+                    "warning", rank, path, f"{len(recs) - len(ok)} record(s) that are not windows skipped"
+                )
+            found += ok
+        return sorted(found, key=lambda r: r["w"])
 
     @staticmethod
     def _memory(recs: List[Dict[str, Any]]) -> Optional[memory.RankMemory]:
@@ -592,7 +613,18 @@ def _concat_freeing(parts: List[Colls]) -> Colls:
     return Colls(**columns)
 
 
-PROFILE_FILES = ("events.jsonl",)
+PROFILE_FILES = ("events.jsonl", "windows.0.jsonl")
+
+
+def _always_on_files(rdir: str) -> Dict[str, List[str]]:
+    """``windows``: the always-on window files of a rank directory; ``ring``: its anomaly dumps, in order."""
+    windows = [os.path.join(rdir, f"windows.{i}.jsonl") for i in (0, 1)]
+    ring = os.path.join(rdir, "ring")
+    dumps = sorted(n for n in os.listdir(ring) if n.endswith(".jsonl")) if os.path.isdir(ring) else []
+    return {
+        "windows": [w for w in windows if os.path.exists(w)],
+        "ring": [os.path.join(ring, n) for n in dumps],
+    }
 
 
 def _is_profile_rank(rdir: str, meta: Any) -> bool:

@@ -1,0 +1,226 @@
+"""What the always-on windows say (profiling/always_on.py writes them): collectives by op × size bucket,
+per-rank compute and lateness, slow windows and the anomaly dumps.
+
+- **Collectives**: count, bytes and time summed over every rank and window; the time quantiles from the
+  merged log2 histograms, each the middle of the bin holding the quantile (``q``-th of N: the
+  ⌈q·N/100⌉-th smallest), so within a factor 2^(1/16) of the exact order statistic.
+- **Lateness**: each rank sums the entry times t0 and exit times t1 of blocks of 64 consecutive blocking
+  collectives of a group. For a block every member completed, mean t1 is the same instant on every rank
+  up to its clock offset; a rank's offset is the median over blocks of (its mean t1 − the members' median
+  mean t1). Its lateness in a block = (its mean t0 − offset) − the earliest member's, i.e. how much later
+  than the earliest rank it arrived, averaged over the block (≤ the mean of the per-collective lateness,
+  equal when the same rank is first at every collective).
+- **Compute**: a window's span (first to last record) minus the time in blocking collectives.
+"""
+
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ...report import Report, Table
+from ..always_on import bin_value
+from .collectives import bucket_label
+from .model import Profile
+
+
+def summarize(profile: Profile) -> Optional[Dict[str, Any]]:
+    """The always-on summary of ``profile``, None when no rank wrote windows."""
+    windows = {r: info.windows for r, info in profile.ranks.items() if info.windows}
+    if not windows:
+        return None
+    lateness = _lateness(windows)
+    return {
+        "collectives": _collectives(windows),
+        "ranks": [_rank(r, ws, lateness.get(r)) for r, ws in sorted(windows.items())],
+        "dumps": {
+            r: list(info.meta.get("dumps") or [])
+            for r, info in profile.ranks.items()
+            if info.meta.get("dumps")
+        },
+    }
+
+
+def quantile(hist: Dict[int, int], q: float) -> float:
+    """The q-th percentile of the durations in ``hist`` (bin -> count) as its bin's middle."""
+    bins = sorted(hist)
+    counts = np.cumsum([hist[b] for b in bins])
+    k = max(1, int(np.ceil(q / 100 * counts[-1])))
+    return bin_value(bins[int(np.searchsorted(counts, k))])
+
+
+def _collectives(windows: Dict[int, List[Dict[str, Any]]]) -> List[Dict[str, Any]]:
+    merged: Dict[Tuple[str, bool, int], Dict[str, Any]] = {}
+    for ws in windows.values():
+        for w in ws:
+            for c in w.get("colls") or []:
+                key = (str(c.get("op")), bool(c.get("async")), int(c.get("bucket", -1)))
+                row = merged.setdefault(key, {"records": 0, "bytes": 0, "time_s": 0.0, "hist": {}})
+                row["records"] += int(c.get("count", 0))
+                row["bytes"] += int(c.get("bytes", 0))
+                row["time_s"] += float(c.get("time_s", 0.0))
+                for b, n in c.get("hist") or []:
+                    row["hist"][int(b)] = row["hist"].get(int(b), 0) + int(n)
+    rows = []
+    for (op, is_async, bucket), row in sorted(merged.items()):
+        hist = row["hist"]
+        rows.append(
+            {
+                "op": op,
+                "async": is_async,
+                "bucket": bucket_label(bucket),
+                "records": row["records"],
+                "bytes_total": row["bytes"],
+                "time_mean_s": row["time_s"] / row["records"] if row["records"] else None,
+                "time_p50_s": quantile(hist, 50) if hist else None,
+                "time_p99_s": quantile(hist, 99) if hist else None,
+            }
+        )
+    return rows
+
+
+def _lateness(windows: Dict[int, List[Dict[str, Any]]]) -> Dict[int, Dict[str, float]]:
+    """Per rank: mean lateness per blocking collective (s) and the number of blocks it arrived last in."""
+    sums: Dict[Tuple[str, int], Dict[int, List[float]]] = {}
+    for rank, ws in windows.items():
+        for w in ws:
+            for gid, block, count, s0, s1 in w.get("arrivals") or []:
+                acc = sums.setdefault((str(gid), int(block)), {}).setdefault(rank, [0.0, 0.0, 0.0])
+                acc[0] += count
+                acc[1] += s0
+                acc[2] += s1
+    blocks = []
+    for by_rank in sums.values():
+        counts = {r: a[0] for r, a in by_rank.items()}
+        full = max(counts.values())
+        if len(by_rank) > 1 and all(c == full for c in counts.values()):
+            members = sorted(by_rank)
+            blocks.append(
+                (
+                    np.array(members),
+                    np.array([by_rank[r][1] / full for r in members]),
+                    np.array([by_rank[r][2] / full for r in members]),
+                )
+            )
+    if not blocks:
+        return {}
+    deviations: Dict[int, List[float]] = {}
+    for ranks, _, t1 in blocks:
+        for r, d in zip(ranks, t1 - np.median(t1)):
+            deviations.setdefault(int(r), []).append(float(d))
+    offset = {r: float(np.median(d)) for r, d in deviations.items()}
+    late: Dict[int, List[float]] = {}
+    last: Dict[int, int] = {}
+    for ranks, t0, _ in blocks:
+        arrival = t0 - np.array([offset[int(r)] for r in ranks])
+        for r, x in zip(ranks, arrival - arrival.min()):
+            late.setdefault(int(r), []).append(float(x))
+        latest = int(ranks[int(np.argmax(arrival))])
+        last[latest] = last.get(latest, 0) + 1
+    return {
+        r: {"lateness_mean_s": float(np.mean(x)), "blocks": len(x), "last_in_blocks": last.get(r, 0)}
+        for r, x in late.items()
+    }
+
+
+def _rank(rank: int, ws: List[Dict[str, Any]], lateness: Optional[Dict[str, float]]) -> Dict[str, Any]:
+    steps = [d for w in ws for _, d in w.get("steps") or []]
+    spans = [
+        w["t1"] - w["t0"] for w in ws if isinstance(w.get("t0"), float) and isinstance(w.get("t1"), float)
+    ]
+    sync = sum(float(w.get("sync_s") or 0.0) for w in ws)
+    peaks: Dict[str, float] = {}
+    for w in ws:
+        for k, v in (w.get("mem_peak") or {}).items():
+            peaks[k] = max(peaks.get(k, v), v)
+    return {
+        "rank": rank,
+        "windows": len(ws),
+        "steps": len(steps),
+        "step_mean_s": float(np.mean(steps)) if steps else None,
+        "compute_s": sum(spans) - sync,
+        "sync_s": sync,
+        "slow_windows": [w["w"] for w in ws if w.get("slow")],
+        "overflow": sum(int(w.get("overflow") or 0) for w in ws),
+        "mem_peak": peaks,
+        **(lateness or {"lateness_mean_s": None, "blocks": 0, "last_in_blocks": 0}),
+    }
+
+
+def _ms(seconds: Optional[float]) -> Optional[float]:
+    return None if seconds is None else round(1e3 * seconds, 3)
+
+
+def add_section(report: Report, profile: Profile) -> None:
+    """Add the always-on section and ``data["always_on"]`` to ``report`` when the profile has windows."""
+    summary = summarize(profile)
+    if summary is None:
+        return
+    report.data["always_on"] = summary
+    dumps = sum(len(d) for d in summary["dumps"].values())
+    sec = report.section(
+        "Always-on windows",
+        [
+            "Aggregates of every collective, step and memory sample, one record per window and rank. The "
+            "other sections see only the full records of the anomaly dumps"
+            + (f" ({dumps} dump(s), listed below)." if dumps else " (none was dumped)."),
+            "time p50/p99: middle of the log2 histogram bin (9% wide) holding the quantile; lateness: mean "
+            "delay behind the earliest rank per blocking collective, from blocks of 64 (docs/analyze.md).",
+        ],
+    )
+    sec.tables.append(
+        Table(
+            "Collectives",
+            ["op", "size", "records", "bytes", "time mean ms", "time p50 ms", "time p99 ms"],
+            [
+                [
+                    r["op"] + (" (async)" if r["async"] else ""),
+                    r["bucket"],
+                    r["records"],
+                    r["bytes_total"],
+                    _ms(r["time_mean_s"]),
+                    _ms(r["time_p50_s"]),
+                    _ms(r["time_p99_s"]),
+                ]
+                for r in summary["collectives"]
+            ],
+        )
+    )
+    sec.tables.append(
+        Table(
+            "Ranks",
+            [
+                "rank",
+                "windows",
+                "steps",
+                "step ms",
+                "compute s",
+                "in collectives s",
+                "lateness ms",
+                "last in",
+                "slow windows",
+            ],
+            [
+                [
+                    r["rank"],
+                    r["windows"],
+                    r["steps"],
+                    _ms(r["step_mean_s"]),
+                    round(r["compute_s"], 3),
+                    round(r["sync_s"], 3),
+                    _ms(r["lateness_mean_s"]),
+                    f"{r['last_in_blocks']}/{r['blocks']}",
+                    ", ".join(map(str, r["slow_windows"])) or "-",
+                ]
+                for r in summary["ranks"]
+            ],
+        )
+    )
+    if dumps:
+        sec.tables.append(
+            Table(
+                "Anomaly dumps (full records, read into the other sections)",
+                ["rank", "file"],
+                [[r, os.path.join(f"rank{r}", d)] for r, ds in sorted(summary["dumps"].items()) for d in ds],
+            )
+        )
