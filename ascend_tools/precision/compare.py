@@ -16,7 +16,7 @@ import click
 from ..errors import InputError
 from ..report import Finding, Report, Series, Severity, Table
 from ..report.csvcell import safe_cell
-from . import causes, diagnose
+from . import causes, diagnose, drift
 from .align import align
 from .causes import Cause, rank
 from .diagnose import PairResult
@@ -24,6 +24,7 @@ from .dumps import Dump, open_dump
 
 SCHEMA = "ascend-doctor/compare/1"
 PLOT_CAP = 1e6
+PLOT_FLOOR = 1e-3  # an introduced error below it is drawn at it on the log scale
 PROBLEMS_LISTED = 20
 PAIR_COLUMNS = (
     "order",
@@ -206,7 +207,8 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
         pairs=rows,
         unreadable=target.problems + reference.problems,  # bad lines of the dumps' files, one line each
     )
-    report = Report(schema=SCHEMA, title=f"compare: {target.path} vs {reference.path}", data=data)
+    title = f"compare: {drift.short_run_name(target.path)} vs {drift.short_run_name(reference.path)}"
+    report = Report(schema=SCHEMA, title=title, data=data)
     report.summary = [
         ("target", f"{target.path} ({target.format})"),
         ("reference", f"{reference.path} ({reference.format})"),
@@ -236,7 +238,7 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
         sec = report.section("Unreadable")
         for problem in target.problems + reference.problems:
             sec.findings.append(Finding(severity=Severity.WARNING, rule="unreadable", message=problem))
-    _drift_section(report, results)
+    _drift_section(report, results, found)
     sec = report.section("All pairs")
     sec.tables.append(
         Table(
@@ -351,9 +353,10 @@ def _problem_section(report: Report, results: List[PairResult]) -> None:
         sec.text.append(f"... and {len(problems) - PROBLEMS_LISTED} more (in the JSON report's pairs).")
 
 
-def _drift_section(report: Report, results: List[PairResult]) -> None:
+def _drift_section(report: Report, results: List[PairResult], found: List[Cause]) -> None:
     vs_ref, introduced = [], []
     marks: List[Tuple[float, str]] = []
+    order = {id(r): i for i, r in enumerate(results)}
     for i, r in enumerate(results):
         if r.verdict is not None and r.verdict.ratio:
             vs_ref.append((float(i), min(r.verdict.ratio, PLOT_CAP)))
@@ -361,21 +364,33 @@ def _drift_section(report: Report, results: List[PairResult]) -> None:
             introduced.append((float(i), min(r.score, PLOT_CAP)))
         if r.record.phase != "forward" and r.record.phase not in (m[1] for m in marks):
             marks.append((float(i), r.record.phase))
+    points = drift.culprit_points(
+        (
+            (float(order[id(c.result)]), c.score or PLOT_FLOOR, c.result.record.key)
+            for c in found
+            if id(c.result) in order
+        ),
+        PLOT_FLOOR,
+        PLOT_CAP,
+    )
     sec = report.section("Drift along the run")
     sec.text.append(
-        "Error of each op's output against the reference, and the error it introduced itself, in "
-        f"units of its dtype tolerance, in execution order (capped at {PLOT_CAP:g}: exact ops have a zero "
-        "tolerance). Error that only propagates shows in the first line but not in the "
-        "second."
+        "The error each op introduced itself, in units of its dtype tolerance (1 = at tolerance), in "
+        "execution order, with the culprits labelled; and the error of the outputs against the reference, "
+        f"as the running median over {drift.TREND_WINDOW} ops (single ops jump by orders of magnitude: an "
+        f"exact op has a zero tolerance; capped at {PLOT_CAP:g}). Error that only propagates raises the "
+        "second line but not the first."
     )
+    lines = OrderedDict([("introduced", introduced), ("vs reference (median)", drift.running_median(vs_ref))])
     sec.series.append(
         Series(
             "error in tolerances",
             "execution order",
             "error / tolerance",
-            OrderedDict([("vs reference", vs_ref), ("introduced", introduced)]),
+            OrderedDict((k, v) for k, v in lines.items() if v),
             marks=marks,
             log_y=True,
+            points=points,
         )
     )
 

@@ -62,8 +62,8 @@ from ..launch import failed
 from ..report import Finding, Report, Series, Severity, Table
 from ..session import StepSession, make_module_callable
 from ..stacks import user_site
+from . import drift, standards
 from . import metrics as M
-from . import standards
 from .replay import with_baseline
 from .screen import judge_output
 from .standards import Verdict
@@ -433,6 +433,9 @@ class Shadow(StepSession):
             flat_tensors(args[i] if i < len(args) else kwargs.get(name), written)
             mutated.update(id(t) for t in written)
         copies: Dict[int, torch.Tensor] = {}
+        # the written inputs of an in-place op as they were, in their own dtype: the float64 replay overwrites
+        # its copies, and the same-dtype baseline (_second_opinion) needs what the device op started from
+        before: Dict[int, torch.Tensor] = {}
         with _no_modes():
             for t in tensors:
                 tid = id(t)
@@ -441,13 +444,15 @@ class Shadow(StepSession):
                 write = tid in mutated
                 if t.is_floating_point():
                     copies[tid] = t.detach().to(device=_CPU, dtype=_F64, copy=write)
+                    if write and self.baseline:
+                        before[tid] = t.detach().to(device=_CPU, copy=True)
                 else:
                     copies[tid] = t.detach().to(device=_CPU, copy=write)
         ref_args, ref_kwargs = _ref_call(op, args, kwargs, copies, True)
-        return (op, phase, call, rid, module, self._site(), tensors, copies, ref_args, ref_kwargs)
+        return (op, phase, call, rid, module, self._site(), tensors, copies, before, ref_args, ref_kwargs)
 
     def _after(self, pre: tuple, func: Any, args: Any, kwargs: Dict[str, Any], out: Any) -> None:
-        op, phase, call, rid, module, site, tensors, copies, ref_args, ref_kwargs = pre
+        op, phase, call, rid, module, site, tensors, copies, before, ref_args, ref_kwargs = pre
         with _no_modes():
             try:
                 ref = func(*ref_args, **ref_kwargs)
@@ -484,9 +489,9 @@ class Shadow(StepSession):
                     best = (i, m, v)
             assert best is not None
             out_i, m, v = best
-            if v.level == "error" and self.baseline and not op.mutated:
+            if v.level == "error" and self.baseline:
                 v = self._second_opinion(
-                    op, func, args, kwargs, tensors, copies, refs[out_i], out_i, v, reduction
+                    op, func, args, kwargs, tensors, copies, before, refs[out_i], out_i, v, reduction
                 )
         rec = ShadowRecord(
             id=rid,
@@ -521,18 +526,25 @@ class Shadow(StepSession):
         kwargs: Dict[str, Any],
         tensors: List[torch.Tensor],
         copies: Dict[int, torch.Tensor],
+        before: Dict[int, torch.Tensor],
         ref: torch.Tensor,
         out_i: int,
         verdict: Verdict,
         reduction: Optional[int],
     ) -> Verdict:
         """An op judged "error" is run once more on CPU in the device's own dtypes (the float64 copies cast
-        back: exact): what a correct kernel of that precision makes on these inputs (cancellation in a softmax
-        backward, say). The verdict is regraded by :func:`replay.with_baseline`, the rule compare uses too. A
-        wrong device kernel stays far above; on a CPU device the two agree."""
+        back: exact; an in-place op's written inputs from ``before``, as the float64 replay overwrote their
+        copies): what a correct kernel of that precision makes on these inputs (cancellation in a softmax
+        backward, rounding of an fp16 ``add_``). The verdict is regraded by :func:`replay.with_baseline`, the
+        rule compare uses too. A wrong device kernel stays far above; on a CPU device the two agree."""
         try:
             low = {
-                id(t): copies[id(t)].to(t.dtype) if t.is_floating_point() else copies[id(t)] for t in tensors
+                id(t): before[id(t)]
+                if id(t) in before
+                else copies[id(t)].to(t.dtype)
+                if t.is_floating_point()
+                else copies[id(t)]
+                for t in tensors
             }
             low_args, low_kwargs = _ref_call(op, args, kwargs, low, False)
             outs: List[Any] = []
@@ -716,6 +728,7 @@ _METRICS = (
 )
 #: ratios below this are drawn at it on the drift plot's log scale (exact ops have ratio 0)
 PLOT_FLOOR = 1e-3
+PLOT_CAP = 1e6  # and above this at it (a non-finite output's ratio is infinite)
 
 
 def record_row(order: int, rec: ShadowRecord) -> Dict[str, Any]:
@@ -822,7 +835,7 @@ def build_report(
     )
     report = Report(
         schema=SCHEMA,
-        title="shadow: " + (" ".join(command) if command else "ops vs CPU float64"),
+        title="shadow: " + (" ".join(map(drift.short_word, command)) if command else "ops vs CPU float64"),
         data=data,
         headline=_headline(exit_status, compared),
     )
@@ -840,8 +853,10 @@ def build_report(
         )
     if internal:
         report.summary.append(("internal errors", internal))
+    if command:
+        report.summary.append(("command", " ".join(command)))
     _culprit_section(report, data["culprits"], first, compared)
-    _drift_section(report, records)
+    _drift_section(report, records, found)
     sec = report.section("All compared ops")
     sec.text.append(
         "Each op's output against a CPU float64 run of the same op on copies of its own inputs: the "
@@ -927,7 +942,7 @@ def _culprit_section(
         )
 
 
-def _drift_section(report: Report, records: Sequence[ShadowRecord]) -> None:
+def _drift_section(report: Report, records: Sequence[ShadowRecord], found: List[ShadowRecord]) -> None:
     many = len({r.rank for r in records}) > 1
     steps = len({r.step for r in records}) > 1
     lines: Dict[str, List[Tuple[float, float]]] = OrderedDict()
@@ -935,19 +950,32 @@ def _drift_section(report: Report, records: Sequence[ShadowRecord]) -> None:
     marked = set()
     for i, r in enumerate(records):
         lines.setdefault(f"rank {r.rank}" if many else "introduced", []).append(
-            (float(i), max(r.ratio, PLOT_FLOOR))
+            (float(i), min(max(r.ratio, PLOT_FLOOR), PLOT_CAP))
         )
         if r.phase != "forward" and (r.rank, r.step, r.phase) not in marked:
             marked.add((r.rank, r.step, r.phase))
             where = " ".join(([f"rank {r.rank}"] if many else []) + ([f"step {r.step}"] if steps else []))
             marks.append((float(i), f"{r.phase} ({where})" if where else r.phase))
+    order = {id(r): i for i, r in enumerate(records)}
+    points = drift.culprit_points(
+        ((float(order[id(r)]), r.ratio, r.key) for r in found), PLOT_FLOOR, PLOT_CAP
+    )
     sec = report.section("Drift along the run")
     sec.text.append(
         f"The error each op introduced, in tolerances (1 = at tolerance), in execution order; below "
-        f"{PLOT_FLOOR:g} drawn at {PLOT_FLOOR:g}. A spike is an op that made an error itself."
+        f"{PLOT_FLOOR:g} drawn at {PLOT_FLOOR:g}, above {PLOT_CAP:g} at {PLOT_CAP:g}. A spike is an op that made "
+        f"an error itself; the {drift.LABELLED} culprits with the largest error are labelled."
     )
     sec.series.append(
-        Series("introduced error", "execution order", "error / tolerance", lines, marks=marks, log_y=True)
+        Series(
+            "introduced error",
+            "execution order",
+            "error / tolerance",
+            lines,
+            marks=marks,
+            log_y=True,
+            points=points,
+        )
     )
 
 
