@@ -44,6 +44,7 @@ class PairResult:
     introduced_verdict: Optional[standards.Verdict] = None
     replay: Optional[Replay] = None
     amplification: Optional[float] = None
+    output: int = 0  # the output judged: the worst of a multi-output op's against the reference
     method: str = ""  # "replay" | "amplification" | ""
     within_reference: bool = False  # output passed against the reference: not replayed, cannot be a culprit
     score: float = 0.0
@@ -112,32 +113,47 @@ class Diagnoser:
     # --- error against the reference -----------------------------------------------------------------
 
     def compare_pair(self, pair: Pair) -> PairResult:
+        """Every output pair is judged; the worst (by level, then tolerances off) is the pair's."""
         result = PairResult(pair)
         t, r = pair.target, pair.reference
         if t is None or r is None or not t.outputs or not r.outputs:
             return result
-        t_out, r_out = t.outputs[0], r.outputs[0]
-        tt = self._load(self.target, t_out, result)
-        rt = self._load(self.reference, r_out, result)
-        if tt is not None and rt is not None:
-            result.error = M.compare_tensors(tt, rt)
-            result.verdict = standards.judge(result.error, t.name, _reduction(t))
-            if t_out.file and r_out.file:
-                self._rel_l2[(t_out.file, r_out.file)] = result.error.rel_l2_err or 0.0
-        elif t_out.stats is not None and r_out.stats is not None:
-            result.stats_error = M.compare_stats(t_out.stats, r_out.stats)
-            result.verdict = standards.judge_stats(result.stats_error, t_out.dtype, t.name)
+        produced: List[Optional[torch.Tensor]] = []
+        best: Optional[Tuple[int, Optional[M.PairMetrics], Optional[M.StatsMetrics], standards.Verdict]] = (
+            None
+        )
+        for k, (t_out, r_out) in enumerate(zip(t.outputs, r.outputs)):
+            tt = self._load(self.target, t_out, result)
+            rt = self._load(self.reference, r_out, result)
+            produced.append(tt)
+            error: Optional[M.PairMetrics] = None
+            stats: Optional[M.StatsMetrics] = None
+            if tt is not None and rt is not None:
+                error = M.compare_tensors(tt, rt)
+                verdict = standards.judge(error, t.name, _reduction(t))
+                if t_out.file and r_out.file:
+                    self._rel_l2[(t_out.file, r_out.file)] = error.rel_l2_err or 0.0
+            elif t_out.stats is not None and r_out.stats is not None:
+                stats = M.compare_stats(t_out.stats, r_out.stats)
+                verdict = standards.judge_stats(stats, t_out.dtype, t.name)
+            else:
+                continue
+            if best is None or verdict.severity > best[3].severity:
+                best = (k, error, stats, verdict)
+        if best is None:
+            return result
+        result.output, result.error, result.stats_error, result.verdict = best
         if result.error is not None and result.verdict is not None and result.verdict.level == "pass":
-            # an output within its dtype's tolerance of the reference cannot be where the error came from:
+            # outputs within their dtype's tolerance of the reference cannot be where the error came from:
             # the float64 replay (most of a compare's time) is spent only on outputs that are off
             result.within_reference = True
-        elif self.replay and tt is not None and t.kind == "op" and t.args is not None:
-            self._replay(result, t, tt)
+        elif self.replay and any(x is not None for x in produced) and t.kind == "op" and t.args is not None:
+            self._replay(result, t, produced)
         return result
 
     # --- introduced error: replay in float64 ----------------------------------------------------------
 
-    def _replay(self, result: PairResult, rec: Record, produced: torch.Tensor) -> None:
+    def _replay(self, result: PairResult, rec: Record, produced: List[Optional[torch.Tensor]]) -> None:
         from .store import decode_args
 
         if "::" not in rec.name:  # msprobe's API names (Functional.linear): no op to call
@@ -191,7 +207,8 @@ class Diagnoser:
             if out_err is None or t is None or r is None:
                 continue
             in_err = max((self._input_error(a, b, res) for a, b in zip(t.inputs, r.inputs)), default=0.0)
-            floor = standards.expected_rounding_error(t.outputs[0].dtype, r.outputs[0].dtype)
+            k = res.output
+            floor = standards.expected_rounding_error(t.outputs[k].dtype, r.outputs[k].dtype)
             res.amplification = out_err / max(in_err, floor, 1e-300)
             if not res.method:
                 res.method = "amplification"

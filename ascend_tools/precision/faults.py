@@ -31,6 +31,7 @@ class Fault:
     scale: float = 0.5
     fraction: float = 0.1
     seed: int = 0
+    output: int = 0  # which output of a multi-output op (native_layer_norm_backward's grad_weight: 1)
 
 
 def naive_fp16_softmax(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -57,7 +58,13 @@ class FaultInjector(TorchDispatchMode):
         if op_name(func) != f.op or phase != f.phase:
             return out
         self.seen += 1
-        if self.seen - 1 != f.call or not isinstance(out, torch.Tensor):
+        if self.seen - 1 != f.call:
+            return out
+        if isinstance(out, tuple) and f.output < len(out) and isinstance(out[f.output], torch.Tensor):
+            self.hit = f"{f.op}#{f.phase}#{f.call}"
+            faulty = self._apply(out[f.output], args, kwargs)
+            return (*out[: f.output], faulty, *out[f.output + 1 :])
+        if not isinstance(out, torch.Tensor) or f.output:
             return out
         self.hit = f"{f.op}#{f.phase}#{f.call}"
         return self._apply(out, args, kwargs)

@@ -9,7 +9,7 @@ warning band (2×), an op is an error only when it is beyond 2× its tolerance a
 """
 
 from dataclasses import dataclass
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Sequence
 
 import torch
 
@@ -28,6 +28,7 @@ class Replay:
     verdict: standards.Verdict
     baseline: Optional[M.PairMetrics]  # same-dtype replay vs float64 replay
     baseline_verdict: Optional[standards.Verdict]
+    output: int = 0  # which output of the op (the worst of a multi-output op's)
 
     @property
     def score(self) -> float:
@@ -66,10 +67,10 @@ def replayable(op: Any, name: str) -> bool:
     )
 
 
-def _first_tensor(out: Any) -> Optional[torch.Tensor]:
-    if isinstance(out, (tuple, list)):
-        out = out[0] if out else None
-    return out if isinstance(out, torch.Tensor) else None
+def _tensors(out: Any) -> List[Optional[torch.Tensor]]:
+    """The op's outputs in the order a record lists them (a tuple's tensors; anything else is None)."""
+    items = out if isinstance(out, (tuple, list)) else [out]
+    return [x if isinstance(x, torch.Tensor) else None for x in items]
 
 
 def replay(
@@ -77,29 +78,37 @@ def replay(
     name: str,
     build_call: Any,
     inputs: List[torch.Tensor],
-    produced: torch.Tensor,
+    produced: Sequence[Optional[torch.Tensor]],
     reduction: Optional[int],
 ) -> Optional[Replay]:
-    """``build_call(tensors) -> (args, kwargs)`` puts tensors back into the call. None when the op's
-    output cannot be compared (not a tensor, another shape). The same-dtype baseline runs only for an
-    output judged "error" (the only verdict it can change); a passing one keeps its screened metrics."""
+    """``build_call(tensors) -> (args, kwargs)`` puts tensors back into the call; ``produced``: the target's
+    outputs (None where not saved). Every output is judged, and the worst is the op's verdict (a wrong
+    ``grad_weight`` of ``native_layer_norm_backward`` is its second output). None when no output can be
+    compared (not a tensor, another shape). The same-dtype baseline runs only for an output judged
+    "error" (the only verdict it can change); a passing one keeps its screened metrics."""
     cpu = [x.detach().cpu() for x in inputs]
     wide = [x.double() if x.is_floating_point() else x for x in cpu]
     with torch.no_grad():
         args, kwargs = build_call(wide)
-        truth = _first_tensor(op(*args, **kwargs))
-    if truth is None or truth.shape != produced.shape:
-        return None
-    found, verdict = judge_output(name, produced, truth, reduction)
-    if verdict.level != "error":
-        return Replay(found, verdict, None, None)
+        truths = _tensors(op(*args, **kwargs))
+    worst: Optional[Replay] = None
+    for k, (mine, truth) in enumerate(zip(produced, truths)):
+        if mine is None or truth is None or truth.shape != mine.shape:
+            continue
+        found, verdict = judge_output(name, mine, truth, reduction)
+        if worst is None or verdict.severity > worst.verdict.severity:
+            worst = Replay(found, verdict, None, None, k)
+    if worst is None or worst.verdict.level != "error":
+        return worst
     with torch.no_grad():
         args, kwargs = build_call(cpu)
         try:
-            same = _first_tensor(op(*args, **kwargs))
+            same = _tensors(op(*args, **kwargs))
         except RuntimeError:  # e.g. a half-precision kernel the CPU lacks
-            same = None
-    if same is None or same.shape != truth.shape:
-        return Replay(found, verdict, None, None)
-    base, base_verdict = judge_output(name, same, truth, reduction)
-    return Replay(found, verdict, base, base_verdict)
+            same = []
+    k = worst.output
+    truth, correct = truths[k], same[k] if k < len(same) else None
+    if correct is None or truth is None or correct.shape != truth.shape:
+        return worst
+    worst.baseline, worst.baseline_verdict = judge_output(name, correct, truth, reduction)
+    return worst

@@ -1,0 +1,37 @@
+"""Every output of a multi-output op is judged: a wrong ``grad_weight`` (the second output of
+``native_layer_norm_backward``) must be named by compare, by replay, though the first output is right."""
+
+import torch
+
+from ascend_tools.precision import capture
+from ascend_tools.precision.compare import compare_dumps
+from ascend_tools.precision.faults import Fault, FaultInjector
+
+FAULT = Fault("aten::native_layer_norm_backward", call=0, phase="backward", output=1, scale=0.5, fraction=0.3)
+
+
+def run(path, fault=None):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.LayerNorm(32), torch.nn.Linear(32, 4))
+    x = torch.randn(8, 16, generator=torch.Generator().manual_seed(1))
+    injector = FaultInjector(fault) if fault else None
+    if injector is not None:
+        injector.__enter__()
+    try:
+        with capture(str(path), mode="tensor", model=model):
+            model(x).pow(2).mean().backward()
+    finally:
+        if injector is not None:
+            injector.__exit__(None, None, None)
+    assert fault is None or injector.hit == "aten::native_layer_norm_backward#backward#0"
+    return str(path)
+
+
+def test_a_wrong_second_output_is_found(tmp_path):
+    target, ref = run(tmp_path / "target", FAULT), run(tmp_path / "ref")
+    report = compare_dumps(target, ref)
+    top = report.data["culprits"][0]
+    assert (top["kind"], top["name"]) == ("kernel", "aten::native_layer_norm_backward#backward#0")
+    assert top["verdict"] == "error"
+    clean = compare_dumps(run(tmp_path / "clean"), ref)
+    assert clean.data["culprits"] == []
