@@ -1166,19 +1166,34 @@ def _probe_hit(key: str, node: ast.AST) -> Hit:
     )
 
 
+def _visible_devices_hit(node: ast.AST) -> Hit:
+    return Hit(
+        "cuda-env",
+        "warning",
+        "reads CUDA_VISIBLE_DEVICES to find the devices: unset on an Ascend host (os.environ[...] raises "
+        "KeyError), where ASCEND_RT_VISIBLE_DEVICES selects the NPUs",
+        'os.environ.get("ASCEND_RT_VISIBLE_DEVICES") on NPU, or torch.npu.device_count()',
+        node,
+    )
+
+
+def _env_read_hits(key: object, node: ast.AST) -> List[Hit]:
+    if key in _CUDA_PROBES:
+        return [_probe_hit(str(key), node)]
+    return [_visible_devices_hit(node)] if key == "CUDA_VISIBLE_DEVICES" else []
+
+
 @register("os.environ.get", "os.getenv", "os.environ")
 def _cuda_probe(site: Site) -> Iterable[Hit]:
     if site.kind == "setitem":
         return _env_hits(site.key, site.node)
-    if site.kind == "load" and site.key in _CUDA_PROBES:
-        return [_probe_hit(site.key, site.node)]
+    if site.kind == "load":
+        return _env_read_hits(site.key, site.node)
     call = _call(site)
     if call is None or not call.args:
         return []
     first = call.args[0]
-    if isinstance(first, ast.Constant) and first.value in _CUDA_PROBES:
-        return [_probe_hit(str(first.value), first)]
-    return []
+    return _env_read_hits(first.value, first) if isinstance(first, ast.Constant) else []
 
 
 @register("torch.utils.cpp_extension.CUDA_HOME", "torch.utils.cpp_extension.CUDNN_HOME")

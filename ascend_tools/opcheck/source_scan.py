@@ -104,6 +104,10 @@ class _Scanner(ast.NodeVisitor):
         self.path = path
         self.lines = source.splitlines()
         self.aliases: Dict[str, Tuple[str, bool]] = {}  # local name -> (dotted name, guarded import)
+        # module-level imports anywhere in the file (from a first pass): a function defined above
+        # `if __name__ == "__main__": from apex import amp` reads the global when it runs
+        self.late_aliases: Dict[str, Tuple[str, bool]] = {}
+        self.module_aliases: Dict[str, Tuple[str, bool]] = {}  # what this pass bound at module level
         self.guard = 0  # depth of try-bodies with an ImportError handler that is a real fallback
         self.branch: Optional[str] = None  # why the current if-body only runs on CUDA
         self.scopes: List[Dict[str, ast.AST]] = [{}]  # name -> value last assigned, module then functions
@@ -123,11 +127,20 @@ class _Scanner(ast.NodeVisitor):
 
     # ------------------------------------------------------------------ resolution and reporting
 
+    def _alias(self, name: str) -> Optional[Tuple[str, bool]]:
+        return self.aliases.get(name) or self.late_aliases.get(name)
+
+    def _bind(self, name: str, target: Tuple[str, bool]) -> None:
+        self.aliases[name] = target
+        if len(self.scopes) == 1:
+            self.module_aliases[name] = target
+
     def resolve(self, node: ast.AST) -> Optional[str]:
         parts = _chain(node)
-        if not parts or parts[0] not in self.aliases:
+        alias = self._alias(parts[0]) if parts else None
+        if not parts or alias is None:
             return None
-        return ".".join([self.aliases[parts[0]][0], *parts[1:]])
+        return ".".join([alias[0], *parts[1:]])
 
     def value_of(self, node: Optional[ast.AST]) -> Optional[ast.AST]:
         """A bare name's last value assigned in the enclosing scopes (file order, one hop); else ``node``."""
@@ -141,7 +154,7 @@ class _Scanner(ast.NodeVisitor):
         parts = _chain(node)
         if not parts:
             return False
-        return self.aliases.get(parts[0], ("", False))[1]
+        return (self._alias(parts[0]) or ("", False))[1]
 
     def _col(self, lineno: int, col_offset: int) -> int:
         """ast's col_offset counts UTF-8 bytes; report characters, 1-based."""
@@ -193,10 +206,10 @@ class _Scanner(ast.NodeVisitor):
         guarded = self.guard > 0
         for alias in node.names:
             if alias.asname:
-                self.aliases[alias.asname] = (alias.name, guarded)
+                self._bind(alias.asname, (alias.name, guarded))
             else:
                 head = alias.name.split(".")[0]
-                self.aliases[head] = (head, guarded)
+                self._bind(head, (head, guarded))
             self.imports.append((alias.name, 0, ()))
             self.import_lines.append((node, {}))
             self.import_owners.append(self.owner)
@@ -215,7 +228,7 @@ class _Scanner(ast.NodeVisitor):
         for alias in node.names:
             full = module if alias.name == "*" else f"{module}.{alias.name}"
             if alias.name != "*":
-                self.aliases[alias.asname or alias.name] = (full, guarded)
+                self._bind(alias.asname or alias.name, (full, guarded))
             handler = lookup(full, prefix_only=True)
             if handler is not None and handler not in groups:
                 groups[handler] = module if lookup(module, prefix_only=True) is handler else full
@@ -415,7 +428,10 @@ def _parse(path: str) -> Tuple[str, ast.AST]:
 
 def _scan(path: str) -> _Scanner:
     source, tree = _parse(path)
+    first = _Scanner(path, source)  # a first pass for the module-level imports below their uses
+    first.visit(tree)
     scanner = _Scanner(path, source)
+    scanner.late_aliases = first.module_aliases
     scanner.visit(tree)
     scanner.tree = tree
     return scanner
@@ -474,6 +490,7 @@ class _Followed:
         self.findings = [dataclasses.replace(f, file=shown) for f in scanner.findings]
         self.resolved: List[List[str]] = [[] for _ in scanner.imports]
         self.wrappers: Set[str] = set()  # top-level names that wrap CUDA-only code (kernel_wrappers)
+        self.reported: Set[Tuple[int, int]] = set()  # (line, col offset) of the findings _propagate added
 
     def module_errors(self) -> List[SourceFinding]:
         """Error findings outside any function: they fail when the file is imported."""
@@ -484,59 +501,69 @@ class _Followed:
 
 
 def _propagate(files: Dict[str, _Followed], order: List[str]) -> None:
-    """An import of a local module that fails on NPU is itself an error at the import line, and so is a
-    call of a function imported from it (FastChat's ``from ...flash_attn_monkey_patch import replace_...``
-    then ``replace_...()``) and a call of a name that wraps CUDA-only code there (kernel_wrappers), even
-    when the module imports cleanly. Deepest files first, so failures travel up the import chain."""
-    for real in reversed(order):
-        importer = files[real]
-        sc = importer.scanner
-        imported_wrappers: Set[str] = set()
-        flagged: Set[int] = set()  # ids of calls already reported
-        for (stmt, names), targets in zip(sc.import_lines, importer.resolved):
-            for target_real in (os.path.realpath(t) for t in targets):
-                module = files.get(target_real)
-                if module is None or module is importer:
-                    continue
-                # a module that imports a CUDA-only library unguarded (a monkey-patch module) fails at this
-                # import; a module whose own code needs porting is reported there, not at its importers
-                errors = [f for f in module.module_errors() if f.rule.startswith("lib-")]
-                if errors:
-                    first = errors[0]
-                    importer.findings.append(
-                        SourceFinding(
-                            importer.shown,
-                            stmt.lineno,
-                            stmt.col_offset + 1,
-                            first.rule,
-                            "error",
-                            f"imports {module.shown}, which fails on NPU when imported "
-                            f"({first.file}:{first.line}: {first.message.split(':')[0]})",
-                            f"drop this import on NPU, or fix {module.shown} first",
+    """An import of a local module that fails on NPU is itself an error at the import line; so is a call
+    of a function imported from a module that itself imports a CUDA-only library (FastChat's
+    ``from ...flash_attn_monkey_patch import replace_...`` then ``replace_...()``), and a call of a name
+    that wraps CUDA-only code (kernel_wrappers), even from a module that imports cleanly. Passes repeat,
+    deepest files first, until none adds a finding: import order is no topological order (a sibling
+    imported first may fail only through a module found later)."""
+    while sum(_propagate_pass(files[real], files) for real in reversed(order)):
+        pass
+
+
+def _propagate_pass(importer: _Followed, files: Dict[str, _Followed]) -> int:
+    """One importer's share of a _propagate pass; returns how many findings it added."""
+    sc = importer.scanner
+    imported_wrappers: Set[str] = set()
+    added = len(importer.findings)
+
+    def report(node: ast.AST, finding: SourceFinding) -> None:
+        key = (getattr(node, "lineno", 0), getattr(node, "col_offset", 0))
+        if key not in importer.reported:
+            importer.reported.add(key)
+            importer.findings.append(finding)
+
+    for (stmt, names), targets in zip(sc.import_lines, importer.resolved):
+        for target_real in (os.path.realpath(t) for t in targets):
+            module = files.get(target_real)
+            if module is None or module is importer:
+                continue
+            # a module that imports a CUDA-only library unguarded (a monkey-patch module), or a local module
+            # that fails so, fails at this import; a module whose own code needs porting is reported there
+            errors = [f for f in module.module_errors() if f.rule.startswith("lib-")]
+            direct = [f for f in errors if (f.line, f.col - 1) not in module.reported]
+            if errors:
+                first = errors[0]
+                report(
+                    stmt,
+                    SourceFinding(
+                        importer.shown,
+                        stmt.lineno,
+                        stmt.col_offset + 1,
+                        first.rule,
+                        "error",
+                        f"imports {module.shown}, which fails on NPU when imported "
+                        f"({first.file}:{first.line}: {first.message.split(':')[0]})",
+                        f"drop this import on NPU, or fix {module.shown} first",
+                    ),
+                )
+            for local, name in names.items():
+                if name in module.wrappers:
+                    imported_wrappers.add(local)
+                for call in sc.name_calls.get(local, []):
+                    if direct and name in module.scanner.functions:
+                        report(
+                            call,
+                            _call_finding(importer, call, direct[0], f"{local}() comes from {module.shown}"),
                         )
-                    )
-                for local, name in names.items():
-                    if name in module.wrappers:
-                        imported_wrappers.add(local)
-                    calls = sc.name_calls.get(local, [])
-                    if errors and name in module.scanner.functions:
-                        flagged.update(map(id, calls))
-                        importer.findings.extend(
-                            _call_finding(importer, call, errors[0], f"{local}() comes from {module.shown}")
-                            for call in calls
-                        )
-                    elif name in module.wrappers:
-                        cuda = _cuda_errors(module.findings)
-                        importer.findings.extend(
-                            _call_finding(
-                                importer, call, cuda[0], f"{local}() wraps CUDA-only code of {module.shown}"
-                            )
-                            for call in calls
-                            if id(call) not in flagged and cuda
-                        )
-        importer.wrappers = kernel_wrappers(
-            sc.tree, [f.line for f in _cuda_errors(importer.findings)], imported_wrappers
-        )
+                    elif name in module.wrappers and _cuda_errors(module.findings):
+                        cause = _cuda_errors(module.findings)[0]
+                        what = f"{local}() wraps CUDA-only code of {module.shown}"
+                        report(call, _call_finding(importer, call, cause, what))
+    importer.wrappers = kernel_wrappers(
+        sc.tree, [f.line for f in _cuda_errors(importer.findings)], imported_wrappers
+    )
+    return len(importer.findings) - added
 
 
 def _cuda_errors(findings: Iterable[SourceFinding]) -> List[SourceFinding]:

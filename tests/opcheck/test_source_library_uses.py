@@ -182,3 +182,67 @@ def test_cuda_asserts_computed_quantization_and_argparse_backend(tmp_path):
     # a computed load_in_4bit is the quantized path the script offers; a constant False is not
     assert [f.line for f in findings if f.rule == "lib-bitsandbytes"] == [11]
     assert [f.line for f in findings if f.rule == "nccl-backend"] == [14]
+
+
+def test_module_import_below_the_function_that_uses_it(tmp_path):
+    """microsoft/LoRA's gpt2_ft.py: ``amp.scale_loss`` in a function defined above
+    ``if __name__ == "__main__": try: from apex import amp``; the function reads the global when it runs."""
+    findings = scan_file(
+        write(
+            tmp_path,
+            "t.py",
+            """\
+            import warnings
+
+            def step(loss, opt):
+                with amp.scale_loss(loss, opt) as scaled:
+                    scaled.backward()
+
+            if __name__ == "__main__":
+                try:
+                    from apex import amp
+                except Exception:
+                    warnings.warn("no apex")
+            """,
+        )
+    )
+    assert 4 in {f.line for f in findings if f.rule == "lib-apex"}
+
+
+def test_failures_travel_through_siblings_in_any_import_order(tmp_path):
+    """mistral-finetune: train.py imports pkg.ckpt (fails only through model.py) before pkg.wrapped, which
+    imports .ckpt too; a function of a module that fails only through another module is no line to port."""
+    write(tmp_path, "model.py", "import xformers.ops\n\ndef attention(q):\n    return q\n")
+    write(tmp_path, "pkg/__init__.py", "")
+    write(tmp_path, "pkg/ckpt.py", "from model import attention\n\ndef save():\n    return 1\n")
+    write(tmp_path, "pkg/wrapped.py", "import os\nfrom .ckpt import save\n\ndef load():\n    return save()\n")
+    main = write(
+        tmp_path,
+        "main.py",
+        "from pkg.ckpt import save\nfrom pkg.wrapped import load\n\nload()\nsave()\n",
+    )
+    by_file = {}
+    for f in scan_target(main, cwd=str(tmp_path)):
+        by_file.setdefault(f.file.rsplit("/", 1)[-1], set()).add((f.line, f.severity))
+    assert (2, "error") in by_file["wrapped.py"]  # from .ckpt import save
+    assert (1, "error") in by_file["ckpt.py"] and {(1, "error"), (2, "error")} <= by_file["main.py"]
+    assert not {4, 5} & {line for line, _ in by_file["main.py"]}  # load(), save(): ported inside
+
+
+def test_reading_cuda_visible_devices(tmp_path):
+    findings = scan_file(
+        write(
+            tmp_path,
+            "t.py",
+            """\
+            import os
+            ids = [int(d) for d in os.environ["CUDA_VISIBLE_DEVICES"].split(",")]
+            n = len(os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(","))
+            home = os.environ.get("HOME")
+            """,
+        )
+    )
+    assert {(f.line, f.rule, f.severity) for f in findings} == {
+        (2, "cuda-env", "warning"),
+        (3, "cuda-env", "warning"),
+    }
