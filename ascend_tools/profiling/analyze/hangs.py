@@ -108,6 +108,12 @@ def stack_top(rank_dir: str) -> Optional[str]:
     return None
 
 
+def _after_last_step(step: Optional[int], info: Any) -> bool:
+    """A collective of a rank that ended cleanly, counted in a step past its last step record. (On a rank
+    that hung or was cut short the step is the one in progress, and a step indeed.)"""
+    return step is not None and info.closed and info.last_step is not None and step > info.last_step
+
+
 def positions(profile: Profile) -> Dict[int, Dict[str, Any]]:
     """Per rank: last completed collective, in-flight collectives, last step, cut short or not."""
     colls = profile.colls
@@ -131,6 +137,9 @@ def positions(profile: Profile) -> Dict[int, Dict[str, Any]]:
                 "where": frames[-1] if frames else None,
             }
         hang = info.hang or {}
+        if done is not None and _after_last_step(done["step"], info):
+            # a closing barrier after the loop: the step counter moved on, but no step ran
+            done["step"], done["after_step"] = None, info.last_step
         steps = [s for s in (info.last_step, done["step"] if done else None) if s is not None]
         out[rank] = {
             "last_collective": done,

@@ -12,13 +12,14 @@ the reservation peaked.
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 MAX_POINTS = 256
 PRIMARY = ("dev.allocated_bytes", "dev.reserved_bytes", "host.rss", "host.uss")
 ALLOCATED, RESERVED = "dev.allocated_bytes", "dev.reserved_bytes"
+HOST_RSS = "host.rss"
 
 
 @dataclass
@@ -184,3 +185,27 @@ def _step_maxima(
     s, p, r = s[order], p[order], r[order]
     first = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
     return [{"step": int(s[i]), "peak": float(p[i]), "rank": int(r[i])} for i in first]
+
+
+def gib(value: Optional[float]) -> Optional[float]:
+    return None if value is None else float(f"{value / 2**30:.4g}")
+
+
+def peak_columns(rows: List[Dict[str, Any]], primary: Optional[str]) -> Tuple[List[str], List[List[Any]]]:
+    """The memory table (headers, cells) of :func:`summarize`'s rank ``rows``: peaks in GiB, host RSS
+    beside the primary counter unless it is the primary counter, and no column empty in every row
+    (fragmentation needs a device's allocated and reserved bytes: none on a CPU run)."""
+    spec: List[Tuple[str, Callable[[Dict[str, Any]], Any]]] = [
+        ("rank", lambda r: r["rank"]),
+        ("samples", lambda r: r["samples"]),
+        (f"peak {primary} GiB", lambda r: gib(r["peak"].get(primary))),
+        ("peak step", lambda r: r["peak_step"]),
+    ]
+    if primary != HOST_RSS:
+        spec.append((f"peak {HOST_RSS} GiB", lambda r: gib(r["peak"].get(HOST_RSS))))
+    spec.append(
+        ("fragmentation", lambda r: None if r["fragmentation"] is None else round(r["fragmentation"], 3))
+    )
+    cells = [[get(r) for _, get in spec] for r in rows]
+    kept = [i for i in range(len(spec)) if any(row[i] is not None for row in cells)]
+    return [spec[i][0] for i in kept], [[row[i] for i in kept] for row in cells]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 import numpy as np
 
 from ...report import Finding, Report, Series, Severity, Table
-from . import charts
+from . import charts, memory
 from .collectives import size_label
 from .steps import per_rank
 
@@ -142,12 +142,21 @@ def _summary_payload(a: "Analysis", rank_rows: List[Dict[str, Any]]) -> Dict[str
 # --- sections -----------------------------------------------------------------------------------
 
 
+def _steps_summary(a: "Analysis", s: Dict[str, Any]) -> str:
+    """The step count with the steps it counts: the rows of the step tables are these (less the warm-up)."""
+    if not s["steps"]:
+        return "no step records"
+    first, last = int(a.steps.step.min()), int(a.steps.step.max())
+    span = f"step {first}" if first == last else f"steps {first}–{last}"
+    return f"{s['steps']} ({span}), median {ms(s['median_step_s'])} ms"
+
+
 def _summary(report: Report, a: "Analysis", s: Dict[str, Any]) -> None:
     status = ", ".join(f"{n} {k}" for k, n in sorted(s["ranks_by_status"].items()))
     report.summary = [
         ("ranks", f"{s['ranks']} ({status})"),
         ("collectives", f"{s['collective_records']} records in {len(a.profile.groups)} process group(s)"),
-        ("steps", f"{s['steps']}, median {ms(s['median_step_s'])} ms" if s["steps"] else "no step records"),
+        ("steps", _steps_summary(a, s)),
         ("slow ranks", _slow_summary(a, s["slow_ranks"])),
         (
             "hangs",
@@ -487,25 +496,8 @@ def _memory(report: Report, a: "Analysis") -> None:
         ],
     )
     rows = _pick_ranks([dict(r, peak_primary=r["peak"].get(primary)) for r in mem["ranks"]], "peak_primary")
-    cells = [
-        [
-            r["rank"],
-            r["samples"],
-            _gib(r["peak"].get(primary)),
-            r["peak_step"],
-            _gib(r["peak"].get("host.rss")),
-            None if r["fragmentation"] is None else round(r["fragmentation"], 3),
-        ]
-        for r in rows
-    ]
-    if cells:
-        sec.tables.append(
-            Table(
-                "",
-                ["rank", "samples", f"peak {primary} GiB", "peak step", "peak host rss GiB", "fragmentation"],
-                cells,
-            )
-        )
+    if rows:
+        sec.tables.append(Table("", *memory.peak_columns(rows, primary)))
     top = sorted(mem["ranks"], key=lambda r: -(r["peak"].get(primary) or 0.0))[:MAX_PLOT_RANKS]
     # (rank, samples); every row is a rank with memory samples (memory.summarize skips the others)
     samples = [(r["rank"], a.profile.ranks[r["rank"]].memory) for r in top]
@@ -528,10 +520,6 @@ def _memory(report: Report, a: "Analysis") -> None:
                 location=f"rank{o['rank']}/oom.json",
             )
         )
-
-
-def _gib(value: Optional[float]) -> Optional[float]:
-    return None if value is None else float(f"{value / 2**30:.4g}")
 
 
 def _ranks(report: Report, rows: List[Dict[str, Any]]) -> None:
@@ -570,9 +558,13 @@ def _ranks(report: Report, rows: List[Dict[str, Any]]) -> None:
 def _coll_text(c: Optional[Dict[str, Any]]) -> str:
     if not c:
         return ""
-    return f"{c['op']} #{c['seq']} (group {c['group']}" + (
-        f", step {c['step']})" if c.get("step") is not None else ")"
-    )
+    if c.get("step") is not None:
+        when = f", step {c['step']}"
+    elif c.get("after_step") is not None:
+        when = f", after step {c['after_step']}"
+    else:
+        when = ""
+    return f"{c['op']} #{c['seq']} (group {c['group']}{when})"
 
 
 def _problems(report: Report, a: "Analysis") -> None:
