@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import click
 
-from .common import emit, exit_code, fail_on_option, handle_errors, output_options
+from .common import all_rows_option, emit, exit_code, fail_on_option, handle_errors, output_options
 
 
 @click.command("analyze")
@@ -41,6 +41,7 @@ from .common import emit, exit_code, fail_on_option, handle_errors, output_optio
 )
 @fail_on_option
 @output_options
+@all_rows_option
 @handle_errors
 def analyze_cmd(
     directory: str,
@@ -51,6 +52,7 @@ def analyze_cmd(
     fail_on: str,
     fmt: str,
     output: Any,
+    all_rows: bool,
 ) -> None:
     """Analyse the profile in DIR (written by ascend-doctor profile): collectives by op and size with bus
     bandwidth, point-to-point traffic, per-rank step breakdown, slow ranks, hangs, memory per rank.
@@ -72,7 +74,7 @@ def analyze_cmd(
         )
     finally:
         bar.close()
-    emit(report, fmt, output)
+    emit(report, fmt, output, all_rows=all_rows)
     sys.exit(exit_code(report, fail_on))
 
 

@@ -5,7 +5,15 @@ from typing import Any, Sequence
 
 import click
 
-from .common import debug_enabled, emit, exit_code, fail_on_option, handle_errors, output_options
+from .common import (
+    all_rows_option,
+    debug_enabled,
+    emit,
+    exit_code,
+    fail_on_option,
+    handle_errors,
+    output_options,
+)
 
 
 @click.command("check-ops")
@@ -63,6 +71,7 @@ from .common import debug_enabled, emit, exit_code, fail_on_option, handle_error
 )
 @fail_on_option
 @output_options
+@all_rows_option
 @handle_errors
 def check_ops_cmd(
     target: Any,
@@ -80,6 +89,7 @@ def check_ops_cmd(
     fail_on: str,
     fmt: str,
     output: Any,
+    all_rows: bool,
 ) -> None:
     """Which ops of TARGET have no NPU kernel, which code is CUDA-only, what could be fused.
 
@@ -120,7 +130,7 @@ def check_ops_cmd(
         report = check_script(opts, command, devices, scan_only=scan_only)
     else:
         report = checkops.scan_only(opts) if scan_only else checkops.check_ops(opts)
-    emit(report, fmt, output)
+    emit(report, fmt, output, all_rows=all_rows)
     sys.exit(exit_code(report, fail_on))
 
 

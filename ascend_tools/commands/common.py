@@ -139,12 +139,24 @@ def report_output(
 
 output_options = report_output()
 
+#: ``--all``: every row of every table in the terminal (by default each shows its headline rows)
+all_rows_option = click.option(
+    "--all",
+    "all_rows",
+    is_flag=True,
+    default=False,
+    help="Print every row of every table (the terminal shows the first rows of each by default).",
+)
 
-def emit(report: Report, fmt: str, output: Optional[str], text: Optional[str] = None) -> None:
+
+def emit(
+    report: Report, fmt: str, output: Optional[str], text: Optional[str] = None, all_rows: bool = False
+) -> None:
     """Write ``report`` in ``fmt`` (or ``text``, already rendered in ``fmt``) to stdout, or to the file
-    ``output`` and say so in one line on stderr, so that a log shows where the report went."""
+    ``output`` and say so in one line on stderr, so that a log shows where the report went. ``all_rows``:
+    every table row in the terminal format (``--all``)."""
     if text is None:
-        write_report(report, fmt, output)
+        write_report(report, fmt, output, all_rows=all_rows)
     else:
         write_text(text, output)
     if output is not None and output != "-":

@@ -5,7 +5,7 @@ from typing import Any, Optional
 
 import click
 
-from .common import emit, exit_code, fail_on_option, handle_errors, report_output
+from .common import all_rows_option, emit, exit_code, fail_on_option, handle_errors, report_output
 
 
 @click.command("compare")
@@ -28,6 +28,7 @@ from .common import emit, exit_code, fail_on_option, handle_errors, report_outpu
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="Culprits listed.")
 @fail_on_option
 @report_output(extra_formats=("csv",), format_help="Report format (csv: the per-pair table).")
+@all_rows_option
 @handle_errors
 def compare_cmd(
     target: str,
@@ -40,6 +41,7 @@ def compare_cmd(
     fail_on: str,
     fmt: str,
     output: Any,
+    all_rows: bool,
 ) -> None:
     """Compare TARGET (the run under suspicion, e.g. the NPU dump) with REFERENCE (the GPU/CPU or fp32 dump).
 
@@ -60,5 +62,5 @@ def compare_cmd(
         progress=sys.stderr.isatty(),
         stats_only=stats_only,
     )
-    emit(report, fmt, output, text=compare.to_csv(report) if fmt == "csv" else None)
+    emit(report, fmt, output, text=compare.to_csv(report) if fmt == "csv" else None, all_rows=all_rows)
     sys.exit(exit_code(report, fail_on))

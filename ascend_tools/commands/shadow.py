@@ -10,7 +10,15 @@ from typing import Any, Optional, Tuple
 import click
 
 from ..errors import InputError
-from .common import debug_enabled, emit, exit_code, fail_on_option, handle_errors, output_options
+from .common import (
+    all_rows_option,
+    debug_enabled,
+    emit,
+    exit_code,
+    fail_on_option,
+    handle_errors,
+    output_options,
+)
 
 
 @click.command(
@@ -50,6 +58,7 @@ from .common import debug_enabled, emit, exit_code, fail_on_option, handle_error
 )
 @fail_on_option
 @output_options
+@all_rows_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @handle_errors
 def shadow_cmd(
@@ -63,6 +72,7 @@ def shadow_cmd(
     fail_on: str,
     fmt: str,
     output: Any,
+    all_rows: bool,
     command: Tuple[str, ...],
 ) -> None:
     """Run COMMAND (e.g. -- python train.py ARGS) with each op shadowed on CPU in float64.
@@ -108,5 +118,5 @@ def shadow_cmd(
     report = build_report(records, metas, top=top, command=list(command), exit_status=rc)
     if report.headline:
         click.echo(f"ascend-doctor shadow: {report.headline}", err=True)
-    emit(report, fmt, output)
+    emit(report, fmt, output, all_rows=all_rows)
     sys.exit(rc or exit_code(report, fail_on))

@@ -14,14 +14,20 @@ from ..severity import Severity, worst
 
 @dataclass
 class Table:
-    """Rows of cells under named columns. ``status_column`` names a column whose values
-    (``error``/``warning``/``info``/``npu``/``cpu_fallback``/...) renderers may colour."""
+    """Rows of cells under named columns, ordered by what matters (culprits, errors, lateness first).
+    ``status_column`` names a column whose values (``error``/``warning``/``info``/``npu``/
+    ``cpu_fallback``/...) renderers may colour. ``kinds`` declares a column's kind (``id``, ``path``,
+    ``number``, ``text``: see ``report/columns.py``; inferred from the values when not declared).
+    ``headline``: how many of the first rows the terminal shows without ``--all`` (None: the renderer's
+    default)."""
 
     title: str
     columns: List[str]
     rows: List[List[Any]]
     note: str = ""
     status_column: Optional[str] = None
+    kinds: Dict[str, str] = field(default_factory=dict)
+    headline: Optional[int] = None
 
 
 @dataclass

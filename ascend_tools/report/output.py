@@ -22,10 +22,11 @@ from .render_text import render_text
 FORMATS = ("table", "markdown", "json", "html")
 
 
-def render(report: Report, fmt: str, color: bool = False) -> str:
-    """The report as text in ``fmt`` (one of :data:`FORMATS`); ``color`` only affects ``table``."""
+def render(report: Report, fmt: str, color: bool = False, all_rows: bool = False) -> str:
+    """The report as text in ``fmt`` (one of :data:`FORMATS`); ``color`` and ``all_rows`` (every row of
+    every table, not the headline rows) only affect ``table``."""
     if fmt == "table":
-        return render_text(report, color=color)
+        return render_text(report, color=color, all_rows=all_rows)
     if fmt == "markdown":
         return render_markdown(report)
     if fmt == "json":
@@ -50,12 +51,13 @@ def _reason(exc: OSError) -> str:
     return text[:1].lower() + text[1:]
 
 
-def write_report(report: Report, fmt: str, output: Optional[str]) -> None:
+def write_report(report: Report, fmt: str, output: Optional[str], all_rows: bool = False) -> None:
     """Write the rendered report to stdout (``output`` None or ``"-"``) or, atomically, to ``output``."""
     if output is None or output == "-":
-        click.echo(render(report, fmt, color=fmt == "table" and stdout_color()), nl=False)
+        color = fmt == "table" and stdout_color()
+        click.echo(render(report, fmt, color=color, all_rows=all_rows), nl=False)
         return
-    write_text(render(report, fmt), output)
+    write_text(render(report, fmt, all_rows=all_rows), output)
 
 
 def write_text(text: str, output: Optional[str]) -> None:

@@ -12,16 +12,17 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import click
 
 from ..severity import Severity
+from .columns import columns
 from .model import Finding, Report, Section, Series, Table
 from .svg import prepare
-from .text_cells import format_value, is_number, one_line, pad, text_width, truncate
+from .text_cells import PATH, format_value, one_line, pad, shorten, text_width, truncate, wrap
 from .text_charts import chart_lines
+from .text_table import layout
 
 SPARK = "▁▂▃▄▅▆▇█"
 HEADLINE_ROWS = 10  # rows of a table (or chart) shown by default in the terminal
+FINDINGS_SHOWN = 20  # findings shown by default in the terminal, worst first
 MIN_WIDTH = 40
-FIRST_COLUMN_MIN = 20  # the first column (usually a name) is never truncated below this
-OTHER_COLUMN_MIN = 8
 
 _BAD = {
     "error",
@@ -115,12 +116,6 @@ def table_shape(table: Table) -> Tuple[List[str], List[List[Any]]]:
     return headers, rows
 
 
-def status_index(table: Table, headers: Sequence[str]) -> Optional[int]:
-    if table.status_column is not None and table.status_column in headers:
-        return list(headers).index(table.status_column)
-    return None
-
-
 # ---------------------------------------------------------------- rendering
 
 
@@ -157,74 +152,30 @@ class _Out:
             if raw[:1] in (" ", "\t") or not raw.strip():
                 self.add(indent + raw.rstrip())
             else:
-                wrapped = textwrap.wrap(
-                    raw,
-                    width=max(20, self.width - len(indent)),
-                    break_long_words=False,
-                    break_on_hyphens=False,
-                )
-                for w in wrapped:
+                for w in wrap(raw, max(20, self.width - len(indent))):
                     self.add(indent + w)
 
 
-def _fit_widths(natural: List[int], budget: int) -> List[int]:
-    """Shrink the widest column, one character at a time, until a row fits ``budget``.
-
-    Each column keeps at least its minimum (the first column 20 characters, the others 8, or its
-    natural width when smaller); a table that cannot fit stays wider than the terminal.
-    """
-    widths = list(natural)
-    mins = [min(n, FIRST_COLUMN_MIN if i == 0 else OTHER_COLUMN_MIN) for i, n in enumerate(natural)]
-    excess = sum(widths) + 2 * (len(widths) - 1) - budget
-    while excess > 0:
-        candidates = [i for i in range(len(widths)) if widths[i] > mins[i]]
-        if not candidates:
-            break
-        widest = max(candidates, key=lambda i: (widths[i], -i))
-        widths[widest] -= 1
-        excess -= 1
-    return widths
-
-
 def _table(out: _Out, table: Table) -> None:
-    headers, rows = table_shape(table)
+    cols = columns(table)
     title = one_line(table.title)
     if title:
         out.blank()
-        n = len(rows)
+        n = len(cols.rows)
         out.add(out.style(title, bold=True) + out.style(f"  ({n} row{'s' if n != 1 else ''})", dim=True))
-    if not headers:
+    if not cols.headers:
         out.add("  (empty table)")
         return
-    cells = [[one_line(format_value(v)) for v in r] for r in rows]
-    numeric = [
-        bool(rows)
-        and all(is_number(r[i]) or r[i] is None for r in rows)
-        and any(is_number(r[i]) for r in rows)
-        for i in range(len(headers))
-    ]
-    natural = [max([text_width(h)] + [text_width(c[i]) for c in cells]) for i, h in enumerate(headers)]
-    widths = _fit_widths(natural, out.width)
-    st = status_index(table, headers)
-
-    def line(values: List[str], raw: Optional[List[Any]], header: bool) -> str:
-        parts = []
-        for i, (v, w) in enumerate(zip(values, widths)):
-            t = truncate(v, w)
-            fill = " " * (w - text_width(t))
-            if header:
-                t = out.style(t, bold=True)
-            elif raw is not None and i == st:
-                t = out.status(t, raw[i])
-            parts.append(fill + t if numeric[i] and not header else t + fill)
-        return "  ".join(parts)
-
-    out.add(line(headers, None, True))
-    out.add("  ".join("-" * w for w in widths))
-    for r, c in zip(rows, cells):
-        out.add(line(c, r, False))
-    if not rows:
+    limit = None if out.all_rows else (table.headline if table.headline is not None else out.max_rows)
+    lines, notes = layout(
+        cols, out.width, limit, lambda t: out.style(t, bold=True), lambda t, v: out.status(t, v)
+    )
+    for line in lines:
+        out.add(line)
+    if not cols.rows:
         out.add(out.style("(no rows)", dim=True))
+    for note in notes:
+        out.paragraph(note)
     if table.note:
         out.paragraph(table.note)
 
@@ -235,25 +186,29 @@ def _findings(out: _Out, findings: Sequence[Finding]) -> None:
     sev_w = max(text_width(str(f.severity)) for f in findings)
     loc_w = min(40, max(text_width(one_line(f.location)) for f in findings))
     rule_w = min(30, max(text_width(one_line(f.rule)) for f in findings))
-    for _sev, group in ordered_findings(findings):
-        for f in group:
-            head = "  ".join([pad(one_line(f.location), loc_w), pad(one_line(f.rule), rule_w)])
-            sev = out.status(pad(str(f.severity), sev_w), str(f.severity))
-            prefix = f"{sev}  {head}  "
-            indent = sev_w + 2 + text_width(head) + 2
-            message = one_line(f.message)
-            if indent > out.width // 2:
-                out.add(prefix.rstrip())
-                out.paragraph(message, indent="    ")
-            else:
-                wrapped = textwrap.wrap(
-                    message, width=max(20, out.width - indent), break_long_words=False
-                ) or [""]
-                out.add(prefix + wrapped[0])
-                for w in wrapped[1:]:
-                    out.add(" " * indent + w)
-            if f.suggestion:
-                out.paragraph("→ " + one_line(f.suggestion), indent=" " * (sev_w + 2))
+    ordered = [f for _sev, group in ordered_findings(findings) for f in group]
+    limit = len(ordered) if out.all_rows else FINDINGS_SHOWN
+    for f in ordered[:limit]:
+        location = shorten(one_line(f.location), loc_w, PATH)
+        head = "  ".join([pad(location, loc_w), pad(shorten(one_line(f.rule), rule_w), rule_w)])
+        sev = out.status(pad(str(f.severity), sev_w), str(f.severity))
+        prefix = f"{sev}  {head}  "
+        indent = sev_w + 2 + text_width(head) + 2
+        message = one_line(f.message)
+        if indent > out.width // 2:
+            out.add(prefix.rstrip())
+            out.paragraph(message, indent="    ")
+        else:
+            wrapped = textwrap.wrap(message, width=max(20, out.width - indent), break_long_words=False) or [
+                ""
+            ]
+            out.add(prefix + wrapped[0])
+            for w in wrapped[1:]:
+                out.add(" " * indent + w)
+        if f.suggestion:
+            out.paragraph("→ " + one_line(f.suggestion), indent=" " * (sev_w + 2))
+    if len(ordered) > limit:
+        out.add(f"… {len(ordered) - limit} more findings: use --all or -f html")
 
 
 def sparkline(ys: Sequence[float], width: int = 32, log: bool = False) -> str:
@@ -289,11 +244,18 @@ def _series(out: _Out, series: Series) -> None:
             out.add(f"  {name}  (no points to draw)")
             continue
         ys = [y for _, y in keep]
-        spark = sparkline(ys, log=series.log_y)
-        out.add(
-            f"  {name}  {spark}  n={len(keep)}  x {format_value(keep[0][0])}..{format_value(keep[-1][0])}"
-            f"  min {format_value(min(ys))}  max {format_value(max(ys))}  last {format_value(ys[-1])}"
-        )
+        line = f"  {name}  {sparkline(ys, log=series.log_y)}"
+        for stat in (
+            f"n={len(keep)}",
+            f"x {format_value(keep[0][0])}..{format_value(keep[-1][0])}",
+            f"min {format_value(min(ys))}",
+            f"max {format_value(max(ys))}",
+            f"last {format_value(ys[-1])}",
+        ):
+            if text_width(line) + 2 + text_width(stat) > out.width:
+                break
+            line += "  " + stat
+        out.add(line)
     for note in notes:
         out.add(f"  ({note})")
     if series.marks:
@@ -334,9 +296,10 @@ def render_text(
     chart shows its headline rows (``Table.headline``, else the first :data:`HEADLINE_ROWS`) unless
     ``all_rows``."""
     out = _Out(color, max(MIN_WIDTH, width) if width else terminal_width(), HEADLINE_ROWS, all_rows)
-    title = one_line(report.title) or report.schema
-    out.add(out.style(title, bold=True))
-    out.add("=" * min(max(1, text_width(title)), out.width))
+    title = wrap(report.title, out.width) or [report.schema]
+    for line in title:
+        out.add(out.style(line, bold=True))
+    out.add("=" * min(max(1, max(text_width(line) for line in title)), out.width))
     if report.headline:
         out.blank()
         out.add(out.style(one_line(report.headline), bold=True))
@@ -345,7 +308,13 @@ def render_text(
         label_w = max(text_width(one_line(str(k))) + 1 for k, _ in report.summary)
         for key, value in report.summary:
             text = one_line(format_value(value))
-            out.add(f"{pad(one_line(str(key)) + ':', label_w)} {out.status(text, value)}")
+            wrapped = wrap(text, max(20, out.width - label_w - 1))
+            if len(wrapped) <= 1:
+                out.add(f"{pad(one_line(str(key)) + ':', label_w)} {out.status(text, value)}")
+                continue
+            out.add(f"{pad(one_line(str(key)) + ':', label_w)} {wrapped[0]}")
+            for more in wrapped[1:]:
+                out.add(" " * (label_w + 1) + more)
     for section in report.sections:
         _section(out, section)
     return "\n".join(out.lines).rstrip("\n") + "\n"

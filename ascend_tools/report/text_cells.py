@@ -6,8 +6,9 @@ a path or module path (``…/llama/modeling_llama.py:106 in forward``).
 
 import math
 import re
+import textwrap
 import unicodedata
-from typing import Any
+from typing import Any, List
 
 ELLIPSIS = "…"
 
@@ -113,6 +114,13 @@ def _cut_middle(s: str, width: int) -> str:
     return head + suffix
 
 
+def abbreviate(s: str) -> str:
+    """An id with its long words short: ``forward`` → ``fwd``, ``backward`` → ``bwd``."""
+    for pattern, short in _ABBREV:
+        s = pattern.sub(short, s)
+    return s
+
+
 def shorten(s: str, width: int, kind: str = TEXT) -> str:
     """``s`` in at most ``width`` display columns, keeping what tells it apart: a path from the left
     (``…/models/llama/modeling_llama.py:106``), an id abbreviated (forward → fwd, namespace dropped) and
@@ -122,9 +130,16 @@ def shorten(s: str, width: int, kind: str = TEXT) -> str:
     if kind == PATH:
         return _cut_left(s, width)
     if kind == ID:
-        for pattern, short in _ABBREV:
-            s = pattern.sub(short, s)
+        s = abbreviate(s)
         if text_width(s) > width:
             s = _NAMESPACE.sub("", s)
         return s if text_width(s) <= width else _cut_middle(s, width)
     return truncate(s, width)
+
+
+def wrap(text: str, width: int) -> List[str]:
+    """``text`` wrapped at spaces into lines of at most ``width`` columns; a word longer than a line (a
+    path, most often) is shortened from the left rather than broken."""
+    width = max(8, width)
+    words = [shorten(w, width, PATH) for w in text.split()]
+    return textwrap.wrap(" ".join(words), width=width, break_long_words=False, break_on_hyphens=False)

@@ -271,7 +271,7 @@ def test_terminal_every_row_and_aligned_columns():
     rows = [[f"name_{i:03d}", "npu" if i % 2 else "cpu_fallback", i, i * 1.5] for i in range(30)]
     r = Report(schema="s/1", title="T", summary=[("a", 1), ("longer label", "x")])
     r.section("S").tables.append(Table("ops", ["name", "status", "n", "ms"], rows, status_column="status"))
-    out = render_text(r, width=120)
+    out = render_text(r, width=120, all_rows=True)
     lines = out.splitlines()
     head = next(i for i, line in enumerate(lines) if line.startswith("name "))
     table_lines = lines[head : head + 2 + len(rows)]

@@ -1,0 +1,101 @@
+"""A table laid out for a terminal of a given width: the headline rows (all with ``--all``), columns that
+fit, cells shortened by kind (``text_cells.shorten``).
+
+Widths: each column starts at its natural width (its widest shown cell or header); while the row is wider
+than the terminal, the widest column that is still above its minimum loses one character. Minimums by kind:
+numbers are never cut, ids keep 24 characters, paths 20, text 12 (or less when the column is narrower).
+When even the minimums do not fit, columns are left out from the right (the status column stays) and a
+line names them.
+"""
+
+from typing import Callable, List, Optional, Tuple
+
+from .columns import Columns
+from .text_cells import ID, NUMBER, PATH, TEXT, abbreviate, one_line, shorten, text_width
+
+SEP = 2
+MINIMUM = {NUMBER: 10**6, ID: 24, PATH: 20}
+TEXT_MIN = 12
+
+
+def fit_widths(natural: List[int], kinds: List[str], budget: int) -> List[int]:
+    """Column widths for a row of at most ``budget`` columns, as far as the minimums allow."""
+    widths = list(natural)
+    mins = [min(n, MINIMUM.get(k, TEXT_MIN)) for n, k in zip(natural, kinds)]
+    excess = sum(widths) + SEP * (len(widths) - 1) - budget
+    while excess > 0:
+        candidates = [i for i in range(len(widths)) if widths[i] > mins[i]]
+        if not candidates:
+            break
+        widest = max(candidates, key=lambda i: (widths[i], -i))
+        widths[widest] -= 1
+        excess -= 1
+    return widths
+
+
+def _shown_columns(cols: Columns, natural: List[int], budget: int) -> List[int]:
+    """The columns kept, left to right, whose minimum widths fit ``budget`` (the status column first)."""
+    mins = [min(n, MINIMUM.get(k, TEXT_MIN)) for n, k in zip(natural, cols.kinds)]
+    keep = [cols.status] if cols.status is not None else []
+    used = mins[cols.status] if cols.status is not None else 0
+    for i in range(len(natural)):
+        if i == cols.status:
+            continue
+        need = mins[i] + (SEP if keep else 0)
+        if keep and used + need > budget:
+            continue
+        keep.append(i)
+        used += need
+    return sorted(keep)
+
+
+def layout(
+    cols: Columns,
+    width: int,
+    limit: Optional[int],
+    style_header: Callable[[str], str],
+    style_status: Callable[[str, object], str],
+) -> Tuple[List[str], List[str]]:
+    """The table's lines (header, rule, the first ``limit`` rows; None: all) and notes on what was left
+    out (columns, rows)."""
+    n = len(cols.rows)
+    shown_rows = cols.rows if limit is None else cols.rows[:limit]
+    texts = [[one_line(cols.text(r, i)) for i in range(len(cols.headers))] for r in shown_rows]
+    natural = [max([text_width(h)] + [text_width(t[i]) for t in texts]) for i, h in enumerate(cols.headers)]
+    keep = _shown_columns(cols, natural, width)
+    widths = fit_widths([natural[i] for i in keep], [cols.kinds[i] for i in keep], width)
+    for i, w in zip(keep, widths):
+        if cols.kinds[i] == ID and w < natural[i]:  # one spelling down a column: all abbreviated
+            for t in texts:
+                t[i] = abbreviate(t[i])
+
+    def line(values: List[str], raw: Optional[List[object]]) -> str:
+        parts = []
+        for j, (i, w) in enumerate(zip(keep, widths)):
+            kind = cols.kinds[i]
+            t = shorten(values[i], w, kind if raw is not None else TEXT)
+            fill = " " * (w - text_width(t))
+            if raw is None:
+                t = style_header(t)
+            elif i == cols.status:
+                t = style_status(t, raw[i])
+            last = j == len(keep) - 1
+            parts.append(fill + t if kind == NUMBER else t + ("" if last else fill))
+        return "  ".join(parts).rstrip()
+
+    out = [line(cols.headers, None), "  ".join("-" * w for w in widths)]
+    out += [line(t, r) for t, r in zip(texts, shown_rows)]
+    hidden = [cols.headers[i] for i in range(len(cols.headers)) if i not in keep]
+    more = []
+    if len(shown_rows) < n:
+        more.append(f"{n - len(shown_rows)} more rows")
+    if hidden:
+        more.append(f"{len(hidden)} more column{'s' if len(hidden) != 1 else ''}")
+    if not more:
+        return out, []
+    where = "use --all or -f html" if len(shown_rows) < n else "-f html or -f json shows them"
+    note = f"… {', '.join(more)}: {where}"
+    room = width - text_width(note) - 3
+    if hidden and room >= 12:
+        note = f"… {', '.join(more)} ({shorten(', '.join(hidden), room)}): {where}"
+    return out, [note]
