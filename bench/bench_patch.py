@@ -411,7 +411,7 @@ def worker_gpu(smoke: bool = False) -> Dict[str, Any]:
     peak, why = hbm_peak(name)
     from ascend_tools.ops import registry
     from ascend_tools.ops.rms_norm import rms_norm_triton
-    from ascend_tools.ops.rope import rope_cos_sin, rope_triton
+    from ascend_tools.ops.rope import rope_cos_sin, rope_triton_qk
 
     try:
         import liger_kernel  # noqa: F401
@@ -499,7 +499,7 @@ def worker_gpu(smoke: bool = False) -> Dict[str, Any]:
         }
 
         def ours_rope() -> Any:
-            return (rope_triton(qb.transpose(1, 2), cos, sin), rope_triton(kb.transpose(1, 2), cos, sin))
+            return rope_triton_qk(qb.transpose(1, 2), kb.transpose(1, 2), cos, sin)
 
         try:
             ms = bench(fwd_bwd(ours_rope, [qb, kb], [gq, gk]), [qb, kb])

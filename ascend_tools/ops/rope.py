@@ -2,8 +2,9 @@
 
 ``apply_rotary_pos_emb(q, k, cos, sin, position_ids=None, unsqueeze_dim=1)`` has the signature and the
 numerics of ``transformers.models.llama.modeling_llama.apply_rotary_pos_emb`` (4.x keeps an unused
-``position_ids``; 5.x dropped it, so an ``int`` in that slot is taken as ``unsqueeze_dim``). Each of q and
-k goes through ``registry.call("rope", x, cos, sin, unsqueeze_dim=...)``; every tier computes
+``position_ids``; 5.x dropped it, so an ``int`` in that slot is taken as ``unsqueeze_dim``). The tier is
+chosen (and self-checked) by ``registry.select("rope", (q, cos, sin), ...)`` and runs on q and k (the triton
+tier: both in one launch); every tier computes
 
     out = x * cos' + rotate_half(x) * sin'      cos' = cos.unsqueeze(unsqueeze_dim), same for sin
     rotate_half(x) = cat(-x[..., D//2:], x[..., :D//2])
@@ -25,19 +26,20 @@ Tiers:
   this tier there), and on Atlas training series (jit_compile=True) the doc allows D = 128 and 11SD-style
   cos only (the self-check refuses the tier there if the op rejects the shape).
 - ``triton``: one kernel for forward and backward (fp32 math inside, one rounding), cos/sin read through
-  broadcast strides (no copy). Available where ``triton_available`` says so.
+  broadcast strides (no copy), q and k rotated in one launch (the first programs take q's rows, the rest
+  k's: two launches per layer instead of four, Liger-Kernel's count). Available where ``triton_available``
+  says so.
 - ``ascendc``: ``ascend_tools.ops.ascendc.get("rope")`` (a callable with the reference's signature) when
   that module and the built library exist; unavailable otherwise.
 """
 
-import functools
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
 from ascend_tools import backend
 from ascend_tools.ops import registry
-from ascend_tools.ops.triton_available import interpreting, triton_available, unavailable_reason
+from ascend_tools.ops.triton_available import interpreting, jit_kernels, triton_available, unavailable_reason
 
 OP = "rope"
 NPU_MAX_HEAD_DIM = 896  # npu_rotary_mul: "D < 896, and a multiple of 2"
@@ -175,103 +177,141 @@ def _npu_available(device: torch.device) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- triton
-@functools.lru_cache(maxsize=2)
-def _triton_kernel(interpret: bool) -> Any:  # a triton.JITFunction (triton is untyped and optional)
-    """The kernel, decorated lazily: Triton picks interpreter vs compiler at decoration time."""
-    del interpret  # the cache key
-    import triton
-    import triton.language as tl
-
-    @triton.jit
-    def rope_kernel(
-        x_ptr,
-        c_ptr,
-        s_ptr,
-        o_ptr,
-        n_rows,
-        d1,
-        d2,
-        cs0,
-        cs1,
-        cs2,
-        cs3,
-        ss0,
-        ss1,
-        ss2,
-        ss3,
-        HALF: tl.constexpr,
-        BLOCK_H: tl.constexpr,
-        BLOCK_M: tl.constexpr,
-        BACKWARD: tl.constexpr,
-    ):
-        # x/o: contiguous [n_rows, 2*HALF], row r = ((i0 * d1) + i1) * d2 + i2; cos/sin via strides
-        rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-        cols = tl.arange(0, BLOCK_H)
-        row_ok = rows < n_rows
-        mask = row_ok[:, None] & (cols[None, :] < HALF)
-        i2 = rows % d2
-        i1 = (rows // d2) % d1
-        i0 = rows // (d2 * d1)
-        x_off = rows[:, None].to(tl.int64) * (2 * HALF) + cols[None, :]
-        c_row = i0.to(tl.int64) * cs0 + i1.to(tl.int64) * cs1 + i2.to(tl.int64) * cs2
-        s_row = i0.to(tl.int64) * ss0 + i1.to(tl.int64) * ss1 + i2.to(tl.int64) * ss2
-        c_off1 = c_row[:, None] + cols[None, :] * cs3
-        s_off1 = s_row[:, None] + cols[None, :] * ss3
-        x1 = tl.load(x_ptr + x_off, mask=mask, other=0.0).to(tl.float32)
-        x2 = tl.load(x_ptr + x_off + HALF, mask=mask, other=0.0).to(tl.float32)
-        c1 = tl.load(c_ptr + c_off1, mask=mask, other=0.0).to(tl.float32)
-        c2 = tl.load(c_ptr + c_off1 + HALF * cs3, mask=mask, other=0.0).to(tl.float32)
-        s1 = tl.load(s_ptr + s_off1, mask=mask, other=0.0).to(tl.float32)
-        s2 = tl.load(s_ptr + s_off1 + HALF * ss3, mask=mask, other=0.0).to(tl.float32)
-        if BACKWARD:  # g*cos + rotate_half^T(g*sin): [g1 c1 + g2 s2, g2 c2 - g1 s1]
-            o1 = x1 * c1 + x2 * s2
-            o2 = x2 * c2 - x1 * s1
-        else:  # x*cos + rotate_half(x)*sin: [x1 c1 - x2 s1, x2 c2 + x1 s2]
-            o1 = x1 * c1 - x2 * s1
-            o2 = x2 * c2 + x1 * s2
-        tl.store(o_ptr + x_off, o1.to(o_ptr.dtype.element_ty), mask=mask)
-        tl.store(o_ptr + x_off + HALF, o2.to(o_ptr.dtype.element_ty), mask=mask)
-
-    return rope_kernel
+# Plain functions, decorated with triton.jit on first use in a namespace holding tl and constexpr (see
+# triton_available.jit_kernels: the compiler resolves the annotation ``constexpr`` as a global).
+if TYPE_CHECKING:
+    constexpr = Any
+else:
+    constexpr = "constexpr"
+tl: Any = None  # triton.language, bound in the kernels' own namespace by _kernel()
 
 
-def _triton_launch(
-    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out_dtype: torch.dtype, backward: bool
-) -> torch.Tensor:
-    import triton
+def _rope_rows(
+    x_ptr, c_ptr, s_ptr, o_ptr, block, n_rows, d1, d2, cs0, cs1, cs2, cs3, ss0, ss1, ss2, ss3,
+    HALF: constexpr, BLOCK_H: constexpr, BLOCK_M: constexpr, BACKWARD: constexpr,
+):  # fmt: skip
+    # x/o: contiguous [n_rows, 2*HALF], row r = ((i0 * d1) + i1) * d2 + i2; cos/sin via strides
+    rows = block * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = tl.arange(0, BLOCK_H)
+    mask = (rows < n_rows)[:, None] & (cols[None, :] < HALF)
+    i2 = rows % d2
+    i1 = (rows // d2) % d1
+    i0 = rows // (d2 * d1)
+    x_off = rows[:, None].to(tl.int64) * (2 * HALF) + cols[None, :]
+    c_off1 = (i0.to(tl.int64) * cs0 + i1.to(tl.int64) * cs1 + i2.to(tl.int64) * cs2)[:, None] + cols[
+        None, :
+    ] * cs3
+    s_off1 = (i0.to(tl.int64) * ss0 + i1.to(tl.int64) * ss1 + i2.to(tl.int64) * ss2)[:, None] + cols[
+        None, :
+    ] * ss3
+    x1 = tl.load(x_ptr + x_off, mask=mask, other=0.0).to(tl.float32)
+    x2 = tl.load(x_ptr + x_off + HALF, mask=mask, other=0.0).to(tl.float32)
+    c1 = tl.load(c_ptr + c_off1, mask=mask, other=0.0).to(tl.float32)
+    c2 = tl.load(c_ptr + c_off1 + HALF * cs3, mask=mask, other=0.0).to(tl.float32)
+    s1 = tl.load(s_ptr + s_off1, mask=mask, other=0.0).to(tl.float32)
+    s2 = tl.load(s_ptr + s_off1 + HALF * ss3, mask=mask, other=0.0).to(tl.float32)
+    if BACKWARD:  # g*cos + rotate_half^T(g*sin): [g1 c1 + g2 s2, g2 c2 - g1 s1]
+        o1 = x1 * c1 + x2 * s2
+        o2 = x2 * c2 - x1 * s1
+    else:  # x*cos + rotate_half(x)*sin: [x1 c1 - x2 s1, x2 c2 + x1 s2]
+        o1 = x1 * c1 - x2 * s1
+        o2 = x2 * c2 + x1 * s2
+    tl.store(o_ptr + x_off, o1.to(o_ptr.dtype.element_ty), mask=mask)
+    tl.store(o_ptr + x_off + HALF, o2.to(o_ptr.dtype.element_ty), mask=mask)
 
-    pad = (1,) * (4 - x.dim())
-    x4 = x.reshape(pad + tuple(x.shape)) if x.dim() < 4 else x
+
+def _rope_qk_kernel(
+    q_ptr, qc_ptr, qs_ptr, qo_ptr, q_rows, q_d1, q_d2, qcs0, qcs1, qcs2, qcs3, qss0, qss1, qss2, qss3,
+    k_ptr, kc_ptr, ks_ptr, ko_ptr, k_rows, k_d1, k_d2, kcs0, kcs1, kcs2, kcs3, kss0, kss1, kss2, kss3,
+    q_blocks, HALF: constexpr, BLOCK_H: constexpr, BLOCK_M: constexpr, BACKWARD: constexpr,
+):  # fmt: skip
+    # one launch for q and k (as Liger-Kernel's): programs [0, q_blocks) take q's rows, the rest k's
+    pid = tl.program_id(0)
+    if pid < q_blocks:
+        _rope_rows(
+            q_ptr, qc_ptr, qs_ptr, qo_ptr, pid, q_rows, q_d1, q_d2, qcs0, qcs1, qcs2, qcs3, qss0, qss1, qss2, qss3,
+            HALF, BLOCK_H, BLOCK_M, BACKWARD,
+        )  # fmt: skip
+    else:
+        _rope_rows(
+            k_ptr, kc_ptr, ks_ptr, ko_ptr, pid - q_blocks, k_rows, k_d1, k_d2,
+            kcs0, kcs1, kcs2, kcs3, kss0, kss1, kss2, kss3, HALF, BLOCK_H, BLOCK_M, BACKWARD,
+        )  # fmt: skip
+
+
+_KERNELS: Dict[bool, Any] = {}
+
+
+def _kernel() -> Any:  # a triton.JITFunction (triton is untyped and optional)
+    key = interpreting()
+    if key not in _KERNELS:
+        (_KERNELS[key],) = jit_kernels(globals(), [_rope_qk_kernel], helpers=[_rope_rows])
+    return _KERNELS[key]
+
+
+Dense = Tuple[List[int], torch.Tensor, torch.Tensor, torch.Tensor]  # perm, x, cos, sin
+
+
+def _dense(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> Dense:
+    """``x`` as 4-D and dense with the head dim last (HF's transposed q/k kept as they lie in memory: no
+    copy), cos/sin broadcast to it through strides (no copy), all permuted alike; ``perm`` undoes it."""
+    x4 = x.reshape((1,) * (4 - x.dim()) + tuple(x.shape))
     c4 = cos.reshape((1,) * (4 - cos.dim()) + tuple(cos.shape)).expand(x4.shape)
     s4 = sin.reshape((1,) * (4 - sin.dim()) + tuple(sin.shape)).expand(x4.shape)
-    # keep x's memory layout (HF's q/k are transposed views): run on the permutation that makes x dense
     perm = _dense_permutation(x4)
-    x4, c4, s4 = x4.permute(perm).contiguous(), c4.permute(perm), s4.permute(perm)
-    out = torch.empty(x4.shape, dtype=out_dtype, device=x.device)
-    d0, d1, d2, d = x4.shape
-    n_rows = d0 * d1 * d2
-    half = d // 2
+    return perm, x4.permute(perm).contiguous(), c4.permute(perm), s4.permute(perm)
+
+
+def _undo(out: torch.Tensor, perm: List[int], shape: torch.Size) -> torch.Tensor:
+    return out.permute([perm.index(i) for i in range(4)]).reshape(shape)
+
+
+Part = Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # dense x, cos, sin, out
+
+
+def _n_rows(x: torch.Tensor) -> int:
+    return x.shape[0] * x.shape[1] * x.shape[2]
+
+
+def _args(part: Part) -> List[Any]:
+    x, cos, sin, out = part
+    return [x, cos, sin, out, _n_rows(x), x.shape[1], x.shape[2], *cos.stride(), *sin.stride()]
+
+
+def _triton_launch(q: Part, k: Part, backward: bool) -> None:
+    """Rotate ``q`` and ``k`` (dense, their ``out`` filled) in one kernel launch."""
+    import triton
+
+    half = q[0].shape[-1] // 2
     block_h = triton.next_power_of_2(half)
     block_m = max(1, min(64, 4096 // block_h))
-    grid = (triton.cdiv(n_rows, block_m),)
-    if n_rows:
-        _triton_kernel(interpreting())[grid](
-            x4,
-            c4,
-            s4,
-            out,
-            n_rows,
-            d1,
-            d2,
-            *c4.stride(),
-            *s4.stride(),
-            HALF=half,
-            BLOCK_H=block_h,
-            BLOCK_M=block_m,
-            BACKWARD=backward,
+    q_blocks = triton.cdiv(_n_rows(q[0]), block_m)
+    grid = (q_blocks + triton.cdiv(_n_rows(k[0]), block_m),)
+    if grid[0]:
+        _kernel()[grid](
+            *_args(q), *_args(k), q_blocks, HALF=half, BLOCK_H=block_h, BLOCK_M=block_m, BACKWARD=backward
         )
-    inverse = [perm.index(i) for i in range(4)]
-    return out.permute(inverse).reshape(x.shape)
+
+
+def _rotate_pair(
+    q: torch.Tensor, k: torch.Tensor, cq: torch.Tensor, sq: torch.Tensor, ck: torch.Tensor, sk: torch.Tensor,
+    dtypes: Tuple[torch.dtype, torch.dtype], backward: bool,
+) -> Tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    (pq, xq, cq4, sq4), (pk, xk, ck4, sk4) = _dense(q, cq, sq), _dense(k, ck, sk)
+    oq, ok = torch.empty_like(xq, dtype=dtypes[0]), torch.empty_like(xk, dtype=dtypes[1])
+    _triton_launch((xq, cq4, sq4, oq), (xk, ck4, sk4, ok), backward)
+    return _undo(oq, pq, q.shape), _undo(ok, pk, k.shape)
+
+
+def _rotate_one(
+    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, dtype: torch.dtype, backward: bool
+) -> torch.Tensor:
+    """One tensor through the q/k kernel: its outermost dense slice as "q", the rest as "k", both written
+    into one output (so the self-check and the golden vectors prove both halves of the kernel)."""
+    perm, xd, cd, sd = _dense(x, cos, sin)
+    out = torch.empty_like(xd, dtype=dtype)
+    _triton_launch((xd[:1], cd[:1], sd[:1], out[:1]), (xd[1:], cd[1:], sd[1:], out[1:]), backward)
+    return _undo(out, perm, x.shape)
 
 
 def _dense_permutation(x: torch.Tensor) -> List[int]:
@@ -283,25 +323,58 @@ def _dense_permutation(x: torch.Tensor) -> List[int]:
     return [0, 1, 2, 3]
 
 
+def _cos_sin_grads(
+    ctx: Any, grad: torch.Tensor, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, first: int
+) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """Rare (HF's cos/sin carry no gradient): torch, in fp32; ``first`` = index of cos among the inputs."""
+    gcos = gsin = None
+    if ctx.needs_input_grad[first]:
+        gcos = _sum_to(grad.float() * x.float(), cos.shape).to(cos.dtype)
+    if ctx.needs_input_grad[first + 1]:
+        gsin = _sum_to(grad.float() * rotate_half(x.float()), sin.shape).to(sin.dtype)
+    return gcos, gsin
+
+
 class _RopeTriton(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         need_x = ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
         ctx.save_for_backward(cos, sin, x if need_x else None)
         ctx.x_dtype = x.dtype
-        return _triton_launch(x, cos, sin, torch.result_type(x, cos), backward=False)
+        return _rotate_one(x, cos, sin, torch.result_type(x, cos), backward=False)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:
         cos, sin, x = ctx.saved_tensors
-        gx = gcos = gsin = None
-        if ctx.needs_input_grad[0]:
-            gx = _triton_launch(grad, cos, sin, ctx.x_dtype, backward=True)
-        if ctx.needs_input_grad[1]:  # rare (HF's cos/sin carry no gradient): torch, in fp32
-            gcos = _sum_to(grad.float() * x.float(), cos.shape).to(cos.dtype)
-        if ctx.needs_input_grad[2]:
-            gsin = _sum_to(grad.float() * rotate_half(x.float()), sin.shape).to(sin.dtype)
-        return gx, gcos, gsin
+        gx = _rotate_one(grad, cos, sin, ctx.x_dtype, backward=True) if ctx.needs_input_grad[0] else None
+        return (gx, *_cos_sin_grads(ctx, grad, x, cos, sin, 1))
+
+
+class _RopeTritonQK(torch.autograd.Function):
+    """q and k, each with its own cos/sin (the same tensors in ``apply_rotary_pos_emb``): one launch each way."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        qc: torch.Tensor,
+        qs: torch.Tensor,
+        kc: torch.Tensor,
+        ks: torch.Tensor,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        need_x = any(ctx.needs_input_grad[2:])
+        ctx.save_for_backward(qc, qs, kc, ks, q if need_x else None, k if need_x else None)
+        ctx.dtypes = (q.dtype, k.dtype)
+        return _rotate_pair(q, k, qc, qs, kc, ks, (torch.result_type(q, qc), torch.result_type(k, kc)), False)
+
+    @staticmethod
+    def backward(ctx: Any, gq: torch.Tensor, gk: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:
+        qc, qs, kc, ks, q, k = ctx.saved_tensors
+        dq = dk = None
+        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            dq, dk = _rotate_pair(gq, gk, qc, qs, kc, ks, ctx.dtypes, backward=True)
+        return (dq, dk, *_cos_sin_grads(ctx, gq, q, qc, qs, 2), *_cos_sin_grads(ctx, gk, k, kc, ks, 4))
 
 
 def _triton_fits(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> bool:
@@ -321,6 +394,19 @@ def rope_triton(
     if not _triton_fits(x, cos_u, sin_u):
         return _RopeReference.apply(x, cos_u, sin_u)
     return _RopeTriton.apply(x, cos_u, sin_u)
+
+
+def rope_triton_qk(
+    q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, unsqueeze_dim: int = 1
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(q_embed, k_embed)`` in one kernel launch each way; shapes the kernel does not take: per tensor."""
+    cos_u, sin_u = cos.unsqueeze(unsqueeze_dim), sin.unsqueeze(unsqueeze_dim)
+    if q.dtype != k.dtype or not (_triton_fits(q, cos_u, sin_u) and _triton_fits(k, cos_u, sin_u)):
+        return (
+            rope_triton(q, cos, sin, unsqueeze_dim=unsqueeze_dim),
+            rope_triton(k, cos, sin, unsqueeze_dim=unsqueeze_dim),
+        )
+    return _RopeTritonQK.apply(q, k, cos_u, sin_u, cos_u, sin_u)
 
 
 # --------------------------------------------------------------------------------------------- ascendc
@@ -429,6 +515,8 @@ def _register() -> None:
 
 
 _register()
+# tiers that rotate q and k in one launch (the self-check of the tier, on one tensor, runs the same kernel)
+JOINT_FORWARDS: Dict[str, Callable[..., Tuple[torch.Tensor, torch.Tensor]]] = {"triton": rope_triton_qk}
 
 
 # ----------------------------------------------------------------------------------------------- API
@@ -446,9 +534,12 @@ def apply_rotary_pos_emb(
     position, so an ``int`` there is taken as ``unsqueeze_dim``."""
     if isinstance(position_ids, int) and not isinstance(position_ids, bool):
         unsqueeze_dim = position_ids
-    q_embed = registry.call(OP, q, cos, sin, unsqueeze_dim=unsqueeze_dim)
-    k_embed = registry.call(OP, k, cos, sin, unsqueeze_dim=unsqueeze_dim)
-    return q_embed, k_embed
+    kwargs = {"unsqueeze_dim": unsqueeze_dim}
+    tier = registry.select(OP, (q, cos, sin), kwargs)
+    joint = JOINT_FORWARDS.get(tier.name)
+    if joint is not None:
+        return joint(q, k, cos, sin, **kwargs)
+    return tier.forward(q, cos, sin, **kwargs), tier.forward(k, cos, sin, **kwargs)
 
 
 def rope_cos_sin(

@@ -269,6 +269,36 @@ def test_triton_tier_cos_sin_grads_and_self_check(interpreter):
     assert fwd <= sum(R.tolerance(torch.bfloat16)) and bwd <= sum(R.tolerance(torch.bfloat16))
 
 
+@needs_triton
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("unsqueeze_dim", [1, 2])
+@pytest.mark.parametrize("shape", [(2, 8, 2, 5, 64), (1, 3, 3, 1, 80), (3, 4, 1, 2, 128)], ids=str)
+def test_apply_rotary_pos_emb_rotates_q_and_k_in_one_launch_each_way(
+    interpreter, monkeypatch, shape, unsqueeze_dim, dtype
+):
+    """The public entry on the triton tier: q and k (GQA: different head counts) in one kernel launch
+    forward and one backward (Liger-Kernel's count; two tensors used to take two each), each equal to the
+    fp64 rotation in the dtype's tolerance and keeping its own memory layout."""
+    q, k, cos, sin = make(*shape, dtype, unsqueeze_dim=unsqueeze_dim, offset=3)
+    assert registry.select("rope", (q, cos, sin), {"unsqueeze_dim": unsqueeze_dim}).name == "triton"
+    launches = []
+    launch = R._triton_launch
+    monkeypatch.setattr(R, "_triton_launch", lambda *a, **kw: launches.append(a) or launch(*a, **kw))
+    leaves = [t.detach().clone().requires_grad_(True) for t in (q, k)]
+    outs = R.apply_rotary_pos_emb(*leaves, cos, sin, unsqueeze_dim=unsqueeze_dim)
+    gen = torch.Generator().manual_seed(4)
+    grads = [torch.randn(o.shape, generator=gen).to(dtype) for o in outs]
+    torch.autograd.backward(outs, grads)
+    assert len(launches) == 2
+    for x, out, g, leaf in zip((q, k), outs, grads, leaves):
+        xd = x.double().requires_grad_(True)
+        ref = rotation_fp64(xd, cos, sin, unsqueeze_dim)
+        (ref_dx,) = torch.autograd.grad(ref, xd, g.double())
+        assert out.dtype == dtype and out.shape == x.shape
+        assert all(a == b for a, b, n in zip(out.stride(), x.stride(), x.shape) if n > 1)
+        assert rel_err(out, ref) <= TOL[dtype] and rel_err(leaf.grad, ref_dx) <= TOL[dtype]
+
+
 def test_check_inputs_slice():
     q, _, cos, sin = make(4, 16, 16, 32, 64, torch.bfloat16)
     (x, c, s), kw = R.check_inputs(q, cos, sin, unsqueeze_dim=1)

@@ -47,12 +47,15 @@ def _rms_norm() -> List[Tuple[str, Any, Dict[str, str], Dict[str, Any]]]:
 def _rope() -> List[Tuple[str, Any, Dict[str, str], Dict[str, Any]]]:
     from ascend_tools.ops import rope
 
-    kernel = rope._triton_kernel(False)
+    kernel = rope._kernel()
     cases = []
     for dtype in ("fp32", "bf16", "fp16"):
-        sig = {"x_ptr": f"*{dtype}", "c_ptr": f"*{dtype}", "s_ptr": f"*{dtype}", "o_ptr": f"*{dtype}"}
-        for name in ("n_rows", "d1", "d2", "cs0", "cs1", "cs2", "cs3", "ss0", "ss1", "ss2", "ss3"):
-            sig[name] = "i32"
+        sig = {}
+        for t in ("q", "k"):  # q's rows and k's rows, one launch
+            sig.update({f"{t}_ptr": f"*{dtype}", f"{t}c_ptr": f"*{dtype}", f"{t}s_ptr": f"*{dtype}"})
+            sig.update({f"{t}o_ptr": f"*{dtype}", f"{t}_rows": "i32", f"{t}_d1": "i32", f"{t}_d2": "i32"})
+            sig.update({f"{t}{r}s{i}": "i32" for r in "cs" for i in range(4)})
+        sig.update(q_blocks="i32")
         sig.update(HALF="constexpr", BLOCK_H="constexpr", BLOCK_M="constexpr", BACKWARD="constexpr")
         for backward in (False, True):
             consts = {"HALF": 64, "BLOCK_H": 64, "BLOCK_M": 64, "BACKWARD": backward}
