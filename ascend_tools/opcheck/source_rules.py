@@ -729,8 +729,8 @@ def _lib_use(site: Site) -> bool:
     """A call of, or a value taken from, a library's name (``amp.initialize(...)``,
     ``rotary_emb.apply_rotary(...)``, ``cls = bnb.nn.Linear4bit``): it needs the library as much as its
     import does. Comparisons (``flash_attn_version >= "2.1"``) and pure-PyTorch helpers are left out."""
-    if site.kind == "ref" and site.in_compare:
-        return False
+    if site.kind == "ref" and (site.in_compare or site.name.rsplit(".", 1)[-1].startswith("__")):
+        return False  # a test or a probe (`xformers.__version__`), not a use of the kernels
     return site.kind in ("call", "ref") and not site.name.startswith(_PURE_TORCH)
 
 
@@ -833,6 +833,29 @@ register("xformers.*")(
         f'{_NFA}(..., input_layout="BSND") or torch.nn.functional.scaled_dot_product_attention',
     )
 )
+
+
+@register(
+    "<method>.enable_xformers_memory_efficient_attention",
+    "<method>.set_use_memory_efficient_attention_xformers",
+)
+def _xformers_switch(site: Site) -> Iterable[Hit]:
+    """diffusers' switch on every pipeline and model: it imports xformers and raises without it."""
+    if site.kind != "call":
+        return []
+    sev = "warning" if site.branch else "error"
+    return [
+        Hit(
+            "lib-xformers",
+            sev,
+            f"{site.name.split('.', 1)[1]}(): switches attention to xformers' CUDA kernels (raises where "
+            "xformers is not installed, as on NPU)",
+            "leave it off on NPU: diffusers' default attention processor uses "
+            "torch.nn.functional.scaled_dot_product_attention",
+        )
+    ]
+
+
 register("xformers.ops.memory_efficient_attention", "xformers.ops.fmha.memory_efficient_attention")(
     _lib_call(
         "lib-xformers",
@@ -1061,11 +1084,13 @@ def _bnb_calls(site: Site) -> Iterable[Hit]:
     fix = (
         "torch.optim.AdamW or torch_npu.optim.NpuFusedAdamW" if ".optim." in site.name else "torch.nn.Linear"
     )
+    sev = "warning" if site.guarded or site.branch else "error"  # behind an ImportError fallback
+    why = f" ({site.branch})" if site.branch else ""
     return [
         Hit(
             "lib-bitsandbytes",
-            "error",
-            f"bitsandbytes {leaf}{_call_suffix(site)}: CUDA kernels, no NPU backend",
+            sev,
+            f"bitsandbytes {leaf}{_call_suffix(site)}: CUDA kernels, no NPU backend{why}",
             fix,
         )
     ]

@@ -493,8 +493,14 @@ class _Followed:
         self.reported: Set[Tuple[int, int]] = set()  # (line, col offset) of the findings _propagate added
 
     def module_errors(self) -> List[SourceFinding]:
-        """Error findings outside any function: they fail when the file is imported."""
-        spans = list(self.scanner.functions.values())
+        """Error findings outside any function or method body: they fail when the file is imported (a class
+        body runs then, its methods' bodies do not: lit-llama's EmptyInitOnDevice imports its quantization
+        module inside __init__)."""
+        spans = [
+            (n.body[0].lineno, n.end_lineno or n.lineno)
+            for n in ast.walk(self.scanner.tree)
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+        ]
         return [
             f for f in self.findings if f.severity == "error" and not any(a <= f.line <= b for a, b in spans)
         ]
