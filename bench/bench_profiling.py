@@ -3,6 +3,7 @@ each instrumented vs not (interleaved rounds), and ``ascend-doctor analyze`` on 
 ranks (wall time, peak RSS). Prints tables (or ``--json``); progress on stderr. See bench/README.md."""
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import torch
 import torch.distributed as dist
@@ -162,28 +163,66 @@ def ddp_rank(rank: int, world: int, port: int, rounds: int, out: str, result: st
             opt.zero_grad()
         return (time.perf_counter() - t) / n
 
-    bare, ours = [], []
-    for r in range(rounds):
-        model = build()
-        opt = torch.optim.SGD(model.parameters(), lr=0.01)
-        steps(model, opt, 2)
-        bare.append(steps(model, opt, 10))
-        with profile(os.path.join(out, f"ddp{r}")):
+    def timed(always_on: Optional[bool], where: str) -> float:
+        """Seconds per step of 10 steps, bare (None) or profiled (full records, or always-on)."""
+        if always_on is None:
+            model = build()
+            opt = torch.optim.SGD(model.parameters(), lr=0.01)
+            steps(model, opt, 2)
+            return steps(model, opt, 10)
+        with profile(where, always_on=always_on):
             model = build()  # built inside: the profiler installs its comm hook on new DDP instances
             opt = torch.optim.SGD(model.parameters(), lr=0.01)
             steps(model, opt, 2)
-            ours.append(steps(model, opt, 10))
+            return steps(model, opt, 10)
+
+    bare, ours, always = [], [], []
+    for r in range(rounds):  # interleaved, so that the machine's drift hits the three alike
+        bare.append(timed(None, ""))
+        ours.append(timed(False, os.path.join(out, f"ddp{r}")))
+        always.append(timed(True, os.path.join(out, f"ddp-always-on{r}")))
+    disk = {mode: disk_per_1000_steps(rank, out, mode) for mode in ("full", "always-on")}
     if rank == 0:
         with open(result, "w", encoding="utf-8") as f:
             json.dump(
                 {
                     "bare_ms": 1e3 * statistics.median(bare),
                     "ours_ms": 1e3 * statistics.median(ours),
+                    "always_on_ms": 1e3 * statistics.median(always),
                     "ratio": statistics.median(o / b for o, b in zip(ours, bare)),
+                    "ratio_always_on": statistics.median(o / b for o, b in zip(always, bare)),
+                    "disk": disk,
                 },
                 f,
             )
     dist.destroy_process_group()
+
+
+DISK_STEPS = 1000
+
+
+def disk_per_1000_steps(rank: int, out: str, mode: str) -> Dict[str, Any]:
+    """Bytes this rank wrote for 1,000 steps of a small DDP model (3 all-reduces a step, the loss among
+    them), full records or always-on (default 60 s windows), and how long the steps took."""
+    where = os.path.join(out, f"disk-{mode}")
+    model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(64, 64))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    t = time.perf_counter()
+    with profile(where, always_on=mode == "always-on", memory=True):
+        for _ in range(DISK_STEPS):
+            loss = model(torch.randn(8, 64)).square().mean()
+            loss.backward()
+            dist.all_reduce(loss.detach())
+            opt.step()
+            opt.zero_grad()
+    wall = time.perf_counter() - t
+    rdir = os.path.join(where, f"rank{rank}")
+    files = {
+        os.path.relpath(os.path.join(d, n), rdir): os.path.getsize(os.path.join(d, n))
+        for d, _, names in os.walk(rdir)
+        for n in names
+    }
+    return {"bytes": sum(files.values()), "files": files, "steps_s": wall}
 
 
 def free_port() -> int:
@@ -202,14 +241,18 @@ def run_ranks(fn, world: int, rounds: int) -> Any:
             return json.load(f)
 
 
-def analyze_scale(ranks: int, collectives: int) -> Dict[str, Any]:
+def analyze_scale(ranks: int, collectives: int, jobs: int, keep: Optional[str] = None) -> Dict[str, Any]:
+    """``ascend-doctor analyze`` of a simulated profile, written into a temporary directory, or once into
+    ``keep`` and reused from there by later runs (8,192 ranks take minutes to write)."""
     from ascend_tools.profiling import synthetic
 
     with tempfile.TemporaryDirectory() as tmp:
-        prof = os.path.join(tmp, "prof")
-        t = time.perf_counter()
-        synthetic.write_profile(prof, ranks=ranks, collectives=collectives)
-        write_s = time.perf_counter() - t
+        prof = keep or os.path.join(tmp, "prof")
+        write_s = None
+        if not os.path.exists(os.path.join(prof, f"rank{ranks - 1}", "meta.json")):
+            t = time.perf_counter()
+            synthetic.write_profile(prof, ranks=ranks, collectives=collectives)
+            write_s = time.perf_counter() - t
         t = time.perf_counter()
         log = os.path.join(tmp, "analyze.log")
         with open(log, "wb") as err:  # a file, not a pipe: nobody reads a pipe while we wait
@@ -224,11 +267,15 @@ def analyze_scale(ranks: int, collectives: int) -> Dict[str, Any]:
                     "json",
                     "-o",
                     os.path.join(tmp, "a.json"),
+                    "--jobs",
+                    str(jobs),
                 ],
                 cwd=ROOT,
                 stderr=err,
             )
-            # os.wait4: this child's own peak RSS (RUSAGE_CHILDREN would be the largest of every child so far)
+            total = _peak_tree_rss(proc)
+            # os.wait4: the peak RSS of the largest process of the child's tree (RUSAGE_CHILDREN would be the
+            # largest of every child so far)
             _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t
         if os.waitstatus_to_exitcode(status) not in (0, 1):
@@ -237,10 +284,33 @@ def analyze_scale(ranks: int, collectives: int) -> Dict[str, Any]:
         return {
             "ranks": ranks,
             "collectives": collectives,
+            "jobs": jobs,
             "write_s": write_s,
             "wall_s": wall,
             "peak_rss_mb": usage.ru_maxrss / 1024,
+            "peak_total_rss_mb": total / (1 << 20),
         }
+
+
+def _peak_tree_rss(proc: "subprocess.Popen[bytes]", every: float = 0.1) -> int:
+    """The largest sum of the RSS of ``proc`` and its worker processes, polled until ``proc`` exits (not
+    reaped: the caller's wait4 does that)."""
+    import psutil
+
+    peak = 0
+    try:
+        parent = psutil.Process(proc.pid)
+        while parent.status() != psutil.STATUS_ZOMBIE:
+            tree = [parent, *parent.children(recursive=True)]
+            total = 0
+            for p in tree:
+                with contextlib.suppress(psutil.Error):  # a worker that just exited
+                    total += p.memory_info().rss
+            peak = max(peak, total)
+            time.sleep(every)
+    except psutil.Error:
+        pass
+    return peak
 
 
 def main() -> None:
@@ -250,7 +320,19 @@ def main() -> None:
     )
     p.add_argument("--worlds", default="2,4", help="gloo world sizes for the all_reduce sweep")
     p.add_argument("--ranks", type=int, default=1024, help="simulated ranks for analyze")
+    p.add_argument(
+        "--ranks-also",
+        type=int,
+        default=None,
+        help="a second, larger simulated profile analysed in the same run (e.g. 8192)",
+    )
     p.add_argument("--collectives", type=int, default=2000, help="simulated collectives per rank for analyze")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="analyze --jobs")
+    p.add_argument(
+        "--keep",
+        default=None,
+        help="write the simulated profiles once into KEEP/ranksN and reuse them (not committed: GBs)",
+    )
     p.add_argument("--skip", default="", help="comma list of parts to skip: percall,allreduce,ddp,analyze")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
@@ -271,7 +353,12 @@ def main() -> None:
         print(
             f"analyze on {args.ranks} simulated ranks x {args.collectives} collectives ...", file=sys.stderr
         )
-        out["analyze"] = analyze_scale(args.ranks, args.collectives)
+        out["analyze"] = [
+            analyze_scale(
+                n, args.collectives, args.jobs, os.path.join(args.keep, f"ranks{n}") if args.keep else None
+            )
+            for n in [args.ranks] + ([args.ranks_also] if args.ranks_also else [])
+        ]
     if args.json:
         print(json.dumps(out, indent=1))
         return
@@ -318,14 +405,20 @@ def main() -> None:
         d = out["ddp"]
         print(
             f"\nDDP step, 2 gloo ranks: bare {d['bare_ms']:.1f} ms, profiled {d['ours_ms']:.1f} ms, "
-            f"ratio {d['ratio']:.3f} (target <= 1.03)"
+            f"ratio {d['ratio']:.3f} (target <= 1.03); always-on {d['always_on_ms']:.1f} ms, ratio "
+            f"{d['ratio_always_on']:.3f} (target <= 1.01)"
         )
-    if "analyze" in out:
-        a = out["analyze"]
-        rss = f"{a['peak_rss_mb']:.0f} MB"
+        for mode, disk in d["disk"].items():
+            print(
+                f"disk per rank for {DISK_STEPS} steps ({disk['steps_s']:.1f} s), {mode}: "
+                f"{disk['bytes'] / 1024:.1f} KiB ({', '.join(f'{k} {v}' for k, v in sorted(disk['files'].items()))})"
+            )
+    for a in out.get("analyze", []):
+        wrote = f"{a['write_s']:.1f} s" if a["write_s"] is not None else "reused"
         print(
-            f"\nanalyze {a['ranks']} ranks x {a['collectives']} collectives: {a['wall_s']:.1f} s, peak RSS {rss} "
-            f"(target <= 60 s, <= 4 GB; writing the simulated files took {a['write_s']:.1f} s)"
+            f"\nanalyze {a['ranks']} ranks x {a['collectives']} collectives, --jobs {a['jobs']}: {a['wall_s']:.1f} s, "
+            f"peak RSS {a['peak_rss_mb']:.0f} MB (largest process), {a['peak_total_rss_mb']:.0f} MB (all processes) "
+            f"(target <= 60 s, <= 4 GB; writing the simulated files: {wrote})"
         )
 
 

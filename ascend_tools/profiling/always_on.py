@@ -69,7 +69,7 @@ class Window:
         self.keys: Dict[Tuple[Any, ...], List[Any]] = {}  # key -> [count, bytes, time_s, {bin: n}]
         self.arrivals: Dict[Tuple[str, int], List[float]] = {}  # (gid, block) -> [count, Σt0, Σt1]
         self.sync_s = 0.0
-        self.steps: List[Tuple[int, float]] = []  # (step, seconds)
+        self.steps: List[float] = [0, 0.0, 0.0, math.inf, -math.inf]  # count, Σ s, max s, first, last step
         self.mem_peak: Dict[str, float] = {}
         self.overflow = 0
 
@@ -85,7 +85,12 @@ class Window:
             self._coll(rec)
         elif kind == "step":
             self._seen(rec.get("t0"), rec.get("t1"))
-            self.steps.append((int(rec["step"]), float(rec["t1"]) - float(rec["t0"])))
+            seconds, s = float(rec["t1"]) - float(rec["t0"]), self.steps
+            s[0] += 1
+            s[1] += seconds
+            s[2] = max(s[2], seconds)
+            s[3] = min(s[3], rec["step"])
+            s[4] = max(s[4], rec["step"])
         elif kind == "mem":
             self._seen(rec.get("t"))
             for side in ("dev", "host"):
@@ -126,8 +131,8 @@ class Window:
 
     def per_step(self) -> Optional[float]:
         """Seconds per step (per blocking collective when no step ended in the window)."""
-        if self.steps:
-            return sum(s for _, s in self.steps) / len(self.steps)
+        if self.steps[0]:
+            return self.steps[1] / self.steps[0]
         count = sum(a[0] for a in self.arrivals.values())
         if count and self.first is not None and self.last is not None:
             return (self.last - self.first) / count
@@ -142,7 +147,11 @@ class Window:
             "t0": self.first,
             "t1": self.last,
             "sync_s": self.sync_s,
-            "steps": [[s, d] for s, d in self.steps],
+            "steps": (
+                dict(zip(("count", "time_s", "max_s", "first", "last"), self.steps))
+                if self.steps[0]
+                else {"count": 0}
+            ),
             "colls": [
                 {
                     "gid": gid,
@@ -200,7 +209,7 @@ class WindowRecorder(RankRecorder):
                 self._close_window(last)  # on the records' clock, not on the drain's
         window = self.window
         now = time.time()
-        if window.first is not None and not window.steps and now - window.first >= self.window_s:
+        if window.first is not None and not window.steps[0] and now - window.first >= self.window_s:
             self._close_window(now)  # no step ended in it: closed on time
         if self._pending_anomaly is not None:
             reason, self._pending_anomaly = self._pending_anomaly, None

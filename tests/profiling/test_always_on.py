@@ -58,7 +58,7 @@ def test_a_slow_window_is_dumped_with_its_full_records_and_nothing_else_is(tmp_p
         windows = _lines(os.path.join(rdir, "windows.0.jsonl"))
         assert sum(c["count"] for w in windows for c in w["colls"]) == 240  # every collective counted once
         slow = [w for w in windows if w["slow"]]
-        assert slow and all(any(s in (60, 61, 62) for s, _ in w["steps"]) for w in slow)
+        assert slow and all(w["steps"]["first"] <= 62 and w["steps"]["last"] >= 60 for w in slow)
     report = run(out)
     assert len(report.profile.colls) > 0  # the dumped records are read as full records
 
@@ -104,7 +104,7 @@ def _mixed_rank(rank, n, out):
     init(rank, n)
     with profile(out, memory=False, hang_timeout=None) as prof:
         for _ in range(12):
-            time.sleep(0.004 if rank == 2 else 0.001)  # rank 2: the straggler
+            time.sleep(0.02 if rank == 2 else 0.001)  # rank 2: the straggler
             for size in (256, 16384, 262144):
                 dist.all_reduce(torch.ones(size))
             out_t = [torch.zeros(1000) for _ in range(n)]

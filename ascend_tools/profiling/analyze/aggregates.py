@@ -124,7 +124,9 @@ def _lateness(windows: Dict[int, List[Dict[str, Any]]]) -> Dict[int, Dict[str, f
 
 
 def _rank(rank: int, ws: List[Dict[str, Any]], lateness: Optional[Dict[str, float]]) -> Dict[str, Any]:
-    steps = [d for w in ws for _, d in w.get("steps") or []]
+    steps = [w.get("steps") or {} for w in ws]
+    count = sum(int(s.get("count") or 0) for s in steps)
+    step_s = sum(float(s.get("time_s") or 0.0) for s in steps)
     spans = [
         w["t1"] - w["t0"] for w in ws if isinstance(w.get("t0"), float) and isinstance(w.get("t1"), float)
     ]
@@ -136,8 +138,8 @@ def _rank(rank: int, ws: List[Dict[str, Any]], lateness: Optional[Dict[str, floa
     return {
         "rank": rank,
         "windows": len(ws),
-        "steps": len(steps),
-        "step_mean_s": float(np.mean(steps)) if steps else None,
+        "steps": count,
+        "step_mean_s": step_s / count if count else None,
         "compute_s": sum(spans) - sync,
         "sync_s": sync,
         "slow_windows": [w["w"] for w in ws if w.get("slow")],
