@@ -88,6 +88,7 @@
       var f = filterInput(tables()[i]);
       f.value = ''; f.dispatchEvent(new Event('input', {bubbles: true}));
     },
+    shownRows: function (i) { return bodyRows(tables()[i]).length; },
     filtered: function (i, q) {
       var rows = bodyRows(tables()[i]);
       return {shown: rows.length, matching: rows.filter(function (r) { return rowText(r).indexOf(q) >= 0; }).length};

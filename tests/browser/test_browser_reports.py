@@ -197,7 +197,7 @@ def check_filter(page: cdp.Page, table: Table, index: int, shown: int) -> List[s
             f"filter {query!r}: {state['shown']} rows shown, {expected} of the table's rows hold it"
         )
     page.eval(f"window.__checks.clearFilter({index})")
-    wait_for(page, f"window.__checks.filtered({index}, '')", lambda s: s["shown"] == shown)
+    wait_for(page, f"window.__checks.shownRows({index})", lambda n: n == shown)
     return problems
 
 
