@@ -15,11 +15,10 @@ RECALL_ALL = 0.85
 PRECISION = 0.95
 TRACE_COMPLETE = 0.90
 TRACE_TIMEOUT_S = 240
-# Where the corpus stands (2026-12-04, 16 scripts): blockers 78/100 found, all lines 156/179, precision
-# 171/174. Recall of blockers is below the acceptance (three scripts scored before any rule saw them miss
-# about half): this floor keeps what is reached from regressing until the rules catch up; raise it, never
-# lower it, and the issue stays open until it reaches RECALL_BLOCKERS.
-RECALL_BLOCKERS_REACHED = 0.78
+# Where the corpus stands (2026-12-04, 26 scripts, 20 projects): blockers 149/151, all lines 287/289,
+# precision 312/317, above the acceptance. Every script now counts as seen by the rules; what an unseen
+# script scores is measured on each new blind batch before any rule learns from it (docs/check-ops.md:
+# 86%, 67% and 62% of the error/warning lines on blind batches 1-3), not by this test.
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +114,7 @@ def test_scan_precision_and_recall(scan_scores):
     summary = f"\n{corpus_score.table(scan_scores)}"
     assert _share(t["precision"]) >= PRECISION, summary
     assert _share(t["all"]) >= RECALL_ALL, summary
-    assert _share(t["blockers"]) >= RECALL_BLOCKERS_REACHED, summary
+    assert _share(t["blockers"]) >= RECALL_BLOCKERS, summary
 
 
 MISSING = re.compile(r"No module named '([\w.]+)'")
