@@ -492,12 +492,15 @@ def _memory(report: Report, a: "Analysis") -> None:
         "Memory",
         [
             f"Peaks per rank over the samples; the plot shows {primary} over time for the ranks with the highest "
-            f"peaks. Fragmentation = 1 − allocated / reserved when reserved peaked."
+            f"peaks."
         ],
     )
     rows = _pick_ranks([dict(r, peak_primary=r["peak"].get(primary)) for r in mem["ranks"]], "peak_primary")
     if rows:
-        sec.tables.append(Table("", *memory.peak_columns(rows, primary)))
+        headers, cells = memory.peak_columns(rows, primary)
+        sec.tables.append(Table("", headers, cells))
+        if "fragmentation" in headers:
+            sec.text[0] += " Fragmentation = 1 − allocated / reserved when reserved peaked."
     top = sorted(mem["ranks"], key=lambda r: -(r["peak"].get(primary) or 0.0))[:MAX_PLOT_RANKS]
     # (rank, samples); every row is a rank with memory samples (memory.summarize skips the others)
     samples = [(r["rank"], a.profile.ranks[r["rank"]].memory) for r in top]
