@@ -22,13 +22,15 @@ MAX_POINTS = 400  # per collective kind in the scatter (evenly spaced over the r
 
 
 def _slow_ranks(a: "Analysis") -> List[int]:
-    return [s["rank"] for s in a.slow["slow_ranks"]]
+    """The ranks the finding is about: the slow ones, else the suspects."""
+    return [s["rank"] for s in a.slow["slow_ranks"]] or sorted({s["rank"] for s in a.slow["suspects"]})
 
 
 def _main_group(a: "Analysis") -> Optional[Dict[str, Any]]:
-    """The group the finding is about: the first where a rank is slow, else the one with most members."""
+    """The group the finding is about: the first where a rank is slow (or suspect), else the one with most
+    members."""
     groups = a.slow["groups"]
-    slow = [g for g in groups if any(r["slow"] for r in g["ranks"])]
+    slow = [g for g in groups if any(r["verdict"] in ("slow", "suspect") for r in g["ranks"])]
     return (slow or sorted(groups, key=lambda g: -g["members"]) or [None])[0]
 
 

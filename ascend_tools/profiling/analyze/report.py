@@ -174,9 +174,14 @@ def _summary(report: Report, a: "Analysis", s: Dict[str, Any]) -> None:
 
 def _slow_summary(a: "Analysis", slow: List[int]) -> str:
     unjudged = [g for g in a.slow["groups"] if not g["judged"]]
-    if slow or not unjudged:
-        return _rank_list(slow) if slow else "none"
-    return "not judged: " + "; ".join(_too_few(g) for g in unjudged[:4])
+    suspects = sorted({x["rank"] for x in a.slow["suspects"]})
+    if slow:
+        return _rank_list(slow)
+    if suspects:
+        return f"none established; suspect: {_rank_list(suspects)} (too few windows to establish it, see Slow ranks)"
+    if unjudged:
+        return "not judged: " + "; ".join(_too_few(g) for g in unjudged[:4])
+    return "none"
 
 
 def _hangs(report: Report, a: "Analysis") -> None:
@@ -288,6 +293,12 @@ def _slow(report: Report, a: "Analysis") -> None:
     unjudged = [g for g in a.slow["groups"] if not g["judged"]]
     for g in unjudged:
         sec.findings.append(Finding(severity=Severity.INFO, rule="slow-rank", message=_too_few(g)))
+    for x in a.slow["suspects"]:
+        sec.findings.append(
+            Finding(
+                severity=Severity.INFO, rule="slow-rank", message=x["reason"], location=f"rank {x['rank']}"
+            )
+        )
     if not a.slow["slow_ranks"]:
         sec.text.append("No slow rank." if not unjudged else "No slow rank among the groups judged.")
     rows = []

@@ -31,6 +31,7 @@ arriver) and msprof-analyze's signature (the straggler's median collective time 
 never waits).
 """
 
+import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -42,7 +43,9 @@ from .arrays import percentile, runs
 from .model import Colls, Profile
 from .skew import Skew
 from .steps import StepTable
-from .ttest import one_sided_p
+from .ttest import one_sided_p, t_tail
+
+SUSPECT_P = 0.05  # a rank above min_share with p up to this is named as a suspect, with the windows needed
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ def find(
     groups: List[Dict[str, Any]] = []
     heat: Dict[str, Tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     flagged: Dict[int, List[Dict[str, Any]]] = {}
+    suspects: List[Dict[str, Any]] = []
     for a, b in runs(colls.gid[idx]):
         sel = idx[a:b]
         gid = profile.gids[int(colls.gid[sel[0]])]
@@ -117,6 +121,8 @@ def find(
                 "wait_per_step_s": float(wait[i].mean()) if n else None,
             }
             rows.append(row_i)
+            if row_i["verdict"] == "suspect":
+                suspects.append(dict(row_i, group=gid, window=win.kind))
             if row_i["slow"]:
                 flagged.setdefault(int(r), []).append(
                     dict(row_i, group=gid, instances=instances, window=win.kind)
@@ -145,6 +151,7 @@ def find(
         "median_step_s": table.median_step(),
         "groups": groups,
         "slow_ranks": slow_ranks,
+        "suspects": [dict(x, reason=_suspect_reason(x, rule)) for x in suspects if x["rank"] not in flagged],
         "heat": heat,
     }
 
@@ -164,10 +171,21 @@ def _score(
         signals.append("late")
     if judged and comp_share >= rule.min_share and p_comp <= rule.max_p:
         signals.append("compute")
+    # large and consistent but not established: how many windows would establish it at this spread
+    candidates = [
+        (p, values)
+        for p, values, share in ((p_late, late, late_share), (p_comp, excess, comp_share))
+        if share >= rule.min_share and p <= SUSPECT_P
+    ]
+    needed = None
+    if judged and not signals and candidates:
+        needed = windows_needed(min(candidates, key=lambda c: c[0])[1], rule.max_p)
+    verdict = "slow" if signals else "suspect" if needed else "ok" if judged else "too few windows"
     return {
-        "verdict": "slow" if signals else "ok" if judged else "too few windows",
+        "verdict": verdict,
         "slow": bool(signals),
         "signals": signals,
+        "windows_to_judge": needed,
         "late_per_step_s": late_eff,
         "share_of_step": late_share,
         "p_late": p_late,
@@ -177,6 +195,20 @@ def _score(
         "late_steps": int((late > 0).sum()),
         "steps": n,
     }
+
+
+def windows_needed(values: np.ndarray, max_p: float, limit: int = 10_000) -> Optional[int]:
+    """The fewest windows with which values of this mean and spread give p ≤ ``max_p`` (None: over
+    ``limit``, or no positive mean)."""
+    mean, sd = float(np.mean(values)), float(np.std(values, ddof=1))
+    if mean <= 0 or not np.isfinite(sd):
+        return None
+    n = len(values)
+    while n <= limit:
+        if t_tail(mean / (sd / math.sqrt(n)), n - 1) <= max_p:
+            return n
+        n = max(n + 1, int(n * 1.1))
+    return None
 
 
 def _windows(colls: Colls, sel: np.ndarray, late: np.ndarray, table: StepTable) -> Windows:
@@ -280,3 +312,19 @@ def _reason(entry: Dict[str, Any], worst: Dict[str, Any]) -> str:
         f"shortest, as it never waits)"
     )
     return "; ".join(parts)
+
+
+def _suspect_reason(x: Dict[str, Any], rule: SlowRankRule) -> str:
+    unit = "step" if x["window"] == "step" else "window"
+    late = x["share_of_step"] >= x["compute_share_of_step"]
+    what = (
+        f"arrived {_ms(x['late_per_step_s'])} per {unit} later than the others ({x['share_of_step']:.1%} of the "
+        f"median {unit}; late in {x['late_steps']} of {x['steps']} {unit}s, t-test p = {x['p_late']:.2g})"
+        if late
+        else f"computed {_ms(x['compute_excess_per_step_s'])} per {unit} more than the others between collectives "
+        f"({x['compute_share_of_step']:.1%} of the median {unit}; t-test p = {x['p_compute']:.2g})"
+    )
+    return (
+        f"rank {x['rank']} may be slow in group {x['group']}: it {what}; {x['steps']} {unit}s cannot establish it "
+        f"at p ≤ {rule.max_p:g}: at this spread about {x['windows_to_judge']} would"
+    )
