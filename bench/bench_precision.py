@@ -16,8 +16,8 @@ tool, runs ``--warmup`` untimed steps, then times ``--steps`` steps one by one a
 * ``empty-mode``: a TorchDispatchMode whose handler only calls the op: the floor of any op-level
   (dispatch) tool on this machine, ours included;
 * ``stats-floor``: a TorchDispatchMode that computes our statistics of each op output ``capture`` computes
-  them for (every output but those of same-values views and of ``empty``-like ops; the reductions read as
-  ``capture`` reads them on the CPU) and records nothing: the floor of an op-level statistics dump with these
+  them for (every output but those of views, read from the op schema (``precision/aliasing.py``), and of
+  ``empty``-like ops; the reductions read as ``capture`` reads them on the CPU) and records nothing: the floor of an op-level statistics dump with these
   reductions, whatever its bookkeeping (inputs that no op produced, such as parameters, are left out);
 * ``ours-op`` / ``ours-module`` / ``ours-mix``: ``ascend_tools.precision.capture(DIR, level=..., mode="stats",
   model=model)`` open around all steps; steps counted by its ``optimizer.step()`` hook, which flushes the
@@ -235,7 +235,7 @@ def _stats_floor_mode() -> Any:
             out = func(*args, **(kwargs or {}))
             if func not in skip:  # capture's own per-op facts: what it leaves out, it is left out here
                 meta = _Meta(func, None)
-                skip[func] = not meta.selected or meta.same_values or meta.undefined
+                skip[func] = not meta.selected or meta.same_values or meta.view or meta.undefined
             if skip[func]:
                 return out
             tensors: List[Any] = []

@@ -46,7 +46,7 @@ from ..dispatch import (
 from ..module_names import ModuleNames
 from ..session import StepSession, make_module_callable
 from ..stacks import StackTable
-from . import store
+from . import aliasing, store
 from .lines import LineEncoder, stats_json
 from .stats import StatsQueue
 
@@ -54,25 +54,6 @@ log = logging.getLogger("ascend_tools")
 
 LEVELS = ("op", "module", "mix")
 MODES = ("stats", "tensor", "hash")
-# views whose output holds exactly the input's elements: the output shares the input's statistics
-SAME_VALUES = {
-    "aten::view",
-    "aten::_unsafe_view",
-    "aten::t",
-    "aten::transpose.int",
-    "aten::permute",
-    "aten::detach",
-    "aten::alias",
-    "aten::unsqueeze",
-    "aten::squeeze.dim",
-    "aten::squeeze",
-    "aten::squeeze.dims",
-    "aten::_reshape_alias",
-    "aten::reshape",
-    "aten::clone",
-    "aten::contiguous",
-    "aten::lift_fresh",
-}
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
 # bookkeeping ops that compute nothing (record_function markers of the profiler and the optimizer)
 SKIP_NAMESPACES = ("profiler::",)
@@ -80,12 +61,14 @@ FLUSH_AFTER = 1.0  # s: a record this long after the last flush flushes too (wha
 
 
 class _Meta:
-    __slots__ = ("mutated", "name", "same_values", "selected", "undefined")
+    __slots__ = ("mutated", "name", "same_values", "selected", "undefined", "view", "view_shares")
 
     def __init__(self, func: Any, wanted: Optional[set]) -> None:
         self.name = op_name(func)
         self.selected = is_wanted(self.name, wanted) and not self.name.startswith(SKIP_NAMESPACES)
-        self.same_values = self.name in SAME_VALUES
+        self.same_values = self.name in aliasing.COPIES
+        self.view = aliasing.returns_view(func)  # from the schema (aliasing.py)
+        self.view_shares = self.view and aliasing.may_share(self.name)
         self.undefined = op_base(self.name) in UNDEFINED_VALUES
         self.mutated = written_args(func)
 
@@ -512,13 +495,14 @@ class Capture(StepSession):
         else:
             tensors = []
             flat_tensors(out, tensors)
-        if (
-            meta.same_values
+        # a view of all of its input's elements shares their statistics; other views get them where read
+        shares = meta.same_values or (
+            meta.view_shares
             and len(tensors) == 1
-            and inputs
-            and inputs[0].has_stats
-            and type(tensors[0]) in _PLAIN
-        ):
+            and bool(inputs)
+            and aliasing.same_elements(tensors[0].numel(), inputs[0].shape)
+        )
+        if shares and len(tensors) == 1 and inputs and inputs[0].has_stats and type(tensors[0]) in _PLAIN:
             t = tensors[0]
             if self._save_tensors:
                 outputs = [self._tensor(t, rid, "out0")]
@@ -530,6 +514,9 @@ class Capture(StepSession):
             outputs = [_T(dtype_name(t.dtype), t.shape, body="}") for t in tensors]
             for t, info in zip(tensors, outputs):
                 self._remember(t, info)
+        elif meta.view and not (self._save_tensors or self._queue.digests):  # subset/repetition: stats mode
+            # leaves its statistics to the op that reads it (aliasing.py)
+            outputs = [_T(dtype_name(t.dtype), t.shape, body="}") for t in tensors]
         else:
             outputs = [self._tensor(t, rid, f"out{i}") for i, t in enumerate(tensors)]
         self._emit((rid, meta.name, "op", phase, call, module, inputs, outputs, args_json, sid))
