@@ -235,7 +235,10 @@ def _stats_floor_mode() -> Any:
             out = func(*args, **(kwargs or {}))
             if func not in skip:  # capture's own per-op facts: what it leaves out, it is left out here
                 meta = _Meta(func, None)
-                skip[func] = not meta.selected or meta.same_values or meta.view or meta.undefined
+                # (getattr: the same bench runs on a checkout from before aliasing.py, for before/after)
+                skip[func] = (
+                    not meta.selected or meta.same_values or getattr(meta, "view", False) or meta.undefined
+                )
             if skip[func]:
                 return out
             tensors: List[Any] = []
@@ -339,11 +342,18 @@ def timed(cmd: Sequence[str], timeout: float = 600) -> float:
     return wall
 
 
-def step_overhead(repeat: int, steps: int, warmup: int, progress: Callable[[str], None]) -> Dict[str, Any]:
-    runs: Dict[str, List[Dict[str, Any]]] = {k: [] for k in STEP_KINDS}
+def step_overhead(
+    repeat: int,
+    steps: int,
+    warmup: int,
+    progress: Callable[[str], None],
+    only: Sequence[str] = STEP_KINDS,
+) -> Dict[str, Any]:
+    kinds_run = [k for k in STEP_KINDS if k == "bare" or k in only]
+    runs: Dict[str, List[Dict[str, Any]]] = {k: [] for k in kinds_run}
     skipped: Dict[str, str] = {}
     for i in range(repeat):
-        for kind in STEP_KINDS:
+        for kind in kinds_run:
             if kind in skipped:
                 continue
             r = run_worker([kind, "--steps", str(steps), "--warmup", str(warmup)])
@@ -671,6 +681,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
     ap.add_argument("--no-compare", action="store_true", help="skip the compare-throughput part")
     ap.add_argument(
+        "--kinds",
+        default=",".join(STEP_KINDS),
+        help="comma-separated step-overhead kinds to run (bare always runs) [default: all]",
+    )
+    ap.add_argument(
         "--dump-dir",
         default=None,
         help="where the tensor dumps of the compare part go (default /dev/shm if it exists, else "
@@ -702,7 +717,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "args": {"repeat": args.repeat, "steps": args.steps, "warmup": args.warmup},
         "machine": machine(),
     }
-    result["steps"] = step_overhead(args.repeat, args.steps, args.warmup, progress)
+    result["steps"] = step_overhead(args.repeat, args.steps, args.warmup, progress, args.kinds.split(","))
     if args.no_compare:
         result["compare"] = {"rows": {}, "skipped": "--no-compare", "dump_mb": {}, "dump_s": {}}
     else:
