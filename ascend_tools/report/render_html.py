@@ -1,16 +1,17 @@
 """Self-contained HTML rendering of a :class:`Report`: one file, inline CSS and SVG, no external URL.
 
 Every string that comes from the report is passed through :func:`html.escape` (names come from user
-models and dumps). A few lines of inline JavaScript add a filter box and click-to-sort headers to each
-table; without JavaScript the page is complete and readable (the filter box stays hidden).
+models and dumps). Tables are laid out by ``html_table.py``: rows embedded as data, a page of them drawn
+by a few lines of inline JavaScript that also filter and sort over all rows; without JavaScript the page
+still reads (the first page of each table, the filter box hidden).
 """
 
-import html
-from typing import Any, Dict, List
+from typing import Dict, List
 
 from ..severity import Severity
-from .model import Finding, Report, Section, Series, Table
-from .render_text import ordered_findings, status_class, table_shape
+from .html_table import TABLE_JS, esc, pill, render_table
+from .model import Finding, Report, Section, Series
+from .render_text import ordered_findings, status_class
 from .svg import line_plot
 from .svg_charts import chart_svg
 from .text_cells import format_value, is_number
@@ -50,12 +51,23 @@ p.text{white-space:pre-wrap;overflow-wrap:anywhere}
 input.filter{font:inherit;font-size:13px;padding:4px 8px;border:1px solid var(--border);border-radius:6px;
 width:260px;max-width:100%}
 .tools .count{color:var(--muted);font-size:12px}
+.tools .pager{margin-left:auto;display:flex;align-items:center;gap:8px;font-size:12px;color:var(--muted)}
+.tools button{font:inherit;font-size:12px;padding:2px 10px;border:1px solid var(--border);border-radius:6px;
+background:#fff;cursor:pointer}
+.tools button:disabled{opacity:.45;cursor:default}
+details.table-block{margin:12px 0}
+details.table-block>summary{cursor:pointer}
+details.table-block>summary h3{display:inline-block;margin:6px 0}
 .table-wrap{max-height:70vh;overflow:auto;border:1px solid var(--border);border-radius:6px}
-table.data{border-collapse:separate;border-spacing:0;width:100%;font-size:13px;font-variant-numeric:tabular-nums}
+table.data{border-collapse:separate;border-spacing:0;table-layout:fixed;min-width:100%;font-size:13px;
+font-variant-numeric:tabular-nums}
 table.data th{position:sticky;top:0;z-index:1;background:var(--head);text-align:left;font-weight:600;
-padding:6px 10px;border-bottom:1px solid var(--border);white-space:nowrap}
-table.data td{padding:4px 10px;border-bottom:1px solid #eef1f4;vertical-align:top;overflow-wrap:anywhere}
-table.data td.num,table.data th.num{text-align:right;white-space:nowrap}
+padding:6px 10px;border-bottom:1px solid var(--border);white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+table.data td{padding:4px 10px;border-bottom:1px solid #eef1f4;vertical-align:top}
+table.data td.k-id,table.data td.k-path{font-family:ui-monospace,SFMono-Regular,"SF Mono",Menlo,Consolas,
+"Liberation Mono",monospace;font-size:12px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+table.data td.k-number,table.data th.k-number{text-align:right;white-space:nowrap;overflow:hidden}
+table.data td.k-text{overflow-wrap:anywhere}
 table.data tbody tr:last-child td{border-bottom:0}
 table.data tbody tr:hover td{background:#f6f8fa}
 table.data th.sortable{cursor:pointer;user-select:none}
@@ -86,116 +98,10 @@ footer{color:var(--muted);font-size:12px;text-align:center;margin-top:24px}
 .card{border:0;padding:0}}
 """
 
-JS = """
-(function(){
-  function key(cell){
-    if(!cell) return {t:'',n:null};
-    var t=cell.getAttribute('data-v'); if(t===null) t=cell.textContent.trim();
-    var n=(t!==''&&isFinite(Number(t)))?Number(t):null; return {t:t,n:n};
-  }
-  Array.prototype.forEach.call(document.querySelectorAll('.table-block'),function(block){
-    var table=block.querySelector('table.data'); if(!table||!table.tBodies.length||!table.tHead) return;
-    var tbody=table.tBodies[0], rows=Array.prototype.slice.call(tbody.rows);
-    var input=block.querySelector('input.filter'), count=block.querySelector('.count');
-    if(input&&rows.length>1){
-      input.parentNode.hidden=false;
-      input.addEventListener('input',function(){
-        var q=input.value.trim().toLowerCase(), shown=0;
-        rows.forEach(function(r){var m=!q||r.textContent.toLowerCase().indexOf(q)>=0; r.hidden=!m; if(m) shown++;});
-        count.textContent=q?(shown+' of '+rows.length+' rows'):'';
-      });
-    }
-    if(rows.length<2) return;
-    var heads=table.tHead.rows[0].cells;
-    Array.prototype.forEach.call(heads,function(th,i){
-      th.classList.add('sortable'); th.tabIndex=0; th.title='Sort';
-      function sort(){
-        var dir=th.getAttribute('aria-sort')==='ascending'?-1:1;
-        Array.prototype.forEach.call(heads,function(h){h.removeAttribute('aria-sort');});
-        th.setAttribute('aria-sort',dir===1?'ascending':'descending');
-        var keyed=rows.map(function(r,j){var k=key(r.cells[i]); k.r=r; k.j=j; return k;});
-        keyed.sort(function(a,b){
-          if(a.n!==null&&b.n!==null) return (a.n-b.n)*dir||a.j-b.j;
-          if(a.n!==null) return -1; if(b.n!==null) return 1;
-          if(a.t===''||b.t==='') return (a.t===''?1:0)-(b.t===''?1:0)||a.j-b.j;
-          return a.t.localeCompare(b.t,undefined,{numeric:true})*dir||a.j-b.j;
-        });
-        keyed.forEach(function(k){tbody.appendChild(k.r);});
-      }
-      th.addEventListener('click',sort);
-      th.addEventListener('keydown',function(e){if(e.key==='Enter'||e.key===' '){e.preventDefault();sort();}});
-    });
-  });
-})();
-"""
-
-
-def esc(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _pill(text: str, value: Any) -> str:
-    cls = status_class(value)
-    return f'<span class="pill{" st-" + cls if cls else ""}">{esc(text)}</span>'
-
-
-def _table(table: Table, tid: str) -> List[str]:
-    headers, rows = table_shape(table)
-    out = ['<div class="table-block">']
-    n = len(rows)
-    if table.title:
-        out.append(
-            f'<h3 id="{tid}">{esc(table.title)}<span class="rows">{n} row{"s" if n != 1 else ""}</span></h3>'
-        )
-    if not headers:
-        out.append('<p class="empty">Empty table.</p>')
-    else:
-        numeric = [
-            bool(rows)
-            and all(is_number(r[i]) or r[i] is None for r in rows)
-            and any(is_number(r[i]) for r in rows)
-            for i in range(len(headers))
-        ]
-        st = headers.index(table.status_column) if table.status_column in headers else None
-        label = esc(f"Filter {table.title or 'rows'}")
-        out.append(
-            f'<div class="tools" hidden><input type="search" class="filter" placeholder="Filter rows…" '
-            f'aria-label="{label}"><span class="count" aria-live="polite"></span></div>'
-        )
-        out.append('<div class="table-wrap"><table class="data"><thead><tr>')
-        num_cls = ' class="num"'
-        out.append(
-            "".join(
-                f'<th scope="col"{num_cls if numeric[i] else ""}>{esc(h)}</th>' for i, h in enumerate(headers)
-            )
-        )
-        out.append("</tr></thead><tbody>")
-        for row in rows:
-            cells = []
-            for i, v in enumerate(row):
-                text = format_value(v)
-                attrs = ""
-                if is_number(v):
-                    attrs = ' class="num"'
-                    if isinstance(v, float) and v == v and abs(v) != float("inf"):
-                        attrs += f' data-v="{v!r}"'
-                if i == st:
-                    cells.append(f"<td{attrs}>{_pill(text, v)}</td>" if text else f"<td{attrs}></td>")
-                else:
-                    cells.append(f"<td{attrs}>{esc(text)}</td>")
-            out.append("<tr>" + "".join(cells) + "</tr>")
-        out.append("</tbody></table></div>")
-        if not rows:
-            out.append('<p class="empty">No rows.</p>')
-    if table.note:
-        out.append(f'<p class="note">{esc(table.note)}</p>')
-    out.append("</div>")
-    return out
-
 
 def _finding(f: Finding) -> str:
     sev = str(f.severity)
-    parts = [_pill(sev, sev)]
+    parts = [pill(sev, sev)]
     if f.location:
         parts.append(f"<code>{esc(f.location)}</code>")
     if f.rule:
@@ -223,7 +129,7 @@ def _section(section: Section, idx: int) -> List[str]:
     out = [f'<section class="card" id="s{idx}">', f"<h2>{esc(section.title)}</h2>"]
     out.extend(f'<p class="text">{esc(p)}</p>' for p in section.text)
     for t, table in enumerate(section.tables, 1):
-        out.extend(_table(table, f"s{idx}-t{t}"))
+        out.extend(render_table(table, f"s{idx}-t{t}"))
     if section.findings:
         out.extend(_findings(section.findings))
     for series in section.series:
@@ -249,12 +155,12 @@ def _summary(report: Report) -> List[str]:
         out.append("<dl>")
         for key, value in report.summary:
             text = format_value(value)
-            shown = _pill(text, value) if status_class(value) else esc(text)
+            shown = pill(text, value) if status_class(value) else esc(text)
             long = ' class="long"' if len(text) > 14 and not is_number(value) else ""
             out.append(f"<div><dt>{esc(key)}</dt><dd{long}>{shown}</dd></div>")
         out.append("</dl>")
     if counts:
-        pills = "".join(_pill(f"{counts[s]} {s}", str(s)) for s in sorted(counts, reverse=True))
+        pills = "".join(pill(f"{counts[s]} {s}", str(s)) for s in sorted(counts, reverse=True))
         out.append(f'<div class="counts">{pills}</div>')
     out.append("</section>")
     return out
@@ -288,7 +194,7 @@ def render_html(report: Report) -> str:
         out.extend(_section(section, i))
     out.append(f"<footer>Generated by ascend-doctor · {esc(report.schema)}</footer>")
     out.append("</main>")
-    out.append(f"<script>{JS}</script>")
+    out.append(f"<script>{TABLE_JS}</script>")
     out.append("</body>")
     out.append("</html>")
     return "\n".join(out) + "\n"

@@ -8,7 +8,7 @@ import math
 import re
 import textwrap
 import unicodedata
-from typing import Any, List
+from typing import Any, List, Sequence
 
 ELLIPSIS = "…"
 
@@ -56,7 +56,7 @@ def char_width(ch: str) -> int:
 
 
 def text_width(s: str) -> int:
-    return sum(char_width(c) for c in s)
+    return len(s) if s.isascii() else sum(char_width(c) for c in s)
 
 
 def truncate(s: str, width: int) -> str:
@@ -143,3 +143,14 @@ def wrap(text: str, width: int) -> List[str]:
     width = max(8, width)
     words = [shorten(w, width, PATH) for w in text.split()]
     return textwrap.wrap(" ".join(words), width=width, break_long_words=False, break_on_hyphens=False)
+
+
+def shorten_column(values: Sequence[str], width: int, kind: str) -> List[str]:
+    """Each value as :func:`shorten` makes it, spelled one way down a column: when one id needs its words
+    abbreviated or its namespace dropped, every id in the column gets the same."""
+    out = list(values)
+    if kind == ID and any(text_width(v) > width for v in out):
+        out = [abbreviate(v) for v in out]
+        if any(text_width(v) > width for v in out):
+            out = [_NAMESPACE.sub("", v) for v in out]
+    return [shorten(v, width, kind) for v in out]

@@ -11,18 +11,19 @@ line names them.
 from typing import Callable, List, Optional, Tuple
 
 from .columns import Columns
-from .text_cells import ID, NUMBER, PATH, TEXT, abbreviate, one_line, shorten, text_width
+from .text_cells import ID, NUMBER, PATH, TEXT, one_line, shorten, shorten_column, text_width
 
 SEP = 2
 MINIMUM = {NUMBER: 10**6, ID: 24, PATH: 20}
 TEXT_MIN = 12
 
 
-def fit_widths(natural: List[int], kinds: List[str], budget: int) -> List[int]:
-    """Column widths for a row of at most ``budget`` columns, as far as the minimums allow."""
+def fit_widths(natural: List[int], mins: List[int], budget: int, sep: int = SEP) -> List[int]:
+    """Column widths for a row of at most ``budget`` characters (``sep`` between columns): the widest
+    column above its minimum loses one character at a time, as far as the minimums allow."""
     widths = list(natural)
-    mins = [min(n, MINIMUM.get(k, TEXT_MIN)) for n, k in zip(natural, kinds)]
-    excess = sum(widths) + SEP * (len(widths) - 1) - budget
+    mins = [min(n, m) for n, m in zip(natural, mins)]
+    excess = sum(widths) + sep * (len(widths) - 1) - budget
     while excess > 0:
         candidates = [i for i in range(len(widths)) if widths[i] > mins[i]]
         if not candidates:
@@ -63,11 +64,12 @@ def layout(
     texts = [[one_line(cols.text(r, i)) for i in range(len(cols.headers))] for r in shown_rows]
     natural = [max([text_width(h)] + [text_width(t[i]) for t in texts]) for i, h in enumerate(cols.headers)]
     keep = _shown_columns(cols, natural, width)
-    widths = fit_widths([natural[i] for i in keep], [cols.kinds[i] for i in keep], width)
+    widths = fit_widths(
+        [natural[i] for i in keep], [MINIMUM.get(cols.kinds[i], TEXT_MIN) for i in keep], width
+    )
     for i, w in zip(keep, widths):
-        if cols.kinds[i] == ID and w < natural[i]:  # one spelling down a column: all abbreviated
-            for t in texts:
-                t[i] = abbreviate(t[i])
+        for t, short in zip(texts, shorten_column([t[i] for t in texts], w, cols.kinds[i])):
+            t[i] = short
 
     def line(values: List[str], raw: Optional[List[object]]) -> str:
         parts = []
