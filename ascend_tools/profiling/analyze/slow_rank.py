@@ -45,7 +45,7 @@ from .skew import Skew
 from .steps import StepTable
 from .ttest import one_sided_p, t_tail
 
-SUSPECT_P = 0.05  # a rank above min_share with p up to this is named as a suspect, with the windows needed
+SUSPECT_P = 0.05  # above min_share, ahead in all windows but one, p up to this: a suspect (info finding)
 
 
 @dataclass(frozen=True)
@@ -171,11 +171,12 @@ def _score(
         signals.append("late")
     if judged and comp_share >= rule.min_share and p_comp <= rule.max_p:
         signals.append("compute")
-    # large and consistent but not established: how many windows would establish it at this spread
+    # large and consistent (ahead in every window but at most one) but not established: how many windows
+    # would establish it at this spread
     candidates = [
         (p, values)
         for p, values, share in ((p_late, late, late_share), (p_comp, excess, comp_share))
-        if share >= rule.min_share and p <= SUSPECT_P
+        if share >= rule.min_share and p <= SUSPECT_P and (values > 0).sum() >= n - 1
     ]
     needed = None
     if judged and not signals and candidates:
