@@ -289,6 +289,8 @@ def analyze_scale(ranks: int, collectives: int, jobs: int, keep: Optional[str] =
             "wall_s": wall,
             "peak_rss_mb": usage.ru_maxrss / 1024,
             "peak_total_rss_mb": total / (1 << 20),
+            # CPU seconds of analyze and its (joined) workers: what a loaded machine does not inflate
+            "cpu_s": usage.ru_utime + usage.ru_stime,
         }
 
 
@@ -417,7 +419,8 @@ def main() -> None:
         wrote = f"{a['write_s']:.1f} s" if a["write_s"] is not None else "reused"
         print(
             f"\nanalyze {a['ranks']} ranks x {a['collectives']} collectives, --jobs {a['jobs']}: {a['wall_s']:.1f} s, "
-            f"peak RSS {a['peak_rss_mb']:.0f} MB (largest process), {a['peak_total_rss_mb']:.0f} MB (all processes) "
+            f"{a['cpu_s']:.1f} CPU s, peak RSS {a['peak_rss_mb']:.0f} MB (largest process), "
+            f"{a['peak_total_rss_mb']:.0f} MB (all processes) "
             f"(target <= 60 s, <= 4 GB; writing the simulated files: {wrote})"
         )
 

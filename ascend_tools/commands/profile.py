@@ -182,7 +182,10 @@ def _summary(out_dir: str, run_id: Optional[str] = None) -> List[Tuple[str, bool
             continue
         closed = "closed_at" in meta
         steps = meta.get("steps", 0) if closed else 0
-        state = f"{meta.get('records', 0)} records, {steps} steps" if closed else "cut short"
+        kept = f"{meta['windows']} windows" if "windows" in meta else f"{meta.get('records', 0)} records"
+        state = f"{kept}, {steps} steps" if closed else "cut short"
+        if meta.get("dumps"):
+            state += f", {len(meta['dumps'])} anomaly dump(s) in ring/"
         extra = [x for x in ("hang", "oom.json") if os.path.exists(os.path.join(rdir, x))]
         line = f"rank{rank}: {state}" + (f" ({', '.join(extra)} written)" if extra else "")
         out.append((line, bool(steps or not closed or extra)))

@@ -213,6 +213,8 @@ class WindowRecorder(RankRecorder):
             self._close_window(now)  # no step ended in it: closed on time
         if self._pending_anomaly is not None:
             reason, self._pending_anomaly = self._pending_anomaly, None
+            if not reason.startswith("slow-window") and self.window.first is not None:
+                self._close_window(now)  # a hang or an OOM: the rank may be killed before the window ends
             self._start_dump(reason)
         if self._dump is not None:
             self._dump.flush()

@@ -30,15 +30,19 @@ def summarize(profile: Profile) -> Optional[Dict[str, Any]]:
     if not windows:
         return None
     lateness = _lateness(windows)
+    dumps = {r: _dumps(profile.ranks[r].path) for r in windows}
     return {
         "collectives": _collectives(windows),
         "ranks": [_rank(r, ws, lateness.get(r)) for r, ws in sorted(windows.items())],
-        "dumps": {
-            r: list(info.meta.get("dumps") or [])
-            for r, info in profile.ranks.items()
-            if info.meta.get("dumps")
-        },
+        "dumps": {r: d for r, d in dumps.items() if d},
     }
+
+
+def _dumps(rank_dir: str) -> List[str]:
+    """The anomaly dumps on disk (meta.json lists them too, but not when the rank was killed)."""
+    ring = os.path.join(rank_dir, "ring")
+    names = sorted(n for n in os.listdir(ring) if n.endswith(".jsonl")) if os.path.isdir(ring) else []
+    return [f"ring/{n}" for n in names]
 
 
 def quantile(hist: Dict[int, int], q: float) -> float:
