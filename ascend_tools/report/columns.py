@@ -52,7 +52,7 @@ def infer_kind(header: str, values: List[Any]) -> str:
     for t in texts:
         if _PATHLIKE.search(t) or _DOTTED.match(t):
             votes[PATH] += 1
-        elif " " in t.strip() or len(t) > 60:
+        elif any(c.isspace() for c in t.strip()) or len(t) > 60:
             votes[TEXT] += 1
         else:
             votes[ID] += 1

@@ -6,12 +6,13 @@ table cells also escape ``|`` and turn newlines into ``<br>``.
 
 import html
 import re
-from typing import Any, List
+from typing import Any, List, Optional
 
+from .columns import columns
 from .model import Chart, Finding, Report, Section, Series, Table
-from .render_text import ordered_findings, table_shape
+from .render_text import ordered_findings
 from .svg import prepare
-from .text_cells import format_value, is_number
+from .text_cells import ID, NUMBER, PATH, TEXT, format_value, is_number
 from .text_charts import chart_lines
 
 DETAILS_ROWS = 50  # tables longer than this are folded into <details>
@@ -58,31 +59,40 @@ def code_span(text: str) -> str:
     return f"{fence}{text}{fence}"
 
 
-def _table_lines(headers: List[str], rows: List[List[Any]]) -> List[str]:
-    right = [
-        bool(rows)
-        and all(is_number(r[i]) or r[i] is None for r in rows)
-        and any(is_number(r[i]) for r in rows)
-        for i in range(len(headers))
-    ]
+def _table_lines(headers: List[str], rows: List[List[Any]], kinds: Optional[List[str]] = None) -> List[str]:
+    """A GFM table: numbers right-aligned; ids and paths (``kinds``, see ``columns.py``) as code spans."""
+    if kinds is None:
+        kinds = [
+            NUMBER
+            if rows
+            and all(is_number(r[i]) or r[i] is None for r in rows)
+            and any(is_number(r[i]) for r in rows)
+            else TEXT
+            for i in range(len(headers))
+        ]
     lines = [
         "| " + " | ".join(escape_cell(h) or " " for h in headers) + " |",
-        "|" + "|".join("---:" if r else "---" for r in right) + "|",
+        "|" + "|".join("---:" if k == NUMBER else "---" for k in kinds) + "|",
     ]
     for row in rows:
-        lines.append("| " + " | ".join(escape_cell(v) for v in row) + " |")
+        cells = [
+            code_span(v).replace("|", "\\|") if k in (ID, PATH) and isinstance(v, str) else escape_cell(v)
+            for v, k in zip(row, kinds)
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
 def _table(table: Table) -> List[str]:
-    headers, rows = table_shape(table)
+    cols = columns(table)
+    rows = [[cols.text(r, i) for i in range(len(cols.headers))] for r in cols.rows]
     out: List[str] = []
     title = " ".join(table.title.split())
-    if not headers:
+    if not cols.headers:
         if title:
             out += [f"**{escape_text(title, block=False)}**", ""]
         return [*out, "_(empty table)_", ""]
-    body = _table_lines(headers, rows)
+    body = _table_lines(cols.headers, rows, cols.kinds)
     if len(rows) > DETAILS_ROWS:
         summary = html.escape(f"{title or 'Table'} ({len(rows)} rows)")
         out += ["<details>", f"<summary>{summary}</summary>", "", *body, "", "</details>", ""]

@@ -108,14 +108,6 @@ def ordered_findings(findings: Sequence[Finding]) -> List[Tuple[Severity, List[F
     return [(s, groups[s]) for s in sorted(groups, reverse=True)]
 
 
-def table_shape(table: Table) -> Tuple[List[str], List[List[Any]]]:
-    """Headers and rows padded to one common column count (rows may be ragged)."""
-    ncols = max([len(table.columns)] + [len(r) for r in table.rows])
-    headers = [str(c) for c in table.columns] + [""] * (ncols - len(table.columns))
-    rows = [list(r) + [None] * (ncols - len(r)) for r in table.rows]
-    return headers, rows
-
-
 # ---------------------------------------------------------------- rendering
 
 

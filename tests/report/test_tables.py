@@ -3,7 +3,7 @@ the part that tells rows apart, terminal tables showing their headline rows with
 
 import pytest
 
-from ascend_tools.report import Report, Table
+from ascend_tools.report import Report, Table, render
 from ascend_tools.report.columns import columns, format_number, infer_kind
 from ascend_tools.report.render_text import HEADLINE_ROWS, render_text
 from ascend_tools.report.text_cells import ID, NUMBER, PATH, TEXT, shorten, text_width
@@ -116,3 +116,17 @@ def test_table_headline_sets_the_rows_shown():
     out = render_text(r, width=100)
     assert sum(1 for line in out.splitlines() if "#fwd#" in line or "#forward#" in line) == 3
     assert f"… {len(rows) - 3} more rows" in out
+
+
+def test_markdown_reads_the_same_columns():
+    t = Table(
+        "memory",
+        ["rank", "op", "peak host.rss GiB", "fragmentation", "peak host rss GiB"],
+        [[0, "aten::mm#forward#0", 1.23456, None, None], [1, "aten::mm#forward#1", None, None, 2.5]],
+    )
+    r = Report(schema="s/1", title="t")
+    r.section("s").tables.append(t)
+    md = render(r, "markdown")
+    assert "| rank | op | peak host.rss GiB |" in md and "fragmentation" not in md
+    assert "|---:|---|---:|" in md
+    assert "| 0 | `aten::mm#forward#0` | 1.235 |" in md and "| 1 | `aten::mm#forward#1` | 2.5 |" in md
