@@ -6,12 +6,15 @@ Kinds, in ranking order (within a kind, by score):
    the dtype's ±max where the paired reference output holds none (target-only ops included). Everything
    after it is poisoned, so it is the headline whatever else is found. Read from the records' counts, so
    it works the same with tensors or statistics only.
-2. ``kernel``: the op's output is off against a float64 replay on its own inputs (tensor mode).
-3. ``divergence``: the output is off against the reference while the op's inputs agree: the output's
+2. ``parameter``: a parameter (records name them) differs from the reference's parameter of the same name at its
+   first read before the optimizer runs, beyond ``diagnose.PARAMETER_FACTOR`` times what rounding explains: a
+   stale or unloaded weight. Proven with tensors, a suspect in statistics (``stats_tolerance``).
+3. ``kernel``: the op's output is off against a float64 replay on its own inputs (tensor mode).
+4. ``divergence``: the output is off against the reference while the op's inputs agree: the output's
    error is at least ``AMPLIFICATION_CULPRIT`` times the worst input error (``diagnose``), even where the
    replay passes: the op computed something else (another eps, another formula). The paired ops'
    non-tensor arguments are diffed and the differences named.
-4. ``target-only``: a forward or optimizer op the reference run does not have (dropout left on), other
+5. ``target-only``: a forward or optimizer op the reference run does not have (dropout left on), other
    than a cast, a view or an allocation (backward ops follow the forward graph: a bf16 run's extra cast
    adds a gradient sum there). A divergence seen in statistics only (``STATS_DIVERGENCE``) ranks after
    these.
@@ -25,7 +28,7 @@ from ..dispatch import UNDEFINED_VALUES, op_base
 from .diagnose import AMPLIFICATION_CULPRIT, PairResult
 from .records import Record, TensorInfo
 
-KINDS = ("nonfinite", "kernel", "divergence", "target-only")
+KINDS = ("nonfinite", "parameter", "kernel", "divergence", "target-only")
 
 # target-only ops that change no value: the casts a lower-precision run adds, views and copies
 _NEUTRAL = frozenset(
@@ -59,6 +62,7 @@ def rank(results: List[PairResult]) -> List[Cause]:
     if first is not None:
         found.append(first)
     for res in results:
+        found.extend(_parameters(res))
         if first is not None and res is first.result:
             continue
         cause = _classify(res)
@@ -75,6 +79,16 @@ def _order(cause: Cause) -> int:
     if cause.kind == "divergence" and cause.level != "error":
         return len(KINDS)
     return KINDS.index(cause.kind)
+
+
+def _parameters(res: PairResult) -> List[Cause]:
+    """A cause per parameter this op read first that is off the reference's."""
+    out = []
+    for name, err, bar, tensors in res.params:
+        if err > bar:
+            detail = f"{name} differs from the reference's: error {err:.3g} > {bar:.3g}"
+            out.append(Cause("parameter", res, "error" if tensors else "suspect", detail, score=err / bar))
+    return out
 
 
 def _classify(res: PairResult) -> Optional[Cause]:

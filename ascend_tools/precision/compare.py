@@ -260,6 +260,8 @@ def headline(cause: Optional[Cause], dump: Dump) -> str:
     where = "at {}{}".format(rec.module or "<root>", f" ({stack[-1]})" if stack else "")
     if cause.kind == "nonfinite":
         return f"{cause.detail} first produced by {rec.key} {where}"
+    if cause.kind == "parameter":
+        return f"parameter {cause.detail}; first read by {rec.key} {where}"
     if cause.kind == "kernel":
         return f"kernel error: {rec.key} {where} is off against its own float64 replay"
     if cause.kind == "divergence":

@@ -32,6 +32,9 @@ from .replay import Replay, replay, replayable
 # Amplification is a heuristic: well-conditioned ops pass on their inputs' relative error at up to a small
 # factor (x**2 doubles it; sin and subtraction near zero can do more), so only a large factor names a culprit.
 AMPLIFICATION_CULPRIT = 8.0
+#: a parameter differs from the reference's when its relative L2 error passes this many times what rounding to
+#: the two dtypes explains (a bf16 cast of an fp32 weight: about 0.6 of it); statistics: ``stats_tolerance``
+PARAMETER_FACTOR = 2.0
 
 
 @dataclass
@@ -45,6 +48,9 @@ class PairResult:
     replay: Optional[Replay] = None
     amplification: Optional[float] = None
     output: int = 0  # the output judged: the worst of a multi-output op's against the reference
+    # (name, error vs the reference's same parameter, the bar it must stay under, measured on tensors) for each
+    # parameter this op is the first to read in the step (see causes.py: a stale or unloaded weight)
+    params: List[Tuple[str, float, float, bool]] = field(default_factory=list)
     method: str = ""  # "replay" | "amplification" | ""
     within_reference: bool = False  # output passed against the reference: not replayed, cannot be a culprit
     score: float = 0.0
@@ -108,7 +114,30 @@ class Diagnoser:
             if progress is not None:
                 progress(1)
         self._amplification(results)
+        self._parameters(results)
         return results
+
+    def _parameters(self, results: List[PairResult]) -> None:
+        """The error of each parameter at its first read before the optimizer runs (records name parameters:
+        ``TensorInfo.name``), against the reference's parameter of the same name read by the paired op."""
+        seen = set()
+        for res in sorted((r for r in results if r.pair.target is not None), key=lambda r: r.record.id):
+            t, r = res.pair.target, res.pair.reference
+            if t is None or r is None or t.phase not in ("init", "forward"):
+                continue
+            theirs = {b.name: b for b in r.inputs if b.name}
+            for a in t.inputs:
+                if not a.name or a.name in seen or a.name not in theirs:
+                    continue
+                seen.add(a.name)
+                b = theirs[a.name]
+                tensors = self.tensors and bool(a.file and b.file)
+                bar = (
+                    PARAMETER_FACTOR * standards.expected_rounding_error(a.dtype, b.dtype)
+                    if tensors
+                    else standards.stats_tolerance(a.dtype, b.dtype)
+                )
+                res.params.append((a.name, self._input_error(a, b, res), bar, tensors))
 
     # --- error against the reference -----------------------------------------------------------------
 
