@@ -63,6 +63,8 @@ def truncate(s: str, width: int) -> str:
     """Cut ``s`` to at most ``width`` display columns, marking the cut with an ellipsis."""
     if text_width(s) <= width:
         return s
+    if s.isascii():
+        return s[: max(0, width - 1)] + ELLIPSIS
     out, used = [], 0
     for ch in s:
         w = char_width(ch)
@@ -86,14 +88,17 @@ def _cut_left(s: str, width: int) -> str:
     """``…`` + the end of ``s``, starting at a path separator when that keeps most of the room."""
     if width <= 1:
         return ELLIPSIS[:width]
-    out, used = [], 0
-    for ch in reversed(s):
-        w = char_width(ch)
-        if used + w > width - 1:
-            break
-        out.append(ch)
-        used += w
-    tail = "".join(reversed(out))
+    if s.isascii():
+        tail = s[len(s) - (width - 1) :]
+    else:
+        out, used = [], 0
+        for ch in reversed(s):
+            w = char_width(ch)
+            if used + w > width - 1:
+                break
+            out.append(ch)
+            used += w
+        tail = "".join(reversed(out))
     for sep in ("/", "\\", "."):
         k = tail.find(sep)
         if 0 < k <= len(tail) // 3:

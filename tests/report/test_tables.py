@@ -130,3 +130,11 @@ def test_markdown_reads_the_same_columns():
     assert "| rank | op | peak host.rss GiB |" in md and "fragmentation" not in md
     assert "|---:|---|---:|" in md
     assert "| 0 | `aten::mm#forward#0` | 1.235 |" in md and "| 1 | `aten::mm#forward#1` | 2.5 |" in md
+
+
+def test_wide_characters_are_shortened_by_display_width():
+    path = "模型/层/注意力/前向.py:12"
+    for kind in (PATH, ID, TEXT):
+        short = shorten(path, 10, kind)
+        assert text_width(short) <= 10 and short != path
+    assert shorten(path, 10, PATH).endswith("py:12")
