@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from ascend_tools.profiling.analyze import run
+from ascend_tools.profiling.analyze.slow_rank import _median_without_each
 from ascend_tools.profiling.analyze.steps import per_rank
 from ascend_tools.profiling.analyze.ttest import one_sided_p, t_tail
 from ascend_tools.profiling.analyze.windows import labels, period
@@ -118,3 +119,10 @@ def test_the_punctual_ranks_async_wait_is_wait_not_compute(tmp_path):
     assert g[1]["compute_per_step_s"] == pytest.approx(1.33, abs=1e-6)
     assert g[0]["compute_per_step_s"] == pytest.approx(1.03, abs=1e-6)
     assert g[1]["compute_excess_per_step_s"] == pytest.approx(0.30, abs=1e-6)
+
+
+@pytest.mark.parametrize("m", [2, 3, 4, 7, 10])
+def test_median_of_the_others_is_numpys(m):
+    values = np.random.default_rng(m).normal(size=m).round(1)  # ties included
+    want = [np.median(np.delete(values, i)) for i in range(m)]
+    np.testing.assert_allclose(_median_without_each(values), want)

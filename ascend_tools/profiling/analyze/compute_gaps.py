@@ -66,12 +66,13 @@ class Blocked:
 def blocked(profile: Profile, skew: Skew) -> Blocked:
     colls = profile.colls
     end = np.where(colls.is_async, colls.t0 + np.minimum(skew.wait, colls.t1 - colls.t0), colls.t1)
-    order = np.lexsort((colls.t0, colls.rank))
+    by_rank = np.argsort(colls.rank, kind="stable")  # records come grouped by rank, nearly in time order
     starts: Dict[int, np.ndarray] = {}
     ends: Dict[int, np.ndarray] = {}
     before: Dict[int, np.ndarray] = {}
-    for lo, hi in runs(colls.rank[order]):
-        sel = order[lo:hi]
+    for lo, hi in runs(colls.rank[by_rank]):
+        sel = by_rank[lo:hi]
+        sel = sel[np.argsort(colls.t0[sel], kind="stable")]
         s, e = colls.t0[sel], np.maximum(end[sel], colls.t0[sel])
         reach = np.maximum.accumulate(e)
         new = np.r_[True, s[1:] > reach[:-1]]  # an interval that starts after everything before it ended

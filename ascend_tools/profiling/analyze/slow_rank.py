@@ -43,7 +43,7 @@ from .arrays import percentile, runs
 from .model import Colls, Profile
 from .skew import Skew
 from .steps import StepTable
-from .ttest import one_sided_p, t_tail
+from .ttest import one_sided_ps, t_tail
 
 SUSPECT_P = 0.05  # above min_share, ahead in all windows but one, p up to this: a suspect (info finding)
 
@@ -86,14 +86,14 @@ def find(
             continue
         win = _windows(colls, sel, skew.late[sel], table)
         use = win.label >= 0
-        row = np.searchsorted(members, colls.rank[sel])
-        late = _by_row(row[use], win.label[use], skew.late[sel][use], len(members))
-        comp = _by_row(row[use], win.label[use], gaps[sel][use], len(members))
+        row = np.searchsorted(members, colls.rank[sel])[use]
+        labels, col = np.unique(win.label[use], return_inverse=True)
+        cells = (row, col, len(members), len(labels))
         dur = colls.t1[sel] - colls.t0[sel]
-        wait = _by_row(row[use], win.label[use], skew.wait[sel][use], len(members))
-        moving = np.where(colls.is_async[sel], 0.0, dur - skew.wait[sel])
-        exposed = _by_row(row[use], win.label[use], moving[use], len(members))
-        labels = np.unique(win.label[use])
+        late = _by_row(*cells, skew.late[sel][use])
+        comp = _by_row(*cells, gaps[sel][use])
+        wait = _by_row(*cells, skew.wait[sel][use])
+        exposed = _by_row(*cells, np.where(colls.is_async[sel], 0.0, dur - skew.wait[sel])[use])
         full = np.isfinite(late).all(axis=0) & np.isfinite(comp).all(axis=0)
         late, comp, labels = late[:, full], comp[:, full], labels[full]
         wait, exposed = wait[:, full], exposed[:, full]
@@ -104,17 +104,18 @@ def find(
         caused = np.add.reduceat(skew.caused[sel], starts)
         times_last = np.add.reduceat(skew.last[sel].astype(np.int64), starts)
         comm_p50 = np.array([np.median(part) for part in np.split(dur, starts[1:])])
+        others_p50 = _median_without_each(comm_p50)
         instances = len(skew.spread.get(gid, ()))
+        scores = _scores(late, excess, win.unit, rule, judged)
         rows = []
         for i, r in enumerate(members):
-            score = _score(late[i], excess[i], win.unit, rule, judged)
             row_i = {
                 "rank": int(r),
-                **score,
+                **scores[i],
                 "caused_wait_s": float(caused[i]),
                 "times_last": int(times_last[i]),
                 "collective_p50_s": float(comm_p50[i]),
-                "others_collective_p50_s": float(np.median(np.delete(comm_p50, i))),
+                "others_collective_p50_s": float(others_p50[i]),
                 "compute_per_step_s": float(comp[i].mean()) if n else None,
                 "others_compute_per_step_s": float(others[i].mean()) if n else None,
                 "exposed_per_step_s": float(exposed[i].mean()) if n else None,
@@ -156,46 +157,63 @@ def find(
     }
 
 
-def _score(
+def _scores(
     late: np.ndarray, excess: np.ndarray, unit: float, rule: SlowRankRule, judged: bool
-) -> Dict[str, Any]:
-    n = len(late)
-    late_eff = float(np.median(late)) if n else 0.0
-    comp_eff = float(np.median(excess)) if n else 0.0
-    ok_unit = unit > 0 and np.isfinite(unit)
-    late_share = late_eff / unit if ok_unit else 0.0
-    comp_share = comp_eff / unit if ok_unit else 0.0
-    p_late, p_comp = one_sided_p(late), one_sided_p(excess)
-    signals = []
-    if judged and late_share >= rule.min_share and p_late <= rule.max_p:
-        signals.append("late")
-    if judged and comp_share >= rule.min_share and p_comp <= rule.max_p:
-        signals.append("compute")
-    # large and consistent (ahead in every window but at most one) but not established: how many windows
-    # would establish it at this spread
-    candidates = [
-        (p, values)
-        for p, values, share in ((p_late, late, late_share), (p_comp, excess, comp_share))
-        if share >= rule.min_share and p <= SUSPECT_P and (values > 0).sum() >= n - 1
-    ]
-    needed = None
-    if judged and not signals and candidates:
-        needed = windows_needed(min(candidates, key=lambda c: c[0])[1], rule.max_p)
-    verdict = "slow" if signals else "suspect" if needed else "ok" if judged else "too few windows"
-    return {
-        "verdict": verdict,
-        "slow": bool(signals),
-        "signals": signals,
-        "windows_to_judge": needed,
-        "late_per_step_s": late_eff,
-        "share_of_step": late_share,
-        "p_late": p_late,
-        "compute_excess_per_step_s": comp_eff,
-        "compute_share_of_step": comp_share,
-        "p_compute": p_comp,
-        "late_steps": int((late > 0).sum()),
-        "steps": n,
-    }
+) -> List[Dict[str, Any]]:
+    """Per member (row of the members × windows matrices), its scores and verdict."""
+    m, n = late.shape
+    late_eff = np.median(late, axis=1) if n else np.zeros(m)
+    comp_eff = np.median(excess, axis=1) if n else np.zeros(m)
+    scale = 1.0 / unit if unit > 0 and np.isfinite(unit) else 0.0
+    p_late, p_comp = one_sided_ps(late), one_sided_ps(excess)
+    ahead_late, ahead_comp = (late > 0).sum(axis=1), (excess > 0).sum(axis=1)
+    out = []
+    for i in range(m):
+        tests = (
+            ("late", float(p_late[i]), float(late_eff[i]) * scale, int(ahead_late[i]), late[i]),
+            ("compute", float(p_comp[i]), float(comp_eff[i]) * scale, int(ahead_comp[i]), excess[i]),
+        )
+        big = [t for t in tests if t[2] >= rule.min_share]
+        signals = [t[0] for t in big if judged and t[1] <= rule.max_p]
+        # large and consistent (ahead in every window but at most one) but not established: how many
+        # windows would establish it at this spread
+        candidates = [t for t in big if t[1] <= SUSPECT_P and t[3] >= n - 1]
+        needed = None
+        if judged and not signals and candidates:
+            needed = windows_needed(min(candidates, key=lambda t: t[1])[4], rule.max_p)
+        verdict = "slow" if signals else "suspect" if needed else "ok" if judged else "too few windows"
+        out.append(
+            {
+                "verdict": verdict,
+                "slow": bool(signals),
+                "signals": signals,
+                "windows_to_judge": needed,
+                "late_per_step_s": float(late_eff[i]),
+                "share_of_step": float(late_eff[i]) * scale,
+                "p_late": float(p_late[i]),
+                "compute_excess_per_step_s": float(comp_eff[i]),
+                "compute_share_of_step": float(comp_eff[i]) * scale,
+                "p_compute": float(p_comp[i]),
+                "late_steps": int(ahead_late[i]),
+                "steps": n,
+            }
+        )
+    return out
+
+
+def _median_without_each(values: np.ndarray) -> np.ndarray:
+    """Per element, the median of the others (NaN for a single value); O(m log m)."""
+    m = len(values)
+    if m < 2:
+        return np.full(m, np.nan)
+    order = np.argsort(values, kind="stable")
+    ranked = values[order]
+    pos = np.empty(m, np.int64)
+    pos[order] = np.arange(m)
+    lo, hi = (m - 2) // 2, (m - 1) // 2  # middle index(es) among the m − 1 others
+    pick_lo = ranked[lo + (lo >= pos)]
+    pick_hi = ranked[hi + (hi >= pos)]
+    return (pick_lo + pick_hi) / 2.0
 
 
 def windows_needed(values: np.ndarray, max_p: float, limit: int = 10_000) -> Optional[int]:
@@ -235,13 +253,11 @@ def _windows(colls: Colls, sel: np.ndarray, late: np.ndarray, table: StepTable) 
     return Windows(label, unit, "sequence" if period > 1 else "collective", period)
 
 
-def _by_row(row: np.ndarray, label: np.ndarray, values: np.ndarray, rows: int) -> np.ndarray:
-    """rows × distinct labels matrix of the sums of ``values``, NaN where a row has none (or a NaN)."""
-    labels, col = np.unique(label, return_inverse=True)
-    flat = row * len(labels) + col
-    size = rows * len(labels)
-    sums = np.bincount(flat, weights=values, minlength=size).reshape(rows, len(labels))
-    present = np.bincount(flat, minlength=size).reshape(rows, len(labels)) > 0
+def _by_row(row: np.ndarray, col: np.ndarray, rows: int, cols: int, values: np.ndarray) -> np.ndarray:
+    """rows × cols matrix of the sums of ``values`` per (row, col), NaN where a cell has none (or a NaN)."""
+    flat = row * cols + col
+    sums = np.bincount(flat, weights=values, minlength=rows * cols).reshape(rows, cols)
+    present = np.bincount(flat, minlength=rows * cols).reshape(rows, cols) > 0
     return np.where(present, sums, np.nan)
 
 

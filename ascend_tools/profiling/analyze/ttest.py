@@ -17,15 +17,21 @@ import numpy as np
 
 def t_tail(t: float, dof: int) -> float:
     """P(T ≥ t) for Student's t with ``dof`` ≥ 1 degrees of freedom."""
-    if math.isnan(t):
-        return 1.0
-    if math.isinf(t):
-        return 0.0 if t > 0 else 1.0
+    return float(t_tails(np.array([t], dtype=np.float64), dof)[0])
+
+
+def t_tails(t: np.ndarray, dof: int) -> np.ndarray:
+    """:func:`t_tail` of every element of ``t``."""
+    t = np.asarray(t, dtype=np.float64)
     if dof > 1000:
-        return 0.5 * math.erfc(t / math.sqrt(2.0))
-    theta = math.atan(abs(t) / math.sqrt(dof))
-    s, c = math.sin(theta), math.cos(theta)
-    term, total = (c, c) if dof % 2 else (1.0, 1.0)
+        out = np.array([0.5 * math.erfc(x / math.sqrt(2.0)) for x in t.tolist()])
+        out[np.isnan(t)] = 1.0
+        return out
+    with np.errstate(invalid="ignore"):
+        theta = np.arctan(np.abs(t) / math.sqrt(dof))
+    s, c = np.sin(theta), np.cos(theta)
+    term = c.copy() if dof % 2 else np.ones_like(c)
+    total = term.copy()
     for k in range(3 if dof % 2 else 2, dof - 1, 2):  # the series' next factor (k−1)/k cos²θ
         term *= (k - 1) / k * c * c
         total += term
@@ -33,16 +39,23 @@ def t_tail(t: float, dof: int) -> float:
         a = 2.0 / math.pi * (theta + (s * total if dof > 1 else 0.0))
     else:
         a = s * total
-    upper = max(0.0, (1.0 - a) / 2.0)
-    return upper if t >= 0 else 1.0 - upper
+    upper = np.maximum(0.0, (1.0 - a) / 2.0)
+    out = np.where(t >= 0, upper, 1.0 - upper)
+    out[np.isnan(t)] = 1.0
+    return out
 
 
 def one_sided_p(values: np.ndarray) -> float:
     """P-value of "mean ≤ 0" against "mean > 0" (1.0 with fewer than two values)."""
-    n = len(values)
+    return float(one_sided_ps(np.asarray(values, dtype=np.float64)[None, :])[0])
+
+
+def one_sided_ps(rows: np.ndarray) -> np.ndarray:
+    """:func:`one_sided_p` of each row of a 2-D array."""
+    m, n = rows.shape
     if n < 2:
-        return 1.0
-    mean, sd = float(np.mean(values)), float(np.std(values, ddof=1))
-    if sd == 0.0:
-        return 0.0 if mean > 0 else 1.0
-    return t_tail(mean / (sd / math.sqrt(n)), n - 1)
+        return np.ones(m)
+    mean, sd = rows.mean(axis=1), rows.std(axis=1, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(sd > 0, mean / (sd / math.sqrt(n)), np.where(mean > 0, np.inf, -np.inf))
+    return t_tails(t, n - 1)
