@@ -135,9 +135,9 @@ def missing_here(s):
 @pytest.mark.slow
 def test_trace_runs_one_step_on_the_corpus():
     """Every script yields a report; of the scripts that must complete and whose ordinary dependencies are
-    installed here, at least TRACE_COMPLETE trace one training step. (2026-12-04: 2 of 9 must-complete
-    scripts have their dependencies here, nanoGPT and the torchrun DDP example, and both complete; the
-    other 7 stop at torchvision, deepspeed, trl or lightning, which this machine lacks.)"""
+    installed here, at least TRACE_COMPLETE trace one training step. (2026-12-04: 3 of 11 must-complete
+    scripts have their dependencies here, nanoGPT, the torchrun DDP example and minGPT's chargpt, and all
+    three complete; the other 8 stop at torchvision, deepspeed, trl, lightning or pandas, absent here.)"""
     assert corpus_score.command_form_available(), (
         "check-ops does not take a launch command (`-- python ...`) yet"
     )
