@@ -14,6 +14,7 @@ from ascend_tools.report import write_report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WIDTH, HEIGHT = 1280, 900
+OPEN_DETAILS = "document.querySelectorAll('details').forEach(function (d) { d.open = true; })"
 
 
 def main(demo_dir: str, suffix: str) -> None:
@@ -25,6 +26,7 @@ def main(demo_dir: str, suffix: str) -> None:
         for name in ("compare", "shadow", "analyze"):
             page = browser.page(WIDTH, HEIGHT)
             page.open("file://" + os.path.abspath(os.path.join(demo_dir, f"{name}.html")))
+            page.eval(OPEN_DETAILS)  # collapsed big tables shown, as in the test
             out = os.path.join(ROOT, "docs", "img", f"{name}-{suffix}.png")
             page.screenshot(out)
             page.close()

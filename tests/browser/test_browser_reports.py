@@ -23,6 +23,7 @@ from unittest import mock
 
 import cdp
 import pytest
+import screenshots
 import shadow_demo
 
 from ascend_tools import demo
@@ -104,7 +105,7 @@ def test_report_in_browser(browser, reports, name):
     try:
         page.open((out / f"{name}.html").as_uri())
         page.eval(CHECKS_JS)
-        page.eval("document.querySelectorAll('details').forEach(function (d) { d.open = true; })")
+        page.eval(screenshots.OPEN_DETAILS)
         page.eval("window.__checks.settled()")
         problems = check_page(page, built[name])
     finally:
