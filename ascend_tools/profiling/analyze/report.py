@@ -47,6 +47,7 @@ def build(a: "Analysis", trace: Optional[str] = None) -> Report:
         "world_size": p.world_size,
         "summary": _summary_payload(a, rank_rows),
         "slow_ranks": a.slow["slow_ranks"],
+        "suspects": a.slow["suspects"],
         "slow_rank_rule": a.slow["rule"],
         "slow_rank_groups": a.slow["groups"],
         "hangs": a.hangs,
@@ -300,7 +301,13 @@ def _slow(report: Report, a: "Analysis") -> None:
             )
         )
     if not a.slow["slow_ranks"]:
-        sec.text.append("No slow rank." if not unjudged else "No slow rank among the groups judged.")
+        sec.text.append(
+            "No slow rank established (see the suspects below)."
+            if a.slow["suspects"]
+            else "No slow rank."
+            if not unjudged
+            else "No slow rank among the groups judged."
+        )
     rows = []
     for g in a.slow["groups"]:
         for r in sorted(g["ranks"], key=lambda r: -r["late_per_step_s"])[:MAX_ROWS]:
