@@ -242,7 +242,7 @@ def _trace_cell(s: Score) -> str:
     return f"stopped, exit {s.trace.exit_code}: {why} ({need})".replace("|", "/")
 
 
-SPLITS = ("in-sample", "held-out", "blind-1", "blind-2", "blind-3")  # the order of the table
+SPLITS = ("in-sample", "held-out", "blind-1", "blind-2", "blind-3", "blind-4")  # the order of the table
 
 
 def _total_row(label: str, scores: Sequence[Score]) -> str:
