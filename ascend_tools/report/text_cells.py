@@ -159,3 +159,28 @@ def shorten_column(values: Sequence[str], width: int, kind: str) -> List[str]:
         if any(text_width(v) > width for v in out):
             out = [_NAMESPACE.sub("", v) for v in out]
     return [shorten(v, width, kind) for v in out]
+
+
+_BREAK_AFTER = ".,_:#/(-"
+
+
+def wrap_cell(s: str, width: int, kind: str, lines: int) -> List[str]:
+    """``s`` in at most ``lines`` lines of ``width`` columns: text at spaces, an id after its punctuation
+    (``torch_npu.`` / ``npu_rms_norm``); what does not fit is shortened on the last line. Text with wide
+    characters is shortened to one line."""
+    if text_width(s) <= width or not s.isascii() or kind not in (TEXT, ID):
+        return [shorten(s, width, kind)]
+    if kind == TEXT:
+        out = textwrap.wrap(s, width, break_on_hyphens=False) or [""]
+    else:
+        out, rest = [], s
+        while len(rest) > width:
+            cut = max((k + 1 for k, ch in enumerate(rest[:width]) if ch in _BREAK_AFTER), default=0)
+            cut = cut if cut > width // 2 else width
+            out.append(rest[:cut])
+            rest = rest[cut:]
+        out.append(rest)
+    if len(out) > lines:
+        joint = " " if kind == TEXT else ""
+        out = [*out[: lines - 1], shorten(joint.join(out[lines - 1 :]), width, kind)]
+    return out

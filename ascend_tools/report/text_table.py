@@ -5,15 +5,17 @@ Widths: each column starts at its natural width (its widest shown cell or header
 than the terminal, the widest column that is still above its minimum loses one character. Minimums by kind:
 numbers are never cut, ids keep 24 characters, paths 20, text 12 (or less when the column is narrower).
 When even the minimums do not fit, columns are left out from the right (the status column stays) and a
-line names them.
+line names them. The last column, when it is text or ids and was cut, wraps onto up to 3 lines instead
+(text at spaces, ids after punctuation), so a suggestion such as ``torch_npu.npu_rms_norm`` reads whole.
 """
 
 from typing import Callable, List, Optional, Tuple
 
 from .columns import Columns
-from .text_cells import ID, NUMBER, PATH, TEXT, one_line, shorten, shorten_column, text_width
+from .text_cells import ID, NUMBER, PATH, TEXT, one_line, shorten, shorten_column, text_width, wrap_cell
 
 SEP = 2
+WRAP_LINES = 3  # lines a cut last column may take
 MINIMUM = {NUMBER: 10**6, ID: 24, PATH: 20}
 TEXT_MIN = 12
 
@@ -34,8 +36,10 @@ def fit_widths(natural: List[int], mins: List[int], budget: int, sep: int = SEP)
     return widths
 
 
-def _shown_columns(cols: Columns, natural: List[int], budget: int) -> List[int]:
-    """The columns kept, left to right, whose minimum widths fit ``budget`` (the status column first)."""
+def _shown_columns(cols: Columns, natural: List[int], budget: int) -> Tuple[List[int], List[int]]:
+    """The columns kept, left to right, whose minimum widths fit ``budget`` (the status column first),
+    and their minimums. The first text or id column that does not fit at its minimum is kept in the room
+    left, when that holds :data:`TEXT_MIN` characters, as the last column (it wraps)."""
     mins = [min(n, MINIMUM.get(k, TEXT_MIN)) for n, k in zip(natural, cols.kinds)]
     keep = [cols.status] if cols.status is not None else []
     used = mins[cols.status] if cols.status is not None else 0
@@ -44,10 +48,16 @@ def _shown_columns(cols: Columns, natural: List[int], budget: int) -> List[int]:
             continue
         need = mins[i] + (SEP if keep else 0)
         if keep and used + need > budget:
+            room = budget - used - SEP
+            if cols.kinds[i] in (TEXT, ID) and room >= TEXT_MIN:
+                mins[i] = room
+                keep.append(i)
+                break
             continue
         keep.append(i)
         used += need
-    return sorted(keep)
+    keep.sort()
+    return keep, [mins[i] for i in keep]
 
 
 def layout(
@@ -63,13 +73,22 @@ def layout(
     shown_rows = cols.rows if limit is None else cols.rows[:limit]
     texts = [[one_line(cols.text(r, i)) for i in range(len(cols.headers))] for r in shown_rows]
     natural = [max([text_width(h)] + [text_width(t[i]) for t in texts]) for i, h in enumerate(cols.headers)]
-    keep = _shown_columns(cols, natural, width)
-    widths = fit_widths(
-        [natural[i] for i in keep], [MINIMUM.get(cols.kinds[i], TEXT_MIN) for i in keep], width
-    )
+    keep, mins = _shown_columns(cols, natural, width)
+    widths = fit_widths([natural[i] for i in keep], mins, width)
+    # the last column, when cut, wraps onto continuation lines instead (text, ids; not a status)
+    last, last_w = keep[-1], widths[-1]
+    wrap_last = natural[last] > last_w and cols.kinds[last] in (TEXT, ID) and last != cols.status
     for i, w in zip(keep, widths):
+        if wrap_last and i == last:
+            continue
         for t, short in zip(texts, shorten_column([t[i] for t in texts], w, cols.kinds[i])):
             t[i] = short
+    indent = " " * (sum(widths[:-1]) + SEP * (len(widths) - 1))
+
+    def row_lines(values: List[str], raw: Optional[List[object]]) -> List[str]:
+        pieces = wrap_cell(values[last], last_w, cols.kinds[last], WRAP_LINES) if wrap_last else [""]
+        first = line([*values[:last], pieces[0], *values[last + 1 :]], raw)
+        return [first] + [indent + p for p in pieces[1:]]
 
     def line(values: List[str], raw: Optional[List[object]]) -> str:
         parts = []
@@ -86,7 +105,8 @@ def layout(
         return "  ".join(parts).rstrip()
 
     out = [line(cols.headers, None), "  ".join("-" * w for w in widths)]
-    out += [line(t, r) for t, r in zip(texts, shown_rows)]
+    for t, r in zip(texts, shown_rows):
+        out += row_lines(t, r)
     hidden = [cols.headers[i] for i in range(len(cols.headers)) if i not in keep]
     more = []
     if len(shown_rows) < n:

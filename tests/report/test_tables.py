@@ -138,3 +138,31 @@ def test_wide_characters_are_shortened_by_display_width():
         short = shorten(path, 10, kind)
         assert text_width(short) <= 10 and short != path
     assert shorten(path, 10, PATH).endswith("py:12")
+
+
+def test_a_cut_last_column_wraps_instead_of_losing_its_end():
+    # check-ops' fusion table at 80 columns cut its suggestion to `torch_npu.npu_rms_n…` (issue 15)
+    rows = [
+        [
+            "RMSNorm",
+            "pow-mean-add-rsqrt-mul",
+            5,
+            "blocks.[0-1].norm1, blocks.[0-1].norm2, norm",
+            "torch_npu.npu_rms_norm",
+        ],
+        [
+            "SwiGLU",
+            "chunk-silu-mul",
+            2,
+            "blocks.[0-1]",
+            "merge gate_proj and up_proj into one Linear, then torch_npu.npu_swiglu",
+        ],
+    ]
+    r = Report(schema="s/1", title="t")
+    r.section("Fusion").tables.append(Table("", ["pattern", "ops", "count", "modules", "suggestion"], rows))
+    lines = render_text(r, width=80).splitlines()
+    assert all(text_width(line) <= 80 for line in lines)
+    start = next(i for i, line in enumerate(lines) if line.startswith("RMSNorm"))
+    col = lines[start - 2].index("suggestion")
+    assert lines[start][col:] + lines[start + 1][col:] == "torch_npu.npu_rms_norm"
+    assert lines[start + 1][:col].strip() == ""  # a continuation line
