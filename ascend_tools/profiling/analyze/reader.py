@@ -8,7 +8,6 @@ without its newline (a write cut short), an unknown record kind or a malformed r
 """
 
 import functools
-import importlib
 import multiprocessing
 import operator
 import os
@@ -328,11 +327,6 @@ def _ints(values: Tuple[Any, ...], missing: int) -> np.ndarray:
     return np.where(np.isfinite(a), a, missing).astype(np.int64)
 
 
-try:  # optional (the ``fast`` extra); imported by name so that mypy needs no stubs for it
-    _ORJSON: Any = importlib.import_module("orjson")
-except ImportError:
-    _ORJSON = None
-
 BLOCK = 8 << 20  # bytes read (and parsed in one C call) at a time
 _CUT = b"(cut)"  # stands for a long last line that has no newline
 
@@ -372,25 +366,13 @@ def _line_blocks(f: IO[bytes], limit: int) -> Iterator[Tuple[int, Union[List[byt
         yield number, rest
 
 
-def _load_block(data: bytes) -> Any:
-    """The JSON array ``data``: with orjson when it is installed (``pip install ascend-doctor[fast]``: ~3.5×
-    faster on profile records), else the standard library; what orjson refuses (NaN, very deep nesting) is
-    parsed again by the standard library, so the result never depends on which is installed."""
-    if _ORJSON is not None:
-        try:
-            return _ORJSON.loads(data)
-        except ValueError:
-            pass
-    return boundedio.loads(data)
-
-
 def _parse_block(first: int, lines: List[bytes], records: List[Any], bad: List[int]) -> None:
     """Parse ``lines`` (numbered from ``first``) into ``records``: one C call for the block; a bad line
     sends the block line by line, and its number into ``bad``."""
     limit = boundedio.MAX_LINE
     if lines and max(map(len, lines)) <= limit:
         try:
-            parsed = _load_block(b"[" + b",".join(lines) + b"]")
+            parsed = boundedio.loads(b"[" + b",".join(lines) + b"]")
             if len(parsed) == len(lines):  # a line "{...}, {...}" holds two values: not one record
                 records.extend(parsed)
                 return
