@@ -1,10 +1,12 @@
-"""Read a profile directory (docs/profile-format.md) one rank at a time into a merged :class:`Profile`.
+"""Read a profile directory (docs/profile-format.md) into a merged :class:`Profile`, in chunks of
+:data:`CHUNK` ranks read by worker processes (``jobs``) and merged in rank order.
 
-Each rank's ``events.jsonl`` is parsed, turned into numpy columns and dropped before the next rank is
-read, so memory grows with the number of collectives, not with the size of the records. Nothing in the
-files is fatal: a missing rank directory, a missing or corrupt ``meta.json``, a corrupt line, a last line
-without its newline (a write cut short), an unknown record kind or a malformed record each become a
-:class:`Problem`. Only a directory that holds no ``rank*/`` directory at all is refused (InputError).
+Each rank's ``events.jsonl`` (with the always-on ``windows.*.jsonl`` and ``ring/`` dumps) is parsed, turned
+into numpy columns and dropped before the next rank is read, so memory grows with the number of
+collectives, not with the size of the records. Nothing in the files is fatal: a missing rank directory, a
+missing or corrupt ``meta.json``, a corrupt line, a last line without its newline (a write cut short), an
+unknown record kind or a malformed record each become a :class:`Problem`. Only a directory that holds no
+``rank*/`` directory, or none that a profiler wrote, is refused (InputError).
 """
 
 import functools
