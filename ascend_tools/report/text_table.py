@@ -86,7 +86,9 @@ def layout(
     indent = " " * (sum(widths[:-1]) + SEP * (len(widths) - 1))
 
     def row_lines(values: List[str], raw: Optional[List[object]]) -> List[str]:
-        pieces = wrap_cell(values[last], last_w, cols.kinds[last], WRAP_LINES) if wrap_last else [""]
+        if not wrap_last:
+            return [line(values, raw)]
+        pieces = wrap_cell(values[last], last_w, cols.kinds[last], WRAP_LINES)
         first = line([*values[:last], pieces[0], *values[last + 1 :]], raw)
         return [first] + [indent + p for p in pieces[1:]]
 

@@ -101,6 +101,7 @@ def test_terminal_table_fits_the_width_and_shows_the_headline_rows(width):
     # the call suffix survives every width, so rows stay apart
     assert len({line.split()[1] for line in body}) == HEADLINE_ROWS
     assert "verdict" in next(line for line in lines if line.startswith("order"))
+    assert [line.split()[-1] for line in body[:4]] == ["error", "error", "error", "pass"]  # the status column
 
 
 def test_terminal_all_rows_prints_every_row():
