@@ -41,7 +41,8 @@ class Rule:
     def describe(self, start: Optional[int]) -> str:
         """The rule in one sentence, as the report states it."""
         tol = f"{self.rtol:g} x |B|" + (f" + {self.atol:g}" if self.atol else "")
-        since = f"from step {start} on" if start is not None else "on every compared step"
+        first = start if start is not None else self.from_step
+        since = f"from step {first} on" if first is not None else "on every compared step"
         if self.name == "smoothed":
             return (
                 f"|A - B| <= {tol} for the means A, B of the last {self.window} logged losses of each run, "
