@@ -235,3 +235,35 @@ def test_profile_always_on_cli_end_to_end(tmp_path):
     assert {r["rank"] for r in data["ranks"]} == {0, 1}
     assert sum(r["steps"] for r in data["ranks"]) == 40
     assert any(c["op"] == "all_reduce" and c["async"] for c in data["collectives"])  # DDP's bucket all-reduce
+
+
+@pytest.mark.parametrize("window", ["0", "-1", "inf", "nan"])
+def test_a_window_that_is_not_a_positive_duration_is_one_line_and_exit_2(tmp_path, window):
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = tmp_path / "prof"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ascend_tools.cli",
+            "profile",
+            "-o",
+            str(out),
+            "--always-on",
+            "--window",
+            window,
+            "--",
+            sys.executable,
+            "-c",
+            "pass",
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"ascend-doctor: error: --window: must be a positive number of seconds, not {float(window)}"
+    ]
+    assert not out.exists()
