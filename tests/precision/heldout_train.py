@@ -215,11 +215,12 @@ def main(name: str, role: str) -> None:
         opt = torch.optim.AdamW(
             model.parameters(), lr=1e-3, foreach=False, **(s.get("opt", {}) if cause else {})
         )
-    if s.get(
-        "positions"
-    ):  # HF keeps the float32 inv_freq aside: model.to(bf16) rounded the buffer (a drift too)
-        rotary = model.model.rotary_emb
-        rotary.inv_freq = rotary.original_inv_freq.to(rotary.inv_freq.device)
+    if s.get("positions"):
+        # model.to(bf16) rounded the inv_freq buffer (a drift of its own at position 1000): recompute it
+        config, rotary = model.config, model.model.rotary_emb
+        base = getattr(config, "rope_theta", None) or config.rope_parameters["rope_theta"]
+        dim = config.head_dim
+        rotary.inv_freq = 1.0 / base ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim)
     ids = torch.randint(0, VOCAB, (2, SEQ), generator=torch.Generator().manual_seed(1))
     kwargs: Dict[str, Any] = {}
     if s.get(
