@@ -246,6 +246,7 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
             list(PAIR_COLUMNS),
             [[_cell(row[c]) for c in PAIR_COLUMNS] for row in rows],
             status_column="verdict",
+            headline=0,  # in execution order: the culprit sections above are the headline
         )
     )
     return report

@@ -119,6 +119,17 @@ def test_table_headline_sets_the_rows_shown():
     assert f"… {len(rows) - 3} more rows" in out
 
 
+def test_table_headline_zero_names_the_table_without_rows():
+    r, rows = wide_report()
+    r.sections[0].tables[0].headline = 0
+    out = render_text(r, width=100)
+    assert not any("#fwd#" in line or "#forward#" in line for line in out.splitlines())
+    n_cols = len(r.sections[0].tables[0].columns)
+    assert f"{len(rows)} rows × {n_cols} columns: use --all or -f html" in out
+    full = render_text(r, width=100, all_rows=True)
+    assert sum(1 for line in full.splitlines() if "#fwd#" in line or "#forward#" in line) == len(rows)
+
+
 def test_markdown_reads_the_same_columns():
     t = Table(
         "memory",
