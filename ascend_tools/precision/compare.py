@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import click
 
 from ..errors import InputError
-from ..report import Finding, Report, Series, Severity, Table
+from ..report import Finding, Heatmap, Report, Series, Severity, Table
 from ..report.csvcell import safe_cell
 from . import causes, diagnose, drift
 from .align import align
@@ -396,6 +396,25 @@ def _drift_section(report: Report, results: List[PairResult], found: List[Cause]
             points=points,
         )
     )
+    errors = [(r.record.module, r.record.phase, "introduced", r.score or None) for r in results if r.method]
+    errors += [
+        (r.record.module, r.record.phase, "vs reference (median)", r.verdict.ratio)
+        for r in results
+        if r.verdict
+    ]
+    layers, columns, values = drift.per_layer(errors, PLOT_FLOOR, PLOT_CAP)
+    if len(layers) > 1:
+        sec.charts.append(
+            Heatmap(
+                "error per layer (introduced: the largest; vs reference: the median)",
+                "phase and error",
+                "layer",
+                columns,
+                [str(layer) for layer in layers],
+                values,
+                "log10(error / tolerance)",
+            )
+        )
 
 
 def _cell(value: Any) -> Any:

@@ -7,10 +7,11 @@ its running median over ``TREND_WINDOW`` consecutive ops: it moves only where mo
 moved, as after an op that introduced an error.
 """
 
+import math
 import os
 import re
 import statistics
-from typing import Iterable, List, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 Point = Tuple[float, float]
 LABELLED = 5  # culprits labelled on a plot; the culprit table lists every one
@@ -37,6 +38,45 @@ def culprit_points(
             break
         out.append((x, min(max(y, floor), cap), label))
     return out
+
+
+_LAYER = re.compile(r"(?:^|\.)(\d+)(?:\.|$)")
+
+
+def layer_index(module: str) -> Optional[int]:
+    """The index of the repeated block a module path is in: its first numeric part (``model.layers.3.mlp``,
+    ``transformer.h.3.attn`` → 3); None outside any ``ModuleList``."""
+    m = _LAYER.search(module or "")
+    return int(m.group(1)) if m else None
+
+
+def per_layer(
+    errors: Iterable[Tuple[str, str, str, Optional[float]]], floor: float, cap: float
+) -> Tuple[List[int], List[str], List[List[Optional[float]]]]:
+    """Error per layer and column, as log10 of the error in tolerances held within ``[floor, cap]``.
+    ``errors`` are (module, phase, what, error): "introduced" takes a layer's largest (where a kernel put
+    error in), anything else its median (single exact ops sit at the cap in every layer). The columns are
+    "<phase> <what>" in first-seen order. Returns (layers, columns, values[layer][column]); no layers when
+    no module path has an index."""
+    seen: Dict[Tuple[int, str], List[float]] = {}
+    cols: Dict[str, None] = {}  # ordered: first seen
+    for module, phase, what, err in errors:
+        layer = layer_index(module)
+        if layer is None or err is None or not math.isfinite(err):
+            continue
+        col = f"{phase} {what}"
+        cols[col] = None
+        seen.setdefault((layer, col), []).append(err)
+
+    def cell(layer: int, col: str) -> Optional[float]:
+        errs = seen.get((layer, col))
+        if not errs:
+            return None
+        err = max(errs) if col.endswith(" introduced") else float(statistics.median(errs))
+        return math.log10(min(max(err, floor), cap))
+
+    layers = sorted({layer for layer, _ in seen})
+    return layers, list(cols), [[cell(layer, col) for col in cols] for layer in layers]
 
 
 def short_run_name(path: str) -> str:

@@ -106,3 +106,35 @@ def test_culprit_points_keep_the_first_five_inside_the_plot():
 )
 def test_short_run_name(path, name):
     assert drift.short_run_name(path) == name
+
+
+def test_layer_index_and_per_layer_values():
+    assert drift.layer_index("model.layers.12.mlp.up_proj") == 12
+    assert drift.layer_index("transformer.h.3.attn") == 3
+    assert drift.layer_index("model.embed_tokens") is None
+    errors = [
+        ("model.layers.0.mlp", "forward", "introduced", 2.0),
+        ("model.layers.0.attn", "forward", "introduced", 50.0),
+        ("model.layers.1.mlp", "forward", "introduced", 0.5),
+        ("model.layers.1.mlp", "forward", "vs reference", 10.0),
+        ("model.layers.1.attn", "forward", "vs reference", 1000.0),
+        ("model.layers.1.norm", "forward", "vs reference", 100.0),
+        ("lm_head", "forward", "introduced", 1e9),  # no layer: left out
+        ("model.layers.1.mlp", "backward", "introduced", float("inf")),  # not finite: left out
+    ]
+    layers, columns, values = drift.per_layer(errors, floor=1e-2, cap=1e6)
+    assert layers == [0, 1] and columns == ["forward introduced", "forward vs reference"]
+    assert values[0] == [pytest.approx(math.log10(50.0)), None]  # the largest introduced error
+    assert values[1] == [pytest.approx(math.log10(0.5)), pytest.approx(2.0)]  # vs reference: the median
+
+
+@pytest.mark.slow
+def test_compare_per_layer_heatmap_puts_the_culprit_in_its_layer(compare_report):
+    report, injected = compare_report
+    (heat,) = [c for sec in report.sections for c in sec.charts]
+    (row,) = [r for r in report.data["pairs"] if r["name"] == injected]
+    culprit_layer = str(drift.layer_index(row["module"]))
+    col = heat.x_ticks.index(f"{row['phase']} introduced")
+    by_layer = {layer: vals[col] for layer, vals in zip(heat.y_ticks, heat.values) if vals[col] is not None}
+    assert max(by_layer, key=lambda k: by_layer[k]) == culprit_layer
+    assert by_layer[culprit_layer] == pytest.approx(math.log10(row["introduced"]))
