@@ -161,7 +161,7 @@ def _table(out: _Out, table: Table) -> None:
     limit = None if out.all_rows else (table.headline if table.headline is not None else out.max_rows)
     if limit == 0 and cols.rows:  # a reference table (e.g. every pair in execution order): named, not shown
         n_rows, n_cols = len(cols.rows), len(cols.headers)
-        out.paragraph(f"{n_rows} rows × {n_cols} columns: use --all or -f html")
+        out.paragraph(f"… {n_rows} more rows ({n_cols} columns): use --all or -f html")
         return
     lines, notes = layout(
         cols, out.width, limit, lambda t: out.style(t, bold=True), lambda t, v: out.status(t, v)

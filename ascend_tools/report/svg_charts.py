@@ -9,7 +9,7 @@ value is grey. Non-finite values are not drawn and the chart says how many.
 
 import math
 from html import escape
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 from .model import Bars, Chart, Heatmap, Scatter
 from .svg_axes import (
@@ -26,6 +26,7 @@ from .svg_axes import (
     text_px,
     truncate,
 )
+from .text_cells import finite
 
 BAR_ROW = 22  # px per category
 HEAT_ROW_MAX = 22  # px per heatmap row at most
@@ -34,14 +35,6 @@ CELL_TITLES_MAX = 6000  # cells with a hover title; a larger matrix stays a smal
 #: the sequential colour scale of heatmaps (light → dark), interpolated linearly
 RAMP = ((255, 247, 236), (253, 212, 158), (252, 141, 89), (215, 48, 31), (127, 0, 0))
 NO_VALUE = "#eaeef2"
-
-
-def _finite(v: object) -> Optional[float]:
-    try:
-        f = float(v)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def _note(n: int, what: str) -> List[str]:
@@ -67,7 +60,7 @@ def bar_chart(chart: Bars, width: int = 760, standalone: bool = False) -> str:
         for si, (_label, values) in enumerate(stacks):
             if ci >= len(values) or values[ci] is None:
                 continue
-            v = _finite(values[ci])
+            v = finite(values[ci])
             if v is None:
                 bad += 1
                 continue
@@ -156,7 +149,7 @@ def _every(n: int, px: float, label_px: float) -> int:
 
 
 def heatmap(chart: Heatmap, width: int = 760, standalone: bool = False) -> str:
-    rows = [[_finite(v) for v in r] for r in chart.values]
+    rows = [[finite(v) for v in r] for r in chart.values]
     ncols = max([len(r) for r in rows] + [len(chart.x_ticks)])
     nrows = max(len(rows), len(chart.y_ticks))
     flat = [v for r in rows for v in r if v is not None]
@@ -244,7 +237,7 @@ def scatter_plot(chart: Scatter, width: int = 760, plot_height: int = 280, stand
     for label, pts in chart.points.items():
         keep = []
         for p in pts:
-            x, y = _finite(p[0]) if len(p) > 0 else None, _finite(p[1]) if len(p) > 1 else None
+            x, y = finite(p[0]) if len(p) > 0 else None, finite(p[1]) if len(p) > 1 else None
             if x is None or y is None or (chart.log_x and x <= 0) or (chart.log_y and y <= 0):
                 dropped += 1
             else:

@@ -8,7 +8,7 @@ import math
 import re
 import textwrap
 import unicodedata
-from typing import Any, List, Sequence
+from typing import Any, List, Optional, Sequence
 
 ELLIPSIS = "…"
 
@@ -22,6 +22,15 @@ _NAMESPACE = re.compile(r"^[A-Za-z_]\w*::")
 
 def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def finite(value: object) -> Optional[float]:
+    """A chart value as a float, or None when it is not a finite number (drawn as no data)."""
+    try:
+        f = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
 
 
 def format_value(value: Any) -> str:

@@ -10,18 +10,10 @@ import math
 from typing import List, Optional, Sequence
 
 from .model import Bars, Chart, Heatmap, Scatter
-from .text_cells import format_value, one_line, pad, shorten, text_width
+from .text_cells import finite, format_value, one_line, pad, shorten, text_width
 
 STACK_CHARS = "█▓▒░"
 SHADES = "░▒▓█"
-
-
-def _finite(v: object) -> Optional[float]:
-    try:
-        f = float(v)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def _more(n: int) -> List[str]:
@@ -38,7 +30,7 @@ def bars_lines(chart: Bars, width: int, max_rows: Optional[int]) -> List[str]:
     cats = [str(c) for c in chart.categories]
     totals = []
     for ci in range(len(cats)):
-        vals = [_finite(v[ci]) if ci < len(v) else None for _, v in stacks]
+        vals = [finite(v[ci]) if ci < len(v) else None for _, v in stacks]
         totals.append([max(0.0, v or 0.0) for v in vals])
     big = max([sum(t) for t in totals] + [0.0])
     shown = cats if max_rows is None else cats[:max_rows]
@@ -70,7 +62,7 @@ def bars_lines(chart: Bars, width: int, max_rows: Optional[int]) -> List[str]:
 
 
 def heatmap_lines(chart: Heatmap, width: int, max_rows: Optional[int]) -> List[str]:
-    rows = [[_finite(v) for v in r] for r in chart.values]
+    rows = [[finite(v) for v in r] for r in chart.values]
     ncols = max([len(r) for r in rows] + [len(chart.x_ticks), 0])
     flat = [v for r in rows for v in r if v is not None]
     if not flat:
@@ -109,7 +101,7 @@ def scatter_lines(chart: Scatter, width: int, max_rows: Optional[int]) -> List[s
     for name, (_label, pts) in zip(names, groups):
         good = [
             (x, y)
-            for x, y in ((_finite(p[0]), _finite(p[1])) for p in pts)
+            for x, y in ((finite(p[0]), finite(p[1])) for p in pts)
             if x is not None
             and y is not None
             and not (chart.log_x and x <= 0)

@@ -125,7 +125,7 @@ def test_table_headline_zero_names_the_table_without_rows():
     out = render_text(r, width=100)
     assert not any("#fwd#" in line or "#forward#" in line for line in out.splitlines())
     n_cols = len(r.sections[0].tables[0].columns)
-    assert f"{len(rows)} rows × {n_cols} columns: use --all or -f html" in out
+    assert f"… {len(rows)} more rows ({n_cols} columns): use --all or -f html" in out
     full = render_text(r, width=100, all_rows=True)
     assert sum(1 for line in full.splitlines() if "#fwd#" in line or "#forward#" in line) == len(rows)
 
