@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import traceback
-from typing import Any, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple, Type
 
 from ..errors import InputError
 from . import patterns, support, target, trace, verdicts
@@ -76,14 +76,20 @@ def trace_target(spec: dict) -> dict:
     }
 
 
-def main(argv: list) -> int:
+def serve(
+    argv: List[str],
+    run: Callable[[Dict[str, Any]], Dict[str, Any]],
+    expected: Tuple[Type[BaseException], ...],
+) -> int:
+    """The child protocol shared by check-ops' children: read the spec at ``argv[0]``, run it, write
+    the result, ``{"error"}`` (an ``expected`` exception: status 3) or ``{"internal_error"}`` (status 4)
+    to ``argv[1]``."""
     spec_path, out_path = argv
     with open(spec_path, encoding="utf-8") as f:
         spec = json.load(f)
     try:
-        payload = trace_target(spec)
-        code = 0
-    except (InputError, target.UserCodeError) as exc:
+        payload, code = run(spec), 0
+    except expected as exc:
         if spec.get("debug") and exc.__cause__ is not None:
             traceback.print_exception(type(exc.__cause__), exc.__cause__, exc.__cause__.__traceback__)
         payload, code = {"error": str(exc)}, 3
@@ -95,9 +101,12 @@ def main(argv: list) -> int:
     return code
 
 
-if __name__ == "__main__":
-    status = main(sys.argv[1:])
+def exit_now(status: int) -> None:
+    """Skip interpreter teardown (about 1 s with torch and transformers loaded): the result is written."""
     sys.stdout.flush()
     sys.stderr.flush()
-    # Skip interpreter teardown (about 1 s with torch and transformers loaded): the result is written.
     os._exit(status)
+
+
+if __name__ == "__main__":
+    exit_now(serve(sys.argv[1:], trace_target, (InputError, target.UserCodeError)))

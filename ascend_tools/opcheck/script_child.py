@@ -7,7 +7,6 @@ the step trace (``step_trace.py``). OUT holds what ``child.py`` writes for a mod
 ``runtime_findings`` (stand-in uses) and, when the step was not completed, the trace ``error``.
 """
 
-import json
 import os
 import runpy
 import sys
@@ -20,6 +19,7 @@ import torch.distributed as dist
 from ..errors import InputError
 from ..stacks import is_library
 from . import patterns, verdicts
+from .child import exit_now, serve
 from .launch_command import LaunchCommand
 
 
@@ -198,24 +198,5 @@ def _payload(
     }
 
 
-def main(argv: List[str]) -> int:
-    spec_path, out_path = argv
-    with open(spec_path, encoding="utf-8") as f:
-        spec = json.load(f)
-    try:
-        payload, code = run_script(spec), 0
-    except InputError as exc:
-        payload, code = {"error": str(exc)}, 3
-    except Exception as exc:
-        traceback.print_exc()
-        payload, code = {"internal_error": f"{type(exc).__name__}: {exc}"}, 4
-    with open(out_path, "w", encoding="utf-8") as f:
-        json.dump(payload, f)
-    return code
-
-
 if __name__ == "__main__":
-    status = main(sys.argv[1:])
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
+    exit_now(serve(sys.argv[1:], run_script, (InputError,)))
