@@ -13,7 +13,8 @@ need no change once the wrapper is ported.
 """
 
 import ast
-from typing import Dict, Iterable, List, Set, Tuple, Union
+import bisect
+from typing import Dict, Iterable, List, Sequence, Set, Tuple
 
 
 def top_level_definitions(tree: ast.AST) -> Dict[str, ast.stmt]:
@@ -31,42 +32,34 @@ def top_level_definitions(tree: ast.AST) -> Dict[str, ast.stmt]:
     return out
 
 
-def _names_used(stmt: ast.stmt) -> Set[str]:
-    """Names read in ``stmt``, leaving out type tests (``isinstance(m, LLaMAMLP)`` in an init-weights hook
-    uses no kernel)."""
-    tests = {
-        id(n)
-        for call in ast.walk(stmt)
-        if isinstance(call, ast.Call) and getattr(call.func, "id", None) in ("isinstance", "issubclass")
-        for arg in call.args[1:]
-        for n in ast.walk(arg)
-    }
-    return {
-        n.id
-        for n in ast.walk(stmt)
-        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and id(n) not in tests
-    }
+class Definitions:
+    """What ``kernel_wrappers`` needs of one module: the line spans that hold each top-level definition's
+    value (a ``def``'s ``return`` statements, a class with its decorators, an assignment) and the names each
+    one reads. Built from what the scanner's one visit recorded (``reads``: (line, name) of every name read
+    outside a type test such as ``isinstance(m, LLaMAMLP)``; ``returns``: the spans of ``return``
+    statements), so the tree is not walked again; every propagation pass asks again."""
+
+    def __init__(self, tree: ast.AST, reads: Sequence[Tuple[int, str]], returns: Sequence[Tuple[int, int]]):
+        self.spans: Dict[str, List[Tuple[int, int]]] = {}
+        self.used: Dict[str, Set[str]] = {}
+        reads = sorted(reads)
+        for name, stmt in top_level_definitions(tree).items():
+            first = min([stmt.lineno, *(d.lineno for d in getattr(stmt, "decorator_list", []))])
+            last = stmt.end_lineno or stmt.lineno
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):  # a thin wrapper returns it
+                self.spans[name] = [(a, b) for a, b in returns if first <= a <= last]
+            else:
+                self.spans[name] = [(first, last)]
+            lo, hi = bisect.bisect_left(reads, (first, "")), bisect.bisect_right(reads, (last, "\uffff"))
+            self.used[name] = {n for _, n in reads[lo:hi]}
 
 
-def kernel_wrappers(tree: ast.AST, cuda_lines: Iterable[int], imported: Iterable[str]) -> Set[str]:
+def kernel_wrappers(defs: Definitions, cuda_lines: Iterable[int], imported: Iterable[str]) -> Set[str]:
     """The wrapper names of one module, given the lines of its CUDA-library errors (``cuda_lines``) and the
     local names it imports that are wrappers where they come from (``imported``)."""
     lines = sorted(set(cuda_lines))
-    defs = top_level_definitions(tree)
-
-    def spans(stmt: ast.stmt) -> List[Tuple[int, int]]:
-        nodes: List[Union[ast.stmt, ast.expr]]
-        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            nodes = [n for n in ast.walk(stmt) if isinstance(n, ast.Return)]  # a thin wrapper returns it
-        else:
-            nodes = [stmt, *getattr(stmt, "decorator_list", [])]
-        return [(n.lineno, n.end_lineno or n.lineno) for n in nodes]
-
-    def holds_cuda(stmt: ast.stmt) -> bool:
-        return any(a <= line <= b for a, b in spans(stmt) for line in lines)
-
-    direct = {name for name, stmt in defs.items() if holds_cuda(stmt)}
-    one_hop = {name for name, stmt in defs.items() if _names_used(stmt) & (direct - {name})}
+    direct = {name for name, spans in defs.spans.items() if any(a <= x <= b for a, b in spans for x in lines)}
+    one_hop = {name for name, used in defs.used.items() if used & (direct - {name})}
     # an imported wrapper called inside a definition is a CUDA error line of its own (source_scan flags
     # the call), so imported names join only as re-exports, not as a hop
     return direct | one_hop | set(imported)

@@ -12,12 +12,12 @@ import dataclasses
 import os
 import re
 from collections import deque
-from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple, cast
 
 from ascend_tools.errors import InputError
 from ascend_tools.opcheck.command_inputs import scan_command_inputs
 from ascend_tools.opcheck.import_follower import ImportRecord, local_imports, static_path
-from ascend_tools.opcheck.kernel_wrappers import kernel_wrappers
+from ascend_tools.opcheck.kernel_wrappers import Definitions, kernel_wrappers
 from ascend_tools.opcheck.source_finding import SourceFinding, as_report_finding
 from ascend_tools.opcheck.source_rules import CPP_EXTENSION_MODULE, RULE_DOCS, Handler, Hit, Site, lookup
 from ascend_tools.opcheck.training_options import OPTION_RULES
@@ -104,10 +104,9 @@ class _Scanner(ast.NodeVisitor):
         self.path = path
         self.lines = source.splitlines()
         self.aliases: Dict[str, Tuple[str, bool]] = {}  # local name -> (dotted name, guarded import)
-        # module-level imports anywhere in the file (from a first pass): a function defined above
+        # module-level imports anywhere in the file (module_imports): a function defined above
         # `if __name__ == "__main__": from apex import amp` reads the global when it runs
         self.late_aliases: Dict[str, Tuple[str, bool]] = {}
-        self.module_aliases: Dict[str, Tuple[str, bool]] = {}  # what this pass bound at module level
         self.guard = 0  # depth of try-bodies with an ImportError handler that is a real fallback
         self.branch: Optional[str] = None  # why the current if-body only runs on CUDA
         self.scopes: List[Dict[str, ast.AST]] = [{}]  # name -> value last assigned, module then functions
@@ -118,6 +117,10 @@ class _Scanner(ast.NodeVisitor):
         self.sys_paths: List[str] = []  # sys.path.append/insert arguments that evaluate statically
         self.name_calls: Dict[str, List[ast.Call]] = {}  # f(...) call sites by local name
         self.functions: Dict[str, Tuple[int, int]] = {}  # top-level def name -> (first, last line)
+        self.bodies: List[Tuple[int, int]] = []  # (first, last line) of every function and method body
+        self.reads: List[Tuple[int, str]] = []  # (line, name) of each name read outside a type test
+        self.returns: List[Tuple[int, int]] = []  # (first, last line) of each return statement
+        self.type_args = 0  # depth of the tested types of isinstance/issubclass calls
         self.owner: Optional[str] = None  # the top-level function being visited
         self.import_owners: List[Optional[str]] = []  # per import record: its top-level function, if any
         self.in_main = False  # inside `if __name__ == "__main__":` (does not run when imported)
@@ -132,8 +135,6 @@ class _Scanner(ast.NodeVisitor):
 
     def _bind(self, name: str, target: Tuple[str, bool]) -> None:
         self.aliases[name] = target
-        if len(self.scopes) == 1:
-            self.module_aliases[name] = target
 
     def resolve(self, node: ast.AST) -> Optional[str]:
         parts = _chain(node)
@@ -264,8 +265,11 @@ class _Scanner(ast.NodeVisitor):
                 self.emit(Site(f"<kwarg>.{kw.arg}", "kwarg", kw.value, value=kw.value))
         type_test = getattr(func, "id", None) in ("isinstance", "issubclass")  # a test, like a comparison
         self.compare += type_test
-        for arg in node.args:
+        for i, arg in enumerate(node.args):
+            tested_type = type_test and i > 0
+            self.type_args += tested_type
             self.visit(arg)
+            self.type_args -= tested_type
         self.compare -= type_test
         for kw in node.keywords:
             self.visit(kw.value)
@@ -297,7 +301,13 @@ class _Scanner(ast.NodeVisitor):
             self.generic_visit(node)
 
     def visit_Name(self, node: ast.Name) -> None:
+        if isinstance(node.ctx, ast.Load) and not self.type_args:
+            self.reads.append((node.lineno, node.id))
         self._visit_chain(node, node.ctx)
+
+    def visit_Return(self, node: ast.Return) -> None:
+        self.returns.append((node.lineno, node.end_lineno or node.lineno))
+        self.generic_visit(node)
 
     def visit_Subscript(self, node: ast.Subscript) -> None:
         """``os.environ["CUDA_HOME"]`` read (writes go through _assign)."""
@@ -398,6 +408,7 @@ class _Scanner(ast.NodeVisitor):
         pairs += [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
         for arg, default in pairs:
             self.emit(Site(f"<kwarg>.{arg.arg}", "kwarg", default, value=default))
+        self.bodies.append((node.body[0].lineno, node.end_lineno or node.lineno))
         top = len(self.scopes) == 1
         if top:
             self.functions[node.name] = (node.lineno, node.end_lineno or node.lineno)
@@ -426,12 +437,40 @@ def _parse(path: str) -> Tuple[str, ast.AST]:
         raise InputError(f"{path}:{exc.lineno or 0}: syntax error: {exc.msg}") from None
 
 
+def module_imports(tree: ast.AST) -> Dict[str, Tuple[str, bool]]:
+    """Local name -> (dotted name, guarded) of the imports outside every def and class body, wherever they
+    sit in the file (under ``if``/``try``/``with``): the statements at module level only, not a full walk."""
+    out: Dict[str, Tuple[str, bool]] = {}
+
+    def visit(stmts: Iterable[ast.stmt], guarded: bool) -> None:
+        for stmt in stmts:
+            if isinstance(stmt, ast.Import):
+                for a in stmt.names:
+                    head = a.name.split(".")[0]
+                    out[a.asname or head] = (a.name if a.asname else head, guarded)
+            elif isinstance(stmt, ast.ImportFrom) and not stmt.level:
+                for a in stmt.names:
+                    if a.name != "*":
+                        out[a.asname or a.name] = (f"{stmt.module or ''}.{a.name}", guarded)
+            elif isinstance(stmt, ast.Try) or type(stmt).__name__ == "TryStar":  # try* (3.11+): same fields
+                t = cast(ast.Try, stmt)
+                visit(t.body, guarded or any(_is_fallback(h) for h in t.handlers))
+                for part in (*(h.body for h in t.handlers), t.orelse, t.finalbody):
+                    visit(part, guarded)
+            elif isinstance(stmt, (ast.If, ast.With, ast.For, ast.While)):
+                visit(stmt.body, guarded)
+                visit(getattr(stmt, "orelse", []), guarded)
+
+    visit(getattr(tree, "body", []), False)
+    return out
+
+
 def _scan(path: str) -> _Scanner:
+    """One parse and one visit of ``path``; the module-level imports are read first from the top-level
+    statements alone."""
     source, tree = _parse(path)
-    first = _Scanner(path, source)  # a first pass for the module-level imports below their uses
-    first.visit(tree)
     scanner = _Scanner(path, source)
-    scanner.late_aliases = first.module_aliases
+    scanner.late_aliases = module_imports(tree)
     scanner.visit(tree)
     scanner.tree = tree
     return scanner
@@ -490,17 +529,14 @@ class _Followed:
         self.findings = [dataclasses.replace(f, file=shown) for f in scanner.findings]
         self.resolved: List[List[str]] = [[] for _ in scanner.imports]
         self.wrappers: Set[str] = set()  # top-level names that wrap CUDA-only code (kernel_wrappers)
+        self.definitions = Definitions(scanner.tree, scanner.reads, scanner.returns)
         self.reported: Set[Tuple[int, int]] = set()  # (line, col offset) of the findings _propagate added
 
     def module_errors(self) -> List[SourceFinding]:
         """Error findings outside any function or method body: they fail when the file is imported (a class
         body runs then, its methods' bodies do not: lit-llama's EmptyInitOnDevice imports its quantization
         module inside __init__)."""
-        spans = [
-            (n.body[0].lineno, n.end_lineno or n.lineno)
-            for n in ast.walk(self.scanner.tree)
-            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
-        ]
+        spans = self.scanner.bodies
         return [
             f for f in self.findings if f.severity == "error" and not any(a <= f.line <= b for a, b in spans)
         ]
@@ -567,7 +603,7 @@ def _propagate_pass(importer: _Followed, files: Dict[str, _Followed]) -> int:
                         what = f"{local}() wraps CUDA-only code of {module.shown}"
                         report(call, _call_finding(importer, call, cause, what))
     importer.wrappers = kernel_wrappers(
-        sc.tree, [f.line for f in _cuda_errors(importer.findings)], imported_wrappers
+        importer.definitions, [f.line for f in _cuda_errors(importer.findings)], imported_wrappers
     )
     return len(importer.findings) - added
 

@@ -99,12 +99,12 @@ KERNELS = """\
 
 
 def test_kernel_wrappers_of_one_module(tmp_path):
-    import ast
+    from ascend_tools.opcheck.kernel_wrappers import Definitions, kernel_wrappers
+    from ascend_tools.opcheck.source_scan import _scan
 
-    from ascend_tools.opcheck.kernel_wrappers import kernel_wrappers
-
-    tree = ast.parse(textwrap.dedent(KERNELS))
-    cuda_lines = [f.line for f in scan_file(write(tmp_path, "k.py", KERNELS)) if f.severity == "error"]
+    scanner = _scan(str(write(tmp_path, "k.py", KERNELS)))
+    tree = Definitions(scanner.tree, scanner.reads, scanner.returns)
+    cuda_lines = [f.line for f in scanner.findings if f.severity == "error"]
     assert sorted(kernel_wrappers(tree, cuda_lines, [])) == ["FusedLoss", "_XentFn", "fused", "fused_xent"]
     assert "Extra" in kernel_wrappers(tree, cuda_lines, ["Extra"])  # re-exported from a wrapper's module
 
