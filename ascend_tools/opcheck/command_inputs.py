@@ -10,14 +10,14 @@ File paths are relative to the command's working directory. Nothing here runs us
 """
 
 import os
-from typing import Callable, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ascend_tools.opcheck.config_lines import Entry, json_entries, yaml_entries
 from ascend_tools.opcheck.source_finding import COMMAND_LINE, LAUNCHER, SourceFinding
 from ascend_tools.opcheck.source_rules import Hit
 from ascend_tools.opcheck.training_options import option_hits, truthy
 
-__all__ = ["scan_command_inputs"]
+__all__ = ["command_options", "scan_command_inputs"]
 
 
 def parse_flags(args: Sequence[str]) -> List[Tuple[int, str, object]]:
@@ -245,6 +245,29 @@ def _is_file_arg(value: object, suffixes: Iterable[str]) -> bool:
     return isinstance(value, str) and value.lower().endswith(tuple(suffixes))
 
 
+def command_options(script_args: Sequence[str], cwd: str) -> Dict[str, object]:
+    """The options the script's arguments set: its ``--flags``, or the top-level keys of the single
+    ``.json``/``.yaml`` file HfArgumentParser reads (an unreadable file sets none; scan_command_inputs
+    reports it)."""
+    options: Dict[str, object] = {name: value for _, name, value in parse_flags(script_args)}
+    reader = _option_file_reader(script_args)
+    if reader is not None:
+        entries, _ = _read(os.path.join(cwd, script_args[0]), script_args[0], reader)
+        options.update((e.path[0], e.value) for e in entries if len(e.path) == 1)
+    return options
+
+
+def _option_file_reader(script_args: Sequence[str]) -> Optional[Callable[[str], List[Entry]]]:
+    """The reader of HfArgumentParser's config-file form (``python train.py sft.yaml``), if that is it."""
+    if len(script_args) != 1 or script_args[0].startswith("-"):
+        return None
+    if _is_file_arg(script_args[0], (".json",)):
+        return json_entries
+    if _is_file_arg(script_args[0], (".yaml", ".yml")):
+        return yaml_entries
+    return None
+
+
 def scan_command_inputs(
     script_args: Sequence[str], cwd: str, launcher_args: Sequence[str] = ()
 ) -> List[SourceFinding]:
@@ -258,15 +281,9 @@ def scan_command_inputs(
         ]
         if name in ("deepspeed", "deepspeed_config") and _is_file_arg(value, (".json",)):
             found += _scan_deepspeed(os.path.join(cwd, str(value)), str(value))
-    positional = [a for a in script_args if not a.startswith("-")]
-    if len(script_args) == 1 and positional:
-        reader: Optional[Callable[[str], List[Entry]]] = None
-        if _is_file_arg(positional[0], (".json",)):
-            reader = json_entries
-        elif _is_file_arg(positional[0], (".yaml", ".yml")):
-            reader = yaml_entries
-        if reader is not None:
-            found += _option_file(os.path.join(cwd, positional[0]), positional[0], reader, cwd)
+    reader = _option_file_reader(script_args)
+    if reader is not None:
+        found += _option_file(os.path.join(cwd, script_args[0]), script_args[0], reader, cwd)
     for n, name, value in parse_flags(launcher_args):
         if name == "config_file" and isinstance(value, str):
             found += _scan_accelerate(os.path.join(cwd, value), value, cwd)

@@ -12,12 +12,13 @@ import dataclasses
 import os
 import re
 from collections import deque
-from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple, cast
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, cast
 
 from ascend_tools.errors import InputError
-from ascend_tools.opcheck.command_inputs import scan_command_inputs
+from ascend_tools.opcheck.command_inputs import command_options, scan_command_inputs
 from ascend_tools.opcheck.import_follower import ImportRecord, local_imports, static_path
 from ascend_tools.opcheck.kernel_wrappers import Definitions, kernel_wrappers
+from ascend_tools.opcheck.option_conditions import argparse_default, option_reads, options_passed, resolve
 from ascend_tools.opcheck.source_finding import SourceFinding, as_report_finding
 from ascend_tools.opcheck.source_rules import CPP_EXTENSION_MODULE, RULE_DOCS, Handler, Hit, Site, lookup
 from ascend_tools.opcheck.training_options import OPTION_RULES
@@ -121,6 +122,10 @@ class _Scanner(ast.NodeVisitor):
         self.reads: List[Tuple[int, str]] = []  # (line, name) of each name read outside a type test
         self.returns: List[Tuple[int, int]] = []  # (first, last line) of each return statement
         self.type_args = 0  # depth of the tested types of isinstance/issubclass calls
+        self.conditions: List[ast.AST] = []  # enclosing if-tests (or their negation) that read options
+        self.conditional: Dict[int, Tuple[ast.AST, ...]] = {}  # index in findings -> the options' conditions
+        self.option_defaults: Dict[str, object] = {}  # dataclass fields and argparse options with a constant
+        self.option_results: Dict[str, ast.AST] = {}  # name -> the call given the options object it came from
         self.owner: Optional[str] = None  # the top-level function being visited
         self.import_owners: List[Optional[str]] = []  # per import record: its top-level function, if any
         self.in_main = False  # inside `if __name__ == "__main__":` (does not run when imported)
@@ -170,7 +175,12 @@ class _Scanner(ast.NodeVisitor):
         site.in_compare = self.compare > 0
         site.branch = self.branch
         site.value_of = self.value_of
+        conditions = list(self.conditions)
+        if site.kind == "kwarg" and site.value is not None and option_reads(site.value):
+            conditions.append(site.value)  # load_in_8bit=model_args.quantization_bit == 8
         for hit in handler(site):
+            if conditions and hit.severity == "error":  # option_conditions.resolve decides after the scan
+                self.conditional[len(self.findings)] = tuple(conditions)
             self._add(hit, hit.node or site.node, at_method=site.name.startswith("<method>."))
 
     def _add(self, hit: Hit, node: ast.AST, at_method: bool = False) -> None:
@@ -253,6 +263,9 @@ class _Scanner(ast.NodeVisitor):
                 self.sys_paths.append(path)
         if isinstance(func, ast.Attribute) and func.attr == "add_argument":
             self._argparse_backend(node)
+            default = argparse_default(node)
+            if default is not None:
+                self.option_defaults.setdefault(*default)
         if name is not None:
             self.emit(Site(name, "call", node, guarded=self._guarded_name(func)))
         elif isinstance(func, ast.Attribute):
@@ -326,11 +339,25 @@ class _Scanner(ast.NodeVisitor):
         outer, outer_main = self.branch, self.in_main
         self.branch = self._cuda_only_branch(node) or outer
         self.in_main = outer_main or _is_main_guard(node.test)
+        # `if model_args.use_flash_attention:`, or `if optimizer_cls.__name__ == "Adam8bit":` where
+        # `optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args)`
+        derived = [
+            self.option_results[n.id]
+            for n in ast.walk(node.test)
+            if isinstance(n, ast.Name) and n.id in self.option_results
+        ]
+        condition = node.test if option_reads(node.test) else next(iter(derived), None)
+        by_option = condition is not None
+        self.conditions += [condition] if condition is not None else []
         for stmt in node.body:
             self.visit(stmt)
         self.branch, self.in_main = outer, outer_main
+        if by_option:  # the else branch runs when the option does not select the body
+            self.conditions[-1] = ast.UnaryOp(op=ast.Not(), operand=cast(ast.expr, self.conditions[-1]))
         for stmt in node.orelse:
             self.visit(stmt)
+        if by_option:
+            self.conditions.pop()
 
     def _cuda_only_branch(self, node: ast.If) -> Optional[str]:
         """Why ``node``'s body runs on CUDA only: a device-type test (``x.device.type == "cuda"``,
@@ -358,6 +385,11 @@ class _Scanner(ast.NodeVisitor):
     # ------------------------------------------------------------------ statements
 
     def _assign(self, targets: Iterable[ast.AST], value: Optional[ast.AST]) -> None:
+        if value is not None and options_passed(value):
+            for target in targets:  # `cls = f(args)`, `cls, kwargs = f(args)`: not `self.x = f(args)`
+                for name in target.elts if isinstance(target, (ast.Tuple, ast.List)) else [target]:
+                    if isinstance(name, ast.Name):
+                        self.option_results[name.id] = value
         for target in targets:
             if isinstance(target, ast.Subscript) and self.resolve(target.value) == "os.environ":
                 key = target.slice
@@ -399,6 +431,9 @@ class _Scanner(ast.NodeVisitor):
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
         self._assign([node.target], node.value)
+        default = _field_default(node.value) if node.value is not None else None
+        if isinstance(node.target, ast.Name) and isinstance(default, ast.Constant):  # a dataclass field
+            self.option_defaults.setdefault(node.target.id, default.value)
         self.generic_visit(node)
 
     def _visit_function(self, node) -> None:
@@ -489,7 +524,8 @@ def _dedup(findings: Iterable[SourceFinding]) -> List[SourceFinding]:
 
 def scan_file(path) -> List[SourceFinding]:
     """Findings of one file, sorted by (line, col). A syntax error raises InputError(path:line)."""
-    return _dedup(_scan(os.fspath(path)).findings)
+    scanner = _scan(os.fspath(path))
+    return _dedup(_by_options(scanner.findings, scanner, scanner.option_defaults, {}))
 
 
 # ---------------------------------------------------------------------------- local imports
@@ -625,12 +661,19 @@ def _call_finding(importer: _Followed, call: ast.Call, cause: SourceFinding, wha
     )
 
 
-def scan_target(path, follow_imports: bool = True, cwd: Optional[str] = None) -> List[SourceFinding]:
+def scan_target(
+    path,
+    follow_imports: bool = True,
+    cwd: Optional[str] = None,
+    options: Optional[Mapping[str, object]] = None,
+) -> List[SourceFinding]:
     """Findings of ``path`` and (with ``follow_imports``) of the local Python files it imports,
     transitively (at most MAX_FILES files, MAX_DEPTH hops), each file once; sorted by (file, line,
     col). Imports resolve from the importer's directory, its package root, ``cwd`` and the scanned
     files' static ``sys.path`` additions. A syntax error in the target raises InputError; one in an
-    imported file becomes a ``syntax-error`` finding."""
+    imported file becomes a ``syntax-error`` finding. An error on a path that an option selects is
+    judged with ``options`` (the launch command's) over the defaults the scanned files declare
+    (option_conditions)."""
     target = os.fspath(path)
     roots: List[str] = [cwd] if cwd else []
     files: Dict[str, _Followed] = {}
@@ -672,9 +715,27 @@ def scan_target(path, follow_imports: bool = True, cwd: Optional[str] = None) ->
                         deferred.append((owner, shown, depth + 1, fs))
         if len(files) >= MAX_FILES:
             break
+    defaults: Dict[str, object] = {}
+    for real in order:
+        defaults = {**files[real].scanner.option_defaults, **defaults}  # the first declaration wins
+    for real in order:
+        files[real].findings = _by_options(files[real].findings, files[real].scanner, defaults, options or {})
     if follow_imports:
         _propagate(files, order)
     return _dedup([f for real in order for f in files[real].findings] + extra)
+
+
+def _by_options(
+    findings: List[SourceFinding],
+    scanner: _Scanner,
+    defaults: Mapping[str, object],
+    command: Mapping[str, object],
+) -> List[SourceFinding]:
+    """``findings`` (in the scanner's order) with the option-selected errors judged by the options' values."""
+    return [
+        resolve(f, scanner.conditional[i], defaults, command) if i in scanner.conditional else f
+        for i, f in enumerate(findings)
+    ]
 
 
 def scan_command(
@@ -687,7 +748,7 @@ def scan_command(
     script = os.path.join(cwd, script_path)  # script_path itself when it is absolute
     shown = [
         dataclasses.replace(f, file=os.path.relpath(f.file, cwd)) if _inside(f.file, cwd) else f
-        for f in scan_target(script, cwd=cwd)
+        for f in scan_target(script, cwd=cwd, options=command_options(script_args, cwd))
     ]
     return _dedup([*shown, *scan_command_inputs(script_args, cwd, launcher_args)])
 
