@@ -5,7 +5,8 @@ Instead of one record per collective, step and memory sample, :class:`WindowReco
 ``window`` record per window of about ``window_s`` seconds (closed at the first step end after that, or on
 time when no step ends): per op × message-size bucket × process group (× peer for send/recv) × async, the
 count, bytes, summed time and a log2 histogram of the times; per block of :data:`ARRIVAL_BLOCK` seqs of
-each group the summed entry and exit times (``analyze`` lines them up across ranks for the lateness); the
+each group (async collectives included: issue and completion) the summed entry and exit times, compute gaps
+and blocking time (``analyze`` lines them up across ranks for the lateness and the slow-rank rule); the
 time spent in blocking collectives, the steps and the memory peaks. Group and stack records still go to
 ``events.jsonl`` (a few per run). The last :data:`RING` full records stay in memory; on an anomaly (a
 window whose time per step is :data:`SLOW_FACTOR` × the median of the previous ones, a hang, an OOM) they
@@ -67,8 +68,10 @@ class Window:
         self.first: Optional[float] = None  # earliest record time
         self.last: Optional[float] = None
         self.keys: Dict[Tuple[Any, ...], List[Any]] = {}  # key -> [count, bytes, time_s, {bin: n}]
-        self.arrivals: Dict[Tuple[str, int], List[float]] = {}  # (gid, block) -> [count, Σt0, Σt1]
+        # (gid, block) -> [count, Σt0, Σt1, Σgap, Σ(t1 − t0) of the blocking ones]
+        self.arrivals: Dict[Tuple[str, int], List[float]] = {}
         self.sync_s = 0.0
+        self.blocking = 0
         self.steps: List[float] = [0, 0.0, 0.0, math.inf, -math.inf]  # count, Σ s, max s, first, last step
         self.mem_peak: Dict[str, float] = {}
         self.overflow = 0
@@ -120,20 +123,27 @@ class Window:
         agg[2] += seconds
         b = time_bin(seconds)
         agg[3][b] = agg[3].get(b, 0) + 1
+        blocking = 0.0 if is_async else seconds
         if not is_async:
             self.sync_s += seconds
-            seq = rec.get("seq")
-            if rec.get("peer") is None and isinstance(seq, int):  # p2p pairs two ranks, not the group
-                arrival = self.arrivals.setdefault((str(rec.get("gid")), seq // ARRIVAL_BLOCK), [0, 0.0, 0.0])
-                arrival[0] += 1
-                arrival[1] += t0
-                arrival[2] += t1
+            self.blocking += 1
+        seq = rec.get("seq")
+        if rec.get("peer") is None and isinstance(seq, int):  # p2p pairs two ranks, not the group
+            arrival = self.arrivals.get((str(rec.get("gid")), seq // ARRIVAL_BLOCK))
+            if arrival is None:
+                arrival = self.arrivals[(str(rec.get("gid")), seq // ARRIVAL_BLOCK)] = [0, 0.0, 0.0, 0.0, 0.0]
+            gap = rec.get("gap")
+            arrival[0] += 1
+            arrival[1] += t0  # an async one's issue ...
+            arrival[2] += t1  # ... and completion
+            arrival[3] += gap if isinstance(gap, (int, float)) else 0.0
+            arrival[4] += blocking
 
     def per_step(self) -> Optional[float]:
         """Seconds per step (per blocking collective when no step ended in the window)."""
         if self.steps[0]:
             return self.steps[1] / self.steps[0]
-        count = sum(a[0] for a in self.arrivals.values())
+        count = self.blocking
         if count and self.first is not None and self.last is not None:
             return (self.last - self.first) / count
         return None

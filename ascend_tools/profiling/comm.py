@@ -7,7 +7,8 @@ come from C++; a comm hook (installed at a DDP instance's first forward when the
 else wrapped around the user's) tags the all-reduce it issues with ``via: "ddp"``.
 
 Per call: process group, per-group sequence number, op family, exact API, dtype, bytes (S as nccl-tests
-defines it, see :data:`SPECS`), peer, caller stack, step, host entry/exit time; on NPU/CUDA an event pair
+defines it, see :data:`SPECS`), peer, caller stack, step, host entry/exit time, the compute gap before it (``gap``: since the
+process last went on after a collective, docs/profile-format.md); on NPU/CUDA an event pair
 on the current stream, resolved later by the writer thread (no host sync per call). A collective stays
 "in flight" (for the hang watchdog) until it completes: sync calls on the host when they return, async
 works when their future completes, device work when its end event completes.
@@ -136,6 +137,7 @@ class CommInterceptor(FailOpen):
         self._via_code: Dict[Any, Optional[str]] = {}
         self._saved: List[Tuple[Any, str, Any]] = []
         self._device = backend.detect().name != "cpu"
+        self._release: Optional[float] = None  # when this process last went on after a collective
 
     # --- install ---------------------------------------------------------------------------------------
 
@@ -318,7 +320,11 @@ class CommInterceptor(FailOpen):
             call["_ev"] = backend.event()
             if call["_ev"] is not None:
                 call["_ev"].record()
-        call["t0"] = time.time()
+        call["t0"] = t0 = time.time()
+        release = self._release
+        call["gap"] = None if release is None else max(0.0, t0 - release)
+        if call["async"]:
+            self._release = t0  # the caller goes on at once
         return call
 
     def _exit(self, call: Dict[str, Any], out: Any) -> None:
@@ -342,7 +348,9 @@ class CommInterceptor(FailOpen):
         """Host side done (sync return, or async future callback). On a device, the end event is recorded
         on the current stream and the record waits in ``_pending`` for :meth:`resolve`."""
         try:
-            call["t1"] = time.time()
+            call["t1"] = t1 = time.time()
+            release = self._release
+            self._release = t1 if release is None else max(release, t1)
             ev0 = call.pop("_ev", None)
             if ev0 is not None:
                 ev1 = backend.event()

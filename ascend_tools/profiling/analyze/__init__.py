@@ -13,7 +13,19 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 from ...report import Report
-from . import aggregates, clocks, collectives, compute_gaps, hangs, memory, p2p, report, slow_rank, steps
+from . import (
+    aggregates,
+    clocks,
+    collectives,
+    compute_gaps,
+    hangs,
+    memory,
+    p2p,
+    report,
+    slow_rank,
+    steps,
+    window_slow_rank,
+)
 from .instances import group_instances
 from .model import Profile
 from .reader import Progress, read_profile
@@ -57,7 +69,9 @@ def run(
         clock=clock,
         skew=skew,
         steps=table,
-        slow=slow_rank.find(profile, skew, table, rule or SlowRankRule(), compute_gaps.gaps(profile, block)),
+        # always-on windows cover the whole run, the full records only its anomaly dumps
+        slow=window_slow_rank.find(profile, rule or SlowRankRule())
+        or slow_rank.find(profile, skew, table, rule or SlowRankRule(), compute_gaps.gaps(profile, block)),
         hangs=hangs.find(profile),
         positions=hangs.positions(profile),
         collectives=collectives.table(profile, skew),

@@ -14,6 +14,7 @@ per-rank compute and lateness, slow windows and the anomaly dumps.
 """
 
 import os
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -83,44 +84,74 @@ def _collectives(windows: Dict[int, List[Dict[str, Any]]]) -> List[Dict[str, Any
     return rows
 
 
-def _lateness(windows: Dict[int, List[Dict[str, Any]]]) -> Dict[int, Dict[str, float]]:
-    """Per rank: mean lateness per blocking collective (s) and the number of blocks it arrived last in."""
+@dataclass
+class Blocks:
+    """One group's blocks of 64 seqs that every member completed, members × blocks: the mean arrival
+    (clock offsets removed, relative to the block's earliest mean arrival ``start``), and the sums of compute
+    gaps and of blocking time; ``count`` collectives per block."""
+
+    members: np.ndarray
+    labels: np.ndarray
+    count: np.ndarray
+    start: np.ndarray
+    arrive: np.ndarray
+    gap: np.ndarray
+    blocking: np.ndarray
+
+
+def blocks(windows: Dict[int, List[Dict[str, Any]]]) -> Dict[str, Blocks]:
+    """The windows' ``arrivals`` summed per (group, block) and rank, lined up across ranks (module doc)."""
     sums: Dict[Tuple[str, int], Dict[int, List[float]]] = {}
     for rank, ws in windows.items():
         for w in ws:
-            for gid, block, count, s0, s1 in w.get("arrivals") or []:
-                acc = sums.setdefault((str(gid), int(block)), {}).setdefault(rank, [0.0, 0.0, 0.0])
-                acc[0] += count
-                acc[1] += s0
-                acc[2] += s1
-    blocks = []
-    for by_rank in sums.values():
-        counts = {r: a[0] for r, a in by_rank.items()}
-        full = max(counts.values())
-        if len(by_rank) > 1 and all(c == full for c in counts.values()):
-            members = sorted(by_rank)
-            blocks.append(
-                (
-                    np.array(members),
-                    np.array([by_rank[r][1] / full for r in members]),
-                    np.array([by_rank[r][2] / full for r in members]),
-                )
-            )
-    if not blocks:
-        return {}
+            for entry in w.get("arrivals") or []:
+                gid, block, *values = entry  # count, Σt0, Σt1 (, Σgap, Σblocking: since 2026-12)
+                acc = sums.setdefault((str(gid), int(block)), {}).setdefault(rank, [0.0] * 5)
+                for i, v in enumerate(values[:5]):
+                    acc[i] += float(v)
+    complete: Dict[str, List[Tuple[int, Dict[int, List[float]]]]] = {}
+    for (gid, block), by_rank in sums.items():
+        counts = {a[0] for a in by_rank.values()}
+        if len(by_rank) > 1 and len(counts) == 1:
+            complete.setdefault(gid, []).append((block, by_rank))
     deviations: Dict[int, List[float]] = {}
-    for ranks, _, t1 in blocks:
-        for r, d in zip(ranks, t1 - np.median(t1)):
-            deviations.setdefault(int(r), []).append(float(d))
+    for found in complete.values():
+        for _, by_rank in found:
+            t1 = {r: a[2] / a[0] for r, a in by_rank.items()}
+            middle = float(np.median(list(t1.values())))
+            for r, t in t1.items():
+                deviations.setdefault(r, []).append(t - middle)
     offset = {r: float(np.median(d)) for r, d in deviations.items()}
+    out = {}
+    for gid, found in complete.items():
+        members = np.array(sorted({r for _, by_rank in found for r in by_rank}))
+        found = sorted((b, x) for b, x in found if len(x) == len(members))
+        if not found:
+            continue
+        grid = np.array([[x[int(r)] for r in members] for _, x in found]).transpose(2, 1, 0)  # 5 × m × n
+        count = grid[0, 0]
+        arrive = grid[1] / count - np.array([offset[int(r)] for r in members])[:, None]
+        out[gid] = Blocks(
+            members=members,
+            labels=np.array([b for b, _ in found]),
+            count=count,
+            start=arrive.min(axis=0),
+            arrive=arrive - arrive.min(axis=0),
+            gap=grid[3],
+            blocking=grid[4],
+        )
+    return out
+
+
+def _lateness(windows: Dict[int, List[Dict[str, Any]]]) -> Dict[int, Dict[str, float]]:
+    """Per rank: mean lateness per collective (s) and the number of blocks it arrived last in."""
     late: Dict[int, List[float]] = {}
     last: Dict[int, int] = {}
-    for ranks, t0, _ in blocks:
-        arrival = t0 - np.array([offset[int(r)] for r in ranks])
-        for r, x in zip(ranks, arrival - arrival.min()):
-            late.setdefault(int(r), []).append(float(x))
-        latest = int(ranks[int(np.argmax(arrival))])
-        last[latest] = last.get(latest, 0) + 1
+    for b in blocks(windows).values():
+        for i, r in enumerate(b.members):
+            late.setdefault(int(r), []).extend(b.arrive[i].tolist())
+        for latest in b.members[np.argmax(b.arrive, axis=0)]:
+            last[int(latest)] = last.get(int(latest), 0) + 1
     return {
         r: {"lateness_mean_s": float(np.mean(x)), "blocks": len(x), "last_in_blocks": last.get(r, 0)}
         for r, x in late.items()

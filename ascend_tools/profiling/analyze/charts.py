@@ -45,7 +45,7 @@ def _top(rows: List[Dict[str, Any]], key: str, keep: List[int]) -> List[Dict[str
 def breakdown_bars(a: "Analysis", step_rows: List[Dict[str, Any]]) -> Optional[Bars]:
     """From the step breakdown (per step) or, without step records, the main group's windows."""
     slow = _slow_ranks(a)
-    if step_rows:
+    if step_rows and a.slow.get("source") != "windows":  # always-on: the windows, not the dumps' steps
         rows = _top(step_rows, "compute_s", slow)
         keys, unit = ("compute_s", "exposed_comm_s", "wait_s"), "step"
     else:

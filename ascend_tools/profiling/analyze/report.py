@@ -261,7 +261,12 @@ def _hangs(report: Report, a: "Analysis") -> None:
 
 
 def _too_few(g: Dict[str, Any]) -> str:
-    what = {"step": "steps", "sequence": "repeats of the collective sequence", "collective": "collectives"}
+    what = {
+        "step": "steps",
+        "sequence": "repeats of the collective sequence",
+        "collective": "collectives",
+        "block": "always-on blocks of 64 collectives",
+    }
     return (
         f"group {g['group']}: too few windows to judge: {g['windows']} of the ≥ {g['windows_needed']} needed "
         f"({what[g['window']]}, the first left out as warm-up)"

@@ -62,8 +62,28 @@ class Windows:
 
     label: np.ndarray
     unit: float
-    kind: str  # "step" | "sequence" | "collective"
+    kind: str  # "step" | "sequence" | "collective" | "block" (always-on: 64 seqs of the group)
     period: int
+
+
+@dataclass
+class GroupWindows:
+    """One group's members × windows matrices (seconds per window) and per-member figures: what the rule
+    judges, from full records (:func:`find`) or from always-on windows (window_slow_rank.py)."""
+
+    gid: str
+    members: np.ndarray
+    labels: np.ndarray
+    late: np.ndarray  # D
+    comp: np.ndarray  # C
+    wait: np.ndarray
+    exposed: np.ndarray
+    caused: np.ndarray  # per member: the wait it imposed as the last arriver, s
+    times_last: np.ndarray
+    comm_p50: np.ndarray  # per member: its median collective time, s
+    instances: int
+    spread: np.ndarray  # latest − earliest arrival, per instance (or block)
+    win: Windows
 
 
 def find(
@@ -74,10 +94,7 @@ def find(
     colls = profile.colls
     idx = np.flatnonzero(~np.isin(colls.op, [profile.op_code(op) for op in P2P_OPS]))
     idx = idx[np.lexsort((colls.seq[idx], colls.rank[idx], colls.gid[idx]))]
-    groups: List[Dict[str, Any]] = []
-    heat: Dict[str, Tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    flagged: Dict[int, List[Dict[str, Any]]] = {}
-    suspects: List[Dict[str, Any]] = []
+    found: List[GroupWindows] = []
     for a, b in runs(colls.gid[idx]):
         sel = idx[a:b]
         gid = profile.gids[int(colls.gid[sel[0]])]
@@ -95,61 +112,84 @@ def find(
         wait = _by_row(*cells, skew.wait[sel][use])
         exposed = _by_row(*cells, np.where(colls.is_async[sel], 0.0, dur - skew.wait[sel])[use])
         full = np.isfinite(late).all(axis=0) & np.isfinite(comp).all(axis=0)
-        late, comp, labels = late[:, full], comp[:, full], labels[full]
-        wait, exposed = wait[:, full], exposed[:, full]
+        found.append(
+            GroupWindows(
+                gid=gid,
+                members=members,
+                labels=labels[full],
+                late=late[:, full],
+                comp=comp[:, full],
+                wait=wait[:, full],
+                exposed=exposed[:, full],
+                caused=np.add.reduceat(skew.caused[sel], starts),
+                times_last=np.add.reduceat(skew.last[sel].astype(np.int64), starts),
+                comm_p50=np.array([np.median(part) for part in np.split(dur, starts[1:])]),
+                instances=len(skew.spread.get(gid, ())),
+                spread=skew.spread.get(gid, np.zeros(0)),
+                win=win,
+            )
+        )
+    return judge(profile, found, rule, table.median_step())
+
+
+def judge(
+    profile: Profile, found: List[GroupWindows], rule: SlowRankRule, median_step: Optional[float]
+) -> Dict[str, Any]:
+    """The rule applied to each group's windows: what :func:`find` returns."""
+    groups: List[Dict[str, Any]] = []
+    heat: Dict[str, Tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    flagged: Dict[int, List[Dict[str, Any]]] = {}
+    suspects: List[Dict[str, Any]] = []
+    for g in found:
+        gid, members, win, late, comp = g.gid, g.members, g.win, g.late, g.comp
         n = late.shape[1]
         others = (comp.sum(axis=0) - comp) / (len(members) - 1)
         excess = comp - others
         judged = n >= rule.min_windows
-        caused = np.add.reduceat(skew.caused[sel], starts)
-        times_last = np.add.reduceat(skew.last[sel].astype(np.int64), starts)
-        comm_p50 = np.array([np.median(part) for part in np.split(dur, starts[1:])])
-        others_p50 = _median_without_each(comm_p50)
-        instances = len(skew.spread.get(gid, ()))
+        others_p50 = _median_without_each(g.comm_p50)
         scores = _scores(late, excess, win.unit, rule, judged)
         rows = []
         for i, r in enumerate(members):
             row_i = {
                 "rank": int(r),
                 **scores[i],
-                "caused_wait_s": float(caused[i]),
-                "times_last": int(times_last[i]),
-                "collective_p50_s": float(comm_p50[i]),
+                "caused_wait_s": float(g.caused[i]),
+                "times_last": int(g.times_last[i]),
+                "collective_p50_s": float(g.comm_p50[i]),
                 "others_collective_p50_s": float(others_p50[i]),
                 "compute_per_step_s": float(comp[i].mean()) if n else None,
                 "others_compute_per_step_s": float(others[i].mean()) if n else None,
-                "exposed_per_step_s": float(exposed[i].mean()) if n else None,
-                "wait_per_step_s": float(wait[i].mean()) if n else None,
+                "exposed_per_step_s": float(g.exposed[i].mean()) if n else None,
+                "wait_per_step_s": float(g.wait[i].mean()) if n else None,
             }
             rows.append(row_i)
             if row_i["verdict"] == "suspect":
                 suspects.append(dict(row_i, group=gid, window=win.kind))
             if row_i["slow"]:
                 flagged.setdefault(int(r), []).append(
-                    dict(row_i, group=gid, instances=instances, window=win.kind)
+                    dict(row_i, group=gid, instances=g.instances, window=win.kind)
                 )
-        spread = skew.spread.get(gid, np.zeros(0))
-        heat[gid] = (members, labels, late)
+        heat[gid] = (members, g.labels, late)
         groups.append(
             {
                 "group": gid,
                 "members": len(members),
-                "instances": instances,
+                "instances": g.instances,
                 "window": win.kind,
                 "period": win.period,
                 "windows": n,
                 "windows_needed": rule.min_windows,
                 "judged": judged,
                 "unit_s": win.unit,
-                "skew_p50_s": percentile(spread, 50),
-                "skew_p99_s": percentile(spread, 99),
+                "skew_p50_s": percentile(g.spread, 50),
+                "skew_p99_s": percentile(g.spread, 99),
                 "ranks": rows,
             }
         )
     slow_ranks = [_verdict(profile, rank, hits, heat) for rank, hits in sorted(flagged.items())]
     return {
         "rule": {"min_share": rule.min_share, "max_p": rule.max_p, "min_windows": rule.min_windows},
-        "median_step_s": table.median_step(),
+        "median_step_s": median_step,
         "groups": groups,
         "slow_ranks": slow_ranks,
         "suspects": [dict(x, reason=_suspect_reason(x, rule)) for x in suspects if x["rank"] not in flagged],
@@ -322,8 +362,13 @@ def _reason(entry: Dict[str, Any], worst: Dict[str, Any]) -> str:
                 else "no higher than the others'"
             )
         )
+    last = (
+        f"its mean arrival was the last in {worst['times_last']} of {n} blocks of 64 collectives"
+        if worst["window"] == "block"
+        else f"it came last at {worst['times_last']} of {worst['instances']} collectives"
+    )
     parts.append(
-        f"it came last at {worst['times_last']} of {worst['instances']} collectives, where the others waited "
+        f"{last}, where the others waited "
         f"{_ms(worst['caused_wait_s'])} for it in all; its median collective time {_ms(worst['collective_p50_s'])} "
         f"vs {_ms(worst['others_collective_p50_s'])} for the others (msprof-analyze: a straggler's is the "
         f"shortest, as it never waits)"

@@ -1,0 +1,89 @@
+"""Always-on windows on real gloo ranks: async collectives' lateness (issue to completion, as DDP's bucket
+all-reduce), and the slow-rank verdict and its charts from the windows alone (no full records)."""
+
+import html
+import re
+import time
+
+import pytest
+import torch
+import torch.distributed as dist
+from gloo_ranks import init, spawn
+
+from ascend_tools.profiling.analyze import aggregates, analyze, run
+from ascend_tools.profiling.analyze.reader import read_profile
+from ascend_tools.profiling.profiler import profile
+from ascend_tools.report import Bars, Heatmap, render
+
+DELAY = 0.02
+
+
+def _late_async_rank(rank, n, out):
+    init(rank, n)
+    with profile(out, memory=False, hang_timeout=None, always_on=True):
+        x = torch.ones(256)
+        for _ in range(70):  # a full block of 64 seqs and a partial one
+            time.sleep(DELAY if rank == 2 else 0.001)
+            dist.all_reduce(x, async_op=True).wait()  # only async collectives
+
+
+def test_async_collectives_give_the_lateness_in_always_on_mode(tmp_path):
+    out = str(tmp_path / "prof")
+    spawn(_late_async_rank, 3, out)
+    summary = aggregates.summarize(read_profile(out))
+    late = {r["rank"]: r for r in summary["ranks"]}
+    assert late[2]["blocks"] == 2 and late[2]["last_in_blocks"] == 2
+    # rank 2 issues each all_reduce DELAY − 1 ms after the others, which wait for it inside the call
+    assert late[2]["lateness_mean_s"] == pytest.approx(DELAY - 0.001, rel=0.25)
+    assert max(late[0]["lateness_mean_s"], late[1]["lateness_mean_s"]) < 0.1 * late[2]["lateness_mean_s"]
+
+
+COMPUTE = 0.008  # s between the collectives of one iteration, on ranks 0 and 1
+
+
+def _ddp_like_rank(rank, n, out, factor):
+    init(rank, n)
+    c = COMPUTE * (factor if rank == 2 else 1.0)
+    with profile(out, memory=False, hang_timeout=None, always_on=True, window_s=0.5):
+        x = torch.ones(1024)
+        for _ in range(160):  # 640 collectives: 10 blocks of 64, no step marks
+            time.sleep(c / 2)
+            work = dist.all_reduce(x, async_op=True)  # a bucket all-reduce: issued, waited for later
+            time.sleep(c / 2)
+            work.wait()
+            dist.all_reduce(x)
+            dist.all_reduce(torch.ones(4))  # the loss, the gradient norm
+            dist.all_reduce(torch.ones(4))
+
+
+def test_a_compute_straggler_is_named_from_the_windows_alone(tmp_path):
+    out = str(tmp_path / "prof")
+    spawn(_ddp_like_rank, 3, out, 1.2)
+    a = run(out)
+    assert len(a.profile.colls) == 0  # no full record: everything below comes from the windows
+    assert a.slow["source"] == "windows"
+    (group,) = a.slow["groups"]
+    assert group["window"] == "block" and group["judged"] and group["windows"] == 9  # block 0: warm-up
+    assert [s["rank"] for s in a.slow["slow_ranks"]] == [2]
+    slow = a.slow["slow_ranks"][0]
+    assert "compute" in slow["signals"]
+    rows = {r["rank"]: r for r in group["ranks"]}
+    # 16 iterations a block: rank 2 sleeps 16 × 1.2 × COMPUTE; the gaps read less where an async all-reduce
+    # completed while the rank slept (and more where a loaded machine overslept)
+    assert 0.5 <= rows[2]["compute_per_step_s"] / (16 * 1.2 * COMPUTE) <= 1.5
+    assert rows[2]["compute_per_step_s"] > max(rows[0]["compute_per_step_s"], rows[1]["compute_per_step_s"])
+    assert "mean arrival was the last in" in slow["reason"]
+
+    report = analyze(out)
+    charts = [c for sec in report.sections for c in sec.charts]
+    assert {type(c) for c in charts} == {Bars, Heatmap}  # no busbw scatter: that needs full records
+    heat = next(c for c in charts if isinstance(c, Heatmap))
+    assert heat.y_ticks == ["rank 0", "rank 1", "rank 2"] and len(heat.x_ticks) == 9
+    assert all(v > 0 for v in heat.values[2])  # rank 2 late in every block
+    page = render(report, "html")
+    for chart in charts:
+        assert html.escape(chart.title) in page
+    compute = {
+        int(r): float(v) for r, v in re.findall(r"<title>rank (\d+) · compute: ([\d.eE+-]+)</title>", page)
+    }
+    assert set(compute) == {0, 1, 2} and max(compute, key=compute.get) == 2
