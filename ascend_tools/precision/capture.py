@@ -143,6 +143,18 @@ def _ptr(t: torch.Tensor) -> int:
         return -1
 
 
+def _bumped_after(
+    tensors: Sequence[torch.Tensor], outputs: Sequence[_T], written: Sequence[torch.Tensor]
+) -> None:
+    """An in-place op's version bump comes after the op returns through the mode (autograd's
+    ADInplaceOrView kernel sits above the Python dispatch key): an output that is a written argument is
+    remembered at the version it will have, so the next op that reads it reuses its statistics instead of
+    computing them again."""
+    for t, info in zip(tensors, outputs):
+        if info.ref is not None and info.ref() is t and any(t is w for w in written):
+            info.version += 1
+
+
 def _strip(value: Any, out: List[torch.Tensor]) -> Any:
     """``value`` with each tensor moved to ``out`` and replaced by ``store.TENSOR_SLOT``, in the order
     ``store.encode_call`` numbers tensors. What is left holds no tensor and is encoded by the writer."""
@@ -291,6 +303,7 @@ class Capture(StepSession):
             return
         self._writer = store.RankWriter(self.out_dir, self.rank)
         self._writer.write_meta(self.meta())
+        self._flush_due = time.monotonic() + FLUSH_AFTER  # from the start, not from construction
         self._pid = os.getpid()
         if self.background:
             self._jobs = queue.Queue(maxsize=QUEUE_JOBS)
@@ -394,7 +407,11 @@ class Capture(StepSession):
         self.step_no += 1
         self._calls = {}
         self._next_id = 0
-        self._seen = {}
+        # statistics of a tensor unchanged since (optimizer state, parameters) carry over into the next
+        # step; in tensor mode every step's records point at files of their own step
+        self._seen = (
+            {} if self._save_tensors else {k: v for k, v in self._seen.items() if v.ref() is not None}
+        )
         self._init = False
         self._step_used = False
         self._busy = was
@@ -475,21 +492,23 @@ class Capture(StepSession):
         tensors: List[torch.Tensor] = []
         call_args = _split_call(args, kwargs, tensors)
         inputs = [self._tensor(t, rid, f"in{i}") for i, t in enumerate(tensors)]
+        written: Optional[List[torch.Tensor]] = [] if meta.mutated else None
         for i, name in meta.mutated:
             t = args[i] if i < len(args) else kwargs.get(name)
             if isinstance(t, torch.Tensor):
                 self._queue.before_write(t)
                 self._seen.pop(id(t), None)
+                written.append(t)  # type: ignore[union-attr]
             elif isinstance(t, (list, tuple)):  # _foreach_*_ ops write every tensor of a list
                 for x in t:
                     if isinstance(x, torch.Tensor):
                         self._queue.before_write(x)
                         self._seen.pop(id(x), None)
         # the arguments are encoded when the record is written (the writer thread): keep them as they are
-        return (meta, phase, call, module, rid, inputs, call_args, self._stack_id())
+        return (meta, phase, call, module, rid, inputs, call_args, self._stack_id(), written)
 
     def _after_op(self, pre: tuple, out: Any) -> None:
-        meta, phase, call, module, rid, inputs, args_json, sid = pre
+        meta, phase, call, module, rid, inputs, args_json, sid, written = pre
         if isinstance(out, torch.Tensor):
             tensors = [out]
         else:
@@ -519,6 +538,8 @@ class Capture(StepSession):
             outputs = [_T(dtype_name(t.dtype), t.shape, body="}") for t in tensors]
         else:
             outputs = [self._tensor(t, rid, f"out{i}") for i, t in enumerate(tensors)]
+            if written:
+                _bumped_after(tensors, outputs, written)
         self._emit((rid, meta.name, "op", phase, call, module, inputs, outputs, args_json, sid))
 
     def _emit(self, rec: tuple) -> None:

@@ -10,6 +10,7 @@ input is usually an earlier op's output: its fragment is reused), the arguments 
 """
 
 import json
+import math
 from typing import Any, Dict, Optional, Sequence
 
 from . import store
@@ -33,6 +34,15 @@ def number(value: Any) -> str:
 
 def stats_json(s: Any) -> str:
     """``{"max":..,"min":..,"mean":..,"norm":..,"nan":..,"inf":..,"sat":..}`` of a ``TensorStats``."""
+    try:
+        finite = math.isfinite(s.max + s.min + s.mean + s.norm)  # a finite sum: each is finite
+    except TypeError:  # a None
+        finite = False
+    if finite:  # the common case: ``repr`` of a finite float is what ``json.dumps`` writes
+        return (
+            f'{{"max":{s.max!r},"min":{s.min!r},"mean":{s.mean!r},"norm":{s.norm!r},'
+            f'"nan":{s.nan:d},"inf":{s.inf:d},"sat":{s.sat:d}}}'
+        )
     return (
         f'{{"max":{number(s.max)},"min":{number(s.min)},"mean":{number(s.mean)},"norm":{number(s.norm)},'
         f'"nan":{int(s.nan)},"inf":{int(s.inf)},"sat":{int(s.sat)}}}'

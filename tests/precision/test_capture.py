@@ -86,6 +86,8 @@ def test_one_host_transfer_per_flush(tmp_path, monkeypatch):
     real = stats_mod.to_host
     monkeypatch.setattr(stats_mod, "to_host", lambda t: calls.append(t.shape) or real(t))
     monkeypatch.setattr(stats_mod, "reads_free", lambda t: False)
+    # the first op through a dispatch mode imports torch._dynamo: over FLUSH_AFTER on a loaded machine
+    monkeypatch.setattr(sys.modules["ascend_tools.precision.capture"], "FLUSH_AFTER", 3600.0)
     model, x = _tiny(), torch.randn(4, 6)
     with torch.no_grad(), capture(str(tmp_path), flush_every=10_000) as cap:
         model(x)
