@@ -2,19 +2,23 @@
 
 * the script's ``--flags`` that HfArgumentParser turns into TrainingArguments / model arguments
   (:mod:`ascend_tools.opcheck.training_options`), reported at ``command line:argN``;
-* a single ``.json``/``.yaml`` argument, which HfArgumentParser reads as those options;
+* a single ``.json``/``.yaml`` argument, which HfArgumentParser reads as those options, or the file
+  ``--config``/``--config_file``/``--cfg`` names (TrlParser, torchtune): its options, and any dotted
+  component path (``_component_: bitsandbytes.optim.PagedAdamW8bit``) or CUDA device in it;
 * the DeepSpeed JSON (``--deepspeed FILE``, ``--deepspeed_config FILE``, accelerate's
   ``deepspeed_config_file``) and the accelerate YAML (the launcher's ``--config_file``).
 
 File paths are relative to the command's working directory. Nothing here runs user code.
 """
 
+import ast
 import os
+import re
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ascend_tools.opcheck.config_lines import Entry, json_entries, yaml_entries
 from ascend_tools.opcheck.source_finding import COMMAND_LINE, LAUNCHER, SourceFinding
-from ascend_tools.opcheck.source_rules import Hit
+from ascend_tools.opcheck.source_rules import Hit, Site, lookup
 from ascend_tools.opcheck.training_options import option_hits, truthy
 
 __all__ = ["command_options", "scan_command_inputs"]
@@ -159,7 +163,14 @@ def _ds_hits(entry: Entry) -> List[Hit]:
 
 def _scan_deepspeed(path: str, shown: str) -> List[SourceFinding]:
     entries, problems = _read(path, shown, json_entries)
-    return problems + [_finding(shown, e.line, h) for e in entries for h in _ds_hits(e)]
+    # "torch_adam": true makes DeepSpeed build torch.optim.Adam(W), no fused op: nothing to say on the type
+    torch_adam = any(e.path == ("optimizer", "params", "torch_adam") and truthy(e.value) for e in entries)
+    return problems + [
+        _finding(shown, e.line, h)
+        for e in entries
+        if not (torch_adam and e.path == ("optimizer", "type"))
+        for h in _ds_hits(e)
+    ]
 
 
 # ---------------------------------------------------------------------------- accelerate YAML
@@ -227,12 +238,37 @@ def _scan_accelerate(path: str, shown: str, cwd: str) -> List[SourceFinding]:
 # ---------------------------------------------------------------------------- the command
 
 
+_DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
+_CUDA_DEVICE = re.compile(r"^cuda(:\d+)?$")
+_CONFIG_FLAGS = ("config", "config_file", "cfg")  # TrlParser / torchtune / omegaconf scripts' own YAML
+
+
+def _config_value_hits(key: str, value: object) -> List[Hit]:
+    """A value anywhere in a script's config file: a dotted import path the rule table knows (torchtune's
+    ``_component_: bitsandbytes.optim.PagedAdamW8bit``, hydra's ``_target_``), or a CUDA device."""
+    if not isinstance(value, str):
+        return []
+    if key in ("device", "device_type") and _CUDA_DEVICE.match(value):
+        return [
+            Hit(
+                "cuda-device-string",
+                "info",
+                f"{key}: {value}: a CUDA device named in the config",
+                f"{key}: npu (or torch_npu.contrib.transfer_to_npu)",
+            )
+        ]
+    handler = lookup(value) if _DOTTED.match(value) else None
+    return list(handler(Site(value, "ref", ast.Constant(value)))) if handler else []
+
+
 def _option_file(
     path: str, shown: str, reader: Callable[[str], List[Entry]], cwd: str
 ) -> List[SourceFinding]:
-    """HfArgumentParser's ``train.py args.yaml`` form: top-level keys are the options."""
+    """A config file of the script (HfArgumentParser's ``train.py args.yaml``, ``--config x.yaml``): top-level
+    keys are the options; every value is also read for the components and devices it names."""
     entries, found = _read(path, shown, reader)
     for e in entries:
+        found += [_finding(shown, e.line, h) for h in _config_value_hits(e.path[-1], e.value)]
         if len(e.path) != 1:
             continue
         found += [_finding(shown, e.line, h) for h in option_hits(e.path[0], e.value)]
@@ -249,23 +285,30 @@ def command_options(script_args: Sequence[str], cwd: str) -> Dict[str, object]:
     """The options the script's arguments set: its ``--flags``, or the top-level keys of the single
     ``.json``/``.yaml`` file HfArgumentParser reads (an unreadable file sets none; scan_command_inputs
     reports it)."""
-    options: Dict[str, object] = {name: value for _, name, value in parse_flags(script_args)}
-    reader = _option_file_reader(script_args)
-    if reader is not None:
-        entries, _ = _read(os.path.join(cwd, script_args[0]), script_args[0], reader)
+    options: Dict[str, object] = {}
+    for name, reader in _config_files(script_args):
+        entries, _ = _read(os.path.join(cwd, name), name, reader)
         options.update((e.path[0], e.value) for e in entries if len(e.path) == 1)
+    options.update((name, value) for _, name, value in parse_flags(script_args))  # flags win over the file
     return options
 
 
-def _option_file_reader(script_args: Sequence[str]) -> Optional[Callable[[str], List[Entry]]]:
-    """The reader of HfArgumentParser's config-file form (``python train.py sft.yaml``), if that is it."""
-    if len(script_args) != 1 or script_args[0].startswith("-"):
-        return None
-    if _is_file_arg(script_args[0], (".json",)):
+def _reader(value: object) -> Optional[Callable[[str], List[Entry]]]:
+    if _is_file_arg(value, (".json",)):
         return json_entries
-    if _is_file_arg(script_args[0], (".yaml", ".yml")):
+    if _is_file_arg(value, (".yaml", ".yml")):
         return yaml_entries
     return None
+
+
+def _config_files(script_args: Sequence[str]) -> List[Tuple[str, Callable[[str], List[Entry]]]]:
+    """The script's config files with their readers: HfArgumentParser's single ``python train.py sft.yaml``
+    argument, and the value of ``--config``/``--config_file``/``--cfg``."""
+    named: List[object] = (
+        [script_args[0]] if len(script_args) == 1 and not script_args[0].startswith("-") else []
+    )
+    named += [value for _, name, value in parse_flags(script_args) if name in _CONFIG_FLAGS]
+    return [(str(v), r) for v in named for r in [_reader(v)] if r is not None]
 
 
 def scan_command_inputs(
@@ -281,9 +324,8 @@ def scan_command_inputs(
         ]
         if name in ("deepspeed", "deepspeed_config") and _is_file_arg(value, (".json",)):
             found += _scan_deepspeed(os.path.join(cwd, str(value)), str(value))
-    reader = _option_file_reader(script_args)
-    if reader is not None:
-        found += _option_file(os.path.join(cwd, script_args[0]), script_args[0], reader, cwd)
+    for name, reader in _config_files(script_args):
+        found += _option_file(os.path.join(cwd, name), name, reader, cwd)
     for n, name, value in parse_flags(launcher_args):
         if name == "config_file" and isinstance(value, str):
             found += _scan_accelerate(os.path.join(cwd, value), value, cwd)

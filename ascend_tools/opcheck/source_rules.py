@@ -61,6 +61,7 @@ RULE_DOCS: Dict[str, Tuple[str, str]] = {
     "lib-causal-conv1d": ("error", "causal_conv1d CUDA kernels"),
     "lib-cupy": ("error", "CuPy (CUDA arrays)"),
     "lib-pynvml": ("error", "pynvml / NVML queries"),
+    "lib-vllm": ("warning", "vLLM generation (CUDA builds; vllm-ascend on NPU), TRL use_vllm=True"),
     "syntax-error": ("warning", "an imported local file that does not parse (not scanned)"),
     "torch-compile": (
         "warning",
@@ -627,6 +628,21 @@ def _cuda_assert(site: Site) -> Iterable[Hit]:
     ]
 
 
+@register("<raise-unless-cuda>")
+def _raise_unless_cuda(site: Site) -> Iterable[Hit]:
+    """``if device.type != "cuda": raise ...`` (torchtune's activation offloading): on NPU the device type
+    is "npu", so the raise is taken."""
+    return [
+        Hit(
+            "cuda-assert",
+            "error",
+            'raises unless the device is CUDA (device type != "cuda"): on NPU the device type is "npu", '
+            "so this raise is taken",
+            'accept "npu" in the test (or turn the feature off on NPU)',
+        )
+    ]
+
+
 # ----------------------------------------------------------------------------- environment
 
 # NCCL / CUDA env var -> (replacement, note). Only documented Ascend variables are named.
@@ -977,6 +993,14 @@ register("causal_conv1d.*")(
         "lib-causal-conv1d",
         "CUDA kernels have no NPU port",
         "depthwise nn.Conv1d(groups=channels, padding=k-1) and trim the right padding (HF's fallback path)",
+    )
+)
+register("vllm.*")(
+    _lib(
+        "lib-vllm",
+        "the vLLM wheels are CUDA builds; on Ascend vLLM runs through its plugin vllm-ascend",
+        "install vllm-ascend (same vllm API), or generate with transformers (TRL: use_vllm=False)",
+        severity="warning",
     )
 )
 register("cupy.*")(

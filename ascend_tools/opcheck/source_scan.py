@@ -86,6 +86,48 @@ def _requires_cuda(test: ast.AST) -> bool:
     return False
 
 
+def _asserted_present(test: ast.AST) -> List[str]:
+    """The names ``assert`` requires to be set: ``assert f``, ``assert f is not None``, and-ed."""
+    parts = test.values if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And) else [test]
+    out = []
+    for part in parts:
+        if (
+            isinstance(part, ast.Compare)
+            and len(part.ops) == 1
+            and isinstance(part.ops[0], ast.IsNot)
+            and isinstance(part.comparators[0], ast.Constant)
+            and part.comparators[0].value is None
+        ):
+            part = part.left
+        if isinstance(part, ast.Name):
+            out.append(part.id)
+    return out
+
+
+def _rejects_non_cuda(test: ast.AST) -> bool:
+    """The test holds for an NPU device: ``device.type != "cuda"`` (alone or and-ed with other tests, such as
+    ``!= "xpu"``), ``device.type not in ("cuda", ...)``, ``not x.is_cuda``."""
+    parts = test.values if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And) else [test]
+    for part in parts:
+        if isinstance(part, ast.UnaryOp) and isinstance(part.op, ast.Not):
+            if isinstance(part.operand, ast.Attribute) and part.operand.attr == "is_cuda":
+                return True
+        elif isinstance(part, ast.Compare) and len(part.ops) == 1:
+            sides = (part.left, part.comparators[0])
+            if isinstance(part.ops[0], ast.NotEq) and any(
+                isinstance(x, ast.Constant) and x.value == "cuda" for x in sides
+            ):
+                return True
+            options = part.comparators[0]
+            if (
+                isinstance(part.ops[0], ast.NotIn)
+                and isinstance(options, (ast.Tuple, ast.List))
+                and any(isinstance(e, ast.Constant) and e.value == "cuda" for e in options.elts)
+            ):
+                return True
+    return False
+
+
 def _chain(node: ast.AST) -> Optional[List[str]]:
     """``a.b.c`` -> ["a", "b", "c"]; None for anything that is not a plain attribute chain."""
     parts: List[str] = []
@@ -296,9 +338,22 @@ class _Scanner(ast.NodeVisitor):
             self.emit(Site("<backend-var>", "device-var", default, value=default))
 
     def visit_Assert(self, node: ast.Assert) -> None:
-        """``assert x.is_cuda`` / ``assert x.device.type == "cuda"``: false for NPU tensors."""
+        """``assert x.is_cuda`` / ``assert x.device.type == "cuda"``: false for NPU tensors; ``assert
+        flash_attn_varlen_func is not None`` after an ImportError fallback that set it to None."""
         if _requires_cuda(node.test):
             self.emit(Site("<assert-cuda>", "assert", node))
+        for name in _asserted_present(node.test):
+            alias = self._alias(name)
+            if alias is None or not alias[1]:  # only a guarded import can have fallen back
+                continue
+            handler = lookup(alias[0], prefix_only=True)
+            hits = list(handler(Site(alias[0], "import", node))) if handler else []
+            if hits and hits[0].rule.startswith("lib-") and hits[0].severity == "error":
+                msg = (
+                    f"asserts that {name} ({alias[0]}) imported, but on NPU its ImportError fallback ran: "
+                    "AssertionError"
+                )
+                self._add(Hit(hits[0].rule, "error", msg, hits[0].suggestion), node)
         self.generic_visit(node)
 
     def _visit_chain(self, node: ast.AST, ctx: ast.expr_context) -> bool:
@@ -336,6 +391,8 @@ class _Scanner(ast.NodeVisitor):
 
     def visit_If(self, node: ast.If) -> None:
         self.visit(node.test)
+        if node.body and isinstance(node.body[0], ast.Raise) and _rejects_non_cuda(node.test):
+            self.emit(Site("<raise-unless-cuda>", "assert", node))  # `if device.type != "cuda": raise`
         outer, outer_main = self.branch, self.in_main
         self.branch = self._cuda_only_branch(node) or outer
         self.in_main = outer_main or _is_main_guard(node.test)
@@ -507,8 +564,49 @@ def _scan(path: str) -> _Scanner:
     scanner = _Scanner(path, source)
     scanner.late_aliases = module_imports(tree)
     scanner.visit(tree)
+    scanner.findings += _failing_constructions(scanner, tree)
     scanner.tree = tree
     return scanner
+
+
+_LOOPS_AND_BRANCHES = (ast.If, ast.Try, ast.For, ast.While, ast.With, ast.AsyncFor, ast.AsyncWith)
+
+
+def _failing_constructions(sc: _Scanner, tree: ast.AST) -> List[SourceFinding]:
+    """Constructions, elsewhere in the file, of a class whose ``__init__`` fails on NPU in a statement that
+    always runs (BELLE's LlamaAttention builds FlashSelfAttention, whose ``__init__`` asserts the flash-attn
+    import that fell back to None): each is an error, as a call of a failing function is. Calls from other
+    files are kernel_wrappers' (the class is a wrapper there)."""
+    errors = [f for f in sc.findings if f.severity == "error" and f.rule.startswith(("lib-", "cuda-"))]
+    out = []
+    for cls in getattr(tree, "body", []):
+        init = next(
+            (s for s in getattr(cls, "body", []) if isinstance(s, ast.FunctionDef) and s.name == "__init__"),
+            None,
+        )
+        if not isinstance(cls, ast.ClassDef) or init is None:
+            continue
+        spans = [
+            (s.lineno, s.end_lineno or s.lineno) for s in init.body if not isinstance(s, _LOOPS_AND_BRANCHES)
+        ]
+        cause = next((f for f in errors if any(a <= f.line <= b for a, b in spans)), None)
+        for call in sc.name_calls.get(cls.name, []) if cause else []:
+            if cls.lineno <= call.lineno <= (cls.end_lineno or cls.lineno) or cause is None:
+                continue
+            out.append(
+                SourceFinding(
+                    sc.path,
+                    call.lineno,
+                    sc._col(call.lineno, call.col_offset),
+                    cause.rule,
+                    "error",
+                    f"{cls.name}() runs {cls.name}.__init__, which fails on NPU (line {cause.line}: "
+                    f"{cause.message.split(':')[0]})",
+                    f"build {cls.name} only where its kernel exists (e.g. behind the option that selects it), "
+                    "or port its __init__",
+                )
+            )
+    return out
 
 
 def _dedup(findings: Iterable[SourceFinding]) -> List[SourceFinding]:

@@ -187,6 +187,20 @@ def _liger(value: object) -> List[Hit]:
     ]
 
 
+@option("use_vllm")
+def _use_vllm(value: object) -> List[Hit]:
+    if not truthy(value):
+        return []
+    return [
+        Hit(
+            "lib-vllm",
+            "warning",
+            "use_vllm=True makes TRL generate with vLLM, whose wheels are CUDA builds (vllm-ascend on NPU)",
+            "install vllm-ascend on the NPU host, or use_vllm=False (generation in transformers, slower)",
+        )
+    ]
+
+
 @option("load_in_4bit", "load_in_8bit", when_computed=True)
 def _load_in_kbit(value: object) -> List[Hit]:
     if not truthy(value):
