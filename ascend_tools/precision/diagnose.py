@@ -23,7 +23,7 @@ import torch
 
 from ..errors import InputError
 from . import metrics as M
-from . import replay_policy, standards
+from . import pairpool, replay_policy, standards
 from .align import Pair
 from .dumps import Dump
 from .records import Record, TensorInfo
@@ -84,9 +84,17 @@ class Diagnoser:
     """Computes a :class:`PairResult` per aligned pair, loading tensors from the two dumps on demand."""
 
     def __init__(
-        self, target: Dump, reference: Dump, step: int, replay: bool = True, tensors: bool = True
+        self,
+        target: Dump,
+        reference: Dump,
+        step: int,
+        replay: bool = True,
+        tensors: bool = True,
+        workers: Optional[int] = None,
     ) -> None:
         self.target, self.reference, self.step, self.replay = target, reference, step, replay
+        # threads for the per-pair work (pairpool.py); 1: in this thread, with torch's own intra-op threads
+        self.workers = pairpool.default_workers() if workers is None else max(1, int(workers))
         self.tensors = tensors  # False: statistics only, even where the dumps hold tensors
         # relative L2 error per (target file, reference file): an op's input is usually an earlier op's
         # output, compared already (amplification reads it instead of loading and comparing again)
@@ -108,11 +116,7 @@ class Diagnoser:
     def run(
         self, pairs: Iterable[Pair], progress: Optional[Callable[[int], None]] = None
     ) -> List[PairResult]:
-        results = []
-        for pair in pairs:
-            results.append(self.compare_pair(pair))
-            if progress is not None:
-                progress(1)
+        results = pairpool.map_in_order(self.compare_pair, list(pairs), self.workers, progress)
         self._amplification(results)
         self._parameters(results)
         return results
@@ -222,26 +226,36 @@ class Diagnoser:
     # --- introduced error: amplification over the inputs' error ---------------------------------------
 
     def _amplification(self, results: List[PairResult]) -> None:
-        for res in results:
-            # a passing replay does not end it: outputs off while the inputs agree is a cause of its own
-            # (a config or code difference, see causes.py), measured by the same ratio
-            if (
-                res.verdict is None
-                or res.within_reference
-                or (res.replay is not None and res.replay.is_error)
-            ):
-                continue
+        # a passing replay does not end it: outputs off while the inputs agree is a cause of its own
+        # (a config or code difference, see causes.py), measured by the same ratio
+        todo = [
+            res
+            for res in results
+            if res.verdict is not None
+            and not res.within_reference
+            and not (res.replay is not None and res.replay.is_error)
+            and output_error(res) is not None
+            and res.pair.target is not None
+            and res.pair.reference is not None
+        ]
+        # the inputs' errors first, on the pool (most are cached outputs of earlier pairs; msprobe's dumps save
+        # every input as a file of its own, so there they are as many comparisons again)
+        worst_inputs = pairpool.map_in_order(self._worst_input_error, todo, self.workers)
+        for res, in_err in zip(todo, worst_inputs):
             t, r = res.pair.target, res.pair.reference
             out_err = output_error(res)
-            if out_err is None or t is None or r is None:
-                continue
-            in_err = max((self._input_error(a, b, res) for a, b in zip(t.inputs, r.inputs)), default=0.0)
+            assert t is not None and r is not None and out_err is not None  # selected above
             k = res.output
             floor = standards.expected_rounding_error(t.outputs[k].dtype, r.outputs[k].dtype)
             res.amplification = out_err / max(in_err, floor, 1e-300)
             if not res.method:
                 res.method = "amplification"
                 res.score = res.amplification
+
+    def _worst_input_error(self, res: PairResult) -> float:
+        t, r = res.pair.target, res.pair.reference
+        assert t is not None and r is not None
+        return max((self._input_error(a, b, res) for a, b in zip(t.inputs, r.inputs)), default=0.0)
 
     def _input_error(self, a: TensorInfo, b: TensorInfo, result: PairResult) -> float:
         key = (a.file, b.file) if a.file and b.file else None

@@ -2,6 +2,7 @@
 (``msprobe_reader.py``), so ``compare`` takes either as either side."""
 
 import os
+from functools import lru_cache
 from typing import Any, Dict, Iterator, List, Optional
 
 from ..errors import InputError
@@ -41,13 +42,19 @@ class UnsafePath(InputError):
     """A path named by a dump that leads out of its directory (absolute, ``..``, or a symlink)."""
 
 
+@lru_cache(maxsize=64)
+def _real_root(root: str) -> str:
+    """``realpath(root)``, once per dump directory (a compare asks for every tensor file it reads)."""
+    return os.path.realpath(root)
+
+
 def inside(root: str, *parts: str) -> str:
     """``root/parts...`` when it stays under ``root`` once symlinks are resolved (both sides: ``root``
     itself may be a link), else :class:`UnsafePath`. For every path whose name a dump supplies."""
     if any(os.path.isabs(p) for p in parts):
         raise UnsafePath(f"{os.path.join(*parts)}: an absolute path, in the dump at {root}")
     path = os.path.join(root, *parts)
-    real_root = os.path.realpath(root)
+    real_root = _real_root(root)
     if os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
         raise UnsafePath(f"{os.path.join(*parts)}: leads out of {root}")
     return path
