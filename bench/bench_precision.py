@@ -224,7 +224,11 @@ def _stats_floor_mode() -> Any:
     from torch.utils._python_dispatch import TorchDispatchMode
 
     from ascend_tools.dispatch import flat_tensors
-    from ascend_tools.precision.capture import _Meta
+
+    try:
+        from ascend_tools.precision.op_facts import OpFacts
+    except ImportError:  # a checkout from before the capture split (before/after runs)
+        from ascend_tools.precision.capture import _Meta as OpFacts  # type: ignore[attr-defined,no-redef]
     from ascend_tools.precision.stats import StatsQueue
 
     queue = StatsQueue()
@@ -234,7 +238,7 @@ def _stats_floor_mode() -> Any:
         def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
             out = func(*args, **(kwargs or {}))
             if func not in skip:  # capture's own per-op facts: what it leaves out, it is left out here
-                meta = _Meta(func, None)
+                meta = OpFacts(func, None)
                 # (getattr: the same bench runs on a checkout from before aliasing.py, for before/after)
                 skip[func] = (
                     not meta.selected or meta.same_values or getattr(meta, "view", False) or meta.undefined

@@ -1,223 +1,76 @@
 """Capture op and module records while a training script runs: ``with capture(out_dir) as cap``.
 
-* ``level="op"``: one TorchDispatchMode sees every aten op, forward, backward (the autograd engine is
-  running a graph task) and ``optimizer`` (inside ``optimizer.step()``), tagged with the innermost module
-  (:class:`ModulePath`).
-* ``level="module"``: global module hooks record each module call's tensor inputs and outputs, the
-  gradients arriving at its outputs in backward (multi-grad hook on the outputs: the autograd graph
-  is not changed) and each parameter's accumulated gradient (``<param path>.grad``).
+* ``level="op"``: one dispatch mode (:class:`OpRecordMode`, a ``failopen_mode.FailOpenMode``) sees every
+  aten op, forward, backward (the autograd engine is running a graph task) and ``optimizer`` (inside
+  ``optimizer.step()``), tagged with the innermost module (:class:`ModulePath`).
+* ``level="module"``: global module hooks (``module_recorder.py``) record each module call, the gradients
+  arriving at its outputs in backward and each parameter's accumulated gradient (``<param path>.grad``).
 * ``level="mix"``: both.
+
+:class:`Capture` is the orchestrator: steps, when recording is on, the per-step counters, the tensors
+seen (statistics once per tensor value, see ``TensorEntry``) and when to flush; ``record_writer.py``
+takes the records to the rank directory.
 
 Per tensor the mode (``stats`` | ``tensor`` | ``hash``) decides what is kept; statistics are always
 computed on the tensor's device, batched to the host from an accelerator (``stats.py``). A record whose
-statistics are known is encoded at once (``lines.py``), else at the flush. Records are written as JSON lines at each
-flush (every ``flush_every`` records, with the first record :data:`FLUSH_AFTER` seconds after the last flush, at
+statistics are known is encoded at once (``lines.py``), else at the flush. Records are written as JSON lines at
+each flush (every ``flush_every`` records, with the first record :data:`FLUSH_AFTER` seconds after the last flush, at
 each step boundary, at exit: a run killed before its first step keeps what was recorded before then). Steps advance at each
 ``optimizer.step()`` (a global post-hook) until the script calls :meth:`Capture.step` itself, which
 then takes over. Everything the capture does fails open: an internal error is logged once and the
 user's op returns its own result.
 """
 
-import json
 import logging
 import os
-import queue
 import sys
-import threading
 import time
 import weakref
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from .. import backend
-from ..dispatch import (
-    UNDEFINED_VALUES,
-    ModulePath,
-    dtype_name,
-    flat_tensors,
-    is_wanted,
-    normalise_op,
-    op_base,
-    op_name,
-    written_args,
-)
+from ..dispatch import ModulePath, dtype_name, flat_tensors, normalise_op
 from ..module_names import ModuleNames
 from ..session import StepSession, make_module_callable
 from ..stacks import StackTable
 from . import aliasing, store
-from .lines import LineEncoder, stats_json
+from .call_args import split_call
+from .failopen_mode import FailOpenMode
+from .module_recorder import ModuleRecorder
+from .op_facts import OpFacts
+from .record_writer import RecordWriter, default_background
 from .stats import StatsQueue
+from .tensor_entry import TensorEntry, bumped_after, data_ptr
 
 log = logging.getLogger("ascend_tools")
 
 LEVELS = ("op", "module", "mix")
 MODES = ("stats", "tensor", "hash")
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
-# bookkeeping ops that compute nothing (record_function markers of the profiler and the optimizer)
-SKIP_NAMESPACES = ("profiler::",)
 FLUSH_AFTER = 1.0  # s: a record this long after the last flush flushes too (what a kill -9 then keeps)
 
 
-class _Meta:
-    __slots__ = ("mutated", "name", "same_values", "selected", "undefined", "view", "view_shares")
+class OpRecordMode(FailOpenMode):
+    """The op-level records: every selected op's record is begun before it runs (its inputs' statistics,
+    before an in-place op writes them) and finished after (its outputs)."""
 
-    def __init__(self, func: Any, wanted: Optional[set]) -> None:
-        self.name = op_name(func)
-        self.selected = is_wanted(self.name, wanted) and not self.name.startswith(SKIP_NAMESPACES)
-        self.same_values = self.name in aliasing.COPIES
-        self.view = aliasing.returns_view(func)  # from the schema (aliasing.py)
-        self.view_shares = self.view and aliasing.may_share(self.name)
-        self.undefined = op_base(self.name) in UNDEFINED_VALUES
-        self.mutated = written_args(func)
+    owner: "Capture"
 
+    def before(self, func: Any, args: Any, kwargs: Dict[str, Any]) -> Optional[tuple]:
+        cap = self.owner
+        facts = cap._facts.get(func)
+        if facts is None:
+            facts = cap._facts[func] = OpFacts(func, cap._wanted)
+        if facts.selected:
+            return cap._before_op(facts, args, kwargs)
+        if cap._paths is not None:
+            cap._paths.current()  # an op left out still notes its autograd node's module
+        return None
 
-class _T:
-    """One tensor of a record: dtype, shape and its statistics, file or digest. ``body`` is the part of
-    its JSON fragment after dtype and shape (``,"stats":{...}}``), set as soon as the statistics are
-    known (at once on the CPU; after the flush's transfer on an accelerator, when ``entry`` is still
-    pending). ``ref``/``version``/``ptr`` identify the tensor when it comes back as a later op's input: the
-    storage too, since ``model.to(dtype)`` and FSDP swap a parameter's data without a new version.
-    ``name``: the parameter it is (``model.norm.weight``) or whose gradient (``model.norm.weight.grad``).
-
-    Few objects live long here on purpose: everything kept until the step ends survives Python's
-    young-generation collections, and enough survivors trigger a full collection of the whole heap (a
-    model's heap: tens of ms), which was most of the capture's cost."""
-
-    __slots__ = ("body", "dtype", "entry", "file", "has_stats", "name", "ptr", "ref", "shape", "version")
-
-    def __init__(
-        self,
-        dtype: str,
-        shape: Sequence[int],
-        entry: Any = None,
-        body: Optional[str] = None,
-        has_stats: Optional[bool] = None,
-    ) -> None:
-        self.dtype = dtype
-        self.shape = shape
-        self.entry = entry
-        self.file: Optional[str] = None
-        self.body = body
-        self.has_stats = entry is not None if has_stats is None else has_stats
-        self.ref: Any = None
-        self.version = -1
-        self.ptr = -1
-        self.name: Optional[str] = None
-
-    def settle(self, final: bool = False) -> bool:
-        """Write ``body`` if the statistics (and digest) are known, then let the entry go; whether
-        ``body`` is set. ``final``: they will not come any more (the flush has resolved them): write
-        what there is."""
-        if self.body is None:
-            e = self.entry
-            if e is not None and not final and (e.stats is None or e.digest_row is not None):
-                return False
-            parts = []
-            if e is not None and e.stats is not None:
-                parts.append(',"stats":' + stats_json(e.stats))
-            if e is not None and e.digest:
-                parts.append(f',"digest":"{e.digest}"')
-            if self.file:
-                parts.append(',"file":' + json.dumps(self.file))
-            parts.append("}")
-            self.body = "".join(parts)
-            self.entry = None
-        return True
-
-    def encoded(self, enc: LineEncoder) -> str:
-        self.settle(final=True)
-        body = self.body
-        assert body is not None  # settle(final=True) always writes it
-        if self.name is not None:
-            return enc.tensor_head(self.dtype, self.shape) + enc.tensor_name(self.name) + body
-        return enc.tensor_head(self.dtype, self.shape) + body
-
-
-def _ptr(t: torch.Tensor) -> int:
-    """Address of the tensor's data, -1 where it has none to give (some subclasses)."""
-    try:
-        return t.data_ptr()
-    except Exception:
-        return -1
-
-
-def _bumped_after(
-    tensors: Sequence[torch.Tensor], outputs: Sequence[_T], written: Sequence[torch.Tensor]
-) -> None:
-    """An in-place op's version bump comes after the op returns through the mode (autograd's
-    ADInplaceOrView kernel sits above the Python dispatch key): an output that is a written argument is
-    remembered at the version it will have, so the next op that reads it reuses its statistics instead of
-    computing them again."""
-    for t, info in zip(tensors, outputs):
-        if info.ref is not None and info.ref() is t and any(t is w for w in written):
-            info.version += 1
-
-
-def _strip(value: Any, out: List[torch.Tensor]) -> Any:
-    """``value`` with each tensor moved to ``out`` and replaced by ``store.TENSOR_SLOT``, in the order
-    ``store.encode_call`` numbers tensors. What is left holds no tensor and is encoded by the writer."""
-    if isinstance(value, torch.Tensor):
-        out.append(value)
-        return store.TENSOR_SLOT
-    if isinstance(value, (list, tuple)):
-        n = len(out)
-        items = [_strip(v, out) for v in value]
-        return value if len(out) == n else items
-    if isinstance(value, dict):
-        n = len(out)
-        d = {k: _strip(v, out) for k, v in value.items()}
-        return value if len(out) == n else d
-    return value
-
-
-def _split_call(args: Any, kwargs: Dict[str, Any], out: List[torch.Tensor]) -> tuple:
-    """``(args, kwargs)`` without their tensors (see :func:`_strip`), the tensors appended to ``out``."""
-    slot = store.TENSOR_SLOT
-    stripped = []
-    for a in args:
-        if isinstance(a, torch.Tensor):
-            out.append(a)
-            stripped.append(slot)
-        elif isinstance(a, (list, tuple, dict)):
-            stripped.append(_strip(a, out))
-        else:
-            stripped.append(a)
-    if kwargs:
-        kwargs = {k: _strip(v, out) for k, v in kwargs.items()}
-    return stripped, kwargs
-
-
-class _OpMode(TorchDispatchMode):
-    def __init__(self, cap: "Capture") -> None:
-        super().__init__()
-        self.cap = cap
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        cap = self.cap
-        if kwargs is None:
-            kwargs = {}
-        if cap._off:
-            return func(*args, **kwargs)
-        pre = None
-        try:
-            meta = cap._metas.get(func)
-            if meta is None:
-                meta = cap._metas[func] = _Meta(func, cap._wanted)
-            if meta.selected:
-                pre = cap._before_op(meta, args, kwargs)
-            elif cap._paths is not None:
-                cap._paths.current()  # an op left out still notes its autograd node's module
-        except Exception as exc:
-            cap._fail(exc)
-        out = func(*args, **kwargs)
-        if pre is not None:
-            try:
-                cap._after_op(pre, out)
-            except Exception as exc:
-                cap._fail(exc)
-        return out
+    def after(self, token: tuple, func: Any, args: Any, kwargs: Dict[str, Any], out: Any) -> None:
+        self.owner._after_op(token, out)
 
 
 class Capture(StepSession):
@@ -260,31 +113,24 @@ class Capture(StepSession):
         self.flush_bytes = flush_bytes
         self._flush_due = time.monotonic() + FLUSH_AFTER
         self.rank = backend.rank() if rank is None else rank
-        self.records_written = 0
         self._busy = False
-        self._metas: Dict[Any, _Meta] = {}
+        self._facts: Dict[Any, OpFacts] = {}
         self._queue = StatsQueue(digests=mode == "hash")
         self._save_tensors = mode == "tensor"
-        self.background = _default_background() if background is None else bool(background)
-        self._jobs: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_JOBS)  # a fresh one per start()
-        self._thread: Optional[threading.Thread] = None
-        self._pid = os.getpid()
-        self._batch: List[Union[str, tuple]] = []  # a record's line, or its tuple until its stats are known
+        self.background = default_background() if background is None else bool(background)
+        self._out = RecordWriter(self.rank, self._queue, self.background, self._fail)
+        self._modules = ModuleRecorder(self)
         self._calls: Dict[Tuple[str, str], int] = {}
         self._next_id = 0
-        self._seen: Dict[int, _T] = {}
+        self._seen: Dict[int, TensorEntry] = {}
         self._stack_table = StackTable()
-        self._param_hooked: set = set()
         self._names = ModuleNames()
         self._grad_names: Dict[int, str] = {}  # id of each parameter's .grad while optimizer.step() runs
         self._init = True  # no module forward has run yet: ops are phase "init"
         self._step_used = False  # a module forward, a backward or an optimizer op ran in this step
-        self._running: List[bool] = []  # per module running now (module levels): does it get a record
         self._paths: Optional[ModulePath] = None
-        self._mode: Optional[_OpMode] = None
-        self._writer: Optional[store.RankWriter] = None
+        self._mode: Optional[OpRecordMode] = None
         self._lock: Any = None  # outdir.DirLock of the rank directory while this capture writes it
-        self._encoder = LineEncoder(self.rank)
         self._meta_final = False
         self.start_time = time.time()
 
@@ -301,25 +147,20 @@ class Capture(StepSession):
         except (Busy, OSError) as exc:
             log.warning("capture: %s: %s; this capture records nothing (training goes on)", rank_dir, exc)
             return
-        self._writer = store.RankWriter(self.out_dir, self.rank)
-        self._writer.write_meta(self.meta())
+        files = store.RankWriter(self.out_dir, self.rank)
+        files.write_meta(self.meta())
         self._flush_due = time.monotonic() + FLUSH_AFTER  # from the start, not from construction
-        self._pid = os.getpid()
-        if self.background:
-            self._jobs = queue.Queue(maxsize=QUEUE_JOBS)
-            self._thread = threading.Thread(target=self._work, name="ascend-doctor-capture", daemon=True)
-            self._thread.start()
+        self._out.open(files)
         _LIVE.add(self)
         self._active = True
         self._update_off()
         if self.model is not None:
             self._names.name(self.model)
         if self.level in ("module", "mix"):
-            self._running = []
-            self._install_module_hooks()
+            self._modules.install()
         if self.level in ("op", "mix"):
             self._enter_module_paths(None, self._names)
-            self._mode = _OpMode(self)
+            self._mode = OpRecordMode(self)
             self._mode.__enter__()
         self._install_step_hook()
 
@@ -334,19 +175,18 @@ class Capture(StepSession):
             if self.step_no > 0 and not self._step_used and not self._manual:
                 # after the last optimizer.step() only ops outside the model ran (loss.item() for the log):
                 # not a step of its own
-                self._batch = []
+                self._out.batch = []
             self._flush()
         except Exception as exc:
             self._fail(exc)
         finally:
-            self._stop_worker()
+            self._out.close()
             try:
-                if self._writer is not None:
-                    self._writer.write_meta(self.meta(final=True))
+                if self._out.files is not None:
+                    self._out.files.write_meta(self.meta(final=True))
             except Exception as exc:
                 self._fail(exc)
-            if self._writer is not None:
-                self._writer.close()
+            self._out.release()
             if self._lock is not None:
                 self._lock.release()
                 self._lock = None
@@ -356,7 +196,11 @@ class Capture(StepSession):
 
     def counts(self) -> Dict[int, int]:
         """Records written so far, per step."""
-        return dict(self._writer.counts) if self._writer else {}
+        return dict(self._out.files.counts) if self._out.files else {}
+
+    @property
+    def records_written(self) -> int:
+        return self._out.records_written
 
     def meta(self, final: bool = False) -> Dict[str, Any]:
         out: Dict[str, Any] = {
@@ -419,29 +263,29 @@ class Capture(StepSession):
 
     # --- internals: per tensor ----------------------------------------------------------------------
 
-    def _tensor(self, t: torch.Tensor, rid: int, slot: str) -> _T:
+    def _tensor(self, t: torch.Tensor, rid: int, slot: str) -> TensorEntry:
         info = self._seen.get(id(t))
-        if info is not None and info.version == t._version and info.ref() is t and info.ptr == _ptr(t):
+        if info is not None and info.version == t._version and info.ref() is t and info.ptr == data_ptr(t):
             if info.name is None and type(t) is torch.nn.Parameter:
                 info.name = self._names.param(t)  # first seen before its model ran (init)
             return info
         plain = type(t) in _PLAIN
-        info = _T(dtype_name(t.dtype), t.shape, self._queue.add(t) if plain else None)
+        info = TensorEntry(dtype_name(t.dtype), t.shape, self._queue.add(t) if plain else None)
         if plain:
             if type(t) is torch.nn.Parameter:
                 info.name = self._names.param(t)
             elif self._grad_names:
                 info.name = self._grad_names.get(id(t))
             if self._save_tensors and t.layout == torch.strided and t.device.type != "meta":
-                info.file = self._rank_writer().save_tensor(self.step_no, f"{rid}.{slot}", t)
+                info.file = self._out.rank_files().save_tensor(self.step_no, f"{rid}.{slot}", t)
             info.settle()
             self._remember(t, info)
         return info
 
-    def _remember(self, t: torch.Tensor, info: _T) -> None:
+    def _remember(self, t: torch.Tensor, info: TensorEntry) -> None:
         info.ref = weakref.ref(t)
         info.version = t._version
-        info.ptr = _ptr(t)
+        info.ptr = data_ptr(t)
         self._seen[id(t)] = info
 
     def _optimizer_enter(self, optimizer: Any = None, *args: Any, **kwargs: Any) -> None:
@@ -471,7 +315,7 @@ class Capture(StepSession):
 
     # --- internals: op level ------------------------------------------------------------------------
 
-    def _before_op(self, meta: _Meta, args: Any, kwargs: Dict[str, Any]) -> Optional[tuple]:
+    def _before_op(self, meta: OpFacts, args: Any, kwargs: Dict[str, Any]) -> Optional[tuple]:
         paths = self._paths
         module = paths.current() if paths is not None else ""  # every op: see ModulePath
         phase = self._phase()
@@ -490,7 +334,7 @@ class Capture(StepSession):
         rid = self._next_id
         self._next_id += 1
         tensors: List[torch.Tensor] = []
-        call_args = _split_call(args, kwargs, tensors)
+        call_args = split_call(args, kwargs, tensors)
         inputs = [self._tensor(t, rid, f"in{i}") for i, t in enumerate(tensors)]
         written: Optional[List[torch.Tensor]] = [] if meta.mutated else None
         for i, name in meta.mutated:
@@ -527,289 +371,75 @@ class Capture(StepSession):
                 outputs = [self._tensor(t, rid, "out0")]
             else:
                 src = inputs[0]
-                outputs = [_T(src.dtype, t.shape, src.entry, src.body, has_stats=True)]
+                outputs = [TensorEntry(src.dtype, t.shape, src.entry, src.body, has_stats=True)]
                 self._remember(t, outputs[0])
         elif meta.undefined:  # uninitialised memory: dtype and shape only, also where a later op reads it
-            outputs = [_T(dtype_name(t.dtype), t.shape, body="}") for t in tensors]
+            outputs = [TensorEntry(dtype_name(t.dtype), t.shape, body="}") for t in tensors]
             for t, info in zip(tensors, outputs):
                 self._remember(t, info)
         elif meta.view and not (self._save_tensors or self._queue.digests):  # subset/repetition: stats mode
             # leaves its statistics to the op that reads it (aliasing.py)
-            outputs = [_T(dtype_name(t.dtype), t.shape, body="}") for t in tensors]
+            outputs = [TensorEntry(dtype_name(t.dtype), t.shape, body="}") for t in tensors]
         else:
             outputs = [self._tensor(t, rid, f"out{i}") for i, t in enumerate(tensors)]
             if written:
-                _bumped_after(tensors, outputs, written)
+                bumped_after(tensors, outputs, written)
         self._emit((rid, meta.name, "op", phase, call, module, inputs, outputs, args_json, sid))
 
     def _emit(self, rec: tuple) -> None:
-        """Queue a record for the next flush: as its line when every tensor's statistics are known (a
-        string outlives the young generation without adding to what the garbage collector scans), else
-        as the tuple the flush encodes once its statistics arrive."""
-        if all(t.body is not None for t in rec[6]) and all(t.settle() for t in rec[7]):
-            self._batch.append(self._line(rec, self.step_no))
-        else:
-            self._batch.append(rec)
+        """Queue a record for the next flush (see ``record_writer.py``); flush when the batch is full, its
+        tensors' bytes exceed ``flush_bytes`` or :data:`FLUSH_AFTER` has passed."""
+        self._out.add(rec, self.step_no)
         if (
-            len(self._batch) >= self.flush_every
+            len(self._out.batch) >= self.flush_every
             or self._queue.pending_bytes > self.flush_bytes
             or time.monotonic() >= self._flush_due
         ):
-            was = self._busy
-            self._busy = True
-            self._update_off()
-            try:
-                self._flush()
-            finally:
-                self._busy = was
-                self._update_off()
+            self._guarded_busy(self._flush, fail_open=False)
 
     def _flush(self) -> None:
-        """Hand the records and statistics gathered since the last flush to the writer: the writer
-        thread when there is one (the user's thread does not wait), else write them now. Statistics of
-        accelerator tensors are moved to the host here, on the user's thread and stream."""
         self._flush_due = time.monotonic() + FLUSH_AFTER
-        q = self._queue
-        on_device = q.on_device
-        pending = q.take()
-        if on_device or self._thread is None:
-            q.resolve(pending)
-            pending = []
-        batch, self._batch = self._batch, []
-        if not self._meta_final and (batch or self._stack_table.new):
+        if not self._meta_final and (self._out.batch or self._stack_table.new):
             self._meta_final = True
-            self._rank_writer().write_meta(self.meta())
-        stacks = [
-            store._dumps({"id": sid, "frames": frames}) + "\n" for sid, frames in self._stack_table.drain()
-        ]
-        if not (batch or stacks or pending):
-            return
-        job = (self.step_no, batch, stacks, pending)
-        if self._thread is not None and self._thread.is_alive() and os.getpid() == self._pid:
-            self._jobs.put(job)  # blocks when QUEUE_JOBS flushes are waiting: memory stays bounded
-        else:
-            self._write_job(job)
+            self._out.rank_files().write_meta(self.meta())
+        self._out.flush(self.step_no, self._stack_table.drain())
 
-    def _line(self, rec: tuple, step: int) -> str:
-        rid, name, kind, phase, call, module, inputs, outputs, call_args, sid = rec
-        enc = self._encoder
-        return enc.line(
-            rid,
-            name,
-            kind,
-            phase,
-            call,
-            module,
-            ",".join([t.encoded(enc) for t in inputs]),
-            ",".join([t.encoded(enc) for t in outputs]),
-            enc.args(call_args) if call_args is not None else "",
-            sid,
-            step,
-        )
+    # --- internals: what the module recorder shares -------------------------------------------------
 
-    def _write_job(self, job: tuple) -> None:
-        step, batch, stacks, pending = job
-        if pending:
-            self._queue.resolve(pending)
-        pause = time.sleep if threading.current_thread() is self._thread else None
-        lines = []
-        for n, rec in enumerate(batch):
-            if isinstance(rec, str):
-                lines.append(rec)
-                continue
-            if pause is not None and not n % YIELD_EVERY:
-                # let the user's thread take the GIL: it would otherwise wait up to the switch interval
-                # (5 ms) each time one of its kernels returns while this thread encodes
-                pause(0)
-            lines.append(self._line(rec, step))
-        if lines or stacks:
-            self._rank_writer().write(step, lines, stacks)
-            self.records_written += len(lines)
+    def _guarded_busy(self, fn: Any, *args: Any, fail_open: bool = True) -> None:
+        """Run ``fn`` with the capture off (its own torch ops are not recorded); an error is the
+        capture's (counted, training goes on) unless ``fail_open`` is False (the caller handles it)."""
+        was = self._busy
+        self._busy = True
+        self._update_off()
+        try:
+            fn(*args)
+        except Exception as exc:
+            if not fail_open:
+                raise
+            self._fail(exc)
+        finally:
+            self._busy = was
+            self._update_off()
 
-    def _rank_writer(self) -> store.RankWriter:
-        """The writer :meth:`start` opened (records are made and flushed only after it)."""
-        writer = self._writer
-        if writer is None:
-            raise RuntimeError("capture not started")
-        return writer
+    def _count_call(self, key: Tuple[str, str]) -> int:
+        """The call index of ``key`` (name, phase) in this step, counted."""
+        call = self._calls.get(key, 0)
+        self._calls[key] = call + 1
+        return call
 
-    def _work(self) -> None:
-        """The writer thread: statistics of CPU tensors, JSON encoding and file writes, one flush at
-        a time in order. Torch ops here do not pass through the capture's mode (modes are per thread)."""
-        jobs = self._jobs
-        while True:
-            job = jobs.get()
-            if job is None:
-                return
-            try:
-                self._write_job(job)
-            except Exception as exc:
-                self._fail(exc)
+    def _new_id(self) -> int:
+        rid = self._next_id
+        self._next_id += 1
+        return rid
 
-    def _stop_worker(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is None:
-            return
-        if thread.is_alive():
-            self._jobs.put(None)
-            thread.join()
-        # a job left behind by a thread that died (it cannot: _work catches everything) is written here
-        while True:
-            try:
-                job = self._jobs.get_nowait()
-            except queue.Empty:
-                break
-            if job is not None:
-                self._write_job(job)
-
-    # --- internals: module level --------------------------------------------------------------------
-
-    def _name(self, module: torch.nn.Module) -> str:
+    def _module_name(self, module: torch.nn.Module) -> str:
         """The module's path; an unnamed module is a root (see ``ModuleNames.add_root``)."""
         name = self._names.get(module)
         if name is None:
             self._names.add_root(module)
             name = ""
         return name
-
-    def _install_module_hooks(self) -> None:
-        mm = torch.nn.modules.module
-        # names are given when a module starts (outermost first): the forward hook runs innermost first
-        self._handles.append(mm.register_module_forward_pre_hook(self._enter_module))
-        try:
-            self._handles.append(mm.register_module_forward_hook(self._module_hook, with_kwargs=True))
-        except TypeError:  # torch without kwargs in global hooks
-            self._handles.append(
-                mm.register_module_forward_hook(lambda m, a, o: self._module_hook(m, a, {}, o))
-            )
-        # after the record hook; always_call: a forward that raises still leaves
-        try:
-            self._handles.append(mm.register_module_forward_hook(self._leave_module, always_call=True))
-        except TypeError:  # torch without always_call
-            self._handles.append(mm.register_module_forward_hook(self._leave_module))
-
-    def _enter_module(self, module: torch.nn.Module, _args: Any) -> None:
-        """Forward pre-hook (must return None: anything else would replace the module's inputs). A module
-        without a name entered while another runs (a hub-kernel function module such as transformers 5's
-        ``apply_rotary_pos_emb``, a module kept in a plain list) gets no record of its own: its work belongs
-        to the caller's record, as in :class:`ModulePath` and msprobe. With nothing running it is a root,
-        named with everything below it."""
-        recorded = True
-        try:
-            if module not in self._names:
-                recorded = not self._running
-                if recorded:
-                    self._name(module)
-        except Exception as exc:
-            self._fail(exc)
-        self._running.append(recorded)
-
-    def _leave_module(self, _module: torch.nn.Module, _args: Any, _output: Any) -> None:
-        if self._running:
-            self._running.pop()
-
-    def _module_hook(self, module: torch.nn.Module, args: Any, kwargs: Any, output: Any) -> None:
-        if self._off or not (self._running and self._running[-1]):
-            return
-        self._busy = True
-        self._update_off()
-        try:
-            self._record_module(module, args, kwargs, output)
-        except Exception as exc:
-            self._fail(exc)
-        finally:
-            self._busy = False
-            self._update_off()
-
-    def _record_module(self, module: torch.nn.Module, args: Any, kwargs: Any, output: Any) -> None:
-        path = self._name(module)
-        if self.scope and not self._in_scope(path):
-            return
-        name = path or "<root>"
-        self._hook_params(module, path)
-        key = (name, "forward")
-        call = self._calls.get(key, 0)
-        self._calls[key] = call + 1
-        if self.sample > 1 and call % self.sample:
-            return
-        ins: List[torch.Tensor] = []
-        flat_tensors((args, kwargs), ins)
-        outs: List[torch.Tensor] = []
-        flat_tensors(output, outs)
-        rid = self._next_id
-        self._next_id += 1
-        sid = self._stack_id()
-        inputs = [self._tensor(t, rid, f"in{i}") for i, t in enumerate(ins)]
-        outputs = [self._tensor(t, rid, f"out{i}") for i, t in enumerate(outs)]
-        self._emit((rid, name, "module", "forward", call, path, inputs, outputs, None, sid))
-        grads_of = [t for t in outs if t.requires_grad]
-        if grads_of and torch.is_grad_enabled():
-            from torch.autograd.graph import register_multi_grad_hook
-
-            step = self.step_no
-            register_multi_grad_hook(grads_of, lambda grads: self._module_grad(name, path, grads, step))
-
-    def _module_grad(self, name: str, path: str, grads: Sequence[Optional[torch.Tensor]], step: int) -> None:
-        if self._off or step != self.step_no:
-            return
-        self._busy = True
-        self._update_off()
-        try:
-            key = (name, "backward")
-            call = self._calls.get(key, 0)
-            self._calls[key] = call + 1
-            rid = self._next_id
-            self._next_id += 1
-            inputs = [self._tensor(g, rid, f"in{i}") for i, g in enumerate(grads) if g is not None]
-            self._emit((rid, name, "module", "backward", call, path, inputs, [], None, None))
-        except Exception as exc:
-            self._fail(exc)
-        finally:
-            self._busy = False
-            self._update_off()
-
-    def _hook_params(self, module: torch.nn.Module, path: str) -> None:
-        for pname, p in module.named_parameters(recurse=False):
-            if id(p) in self._param_hooked or not p.requires_grad:
-                continue
-            self._param_hooked.add(id(p))
-            full = f"{path}.{pname}" if path else pname
-            register = getattr(p, "register_post_accumulate_grad_hook", None)
-            if register is not None:
-                self._handles.append(
-                    register(lambda param, full=full: self._param_grad(full, param, param.grad))
-                )
-            else:
-                ref = weakref.ref(p)
-                self._handles.append(
-                    p.register_hook(lambda g, full=full, ref=ref: self._param_grad(full, ref(), g))
-                )
-
-    def _param_grad(self, full: str, param: Optional[torch.Tensor], grad: Optional[torch.Tensor]) -> None:
-        """``full``: the parameter's path when its hook was set; a root found later may have renamed it."""
-        if self._off or grad is None:
-            return
-        self._busy = True
-        self._update_off()
-        try:
-            full = (self._names.param(param) if param is not None else None) or full
-            name = f"{full}.grad"
-            if self.scope and not self._in_scope(full):
-                return
-            key = (name, "backward")
-            call = self._calls.get(key, 0)
-            self._calls[key] = call + 1
-            rid = self._next_id
-            self._next_id += 1
-            outputs = [self._tensor(grad, rid, "out0")]
-            self._emit(
-                (rid, name, "module", "backward", call, full.rpartition(".")[0], [], outputs, None, None)
-            )
-        except Exception as exc:
-            self._fail(exc)
-        finally:
-            self._busy = False
-            self._update_off()
 
 
 def capture(
@@ -859,24 +489,14 @@ def start_from_options(opts: Dict[str, Any]) -> Capture:
     return cap
 
 
-YIELD_EVERY = 8  # records the writer thread encodes between two offers of the GIL
-QUEUE_JOBS = 4  # flushes waiting for the writer thread before the user's thread waits for it
 _LIVE: Any = weakref.WeakSet()
-
-
-def _default_background() -> bool:
-    """The writer thread is off unless ASCEND_DOCTOR_CAPTURE_THREAD=1: on the CPU bench it made steps
-    slower (its JSON encoding holds the GIL; the training thread waits up to the 5 ms switch interval
-    each time one of its kernels returns)."""
-    env = os.environ.get("ASCEND_DOCTOR_CAPTURE_THREAD", "")
-    return env.strip().lower() in ("1", "true", "yes", "on")
 
 
 def _after_fork_in_child() -> None:
     # a forked child (a DataLoader worker) has no writer thread and must not append to the parent's files
     for cap in list(_LIVE):
         cap._active = False
-        cap._thread = None
+        cap._out.forget_thread()
         cap._off = True
 
 

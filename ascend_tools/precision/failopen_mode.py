@@ -1,0 +1,46 @@
+"""The dispatch mode of every tool that runs inside the user's training (capture; shadow can adopt it).
+
+A subclass says what to do before and after an op (:meth:`FailOpenMode.before`, :meth:`FailOpenMode.after`);
+this class makes sure that neither can break the op: an exception in either is handed to the owner's
+``_fail`` (``failopen.FailOpen``: counted, logged once) and the user's op runs and returns its own result.
+While the owner's ``_off`` is set (outside the recorded steps, or while the tool itself runs torch code), ops
+pass straight through. Ops the handlers issue do not come back here (a mode is off inside its own handler).
+"""
+
+from typing import Any, Dict
+
+from torch.utils._python_dispatch import TorchDispatchMode
+
+
+class FailOpenMode(TorchDispatchMode):
+    """``owner``: has ``_off`` (bool) and ``_fail(exc)``. :meth:`before` returns what :meth:`after` needs, or
+    None to leave the op alone after it has run."""
+
+    def __init__(self, owner: Any) -> None:
+        super().__init__()
+        self.owner = owner
+
+    def before(self, func: Any, args: Any, kwargs: Dict[str, Any]) -> Any:
+        return None
+
+    def after(self, token: Any, func: Any, args: Any, kwargs: Dict[str, Any], out: Any) -> None:
+        pass
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        owner = self.owner
+        if kwargs is None:
+            kwargs = {}
+        if owner._off:
+            return func(*args, **kwargs)
+        token = None
+        try:
+            token = self.before(func, args, kwargs)
+        except Exception as exc:
+            owner._fail(exc)
+        out = func(*args, **kwargs)
+        if token is not None:
+            try:
+                self.after(token, func, args, kwargs, out)
+            except Exception as exc:
+                owner._fail(exc)
+        return out

@@ -1,0 +1,26 @@
+"""Per-op facts a capture looks up on every call: its name, whether it is recorded, whether its output is a
+view of an input (read from the schema, ``aliasing.py``) or holds copied or undefined values, which
+arguments it writes."""
+
+from typing import Any, Optional
+
+from ..dispatch import UNDEFINED_VALUES, is_wanted, op_base, op_name, written_args
+from . import aliasing
+
+# bookkeeping ops that compute nothing (record_function markers of the profiler and the optimizer)
+SKIP_NAMESPACES = ("profiler::",)
+
+
+class OpFacts:
+    """What a capture needs to know about an op, worked out once per op overload."""
+
+    __slots__ = ("mutated", "name", "same_values", "selected", "undefined", "view", "view_shares")
+
+    def __init__(self, func: Any, wanted: Optional[set]) -> None:
+        self.name = op_name(func)
+        self.selected = is_wanted(self.name, wanted) and not self.name.startswith(SKIP_NAMESPACES)
+        self.same_values = self.name in aliasing.COPIES
+        self.view = aliasing.returns_view(func)  # from the schema (aliasing.py)
+        self.view_shares = self.view and aliasing.may_share(self.name)
+        self.undefined = op_base(self.name) in UNDEFINED_VALUES
+        self.mutated = written_args(func)

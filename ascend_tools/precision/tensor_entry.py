@@ -1,0 +1,90 @@
+"""One tensor of a capture record, as the capture keeps it while the record waits for its flush."""
+
+import json
+from typing import Any, Optional, Sequence
+
+import torch
+
+from .lines import LineEncoder, stats_json
+
+
+class TensorEntry:
+    """One tensor of a record: dtype, shape and its statistics, file or digest. ``body`` is the part of
+    its JSON fragment after dtype and shape (``,"stats":{...}}``), set as soon as the statistics are
+    known (at once on the CPU; after the flush's transfer on an accelerator, when ``entry`` is still
+    pending). ``ref``/``version``/``ptr`` identify the tensor when it comes back as a later op's input: the
+    storage too, since ``model.to(dtype)`` and FSDP swap a parameter's data without a new version.
+    ``name``: the parameter it is (``model.norm.weight``) or whose gradient (``model.norm.weight.grad``).
+
+    Few objects live long here on purpose: everything kept until the step ends survives Python's
+    young-generation collections, and enough survivors trigger a full collection of the whole heap (a
+    model's heap: tens of ms), which was most of the capture's cost."""
+
+    __slots__ = ("body", "dtype", "entry", "file", "has_stats", "name", "ptr", "ref", "shape", "version")
+
+    def __init__(
+        self,
+        dtype: str,
+        shape: Sequence[int],
+        entry: Any = None,
+        body: Optional[str] = None,
+        has_stats: Optional[bool] = None,
+    ) -> None:
+        self.dtype = dtype
+        self.shape = shape
+        self.entry = entry
+        self.file: Optional[str] = None
+        self.body = body
+        self.has_stats = entry is not None if has_stats is None else has_stats
+        self.ref: Any = None
+        self.version = -1
+        self.ptr = -1
+        self.name: Optional[str] = None
+
+    def settle(self, final: bool = False) -> bool:
+        """Write ``body`` if the statistics (and digest) are known, then let the entry go; whether
+        ``body`` is set. ``final``: they will not come any more (the flush has resolved them): write
+        what there is."""
+        if self.body is None:
+            e = self.entry
+            if e is not None and not final and (e.stats is None or e.digest_row is not None):
+                return False
+            parts = []
+            if e is not None and e.stats is not None:
+                parts.append(',"stats":' + stats_json(e.stats))
+            if e is not None and e.digest:
+                parts.append(f',"digest":"{e.digest}"')
+            if self.file:
+                parts.append(',"file":' + json.dumps(self.file))
+            parts.append("}")
+            self.body = "".join(parts)
+            self.entry = None
+        return True
+
+    def encoded(self, enc: LineEncoder) -> str:
+        self.settle(final=True)
+        body = self.body
+        assert body is not None  # settle(final=True) always writes it
+        if self.name is not None:
+            return enc.tensor_head(self.dtype, self.shape) + enc.tensor_name(self.name) + body
+        return enc.tensor_head(self.dtype, self.shape) + body
+
+
+def data_ptr(t: torch.Tensor) -> int:
+    """Address of the tensor's data, -1 where it has none to give (some subclasses)."""
+    try:
+        return t.data_ptr()
+    except Exception:
+        return -1
+
+
+def bumped_after(
+    tensors: Sequence[torch.Tensor], outputs: Sequence["TensorEntry"], written: Sequence[torch.Tensor]
+) -> None:
+    """An in-place op's version bump comes after the op returns through the mode (autograd's
+    ADInplaceOrView kernel sits above the Python dispatch key): an output that is a written argument is
+    remembered at the version it will have, so the next op that reads it reuses its statistics instead of
+    computing them again."""
+    for t, info in zip(tensors, outputs):
+        if info.ref is not None and info.ref() is t and any(t is w for w in written):
+            info.version += 1
