@@ -243,9 +243,38 @@ _CUDA_DEVICE = re.compile(r"^cuda(:\d+)?$")
 _CONFIG_FLAGS = ("config", "config_file", "cfg")  # TrlParser / torchtune / omegaconf scripts' own YAML
 
 
+# model-config keys that pick a CUDA-only attention kernel: MPT / llm-foundry, axolotl
+_ATTENTION_KEYS = {
+    ("attn_impl", "flash"): (
+        "lib-flash-attn",
+        "error",
+        "MPT's attention through the flash_attn package",
+        "attn_impl: torch",
+    ),
+    ("attn_impl", "triton"): ("lib-triton", "warning", "MPT's Triton attention kernel", "attn_impl: torch"),
+    ("flash_attention", True): (
+        "lib-flash-attn",
+        "error",
+        "axolotl's flash-attn patches",
+        "sdp_attention: true",
+    ),
+    ("xformers_attention", True): (
+        "lib-xformers",
+        "error",
+        "xformers attention (CUDA kernels)",
+        "sdp_attention: true",
+    ),
+}
+
+
 def _config_value_hits(key: str, value: object) -> List[Hit]:
     """A value anywhere in a script's config file: a dotted import path the rule table knows (torchtune's
-    ``_component_: bitsandbytes.optim.PagedAdamW8bit``, hydra's ``_target_``), or a CUDA device."""
+    ``_component_: bitsandbytes.optim.PagedAdamW8bit``, hydra's ``_target_``), a CUDA device, or an attention
+    kernel choice (``attn_impl: flash``)."""
+    attention = _ATTENTION_KEYS.get((key, value if isinstance(value, str) else truthy(value)))
+    if attention is not None:
+        rule, severity, what, fix = attention
+        return [Hit(rule, severity, f"{key}: {value}: {what} (CUDA-only)", fix)]
     if not isinstance(value, str):
         return []
     if key in ("device", "device_type") and _CUDA_DEVICE.match(value):
@@ -286,7 +315,7 @@ def command_options(script_args: Sequence[str], cwd: str) -> Dict[str, object]:
     ``.json``/``.yaml`` file HfArgumentParser reads (an unreadable file sets none; scan_command_inputs
     reports it)."""
     options: Dict[str, object] = {}
-    for name, reader in _config_files(script_args):
+    for name, reader in _config_files(script_args, cwd):
         entries, _ = _read(os.path.join(cwd, name), name, reader)
         options.update((e.path[0], e.value) for e in entries if len(e.path) == 1)
     options.update((name, value) for _, name, value in parse_flags(script_args))  # flags win over the file
@@ -301,13 +330,18 @@ def _reader(value: object) -> Optional[Callable[[str], List[Entry]]]:
     return None
 
 
-def _config_files(script_args: Sequence[str]) -> List[Tuple[str, Callable[[str], List[Entry]]]]:
+def _config_files(script_args: Sequence[str], cwd: str) -> List[Tuple[str, Callable[[str], List[Entry]]]]:
     """The script's config files with their readers: HfArgumentParser's single ``python train.py sft.yaml``
-    argument, and the value of ``--config``/``--config_file``/``--cfg``."""
+    argument, and the value of ``--config``/``--config_file``/``--cfg`` when that file exists (one that
+    does not may be a file the script writes: ColossalChat saves its arguments to ``--config_file``)."""
     named: List[object] = (
         [script_args[0]] if len(script_args) == 1 and not script_args[0].startswith("-") else []
     )
-    named += [value for _, name, value in parse_flags(script_args) if name in _CONFIG_FLAGS]
+    named += [
+        value
+        for _, name, value in parse_flags(script_args)
+        if name in _CONFIG_FLAGS and isinstance(value, str) and os.path.isfile(os.path.join(cwd, value))
+    ]
     return [(str(v), r) for v in named for r in [_reader(v)] if r is not None]
 
 
@@ -324,7 +358,7 @@ def scan_command_inputs(
         ]
         if name in ("deepspeed", "deepspeed_config") and _is_file_arg(value, (".json",)):
             found += _scan_deepspeed(os.path.join(cwd, str(value)), str(value))
-    for name, reader in _config_files(script_args):
+    for name, reader in _config_files(script_args, cwd):
         found += _option_file(os.path.join(cwd, name), name, reader, cwd)
     for n, name, value in parse_flags(launcher_args):
         if name == "config_file" and isinstance(value, str):

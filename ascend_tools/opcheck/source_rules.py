@@ -62,6 +62,11 @@ RULE_DOCS: Dict[str, Tuple[str, str]] = {
     "lib-cupy": ("error", "CuPy (CUDA arrays)"),
     "lib-pynvml": ("error", "pynvml / NVML queries"),
     "lib-vllm": ("warning", "vLLM generation (CUDA builds; vllm-ascend on NPU), TRL use_vllm=True"),
+    "lib-colossalai-kernels": (
+        "error",
+        "ColossalAI's fused optimizers (HybridAdam, FusedAdam...): CUDA kernels only",
+    ),
+    "fp8-training": ("error", "FP8 training (torchao float8, accelerate FP8 recipes, TransformerEngine)"),
     "syntax-error": ("warning", "an imported local file that does not parse (not scanned)"),
     "torch-compile": (
         "warning",
@@ -1003,6 +1008,52 @@ register("vllm.*")(
         severity="warning",
     )
 )
+_FP8_FIX = (
+    "train in bf16 (Atlas A2/A3 have no FP8 matmul); FP8 needs Ascend 950-class hardware and its own recipe"
+)
+_FP8_LIB = _lib(
+    "fp8-training",
+    "FP8 training (float8 matmuls: torch._scaled_mm / TransformerEngine CUDA kernels)",
+    _FP8_FIX,
+)
+register("transformer_engine.*")(_FP8_LIB)  # its import already needs CUDA
+
+
+@register("torchao.float8.*")
+def _torchao_float8(site: Site) -> Iterable[Hit]:
+    """torchao is pure Python until a Float8Linear runs: its uses are the finding, not its import."""
+    return [] if site.kind == "import" else _FP8_LIB(site)
+
+
+register(
+    "accelerate.utils.AORecipeKwargs",
+    "accelerate.utils.FP8RecipeKwargs",
+    "accelerate.utils.TERecipeKwargs",
+    "accelerate.utils.MSAMPRecipeKwargs",
+    "accelerate.utils.dataclasses.AORecipeKwargs",
+    "accelerate.utils.dataclasses.FP8RecipeKwargs",
+)(
+    _lib_call(
+        "fp8-training",
+        "accelerate's FP8 recipe (float8 matmuls: torch._scaled_mm / TransformerEngine)",
+        _FP8_FIX,
+    )
+)
+register(
+    "colossalai.nn.optimizer.HybridAdam",
+    "colossalai.nn.optimizer.FusedAdam",
+    "colossalai.nn.optimizer.FusedLAMB",
+    "colossalai.nn.optimizer.FusedSGD",
+    "colossalai.nn.optimizer.hybrid_adam.HybridAdam",
+    "colossalai.nn.optimizer.fused_adam.FusedAdam",
+)(
+    _lib_call(
+        "lib-colossalai-kernels",
+        "ColossalAI loads its fused optimizer kernel through FusedOptimizerLoader, which has only a CUDA extension "
+        "(HybridAdam's step raises for NPU parameters)",
+        "torch.optim.AdamW or torch_npu.optim.NpuFusedAdamW (ColossalAI's CPUAdam for CPU-offloaded states)",
+    )
+)
 register("cupy.*")(
     _lib("lib-cupy", "CuPy arrays live on CUDA devices", 'torch tensors on "npu" (or numpy on CPU)')
 )
@@ -1057,6 +1108,22 @@ TORCH_COMPILE_FIX = (
 @register("torch.compile")
 def _torch_compile(site: Site) -> Iterable[Hit]:
     if site.kind not in ("call", "ref"):
+        return []
+    return [Hit("torch-compile", "warning", TORCH_COMPILE_MESSAGE, TORCH_COMPILE_FIX)]
+
+
+@register(
+    "accelerate.TorchDynamoPlugin",
+    "accelerate.utils.TorchDynamoPlugin",
+    "accelerate.utils.dataclasses.TorchDynamoPlugin",
+)
+def _dynamo_plugin(site: Site) -> Iterable[Hit]:
+    """accelerate's ``TorchDynamoPlugin(backend="inductor")``: torch.compile by another name."""
+    call = _call(site)
+    if call is None:
+        return []
+    backend = next((kw.value for kw in call.keywords if kw.arg == "backend"), None)
+    if isinstance(backend, ast.Constant) and str(backend.value).lower() in ("no", "none", "npugraphs"):
         return []
     return [Hit("torch-compile", "warning", TORCH_COMPILE_MESSAGE, TORCH_COMPILE_FIX)]
 

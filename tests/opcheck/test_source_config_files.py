@@ -66,3 +66,22 @@ def test_deepspeed_torch_adam_builds_no_fused_op(tmp_path):
     fused = scan_command_inputs(["--deepspeed", "fused.json"], str(tmp_path))
     assert [f.rule for f in fused] == ["deepspeed-config"]  # the NPU FusedAdam builder note
     assert scan_command_inputs(["--deepspeed", "torch.json"], str(tmp_path)) == []
+
+
+def test_attention_kernels_chosen_in_a_model_config(tmp_path):
+    name = write(
+        tmp_path,
+        "mpt.yaml",
+        "model:\n  config_overrides:\n    attn_config:\n      attn_impl: flash\n"
+        "other:\n  attn_impl: torch\nflash_attention: true\nxformers_attention: false\n",
+    )
+    found = by_line(scan_command_inputs([name], str(tmp_path)))
+    assert found == {(4, "lib-flash-attn", "error"), (7, "lib-flash-attn", "error")}
+
+
+def test_a_config_file_flag_naming_a_file_the_script_writes(tmp_path):
+    """ColossalChat's --config_file is where it saves its arguments: absent before the run, not read."""
+    assert scan_command_inputs(["--config_file", "logs/args.json"], str(tmp_path)) == []
+    assert command_options(["--config_file", "logs/args.json"], str(tmp_path)) == {
+        "config_file": "logs/args.json"
+    }

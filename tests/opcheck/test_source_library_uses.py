@@ -300,3 +300,31 @@ def test_guarded_library_probes_and_method_imports_do_not_fail_the_module(tmp_pa
     assert (7, "warning") in quant and not {s for _, s in quant} - {"warning"}
     main_lines = {(f.line, f.severity) for f in findings if f.file.endswith("main.py")}
     assert main_lines == {(1, "error"), (5, "error")}  # not line 2 (utils imports cleanly), not line 4
+
+
+def test_fp8_recipes_colossalai_fused_optimizers_and_accelerate_dynamo(tmp_path):
+    """Blind batch 6's misses: torchao FP8 through accelerate, ColossalAI's HybridAdam, TorchDynamoPlugin."""
+    path = write(
+        tmp_path,
+        "t.py",
+        """
+        from accelerate import Accelerator
+        from accelerate.utils import AORecipeKwargs, TorchDynamoPlugin
+        from colossalai.nn.optimizer import CPUAdam, HybridAdam
+        from torchao.float8 import Float8LinearConfig
+
+        config = Float8LinearConfig()
+        kwargs = [AORecipeKwargs(config=config)]
+        dynamo = TorchDynamoPlugin(backend="inductor")
+        eager = TorchDynamoPlugin(backend="no")
+        optim = HybridAdam(params, lr=1e-4)
+        offloaded = CPUAdam(params)
+        """,
+    )
+    found = {(f.line, f.rule, f.severity) for f in scan_file(path)}
+    assert found == {
+        (7, "fp8-training", "error"),
+        (8, "fp8-training", "error"),
+        (9, "torch-compile", "warning"),
+        (11, "lib-colossalai-kernels", "error"),
+    }
