@@ -36,7 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from ascend_tools.ops import registry  # noqa: E402
+from ascend_tools.ops import registry, rope  # noqa: E402
 from ascend_tools.ops.rope import rope_cos_sin, rotate_half  # noqa: E402
 from ascend_tools.ops.selfcheck import OP_MODULES  # noqa: E402
 
@@ -187,7 +187,8 @@ def problems(
         variants = {
             "torch": lambda: (_rope_torch(q, cos, sin), _rope_torch(k, cos, sin)),
             "reference": lambda: (ref(q, cos, sin), ref(k, cos, sin)),
-            "triton": None if tri is None else lambda: (tri(q, cos, sin), tri(k, cos, sin)),
+            # what the patch runs: q and k through one launch each way (rope.JOINT_FORWARDS)
+            "triton": None if tri is None else lambda: rope.JOINT_FORWARDS["triton"](q, k, cos, sin),
         }
         if liger:
             variants["liger"] = lambda: liger["rope"](q, k, cos, sin)
@@ -232,9 +233,20 @@ def _outputs(out: Any) -> List[torch.Tensor]:
     return list(out) if isinstance(out, (tuple, list)) else [out]
 
 
-def _step(fn: Variant, leaves: Leaves, grads: Sequence[torch.Tensor]) -> List[torch.Tensor]:
-    for t in leaves:
-        t.grad = None
+def _fresh(
+    leaves: Leaves, pristine: Sequence[torch.Tensor], grads: Sequence[torch.Tensor]
+) -> List[torch.Tensor]:
+    """Restore the leaves and return a copy of the upstream gradients, before (not inside) a timed call:
+    Liger-Kernel's backward writes into its inputs and ``grad_output`` (RMSNorm's dX into dY, SwiGLU's
+    gradients into ``a`` and ``b``), which would feed the next call garbage."""
+    with torch.no_grad():
+        for t, p in zip(leaves, pristine):
+            t.copy_(p)
+            t.grad = None
+    return [g.clone() for g in grads]
+
+
+def _step(fn: Variant, grads: Sequence[torch.Tensor]) -> List[torch.Tensor]:
     outs = _outputs(fn())
     torch.autograd.backward(outs, [g.to(o.dtype) for o, g in zip(outs, grads)])
     return [o.detach() for o in outs]
@@ -245,32 +257,31 @@ def measure(
 ) -> Dict[str, Any]:
     """Median ms and peak MB of forward + backward, and the outputs and gradients of the last call."""
     cuda = device.type == "cuda"
+    pristine = [t.detach().clone() for t in leaves]
     for _ in range(warmup):
-        _step(fn, leaves, grads)
+        _step(fn, _fresh(leaves, pristine, grads))
     peak_mb = None
     if cuda:
+        upstream = _fresh(leaves, pristine, grads)
         torch.cuda.synchronize()
-        for t in leaves:
-            t.grad = None
         base = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
-        _step(fn, leaves, grads)
+        _step(fn, upstream)
         torch.cuda.synchronize()
         peak_mb = (torch.cuda.max_memory_allocated() - base) / 2**20
     times = []
     for _ in range(repeat):
-        for t in leaves:
-            t.grad = None
+        upstream = _fresh(leaves, pristine, grads)
         if cuda:
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
-            outs = _step(fn, leaves, grads)
+            outs = _step(fn, upstream)
             end.record()
             torch.cuda.synchronize()
             times.append(start.elapsed_time(end))
         else:
             t0 = time.perf_counter()
-            outs = _step(fn, leaves, grads)
+            outs = _step(fn, upstream)
             times.append((time.perf_counter() - t0) * 1000)
     return {
         "ms": statistics.median(times),

@@ -33,7 +33,7 @@ Tiers:
   that module and the built library exist; unavailable otherwise.
 """
 
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -137,12 +137,8 @@ def _npu_args(
     dtype = torch.result_type(x, cos)
     if torch.result_type(x, sin) != dtype or dtype not in NPU_DTYPES:
         return None
-    try:
-        out_shape = torch.broadcast_shapes(x.shape, cos.shape, sin.shape)
-    except RuntimeError:
-        return None
-    if out_shape != x.shape:  # cos/sin would broadcast x itself: not the op's contract
-        return None
+    if not (_broadcasts_to(cos.shape, x.shape) and _broadcasts_to(sin.shape, x.shape)):
+        return None  # incompatible, or cos/sin would broadcast x itself: not the op's contract
     r1, r2 = (
         cos.reshape((1,) * (4 - cos.dim()) + tuple(cos.shape)),
         sin.reshape((1,) * (4 - sin.dim()) + tuple(sin.shape)),
@@ -255,14 +251,26 @@ Dense = Tuple[List[int], torch.Tensor, torch.Tensor, torch.Tensor]  # perm, x, c
 def _dense(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> Dense:
     """``x`` as 4-D and dense with the head dim last (HF's transposed q/k kept as they lie in memory: no
     copy), cos/sin broadcast to it through strides (no copy), all permuted alike; ``perm`` undoes it."""
-    x4 = x.reshape((1,) * (4 - x.dim()) + tuple(x.shape))
-    c4 = cos.reshape((1,) * (4 - cos.dim()) + tuple(cos.shape)).expand(x4.shape)
-    s4 = sin.reshape((1,) * (4 - sin.dim()) + tuple(sin.shape)).expand(x4.shape)
+    x4, c4, s4 = _as_4d(x), _as_4d(cos), _as_4d(sin)
+    c4, s4 = c4.expand(x4.shape), s4.expand(x4.shape)
+    if (
+        x4.is_contiguous()
+    ):  # the common case (HF's q/k): no permutation, no copy, fewer launches' worth of Python
+        return IDENTITY, x4, c4, s4
     perm = _dense_permutation(x4)
     return perm, x4.permute(perm).contiguous(), c4.permute(perm), s4.permute(perm)
 
 
+IDENTITY = [0, 1, 2, 3]
+
+
+def _as_4d(t: torch.Tensor) -> torch.Tensor:
+    return t if t.dim() == 4 else t.reshape((1,) * (4 - t.dim()) + tuple(t.shape))
+
+
 def _undo(out: torch.Tensor, perm: List[int], shape: torch.Size) -> torch.Tensor:
+    if perm == IDENTITY:
+        return out if out.shape == shape else out.reshape(shape)
     return out.permute([perm.index(i) for i in range(4)]).reshape(shape)
 
 
@@ -320,7 +328,7 @@ def _dense_permutation(x: torch.Tensor) -> List[int]:
     perm = [*sorted(range(3), key=lambda i: -strides[i]), 3]
     if x.stride(3) == 1 and x.permute(perm).is_contiguous():
         return perm
-    return [0, 1, 2, 3]
+    return IDENTITY
 
 
 def _cos_sin_grads(
@@ -380,10 +388,15 @@ class _RopeTritonQK(torch.autograd.Function):
 def _triton_fits(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> bool:
     if x.dim() > 4 or cos.dim() > 4 or sin.dim() > 4 or x.shape[-1] % 2:
         return False
-    try:
-        return torch.broadcast_shapes(x.shape, cos.shape, sin.shape) == x.shape
-    except RuntimeError:
+    return _broadcasts_to(cos.shape, x.shape) and _broadcasts_to(sin.shape, x.shape)
+
+
+def _broadcasts_to(shape: Sequence[int], target: Sequence[int]) -> bool:
+    """``shape`` broadcasts to ``target`` without growing it (``torch.broadcast_shapes`` in plain Python:
+    that one goes through torch._refs and costs more than the kernel launch at small shapes)."""
+    if len(shape) > len(target):
         return False
+    return all(a == b or a == 1 for a, b in zip(reversed(shape), reversed(target)))
 
 
 def rope_triton(

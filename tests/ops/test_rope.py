@@ -324,3 +324,22 @@ def test_golden_cases_pass_every_tier_here(fake_npu, monkeypatch, dtype):
         for tier_name in run_tiers:
             result = registry.check_golden(tiers[tier_name], case, dtype)
             assert result.ok, (name, tier_name, result.reason)
+
+
+def _torch_says_broadcasts_to(shape, target):
+    try:
+        return torch.broadcast_shapes(shape, target) == torch.Size(target)
+    except RuntimeError:
+        return False
+
+
+def test_shape_check_agrees_with_torch_broadcast_shapes():
+    """The plain-Python check on the launch path (torch.broadcast_shapes costs more than a small kernel)
+    gives torch's answer on every pair of shapes of up to 4 dims from {1, 2, 3}."""
+    import itertools
+
+    shapes = [s for n in range(5) for s in itertools.product((1, 2, 3), repeat=n)]
+    targets = [s for s in shapes if len(s) >= 3]
+    for shape in shapes:
+        for target in targets:
+            assert R._broadcasts_to(shape, target) == _torch_says_broadcasts_to(shape, target), (shape, target)
