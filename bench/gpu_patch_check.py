@@ -386,6 +386,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="CPU, tiny shapes, reference tier and torch only")
     ap.add_argument("--repeat", type=int, default=10, help="timed calls per variant (half for the loss)")
     ap.add_argument("--warmup", type=int, default=3, help="untimed calls per variant first")
+    ap.add_argument("--ops", help="comma-separated ops to time (default: all); the self-check runs all")
     args = ap.parse_args(argv)
     checked: Tuple[str, ...]
     variants: Tuple[str, ...]
@@ -400,6 +401,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         device, dtype, shapes = torch.device("cuda"), torch.bfloat16, SHAPES["full"]
         checked, variants, peers = CHECKED_TIERS, ("torch", "reference", "triton"), True
         name = torch.cuda.get_device_name(device)
+    if args.ops:
+        shapes = {op: cases for op, cases in shapes.items() if op in args.ops.split(",")}
     liger_mods, liger_skip = _liger() if peers else (None, "dry run")
     data: Dict[str, Any] = {
         "machine": {
