@@ -113,6 +113,29 @@ def _register_parameter_on_meta(original: Callable[..., None]) -> Callable[..., 
     return register_parameter
 
 
+def _one_replica(original: Callable[..., None]) -> Callable[..., None]:
+    """``nn.DataParallel`` on the fake node runs its module once, as on one GPU (no device_ids): replicas
+    on meta would be checked against ``cuda:0`` and refused."""
+
+    def __init__(self: Any, module: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, module, *args, **kwargs)
+        self.device_ids = []
+
+    return __init__
+
+
+def _scaler_step(self: Any, optimizer: Any, optimizer_state: Any, *args: Any, **kwargs: Any) -> Any:
+    """``GradScaler.step``'s inner step: meta gradients have no values, so the inf check (an ``.item()``
+    the trace reads as 1) would skip every step; the traced step is a finite one."""
+    return optimizer.step(*args, **kwargs)
+
+
+def _grad_scalers() -> List[Any]:
+    """The GradScaler classes that define the step (torch.amp's from 2.3, torch.cuda.amp's before)."""
+    classes = [getattr(torch.amp, "GradScaler", None), torch.cuda.amp.GradScaler]
+    return [c for c in classes if c is not None and "_maybe_opt_step" in vars(c)]
+
+
 def _with_meta(devices: Callable[[], List[str]]) -> Callable[[], List[str]]:
     return lambda: [*devices(), "meta"]
 
@@ -120,6 +143,26 @@ def _with_meta(devices: Callable[[], List[str]]) -> Callable[[], List[str]]:
 def _returns(value: Any) -> Callable[..., Any]:
     """A new function per patched name: torch._dynamo refuses one object under two torch names."""
     return lambda *args, **kwargs: value
+
+
+def _accelerator_answers(node: FakeNode) -> Dict[str, Any]:
+    """``torch.accelerator`` (device-generic scripts) names the fake node's ``cuda``."""
+    from .fake_streams import current_stream
+
+    return {
+        "is_available": _returns(True),
+        "current_accelerator": lambda check_available=False: torch.device("cuda"),
+        "device_count": lambda: node.devices,
+        "current_device_index": lambda: node.current,
+        "current_device_idx": lambda: node.current,
+        "set_device_index": lambda device: node.set_device(device),
+        "set_device_idx": lambda device: node.set_device(device),
+        "current_stream": lambda device=None: current_stream(device),
+        "synchronize": _returns(None),
+        "empty_cache": _returns(None),
+        "memory_allocated": _returns(0),
+        "max_memory_allocated": _returns(0),
+    }
 
 
 def _patches(node: FakeNode) -> List[Tuple[Any, str, Any]]:
@@ -168,6 +211,14 @@ def _patches(node: FakeNode) -> List[Tuple[Any, str, Any]]:
         patches += [
             (cuda.memory, k, answers[k]) for k in ("mem_get_info", "memory_allocated") if k in answers
         ]
+    from . import fake_streams
+
+    patches += fake_streams.patches(cuda, torch.Tensor)
+    accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6
+    if accelerator is not None:
+        patches += [
+            (accelerator, k, v) for k, v in _accelerator_answers(node).items() if hasattr(accelerator, k)
+        ]
     from torch.optim import optimizer as optimizer_module
     from torch.utils import _foreach_utils as foreach_utils
 
@@ -178,6 +229,8 @@ def _patches(node: FakeNode) -> List[Tuple[Any, str, Any]]:
         (optimizer_module, "_get_fused_kernels_supported_devices", fused_devices),
         (torch.Tensor, "cuda", _tensor_cuda),
         (torch.Tensor, "pin_memory", _pinned),
+        *((scaler, "_maybe_opt_step", _scaler_step) for scaler in _grad_scalers()),
+        (torch.nn.DataParallel, "__init__", _one_replica(torch.nn.DataParallel.__init__)),
         (torch.nn.Module, "to", _module_to(torch.nn.Module.to)),
         (
             torch.nn.Module,

@@ -254,6 +254,7 @@ REFERENCE.update(
         ("apex.normalization", "FusedRMSNorm"): RMSNorm,
         ("apex.amp", "initialize"): amp_initialize,
         ("apex.amp", "scale_loss"): _ScaleLoss,
+        ("apex.parallel", "convert_syncbn_model"): torch.nn.SyncBatchNorm.convert_sync_batchnorm,
         ("bitsandbytes.nn", "Linear4bit"): Linear,
         ("bitsandbytes.nn", "Linear8bitLt"): Linear,
     }
@@ -290,27 +291,42 @@ class StandInModule(types.ModuleType):
     def __getattr__(self, attr: str) -> Any:
         if attr.startswith("__"):
             raise AttributeError(attr)
-        submodule = f"{self.__name__}.{attr}"
-        if any(mod == submodule or mod.startswith(submodule + ".") for mod, _ in REFERENCE):
-            return importlib.import_module(submodule)
         value = REFERENCE.get((self.__name__, attr))
-        if value is None:
-            value = _opaque(self.__name__, attr)
-        setattr(self, attr, _recording(value, self.__name__, attr, self._package, self._recorder))
-        return self.__dict__[attr]
+        if value is None and not attr[:1].isupper():
+            # a submodule or a function: a stand-in module is both (apex.parallel.convert_syncbn_model(m))
+            try:
+                value = importlib.import_module(f"{self.__name__}.{attr}")
+            except ImportError:
+                raise AttributeError(attr) from None
+        else:
+            value = _recording(
+                value or _opaque_class(self.__name__, attr),
+                self.__name__,
+                attr,
+                self._package,
+                self._recorder,
+            )
+        setattr(self, attr, value)
+        return value
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """An opaque function: returns its first tensor (or module) argument."""
+        parent, _, name = self.__name__.rpartition(".")
+        self._recorder.note(parent, name, self._package)
+        return _first_tensor_or_module(*args, **kwargs)
 
 
-def _opaque(module: str, attr: str) -> Any:
-    """A class name gets an nn.Module that returns its first tensor input; anything else a function that does."""
-    if attr[:1].isupper():
-        return type(attr, (_Opaque,), {"__module__": module})
-    return _first_tensor
+def _opaque_class(module: str, attr: str) -> Any:
+    """An nn.Module that returns its first tensor input."""
+    return type(attr, (_Opaque,), {"__module__": module})
 
 
-def _first_tensor(*args: Any, **kwargs: Any) -> Any:
-    for a in list(args) + list(kwargs.values()):
-        if isinstance(a, torch.Tensor):
-            return a
+def _first_tensor_or_module(*args: Any, **kwargs: Any) -> Any:
+    values = list(args) + list(kwargs.values())
+    for kind in (torch.Tensor, torch.nn.Module):
+        for a in values:
+            if isinstance(a, kind):
+                return a
     return None
 
 
@@ -319,7 +335,7 @@ class _Opaque(torch.nn.Module):
         super().__init__()
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return _first_tensor(*args, **kwargs)
+        return _first_tensor_or_module(*args, **kwargs)
 
 
 def _recording(value: Any, module: str, attr: str, package: Package, recorder: Recorder) -> Any:
@@ -340,23 +356,49 @@ def _recording(value: Any, module: str, attr: str, package: Package, recorder: R
     return call
 
 
+def _installed(filename: str) -> bool:
+    """Torch, the standard library, or a package installed in site-packages/dist-packages."""
+    parts = filename.replace("\\", "/").split("/")
+    return is_library(filename) or "site-packages" in parts or "dist-packages" in parts
+
+
+def _asked_by_user_code() -> bool:
+    """Whether the import comes from the user's code rather than an installed library. Libraries probe
+    their optional dependencies (torch._dynamo's ``import triton``, accelerate's and transformers'
+    ``find_spec``) and must find a missing one absent, or they take the CUDA package's path."""
+    frame: Any = sys._getframe(2)
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if not ("importlib" in name or name == __file__):
+            return not _installed(name)
+        frame = frame.f_back
+    return False
+
+
 class StandInFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Last on ``sys.meta_path``: only a module no other finder found gets a stand-in."""
+    """Last on ``sys.meta_path``: only a module no other finder found, imported by the user's code (not by
+    an installed library), gets a stand-in."""
 
     def __init__(self, recorder: Recorder, unknown: Sequence[str] = ()) -> None:
         self.recorder = recorder
         self.unknown = set(unknown)  # other missing modules to stand in for (--stand-in NAME)
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
-        package = package_of(fullname) or (CUDA_EXTENSION if fullname.split(".")[0] in self.unknown else None)
-        if package is None:
+        parent = sys.modules.get(fullname.rpartition(".")[0])
+        package = (
+            package_of(fullname)
+            or (parent._package if isinstance(parent, StandInModule) else None)
+            or (CUDA_EXTENSION if fullname.split(".")[0] in self.unknown else None)
+        )
+        if package is None or not _asked_by_user_code():
             return None
         if "." not in fullname:
             self.recorder.note(fullname, "import", package)
         return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
 
     def create_module(self, spec: Any) -> Any:
-        package = package_of(spec.name) or CUDA_EXTENSION
+        parent = sys.modules.get(spec.name.rpartition(".")[0])
+        package = package_of(spec.name) or getattr(parent, "_package", None) or CUDA_EXTENSION
         return StandInModule(spec.name, package, self.recorder)
 
     def exec_module(self, module: Any) -> None:

@@ -79,3 +79,32 @@ def test_import_hook_stands_in_and_records_the_user_line(finder):
 def test_unknown_names_are_left_to_import_error(finder):
     with pytest.raises(ImportError):
         import no_such_module_here  # noqa: F401
+
+
+def test_an_installed_library_probing_for_a_package_finds_it_absent(finder):
+    """torch._dynamo runs ``import triton`` inside try/except (transformers and accelerate probe the same
+    way for their optional packages): a stand-in there would send the library down the CUDA package's path
+    (torch failed on ``triton.language.dtype``). Only the user's own imports get stand-ins."""
+    probe = compile("import mamba_ssm", "/venv/lib/python3.11/site-packages/torch/_dynamo/utils.py", "exec")
+    with pytest.raises(ImportError):
+        exec(probe, {})
+    import mamba_ssm  # the same import from user code (this file)
+
+    assert isinstance(mamba_ssm, standins.StandInModule)
+
+
+def test_a_lowercase_attribute_is_a_submodule_and_a_function(finder):
+    """``apex.parallel.convert_syncbn_model(model)``: ``parallel`` is reached as an attribute of the
+    stand-in and must have attributes itself; a function nobody wrote a reference for returns its first
+    tensor or module argument, and its call is recorded under its full name."""
+    import apex
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    synced = apex.parallel.convert_syncbn_model(model)  # reference: torch's convert_sync_batchnorm
+    assert isinstance(synced[1], torch.nn.SyncBatchNorm)
+    x = torch.ones(2)
+    assert apex.contrib.multihead_attn.fast_mask_softmax(x, 1) is x
+    assert apex.contrib.clip_grad.clip_grad_norm_(model) is model
+    called = {(u.module, u.what) for u in finder.uses}
+    assert ("apex.parallel", "convert_syncbn_model") in called
+    assert ("apex.contrib.multihead_attn", "fast_mask_softmax") in called
