@@ -5,8 +5,13 @@ collectives, a corrupt line and an unknown record kind."""
 import json
 import os
 
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
 from ascend_tools.profiling import synthetic
 from ascend_tools.profiling.analyze import analyze
+from ascend_tools.profiling.analyze.arrays import count_distinct, unique_ints
 from ascend_tools.profiling.analyze.reader import is_rank_list, read_profile
 from ascend_tools.report.output import render
 
@@ -78,3 +83,14 @@ def test_a_rank_list_is_ints_in_range():
     assert is_rank_list([]) and is_rank_list([0, 5, (1 << 17) - 1])
     for bad in ([0, True], [-1], [1 << 17], [0, 1.0], ["0"], (0, 1), None):
         assert not is_rank_list(bad)
+
+
+@given(st.lists(st.integers(-(1 << 40), 1 << 40), max_size=50), st.integers(0, 3))
+def test_unique_ints_and_count_distinct_are_np_unique(values, spread):
+    """Both paths: the table (values close together) and the sort (spread wide)."""
+    a = np.array([v >> (10 * (3 - spread)) for v in values], dtype=np.int64)
+    uniq, inverse = unique_ints(a)
+    want, want_inverse = np.unique(a, return_inverse=True)
+    np.testing.assert_array_equal(uniq, want)
+    np.testing.assert_array_equal(inverse, want_inverse)
+    assert count_distinct(a) == len(want)

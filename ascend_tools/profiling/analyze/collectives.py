@@ -19,8 +19,8 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 
 from ..bandwidth import GB, P2P_OPS, bus_factors
-from .arrays import percentile, runs
-from .model import Profile
+from .arrays import count_distinct, percentile, runs
+from .model import Colls, Profile
 from .skew import Skew
 
 
@@ -54,12 +54,13 @@ def table(profile: Profile, skew: Skew, by_group: bool = False) -> List[Dict[str
     group = colls.gid if by_group else np.zeros(len(colls), np.int64)
     key = (group << 40) | (colls.op << 24) | (colls.is_async.astype(np.int64) << 16) | (bucket + 1)
     order = np.argsort(key, kind="stable")
+    instance = _instance_keys(colls)
     rows: List[Dict[str, Any]] = []
     for a, b in runs(key[order]):
         sel = order[a:b]
         i = sel[0]
         op = profile.ops[int(colls.op[i])]
-        calls = b - a if op in P2P_OPS else len(np.unique((colls.gid[sel] << 40) | colls.seq[sel]))
+        calls = b - a if op in P2P_OPS else count_distinct(instance[sel])
         row: Dict[str, Any] = {"group": profile.gids[int(colls.gid[i])]} if by_group else {}
         row.update(
             {
@@ -92,6 +93,15 @@ def bandwidths(profile: Profile, skew: Skew) -> Tuple[np.ndarray, np.ndarray]:
             (xfer > 0) & (colls.bytes > 0), colls.bytes / xfer / GB, np.nan
         )  # a barrier moves nothing
     return alg, alg * bus_factors(profile.ops, colls.op, colls.n)
+
+
+def _instance_keys(colls: Colls) -> np.ndarray:
+    """Per record, an integer naming its (gid, seq): gid × (largest seq + 1) + seq, dense enough for
+    :func:`count_distinct`'s table; ``gid << 40 | seq`` where that would not fit."""
+    stride = int(colls.seq.max()) + 1
+    if colls.seq.min() < 0 or stride * (int(colls.gid.max()) + 1) >= 1 << 62:
+        return (colls.gid << 40) | colls.seq
+    return colls.gid * stride + colls.seq
 
 
 def _nanmedian(values: np.ndarray) -> float:

@@ -12,7 +12,7 @@ from typing import List
 import numpy as np
 
 from ..bandwidth import P2P_OPS
-from .arrays import runs
+from .arrays import runs, unique_ints
 from .model import Profile
 
 
@@ -54,7 +54,7 @@ def group_instances(profile: Profile) -> List[GroupInstances]:
         members = np.concatenate([members, extra])  # ranks outside the group's record still count
         position = np.full(max(int(members.max()), int(ranks.max())) + 1, -1, np.int64)
         position[members] = np.arange(len(members))
-        seqs, column = np.unique(colls.seq[sel], return_inverse=True)
+        seqs, column = unique_ints(colls.seq[sel])
         rec = np.full((len(members), len(seqs)), -1, np.int64)
         rec[position[ranks], column] = sel
         out.append(GroupInstances(gid, members, seqs, rec))
