@@ -251,6 +251,7 @@ SPLITS = (
     "blind-4",
     "blind-5",
     "blind-6",
+    "blind-7",
 )  # the order of the table
 
 
