@@ -68,8 +68,10 @@ class Window:
         self.first: Optional[float] = None  # earliest record time
         self.last: Optional[float] = None
         self.keys: Dict[Tuple[Any, ...], List[Any]] = {}  # key -> [count, bytes, time_s, {bin: n}]
-        # (gid, block) -> [count, Σt0, Σt1, Σgap, Σ(t1 − t0) of the blocking ones]
+        # (gid, block) -> [count, Σ(t0 − base), Σ(t1 − base), Σgap, Σ(t1 − t0) of the blocking ones]: sums of
+        # times since the window's first collective, written with 6 decimals in a third of the characters
         self.arrivals: Dict[Tuple[str, int], List[float]] = {}
+        self.base: Optional[float] = None
         self.sync_s = 0.0
         self.blocking = 0
         self.steps: List[float] = [0, 0.0, 0.0, math.inf, -math.inf]  # count, Σ s, max s, first, last step
@@ -132,10 +134,13 @@ class Window:
             arrival = self.arrivals.get((str(rec.get("gid")), seq // ARRIVAL_BLOCK))
             if arrival is None:
                 arrival = self.arrivals[(str(rec.get("gid")), seq // ARRIVAL_BLOCK)] = [0, 0.0, 0.0, 0.0, 0.0]
+            base = self.base
+            if base is None:
+                base = self.base = t0
             gap = rec.get("gap")
             arrival[0] += 1
-            arrival[1] += t0  # an async one's issue ...
-            arrival[2] += t1  # ... and completion
+            arrival[1] += t0 - base  # an async one's issue ...
+            arrival[2] += t1 - base  # ... and completion
             arrival[3] += gap if isinstance(gap, (int, float)) else 0.0
             arrival[4] += blocking
 
@@ -177,7 +182,10 @@ class Window:
                 }
                 for (gid, op, is_async, bucket, n, peer), agg in self.keys.items()
             ],
-            "arrivals": [[gid, block, *a] for (gid, block), a in self.arrivals.items()],
+            "base": self.base,
+            "arrivals": [
+                [gid, block, a[0], *(round(x, 6) for x in a[1:])] for (gid, block), a in self.arrivals.items()
+            ],
             "mem_peak": self.mem_peak,
             "overflow": self.overflow,
             "slow": slow,

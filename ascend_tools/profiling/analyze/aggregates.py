@@ -4,8 +4,8 @@ per-rank compute and lateness, slow windows and the anomaly dumps.
 - **Collectives**: count, bytes and time summed over every rank and window; the time quantiles from the
   merged log2 histograms, each the middle of the bin holding the quantile (``q``-th of N: the
   ⌈q·N/100⌉-th smallest), so within a factor 2^(1/16) of the exact order statistic.
-- **Lateness**: each rank sums the entry times t0 and exit times t1 of blocks of 64 consecutive blocking
-  collectives of a group. For a block every member completed, mean t1 is the same instant on every rank
+- **Lateness**: each rank sums the entry times t0 and exit times t1 of blocks of 64 consecutive
+  collectives of a group (an async one enters at its issue and exits at its completion). For a block every member completed, mean t1 is the same instant on every rank
   up to its clock offset; a rank's offset is the median over blocks of (its mean t1 − the members' median
   mean t1). Its lateness in a block = (its mean t0 − offset) − the earliest member's, i.e. how much later
   than the earliest rank it arrived, averaged over the block (≤ the mean of the per-collective lateness,
@@ -102,13 +102,20 @@ class Blocks:
 def blocks(windows: Dict[int, List[Dict[str, Any]]]) -> Dict[str, Blocks]:
     """The windows' ``arrivals`` summed per (group, block) and rank, lined up across ranks (module doc)."""
     sums: Dict[Tuple[str, int], Dict[int, List[float]]] = {}
+    bases = [
+        float(w["base"]) for ws in windows.values() for w in ws if isinstance(w.get("base"), (int, float))
+    ]
+    ref = min(bases, default=0.0)  # one origin for every rank: times stay small, the offsets unchanged
     for rank, ws in windows.items():
         for w in ws:
+            shift = float(w.get("base") or 0.0) - ref  # no base (before 2026-12): absolute sums
             for entry in w.get("arrivals") or []:
                 gid, block, *values = entry  # count, Σt0, Σt1 (, Σgap, Σblocking: since 2026-12)
                 acc = sums.setdefault((str(gid), int(block)), {}).setdefault(rank, [0.0] * 5)
                 for i, v in enumerate(values[:5]):
                     acc[i] += float(v)
+                acc[1] += float(values[0]) * shift  # Σ(t0 − base) + count · (base − ref)
+                acc[2] += float(values[0]) * shift
     complete: Dict[str, List[Tuple[int, Dict[int, List[float]]]]] = {}
     for (gid, block), by_rank in sums.items():
         counts = {a[0] for a in by_rank.values()}
@@ -198,11 +205,13 @@ def add_section(report: Report, profile: Profile) -> None:
     sec = report.section(
         "Always-on windows",
         [
-            "Aggregates of every collective, step and memory sample, one record per window and rank. The "
-            "other sections see only the full records of the anomaly dumps"
+            "Aggregates of every collective, step and memory sample, one record per window and rank; the "
+            "slow-rank verdict and its charts come from them. The other sections see only the full records "
+            "of the anomaly dumps"
             + (f" ({dumps} dump(s), listed below)." if dumps else " (none was dumped)."),
             "time p50/p99: middle of the log2 histogram bin (9% wide) holding the quantile; lateness: mean "
-            "delay behind the earliest rank per blocking collective, from blocks of 64 (docs/analyze.md).",
+            "delay behind the earliest rank per collective (async ones at their issue), from blocks of 64 "
+            "(docs/analyze.md).",
         ],
     )
     sec.tables.append(

@@ -278,7 +278,8 @@ def _slow(report: Report, a: "Analysis") -> None:
     sec = report.section(
         "Slow ranks",
         [
-            "Per window (a step; without step records, one repeat of the group's collective sequence), for each "
+            "Per window (a step; without step records, one repeat of the group's collective sequence; in an "
+            "always-on profile, a block of 64 of the group's collectives, from the windows), for each "
             "rank: lateness = its arrivals at the group's collectives minus the mean arrival of the others, summed; "
             "extra compute = its compute between collectives (waits in blocking and async collectives left out) "
             "minus the others' mean. A rank is slow when, for either, the median over windows is ≥ "
