@@ -53,9 +53,28 @@ def _patch_auto_factory(module: Any) -> None:
     module._BaseAutoModelClass.from_pretrained = classmethod(from_pretrained)
 
 
+def _patch_quantization_config(module: Any) -> None:
+    """``BitsAndBytesConfig(load_in_4bit=True)`` reads the installed bitsandbytes' version, and bitsandbytes
+    is CUDA-only (its uses are findings): a missing one passes, and ``from_pretrained`` above builds the
+    model unquantized, in its ``torch_dtype``."""
+    import importlib.metadata
+
+    config = module.BitsAndBytesConfig
+    original = config.post_init
+
+    def post_init(self: Any) -> None:
+        try:
+            original(self)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+
+    config.post_init = post_init
+
+
 _PATCHES = {
     "transformers.modeling_utils": _patch_modeling_utils,
     "transformers.models.auto.auto_factory": _patch_auto_factory,
+    "transformers.utils.quantization_config": _patch_quantization_config,
 }
 
 

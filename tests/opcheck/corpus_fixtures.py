@@ -79,6 +79,30 @@ def _hf_llama(path: Path, spec: Dict[str, Any]) -> None:
         "torch_dtype": "float32",
     }
     (path / "config.json").write_text(json.dumps(config, indent=1))
+    _sentencepiece_model(path / "tokenizer.model")
+
+
+def _sentencepiece_model(path: Path) -> None:
+    """The slow tokenizer's file (``LlamaTokenizer``, ``use_fast=False``) over the same words, as every Llama
+    checkpoint ships one; written where sentencepiece is installed (the corpus venv: only the trace reads it)."""
+    try:
+        import sentencepiece as spm
+    except ImportError:
+        return
+    with path.open("wb") as out:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter([_TEXT] * 20),
+            model_writer=out,
+            vocab_size=60,
+            model_type="word",
+            normalization_rule_name="identity",
+            unk_id=0,
+            bos_id=1,
+            eos_id=2,
+            pad_id=3,
+            hard_vocab_limit=False,
+            minloglevel=2,
+        )
 
 
 def _png(width: int, height: int, rgb: bytes) -> bytes:
