@@ -7,6 +7,7 @@ imports ``transformers.modeling_utils`` (a meta path hook), so a script without 
 for importing it.
 """
 
+import contextlib
 import importlib.abc
 import sys
 from typing import Any, Optional
@@ -63,10 +64,8 @@ def _patch_quantization_config(module: Any) -> None:
     original = config.post_init
 
     def post_init(self: Any) -> None:
-        try:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             original(self)
-        except importlib.metadata.PackageNotFoundError:
-            pass
 
     config.post_init = post_init
 
