@@ -34,7 +34,8 @@ def top_level_definitions(tree: ast.AST) -> Dict[str, ast.stmt]:
 
 class Definitions:
     """What ``kernel_wrappers`` needs of one module: the line spans that hold each top-level definition's
-    value (a ``def``'s ``return`` statements, a class with its decorators, an assignment) and the names each
+    value (a ``def``'s ``return`` statements, a class's header, class-level statements and protocol methods,
+    an assignment) and the names each
     one reads. Built from what the scanner's one visit recorded (``reads``: (line, name) of every name read
     outside a type test such as ``isinstance(m, LLaMAMLP)``; ``returns``: the spans of ``return``
     statements), so the tree is not walked again; every propagation pass asks again."""
@@ -48,10 +49,44 @@ class Definitions:
             last = stmt.end_lineno or stmt.lineno
             if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):  # a thin wrapper returns it
                 self.spans[name] = [(a, b) for a, b in returns if first <= a <= last]
+            elif isinstance(stmt, ast.ClassDef):
+                self.spans[name] = _class_value_spans(stmt, first)
             else:
                 self.spans[name] = [(first, last)]
-            lo, hi = bisect.bisect_left(reads, (first, "")), bisect.bisect_right(reads, (last, "\uffff"))
-            self.used[name] = {n for _, n in reads[lo:hi]}
+            parts = self.spans[name] if isinstance(stmt, ast.ClassDef) else [(first, last)]
+            self.used[name] = set()
+            for a, b in parts:
+                lo, hi = bisect.bisect_left(reads, (a, "")), bisect.bisect_right(reads, (b, "\uffff"))
+                self.used[name] |= {n for _, n in reads[lo:hi]}
+
+
+# methods that constructing or using an object runs by protocol: CUDA code in another method is reached
+# through an explicit call of that method, where the fix is (llm_qlora's QloraTrainer.load_base_model)
+_PROTOCOL_METHODS = frozenset(
+    {
+        "__init__",
+        "__new__",
+        "__call__",
+        "__enter__",
+        "__exit__",
+        "__iter__",
+        "__next__",
+        "forward",
+        "backward",
+        "step",
+        "apply",
+    }
+)
+
+
+def _class_value_spans(cls: ast.ClassDef, first: int) -> List[Tuple[int, int]]:
+    """A class's header with its bases and decorators, its class-level statements and its protocol methods."""
+    header: List[ast.expr] = [*cls.bases, *(k.value for k in cls.keywords)]
+    spans = [(first, max([cls.lineno, *(b.end_lineno or b.lineno for b in header)]))]
+    for item in cls.body:
+        if not isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) or item.name in _PROTOCOL_METHODS:
+            spans.append((item.lineno, item.end_lineno or item.lineno))
+    return spans
 
 
 def kernel_wrappers(defs: Definitions, cuda_lines: Iterable[int], imported: Iterable[str]) -> Set[str]:

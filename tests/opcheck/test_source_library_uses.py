@@ -328,3 +328,35 @@ def test_fp8_recipes_colossalai_fused_optimizers_and_accelerate_dynamo(tmp_path)
         (9, "torch-compile", "warning"),
         (11, "lib-colossalai-kernels", "error"),
     }
+
+
+def test_a_class_wraps_cuda_code_only_through_the_methods_its_use_runs(tmp_path):
+    """Blind batch 7 (llm_qlora): QloraTrainer(config) runs no CUDA code; its load_base_model() builds the
+    BitsAndBytesConfig, and the fix is there. A module whose forward() reaches the kernel is a wrapper."""
+    write(
+        tmp_path,
+        "trainers.py",
+        """
+        import bitsandbytes as bnb
+        from transformers import BitsAndBytesConfig
+
+
+        class Trainer:
+            def __init__(self, config):
+                self.config = config
+
+            def load(self):
+                return BitsAndBytesConfig(load_in_4bit=True)
+
+
+        class Linear8:
+            def forward(self, x):
+                return bnb.matmul(x, x)
+        """,
+    )
+    main = write(
+        tmp_path, "train.py", "from trainers import Trainer, Linear8\nt = Trainer({})\nlayer = Linear8()\n"
+    )
+    found = {(f.line, f.severity) for f in scan_target(main) if f.file.endswith("train.py")}
+    assert (2, "error") not in found
+    assert (3, "error") in found
