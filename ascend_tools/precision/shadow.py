@@ -39,10 +39,11 @@ import math
 import os
 import re
 import sys
+import threading
 import time
 from collections import Counter, OrderedDict
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
@@ -64,8 +65,10 @@ from ..session import StepSession, make_module_callable
 from ..stacks import user_site
 from . import drift, standards
 from . import metrics as M
+from .aliasing import COPIES
 from .replay import with_baseline
 from .screen import judge_output
+from .shadow_worker import Worker
 from .standards import Verdict
 
 log = logging.getLogger("ascend_tools")
@@ -81,6 +84,20 @@ FLUSH_EVERY = 256
 _UNINITIALISED = UNDEFINED_VALUES | {"_local_scalar_dense", "item", "record_stream"}
 # ops that return their input's storage under another shape without an alias annotation: views in effect
 _VIEW_LIKE = frozenset(("_unsafe_view",))
+# ops whose output holds constants whatever the inputs' values: no arithmetic a kernel could get wrong
+_CONSTANT = frozenset(
+    (
+        "zero_",
+        "fill_",
+        "zeros_like",
+        "ones_like",
+        "full_like",
+        "new_zeros",
+        "new_ones",
+        "new_full",
+        "scalar_tensor",
+    )
+)
 _LEVELS = {"pass": 0, "warning": 1, "error": 2}
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
 _F64 = torch.float64
@@ -187,8 +204,27 @@ class _Op:
             self.skip = "view"
         elif not self.mutated and not any("Tensor" in str(r.type) for r in returns):
             self.skip = "no tensor output"
+        elif self.name.split(".")[0] in COPIES:  # clone, contiguous: the input's values, bit for bit
+            self.skip = "exact copy"
+        elif base in _CONSTANT:
+            self.skip = "constant"
         else:
             self.skip = ""
+
+
+class _Pending(NamedTuple):
+    """What the training thread hands the worker about one op call, besides the call itself."""
+
+    op: _Op
+    phase: str
+    call: int
+    rid: int
+    module: str
+    site: str
+    step: int
+    tensors: List[torch.Tensor]  # the tensor inputs, in argument order
+    inputs: Dict[int, torch.Tensor]  # id(input) -> its copy on the CPU before the op (floating: float64)
+    written: Set[int]  # ids of the inputs the op writes
 
 
 _NULL = contextlib.nullcontext()
@@ -284,6 +320,11 @@ class Shadow(StepSession):
         self._out: Optional[atomic.OutputDir] = None  # self.out, opened in start(), closed in close()
         self._file: Any = None
         self._lines: List[str] = []
+        # the float64 replays and comparisons run on this thread (shadow_worker.py); _lock guards what both
+        # threads touch: the lines to write
+        self._worker = Worker(self._check, self._fail)
+        self._lock = threading.Lock()
+        self._late_skips: Counter = Counter()  # counted by the worker, added to skipped when it stops
         self.start_time = time.time()
 
     # --- public -------------------------------------------------------------------------------------
@@ -316,6 +357,9 @@ class Shadow(StepSession):
         self._update_off()
         try:
             self._exit_dispatch()
+            self._worker.stop()
+            self.skipped.update(self._late_skips)
+            self._late_skips.clear()
             self._flush()
             if self._out is not None:
                 with self._out.open_atomic(os.path.basename(meta_path("", self.rank))) as f:
@@ -382,9 +426,9 @@ class Shadow(StepSession):
         """``file:line in function`` of the innermost frame outside torch, the stdlib and this package."""
         return user_site(sys._getframe(3))
 
-    # --- internals: per op --------------------------------------------------------------------------
+    # --- internals: per op, in the training thread ---------------------------------------------------
 
-    def _before(self, func: Any, args: Any, kwargs: Dict[str, Any]) -> Optional[tuple]:
+    def _before(self, func: Any, args: Any, kwargs: Dict[str, Any]) -> Optional[_Pending]:
         op = self._ops.get(func)
         if op is None:
             op = self._ops[func] = _Op(func, self._wanted)
@@ -427,33 +471,50 @@ class Shadow(StepSession):
         if numel > self.max_numel:
             self.skipped["max_numel"] += 1
             return None
-        mutated: Set[int] = set()
+        written: Set[int] = set()
         for i, name in op.mutated:
-            written: List[torch.Tensor] = []
-            flat_tensors(args[i] if i < len(args) else kwargs.get(name), written)
-            mutated.update(id(t) for t in written)
-        copies: Dict[int, torch.Tensor] = {}
-        # the written inputs of an in-place op as they were, in their own dtype: the float64 replay overwrites
-        # its copies, and the same-dtype baseline (_second_opinion) needs what the device op started from
-        before: Dict[int, torch.Tensor] = {}
+            found: List[torch.Tensor] = []
+            flat_tensors(args[i] if i < len(args) else kwargs.get(name), found)
+            written.update(id(t) for t in found)
+        # the inputs as they are before the op (an in-place op overwrites them, a later op may), on the CPU,
+        # floating ones in float64 (exact: the same-dtype baseline casts them back); a tensor passed twice is
+        # copied once, so aliasing is kept
+        inputs: Dict[int, torch.Tensor] = {}
         with _no_modes():
             for t in tensors:
-                tid = id(t)
-                if tid in copies:
-                    continue
-                write = tid in mutated
-                if t.is_floating_point():
-                    copies[tid] = t.detach().to(device=_CPU, dtype=_F64, copy=write)
-                    if write and self.baseline:
-                        before[tid] = t.detach().to(device=_CPU, copy=True)
-                else:
-                    copies[tid] = t.detach().to(device=_CPU, copy=write)
-        ref_args, ref_kwargs = _ref_call(op, args, kwargs, copies, True)
-        return (op, phase, call, rid, module, self._site(), tensors, copies, before, ref_args, ref_kwargs)
+                if id(t) not in inputs:
+                    wide = _F64 if t.is_floating_point() else t.dtype
+                    inputs[id(t)] = t.detach().to(device=_CPU, dtype=wide, copy=True)
+        return _Pending(op, phase, call, rid, module, self._site(), self.step_no, tensors, inputs, written)
 
-    def _after(self, pre: tuple, func: Any, args: Any, kwargs: Dict[str, Any], out: Any) -> None:
-        op, phase, call, rid, module, site, tensors, copies, before, ref_args, ref_kwargs = pre
+    def _after(self, pre: _Pending, func: Any, args: Any, kwargs: Dict[str, Any], out: Any) -> None:
+        """Copy the outputs (a later op may overwrite them) and hand the op to the worker."""
+        targets: List[torch.Tensor] = []
+        flat_tensors(out, targets)
+        from_args = not targets and bool(pre.op.mutated)  # in-place ops that return nothing (_foreach_add_)
+        if from_args:
+            for i, name in pre.op.mutated:
+                flat_tensors(args[i] if i < len(args) else kwargs.get(name), targets)
+        if not targets:
+            self.skipped["no tensor output"] += 1
+            return
+        if sum(t.numel() for t in targets) > self.max_numel:
+            self.skipped["max_numel"] += 1
+            return
         with _no_modes():
+            outputs = [t.detach().to(device=_CPU, copy=True) for t in targets]
+        self._worker.submit((pre, func, args, kwargs, outputs, from_args))
+
+    # --- internals: per op, in the worker thread ----------------------------------------------------
+
+    def _check(self, job: tuple) -> None:
+        """The float64 replay of one op on its copied inputs, its outputs judged against it; one record."""
+        pre, func, args, kwargs, outputs, from_args = job
+        op = pre.op
+        # the replay writes its own copies of what the op writes: the copies from before the op stay for the baseline
+        copies = {tid: t.clone() if tid in pre.written else t for tid, t in pre.inputs.items()}
+        ref_args, ref_kwargs = _ref_call(op, args, kwargs, copies, True)
+        with _no_modes(), torch.no_grad():  # no modes in this thread; in a forked child, the shadow's own
             try:
                 ref = func(*ref_args, **ref_kwargs)
             except Exception as exc:  # no float64/CPU kernel for it: not an internal error
@@ -463,24 +524,19 @@ class Shadow(StepSession):
                         "shadow: %s not replayed on CPU float64: %s: %s", op.name, type(exc).__name__, exc
                     )
                 return
-            targets: List[Any] = []
             refs: List[Any] = []
-            flat_tensors(out, targets)
-            flat_tensors(ref, refs)
-            if not targets and op.mutated:  # in-place ops that return nothing (_foreach_add_)
+            if from_args:
                 for i, name in op.mutated:
-                    flat_tensors(args[i] if i < len(args) else kwargs.get(name), targets)
                     flat_tensors(ref_args[i] if i < len(ref_args) else ref_kwargs.get(name), refs)
-            if not targets or len(targets) != len(refs):
-                self.skipped["no tensor output"] += 1
+            else:
+                flat_tensors(ref, refs)
+            if len(outputs) != len(refs):
+                self._late_skips["no tensor output"] += 1
                 return
-            if sum(t.numel() for t in targets) > self.max_numel:
-                self.skipped["max_numel"] += 1
-                return
-            shapes = [list(t.shape) for t in tensors]
+            shapes = [list(t.shape) for t in pre.tensors]
             reduction = standards.reduction_length(op.name, shapes)
             best: Optional[Tuple[int, M.PairMetrics, Verdict]] = None
-            for i, (t, r) in enumerate(zip(targets, refs)):
+            for i, (t, r) in enumerate(zip(outputs, refs)):
                 m, v = judge_output(op.name, t, r, reduction)
                 if best is None or (_LEVELS.get(v.level, 0), v.ratio) > (
                     _LEVELS.get(best[2].level, 0),
@@ -490,62 +546,57 @@ class Shadow(StepSession):
             assert best is not None
             out_i, m, v = best
             if v.level == "error" and self.baseline:
-                v = self._second_opinion(
-                    op, func, args, kwargs, tensors, copies, before, refs[out_i], out_i, v, reduction
-                )
-        rec = ShadowRecord(
-            id=rid,
-            name=op.name,
-            phase=phase,
-            call=call,
-            module=module,
-            site=site,
-            metrics=m,
-            verdict=v,
-            input_shapes=shapes,
-            output=out_i,
-            step=self.step_no,
-            rank=self.rank,
+                v = self._second_opinion(pre, func, args, kwargs, refs[out_i], out_i, v, reduction)
+        self._record(
+            ShadowRecord(
+                id=pre.rid,
+                name=op.name,
+                phase=pre.phase,
+                call=pre.call,
+                module=pre.module,
+                site=pre.site,
+                metrics=m,
+                verdict=v,
+                input_shapes=shapes,
+                output=out_i,
+                step=pre.step,
+                rank=self.rank,
+            )
         )
+
+    def _record(self, rec: ShadowRecord) -> None:
         self.compared += 1
-        self._verdicts[v.level] += 1
+        self._verdicts[rec.verdict.level] += 1
         if self.keep:
             self.results.append(rec)
-        elif v.level == "error":
+        elif rec.verdict.level == "error":
             self._culprits.append(rec)
         if self._file is not None:
-            self._lines.append(json.dumps(rec.to_json(), separators=(",", ":"), allow_nan=False) + "\n")
+            line = json.dumps(rec.to_json(), separators=(",", ":"), allow_nan=False) + "\n"
+            with self._lock:
+                self._lines.append(line)
             if len(self._lines) >= FLUSH_EVERY:
                 self._flush()
 
     def _second_opinion(
         self,
-        op: _Op,
+        pre: _Pending,
         func: Any,
         args: Any,
         kwargs: Dict[str, Any],
-        tensors: List[torch.Tensor],
-        copies: Dict[int, torch.Tensor],
-        before: Dict[int, torch.Tensor],
         ref: torch.Tensor,
         out_i: int,
         verdict: Verdict,
         reduction: Optional[int],
     ) -> Verdict:
-        """An op judged "error" is run once more on CPU in the device's own dtypes (the float64 copies cast
-        back: exact; an in-place op's written inputs from ``before``, as the float64 replay overwrote their
-        copies): what a correct kernel of that precision makes on these inputs (cancellation in a softmax
-        backward, rounding of an fp16 ``add_``). The verdict is regraded by :func:`replay.with_baseline`, the
-        rule compare uses too. A wrong device kernel stays far above; on a CPU device the two agree."""
+        """An op judged "error" is run once more on CPU in the device's own dtypes, from the copies of its
+        inputs taken before it ran, cast back (exact): what a correct kernel of that precision makes on these
+        inputs (cancellation in a softmax backward, rounding of an fp16 ``add_``). The verdict is regraded by
+        :func:`replay.with_baseline`, the rule compare uses too. A wrong device kernel stays far above; on a
+        CPU device the two agree. (It is the last use of the copies: an in-place op may overwrite them.)"""
+        op = pre.op
         try:
-            low = {
-                id(t): before[id(t)]
-                if id(t) in before
-                else copies[id(t)].to(t.dtype)
-                if t.is_floating_point()
-                else copies[id(t)]
-                for t in tensors
-            }
+            low = {id(t): pre.inputs[id(t)].to(t.dtype) for t in pre.tensors}
             low_args, low_kwargs = _ref_call(op, args, kwargs, low, False)
             outs: List[Any] = []
             flat_tensors(func(*low_args, **low_kwargs), outs)
@@ -557,10 +608,11 @@ class Shadow(StepSession):
         return with_baseline(verdict, base_v, base_m.target_dtype)
 
     def _flush(self) -> None:
-        if self._file is not None and self._lines:
+        with self._lock:  # both threads flush: one batch at a time, in order
             lines, self._lines = self._lines, []
-            self._file.write("".join(lines))
-            self._file.flush()
+            if self._file is not None and lines:
+                self._file.write("".join(lines))
+                self._file.flush()
 
 
 def _replace(value: Any, copies: Dict[int, torch.Tensor]) -> Any:

@@ -1,0 +1,75 @@
+"""Shadow's float64 checks on a background thread (precision/shadow_worker.py) and the ops it does not re-run
+(exact copies and constants: no arithmetic a kernel could get wrong)."""
+
+import importlib
+import threading
+
+import torch
+
+import ascend_tools.precision as precision
+from ascend_tools.precision.faults import Fault, FaultInjector
+
+SH = importlib.import_module("ascend_tools.precision.shadow")
+shadow = precision.shadow
+
+
+def _count_replays(monkeypatch):
+    """The op names the worker replayed in float64, and the threads it ran on."""
+    replayed, threads = [], set()
+    original = SH.Shadow._check
+
+    def check(self, job):
+        replayed.append(job[0].op.name)
+        threads.add(threading.get_ident())
+        return original(self, job)
+
+    monkeypatch.setattr(SH.Shadow, "_check", check)
+    return replayed, threads
+
+
+def test_copies_and_constants_are_not_replayed_and_arithmetic_is(monkeypatch):
+    replayed, threads = _count_replays(monkeypatch)
+    a, b = torch.randn(8, 8), torch.randn(8, 8)
+    with shadow() as sh:
+        c = a.clone()  # aten::clone
+        d = a.t().contiguous()  # aten::t (a view) then aten::clone
+        z = torch.zeros_like(a)  # aten::zeros_like
+        z.fill_(2.0)  # aten::fill_.Scalar
+        z.zero_()  # aten::zero_
+        e = torch.mm(c, b)  # aten::mm
+        f = d + e  # aten::add.Tensor
+    assert replayed == ["aten::mm", "aten::add.Tensor"]
+    assert [r.name for r in sh.results] == replayed and sh.compared == 2
+    assert sh.skipped["exact copy"] == 2 and sh.skipped["constant"] == 3 and sh.skipped["view"] == 1
+    assert threads and threading.get_ident() not in threads  # the replays ran on the worker
+    assert torch.equal(f, a.t() + a @ b)
+
+
+def test_an_output_overwritten_right_after_its_op_is_judged_as_the_op_made_it():
+    a, b = torch.randn(64, 32), torch.randn(32, 16)
+    with shadow() as sh:
+        for _ in range(40):  # more ops than the worker's queue holds
+            y = torch.mm(a, b)
+            y.mul_(3.0)  # overwrites the mm's output before the worker gets to it
+    levels = {(r.name, r.level) for r in sh.results}
+    assert levels == {("aten::mm", "pass"), ("aten::mul_.Tensor", "pass")}
+    assert len(sh.results) == 80
+    assert [r.id for r in sh.results] == sorted(r.id for r in sh.results)  # execution order
+
+
+def test_a_faulty_mm_is_still_the_one_culprit_and_inputs_are_copied_before_in_place_ops():
+    a, b = torch.randn(32, 32), torch.randn(32, 32)
+    with FaultInjector(Fault("aten::mm", call=1, kind="perturb", scale=0.5, fraction=0.2)), shadow() as sh:
+        x = a.clone()
+        for _ in range(3):
+            x.add_(torch.mm(x, b) * 1e-3)
+    assert [c.key for c in sh.culprits()] == ["aten::mm#forward#1"]
+    assert all(r.level == "pass" for r in sh.results if r.name == "aten::add_.Tensor")
+
+
+def test_the_worker_thread_ends_with_the_block():
+    with shadow() as sh:
+        torch.randn(4, 4) @ torch.randn(4, 4)
+        assert any(t.name == "ascend-doctor-shadow" for t in threading.enumerate())
+    assert not any(t.name == "ascend-doctor-shadow" for t in threading.enumerate())
+    assert sh.compared == 1
