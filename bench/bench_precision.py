@@ -32,13 +32,15 @@ tool, runs ``--warmup`` untimed steps, then times ``--steps`` steps one by one a
 The parent interleaves the kinds (bare, ours-op, ..., shadow; then again) over ``--repeat`` rounds and
 prints the median over rounds of each worker's median, and ratios to bare of those medians.
 
-**Compare throughput.** One train step (forward + backward) of the same model, once in fp32 and once in
-bf16 (the fp32 initial weights cast), is dumped with full tensors by each tool in its own subprocess: ours
+**Compare throughput.** One train step (forward + backward) of the same model on a batch of
+``COMPARE_BATCH`` x 128 tokens (our two dumps: about 1.5 GB of tensors, msprobe's 1.1 GB), once in fp32 and once in bf16 (the fp32
+initial weights cast), is dumped with full tensors by each tool in its own subprocess: ours
 with ``capture(DIR, level="op", mode="tensor")``, msprobe with task "tensor", level L1. Then, interleaved
 over ``--repeat`` rounds, each as a fresh subprocess (interpreter start-up and imports included):
 
 * ``python -m ascend_tools.cli compare BF16 FP32 -f json -o X`` on our dumps;
-* ``msprobe compare -tp BF16/step0 -gp FP32/step0 -o OUT`` on msprobe's dumps;
+* ``msprobe compare -tp BF16/step0 -gp FP32/step0 -o OUT`` on msprobe's dumps (the ``msprobe`` next to
+  this interpreter, else on PATH: run the bench with the bench virtualenv's python, bench/README.md);
 * ours on msprobe's dumps (the same data msprobe reads);
 * ``compare_dumps(BF16, FP32)`` on our dumps timed inside a worker, after its imports: the part without
   interpreter start-up.
@@ -89,15 +91,18 @@ STEP_KINDS = (
 )
 TARGET_OP_RATIO = 1.3  # ours-op / bare
 TARGET_SHADOW_RATIO = 3.0  # shadow / bare
-TARGET_VS_MSPROBE = 0.5  # (ours ratio to bare) / (msprobe ratio to bare)
+TARGET_VS_MSPROBE = 0.35  # (ours ratio to bare) / (msprobe ratio to bare), issue 13
 TARGET_COMPARE_SPEEDUP = 10.0  # ours GB/s / msprobe GB/s
 GB = 1e9
+#: batch of the compare part's dumped step: 10 x 128 tokens make the tensor dumps of the two runs 1.5 GB (ours) and
+#: 1.1 GB (msprobe's); the issue asks for a pair of at least 1 GB
+COMPARE_BATCH = 10
 
 
 # --- the worker side (runs in a fresh subprocess) ----------------------------------------------------------
 
 
-def build(dtype_name: str = "float32") -> Any:
+def build(dtype_name: str = "float32", batch: int = BATCH) -> Any:
     """``(model, ids)``: the tiny Llama (fp32 init from SEED, then cast) and a fixed batch of token ids."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -106,7 +111,7 @@ def build(dtype_name: str = "float32") -> Any:
     model = LlamaForCausalLM(LlamaConfig(**CONFIG, attn_implementation="sdpa")).to(getattr(torch, dtype_name))
     model.train()
     ids = torch.randint(
-        0, CONFIG["vocab_size"], (BATCH, SEQ), generator=torch.Generator().manual_seed(SEED + 1)
+        0, CONFIG["vocab_size"], (batch, SEQ), generator=torch.Generator().manual_seed(SEED + 1)
     )
     return model, ids
 
@@ -260,7 +265,7 @@ def worker_dump(tool: str, dtype_name: str, out_dir: str) -> Dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
-    model, ids = build(dtype_name)
+    model, ids = build(dtype_name, COMPARE_BATCH)
     start = time.perf_counter()
     if tool == "ours":
         from ascend_tools.precision import capture
@@ -418,10 +423,17 @@ def compare_throughput(
         shutil.rmtree(work, ignore_errors=True)
 
 
+def msprobe_command() -> Optional[str]:
+    """msprobe's CLI: the one installed next to this interpreter (a virtualenv's ``bin/``, run without
+    activating it), else the one on PATH."""
+    beside = os.path.join(os.path.dirname(sys.executable), "msprobe")
+    return beside if os.access(beside, os.X_OK) else shutil.which("msprobe")
+
+
 def _compare_throughput(work: str, repeat: int, progress: Callable[[str], None]) -> Dict[str, Any]:
-    have_msprobe = shutil.which("msprobe") is not None
+    msprobe = msprobe_command()
     skip = None
-    if have_msprobe:
+    if msprobe:
         probe = subprocess.run(
             [sys.executable, "-c", "import msprobe.pytorch"],
             cwd=ROOT,
@@ -502,7 +514,7 @@ def _compare_throughput(work: str, repeat: int, progress: Callable[[str], None])
             shutil.rmtree(out_dir, ignore_errors=True)
             os.makedirs(out_dir)
             rows["msprobe CLI, msprobe dumps"].append(
-                timed(["msprobe", "compare", "-tp", ms_t, "-gp", ms_r, "-o", out_dir])
+                timed([str(msprobe), "compare", "-tp", ms_t, "-gp", ms_r, "-o", out_dir])
             )
             rows["ours CLI, msprobe dumps"].append(
                 timed(
