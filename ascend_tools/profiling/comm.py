@@ -342,7 +342,7 @@ class CommInterceptor(FailOpen):
         if fut is None:
             self._completed(call)
         else:
-            fut.then(lambda _f: self._completed(call))
+            fut.add_done_callback(lambda _f: self._completed(call))  # then() would build a Future we drop
 
     def _completed(self, call: Dict[str, Any]) -> None:
         """Host side done (sync return, or async future callback). On a device, the end event is recorded
