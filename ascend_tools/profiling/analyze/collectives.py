@@ -14,7 +14,7 @@ Async collectives (``async_op=True``) are their own rows: their time runs to whe
 complete, so it includes whatever the rank did meanwhile.
 """
 
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -51,9 +51,8 @@ def table(profile: Profile, skew: Skew, by_group: bool = False) -> List[Dict[str
     bucket = bucket_of(colls.bytes)
     time = colls.t1 - colls.t0
     alg, bus = bandwidths(profile, skew)
-    group = colls.gid if by_group else np.zeros(len(colls), np.int64)
-    key = (group << 40) | (colls.op << 24) | (colls.is_async.astype(np.int64) << 16) | (bucket + 1)
-    order = np.argsort(key, kind="stable")
+    key = _row_keys(colls.gid if by_group else None, colls.op, colls.is_async, bucket)
+    order = np.argsort(key, kind="stable")  # an int16 key (one group) is radix sorted
     instance = _instance_keys(colls)
     rows: List[Dict[str, Any]] = []
     for a, b in runs(key[order]):
@@ -61,6 +60,7 @@ def table(profile: Profile, skew: Skew, by_group: bool = False) -> List[Dict[str
         i = sel[0]
         op = profile.ops[int(colls.op[i])]
         calls = b - a if op in P2P_OPS else count_distinct(instance[sel])
+        time_p50, time_p99 = np.percentile(time[sel], [50, 99])
         row: Dict[str, Any] = {"group": profile.gids[int(colls.gid[i])]} if by_group else {}
         row.update(
             {
@@ -72,8 +72,8 @@ def table(profile: Profile, skew: Skew, by_group: bool = False) -> List[Dict[str
                 "records": b - a,
                 "calls": int(calls),
                 "bytes_total": int(colls.bytes[sel].sum()),
-                "time_p50_s": percentile(time[sel], 50),
-                "time_p99_s": percentile(time[sel], 99),
+                "time_p50_s": float(time_p50),
+                "time_p99_s": float(time_p99),
                 "wait_p50_s": percentile(skew.wait[sel], 50),
                 "algbw_p50_GBps": _nanmedian(alg[sel]),
                 "busbw_p50_GBps": _nanmedian(bus[sel]),
@@ -93,6 +93,17 @@ def bandwidths(profile: Profile, skew: Skew) -> Tuple[np.ndarray, np.ndarray]:
             (xfer > 0) & (colls.bytes > 0), colls.bytes / xfer / GB, np.nan
         )  # a barrier moves nothing
     return alg, alg * bus_factors(profile.ops, colls.op, colls.n)
+
+
+def _row_keys(
+    gid: Optional[np.ndarray], op: np.ndarray, is_async: np.ndarray, bucket: np.ndarray
+) -> np.ndarray:
+    """Per record, its row's key, ordered by (group, op, async, bucket): dense, in the smallest integer
+    type that holds it (bucket + 1 is in [0, 64])."""
+    key = (op * 2 + is_async) * 65 + (bucket + 1)
+    if gid is not None:
+        key = gid * (int(op.max()) + 1) * 130 + key
+    return key.astype(np.min_scalar_type(int(key.max())))
 
 
 def _instance_keys(colls: Colls) -> np.ndarray:
