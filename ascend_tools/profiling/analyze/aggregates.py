@@ -110,12 +110,17 @@ def blocks(windows: Dict[int, List[Dict[str, Any]]]) -> Dict[str, Blocks]:
         for w in ws:
             shift = float(w.get("base") or 0.0) - ref  # no base (before 2026-12): absolute sums
             for entry in w.get("arrivals") or []:
-                gid, block, *values = entry  # count, Σt0, Σt1 (, Σgap, Σblocking: since 2026-12)
-                acc = sums.setdefault((str(gid), int(block)), {}).setdefault(rank, [0.0] * 5)
-                for i, v in enumerate(values[:5]):
-                    acc[i] += float(v)
-                acc[1] += float(values[0]) * shift  # Σ(t0 − base) + count · (base − ref)
-                acc[2] += float(values[0]) * shift
+                try:  # count, Σt0, Σt1 (, Σgap, Σblocking: since 2026-12)
+                    gid, block, count, *values = entry[:7]
+                    key = (str(gid), int(block))
+                    add = [float(count), *(float(v) for v in values)]
+                    add[1] += add[0] * shift  # Σ(t0 − base) + count · (base − ref)
+                    add[2] += add[0] * shift
+                except (TypeError, ValueError, IndexError):
+                    continue  # not an entry this version writes
+                acc = sums.setdefault(key, {}).setdefault(rank, [0.0] * 5)
+                for i, v in enumerate(add):
+                    acc[i] += v
     complete: Dict[str, List[Tuple[int, Dict[int, List[float]]]]] = {}
     for (gid, block), by_rank in sums.items():
         counts = {a[0] for a in by_rank.values()}
