@@ -42,7 +42,7 @@ from .module_recorder import ModuleRecorder
 from .op_facts import OpFacts
 from .record_writer import RecordWriter, default_background
 from .stats import StatsQueue
-from .tensor_entry import TensorEntry, bumped_after, data_ptr
+from .tensor_entry import TensorEntry, bumped_after, data_ptr, place
 
 log = logging.getLogger("ascend_tools")
 
@@ -123,6 +123,9 @@ class Capture(StepSession):
         self._calls: Dict[Tuple[str, str], int] = {}
         self._next_id = 0
         self._seen: Dict[int, TensorEntry] = {}
+        # stats mode: tensors by the elements they hold (tensor_entry.place), for new views of known values;
+        # not in hash mode (a digest depends on the order) nor tensor mode (a record's own file)
+        self._by_place: Optional[Dict[tuple, TensorEntry]] = {} if mode == "stats" else None
         self._stack_table = StackTable()
         self._names = ModuleNames()
         self._grad_names: Dict[int, str] = {}  # id of each parameter's .grad while optimizer.step() runs
@@ -256,6 +259,8 @@ class Capture(StepSession):
         self._seen = (
             {} if self._save_tensors else {k: v for k, v in self._seen.items() if v.ref() is not None}
         )
+        if self._by_place is not None:
+            self._by_place = {k: v for k, v in self._by_place.items() if v.ref() is not None}
         self._init = False
         self._step_used = False
         self._busy = was
@@ -270,23 +275,57 @@ class Capture(StepSession):
                 info.name = self._names.param(t)  # first seen before its model ran (init)
             return info
         plain = type(t) in _PLAIN
+        if plain and self._by_place is not None:
+            info = self._same_place(t)
+            if info is not None:
+                self._name_tensor(t, info)
+                self._remember(t, info)
+                return info
         info = TensorEntry(dtype_name(t.dtype), t.shape, self._queue.add(t) if plain else None)
         if plain:
-            if type(t) is torch.nn.Parameter:
-                info.name = self._names.param(t)
-            elif self._grad_names:
-                info.name = self._grad_names.get(id(t))
+            self._name_tensor(t, info)
             if self._save_tensors and t.layout == torch.strided and t.device.type != "meta":
                 info.file = self._out.rank_files().save_tensor(self.step_no, f"{rid}.{slot}", t)
             info.settle()
             self._remember(t, info)
         return info
 
+    def _name_tensor(self, t: torch.Tensor, info: TensorEntry) -> None:
+        if type(t) is torch.nn.Parameter:
+            info.name = self._names.param(t)
+        elif self._grad_names:
+            info.name = self._grad_names.get(id(t))
+
     def _remember(self, t: torch.Tensor, info: TensorEntry) -> None:
         info.ref = weakref.ref(t)
         info.version = t._version
         info.ptr = data_ptr(t)
         self._seen[id(t)] = info
+        if self._by_place is not None:
+            key = place(t)
+            if key is not None and not _current(self._by_place.get(key)):
+                # a live, unwritten holder stays: a transpose made for one op dies with it, its base lives on
+                self._by_place[key] = info
+
+    def _forget(self, t: torch.Tensor) -> None:
+        """``t`` is about to be written: its statistics are not its values any more. (Its version bump
+        comes only after the op returns through the mode: until then the version cannot tell.)"""
+        self._queue.before_write(t)
+        self._seen.pop(id(t), None)
+        if self._by_place is not None:
+            key = place(t)
+            if key is not None:
+                self._by_place.pop(key, None)
+
+    def _same_place(self, t: torch.Tensor) -> Optional[TensorEntry]:
+        """A new entry for ``t`` sharing the statistics of a live tensor that holds the same elements and
+        has not been written since (views share their base's version counter, so a write through any
+        of them shows), or None."""
+        key = place(t)
+        src = self._by_place.get(key) if key is not None and self._by_place is not None else None
+        if src is None or not src.has_stats or not _current(src) or t._version != src.version:
+            return None
+        return TensorEntry(src.dtype, t.shape, src.entry, src.body, has_stats=True)
 
     def _optimizer_enter(self, optimizer: Any = None, *args: Any, **kwargs: Any) -> None:
         """Name the gradients the optimizer reads (``<parameter>.grad``) for the records of its ops."""
@@ -340,14 +379,12 @@ class Capture(StepSession):
         for i, name in meta.mutated:
             t = args[i] if i < len(args) else kwargs.get(name)
             if isinstance(t, torch.Tensor):
-                self._queue.before_write(t)
-                self._seen.pop(id(t), None)
+                self._forget(t)
                 written.append(t)  # type: ignore[union-attr]
             elif isinstance(t, (list, tuple)):  # _foreach_*_ ops write every tensor of a list
                 for x in t:
                     if isinstance(x, torch.Tensor):
-                        self._queue.before_write(x)
-                        self._seen.pop(id(x), None)
+                        self._forget(x)
         # the arguments are encoded when the record is written (the writer thread): keep them as they are
         return (meta, phase, call, module, rid, inputs, call_args, self._stack_id(), written)
 
@@ -487,6 +524,12 @@ def start_from_options(opts: Dict[str, Any]) -> Capture:
     cap = capture(opts.pop("out_dir"), **opts)
     cap.start()
     return cap
+
+
+def _current(entry: Optional[TensorEntry]) -> bool:
+    """Whether ``entry``'s tensor is alive and unwritten since its statistics (so they are its values)."""
+    held = entry.ref() if entry is not None and entry.ref is not None else None
+    return held is not None and held._version == entry.version  # type: ignore[union-attr]
 
 
 _LIVE: Any = weakref.WeakSet()

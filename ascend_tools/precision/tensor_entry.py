@@ -88,3 +88,14 @@ def bumped_after(
     for t, info in zip(tensors, outputs):
         if info.ref is not None and info.ref() is t and any(t is w for w in written):
             info.version += 1
+
+
+def place(t: torch.Tensor) -> Optional[tuple]:
+    """Which elements ``t`` holds: its data address, dtype and its (stride, size) pairs in any order (sizes
+    of 1 left out). Two tensors with the same place hold the same set of elements, in whatever order:
+    a transpose or a reshape of the other, or a view autograd made anew of a saved tensor. None where
+    there is no address to read."""
+    ptr = data_ptr(t)
+    if ptr < 0:
+        return None
+    return (ptr, t.dtype, tuple(sorted([(st, n) for st, n in zip(t.stride(), t.shape) if n != 1])))
