@@ -376,13 +376,16 @@ class Shadow(StepSession):
 
     def culprits(self) -> List[ShadowRecord]:
         """Records judged "error", largest introduced error (``Verdict.ratio``) first."""
+        self._worker.drain()  # inside the block too: every op run so far is judged
         return culprits(self.results if self.keep else self._culprits)
 
     def first_culprit(self) -> Optional[ShadowRecord]:
         """The first culprit in execution order (where the run first went wrong)."""
+        self._worker.drain()
         return first_culprit(self.results if self.keep else self._culprits)
 
     def report(self, top: int = 10) -> Report:
+        self._worker.drain()
         return build_report(self.results if self.keep else self._culprits, [self.meta()], top=top)
 
     def meta(self) -> Dict[str, Any]:

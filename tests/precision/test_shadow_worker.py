@@ -73,3 +73,12 @@ def test_the_worker_thread_ends_with_the_block():
         assert any(t.name == "ascend-doctor-shadow" for t in threading.enumerate())
     assert not any(t.name == "ascend-doctor-shadow" for t in threading.enumerate())
     assert sh.compared == 1
+
+
+def test_culprits_inside_the_block_wait_for_the_pending_checks():
+    a, b = torch.randn(16, 16), torch.randn(16, 16)
+    with FaultInjector(Fault("aten::mm", call=3, kind="perturb", scale=0.5, fraction=0.2)), shadow() as sh:
+        for _ in range(4):
+            torch.mm(a, b)
+        assert [c.key for c in sh.culprits()] == ["aten::mm#forward#3"]
+        assert sh.first_culprit().key == "aten::mm#forward#3" and len(sh.results) == 4
