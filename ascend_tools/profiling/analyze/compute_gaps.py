@@ -91,12 +91,16 @@ def gaps(profile: Profile, block: Blocked) -> np.ndarray:
     out = np.full(len(colls), np.nan)
     idx = np.flatnonzero(~np.isin(colls.op, [profile.op_code(op) for op in P2P_OPS]))
     order = idx[np.lexsort((colls.seq[idx], colls.rank[idx], colls.gid[idx]))]
+    del idx  # each temporary goes as soon as it is used: 16 M records make each one 131 MB
     if not len(order):
         return out
-    release = np.where(colls.is_async, colls.t0, colls.t1)[order]
     gid, rank = colls.gid[order], colls.rank[order]
     same = np.r_[False, (gid[1:] == gid[:-1]) & (rank[1:] == rank[:-1])]
+    del gid, rank
+    prev = order[np.flatnonzero(same) - 1]  # the same rank's previous record on the group
     cur = order[same]
-    prev_release = release[np.flatnonzero(same) - 1]
+    del order, same
+    prev_release = np.where(colls.is_async[prev], colls.t0[prev], colls.t1[prev])
+    del prev
     out[cur] = block.compute(colls.rank[cur], prev_release, colls.t0[cur])
     return out
