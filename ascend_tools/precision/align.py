@@ -7,7 +7,8 @@ reference-only) and every later op still pairs with its counterpart.
 * Each record's **signature** is (name, module path, output shapes). The common prefix and suffix of the
   two signature streams are paired directly (the whole stream when both runs executed the same ops).
 * The middle is diffed with ``difflib.SequenceMatcher`` (longest matching blocks) in two levels: first
-  the runs of consecutive records in one module (keyed by module path), then the records inside each
+  the runs of consecutive records in one scope (a layer: the module path up to its first index, or the
+  whole path where it has none), then the records inside each
   pair of matched runs, or inside each gap between them. Records left unpaired in a gap are diffed again
   on (name, output shapes) only, for module paths that differ between the runs (one captured with
   ``model=``, one without).
@@ -80,7 +81,7 @@ def _scoped(a: List[Record], b: List[Record]) -> List[Side]:
     then the records inside each pair of runs: the record-level diff never spans the whole stream."""
     ra, rb = _runs(a), _runs(b)
     out: List[Side] = []
-    for x, y in _matched([r[0].module for r in ra], [r[0].module for r in rb], ra, rb):
+    for x, y in _matched([_scope(r[0].module) for r in ra], [_scope(r[0].module) for r in rb], ra, rb):
         out.extend(
             _diff([rec for run in x for rec in run], [rec for run in y for rec in run], signature, _loose)
         )
@@ -90,11 +91,22 @@ def _scoped(a: List[Record], b: List[Record]) -> List[Side]:
 def _runs(records: List[Record]) -> List[List[Record]]:
     runs: List[List[Record]] = []
     for rec in records:
-        if runs and runs[-1][0].module == rec.module:
+        if runs and _scope(runs[-1][0].module) == _scope(rec.module):
             runs[-1].append(rec)
         else:
             runs.append([rec])
     return runs
+
+
+def _scope(module: str) -> str:
+    """The run key: the path up to its first index (``model.layers.3`` for everything inside layer 3), else
+    the whole path. A submodule present in one run only (``attn.attn_dropout`` left on) splits its parent's
+    records into two runs there and one here; keyed by layer, both stay one run and are diffed by record."""
+    parts = module.split(".")
+    for i, part in enumerate(parts):
+        if part.isdigit():
+            return ".".join(parts[: i + 1])
+    return module
 
 
 def _matched(

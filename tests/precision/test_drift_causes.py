@@ -134,10 +134,6 @@ def test_attention_dropout_left_on_is_a_target_only_op(dropout_runs, mode):
     assert top["op"].split("::")[1].split(".")[0] in ("bernoulli_", "native_dropout", "bernoulli")
     assert top["module"].endswith("attn.attn_dropout") or top["module"].endswith("attn")
     # every op after the dropout still pairs with its counterpart: nothing reference-only
-    if int(transformers.__version__.split(".")[0]) < 5:
-        pytest.skip(
-            "open: on transformers 4.x the dropout ranks first, but 73 reference records stay unaligned"
-        )
     assert report.data["summary"]["unmatched_reference"] == 0
 
 
