@@ -8,11 +8,10 @@ for importing it.
 """
 
 import contextlib
-import importlib.abc
-import sys
-from typing import Any, Optional
+from typing import Any
 
 from ..errors import InputError
+from . import patch_on_import
 
 
 def _config(name_or_path: Any, config: Any, kwargs: Any) -> Any:
@@ -77,35 +76,5 @@ _PATCHES = {
 }
 
 
-class _PatchOnImport(importlib.abc.MetaPathFinder):
-    """Wraps the loader of ``transformers.modeling_utils`` so the patch follows its execution."""
-
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Optional[Any]:
-        patch = _PATCHES.get(fullname)
-        if patch is None:
-            return None
-        sys.meta_path.remove(self)
-        try:
-            import importlib.util
-
-            spec = importlib.util.find_spec(fullname)
-        finally:
-            sys.meta_path.insert(0, self)
-        if spec is None or spec.loader is None:
-            return None
-        loader = spec.loader
-        original_exec = loader.exec_module
-
-        def exec_module(module: Any) -> None:
-            original_exec(module)
-            patch(module)
-
-        loader.exec_module = exec_module  # type: ignore[method-assign]
-        return spec
-
-
 def install() -> None:
-    for name, patch in _PATCHES.items():
-        if name in sys.modules:
-            patch(sys.modules[name])
-    sys.meta_path.insert(0, _PatchOnImport())
+    patch_on_import.install(_PATCHES)

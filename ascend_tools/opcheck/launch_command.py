@@ -47,6 +47,14 @@ class LaunchCommand:
         return self.script if self.script is not None else f"-m {self.module}"
 
     @property
+    def script_args(self) -> Tuple[str, ...]:
+        """The script's ``sys.argv[1:]`` as the launcher starts it: DeepSpeed's launcher puts
+        ``--local_rank=N`` first (unless ``--no_local_rank``), and scripts branch on it."""
+        if self.launcher == "deepspeed" and "--no_local_rank" not in self.launcher_args:
+            return ("--local_rank=0", *self.args)
+        return self.args
+
+    @property
     def argv0(self) -> str:
         """``sys.argv[0]`` as the script sees it (a module run by ``-m`` sees its file; the child sets it)."""
         return self.script if self.script is not None else str(self.module)

@@ -50,8 +50,10 @@ def _fake_process_group() -> Any:
 
         kwargs.pop("init_method", None)
         kwargs.pop("store", None)
-        kwargs["rank"] = int(kwargs.get("rank", os.environ.get("RANK", "0")))
-        kwargs["world_size"] = int(kwargs.get("world_size", os.environ.get("WORLD_SIZE", "1")))
+        for key, env, default in (("rank", "RANK", "0"), ("world_size", "WORLD_SIZE", "1")):
+            given = kwargs.get(key)
+            # -1 (torch's default, which DeepSpeed passes on) means: from the launcher's environment
+            kwargs[key] = int(os.environ.get(env, default) if given is None or int(given) < 0 else given)
         return original("fake", store=FakeStore(), **kwargs)
 
     dist.init_process_group = init_process_group
@@ -111,7 +113,7 @@ def _user_line(tb: Any) -> str:
 def run_script(spec: Dict[str, Any]) -> Dict[str, Any]:
     import importlib.util
 
-    from . import fake_accelerator, hf_fake, standins, step_trace
+    from . import deepspeed_fake, fake_accelerator, hf_fake, standins, step_trace
 
     cmd = LaunchCommand.from_json(spec["command"])
     os.chdir(spec["cwd"])
@@ -130,12 +132,13 @@ def run_script(spec: Dict[str, Any]) -> Dict[str, Any]:
         if found is None or not found.origin:
             raise InputError(f"{cmd.target}: no such module (from {os.getcwd()})")
         script = found.origin
-    sys.argv = [script, *cmd.args]
+    sys.argv = [script, *cmd.script_args]
     recorder = standins.Recorder()
     sys.meta_path.append(standins.StandInFinder(recorder))
     _fake_process_group()
     _compile_unchanged(recorder)
     hf_fake.install()
+    deepspeed_fake.install()
     tracer = step_trace.StepTrace()
     stop: Optional[str] = None
     try:

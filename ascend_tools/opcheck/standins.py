@@ -385,15 +385,14 @@ class StandInFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
         parent = sys.modules.get(fullname.rpartition(".")[0])
-        package = (
-            package_of(fullname)
-            or (parent._package if isinstance(parent, StandInModule) else None)
-            or (CUDA_EXTENSION if fullname.split(".")[0] in self.unknown else None)
-        )
-        if package is None or not _asked_by_user_code():
-            return None
-        if "." not in fullname:
-            self.recorder.note(fullname, "import", package)
+        if not isinstance(parent, StandInModule):  # an attribute of a stand-in given out is one too
+            package = package_of(fullname) or (
+                CUDA_EXTENSION if fullname.split(".")[0] in self.unknown else None
+            )
+            if package is None or not _asked_by_user_code():
+                return None
+            if "." not in fullname:
+                self.recorder.note(fullname, "import", package)
         return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
 
     def create_module(self, spec: Any) -> Any:

@@ -12,8 +12,10 @@ from typing import Any, Iterator, List, Optional
 
 import torch
 
-from ..dispatch import ModulePath, op_name
+from ..dispatch import ModulePath, in_backward, op_name
+from ..stacks import user_site
 from . import trace
+from .fake_accelerator import META, is_accelerator
 
 
 class StepDone(BaseException):
@@ -24,11 +26,20 @@ class GatedOpTrace(trace.OpTraceMode):
     """The op tracer, passing ops through unrecorded while ``recording`` is off (data loading, setup)."""
 
     recording = False
+    backward_ran = False
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if self.recording and not self.backward_ran:
+            self.backward_ran = in_backward()
+        if self.backward_ran and func is _ITEM and args[0].dtype == torch.bool and args[0].is_meta:
+            return self._health_check(args[0])
+        if "device" in kwargs and is_accelerator(kwargs["device"]):
+            # a factory called where the fake node's function mode is off (inside a torch call that went
+            # through it: DeepSpeed's gradient hooks allocate buckets on cuda during backward)
+            kwargs = dict(kwargs, device=META)
         if self.recording:
             return super().__torch_dispatch__(func, types, args, kwargs)
-        kwargs = kwargs or {}
         if func is torch.ops.prim.device.default:
             return args[0].device
         try:
@@ -38,6 +49,18 @@ class GatedOpTrace(trace.OpTraceMode):
             if fallback is None:
                 raise
             return fallback(*args, **kwargs)
+
+    def _health_check(self, flag: torch.Tensor) -> bool:
+        """A yes/no read between the backward and the optimizer step asks whether the gradients are bad
+        (DeepSpeed's ``bool((~isfinite(norm) | (norm < 0)).any())``; Lightning's and Accelerate's skip
+        checks): meta gradients have no values, and the traced step is a finite one, so it reads False
+        (every other ``.item()`` reads 1, ``trace.SHAPE_FALLBACKS``)."""
+        self.record("aten::_local_scalar_dense", (flag,), {})
+        self.assumed.setdefault("aten::_local_scalar_dense", user_site())
+        return False
+
+
+_ITEM = torch.ops.aten._local_scalar_dense.default
 
 
 class GatedFusedCalls(trace.FusedCallMode):

@@ -67,3 +67,55 @@ def test_data_parallel_runs_its_module_once():
         model = torch.nn.DataParallel(torch.nn.Linear(3, 2)).cuda()
         out = model(torch.ones(4, 3).cuda())
     assert out.shape == (4, 2) and out.device.type == "meta"
+
+
+WORLD = """
+import torch.distributed as dist
+from ascend_tools.opcheck import script_child
+script_child._fake_process_group()
+dist.init_process_group("nccl", world_size=-1, rank=-1)  # as deepspeed.init_distributed() calls it
+print(dist.get_world_size(), dist.get_rank(), dist.get_backend())
+"""
+
+
+def test_nccl_world_of_minus_one_takes_the_launchers_environment():
+    """torch's init_process_group reads world_size=-1/rank=-1 as "from the environment"; DeepSpeed passes
+    them explicitly. The fake world must size itself from WORLD_SIZE/RANK then, not refuse -1."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, WORLD_SIZE="4", RANK="0", LOCAL_RANK="0")
+    proc = subprocess.run([sys.executable, "-c", WORLD], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-3:] == ["4", "0", "fake"]
+
+
+def test_factories_on_cuda_inside_backward_hooks_go_to_meta():
+    """ZeRO's gradient hooks allocate their buckets with torch.empty(device="cuda:0") during backward, where
+    the fake node's function mode is off (backward itself went through it): the step trace's dispatch
+    mode sends them to meta."""
+    from ascend_tools.opcheck import step_trace
+
+    buckets = []
+    with fake_accelerator.fake_node(1), step_trace.StepTrace().active():
+        model = torch.nn.Linear(4, 2).cuda()
+        model.weight.register_hook(lambda g: buckets.append(torch.empty(8, device="cuda:0")))
+        model(torch.ones(3, 4).cuda()).sum().backward()
+    assert [b.device.type for b in buckets] == ["meta"]
+
+
+def test_a_yes_no_read_after_backward_says_the_gradients_are_finite():
+    """ZeRO's ``is_invalid_grad_norm`` is ``bool((~isfinite(norm) | (norm < 0)).any())``: read as 1 it
+    skips every traced step as overflowed. Before the backward a bool reads True (an all-ones mask test),
+    after it False; a number still reads 1."""
+    from ascend_tools.opcheck import step_trace
+
+    with fake_accelerator.fake_node(1), step_trace.StepTrace().active():
+        model = torch.nn.Linear(4, 2).cuda()
+        out = model(torch.ones(3, 4).cuda())
+        assert bool((out == out).all())
+        out.sum().backward()
+        norm = model.weight.grad.norm()
+        assert not bool((~torch.isfinite(norm) | (norm < 0)).any())
+        assert norm.item() == 1.0

@@ -77,3 +77,15 @@ def test_bad_commands_are_one_line(argv, words):
     with pytest.raises(InputError) as info:
         parse(argv.split())
     assert words in str(info.value) and "\n" not in str(info.value)
+
+
+def test_deepspeed_launcher_gives_the_script_its_local_rank_first():
+    """deepspeed/launcher/launch.py runs ``python -u script --local_rank=N ARGS`` unless --no_local_rank;
+    DeepSpeed-Chat's main() calls deepspeed.init_distributed() only when --local_rank is not -1."""
+    assert parse(["deepspeed", "--num_gpus=1", "train.py", "--zero_stage", "2"]).script_args == (
+        "--local_rank=0",
+        "--zero_stage",
+        "2",
+    )
+    assert parse(["deepspeed", "--no_local_rank", "train.py", "--x"]).script_args == ("--x",)
+    assert parse(["torchrun", "train.py", "--x"]).script_args == ("--x",)
