@@ -203,7 +203,7 @@ class StatsQueue:
     CPU: the statistics themselves, counts included, and the tensor is let go). :meth:`take` hands the pending entries over
     and :meth:`resolve` fills their statistics, on the user's thread or the capture's writer thread. Only
     CPU entries ever go to the writer thread (a flush holding an accelerator entry is resolved on the
-    user's thread, see ``Capture._flush``), and those hold no tensor and are not reachable from
+    user's thread, see ``RecordWriter.flush``), and those hold no tensor and are not reachable from
     :meth:`before_write`: no lock is needed."""
 
     def __init__(self, digests: bool = False) -> None:
