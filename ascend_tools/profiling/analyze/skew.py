@@ -48,11 +48,13 @@ def measure(profile: Profile, instances: List[GroupInstances]) -> Skew:
         cell_wait = np.clip(latest - arrive, 0.0, dur)
         wait[inst.rec[have]] = cell_wait[have]
         active = have.any(axis=1)
+        del dur, cell_wait, have  # members × instances each: 131 MB at 8,192 ranks × 2,000
         cols = np.flatnonzero(inst.complete)
         if active.sum() < 2 or not len(cols):
             spread[inst.gid] = np.zeros(0)
             continue
         a = arrive[np.ix_(active, cols)]
+        del arrive
         rec = inst.rec[np.ix_(active, cols)]
         top = np.argmax(a, axis=0)
         second = np.partition(a, -2, axis=0)[-2]
