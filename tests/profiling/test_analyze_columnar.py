@@ -56,7 +56,11 @@ def _report(path: str) -> str:
 
 
 def test_the_report_is_the_one_the_json_reader_gave(tmp_path):
+    """A change to the report on purpose: ``UPDATE_GOLDEN=1 pytest -k json_reader_gave`` rewrites it."""
     write_case(str(tmp_path))
+    if os.environ.get("UPDATE_GOLDEN"):
+        with open(GOLDEN, "w", encoding="utf-8") as f:
+            f.write(_report(str(tmp_path)))
     with open(GOLDEN, encoding="utf-8") as f:
         golden = f.read()
     assert _report(str(tmp_path)) == golden
