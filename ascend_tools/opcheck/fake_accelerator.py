@@ -32,7 +32,9 @@ class FakeNode:
     """The node's state: device count and the current device."""
 
     def __init__(self, devices: int) -> None:
-        self.devices = devices
+        # CUDA_VISIBLE_DEVICES=0 python train.py: the script sees one of the node's devices
+        visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+        self.devices = min(devices, len(visible)) if visible else devices
         self.current = int(os.environ.get("LOCAL_RANK", "0") or 0) % max(devices, 1)
 
     def set_device(self, device: Any) -> None:

@@ -11,7 +11,7 @@ import contextlib
 from typing import Any
 
 from ..errors import InputError
-from . import patch_on_import
+from . import patch_on_import, standins
 
 
 def _config(name_or_path: Any, config: Any, kwargs: Any) -> Any:
@@ -34,9 +34,15 @@ def _from_pretrained(cls: Any, name_or_path: Any, *args: Any, config: Any = None
     config = _config(name_or_path, config, kwargs)
     dtype = kwargs.get("torch_dtype", kwargs.get("dtype"))
     extra = {"torch_dtype": dtype} if dtype is not None and dtype != "auto" else {}
-    if kwargs.get("attn_implementation"):
-        config._attn_implementation = kwargs["attn_implementation"]
+    attention = kwargs.get("attn_implementation")
+    if attention:
+        # transformers runs "flash_attention_2" on NPU through torch_npu's fused attention; here, without
+        # flash_attn (CUDA-only), SDPA is the same attention
+        config._attn_implementation = FLASH_ON_NPU.get(attention, attention)
     return cls._from_config(config, **extra)
+
+
+FLASH_ON_NPU = {"flash_attention_2": "sdpa", "flash_attention_3": "sdpa"}
 
 
 def _patch_modeling_utils(module: Any) -> None:
@@ -69,10 +75,30 @@ def _patch_quantization_config(module: Any) -> None:
     config.post_init = post_init
 
 
+def _patch_trainer(module: Any) -> None:
+    """``--optim paged_adamw_32bit`` / ``adamw_bnb_8bit``: Trainer refuses the bitsandbytes optimizers where
+    bitsandbytes (CUDA-only; the flag is a finding of the scan) is not installed. They step as AdamW, so
+    the traced step runs AdamW's update with the run's learning rate, betas and eps."""
+    trainer = module.Trainer
+    original = trainer.get_optimizer_cls_and_kwargs
+
+    def get_optimizer_cls_and_kwargs(args: Any, model: Any = None) -> Any:
+        try:
+            return original(args, model)
+        except ValueError as exc:
+            if "bitsandbytes" not in str(exc):
+                raise
+        betas = (args.adam_beta1, args.adam_beta2)
+        return standins.AdamW, {"lr": args.learning_rate, "betas": betas, "eps": args.adam_epsilon}
+
+    trainer.get_optimizer_cls_and_kwargs = staticmethod(get_optimizer_cls_and_kwargs)
+
+
 _PATCHES = {
     "transformers.modeling_utils": _patch_modeling_utils,
     "transformers.models.auto.auto_factory": _patch_auto_factory,
     "transformers.utils.quantization_config": _patch_quantization_config,
+    "transformers.trainer": _patch_trainer,
 }
 
 

@@ -263,11 +263,26 @@ def meta_autocast_as_cpu() -> Iterator[None]:
         def __init__(self, device_type: str, *args: Any, **kwargs: Any) -> None:
             super().__init__("cpu" if device_type == "meta" else device_type, *args, **kwargs)
 
+    # the queries too (trl's chunked log-prob asks torch.is_autocast_enabled(hidden.device.type))
+    queries = {name: getattr(torch, name, None) for name in ("is_autocast_enabled", "get_autocast_dtype")}
     torch.autocast = torch.amp.autocast = MetaAsCpuAutocast  # type: ignore[misc]
+    for name, query in queries.items():
+        if query is not None:
+            setattr(torch, name, _meta_as_cpu(query))
     try:
         yield
     finally:
         torch.autocast = torch.amp.autocast = original  # type: ignore[misc]
+        for name, query in queries.items():
+            if query is not None:
+                setattr(torch, name, query)
+
+
+def _meta_as_cpu(query: Callable[..., Any]) -> Callable[..., Any]:
+    def ask(*args: Any) -> Any:
+        return query(*("cpu" if a == "meta" else a for a in args))
+
+    return ask
 
 
 def _first_line(exc: BaseException) -> str:

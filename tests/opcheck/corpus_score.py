@@ -131,7 +131,9 @@ def command_form_available() -> bool:
 def _env(truth: Truth, cwd: Path) -> Dict[str, str]:
     env = dict(os.environ)
     for key, value in truth.env.items():
-        env[key] = os.pathsep.join(str((cwd / p).resolve()) for p in value.split(os.pathsep))
+        if key.endswith("PATH"):  # PYTHONPATH: directories of the script's tree
+            value = os.pathsep.join(str((cwd / p).resolve()) for p in value.split(os.pathsep))
+        env[key] = value
     return env
 
 

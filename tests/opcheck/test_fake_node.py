@@ -119,3 +119,30 @@ def test_a_yes_no_read_after_backward_says_the_gradients_are_finite():
         norm = model.weight.grad.norm()
         assert not bool((~torch.isfinite(norm) | (norm < 0)).any())
         assert norm.item() == 1.0
+
+
+def test_cuda_visible_devices_limits_the_fake_node(monkeypatch):
+    """CUDA_VISIBLE_DEVICES=0 python train.py sees one GPU (HF Trainer then does not wrap the model in
+    nn.DataParallel, which SFTTrainer refuses)."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    with fake_accelerator.fake_node(8):
+        assert torch.cuda.device_count() == 1
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    with fake_accelerator.fake_node(8):
+        assert torch.cuda.device_count() == 2
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    with fake_accelerator.fake_node(8):
+        assert torch.cuda.device_count() == 8
+
+
+def test_autocast_queries_on_meta_answer_as_cpu():
+    """trl's chunked log-prob asks torch.is_autocast_enabled(hidden.device.type): on meta torch raises
+    'unknown device type for autocast'; autocast never applies to meta tensors, so it answers as the CPU."""
+    from ascend_tools.opcheck import trace
+
+    if not hasattr(torch, "get_autocast_dtype"):
+        pytest.skip("torch.get_autocast_dtype needs torch >= 2.4")
+    with trace.meta_autocast_as_cpu():
+        assert torch.is_autocast_enabled("meta") is False
+        assert torch.get_autocast_dtype("meta") == torch.get_autocast_dtype("cpu")
+        assert torch.is_autocast_enabled() is False

@@ -24,3 +24,57 @@ def test_bitsandbytes_config_builds_without_bitsandbytes():
     proc = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split()[-2:] == ["True", "True"]
+
+
+FLASH = """
+import torch
+from ascend_tools.opcheck import hf_fake, fake_accelerator
+hf_fake.install()
+from transformers import AutoModelForCausalLM
+with fake_accelerator.fake_node(1):
+    model = AutoModelForCausalLM.from_pretrained(DIR, attn_implementation="flash_attention_2")
+print(model.config._attn_implementation)
+"""
+
+
+def test_flash_attention_2_without_flash_attn_builds_with_sdpa(tmp_path):
+    """from_pretrained(..., attn_implementation="flash_attention_2") refuses to build where flash_attn is not
+    installed; on NPU transformers runs that setting through torch_npu's fused attention, so the fake
+    child builds the model with SDPA, the same attention."""
+    pytest.importorskip("transformers")
+    import importlib.util
+    import json
+
+    if importlib.util.find_spec("flash_attn") is not None:
+        pytest.skip("flash_attn is installed")
+    config = {"model_type": "llama", "vocab_size": 32, "hidden_size": 16, "intermediate_size": 32}
+    config.update(num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    code = FLASH.replace("DIR", repr(str(tmp_path)))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-1] == "sdpa"
+
+
+BNB_OPTIM = """
+from ascend_tools.opcheck import hf_fake, standins
+hf_fake.install()
+from transformers import Trainer, TrainingArguments
+args = TrainingArguments(output_dir=OUT, optim="paged_adamw_32bit", learning_rate=3e-4, report_to=[])
+cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args)
+print(cls is standins.AdamW, kwargs["lr"], kwargs["betas"])
+"""
+
+
+def test_bitsandbytes_optimizer_flag_steps_as_adamw(tmp_path):
+    """--optim paged_adamw_32bit: transformers 4.x's Trainer raises where bitsandbytes is not installed;
+    the child gives AdamW with the run's learning rate and betas."""
+    pytest.importorskip("transformers")
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is not None or importlib.util.find_spec("accelerate") is None:
+        pytest.skip("needs transformers' Trainer (accelerate) without bitsandbytes")
+    code = BNB_OPTIM.replace("OUT", repr(str(tmp_path)))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split("\n")[-2] == "True 0.0003 (0.9, 0.999)"
