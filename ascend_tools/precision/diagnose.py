@@ -125,6 +125,7 @@ class Diagnoser:
         """The error of each parameter at its first read before the optimizer runs (records name parameters:
         ``TensorInfo.name``), against the reference's parameter of the same name read by the paired op."""
         seen = set()
+        todo: List[Tuple[PairResult, str, TensorInfo, TensorInfo, float, bool]] = []
         for res in sorted((r for r in results if r.pair.target is not None), key=lambda r: r.record.id):
             t, r = res.pair.target, res.pair.reference
             if t is None or r is None or t.phase not in ("init", "forward"):
@@ -141,7 +142,13 @@ class Diagnoser:
                     if tensors
                     else standards.stats_tolerance(a.dtype, b.dtype)
                 )
-                res.params.append((a.name, self._input_error(a, b, res), bar, tensors))
+                todo.append((res, a.name, a, b, bar, tensors))
+        # the errors on the pool: a parameter is rarely an earlier op's output, so each is a comparison of its own
+        errors = pairpool.map_in_order(
+            lambda job: self._input_error(job[2], job[3], job[0]), todo, self.workers
+        )
+        for (res, name, _, _, bar, tensors), error in zip(todo, errors):
+            res.params.append((name, error, bar, tensors))
 
     # --- error against the reference -----------------------------------------------------------------
 
