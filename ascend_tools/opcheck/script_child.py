@@ -113,7 +113,7 @@ def _user_line(tb: Any) -> str:
 def run_script(spec: Dict[str, Any]) -> Dict[str, Any]:
     import importlib.util
 
-    from . import deepspeed_fake, fake_accelerator, hf_fake, standins, step_trace
+    from . import cuda_extensions, deepspeed_fake, fake_accelerator, hf_fake, standins, step_trace
 
     cmd = LaunchCommand.from_json(spec["command"])
     os.chdir(spec["cwd"])
@@ -137,6 +137,7 @@ def run_script(spec: Dict[str, Any]) -> Dict[str, Any]:
     sys.meta_path.append(standins.StandInFinder(recorder))
     _fake_process_group()
     _compile_unchanged(recorder)
+    cuda_extensions.install(recorder)
     hf_fake.install()
     deepspeed_fake.install()
     tracer = step_trace.StepTrace()
