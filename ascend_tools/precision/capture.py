@@ -410,7 +410,9 @@ class Capture(StepSession):
                 src = inputs[0]
                 outputs = [TensorEntry(src.dtype, t.shape, src.entry, src.body, has_stats=True)]
                 self._remember(t, outputs[0])
-        elif meta.undefined:  # uninitialised memory: dtype and shape only, also where a later op reads it
+        elif meta.undefined or (meta.view and inputs and _undefined(inputs[0])):
+            # uninitialised memory (FSDP views its all-gather buffers before they are filled): dtype and shape
+            # only, also where a later op reads it
             outputs = [TensorEntry(dtype_name(t.dtype), t.shape, body="}") for t in tensors]
             for t, info in zip(tensors, outputs):
                 self._remember(t, info)
@@ -530,6 +532,11 @@ def _current(entry: Optional[TensorEntry]) -> bool:
     """Whether ``entry``'s tensor is alive and unwritten since its statistics (so they are its values)."""
     held = entry.ref() if entry is not None and entry.ref is not None else None
     return held is not None and held._version == entry.version  # type: ignore[union-attr]
+
+
+def _undefined(entry: TensorEntry) -> bool:
+    """Whether ``entry`` is a tensor of uninitialised memory (no statistics, no file: see ``_after_op``)."""
+    return not entry.has_stats and entry.file is None and entry.body == "}"
 
 
 _LIVE: Any = weakref.WeakSet()

@@ -33,8 +33,15 @@ KINDS = ("nonfinite", "parameter", "kernel", "divergence", "target-only")
 # target-only ops that change no value: the casts a lower-precision run adds, views and copies
 _NEUTRAL = frozenset(
     ("_to_copy", "to", "clone", "copy_", "view", "_unsafe_view", "alias", "detach", "expand", "t",
-     "transpose", "reshape", "contiguous", "lift_fresh", "_to_dtype", "slice", "select", "unsqueeze", "squeeze")
+     "transpose", "reshape", "contiguous", "lift_fresh", "_to_dtype", "slice", "select", "unsqueeze", "squeeze",
+     "as_strided")
 )  # fmt: skip
+# ops that alias their input's memory: they cannot make a NaN, only show one already there (FSDP2 views the
+# buffers it re-allocates for an all-gather before filling them: uninitialised memory)
+_ALIASES = _NEUTRAL - {"_to_copy", "to", "clone", "copy_", "contiguous", "lift_fresh", "_to_dtype"}
+# collectives and FSDP's copies in and out of their buffers: a one-process reference has none, and what they
+# deliver is compared where the model reads it
+_COMMUNICATION = ("c10d::", "_c10d_functional::", "fsdp::")
 ARGS_SHOWN = 5
 # Statistics move more than tensors (a min or a mean near zero): a divergence seen in statistics only needs
 # a larger ratio. Measured on tests/precision/test_drift_causes.py: clean bf16 Llama runs reach 42 (backward
@@ -98,7 +105,13 @@ def _classify(res: PairResult) -> Optional[Cause]:
     if r is None:
         base = op_base(t.name)
         # backward ops follow the forward graph (a bf16 run's extra cast adds a gradient sum there)
-        if t.kind == "op" and t.phase != "backward" and base not in _NEUTRAL and base not in UNDEFINED_VALUES:
+        if (
+            t.kind == "op"
+            and t.phase != "backward"
+            and base not in _NEUTRAL
+            and base not in UNDEFINED_VALUES
+            and not t.name.startswith(_COMMUNICATION)
+        ):
             return Cause("target-only", res, "suspect", "no counterpart in the reference run")
         return None
     if res.replay is not None and res.replay.is_error:
@@ -160,7 +173,7 @@ def first_nonfinite(results: List[PairResult]) -> Optional[Cause]:
     for res in sorted((r for r in results if r.pair.target is not None), key=lambda r: r.record.id):
         t, r = res.pair.target, res.pair.reference
         assert t is not None
-        if t.kind != "op":
+        if t.kind != "op" or op_base(t.name) in _ALIASES:
             continue
         made = new_nonfinite(t.outputs, r.outputs if r is not None else [])
         if r is None and "saturated" in made:

@@ -258,7 +258,9 @@ def npy_array(t: Any) -> np.ndarray:
 
     from ..dispatch import dtype_name
 
-    x = t.detach().cpu().contiguous()
+    # always a copy: numpy() marks a storage non-resizable for good, and a CPU tensor's own storage then
+    # breaks whoever resizes it later (FSDP2 frees each unsharded parameter with storage.resize_(0))
+    x = t.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
     name = dtype_name(x.dtype)
     if name in RAW_BITS:
         return (
