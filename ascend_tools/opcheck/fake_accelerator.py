@@ -89,6 +89,12 @@ def _tensor_cuda(
     return self.to(META)
 
 
+def _is_cuda(self: torch.Tensor) -> bool:
+    """``x.is_cuda`` of a tensor the script put on the accelerator (meta here): model code asserts it
+    (flash-attn's fused cross-entropy) or branches on it to take its accelerator path."""
+    return self.device.type in ("cuda", "meta")
+
+
 def _pinned(self: torch.Tensor, device: Any = None) -> torch.Tensor:
     """``pin_memory()`` needs a real accelerator; on the fake node the host tensor stays as it is."""
     return self
@@ -231,6 +237,7 @@ def _patches(node: FakeNode) -> List[Tuple[Any, str, Any]]:
         (optimizer_module, "_get_fused_kernels_supported_devices", fused_devices),
         (torch.Tensor, "cuda", _tensor_cuda),
         (torch.Tensor, "pin_memory", _pinned),
+        (torch.Tensor, "is_cuda", property(_is_cuda)),
         *((scaler, "_maybe_opt_step", _scaler_step) for scaler in _grad_scalers()),
         (torch.nn.DataParallel, "__init__", _one_replica(torch.nn.DataParallel.__init__)),
         (torch.nn.Module, "to", _module_to(torch.nn.Module.to)),

@@ -38,6 +38,11 @@ def launcher_env(cmd: LaunchCommand) -> Dict[str, str]:
     }
 
 
+#: nothing reaches the network: configs come from disk or the hub cache, experiment loggers are off (the
+#: one-step run has nothing to log, and wandb's login would stop it)
+OFFLINE = {"HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+
+
 def _fake_process_group() -> Any:
     """``init_process_group(nccl)`` initialises torch's fake backend instead: collectives return at once,
     so DDP/FSDP wrappers build; world size and rank from the launcher's environment."""
@@ -113,13 +118,21 @@ def _user_line(tb: Any) -> str:
 def run_script(spec: Dict[str, Any]) -> Dict[str, Any]:
     import importlib.util
 
-    from . import cuda_extensions, deepspeed_fake, fake_accelerator, hf_fake, standins, step_trace
+    from . import (
+        cuda_extensions,
+        deepspeed_fake,
+        fake_accelerator,
+        hf_fake,
+        lightning_fake,
+        standins,
+        step_trace,
+    )
 
     cmd = LaunchCommand.from_json(spec["command"])
     os.chdir(spec["cwd"])
     for key, value in launcher_env(cmd).items():
         os.environ.setdefault(key, value)
-    os.environ["HF_HUB_OFFLINE"] = "1"  # nothing downloads: configs come from disk or the cache
+    os.environ.update(OFFLINE)
     if cmd.script is not None:
         script = os.path.abspath(cmd.script)
         sys.path.insert(0, os.path.dirname(script))
@@ -140,6 +153,7 @@ def run_script(spec: Dict[str, Any]) -> Dict[str, Any]:
     cuda_extensions.install(recorder)
     hf_fake.install()
     deepspeed_fake.install()
+    lightning_fake.install()
     tracer = step_trace.StepTrace()
     stop: Optional[str] = None
     try:

@@ -233,6 +233,101 @@ class _ScaleLoss:
         return None
 
 
+def dropout_add_ln_fwd(
+    x0: torch.Tensor,
+    residual: Optional[torch.Tensor],
+    gamma: torch.Tensor,
+    beta: Optional[torch.Tensor],
+    rowscale: Any,
+    colscale: Any,
+    x0_subset: Any,
+    z_subset: Any,
+    dropout_p: float,
+    epsilon: float,
+    *args: Any,
+) -> Tuple[Any, ...]:
+    """flash-attn's dropout_layer_norm forward over (rows, hidden): x = dropout(x0) + residual, then
+    LayerNorm (or RMSNorm when the last argument, is_rms_norm, is true); returns z, x, dmask, mu, rsigma."""
+    is_rms_norm = bool(args[-1]) if args else False
+    x = x0 if rowscale is None else x0 * rowscale[:, None]
+    x = x if colscale is None else x * colscale
+    dmask = None
+    if dropout_p > 0:
+        dmask = torch.rand_like(x, dtype=torch.float32) >= dropout_p
+        x = x * dmask / (1 - dropout_p)
+    if residual is not None:
+        x = x + residual
+    xf = x.float()
+    mu = torch.zeros_like(xf[:, 0]) if is_rms_norm else xf.mean(-1)
+    centred = xf if is_rms_norm else xf - mu[:, None]
+    rsigma = torch.rsqrt(centred.pow(2).mean(-1) + epsilon)
+    z = centred * rsigma[:, None] * gamma.float()
+    if beta is not None and not is_rms_norm:
+        z = z + beta.float()
+    return z.to(x0.dtype), x, dmask, mu, rsigma
+
+
+def dropout_add_ln_bwd(
+    dz: torch.Tensor,
+    dx: Optional[torch.Tensor],
+    x: torch.Tensor,
+    x0: Any,
+    dmask: Optional[torch.Tensor],
+    mu: torch.Tensor,
+    rsigma: torch.Tensor,
+    gamma: torch.Tensor,
+    rowscale: Any,
+    colscale: Any,
+    x0_subset: Any,
+    z_subset: Any,
+    dropout_p: float,
+    *args: Any,
+) -> Tuple[Any, ...]:
+    """The gradients of :func:`dropout_add_ln_fwd` (is_rms_norm and has_residual are its last arguments):
+    dx0, dresidual, dgamma, dbeta, and the two partial sums (here the sums themselves)."""
+    is_rms_norm = bool(args[-1]) if args else False
+    has_residual = bool(args[-2]) if len(args) > 1 else False
+    xf, r = x.float(), rsigma[:, None]
+    xhat = (xf if is_rms_norm else xf - mu[:, None]) * r
+    g = dz.float() * gamma.float()
+    inner = g - (g * xhat).mean(-1, keepdim=True) * xhat
+    if not is_rms_norm:
+        inner = inner - g.mean(-1, keepdim=True)
+    dxf = inner * r + (dx.float() if dx is not None else 0)
+    dgamma = (dz.float() * xhat).sum(0).to(gamma.dtype)
+    dbeta = dz.float().sum(0).to(gamma.dtype)
+    dx0 = dxf if dmask is None else dxf * dmask / (1 - dropout_p)
+    dresidual = dxf.to(x.dtype) if has_residual else None
+    return dx0.to(x.dtype), dresidual, dgamma, dbeta, dgamma, dbeta
+
+
+def xentropy_forward(
+    logits: torch.Tensor, labels: torch.Tensor, smoothing: float = 0.0, total_classes: int = -1
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """flash-attn's xentropy_cuda_lib.forward: per-row losses (label-smoothed cross-entropy) and the
+    row log-sum-exp, in float32."""
+    lf = logits.float()
+    lse = torch.logsumexp(lf, -1)
+    picked = lf.gather(-1, labels.clamp(min=0)[:, None])[:, 0]
+    losses = lse - (1 - smoothing) * picked - smoothing * lf.mean(-1)
+    return losses, lse
+
+
+def xentropy_backward(
+    grad_loss: torch.Tensor,
+    logits: torch.Tensor,
+    lse: torch.Tensor,
+    labels: torch.Tensor,
+    smoothing: float = 0.0,
+    *args: Any,
+) -> torch.Tensor:
+    """The gradient of :func:`xentropy_forward` with respect to the logits."""
+    probs = torch.exp(logits.float() - lse[:, None])
+    target = torch.full_like(probs, smoothing / probs.shape[-1])
+    target.scatter_add_(-1, labels.clamp(min=0)[:, None], torch.full_like(probs[:, :1], 1 - smoothing))
+    return ((probs - target) * grad_loss[:, None]).to(logits.dtype)
+
+
 #: (module, attribute) -> reference implementation
 REFERENCE: Dict[Tuple[str, str], Any] = {}
 for _mod in ("flash_attn", "flash_attn.flash_attn_interface"):
@@ -255,6 +350,10 @@ REFERENCE.update(
         ("apex.amp", "initialize"): amp_initialize,
         ("apex.amp", "scale_loss"): _ScaleLoss,
         ("apex.parallel", "convert_syncbn_model"): torch.nn.SyncBatchNorm.convert_sync_batchnorm,
+        ("xentropy_cuda_lib", "forward"): xentropy_forward,
+        ("xentropy_cuda_lib", "backward"): xentropy_backward,
+        ("dropout_layer_norm", "dropout_add_ln_fwd"): dropout_add_ln_fwd,
+        ("dropout_layer_norm", "dropout_add_ln_bwd"): dropout_add_ln_bwd,
         ("bitsandbytes.nn", "Linear4bit"): Linear,
         ("bitsandbytes.nn", "Linear8bitLt"): Linear,
     }

@@ -146,3 +146,23 @@ def test_autocast_queries_on_meta_answer_as_cpu():
         assert torch.is_autocast_enabled("meta") is False
         assert torch.get_autocast_dtype("meta") == torch.get_autocast_dtype("cpu")
         assert torch.is_autocast_enabled() is False
+
+
+def test_is_cuda_is_true_on_the_fake_accelerator():
+    """flash-attn's fused cross-entropy asserts input.is_cuda; model code branches on it."""
+    with fake_accelerator.fake_node(1):
+        assert torch.ones(2).cuda().is_cuda and not torch.ones(2).is_cuda
+    assert not torch.ones(2, device="meta").is_cuda
+
+
+def test_lightning_meta_parameter_checks_say_none():
+    """Fabric.setup_optimizers refuses an optimizer holding meta parameters: on the fake node every
+    parameter is on meta, standing for the accelerator's."""
+    import types
+
+    from ascend_tools.opcheck import lightning_fake, script_child
+
+    module = types.SimpleNamespace(_has_meta_device_parameters_or_buffers=lambda obj: True)
+    lightning_fake._patch(module)
+    assert module._has_meta_device_parameters_or_buffers(torch.nn.Linear(1, 1)) is False
+    assert script_child.OFFLINE["WANDB_MODE"] == "disabled"  # wandb's login would stop TinyLlama's run

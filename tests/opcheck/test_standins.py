@@ -108,3 +108,50 @@ def test_a_lowercase_attribute_is_a_submodule_and_a_function(finder):
     called = {(u.module, u.what) for u in finder.uses}
     assert ("apex.parallel", "convert_syncbn_model") in called
     assert ("apex.contrib.multihead_attn", "fast_mask_softmax") in called
+
+
+FP32 = {"rtol": 1e-5, "atol": 1e-6}  # the kernels compute in float32
+
+
+@pytest.mark.parametrize("rms", [False, True])
+def test_dropout_add_layer_norm_matches_the_formula_and_autograd(rms):
+    """flash-attn's dropout_layer_norm kernels (TinyLlama's FusedRMSNorm): forward = norm(x0 + residual),
+    backward = autograd's gradients of that formula (dropout off)."""
+    torch.manual_seed(0)
+    x0, res = torch.randn(6, 8, dtype=torch.float64), torch.randn(6, 8, dtype=torch.float64)
+    gamma, beta = torch.randn(8, dtype=torch.float64), torch.randn(8, dtype=torch.float64)
+    args = (None, None, None, None, 0.0, 1e-5, 1.0, 0, None, False, rms)
+    z, x, dmask, mu, rsigma = standins.dropout_add_ln_fwd(x0, res, gamma, beta, *args)
+    leaves = [t.clone().requires_grad_() for t in (x0, res, gamma, beta)]
+    s = leaves[0] + leaves[1]
+    if rms:
+        want = s * torch.rsqrt(s.pow(2).mean(-1, keepdim=True) + 1e-5) * leaves[2]
+    else:
+        want = torch.nn.functional.layer_norm(s, (8,), leaves[2], leaves[3], 1e-5)
+    torch.testing.assert_close(z, want.detach(), **FP32)
+    dz = torch.randn_like(z)
+    want.backward(dz)
+    bwd_args = (None, None, None, None, 0.0, 1.0, 0, True, rms)
+    dx0, dres, dgamma, dbeta, *_ = standins.dropout_add_ln_bwd(
+        dz, None, x, x0, dmask, mu, rsigma, gamma, *bwd_args
+    )
+    torch.testing.assert_close(dx0, leaves[0].grad, **FP32)
+    torch.testing.assert_close(dres, leaves[1].grad, **FP32)
+    torch.testing.assert_close(dgamma, leaves[2].grad, **FP32)
+    if not rms:
+        torch.testing.assert_close(dbeta, leaves[3].grad, **FP32)
+
+
+def test_xentropy_matches_cross_entropy_and_autograd():
+    """flash-attn's xentropy_cuda_lib (TinyLlama's fused cross-entropy): per-row label-smoothed
+    cross-entropy and its gradient, as torch's cross_entropy(reduction="none", label_smoothing)."""
+    torch.manual_seed(0)
+    logits, labels = torch.randn(5, 11, dtype=torch.float64), torch.tensor([0, 3, 10, 7, 2])
+    losses, lse = standins.xentropy_forward(logits, labels, 0.1)
+    leaf = logits.clone().requires_grad_()
+    want = torch.nn.functional.cross_entropy(leaf, labels, reduction="none", label_smoothing=0.1)
+    torch.testing.assert_close(losses, want.detach().float(), check_dtype=False)
+    torch.testing.assert_close(lse, torch.logsumexp(logits, -1).float(), check_dtype=False)
+    grad = torch.randn(5, dtype=torch.float64)
+    want.backward(grad)
+    torch.testing.assert_close(standins.xentropy_backward(grad, logits, lse, labels, 0.1), leaf.grad, **FP32)
