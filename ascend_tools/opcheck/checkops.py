@@ -109,7 +109,12 @@ def build_report(opts: Options, payload: Dict[str, Any], findings: Sequence[Any]
             if trace
             else "not traced (--scan-only)",
         ),
-        ("verdicts", ", ".join(f"{n} {s}" for s, n in status_counts.items() if n)),
+        (
+            "verdicts",
+            ", ".join(f"{n} {s}" for s, n in status_counts.items() if n)
+            if trace
+            else "none (ops not traced)",
+        ),
         ("dtype risks", summary["dtype_risks"]),
         ("source findings", ", ".join(f"{n} {s}" for s, n in severity_counts.items() if n) or "none"),
         ("fusion candidates", summary["patterns"]),

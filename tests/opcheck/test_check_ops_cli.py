@@ -371,3 +371,16 @@ def test_data_dependent_values_are_assumed_and_reported(tmp_path):
     assert "aten::relu" in ops  # the branch taken under the assumption (1 = True)
     text = CliRunner().invoke(main, ["check-ops", str(model), "--fail-on", "never"]).output
     assert "Data-dependent values assumed" in text
+
+
+def test_scan_only_summary_says_the_ops_were_not_traced(files):
+    """The terminal summary under --scan-only: the verdicts line names why it has no counts."""
+    result = invoke(files["cuda_script"], "--scan-only", "--fail-on", "never")
+    assert result.exit_code == 0, result.stderr
+    lines = {
+        line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip()
+        for line in result.stdout.splitlines()
+        if ":" in line
+    }
+    assert lines["verdicts"] == "none (ops not traced)"
+    assert lines["traced"] == "not traced (--scan-only)"
