@@ -7,9 +7,11 @@ per aten op call:
 1. copy the tensor inputs to CPU, floating ones as float64, *before* the op runs (an in-place op
    overwrites its inputs);
 2. run the real op, ``func(*args, **kwargs)``: the device run. Modes entered before the shadow (below
-   it, e.g. ``faults.FaultInjector``) still apply; the result returned to the user is this one;
-3. run the same op on the copies with every Python dispatch mode disabled, under ``no_grad``: the
-   float64 reference. ``dtype=`` arguments are kept (``_to_copy(dtype=bf16)`` of float64 copies is the
+   it, e.g. ``faults.FaultInjector``) still apply; the result returned to the user is this one. Copy its
+   outputs to CPU and hand the op to the worker thread (``shadow_worker.py``): steps 3 and 4 run there, in
+   execution order, while the training goes on;
+3. run the same op on the copies (an in-place op on clones of them) with no Python dispatch mode, under
+   ``no_grad``: the float64 reference. ``dtype=`` arguments are kept (``_to_copy(dtype=bf16)`` of float64 copies is the
    correctly rounded bf16 result); ``half_to_float`` is cleared (a float64 softmax has no half input);
    ``device=`` becomes the CPU;
 4. compare each output with :func:`metrics.compare_tensors` and judge it with :func:`standards.judge`
@@ -22,8 +24,9 @@ its inputs carried do not count. A culprit is a record judged "error", ranked by
 What is not compared (counted in :attr:`Shadow.skipped` by reason): ops outside the ``aten`` namespace
 (collectives, profiler markers, vendor ops without a CPU kernel), random ops (``nondeterministic_seeded``:
 dropout, bernoulli), ops that allocate without writing (``empty*``, ``resize_``, ``set_``), views and
-metadata-only ops (``func.is_view`` or a non-written alias in the returns), ops without a tensor output,
-ops whose tensors are not plain strided tensors (subclasses, sparse, meta), ops over ``max_numel``
+metadata-only ops (``func.is_view`` or a non-written alias in the returns), exact copies (``clone``,
+``contiguous``) and constants (``zero_``, ``fill_``, ``*_like``), which have no arithmetic to get wrong,
+ops without a tensor output, ops whose tensors are not plain strided tensors (subclasses, sparse, meta), ops over ``max_numel``
 elements, and ops the reference cannot run (recorded in ``not_replayable``). ``ops=``, ``scope=``,
 ``sample=`` and ``steps=`` bound the cost; call indices count every call, filtered or not, so the same
 call has the same index whatever the filters.
