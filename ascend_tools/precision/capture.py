@@ -529,9 +529,15 @@ def start_from_options(opts: Dict[str, Any]) -> Capture:
 
 
 def _current(entry: Optional[TensorEntry]) -> bool:
-    """Whether ``entry``'s tensor is alive and unwritten since its statistics (so they are its values)."""
+    """Whether ``entry``'s tensor is alive, unwritten since its statistics and still at its address (so they
+    are its values: FSDP2 frees a live parameter's storage with ``resize_(0)``, no version bump, and a new
+    tensor may then be allocated where it was)."""
     held = entry.ref() if entry is not None and entry.ref is not None else None
-    return held is not None and held._version == entry.version  # type: ignore[union-attr]
+    return (
+        held is not None
+        and held._version == entry.version  # type: ignore[union-attr]
+        and data_ptr(held) == entry.ptr  # type: ignore[union-attr]
+    )
 
 
 def _undefined(entry: TensorEntry) -> bool:

@@ -44,11 +44,11 @@ def build():
     return transformers.LlamaForCausalLM(config)
 
 
-def train_step(model, out, fault=None):
-    """One AdamW step captured at op level with tensors, without ``model=`` (as under the CLI)."""
+def train_step(model, out, fault=None, mode="tensor"):
+    """One AdamW step captured at op level, without ``model=`` (as under the CLI)."""
     ids = torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(1))
     injector = FaultInjector(fault) if fault else None
-    with injector or contextlib.nullcontext(), capture(out, level="op", mode="tensor", stack=False):
+    with injector or contextlib.nullcontext(), capture(out, level="op", mode=mode, stack=False):
         opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
         model(input_ids=ids, labels=ids).loss.backward()
         opt.step()
@@ -62,12 +62,16 @@ def fsdp_rank(rank, n, out):
     init(rank, n)
     torch.set_num_threads(1)
     mesh = init_device_mesh("cpu", (n,))
-    for name, fault in (("clean", None), ("fault", FAULT if rank == 0 else None)):
+    for name, fault, mode in (
+        ("clean", None, "tensor"),
+        ("fault", FAULT if rank == 0 else None, "tensor"),
+        ("stats", None, "stats"),
+    ):
         model = build()
         for layer in model.model.layers:
             fsdp.fully_shard(layer, mesh=mesh)
         fsdp.fully_shard(model, mesh=mesh)
-        hit = train_step(model, f"{out}/{name}", fault)
+        hit = train_step(model, f"{out}/{name}", fault, mode)
         assert fault is None or hit == "aten::mm#forward#5", hit
 
 
@@ -78,6 +82,7 @@ def dumps(tmp_path_factory):
     torch.set_num_threads(1)
     try:
         train_step(build(), str(tmp / "ref"))
+        train_step(build(), str(tmp / "ref-stats"), mode="stats")
     finally:
         torch.set_num_threads(threads)
     spawn(fsdp_rank, 2, str(tmp))
@@ -98,6 +103,16 @@ def first_reads(path):
 @pytest.mark.parametrize("rank", [0, 1])
 def test_clean_fsdp_run_against_the_unwrapped_one_lists_no_culprit(dumps, rank):
     report = compare_dumps(str(dumps / "clean" / f"rank{rank}"), str(dumps / "ref" / "rank0"))
+    summary = report.data["summary"]
+    assert report.data["culprits"] == [] and summary["suspects"] == 0, report.data["culprits"][:3]
+    assert summary["verdicts"]["error"] == 0 and summary["verdicts"]["pass"] > 500
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_clean_fsdp_run_in_statistics_lists_no_culprit(dumps, rank):
+    """Statistics are shared between tensors at the same address (``tensor_entry.place``): a parameter whose
+    storage FSDP2 freed must not lend its statistics to a new tensor allocated where it was."""
+    report = compare_dumps(str(dumps / "stats" / f"rank{rank}"), str(dumps / "ref-stats" / "rank0"))
     summary = report.data["summary"]
     assert report.data["culprits"] == [] and summary["suspects"] == 0, report.data["culprits"][:3]
     assert summary["verdicts"]["error"] == 0 and summary["verdicts"]["pass"] > 500
