@@ -135,9 +135,10 @@ def missing_here(s):
 @pytest.mark.slow
 def test_trace_runs_one_step_on_the_corpus():
     """Every script yields a report; of the scripts that must complete and whose ordinary dependencies are
-    installed here, at least TRACE_COMPLETE trace one training step. (2026-12-04: 3 of 11 must-complete
-    scripts have their dependencies here, nanoGPT, the torchrun DDP example and minGPT's chargpt, and all
-    three complete; the other 8 stop at torchvision, deepspeed, trl, lightning or pandas, absent here.)"""
+    installed here, at least TRACE_COMPLETE trace one training step. (2026-12-04: in the project's venv 3
+    of the 9 must-complete scripts have their dependencies, nanoGPT, the torchrun DDP example and minGPT's
+    chargpt, and all three complete; run with the corpus venv's python (make_corpus_venv.sh) all 9 have
+    them and all 9 complete: docs/check-ops.md, "Traces".)"""
     assert corpus_score.command_form_available(), (
         "check-ops does not take a launch command (`-- python ...`) yet"
     )
