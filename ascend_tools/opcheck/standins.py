@@ -104,11 +104,13 @@ class Recorder:
 
 
 def _user_frame() -> Optional[Tuple[str, int]]:
+    """The user's (file, line) that made the use; None when an installed library made it (DeepSpeed's own
+    ``@torch.compile`` helpers are not the script's to port)."""
     frame: Any = sys._getframe(2)
     while frame is not None:
         name = frame.f_code.co_filename
         if not is_library(name) and "importlib" not in name and name != __file__:
-            return name, frame.f_lineno
+            return None if _installed(name) else (name, frame.f_lineno)
         frame = frame.f_back
     return None
 

@@ -155,3 +155,17 @@ def test_xentropy_matches_cross_entropy_and_autograd():
     grad = torch.randn(5, dtype=torch.float64)
     want.backward(grad)
     torch.testing.assert_close(standins.xentropy_backward(grad, logits, lse, labels, 0.1), leaf.grad, **FP32)
+
+
+def test_a_use_made_by_an_installed_library_is_not_the_users():
+    """DeepSpeed decorates its own Muon helpers with @torch.compile at import: the child must not report
+    them as lines of the user's script (they pointed into site-packages)."""
+    recorder = standins.Recorder()
+    package = standins.PACKAGES["triton"]
+    library_call = compile(
+        "note('triton', 'jit', package)", "/venv/lib/python3.11/site-packages/ds/x.py", "exec"
+    )
+    exec(library_call, {"note": recorder.note, "package": package})
+    assert recorder.uses == []
+    recorder.note("triton", "jit", package)  # from this file: the user's
+    assert [u.site[0] for u in recorder.uses] == [__file__]
