@@ -1,4 +1,4 @@
-"""The dispatch mode of every tool that runs inside the user's training (capture; shadow can adopt it).
+"""The dispatch mode of every tool that runs inside the user's training (capture's OpRecordMode, shadow's ShadowMode).
 
 A subclass says what to do before and after an op (:meth:`FailOpenMode.before`, :meth:`FailOpenMode.after`);
 this class makes sure that neither can break the op: an exception in either is handed to the owner's

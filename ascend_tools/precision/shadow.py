@@ -49,7 +49,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
+from torch.utils._python_dispatch import _disable_current_modes
 
 from .. import atomic, backend
 from ..dispatch import (
@@ -69,6 +69,7 @@ from ..stacks import user_site
 from . import drift, standards
 from . import metrics as M
 from .aliasing import COPIES
+from .failopen_mode import FailOpenMode
 from .replay import with_baseline
 from .screen import judge_output
 from .shadow_worker import Worker
@@ -250,31 +251,14 @@ def _no_modes() -> Any:
     return _disable_current_modes()
 
 
-class ShadowMode(TorchDispatchMode):
-    """The dispatch mode of a :class:`Shadow`; see the module docstring."""
+class ShadowMode(FailOpenMode):
+    """The dispatch mode of a :class:`Shadow` (see the module docstring); fail-open by its base."""
 
-    def __init__(self, shadow: "Shadow") -> None:
-        super().__init__()
-        self.shadow = shadow
+    def before(self, func: Any, args: Any, kwargs: Dict[str, Any]) -> Any:
+        return self.owner._before(func, args, kwargs)
 
-    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        if kwargs is None:
-            kwargs = {}
-        sh = self.shadow
-        if sh._off:
-            return func(*args, **kwargs)
-        pre = None
-        try:
-            pre = sh._before(func, args, kwargs)
-        except Exception as exc:
-            sh._fail(exc)
-        out = func(*args, **kwargs)
-        if pre is not None:
-            try:
-                sh._after(pre, func, args, kwargs, out)
-            except Exception as exc:
-                sh._fail(exc)
-        return out
+    def after(self, token: Any, func: Any, args: Any, kwargs: Dict[str, Any], out: Any) -> None:
+        self.owner._after(token, func, args, kwargs, out)
 
 
 class Shadow(StepSession):
