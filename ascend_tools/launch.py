@@ -45,8 +45,8 @@ ENV_TOKEN = "ASCEND_DOCTOR_JOB_TOKEN"
 
 # tool name -> "module:function" that starts it from the options and returns an object with close()
 TOOLS = {
-    "dump": "ascend_tools.precision.capture:start_from_options",
-    "shadow": "ascend_tools.precision.shadow:start_from_options",
+    "dump": "ascend_tools.precision.capture_session:start_from_options",
+    "shadow": "ascend_tools.precision.shadow_session:start_from_options",
     "profile": "ascend_tools.profiling.profiler:start_from_options",
 }
 

@@ -6,9 +6,7 @@ error is counted and logged once, and training goes on.
 """
 
 import re
-import sys
-import types
-from typing import Any, Callable, Iterable, List, Optional, Sequence
+from typing import Any, Iterable, List, Optional, Sequence
 
 import torch
 
@@ -127,14 +125,3 @@ class StepSession(FailOpen):
         self._advance()
         if self._paths is not None:
             self._paths.forget()  # the step's backward has run: its forward ops' modules are not needed
-
-
-def make_module_callable(module_name: str, fn: Callable[..., Any]) -> None:
-    """Let ``ascend_tools.precision.capture(...)`` work whether the name resolves to the function or to the
-    submodule of the same name (importing a submodule sets the package attribute to the module)."""
-
-    class _CallableModule(types.ModuleType):
-        def __call__(self, *args: Any, **kwargs: Any) -> Any:
-            return fn(*args, **kwargs)
-
-    sys.modules[module_name].__class__ = _CallableModule

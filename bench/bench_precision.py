@@ -158,7 +158,8 @@ def worker_step(kind: str, steps: int, warmup: int, tmp: str) -> Dict[str, Any]:
         skip = _import_error("import msprobe", lambda: __import__("msprobe.pytorch"))
     elif kind == "shadow":
         skip = _import_error(
-            "import ascend_tools.precision.shadow", lambda: __import__("ascend_tools.precision.shadow")
+            "import ascend_tools.precision.shadow_session",
+            lambda: __import__("ascend_tools.precision.shadow_session"),
         )
     else:
         skip = None
@@ -233,7 +234,7 @@ def _stats_floor_mode() -> Any:
     try:
         from ascend_tools.precision.op_facts import OpFacts
     except ImportError:  # a checkout from before the capture split (before/after runs)
-        from ascend_tools.precision.capture import _Meta as OpFacts  # type: ignore[attr-defined,no-redef]
+        from ascend_tools.precision.capture_session import _Meta as OpFacts  # type: ignore[attr-defined,no-redef]
     from ascend_tools.precision.stats import StatsQueue
 
     queue = StatsQueue()

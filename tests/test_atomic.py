@@ -13,9 +13,8 @@ import pytest
 import torch
 
 from ascend_tools import atomic
-from ascend_tools.precision import store
-from ascend_tools.precision.capture import capture
-from ascend_tools.precision.shadow import shadow
+from ascend_tools.precision import capture, store
+from ascend_tools.precision.shadow_session import shadow
 from ascend_tools.profiling import profile
 
 OUTSIDE = "precious: not the tool's to write\n"

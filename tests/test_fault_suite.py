@@ -24,8 +24,7 @@ from test_atomic import files, leftovers
 from test_run_ownership import ROOT, cli, cli_args, gated, one_error_line, records_by_step
 
 from ascend_tools import atomic
-from ascend_tools.precision import store
-from ascend_tools.precision.capture import capture
+from ascend_tools.precision import capture, store
 
 pytestmark = pytest.mark.slow
 

@@ -77,7 +77,7 @@ def user_env_run(tmp_path_factory):
         m(torch.randn(3, 4)).sum().backward()
         print(json.dumps({"pid": os.getpid(), "setup": who, "path": [os.path.abspath(p or ".") for p in sys.path],
                           "active_before_torch": before,
-                          "capture": "ascend_tools.precision.capture" in sys.modules}))
+                          "capture": "ascend_tools.precision.capture_session" in sys.modules}))
         """,
     )
     proc = cli(tmp, "dump", "-o", str(tmp / "dump"), "--", sys.executable, script, pythonpath=str(user))

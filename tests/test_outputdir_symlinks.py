@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ascend_tools import atomic
-from ascend_tools.precision.capture import capture
+from ascend_tools.precision import capture
 from ascend_tools.profiling import profile
 
 

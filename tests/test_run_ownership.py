@@ -133,7 +133,7 @@ def test_single_process_keeps_every_step(tmp_path):
 def test_direct_api_second_writer_of_a_rank_dir_records_nothing(tmp_path, caplog):
     import torch
 
-    from ascend_tools.precision.capture import capture
+    from ascend_tools.precision import capture
     from ascend_tools.profiling.profiler import Profiler
 
     first, second = (capture(str(tmp_path / "d"), background=False) for _ in range(2))

@@ -86,7 +86,7 @@ def shadow_cmd(
 
     from .. import launch, outdir
     from ..precision import options as precision_options
-    from ..precision.shadow import build_report, read_results, written_ranks
+    from ..precision.shadow_session import build_report, read_results, written_ranks
 
     if not command:
         raise InputError("no command to run: give it after --, e.g. ascend-doctor shadow -- python train.py")

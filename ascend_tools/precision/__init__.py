@@ -4,20 +4,18 @@ shadow, and name the op that *introduced* the error."""
 import importlib
 from typing import Any
 
+# the public names and the modules that define them (imported on first use: no torch at package import)
+_LAZY = {
+    "capture": "capture_session",
+    "Capture": "capture_session",
+    "shadow": "shadow_session",
+    "Shadow": "shadow_session",
+}
+
 
 def __getattr__(name: str) -> Any:
-    """``capture``/``Capture`` and ``shadow``/``Shadow`` without importing torch at package import time.
-
-    The submodule ``capture`` and the function share a name: importing the submodule sets the package
-    attribute to the module, so the function is put back in its place here."""
-    if name in ("capture", "Capture"):
-        mod = importlib.import_module(f"{__name__}.capture")
-        globals()["capture"] = mod.capture
-        globals()["Capture"] = mod.Capture
-        return globals()[name]
-    if name in ("shadow", "Shadow"):
-        mod = importlib.import_module(f"{__name__}.shadow")
-        globals()["shadow"] = mod.shadow
-        globals()["Shadow"] = mod.Shadow
-        return globals()[name]
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

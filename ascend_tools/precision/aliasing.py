@@ -2,7 +2,7 @@
 
 An ATen schema marks a return that aliases an argument with an alias set (``view(Tensor(a) self, ...)
 -> Tensor(a)``); an in-place op's return is marked as written too (``Tensor(a!)``), and is not a view in
-this sense: it holds new values. For a view, capture (``capture.py``) computes no statistics when it is
+this sense: it holds new values. For a view, capture (``capture_session.py``) computes no statistics when it is
 made:
 
 - a view with as many elements as the tensor it views (``view``, ``t``, ``transpose``, ``permute``,

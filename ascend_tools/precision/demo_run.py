@@ -13,7 +13,7 @@ from typing import Any, Dict, Tuple
 import torch
 
 from ..report import Report
-from .capture import capture
+from .capture_session import capture
 from .compare import compare_dumps
 from .faults import Fault, FaultInjector
 

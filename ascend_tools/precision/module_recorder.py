@@ -16,7 +16,7 @@ import torch
 from ..dispatch import flat_tensors
 
 if TYPE_CHECKING:
-    from .capture import Capture
+    from .capture_session import Capture
 
 
 class ModuleRecorder:

@@ -1,4 +1,4 @@
-"""Our dump format (``docs/dump-format.md``): the writer used by ``capture.py``, the reader
+"""Our dump format (``docs/dump-format.md``): the writer used by ``capture_session.py``, the reader
 :class:`OurDump`, and the JSON encoding of an op's non-tensor arguments (:func:`encode_arg`,
 :func:`decode_args`).
 
@@ -72,7 +72,7 @@ def read_npy(path: str) -> np.ndarray:
 
 
 class _TensorSlot:
-    """Stands for a tensor in arguments kept for later encoding (``capture.py`` keeps no reference to
+    """Stands for a tensor in arguments kept for later encoding (``capture_session.py`` keeps no reference to
     the tensor itself: an extra reference changes what autograd does with gradients)."""
 
     __slots__ = ()

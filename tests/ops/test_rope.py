@@ -342,4 +342,7 @@ def test_shape_check_agrees_with_torch_broadcast_shapes():
     targets = [s for s in shapes if len(s) >= 3]
     for shape in shapes:
         for target in targets:
-            assert R._broadcasts_to(shape, target) == _torch_says_broadcasts_to(shape, target), (shape, target)
+            assert R._broadcasts_to(shape, target) == _torch_says_broadcasts_to(shape, target), (
+                shape,
+                target,
+            )

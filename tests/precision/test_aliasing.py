@@ -5,9 +5,8 @@ expand, split) gets none when it is made, and the op that reads it gets the view
 import pytest
 import torch
 
-from ascend_tools.precision import aliasing
+from ascend_tools.precision import aliasing, capture
 from ascend_tools.precision import stats as stats_mod
-from ascend_tools.precision.capture import capture
 from ascend_tools.precision.stats import tensor_stats
 from ascend_tools.precision.store import OurDump
 

@@ -16,8 +16,8 @@ import torch
 from polling import wait_for
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from ascend_tools.precision import capture
 from ascend_tools.precision import stats as stats_mod
-from ascend_tools.precision.capture import capture
 from ascend_tools.precision.stats import tensor_stats
 from ascend_tools.precision.store import OurDump
 
@@ -87,7 +87,7 @@ def test_one_host_transfer_per_flush(tmp_path, monkeypatch):
     monkeypatch.setattr(stats_mod, "to_host", lambda t: calls.append(t.shape) or real(t))
     monkeypatch.setattr(stats_mod, "reads_free", lambda t: False)
     # the first op through a dispatch mode imports torch._dynamo: over FLUSH_AFTER on a loaded machine
-    monkeypatch.setattr(sys.modules["ascend_tools.precision.capture"], "FLUSH_AFTER", 3600.0)
+    monkeypatch.setattr(sys.modules["ascend_tools.precision.capture_session"], "FLUSH_AFTER", 3600.0)
     model, x = _tiny(), torch.randn(4, 6)
     with torch.no_grad(), capture(str(tmp_path), flush_every=10_000) as cap:
         model(x)
@@ -246,7 +246,7 @@ def test_internal_error_fails_open_and_logs_once(tmp_path, monkeypatch, caplog):
 KILLED = r"""
 import sys, time, torch
 sys.path.insert(0, {root!r})
-from ascend_tools.precision.capture import capture
+from ascend_tools.precision import capture
 x = torch.randn(8, 8)
 with capture({out!r}, flush_every=16):
     for i in range(10 ** 6):

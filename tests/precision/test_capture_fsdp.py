@@ -15,7 +15,7 @@ import pytest
 import torch
 import transformers
 
-from ascend_tools.precision.capture import capture
+from ascend_tools.precision import capture
 from ascend_tools.precision.compare import compare_dumps
 from ascend_tools.precision.faults import Fault, FaultInjector
 from ascend_tools.precision.store import OurDump

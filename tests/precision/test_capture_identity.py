@@ -6,7 +6,7 @@ phase ``init``, and a step holding only ``loss.item()`` after the last ``optimiz
 import pytest
 import torch
 
-from ascend_tools.precision.capture import capture
+from ascend_tools.precision import capture
 from ascend_tools.precision.store import OurDump
 
 

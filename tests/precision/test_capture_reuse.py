@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch.utils._python_dispatch import _disable_current_modes
 
+from ascend_tools.precision import capture
 from ascend_tools.precision import stats as stats_mod
-from ascend_tools.precision.capture import capture
 from ascend_tools.precision.store import OurDump
 
 transformers = pytest.importorskip("transformers")

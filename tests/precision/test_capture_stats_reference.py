@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from ascend_tools.precision.capture import capture
+from ascend_tools.precision import capture
 from ascend_tools.precision.store import OurDump
 
 transformers = pytest.importorskip("transformers")

@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 
 from ascend_tools.cli import main
-from ascend_tools.precision.capture import capture
+from ascend_tools.precision import capture
 from ascend_tools.precision.compare import PAIR_COLUMNS
 from ascend_tools.report.csvcell import safe_cell
 

@@ -8,7 +8,7 @@ import torch
 
 from ascend_tools.precision import demo_run, drift
 from ascend_tools.precision.faults import Fault, FaultInjector
-from ascend_tools.precision.shadow import build_report, shadow
+from ascend_tools.precision.shadow_session import build_report, shadow
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import torch
 from click.testing import CliRunner
 
 from ascend_tools.cli import main
-from ascend_tools.precision.capture import capture
+from ascend_tools.precision import capture
 from ascend_tools.precision.store import decode_args
 
 MSPROBE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "msprobe")

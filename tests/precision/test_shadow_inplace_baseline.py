@@ -7,7 +7,7 @@ import torch
 
 from ascend_tools.precision.faults import Fault, FaultInjector
 
-SH = importlib.import_module("ascend_tools.precision.shadow")
+SH = importlib.import_module("ascend_tools.precision.shadow_session")
 
 
 def fp16_sgd_step(fault=None):

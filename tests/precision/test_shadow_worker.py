@@ -9,7 +9,7 @@ import torch
 import ascend_tools.precision as precision
 from ascend_tools.precision.faults import Fault, FaultInjector
 
-SH = importlib.import_module("ascend_tools.precision.shadow")
+SH = importlib.import_module("ascend_tools.precision.shadow_session")
 shadow = precision.shadow
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ascend_tools.errors import InputError
-from ascend_tools.precision.capture import capture
+from ascend_tools.precision import capture
 from ascend_tools.precision.replay_policy import resolve
 from ascend_tools.precision.store import OurDump, decode_args, encode_call, read_npy
 

@@ -69,7 +69,7 @@ def test_compare_prints_at_most_60_lines_and_all_prints_every_pair(dumps):
 
 
 def test_shadow_prints_at_most_60_lines_and_all_prints_every_op(tmp_path):
-    from ascend_tools.precision.shadow import build_report, read_results
+    from ascend_tools.precision.shadow_session import build_report, read_results
     from ascend_tools.report import render
 
     script = tmp_path / "train.py"

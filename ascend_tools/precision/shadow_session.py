@@ -64,7 +64,7 @@ from ..dispatch import (
 )
 from ..launch import failed
 from ..report import Finding, Report, Series, Severity, Table
-from ..session import StepSession, make_module_callable
+from ..session import StepSession
 from ..stacks import user_site
 from . import drift, standards
 from . import metrics as M
@@ -1026,6 +1026,3 @@ def _cell(value: Any) -> Any:
     if isinstance(value, float):
         return float(f"{value:.4g}") if math.isfinite(value) else value
     return value
-
-
-make_module_callable(__name__, shadow)

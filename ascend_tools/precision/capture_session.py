@@ -33,7 +33,7 @@ import torch
 from .. import backend
 from ..dispatch import ModulePath, dtype_name, flat_tensors, normalise_op
 from ..module_names import ModuleNames
-from ..session import StepSession, make_module_callable
+from ..session import StepSession
 from ..stacks import StackTable
 from . import aliasing, store
 from .call_args import split_call
@@ -558,6 +558,3 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-make_module_callable(__name__, capture)
