@@ -130,7 +130,10 @@ def _attn_implementation(value: object) -> List[Hit]:
 
 
 _COMPILE = Hit(
-    "torch-compile", "warning", "the Trainer wraps the model in " + TORCH_COMPILE_MESSAGE, TORCH_COMPILE_FIX
+    "torch-compile",
+    "warning",
+    "the Trainer wraps the model in torch.compile; " + TORCH_COMPILE_MESSAGE,
+    TORCH_COMPILE_FIX,
 )
 
 
