@@ -20,7 +20,8 @@ transformers = pytest.importorskip("transformers")
 STEPS = 3
 
 
-def _tiny_llama():
+def tiny_llama():
+    """A 2-layer Llama in train mode and a (2, 8) batch of ids, the same every call."""
     torch.manual_seed(0)
     cfg = transformers.LlamaConfig(
         vocab_size=64,
@@ -43,7 +44,7 @@ def _np_stats(a):
 
 
 def test_each_value_is_reduced_once_and_reused_values_are_current(tmp_path, monkeypatch):
-    model, ids = _tiny_llama()
+    model, ids = tiny_llama()
     # AdamW's per-parameter algorithm (foreach=False): param.mul_(1 - lr * wd) and param.addcdiv_(...)
     # write the parameter, exp_avg.lerp_(...) the first moment, exp_avg_sq.mul_(...).addcmul_(...) the second
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2, foreach=False)

@@ -12,26 +12,14 @@ import torch
 from ascend_tools.precision import capture
 from ascend_tools.precision.store import OurDump
 
-transformers = pytest.importorskip("transformers")
+pytest.importorskip("transformers")
+from test_capture_reuse import tiny_llama
 
 STEPS = 2
 
 
 def _train(out, mode):
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=32,
-        tie_word_embeddings=False,
-    )
-    model = transformers.LlamaForCausalLM(cfg)
-    model.train()
-    ids = torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(1))
+    model, ids = tiny_llama()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2, foreach=False)
     with capture(str(out), mode=mode, model=model, stack=False):
         for _ in range(STEPS):
