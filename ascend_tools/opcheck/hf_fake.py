@@ -39,7 +39,19 @@ def _from_pretrained(cls: Any, name_or_path: Any, *args: Any, config: Any = None
         # transformers runs "flash_attention_2" on NPU through torch_npu's fused attention; here, without
         # flash_attn (CUDA-only), SDPA is the same attention
         config._attn_implementation = FLASH_ON_NPU.get(attention, attention)
-    return cls._from_config(config, **extra)
+    with _no_init_weights():
+        return cls._from_config(config, **extra)
+
+
+def _no_init_weights() -> Any:
+    """The real ``from_pretrained`` builds without initialising weights (the checkpoint overwrites them), and
+    under DeepSpeed ZeRO-3 must: ``_init_weights`` indexes parameters ``zero.Init`` has already partitioned
+    to empty tensors (``weight.data[padding_idx]``)."""
+    try:
+        from transformers.initialization import no_init_weights  # transformers >= 5
+    except ImportError:
+        from transformers.modeling_utils import no_init_weights  # type: ignore[attr-defined,no-redef]
+    return no_init_weights()
 
 
 FLASH_ON_NPU = {"flash_attention_2": "sdpa", "flash_attention_3": "sdpa"}

@@ -84,6 +84,18 @@ def _scalar_one(t: torch.Tensor) -> Any:
     return torch.ones((), dtype=t.dtype).item()
 
 
+def _host_keeps_its_values(dst: torch.Tensor, src: torch.Tensor, non_blocking: bool = False) -> torch.Tensor:
+    """``host.copy_(accelerator_tensor)`` (ZeRO-3 copying a parameter into its CPU-offloaded partition): the
+    fake accelerator's tensor has no values, so the host buffer keeps its own."""
+    return dst
+
+
+def _host_zeros(t: torch.Tensor, *, dtype: Any = None, device: Any = None, **_: Any) -> torch.Tensor:
+    """``accelerator_tensor.cpu()`` / ``.to("cpu")``: a host tensor of the same shape, zeros standing for
+    the values the fake accelerator does not have."""
+    return torch.zeros(t.shape, dtype=dtype or t.dtype, device=device or "cpu")
+
+
 # Output rules for ops whose meta kernel or composite cannot run on meta tensors here (data-dependent
 # shapes and values, CUDA-only dtype checks in the meta kernel), so the trace can go on past them. The op
 # itself is recorded as usual; only its output is made up: from its documented shape semantics, or, for the
@@ -92,9 +104,11 @@ SHAPE_FALLBACKS: Dict[str, Callable[..., Any]] = {
     "aten::_grouped_mm": _grouped_mm_shape,
     "aten::nonzero": _nonzero_all,
     "aten::_local_scalar_dense": _scalar_one,
+    "aten::copy_": _host_keeps_its_values,
+    "aten::_to_copy": _host_zeros,
 }
 #: the rules above whose output stands for data the meta device does not have: the report lists them
-DATA_DEPENDENT = frozenset({"aten::nonzero", "aten::_local_scalar_dense"})
+DATA_DEPENDENT = frozenset({"aten::nonzero", "aten::_local_scalar_dense", "aten::copy_", "aten::_to_copy"})
 
 _COMPOSITE_KEYS = (
     torch._C.DispatchKey.CompositeExplicitAutograd,

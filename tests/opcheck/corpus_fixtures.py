@@ -41,8 +41,16 @@ def _packed_tokens(path: Path, spec: Dict[str, Any]) -> None:
     path.write_bytes(header + rng.integers(0, 32000, size=n, dtype=np.uint16).tobytes())
 
 
+#: a chat model's template (``"chat_template": true`` in the spec), in the role-prefixed shape of MiniCPM-2B's
+_CHAT_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'] + ' ' + m['content'] + ' ' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'assistant ' }}{% endif %}"
+)
+
+
 def _hf_llama(path: Path, spec: Dict[str, Any]) -> None:
-    """A two-layer Llama config and a word-level fast tokenizer built from a 20-word vocabulary."""
+    """A two-layer Llama config and a word-level fast tokenizer built from a 20-word vocabulary (with a chat
+    template where the spec asks for one)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
 
     path.mkdir(parents=True, exist_ok=True)
@@ -60,6 +68,7 @@ def _hf_llama(path: Path, spec: Dict[str, Any]) -> None:
                 "eos_token": "</s>",
                 "pad_token": "<pad>",
                 "model_max_length": 64,
+                **({"chat_template": _CHAT_TEMPLATE} if spec.get("chat_template") else {}),
             }
         )
     )

@@ -78,3 +78,36 @@ def test_bitsandbytes_optimizer_flag_steps_as_adamw(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split("\n")[-2] == "True 0.0003 (0.9, 0.999)"
+
+
+NO_INIT = """
+from ascend_tools.opcheck import hf_fake, fake_accelerator
+hf_fake.install()
+from transformers import AutoConfig, AutoModelForCausalLM
+from transformers.models.llama import modeling_llama
+
+def refuse(self, module):
+    raise RuntimeError("_init_weights ran")
+
+modeling_llama.LlamaPreTrainedModel._init_weights = refuse
+with fake_accelerator.fake_node(1):
+    AutoModelForCausalLM.from_pretrained(DIR)
+    print("from_pretrained: built")
+    AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(DIR))
+"""
+
+
+def test_from_pretrained_builds_without_initialising_weights(tmp_path):
+    """The real from_pretrained builds under ``no_init_weights`` (the checkpoint overwrites them), and under
+    DeepSpeed ZeRO-3 must: ``_init_weights`` indexes parameters ``zero.Init`` has partitioned to empty
+    tensors. from_config, by contrast, initialises (the refusing ``_init_weights`` is reached)."""
+    pytest.importorskip("transformers")
+    import json
+
+    config = {"model_type": "llama", "vocab_size": 32, "hidden_size": 16, "intermediate_size": 32}
+    config.update(num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    code = NO_INIT.replace("DIR", repr(str(tmp_path)))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "from_pretrained: built" in proc.stdout, proc.stderr[-2000:]
+    assert proc.returncode != 0 and "_init_weights ran" in proc.stderr
