@@ -8,7 +8,9 @@ the time, and never on the training thread.
 
 Per step (closed by :meth:`MemorySampler.on_step`) the sampler keeps the maxima of what it sampled, plus
 the allocator's own peak counters: those are lifetime peaks (we never reset them, the script may), so a
-step whose counter changed reached that value during the step, between samples or not.
+step whose counter changed reached that value during the step, between samples or not. A step end runs on
+the training thread: it reads nothing unless a reading is due (``interval`` seconds since the last one at a
+step end), so steps shorter than the interval cost a lock and a dict, not a ``/proc`` read each.
 """
 
 import collections
@@ -67,7 +69,9 @@ class MemorySampler(Background, FailOpen):
         self._recent: Deque[dict] = collections.deque(maxlen=RECENT_SAMPLES)
         self._open: Dict[str, Any] = {}
         self._steps: collections.OrderedDict[int, dict] = collections.OrderedDict()
-        self._at_close = backend.memory_stats()  # counters when the last step closed (the baseline first)
+        self._at_close = backend.memory_stats()  # counters at the last step end read (the baseline first)
+        self._at_close_step = -1  # the step whose end that was
+        self._close_due = time.time() + self.interval  # the next step end at or after this reads
         self._uss_due = 0.0
         self._init_background()
 
@@ -89,27 +93,40 @@ class MemorySampler(Background, FailOpen):
         return rec
 
     def on_step(self, step: int) -> dict:
-        """Close ``step``: take (and emit) a sample so that every step has one, and return its peaks."""
-        rec = self.sample(uss=False)
-        self._emit(rec)
+        """Close ``step`` and return its peaks. When a reading is due (``interval`` seconds since the last
+        step end that read), take a sample (no USS) and emit it; the allocator's peak counters are then
+        attributed to ``step`` only when the previous reading was at the previous step's end."""
+        now = time.time()
+        rec = None
+        if now >= self._close_due:
+            self._close_due = now + self.interval
+            rec = self.sample(uss=False)
+            self._emit(rec)
         with self._lock:
             peaks, self._open = self._open, {}
             peaks["step"] = step
-            now = rec["dev"]
-            for ours, peak_key in _STEP_MAX:
-                if peak_key is not None and peak_key in now:
-                    peaks[peak_key] = now[peak_key]
-                    if now[peak_key] != self._at_close.get(peak_key, 0):  # reached during this step
-                        peaks[ours] = max(peaks.get(ours, 0), now[peak_key])
-            for counter in _STEP_COUNTERS:
-                if counter in now:
-                    before = self._at_close.get(counter, 0)
-                    peaks[counter] = now[counter] - before if now[counter] >= before else now[counter]
-            self._at_close = now
+            peaks.setdefault("samples", 0)
+            if rec is not None:
+                self._close_counters(peaks, rec["dev"], consecutive=self._at_close_step == step - 1)
+                self._at_close, self._at_close_step = rec["dev"], step
             self._steps[step] = peaks
             while len(self._steps) > self.keep_steps:
                 self._steps.popitem(last=False)
         return peaks
+
+    def _close_counters(self, peaks: dict, now: Dict[str, Any], consecutive: bool) -> None:
+        """The allocator's counters at a step end: the peaks (reached in the step when they changed since
+        the previous step's end) and the increase of the retry and OOM counts during the step."""
+        for ours, peak_key in _STEP_MAX:
+            if peak_key is not None and peak_key in now:
+                peaks[peak_key] = now[peak_key]
+                if consecutive and now[peak_key] != self._at_close.get(peak_key, 0):
+                    peaks[ours] = max(peaks.get(ours, 0), now[peak_key])
+        if consecutive:
+            for counter in _STEP_COUNTERS:
+                if counter in now:
+                    before = self._at_close.get(counter, 0)
+                    peaks[counter] = now[counter] - before if now[counter] >= before else now[counter]
 
     def step_peaks(self) -> Dict[int, dict]:
         """Per closed step: ``allocated_bytes``, ``reserved_bytes``, ``active_bytes`` (max sampled, or

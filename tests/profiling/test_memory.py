@@ -8,11 +8,13 @@ import time
 import types
 
 import pytest
+from gloo_ranks import events
 from polling import wait_for
 
 from ascend_tools import backend
 from ascend_tools.profiling import memory
 from ascend_tools.profiling.memory import MemorySampler, fragmentation
+from ascend_tools.profiling.profiler import profile
 
 # torch.cuda.memory_stats()'s keys as its docstring lists them (torch/cuda/memory.py)
 CORE = (
@@ -86,7 +88,7 @@ def test_fragmentation():
 def test_samples_and_step_peaks(allocator):
     allocator.now = cuda_stats(100, 200, 100, 150, 200)  # before the profiler: the baseline
     emitted, step = [], [0]
-    s = MemorySampler(emitted.append, 1.0, lambda: step[0], uss_interval=3600)
+    s = MemorySampler(emitted.append, 0.0, lambda: step[0], uss_interval=3600)  # every step end reads
 
     allocator.now = cuda_stats(300, 400, 320, 300, 400)
     first = s.sample()
@@ -157,13 +159,61 @@ def test_uss_is_read_rarely_and_never_on_step(monkeypatch):
 
     monkeypatch.setattr(backend, "host_memory", slow_full_info)
     emitted = []
-    s = MemorySampler(emitted.append, 1.0, lambda: 0, uss_interval=0.0)
+    s = MemorySampler(emitted.append, 0.0, lambda: 0, uss_interval=0.0)
     assert s.sample()["host"]["uss"] == 5
     assert "uss" not in s.sample()["host"]
     s._uss_due = 0.0  # due again, but a step boundary runs on the training thread
     s.on_step(0)
     assert "uss" not in emitted[-1]["host"]
     assert len(calls) == 1
+
+
+def test_step_ends_read_only_when_due(allocator, monkeypatch):
+    """A step end on the training thread reads neither the allocator nor /proc until ``interval`` has
+    passed since the last step end that read; a counter change over several steps is not given to one."""
+    reads = []
+    host = MemorySampler._host
+    monkeypatch.setattr(
+        MemorySampler, "_host", lambda self, t, uss: reads.append("host") or host(self, t, uss)
+    )
+    allocator.now = cuda_stats(100, 200, 100, 150, 200)
+    emitted = []
+    s = MemorySampler(emitted.append, 0.05, lambda: 0, uss_interval=3600)
+    fake_stats = allocator.memory_stats
+    allocator.memory_stats = lambda dev=None: reads.append("dev") or fake_stats(dev)
+    allocator.now = cuda_stats(100, 200, 100, 900, 200, retries=1)  # peaked and retried in steps 0..9
+    for step in range(10):
+        assert s.on_step(step) == {"step": step, "samples": 0}
+    assert reads == [] and emitted == []
+    time.sleep(0.06)
+    peaks = s.on_step(10)  # due: reads, but the change happened somewhere in steps 0..10
+    assert reads == ["dev", "host"] and len(emitted) == 1
+    assert (
+        peaks["peak_allocated_bytes"] == 900
+        and "allocated_bytes" in peaks
+        and peaks["allocated_bytes"] == 100
+    )
+    assert "num_alloc_retries" not in peaks
+    allocator.now = cuda_stats(100, 200, 100, 950, 200, retries=3)
+    time.sleep(0.06)
+    peaks = s.on_step(11)  # the previous step's end read: the change is this step's
+    assert peaks["allocated_bytes"] == 950 and peaks["num_alloc_retries"] == 2
+
+
+def test_profile_samples_memory_on_the_interval_not_every_step(tmp_path):
+    """100 steps of 5 ms with a 0.1 s interval: host memory in the profile at the interval (the sampler
+    thread, plus a step end at most once per interval), not once per step."""
+    out = str(tmp_path / "prof")
+    t0 = time.perf_counter()
+    with profile(out, comm=False, hang_timeout=None, memory_interval=0.1) as prof:
+        for _ in range(100):
+            time.sleep(0.005)
+            prof.step()
+    elapsed = time.perf_counter() - t0
+    mems = events(out, 0, "mem")
+    assert len(events(out, 0, "step")) == 100
+    assert 1 <= len(mems) <= 2 * (elapsed / 0.1 + 1) < 100
+    assert all(r["host"]["rss"] > 0 for r in mems)
 
 
 def test_bounded():
