@@ -79,10 +79,12 @@ class StackTable:
             skip = self._lib_code[code] = is_library(code.co_filename)
         return skip
 
-    def stack_id(self) -> int:
-        """Id of the caller's stack (its user frames). The walk is inlined (no call per frame): it runs
-        for every op a capture records."""
-        frame: Optional[Any] = sys._getframe(1)
+    def stack_id(self, depth: int = 1) -> int:
+        """Id of the stack from ``depth`` frames up (1: the caller; its user frames). The walk is inlined (no
+        call per frame): it runs for every op a capture records, which skips its own frames by ``depth``
+        (``sys._getframe(depth)`` does not build the frame objects it skips)."""
+        frame: Optional[Any] = sys._getframe(depth)
+        start = frame
         lib = self._lib_code
         inner = None
         site: tuple = ()
@@ -102,11 +104,10 @@ class StackTable:
             site = inner or ()
         sid = self._sites.get(site)
         if sid is None:
-            sid = self._sites[site] = self._full_stack_id()
+            sid = self._sites[site] = self._full_stack_id(start)
         return sid
 
-    def _full_stack_id(self) -> int:
-        frame: Optional[Any] = sys._getframe(2)
+    def _full_stack_id(self, frame: Optional[Any]) -> int:
         key: List[Tuple[Any, int]] = []
         while frame is not None and len(key) < self.depth:
             code = frame.f_code

@@ -50,6 +50,9 @@ LEVELS = ("op", "module", "mix")
 MODES = ("stats", "tensor", "hash")
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
 FLUSH_AFTER = 1.0  # s: a record this long after the last flush flushes too (what a kill -9 then keeps)
+# frames from StackTable.stack_id to the code that called the op: _before_op, OpRecordMode.before,
+# FailOpenMode.__torch_dispatch__ (skipped without building their frame objects)
+_OP_STACK_DEPTH = 4
 
 
 class OpRecordMode(FailOpenMode):
@@ -268,26 +271,28 @@ class Capture(StepSession):
 
     # --- internals: per tensor ----------------------------------------------------------------------
 
-    def _tensor(self, t: torch.Tensor, rid: int, slot: str) -> TensorEntry:
+    def _tensor(self, t: torch.Tensor, rid: int, slot: str, index: int) -> TensorEntry:
+        """The entry of ``t``, the ``index``-th tensor of kind ``slot`` (``in``/``out``) of record ``rid``."""
         info = self._seen.get(id(t))
         if info is not None and info.version == t._version and info.ref() is t and info.ptr == data_ptr(t):
             if info.name is None and type(t) is torch.nn.Parameter:
                 info.name = self._names.param(t)  # first seen before its model ran (init)
             return info
-        plain = type(t) in _PLAIN
-        if plain and self._by_place is not None:
-            info = self._same_place(t)
+        if type(t) not in _PLAIN:
+            return TensorEntry(dtype_name(t.dtype), t.shape)
+        key = place(t) if self._by_place is not None else None
+        if key is not None:
+            info = self._same_place(t, key)
             if info is not None:
                 self._name_tensor(t, info)
-                self._remember(t, info)
+                self._remember(t, info, key)
                 return info
-        info = TensorEntry(dtype_name(t.dtype), t.shape, self._queue.add(t) if plain else None)
-        if plain:
-            self._name_tensor(t, info)
-            if self._save_tensors and t.layout == torch.strided and t.device.type != "meta":
-                info.file = self._out.rank_files().save_tensor(self.step_no, f"{rid}.{slot}", t)
-            info.settle()
-            self._remember(t, info)
+        info = TensorEntry(dtype_name(t.dtype), t.shape, self._queue.add(t))
+        self._name_tensor(t, info)
+        if self._save_tensors and t.layout == torch.strided and t.device.type != "meta":
+            info.file = self._out.rank_files().save_tensor(self.step_no, f"{rid}.{slot}{index}", t)
+        info.settle()
+        self._remember(t, info, key)
         return info
 
     def _name_tensor(self, t: torch.Tensor, info: TensorEntry) -> None:
@@ -296,16 +301,19 @@ class Capture(StepSession):
         elif self._grad_names:
             info.name = self._grad_names.get(id(t))
 
-    def _remember(self, t: torch.Tensor, info: TensorEntry) -> None:
+    def _place(self, t: torch.Tensor) -> Optional[tuple]:
+        """``t``'s place where tensors are indexed by place (stats mode), else None."""
+        return place(t) if self._by_place is not None else None
+
+    def _remember(self, t: torch.Tensor, info: TensorEntry, key: Optional[tuple]) -> None:
+        """``key``: ``t``'s place (see :meth:`_place`), computed once by the caller."""
         info.ref = weakref.ref(t)
         info.version = t._version
-        info.ptr = data_ptr(t)
+        info.ptr = key[0] if key is not None else data_ptr(t)  # a place starts with the data address
         self._seen[id(t)] = info
-        if self._by_place is not None:
-            key = place(t)
-            if key is not None and not _current(self._by_place.get(key)):
-                # a live, unwritten holder stays: a transpose made for one op dies with it, its base lives on
-                self._by_place[key] = info
+        # a live, unwritten holder stays: a transpose made for one op dies with it, its base lives on
+        if self._by_place is not None and key is not None and not _current(self._by_place.get(key)):
+            self._by_place[key] = info
 
     def _forget(self, t: torch.Tensor) -> None:
         """``t`` is about to be written: its statistics are not its values any more. (Its version bump
@@ -317,12 +325,11 @@ class Capture(StepSession):
             if key is not None:
                 self._by_place.pop(key, None)
 
-    def _same_place(self, t: torch.Tensor) -> Optional[TensorEntry]:
-        """A new entry for ``t`` sharing the statistics of a live tensor that holds the same elements and
-        has not been written since (views share their base's version counter, so a write through any
-        of them shows), or None."""
-        key = place(t)
-        src = self._by_place.get(key) if key is not None and self._by_place is not None else None
+    def _same_place(self, t: torch.Tensor, key: tuple) -> Optional[TensorEntry]:
+        """A new entry for ``t`` (at place ``key``) sharing the statistics of a live tensor that holds the
+        same elements and has not been written since (views share their base's version counter, so a write
+        through any of them shows), or None."""
+        src = self._by_place.get(key) if self._by_place is not None else None
         if src is None or not src.has_stats or not _current(src) or t._version != src.version:
             return None
         return TensorEntry(src.dtype, t.shape, src.entry, src.body, has_stats=True)
@@ -374,7 +381,7 @@ class Capture(StepSession):
         self._next_id += 1
         tensors: List[torch.Tensor] = []
         call_args = split_call(args, kwargs, tensors)
-        inputs = [self._tensor(t, rid, f"in{i}") for i, t in enumerate(tensors)]
+        inputs = [self._tensor(t, rid, "in", i) for i, t in enumerate(tensors)]
         written: Optional[List[torch.Tensor]] = [] if meta.mutated else None
         for i, name in meta.mutated:
             t = args[i] if i < len(args) else kwargs.get(name)
@@ -385,8 +392,9 @@ class Capture(StepSession):
                 for x in t:
                     if isinstance(x, torch.Tensor):
                         self._forget(x)
+        sid = self._stack_table.stack_id(_OP_STACK_DEPTH) if self.keep_stack else None
         # the arguments are encoded when the record is written (the writer thread): keep them as they are
-        return (meta, phase, call, module, rid, inputs, call_args, self._stack_id(), written)
+        return (meta, phase, call, module, rid, inputs, call_args, sid, written)
 
     def _after_op(self, pre: tuple, out: Any) -> None:
         meta, phase, call, module, rid, inputs, args_json, sid, written = pre
@@ -405,22 +413,22 @@ class Capture(StepSession):
         if shares and len(tensors) == 1 and inputs and inputs[0].has_stats and type(tensors[0]) in _PLAIN:
             t = tensors[0]
             if self._save_tensors:
-                outputs = [self._tensor(t, rid, "out0")]
+                outputs = [self._tensor(t, rid, "out", 0)]
             else:
                 src = inputs[0]
                 outputs = [TensorEntry(src.dtype, t.shape, src.entry, src.body, has_stats=True)]
-                self._remember(t, outputs[0])
+                self._remember(t, outputs[0], self._place(t))
         elif meta.undefined or (meta.view and inputs and _undefined(inputs[0])):
             # uninitialised memory (FSDP views its all-gather buffers before they are filled): dtype and shape
             # only, also where a later op reads it
             outputs = [TensorEntry(dtype_name(t.dtype), t.shape, body="}") for t in tensors]
             for t, info in zip(tensors, outputs):
-                self._remember(t, info)
+                self._remember(t, info, self._place(t))
         elif meta.view and not (self._save_tensors or self._queue.digests):  # subset/repetition: stats mode
             # leaves its statistics to the op that reads it (aliasing.py)
             outputs = [TensorEntry(dtype_name(t.dtype), t.shape, body="}") for t in tensors]
         else:
-            outputs = [self._tensor(t, rid, f"out{i}") for i, t in enumerate(tensors)]
+            outputs = [self._tensor(t, rid, "out", i) for i, t in enumerate(tensors)]
             if written:
                 bumped_after(tensors, outputs, written)
         self._emit((rid, meta.name, "op", phase, call, module, inputs, outputs, args_json, sid))

@@ -82,8 +82,8 @@ class ModuleRecorder:
         flat_tensors(output, outs)
         rid = cap._new_id()
         sid = cap._stack_id()
-        inputs = [cap._tensor(t, rid, f"in{i}") for i, t in enumerate(ins)]
-        outputs = [cap._tensor(t, rid, f"out{i}") for i, t in enumerate(outs)]
+        inputs = [cap._tensor(t, rid, "in", i) for i, t in enumerate(ins)]
+        outputs = [cap._tensor(t, rid, "out", i) for i, t in enumerate(outs)]
         cap._emit((rid, name, "module", "forward", call, path, inputs, outputs, None, sid))
         grads_of = [t for t in outs if t.requires_grad]
         if grads_of and torch.is_grad_enabled():
@@ -102,7 +102,7 @@ class ModuleRecorder:
         cap = self.cap
         call = cap._count_call((name, "backward"))
         rid = cap._new_id()
-        inputs = [cap._tensor(g, rid, f"in{i}") for i, g in enumerate(grads) if g is not None]
+        inputs = [cap._tensor(g, rid, "in", i) for i, g in enumerate(grads) if g is not None]
         cap._emit((rid, name, "module", "backward", call, path, inputs, [], None, None))
 
     def _hook_params(self, module: torch.nn.Module, path: str) -> None:
@@ -137,5 +137,5 @@ class ModuleRecorder:
             return
         call = cap._count_call((name, "backward"))
         rid = cap._new_id()
-        outputs = [cap._tensor(grad, rid, "out0")]
+        outputs = [cap._tensor(grad, rid, "out", 0)]
         cap._emit((rid, name, "module", "backward", call, full.rpartition(".")[0], [], outputs, None, None))
