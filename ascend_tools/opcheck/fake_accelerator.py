@@ -7,9 +7,9 @@ and no random initialisation. Data the script loads stays real until it is moved
 
 Why meta, not FakeTensors on ``cuda``: FakeTensorMode can hold a ``cuda`` FakeTensor on CPU-only torch, but
 the first op with autograd on it aborts the process (a C++ DeviceGuard for CUDA: "PyTorch is not linked
-with support for cuda devices", torch 2.13). The price: ``x.device.type == "cuda"``/``x.is_cuda`` branches in
-model code see ``meta`` and take their non-CUDA path, and autocast does not apply to meta tensors
-(docs/check-ops.md, limits). Everything here is patched for the check-ops child only, never in training.
+with support for cuda devices", torch 2.13). So the user's own code is shown ``cuda:N`` where the tensor is
+on meta (``user_device.py``); autocast does not apply to meta tensors (docs/check-ops.md, limits).
+Everything here is patched for the check-ops child only, never in training.
 """
 
 import contextlib
@@ -19,6 +19,8 @@ from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 import torch
 from torch.overrides import TorchFunctionMode
+
+from .user_device import device_property
 
 GIB = 1 << 30
 #: what the fake node's devices report (an 80 GB Ampere-class part: bf16, TF32, flash-attn 2 capable)
@@ -238,6 +240,7 @@ def _patches(node: FakeNode) -> List[Tuple[Any, str, Any]]:
         (torch.Tensor, "cuda", _tensor_cuda),
         (torch.Tensor, "pin_memory", _pinned),
         (torch.Tensor, "is_cuda", property(_is_cuda)),
+        (torch.Tensor, "device", device_property(lambda: node.current)),
         *((scaler, "_maybe_opt_step", _scaler_step) for scaler in _grad_scalers()),
         (torch.nn.DataParallel, "__init__", _one_replica(torch.nn.DataParallel.__init__)),
         (torch.nn.Module, "to", _module_to(torch.nn.Module.to)),

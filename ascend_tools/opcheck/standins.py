@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..stacks import is_library
+from .user_code import installed
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def _user_frame() -> Optional[Tuple[str, int]]:
     while frame is not None:
         name = frame.f_code.co_filename
         if not is_library(name) and "importlib" not in name and name != __file__:
-            return None if _installed(name) else (name, frame.f_lineno)
+            return None if installed(name) else (name, frame.f_lineno)
         frame = frame.f_back
     return None
 
@@ -457,12 +458,6 @@ def _recording(value: Any, module: str, attr: str, package: Package, recorder: R
     return call
 
 
-def _installed(filename: str) -> bool:
-    """Torch, the standard library, or a package installed in site-packages/dist-packages."""
-    parts = filename.replace("\\", "/").split("/")
-    return is_library(filename) or "site-packages" in parts or "dist-packages" in parts
-
-
 def _asked_by_user_code() -> bool:
     """Whether the import comes from the user's code rather than an installed library. Libraries probe
     their optional dependencies (torch._dynamo's ``import triton``, accelerate's and transformers'
@@ -471,7 +466,7 @@ def _asked_by_user_code() -> bool:
     while frame is not None:
         name = frame.f_code.co_filename
         if not ("importlib" in name or name == __file__):
-            return not _installed(name)
+            return not installed(name)
         frame = frame.f_back
     return False
 
