@@ -15,6 +15,7 @@ from typing import IO, Any, Callable, Deque, Dict, List, Optional
 
 from .. import atomic
 from ..failopen import FailOpen
+from . import columnar
 
 SCHEMA = "ascend-doctor/profile/1"
 CAPACITY = 1 << 16
@@ -45,6 +46,8 @@ class RankRecorder(FailOpen):
         self._file: Optional[IO[str]] = None  # closed in close()
         self._out: Optional[atomic.OutputDir] = None
         self._name = os.path.basename(rank_dir)
+        self._columnar = columnar.Writer()  # the coll records written, as columns too (columnar.py)
+        self._bytes = 0  # written to events.jsonl (json.dumps writes ASCII: one byte a character)
         try:
             # from a descriptor of the profile directory, never through a symlink (at rank{r} or the file's
             # name), FIFO or hard link planted there: refused, logged once, the events are dropped (and counted
@@ -99,18 +102,30 @@ class RankRecorder(FailOpen):
                 except IndexError:
                     break
             lines = []
+            colls = []
             for rec in self._guarded(self._select, drained) or []:
                 try:
                     lines.append(json.dumps(rec))  # no keyword arguments: json reuses its cached C encoder
                 except (TypeError, ValueError) as exc:
                     self._fail(exc)
+                    continue
+                if rec.get("k") == "coll":
+                    colls.append(rec)
             if lines:
+                text = "\n".join(lines) + "\n"
                 try:
-                    self._file.write("\n".join(lines) + "\n")
+                    self._file.write(text)
                     self._file.flush()
                     self.records += len(lines)
+                    self._bytes += len(text)
                 except OSError as exc:
                     self._fail(exc)
+                    return
+                self._guarded(self._columnar.add, colls, (self.records + 1, self._bytes), self._open_columnar)
+
+    def _open_columnar(self, name: str) -> Any:
+        assert self._out is not None
+        return self._out.open_atomic(f"{self._name}/{name}", "wb")
 
     def _select(self, records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
         """The drained records that go to ``events.jsonl`` (all of them; the always-on recorder keeps
@@ -133,7 +148,7 @@ class RankRecorder(FailOpen):
                 self._file.close()
                 self._file = None
         if self._out is not None:
-            for name in ("events.jsonl", "meta.json", ""):
+            for name in ("events.jsonl", *self._columnar.names, "meta.json", ""):
                 self._out.remove(f"{self._name}/{name}".rstrip("/"))
             self._out.close()
             self._out = None
@@ -147,6 +162,8 @@ class RankRecorder(FailOpen):
         self.flush()
         with self._lock:
             if self._file is not None:
+                if not self._file.closed:
+                    self._guarded(self._columnar.close, (self.records + 1, self._bytes), self._open_columnar)
                 self._file.close()
         self.meta.update(
             final,

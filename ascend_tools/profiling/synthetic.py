@@ -1,7 +1,8 @@
 """Simulated profiles in exactly the on-disk format of docs/profile-format.md, with known ground truth.
 
 :func:`write_profile` simulates N ranks running steps of compute segments, each followed by a collective,
-and writes ``rank{r}/meta.json`` + ``events.jsonl`` (and ``hang/hang.json`` after a hang). What it
+and writes ``rank{r}/meta.json`` + ``events.jsonl`` (and ``hang/hang.json`` after a hang), and the columnar
+files of the collectives where the profiler would have written them (``columnar_files=False``: none). What it
 simulated comes back as a :class:`Truth`, so tests can check ``analyze`` against the simulation instead
 of against its own output.
 
@@ -16,10 +17,11 @@ plus its clock offset (``Truth.offsets``).
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import IO, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from . import columnar
 from .bandwidth import GB, P2P_OPS, bus_factor
 from .recorder import SCHEMA
 
@@ -100,6 +102,7 @@ def write_profile(
     latency: float = 20e-6,
     exit_jitter: float = 20e-6,
     seed: int = 0,
+    columnar_files: bool = True,
 ) -> Truth:
     """Write a simulated profile of ``ranks`` ranks × ``collectives`` world-group collectives to ``out_dir``.
 
@@ -124,7 +127,9 @@ def write_profile(
     gids = {"world": "0", "p2p": "0"}
     seqs = _seqs(events)
     hang_seq = _hang_index(events, seqs, hang_at) if hang_at is not None else None
-    writer = _Writer(out_dir, ranks, tp, events, seqs, gids, sim, offsets, hang_seq, hang_rank, cut_short)
+    writer = _Writer(
+        out_dir, ranks, tp, events, seqs, gids, sim, offsets, hang_seq, hang_rank, cut_short, columnar_files
+    )
     for r in range(ranks):
         writer.write_rank(r)
     return Truth(
@@ -228,8 +233,9 @@ class _Writer:
         hang_index: Optional[int],
         hang_rank: int,
         cut_short: Optional[int],
+        columnar: bool,
     ) -> None:
-        self.out_dir, self.ranks, self.tp = out_dir, ranks, tp
+        self.out_dir, self.ranks, self.tp, self.columnar = out_dir, ranks, tp, columnar
         self.events, self.seqs, self.gids, self.sim, self.offsets = events, seqs, gids, sim, offsets
         self.hang_index, self.hang_rank, self.cut_short = hang_index, hang_rank, cut_short
         self.bytes_by_op: Dict[str, int] = {}
@@ -270,19 +276,35 @@ class _Writer:
             )
         )
         steps_done: List[int] = []
+        colls = columnar.Writer()  # as the recorder: a file every columnar.ROWS records, the rest at close
+        step_colls = []
+
+        def open_file(name: str) -> IO[bytes]:
+            return open(os.path.join(rdir, name), "wb")
+
+        size = sum(map(len, lines)) + len(lines)  # of the lines so far and their newlines, in bytes
         for i in range(end):
             ev = self.events[i]
-            lines.append(self._coll_line(rank, i, off))
+            step_colls.append(self._record(rank, i, off))
+            lines.append(self._coll_line(step_colls[-1], rank, i))
+            size += len(lines[-1]) + 1
             if i == len(self.events) - 1 or self.events[i + 1].step != ev.step:
                 lines += self._step_lines(rank, ev.step, off)
+                size += len(lines[-1]) + len(lines[-2]) + 2
                 steps_done.append(ev.step)
+                if self.columnar:  # the writer thread's flush at the step boundary
+                    colls.add(step_colls, (len(lines) + 1, size), open_file)
+                step_colls = []
         self.steps_written[rank] = steps_done
         text = "\n".join(lines) + "\n"
         if self.cut_short == rank:  # killed mid-write: half a line, no newline
-            text += self._coll_line(rank, end, off)[:40]
+            text += self._coll_line(self._record(rank, end, off), rank, end)[:40]
         with open(os.path.join(rdir, "events.jsonl"), "w", encoding="utf-8") as f:
             f.write(text)
         closed = self.cut_short != rank and self.hang_index is None
+        if closed and self.columnar:
+            colls.add(step_colls, (len(lines) + 1, size), open_file)
+            colls.close((len(lines) + 1, size), open_file)
         meta = {
             "schema": SCHEMA,
             "rank": rank,
@@ -341,15 +363,15 @@ class _Writer:
             "via": None,
         }
 
-    def _coll_line(self, rank: int, i: int, off: float) -> str:
-        """The record of event ``i`` as a line, counted in the truth when the rank completed it."""
+    def _coll_line(self, rec: Dict[str, object], rank: int, i: int) -> str:
+        """``rec``, the record of event ``i``, as a line, counted in the truth when the rank completed it."""
         ev = self.events[i]
         if i < self._last_event(rank):
             self.bytes_by_op[ev.op] = self.bytes_by_op.get(ev.op, 0) + ev.nbytes
             if ev.op == "send":
                 key = (rank, (rank + 1) % self.ranks)
                 self.p2p_bytes[key] = self.p2p_bytes.get(key, 0) + ev.nbytes
-        return json.dumps(self._record(rank, i, off))
+        return json.dumps(rec)
 
     def _step_lines(self, rank: int, step: int, off: float) -> List[str]:
         t0 = float(self.sim.step_t0[step, rank] + off)

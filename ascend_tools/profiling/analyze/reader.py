@@ -13,17 +13,18 @@ import contextlib
 import ctypes
 import functools
 import multiprocessing
-import operator
 import os
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
+from typing import IO, TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ... import boundedio
 from ...errors import InputError
+from .. import columnar
+from ..columnar import Codes, floats
 from ..recorder import SCHEMA
 from . import memory
 from .model import Colls, Problem, Profile, RankInfo, Steps
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 MAX_WORLD = 1 << 17
 RANK_DIR = re.compile(r"^rank(\d+)$")
 KINDS = ("group", "stack", "coll", "step", "mem")
-COLL_KEYS = ("gid", "seq", "op", "bytes", "n", "peer", "t0", "t1", "dev_ms", "async", "step", "sid")
 Progress = Callable[[int, int], None]
 CHUNK = 32  # ranks read by one worker task
 
@@ -54,27 +54,12 @@ def rank_dirs(path: str) -> List[Tuple[int, str]]:
     return sorted(found)
 
 
-class _Codes:
-    """Interns strings (process-group names, op names) as small integers shared by every rank."""
-
-    def __init__(self) -> None:
-        self.names: List[str] = []
-        self._index: Dict[str, int] = {}
-
-    def code(self, name: str) -> int:
-        i = self._index.get(name)
-        if i is None:
-            i = self._index[name] = len(self.names)
-            self.names.append(name)
-        return i
-
-
 class _Reader:
     """Reads ranks into columns whose ``gid``/``op`` codes are its own (:class:`_Merge` recodes them)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.gids, self.ops = _Codes(), _Codes()
+        self.gids, self.ops = Codes(), Codes()
         self.group_records: List[Tuple[int, str, str, List[int]]] = []  # (rank, file, gid, ranks)
         self.problems: List[Problem] = []
         self.colls: List[Colls] = []
@@ -104,10 +89,26 @@ class _Reader:
                     f"{counter.replace('_', ' ')}: {info.meta[counter]} (records are missing)",
                 )
         always_on = _always_on_files(rdir)
-        records = self._records(rank, os.path.join(rdir, "events.jsonl"))
+        events = os.path.join(rdir, "events.jsonl")
+        parts = self._columnar(rank, rdir)
+        held = sum(len(p.cols["t0"]) for p in parts)
+        mark = len(self.problems)
+        records, skipped = self._records(rank, events, (parts[-1].end, parts[-1].offset) if parts else (1, 0))
+        if skipped != held:  # not what the profiler writes: events.jsonl alone, its problems said once
+            del self.problems[mark:]
+            self.problem(
+                "warning",
+                rank,
+                events,
+                f"the columnar files hold {held} coll records, events.jsonl has "
+                + ("other lines" if skipped < 0 else f"{skipped} coll lines")
+                + " where they cover it: its coll records read from it instead",
+            )
+            parts, held = [], 0
+            records, _ = self._records(rank, events)
         for path in always_on["ring"]:  # full records dumped around an anomaly
-            records += self._records(rank, path)
-        info.records = len(records)
+            records += self._records(rank, path)[0]
+        info.records = len(records) + held
         by_kind: Dict[Any, List[Dict[str, Any]]] = {k: [] for k in KINDS}
         unknown: Counter = Counter()
         for rec in records:
@@ -130,7 +131,7 @@ class _Reader:
             for s in by_kind["stack"]
             if isinstance(s.get("sid"), int)
         }
-        self._colls(rank, rdir, by_kind["coll"])
+        self._colls(rank, rdir, parts, by_kind["coll"])
         self._steps(rank, rdir, by_kind["step"], info)
         info.memory = self._memory(by_kind["mem"])
         info.windows = self._windows(rank, always_on["windows"])
@@ -166,34 +167,70 @@ class _Reader:
             self.problem("warning", rank, path, f"says rank {meta.get('rank')}, directory says rank {rank}")
         return meta
 
-    def _records(self, rank: int, path: str) -> List[Any]:
+    def _records(self, rank: int, path: str, cover: Tuple[int, int] = (1, 0)) -> Tuple[List[Any], int]:
         """The records of ``path``, read a block at a time (a line over ``boundedio.MAX_LINE`` bytes, bad
-        JSON or JSON nested too deeply is skipped and counted)."""
+        JSON or JSON nested too deeply is skipped and counted), but for the coll lines (those starting with
+        :data:`columnar.COLL_PREFIX`) before line ``cover[0]``, which are counted and left out; the count
+        comes back beside the records, -1 when a coll record lay on another of those lines or line
+        ``cover[0]`` does not start at byte ``cover[1]`` (lines were added, removed or changed)."""
         records: List[Any] = []
         bad: List[int] = []
+        skipped = 0
+        covered, offset = cover
         try:
             with open(path, "rb") as f:
                 for first, lines in _line_blocks(f, boundedio.MAX_LINE):
                     if lines is None:
                         bad.append(first)  # longer than boundedio.MAX_LINE
+                        offset = -1 if first < covered else offset
                     elif isinstance(lines, bytes):  # the last line, without its newline
                         if lines.strip():
                             self.problem(
                                 "info", rank, path, "last line has no newline (a write cut short): skipped"
                             )
+                    elif first < covered:
+                        cut = min(len(lines), covered - first)
+                        offset -= sum(map(len, lines[:cut])) + cut
+                        kept = [i for i in range(cut) if not lines[i].startswith(columnar.COLL_PREFIX)]
+                        head: List[Any] = []
+                        _parse_block([first + i for i in kept], [lines[i] for i in kept], head, bad)
+                        if skipped >= 0:
+                            skipped += cut - len(kept)
+                        if any(isinstance(r, dict) and r.get("k") == "coll" for r in head):
+                            skipped = -1
+                        records += head
+                        _parse_block(range(first + cut, first + len(lines)), lines[cut:], records, bad)
                     else:
-                        _parse_block(first, lines, records, bad)
+                        _parse_block(range(first, first + len(lines)), lines, records, bad)
         except FileNotFoundError:
             self.problem("error", rank, path, "missing: no records from this rank")
-            return []
+            return [], 0
         except OSError as exc:
             self.problem("error", rank, path, f"unreadable: {exc}")
-            return []
+            return [], 0
         if bad:
             self.problem(
                 "warning", rank, path, f"{len(bad)} corrupt line(s) skipped (first: line {min(bad)})"
             )
-        return records
+        return records, skipped if offset == 0 else -1
+
+    def _columnar(self, rank: int, rdir: str) -> List[columnar.Part]:
+        """The columnar files that cover lines 1.. of events.jsonl without a gap (the first that does not
+        load or does not follow on is reported, and it and the files after it are left to the JSON)."""
+        parts: List[columnar.Part] = []
+        for path in columnar.files(rdir):
+            try:
+                part = columnar.load(path)
+            except (OSError, ValueError) as exc:
+                self.problem("warning", rank, path, f"unreadable, read from events.jsonl instead: {exc}")
+                break
+            if part.first != (parts[-1].end if parts else 1):
+                self.problem(
+                    "warning", rank, path, f"starts at line {part.first}, not where the files before end"
+                )
+                break
+            parts.append(part)
+        return parts
 
     def _groups(self, rank: int, rdir: str, recs: List[Dict[str, Any]]) -> None:
         for rec in recs:
@@ -206,20 +243,15 @@ class _Reader:
             self.gids.code(gid)
             self.group_records.append((rank, os.path.join(rdir, "events.jsonl"), gid, list(members)))
 
-    def _colls(self, rank: int, rdir: str, recs: List[Dict[str, Any]]) -> None:
-        if not recs:
+    def _colls(self, rank: int, rdir: str, parts: List[columnar.Part], recs: List[Dict[str, Any]]) -> None:
+        """The rows of the columnar files, then of the records read from JSON, in the order of the lines."""
+        pieces = [_recoded(part, self.gids, self.ops) for part in parts]
+        if recs:
+            pieces.append(columnar.columns(recs, self.gids, self.ops))
+        if not pieces:
             return
-        get = operator.itemgetter(*COLL_KEYS)
-        try:
-            rows = [get(r) for r in recs]
-        except KeyError:
-            rows = [tuple(r.get(k) for k in COLL_KEYS) for r in recs]
-        gid, seq, op, nbytes, n, peer, t0, t1, dev_ms, is_async, step, sid = zip(*rows)
-        gid_codes = _coded(self.gids, gid)
-        op_codes = _coded(self.ops, op)
-        seq_a, t0_a, t1_a = _floats(seq), _floats(t0), _floats(t1)
-        ok = (gid_codes >= 0) & (op_codes >= 0)
-        ok &= np.isfinite(seq_a) & np.isfinite(t0_a) & np.isfinite(t1_a) & (t1_a >= t0_a)
+        cols = {name: np.concatenate([p[name] for p in pieces]) for name in columnar.DTYPES}
+        ok = columnar.valid(cols)
         if not ok.all():
             self.problem(
                 "warning",
@@ -231,18 +263,8 @@ class _Reader:
         self.colls.append(
             Colls(
                 rank=np.full(len(idx), rank, np.int64),
-                gid=gid_codes[idx],
-                op=op_codes[idx],
-                seq=seq_a[idx].astype(np.int64),
-                bytes=_ints(nbytes, 0)[idx],
-                n=_ints(n, 1)[idx],
-                peer=_ints(peer, -1)[idx],
-                step=_ints(step, -1)[idx],
-                sid=_ints(sid, -1)[idx],
-                t0=t0_a[idx],
-                t1=t1_a[idx],
-                dev_ms=_floats(dev_ms)[idx],
-                is_async=np.fromiter(map(bool, is_async), bool, len(is_async))[idx],
+                seq=cols["seq"][idx].astype(np.int64),
+                **{name: cols[name][idx] for name in columnar.DTYPES if name != "seq"},
             )
         )
 
@@ -250,7 +272,7 @@ class _Reader:
         if not recs:
             return
         step, t0, t1 = zip(*[(r.get("step"), r.get("t0"), r.get("t1")) for r in recs])
-        s, a, b = _floats(step), _floats(t0), _floats(t1)
+        s, a, b = floats(step), floats(t0), floats(t1)
         ok = np.isfinite(s) & np.isfinite(a) & np.isfinite(b) & (b >= a)
         if not ok.all():
             self.problem(
@@ -269,7 +291,7 @@ class _Reader:
         """The ``window`` records of the always-on files, by window number (two files alternate)."""
         found = []
         for path in paths:
-            recs = self._records(rank, path)
+            recs = self._records(rank, path)[0]
             ok = [
                 r
                 for r in recs
@@ -309,32 +331,18 @@ class _Reader:
         )
 
 
-def _coded(codes: _Codes, names: Tuple[Any, ...]) -> np.ndarray:
-    """The code of each name (-1 for a name that is not a string), interning each distinct name once in
-    order of appearance."""
-    try:
-        distinct = list(dict.fromkeys(names))
-    except TypeError:  # a list or an object where a name should be: none of those is a name
-        names = tuple(n if isinstance(n, str) else None for n in names)
-        distinct = list(dict.fromkeys(names))
-    table = {name: codes.code(name) if isinstance(name, str) else -1 for name in distinct}
-    return np.fromiter(map(table.__getitem__, names), np.int64, len(names))
-
-
-def _floats(values: Tuple[Any, ...]) -> np.ndarray:
-    """None (and anything not a number) → NaN."""
-    try:
-        return np.array(values, dtype=float)
-    except (TypeError, ValueError):
-        return np.array(
-            [v if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan for v in values],
-            dtype=float,
-        )
-
-
-def _ints(values: Tuple[Any, ...], missing: int) -> np.ndarray:
-    a = _floats(values)
-    return np.where(np.isfinite(a), a, missing).astype(np.int64)
+def _recoded(part: columnar.Part, gids: Codes, ops: Codes) -> Dict[str, np.ndarray]:
+    """``part``'s columns with its own group and op codes turned into ``gids``'/``ops``' (each name interned
+    at its first row, as the JSON path interns it at its first record)."""
+    cols = dict(part.cols)
+    for key, codes, names in (("gid", gids, part.gids), ("op", ops, part.ops)):
+        column = cols[key]
+        used, first = np.unique(column[column >= 0], return_index=True)
+        table = np.full(len(names) + 1, -1, np.int64)  # the last slot: code -1 stays -1
+        for code in used[np.argsort(first)].tolist():
+            table[code] = codes.code(names[code])
+        cols[key] = table[column]
+    return cols
 
 
 BLOCK = 8 << 20  # bytes read (and parsed in one C call) at a time
@@ -376,9 +384,9 @@ def _line_blocks(f: IO[bytes], limit: int) -> Iterator[Tuple[int, Union[List[byt
         yield number, rest
 
 
-def _parse_block(first: int, lines: List[bytes], records: List[Any], bad: List[int]) -> None:
-    """Parse ``lines`` (numbered from ``first``) into ``records``: one C call for the block; a bad line
-    sends the block line by line, and its number into ``bad``."""
+def _parse_block(numbers: Sequence[int], lines: List[bytes], records: List[Any], bad: List[int]) -> None:
+    """Parse ``lines`` (numbered ``numbers``) into ``records``: one C call for the block; a bad line sends
+    the block line by line, and its number into ``bad``."""
     limit = boundedio.MAX_LINE
     if lines and max(map(len, lines)) <= limit:
         try:
@@ -388,7 +396,7 @@ def _parse_block(first: int, lines: List[bytes], records: List[Any], bad: List[i
                 return
         except ValueError:
             pass
-    for number, line in enumerate(lines, first):
+    for number, line in zip(numbers, lines):
         if len(line) > limit:
             bad.append(number)
         elif line.strip():
@@ -466,7 +474,7 @@ class _Merge:
 
     def __init__(self, path: str, problems: List[Problem]) -> None:
         self.path = path
-        self.gids, self.ops = _Codes(), _Codes()
+        self.gids, self.ops = Codes(), Codes()
         self.groups: Dict[str, List[int]] = {}
         self.ranks: Dict[int, RankInfo] = {}
         self.problems = problems
