@@ -102,6 +102,11 @@ OBJECT_APIS = (
 VIA_PATHS = (("/distributed/fsdp/", "fsdp"), ("/_composable/fsdp/", "fsdp"), ("/pipelining/", "pipeline"))
 
 
+def _first_tensor(fut: Any) -> Any:
+    """The all-reduced bucket from an all_reduce work's future (its value is the list of its tensors)."""
+    return fut.value()[0]
+
+
 def _getter(pos: Dict[str, int], args: tuple, kwargs: Dict[str, Any]) -> Getter:
     def get(name: str, default: Any = None) -> Any:
         if name in kwargs:
@@ -443,13 +448,38 @@ class CommInterceptor(FailOpen):
                     and not module._comm_hooks
                     and not getattr(module, "_ascend_doctor_builtin_hook", False)
                 ):
-                    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
-
-                    self._orig_register(module, module.process_group, self._tag_hook(allreduce_hook))
+                    self._orig_register(module, module.process_group, self._ddp_allreduce_hook())
             except Exception as exc:
                 self._fail(exc)
 
         handle.append(ddp.register_forward_pre_hook(first_forward))
+
+    def _ddp_allreduce_hook(self) -> Callable[..., Any]:
+        """DDP's default reduction as a comm hook tagged ``via: "ddp"``: each rank's bucket divided by the
+        group size, then summed (``default_hooks.allreduce_hook``'s order: no fp16 overflow in the sum), with
+        no division on a one-rank group (x / 1 = x: one pass over the bucket saved; DDP without a hook
+        divides while copying gradients into the bucket, a hook needs a pass of its own)."""
+        import torch
+        import torch.distributed as dist
+
+        tls = self._tls
+
+        def ddp_allreduce(
+            process_group: Any, bucket: dist.GradBucket
+        ) -> torch.futures.Future[torch.Tensor]:  # DDP checks these two annotations
+            group = process_group if process_group is not None else dist.group.WORLD
+            buffer = bucket.buffer()
+            size = group.size()
+            if size > 1:
+                buffer.div_(size)
+            tls.via = "ddp"
+            try:
+                work = dist.all_reduce(buffer, group=group, async_op=True)
+            finally:
+                tls.via = None
+            return work.get_future().then(_first_tensor)
+
+        return ddp_allreduce
 
     def _tag_hook(self, hook: Callable[..., Any]) -> Callable[..., Any]:
         """``hook`` with the collectives it issues tagged ``via: "ddp"``; the
