@@ -13,7 +13,10 @@ Everything here is patched for the check-ops child only, never in training.
 """
 
 import contextlib
+import importlib.util
 import os
+import re
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Dict, Iterator, List, Tuple
 
@@ -27,6 +30,8 @@ GIB = 1 << 30
 DEVICE_NAME = "NVIDIA A100-SXM4-80GB (ascend-doctor fake)"
 DEVICE_MEMORY = 80 * GIB
 CAPABILITY = (8, 0)
+#: ``torch.version.cuda`` of the fake node where neither torch nor torchvision names one
+CUDA_VERSION = "12.4"
 META = torch.device("meta")
 
 
@@ -146,6 +151,21 @@ def _grad_scalers() -> List[Any]:
     return [c for c in classes if c is not None and "_maybe_opt_step" in vars(c)]
 
 
+def cuda_version() -> str:
+    """``torch.version.cuda`` on the fake node. CPU-only torch says None, which libraries read as "no CUDA
+    build" (transformers' ``--tf32`` check raises, pytorch/examples' bf16 gate says no). A CUDA torch keeps
+    its own; with CPU torch, a CUDA-built torchvision (``0.28.0+cu130``) checks at import that torch's
+    major version matches its own, so the node answers that one."""
+    if torch.version.cuda:
+        return torch.version.cuda
+    spec = importlib.util.find_spec("torchvision")
+    folder = (spec.submodule_search_locations or [""])[0] if spec else ""
+    version_file = Path(folder, "version.py")
+    text = version_file.read_text() if folder and version_file.is_file() else ""
+    match = re.search(r"\+cu(\d+)(\d)\b", text)
+    return f"{match[1]}.{match[2]}" if match else CUDA_VERSION
+
+
 def _with_meta(devices: Callable[[], List[str]]) -> Callable[[], List[str]]:
     return lambda: [*devices(), "meta"]
 
@@ -237,6 +257,7 @@ def _patches(node: FakeNode) -> List[Tuple[Any, str, Any]]:
         # fused=True optimizers check their parameters' device: meta stands for the accelerator here
         (foreach_utils, "_get_fused_kernels_supported_devices", fused_devices),
         (optimizer_module, "_get_fused_kernels_supported_devices", fused_devices),
+        (torch.version, "cuda", cuda_version()),
         (torch.Tensor, "cuda", _tensor_cuda),
         (torch.Tensor, "pin_memory", _pinned),
         (torch.Tensor, "is_cuda", property(_is_cuda)),

@@ -10,6 +10,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Callable, Dict
 
+import corpus_hub_fixtures
 import numpy as np
 
 _VOCAB = "the a cat dog sat on mat hi hello world say add one two good day see you bye no yes"
@@ -157,6 +158,8 @@ KINDS: Dict[str, Callable[[Path, Dict[str, Any]], None]] = {
     "image_folder": _image_folder,
     "text": _text,
     "text_corpus": _text_corpus,
+    "hf_hub_model": corpus_hub_fixtures.hf_hub_model,
+    "hf_dataset_cache": corpus_hub_fixtures.hf_dataset_cache,
 }
 
 

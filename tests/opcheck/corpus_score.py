@@ -131,7 +131,8 @@ def command_form_available() -> bool:
 def _env(truth: Truth, cwd: Path) -> Dict[str, str]:
     env = dict(os.environ)
     for key, value in truth.env.items():
-        if key.endswith("PATH"):  # PYTHONPATH: directories of the script's tree
+        # PYTHONPATH, HF_HOME, HF_HUB_CACHE, TIKTOKEN_CACHE_DIR: directories of the script's tree
+        if key.endswith(("PATH", "_HOME", "_CACHE", "_DIR")):
             value = os.pathsep.join(str((cwd / p).resolve()) for p in value.split(os.pathsep))
         env[key] = value
     return env

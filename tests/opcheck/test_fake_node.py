@@ -166,3 +166,37 @@ def test_lightning_meta_parameter_checks_say_none():
     lightning_fake._patch(module)
     assert module._has_meta_device_parameters_or_buffers(torch.nn.Linear(1, 1)) is False
     assert script_child.OFFLINE["WANDB_MODE"] == "disabled"  # wandb's login would stop TinyLlama's run
+
+
+def test_the_fake_node_is_a_cuda_build():
+    """CPU-only torch says torch.version.cuda is None: transformers' TrainingArguments(tf32=True) then
+    raises ('--tf32 requires Ampere or a newer GPU arch, cuda>=11'), as LongLoRA's and Alpaca's commands
+    pass it, and pytorch/examples' FSDP T5 gates bf16 on it. The fake node is a CUDA build while active."""
+    from transformers.utils import is_torch_tf32_available  # what TrainingArguments(tf32=True) asks
+
+    original = torch.version.cuda
+    is_torch_tf32_available.cache_clear()
+    try:
+        with fake_accelerator.fake_node(1):
+            assert torch.version.cuda == fake_accelerator.cuda_version()
+            assert is_torch_tf32_available()
+    finally:
+        is_torch_tf32_available.cache_clear()
+    assert torch.version.cuda == original
+
+
+def test_the_fake_cuda_version_matches_a_cuda_built_torchvision(tmp_path, monkeypatch):
+    """A CUDA-built torchvision (PyPI's default, 0.28.0+cu130) beside CPU torch refuses to import when
+    torch.version.cuda names another major version: the node answers torchvision's."""
+    import importlib.machinery
+
+    (tmp_path / "version.py").write_text("__version__ = '0.28.0+cu130'\n")
+    spec = importlib.machinery.ModuleSpec("torchvision", None, is_package=True)
+    spec.submodule_search_locations = [str(tmp_path)]
+    monkeypatch.setattr(torch.version, "cuda", None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: spec if name == "torchvision" else None)
+    assert fake_accelerator.cuda_version() == "13.0"
+    (tmp_path / "version.py").write_text("__version__ = '0.28.0'\n")
+    assert fake_accelerator.cuda_version() == fake_accelerator.CUDA_VERSION
+    monkeypatch.setattr(torch.version, "cuda", "12.8")  # a CUDA torch keeps its own
+    assert fake_accelerator.cuda_version() == "12.8"
