@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from ascend_tools.profiling import synthetic
 from ascend_tools.profiling.analyze import analyze
 from ascend_tools.profiling.analyze.arrays import count_distinct, unique_ints
+from ascend_tools.profiling.analyze.instances import by_group_rank_seq
 from ascend_tools.profiling.analyze.reader import is_rank_list, read_profile
 from ascend_tools.report.output import render
 
@@ -113,3 +114,38 @@ def test_unique_ints_and_count_distinct_are_np_unique(values, spread):
     np.testing.assert_array_equal(uniq, want)
     np.testing.assert_array_equal(inverse, want_inverse)
     assert count_distinct(a) == len(want)
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_one_sort_by_group_rank_seq_is_the_lexsort(tmp_path, shuffled):
+    """The reader's order (each rank's records as written) takes the stable sort on the group alone; lines
+    out of order take the lexsort. Either way: the lexsort of (gid, rank, seq), send/recv left out."""
+    synthetic.write_profile(str(tmp_path), ranks=4, collectives=40, per_step=5, tp=2, p2p=True)
+    if shuffled:
+        events = tmp_path / "rank2" / "events.jsonl"
+        lines = events.read_text().splitlines(keepends=True)
+        np.random.default_rng(0).shuffle(lines)
+        events.write_text("".join(lines))
+    profile = read_profile(str(tmp_path))
+    c = profile.colls
+    keep = np.flatnonzero(~np.isin(c.op, [profile.op_code("send"), profile.op_code("recv")]))
+    want = keep[np.lexsort((c.seq[keep], c.rank[keep], c.gid[keep]))]
+    np.testing.assert_array_equal(by_group_rank_seq(profile), want)
+
+
+def test_columns_are_int32_unless_a_value_does_not_fit(tmp_path):
+    synthetic.write_profile(str(tmp_path), ranks=2, collectives=10, per_step=5, columnar_files=False)
+    with open(tmp_path / "rank1" / "events.jsonl", "a", encoding="utf-8") as f:
+        f.write(
+            json.dumps(
+                {"k": "coll", "gid": "0", "seq": 10, "op": "barrier", "t0": 1.0, "t1": 2.0, "step": 1 << 40}
+            )
+        )
+        f.write("\n")
+    colls = read_profile(str(tmp_path)).colls
+    assert {
+        name: getattr(colls, name).dtype.name for name in ("rank", "gid", "op", "seq", "n", "peer", "sid")
+    } == {name: "int32" for name in ("rank", "gid", "op", "seq", "n", "peer", "sid")}
+    assert colls.step.dtype == np.int64 and colls.step.tolist() == [0] * 5 + [1] * 5 + [0] * 5 + [1] * 5 + [
+        1 << 40
+    ]

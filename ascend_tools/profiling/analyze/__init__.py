@@ -26,7 +26,7 @@ from . import (
     steps,
     window_slow_rank,
 )
-from .instances import group_instances
+from .instances import by_group_rank_seq, group_instances
 from .model import Profile
 from .reader import Progress, read_profile
 from .skew import Skew, measure
@@ -58,7 +58,8 @@ def run(
     """Read ``path`` (``progress(done, total)`` after each rank, ``jobs`` worker processes) and run every
     analysis; ``rule`` defaults to ``SlowRankRule()``."""
     profile = read_profile(path, progress, jobs)
-    instances = group_instances(profile)
+    order = by_group_rank_seq(profile)
+    instances = group_instances(profile, order)
     clock = clocks.fit(profile, instances)
     clocks.align(profile, clock)
     skew = measure(profile, instances)
@@ -71,7 +72,9 @@ def run(
         steps=table,
         # always-on windows cover the whole run, the full records only its anomaly dumps
         slow=window_slow_rank.find(profile, rule or SlowRankRule())
-        or slow_rank.find(profile, skew, table, rule or SlowRankRule(), compute_gaps.gaps(profile, block)),
+        or slow_rank.find(
+            profile, skew, table, rule or SlowRankRule(), compute_gaps.gaps(profile, block, order), order
+        ),
         hangs=hangs.find(profile),
         positions=hangs.positions(profile),
         collectives=collectives.table(profile, skew),

@@ -100,9 +100,9 @@ def _row_keys(
 ) -> np.ndarray:
     """Per record, its row's key, ordered by (group, op, async, bucket): dense, in the smallest integer
     type that holds it (bucket + 1 is in [0, 64])."""
-    key = (op * 2 + is_async) * 65 + (bucket + 1)
+    key = (op.astype(np.int64) * 2 + is_async) * 65 + (bucket + 1)
     if gid is not None:
-        key = gid * (int(op.max()) + 1) * 130 + key
+        key = gid.astype(np.int64) * (int(op.max()) + 1) * 130 + key
     return key.astype(np.min_scalar_type(int(key.max())))
 
 
@@ -110,9 +110,10 @@ def _instance_keys(colls: Colls) -> np.ndarray:
     """Per record, an integer naming its (gid, seq): gid × (largest seq + 1) + seq, dense enough for
     :func:`count_distinct`'s table; ``gid << 40 | seq`` where that would not fit."""
     stride = int(colls.seq.max()) + 1
+    gid = colls.gid.astype(np.int64)
     if colls.seq.min() < 0 or stride * (int(colls.gid.max()) + 1) >= 1 << 62:
-        return (colls.gid << 40) | colls.seq
-    return colls.gid * stride + colls.seq
+        return (gid << 40) | colls.seq
+    return gid * stride + colls.seq
 
 
 def _nanmedian(values: np.ndarray) -> float:

@@ -26,7 +26,6 @@ from typing import Dict
 
 import numpy as np
 
-from ..bandwidth import P2P_OPS
 from .arrays import runs
 from .model import Profile
 from .skew import Skew
@@ -84,14 +83,12 @@ def blocked(profile: Profile, skew: Skew) -> Blocked:
     return Blocked(starts, ends, before)
 
 
-def gaps(profile: Profile, block: Blocked) -> np.ndarray:
+def gaps(profile: Profile, block: Blocked, order: np.ndarray) -> np.ndarray:
     """Per coll record: compute since the rank's previous collective on the same group (NaN for its first,
-    and for send/recv, which count their own seqs)."""
+    and for send/recv, which count their own seqs); ``order``: instances.by_group_rank_seq's."""
     colls = profile.colls
     out = np.full(len(colls), np.nan)
-    idx = np.flatnonzero(~np.isin(colls.op, [profile.op_code(op) for op in P2P_OPS]))
-    order = idx[np.lexsort((colls.seq[idx], colls.rank[idx], colls.gid[idx]))]
-    del idx  # each temporary goes as soon as it is used: 16 M records make each one 131 MB
+    # each temporary goes as soon as it is used: 16 M records make each one 131 MB
     if not len(order):
         return out
     gid, rank = colls.gid[order], colls.rank[order]
@@ -99,7 +96,7 @@ def gaps(profile: Profile, block: Blocked) -> np.ndarray:
     del gid, rank
     prev = order[np.flatnonzero(same) - 1]  # the same rank's previous record on the group
     cur = order[same]
-    del order, same
+    del same
     prev_release = np.where(colls.is_async[prev], colls.t0[prev], colls.t1[prev])
     del prev
     out[cur] = block.compute(colls.rank[cur], prev_release, colls.t0[cur])

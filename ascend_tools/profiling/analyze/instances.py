@@ -7,7 +7,7 @@ members × instances matrix. send/recv are left out: they pair two ranks, not th
 """
 
 from dataclasses import dataclass
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 
@@ -38,12 +38,28 @@ class GroupInstances:
         return np.all(have[have.any(axis=1)], axis=0)
 
 
-def group_instances(profile: Profile) -> List[GroupInstances]:
-    """One :class:`GroupInstances` per process group that has collectives (send/recv excluded)."""
+def by_group_rank_seq(profile: Profile) -> np.ndarray:
+    """The records of the groups' collectives (send/recv left out) in (gid, rank, seq) order, equal keys in
+    record order: what the instances, the compute gaps and the slow-rank windows walk, sorted once for all.
+    The reader gives each rank's records in the order it wrote them, so a stable sort on the group alone
+    usually gives it (checked; otherwise a lexsort): 16 M records at 8,192 ranks."""
     colls = profile.colls
-    p2p = np.isin(colls.op, [profile.op_code(op) for op in P2P_OPS])
-    idx = np.flatnonzero(~p2p)
-    idx = idx[np.argsort(colls.gid[idx], kind="stable")]
+    idx = np.flatnonzero(~np.isin(colls.op, [profile.op_code(op) for op in P2P_OPS]))
+    order = idx[np.argsort(colls.gid[idx], kind="stable")]
+    del idx
+    gid, rank, seq = colls.gid[order], colls.rank[order], colls.seq[order]
+    after = (gid[1:] != gid[:-1]) | (rank[1:] > rank[:-1]) | ((rank[1:] == rank[:-1]) & (seq[1:] >= seq[:-1]))
+    del gid, rank, seq
+    if not after.all():
+        order = order[np.lexsort((colls.seq[order], colls.rank[order], colls.gid[order]))]
+    return order.astype(np.int32) if len(colls) < 1 << 31 else order  # held through the analyses
+
+
+def group_instances(profile: Profile, order: Optional[np.ndarray] = None) -> List[GroupInstances]:
+    """One :class:`GroupInstances` per process group that has collectives (send/recv excluded); ``order``:
+    :func:`by_group_rank_seq`'s, when the caller has it."""
+    colls = profile.colls
+    idx = by_group_rank_seq(profile) if order is None else order
     out = []
     for start, stop in runs(colls.gid[idx]):
         sel = idx[start:stop]

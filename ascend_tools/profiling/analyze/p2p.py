@@ -20,7 +20,7 @@ def _side(profile: Profile, op: str, src_is_rank: bool) -> Dict[int, np.ndarray]
     sel = np.flatnonzero((colls.op == profile.op_code(op)) & (colls.peer >= 0))
     src = colls.rank[sel] if src_is_rank else colls.peer[sel]
     dst = colls.peer[sel] if src_is_rank else colls.rank[sel]
-    key = (src << 32) | dst
+    key = (src.astype(np.int64) << 32) | dst
     order = np.argsort(key, kind="stable")
     out: Dict[int, np.ndarray] = {}  # (src << 32) | dst -> [bytes, calls, time]
     for a, b in runs(key[order]):

@@ -262,9 +262,16 @@ class _Reader:
         idx = np.flatnonzero(ok)
         self.colls.append(
             Colls(
-                rank=np.full(len(idx), rank, np.int64),
-                seq=cols["seq"][idx].astype(np.int64),
-                **{name: cols[name][idx] for name in columnar.DTYPES if name != "seq"},
+                rank=np.full(len(idx), rank, np.int32),
+                gid=cols["gid"][idx].astype(np.int32),
+                op=cols["op"][idx].astype(np.int32),
+                seq=_narrow(cols["seq"][idx].astype(np.int64)),
+                bytes=cols["bytes"][idx],
+                t0=cols["t0"][idx],
+                t1=cols["t1"][idx],
+                dev_ms=cols["dev_ms"][idx],
+                is_async=cols["is_async"][idx],
+                **{name: _narrow(cols[name][idx]) for name in ("n", "peer", "step", "sid")},
             )
         )
 
@@ -329,6 +336,14 @@ class _Reader:
             if doc is not None
             else {"trigger": None, "detected_at": None, "inflight": [], "recent": []}
         )
+
+
+def _narrow(values: np.ndarray) -> np.ndarray:
+    """``values`` as int32 when they fit (they do unless a record is odd: a chunk holding one stays int64,
+    and so does the merged column)."""
+    if not len(values) or (values.min() >= -(1 << 31) and values.max() < 1 << 31):
+        return values.astype(np.int32)
+    return values
 
 
 def _recoded(part: columnar.Part, gids: Codes, ops: Codes) -> Dict[str, np.ndarray]:
@@ -484,8 +499,8 @@ class _Merge:
     def add(self, chunk: _Chunk) -> None:
         self.ranks.update(chunk.ranks)
         self.problems.extend(chunk.problems)
-        gids = np.array([self.gids.code(g) for g in chunk.gids] + [-1], np.int64)
-        ops = np.array([self.ops.code(o) for o in chunk.ops] + [-1], np.int64)
+        gids = np.array([self.gids.code(g) for g in chunk.gids] + [-1], np.int32)
+        ops = np.array([self.ops.code(o) for o in chunk.ops] + [-1], np.int32)
         chunk.colls.gid = gids[chunk.colls.gid]
         chunk.colls.op = ops[chunk.colls.op]
         self.colls.append(chunk.colls)

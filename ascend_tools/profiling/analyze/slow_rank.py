@@ -37,7 +37,6 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..bandwidth import P2P_OPS
 from . import windows
 from .arrays import percentile, runs
 from .model import Colls, Profile
@@ -87,13 +86,12 @@ class GroupWindows:
 
 
 def find(
-    profile: Profile, skew: Skew, table: StepTable, rule: SlowRankRule, gaps: np.ndarray
+    profile: Profile, skew: Skew, table: StepTable, rule: SlowRankRule, gaps: np.ndarray, idx: np.ndarray
 ) -> Dict[str, Any]:
     """``{"rule", "median_step_s", "groups": [per group, per member scores], "slow_ranks": [flagged],
-    "heat": {gid: (members, window labels, D matrix)}}``; ``gaps`` from compute_gaps.gaps."""
+    "heat": {gid: (members, window labels, D matrix)}}``; ``gaps`` from compute_gaps.gaps, ``idx`` from
+    instances.by_group_rank_seq."""
     colls = profile.colls
-    idx = np.flatnonzero(~np.isin(colls.op, [profile.op_code(op) for op in P2P_OPS]))
-    idx = idx[np.lexsort((colls.seq[idx], colls.rank[idx], colls.gid[idx]))]
     found: List[GroupWindows] = []
     for a, b in runs(colls.gid[idx]):
         sel = idx[a:b]
