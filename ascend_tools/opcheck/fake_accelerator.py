@@ -8,8 +8,8 @@ and no random initialisation. Data the script loads stays real until it is moved
 Why meta, not FakeTensors on ``cuda``: FakeTensorMode can hold a ``cuda`` FakeTensor on CPU-only torch, but
 the first op with autograd on it aborts the process (a C++ DeviceGuard for CUDA: "PyTorch is not linked
 with support for cuda devices", torch 2.13). So the user's own code is shown ``cuda:N`` where the tensor is
-on meta (``user_device.py``); autocast does not apply to meta tensors (docs/check-ops.md, limits).
-Everything here is patched for the check-ops child only, never in training.
+on meta (``user_device.py``), and CUDA autocast is emulated on meta (``fake_autocast.py``). Everything here is
+patched for the check-ops child only, never in training.
 """
 
 import contextlib

@@ -18,7 +18,7 @@ import torch.distributed as dist
 
 from ..errors import InputError
 from ..stacks import is_library
-from . import patterns, verdicts
+from . import fake_autocast, opaque_modules, patterns, verdicts
 from .child import exit_now, serve
 from .launch_command import LaunchCommand
 
@@ -148,6 +148,8 @@ def run_script(spec: Dict[str, Any]) -> Dict[str, Any]:
     sys.argv = [script, *cmd.script_args]
     recorder = standins.Recorder()
     sys.meta_path.append(standins.StandInFinder(recorder))
+    opaque = opaque_modules.OpaqueFinder()
+    sys.meta_path.append(opaque)
     _fake_process_group()
     _compile_unchanged(recorder)
     cuda_extensions.install(recorder)
@@ -157,7 +159,7 @@ def run_script(spec: Dict[str, Any]) -> Dict[str, Any]:
     tracer = step_trace.StepTrace()
     stop: Optional[str] = None
     try:
-        with fake_accelerator.fake_node(spec["devices"]), tracer.active():
+        with fake_accelerator.fake_node(spec["devices"]), tracer.active(), fake_autocast.FakeCudaAutocast():
             if cmd.script is not None:
                 runpy.run_path(script, run_name="__main__")
             else:
@@ -172,14 +174,14 @@ def run_script(spec: Dict[str, Any]) -> Dict[str, Any]:
         )
     except InputError:
         raise
-    except Exception as exc:
+    except (Exception, opaque_modules.OpaqueValueInTorch) as exc:
         if spec.get("debug"):
             traceback.print_exc()
         where = _user_line(exc.__traceback__)
         stop = "{}: {}{}".format(
             type(exc).__name__, (str(exc).strip().splitlines() or [""])[0], f" at {where}" if where else ""
         )
-    return _payload(spec, cmd, script, tracer, recorder.findings(), stop)
+    return _payload(spec, cmd, script, tracer, recorder.findings() + opaque.findings(), stop)
 
 
 def _payload(
