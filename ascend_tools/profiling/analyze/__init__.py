@@ -4,7 +4,7 @@ One analysis per module, each a function from the merged data to tables (in the 
 analyzers)::
 
     reader.read_profile ─► instances.group_instances ─► clocks.fit/align ─► skew.measure
-        ─► compute_gaps.blocked ─► collectives.table, p2p.matrix, steps.breakdown, slow_rank.find,
+        ─► compute_gaps.blocked ─► collectives.tables, p2p.matrix, steps.breakdown, slow_rank.find,
         hangs.find, memory.summarize
         ─► report.build (a Report) and, on request, chrome_trace.write_trace
 """
@@ -65,6 +65,7 @@ def run(
     skew = measure(profile, instances)
     block = compute_gaps.blocked(profile, skew)
     table = steps.breakdown(profile, skew, block)
+    by_op, by_group = collectives.tables(profile, skew)
     return Analysis(
         profile=profile,
         clock=clock,
@@ -77,8 +78,8 @@ def run(
         ),
         hangs=hangs.find(profile),
         positions=hangs.positions(profile),
-        collectives=collectives.table(profile, skew),
-        collectives_by_group=collectives.table(profile, skew, True),
+        collectives=by_op,
+        collectives_by_group=by_group,
         p2p=p2p.matrix(profile),
         memory=memory.summarize(
             {r: i.memory for r, i in profile.ranks.items()},
