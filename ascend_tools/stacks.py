@@ -64,19 +64,25 @@ def short_path(path: str) -> str:
 class StackTable:
     """Stack ids, cached by the two innermost user frames (code object and bytecode offset): a hit costs a
     walk to those frames only; a miss walks up to ``depth`` frames. Not thread-safe by design: a lost race
-    gives two ids for one stack, never a wrong one."""
+    gives two ids for one stack, never a wrong one.
+
+    Code objects are looked up by ``id``: hashing a code object hashes its contents (~0.2 us, a dozen
+    times per op). The table keeps every code object it has classified alive (``_codes``), so an id it
+    holds cannot be reused by another code object."""
 
     def __init__(self, depth: int = STACK_DEPTH) -> None:
         self.depth = depth
         self._sites: Dict[tuple, int] = {}
         self._stacks: Dict[tuple, int] = {}
-        self._lib_code: Dict[Any, bool] = {}
+        self._lib_code: Dict[int, bool] = {}  # id(code) -> a library frame (see is_library)
+        self._codes: List[Any] = []  # the code objects of _lib_code, held
         self.new: List[Tuple[int, List[str]]] = []  # (id, frames outermost first) not yet written
 
     def _skip(self, code: Any) -> bool:
-        skip = self._lib_code.get(code)
+        skip = self._lib_code.get(id(code))
         if skip is None:
-            skip = self._lib_code[code] = is_library(code.co_filename)
+            self._codes.append(code)
+            skip = self._lib_code[id(code)] = is_library(code.co_filename)
         return skip
 
     def stack_id(self, depth: int = 1) -> int:
@@ -90,14 +96,14 @@ class StackTable:
         site: tuple = ()
         while frame is not None:
             code = frame.f_code
-            skip = lib.get(code)
+            skip = lib.get(id(code))
             if skip is None:
                 skip = self._skip(code)
             if not skip:
                 if inner is None:
-                    inner = (code, frame.f_lasti)
+                    inner = (id(code), frame.f_lasti)
                 else:
-                    site = (inner[0], inner[1], code, frame.f_lasti)
+                    site = (inner[0], inner[1], id(code), frame.f_lasti)
                     break
             frame = frame.f_back
         else:

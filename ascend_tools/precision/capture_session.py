@@ -63,9 +63,9 @@ class OpRecordMode(FailOpenMode):
 
     def before(self, func: Any, args: Any, kwargs: Dict[str, Any]) -> Optional[tuple]:
         cap = self.owner
-        facts = cap._facts.get(func)
+        facts = cap._facts.get(id(func))  # by id: OpOverload.__hash__ is a Python call (the facts hold func)
         if facts is None:
-            facts = cap._facts[func] = OpFacts(func, cap._wanted)
+            facts = cap._facts[id(func)] = OpFacts(func, cap._wanted)
         if facts.selected:
             return cap._before_op(facts, args, kwargs)
         if cap._paths is not None:
@@ -117,7 +117,7 @@ class Capture(StepSession):
         self._flush_due = time.monotonic() + FLUSH_AFTER
         self.rank = backend.rank() if rank is None else rank
         self._busy = False
-        self._facts: Dict[Any, OpFacts] = {}
+        self._facts: Dict[int, OpFacts] = {}
         self._queue = StatsQueue(digests=mode == "hash")
         self._save_tensors = mode == "tensor"
         self.background = default_background() if background is None else bool(background)

@@ -12,11 +12,13 @@ SKIP_NAMESPACES = ("profiler::",)
 
 
 class OpFacts:
-    """What a capture needs to know about an op, worked out once per op overload."""
+    """What a capture needs to know about an op, worked out once per op overload. ``func``: the op itself,
+    held so that a table of facts by ``id(func)`` never meets a reused id."""
 
-    __slots__ = ("mutated", "name", "same_values", "selected", "undefined", "view", "view_shares")
+    __slots__ = ("func", "mutated", "name", "same_values", "selected", "undefined", "view", "view_shares")
 
     def __init__(self, func: Any, wanted: Optional[set]) -> None:
+        self.func = func
         self.name = op_name(func)
         self.selected = is_wanted(self.name, wanted) and not self.name.startswith(SKIP_NAMESPACES)
         self.same_values = self.name in aliasing.COPIES

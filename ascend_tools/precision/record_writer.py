@@ -62,10 +62,15 @@ class RecordWriter:
         return files
 
     def add(self, rec: tuple, step: int) -> None:
-        if all(t.body is not None for t in rec[6]) and all(t.settle() for t in rec[7]):
-            self.batch.append(self.line(rec, step))
-        else:
-            self.batch.append(rec)
+        for t in rec[6]:
+            if t.body is None:
+                self.batch.append(rec)
+                return
+        for t in rec[7]:
+            if t.body is None and not t.settle():
+                self.batch.append(rec)
+                return
+        self.batch.append(self.line(rec, step))
 
     def flush(self, step: int, stacks: Sequence[Tuple[int, List[str]]]) -> None:
         q = self.stats

@@ -15,12 +15,27 @@ class TensorEntry:
     pending). ``ref``/``version``/``ptr`` identify the tensor when it comes back as a later op's input: the
     storage too, since ``model.to(dtype)`` and FSDP swap a parameter's data without a new version.
     ``name``: the parameter it is (``model.norm.weight``) or whose gradient (``model.norm.weight.grad``).
+    ``text``: the whole JSON fragment once encoded (with ``name`` as it was then, ``text_name``): an op's input
+    is usually an earlier op's output, and its fragment is reused.
 
     Few objects live long here on purpose: everything kept until the step ends survives Python's
     young-generation collections, and enough survivors trigger a full collection of the whole heap (a
     model's heap: tens of ms), which was most of the capture's cost."""
 
-    __slots__ = ("body", "dtype", "entry", "file", "has_stats", "name", "ptr", "ref", "shape", "version")
+    __slots__ = (
+        "body",
+        "dtype",
+        "entry",
+        "file",
+        "has_stats",
+        "name",
+        "ptr",
+        "ref",
+        "shape",
+        "text",
+        "text_name",
+        "version",
+    )
 
     def __init__(
         self,
@@ -40,6 +55,8 @@ class TensorEntry:
         self.version = -1
         self.ptr = -1
         self.name: Optional[str] = None
+        self.text: Optional[str] = None
+        self.text_name: Optional[str] = None
 
     def settle(self, final: bool = False) -> bool:
         """Write ``body`` if the statistics (and digest) are known, then let the entry go; whether
@@ -62,12 +79,18 @@ class TensorEntry:
         return True
 
     def encoded(self, enc: LineEncoder) -> str:
+        text = self.text
+        if text is not None and self.text_name == self.name:
+            return text
         self.settle(final=True)
         body = self.body
         assert body is not None  # settle(final=True) always writes it
         if self.name is not None:
-            return enc.tensor_head(self.dtype, self.shape) + enc.tensor_name(self.name) + body
-        return enc.tensor_head(self.dtype, self.shape) + body
+            text = enc.tensor_head(self.dtype, self.shape) + enc.tensor_name(self.name) + body
+        else:
+            text = enc.tensor_head(self.dtype, self.shape) + body
+        self.text, self.text_name = text, self.name
+        return text
 
 
 def data_ptr(t: torch.Tensor) -> int:
