@@ -119,9 +119,11 @@ def run_script(spec: Dict[str, Any]) -> Dict[str, Any]:
     import importlib.util
 
     from . import (
+        accelerate_fake,
         cuda_extensions,
         deepspeed_fake,
         fake_accelerator,
+        fsdp2_fake,
         hf_fake,
         lightning_fake,
         standins,
@@ -156,6 +158,8 @@ def run_script(spec: Dict[str, Any]) -> Dict[str, Any]:
     hf_fake.install()
     deepspeed_fake.install()
     lightning_fake.install()
+    accelerate_fake.install()
+    fsdp2_fake.install()
     tracer = step_trace.StepTrace()
     stop: Optional[str] = None
     try:

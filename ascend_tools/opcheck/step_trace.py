@@ -46,9 +46,10 @@ class GatedOpTrace(trace.OpTraceMode):
             return func(*args, **kwargs)
         except Exception:  # setup on meta (DDP reads a flag with .item()): the trace's made-up outputs
             fallback = trace.SHAPE_FALLBACKS.get(op_name(func))
-            if fallback is None:
+            out = NotImplemented if fallback is None else fallback(*args, **kwargs)
+            if out is NotImplemented:
                 raise
-            return fallback(*args, **kwargs)
+            return out
 
     def _health_check(self, flag: torch.Tensor) -> bool:
         """A yes/no read between the backward and the optimizer step asks whether the gradients are bad

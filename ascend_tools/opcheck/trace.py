@@ -84,22 +84,28 @@ def _scalar_one(t: torch.Tensor) -> Any:
     return torch.ones((), dtype=t.dtype).item()
 
 
-def _host_keeps_its_values(dst: torch.Tensor, src: torch.Tensor, non_blocking: bool = False) -> torch.Tensor:
+def _host_keeps_its_values(dst: torch.Tensor, src: Any, non_blocking: bool = False) -> torch.Tensor:
     """``host.copy_(accelerator_tensor)`` (ZeRO-3 copying a parameter into its CPU-offloaded partition): the
-    fake accelerator's tensor has no values, so the host buffer keeps its own."""
+    fake accelerator's tensor has no values, so the host buffer keeps its own. Any other failed copy is
+    not this rule's (NotImplemented: the op's own error stands)."""
+    if not (isinstance(src, torch.Tensor) and src.is_meta and not dst.is_meta):
+        return NotImplemented
     return dst
 
 
 def _host_zeros(t: torch.Tensor, *, dtype: Any = None, device: Any = None, **_: Any) -> torch.Tensor:
     """``accelerator_tensor.cpu()`` / ``.to("cpu")``: a host tensor of the same shape, zeros standing for
     the values the fake accelerator does not have."""
-    return torch.zeros(t.shape, dtype=dtype or t.dtype, device=device or "cpu")
+    if not (t.is_meta and device is not None and torch.device(device).type == "cpu"):
+        return NotImplemented
+    return torch.zeros(t.shape, dtype=dtype or t.dtype, device=device)
 
 
 # Output rules for ops whose meta kernel or composite cannot run on meta tensors here (data-dependent
 # shapes and values, CUDA-only dtype checks in the meta kernel), so the trace can go on past them. The op
 # itself is recorded as usual; only its output is made up: from its documented shape semantics, or, for the
-# data-dependent ones, from the assumption that the data is non-zero (docs/check-ops.md).
+# data-dependent ones, from the assumption that the data is non-zero (docs/check-ops.md). A rule returns
+# NotImplemented where the failure is not the one it stands in for: the op's own error then stands.
 SHAPE_FALLBACKS: Dict[str, Callable[..., Any]] = {
     "aten::_grouped_mm": _grouped_mm_shape,
     "aten::nonzero": _nonzero_all,
@@ -191,11 +197,12 @@ class OpTraceMode(TorchDispatchMode):
             return func(*args, **kwargs)
         except Exception:
             fallback = SHAPE_FALLBACKS.get(name)
-            if fallback is None:
+            out = NotImplemented if fallback is None else fallback(*args, **kwargs)
+            if out is NotImplemented:
                 raise
             if name in DATA_DEPENDENT:
                 self.assumed.setdefault(name, user_site())
-            return fallback(*args, **kwargs)
+            return out
 
 
 class FusedCallMode(TorchFunctionMode):
