@@ -123,6 +123,7 @@ def run_script(spec: Dict[str, Any]) -> Dict[str, Any]:
         cuda_extensions,
         deepspeed_fake,
         fake_accelerator,
+        fsdp1_fake,
         fsdp2_fake,
         hf_fake,
         lightning_fake,
@@ -159,6 +160,7 @@ def run_script(spec: Dict[str, Any]) -> Dict[str, Any]:
     deepspeed_fake.install()
     lightning_fake.install()
     accelerate_fake.install()
+    fsdp1_fake.install()
     fsdp2_fake.install()
     tracer = step_trace.StepTrace()
     stop: Optional[str] = None

@@ -13,7 +13,9 @@ def test_a_hub_model_fixture_loads_by_its_hub_id_offline(tmp_path):
     tok = AutoTokenizer.from_pretrained("google/t5-tiny", cache_dir=str(hub), local_files_only=True)
     assert tok.decode(tok("hello world")["input_ids"]) == "hello world"
     config = {"model_type": "t5", "d_model": 64, "num_layers": 2, "vocab_size": 64}
-    corpus_fixtures.make(tmp_path, {"kind": "hf_hub_model", "path": "hub", "repo": "t5-base", "config": config})
+    corpus_fixtures.make(
+        tmp_path, {"kind": "hf_hub_model", "path": "hub", "repo": "t5-base", "config": config}
+    )
     loaded = AutoConfig.from_pretrained("t5-base", cache_dir=str(hub), local_files_only=True)
     assert (loaded.model_type, loaded.d_model, loaded.num_layers) == ("t5", 64, 2)
 
