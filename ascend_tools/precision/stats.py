@@ -218,11 +218,13 @@ class StatsQueue:
         """Queue ``t``'s statistics (None for a tensor without them, see :func:`has_stats`)."""
         if not has_stats(t):
             return None
+        if reads_free(t):
+            # nothing keeps the tensor; detached only where autograd would record the reductions (a module
+            # hook runs them with grad enabled; inside a dispatch mode's handler autograd is off already)
+            return self._add_cpu(t.detach() if t.requires_grad else t)
         # a detached alias, not ``t``: an extra reference to ``t`` itself would change what autograd
         # does (AccumulateGrad steals a gradient only when nothing else holds it)
         x = t.detach()
-        if reads_free(t):
-            return self._add_cpu(x)
         row, is_float = _row(x)
         entry = Pending(x, row, is_float)
         if self.digests:

@@ -121,4 +121,6 @@ def place(t: torch.Tensor) -> Optional[tuple]:
     ptr = data_ptr(t)
     if ptr < 0:
         return None
-    return (ptr, t.dtype, tuple(sorted([(st, n) for st, n in zip(t.stride(), t.shape) if n != 1])))
+    shape = t.shape
+    pairs = zip(t.stride(), shape) if 1 not in shape else [p for p in zip(t.stride(), shape) if p[1] != 1]
+    return (ptr, t.dtype, tuple(sorted(pairs)))
