@@ -19,9 +19,14 @@ def _config(name_or_path: Any, config: Any, kwargs: Any) -> Any:
 
     if isinstance(config, PretrainedConfig):
         return config
+    # where the user's own call looks: a cache_dir of its own (the hub cache otherwise), a revision
+    where = {k: kwargs[k] for k in ("cache_dir", "revision", "subfolder") if kwargs.get(k) is not None}
     try:
         return AutoConfig.from_pretrained(
-            name_or_path, local_files_only=True, trust_remote_code=bool(kwargs.get("trust_remote_code"))
+            name_or_path,
+            local_files_only=True,
+            trust_remote_code=bool(kwargs.get("trust_remote_code")),
+            **where,
         )
     except (OSError, ValueError) as exc:
         raise InputError(

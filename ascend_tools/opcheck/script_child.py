@@ -127,6 +127,7 @@ def run_script(spec: Dict[str, Any]) -> Dict[str, Any]:
         fsdp2_fake,
         hf_fake,
         lightning_fake,
+        spawn_fake,
         standins,
         step_trace,
     )
@@ -162,6 +163,7 @@ def run_script(spec: Dict[str, Any]) -> Dict[str, Any]:
     accelerate_fake.install()
     fsdp1_fake.install()
     fsdp2_fake.install()
+    spawn_fake.install()
     tracer = step_trace.StepTrace()
     stop: Optional[str] = None
     try:

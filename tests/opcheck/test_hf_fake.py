@@ -111,3 +111,36 @@ def test_from_pretrained_builds_without_initialising_weights(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "from_pretrained: built" in proc.stdout, proc.stderr[-2000:]
     assert proc.returncode != 0 and "_init_weights ran" in proc.stderr
+
+
+CACHE_DIR = """
+from ascend_tools.opcheck import hf_fake, fake_accelerator
+hf_fake.install()
+from transformers import AutoModelForCausalLM
+with fake_accelerator.fake_node(1):
+    model = AutoModelForCausalLM.from_pretrained("org/tiny", cache_dir=CACHE)
+print(model.config.num_hidden_layers, model.config.hidden_size)
+"""
+
+
+def test_from_pretrained_reads_the_config_from_the_scripts_own_cache_dir(tmp_path):
+    """``from_pretrained(hub_id, cache_dir=...)`` (DPO's reference trainer caches under its own directory)
+    finds the config offline where the script's own call looks, in huggingface_hub's layout
+    (models--org--name/snapshots/<commit>/, refs/main)."""
+    pytest.importorskip("transformers")
+    import json
+    import os
+
+    repo = tmp_path / "models--org--tiny"
+    snapshot = repo / "snapshots" / ("a" * 40)
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("a" * 40)
+    config = {"model_type": "llama", "vocab_size": 32, "hidden_size": 16, "intermediate_size": 32}
+    config.update(num_hidden_layers=3, num_attention_heads=2, num_key_value_heads=2)
+    (snapshot / "config.json").write_text(json.dumps(config))
+    code = CACHE_DIR.replace("CACHE", repr(str(tmp_path)))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path / "elsewhere"))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-2:] == ["3", "16"]
