@@ -6,7 +6,10 @@ mixed-precision script (``torch.autocast("cuda")``, ``torch.cuda.amp.autocast()`
 state autocast keeps (``torch.is_autocast_enabled("cuda")``, its dtype: nesting and ``enabled=False`` are
 honoured by autocast itself) and casts the floating meta inputs of each listed op as CUDA autocast would
 (``cuda_autocast_ops.py``). The casts are made above autograd, as real autocast's are, so the backward runs in
-the forward's dtypes.
+the forward's dtypes. Gradient checkpointing records the autocast state of its inputs' device type and
+re-enters it for the recomputation in the backward, where the autograd engine runs without torch function
+modes: :func:`fake_cuda_autocast` makes torch's checkpoint take meta inputs for ``cuda`` ones and pushes the
+mode for a CUDA region entered with none active, so the recomputation casts as its forward did.
 
 Where it differs from CUDA autocast (docs/check-ops.md, limits): a TorchFunctionMode sees the outermost
 Python-level call only, so the ops inside a composite written in Python (``F.normalize``,
@@ -14,12 +17,13 @@ Python-level call only, so the ops inside a composite written in Python (``F.nor
 cache (each use of a weight casts it again: the same ops, more of them).
 """
 
-from typing import Any, Callable, Dict, Optional, Tuple
+import contextlib
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch.overrides import TorchFunctionMode
+from torch.utils import checkpoint
 
-from ..dispatch import in_backward
 from .cuda_autocast_ops import Policy, policy_of
 
 _LOWER_FLOATS = (torch.float16, torch.bfloat16)
@@ -89,14 +93,67 @@ def autocast_arguments(policy: Policy, lower: torch.dtype, args: Any, kwargs: Di
     )
 
 
+def _checkpoint_device_type(original: Callable[..., str]) -> Callable[..., str]:
+    def infer(*args: Any) -> str:
+        device_type = original(*args)
+        return "cuda" if device_type == "meta" else device_type
+
+    return infer
+
+
 class FakeCudaAutocast(TorchFunctionMode):
     """Applies CUDA autocast's cast policy to meta tensors while a CUDA autocast region is enabled."""
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         policy = policy_of(getattr(func, "__name__", ""))
-        if policy is not None and not in_backward():
+        if policy is not None:
             lower = cuda_autocast_dtype()
             if lower is not None and next(_tensors(args, kwargs), None) is not None:
                 args, kwargs = autocast_arguments(policy, lower, args, kwargs)
         return func(*args, **kwargs)
+
+
+def _region_pushes(mode: FakeCudaAutocast, region: Any) -> Tuple[Callable[..., Any], Callable[..., Any]]:
+    """``autocast.__enter__``/``__exit__`` that push ``mode`` for a CUDA region entered where no torch
+    function mode is active: the autograd engine runs the backward without them, and a checkpoint's
+    recomputation enters the forward's autocast there."""
+    original_enter, original_exit = region.__enter__, region.__exit__
+
+    def enter(self: Any) -> Any:
+        entered = original_enter(self)
+        self._pushes_fake_autocast = self.device == "cuda" and torch._C._len_torch_function_stack() == 0
+        if self._pushes_fake_autocast:
+            TorchFunctionMode.__enter__(mode)
+        return entered
+
+    def exit(self: Any, *exc: Any) -> Any:
+        if getattr(self, "_pushes_fake_autocast", False):
+            TorchFunctionMode.__exit__(mode, *exc)
+        return original_exit(self, *exc)
+
+    return enter, exit
+
+
+@contextlib.contextmanager
+def fake_cuda_autocast() -> Iterator[FakeCudaAutocast]:
+    """The mode, active; and, for gradient checkpointing, torch's checkpoint taking meta inputs for
+    ``cuda`` ones (it records and re-enters the autocast state of its inputs' device type) and the mode
+    pushed again for the recomputation in the backward."""
+    mode = FakeCudaAutocast()
+    region = torch.amp.autocast_mode.autocast
+    patches: List[Tuple[Any, str, Any]] = list(
+        zip((region, region), ("__enter__", "__exit__"), _region_pushes(mode, region))
+    )
+    infer = getattr(checkpoint, "_infer_device_type", None)  # torch >= 2.1
+    if infer is not None:
+        patches.append((checkpoint, "_infer_device_type", _checkpoint_device_type(infer)))
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
+    for owner, name, value in patches:
+        setattr(owner, name, value)
+    try:
+        with mode:
+            yield mode
+    finally:
+        for owner, name, value in reversed(saved):
+            setattr(owner, name, value)

@@ -167,7 +167,7 @@ def run_script(spec: Dict[str, Any]) -> Dict[str, Any]:
     tracer = step_trace.StepTrace()
     stop: Optional[str] = None
     try:
-        with fake_accelerator.fake_node(spec["devices"]), tracer.active(), fake_autocast.FakeCudaAutocast():
+        with fake_accelerator.fake_node(spec["devices"]), tracer.active(), fake_autocast.fake_cuda_autocast():
             if cmd.script is not None:
                 runpy.run_path(script, run_name="__main__")
             else:

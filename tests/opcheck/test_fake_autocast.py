@@ -13,7 +13,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from ascend_tools.dispatch import op_name
 from ascend_tools.opcheck import fake_accelerator
-from ascend_tools.opcheck.fake_autocast import FakeCudaAutocast
+from ascend_tools.opcheck.fake_autocast import fake_cuda_autocast
 
 
 class OpDtypes(TorchDispatchMode):
@@ -61,7 +61,7 @@ def test_linear_and_losses_cast_as_real_autocast_does():
         meta = step("cuda")
 
         def on_meta():
-            with FakeCudaAutocast(), torch.autocast("cuda", dtype=torch.bfloat16):
+            with fake_cuda_autocast(), torch.autocast("cuda", dtype=torch.bfloat16):
                 loss = loss_of(*meta)
             loss.backward()
 
@@ -78,7 +78,7 @@ def test_softmax_and_layer_norm_run_in_float32_and_enabled_false_restores_float3
         x = torch.ones(2, 8).cuda()
 
         def forward():
-            with FakeCudaAutocast(), torch.autocast("cuda", dtype=torch.bfloat16):
+            with fake_cuda_autocast(), torch.autocast("cuda", dtype=torch.bfloat16):
                 h = lin(x)
                 probs, normed = h.softmax(-1), norm(h)
                 with torch.autocast("cuda", enabled=False):
@@ -94,7 +94,7 @@ def test_softmax_and_layer_norm_run_in_float32_and_enabled_false_restores_float3
 
 
 def test_outside_a_region_and_on_host_tensors_nothing_changes():
-    with fake_accelerator.fake_node(1), FakeCudaAutocast():
+    with fake_accelerator.fake_node(1), fake_cuda_autocast():
         lin = torch.nn.Linear(4, 4)
         assert lin.cuda()(torch.ones(1, 4).cuda()).dtype == torch.float32
         with torch.autocast("cuda", dtype=torch.float16):
@@ -126,3 +126,20 @@ def test_the_report_rows_show_the_autocast_dtype(tmp_path):
     # torch_npu runs softmax.int itself: its row is the call, a bf16 input with dtype=float32
     assert ops["aten::softmax.int"]["dtypes"] == ["bfloat16"]
     assert ops["aten::_softmax_backward_data"]["dtypes"] == ["float32"]
+
+
+@pytest.mark.parametrize("reentrant", [False, True])
+def test_a_checkpointed_block_recomputes_in_the_forwards_dtypes(reentrant):
+    """Gradient checkpointing (Trainer's gradient_checkpointing, peft's SFT example) re-runs the forward in
+    the backward under the forward's autocast state and checks the recomputed tensors' dtypes."""
+    from torch.utils.checkpoint import checkpoint
+
+    with fake_accelerator.fake_node(1), fake_cuda_autocast():
+        lin = torch.nn.Linear(8, 8).cuda()
+        x = torch.ones(2, 8).cuda().requires_grad_()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = checkpoint(lambda t: lin(t).softmax(-1), x, use_reentrant=reentrant)
+        with OpDtypes() as rec:
+            out.sum().backward()
+    assert lin.weight.grad.dtype == torch.float32
+    assert ("aten::addmm", ("torch.bfloat16",) * 3) in rec.ops  # the recomputation, in bf16
