@@ -241,8 +241,7 @@ class CommInterceptor(FailOpen):
     # --- one call --------------------------------------------------------------------------------------
 
     def _group(self, group: Any) -> Optional[Tuple[str, int, List[int]]]:
-        import torch.distributed.distributed_c10d as c10d
-
+        c10d = sys.modules["torch.distributed.distributed_c10d"]  # loaded by install(); no import per call
         if group is None:  # the plain attribute: group.WORLD's property costs four lookups per call
             group = getattr(c10d._world, "_default_pg", None) or c10d._get_default_group()
         hit = self._groups.get(id(group))
@@ -467,7 +466,7 @@ class CommInterceptor(FailOpen):
         def ddp_allreduce(
             process_group: Any, bucket: dist.GradBucket
         ) -> torch.futures.Future[torch.Tensor]:  # DDP checks these two annotations
-            group = process_group if process_group is not None else dist.group.WORLD
+            group: Any = process_group if process_group is not None else dist.group.WORLD
             buffer = bucket.buffer()
             size = group.size()
             if size > 1:

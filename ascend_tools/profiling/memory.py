@@ -92,11 +92,13 @@ class MemorySampler(Background, FailOpen):
             self._accumulate(rec)
         return rec
 
-    def on_step(self, step: int) -> dict:
-        """Close ``step`` and return its peaks. When a reading is due (``interval`` seconds since the last
-        step end that read), take a sample (no USS) and emit it; the allocator's peak counters are then
-        attributed to ``step`` only when the previous reading was at the previous step's end."""
-        now = time.time()
+    def on_step(self, step: int, now: Optional[float] = None) -> dict:
+        """Close ``step`` (ended at ``now``, the caller's clock reading) and return its peaks. When a reading
+        is due (``interval`` seconds since the last step end that read), take a sample (no USS) and emit it;
+        the allocator's peak counters are then attributed to ``step`` only when the previous reading was at
+        the previous step's end."""
+        if now is None:
+            now = time.time()
         rec = None
         if now >= self._close_due:
             self._close_due = now + self.interval

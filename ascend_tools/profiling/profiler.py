@@ -347,7 +347,7 @@ class Profiler(StepSession):
             now = time.time()
             self.emit({"k": "step", "step": self.step_no, "t0": self._step_t0, "t1": now})
             if self.sampler is not None:
-                self.sampler.on_step(self.step_no)  # closes the step that just ended
+                self.sampler.on_step(self.step_no, now)  # closes the step that just ended
             self._step_t0 = now
             self.step_no += 1
             self._name_from_dist()
