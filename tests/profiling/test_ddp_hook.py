@@ -1,5 +1,6 @@
 """The timing comm hook the profiler installs on a DDP instance with none: the same gradients as DDP without a
-hook (real gloo ranks), and no division pass over the buckets on a one-rank group."""
+hook (real gloo ranks), no division pass over the buckets on a one-rank group, and no record_function marker
+of its own in the step."""
 
 import pytest
 import torch
@@ -42,20 +43,38 @@ def test_profiled_ddp_gives_the_gradients_of_bare_ddp(tmp_path):
         assert sum(r["via"] == "ddp" for r in events(out, rank)) >= 3  # the hook did run: ≥ 2 buckets a step
 
 
-def test_one_rank_group_skips_the_division(tmp_path, monkeypatch):
+@pytest.fixture()
+def world1(tmp_path):
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
-    try:
-        divided = []
-        div_ = torch.Tensor.div_
-        monkeypatch.setattr(
-            torch.Tensor, "div_", lambda t, *a, **k: divided.append(t.numel()) or div_(t, *a, **k)
-        )
-        bare = train(build(), 0)
-        assert divided == []  # DDP without a hook divides inside its C++ copy
-        out = str(tmp_path / "prof")
-        with profile(out, memory=False, hang_timeout=None):
-            profiled = train(build(), 0)
-        assert divided == [] and torch.equal(profiled, bare)
-        assert sum(r["via"] == "ddp" for r in events(out, 0)) >= 3
-    finally:
-        dist.destroy_process_group()
+    yield
+    dist.destroy_process_group()
+
+
+def test_profiler_adds_no_record_function_markers(tmp_path, world1, monkeypatch):
+    """The markers a step enters (DDP's forward, the optimizer's step and zero_grad: torch's own) are the same
+    with the profiler on: it adds none for a trace nobody records."""
+    entered = []
+    enter = torch.autograd.profiler.record_function.__enter__
+    monkeypatch.setattr(
+        torch.autograd.profiler.record_function, "__enter__", lambda rf: entered.append(rf.name) or enter(rf)
+    )
+    train(build(), 0)
+    bare, entered[:] = list(entered), []
+    with profile(str(tmp_path / "prof"), hang_timeout=None):
+        train(build(), 0)
+    assert bare and sorted(entered) == sorted(bare)
+
+
+def test_one_rank_group_skips_the_division(tmp_path, world1, monkeypatch):
+    divided = []
+    div_ = torch.Tensor.div_
+    monkeypatch.setattr(
+        torch.Tensor, "div_", lambda t, *a, **k: divided.append(t.numel()) or div_(t, *a, **k)
+    )
+    bare = train(build(), 0)
+    assert divided == []  # DDP without a hook divides inside its C++ copy
+    out = str(tmp_path / "prof")
+    with profile(out, memory=False, hang_timeout=None):
+        profiled = train(build(), 0)
+    assert divided == [] and torch.equal(profiled, bare)
+    assert sum(r["via"] == "ddp" for r in events(out, 0)) >= 3
