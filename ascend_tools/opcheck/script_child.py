@@ -130,6 +130,7 @@ def run_script(spec: Dict[str, Any]) -> Dict[str, Any]:
         spawn_fake,
         standins,
         step_trace,
+        torch_load_fake,
     )
 
     cmd = LaunchCommand.from_json(spec["command"])
@@ -164,6 +165,7 @@ def run_script(spec: Dict[str, Any]) -> Dict[str, Any]:
     fsdp1_fake.install()
     fsdp2_fake.install()
     spawn_fake.install()
+    torch_load_fake.install()
     tracer = step_trace.StepTrace()
     stop: Optional[str] = None
     try:

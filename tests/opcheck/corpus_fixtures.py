@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict
 
 import corpus_hub_fixtures
+import corpus_nanochat_fixtures
 import numpy as np
 
 _VOCAB = "the a cat dog sat on mat hi hello world say add one two good day see you bye no yes"
@@ -160,6 +161,7 @@ KINDS: Dict[str, Callable[[Path, Dict[str, Any]], None]] = {
     "text_corpus": _text_corpus,
     "hf_hub_model": corpus_hub_fixtures.hf_hub_model,
     "hf_dataset_cache": corpus_hub_fixtures.hf_dataset_cache,
+    "nanochat_base_dir": corpus_nanochat_fixtures.nanochat_base_dir,
 }
 
 
