@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from ascend_tools.profiling import synthetic
 from ascend_tools.profiling.analyze import analyze
 from ascend_tools.profiling.analyze.arrays import count_distinct, unique_ints
+from ascend_tools.profiling.analyze.hangs import _latest_by_rank
 from ascend_tools.profiling.analyze.instances import by_group_rank_seq
 from ascend_tools.profiling.analyze.reader import is_rank_list, read_profile
 from ascend_tools.report.output import render
@@ -149,3 +150,14 @@ def test_columns_are_int32_unless_a_value_does_not_fit(tmp_path):
     assert colls.step.dtype == np.int64 and colls.step.tolist() == [0] * 5 + [1] * 5 + [0] * 5 + [1] * 5 + [
         1 << 40
     ]
+
+
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 4)), min_size=1, max_size=40))
+def test_latest_record_by_rank_is_the_last_of_the_lexsort(rows):
+    """Rows rank after rank, as the reader gives them; ties in t1 go to the last record, as before."""
+    rows.sort(key=lambda row: row[0])  # stable: each rank's t1 in the order drawn
+    rank = np.array([r for r, _ in rows], np.int32)
+    t1 = np.array([float(t) for _, t in rows])
+    order = np.lexsort((t1, rank))
+    ends = np.flatnonzero(np.r_[rank[order][1:] != rank[order][:-1], True])
+    assert _latest_by_rank(rank, t1) == {int(rank[order[e]]): int(order[e]) for e in ends}

@@ -114,14 +114,19 @@ def _after_last_step(step: Optional[int], info: Any) -> bool:
     return step is not None and info.closed and info.last_step is not None and step > info.last_step
 
 
+def _latest_by_rank(rank: np.ndarray, t1: np.ndarray) -> Dict[int, int]:
+    """Per rank, its record that completed last (the last one of equal ``t1``). The reader gives the records
+    rank after rank (model.Colls), so each rank's are one run: a max per run instead of a sort of all."""
+    starts = np.flatnonzero(np.r_[True, rank[1:] != rank[:-1]])
+    latest = np.repeat(np.maximum.reduceat(t1, starts), np.diff(np.r_[starts, len(t1)]))
+    index = np.where(t1 == latest, np.arange(len(t1)), -1)
+    return dict(zip(rank[starts].tolist(), np.maximum.reduceat(index, starts).tolist()))
+
+
 def positions(profile: Profile) -> Dict[int, Dict[str, Any]]:
     """Per rank: last completed collective, in-flight collectives, last step, cut short or not."""
     colls = profile.colls
-    last: Dict[int, int] = {}
-    if len(colls):
-        order = np.lexsort((colls.t1, colls.rank))
-        ends = np.flatnonzero(np.r_[colls.rank[order][1:] != colls.rank[order][:-1], True])
-        last = {int(colls.rank[order[e]]): int(order[e]) for e in ends}
+    last = _latest_by_rank(colls.rank, colls.t1) if len(colls) else {}
     out = {}
     for rank, info in profile.ranks.items():
         i = last.get(rank)

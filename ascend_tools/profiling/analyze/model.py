@@ -17,8 +17,9 @@ COLL_FLOAT_COLUMNS = ("t0", "t1", "dev_ms")
 
 @dataclass
 class Colls:
-    """One row per ``coll`` record of every rank. ``gid`` and ``op`` index :attr:`Profile.gids` and
-    :attr:`Profile.ops`; a missing ``peer``/``step``/``sid`` is -1, a missing ``dev_ms`` NaN."""
+    """One row per ``coll`` record of every rank, rank after rank (each rank's rows one run, in the order
+    they were written). ``gid`` and ``op`` index :attr:`Profile.gids` and :attr:`Profile.ops`; a missing
+    ``peer``/``step``/``sid`` is -1, a missing ``dev_ms`` NaN."""
 
     rank: np.ndarray
     gid: np.ndarray
