@@ -337,6 +337,10 @@ class CommInterceptor(FailOpen):
         if not call["async"]:
             self._completed(call)
             return
+        tls = self._tls
+        if getattr(tls, "hand_over", False):  # the DDP hook completes it in its own callback
+            tls.handed = call
+            return
         fut = None
         if out is not None:
             try:
@@ -471,14 +475,23 @@ class CommInterceptor(FailOpen):
             size = group.size()
             if size > 1:
                 buffer.div_(size)
-            tls.via = "ddp"
+            tls.via, tls.hand_over, tls.handed = "ddp", True, None
             try:
                 work = dist.all_reduce(buffer, group=group, async_op=True)
             finally:
-                tls.via = None
-            return work.get_future().then(_first_tensor)
+                tls.via, tls.hand_over = None, False
+            call, tls.handed = tls.handed, None
+            if call is None:  # not recorded (profiler off, or failed open)
+                return work.get_future().then(_first_tensor)
+            return work.get_future().then(functools.partial(self._bucket_done, call))
 
         return ddp_allreduce
+
+    def _bucket_done(self, call: Dict[str, Any], fut: Any) -> Any:
+        """The DDP hook's one completion callback (two, ours and the hook's ``then``, cost a second Python
+        call with the GIL in the backend's thread per bucket): record the completion, hand the bucket on."""
+        self._completed(call)  # fails open
+        return fut.value()[0]
 
     def _tag_hook(self, hook: Callable[..., Any]) -> Callable[..., Any]:
         """``hook`` with the collectives it issues tagged ``via: "ddp"``; the

@@ -74,7 +74,9 @@ def test_one_rank_group_skips_the_division(tmp_path, world1, monkeypatch):
     bare = train(build(), 0)
     assert divided == []  # DDP without a hook divides inside its C++ copy
     out = str(tmp_path / "prof")
-    with profile(out, memory=False, hang_timeout=None):
+    with profile(out, memory=False, hang_timeout=None) as prof:
         profiled = train(build(), 0)
+        assert prof.comm.inflight() == []  # every bucket's completion recorded (by the hook's callback)
     assert divided == [] and torch.equal(profiled, bare)
-    assert sum(r["via"] == "ddp" for r in events(out, 0)) >= 3
+    buckets = [r for r in events(out, 0) if r["via"] == "ddp"]
+    assert len(buckets) >= 3 and all(r["async"] and r["t1"] >= r["t0"] for r in buckets)
