@@ -16,7 +16,8 @@ SNAPSHOT = "0" * 40
 def hf_hub_model(path: Path, spec: Dict[str, Any]) -> None:
     """``from_pretrained("t5-base")`` offline: ``<HF_HUB_CACHE>/models--<repo>/snapshots/<sha>/`` holding the
     ``hf_llama`` fixture's tokenizer and config (``"config"`` in the spec replaces the config, for another
-    architecture), and ``refs/main`` naming the snapshot, as ``huggingface_hub`` writes them."""
+    architecture; ``"aliases"`` copies a file under the name another tokenizer class reads), and
+    ``refs/main`` naming the snapshot, as ``huggingface_hub`` writes them."""
     from corpus_fixtures import _hf_llama
 
     repo_dir = path / ("models--" + spec["repo"].replace("/", "--"))
@@ -24,6 +25,11 @@ def hf_hub_model(path: Path, spec: Dict[str, Any]) -> None:
     _hf_llama(snapshot, spec)
     if "config" in spec:
         (snapshot / "config.json").write_text(json.dumps(spec["config"], indent=1))
+    for name, written in spec.get(
+        "aliases", {}
+    ).items():  # T5Tokenizer reads the sentencepiece model as spiece.model
+        if (snapshot / written).exists():
+            shutil.copyfile(snapshot / written, snapshot / name)
     (repo_dir / "refs").mkdir(parents=True, exist_ok=True)
     (repo_dir / "refs" / "main").write_text(SNAPSHOT)
 
