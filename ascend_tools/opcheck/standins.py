@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..stacks import is_library
+from . import bnb_optimizer
 from .user_code import installed
 
 
@@ -363,6 +364,7 @@ REFERENCE.update(
 )
 for _name in ("Adam8bit", "AdamW8bit", "PagedAdamW", "PagedAdamW8bit", "PagedAdamW32bit", "AdamW", "Adam"):
     REFERENCE["bitsandbytes.optim", _name] = AdamW
+REFERENCE["bitsandbytes.optim.optimizer", "Optimizer2State"] = bnb_optimizer.Optimizer2State
 _REFERENCE_NAMES = {name for _, name in REFERENCE}
 
 
