@@ -63,6 +63,21 @@ def test_fixtures_are_what_the_scripts_read(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_llama_fixture_has_the_vocabulary_size_asked(tmp_path):
+    """Chinese-LLaMA refuses a model/tokenizer pair unless both have 32000 (or 49953/49954) entries."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    model = corpus_fixtures.make(tmp_path, {"kind": "hf_llama", "path": "m", "vocab_size": 32000})
+    assert AutoConfig.from_pretrained(model).vocab_size == 32000 == len(AutoTokenizer.from_pretrained(model))
+    if (model / "tokenizer.model").exists():  # where sentencepiece is installed
+        import sentencepiece
+
+        assert (
+            sentencepiece.SentencePieceProcessor(model_file=str(model / "tokenizer.model")).vocab_size()
+            == 32000
+        )
+
+
 def _truth(lines, ignore=()):
     return Truth(
         "t", "p", "r", "s.py", ["python", "s.py", "--tf32", "True"], {}, [], True, list(lines), list(ignore)
