@@ -378,6 +378,8 @@ def analyze_scale(ranks: int, collectives: int, jobs: int, keep: Optional[str] =
             "collectives": collectives,
             "jobs": jobs,
             "write_s": write_s,
+            # a --keep profile written before the columnar files existed is read from its JSON alone
+            "columnar_files": os.path.exists(os.path.join(prof, "rank0", "colls.0.npz")),
             "wall_s": wall,
             "peak_rss_mb": usage.ru_maxrss / 1024,
             "peak_total_rss_mb": total / (1 << 20),
@@ -547,7 +549,8 @@ def main() -> None:
             f"\nanalyze {a['ranks']} ranks x {a['collectives']} collectives, --jobs {a['jobs']}: {a['wall_s']:.1f} s, "
             f"{a['cpu_s']:.1f} CPU s, peak RSS {a['peak_rss_mb']:.0f} MB (largest process), "
             f"{a['peak_total_rss_mb']:.0f} MB (all processes), load average {a['load_avg_1m'][0]:.1f} -> "
-            f"{a['load_avg_1m'][1]:.1f} (target <= 60 s, <= 4 GB; writing the simulated files: {wrote})"
+            f"{a['load_avg_1m'][1]:.1f} (target <= 60 s, <= 4 GB; writing the simulated files: {wrote}"
+            f"{'' if a['columnar_files'] else '; no columnar files: read from the JSON alone'})"
         )
 
 
