@@ -38,10 +38,11 @@ from ..stacks import StackTable
 from . import aliasing, store
 from .call_args import split_call
 from .failopen_mode import FailOpenMode
+from .lines import row_json
 from .module_recorder import ModuleRecorder
 from .op_facts import OpFacts
 from .record_writer import RecordWriter, default_background
-from .stats import StatsQueue
+from .stats import StatsQueue, cpu_row
 from .tensor_entry import TensorEntry, bumped_after, data_ptr, place
 
 log = logging.getLogger("ascend_tools")
@@ -120,6 +121,7 @@ class Capture(StepSession):
         self._facts: Dict[int, OpFacts] = {}
         self._queue = StatsQueue(digests=mode == "hash")
         self._save_tensors = mode == "tensor"
+        self._json_now = mode == "stats"  # a CPU tensor's fragment is written when it is first seen
         self.background = default_background() if background is None else bool(background)
         self._out = RecordWriter(self.rank, self._queue, self.background, self._fail)
         self._modules = ModuleRecorder(self)
@@ -287,11 +289,16 @@ class Capture(StepSession):
                 self._name_tensor(t, info)
                 self._remember(t, info, key)
                 return info
-        info = TensorEntry(dtype_name(t.dtype), t.shape, self._queue.add(t))
+        if self._json_now and self._queue.read_now(t):  # stats mode on the CPU: the fragment at once
+            row = cpu_row(t)
+            body = ',"stats":' + row_json(*row) + "}" if row is not None else "}"
+            info = TensorEntry(dtype_name(t.dtype), t.shape, None, body, has_stats=row is not None)
+        else:
+            info = TensorEntry(dtype_name(t.dtype), t.shape, self._queue.add(t))
+            if self._save_tensors and t.layout == torch.strided and t.device.type != "meta":
+                info.file = self._out.rank_files().save_tensor(self.step_no, f"{rid}.{slot}{index}", t)
+            info.settle()
         self._name_tensor(t, info)
-        if self._save_tensors and t.layout == torch.strided and t.device.type != "meta":
-            info.file = self._out.rank_files().save_tensor(self.step_no, f"{rid}.{slot}{index}", t)
-        info.settle()
         self._remember(t, info, key)
         return info
 

@@ -34,18 +34,20 @@ def number(value: Any) -> str:
 
 def stats_json(s: Any) -> str:
     """``{"max":..,"min":..,"mean":..,"norm":..,"nan":..,"inf":..,"sat":..}`` of a ``TensorStats``."""
+    return row_json(s.max, s.min, s.mean, s.norm, s.nan, s.inf, s.sat)
+
+
+def row_json(mx: Any, mn: Any, mean: Any, norm: Any, nan: int, inf: int, sat: int) -> str:
+    """:func:`stats_json` of the statistics as values (``stats.cpu_row``: no ``TensorStats`` made)."""
     try:
-        finite = math.isfinite(s.max + s.min + s.mean + s.norm)  # a finite sum: each is finite
+        finite = math.isfinite(mx + mn + mean + norm)  # a finite sum: each is finite
     except TypeError:  # a None
         finite = False
     if finite:  # the common case: ``repr`` of a finite float is what ``json.dumps`` writes
-        return (
-            f'{{"max":{s.max!r},"min":{s.min!r},"mean":{s.mean!r},"norm":{s.norm!r},'
-            f'"nan":{s.nan:d},"inf":{s.inf:d},"sat":{s.sat:d}}}'
-        )
+        return f'{{"max":{mx!r},"min":{mn!r},"mean":{mean!r},"norm":{norm!r},"nan":{nan:d},"inf":{inf:d},"sat":{sat:d}}}'
     return (
-        f'{{"max":{number(s.max)},"min":{number(s.min)},"mean":{number(s.mean)},"norm":{number(s.norm)},'
-        f'"nan":{int(s.nan)},"inf":{int(s.inf)},"sat":{int(s.sat)}}}'
+        f'{{"max":{number(mx)},"min":{number(mn)},"mean":{number(mean)},"norm":{number(norm)},'
+        f'"nan":{int(nan)},"inf":{int(inf)},"sat":{int(sat)}}}'
     )
 
 

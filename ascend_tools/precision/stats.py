@@ -170,6 +170,25 @@ def _cpu_values(x: torch.Tensor) -> Any:
     return [mx.item(), mn.item(), total, norm], is_float
 
 
+def cpu_row(t: torch.Tensor) -> Optional[tuple]:
+    """``(max, min, mean, norm, nan, inf, sat)`` of a CPU tensor, read now (None: it has none, see
+    :func:`has_stats`): the statistics of :meth:`StatsQueue.add` without its entry objects."""
+    if not has_stats(t):
+        return None
+    # detached only where autograd would record the reductions (a module hook runs them with grad enabled;
+    # inside a dispatch mode's handler autograd is off already); nothing keeps the tensor
+    return _cpu_row(t.detach() if t.requires_grad else t)
+
+
+def _cpu_row(x: torch.Tensor) -> tuple:
+    vals, is_float = _cpu_values(x)
+    numel = x.numel()
+    if is_float and _suspect(vals, x.dtype):
+        s = _make_stats(vals, numel, _counts(x).tolist())
+        return (s.max, s.min, s.mean, s.norm, s.nan, s.inf, s.sat)
+    return (vals[0], vals[1], vals[2] / numel, vals[3], 0, 0, 0)
+
+
 def _counts(x: torch.Tensor) -> torch.Tensor:
     """``[nan, inf, sat, norm]`` (float): the counts, and the L2 norm scaled by max|x| so that it
     does not overflow where the plain one did."""
@@ -244,14 +263,17 @@ class StatsQueue:
                 entries.append(entry)
         return entry
 
+    def read_now(self, t: torch.Tensor) -> bool:
+        """Whether ``t``'s statistics are complete when read (:func:`cpu_row`): a CPU tensor, and no digest
+        waits for the flush. The capture then makes no entry for them (:meth:`add`)."""
+        return not self.digests and reads_free(t)
+
     def _add_cpu(self, x: torch.Tensor) -> Pending:
         """Reading a CPU value is no device sync: the statistics are settled now (four scalar reads
         instead of a stacked row) and the tensor is let go (held until the flush, every tensor of a
         flush would stay allocated: fresh pages for the user's next allocations)."""
-        vals, is_float = _cpu_values(x)
-        entry = Pending(x, None, is_float, keep=False)
-        counts = _counts(x).tolist() if is_float and _suspect(vals, x.dtype) else None
-        entry.stats = _make_stats(vals, entry.numel, counts)
+        entry = Pending(x, None, x.dtype.is_floating_point, keep=False)
+        entry.stats = TensorStats(*_cpu_row(x))
         if self.digests:
             entry.digest_row = _digest_row(x, self._weights_for(x))
             self.pending.append(entry)
