@@ -11,8 +11,9 @@ user's ``file:line``.
 
 Every attribute of an opaque module is opaque: a lowercase one is a submodule and a function (calling it
 gives an :class:`OpaqueValue`), a capitalised one a class whose instances are opaque values. An opaque
-value's attributes, calls and items are opaque values again; when one reaches a torch op, the trace stops
-with :class:`OpaqueValueInTorch`, which names the module the value came from.
+value's attributes, calls and items are opaque values again; when one reaches a torch op or is read as a
+number (``int()``, ``float()``, an index), the trace stops with :class:`OpaqueValueUsed`, which names the
+module the value came from.
 """
 
 import importlib
@@ -32,9 +33,16 @@ MESSAGE = (
 )
 
 
-class OpaqueValueInTorch(BaseException):
-    """A value from an opaque module reached a torch op: the trace cannot go on with it. A BaseException, so
-    the script's ``except Exception`` does not hide it."""
+class OpaqueValueUsed(BaseException):
+    """A value from an opaque module reached a torch op, or was read as a number: the trace cannot go on with
+    it. A BaseException, so the script's ``except Exception`` does not hide it."""
+
+
+def _stop(origin: str, where: str) -> OpaqueValueUsed:
+    return OpaqueValueUsed(
+        f"a value from {origin} (not installed here, stood in for by an opaque module) {where}: "
+        f"install {origin.split('.')[0]} to trace past it"
+    )
 
 
 class _OpaqueClass(type):
@@ -76,15 +84,20 @@ class OpaqueValue(metaclass=_OpaqueClass):
     def __repr__(self) -> str:
         return f"<opaque value from {self._origin}>"
 
+    def __index__(self) -> int:
+        raise _stop(self._origin, "was read as a number")
+
+    __int__ = __index__
+
+    def __float__(self) -> float:
+        raise _stop(self._origin, "was read as a number")
+
     @classmethod
     def __torch_function__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         values = [*args, *(kwargs or {}).values()]
         origin = next((v._origin for v in values if isinstance(v, OpaqueValue)), cls._origin)
         name = getattr(func, "__qualname__", None) or getattr(func, "__name__", repr(func))
-        raise OpaqueValueInTorch(
-            f"a value from {origin} (not installed here, stood in for by an opaque module) reached torch's "
-            f"{name}: install {origin.split('.')[0]} to trace past it"
-        )
+        raise _stop(origin, f"reached torch's {name}")
 
 
 class OpaqueModule(types.ModuleType):

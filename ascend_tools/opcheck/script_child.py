@@ -184,7 +184,7 @@ def run_script(spec: Dict[str, Any]) -> Dict[str, Any]:
         )
     except InputError:
         raise
-    except (Exception, opaque_modules.OpaqueValueInTorch) as exc:
+    except (Exception, opaque_modules.OpaqueValueUsed) as exc:
         if spec.get("debug"):
             traceback.print_exc()
         where = _user_line(exc.__traceback__)

@@ -92,7 +92,12 @@ def test_opaque_values_stay_opaque_until_torch_sees_one(finder, tmp_path):
         sys.modules.pop("user_code", None)
     value = mod.Client(key="k").chat.completions.create(model="m")["choices"]
     assert list(value) == [] and "notinstalled_lib.api" in repr(value)
-    with pytest.raises(opaque_modules.OpaqueValueInTorch, match=r"from notinstalled_lib\.api"):
+    with pytest.raises(opaque_modules.OpaqueValueUsed, match=r"from notinstalled_lib\.api"):
         torch.nn.functional.linear(value, torch.ones(2, 2))
+    with pytest.raises(
+        opaque_modules.OpaqueValueUsed,
+        match=r"from notinstalled_lib\.load_config \(not installed.*read as a number",
+    ):
+        torch.manual_seed(mod.lib.load_config().seed)  # int(seed)
     assert set(finder.sites) == {"notinstalled_lib"}
     assert finder.sites["notinstalled_lib"] == (str(user), 1)
