@@ -14,7 +14,7 @@ Async collectives (``async_op=True``) are their own rows: their time runs to whe
 complete, so it includes whatever the rank did meanwhile.
 """
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -66,30 +66,42 @@ def _table(
     bucket, time, alg, bus, instance = figures
     key = _row_keys(gid, colls.op, colls.is_async, bucket)
     order = np.argsort(key, kind="stable")  # an int16 key (one group) is radix sorted
+    bounds = list(runs(key[order]))
+    del key
+    first = order[[a for a, _ in bounds]]
+    ops = [profile.ops[int(o)] for o in colls.op[first]]
+
+    def per_row(column: np.ndarray, figure: Callable[[np.ndarray], Any]) -> List[Any]:
+        """``figure`` of each row's values: the column gathered once in row order (one pass over 16 M
+        records, not a scattered gather per row), each row a slice of it."""
+        ordered = column[order]
+        return [figure(ordered[a:b]) for a, b in bounds]
+
+    distinct = per_row(instance, count_distinct)
+    byte_figures = per_row(colls.bytes, lambda v: (int(v.min()), int(v.max()), int(v.sum())))
+    times = per_row(time, lambda v: np.percentile(v, [50, 99]))
+    waits = per_row(skew.wait, lambda v: percentile(v, 50))
+    algs, buses, devs = (per_row(c, _nanmedian) for c in (alg, bus, colls.dev_ms))
     rows: List[Dict[str, Any]] = []
-    for a, b in runs(key[order]):
-        sel = order[a:b]
-        i = sel[0]
-        op = profile.ops[int(colls.op[i])]
-        calls = b - a if op in P2P_OPS else count_distinct(instance[sel])
-        time_p50, time_p99 = np.percentile(time[sel], [50, 99])
+    for r, (a, b) in enumerate(bounds):
+        i = first[r]
         row: Dict[str, Any] = {"group": profile.gids[int(colls.gid[i])]} if gid is not None else {}
         row.update(
             {
-                "op": op,
+                "op": ops[r],
                 "async": bool(colls.is_async[i]),
                 "bucket": bucket_label(int(bucket[i])),
-                "bytes_min": int(colls.bytes[sel].min()),
-                "bytes_max": int(colls.bytes[sel].max()),
+                "bytes_min": byte_figures[r][0],
+                "bytes_max": byte_figures[r][1],
                 "records": b - a,
-                "calls": int(calls),
-                "bytes_total": int(colls.bytes[sel].sum()),
-                "time_p50_s": float(time_p50),
-                "time_p99_s": float(time_p99),
-                "wait_p50_s": percentile(skew.wait[sel], 50),
-                "algbw_p50_GBps": _nanmedian(alg[sel]),
-                "busbw_p50_GBps": _nanmedian(bus[sel]),
-                "dev_ms_p50": _nanmedian(colls.dev_ms[sel]),
+                "calls": int(b - a if ops[r] in P2P_OPS else distinct[r]),
+                "bytes_total": byte_figures[r][2],
+                "time_p50_s": float(times[r][0]),
+                "time_p99_s": float(times[r][1]),
+                "wait_p50_s": waits[r],
+                "algbw_p50_GBps": algs[r],
+                "busbw_p50_GBps": buses[r],
+                "dev_ms_p50": devs[r],
             }
         )
         rows.append(row)
