@@ -93,6 +93,22 @@ def test_softmax_and_layer_norm_run_in_float32_and_enabled_false_restores_float3
     assert ops.count(("aten::addmm", ("torch.float32",) * 3)) == 1  # the enabled=False region
 
 
+@pytest.mark.parametrize(
+    "region",
+    [
+        lambda: torch.amp.autocast(device_type="cuda"),
+        lambda: torch.cuda.amp.autocast(),  # deprecated, still common; float16 by default
+        lambda: torch.autocast("cuda", dtype=torch.float16),
+    ],
+)
+def test_every_spelling_of_a_cuda_region_casts_to_float16(region):
+    with fake_accelerator.fake_node(1), fake_cuda_autocast():
+        lin = torch.nn.Linear(4, 4).cuda()
+        with region():
+            out = lin(torch.ones(1, 4).cuda())
+    assert out.dtype == torch.float16
+
+
 def test_outside_a_region_and_on_host_tensors_nothing_changes():
     with fake_accelerator.fake_node(1), fake_cuda_autocast():
         lin = torch.nn.Linear(4, 4)
