@@ -16,8 +16,8 @@ import torch
 
 from .user_code import is_users
 
-#: the C getter the property wraps (TensorBase's, which torch.Tensor inherits)
-_DEVICE = torch._C.TensorBase.device.__get__
+#: the C getter the property wraps: torch.Tensor inherits it (from torch._C.TensorBase, _TensorBase before 2.3)
+_DEVICE = next(vars(c)["device"] for c in torch.Tensor.__mro__[1:] if "device" in vars(c)).__get__
 
 
 def device_property(current: Callable[[], int]) -> property:
