@@ -55,6 +55,7 @@ class Optimizer2State(torch.optim.Optimizer):
         state = self.state[p]
         state["step"] += 1
         beta1, beta2 = group["betas"]
+        assert p.grad is not None  # step() and GaLore's step() skip parameters without a gradient
         grad = p.grad.float()
         state["state1"].mul_(beta1).add_(grad, alpha=1 - beta1)
         state["state2"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
