@@ -164,11 +164,13 @@ def files(rdir: str) -> List[str]:
     return [path for _, path in sorted(found)]
 
 
-def load(path: str) -> Part:
-    """One file, checked: uncompressed members only, no bigger than the file; exactly the expected members,
-    one-dimensional, of the expected dtypes and one length; codes that index the names. ValueError (or
-    OSError) otherwise."""
+def load(path: str, limit: int) -> Part:
+    """One file, checked: at most ``limit`` bytes; uncompressed members only, no bigger than the file; exactly
+    the expected members, one-dimensional, of the expected dtypes and one length; codes that index the
+    names. ValueError (or OSError) otherwise."""
     size = os.path.getsize(path)
+    if size > limit:
+        raise ValueError(f"{size} bytes, more than the coll lines it stands for can be ({limit})")
     try:
         with zipfile.ZipFile(path) as z:
             infos = z.infolist()

@@ -32,8 +32,8 @@ def loads(monkeypatch):
     loaded = []
     original = columnar.load
 
-    def load(path):
-        part = original(path)
+    def load(path, limit):
+        part = original(path, limit)
         loaded.append(os.path.basename(path))
         return part
 
@@ -67,7 +67,9 @@ def test_a_rank_whose_files_cover_k_of_n_records_gives_n_once(tmp_path, loads, c
     got = read_profile(str(tmp_path))
     assert loads == (["colls.0.npz", "colls.1.npz"] if covered == "two files" else ["colls.0.npz"])
     assert_same_read(got, want)
-    assert int((got.colls.rank == 1).sum()) == len(coll_lines) == 100 + 20 + 2 * 20  # world, tp, send and recv
+    assert (
+        int((got.colls.rank == 1).sum()) == len(coll_lines) == 100 + 20 + 2 * 20
+    )  # world, tp, send and recv
 
 
 def coll(seq, gid="0", op="all_reduce", t0=100.0, step=0):
@@ -120,7 +122,7 @@ def test_the_recorder_writes_files_that_cover_what_it_wrote_killed_or_closed(tmp
     rec.emit(coll(10, step=3))
     rec.close()
     assert sorted(f for f in os.listdir(rdir) if f.endswith(".npz")) == ["colls.0.npz", "colls.1.npz"]
-    part = columnar.load(os.path.join(rdir, "colls.1.npz"))
+    part = columnar.load(os.path.join(rdir, "colls.1.npz"), 1 << 20)
     assert (part.first, part.end) == (11, 17) and part.cols["seq"].tolist() == [6, 7, 8, 9, 10]
     shutil.copy(os.path.join(rdir, "events.jsonl"), json_dir / "rank0" / "events.jsonl")
     shutil.copy(os.path.join(rdir, "meta.json"), json_dir / "rank0" / "meta.json")
@@ -167,6 +169,7 @@ DAMAGE = {
     "a short column": lambda d, p: _save(p, seq=np.zeros(3)),
     "an op code past the names": lambda d, p: _save(p, op=np.full(60, 9, np.int32)),
     "an extra member": lambda d, p: _save(p, extra=np.zeros(1)),
+    "larger than events.jsonl": lambda d, p: _save(p, dev_ms=np.zeros(1 << 16)),
     "lines not from 1": lambda d, p: _save(p, lines=np.array([2, 10, 500])),
     "a line inserted in events.jsonl": lambda d, p: _inserted_line(d),
 }

@@ -218,9 +218,14 @@ class _Reader:
         """The columnar files that cover lines 1.. of events.jsonl without a gap (the first that does not
         load or does not follow on is reported, and it and the files after it are left to the JSON)."""
         parts: List[columnar.Part] = []
+        try:  # a record is 83 bytes in a file, ~300 on its JSON line: the files are never larger
+            limit = os.path.getsize(os.path.join(rdir, "events.jsonl")) + (64 << 10)
+        except OSError:
+            limit = 0
         for path in columnar.files(rdir):
             try:
-                part = columnar.load(path)
+                part = columnar.load(path, limit)
+                limit -= os.path.getsize(path)
             except (OSError, ValueError) as exc:
                 self.problem("warning", rank, path, f"unreadable, read from events.jsonl instead: {exc}")
                 break
