@@ -16,6 +16,7 @@ import contextlib
 import importlib.util
 import os
 import re
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Dict, Iterator, List, Tuple
@@ -77,14 +78,49 @@ def _to_meta(arg: Any) -> Any:
     return META if is_accelerator(arg) else arg
 
 
+#: the tensor factories whose result lands on the device of the tensor they are called on
+_NEW_FACTORIES = frozenset({"new_zeros", "new_ones", "new_full", "new_empty", "new_tensor"})
+
+
+def _in_module_constructor() -> bool:
+    frame: Any = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code.co_name == "__init__" and isinstance(frame.f_locals.get("self"), torch.nn.Module):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _host_mask(func: Any, args: Any, kwargs: Dict[str, Any]) -> bool:
+    """``self.weight.new_zeros(n, dtype=torch.bool)`` in a module's constructor (loralib's MergedLinear builds
+    its ``lora_ind`` mask so): on the user's node the weight is still on the host there, and the mask keeps
+    the values it is then given, to index the accelerator's activations. The fake node registers the weight
+    on meta, where the mask would have no values and ``x[mask]`` no size; a non-floating tensor made from a
+    meta parameter inside a constructor stays on the host instead."""
+    dtype = kwargs.get("dtype")
+    return (
+        getattr(func, "__name__", "") in _NEW_FACTORIES
+        and "device" not in kwargs
+        and isinstance(dtype, torch.dtype)
+        and not (dtype.is_floating_point or dtype.is_complex)
+        and bool(args)
+        and isinstance(args[0], torch.nn.Parameter)
+        and args[0].device == META
+        and _in_module_constructor()
+    )
+
+
 class AcceleratorAsMeta(TorchFunctionMode):
     """Every torch call that names the accelerator as a device (``device=`` of a factory, the positional
-    device of ``Tensor.to``) gets ``meta`` instead."""
+    device of ``Tensor.to``) gets ``meta`` instead (and an index mask built in a constructor stays on the
+    host: :func:`_host_mask`)."""
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         if "device" in kwargs:
             kwargs = dict(kwargs, device=_to_meta(kwargs["device"]))
+        elif _host_mask(func, args, kwargs):
+            kwargs = dict(kwargs, device="cpu")
         if getattr(func, "__name__", "") == "to":
             args = tuple(_to_meta(a) for a in args)
         return func(*args, **kwargs)

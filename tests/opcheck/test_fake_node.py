@@ -200,3 +200,32 @@ def test_the_fake_cuda_version_matches_a_cuda_built_torchvision(tmp_path, monkey
     assert fake_accelerator.cuda_version() == fake_accelerator.CUDA_VERSION
     monkeypatch.setattr(torch.version, "cuda", "12.8")  # a CUDA torch keeps its own
     assert fake_accelerator.cuda_version() == "12.8"
+
+
+class _MergedLinear(torch.nn.Linear):
+    """loralib's MergedLinear in miniature: a boolean mask over the output features, built from the weight
+    in the constructor, picks the columns the adapter writes."""
+
+    def __init__(self) -> None:
+        super().__init__(4, 6)
+        self.lora_ind = self.weight.new_zeros((2, 3), dtype=torch.bool)
+        self.lora_ind[0, :] = True
+        self.lora_ind = self.lora_ind.view(-1)
+        self.adapter = torch.nn.Linear(4, 3, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        extra = x.new_zeros((x.shape[0], 6))
+        extra[:, self.lora_ind] = self.adapter(x)
+        return super().forward(x) + extra
+
+
+def test_an_index_mask_built_in_a_constructor_keeps_its_values():
+    """On the user's node the weight is on the host in the constructor, so the mask has values; built from
+    a meta weight it would have none, and x[mask] no size (torch.nonzero's meta kernel refuses)."""
+    with fake_accelerator.fake_node(1):
+        layer = _MergedLinear().cuda()
+        assert layer.lora_ind.device.type == "cpu"
+        assert layer.lora_ind.tolist() == [True] * 3 + [False] * 3
+        layer(torch.ones(2, 4).cuda()).sum().backward()
+        assert layer.adapter.weight.grad.shape == (3, 4)
+        assert layer.weight.new_zeros(3, dtype=torch.long).device.type != "cpu"  # outside a constructor
