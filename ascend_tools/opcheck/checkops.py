@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from ..errors import InputError
 from ..report import Finding, Report, Severity, Table
-from . import source_scan, support
+from . import script_header, source_scan, support
 from .runner import trace_in_child
 from .source_finding import SourceFinding
 from .verdicts import STATUS_ORDER
@@ -75,19 +75,7 @@ def build_report(opts: Options, payload: Dict[str, Any], findings: Sequence[Any]
         target=opts.target,
         model=payload["description"],
         torch_npu_version=version,
-        trace=OrderedDict(
-            device=trace["device"],
-            dtype=opts.dtype,
-            autocast=opts.autocast,
-            backward=opts.backward,
-            complete=not trace["error"],
-            stopped=trace["error"] or None,
-            assumed=trace.get("assumed") or {},
-            batch=opts.batch if payload["kind"] == "hf" else None,
-            seq_len=opts.seq_len if payload["kind"] == "hf" else None,
-        )
-        if trace
-        else None,
+        trace=_trace_data(opts, payload["kind"], trace) if trace else None,
         ops=ops,
         source_findings=source,
         patterns=pattern_rows,
@@ -97,17 +85,11 @@ def build_report(opts: Options, payload: Dict[str, Any], findings: Sequence[Any]
     report.summary = [
         ("target", opts.target),
         ("torch_npu", version),
-        (
-            "traced",
-            "{} ops, {} calls ({}{}{})".format(
-                summary["ops"],
-                summary["calls"],
-                opts.dtype,
-                " autocast" if opts.autocast else "",
-                ", forward+backward" if opts.backward else ", forward only",
-            )
-            if trace
-            else "not traced (--scan-only)",
+        ("traced", _traced_text(opts, payload["kind"], trace, summary)),
+        *(
+            [("traced dtypes", script_header.dtypes_text(trace))]
+            if trace and payload["kind"] == "script"
+            else []
         ),
         (
             "verdicts",
@@ -150,6 +132,47 @@ def build_report(opts: Options, payload: Dict[str, Any], findings: Sequence[Any]
     worst = report.worst()
     summary["worst_severity"] = str(worst) if worst else None
     return report
+
+
+def _traced_text(opts: Options, kind: str, trace: Optional[Dict[str, Any]], summary: Dict[str, Any]) -> str:
+    """What the trace holds: a script's step as it ran (its dtypes on the next line), or a model traced in
+    ``--dtype``."""
+    if not trace:
+        return "not traced (--scan-only)"
+    counts = "{} ops, {} calls".format(summary["ops"], summary["calls"])
+    if kind == "script":
+        return f"{counts}: {script_header.step_text(trace)}"
+    return "{} ({}{}{})".format(
+        counts,
+        opts.dtype,
+        " autocast" if opts.autocast else "",
+        ", forward+backward" if opts.backward else ", forward only",
+    )
+
+
+def _trace_data(opts: Options, kind: str, trace: Dict[str, Any]) -> Dict[str, Any]:
+    """The report's ``trace``; a script's has the dtypes it saw instead of ``--dtype``'s (``dtype`` null)."""
+    data = OrderedDict(
+        device=trace["device"],
+        dtype=opts.dtype,
+        autocast=opts.autocast,
+        backward=opts.backward,
+        complete=not trace["error"],
+        stopped=trace["error"] or None,
+        assumed=trace.get("assumed") or {},
+        batch=opts.batch if kind == "hf" else None,
+        seq_len=opts.seq_len if kind == "hf" else None,
+    )
+    if kind == "script":
+        regions = trace.get("autocast_regions") or []
+        data.update(
+            dtype=None,
+            autocast=bool(regions),
+            backward=bool(trace.get("backward_seen")),
+            output_dtypes=trace.get("output_dtypes") or {},
+            autocast_regions=regions,
+        )
+    return data
 
 
 def _ops_sections(report: Report, ops: List[Dict[str, Any]], version: str) -> None:

@@ -222,6 +222,8 @@ def _payload(
             "device": "meta (fake cuda node of {} devices)".format(spec["devices"]),
             "optimizer": tracer.optimizer,
             "backward_seen": tracer.backward_seen(),
+            "phase": tracer.phase,
+            **tracer.ops.precision.facts(),
         },
         "ops": verdicts.op_rows(stream, version, tracer.ops.sites, expanded=False),
         "patterns": patterns.summarize(patterns.find(top_level)),

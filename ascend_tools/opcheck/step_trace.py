@@ -16,6 +16,7 @@ from ..dispatch import ModulePath, in_backward, op_name
 from ..stacks import user_site
 from . import trace
 from .fake_accelerator import META, is_accelerator
+from .traced_precision import TracedPrecision
 
 
 class StepDone(BaseException):
@@ -28,6 +29,10 @@ class GatedOpTrace(trace.OpTraceMode):
     recording = False
     backward_ran = False
 
+    def __init__(self, modules: ModulePath) -> None:
+        super().__init__(modules)
+        self.precision = TracedPrecision()
+
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         if self.recording and not self.backward_ran:
@@ -39,7 +44,9 @@ class GatedOpTrace(trace.OpTraceMode):
             # through it: DeepSpeed's gradient hooks allocate buckets on cuda during backward)
             kwargs = dict(kwargs, device=META)
         if self.recording:
-            return super().__torch_dispatch__(func, types, args, kwargs)
+            out = super().__torch_dispatch__(func, types, args, kwargs)
+            self.precision.seen(out)
+            return out
         if func is torch.ops.prim.device.default:
             return args[0].device
         try:
