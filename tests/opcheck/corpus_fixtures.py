@@ -4,11 +4,12 @@ Binary inputs are generated here rather than committed; nothing is downloaded. E
 path relative to the script's working directory.
 """
 
+import io
 import json
 import struct
 import zlib
 from pathlib import Path
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional
 
 import corpus_hub_fixtures
 import corpus_nanochat_fixtures
@@ -58,6 +59,8 @@ def _hf_llama(path: Path, spec: Dict[str, Any]) -> None:
     path.mkdir(parents=True, exist_ok=True)
     specials = ["<unk>", "<s>", "</s>", "<pad>"]
     vocab = {w: i for i, w in enumerate(specials + sorted(set(_WORDS)))}
+    size = spec.get("vocab_size")  # a script that checks the real model's vocabulary (Chinese-LLaMA: 32000)
+    vocab.update({f"<extra_{i}>": i for i in range(len(vocab), size or 0)})
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.save(str(path / "tokenizer.json"))
@@ -89,18 +92,21 @@ def _hf_llama(path: Path, spec: Dict[str, Any]) -> None:
         "pad_token_id": 3,
         "torch_dtype": "float32",
     }
+    config["vocab_size"] = size or config["vocab_size"]
     (path / "config.json").write_text(json.dumps(config, indent=1))
-    _sentencepiece_model(path / "tokenizer.model")
+    _sentencepiece_model(path / "tokenizer.model", size)
 
 
-def _sentencepiece_model(path: Path) -> None:
+def _sentencepiece_model(path: Path, size: Optional[int] = None) -> None:
     """The slow tokenizer's file (``LlamaTokenizer``, ``use_fast=False``) over the same words, as every Llama
-    checkpoint ships one; written where sentencepiece is installed (the corpus venv: only the trace reads it)."""
+    checkpoint ships one, padded to ``size`` pieces if given; written where sentencepiece is installed (the
+    corpus venv: only the trace reads it)."""
     try:
         import sentencepiece as spm
+        from sentencepiece import sentencepiece_model_pb2
     except ImportError:
         return
-    with path.open("wb") as out:
+    with io.BytesIO() as out:
         spm.SentencePieceTrainer.train(
             sentence_iterator=iter([_TEXT] * 20),
             model_writer=out,
@@ -114,6 +120,10 @@ def _sentencepiece_model(path: Path) -> None:
             hard_vocab_limit=False,
             minloglevel=2,
         )
+        model = sentencepiece_model_pb2.ModelProto.FromString(out.getvalue())
+    for i in range(len(model.pieces), size or 0):
+        model.pieces.add(piece=f"<extra_{i}>", score=-1e9, type=model.pieces[-1].NORMAL)
+    path.write_bytes(model.SerializeToString())
 
 
 def _png(width: int, height: int, rgb: bytes) -> bytes:
