@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, Iterator, List, Tuple
 import torch
 from torch.overrides import TorchFunctionMode
 
-from .user_device import device_property
+from .user_device import device_property, get_device_patches
 
 GIB = 1 << 30
 #: what the fake node's devices report (an 80 GB Ampere-class part: bf16, TF32, flash-attn 2 capable)
@@ -298,6 +298,7 @@ def _patches(node: FakeNode) -> List[Tuple[Any, str, Any]]:
         (torch.Tensor, "pin_memory", _pinned),
         (torch.Tensor, "is_cuda", property(_is_cuda)),
         (torch.Tensor, "device", device_property(lambda: node.current)),
+        *get_device_patches(lambda: node.current),
         *((scaler, "_maybe_opt_step", _scaler_step) for scaler in _grad_scalers()),
         (torch.nn.DataParallel, "__init__", _one_replica(torch.nn.DataParallel.__init__)),
         (torch.nn.Module, "to", _module_to(torch.nn.Module.to)),
