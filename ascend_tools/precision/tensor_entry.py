@@ -79,17 +79,17 @@ class TensorEntry:
         return True
 
     def encoded(self, enc: LineEncoder) -> str:
-        text = self.text
-        if text is not None and self.text_name == self.name:
+        text, name = self.text, self.name  # name read once: the writer thread may encode while it is set
+        if text is not None and self.text_name == name:
             return text
         self.settle(final=True)
         body = self.body
         assert body is not None  # settle(final=True) always writes it
-        if self.name is not None:
-            text = enc.tensor_head(self.dtype, self.shape) + enc.tensor_name(self.name) + body
+        if name is not None:
+            text = enc.tensor_head(self.dtype, self.shape) + enc.tensor_name(name) + body
         else:
             text = enc.tensor_head(self.dtype, self.shape) + body
-        self.text, self.text_name = text, self.name
+        self.text, self.text_name = text, name
         return text
 
 
