@@ -10,11 +10,14 @@ device, as on the user's node:
 * FSDP moves a host module to ``device_id`` by setting each tensor's ``.data``, which cannot turn a host
   tensor into a meta one: the module is moved with ``Module.to``, which replaces them (onto meta here).
 * FSDP materialises a meta module (``to_empty`` + ``reset_parameters``), replacing its parameters: not here.
+* ``device_id=torch.cuda.current_device()`` (an index): FSDP makes ``torch.device(index)``, which names
+  the current accelerator and needs a real one; on the fake node the index names a ``cuda`` device.
 * accelerate then remaps the optimizer's parameters that FSDP1 replaced, looking meta parameters up by name,
   the wrapped model's names under the unwrapped ones (KeyError ``..._fsdp_wrapped_module...``): on the real
   node the parameters are not meta and nothing is remapped, so nothing is here.
 """
 
+import inspect
 from typing import Any, Callable, Dict, Tuple
 
 import torch
@@ -63,6 +66,24 @@ def _patch_fsdp(module: Any) -> None:
     module._need_to_materialize_module = _no_materialization(module._need_to_materialize_module)
 
 
+def _indexed_device_id(original: Callable[..., None]) -> Callable[..., None]:
+    signature = inspect.signature(original)
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        bound = signature.bind(self, *args, **kwargs)
+        device_id = bound.arguments.get("device_id")
+        if isinstance(device_id, int):
+            bound.arguments["device_id"] = torch.device("cuda", device_id)
+        original(*bound.args, **bound.kwargs)
+
+    return __init__
+
+
+def _patch_fsdp_class(module: Any) -> None:
+    fsdp = module.FullyShardedDataParallel
+    fsdp.__init__ = _indexed_device_id(fsdp.__init__)
+
+
 def _patch_device_handle(module: Any) -> None:
     handle = module._FSDPDeviceHandle
     original = handle.from_device.__func__
@@ -92,6 +113,7 @@ def install() -> None:
         {
             "torch.distributed.fsdp._common_utils": _patch_device_handle,
             "torch.distributed.fsdp._init_utils": _patch_fsdp,
+            "torch.distributed.fsdp.fully_sharded_data_parallel": _patch_fsdp_class,
             "accelerate.accelerator": _patch_accelerate,
         }
     )

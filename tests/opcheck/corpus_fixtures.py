@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, Optional
 
 import corpus_hub_fixtures
 import corpus_nanochat_fixtures
+import corpus_nlp_fixtures
 import numpy as np
 
 _VOCAB = "the a cat dog sat on mat hi hello world say add one two good day see you bye no yes"
@@ -178,6 +179,8 @@ KINDS: Dict[str, Callable[[Path, Dict[str, Any]], None]] = {
     "hf_hub_model": corpus_hub_fixtures.hf_hub_model,
     "hf_dataset_cache": corpus_hub_fixtures.hf_dataset_cache,
     "nanochat_base_dir": corpus_nanochat_fixtures.nanochat_base_dir,
+    "nlp_script_cache": corpus_nlp_fixtures.nlp_script_cache,
+    "wikihow_csv": corpus_nlp_fixtures.wikihow_csv,
 }
 
 

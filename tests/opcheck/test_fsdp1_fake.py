@@ -35,3 +35,14 @@ def test_fsdp1_wraps_a_meta_module_with_a_cuda_device_id_and_steps():
     proc = subprocess.run([sys.executable, "-c", STEP], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split()[-4:] == ["3", "2", "meta", "meta"]
+
+
+def test_fsdp1_takes_an_integer_device_id_as_a_fake_cuda_index():
+    """pytorch/examples' FSDP T5 passes device_id=torch.cuda.current_device(): FSDP's torch.device(0) asks
+    for a real accelerator ("Cannot access accelerator device when none is available") without the patch."""
+    step = STEP.replace('device_id=torch.device("cuda", 0)', "device_id=torch.cuda.current_device()")
+    assert step != STEP
+    env = dict(os.environ, WORLD_SIZE="2", RANK="0", LOCAL_RANK="0")
+    proc = subprocess.run([sys.executable, "-c", step], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-4:] == ["3", "2", "meta", "meta"]
