@@ -15,7 +15,7 @@ Name spaces in the table:
 * ``<kwarg>.NAME``: a keyword argument ``NAME=...`` in any call (and a parameter default).
 * ``<device-var>``: a value assigned to a variable whose name says it is a device.
 * ``<backend-var>``: likewise for a backend (also an argparse option's default), ``<assert-cuda>``: an
-  ``assert`` that holds only for CUDA tensors.
+  ``assert`` that holds only for CUDA tensors, ``<cuda-type-branch>``: an ``if device.type == "cuda":`` test.
 
 Severity: ``error`` breaks on NPU, ``warning`` runs but is slow/lossy or needs a manual change,
 ``info`` is handled automatically by ``torch_npu.contrib.transfer_to_npu``.
@@ -24,7 +24,9 @@ Severity: ``error`` breaks on NPU, ``warning`` runs but is slow/lossy or needs a
 import ast
 import re
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, List, Optional, Pattern, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Optional, Pattern, Tuple, Union, cast
+
+from .cuda_type_branch import classify
 
 # rule id -> (default severity, what it finds). docs/porting-guide.md has one section per id.
 RULE_DOCS: Dict[str, Tuple[str, str]] = {
@@ -40,6 +42,10 @@ RULE_DOCS: Dict[str, Tuple[str, str]] = {
     ),
     "nccl-backend": ("info", 'distributed backend "nccl" (transfer_to_npu rewrites it to "hccl")'),
     "cuda-assert": ("error", 'assert x.is_cuda / device.type == "cuda": false for NPU tensors'),
+    "cuda-device-branch": (
+        "warning",
+        'if device.type == "cuda": setup skipped on NPU (error: DDP wrapping, process count, else raises)',
+    ),
     "nccl-env": ("warning", "NCCL_* / TORCH_NCCL_* environment variables set from Python"),
     "cuda-env": ("warning", "CUDA_* / PYTORCH_CUDA_* environment variables set from Python"),
     "cuda-amp": ("warning", "torch.cuda.amp.* (deprecated, CUDA-only path)"),
@@ -644,6 +650,24 @@ def _raise_unless_cuda(site: Site) -> Iterable[Hit]:
             'raises unless the device is CUDA (device type != "cuda"): on NPU the device type is "npu", '
             "so this raise is taken",
             'accept "npu" in the test (or turn the feature off on NPU)',
+        )
+    ]
+
+
+@register("<cuda-type-branch>")
+def _cuda_type_branch(site: Site) -> Iterable[Hit]:
+    """``if device.type == "cuda":`` (the site is the comparison, its ``value`` the ``if``): on NPU the
+    device type is "npu", so the body is skipped (``cuda_type_branch.classify`` says when that matters)."""
+    found = classify(cast(ast.If, site.value))
+    if found is None:
+        return []
+    severity, what = found
+    return [
+        Hit(
+            "cuda-device-branch",
+            severity,
+            f'branch on device.type == "cuda": on NPU the device type is "npu", so {what}',
+            'test the accelerator instead: device.type != "cpu", or device.type in ("cuda", "npu")',
         )
     ]
 

@@ -16,6 +16,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from ascend_tools.errors import InputError
 from ascend_tools.opcheck.command_inputs import command_options, scan_command_inputs
+from ascend_tools.opcheck.cuda_type_branch import cuda_type_test
 from ascend_tools.opcheck.import_follower import ImportRecord, local_imports, static_path
 from ascend_tools.opcheck.kernel_wrappers import Definitions, kernel_wrappers
 from ascend_tools.opcheck.option_conditions import argparse_default, option_reads, options_passed, resolve
@@ -393,6 +394,9 @@ class _Scanner(ast.NodeVisitor):
         self.visit(node.test)
         if node.body and isinstance(node.body[0], ast.Raise) and _rejects_non_cuda(node.test):
             self.emit(Site("<raise-unless-cuda>", "assert", node))  # `if device.type != "cuda": raise`
+        cuda_type = cuda_type_test(node.test)
+        if cuda_type is not None:  # `if device.type == "cuda":`, at the comparison
+            self.emit(Site("<cuda-type-branch>", "branch", cuda_type, value=node))
         outer, outer_main = self.branch, self.in_main
         self.branch = self._cuda_only_branch(node) or outer
         self.in_main = outer_main or _is_main_guard(node.test)
