@@ -13,7 +13,8 @@ prose under ``**限制与说明**`` ("limits and notes"). Two kinds of sentence 
 Sentences that name only Ascend 950DT are skipped (the tool targets Atlas A2/A3 training products).
 API names map to aten ops by their last component (``torch.topk``, ``Tensor.topk`` -> ``aten::topk``;
 ``torch.linalg.X`` -> ``linalg_X``; ``torch.special.X`` -> ``special_X``; ``torch.fft.X`` -> ``fft_X``),
-kept when the installed torch has that aten op; an op's tensor argument is located by position among
+only in the namespaces whose functions are aten ops (``OP_NAMESPACES``: not a class's method such as
+``torch.nn.ParameterDict.copy``), kept when the installed torch has that aten op; an op's tensor argument is located by position among
 the schema's tensor arguments (the trace records the dtypes of tensor inputs in order). Two pages on the
 same op (``torch.histc`` and ``Tensor.histc``) merge: the union of their dtype lists, every argument limit.
 
@@ -50,6 +51,10 @@ DTYPE_WORDS = {
     "complex128": "complex128",
 }
 NAMESPACE_PREFIX = {"torch.linalg": "linalg_", "torch.special": "special_", "torch.fft": "fft_"}
+#: namespaces whose functions are aten ops of the same name; a method of another class
+#: (``torch.nn.ParameterDict.copy``, ``torch.distributed.GradBucket.index``, ``torch.nn.Module.to``) is not
+#: the aten op its last component spells, and its limits would land on the wrong op
+OP_NAMESPACES = {"torch", "Tensor", "torch.Tensor", "torch.nn.functional", "torch.nn.init", *NAMESPACE_PREFIX}
 _DOC_LINK = re.compile(r"\*\*原生文档\*\*：\[([\w.]+)\]")
 _LIMITS = re.compile(r"\*\*限制与说明\*\*：(.*?)(?=</div>|\Z)", re.S)
 _DTYPE_LIMIT = re.compile(r"`(\w+)`仅支持([\w，,、 ]+)")
@@ -74,6 +79,8 @@ def aten_name(api: str) -> Optional[str]:
     import torch
 
     prefix, _, name = api.rpartition(".")
+    if prefix not in OP_NAMESPACES:
+        return None
     name = NAMESPACE_PREFIX.get(prefix, "") + name
     return name if hasattr(torch.ops.aten, name) else None
 

@@ -148,3 +148,9 @@ def test_generator_reads_the_doc_sentences():
     assert gen.parse("torch.x", "`input`仅支持fp32，NCHW格式")["dtypes"] == {}
     assert gen.aten_name("torch.linalg.vector_norm") == "linalg_vector_norm"
     assert gen.aten_name("torch.not_an_op") is None
+    # a class's method is not the aten op its last name spells (ParameterDict.copy put an fp32-only
+    # limit on aten::copy; GradBucket.index one on aten::index)
+    assert gen.aten_name("torch.nn.ParameterDict.copy") is None
+    assert gen.aten_name("torch.distributed.GradBucket.index") is None
+    assert gen.aten_name("torch.nn.Module.to") is None
+    assert gen.aten_name("torch.nn.init.normal_") == "normal_"
