@@ -9,12 +9,11 @@ unknown record kind or a malformed record each become a :class:`Problem`. Only a
 ``rank*/`` directory, or none that a profiler wrote, is refused (InputError).
 """
 
-import contextlib
-import ctypes
 import functools
 import multiprocessing
 import os
 import re
+import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -26,7 +25,7 @@ from ...errors import InputError
 from .. import columnar
 from ..columnar import Codes, floats
 from ..recorder import SCHEMA
-from . import memory
+from . import handoff, memory
 from .model import Colls, Problem, Profile, RankInfo, Steps
 
 if TYPE_CHECKING:
@@ -463,27 +462,34 @@ class _Chunk:
     gids: List[str]
     ops: List[str]
     group_records: List[Tuple[int, str, str, List[int]]]
-    colls: Colls
-    steps: Steps
+    colls: "handoff.Part[Colls]"
+    steps: "handoff.Part[Steps]"
     problems: List[Problem]
 
 
 def _read_chunk(
-    path: str, dirs: List[Tuple[int, str]], on_rank: Optional[Callable[[], None]] = None
+    path: str,
+    spill: Optional[str],
+    dirs: List[Tuple[int, str]],
+    on_rank: Optional[Callable[[], None]] = None,
 ) -> _Chunk:
+    """The ranks ``dirs``; their columns written into the directory ``spill`` (from a worker: see
+    :mod:`handoff`), or held (``spill`` None)."""
     reader = _Reader(path)
     ranks = {}
     for rank, rdir in dirs:
         ranks[rank] = reader.read_rank(rank, rdir)
         if on_rank is not None:
             on_rank()
+    colls, steps = Colls.concat(reader.colls), Steps.concat(reader.steps)
+    first = dirs[0][0] if dirs else 0
     return _Chunk(
         ranks,
         reader.gids.names,
         reader.ops.names,
         reader.group_records,
-        Colls.concat(reader.colls),
-        Steps.concat(reader.steps),
+        handoff.spill(colls, spill, f"colls.{first}") if spill else colls,
+        handoff.spill(steps, spill, f"steps.{first}") if spill else steps,
         reader.problems,
     )
 
@@ -498,18 +504,16 @@ class _Merge:
         self.groups: Dict[str, List[int]] = {}
         self.ranks: Dict[int, RankInfo] = {}
         self.problems = problems
-        self.colls: List[Colls] = []
-        self.steps: List[Steps] = []
+        self.colls: List[Tuple[handoff.Part[Colls], Dict[str, np.ndarray]]] = []  # with recoding tables
+        self.steps: List[Tuple[handoff.Part[Steps], Dict[str, np.ndarray]]] = []
 
     def add(self, chunk: _Chunk) -> None:
         self.ranks.update(chunk.ranks)
         self.problems.extend(chunk.problems)
         gids = np.array([self.gids.code(g) for g in chunk.gids] + [-1], np.int32)
         ops = np.array([self.ops.code(o) for o in chunk.ops] + [-1], np.int32)
-        chunk.colls.gid = gids[chunk.colls.gid]
-        chunk.colls.op = ops[chunk.colls.op]
-        self.colls.append(chunk.colls)
-        self.steps.append(chunk.steps)
+        self.colls.append((chunk.colls, {"gid": gids, "op": ops}))
+        self.steps.append((chunk.steps, {}))
         for rank, where, gid, members in chunk.group_records:
             known = self.groups.setdefault(gid, members)
             if known != members:
@@ -524,10 +528,11 @@ class _Merge:
 
 
 def _read_chunks(
-    path: str, dirs: List[Tuple[int, str]], jobs: int, progress: Optional[Progress]
+    path: str, dirs: List[Tuple[int, str]], jobs: int, progress: Optional[Progress], spill: str
 ) -> Iterator[_Chunk]:
-    """The chunks of :data:`CHUNK` ranks of ``dirs`` in rank order, read by ``jobs`` worker processes (in
-    this process when ``jobs`` is 1 or there is one chunk)."""
+    """The chunks of :data:`CHUNK` ranks of ``dirs`` in rank order, read by ``jobs`` worker processes that
+    write their columns into the directory ``spill`` (in this process when ``jobs`` is 1 or there is one
+    chunk, the columns held)."""
     chunks = [dirs[i : i + CHUNK] for i in range(0, len(dirs), CHUNK)]
     done = [0]
 
@@ -538,12 +543,12 @@ def _read_chunks(
 
     if jobs <= 1 or len(chunks) < 2:
         for chunk in chunks:
-            yield _read_chunk(path, chunk, one_rank)
+            yield _read_chunk(path, None, chunk, one_rank)
         return
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
     with context.Pool(min(jobs, len(chunks))) as pool:
-        for chunk, read in zip(chunks, pool.imap(functools.partial(_read_chunk, path), chunks)):
+        for chunk, read in zip(chunks, pool.imap(functools.partial(_read_chunk, path, spill), chunks)):
             done[0] += len(chunk) - 1
             one_rank()
             yield read
@@ -590,8 +595,11 @@ def read_profile(path: str, progress: Optional[Progress] = None, jobs: int = 1) 
     if not dirs:
         raise InputError(f"{path}: not a profile (no rank*/ directory with a rank below the world size)")
     merged = _Merge(path, problems)
-    for chunk in _read_chunks(path, dirs, jobs, progress):
-        merged.add(chunk)
+    with tempfile.TemporaryDirectory(prefix="ascend-analyze-") as spill:  # removed on every path
+        for chunk in _read_chunks(path, dirs, jobs, progress, spill):
+            merged.add(chunk)
+        colls = handoff.merge(Colls, merged.colls, Colls.empty())
+        steps = handoff.merge(Steps, merged.steps, Steps.concat([]))
     ranks = merged.ranks
     members = [m + 1 for group in merged.groups.values() for m in group]
     world = max(sizes) if sizes else max([max(ranks) + 1, *members])
@@ -605,7 +613,6 @@ def read_profile(path: str, progress: Optional[Progress] = None, jobs: int = 1) 
             problem("error", rank, ranks[rank].path, f"missing: no directory for rank {rank} of {world}")
     if os.path.exists(os.path.join(path, "hang-signal")):
         problem("info", None, os.path.join(path, "hang-signal"), "a rank signalled a hang through this file")
-    colls = _concat_freeing(merged.colls)
     _complete_groups(merged.groups, merged.gids.names, colls)
     return Profile(
         path=path,
@@ -615,32 +622,9 @@ def read_profile(path: str, progress: Optional[Progress] = None, jobs: int = 1) 
         ops=merged.ops.names,
         groups=merged.groups,
         colls=colls,
-        steps=Steps.concat(merged.steps),
+        steps=steps,
         problems=problems,
     )
-
-
-def _return_freed_memory() -> None:
-    """Hand the heap's free pages back to the system. The chunks' columns (unpickled pieces of a few
-    hundred KB, below glibc's mmap threshold once it has risen) sit in the heap; freed by
-    :func:`_concat_freeing`, glibc keeps them as resident memory unless trimmed: 1.6 GB at 8,192 ranks."""
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim, or no way to
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def _concat_freeing(parts: List[Colls]) -> Colls:
-    """:meth:`Colls.concat`, dropping each part's column once it is copied (and handing its memory back):
-    the peak is the parts plus one column, not twice the columns."""
-    if not parts:
-        return Colls.empty()
-    columns = {}
-    for name in Colls.__dataclass_fields__:
-        columns[name] = np.concatenate([getattr(p, name) for p in parts])
-        for p in parts:
-            setattr(p, name, None)
-        _return_freed_memory()
-    parts.clear()
-    return Colls(**columns)
 
 
 PROFILE_FILES = ("events.jsonl", "windows.0.jsonl")
