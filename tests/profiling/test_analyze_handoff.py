@@ -1,6 +1,6 @@
 """The reading workers hand their columns over through files (``handoff``): merged as ``np.concatenate`` of
 the recoded columns would be, whatever mix of files and held parts and dtypes, and the files are gone
-after the read, also when it fails or is interrupted."""
+after the read, also when it fails or is interrupted; `analyze` runs without numpy's huge-page advice (pages)."""
 
 import os
 import tempfile
@@ -8,8 +8,8 @@ import tempfile
 import numpy as np
 import pytest
 
-from ascend_tools.profiling import synthetic
-from ascend_tools.profiling.analyze import handoff, reader
+from ascend_tools.profiling import analyze, synthetic
+from ascend_tools.profiling.analyze import handoff, pages, reader
 from ascend_tools.profiling.analyze.model import Steps
 from ascend_tools.profiling.analyze.reader import read_profile
 
@@ -79,3 +79,27 @@ def test_the_files_are_removed_when_the_read_fails(profile, monkeypatch, where):
     with pytest.raises(KeyboardInterrupt if where == "merge" else RuntimeError):
         read_profile(path, jobs=2)
     assert os.listdir(spills) == []
+
+
+def test_analyze_runs_without_numpy_huge_pages_and_restores_them(tmp_path, monkeypatch):
+    switch = pages._switch()
+    assert switch is not None  # numpy >= 1.20 here
+    synthetic.write_profile(str(tmp_path), ranks=2, collectives=10, per_step=5)
+    seen = []
+
+    def current():
+        before = switch(False)
+        switch(before)
+        return before
+
+    def read(*args):
+        seen.append(current())
+        return read_profile(*args)
+
+    monkeypatch.setattr(analyze, "read_profile", read)
+    before = switch(True)
+    try:
+        analyze.run(str(tmp_path))
+        assert seen == [False] and current() is True
+    finally:
+        switch(before)

@@ -21,6 +21,7 @@ from . import (
     hangs,
     memory,
     p2p,
+    pages,
     report,
     slow_rank,
     steps,
@@ -52,6 +53,7 @@ class Analysis:
     memory: Dict[str, Any]
 
 
+@pages.small_pages()
 def run(
     path: str, progress: Optional[Progress] = None, rule: Optional[SlowRankRule] = None, jobs: int = 1
 ) -> Analysis:
