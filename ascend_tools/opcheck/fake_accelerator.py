@@ -24,6 +24,7 @@ from typing import Any, Callable, Dict, Iterator, List, Tuple
 import torch
 from torch.overrides import TorchFunctionMode
 
+from .host_parameters import is_meta_property, moved_from_host
 from .user_device import device_property, get_device_patches
 
 GIB = 1 << 30
@@ -158,7 +159,7 @@ def _module_to(original: Callable[..., Any]) -> Callable[..., Any]:
 def _register_parameter_on_meta(original: Callable[..., None]) -> Callable[..., None]:
     def register_parameter(self: torch.nn.Module, name: str, param: Any) -> None:
         if isinstance(param, torch.nn.Parameter) and param.device != META:
-            param = torch.nn.Parameter(param.to(META), requires_grad=param.requires_grad)
+            param = moved_from_host(param)
         original(self, name, param)
 
     return register_parameter
@@ -298,6 +299,7 @@ def _patches(node: FakeNode) -> List[Tuple[Any, str, Any]]:
         (torch.Tensor, "pin_memory", _pinned),
         (torch.Tensor, "is_cuda", property(_is_cuda)),
         (torch.Tensor, "device", device_property(lambda: node.current)),
+        (torch.Tensor, "is_meta", is_meta_property),
         *get_device_patches(lambda: node.current),
         *((scaler, "_maybe_opt_step", _scaler_step) for scaler in _grad_scalers()),
         (torch.nn.DataParallel, "__init__", _one_replica(torch.nn.DataParallel.__init__)),

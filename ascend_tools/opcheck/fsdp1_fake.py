@@ -27,8 +27,12 @@ from .fake_accelerator import META, is_accelerator
 
 
 def _on_meta(module: Any, ignored_params: Any) -> bool:
-    param = next((p for p in module.parameters() if p not in ignored_params), None)
-    return param is not None and param.device == META
+    """Whether FSDP's first own parameter of ``module`` is on meta; a unit whose parameters are all in
+    nested units (LoRA's per-requires_grad groups) has none, and computes on the current device: meta."""
+    from torch.distributed.fsdp._init_utils import _get_orig_params  # loaded: FSDP is calling us
+
+    param = next(_get_orig_params(module, ignored_params), None)
+    return param is None or param.device == META
 
 
 def _compute_device(original: Callable[..., torch.device]) -> Callable[..., torch.device]:

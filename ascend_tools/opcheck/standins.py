@@ -163,15 +163,41 @@ def memory_efficient_attention(
     scale: Any = None,
     **_: Any,
 ) -> torch.Tensor:
-    """xformers: (batch, seq, heads, head_dim); a LowerTriangularMask bias is causal attention."""
-    return flash_attn_func(
-        q, k, v, dropout_p=p, softmax_scale=scale, causal=isinstance(attn_bias, LowerTriangularMask)
-    )
+    """xformers: (batch, seq, heads, head_dim); a LowerTriangularMask bias is causal attention, a
+    BlockDiagonalCausalMask causal attention within each packed sequence. The output is contiguous, as
+    xformers' is (callers ``.view`` it)."""
+    if isinstance(attn_bias, BlockDiagonalCausalMask):
+        q_, k_, v_ = (t.transpose(1, 2) for t in (q, k, v))
+        allowed = attn_bias.allowed().to(q.device)
+        out = F.scaled_dot_product_attention(q_, k_, v_, attn_mask=allowed, dropout_p=p, scale=scale)
+        return out.transpose(1, 2).contiguous()
+    causal = isinstance(attn_bias, LowerTriangularMask)
+    return flash_attn_func(q, k, v, dropout_p=p, softmax_scale=scale, causal=causal).contiguous()
 
 
 class LowerTriangularMask:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass
+
+
+class BlockDiagonalCausalMask:
+    """xformers' mask for sequences packed along one axis (``from_seqlens([3, 5])``): a query attends to
+    the keys of its own sequence at or before its position."""
+
+    def __init__(self, seqlens: List[int]) -> None:
+        self.seqlens = seqlens
+
+    @classmethod
+    def from_seqlens(cls, q_seqlen: Any, kv_seqlen: Any = None, **_: Any) -> "BlockDiagonalCausalMask":
+        if kv_seqlen is not None and list(kv_seqlen) != list(q_seqlen):
+            raise NotImplementedError("check-ops' BlockDiagonalCausalMask: kv_seqlen differing from q_seqlen")
+        return cls(list(q_seqlen))
+
+    def allowed(self) -> torch.Tensor:
+        """(S, S) bool, True where query i may attend to key j (host: S is the packed length)."""
+        sequence = torch.repeat_interleave(torch.arange(len(self.seqlens)), torch.tensor(self.seqlens))
+        same = sequence[:, None] == sequence[None, :]
+        return same & torch.ones_like(same).tril()
 
 
 class AdamW(torch.optim.AdamW):
@@ -347,6 +373,8 @@ REFERENCE.update(
         ("xformers.ops", "memory_efficient_attention"): memory_efficient_attention,
         ("xformers.ops", "LowerTriangularMask"): LowerTriangularMask,
         ("xformers.ops.fmha.attn_bias", "LowerTriangularMask"): LowerTriangularMask,
+        ("xformers.ops.fmha", "memory_efficient_attention"): memory_efficient_attention,
+        ("xformers.ops.fmha.attn_bias", "BlockDiagonalCausalMask"): BlockDiagonalCausalMask,
         ("apex.optimizers", "FusedAdam"): AdamW,
         ("apex.normalization", "FusedLayerNorm"): LayerNorm,
         ("apex.normalization", "MixedFusedLayerNorm"): LayerNorm,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
 import corpus_hub_fixtures
+import corpus_mistral_fixtures
 import corpus_nanochat_fixtures
 import corpus_nlp_fixtures
 import numpy as np
@@ -180,6 +181,7 @@ KINDS: Dict[str, Callable[[Path, Dict[str, Any]], None]] = {
     "hf_dataset_cache": corpus_hub_fixtures.hf_dataset_cache,
     "nanochat_base_dir": corpus_nanochat_fixtures.nanochat_base_dir,
     "nlp_script_cache": corpus_nlp_fixtures.nlp_script_cache,
+    "mistral_consolidated": corpus_mistral_fixtures.mistral_consolidated,
     "wikihow_csv": corpus_nlp_fixtures.wikihow_csv,
 }
 

@@ -43,6 +43,26 @@ def test_qkvpacked_and_xformers_agree_with_the_formula():
     torch.testing.assert_close(got, want)
 
 
+def test_block_diagonal_causal_mask_is_causal_attention_within_each_packed_sequence():
+    """mistral-finetune packs sequences into one (1, S, H, D) batch with BlockDiagonalCausalMask: each
+    sequence's output is causal attention over that sequence alone; the output is contiguous, as xformers'."""
+    torch.manual_seed(0)
+    seqlens = [3, 1, 4]
+    q, k, v = (torch.randn(1, sum(seqlens), 2, 4, dtype=torch.float64) for _ in range(3))
+    mask = standins.BlockDiagonalCausalMask.from_seqlens(seqlens)
+    got = standins.memory_efficient_attention(q, k, v, mask, scale=0.5)
+    bounds = [0, 3, 4, 8]
+    want = torch.cat(
+        [
+            attention_by_formula(*(t[:, a:b] for t in (q, k, v)), 0.5, True)
+            for a, b in zip(bounds, bounds[1:])
+        ],
+        dim=1,
+    )
+    torch.testing.assert_close(got, want)
+    assert got.view(sum(seqlens), -1).shape == (8, 8)
+
+
 def test_rms_norm_formula():
     x = torch.randn(3, 8, dtype=torch.float64)
     norm = standins.RMSNorm(8, eps=1e-6).double()
