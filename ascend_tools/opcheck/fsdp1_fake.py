@@ -27,8 +27,8 @@ from .fake_accelerator import META, is_accelerator
 
 
 def _on_meta(module: Any, ignored_params: Any) -> bool:
-    """Whether FSDP's first own parameter of ``module`` is on meta; a unit whose parameters are all in
-    nested units (LoRA's per-requires_grad groups) has none, and computes on the current device: meta."""
+    """Whether FSDP's first own parameter of ``module`` is on meta; a unit with none (mistral-finetune's LoRA
+    wrap policy wraps LoRA's parameterless Dropout) computes on the current device: meta."""
     from torch.distributed.fsdp._init_utils import _get_orig_params  # loaded: FSDP is calling us
 
     param = next(_get_orig_params(module, ignored_params), None)

@@ -46,3 +46,21 @@ def test_fsdp1_takes_an_integer_device_id_as_a_fake_cuda_index():
     proc = subprocess.run([sys.executable, "-c", step], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split()[-4:] == ["3", "2", "meta", "meta"]
+
+
+def test_fsdp1_unit_without_own_parameters_computes_on_meta():
+    """mistral-finetune's LoRA wrap policy (a unit for every module whose parameters all require grad) also
+    wraps LoRA's parameterless Dropout: FSDP gives a unit without parameters the current device,
+    torch.device(index), which asks for a real accelerator unless the fake node answers meta."""
+    step = STEP.replace(
+        'device_id=torch.device("cuda", 0), use_orig_params=True',
+        "device_id=torch.cuda.current_device(), auto_wrap_policy=ModuleWrapPolicy({torch.nn.ReLU})",
+    ).replace("import torch\n", "import torch\nfrom torch.distributed.fsdp.wrap import ModuleWrapPolicy\n", 1)
+    step = step.replace(
+        'inner.register_buffer("scale", torch.ones(2))  # a host buffer, as RoPE\'s inv_freq', ""
+    )
+    step = step.replace(" * inner.scale", "").replace(", inner.scale.device.type", "")
+    env = dict(os.environ, WORLD_SIZE="2", RANK="0", LOCAL_RANK="0")
+    proc = subprocess.run([sys.executable, "-c", step], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-3:] == ["3", "2", "meta"]
