@@ -60,6 +60,8 @@ class Truth:
     ignore: List[Dict[str, Any]]
     # in-sample: rules were written from its misses; held-out / blind-N: scored before any rule saw it
     split: str = "in-sample"
+    # the script's ordinary dependencies (pip requirement strings), which the user has installed
+    requires: List[str] = field(default_factory=list)
 
 
 @dataclass
