@@ -103,3 +103,16 @@ def test_analyze_runs_without_numpy_huge_pages_and_restores_them(tmp_path, monke
         assert seen == [False] and current() is True
     finally:
         switch(before)
+
+
+def test_spawned_workers_hand_over_the_same_columns(profile, monkeypatch):
+    path, spills = profile
+    serial = read_profile(path, jobs=1)
+    get_context = reader.multiprocessing.get_context
+    monkeypatch.setattr(reader.multiprocessing, "get_context", lambda method=None: get_context("spawn"))
+    spawned = read_profile(path, jobs=2)
+    for name in serial.colls.__dataclass_fields__:
+        np.testing.assert_array_equal(getattr(spawned.colls, name), getattr(serial.colls, name), err_msg=name)
+    for name in serial.steps.__dataclass_fields__:
+        np.testing.assert_array_equal(getattr(spawned.steps, name), getattr(serial.steps, name), err_msg=name)
+    assert os.listdir(spills) == []
