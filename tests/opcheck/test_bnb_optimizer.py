@@ -1,12 +1,9 @@
 """The bitsandbytes Optimizer2State stand-in (opcheck/bnb_optimizer.py): GaLore subclasses it and drives its
 protocol from its own step()."""
 
-import sys
-
-import pytest
 import torch
 
-from ascend_tools.opcheck import bnb_optimizer, standins
+from ascend_tools.opcheck import bnb_optimizer
 
 
 def _params(seed):
@@ -57,18 +54,6 @@ class _GaLoreStyle:
                 self.prefetch_state(p)
                 self.update_step(group, p, gindex, pindex)
         return None
-
-
-@pytest.fixture
-def finder():
-    recorder = standins.Recorder()
-    hook = standins.StandInFinder(recorder)
-    sys.meta_path.append(hook)
-    before = set(sys.modules)
-    yield recorder
-    sys.meta_path.remove(hook)
-    for name in set(sys.modules) - before:
-        del sys.modules[name]
 
 
 def test_a_subclass_of_the_stood_in_base_steps_through_its_protocol(finder):

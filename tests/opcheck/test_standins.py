@@ -1,7 +1,6 @@
 """Stand-ins for CUDA-only packages: reference semantics against the documented formulas, the import hook."""
 
 import math
-import sys
 
 import pytest
 import torch
@@ -67,18 +66,6 @@ def test_rms_norm_formula():
     x = torch.randn(3, 8, dtype=torch.float64)
     norm = standins.RMSNorm(8, eps=1e-6).double()
     torch.testing.assert_close(norm(x), x / torch.sqrt((x * x).mean(-1, keepdim=True) + 1e-6))
-
-
-@pytest.fixture
-def finder():
-    recorder = standins.Recorder()
-    hook = standins.StandInFinder(recorder)
-    sys.meta_path.append(hook)
-    before = set(sys.modules)
-    yield recorder
-    sys.meta_path.remove(hook)
-    for name in set(sys.modules) - before:
-        del sys.modules[name]
 
 
 def test_import_hook_stands_in_and_records_the_user_line(finder):
