@@ -32,6 +32,8 @@ GIB = 1 << 30
 DEVICE_NAME = "NVIDIA A100-SXM4-80GB (ascend-doctor fake)"
 DEVICE_MEMORY = 80 * GIB
 CAPABILITY = (8, 0)
+#: ``torch.cuda.nccl.version()`` on the fake node (what torch 2.x CUDA wheels bundle; bf16 all-reduce needs >= 2.10)
+NCCL_VERSION = (2, 21, 5)
 #: ``torch.version.cuda`` of the fake node where neither torch nor torchvision names one
 CUDA_VERSION = "12.4"
 META = torch.device("meta")
@@ -295,6 +297,9 @@ def _patches(node: FakeNode) -> List[Tuple[Any, str, Any]]:
         (foreach_utils, "_get_fused_kernels_supported_devices", fused_devices),
         (optimizer_module, "_get_fused_kernels_supported_devices", fused_devices),
         (torch.version, "cuda", cuda_version()),
+        # the node's nccl world is the fake process group (script_child); bf16 gates ask for NCCL and its version
+        (torch.distributed, "is_nccl_available", _returns(True)),
+        (importlib.import_module("torch.cuda.nccl"), "version", _returns(NCCL_VERSION)),
         (torch.Tensor, "cuda", _tensor_cuda),
         (torch.Tensor, "pin_memory", _pinned),
         (torch.Tensor, "is_cuda", property(_is_cuda)),

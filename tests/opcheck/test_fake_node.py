@@ -229,3 +229,16 @@ def test_an_index_mask_built_in_a_constructor_keeps_its_values():
         layer(torch.ones(2, 4).cuda()).sum().backward()
         assert layer.adapter.weight.grad.shape == (3, 4)
         assert layer.weight.new_zeros(3, dtype=torch.long).device.type != "cpu"  # outside a constructor
+
+
+def test_the_fake_node_has_nccl_for_bf16_gates():
+    """pytorch/examples' FSDP T5 trains in bf16 only when ``dist.is_nccl_available()`` and
+    ``torch.cuda.nccl.version() >= (2, 10)``, as on a CUDA node (CPU-only torch: False, and no version)."""
+    import torch.cuda.nccl as nccl
+    import torch.distributed as dist
+
+    before = dist.is_nccl_available()
+    with fake_accelerator.fake_node():
+        assert dist.is_nccl_available()
+        assert nccl.version() >= (2, 10)
+    assert dist.is_nccl_available() == before
