@@ -174,14 +174,17 @@ def test_the_fake_node_is_a_cuda_build():
     pass it, and pytorch/examples' FSDP T5 gates bf16 on it. The fake node is a CUDA build while active."""
     from transformers.utils import is_torch_tf32_available  # what TrainingArguments(tf32=True) asks
 
+    # cached (lru_cache) in transformers 5, a plain function in 4.x
+    clear_cache = getattr(is_torch_tf32_available, "cache_clear", lambda: None)
+
     original = torch.version.cuda
-    is_torch_tf32_available.cache_clear()
+    clear_cache()
     try:
         with fake_accelerator.fake_node(1):
             assert torch.version.cuda == fake_accelerator.cuda_version()
             assert is_torch_tf32_available()
     finally:
-        is_torch_tf32_available.cache_clear()
+        clear_cache()
     assert torch.version.cuda == original
 
 
