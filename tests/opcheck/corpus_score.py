@@ -62,6 +62,8 @@ class Truth:
     split: str = "in-sample"
     # the script's ordinary dependencies (pip requirement strings), which the user has installed
     requires: List[str] = field(default_factory=list)
+    # a venv of its own (a name in VENVS) when its dependencies cannot share the corpus venv
+    venv: str = ""
 
 
 @dataclass
@@ -116,11 +118,24 @@ def prepare(truth: Truth, workdir: Path) -> Path:
     return cwd
 
 
-def _cli() -> List[str]:
+# venvs of scripts whose dependencies conflict with the corpus venv's (diffusers wants huggingface_hub
+# >= 1.23, transformers 4.x < 1.0): CHECKOPS_CORPUS_VENVS="diffusers=/path/venv,torchtune=/path/venv"
+# or --venv NAME=DIR; a script whose venv is not given runs with this interpreter
+VENVS: Dict[str, Path] = {
+    name: Path(path)
+    for name, _, path in (
+        item.partition("=") for item in os.environ.get("CHECKOPS_CORPUS_VENVS", "").split(",") if item
+    )
+}
+
+
+def _cli(truth: Optional[Truth] = None) -> List[str]:
     # the console script, not `python -m`, which would put the script's directory (with its own
     # utils/, configs/ packages) ahead of everything on sys.path
-    exe = Path(sys.executable).with_name("ascend-doctor")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "ascend_tools.cli"]
+    venv = VENVS.get(truth.venv) if truth is not None and truth.venv else None
+    python = venv / "bin" / "python" if venv is not None else Path(sys.executable)
+    exe = python.with_name("ascend-doctor")
+    return [str(exe)] if exe.exists() else [str(python), "-m", "ascend_tools.cli"]
 
 
 @functools.cache
@@ -143,7 +158,7 @@ def _env(truth: Truth, cwd: Path) -> Dict[str, str]:
 def _invoke(args: Sequence[str], truth: Truth, cwd: Path, timeout: float) -> Run:
     out = cwd / ".checkops-report.json"
     out.unlink(missing_ok=True)
-    cmd = [*_cli(), "check-ops", "-f", "json", "-o", str(out), *args]
+    cmd = [*_cli(truth), "check-ops", "-f", "json", "-o", str(out), *args]
     try:
         proc = subprocess.run(
             cmd, cwd=cwd, env=_env(truth, cwd), capture_output=True, text=True, timeout=timeout
@@ -313,11 +328,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "--trace", action="store_true", help="also run each launch command (needs `check-ops --`)"
     )
     ap.add_argument("--write-doc", type=Path, help="rewrite the table between the markers in this page")
+    ap.add_argument(
+        "--venv",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="the venv of scripts whose truth names venv NAME (also CHECKOPS_CORPUS_VENVS)",
+    )
     ap.add_argument("--misses", action="store_true", help="list missed truth lines and false positives")
     ap.add_argument(
         "--only", help="comma-separated truth ids or splits (in-sample, held-out, blind-1, ...) to score"
     )
     args = ap.parse_args(argv)
+    for item in args.venv:
+        name, _, path = item.partition("=")
+        VENVS[name] = Path(path)
     scores = score_corpus(args.trace, only=args.only.split(",") if args.only else None)
     text = table(scores)
     print(text)

@@ -135,7 +135,10 @@ def test_scan_precision_and_recall(scan_scores):
 def missing_here(s):
     """The first of the script's ordinary dependencies (its truth's ``requires``: torchvision, deepspeed,
     trl, lightning, ...: what the user has, not the CUDA-only packages check-ops stands in for) that is not
-    installed here at a version its requirement accepts, else None."""
+    installed here at a version its requirement accepts, else None. A script with a venv of its own is
+    judged where that venv is given (CHECKOPS_CORPUS_VENVS), which its make script fills from ``requires``."""
+    if s.truth.venv:
+        return None if s.truth.venv in corpus_score.VENVS else f"its venv {s.truth.venv!r}"
     for req in map(Requirement, s.truth.requires):
         try:
             have = importlib.metadata.version(req.name)
