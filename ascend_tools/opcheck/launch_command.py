@@ -41,6 +41,15 @@ class LaunchCommand:
             tuple(data.get("launcher_args", ())),
         )
 
+    def launcher_option(self, name: str) -> Optional[str]:
+        """The value of the launcher's own option ``name`` (``--opt value`` or ``--opt=value``), None if unset."""
+        words = self.launcher_args
+        for i, word in enumerate(words):
+            key, eq, value = word.partition("=")
+            if key == name:
+                return value if eq else (words[i + 1] if i + 1 < len(words) else None)
+        return None
+
     @property
     def target(self) -> str:
         """The script path or ``-m module``, for messages."""

@@ -28,7 +28,7 @@ def launcher_env(cmd: LaunchCommand) -> Dict[str, str]:
     if cmd.launcher == "python":
         return {}
     world = cmd.nproc * cmd.nnodes
-    return {
+    env = {
         "RANK": "0",
         "LOCAL_RANK": "0",
         "WORLD_SIZE": str(world),
@@ -36,6 +36,10 @@ def launcher_env(cmd: LaunchCommand) -> Dict[str, str]:
         "MASTER_ADDR": "127.0.0.1",
         "MASTER_PORT": "29500",
     }
+    precision = cmd.launcher_option("--mixed_precision") if cmd.launcher == "accelerate" else None
+    if precision:  # accelerate launch hands its --mixed_precision to the Accelerator through the env
+        env["ACCELERATE_MIXED_PRECISION"] = precision.lower()
+    return env
 
 
 #: nothing reaches the network: configs come from disk or the hub cache, experiment loggers are off (the
@@ -122,6 +126,7 @@ def run_script(spec: Dict[str, Any]) -> Dict[str, Any]:
         accelerate_fake,
         cuda_extensions,
         deepspeed_fake,
+        diffusers_fake,
         fake_accelerator,
         fsdp1_fake,
         fsdp2_fake,
@@ -159,6 +164,7 @@ def run_script(spec: Dict[str, Any]) -> Dict[str, Any]:
     _compile_unchanged(recorder)
     cuda_extensions.install(recorder)
     hf_fake.install()
+    diffusers_fake.install(recorder)
     deepspeed_fake.install()
     lightning_fake.install()
     accelerate_fake.install()

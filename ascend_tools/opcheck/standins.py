@@ -31,6 +31,7 @@ from .user_code import installed
 class Package:
     rule: str  # the static scan's rule name (source_rules.py)
     replacement: str
+    version: str = ""  # the stand-in's ``__version__``: the current release, where scripts read it
 
 
 PACKAGES: Dict[str, Package] = {
@@ -46,7 +47,9 @@ PACKAGES: Dict[str, Package] = {
         "lib-flash-attn", "torch_npu.npu_rms_norm / torch.nn.functional.layer_norm"
     ),
     "xformers": Package(
-        "lib-xformers", 'torch_npu.npu_fusion_attention(q, k, v, head_num=H, input_layout="BSND", ...)[0]'
+        "lib-xformers",
+        'torch_npu.npu_fusion_attention(q, k, v, head_num=H, input_layout="BSND", ...)[0]',
+        "0.0.35",
     ),
     "apex": Package(
         "lib-apex", "torch.optim.AdamW(fused=True) / torch.nn.LayerNorm / torch.autocast (or Ascend's apex)"
@@ -79,8 +82,9 @@ class Recorder:
         self.uses: List[Use] = []
         self._seen: set = set()
 
-    def note(self, module: str, what: str, package: Package) -> None:
-        site = _user_frame()
+    def note(self, module: str, what: str, package: Package, site: Optional[Tuple[str, int]] = None) -> None:
+        """``site``: the user's (file, line), where an installed library made the call for it."""
+        site = site or _user_frame()
         if site is None or (site, module, what) in self._seen:
             return
         self._seen.add((site, module, what))
@@ -417,6 +421,8 @@ class StandInModule(types.ModuleType):
         super().__init__(name)
         self.__path__: List[str] = []  # a package: its submodules import too
         self.__file__ = f"<ascend-doctor stand-in for {name}>"
+        if package.version and name in PACKAGES:
+            self.__version__ = package.version
         self._package = package
         self._recorder = recorder
 

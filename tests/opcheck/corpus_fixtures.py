@@ -11,6 +11,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
+import corpus_diffusers_fixtures
 import corpus_hub_fixtures
 import corpus_mistral_fixtures
 import corpus_nanochat_fixtures
@@ -183,6 +184,8 @@ KINDS: Dict[str, Callable[[Path, Dict[str, Any]], None]] = {
     "nlp_script_cache": corpus_nlp_fixtures.nlp_script_cache,
     "mistral_consolidated": corpus_mistral_fixtures.mistral_consolidated,
     "wikihow_csv": corpus_nlp_fixtures.wikihow_csv,
+    "sd_directory": corpus_diffusers_fixtures.sd_directory,
+    "captioned_images": corpus_diffusers_fixtures.captioned_images,
 }
 
 
