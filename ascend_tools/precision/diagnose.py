@@ -28,6 +28,7 @@ from .align import Pair
 from .dumps import Dump
 from .records import Record, TensorInfo
 from .replay import Replay, replay, replayable
+from .tensor_cache import TensorCache
 
 # Amplification is a heuristic: well-conditioned ops pass on their inputs' relative error at up to a small
 # factor (x**2 doubles it; sin and subtraction near zero can do more), so only a large factor names a culprit.
@@ -99,6 +100,8 @@ class Diagnoser:
         # relative L2 error per (target file, reference file): an op's input is usually an earlier op's
         # output, compared already (amplification reads it instead of loading and comparing again)
         self._rel_l2: Dict[Tuple[str, str], float] = {}
+        # an output read for its metrics is read again as a later op's input (replay, amplification)
+        self._cache = TensorCache()
 
     def _load(self, dump: Dump, info: TensorInfo, result: PairResult) -> Optional[torch.Tensor]:
         """The tensor, or None: none saved, statistics only, or a path leading out of the dump (a problem
@@ -106,7 +109,8 @@ class Diagnoser:
         if not self.tensors:
             return None
         try:
-            return dump.load_tensor(info, self.step)
+            key = (id(dump), info.file, info.dtype)
+            return self._cache.get(key, lambda: dump.load_tensor(info, self.step))
         except InputError as exc:  # a path leading out (UnsafePath), a corrupt tensor file
             problem = f"tensor not read: {exc}"
             if problem not in result.problems:

@@ -264,11 +264,13 @@ def _compare_float(t: torch.Tensor, r: torch.Tensor, t_dtype: str, base: _Dtypes
         return m
 
     ad = torch.sub(t, r)  # d = t - r
-    m.error_balance = abs(int(torch.count_nonzero(ad > 0)) - int(torch.count_nonzero(ad < 0))) / n
+    # every element is finite here: d != 0 exactly where d > 0 or d < 0
+    above, differ = int(torch.count_nonzero(ad > 0)), int(torch.count_nonzero(ad))
+    m.error_balance = abs(above - (differ - above)) / n
+    m.mismatch = differ / n
     ad.abs_()
     max_abs = float(ad.max())
     m.max_abs_err = _f(max_abs)
-    m.mismatch = int(torch.count_nonzero(ad)) / n
 
     work = torch.abs(r)
     max_r = float(work.max())
@@ -306,7 +308,8 @@ def _pow2_floor(r: torch.Tensor, out: torch.Tensor, low: float, high: float) -> 
 
 def _cosine(t: torch.Tensor, r: torch.Tensor, norm_r: float, max_r: float) -> float:
     """Both all-zero: 1.0 (identical); one all-zero: 0.0 (no common direction)."""
-    max_t = float(t.abs().max())
+    lo, hi = torch.aminmax(t)  # max |t| without a temporary |t|
+    max_t = max(abs(float(lo)), abs(float(hi)))
     norm_t = _norm(t, max_t)
     if norm_t == 0.0 or norm_r == 0.0:
         return 1.0 if norm_t == norm_r else 0.0

@@ -86,7 +86,9 @@ def replay(
     ``grad_weight`` of ``native_layer_norm_backward`` is its second output). None when no output can be
     compared (not a tensor, another shape). The same-dtype baseline runs only for an output judged
     "error" (the only verdict it can change); a passing one keeps its screened metrics."""
-    cpu = [x.detach().cpu() for x in inputs]
+    # a mutating op (add_, an out= overload) writes into its inputs: copies, never the caller's (cached) tensors
+    mutates = getattr(getattr(op, "_schema", None), "is_mutable", True)
+    cpu = [x.detach().cpu().clone() if mutates else x.detach().cpu() for x in inputs]
     wide = [x.double() if x.is_floating_point() else x for x in cpu]
     with torch.no_grad():
         args, kwargs = build_call(wide)
