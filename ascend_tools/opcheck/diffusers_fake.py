@@ -21,6 +21,36 @@ from .user_code import installed
 
 #: the keyword arguments of ``from_pretrained`` that say where the config is
 _WHERE = ("cache_dir", "revision", "subfolder")
+#: its other loading options (diffusers 0.42); any other keyword overrides a config value, as in the real one
+#: (``UNet2DConditionModel.from_pretrained(path, subfolder="unet", in_channels=8, ...)``)
+_LOADING = frozenset(
+    {
+        *_WHERE,
+        "ignore_mismatched_sizes",
+        "force_download",
+        "proxies",
+        "output_loading_info",
+        "local_files_only",
+        "token",
+        "torch_dtype",
+        "dtype",
+        "device_map",
+        "max_memory",
+        "offload_folder",
+        "offload_state_dict",
+        "low_cpu_mem_usage",
+        "variant",
+        "use_safetensors",
+        "quantization_config",
+        "disable_mmap",
+        "parallel_config",
+        "use_flashpack",
+        "flashpack_kwargs",
+        "from_flax",
+        "mirror",
+        "keep_in_fp32_modules",
+    }
+)
 
 
 def _from_pretrained(cls: Any, name_or_path: Any, *args: Any, **kwargs: Any) -> Any:
@@ -33,8 +63,8 @@ def _from_pretrained(cls: Any, name_or_path: Any, *args: Any, **kwargs: Any) -> 
             f"from_pretrained({str(name_or_path)!r}){sub}: no config reachable offline ({type(exc).__name__}); "
             "pass a local directory holding its config.json instead"
         ) from None
-    model = cls.from_config(config)
-    dtype = kwargs.get("torch_dtype")
+    model = cls.from_config(config, **{k: v for k, v in kwargs.items() if k not in _LOADING})
+    dtype = kwargs.get("torch_dtype", kwargs.get("dtype"))
     if dtype is not None and dtype != "auto":
         model = model.to(dtype)
     model.register_to_config(_name_or_path=str(name_or_path))

@@ -112,14 +112,18 @@ def test_from_pretrained_of_a_weightless_directory_builds_from_its_config(tmp_pa
     )
     try:
         unet = diffusers.UNet2DConditionModel.from_pretrained(
-            tmp_path, subfolder="unet", torch_dtype=torch.float16
+            tmp_path, subfolder="unet", dtype=torch.float16, low_cpu_mem_usage=False
         )
+        # a keyword that is no loading option overrides the config (InstructPix2Pix's in_channels=8)
+        wider = diffusers.UNet2DConditionModel.from_pretrained(tmp_path, subfolder="unet", in_channels=8)
         with pytest.raises(InputError, match="subfolder 'vae'"):
             diffusers.AutoencoderKL.from_pretrained(tmp_path, subfolder="vae")
     finally:
         mixin.from_pretrained = original
     assert not unet.training
-    assert unet.config.block_out_channels == (32, 64) or list(unet.config.block_out_channels) == [32, 64]
+    assert (unet.conv_in.in_channels, wider.conv_in.in_channels) == (4, 8)
+    assert wider.config._name_or_path == str(tmp_path)
+    assert list(unet.config.block_out_channels) == [32, 64]
     assert {p.dtype for p in unet.parameters()} == {torch.float16}
     out = unet(torch.zeros(1, 4, 8, 8, dtype=torch.float16), 1, torch.zeros(1, 3, 16, dtype=torch.float16))
     assert out.sample.shape == (1, 4, 8, 8)
