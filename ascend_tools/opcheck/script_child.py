@@ -124,6 +124,7 @@ def run_script(spec: Dict[str, Any]) -> Dict[str, Any]:
 
     from . import (
         accelerate_fake,
+        config_components,
         cuda_extensions,
         deepspeed_fake,
         diffusers_fake,
@@ -136,6 +137,7 @@ def run_script(spec: Dict[str, Any]) -> Dict[str, Any]:
         standins,
         step_trace,
         torch_load_fake,
+        torchtune_fake,
     )
 
     cmd = LaunchCommand.from_json(spec["command"])
@@ -157,7 +159,8 @@ def run_script(spec: Dict[str, Any]) -> Dict[str, Any]:
         script = found.origin
     sys.argv = [script, *cmd.script_args]
     recorder = standins.Recorder()
-    sys.meta_path.append(standins.StandInFinder(recorder))
+    named = config_components.named_paths(cmd.script_args, os.getcwd())
+    sys.meta_path.append(standins.StandInFinder(recorder, named=sorted(named)))
     opaque = opaque_modules.OpaqueFinder()
     sys.meta_path.append(opaque)
     _fake_process_group()
@@ -172,6 +175,7 @@ def run_script(spec: Dict[str, Any]) -> Dict[str, Any]:
     fsdp2_fake.install()
     spawn_fake.install()
     torch_load_fake.install()
+    torchtune_fake.install()
     tracer = step_trace.StepTrace()
     stop: Optional[str] = None
     try:

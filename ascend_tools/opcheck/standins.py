@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from ..stacks import is_library
 from . import bnb_optimizer
+from .config_components import names_module
 from .user_code import installed
 
 
@@ -509,11 +510,12 @@ def _asked_by_user_code() -> bool:
 
 class StandInFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Last on ``sys.meta_path``: only a module no other finder found, imported by the user's code (not by
-    an installed library), gets a stand-in."""
+    an installed library) or named in the user's config (``config_components.py``), gets a stand-in."""
 
-    def __init__(self, recorder: Recorder, unknown: Sequence[str] = ()) -> None:
+    def __init__(self, recorder: Recorder, unknown: Sequence[str] = (), named: Sequence[str] = ()) -> None:
         self.recorder = recorder
         self.unknown = set(unknown)  # other missing modules to stand in for (--stand-in NAME)
+        self.named = frozenset(named)  # dotted paths the user's config names, imported by a library
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
         parent = sys.modules.get(fullname.rpartition(".")[0])
@@ -521,7 +523,7 @@ class StandInFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
             package = package_of(fullname) or (
                 CUDA_EXTENSION if fullname.split(".")[0] in self.unknown else None
             )
-            if package is None or not _asked_by_user_code():
+            if package is None or not (_asked_by_user_code() or names_module(self.named, fullname)):
                 return None
             if "." not in fullname:
                 self.recorder.note(fullname, "import", package)

@@ -4,7 +4,8 @@ The op tracer (``trace.py``) is active for the whole script but records only fro
 module with trainable parameters (grad enabled) until the first ``optimizer.step()`` returns; then the
 global optimizer step hook raises :class:`StepDone` (a BaseException: the script's ``except Exception``
 does not catch it) and the script stops. Every optimizer goes through that hook: a plain loop's, HF
-Trainer's and Accelerate's wrappers, and DeepSpeed's engine call the torch optimizer's ``step``.
+Trainer's and Accelerate's wrappers, and DeepSpeed's engine call the torch optimizer's ``step``. An
+optimizer stepped inside the backward pass (from a gradient hook) ends the step when that pass ends.
 """
 
 import contextlib
@@ -88,6 +89,7 @@ class StepTrace:
         self.phase = "setup"
         self.optimizer: Optional[str] = None
         self._handles: List[Any] = []
+        self._ends_with_backward = False
 
     def _start(self, module: torch.nn.Module, args: Any) -> None:
         if self.ops.recording or not torch.is_grad_enabled():
@@ -102,10 +104,20 @@ class StepTrace:
             self.optimizer = type(optimizer).__name__
 
     def _post_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        if self.ops.recording:
-            self.ops.recording = False
-            self.phase = "done"
-            raise StepDone()
+        if not self.ops.recording or self._ends_with_backward:
+            return
+        if in_backward():
+            # an optimizer stepped from a gradient hook (torchtune's optimizer_in_bwd, one optimizer per
+            # parameter): the training step ends when the backward pass does, after every parameter's step
+            self._ends_with_backward = True
+            torch.autograd.Variable._execution_engine.queue_callback(self._done)
+            return
+        self._done()
+
+    def _done(self) -> None:
+        self.ops.recording = False
+        self.phase = "done"
+        raise StepDone()
 
     def backward_seen(self) -> bool:
         return any(e.phase == "backward" for e in self.ops.events)
