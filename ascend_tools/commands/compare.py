@@ -50,8 +50,9 @@ def compare_cmd(
     ops that introduced error: replayed in float64 on the target's own inputs when the dump holds tensors,
     by error amplification when it holds statistics only.
     """
-    from ..precision import compare
+    from ..precision import compare, heap
 
+    heap.retain_freed_memory()  # this process only: thousands of same-sized float64 buffers, reused
     report = compare.compare_dumps(
         target,
         reference,
