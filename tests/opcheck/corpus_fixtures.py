@@ -16,6 +16,7 @@ import corpus_hub_fixtures
 import corpus_mistral_fixtures
 import corpus_nanochat_fixtures
 import corpus_nlp_fixtures
+import corpus_torchtune_fixtures
 import numpy as np
 
 _VOCAB = "the a cat dog sat on mat hi hello world say add one two good day see you bye no yes"
@@ -186,6 +187,7 @@ KINDS: Dict[str, Callable[[Path, Dict[str, Any]], None]] = {
     "wikihow_csv": corpus_nlp_fixtures.wikihow_csv,
     "sd_directory": corpus_diffusers_fixtures.sd_directory,
     "captioned_images": corpus_diffusers_fixtures.captioned_images,
+    "torchtune_llama3_2": corpus_torchtune_fixtures.torchtune_llama3_2,
 }
 
 

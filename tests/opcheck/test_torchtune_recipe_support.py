@@ -134,3 +134,17 @@ def test_a_scaled_rope_built_on_the_fake_device_has_its_cache(tmp_path, monkeypa
     finally:
         for name in [n for n in sys.modules if n.split(".")[0] == "torchtune"]:
             del sys.modules[name]
+
+
+def test_torchtunes_own_scaled_rope_on_the_fake_device(monkeypatch):
+    """The same with torchtune itself (its venv: tests/data/checkops_corpus/make_venv_torchtune.sh)."""
+    embeddings = pytest.importorskip("torchtune.models.llama3_1._position_embeddings")
+    from ascend_tools.opcheck import torchtune_fake
+
+    monkeypatch.setattr(embeddings.Llama3ScaledRoPE, "rope_init", embeddings.Llama3ScaledRoPE.rope_init)
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    torchtune_fake.install()
+    with fake_accelerator.fake_node(1), torch.device("cuda"):
+        rope = embeddings.Llama3ScaledRoPE(dim=16, max_seq_len=32)
+        out = rope(torch.ones(2, 5, 4, 16))
+    assert rope.cache.shape == (32, 8, 2) and out.shape == (2, 5, 4, 16) and out.is_meta
