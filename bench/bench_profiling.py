@@ -4,6 +4,7 @@ ranks (wall time, peak RSS). Prints tables (or ``--json``); progress on stderr. 
 
 import argparse
 import contextlib
+import glob
 import json
 import os
 import socket
@@ -97,7 +98,8 @@ def always_on_cost_us(calls: int = 20000) -> Dict[str, Any]:
     profiler itself executes, whatever else runs on the machine), less the same calls made bare: in the
     training thread, the wrapper around an all_reduce that does nothing, blocking, and async with its future
     already complete (DDP's bucket all-reduce; the completion callback then runs in that thread); in the
-    writer thread, the aggregation of the records into a window."""
+    writer thread, the aggregation of the records into a window; and, at each step end, the read of a DDP
+    model's own timers (ddp_stats.py: always-on times DDP's bucket all-reduces so, without a comm hook)."""
     from ascend_tools.profiling.always_on import WindowRecorder
     from ascend_tools.profiling.comm import CommInterceptor
 
@@ -140,8 +142,32 @@ def always_on_cost_us(calls: int = 20000) -> Dict[str, Any]:
             recorder._select(records)
         cost["writer"] = 1e6 * (time.thread_time() - t) / len(records)
         recorder.close()
+        cost["ddp_read"] = ddp_read_us(calls // 10)
         dist.destroy_process_group()
-    return {"calls": calls, "async_us": cost["async"], "sync_us": cost["sync"], "writer_us": cost["writer"]}
+    return {
+        "calls": calls,
+        "async_us": cost["async"],
+        "sync_us": cost["sync"],
+        "writer_us": cost["writer"],
+        "ddp_read_us": cost["ddp_read"],
+    }
+
+
+def ddp_read_us(calls: int) -> float:
+    """CPU time of one step end's read of DDP's timers, a new iteration each time (the record built)."""
+    from ascend_tools.profiling.ddp_stats import DdpRuntimeStats
+
+    stats = DdpRuntimeStats(on_device=False)
+    model = ddp_model()
+    stats.watch(model)
+    for _ in range(2):  # DDP logs an iteration's timers at the next forward
+        model(torch.randn(4, 512)).sum().backward()
+    t = time.thread_time()
+    for _ in range(calls):
+        stats._last.clear()  # as if a new iteration had been timed
+        if len(stats.read(0)) != 1:
+            raise RuntimeError("always-on cost: DDP's timers gave no record")
+    return 1e6 * (time.thread_time() - t) / calls
 
 
 def fine_ratio(x: torch.Tensor, per_call: float, rounds: int, out: str) -> float:
@@ -223,7 +249,7 @@ def ddp_block(mode: str, where: str, n: int = 10) -> Tuple[float, float, float]:
     with contextlib.ExitStack() as stack:
         if mode != "bare":
             stack.enter_context(profile(where, always_on=mode == "always-on"))
-        model = ddp_model()  # built inside: the profiler installs its comm hook on new DDP instances
+        model = ddp_model()  # built inside: the profiler watches new DDP instances (full: its comm hook)
         opt = torch.optim.SGD(model.parameters(), lr=0.01)
         ddp_steps(model, opt, 4)
         return ddp_steps(model, opt, n)
@@ -262,10 +288,17 @@ def ddp_rank(rank: int, world: int, port: int, rounds: int, out: str, result: st
     torch.manual_seed(0)
     torch.set_num_threads(1)
     res = ddp_blocks(rounds, out)
-    with open(os.path.join(out, "ddp-full0", f"rank{rank}", "events.jsonl"), encoding="utf-8") as f:
-        colls = [r for r in map(json.loads, f) if r["k"] == "coll" and r["step"] >= 4]  # the 10 timed steps
-    res["async_per_step"] = sum(bool(r["async"]) for r in colls) / 10
-    res["sync_per_step"] = sum(not r["async"] for r in colls) / 10
+    # what always-on records per step: DDP's bucket all-reduces are not intercepted (DDP's own timers are
+    # read once a step instead), the loss all_reduce is
+    windows = []
+    for path in glob.glob(os.path.join(out, "ddp-always-on0", f"rank{rank}", "windows.*.jsonl")):
+        with open(path, encoding="utf-8") as f:
+            windows += [json.loads(line) for line in f]
+    steps = sum(w["steps"].get("count", 0) for w in windows)
+    colls = [c for w in windows for c in w["colls"]]
+    res["async_per_step"] = sum(c["count"] for c in colls if c["async"]) / steps
+    res["sync_per_step"] = sum(c["count"] for c in colls if not c["async"]) / steps
+    res["ddp_reads_per_step"] = sum((w.get("ddp") or {}).get("count", 0) for w in windows) / steps
     res["disk"] = {mode: disk_per_1000_steps(rank, out, mode) for mode in ("full", "always-on")}
     if rank == 0:
         with open(result, "w", encoding="utf-8") as f:
@@ -276,7 +309,8 @@ def ddp_rank(rank: int, world: int, port: int, rounds: int, out: str, result: st
 def ddp_one_rank(blocks: int) -> Dict[str, Any]:
     """The same DDP loop on a one-rank gloo group in this process: no other rank's scheduling in the
     figure, so many short interleaved blocks resolve a 1% difference better than 2 ranks on 2 shared cores
-    (DDP still issues its 8 bucket all-reduces through the profiler's hook, without the division by 1)."""
+    (in full mode DDP still issues its 8 bucket all-reduces through the profiler's hook, without the division
+    by 1; always-on reads DDP's timers instead)."""
     with tempfile.TemporaryDirectory() as tmp:
         dist.init_process_group("gloo", init_method=f"file://{tmp}/store", rank=0, world_size=1)
         torch.manual_seed(0)
@@ -529,13 +563,16 @@ def main() -> None:
     if "ddp" in out:
         d = out["ddp"]
         c = out["always_on_cost"]
-        per_step = (c["async_us"] + c["writer_us"]) * d["async_per_step"] + (
-            c["sync_us"] + c["writer_us"]
-        ) * d["sync_per_step"]
+        per_step = (
+            (c["async_us"] + c["writer_us"]) * d["async_per_step"]
+            + (c["sync_us"] + c["writer_us"]) * d["sync_per_step"]
+            + (c["ddp_read_us"] + c["writer_us"]) * d["ddp_reads_per_step"]
+        )
         print(
             f"always-on CPU time per collective (thread_time, less a bare call): async {c['async_us']:.1f} us, "
-            f"blocking {c['sync_us']:.1f} us, + writer thread {c['writer_us']:.1f} us; x {d['async_per_step']:.0f} "
-            f"async + {d['sync_per_step']:.0f} blocking per step = {per_step:.0f} us = "
+            f"blocking {c['sync_us']:.1f} us, + writer thread {c['writer_us']:.1f} us; a read of DDP's timers "
+            f"{c['ddp_read_us']:.1f} us; x {d['async_per_step']:.0f} async + {d['sync_per_step']:.0f} blocking "
+            f"+ {d['ddp_reads_per_step']:.1f} DDP reads per step = {per_step:.0f} us = "
             f"{per_step / (1e3 * d['bare']['cpu_ms']):.2%} of the bare step's CPU time (the collectives alone)"
         )
         for mode, disk in d["disk"].items():

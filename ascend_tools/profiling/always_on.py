@@ -7,7 +7,8 @@ time when no step ends): per op × message-size bucket × process group (× peer
 count, bytes, summed time and a log2 histogram of the times; per block of :data:`ARRIVAL_BLOCK` seqs of
 each group (async collectives included: issue and completion) the summed entry and exit times, compute gaps
 and blocking time (``analyze`` lines them up across ranks for the lateness and the slow-rank rule); the
-time spent in blocking collectives, the steps and the memory peaks. Group and stack records still go to
+time spent in blocking collectives, the steps, the memory peaks and DDP's own timings of its iterations
+(ddp_stats.py: always-on times DDP's bucket all-reduces so, without a Python comm hook). Group and stack records still go to
 ``events.jsonl`` (a few per run). The last :data:`RING` full records stay in memory; on an anomaly (a
 window whose time per step is :data:`SLOW_FACTOR` × the median of the previous ones, a hang, an OOM) they
 are written to ``ring/NNNN-REASON.jsonl``, followed by the next :data:`AFTER` records, in the
@@ -43,6 +44,7 @@ SLOW_FACTOR = 2.0  # a window this many times slower per step than the median of
 SLOW_HISTORY = 16  # ... the previous (up to) 16 windows ...
 SLOW_MIN_HISTORY = 3  # ... once there are at least 3, is an anomaly
 SIZE_BUCKET_ZERO = -1  # S = 0 (barriers)
+DDP_TIMES = ("fwd", "bwd", "comm", "overlap")  # a ``ddp`` record's times (ddp_stats.py), summed per window
 
 
 def time_bin(seconds: float) -> int:
@@ -77,6 +79,7 @@ class Window:
         self.steps: List[float] = [0, 0.0, 0.0, math.inf, -math.inf]  # count, Σ s, max s, first, last step
         self.mem_peak: Dict[str, float] = {}
         self.overflow = 0
+        self.ddp: List[float] = [0, 0.0, 0.0, 0.0, 0.0]  # DDP iterations timed, Σ fwd, bwd, comm, overlap s
 
     def _seen(self, *times: Any) -> None:
         for t in times:
@@ -96,6 +99,11 @@ class Window:
             s[2] = max(s[2], seconds)
             s[3] = min(s[3], rec["step"])
             s[4] = max(s[4], rec["step"])
+        elif kind == "ddp":
+            d = self.ddp
+            d[0] += 1
+            for i, name in enumerate(DDP_TIMES, 1):
+                d[i] += float(rec.get(name) or 0.0)
         elif kind == "mem":
             self._seen(rec.get("t"))
             for side in ("dev", "host"):
@@ -188,6 +196,7 @@ class Window:
             ],
             "mem_peak": self.mem_peak,
             "overflow": self.overflow,
+            "ddp": dict(zip(("count", *(f"{n}_s" for n in DDP_TIMES)), self.ddp)) if self.ddp[0] else None,
             "slow": slow,
         }
 

@@ -127,8 +127,12 @@ class CommInterceptor(FailOpen):
         current_step: Callable[[], int],
         stack: bool = True,
         on_init: Optional[Callable[[], None]] = None,
+        on_ddp: Optional[Callable[[Any], None]] = None,
     ) -> None:
         self.emit = emit
+        # None: DDP's bucket all-reduces go through the profiler's timing hook; else each DDP instance is
+        # handed to on_ddp instead (always-on: ddp_stats.py reads DDP's own timers, no Python hook)
+        self.on_ddp = on_ddp
         self.current_step = current_step
         self.on_init = on_init
         self.stacks = StackTable() if stack else None
@@ -441,6 +445,12 @@ class CommInterceptor(FailOpen):
         if getattr(ddp, "_ascend_doctor_watched", False):
             return
         ddp._ascend_doctor_watched = True
+        if self.on_ddp is not None:
+            try:
+                self.on_ddp(ddp)
+            except Exception as exc:
+                self._fail(exc)
+            return
         handle: List[Any] = []
 
         def first_forward(module: Any, _inputs: Any) -> None:

@@ -25,6 +25,7 @@ from .. import __version__, backend
 from ..session import StepSession
 from .always_on import WINDOW_S, WindowRecorder
 from .comm import CommInterceptor
+from .ddp_stats import DdpRuntimeStats
 from .recorder import RankRecorder
 
 log = logging.getLogger("ascend_tools")
@@ -83,6 +84,7 @@ class Profiler(StepSession):
         self._step_t0 = time.time()
         self.recorder: Optional[RankRecorder] = None
         self.comm: Optional[CommInterceptor] = None
+        self.ddp_stats: Optional[DdpRuntimeStats] = None
         self.sampler: Any = None
         self.watchdog: Any = None
         self.oom: Any = None
@@ -107,8 +109,14 @@ class Profiler(StepSession):
         try:
             self._install_step_hook()
             if self.options["comm"]:
+                if self.options["always_on"]:
+                    self.ddp_stats = DdpRuntimeStats(on_device=backend.detect().name != "cpu")
                 self.comm = CommInterceptor(
-                    self.emit, lambda: self.step_no, stack=self.options["stack"], on_init=self._name_from_dist
+                    self.emit,
+                    lambda: self.step_no,
+                    stack=self.options["stack"],
+                    on_init=self._name_from_dist,
+                    on_ddp=self.ddp_stats.watch if self.ddp_stats is not None else None,
                 )
                 self.comm.install()
             if self.options["memory"]:
@@ -345,6 +353,9 @@ class Profiler(StepSession):
     def _advance(self) -> None:
         try:
             now = time.time()
+            if self.ddp_stats is not None:
+                for rec in self.ddp_stats.read(self.step_no):
+                    self.emit(rec)
             self.emit({"k": "step", "step": self.step_no, "t0": self._step_t0, "t1": now})
             if self.sampler is not None:
                 self.sampler.on_step(self.step_no, now)  # closes the step that just ended

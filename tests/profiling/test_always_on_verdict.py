@@ -114,9 +114,10 @@ def _ddp_rank(rank, n, out):
 
 
 def test_a_ddp_compute_straggler_is_pointed_at_from_the_windows_and_computes_the_most(tmp_path):
-    """Real DDP, 6 judged blocks of ~13 steps: on a loaded 2-core machine the rule names rank 2 or, when the
-    blocks vary too much, calls it a suspect and says how many blocks would establish it (measured: 15);
-    never another rank. Its compute reads the highest: the others' waits are not compute."""
+    """Real DDP in always-on mode: its bucket all-reduces are timed by DDP's own timers (no comm hook), in
+    windows of ~14 steps. On a loaded 2-core machine the rule names rank 2 or, when the windows vary too
+    much, calls it a suspect; never another rank. Its compute reads the highest and it waits least in DDP's
+    all-reduces: the others' waits are not compute."""
     out = str(tmp_path / "prof")
     spawn(_ddp_rank, 3, out)
     for ring in glob.glob(os.path.join(out, "rank*", "ring")):
@@ -125,9 +126,13 @@ def test_a_ddp_compute_straggler_is_pointed_at_from_the_windows_and_computes_the
     assert len(a.profile.colls) == 0 and a.slow["source"] == "windows"
     named = [s["rank"] for s in a.slow["slow_ranks"]] + [s["rank"] for s in a.slow["suspects"]]
     assert named == [2]
-    (group,) = a.slow["groups"]
-    assert group["judged"] and group["windows"] == 6
-    compute = {r["rank"]: r["compute_per_step_s"] for r in group["ranks"]}
-    assert (
-        max(compute, key=compute.get) == 2
-    )  # the punctual ranks' wait in the bucket all-reduces is not compute
+    groups = {g["window"]: g for g in a.slow["groups"]}
+    group = groups["ddp"]  # the loss all_reduce alone fills one block of 64: too few to judge
+    assert group["judged"] and group["windows"] >= 4
+    rows = {r["rank"]: r for r in group["ranks"]}
+    compute = {r: row["compute_per_step_s"] for r, row in rows.items()}
+    assert max(compute, key=compute.get) == 2
+    # rank 2 sleeps 6 ms a step longer; the others wait that long for it in DDP's bucket all-reduces
+    assert 0.5 * 0.006 <= compute[2] - max(compute[0], compute[1]) <= 2 * 0.006
+    wait = {r: row["wait_per_step_s"] for r, row in rows.items()}
+    assert min(wait, key=wait.get) == 2

@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from ...report import Report, Table
-from ..always_on import bin_value
+from ..always_on import DDP_TIMES, bin_value
 from .collectives import bucket_label
 from .model import Profile
 
@@ -182,9 +182,18 @@ def _rank(rank: int, ws: List[Dict[str, Any]], lateness: Optional[Dict[str, floa
     for w in ws:
         for k, v in (w.get("mem_peak") or {}).items():
             peaks[k] = max(peaks.get(k, v), v)
+    ddp = [0.0] * (1 + len(DDP_TIMES))
+    for w in ws:
+        d = w.get("ddp")
+        if isinstance(d, dict):
+            for i, key in enumerate(("count", *(f"{n}_s" for n in DDP_TIMES))):
+                value = d.get(key)
+                ddp[i] += float(value) if isinstance(value, (int, float)) else 0.0
     return {
         "rank": rank,
         "windows": len(ws),
+        "ddp_iterations": int(ddp[0]),
+        **{f"ddp_{n}_mean_s": ddp[i] / ddp[0] if ddp[0] else None for i, n in enumerate(DDP_TIMES, 1)},
         "steps": count,
         "step_mean_s": step_s / count if count else None,
         "compute_s": sum(spans) - sync,
@@ -216,7 +225,9 @@ def add_section(report: Report, profile: Profile) -> None:
             + (f" ({dumps} dump(s), listed below)." if dumps else " (none was dumped)."),
             "time p50/p99: middle of the log2 histogram bin (9% wide) holding the quantile; lateness: mean "
             "delay behind the earliest rank per collective (async ones at their issue), from blocks of 64 "
-            "(docs/analyze.md).",
+            "(docs/analyze.md). DDP's gradient all-reduces are timed by DDP itself (no comm hook): per timed "
+            "iteration, forward + backward compute and the bucket all-reduces' span, which holds a rank's "
+            "waiting for the latest one.",
         ],
     )
     sec.tables.append(
@@ -245,10 +256,13 @@ def add_section(report: Report, profile: Profile) -> None:
                 "windows",
                 "steps",
                 "step ms",
+                "DDP fwd+bwd ms",
+                "DDP comm ms",
                 "compute s",
                 "in collectives s",
                 "lateness ms",
                 "last in",
+                "DDP iterations",
                 "slow windows",
             ],
             [
@@ -257,10 +271,13 @@ def add_section(report: Report, profile: Profile) -> None:
                     r["windows"],
                     r["steps"],
                     _ms(r["step_mean_s"]),
+                    _ms(r["ddp_fwd_mean_s"] + r["ddp_bwd_mean_s"]) if r["ddp_iterations"] else None,
+                    _ms(r["ddp_comm_mean_s"]),
                     round(r["compute_s"], 3),
                     round(r["sync_s"], 3),
                     _ms(r["lateness_mean_s"]),
                     f"{r['last_in_blocks']}/{r['blocks']}",
+                    r["ddp_iterations"],
                     ", ".join(map(str, r["slow_windows"])) or "-",
                 ]
                 for r in summary["ranks"]

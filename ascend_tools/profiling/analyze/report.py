@@ -266,6 +266,7 @@ def _too_few(g: Dict[str, Any]) -> str:
         "sequence": "repeats of the collective sequence",
         "collective": "collectives",
         "block": "always-on blocks of 64 collectives",
+        "ddp": "always-on windows with DDP iterations timed",
     }
     return (
         f"group {g['group']}: too few windows to judge: {g['windows']} of the ≥ {g['windows_needed']} needed "
@@ -286,6 +287,14 @@ def _slow(report: Report, a: "Analysis") -> None:
             f"{rule['min_share']:.0%} of the median window and a one-sided t-test over the windows gives p ≤ "
             f"{rule['max_p']:g}; it needs ≥ {rule['min_windows']} windows, the first (warm-up) left out. Caused "
             "wait = what the others waited at the collectives it arrived at last."
+            + (
+                " Group ddp (always-on): per always-on window, the mean DDP iteration from DDP's own timers; "
+                "lateness = the others' mean time in DDP's gradient all-reduces minus the rank's (the last "
+                "to finish backward waits least), compute = the step less that wait and the blocking "
+                "collectives (docs/analyze.md)."
+                if any(g["window"] == "ddp" for g in a.slow["groups"])
+                else ""
+            )
         ],
     )
     for s in a.slow["slow_ranks"]:
@@ -355,7 +364,10 @@ def _slow(report: Report, a: "Analysis") -> None:
             rows,
             status_column="verdict",
             note=f"up to {MAX_ROWS} ranks per group, latest first; windows: "
-            + ", ".join(f"group {g['group']}: {g['windows']} {g['window']}" for g in a.slow["groups"][:8]),
+            + ", ".join(
+                f"group {g['group']}: {g['windows']} {'windows' if g['window'] == 'ddp' else g['window']}"
+                for g in a.slow["groups"][:8]
+            ),
         )
     )
     heat = charts.lateness_heatmap(a)

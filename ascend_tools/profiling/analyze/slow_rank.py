@@ -61,7 +61,9 @@ class Windows:
 
     label: np.ndarray
     unit: float
-    kind: str  # "step" | "sequence" | "collective" | "block" (always-on: 64 seqs of the group)
+    # "step" | "sequence" | "collective" | "block" (always-on: 64 seqs of the group) | "ddp" (always-on:
+    # a window's mean DDP iteration, window_slow_rank.py)
+    kind: str
     period: int
 
 
@@ -334,48 +336,57 @@ def _reason(entry: Dict[str, Any], worst: Dict[str, Any]) -> str:
     """The finding sentence: every figure in it points the way the verdict does, or says it does not."""
     n = worst["steps"]
     rank, parts = entry["rank"], []
-    unit = "step" if worst["window"] == "step" else "window"
+    unit = window_unit(worst["window"])
+    windows = "window" if worst["window"] == "ddp" else unit  # what the t-test counts
     mine, others = entry["compute_per_step_s"], entry["others_compute_per_step_s"]
+    ddp = worst["window"] == "ddp"
+    where = "outside DDP's gradient all-reduces" if ddp else f"of group {worst['group']} between collectives"
     if "compute" in worst["signals"]:
         parts.append(
             f"rank {rank} computed {_ms(worst['compute_excess_per_step_s'])} per {unit} more than the "
-            f"other ranks of group {worst['group']} between collectives ({worst['compute_share_of_step']:.1%} "
-            f"of the median {unit}; {_ms(mine)} vs {_ms(others)}; t-test over {n} {unit}s, "
+            f"other ranks {where} ({worst['compute_share_of_step']:.1%} "
+            f"of the median {unit}; {_ms(mine)} vs {_ms(others)}; t-test over {n} {windows}s, "
             f"p = {worst['p_compute']:.2g})"
         )
     if "late" in worst["signals"]:
         parts.append(
             ("it" if parts else f"rank {rank}")
             + f" arrived {_ms(worst['late_per_step_s'])} per {unit} later than the others"
-            + ("" if parts else f" of group {worst['group']}")
+            + ("" if parts else " of DDP's ranks" if ddp else f" of group {worst['group']}")
             + f" ({worst['share_of_step']:.1%} of the median {unit}; late in {worst['late_steps']} of {n} "
-            f"{unit}s, p = {worst['p_late']:.2g})"
+            f"{windows}s, p = {worst['p_late']:.2g})"
         )
     if "compute" not in worst["signals"] and mine is not None and others is not None:
         parts.append(
-            f"its compute between collectives ({_ms(mine)} per {unit} vs {_ms(others)}) is "
+            f"its compute {'outside DDP' if ddp else 'between collectives'} ({_ms(mine)} per {unit} "
+            f"vs {_ms(others)}) is "
             + (
                 "higher than the others' but not significantly"
                 if mine > others
                 else "no higher than the others'"
             )
         )
-    last = (
-        f"its mean arrival was the last in {worst['times_last']} of {n} blocks of 64 collectives"
-        if worst["window"] == "block"
-        else f"it came last at {worst['times_last']} of {worst['instances']} collectives"
-    )
+    last = {
+        "block": f"its mean arrival was the last in {worst['times_last']} of {n} blocks of 64 collectives",
+        "ddp": f"it waited least in DDP's gradient all-reduces in {worst['times_last']} of {n} windows",
+    }.get(worst["window"], f"it came last at {worst['times_last']} of {worst['instances']} collectives")
+    span = "DDP all-reduce span per iteration" if ddp else "collective time"
     parts.append(
         f"{last}, where the others waited "
-        f"{_ms(worst['caused_wait_s'])} for it in all; its median collective time {_ms(worst['collective_p50_s'])} "
+        f"{_ms(worst['caused_wait_s'])} for it in all; its median {span} {_ms(worst['collective_p50_s'])} "
         f"vs {_ms(worst['others_collective_p50_s'])} for the others (msprof-analyze: a straggler's is the "
         f"shortest, as it never waits)"
     )
     return "; ".join(parts)
 
 
+def window_unit(kind: str) -> str:
+    """What the per-window figures are per, in a sentence."""
+    return {"step": "step", "ddp": "DDP iteration"}.get(kind, "window")
+
+
 def _suspect_reason(x: Dict[str, Any], rule: SlowRankRule) -> str:
-    unit = "step" if x["window"] == "step" else "window"
+    unit = window_unit(x["window"])
     late = x["share_of_step"] >= x["compute_share_of_step"]
     what = (
         f"arrived {_ms(x['late_per_step_s'])} per {unit} later than the others ({x['share_of_step']:.1%} of the "

@@ -14,13 +14,26 @@ and the unit is the median time between consecutive blocks' mean arrivals. Then 
 (slow_rank.judge: median ≥ 3% of the unit and a one-sided t-test). ``caused`` is the wait the last
 arriver imposed (n_B × its lead over the second latest, summed over the blocks it was last in);
 ``times_last`` counts blocks, not collectives.
+
+DDP's bucket all-reduces are not in the blocks (always-on reads DDP's own timers instead of hooking them,
+ddp_stats.py): they are judged as one more group, ``ddp``, whose windows are the always-on windows every
+rank timed DDP iterations in (the first left out), with per rank r and window W the means per iteration
+
+    C[r, W] = step − (comm − overlap) − sync      its step less the DDP comm it waited for and its blocking
+                                                   collectives (fwd + bwd in a window without steps)
+    D[r, W] = mean_{j≠r} comm[j, W] − comm[r, W]  DDP's comm holds a rank's waiting for the last one to
+                                                   finish backward: the late rank waits least
+    wait[r, W] = comm[r, W] − min_j comm[j, W]     exposed[r, W] = max(0, comm − overlap − wait)
+
+and the unit is the median step (or, without steps, the median of fwd + bwd + comm − overlap).
 """
 
+import math
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from ..always_on import ARRIVAL_BLOCK
+from ..always_on import ARRIVAL_BLOCK, DDP_TIMES
 from . import aggregates, slow_rank
 from .model import Profile
 
@@ -36,6 +49,9 @@ def find(profile: Profile, rule: slow_rank.SlowRankRule) -> Optional[Dict[str, A
             b.count == b.count.max()
         )  # warm-up and a last partial block out
         found.append(_group(gid, b, keep, windows))
+    ddp = _ddp_group(windows)
+    if ddp is not None:
+        found.append(ddp)
     per_window = [
         float(s.get("time_s") or 0.0) / int(s["count"])
         for ws in windows.values()
@@ -87,3 +103,85 @@ def _median_time(ws: List[Dict[str, Any]], gid: str) -> float:
                 for k, n in c.get("hist") or []:
                     hist[int(k)] = hist.get(int(k), 0) + int(n)
     return aggregates.quantile(hist, 50) if hist else float("nan")
+
+
+def _ddp_group(windows: Dict[int, List[Dict[str, Any]]]) -> Optional[slow_rank.GroupWindows]:
+    """The ``ddp`` pseudo-group (module doc), or None when fewer than two ranks timed DDP iterations."""
+    per_rank: Dict[int, Dict[int, Dict[str, Any]]] = {}
+    steps: List[float] = []
+    for r, ws in windows.items():
+        for w in ws:
+            s = w.get("steps") or {}
+            n_steps, time_s, sync_s = (_number(x) for x in (s.get("count"), s.get("time_s"), w.get("sync_s")))
+            step = sync = None
+            if n_steps and time_s is not None:
+                step, sync = time_s / n_steps, (sync_s or 0.0) / n_steps
+            d = _ddp_entry(w.get("ddp"))
+            if d is not None and isinstance(w.get("w"), int):
+                d["step_s"], d["sync_per_step_s"] = step, sync
+                per_rank.setdefault(r, {})[w["w"]] = d
+            if step is not None:
+                steps.append(step)
+    if len(per_rank) < 2:
+        return None
+    members = np.array(sorted(per_rank))
+    common = sorted(set.intersection(*(set(v) for v in per_rank.values())))[1:]  # the first: warm-up
+    labels = np.array(common, dtype=np.int64)
+
+    def matrix(fn: Any) -> np.ndarray:
+        return np.array([[fn(per_rank[int(r)][w]) for w in common] for r in members], dtype=float).reshape(
+            len(members), len(common)
+        )
+
+    count = matrix(lambda d: d["count"])
+    comm = matrix(lambda d: d["comm_s"] / d["count"])
+    overlap = matrix(lambda d: d["overlap_s"] / d["count"])
+    comp = matrix(_ddp_compute)
+    m = len(members)
+    late = (comm.sum(axis=0) - comm) / (m - 1) - comm
+    wait = comm - comm.min(axis=0) if common else comm
+    order = np.sort(comm, axis=0)
+    last = np.argmin(comm, axis=0)
+    lead = order[1] - order[0] if common else np.zeros(0)
+    unit = float(np.median(steps)) if steps else float(np.median(comp + comm - overlap)) if common else 0.0
+    return slow_rank.GroupWindows(
+        gid="ddp",
+        members=members,
+        labels=labels,
+        late=late,
+        comp=comp,
+        wait=wait,
+        exposed=np.maximum(0.0, comm - overlap - wait),
+        caused=np.bincount(last, weights=lead * count[last, np.arange(len(common))], minlength=m),
+        times_last=np.bincount(last, minlength=m),
+        comm_p50=np.median(comm, axis=1) if common else np.full(m, np.nan),
+        instances=int(count.min(axis=0).sum()),
+        spread=order[-1] - order[0],
+        win=slow_rank.Windows(labels, unit, "ddp", 0),
+    )
+
+
+def _number(x: Any) -> Optional[float]:
+    """A finite number ≥ 0 (a window file may come from anywhere), else None."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 <= x < math.inf:
+        return None
+    return float(x)
+
+
+def _ddp_entry(d: Any) -> Optional[Dict[str, Any]]:
+    """A window's ``ddp`` aggregate with every figure a finite number ≥ 0, else None."""
+    if not isinstance(d, dict):
+        return None
+    out = {key: _number(d.get(key)) for key in ("count", *(f"{n}_s" for n in DDP_TIMES))}
+    if not out["count"] or any(v is None for v in out.values()):
+        return None
+    return out
+
+
+def _ddp_compute(d: Dict[str, Any]) -> float:
+    """C[r, W] of the module doc, from one rank's window."""
+    n = d["count"]
+    if d["step_s"] is None:
+        return (d["fwd_s"] + d["bwd_s"]) / n
+    exposed = max(0.0, d["comm_s"] - d["overlap_s"]) / n
+    return max(0.0, d["step_s"] - exposed - d["sync_per_step_s"])
