@@ -14,6 +14,7 @@ import torch.distributed as dist
 
 from ascend_tools.profiling import always_on
 from ascend_tools.profiling.analyze import window_slow_rank
+from ascend_tools.profiling.analyze.reader import read_profile
 from ascend_tools.profiling.analyze.slow_rank import SlowRankRule
 from ascend_tools.profiling.ddp_stats import DdpRuntimeStats
 from ascend_tools.profiling.profiler import profile
@@ -54,6 +55,22 @@ def test_always_on_times_ddp_with_its_own_timers_and_no_comm_hook(tmp_path, one_
     assert sum(d["count"] for d in ddp) == steps - 1
     assert all(d["bwd_s"] > 0 and d["fwd_s"] > 0 and d["comm_s"] > 0 for d in ddp)
     assert not any(c["async"] for w in windows for c in w["colls"])  # the buckets are not intercepted
+
+
+def test_an_anomaly_dump_with_ddp_records_reads_without_a_problem(tmp_path, one_rank):
+    out = str(tmp_path / "prof")
+    with profile(out, memory=False, hang_timeout=None, always_on=True) as prof:
+        model = _model()
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        for _ in range(4):
+            model(torch.randn(8, 64)).sum().backward()
+            opt.step()
+        prof.recorder.anomaly("oom")  # dumps the ring: steps and ddp records
+    (dump,) = glob.glob(os.path.join(out, "rank0", "ring", "*-oom.jsonl"))
+    with open(dump, encoding="utf-8") as f:
+        assert sum(json.loads(line)["k"] == "ddp" for line in f) == 3
+    profile_read = read_profile(out)
+    assert profile_read.problems == []
 
 
 def test_full_mode_keeps_the_timing_hook(tmp_path, one_rank):

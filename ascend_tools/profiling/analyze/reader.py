@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 #: the most ranks a profile is read as having (a corrupt world_size or rank must not make millions)
 MAX_WORLD = 1 << 17
 RANK_DIR = re.compile(r"^rank(\d+)$")
-KINDS = ("group", "stack", "coll", "step", "mem")
+# "ddp" (DDP's own timers, always-on: in its anomaly dumps) is known, and read from the windows only
+KINDS = ("group", "stack", "coll", "step", "mem", "ddp")
 Progress = Callable[[int, int], None]
 CHUNK = 32  # ranks read by one worker task
 
