@@ -55,7 +55,9 @@ def _precision_dump(path):
     (path / "rank0" / "records.jsonl").write_text("{}\n")
 
 
-@pytest.mark.parametrize("make", ["precision dump", "empty", "random", "empty rank dir"])
+@pytest.mark.parametrize(
+    "make", ["precision dump", "empty", "random", "empty rank dir", "rank dirs of other JSON lines"]
+)
 def test_a_directory_that_is_not_a_profile_is_refused_in_one_line(tmp_path, make):
     path = tmp_path / "d"
     path.mkdir()
@@ -66,6 +68,10 @@ def test_a_directory_that_is_not_a_profile_is_refused_in_one_line(tmp_path, make
         (path / "sub").mkdir()
     elif make == "empty rank dir":
         (path / "rank0").mkdir()
+    elif make == "rank dirs of other JSON lines":  # another tool's per-rank logs named as ours
+        for r in range(2):
+            (path / f"rank{r}").mkdir()
+            (path / f"rank{r}" / "events.jsonl").write_text('{"event": "loss", "value": 2.3}\n')
     with pytest.raises(InputError, match="not a profile"):
         read_profile(str(path))
     result = CliRunner().invoke(main, ["analyze", str(path)])

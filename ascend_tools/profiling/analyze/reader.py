@@ -602,6 +602,13 @@ def read_profile(path: str, progress: Optional[Progress] = None, jobs: int = 1) 
         colls = handoff.merge(Colls, merged.colls, Colls.empty())
         steps = handoff.merge(Steps, merged.steps, Steps.concat([]))
     ranks = merged.ranks
+    if not (merged.groups or len(colls) or len(steps)) and not any(
+        info.meta or info.windows or info.memory or info.hang for info in ranks.values()
+    ):
+        raise InputError(
+            f"{path}: not a profile (its rank*/ directories hold no meta.json and no record a profile writes; "
+            "see docs/profile-format.md)"
+        )
     members = [m + 1 for group in merged.groups.values() for m in group]
     world = max(sizes) if sizes else max([max(ranks) + 1, *members])
     for gid, group in list(merged.groups.items()):
