@@ -178,6 +178,22 @@ def _one_replica(original: Callable[..., None]) -> Callable[..., None]:
     return __init__
 
 
+def _hook_on_the_node(original: Callable[..., Any]) -> Callable[..., Any]:
+    """A post-accumulate-grad hook runs inside the backward pass, which the fake node's function mode
+    handed on (``Tensor.backward`` went through it, and a mode is off while it handles a call): the hook
+    gets the mode back, so the optimizer a hook steps (GaLore's per-layer optimizers, torchtune's
+    optimizer_in_bwd) can still send a tensor to ``grad.device`` ("cuda")."""
+
+    def register(self: torch.Tensor, hook: Callable[[torch.Tensor], None]) -> Any:
+        def on_the_node(param: torch.Tensor) -> None:
+            with AcceleratorAsMeta():
+                hook(param)
+
+        return original(self, on_the_node)
+
+    return register
+
+
 def _scaler_step(self: Any, optimizer: Any, optimizer_state: Any, *args: Any, **kwargs: Any) -> Any:
     """``GradScaler.step``'s inner step: meta gradients have no values, so the inf check (an ``.item()``
     the trace reads as 1) would skip every step; the traced step is a finite one."""
@@ -308,6 +324,11 @@ def _patches(node: FakeNode) -> List[Tuple[Any, str, Any]]:
         *get_device_patches(lambda: node.current),
         *((scaler, "_maybe_opt_step", _scaler_step) for scaler in _grad_scalers()),
         (torch.nn.DataParallel, "__init__", _one_replica(torch.nn.DataParallel.__init__)),
+        (
+            torch.Tensor,
+            "register_post_accumulate_grad_hook",
+            _hook_on_the_node(torch.Tensor.register_post_accumulate_grad_hook),
+        ),
         (torch.nn.Module, "to", _module_to(torch.nn.Module.to)),
         (
             torch.nn.Module,

@@ -42,6 +42,22 @@ def test_an_optimizer_stepped_in_backward_ends_the_step_with_the_backward_pass()
     assert ops.index("aten::silu_backward") < max(i for i, op in enumerate(ops) if op == "aten::lerp_.Scalar")
 
 
+def test_a_gradient_hook_sends_tensors_to_the_gradients_device():
+    """GaLore's projector, stepped from a post-accumulate-grad hook, moves its projection matrix to
+    ``grad.device.type`` ("cuda" to the user's code): the backward pass runs without the fake node's
+    function mode (``Tensor.backward`` went through it), so the hook gets it back."""
+    moved = []
+
+    def hook(param: torch.Tensor) -> None:
+        moved.append(torch.ones(2, 2).to(param.grad.device.type))
+
+    with fake_accelerator.fake_node(1):
+        model = torch.nn.Linear(4, 2).cuda()
+        model.weight.register_post_accumulate_grad_hook(hook)
+        model(torch.ones(3, 4).cuda()).sum().backward()
+    assert [t.device.type for t in moved] == ["meta"]
+
+
 def test_a_cuda_only_optimizer_named_in_the_config_is_stood_in_for_when_a_library_imports_it(tmp_path):
     """torchtune's config.instantiate imports ``bitsandbytes.optim`` by string from site-packages; the
     user named it in the YAML, so the stand-in answers (a library's own probe still finds it absent)."""
