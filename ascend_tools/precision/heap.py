@@ -26,9 +26,9 @@ def retain_freed_memory() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl and other C libraries without mallopt
+        # the process's own symbols (dlopen(NULL): the C library CPython is linked with), no library loaded
+        mallopt = ctypes.pythonapi.mallopt
+    except AttributeError:  # a C library without mallopt (musl)
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
