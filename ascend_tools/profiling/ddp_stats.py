@@ -14,6 +14,7 @@ iteration through ``DistributedDataParallel._get_ddp_logging_data()`` (~9 µs a 
 
 The sample rate is set to :data:`SAMPLE_RATE_CPU` on CPU; on an accelerator DDP waits for the sampled
 iteration's events at the next forward, so only 1 in :data:`SAMPLE_RATE_DEVICE` iterations is sampled.
+DDP's own rate (1 in 100) is set back when the profiler stops.
 """
 
 import weakref
@@ -21,6 +22,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 SAMPLE_RATE_CPU = 1
 SAMPLE_RATE_DEVICE = 10
+SAMPLE_RATE_DDP = 100  # DDP's own (kDDPRuntimeLoggingSampleRate), given back when the profiler stops
 NS = 1e-9
 FIELDS = {  # record field: DDP logging key (ns)
     "fwd": "forward_compute_time",
@@ -45,6 +47,14 @@ class DdpRuntimeStats:
             return  # a torch without DDP's logger
         set_rate(self.rate)
         self._watched.append(weakref.ref(ddp))
+
+    def stop(self) -> None:
+        """Give the instances DDP's own sample rate back (on an accelerator ours waits for events)."""
+        for ref in self._watched:
+            ddp = ref()
+            if ddp is not None:
+                ddp._set_ddp_runtime_logging_sample_rate(SAMPLE_RATE_DDP)
+        self._watched = []
 
     def read(self, step: int) -> List[Dict[str, Any]]:
         out = []

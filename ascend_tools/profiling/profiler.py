@@ -136,7 +136,7 @@ class Profiler(StepSession):
         self._active = False
         if self in _CURRENT:
             _CURRENT.remove(self)
-        for part in (self.watchdog, self.sampler):
+        for part in (self.watchdog, self.sampler, self.ddp_stats):
             if part is not None:
                 try:
                     part.stop()

@@ -153,9 +153,11 @@ def missing_here(s):
 def test_trace_runs_one_step_on_the_corpus():
     """Every script yields a report; of the scripts that must complete and whose ordinary dependencies are
     installed here (their truth's ``requires``), at least TRACE_COMPLETE trace one training step; a script
-    that completes counts even where a dependency is missing. (2026-12-04: in the project's venv two of the
-    21 must-complete scripts have every dependency, nanoGPT and the torchrun DDP example; run with the corpus
-    venv's python (make_corpus_venv.sh) all 21 have them: docs/check-ops.md, "Traces".)"""
+    that completes counts even where a dependency is missing, and a script with a venv of its own is judged
+    where that venv is given (CHECKOPS_CORPUS_VENVS). (2026-12-05: in the project's venv two of the 23
+    must-complete scripts have every dependency, nanoGPT and the torchrun DDP example; run with the corpus
+    venv's python (make_corpus_venv.sh) and the diffusers and torchtune venvs given, all 23 have them:
+    docs/check-ops.md, "Traces".)"""
     assert corpus_score.command_form_available(), (
         "check-ops does not take a launch command (`-- python ...`) yet"
     )

@@ -45,6 +45,10 @@ def test_always_on_times_ddp_with_its_own_timers_and_no_comm_hook(tmp_path, one_
             opt.step()
             opt.zero_grad()
         assert model._comm_hooks == []  # DDP's C++ all-reduce path, no Python hook
+    logged = model._get_ddp_logging_data()["iteration"]
+    for _ in range(5):  # after the profiler, DDP logs its timers 1 in 100 iterations again (past the 10th)
+        model(torch.randn(8, 64)).sum().backward()
+    assert model._get_ddp_logging_data()["iteration"] == logged
     windows = []
     for path in glob.glob(os.path.join(out, "rank0", "windows.*.jsonl")):
         with open(path, encoding="utf-8") as f:
