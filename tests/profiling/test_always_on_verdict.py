@@ -136,3 +136,8 @@ def test_a_ddp_compute_straggler_is_pointed_at_from_the_windows_and_computes_the
     assert 0.5 * 0.006 <= compute[2] - max(compute[0], compute[1]) <= 2 * 0.006
     wait = {r: row["wait_per_step_s"] for r, row in rows.items()}
     assert min(wait, key=wait.get) == 2
+    page = render(analyze(out), "html")  # the bars are the ddp group's: rank 2's compute the tallest
+    bars = {
+        int(r): float(v) for r, v in re.findall(r"<title>rank (\d+) · compute: ([\d.eE+-]+)</title>", page)
+    }
+    assert set(bars) == {0, 1, 2} and max(bars, key=bars.get) == 2
