@@ -39,7 +39,7 @@ class DdpRuntimeStats:
     def __init__(self, on_device: bool) -> None:
         self.rate = SAMPLE_RATE_DEVICE if on_device else SAMPLE_RATE_CPU
         self._watched: List[Any] = []  # weakrefs: a DDP instance is never kept alive by the profiler
-        self._last: Dict[int, Any] = {}  # id(ddp) -> (iteration, comm start) of the last iteration read
+        self._last: Dict[int, Any] = {}  # id(ddp) -> the comm start of the last iteration read
 
     def watch(self, ddp: Any) -> None:
         set_rate: Optional[Callable[[int], None]] = getattr(ddp, "_set_ddp_runtime_logging_sample_rate", None)
@@ -72,9 +72,11 @@ class DdpRuntimeStats:
 
     def _record(self, ddp: Any, step: int) -> Optional[Dict[str, Any]]:
         data = ddp._get_ddp_logging_data()
-        seen = (data.get("iteration"), data.get("backward_comm_time_start"))
-        if not data.get(FIELDS["bwd"]) or seen == self._last.get(id(ddp)):
-            return None  # no backward timed yet, or the iteration already read
+        # a new iteration's all-reduces start later: under no_sync() (gradient accumulation) DDP logs an
+        # iteration whose comm timers are the last synchronised one's, which was read already
+        seen = data.get("backward_comm_time_start")
+        if not data.get(FIELDS["bwd"]) or seen is None or seen == self._last.get(id(ddp)):
+            return None  # no backward timed yet, or its all-reduces already read
         self._last[id(ddp)] = seen
         rec: Dict[str, Any] = {"k": "ddp", "step": step, "it": int(data.get("iteration") or 0)}
         for name, key in FIELDS.items():

@@ -2,6 +2,7 @@
 window, and the slow-rank rule's ``ddp`` group (window_slow_rank.py) on simulated DDP timings: false alarms
 on balanced runs, power on a +5% straggler, hostile window files."""
 
+import contextlib
 import glob
 import json
 import os
@@ -75,6 +76,25 @@ def test_an_anomaly_dump_with_ddp_records_reads_without_a_problem(tmp_path, one_
         assert sum(json.loads(line)["k"] == "ddp" for line in f) == 3
     profile_read = read_profile(out)
     assert profile_read.problems == []
+
+
+def test_gradient_accumulation_reads_only_the_synchronised_iterations(one_rank):
+    """Under no_sync() DDP all-reduces nothing; its logger still gives the last all-reduces' times, which
+    must not be counted again."""
+    stats = DdpRuntimeStats(on_device=False)
+    model = _model()
+    stats.watch(model)
+    got = []
+    for step in range(9):
+        for micro in range(3):  # 3 micro-batches, the last one synchronised
+            ctx = model.no_sync() if micro < 2 else contextlib.nullcontext()
+            with ctx:
+                model(torch.randn(8, 64)).sum().backward()
+            got += stats.read(step)
+    starts = [r["it"] for r in got]
+    assert len(got) == len(set(starts))
+    # the synchronised iterations 0..7 are read (the 9th is logged at a forward that never comes)
+    assert len(got) == 8
 
 
 def test_full_mode_keeps_the_timing_hook(tmp_path, one_rank):
