@@ -4,7 +4,8 @@ The functions are replaced both on ``torch.distributed`` and on ``torch.distribu
 so calls made inside c10d itself (``all_gather_object`` → ``all_gather``) and FSDP's
 ``dist.all_gather_into_tensor`` / ``dist.reduce_scatter_tensor`` are seen too. DDP's bucket all-reduces
 come from C++; a comm hook (installed at a DDP instance's first forward when the user registered none,
-else wrapped around the user's) tags the all-reduce it issues with ``via: "ddp"``.
+else wrapped around the user's) tags the all-reduce it issues with ``via: "ddp"``. DDP's parameter and
+buffer broadcasts go through ``dist._broadcast_coalesced``, wrapped too.
 
 Per call: process group, per-group sequence number, op family, exact API, dtype, bytes (S as nccl-tests
 defines it, see :data:`SPECS`), peer, caller stack, step, host entry/exit time, the compute gap before it (``gap``: since the
@@ -82,7 +83,13 @@ SPECS: Dict[str, Tuple[str, Callable[[Getter, int], Tuple[int, Optional[str]]]]]
     "isend": ("send", lambda a, n: _one(a("tensor"))),
     "recv": ("recv", lambda a, n: _one(a("tensor"))),
     "irecv": ("recv", lambda a, n: _one(a("tensor"))),
+    # DDP's parameter broadcast at construction and its buffer broadcast before every forward
+    # (broadcast_buffers=True, the default; a Llama's rotary inv_freq, GPT-2's attention masks): blocking,
+    # so a fast rank waits there for a late one
+    "_broadcast_coalesced": ("broadcast", lambda a, n: _many(a("tensors"))),
 }
+# parameter names of the C++ bindings among SPECS, which inspect.signature cannot read
+BINDING_PARAMS = {"_broadcast_coalesced": ("group", "tensors", "buffer_size", "src")}
 ALWAYS_ASYNC = ("isend", "irecv")
 PEER = {
     "send": ("dst", "group_dst"),
@@ -99,7 +106,12 @@ OBJECT_APIS = (
     "send_object_list",
     "recv_object_list",
 )
-VIA_PATHS = (("/distributed/fsdp/", "fsdp"), ("/_composable/fsdp/", "fsdp"), ("/pipelining/", "pipeline"))
+VIA_PATHS = (
+    ("/distributed/fsdp/", "fsdp"),
+    ("/_composable/fsdp/", "fsdp"),
+    ("/pipelining/", "pipeline"),
+    ("/nn/parallel/distributed.py", "ddp"),
+)
 
 
 def _first_tensor(fut: Any) -> Any:
@@ -158,7 +170,7 @@ class CommInterceptor(FailOpen):
         import torch.distributed.distributed_c10d as c10d
 
         for api in list(SPECS) + list(OBJECT_APIS) + ["init_process_group"]:
-            orig = getattr(c10d, api, None)
+            orig = getattr(c10d, api, None) or getattr(dist, api, None)
             if orig is None:
                 continue
             if api in SPECS:
@@ -187,7 +199,8 @@ class CommInterceptor(FailOpen):
 
     def _wrap(self, api: str, orig: Callable[..., Any]) -> Callable[..., Any]:
         family, rule = SPECS[api]
-        pos = {name: i for i, name in enumerate(inspect.signature(orig).parameters)}
+        names = BINDING_PARAMS.get(api) or tuple(inspect.signature(orig).parameters)
+        pos = {name: i for i, name in enumerate(names)}
         tls = self._tls
 
         @functools.wraps(orig)

@@ -226,8 +226,9 @@ def add_section(report: Report, profile: Profile) -> None:
             "time p50/p99: middle of the log2 histogram bin (9% wide) holding the quantile; lateness: mean "
             "delay behind the earliest rank per collective (async ones at their issue), from blocks of 64 "
             "(docs/analyze.md). DDP's gradient all-reduces are timed by DDP itself (no comm hook): per timed "
-            "iteration, forward + backward compute and the bucket all-reduces' span, which holds a rank's "
-            "waiting for the latest one.",
+            "iteration, forward + backward compute (the forward holds DDP's buffer broadcast, where a rank "
+            "waits for a late one) and the bucket all-reduces' span, which holds a rank's waiting for the "
+            "latest one.",
         ],
     )
     sec.tables.append(
