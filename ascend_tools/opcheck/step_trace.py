@@ -1,7 +1,8 @@
 """Trace one training step of a script that runs on its own: from the first forward to ``optimizer.step()``.
 
 The op tracer (``trace.py``) is active for the whole script but records only from the first forward of a
-module with trainable parameters (grad enabled) until the first ``optimizer.step()`` returns; then the
+module with trainable parameters (grad enabled; once an optimizer exists, of any module with parameters:
+frozen encoders ahead of the trained model) until the first ``optimizer.step()`` returns; then the
 global optimizer step hook raises :class:`StepDone` (a BaseException: the script's ``except Exception``
 does not catch it) and the script stops. Every optimizer goes through that hook: a plain loop's, HF
 Trainer's and Accelerate's wrappers, and DeepSpeed's engine call the torch optimizer's ``step``. An
@@ -9,6 +10,7 @@ optimizer stepped inside the backward pass (from a gradient hook) ends the step 
 """
 
 import contextlib
+import functools
 from typing import Any, Iterator, List, Optional
 
 import torch
@@ -90,13 +92,33 @@ class StepTrace:
         self.optimizer: Optional[str] = None
         self._handles: List[Any] = []
         self._ends_with_backward = False
+        self.optimizers_made = False
 
     def _start(self, module: torch.nn.Module, args: Any) -> None:
         if self.ops.recording or not torch.is_grad_enabled():
             return
-        if any(p.requires_grad for p in module.parameters()):
+        # once an optimizer exists, a frozen module's forward is part of the step too (diffusers' VAE encode
+        # and CLIP text encoder ahead of the UNet); before, only a trainable one starts it (setup forwards)
+        params = list(module.parameters())
+        if any(p.requires_grad for p in params) or (self.optimizers_made and params):
             self.ops.recording = True
             self.phase = "forward"
+
+    @contextlib.contextmanager
+    def _watch_optimizers(self) -> Iterator[None]:
+        """``optimizers_made`` turns True when any ``torch.optim.Optimizer`` is constructed."""
+        init = torch.optim.Optimizer.__init__
+
+        @functools.wraps(init)
+        def made(optimizer: Any, *args: Any, **kwargs: Any) -> None:
+            self.optimizers_made = True
+            init(optimizer, *args, **kwargs)
+
+        torch.optim.Optimizer.__init__ = made  # type: ignore[method-assign,assignment]
+        try:
+            yield
+        finally:
+            torch.optim.Optimizer.__init__ = init  # type: ignore[method-assign]
 
     def _pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         if self.ops.recording:
@@ -132,7 +154,10 @@ class StepTrace:
             register_optimizer_step_post_hook(self._post_step),
         ]
         try:
-            with self.modules, trace.meta_autocast_as_cpu(), self.ops, GatedFusedCalls(self.ops):
+            with contextlib.ExitStack() as stack:
+                for part in (self.modules, trace.meta_autocast_as_cpu(), self.ops, GatedFusedCalls(self.ops)):
+                    stack.enter_context(part)
+                stack.enter_context(self._watch_optimizers())
                 yield self
         finally:
             for h in self._handles:
