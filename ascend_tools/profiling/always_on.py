@@ -45,6 +45,7 @@ SLOW_HISTORY = 16  # ... the previous (up to) 16 windows ...
 SLOW_MIN_HISTORY = 3  # ... once there are at least 3, is an anomaly
 SIZE_BUCKET_ZERO = -1  # S = 0 (barriers)
 DDP_TIMES = ("fwd", "bwd", "comm", "overlap")  # a ``ddp`` record's times (ddp_stats.py), summed per window
+DDP_KEYS = ("count", *(f"{n}_s" for n in DDP_TIMES))  # a window's ``ddp`` aggregate
 
 
 def time_bin(seconds: float) -> int:
@@ -196,7 +197,7 @@ class Window:
             ],
             "mem_peak": self.mem_peak,
             "overflow": self.overflow,
-            "ddp": dict(zip(("count", *(f"{n}_s" for n in DDP_TIMES)), self.ddp)) if self.ddp[0] else None,
+            "ddp": dict(zip(DDP_KEYS, self.ddp)) if self.ddp[0] else None,
             "slow": slow,
         }
 

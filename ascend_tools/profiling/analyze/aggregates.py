@@ -13,6 +13,7 @@ per-rank compute and lateness, slow windows and the anomaly dumps.
 - **Compute**: a window's span (first to last record) minus the time in blocking collectives.
 """
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
@@ -20,7 +21,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from ...report import Report, Table
-from ..always_on import DDP_TIMES, bin_value
+from ..always_on import DDP_KEYS, DDP_TIMES, bin_value
 from .collectives import bucket_label
 from .model import Profile
 
@@ -182,13 +183,10 @@ def _rank(rank: int, ws: List[Dict[str, Any]], lateness: Optional[Dict[str, floa
     for w in ws:
         for k, v in (w.get("mem_peak") or {}).items():
             peaks[k] = max(peaks.get(k, v), v)
-    ddp = [0.0] * (1 + len(DDP_TIMES))
-    for w in ws:
-        d = w.get("ddp")
-        if isinstance(d, dict):
-            for i, key in enumerate(("count", *(f"{n}_s" for n in DDP_TIMES))):
-                value = d.get(key)
-                ddp[i] += float(value) if isinstance(value, (int, float)) else 0.0
+    ddp = [0.0] * len(DDP_KEYS)
+    for d in filter(None, (ddp_entry(w.get("ddp")) for w in ws)):
+        for i, key in enumerate(DDP_KEYS):
+            ddp[i] += d[key]
     return {
         "rank": rank,
         "windows": len(ws),
@@ -203,6 +201,23 @@ def _rank(rank: int, ws: List[Dict[str, Any]], lateness: Optional[Dict[str, floa
         "mem_peak": peaks,
         **(lateness or {"lateness_mean_s": None, "blocks": 0, "last_in_blocks": 0}),
     }
+
+
+def number(x: Any) -> Optional[float]:
+    """A finite number ≥ 0 (a window file may come from anywhere), else None."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 <= x < math.inf:
+        return None
+    return float(x)
+
+
+def ddp_entry(d: Any) -> Optional[Dict[str, Any]]:
+    """A window's ``ddp`` aggregate with every figure a finite number ≥ 0, else None."""
+    if not isinstance(d, dict):
+        return None
+    out = {key: number(d.get(key)) for key in DDP_KEYS}
+    if not out["count"] or any(v is None for v in out.values()):
+        return None
+    return out
 
 
 def _ms(seconds: Optional[float]) -> Optional[float]:

@@ -28,12 +28,11 @@ rank timed DDP iterations in (the first left out), with per rank r and window W 
 and the unit is the median step (or, without steps, the median of fwd + bwd + comm − overlap).
 """
 
-import math
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from ..always_on import ARRIVAL_BLOCK, DDP_TIMES
+from ..always_on import ARRIVAL_BLOCK
 from . import aggregates, slow_rank
 from .model import Profile
 
@@ -112,11 +111,13 @@ def _ddp_group(windows: Dict[int, List[Dict[str, Any]]]) -> Optional[slow_rank.G
     for r, ws in windows.items():
         for w in ws:
             s = w.get("steps") or {}
-            n_steps, time_s, sync_s = (_number(x) for x in (s.get("count"), s.get("time_s"), w.get("sync_s")))
+            n_steps, time_s, sync_s = (
+                aggregates.number(x) for x in (s.get("count"), s.get("time_s"), w.get("sync_s"))
+            )
             step = sync = None
             if n_steps and time_s is not None:
                 step, sync = time_s / n_steps, (sync_s or 0.0) / n_steps
-            d = _ddp_entry(w.get("ddp"))
+            d = aggregates.ddp_entry(w.get("ddp"))
             if d is not None and isinstance(w.get("w"), int):
                 d["step_s"], d["sync_per_step_s"] = step, sync
                 per_rank.setdefault(r, {})[w["w"]] = d
@@ -159,23 +160,6 @@ def _ddp_group(windows: Dict[int, List[Dict[str, Any]]]) -> Optional[slow_rank.G
         spread=order[-1] - order[0],
         win=slow_rank.Windows(labels, unit, "ddp", 0),
     )
-
-
-def _number(x: Any) -> Optional[float]:
-    """A finite number ≥ 0 (a window file may come from anywhere), else None."""
-    if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 <= x < math.inf:
-        return None
-    return float(x)
-
-
-def _ddp_entry(d: Any) -> Optional[Dict[str, Any]]:
-    """A window's ``ddp`` aggregate with every figure a finite number ≥ 0, else None."""
-    if not isinstance(d, dict):
-        return None
-    out = {key: _number(d.get(key)) for key in ("count", *(f"{n}_s" for n in DDP_TIMES))}
-    if not out["count"] or any(v is None for v in out.values()):
-        return None
-    return out
 
 
 def _ddp_compute(d: Dict[str, Any]) -> float:
