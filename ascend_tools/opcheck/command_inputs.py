@@ -238,7 +238,7 @@ def _scan_accelerate(path: str, shown: str, cwd: str) -> List[SourceFinding]:
 # ---------------------------------------------------------------------------- the command
 
 
-_DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
+DOTTED_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
 _CUDA_DEVICE = re.compile(r"^cuda(:\d+)?$")
 _CONFIG_FLAGS = ("config", "config_file", "cfg")  # TrlParser / torchtune / omegaconf scripts' own YAML
 
@@ -286,7 +286,7 @@ def _config_value_hits(key: str, value: object) -> List[Hit]:
                 f"{key}: npu (or torch_npu.contrib.transfer_to_npu)",
             )
         ]
-    handler = lookup(value) if _DOTTED.match(value) else None
+    handler = lookup(value) if DOTTED_PATH.match(value) else None
     return list(handler(Site(value, "ref", ast.Constant(value)))) if handler else []
 
 
@@ -315,11 +315,19 @@ def command_options(script_args: Sequence[str], cwd: str) -> Dict[str, object]:
     ``.json``/``.yaml`` file HfArgumentParser reads (an unreadable file sets none; scan_command_inputs
     reports it)."""
     options: Dict[str, object] = {}
-    for name, reader in _config_files(script_args, cwd):
-        entries, _ = _read(os.path.join(cwd, name), name, reader)
-        options.update((e.path[0], e.value) for e in entries if len(e.path) == 1)
+    options.update((e.path[0], e.value) for e in config_file_entries(script_args, cwd) if len(e.path) == 1)
     options.update((name, value) for _, name, value in parse_flags(script_args))  # flags win over the file
     return options
+
+
+def config_file_entries(script_args: Sequence[str], cwd: str) -> List[Entry]:
+    """The entries of every config file the script's arguments name (see :func:`_config_files`), in
+    order; an unreadable file gives none (:func:`scan_command_inputs` reports it)."""
+    return [
+        e
+        for name, reader in _config_files(script_args, cwd)
+        for e in _read(os.path.join(cwd, name), name, reader)[0]
+    ]
 
 
 def _reader(value: object) -> Optional[Callable[[str], List[Entry]]]:

@@ -4,23 +4,18 @@ override after it. A library (torchtune's ``config.instantiate``, hydra's ``inst
 the user, by string; the stand-ins answer those imports as they answer the user's own (``standins.py``).
 """
 
-import os
 from typing import FrozenSet, Iterable, Sequence
 
-from ascend_tools.opcheck.command_inputs import _DOTTED, _config_files, _read
+from ascend_tools.opcheck.command_inputs import DOTTED_PATH, config_file_entries
 
 __all__ = ["named_paths", "names_module"]
 
 
 def named_paths(script_args: Sequence[str], cwd: str) -> FrozenSet[str]:
     """Every dotted value of the script's config files and of its ``key=value`` arguments."""
-    values = [
-        e.value
-        for name, reader in _config_files(script_args, cwd)
-        for e in _read(os.path.join(cwd, name), name, reader)[0]
-    ]
+    values = [e.value for e in config_file_entries(script_args, cwd)]
     values += [arg.partition("=")[2] for arg in script_args if "=" in arg and not arg.startswith("-")]
-    return frozenset(v for v in values if isinstance(v, str) and _DOTTED.match(v))
+    return frozenset(v for v in values if isinstance(v, str) and DOTTED_PATH.match(v))
 
 
 def names_module(paths: Iterable[str], module: str) -> bool:
