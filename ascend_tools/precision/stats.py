@@ -30,7 +30,6 @@ not a cryptographic hash.
 import math
 from typing import Any, Dict, List, Optional, Sequence
 
-import numpy
 import torch
 
 from .records import TensorStats
@@ -148,16 +147,12 @@ def _row(x: torch.Tensor) -> Any:
 
 
 _DOT = (torch.float32, torch.float64)
-_NP_TYPE = {torch.float32: numpy.dtype(numpy.float32).str, torch.float64: numpy.dtype(numpy.float64).str}
-_NP_MAX = numpy.maximum.reduce
-_NP_MIN = numpy.minimum.reduce
 
 
 def _cpu_values(x: torch.Tensor) -> Any:
-    """``([max, min, sum, norm], is_float)`` of a CPU tensor as Python floats. Max and min of an fp32/fp64
-    tensor are NumPy's, on the tensor's own memory (:func:`_max_min`); the sum is ``torch.sum``'s and the
-    norm the square root of a BLAS dot product (faster than ``vector_norm`` on the CPU; it overflows where
-    the fp32 ``vector_norm`` does, and such a tensor is suspect, see :func:`_counts`)."""
+    """``([max, min, sum, norm], is_float)`` of a CPU tensor as Python floats. The norm of an fp32/fp64
+    tensor is the square root of a BLAS dot product (faster than ``vector_norm`` on the CPU); it
+    overflows where the fp32 ``vector_norm`` does, and such a tensor is suspect (see :func:`_counts`)."""
     is_float = x.dtype.is_floating_point
     if x.numel() == 1:  # a scalar (a loss, a scale): one read instead of four reductions
         v = float(x.item())
@@ -165,47 +160,14 @@ def _cpu_values(x: torch.Tensor) -> Any:
     if not is_float:
         x = x.to(torch.float32)
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
-    mx, mn = _max_min(x)
+    mn, mx = torch.aminmax(x)
     total = x.sum(dtype=acc).item()
     if x.dtype in _DOT and x.is_contiguous():
         flat = x.view(-1)
         norm = math.sqrt(torch.dot(flat, flat).item())
     else:
         norm = torch.linalg.vector_norm(x, dtype=acc).item()
-    return [mx, mn, total, norm], is_float
-
-
-def _max_min(x: torch.Tensor) -> tuple:
-    """``(max, min)`` of a CPU tensor as Python floats. fp32/fp64: NumPy's ``maximum``/``minimum``
-    reductions on the tensor's own memory (:class:`_View`: no copy, strided views included; NaN
-    propagates as in ``aminmax``): on a 256x512 fp32 tensor an op has just written ~10-15 % faster than
-    ``torch.aminmax``, ~2x on one in cache, ~4x on a transpose. Other dtypes (bf16 and fp16, which NumPy
-    lacks or reduces slowly) and a negative view (its memory holds the values negated): ``torch.aminmax``. Extrema are exact either way; only which zero of a
-    tensor whose extremum is both +0.0 and -0.0 is unspecified in both."""
-    typestr = _NP_TYPE.get(x.dtype)
-    if typestr is not None and not x.is_neg():
-        a = numpy.asarray(_View(x, typestr))
-        return float(_NP_MAX(a, axis=None)), float(_NP_MIN(a, axis=None))
-    mn, mx = torch.aminmax(x)
-    return mx.item(), mn.item()
-
-
-class _View:
-    """A read-only NumPy view of a CPU tensor's memory, valid while the tensor lives (the caller holds
-    it). Not ``Tensor.numpy()``: that marks the tensor's storage non-resizable for good, and FSDP2 frees
-    a parameter's storage with ``resize_(0)`` after each forward."""
-
-    __slots__ = ("__array_interface__",)
-
-    def __init__(self, x: torch.Tensor, typestr: str) -> None:
-        size = x.element_size()
-        self.__array_interface__ = {
-            "data": (x.data_ptr(), True),
-            "shape": tuple(x.shape),
-            "strides": None if x.is_contiguous() else tuple(s * size for s in x.stride()),
-            "typestr": typestr,
-            "version": 3,
-        }
+    return [mx.item(), mn.item(), total, norm], is_float
 
 
 def cpu_row(t: torch.Tensor) -> Optional[tuple]:
