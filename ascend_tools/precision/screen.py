@@ -3,7 +3,6 @@ one metric the op's standard reads is needed (a few vectorized passes, the same 
 full :func:`metrics.compare_tensors` runs only for what that metric says is an error. Used by shadow (every op,
 live) and by compare's replay (every output that is off against the reference)."""
 
-import math
 from typing import Any, Optional, Tuple
 
 import torch
@@ -13,9 +12,7 @@ from . import metrics as M
 from . import standards
 from .standards import Verdict
 
-_F64 = torch.float64
 _F64_MAX = float(torch.finfo(torch.float64).max)
-_EXP_BITS = 0x7FF0000000000000  # float64 exponent field: x & _EXP_BITS = 2**floor(log2|x|)
 _CPU = torch.device("cpu")
 #: PairMetrics.note of a screened pass: only the metric the verdict reads was computed.
 SCREENED = "screened: only the judged metric computed"
@@ -50,35 +47,16 @@ def screen(standard: str, t: Any, r: Any) -> Optional[M.PairMetrics]:
     if t.device != _CPU:
         t = t.detach().to(_CPU)
     t = t.detach()
-    if r.dtype != _F64:
-        r = r.to(_F64)
     if standard == "binary" and t_dt == r_dt:
-        if not torch.equal(t.to(_F64), r):
+        if not torch.equal(t, r):
             return None
         return M.PairMetrics(
             status="ok", count=n, target_dtype=t_dt, reference_dtype=r_dt, mismatch=0.0, note=SCREENED
         )
     mant, emin, emax = fmt
-    # t widened first: a mixed float32 - float64 subtraction runs several times slower than a copy + sub_
-    d = t.to(_F64, copy=True).reshape(-1).sub_(r.reshape(-1))
     scaled = standard not in ("binary", "absolute")
-    low = 2.0**emin
-    if scaled:
-        norm_r = float(torch.linalg.vector_norm(r))
-        if not math.isfinite(norm_r):
-            return None
-        rms = norm_r / math.sqrt(n)
-        low = 2.0 ** max(emin, min(emax, math.frexp(rms)[1] - 1)) if rms > 0 else low
-    # 2**floor(log2|r|) from the exponent bits, clamped as metrics.ulp does: |d| / ulp = |q| * 2**mant
-    p2 = (
-        torch.bitwise_and(r.contiguous().view(-1).view(torch.int64), _EXP_BITS)
-        .view(_F64)
-        .clamp_(low, 2.0**emax)
-    )
-    q = torch.div(d, p2, out=p2)
-    lo, hi = torch.aminmax(q)
-    worst = max(float(hi), -float(lo)) + 0.0  # + 0.0: no -0.0 in reports
-    if not math.isfinite(worst):
+    worst = M.max_ulp_ratio(t, r, emin, emax, scaled)
+    if worst is None:
         return None
     value = min(worst * 2.0**mant, _F64_MAX)
     m = M.PairMetrics(status="ok", count=n, target_dtype=t_dt, reference_dtype=r_dt, note=SCREENED)

@@ -70,11 +70,16 @@ def as_f64(t: torch.Tensor) -> np.ndarray:
     return t.to(torch.float64).numpy()
 
 
-def assert_matches(m: PairMetrics, want: dict) -> None:
+#: metrics measured in float32 arithmetic (both sides at most float32; docs/precision.md, "Metrics"): one
+#: rounding of d = t - r and of each quotient, sums added in float64 block by block from float32 pairwise sums
+FLOAT32_WORK = {key: 2e-6 for key in NUMERIC if key not in ("error_balance", "mismatch")}
+
+
+def assert_matches(m: PairMetrics, want: dict, rel: "dict | None" = None) -> None:
     assert m.count == want["count"]
     for key in NUMERIC:
         got = getattr(m, key)
-        assert got == pytest.approx(want[key], rel=1e-9, abs=1e-12), key
+        assert got == pytest.approx(want[key], rel=(rel or {}).get(key, 1e-9), abs=1e-12), key
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
@@ -97,7 +102,7 @@ def test_cast_of_float32_is_within_half_an_ulp(dtype):
     assert m.max_ulp_err <= 0.5
     assert m.max_scaled_ulp_err <= 0.5
     assert m.cosine > 0.9999
-    assert_matches(m, oracle(as_f64(x.to(getattr(torch, dtype))), x.numpy(), dtype))
+    assert_matches(m, oracle(as_f64(x.to(getattr(torch, dtype))), x.numpy(), dtype), FLOAT32_WORK)
 
 
 def test_numpy_inputs_and_float32_target():
@@ -117,7 +122,7 @@ def test_nan_inf_at_matching_positions_are_left_out():
     assert m.status == "ok" and m.count == 2
     assert (m.nan_mismatch, m.inf_mismatch) == (0, 0)
     assert m.max_abs_err == 0.5
-    assert_matches(m, oracle(t.numpy(), r.numpy(), "float32"))
+    assert_matches(m, oracle(t.numpy(), r.numpy(), "float32"), FLOAT32_WORK)
 
 
 def test_nan_inf_at_different_positions_are_counted():
