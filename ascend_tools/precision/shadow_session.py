@@ -71,7 +71,8 @@ from . import metrics as M
 from .aliasing import COPIES
 from .failopen_mode import FailOpenMode
 from .replay import with_baseline
-from .screen import judge_output
+from .shadow_judge import judge_wide
+from .shadow_snaps import Snap, SnapCache
 from .shadow_worker import Worker
 from .standards import Verdict
 
@@ -81,6 +82,8 @@ SCHEMA = "ascend-doctor/shadow/1"
 #: Ops whose tensor inputs (or outputs) hold more elements than this are not shadowed (16M elements
 #: are 128 MB per float64 copy).
 DEFAULT_MAX_NUMEL = 1 << 24
+#: Bytes of tensor copies kept for reuse by later ops that read the same unchanged tensor (shadow_snaps.py).
+SNAP_BUDGET = 256 << 20
 #: Records written per flush of the JSON lines (``out=``).
 FLUSH_EVERY = 256
 
@@ -104,7 +107,6 @@ _CONSTANT = frozenset(
 )
 _LEVELS = {"pass": 0, "warning": 1, "error": 2}
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
-_F64 = torch.float64
 _CPU = torch.device("cpu")
 
 
@@ -226,8 +228,8 @@ class _Pending(NamedTuple):
     module: str
     site: str
     step: int
-    tensors: List[torch.Tensor]  # the tensor inputs, in argument order
-    inputs: Dict[int, torch.Tensor]  # id(input) -> its copy on the CPU before the op (floating: float64)
+    order: List[int]  # id of each tensor input, in argument order
+    inputs: Dict[int, Snap]  # id(input) -> its copy on the CPU before the op
     written: Set[int]  # ids of the inputs the op writes
 
 
@@ -310,6 +312,7 @@ class Shadow(StepSession):
         # the float64 replays and comparisons run on this thread (shadow_worker.py); _lock guards what both
         # threads touch: the lines to write
         self._worker = Worker(self._check, self._fail)
+        self._snaps = SnapCache(SNAP_BUDGET)
         self._lock = threading.Lock()
         self._late_skips: Counter = Counter()  # counted by the worker, added to skipped when it stops
         self.start_time = time.time()
@@ -401,6 +404,8 @@ class Shadow(StepSession):
 
     def _update_off(self) -> None:
         self._off = not self._active or (self.steps is not None and self.step_no not in self.steps)
+        if self._off:  # ops that run unseen may write what the copies hold
+            self._snaps.clear()
 
     def _advance(self) -> None:
         try:
@@ -408,13 +413,14 @@ class Shadow(StepSession):
         except Exception as exc:
             self._fail(exc)
         self.step_no += 1
+        self._snaps.clear()  # a step may write a tensor unseen (through numpy): copies last one step
         self._calls = {}
         self._next_id = 0
         self._update_off()
 
     def _site(self) -> str:
         """``file:line in function`` of the innermost frame outside torch, the stdlib and this package."""
-        return user_site(sys._getframe(3))
+        return user_site(sys._getframe(4))
 
     # --- internals: per op, in the training thread ---------------------------------------------------
 
@@ -422,6 +428,16 @@ class Shadow(StepSession):
         op = self._ops.get(func)
         if op is None:
             op = self._ops[func] = _Op(func, self._wanted)
+        pre = self._pending(op, args, kwargs)
+        if op.mutated:  # after the copies of its inputs: what it writes no longer holds their values
+            written: List[torch.Tensor] = []
+            for i, name in op.mutated:
+                flat_tensors(args[i] if i < len(args) else kwargs.get(name), written)
+            for t in written:
+                self._snaps.written(t)
+        return pre
+
+    def _pending(self, op: _Op, args: Any, kwargs: Dict[str, Any]) -> Optional[_Pending]:
         module = self._paths.current() if self._paths is not None else ""  # every op: see ModulePath
         if not op.counted:
             return None
@@ -466,16 +482,23 @@ class Shadow(StepSession):
             found: List[torch.Tensor] = []
             flat_tensors(args[i] if i < len(args) else kwargs.get(name), found)
             written.update(id(t) for t in found)
-        # the inputs as they are before the op (an in-place op overwrites them, a later op may), on the CPU,
-        # floating ones in float64 (exact: the same-dtype baseline casts them back); a tensor passed twice is
-        # copied once, so aliasing is kept
-        inputs: Dict[int, torch.Tensor] = {}
+        # the inputs as they are before the op (an in-place op overwrites them, a later op may), on the CPU: the
+        # copy an earlier op left of an unchanged tensor, else a new one; a tensor passed twice is copied once, so
+        # aliasing is kept
+        inputs: Dict[int, Snap] = {}
+        cache = self._snaps
         with _no_modes():
             for t in tensors:
-                if id(t) not in inputs:
-                    wide = _F64 if t.is_floating_point() else t.dtype
-                    inputs[id(t)] = t.detach().to(device=_CPU, dtype=wide, copy=True)
-        return _Pending(op, phase, call, rid, module, self._site(), self.step_no, tensors, inputs, written)
+                tid = id(t)
+                if tid not in inputs:
+                    snap = cache.get(t)
+                    if snap is None:
+                        snap = Snap(t.detach().to(device=_CPU, copy=True))
+                        if tid not in written:
+                            cache.put(t, snap)
+                    inputs[tid] = snap
+        order = [id(t) for t in tensors]
+        return _Pending(op, phase, call, rid, module, self._site(), self.step_no, order, inputs, written)
 
     def _after(self, pre: _Pending, func: Any, args: Any, kwargs: Dict[str, Any], out: Any) -> None:
         """Copy the outputs (a later op may overwrite them) and hand the op to the worker."""
@@ -491,8 +514,13 @@ class Shadow(StepSession):
         if sum(t.numel() for t in targets) > self.max_numel:
             self.skipped["max_numel"] += 1
             return
+        outputs: List[Snap] = []
+        cache = self._snaps
         with _no_modes():
-            outputs = [t.detach().to(device=_CPU, copy=True) for t in targets]
+            for t in targets:
+                snap = Snap(t.detach().to(device=_CPU, copy=True))
+                cache.put(t, snap, 1 if id(t) in pre.written else 0)
+                outputs.append(snap)
         self._worker.submit((pre, func, args, kwargs, outputs, from_args))
 
     # --- internals: per op, in the worker thread ----------------------------------------------------
@@ -502,7 +530,7 @@ class Shadow(StepSession):
         pre, func, args, kwargs, outputs, from_args = job
         op = pre.op
         # the replay writes its own copies of what the op writes: the copies from before the op stay for the baseline
-        copies = {tid: t.clone() if tid in pre.written else t for tid, t in pre.inputs.items()}
+        copies = {tid: s.wide().clone() if tid in pre.written else s.wide() for tid, s in pre.inputs.items()}
         ref_args, ref_kwargs = _ref_call(op, args, kwargs, copies, True)
         with _no_modes(), torch.no_grad():  # no modes in this thread; in a forked child, the shadow's own
             try:
@@ -523,11 +551,11 @@ class Shadow(StepSession):
             if len(outputs) != len(refs):
                 self._late_skips["no tensor output"] += 1
                 return
-            shapes = [list(t.shape) for t in pre.tensors]
+            shapes = [list(pre.inputs[tid].shape) for tid in pre.order]
             reduction = standards.reduction_length(op.name, shapes)
             best: Optional[Tuple[int, M.PairMetrics, Verdict]] = None
-            for i, (t, r) in enumerate(zip(outputs, refs)):
-                m, v = judge_output(op.name, t, r, reduction)
+            for i, (s, r) in enumerate(zip(outputs, refs)):
+                m, v = judge_wide(op.name, s.dtype, s.wide(), r, reduction)
                 if best is None or (_LEVELS.get(v.level, 0), v.ratio) > (
                     _LEVELS.get(best[2].level, 0),
                     best[2].ratio,
@@ -586,7 +614,8 @@ class Shadow(StepSession):
         CPU device the two agree. (It is the last use of the copies: an in-place op may overwrite them.)"""
         op = pre.op
         try:
-            low = {id(t): pre.inputs[id(t)].to(t.dtype) for t in pre.tensors}
+            # (copies of what the op writes: the float64 copies are shared with other ops)
+            low = {tid: s.wide().to(s.dtype, copy=tid in pre.written) for tid, s in pre.inputs.items()}
             low_args, low_kwargs = _ref_call(op, args, kwargs, low, False)
             outs: List[Any] = []
             flat_tensors(func(*low_args, **low_kwargs), outs)
