@@ -1,17 +1,19 @@
 #!/usr/bin/env python
 """Paired A/B of capture code inside one process: steps alternate between two versions of some functions.
 
-    python bench/precision_ab.py REV MODULE:NAME [MODULE:NAME ...] [--pairs 20]
+    python bench/precision_ab.py REV MODULE:NAME [MODULE:NAME ...] [--pairs 80]
 
 e.g. ``python bench/precision_ab.py HEAD ascend_tools.precision.stats:_cpu_values``: version A of each named
 function or method (``NAME`` or ``Class.method``) is the one in ``REV`` (``git show REV:<its file>``, run in a
 namespace of its own), version B the working tree's. One capture (``level="op"``, ``mode="stats"``) of the
-tiny Llama of ``bench_precision.py`` (one thread) runs ``--pairs`` pairs of steps, A then B or B then A in
-turn, each step's ``time.process_time``; prints bare's median, A's and B's medians, and the median and
-quartiles of the paired differences B - A. Resolution: an A-A run (the same code on both sides, 20 pairs)
-on the shared VM read -2.1 ms, so a median below ~2 ms a step (~4 % of bare) is noise; it is meant for
-changes that swap a few functions of the capture, where rounds in separate processes
-(``precision_cpu_time.py``) drift by more with the load.
+tiny Llama of ``bench_precision.py`` (one thread) runs ``--pairs`` pairs of steps (default 80), A then B or B
+then A in turn, each step's ``time.process_time``; prints bare's median, A's and B's medians, and the median and
+quartiles of the paired differences B - A. Resolution: A-A runs (the same code on both sides) on the shared
+VM read -2.1 ms over 20 pairs and -0.5 ms (quartiles -1.6 ... +2.2) over 80 (~1 min): with 80 pairs a median
+below ~1 ms a step (~2 % of bare) is noise. It is meant for changes that swap a few functions of the capture,
+where rounds in separate processes (``precision_cpu_time.py``) drift by more with the load. A function
+imported by name elsewhere (``from .x import f``) is swapped only in its own module: the importer keeps the
+working tree's.
 """
 
 import argparse
@@ -64,7 +66,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("rev")
     parser.add_argument("specs", nargs="+", metavar="MODULE:NAME")
-    parser.add_argument("--pairs", type=int, default=20)
+    parser.add_argument("--pairs", type=int, default=80)
     args = parser.parse_args()
     sys.path.insert(0, os.path.join(ROOT, "bench"))
     sys.path.insert(0, ROOT)
