@@ -2,8 +2,10 @@
 
 The same metric and value as :func:`screen.screen` (the one metric the op's standard reads; the full
 :func:`metrics.compare_tensors` only when that says "error" or cannot tell), computed in fewer passes: the
-target is already float64 (no widening copy), the absolute error is divided in place and its maximum read
-with one vectorized ``amax``.
+target is already float64 (no widening copy), an output equal to its reference (exact ops: ``cat``, ``neg``,
+``slice_backward``) is told by one ``torch.equal``, which stops at the first difference, and otherwise the
+absolute error is divided in place and its maximum read with one vectorized ``amax``. (Equal outputs holding
+±Inf get the screened metric 0 where screen runs the full comparison: the same verdict.)
 """
 
 import math
@@ -46,14 +48,19 @@ def _screen(standard: str, dtype: torch.dtype, t: torch.Tensor, r: torch.Tensor)
     if n == 0 or fmt is None or r_dt not in M.FLOAT_FORMATS:
         return None
     r = r.to(_F64).contiguous()
-    if standard == "binary" and t_dt == r_dt:
-        if not torch.equal(t, r):
-            return None
-        return M.PairMetrics(
-            status="ok", count=n, target_dtype=t_dt, reference_dtype=r_dt, mismatch=0.0, note=SCREENED
-        )
-    mant, emin, emax = fmt
     scaled = standard not in ("binary", "absolute")
+    if torch.equal(t, r):  # an exact op, or exact on these inputs; it stops at the first difference
+        m = M.PairMetrics(status="ok", count=n, target_dtype=t_dt, reference_dtype=r_dt, note=SCREENED)
+        if standard == "binary" and t_dt == r_dt:
+            m.mismatch = 0.0
+        elif scaled:
+            m.max_scaled_ulp_err = 0.0
+        else:
+            m.max_ulp_err = 0.0
+        return m
+    if standard == "binary" and t_dt == r_dt:
+        return None
+    mant, emin, emax = fmt
     low = 2.0**emin
     if scaled:
         norm_r = float(torch.linalg.vector_norm(r))

@@ -181,7 +181,7 @@ def first_culprit(records: Iterable[ShadowRecord]) -> Optional[ShadowRecord]:
 class _Op:
     """What the mode needs to know about one overload, computed once."""
 
-    __slots__ = ("counted", "half_to_float", "mutated", "name", "skip", "standard")
+    __slots__ = ("counted", "functional", "half_to_float", "mutated", "name", "skip", "standard")
 
     def __init__(self, func: Any, wanted: Optional[set]) -> None:
         self.name = op_name(func)
@@ -189,6 +189,7 @@ class _Op:
         schema = func._schema
         self.counted = self.name.startswith("aten::")
         self.mutated = written_args(func)
+        self.functional = _functional(func, self.mutated)
         self.half_to_float = next(
             (i for i, a in enumerate(schema.arguments) if a.name == "half_to_float"), None
         )
@@ -216,6 +217,21 @@ class _Op:
             self.skip = "constant"
         else:
             self.skip = ""
+
+
+def _functional(func: Any, mutated: Tuple[Tuple[int, str], ...]) -> Any:
+    """The out-of-place overload of an in-place op that writes ``self`` only (``add_.Tensor`` ->
+    ``add.Tensor``) and takes the same arguments, else None: its replay needs no copy to write into."""
+    schema = func._schema
+    name = schema.name.split("::")[-1]
+    if mutated != ((0, "self"),) or not name.endswith("_") or name.endswith("__"):
+        return None
+    packet = getattr(torch.ops.aten, name[:-1], None)
+    out_of_place = getattr(packet, schema.overload_name or "default", None)
+    if out_of_place is None:
+        return None
+    args = [(a.name, str(a.type)) for a in schema.arguments]
+    return out_of_place if args == [(a.name, str(a.type)) for a in out_of_place._schema.arguments] else None
 
 
 class _Pending(NamedTuple):
@@ -308,8 +324,9 @@ class Shadow(StepSession):
         self._paths: Optional[ModulePath] = None
         self._out: Optional[atomic.OutputDir] = None  # self.out, opened in start(), closed in close()
         self._file: Any = None
-        self._lines: List[str] = []
-        # the float64 replays and comparisons run on this thread (shadow_worker.py); _lock guards what both
+        self._lines: List[Tuple[int, int, str]] = []  # (step, id, JSON line)
+        # the float64 replays and comparisons run on this thread, and on the training thread when it waits for
+        # it (shadow_worker.py); _lock guards what both may touch: counters, records, lines to write
         # threads touch: the lines to write
         self._worker = Worker(self._check, self._fail)
         self._snaps = SnapCache(SNAP_BUDGET)
@@ -526,45 +543,55 @@ class Shadow(StepSession):
     # --- internals: per op, in the worker thread ----------------------------------------------------
 
     def _check(self, job: tuple) -> None:
-        """The float64 replay of one op on its copied inputs, its outputs judged against it; one record."""
+        """The float64 replay of one op on its copied inputs, its outputs judged against it; one record. With no
+        dispatch mode: the training thread runs checks too (while it waits for the worker), inside the block."""
+        with _no_modes(), torch.no_grad():
+            self._replay(job)
+
+    def _replay(self, job: tuple) -> None:
         pre, func, args, kwargs, outputs, from_args = job
         op = pre.op
-        # the replay writes its own copies of what the op writes: the copies from before the op stay for the baseline
-        copies = {tid: s.wide().clone() if tid in pre.written else s.wide() for tid, s in pre.inputs.items()}
+        # an in-place op is replayed out of place, else on its own copies of what it writes: the copies from
+        # before the op stay for the baseline and for the other ops that share them
+        replay = op.functional or func
+        copies = {
+            tid: s.wide().clone() if tid in pre.written and replay is func else s.wide()
+            for tid, s in pre.inputs.items()
+        }
         ref_args, ref_kwargs = _ref_call(op, args, kwargs, copies, True)
-        with _no_modes(), torch.no_grad():  # no modes in this thread; in a forked child, the shadow's own
-            try:
-                ref = func(*ref_args, **ref_kwargs)
-            except Exception as exc:  # no float64/CPU kernel for it: not an internal error
+        try:
+            ref = replay(*ref_args, **ref_kwargs)
+        except Exception as exc:  # no float64/CPU kernel for it: not an internal error
+            with self._lock:
                 self.not_replayable[op.name] += 1
-                if self.not_replayable[op.name] == 1:
-                    log.debug(
-                        "shadow: %s not replayed on CPU float64: %s: %s", op.name, type(exc).__name__, exc
-                    )
-                return
-            refs: List[Any] = []
-            if from_args:
-                for i, name in op.mutated:
-                    flat_tensors(ref_args[i] if i < len(ref_args) else ref_kwargs.get(name), refs)
-            else:
-                flat_tensors(ref, refs)
-            if len(outputs) != len(refs):
+                first = self.not_replayable[op.name] == 1
+            if first:
+                log.debug("shadow: %s not replayed on CPU float64: %s: %s", op.name, type(exc).__name__, exc)
+            return
+        refs: List[Any] = []
+        if from_args and replay is func:
+            for i, name in op.mutated:
+                flat_tensors(ref_args[i] if i < len(ref_args) else ref_kwargs.get(name), refs)
+        else:
+            flat_tensors(ref, refs)
+        if len(outputs) != len(refs):
+            with self._lock:
                 self._late_skips["no tensor output"] += 1
-                return
-            shapes = [list(pre.inputs[tid].shape) for tid in pre.order]
-            reduction = standards.reduction_length(op.name, shapes)
-            best: Optional[Tuple[int, M.PairMetrics, Verdict]] = None
-            for i, (s, r) in enumerate(zip(outputs, refs)):
-                m, v = judge_wide(op.name, s.dtype, s.wide(), r, reduction)
-                if best is None or (_LEVELS.get(v.level, 0), v.ratio) > (
-                    _LEVELS.get(best[2].level, 0),
-                    best[2].ratio,
-                ):
-                    best = (i, m, v)
-            assert best is not None
-            out_i, m, v = best
-            if v.level == "error" and self.baseline:
-                v = self._second_opinion(pre, func, args, kwargs, refs[out_i], out_i, v, reduction)
+            return
+        shapes = [list(pre.inputs[tid].shape) for tid in pre.order]
+        reduction = standards.reduction_length(op.name, shapes)
+        best: Optional[Tuple[int, M.PairMetrics, Verdict]] = None
+        for i, (s, r) in enumerate(zip(outputs, refs)):
+            m, v = judge_wide(op.name, s.dtype, s.wide(), r, reduction)
+            if best is None or (_LEVELS.get(v.level, 0), v.ratio) > (
+                _LEVELS.get(best[2].level, 0),
+                best[2].ratio,
+            ):
+                best = (i, m, v)
+        assert best is not None
+        out_i, m, v = best
+        if v.level == "error" and self.baseline:
+            v = self._second_opinion(pre, func, args, kwargs, refs[out_i], out_i, v, reduction)
         self._record(
             ShadowRecord(
                 id=pre.rid,
@@ -583,18 +610,21 @@ class Shadow(StepSession):
         )
 
     def _record(self, rec: ShadowRecord) -> None:
-        self.compared += 1
-        self._verdicts[rec.verdict.level] += 1
-        if self.keep:
-            self.results.append(rec)
-        elif rec.verdict.level == "error":
-            self._culprits.append(rec)
+        line = None
         if self._file is not None:
             line = json.dumps(rec.to_json(), separators=(",", ":"), allow_nan=False) + "\n"
-            with self._lock:
-                self._lines.append(line)
-            if len(self._lines) >= FLUSH_EVERY:
-                self._flush()
+        with self._lock:
+            self.compared += 1
+            self._verdicts[rec.verdict.level] += 1
+            if self.keep:
+                _insert(self.results, rec)
+            elif rec.verdict.level == "error":
+                _insert(self._culprits, rec)
+            if line is not None:
+                self._lines.append((rec.step, rec.id, line))
+            full = len(self._lines) >= FLUSH_EVERY
+        if full:
+            self._flush()
 
     def _second_opinion(
         self,
@@ -630,8 +660,16 @@ class Shadow(StepSession):
         with self._lock:  # both threads flush: one batch at a time, in order
             lines, self._lines = self._lines, []
             if self._file is not None and lines:
-                self._file.write("".join(lines))
+                self._file.write("".join(line for _, _, line in sorted(lines)))
                 self._file.flush()
+
+
+def _insert(records: List[ShadowRecord], rec: ShadowRecord) -> None:
+    """Add ``rec`` in execution order (two threads check ops: one may finish a later op first)."""
+    i = len(records)
+    while i and (records[i - 1].step, records[i - 1].id) > (rec.step, rec.id):
+        i -= 1
+    records.insert(i, rec)
 
 
 def _replace(value: Any, copies: Dict[int, torch.Tensor]) -> Any:
