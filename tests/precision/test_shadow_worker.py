@@ -3,6 +3,7 @@
 
 import importlib
 import threading
+import time
 
 import torch
 
@@ -82,3 +83,23 @@ def test_culprits_inside_the_block_wait_for_the_pending_checks():
             torch.mm(a, b)
         assert [c.key for c in sh.culprits()] == ["aten::mm#forward#3"]
         assert sh.first_culprit().key == "aten::mm#forward#3" and len(sh.results) == 4
+
+
+def test_a_training_thread_ahead_of_the_worker_runs_checks_itself_in_order(monkeypatch):
+    threads = []
+    original = SH.Shadow._check
+
+    def slow_check(self, job):
+        threads.append(threading.get_ident())
+        time.sleep(0.002)  # the worker falls behind: the queue fills up
+        return original(self, job)
+
+    monkeypatch.setattr(SH.Shadow, "_check", slow_check)
+    a, b = torch.randn(16, 16), torch.randn(16, 16)
+    with shadow() as sh:
+        for _ in range(60):
+            torch.mm(a, b)
+        assert len(sh.culprits()) == 0  # drains: the checks ran with no mode on this thread (none shadowed)
+        assert sh.compared == 60
+    assert threading.get_ident() in threads and len(set(threads)) == 2
+    assert [r.call for r in sh.results] == list(range(60))
