@@ -50,6 +50,10 @@ def compare_cmd(
     ops that introduced error: replayed in float64 on the target's own inputs when the dump holds tensors,
     by error amplification when it holds statistics only.
     """
+    from ..precision import pairpool
+
+    if not (no_replay or stats_only):
+        pairpool.import_torch_meanwhile()  # for the float64 replays, while the pair metrics (numpy) run
     from ..precision import compare, heap
 
     heap.retain_freed_memory()  # this process only: thousands of same-sized float64 buffers, reused

@@ -15,20 +15,25 @@ every other tool reports), and how much of that did this op add itself (``introd
 causes, and of which kind (kernel, divergence with agreeing inputs, NaN/Inf, target-only), is ``causes.py``.
 """
 
+import importlib
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
-import torch
+import numpy as np
 
 from ..errors import InputError
 from . import metrics as M
-from . import pairpool, replay_policy, standards
+from . import pairpool, standards
 from .align import Pair
 from .dumps import Dump
 from .records import Record, TensorInfo
-from .replay import Replay, replay, replayable
 from .tensor_cache import TensorCache
+
+if TYPE_CHECKING:
+    import torch
+
+    from .replay import Replay
 
 # Amplification is a heuristic: well-conditioned ops pass on their inputs' relative error at up to a small
 # factor (x**2 doubles it; sin and subtraction near zero can do more), so only a large factor names a culprit.
@@ -46,7 +51,7 @@ class PairResult:
     verdict: Optional[standards.Verdict] = None  # of the error vs the reference
     introduced: Optional[M.PairMetrics] = None  # target vs its float64 replay
     introduced_verdict: Optional[standards.Verdict] = None
-    replay: Optional[Replay] = None
+    replay: Optional["Replay"] = None
     amplification: Optional[float] = None
     output: int = 0  # the output judged: the worst of a multi-output op's against the reference
     # (name, error vs the reference's same parameter, the bar it must stay under, measured on tensors) for each
@@ -102,15 +107,16 @@ class Diagnoser:
         self._rel_l2: Dict[Tuple[str, str], float] = {}
         # an output read for its metrics is read again as a later op's input (replay, amplification)
         self._cache = TensorCache()
+        self._replayed: Set[int] = set()  # id() of the results replayed (or tried) already
 
-    def _load(self, dump: Dump, info: TensorInfo, result: PairResult) -> Optional[torch.Tensor]:
-        """The tensor, or None: none saved, statistics only, or a path leading out of the dump (a problem
-        of ``result``)."""
+    def _load(self, dump: Dump, info: TensorInfo, result: PairResult) -> Any:
+        """The tensor (a numpy array, :class:`metrics.RawBits` or a torch tensor: :meth:`Dump.load_array`),
+        or None: none saved, statistics only, or a path leading out of the dump (a problem of ``result``)."""
         if not self.tensors:
             return None
         try:
             key = (id(dump), info.file, info.dtype)
-            return self._cache.get(key, lambda: dump.load_tensor(info, self.step))
+            return self._cache.get(key, lambda: _wrap_bits(dump.load_array(info, self.step), info.dtype))
         except InputError as exc:  # a path leading out (UnsafePath), a corrupt tensor file
             problem = f"tensor not read: {exc}"
             if problem not in result.problems:
@@ -120,7 +126,17 @@ class Diagnoser:
     def run(
         self, pairs: Iterable[Pair], progress: Optional[Callable[[int], None]] = None
     ) -> List[PairResult]:
+        """Every pair against the reference (numpy), each replayed in float64 right after when it is off and
+        torch is ready; the pairs met while the compare command still imports torch on another thread
+        (:func:`pairpool.import_torch_meanwhile`) are replayed after the others."""
+        if self.replay and pairpool.torch_ready():
+            # here, not in a pool thread: the pool then sets its kernels single-threaded
+            importlib.import_module("torch")
         results = pairpool.map_in_order(self.compare_pair, list(pairs), self.workers, progress)
+        todo = [res for res in results if self._wants_replay(res) and id(res) not in self._replayed]
+        if todo:
+            importlib.import_module("torch")  # the background import's end
+            pairpool.map_in_order(self._replay_pair, todo, self.workers)
         self._amplification(results)
         self._parameters(results)
         return results
@@ -162,7 +178,7 @@ class Diagnoser:
         t, r = pair.target, pair.reference
         if t is None or r is None or not t.outputs or not r.outputs:
             return result
-        produced: List[Optional[torch.Tensor]] = []
+        produced: List[Any] = []
         best: Optional[Tuple[int, Optional[M.PairMetrics], Optional[M.StatsMetrics], standards.Verdict]] = (
             None
         )
@@ -191,13 +207,39 @@ class Diagnoser:
             # outputs within their dtype's tolerance of the reference cannot be where the error came from:
             # the float64 replay (most of a compare's time) is spent only on outputs that are off
             result.within_reference = True
-        elif self.replay and any(x is not None for x in produced) and t.kind == "op" and t.args is not None:
-            self._replay(result, t, produced)
+        elif self._wants_replay(result) and pairpool.torch_ready():
+            self._replay_pair(result)
         return result
+
+    def _produced(self, result: PairResult) -> List[Any]:
+        """The target's outputs that have a reference counterpart (None where not saved)."""
+        t, r = result.pair.target, result.pair.reference
+        assert t is not None and r is not None
+        return [self._load(self.target, t_out, result) for t_out, _ in zip(t.outputs, r.outputs)]
+
+    def _wants_replay(self, result: PairResult) -> bool:
+        t = result.pair.target
+        return (
+            self.replay
+            and result.verdict is not None
+            and not result.within_reference
+            and t is not None
+            and t.kind == "op"
+            and t.args is not None
+        )
+
+    def _replay_pair(self, result: PairResult) -> None:
+        assert result.pair.target is not None
+        self._replayed.add(id(result))
+        produced = self._produced(result)
+        if any(x is not None for x in produced):
+            self._replay(result, result.pair.target, [_torch_of(x) for x in produced])
 
     # --- introduced error: replay in float64 ----------------------------------------------------------
 
-    def _replay(self, result: PairResult, rec: Record, produced: List[Optional[torch.Tensor]]) -> None:
+    def _replay(self, result: PairResult, rec: Record, produced: List[Optional["torch.Tensor"]]) -> None:
+        from . import replay_policy
+        from .replay import replay, replayable
         from .store import decode_args
 
         if "::" not in rec.name:  # msprobe's API names (Functional.linear): no op to call
@@ -208,7 +250,7 @@ class Diagnoser:
             if not replayable(op, rec.name):
                 result.notes.append("random or uninitialised op: not replayed")
                 return
-            loaded = [self._load(self.target, info, result) for info in rec.inputs]
+            loaded = [_torch_of(self._load(self.target, info, result)) for info in rec.inputs]
             inputs = [x for x in loaded if x is not None]
             if len(inputs) < len(loaded):
                 return
@@ -274,7 +316,7 @@ class Diagnoser:
             return self._rel_l2[key]
         at = self._load(self.target, a, result)
         bt = self._load(self.reference, b, result)
-        if at is not None and bt is not None and at.is_floating_point():
+        if at is not None and bt is not None and M.dtype_name(at).startswith(("float", "bfloat")):
             m = M.compare_tensors(at, bt)
             if key is not None:
                 self._rel_l2[key] = m.rel_l2_err or 0.0
@@ -282,6 +324,28 @@ class Diagnoser:
         if a.stats is not None and b.stats is not None:
             return stats_error(M.compare_stats(a.stats, b.stats)) or 0.0
         return 0.0
+
+
+def _wrap_bits(arr: Any, dtype: str) -> Any:
+    """A numpy array of raw bits (our dumps' bfloat16/float8) as :class:`metrics.RawBits`; anything else
+    as it is."""
+    from .store import RAW_BITS
+
+    if isinstance(arr, np.ndarray) and dtype in RAW_BITS:
+        return M.RawBits(arr.view(RAW_BITS[dtype]), dtype)
+    return arr
+
+
+def _torch_of(x: Any) -> Any:
+    """What :meth:`Diagnoser._load` returned, as a torch tensor (a view of the same memory)."""
+    import torch
+
+    if isinstance(x, M.RawBits):
+        raw = torch.from_numpy(x.bits.view(np.int16) if x.bits.dtype == np.uint16 else x.bits)
+        return raw.view(getattr(torch, x.dtype))
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(x)
+    return x
 
 
 def _reduction(rec: Record) -> Optional[int]:

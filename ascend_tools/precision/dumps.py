@@ -33,6 +33,11 @@ class Dump:
         holds no tensor for it (stats or hash mode)."""
         raise NotImplementedError
 
+    def load_array(self, info: TensorInfo, step: int) -> Any:
+        """What compare's pair metrics read: a numpy array where the reader has one without torch
+        (bfloat16/float8 as raw bits: ``info.dtype`` says which), else :meth:`load_tensor`'s tensor."""
+        return self.load_tensor(info, step)
+
     def stack(self, stack_id: Optional[int]) -> List[str]:
         """The Python stack of a record (outermost first) as ``file:line in function`` strings."""
         raise NotImplementedError

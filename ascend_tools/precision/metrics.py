@@ -11,6 +11,7 @@ integers, anything of an empty pair), and a value too large for float64 (a ULP e
 target against an exact zero) is reported as the largest float64.
 """
 
+import importlib
 import math
 import sys
 import threading
@@ -136,6 +137,23 @@ def ulp(x: "torch.Tensor", dtype: str) -> "torch.Tensor":
 # ----------------------------------------------------------------------------------------- compare
 
 
+@dataclass(frozen=True)
+class RawBits:
+    """A tensor of a dtype numpy lacks (bfloat16, float8) as the raw bits our dumps store (``uint16`` /
+    ``uint8``) and the dtype's name: what compare reads without torch."""
+
+    bits: np.ndarray
+    dtype: str
+
+    @property
+    def shape(self) -> Tuple[int, ...]:
+        return tuple(self.bits.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.bits.nbytes)
+
+
 def _torch() -> Any:
     """torch when something in this process imported it (a torch tensor cannot exist otherwise), else None:
     compare's pair metrics run on numpy and must not pay for torch's import."""
@@ -143,13 +161,14 @@ def _torch() -> Any:
 
 
 def _is_torch(x: Any) -> bool:
-    torch = _torch()
-    return torch is not None and isinstance(x, torch.Tensor)
+    # getattr: torch may be half-imported by another thread (the compare command imports it meanwhile); a
+    # tensor exists only once it is imported
+    return isinstance(x, getattr(_torch(), "Tensor", ()))
 
 
 def dtype_name(x: Any) -> str:
     """ "float32", "bfloat16", "int64", "bool": torch's name without "torch.", numpy's name."""
-    if _is_torch(x):
+    if _is_torch(x) or isinstance(x, RawBits):
         return str(x.dtype).replace("torch.", "")
     return str(np.asarray(x).dtype)
 
@@ -171,6 +190,11 @@ def _flat(x: Any) -> np.ndarray:
     """``x`` as a flat numpy array, without a copy where it can be: float16/32/64, bool and the signed ints
     as they are; a bfloat16 torch tensor as its ``uint16`` bits (:class:`_Widen` decodes them); the rest
     (uint16/32 widened to int64, uint64, float8, ml_dtypes' bfloat16) as float64 or int64."""
+    if isinstance(x, RawBits):
+        if x.dtype == "bfloat16":
+            return x.bits.reshape(-1).view(np.uint16)
+        torch = importlib.import_module("torch")  # float8: decoded by torch
+        x = torch.from_numpy(x.bits).view(getattr(torch, x.dtype))
     if _is_torch(x):
         torch = _torch()
         x = x.detach().cpu()
@@ -184,6 +208,10 @@ def _flat(x: Any) -> np.ndarray:
     if arr.dtype.name in ("uint16", "uint32"):
         return arr.astype(np.int64)
     return arr.astype(np.float64)  # uint64 (exact to 2**53), ml_dtypes' bfloat16/float8
+
+
+def _shape(x: Any) -> Tuple[int, ...]:
+    return tuple(x.shape) if isinstance(x, RawBits) or _is_torch(x) else tuple(np.shape(x))
 
 
 def _f(value: Any) -> float:
@@ -210,7 +238,7 @@ def compare_tensors(target: Any, reference: Any) -> PairMetrics:
         )
     t_dtype, r_dtype = dtype_name(target), dtype_name(reference)
     base = _Dtypes(target_dtype=t_dtype, reference_dtype=r_dtype)
-    t_shape, r_shape = tuple(np.shape(target)), tuple(np.shape(reference))
+    t_shape, r_shape = _shape(target), _shape(reference)
     if t_shape != r_shape:
         return PairMetrics(
             status="shape_mismatch", count=0, note=f"shape {list(t_shape)} vs {list(r_shape)}", **base

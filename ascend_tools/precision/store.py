@@ -403,6 +403,17 @@ class OurDump(Dump):
     def load_tensor(self, info: TensorInfo, step: int) -> Any:
         import torch
 
+        arr = self.load_array(info, step)
+        if arr is None:
+            return None
+        if info.dtype in RAW_BITS:
+            raw = torch.from_numpy(arr.view(np.int16 if RAW_BITS[info.dtype] is np.uint16 else np.uint8))
+            return raw.view(getattr(torch, info.dtype))
+        return torch.from_numpy(arr)
+
+    def load_array(self, info: TensorInfo, step: int) -> Optional[np.ndarray]:
+        """The saved tensor as the numpy array in the file (bfloat16/float8: their raw bits, see
+        :data:`RAW_BITS`), or None; without torch (compare's pair metrics are numpy)."""
         if not info.file:
             return None
         path = inside(self.path, f"step{step}", info.file)
@@ -414,10 +425,7 @@ class OurDump(Dump):
             raise InputError(
                 f"{path}: cannot read tensor: {type(exc).__name__}: {exc}".splitlines()[0]
             ) from None
-        if info.dtype in RAW_BITS:
-            raw = torch.from_numpy(arr.view(np.int16 if RAW_BITS[info.dtype] is np.uint16 else np.uint8))
-            return raw.view(getattr(torch, info.dtype))
-        return torch.from_numpy(arr)
+        return arr
 
     def stack(self, stack_id: Optional[int]) -> List[str]:
         if stack_id is None:

@@ -9,9 +9,7 @@ is shared too, so no caller may write to a tensor it got (none does: metrics, re
 
 import threading
 from collections import OrderedDict
-from typing import Callable, Hashable, Optional
-
-import torch
+from typing import Any, Callable, Hashable
 
 #: bytes of tensors kept; a pair's tensors are a few MB in an LLM step, an op's inputs usually a few ops back
 DEFAULT_BUDGET = 256 * 2**20
@@ -24,10 +22,10 @@ class TensorCache:
         self.budget = budget
         self.bytes = 0
         self.hits = self.misses = 0
-        self._items: "OrderedDict[Hashable, Optional[torch.Tensor]]" = OrderedDict()  # noqa: UP037 (3.9: typing.OrderedDict)
+        self._items: "OrderedDict[Hashable, Any]" = OrderedDict()  # noqa: UP037 (3.9: typing.OrderedDict)
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable, load: Callable[[], Optional[torch.Tensor]]) -> Optional[torch.Tensor]:
+    def get(self, key: Hashable, load: Callable[[], Any]) -> Any:
         """The tensor under ``key``, from ``load()`` the first time (outside the lock: two threads asking for
         the same new key may both load it; the second result is dropped)."""
         with self._lock:
@@ -50,5 +48,6 @@ class TensorCache:
         return tensor
 
 
-def _nbytes(tensor: Optional[torch.Tensor]) -> int:
-    return 0 if tensor is None else tensor.numel() * tensor.element_size()
+def _nbytes(tensor: Any) -> int:
+    """Bytes of a numpy array or torch tensor (both have ``nbytes``); 0 for None."""
+    return 0 if tensor is None else int(tensor.nbytes)

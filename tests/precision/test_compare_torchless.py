@@ -1,0 +1,67 @@
+"""compare reads our dumps and measures their pairs without torch (its import is a second of the CLI's
+start-up): the command imports torch on another thread meanwhile (pairpool.import_torch_meanwhile), and the
+report made that way is the one an in-process compare_dumps makes."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import torch
+from test_compare_pool import demo_dumps  # noqa: F401 (a fixture)
+
+from ascend_tools.precision import compare as C
+from ascend_tools.precision.metrics import compare_tensors
+
+
+def _python(code: str) -> str:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+
+
+def test_the_compare_command_imports_no_torch_until_a_replay():
+    code = "import sys, ascend_tools.cli; from ascend_tools.precision import compare; print('torch' in sys.modules)"
+    assert _python(code).strip() == "False"
+
+
+def test_bfloat16_bits_are_measured_without_torch_as_the_tensor_is():
+    x = torch.randn(3, 1000, dtype=torch.float64).float()
+    bits = x.bfloat16().view(torch.int16).numpy().view(np.uint16)
+    code = (
+        "import json, sys, numpy as np\n"
+        "from ascend_tools.precision.metrics import RawBits, compare_tensors\n"
+        f"bits = np.array({bits.tolist()}, dtype=np.uint16)\n"
+        f"ref = np.array({x.numpy().tolist()}, dtype=np.float32)\n"
+        "m = compare_tensors(RawBits(bits, 'bfloat16'), ref)\n"
+        "print(json.dumps([m.to_json(), 'torch' in sys.modules]))\n"
+    )
+    got, torch_loaded = json.loads(_python(code))
+    assert not torch_loaded
+    assert got == compare_tensors(x.bfloat16(), x).to_json()
+
+
+def test_cli_report_with_torch_imported_meanwhile_is_the_in_process_report(demo_dumps, tmp_path):  # noqa: F811
+    target, reference = demo_dumps
+    out = tmp_path / "report.json"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ascend_tools.cli",
+            "compare",
+            target,
+            reference,
+            "--fail-on",
+            "never",
+            "-f",
+            "json",
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        check=True,
+    )
+    cli = json.loads(out.read_text())
+    here = json.loads(json.dumps(C.compare_dumps(target, reference).data))
+    assert any(p["method"] == "replay" for p in here["pairs"])
+    for key in ("pairs", "culprits", "summary", "first_culprit"):
+        assert cli[key] == here[key], key
