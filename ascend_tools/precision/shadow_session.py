@@ -4,18 +4,19 @@ compared at once; only the metrics are kept. ``with shadow() as sh:`` around a t
 One :class:`ShadowMode` (a TorchDispatchMode, so below autograd: forward and backward ops alike) does,
 per aten op call:
 
-1. copy the tensor inputs to CPU, floating ones as float64, *before* the op runs (an in-place op
-   overwrites its inputs);
+1. copy the tensor inputs to CPU in their own dtype *before* the op runs (an in-place op overwrites its
+   inputs), unless an earlier op left a copy of the unchanged tensor (``shadow_snaps.py``);
 2. run the real op, ``func(*args, **kwargs)``: the device run. Modes entered before the shadow (below
    it, e.g. ``faults.FaultInjector``) still apply; the result returned to the user is this one. Copy its
-   outputs to CPU and hand the op to the worker thread (``shadow_worker.py``): steps 3 and 4 run there, in
-   execution order, while the training goes on;
-3. run the same op on the copies (an in-place op on clones of them) with no Python dispatch mode, under
-   ``no_grad``: the float64 reference. ``dtype=`` arguments are kept (``_to_copy(dtype=bf16)`` of float64 copies is the
-   correctly rounded bf16 result); ``half_to_float`` is cleared (a float64 softmax has no half input);
-   ``device=`` becomes the CPU;
-4. compare each output with :func:`metrics.compare_tensors` and judge it with :func:`standards.judge`
-   (the reduction length from the input shapes); keep the metrics of the worst output, drop the tensors.
+   outputs to CPU and hand the op to the worker thread (``shadow_worker.py``): steps 3 and 4 run there
+   (and on the training thread while it would otherwise wait for the worker) while the training goes on;
+3. widen the copies to float64 (once per copy) and run the same op on them (an in-place op out of place,
+   or on clones) with no Python dispatch mode, under ``no_grad``: the float64 reference. ``dtype=``
+   arguments are kept (``_to_copy(dtype=bf16)`` of float64 copies is the correctly rounded bf16 result);
+   ``half_to_float`` is cleared (a float64 softmax has no half input); ``device=`` becomes the CPU;
+4. judge each output from its float64 copy (``shadow_judge.py``: the one metric its standard reads, the
+   full :func:`metrics.compare_tensors` for an error; the reduction length from the input shapes); keep the
+   metrics of the worst output, drop the tensors.
 
 The reference sees the device's own inputs, so every record is the error *that op* introduced; errors
 its inputs carried do not count. A culprit is a record judged "error", ranked by ``Verdict.ratio``
