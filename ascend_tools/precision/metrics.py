@@ -510,23 +510,39 @@ def _compare_float(t_arr: np.ndarray, r_arr: np.ndarray, t_dtype: str, base: _Dt
 
 
 def max_ulp_ratio(target: Any, reference: Any, emin: int, emax: int, scaled: bool) -> Optional[float]:
-    """max |t - r| / p over the elements, in float64 block by block, p = 2**floor(log2|r|) clamped to
-    [2**emin, 2**emax], or for ``scaled`` to [2**floor(log2(rms of r)), 2**emax]: the one metric of a
-    verdict (``screen.py``; times 2**mantissa it is max_ulp_err or max_scaled_ulp_err). None when a value is
-    not finite or r's squares leave float64's range (the full :func:`compare_tensors` then decides)."""
+    """max |t - r| / p over the elements, block by block, p = 2**floor(log2|r|) clamped to [2**emin, 2**emax],
+    or for ``scaled`` to [2**floor(log2(rms of r)), 2**emax]: the one metric of a verdict (``screen.py``; times
+    2**mantissa it is max_ulp_err or max_scaled_ulp_err). In float32 when both sides are at most float32 (as
+    :func:`compare_tensors`: d = t - r is exact or one rounding, p a power of two), again in float64 where
+    float32 over- or underflowed; None when a value is not finite or r's squares leave float64's range (the
+    full :func:`compare_tensors` then decides)."""
     t_arr, r_arr = _flat(target), _flat(reference)
-    t, r = _Widen(t_arr, np.float64, "t"), _Widen(r_arr, np.float64, "r")
+    if _narrow(t_arr) and _narrow(r_arr):
+        worst = _max_ulp_ratio(t_arr, r_arr, np.float32, emin, emax, scaled)
+        if worst is not None:
+            return worst
+    return _max_ulp_ratio(t_arr, r_arr, np.float64, emin, emax, scaled)
+
+
+def _max_ulp_ratio(
+    t_arr: np.ndarray, r_arr: np.ndarray, work: Any, emin: int, emax: int, scaled: bool
+) -> Optional[float]:
+    t, r = _Widen(t_arr, work, "t"), _Widen(r_arr, work, "r")
     n, low, worst = t_arr.size, 2.0**emin, 0.0
-    d_buf, p_buf = _buffer("d", np.float64), _buffer("p", np.float64)
+    d_buf, p_buf = _buffer("d", work), _buffer("p", work)
     with np.errstate(all="ignore"):
         if scaled:
             rr = _sum_squares(r, n)
-            if not 2.0**-900 < rr < math.inf:
+            # float32's squares: at least 2**-50 (as _Sums.exact), so that those underflowing weigh nothing
+            if not (_WORK[work][2] if work is np.float32 else 2.0**-900) < rr < math.inf:
                 return None
             low = _rms_floor(rr, n, (0, emin, emax))
         for lo, hi in _blocks(n):
             tb, rb = t.block(lo, hi), r.block(lo, hi)
-            d = np.abs(np.subtract(tb, rb, out=d_buf[: hi - lo]), out=d_buf[: hi - lo])
+            d = np.subtract(tb, rb, out=d_buf[: hi - lo])
+            if not d.any():  # equal, and finite (inf - inf is NaN): 0 here (exact ops' outputs, most often)
+                continue
+            d = np.abs(d, out=d)
             q = float(
                 np.divide(d, _pow2_floor(rb, p_buf[: hi - lo], low, 2.0**emax), out=p_buf[: hi - lo]).max()
             )
