@@ -328,7 +328,6 @@ class Shadow(StepSession):
         self._lines: List[Tuple[int, int, str]] = []  # (step, id, JSON line)
         # the float64 replays and comparisons run on this thread, and on the training thread when it waits for
         # it (shadow_worker.py); _lock guards what both may touch: counters, records, lines to write
-        # threads touch: the lines to write
         self._worker = Worker(self._check, self._fail)
         self._snaps = SnapCache(SNAP_BUDGET)
         self._lock = threading.Lock()
