@@ -18,36 +18,29 @@ _CPU = torch.device("cpu")
 SCREENED = "screened: only the judged metric computed"
 
 
-def judge_output(
-    name: str, target: Any, ref: Any, reduction: Optional[int], target_dtype: Optional[torch.dtype] = None
-) -> Tuple[M.PairMetrics, Verdict]:
+def judge_output(name: str, target: Any, ref: Any, reduction: Optional[int]) -> Tuple[M.PairMetrics, Verdict]:
     """The verdict on one output: first from the one metric the op's standard reads (a few vectorized
     passes, the same formula as ``metrics``); only when that says "error" from the full
-    ``compare_tensors`` (every metric, NaN/Inf handling). ``target_dtype``: the dtype of the output when
-    ``target`` holds its values widened (shadow's float64 copy of a float32 output, made once on its worker):
-    ULPs are that dtype's, and the full comparison gets the values narrowed back to it (exactly)."""
-    m = screen(standards.standard_for(name), target, ref, target_dtype)
+    ``compare_tensors`` (every metric, NaN/Inf handling)."""
+    m = screen(standards.standard_for(name), target, ref)
     if m is not None:
         v = standards.judge(m, name, reduction)
         if v.level != "error":
             return m, v
-    if target_dtype is not None and isinstance(target, torch.Tensor) and target.dtype != target_dtype:
-        target = target.to(target_dtype)
     m = M.compare_tensors(target, ref)
     return m, standards.judge(m, name, reduction)
 
 
-def screen(standard: str, t: Any, r: Any, t_dtype: Optional[torch.dtype] = None) -> Optional[M.PairMetrics]:
+def screen(standard: str, t: Any, r: Any) -> Optional[M.PairMetrics]:
     """A PairMetrics holding only what ``standards.judge`` reads for ``standard`` (status, count,
     dtypes and one of mismatch / max_ulp_err / max_scaled_ulp_err), or None when the full comparison is
-    needed (not floats, shapes differ, NaN/Inf anywhere, an unknown dtype). ``t_dtype``: the target's own
-    dtype where ``t`` holds its values widened (see :func:`judge_output`)."""
+    needed (not floats, shapes differ, NaN/Inf anywhere, an unknown dtype)."""
     if not (isinstance(t, torch.Tensor) and isinstance(r, torch.Tensor)) or t.shape != r.shape:
         return None
     if not (t.is_floating_point() and r.is_floating_point()):
         return None
     n = t.numel()
-    t_dt, r_dt = dtype_name(t.dtype if t_dtype is None else t_dtype), dtype_name(r.dtype)
+    t_dt, r_dt = dtype_name(t.dtype), dtype_name(r.dtype)
     fmt = M.FLOAT_FORMATS.get(t_dt)
     if n == 0 or fmt is None or r_dt not in M.FLOAT_FORMATS:
         return None
