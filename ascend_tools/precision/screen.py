@@ -58,10 +58,15 @@ def screen(standard: str, t: Any, r: Any) -> Optional[M.PairMetrics]:
     worst = M.max_ulp_ratio(t, r, emin, emax, scaled)
     if worst is None:
         return None
-    value = min(worst * 2.0**mant, _F64_MAX)
+    return screened(t_dt, r_dt, n, scaled, worst * 2.0**mant)
+
+
+def screened(t_dt: str, r_dt: str, n: int, scaled: bool, value: float) -> M.PairMetrics:
+    """The PairMetrics of a screened output: the one judged metric, ``max_scaled_ulp_err`` for a scaled
+    standard, else ``max_ulp_err`` (capped at the largest float64)."""
     m = M.PairMetrics(status="ok", count=n, target_dtype=t_dt, reference_dtype=r_dt, note=SCREENED)
     if scaled:
-        m.max_scaled_ulp_err = value
+        m.max_scaled_ulp_err = min(value, _F64_MAX)
     else:
-        m.max_ulp_err = value
+        m.max_ulp_err = min(value, _F64_MAX)
     return m

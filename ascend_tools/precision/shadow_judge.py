@@ -16,12 +16,11 @@ import torch
 from ..dispatch import dtype_name
 from . import metrics as M
 from . import standards
-from .screen import SCREENED, judge_output
+from .screen import SCREENED, judge_output, screened
 from .standards import Verdict
 
 _F64 = torch.float64
 _I64 = torch.int64
-_F64_MAX = float(torch.finfo(_F64).max)
 _EXP_BITS = 0x7FF0000000000000  # float64 exponent field: x & _EXP_BITS = 2**floor(log2|x|)
 
 
@@ -50,14 +49,11 @@ def _screen(standard: str, dtype: torch.dtype, t: torch.Tensor, r: torch.Tensor)
     r = r.to(_F64).contiguous()
     scaled = standard not in ("binary", "absolute")
     if torch.equal(t, r):  # an exact op, or exact on these inputs; it stops at the first difference
-        m = M.PairMetrics(status="ok", count=n, target_dtype=t_dt, reference_dtype=r_dt, note=SCREENED)
         if standard == "binary" and t_dt == r_dt:
-            m.mismatch = 0.0
-        elif scaled:
-            m.max_scaled_ulp_err = 0.0
-        else:
-            m.max_ulp_err = 0.0
-        return m
+            return M.PairMetrics(
+                status="ok", count=n, target_dtype=t_dt, reference_dtype=r_dt, mismatch=0.0, note=SCREENED
+            )
+        return screened(t_dt, r_dt, n, scaled, 0.0)
     if standard == "binary" and t_dt == r_dt:
         return None
     mant, emin, emax = fmt
@@ -73,10 +69,4 @@ def _screen(standard: str, dtype: torch.dtype, t: torch.Tensor, r: torch.Tensor)
     worst = float(torch.sub(t, r).abs_().div_(p2).amax())
     if not math.isfinite(worst):  # NaN/Inf somewhere
         return None
-    value = min(worst * 2.0**mant, _F64_MAX)
-    m = M.PairMetrics(status="ok", count=n, target_dtype=t_dt, reference_dtype=r_dt, note=SCREENED)
-    if scaled:
-        m.max_scaled_ulp_err = value
-    else:
-        m.max_ulp_err = value
-    return m
+    return screened(t_dt, r_dt, n, scaled, worst * 2.0**mant)
