@@ -341,8 +341,7 @@ def _torch_of(x: Any) -> Any:
     import torch
 
     if isinstance(x, M.RawBits):
-        raw = torch.from_numpy(x.bits.view(np.int16) if x.bits.dtype == np.uint16 else x.bits)
-        return raw.view(getattr(torch, x.dtype))
+        return x.to_torch()
     if isinstance(x, np.ndarray):
         return torch.from_numpy(x)
     return x

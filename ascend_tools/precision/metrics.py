@@ -153,6 +153,13 @@ class RawBits:
     def nbytes(self) -> int:
         return int(self.bits.nbytes)
 
+    def to_torch(self) -> "torch.Tensor":
+        """The tensor itself, a view of the same memory (imports torch; ``uint16`` bits go through
+        ``int16``, which torch before 2.3 has and ``uint16`` not)."""
+        torch = importlib.import_module("torch")
+        bits = self.bits.view(np.int16) if self.bits.dtype == np.uint16 else self.bits
+        return torch.from_numpy(bits).view(getattr(torch, self.dtype))
+
 
 def _torch() -> Any:
     """torch when something in this process imported it (a torch tensor cannot exist otherwise), else None:
@@ -193,8 +200,7 @@ def _flat(x: Any) -> np.ndarray:
     if isinstance(x, RawBits):
         if x.dtype == "bfloat16":
             return x.bits.reshape(-1).view(np.uint16)
-        torch = importlib.import_module("torch")  # float8: decoded by torch
-        x = torch.from_numpy(x.bits).view(getattr(torch, x.dtype))
+        x = x.to_torch()  # float8: decoded by torch
     if _is_torch(x):
         torch = _torch()
         x = x.detach().cpu()

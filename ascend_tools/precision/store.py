@@ -22,6 +22,7 @@ import numpy as np
 from .. import atomic, boundedio
 from ..errors import InputError
 from .dumps import Dump, inside
+from .metrics import RawBits
 from .records import Record, TensorInfo
 
 SCHEMA = "ascend-doctor/dump/1"
@@ -407,8 +408,7 @@ class OurDump(Dump):
         if arr is None:
             return None
         if info.dtype in RAW_BITS:
-            raw = torch.from_numpy(arr.view(np.int16 if RAW_BITS[info.dtype] is np.uint16 else np.uint8))
-            return raw.view(getattr(torch, info.dtype))
+            return RawBits(arr.view(RAW_BITS[info.dtype]), info.dtype).to_torch()
         return torch.from_numpy(arr)
 
     def load_array(self, info: TensorInfo, step: int) -> Optional[np.ndarray]:
