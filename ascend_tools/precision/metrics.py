@@ -429,7 +429,7 @@ def _finite_parts(t: _Widen, r: _Widen) -> Tuple[np.ndarray, np.ndarray, int, in
     return tw[both], rw[both], nan_mismatch, inf_mismatch
 
 
-def _rms_floor(squares: float, n: int, fmt: Tuple[int, int, int]) -> float:
+def rms_floor(squares: float, n: int, fmt: Tuple[int, int, int]) -> float:
     """The power of two the scaled ULP error clamps at: 2**floor(log2(rms of r)), within the format."""
     _, emin, emax = fmt
     rms = math.sqrt(squares / n)
@@ -460,7 +460,7 @@ def _measure(t: _Widen, r: _Widen, n: int, t_dtype: str) -> _Sums:
     finite or not exact ends as a float64 measurement; the floor is then not used)."""
     fmt = FLOAT_FORMATS.get(t_dtype)
     rr = _sum_squares(r, n)
-    floor = _rms_floor(rr, n, fmt) if fmt and math.isfinite(rr) else 1.0
+    floor = rms_floor(rr, n, fmt) if fmt and math.isfinite(rr) else 1.0
     s = _pass(t, r, n, fmt, floor)
     s.rr = rr
     return s
@@ -542,7 +542,7 @@ def _max_ulp_ratio(
             # float32's squares: at least 2**-50 (as _Sums.exact), so that those underflowing weigh nothing
             if not (_WORK[work][2] if work is np.float32 else 2.0**-900) < rr < math.inf:
                 return None
-            low = _rms_floor(rr, n, (0, emin, emax))
+            low = rms_floor(rr, n, (0, emin, emax))
         for lo, hi in _blocks(n):
             tb, rb = t.block(lo, hi), r.block(lo, hi)
             d = np.subtract(tb, rb, out=d_buf[: hi - lo])

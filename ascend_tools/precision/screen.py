@@ -3,6 +3,7 @@ one metric the op's standard reads is needed (a few vectorized passes, the same 
 full :func:`metrics.compare_tensors` runs only for what that metric says is an error. Used by shadow (every op,
 live) and by compare's replay (every output that is off against the reference)."""
 
+import math
 from typing import Any, Optional, Tuple
 
 import torch
@@ -12,35 +13,44 @@ from . import metrics as M
 from . import standards
 from .standards import Verdict
 
-_F64_MAX = float(torch.finfo(torch.float64).max)
+_F64 = torch.float64
+_F64_MAX = float(torch.finfo(_F64).max)
+_EXP_BITS = 0x7FF0000000000000  # float64 exponent field: x & _EXP_BITS = 2**floor(log2|x|)
 _CPU = torch.device("cpu")
 #: PairMetrics.note of a screened pass: only the metric the verdict reads was computed.
 SCREENED = "screened: only the judged metric computed"
 
 
-def judge_output(name: str, target: Any, ref: Any, reduction: Optional[int]) -> Tuple[M.PairMetrics, Verdict]:
+def judge_output(
+    name: str, target: Any, ref: Any, reduction: Optional[int], target_dtype: Optional[torch.dtype] = None
+) -> Tuple[M.PairMetrics, Verdict]:
     """The verdict on one output: first from the one metric the op's standard reads (a few vectorized
     passes, the same formula as ``metrics``); only when that says "error" from the full
-    ``compare_tensors`` (every metric, NaN/Inf handling)."""
-    m = screen(standards.standard_for(name), target, ref)
+    ``compare_tensors`` (every metric, NaN/Inf handling). ``target_dtype``: the output's own dtype where
+    ``target`` holds its values widened (shadow's float64 copy, made once on its worker): ULPs are that
+    dtype's, and the full comparison gets the values narrowed back to it (exactly)."""
+    m = screen(standards.standard_for(name), target, ref, target_dtype)
     if m is not None:
         v = standards.judge(m, name, reduction)
         if v.level != "error":
             return m, v
+    if target_dtype is not None and isinstance(target, torch.Tensor) and target.dtype != target_dtype:
+        target = target.to(target_dtype)
     m = M.compare_tensors(target, ref)
     return m, standards.judge(m, name, reduction)
 
 
-def screen(standard: str, t: Any, r: Any) -> Optional[M.PairMetrics]:
+def screen(standard: str, t: Any, r: Any, t_dtype: Optional[torch.dtype] = None) -> Optional[M.PairMetrics]:
     """A PairMetrics holding only what ``standards.judge`` reads for ``standard`` (status, count,
     dtypes and one of mismatch / max_ulp_err / max_scaled_ulp_err), or None when the full comparison is
-    needed (not floats, shapes differ, NaN/Inf anywhere, an unknown dtype)."""
+    needed (not floats, shapes differ, NaN/Inf anywhere, an unknown dtype). ``t_dtype``: see
+    :func:`judge_output`."""
     if not (isinstance(t, torch.Tensor) and isinstance(r, torch.Tensor)) or t.shape != r.shape:
         return None
     if not (t.is_floating_point() and r.is_floating_point()):
         return None
     n = t.numel()
-    t_dt, r_dt = dtype_name(t.dtype), dtype_name(r.dtype)
+    t_dt, r_dt = dtype_name(t.dtype if t_dtype is None else t_dtype), dtype_name(r.dtype)
     fmt = M.FLOAT_FORMATS.get(t_dt)
     if n == 0 or fmt is None or r_dt not in M.FLOAT_FORMATS:
         return None
@@ -55,7 +65,10 @@ def screen(standard: str, t: Any, r: Any) -> Optional[M.PairMetrics]:
         )
     mant, emin, emax = fmt
     scaled = standard not in ("binary", "absolute")
-    worst = M.max_ulp_ratio(t, r, emin, emax, scaled)
+    if t.dtype == _F64 and r.dtype == _F64:
+        worst = _max_ulp_ratio_f64(t, r, emin, emax, scaled)
+    else:
+        worst = M.max_ulp_ratio(t, r, emin, emax, scaled)
     if worst is None:
         return None
     return screened(t_dt, r_dt, n, scaled, worst * 2.0**mant)
@@ -70,3 +83,24 @@ def screened(t_dt: str, r_dt: str, n: int, scaled: bool, value: float) -> M.Pair
     else:
         m.max_ulp_err = min(value, _F64_MAX)
     return m
+
+
+def _max_ulp_ratio_f64(
+    t: torch.Tensor, r: torch.Tensor, emin: int, emax: int, scaled: bool
+) -> Optional[float]:
+    """:func:`metrics.max_ulp_ratio` of two float64 tensors (shadow's float64 copies against its float64
+    replays) in whole-tensor torch passes, which run faster there than numpy's blocks; an output equal to
+    its reference (exact ops) is told by one ``torch.equal``, which stops at the first difference."""
+    r = r.contiguous()
+    if torch.equal(t, r):
+        return 0.0
+    low = 2.0**emin
+    if scaled:
+        squares = float(torch.dot(r.reshape(-1), r.reshape(-1)))
+        if not math.isfinite(squares):
+            return None
+        low = M.rms_floor(squares, r.numel(), (0, emin, emax))
+    # |t - r| / 2**floor(log2|r|): the power of two from r's exponent bits, clamped
+    p2 = torch.bitwise_and(r.view(torch.int64), _EXP_BITS).view(_F64).clamp_(low, 2.0**emax)
+    worst = float(torch.sub(t, r).abs_().div_(p2).amax())
+    return worst if math.isfinite(worst) else None  # NaN/Inf somewhere: the full comparison

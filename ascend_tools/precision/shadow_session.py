@@ -14,8 +14,8 @@ per aten op call:
    or on clones) with no Python dispatch mode, under ``no_grad``: the float64 reference. ``dtype=``
    arguments are kept (``_to_copy(dtype=bf16)`` of float64 copies is the correctly rounded bf16 result);
    ``half_to_float`` is cleared (a float64 softmax has no half input); ``device=`` becomes the CPU;
-4. judge each output from its float64 copy (``shadow_judge.py``: the one metric its standard reads, the
-   full :func:`metrics.compare_tensors` for an error; the reduction length from the input shapes); keep the
+4. judge each output from its float64 copy (:func:`screen.judge_output`: the one metric its standard reads,
+   the full :func:`metrics.compare_tensors` for an error; the reduction length from the input shapes); keep the
    metrics of the worst output, drop the tensors.
 
 The reference sees the device's own inputs, so every record is the error *that op* introduced; errors
@@ -72,7 +72,7 @@ from . import metrics as M
 from .aliasing import COPIES
 from .failopen_mode import FailOpenMode
 from .replay import with_baseline
-from .shadow_judge import judge_wide
+from .screen import judge_output
 from .shadow_snaps import Snap, SnapCache
 from .shadow_worker import Worker
 from .standards import Verdict
@@ -582,7 +582,7 @@ class Shadow(StepSession):
         reduction = standards.reduction_length(op.name, shapes)
         best: Optional[Tuple[int, M.PairMetrics, Verdict]] = None
         for i, (s, r) in enumerate(zip(outputs, refs)):
-            m, v = judge_wide(op.name, s.dtype, s.wide(), r, reduction)
+            m, v = judge_output(op.name, s.wide(), r, reduction, s.dtype)
             if best is None or (_LEVELS.get(v.level, 0), v.ratio) > (
                 _LEVELS.get(best[2].level, 0),
                 best[2].ratio,

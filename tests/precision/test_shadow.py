@@ -147,7 +147,7 @@ def test_fail_open_logs_once(monkeypatch, caplog):
     def boom(*a, **k):
         raise RuntimeError("compare exploded")
 
-    monkeypatch.setattr(SH, "judge_wide", boom)
+    monkeypatch.setattr(SH, "judge_output", boom)
     model, x = _mlp(), torch.randn(4, 8)
     expect = model(x)
     with caplog.at_level(logging.WARNING, logger="ascend_tools"), shadow() as sh:

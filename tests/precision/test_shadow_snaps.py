@@ -1,5 +1,5 @@
 """Shadow's shared copies (precision/shadow_snaps.py) and its verdict from the float64 copy
-(precision/shadow_judge.py): a copy is reused only while its tensor is unchanged, and the verdict is the
+(``screen.judge_output`` given the output's dtype): a copy is reused only while its tensor is unchanged, and the verdict is the
 one ``screen.judge_output`` gives on the output itself."""
 
 import gc
@@ -9,7 +9,6 @@ import torch
 
 import ascend_tools.precision as precision
 from ascend_tools.precision.screen import judge_output
-from ascend_tools.precision.shadow_judge import judge_wide
 from ascend_tools.precision.shadow_snaps import Snap, SnapCache
 
 shadow = precision.shadow
@@ -32,14 +31,14 @@ def _pair(dtype, seed, scale=1e-6, nan=False):
 @pytest.mark.parametrize("scale,nan", [(1e-6, False), (3e-2, False), (0.0, False), (1e-6, True)])
 def test_the_verdict_from_the_float64_copy_is_screen_s(name, dtype, scale, nan):
     target, ref = _pair(dtype, 7, scale, nan)
-    got_m, got_v = judge_wide(name, dtype, target.to(torch.float64), ref, 64)
+    got_m, got_v = judge_output(name, target.to(torch.float64), ref, 64, dtype)
     want_m, want_v = judge_output(name, target, ref, 64)
     assert got_m == want_m and got_v == want_v
 
 
 def test_integer_outputs_are_compared_exactly():
     target, ref = torch.tensor([1, 2, 3]), torch.tensor([1, 2, 4])
-    m, v = judge_wide("aten::argmax", torch.int64, target, ref, None)
+    m, v = judge_output("aten::argmax", target, ref, None, torch.int64)
     assert v.level == "error" and m.mismatch == pytest.approx(1 / 3)
 
 
