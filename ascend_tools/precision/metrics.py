@@ -415,7 +415,7 @@ def _scaled_norms(t: _Widen, r: _Widen, n: int) -> Tuple[float, float, float, fl
     norms = [sc * math.sqrt(float(np.dot(x, x))) for x, sc in zip((dn, rn, tn), scales)]
     nr, nt = math.sqrt(float(np.dot(rn, rn))), math.sqrt(float(np.dot(tn, tn)))
     cos = float(np.dot(tn, rn)) / nt / nr if nt and nr else (1.0 if nt == nr else 0.0)
-    return norms[0], norms[1], norms[2], cos
+    return norms[0], norms[1], norms[2], max(-1.0, min(1.0, cos))  # rounding may leave [-1, 1] by an ulp
 
 
 def _finite_parts(t: _Widen, r: _Widen) -> Tuple[np.ndarray, np.ndarray, int, int]:

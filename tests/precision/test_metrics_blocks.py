@@ -65,3 +65,10 @@ def test_cosine_near_one_keeps_its_digits():
     t, r = x.bfloat16().double().numpy(), x.double().numpy()
     want = 1 - np.dot(t, r) / np.linalg.norm(t) / np.linalg.norm(r)
     assert 1 - m.cosine == pytest.approx(want, rel=1e-4)
+
+
+def test_cosine_of_extreme_magnitudes_stays_within_one():
+    # parallel vectors whose squares leave float64 (the scaled route): the cosine is exactly 1, and rounding
+    # must not push it past 1 (found by the fuzz test: 1.0000000000000002)
+    m = compare_tensors(np.full(3, 7.74100152e153), np.ones(3, dtype=np.float16))
+    assert m.cosine == 1.0
