@@ -5,8 +5,9 @@
 stacked into one 4-element row; rows wait in the queue, and :meth:`StatsQueue.flush` stacks every waiting
 row and moves them to the host in **one** transfer per device (:func:`to_host`). Nothing calls ``.item()``
 per tensor there. On the CPU, where reading a value is no device sync (:func:`reads_free`), the same
-reductions are read at once as four scalars (the fp32/fp64 norm as the square root of a BLAS dot product)
-and the entry is complete when it is made; only its digest, in hash mode, waits for the flush.
+reductions are read at once as four scalars (one pass of the compiled ``_moments.c`` for a contiguous float
+tensor where the package was built with it, else torch's reductions, the fp32/fp64 norm as the square root of
+a BLAS dot product) and the entry is complete when it is made; only its digest, in hash mode, waits for the flush.
 
 The counts (NaN, ±Inf, finite values at the dtype's ±max) are expensive on some devices (a boolean
 reduction per count) and almost always 0, so they are gated on the row: a tensor whose sum, max and min
@@ -33,6 +34,11 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 
 from .records import TensorStats
+
+try:  # one pass over a CPU tensor (_moments.c); built by setup.py where a C compiler is
+    from . import _moments
+except ImportError:  # no compiler at install: torch's reductions
+    _moments = None  # type: ignore[assignment]
 
 _BITS_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
@@ -147,16 +153,22 @@ def _row(x: torch.Tensor) -> Any:
 
 
 _DOT = (torch.float32, torch.float64)
+_MOMENTS_KIND = {torch.float32: 0, torch.float64: 1, torch.bfloat16: 2, torch.float16: 3}
 
 
 def _cpu_values(x: torch.Tensor) -> Any:
-    """``([max, min, sum, norm], is_float)`` of a CPU tensor as Python floats. The norm of an fp32/fp64
-    tensor is the square root of a BLAS dot product (faster than ``vector_norm`` on the CPU); it
-    overflows where the fp32 ``vector_norm`` does, and such a tensor is suspect (see :func:`_counts`)."""
+    """``([max, min, sum, norm], is_float)`` of a CPU tensor as Python floats: one pass of the compiled
+    kernel where it applies (:func:`_compiled_values`), else torch's reductions, the norm of an fp32/fp64
+    tensor as the square root of a BLAS dot product (faster than ``vector_norm`` on the CPU); it overflows
+    where the fp32 ``vector_norm`` does, and such a tensor is suspect (see :func:`_counts`)."""
     is_float = x.dtype.is_floating_point
-    if x.numel() == 1:  # a scalar (a loss, a scale): one read instead of four reductions
+    numel = x.numel()
+    if numel == 1:  # a scalar (a loss, a scale): one read instead of four reductions
         v = float(x.item())
         return [v, v, v, abs(v)], is_float
+    vals = _compiled_values(x, numel)
+    if vals is not None:
+        return vals, True
     if not is_float:
         x = x.to(torch.float32)
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
@@ -168,6 +180,19 @@ def _cpu_values(x: torch.Tensor) -> Any:
     else:
         norm = torch.linalg.vector_norm(x, dtype=acc).item()
     return [mx.item(), mn.item(), total, norm], is_float
+
+
+def _compiled_values(x: torch.Tensor, numel: int) -> Optional[List[float]]:
+    """``[max, min, sum, norm]`` from ``_moments.c`` for a contiguous float tensor, or None: no kernel, another
+    dtype or layout, or a non-finite sum (NaN, Inf or overflow: the kernel's max/min skip NaN, torch's
+    reductions then give the row with NaN in it, as every other path does)."""
+    kind = _MOMENTS_KIND.get(x.dtype) if _moments is not None else None
+    if kind is None or not x.is_contiguous():
+        return None
+    mx, mn, total, sq = _moments.moments(x.data_ptr(), numel, kind)
+    if not (math.isfinite(total) and math.isfinite(sq)):
+        return None
+    return [mx, mn, total, math.sqrt(sq)]
 
 
 def cpu_row(t: torch.Tensor) -> Optional[tuple]:

@@ -1,0 +1,310 @@
+/* One pass over a contiguous CPU buffer: its max, min, sum and sum of squares.
+
+   Why compiled: torch's CPU statistics of one tensor are four kernels (aminmax, which propagates NaN and
+   is the slowest of them, sum, a dot product, four reads), each a Python call; the capture computes them
+   for every op output. Here they are one call and one pass over memory the op has just written.
+
+   moments(address, n, kind) -> (max, min, sum, sumsq) as floats; kind 0 float32, 1 float64, 2 bfloat16,
+   3 float16. float32/bfloat16/float16 elements are summed as float32 within blocks of 256 elements
+   (16 per vector lane) and the blocks' sums in float64; float64 elements in float64 throughout.
+   NaN is skipped by max and min (the x86 max instruction returns its second operand when either is NaN)
+   but not by the sums: a caller reads a non-finite sum as "count NaN/Inf the slow way" (stats.py).
+   Built by setup.py where a C compiler is (optional=True); without it stats.py uses torch's kernels. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define BLOCK 256
+#define LANES 16
+
+typedef struct {
+    double mx, mn, sum, sq;
+} moments_t;
+
+static inline float bf16_to_float(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static inline float f16_to_float(uint16_t h) {
+    /* exponent and mantissa moved into a float32 and rescaled by 2^112 (subnormals included) */
+    uint32_t u = (uint32_t)(h & 0x7fff) << 13;
+    float f;
+    memcpy(&f, &u, 4);
+    f *= 5.192296858534828e+33f;
+    memcpy(&u, &f, 4);
+    if ((h & 0x7c00) == 0x7c00) u = 0x7f800000u | ((uint32_t)(h & 0x3ff) << 13); /* Inf, NaN */
+    u |= (uint32_t)(h & 0x8000) << 16;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static inline float f32_load(float v) { return v; }
+
+/* Portable kernels: independent lanes the compiler vectorises without reassociating anything. */
+#define PORTABLE(NAME, T, LOAD)                                                         \
+    static void NAME(const T *restrict x, Py_ssize_t n, moments_t *m) {                \
+        float mx[LANES], mn[LANES];                                                     \
+        double sum = 0, sq = 0;                                                         \
+        const float first = LOAD(x[0]);                                                 \
+        for (int j = 0; j < LANES; j++) mx[j] = mn[j] = first;                          \
+        Py_ssize_t i = 0;                                                               \
+        for (; i + BLOCK <= n; i += BLOCK) {                                            \
+            float s[LANES] = {0}, q[LANES] = {0};                                       \
+            for (Py_ssize_t k = i; k < i + BLOCK; k += LANES)                           \
+                for (int j = 0; j < LANES; j++) {                                       \
+                    const float v = LOAD(x[k + j]);                                     \
+                    mx[j] = v > mx[j] ? v : mx[j];                                      \
+                    mn[j] = v < mn[j] ? v : mn[j];                                      \
+                    s[j] += v;                                                          \
+                    q[j] += v * v;                                                      \
+                }                                                                       \
+            float bs = 0, bq = 0;                                                       \
+            for (int j = 0; j < LANES; j++) {                                           \
+                bs += s[j];                                                             \
+                bq += q[j];                                                             \
+            }                                                                           \
+            sum += bs;                                                                  \
+            sq += bq;                                                                   \
+        }                                                                               \
+        float a = mx[0], b = mn[0];                                                     \
+        for (int j = 1; j < LANES; j++) {                                               \
+            a = mx[j] > a ? mx[j] : a;                                                  \
+            b = mn[j] < b ? mn[j] : b;                                                  \
+        }                                                                               \
+        for (; i < n; i++) {                                                            \
+            const float v = LOAD(x[i]);                                                 \
+            a = v > a ? v : a;                                                          \
+            b = v < b ? v : b;                                                          \
+            sum += v;                                                                   \
+            sq += (double)v * v;                                                        \
+        }                                                                               \
+        m->mx = a;                                                                      \
+        m->mn = b;                                                                      \
+        m->sum = sum;                                                                   \
+        m->sq = sq;                                                                     \
+    }
+
+PORTABLE(portable_f32, float, f32_load)
+PORTABLE(portable_bf16, uint16_t, bf16_to_float)
+PORTABLE(portable_f16, uint16_t, f16_to_float)
+
+static void portable_f64(const double *restrict x, Py_ssize_t n, moments_t *m) {
+    double mx[8], mn[8], s[8] = {0}, q[8] = {0};
+    for (int j = 0; j < 8; j++) mx[j] = mn[j] = x[0];
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) {
+            const double v = x[i + j];
+            mx[j] = v > mx[j] ? v : mx[j];
+            mn[j] = v < mn[j] ? v : mn[j];
+            s[j] += v;
+            q[j] += v * v;
+        }
+    double a = mx[0], b = mn[0], sum = 0, sq = 0;
+    for (int j = 0; j < 8; j++) {
+        a = mx[j] > a ? mx[j] : a;
+        b = mn[j] < b ? mn[j] : b;
+        sum += s[j];
+        sq += q[j];
+    }
+    for (; i < n; i++) {
+        const double v = x[i];
+        a = v > a ? v : a;
+        b = v < b ? v : b;
+        sum += v;
+        sq += v * v;
+    }
+    m->mx = a;
+    m->mn = b;
+    m->sum = sum;
+    m->sq = sq;
+}
+
+typedef void (*kernel_t)(const void *, Py_ssize_t, moments_t *);
+
+static const kernel_t portable_kernels[4] = {
+    (kernel_t)portable_f32,
+    (kernel_t)portable_f64,
+    (kernel_t)portable_bf16,
+    (kernel_t)portable_f16,
+};
+
+static kernel_t kernels[4] = {
+    (kernel_t)portable_f32,
+    (kernel_t)portable_f64,
+    (kernel_t)portable_bf16,
+    (kernel_t)portable_f16,
+};
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+
+#define AVX2 __attribute__((target("avx2,f16c")))
+
+AVX2 static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+AVX2 static inline void finish8(__m256 mx, __m256 mn, float *a, float *b) {
+    float hi[8], lo[8];
+    _mm256_storeu_ps(hi, mx);
+    _mm256_storeu_ps(lo, mn);
+    *a = hi[0];
+    *b = lo[0];
+    for (int j = 1; j < 8; j++) {
+        *a = hi[j] > *a ? hi[j] : *a;
+        *b = lo[j] < *b ? lo[j] : *b;
+    }
+}
+
+/* 16 elements per step in two 8-lane registers; LOAD8(p) gives 8 float32 lanes from element pointer p */
+#define AVX2_KERNEL(NAME, T, LOAD8, LOAD1)                                                      \
+    AVX2 static void NAME(const T *restrict x, Py_ssize_t n, moments_t *m) {                   \
+        __m256 mx0 = _mm256_set1_ps(LOAD1(x[0])), mn0 = mx0, mx1 = mx0, mn1 = mx0;               \
+        double sum = 0, sq = 0;                                                                 \
+        Py_ssize_t i = 0;                                                                       \
+        for (; i + BLOCK <= n; i += BLOCK) {                                                    \
+            __m256 s0 = _mm256_setzero_ps(), s1 = s0, q0 = s0, q1 = s0;                         \
+            for (Py_ssize_t k = i; k < i + BLOCK; k += 16) {                                    \
+                const __m256 a = LOAD8(x + k), b = LOAD8(x + k + 8);                            \
+                mx0 = _mm256_max_ps(a, mx0);                                                    \
+                mn0 = _mm256_min_ps(a, mn0);                                                    \
+                mx1 = _mm256_max_ps(b, mx1);                                                    \
+                mn1 = _mm256_min_ps(b, mn1);                                                    \
+                s0 = _mm256_add_ps(s0, a);                                                      \
+                s1 = _mm256_add_ps(s1, b);                                                      \
+                q0 = _mm256_add_ps(q0, _mm256_mul_ps(a, a));                                    \
+                q1 = _mm256_add_ps(q1, _mm256_mul_ps(b, b));                                    \
+            }                                                                                   \
+            sum += hsum8(_mm256_add_ps(s0, s1));                                                \
+            sq += hsum8(_mm256_add_ps(q0, q1));                                                 \
+        }                                                                                       \
+        float a, b;                                                                             \
+        finish8(_mm256_max_ps(mx0, mx1), _mm256_min_ps(mn0, mn1), &a, &b);                      \
+        for (; i < n; i++) {                                                                    \
+            const float v = LOAD1(x[i]);                                                        \
+            a = v > a ? v : a;                                                                  \
+            b = v < b ? v : b;                                                                  \
+            sum += v;                                                                           \
+            sq += (double)v * v;                                                                \
+        }                                                                                       \
+        m->mx = a;                                                                              \
+        m->mn = b;                                                                              \
+        m->sum = sum;                                                                           \
+        m->sq = sq;                                                                             \
+    }
+
+#define LOAD_F32(p) _mm256_loadu_ps(p)
+#define LOAD_BF16(p) \
+    _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
+#define LOAD_F16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+
+AVX2_KERNEL(avx2_f32, float, LOAD_F32, f32_load)
+AVX2_KERNEL(avx2_bf16, uint16_t, LOAD_BF16, bf16_to_float)
+AVX2_KERNEL(avx2_f16, uint16_t, LOAD_F16, f16_to_float)
+
+AVX2 static void avx2_f64(const double *restrict x, Py_ssize_t n, moments_t *m) {
+    __m256d mx0 = _mm256_set1_pd(x[0]), mn0 = mx0, mx1 = mx0, mn1 = mx0;
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0, q0 = s0, q1 = s0;
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256d a = _mm256_loadu_pd(x + i), b = _mm256_loadu_pd(x + i + 4);
+        mx0 = _mm256_max_pd(a, mx0);
+        mn0 = _mm256_min_pd(a, mn0);
+        mx1 = _mm256_max_pd(b, mx1);
+        mn1 = _mm256_min_pd(b, mn1);
+        s0 = _mm256_add_pd(s0, a);
+        s1 = _mm256_add_pd(s1, b);
+        q0 = _mm256_add_pd(q0, _mm256_mul_pd(a, a));
+        q1 = _mm256_add_pd(q1, _mm256_mul_pd(b, b));
+    }
+    double hi[4], lo[4], s[4], q[4];
+    _mm256_storeu_pd(hi, _mm256_max_pd(mx0, mx1));
+    _mm256_storeu_pd(lo, _mm256_min_pd(mn0, mn1));
+    _mm256_storeu_pd(s, _mm256_add_pd(s0, s1));
+    _mm256_storeu_pd(q, _mm256_add_pd(q0, q1));
+    double a = hi[0], b = lo[0], sum = 0, sq = 0;
+    for (int j = 0; j < 4; j++) {
+        a = hi[j] > a ? hi[j] : a;
+        b = lo[j] < b ? lo[j] : b;
+        sum += s[j];
+        sq += q[j];
+    }
+    for (; i < n; i++) {
+        const double v = x[i];
+        a = v > a ? v : a;
+        b = v < b ? v : b;
+        sum += v;
+        sq += v * v;
+    }
+    m->mx = a;
+    m->mn = b;
+    m->sum = sum;
+    m->sq = sq;
+}
+
+static void use_avx2_if_present(void) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")) {
+        kernels[0] = (kernel_t)avx2_f32;
+        kernels[1] = (kernel_t)avx2_f64;
+        kernels[2] = (kernel_t)avx2_bf16;
+        kernels[3] = (kernel_t)avx2_f16;
+    }
+}
+#else
+static void use_avx2_if_present(void) {}
+#endif
+
+static PyObject *run(PyObject *args, const kernel_t *table) {
+    unsigned long long address;
+    Py_ssize_t n;
+    int kind;
+    moments_t m;
+    if (!PyArg_ParseTuple(args, "Kni", &address, &n, &kind)) return NULL;
+    if (n <= 0 || kind < 0 || kind > 3 || address == 0) {
+        PyErr_SetString(PyExc_ValueError, "moments: n > 0, kind 0..3 and a non-null address are needed");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    table[kind]((const void *)(uintptr_t)address, n, &m);
+    Py_END_ALLOW_THREADS
+    return Py_BuildValue("(dddd)", m.mx, m.mn, m.sum, m.sq);
+}
+
+static PyObject *moments(PyObject *self, PyObject *args) {
+    (void)self;
+    return run(args, kernels);
+}
+
+static PyObject *portable_moments(PyObject *self, PyObject *args) {
+    (void)self;
+    return run(args, portable_kernels);
+}
+
+static PyObject *simd(PyObject *self, PyObject *args) {
+    (void)self;
+    (void)args;
+    return PyBool_FromLong(kernels[0] != portable_kernels[0]);
+}
+
+static PyMethodDef methods[] = {
+    {"moments", moments, METH_VARARGS, "moments(address, n, kind) -> (max, min, sum, sum of squares)"},
+    {"portable_moments", portable_moments, METH_VARARGS, "moments() through the portable kernels (tests)"},
+    {"simd", simd, METH_NOARGS, "whether moments() uses the AVX2 kernels"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_moments", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__moments(void) {
+    use_avx2_if_present();
+    return PyModule_Create(&module);
+}

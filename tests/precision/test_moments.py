@@ -1,0 +1,106 @@
+"""The compiled one-pass statistics (precision/_moments.c), both its AVX2 and its portable kernels, against
+NumPy in float64 on the same elements; every bfloat16 and float16 bit pattern converted exactly; and
+stats.cpu_row giving the same row with and without the kernel (NaN/Inf rows through torch's reductions).
+
+The module is built by ``pip install -e .`` wherever a C compiler is; here a missing module is a failure,
+not a skip, whenever ``cc`` exists (a broken build must not go unseen)."""
+
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from ascend_tools.precision import stats
+
+if shutil.which("cc") is None and stats._moments is None:
+    pytest.skip("no C compiler: the package runs on torch's reductions", allow_module_level=True)
+
+_moments = stats._moments
+KINDS = {torch.float32: 0, torch.float64: 1, torch.bfloat16: 2, torch.float16: 3}
+KERNELS = ("moments", "portable_moments")
+
+
+def test_the_compiled_module_is_built():
+    assert _moments is not None, "pip install -e . should have built ascend_tools/precision/_moments"
+
+
+def _reference(t: torch.Tensor):
+    a = t.double().numpy().ravel()
+    return float(a.max()), float(a.min()), float(a.sum()), float(np.dot(a, a)), float(np.abs(a).sum())
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("dtype", list(KINDS))
+@pytest.mark.parametrize("n", [1, 2, 15, 16, 17, 255, 256, 257, 1000, 4099, 70000])
+def test_moments_match_numpy(kernel, dtype, n):
+    g = torch.Generator().manual_seed(n)
+    t = (torch.randn(n, generator=g, dtype=torch.float64) * 3 + 0.5).to(dtype)
+    mx, mn, total, sq = getattr(_moments, kernel)(t.data_ptr(), n, KINDS[dtype])
+    rmx, rmn, rsum, rsq, rabs = _reference(t)
+    assert (mx, mn) == (rmx, rmn)  # exact: max and min round nothing
+    # float32 arithmetic within blocks of 256: error at most ~256 * 2**-24 of the sum of magnitudes
+    tol = 1e-12 if dtype == torch.float64 else 2e-5
+    assert abs(total - rsum) <= tol * rabs
+    assert sq == pytest.approx(rsq, rel=tol)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_every_16_bit_pattern_converts_exactly(kernel, dtype):
+    bits = torch.arange(-(1 << 15), 1 << 15, dtype=torch.int32).to(torch.int16)
+    values = bits.view(dtype)
+    finite = values[torch.isfinite(values)].contiguous()
+    mx, mn, _, _ = getattr(_moments, kernel)(finite.data_ptr(), finite.numel(), KINDS[dtype])
+    rmx, rmn, _, _, _ = _reference(finite)
+    assert (mx, mn) == (rmx, rmn)
+    # the sums of bfloat16's largest values overflow float32 (the caller then uses torch): a moderate range
+    moderate = finite[finite.abs() < 1e4].contiguous()
+    _, _, total, _ = getattr(_moments, kernel)(moderate.data_ptr(), moderate.numel(), KINDS[dtype])
+    _, _, rsum, _, rabs = _reference(moderate)
+    assert abs(total - rsum) <= 2e-5 * rabs
+    # each element alone: the conversion itself, subnormals and signed zeros included
+    for i in range(0, finite.numel(), 997):
+        one = finite[i : i + 1]
+        got = getattr(_moments, kernel)(one.data_ptr(), 1, KINDS[dtype])
+        assert got[0] == float(one.double()) and got[1] == float(one.double())
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_elements_make_the_sum_non_finite(kernel, bad):
+    for dtype, kind in KINDS.items():
+        t = torch.randn(1000).to(dtype)
+        t[613] = bad
+        _, _, total, sq = getattr(_moments, kernel)(t.data_ptr(), t.numel(), kind)
+        assert not (math.isfinite(total) and math.isfinite(sq)), dtype
+
+
+def test_bad_arguments_are_a_value_error():
+    t = torch.ones(4)
+    for args in ((t.data_ptr(), 0, 0), (t.data_ptr(), 4, 7), (0, 4, 0)):
+        with pytest.raises(ValueError):
+            _moments.moments(*args)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: torch.randn(300, 77),
+        lambda: torch.randn(4096, dtype=torch.bfloat16),
+        lambda: torch.randn(513, dtype=torch.float16) * 100,
+        lambda: torch.randn(33, 9, dtype=torch.float64),
+        lambda: torch.randn(64, 64).t(),  # not contiguous: torch's reductions
+        lambda: torch.tensor([1.0, float("nan"), 3.0] * 100),  # NaN: torch's reductions, max is NaN
+        lambda: torch.tensor([65504.0, 1.0] * 300, dtype=torch.float16),  # saturated
+    ],
+)
+def test_cpu_row_is_the_same_with_and_without_the_kernel(monkeypatch, make):
+    t = make()
+    with_kernel = stats.cpu_row(t)
+    monkeypatch.setattr(stats, "_moments", None)
+    without = stats.cpu_row(t)
+    assert with_kernel[4:] == without[4:]  # nan, inf, sat counts
+    for got, want in zip(with_kernel[:4], without[:4]):
+        assert (math.isnan(got) and math.isnan(want)) or got == pytest.approx(want, rel=1e-5, abs=1e-6)
