@@ -11,6 +11,7 @@ but the ``.pth`` files inside it are not run, so an editable install of this che
 import email.parser
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -75,6 +76,8 @@ def test_wheel_ships_the_data_and_no_pyyaml_outside_dev(wheel):
     assert GOLDEN and {f"ascend_tools/ops/golden/{g}" for g in GOLDEN} <= names
     assert {f"ascend_tools/examples/{e}" for e in EXAMPLES} <= names
     assert not [n for n in names if n.startswith(("tests/", "examples/"))]
+    if shutil.which("cc"):  # the optional compiled statistics kernel is built wherever a compiler is
+        assert [n for n in names if n.startswith("ascend_tools/precision/_moments.")]
     yaml = [r for r in requires if r.lower().startswith("pyyaml")]
     assert yaml and all(r.replace(" ", "").endswith('extra=="dev"') for r in yaml)
 

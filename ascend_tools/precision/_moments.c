@@ -4,8 +4,9 @@
    is the slowest of them, sum, a dot product, four reads), each a Python call; the capture computes them
    for every op output. Here they are one call and one pass over memory the op has just written.
 
-   moments(address, n, kind) -> (max, min, sum, sumsq) as floats; kind 0 float32, 1 float64, 2 bfloat16,
-   3 float16. float32/bfloat16/float16 elements are summed as float32 within blocks of 256 elements
+   moments(address, kind, sizes, strides) -> (max, min, sum, sumsq) as floats, or None for a layout it
+   leaves to torch (see strided()); kind 0 float32, 1 float64, 2 bfloat16, 3 float16; sizes and strides in
+   elements, as torch gives them. float32/bfloat16/float16 elements are summed as float32 within blocks of 256 elements
    (16 per vector lane) and the blocks' sums in float64; float64 elements in float64 throughout.
    NaN is skipped by max and min (the x86 max instruction returns its second operand when either is NaN)
    but not by the sums: a caller reads a non-finite sum as "count NaN/Inf the slow way" (stats.py).
@@ -263,30 +264,115 @@ static void use_avx2_if_present(void) {
 static void use_avx2_if_present(void) {}
 #endif
 
-static PyObject *run(PyObject *args, const kernel_t *table) {
+static const size_t item_size[4] = {4, 8, 2, 2};
+
+#define MAX_DIMS 16
+
+/* Any strided layout: size-1 dimensions dropped; a stride-0 dimension (an expanded tensor) repeats every
+   element, which leaves max and min alone and multiplies the sums; the rest sorted by stride and merged
+   where one dimension continues the next, so a contiguous or permuted dense tensor is one run. The
+   innermost dimension must then have stride 1 (rows, e.g. a slice of the last dimension); any other layout
+   returns None: torch's reductions. */
+static PyObject *strided(PyObject *args, const kernel_t *table) {
     unsigned long long address;
-    Py_ssize_t n;
     int kind;
-    moments_t m;
-    if (!PyArg_ParseTuple(args, "Kni", &address, &n, &kind)) return NULL;
-    if (n <= 0 || kind < 0 || kind > 3 || address == 0) {
-        PyErr_SetString(PyExc_ValueError, "moments: n > 0, kind 0..3 and a non-null address are needed");
+    PyObject *size_obj, *stride_obj;
+    Py_ssize_t size[MAX_DIMS], stride[MAX_DIMS];
+    double repeat = 1;
+    int nd = 0;
+    if (!PyArg_ParseTuple(args, "KiOO", &address, &kind, &size_obj, &stride_obj)) return NULL;
+    PyObject *sizes = PySequence_Fast(size_obj, "sizes must be a sequence");
+    if (sizes == NULL) return NULL;
+    PyObject *strides = PySequence_Fast(stride_obj, "strides must be a sequence");
+    if (strides == NULL) {
+        Py_DECREF(sizes);
         return NULL;
     }
+    const Py_ssize_t ndim = PySequence_Fast_GET_SIZE(sizes);
+    int bad = ndim != PySequence_Fast_GET_SIZE(strides) || ndim > MAX_DIMS || kind < 0 || kind > 3 ||
+              address == 0;
+    for (Py_ssize_t d = 0; d < ndim && !bad; d++) {
+        const Py_ssize_t n = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(sizes, d));
+        const Py_ssize_t st = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(strides, d));
+        if (PyErr_Occurred() || n <= 0 || st < 0) {
+            bad = 1;
+        } else if (n == 1) {
+            continue;
+        } else if (st == 0) {
+            repeat *= (double)n;
+        } else {
+            int at = nd++; /* insertion sort, largest stride first */
+            while (at > 0 && stride[at - 1] < st) {
+                size[at] = size[at - 1];
+                stride[at] = stride[at - 1];
+                at--;
+            }
+            size[at] = n;
+            stride[at] = st;
+        }
+    }
+    Py_DECREF(sizes);
+    Py_DECREF(strides);
+    if (bad) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError,
+                            "moments: sizes > 0, strides >= 0, as many of each, kind 0..3, an address");
+        return NULL;
+    }
+    int kept = 0; /* dimension d merged into the one kept before it where it continues it */
+    for (int d = 0; d < nd; d++) {
+        if (kept > 0 && stride[kept - 1] == stride[d] * size[d]) {
+            size[kept - 1] *= size[d];
+            stride[kept - 1] = stride[d];
+        } else {
+            size[kept] = size[d];
+            stride[kept] = stride[d];
+            kept++;
+        }
+    }
+    nd = kept;
+    if (nd == 0) { /* one element, maybe repeated */
+        size[0] = 1;
+        stride[0] = 1;
+        nd = 1;
+    }
+    if (stride[nd - 1] != 1) Py_RETURN_NONE;
+    const Py_ssize_t row = size[nd - 1];
+    Py_ssize_t rows = 1, index[MAX_DIMS] = {0};
+    for (int d = 0; d < nd - 1; d++) rows *= size[d];
+    moments_t all = {0, 0, 0, 0}, m;
+    const char *base = (const char *)(uintptr_t)address;
     Py_BEGIN_ALLOW_THREADS
-    table[kind]((const void *)(uintptr_t)address, n, &m);
+    Py_ssize_t offset = 0;
+    for (Py_ssize_t r = 0; r < rows; r++) {
+        table[kind](base + (size_t)offset * item_size[kind], row, &m);
+        if (r == 0) {
+            all = m;
+        } else {
+            all.mx = m.mx > all.mx ? m.mx : all.mx;
+            all.mn = m.mn < all.mn ? m.mn : all.mn;
+            all.sum += m.sum;
+            all.sq += m.sq;
+        }
+        for (int d = nd - 2; d >= 0; d--) { /* odometer over the outer dimensions */
+            offset += stride[d];
+            if (++index[d] < size[d]) break;
+            offset -= stride[d] * size[d];
+            index[d] = 0;
+        }
+    }
     Py_END_ALLOW_THREADS
-    return Py_BuildValue("(dddd)", m.mx, m.mn, m.sum, m.sq);
+    return Py_BuildValue("(dddd)", all.mx, all.mn, all.sum * repeat, all.sq * repeat);
 }
 
 static PyObject *moments(PyObject *self, PyObject *args) {
     (void)self;
-    return run(args, kernels);
+    return strided(args, kernels);
 }
 
 static PyObject *portable_moments(PyObject *self, PyObject *args) {
     (void)self;
-    return run(args, portable_kernels);
+    return strided(args, portable_kernels);
 }
 
 static PyObject *simd(PyObject *self, PyObject *args) {
@@ -296,13 +382,15 @@ static PyObject *simd(PyObject *self, PyObject *args) {
 }
 
 static PyMethodDef methods[] = {
-    {"moments", moments, METH_VARARGS, "moments(address, n, kind) -> (max, min, sum, sum of squares)"},
+    {"moments", moments, METH_VARARGS,
+     "moments(address, kind, sizes, strides) -> (max, min, sum, sum of squares), or None for a layout it leaves "
+     "to torch"},
     {"portable_moments", portable_moments, METH_VARARGS, "moments() through the portable kernels (tests)"},
     {"simd", simd, METH_NOARGS, "whether moments() uses the AVX2 kernels"},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_moments", NULL, -1, methods};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_moments", NULL, -1, methods, NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__moments(void) {
     use_avx2_if_present();

@@ -5,9 +5,9 @@
 stacked into one 4-element row; rows wait in the queue, and :meth:`StatsQueue.flush` stacks every waiting
 row and moves them to the host in **one** transfer per device (:func:`to_host`). Nothing calls ``.item()``
 per tensor there. On the CPU, where reading a value is no device sync (:func:`reads_free`), the same
-reductions are read at once as four scalars (one pass of the compiled ``_moments.c`` for a contiguous float
-tensor where the package was built with it, else torch's reductions, the fp32/fp64 norm as the square root of
-a BLAS dot product) and the entry is complete when it is made; only its digest, in hash mode, waits for the flush.
+reductions are read at once as four scalars (one pass of the compiled ``_moments.c`` for a float tensor
+where the package was built with it, else torch's reductions, the fp32/fp64 norm as the square root of a
+BLAS dot product) and the entry is complete when it is made; only its digest, in hash mode, waits for the flush.
 
 The counts (NaN, ±Inf, finite values at the dtype's ±max) are expensive on some devices (a boolean
 reduction per count) and almost always 0, so they are gated on the row: a tensor whose sum, max and min
@@ -166,7 +166,7 @@ def _cpu_values(x: torch.Tensor) -> Any:
     if numel == 1:  # a scalar (a loss, a scale): one read instead of four reductions
         v = float(x.item())
         return [v, v, v, abs(v)], is_float
-    vals = _compiled_values(x, numel)
+    vals = _compiled_values(x)
     if vals is not None:
         return vals, True
     if not is_float:
@@ -182,17 +182,17 @@ def _cpu_values(x: torch.Tensor) -> Any:
     return [mx.item(), mn.item(), total, norm], is_float
 
 
-def _compiled_values(x: torch.Tensor, numel: int) -> Optional[List[float]]:
-    """``[max, min, sum, norm]`` from ``_moments.c`` for a contiguous float tensor, or None: no kernel, another
-    dtype or layout, or a non-finite sum (NaN, Inf or overflow: the kernel's max/min skip NaN, torch's
-    reductions then give the row with NaN in it, as every other path does)."""
+def _compiled_values(x: torch.Tensor) -> Optional[List[float]]:
+    """``[max, min, sum, norm]`` from ``_moments.c`` for a float tensor, or None: no kernel, another dtype, a
+    layout it leaves to torch, or a non-finite sum (NaN, Inf or overflow: the kernel's max/min skip NaN;
+    torch's reductions then give the row with NaN in it, as every other path does)."""
     kind = _MOMENTS_KIND.get(x.dtype) if _moments is not None else None
-    if kind is None or not x.is_contiguous():
+    if kind is None:
         return None
-    mx, mn, total, sq = _moments.moments(x.data_ptr(), numel, kind)
-    if not (math.isfinite(total) and math.isfinite(sq)):
+    vals = _moments.moments(x.data_ptr(), kind, x.shape, x.stride())
+    if vals is None or not (math.isfinite(vals[2]) and math.isfinite(vals[3])):
         return None
-    return [mx, mn, total, math.sqrt(sq)]
+    return [vals[0], vals[1], vals[2], math.sqrt(vals[3])]
 
 
 def cpu_row(t: torch.Tensor) -> Optional[tuple]:

@@ -26,6 +26,10 @@ def test_the_compiled_module_is_built():
     assert _moments is not None, "pip install -e . should have built ascend_tools/precision/_moments"
 
 
+def _run(kernel, t):
+    return getattr(_moments, kernel)(t.data_ptr(), KINDS[t.dtype], t.shape, t.stride())
+
+
 def _reference(t: torch.Tensor):
     a = t.double().numpy().ravel()
     return float(a.max()), float(a.min()), float(a.sum()), float(np.dot(a, a)), float(np.abs(a).sum())
@@ -37,7 +41,7 @@ def _reference(t: torch.Tensor):
 def test_moments_match_numpy(kernel, dtype, n):
     g = torch.Generator().manual_seed(n)
     t = (torch.randn(n, generator=g, dtype=torch.float64) * 3 + 0.5).to(dtype)
-    mx, mn, total, sq = getattr(_moments, kernel)(t.data_ptr(), n, KINDS[dtype])
+    mx, mn, total, sq = _run(kernel, t)
     rmx, rmn, rsum, rsq, rabs = _reference(t)
     assert (mx, mn) == (rmx, rmn)  # exact: max and min round nothing
     # float32 arithmetic within blocks of 256: error at most ~256 * 2**-24 of the sum of magnitudes
@@ -52,36 +56,70 @@ def test_every_16_bit_pattern_converts_exactly(kernel, dtype):
     bits = torch.arange(-(1 << 15), 1 << 15, dtype=torch.int32).to(torch.int16)
     values = bits.view(dtype)
     finite = values[torch.isfinite(values)].contiguous()
-    mx, mn, _, _ = getattr(_moments, kernel)(finite.data_ptr(), finite.numel(), KINDS[dtype])
+    mx, mn, _, _ = _run(kernel, finite)
     rmx, rmn, _, _, _ = _reference(finite)
     assert (mx, mn) == (rmx, rmn)
     # the sums of bfloat16's largest values overflow float32 (the caller then uses torch): a moderate range
     moderate = finite[finite.abs() < 1e4].contiguous()
-    _, _, total, _ = getattr(_moments, kernel)(moderate.data_ptr(), moderate.numel(), KINDS[dtype])
+    _, _, total, _ = _run(kernel, moderate)
     _, _, rsum, _, rabs = _reference(moderate)
     assert abs(total - rsum) <= 2e-5 * rabs
     # each element alone: the conversion itself, subnormals and signed zeros included
     for i in range(0, finite.numel(), 997):
         one = finite[i : i + 1]
-        got = getattr(_moments, kernel)(one.data_ptr(), 1, KINDS[dtype])
+        got = _run(kernel, one)
         assert got[0] == float(one.double()) and got[1] == float(one.double())
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
 def test_non_finite_elements_make_the_sum_non_finite(kernel, bad):
-    for dtype, kind in KINDS.items():
+    for dtype in KINDS:
         t = torch.randn(1000).to(dtype)
         t[613] = bad
-        _, _, total, sq = getattr(_moments, kernel)(t.data_ptr(), t.numel(), kind)
+        _, _, total, sq = _run(kernel, t)
         assert not (math.isfinite(total) and math.isfinite(sq)), dtype
 
 
 def test_bad_arguments_are_a_value_error():
     t = torch.ones(4)
-    for args in ((t.data_ptr(), 0, 0), (t.data_ptr(), 4, 7), (0, 4, 0)):
+    for args in ((t.data_ptr(), 7, (4,), (1,)), (0, 0, (4,), (1,)), (t.data_ptr(), 0, (4,), (1, 1))):
         with pytest.raises(ValueError):
             _moments.moments(*args)
+    with pytest.raises(ValueError):
+        _moments.moments(t.data_ptr(), 0, (0,), (1,))  # empty: the caller gives no statistics
+
+
+_BASE = torch.randn(2, 128, 8, 32, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: _BASE.transpose(1, 2),  # heads first: a permuted dense tensor, one run
+        lambda: _BASE[..., :16].transpose(1, 2),  # rotary halves: rows of 16
+        lambda: _BASE[..., 16:],
+        lambda: _BASE[:, 5],
+        lambda: _BASE.sum(-1, keepdim=True).expand(2, 128, 8, 32),  # expanded: every element repeated
+        lambda: torch.randn(256).expand(2, 128, 256),
+        lambda: torch.tensor(2.5).expand(3, 3),
+        lambda: _BASE.to(torch.bfloat16).permute(3, 0, 2, 1),
+        lambda: _BASE.double()[1:, 3:100:2].transpose(0, 2),
+        lambda: _BASE.half()[:, :, :, 7:9],
+    ],
+)
+def test_strided_layouts_match_numpy(kernel, make):
+    t = make()
+    mx, mn, total, sq = _run(kernel, t)
+    rmx, rmn, rsum, rsq, rabs = _reference(t)
+    assert (mx, mn) == (rmx, rmn)
+    assert abs(total - rsum) <= 2e-5 * rabs and sq == pytest.approx(rsq, rel=2e-5)
+
+
+def test_a_layout_without_unit_stride_is_left_to_torch():
+    t = torch.randn(4, 6)
+    assert _moments.moments(t.data_ptr(), 0, (4, 3), (6, 2)) is None  # every other column
 
 
 @pytest.mark.parametrize(
@@ -91,7 +129,8 @@ def test_bad_arguments_are_a_value_error():
         lambda: torch.randn(4096, dtype=torch.bfloat16),
         lambda: torch.randn(513, dtype=torch.float16) * 100,
         lambda: torch.randn(33, 9, dtype=torch.float64),
-        lambda: torch.randn(64, 64).t(),  # not contiguous: torch's reductions
+        lambda: torch.randn(64, 64).t(),
+        lambda: torch.randn(64, 64)[:, ::2],  # no unit stride: torch's reductions
         lambda: torch.tensor([1.0, float("nan"), 3.0] * 100),  # NaN: torch's reductions, max is NaN
         lambda: torch.tensor([65504.0, 1.0] * 300, dtype=torch.float16),  # saturated
     ],
