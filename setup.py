@@ -1,7 +1,8 @@
-"""The metadata lives in pyproject.toml; this file adds the one compiled module.
+"""The metadata lives in pyproject.toml; this file adds the compiled modules.
 
-``ascend_tools.precision._moments`` (one pass for a CPU tensor's max, min, sum and sum of squares) is
-optional: where no C compiler is, the build skips it and ``precision/stats.py`` uses torch's kernels.
+``ascend_tools.precision._moments`` (one pass for a CPU tensor's max, min, sum and sum of squares, for
+``stats.py``) and ``ascend_tools.precision._pair_sums`` (one pass for a pair's metrics, for ``metrics.py``) are
+optional: where no C compiler is, the build skips them and the package uses torch's and NumPy's kernels.
 """
 
 from setuptools import Extension, setup
@@ -11,10 +12,11 @@ _UNIX = ["-O3", "-std=c99"]
 setup(
     ext_modules=[
         Extension(
-            "ascend_tools.precision._moments",
-            ["ascend_tools/precision/_moments.c"],
+            f"ascend_tools.precision.{name}",
+            [f"ascend_tools/precision/{name}.c"],
             extra_compile_args=_UNIX,
             optional=True,
         )
+        for name in ("_moments", "_pair_sums")
     ]
 )

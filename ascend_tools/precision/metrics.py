@@ -22,6 +22,11 @@ import numpy as np
 
 from .records import TensorStats
 
+try:  # one pass over a pair (_pair_sums.c); built by setup.py where a C compiler is
+    from . import _pair_sums
+except ImportError:  # no compiler at install: the NumPy pass
+    _pair_sums = None  # type: ignore[assignment]
+
 if TYPE_CHECKING:
     import torch
 
@@ -457,11 +462,49 @@ def _cosine(s: _Sums, norm_t: float, norm_r: float) -> float:
 
 def _measure(t: _Widen, r: _Widen, n: int, t_dtype: str) -> _Sums:
     """:func:`_pass` after sum(r^2), which gives the scaled ULP error's floor (a sum of squares that is not
-    finite or not exact ends as a float64 measurement; the floor is then not used)."""
+    finite or not exact ends as a float64 measurement; the floor is then not used); both in one compiled pass
+    each where they can be (:func:`_compiled_sums`)."""
     fmt = FLOAT_FORMATS.get(t_dtype)
+    compiled = _compiled_sums(t, r, n, fmt)
+    if compiled is not None:
+        return compiled
     rr = _sum_squares(r, n)
     floor = rms_floor(rr, n, fmt) if fmt and math.isfinite(rr) else 1.0
     s = _pass(t, r, n, fmt, floor)
+    s.rr = rr
+    return s
+
+
+#: the element types ``_pair_sums.c`` reads (float32, bfloat16 as its bits, float16), by its kind numbers
+_PAIR_KINDS = {np.dtype(np.float32): 0, np.dtype(np.uint16): 2, np.dtype(np.float16): 3}
+#: the order of ``_pair_sums.pair_sums``'s result
+_PAIR_FIELDS = (
+    "above", "differ", "within_1e3", "within_5e3",
+    "max_abs", "max_r", "max_t", "max_rel", "max_ulp", "max_scaled",
+    "dd", "tt", "tr", "ds", "sum_rel", "sum_ulp",
+)  # fmt: skip
+
+
+def _compiled_sums(t: _Widen, r: _Widen, n: int, fmt: Optional[Tuple[int, int, int]]) -> Optional[_Sums]:
+    """:func:`_measure`'s sums from ``_pair_sums.c`` (the same float32 steps, one load of each element), or
+    None where it does not apply: not built, float64 work, another element type, or a CPU without AVX2."""
+    if _pair_sums is None or t.work is not np.float32:
+        return None
+    t_kind, r_kind = _PAIR_KINDS.get(t.arr.dtype), _PAIR_KINDS.get(r.arr.dtype)
+    if t_kind is None or r_kind is None or not (t.arr.flags.c_contiguous and r.arr.flags.c_contiguous):
+        return None
+    t_address, r_address = t.arr.ctypes.data, r.arr.ctypes.data
+    rr = _pair_sums.sum_squares(r_address, r_kind, n)
+    if rr is None:
+        return None
+    floor = rms_floor(rr, n, fmt) if fmt and math.isfinite(rr) else 1.0
+    emin, emax = (fmt[1], fmt[2]) if fmt else (1, 0)  # emin > emax: no ULP metric
+    values = _pair_sums.pair_sums(t_address, t_kind, r_address, r_kind, n, emin, emax, floor)
+    if values is None:
+        return None
+    s = _Sums()
+    for name, value in zip(_PAIR_FIELDS, values):
+        setattr(s, name, value)
     s.rr = rr
     return s
 
