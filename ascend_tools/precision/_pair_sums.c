@@ -8,7 +8,8 @@
      -> (above, differ, within_1e3, within_5e3,
          max_abs, max_r, max_t, max_rel, max_ulp, max_scaled,
          dd, tt, tr, ds, sum_rel, sum_ulp)
-   and sum_squares(address, kind, n) (the reference's, for the scaled ULP error's floor, first),
+   and sum_squares(address, kind, n) (the reference's, for the scaled ULP error's floor, first), and
+   max_ulp(t_address, t_kind, r_address, r_kind, n, low, high) (metrics.max_ulp_ratio's one metric),
    or None where the CPU lacks AVX2 (metrics.py then runs its NumPy pass, the reference for this one). kind:
    0 float32, 2 bfloat16, 3 float16 (as _moments.c). With emin > emax no ULP metric is computed (a target
    dtype without a known format). Each step is the float32 operation metrics._pass makes (IEEE-rounded the
@@ -122,6 +123,23 @@ AVX2 static void pass(const void *t, int t_kind, const void *r, int r_kind, Py_s
     s->max_scaled = hmax8(max_scaled);
 }
 
+/* max |t - r| / clamp(2**floor(log2|r|), low, high) over whole vectors; NaN where a ratio is NaN or Inf */
+AVX2 static float worst_ulp(const void *t, int t_kind, const void *r, int r_kind, Py_ssize_t n, float low,
+                            float high) {
+    const __m256 sign = _mm256_set1_ps(-0.0f), zero = _mm256_setzero_ps();
+    const __m256 lo = _mm256_set1_ps(low), hi = _mm256_set1_ps(high);
+    const __m256 exp_bits = _mm256_castsi256_ps(_mm256_set1_epi32(0x7F800000));
+    __m256 worst = zero, poison = zero; /* q * 0 is NaN exactly where q is NaN or Inf */
+    for (Py_ssize_t i = 0; i < n; i += 8) {
+        const __m256 rv = load8(r, r_kind, i);
+        const __m256 ad = _mm256_andnot_ps(sign, _mm256_sub_ps(load8(t, t_kind, i), rv));
+        const __m256 q = _mm256_div_ps(ad, _mm256_min_ps(_mm256_max_ps(_mm256_and_ps(rv, exp_bits), lo), hi));
+        worst = _mm256_max_ps(q, worst);
+        poison = _mm256_add_ps(poison, _mm256_mul_ps(q, zero));
+    }
+    return hsum8(poison) == 0 ? hmax8(worst) : NAN;
+}
+
 /* sum of r^2 over whole vectors, as pass() sums (float32 within blocks, float64 across) */
 AVX2 static double squares(const void *r, int r_kind, Py_ssize_t n) {
     double total = 0;
@@ -143,6 +161,11 @@ static int have_avx2(void) {
 }
 #else
 static int have_avx2(void) { return 0; }
+static float worst_ulp(const void *t, int t_kind, const void *r, int r_kind, Py_ssize_t n, float low,
+                       float high) {
+    (void)t, (void)t_kind, (void)r, (void)r_kind, (void)n, (void)low, (void)high;
+    return 0;
+}
 static double squares(const void *r, int r_kind, Py_ssize_t n) {
     (void)r, (void)r_kind, (void)n;
     return 0;
@@ -188,6 +211,34 @@ static PyObject *sum_squares(PyObject *self, PyObject *args) {
     }
     Py_END_ALLOW_THREADS
     return PyFloat_FromDouble(total);
+}
+
+static PyObject *max_ulp(PyObject *self, PyObject *args) {
+    unsigned long long t_address, r_address;
+    int t_kind, r_kind;
+    Py_ssize_t n;
+    double low, high;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "KiKindd", &t_address, &t_kind, &r_address, &r_kind, &n, &low, &high)) return NULL;
+    if (n <= 0 || !kind_ok(t_kind) || !kind_ok(r_kind) || t_address == 0 || r_address == 0 || !(low > 0) ||
+        !(high >= low) || (double)(float)low != low || (double)(float)high != high) {
+        PyErr_SetString(PyExc_ValueError, "max_ulp: n > 0, kinds 0, 2 or 3, addresses, 0 < low <= high in float32");
+        return NULL;
+    }
+    if (!avx2) Py_RETURN_NONE;
+    const Py_ssize_t whole = n - n % 8, rest = n - whole;
+    unsigned char t_tail[32], r_tail[32];
+    float worst = 0;
+    Py_BEGIN_ALLOW_THREADS
+    if (whole) worst = worst_ulp((const void *)(uintptr_t)t_address, t_kind, (const void *)(uintptr_t)r_address, r_kind, whole, (float)low, (float)high);
+    if (rest) { /* zero pads: |0 - 0| / low = 0 */
+        tail8(t_tail, t_address, t_kind, whole, rest);
+        tail8(r_tail, r_address, r_kind, whole, rest);
+        const float tail = worst_ulp(t_tail, t_kind, r_tail, r_kind, 8, (float)low, (float)high);
+        worst = tail != tail ? tail : (tail > worst ? tail : worst);
+    }
+    Py_END_ALLOW_THREADS
+    return PyFloat_FromDouble((double)worst);
 }
 
 static PyObject *pair_sums(PyObject *self, PyObject *args) {
@@ -249,6 +300,9 @@ static PyMethodDef methods[] = {
     {"pair_sums", pair_sums, METH_VARARGS,
      "pair_sums(t_address, t_kind, r_address, r_kind, n, emin, emax, floor) -> the sums of metrics._pass, or "
      "None without AVX2"},
+    {"max_ulp", max_ulp, METH_VARARGS,
+     "max_ulp(t_address, t_kind, r_address, r_kind, n, low, high) -> metrics.max_ulp_ratio's float32 maximum (NaN "
+     "for a ratio that is not finite), or None without AVX2"},
     {"sum_squares", sum_squares, METH_VARARGS,
      "sum_squares(address, kind, n) -> the sum of squares pass() would make, or None without AVX2"},
     {NULL, NULL, 0, NULL},

@@ -485,14 +485,24 @@ _PAIR_FIELDS = (
 )  # fmt: skip
 
 
-def _compiled_sums(t: _Widen, r: _Widen, n: int, fmt: Optional[Tuple[int, int, int]]) -> Optional[_Sums]:
-    """:func:`_measure`'s sums from ``_pair_sums.c`` (the same float32 steps, one load of each element), or
-    None where it does not apply: not built, float64 work, another element type, or a CPU without AVX2."""
+def _compiled_kinds(t: _Widen, r: _Widen) -> Optional[Tuple[int, int]]:
+    """The ``_pair_sums.c`` kinds of the two arrays where it can run on them (built, float32 work, element types
+    it reads, contiguous), else None."""
     if _pair_sums is None or t.work is not np.float32:
         return None
     t_kind, r_kind = _PAIR_KINDS.get(t.arr.dtype), _PAIR_KINDS.get(r.arr.dtype)
     if t_kind is None or r_kind is None or not (t.arr.flags.c_contiguous and r.arr.flags.c_contiguous):
         return None
+    return t_kind, r_kind
+
+
+def _compiled_sums(t: _Widen, r: _Widen, n: int, fmt: Optional[Tuple[int, int, int]]) -> Optional[_Sums]:
+    """:func:`_measure`'s sums from ``_pair_sums.c`` (the same float32 steps, one load of each element), or
+    None where it does not apply (:func:`_compiled_kinds`, or a CPU without AVX2)."""
+    kinds = _compiled_kinds(t, r)
+    if kinds is None:
+        return None
+    t_kind, r_kind = kinds
     t_address, r_address = t.arr.ctypes.data, r.arr.ctypes.data
     rr = _pair_sums.sum_squares(r_address, r_kind, n)
     if rr is None:
@@ -579,13 +589,22 @@ def _max_ulp_ratio(
     t, r = _Widen(t_arr, work, "t"), _Widen(r_arr, work, "r")
     n, low, worst = t_arr.size, 2.0**emin, 0.0
     d_buf, p_buf = _buffer("d", work), _buffer("p", work)
+    kinds = _compiled_kinds(t, r)
     with np.errstate(all="ignore"):
         if scaled:
-            rr = _sum_squares(r, n)
+            rr = _pair_sums.sum_squares(r.arr.ctypes.data, kinds[1], n) if kinds else None
+            if rr is None:
+                rr = _sum_squares(r, n)
             # float32's squares: at least 2**-50 (as _Sums.exact), so that those underflowing weigh nothing
             if not (_WORK[work][2] if work is np.float32 else 2.0**-900) < rr < math.inf:
                 return None
             low = rms_floor(rr, n, (0, emin, emax))
+        if kinds and emin >= -126 and emax <= 127:  # bounds float32 holds
+            compiled = _pair_sums.max_ulp(
+                t.arr.ctypes.data, kinds[0], r.arr.ctypes.data, kinds[1], n, low, 2.0**emax
+            )
+            if compiled is not None:
+                return compiled if math.isfinite(compiled) else None
         for lo, hi in _blocks(n):
             tb, rb = t.block(lo, hi), r.block(lo, hi)
             d = np.subtract(tb, rb, out=d_buf[: hi - lo])

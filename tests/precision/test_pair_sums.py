@@ -108,6 +108,32 @@ def test_a_target_without_a_known_ulp_format(monkeypatch):
     assert s is not None and s.max_ulp == 0.0 and s.max_abs > 0
 
 
+@pytest.mark.parametrize("scaled", [False, True])
+@pytest.mark.parametrize(
+    "t_dtype,emin,emax", [("bfloat16", -126, 127), ("float16", -14, 15), ("float32", -126, 127)]
+)
+@pytest.mark.parametrize("n", [1, 9, 256, 4099])
+def test_max_ulp_ratio_equals_the_numpy_pass(monkeypatch, scaled, t_dtype, emin, emax, n):
+    rng = np.random.default_rng(n)
+    ref = rng.standard_normal(n).astype(np.float32) * 8
+    ref[:: max(1, n // 7)] = 0.0  # exact zeros: the ratio's low clamp
+    target = _as(ref.astype(np.float64) * (1 + rng.standard_normal(n) * 2e-3), t_dtype)
+    got = M.max_ulp_ratio(target, ref, emin, emax, scaled)
+    with monkeypatch.context() as m:
+        m.setattr(M, "_pair_sums", None)
+        want = M.max_ulp_ratio(target, ref, emin, emax, scaled)
+    assert got == want  # a maximum of correctly rounded float32 quotients: no rounding differs
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_max_ulp_ratio_of_a_non_finite_element_is_none(bad):
+    ref = np.ones(1001, np.float32)
+    for where in (3, 1000):  # in the vector part and in the tail
+        target = ref.copy()
+        target[where] = bad
+        assert M.max_ulp_ratio(target, ref, -126, 127, False) is None
+
+
 def test_bad_arguments_are_a_value_error():
     a = np.ones(8, np.float32)
     addr = a.ctypes.data
@@ -120,3 +146,6 @@ def test_bad_arguments_are_a_value_error():
             M._pair_sums.pair_sums(*args)
     with pytest.raises(ValueError):
         M._pair_sums.sum_squares(addr, 1, 8)
+    for low, high in ((0.0, 1.0), (2.0, 1.0), (2.0**-1022, 1.0)):
+        with pytest.raises(ValueError):
+            M._pair_sums.max_ulp(addr, 0, addr, 0, 8, low, high)
