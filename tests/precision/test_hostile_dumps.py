@@ -186,6 +186,28 @@ def test_a_tensor_file_outside_the_dump_is_never_read(tmp_path, absolute):
     assert report["summary"]["problems"] == 2
 
 
+@pytest.mark.parametrize("link", ["file", "step dir"])
+def test_a_symlinked_tensor_file_or_step_dir_is_not_followed(tmp_path, link):
+    """The tensor file itself, or the step directory holding it, is a link to the same name outside."""
+    target, reference = our_pair(tmp_path)
+    outside = tmp_path / "outside"
+    step = target / "rank0" / "step0"
+    if link == "file":
+        record = json.loads((step / "records.jsonl").read_text())
+        name = record["outputs"][0]["file"]
+        (outside / name).parent.mkdir(parents=True)
+        np.save(outside / name, np.full((4, 4), SECRET, dtype=np.float32))
+        (step / name).unlink()
+        os.symlink(outside / name, step / name)
+    else:
+        shutil.move(str(step), str(outside))
+        os.symlink(outside, step)
+    report = compare(target, reference)
+    assert "1234" not in json.dumps(report["pairs"])
+    problems = refusals(report)
+    assert problems and all("leads out of" in p for p in problems)
+
+
 def test_a_symlinked_msprobe_tensor_dir_is_not_followed(tmp_path):
     target, reference = msprobe_pair(tmp_path)
     (rank_dir,) = (target / "step0").iterdir()
