@@ -9,7 +9,9 @@
          max_abs, max_r, max_t, max_rel, max_ulp, max_scaled,
          dd, tt, tr, ds, sum_rel, sum_ulp)
    and sum_squares(address, kind, n) (the reference's, for the scaled ULP error's floor, first), and
-   max_ulp(t_address, t_kind, r_address, r_kind, n, low, high) (metrics.max_ulp_ratio's one metric),
+   max_ulp(t_address, t_kind, r_address, r_kind, n, low, high) (metrics.max_ulp_ratio's one metric) and
+   max_ulp_f64(t_address, r_address, n, low, high) (the same for two float64 arrays, in float64: screen.py's
+   check of shadow's float64 copies against its float64 replays),
    or None where the CPU lacks AVX2 (metrics.py then runs its NumPy pass, the reference for this one). kind:
    0 float32, 2 bfloat16, 3 float16 (as _moments.c). With emin > emax no ULP metric is computed (a target
    dtype without a known format). Each step is the float32 operation metrics._pass makes (IEEE-rounded the
@@ -140,6 +142,41 @@ AVX2 static float worst_ulp(const void *t, int t_kind, const void *r, int r_kind
     return hsum8(poison) == 0 ? hmax8(worst) : NAN;
 }
 
+/* worst_ulp of float64 t against float64 r, in float64; the n mod 4 tail element by element */
+AVX2 static double worst_ulp_f64(const double *t, const double *r, Py_ssize_t n, double low, double high) {
+    const __m256d sign = _mm256_set1_pd(-0.0), zero = _mm256_setzero_pd();
+    const __m256d lo = _mm256_set1_pd(low), hi = _mm256_set1_pd(high);
+    const __m256d exp_bits = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FF0000000000000LL));
+    __m256d worst = zero, poison = zero;
+    Py_ssize_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const __m256d tv = _mm256_loadu_pd(t + i);
+        const __m256d rv = _mm256_loadu_pd(r + i);
+        const __m256d ad = _mm256_andnot_pd(sign, _mm256_sub_pd(tv, rv));
+        const __m256d q = _mm256_div_pd(ad, _mm256_min_pd(_mm256_max_pd(_mm256_and_pd(rv, exp_bits), lo), hi));
+        worst = _mm256_max_pd(q, worst);
+        poison = _mm256_add_pd(poison, _mm256_mul_pd(q, zero));
+    }
+    double w[4], p[4];
+    _mm256_storeu_pd(w, worst);
+    _mm256_storeu_pd(p, poison);
+    double out = w[0], bad = p[0] + p[1] + p[2] + p[3];
+    for (int j = 1; j < 4; j++) out = w[j] > out ? w[j] : out;
+    for (; i < n; i++) {
+        const double tv = t[i];
+        uint64_t bits;
+        memcpy(&bits, r + i, 8);
+        bits &= 0x7FF0000000000000ULL;
+        double p2;
+        memcpy(&p2, &bits, 8);
+        p2 = p2 < low ? low : (p2 > high ? high : p2);
+        const double q = fabs(tv - r[i]) / p2;
+        out = q > out ? q : out;
+        bad += q * 0;
+    }
+    return bad == 0 ? out : NAN;
+}
+
 /* sum of r^2 over whole vectors, as pass() sums (float32 within blocks, float64 across) */
 AVX2 static double squares(const void *r, int r_kind, Py_ssize_t n) {
     double total = 0;
@@ -161,6 +198,10 @@ static int have_avx2(void) {
 }
 #else
 static int have_avx2(void) { return 0; }
+static double worst_ulp_f64(const double *t, const double *r, Py_ssize_t n, double low, double high) {
+    (void)t, (void)r, (void)n, (void)low, (void)high;
+    return 0;
+}
 static float worst_ulp(const void *t, int t_kind, const void *r, int r_kind, Py_ssize_t n, float low,
                        float high) {
     (void)t, (void)t_kind, (void)r, (void)r_kind, (void)n, (void)low, (void)high;
@@ -241,6 +282,24 @@ static PyObject *max_ulp(PyObject *self, PyObject *args) {
     return PyFloat_FromDouble((double)worst);
 }
 
+static PyObject *max_ulp_f64(PyObject *self, PyObject *args) {
+    unsigned long long t_address, r_address;
+    Py_ssize_t n;
+    double low, high;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "KKndd", &t_address, &r_address, &n, &low, &high)) return NULL;
+    if (n <= 0 || t_address == 0 || r_address == 0 || !(low > 0) || !(high >= low)) {
+        PyErr_SetString(PyExc_ValueError, "max_ulp_f64: n > 0, addresses, 0 < low <= high");
+        return NULL;
+    }
+    if (!avx2) Py_RETURN_NONE;
+    double worst;
+    Py_BEGIN_ALLOW_THREADS
+    worst = worst_ulp_f64((const double *)(uintptr_t)t_address, (const double *)(uintptr_t)r_address, n, low, high);
+    Py_END_ALLOW_THREADS
+    return PyFloat_FromDouble(worst);
+}
+
 static PyObject *pair_sums(PyObject *self, PyObject *args) {
     unsigned long long t_address, r_address;
     int t_kind, r_kind, emin, emax;
@@ -303,6 +362,9 @@ static PyMethodDef methods[] = {
     {"max_ulp", max_ulp, METH_VARARGS,
      "max_ulp(t_address, t_kind, r_address, r_kind, n, low, high) -> metrics.max_ulp_ratio's float32 maximum (NaN "
      "for a ratio that is not finite), or None without AVX2"},
+    {"max_ulp_f64", max_ulp_f64, METH_VARARGS,
+     "max_ulp_f64(t_address, r_address, n, low, high) -> max_ulp() of two float64 arrays in float64, or None "
+     "without AVX2"},
     {"sum_squares", sum_squares, METH_VARARGS,
      "sum_squares(address, kind, n) -> the sum of squares pass() would make, or None without AVX2"},
     {NULL, NULL, 0, NULL},

@@ -89,10 +89,12 @@ def _max_ulp_ratio_f64(
     t: torch.Tensor, r: torch.Tensor, emin: int, emax: int, scaled: bool
 ) -> Optional[float]:
     """:func:`metrics.max_ulp_ratio` of two float64 tensors (shadow's float64 copies against its float64
-    replays) in whole-tensor torch passes, which run faster there than numpy's blocks; an output equal to
-    its reference (exact ops) is told by one ``torch.equal``, which stops at the first difference."""
+    replays): one pass of ``_pair_sums.max_ulp_f64`` where it is built, else whole-tensor torch passes, which
+    run faster there than numpy's blocks, after one ``torch.equal`` (it stops at the first difference: exact
+    ops' outputs)."""
     r = r.contiguous()
-    if torch.equal(t, r):
+    compiled = M._pair_sums is not None
+    if not compiled and torch.equal(t, r):
         return 0.0
     low = 2.0**emin
     if scaled:
@@ -100,6 +102,13 @@ def _max_ulp_ratio_f64(
         if not math.isfinite(squares):
             return None
         low = M.rms_floor(squares, r.numel(), (0, emin, emax))
+    if compiled:
+        t = t.contiguous()
+        worst_c = M._pair_sums.max_ulp_f64(t.data_ptr(), r.data_ptr(), r.numel(), low, 2.0**emax)
+        if worst_c is not None:
+            return worst_c if math.isfinite(worst_c) else None
+        if torch.equal(t, r):  # a CPU without AVX2
+            return 0.0
     # |t - r| / 2**floor(log2|r|): the power of two from r's exponent bits, clamped
     p2 = torch.bitwise_and(r.view(torch.int64), _EXP_BITS).view(_F64).clamp_(low, 2.0**emax)
     worst = float(torch.sub(t, r).abs_().div_(p2).amax())

@@ -134,6 +134,27 @@ def test_max_ulp_ratio_of_a_non_finite_element_is_none(bad):
         assert M.max_ulp_ratio(target, ref, -126, 127, False) is None
 
 
+@pytest.mark.parametrize("scaled", [False, True])
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 1000, 65539])
+def test_float64_max_ulp_ratio_equals_the_torch_passes(monkeypatch, scaled, n):
+    torch = pytest.importorskip("torch")
+    from ascend_tools.precision import screen
+
+    g = torch.Generator().manual_seed(n)
+    ref = torch.randn(n, generator=g, dtype=torch.float64) * 3
+    ref[::7] = 0.0
+    target = ref.float().double()  # the replay's float64 truth against a float32 kernel's output
+    target[::5] += 1e-3
+    got = screen._max_ulp_ratio_f64(target, ref, -126, 127, scaled)
+    with monkeypatch.context() as m:
+        m.setattr(M, "_pair_sums", None)
+        want = screen._max_ulp_ratio_f64(target, ref, -126, 127, scaled)
+    assert got == want and got > 0
+    target[n // 2] = math.nan
+    assert screen._max_ulp_ratio_f64(target, ref, -126, 127, scaled) is None
+    assert screen._max_ulp_ratio_f64(ref, ref.clone(), -126, 127, scaled) == 0.0
+
+
 def test_bad_arguments_are_a_value_error():
     a = np.ones(8, np.float32)
     addr = a.ctypes.data
@@ -149,3 +170,5 @@ def test_bad_arguments_are_a_value_error():
     for low, high in ((0.0, 1.0), (2.0, 1.0), (2.0**-1022, 1.0)):
         with pytest.raises(ValueError):
             M._pair_sums.max_ulp(addr, 0, addr, 0, 8, low, high)
+    with pytest.raises(ValueError):
+        M._pair_sums.max_ulp_f64(addr, addr, 2, 2.0, 1.0)
