@@ -1,5 +1,5 @@
 """What every dispatch-level tool shares (check-ops' trace, capture, shadow, fault injection): the name of an
-aten overload and of what a user names an op (``--ops matmul``), whether autograd is running a backward, and
+aten overload (the names a user gives are in ``op_names.py``, which needs no torch), whether autograd is running a backward, and
 :class:`ModulePath`, the module path of the op being dispatched."""
 
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
@@ -9,43 +9,11 @@ import torch
 if TYPE_CHECKING:
     from .module_names import ModuleNames
 
-# names a user may give for an op that never reaches dispatch (CompositeImplicitAutograd) -> what does
-OP_ALIASES = {
-    "matmul": ("mm", "bmm", "addmm", "baddbmm"),
-    "linear": ("addmm", "mm", "bmm"),
-    "softmax": ("_softmax",),
-    "log_softmax": ("_log_softmax",),
-    "layer_norm": ("native_layer_norm",),
-}
-
-
-def normalise_op(name: str) -> List[str]:
-    """``aten::mm``, ``aten.mm.default``, ``mm`` → ``["mm"]``; ``matmul`` → the ops it runs as."""
-    n = name.strip()
-    for prefix in ("aten::", "aten."):
-        if n.startswith(prefix):
-            n = n[len(prefix) :]
-    if n.endswith(".default"):
-        n = n[: -len(".default")]
-    return list(OP_ALIASES.get(n, (n,)))
-
 
 def op_name(func: Any) -> str:
     """``aten::mm`` for a default overload, ``aten::add.Tensor`` otherwise."""
     schema = func._schema
     return schema.name if not schema.overload_name else f"{schema.name}.{schema.overload_name}"
-
-
-def op_base(name: str) -> str:
-    """``aten::add.Tensor`` → ``add``: the op without namespace and overload."""
-    return name.split("::", 1)[-1].split(".", 1)[0]
-
-
-def is_wanted(name: str, wanted: Optional[set]) -> bool:
-    """Whether ``name`` (``aten::add.Tensor``) passes an ``--ops`` filter (names from :func:`normalise_op`;
-    None: every op)."""
-    rest = name.split("::", 1)[-1]
-    return wanted is None or rest in wanted or rest.split(".", 1)[0] in wanted
 
 
 def written_args(func: Any) -> Tuple[Tuple[int, str], ...]:
@@ -66,14 +34,6 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 
 _DTYPE_NAMES: Dict[torch.dtype, str] = {}
-
-
-#: ops that allocate or re-point storage without defining its values (their outputs hold whatever the
-#: memory held: statistics of them are noise, NaN included)
-UNDEFINED_VALUES = frozenset((
-    "empty", "empty_like", "new_empty", "new_empty_strided", "empty_strided", "empty_permuted",
-    "resize_", "resize_as_", "set_",
-))  # fmt: skip
 
 
 #: the autograd engine's current graph task id, -1 outside backward (always -1 on a torch without it)

@@ -4,16 +4,17 @@ A record keeps only a stack id; each distinct stack is written once. Library fra
 package, the standard library) are left out, so the stack is the user's own call path.
 """
 
+import importlib.util
 import os
 import sys
 import sysconfig
 from typing import Any, Dict, List, Optional, Tuple
 
-import torch
-
 STACK_DEPTH = 16
-# torch's directory and this package's (this module sits at its top level)
-_SKIP_DIRS = tuple(os.path.dirname(os.path.abspath(f)) + os.sep for f in (torch.__file__, __file__))
+# torch's directory (found, not imported: compare shortens a dump's stack paths without torch) and this
+# package's (this module sits at its top level)
+_TORCH_FILE = getattr(importlib.util.find_spec("torch"), "origin", None) or os.path.join("<no torch>", "_")
+_SKIP_DIRS = tuple(os.path.dirname(os.path.abspath(f)) + os.sep for f in (_TORCH_FILE, __file__))
 _EXAMPLES = os.path.join(_SKIP_DIRS[1], "examples") + os.sep  # ascend_tools.examples stands for user code
 _STDLIB = os.path.abspath(sysconfig.get_paths()["stdlib"]) + os.sep
 _SITE = os.sep + "site-packages" + os.sep

@@ -31,8 +31,9 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 import torch
 
 from .. import backend
-from ..dispatch import ModulePath, dtype_name, flat_tensors, normalise_op
+from ..dispatch import ModulePath, dtype_name, flat_tensors
 from ..module_names import ModuleNames
+from ..op_names import normalise_op
 from ..session import StepSession
 from ..stacks import StackTable
 from . import aliasing, store

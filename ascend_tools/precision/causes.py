@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterator, List, Optional, Tuple
 
+from ..op_names import UNDEFINED_VALUES, op_base
 from .diagnose import AMPLIFICATION_CULPRIT, PairResult
 from .records import Record, TensorInfo
 
@@ -102,8 +103,6 @@ def _classify(res: PairResult) -> Optional[Cause]:
     if t is None:
         return None
     if r is None:
-        from ..dispatch import UNDEFINED_VALUES, op_base  # torch: not on compare's import path
-
         base = op_base(t.name)
         # backward ops follow the forward graph (a bf16 run's extra cast adds a gradient sum there)
         if (
@@ -171,8 +170,6 @@ def _overflows_a_mask(rec: Record) -> bool:
 
 
 def first_nonfinite(results: List[PairResult]) -> Optional[Cause]:
-    from ..dispatch import op_base  # torch: not on compare's import path
-
     for res in sorted((r for r in results if r.pair.target is not None), key=lambda r: r.record.id):
         t, r = res.pair.target, res.pair.reference
         assert t is not None

@@ -4,7 +4,8 @@ arguments it writes."""
 
 from typing import Any, Optional
 
-from ..dispatch import UNDEFINED_VALUES, is_wanted, op_base, op_name, written_args
+from ..dispatch import op_name, written_args
+from ..op_names import UNDEFINED_VALUES, is_wanted, op_base
 from . import aliasing
 
 # bookkeeping ops that compute nothing (record_function markers of the profiler and the optimizer)

@@ -17,7 +17,7 @@ from typing import Any, List, Optional, Sequence
 
 import torch
 
-from ..dispatch import UNDEFINED_VALUES, op_base
+from ..op_names import UNDEFINED_VALUES, op_base
 from . import metrics as M
 from . import standards
 from .screen import judge_output

@@ -53,17 +53,9 @@ import torch
 from torch.utils._python_dispatch import _disable_current_modes
 
 from .. import atomic, backend
-from ..dispatch import (
-    UNDEFINED_VALUES,
-    ModulePath,
-    flat_tensors,
-    is_wanted,
-    normalise_op,
-    op_base,
-    op_name,
-    written_args,
-)
+from ..dispatch import ModulePath, flat_tensors, op_name, written_args
 from ..launch import failed
+from ..op_names import UNDEFINED_VALUES, is_wanted, normalise_op, op_base
 from ..report import Finding, Report, Series, Severity, Table
 from ..session import StepSession
 from ..stacks import user_site

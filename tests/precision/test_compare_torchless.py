@@ -23,6 +23,19 @@ def test_the_compare_command_imports_no_torch_until_a_replay():
     assert _python(code).strip() == "False"
 
 
+def test_a_compare_without_replays_never_imports_torch(demo_dumps):  # noqa: F811
+    """--no-replay: the ranking of causes (NaN/Inf first, its op names) too reads no torch (a second of the
+    command's time, 1.2 s of 2.2 s on the bench's pair before op_names.py)."""
+    target, reference = demo_dumps
+    code = (
+        "import sys\n"
+        "from ascend_tools.precision.compare import compare_dumps\n"
+        f"report = compare_dumps({target!r}, {reference!r}, replay=False)\n"
+        "print(bool(report.sections), 'torch' in sys.modules)\n"
+    )
+    assert _python(code).split() == ["True", "False"]
+
+
 def test_bfloat16_bits_are_measured_without_torch_as_the_tensor_is():
     x = torch.randn(3, 1000, dtype=torch.float64).float()
     bits = x.bfloat16().view(torch.int16).numpy().view(np.uint16)

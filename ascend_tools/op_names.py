@@ -1,0 +1,45 @@
+"""Op names as text: what a user names an op (``--ops matmul``), an overload's base name, the ops whose output is
+uninitialised memory. No torch here: compare's report reads them without importing it (``dispatch.py`` has what
+needs torch)."""
+
+from typing import List, Optional
+
+# names a user may give for an op that never reaches dispatch (CompositeImplicitAutograd) -> what does
+OP_ALIASES = {
+    "matmul": ("mm", "bmm", "addmm", "baddbmm"),
+    "linear": ("addmm", "mm", "bmm"),
+    "softmax": ("_softmax",),
+    "log_softmax": ("_log_softmax",),
+    "layer_norm": ("native_layer_norm",),
+}
+
+
+def normalise_op(name: str) -> List[str]:
+    """``aten::mm``, ``aten.mm.default``, ``mm`` → ``["mm"]``; ``matmul`` → the ops it runs as."""
+    n = name.strip()
+    for prefix in ("aten::", "aten."):
+        if n.startswith(prefix):
+            n = n[len(prefix) :]
+    if n.endswith(".default"):
+        n = n[: -len(".default")]
+    return list(OP_ALIASES.get(n, (n,)))
+
+
+def op_base(name: str) -> str:
+    """``aten::add.Tensor`` → ``add``: the op without namespace and overload."""
+    return name.split("::", 1)[-1].split(".", 1)[0]
+
+
+def is_wanted(name: str, wanted: Optional[set]) -> bool:
+    """Whether ``name`` (``aten::add.Tensor``) passes an ``--ops`` filter (names from :func:`normalise_op`;
+    None: every op)."""
+    rest = name.split("::", 1)[-1]
+    return wanted is None or rest in wanted or rest.split(".", 1)[0] in wanted
+
+
+#: ops that allocate or re-point storage without defining its values (their outputs hold whatever the
+#: memory held: statistics of them are noise, NaN included)
+UNDEFINED_VALUES = frozenset((
+    "empty", "empty_like", "new_empty", "new_empty_strided", "empty_strided", "empty_permuted",
+    "resize_", "resize_as_", "set_",
+))  # fmt: skip
