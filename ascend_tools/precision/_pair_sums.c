@@ -125,21 +125,23 @@ AVX2 static void pass(const void *t, int t_kind, const void *r, int r_kind, Py_s
     s->max_scaled = hmax8(max_scaled);
 }
 
-/* max |t - r| / clamp(2**floor(log2|r|), low, high) over whole vectors; NaN where a ratio is NaN or Inf */
+/* max |t - r| / clamp(2**floor(log2|r|), low, high) over whole vectors: NaN where an element of t or r is NaN
+   or Inf (x - x is NaN exactly there), else the maximum, +Inf where a ratio overflowed float32 (finite
+   elements: float64 then measures it) */
 AVX2 static float worst_ulp(const void *t, int t_kind, const void *r, int r_kind, Py_ssize_t n, float low,
                             float high) {
     const __m256 sign = _mm256_set1_ps(-0.0f), zero = _mm256_setzero_ps();
     const __m256 lo = _mm256_set1_ps(low), hi = _mm256_set1_ps(high);
     const __m256 exp_bits = _mm256_castsi256_ps(_mm256_set1_epi32(0x7F800000));
-    __m256 worst = zero, poison = zero; /* q * 0 is NaN exactly where q is NaN or Inf */
+    __m256 worst = zero, bad = zero;
     for (Py_ssize_t i = 0; i < n; i += 8) {
-        const __m256 rv = load8(r, r_kind, i);
-        const __m256 ad = _mm256_andnot_ps(sign, _mm256_sub_ps(load8(t, t_kind, i), rv));
+        const __m256 tv = load8(t, t_kind, i), rv = load8(r, r_kind, i);
+        bad = _mm256_add_ps(bad, _mm256_add_ps(_mm256_sub_ps(tv, tv), _mm256_sub_ps(rv, rv)));
+        const __m256 ad = _mm256_andnot_ps(sign, _mm256_sub_ps(tv, rv));
         const __m256 q = _mm256_div_ps(ad, _mm256_min_ps(_mm256_max_ps(_mm256_and_ps(rv, exp_bits), lo), hi));
         worst = _mm256_max_ps(q, worst);
-        poison = _mm256_add_ps(poison, _mm256_mul_ps(q, zero));
     }
-    return hsum8(poison) == 0 ? hmax8(worst) : NAN;
+    return hsum8(bad) == 0 ? hmax8(worst) : NAN;
 }
 
 /* worst_ulp of float64 t against float64 r, in float64; the n mod 4 tail element by element */
@@ -361,7 +363,7 @@ static PyMethodDef methods[] = {
      "None without AVX2"},
     {"max_ulp", max_ulp, METH_VARARGS,
      "max_ulp(t_address, t_kind, r_address, r_kind, n, low, high) -> metrics.max_ulp_ratio's float32 maximum (NaN "
-     "for a ratio that is not finite), or None without AVX2"},
+     "for a NaN/Inf element, Inf for a ratio beyond float32), or None without AVX2"},
     {"max_ulp_f64", max_ulp_f64, METH_VARARGS,
      "max_ulp_f64(t_address, r_address, n, low, high) -> max_ulp() of two float64 arrays in float64, or None "
      "without AVX2"},

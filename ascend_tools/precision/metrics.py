@@ -578,14 +578,17 @@ def max_ulp_ratio(target: Any, reference: Any, emin: int, emax: int, scaled: boo
     t_arr, r_arr = _flat(target), _flat(reference)
     if _narrow(t_arr) and _narrow(r_arr):
         worst = _max_ulp_ratio(t_arr, r_arr, np.float32, emin, emax, scaled)
-        if worst is not None:
-            return worst
-    return _max_ulp_ratio(t_arr, r_arr, np.float64, emin, emax, scaled)
+        if worst is not None:  # NaN: a NaN/Inf element, which float64 would meet as well
+            return None if math.isnan(worst) else worst
+    worst = _max_ulp_ratio(t_arr, r_arr, np.float64, emin, emax, scaled)
+    return None if worst is None or math.isnan(worst) else worst
 
 
 def _max_ulp_ratio(
     t_arr: np.ndarray, r_arr: np.ndarray, work: Any, emin: int, emax: int, scaled: bool
 ) -> Optional[float]:
+    """The ratio in ``work``; NaN where an element is NaN or Inf (no other dtype would do better), None where
+    ``work`` over- or underflowed (float64 may not)."""
     t, r = _Widen(t_arr, work, "t"), _Widen(r_arr, work, "r")
     n, low, worst = t_arr.size, 2.0**emin, 0.0
     d_buf, p_buf = _buffer("d", work), _buffer("p", work)
@@ -603,8 +606,8 @@ def _max_ulp_ratio(
             compiled = _pair_sums.max_ulp(
                 t.arr.ctypes.data, kinds[0], r.arr.ctypes.data, kinds[1], n, low, 2.0**emax
             )
-            if compiled is not None:
-                return compiled if math.isfinite(compiled) else None
+            if compiled is not None:  # NaN for a NaN/Inf element; Inf (float32 overflow): None, float64 next
+                return compiled if compiled < math.inf else None
         for lo, hi in _blocks(n):
             tb, rb = t.block(lo, hi), r.block(lo, hi)
             d = np.subtract(tb, rb, out=d_buf[: hi - lo])
@@ -615,7 +618,7 @@ def _max_ulp_ratio(
                 np.divide(d, _pow2_floor(rb, p_buf[: hi - lo], low, 2.0**emax), out=p_buf[: hi - lo]).max()
             )
             if not math.isfinite(q):
-                return None
+                return q if math.isnan(q) else None
             worst = max(worst, q)
     return worst
 

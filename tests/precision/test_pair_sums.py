@@ -155,6 +155,22 @@ def test_float64_max_ulp_ratio_equals_the_torch_passes(monkeypatch, scaled, n):
     assert screen._max_ulp_ratio_f64(ref, ref.clone(), -126, 127, scaled) == 0.0
 
 
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_nan_element_is_not_measured_again_in_float64_but_a_float32_overflow_is(monkeypatch, compiled):
+    if not compiled:
+        monkeypatch.setattr(M, "_pair_sums", None)
+    works = []
+    real = M._max_ulp_ratio
+    monkeypatch.setattr(M, "_max_ulp_ratio", lambda t, r, work, *a: works.append(work) or real(t, r, work, *a))
+    ref = np.zeros(100, np.float32)
+    target = np.full(100, 4.0, np.float32)
+    # |4 - 0| / 2**-126 = 2**128: beyond float32, exact in float64
+    assert M.max_ulp_ratio(target, ref, -126, 127, False) == 2.0**128 and works == [np.float32, np.float64]
+    works.clear()
+    target[7] = math.nan
+    assert M.max_ulp_ratio(target, ref, -126, 127, False) is None and works == [np.float32]
+
+
 def test_bad_arguments_are_a_value_error():
     a = np.ones(8, np.float32)
     addr = a.ctypes.data
