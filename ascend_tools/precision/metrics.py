@@ -607,7 +607,7 @@ def _max_ulp_ratio(
                 t.arr.ctypes.data, kinds[0], r.arr.ctypes.data, kinds[1], n, low, 2.0**emax
             )
             if compiled is not None:  # NaN for a NaN/Inf element; Inf (float32 overflow): None, float64 next
-                return compiled if compiled < math.inf else None
+                return None if compiled == math.inf else compiled
         for lo, hi in _blocks(n):
             tb, rb = t.block(lo, hi), r.block(lo, hi)
             d = np.subtract(tb, rb, out=d_buf[: hi - lo])
