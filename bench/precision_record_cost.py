@@ -10,8 +10,8 @@ median over rounds is printed:
 * ``bare``: nothing recorded; ``empty-mode``: a dispatch mode that only calls the op;
 * ``ours-op``: ``capture(level="op", mode="stats")`` as a user runs it;
 * then parts of it taken away in turn, each variant keeping the previous ones' cuts: ``stack=False`` (the
-  Python stack of each record); the reductions (``stats._cpu_values`` returns fixed values: no aminmax, sum,
-  dot, item); the encoding and writing of each record (``RecordWriter.add`` drops the record); the per-tensor
+  Python stack of each record); the statistics (``stats._cpu_values`` returns fixed values: no pass of the
+  compiled ``_moments.c``, nor torch's aminmax, sum, dot and item where it is not built); the encoding and writing of each record (``RecordWriter.add`` drops the record); the per-tensor
   entries (``Capture._tensor`` returns a bare ``TensorEntry``: no place, lookup, statistics fragment).
 
 Each variant's cost per record is (its step − the next variant's step) / records a step: what that part
@@ -34,7 +34,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # (name, what the cut removes) in the order the cuts accumulate
 CUTS = (
     ("ours-op", "stack walk"),
-    ("no stack", "reductions (aminmax, sum, dot, .item)"),
+    ("no stack", "statistics (_moments.c's pass, or torch's reductions)"),
     ("no reductions", "encoding and writing the record"),
     ("no encoding", "per-tensor entries (place, lookup, fragment)"),
     ("no entries", "rest (record skeleton, mode above empty-mode)"),
