@@ -161,7 +161,9 @@ def test_a_nan_element_is_not_measured_again_in_float64_but_a_float32_overflow_i
         monkeypatch.setattr(M, "_pair_sums", None)
     works = []
     real = M._max_ulp_ratio
-    monkeypatch.setattr(M, "_max_ulp_ratio", lambda t, r, work, *a: works.append(work) or real(t, r, work, *a))
+    monkeypatch.setattr(
+        M, "_max_ulp_ratio", lambda t, r, work, *a: works.append(work) or real(t, r, work, *a)
+    )
     ref = np.zeros(100, np.float32)
     target = np.full(100, 4.0, np.float32)
     # |4 - 0| / 2**-126 = 2**128: beyond float32, exact in float64
