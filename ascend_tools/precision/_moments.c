@@ -45,6 +45,20 @@ static inline float f16_to_float(uint16_t h) {
 
 static inline float f32_load(float v) { return v; }
 
+/* the elements from i on, one by one, into a, b, sum and sq (of the kernel around it); then its result */
+#define FINISH_FLOAT(LOAD)          \
+    for (; i < n; i++) {            \
+        const float v = LOAD(x[i]); \
+        a = v > a ? v : a;          \
+        b = v < b ? v : b;          \
+        sum += v;                   \
+        sq += (double)v * v;        \
+    }                               \
+    m->mx = a;                      \
+    m->mn = b;                      \
+    m->sum = sum;                   \
+    m->sq = sq;
+
 /* Portable kernels: independent lanes the compiler vectorises without reassociating anything. */
 #define PORTABLE(NAME, T, LOAD)                                                         \
     static void NAME(const T *restrict x, Py_ssize_t n, moments_t *m) {                \
@@ -76,39 +90,20 @@ static inline float f32_load(float v) { return v; }
             a = mx[j] > a ? mx[j] : a;                                                  \
             b = mn[j] < b ? mn[j] : b;                                                  \
         }                                                                               \
-        for (; i < n; i++) {                                                            \
-            const float v = LOAD(x[i]);                                                 \
-            a = v > a ? v : a;                                                          \
-            b = v < b ? v : b;                                                          \
-            sum += v;                                                                   \
-            sq += (double)v * v;                                                        \
-        }                                                                               \
-        m->mx = a;                                                                      \
-        m->mn = b;                                                                      \
-        m->sum = sum;                                                                   \
-        m->sq = sq;                                                                     \
+        FINISH_FLOAT(LOAD)                                                              \
     }
 
 PORTABLE(portable_f32, float, f32_load)
 PORTABLE(portable_bf16, uint16_t, bf16_to_float)
 PORTABLE(portable_f16, uint16_t, f16_to_float)
 
-static void portable_f64(const double *restrict x, Py_ssize_t n, moments_t *m) {
-    double mx[8], mn[8], s[8] = {0}, q[8] = {0};
-    for (int j = 0; j < 8; j++) mx[j] = mn[j] = x[0];
-    Py_ssize_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) {
-            const double v = x[i + j];
-            mx[j] = v > mx[j] ? v : mx[j];
-            mn[j] = v < mn[j] ? v : mn[j];
-            s[j] += v;
-            q[j] += v * v;
-        }
-    double a = mx[0], b = mn[0], sum = 0, sq = 0;
-    for (int j = 0; j < 8; j++) {
-        a = mx[j] > a ? mx[j] : a;
-        b = mn[j] < b ? mn[j] : b;
+/* float64 lanes combined, then the tail from element i on, element by element */
+static void finish_f64(const double *hi, const double *lo, const double *s, const double *q, int lanes,
+                       const double *x, Py_ssize_t i, Py_ssize_t n, moments_t *m) {
+    double a = hi[0], b = lo[0], sum = 0, sq = 0;
+    for (int j = 0; j < lanes; j++) {
+        a = hi[j] > a ? hi[j] : a;
+        b = lo[j] < b ? lo[j] : b;
         sum += s[j];
         sq += q[j];
     }
@@ -123,6 +118,21 @@ static void portable_f64(const double *restrict x, Py_ssize_t n, moments_t *m) {
     m->mn = b;
     m->sum = sum;
     m->sq = sq;
+}
+
+static void portable_f64(const double *restrict x, Py_ssize_t n, moments_t *m) {
+    double mx[8], mn[8], s[8] = {0}, q[8] = {0};
+    for (int j = 0; j < 8; j++) mx[j] = mn[j] = x[0];
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) {
+            const double v = x[i + j];
+            mx[j] = v > mx[j] ? v : mx[j];
+            mn[j] = v < mn[j] ? v : mn[j];
+            s[j] += v;
+            q[j] += v * v;
+        }
+    finish_f64(mx, mn, s, q, 8, x, i, n, m);
 }
 
 typedef void (*kernel_t)(const void *, Py_ssize_t, moments_t *);
@@ -189,17 +199,7 @@ AVX2 static inline void finish8(__m256 mx, __m256 mn, float *a, float *b) {
         }                                                                                       \
         float a, b;                                                                             \
         finish8(_mm256_max_ps(mx0, mx1), _mm256_min_ps(mn0, mn1), &a, &b);                      \
-        for (; i < n; i++) {                                                                    \
-            const float v = LOAD1(x[i]);                                                        \
-            a = v > a ? v : a;                                                                  \
-            b = v < b ? v : b;                                                                  \
-            sum += v;                                                                           \
-            sq += (double)v * v;                                                                \
-        }                                                                                       \
-        m->mx = a;                                                                              \
-        m->mn = b;                                                                              \
-        m->sum = sum;                                                                           \
-        m->sq = sq;                                                                             \
+        FINISH_FLOAT(LOAD1)                                                                     \
     }
 
 #define LOAD_F32(p) _mm256_loadu_ps(p)
@@ -231,24 +231,7 @@ AVX2 static void avx2_f64(const double *restrict x, Py_ssize_t n, moments_t *m) 
     _mm256_storeu_pd(lo, _mm256_min_pd(mn0, mn1));
     _mm256_storeu_pd(s, _mm256_add_pd(s0, s1));
     _mm256_storeu_pd(q, _mm256_add_pd(q0, q1));
-    double a = hi[0], b = lo[0], sum = 0, sq = 0;
-    for (int j = 0; j < 4; j++) {
-        a = hi[j] > a ? hi[j] : a;
-        b = lo[j] < b ? lo[j] : b;
-        sum += s[j];
-        sq += q[j];
-    }
-    for (; i < n; i++) {
-        const double v = x[i];
-        a = v > a ? v : a;
-        b = v < b ? v : b;
-        sum += v;
-        sq += v * v;
-    }
-    m->mx = a;
-    m->mn = b;
-    m->sum = sum;
-    m->sq = sq;
+    finish_f64(hi, lo, s, q, 4, x, i, n, m);
 }
 
 static void use_avx2_if_present(void) {
