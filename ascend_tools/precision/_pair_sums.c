@@ -10,8 +10,8 @@
          dd, tt, tr, ds, sum_rel, sum_ulp)
    and sum_squares(address, kind, n) (the reference's, for the scaled ULP error's floor, first), and
    max_ulp(t_address, t_kind, r_address, r_kind, n, low, high) (metrics.max_ulp_ratio's one metric) and
-   max_ulp_f64(t_address, r_address, n, low, high) (the same for two float64 arrays, in float64: screen.py's
-   check of shadow's float64 copies against its float64 replays),
+   max_ulp_f64(t_address, t_kind, r_address, n, low, high) (the same in float64 against a float64 reference,
+   t of kind 1 = float64 or any of the others: a float64 replay's screen, shadow's float64 copies),
    or None where the CPU lacks AVX2 (metrics.py then runs its NumPy pass, the reference for this one). kind:
    0 float32, 2 bfloat16, 3 float16 (as _moments.c). With emin > emax no ULP metric is computed (a target
    dtype without a known format). Each step is the float32 operation metrics._pass makes (IEEE-rounded the
@@ -144,39 +144,34 @@ AVX2 static float worst_ulp(const void *t, int t_kind, const void *r, int r_kind
     return hsum8(bad) == 0 ? hmax8(worst) : NAN;
 }
 
-/* worst_ulp of float64 t against float64 r, in float64; the n mod 4 tail element by element */
-AVX2 static double worst_ulp_f64(const double *t, const double *r, Py_ssize_t n, double low, double high) {
+/* 4 float64 lanes of element i of an array of the given kind (1: float64; the others as load8) */
+AVX2 static inline __m256d load4d(const void *base, int kind, Py_ssize_t i) {
+    if (kind == 1) return _mm256_loadu_pd((const double *)base + i);
+    if (kind == 0) return _mm256_cvtps_pd(_mm_loadu_ps((const float *)base + i));
+    const __m128i h = _mm_loadl_epi64((const __m128i *)((const uint16_t *)base + i));
+    if (kind == 3) return _mm256_cvtps_pd(_mm_cvtph_ps(h));
+    return _mm256_cvtps_pd(_mm_castsi128_ps(_mm_slli_epi32(_mm_cvtepu16_epi32(h), 16)));
+}
+
+/* worst_ulp in float64 for t of any kind against float64 r, over whole vectors of 4 (same NaN/Inf contract) */
+AVX2 static double worst_ulp_f64(const void *t, int t_kind, const double *r, Py_ssize_t n, double low, double high) {
     const __m256d sign = _mm256_set1_pd(-0.0), zero = _mm256_setzero_pd();
     const __m256d lo = _mm256_set1_pd(low), hi = _mm256_set1_pd(high);
     const __m256d exp_bits = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FF0000000000000LL));
-    __m256d worst = zero, poison = zero;
-    Py_ssize_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        const __m256d tv = _mm256_loadu_pd(t + i);
-        const __m256d rv = _mm256_loadu_pd(r + i);
+    __m256d worst = zero, bad = zero;
+    for (Py_ssize_t i = 0; i < n; i += 4) {
+        const __m256d tv = load4d(t, t_kind, i), rv = _mm256_loadu_pd(r + i);
+        bad = _mm256_add_pd(bad, _mm256_add_pd(_mm256_sub_pd(tv, tv), _mm256_sub_pd(rv, rv)));
         const __m256d ad = _mm256_andnot_pd(sign, _mm256_sub_pd(tv, rv));
         const __m256d q = _mm256_div_pd(ad, _mm256_min_pd(_mm256_max_pd(_mm256_and_pd(rv, exp_bits), lo), hi));
         worst = _mm256_max_pd(q, worst);
-        poison = _mm256_add_pd(poison, _mm256_mul_pd(q, zero));
     }
     double w[4], p[4];
     _mm256_storeu_pd(w, worst);
-    _mm256_storeu_pd(p, poison);
-    double out = w[0], bad = p[0] + p[1] + p[2] + p[3];
+    _mm256_storeu_pd(p, bad);
+    double out = w[0];
     for (int j = 1; j < 4; j++) out = w[j] > out ? w[j] : out;
-    for (; i < n; i++) {
-        const double tv = t[i];
-        uint64_t bits;
-        memcpy(&bits, r + i, 8);
-        bits &= 0x7FF0000000000000ULL;
-        double p2;
-        memcpy(&p2, &bits, 8);
-        p2 = p2 < low ? low : (p2 > high ? high : p2);
-        const double q = fabs(tv - r[i]) / p2;
-        out = q > out ? q : out;
-        bad += q * 0;
-    }
-    return bad == 0 ? out : NAN;
+    return p[0] + p[1] + p[2] + p[3] == 0 ? out : NAN;
 }
 
 /* sum of r^2 over whole vectors, as pass() sums (float32 within blocks, float64 across) */
@@ -200,8 +195,8 @@ static int have_avx2(void) {
 }
 #else
 static int have_avx2(void) { return 0; }
-static double worst_ulp_f64(const double *t, const double *r, Py_ssize_t n, double low, double high) {
-    (void)t, (void)r, (void)n, (void)low, (void)high;
+static double worst_ulp_f64(const void *t, int t_kind, const double *r, Py_ssize_t n, double low, double high) {
+    (void)t, (void)t_kind, (void)r, (void)n, (void)low, (void)high;
     return 0;
 }
 static float worst_ulp(const void *t, int t_kind, const void *r, int r_kind, Py_ssize_t n, float low,
@@ -222,11 +217,12 @@ static void pass(const void *t, int t_kind, const void *r, int r_kind, Py_ssize_
 
 static int avx2;
 
-static size_t item_size(int kind) { return kind == 0 ? 4 : 2; }
+static size_t item_size(int kind) { return kind == 1 ? 8 : (kind == 0 ? 4 : 2); }
 
 static int kind_ok(int kind) { return kind == 0 || kind == 2 || kind == 3; }
 
-/* the tail (n mod 8 elements) of an array copied into 8 zero-padded elements */
+/* the tail of an array (its last rest elements, after whole) copied into 32 zero-padded bytes: 8 elements of
+   float32 or narrower, 4 of float64 */
 static void tail8(unsigned char *out, unsigned long long address, int kind, Py_ssize_t whole, Py_ssize_t rest) {
     memset(out, 0, 32);
     memcpy(out, (const char *)(uintptr_t)address + whole * item_size(kind), rest * item_size(kind));
@@ -286,18 +282,28 @@ static PyObject *max_ulp(PyObject *self, PyObject *args) {
 
 static PyObject *max_ulp_f64(PyObject *self, PyObject *args) {
     unsigned long long t_address, r_address;
+    int t_kind;
     Py_ssize_t n;
     double low, high;
     (void)self;
-    if (!PyArg_ParseTuple(args, "KKndd", &t_address, &r_address, &n, &low, &high)) return NULL;
-    if (n <= 0 || t_address == 0 || r_address == 0 || !(low > 0) || !(high >= low)) {
-        PyErr_SetString(PyExc_ValueError, "max_ulp_f64: n > 0, addresses, 0 < low <= high");
+    if (!PyArg_ParseTuple(args, "KiKndd", &t_address, &t_kind, &r_address, &n, &low, &high)) return NULL;
+    if (n <= 0 || !(kind_ok(t_kind) || t_kind == 1) || t_address == 0 || r_address == 0 || !(low > 0) ||
+        !(high >= low)) {
+        PyErr_SetString(PyExc_ValueError, "max_ulp_f64: n > 0, kind 0 to 3, addresses, 0 < low <= high");
         return NULL;
     }
     if (!avx2) Py_RETURN_NONE;
-    double worst;
+    const Py_ssize_t whole = n - n % 4, rest = n - whole;
+    unsigned char t_tail[32], r_tail[32];
+    double worst = 0;
     Py_BEGIN_ALLOW_THREADS
-    worst = worst_ulp_f64((const double *)(uintptr_t)t_address, (const double *)(uintptr_t)r_address, n, low, high);
+    if (whole) worst = worst_ulp_f64((const void *)(uintptr_t)t_address, t_kind, (const double *)(uintptr_t)r_address, whole, low, high);
+    if (rest) { /* zero pads: |0 - 0| / low = 0 */
+        tail8(t_tail, t_address, t_kind, whole, rest);
+        tail8(r_tail, r_address, 1, whole, rest);
+        const double tail = worst_ulp_f64(t_tail, t_kind, (const double *)r_tail, 4, low, high);
+        worst = tail != tail ? tail : (tail > worst ? tail : worst);
+    }
     Py_END_ALLOW_THREADS
     return PyFloat_FromDouble(worst);
 }
@@ -365,8 +371,8 @@ static PyMethodDef methods[] = {
      "max_ulp(t_address, t_kind, r_address, r_kind, n, low, high) -> metrics.max_ulp_ratio's float32 maximum (NaN "
      "for a NaN/Inf element, Inf for a ratio beyond float32), or None without AVX2"},
     {"max_ulp_f64", max_ulp_f64, METH_VARARGS,
-     "max_ulp_f64(t_address, r_address, n, low, high) -> max_ulp() of two float64 arrays in float64, or None "
-     "without AVX2"},
+     "max_ulp_f64(t_address, t_kind, r_address, n, low, high) -> max_ulp() in float64 of t (kind 0 to 3) against "
+     "a float64 reference, or None without AVX2"},
     {"sum_squares", sum_squares, METH_VARARGS,
      "sum_squares(address, kind, n) -> the sum of squares pass() would make, or None without AVX2"},
     {NULL, NULL, 0, NULL},

@@ -589,6 +589,10 @@ def _max_ulp_ratio(
 ) -> Optional[float]:
     """The ratio in ``work``; NaN where an element is NaN or Inf (no other dtype would do better), None where
     ``work`` over- or underflowed (float64 may not)."""
+    if work is np.float64:
+        compiled = _compiled_max_ulp_f64(t_arr, r_arr, emin, emax, scaled)
+        if compiled is not None:
+            return compiled
     t, r = _Widen(t_arr, work, "t"), _Widen(r_arr, work, "r")
     n, low, worst = t_arr.size, 2.0**emin, 0.0
     d_buf, p_buf = _buffer("d", work), _buffer("p", work)
@@ -621,6 +625,34 @@ def _max_ulp_ratio(
                 return q if math.isnan(q) else None
             worst = max(worst, q)
     return worst
+
+
+#: the element types ``_pair_sums.max_ulp_f64`` reads as a target, by its kind numbers
+_F64_TARGET_KINDS = {**_PAIR_KINDS, np.dtype(np.float64): 1}
+
+
+def _compiled_max_ulp_f64(
+    t_arr: np.ndarray, r_arr: np.ndarray, emin: int, emax: int, scaled: bool
+) -> Optional[float]:
+    """:func:`_max_ulp_ratio`'s float64 measurement of a float64 reference in one compiled pass (the same IEEE
+    float64 operations, the same sums: the same result), or None where it does not apply
+    (not built, no AVX2, other element types, not contiguous) or r's squares leave float64's range (the NumPy
+    pass then says so)."""
+    t_kind = _F64_TARGET_KINDS.get(t_arr.dtype)
+    if _pair_sums is None or t_kind is None or r_arr.dtype != np.float64:
+        return None
+    if not (t_arr.flags.c_contiguous and r_arr.flags.c_contiguous):
+        return None
+    n, low = t_arr.size, 2.0**emin
+    if scaled:
+        rr = _sum_squares(
+            _Widen(r_arr, np.float64, "r"), n
+        )  # as the NumPy pass (np.dot would start BLAS threads)
+        if not 2.0**-900 < rr < math.inf:
+            return None
+        low = rms_floor(rr, n, (0, emin, emax))
+    worst = _pair_sums.max_ulp_f64(t_arr.ctypes.data, t_kind, r_arr.ctypes.data, n, low, 2.0**emax)
+    return None if worst is None or worst == math.inf else worst
 
 
 def _pow2_floor(r: np.ndarray, out: np.ndarray, low: float, high: float) -> np.ndarray:

@@ -104,7 +104,7 @@ def _max_ulp_ratio_f64(
         low = M.rms_floor(squares, r.numel(), (0, emin, emax))
     if compiled:
         t = t.contiguous()
-        worst_c = M._pair_sums.max_ulp_f64(t.data_ptr(), r.data_ptr(), r.numel(), low, 2.0**emax)
+        worst_c = M._pair_sums.max_ulp_f64(t.data_ptr(), 1, r.data_ptr(), r.numel(), low, 2.0**emax)
         if worst_c is not None:
             return worst_c if math.isfinite(worst_c) else None
         if torch.equal(t, r):  # a CPU without AVX2

@@ -125,6 +125,26 @@ def test_max_ulp_ratio_equals_the_numpy_pass(monkeypatch, scaled, t_dtype, emin,
     assert got == want  # a maximum of correctly rounded float32 quotients: no rounding differs
 
 
+@pytest.mark.parametrize("scaled", [False, True])
+@pytest.mark.parametrize("t_dtype", ["bfloat16", "float16", "float32", "float64"])
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 1001])
+def test_max_ulp_ratio_against_a_float64_reference_equals_the_numpy_pass(monkeypatch, scaled, t_dtype, n):
+    """A float64 replay's screen (an fp32 op's truth) and shadow's float64 copies: float64 work."""
+    rng = np.random.default_rng(n)
+    ref = rng.standard_normal(n) * 8
+    ref[1::7] = 0.0
+    target = _as(ref * (1 + rng.standard_normal(n) * 2e-3), t_dtype)
+    got = M.max_ulp_ratio(target, ref, -126, 127, scaled)
+    with monkeypatch.context() as m:
+        m.setattr(M, "_pair_sums", None)
+        want = M.max_ulp_ratio(target, ref, -126, 127, scaled)
+    assert got == want and got is not None
+    bad = np.array(target.bits if isinstance(target, M.RawBits) else target)
+    bad[n // 2] = 0x7FC0 if isinstance(target, M.RawBits) else math.nan  # bfloat16's NaN bits
+    again = M.RawBits(bad, "bfloat16") if isinstance(target, M.RawBits) else bad
+    assert M.max_ulp_ratio(again, ref, -126, 127, scaled) is None
+
+
 @pytest.mark.parametrize("bad", [math.nan, math.inf])
 def test_max_ulp_ratio_of_a_non_finite_element_is_none(bad):
     ref = np.ones(1001, np.float32)
@@ -188,5 +208,6 @@ def test_bad_arguments_are_a_value_error():
     for low, high in ((0.0, 1.0), (2.0, 1.0), (2.0**-1022, 1.0)):
         with pytest.raises(ValueError):
             M._pair_sums.max_ulp(addr, 0, addr, 0, 8, low, high)
-    with pytest.raises(ValueError):
-        M._pair_sums.max_ulp_f64(addr, addr, 2, 2.0, 1.0)
+    for kind, low, high in ((0, 2.0, 1.0), (4, 1.0, 2.0)):
+        with pytest.raises(ValueError):
+            M._pair_sums.max_ulp_f64(addr, kind, addr, 2, low, high)
