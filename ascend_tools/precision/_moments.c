@@ -10,7 +10,8 @@
    (16 per vector lane) and the blocks' sums in float64; float64 elements in float64 throughout.
    NaN is skipped by max and min (the x86 max instruction returns its second operand when either is NaN)
    but not by the sums: a caller reads a non-finite sum as "count NaN/Inf the slow way" (stats.py).
-   Built by setup.py where a C compiler is (optional=True); without it stats.py uses torch's kernels. */
+   Built by setup.py where a C compiler is (optional=True); without it stats.py uses torch's kernels. Off
+   x86-64 (an Arm host), or compiled with -DASCEND_DOCTOR_NO_SIMD, only the portable kernels exist. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
@@ -151,7 +152,7 @@ static kernel_t kernels[4] = {
     (kernel_t)portable_f16,
 };
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(ASCEND_DOCTOR_NO_SIMD)
 #include <immintrin.h>
 
 #define AVX2 __attribute__((target("avx2,f16c")))

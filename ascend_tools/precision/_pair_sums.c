@@ -12,7 +12,8 @@
    max_ulp(t_address, t_kind, r_address, r_kind, n, low, high) (metrics.max_ulp_ratio's one metric) and
    max_ulp_f64(t_address, t_kind, r_address, n, low, high) (the same in float64 against a float64 reference,
    t of kind 1 = float64 or any of the others: a float64 replay's screen, shadow's float64 copies),
-   or None where the CPU lacks AVX2 (metrics.py then runs its NumPy pass, the reference for this one). kind:
+   or None where the CPU lacks AVX2, off x86-64 (an Arm host) and when compiled with -DASCEND_DOCTOR_NO_SIMD
+   (metrics.py then runs its NumPy pass, the reference for this one). kind:
    0 float32, 2 bfloat16, 3 float16 (as _moments.c). With emin > emax no ULP metric is computed (a target
    dtype without a known format). Each step is the float32 operation metrics._pass makes (IEEE-rounded the
    same way); its sums are float32 within blocks of 256 elements and float64 across blocks (NumPy's are
@@ -32,7 +33,7 @@ typedef struct {
     double dd, tt, tr, ds, sum_rel, sum_ulp;
 } sums_t;
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(ASCEND_DOCTOR_NO_SIMD)
 #include <immintrin.h>
 
 #define AVX2 __attribute__((target("avx2,f16c")))
