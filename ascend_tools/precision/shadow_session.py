@@ -240,6 +240,7 @@ class _Pending(NamedTuple):
     order: List[int]  # id of each tensor input, in argument order
     inputs: Dict[int, Snap]  # id(input) -> its copy on the CPU before the op
     written: Set[int]  # ids of the inputs the op writes
+    copied: int  # bytes of the input copies made for this op (not shared from an earlier one)
 
 
 _NULL = contextlib.nullcontext()
@@ -496,6 +497,7 @@ class Shadow(StepSession):
         # aliasing is kept
         inputs: Dict[int, Snap] = {}
         cache = self._snaps
+        copied = 0
         with _no_modes():
             for t in tensors:
                 tid = id(t)
@@ -503,11 +505,14 @@ class Shadow(StepSession):
                     snap = cache.get(t)
                     if snap is None:
                         snap = Snap(t.detach().to(device=_CPU, copy=True))
+                        copied += snap.tensor.nbytes
                         if tid not in written:
                             cache.put(t, snap)
                     inputs[tid] = snap
         order = [id(t) for t in tensors]
-        return _Pending(op, phase, call, rid, module, self._site(), self.step_no, order, inputs, written)
+        return _Pending(
+            op, phase, call, rid, module, self._site(), self.step_no, order, inputs, written, copied
+        )
 
     def _after(self, pre: _Pending, func: Any, args: Any, kwargs: Dict[str, Any], out: Any) -> None:
         """Copy the outputs (a later op may overwrite them) and hand the op to the worker."""
@@ -525,12 +530,14 @@ class Shadow(StepSession):
             return
         outputs: List[Snap] = []
         cache = self._snaps
+        nbytes = pre.copied
         with _no_modes():
             for t in targets:
                 snap = Snap(t.detach().to(device=_CPU, copy=True))
                 cache.put(t, snap, 1 if id(t) in pre.written else 0)
                 outputs.append(snap)
-        self._worker.submit((pre, func, args, kwargs, outputs, from_args))
+                nbytes += snap.tensor.nbytes
+        self._worker.submit((pre, func, args, kwargs, outputs, from_args), nbytes)
 
     # --- internals: per op, in the worker thread ----------------------------------------------------
 

@@ -3,9 +3,10 @@
 The training thread only copies an op's inputs and outputs (it must: the next op may overwrite them) and
 hands the copies over; the float64 replay, the screening and the same-dtype baseline run here, on another
 core, while the training goes on (torch releases the GIL inside its kernels). Jobs start in the order they
-came. At most :data:`MAX_PENDING` jobs wait: a training thread that is faster than the checks does not pile
-up copies but runs waiting jobs itself, next to the worker, until :data:`RESUME_AT` are left (it would wait
-for them anyway; this way both cores work): two jobs may then run at once, and ``check`` must allow it.
+came. At most :data:`MAX_PENDING` jobs holding :data:`MAX_PENDING_BYTES` of copies wait: a training thread
+that is faster than the checks does not pile up copies beyond that but runs waiting jobs itself, next to the
+worker, until half of each is left (it would wait for them anyway; this way both cores work): two jobs may then
+run at once, and ``check`` must allow it.
 
 The hand-off is a deque and one condition variable, and a thread is woken only when the other waits for it
 (the worker for a first job, the training thread for the last jobs in flight): a wake-up costs both threads
@@ -17,12 +18,14 @@ A forked child (a DataLoader worker inherits the dispatch mode, not the thread) 
 import os
 import threading
 from collections import deque
-from typing import Any, Callable, Deque, Optional
+from typing import Any, Callable, Deque, Optional, Tuple
 
-#: jobs waiting at most (each holds copies of one op's inputs and outputs)
-MAX_PENDING = 16
-#: a training thread that found MAX_PENDING jobs runs jobs itself until this few are left
-RESUME_AT = 8
+#: jobs waiting at most, and the bytes of copies they hold at most: a training thread that finds either
+#: reached runs waiting jobs itself until half of each is left. Generous on purpose: a training thread that
+#: stops to help is a training thread not training (on the bench, a limit of 16 jobs made the step 395-400 ms,
+#: no limit 323 ms); the checks left at the end of a step run on both threads anyway (``drain``)
+MAX_PENDING = 4096
+MAX_PENDING_BYTES = 1 << 30
 _STOP = object()
 
 
@@ -31,16 +34,18 @@ class Worker:
 
     def __init__(self, check: Callable[[Any], None], fail: Callable[[BaseException], None]) -> None:
         self._check, self._fail = check, fail
-        self._jobs: Deque[Any] = deque()
+        self._jobs: Deque[Tuple[Any, int]] = deque()  # (job, bytes of the copies it holds)
         self._cond = threading.Condition(threading.Lock())
         self._unfinished = 0  # submitted and not yet run (guarded by _cond)
+        self._bytes = 0  # the copies the unfinished jobs hold (guarded by _cond)
         self._idle = False  # the worker waits for a job
         self._waiting = False  # the training thread waits for room or for the end
-        self._wake_at = 0  # ... until this few jobs are unfinished
+        self._wake_at = (0, 0)  # ... until this few jobs and bytes are unfinished
         self._thread: Optional[threading.Thread] = None
         self._pid = os.getpid()
 
-    def submit(self, job: Any) -> None:
+    def submit(self, job: Any, nbytes: int = 0) -> None:
+        """Queue ``job``, which holds ``nbytes`` of copies until it has run."""
         if os.getpid() != self._pid:  # a forked child has no worker thread
             self._run(job)
             return
@@ -48,58 +53,65 @@ class Worker:
             self._thread = threading.Thread(target=self._loop, name="ascend-doctor-shadow", daemon=True)
             self._thread.start()
         with self._cond:
-            self._jobs.append(job)
+            self._jobs.append((job, nbytes))
             self._unfinished += 1
+            self._bytes += nbytes
             if self._idle:
                 self._cond.notify()
-            full = self._unfinished >= MAX_PENDING
+            full = self._unfinished >= MAX_PENDING or self._bytes >= MAX_PENDING_BYTES
         if full:
-            self._help(RESUME_AT)
+            self._help(MAX_PENDING // 2, MAX_PENDING_BYTES // 2)
 
     def drain(self) -> None:
         """Wait until every submitted job has run (running waiting ones on this thread)."""
         if self._thread is not None and os.getpid() == self._pid:
-            self._help(0)
+            self._help(0, 0)
 
     def stop(self) -> None:
         """Run what is pending, then end the thread. Safe to call twice."""
         if self._thread is None or os.getpid() != self._pid:
             return
         with self._cond:
-            self._jobs.append(_STOP)
+            self._jobs.append((_STOP, 0))
             self._unfinished += 1
             self._cond.notify()
         self._thread.join()
         self._thread = None
 
-    def _help(self, left: int) -> None:
-        """Run waiting jobs on this thread until at most ``left`` are unfinished; sleep while the rest are
-        running on the worker."""
+    def _done(self, jobs: int, nbytes: int) -> bool:
+        """At most ``jobs`` jobs and ``nbytes`` bytes are unfinished (under ``_cond``)."""
+        return self._unfinished <= jobs and self._bytes <= nbytes
+
+    def _help(self, jobs_left: int, bytes_left: int) -> None:
+        """Run waiting jobs on this thread until at most ``jobs_left`` jobs holding ``bytes_left`` bytes are
+        unfinished; sleep while the rest are running on the worker."""
         cond, jobs = self._cond, self._jobs
         while True:
             with cond:
-                if self._unfinished <= left:
+                if self._done(jobs_left, bytes_left):
                     return
-                if not jobs or jobs[0] is _STOP:
-                    self._wake_at = left
-                    while self._unfinished > left:
+                if not jobs or jobs[0][0] is _STOP:
+                    self._wake_at = (jobs_left, bytes_left)
+                    while not self._done(jobs_left, bytes_left):
                         self._waiting = True
                         cond.wait()
                     self._waiting = False
                     return
-                job = jobs.popleft()
+                job, nbytes = jobs.popleft()
             self._run(job)
             with cond:
                 self._unfinished -= 1
+                self._bytes -= nbytes
 
     def _loop(self) -> None:
         cond, jobs = self._cond, self._jobs
-        job = None
+        job, nbytes = None, 0
         while True:
             with cond:
                 if job is not None:  # the one just run
                     self._unfinished -= 1
-                    if self._waiting and self._unfinished <= self._wake_at:
+                    self._bytes -= nbytes
+                    if self._waiting and self._done(*self._wake_at):
                         cond.notify()
                     if job is _STOP:
                         return
@@ -107,7 +119,7 @@ class Worker:
                     self._idle = True
                     cond.wait()
                 self._idle = False
-                job = jobs.popleft()
+                job, nbytes = jobs.popleft()
             if job is not _STOP:
                 self._run(job)
 

@@ -11,6 +11,7 @@ import ascend_tools.precision as precision
 from ascend_tools.precision.faults import Fault, FaultInjector
 
 SH = importlib.import_module("ascend_tools.precision.shadow_session")
+W = importlib.import_module("ascend_tools.precision.shadow_worker")
 shadow = precision.shadow
 
 
@@ -46,7 +47,8 @@ def test_copies_and_constants_are_not_replayed_and_arithmetic_is(monkeypatch):
     assert torch.equal(f, a.t() + a @ b)
 
 
-def test_an_output_overwritten_right_after_its_op_is_judged_as_the_op_made_it():
+def test_an_output_overwritten_right_after_its_op_is_judged_as_the_op_made_it(monkeypatch):
+    monkeypatch.setattr(W, "MAX_PENDING", 16)
     a, b = torch.randn(64, 32), torch.randn(32, 16)
     with shadow() as sh:
         for _ in range(40):  # more ops than the worker's queue holds
@@ -66,6 +68,43 @@ def test_a_faulty_mm_is_still_the_one_culprit_and_inputs_are_copied_before_in_pl
             x.add_(torch.mm(x, b) * 1e-3)
     assert [c.key for c in sh.culprits()] == ["aten::mm#forward#1"]
     assert all(r.level == "pass" for r in sh.results if r.name == "aten::add_.Tensor")
+
+
+def _slow_checks(monkeypatch, seconds):
+    """Checks that take ``seconds`` each (the worker falls behind), and the threads they ran on."""
+    threads = []
+    original = SH.Shadow._check
+
+    def check(self, job):
+        threads.append(threading.get_ident())
+        time.sleep(seconds)
+        return original(self, job)
+
+    monkeypatch.setattr(SH.Shadow, "_check", check)
+    return threads
+
+
+def test_the_training_thread_helps_once_the_waiting_copies_exceed_their_bytes(monkeypatch):
+    threads = _slow_checks(monkeypatch, 0.01)
+    monkeypatch.setattr(W, "MAX_PENDING_BYTES", 3 * 64 * 64 * 4)  # three 64x64 fp32 outputs
+    a = torch.randn(64, 64)
+    with shadow() as sh:
+        for _ in range(12):
+            a = a * 1.0001
+        before_drain = list(threads)
+    assert sh.compared == 12
+    assert threading.get_ident() in before_drain  # inside the loop: the byte limit, not the end-of-block drain
+
+
+def test_below_both_limits_the_training_thread_never_runs_a_check_before_the_step_ends(monkeypatch):
+    threads = _slow_checks(monkeypatch, 0.005)
+    a = torch.randn(64, 64)
+    with shadow() as sh:
+        for _ in range(12):
+            a = a * 1.0001
+        before_drain = list(threads)
+    assert sh.compared == 12
+    assert threading.get_ident() not in before_drain
 
 
 def test_the_worker_thread_ends_with_the_block():
