@@ -10,7 +10,7 @@ median over rounds is printed:
 * ``bare``: nothing recorded; ``empty-mode``: a dispatch mode that only calls the op;
 * ``ours-op``: ``capture(level="op", mode="stats")`` as a user runs it;
 * then parts of it taken away in turn, each variant keeping the previous ones' cuts: ``stack=False`` (the
-  Python stack of each record); the statistics (``stats._cpu_values`` returns fixed values: no pass of the
+  Python stack of each record); the statistics (``stats.cpu_row`` returns a fixed row: no pass of the
   compiled ``_moments.c``, nor torch's aminmax, sum, dot and item where it is not built); the encoding and writing of each record (``RecordWriter.add`` drops the record); the per-tensor
   entries (``Capture._tensor`` returns a bare ``TensorEntry``: no place, lookup, statistics fragment).
 
@@ -35,14 +35,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CUTS = (
     ("ours-op", "stack walk"),
     ("no stack", "statistics (_moments.c's pass, or torch's reductions)"),
-    ("no reductions", "encoding and writing the record"),
+    ("no statistics", "encoding and writing the record"),
     ("no encoding", "per-tensor entries (place, lookup, fragment)"),
     ("no entries", "rest (record skeleton, mode above empty-mode)"),
 )
 
 
-def _fixed_values(x: Any) -> Any:
-    return [1.0, 0.0, 1.0, 1.0], x.dtype.is_floating_point
+def _fixed_row(t: Any) -> Any:
+    return (1.0, 0.0, 1.0, 1.0, 0, 0, 0)
 
 
 def _drop(self: Any, rec: tuple, step: int) -> None:
@@ -61,21 +61,21 @@ _ENTRY: List[
 @contextlib.contextmanager
 def _patched(cuts: int) -> Any:
     """The first ``cuts`` stubs of the variants after ``no stack`` in place."""
-    from ascend_tools.precision import capture_session, record_writer, stats
+    from ascend_tools.precision import capture_session, record_writer
     from ascend_tools.precision.tensor_entry import TensorEntry
 
     _ENTRY[:] = [TensorEntry]
-    saved = (stats._cpu_values, record_writer.RecordWriter.add, capture_session.Capture._tensor)
+    saved = (capture_session.cpu_row, record_writer.RecordWriter.add, capture_session.Capture._tensor)
     try:
         if cuts >= 1:
-            stats._cpu_values = _fixed_values  # type: ignore[assignment]
+            capture_session.cpu_row = _fixed_row  # type: ignore[assignment]
         if cuts >= 2:
             record_writer.RecordWriter.add = _drop  # type: ignore[method-assign]
         if cuts >= 3:
             capture_session.Capture._tensor = _bare_entry  # type: ignore[method-assign]
         yield
     finally:
-        stats._cpu_values, record_writer.RecordWriter.add, capture_session.Capture._tensor = saved  # type: ignore[method-assign]
+        capture_session.cpu_row, record_writer.RecordWriter.add, capture_session.Capture._tensor = saved  # type: ignore[method-assign]
 
 
 def main() -> None:
@@ -120,7 +120,7 @@ def main() -> None:
         ("empty-mode", bench._empty_mode, 0),
         ("ours-op", ours, 0),
         ("no stack", lambda: ours(stack=False), 0),
-        ("no reductions", lambda: ours(stack=False), 1),
+        ("no statistics", lambda: ours(stack=False), 1),
         ("no encoding", lambda: ours(stack=False), 2),
         ("no entries", lambda: ours(stack=False), 3),
     ]

@@ -154,6 +154,9 @@ def _row(x: torch.Tensor) -> Any:
 
 _DOT = (torch.float32, torch.float64)
 _MOMENTS_KIND = {torch.float32: 0, torch.float64: 1, torch.bfloat16: 2, torch.float16: 3}
+_KIND_MAX = {kind: float(torch.finfo(dtype).max) for dtype, kind in _MOMENTS_KIND.items()}
+_INF = math.inf
+_STRIDED = torch.strided
 
 
 def _cpu_values(x: torch.Tensor) -> Any:
@@ -187,7 +190,7 @@ def _compiled_values(x: torch.Tensor) -> Optional[List[float]]:
     layout it leaves to torch, or a non-finite sum (NaN, Inf or overflow: the kernel's max/min skip NaN;
     torch's reductions then give the row with NaN in it, as every other path does)."""
     kind = _MOMENTS_KIND.get(x.dtype) if _moments is not None else None
-    if kind is None:
+    if kind is None or not x.is_cpu:  # (a device address is no memory of this process)
         return None
     vals = _moments.moments(x.data_ptr(), kind, x.shape, x.stride())
     if vals is None or not (math.isfinite(vals[2]) and math.isfinite(vals[3])):
@@ -197,7 +200,20 @@ def _compiled_values(x: torch.Tensor) -> Optional[List[float]]:
 
 def cpu_row(t: torch.Tensor) -> Optional[tuple]:
     """``(max, min, mean, norm, nan, inf, sat)`` of a CPU tensor, read now (None: it has none, see
-    :func:`has_stats`): the statistics of :meth:`StatsQueue.add` without its entry objects."""
+    :func:`has_stats`): the statistics of :meth:`StatsQueue.add` without its entry objects. The common case
+    first, in as few Python steps as it takes (it runs for every op output a capture records): a float tensor
+    of two or more elements whose compiled pass finds a finite sum (so no NaN or Inf element) and extremes below
+    the dtype's max (so none saturated)."""
+    kind = _MOMENTS_KIND.get(t.dtype) if _moments is not None else None
+    if kind is not None and t.is_cpu and t.layout == _STRIDED:
+        n = t.numel()
+        if n > 1:
+            vals = _moments.moments(t.data_ptr(), kind, t.shape, t.stride())
+            if vals is not None:
+                mx, mn, total, sq = vals
+                top = _KIND_MAX[kind]
+                if -_INF < total < _INF and sq < _INF and -top < mn and mx < top:
+                    return (mx, mn, total / n, math.sqrt(sq), 0, 0, 0)
     if not has_stats(t):
         return None
     # detached only where autograd would record the reductions (a module hook runs them with grad enabled;
