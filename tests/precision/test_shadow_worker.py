@@ -93,7 +93,9 @@ def test_the_training_thread_helps_once_the_waiting_copies_exceed_their_bytes(mo
             a = a * 1.0001
         before_drain = list(threads)
     assert sh.compared == 12
-    assert threading.get_ident() in before_drain  # inside the loop: the byte limit, not the end-of-block drain
+    assert (
+        threading.get_ident() in before_drain
+    )  # inside the loop: the byte limit, not the end-of-block drain
 
 
 def test_below_both_limits_the_training_thread_never_runs_a_check_before_the_step_ends(monkeypatch):
