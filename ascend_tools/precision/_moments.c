@@ -237,7 +237,7 @@ AVX2 static void avx2_f64(const double *restrict x, Py_ssize_t n, moments_t *m) 
 
 static void use_avx2_if_present(void) {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2")) { /* every AVX2 CPU has F16C; older GCCs cannot ask for "f16c" */
+    if (__builtin_cpu_supports("avx2")) { /* every AVX2 CPU has F16C (and an older compiler may not know the name "f16c") */
         kernels[0] = (kernel_t)avx2_f32;
         kernels[1] = (kernel_t)avx2_f64;
         kernels[2] = (kernel_t)avx2_bf16;

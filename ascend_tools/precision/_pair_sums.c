@@ -192,7 +192,7 @@ AVX2 static double squares(const void *r, int r_kind, Py_ssize_t n) {
 
 static int have_avx2(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2"); /* every AVX2 CPU has F16C; older GCCs cannot ask for "f16c" */
+    return __builtin_cpu_supports("avx2"); /* every AVX2 CPU has F16C (and an older compiler may not know the name "f16c") */
 }
 #else
 static int have_avx2(void) { return 0; }
