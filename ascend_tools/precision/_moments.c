@@ -4,9 +4,10 @@
    is the slowest of them, sum, a dot product, four reads), each a Python call; the capture computes them
    for every op output. Here they are one call and one pass over memory the op has just written.
 
-   moments(address, kind, sizes, strides) -> (max, min, sum, sumsq) as floats, or None for a layout it
-   leaves to torch (see strided()); kind 0 float32, 1 float64, 2 bfloat16, 3 float16; sizes and strides in
-   elements, as torch gives them. float32/bfloat16/float16 elements are summed as float32 within blocks of 256 elements
+   moments(address, kind, sizes, strides, capacity) -> (max, min, sum, sumsq) as floats, or None for a layout
+   it leaves to torch (see strided()) or elements beyond the capacity bytes readable from address (the rest
+   of the tensor's storage); kind 0 float32, 1 float64, 2 bfloat16, 3 float16; sizes and strides in elements,
+   as torch gives them. float32/bfloat16/float16 elements are summed as float32 within blocks of 256 elements
    (16 per vector lane) and the blocks' sums in float64; float64 elements in float64 throughout.
    NaN is skipped by max and min (the x86 max instruction returns its second operand when either is NaN)
    but not by the sums: a caller reads a non-finite sum as "count NaN/Inf the slow way" (stats.py).
@@ -261,10 +262,11 @@ static PyObject *strided(PyObject *args, const kernel_t *table) {
     unsigned long long address;
     int kind;
     PyObject *size_obj, *stride_obj;
+    Py_ssize_t capacity, last = 0; /* bytes readable from address on; the largest element offset */
     Py_ssize_t size[MAX_DIMS], stride[MAX_DIMS];
     double repeat = 1;
     int nd = 0;
-    if (!PyArg_ParseTuple(args, "KiOO", &address, &kind, &size_obj, &stride_obj)) return NULL;
+    if (!PyArg_ParseTuple(args, "KiOOn", &address, &kind, &size_obj, &stride_obj, &capacity)) return NULL;
     PyObject *sizes = PySequence_Fast(size_obj, "sizes must be a sequence");
     if (sizes == NULL) return NULL;
     PyObject *strides = PySequence_Fast(stride_obj, "strides must be a sequence");
@@ -273,8 +275,7 @@ static PyObject *strided(PyObject *args, const kernel_t *table) {
         return NULL;
     }
     const Py_ssize_t ndim = PySequence_Fast_GET_SIZE(sizes);
-    int bad = ndim != PySequence_Fast_GET_SIZE(strides) || ndim > MAX_DIMS || kind < 0 || kind > 3 ||
-              address == 0;
+    int bad = ndim != PySequence_Fast_GET_SIZE(strides) || ndim > MAX_DIMS || kind < 0 || kind > 3;
     for (Py_ssize_t d = 0; d < ndim && !bad; d++) {
         const Py_ssize_t n = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(sizes, d));
         const Py_ssize_t st = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(strides, d));
@@ -282,9 +283,12 @@ static PyObject *strided(PyObject *args, const kernel_t *table) {
             bad = 1;
         } else if (n == 1) {
             continue;
+        } else if (st > (PY_SSIZE_T_MAX - last) / (n - 1)) {
+            last = PY_SSIZE_T_MAX; /* offsets beyond any memory: none are read (below) */
         } else if (st == 0) {
             repeat *= (double)n;
         } else {
+            last += (n - 1) * st;
             int at = nd++; /* insertion sort, largest stride first */
             while (at > 0 && stride[at - 1] < st) {
                 size[at] = size[at - 1];
@@ -300,9 +304,11 @@ static PyObject *strided(PyObject *args, const kernel_t *table) {
     if (bad) {
         if (!PyErr_Occurred())
             PyErr_SetString(PyExc_ValueError,
-                            "moments: sizes > 0, strides >= 0, as many of each, kind 0..3, an address");
+                            "moments: sizes > 0, strides >= 0, as many of each, kind 0..3");
         return NULL;
     }
+    /* a storage smaller than the elements need (freed with resize_(0), a short storage): read nothing */
+    if (address == 0 || capacity < 0 || last >= capacity / (Py_ssize_t)item_size[kind]) Py_RETURN_NONE;
     int kept = 0; /* dimension d merged into the one kept before it where it continues it */
     for (int d = 0; d < nd; d++) {
         if (kept > 0 && stride[kept - 1] == stride[d] * size[d]) {
@@ -367,8 +373,8 @@ static PyObject *simd(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"moments", moments, METH_VARARGS,
-     "moments(address, kind, sizes, strides) -> (max, min, sum, sum of squares), or None for a layout it leaves "
-     "to torch"},
+     "moments(address, kind, sizes, strides, capacity) -> (max, min, sum, sum of squares), or None for a layout "
+     "it leaves to torch or elements beyond capacity bytes"},
     {"portable_moments", portable_moments, METH_VARARGS, "moments() through the portable kernels (tests)"},
     {"simd", simd, METH_NOARGS, "whether moments() uses the AVX2 kernels"},
     {NULL, NULL, 0, NULL},

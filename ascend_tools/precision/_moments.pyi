@@ -3,9 +3,9 @@
 from typing import Optional, Sequence, Tuple
 
 def moments(
-    address: int, kind: int, sizes: Sequence[int], strides: Sequence[int]
+    address: int, kind: int, sizes: Sequence[int], strides: Sequence[int], capacity: int
 ) -> Optional[Tuple[float, float, float, float]]: ...
 def portable_moments(
-    address: int, kind: int, sizes: Sequence[int], strides: Sequence[int]
+    address: int, kind: int, sizes: Sequence[int], strides: Sequence[int], capacity: int
 ) -> Optional[Tuple[float, float, float, float]]: ...
 def simd() -> bool: ...

@@ -185,6 +185,15 @@ def _cpu_values(x: torch.Tensor) -> Any:
     return [mx.item(), mn.item(), total, norm], is_float
 
 
+_ITEM_BYTES = {0: 4, 1: 8, 2: 2, 3: 2}
+
+
+def _capacity(t: torch.Tensor, kind: int) -> int:
+    """Bytes of ``t``'s storage from its first element on: what the compiled pass may read (a storage freed
+    with ``resize_(0)``, as FSDP does, holds none)."""
+    return int(t.untyped_storage().nbytes()) - int(t.storage_offset()) * _ITEM_BYTES[kind]
+
+
 def _compiled_values(x: torch.Tensor) -> Optional[List[float]]:
     """``[max, min, sum, norm]`` from ``_moments.c`` for a float tensor, or None: no kernel, another dtype, a
     layout it leaves to torch, or a non-finite sum (NaN, Inf or overflow: the kernel's max/min skip NaN;
@@ -192,7 +201,7 @@ def _compiled_values(x: torch.Tensor) -> Optional[List[float]]:
     kind = _MOMENTS_KIND.get(x.dtype) if _moments is not None else None
     if kind is None or not x.is_cpu:  # (a device address is no memory of this process)
         return None
-    vals = _moments.moments(x.data_ptr(), kind, x.shape, x.stride())
+    vals = _moments.moments(x.data_ptr(), kind, x.shape, x.stride(), _capacity(x, kind))
     if vals is None or not (math.isfinite(vals[2]) and math.isfinite(vals[3])):
         return None
     return [vals[0], vals[1], vals[2], math.sqrt(vals[3])]
@@ -208,7 +217,7 @@ def cpu_row(t: torch.Tensor) -> Optional[tuple]:
     if kind is not None and t.is_cpu and t.layout == _STRIDED:
         n = t.numel()
         if n > 1:
-            vals = _moments.moments(t.data_ptr(), kind, t.shape, t.stride())
+            vals = _moments.moments(t.data_ptr(), kind, t.shape, t.stride(), _capacity(t, kind))
             if vals is not None:
                 mx, mn, total, sq = vals
                 top = _KIND_MAX[kind]

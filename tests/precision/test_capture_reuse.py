@@ -11,8 +11,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import _disable_current_modes
 
-from ascend_tools.precision import capture
-from ascend_tools.precision import stats as stats_mod
+from ascend_tools.precision import capture, capture_session
 from ascend_tools.precision.store import OurDump
 
 transformers = pytest.importorskip("transformers")
@@ -50,13 +49,13 @@ def test_each_value_is_reduced_once_and_reused_values_are_current(tmp_path, monk
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2, foreach=False)
     writes = {"param": 2, "exp_avg": 1, "exp_avg_sq": 2}
     reduced = collections.Counter()  # storage address -> statistics computed, in the step being counted
-    real = stats_mod._cpu_values
+    real = capture_session.cpu_row  # where a stats-mode capture computes a CPU tensor's statistics
 
     def counting(x):
         reduced[x.untyped_storage().data_ptr()] += 1
         return real(x)
 
-    monkeypatch.setattr(stats_mod, "_cpu_values", counting)
+    monkeypatch.setattr(capture_session, "cpu_row", counting)
     snapshots = []  # per step: parameter name -> its values when the step starts
     names = {p: n for n, p in model.named_parameters()}
     counted = {}

@@ -27,7 +27,9 @@ def test_the_compiled_module_is_built():
 
 
 def _run(kernel, t):
-    return getattr(_moments, kernel)(t.data_ptr(), KINDS[t.dtype], t.shape, t.stride())
+    return getattr(_moments, kernel)(
+        t.data_ptr(), KINDS[t.dtype], t.shape, t.stride(), stats._capacity(t, KINDS[t.dtype])
+    )
 
 
 def _reference(t: torch.Tensor):
@@ -83,11 +85,23 @@ def test_non_finite_elements_make_the_sum_non_finite(kernel, bad):
 
 def test_bad_arguments_are_a_value_error():
     t = torch.ones(4)
-    for args in ((t.data_ptr(), 7, (4,), (1,)), (0, 0, (4,), (1,)), (t.data_ptr(), 0, (4,), (1, 1))):
+    for args in ((t.data_ptr(), 7, (4,), (1,), 16), (t.data_ptr(), 0, (4,), (1, 1), 16)):
         with pytest.raises(ValueError):
             _moments.moments(*args)
     with pytest.raises(ValueError):
-        _moments.moments(t.data_ptr(), 0, (0,), (1,))  # empty: the caller gives no statistics
+        _moments.moments(t.data_ptr(), 0, (0,), (1,), 16)  # empty: the caller gives no statistics
+
+
+def test_nothing_beyond_the_storage_is_read():
+    t = torch.ones(4, 4)
+    assert _moments.moments(t.data_ptr(), 0, (4, 4), (4, 1), 64) is not None
+    assert _moments.moments(t.data_ptr(), 0, (4, 4), (4, 1), 63) is None  # the last element's last byte
+    assert _moments.moments(t.data_ptr(), 0, (4, 4), (1 << 62, 1), 64) is None  # offsets beyond any memory
+    assert _moments.moments(0, 0, (4,), (1,), 0) is None  # no data at all
+    t.untyped_storage().resize_(0)  # as FSDP frees a parameter's storage: shape kept, no bytes
+    assert stats._compiled_values(t) is None
+    with pytest.raises(RuntimeError):  # torch's reductions, which the caller's fail-open catches
+        stats.cpu_row(t)
 
 
 _BASE = torch.randn(2, 128, 8, 32, generator=torch.Generator().manual_seed(0))
@@ -119,7 +133,7 @@ def test_strided_layouts_match_numpy(kernel, make):
 
 def test_a_layout_without_unit_stride_is_left_to_torch():
     t = torch.randn(4, 6)
-    assert _moments.moments(t.data_ptr(), 0, (4, 3), (6, 2)) is None  # every other column
+    assert _moments.moments(t.data_ptr(), 0, (4, 3), (6, 2), 96) is None  # every other column
 
 
 @pytest.mark.parametrize(

@@ -45,7 +45,7 @@ def test_moments_without_simd(tmp_path):
     x = torch.randn(
         1001, 3, generator=torch.Generator().manual_seed(0)
     ).t()  # rows of unit stride: transposed
-    mx, mn, total, sq = m.moments(x.data_ptr(), 0, x.shape, x.stride())
+    mx, mn, total, sq = m.moments(x.data_ptr(), 0, x.shape, x.stride(), x.untyped_storage().nbytes())
     a = x.double().numpy()
     assert (mx, mn) == (a.max(), a.min())
     assert total == pytest.approx(a.sum(), abs=1e-4) and sq == pytest.approx(float((a * a).sum()), rel=1e-6)
