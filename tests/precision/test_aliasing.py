@@ -5,8 +5,7 @@ expand, split) gets none when it is made, and the op that reads it gets the view
 import pytest
 import torch
 
-from ascend_tools.precision import aliasing, capture
-from ascend_tools.precision import stats as stats_mod
+from ascend_tools.precision import aliasing, capture, capture_session
 from ascend_tools.precision.stats import tensor_stats
 from ascend_tools.precision.store import OurDump
 
@@ -67,8 +66,8 @@ def _records(path):
 
 def test_slice_outputs_get_their_statistics_where_read(tmp_path, monkeypatch):
     computed = []
-    real = stats_mod._cpu_values  # every CPU statistic is read there (StatsQueue.add and cpu_row)
-    monkeypatch.setattr(stats_mod, "_cpu_values", lambda t: computed.append(tuple(t.shape)) or real(t))
+    real = capture_session.cpu_row  # where a stats-mode capture computes a CPU tensor's statistics
+    monkeypatch.setattr(capture_session, "cpu_row", lambda t: computed.append(tuple(t.shape)) or real(t))
     x = torch.randn(3, 8)
     with capture(str(tmp_path)):
         Rotary()(x)

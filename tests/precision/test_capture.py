@@ -16,7 +16,7 @@ import torch
 from polling import wait_for
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ascend_tools.precision import capture
+from ascend_tools.precision import capture, capture_session
 from ascend_tools.precision import stats as stats_mod
 from ascend_tools.precision.stats import tensor_stats
 from ascend_tools.precision.store import OurDump
@@ -234,6 +234,7 @@ def test_internal_error_fails_open_and_logs_once(tmp_path, monkeypatch, caplog):
 
     monkeypatch.setattr(stats_mod, "_row", boom)
     monkeypatch.setattr(stats_mod, "_cpu_values", boom)
+    monkeypatch.setattr(capture_session, "cpu_row", boom)
     model, x = _tiny(), torch.randn(4, 6)
     expect = model(x)
     with caplog.at_level(logging.WARNING, logger="ascend_tools"), capture(str(tmp_path)):
@@ -246,7 +247,7 @@ def test_internal_error_fails_open_and_logs_once(tmp_path, monkeypatch, caplog):
 KILLED = r"""
 import sys, time, torch
 sys.path.insert(0, {root!r})
-from ascend_tools.precision import capture
+from ascend_tools.precision import capture, capture_session
 x = torch.randn(8, 8)
 with capture({out!r}, flush_every=16):
     for i in range(10 ** 6):
