@@ -84,29 +84,25 @@ def _slow_checks(monkeypatch, seconds):
     return threads
 
 
+def _twelve_ops(threads):
+    """Twelve 64x64 fp32 ops under shadow: whether the training thread ran a check before the block's end."""
+    a = torch.randn(64, 64)
+    with shadow() as sh:
+        for _ in range(12):
+            a = a * 1.0001
+        before_drain = list(threads)
+    assert sh.compared == 12
+    return threading.get_ident() in before_drain
+
+
 def test_the_training_thread_helps_once_the_waiting_copies_exceed_their_bytes(monkeypatch):
     threads = _slow_checks(monkeypatch, 0.01)
     monkeypatch.setattr(W, "MAX_PENDING_BYTES", 3 * 64 * 64 * 4)  # three 64x64 fp32 outputs
-    a = torch.randn(64, 64)
-    with shadow() as sh:
-        for _ in range(12):
-            a = a * 1.0001
-        before_drain = list(threads)
-    assert sh.compared == 12
-    assert (
-        threading.get_ident() in before_drain
-    )  # inside the loop: the byte limit, not the end-of-block drain
+    assert _twelve_ops(threads)  # inside the loop: the byte limit, not the end-of-block drain
 
 
 def test_below_both_limits_the_training_thread_never_runs_a_check_before_the_step_ends(monkeypatch):
-    threads = _slow_checks(monkeypatch, 0.005)
-    a = torch.randn(64, 64)
-    with shadow() as sh:
-        for _ in range(12):
-            a = a * 1.0001
-        before_drain = list(threads)
-    assert sh.compared == 12
-    assert threading.get_ident() not in before_drain
+    assert not _twelve_ops(_slow_checks(monkeypatch, 0.005))
 
 
 def test_the_worker_thread_ends_with_the_block():
