@@ -154,8 +154,6 @@ def _row(x: torch.Tensor) -> Any:
 
 _DOT = (torch.float32, torch.float64)
 _MOMENTS_KIND = {torch.float32: 0, torch.float64: 1, torch.bfloat16: 2, torch.float16: 3}
-_KIND_MAX = {kind: float(torch.finfo(dtype).max) for dtype, kind in _MOMENTS_KIND.items()}
-_INF = math.inf
 _STRIDED = torch.strided
 
 
@@ -199,7 +197,9 @@ def _compiled_values(x: torch.Tensor) -> Optional[List[float]]:
     layout it leaves to torch, or a non-finite sum (NaN, Inf or overflow: the kernel's max/min skip NaN;
     torch's reductions then give the row with NaN in it, as every other path does)."""
     kind = _MOMENTS_KIND.get(x.dtype) if _moments is not None else None
-    if kind is None or not x.is_cpu:  # (a device address is no memory of this process)
+    if (
+        kind is None or not x.is_cpu or x.layout != _STRIDED
+    ):  # (a device address is no memory of this process)
         return None
     vals = _moments.moments(x.data_ptr(), kind, x.shape, x.stride(), _capacity(x, kind))
     if vals is None or not (math.isfinite(vals[2]) and math.isfinite(vals[3])):
@@ -213,16 +213,13 @@ def cpu_row(t: torch.Tensor) -> Optional[tuple]:
     first, in as few Python steps as it takes (it runs for every op output a capture records): a float tensor
     of two or more elements whose compiled pass finds a finite sum (so no NaN or Inf element) and extremes below
     the dtype's max (so none saturated)."""
-    kind = _MOMENTS_KIND.get(t.dtype) if _moments is not None else None
-    if kind is not None and t.is_cpu and t.layout == _STRIDED:
-        n = t.numel()
-        if n > 1:
-            vals = _moments.moments(t.data_ptr(), kind, t.shape, t.stride(), _capacity(t, kind))
-            if vals is not None:
-                mx, mn, total, sq = vals
-                top = _KIND_MAX[kind]
-                if -_INF < total < _INF and sq < _INF and -top < mn and mx < top:
-                    return (mx, mn, total / n, math.sqrt(sq), 0, 0, 0)
+    n = t.numel()
+    vals = _compiled_values(t) if n > 1 else None
+    if vals is not None:
+        mx, mn, total, norm = vals
+        top = dtype_max(t.dtype)
+        if -top < mn and mx < top:
+            return (mx, mn, total / n, norm, 0, 0, 0)
     if not has_stats(t):
         return None
     # detached only where autograd would record the reductions (a module hook runs them with grad enabled;
