@@ -38,7 +38,8 @@ initial weights cast), is dumped with full tensors by each tool in its own subpr
 with ``capture(DIR, level="op", mode="tensor")``, msprobe with task "tensor", level L1. Then, interleaved
 over ``--repeat`` rounds, each as a fresh subprocess (interpreter start-up and imports included):
 
-* ``python -m ascend_tools.cli compare BF16 FP32 -f json -o X`` on our dumps;
+* ``python -m ascend_tools.cli compare BF16 FP32 -f json -o X`` on our dumps, also with ``--replay all`` (every op
+  off the reference replayed) and ``--no-replay`` (metrics only, as msprobe's compare);
 * ``msprobe compare -tp BF16/step0 -gp FP32/step0 -o OUT`` on msprobe's dumps (the ``msprobe`` next to
   this interpreter, else on PATH: run the bench with the bench virtualenv's python, bench/README.md);
 * ours on msprobe's dumps (the same data msprobe reads);
@@ -468,45 +469,25 @@ def _compare_throughput(work: str, repeat: int, progress: Callable[[str], None])
     out_dir = os.path.join(work, "out")
     rows: Dict[str, List[float]] = {
         "ours CLI, our dumps": [],
+        "ours CLI --replay all, our dumps": [],
         "ours CLI --no-replay, our dumps": [],
         "ours in-process, our dumps": [],
     }
     if "msprobe" in dirs:
         rows.update({"msprobe CLI, msprobe dumps": [], "ours CLI, msprobe dumps": []})
+
+    def ours_cli(target: str, reference: str, out: str, *options: str) -> float:
+        cli = [sys.executable, "-m", "ascend_tools.cli", "compare", target, reference, *options]
+        return timed([*cli, "-f", "json", "-o", os.path.join(work, out)])
+
     for i in range(repeat):
         ours_t, ours_r = dirs["ours"]["bfloat16"], dirs["ours"]["float32"]
-        rows["ours CLI, our dumps"].append(
-            timed(
-                [
-                    sys.executable,
-                    "-m",
-                    "ascend_tools.cli",
-                    "compare",
-                    ours_t,
-                    ours_r,
-                    "-f",
-                    "json",
-                    "-o",
-                    os.path.join(work, "ours.json"),
-                ]
-            )
+        rows["ours CLI, our dumps"].append(ours_cli(ours_t, ours_r, "ours.json"))
+        rows["ours CLI --replay all, our dumps"].append(
+            ours_cli(ours_t, ours_r, "ours-replay-all.json", "--replay", "all")
         )
         rows["ours CLI --no-replay, our dumps"].append(
-            timed(
-                [
-                    sys.executable,
-                    "-m",
-                    "ascend_tools.cli",
-                    "compare",
-                    ours_t,
-                    ours_r,
-                    "--no-replay",
-                    "-f",
-                    "json",
-                    "-o",
-                    os.path.join(work, "ours-no-replay.json"),
-                ]
-            )
+            ours_cli(ours_t, ours_r, "ours-no-replay.json", "--no-replay")
         )
         rows["ours in-process, our dumps"].append(
             run_worker(["compare", "--target", ours_t, "--reference", ours_r])["wall_s"]
@@ -519,22 +500,7 @@ def _compare_throughput(work: str, repeat: int, progress: Callable[[str], None])
             rows["msprobe CLI, msprobe dumps"].append(
                 timed([str(msprobe), "compare", "-tp", ms_t, "-gp", ms_r, "-o", out_dir])
             )
-            rows["ours CLI, msprobe dumps"].append(
-                timed(
-                    [
-                        sys.executable,
-                        "-m",
-                        "ascend_tools.cli",
-                        "compare",
-                        ms_t,
-                        ms_r,
-                        "-f",
-                        "json",
-                        "-o",
-                        os.path.join(work, "ours-ms.json"),
-                    ]
-                )
-            )
+            rows["ours CLI, msprobe dumps"].append(ours_cli(ms_t, ms_r, "ours-ms.json"))
         progress(
             "[{}/{}] compare: {}".format(
                 i + 1, repeat, ", ".join(f"{k} {v[-1]:.2f} s" for k, v in rows.items())

@@ -1,5 +1,6 @@
 """``ascend-doctor compare``: two dumps (ours or msprobe's), every pair measured, the culprit named."""
 
+import contextlib
 import sys
 from typing import Any, Optional
 
@@ -18,10 +19,15 @@ from .common import all_rows_option, emit, exit_code, fail_on_option, handle_err
     "--rank", type=click.IntRange(min=0), default=None, help="Rank to compare [default: the lowest]."
 )
 @click.option(
-    "--no-replay",
-    is_flag=True,
-    help="Do not replay ops in float64 on the target's inputs; rank by error amplification only.",
+    "--replay",
+    "replay",
+    type=click.Choice(["auto", "all", "none"]),
+    default="auto",
+    show_default=True,
+    help="Which ops off the reference are replayed in float64 on the target's inputs: those whose error their "
+    "inputs' error does not explain (auto), all, or none (rank by error amplification only).",
 )
+@click.option("--no-replay", is_flag=True, help="Same as --replay none.")
 @click.option(
     "--stats-only", is_flag=True, help="Compare statistics only, even where the dumps hold tensors (faster)."
 )
@@ -35,6 +41,7 @@ def compare_cmd(
     reference: str,
     step: Optional[int],
     rank: Optional[int],
+    replay: str,
     no_replay: bool,
     stats_only: bool,
     top: int,
@@ -50,22 +57,28 @@ def compare_cmd(
     ops that introduced error: replayed in float64 on the target's own inputs when the dump holds tensors,
     by error amplification when it holds statistics only.
     """
-    from ..precision import pairpool
+    from ..precision import pairpool, replay_pool
 
-    if not (no_replay or stats_only):
-        pairpool.import_torch_meanwhile()  # for the float64 replays, while the pair metrics (numpy) run
+    if no_replay:
+        replay = "none"
+    replayer = None
+    if not (replay == "none" or stats_only):
+        # started now: the processes import torch while this one measures the pairs (numpy)
+        replayer = replay_pool.ReplayProcesses(pairpool.default_workers() if replay == "all" else 1)
     from ..precision import compare, heap
 
     heap.retain_freed_memory()  # this process only: thousands of same-sized float64 buffers, reused
-    report = compare.compare_dumps(
-        target,
-        reference,
-        rank=rank,
-        step=step,
-        replay=not no_replay,
-        top=top,
-        progress=sys.stderr.isatty(),
-        stats_only=stats_only,
-    )
+    with replayer or contextlib.nullcontext():
+        report = compare.compare_dumps(
+            target,
+            reference,
+            rank=rank,
+            step=step,
+            replay=replay,
+            top=top,
+            progress=sys.stderr.isatty(),
+            stats_only=stats_only,
+            replayer=replayer,
+        )
     emit(report, fmt, output, text=compare.to_csv(report) if fmt == "csv" else None, all_rows=all_rows)
     sys.exit(exit_code(report, fail_on))

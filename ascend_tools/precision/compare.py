@@ -9,7 +9,7 @@ import io
 import math
 import sys
 from collections import Counter, OrderedDict
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import click
 
@@ -21,6 +21,9 @@ from .align import align
 from .causes import Cause, rank
 from .diagnose import PairResult
 from .dumps import Dump, open_dump
+
+if TYPE_CHECKING:
+    from .replay_pool import ReplayProcesses
 
 SCHEMA = "ascend-doctor/compare/1"
 PLOT_CAP = 1e6
@@ -72,11 +75,14 @@ def compare_dumps(
     reference_path: str,
     rank: Optional[int] = None,
     step: Optional[int] = None,
-    replay: bool = True,
+    replay: str = "auto",
     top: int = 10,
     progress: bool = False,
     stats_only: bool = False,
+    replayer: Optional["ReplayProcesses"] = None,
 ) -> Report:
+    """``replay``: which ops off the reference are replayed (``diagnose.REPLAY_MODES``); ``replayer``: processes
+    that replay them (the command's), else this process does."""
     target, reference = open_dump(target_path, rank), open_dump(reference_path, rank)
     chosen = choose_step(target, reference, step)
     t_records, r_records = list(target.records(chosen)), list(reference.records(chosen))
@@ -84,7 +90,9 @@ def compare_dumps(
         why = f" readable ({target.problems[0]})" if target.problems else ""
         raise InputError(f"{target.path}: step {chosen} holds no records{why}")
     pairs = align(t_records, r_records)
-    diag = diagnose.Diagnoser(target, reference, chosen, replay=replay, tensors=not stats_only)
+    diag = diagnose.Diagnoser(
+        target, reference, chosen, replay=replay, tensors=not stats_only, replayer=replayer
+    )
     if progress:
         # sys.stderr, not click.get_text_stream("stderr"): deprecated in click 8.5 (a DeprecationWarning
         # on every call), gone in 9.0
@@ -166,7 +174,7 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
     hint_rows = [culprit_row(i + 1, c, target) for i, c in enumerate(hints[:top])]
     errors = [c for c in found if c.level == "error"]
     # no replay (and none needed): amplification ranks
-    stats_only = not any(r.method == "replay" or r.within_reference for r in results)
+    stats_only = not any(r.method == "replay" or r.within_reference or r.explained for r in results)
     with_tensors = any(r.error is not None for r in results)
     method = (
         "replay in float64"

@@ -18,26 +18,33 @@ causes, and of which kind (kernel, divergence with agreeing inputs, NaN/Inf, tar
 import importlib
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from ..errors import InputError
 from . import metrics as M
-from . import pairpool, standards
+from . import pairpool, replay_job, standards
 from .align import Pair
 from .dumps import Dump
 from .records import Record, TensorInfo
+from .replay_job import ReplayJob, ReplayOutcome, TensorFile
+from .store import wrap_bits
 from .tensor_cache import TensorCache
 
 if TYPE_CHECKING:
-    import torch
-
-    from .replay import Replay
+    from .replay_pool import ReplayProcesses
+    from .replay_verdict import Replay
 
 # Amplification is a heuristic: well-conditioned ops pass on their inputs' relative error at up to a small
 # factor (x**2 doubles it; sin and subtraction near zero can do more), so only a large factor names a culprit.
 AMPLIFICATION_CULPRIT = 8.0
+#: an op off against the reference is replayed (the default, ``replay="auto"``) only where its inputs' error does
+#: not explain its output's: amplification at least this, or none measured. An op that adds an error e_k to
+#: inputs off by e_in is off by about sqrt(e_in**2 + e_k**2): below 2x it added less than 1.7 e_in, less than the
+#: drift it was handed, and the op that introduced that drift is earlier. A bf16-vs-fp32 Llama step: 826 of
+#: 837 off ops below it (docs/precision-speed.md); ``replay="all"`` replays every op off the reference.
+REPLAY_AMPLIFICATION = 1.5
+#: what ``Diagnoser(replay=...)`` takes: every op off the reference, those their inputs do not explain, none
+REPLAY_MODES = ("all", "auto", "none")
 #: a parameter differs from the reference's when its relative L2 error passes this many times what rounding to
 #: the two dtypes explains (a bf16 cast of an fp32 weight: about 0.6 of it); statistics: ``stats_tolerance``
 PARAMETER_FACTOR = 2.0
@@ -59,6 +66,7 @@ class PairResult:
     params: List[Tuple[str, float, float, bool]] = field(default_factory=list)
     method: str = ""  # "replay" | "amplification" | ""
     within_reference: bool = False  # output passed against the reference: not replayed, cannot be a culprit
+    explained: bool = False  # off, but by no more than its inputs (REPLAY_AMPLIFICATION): not replayed
     score: float = 0.0
     notes: List[str] = field(default_factory=list)
     problems: List[str] = field(default_factory=list)  # what the dumps asked for and were refused
@@ -94,11 +102,15 @@ class Diagnoser:
         target: Dump,
         reference: Dump,
         step: int,
-        replay: bool = True,
+        replay: str = "auto",
         tensors: bool = True,
         workers: Optional[int] = None,
+        replayer: Optional["ReplayProcesses"] = None,
     ) -> None:
+        if replay not in REPLAY_MODES:
+            raise ValueError(f"replay={replay!r}: one of {', '.join(REPLAY_MODES)}")
         self.target, self.reference, self.step, self.replay = target, reference, step, replay
+        self.replayer = replayer  # the compare command's replay processes; None: replays run in this process
         # threads for the per-pair work (pairpool.py); 1: in this thread, with torch's own intra-op threads
         self.workers = pairpool.default_workers() if workers is None else max(1, int(workers))
         self.tensors = tensors  # False: statistics only, even where the dumps hold tensors
@@ -107,7 +119,6 @@ class Diagnoser:
         self._rel_l2: Dict[Tuple[str, str], float] = {}
         # an output read for its metrics is read again as a later op's input (replay, amplification)
         self._cache = TensorCache()
-        self._replayed: Set[int] = set()  # id() of the results replayed (or tried) already
 
     def _load(self, dump: Dump, info: TensorInfo, result: PairResult) -> Any:
         """The tensor (a numpy array, :class:`metrics.RawBits` or a torch tensor: :meth:`Dump.load_array`),
@@ -116,28 +127,27 @@ class Diagnoser:
             return None
         try:
             key = (id(dump), info.file, info.dtype)
-            return self._cache.get(key, lambda: _wrap_bits(dump.load_array(info, self.step), info.dtype))
+            return self._cache.get(key, lambda: wrap_bits(dump.load_array(info, self.step), info.dtype))
         except InputError as exc:  # a path leading out (UnsafePath), a corrupt tensor file
-            problem = f"tensor not read: {exc}"
-            if problem not in result.problems:
-                result.problems.append(problem)
+            _add_problem(result, f"tensor not read: {exc}")
             return None
 
     def run(
         self, pairs: Iterable[Pair], progress: Optional[Callable[[int], None]] = None
     ) -> List[PairResult]:
-        """Every pair against the reference (numpy), each replayed in float64 right after when it is off and
-        torch is ready; the pairs met while the compare command still imports torch on another thread
-        (:func:`pairpool.import_torch_meanwhile`) are replayed after the others."""
-        if self.replay and pairpool.torch_ready():
-            # here, not in a pool thread: the pool then sets its kernels single-threaded
-            importlib.import_module("torch")
+        """Every pair against the reference (numpy: the compare command's replay processes import torch
+        meanwhile), then the amplification of every pair that is off, then the float64 replays of the pairs
+        :meth:`_wants_replay` picks."""
         results = pairpool.map_in_order(self.compare_pair, list(pairs), self.workers, progress)
-        todo = [res for res in results if self._wants_replay(res) and id(res) not in self._replayed]
-        if todo:
-            importlib.import_module("torch")  # the background import's end
-            pairpool.map_in_order(self._replay_pair, todo, self.workers)
         self._amplification(results)
+        todo = []
+        for res in results:
+            if self._wants_replay(res):
+                todo.append(res)
+            elif self.replay == "auto" and self._wants_replay(res, gate=False):
+                res.explained = True
+        if todo:
+            self._replays(todo)
         self._parameters(results)
         return results
 
@@ -207,20 +217,16 @@ class Diagnoser:
             # outputs within their dtype's tolerance of the reference cannot be where the error came from:
             # the float64 replay (most of a compare's time) is spent only on outputs that are off
             result.within_reference = True
-        elif self._wants_replay(result) and pairpool.torch_ready():
-            self._replay_pair(result)
         return result
 
-    def _produced(self, result: PairResult) -> List[Any]:
-        """The target's outputs that have a reference counterpart (None where not saved)."""
-        t, r = result.pair.target, result.pair.reference
-        assert t is not None and r is not None
-        return [self._load(self.target, t_out, result) for t_out, _ in zip(t.outputs, r.outputs)]
-
-    def _wants_replay(self, result: PairResult) -> bool:
+    def _wants_replay(self, result: PairResult, gate: bool = True) -> bool:
+        """``gate=False``: whether the op would be replayed were its inputs' error not considered."""
         t = result.pair.target
+        amplification = result.amplification
+        explained = amplification is not None and amplification < REPLAY_AMPLIFICATION  # False for NaN
         return (
-            self.replay
+            (self.replay == "all" or (self.replay == "auto" and not (gate and explained)))
+            and self.tensors
             and result.verdict is not None
             and not result.within_reference
             and t is not None
@@ -228,65 +234,54 @@ class Diagnoser:
             and t.args is not None
         )
 
-    def _replay_pair(self, result: PairResult) -> None:
-        assert result.pair.target is not None
-        self._replayed.add(id(result))
-        produced = self._produced(result)
-        if any(x is not None for x in produced):
-            self._replay(result, result.pair.target, [_torch_of(x) for x in produced])
-
     # --- introduced error: replay in float64 ----------------------------------------------------------
 
-    def _replay(self, result: PairResult, rec: Record, produced: List[Optional["torch.Tensor"]]) -> None:
-        from . import replay_policy
-        from .replay import replay, replayable
-        from .store import decode_args
+    def _replays(self, todo: List[PairResult]) -> None:
+        """Each result's replay: in the compare command's replay processes, else here on the thread pool."""
+        jobs = [(res, self._job(res)) for res in todo]
+        ready = [(res, job) for res, job in jobs if job is not None]
+        outcomes = self.replayer.run([job for _, job in ready]) if self.replayer is not None else None
+        if outcomes is None:
+            # here, not in a pool thread: the pool then sets its kernels single-threaded
+            importlib.import_module("torch")
+            outcomes = pairpool.map_in_order(replay_job.run, [job for _, job in ready], self.workers)
+        for (res, _), outcome in zip(ready, outcomes):
+            _apply(res, outcome)
 
+    def _job(self, result: PairResult) -> Optional[ReplayJob]:
+        """What a replay of the target's op needs (its inputs and the outputs the reference has too), or None:
+        not an op name, or an input not saved."""
+        rec, ref = result.pair.target, result.pair.reference
+        assert rec is not None and ref is not None  # _wants_replay: only pairs measured against the reference
         if "::" not in rec.name:  # msprobe's API names (Functional.linear): no op to call
             result.notes.append("not an op name: not replayed")
-            return
+            return None
+        inputs = [self._source(info, result) for info in rec.inputs]
+        produced = [self._source(out, result) for out, _ in zip(rec.outputs, ref.outputs)]
+        if any(x is None for x in inputs) or all(x is None for x in produced):
+            return None
+        return ReplayJob(rec.name, rec.args, tuple(inputs), tuple(produced), _reduction(rec))
+
+    def _source(self, info: TensorInfo, result: PairResult) -> Any:
+        """A target tensor for a replay job: its file where the dump has ``.npy`` files (a job then carries a
+        path, not the tensor), else the tensor; None when none was saved or it cannot be read."""
         try:
-            op = replay_policy.resolve(rec.name)
-            if not replayable(op, rec.name):
-                result.notes.append("random or uninitialised op: not replayed")
-                return
-            loaded = [_torch_of(self._load(self.target, info, result)) for info in rec.inputs]
-            inputs = [x for x in loaded if x is not None]
-            if len(inputs) < len(loaded):
-                return
-            replay_policy.check_args(op, *decode_args(rec.args, inputs))
-            found = replay(
-                op,
-                rec.name,
-                lambda tensors: decode_args(rec.args, tensors),
-                inputs,
-                produced,
-                _reduction(rec),
-            )
-        except replay_policy.Refused as exc:
-            result.problems.append(f"not replayed: {exc}")
-            return
-        except Exception as exc:  # an op we cannot rebuild: fall back to amplification
-            result.notes.append(f"not replayed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
-            return
-        if found is None:
-            return
-        result.replay = found
-        result.introduced, result.introduced_verdict = found.metrics, found.verdict
-        result.method = "replay"
-        result.score = found.score
+            path = self.target.tensor_file(info, self.step)
+        except InputError as exc:  # a path leading out of the dump (UnsafePath)
+            _add_problem(result, f"tensor not read: {exc}")
+            return None
+        return TensorFile(path, info.dtype) if path is not None else self._load(self.target, info, result)
 
     # --- introduced error: amplification over the inputs' error ---------------------------------------
 
     def _amplification(self, results: List[PairResult]) -> None:
-        # a passing replay does not end it: outputs off while the inputs agree is a cause of its own
-        # (a config or code difference, see causes.py), measured by the same ratio
+        # before the replays, which it selects; a passing replay does not end it either: outputs off while the
+        # inputs agree is a cause of its own (a config or code difference, see causes.py), measured by this ratio
         todo = [
             res
             for res in results
             if res.verdict is not None
             and not res.within_reference
-            and not (res.replay is not None and res.replay.is_error)
             and output_error(res) is not None
             and res.pair.target is not None
             and res.pair.reference is not None
@@ -326,25 +321,23 @@ class Diagnoser:
         return 0.0
 
 
-def _wrap_bits(arr: Any, dtype: str) -> Any:
-    """A numpy array of raw bits (our dumps' bfloat16/float8) as :class:`metrics.RawBits`; anything else
-    as it is."""
-    from .store import RAW_BITS
-
-    if isinstance(arr, np.ndarray) and dtype in RAW_BITS:
-        return M.RawBits(arr.view(RAW_BITS[dtype]), dtype)
-    return arr
+def _add_problem(result: PairResult, problem: str) -> None:
+    if problem not in result.problems:
+        result.problems.append(problem)
 
 
-def _torch_of(x: Any) -> Any:
-    """What :meth:`Diagnoser._load` returned, as a torch tensor (a view of the same memory)."""
-    import torch
-
-    if isinstance(x, M.RawBits):
-        return x.to_torch()
-    if isinstance(x, np.ndarray):
-        return torch.from_numpy(x)
-    return x
+def _apply(result: PairResult, outcome: ReplayOutcome) -> None:
+    if outcome.problem:
+        _add_problem(result, outcome.problem)
+    if outcome.note:
+        result.notes.append(outcome.note)
+    found = outcome.replay
+    if found is None:
+        return
+    result.replay = found
+    result.introduced, result.introduced_verdict = found.metrics, found.verdict
+    result.method = "replay"
+    result.score = found.score
 
 
 def _reduction(rec: Record) -> Optional[int]:

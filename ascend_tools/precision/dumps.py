@@ -38,6 +38,12 @@ class Dump:
         (bfloat16/float8 as raw bits: ``info.dtype`` says which), else :meth:`load_tensor`'s tensor."""
         return self.load_tensor(info, step)
 
+    def tensor_file(self, info: TensorInfo, step: int) -> Optional[str]:
+        """The ``.npy`` file :func:`store.read_tensor_file` reads for ``info`` (checked to stay inside the
+        dump: :class:`UnsafePath` otherwise), or None: none saved, or a reader whose files are not ``.npy``.
+        What a replay in another process is given instead of the tensor (``replay_job.py``)."""
+        return None
+
     def stack(self, stack_id: Optional[int]) -> List[str]:
         """The Python stack of a record (outermost first) as ``file:line in function`` strings."""
         raise NotImplementedError

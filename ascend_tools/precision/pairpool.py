@@ -10,39 +10,16 @@ single-threaded, on how many threads there were.
 """
 
 import contextlib
-import importlib
 import os
 import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator, List, Optional, Sequence, TypeVar
 
 #: at most this many threads: each holds a pair's tensors and their float64 work buffers at once
 MAX_WORKERS = 4
 
-_torch_imported = threading.Event()
-_torch_importing = threading.Event()
-
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-def import_torch_meanwhile() -> None:
-    """Import torch on another thread (about a second of start-up) while this process does numpy work, and
-    set its kernels single-threaded there (for the process that owns this: the compare command)."""
-
-    def run() -> None:
-        importlib.import_module("torch").set_num_threads(1)
-        _torch_imported.set()
-
-    _torch_importing.set()
-    threading.Thread(target=run, daemon=True).start()
-
-
-def torch_ready() -> bool:
-    """Whether torch may be used now: imported by :func:`import_torch_meanwhile`, or that was never started
-    (the caller imports it itself)."""
-    return _torch_imported.is_set() or not _torch_importing.is_set()
 
 
 def default_workers() -> int:
@@ -58,7 +35,7 @@ def default_workers() -> int:
 def single_threaded_kernels() -> Iterator[None]:
     """torch's intra-op threads set to 1 for the block (process-wide), restored after it; nothing when torch
     is not imported (numpy's work here uses no thread pool)."""
-    torch = sys.modules.get("torch") if torch_ready() else None
+    torch = sys.modules.get("torch")
     if torch is None:
         yield
         return

@@ -63,7 +63,7 @@ from . import drift, standards
 from . import metrics as M
 from .aliasing import COPIES
 from .failopen_mode import FailOpenMode
-from .replay import with_baseline
+from .replay_verdict import with_baseline
 from .screen import judge_output
 from .shadow_snaps import Snap, SnapCache
 from .shadow_worker import Worker
@@ -639,7 +639,7 @@ class Shadow(StepSession):
         """An op judged "error" is run once more on CPU in the device's own dtypes, from the copies of its
         inputs taken before it ran, cast back (exact): what a correct kernel of that precision makes on these
         inputs (cancellation in a softmax backward, rounding of an fp16 ``add_``). The verdict is regraded by
-        :func:`replay.with_baseline`, the rule compare uses too. A wrong device kernel stays far above; on a
+        :func:`replay_verdict.with_baseline`, the rule compare uses too. A wrong device kernel stays far above; on a
         CPU device the two agree. (It is the last use of the copies: an in-place op may overwrite them.)"""
         op = pre.op
         try:

@@ -16,7 +16,7 @@ import torch
 from click.testing import CliRunner
 
 from ascend_tools.cli import main
-from ascend_tools.precision import capture
+from ascend_tools.precision import capture, replay_pool
 from ascend_tools.precision.store import decode_args
 
 MSPROBE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "msprobe")
@@ -29,17 +29,29 @@ def compare(target, reference):
     return json.loads(result.output)
 
 
+@pytest.fixture(autouse=True)
+def replays_in_this_process(monkeypatch):
+    """The command's replays run here, where the canaries these tests plant (``torch.ops.load_library``,
+    ``ctypes.CDLL``) would see a call; its replay processes would not share them (tests/precision/
+    test_replay_pool.py sends a refusal through one)."""
+    init = replay_pool.ReplayProcesses.__init__
+    monkeypatch.setattr(replay_pool.ReplayProcesses, "__init__", lambda self, processes=1: init(self, 0))
+
+
 def our_pair(tmp_path, edit=None):
-    """Two one-op dumps (``aten::mm``, outputs off so compare replays it); ``edit(record)`` rewrites the
-    record in both before they are read."""
-    a = torch.randn(4, 4)
+    """Two one-op dumps (``aten::mm`` of the same inputs; the target's output is then scaled, a kernel fault, so
+    compare replays it); ``edit(record)`` rewrites the record in both before they are read."""
+    a, b = torch.randn(4, 4), torch.randn(4, 4)
     paths = []
-    for side, b in (("target", torch.randn(4, 4)), ("reference", torch.randn(4, 4))):
+    for side in ("target", "reference"):
         path = tmp_path / side
         with torch.no_grad(), capture(str(path), mode="tensor"):
             torch.mm(a, b)
         records = path / "rank0" / "step0" / "records.jsonl"
         record = json.loads(records.read_text())
+        if side == "target":
+            out = path / "rank0" / "step0" / record["outputs"][0]["file"]
+            np.save(out, np.load(out) * 1.5)
         if edit is not None:
             edit(record)
         records.write_text(json.dumps(record) + "\n")

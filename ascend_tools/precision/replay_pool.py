@@ -1,0 +1,103 @@
+"""compare's float64 replays in processes of their own.
+
+A replay needs torch, and ``import torch`` is a second of CPU spent mostly holding the GIL. Imported on a thread
+of the compare itself, it stalled the threads measuring the pairs: on the bench's 1.5 GB pair the CLI took 0.98 s
+without replays and 2.1 s with 15 of them. A spawned process imports torch on another core while the pairs are
+measured, then replays the jobs (``replay_job.py``: file paths and the encoded call, no tensors) the compare sends
+it. It also keeps a replay that kills its interpreter (an op on a hostile dump's arguments, the OOM killer) from
+ending the compare: that process's jobs come back as not replayed, with the reason.
+"""
+
+import multiprocessing
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, List, Optional
+
+from . import replay_job
+from .replay_job import ReplayJob, ReplayOutcome
+
+#: each process gets its jobs in about this many parts (fewer round trips than a job each, and a dead process
+#: costs only its part's replays)
+PARTS_PER_PROCESS = 4
+DIED = (
+    "not replayed: the replay process ended while replaying this op or one sent with it (killed, or crashed)"
+)
+
+
+def _prepare() -> None:
+    import torch
+
+    from . import replay  # noqa: F401 (imported now, not by the first job)
+
+    torch.set_num_threads(1)  # as the compare's own thread pool runs its kernels (pairpool.py)
+
+
+def _ready() -> bool:
+    return True
+
+
+class ReplayProcesses:
+    """``processes`` spawned processes, started at once (their ``import torch`` runs while the caller measures
+    the pairs); 0 starts none (the caller replays in its own process). Use as a context manager, or
+    :meth:`close`."""
+
+    def __init__(self, processes: int = 1) -> None:
+        self.processes = processes
+        self._pool: Optional[ProcessPoolExecutor] = None
+        if processes < 1:
+            return
+        try:
+            pool = ProcessPoolExecutor(
+                self.processes, mp_context=multiprocessing.get_context("spawn"), initializer=_prepare
+            )
+            pool.submit(_ready)  # a pool starts its processes at the first job
+        except (
+            OSError,
+            RuntimeError,
+            ImportError,
+        ):  # no semaphores (/dev/shm), no fork/exec: replay in-process
+            return
+        self._pool = pool
+
+    @property
+    def available(self) -> bool:
+        return self._pool is not None
+
+    def run(self, jobs: List[ReplayJob]) -> Optional[List[ReplayOutcome]]:
+        """Every job's outcome, in order; None when no process could be started (replay them in-process)."""
+        if self._pool is None:
+            return None
+        size = max(1, -(-len(jobs) // (self.processes * PARTS_PER_PROCESS)))
+        parts = [jobs[i : i + size] for i in range(0, len(jobs), size)]
+        try:
+            futures: List[Future[Any]] = [self._pool.submit(replay_job.run_all, part) for part in parts]
+        except BrokenProcessPool:
+            return [ReplayOutcome(problem=DIED) for _ in jobs]
+        out: List[ReplayOutcome] = []
+        for part, future in zip(parts, futures):
+            try:
+                out.extend(future.result())
+            except BrokenProcessPool:
+                out.extend(ReplayOutcome(problem=DIED) for _ in part)
+        return out
+
+    def close(self) -> None:
+        """Ends the processes now: they hold nothing to save, and a graceful exit is torch's teardown (a quarter
+        of a second of the bench's compare)."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        # private: Python < 3.14 has no terminate_workers()
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join(5)
+        pool.shutdown(wait=True)
+
+    def __enter__(self) -> "ReplayProcesses":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
