@@ -368,10 +368,12 @@ def _drift_section(report: Report, results: List[PairResult], found: List[Cause]
     vs_ref, introduced = [], []
     marks: List[Tuple[float, str]] = []
     order = {id(r): i for i, r in enumerate(results)}
+    # one unit on the line: replay scores (tolerances) where there were replays, else amplifications
+    method = "replay" if any(r.method == "replay" for r in results) else "amplification"
     for i, r in enumerate(results):
         if r.verdict is not None and r.verdict.ratio:
             vs_ref.append((float(i), min(r.verdict.ratio, PLOT_CAP)))
-        if r.method and r.score:
+        if r.method == method and r.score:
             introduced.append((float(i), min(r.score, PLOT_CAP)))
         if r.record.phase != "forward" and r.record.phase not in (m[1] for m in marks):
             marks.append((float(i), r.record.phase))
@@ -385,9 +387,14 @@ def _drift_section(report: Report, results: List[PairResult], found: List[Cause]
         PLOT_CAP,
     )
     sec = report.section("Drift along the run")
+    first = (
+        "The error each replayed op introduced itself, in units of its dtype tolerance (1 = at tolerance; an op "
+        "whose inputs' error explains its own is not replayed, not drawn)"
+        if method == "replay"
+        else "How much each op amplified the error its inputs carried (no replays)"
+    )
     sec.text.append(
-        "The error each op introduced itself, in units of its dtype tolerance (1 = at tolerance), in "
-        "execution order, with the culprits labelled; and the error of the outputs against the reference, "
+        f"{first}, in execution order, with the culprits labelled; and the error of the outputs against the reference, "
         f"as the running median over {drift.TREND_WINDOW} ops (single ops jump by orders of magnitude: an "
         f"exact op has a zero tolerance; capped at {PLOT_CAP:g}). Error that only propagates raises the "
         "second line but not the first."
@@ -404,7 +411,11 @@ def _drift_section(report: Report, results: List[PairResult], found: List[Cause]
             points=points,
         )
     )
-    errors = [(r.record.module, r.record.phase, "introduced", r.score or None) for r in results if r.method]
+    errors = [
+        (r.record.module, r.record.phase, "introduced", r.score or None)
+        for r in results
+        if r.method == method
+    ]
     errors += [
         (r.record.module, r.record.phase, "vs reference (median)", r.verdict.ratio)
         for r in results
