@@ -4,6 +4,8 @@
    is the slowest of them, sum, a dot product, four reads), each a Python call; the capture computes them
    for every op output. Here they are one call and one pass over memory the op has just written.
 
+   stats_body(...) (the same arguments) -> the capture's JSON fragment of the statistics in the common case
+   (see it below), so that a record's statistics cost no Python float formatting.
    moments(address, kind, sizes, strides, capacity) -> (max, min, sum, sumsq) as floats, or None for a layout
    it leaves to torch (see strided()) or elements beyond the capacity bytes readable from address (the rest
    of the tensor's storage); kind 0 float32, 1 float64, 2 bfloat16, 3 float16; sizes and strides in elements,
@@ -15,6 +17,8 @@
    x86-64 (an Arm host), or compiled with -DASCEND_DOCTOR_NO_SIMD, only the portable kernels exist. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <float.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -258,21 +262,23 @@ static const size_t item_size[4] = {4, 8, 2, 2};
    where one dimension continues the next, so a contiguous or permuted dense tensor is one run. The
    innermost dimension must then have stride 1 (rows, e.g. a slice of the last dimension); any other layout
    returns None: torch's reductions. */
-static PyObject *strided(PyObject *args, const kernel_t *table) {
+/* 1: *out holds the moments of the tensor the arguments describe (sums times the repetitions), *kind_out its
+   kind and *count its number of elements; 0: a layout or storage left to torch; -1: an exception is set. */
+static int strided(PyObject *args, const kernel_t *table, moments_t *out, int *kind_out, double *count) {
     unsigned long long address;
     int kind;
     PyObject *size_obj, *stride_obj;
     Py_ssize_t capacity, last = 0; /* bytes readable from address on; the largest element offset */
     Py_ssize_t size[MAX_DIMS], stride[MAX_DIMS];
-    double repeat = 1;
+    double repeat = 1, elements = 1;
     int nd = 0;
-    if (!PyArg_ParseTuple(args, "KiOOn", &address, &kind, &size_obj, &stride_obj, &capacity)) return NULL;
+    if (!PyArg_ParseTuple(args, "KiOOn", &address, &kind, &size_obj, &stride_obj, &capacity)) return -1;
     PyObject *sizes = PySequence_Fast(size_obj, "sizes must be a sequence");
-    if (sizes == NULL) return NULL;
+    if (sizes == NULL) return -1;
     PyObject *strides = PySequence_Fast(stride_obj, "strides must be a sequence");
     if (strides == NULL) {
         Py_DECREF(sizes);
-        return NULL;
+        return -1;
     }
     const Py_ssize_t ndim = PySequence_Fast_GET_SIZE(sizes);
     int bad = ndim != PySequence_Fast_GET_SIZE(strides) || ndim > MAX_DIMS || kind < 0 || kind > 3;
@@ -281,7 +287,10 @@ static PyObject *strided(PyObject *args, const kernel_t *table) {
         const Py_ssize_t st = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(strides, d));
         if (PyErr_Occurred() || n <= 0 || st < 0) {
             bad = 1;
-        } else if (n == 1) {
+            continue;
+        }
+        elements *= (double)n;
+        if (n == 1) {
             continue;
         } else if (st > (PY_SSIZE_T_MAX - last) / (n - 1)) {
             last = PY_SSIZE_T_MAX; /* offsets beyond any memory: none are read (below) */
@@ -305,10 +314,10 @@ static PyObject *strided(PyObject *args, const kernel_t *table) {
         if (!PyErr_Occurred())
             PyErr_SetString(PyExc_ValueError,
                             "moments: sizes > 0, strides >= 0, as many of each, kind 0..3");
-        return NULL;
+        return -1;
     }
     /* a storage smaller than the elements need (freed with resize_(0), a short storage): read nothing */
-    if (address == 0 || capacity < 0 || last >= capacity / (Py_ssize_t)item_size[kind]) Py_RETURN_NONE;
+    if (address == 0 || capacity < 0 || last >= capacity / (Py_ssize_t)item_size[kind]) return 0;
     int kept = 0; /* dimension d merged into the one kept before it where it continues it */
     for (int d = 0; d < nd; d++) {
         if (kept > 0 && stride[kept - 1] == stride[d] * size[d]) {
@@ -326,7 +335,7 @@ static PyObject *strided(PyObject *args, const kernel_t *table) {
         stride[0] = 1;
         nd = 1;
     }
-    if (stride[nd - 1] != 1) Py_RETURN_NONE;
+    if (stride[nd - 1] != 1) return 0;
     const Py_ssize_t row = size[nd - 1];
     Py_ssize_t rows = 1, index[MAX_DIMS] = {0};
     for (int d = 0; d < nd - 1; d++) rows *= size[d];
@@ -352,17 +361,66 @@ static PyObject *strided(PyObject *args, const kernel_t *table) {
         }
     }
     Py_END_ALLOW_THREADS
-    return Py_BuildValue("(dddd)", all.mx, all.mn, all.sum * repeat, all.sq * repeat);
+    all.sum *= repeat;
+    all.sq *= repeat;
+    *out = all;
+    *kind_out = kind;
+    *count = elements;
+    return 1;
+}
+
+static PyObject *as_tuple(PyObject *args, const kernel_t *table) {
+    moments_t m;
+    int kind;
+    double count;
+    const int found = strided(args, table, &m, &kind, &count);
+    if (found < 0) return NULL;
+    if (found == 0) Py_RETURN_NONE;
+    return Py_BuildValue("(dddd)", m.mx, m.mn, m.sum, m.sq);
 }
 
 static PyObject *moments(PyObject *self, PyObject *args) {
     (void)self;
-    return strided(args, kernels);
+    return as_tuple(args, kernels);
 }
 
 static PyObject *portable_moments(PyObject *self, PyObject *args) {
     (void)self;
-    return strided(args, portable_kernels);
+    return as_tuple(args, portable_kernels);
+}
+
+/* each kind's largest finite value: an extreme at it or beyond is a saturated (or infinite) element */
+static const double kind_max[4] = {FLT_MAX, DBL_MAX, 3.38953138925153547590470800371487866880e+38, 65504.0};
+
+/* The JSON fragment stats.py's row_json writes after a tensor's dtype and shape, for the common case of a
+   capture: two or more elements, finite sums (no NaN or Inf element) and extremes strictly inside the kind's
+   finite range (none saturated). Numbers as Python's repr writes them (PyOS_double_to_string 'r'), the mean
+   as sum / count and the norm as sqrt(sum of squares), as stats.cpu_row computes them. None otherwise: the
+   caller takes the row the slow way. */
+static PyObject *stats_body(PyObject *self, PyObject *args) {
+    (void)self;
+    moments_t m;
+    int kind;
+    double count;
+    const int found = strided(args, kernels, &m, &kind, &count);
+    if (found < 0) return NULL;
+    const double top = found ? kind_max[kind] : 0;
+    if (found == 0 || count < 2 || !isfinite(m.sum) || !isfinite(m.sq) || !(-top < m.mn && m.mx < top))
+        Py_RETURN_NONE;
+    const double values[4] = {m.mx, m.mn, m.sum / count, sqrt(m.sq)};
+    char *text[4] = {NULL, NULL, NULL, NULL};
+    PyObject *body = NULL;
+    int ok = 1;
+    for (int i = 0; i < 4 && ok; i++) {
+        text[i] = PyOS_double_to_string(values[i], 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+        ok = text[i] != NULL;
+    }
+    if (ok)
+        body = PyUnicode_FromFormat(
+            ",\"stats\":{\"max\":%s,\"min\":%s,\"mean\":%s,\"norm\":%s,\"nan\":0,\"inf\":0,\"sat\":0}}",
+            text[0], text[1], text[2], text[3]);
+    for (int i = 0; i < 4; i++) PyMem_Free(text[i]);
+    return body;
 }
 
 static PyObject *simd(PyObject *self, PyObject *args) {
@@ -376,6 +434,9 @@ static PyMethodDef methods[] = {
      "moments(address, kind, sizes, strides, capacity) -> (max, min, sum, sum of squares), or None for a layout "
      "it leaves to torch or elements beyond capacity bytes"},
     {"portable_moments", portable_moments, METH_VARARGS, "moments() through the portable kernels (tests)"},
+    {"stats_body", stats_body, METH_VARARGS,
+     "stats_body(address, kind, sizes, strides, capacity) -> ',\"stats\":{...}}' for a tensor with two or more "
+     "elements, none NaN, Inf or saturated; else None"},
     {"simd", simd, METH_NOARGS, "whether moments() uses the AVX2 kernels"},
     {NULL, NULL, 0, NULL},
 };

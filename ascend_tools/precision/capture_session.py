@@ -39,11 +39,10 @@ from ..stacks import StackTable
 from . import aliasing, store
 from .call_args import split_call
 from .failopen_mode import FailOpenMode
-from .lines import row_json
 from .module_recorder import ModuleRecorder
 from .op_facts import OpFacts
 from .record_writer import RecordWriter, default_background
-from .stats import StatsQueue, cpu_row
+from .stats import StatsQueue, cpu_body
 from .tensor_entry import TensorEntry, bumped_after, data_ptr, place
 
 log = logging.getLogger("ascend_tools")
@@ -291,9 +290,8 @@ class Capture(StepSession):
                 self._remember(t, info, key)
                 return info
         if self._json_now and self._queue.read_now(t):  # stats mode on the CPU: the fragment at once
-            row = cpu_row(t)
-            body = ',"stats":' + row_json(*row) + "}" if row is not None else "}"
-            info = TensorEntry(dtype_name(t.dtype), t.shape, None, body, has_stats=row is not None)
+            body = cpu_body(t)
+            info = TensorEntry(dtype_name(t.dtype), t.shape, None, body or "}", has_stats=body is not None)
         else:
             info = TensorEntry(dtype_name(t.dtype), t.shape, self._queue.add(t))
             if self._save_tensors and t.layout == torch.strided and t.device.type != "meta":

@@ -66,8 +66,8 @@ def _records(path):
 
 def test_slice_outputs_get_their_statistics_where_read(tmp_path, monkeypatch):
     computed = []
-    real = capture_session.cpu_row  # where a stats-mode capture computes a CPU tensor's statistics
-    monkeypatch.setattr(capture_session, "cpu_row", lambda t: computed.append(tuple(t.shape)) or real(t))
+    real = capture_session.cpu_body  # where a stats-mode capture computes a CPU tensor's statistics
+    monkeypatch.setattr(capture_session, "cpu_body", lambda t: computed.append(tuple(t.shape)) or real(t))
     x = torch.randn(3, 8)
     with capture(str(tmp_path)):
         Rotary()(x)

@@ -234,7 +234,7 @@ def test_internal_error_fails_open_and_logs_once(tmp_path, monkeypatch, caplog):
 
     monkeypatch.setattr(stats_mod, "_row", boom)
     monkeypatch.setattr(stats_mod, "_cpu_values", boom)
-    monkeypatch.setattr(capture_session, "cpu_row", boom)
+    monkeypatch.setattr(capture_session, "cpu_body", boom)
     model, x = _tiny(), torch.randn(4, 6)
     expect = model(x)
     with caplog.at_level(logging.WARNING, logger="ascend_tools"), capture(str(tmp_path)):

@@ -49,13 +49,13 @@ def test_each_value_is_reduced_once_and_reused_values_are_current(tmp_path, monk
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2, foreach=False)
     writes = {"param": 2, "exp_avg": 1, "exp_avg_sq": 2}
     reduced = collections.Counter()  # storage address -> statistics computed, in the step being counted
-    real = capture_session.cpu_row  # where a stats-mode capture computes a CPU tensor's statistics
+    real = capture_session.cpu_body  # where a stats-mode capture computes a CPU tensor's statistics
 
     def counting(x):
         reduced[x.untyped_storage().data_ptr()] += 1
         return real(x)
 
-    monkeypatch.setattr(capture_session, "cpu_row", counting)
+    monkeypatch.setattr(capture_session, "cpu_body", counting)
     snapshots = []  # per step: parameter name -> its values when the step starts
     names = {p: n for n, p in model.named_parameters()}
     counted = {}

@@ -157,3 +157,57 @@ def test_cpu_row_is_the_same_with_and_without_the_kernel(monkeypatch, make):
     assert with_kernel[4:] == without[4:]  # nan, inf, sat counts
     for got, want in zip(with_kernel[:4], without[:4]):
         assert (math.isnan(got) and math.isnan(want)) or got == pytest.approx(want, rel=1e-5, abs=1e-6)
+
+
+# what a capture's record holds for a tensor: lines.row_json of cpu_row, whichever path wrote it
+BODIES = [
+    lambda: torch.randn(300, 77),
+    lambda: torch.randn(4096, dtype=torch.bfloat16),
+    lambda: torch.randn(513, dtype=torch.float16) * 100,
+    lambda: torch.randn(33, 9, dtype=torch.float64) * 1e300,  # norm beyond float32, finite in float64
+    lambda: torch.randn(64, 64).t(),
+    lambda: torch.randn(8, 1, 16).expand(8, 5, 16),  # stride 0: sums repeated
+    lambda: torch.tensor([-0.0, -0.0]),  # repr keeps the sign
+    lambda: torch.tensor([1e-45, 3e38, 1e-7]),  # denormal, near float32's max
+    lambda: torch.tensor([0.1, 0.2, 0.3]).double(),
+    lambda: torch.randn(64, 64)[:, ::2],  # no unit stride: the row through torch
+    lambda: torch.tensor([1.0, float("nan"), 3.0] * 100),  # NaN: the row through torch
+    lambda: torch.tensor([1.0, float("-inf")]),
+    lambda: torch.tensor([65504.0, 1.0] * 300, dtype=torch.float16),  # saturated
+    lambda: torch.tensor([torch.finfo(torch.bfloat16).min, 0.0], dtype=torch.bfloat16),  # saturated, negative
+    lambda: torch.tensor([3e38, 3e38] * 200),  # the float32 sum overflows: through torch
+    lambda: torch.tensor([2.5]),  # one element: no kernel
+    lambda: torch.empty(0, 4),
+    lambda: torch.arange(10),  # integers: no kernel
+    lambda: torch.zeros(3, dtype=torch.complex64),  # no statistics
+]
+
+
+@pytest.mark.parametrize("make", BODIES)
+def test_cpu_body_is_row_json_of_cpu_row(make):
+    from ascend_tools.precision.lines import row_json
+
+    t = make()
+    row = stats.cpu_row(t)
+    assert stats.cpu_body(t) == (None if row is None else ',"stats":' + row_json(*row) + "}")
+
+
+@pytest.mark.parametrize("dtype", list(KINDS))
+def test_stats_body_writes_numbers_as_repr_and_leaves_special_rows_to_python(dtype):
+    g = torch.Generator().manual_seed(7)
+    t = (torch.randn(1000, generator=g, dtype=torch.float64) * 7).to(dtype)
+    body = _moments.stats_body(
+        t.data_ptr(), KINDS[dtype], t.shape, t.stride(), stats._capacity(t, KINDS[dtype])
+    )
+    mx, mn, total, sq = _run("moments", t)
+    want = (
+        f',"stats":{{"max":{mx!r},"min":{mn!r},"mean":{total / 1000!r},"norm":{math.sqrt(sq)!r},'
+        '"nan":0,"inf":0,"sat":0}}'
+    )
+    assert body == want
+    top = torch.finfo(dtype).max
+    for special in (float("nan"), float("inf"), top, -top):
+        u = t.clone()
+        u[3] = special
+        args = (u.data_ptr(), KINDS[dtype], u.shape, u.stride(), stats._capacity(u, KINDS[dtype]))
+        assert _moments.stats_body(*args) is None, special
