@@ -114,13 +114,20 @@ def bumped_after(
 
 
 def place(t: torch.Tensor) -> Optional[tuple]:
-    """Which elements ``t`` holds: its data address, dtype and its (stride, size) pairs in any order (sizes
-    of 1 left out). Two tensors with the same place hold the same set of elements, in whatever order:
-    a transpose or a reshape of the other, or a view autograd made anew of a saved tensor. None where
-    there is no address to read."""
+    """Which elements ``t`` holds: its data address, dtype and either its element count, where they are one
+    dense block (contiguous, or a permutation of contiguous: a transpose), or else its (stride, size) pairs in
+    any order (sizes of 1 left out). Two tensors with the same place hold the same set of elements, in whatever
+    order: a transpose or a reshape of the other, or a view autograd made anew of a saved tensor. None where
+    there is no address to read. (The contiguous case first: one C call instead of a sort, for most tensors.)"""
     ptr = data_ptr(t)
     if ptr < 0:
         return None
-    shape = t.shape
-    pairs = zip(t.stride(), shape) if 1 not in shape else [p for p in zip(t.stride(), shape) if p[1] != 1]
-    return (ptr, t.dtype, tuple(sorted(pairs)))
+    if t.is_contiguous():
+        return (ptr, t.dtype, t.numel())
+    pairs = sorted([p for p in zip(t.stride(), t.shape) if p[1] != 1])
+    span = 1  # the elements a dense block of the pairs seen so far spans
+    for stride, size in pairs:
+        if stride != span:
+            return (ptr, t.dtype, tuple(pairs))
+        span *= size
+    return (ptr, t.dtype, span)
