@@ -62,7 +62,7 @@ def compare_cmd(
     if no_replay:
         replay = "none"
     replayer = None
-    if not (replay == "none" or stats_only):
+    if not (replay == "none" or stats_only) and _ours(target, rank):
         # started now: the processes import torch while this one measures the pairs (numpy)
         replayer = replay_pool.ReplayProcesses(pairpool.default_workers() if replay == "all" else 1)
     from ..precision import compare, heap
@@ -82,3 +82,16 @@ def compare_cmd(
         )
     emit(report, fmt, output, text=compare.to_csv(report) if fmt == "csv" else None, all_rows=all_rows)
     sys.exit(exit_code(report, fail_on))
+
+
+def _ours(target: str, rank: Optional[int]) -> bool:
+    """Whether TARGET is our dump, whose tensors a replay process reads from their files. msprobe's are read
+    here, with torch (``.pt`` files), and the rare replayable record among them is replayed here too: a replay
+    process would spend a second of CPU importing torch for nothing."""
+    from ..errors import InputError
+    from ..precision import store
+
+    try:
+        return store.OurDump.find(target, rank) is not None
+    except (InputError, OSError):
+        return False  # compare_dumps names the problem

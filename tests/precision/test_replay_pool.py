@@ -124,3 +124,21 @@ def test_zero_processes_start_none_and_leave_the_replays_to_the_caller(fault_pai
     with replay_pool.ReplayProcesses(0) as processes:
         assert not processes.available
         assert processes.run([_mm_job(fault_pair)]) is None
+
+
+def test_the_command_starts_a_replay_process_for_our_dumps_only(fault_pair, monkeypatch):
+    """msprobe's tensors are read in the compare's own process (torch.load): replays of them run there."""
+    started = []
+    init = replay_pool.ReplayProcesses.__init__
+    monkeypatch.setattr(
+        replay_pool.ReplayProcesses, "__init__", lambda self, n=1: started.append(n) or init(self, 0)
+    )
+    _cli_json(*fault_pair)
+    assert started == [1]
+    msprobe = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "msprobe")
+    _cli_json(os.path.join(msprobe, "bf16_tensor"), os.path.join(msprobe, "fp32_tensor"))
+    _cli_json(*fault_pair, "--stats-only")
+    _cli_json(*fault_pair, "--no-replay")
+    assert started == [1]
+    _cli_json(*fault_pair, "--replay", "all")
+    assert len(started) == 2 and 1 <= started[1] <= 4
