@@ -11,7 +11,7 @@ ending the compare: that process's jobs come back as not replayed, with the reas
 import multiprocessing
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional
 
 from . import replay_job
 from .replay_job import ReplayJob, ReplayOutcome
@@ -38,24 +38,20 @@ def _ready() -> bool:
 
 class ReplayProcesses:
     """``processes`` spawned processes, started at once (their ``import torch`` runs while the caller measures
-    the pairs); 0 starts none (the caller replays in its own process). Use as a context manager, or
-    :meth:`close`."""
+    the pairs); 0 starts none (the caller replays in its own process). ``prepare``: what each runs first (a
+    module-level function: it is sent by name). Use as a context manager, or :meth:`close`."""
 
-    def __init__(self, processes: int = 1) -> None:
+    def __init__(self, processes: int = 1, prepare: Callable[[], None] = _prepare) -> None:
         self.processes = processes
         self._pool: Optional[ProcessPoolExecutor] = None
+        self._ready: Optional[Future[bool]] = None
         if processes < 1:
             return
         try:
-            pool = ProcessPoolExecutor(
-                self.processes, mp_context=multiprocessing.get_context("spawn"), initializer=_prepare
-            )
-            pool.submit(_ready)  # a pool starts its processes at the first job
-        except (
-            OSError,
-            RuntimeError,
-            ImportError,
-        ):  # no semaphores (/dev/shm), no fork/exec: replay in-process
+            context = multiprocessing.get_context("spawn")
+            pool = ProcessPoolExecutor(self.processes, mp_context=context, initializer=prepare)
+            self._ready = pool.submit(_ready)  # a pool starts its processes at the first job
+        except (OSError, RuntimeError, ImportError):  # no semaphores (/dev/shm), no fork/exec: replay here
             return
         self._pool = pool
 
@@ -64,8 +60,14 @@ class ReplayProcesses:
         return self._pool is not None
 
     def run(self, jobs: List[ReplayJob]) -> Optional[List[ReplayOutcome]]:
-        """Every job's outcome, in order; None when no process could be started (replay them in-process)."""
-        if self._pool is None:
+        """Every job's outcome, in order; None when no process could be started or none lived to take a job
+        (replay them in-process: what ended it was no dump's call)."""
+        if self._pool is None or self._ready is None:
+            return None
+        try:
+            self._ready.result()
+        except BrokenProcessPool:
+            self.close()
             return None
         size = max(1, -(-len(jobs) // (self.processes * PARTS_PER_PROCESS)))
         parts = [jobs[i : i + size] for i in range(0, len(jobs), size)]

@@ -142,3 +142,11 @@ def test_the_command_starts_a_replay_process_for_our_dumps_only(fault_pair, monk
     assert started == [1]
     _cli_json(*fault_pair, "--replay", "all")
     assert len(started) == 2 and 1 <= started[1] <= 4
+
+
+def test_a_process_that_never_starts_leaves_the_replays_to_the_caller(fault_pair):
+    """A process that dies before its first job (here: at its start) is no dump's doing: the compare then
+    replays in its own process instead of reporting every replay lost."""
+    with replay_pool.ReplayProcesses(1, prepare=os.abort) as processes:
+        assert processes.run([_mm_job(fault_pair)]) is None
+        assert not processes.available
