@@ -119,3 +119,29 @@ def test_demo_runs_on_the_shipped_examples(installed):
         for ext in ("html", "md", "json"):
             assert (out / f"{stem}.{ext}").is_file(), f"{stem}.{ext}"
     assert (out / "profile-trace.json").is_file()
+
+
+def test_the_installed_compare_replays_in_its_replay_process(installed):
+    """The console script's compare of the demo's dumps: its replay process (spawned, importing the installed
+    package, never the checkout) proves the demo's injected fault."""
+    out = installed[1] / "ascend-doctor-demo"
+    dumps = out / "precision-dumps"
+    if not dumps.is_dir():
+        assert run(installed, "ascend-doctor", "demo", timeout=600).returncode == 0
+    report = installed[1] / "compare-cli.json"
+    res = run(
+        installed,
+        "ascend-doctor",
+        "compare",
+        str(dumps / "target-bf16"),
+        str(dumps / "reference-fp32"),
+        "-f",
+        "json",
+        "-o",
+        str(report),
+    )
+    assert res.returncode == 1, res.stdout + res.stderr  # a proven culprit
+    doc = json.loads(report.read_text())
+    assert any(p["method"] == "replay" for p in doc["pairs"])
+    assert doc["summary"]["problems"] == 0
+    assert [c["name"] for c in doc["culprits"]] == ["aten::mm#forward#12"]
