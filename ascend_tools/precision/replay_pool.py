@@ -20,7 +20,7 @@ from .replay_job import ReplayJob, ReplayOutcome
 #: costs only its part's replays)
 PARTS_PER_PROCESS = 4
 DIED = (
-    "not replayed: the replay process ended while replaying this op or one sent with it (killed, or crashed)"
+    "not replayed: the replay process ended before this op's replay came back (killed, or crashed on an op)"
 )
 
 
