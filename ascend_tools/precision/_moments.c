@@ -240,76 +240,6 @@ AVX2 static void avx2_f64(const double *restrict x, Py_ssize_t n, moments_t *m) 
     finish_f64(hi, lo, s, q, 4, x, i, n, m);
 }
 
-/* AVX-512: one 16-lane register is the AVX2 kernel's two 8-lane ones (lanes 0-7 its first, 8-15 its second), so
-   every block of 256 elements is summed in the same order and the results are the AVX2 kernel's, bit for bit.
-   The AVX2 kernel is bound by its two vector ports (10 operations per 16 elements); here the same work is 5,
-   and two blocks run at once so that each sum's 4-cycle add chain has a second one to overlap: about twice
-   the elements a cycle. */
-#define AVX512 __attribute__((target("avx512f,avx2,f16c")))
-
-AVX512 static inline float hsum16(__m512 v) {
-    const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
-    return hsum8(_mm256_add_ps(_mm512_castps512_ps256(v), hi));
-}
-
-AVX512 static inline __m256 max_halves(__m512 v) {
-    return _mm256_max_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-}
-
-AVX512 static inline __m256 min_halves(__m512 v) {
-    return _mm256_min_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-}
-
-#define AVX512_KERNEL(NAME, T, LOAD16, LOAD1)                                                   \
-    AVX512 static void NAME(const T *restrict x, Py_ssize_t n, moments_t *m) {                 \
-        __m512 mx = _mm512_set1_ps(LOAD1(x[0])), mn = mx, mx1 = mx, mn1 = mx;                   \
-        double sum = 0, sq = 0;                                                                 \
-        Py_ssize_t i = 0;                                                                       \
-        for (; i + BLOCK <= n; i += BLOCK) {                                                    \
-            const int two = i + 2 * BLOCK <= n; /* the next block too, in the same loop */      \
-            const T *y = x + i + (two ? BLOCK : 0);                                             \
-            __m512 s0 = _mm512_setzero_ps(), q0 = s0, s1 = s0, q1 = s0;                         \
-            for (Py_ssize_t k = 0; k < BLOCK; k += 16) {                                        \
-                const __m512 a = LOAD16(x + i + k), b = LOAD16(y + k);                          \
-                mx = _mm512_max_ps(a, mx);                                                      \
-                mn = _mm512_min_ps(a, mn);                                                      \
-                mx1 = _mm512_max_ps(b, mx1);                                                    \
-                mn1 = _mm512_min_ps(b, mn1);                                                    \
-                s0 = _mm512_add_ps(s0, a);                                                      \
-                q0 = _mm512_add_ps(q0, _mm512_mul_ps(a, a));                                    \
-                s1 = _mm512_add_ps(s1, b);                                                      \
-                q1 = _mm512_add_ps(q1, _mm512_mul_ps(b, b));                                    \
-            }                                                                                   \
-            sum += hsum16(s0);                                                                  \
-            sq += hsum16(q0);                                                                   \
-            if (two) {                                                                          \
-                sum += hsum16(s1);                                                              \
-                sq += hsum16(q1);                                                               \
-                i += BLOCK;                                                                     \
-            }                                                                                   \
-        }                                                                                       \
-        float a, b;                                                                             \
-        finish8(max_halves(_mm512_max_ps(mx, mx1)), min_halves(_mm512_min_ps(mn, mn1)), &a, &b); \
-        FINISH_FLOAT(LOAD1)                                                                     \
-    }
-
-#define LOAD16_F32(p) _mm512_loadu_ps(p)
-#define LOAD16_BF16(p) \
-    _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16))
-#define LOAD16_F16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
-
-AVX512_KERNEL(avx512_f32, float, LOAD16_F32, f32_load)
-AVX512_KERNEL(avx512_bf16, uint16_t, LOAD16_BF16, bf16_to_float)
-AVX512_KERNEL(avx512_f16, uint16_t, LOAD16_F16, f16_to_float)
-
-static const kernel_t avx2_table[4] = {
-    (kernel_t)avx2_f32,
-    (kernel_t)avx2_f64,
-    (kernel_t)avx2_bf16,
-    (kernel_t)avx2_f16,
-};
-static const kernel_t *const avx2_kernels = avx2_table; /* NULL where no SIMD kernel is built */
-
 static void use_avx2_if_present(void) {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2")) { /* every AVX2 CPU has F16C (and an older compiler may not know the name "f16c") */
@@ -318,15 +248,9 @@ static void use_avx2_if_present(void) {
         kernels[2] = (kernel_t)avx2_bf16;
         kernels[3] = (kernel_t)avx2_f16;
     }
-    if (__builtin_cpu_supports("avx512f")) { /* float64 keeps the AVX2 kernel: rare in a capture */
-        kernels[0] = (kernel_t)avx512_f32;
-        kernels[2] = (kernel_t)avx512_bf16;
-        kernels[3] = (kernel_t)avx512_f16;
-    }
 }
 #else
 static void use_avx2_if_present(void) {}
-static const kernel_t *const avx2_kernels = NULL; /* NULL where no SIMD kernel is built */
 #endif
 
 static const size_t item_size[4] = {4, 8, 2, 2};
@@ -499,24 +423,10 @@ static PyObject *stats_body(PyObject *self, PyObject *args) {
     return body;
 }
 
-/* moments() through the AVX2 kernels (tests: the AVX-512 ones must give their results bit for bit); None where
-   they are not built or the CPU lacks AVX2 */
-static PyObject *avx2_moments(PyObject *self, PyObject *args) {
-    (void)self;
-    if (avx2_kernels == NULL || kernels[1] == portable_kernels[1]) Py_RETURN_NONE;
-    return as_tuple(args, avx2_kernels);
-}
-
 static PyObject *simd(PyObject *self, PyObject *args) {
     (void)self;
     (void)args;
     return PyBool_FromLong(kernels[0] != portable_kernels[0]);
-}
-
-static PyObject *avx512(PyObject *self, PyObject *args) {
-    (void)self;
-    (void)args;
-    return PyBool_FromLong(avx2_kernels != NULL && kernels[0] != portable_kernels[0] && kernels[0] != avx2_kernels[0]);
 }
 
 static PyMethodDef methods[] = {
@@ -527,9 +437,7 @@ static PyMethodDef methods[] = {
     {"stats_body", stats_body, METH_VARARGS,
      "stats_body(address, kind, sizes, strides, capacity) -> ',\"stats\":{...}}' for a tensor with two or more "
      "elements, none NaN, Inf or saturated; else None"},
-    {"avx2_moments", avx2_moments, METH_VARARGS, "moments() through the AVX2 kernels, or None (tests)"},
-    {"simd", simd, METH_NOARGS, "whether moments() uses the AVX2 (or AVX-512) kernels"},
-    {"avx512", avx512, METH_NOARGS, "whether moments() uses the AVX-512 kernels for 32- and 16-bit floats"},
+    {"simd", simd, METH_NOARGS, "whether moments() uses the AVX2 kernels"},
     {NULL, NULL, 0, NULL},
 };
 
