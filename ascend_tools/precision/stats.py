@@ -226,6 +226,12 @@ def cpu_row(t: torch.Tensor) -> Optional[tuple]:
         top = dtype_max(t.dtype)
         if -top < mn and mx < top:
             return (mx, mn, total / n, norm, 0, 0, 0)
+    return _uncommon_row(t)
+
+
+def _uncommon_row(t: torch.Tensor) -> Optional[tuple]:
+    """:func:`cpu_row` of a tensor its common case does not cover (NaN, Inf, saturated, another dtype or layout,
+    fewer than two elements), through torch's reductions."""
     if not has_stats(t):
         return None
     # detached only where autograd would record the reductions (a module hook runs them with grad enabled;
@@ -243,7 +249,8 @@ def cpu_body(t: torch.Tensor) -> Optional[str]:
         body = _moments.stats_body(t.data_ptr(), kind, t.shape, t.stride(), _capacity(t, kind))
         if body is not None:
             return body
-    row = cpu_row(t)
+    # stats_body declines exactly where cpu_row's common case does: the rest, without a second pass
+    row = _uncommon_row(t)
     return None if row is None else ',"stats":' + row_json(*row) + "}"
 
 
