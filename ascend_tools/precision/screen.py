@@ -17,6 +17,8 @@ _F64 = torch.float64
 _F64_MAX = float(torch.finfo(_F64).max)
 _EXP_BITS = 0x7FF0000000000000  # float64 exponent field: x & _EXP_BITS = 2**floor(log2|x|)
 _CPU = torch.device("cpu")
+#: ``_pair_sums.max_ulp_f64``'s kind of each target dtype it reads against a float64 reference
+_F64_TARGET_KINDS = {torch.float64: 1, torch.float32: 0, torch.bfloat16: 2, torch.float16: 3}
 #: PairMetrics.note of a screened pass: only the metric the verdict reads was computed.
 SCREENED = "screened: only the judged metric computed"
 
@@ -65,7 +67,7 @@ def screen(standard: str, t: Any, r: Any, t_dtype: Optional[torch.dtype] = None)
         )
     mant, emin, emax = fmt
     scaled = standard not in ("binary", "absolute")
-    if t.dtype == _F64 and r.dtype == _F64:
+    if r.dtype == _F64 and t.dtype in _F64_TARGET_KINDS:
         worst = _max_ulp_ratio_f64(t, r, emin, emax, scaled)
     else:
         worst = M.max_ulp_ratio(t, r, emin, emax, scaled)
@@ -88,13 +90,13 @@ def screened(t_dt: str, r_dt: str, n: int, scaled: bool, value: float) -> M.Pair
 def _max_ulp_ratio_f64(
     t: torch.Tensor, r: torch.Tensor, emin: int, emax: int, scaled: bool
 ) -> Optional[float]:
-    """:func:`metrics.max_ulp_ratio` of two float64 tensors (shadow's float64 copies against its float64
-    replays): one pass of ``_pair_sums.max_ulp_f64`` where it is built, else whole-tensor torch passes, which
-    run faster there than numpy's blocks, after one ``torch.equal`` (it stops at the first difference: exact
-    ops' outputs)."""
+    """:func:`metrics.max_ulp_ratio` of a float64 reference (shadow's and compare's float64 replays) and a
+    target in float64 or its own floating dtype (read widened, exactly): one pass of ``_pair_sums.max_ulp_f64``
+    where it is built, else whole-tensor torch passes, which run faster there than numpy's blocks, after one
+    ``torch.equal`` (it stops at the first difference: exact ops' outputs)."""
     r = r.contiguous()
     compiled = M._pair_sums is not None
-    if not compiled and torch.equal(t, r):
+    if not compiled and torch.equal(t.to(_F64), r):
         return 0.0
     low = 2.0**emin
     if scaled:
@@ -104,10 +106,12 @@ def _max_ulp_ratio_f64(
         low = M.rms_floor(squares, r.numel(), (0, emin, emax))
     if compiled:
         t = t.contiguous()
-        worst_c = M._pair_sums.max_ulp_f64(t.data_ptr(), 1, r.data_ptr(), r.numel(), low, 2.0**emax)
+        worst_c = M._pair_sums.max_ulp_f64(
+            t.data_ptr(), _F64_TARGET_KINDS[t.dtype], r.data_ptr(), r.numel(), low, 2.0**emax
+        )
         if worst_c is not None:
             return worst_c if math.isfinite(worst_c) else None
-        if torch.equal(t, r):  # a CPU without AVX2
+        if torch.equal(t.to(_F64), r):  # a CPU without AVX2
             return 0.0
     # |t - r| / 2**floor(log2|r|): the power of two from r's exponent bits, clamped
     p2 = torch.bitwise_and(r.view(torch.int64), _EXP_BITS).view(_F64).clamp_(low, 2.0**emax)

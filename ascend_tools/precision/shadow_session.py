@@ -98,6 +98,13 @@ _CONSTANT = frozenset(
         "scalar_tensor",
     )
 )
+# ops IEEE 754 has correctly rounded (+ - * / sqrt): torch's CPU kernel in the op's own dtype makes the float64
+# result rounded to that dtype (bf16/fp16 go through float32, which has the 2p+2 bits that make the double
+# rounding harmless; bf16/fp16 division by a scalar multiplies by its reciprocal: 1 ULP at most off), so they
+# are replayed and judged in their own dtype, without float64 copies; add/sub only with alpha 1 (a + alpha*b
+# rounds twice), division only without a rounding mode
+_CORRECTLY_ROUNDED = frozenset(("add", "sub", "mul", "div", "sqrt"))
+_ROUNDING_MODES = frozenset(("Tensor_mode", "Scalar_mode"))
 _LEVELS = {"pass": 0, "warning": 1, "error": 2}
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
 _CPU = torch.device("cpu")
@@ -174,7 +181,17 @@ def first_culprit(records: Iterable[ShadowRecord]) -> Optional[ShadowRecord]:
 class _Op:
     """What the mode needs to know about one overload, computed once."""
 
-    __slots__ = ("counted", "functional", "half_to_float", "mutated", "name", "skip", "standard")
+    __slots__ = (
+        "alpha",
+        "counted",
+        "functional",
+        "half_to_float",
+        "mutated",
+        "name",
+        "own_dtype",
+        "skip",
+        "standard",
+    )
 
     def __init__(self, func: Any, wanted: Optional[set]) -> None:
         self.name = op_name(func)
@@ -188,6 +205,11 @@ class _Op:
         )
         base = op_base(self.name)
         returns = schema.returns
+        # replayed in its own dtype (exact ops, and the correctly rounded ones: see _CORRECTLY_ROUNDED)
+        self.own_dtype = self.standard == "binary" or (
+            base.rstrip("_") in _CORRECTLY_ROUNDED and schema.overload_name not in _ROUNDING_MODES
+        )
+        self.alpha = next((i for i, a in enumerate(schema.arguments) if a.name == "alpha"), None)
         if not self.counted:
             self.skip = "not aten"
         elif not is_wanted(self.name, wanted):
@@ -443,8 +465,9 @@ class Shadow(StepSession):
             written: List[torch.Tensor] = []
             for i, name in op.mutated:
                 flat_tensors(args[i] if i < len(args) else kwargs.get(name), written)
-            for t in written:
-                self._snaps.written(t)
+            with _no_modes():  # (a copy on write must not meet a mode below the shadow)
+                for t in written:
+                    self._snaps.written(t)
         return pre
 
     def _pending(self, op: _Op, args: Any, kwargs: Dict[str, Any]) -> Optional[_Pending]:
@@ -504,11 +527,12 @@ class Shadow(StepSession):
                 if tid not in inputs:
                     snap = cache.get(t)
                     if snap is None:
-                        snap = Snap(t.detach().to(device=_CPU, copy=True))
+                        snap = cache.take(t)
                         copied += snap.tensor.nbytes
                         if tid not in written:
                             cache.put(t, snap)
                     inputs[tid] = snap
+        cache.hold(inputs.values())
         order = [id(t) for t in tensors]
         return _Pending(
             op, phase, call, rid, module, self._site(), self.step_no, order, inputs, written, copied
@@ -522,21 +546,21 @@ class Shadow(StepSession):
         if from_args:
             for i, name in pre.op.mutated:
                 flat_tensors(args[i] if i < len(args) else kwargs.get(name), targets)
-        if not targets:
-            self.skipped["no tensor output"] += 1
-            return
-        if sum(t.numel() for t in targets) > self.max_numel:
-            self.skipped["max_numel"] += 1
+        cache = self._snaps
+        if not targets or sum(t.numel() for t in targets) > self.max_numel:
+            self.skipped["max_numel" if targets else "no tensor output"] += 1
+            cache.leave(pre.inputs.values(), entered=False)
             return
         outputs: List[Snap] = []
-        cache = self._snaps
         nbytes = pre.copied
         with _no_modes():
             for t in targets:
-                snap = Snap(t.detach().to(device=_CPU, copy=True))
-                cache.put(t, snap, 1 if id(t) in pre.written else 0)
+                bumps = 1 if id(t) in pre.written else 0
+                snap = cache.take(t, bumps)
+                cache.put(t, snap, bumps)
                 outputs.append(snap)
                 nbytes += snap.tensor.nbytes
+        cache.hold(outputs)
         self._worker.submit((pre, func, args, kwargs, outputs, from_args), nbytes)
 
     # --- internals: per op, in the worker thread ----------------------------------------------------
@@ -544,8 +568,18 @@ class Shadow(StepSession):
     def _check(self, job: tuple) -> None:
         """The float64 replay of one op on its copied inputs, its outputs judged against it; one record. With no
         dispatch mode: the training thread runs checks too (while it waits for the worker), inside the block."""
-        with _no_modes(), torch.no_grad():
-            self._replay(job)
+        snaps = [*job[0].inputs.values(), *job[4]]
+        cache = self._snaps
+        intact = cache.enter(snaps)
+        try:
+            if intact:
+                with _no_modes(), torch.no_grad():
+                    self._replay(job)
+            else:
+                with self._lock:
+                    self._late_skips["written unseen"] += 1
+        finally:
+            cache.leave(snaps)
 
     def _replay(self, job: tuple) -> None:
         pre, func, args, kwargs, outputs, from_args = job
@@ -553,11 +587,12 @@ class Shadow(StepSession):
         # an in-place op is replayed out of place, else on its own copies of what it writes: the copies from
         # before the op stay for the baseline and for the other ops that share them
         replay = op.functional or func
-        copies = {
-            tid: s.wide().clone() if tid in pre.written and replay is func else s.wide()
-            for tid, s in pre.inputs.items()
-        }
-        ref_args, ref_kwargs = _ref_call(op, args, kwargs, copies, True)
+        own = op.own_dtype and _unit_alpha(op, args, kwargs)
+        copies = {tid: s.tensor if own else s.wide() for tid, s in pre.inputs.items()}
+        if replay is func:
+            for tid in pre.written:
+                copies[tid] = copies[tid].clone()
+        ref_args, ref_kwargs = _ref_call(op, args, kwargs, copies, not own)
         try:
             ref = replay(*ref_args, **ref_kwargs)
         except Exception as exc:  # no float64/CPU kernel for it: not an internal error
@@ -581,7 +616,9 @@ class Shadow(StepSession):
         reduction = standards.reduction_length(op.name, shapes)
         best: Optional[Tuple[int, M.PairMetrics, Verdict]] = None
         for i, (s, r) in enumerate(zip(outputs, refs)):
-            m, v = judge_output(op.name, s.wide(), r, reduction, s.dtype)
+            # (the output in its own dtype: the screen reads a float32/bf16/fp16 copy against a float64
+            # reference as it reads the widened one, without widening it)
+            m, v = judge_output(op.name, s.tensor, r, reduction, None if own else s.dtype)
             if best is None or (_LEVELS.get(v.level, 0), v.ratio) > (
                 _LEVELS.get(best[2].level, 0),
                 best[2].ratio,
@@ -589,7 +626,7 @@ class Shadow(StepSession):
                 best = (i, m, v)
         assert best is not None
         out_i, m, v = best
-        if v.level == "error" and self.baseline:
+        if v.level == "error" and self.baseline and not own:  # (own: the reference is that baseline)
             v = self._second_opinion(pre, func, args, kwargs, refs[out_i], out_i, v, reduction)
         self._record(
             ShadowRecord(
@@ -644,7 +681,7 @@ class Shadow(StepSession):
         op = pre.op
         try:
             # (copies of what the op writes: the float64 copies are shared with other ops)
-            low = {tid: s.wide().to(s.dtype, copy=tid in pre.written) for tid, s in pre.inputs.items()}
+            low = {tid: s.tensor.clone() if tid in pre.written else s.tensor for tid, s in pre.inputs.items()}
             low_args, low_kwargs = _ref_call(op, args, kwargs, low, False)
             outs: List[Any] = []
             flat_tensors(func(*low_args, **low_kwargs), outs)
@@ -669,6 +706,14 @@ def _insert(records: List[ShadowRecord], rec: ShadowRecord) -> None:
     while i and (records[i - 1].step, records[i - 1].id) > (rec.step, rec.id):
         i -= 1
     records.insert(i, rec)
+
+
+def _unit_alpha(op: _Op, args: Any, kwargs: Dict[str, Any]) -> bool:
+    """Whether the call's ``alpha`` (add, sub) is absent or 1: ``a + alpha*b`` rounds once only then."""
+    if op.alpha is None:
+        return True
+    alpha = args[op.alpha] if op.alpha < len(args) else kwargs.get("alpha", 1)
+    return isinstance(alpha, (int, float)) and alpha == 1
 
 
 def _replace(value: Any, copies: Dict[int, torch.Tensor]) -> Any:

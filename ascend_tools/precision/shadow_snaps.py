@@ -1,43 +1,81 @@
-"""Shadow's copies of the tensors its ops read and write, shared while the tensor is unchanged.
+"""Shadow's snapshots of the tensors its ops read and write, shared while the tensor is unchanged.
 
-The training thread must copy what a checked op reads before the op runs (an in-place op overwrites it)
-and what it writes after (a later op may overwrite that). Most inputs are earlier ops' outputs or
-parameters, unchanged since they were last copied: :class:`SnapCache` hands the same :class:`Snap` to every
-op that reads the tensor until the tensor is written. A copy on the training thread is a same-dtype
-clone (a memcpy); its float64 copy is made once, on the worker, by :meth:`Snap.wide`.
+The worker judges an op after the training thread has moved on, so it needs what the op read (an in-place op
+overwrites it) and what it wrote (a later op may overwrite that) as they were. A CPU tensor is not copied:
+its :class:`Snap` holds the tensor itself ("live") and is copied only when an op the shadow sees is about
+to write its storage while a check still needs it (:meth:`SnapCache.written`: copy on write; a check that is
+reading it at that moment is waited for). A device tensor is copied to the CPU at once. Most inputs are
+earlier ops' outputs or parameters, unchanged since they were last taken: :class:`SnapCache` hands the same
+snap to every op that reads the tensor until the tensor is written. Its float64 twin is made once, on the
+worker, by :meth:`Snap.wide`, for the ops that are not replayed in their own dtype.
 
 A snap stays valid while its tensor object is alive, its version counter has not moved (every write
 through autograd's view/in-place tracking bumps it, views share it) and no op seen by the shadow has
-written its storage (:meth:`SnapCache.written`: a ``.data`` alias has a version counter of its own).
-The cache holds at most ``budget`` bytes of copies; the oldest are dropped first.
+written its storage (:meth:`SnapCache.written`: a ``.data`` alias has a version counter of its own). A write
+the shadow cannot see (through NumPy or ``data_ptr``) is caught by the version counter where it moves one
+(:meth:`SnapCache.enter` says so and the check is dropped), and not at all where it does not. The cache holds
+at most ``budget`` bytes of snaps; the oldest are dropped first.
 """
 
+import threading
 import weakref
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import torch
 
 _F64 = torch.float64
+_CPU = torch.device("cpu")
+#: live snaps tracked by storage before the ones no check holds any more are let go
+_LIVE_PRUNE = 4096
 
 
 class Snap:
-    """One tensor's values at one moment, in a private CPU copy. ``dtype`` and ``shape`` are the
-    tensor's; :meth:`wide` (worker only) turns a floating copy into float64 once (exact) and keeps it."""
+    """One tensor's values at one moment (``dtype`` and ``shape`` are the tensor's): ``tensor`` in its own
+    dtype, either the user's CPU tensor itself (``live``, at the version counts ``versions``) or a private CPU
+    copy.
+    :meth:`wide` (checks only) makes a floating snap's float64 twin once (exact) and keeps it: ops replayed in
+    their own dtype read ``tensor``, the others the twin. ``holders`` (checks that will read it) and
+    ``readers`` (checks reading it now) are guarded by the :class:`SnapCache`'s condition."""
 
-    __slots__ = ("_narrow", "dtype", "shape", "tensor")
+    __slots__ = (
+        "_narrow",
+        "_wide",
+        "dtype",
+        "holders",
+        "live",
+        "owner",
+        "readers",
+        "shape",
+        "tensor",
+        "tracked",
+        "versions",
+    )
 
-    def __init__(self, tensor: torch.Tensor) -> None:
+    def __init__(
+        self, tensor: torch.Tensor, versions: Optional[Tuple[int, int]] = None, owner: Any = None
+    ) -> None:
         self.tensor = tensor
+        # a live snap's tensor as the user holds it, weakly (its version counter: inside the dispatch mode a
+        # detached alias gets a counter of its own; the tensor itself would keep its autograd graph alive)
+        self.owner = weakref.ref(owner) if owner is not None else None
         self.dtype = tensor.dtype
         self.shape = tensor.shape
+        self.live = versions is not None
+        self.versions = versions  # a live snap's version counter now and once the running op has returned
+        self.holders = 0
+        self.readers = 0
+        self.tracked = False  # in its cache's live snaps by storage (training thread)
         self._narrow = tensor.is_floating_point() and tensor.dtype != _F64
+        self._wide: Optional[torch.Tensor] = None
 
     def wide(self) -> torch.Tensor:
-        """The copy, floating ones in float64."""
-        if self._narrow:
-            self.tensor = self.tensor.to(_F64)
-            self._narrow = False
-        return self.tensor
+        """The values, floating ones in float64 (a float64 or integer snap: ``tensor`` itself)."""
+        if not self._narrow:
+            return self.tensor
+        wide = self._wide
+        if wide is None:
+            wide = self._wide = self.tensor.to(_F64)
+        return wide
 
 
 def version(t: torch.Tensor) -> Optional[int]:
@@ -48,14 +86,25 @@ def version(t: torch.Tensor) -> Optional[int]:
         return None
 
 
+def _unwritten(snap: Snap) -> bool:
+    """A live snap's version counter is where it was taken (or one on, for the op that wrote it, whose
+    check may start before autograd bumps the counter on the way out)."""
+    owner = snap.owner() if snap.owner is not None else None
+    if owner is None:  # gone: no write through it, and views of it share the storage, which written() tracks
+        return True
+    low, high = snap.versions or (0, 0)
+    return low <= (version(owner) or 0) <= high
+
+
 def _mourner(dead: List[int], key: int) -> Callable[[Any], None]:
     """The weak reference callback that queues ``key`` when its tensor dies."""
     return lambda _: dead.append(key)
 
 
 class SnapCache:
-    """Snaps by tensor, used on the training thread only (a tensor may die on the worker, which holds the
-    op's arguments: its entry is queued in ``_dead`` and dropped by the training thread)."""
+    """Snaps by tensor, used on the training thread (a tensor may die on the worker, which holds the op's
+    arguments: its entry is queued in ``_dead`` and dropped by the training thread); :meth:`enter` and
+    :meth:`leave` are for the checks, on either thread."""
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
@@ -64,6 +113,51 @@ class SnapCache:
         self._entries: Dict[int, Tuple[Any, int, int, Snap, int]] = {}
         self._by_storage: Dict[int, List[int]] = {}
         self._dead: List[int] = []
+        self._live: Dict[int, List[Snap]] = {}  # storage address -> live snaps of it
+        self._cond = threading.Condition(threading.Lock())
+
+    def take(self, t: torch.Tensor, bumps: int = 0) -> Snap:
+        """A new snap of ``t`` as it is now: live for a CPU tensor with a version counter (``bumps``: 1 when
+        the running op writes ``t``, whose counter moves once the op returns), else a CPU copy."""
+        v = version(t) if t.device.type == "cpu" else None
+        if v is None:
+            return Snap(t.detach().to(device=_CPU, copy=True))
+        snap = Snap(t.detach(), (v, v + bumps), t)
+        self._track(snap)
+        return snap
+
+    def hold(self, snaps: Iterable[Snap]) -> None:
+        """A check will read ``snaps`` (training thread, when it takes them for an op)."""
+        snaps = list(snaps)
+        for snap in snaps:
+            if snap.live and not snap.tracked:
+                self._track(snap)
+        with self._cond:
+            for snap in snaps:
+                snap.holders += 1
+
+    def _track(self, snap: Snap) -> None:
+        if len(self._live) >= _LIVE_PRUNE:
+            self._prune()
+        self._live.setdefault(snap.tensor.untyped_storage().data_ptr(), []).append(snap)
+        snap.tracked = True
+
+    def enter(self, snaps: Iterable[Snap]) -> bool:
+        """A check starts reading ``snaps`` (which it holds): no copy on write waits until :meth:`leave`.
+        False when a live one was written unseen since it was taken (the check cannot judge the op)."""
+        with self._cond:
+            for snap in snaps:
+                snap.readers += 1
+        return all(not snap.live or _unwritten(snap) for snap in snaps)
+
+    def leave(self, snaps: Iterable[Snap], entered: bool = True) -> None:
+        """A check is done with ``snaps`` (``entered``: it read them), or will not run."""
+        with self._cond:
+            for snap in snaps:
+                snap.holders -= 1
+                if entered:
+                    snap.readers -= 1
+            self._cond.notify_all()
 
     def get(self, t: torch.Tensor) -> Optional[Snap]:
         entry = self._entries.get(id(t))
@@ -100,13 +194,38 @@ class SnapCache:
             self._drop(next(iter(self._entries)))
 
     def written(self, t: torch.Tensor) -> None:
-        """An op is about to write ``t``: no snap of its storage holds its values any more."""
-        for key in self._by_storage.pop(t.untyped_storage().data_ptr(), ()):
+        """An op is about to write ``t``: no snap of its storage holds its values any more. Live ones a check
+        still holds are copied first (after the checks reading them now are done)."""
+        storage = t.untyped_storage().data_ptr()
+        for key in self._by_storage.pop(storage, ()):
             self._drop(key)
+        live = self._live.pop(storage, None)
+        if live:
+            with self._cond:
+                for snap in live:
+                    snap.tracked = False
+                    if snap.holders and snap.live:
+                        while snap.readers:
+                            self._cond.wait()
+                        snap.tensor = snap.tensor.clone()
+                        snap.live = False
 
     def clear(self) -> None:
         for key in list(self._entries):
             self._drop(key)
+        self._prune()
+
+    def _prune(self) -> None:
+        """Stop tracking the live snaps no check holds (:meth:`hold` tracks a cached one again)."""
+        kept: Dict[int, List[Snap]] = {}
+        with self._cond:
+            for storage, snaps in self._live.items():
+                for snap in snaps:
+                    if snap.holders:
+                        kept.setdefault(storage, []).append(snap)
+                    else:
+                        snap.tracked = False
+        self._live = kept
 
     def _drop(self, key: int) -> None:
         entry = self._entries.pop(key, None)

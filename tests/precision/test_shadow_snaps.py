@@ -3,6 +3,7 @@
 one ``screen.judge_output`` gives on the output itself."""
 
 import gc
+import threading
 
 import pytest
 import torch
@@ -96,18 +97,70 @@ def test_a_write_through_a_view_is_not_hidden_by_a_shared_copy():
     _no_culprits_and_all_compared(sh, 4)
 
 
-def test_a_tensor_read_by_many_ops_is_copied_once(monkeypatch):
+def test_a_tensor_read_by_many_ops_is_taken_once(monkeypatch):
     a, b = torch.randn(32, 32), torch.randn(32, 32)
     made = []
     original = Snap.__init__
 
-    def init(self, tensor):
+    def init(self, tensor, versions=None, owner=None):
         made.append(tuple(tensor.shape))
-        original(self, tensor)
+        original(self, tensor, versions, owner)
 
     monkeypatch.setattr(Snap, "__init__", init)
     with shadow() as sh:
-        x = a @ b  # copies a, b and x
+        x = a @ b  # takes a, b and x
         for _ in range(5):
-            x @ b  # x and b: already copied; one new output each
+            x @ b  # x and b: already taken; one new output each
     assert sh.compared == 6 and len(made) == 3 + 5
+
+
+@pytest.fixture
+def held_checks(monkeypatch):
+    """Checks wait at their start until the returned event is set: the training thread runs ahead."""
+    gate = threading.Event()
+    original = SnapCache.enter
+
+    def enter(self, snaps):
+        gate.wait(30)
+        return original(self, snaps)
+
+    monkeypatch.setattr(SnapCache, "enter", enter)
+    yield gate
+    gate.set()
+
+
+def test_a_cpu_tensor_is_not_copied_until_a_write_meets_a_check_that_holds_it(held_checks, monkeypatch):
+    a, b = torch.randn(64, 64), torch.randn(64, 64)
+    taken = []
+    original = SnapCache.take
+
+    def take(self, t, bumps=0):
+        taken.append((t, original(self, t, bumps)))
+        return taken[-1][1]
+
+    monkeypatch.setattr(SnapCache, "take", take)
+    with shadow() as sh:
+        x = a @ b  # its check waits: x's snap is x itself
+        assert all(snap.live and snap.tensor.data_ptr() == t.data_ptr() for t, snap in taken)
+        x.mul_(3.0)  # written while the check holds it: its snap is copied first
+        x.add_(1.0)
+        x_snap = taken[2][1]
+        assert not x_snap.live and x_snap.tensor.data_ptr() != x.data_ptr()
+        held_checks.set()
+        assert sh.culprits() == []
+    assert torch.equal(x, (a @ b) * 3.0 + 1.0)
+    _no_culprits_and_all_compared(sh, 3)
+    a_snap = taken[0][1]
+    assert a_snap.live and a_snap.tensor.data_ptr() == a.data_ptr()  # never written: never copied
+
+
+def test_a_write_the_shadow_cannot_see_drops_the_check_instead_of_judging_other_values(held_checks):
+    from torch.utils._python_dispatch import _disable_current_modes
+
+    a, b = torch.randn(64, 64), torch.randn(64, 64)
+    with shadow() as sh:
+        x = a @ b
+        with _disable_current_modes():  # below the shadow's view, as a write by another tool would be
+            x.mul_(3.0)
+        held_checks.set()
+    assert sh.compared == 0 and sh.culprits() == [] and sh.skipped["written unseen"] == 1
