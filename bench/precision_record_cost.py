@@ -10,7 +10,7 @@ median over rounds is printed:
 * ``bare``: nothing recorded; ``empty-mode``: a dispatch mode that only calls the op;
 * ``ours-op``: ``capture(level="op", mode="stats")`` as a user runs it;
 * then parts of it taken away in turn, each variant keeping the previous ones' cuts: ``stack=False`` (the
-  Python stack of each record); the statistics (``stats.cpu_row`` returns a fixed row: no pass of the
+  Python stack of each record); the statistics (``stats.cpu_body`` returns a fixed fragment: no pass of the
   compiled ``_moments.c``, nor torch's aminmax, sum, dot and item where it is not built); the encoding and writing of each record (``RecordWriter.add`` drops the record); the per-tensor
   entries (``Capture._tensor`` returns a bare ``TensorEntry``: no place, lookup, statistics fragment).
 
@@ -41,8 +41,8 @@ CUTS = (
 )
 
 
-def _fixed_row(t: Any) -> Any:
-    return (1.0, 0.0, 1.0, 1.0, 0, 0, 0)
+def _fixed_body(t: Any) -> Any:
+    return ',"stats":{"max":1.0,"min":0.0,"mean":1.0,"norm":1.0}}'
 
 
 def _drop(self: Any, rec: tuple, step: int) -> None:
@@ -65,17 +65,17 @@ def _patched(cuts: int) -> Any:
     from ascend_tools.precision.tensor_entry import TensorEntry
 
     _ENTRY[:] = [TensorEntry]
-    saved = (capture_session.cpu_row, record_writer.RecordWriter.add, capture_session.Capture._tensor)
+    saved = (capture_session.cpu_body, record_writer.RecordWriter.add, capture_session.Capture._tensor)
     try:
         if cuts >= 1:
-            capture_session.cpu_row = _fixed_row  # type: ignore[assignment]
+            capture_session.cpu_body = _fixed_body  # type: ignore[assignment]
         if cuts >= 2:
             record_writer.RecordWriter.add = _drop  # type: ignore[method-assign]
         if cuts >= 3:
             capture_session.Capture._tensor = _bare_entry  # type: ignore[method-assign]
         yield
     finally:
-        capture_session.cpu_row, record_writer.RecordWriter.add, capture_session.Capture._tensor = saved  # type: ignore[method-assign]
+        capture_session.cpu_body, record_writer.RecordWriter.add, capture_session.Capture._tensor = saved  # type: ignore[method-assign]
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import ascend_tools.precision as precision
 from ascend_tools.commands.common import exit_code
@@ -223,3 +224,32 @@ def test_cli_end_to_end(tmp_path, run_verb):
     assert "ascend-doctor shadow: the command failed (exit 3) after " in proc.stderr
     proc = run_verb("shadow", "--steps", "x")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+
+
+class _FastDivide(TorchDispatchMode):
+    """A fast-math division kernel, as some devices' are: ``a / b`` as ``a`` times a reciprocal good to
+    bfloat16's 8 bits. Entered before the shadow, so it sits below it (the device run)."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten.div.Tensor:
+            a, b = args
+            return a * (1.0 / b).to(torch.bfloat16).to(b.dtype)
+        return func(*args, **(kwargs or {}))
+
+
+def test_correctly_rounded_ops_are_judged_in_their_own_dtype():
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.randn(512, generator=g), torch.rand(512, generator=g) + 0.5
+    with _FastDivide(), shadow() as sh:
+        q = a / b
+        a + b
+        torch.add(a, b, alpha=0.5)  # a + 0.5 * b rounds twice: float64 as before
+    div, add, add_half = sh.results
+    assert [r.metrics.reference_dtype for r in sh.results] == ["float32", "float32", "float64"]
+    assert add.level == "pass" and add_half.level == "pass"
+    # the fault's error, measured independently against the float64 quotient, in float32 ULPs
+    exact = a.double() / b.double()
+    ulp = torch.exp2(torch.floor(torch.log2(exact.abs())) - 23)
+    want = float(((q.double() - exact).abs() / ulp).max())
+    assert div.level == "error" and want > 100
+    assert abs(div.metrics.max_ulp_err - want) <= 0.5  # the float32 reference is float64's, rounded
