@@ -164,3 +164,33 @@ def test_a_write_the_shadow_cannot_see_drops_the_check_instead_of_judging_other_
             x.mul_(3.0)
         held_checks.set()
     assert sh.compared == 0 and sh.culprits() == [] and sh.skipped["written unseen"] == 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("scaled", [False, True])
+@pytest.mark.parametrize("case", ["close", "far", "zeros", "nan", "tiny", "huge", "odd length"])
+def test_the_own_dtype_screen_is_metrics_max_ulp_ratio(dtype, scaled, case):
+    from ascend_tools.precision import metrics as M
+    from ascend_tools.precision.screen import _UNDECIDED, _max_ulp_ratio_narrow
+
+    g = torch.Generator().manual_seed(11)
+    n = 1001 if case == "odd length" else 1024
+    ref = torch.randn(n, generator=g, dtype=torch.float64)
+    if case == "tiny":
+        ref *= 1e-30 if dtype == torch.float32 else 1e-6
+    if case == "huge":
+        ref *= 1e30 if dtype != torch.float16 else 1e4
+    ref = ref.to(dtype)
+    target = ref.clone()
+    if case in ("close", "far", "tiny", "huge", "odd length"):
+        target = (ref.double() * (1 + (1e-2 if case == "far" else 1e-6) * torch.randn(n, generator=g))).to(
+            dtype
+        )
+    if case == "zeros":
+        ref[:100] = 0
+    if case == "nan":
+        target[7] = float("nan")
+    fmt = M.FLOAT_FORMATS[str(dtype).replace("torch.", "")]
+    got = _max_ulp_ratio_narrow(target, ref, fmt[1], fmt[2], scaled)
+    want = M.max_ulp_ratio(target, ref, fmt[1], fmt[2], scaled)
+    assert got == want or (got == _UNDECIDED and case in ("tiny", "huge"))
