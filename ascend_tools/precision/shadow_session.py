@@ -65,7 +65,7 @@ from .aliasing import COPIES
 from .failopen_mode import FailOpenMode
 from .replay_verdict import with_baseline
 from .screen import judge_output
-from .shadow_snaps import Snap, SnapCache
+from .shadow_snaps import Snap, SnapCache, unwatch_resizes, watch_resizes
 from .shadow_worker import Worker
 from .standards import Verdict
 
@@ -368,6 +368,7 @@ class Shadow(StepSession):
         self._install_step_hook()
         self._active = True
         self._update_off()
+        watch_resizes(self._snaps)
         self._mode = ShadowMode(self)
         self._mode.__enter__()
 
@@ -389,6 +390,13 @@ class Shadow(StepSession):
         except Exception as exc:
             self._fail(exc)
         finally:
+            unwatch_resizes(self._snaps)
+            if self._snaps.failed_resizes:
+                log.warning(
+                    "shadow: %d storage resizes came before their tensors could be copied: the checks of the "
+                    "ops that read them may be wrong",
+                    self._snaps.failed_resizes,
+                )
             if self._file is not None:
                 self._file.close()
                 self._file = None

@@ -9,6 +9,11 @@ earlier ops' outputs or parameters, unchanged since they were last taken: :class
 snap to every op that reads the tensor until the tensor is written. Its float64 twin is made once, on the
 worker, by :meth:`Snap.wide`, for the ops that are not replayed in their own dtype.
 
+One write path does not go through the dispatch mode: ``UntypedStorage.resize_`` (FSDP2 frees each
+unsharded parameter's storage with ``resize_(0)`` and allocates it again before the next all-gather). While a
+cache is live (:func:`watch_resizes`), that method is wrapped so that a resize first copies the live snaps a
+check holds on that storage, as :meth:`SnapCache.written` does: a check never reads freed memory.
+
 A snap stays valid while its tensor object is alive, its version counter has not moved (every write
 through autograd's view/in-place tracking bumps it, views share it) and no op seen by the shadow has
 written its storage (:meth:`SnapCache.written`: a ``.data`` alias has a version counter of its own). A write
@@ -22,6 +27,7 @@ import weakref
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import torch
+from torch.utils._python_dispatch import _disable_current_modes
 
 _F64 = torch.float64
 _CPU = torch.device("cpu")
@@ -101,6 +107,37 @@ def _mourner(dead: List[int], key: int) -> Callable[[Any], None]:
     return lambda _: dead.append(key)
 
 
+_watchers: "weakref.WeakSet[SnapCache]" = weakref.WeakSet()
+_resize: List[Any] = []  # UntypedStorage.resize_ as it was before watch_resizes wrapped it
+
+
+def _resize_watched(storage: Any, size: int) -> Any:
+    if _watchers:
+        with _disable_current_modes():  # the copies are the shadow's, not the user's ops
+            for cache in list(_watchers):
+                try:
+                    cache.storage_written(storage.data_ptr())
+                except Exception:  # never break the resize; counted, and the shadow says so at its end
+                    cache.failed_resizes += 1
+    return _resize[0](storage, size)
+
+
+def watch_resizes(cache: "SnapCache") -> None:
+    """Wrap ``torch.UntypedStorage.resize_`` (once, whatever the number of caches) so that ``cache`` copies
+    its held live snaps of a storage before it is resized."""
+    if not _resize:
+        _resize.append(torch.UntypedStorage.resize_)
+        torch.UntypedStorage.resize_ = _resize_watched  # type: ignore[method-assign,assignment]
+    _watchers.add(cache)
+
+
+def unwatch_resizes(cache: "SnapCache") -> None:
+    """Undo :func:`watch_resizes` for ``cache``; the last one puts the method back."""
+    _watchers.discard(cache)
+    if not _watchers and _resize:
+        torch.UntypedStorage.resize_ = _resize.pop()  # type: ignore[method-assign]
+
+
 class SnapCache:
     """Snaps by tensor, used on the training thread (a tensor may die on the worker, which holds the op's
     arguments: its entry is queued in ``_dead`` and dropped by the training thread); :meth:`enter` and
@@ -115,6 +152,7 @@ class SnapCache:
         self._dead: List[int] = []
         self._live: Dict[int, List[Snap]] = {}  # storage address -> live snaps of it
         self._cond = threading.Condition(threading.Lock())
+        self.failed_resizes = 0  # storage resizes whose live snaps could not be copied first
 
     def take(self, t: torch.Tensor, bumps: int = 0) -> Snap:
         """A new snap of ``t`` as it is now: live for a CPU tensor with a version counter (``bumps``: 1 when
@@ -196,7 +234,10 @@ class SnapCache:
     def written(self, t: torch.Tensor) -> None:
         """An op is about to write ``t``: no snap of its storage holds its values any more. Live ones a check
         still holds are copied first (after the checks reading them now are done)."""
-        storage = t.untyped_storage().data_ptr()
+        self.storage_written(t.untyped_storage().data_ptr())
+
+    def storage_written(self, storage: int) -> None:
+        """:meth:`written` of the storage at address ``storage`` (also called from a storage resize)."""
         for key in self._by_storage.pop(storage, ()):
             self._drop(key)
         live = self._live.pop(storage, None)

@@ -143,3 +143,44 @@ def test_saving_a_cpu_tensor_leaves_its_storage_resizable(tmp_path):
         x.mul(2)
     x.untyped_storage().resize_(0)
     assert x.untyped_storage().nbytes() == 0
+
+
+def shadow_rank(rank, n, out):
+    """One AdamW step of the FSDP2 model under the shadow, clean, then with a faulty forward mm on rank 0: the
+    records go to ``out/{name}/rank{rank}.jsonl``. FSDP2 resizes the gathered parameters' storages (no op the
+    shadow sees) while its checks may still hold them."""
+    from torch.distributed.device_mesh import init_device_mesh
+
+    from ascend_tools.precision import shadow
+
+    init(rank, n)
+    torch.set_num_threads(1)
+    mesh = init_device_mesh("cpu", (n,))
+    ids = torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(1))
+    for name, fault in (("clean", None), ("fault", FAULT if rank == 0 else None)):
+        model = build()
+        for layer in model.model.layers:
+            fsdp.fully_shard(layer, mesh=mesh)
+        fsdp.fully_shard(model, mesh=mesh)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        injector = FaultInjector(fault) if fault else contextlib.nullcontext()
+        with injector, shadow(out=f"{out}/{name}"):
+            for _ in range(2):
+                model(input_ids=ids, labels=ids).loss.backward()
+                opt.step()
+                opt.zero_grad()
+
+
+def test_shadow_under_fsdp2_judges_the_gathered_parameters(tmp_path):
+    from ascend_tools.precision.shadow_session import read_results
+
+    spawn(shadow_rank, 2, str(tmp_path))
+    clean, _ = read_results(str(tmp_path / "clean"))
+    for rank in (0, 1):
+        mine = [r for r in clean if r.rank == rank]
+        assert len(mine) > 300 and [r.key for r in mine if r.level == "error"] == [], rank
+    records, _ = read_results(str(tmp_path / "fault"))
+    culprits = [r.key for r in records if r.level == "error"]
+    assert [(r.rank, r.key) for r in records if r.level == "error"][:1] == [(0, "aten::mm#forward#5")], (
+        culprits
+    )

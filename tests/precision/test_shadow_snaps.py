@@ -194,3 +194,19 @@ def test_the_own_dtype_screen_is_metrics_max_ulp_ratio(dtype, scaled, case):
     got = _max_ulp_ratio_narrow(target, ref, fmt[1], fmt[2], scaled)
     want = M.max_ulp_ratio(target, ref, fmt[1], fmt[2], scaled)
     assert got == want or (got == _UNDECIDED and case in ("tiny", "huge"))
+
+
+def test_a_storage_resize_meets_no_check_reading_its_memory(held_checks):
+    # FSDP2 frees an unsharded parameter with storage.resize_(0) (no op the dispatch mode sees) and allocates it
+    # again before the next all-gather writes it: the check held on it must read the values from before
+    original = torch.UntypedStorage.resize_
+    a, b = torch.randn(512, 512), torch.randn(512, 512)
+    with shadow() as sh:
+        x = a @ b  # 1 MB: freed memory is unmapped
+        nbytes = x.untyped_storage().nbytes()
+        x.untyped_storage().resize_(0)
+        x.untyped_storage().resize_(nbytes)
+        x.copy_(torch.full_like(x, 7.0))  # the next all-gather
+        held_checks.set()
+    assert sh.culprits() == [] and [r.name for r in sh.results] == ["aten::mm", "aten::copy_"]
+    assert torch.UntypedStorage.resize_ is original  # put back once the shadow ends
