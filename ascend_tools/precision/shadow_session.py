@@ -1,22 +1,26 @@
-"""Shadow mode: every op the device runs is run again on CPU in float64 on copies of the same inputs and
-compared at once; only the metrics are kept. ``with shadow() as sh:`` around a training step.
+"""Shadow mode: every op the device runs is run again on CPU in float64 (or, where that is the same, in its own
+dtype) on the same inputs and compared at once; only the metrics are kept. ``with shadow() as sh:`` around a
+training step.
 
 One :class:`ShadowMode` (a TorchDispatchMode, so below autograd: forward and backward ops alike) does,
 per aten op call:
 
-1. copy the tensor inputs to CPU in their own dtype *before* the op runs (an in-place op overwrites its
-   inputs), unless an earlier op left a copy of the unchanged tensor (``shadow_snaps.py``);
+1. take the tensor inputs as they are *before* the op runs (an in-place op overwrites its inputs):
+   ``shadow_snaps.py``, a CPU tensor itself (copied only if a write meets a check still holding it), a device
+   tensor copied to the CPU, and a tensor an earlier op took and nothing wrote since taken again for free;
 2. run the real op, ``func(*args, **kwargs)``: the device run. Modes entered before the shadow (below
-   it, e.g. ``faults.FaultInjector``) still apply; the result returned to the user is this one. Copy its
-   outputs to CPU and hand the op to the worker thread (``shadow_worker.py``): steps 3 and 4 run there
+   it, e.g. ``faults.FaultInjector``) still apply; the result returned to the user is this one. Take its
+   outputs the same way and hand the op to the worker thread (``shadow_worker.py``): steps 3 and 4 run there
    (and on the training thread while it would otherwise wait for the worker) while the training goes on;
-3. widen the copies to float64 (once per copy) and run the same op on them (an in-place op out of place,
-   or on clones) with no Python dispatch mode, under ``no_grad``: the float64 reference. ``dtype=``
-   arguments are kept (``_to_copy(dtype=bf16)`` of float64 copies is the correctly rounded bf16 result);
-   ``half_to_float`` is cleared (a float64 softmax has no half input); ``device=`` becomes the CPU;
-4. judge each output from its float64 copy (:func:`screen.judge_output`: the one metric its standard reads,
-   the full :func:`metrics.compare_tensors` for an error; the reduction length from the input shapes); keep the
-   metrics of the worst output, drop the tensors.
+3. run the same op on the snapshots with no Python dispatch mode (an in-place op out of place, or on
+   clones), under ``no_grad``: in float64 (each snapshot widened once), or in the op's own dtype for the exact
+   ops and the correctly rounded ones (:data:`_CORRECTLY_ROUNDED`), whose own-dtype result is the float64
+   result rounded. ``dtype=`` arguments are kept (``_to_copy(dtype=bf16)`` of float64 copies is the correctly
+   rounded bf16 result); ``half_to_float`` is cleared (a float64 softmax has no half input); ``device=``
+   becomes the CPU;
+4. judge each output in its own dtype against that reference (:func:`screen.judge_output`: the one metric its
+   standard reads, the full :func:`metrics.compare_tensors` for an error; the reduction length from the input
+   shapes); keep the metrics of the worst output, drop the tensors.
 
 The reference sees the device's own inputs, so every record is the error *that op* introduced; errors
 its inputs carried do not count. A culprit is a record judged "error", ranked by ``Verdict.ratio``
@@ -28,7 +32,8 @@ dropout, bernoulli), ops that allocate without writing (``empty*``, ``resize_``,
 metadata-only ops (``func.is_view`` or a non-written alias in the returns), exact copies (``clone``,
 ``contiguous``) and constants (``zero_``, ``fill_``, ``*_like``), which have no arithmetic to get wrong,
 ops without a tensor output, ops whose tensors are not plain strided tensors (subclasses, sparse, meta), ops over ``max_numel``
-elements, and ops the reference cannot run (recorded in ``not_replayable``). ``ops=``, ``scope=``,
+elements, checks whose CPU tensor was written behind the mode's back before they ran (``written unseen``: its
+version counter moved), and ops the reference cannot run (recorded in ``not_replayable``). ``ops=``, ``scope=``,
 ``sample=`` and ``steps=`` bound the cost; call indices count every call, filtered or not, so the same
 call has the same index whatever the filters.
 
