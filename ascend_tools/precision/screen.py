@@ -96,16 +96,17 @@ def screened(t_dt: str, r_dt: str, n: int, scaled: bool, value: float) -> M.Pair
 def _max_ulp_ratio_narrow(
     t: torch.Tensor, r: torch.Tensor, emin: int, emax: int, scaled: bool
 ) -> Optional[float]:
-    """:func:`metrics.max_ulp_ratio` of two tensors of one float32/bf16/fp16 dtype (shadow's replays in the op's
-    own dtype) straight from their memory: its float32 steps, the same ``_pair_sums`` calls, without NumPy
-    views and dtype lookups (~20 us an op). :data:`_UNDECIDED` where ``metrics.max_ulp_ratio`` would go on
-    past them (float32 over- or underflowed, no AVX2) or cannot run them here (another layout or dtype pair)."""
-    kind = _NARROW_KINDS.get(t.dtype)
+    """:func:`metrics.max_ulp_ratio` of two float32/bf16/fp16 tensors (shadow's replays in the op's own dtype,
+    or in float32 for a bf16/fp16 op) straight from their memory: its float32 steps, the same ``_pair_sums``
+    calls, without NumPy views and dtype lookups (~20 us an op). :data:`_UNDECIDED` where
+    ``metrics.max_ulp_ratio`` would go on past them (float32 over- or underflowed, no AVX2) or cannot run them
+    here (another layout or dtype)."""
+    kind, r_kind = _NARROW_KINDS.get(t.dtype), _NARROW_KINDS.get(r.dtype)
     pairs = M._pair_sums
     if (
         kind is None
+        or r_kind is None
         or pairs is None
-        or r.dtype != t.dtype
         or emin < -126
         or emax > 127
         or not (t.is_contiguous() and r.is_contiguous())
@@ -113,11 +114,11 @@ def _max_ulp_ratio_narrow(
         return _UNDECIDED
     n, low = t.numel(), 2.0**emin
     if scaled:
-        squares = pairs.sum_squares(r.data_ptr(), kind, n)
+        squares = pairs.sum_squares(r.data_ptr(), r_kind, n)
         if squares is None or not _F32_SQUARES_MIN < squares < math.inf:
             return _UNDECIDED
         low = M.rms_floor(squares, n, (0, emin, emax))
-    worst = pairs.max_ulp(t.data_ptr(), kind, r.data_ptr(), kind, n, low, 2.0**emax)
+    worst = pairs.max_ulp(t.data_ptr(), kind, r.data_ptr(), r_kind, n, low, 2.0**emax)
     if worst is None or worst == math.inf:
         return _UNDECIDED
     return None if math.isnan(worst) else worst

@@ -68,6 +68,7 @@ from . import drift, standards
 from . import metrics as M
 from .aliasing import COPIES
 from .failopen_mode import FailOpenMode
+from .replay import reference_dtype
 from .replay_verdict import with_baseline
 from .screen import judge_output
 from .shadow_snaps import Snap, SnapCache, unwatch_resizes, watch_resizes
@@ -601,7 +602,10 @@ class Shadow(StepSession):
         # before the op stay for the baseline and for the other ops that share them
         replay = op.functional or func
         own = op.own_dtype and _unit_alpha(op, args, kwargs)
-        copies = {tid: s.tensor if own else s.wide() for tid, s in pre.inputs.items()}
+        # the truth's dtype as compare's replay picks it: float32 for an op whose floating outputs are all
+        # bf16/fp16 and whose floating inputs are at most float32 (a float32 GEMM is ~2x a float64 one)
+        ref_dtype = reference_dtype([s.tensor for s in pre.inputs.values()], [s.tensor for s in outputs])
+        copies = {tid: s.tensor if own else s.wide(ref_dtype) for tid, s in pre.inputs.items()}
         if replay is func:
             for tid in pre.written:
                 copies[tid] = copies[tid].clone()
@@ -629,9 +633,9 @@ class Shadow(StepSession):
         reduction = standards.reduction_length(op.name, shapes)
         best: Optional[Tuple[int, M.PairMetrics, Verdict]] = None
         for i, (s, r) in enumerate(zip(outputs, refs)):
-            # (the output in its own dtype: the screen reads a float32/bf16/fp16 copy against a float64
-            # reference as it reads the widened one, without widening it)
-            m, v = judge_output(op.name, s.tensor, r, reduction, None if own else s.dtype)
+            # (the output in its own dtype: the screen reads a float32/bf16/fp16 output against a wider
+            # reference as it would read it widened, without widening it)
+            m, v = judge_output(op.name, s.tensor, r, reduction)
             if best is None or (_LEVELS.get(v.level, 0), v.ratio) > (
                 _LEVELS.get(best[2].level, 0),
                 best[2].ratio,

@@ -39,8 +39,8 @@ class Snap:
     """One tensor's values at one moment (``dtype`` and ``shape`` are the tensor's): ``tensor`` in its own
     dtype, either the user's CPU tensor itself (``live``, at the version counts ``versions``) or a private CPU
     copy.
-    :meth:`wide` (checks only) makes a floating snap's float64 twin once (exact) and keeps it: ops replayed in
-    their own dtype read ``tensor``, the others the twin. ``holders`` (checks that will read it) and
+    :meth:`wide` (checks only) makes a floating snap's float64 (or float32) twin once (exact) and keeps it: ops
+    replayed in their own dtype read ``tensor``, the others the twin. ``holders`` (checks that will read it) and
     ``readers`` (checks reading it now) are guarded by the :class:`SnapCache`'s condition."""
 
     __slots__ = (
@@ -74,13 +74,16 @@ class Snap:
         self._narrow = tensor.is_floating_point() and tensor.dtype != _F64
         self._wide: Optional[torch.Tensor] = None
 
-    def wide(self) -> torch.Tensor:
-        """The values, floating ones in float64 (a float64 or integer snap: ``tensor`` itself)."""
-        if not self._narrow:
+    def wide(self, dtype: torch.dtype = _F64) -> torch.Tensor:
+        """The values, floating ones in ``dtype`` (float64, or float32 for a float32 reference: a float32
+        snap is ``tensor`` itself then), made once per dtype; an integer or float64 snap: ``tensor``."""
+        if not self._narrow or dtype == self.dtype:
             return self.tensor
         wide = self._wide
-        if wide is None:
-            wide = self._wide = self.tensor.to(_F64)
+        if wide is None or wide.dtype != dtype:
+            wide = self.tensor.to(dtype)
+            if self._wide is None or dtype == _F64:  # the float64 twin is kept over a float32 one
+                self._wide = wide
         return wide
 
 

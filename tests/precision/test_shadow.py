@@ -253,3 +253,17 @@ def test_correctly_rounded_ops_are_judged_in_their_own_dtype():
     want = float(((q.double() - exact).abs() / ulp).max())
     assert div.level == "error" and want > 100
     assert abs(div.metrics.max_ulp_err - want) <= 0.5  # the float32 reference is float64's, rounded
+
+
+def test_a_bf16_op_gets_compare_s_float32_truth_and_a_faulty_one_is_still_named():
+    g = torch.Generator().manual_seed(4)
+    a, b = torch.randn(64, 256, generator=g), torch.randn(256, 64, generator=g)
+    fault = Fault("aten::mm", call=2, kind="perturb", scale=1.05, fraction=0.1)
+    with FaultInjector(fault), shadow() as sh:
+        a @ b  # float32: a float64 truth
+        a.bfloat16() @ b.bfloat16()  # bf16 out of bf16 inputs: float32, as compare's replay.reference_dtype
+        a.bfloat16() @ b.bfloat16()  # mm call 2: faulted below the shadow
+    mms = [r for r in sh.results if r.name == "aten::mm"]
+    assert [r.metrics.reference_dtype for r in mms] == ["float64", "float32", "float32"]
+    assert [r.level for r in mms] == ["pass", "pass", "error"]
+    assert [r.key for r in sh.culprits()] == ["aten::mm#forward#2"]

@@ -169,7 +169,8 @@ def test_a_write_the_shadow_cannot_see_drops_the_check_instead_of_judging_other_
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("scaled", [False, True])
 @pytest.mark.parametrize("case", ["close", "far", "zeros", "nan", "tiny", "huge", "odd length"])
-def test_the_own_dtype_screen_is_metrics_max_ulp_ratio(dtype, scaled, case):
+@pytest.mark.parametrize("ref_dtype", [None, torch.float32])
+def test_the_own_dtype_screen_is_metrics_max_ulp_ratio(dtype, scaled, case, ref_dtype):
     from ascend_tools.precision import metrics as M
     from ascend_tools.precision.screen import _UNDECIDED, _max_ulp_ratio_narrow
 
@@ -190,6 +191,8 @@ def test_the_own_dtype_screen_is_metrics_max_ulp_ratio(dtype, scaled, case):
         ref[:100] = 0
     if case == "nan":
         target[7] = float("nan")
+    if ref_dtype is not None:  # a bf16/fp16 op's float32 truth
+        ref = ref.to(ref_dtype)
     fmt = M.FLOAT_FORMATS[str(dtype).replace("torch.", "")]
     got = _max_ulp_ratio_narrow(target, ref, fmt[1], fmt[2], scaled)
     want = M.max_ulp_ratio(target, ref, fmt[1], fmt[2], scaled)
