@@ -27,7 +27,9 @@ tool, runs ``--warmup`` untimed steps, then times ``--steps`` steps one by one a
   ``optimizer.step()``, ``debugger.step()`` at the end of each step, as its docs show; skipped, with the
   reason, when ``import msprobe`` fails;
 * ``shadow``: ``ascend_tools.precision.shadow(model=model)`` open around all steps; skipped when it cannot
-  be imported.
+  be imported;
+* ``bare-bf16`` / ``shadow-bf16``: ``bare`` and ``shadow`` on the model cast to bfloat16 (what a run on Ascend
+  trains in: shadow's truth for a bf16 op is float32, as compare's), the second against the first.
 
 The parent interleaves the kinds (bare, ours-op, ..., shadow; then again) over ``--repeat`` rounds and
 prints the median over rounds of each worker's median, and ratios to bare of those medians.
@@ -89,7 +91,11 @@ STEP_KINDS = (
     "msprobe-L1",
     "msprobe-mix",
     "shadow",
+    "bare-bf16",
+    "shadow-bf16",
 )
+#: kinds run on the model cast to bfloat16 (what Ascend runs train in), each against ``bare-bf16``
+BF16_KINDS = ("bare-bf16", "shadow-bf16")
 TARGET_OP_RATIO = 1.6  # ours-op / bare (issue 13)
 TARGET_SHADOW_RATIO = 3.0  # shadow / bare
 TARGET_VS_MSPROBE = 0.35  # (ours ratio to bare) / (msprobe ratio to bare), issue 13
@@ -157,7 +163,7 @@ def worker_step(kind: str, steps: int, warmup: int, tmp: str) -> Dict[str, Any]:
     torch.set_num_threads(1)
     if kind.startswith("msprobe"):
         skip = _import_error("import msprobe", lambda: __import__("msprobe.pytorch"))
-    elif kind == "shadow":
+    elif kind.startswith("shadow"):
         skip = _import_error(
             "import ascend_tools.precision.shadow_session",
             lambda: __import__("ascend_tools.precision.shadow_session"),
@@ -166,7 +172,7 @@ def worker_step(kind: str, steps: int, warmup: int, tmp: str) -> Dict[str, Any]:
         skip = None
     if skip:
         return {"kind": kind, "skip": skip}
-    model, ids = build()
+    model, ids = build("bfloat16" if kind in BF16_KINDS else "float32")
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     debugger = None
     ctx: Any = contextlib.nullcontext()
@@ -176,7 +182,7 @@ def worker_step(kind: str, steps: int, warmup: int, tmp: str) -> Dict[str, Any]:
         ctx = capture(os.path.join(tmp, "dump"), level=kind.split("-", 1)[1], mode="stats", model=model)
     elif kind.startswith("msprobe-"):
         debugger = msprobe_debugger(os.path.join(tmp, "dump"), "statistics", kind.split("-", 1)[1])
-    elif kind == "shadow":
+    elif kind.startswith("shadow"):
         from ascend_tools.precision import shadow
 
         ctx = shadow(model=model)
@@ -201,7 +207,9 @@ def worker_step(kind: str, steps: int, warmup: int, tmp: str) -> Dict[str, Any]:
         for _ in range(warmup + steps):
             start = time.perf_counter()
             step()
-            if kind == "shadow":  # the step's own checks, not left to the next step or the block's end
+            if kind.startswith(
+                "shadow"
+            ):  # the step's own checks, not left to the next step or the block's end
                 tool._worker.drain()
             times.append((time.perf_counter() - start) * 1000)
     out: Dict[str, Any] = {
@@ -212,7 +220,7 @@ def worker_step(kind: str, steps: int, warmup: int, tmp: str) -> Dict[str, Any]:
     }
     if kind.startswith("ours-"):
         out["records"] = tool.records_written
-    elif kind == "shadow":
+    elif kind.startswith("shadow"):
         out["compared"], out["skipped"] = tool.compared, sum(tool.skipped.values())
     out["dump_mb"] = _tree_bytes(tmp) / 1e6
     return out
@@ -362,7 +370,9 @@ def step_overhead(
     progress: Callable[[str], None],
     only: Sequence[str] = STEP_KINDS,
 ) -> Dict[str, Any]:
-    kinds_run = [k for k in STEP_KINDS if k == "bare" or k in only]
+    kinds_run = [
+        k for k in STEP_KINDS if k == "bare" or k in only or (k == "bare-bf16" and "shadow-bf16" in only)
+    ]
     runs: Dict[str, List[Dict[str, Any]]] = {k: [] for k in kinds_run}
     skipped: Dict[str, str] = {}
     for i in range(repeat):
@@ -397,9 +407,9 @@ def step_overhead(
                 kinds[kind][extra] = rs[-1][extra]
         if "records" in rs[-1] or "compared" in rs[-1]:
             kinds[kind]["per_step"] = rs[-1].get("records", rs[-1].get("compared", 0)) / (warmup + steps)
-    bare = kinds["bare"]["median_ms"]
-    for k in kinds.values():
-        k["ratio"] = k["median_ms"] / bare
+    for name, k in kinds.items():
+        base = "bare-bf16" if name in BF16_KINDS and "bare-bf16" in kinds else "bare"
+        k["ratio"] = k["median_ms"] / kinds[base]["median_ms"]
     return {"kinds": kinds, "skipped": skipped}
 
 
@@ -630,7 +640,8 @@ def render(result: Dict[str, Any]) -> str:
     for kind, why in result["steps"]["skipped"].items():
         out.append(f"skipped {kind}: {why}")
     out.append(
-        "(dump MB: on disk after all steps; records/step: records written for ours, ops compared for shadow)"
+        "(dump MB: on disk after all steps; records/step: records written for ours, ops compared for shadow;\n"
+        " *-bf16: the model cast to bfloat16, vs bare-bf16)"
     )
     out.append("")
     c = result["compare"]
