@@ -139,3 +139,39 @@ def test_a_training_thread_ahead_of_the_worker_runs_checks_itself_in_order(monke
         assert sh.compared == 60
     assert threading.get_ident() in threads and len(set(threads)) == 2
     assert [r.call for r in sh.results] == list(range(60))
+
+
+_RUNNING = []  # the shadow of the test below, as a forked DataLoader worker inherits it
+
+
+class _Computing(torch.utils.data.Dataset):
+    """Items made with more ops than the worker's queue holds (a forked child inherits the dispatch mode, not
+    the worker thread); each says how many checks its ops got done in that process by the time it returns."""
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        before = _RUNNING[0].compared if _RUNNING else 0
+        x = torch.full((8,), float(i))
+        for _ in range(3 * W.MAX_PENDING):
+            x = x * 1.5 + 1.0
+        return x, (_RUNNING[0].compared if _RUNNING else 0) - before
+
+
+def test_a_forked_dataloader_worker_checks_inline_and_never_waits_for_the_thread():
+    want = [_Computing()[i][0] for i in range(4)]
+    loader = torch.utils.data.DataLoader(
+        _Computing(), batch_size=None, num_workers=2, timeout=120, multiprocessing_context="fork"
+    )
+    with shadow() as sh:
+        _RUNNING.append(sh)
+        try:
+            got = list(loader)  # a hang would end in the loader's timeout error
+        finally:
+            _RUNNING.clear()
+        got[0][0] * 2.0
+    assert len(got) == 4 and all(torch.equal(g, w) for (g, _), w in zip(got, want))
+    # every op of the child checked before the item returned: inline, nothing left in a queue no thread runs
+    assert [checked for _, checked in got] == [2 * 3 * W.MAX_PENDING] * 4
+    assert sh.compared >= 1 and sh.culprits() == []  # the parent's own op, on its thread
