@@ -602,12 +602,15 @@ class Shadow(StepSession):
         # before the op stay for the baseline and for the other ops that share them
         replay = op.functional or func
         own = op.own_dtype and _unit_alpha(op, args, kwargs)
-        # the truth's dtype as compare's replay picks it: float32 for an op whose floating outputs are all
-        # bf16/fp16 and whose floating inputs are at most float32 (a float32 GEMM is ~2x a float64 one)
-        ref_dtype = reference_dtype([s.tensor for s in pre.inputs.values()], [s.tensor for s in outputs])
-        copies = {tid: s.tensor if own else s.wide(ref_dtype) for tid, s in pre.inputs.items()}
+        if own:
+            copies = {tid: s.tensor for tid, s in pre.inputs.items()}
+        else:
+            # the truth's dtype as compare's replay picks it: float32 for an op whose floating outputs are all
+            # bf16/fp16 and whose floating inputs are at most float32 (a float32 GEMM is ~2x a float64 one)
+            truth = reference_dtype([s.tensor for s in pre.inputs.values()], [s.tensor for s in outputs])
+            copies = {tid: s.wide(truth) for tid, s in pre.inputs.items()}
         if replay is func:
-            for tid in pre.written:
+            for tid in pre.written & copies.keys():
                 copies[tid] = copies[tid].clone()
         ref_args, ref_kwargs = _ref_call(op, args, kwargs, copies, not own)
         try:
