@@ -115,7 +115,9 @@ _resize: List[Any] = []  # UntypedStorage.resize_ as it was before watch_resizes
 
 
 def _resize_watched(storage: Any, size: int) -> Any:
-    if _watchers:
+    # only a CPU storage can back a live snap (a device's are copied at once); a device's resize may come from
+    # another thread (its autograd engine's), which must not touch the caches the training thread keeps
+    if _watchers and storage.device.type == "cpu":
         with _disable_current_modes():  # the copies are the shadow's, not the user's ops
             for cache in list(_watchers):
                 try:

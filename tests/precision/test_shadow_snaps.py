@@ -213,3 +213,16 @@ def test_a_storage_resize_meets_no_check_reading_its_memory(held_checks):
         held_checks.set()
     assert sh.culprits() == [] and [r.name for r in sh.results] == ["aten::mm", "aten::copy_"]
     assert torch.UntypedStorage.resize_ is original  # put back once the shadow ends
+
+
+def test_a_resize_of_a_storage_no_snap_can_hold_leaves_the_cache_alone(monkeypatch):
+    # a device's storages are copied when taken; their resizes may come from the device's autograd thread
+    seen = []
+    monkeypatch.setattr(SnapCache, "storage_written", lambda self, storage: seen.append(storage))
+    with shadow():
+        meta = torch.empty(64, device="meta").untyped_storage()
+        meta.resize_(0)
+        cpu = torch.empty(64).untyped_storage()
+        address = cpu.data_ptr()
+        cpu.resize_(0)
+    assert seen == [address] and meta.nbytes() == 0 and cpu.nbytes() == 0
