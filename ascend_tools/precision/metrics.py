@@ -597,21 +597,18 @@ def _max_ulp_ratio(
     n, low, worst = t_arr.size, 2.0**emin, 0.0
     d_buf, p_buf = _buffer("d", work), _buffer("p", work)
     kinds = _compiled_kinds(t, r)
+    if kinds:
+        compiled = compiled_max_ulp(
+            t.arr.ctypes.data, kinds[0], r.arr.ctypes.data, kinds[1], n, emin, emax, scaled
+        )
+        if compiled is not None:
+            return compiled
     with np.errstate(all="ignore"):
         if scaled:
-            rr = _pair_sums.sum_squares(r.arr.ctypes.data, kinds[1], n) if kinds else None
-            if rr is None:
-                rr = _sum_squares(r, n)
-            # float32's squares: at least 2**-50 (as _Sums.exact), so that those underflowing weigh nothing
+            rr = _sum_squares(r, n)
             if not (_WORK[work][2] if work is np.float32 else 2.0**-900) < rr < math.inf:
                 return None
             low = rms_floor(rr, n, (0, emin, emax))
-        if kinds and emin >= -126 and emax <= 127:  # bounds float32 holds
-            compiled = _pair_sums.max_ulp(
-                t.arr.ctypes.data, kinds[0], r.arr.ctypes.data, kinds[1], n, low, 2.0**emax
-            )
-            if compiled is not None:  # NaN for a NaN/Inf element; Inf (float32 overflow): None, float64 next
-                return None if compiled == math.inf else compiled
         for lo, hi in _blocks(n):
             tb, rb = t.block(lo, hi), r.block(lo, hi)
             d = np.subtract(tb, rb, out=d_buf[: hi - lo])
@@ -625,6 +622,28 @@ def _max_ulp_ratio(
                 return q if math.isnan(q) else None
             worst = max(worst, q)
     return worst
+
+
+def compiled_max_ulp(
+    t_address: int, t_kind: int, r_address: int, r_kind: int, n: int, emin: int, emax: int, scaled: bool
+) -> Optional[float]:
+    """:func:`max_ulp_ratio`'s float32 steps in ``_pair_sums`` on ``n`` elements of two arrays of its kinds (0
+    float32, 2 bfloat16 bits, 3 float16) at these addresses: for ``scaled`` the reference's sum of squares
+    first (its floor), then one pass. The ratio, NaN for a NaN/Inf element, or None where these steps do not
+    decide (not built, no AVX2, exponents or squares beyond float32's range, a float32 overflow): the NumPy
+    passes then do. Shared by this module and ``screen.py`` (torch tensors' memory, shadow's own-dtype
+    replays)."""
+    if _pair_sums is None or emin < -126 or emax > 127:
+        return None
+    low = 2.0**emin
+    if scaled:
+        squares = _pair_sums.sum_squares(r_address, r_kind, n)
+        # float32's squares: at least 2**-50 (as _Sums.exact), so that those underflowing weigh nothing
+        if squares is None or not _WORK[np.float32][2] < squares < math.inf:
+            return None
+        low = rms_floor(squares, n, (0, emin, emax))
+    worst = _pair_sums.max_ulp(t_address, t_kind, r_address, r_kind, n, low, 2.0**emax)
+    return None if worst is None or worst == math.inf else worst
 
 
 #: the element types ``_pair_sums.max_ulp_f64`` reads as a target, by its kind numbers

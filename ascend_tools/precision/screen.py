@@ -21,7 +21,6 @@ _CPU = torch.device("cpu")
 _F64_TARGET_KINDS = {torch.float64: 1, torch.float32: 0, torch.bfloat16: 2, torch.float16: 3}
 #: ``_pair_sums.max_ulp``'s kind of each dtype it reads in float32 (bfloat16 as its bits)
 _NARROW_KINDS = {torch.float32: 0, torch.bfloat16: 2, torch.float16: 3}
-_F32_SQUARES_MIN = 2.0**-50  # metrics._WORK[float32]: float32's squares below weigh nothing
 _UNDECIDED = -1.0
 #: PairMetrics.note of a screened pass: only the metric the verdict reads was computed.
 SCREENED = "screened: only the judged metric computed"
@@ -97,29 +96,14 @@ def _max_ulp_ratio_narrow(
     t: torch.Tensor, r: torch.Tensor, emin: int, emax: int, scaled: bool
 ) -> Optional[float]:
     """:func:`metrics.max_ulp_ratio` of two float32/bf16/fp16 tensors (shadow's replays in the op's own dtype,
-    or in float32 for a bf16/fp16 op) straight from their memory: its float32 steps, the same ``_pair_sums``
-    calls, without NumPy views and dtype lookups (~20 us an op). :data:`_UNDECIDED` where
-    ``metrics.max_ulp_ratio`` would go on past them (float32 over- or underflowed, no AVX2) or cannot run them
-    here (another layout or dtype)."""
+    or in float32 for a bf16/fp16 op) straight from their memory (``metrics.compiled_max_ulp``: no NumPy views
+    or dtype lookups, ~20 us an op); None for a NaN/Inf element, :data:`_UNDECIDED` where those steps do not
+    decide or cannot run here (another layout or dtype): ``metrics.max_ulp_ratio`` then does."""
     kind, r_kind = _NARROW_KINDS.get(t.dtype), _NARROW_KINDS.get(r.dtype)
-    pairs = M._pair_sums
-    if (
-        kind is None
-        or r_kind is None
-        or pairs is None
-        or emin < -126
-        or emax > 127
-        or not (t.is_contiguous() and r.is_contiguous())
-    ):
+    if kind is None or r_kind is None or not (t.is_contiguous() and r.is_contiguous()):
         return _UNDECIDED
-    n, low = t.numel(), 2.0**emin
-    if scaled:
-        squares = pairs.sum_squares(r.data_ptr(), r_kind, n)
-        if squares is None or not _F32_SQUARES_MIN < squares < math.inf:
-            return _UNDECIDED
-        low = M.rms_floor(squares, n, (0, emin, emax))
-    worst = pairs.max_ulp(t.data_ptr(), kind, r.data_ptr(), r_kind, n, low, 2.0**emax)
-    if worst is None or worst == math.inf:
+    worst = M.compiled_max_ulp(t.data_ptr(), kind, r.data_ptr(), r_kind, t.numel(), emin, emax, scaled)
+    if worst is None:
         return _UNDECIDED
     return None if math.isnan(worst) else worst
 
