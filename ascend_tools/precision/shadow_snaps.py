@@ -257,9 +257,14 @@ class SnapCache:
                         snap.live = False
 
     def clear(self) -> None:
+        """Drop every entry, and copy the live snaps checks still hold: after a clear (a step boundary, the
+        shadow going off outside its ``steps``) ops may write tensors without the mode seeing them."""
         for key in list(self._entries):
             self._drop(key)
-        self._prune()
+        if self._live:
+            with _disable_current_modes():  # the copies are the shadow's, not the user's ops
+                for storage in list(self._live):
+                    self.storage_written(storage)
 
     def _prune(self) -> None:
         """Stop tracking the live snaps no check holds (:meth:`hold` tracks a cached one again)."""

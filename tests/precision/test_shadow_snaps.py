@@ -226,3 +226,19 @@ def test_a_resize_of_a_storage_no_snap_can_hold_leaves_the_cache_alone(monkeypat
         address = cpu.data_ptr()
         cpu.resize_(0)
     assert seen == [address] and meta.nbytes() == 0 and cpu.nbytes() == 0
+
+
+def test_a_write_after_the_shadowed_steps_does_not_drop_their_pending_checks(held_checks):
+    # steps=[0]: the optimizer's update of step 0 is still waiting for its check when step 1 writes the
+    # parameter again, with the shadow off (no op seen): the check must judge the values it was taken with
+    p = torch.nn.Parameter(torch.randn(32, 32))
+    opt = torch.optim.SGD([p], lr=0.1)
+    x = torch.randn(8, 32)
+    with shadow(steps=[0]) as sh:
+        for _ in range(2):
+            (x @ p).pow(2).mean().backward()
+            opt.step()
+            opt.zero_grad()
+        held_checks.set()
+    assert sh.skipped["written unseen"] == 0 and sh.culprits() == []
+    assert [r.phase for r in sh.results if r.name == "aten::add_.Tensor"] == ["optimizer"]
