@@ -52,6 +52,7 @@ class Snap:
         "owner",
         "readers",
         "shape",
+        "spoiled",
         "tensor",
         "tracked",
         "versions",
@@ -71,6 +72,7 @@ class Snap:
         self.holders = 0
         self.readers = 0
         self.tracked = False  # in its cache's live snaps by storage (training thread)
+        self.spoiled = False  # copied on write after an unseen write had already changed it
         self._narrow = tensor.is_floating_point() and tensor.dtype != _F64
         self._wide: Optional[torch.Tensor] = None
 
@@ -191,7 +193,7 @@ class SnapCache:
         with self._cond:
             for snap in snaps:
                 snap.readers += 1
-        return all(not snap.live or _unwritten(snap) for snap in snaps)
+        return all(not snap.spoiled and (not snap.live or _unwritten(snap)) for snap in snaps)
 
     def leave(self, snaps: Iterable[Snap], entered: bool = True) -> None:
         """A check is done with ``snaps`` (``entered``: it read them), or will not run."""
@@ -253,6 +255,7 @@ class SnapCache:
                     if snap.holders and snap.live:
                         while snap.readers:
                             self._cond.wait()
+                        snap.spoiled = not _unwritten(snap)  # (the copy would hold the unseen write)
                         snap.tensor = snap.tensor.clone()
                         snap.live = False
 
