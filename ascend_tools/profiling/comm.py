@@ -27,6 +27,7 @@ import inspect
 import sys
 import threading
 import time
+import weakref
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from .. import backend
@@ -152,7 +153,10 @@ class CommInterceptor(FailOpen):
         self.recent: Deque[Dict[str, Any]] = collections.deque(maxlen=RECENT)
         self._inflight: Dict[int, Dict[str, Any]] = {}  # id(call) -> call
         self._pending: Deque[Tuple[Dict[str, Any], Any, Any]] = collections.deque()
-        self._groups: Dict[int, Tuple[Any, Tuple[str, int, List[int]]]] = {}  # id -> (group, info)
+        # group -> info, held weakly: a group the user destroyed must go with their last reference (gloo's
+        # threads stopped then), not at interpreter exit, where its C++ threads abort the process
+        self._groups: weakref.WeakKeyDictionary[Any, Tuple[str, int, List[int]]] = weakref.WeakKeyDictionary()
+        self._ranks: Dict[str, List[int]] = {}  # gid -> ranks, for the watchdog's thread
         self._seq: Dict[Any, int] = {}
         self._tls = threading.local()
         self._via_code: Dict[Any, Optional[str]] = {}
@@ -261,8 +265,10 @@ class CommInterceptor(FailOpen):
         c10d = sys.modules["torch.distributed.distributed_c10d"]  # loaded by install(); no import per call
         if group is None:  # the plain attribute: group.WORLD's property costs four lookups per call
             group = getattr(c10d._world, "_default_pg", None) or c10d._get_default_group()
-        hit = self._groups.get(id(group))
-        info = hit[1] if hit is not None and hit[0] is group else None
+        try:
+            info = self._groups.get(group)
+        except TypeError:  # no weak reference to it: c10d's NON_GROUP_MEMBER (-100), answered below
+            info = None
         if info is None:
             if c10d._rank_not_in_group(group):
                 return None
@@ -277,7 +283,8 @@ class CommInterceptor(FailOpen):
             except Exception:
                 pg_backend = None
             info = (str(gid), len(ranks), ranks)
-            self._groups[id(group)] = (group, info)
+            self._groups[group] = info
+            self._ranks[info[0]] = ranks
             self.emit({"k": "group", "gid": info[0], "ranks": ranks, "backend": pg_backend})
         return info
 
@@ -404,7 +411,7 @@ class CommInterceptor(FailOpen):
 
     def inflight(self) -> List[Dict[str, Any]]:
         """Collectives entered and not completed, with their group's ranks (for the hang watchdog)."""
-        ranks = {gid: r for _g, (gid, _n, r) in self._groups.values()}
+        ranks = self._ranks.copy()  # one C call: safe against the training thread adding a group
         return [
             dict({k: v for k, v in c.items() if not k.startswith("_")}, ranks=ranks.get(c["gid"]))
             for c in list(self._inflight.values())

@@ -235,6 +235,28 @@ def test_uninstall_restores_torch_distributed(tmp_path, world1):
     assert after == before
 
 
+def test_a_destroyed_group_is_freed_while_profiling(tmp_path):
+    """The profiler holds no group: a destroyed group goes with the user's last reference, its gloo threads
+    stopped then. Held to interpreter exit, they aborted spawned ranks now and then ("terminate called
+    without an active exception", SIGABRT)."""
+    import gc
+    import weakref
+
+    with profile(str(tmp_path / "prof"), memory=False, hang_timeout=None) as prof:
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+        sub = dist.new_group([0])
+        dist.all_reduce(torch.ones(4))
+        dist.all_reduce(torch.ones(4), group=sub)
+        with pytest.warns(UserWarning, match="does not belong"):  # what new_group gives a non-member
+            dist.all_reduce(torch.ones(4), group=dist.distributed_c10d.GroupMember.NON_GROUP_MEMBER)
+        assert prof.comm.internal_errors == 0 and len(prof.comm.recent_records()) == 2
+        groups = [weakref.ref(dist.group.WORLD), weakref.ref(sub)]
+        del sub
+        dist.destroy_process_group()
+        gc.collect()
+        assert [g() for g in groups] == [None, None]
+
+
 def test_inflight_until_async_work_completes(tmp_path, world1):
     with profile(str(tmp_path / "prof"), memory=False, hang_timeout=None) as prof:
         work = dist.all_reduce(torch.ones(1 << 16), async_op=True)
