@@ -14,9 +14,10 @@ import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 import pytest
+from suite_runs import matches, print_table, top
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -80,23 +81,6 @@ def report(out: str, verb: str, *args: str) -> Dict[str, Any]:
     assert proc.returncode in (0, 1), proc.stderr[-2000:]
     with open(out) as f:
         return json.load(f)
-
-
-def matches(row: Optional[Dict[str, Any]], want: Dict[str, Any]) -> bool:
-    if row is None:
-        return False
-    for key, value in want.items():
-        got = row.get(key)
-        if isinstance(value, tuple) and got not in value:
-            return False
-        if not isinstance(value, tuple) and got != value:
-            return False
-    return True
-
-
-def top(rep: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    rows = rep.get("culprits") or []
-    return rows[0] if rows else None
 
 
 def dump_all(base: str) -> None:
@@ -192,10 +176,4 @@ def table(results: Dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    import tempfile
-    import time
-
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.time()
-        print(table(run_suite(tmp)))
-        print(f"\n{time.time() - start:.0f} s wall")
+    print_table(run_suite, table)

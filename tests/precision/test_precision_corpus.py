@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
+from suite_runs import matches, print_table, top
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -164,15 +165,6 @@ def report(cwd: str, env: Dict[str, str], out: str, verb: str, *args: str) -> Di
         return json.load(f)
 
 
-def top(rep: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    rows = rep.get("culprits") or []
-    return rows[0] if rows else None
-
-
-def matches(row: Optional[Dict[str, Any]], want: Dict[str, Any]) -> bool:
-    return row is not None and all(row.get(k) == v for k, v in want.items())
-
-
 def judge(base: str, name: str) -> Dict[str, Any]:
     """A scenario's compare (its faulty dump against the reference) and shadow (of the faulty run); a script's
     clean runs: its second dump and the reference itself against the reference, and shadow without a fault."""
@@ -258,10 +250,4 @@ def table(results: Dict[str, Dict[str, Any]]) -> str:
 
 
 if __name__ == "__main__":
-    import tempfile
-    import time
-
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.time()
-        print(table(run_corpus(tmp)))
-        print(f"\n({time.time() - start:.0f} s)")
+    print_table(run_corpus, table)
