@@ -8,6 +8,11 @@ from it. A later root that holds an earlier one renames what the earlier one nam
 MLP's children named ``down_proj`` for the whole run, and an ``nn.ModuleList`` (iterated, never called) gives
 no other chance to learn the ``model.layers.N.`` part. Keys are held weakly (by identity for parameters:
 a tensor's ``==`` is elementwise).
+
+A module compiled with ``torch.compile`` is an ``OptimizedModule`` holding the user's module as ``_orig_mod``:
+that component is left out of every path (``transformer.h.0.attn``, not ``_orig_mod.transformer.h.0.attn``), so
+a compiled run's names are those of the same model uncompiled (a reference run compiled, a target run not) and
+``--scope`` prefixes match both; the same for a block compiled on its own (``model.layers.0._orig_mod.mlp``).
 """
 
 import weakref
@@ -15,6 +20,17 @@ from typing import Dict, Optional
 
 import torch
 from torch.utils.weak import WeakIdKeyDictionary
+
+
+#: the attribute ``torch.compile``'s OptimizedModule keeps the compiled module under
+COMPILED_CHILD = "_orig_mod"
+
+
+def plain_path(path: str) -> str:
+    """``path`` without the components a compiled module's wrapper adds (see the module docstring)."""
+    if COMPILED_CHILD not in path:
+        return path
+    return ".".join(part for part in path.split(".") if part != COMPILED_CHILD)
 
 
 class ModuleNames:
@@ -32,7 +48,7 @@ class ModuleNames:
     def name(self, model: torch.nn.Module) -> None:
         """Name everything below ``model`` from it (``model`` itself is ``""``); these names are final."""
         for path, module in model.named_modules():
-            self._modules[module] = path
+            self._modules[module] = plain_path(path)
             self._named_by.pop(module, None)
         self._models.add(model)
         self._name_params(model, None)
@@ -52,7 +68,7 @@ class ModuleNames:
         below: Dict[int, str] = {}
         for path, sub in root.named_modules():
             if sub is not root:
-                below[id(sub)] = path
+                path = below[id(sub)] = plain_path(path)
                 if self._renamable(sub, below):
                     self._modules[sub] = path
                     self._named_by[sub] = root
@@ -61,6 +77,7 @@ class ModuleNames:
     def _name_params(self, root: torch.nn.Module, below: Optional[Dict[int, str]]) -> None:
         """``below`` None: ``root`` is a model given by the caller (final names)."""
         for path, p in root.named_parameters():
+            path = plain_path(path)
             old = self._params.get(p)
             if below is None:
                 self._params[p] = (path, None)

@@ -10,6 +10,7 @@ from typing import Any, Iterable, List, Optional, Sequence
 
 import torch
 
+from .compile_watch import CompileWatch
 from .dispatch import graph_task_id
 from .failopen import FailOpen
 
@@ -31,6 +32,7 @@ class StepSession(FailOpen):
         self._handles: List[Any] = []
         self._paths: Any = None  # ModulePath while a dispatch mode is on
         self._mode: Any = None  # the session's TorchDispatchMode
+        self.compiles = CompileWatch(self.tool)  # torch.compile calls while the mode is on (they run eagerly)
         self._optimizer_depth = (
             0  # optimizer.step() calls running (one may call another's): phase "optimizer"
         )
@@ -77,8 +79,15 @@ class StepSession(FailOpen):
         if model is not None:
             self._paths.name_modules(model)
 
+    def _enter_dispatch(self, mode: Any) -> None:
+        """Enter ``mode``, the session's dispatch mode, and count the ``torch.compile`` calls made under it."""
+        self._mode = mode
+        mode.__enter__()
+        self.compiles.install()
+
     def _exit_dispatch(self) -> None:
         """Leave the dispatch mode and the module paths, remove every hook."""
+        self.compiles.uninstall()
         if self._mode is not None:
             try:
                 self._mode.__exit__(None, None, None)

@@ -121,4 +121,12 @@ def dump_cmd(
             f"({steps_text}) -> {r['path']}",
             err=True,
         )
+    compiled = [r for r in ranks if r["compiles"]]
+    if compiled:
+        click.echo(
+            f"ascend-doctor dump: torch.compile was called in {len(compiled)} rank(s) while the capture was on: "
+            "torch does not compile under a dispatch mode, so the records are of the eager ops, not of "
+            "inductor's kernels",
+            err=True,
+        )
     sys.exit(rc)

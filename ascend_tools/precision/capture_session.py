@@ -168,8 +168,7 @@ class Capture(StepSession):
             self._modules.install()
         if self.level in ("op", "mix"):
             self._enter_module_paths(None, self._names)
-            self._mode = OpRecordMode(self)
-            self._mode.__enter__()
+            self._enter_dispatch(OpRecordMode(self))
         self._install_step_hook()
 
     def close(self) -> None:
@@ -239,6 +238,9 @@ class Capture(StepSession):
             out["end_time"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             out["steps_recorded"] = {str(k): v for k, v in sorted(self.counts().items())}
             out["internal_errors"] = self.internal_errors
+            out["torch_compile_calls"] = (
+                self.compiles.calls
+            )  # run eagerly under the capture (compile_watch.py)
         return out
 
     # --- internals: state ---------------------------------------------------------------------------

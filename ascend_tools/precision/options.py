@@ -44,7 +44,8 @@ def check_options(steps: Optional[str], sample: int, scope: Any) -> Optional[Lis
 
 
 def summary(out_dir: str) -> List[Dict[str, Any]]:
-    """Per rank: ``{"rank", "path", "steps": {step: records}}`` of the dump under ``out_dir``."""
+    """Per rank: ``{"rank", "path", "steps": {step: records}, "compiles": torch.compile calls it saw}`` of the
+    dump under ``out_dir``."""
     from .store import OurDump
 
     out = []
@@ -54,7 +55,9 @@ def summary(out_dir: str) -> List[Dict[str, Any]]:
         for s in dump.steps():
             with open(os.path.join(dump.path, f"step{s}", "records.jsonl"), "rb") as f:
                 steps[s] = sum(1 for line in f if line.endswith(b"\n"))
-        out.append({"rank": rank, "path": dump.path, "steps": steps})
+        compiles = dump.meta.get("torch_compile_calls")
+        compiles = compiles if isinstance(compiles, int) and not isinstance(compiles, bool) else 0
+        out.append({"rank": rank, "path": dump.path, "steps": steps, "compiles": compiles})
     return out
 
 

@@ -375,8 +375,7 @@ class Shadow(StepSession):
         self._active = True
         self._update_off()
         watch_resizes(self._snaps)
-        self._mode = ShadowMode(self)
-        self._mode.__enter__()
+        self._enter_dispatch(ShadowMode(self))
 
     def close(self) -> None:
         """Leave the dispatch mode, remove the hooks, write what is left. Safe to call twice."""
@@ -443,6 +442,7 @@ class Shadow(StepSession):
             "skipped": dict(self.skipped),
             "not_replayable": dict(self.not_replayable),
             "internal_errors": self.internal_errors,
+            "torch_compile_calls": self.compiles.calls,  # run eagerly under the shadow (compile_watch.py)
             "torch": torch.__version__,
         }
 
@@ -957,13 +957,14 @@ def build_report(
     verdicts: Counter = Counter()
     skipped: Counter = Counter()
     not_replayable: Counter = Counter()
-    compared = internal = 0
+    compared = internal = compiles = 0
     for meta in metas:
         verdicts.update(meta.get("verdicts", {}))
         skipped.update(meta.get("skipped", {}))
         not_replayable.update(meta.get("not_replayable", {}))
         compared += meta.get("compared", 0)
         internal += meta.get("internal_errors", 0)
+        compiles += meta.get("torch_compile_calls", 0)
     if not metas or compared < len(records):  # no meta (a killed rank): count what the records say
         verdicts = Counter(r.verdict.level for r in records)
         compared = len(records)
@@ -982,6 +983,7 @@ def build_report(
         skipped=skipped_by,
         not_replayable=not_replayable_by,
         internal_errors=internal,
+        torch_compile_calls=compiles,
     )
     rows = [record_row(i, r) for i, r in enumerate(records)]
     data: Dict[str, Any] = OrderedDict(
@@ -1012,6 +1014,13 @@ def build_report(
         )
     if internal:
         report.summary.append(("internal errors", internal))
+    if compiles:
+        report.summary.append(
+            (
+                "torch.compile",
+                f"called {compiles} time(s): ran eagerly under the shadow, the eager ops were compared",
+            )
+        )
     if command:
         report.summary.append(("command", " ".join(command)))
     _culprit_section(report, data["culprits"], first, compared)

@@ -1,0 +1,105 @@
+"""torch.compile under a capture or a shadow: torch compiles nothing under a dispatch mode, so the compiled model
+runs eagerly; its ops are recorded / checked, the session counts the compile calls, says so once, and puts
+``torch.compile`` back when it ends."""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+
+import torch
+
+from ascend_tools.precision import capture, shadow
+
+MODEL_OPS = ["aten::addmm", "aten::relu", "aten::addmm"]  # Linear, ReLU, Linear
+
+
+def model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+
+
+def forward_ops(rank_dir: str) -> list:
+    with open(os.path.join(rank_dir, "step0", "records.jsonl")) as f:
+        records = [json.loads(line) for line in f]
+    return [r["name"] for r in records if r["phase"] == "forward" and r["name"] in MODEL_OPS]
+
+
+def test_a_model_compiled_under_the_capture_is_recorded_eagerly_and_the_calls_counted(tmp_path, caplog):
+    original = torch.compile
+    m = model()
+    with caplog.at_level(logging.WARNING, logger="ascend_tools"), capture(str(tmp_path / "dump"), model=m):
+        compiled = torch.compile(m)
+        torch.compile(m)  # a second call: counted, not logged again
+        compiled(torch.randn(3, 4)).sum().backward()
+    assert torch.compile is original
+    assert forward_ops(str(tmp_path / "dump" / "rank0")) == MODEL_OPS  # every op of the compiled model
+    with open(tmp_path / "dump" / "rank0" / "meta.json") as f:
+        assert json.load(f)["torch_compile_calls"] == 2
+    assert sum("torch.compile was called" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_model_compiled_under_the_shadow_is_checked_and_the_report_says_so():
+    m = model()
+    with shadow(model=m) as sh:
+        torch.compile(m)(torch.randn(3, 4)).sum().backward()
+    names = [r.name for r in sh.results if r.phase == "forward"]
+    assert [n for n in names if n in MODEL_OPS] == MODEL_OPS
+    report = sh.report()
+    assert report.data["summary"]["torch_compile_calls"] == 1
+    assert any(label == "torch.compile" for label, _value in report.summary)
+
+
+def test_without_a_compile_call_nothing_is_said(tmp_path):
+    m = model()
+    with capture(str(tmp_path / "dump"), model=m):
+        m(torch.randn(3, 4)).sum().backward()
+    with open(tmp_path / "dump" / "rank0" / "meta.json") as f:
+        assert json.load(f)["torch_compile_calls"] == 0
+
+
+def test_the_dump_cli_says_the_records_are_eager(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import torch
+            m = torch.compile(torch.nn.Linear(4, 2))
+            m(torch.randn(3, 4)).sum().backward()
+            """
+        )
+    )
+    out = tmp_path / "dump"
+    proc = subprocess.run(
+        [sys.executable, "-m", "ascend_tools.cli", "dump", "-o", str(out), "--", sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        cwd=str(tmp_path),
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "torch.compile was called in 1 rank(s) while the capture was on" in proc.stderr
+
+
+def record_modules(out: str, wrap) -> list:
+    """(op, module) of every forward record of the model, wrapped by ``wrap`` inside a capture given no model."""
+    m = model()
+    with capture(out):
+        wrap(m)(torch.randn(3, 4)).sum().backward()
+    with open(os.path.join(out, "rank0", "step0", "records.jsonl")) as f:
+        records = [json.loads(line) for line in f]
+    return [(r["name"], r.get("module", "")) for r in records if r["phase"] == "forward"]
+
+
+def compile_first_layer(m: torch.nn.Module) -> torch.nn.Module:
+    m[0] = torch.compile(m[0])
+    return m
+
+
+def test_a_compiled_model_or_block_keeps_the_module_paths_of_the_model(tmp_path):
+    plain = record_modules(str(tmp_path / "plain"), lambda m: m)
+    assert ("aten::addmm", "0") in plain and ("aten::addmm", "2") in plain
+    assert record_modules(str(tmp_path / "whole"), torch.compile) == plain  # not "_orig_mod.0"
+    assert record_modules(str(tmp_path / "block"), compile_first_layer) == plain  # not "0._orig_mod"
