@@ -21,7 +21,6 @@ from typing import Dict, Optional
 import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
-
 #: the attribute ``torch.compile``'s OptimizedModule keeps the compiled module under
 COMPILED_CHILD = "_orig_mod"
 
