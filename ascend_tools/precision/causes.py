@@ -2,6 +2,11 @@
 
 Kinds, in ranking order (within a kind, by score):
 
+0. ``data``: the first op, in execution order, with an integer or bool input that no earlier op produced and that
+   differs from the reference's (``data_inputs.py``): the two runs were given different data (token ids,
+   labels, masks), so every difference after it follows from that. Proven with tensors (the fraction of
+   elements that differ), a suspect in statistics. Divergences after it are dropped (their inputs come from
+   that data); kernel faults, parameters and target-only ops are still listed.
 1. ``nonfinite``: the first op, in execution order, whose output holds NaN, ±Inf or values saturated at
    the dtype's ±max where the paired reference output holds none (target-only ops included). Everything
    after it is poisoned, so it is the headline whatever else is found. Read from the records' counts, so
@@ -28,7 +33,7 @@ from ..op_names import UNDEFINED_VALUES, op_base
 from .diagnose import AMPLIFICATION_CULPRIT, PairResult
 from .records import Record, TensorInfo
 
-KINDS = ("nonfinite", "parameter", "kernel", "divergence", "target-only")
+KINDS = ("data", "nonfinite", "parameter", "kernel", "divergence", "target-only")
 
 # target-only ops that change no value: the casts a lower-precision run adds, views and copies
 _NEUTRAL = frozenset(
@@ -65,17 +70,27 @@ class Cause:
 def rank(results: List[PairResult]) -> List[Cause]:
     """Every cause found, in ranking order."""
     found: List[Cause] = []
+    data = first_data_difference(results)
+    if data is not None:
+        found.append(data)
     first = first_nonfinite(results)
     if first is not None:
         found.append(first)
     for res in results:
         found.extend(_parameters(res))
-        if first is not None and res is first.result:
+        if (first is not None and res is first.result) or (data is not None and res is data.result):
             continue
         cause = _classify(res)
-        if cause is not None:
+        if cause is not None and not _after_other_data(cause, data):
             found.append(cause)
     return sorted(found, key=lambda c: (_order(c), -c.score))
+
+
+def _after_other_data(cause: Cause, data: Optional[Cause]) -> bool:
+    """A divergence after the op that read other data: its inputs come from that data, so the ratio of its
+    output's difference to theirs measures nothing (statistics of unrelated tensors). Kernel faults (a replay
+    on the op's own inputs), parameters and target-only ops stay causes."""
+    return data is not None and cause.kind == "divergence" and cause.result.record.id > data.result.record.id
 
 
 def _order(cause: Cause) -> int:
@@ -140,6 +155,23 @@ def _classify(res: PairResult) -> Optional[Cause]:
     # run has a few ill-conditioned ops past the ratio: tests/precision/test_fault_localization_compare.py)
     level = "error" if proven and diff else "suspect"
     return Cause("divergence", res, level, detail, score=ratio, arg_diff=diff)
+
+
+# --- other data ------------------------------------------------------------------------------------------
+
+
+def first_data_difference(results: List[PairResult]) -> Optional[Cause]:
+    """The first op (execution order) whose integer/bool leaf input differs from the reference's."""
+    for res in sorted((r for r in results if r.data_diff), key=lambda r: r.record.id):
+        t = res.record
+        parts = []
+        for i, frac in res.data_diff:
+            info = t.inputs[i]
+            what = f"in {frac:.1%} of its elements" if frac is not None else "(its statistics differ)"
+            parts.append(f"input {i} ({info.dtype} {list(info.shape)}) differs from the reference's {what}")
+        proven = all(frac is not None for _i, frac in res.data_diff)
+        return Cause("data", res, "error" if proven else "suspect", "; ".join(parts), score=1.0)
+    return None
 
 
 # --- first NaN / Inf / saturation ------------------------------------------------------------------------

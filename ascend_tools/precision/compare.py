@@ -143,6 +143,7 @@ def culprit_row(position: int, cause: Cause, dump: Dump) -> Dict[str, Any]:
     res = cause.result
     rec = res.record
     verdict = res.introduced_verdict or res.verdict
+    data = cause.kind == "data"  # found by comparing its inputs: no error of its own to show
     return OrderedDict(
         rank=position,
         kind=cause.kind,
@@ -153,11 +154,11 @@ def culprit_row(position: int, cause: Cause, dump: Dump) -> Dict[str, Any]:
         call=rec.call,
         module=rec.module,
         phase=rec.phase,
-        introduced_error=cause.score,
-        method=res.method,
+        introduced_error=None if data else cause.score,
+        method="inputs" if data else res.method,
         verdict=cause.level,
         error_vs_reference=res.verdict.ratio if res.verdict else None,
-        reason=verdict.reason if verdict else "",
+        reason=cause.detail if data else (verdict.reason if verdict else ""),
         stack=diagnose.stack_lines(dump, rec),
     )
 
@@ -267,6 +268,11 @@ def headline(cause: Optional[Cause], dump: Dump) -> str:
     rec = cause.result.record
     stack = diagnose.stack_lines(dump, rec)
     where = "at {}{}".format(rec.module or "<root>", f" ({stack[-1]})" if stack else "")
+    if cause.kind == "data":
+        return (
+            f"the runs were given different data: {rec.key} {where}: {cause.detail} "
+            "(check the seeds, the data order and shuffling, the dataset and the tokenizer)"
+        )
     if cause.kind == "nonfinite":
         return f"{cause.detail} first produced by {rec.key} {where}"
     if cause.kind == "parameter":

@@ -16,6 +16,7 @@ causes, and of which kind (kernel, divergence with agreeing inputs, NaN/Inf, tar
 """
 
 import importlib
+import math
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple
@@ -24,6 +25,7 @@ from ..errors import InputError
 from . import metrics as M
 from . import pairpool, replay_job, standards
 from .align import Pair
+from .data_inputs import differing_fraction, is_discrete, leaf_inputs, stats_differ
 from .dumps import Dump
 from .records import Record, TensorInfo
 from .replay_job import ReplayJob, ReplayOutcome, TensorFile
@@ -65,6 +67,9 @@ class PairResult:
     # (name, error vs the reference's same parameter, the bar it must stay under, measured on tensors) for each
     # parameter this op is the first to read in the step (see causes.py: a stale or unloaded weight)
     params: List[Tuple[str, float, float, bool]] = field(default_factory=list)
+    # (input position, fraction of its elements that differ; None: statistics only) for each integer/bool input
+    # no earlier op produced that differs from the reference's: the runs were given different data (data_inputs.py)
+    data_diff: List[Tuple[int, Optional[float]]] = field(default_factory=list)
     method: str = ""  # "replay" | "amplification" | ""
     within_reference: bool = False  # output passed against the reference: not replayed, cannot be a culprit
     explained: bool = False  # off, but by no more than its inputs (REPLAY_AMPLIFICATION): not replayed
@@ -140,6 +145,7 @@ class Diagnoser:
         meanwhile), then the amplification of every pair that is off, then the float64 replays of the pairs
         :meth:`_wants_replay` picks."""
         results = pairpool.map_in_order(self.compare_pair, list(pairs), self.workers, progress)
+        self._data_inputs(results)
         self._amplification(results)
         todo = []
         for res in results:
@@ -307,6 +313,9 @@ class Diagnoser:
         return max((self._input_error(a, b, res) for a, b in zip(t.inputs, r.inputs)), default=0.0)
 
     def _input_error(self, a: TensorInfo, b: TensorInfo, result: PairResult) -> float:
+        if is_discrete(a.dtype) or is_discrete(b.dtype):
+            # nothing rounds an integer: one that differs means the op was given other inputs (never "inputs agree")
+            return math.inf if self._discrete_difference(a, b, result) else 0.0
         key = (a.file, b.file) if a.file and b.file else None
         if key is not None and key in self._rel_l2:
             return self._rel_l2[key]
@@ -320,6 +329,32 @@ class Diagnoser:
         if a.stats is not None and b.stats is not None:
             return stats_error(M.compare_stats(a.stats, b.stats)) or 0.0
         return 0.0
+
+    def _discrete_difference(
+        self, a: TensorInfo, b: TensorInfo, result: PairResult
+    ) -> Optional[Tuple[Optional[float]]]:
+        """``(fraction,)`` of the elements of two integer/bool inputs that differ (``(None,)``: their statistics
+        differ, no tensors), or None when they are the same (or nothing tells)."""
+        at = self._load(self.target, a, result)
+        bt = self._load(self.reference, b, result)
+        if at is not None and bt is not None:
+            frac = differing_fraction(at, bt)
+            return (frac,) if frac else None
+        return (None,) if stats_differ(a, b) else None
+
+    def _data_inputs(self, results: List[PairResult]) -> None:
+        """Fill ``data_diff``: the integer/bool inputs no earlier op produced (data_inputs.leaf_inputs) that
+        differ from the reference's."""
+        leaves = leaf_inputs([r.pair.target for r in results if r.pair.target is not None])
+        for res in results:
+            t, r = res.pair.target, res.pair.reference
+            if t is None or r is None or t.id not in leaves:
+                continue
+            for i in leaves[t.id]:
+                if i < len(r.inputs):
+                    found = self._discrete_difference(t.inputs[i], r.inputs[i], res)
+                    if found is not None:
+                        res.data_diff.append((i, found[0]))
 
 
 def _add_problem(result: PairResult, problem: str) -> None:

@@ -31,11 +31,12 @@ def tiny(config_cls, model_cls, **extra):
     return model_cls(config)
 
 
-def run(path, model, dtype, mask=None, **kwargs):
-    """One forward and backward of ``model`` (a copy) in ``dtype`` under an op-level tensor capture."""
+def run(path, model, dtype, mask=None, data_seed=1, **kwargs):
+    """One forward and backward of ``model`` (a copy) in ``dtype`` under an op-level tensor capture, on token ids
+    drawn with ``data_seed`` (made before the capture: data from outside the recorded ops)."""
     model = model.to(dtype)
     model.train()
-    ids = torch.randint(0, 128, (2, SEQ), generator=torch.Generator().manual_seed(1))
+    ids = torch.randint(0, 128, (2, SEQ), generator=torch.Generator().manual_seed(data_seed))
     torch.manual_seed(2)
     with capture(str(path), level="op", mode="tensor", model=model):
         if mask is not None:  # the user's own additive mask, cast to the model's dtype
@@ -106,6 +107,16 @@ def nan_runs(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def data_runs(tmp_path_factory):
+    """The target trained on other token ids (another seed), in bf16: different data plus the usual noise."""
+    tmp = tmp_path_factory.mktemp("data")
+    ref_model, target_model = llama(), llama()
+    target_model.load_state_dict(ref_model.state_dict())
+    target = run(tmp / "target", target_model, torch.bfloat16, data_seed=7)
+    return target, run(tmp / "ref", ref_model, torch.float32)
+
+
+@pytest.fixture(scope="module")
 def clean_runs(tmp_path_factory):
     return pair(tmp_path_factory.mktemp("clean"), llama, torch.bfloat16)
 
@@ -151,6 +162,18 @@ def test_fp32_min_mask_in_fp16_names_the_op_that_made_inf(nan_runs, mode):
     # the mask is cast before the model's first forward: phase init
     assert report.data["summary"]["cause"].startswith("Inf first produced by aten::_to_copy#init#")
     assert "test_drift_causes.py" in report.data["summary"]["cause"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_other_token_ids_are_named_as_different_data_not_as_a_diverging_embedding(data_runs, mode):
+    report = compare_dumps(*data_runs, **MODES[mode])
+    top = first(report)
+    assert (top["kind"], top["op"], top["module"]) == ("data", "aten::embedding", "model.embed_tokens")
+    assert "input 1 (int64 [2, 8]) differs" in top["detail"]
+    assert report.data["summary"]["cause"].startswith("the runs were given different data: aten::embedding#")
+    # its ids differ, so the embedding's output is no divergence "while inputs agree"; nor is anything after it
+    assert [c["kind"] for c in report.data["culprits"]].count("divergence") == 0
 
 
 @pytest.mark.slow

@@ -1,0 +1,78 @@
+"""Integer and bool inputs the two runs were given differently: the data.
+
+Nothing rounds an integer, so an op's integer or bool input (token ids, labels, positions, masks) that no earlier
+op of the target's step produced must be the same in the two runs. Such a *leaf* input is a tensor made outside
+the recorded ops: ``torch.from_numpy`` of a data loader's batch (its ``lift_fresh``), a buffer. When one
+differs, the runs were given different data (another seed, data order, shuffling, dataset or tokenizer), and
+every float difference after it follows from that: ``causes.py`` ranks the first such op above every other
+cause, and an op whose integer input differs never counts as "inputs agree" (``diagnose``'s amplification).
+
+Leaves are told apart by identity in the target's records: a tensor an earlier op produced comes back as a later
+op's input with the same file (tensor mode) or the same dtype, shape and statistics (statistics only).
+"""
+
+import math
+from typing import Any, Dict, Hashable, List, Optional, Sequence, Set
+
+import numpy as np
+
+from .records import Record, TensorInfo
+
+DISCRETE_PREFIXES = ("int", "uint", "bool")
+#: relative difference of two statistics (a mean, a norm of integers) that is more than summation order
+STATS_REL = 1e-9
+
+
+def is_discrete(dtype: str) -> bool:
+    return dtype.startswith(DISCRETE_PREFIXES)
+
+
+def _identity(info: TensorInfo) -> Hashable:
+    if info.file:
+        return info.file
+    s = info.stats
+    stats = (s.max, s.min, s.mean, s.norm, s.nan, s.inf) if s is not None else None
+    return (info.dtype, tuple(info.shape), stats)
+
+
+def leaf_inputs(records: Sequence[Record]) -> Dict[int, List[int]]:
+    """Per record id (of ``records``, one step of one dump), the positions of its integer/bool inputs that no
+    earlier record produced and that are not parameters."""
+    produced: Set[Hashable] = set()
+    out: Dict[int, List[int]] = {}
+    for rec in sorted(records, key=lambda r: r.id):
+        leaves = [
+            i
+            for i, info in enumerate(rec.inputs)
+            if is_discrete(info.dtype) and not info.name and _identity(info) not in produced
+        ]
+        if leaves:
+            out[rec.id] = leaves
+        produced.update(_identity(info) for info in rec.outputs)
+    return out
+
+
+def _close(a: Optional[float], b: Optional[float]) -> bool:
+    if a is None or b is None:
+        return a is b
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return a == b or abs(a - b) <= STATS_REL * max(abs(a), abs(b))
+
+
+def stats_differ(a: TensorInfo, b: TensorInfo) -> Optional[bool]:
+    """Whether two integer tensors' statistics say their elements differ (None: no statistics to tell)."""
+    if a.stats is None or b.stats is None:
+        return None
+    sa, sb = a.stats, b.stats
+    return not all(
+        _close(x, y) for x, y in ((sa.max, sb.max), (sa.min, sb.min), (sa.mean, sb.mean), (sa.norm, sb.norm))
+    )
+
+
+def differing_fraction(a: Any, b: Any) -> float:
+    """The fraction of elements that differ between two integer/bool arrays (1.0 for another shape)."""
+    x, y = np.asarray(a), np.asarray(b)
+    if x.shape != y.shape:
+        return 1.0
+    return float(np.count_nonzero(x != y)) / max(x.size, 1)

@@ -1,0 +1,75 @@
+"""Integer inputs the two runs were given differently (data_inputs.py): only a leaf (no earlier op produced it)
+is the data; an integer an earlier op produced and that differs follows from that op."""
+
+import pytest
+import torch
+
+from ascend_tools.precision import capture
+from ascend_tools.precision.compare import compare_dumps
+from ascend_tools.precision.data_inputs import differing_fraction, leaf_inputs, stats_differ
+from ascend_tools.precision.records import Record, TensorInfo, TensorStats
+
+
+def info(dtype, file=None, stats=None, name=None):
+    return TensorInfo(dtype, [4], stats, file, None, name)
+
+
+def test_leaves_are_integer_inputs_no_earlier_record_produced():
+    ids = info("int64", "tensors/0.in0.npy")
+    made = info("int64", "tensors/1.out0.npy")
+    records = [
+        Record(0, "aten::lift_fresh", "op", "init", 0, inputs=[ids], outputs=[ids]),
+        Record(1, "aten::argmax", "op", "forward", 0, inputs=[info("float32", "tensors/1.in0.npy")], outputs=[made]),
+        Record(2, "aten::gather", "op", "forward", 0, inputs=[info("float32", "x"), made]),
+        Record(3, "aten::index", "op", "forward", 0, inputs=[info("int64", "tensors/3.in0.npy"), info("int64", "b", name="buf")]),
+    ]  # fmt: skip
+    # 0: the loader's ids; 1: a float input; 2: made by argmax; 3: a new int (a leaf) and a named one (a buffer)
+    assert leaf_inputs(records) == {0: [0], 3: [0]}
+
+
+def test_statistics_only_leaves_are_told_by_their_statistics():
+    s = TensorStats(max=9.0, min=0.0, mean=4.5, norm=20.0)
+    made = info("int64", stats=s)
+    other = info("int64", stats=TensorStats(max=9.0, min=0.0, mean=4.0, norm=20.0))
+    records = [
+        Record(0, "aten::argmax", "op", "forward", 0, outputs=[made]),
+        Record(1, "aten::gather", "op", "forward", 0, inputs=[info("int64", stats=s), other]),
+    ]
+    assert leaf_inputs(records) == {1: [1]}
+    assert stats_differ(made, other) and not stats_differ(made, info("int64", stats=s))
+    assert stats_differ(made, info("int64")) is None  # no statistics: nothing tells
+
+
+def test_the_fraction_of_elements_that_differ():
+    assert differing_fraction([1, 2, 3, 4], [1, 2, 0, 0]) == 0.5
+    assert differing_fraction([[1, 2]], [1, 2]) == 1.0  # another shape
+    assert differing_fraction([True, False], [True, False]) == 0.0
+
+
+def step(out_dir, flip: float, ids_seed: int, mode: str):
+    """argmax picks indices of x * flip, a gather reads them; x is fixed, the ids come from ``ids_seed``."""
+    x = torch.randn(4, 6, generator=torch.Generator().manual_seed(0))
+    ids = torch.randint(0, 6, (4, 1), generator=torch.Generator().manual_seed(ids_seed))
+    with capture(str(out_dir), level="op", mode=mode):
+        idx = torch.argmax(x * flip, dim=1, keepdim=True)
+        torch.gather(x, 1, idx).sum() + torch.gather(x, 1, ids).sum()
+    return str(out_dir)
+
+
+@pytest.mark.parametrize("mode", ["tensor", "stats"])
+def test_indices_an_earlier_op_produced_are_not_the_data(tmp_path, mode):
+    ref = step(tmp_path / "ref", 1.0, 3, mode)
+    target = step(tmp_path / "target", -1.0, 3, mode)  # argmax of -x: other indices, made inside the step
+    report = compare_dumps(target, ref, stats_only=mode == "stats")
+    kinds = [c["kind"] for c in report.data["culprits"]]
+    assert "data" not in kinds
+    assert report.data["culprits"][0]["op"] == "aten::mul.Tensor"  # where it came from: the -1 (an argument)
+
+
+@pytest.mark.parametrize("mode", ["tensor", "stats"])
+def test_other_indices_from_outside_are_the_data(tmp_path, mode):
+    ref = step(tmp_path / "ref", 1.0, 3, mode)
+    target = step(tmp_path / "target", 1.0, 4, mode)
+    top = compare_dumps(target, ref, stats_only=mode == "stats").data["culprits"][0]
+    assert (top["kind"], top["name"]) == ("data", "aten::gather#init#1")  # no module ran: phase init
+    assert top["verdict"] == ("error" if mode == "tensor" else "suspect")
