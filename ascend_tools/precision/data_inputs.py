@@ -8,7 +8,7 @@ every float difference after it follows from that: ``causes.py`` ranks the first
 cause, and an op whose integer input differs never counts as "inputs agree" (``diagnose``'s amplification).
 
 Leaves are told apart by identity in the target's records: a tensor an earlier op produced comes back as a later
-op's input with the same file (tensor mode) or the same dtype, shape and statistics (statistics only).
+op's input with the same dtype, shape and statistics (or, in a dump without statistics, the same file).
 """
 
 import math
@@ -28,11 +28,12 @@ def is_discrete(dtype: str) -> bool:
 
 
 def _identity(info: TensorInfo) -> Hashable:
-    if info.file:
-        return info.file
+    """Dtype, shape and statistics; the file where there are none. (Not the file first: msprobe saves every
+    input of every op as a file of its own, so a file never comes back as a later op's input there.)"""
     s = info.stats
-    stats = (s.max, s.min, s.mean, s.norm, s.nan, s.inf) if s is not None else None
-    return (info.dtype, tuple(info.shape), stats)
+    if s is None:
+        return info.file or (info.dtype, tuple(info.shape))
+    return (info.dtype, tuple(info.shape), (s.max, s.min, s.mean, s.norm, s.nan, s.inf))
 
 
 def leaf_inputs(records: Sequence[Record]) -> Dict[int, List[int]]:
