@@ -55,6 +55,12 @@ _STEP_RE = re.compile(
     re.IGNORECASE,
 )
 _TB_HEADER = ["wall time", "step", "value"]
+# a log line reporting an evaluation loss: nanoGPT's "step 500: train loss 1.64, val loss 1.69" (train loss there is
+# an estimate over eval batches, its "iter 500: loss 1.62" is the step's), mlx-lm's "Iter 10: Val loss 0.083",
+# Megatron's " validation loss at iteration 20 | lm loss value: ..."; left out of the training curve
+_EVAL_LINE = re.compile(
+    r"(?<![\w/.-])(?:val|valid|validation|eval|evaluation|test|dev)[ _-]?loss(?!\w)", re.IGNORECASE
+)
 
 
 @dataclass
@@ -328,6 +334,17 @@ def _from_log(text: str, metric: Optional[str]) -> Tuple[List[Entry], Optional[s
     keys = (metric,) if metric else LOG_LOSS_KEYS
     looked = "lines with " + ", ".join(f"'{k}=' / '{k}:'" for k in keys)
     lines = text.splitlines()
+    if not metric:  # the training loss: evaluation lines out, unless no other line has a loss
+        training = ["" if _EVAL_LINE.search(line) else line for line in lines]  # (line numbers kept)
+        entries, key, note = _loss_lines(training, keys)
+        if entries:
+            return entries, key, looked, note
+    entries, key, note = _loss_lines(lines, keys)
+    return entries, key, looked, note
+
+
+def _loss_lines(lines: List[str], keys: Sequence[str]) -> Tuple[List[Entry], Optional[str], str]:
+    """The ``(step, loss)`` entries of the first of ``keys`` found in ``lines``, the key, the steps' note."""
     for key in keys:
         rx = _key_regex(key)
         out: List[Entry] = []
@@ -344,8 +361,8 @@ def _from_log(text: str, metric: Optional[str]) -> Tuple[List[Entry], Optional[s
             at.append(n)
         if out:
             entries, note = _log_steps(out, places, at, lines)
-            return entries, key, looked, note
-    return [], None, looked, ""
+            return entries, key, note
+    return [], None, ""
 
 
 def _log_steps(

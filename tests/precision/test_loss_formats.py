@@ -225,3 +225,36 @@ def test_cli_mindspore_against_reference_reports_global_steps(tmp_path):
     assert doc["first_divergent_step"] == 17
     assert doc["steps"]["compared"] == 30
     assert doc["run_a"]["steps_note"].startswith("global step = (epoch - 1) * 10 + step")
+
+
+# ------------------------------------------------------------------------------- evaluation lines (nanoGPT)
+
+
+def lines_matching(name, pattern):
+    """(step, value) of every line of a fixture matching ``pattern`` (two groups), read here independently."""
+    import re
+
+    with open(data(name), encoding="utf-8") as f:
+        return [(int(m.group(1)), float(m.group(2))) for m in map(re.compile(pattern).match, f) if m]
+
+
+def test_nanogpt_reads_the_iter_lines_not_its_eval_estimates():
+    # train.py prints "step N: train loss X, val loss Y" (estimate_loss over eval batches) every eval_interval,
+    # then "iter N: loss Z" (the step's own loss) every step
+    c = read_curve(data("nanogpt_train.log"))
+    want = lines_matching("nanogpt_train.log", r"iter (\d+): loss ([\d.]+),")
+    assert [(s, c.losses[s]) for s in c.steps] == want and len(want) == 13
+    assert c.duplicates == 0  # the eval lines were read as duplicate steps 0, 5, 10 ("a resumed run?")
+
+
+def test_mlx_lm_val_lines_are_not_training_losses():
+    c = read_curve(data("mlx_lm_lora.log"))
+    assert c.losses == {10: 1.607}  # not Iter 1's "Val loss 5.759"
+
+
+def test_a_log_of_eval_lines_only_is_still_read():
+    # a nanoGPT-lecture style run that prints only "step N: train loss X, val loss Y": the first loss of each line
+    c = read_curve(data("chargpt_eval_only.log"))
+    want = lines_matching("chargpt_eval_only.log", r"step (\d+): train loss ([\d.]+),")
+    assert [(s, c.losses[s]) for s in c.steps] == want and len(want) == 11
+    assert read_curve(data("chargpt_eval_only.log"), metric="val loss").losses[4999] == 1.2754
