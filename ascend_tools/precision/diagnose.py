@@ -122,7 +122,7 @@ class Diagnoser:
         self.tensors = tensors  # False: statistics only, even where the dumps hold tensors
         # relative L2 error per (target file, reference file): an op's input is usually an earlier op's
         # output, compared already (amplification reads it instead of loading and comparing again)
-        self._rel_l2: Dict[Tuple[str, str], float] = {}
+        self._rel_l2: Dict[Tuple[str, str, bool], float] = {}  # (..., without mask values)
         # an output read for its metrics is read again as a later op's input (replay, amplification)
         self._cache = TensorCache()
 
@@ -209,7 +209,7 @@ class Diagnoser:
                 error = M.compare_tensors(tt, rt)
                 verdict = standards.judge(error, t.name, _reduction(t))
                 if t_out.file and r_out.file:
-                    self._rel_l2[(t_out.file, r_out.file)] = error.rel_l2_err or 0.0
+                    self._rel_l2[(t_out.file, r_out.file, False)] = error.rel_l2_err or 0.0
             elif t_out.stats is not None and r_out.stats is not None:
                 stats = M.compare_stats(t_out.stats, r_out.stats)
                 verdict = standards.judge_stats(stats, t_out.dtype, t.name)
@@ -316,16 +316,18 @@ class Diagnoser:
         if is_discrete(a.dtype) or is_discrete(b.dtype):
             # nothing rounds an integer: one that differs means the op was given other inputs (never "inputs agree")
             return math.inf if self._discrete_difference(a, b, result) else 0.0
-        key = (a.file, b.file) if a.file and b.file else None
+        # an additive mask's extreme values would hide the error of every other element: measured without them
+        masked = _holds_masks(a) or _holds_masks(b)
+        key = (a.file, b.file, masked) if a.file and b.file else None
         if key is not None and key in self._rel_l2:
             return self._rel_l2[key]
         at = self._load(self.target, a, result)
         bt = self._load(self.reference, b, result)
         if at is not None and bt is not None and M.dtype_name(at).startswith(("float", "bfloat")):
-            m = M.compare_tensors(at, bt)
+            err = M.rel_l2_unmasked(at, bt) if masked else M.compare_tensors(at, bt).rel_l2_err
             if key is not None:
-                self._rel_l2[key] = m.rel_l2_err or 0.0
-            return m.rel_l2_err or 0.0
+                self._rel_l2[key] = err or 0.0
+            return err or 0.0
         if a.stats is not None and b.stats is not None:
             return stats_error(M.compare_stats(a.stats, b.stats)) or 0.0
         return 0.0
@@ -355,6 +357,13 @@ class Diagnoser:
                     found = self._discrete_difference(t.inputs[i], r.inputs[i], res)
                     if found is not None:
                         res.data_diff.append((i, found[0]))
+
+
+def _holds_masks(info: TensorInfo) -> bool:
+    """Whether a tensor's statistics count values at its dtype's largest magnitude or infinite ones (an additive
+    attention mask: ``finfo(dtype).min`` or -inf)."""
+    s = info.stats
+    return s is not None and bool(s.sat or s.inf)
 
 
 def _add_problem(result: PairResult, problem: str) -> None:

@@ -344,6 +344,34 @@ class _Widen:
         return self.arr.astype(np.float64)
 
 
+#: the largest finite magnitude of each float dtype: an attention mask is finfo(dtype).min
+_LARGEST = {
+    "float16": 65504.0,
+    "bfloat16": 3.3895313892515355e38,
+    "float32": 3.4028234663852886e38,
+    "float64": _F64_MAX,
+}
+
+
+def rel_l2_unmasked(target: Any, reference: Any) -> Optional[float]:
+    """Relative L2 error of two float tensors over the elements that are neither non-finite nor at the largest
+    finite magnitude on either side: an additive attention mask (``finfo(dtype).min``, or -inf) holds values
+    whose norm hides every other element's error (softmax's input: a 1e-38 relative error whatever the scores).
+    None when no element is left or the shapes differ."""
+    t_top, r_top = _LARGEST.get(dtype_name(target)), _LARGEST.get(dtype_name(reference))
+    t, r = _flat(target), _flat(reference)
+    if t.shape != r.shape or t_top is None or r_top is None:
+        return None
+    tv, rv = _Widen(t, np.float64, "t").whole(), _Widen(r, np.float64, "r").whole()
+    with np.errstate(all="ignore"):
+        keep = (np.abs(tv) < t_top) & (np.abs(rv) < r_top)  # (NaN compares False: left out too)
+        if not keep.any():
+            return None
+        norm = float(np.linalg.norm(rv[keep]))
+        diff = float(np.linalg.norm(tv[keep] - rv[keep]))
+    return diff / norm if norm > 0 else (0.0 if diff == 0 else math.inf)
+
+
 def _narrow(arr: np.ndarray) -> bool:
     """float16, float32 or bfloat16 bits: exact in float32."""
     return arr.dtype in (np.float16, np.float32, np.uint16)

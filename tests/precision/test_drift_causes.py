@@ -31,17 +31,21 @@ def tiny(config_cls, model_cls, **extra):
     return model_cls(config)
 
 
-def run(path, model, dtype, mask=None, data_seed=1, **kwargs):
+def run(path, model, dtype, mask=None, data_seed=1, autocast=False, **kwargs):
     """One forward and backward of ``model`` (a copy) in ``dtype`` under an op-level tensor capture, on token ids
-    drawn with ``data_seed`` (made before the capture: data from outside the recorded ops)."""
-    model = model.to(dtype)
+    drawn with ``data_seed`` (made before the capture: data from outside the recorded ops). ``autocast``: the
+    model stays float32 and the forward runs under ``torch.autocast`` in ``dtype`` (mixed precision)."""
+    if not autocast:
+        model = model.to(dtype)
     model.train()
     ids = torch.randint(0, 128, (2, SEQ), generator=torch.Generator().manual_seed(data_seed))
     torch.manual_seed(2)
     with capture(str(path), level="op", mode="tensor", model=model):
         if mask is not None:  # the user's own additive mask, cast to the model's dtype
             kwargs["attention_mask"] = mask.to(dtype)
-        model(input_ids=ids, labels=ids, **kwargs).loss.backward()
+        with torch.autocast("cpu", dtype=dtype, enabled=autocast):
+            loss = model(input_ids=ids, labels=ids, **kwargs).loss
+        loss.backward()
     return str(path)
 
 
@@ -117,6 +121,16 @@ def data_runs(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def amp_runs(tmp_path_factory):
+    """A clean mixed-precision target: the fp32 model's forward under bf16 autocast, against fp32."""
+    tmp = tmp_path_factory.mktemp("amp")
+    ref_model, target_model = llama(), llama()
+    target_model.load_state_dict(ref_model.state_dict())
+    target = run(tmp / "target", target_model, torch.bfloat16, autocast=True)
+    return target, run(tmp / "ref", ref_model, torch.float32)
+
+
+@pytest.fixture(scope="module")
 def clean_runs(tmp_path_factory):
     return pair(tmp_path_factory.mktemp("clean"), llama, torch.bfloat16)
 
@@ -174,6 +188,15 @@ def test_other_token_ids_are_named_as_different_data_not_as_a_diverging_embeddin
     assert report.data["summary"]["cause"].startswith("the runs were given different data: aten::embedding#")
     # its ids differ, so the embedding's output is no divergence "while inputs agree"; nor is anything after it
     assert [c["kind"] for c in report.data["culprits"]].count("divergence") == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_clean_mixed_precision_lists_nothing(amp_runs, mode):
+    # softmax reads scores plus an additive mask of float32's min: measured over the whole tensor the mask's
+    # norm hid the scores' bf16 error, and softmax looked like it amplified nothing into a 300x divergence
+    report = compare_dumps(*amp_runs, **MODES[mode])
+    assert report.data["culprits"] == [], report.data["culprits"][:3]
 
 
 @pytest.mark.slow

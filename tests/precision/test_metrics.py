@@ -336,3 +336,17 @@ def test_compare_stats_edges():
         TensorStats(max=inf, min=0.0, mean=1.0, norm=inf), TensorStats(max=inf, min=0.0, mean=1.0, norm=5.0)
     )
     assert s.status == "ok" and s.max_abs_diff == 0.0 and s.norm_abs_diff is None
+
+
+def test_rel_l2_unmasked_leaves_out_an_additive_masks_values():
+    from ascend_tools.precision.metrics import rel_l2_unmasked
+
+    scores = np.array([1.0, 2.0, -1.5, 0.5], dtype=np.float32)
+    noisy = scores * np.float32(1.01)
+    mask = np.float32(np.finfo(np.float32).min)
+    t = np.concatenate([noisy, [mask, mask, -np.inf]]).astype(np.float32)
+    r = np.concatenate([scores, [mask, mask, -np.inf]]).astype(np.float32)
+    want = np.linalg.norm(noisy.astype(np.float64) - scores) / np.linalg.norm(scores.astype(np.float64))
+    assert rel_l2_unmasked(t, r) == pytest.approx(want)  # the scores' 1%
+    assert rel_l2_unmasked(t[:4], r[:4]) == pytest.approx(want)  # no mask: the plain relative L2 error
+    assert rel_l2_unmasked(t[4:6], r[4:6]) is None  # nothing but mask
