@@ -89,12 +89,19 @@ def _scoped(a: List[Record], b: List[Record]) -> List[Side]:
 
 
 def _runs(records: List[Record]) -> List[List[Record]]:
+    """Consecutive records of one scope. A record outside every module (``""``: autograd's ``detach`` of each
+    gradient it accumulates, in backward) joins the run it falls in rather than splitting it: a mixed-precision
+    run casts each gradient back to float32 there too, so its backward alternated between a layer and ``""``
+    more often than the reference's, and the run-level diff then paired one layer's runs with shifted ones."""
     runs: List[List[Record]] = []
+    scope = None
     for rec in records:
-        if runs and _scope(runs[-1][0].module) == _scope(rec.module):
+        here = _scope(rec.module)
+        if runs and (here == scope or (rec.module == "" and scope is not None)):
             runs[-1].append(rec)
         else:
             runs.append([rec])
+            scope = here
     return runs
 
 
