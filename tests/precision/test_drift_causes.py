@@ -12,6 +12,7 @@ import transformers
 
 from ascend_tools.precision import capture
 from ascend_tools.precision.compare import compare_dumps
+from ascend_tools.precision.faults import Fault, FaultInjector
 
 SEQ = 8
 
@@ -132,6 +133,19 @@ def amp_runs(tmp_path_factory, request):
 
 
 @pytest.fixture(scope="module")
+def amp_fault_runs(tmp_path_factory):
+    """Mixed precision with one faulty bf16 addmm (a fault injector under the capture, as a device kernel)."""
+    tmp = tmp_path_factory.mktemp("amp_fault")
+    ref_model, target_model = gpt2(), gpt2()
+    target_model.load_state_dict(ref_model.state_dict())
+    ref = run(tmp / "ref", ref_model, torch.float32)
+    with FaultInjector(Fault("aten::addmm", call=3, scale=0.5)) as injector:
+        target = run(tmp / "target", target_model, torch.bfloat16, autocast=True)
+    assert injector.hit == "aten::addmm#forward#3"
+    return target, ref
+
+
+@pytest.fixture(scope="module")
 def clean_runs(tmp_path_factory):
     return pair(tmp_path_factory.mktemp("clean"), llama, torch.bfloat16)
 
@@ -200,6 +214,15 @@ def test_clean_mixed_precision_lists_nothing(amp_runs, mode):
     # paired attn.c_proj's backward mm with attn.c_attn's (rel. error 9.6, a 2,470x "divergence")
     report = compare_dumps(*amp_runs, **MODES[mode])
     assert report.data["culprits"] == [], report.data["culprits"][:3]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_a_faulty_kernel_under_autocast_is_named_first(amp_fault_runs, mode):
+    top = first(compare_dumps(*amp_fault_runs, **MODES[mode]))
+    # GPT-2's Conv1D is an addmm; call 3 of the forward is block 0's mlp.c_proj (c_attn, attn.c_proj, c_fc first)
+    assert (top["name"], top["module"]) == ("aten::addmm#forward#3", "transformer.h.0.mlp.c_proj")
+    assert top["kind"] == ("kernel" if mode == "tensor" else "divergence")
 
 
 @pytest.mark.slow
