@@ -122,7 +122,7 @@ class Diagnoser:
         self.tensors = tensors  # False: statistics only, even where the dumps hold tensors
         # relative L2 error per (target file, reference file): an op's input is usually an earlier op's
         # output, compared already (amplification reads it instead of loading and comparing again)
-        self._rel_l2: Dict[Tuple[str, str, bool], float] = {}  # (..., without mask values)
+        self._rel_l2: Dict[Tuple[str, str, str], float] = {}  # (..., "plain" | "masked" | "discrete")
         # an output read for its metrics is read again as a later op's input (replay, amplification)
         self._cache = TensorCache()
 
@@ -209,7 +209,7 @@ class Diagnoser:
                 error = M.compare_tensors(tt, rt)
                 verdict = standards.judge(error, t.name, _reduction(t))
                 if t_out.file and r_out.file:
-                    self._rel_l2[(t_out.file, r_out.file, False)] = error.rel_l2_err or 0.0
+                    self._rel_l2[(t_out.file, r_out.file, "plain")] = error.rel_l2_err or 0.0
             elif t_out.stats is not None and r_out.stats is not None:
                 stats = M.compare_stats(t_out.stats, r_out.stats)
                 verdict = standards.judge_stats(stats, t_out.dtype, t.name)
@@ -313,36 +313,42 @@ class Diagnoser:
         return max((self._input_error(a, b, res) for a, b in zip(t.inputs, r.inputs)), default=0.0)
 
     def _input_error(self, a: TensorInfo, b: TensorInfo, result: PairResult) -> float:
-        if is_discrete(a.dtype) or is_discrete(b.dtype):
-            # nothing rounds an integer: one that differs means the op was given other inputs (never "inputs agree")
-            return math.inf if self._discrete_difference(a, b, result) else 0.0
+        discrete = is_discrete(a.dtype) or is_discrete(b.dtype)
         # an additive mask's extreme values would hide the error of every other element: measured without them
-        masked = _holds_masks(a) or _holds_masks(b)
-        key = (a.file, b.file, masked) if a.file and b.file else None
+        masked = not discrete and (_holds_masks(a) or _holds_masks(b))
+        how = "discrete" if discrete else "masked" if masked else "plain"
+        key = (a.file, b.file, how) if a.file and b.file else None
         if key is not None and key in self._rel_l2:
             return self._rel_l2[key]
-        at = self._load(self.target, a, result)
-        bt = self._load(self.reference, b, result)
-        if at is not None and bt is not None and M.dtype_name(at).startswith(("float", "bfloat")):
-            err = M.rel_l2_unmasked(at, bt) if masked else M.compare_tensors(at, bt).rel_l2_err
+        err: Optional[float] = None
+        if discrete:
+            # nothing rounds an integer: one that differs means the op was given other inputs (never "inputs agree")
+            err = math.inf if self._discrete_difference(a, b, result)[0] else 0.0
+        else:
+            at = self._load(self.target, a, result)
+            bt = self._load(self.reference, b, result)
+            if at is not None and bt is not None and M.dtype_name(at).startswith(("float", "bfloat")):
+                err = M.rel_l2_unmasked(at, bt) if masked else M.compare_tensors(at, bt).rel_l2_err
+                err = err or 0.0
+        if err is not None:
             if key is not None:
-                self._rel_l2[key] = err or 0.0
-            return err or 0.0
+                self._rel_l2[key] = err
+            return err
         if a.stats is not None and b.stats is not None:
             return stats_error(M.compare_stats(a.stats, b.stats)) or 0.0
         return 0.0
 
     def _discrete_difference(
         self, a: TensorInfo, b: TensorInfo, result: PairResult
-    ) -> Optional[Tuple[Optional[float]]]:
-        """``(fraction,)`` of the elements of two integer/bool inputs that differ (``(None,)``: their statistics
-        differ, no tensors), or None when they are the same (or nothing tells)."""
+    ) -> Tuple[bool, Optional[float]]:
+        """Whether two integer/bool inputs differ (False also where nothing tells), and the fraction of their
+        elements that do (None: told by their statistics, no tensors)."""
         at = self._load(self.target, a, result)
         bt = self._load(self.reference, b, result)
         if at is not None and bt is not None:
             frac = differing_fraction(at, bt)
-            return (frac,) if frac else None
-        return (None,) if stats_differ(a, b) else None
+            return frac > 0, frac
+        return bool(stats_differ(a, b)), None
 
     def _data_inputs(self, results: List[PairResult]) -> None:
         """Fill ``data_diff``: the integer/bool inputs no earlier op produced (data_inputs.leaf_inputs) that
@@ -354,9 +360,9 @@ class Diagnoser:
                 continue
             for i in leaves[t.id]:
                 if i < len(r.inputs):
-                    found = self._discrete_difference(t.inputs[i], r.inputs[i], res)
-                    if found is not None:
-                        res.data_diff.append((i, found[0]))
+                    differs, frac = self._discrete_difference(t.inputs[i], r.inputs[i], res)
+                    if differs:
+                        res.data_diff.append((i, frac))
 
 
 def _holds_masks(info: TensorInfo) -> bool:

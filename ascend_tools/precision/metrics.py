@@ -344,13 +344,15 @@ class _Widen:
         return self.arr.astype(np.float64)
 
 
-#: the largest finite magnitude of each float dtype: an attention mask is finfo(dtype).min
-_LARGEST = {
-    "float16": 65504.0,
-    "bfloat16": 3.3895313892515355e38,
-    "float32": 3.4028234663852886e38,
-    "float64": _F64_MAX,
-}
+def largest(dtype: str) -> Optional[float]:
+    """The largest finite magnitude of a float dtype, from :data:`FLOAT_FORMATS`: (2 - 2**-m) * 2**emax with m
+    its mantissa bits, one fewer for a finite-only ("fn") format, whose top mantissa is NaN (an attention mask is
+    ``finfo(dtype).min``); None for another dtype."""
+    fmt = FLOAT_FORMATS.get(dtype)
+    if fmt is None:
+        return None
+    mantissa = fmt[0] - 1 if dtype.endswith("fn") else fmt[0]
+    return (2.0 - 2.0**-mantissa) * 2.0 ** fmt[2]
 
 
 def rel_l2_unmasked(target: Any, reference: Any) -> Optional[float]:
@@ -358,7 +360,7 @@ def rel_l2_unmasked(target: Any, reference: Any) -> Optional[float]:
     finite magnitude on either side: an additive attention mask (``finfo(dtype).min``, or -inf) holds values
     whose norm hides every other element's error (softmax's input: a 1e-38 relative error whatever the scores).
     None when no element is left or the shapes differ."""
-    t_top, r_top = _LARGEST.get(dtype_name(target)), _LARGEST.get(dtype_name(reference))
+    t_top, r_top = largest(dtype_name(target)), largest(dtype_name(reference))
     t, r = _flat(target), _flat(reference)
     if t.shape != r.shape or t_top is None or r_top is None:
         return None

@@ -9,7 +9,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from ascend_tools.precision.metrics import PairMetrics, compare_stats, compare_tensors, ulp
+from ascend_tools.precision.metrics import (
+    FLOAT_FORMATS,
+    PairMetrics,
+    compare_stats,
+    compare_tensors,
+    largest,
+    ulp,
+)
 from ascend_tools.precision.records import TensorStats
 
 # (mantissa bits, emin, emax): the IEEE / bfloat16 formats, written out again for the oracle
@@ -350,3 +357,8 @@ def test_rel_l2_unmasked_leaves_out_an_additive_masks_values():
     assert rel_l2_unmasked(t, r) == pytest.approx(want)  # the scores' 1%
     assert rel_l2_unmasked(t[:4], r[:4]) == pytest.approx(want)  # no mask: the plain relative L2 error
     assert rel_l2_unmasked(t[4:6], r[4:6]) is None  # nothing but mask
+
+
+@pytest.mark.parametrize("name", sorted(FLOAT_FORMATS))
+def test_largest_is_finfo_max(name):
+    assert largest(name) == float(torch.finfo(getattr(torch, name)).max)
