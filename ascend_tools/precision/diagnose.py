@@ -335,6 +335,8 @@ class Diagnoser:
                 self._rel_l2[key] = err
             return err
         if a.stats is not None and b.stats is not None:
+            if masked:
+                return _unmasked_stats_error(a, b)
             return stats_error(M.compare_stats(a.stats, b.stats)) or 0.0
         return 0.0
 
@@ -370,6 +372,20 @@ def _holds_masks(info: TensorInfo) -> bool:
     attention mask: ``finfo(dtype).min`` or -inf)."""
     s = info.stats
     return s is not None and bool(s.sat or s.inf)
+
+
+def _unmasked_stats_error(a: TensorInfo, b: TensorInfo) -> float:
+    """The statistics error of an input holding an additive mask: the mask sets its min, mean and norm, so only
+    an extreme that is a value of the tensor (finite, below the dtype's largest magnitude) is compared, relatively;
+    Inf where neither is (nothing then says the inputs agree)."""
+    assert a.stats is not None and b.stats is not None
+    top = M.largest(b.dtype) or math.inf
+    diffs = [
+        abs(t - r) / abs(r)
+        for t, r in ((a.stats.max, b.stats.max), (a.stats.min, b.stats.min))
+        if t is not None and r is not None and math.isfinite(t) and r != 0 and abs(r) < top
+    ]
+    return max(diffs) if diffs else math.inf
 
 
 def _add_problem(result: PairResult, problem: str) -> None:
