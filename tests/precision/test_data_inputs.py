@@ -73,3 +73,15 @@ def test_other_indices_from_outside_are_the_data(tmp_path, mode):
     top = compare_dumps(target, ref, stats_only=mode == "stats").data["culprits"][0]
     assert (top["kind"], top["name"]) == ("data", "aten::gather#init#1")  # no module ran: phase init
     assert top["verdict"] == ("error" if mode == "tensor" else "suspect")
+
+
+def test_an_objects_address_in_its_repr_is_no_argument_difference():
+    # a torch.Generator argument has no JSON form: its repr, whose address differs in every run
+    from ascend_tools.precision.causes import arg_diff
+
+    def call(n, address):
+        args = {"args": [n], "kwargs": {"generator": {"repr": f"<torch._C.Generator object at {address}>"}}}
+        return Record(0, "aten::randint.generator", "op", "init", 0, args=args)
+
+    assert arg_diff(call(271, "0x7f118a2b0"), call(271, "0x7f3c55e10")) == []
+    assert arg_diff(call(271, "0x7f118a2b0"), call(351, "0x7f3c55e10")) == ["args[0]: 271 vs 351"]
