@@ -43,7 +43,7 @@ from .module_recorder import ModuleRecorder
 from .op_facts import OpFacts
 from .record_writer import RecordWriter, default_background
 from .stats import StatsQueue, cpu_body
-from .tensor_entry import TensorEntry, bumped_after, data_ptr, place
+from .tensor_entry import TensorEntry, bumped_after, data_ptr, place, storage_ptr
 
 log = logging.getLogger("ascend_tools")
 
@@ -128,6 +128,8 @@ class Capture(StepSession):
         self._calls: Dict[Tuple[str, str], int] = {}
         self._next_id = 0
         self._seen: Dict[int, TensorEntry] = {}
+        # writes seen per storage address: an entry holds while the count is the one it was made at
+        self._writes: Dict[int, int] = {}
         # stats mode: tensors by the elements they hold (tensor_entry.place), for new views of known values;
         # not in hash mode (a digest depends on the order) nor tensor mode (a record's own file)
         self._by_place: Optional[Dict[tuple, TensorEntry]] = {} if mode == "stats" else None
@@ -278,7 +280,13 @@ class Capture(StepSession):
     def _tensor(self, t: torch.Tensor, rid: int, slot: str, index: int) -> TensorEntry:
         """The entry of ``t``, the ``index``-th tensor of kind ``slot`` (``in``/``out``) of record ``rid``."""
         info = self._seen.get(id(t))
-        if info is not None and info.version == t._version and info.ref() is t and info.ptr == data_ptr(t):
+        if (
+            info is not None
+            and info.version == t._version
+            and info.ref() is t
+            and info.ptr == data_ptr(t)
+            and info.writes == self._writes.get(info.storage, 0)
+        ):
             if info.name is None and type(t) is torch.nn.Parameter:
                 info.name = self._names.param(t)  # first seen before its model ran (init)
             return info
@@ -318,9 +326,15 @@ class Capture(StepSession):
         info.ref = weakref.ref(t)
         info.version = t._version
         info.ptr = key[0] if key is not None else data_ptr(t)  # a place starts with the data address
+        info.storage = storage = storage_ptr(t)
+        info.writes = self._writes.get(storage, 0)
         self._seen[id(t)] = info
         # a live, unwritten holder stays: a transpose made for one op dies with it, its base lives on
-        if self._by_place is not None and key is not None and not _current(self._by_place.get(key)):
+        if (
+            self._by_place is not None
+            and key is not None
+            and not _current(self._by_place.get(key), self._writes)
+        ):
             self._by_place[key] = info
 
     def _forget(self, t: torch.Tensor) -> None:
@@ -328,6 +342,8 @@ class Capture(StepSession):
         comes only after the op returns through the mode: until then the version cannot tell.)"""
         self._queue.before_write(t)
         self._seen.pop(id(t), None)
+        storage = storage_ptr(t)  # every entry of the storage, whichever alias it was seen through
+        self._writes[storage] = self._writes.get(storage, 0) + 1
         if self._by_place is not None:
             key = place(t)
             if key is not None:
@@ -338,7 +354,7 @@ class Capture(StepSession):
         same elements and has not been written since (views share their base's version counter, so a write
         through any of them shows), or None."""
         src = self._by_place.get(key) if self._by_place is not None else None
-        if src is None or not src.has_stats or not _current(src) or t._version != src.version:
+        if src is None or not src.has_stats or not _current(src, self._writes) or t._version != src.version:
             return None
         return TensorEntry(src.dtype, t.shape, src.entry, src.body, has_stats=True)
 
@@ -544,15 +560,17 @@ def start_from_options(opts: Dict[str, Any]) -> Capture:
     return cap
 
 
-def _current(entry: Optional[TensorEntry]) -> bool:
-    """Whether ``entry``'s tensor is alive, unwritten since its statistics and still at its address (so they
-    are its values: FSDP2 frees a live parameter's storage with ``resize_(0)``, no version bump, and a new
-    tensor may then be allocated where it was)."""
+def _current(entry: Optional[TensorEntry], writes: Dict[int, int]) -> bool:
+    """Whether ``entry``'s tensor is alive, unwritten since its statistics (by itself or by any alias of its
+    storage: ``writes``, the capture's count per storage) and still at its address (so they are its values:
+    FSDP2 frees a live parameter's storage with ``resize_(0)``, no version bump, and a new tensor may then be
+    allocated where it was)."""
     held = entry.ref() if entry is not None and entry.ref is not None else None
     return (
         held is not None
         and held._version == entry.version  # type: ignore[union-attr]
         and data_ptr(held) == entry.ptr  # type: ignore[union-attr]
+        and writes.get(entry.storage, 0) == entry.writes  # type: ignore[union-attr]
     )
 
 

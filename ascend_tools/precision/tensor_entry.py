@@ -14,6 +14,9 @@ class TensorEntry:
     known (at once on the CPU; after the flush's transfer on an accelerator, when ``entry`` is still
     pending). ``ref``/``version``/``ptr`` identify the tensor when it comes back as a later op's input: the
     storage too, since ``model.to(dtype)`` and FSDP swap a parameter's data without a new version.
+    ``storage``/``writes``: its storage's address and how many writes the capture had seen to that storage
+    then: a write through a ``.data`` alias (HF's ``resize_token_embeddings``, ``p.data.add_`` optimizers)
+    changes the values without moving the tensor's own version counter.
     ``name``: the parameter it is (``model.norm.weight``) or whose gradient (``model.norm.weight.grad``).
     ``text``: the whole JSON fragment once encoded (with ``name`` as it was then, ``text_name``): an op's input
     is usually an earlier op's output, and its fragment is reused.
@@ -32,9 +35,11 @@ class TensorEntry:
         "ptr",
         "ref",
         "shape",
+        "storage",
         "text",
         "text_name",
         "version",
+        "writes",
     )
 
     def __init__(
@@ -54,6 +59,8 @@ class TensorEntry:
         self.ref: Any = None
         self.version = -1
         self.ptr = -1
+        self.storage = -1
+        self.writes = 0
         self.name: Optional[str] = None
         self.text: Optional[str] = None
         self.text_name: Optional[str] = None
@@ -97,6 +104,14 @@ def data_ptr(t: torch.Tensor) -> int:
     """Address of the tensor's data, -1 where it has none to give (some subclasses)."""
     try:
         return t.data_ptr()
+    except Exception:
+        return -1
+
+
+def storage_ptr(t: torch.Tensor) -> int:
+    """Address of the tensor's storage (shared by all its views and ``.data`` aliases), -1 where it has none."""
+    try:
+        return t.untyped_storage().data_ptr()
     except Exception:
         return -1
 

@@ -47,7 +47,7 @@ def train(model, steps=1, dtype=torch.float32):
     return loss
 
 
-@pytest.mark.parametrize("cast", ["to", "half", "load_state_dict"])
+@pytest.mark.parametrize("cast", ["to", "half", "load_state_dict", "data_slice", "data_inplace"])
 def test_a_parameter_changed_inside_the_capture_is_read_afresh(tmp_path, cast):
     """Every tensor record of a parameter holds the values the op read (an independent copy taken
     just before the optimizer step), named with its path."""
@@ -58,8 +58,18 @@ def test_a_parameter_changed_inside_the_capture_is_read_afresh(tmp_path, cast):
             model.to(torch.bfloat16)
         elif cast == "half":
             model.half()
-        else:
+        elif cast == "load_state_dict":
             model.load_state_dict({k: v * 2 for k, v in model.state_dict().items()})
+        else:
+            # writes through a .data alias, whose version counter is not the parameter's: Hugging Face's
+            # resize_token_embeddings copies the old rows into the new embedding's .data; old-style optimizers
+            # update p.data in place
+            with torch.no_grad():
+                for p in model.parameters():
+                    if cast == "data_slice":
+                        p.data[:] = torch.full_like(p, 0.25)
+                    else:
+                        p.data.mul_(2)
         dtype = next(model.parameters()).dtype
         x = torch.randn(4, 8).to(dtype)
         model(x).float().pow(2).mean().backward()
@@ -75,6 +85,37 @@ def test_a_parameter_changed_inside_the_capture_is_read_afresh(tmp_path, cast):
         assert param.dtype == str(dtype).replace("torch.", "")
         assert torch.equal(dump.load_tensor(param, 0), expected[param.name])
         assert torch.equal(dump.load_tensor(grad, 0), grads[param.name])
+
+
+def test_statistics_follow_a_data_alias_optimizer_across_steps(tmp_path):
+    """Stats mode keeps a parameter's statistics into the next step while it is unwritten; an optimizer that
+    updates ``p.data`` in place (no version bump of ``p``) must not leave the next forward reading the old ones.
+    Expected: NumPy's statistics of a copy of each parameter taken just before that forward."""
+    torch.manual_seed(0)
+    model = Net()
+    x = torch.randn(4, 8)
+    before = []
+    with capture(str(tmp_path), mode="stats") as cap:
+        for _ in range(3):
+            before.append({n: p.detach().clone().numpy() for n, p in model.named_parameters()})
+            model(x).pow(2).mean().backward()
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.data.add_(p.grad, alpha=-0.5)
+                    p.grad = None
+            cap.step()
+    for step in (1, 2):
+        seen = {}
+        for rec in records(tmp_path, step):
+            if rec.phase == "forward":
+                for info in rec.inputs:
+                    if info.name and not info.name.endswith(".grad"):
+                        seen.setdefault(info.name, info.stats)
+        assert set(seen) == set(before[step])
+        for name, stats in seen.items():
+            value = before[step][name]
+            assert stats.max == pytest.approx(float(value.max()), rel=1e-6), (step, name)
+            assert stats.mean == pytest.approx(float(value.mean()), rel=1e-5, abs=1e-7), (step, name)
 
 
 def test_full_module_paths_without_model_after_a_submodule_ran_alone(tmp_path):
