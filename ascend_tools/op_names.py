@@ -43,3 +43,10 @@ UNDEFINED_VALUES = frozenset((
     "empty", "empty_like", "new_empty", "new_empty_strided", "empty_strided", "empty_permuted",
     "resize_", "resize_as_", "set_",
 ))  # fmt: skip
+
+#: in-place ops that overwrite every element of their first argument without reading it: what it held before
+#: (often uninitialised memory: ``copy.deepcopy`` of a tensor copies into a fresh storage) is no input of theirs
+OVERWRITES_SELF = frozenset((
+    "copy_", "fill_", "zero_", "normal_", "uniform_", "random_", "exponential_", "geometric_", "log_normal_",
+    "cauchy_", "bernoulli_",
+))  # fmt: skip

@@ -16,6 +16,7 @@ from typing import Any, Dict, Hashable, List, Optional, Sequence, Set
 
 import numpy as np
 
+from ..op_names import OVERWRITES_SELF, op_base
 from .records import Record, TensorInfo
 
 DISCRETE_PREFIXES = ("int", "uint", "bool")
@@ -38,14 +39,16 @@ def _identity(info: TensorInfo) -> Hashable:
 
 def leaf_inputs(records: Sequence[Record]) -> Dict[int, List[int]]:
     """Per record id (of ``records``, one step of one dump), the positions of its integer/bool inputs that no
-    earlier record produced and that are not parameters."""
+    earlier record produced and that are not parameters (nor the destination an op overwrites unread:
+    ``OVERWRITES_SELF``)."""
     produced: Set[Hashable] = set()
     out: Dict[int, List[int]] = {}
     for rec in sorted(records, key=lambda r: r.id):
+        first = 1 if op_base(rec.name) in OVERWRITES_SELF else 0
         leaves = [
             i
             for i, info in enumerate(rec.inputs)
-            if is_discrete(info.dtype) and not info.name and _identity(info) not in produced
+            if i >= first and is_discrete(info.dtype) and not info.name and _identity(info) not in produced
         ]
         if leaves:
             out[rec.id] = leaves

@@ -27,6 +27,17 @@ def test_leaves_are_integer_inputs_no_earlier_record_produced():
     assert leaf_inputs(records) == {0: [0], 3: [0]}
 
 
+def test_a_destination_overwritten_unread_is_no_input():
+    """``copy.deepcopy`` of a tensor copies into a fresh storage (``UntypedStorage(n).copy_(src)``, no op made the
+    storage): what the destination held is uninitialised memory, never the data; the source is."""
+    records = [
+        Record(0, "aten::copy_", "op", "init", 0, inputs=[info("uint8", "dst"), info("uint8", "src")]),
+        Record(1, "aten::fill_.Scalar", "op", "init", 0, inputs=[info("int64", "f")]),
+        Record(2, "aten::add_.Tensor", "op", "init", 0, inputs=[info("int64", "a"), info("int64", "b")]),
+    ]
+    assert leaf_inputs(records) == {0: [1], 2: [0, 1]}  # add_ reads what it writes
+
+
 def test_statistics_only_leaves_are_told_by_their_statistics():
     s = TensorStats(max=9.0, min=0.0, mean=4.5, norm=20.0)
     made = info("int64", stats=s)
