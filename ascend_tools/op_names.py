@@ -44,9 +44,17 @@ UNDEFINED_VALUES = frozenset((
     "resize_", "resize_as_", "set_",
 ))  # fmt: skip
 
+#: ops whose output is a view of their first input (its elements, or a subset of them, in another shape)
+ALIAS_VIEWS = frozenset((
+    "view", "_unsafe_view", "alias", "detach", "expand", "t", "transpose", "reshape", "slice", "select",
+    "unsqueeze", "squeeze", "as_strided",
+))  # fmt: skip
+
+#: in-place ops that fill their first argument with random numbers (two runs differ there when their seeds do)
+RANDOM_FILLS = frozenset((
+    "normal_", "uniform_", "random_", "exponential_", "geometric_", "log_normal_", "cauchy_", "bernoulli_",
+))  # fmt: skip
+
 #: in-place ops that overwrite every element of their first argument without reading it: what it held before
 #: (often uninitialised memory: ``copy.deepcopy`` of a tensor copies into a fresh storage) is no input of theirs
-OVERWRITES_SELF = frozenset((
-    "copy_", "fill_", "zero_", "normal_", "uniform_", "random_", "exponential_", "geometric_", "log_normal_",
-    "cauchy_", "bernoulli_",
-))  # fmt: skip
+OVERWRITES_SELF = frozenset(("copy_", "fill_", "zero_")) | RANDOM_FILLS

@@ -18,7 +18,8 @@ Kinds, in ranking order (within a kind, by score):
 4. ``divergence``: the output is off against the reference while the op's inputs agree: the output's
    error is at least ``AMPLIFICATION_CULPRIT`` times the worst input error (``diagnose``), even where the
    replay passes: the op computed something else (another eps, another formula). The paired ops'
-   non-tensor arguments are diffed and the differences named; an optimizer op needs one to differ.
+   non-tensor arguments are diffed and the differences named; an optimizer op needs one to differ. A random
+   fill (``normal_``) whose numbers no later op reads is none (``data_inputs.unread_random_fills``).
 5. ``target-only``: a forward or optimizer op the reference run does not have (dropout left on), other
    than a cast, a view or an allocation (backward ops follow the forward graph: a bf16 run's extra cast
    adds a gradient sum there). A divergence seen in statistics only (``STATS_DIVERGENCE``) ranks after
@@ -30,21 +31,18 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator, List, Optional, Tuple
 
-from ..op_names import UNDEFINED_VALUES, op_base
+from ..op_names import ALIAS_VIEWS, UNDEFINED_VALUES, op_base
+from .data_inputs import unread_random_fills
 from .diagnose import AMPLIFICATION_CULPRIT, PairResult
 from .records import Record, TensorInfo
 
 KINDS = ("data", "nonfinite", "parameter", "kernel", "divergence", "target-only")
 
 # target-only ops that change no value: the casts a lower-precision run adds, views and copies
-_NEUTRAL = frozenset(
-    ("_to_copy", "to", "clone", "copy_", "view", "_unsafe_view", "alias", "detach", "expand", "t",
-     "transpose", "reshape", "contiguous", "lift_fresh", "_to_dtype", "slice", "select", "unsqueeze", "squeeze",
-     "as_strided")
-)  # fmt: skip
+_NEUTRAL = ALIAS_VIEWS | {"_to_copy", "to", "clone", "copy_", "contiguous", "lift_fresh", "_to_dtype"}
 # ops that alias their input's memory: they cannot make a NaN, only show one already there (FSDP2 views the
 # buffers it re-allocates for an all-gather before filling them: uninitialised memory)
-_ALIASES = _NEUTRAL - {"_to_copy", "to", "clone", "copy_", "contiguous", "lift_fresh", "_to_dtype"}
+_ALIASES = ALIAS_VIEWS
 # collectives and FSDP's copies in and out of their buffers: a one-process reference has none, and what they
 # deliver is compared where the model reads it
 _COMMUNICATION = ("c10d::", "_c10d_functional::", "fsdp::")
@@ -76,6 +74,7 @@ def rank(results: List[PairResult]) -> List[Cause]:
     data = first_data_difference(results)
     if data is not None:
         found.append(data)
+    unread = unread_random_fills([r.pair.target for r in results if r.pair.target is not None])
     first = first_nonfinite(results)
     if first is not None:
         found.append(first)
@@ -84,6 +83,8 @@ def rank(results: List[PairResult]) -> List[Cause]:
         if (first is not None and res is first.result) or (data is not None and res is data.result):
             continue
         cause = _classify(res)
+        if cause is not None and cause.kind == "divergence" and cause.result.record.id in unread:
+            continue  # other random numbers that nothing reads
         if cause is not None and not _after_other_data(cause, data):
             found.append(cause)
     return sorted(found, key=lambda c: (_order(c), -c.score))

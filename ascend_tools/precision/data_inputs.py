@@ -8,7 +8,8 @@ every float difference after it follows from that: ``causes.py`` ranks the first
 cause, and an op whose integer input differs never counts as "inputs agree" (``diagnose``'s amplification).
 
 Leaves are told apart by identity in the target's records: a tensor an earlier op produced comes back as a later
-op's input with the same dtype, shape and statistics (or, in a dump without statistics, the same file).
+op's input with the same dtype, shape and statistics (or, in a dump without statistics, the same file). The same
+identity tells the random fills whose numbers nothing reads (:func:`unread_random_fills`).
 """
 
 import math
@@ -16,7 +17,7 @@ from typing import Any, Dict, Hashable, List, Optional, Sequence, Set
 
 import numpy as np
 
-from ..op_names import OVERWRITES_SELF, op_base
+from ..op_names import ALIAS_VIEWS, OVERWRITES_SELF, RANDOM_FILLS, op_base
 from .records import Record, TensorInfo
 
 DISCRETE_PREFIXES = ("int", "uint", "bool")
@@ -54,6 +55,24 @@ def leaf_inputs(records: Sequence[Record]) -> Dict[int, List[int]]:
             out[rec.id] = leaves
         produced.update(_identity(info) for info in rec.outputs)
     return out
+
+
+def unread_random_fills(records: Sequence[Record]) -> Set[int]:
+    """Ids of the random fills (``RANDOM_FILLS``) of ``records`` (one step of one dump) whose output no later record
+    reads other than to overwrite it or to view it (a view keeps the identity: its readers count): Hugging Face's ``resize_token_embeddings`` initialises the new embedding
+    with ``normal_`` and then copies every old row over it. Two runs' random numbers differ there when their seeds
+    do, and change nothing: no cause. (A fill read through a slice has another identity and counts as unread; its
+    values then show where they are read, as a parameter's or an input's difference.)"""
+    ordered = sorted(records, key=lambda r: r.id)
+    read: Set[Hashable] = set()
+    unread: Set[int] = set()
+    for rec in reversed(ordered):
+        base = op_base(rec.name)
+        if base in RANDOM_FILLS and rec.outputs and all(_identity(o) not in read for o in rec.outputs):
+            unread.add(rec.id)
+        first = 1 if base in OVERWRITES_SELF or base in ALIAS_VIEWS else 0
+        read.update(_identity(info) for info in rec.inputs[first:])
+    return unread
 
 
 def _close(a: Optional[float], b: Optional[float]) -> bool:

@@ -6,7 +6,12 @@ import torch
 
 from ascend_tools.precision import capture
 from ascend_tools.precision.compare import compare_dumps
-from ascend_tools.precision.data_inputs import differing_fraction, leaf_inputs, stats_differ
+from ascend_tools.precision.data_inputs import (
+    differing_fraction,
+    leaf_inputs,
+    stats_differ,
+    unread_random_fills,
+)
 from ascend_tools.precision.records import Record, TensorInfo, TensorStats
 
 
@@ -96,3 +101,46 @@ def test_an_objects_address_in_its_repr_is_no_argument_difference():
 
     assert arg_diff(call(271, "0x7f118a2b0"), call(271, "0x7f3c55e10")) == []
     assert arg_diff(call(271, "0x7f118a2b0"), call(351, "0x7f3c55e10")) == ["args[0]: 271 vs 351"]
+
+
+def test_random_fills_nothing_reads_are_found():
+    stats = TensorStats(max=2.0, min=-2.0, mean=0.0, norm=9.0)
+    filled = info("float32", stats=stats)
+    records = [
+        Record(0, "aten::normal_", "op", "init", 0, inputs=[info("float32")], outputs=[filled]),
+        Record(1, "aten::detach", "op", "init", 0, inputs=[filled], outputs=[filled]),
+        Record(2, "aten::copy_", "op", "init", 0, inputs=[filled, info("float32", "src")], outputs=[info("float32")]),
+        Record(3, "aten::bernoulli_.float", "op", "forward", 0, inputs=[info("float32")], outputs=[info("float32", "m")]),
+        Record(4, "aten::mul.Tensor", "op", "forward", 0, inputs=[info("float32", "x"), info("float32", "m")]),
+    ]  # fmt: skip
+    # 0: viewed, then overwritten by a copy (resize_token_embeddings); 3: a dropout mask the mul reads
+    assert unread_random_fills(records) == {0}
+
+
+def seeded_step(out_dir, seed: int, resized: bool, mode: str):
+    """An embedding initialised from ``seed`` and, where ``resized``, overwritten with fixed values through
+    ``.data`` before use, as Hugging Face's resize_token_embeddings does (256 KiB: fresh zeroed pages in both runs,
+    so the fill's input, the memory it overwrites, agrees)."""
+    ids = torch.randint(0, 512, (3, 8), generator=torch.Generator().manual_seed(0))
+    fixed = torch.randn(512, 128, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(seed)
+    with capture(str(out_dir), level="op", mode=mode):
+        emb = torch.nn.Embedding(512, 128)
+        if resized:
+            with torch.no_grad():
+                emb.weight.data[:, :] = fixed
+        emb(ids).relu().sum()
+    return str(out_dir)
+
+
+@pytest.mark.parametrize("mode", ["tensor", "stats"])
+def test_other_random_numbers_matter_only_where_read(tmp_path, mode):
+    """Runs seeded differently: an initialisation overwritten before use is no cause; one the model reads is
+    (its parameter differs at first read)."""
+    ref = seeded_step(tmp_path / "r1", 1, True, mode)
+    target = seeded_step(tmp_path / "t1", 2, True, mode)
+    assert compare_dumps(target, ref, stats_only=mode == "stats").data["culprits"] == []
+    ref = seeded_step(tmp_path / "r2", 1, False, mode)
+    target = seeded_step(tmp_path / "t2", 2, False, mode)
+    culprits = compare_dumps(target, ref, stats_only=mode == "stats").data["culprits"]
+    assert culprits and culprits[0]["kind"] in ("parameter", "divergence")
