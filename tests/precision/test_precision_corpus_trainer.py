@@ -1,0 +1,77 @@
+"""``dump``/``compare`` on a Hugging Face ``Trainer`` script none of the tests were written for: tatsu-lab/
+stanford_alpaca's ``train.py`` (the corpus copy, byte for byte; PROVENANCE.md there), run unmodified through the
+zero-code-change CLI on the CPU with a tiny local Llama (two layers, weights drawn from a seeded config) and the
+check-ops truth's two-example dataset, fp32, two optimizer steps.
+
+Two clean runs of the same command must list nothing, with tensors and with statistics only. Found this way:
+``resize_token_embeddings`` copies the old rows into the new ``lm_head.weight.data`` (an alias with a version
+counter of its own: compare named the parameter as a cause), after initialising them with ``normal_``/``uniform_``
+(two runs' random numbers, read by nothing: a divergence in stats mode); ``copy.deepcopy`` of the token ids copies
+into fresh uninitialised memory (listed as different data).
+
+The script needs ``transformers`` 4.x (``Trainer(tokenizer=...)``, removed in 5.0: CI's second leg) and
+``accelerate``; its ``utils.py`` imports ``openai.openai_object`` (openai<1), stood in for by ``corpus_stubs/``.
+"""
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import transformers
+from test_precision_corpus import CORPUS, HERE, cli, report, truth
+
+pytest.importorskip("accelerate")
+if int(transformers.__version__.split(".")[0]) >= 5:
+    pytest.skip(
+        "stanford_alpaca passes Trainer(tokenizer=...), removed in transformers 5", allow_module_level=True
+    )
+
+STUBS = os.path.join(HERE, "corpus_stubs")
+COMMAND = [
+    "train.py", "--model_name_or_path", "./tiny-llama", "--data_path", "./alpaca_tiny.json", "--output_dir", "./out",
+    "--max_steps", "2", "--per_device_train_batch_size", "1", "--model_max_length", "64", "--report_to", "none",
+    "--save_strategy", "no",
+]  # fmt: skip
+
+
+def workdir(base: Path, run: str) -> str:
+    """A copy of the script with the truth's fixtures and the tiny Llama's weights (seeded: the same in every run)."""
+    import torch
+
+    sys.path.insert(0, os.path.join(HERE, "..", "opcheck"))
+    try:
+        import corpus_fixtures
+    finally:
+        sys.path.pop(0)
+    cwd = base / run
+    shutil.copytree(os.path.join(CORPUS, "alpaca"), cwd)
+    for spec in truth("alpaca")["fixtures"]:
+        corpus_fixtures.make(cwd, spec)
+    torch.manual_seed(0)
+    config = transformers.AutoConfig.from_pretrained(cwd / "tiny-llama")
+    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(cwd / "tiny-llama")
+    return str(cwd)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("alpaca")
+    for mode in ("tensor", "stats"):
+        for run in ("ref", "clean"):
+            cwd = workdir(base, f"{mode}-{run}")
+            proc = cli(cwd, {"PYTHONPATH": STUBS}, "dump", "-o", f"{base}/{mode}-{run}.dump", "--mode", mode,
+                       "--", sys.executable, *COMMAND)  # fmt: skip
+            assert proc.returncode == 0, proc.stderr[-3000:]
+    return base
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["tensor", "stats"])
+@pytest.mark.parametrize("step", [0, 1])
+def test_two_clean_trainer_runs_list_nothing(runs, mode, step):
+    rep = report(str(runs), {}, f"{runs}/{mode}-{step}.json", "compare", f"{runs}/{mode}-clean.dump",
+                 f"{runs}/{mode}-ref.dump", "--step", str(step))  # fmt: skip
+    assert len(rep["pairs"]) > 500  # the Trainer's model did run under the capture
+    assert [c["name"] for c in rep["culprits"]] == []
