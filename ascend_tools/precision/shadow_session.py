@@ -240,6 +240,11 @@ class _Op:
             self.skip = ""
 
 
+def _plain(t: torch.Tensor) -> bool:
+    """A tensor whose values a check can copy and replay: no subclass, strided, real, with data (not meta)."""
+    return type(t) in _PLAIN and t.layout == torch.strided and t.device.type != "meta" and not t.is_complex()
+
+
 def _functional(func: Any, mutated: Tuple[Tuple[int, str], ...]) -> Any:
     """The out-of-place overload of an in-place op that writes ``self`` only (``add_.Tensor`` ->
     ``add.Tensor``) and takes the same arguments, else None: its replay needs no copy to write into."""
@@ -512,12 +517,7 @@ class Shadow(StepSession):
             return None
         numel = 0
         for t in tensors:
-            if (
-                type(t) not in _PLAIN
-                or t.layout != torch.strided
-                or t.device.type == "meta"
-                or t.is_complex()
-            ):
+            if not _plain(t):
                 self.skipped["not a plain tensor"] += 1
                 return None
             numel += t.numel()
@@ -563,6 +563,12 @@ class Shadow(StepSession):
         cache = self._snaps
         if not targets or sum(t.numel() for t in targets) > self.max_numel:
             self.skipped["max_numel" if targets else "no tensor output"] += 1
+            cache.leave(pre.inputs.values(), entered=False)
+            return
+        if not all(
+            _plain(t) for t in targets
+        ):  # CPU in, meta out: transformers' from_pretrained, init_empty_weights
+            self.skipped["not a plain tensor"] += 1
             cache.leave(pre.inputs.values(), entered=False)
             return
         outputs: List[Snap] = []

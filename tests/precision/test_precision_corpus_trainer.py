@@ -3,11 +3,13 @@ stanford_alpaca's ``train.py`` (the corpus copy, byte for byte; PROVENANCE.md th
 zero-code-change CLI on the CPU with a tiny local Llama (two layers, weights drawn from a seeded config) and the
 check-ops truth's two-example dataset, fp32, two optimizer steps.
 
-Two clean runs of the same command must list nothing, with tensors and with statistics only. Found this way:
+Two clean runs of the same command must list nothing, with tensors and with statistics only, and so must `shadow`
+of one run, without an internal error. Found this way:
 ``resize_token_embeddings`` copies the old rows into the new ``lm_head.weight.data`` (an alias with a version
 counter of its own: compare named the parameter as a cause), after initialising them with ``normal_``/``uniform_``
 (two runs' random numbers, read by nothing: a divergence in stats mode); ``copy.deepcopy`` of the token ids copies
-into fresh uninitialised memory (listed as different data).
+into fresh uninitialised memory (listed as different data); shadow failed on every op that moved a CPU tensor to
+the meta device while the model loaded.
 
 The script needs ``transformers`` 4.x (``Trainer(tokenizer=...)``, removed in 5.0: CI's second leg) and
 ``accelerate``; its ``utils.py`` imports ``openai.openai_object`` (openai<1), stood in for by ``corpus_stubs/``.
@@ -75,3 +77,16 @@ def test_two_clean_trainer_runs_list_nothing(runs, mode, step):
                  f"{runs}/{mode}-ref.dump", "--step", str(step))  # fmt: skip
     assert len(rep["pairs"]) > 500  # the Trainer's model did run under the capture
     assert [c["name"] for c in rep["culprits"]] == []
+
+
+@pytest.mark.slow
+def test_shadow_of_the_trainer_script_lists_nothing_and_fails_nowhere(tmp_path):
+    """Before: 21 internal errors, one per op that moved a CPU tensor to the meta device while transformers 4.x
+    loaded the model (CPU inputs, a meta output with no data to copy)."""
+    cwd = workdir(tmp_path, "shadow")
+    rep = report(
+        cwd, {"PYTHONPATH": STUBS}, f"{tmp_path}/shadow.json", "shadow", "--", sys.executable, *COMMAND
+    )
+    assert rep["summary"]["compared"] > 500 and rep["summary"]["steps"] == [0, 1]
+    assert rep["summary"]["internal_errors"] == 0
+    assert rep["culprits"] == []

@@ -267,3 +267,17 @@ def test_a_bf16_op_gets_compare_s_float32_truth_and_a_faulty_one_is_still_named(
     assert [r.metrics.reference_dtype for r in mms] == ["float64", "float32", "float32"]
     assert [r.level for r in mms] == ["pass", "pass", "error"]
     assert [r.key for r in sh.culprits()] == ["aten::mm#forward#2"]
+
+
+def test_ops_that_make_meta_tensors_are_skipped_not_failed():
+    """transformers' from_pretrained (and accelerate's init_empty_weights) moves real tensors to the meta device:
+    CPU inputs, a meta output with no data to copy (before: an internal error per op)."""
+    x = torch.randn(4, 8)
+    with shadow() as sh:
+        y = x.to("meta")
+        z = torch.empty_like(x, device="meta").normal_()
+        (x * 2).sum()
+    assert y.is_meta and z.is_meta
+    assert sh.internal_errors == 0
+    assert sh.skipped["not a plain tensor"] == 1  # the _to_copy (empty_like: uninitialised; normal_: random)
+    assert [r.key.split("#")[0] for r in sh.results] == ["aten::mul.Tensor", "aten::sum"]  # checked as before
