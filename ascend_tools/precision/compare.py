@@ -9,7 +9,7 @@ import io
 import math
 import sys
 from collections import Counter, OrderedDict
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 import click
 
@@ -18,7 +18,7 @@ from ..report import Finding, Heatmap, Report, Series, Severity, Table
 from ..report.csvcell import safe_cell
 from . import causes, diagnose, drift
 from .align import align
-from .causes import Cause, rank
+from .causes import Cause, carried_parameters, rank
 from .diagnose import PairResult
 from .dumps import Dump, open_dump
 
@@ -202,7 +202,7 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
         hints=len(hints),
         method=method,
         first_culprit=first.result.record.key if first else None,
-        cause=headline(first, target),
+        cause=headline(first, target, carried_parameters(results)),
         problems=sum(len(r.problems) for r in results) + len(target.problems) + len(reference.problems),
     )
     data = OrderedDict(
@@ -261,9 +261,17 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
     return report
 
 
-def headline(cause: Optional[Cause], dump: Dump) -> str:
-    """The top cause in one sentence that names its kind."""
+def headline(cause: Optional[Cause], dump: Dump, carried: Sequence[Tuple[str, float]] = ()) -> str:
+    """The top cause in one sentence that names its kind; ``carried``: parameters that differ by drift the earlier
+    steps carried into them (``causes.carried_parameters``), named when nothing else is found."""
     if cause is None:
+        if carried:
+            name, err = carried[0]
+            return (
+                f"none found in this step; {len(carried)} parameter{' differs' if len(carried) == 1 else 's differ'} "
+                f"from the reference's at its start (largest: {name}, error {err:.3g}): drift carried "
+                "from earlier steps (compare an earlier step, or step 0, to find where it began)"
+            )
         return "none found"
     rec = cause.result.record
     stack = diagnose.stack_lines(dump, rec)
