@@ -4,7 +4,8 @@ zero-code-change CLI on the CPU with a tiny local Llama (two layers, weights dra
 check-ops truth's two-example dataset, fp32 (and bf16 autocast, ``--bf16``), two optimizer steps.
 
 Two clean runs of the same command must list nothing, with tensors and with statistics only, and so must `shadow`
-of one run, without an internal error, and a bf16 run against an fp32 one. Found this way:
+of one run, without an internal error, and a bf16 run against an fp32 one; a faulty ``mm`` kernel on one call
+(``corpus_fault/``, as in test_precision_corpus.py) must be named first by both. Found this way:
 ``resize_token_embeddings`` copies the old rows into the new ``lm_head.weight.data`` (an alias with a version
 counter of its own: compare named the parameter as a cause), after initialising them with ``normal_``/``uniform_``
 (two runs' random numbers, read by nothing: a divergence in stats mode); ``copy.deepcopy`` of the token ids copies
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import transformers
-from test_precision_corpus import CORPUS, HERE, cli, report, truth
+from test_precision_corpus import CORPUS, FAULT_SITE, HERE, cli, fired, report, truth
 
 pytest.importorskip("accelerate")
 if int(transformers.__version__.split(".")[0]) >= 5:
@@ -31,6 +32,10 @@ if int(transformers.__version__.split(".")[0]) >= 5:
     )
 
 STUBS = os.path.join(HERE, "corpus_stubs")
+#: a faulty CPU mm kernel (corpus_fault/sitecustomize.py) on call 5 of the forward: per layer q, k, v, o_proj (0-3),
+#: then the MLP's gate_proj (4) and up_proj (5) of layer 0
+FAULT = {"FAULT_OP": "mm", "FAULT_CALL": "5", "PYTHONPATH": os.pathsep.join([FAULT_SITE, STUBS])}
+FAULTY = {"name": "aten::mm#forward#5", "module": "model.layers.0.mlp.up_proj"}
 COMMAND = [
     "train.py", "--model_name_or_path", "./tiny-llama", "--data_path", "./alpaca_tiny.json", "--output_dir", "./out",
     "--max_steps", "2", "--per_device_train_batch_size", "1", "--model_max_length", "64", "--report_to", "none",
@@ -66,6 +71,12 @@ def runs(tmp_path_factory):
             proc = cli(cwd, {"PYTHONPATH": STUBS}, "dump", "-o", f"{base}/{mode}-{run}.dump", "--mode", mode,
                        "--", sys.executable, *COMMAND)  # fmt: skip
             assert proc.returncode == 0, proc.stderr[-3000:]
+    cwd = workdir(base, "fault")
+    proc = cli(
+        cwd, FAULT, "dump", "-o", f"{base}/fault.dump", "--mode", "tensor", "--", sys.executable, *COMMAND
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert fired(cwd) == ["mm forward 5"]
     # the same command in bf16 (CPU autocast through accelerate; --use_cpu: the Trainer refuses bf16 on a CPU
     # otherwise): the usual target against an fp32 reference
     cwd = workdir(base, "bf16")
@@ -94,6 +105,19 @@ def test_a_clean_bf16_trainer_run_against_fp32_lists_nothing(runs, step):
                  f"{runs}/tensor-ref.dump", "--step", str(step))  # fmt: skip
     assert len(rep["pairs"]) > 500
     assert [c["name"] for c in rep["culprits"]] == []
+
+
+@pytest.mark.slow
+def test_a_faulty_kernel_under_the_trainer_is_named_first(runs, tmp_path):
+    rep = report(
+        str(runs), {}, f"{runs}/fault.json", "compare", f"{runs}/fault.dump", f"{runs}/tensor-ref.dump"
+    )
+    top = rep["culprits"][0]
+    assert (top["kind"], top["name"], top["module"]) == ("kernel", FAULTY["name"], FAULTY["module"])
+    cwd = workdir(tmp_path, "shadow-fault")
+    rep = report(cwd, FAULT, f"{tmp_path}/shadow.json", "shadow", "--", sys.executable, *COMMAND)
+    assert fired(cwd) == ["mm forward 5"]
+    assert (rep["culprits"][0]["name"], rep["culprits"][0]["module"]) == (FAULTY["name"], FAULTY["module"])
 
 
 @pytest.mark.slow
