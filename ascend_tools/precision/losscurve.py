@@ -55,6 +55,9 @@ _STEP_RE = re.compile(
     re.IGNORECASE,
 )
 _TB_HEADER = ["wall time", "step", "value"]
+# a launcher's per-rank prefix on each line: torchrun --tee's "[default0]:" ("[${role_name}${local_rank}]:"), a
+# log_line_prefix_template's "[0]:" or "[rank0]:"; after the colour codes a terminal capture keeps
+_RANK_PREFIX = re.compile(r"^(?:\x1b\[[0-9;]*m)*\s*(\[[A-Za-z_]*?(\d+)\]:)")
 # a log line reporting an evaluation loss: nanoGPT's "step 500: train loss 1.64, val loss 1.69" (train loss there is
 # an estimate over eval batches, its "iter 500: loss 1.62" is the step's), mlx-lm's "Iter 10: Val loss 0.083",
 # Megatron's " validation loss at iteration 20 | lm loss value: ..."; left out of the training curve
@@ -79,6 +82,9 @@ class Curve:
     truncated: bool = False  # a JSON-lines file whose last line is cut off
     unreadable: List[str] = field(default_factory=list)  # trainer_state entries skipped: "line N: why"
     steps_note: str = ""  # how global steps were made from per-epoch counters or progress lines (logsteps)
+    merged_note: str = (
+        ""  # how the lines of several ranks, or a step logged several times in order, were merged
+    )
 
     @property
     def steps(self) -> List[int]:
@@ -122,6 +128,7 @@ def read_curve(path: str, metric: Optional[str] = None) -> Curve:
     doc = _json_document(text)
     key: Optional[str]
     steps_note = ""
+    ranks: List[Optional[str]] = []
     rows, truncated = _json_lines(text) if doc is None else (_doc_rows(doc), False)
     if rows is not None:
         fmt = "jsonl"
@@ -136,10 +143,10 @@ def read_curve(path: str, metric: Optional[str] = None) -> Curve:
             )
         else:
             fmt = "log"
-            curve_entries, key, looked, steps_note = _from_log(text, metric)
+            curve_entries, key, looked, steps_note, ranks = _from_log(text, metric)
     if not curve_entries:
         raise InputError(f"{shown}: no loss values found (read as {fmt}; looked for {looked})")
-    curve = _finish(shown, real, fmt, key or "loss", curve_entries)
+    curve = _finish(shown, real, fmt, key or "loss", curve_entries, ranks)
     curve.truncated = truncated
     curve.steps_note = steps_note
     return curve
@@ -328,28 +335,35 @@ def _key_regex(key: str) -> "re.Pattern[str]":
     )
 
 
-def _from_log(text: str, metric: Optional[str]) -> Tuple[List[Entry], Optional[str], str, str]:
-    """The loss lines as ``(step, loss)``, the key, what was looked for, and how the steps were numbered
-    when the lines do not carry global steps (see :mod:`.logsteps`; "" otherwise)."""
+def _from_log(
+    text: str, metric: Optional[str]
+) -> Tuple[List[Entry], Optional[str], str, str, List[Optional[str]]]:
+    """The loss lines as ``(step, loss)``, the key, what was looked for, how the steps were numbered when the
+    lines do not carry global steps (see :mod:`.logsteps`; "" otherwise), and each line's rank prefix
+    (``[default0]:``) or None."""
     keys = (metric,) if metric else LOG_LOSS_KEYS
     looked = "lines with " + ", ".join(f"'{k}=' / '{k}:'" for k in keys)
     lines = text.splitlines()
     if not metric:  # the training loss: evaluation lines out, unless no other line has a loss
         training = ["" if _EVAL_LINE.search(line) else line for line in lines]  # (line numbers kept)
-        entries, key, note = _loss_lines(training, keys)
+        entries, key, note, ranks = _loss_lines(training, keys)
         if entries:
-            return entries, key, looked, note
-    entries, key, note = _loss_lines(lines, keys)
-    return entries, key, looked, note
+            return entries, key, looked, note, ranks
+    entries, key, note, ranks = _loss_lines(lines, keys)
+    return entries, key, looked, note, ranks
 
 
-def _loss_lines(lines: List[str], keys: Sequence[str]) -> Tuple[List[Entry], Optional[str], str]:
-    """The ``(step, loss)`` entries of the first of ``keys`` found in ``lines``, the key, the steps' note."""
+def _loss_lines(
+    lines: List[str], keys: Sequence[str]
+) -> Tuple[List[Entry], Optional[str], str, List[Optional[str]]]:
+    """The ``(step, loss)`` entries of the first of ``keys`` found in ``lines``, the key, the steps' note, and
+    each entry's rank prefix (None without one)."""
     for key in keys:
         rx = _key_regex(key)
         out: List[Entry] = []
         places: List[Optional[logsteps.EpochStep]] = []
         at: List[int] = []
+        ranks: List[Optional[str]] = []
         for n, line in enumerate(lines):
             m = rx.search(line)
             if not m:
@@ -359,10 +373,12 @@ def _loss_lines(lines: List[str], keys: Sequence[str]) -> Tuple[List[Entry], Opt
             out.append((step, float(m.group(1))))
             places.append(logsteps.epoch_of(line, step))
             at.append(n)
+            prefix = _RANK_PREFIX.match(line)
+            ranks.append(prefix.group(1) if prefix else None)
         if out:
             entries, note = _log_steps(out, places, at, lines)
-            return entries, key, note
-    return [], None, ""
+            return entries, key, note, ranks
+    return [], None, "", []
 
 
 def _log_steps(
@@ -393,24 +409,35 @@ def _log_steps(
     return entries, ""
 
 
-def _finish(shown: str, real: str, fmt: str, key: str, entries: List[Entry]) -> Curve:
-    with_step = [(s, v) for s, v in entries if s is not None]
-    # steps from the file when most loss entries carry one (the others are skipped and reported); a stray
-    # "step" on a summary line does not turn a step-less log into a one-step curve
-    if with_step and 2 * len(with_step) >= len(entries):
-        step_source, no_step = "file", len(entries) - len(with_step)
-        pairs: List[Tuple[int, float]] = with_step
-    else:
-        step_source, no_step = "index", 0
-        pairs = [(i, v) for i, (_, v) in enumerate(entries, 1)]
-    losses: Dict[int, float] = {}
-    duplicates = 0
-    for s, v in pairs:
-        if s in losses:
-            duplicates += 1
-            del losses[s]  # a resumed run logs the step again: keep the later value
-        losses[s] = v
-    losses = dict(sorted(losses.items()))
+def _finish(
+    shown: str, real: str, fmt: str, key: str, entries: List[Entry], ranks: Sequence[Optional[str]] = ()
+) -> Curve:
+    """The curve of ``entries``; where ``ranks`` holds two or more rank prefixes (a launcher interleaving the
+    ranks' output), each rank's lines are read as a curve of its own and each step's loss is the mean over the
+    ranks that logged it: a loop that prints its rank's own loss logs 1/N of the global batch per rank, and the
+    mean is the global batch's loss (what Hugging Face's Trainer and Megatron log, reduced over the ranks)."""
+    groups: Dict[Optional[str], List[Entry]] = {}
+    for entry, rank in zip(entries, ranks or [None] * len(entries)):
+        groups.setdefault(rank, []).append(entry)
+    if len([r for r in groups if r is not None]) < 2:
+        groups = {None: entries}
+    parts = [_steps_of(g) for r, g in groups.items() if r is not None or len(groups) == 1]
+    losses, step_source, duplicates, no_step, merged = parts[0]
+    if len(parts) > 1:
+        per_step: Dict[int, List[float]] = {}
+        for part in parts:
+            for s, v in part[0].items():
+                per_step.setdefault(s, []).append(v)
+        losses = {s: sum(v) / len(v) for s, v in sorted(per_step.items())}
+        step_source = "index" if any(p[1] == "index" for p in parts) else "file"
+        duplicates, no_step = sum(p[2] for p in parts), sum(p[3] for p in parts)
+        names = [r for r in groups if r is not None]
+        merged = (
+            f"lines of {len(names)} ranks ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''}): each "
+            "step's loss is the mean over the ranks that logged it"
+        )
+        if None in groups:
+            merged += f"; {len(groups[None])} loss lines without a rank prefix left out"
     return Curve(
         source=shown,
         path=real,
@@ -420,7 +447,43 @@ def _finish(shown: str, real: str, fmt: str, key: str, entries: List[Entry]) -> 
         step_source=step_source,
         duplicates=duplicates,
         no_step=no_step,
+        merged_note=merged,
     )
+
+
+def _steps_of(entries: List[Entry]) -> Tuple[Dict[int, float], str, int, int, str]:
+    """``(losses by step, step source, steps logged again, entries without a step, merge note)`` of one stream
+    of loss entries. A step logged again is a resumed run rewriting it: the later value is kept. Where every
+    step is logged the same number of times in a row (ranks without a prefix, or a loss line per micro-batch),
+    a step's loss is the mean of its values."""
+    with_step = [(s, v) for s, v in entries if s is not None]
+    # steps from the file when most loss entries carry one (the others are skipped and reported); a stray
+    # "step" on a summary line does not turn a step-less log into a one-step curve
+    if with_step and 2 * len(with_step) >= len(entries):
+        step_source, no_step = "file", len(entries) - len(with_step)
+        pairs: List[Tuple[int, float]] = with_step
+    else:
+        step_source, no_step = "index", 0
+        pairs = [(i, v) for i, (_, v) in enumerate(entries, 1)]
+    values: Dict[int, List[float]] = {}
+    for s, v in pairs:
+        values.setdefault(s, []).append(v)
+    counts = {len(v) for v in list(values.values())[:-1]}  # the last step may be cut short
+    order = [s for s, _ in pairs]
+    if counts and min(counts) > 1 and len(counts) == 1 and all(a <= b for a, b in zip(order, order[1:])):
+        note = (
+            f"every step logged {counts.pop()} times in a row (ranks without a prefix, or a line per "
+            "micro-batch): each step's loss is the mean of its lines"
+        )
+        return {s: sum(v) / len(v) for s, v in values.items()}, step_source, 0, no_step, note
+    losses: Dict[int, float] = {}
+    duplicates = 0
+    for s, v in pairs:
+        if s in losses:
+            duplicates += 1
+            del losses[s]  # a resumed run logs the step again: keep the later value
+        losses[s] = v
+    return dict(sorted(losses.items())), step_source, duplicates, no_step, ""
 
 
 # ------------------------------------------------------------------------------------------------ compare
@@ -598,6 +661,7 @@ def build_report(cmp: Comparison, rows: int = DEFAULT_ROWS) -> Report:
             unreadable=len(c.unreadable),
             first_unreadable=c.unreadable[0] if c.unreadable else None,
             steps_note=c.steps_note or None,
+            merged_note=c.merged_note or None,
         )
 
     only_a = sorted(set(a.losses) - set(b.losses))
@@ -876,6 +940,8 @@ def _findings(cmp: Comparison) -> List[Finding]:
             )
         if c.steps_note:
             out.append(Finding(Severity.INFO, "global-steps", f"{label}: {c.steps_note}", location=c.source))
+        if c.merged_note:
+            out.append(Finding(Severity.INFO, "merged-lines", f"{label}: {c.merged_note}", location=c.source))
         if c.no_step:
             out.append(
                 Finding(

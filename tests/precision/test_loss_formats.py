@@ -7,6 +7,7 @@ import json
 import math
 import os
 
+import pytest
 from click.testing import CliRunner
 
 from ascend_tools.cli import main
@@ -258,3 +259,50 @@ def test_a_log_of_eval_lines_only_is_still_read():
     want = lines_matching("chargpt_eval_only.log", r"step (\d+): train loss ([\d.]+),")
     assert [(s, c.losses[s]) for s in c.steps] == want and len(want) == 11
     assert read_curve(data("chargpt_eval_only.log"), metric="val loss").losses[4999] == 1.2754
+
+
+# ------------------------------------------------------------------------------------------ several ranks
+
+
+def test_torchrun_tee_ranks_are_averaged_into_the_global_batch_loss():
+    """Each rank prints the loss of its half of the global batch: their mean is the one-rank run's loss of the
+    whole batch (the known answer, printed by the same script on one rank)."""
+    two = read_curve(data("torchrun_tee_2ranks.log"))
+    one = read_curve(data("torchrun_1rank.log"))
+    assert two.steps == one.steps == list(range(1, 21))
+    for step, value in one.losses.items():
+        assert two.losses[step] == pytest.approx(value, abs=1.5e-6)  # both printed to 6 decimals
+    assert "2 ranks ([default0]:, [default1]:)" in two.merged_note and two.duplicates == 0
+    result = CliRunner().invoke(
+        main, ["loss-compare", data("torchrun_tee_2ranks.log"), data("torchrun_1rank.log")]
+    )
+    assert result.exit_code == 0 and "verdict:              ok" in result.output
+
+
+def test_a_rank_alone_in_a_prefixed_log_is_read_as_it_is(tmp_path):
+    path = write(tmp_path / "r.log", "".join(f"[default0]:step {s} | loss {1 / s}\n" for s in range(1, 6)))
+    c = read_curve(path)
+    assert c.losses == {s: 1 / s for s in range(1, 6)} and c.merged_note == ""
+
+
+def test_colour_codes_before_the_prefix_and_lines_without_one(tmp_path):
+    # RETURNN's torchrun output keeps the terminal's colour codes around some lines
+    text = (
+        "\x1b[32m[default0]:ep 1 train, step 10, loss 1.5\x1b[0m\n"
+        "[default1]:ep 1 train, step 10, loss 2.5\n"
+        "step 10 loss 9.0 (a summary line of the launcher)\n"
+        "[default0]:ep 1 train, step 11, loss 1.0\n"
+        "[default1]:ep 1 train, step 11, loss 3.0\n"
+    )
+    c = read_curve(write(tmp_path / "c.log", text))
+    assert c.losses == {10: 2.0, 11: 2.0}
+    assert "1 loss lines without a rank prefix left out" in c.merged_note
+
+
+def test_a_step_logged_in_a_row_is_the_mean_and_a_resumed_one_the_last(tmp_path):
+    in_a_row = "".join(f"step {s} loss {v}\n" for s in range(1, 4) for v in (s, s + 2.0))
+    c = read_curve(write(tmp_path / "row.log", in_a_row))
+    assert c.losses == {1: 2.0, 2: 3.0, 3: 4.0} and c.duplicates == 0 and "logged 2 times" in c.merged_note
+    resumed = "".join(f"step {s} loss {s}.0\n" for s in (1, 2, 3, 2, 3, 4))  # went back to step 2
+    c = read_curve(write(tmp_path / "resumed.log", resumed))
+    assert c.losses == {1: 1.0, 2: 2.0, 3: 3.0, 4: 4.0} and c.duplicates == 2 and c.merged_note == ""
