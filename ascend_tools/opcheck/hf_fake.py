@@ -94,7 +94,8 @@ def _patch_quantization_config(module: Any) -> None:
 
 def _patch_trainer(module: Any) -> None:
     """``--optim paged_adamw_32bit`` / ``adamw_bnb_8bit``: Trainer refuses the bitsandbytes optimizers where
-    bitsandbytes (CUDA-only; the flag is a finding of the scan) is not installed. They step as AdamW, so
+    bitsandbytes (CUDA-only; the flag is a finding of the scan) is not installed (transformers 5 raises
+    ImportError where 4.x raised ValueError). They step as AdamW, so
     the traced step runs AdamW's update with the run's learning rate, betas and eps."""
     trainer = module.Trainer
     original = trainer.get_optimizer_cls_and_kwargs
@@ -102,7 +103,7 @@ def _patch_trainer(module: Any) -> None:
     def get_optimizer_cls_and_kwargs(args: Any, model: Any = None) -> Any:
         try:
             return original(args, model)
-        except ValueError as exc:
+        except (ValueError, ImportError) as exc:  # transformers 4.x raises ValueError, 5.x ImportError
             if "bitsandbytes" not in str(exc):
                 raise
         betas = (args.adam_beta1, args.adam_beta2)

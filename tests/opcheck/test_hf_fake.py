@@ -67,7 +67,8 @@ print(cls is standins.AdamW, kwargs["lr"], kwargs["betas"])
 
 
 def test_bitsandbytes_optimizer_flag_steps_as_adamw(tmp_path):
-    """--optim paged_adamw_32bit: transformers 4.x's Trainer raises where bitsandbytes is not installed;
+    """--optim paged_adamw_32bit: the Trainer raises where bitsandbytes is not installed (4.x ValueError, 5.x
+    ImportError: found when accelerate joined the test extra and this ran on transformers 5);
     the child gives AdamW with the run's learning rate and betas."""
     pytest.importorskip("transformers")
     import importlib.util
