@@ -18,10 +18,10 @@ Kinds, in ranking order (within a kind, by score):
 4. ``divergence``: the output is off against the reference while the op's inputs agree: the output's
    error is at least ``AMPLIFICATION_CULPRIT`` times the worst input error (``diagnose``), even where the
    replay passes: the op computed something else (another eps, another formula). The paired ops'
-   non-tensor arguments are diffed and the differences named; an optimizer op needs one to differ. With tensors,
-   an op whose replay passed, whose arguments are the same and whose output has the reference's dtype computed
-   what the reference's did: none. A random
-   fill (``normal_``) whose numbers no later op reads is none (``data_inputs.unread_random_fills``).
+   non-tensor arguments are diffed and the differences named; an optimizer op needs one to differ. None: with
+   tensors, an op whose replay passed, whose arguments are the same and whose output has the reference's dtype
+   (it computed what the reference's op did); a random fill (``normal_``) whose numbers no later op reads
+   (``data_inputs.unread_random_fills``).
 5. ``target-only``: a forward or optimizer op the reference run does not have (dropout left on), other
    than a cast, a view or an allocation (backward ops follow the forward graph: a bf16 run's extra cast
    adds a gradient sum there). A divergence seen in statistics only (``STATS_DIVERGENCE``) ranks after

@@ -59,10 +59,11 @@ def leaf_inputs(records: Sequence[Record]) -> Dict[int, List[int]]:
 
 def unread_random_fills(records: Sequence[Record]) -> Set[int]:
     """Ids of the random fills (``RANDOM_FILLS``) of ``records`` (one step of one dump) whose output no later record
-    reads other than to overwrite it or to view it (a view keeps the identity: its readers count): Hugging Face's ``resize_token_embeddings`` initialises the new embedding
-    with ``normal_`` and then copies every old row over it. Two runs' random numbers differ there when their seeds
-    do, and change nothing: no cause. (A fill read through a slice has another identity and counts as unread; its
-    values then show where they are read, as a parameter's or an input's difference.)"""
+    reads other than to overwrite it or to view it (a view keeps the identity: its readers count). Hugging Face's
+    ``resize_token_embeddings`` initialises the new embedding with ``normal_`` and then copies every old row over
+    it: two runs' random numbers differ there when their seeds do, and change nothing, no cause. (A fill read
+    through a slice has another identity and counts as unread; its values then show where they are read, as a
+    parameter's or an input's difference.)"""
     ordered = sorted(records, key=lambda r: r.id)
     read: Set[Hashable] = set()
     unread: Set[int] = set()
