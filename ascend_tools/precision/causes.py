@@ -112,19 +112,19 @@ def _order(cause: Cause) -> int:
 def _parameters(res: PairResult) -> List[Cause]:
     """A cause per parameter this op read first that is off the reference's."""
     out = []
-    for name, err, bar, tensors, _ in res.params:
-        if err > bar:
-            detail = f"{name} differs from the reference's: error {err:.3g} > {bar:.3g}"
-            out.append(Cause("parameter", res, "error" if tensors else "suspect", detail, score=err / bar))
+    for p in res.params:
+        if p.error > p.bar:
+            detail = f"{p.name} differs from the reference's: error {p.error:.3g} > {p.bar:.3g}"
+            out.append(
+                Cause("parameter", res, "error" if p.tensors else "suspect", detail, score=p.error / p.bar)
+            )
     return out
 
 
 def carried_parameters(results: List[PairResult]) -> List[Tuple[str, float]]:
     """``(name, error)`` of the parameters off the reference's by more than rounding explains but not by enough
     to be a cause: after step 0, the drift the earlier steps carried into them (``diagnose``), largest first."""
-    out = [
-        (name, err) for res in results for name, err, bar, _, rounding in res.params if rounding < err <= bar
-    ]
+    out = [(p.name, p.error) for res in results for p in res.params if p.rounding < p.error <= p.bar]
     return sorted(out, key=lambda p: -p[1])
 
 

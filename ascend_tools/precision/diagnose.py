@@ -19,7 +19,7 @@ import importlib
 import math
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Tuple
 
 from ..errors import InputError
 from . import metrics as M
@@ -58,6 +58,17 @@ PARAMETER_FACTOR = 2.0
 CARRIED_PARAMETER_ERROR = 0.5
 
 
+class ParameterCheck(NamedTuple):
+    """A parameter an op is the first to read in the step, against the reference's parameter of the same name
+    (see causes.py: a stale or unloaded weight)."""
+
+    name: str
+    error: float  # relative L2 (tensors) or statistics error
+    bar: float  # what it must stay under to be no cause
+    tensors: bool  # measured on tensors (else statistics)
+    rounding: float  # what rounding explains: the bar of step 0 (later steps raise it for carried drift)
+
+
 @dataclass
 class PairResult:
     pair: Pair
@@ -69,10 +80,7 @@ class PairResult:
     replay: Optional["Replay"] = None
     amplification: Optional[float] = None
     output: int = 0  # the output judged: the worst of a multi-output op's against the reference
-    # (name, error vs the reference's same parameter, the bar it must stay under, measured on tensors, what
-    # rounding explains: the bar of step 0, lower where drift carried from earlier steps raised it) for each
-    # parameter this op is the first to read in the step (see causes.py: a stale or unloaded weight)
-    params: List[Tuple[str, float, float, bool, float]] = field(default_factory=list)
+    params: List[ParameterCheck] = field(default_factory=list)
     # (input position, fraction of its elements that differ; None: statistics only) for each integer/bool input
     # no earlier op produced that differs from the reference's: the runs were given different data (data_inputs.py)
     data_diff: List[Tuple[int, Optional[float]]] = field(default_factory=list)
@@ -194,7 +202,7 @@ class Diagnoser:
             lambda job: self._input_error(job[2], job[3], job[0]), todo, self.workers
         )
         for (res, name, _, _, bar, tensors, rounding), error in zip(todo, errors):
-            res.params.append((name, error, bar, tensors, rounding))
+            res.params.append(ParameterCheck(name, error, bar, tensors, rounding))
 
     # --- error against the reference -----------------------------------------------------------------
 
