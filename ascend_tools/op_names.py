@@ -44,6 +44,11 @@ UNDEFINED_VALUES = frozenset((
     "resize_", "resize_as_", "set_",
 ))  # fmt: skip
 
+#: namespaces of collectives: an op returns before the communication it starts has written its tensors (gloo's
+#: threads, NCCL's and HCCL's streams; ``Work.wait()`` or ``wait_tensor`` ends it), so their values are not known
+#: when it returns
+COLLECTIVE_NAMESPACES = ("c10d::", "_c10d_functional::")
+
 #: ops whose output is a view of their first input (its elements, or a subset of them, in another shape)
 ALIAS_VIEWS = frozenset((
     "view", "_unsafe_view", "alias", "detach", "expand", "t", "transpose", "reshape", "slice", "select",

@@ -11,6 +11,10 @@
 seen (statistics once per tensor value, see ``TensorEntry``) and when to flush; ``record_writer.py``
 takes the records to the rank directory.
 
+A collective (``c10d::allreduce_``, ``_c10d_functional::all_gather_into_tensor``) returns before the communication
+writes its tensors: its record holds their dtype and shape, and until the step ends every op that reads their
+storages reads their values again (:meth:`Capture._written_later`).
+
 Per tensor the mode (``stats`` | ``tensor`` | ``hash``) decides what is kept; statistics are always
 computed on the tensor's device, batched to the host from an accelerator (``stats.py``). A record whose
 statistics are known is encoded at once (``lines.py``), else at the flush. Records are written as JSON lines at
@@ -26,7 +30,7 @@ import os
 import sys
 import time
 import weakref
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 import torch
 
@@ -130,6 +134,8 @@ class Capture(StepSession):
         self._seen: Dict[int, TensorEntry] = {}
         # writes seen per storage address: an entry holds while the count is the one it was made at
         self._writes: Dict[int, int] = {}
+        # storages a collective of this step writes after it returns: their values are read again at every use
+        self._volatile: Set[int] = set()
         # stats mode: tensors by the elements they hold (tensor_entry.place), for new views of known values;
         # not in hash mode (a digest depends on the order) nor tensor mode (a record's own file)
         self._by_place: Optional[Dict[tuple, TensorEntry]] = {} if mode == "stats" else None
@@ -270,6 +276,7 @@ class Capture(StepSession):
         )
         if self._by_place is not None:
             self._by_place = {k: v for k, v in self._by_place.items() if v.ref() is not None}
+        self._volatile = set()
         self._init = False
         self._step_used = False
         self._busy = was
@@ -328,6 +335,8 @@ class Capture(StepSession):
         info.ptr = key[0] if key is not None else data_ptr(t)  # a place starts with the data address
         info.storage = storage = storage_ptr(t)
         info.writes = self._writes.get(storage, 0)
+        if storage in self._volatile:
+            return
         self._seen[id(t)] = info
         # a live, unwritten holder stays: a transpose made for one op dies with it, its base lives on
         if (
@@ -348,6 +357,24 @@ class Capture(StepSession):
             key = place(t)
             if key is not None:
                 self._by_place.pop(key, None)
+
+    def _written_later(self, tensors: Sequence[torch.Tensor]) -> None:
+        """A collective's tensors: the communication it started writes them after it returns (gloo's threads,
+        NCCL's or HCCL's streams: no version bump, no op the mode sees), so no entry of their storages is kept
+        in this step: every op that reads them reads their values again (DDP's reducer views its gradient
+        buckets once its all-reduce is done: the entries kept from before it held the rank's own gradients)."""
+        for t in tensors:
+            self._forget(t)
+            storage = storage_ptr(t)
+            if storage >= 0:
+                self._volatile.add(storage)
+
+    def _allocated(self, tensors: Sequence[torch.Tensor]) -> None:
+        """The outputs of an op that writes no argument and returns no view are new storages: one may sit where a
+        collective's freed tensor was (DDP allocates its buckets where the buffer of its start-up broadcast was),
+        and is no collective's to write."""
+        for t in tensors:
+            self._volatile.discard(storage_ptr(t))
 
     def _same_place(self, t: torch.Tensor, key: tuple) -> Optional[TensorEntry]:
         """A new entry for ``t`` (at place ``key``) sharing the statistics of a live tensor that holds the
@@ -407,6 +434,8 @@ class Capture(StepSession):
         call_args = split_call(args, kwargs, tensors)
         inputs = [self._tensor(t, rid, "in", i) for i, t in enumerate(tensors)]
         written: Optional[List[torch.Tensor]] = [] if meta.mutated else None
+        if meta.collective:
+            self._written_later(tensors)
         for i, name in meta.mutated:
             t = args[i] if i < len(args) else kwargs.get(name)
             if isinstance(t, torch.Tensor):
@@ -427,6 +456,15 @@ class Capture(StepSession):
         else:
             tensors = []
             flat_tensors(out, tensors)
+        if meta.collective:
+            # values written after the op returns (see OpFacts.collective): dtype and shape only; the ops that read
+            # them after the wait read them again
+            outputs = [TensorEntry(dtype_name(t.dtype), t.shape, body="}") for t in tensors]
+            self._written_later(tensors)
+            self._emit((rid, meta.name, "op", phase, call, module, inputs, outputs, args_json, sid))
+            return
+        if self._volatile and not meta.view and not meta.mutated:
+            self._allocated(tensors)
         # a view of all of its input's elements shares their statistics; other views get them where read
         shares = meta.same_values or (
             meta.view_shares

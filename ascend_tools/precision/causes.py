@@ -40,8 +40,12 @@ from .records import Record, TensorInfo
 
 KINDS = ("data", "nonfinite", "parameter", "kernel", "divergence", "target-only")
 
-# target-only ops that change no value: the casts a lower-precision run adds, views and copies
-_NEUTRAL = ALIAS_VIEWS | {"_to_copy", "to", "clone", "copy_", "contiguous", "lift_fresh", "_to_dtype"}
+# target-only ops that change no value: the casts a lower-precision run adds, views, copies and concatenations (DDP
+# flattens the parameters it broadcasts at its start by dtype: a bf16 model with fp32 LoRA weights adds a cat)
+_NEUTRAL = ALIAS_VIEWS | {
+    "_to_copy", "to", "clone", "copy_", "contiguous", "lift_fresh", "_to_dtype", "cat", "stack", "split",
+    "split_with_sizes", "unbind", "chunk",
+}  # fmt: skip
 # ops that alias their input's memory: they cannot make a NaN, only show one already there (FSDP2 views the
 # buffers it re-allocates for an all-gather before filling them: uninitialised memory)
 _ALIASES = ALIAS_VIEWS

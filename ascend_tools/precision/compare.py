@@ -158,7 +158,8 @@ def culprit_row(position: int, cause: Cause, dump: Dump) -> Dict[str, Any]:
         method="inputs" if data else res.method,
         verdict=cause.level,
         error_vs_reference=res.verdict.ratio if res.verdict else None,
-        reason=cause.detail if data else (verdict.reason if verdict else ""),
+        # a target-only op has no verdict: what the cause says of it
+        reason=cause.detail if data or not (verdict and verdict.reason) else verdict.reason,
         stack=diagnose.stack_lines(dump, rec),
     )
 

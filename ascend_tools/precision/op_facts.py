@@ -1,11 +1,11 @@
 """Per-op facts a capture looks up on every call: its name, whether it is recorded, whether its output is a
 view of an input (read from the schema, ``aliasing.py``) or holds copied or undefined values, which
-arguments it writes."""
+arguments it writes, whether it is a collective (its tensors written after it returns)."""
 
 from typing import Any, Optional
 
 from ..dispatch import op_name, written_args
-from ..op_names import UNDEFINED_VALUES, is_wanted, op_base
+from ..op_names import COLLECTIVE_NAMESPACES, UNDEFINED_VALUES, is_wanted, op_base
 from . import aliasing
 
 # bookkeeping ops that compute nothing (record_function markers of the profiler and the optimizer)
@@ -16,7 +16,17 @@ class OpFacts:
     """What a capture needs to know about an op, worked out once per op overload. ``func``: the op itself,
     held so that a table of facts by ``id(func)`` never meets a reused id."""
 
-    __slots__ = ("func", "mutated", "name", "same_values", "selected", "undefined", "view", "view_shares")
+    __slots__ = (
+        "collective",
+        "func",
+        "mutated",
+        "name",
+        "same_values",
+        "selected",
+        "undefined",
+        "view",
+        "view_shares",
+    )
 
     def __init__(self, func: Any, wanted: Optional[set]) -> None:
         self.func = func
@@ -27,3 +37,5 @@ class OpFacts:
         self.view_shares = self.view and aliasing.may_share(self.name)
         self.undefined = op_base(self.name) in UNDEFINED_VALUES
         self.mutated = written_args(func)
+        # its tensors are written after it returns; wait_tensor returns once they are
+        self.collective = self.name.startswith(COLLECTIVE_NAMESPACES) and op_base(self.name) != "wait_tensor"
