@@ -142,6 +142,8 @@ class Capture(StepSession):
         self._stack_table = StackTable()
         self._names = ModuleNames()
         self._grad_names: Dict[int, str] = {}  # id of each parameter's .grad while optimizer.step() runs
+        # per optimizer in its step: its tensors, their storages and the writes seen to them when it began
+        self._step_writes: Dict[int, List[Tuple[torch.Tensor, int, int]]] = {}
         self._init = True  # no module forward has run yet: ops are phase "init"
         self._step_used = False  # a module forward, a backward or an optimizer op ran in this step
         self._paths: Optional[ModulePath] = None
@@ -399,12 +401,25 @@ class Capture(StepSession):
                         if seen is not None and seen.ref() is p.grad:  # recorded in backward already
                             seen.name = names[id(p.grad)]
             self._grad_names = names
+            self._step_writes[id(optimizer)] = [
+                (t, storage, self._writes.get(storage, 0))
+                for t in optimizer_tensors(optimizer)
+                for storage in (storage_ptr(t),)
+            ]
         except Exception as exc:
             self._fail(exc)
 
-    def _optimizer_exit(self, *args: Any, **kwargs: Any) -> None:
+    def _optimizer_exit(self, optimizer: Any = None, *args: Any, **kwargs: Any) -> None:
+        """The optimizer's tensors that no op the mode saw wrote in its step were written unseen (see
+        :func:`optimizer_tensors`) or not at all: their entries are let go (a torch optimizer's writes are seen)."""
         self._grad_names = {}
-        super()._optimizer_exit(*args, **kwargs)
+        try:
+            for t, storage, writes in self._step_writes.pop(id(optimizer), ()):
+                if self._writes.get(storage, 0) == writes:
+                    self._forget(t)
+        except Exception as exc:
+            self._fail(exc)
+        super()._optimizer_exit(optimizer, *args, **kwargs)
 
     def _stack_id(self) -> Optional[int]:
         """Id of the Python stack that issued this op (see :class:`StackTable`)."""
@@ -596,6 +611,21 @@ def start_from_options(opts: Dict[str, Any]) -> Capture:
     cap = capture(opts.pop("out_dir"), **opts)
     cap.start()
     return cap
+
+
+def optimizer_tensors(optimizer: Any) -> Iterable[torch.Tensor]:
+    """The parameters and state tensors of ``optimizer``: what its step writes, whatever runs it. A fused kernel
+    called from C++ (apex's and DeepSpeed's FusedAdam launch theirs on ``data_ptr()``) writes them without an op the
+    dispatcher sees and without a version bump, so a tool that keeps what it knew of them past the step must forget
+    it there."""
+    for group in getattr(optimizer, "param_groups", ()):
+        for p in group.get("params", ()):
+            if isinstance(p, torch.Tensor):
+                yield p
+    for state in getattr(optimizer, "state", {}).values():
+        for value in state.values() if isinstance(state, dict) else ():
+            if isinstance(value, torch.Tensor):
+                yield value
 
 
 def _current(entry: Optional[TensorEntry], writes: Dict[int, int]) -> bool:

@@ -458,6 +458,14 @@ class Shadow(StepSession):
         if self._off:  # ops that run unseen may write what the copies hold
             self._snaps.clear()
 
+    def _optimizer_enter(self, *args: Any, **kwargs: Any) -> None:
+        super()._optimizer_enter(*args, **kwargs)
+        if not self._off:
+            # a fused optimizer kernel called from C++ (apex's, DeepSpeed's FusedAdam) writes the parameters unseen,
+            # without a version bump: the live snaps the checks still to run hold (a weight backward's last matmul
+            # read) are copied first
+            self._guarded(self._snaps.clear)
+
     def _advance(self) -> None:
         try:
             self._flush()

@@ -87,6 +87,22 @@ def test_a_parameter_changed_inside_the_capture_is_read_afresh(tmp_path, cast):
         assert torch.equal(dump.load_tensor(grad, 0), grads[param.name])
 
 
+def assert_forward_reads(path, before):
+    """Each parameter's first forward read in steps 1 and 2 has the statistics of ``before[step]`` (NumPy copies)."""
+    for step in (1, 2):
+        seen = {}
+        for rec in records(path, step):
+            if rec.phase == "forward":
+                for info in rec.inputs:
+                    if info.name and not info.name.endswith(".grad"):
+                        seen.setdefault(info.name, info.stats)
+        assert set(seen) == set(before[step])
+        for name, stats in seen.items():
+            value = before[step][name]
+            assert stats.max == pytest.approx(float(value.max()), rel=1e-6), (step, name)
+            assert stats.mean == pytest.approx(float(value.mean()), rel=1e-5, abs=1e-7), (step, name)
+
+
 def test_statistics_follow_a_data_alias_optimizer_across_steps(tmp_path):
     """Stats mode keeps a parameter's statistics into the next step while it is unwritten; an optimizer that
     updates ``p.data`` in place (no version bump of ``p``) must not leave the next forward reading the old ones.
@@ -104,18 +120,38 @@ def test_statistics_follow_a_data_alias_optimizer_across_steps(tmp_path):
                     p.data.add_(p.grad, alpha=-0.5)
                     p.grad = None
             cap.step()
-    for step in (1, 2):
-        seen = {}
-        for rec in records(tmp_path, step):
-            if rec.phase == "forward":
-                for info in rec.inputs:
-                    if info.name and not info.name.endswith(".grad"):
-                        seen.setdefault(info.name, info.stats)
-        assert set(seen) == set(before[step])
-        for name, stats in seen.items():
-            value = before[step][name]
-            assert stats.max == pytest.approx(float(value.max()), rel=1e-6), (step, name)
-            assert stats.mean == pytest.approx(float(value.mean()), rel=1e-5, abs=1e-7), (step, name)
+    assert_forward_reads(tmp_path, before)
+
+
+class NumpyWriteSGD(torch.optim.Optimizer):
+    """Updates each parameter through a NumPy view of its memory: no op the dispatcher sees, no version bump, as a
+    fused optimizer kernel called from C++ does (apex's and DeepSpeed's FusedAdam launch theirs on ``data_ptr()``)."""
+
+    def __init__(self, params):
+        super().__init__(params, {"lr": 0.5})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.detach().numpy()[...] -= group["lr"] * p.grad.numpy()
+
+
+def test_statistics_after_an_optimizer_the_dispatcher_does_not_see(tmp_path):
+    """Steps counted by ``optimizer.step()``: the parameters it held are written by the step, whatever runs it, so
+    the next forward reads their new values. Expected: NumPy's statistics of copies taken before each forward."""
+    torch.manual_seed(0)
+    model = Net()
+    x = torch.randn(4, 8)
+    opt = NumpyWriteSGD(model.parameters())
+    before = []
+    with capture(str(tmp_path), mode="stats"):
+        for _ in range(3):
+            before.append({n: p.detach().clone().numpy() for n, p in model.named_parameters()})
+            model(x).pow(2).mean().backward()
+            opt.step()
+            opt.zero_grad()
+    assert_forward_reads(tmp_path, before)
 
 
 def test_full_module_paths_without_model_after_a_submodule_ran_alone(tmp_path):

@@ -281,3 +281,23 @@ def test_ops_that_make_meta_tensors_are_skipped_not_failed():
     assert sh.internal_errors == 0
     assert sh.skipped["not a plain tensor"] == 1  # the _to_copy (empty_like: uninitialised; normal_: random)
     assert [r.key.split("#")[0] for r in sh.results] == ["aten::mul.Tensor", "aten::sum"]  # checked as before
+
+
+def test_an_optimizer_the_dispatcher_does_not_see_leaves_the_checks_their_inputs():
+    """An optimizer that writes the parameters unseen (through NumPy, as a fused kernel called from C++ does): the
+    checks still queued when it starts (the backward's last matmuls read the weights) judge the values their op
+    read. Before: a weight gradient's ``mm`` in backward an error at most steps, ~1e7 scaled ULP off its replay."""
+    from test_capture_identity import NumpyWriteSGD
+
+    torch.manual_seed(0)
+    # wide enough that the worker's float64 replays lag behind the step: checks are still queued at the optimizer
+    model = torch.nn.Sequential(torch.nn.Linear(256, 1024), torch.nn.SiLU(), torch.nn.Linear(1024, 256))
+    x = torch.randn(512, 256)
+    opt = NumpyWriteSGD(model.parameters())
+    with shadow(model=model) as sh:
+        for _ in range(3):
+            model(x).pow(2).mean().backward()
+            opt.step()
+            opt.zero_grad()
+    assert {r.step for r in sh.results} == {0, 1, 2} and any(r.phase == "backward" for r in sh.results)
+    assert [(r.key, r.verdict.reason) for r in sh.results if r.level == "error"] == []
