@@ -61,9 +61,8 @@ def unread_random_fills(records: Sequence[Record]) -> Set[int]:
     """Ids of the random fills (``RANDOM_FILLS``) of ``records`` (one step of one dump) whose output no later record
     reads other than to overwrite it or to view it (a view keeps the identity: its readers count). Hugging Face's
     ``resize_token_embeddings`` initialises the new embedding with ``normal_`` and then copies every old row over
-    it: two runs' random numbers differ there when their seeds do, and change nothing, no cause. (A fill read
-    through a slice has another identity and counts as unread; its values then show where they are read, as a
-    parameter's or an input's difference.)"""
+    it: two runs' random numbers differ there when their seeds do, and change nothing, no cause. A view's input is
+    read where the view is (a slice of a fill that an op reads reads the fill), walking back from the last record."""
     ordered = sorted(records, key=lambda r: r.id)
     read: Set[Hashable] = set()
     unread: Set[int] = set()
@@ -71,7 +70,12 @@ def unread_random_fills(records: Sequence[Record]) -> Set[int]:
         base = op_base(rec.name)
         if base in RANDOM_FILLS and rec.outputs and all(_identity(o) not in read for o in rec.outputs):
             unread.add(rec.id)
-        first = 1 if base in OVERWRITES_SELF or base in ALIAS_VIEWS else 0
+        if base in ALIAS_VIEWS:  # its input is read where the view is
+            if rec.inputs and any(_identity(o) in read for o in rec.outputs):
+                read.add(_identity(rec.inputs[0]))
+            first = 1
+        else:
+            first = 1 if base in OVERWRITES_SELF else 0
         read.update(_identity(info) for info in rec.inputs[first:])
     return unread
 

@@ -117,6 +117,23 @@ def test_random_fills_nothing_reads_are_found():
     assert unread_random_fills(records) == {0}
 
 
+def test_a_random_fill_read_through_a_view_is_read():
+    """A slice of a fill (another shape: another identity) that an op reads reads the fill; one only overwritten
+    does not."""
+    whole = info("float32", "tensors/0.out0.npy")
+    half = TensorInfo("float32", [2], None, "tensors/1.out0.npy")
+    rest = TensorInfo("float32", [2], None, "tensors/3.out0.npy")
+    records = [
+        Record(0, "aten::uniform_", "op", "init", 0, inputs=[info("float32")], outputs=[whole]),
+        Record(1, "aten::slice.Tensor", "op", "init", 0, inputs=[whole], outputs=[half]),
+        Record(2, "aten::mul.Tensor", "op", "forward", 0, inputs=[half, info("float32", "x")]),
+        Record(3, "aten::normal_", "op", "init", 1, inputs=[info("float32")], outputs=[rest]),
+        Record(4, "aten::slice.Tensor", "op", "init", 1, inputs=[rest], outputs=[info("float32", "v")]),
+        Record(5, "aten::copy_", "op", "init", 1, inputs=[info("float32", "v"), info("float32", "src")]),
+    ]  # fmt: skip
+    assert unread_random_fills(records) == {3}
+
+
 def seeded_step(out_dir, seed: int, resized: bool, mode: str):
     """An embedding initialised from ``seed`` and, where ``resized``, overwritten with fixed values through
     ``.data`` before use, as Hugging Face's resize_token_embeddings does (256 KiB: fresh zeroed pages in both runs,
