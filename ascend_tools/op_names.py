@@ -49,6 +49,14 @@ UNDEFINED_VALUES = frozenset((
 #: when it returns
 COLLECTIVE_NAMESPACES = ("c10d::", "_c10d_functional::")
 
+
+def is_collective(name: str) -> bool:
+    """Whether op ``name`` starts a communication that writes its tensors after it returns (``wait_tensor``
+    returns once they are written). Their schemas do not say which they write (``c10d::allreduce_(Tensor[]
+    tensors, ...)`` has no alias annotation): every tensor of the call may be."""
+    return name.startswith(COLLECTIVE_NAMESPACES) and op_base(name) != "wait_tensor"
+
+
 #: ops whose output is a view of their first input (its elements, or a subset of them, in another shape)
 ALIAS_VIEWS = frozenset((
     "view", "_unsafe_view", "alias", "detach", "expand", "t", "transpose", "reshape", "slice", "select",

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, List, Optional, Tuple
 
 from ..op_names import ALIAS_VIEWS, UNDEFINED_VALUES, op_base
-from .data_inputs import unread_random_fills
+from .data_inputs import is_discrete, unread_random_fills
 from .diagnose import AMPLIFICATION_CULPRIT, PairResult
 from .records import Record, TensorInfo
 
@@ -84,11 +84,12 @@ def rank(results: List[PairResult]) -> List[Cause]:
     first = first_nonfinite(results)
     if first is not None:
         found.append(first)
+    op_level = any(r.record.kind == "op" for r in results)
     for res in results:
         found.extend(_parameters(res))
         if (first is not None and res is first.result) or (data is not None and res is data.result):
             continue
-        cause = _classify(res)
+        cause = _classify(res, op_level)
         if cause is not None and cause.kind == "divergence" and cause.result.record.id in unread:
             continue  # other random numbers that nothing reads
         if cause is not None and not _after_other_data(cause, data):
@@ -132,7 +133,8 @@ def carried_parameters(results: List[PairResult]) -> List[Tuple[str, float]]:
     return sorted(out, key=lambda p: -p[1])
 
 
-def _classify(res: PairResult) -> Optional[Cause]:
+def _classify(res: PairResult, op_level: bool) -> Optional[Cause]:
+    """``op_level``: the dump holds op records (``level`` op or mix)."""
     t, r = res.pair.target, res.pair.reference
     if t is None:
         return None
@@ -154,6 +156,15 @@ def _classify(res: PairResult) -> Optional[Cause]:
     proven = res.error is not None
     ratio = res.amplification or 0.0
     if res.verdict is None or res.verdict.level != "error":
+        return None
+    if op_level and t.kind != "op":
+        # a module's difference is its ops', judged one by one with every input (its parameters too, which a
+        # module record does not hold: after step 0 a LoRA weight's drift read as the module diverging)
+        return None
+    if (t.inputs or t.kind != "op") and all(is_discrete(i.dtype) for i in t.inputs) and not arg_diff(t, r):
+        # it read nothing float that could agree (a module-level gradient record, the model's forward on token ids,
+        # an op on integers): its difference is that of what produced it, judged there (a factory op, which reads
+        # nothing, stays: randn with another seed)
         return None
     if proven and ratio < AMPLIFICATION_CULPRIT:
         return None

@@ -5,7 +5,7 @@ arguments it writes, whether it is a collective (its tensors written after it re
 from typing import Any, Optional
 
 from ..dispatch import op_name, written_args
-from ..op_names import COLLECTIVE_NAMESPACES, UNDEFINED_VALUES, is_wanted, op_base
+from ..op_names import UNDEFINED_VALUES, is_collective, is_wanted, op_base
 from . import aliasing
 
 # bookkeeping ops that compute nothing (record_function markers of the profiler and the optimizer)
@@ -37,5 +37,4 @@ class OpFacts:
         self.view_shares = self.view and aliasing.may_share(self.name)
         self.undefined = op_base(self.name) in UNDEFINED_VALUES
         self.mutated = written_args(func)
-        # its tensors are written after it returns; wait_tensor returns once they are
-        self.collective = self.name.startswith(COLLECTIVE_NAMESPACES) and op_base(self.name) != "wait_tensor"
+        self.collective = is_collective(self.name)  # its tensors are written after it returns

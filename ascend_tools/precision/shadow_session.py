@@ -60,7 +60,7 @@ from torch.utils._python_dispatch import _disable_current_modes
 from .. import atomic, backend
 from ..dispatch import ModulePath, flat_tensors, op_name, written_args
 from ..launch import failed
-from ..op_names import UNDEFINED_VALUES, is_wanted, normalise_op, op_base
+from ..op_names import UNDEFINED_VALUES, is_collective, is_wanted, normalise_op, op_base
 from ..report import Finding, Report, Series, Severity, Table
 from ..session import StepSession
 from ..stacks import user_site
@@ -189,6 +189,7 @@ class _Op:
 
     __slots__ = (
         "alpha",
+        "collective",
         "counted",
         "functional",
         "half_to_float",
@@ -205,6 +206,7 @@ class _Op:
         schema = func._schema
         self.counted = self.name.startswith("aten::")
         self.mutated = written_args(func)
+        self.collective = is_collective(self.name)  # writes any of its tensors, after it returns
         self.functional = _functional(func, self.mutated)
         self.half_to_float = next(
             (i for i, a in enumerate(schema.arguments) if a.name == "half_to_float"), None
@@ -488,8 +490,16 @@ class Shadow(StepSession):
         if op is None:
             op = self._ops[func] = _Op(func, self._wanted)
         pre = self._pending(op, args, kwargs)
-        if op.mutated:  # after the copies of its inputs: what it writes no longer holds their values
+        if (
+            op.mutated or op.collective
+        ):  # after the copies of its inputs: what it writes no longer holds their values
             written: List[torch.Tensor] = []
+            if (
+                op.collective
+            ):  # gloo's threads, NCCL's or HCCL's streams write after it returns (DDP's buckets)
+                flat_tensors(
+                    [a for a in (*args, *kwargs.values()) if isinstance(a, (torch.Tensor, list))], written
+                )
             for i, name in op.mutated:
                 flat_tensors(args[i] if i < len(args) else kwargs.get(name), written)
             with _no_modes():  # (a copy on write must not meet a mode below the shadow)

@@ -8,7 +8,7 @@ run unmodified through the zero-code-change CLI on the CPU (gloo) with the check
 bfloat16 --bf16`` (the base weights in bf16, the LoRA weights in float32, CPU autocast).
 
 On both ranks: two clean fp32 runs list nothing (tensors and statistics, steps 0 and 1), nor does the bf16 run
-against the fp32 one, nor ``shadow`` of either; a faulty ``mm`` kernel on one forward call (``corpus_fault/``, as in
+against the fp32 one (also with module records, ``--level mix``), nor ``shadow`` of either; a faulty ``mm`` kernel on one forward call (``corpus_fault/``, as in
 test_precision_corpus.py) is named first by ``compare`` and by ``shadow``. Found this way (each fixed, with a unit
 test in test_capture_ddp.py): DDP's reducer views its gradient buckets (``as_strided``) after the all-reduce, which
 gloo writes after ``c10d::allreduce_`` returns: the capture read the views' input as the rank's own gradients and
@@ -94,6 +94,8 @@ def runs(tmp_path_factory):
                 ("dump", "-o", f"{base}/{mode}-{name}.dump", "--mode", mode),
                 extra=extra,
             )
+    for name, extra in (("ref", ()), ("bf16", BF16)):  # module records beside the ops
+        run(base, f"mix-{name}", ("dump", "-o", f"{base}/mix-{name}.dump", "--level", "mix"), extra=extra)
     cwd = run(base, "fault", ("dump", "-o", f"{base}/fault.dump", "--mode", "tensor"), env=FAULT)
     assert fired(cwd) == ["mm forward 3"] * len(RANKS)
     return base
@@ -113,6 +115,15 @@ def compare(base: Path, target: str, reference: str, rank: int, step: int):
 def test_clean_ddp_lora_runs_list_nothing(runs, target, mode, step, rank):
     rep = compare(runs, f"{mode}-{target}", f"{mode}-ref", rank, step)
     assert len(rep["pairs"]) > 1000  # the Trainer's model did run under the capture
+    assert [(c["kind"], c["name"]) for c in rep["culprits"]] == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step", [0, 1])
+@pytest.mark.parametrize("rank", RANKS)
+def test_a_clean_bf16_mix_dump_lists_nothing(runs, step, rank):
+    """Before: 4 to 22 suspects per rank and step, module records (test_mix_level_causes.py)."""
+    rep = compare(runs, "mix-bf16", "mix-ref", rank, step)
     assert [(c["kind"], c["name"]) for c in rep["culprits"]] == []
 
 
