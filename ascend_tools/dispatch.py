@@ -120,9 +120,13 @@ class ModulePath:
             self._stack.pop()
 
     def current(self) -> str:
-        node = _CURRENT_NODE() if _CURRENT_NODE is not None else None
-        if node is not None:
-            return self._by_seq.get(node._sequence_nr(), "")
+        if not self._stack:  # no module's forward runs: backward, or an op outside every module
+            node = _CURRENT_NODE() if _CURRENT_NODE is not None else None
+            if node is not None:
+                return self._by_seq.get(node._sequence_nr(), "")
+        # a module's forward runs, in backward too: activation checkpointing runs the forward again there, and the
+        # nodes that recomputation makes are noted like the first forward's (before, a reentrant checkpoint's
+        # backward ops all went to the root)
         path = self._stack[-1] if self._stack else ""
         if _SEQUENCE_NR is not None:
             seq = _SEQUENCE_NR() - 1

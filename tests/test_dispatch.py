@@ -243,3 +243,26 @@ def test_hugging_face_rope_belongs_to_its_attention():
     # rotate_half's neg is Llama's only one: NegBackward0 counts to the same modules
     fwd_neg = sorted(m for op, m, _ in rope if op == "aten::neg")
     assert sorted(m for op, ph, m, node, *_ in mode.seen if node == "NegBackward0") == fwd_neg
+
+
+@pytest.mark.parametrize("reentrant", [True, False])
+def test_backward_ops_under_activation_checkpointing_get_their_module(reentrant):
+    """Each block checkpointed (``torch.utils.checkpoint``, as Hugging Face's ``gradient_checkpointing_enable``
+    does, reentrant by default in transformers 4.x): the forward runs again inside backward. The recomputed ops
+    and the backward ops of the nodes they make belong to the block's modules, as without checkpointing."""
+    from torch.utils.checkpoint import checkpoint
+
+    class Checkpointed(Net):
+        def forward(self, x):
+            h = checkpoint(self.a, x, use_reentrant=reentrant)
+            return checkpoint(self.b, h, use_reentrant=reentrant).square().sum()
+
+    torch.manual_seed(0)
+    model, x = Checkpointed(), torch.randn(3, 4, requires_grad=True)
+    seen = _run(model, x)
+    assert [m for op, ph, m, _ in seen if op == "aten::tanh_backward"] == ["b", "a"]
+    bwd_mm = [m for op, ph, m, node in seen if op == "aten::mm" and node == "AddmmBackward0"]
+    assert set(bwd_mm) == {"a.up", "a.down", "b.up", "b.down"}
+    # the recomputed forward ops (run while the engine runs the checkpoint's node) name their module too
+    recomputed = [m for op, ph, m, _ in seen if op == "aten::tanh" and ph == "backward"]
+    assert recomputed == ["b", "a"]
