@@ -8,7 +8,8 @@ run unmodified through the zero-code-change CLI on the CPU (gloo) with the check
 bfloat16 --bf16`` (the base weights in bf16, the LoRA weights in float32, CPU autocast).
 
 On both ranks: two clean fp32 runs list nothing (tensors and statistics, steps 0 and 1), nor does the bf16 run
-against the fp32 one (also with module records, ``--level mix``), nor ``shadow`` of either; a faulty ``mm`` kernel on one forward call (``corpus_fault/``, as in
+against the fp32 one (also with module records, ``--level mix``), nor ``shadow`` of either; a LoRA flag that differs
+from the reference's (``--lora_alpha``, ``--lora_dropout``) is named first, with the argument that differs; a faulty ``mm`` kernel on one forward call (``corpus_fault/``, as in
 test_precision_corpus.py) is named first by ``compare`` and by ``shadow``. Found this way (each fixed, with a unit
 test in test_capture_ddp.py): DDP's reducer views its gradient buckets (``as_strided``) after the all-reduce, which
 gloo writes after ``c10d::allreduce_`` returns: the capture read the views' input as the rank's own gradients and
@@ -42,6 +43,13 @@ RANKS = (0, 1)
 FAULT = {"FAULT_OP": "mm", "FAULT_CALL": "3", "PYTHONPATH": FAULT_SITE}
 FAULTY = ("aten::mm#forward#3", "module.base_model.model.model.layers.0.self_attn.k_proj.base_layer")
 BF16 = ["--torch_dtype", "bfloat16", "--bf16", "True"]  # a later flag wins (HfArgumentParser)
+#: a LoRA hyperparameter that differs from the reference's launch (the truth's: alpha 16, dropout 0.05): the cause
+#: compare must name, with the argument that differs (scaling alpha / rank: 4.0 vs 2.0; dropout's keep probability)
+CONFIGS = {"alpha": ["--lora_alpha", "32"], "dropout": ["--lora_dropout", "0.1"]}
+WANT = {
+    "alpha": ("aten::mul.Tensor", "args[1]: 4.0 vs 2.0"),
+    "dropout": ("aten::bernoulli_.float", "args[1]: 0.9 vs 0.95"),
+}
 
 
 def command():
@@ -96,6 +104,8 @@ def runs(tmp_path_factory):
             )
     for name, extra in (("ref", ()), ("bf16", BF16)):  # module records beside the ops
         run(base, f"mix-{name}", ("dump", "-o", f"{base}/mix-{name}.dump", "--level", "mix"), extra=extra)
+    for name, extra in CONFIGS.items():  # a launch flag that differs from the reference's
+        run(base, name, ("dump", "-o", f"{base}/{name}.dump", "--mode", "tensor"), extra=extra)
     cwd = run(base, "fault", ("dump", "-o", f"{base}/fault.dump", "--mode", "tensor"), env=FAULT)
     assert fired(cwd) == ["mm forward 3"] * len(RANKS)
     return base
@@ -125,6 +135,19 @@ def test_a_clean_bf16_mix_dump_lists_nothing(runs, step, rank):
     """Before: 4 to 22 suspects per rank and step, module records (test_mix_level_causes.py)."""
     rep = compare(runs, "mix-bf16", "mix-ref", rank, step)
     assert [(c["kind"], c["name"]) for c in rep["culprits"]] == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+@pytest.mark.parametrize("rank", RANKS)
+def test_a_lora_flag_that_differs_is_named_first_with_its_argument(runs, config, rank):
+    """Before the module paths followed activation checkpointing, the alpha's scaling was named at the root."""
+    rep = compare(runs, config, "tensor-ref", rank, 0)
+    top = rep["culprits"][0]
+    op, diff = WANT[config]
+    assert (top["kind"], top["op"], top["verdict"]) == ("divergence", op, "error")
+    assert diff in top["arg_diff"]
+    assert top["module"].startswith("module.base_model.model.model.layers.")  # a LoRA layer of the model
 
 
 @pytest.mark.slow
