@@ -471,14 +471,7 @@ class Capture(StepSession):
         else:
             tensors = []
             flat_tensors(out, tensors)
-        if meta.collective:
-            # values written after the op returns (see OpFacts.collective): dtype and shape only; the ops that read
-            # them after the wait read them again
-            outputs = [TensorEntry(dtype_name(t.dtype), t.shape, body="}") for t in tensors]
-            self._written_later(tensors)
-            self._emit((rid, meta.name, "op", phase, call, module, inputs, outputs, args_json, sid))
-            return
-        if self._volatile and not meta.view and not meta.mutated:
+        if self._volatile and not (meta.collective or meta.view or meta.mutated):
             self._allocated(tensors)
         # a view of all of its input's elements shares their statistics; other views get them where read
         shares = meta.same_values or (
@@ -487,7 +480,12 @@ class Capture(StepSession):
             and bool(inputs)
             and aliasing.same_elements(tensors[0].numel(), inputs[0].shape)
         )
-        if shares and len(tensors) == 1 and inputs and inputs[0].has_stats and type(tensors[0]) in _PLAIN:
+        if meta.collective:
+            # values written after the op returns (see OpFacts.collective): dtype and shape only; the ops that read
+            # them after the wait read them again
+            outputs = [TensorEntry(dtype_name(t.dtype), t.shape, body="}") for t in tensors]
+            self._written_later(tensors)
+        elif shares and len(tensors) == 1 and inputs and inputs[0].has_stats and type(tensors[0]) in _PLAIN:
             t = tensors[0]
             if self._save_tensors:
                 outputs = [self._tensor(t, rid, "out", 0)]
