@@ -15,28 +15,18 @@ import sys
 
 import pytest
 import torch
-import transformers
 
 from ascend_tools.precision import capture
 from ascend_tools.precision.compare import compare_dumps
 from ascend_tools.precision.store import OurDump
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "profiling"))
+import tiny_llama
 from gloo_ranks import init, spawn
 
 
 def build(dtype):
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=64,
-        attn_implementation="eager",
-    )
-    model = transformers.LlamaForCausalLM(config)
+    model = tiny_llama.build()
     rotary = model.model.rotary_emb
     inv_freq = rotary.inv_freq
     model.to(dtype)

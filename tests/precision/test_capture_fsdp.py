@@ -13,7 +13,6 @@ import sys
 
 import pytest
 import torch
-import transformers
 
 from ascend_tools.precision import capture
 from ascend_tools.precision.compare import compare_dumps
@@ -22,26 +21,13 @@ from ascend_tools.precision.store import OurDump
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "profiling"))
 from gloo_ranks import init, spawn
+from tiny_llama import build
 
 fsdp = pytest.importorskip("torch.distributed.fsdp")
 if not hasattr(fsdp, "fully_shard"):  # torch < 2.6
     pytest.skip("no FSDP2 (torch.distributed.fsdp.fully_shard) in this torch", allow_module_level=True)
 
 FAULT = Fault("aten::mm", call=5, kind="perturb")
-
-
-def build():
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=64,
-        attn_implementation="eager",
-    )
-    return transformers.LlamaForCausalLM(config)
 
 
 def train_step(model, out, fault=None, mode="tensor"):

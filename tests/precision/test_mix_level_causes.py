@@ -8,24 +8,14 @@ suspects per rank and step on MedicalGPT's LoRA script under DDP (test_precision
 
 import pytest
 import torch
-import transformers
+from tiny_llama import build
 
 from ascend_tools.precision import capture
 from ascend_tools.precision.compare import compare_dumps
 
 
 def train(out, dtype):
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=64,
-        attn_implementation="eager",
-    )
-    model = transformers.LlamaForCausalLM(config).to(dtype)
+    model = build().to(dtype)
     ids = torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(1))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     with capture(out, level="mix", mode="tensor", stack=False):

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 import transformers
-from test_precision_corpus import CORPUS, FAULT_SITE, cli, fired, report, truth
+from test_precision_corpus import CORPUS, FAULT_SITE, cli, fired, fixtures, report, seeded_weights, truth
 
 for name in ("peft", "datasets", "loguru"):
     pytest.importorskip(name)
@@ -62,20 +62,10 @@ def command():
 
 def workdir(base: Path, run: str) -> str:
     """A copy of the script with the truth's fixtures and the tiny Llama's weights (seeded: the same in every run)."""
-    import torch
-
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "opcheck"))
-    try:
-        import corpus_fixtures
-    finally:
-        sys.path.pop(0)
     cwd = base / run
     shutil.copytree(os.path.join(CORPUS, "medicalgpt_sft"), cwd)
-    for spec in truth("medicalgpt_sft")["fixtures"]:
-        corpus_fixtures.make(cwd, spec)
-    torch.manual_seed(0)
-    config = transformers.AutoConfig.from_pretrained(cwd / "tiny-llama")
-    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(cwd / "tiny-llama")
+    fixtures("medicalgpt_sft", cwd)
+    seeded_weights(cwd / "tiny-llama")
     return str(cwd)
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import transformers
-from test_precision_corpus import CORPUS, FAULT_SITE, HERE, cli, fired, report, truth
+from test_precision_corpus import CORPUS, FAULT_SITE, HERE, cli, fired, fixtures, report, seeded_weights
 
 pytest.importorskip("accelerate")
 if int(transformers.__version__.split(".")[0]) >= 5:
@@ -49,18 +49,11 @@ def workdir(base: Path, run: str) -> str:
     a tiny Gemma beside it (``./tiny-gemma``: the same tokenizer)."""
     import torch
 
-    sys.path.insert(0, os.path.join(HERE, "..", "opcheck"))
-    try:
-        import corpus_fixtures
-    finally:
-        sys.path.pop(0)
     cwd = base / run
     shutil.copytree(os.path.join(CORPUS, "alpaca"), cwd)
-    for spec in truth("alpaca")["fixtures"]:
-        corpus_fixtures.make(cwd, spec)
-    torch.manual_seed(0)
+    fixtures("alpaca", cwd)
+    seeded_weights(cwd / "tiny-llama")
     config = transformers.AutoConfig.from_pretrained(cwd / "tiny-llama")
-    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(cwd / "tiny-llama")
     torch.manual_seed(0)
     gemma = transformers.GemmaConfig(
         vocab_size=config.vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
