@@ -33,7 +33,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator, List, Optional, Tuple
 
-from ..op_names import ALIAS_VIEWS, UNDEFINED_VALUES, op_base
+from ..op_names import ALIAS_VIEWS, COLLECTIVE_NAMESPACES, UNDEFINED_VALUES, op_base
 from .data_inputs import is_discrete, unread_random_fills
 from .diagnose import AMPLIFICATION_CULPRIT, PairResult
 from .records import Record, TensorInfo
@@ -51,7 +51,7 @@ _NEUTRAL = ALIAS_VIEWS | {
 _ALIASES = ALIAS_VIEWS
 # collectives and FSDP's copies in and out of their buffers: a one-process reference has none, and what they
 # deliver is compared where the model reads it
-_COMMUNICATION = ("c10d::", "_c10d_functional::", "fsdp::")
+_COMMUNICATION = (*COLLECTIVE_NAMESPACES, "fsdp::")
 ARGS_SHOWN = 5
 # " at 0x7f11...": the address in a default repr (a torch.Generator argument), different in every run
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")

@@ -490,16 +490,13 @@ class Shadow(StepSession):
         if op is None:
             op = self._ops[func] = _Op(func, self._wanted)
         pre = self._pending(op, args, kwargs)
-        if (
-            op.mutated or op.collective
-        ):  # after the copies of its inputs: what it writes no longer holds their values
+        # after the copies of its inputs: what it writes no longer holds their values; a collective may write any of
+        # its tensors (gloo's threads, NCCL's or HCCL's streams write after it returns: DDP's buckets)
+        if op.mutated or op.collective:
             written: List[torch.Tensor] = []
-            if (
-                op.collective
-            ):  # gloo's threads, NCCL's or HCCL's streams write after it returns (DDP's buckets)
-                flat_tensors(
-                    [a for a in (*args, *kwargs.values()) if isinstance(a, (torch.Tensor, list))], written
-                )
+            if op.collective:
+                tensor_args = [a for a in (*args, *kwargs.values()) if isinstance(a, (torch.Tensor, list))]
+                flat_tensors(tensor_args, written)
             for i, name in op.mutated:
                 flat_tensors(args[i] if i < len(args) else kwargs.get(name), written)
             with _no_modes():  # (a copy on write must not meet a mode below the shadow)
