@@ -454,8 +454,9 @@ def _finish(
 def _steps_of(entries: List[Entry]) -> Tuple[Dict[int, float], str, int, int, str]:
     """``(losses by step, step source, steps logged again, entries without a step, merge note)`` of one stream
     of loss entries. A step logged again is a resumed run rewriting it: the later value is kept. Where every
-    step is logged the same number of times in a row (ranks without a prefix, or a loss line per micro-batch),
-    a step's loss is the mean of its values."""
+    step is logged the same number of times (ranks without a prefix: in a row where each line reaches the log at
+    once, in blocks where each process buffers its output; or a loss line per micro-batch), a step's loss is the
+    mean of its values: a resumed run goes back to its checkpoint, so the steps before it are logged once."""
     with_step = [(s, v) for s, v in entries if s is not None]
     # steps from the file when most loss entries carry one (the others are skipped and reported); a stray
     # "step" on a summary line does not turn a step-less log into a one-step curve
@@ -469,12 +470,16 @@ def _steps_of(entries: List[Entry]) -> Tuple[Dict[int, float], str, int, int, st
     for s, v in pairs:
         values.setdefault(s, []).append(v)
     counts = {len(v) for v in list(values.values())[:-1]}  # the last step may be cut short
-    order = [s for s, _ in pairs]
-    if counts and min(counts) > 1 and len(counts) == 1 and all(a <= b for a, b in zip(order, order[1:])):
-        note = (
-            f"every step logged {counts.pop()} times in a row (ranks without a prefix, or a line per "
-            "micro-batch): each step's loss is the mean of its lines"
-        )
+    if counts and min(counts) > 1 and len(counts) == 1:
+        order = [s for s, _ in pairs]
+        if all(a <= b for a, b in zip(order, order[1:])):
+            how = "in a row (ranks without a prefix, or a line per micro-batch)"
+        else:
+            how = (
+                "in blocks that start over (the buffered output of processes without a rank prefix, or a run "
+                "restarted from its first step)"
+            )
+        note = f"every step logged {counts.pop()} times {how}: each step's loss is the mean of its lines"
         return {s: sum(v) / len(v) for s, v in values.items()}, step_source, 0, no_step, note
     losses: Dict[int, float] = {}
     duplicates = 0

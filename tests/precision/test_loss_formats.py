@@ -279,6 +279,18 @@ def test_torchrun_tee_ranks_are_averaged_into_the_global_batch_loss():
     assert result.exit_code == 0 and "verdict:              ok" in result.output
 
 
+def test_buffered_ranks_without_a_prefix_are_averaged_not_read_as_a_resume():
+    """Two processes started by a launcher that labels nothing (mpirun, srun, a shell), stdout to one file: each
+    process buffers its lines and writes them at exit, so rank 1's block follows rank 0's. Read as a resume, the
+    curve was rank 1's half-batch losses; the mean of the blocks is the one-rank run's loss (the known answer)."""
+    two = read_curve(data("two_processes_buffered.log"))
+    one = read_curve(data("torchrun_1rank.log"))
+    assert two.steps == one.steps == list(range(1, 21)) and two.duplicates == 0
+    for step, value in one.losses.items():
+        assert two.losses[step] == pytest.approx(value, abs=1.5e-6)
+    assert "logged 2 times in blocks" in two.merged_note
+
+
 def test_a_rank_alone_in_a_prefixed_log_is_read_as_it_is(tmp_path):
     path = write(tmp_path / "r.log", "".join(f"[default0]:step {s} | loss {1 / s}\n" for s in range(1, 6)))
     c = read_curve(path)

@@ -1,6 +1,7 @@
 """A DDP loop that prints its rank's own loss every step (no all-reduce of the loss), as many hand-written loops
 do; under torchrun --tee 3 each rank's lines carry its prefix. With WORLD_SIZE 1 the same global batch is one
-rank's: its loss is the mean of the ranks' losses."""
+rank's: its loss is the mean of the ranks' losses. LOSS_FLUSH=0 prints as a plain ``print`` does: with stdout
+redirected to a file, each rank's lines reach it in blocks (Python buffers them)."""
 
 import os
 
@@ -23,5 +24,5 @@ for step in range(1, 21):
     opt.zero_grad()
     loss.backward()
     opt.step()
-    print(f"step {step} | loss {loss.item():.6f}", flush=True)
+    print(f"step {step} | loss {loss.item():.6f}", flush=os.environ.get("LOSS_FLUSH", "1") != "0")
 dist.destroy_process_group()
