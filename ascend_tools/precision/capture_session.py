@@ -34,7 +34,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Un
 
 import torch
 
-from .. import backend
+from .. import __version__, backend
 from ..dispatch import ModulePath, dtype_name, flat_tensors
 from ..module_names import ModuleNames
 from ..op_names import normalise_op
@@ -222,6 +222,7 @@ class Capture(StepSession):
     def meta(self, final: bool = False) -> Dict[str, Any]:
         out: Dict[str, Any] = {
             "schema": store.SCHEMA,
+            "recording": store.RECORDING,
             "rank": self.rank,
             "world_size": backend.world_size(),
             "level": self.level,
@@ -236,7 +237,7 @@ class Capture(StepSession):
             "start_time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.start_time)),
             "pid": os.getpid(),
             "argv": list(sys.argv),
-            "versions": backend.software_versions(),
+            "versions": dict(backend.software_versions(), ascend_doctor=__version__),
         }
         if final or self._meta_final:
             info = backend.detect()

@@ -16,7 +16,7 @@ import click
 from ..errors import InputError
 from ..report import Finding, Heatmap, Report, Series, Severity, Table
 from ..report.csvcell import safe_cell
-from . import causes, diagnose, drift
+from . import causes, diagnose, drift, store
 from .align import align
 from .causes import Cause, carried_parameters, rank
 from .diagnose import PairResult
@@ -241,6 +241,7 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
     ]
     if summary["problems"]:
         report.summary.append(("refused", f"{summary['problems']} requests of the dumps (see Refused)"))
+    _recording_section(report, target, reference)
     _culprit_section(report, culprits, method if stats_only else "")
     _hint_section(report, hint_rows, len(hints))
     _problem_section(report, results)
@@ -346,6 +347,42 @@ def _culprit_section(report: Report, culprits: List[Dict[str, Any]], ranking: st
                 suggestion="",
             )
         )
+
+
+def recording(dump: Dump) -> Optional[int]:
+    """The recording rules our dump was written by (``store.RECORDING``; 1 where meta.json predates the field),
+    None for another tool's dump or a value that is no small integer (meta.json is input)."""
+    if dump.format != store.OurDump.format:
+        return None
+    value = dump.meta.get("recording", 1)
+    return value if type(value) is int and 0 < value < 1 << 20 else None
+
+
+def _recording_section(report: Report, target: Dump, reference: Dump) -> None:
+    """Two of our dumps whose records name ops by different rules (written by versions of ascend-doctor on
+    either side of a change of module paths or call counting) can pair the wrong ops: said before anything else
+    is trusted, and both values kept in the JSON report."""
+    a, b = recording(target), recording(reference)
+    report.data["summary"]["recording"] = [a, b]
+    if a is None or b is None or a == b:
+        return
+    versions = [d.meta.get("versions", {}) for d in (target, reference)]
+    tools = [v.get("ascend_doctor") if isinstance(v, dict) else None for v in versions]
+    message = (
+        f"the dumps were written by different recording rules (target {a}, reference {b}; ascend-doctor "
+        f"{str(tools[0] or 'version not recorded')[:40]} and {str(tools[1] or 'version not recorded')[:40]}): "
+        "module paths or call counts can differ between them and pair the wrong ops"
+    )
+    report.summary.append(("warning", message))
+    sec = report.section("Dumps")
+    sec.findings.append(
+        Finding(
+            severity=Severity.WARNING,
+            rule="recording-differs",
+            message=message,
+            suggestion="dump both runs with one version of ascend-doctor",
+        )
+    )
 
 
 def _hint_section(report: Report, hints: List[Dict[str, Any]], total: int) -> None:
