@@ -103,3 +103,49 @@ def test_a_compiled_model_or_block_keeps_the_module_paths_of_the_model(tmp_path)
     assert ("aten::addmm", "0") in plain and ("aten::addmm", "2") in plain
     assert record_modules(str(tmp_path / "whole"), torch.compile) == plain  # not "_orig_mod.0"
     assert record_modules(str(tmp_path / "block"), compile_first_layer) == plain  # not "0._orig_mod"
+
+
+def test_a_function_compiled_with_fullgraph_runs_eagerly_instead_of_raising(tmp_path):
+    """``@torch.compile(fullgraph=True)`` (nanochat's optimizer steps): torch raises "found no compiled frames" under
+    a dispatch mode; under the session it runs eagerly, its ops recorded, and the stance is put back after."""
+
+    def axpy(x, y):
+        return x * 2.0 + y
+
+    x, y = torch.randn(5), torch.randn(5)
+    with capture(str(tmp_path / "dump")) as cap:
+        decorated = torch.compile(dynamic=False, fullgraph=True)(axpy)  # the decorator form: one call
+        called = torch.compile(axpy, fullgraph=True)
+        m = model()
+        m.compile(fullgraph=True)  # nn.Module.compile goes through torch.compile
+        got = [decorated(x, y), called(x, y)]
+        m(torch.randn(3, 4))
+    assert cap.compiles.calls == 3
+    for value in got:
+        torch.testing.assert_close(value, axpy(x, y))
+    with open(tmp_path / "dump" / "rank0" / "step0" / "records.jsonl") as f:
+        names = [json.loads(line)["name"] for line in f]
+    assert names.count("aten::mul.Tensor") == 2 and names.count("aten::add.Tensor") == 2
+    assert [n for n in names if n in MODEL_OPS] == MODEL_OPS
+    assert torch._dynamo.eval_frame._stance.stance == "default"
+
+
+def test_a_function_compiled_before_the_shadow_started_runs_under_it():
+    @torch.compile(fullgraph=True)
+    def scale(x):
+        return x * 3.0
+
+    with shadow() as sh:
+        out = scale(torch.ones(4))
+    torch.testing.assert_close(out, torch.full((4,), 3.0))
+    assert [r.name for r in sh.results] == ["aten::mul.Tensor"]
+
+
+def test_without_set_stance_fullgraph_is_dropped(tmp_path, monkeypatch):
+    """torch < 2.6 has no ``torch.compiler.set_stance``: the calls the session sees compile without fullgraph."""
+    monkeypatch.delattr(torch.compiler, "set_stance")
+    seen = []
+    monkeypatch.setattr(torch, "compile", lambda *a, **kw: seen.append(kw) or a[0])
+    with capture(str(tmp_path / "dump")):
+        torch.compile(model(), fullgraph=True, dynamic=False)
+    assert seen == [{"fullgraph": False, "dynamic": False}]
