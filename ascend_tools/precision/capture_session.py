@@ -448,6 +448,9 @@ class Capture(StepSession):
         self._next_id += 1
         tensors: List[torch.Tensor] = []
         call_args = split_call(args, kwargs, tensors)
+        for i in meta.storages:  # set_(storage, ...): never the storage's repr (store.StorageArg)
+            if i < len(call_args[0]):
+                call_args[0][i] = store.storage_arg(call_args[0][i])
         inputs = [self._tensor(t, rid, "in", i) for i, t in enumerate(tensors)]
         written: Optional[List[torch.Tensor]] = [] if meta.mutated else None
         if meta.collective:

@@ -1,6 +1,7 @@
 """Per-op facts a capture looks up on every call: its name, whether it is recorded, whether its output is a
 view of an input (read from the schema, ``aliasing.py``) or holds copied or undefined values, which
-arguments it writes, whether it is a collective (its tensors written after it returns)."""
+arguments it writes, whether it is a collective (its tensors written after it returns), which arguments are
+storages (kept as their size and device: ``store.StorageArg``)."""
 
 from typing import Any, Optional
 
@@ -23,6 +24,7 @@ class OpFacts:
         "name",
         "same_values",
         "selected",
+        "storages",
         "undefined",
         "view",
         "view_shares",
@@ -38,3 +40,4 @@ class OpFacts:
         self.undefined = op_base(self.name) in UNDEFINED_VALUES
         self.mutated = written_args(func)
         self.collective = is_collective(self.name)  # its tensors are written after it returns
+        self.storages = tuple(i for i, a in enumerate(func._schema.arguments) if str(a.type) == "Storage")

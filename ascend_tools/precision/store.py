@@ -16,7 +16,7 @@ import math
 import mmap
 import os
 import re
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -128,6 +128,22 @@ class _TensorSlot:
 
 TENSOR_SLOT = _TensorSlot()
 
+#: the longest ``repr`` of an argument of no other form that a record keeps (a repr can be any length)
+REPR_MAX = 200
+
+
+class StorageArg(NamedTuple):
+    """Stands for a storage argument (``set_``, which ``torch.load`` calls once per tensor it rebuilds): its size
+    and device only. A storage's ``repr`` lists every byte: a 8 MB checkpoint loaded in 30 s under ``dump``
+    instead of 0.01 s, into a 44 MB record line."""
+
+    nbytes: int
+    device: str
+
+
+def storage_arg(storage: Any) -> StorageArg:
+    return StorageArg(int(storage.nbytes()), str(storage.device))
+
 
 def encode_arg(value: Any, tensors: List[Any]) -> Any:
     """JSON form of one argument; tensors (and :data:`TENSOR_SLOT`) are appended to ``tensors`` and
@@ -148,6 +164,8 @@ def encode_arg(value: Any, tensors: List[Any]) -> Any:
     if isinstance(value, torch.Tensor):
         tensors.append(value)
         return {"tensor": len(tensors) - 1}
+    if isinstance(value, StorageArg):  # a tuple: before the lists
+        return {"storage": {"nbytes": value.nbytes, "device": value.device}}
     if isinstance(value, (list, tuple)):
         return [encode_arg(v, tensors) for v in value]
     if isinstance(value, torch.dtype):
@@ -166,7 +184,10 @@ def encode_arg(value: Any, tensors: List[Any]) -> Any:
         )
     if isinstance(value, dict):
         return {"dict": {str(k): encode_arg(v, tensors) for k, v in value.items()}}
-    return {"repr": repr(value)}
+    if isinstance(value, (torch.UntypedStorage, torch.TypedStorage)):
+        return encode_arg(storage_arg(value), tensors)
+    text = repr(value)
+    return {"repr": text if len(text) <= REPR_MAX else text[:REPR_MAX] + "..."}
 
 
 def encode_call(args: Any, kwargs: Dict[str, Any], tensors: List[Any]) -> Dict[str, Any]:
@@ -200,8 +221,8 @@ def _decode(value: Any, tensors: List[Any]) -> Any:
         return complex(*value["complex"])
     if "dict" in value:
         return {k: _decode(v, tensors) for k, v in value["dict"].items()}
-    if "repr" in value:
-        raise ValueError(f"argument {value['repr']} was not saved in a replayable form")
+    if "repr" in value or "storage" in value:
+        raise ValueError(f"argument {value} was not saved in a replayable form")
     return value
 
 
