@@ -11,7 +11,8 @@ reference-only) and every later op still pairs with its counterpart.
   whole path where it has none), then the records inside each
   pair of matched runs, or inside each gap between them. Records left unpaired in a gap are diffed again
   on (name, output shapes) only, for module paths that differ between the runs (one captured with
-  ``model=``, one without).
+  ``model=``, one without). What is still unpaired there is diffed once more with the ops that compute the same
+  values by another kernel made one (:data:`SAME_VALUES`) and shapes without their dimensions of size 1.
 * A pair whose (name, phase, call index) also agree is labelled ``key``, otherwise ``sequence``: the call
   index only breaks ties, it never forces a pairing.
 
@@ -23,6 +24,7 @@ import difflib
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
+from .metrics import squeezed
 from .records import PHASES, Record
 
 
@@ -49,6 +51,16 @@ def signature(rec: Record) -> Tuple[Any, ...]:
 
 def _loose(rec: Record) -> Tuple[Any, ...]:
     return (rec.name, _shapes(rec))
+
+
+#: ops whose output is another op's with a batch of one: aten's matmul folds a 3-D input into an ``mm`` in one run
+#: and calls ``bmm`` with one batch in the other (nanochat's smear gate on a sliced input: ``mm`` in float32, ``bmm``
+#: in bfloat16, where the weight's cast makes a copy); a device backend may decompose ``matmul`` differently too
+SAME_VALUES = {"aten::bmm": "aten::mm", "aten::baddbmm": "aten::addmm"}
+
+
+def _same_values(rec: Record) -> Tuple[Any, ...]:
+    return (SAME_VALUES.get(rec.name, rec.name), tuple(squeezed(s) for s in _shapes(rec)))
 
 
 def align(target: Sequence[Record], reference: Sequence[Record]) -> List[Pair]:
@@ -83,7 +95,13 @@ def _scoped(a: List[Record], b: List[Record]) -> List[Side]:
     out: List[Side] = []
     for x, y in _matched([_scope(r[0].module) for r in ra], [_scope(r[0].module) for r in rb], ra, rb):
         out.extend(
-            _diff([rec for run in x for rec in run], [rec for run in y for rec in run], signature, _loose)
+            _diff(
+                [rec for run in x for rec in run],
+                [rec for run in y for rec in run],
+                signature,
+                _loose,
+                _same_values,
+            )
         )
     return out
 

@@ -174,11 +174,14 @@ def _classify(res: PairResult, op_level: bool) -> Optional[Cause]:
         why = f"statistics only, {ratio:.3g}x below the {STATS_DIVERGENCE:g}x bar: a hint, not a cause"
         return Cause("divergence", res, "hint", why, score=ratio)
     diff = arg_diff(t, r)
-    if proven and not diff and res.replay is not None and _same_output_dtype(res):
+    if proven and not diff and res.replay is not None and (_same_output_dtype(res) or t.phase == "backward"):
         # the same op with the same arguments, in the same precision, correct for its own inputs (the replay
         # passed): it computed what the reference's did, so its difference is its inputs', however a relative L2
         # of them reads (Gemma's RMSNorm in bf16 autocast: rsqrt makes the smallest variances, the least precise,
-        # its largest outputs: 2e-5 in, 4.5e-4 out, where elementwise it halves a relative error)
+        # its largest outputs: 2e-5 in, 4.5e-4 out, where elementwise it halves a relative error). A backward op
+        # runs in the precision autograd gives it from its forward: an ill-conditioned one in bf16 (nanochat's
+        # gradient of a scalar gate, a sum over a whole activation that cancels: 116 tolerances off fp32's from
+        # inputs within theirs) is no cause of its own; a dtype chosen in the forward shows there (RoPE in bf16)
         return None
     if t.phase == "optimizer" and not diff:
         # an optimizer divides by its moments (Adam's first m/sqrt(v) is +-1 for every element, whatever |g|): a

@@ -16,7 +16,7 @@ import math
 import sys
 import threading
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Tuple, TypedDict
+from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Sequence, Tuple, TypedDict
 
 import numpy as np
 
@@ -225,6 +225,12 @@ def _shape(x: Any) -> Tuple[int, ...]:
     return tuple(x.shape) if isinstance(x, RawBits) or _is_torch(x) else tuple(np.shape(x))
 
 
+def squeezed(shape: Sequence[int]) -> Tuple[int, ...]:
+    """``shape`` without its dimensions of size 1: two tensors whose shapes differ only there hold the same
+    elements in the same order (a bmm of one batch against the mm another run folded it into, see ``align.py``)."""
+    return tuple(n for n in shape if n != 1)
+
+
 def _f(value: Any) -> float:
     """A finite Python float: overflow saturates at the largest float64."""
     v = float(value)
@@ -250,7 +256,7 @@ def compare_tensors(target: Any, reference: Any) -> PairMetrics:
     t_dtype, r_dtype = dtype_name(target), dtype_name(reference)
     base = _Dtypes(target_dtype=t_dtype, reference_dtype=r_dtype)
     t_shape, r_shape = _shape(target), _shape(reference)
-    if t_shape != r_shape:
+    if t_shape != r_shape and squeezed(t_shape) != squeezed(r_shape):
         return PairMetrics(
             status="shape_mismatch", count=0, note=f"shape {list(t_shape)} vs {list(r_shape)}", **base
         )

@@ -209,7 +209,17 @@ def test_shape_mismatch():
     assert m.status == "shape_mismatch" and m.count == 0
     assert "[2, 3] vs [3, 2]" in m.note
     # same number of elements is not enough
-    assert compare_tensors(torch.ones(4), torch.ones(1, 4)).status == "shape_mismatch"
+    assert compare_tensors(torch.ones(4), torch.ones(2, 2)).status == "shape_mismatch"
+
+
+def test_shapes_that_differ_by_dimensions_of_one_compare_their_elements_in_order():
+    """A bmm of one batch against the mm another run folded it into (align.SAME_VALUES): (1, 5, 1) vs (5, 1)."""
+    ref = torch.arange(5.0).reshape(5, 1)
+    target = ref.reshape(1, 5, 1).clone()
+    target[0, 3, 0] += 0.5
+    m = compare_tensors(target, ref)
+    assert m.status == "ok" and m.count == 5 and m.max_abs_err == 0.5
+    assert compare_tensors(torch.ones(4), torch.ones(1, 4)).status == "ok"
 
 
 def test_dtype_mismatch_is_the_normal_case():
