@@ -63,9 +63,12 @@ def short_path(path: str) -> str:
 
 
 class StackTable:
-    """Stack ids, cached by the two innermost user frames (code object and bytecode offset): a hit costs a
-    walk to those frames only; a miss walks up to ``depth`` frames. Not thread-safe by design: a lost race
-    gives two ids for one stack, never a wrong one.
+    """Stack ids, cached by the two innermost user frames (code object and bytecode offset) and the caller's
+    ``context``: a hit costs a walk to those frames only; a miss walks up to ``depth`` frames. Not thread-safe by
+    design: a lost race gives two ids for one stack, never a wrong one. Two calls from the same two frames reached
+    through different outer frames share the first one's stack unless their contexts differ (the capture's is
+    the grad mode: an evaluation under ``no_grad`` and the training forward run the same model code, and every
+    record of nanoGPT's and nanochat's first training forward named their evaluation loop as its caller).
 
     Code objects are looked up by ``id``: hashing a code object hashes its contents (~0.2 us, a dozen
     times per op). The table keeps every code object it has classified alive (``_codes``), so an id it
@@ -86,7 +89,7 @@ class StackTable:
             skip = self._lib_code[id(code)] = is_library(code.co_filename)
         return skip
 
-    def stack_id(self, depth: int = 1) -> int:
+    def stack_id(self, depth: int = 1, context: Any = None) -> int:
         """Id of the stack from ``depth`` frames up (1: the caller; its user frames). The walk is inlined (no
         call per frame): it runs for every op a capture records, which skips its own frames by ``depth``
         (``sys._getframe(depth)`` does not build the frame objects it skips)."""
@@ -109,9 +112,10 @@ class StackTable:
             frame = frame.f_back
         else:
             site = inner or ()
-        sid = self._sites.get(site)
+        key = (site, context)
+        sid = self._sites.get(key)
         if sid is None:
-            sid = self._sites[site] = self._full_stack_id(start)
+            sid = self._sites[key] = self._full_stack_id(start)
         return sid
 
     def _full_stack_id(self, frame: Optional[Any]) -> int:

@@ -58,6 +58,8 @@ FLUSH_AFTER = 1.0  # s: a record this long after the last flush flushes too (wha
 # frames from StackTable.stack_id to the code that called the op: _before_op, OpRecordMode.before,
 # FailOpenMode.__torch_dispatch__ (skipped without building their frame objects)
 _OP_STACK_DEPTH = 4
+#: the stack table's context (``StackTable.stack_id``): an evaluation under ``no_grad`` apart from training
+_grad_enabled = torch.is_grad_enabled
 
 
 class OpRecordMode(FailOpenMode):
@@ -464,7 +466,7 @@ class Capture(StepSession):
                 for x in t:
                     if isinstance(x, torch.Tensor):
                         self._forget(x)
-        sid = self._stack_table.stack_id(_OP_STACK_DEPTH) if self.keep_stack else None
+        sid = self._stack_table.stack_id(_OP_STACK_DEPTH, _grad_enabled()) if self.keep_stack else None
         # the arguments are encoded when the record is written (the writer thread): keep them as they are
         return (meta, phase, call, module, rid, inputs, call_args, sid, written)
 

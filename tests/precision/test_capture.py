@@ -461,3 +461,51 @@ def test_an_argument_of_no_known_form_keeps_a_bounded_repr():
     assert text == "x" * store.REPR_MAX + "..."
     with pytest.raises(ValueError, match="replayable"):
         store.decode_args({"args": [store.encode_arg(store.StorageArg(8, "cpu"), [])]}, [])
+
+
+class _Inner(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(3, 6))
+
+    def forward(self, x):
+        return torch.nn.functional.linear(x, self.w)
+
+
+class _Outer(torch.nn.Module):
+    """Model code of its own two frames deep: the stack cache's key is the same from any caller."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = _Inner()
+
+    def forward(self, x):
+        return self.inner(x)
+
+
+def _evaluate(model, x):
+    with torch.no_grad():
+        return model(x)
+
+
+def _train(model, x):
+    model(x).square().mean().backward()
+
+
+def test_an_evaluation_and_the_training_forward_keep_their_own_callers(tmp_path):
+    """The same model code reached from an evaluation under no_grad, then from training (nanoGPT's estimate_loss,
+    nanochat's evaluate_bpb, both before the first training forward of step 0): each record names its own
+    caller; the stack cache named the evaluation for every training record."""
+    model, x = _Outer(), torch.randn(4, 6)
+    with capture(str(tmp_path)):
+        _evaluate(model, x)
+        _train(model, x)
+    d = OurDump.find(str(tmp_path))
+    callers = [
+        [f.split(" in ")[-1] for f in d.stack(r.stack)]
+        for r in d.records(0)
+        if r.name == "aten::mm" and r.phase == "forward"
+    ]
+    assert len(callers) == 2
+    assert "_evaluate" in callers[0] and "_train" not in callers[0]
+    assert "_train" in callers[1] and "_evaluate" not in callers[1]
