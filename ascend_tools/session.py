@@ -1,7 +1,10 @@
 """What a capture, a shadow and a profiler session share: a context manager over training steps.
 
-Steps advance at each ``optimizer.step()`` (a global post-hook) until the script calls ``step()`` itself;
-``steps`` filters which steps are recorded; ``scope`` keeps module paths by prefix or regex; an internal
+Steps advance at each ``optimizer.step()`` (a global post-hook) until the script calls ``step()`` itself; an
+optimizer stepped inside backward (per-parameter optimizers in gradient hooks: GaLore's per-layer optimizers,
+torchtune's ``optimizer_in_bwd``, LOMO) advances it once, when that backward ends; a loss scaler's update after a
+step it skipped (NaN/Inf in the scaled gradients: an fp16 GradScaler's first steps) advances it too, where a dispatch
+mode sees the update (capture, shadow). ``steps`` filters which steps are recorded; ``scope`` keeps module paths by prefix or regex; an internal
 error is counted and logged once, and training goes on.
 """
 
@@ -33,9 +36,14 @@ class StepSession(FailOpen):
         self._paths: Any = None  # ModulePath while a dispatch mode is on
         self._mode: Any = None  # the session's TorchDispatchMode
         self.compiles = CompileWatch(self.tool)  # torch.compile calls while the mode is on (they run eagerly)
-        self._optimizer_depth = (
-            0  # optimizer.step() calls running (one may call another's): phase "optimizer"
-        )
+        # optimizer.step() calls running (one may call another's): phase "optimizer"
+        self._optimizer_depth = 0
+        # the autograd graph task the running optimizer.step() was called in (-1: none)
+        self._optimizer_task = -1
+        # a boundary waits for the end of the backward that stepped an optimizer
+        self._boundary_queued = False
+        # a boundary since the last loss-scale update (see _scale_updated)
+        self._stepped = False
 
     def __enter__(self) -> Any:
         self.start()
@@ -100,14 +108,14 @@ class StepSession(FailOpen):
         self._handles = []
 
     def _phase(self) -> str:
-        """``backward`` (the autograd engine is running a graph task), ``optimizer`` (inside
-        ``optimizer.step()``, which runs without grad: a step that raised and left the flag up does not
-        turn the next forward into optimizer ops) or ``forward``."""
-        if graph_task_id() != -1:
-            return "backward"
-        if self._optimizer_depth and not torch.is_grad_enabled():
+        """``optimizer`` (inside ``optimizer.step()``, which runs without grad, also where a gradient hook of the
+        backward calls it: a step that raised and left the flag up does not turn the next forward into optimizer
+        ops, nor a later backward, which runs without grad too), ``backward`` (the autograd engine is running a graph
+        task) or ``forward``."""
+        task = graph_task_id()
+        if self._optimizer_depth and task == self._optimizer_task and not torch.is_grad_enabled():
             return "optimizer"
-        return "forward"
+        return "forward" if task == -1 else "backward"
 
     def _install_step_hook(self) -> None:
         try:
@@ -124,13 +132,36 @@ class StepSession(FailOpen):
 
     def _optimizer_enter(self, *_args: Any, **_kwargs: Any) -> None:
         self._optimizer_depth += 1
+        self._optimizer_task = graph_task_id()
 
     def _optimizer_exit(self, *_args: Any, **_kwargs: Any) -> None:
         self._optimizer_depth = max(0, self._optimizer_depth - 1)
-        if not self._manual and not self._optimizer_depth:  # an optimizer that steps another: one boundary
+        if self._manual or self._optimizer_depth:  # an optimizer that steps another: one boundary
+            return
+        if graph_task_id() == -1:
             self._boundary()
+        elif not self._boundary_queued:  # stepped in a gradient hook: one boundary when this backward ends
+            self._boundary_queued = True
+            torch.autograd.Variable._execution_engine.queue_callback(self._backward_done)
+
+    def _backward_done(self) -> None:
+        self._boundary_queued = False
+        try:
+            self._boundary()
+        except Exception as exc:  # raised here, it would fail the user's backward
+            self._fail(exc)
+
+    def _scale_updated(self) -> None:
+        """A loss scaler updated its scale: the iteration is over. Where no boundary came since the last update, the
+        scaler skipped the optimizer step (NaN/Inf in the scaled gradients) and no ``optimizer.step()`` marked it: the
+        iterations of an fp16 run's first skipped steps were one step, and its steps no longer those of the reference."""
+        stepped, self._stepped = self._stepped, False
+        if not (stepped or self._manual):
+            self._boundary()
+            self._stepped = False
 
     def _boundary(self) -> None:
+        self._stepped = True
         self._advance()
         if self._paths is not None:
             self._paths.forget()  # the step's backward has run: its forward ops' modules are not needed

@@ -388,6 +388,82 @@ def test_an_optimizer_that_steps_another_is_one_optimizer_phase_and_one_step(tmp
     ] * 2
 
 
+def _train_three_steps(path, in_backward):
+    """Three steps of one model and data, its parameters stepped by AdamW after backward, or by one AdamW per
+    parameter from a gradient hook inside backward (GaLore's per-layer optimizers, torchtune's optimizer_in_bwd,
+    LOMO)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+    params = list(model.parameters())
+    opts = {p: torch.optim.AdamW([p], lr=1e-2, foreach=False) for p in params}
+    whole = torch.optim.AdamW(params, lr=1e-2, foreach=False)
+
+    def hook(p):
+        opts[p].step()
+        opts[p].zero_grad()
+
+    if in_backward:
+        for p in params:
+            p.register_post_accumulate_grad_hook(hook)
+    gen = torch.Generator().manual_seed(1)
+    with capture(str(path)) as cap:
+        for _ in range(3):
+            model(torch.randn(4, 8, generator=gen)).square().mean().backward()
+            if not in_backward:
+                whole.step()
+                whole.zero_grad()
+    return cap
+
+
+def test_optimizers_stepped_inside_backward_make_one_step_per_backward(tmp_path):
+    """Each hook's ``optimizer.step()`` ended a step: three iterations read as twelve steps, and the optimizer's
+    ops, run by the autograd engine, as backward ops (the rules that hold for optimizer ops missed them). The same
+    training with the optimizer stepped after backward is the expectation."""
+    after = _train_three_steps(tmp_path / "after", in_backward=False)
+    inside = _train_three_steps(tmp_path / "inside", in_backward=True)
+    assert after.step_no == inside.step_no == 3
+    for step in range(3):
+        want = sorted((r.name, r.phase) for r in _records(tmp_path / "after", step) if r.phase != "init")
+        got = sorted((r.name, r.phase) for r in _records(tmp_path / "inside", step) if r.phase != "init")
+        assert [x for x in got if x[1] == "optimizer"] == [x for x in want if x[1] == "optimizer"]
+        assert {p for _, p in got} == {"forward", "backward", "optimizer"}
+
+
+def _fp16_scaled_training(session, iterations=4):
+    """fp16 autocast with a GradScaler whose first scale overflows the gradients: it skips the optimizer step (no
+    ``optimizer.step()`` call) and halves its scale until they fit, as an fp16 run's first steps do (Ascend 910A,
+    older GPUs). Returns how many steps the scaler skipped."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    # fp16 gradients overflow at the first three scales
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**19)
+    skipped = 0
+    with session:
+        for _ in range(iterations):
+            with torch.autocast("cpu", dtype=torch.float16):
+                loss = model(torch.randn(4, 8)).float().square().mean()
+            scaler.scale(loss).backward()
+            before = scaler.get_scale()
+            scaler.step(opt)
+            scaler.update()
+            skipped += scaler.get_scale() < before
+            opt.zero_grad()
+    return skipped
+
+
+def test_a_step_the_loss_scaler_skipped_is_still_a_step(tmp_path):
+    """Steps count optimizer.step() calls, which a skipped step makes none of: the skipped iterations and the next
+    one were one step, and every later step was another iteration than the reference's of the same number."""
+    cap = capture(str(tmp_path))
+    skipped = _fp16_scaled_training(cap)
+    assert 1 <= skipped < 4  # the scaler did skip steps, and then stepped
+    assert cap.step_no == 4
+    for step in range(4):
+        forward = [r for r in _records(tmp_path, step) if r.phase == "forward" and r.name == "aten::addmm"]
+        assert len(forward) == 2  # one forward of the two Linear layers per step
+
+
 class _Scale(torch.nn.Module):
     """A module kept outside the model's tree and shared by every layer (as transformers 5's hub-kernel
     ``apply_rotary_pos_emb`` is)."""

@@ -301,3 +301,32 @@ def test_an_optimizer_the_dispatcher_does_not_see_leaves_the_checks_their_inputs
             opt.zero_grad()
     assert {r.step for r in sh.results} == {0, 1, 2} and any(r.phase == "backward" for r in sh.results)
     assert [(r.key, r.verdict.reason) for r in sh.results if r.level == "error"] == []
+
+
+def test_optimizers_stepped_inside_backward_are_optimizer_ops_of_one_step_per_backward():
+    """Per-parameter optimizers stepped from gradient hooks (torchtune's optimizer_in_bwd, GaLore per layer): their
+    ops are the optimizer's, and each backward is one step (each hook's step() ended one: 4 steps an iteration)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+    opts = {p: torch.optim.SGD([p], lr=0.1) for p in model.parameters()}
+
+    def hook(p):
+        opts[p].step()
+        opts[p].zero_grad()
+
+    for p in model.parameters():
+        p.register_post_accumulate_grad_hook(hook)
+    with precision.shadow(model=model) as sh:
+        for _ in range(2):
+            model(torch.randn(4, 8)).square().mean().backward()
+    assert sh.step_no == 2
+    updates = [r for r in sh.results if r.name == "aten::add_.Tensor"]  # SGD's p.add_(grad, alpha=-lr)
+    assert [(r.phase, r.step) for r in updates] == [("optimizer", 0)] * 4 + [("optimizer", 1)] * 4
+
+
+def test_a_step_the_loss_scaler_skipped_is_still_a_step():
+    from test_capture import _fp16_scaled_training
+
+    sh = precision.shadow()
+    assert _fp16_scaled_training(sh) >= 1
+    assert sh.step_no == 4
