@@ -29,8 +29,9 @@ from .records import Record, TensorInfo
 SCHEMA = "ascend-doctor/dump/1"
 #: What a record's identity means (its module path, call counting, phases): raised whenever a change of the capture
 #: names the same op of the same run differently, so that compare can say two dumps pair by different rules. A
-#: dump without it in meta.json is of recording 1. 2: module paths under activation checkpointing (447b280).
-RECORDING = 2
+#: dump without it in meta.json is of recording 1. 2: module paths under activation checkpointing (447b280). 3: the
+#: steps and phases of optimizers stepped inside backward, and steps a loss scaler skipped, are steps of their own.
+RECORDING = 3
 _STEP_DIR = re.compile(r"^step(\d+)$")
 _RANK_DIR = re.compile(r"^rank(\d+)$")
 
