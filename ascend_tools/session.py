@@ -42,6 +42,8 @@ class StepSession(FailOpen):
         self._optimizer_task = -1
         # a boundary waits for the end of the backward that stepped an optimizer
         self._boundary_queued = False
+        # that boundary came: the next optimizer.step() outside backward belongs to its iteration
+        self._absorb_exit = False
         # a boundary since the last loss-scale update (see _scale_updated)
         self._stepped = False
 
@@ -138,11 +140,17 @@ class StepSession(FailOpen):
         self._optimizer_depth = max(0, self._optimizer_depth - 1)
         if self._manual or self._optimizer_depth:  # an optimizer that steps another: one boundary
             return
-        if graph_task_id() == -1:
+        if graph_task_id() != -1:  # stepped in a gradient hook: one boundary when this backward ends
+            self._absorb_exit = False
+            if not self._boundary_queued:
+                self._boundary_queued = True
+                torch.autograd.Variable._execution_engine.queue_callback(self._backward_done)
+        elif self._absorb_exit:
+            # after a backward that stepped the optimizers, the recipe's own step() (torchtune calls its
+            # OptimizerInBackward's no-op step "to prevent a warning"): the same iteration, no empty step
+            self._absorb_exit = False
+        else:
             self._boundary()
-        elif not self._boundary_queued:  # stepped in a gradient hook: one boundary when this backward ends
-            self._boundary_queued = True
-            torch.autograd.Variable._execution_engine.queue_callback(self._backward_done)
 
     def _backward_done(self) -> None:
         self._boundary_queued = False
@@ -150,6 +158,7 @@ class StepSession(FailOpen):
             self._boundary()
         except Exception as exc:  # raised here, it would fail the user's backward
             self._fail(exc)
+        self._absorb_exit = True
 
     def _scale_updated(self) -> None:
         """A loss scaler updated its scale: the iteration is over. Where no boundary came since the last update, the

@@ -21,11 +21,12 @@ Kinds, in ranking order (within a kind, by score):
    non-tensor arguments are diffed and the differences named; an optimizer op needs one to differ. None: with
    tensors, an op whose replay passed, whose arguments are the same and whose output has the reference's dtype
    (it computed what the reference's op did); a random fill (``normal_``) whose numbers no later op reads
-   (``data_inputs.unread_random_fills``).
+   (``data_inputs.unread_random_fills``); a value the script only logs (``data_inputs.logged_only``: torchtune's
+   tokens per second divide by the wall time).
 5. ``target-only``: a forward or optimizer op the reference run does not have (dropout left on), other
    than a cast, a view or an allocation (backward ops follow the forward graph: a bf16 run's extra cast
-   adds a gradient sum there). A divergence seen in statistics only (``STATS_DIVERGENCE``) ranks after
-   these.
+   adds a gradient sum there), nor one whose value is only logged. A divergence seen in statistics only
+   (``STATS_DIVERGENCE``) ranks after these.
 """
 
 import math
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, List, Optional, Tuple
 
 from ..op_names import ALIAS_VIEWS, COLLECTIVE_NAMESPACES, UNDEFINED_VALUES, op_base
-from .data_inputs import is_discrete, unread_random_fills
+from .data_inputs import is_discrete, logged_only, unread_random_fills
 from .diagnose import AMPLIFICATION_CULPRIT, PairResult
 from .records import Record, TensorInfo
 
@@ -80,7 +81,9 @@ def rank(results: List[PairResult]) -> List[Cause]:
     data = first_data_difference(results)
     if data is not None:
         found.append(data)
-    unread = unread_random_fills([r.pair.target for r in results if r.pair.target is not None])
+    targets = [r.pair.target for r in results if r.pair.target is not None]
+    unread = unread_random_fills(targets)
+    logged = logged_only(targets)  # changes nothing the model computes
     first = first_nonfinite(results)
     if first is not None:
         found.append(first)
@@ -92,6 +95,12 @@ def rank(results: List[PairResult]) -> List[Cause]:
         cause = _classify(res, op_level)
         if cause is not None and cause.kind == "divergence" and cause.result.record.id in unread:
             continue  # other random numbers that nothing reads
+        if (
+            cause is not None
+            and cause.kind in ("divergence", "target-only")
+            and cause.result.record.id in logged
+        ):
+            continue
         if cause is not None and not _after_other_data(cause, data):
             found.append(cause)
     return sorted(found, key=lambda c: (_order(c), -c.score))

@@ -9,7 +9,8 @@ cause, and an op whose integer input differs never counts as "inputs agree" (``d
 
 Leaves are told apart by identity in the target's records: a tensor an earlier op produced comes back as a later
 op's input with the same dtype, shape and statistics (or, in a dump without statistics, the same file). The same
-identity tells the random fills whose numbers nothing reads (:func:`unread_random_fills`).
+identity tells the random fills whose numbers nothing reads (:func:`unread_random_fills`) and the values that are
+only logged (:func:`logged_only`).
 """
 
 import math
@@ -78,6 +79,43 @@ def unread_random_fills(records: Sequence[Record]) -> Set[int]:
             first = 1 if base in OVERWRITES_SELF else 0
         read.update(_identity(info) for info in rec.inputs[first:])
     return unread
+
+
+#: ops that turn a tensor into a Python number (``.item()``, ``float(t)``, printing): what the script logs
+SCALAR_READS = frozenset(("_local_scalar_dense", "item"))
+
+
+def logged_only(records: Sequence[Record]) -> Set[int]:
+    """Ids of the records (one step of one dump) that make a new tensor which later records only turn into a Python
+    number, directly or through views: a value the script logs (torchtune's tokens per second, ``num_tokens /
+    (time.perf_counter() - t0)``: a division by the wall time, different in every run, read by ``.item()`` for the
+    log line and by nothing the model computes). An in-place op's tensor lives on (a parameter, an optimizer's
+    state, read in a later step), and a tensor nothing reads may be kept for one: neither is counted."""
+    computed: Set[Hashable] = set()  # read by an op that computes with it
+    logged: Set[Hashable] = set()  # turned into a Python number
+    out: Set[int] = set()
+    for rec in sorted(records, key=lambda r: r.id, reverse=True):
+        base = op_base(rec.name)
+        ids = [_identity(o) for o in rec.outputs]
+        if (
+            ids
+            and not base.endswith("_")
+            and any(i in logged for i in ids)
+            and not any(i in computed for i in ids)
+        ):
+            out.add(rec.id)
+        if base in SCALAR_READS:
+            logged.update(_identity(i) for i in rec.inputs)
+            continue
+        first = 1 if base in ALIAS_VIEWS or base in OVERWRITES_SELF else 0
+        if base in ALIAS_VIEWS and rec.inputs:  # its input is read as the view is
+            src = _identity(rec.inputs[0])
+            if any(i in computed for i in ids):
+                computed.add(src)
+            if any(i in logged for i in ids):
+                logged.add(src)
+        computed.update(_identity(i) for i in rec.inputs[first:])
+    return out
 
 
 def _close(a: Optional[float], b: Optional[float]) -> bool:
