@@ -4,8 +4,8 @@ Steps advance at each ``optimizer.step()`` (a global post-hook) until the script
 optimizer stepped inside backward (per-parameter optimizers in gradient hooks: GaLore's per-layer optimizers,
 torchtune's ``optimizer_in_bwd``, LOMO) advances it once, when that backward ends; a loss scaler's update after a
 step it skipped (NaN/Inf in the scaled gradients: an fp16 GradScaler's first steps) advances it too, where a dispatch
-mode sees the update (capture, shadow). ``steps`` filters which steps are recorded; ``scope`` keeps module paths by prefix or regex; an internal
-error is counted and logged once, and training goes on.
+mode sees the update (capture, shadow). ``steps`` filters which steps are recorded; ``scope`` keeps module paths by
+prefix or regex; an internal error is counted and logged once, and training goes on.
 """
 
 import re
