@@ -255,6 +255,35 @@ sys.exit(rc)
 """
 
 
+# what a script runs before its own ``import torch``: an availability check that imports nothing (datasets' and
+# transformers' import-time ``importlib.util.find_spec("torch")``), or transformers itself
+CHECKS_FIRST = {
+    "find_spec": "import importlib.util\nassert importlib.util.find_spec('torch') is not None\n",
+    "transformers": "import transformers\n",
+}
+
+
+@pytest.mark.parametrize(
+    "tool, first", [("dump", "find_spec"), ("profile", "find_spec"), ("dump", "transformers")]
+)
+def test_a_script_that_looks_for_torch_before_importing_it_is_instrumented(tmp_path, tool, first):
+    """Before: the finder that waits for ``import torch`` left ``sys.meta_path`` when torch was first looked
+    up, not imported: every script importing datasets or transformers before torch (isort's order:
+    ``import datasets`` sorts before ``import torch``; TRL's ``dpo.py``) ran without the tool, and ``dump``
+    said "no records"."""
+    if first == "transformers":
+        pytest.importorskip("transformers")
+    train = write(tmp_path / "train.py", CHECKS_FIRST[first] + TRAIN)
+    out = tmp_path / "out"
+    proc = cli(tmp_path, tool, "-o", str(out), "--", sys.executable, train)
+    assert proc.returncode == 0, proc.stderr
+    assert "TRAINED - True" in proc.stdout  # our package was loaded in the script's process
+    assert ranks(out) == ["rank0"]
+    if tool == "dump":
+        with open(out / "rank0" / "step0" / "records.jsonl", encoding="utf-8") as f:
+            assert "aten::addmm" in {json.loads(line)["name"] for line in f}
+
+
 @pytest.mark.parametrize("tool", ["dump", "profile"])
 def test_the_process_a_python_launcher_starts_is_the_one_instrumented(tmp_path, tool):
     """``python launcher.py`` (never imports torch) runs ``python train.py``: train.py gets the tool (before,

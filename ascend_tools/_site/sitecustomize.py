@@ -96,21 +96,29 @@ def _activate(role):
 class _TorchHook:
     """A ``sys.meta_path`` finder that only watches for ``torch``: it lets the other finders find it and
     wraps that spec's loader's ``exec_module`` (on that loader object only, so ``torch.__loader__`` keeps its
-    type) to call ``_activate`` once torch's ``__init__`` has run. It then leaves ``sys.meta_path``."""
+    type) to call ``_activate`` once torch's ``__init__`` has run. It leaves ``sys.meta_path`` then, not when
+    it is asked: ``importlib.util.find_spec("torch")`` alone, an availability check that imports nothing
+    (``import datasets``, ``import transformers``, ``trl``: before ``import torch`` in an isort-sorted script),
+    finds torch through it too, and the import that comes later must still be seen."""
 
     def find_spec(self, name, path=None, target=None):
         if name != "torch":
             return None
-        self.remove()
         import importlib.util
 
-        spec = importlib.util.find_spec(name)
+        where = self.remove()
+        try:
+            spec = importlib.util.find_spec(name)  # the other finders' answer (without this one: no recursion)
+        finally:
+            if where is not None:
+                sys.meta_path.insert(where, self)
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
         loader = spec.loader
         run = loader.exec_module
 
         def exec_module(module):
+            self.remove()
             try:
                 run(module)
             finally:
@@ -124,10 +132,12 @@ class _TorchHook:
         return spec
 
     def remove(self):
-        try:  # noqa: SIM105
-            sys.meta_path.remove(self)
-        except ValueError:
-            pass
+        """Leave ``sys.meta_path``; where it was there (None: it was not)."""
+        for i, finder in enumerate(sys.meta_path):
+            if finder is self:
+                del sys.meta_path[i]
+                return i
+        return None
 
 
 def _main():
