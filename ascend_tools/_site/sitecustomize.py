@@ -108,7 +108,8 @@ class _TorchHook:
 
         where = self.remove()
         try:
-            spec = importlib.util.find_spec(name)  # the other finders' answer (without this one: no recursion)
+            # the other finders' answer (this one is off the path meanwhile: no recursion)
+            spec = importlib.util.find_spec(name)
         finally:
             if where is not None:
                 sys.meta_path.insert(where, self)

@@ -16,7 +16,7 @@ import click
 from ..errors import InputError
 from ..report import Finding, Heatmap, Report, Series, Severity, Table
 from ..report.csvcell import safe_cell
-from . import causes, diagnose, drift, store
+from . import causes, diagnose, drift, near_misses, store
 from .align import align
 from .causes import Cause, carried_parameters, rank
 from .diagnose import PairResult
@@ -164,6 +164,25 @@ def culprit_row(position: int, cause: Cause, dump: Dump) -> Dict[str, Any]:
     )
 
 
+def near_miss_row(position: int, res: PairResult, dump: Dump) -> Dict[str, Any]:
+    """An op whose replay put it between one and two tolerances off (``near_misses.py``)."""
+    rec = res.record
+    stack = diagnose.stack_lines(dump, rec)
+    verdict = res.introduced_verdict
+    return OrderedDict(
+        rank=position,
+        name=rec.key,
+        op=rec.name,
+        call=rec.call,
+        module=rec.module,
+        phase=rec.phase,
+        introduced_error=res.score,
+        reason=verdict.reason if verdict else "",
+        site=stack[-1] if stack else "",
+        stack=stack,
+    )
+
+
 # --- report ---------------------------------------------------------------------------------------------
 
 
@@ -175,6 +194,11 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
     hints = [c for c in ranked if c.level == "hint"]
     hint_rows = [culprit_row(i + 1, c, target) for i, c in enumerate(hints[:top])]
     errors = [c for c in found if c.level == "error"]
+    named = {id(c.result) for c in found}
+    near = sorted(
+        (r for r in results if r.replay is not None and r.replay.level == "warning" and id(r) not in named),
+        key=lambda r: -r.score,
+    )
     # no replay (and none needed): amplification ranks
     stats_only = not any(r.method == "replay" or r.within_reference or r.explained for r in results)
     with_tensors = any(r.error is not None for r in results)
@@ -185,6 +209,7 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
     )
     # one ranking in both modes (causes.py): the kind of cause first, proven before suspected, then score
     culprits = [culprit_row(i + 1, c, target) for i, c in enumerate(found[:top])]
+    near_rows = [near_miss_row(i + 1, r, target) for i, r in enumerate(near[: near_misses.LISTED])]
     first = found[0] if found else None
     levels = Counter(r.verdict.level for r in matched if r.verdict)
     how = Counter(r.pair.how for r in results)
@@ -214,6 +239,7 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
         culprits=culprits,
         hints=hint_rows,
         first_culprit=culprit_row(0, first, target) if first else None,
+        near_misses=near_rows,
         pairs=rows,
         unreadable=target.problems + reference.problems,  # bad lines of the dumps' files, one line each
     )
@@ -239,10 +265,13 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
         ("first culprit", summary["first_culprit"] or "none"),
         ("cause", summary["cause"]),
     ]
+    if near and not found:
+        report.summary.append(("top near miss", f"{near[0].record.key} ({near[0].score:.3g} tolerances)"))
     if summary["problems"]:
         report.summary.append(("refused", f"{summary['problems']} requests of the dumps (see Refused)"))
     _recording_section(report, target, reference)
-    _culprit_section(report, culprits, method if stats_only else "")
+    _culprit_section(report, culprits, method if stats_only else "", len(near))
+    near_misses.add_section(report, near_rows, len(near))
     _hint_section(report, hint_rows, len(hints))
     _problem_section(report, results)
     if target.problems or reference.problems:
@@ -302,14 +331,15 @@ def _side(dump: Dump) -> Dict[str, Any]:
     )
 
 
-def _culprit_section(report: Report, culprits: List[Dict[str, Any]], ranking: str) -> None:
-    """``ranking`` names the amplification method when there was no replay ("" otherwise)."""
+def _culprit_section(report: Report, culprits: List[Dict[str, Any]], ranking: str, near: int) -> None:
+    """``ranking`` names the amplification method when there was no replay ("" otherwise); ``near``: how many
+    near misses there are (``near_misses.py``)."""
     suspects_only = bool(ranking)
     title = f"Suspects (no replay: ranked by {ranking})" if suspects_only else "Culprits"
     # the table lists the ranking; findings only for what passed the culprit threshold
     sec = report.section(title)
     if not culprits:
-        sec.text.append("No op introduced an error beyond its dtype's tolerance.")
+        sec.text.append(near_misses.no_culprit_text(near))
         return
     sec.text.append(
         "Ranked by the error each op introduced itself (its output against a float64 replay on its own inputs, "

@@ -46,6 +46,12 @@ AMPLIFICATION_CULPRIT = 8.0
 #: 841 off ops below it; the held-out suite's kernel faults at 2.19 and more (docs/precision.md, "Which ops
 #: are replayed"); ``replay="all"`` replays every op off the reference.
 REPLAY_AMPLIFICATION = 1.5
+#: the relative L2 difference rounding makes between two correct outputs, as a share of
+#: ``standards.expected_rounding_error`` (a bound per element, u_t + u_r): an error uniform in +-u a side has an RMS
+#: of u/sqrt(3) (0.58 u), two independent ones about 0.8 u, under half the bound; an output off by more than
+#: REPLAY_AMPLIFICATION times this from inputs that agree is replayed (a bf16 kernel 3% off on a tenth of its
+#: outputs, 0.93% relative L2 from equal inputs: 1.19x the bound, 2.4x this)
+ROUNDING_L2 = 0.5
 #: what ``Diagnoser(replay=...)`` takes: every op off the reference, those their inputs do not explain, none
 REPLAY_MODES = ("all", "auto", "none")
 #: a parameter differs from the reference's when its relative L2 error passes this many times what rounding to
@@ -87,6 +93,9 @@ class PairResult:
     method: str = ""  # "replay" | "amplification" | ""
     within_reference: bool = False  # output passed against the reference: not replayed, cannot be a culprit
     explained: bool = False  # off, but by no more than its inputs (REPLAY_AMPLIFICATION): not replayed
+    # the error the op's inputs hand it, for the replay gate: their worst error, at least what rounding both
+    # outputs explains in relative L2 (:data:`ROUNDING_L2`)
+    handed: Optional[float] = None
     score: float = 0.0
     notes: List[str] = field(default_factory=list)
     problems: List[str] = field(default_factory=list)  # what the dumps asked for and were refused
@@ -246,8 +255,12 @@ class Diagnoser:
     def _wants_replay(self, result: PairResult, gate: bool = True) -> bool:
         """``gate=False``: whether the op would be replayed were its inputs' error not considered."""
         t = result.pair.target
-        amplification = result.amplification
-        explained = amplification is not None and amplification < REPLAY_AMPLIFICATION  # False for NaN
+        out_err = output_error(result)
+        explained = (
+            result.handed is not None
+            and out_err is not None
+            and out_err < REPLAY_AMPLIFICATION * result.handed  # False for NaN
+        )
         return (
             (self.replay == "all" or (self.replay == "auto" and not (gate and explained)))
             and self.tensors
@@ -320,6 +333,7 @@ class Diagnoser:
             k = res.output
             floor = standards.expected_rounding_error(t.outputs[k].dtype, r.outputs[k].dtype)
             res.amplification = out_err / max(in_err, floor, 1e-300)
+            res.handed = max(in_err, ROUNDING_L2 * floor)
             if not res.method:
                 res.method = "amplification"
                 res.score = res.amplification

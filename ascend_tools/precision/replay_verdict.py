@@ -25,10 +25,15 @@ class Replay:
         return self.verdict.ratio or 0.0
 
     @property
-    def is_error(self) -> bool:
+    def level(self) -> str:
+        """The verdict's level with the same-dtype baseline's allowance (:func:`with_baseline`)."""
         if self.baseline_verdict is None or self.baseline is None:
-            return self.verdict.level == "error"
-        return with_baseline(self.verdict, self.baseline_verdict, self.baseline.target_dtype).level == "error"
+            return self.verdict.level
+        return with_baseline(self.verdict, self.baseline_verdict, self.baseline.target_dtype).level
+
+    @property
+    def is_error(self) -> bool:
+        return self.level == "error"
 
 
 def with_baseline(verdict: standards.Verdict, baseline: standards.Verdict, dtype: str) -> standards.Verdict:

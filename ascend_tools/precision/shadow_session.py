@@ -64,7 +64,7 @@ from ..op_names import UNDEFINED_VALUES, is_collective, is_wanted, normalise_op,
 from ..report import Finding, Report, Series, Severity, Table
 from ..session import StepSession
 from ..stacks import user_site
-from . import drift, standards
+from . import drift, near_misses, standards
 from . import metrics as M
 from .aliasing import COPIES
 from .failopen_mode import FailOpenMode
@@ -975,6 +975,7 @@ def build_report(
     records = sorted(records, key=lambda r: (r.rank, r.step, r.id))
     found = culprits(records)
     first = first_culprit(records)
+    near = sorted((r for r in records if r.verdict.level == "warning"), key=lambda r: -r.ratio)
     verdicts: Counter = Counter()
     skipped: Counter = Counter()
     not_replayable: Counter = Counter()
@@ -1013,6 +1014,7 @@ def build_report(
         summary=summary,
         culprits=[culprit_row(i + 1, r) for i, r in enumerate(found[:top])],
         first_culprit=culprit_row(0, first) if first else None,
+        near_misses=[culprit_row(i + 1, r) for i, r in enumerate(near[: near_misses.LISTED])],
         records=rows,
     )
     report = Report(
@@ -1027,6 +1029,11 @@ def build_report(
         ("culprits", n_culprits),
         ("first culprit", summary["first_culprit"] or "none"),
         ("top culprit", found[0].key if found else "none"),
+        *(
+            [("top near miss", f"{near[0].key} ({near[0].ratio:.3g} tolerances)")]
+            if near and not found
+            else []
+        ),
         ("skipped", ", ".join(f"{n} {k}" for k, n in skipped_by.items()) or "none"),
     ]
     if not_replayable:
@@ -1044,7 +1051,8 @@ def build_report(
         )
     if command:
         report.summary.append(("command", " ".join(command)))
-    _culprit_section(report, data["culprits"], first, compared)
+    _culprit_section(report, data["culprits"], first, compared, len(near))
+    near_misses.add_section(report, data["near_misses"], len(near), step=True)
     _drift_section(report, records, found)
     sec = report.section("All compared ops")
     sec.text.append(
@@ -1077,7 +1085,7 @@ def _headline(exit_status: Optional[int], compared: int) -> str:
 
 
 def _culprit_section(
-    report: Report, rows: List[Dict[str, Any]], first: Optional[ShadowRecord], compared: int
+    report: Report, rows: List[Dict[str, Any]], first: Optional[ShadowRecord], compared: int, near: int
 ) -> None:
     sec = report.section("Culprits")
     if not compared:
@@ -1091,7 +1099,7 @@ def _culprit_section(
         )
         return
     if not rows:
-        sec.text.append("No op introduced an error beyond its dtype's tolerance.")
+        sec.text.append(near_misses.no_culprit_text(near))
         return
     sec.text.append(
         "Ops whose output differs from a float64 run on their own inputs by more than their dtype "
