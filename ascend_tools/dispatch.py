@@ -111,8 +111,7 @@ class ModulePath:
             if self._stack:
                 name = self._stack[-1]
             else:
-                self.names.add_root(module)
-                name = ""
+                name = self.names.add_root(module)
         self._stack.append(name)
 
     def _pop(self, _module: torch.nn.Module, _inputs: Any, _output: Any) -> None:

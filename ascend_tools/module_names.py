@@ -15,6 +15,7 @@ a compiled run's names are those of the same model uncompiled (a reference run c
 ``--scope`` prefixes match both; the same for a block compiled on its own (``model.layers.0._orig_mod.mlp``).
 """
 
+import gc
 import weakref
 from typing import Dict, Optional
 
@@ -40,6 +41,7 @@ class ModuleNames:
             weakref.WeakKeyDictionary()
         )
         self._roots: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
+        self._root_paths: weakref.WeakKeyDictionary[torch.nn.Module, str] = weakref.WeakKeyDictionary()
         self._models: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
         self._params = WeakIdKeyDictionary()  # Parameter -> (path, root or None)
         self._missed = WeakIdKeyDictionary()  # Parameters looked up in vain since the last rescan
@@ -58,25 +60,43 @@ class ModuleNames:
     def __contains__(self, module: torch.nn.Module) -> bool:
         return module in self._modules
 
-    def add_root(self, root: torch.nn.Module) -> None:
+    def add_root(self, root: torch.nn.Module) -> str:
         """``root`` runs while no module runs: name what is below it (it stays unnamed itself: the same
-        instance may run inside a named module later). Names an earlier root below it gave are replaced."""
-        if root in self._roots:
-            return
+        instance may run inside a named module later). Names an earlier root below it gave are replaced.
+        Returns the root's own path: ``""``, unless its modules' names would be those of another model's already
+        named (a second model beside the first: DPO's reference model, a distillation teacher, an EMA copy):
+        then the name the script holds it under (``ref_model``, see :func:`held_as`) or ``root<N>``, and every
+        path below it starts with that (``ref_model.model.layers.0.mlp``)."""
+        known = self._root_paths.get(root)
+        if known is not None:
+            return known
+        paths = [(plain_path(path), sub) for path, sub in root.named_modules() if sub is not root]
+        below_ids = {id(sub) for _path, sub in paths}
+        mine = {id(m) for m in self._modules if id(m) in below_ids}  # named by an earlier root this one holds
+        taken = {name for m, name in self._modules.items() if id(m) not in mine}
+        prefix = self._second_model_path(root) if any(path in taken for path, _sub in paths) else ""
         self._roots.add(root)
+        self._root_paths[root] = prefix
         below: Dict[int, str] = {}
-        for path, sub in root.named_modules():
-            if sub is not root:
-                path = below[id(sub)] = plain_path(path)
-                if self._renamable(sub, below):
-                    self._modules[sub] = path
-                    self._named_by[sub] = root
-        self._name_params(root, below)
+        for path, sub in paths:
+            path = below[id(sub)] = _join(prefix, path)
+            if self._renamable(sub, below):
+                self._modules[sub] = path
+                self._named_by[sub] = root
+        self._name_params(root, below, prefix)
+        return prefix
 
-    def _name_params(self, root: torch.nn.Module, below: Optional[Dict[int, str]]) -> None:
+    def _second_model_path(self, root: torch.nn.Module) -> str:
+        firsts = {name.split(".", 1)[0] for name in self._modules.values()} | set(self._root_paths.values())
+        name = held_as(root)
+        if name is None or name in firsts:
+            name = f"root{len(self._roots) + 1}"
+        return name
+
+    def _name_params(self, root: torch.nn.Module, below: Optional[Dict[int, str]], prefix: str = "") -> None:
         """``below`` None: ``root`` is a model given by the caller (final names)."""
         for path, p in root.named_parameters():
-            path = plain_path(path)
+            path = _join(prefix, plain_path(path))
             old = self._params.get(p)
             if below is None:
                 self._params[p] = (path, None)
@@ -99,6 +119,35 @@ class ModuleNames:
             for model in list(self._models):
                 self._name_params(model, None)
             for root in list(self._roots):
-                self._name_params(root, {id(m): "" for m in root.modules()})
+                self._name_params(root, {id(m): "" for m in root.modules()}, self._root_paths.get(root, ""))
             found = self._params.get(p)
         return found[0] if found is not None else None
+
+
+def held_as(obj: object) -> Optional[str]:
+    """The name a script holds ``obj`` under: a key of a dict that refers to it, an object's attributes (a trainer's
+    ``self.ref_model``) or a module's globals (``teacher = ...``); public identifiers only, the first in sorted
+    order where there are several (the same in every run). None where no dict holds it."""
+    names = {
+        key
+        for ref in gc.get_referrers(obj)
+        for key, value in _items(ref)
+        if value is obj and isinstance(key, str) and key.isidentifier() and not key.startswith("_")
+    }
+    return min(names) if names else None
+
+
+def _items(ref: object) -> list:
+    """A referrer's names and values: a dict's, or an object's attributes (Python 3.11+ keeps an instance's
+    attributes without a dict object, and the referrer is then the instance)."""
+    if isinstance(ref, dict):
+        return list(ref.items())
+    try:
+        attrs = object.__getattribute__(ref, "__dict__")
+    except Exception:  # no attributes (a list, a frame, a cell)
+        return []
+    return list(attrs.items()) if isinstance(attrs, dict) else []
+
+
+def _join(prefix: str, path: str) -> str:
+    return f"{prefix}.{path}" if prefix and path else prefix or path

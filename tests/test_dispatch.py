@@ -266,3 +266,51 @@ def test_backward_ops_under_activation_checkpointing_get_their_module(reentrant)
     # the recomputed forward ops (run while the engine runs the checkpoint's node) name their module too
     recomputed = [m for op, ph, m, _ in seen if op == "aten::tanh" and ph == "backward"]
     assert recomputed == ["b", "a"]
+
+
+class Trainer:
+    """Holds a policy and a frozen copy, as TRL's DPOTrainer holds ``model`` and ``ref_model``."""
+
+    def __init__(self):
+        torch.manual_seed(0)
+        self.model = Net()
+        self.ref_model = Net()
+
+
+def _addmm_modules(run):
+    trainer = Trainer()
+    x = torch.randn(3, 4)
+    with ModulePath() as paths, Seen(paths) as mode:
+        run(trainer, x)
+    return [m for op, ph, m, _ in mode.seen if op == "aten::addmm" and ph == "forward"]
+
+
+def test_a_second_model_with_the_same_module_names_is_named_by_what_holds_it():
+    """DPO's policy and reference model, a distillation's student and teacher: before, both were named from ""
+    (``a.up`` for either model's layer), and a culprit in the reference model named the policy's module."""
+
+    def step(trainer, x):
+        trainer.model(x)
+        with torch.no_grad():
+            trainer.ref_model(x)
+
+    names = _addmm_modules(step)
+    assert names == ["a.up", "a.down", "b.up", "b.down"] + [
+        f"ref_model.{n}" for n in ("a.up", "a.down", "b.up", "b.down")
+    ]
+
+
+def test_a_second_model_held_by_no_name_is_root_n_and_a_loss_module_keeps_its_names():
+    trainer = Trainer()
+    models = [trainer.model, trainer.ref_model]  # a list: no dict holds them by name
+    del trainer
+    criterion = torch.nn.Linear(4, 4)  # a module that runs outside the model: its own names, no clash
+    x = torch.randn(3, 4)
+    with ModulePath() as paths, Seen(paths) as mode:
+        models[0](x)
+        criterion(x)
+        models[1](x)
+        models[0](x)
+    seen = [m for op, ph, m, _ in mode.seen if op == "aten::addmm"]
+    assert seen[4] == "" and seen[5:9] == ["root3.a.up", "root3.a.down", "root3.b.up", "root3.b.down"]
+    assert seen[9:] == seen[:4] == ["a.up", "a.down", "b.up", "b.down"]  # the first model keeps its names

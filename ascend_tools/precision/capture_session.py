@@ -565,8 +565,7 @@ class Capture(StepSession):
         """The module's path; an unnamed module is a root (see ``ModuleNames.add_root``)."""
         name = self._names.get(module)
         if name is None:
-            self._names.add_root(module)
-            name = ""
+            name = self._names.add_root(module)
         return name
 
 

@@ -4,13 +4,13 @@
 layers, seeded weights) and sixteen local preference pairs, two optimizer steps. TRL trains in bf16 by default
 (CPU autocast through accelerate); ``--bf16 False`` is the fp32 reference. Each step runs the policy, then the
 reference model (a second copy, under ``no_grad``) on the same batch: two models whose modules have the same
-names, told apart by the stack (``dpo_trainer.py``'s policy and reference forwards).
+names. The reference model's are named by the attribute that holds it (``ref_model.model.layers.0.mlp``).
 
 Known answers: two clean runs and bf16 against fp32 list nothing; ``--beta 0.2`` against the default 0.1 is a
 divergence whose arguments differ (at step 0 the policy is the reference, the log-ratios are 0 and so is
 ``beta * 0``: the first op that differs is the backward's ``mul`` by beta; at step 1 the forward's); a faulty
 ``mm`` kernel (``corpus_fault/``) on a call of the policy's forward and on one of the reference model's is named
-first, with its model told by its stack.
+first, in its own model (its module path, and its stack through that model's forward).
 
 Found this way: nothing was recorded at all (``import datasets``/``transformers`` before ``torch`` took the
 finder that waits for torch off ``sys.meta_path``: tests/test_launch.py), and the bf16 faults (3% on a tenth of a
@@ -151,9 +151,9 @@ def test_a_faulty_kernel_in_either_model_is_named_first(runs, model):
     rep = compare(runs, model, "ref")
     top = rep["culprits"][0]
     call = FAULTS[model]
-    assert (top["kind"], top["name"], top["module"]) == ("kernel", f"aten::mm#forward#{call}",
-                                                          "model.layers.0.mlp.up_proj")  # fmt: skip
-    # the two models' modules have one name: the stack says which model ran it
+    prefix = "" if model == "policy" else "ref_model."  # before: "model.layers.0.mlp.up_proj" in both
+    assert (top["kind"], top["name"]) == ("kernel", f"aten::mm#forward#{call}")
+    assert top["module"] == prefix + "model.layers.0.mlp.up_proj"
     trainer = [line for line in top["stack"] if "dpo_trainer.py" in line and "_compute_loss" in line]
     assert trainer, top["stack"]
     src = _trainer_line(trainer[-1])
