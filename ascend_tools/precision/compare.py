@@ -142,7 +142,6 @@ def pair_row(order: int, res: PairResult) -> Dict[str, Any]:
 def culprit_row(position: int, cause: Cause, dump: Dump) -> Dict[str, Any]:
     res = cause.result
     rec = res.record
-    verdict = res.introduced_verdict or res.verdict
     data = cause.kind == "data"  # found by comparing its inputs: no error of its own to show
     return OrderedDict(
         rank=position,
@@ -158,8 +157,7 @@ def culprit_row(position: int, cause: Cause, dump: Dump) -> Dict[str, Any]:
         method="inputs" if data else res.method,
         verdict=cause.level,
         error_vs_reference=res.verdict.ratio if res.verdict else None,
-        # a target-only op has no verdict: what the cause says of it
-        reason=cause.detail if data or not (verdict and verdict.reason) else verdict.reason,
+        reason=_reason(cause),
         stack=diagnose.stack_lines(dump, rec),
     )
 
@@ -181,6 +179,18 @@ def near_miss_row(position: int, res: PairResult, dump: Dump) -> Dict[str, Any]:
         site=stack[-1] if stack else "",
         stack=stack,
     )
+
+
+def _reason(cause: Cause) -> str:
+    """One line of why ``cause`` is one: a kernel's replay verdict; for a divergence what differs and how far the
+    output is off the reference (its replay passed: its own verdict says nothing of the cause); else the cause's
+    own words (a target-only op has no verdict)."""
+    res = cause.result
+    if cause.kind == "kernel" and res.introduced_verdict is not None:
+        return res.introduced_verdict.reason
+    if cause.kind == "divergence" and res.verdict is not None and res.verdict.reason:
+        return f"{cause.detail}; against the reference: {res.verdict.reason}"
+    return cause.detail or (res.verdict.reason if res.verdict else "")
 
 
 # --- report ---------------------------------------------------------------------------------------------

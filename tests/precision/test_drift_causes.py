@@ -167,6 +167,10 @@ def test_rmsnorm_eps_in_one_layer_is_a_divergence_with_agreeing_inputs(eps_runs,
         "model.layers.1.input_layernorm",
     )
     assert any("0.01" in d and "1e-06" in d for d in top["arg_diff"]), top["arg_diff"]
+    # the finding's reason says what differs and how far off the output is, not the passing replay's verdict
+    # (before: "absolute: max_ulp_err 0.2 <= 16", under an "error" finding)
+    assert top["reason"].startswith("arguments differ: ") and "against the reference: " in top["reason"]
+    assert " > " in top["reason"].split("against the reference: ")[1]
 
 
 @pytest.mark.slow
