@@ -255,6 +255,38 @@ sys.exit(rc)
 """
 
 
+ACCELERATE_TRAIN = """
+import os, sys, torch
+from accelerate import Accelerator
+acc = Accelerator(cpu=True)
+m, opt = acc.prepare(torch.nn.Linear(4, 2), torch.optim.SGD(torch.nn.Linear(4, 2).parameters(), lr=0.1))
+acc.backward(m(torch.randn(3, 4)).sum())
+print("TRAINED", os.environ.get("RANK", "-"), "ascend_tools" in sys.modules, flush=True)
+"""
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_accelerate_launch_instruments_the_processes_that_train(tmp_path, processes):
+    """``accelerate launch`` imports torch and trains nothing: before, it took the top role and the ``python
+    train.py`` it starts (one without RANK, or one worker per rank through torchrun) got no dump: "no records"."""
+    pytest.importorskip("accelerate")
+    accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
+    if not os.path.exists(accelerate):
+        pytest.skip("no accelerate console script beside this python")
+    train = write(tmp_path / "train.py", ACCELERATE_TRAIN)
+    out = tmp_path / "out"
+    how = ["--cpu"] if processes == 1 else ["--multi_gpu"]  # on a machine without GPUs: gloo processes
+    launch = [accelerate, "launch", *how, "--num_processes", str(processes), "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no", train]  # fmt: skip
+    proc = cli(tmp_path, "dump", "-o", str(out), "--", *launch)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("TRAINED") == processes and "False" not in proc.stdout
+    assert ranks(out) == [f"rank{r}" for r in range(processes)]
+    for r in range(processes):
+        with open(out / f"rank{r}" / "step0" / "records.jsonl", encoding="utf-8") as f:
+            assert "aten::addmm" in {json.loads(line)["name"] for line in f}
+
+
 # what a script runs before its own ``import torch``: an availability check that imports nothing (datasets' and
 # transformers' import-time ``importlib.util.find_spec("torch")``), or transformers itself
 CHECKS_FIRST = {

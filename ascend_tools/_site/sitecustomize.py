@@ -16,6 +16,18 @@ ENV = "ASCEND_DOCTOR_LAUNCH"
 ENV_ACTIVE = "ASCEND_DOCTOR_ACTIVE"
 CHILD_TOOLS = ("profile",)  # the tools a child of an instrumented process runs too (mp.spawn ranks)
 TORCHRUN = ("torchrun", "torch.distributed.run", "torch.distributed.launch")  # as launch.TORCHRUN
+# launchers that import torch to start the processes that train and train nothing themselves: their console
+# scripts (by file name) and their modules (``python -m``). ``accelerate launch`` starts one ``python train.py``
+# without RANK, or workers with it; ``deepspeed`` starts ``deepspeed.launcher.launch``, which starts the workers;
+# ``trl sft|dpo|...`` runs ``accelerate launch`` of TRL's script in-process
+LAUNCHER_SCRIPTS = ("torchrun", "accelerate", "accelerate-launch", "deepspeed", "trl")
+LAUNCHER_MODULES = (
+    *TORCHRUN[1:],
+    "accelerate.commands.launch",
+    "accelerate.commands.accelerate_cli",
+    "deepspeed.launcher.runner",
+    "deepspeed.launcher.launch",
+)
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -36,22 +48,23 @@ def _chain():
 
 def _role():
     """``"top"``, ``"child"`` or None (not instrumented), decided once this process has imported torch. The
-    first process of the command to import torch, torchrun's agent aside, claims the top role
+    first process of the command to import torch, launchers aside (:func:`_launcher`), claims the top role
     (``ASCEND_DOCTOR_ACTIVE`` in its environment); what it starts from then on descends from it."""
     import json
 
     opts = json.loads(os.environ[ENV])
     if os.environ.get(ENV_ACTIVE):  # a descendant of an instrumented process
         return "child" if opts.get("tool") in CHILD_TOOLS else None
-    if "RANK" not in os.environ and (opts.get("require_rank") or _torchrun_agent()):  # not a worker
+    if _launcher() or ("RANK" not in os.environ and opts.get("require_rank")):  # not a worker
         return None
     os.environ[ENV_ACTIVE] = str(os.getpid())
     return "top"
 
 
-def _torchrun_agent():
-    """Whether this process runs torchrun (``torchrun ...``, ``python -m torch.distributed.run ...``): it
-    imports torch to start the workers and trains nothing itself."""
+def _launcher():
+    """Whether this process runs a launcher (``torchrun ...``, ``accelerate launch ...``, ``deepspeed ...``,
+    ``python -m torch.distributed.run ...``): it imports torch to start the processes that train and trains
+    nothing itself (before, ``accelerate launch`` took the top role and its ``python train.py`` got no tool)."""
     argv = getattr(sys, "orig_argv", None)  # Python 3.10+
     if argv is None:
         try:
@@ -59,11 +72,11 @@ def _torchrun_agent():
                 argv = f.read().decode("utf-8", "replace").split("\0")
         except OSError:
             argv = list(sys.argv)
-    for i, arg in enumerate(argv[1:], 1):  # python's own options, then torchrun or -m MODULE
+    for i, arg in enumerate(argv[1:], 1):  # python's own options, then the launcher's script or -m MODULE
         if arg == "-m":
-            return argv[i + 1 : i + 2] in ([t] for t in TORCHRUN)
+            return argv[i + 1 : i + 2] in ([t] for t in LAUNCHER_MODULES)
         if not arg.startswith("-"):
-            return os.path.basename(arg) == "torchrun"
+            return os.path.basename(arg) in LAUNCHER_SCRIPTS
     return False
 
 
