@@ -161,6 +161,19 @@ def test_a_faulty_kernel_in_either_model_is_named_first(runs, model):
 
 
 @pytest.mark.slow
+def test_the_trl_cli_is_captured_like_the_script(runs, tmp_path):
+    """``trl dpo ...`` runs ``accelerate launch`` of the same script in-process: before, the ``trl`` process took
+    the top role and the training below it recorded nothing."""
+    cwd = workdir(tmp_path, "cli")
+    trl = os.path.join(os.path.dirname(sys.executable), "trl")
+    proc = cli(cwd, OFFLINE, "dump", "-o", f"{tmp_path}/cli.dump", "--mode", "tensor", "--",
+               trl, "dpo", *COMMAND[1:])  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rep = report(cwd, {}, f"{tmp_path}/cli.json", "compare", f"{tmp_path}/cli.dump", f"{runs}/ref.dump")
+    assert rep["summary"]["pairs"] > 1000 and rep["culprits"] == []
+
+
+@pytest.mark.slow
 def test_shadow_of_the_dpo_script_lists_nothing_and_fails_nowhere(tmp_path):
     cwd = workdir(tmp_path, "shadow")
     rep = report(cwd, OFFLINE, f"{tmp_path}/shadow.json", "shadow", "--", sys.executable, *COMMAND)
