@@ -53,9 +53,15 @@ def _role():
     import json
 
     opts = json.loads(os.environ[ENV])
+    if _launcher():
+        # what it starts trains: those processes are the command's, whoever started the launcher (a CLI that
+        # imports torch and starts torchrun on several devices, ``llamafactory-cli train``, claimed the top role
+        # and records nothing itself: its capture takes no rank directory before its first record)
+        os.environ.pop(ENV_ACTIVE, None)
+        return None
     if os.environ.get(ENV_ACTIVE):  # a descendant of an instrumented process
         return "child" if opts.get("tool") in CHILD_TOOLS else None
-    if _launcher() or ("RANK" not in os.environ and opts.get("require_rank")):  # not a worker
+    if "RANK" not in os.environ and opts.get("require_rank"):  # under torchrun: no worker
         return None
     os.environ[ENV_ACTIVE] = str(os.getpid())
     return "top"

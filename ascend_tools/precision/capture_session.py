@@ -133,6 +133,8 @@ class Capture(StepSession):
         self._modules = ModuleRecorder(self)
         self._calls: Dict[Tuple[str, str], int] = {}
         self._next_id = 0
+        self._claimed = False  # the rank directory is this capture's (see start's claim_later)
+        self._refused = False  # another capture holds it: nothing is recorded
         self._seen: Dict[int, TensorEntry] = {}
         # writes seen per storage address: an entry holds while the count is the one it was made at
         self._writes: Dict[int, int] = {}
@@ -156,21 +158,14 @@ class Capture(StepSession):
 
     # --- public -------------------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, claim_later: bool = False) -> None:
+        """``claim_later``: take the rank directory when the first record is made, not now. The CLI's process
+        without RANK may be a launcher of its own that trains nothing (``llamafactory-cli`` starts torchrun on
+        several devices): it must leave ``rank0`` to the worker that trains."""
         if self._active:
             return
-        from ..outdir import Busy, rank_lock
-
-        rank_dir = os.path.join(self.out_dir, f"rank{self.rank}")
-        try:  # one capture writes a rank directory at a time; a second records nothing and says so
-            self._lock = rank_lock(self.out_dir, self.rank, "capture").acquire()
-        except (Busy, OSError) as exc:
-            log.warning("capture: %s: %s; this capture records nothing (training goes on)", rank_dir, exc)
+        if not claim_later and not self._claim():
             return
-        files = store.RankWriter(self.out_dir, self.rank)
-        files.write_meta(self.meta())
-        self._flush_due = time.monotonic() + FLUSH_AFTER  # from the start, not from construction
-        self._out.open(files)
         _LIVE.add(self)
         self._active = True
         self._update_off()
@@ -182,6 +177,26 @@ class Capture(StepSession):
             self._enter_module_paths(None, self._names)
             self._enter_dispatch(OpRecordMode(self))
         self._install_step_hook()
+
+    def _claim(self) -> bool:
+        """Take the rank directory (its lock, its meta.json) for the records to come; False, and the capture off
+        for good, where another capture holds it."""
+        from ..outdir import Busy, rank_lock
+
+        self._claimed = True
+        rank_dir = os.path.join(self.out_dir, f"rank{self.rank}")
+        try:  # one capture writes a rank directory at a time; a second records nothing and says so
+            self._lock = rank_lock(self.out_dir, self.rank, "capture").acquire()
+        except (Busy, OSError) as exc:
+            log.warning("capture: %s: %s; this capture records nothing (training goes on)", rank_dir, exc)
+            self._refused = True
+            self._update_off()
+            return False
+        files = store.RankWriter(self.out_dir, self.rank)
+        files.write_meta(self.meta())
+        self._flush_due = time.monotonic() + FLUSH_AFTER  # from the claim, not from construction
+        self._out.open(files)
+        return True
 
     def close(self) -> None:
         """Flush what is left, remove every hook, leave the dispatch mode. Safe to call twice."""
@@ -260,7 +275,10 @@ class Capture(StepSession):
 
     def _update_off(self) -> None:
         self._off = (
-            (not self._active) or self._busy or (self.steps is not None and self.step_no not in self.steps)
+            (not self._active)
+            or self._busy
+            or self._refused
+            or (self.steps is not None and self.step_no not in self.steps)
         )
 
     def _advance(self) -> None:
@@ -446,6 +464,8 @@ class Capture(StepSession):
             return None
         if self.scope and not self._in_scope(module):
             return None
+        if not self._claimed and not self._claim():
+            return None
         rid = self._next_id
         self._next_id += 1
         tensors: List[torch.Tensor] = []
@@ -526,6 +546,9 @@ class Capture(StepSession):
             self._guarded_busy(self._flush, fail_open=False)
 
     def _flush(self) -> None:
+        if self._out.files is None:  # nothing claimed (no record yet) or refused
+            self._out.batch = []
+            return
         self._flush_due = time.monotonic() + FLUSH_AFTER
         if not self._meta_final and (self._out.batch or self._stack_table.new):
             self._meta_final = True
@@ -557,6 +580,8 @@ class Capture(StepSession):
         return call
 
     def _new_id(self) -> int:
+        if not self._claimed:  # a module record first; refused: it is dropped at the flush
+            self._claim()
         rid = self._next_id
         self._next_id += 1
         return rid
@@ -609,10 +634,11 @@ def capture(
 
 
 def start_from_options(opts: Dict[str, Any]) -> Capture:
-    """Used by ``launch.start_from_env`` in each process of ``ascend-doctor dump``."""
+    """Used by ``launch.start_from_env`` in each process of ``ascend-doctor dump``: a process without RANK takes
+    its rank directory at its first record (see :meth:`Capture.start`)."""
     opts = dict(opts)
     cap = capture(opts.pop("out_dir"), **opts)
-    cap.start()
+    cap.start(claim_later="RANK" not in os.environ)
     return cap
 
 
