@@ -33,7 +33,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 from .errors import InputError
 
@@ -56,19 +56,39 @@ CHILD_TOOLS = ("profile",)  # the same tuple is in _site/sitecustomize.py (it im
 SITE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_site")
 
 TORCHRUN = ("torchrun", "torch.distributed.run", "torch.distributed.launch")  # and in _site/sitecustomize.py
+# launchers that start the processes that train (as _site/sitecustomize.py's LAUNCHER_SCRIPTS, LAUNCHER_MODULES)
+LAUNCHER_SCRIPTS = ("torchrun", "accelerate", "accelerate-launch", "deepspeed", "trl")
+LAUNCHER_MODULES = (
+    *TORCHRUN[1:],
+    "accelerate.commands.launch",
+    "accelerate.commands.accelerate_cli",
+    "deepspeed.launcher.runner",
+    "deepspeed.launcher.launch",
+)
 
 
 def is_torchrun(cmd: List[str]) -> bool:
     """Whether ``cmd`` starts torchrun (``torchrun ...`` or ``python -m torch.distributed.run ...``)."""
+    return _starts(cmd, ("torchrun",), TORCHRUN[1:])
+
+
+def is_launcher(cmd: List[str]) -> bool:
+    """Whether ``cmd`` starts a launcher (torchrun, ``accelerate launch``, ``deepspeed``, ``trl``, or their
+    ``python -m`` modules): the processes it starts are the ones that train."""
+    return _starts(cmd, LAUNCHER_SCRIPTS, LAUNCHER_MODULES)
+
+
+def _starts(cmd: List[str], scripts: Sequence[str], modules: Sequence[str]) -> bool:
+    """``cmd`` runs one of ``scripts`` (by file name), or Python on one of ``scripts`` or ``-m`` one of ``modules``."""
     if not cmd:
         return False
-    if os.path.basename(cmd[0]) == "torchrun":
+    if os.path.basename(cmd[0]) in scripts:
         return True
     for i, arg in enumerate(cmd[1:], 1):  # python's own options, then -m MODULE (not a script's -m)
         if arg == "-m":
-            return cmd[i + 1 : i + 2] in ([t] for t in TORCHRUN)
+            return cmd[i + 1] in modules if i + 1 < len(cmd) else False
         if not arg.startswith("-"):
-            return False
+            return os.path.basename(arg) in scripts and os.path.basename(cmd[0]).startswith("python")
     return False
 
 

@@ -290,29 +290,37 @@ def test_accelerate_launch_instruments_the_processes_that_train(tmp_path, proces
 # a CLI like ``llamafactory-cli train``: it imports torch (to count the devices) and trains in-process on one
 # device, or (``FORCE_TORCHRUN=1``, several devices) runs torchrun on its own training entry point and trains nothing
 TORCH_CLI = """
-import os, subprocess, sys, torch
+import os, subprocess, sys, time, torch
 if os.environ.get("FORCE_TORCHRUN"):
+    time.sleep(2.5)  # its own start-up (imports, config): long enough for profile's provisional rank0
     run = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "0", sys.argv[1]]
     sys.exit(subprocess.run(run).returncode)
 exec(open(sys.argv[1]).read())
 """
 
 
-@pytest.mark.parametrize("torchrun", [False, True])
-def test_a_cli_that_imports_torch_and_starts_torchrun_has_its_workers_captured(tmp_path, torchrun):
-    """Before: the CLI took the top role and rank0 at start, the workers its torchrun started got nothing ("no
-    records"): LLaMA-Factory's multi-device launch. On one device it trains itself and is rank0, as before."""
+@pytest.mark.parametrize("tool, torchrun", [("dump", False), ("dump", True), ("profile", True)])
+def test_a_cli_that_imports_torch_and_starts_torchrun_has_its_workers_instrumented(tmp_path, tool, torchrun):
+    """Before: the CLI took the top role and rank0, the workers its torchrun started got nothing (dump: "no
+    records") or rank 0's was refused (profile: "another run is writing there"): LLaMA-Factory's multi-device
+    launch. On one device it trains itself and is rank0, as before."""
     train = write(tmp_path / "train.py", TRAIN)
     cli_script = write(tmp_path / "cli.py", TORCH_CLI)
     out = tmp_path / "out"
     env_cmd = ["env", "FORCE_TORCHRUN=1"] if torchrun else []
-    proc = cli(tmp_path, "dump", "-o", str(out), "--", *env_cmd, sys.executable, cli_script, train)
+    proc = cli(tmp_path, tool, "-o", str(out), "--", *env_cmd, sys.executable, cli_script, train)
     assert proc.returncode == 0, proc.stderr
+    assert "another run is writing there" not in proc.stderr
     want = ["rank0", "rank1"] if torchrun else ["rank0"]
     assert ranks(out) == want
-    for r in want:
-        with open(out / r / "step0" / "records.jsonl", encoding="utf-8") as f:
-            assert "aten::addmm" in {json.loads(line)["name"] for line in f}
+    for r, name in enumerate(want):
+        if tool == "dump":
+            with open(out / name / "step0" / "records.jsonl", encoding="utf-8") as f:
+                assert "aten::addmm" in {json.loads(line)["name"] for line in f}
+        else:  # each worker's own training step, under its own rank
+            with open(out / name / "meta.json", encoding="utf-8") as f:
+                meta = json.load(f)
+            assert (meta["rank"], meta["steps"]) == (r, 1)
 
 
 # what a script runs before its own ``import torch``: an availability check that imports nothing (datasets' and

@@ -98,6 +98,7 @@ class Profiler(StepSession):
             False  # this process started ranks with torch.multiprocessing: never rank0 before exit
         )
         self._unhook_spawn: Any = None
+        self._unhook_popen: Any = None
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
@@ -127,6 +128,7 @@ class Profiler(StepSession):
             self._name_from_dist()
             if self.top:
                 self._unhook_spawn = _hook_spawn(self._give_up_rank0)
+                self._unhook_popen = _hook_launcher_popen(self._give_up_rank0)
         except Exception as exc:
             self._fail(exc)
 
@@ -146,6 +148,8 @@ class Profiler(StepSession):
             self.comm.uninstall()
         if self._unhook_spawn is not None:
             self._unhook_spawn()
+        if self._unhook_popen is not None:
+            self._unhook_popen()
         self._exit_dispatch()  # the step hooks (the profiler has no dispatch mode)
         if self.oom is not None:
             self.oom.uninstall()
@@ -413,6 +417,35 @@ def _hook_spawn(before: Any) -> Any:
         for module in (tmp_spawn, tmp):
             if getattr(module, "start_processes", None) is start_processes:
                 setattr(module, "start_processes", original)  # noqa: B010
+
+    return unhook
+
+
+def _hook_launcher_popen(before: Any) -> Any:
+    """Call ``before()`` whenever this process starts a launcher with ``subprocess`` (``launch.is_launcher``: a
+    CLI that runs torchrun on several devices, ``llamafactory-cli train``): the ranks it starts are the run's, and
+    rank 0 gets ``rank0``. Returns the function that removes the hook."""
+    import shlex
+    import subprocess
+
+    from ..launch import is_launcher
+
+    original = subprocess.Popen.__init__
+
+    def __init__(self: Any, args: Any, *rest: Any, **kwargs: Any) -> None:
+        try:
+            cmd = shlex.split(args) if isinstance(args, str) else [os.fsdecode(a) for a in args]
+            if is_launcher(cmd):
+                before()
+        except Exception as exc:  # never stop the user's program
+            log.warning("profile: %s: %s", type(exc).__name__, exc)
+        original(self, args, *rest, **kwargs)
+
+    subprocess.Popen.__init__ = __init__  # type: ignore[method-assign]
+
+    def unhook() -> None:
+        if subprocess.Popen.__init__ is __init__:
+            subprocess.Popen.__init__ = original  # type: ignore[method-assign]
 
     return unhook
 
