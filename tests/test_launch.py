@@ -413,3 +413,30 @@ def test_is_torchrun_reads_only_pythons_own_arguments(cmd, expected):
     from ascend_tools.launch import is_torchrun
 
     assert is_torchrun(cmd) is expected
+
+
+def test_the_launcher_lists_of_the_site_hook_and_the_package_agree():
+    """``_site/sitecustomize.py`` runs at interpreter start and imports nothing of ours: it keeps its own copies of
+    the launcher lists, which must stay those of ``launch.py`` (what the profiler's subprocess hook reads)."""
+    import ast
+
+    from ascend_tools import launch
+
+    with open(os.path.join(ROOT, "ascend_tools", "_site", "sitecustomize.py"), encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    values = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+            if name in ("TORCHRUN", "LAUNCHER_SCRIPTS", "CHILD_TOOLS"):
+                values[name] = ast.literal_eval(node.value)
+    assert values == {
+        "TORCHRUN": launch.TORCHRUN,
+        "LAUNCHER_SCRIPTS": launch.LAUNCHER_SCRIPTS,
+        "CHILD_TOOLS": launch.CHILD_TOOLS,
+    }
+    site_modules = next(
+        n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "LAUNCHER_MODULES"
+    )
+    listed = [ast.literal_eval(e) for e in site_modules.value.elts if not isinstance(e, ast.Starred)]
+    assert (*launch.TORCHRUN[1:], *listed) == launch.LAUNCHER_MODULES
