@@ -149,3 +149,30 @@ def test_without_set_stance_fullgraph_is_dropped(tmp_path, monkeypatch):
     with capture(str(tmp_path / "dump")):
         torch.compile(model(), fullgraph=True, dynamic=False)
     assert seen == [{"fullgraph": False, "dynamic": False}]
+
+
+def test_a_function_compiled_and_run_before_the_capture_runs_eagerly_under_it(tmp_path):
+    """The capture's handler is not wrapped in ``torch._disable_dynamo`` (failopen_mode.py): code dynamo compiled
+    before the capture started still runs, eagerly, with its ops recorded, and compiled again after it ends."""
+    calls = []
+
+    def backend(gm, example_inputs):
+        calls.append(len(gm.graph.nodes))
+        return gm.forward
+
+    @torch.compile(backend=backend)
+    def scale_add(x, y):
+        return x * 3.0 + y
+
+    x, y = torch.randn(4), torch.randn(4)
+    scale_add(x, y)  # compiled now, before the capture
+    assert len(calls) == 1
+    with capture(str(tmp_path / "dump")):
+        got = scale_add(x, y)
+    torch.testing.assert_close(got, x * 3.0 + y)
+    with open(tmp_path / "dump" / "rank0" / "step0" / "records.jsonl") as f:
+        names = [json.loads(line)["name"] for line in f]
+    assert names == ["aten::mul.Tensor", "aten::add.Tensor"]
+    scale_add(x, y)
+    assert len(calls) == 1  # the graph compiled before is used again: nothing recompiled
+
