@@ -175,4 +175,3 @@ def test_a_function_compiled_and_run_before_the_capture_runs_eagerly_under_it(tm
     assert names == ["aten::mul.Tensor", "aten::add.Tensor"]
     scale_add(x, y)
     assert len(calls) == 1  # the graph compiled before is used again: nothing recompiled
-
