@@ -440,3 +440,25 @@ def test_the_launcher_lists_of_the_site_hook_and_the_package_agree():
     )
     listed = [ast.literal_eval(e) for e in site_modules.value.elts if not isinstance(e, ast.Starred)]
     assert (*launch.TORCHRUN[1:], *listed) == launch.LAUNCHER_MODULES
+
+
+def test_a_popen_the_profiler_cannot_read_is_said_once_and_judged_by_popen(caplog):
+    """The profiler's Popen hook (it gives up rank0 when the top process starts a launcher) reads each command;
+    one it cannot read is Popen's to reject, and the hook says so once, not per call."""
+    import logging
+
+    from ascend_tools.profiling.profiler import _hook_launcher_popen
+
+    called = []
+    unhook = _hook_launcher_popen(lambda: called.append(1))
+    try:
+        with caplog.at_level(logging.WARNING, logger="ascend_tools"):
+            for _ in range(3):
+                with pytest.raises(TypeError):
+                    subprocess.Popen([sys.executable, object()])  # Popen rejects it itself
+            subprocess.run([sys.executable, "-c", "pass"], check=True)  # a readable one: no launcher
+    finally:
+        unhook()
+    said = [r for r in caplog.records if "could not tell whether" in r.getMessage()]
+    assert len(said) == 1
+    assert called == []

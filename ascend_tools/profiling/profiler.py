@@ -431,14 +431,22 @@ def _hook_launcher_popen(before: Any) -> Any:
     from ..launch import is_launcher
 
     original = subprocess.Popen.__init__
+    unread: List[str] = []  # the first command this hook could not read (said once)
 
     def __init__(self: Any, args: Any, *rest: Any, **kwargs: Any) -> None:
         try:
             cmd = shlex.split(args) if isinstance(args, str) else [os.fsdecode(a) for a in args]
             if is_launcher(cmd):
                 before()
-        except Exception as exc:  # never stop the user's program
-            log.warning("profile: %s: %s", type(exc).__name__, exc)
+        except Exception as exc:  # never stop the user's program; Popen judges its own arguments
+            if not unread:
+                unread.append(repr(args))
+                log.warning(
+                    "profile: could not tell whether %.200s starts a launcher (%s: %s); said once",
+                    unread[0],
+                    type(exc).__name__,
+                    exc,
+                )
         original(self, args, *rest, **kwargs)
 
     subprocess.Popen.__init__ = __init__  # type: ignore[method-assign]
