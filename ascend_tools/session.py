@@ -3,8 +3,9 @@
 Steps advance at each ``optimizer.step()`` (a global post-hook) until the script calls ``step()`` itself; an
 optimizer stepped inside backward (per-parameter optimizers in gradient hooks: GaLore's per-layer optimizers,
 torchtune's ``optimizer_in_bwd``, LOMO) advances it once, when that backward ends; a loss scaler's update after a
-step it skipped (NaN/Inf in the scaled gradients: an fp16 GradScaler's first steps) advances it too, where a dispatch
-mode sees the update (capture, shadow). ``steps`` filters which steps are recorded; ``scope`` keeps module paths by
+step it skipped (NaN/Inf in the scaled gradients: an fp16 GradScaler's first steps) advances it too (torch's and
+torch_npu's GradScaler and their subclasses: ``scaler_watch.py``; another scaler through ``aten::_amp_update_scale_``,
+where a dispatch mode sees it: capture, shadow). ``steps`` filters which steps are recorded; ``scope`` keeps module paths by
 prefix or regex; an internal error is counted and logged once, and training goes on.
 """
 
@@ -13,6 +14,7 @@ from typing import Any, Iterable, List, Optional, Sequence
 
 import torch
 
+from . import scaler_watch
 from .compile_watch import CompileWatch
 from .dispatch import graph_task_id
 from .failopen import FailOpen
@@ -129,6 +131,7 @@ class StepSession(FailOpen):
                 self._handles.append(pre(self._optimizer_enter))
             if post is not None:
                 self._handles.append(post(self._optimizer_exit))
+            self._handles.append(scaler_watch.watch(self))  # skipped steps (scaler_watch.py)
         except Exception as exc:
             self._fail(exc)
 

@@ -5,14 +5,17 @@ this class makes sure that neither can break the op: an exception in either is h
 ``_fail`` (``failopen.FailOpen``: counted, logged once) and the user's op runs and returns its own result.
 While the owner's ``_off`` is set (outside the recorded steps, or while the tool itself runs torch code), ops
 pass straight through. Ops the handlers issue do not come back here (a mode is off inside its own handler).
-A loss scaler's update (``aten::_amp_update_scale_``, whichever GradScaler calls it) is told to the owner, recorded
-steps or not: it ends an iteration whose optimizer step the scaler may have skipped (``StepSession._scale_updated``).
+A loss scaler's update (``aten::_amp_update_scale_``, where no GradScaler ``update()`` that ``scaler_watch.py`` wraps
+calls it) is told to the owner, recorded steps or not: it ends an iteration whose optimizer step the scaler may have
+skipped (``StepSession._scale_updated``).
 """
 
 from typing import Any, Dict
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+
+from ..scaler_watch import in_update
 
 _UPDATE_SCALE = torch.ops.aten._amp_update_scale_.default
 
@@ -58,7 +61,7 @@ class FailOpenMode(TorchDispatchMode):
                     self.after(token, func, args, kwargs, out)
                 except Exception as exc:
                     owner._fail(exc)
-        if func is _UPDATE_SCALE:
+        if func is _UPDATE_SCALE and not in_update():  # inside a GradScaler.update(): told when it returns
             try:
                 owner._scale_updated()
             except Exception as exc:

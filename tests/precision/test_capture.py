@@ -13,6 +13,7 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 import torch
+from fp16_scaler import fp16_scaled_training, npu_style_scaler_class
 from polling import wait_for
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -438,34 +439,27 @@ def test_optimizers_stepped_inside_backward_make_one_step_per_backward(tmp_path)
         assert {p for _, p in got} == {"forward", "backward", "optimizer"}
 
 
-def _fp16_scaled_training(session, iterations=4):
-    """fp16 autocast with a GradScaler whose first scale overflows the gradients: it skips the optimizer step (no
-    ``optimizer.step()`` call) and halves its scale until they fit, as an fp16 run's first steps do (Ascend 910A,
-    older GPUs). Returns how many steps the scaler skipped."""
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-    # fp16 gradients overflow at the first three scales
-    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**19)
-    skipped = 0
-    with session:
-        for _ in range(iterations):
-            with torch.autocast("cpu", dtype=torch.float16):
-                loss = model(torch.randn(4, 8)).float().square().mean()
-            scaler.scale(loss).backward()
-            before = scaler.get_scale()
-            scaler.step(opt)
-            scaler.update()
-            skipped += scaler.get_scale() < before
-            opt.zero_grad()
-    return skipped
+class SuperCallingScaler(torch.amp.GradScaler):
+    """A subclass whose update() calls torch's (one update: one step, not two)."""
+
+    def update(self, new_scale=None):
+        self.updates = getattr(self, "updates", 0) + 1
+        super().update(new_scale)
 
 
-def test_a_step_the_loss_scaler_skipped_is_still_a_step(tmp_path):
+PRE_MADE = npu_style_scaler_class()  # made before any session started
+
+
+@pytest.mark.parametrize(
+    "scaler_class",
+    [None, npu_style_scaler_class, lambda: PRE_MADE, lambda: SuperCallingScaler],
+    ids=["torch", "npu-style-made-in-the-session", "npu-style-made-before", "calls-super"],
+)
+def test_a_step_the_loss_scaler_skipped_is_still_a_step(tmp_path, scaler_class):
     """Steps count optimizer.step() calls, which a skipped step makes none of: the skipped iterations and the next
     one were one step, and every later step was another iteration than the reference's of the same number."""
     cap = capture(str(tmp_path))
-    skipped = _fp16_scaled_training(cap)
+    skipped = fp16_scaled_training(cap, scaler_class=scaler_class)
     assert 1 <= skipped < 4  # the scaler did skip steps, and then stepped
     assert cap.step_no == 4
     for step in range(4):

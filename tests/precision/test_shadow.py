@@ -324,9 +324,10 @@ def test_optimizers_stepped_inside_backward_are_optimizer_ops_of_one_step_per_ba
     assert [(r.phase, r.step) for r in updates] == [("optimizer", 0)] * 4 + [("optimizer", 1)] * 4
 
 
-def test_a_step_the_loss_scaler_skipped_is_still_a_step():
-    from test_capture import _fp16_scaled_training
+@pytest.mark.parametrize("npu_style", [False, True], ids=["torch", "torch_npu-style"])
+def test_a_step_the_loss_scaler_skipped_is_still_a_step(npu_style):
+    from fp16_scaler import fp16_scaled_training, npu_style_scaler_class
 
     sh = precision.shadow()
-    assert _fp16_scaled_training(sh) >= 1
+    assert fp16_scaled_training(sh, scaler_class=npu_style_scaler_class if npu_style else None) >= 1
     assert sh.step_no == 4

@@ -6,6 +6,7 @@ import os
 
 import pytest
 import torch
+from fp16_scaler import fp16_scaled_training, npu_style_scaler_class
 from gloo_ranks import events, read_json
 
 from ascend_tools.profiling import profile
@@ -74,3 +75,14 @@ def test_a_process_without_a_rank_leaves_no_thread_or_hook_behind(tmp_path):
     assert read_json(tmp_path / "prof" / "rank0" / "meta.json")["rank"] == 0
     assert sys.excepthook is hook
     assert not [t for t in threading.enumerate() if t.name.startswith("ascend-doctor")]
+
+
+@pytest.mark.parametrize("npu_style", [False, True], ids=["torch", "torch_npu-style"])
+def test_a_step_the_loss_scaler_skipped_is_a_profiler_step(tmp_path, npu_style):
+    """The profiler has no dispatch mode: it learns that an fp16 scaler skipped a step from the scaler's update()
+    (scaler_watch.py), torch's or one shaped like torch_npu's, made after the profiler started."""
+    out = str(tmp_path / "prof")
+    prof = profile(out, comm=False, hang_timeout=None)
+    skipped = fp16_scaled_training(prof, scaler_class=npu_style_scaler_class if npu_style else None)
+    assert 1 <= skipped < 4
+    assert [s["step"] for s in events(out, 0, "step")] == [0, 1, 2, 3]
