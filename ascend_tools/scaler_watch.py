@@ -12,18 +12,38 @@ While a session runs, the ``update`` of torch's GradScaler and of each subclass 
 defined after the session started: torch_npu is imported after torch, and under the CLI after the session began) is
 wrapped; the end of its outermost call is told to every live session, and the ``_amp_update_scale_`` inside it is
 then not told again (:func:`in_update`). The profiler, which has no dispatch mode, learns of skipped steps so too.
+
+DeepSpeed's and Megatron's loss scalers (:data:`PYTHON_SCALERS`) are no GradScaler: their optimizers call the
+scaler's update with the NaN/Inf flag *before* the optimizer step, and return without one where it is set. Their
+update method is wrapped where its module is imported (now, or later through :class:`_ScalerModules` on
+``sys.meta_path``), and a set flag ends the iteration (``StepSession._step_skipped``); a clear one leaves it to the
+``optimizer.step()`` that follows.
 """
 
+import importlib.abc
 import logging
+import sys
 import weakref
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 log = logging.getLogger("ascend_tools")
 
 _sessions: Any = weakref.WeakSet()  # live sessions to tell (StepSession)
-_wrapped: List[Tuple[type, Callable[..., Any]]] = []  # (class, its own update before ours)
+_wrapped: List[
+    Tuple[type, Callable[..., Any], str]
+] = []  # (class, its own method before ours, the method's name)
 _roots: List[Tuple[type, Optional[Any]]] = []  # (root class, its own __init_subclass__ before ours)
 _depth = 0  # update() calls running (a subclass's update that calls super().update() is one update)
+_finder: List["_ScalerModules"] = []  # on sys.meta_path while sessions run
+
+#: (module, class, method) of loss scalers that update in Python before the optimizer step; the method's first
+#: argument is whether the gradients held NaN/Inf (the step is then skipped)
+PYTHON_SCALERS = (
+    ("deepspeed.runtime.fp16.loss_scaler", "DynamicLossScaler", "update_scale"),  # FP16_Optimizer, ZeRO 1-3
+    ("megatron.core.optimizer.grad_scaler", "DynamicGradScaler", "update"),  # Megatron-LM core, MindSpeed
+    ("megatron.optimizer.grad_scaler", "DynamicGradScaler", "update"),  # Megatron-LM before core
+)
+_SCALER_MODULES = {module for module, _cls, _method in PYTHON_SCALERS}
 
 
 class Handle:
@@ -76,17 +96,27 @@ def _install() -> None:
         root.__init_subclass__ = classmethod(_subclass_created)  # type: ignore[assignment]
         for cls in [root, *_subclasses(root)]:
             _wrap(cls)
+    for name in _SCALER_MODULES:
+        module = sys.modules.get(name)
+        if module is not None:
+            _wrap_python_scalers(module)
+    _finder.append(_ScalerModules())
+    sys.meta_path.insert(0, _finder[0])
 
 
 def _uninstall() -> None:
+    while _finder:
+        finder = _finder.pop()
+        if finder in sys.meta_path:
+            sys.meta_path.remove(finder)
     while _wrapped:
-        cls, update = _wrapped.pop()
-        if getattr(cls.__dict__.get("update"), "_ascend_doctor_update", False):
-            cls.update = update  # type: ignore[attr-defined]
+        cls, own, method = _wrapped.pop()
+        if getattr(cls.__dict__.get(method), "_ascend_doctor_update", False):
+            setattr(cls, method, own)
     while _roots:
-        root, own = _roots.pop()
-        if own is not None:
-            root.__init_subclass__ = own  # type: ignore[method-assign]
+        root, init_subclass = _roots.pop()
+        if init_subclass is not None:
+            root.__init_subclass__ = init_subclass  # type: ignore[method-assign]
         elif "__init_subclass__" in root.__dict__:
             del root.__init_subclass__
 
@@ -116,8 +146,10 @@ def _subclass_created(cls: type, **kwargs: Any) -> None:
         log.debug("scaler watch: %s: %s", type(exc).__name__, exc)
 
 
-def _wrap(cls: type) -> None:
-    own = cls.__dict__.get("update")
+def _wrap(cls: type, method: str = "update", found_flag: bool = False) -> None:
+    """Wrap ``cls``'s own ``method``: a GradScaler's update (the iteration ended), or with ``found_flag`` a Python
+    scaler's, whose first argument says whether it skipped the step."""
+    own = cls.__dict__.get(method)
     if own is None or getattr(own, "_ascend_doctor_update", False) or not callable(own):
         return
 
@@ -129,20 +161,65 @@ def _wrap(cls: type) -> None:
         finally:
             _depth -= 1
         if _depth == 0:
-            _tell()
+            if not found_flag:
+                _tell("_scale_updated")
+            elif _found(args, kwargs):
+                _tell("_step_skipped")
         return out
 
     update._ascend_doctor_update = True  # type: ignore[attr-defined]
     update.__wrapped__ = own  # type: ignore[attr-defined]
-    update.__name__ = getattr(own, "__name__", "update")
+    update.__name__ = getattr(own, "__name__", method)
     update.__doc__ = getattr(own, "__doc__", None)
-    _wrapped.append((cls, own))
-    cls.update = update  # type: ignore[attr-defined]
+    _wrapped.append((cls, own, method))
+    setattr(cls, method, update)
 
 
-def _tell() -> None:
+def _found(args: Sequence[Any], kwargs: Any) -> bool:
+    """The NaN/Inf flag a Python scaler's update was given (``overflow``, ``found_inf``: a bool, or a tensor)."""
+    flag = args[0] if args else next(iter(kwargs.values()), False)
+    return bool(flag)
+
+
+def _wrap_python_scalers(module: Any) -> None:
+    for name, cls_name, method in PYTHON_SCALERS:
+        cls = getattr(module, cls_name, None) if module.__name__ == name else None
+        if isinstance(cls, type):
+            _wrap(cls, method, found_flag=True)
+
+
+class _ScalerModules(importlib.abc.MetaPathFinder):
+    """Wraps the scalers of a module of :data:`PYTHON_SCALERS` once it has run: the finders after this one find it,
+    and its loader's ``exec_module`` (a loader instance of its own) wraps after running it."""
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname not in _SCALER_MODULES:
+            return None
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None) if finder is not self else None
+            spec = find(fullname, path, target) if find is not None else None
+            if spec is not None:
+                break
+        else:
+            return None
+        run = getattr(spec.loader, "exec_module", None)
+        if run is None:
+            return spec
+
+        def exec_module(module: Any) -> None:
+            run(module)
+            try:
+                _wrap_python_scalers(module)
+            except Exception as exc:  # never stop the import
+                log.debug("scaler watch: %s: %s: %s", fullname, type(exc).__name__, exc)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def _tell(what: str) -> None:
     for session in list(_sessions):
         try:
-            session._scale_updated()
+            getattr(session, what)()
         except Exception as exc:
             session._fail(exc)

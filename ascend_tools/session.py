@@ -172,6 +172,12 @@ class StepSession(FailOpen):
             self._boundary()
             self._stepped = False
 
+    def _step_skipped(self) -> None:
+        """A loss scaler that updates before the optimizer step (DeepSpeed's, Megatron's: ``scaler_watch.py``) found
+        NaN/Inf: no ``optimizer.step()`` follows, and this iteration ends here."""
+        if not self._manual:
+            self._boundary()
+
     def _boundary(self) -> None:
         self._stepped = True
         self._advance()
