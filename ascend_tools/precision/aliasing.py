@@ -23,6 +23,22 @@ from typing import Any, Sequence
 COPIES = frozenset({"aten::clone", "aten::contiguous", "aten::_unsafe_view", "aten::lift_fresh"})
 # views that can hold an element more than once with the input's number of elements
 _REARRANGING = frozenset({"as_strided", "unfold", "as_strided_copy"})
+#: views that usually hold a part of their input (by op base name, ``op_names.op_base``): a bucket, a cache or a
+#: flat buffer sliced for one tensor (DeepSpeed ZeRO's 500M-element gradient bucket, a preallocated KV cache)
+SUBSET_VIEWS = frozenset(
+    {
+        "slice",
+        "narrow",
+        "select",
+        "split",
+        "split_with_sizes",
+        "unbind",
+        "diagonal",
+        "as_strided",
+        "unfold",
+        "chunk",
+    }
+)
 
 
 def returns_view(func: Any) -> bool:

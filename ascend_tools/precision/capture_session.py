@@ -54,6 +54,7 @@ log = logging.getLogger("ascend_tools")
 LEVELS = ("op", "module", "mix")
 MODES = ("stats", "tensor", "hash")
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
+UNREAD = ',"unread":true}'  # a tensor fragment's end where its values were not read (Capture._view_source)
 FLUSH_AFTER = 1.0  # s: a record this long after the last flush flushes too (what a kill -9 then keeps)
 # frames from StackTable.stack_id to the code that called the op: _before_op, OpRecordMode.before,
 # FailOpenMode.__torch_dispatch__ (skipped without building their frame objects)
@@ -307,8 +308,8 @@ class Capture(StepSession):
 
     # --- internals: per tensor ----------------------------------------------------------------------
 
-    def _tensor(self, t: torch.Tensor, rid: int, slot: str, index: int) -> TensorEntry:
-        """The entry of ``t``, the ``index``-th tensor of kind ``slot`` (``in``/``out``) of record ``rid``."""
+    def _known(self, t: torch.Tensor) -> Optional[TensorEntry]:
+        """``t``'s entry where it is current (the same tensor, version, address and writes to its storage)."""
         info = self._seen.get(id(t))
         if (
             info is not None
@@ -319,6 +320,24 @@ class Capture(StepSession):
         ):
             if info.name is None and type(t) is torch.nn.Parameter:
                 info.name = self._names.param(t)  # first seen before its model ran (init)
+            return info
+        return None
+
+    def _view_source(self, t: torch.Tensor, rid: int, index: int) -> TensorEntry:
+        """The input of a subset view (``aliasing.SUBSET_VIEWS``): its entry where current, else dtype and shape with
+        ``"unread":true`` (not remembered). Reading it would read every element of what is often a large buffer to
+        take one part of it: DeepSpeed ZeRO's gradient bucket (500M elements, its uninitialised part NaN-laden)
+        read again for every parameter's gradient copied into it, a dump of seconds per op and, in tensor mode, a file
+        of 1 GB for each. The part is read by the op that uses it. A parameter is read as ever (its named record)."""
+        info = self._known(t)
+        if info is not None or type(t) is torch.nn.Parameter:
+            return info or self._tensor(t, rid, "in", index)
+        return TensorEntry(dtype_name(t.dtype), t.shape, body=UNREAD)
+
+    def _tensor(self, t: torch.Tensor, rid: int, slot: str, index: int) -> TensorEntry:
+        """The entry of ``t``, the ``index``-th tensor of kind ``slot`` (``in``/``out``) of record ``rid``."""
+        info = self._known(t)
+        if info is not None:
             return info
         if type(t) not in _PLAIN:
             return TensorEntry(dtype_name(t.dtype), t.shape)
@@ -473,7 +492,10 @@ class Capture(StepSession):
         for i in meta.storages:  # set_(storage, ...): never the storage's repr (store.StorageArg)
             if i < len(call_args[0]):
                 call_args[0][i] = store.storage_arg(call_args[0][i])
-        inputs = [self._tensor(t, rid, "in", i) for i, t in enumerate(tensors)]
+        if meta.subset_view:
+            inputs = [self._view_source(t, rid, i) for i, t in enumerate(tensors)]
+        else:
+            inputs = [self._tensor(t, rid, "in", i) for i, t in enumerate(tensors)]
         written: Optional[List[torch.Tensor]] = [] if meta.mutated else None
         if meta.collective:
             self._written_later(tensors)

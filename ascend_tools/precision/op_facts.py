@@ -25,6 +25,7 @@ class OpFacts:
         "same_values",
         "selected",
         "storages",
+        "subset_view",
         "undefined",
         "view",
         "view_shares",
@@ -37,6 +38,7 @@ class OpFacts:
         self.same_values = self.name in aliasing.COPIES
         self.view = aliasing.returns_view(func)  # from the schema (aliasing.py)
         self.view_shares = self.view and aliasing.may_share(self.name)
+        self.subset_view = self.view and op_base(self.name) in aliasing.SUBSET_VIEWS
         self.undefined = op_base(self.name) in UNDEFINED_VALUES
         self.mutated = written_args(func)
         self.collective = is_collective(self.name)  # its tensors are written after it returns

@@ -31,7 +31,8 @@ SCHEMA = "ascend-doctor/dump/1"
 #: names the same op of the same run differently, so that compare can say two dumps pair by different rules. A
 #: dump without it in meta.json is of recording 1. 2: module paths under activation checkpointing (447b280). 3: the
 #: steps and phases of optimizers stepped inside backward, and steps a loss scaler skipped, are steps of their own.
-RECORDING = 3
+#: 4: so are steps that torch_npu's GradScaler, DeepSpeed's and Megatron's loss scalers skipped (scaler_watch.py).
+RECORDING = 4
 _STEP_DIR = re.compile(r"^step(\d+)$")
 _RANK_DIR = re.compile(r"^rank(\d+)$")
 
