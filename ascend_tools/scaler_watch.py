@@ -21,6 +21,7 @@ update method is wrapped where its module is imported (now, or later through :cl
 """
 
 import importlib.abc
+import importlib.machinery
 import logging
 import sys
 import weakref
@@ -61,7 +62,8 @@ class Handle:
 
 
 def watch(session: Any) -> Handle:
-    """Tell ``session`` (its ``_scale_updated()``, ``_fail(exc)`` on an error) of every scaler update from now on."""
+    """Tell ``session`` of every scaler update from now on: its ``_scale_updated()`` (a GradScaler's update returned),
+    ``_step_skipped()`` (a Python scaler's update was given a set NaN/Inf flag), ``_fail(exc)`` on an error."""
     if not _roots:
         _install()
     _sessions.add(session)
@@ -176,9 +178,14 @@ def _wrap(cls: type, method: str = "update", found_flag: bool = False) -> None:
 
 
 def _found(args: Sequence[Any], kwargs: Any) -> bool:
-    """The NaN/Inf flag a Python scaler's update was given (``overflow``, ``found_inf``: a bool, or a tensor)."""
+    """The NaN/Inf flag a Python scaler's update was given (``overflow``, ``found_inf``: a bool, or a one-element
+    tensor); False where it cannot be read as one (the training goes on, its step boundary left to the optimizer)."""
     flag = args[0] if args else next(iter(kwargs.values()), False)
-    return bool(flag)
+    try:
+        return bool(flag)
+    except Exception as exc:  # a tensor of several elements: not a flag this watch knows
+        log.debug("scaler watch: an update's flag %s: %s", type(exc).__name__, exc)
+        return False
 
 
 def _wrap_python_scalers(module: Any) -> None:
@@ -202,9 +209,13 @@ class _ScalerModules(importlib.abc.MetaPathFinder):
                 break
         else:
             return None
-        run = getattr(spec.loader, "exec_module", None)
-        if run is None:
+        # a file loader is an instance per module (a zip importer serves many: left alone, the scalers of a module
+        # loaded through one are wrapped at the next session's start)
+        if not isinstance(
+            spec.loader, (importlib.machinery.SourceFileLoader, importlib.machinery.SourcelessFileLoader)
+        ):
             return spec
+        run = spec.loader.exec_module
 
         def exec_module(module: Any) -> None:
             run(module)
@@ -213,7 +224,7 @@ class _ScalerModules(importlib.abc.MetaPathFinder):
             except Exception as exc:  # never stop the import
                 log.debug("scaler watch: %s: %s: %s", fullname, type(exc).__name__, exc)
 
-        spec.loader.exec_module = exec_module
+        spec.loader.exec_module = exec_module  # type: ignore[method-assign]
         return spec
 
 
