@@ -121,19 +121,27 @@ def _run_traced(cmd: List[str]) -> "subprocess.CompletedProcess[bytes]":
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
+PYSPY_TRIES = 3  # py-spy dumps tried before the dump says why it has no stacks
+
+
 def dump_pyspy(hang_dir: str, native: bool) -> str:
     """``py-spy dump --json`` of this process into ``pyspy.json``; the file name written.
 
     ``--nonblocking`` reads the stacks without pausing the process; py-spy refuses it together with
-    ``--native``, so a native dump pauses the process for the (sub-second) read."""
+    ``--native``, so a native dump pauses the process for the (sub-second) read. A read without pausing can meet a
+    frame another thread is changing ("Failed to copy PyFrameObject: Bad address"): it is tried
+    :data:`PYSPY_TRIES` times."""
     exe = _pyspy_exe()
     if exe is None:
         raise DumpError("py-spy not found on PATH or next to the interpreter (pip install py-spy)")
     cmd = [exe, "dump", "--pid", str(os.getpid()), "--json", "--native" if native else "--nonblocking"]
-    proc = _run_traced(cmd)
-    if proc.returncode != 0:
+    for _ in range(PYSPY_TRIES):
+        proc = _run_traced(cmd)
+        if proc.returncode == 0:
+            break
+    else:
         err = proc.stderr.decode("utf-8", "replace").strip() or proc.stdout.decode("utf-8", "replace").strip()
-        raise DumpError(f"py-spy exited with {proc.returncode}: {err}")
+        raise DumpError(f"py-spy exited with {proc.returncode} ({PYSPY_TRIES} tries): {err}")
     try:
         json.loads(proc.stdout)
     except ValueError:

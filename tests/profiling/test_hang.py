@@ -458,3 +458,21 @@ def test_profiler_gives_its_watchdog_the_world_size_and_the_job_token(tmp_path, 
         assert (prof.watchdog.rank, prof.watchdog.world_size, prof.watchdog.token) == (1, 4, TOKEN)
     finally:
         prof.close()
+
+
+def test_a_pyspy_read_that_meets_a_changing_frame_is_tried_again(tmp_path, monkeypatch):
+    """``py-spy dump --nonblocking`` reads the stacks while the threads run: a frame changed under it fails the read
+    ("Failed to copy PyFrameObject: Bad address", seen with two watchdogs dumping at once). It is tried again."""
+    failed = subprocess.CompletedProcess(
+        [], 1, b"", b"Error: Failed to get stack traces\nFailed to copy PyFrameObject"
+    )
+    good = subprocess.CompletedProcess([], 0, b"[]", b"")
+    runs = [failed, failed, good]
+    monkeypatch.setattr(hang, "_pyspy_exe", lambda: "py-spy")
+    monkeypatch.setattr(hang, "_run_traced", lambda cmd: runs.pop(0))
+    assert hang.dump_pyspy(str(tmp_path), native=False) == "pyspy.json"
+    assert (tmp_path / "pyspy.json").read_bytes() == b"[]"
+    runs[:] = [failed] * hang.PYSPY_TRIES
+    with pytest.raises(hang.DumpError, match="Failed to copy PyFrameObject"):
+        hang.dump_pyspy(str(tmp_path / "again"), native=False)
+    assert runs == []
