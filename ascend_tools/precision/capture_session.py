@@ -329,10 +329,9 @@ class Capture(StepSession):
         take one part of it: DeepSpeed ZeRO's gradient bucket (500M elements, its uninitialised part NaN-laden)
         read again for every parameter's gradient copied into it, a dump of seconds per op and, in tensor mode, a file
         of 1 GB for each. The part is read by the op that uses it. A parameter is read as ever (its named record)."""
-        info = self._known(t)
-        if info is not None or type(t) is torch.nn.Parameter:
-            return info or self._tensor(t, rid, "in", index)
-        return TensorEntry(dtype_name(t.dtype), t.shape, body=UNREAD)
+        if type(t) is torch.nn.Parameter:
+            return self._tensor(t, rid, "in", index)
+        return self._known(t) or TensorEntry(dtype_name(t.dtype), t.shape, body=UNREAD)
 
     def _tensor(self, t: torch.Tensor, rid: int, slot: str, index: int) -> TensorEntry:
         """The entry of ``t``, the ``index``-th tensor of kind ``slot`` (``in``/``out``) of record ``rid``."""
