@@ -109,18 +109,20 @@ COMPARE_BATCH = 10
 # --- the worker side (runs in a fresh subprocess) ----------------------------------------------------------
 
 
-def build(dtype_name: str = "float32", batch: int = BATCH) -> Any:
-    """``(model, ids)``: the tiny Llama (fp32 init from SEED, then cast) and a fixed batch of token ids."""
+def build(dtype_name: str = "float32", batch: int = BATCH, device: str = "cpu") -> Any:
+    """``(model, ids)``: the tiny Llama (fp32 init from SEED, then cast and moved to ``device``) and a fixed
+    batch of token ids."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(SEED)
-    model = LlamaForCausalLM(LlamaConfig(**CONFIG, attn_implementation="sdpa")).to(getattr(torch, dtype_name))
+    model = LlamaForCausalLM(LlamaConfig(**CONFIG, attn_implementation="sdpa"))
+    model.to(device=device, dtype=getattr(torch, dtype_name))
     model.train()
     ids = torch.randint(
         0, CONFIG["vocab_size"], (batch, SEQ), generator=torch.Generator().manual_seed(SEED + 1)
     )
-    return model, ids
+    return model, ids.to(device)
 
 
 def msprobe_debugger(dump_path: str, task: str, level: str) -> Any:
@@ -154,8 +156,9 @@ def _import_error(what: str, fn: Callable[[], Any]) -> Optional[str]:
     return None
 
 
-def worker_step(kind: str, steps: int, warmup: int, tmp: str) -> Dict[str, Any]:
-    """Time ``steps`` train steps under tool ``kind`` after ``warmup`` untimed ones."""
+def worker_step(kind: str, steps: int, warmup: int, tmp: str, device: str = "cpu") -> Dict[str, Any]:
+    """Time ``steps`` train steps under tool ``kind`` after ``warmup`` untimed ones (on a CUDA ``device``, each
+    step ends with a synchronize: its time is the device's, not only the launches')."""
     import contextlib
 
     import torch
@@ -172,7 +175,8 @@ def worker_step(kind: str, steps: int, warmup: int, tmp: str) -> Dict[str, Any]:
         skip = None
     if skip:
         return {"kind": kind, "skip": skip}
-    model, ids = build("bfloat16" if kind in BF16_KINDS else "float32")
+    model, ids = build("bfloat16" if kind in BF16_KINDS else "float32", device=device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     debugger = None
     ctx: Any = contextlib.nullcontext()
@@ -211,6 +215,7 @@ def worker_step(kind: str, steps: int, warmup: int, tmp: str) -> Dict[str, Any]:
                 "shadow"
             ):  # the step's own checks, not left to the next step or the block's end
                 tool._worker.drain()
+            sync()
             times.append((time.perf_counter() - start) * 1000)
     out: Dict[str, Any] = {
         "kind": kind,
@@ -369,6 +374,7 @@ def step_overhead(
     warmup: int,
     progress: Callable[[str], None],
     only: Sequence[str] = STEP_KINDS,
+    device: str = "cpu",
 ) -> Dict[str, Any]:
     kinds_run = [
         k for k in STEP_KINDS if k == "bare" or k in only or (k == "bare-bf16" and "shadow-bf16" in only)
@@ -379,7 +385,7 @@ def step_overhead(
         for kind in kinds_run:
             if kind in skipped:
                 continue
-            r = run_worker([kind, "--steps", str(steps), "--warmup", str(warmup)])
+            r = run_worker([kind, "--steps", str(steps), "--warmup", str(warmup), "--device", device])
             if r.get("skip"):
                 skipped[kind] = r["skip"]
                 progress(f"[{i + 1}/{repeat}] {kind}: skipped ({r['skip']})")
@@ -537,8 +543,11 @@ def _compare_throughput(work: str, repeat: int, progress: Callable[[str], None])
 
 
 def machine() -> Dict[str, Any]:
+    import torch
+
     return benchlib_machine(
         **{
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "torch": version("torch"),
             "transformers": version("transformers"),
             "mindstudio-probe": version("mindstudio-probe"),
@@ -599,7 +608,11 @@ def render(result: Dict[str, Any]) -> str:
     m, a = result["machine"], result["args"]
     out = [
         f"precision benchmark: tiny Llama (4 layers, hidden 256, 8/4 heads, vocab 1024), batch {BATCH}x{SEQ}, AdamW, fp32, "
-        "CPU, 1 thread",
+        + (
+            "CPU, 1 thread"
+            if a.get("device", "cpu") == "cpu"
+            else "on {}".format(m.get("gpu") or a["device"])
+        ),
         "{} rounds, interleaved; per worker: {} warm-up steps, median of {} timed steps; median over rounds / min".format(
             a["repeat"], a["warmup"], a["steps"]
         ),
@@ -692,6 +705,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         help="where the tensor dumps of the compare part go (default /dev/shm if it exists, else "
         "the system temp dir)",
     )
+    ap.add_argument(
+        "--device",
+        default="cpu",
+        help="where the step-overhead model trains (default cpu; cuda on a GPU: each step synchronized)",
+    )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     for hidden in ("--result", "--tmp", "--tool", "--dtype", "--out", "--target", "--reference"):
         ap.add_argument(hidden, help=argparse.SUPPRESS)
@@ -702,7 +720,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         elif args.worker == "compare":
             res = worker_compare(args.target, args.reference)
         else:
-            res = worker_step(args.worker, args.steps, args.warmup, args.tmp)
+            res = worker_step(args.worker, args.steps, args.warmup, args.tmp, args.device)
         with open(args.result, "w", encoding="utf-8") as f:
             json.dump(res, f)
         return 0
@@ -715,10 +733,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     started = time.perf_counter()
     psi0 = cpu_pressure_us()
     result: Dict[str, Any] = {
-        "args": {"repeat": args.repeat, "steps": args.steps, "warmup": args.warmup},
+        "args": {"repeat": args.repeat, "steps": args.steps, "warmup": args.warmup, "device": args.device},
         "machine": machine(),
     }
-    result["steps"] = step_overhead(args.repeat, args.steps, args.warmup, progress, args.kinds.split(","))
+    result["steps"] = step_overhead(
+        args.repeat, args.steps, args.warmup, progress, args.kinds.split(","), args.device
+    )
     if args.no_compare:
         result["compare"] = {"rows": {}, "skipped": "--no-compare", "dump_mb": {}, "dump_s": {}}
     else:

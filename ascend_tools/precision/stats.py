@@ -141,16 +141,39 @@ class Pending:
 
 
 def _row(x: torch.Tensor) -> Any:
-    """``(row, is_float)``: ``[max, min, sum, norm]`` of ``x`` on its device."""
+    """``(row, is_float)``: ``[max, min, sum, norm]`` of a float ``x`` on its device, :func:`_int_row` (as
+    float64: stacked with float32 rows it would round) of another."""
     if x.dtype.is_floating_point:
         # an fp32 norm overflows for elements above ~1e19: such rows are "suspect" and the norm is
         # recomputed scaled by max|x| at flush (see _counts)
         acc = torch.float64 if x.dtype == torch.float64 else torch.float32
         mn, mx = torch.aminmax(x)
         return torch.stack([mx, mn, x.sum(dtype=acc), torch.linalg.vector_norm(x, dtype=acc)]), True
-    xf = x.to(torch.float32)
-    mn, mx = torch.aminmax(xf)
-    return torch.stack([mx, mn, xf.sum(), torch.linalg.vector_norm(xf)]), False
+    return _int_row(x).to(torch.float64), False
+
+
+def _int_row(x: torch.Tensor) -> torch.Tensor:
+    """``[max, min, sum, sum of squares]`` of an integer or bool tensor in int64, on its device. Integer
+    addition wraps the same in any order, so every device and the CPU agree to the bit: an integer tensor is
+    data (token ids, positions, masks) and compare checks it exactly. A float32 sum of 2 x 4096 token ids off a
+    150k vocabulary is past 2**24, rounded, and rounded differently by each device's reduction order."""
+    if x.dtype == torch.bool:
+        xi = x.to(torch.uint8)
+        mn, mx = torch.aminmax(xi)
+        total = xi.sum(dtype=torch.int64)
+        return torch.stack([mx.to(torch.int64), mn.to(torch.int64), total, total])
+    xi = x.to(torch.int64)
+    mn, mx = torch.aminmax(xi)
+    return torch.stack([mx, mn, xi.sum(), (xi * xi).sum()])
+
+
+def _int_values(vals: List[float], numel: int) -> List[Any]:
+    """``[max, min, sum, norm]`` from :func:`_int_row`'s values: the norm the square root of the exact sum of
+    squares, None where that sum may have wrapped (|max| * sqrt(numel) at or past 2**31.5)."""
+    mx, mn, total, squares = vals
+    big = max(abs(mx), abs(mn))
+    norm = math.sqrt(squares) if big * big * numel < 2.0**63 else None
+    return [mx, mn, total, norm]
 
 
 _DOT = (torch.float32, torch.float64)
@@ -163,16 +186,14 @@ def _cpu_values(x: torch.Tensor) -> Any:
     kernel where it applies (:func:`_compiled_values`), else torch's reductions, the norm of an fp32/fp64
     tensor as the square root of a BLAS dot product (faster than ``vector_norm`` on the CPU); it overflows
     where the fp32 ``vector_norm`` does, and such a tensor is suspect (see :func:`_counts`)."""
-    is_float = x.dtype.is_floating_point
-    numel = x.numel()
-    if numel == 1:  # a scalar (a loss, a scale): one read instead of four reductions
+    if not x.dtype.is_floating_point:
+        return _int_values([float(v) for v in _int_row(x).tolist()], x.numel()), False
+    if x.numel() == 1:  # a scalar (a loss, a scale): one read instead of four reductions
         v = float(x.item())
-        return [v, v, v, abs(v)], is_float
+        return [v, v, v, abs(v)], True
     vals = _compiled_values(x)
     if vals is not None:
         return vals, True
-    if not is_float:
-        x = x.to(torch.float32)
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
     mn, mx = torch.aminmax(x)
     total = x.sum(dtype=acc).item()
@@ -181,7 +202,7 @@ def _cpu_values(x: torch.Tensor) -> Any:
         norm = math.sqrt(torch.dot(flat, flat).item())
     else:
         norm = torch.linalg.vector_norm(x, dtype=acc).item()
-    return [mx.item(), mn.item(), total, norm], is_float
+    return [mx.item(), mn.item(), total, norm], True
 
 
 _ITEM_BYTES = {0: 4, 1: 8, 2: 2, 3: 2}
@@ -445,6 +466,8 @@ class StatsQueue:
                     counts = _counts(e.tensor)
             e.tensor = None
             e.counts = None
+            if not e.is_float:
+                vals = _int_values(vals, e.numel)
             stats = e.stats = _make_stats(vals, e.numel, counts if isinstance(counts, list) else None)
             if isinstance(counts, torch.Tensor):
                 need.append(stats)

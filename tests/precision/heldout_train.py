@@ -7,8 +7,12 @@ weights and casts the model inside the run (``model.to(dtype)`` after the captur
 A faulty kernel is a CPU kernel registered below every dispatch mode (as a device kernel is), wrong on one call
 of the device's dtype only: the float64 replays of compare and shadow, and shadow's same-dtype re-run (a later
 call), get the correct kernel.
+
+``HELDOUT_DEVICE=cuda``: the clean and target roles run on that device (the faulty kernel registered for it alone),
+the reference stays on the CPU: the cross-device comparison a port makes (NPU target, GPU or CPU reference).
 """
 
+import os
 import sys
 from typing import Any, Callable, Dict
 
@@ -16,6 +20,7 @@ import torch
 import transformers
 
 SEQ, VOCAB = 8, 128
+DEVICE = torch.device(os.environ.get("HELDOUT_DEVICE", "cpu"))
 TINY = dict(
     hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, vocab_size=VOCAB
 )
@@ -88,7 +93,8 @@ def faulty_kernel(op: str, call: int, phase: str, wrong: Callable[..., torch.Ten
         return correct(*args, **kwargs)
 
     lib = torch.library.Library("aten", "IMPL")
-    lib.impl(op, kernel, "CPU")
+    # the device's kernel only: on a GPU the CPU (the reference, shadow's replays) keeps torch's own
+    lib.impl(op, kernel, "CUDA" if DEVICE.type == "cuda" else "CPU")
     _LIBS.append(lib)
 
 
@@ -97,7 +103,7 @@ def _bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _perturbed(x: torch.Tensor) -> torch.Tensor:
-    mask = torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) < 0.1
+    mask = (torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) < 0.1).to(x.device)
     return torch.where(mask, x * 1.5, x)
 
 
@@ -207,7 +213,8 @@ def main(name: str, role: str) -> None:
     if cause and "kernel" in s:
         s["kernel"]()
     dtype = torch.float32 if role == "ref" else s["dtype"]
-    model.to(dtype)
+    device = torch.device("cpu") if role == "ref" else DEVICE
+    model.to(device=device, dtype=dtype)
     model.train()
     if s.get("sgd"):
         opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=1e-2, foreach=False)
@@ -220,15 +227,19 @@ def main(name: str, role: str) -> None:
         config, rotary = model.config, model.model.rotary_emb
         base = getattr(config, "rope_theta", None) or config.rope_parameters["rope_theta"]
         dim = config.head_dim
-        rotary.inv_freq = 1.0 / base ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim)
-    ids = torch.randint(0, VOCAB, (2, SEQ), generator=torch.Generator().manual_seed(1))
+        rotary.inv_freq = 1.0 / base ** (torch.arange(0, dim, 2, dtype=torch.float32, device=device) / dim)
+    ids = torch.randint(0, VOCAB, (2, SEQ), generator=torch.Generator().manual_seed(1)).to(device)
     kwargs: Dict[str, Any] = {}
     if s.get(
         "mask"
     ):  # the user's own additive mask: -1e4 where masked, float32's min in the target (-inf in fp16)
-        kwargs["attention_mask"] = padding_mask(torch.finfo(torch.float32).min if cause else -1e4).to(dtype)
+        kwargs["attention_mask"] = padding_mask(torch.finfo(torch.float32).min if cause else -1e4).to(
+            device, dtype
+        )
     if s.get("positions"):
-        kwargs["position_ids"] = torch.arange(s["positions"], s["positions"] + SEQ).expand(2, SEQ)
+        kwargs["position_ids"] = torch.arange(s["positions"], s["positions"] + SEQ, device=device).expand(
+            2, SEQ
+        )
     torch.manual_seed(2)
     loss = model(input_ids=ids, labels=ids, **kwargs).loss
     loss.backward()

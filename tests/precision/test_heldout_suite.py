@@ -6,7 +6,8 @@ noise of its lower precision, and a clean run in the target's dtype, all through
 Known answers (``TRUTH``): the op, call or module the cause is in, and its kind. The acceptance: the default
 ``compare`` ranks the truth first in >= 9 of 10, ``compare`` or ``shadow`` in 10 of 10, and nothing is listed on
 any clean run nor on a dump compared with itself. The table of docs/precision.md is this test's output
-(``python tests/precision/test_heldout_suite.py``).
+(``python tests/precision/test_heldout_suite.py``; with ``HELDOUT_DEVICE=cuda`` the clean and target runs train
+on the GPU against the CPU reference, see heldout_train.py).
 """
 
 import json
@@ -22,6 +23,8 @@ from suite_runs import matches, print_table, top
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 SCRIPT = os.path.join(HERE, "heldout_train.py")
+#: runs at a time: 2 on the 2-core CI machine, more where there are more cores
+JOBS = max(2, min(8, (os.cpu_count() or 2) // 2))
 DROPOUT = ("aten::native_dropout", "aten::bernoulli_.float", "aten::bernoulli", "aten::bernoulli_.Tensor")
 
 #: scenario -> (what the top culprit must match, the cause class it belongs to)
@@ -84,14 +87,14 @@ def report(out: str, verb: str, *args: str) -> Dict[str, Any]:
 
 
 def dump_all(base: str) -> None:
-    """The reference, clean and target dumps of every scenario, two at a time (2 CPU cores)."""
+    """The reference, clean and target dumps of every scenario, ``JOBS`` at a time."""
     jobs: List[Tuple[str, str, str]] = []  # (dir, scenario, role)
     for name in TRUTH:
         owner = SHARED.get(name) or name
         jobs.append((os.path.join(base, owner, "ref"), owner, "ref"))
         jobs.append((os.path.join(base, owner, "clean"), owner, "clean"))
         jobs.append((os.path.join(base, name, "target"), name, "target"))
-    with ThreadPoolExecutor(2) as pool:
+    with ThreadPoolExecutor(JOBS) as pool:
         list(pool.map(lambda j: dump(*j), dict.fromkeys(jobs)))
 
 
@@ -113,7 +116,7 @@ def judge(base: str, name: str) -> Dict[str, Any]:
 
 def run_suite(base: str) -> Dict[str, Any]:
     dump_all(base)
-    with ThreadPoolExecutor(2) as pool:
+    with ThreadPoolExecutor(JOBS) as pool:
         return dict(zip(TRUTH, pool.map(lambda name: judge(base, name), TRUTH)))
 
 
