@@ -388,8 +388,9 @@ class Capture(StepSession):
             self._by_place[key] = info
 
     def _forget(self, t: torch.Tensor) -> None:
-        """``t`` is about to be written: its statistics are not its values any more. (Its version bump
-        comes only after the op returns through the mode: until then the version cannot tell.)"""
+        """``t`` is about to be written: its statistics are not its values any more (the caller settles the
+        queue's entries of it before the write: ``StatsQueue.settle``). (Its version bump comes only after the op
+        returns through the mode: until then the version cannot tell.)"""
         self._queue.before_write(t)
         self._seen.pop(id(t), None)
         storage = storage_ptr(t)  # every entry of the storage, whichever alias it was seen through
@@ -456,6 +457,7 @@ class Capture(StepSession):
             for t, storage, writes in self._step_writes.pop(id(optimizer), ()):
                 if self._writes.get(storage, 0) == writes:
                     self._forget(t)
+            self._queue.settle()
         except Exception as exc:
             self._fail(exc)
         super()._optimizer_exit(optimizer, *args, **kwargs)
@@ -507,6 +509,7 @@ class Capture(StepSession):
                 for x in t:
                     if isinstance(x, torch.Tensor):
                         self._forget(x)
+        self._queue.settle()  # (collectives' tensors too) before the op writes them
         sid = self._stack_table.stack_id(_OP_STACK_DEPTH, _grad_enabled()) if self.keep_stack else None
         # the arguments are encoded when the record is written (the writer thread): keep them as they are
         return (meta, phase, call, module, rid, inputs, call_args, sid, written)
