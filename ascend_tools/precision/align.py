@@ -12,7 +12,9 @@ reference-only) and every later op still pairs with its counterpart.
   pair of matched runs, or inside each gap between them. Records left unpaired in a gap are diffed again
   on (name, output shapes) only, for module paths that differ between the runs (one captured with
   ``model=``, one without). What is still unpaired there is diffed once more with the ops that compute the same
-  values by another kernel made one (:data:`SAME_VALUES`) and shapes without their dimensions of size 1.
+  values by another kernel made one (:data:`SAME_VALUES`: ``bmm``/``mm``, each device's fused attention) and
+  shapes without their dimensions of size 1; such a pair is judged on the outputs both kernels make
+  (:func:`shared_outputs`) and on the arguments both name (``causes.arg_diff``).
 * A pair whose (name, phase, call index) also agree is labelled ``key``, otherwise ``sequence``: the call
   index only breaks ties, it never forces a pairing.
 
@@ -22,7 +24,7 @@ are few because module paths carry the layer number (measured in docs/precision.
 
 import difflib
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable, Iterator, List, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 from .metrics import squeezed
 from .records import PHASES, Record
@@ -53,14 +55,55 @@ def _loose(rec: Record) -> Tuple[Any, ...]:
     return (rec.name, _shapes(rec))
 
 
-#: ops whose output is another op's with a batch of one: aten's matmul folds a 3-D input into an ``mm`` in one run
-#: and calls ``bmm`` with one batch in the other (nanochat's smear gate on a sliced input: ``mm`` in float32, ``bmm``
-#: in bfloat16, where the weight's cast makes a copy); a device backend may decompose ``matmul`` differently too
-SAME_VALUES = {"aten::bmm": "aten::mm", "aten::baddbmm": "aten::addmm"}
+_SDPA = "aten::_scaled_dot_product_"
+#: ops that compute another op's values by another kernel: the name they pair as, and how many leading outputs hold
+#: those values (None: all). aten's matmul folds a 3-D input into an ``mm`` in one run and calls ``bmm`` with one
+#: batch in the other (nanochat's smear gate on a sliced input: ``mm`` in float32, ``bmm`` in bfloat16, where the
+#: weight's cast makes a copy). ``F.scaled_dot_product_attention`` runs each device's own fused kernel: the CPU's
+#: ``flash_attention_for_cpu``; CUDA's flash, memory-efficient or cuDNN one by dtype and shape; an out-of-tree
+#: backend's ``fused_attention_overrideable`` (torch >= 2.5). Their first output is the attention (backward: the
+#: first three, the gradients of q, k and v); the rest is each kernel's own (a log-sum-exp padded its own way, RNG
+#: state, debug masks).
+SAME_VALUES: Dict[str, Tuple[str, Optional[int]]] = {
+    "aten::bmm": ("aten::mm", None),
+    "aten::baddbmm": ("aten::addmm", None),
+    **{
+        f"{_SDPA}{kernel}": ("sdpa", 1)
+        for kernel in (
+            "flash_attention_for_cpu",
+            "flash_attention",
+            "efficient_attention",
+            "cudnn_attention",
+            "fused_attention_overrideable",
+        )
+    },
+    **{
+        f"{_SDPA}{kernel}_backward": ("sdpa backward", 3)
+        for kernel in (
+            "flash_attention_for_cpu",
+            "flash_attention",
+            "efficient_attention",
+            "cudnn_attention",
+            "fused_attention_overrideable",
+        )
+    },
+}
+
+
+def shared_outputs(target: Record, reference: Record) -> int:
+    """How many leading outputs of a pair hold the same values: all the two have, or fewer for two kernels of
+    one computation (:data:`SAME_VALUES`)."""
+    n = min(len(target.outputs), len(reference.outputs))
+    if target.name != reference.name:
+        kept = SAME_VALUES.get(target.name, (target.name, None))[1]
+        if kept is not None:
+            n = min(n, kept)
+    return n
 
 
 def _same_values(rec: Record) -> Tuple[Any, ...]:
-    return (SAME_VALUES.get(rec.name, rec.name), tuple(squeezed(s) for s in _shapes(rec)))
+    name, kept = SAME_VALUES.get(rec.name, (rec.name, None))
+    return (name, tuple(squeezed(s) for s in _shapes(rec)[:kept]))
 
 
 def align(target: Sequence[Record], reference: Sequence[Record]) -> List[Pair]:

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, List, Optional, Tuple
 
 from ..op_names import ALIAS_VIEWS, COLLECTIVE_NAMESPACES, UNDEFINED_VALUES, op_base
+from .align import shared_outputs
 from .data_inputs import is_discrete, logged_only, unread_random_fills
 from .diagnose import AMPLIFICATION_CULPRIT, PairResult
 from .records import Record, TensorInfo
@@ -267,7 +268,7 @@ def first_nonfinite(results: List[PairResult]) -> Optional[Cause]:
         assert t is not None
         if t.kind != "op" or op_base(t.name) in _ALIASES:
             continue
-        made = new_nonfinite(t.outputs, r.outputs if r is not None else [])
+        made = new_nonfinite(t.outputs, []) if r is None else new_nonfinite(*_shared(t, r))
         if r is None and "saturated" in made:
             # a target-only cast of a mask built from finfo(fp16).min holds -65504 by design: only NaN/Inf count
             made.remove("saturated")
@@ -286,10 +287,21 @@ def first_nonfinite(results: List[PairResult]) -> Optional[Cause]:
 # --- non-tensor arguments ---------------------------------------------------------------------------------
 
 
+def _shared(t: Record, r: Record) -> Tuple[List[TensorInfo], List[TensorInfo]]:
+    """The outputs of a pair that hold the same values (``align.shared_outputs``)."""
+    n = shared_outputs(t, r)
+    return t.outputs[:n], r.outputs[:n]
+
+
 def arg_diff(target: Record, reference: Record) -> List[str]:
     """``"args[1]: 1e-06 vs 0.001"`` for every non-tensor argument leaf that differs (tensors skipped;
-    dtype and device arguments too: a bf16 run against an fp32 one differs there by design)."""
+    dtype and device arguments too: a bf16 run against an fp32 one differs there by design). Two kernels of one
+    computation (``align.SAME_VALUES``: CUDA's efficient attention against the CPU's flash) order their
+    positional arguments each their own way: only the keyword arguments both name are compared."""
     ta, ra = dict(_leaves(target.args)), dict(_leaves(reference.args))
+    if target.name != reference.name:
+        both = [p for p in ta if p.startswith("kwargs.") and p in ra]
+        ta, ra = {p: ta[p] for p in both}, {p: ra[p] for p in both}
     out = []
     for path in sorted(set(ta) | set(ra)):
         a, b = ta.get(path, "<absent>"), ra.get(path, "<absent>")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, NamedTupl
 from ..errors import InputError
 from . import metrics as M
 from . import pairpool, replay_job, standards
-from .align import Pair
+from .align import Pair, shared_outputs
 from .data_inputs import differing_fraction, is_discrete, leaf_inputs, stats_differ
 from .dumps import Dump
 from .records import Record, TensorInfo
@@ -225,7 +225,8 @@ class Diagnoser:
         best: Optional[Tuple[int, Optional[M.PairMetrics], Optional[M.StatsMetrics], standards.Verdict]] = (
             None
         )
-        for k, (t_out, r_out) in enumerate(zip(t.outputs, r.outputs)):
+        n = shared_outputs(t, r)
+        for k, (t_out, r_out) in enumerate(zip(t.outputs[:n], r.outputs[:n])):
             tt = self._load(self.target, t_out, result)
             rt = self._load(self.reference, r_out, result)
             produced.append(tt)
@@ -294,7 +295,7 @@ class Diagnoser:
             result.notes.append("not an op name: not replayed")
             return None
         inputs = [self._source(info, result) for info in rec.inputs]
-        produced = [self._source(out, result) for out, _ in zip(rec.outputs, ref.outputs)]
+        produced = [self._source(out, result) for out in rec.outputs[: shared_outputs(rec, ref)]]
         if any(x is None for x in inputs) or all(x is None for x in produced):
             return None
         return ReplayJob(rec.name, rec.args, tuple(inputs), tuple(produced), _reduction(rec))
