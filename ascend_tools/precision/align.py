@@ -61,9 +61,11 @@ _SDPA = "aten::_scaled_dot_product_"
 #: batch in the other (nanochat's smear gate on a sliced input: ``mm`` in float32, ``bmm`` in bfloat16, where the
 #: weight's cast makes a copy). ``F.scaled_dot_product_attention`` runs each device's own fused kernel: the CPU's
 #: ``flash_attention_for_cpu``; CUDA's flash, memory-efficient or cuDNN one by dtype and shape; an out-of-tree
-#: backend's ``fused_attention_overrideable`` (torch >= 2.5). Their first output is the attention (backward: the
-#: first three, the gradients of q, k and v); the rest is each kernel's own (a log-sum-exp padded its own way, RNG
-#: state, debug masks).
+#: backend's ``fused_attention_overrideable`` (torch >= 2.5); torch_npu registers ``scaled_dot_product_attention``
+#: itself and its ``npu_fusion_attention`` family (its op tables, ``opcheck/data/npu_ops.json``; which one a run
+#: records is not checked here, and only the BNSD layout has the attention's shape). Their first output is the
+#: attention (backward: the first three, the gradients of q, k and v); the rest is each kernel's own (a log-sum-exp
+#: padded its own way, softmax statistics, RNG state, debug masks).
 SAME_VALUES: Dict[str, Tuple[str, Optional[int]]] = {
     "aten::bmm": ("aten::mm", None),
     "aten::baddbmm": ("aten::addmm", None),
@@ -77,6 +79,9 @@ SAME_VALUES: Dict[str, Tuple[str, Optional[int]]] = {
             "fused_attention_overrideable",
         )
     },
+    "aten::scaled_dot_product_attention": ("sdpa", 1),
+    **{f"npu::npu_fusion_attention{v}": ("sdpa", 1) for v in ("", "_v2", "_v3")},
+    **{f"npu::npu_fusion_attention_grad{v}": ("sdpa backward", 3) for v in ("", "_v2", "_v3")},
     **{
         f"{_SDPA}{kernel}_backward": ("sdpa backward", 3)
         for kernel in (
