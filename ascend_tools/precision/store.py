@@ -32,7 +32,9 @@ SCHEMA = "ascend-doctor/dump/1"
 #: dump without it in meta.json is of recording 1. 2: module paths under activation checkpointing (447b280). 3: the
 #: steps and phases of optimizers stepped inside backward, and steps a loss scaler skipped, are steps of their own.
 #: 4: so are steps that torch_npu's GradScaler, DeepSpeed's and Megatron's loss scalers skipped (scaler_watch.py).
-RECORDING = 4
+#: 5: integer and bool statistics exact, in int64 (stats.py): an earlier dump's may differ in the last bits of a
+#: norm or a mean, and compare checks integer records exactly.
+RECORDING = 5
 _STEP_DIR = re.compile(r"^step(\d+)$")
 _RANK_DIR = re.compile(r"^rank(\d+)$")
 
