@@ -148,9 +148,28 @@ def _subclass_created(cls: type, **kwargs: Any) -> None:
         log.debug("scaler watch: %s: %s", type(exc).__name__, exc)
 
 
-def _wrap(cls: type, method: str = "update", found_flag: bool = False) -> None:
-    """Wrap ``cls``'s own ``method``: a GradScaler's update (the iteration ended), or with ``found_flag`` a Python
-    scaler's, whose first argument says whether it skipped the step."""
+def _updated(args: Sequence[Any], kwargs: Any) -> Optional[str]:
+    """A GradScaler's update returned: the iteration ended (its own ``found_inf`` is read by the session)."""
+    return "_scale_updated"
+
+
+def _skipped(args: Sequence[Any], kwargs: Any) -> Optional[str]:
+    """A Python scaler's update returned: its step was skipped where its first argument, the NaN/Inf flag
+    (``overflow``, ``found_inf``: a bool, or a one-element tensor), says so; not where it cannot be read as one (the
+    training goes on, its step boundary left to the optimizer)."""
+    flag = args[0] if args else next(iter(kwargs.values()), False)
+    try:
+        return "_step_skipped" if bool(flag) else None
+    except Exception as exc:  # a tensor of several elements: not a flag this watch knows
+        log.debug("scaler watch: an update's flag %s: %s", type(exc).__name__, exc)
+        return None
+
+
+def _wrap(
+    cls: type, method: str = "update", event: Callable[[Sequence[Any], Any], Optional[str]] = _updated
+) -> None:
+    """Wrap ``cls``'s own ``method`` so that the outermost call, once it returns, tells the sessions what
+    ``event`` makes of its arguments (:func:`_updated`, :func:`_skipped`)."""
     own = cls.__dict__.get(method)
     if own is None or getattr(own, "_ascend_doctor_update", False) or not callable(own):
         return
@@ -163,10 +182,9 @@ def _wrap(cls: type, method: str = "update", found_flag: bool = False) -> None:
         finally:
             _depth -= 1
         if _depth == 0:
-            if not found_flag:
-                _tell("_scale_updated")
-            elif _found(args, kwargs):
-                _tell("_step_skipped")
+            what = event(args, kwargs)
+            if what is not None:
+                _tell(what)
         return out
 
     update._ascend_doctor_update = True  # type: ignore[attr-defined]
@@ -177,22 +195,11 @@ def _wrap(cls: type, method: str = "update", found_flag: bool = False) -> None:
     setattr(cls, method, update)
 
 
-def _found(args: Sequence[Any], kwargs: Any) -> bool:
-    """The NaN/Inf flag a Python scaler's update was given (``overflow``, ``found_inf``: a bool, or a one-element
-    tensor); False where it cannot be read as one (the training goes on, its step boundary left to the optimizer)."""
-    flag = args[0] if args else next(iter(kwargs.values()), False)
-    try:
-        return bool(flag)
-    except Exception as exc:  # a tensor of several elements: not a flag this watch knows
-        log.debug("scaler watch: an update's flag %s: %s", type(exc).__name__, exc)
-        return False
-
-
 def _wrap_python_scalers(module: Any) -> None:
     for name, cls_name, method in PYTHON_SCALERS:
         cls = getattr(module, cls_name, None) if module.__name__ == name else None
         if isinstance(cls, type):
-            _wrap(cls, method, found_flag=True)
+            _wrap(cls, method, _skipped)
 
 
 class _ScalerModules(importlib.abc.MetaPathFinder):
