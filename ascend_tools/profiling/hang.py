@@ -122,6 +122,9 @@ def _run_traced(cmd: List[str]) -> "subprocess.CompletedProcess[bytes]":
 
 
 PYSPY_TRIES = 3  # py-spy dumps tried before the dump says why it has no stacks
+PYSPY_BACKOFF_S = (
+    0.2  # wait after the n-th failed try: n times this (two dumpers of one process fall out of step)
+)
 
 
 def dump_pyspy(hang_dir: str, native: bool) -> str:
@@ -130,15 +133,17 @@ def dump_pyspy(hang_dir: str, native: bool) -> str:
     ``--nonblocking`` reads the stacks without pausing the process; py-spy refuses it together with
     ``--native``, so a native dump pauses the process for the (sub-second) read. A read without pausing can meet a
     frame another thread is changing ("Failed to copy PyFrameObject: Bad address"): it is tried
-    :data:`PYSPY_TRIES` times."""
+    :data:`PYSPY_TRIES` times, :data:`PYSPY_BACKOFF_S` apart and more after each failure."""
     exe = _pyspy_exe()
     if exe is None:
         raise DumpError("py-spy not found on PATH or next to the interpreter (pip install py-spy)")
     cmd = [exe, "dump", "--pid", str(os.getpid()), "--json", "--native" if native else "--nonblocking"]
-    for _ in range(PYSPY_TRIES):
+    for attempt in range(1, PYSPY_TRIES + 1):
         proc = _run_traced(cmd)
         if proc.returncode == 0:
             break
+        if attempt < PYSPY_TRIES:
+            time.sleep(PYSPY_BACKOFF_S * attempt)
     else:
         err = proc.stderr.decode("utf-8", "replace").strip() or proc.stdout.decode("utf-8", "replace").strip()
         raise DumpError(f"py-spy exited with {proc.returncode} ({PYSPY_TRIES} tries): {err}")

@@ -470,9 +470,14 @@ def test_a_pyspy_read_that_meets_a_changing_frame_is_tried_again(tmp_path, monke
     runs = [failed, failed, good]
     monkeypatch.setattr(hang, "_pyspy_exe", lambda: "py-spy")
     monkeypatch.setattr(hang, "_run_traced", lambda cmd: runs.pop(0))
+    waits = []
+    monkeypatch.setattr(hang.time, "sleep", waits.append)
     assert hang.dump_pyspy(str(tmp_path), native=False) == "pyspy.json"
     assert (tmp_path / "pyspy.json").read_bytes() == b"[]"
+    # longer after each failure: two dumpers that collided fall out of step
+    assert waits == [hang.PYSPY_BACKOFF_S, 2 * hang.PYSPY_BACKOFF_S]
     runs[:] = [failed] * hang.PYSPY_TRIES
+    waits.clear()
     with pytest.raises(hang.DumpError, match="Failed to copy PyFrameObject"):
         hang.dump_pyspy(str(tmp_path / "again"), native=False)
-    assert runs == []
+    assert runs == [] and len(waits) == hang.PYSPY_TRIES - 1  # none after the last
