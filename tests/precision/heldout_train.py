@@ -10,6 +10,8 @@ call), get the correct kernel.
 
 ``HELDOUT_DEVICE=cuda``: the clean and target roles run on that device (the faulty kernel registered for it alone),
 the reference stays on the CPU: the cross-device comparison a port makes (NPU target, GPU or CPU reference).
+``HELDOUT_ATTN=sdpa``: Hugging Face's default attention instead of eager (on a GPU, CUDA's fused kernels against
+the CPU's).
 """
 
 import os
@@ -21,6 +23,7 @@ import transformers
 
 SEQ, VOCAB = 8, 128
 DEVICE = torch.device(os.environ.get("HELDOUT_DEVICE", "cpu"))
+ATTENTION = os.environ.get("HELDOUT_ATTN", "eager")  # sdpa: each device's own fused attention kernel
 TINY = dict(
     hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, vocab_size=VOCAB
 )
@@ -207,7 +210,7 @@ def main(name: str, role: str) -> None:
     s = SCENARIOS[name]
     cause = role == "target"
     torch.manual_seed(0)
-    model = s["family"](attn_implementation="eager", **(s.get("config", {}) if cause else {}))
+    model = s["family"](attn_implementation=ATTENTION, **(s.get("config", {}) if cause else {}))
     if cause and "change" in s:
         s["change"](model)
     if cause and "kernel" in s:
