@@ -56,6 +56,13 @@ def _loose(rec: Record) -> Tuple[Any, ...]:
 
 
 _SDPA = "aten::_scaled_dot_product_"
+_SDPA_KERNELS = (
+    "flash_attention_for_cpu",
+    "flash_attention",
+    "efficient_attention",
+    "cudnn_attention",
+    "fused_attention_overrideable",
+)
 #: ops that compute another op's values by another kernel: the name they pair as, and how many leading outputs hold
 #: those values (None: all). aten's matmul folds a 3-D input into an ``mm`` in one run and calls ``bmm`` with one
 #: batch in the other (nanochat's smear gate on a sliced input: ``mm`` in float32, ``bmm`` in bfloat16, where the
@@ -69,29 +76,11 @@ _SDPA = "aten::_scaled_dot_product_"
 SAME_VALUES: Dict[str, Tuple[str, Optional[int]]] = {
     "aten::bmm": ("aten::mm", None),
     "aten::baddbmm": ("aten::addmm", None),
-    **{
-        f"{_SDPA}{kernel}": ("sdpa", 1)
-        for kernel in (
-            "flash_attention_for_cpu",
-            "flash_attention",
-            "efficient_attention",
-            "cudnn_attention",
-            "fused_attention_overrideable",
-        )
-    },
+    **{f"{_SDPA}{kernel}": ("sdpa", 1) for kernel in _SDPA_KERNELS},
     "aten::scaled_dot_product_attention": ("sdpa", 1),
     **{f"npu::npu_fusion_attention{v}": ("sdpa", 1) for v in ("", "_v2", "_v3")},
     **{f"npu::npu_fusion_attention_grad{v}": ("sdpa backward", 3) for v in ("", "_v2", "_v3")},
-    **{
-        f"{_SDPA}{kernel}_backward": ("sdpa backward", 3)
-        for kernel in (
-            "flash_attention_for_cpu",
-            "flash_attention",
-            "efficient_attention",
-            "cudnn_attention",
-            "fused_attention_overrideable",
-        )
-    },
+    **{f"{_SDPA}{kernel}_backward": ("sdpa backward", 3) for kernel in _SDPA_KERNELS},
 }
 
 

@@ -12,7 +12,7 @@ import json
 import shutil
 
 import torch
-import transformers
+from tiny_llama import build
 
 from ascend_tools.precision import capture
 from ascend_tools.precision.align import align, shared_outputs
@@ -78,17 +78,7 @@ def _as_cuda(rec):
 
 
 def _dumps(tmp_path):
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=64,
-        attn_implementation="sdpa",
-    )
-    model = transformers.LlamaForCausalLM(config)
+    model = build(attn_implementation="sdpa")
     ids = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(1))
     ref = tmp_path / "cpu"
     with capture(str(ref), level="op", mode="stats"):

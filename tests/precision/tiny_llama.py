@@ -5,7 +5,7 @@ import torch
 import transformers
 
 
-def build() -> transformers.LlamaForCausalLM:
+def build(attn_implementation: str = "eager") -> transformers.LlamaForCausalLM:
     torch.manual_seed(0)
     config = transformers.LlamaConfig(
         hidden_size=32,
@@ -14,6 +14,6 @@ def build() -> transformers.LlamaForCausalLM:
         num_attention_heads=4,
         num_key_value_heads=2,
         vocab_size=64,
-        attn_implementation="eager",
+        attn_implementation=attn_implementation,
     )
     return transformers.LlamaForCausalLM(config)
