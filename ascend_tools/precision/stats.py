@@ -21,7 +21,8 @@ suspect ones counted. That is one device sync per op that writes a recorded tens
 updates; one per ``_foreach_*_`` op); counting every such tensor unconditionally instead took 12 small kernels
 each (114 tensors per step of the bench's AdamW step: a third of the statistics' kernel launches).
 
-Integer and bool tensors get max/min/mean/norm as floats and counts 0; empty tensors get no statistics;
+Integer and bool tensors get max/min/mean/norm as floats and counts 0, exact on every path (:func:`_int_row`;
+the norm None where its int64 sum of squares may wrap); empty tensors get no statistics;
 complex, sparse, meta and other non-strided tensors get none either.
 
 Hash mode adds a digest: the tensor's raw bits (viewed as an integer type of the same width) are summed
