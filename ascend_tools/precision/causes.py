@@ -32,7 +32,7 @@ Kinds, in ranking order (within a kind, by score):
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, Iterable, Iterator, List, Optional, Tuple
 
 from ..op_names import ALIAS_VIEWS, COLLECTIVE_NAMESPACES, UNDEFINED_VALUES, op_base
 from .align import shared_outputs
@@ -76,9 +76,36 @@ class Cause:
     arg_diff: List[str] = field(default_factory=list)
 
 
+def optimizer_kernels(records: Iterable[Record]) -> str:
+    """How a run's optimizer stepped: "fused" (``_fused_adamw_``: one op for every parameter), "foreach"
+    (``_foreach_*``: one op per update for a list of parameters), "single" (ops per parameter) or "" (no optimizer
+    op). torch picks by device where the script does not: foreach on CUDA and NPU, single-tensor on the CPU."""
+    seen = ""
+    for rec in records:
+        if rec.phase != "optimizer" or rec.kind != "op":
+            continue
+        base = op_base(rec.name)
+        if base.startswith("_fused_"):
+            return "fused"
+        if base.startswith("_foreach_"):
+            seen = "foreach"
+        elif not seen:
+            seen = "single"
+    return seen
+
+
+def optimizer_kernels_differ(results: List[PairResult]) -> Optional[Tuple[str, str]]:
+    """``(target's, reference's)`` :func:`optimizer_kernels` where both stepped and not alike, else None. The same
+    update by other ops: they cannot pair one to one, and none of them is a cause by being unpaired."""
+    t = optimizer_kernels(r.pair.target for r in results if r.pair.target is not None)
+    r = optimizer_kernels(x.pair.reference for x in results if x.pair.reference is not None)
+    return (t, r) if t and r and t != r else None
+
+
 def rank(results: List[PairResult]) -> List[Cause]:
     """Every cause found, in ranking order."""
     found: List[Cause] = []
+    other_optimizer = optimizer_kernels_differ(results) is not None
     data = first_data_difference(results)
     if data is not None:
         found.append(data)
@@ -94,6 +121,13 @@ def rank(results: List[PairResult]) -> List[Cause]:
         if (first is not None and res is first.result) or (data is not None and res is data.result):
             continue
         cause = _classify(res, op_level)
+        if (
+            cause is not None
+            and cause.kind == "target-only"
+            and other_optimizer
+            and res.record.phase == "optimizer"
+        ):
+            continue  # the same update by other ops (see optimizer_kernels_differ)
         if cause is not None and cause.kind == "divergence" and cause.result.record.id in unread:
             continue  # other random numbers that nothing reads
         if (

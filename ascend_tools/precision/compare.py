@@ -280,6 +280,7 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
     if summary["problems"]:
         report.summary.append(("refused", f"{summary['problems']} requests of the dumps (see Refused)"))
     _recording_section(report, target, reference)
+    _optimizer_section(report, results)
     _culprit_section(report, culprits, method if stats_only else "", len(near))
     near_misses.add_section(report, near_rows, len(near))
     _hint_section(report, hint_rows, len(hints))
@@ -421,6 +422,29 @@ def _recording_section(report: Report, target: Dump, reference: Dump) -> None:
             rule="recording-differs",
             message=message,
             suggestion="dump both runs with one version of ascend-doctor",
+        )
+    )
+
+
+def _optimizer_section(report: Report, results: List[PairResult]) -> None:
+    """The two runs' optimizers stepped by different kernels (``causes.optimizer_kernels_differ``)."""
+    differ = causes.optimizer_kernels_differ(results)
+    report.data["summary"]["optimizer_kernels"] = list(differ) if differ else None
+    if differ is None:
+        return
+    message = (
+        f"the optimizers stepped by different kernels (target {differ[0]}, reference {differ[1]}): their ops do "
+        "not pair one to one, and none of them is listed for being unpaired; the next step's parameters show "
+        "whether the updates agree"
+    )
+    report.summary.append(("note", message))
+    report.section("Dumps").findings.append(
+        Finding(
+            severity=Severity.INFO,
+            rule="optimizer-kernels-differ",
+            message=message,
+            suggestion="pass the same foreach=/fused= to the optimizer in both runs to compare its ops one by one "
+            "(torch picks foreach on CUDA and NPU, single-tensor ops on the CPU)",
         )
     )
 
