@@ -117,7 +117,6 @@ class Pending:
     its counts may still be needed; a CPU entry has its ``stats`` from the start (see the module docstring)."""
 
     __slots__ = (
-        "counts",
         "digest",
         "digest_row",
         "dtype",
@@ -138,7 +137,6 @@ class Pending:
         self.numel = x.numel()
         self.row: Optional[torch.Tensor] = row
         self.is_float = is_float
-        self.counts: Optional[Any] = None  # device tensor [nan, inf, sat, norm] or host list
         self.digest_row: Optional[torch.Tensor] = None
         self.digest: Optional[str] = None
         self.stats: Optional[TensorStats] = None
@@ -464,24 +462,14 @@ class StatsQueue:
         values = host[:n].view(torch.float64).reshape(-1, 4).tolist() if rowed else []
         for e, vals in zip(rowed, values):
             e.row = None
-            counts = e.counts
-            if (
-                e.is_float
-                and counts is None
-                and _suspect(vals, e.dtype)
-                and e.tensor is not None
-                and e.tensor._version == e.version
-            ):
-                with torch.no_grad():
-                    counts = _counts(e.tensor)
-            e.tensor = None
-            e.counts = None
+            t, e.tensor = e.tensor, None
             if not e.is_float:
                 vals = _int_values(vals, e.numel)
-            stats = e.stats = _make_stats(vals, e.numel, counts if isinstance(counts, list) else None)
-            if isinstance(counts, torch.Tensor):
+            stats = e.stats = _make_stats(vals, e.numel, None)
+            if e.is_float and t is not None and t._version == e.version and _suspect(vals, e.dtype):
+                with torch.no_grad():
+                    second.append(_counts(t))
                 need.append(stats)
-                second.append(counts)
         if second:
             for stats, c in zip(need, to_host(torch.stack(second)).tolist()):
                 _set_counts(stats, c)

@@ -122,9 +122,8 @@ def _run_traced(cmd: List[str]) -> "subprocess.CompletedProcess[bytes]":
 
 
 PYSPY_TRIES = 3  # py-spy dumps tried before the dump says why it has no stacks
-PYSPY_BACKOFF_S = (
-    0.2  # wait after the n-th failed try: n times this (two dumpers of one process fall out of step)
-)
+# wait after the n-th failed try: n times this (two dumpers of one process that collided fall out of step)
+PYSPY_BACKOFF_S = 0.2
 
 
 def dump_pyspy(hang_dir: str, native: bool) -> str:
