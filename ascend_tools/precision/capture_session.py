@@ -509,7 +509,8 @@ class Capture(StepSession):
                 for x in t:
                     if isinstance(x, torch.Tensor):
                         self._forget(x)
-        self._queue.settle()  # (collectives' tensors too) before the op writes them
+        if meta.mutated or meta.collective:  # what _forget set aside, settled before the op writes it
+            self._queue.settle()
         sid = self._stack_table.stack_id(_OP_STACK_DEPTH, _grad_enabled()) if self.keep_stack else None
         # the arguments are encoded when the record is written (the writer thread): keep them as they are
         return (meta, phase, call, module, rid, inputs, call_args, sid, written)

@@ -102,10 +102,11 @@ def optimizer_kernels_differ(results: List[PairResult]) -> Optional[Tuple[str, s
     return (t, r) if t and r and t != r else None
 
 
-def rank(results: List[PairResult]) -> List[Cause]:
-    """Every cause found, in ranking order."""
+def rank(results: List[PairResult], optimizers: Optional[Tuple[str, str]] = None) -> List[Cause]:
+    """Every cause found, in ranking order. ``optimizers``: :func:`optimizer_kernels_differ` of ``results``, where
+    the caller has it."""
     found: List[Cause] = []
-    other_optimizer = optimizer_kernels_differ(results) is not None
+    other_optimizer = optimizers is not None
     data = first_data_difference(results)
     if data is not None:
         found.append(data)

@@ -199,7 +199,8 @@ def _reason(cause: Cause) -> str:
 def build_report(target: Dump, reference: Dump, step: int, results: List[PairResult], top: int) -> Report:
     matched = [r for r in results if r.pair.target is not None and r.pair.reference is not None]
     rows = [pair_row(i, r) for i, r in enumerate(results)]
-    ranked = rank(results)
+    optimizers = causes.optimizer_kernels_differ(results)
+    ranked = rank(results, optimizers)
     found = [c for c in ranked if c.level != "hint"]
     hints = [c for c in ranked if c.level == "hint"]
     hint_rows = [culprit_row(i + 1, c, target) for i, c in enumerate(hints[:top])]
@@ -280,7 +281,7 @@ def build_report(target: Dump, reference: Dump, step: int, results: List[PairRes
     if summary["problems"]:
         report.summary.append(("refused", f"{summary['problems']} requests of the dumps (see Refused)"))
     _recording_section(report, target, reference)
-    _optimizer_section(report, results)
+    _optimizer_section(report, optimizers)
     _culprit_section(report, culprits, method if stats_only else "", len(near))
     near_misses.add_section(report, near_rows, len(near))
     _hint_section(report, hint_rows, len(hints))
@@ -426,9 +427,8 @@ def _recording_section(report: Report, target: Dump, reference: Dump) -> None:
     )
 
 
-def _optimizer_section(report: Report, results: List[PairResult]) -> None:
+def _optimizer_section(report: Report, differ: Optional[Tuple[str, str]]) -> None:
     """The two runs' optimizers stepped by different kernels (``causes.optimizer_kernels_differ``)."""
-    differ = causes.optimizer_kernels_differ(results)
     report.data["summary"]["optimizer_kernels"] = list(differ) if differ else None
     if differ is None:
         return
