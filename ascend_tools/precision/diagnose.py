@@ -328,6 +328,8 @@ class Diagnoser:
         # every input as a file of its own, so there they are as many comparisons again)
         worst_inputs = pairpool.map_in_order(self._worst_input_error, todo, self.workers)
         for res, in_err in zip(todo, worst_inputs):
+            if in_err is None:  # an input left unread: whether the inputs agree is unknown
+                continue
             t, r = res.pair.target, res.pair.reference
             out_err = output_error(res)
             assert t is not None and r is not None and out_err is not None  # selected above
@@ -339,10 +341,20 @@ class Diagnoser:
                 res.method = "amplification"
                 res.score = res.amplification
 
-    def _worst_input_error(self, res: PairResult) -> float:
+    def _worst_input_error(self, res: PairResult) -> Optional[float]:
+        """The largest relative error of the op's inputs, or None where either run left one of them unread (a
+        subset view's input: the whole gradient bucket DDP views a parameter's gradient out of). Whether such an op's
+        inputs agree is unknown: DDP's ``as_strided`` views were listed as divergences, outputs off and the
+        bucket "agreeing" by holding no values. (Uninitialised memory, recorded without values too, is not
+        "unread": ``bernoulli_`` overwriting an ``empty`` tensor is judged by its arguments, dropout's p.)"""
         t, r = res.pair.target, res.pair.reference
         assert t is not None and r is not None
-        return max((self._input_error(a, b, res) for a, b in zip(t.inputs, r.inputs)), default=0.0)
+        worst = 0.0
+        for a, b in zip(t.inputs, r.inputs):
+            if a.unread or b.unread:
+                return None
+            worst = max(worst, self._input_error(a, b, res))
+        return worst
 
     def _input_error(self, a: TensorInfo, b: TensorInfo, result: PairResult) -> float:
         discrete = is_discrete(a.dtype) or is_discrete(b.dtype)

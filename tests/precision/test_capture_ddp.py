@@ -41,14 +41,22 @@ def ddp_rank(rank, n, out):
     torch.set_num_threads(1)
     # a batch of each rank's own: the all-reduce changes every rank's gradients
     ids = torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(10 + rank))
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+    # fp32, bf16 weights, and fp32 weights under bf16 autocast (float32 gradients in the buckets, as in a
+    # LoRA run's adapters: their views are compared float32 against float32, exactly)
+    for name, dtype, autocast in (
+        ("fp32", torch.float32, False),
+        ("bf16", torch.bfloat16, False),
+        ("autocast", torch.float32, True),
+    ):
         model = build(dtype)
         with capture(f"{out}/{name}", level="op", mode="tensor", stack=False):
             model = torch.nn.parallel.DistributedDataParallel(
                 model
             )  # under the capture, as the CLI starts it
             opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-            model(input_ids=ids, labels=ids).loss.float().backward()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                loss = model(input_ids=ids, labels=ids).loss.float()
+            loss.backward()
             opt.step()
             opt.zero_grad()
 
@@ -85,6 +93,21 @@ def test_a_clean_bf16_ddp_run_against_fp32_lists_no_culprit(dumps, rank):
     ``as_strided#init#0`` in 3 runs of 8 before ``Capture._allocated``)."""
     report = compare_dumps(str(dumps / "bf16" / f"rank{rank}"), str(dumps / "fp32" / f"rank{rank}"))
     assert len(report.data["pairs"]) > 300
+    assert report.data["culprits"] == [], report.data["culprits"][:3]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rank", [0, 1])
+def test_views_of_a_bucket_left_unread_are_no_divergence(dumps, rank):
+    """fp32 weights under bf16 autocast against plain fp32: the float32 gradients DDP views out of its bucket differ
+    (rounding in the autocast forward), and the views' input, the bucket, is left unread. An op whose input holds no
+    values in either dump cannot be shown to have agreeing inputs: before, each view was "output diverges while
+    inputs agree" (MedicalGPT's LoRA script under torchrun: 10 to 14 suspects per rank and step)."""
+    report = compare_dumps(str(dumps / "autocast" / f"rank{rank}"), str(dumps / "fp32" / f"rank{rank}"))
+    views = [
+        p for p in report.data["pairs"] if p["name"].startswith("aten::as_strided#backward") and p["verdict"]
+    ]
+    assert views and any(p["verdict"] == "error" for p in views)  # off against the reference: what was listed
     assert report.data["culprits"] == [], report.data["culprits"][:3]
 
 
