@@ -39,7 +39,9 @@ class TensorInfo:
     file: Optional[str] = None  # tensor mode: path relative to the step directory
     digest: Optional[str] = None  # hash mode: hex digest of the tensor's bytes
     name: Optional[str] = None  # the parameter it is ("model.norm.weight"), or whose gradient (".grad")
-    unread: bool = False  # values not read when recorded: a subset view's input (dump-format.md)
+    unread: Optional[bool] = (
+        None  # True: values not read when recorded, a subset view's input (dump-format.md)
+    )
 
 
 @dataclass
@@ -92,7 +94,7 @@ def tensor_info_from_json(raw: Dict[str, Any]) -> TensorInfo:
         raw.get("file"),
         raw.get("digest"),
         name if isinstance(name, str) else None,
-        raw.get("unread") is True,
+        True if raw.get("unread") is True else None,
     )
 
 
