@@ -39,9 +39,8 @@ class TensorInfo:
     file: Optional[str] = None  # tensor mode: path relative to the step directory
     digest: Optional[str] = None  # hash mode: hex digest of the tensor's bytes
     name: Optional[str] = None  # the parameter it is ("model.norm.weight"), or whose gradient (".grad")
-    unread: Optional[bool] = (
-        None  # True: values not read when recorded, a subset view's input (dump-format.md)
-    )
+    # True: values not read when recorded, a subset view's input (dump-format.md); None otherwise
+    unread: Optional[bool] = None
 
 
 @dataclass
