@@ -102,9 +102,9 @@ def optimizer_kernels_differ(results: List[PairResult]) -> Optional[Tuple[str, s
     return (t, r) if t and r and t != r else None
 
 
-def rank(results: List[PairResult], optimizers: Optional[Tuple[str, str]] = None) -> List[Cause]:
-    """Every cause found, in ranking order. ``optimizers``: :func:`optimizer_kernels_differ` of ``results``, where
-    the caller has it."""
+def rank(results: List[PairResult], optimizers: Optional[Tuple[str, str]]) -> List[Cause]:
+    """Every cause found, in ranking order. ``optimizers``: :func:`optimizer_kernels_differ` of ``results`` (the
+    report's note shows it too: computed once by the caller)."""
     found: List[Cause] = []
     other_optimizer = optimizers is not None
     data = first_data_difference(results)
