@@ -5,7 +5,9 @@ It knows nothing of the profiler. Each step does ``--compute-ms`` of "compute" (
 step's compute runs off the CPU, and a sleep keeps ranks on a loaded 2-core machine comparable), a
 forward/backward of a tiny MLP (DDP all-reduces its gradients), an explicit all_reduce of the loss and
 an optimizer step. Faults to inject: ``--straggler R --delay-frac F`` (rank R computes (1+F)× longer),
-``--skip R:S`` (rank R skips the loss all_reduce of step S and then sleeps: a hang for the others).
+``--skip R:S`` (rank R skips the loss all_reduce of step S and then sleeps: a hang for the others), ``--stall R:S``
+(rank R sleeps ``--hang-sleep`` s before the loss all_reduce of step S, then goes on: a stall that resolves, as a
+read from slow storage does).
 """
 
 import argparse
@@ -27,7 +29,12 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--skip", default=None, help="R:S: rank R skips the loss all_reduce of step S, then sleeps"
     )
-    p.add_argument("--hang-sleep", type=float, default=30.0, help="seconds the skipping rank sleeps")
+    p.add_argument(
+        "--stall", default=None, help="R:S: rank R sleeps before the loss all_reduce of step S, then goes on"
+    )
+    p.add_argument(
+        "--hang-sleep", type=float, default=30.0, help="seconds the skipping or stalling rank sleeps"
+    )
     return p.parse_args(argv)
 
 
@@ -35,7 +42,7 @@ def main(argv=None) -> None:
     args = parse(argv)
     dist.init_process_group("gloo")
     rank = dist.get_rank()
-    skip = tuple(int(x) for x in args.skip.split(":")) if args.skip else None
+    skip, stall = (tuple(int(x) for x in a.split(":")) if a else None for a in (args.skip, args.stall))
     torch.manual_seed(0)
     model = torch.nn.parallel.DistributedDataParallel(
         torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.ReLU(), torch.nn.Linear(256, 16))
@@ -49,6 +56,8 @@ def main(argv=None) -> None:
         if skip == (rank, step):
             time.sleep(args.hang_sleep)
             os._exit(3)  # the others are stuck in the all_reduce this rank skipped
+        if stall == (rank, step):
+            time.sleep(args.hang_sleep)  # the others wait in the all_reduce, then the step goes on
         total = loss.detach().clone()
         dist.all_reduce(total)
         opt.step()

@@ -112,6 +112,30 @@ def test_skipped_collective_dumps_every_rank_and_names_the_missing_one(tmp_path)
     )  # where the missing rank stood, from py-spy
 
 
+def test_a_stall_that_resolves_names_the_late_rank_and_how_long_it_held_the_others(tmp_path):
+    """Rank 1 sleeps 6 s before step 2's loss all_reduce and then goes on: the watchdog (2 s) fires on rank 0, both
+    ranks write their stacks, and the job completes. Before, analyze read rank 1's later records as "entered":
+    "missing rank(s) none", and both ranks' status "hang" although both finished."""
+    out = str(tmp_path / "prof")
+    args = ("--steps", "4", "--compute-ms", "20", "--stall", "1:2", "--hang-sleep", "6")
+    run = profile_run(out, 2, *args, options=("--hang-timeout", "2"))
+    assert run.returncode == 0, run.stderr
+    report = analyze_json(out)
+    (hang,) = report["hangs"]
+    assert hang["op"] == "all_reduce" and hang["missing_ranks"] == [1] and hang["waiting_ranks"] == [0]
+    assert 5.5 <= hang["completed_after_s"] <= 9.0  # the 6 s sleep, from rank 0's arrival to the completion
+    assert [r["status"] for r in report["ranks"]] == ["stalled", "stalled"]
+    sleep_line = next(
+        i
+        for i, line in enumerate(read_text(TRAIN[0]).splitlines(), 1)
+        if "time.sleep(args.hang_sleep)  # the others wait" in line
+    )
+    rank1 = next(r for r in report["ranks"] if r["rank"] == 1)
+    assert rank1["stack_top"] == f"ascend_tools/examples/train_ddp.py:{sleep_line} in main"
+    text = cli("analyze", out, "--fail-on", "warning", env=dict(os.environ, COLUMNS="300"))
+    assert text.returncode == 1 and "stalled past the watchdog's timeout and completed" in text.stdout
+
+
 def test_sigkilled_rank_is_read_up_to_the_kill(tmp_path):
     out = str(tmp_path / "prof")
     cmd = [

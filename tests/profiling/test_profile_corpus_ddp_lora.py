@@ -10,7 +10,8 @@ the bytes of its start-up broadcast (every parameter and buffer: 4M plus the rot
 ``head_dim / 2`` floats, from the model's config); the Trainer's ``--max_steps`` gives the steps. The fault is a
 slow data loader on rank 1 (``corpus_slow/sitecustomize.py``: each batch :data:`SLOW_MS` ms late, as from slow
 storage): ``analyze`` must name rank 1 and no other, and its lateness must be the delay; in the balanced run no rank
-may be half as late.
+may be half as late. A third run stalls rank 1's data loader once, 8 s, past the hang watchdog's 3 s timeout: the
+stall must name rank 1 as the late rank, where it stood, and how long it held the other.
 
 Needs what the script imports (``peft``, ``datasets``, ``loguru``) and transformers 4.x, which CI's venvs do not
 have: run by hand in a venv with them (docs/profiling.md, "A real script").
@@ -31,7 +32,20 @@ from test_precision_corpus_ddp_lora import cli, command, workdir  # noqa: E402
 STEPS = 10
 SLOW_MS = 60  # against a ~25-40 ms step of the balanced run on a 2-core machine
 SLOW_SITE = os.path.join(HERE, "corpus_slow")
-RUNS = {"balanced": {}, "slow": {"SLOW_RANK": "1", "SLOW_MS": str(SLOW_MS), "PYTHONPATH": SLOW_SITE}}
+STALL_S, STALL_AT, TIMEOUT_S = (
+    8,
+    4,
+    3,
+)  # rank 1's 5th batch 8 s late: past the watchdog's 3 s, then training goes on
+#: run -> (environment, profile options)
+RUNS = {
+    "balanced": ({}, ()),
+    "slow": ({"SLOW_RANK": "1", "SLOW_MS": str(SLOW_MS), "PYTHONPATH": SLOW_SITE}, ()),
+    "stall": (
+        {"SLOW_RANK": "1", "SLOW_MS": str(STALL_S * 1000), "SLOW_AT": str(STALL_AT), "PYTHONPATH": SLOW_SITE},
+        ("--hang-timeout", str(TIMEOUT_S)),
+    ),
+}
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +53,11 @@ def runs(tmp_path_factory):
     """Per run: the analyze JSON report, the script's output and its working directory."""
     base = tmp_path_factory.mktemp("medicalgpt-profile")
     out = {}
-    for name, env in RUNS.items():
+    for name, (env, options) in RUNS.items():
         cwd = workdir(base, name)
         prof = f"{base}/{name}.prof"
         # HfArgumentParser: a later flag wins over command()'s --max_steps 2
-        proc = cli(cwd, env, "profile", "-o", prof, "--", *command(), "--max_steps", str(STEPS))
+        proc = cli(cwd, env, "profile", "-o", prof, *options, "--", *command(), "--max_steps", str(STEPS))
         assert proc.returncode == 0, proc.stderr[-3000:]
         done = cli(cwd, {}, "analyze", prof, "-f", "json", "-o", f"{base}/{name}.json")
         assert done.returncode == 0, done.stderr[-3000:]
@@ -64,10 +78,10 @@ def rows(report, op):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("run", list(RUNS))
-def test_every_rank_and_every_trainer_step_is_profiled(runs, run):
+@pytest.mark.parametrize("run,status", [("balanced", "ok"), ("slow", "ok"), ("stall", "stalled")])
+def test_every_rank_and_every_trainer_step_is_profiled(runs, run, status):
     report = runs[run][0]
-    assert report["summary"]["ranks"] == 2 and report["summary"]["ranks_by_status"] == {"ok": 2}
+    assert report["summary"]["ranks"] == 2 and report["summary"]["ranks_by_status"] == {status: 2}
     assert report["summary"]["steps"] == STEPS
     assert report["summary"]["problems"] == 0
 
@@ -116,3 +130,22 @@ def test_the_balanced_run_has_no_rank_half_as_late(runs):
     assert group["judged"]
     late = {r["rank"]: r["late_per_step_s"] for r in group["ranks"]}
     assert sorted(late) == [0, 1] and all(x < 0.5 * SLOW_MS / 1000 for x in late.values()), late
+
+
+@pytest.mark.slow
+def test_a_data_loader_stalled_past_the_watchdog_is_a_stall_of_the_late_rank(runs):
+    """Rank 1's data loader holds one batch 8 s; rank 0 waits in the step's first collective, its watchdog fires
+    (both ranks' stacks written), then rank 1 arrives and training finishes. Before: "missing rank(s) none", both
+    ranks "hang" (rank 1's later records read as entered)."""
+    report, _, cwd = runs["stall"]
+    with open(os.path.join(cwd, "slow-fired")) as f:
+        assert f.read().split() == ["rank", "1"]  # one batch, on rank 1
+    assert report["summary"]["steps"] == STEPS
+    (hang,) = report["hangs"]
+    assert hang["missing_ranks"] == [1] and hang["waiting_ranks"] == [0]
+    assert STALL_S - 0.5 <= hang["completed_after_s"] <= STALL_S + TIMEOUT_S
+    ranks = {r["rank"]: r for r in report["ranks"]}
+    assert [ranks[r]["status"] for r in (0, 1)] == ["stalled", "stalled"]
+    assert ranks[1]["stack_top"].startswith("sitecustomize.py:") and ranks[1]["stack_top"].endswith(
+        "_late_next"
+    )

@@ -10,6 +10,11 @@ From each rank's ``hang/hang.json`` (written by the watchdog) and its ``coll`` r
 - ``missing_ranks`` = members of the group whose highest entered seq on it is below the hang's seq: they
   never arrived, so everyone else waits on them. ``mismatched_ranks`` = waiting ranks whose op or byte
   count for that seq differs from the majority's (the group is out of step, not short of a rank).
+- a rank's entries are counted as they stood when its hang report was written (``detected_at``): a stall that
+  outlasts the watchdog's timeout and then resolves (a rank stuck in a slow read arrives late, the collective
+  completes, training goes on) leaves records of the collectives the late rank entered afterwards, which must
+  not make it look present. ``completed_after_s`` = how long after its first arrival every member had completed
+  the collective (such a stall), else None (a hang to the end).
 
 :func:`positions` says where every rank stands: its last completed collective (with its caller), what it
 holds in flight, its last step, and whether it was cut short.
@@ -26,12 +31,25 @@ from ... import boundedio
 from .model import Profile
 
 
-def _entered(profile: Profile, gid: str, members: List[int]) -> Dict[int, int]:
-    """Highest entered seq on ``gid`` per member (-1: none)."""
+def _reported_at(profile: Profile) -> np.ndarray:
+    """Per rank (index = rank): when its hang report was written, +inf where it wrote none."""
+    at = np.full(max(profile.ranks, default=-1) + 1, np.inf)
+    for rank, info in profile.ranks.items():
+        when = (info.hang or {}).get("detected_at")
+        if isinstance(when, (int, float)) and not isinstance(when, bool):
+            at[rank] = when
+    return at
+
+
+def _entered(profile: Profile, gid: str, members: List[int], reported_at: np.ndarray) -> Dict[int, int]:
+    """Highest entered seq on ``gid`` per member (-1: none), as of each rank's hang report."""
     colls = profile.colls
     best = {r: -1 for r in members}
     if gid in profile.gids:
         sel = colls.gid == profile.gid_code(gid)
+        rank_ok = colls.rank < len(reported_at)
+        sel &= rank_ok
+        sel[rank_ok] &= ~(colls.t0[rank_ok] > reported_at[colls.rank[rank_ok]])
         ranks, seqs = colls.rank[sel], colls.seq[sel]
         if len(ranks):
             top = np.full(int(ranks.max()) + 1, -1, np.int64)
@@ -54,6 +72,7 @@ def find(profile: Profile) -> List[Dict[str, Any]]:
         for entry in (info.hang or {}).get("inflight", []):
             waiting.setdefault(entry["gid"], []).append(dict(entry, rank=rank))
     hangs = []
+    reported_at = _reported_at(profile)
     for gid, entries in sorted(waiting.items()):
         seq = min(e["seq"] for e in entries)
         at = [e for e in entries if e["seq"] == seq]
@@ -61,7 +80,7 @@ def find(profile: Profile) -> List[Dict[str, Any]]:
             (list(e["ranks"]) for e in at if isinstance(e.get("ranks"), list)),
             sorted({e["rank"] for e in at}),
         )
-        entered = _entered(profile, gid, members)
+        entered = _entered(profile, gid, members, reported_at)
         signature = Counter((e.get("op"), e.get("bytes")) for e in at).most_common(1)[0][0]
         t0s = [e["t0"] for e in at if isinstance(e.get("t0"), (int, float))]
         hangs.append(
@@ -80,9 +99,25 @@ def find(profile: Profile) -> List[Dict[str, Any]]:
                 ),
                 "also_inflight": sorted({e["seq"] for e in entries if e["seq"] != seq}),
                 "first_arrival": min(t0s) if t0s else None,
+                "completed_after_s": _completed_after(profile, gid, seq, members, min(t0s) if t0s else None),
             }
         )
     return sorted(hangs, key=lambda h: (h["first_arrival"] is None, h["first_arrival"] or 0.0, h["group"]))
+
+
+def _completed_after(
+    profile: Profile, gid: str, seq: int, members: List[int], first: Optional[float]
+) -> Optional[float]:
+    """Seconds from ``first`` (the first arrival) until every member had completed (``gid``, ``seq``), where every
+    member recorded it completed: the stall resolved. None where one did not (a hang to the end)."""
+    colls = profile.colls
+    if first is None or gid not in profile.gids:
+        return None
+    sel = (colls.gid == profile.gid_code(gid)) & (colls.seq == seq) & np.isfinite(colls.t1)
+    done = colls.rank[sel]
+    if not set(members) <= set(done.tolist()):
+        return None
+    return float(colls.t1[sel].max()) - first
 
 
 # frames that are not the user's: torch, this package (not its examples), the standard library, <frozen ...>

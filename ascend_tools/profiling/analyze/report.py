@@ -90,13 +90,15 @@ def _rank_rows(a: "Analysis") -> List[Dict[str, Any]]:
     p = a.profile
     colls = np.bincount(p.colls.rank, minlength=p.world_size)
     steps = np.bincount(p.steps.rank, minlength=p.world_size)
+    # every hang resolved (see hangs.find): a rank that wrote a hang report and ended cleanly stalled
+    stalls_only = all(h["completed_after_s"] is not None for h in a.hangs)
     rows = []
     for rank, info in p.ranks.items():
         pos = a.positions[rank]
         status = (
             "missing"
             if not info.present
-            else "hang"
+            else ("stalled" if info.closed and stalls_only else "hang")
             if pos["inflight"] or pos["hang_trigger"]
             else "cut short"
             if pos["cut_short"]
@@ -164,6 +166,11 @@ def _summary(report: Report, a: "Analysis", s: Dict[str, Any]) -> None:
             "; ".join(
                 f"#{h['seq']} {h['op']} on group {h['group']}: missing rank(s) "
                 f"{_rank_list(h['missing_ranks']) or 'none'}"
+                + (
+                    f", completed {h['completed_after_s']:.1f} s later"
+                    if h["completed_after_s"] is not None
+                    else ""
+                )
                 for h in a.hangs
             )
             or "none",
@@ -191,9 +198,10 @@ def _hangs(report: Report, a: "Analysis") -> None:
     sec = report.section(
         "Hangs",
         [
-            "A collective in flight when a rank's watchdog fired. Missing ranks never entered it (their highest "
-            "entered seq on the group is lower); everyone else waits on them. Each rank's stacks are in "
-            "rank{r}/hang/."
+            "A collective in flight when a rank's watchdog fired. Missing ranks had not entered it when their hang "
+            "reports were written (their highest entered seq on the group was lower); everyone else waits on them. "
+            "Completed: when every rank had completed it after all, counted from the first arrival (a stall that "
+            "resolved), or never. Each rank's stacks are in rank{r}/hang/."
         ],
     )
     if not a.hangs:
@@ -201,7 +209,7 @@ def _hangs(report: Report, a: "Analysis") -> None:
     sec.tables.append(
         Table(
             "",
-            ["group", "seq", "op", "bytes", "step", "waiting", "missing", "mismatched"],
+            ["group", "seq", "op", "bytes", "step", "waiting", "missing", "mismatched", "completed"],
             [
                 [
                     h["group"],
@@ -212,12 +220,16 @@ def _hangs(report: Report, a: "Analysis") -> None:
                     _rank_list(h["waiting_ranks"]),
                     _rank_list(h["missing_ranks"]) or "none",
                     _rank_list(h["mismatched_ranks"]),
+                    "never" if h["completed_after_s"] is None else f"{h['completed_after_s']:.1f} s later",
                 ]
                 for h in a.hangs
             ],
         )
     )
     for h in a.hangs:
+        if h["completed_after_s"] is not None:
+            _stall_finding(sec, a, h)
+            continue
         where = []
         for r in h["missing_ranks"][:4]:
             pos = a.positions.get(r, {})
@@ -258,6 +270,36 @@ def _hangs(report: Report, a: "Analysis") -> None:
                 ),
             )
         )
+
+
+def _stall_finding(sec: Any, a: "Analysis", h: Dict[str, Any]) -> None:
+    """A hang that resolved (``completed_after_s``): the watchdog fired, then the late rank arrived and the
+    collective completed. Where the late rank stood is its py-spy stack at the hang, not its last record (it
+    went on)."""
+    late = _rank_list(h["missing_ranks"])
+    where = [
+        f"rank {r} was at {a.positions[r]['stack_top']}"
+        for r in h["missing_ranks"][:4]
+        if (a.positions.get(r) or {}).get("stack_top")
+    ]
+    sec.findings.append(
+        Finding(
+            severity=Severity.WARNING,
+            rule="stall",
+            message=(
+                f"{h['op']} #{h['seq']} of group {h['group']} stalled past the watchdog's timeout and completed "
+                f"{h['completed_after_s']:.1f} s after the first rank arrived: "
+                + (f"rank(s) {late} entered it late" if late else "every rank had entered it")
+                + (f"; {'; '.join(where)} when the watchdog fired" if where else "")
+            ),
+            location=f"step {h['step']}" if h["step"] is not None else "",
+            suggestion=(
+                f"read rank{h['missing_ranks'][0]}/hang/ (py-spy and faulthandler stacks): what held it"
+                if h["missing_ranks"]
+                else "read the ranks' hang/ stacks: what the collective waited on"
+            ),
+        )
+    )
 
 
 def _too_few(g: Dict[str, Any]) -> str:
