@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import numpy as np
 
-from ...report import Finding, Report, Series, Severity, Table
+from ...report import Finding, Report, Section, Series, Severity, Table
 from . import charts, memory
 from .collectives import size_label
 from .steps import per_rank
@@ -272,7 +272,7 @@ def _hangs(report: Report, a: "Analysis") -> None:
         )
 
 
-def _stall_finding(sec: Any, a: "Analysis", h: Dict[str, Any]) -> None:
+def _stall_finding(sec: Section, a: "Analysis", h: Dict[str, Any]) -> None:
     """A hang that resolved (``completed_after_s``): the watchdog fired, then the late rank arrived and the
     collective completed. Where the late rank stood is its py-spy stack at the hang, not its last record (it
     went on)."""
