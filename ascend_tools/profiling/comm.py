@@ -14,10 +14,10 @@ on the current stream, resolved later by the writer thread (no host sync per cal
 "in flight" (for the hang watchdog) until it completes: sync calls on the host when they return, async
 works when their future completes, device work when its end event completes.
 
-Invisible: functional collectives (``torch.distributed._functional_collectives``, used by DTensor and
-torch.compile), a function bound before the wrappers were installed (``from torch.distributed import
-all_reduce`` at import time of a module loaded earlier), and builtin C++ DDP hooks
-(``_register_builtin_comm_hook``). ``torch.profiler`` records those.
+Functional collectives (DTensor's, FSDP2's ``clip_grad_norm_``) are wrapped by ``funcol.py`` and share these
+groups, seq counters and records. Invisible: the collectives a compiled graph calls (``torch.compile``), a function
+bound before the wrappers were installed (``from torch.distributed import all_reduce`` at import time of a module
+loaded earlier), and builtin C++ DDP hooks (``_register_builtin_comm_hook``). ``torch.profiler`` records those.
 """
 
 import collections
@@ -112,6 +112,7 @@ VIA_PATHS = (
     ("/_composable/fsdp/", "fsdp"),
     ("/pipelining/", "pipeline"),
     ("/nn/parallel/distributed.py", "ddp"),
+    ("/distributed/tensor/", "dtensor"),
 )
 
 
@@ -188,6 +189,9 @@ class CommInterceptor(FailOpen):
                     self._saved.append((mod, api, orig))
                     setattr(mod, api, wrapped)
         self._install_ddp()
+        from .funcol import FunctionalCollectives  # (it imports this module's helpers)
+
+        FunctionalCollectives(self).install()
         self.active = True
 
     def _replace(self, owner: Any, name: str, orig: Any, new: Any) -> None:
@@ -300,8 +304,15 @@ class CommInterceptor(FailOpen):
         return self._via_code[code]
 
     def _enter(
-        self, api: str, family: str, rule: Callable[[Getter, int], Tuple[int, Optional[str]]], get: Getter
+        self,
+        api: str,
+        family: str,
+        rule: Callable[[Getter, int], Tuple[int, Optional[str]]],
+        get: Getter,
+        issued_async: bool = False,
     ) -> Optional[Dict[str, Any]]:
+        """A call entered (in flight from now on); ``issued_async``: the op returns before it has run, whatever
+        its arguments say (functional collectives, ``funcol.py``)."""
         group = get("group")
         info = self._group(group)
         if info is None:
@@ -335,7 +346,7 @@ class CommInterceptor(FailOpen):
             "t0": 0.0,
             "t1": None,
             "dev_ms": None,
-            "async": api in ALWAYS_ASYNC or bool(get("async_op", False)),
+            "async": issued_async or api in ALWAYS_ASYNC or bool(get("async_op", False)),
             "step": self.current_step(),
             "sid": self.stacks.stack_id() if self.stacks is not None else None,
             "via": self._via(),

@@ -344,8 +344,9 @@ class Watchdog(Background, FailOpen):
                 self._fail(exc)
 
     def _stuck(self) -> Optional[Dict[str, Any]]:
+        """The oldest collective this rank has been blocked on longer than the timeout, as a trigger."""
         now = time.time()
-        late = [c for c in self._inflight() if now - float(c["t0"]) > self.timeout]
+        late = [c for c in self._inflight() if now - _blocking_since(c) > self.timeout]
         if not late:
             return None
         return {"trigger": "self", "peer": None, "via": None, "collective": min(late, key=lambda c: c["t0"])}
@@ -478,3 +479,12 @@ def _describe(cause: Dict[str, Any], timeout: float) -> str:
     if cause["trigger"] == "self":
         return f"{what} not complete after {timeout:g} s"
     return f"rank {cause['peer']} reported {what} stuck (signal via {cause['via']})"
+
+
+def _blocking_since(call: Dict[str, Any]) -> float:
+    """Since when ``call`` (an in-flight collective) holds its rank: from its start, or, for a functional collective
+    (``funcol.py``), from when its wait began (``waited_at``; None: not waited for yet, +inf here: never late)."""
+    if "waited_at" in call:
+        at = call["waited_at"]
+        return float("inf") if at is None else float(at)
+    return float(call["t0"])

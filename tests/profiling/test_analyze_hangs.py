@@ -6,6 +6,8 @@ import pytest
 
 from ascend_tools.profiling import synthetic
 from ascend_tools.profiling.analyze import run
+from ascend_tools.profiling.analyze.report import build
+from ascend_tools.report.output import render
 
 
 @pytest.mark.parametrize("ranks,missing", [(2, 1), (4, 0), (4, 3)])
@@ -39,11 +41,19 @@ def test_a_rank_in_flight_on_another_op_is_mismatched(tmp_path):
     )
     path = tmp_path / "rank1" / "hang" / "hang.json"
     doc = json.loads(path.read_text())
-    doc["inflight"][0]["op"] = "broadcast" if doc["inflight"][0]["op"] != "broadcast" else "all_reduce"
+    other = "broadcast" if doc["inflight"][0]["op"] != "broadcast" else "all_reduce"
+    doc["inflight"][0].update(op=other, api=other, bytes=4096)
     path.write_text(json.dumps(doc))
     hang = run(str(tmp_path)).hangs[0]
     assert hang["seq"] == truth.hang_seq and hang["missing_ranks"] == [2]
     assert hang["mismatched_ranks"] == [1]
+    assert hang["mismatched_calls"] == [{"rank": 1, "op": other, "api": other, "bytes": 4096}]
+    text = render(build(run(str(tmp_path))), "table")
+    assert f"at that seq rank 1 called {other} ({other}, 4,096 B) instead" in " ".join(text.split())
+    doc["inflight"][0]["bytes"] = "4 KB"  # what a hostile or broken hang report may hold
+    path.write_text(json.dumps(doc))
+    text = render(build(run(str(tmp_path))), "table")
+    assert f"rank 1 called {other} ({other}, ? B) instead" in " ".join(text.split())
 
 
 def test_hang_json_is_read_defensively(tmp_path):

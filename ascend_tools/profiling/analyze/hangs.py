@@ -9,7 +9,8 @@ From each rank's ``hang/hang.json`` (written by the watchdog) and its ``coll`` r
   report;
 - ``missing_ranks`` = members of the group whose highest entered seq on it is below the hang's seq: they
   never arrived, so everyone else waits on them. ``mismatched_ranks`` = waiting ranks whose op or byte
-  count for that seq differs from the majority's (the group is out of step, not short of a rank).
+  count for that seq differs from the majority's (the group is out of step, not short of a rank: one rank skipped a
+  collective the others entered and went on to the next); ``mismatched_calls`` = what each of them called there.
 - a rank's entries are counted as they stood when its hang report was written (``detected_at``): a stall that
   outlasts the watchdog's timeout and then resolves (a rank stuck in a slow read arrives late, the collective
   completes, training goes on) leaves records of the collectives the late rank entered afterwards, which must
@@ -96,6 +97,14 @@ def find(profile: Profile) -> List[Dict[str, Any]]:
                 "missing_ranks": sorted(r for r in members if entered[r] < seq),
                 "mismatched_ranks": sorted(
                     {e["rank"] for e in at if (e.get("op"), e.get("bytes")) != signature}
+                ),
+                "mismatched_calls": sorted(
+                    (
+                        {"rank": e["rank"], "op": e.get("op"), "api": e.get("api"), "bytes": e.get("bytes")}
+                        for e in at
+                        if (e.get("op"), e.get("bytes")) != signature
+                    ),
+                    key=lambda c: c["rank"],
                 ),
                 "also_inflight": sorted({e["seq"] for e in entries if e["seq"] != seq}),
                 "first_arrival": min(t0s) if t0s else None,

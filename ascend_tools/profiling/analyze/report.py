@@ -167,6 +167,11 @@ def _summary(report: Report, a: "Analysis", s: Dict[str, Any]) -> None:
                 f"#{h['seq']} {h['op']} on group {h['group']}: missing rank(s) "
                 f"{_rank_list(h['missing_ranks']) or 'none'}"
                 + (
+                    f", out of step: rank(s) {_rank_list(h['mismatched_ranks'])} at another collective"
+                    if h["mismatched_ranks"]
+                    else ""
+                )
+                + (
                     f", completed {h['completed_after_s']:.1f} s later"
                     if h["completed_after_s"] is not None
                     else ""
@@ -178,6 +183,11 @@ def _summary(report: Report, a: "Analysis", s: Dict[str, Any]) -> None:
         ("OOMs", s["ooms"]),
         ("problems", s["problems"]),
     ]
+
+
+def _byte_count(value: Any) -> str:
+    """``1,024 B``; a value a hang report gave that is no byte count (hostile or missing) as ``? B``."""
+    return f"{value:,} B" if isinstance(value, int) and not isinstance(value, bool) else "? B"
 
 
 def _slow_summary(a: "Analysis", slow: List[int]) -> str:
@@ -256,8 +266,12 @@ def _hangs(report: Report, a: "Analysis") -> None:
                     + (f"rank(s) {missing} never entered it" if missing else "every rank entered it")
                     + (f"; {'; '.join(where)}" if where else "")
                     + (
-                        f"; rank(s) {_rank_list(h['mismatched_ranks'])} called something else at that seq"
-                        if h["mismatched_ranks"]
+                        "; at that seq "
+                        + "; ".join(
+                            f"rank {c['rank']} called {c['op']} ({c['api']}, {_byte_count(c['bytes'])}) instead"
+                            for c in h["mismatched_calls"]
+                        )
+                        if h["mismatched_calls"]
                         else ""
                     )
                 ),
