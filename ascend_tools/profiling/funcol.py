@@ -19,7 +19,10 @@ themselves, which stay unseen (docs/profiling.md).
 import functools
 import sys
 import time
+import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+
+import torch
 
 from .comm import VIA_PATHS, Getter, _many, _one, _times_n
 
@@ -51,9 +54,13 @@ NAMESPACE = "_c10d_functional"
 
 
 def _storage_key(t: Any) -> Optional[int]:
+    """The address of ``t``'s storage; None for anything but a plain tensor: DTensor's ``AsyncCollectiveTensor``
+    (whose wait waits on the plain tensor it wraps, through this wrapper again), a fake tensor."""
+    if type(t) not in _PLAIN:
+        return None
     try:
         return int(t.untyped_storage().data_ptr())
-    except Exception:  # no storage to key by (a subclass, a fake tensor)
+    except Exception:
         return None
 
 
@@ -65,12 +72,12 @@ def _traced(args: tuple) -> bool:
         first = first[0] if first else None
     if first is None or type(first).__name__ in _TRACING_TYPES or getattr(first, "is_meta", False):
         return True
-    compiler = getattr(sys.modules.get("torch"), "compiler", None)
-    check = getattr(compiler, "is_compiling", None)
-    return bool(check()) if check is not None else False
+    return bool(_is_compiling())
 
 
+_is_compiling: Callable[[], bool] = getattr(torch.compiler, "is_compiling", None) or (lambda: False)
 _TRACING_TYPES = ("FakeTensor", "FunctionalTensor")
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
 _ISSUERS: Dict[Any, str] = {}  # code object -> via
 
 
@@ -101,10 +108,9 @@ class FunctionalCollectives:
         # storage address of an output -> the calls waiting for it (an in-place op may be issued twice on one
         # tensor before a wait; one wait completes both: they ran in order on the group)
         self._waiting: Dict[int, List[Dict[str, Any]]] = {}
+        self._by_name: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 
     def install(self) -> None:
-        import torch
-
         try:
             namespace = getattr(torch.ops, NAMESPACE)
         except (AttributeError, RuntimeError):  # torch < 2.3: its functional collectives stay unseen
@@ -167,13 +173,19 @@ class FunctionalCollectives:
         return _packet(functional_collective, packet)
 
     def _group(self, group_name: Any) -> Any:
-        """The process group a functional op names (a name, or the group itself in newer torch)."""
+        """The process group a functional op names (a name, or the group itself in newer torch); held weakly, as
+        ``comm`` holds groups (a destroyed group goes with the user's last reference)."""
         if not isinstance(group_name, str):
             return group_name
-        import torch.distributed.distributed_c10d as c10d
+        group = self._by_name.get(group_name)
+        if group is None:
+            import torch.distributed.distributed_c10d as c10d
 
-        resolve: Any = c10d._resolve_process_group  # (takes a GroupName, a str in every torch but the newest)
-        return resolve(group_name)
+            resolve: Any = (
+                c10d._resolve_process_group
+            )  # (takes a GroupName: a str in every torch but the newest)
+            group = self._by_name[group_name] = resolve(group_name)
+        return group
 
     def _issued(self, call: Dict[str, Any], out: Any) -> None:
         outputs = out if isinstance(out, (list, tuple)) else [out]
