@@ -17,7 +17,7 @@ a compiled run's names are those of the same model uncompiled (a reference run c
 
 import gc
 import weakref
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 from torch.utils.weak import WeakIdKeyDictionary
@@ -56,6 +56,21 @@ class ModuleNames:
 
     def get(self, module: torch.nn.Module) -> Optional[str]:
         return self._modules.get(module)
+
+    def release_params(self, kept: torch.Tensor, gone: torch.Tensor) -> Callable[[], None]:
+        """Let go of the weak references to two tensors about to be swapped (``swap_guard.py``); the function
+        returned names ``kept`` again after the swap (the module's parameter: its identity stays, its content is
+        ``gone``'s)."""
+        name = self._params.pop(kept, None)
+        for t in (kept, gone):
+            self._missed.pop(t, None)
+        self._params.pop(gone, None)
+
+        def name_again() -> None:
+            if name is not None:
+                self._params[kept] = name
+
+        return name_again
 
     def __contains__(self, module: torch.nn.Module) -> bool:
         return module in self._modules

@@ -30,11 +30,11 @@ import os
 import sys
 import time
 import weakref
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 import torch
 
-from .. import __version__, backend
+from .. import __version__, backend, swap_guard
 from ..dispatch import ModulePath, dtype_name, flat_tensors
 from ..module_names import ModuleNames
 from ..op_names import normalise_op
@@ -168,6 +168,7 @@ class Capture(StepSession):
         if not claim_later and not self._claim():
             return
         _LIVE.add(self)
+        swap_guard.hold(self)
         self._active = True
         self._update_off()
         if self.model is not None:
@@ -226,6 +227,7 @@ class Capture(StepSession):
                 self._lock.release()
                 self._lock = None
             _LIVE.discard(self)
+            swap_guard.let_go(self)
             self._active = False
             self._busy = False
 
@@ -386,6 +388,26 @@ class Capture(StepSession):
             and not _current(self._by_place.get(key), self._writes)
         ):
             self._by_place[key] = info
+
+    def _release_tensors(self, kept: torch.Tensor, gone: torch.Tensor) -> Callable[[], None]:
+        """Let go of the weak references to two tensors about to be swapped (``swap_guard.py``): what was known of
+        their values (the swap changes them), and ``kept``'s name until the swap is done."""
+
+        def held(entry: TensorEntry) -> bool:
+            x = entry.ref() if entry.ref is not None else None
+            return x is kept or x is gone
+
+        for key in [k for k, e in self._seen.items() if held(e)]:
+            del self._seen[key]
+        if self._by_place:
+            for place_key in [k for k, e in self._by_place.items() if held(e)]:
+                del self._by_place[place_key]
+        for rec in self._out.batch:  # records waiting for their flush: only their text is needed now
+            if isinstance(rec, tuple):
+                for entry in (*rec[6], *rec[7]):
+                    if held(entry):
+                        entry.ref = None
+        return self._names.release_params(kept, gone)
 
     def _forget(self, t: torch.Tensor) -> None:
         """``t`` is about to be written: its statistics are not its values any more (the caller settles the

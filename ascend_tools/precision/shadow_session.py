@@ -57,7 +57,7 @@ from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Se
 import torch
 from torch.utils._python_dispatch import _disable_current_modes
 
-from .. import atomic, backend
+from .. import atomic, backend, swap_guard
 from ..dispatch import ModulePath, flat_tensors, op_name, written_args
 from ..launch import failed
 from ..op_names import UNDEFINED_VALUES, is_collective, is_wanted, normalise_op, op_base
@@ -382,6 +382,7 @@ class Shadow(StepSession):
         self._active = True
         self._update_off()
         watch_resizes(self._snaps)
+        swap_guard.hold(self)
         self._enter_dispatch(ShadowMode(self))
 
     def close(self) -> None:
@@ -403,6 +404,7 @@ class Shadow(StepSession):
             self._fail(exc)
         finally:
             unwatch_resizes(self._snaps)
+            swap_guard.let_go(self)
             if self._snaps.failed_resizes:
                 log.warning(
                     "shadow: %d storage resizes came before their tensors could be copied: the checks of the "
@@ -478,6 +480,13 @@ class Shadow(StepSession):
         self._calls = {}
         self._next_id = 0
         self._update_off()
+
+    def _release_tensors(self, kept: torch.Tensor, gone: torch.Tensor) -> Optional[Callable[[], None]]:
+        """Let go of the weak references to two tensors about to be swapped (``swap_guard.py``)."""
+        with _disable_current_modes():  # (the copies of live snaps are the shadow's, not the user's ops)
+            for t in (kept, gone):
+                self._snaps.release(t)
+        return self._paths.names.release_params(kept, gone) if self._paths is not None else None
 
     def _site(self) -> str:
         """``file:line in function`` of the innermost frame outside torch, the stdlib and this package."""

@@ -29,6 +29,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 import torch
 from torch.utils._python_dispatch import _disable_current_modes
 
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+
 _F64 = torch.float64
 _CPU = torch.device("cpu")
 #: live snaps tracked by storage before the ones no check holds any more are let go
@@ -240,7 +242,11 @@ class SnapCache:
 
     def written(self, t: torch.Tensor) -> None:
         """An op is about to write ``t``: no snap of its storage holds its values any more. Live ones a check
-        still holds are copied first (after the checks reading them now are done)."""
+        still holds are copied first (after the checks reading them now are done). A tensor subclass without a
+        storage of its own (DTensor, whose optimizer updates FSDP2 runs in place) is no snap's: the op it runs on
+        its local tensor comes through here on its own."""
+        if type(t) not in _PLAIN:
+            return
         self.storage_written(t.untyped_storage().data_ptr())
 
     def storage_written(self, storage: int) -> None:
@@ -258,6 +264,19 @@ class SnapCache:
                         snap.spoiled = not _unwritten(snap)  # (the copy would hold the unseen write)
                         snap.tensor = snap.tensor.clone()
                         snap.live = False
+
+    def release(self, t: torch.Tensor) -> None:
+        """Let go of every weak reference to ``t``, about to be swapped (``swap_guard.py``): its entry, and the
+        live snaps of it, copied first as before a write (the swap changes its values)."""
+        self._drop(id(t))
+        if type(t) not in _PLAIN:
+            return
+        storage = t.untyped_storage().data_ptr()
+        owned = [s for s in self._live.get(storage, ()) if s.owner is not None and s.owner() is t]
+        if owned:
+            self.storage_written(storage)
+        for snap in owned:
+            snap.owner = None
 
     def clear(self) -> None:
         """Drop every entry, and copy the live snaps checks still hold: after a clear (a step boundary, the

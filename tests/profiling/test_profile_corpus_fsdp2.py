@@ -57,7 +57,7 @@ STEPS = 10
 SKIP_AT = 3  # rank 1 skips the clip of step 3 (from 0)
 
 
-def _workdir(base, name):
+def workdir(base, name):
     cwd = base / name
     shutil.copytree(SOURCE, cwd)
     path = cwd / "example.py"
@@ -129,7 +129,7 @@ def model_bytes(tmp_path_factory):
 @pytest.fixture(scope="module")
 def clean(tmp_path_factory):
     base = tmp_path_factory.mktemp("fsdp2-profile")
-    cwd = _workdir(base, "clean")
+    cwd = workdir(base, "clean")
     out = str(base / "clean.prof")
     proc = _run(cwd, out)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -173,7 +173,7 @@ def test_every_collective_is_in_one_seq_order_on_both_ranks(clean):
 
 
 def test_a_rank_that_skips_the_clip_is_the_mismatched_one(tmp_path, model_bytes):
-    cwd = _workdir(tmp_path, "skip")
+    cwd = workdir(tmp_path, "skip")
     out = str(tmp_path / "skip.prof")
     path = os.pathsep.join(p for p in (SKIP_SITE, os.environ.get("PYTHONPATH")) if p)
     env = {"SKIP_RANK": "1", "SKIP_AT": str(SKIP_AT), "PYTHONPATH": path}
