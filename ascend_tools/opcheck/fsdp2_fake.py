@@ -12,6 +12,13 @@
 * On the fake node every parameter lives on meta. FSDP2's first forward refuses a module whose sharded
   parameters are still on meta ("should be materialized from meta device before training"): that check is
   a no-op here, as Lightning's is (``lightning_fake.py``).
+* A random op on a DTensor (``reset_parameters()`` of a sharded model: ``normal_``, ``uniform_``) makes DTensor
+  set up its RNG tracker from the device's generator state (``torch.cuda.get_rng_state()``), which the fake
+  node does not have and meta cannot hold. DTensor runs random ops on the local tensors without a tracker where
+  the mesh's device has no RNG support (its CPU path): on meta that is the same trace, so the mesh says so.
+* DTensor works out an op's output shape by running it on fake tensors of the mesh's device type; fake ``cuda``
+  tensors abort on CPU-only torch (a random op's decomposition makes one), so on the fake node they are meta
+  (the shapes, strides and dtypes are the same).
 """
 
 import functools
@@ -33,6 +40,13 @@ MODULES = (
     "torch.distributed.fsdp._fully_shard._fully_shard",
     "torch.distributed._composable.fsdp.fully_shard",
     "torch.distributed._composable.replicate_with_fsdp",
+)
+#: DTensor's dispatch (torch >= 2.5: ``torch.distributed.tensor``; before, ``torch.distributed._tensor``) and where
+#: it keeps the RNG-support check
+DTENSOR_MODULES = tuple(
+    f"torch.distributed.{package}.{module}"
+    for package in ("tensor", "_tensor")
+    for module in ("_dispatch", "_random", "random", "_op_schema")
 )
 DEFAULT_MESH = ("_init_default_mesh", "_init_default_fully_shard_mesh")
 
@@ -88,5 +102,31 @@ def _patch(module: Any) -> None:
             setattr(module, name, _on_the_accelerator(getattr(module, name)))
 
 
+def _no_rng_support(mesh: Any) -> bool:
+    return False
+
+
+def _meta_for_the_node(rebuild: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    @functools.wraps(rebuild)
+    def rebuild_tensor(spec: Any) -> Any:
+        meta = getattr(spec, "tensor_meta", None)
+        if meta is None or not is_accelerator(spec.mesh.device_type):
+            return rebuild(spec)
+        return torch.empty_strided(meta.shape, meta.stride, dtype=meta.dtype, device=META)
+
+    return rebuild_tensor
+
+
+def _patch_dtensor(module: Any) -> None:
+    if hasattr(module, "is_rng_supported_mesh"):
+        module.is_rng_supported_mesh = _no_rng_support
+    if hasattr(module, "_rebuild_tensor_from_dtensor_meta"):
+        module._rebuild_tensor_from_dtensor_meta = _meta_for_the_node(
+            module._rebuild_tensor_from_dtensor_meta
+        )
+
+
 def install() -> None:
-    patch_on_import.install(dict.fromkeys(MODULES, _patch))
+    patch_on_import.install(
+        {**dict.fromkeys(MODULES, _patch), **dict.fromkeys(DTENSOR_MODULES, _patch_dtensor)}
+    )

@@ -21,9 +21,10 @@ autogenerates (``CompositeExplicitAutograd``) are reported as ``composite``: the
 Namespaces: ``aten`` and ``npu`` use the table; collectives (``c10d``, ``_c10d_functional``,
 ``c10d_functional``) run on HCCL (``npu``); ``profiler`` ops are host-side bookkeeping (``npu``);
 ``quantized``/``_quantized`` ops are CPU-only (fbgemm/qnnpack) kernels on quantized tensors, which the
-dense-only CPU fallback cannot serve (``unsupported``); any other namespace (``prims``, user custom ops)
-is judged from what the installed torch knows of it: a ``CompositeExplicitAutograd`` kernel makes it
-``composite``, a CPU kernel ``cpu_fallback``, a known op with neither ``unsupported``, and an op the
+dense-only CPU fallback cannot serve (``unsupported``); any other namespace (``prims``, ``fsdp``, user custom
+ops) is judged from what the installed torch knows of it: a kernel for ``PrivateUse1`` (the backend torch_npu's
+device is; FSDP2's ``fsdp::all_gather_copy_in``) makes it ``npu``, a ``CompositeExplicitAutograd`` kernel
+``composite``, a CPU kernel ``cpu_fallback``, a known op with none of them ``unsupported``, and an op the
 installed torch does not know ``cpu_fallback`` ("no NPU kernel known").
 """
 
@@ -414,6 +415,12 @@ def op_verdict(op: str, dtypes: Iterable[Any], version: str, sparse: bool = Fals
 
 def _other_namespace(ns: str, key: str, label: str, verdict: Any) -> Verdict:
     q = f"{ns}::{key}"
+    if _torch_has(q, "PrivateUse1"):
+        # torch_npu's device is PyTorch's PrivateUse1 backend: a kernel registered there runs on the NPU (FSDP2's
+        # fsdp::all_gather_copy_in and fsdp::split_with_sizes_copy, written in torch ops)
+        return verdict(
+            "npu", f"{label}: a kernel for PrivateUse1, the backend torch_npu's NPU is, in torch itself"
+        )
     if has_composite_explicit(q):
         return verdict(
             "composite",

@@ -178,6 +178,20 @@ def test_other_namespaces():
     assert support.op_verdict("quantized::linear", [], "2.14").status == "unsupported"
 
 
+def test_a_custom_op_torch_registers_for_privateuse1_runs_on_the_npu():
+    """torch_npu's device is PyTorch's PrivateUse1 backend: an op torch itself registers there (FSDP2's
+    fsdp::all_gather_copy_in, written in torch ops) runs on the NPU; one with a CPU kernel only falls back."""
+    lib = torch.library.Library("ascend_doctor_test", "DEF")  # (its ops live as long as this object)
+    lib.define("both(Tensor x) -> Tensor")
+    lib.define("host(Tensor x) -> Tensor")
+    lib.impl("both", lambda x: x.clone(), "PrivateUse1")
+    lib.impl("both", lambda x: x.clone(), "CPU")
+    lib.impl("host", lambda x: x.clone(), "CPU")
+    v = support.op_verdict("ascend_doctor_test::both", [torch.float32], "2.14")
+    assert v.status == "npu" and "PrivateUse1" in v.reason
+    assert support.op_verdict("ascend_doctor_test::host", [torch.float32], "2.14").status == "cpu_fallback"
+
+
 def test_device_only_op_is_unsupported():
     # CUDA-only kernel in torch: the CPU fallback has nothing to call
     assert (

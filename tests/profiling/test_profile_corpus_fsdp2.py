@@ -57,12 +57,13 @@ STEPS = 10
 SKIP_AT = 3  # rank 1 skips the clip of step 3 (from 0)
 
 
-def workdir(base, name):
+def workdir(base, name, source=SOURCE, script="example.py", edits=CPU_EDITS):
+    """A copy of ``source`` at ``base/name`` with ``edits`` made to ``script`` (each must match once)."""
     cwd = base / name
-    shutil.copytree(SOURCE, cwd)
-    path = cwd / "example.py"
+    shutil.copytree(source, cwd)
+    path = cwd / script
     text = path.read_text()
-    for old, new in CPU_EDITS:
+    for old, new in edits:
         assert text.count(old) == 1, old
         text = text.replace(old, new)
     path.write_text(text)
