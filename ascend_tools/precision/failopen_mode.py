@@ -10,19 +10,54 @@ calls it) is told to the owner, recorded steps or not: it ends an iteration whos
 skipped (``StepSession._scale_updated``).
 """
 
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import torch
+from torch._subclasses.fake_tensor import FakeTensor
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..scaler_watch import in_update
 
 _UPDATE_SCALE = torch.ops.aten._amp_update_scale_.default
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+_KINDS: Dict[type, str] = {}  # tensor type -> "plain" | "wrapper" | "fake"
+
+
+def subclass_kind(cls: type) -> str:
+    """What a type a dispatch mode is handed is: ``wrapper``, a subclass that runs its ops on inner plain tensors
+    (``__tensor_flatten__``: DTensor, funcol's AsyncCollectiveTensor); ``fake``, a FakeTensor (DTensor works out
+    an op's output shape by running it on those: tracing, no computation); else ``plain``."""
+    kind = _KINDS.get(cls)
+    if kind is None:
+        if cls in _PLAIN:
+            kind = "plain"
+        elif issubclass(cls, FakeTensor):
+            kind = "fake"
+        else:
+            kind = "wrapper" if hasattr(cls, "__tensor_flatten__") else "plain"
+        _KINDS[cls] = kind
+    return kind
+
+
+def through_subclass(types: Any) -> Optional[str]:
+    """``wrapper`` or ``fake`` where one of ``types`` is (see :func:`subclass_kind`), else None."""
+    for t in types:
+        kind = subclass_kind(t)
+        if kind != "plain":
+            return kind
+    return None
 
 
 class FailOpenMode(TorchDispatchMode):
     """``owner``: has ``_off`` (bool) and ``_fail(exc)``. :meth:`before` returns what :meth:`after` needs, or
-    None to leave the op alone after it has run."""
+    None to leave the op alone after it has run.
+
+    ``through_subclasses``: an op on a wrapper subclass (DTensor: FSDP2's optimizer, every op of tensor parallel) is
+    handed to the subclass (``NotImplemented``), whose ops on its plain local tensors then come through this mode
+    one by one; an op on FakeTensors (DTensor's shape propagation) runs unseen. Else the op is seen as the subclass's, and what the subclass runs below it is not (a mode is off
+    inside its own handler)."""
+
+    through_subclasses = False
 
     def __init__(self, owner: Any) -> None:
         super().__init__()
@@ -47,6 +82,12 @@ class FailOpenMode(TorchDispatchMode):
         owner = self.owner
         if kwargs is None:
             kwargs = {}
+        if self.through_subclasses and not owner._off:
+            kind = through_subclass(types)
+            if kind == "wrapper":
+                return NotImplemented
+            if kind == "fake":
+                return func(*args, **kwargs)
         if owner._off:
             out = func(*args, **kwargs)
         else:

@@ -31,7 +31,8 @@ What is not compared (counted in :attr:`Shadow.skipped` by reason): ops outside 
 dropout, bernoulli), ops that allocate without writing (``empty*``, ``resize_``, ``set_``), views and
 metadata-only ops (``func.is_view`` or a non-written alias in the returns), exact copies (``clone``,
 ``contiguous``) and constants (``zero_``, ``fill_``, ``*_like``), which have no arithmetic to get wrong,
-ops without a tensor output, ops whose tensors are not plain strided tensors (subclasses, sparse, meta), ops over ``max_numel``
+ops without a tensor output, ops whose tensors are not plain strided tensors (subclasses, sparse, meta; a wrapper
+subclass's op, DTensor's, is checked as the ops it runs on its local tensors), ops over ``max_numel``
 elements, checks whose CPU tensor was written behind the mode's back before they ran (``written unseen``: its
 version counter moved), and ops the reference cannot run (recorded in ``not_replayable``). ``ops=``, ``scope=``,
 ``sample=`` and ``steps=`` bound the cost; call indices count every call, filtered or not, so the same
@@ -299,7 +300,11 @@ def _no_modes() -> Any:
 
 
 class ShadowMode(FailOpenMode):
-    """The dispatch mode of a :class:`Shadow` (see the module docstring); fail-open by its base."""
+    """The dispatch mode of a :class:`Shadow` (see the module docstring); fail-open by its base. An op on a tensor
+    subclass is checked as the ops the subclass runs on its local tensors (a DTensor's: tensor parallel's layers,
+    FSDP2's optimizer), each against its own float64 replay."""
+
+    through_subclasses = True
 
     def before(self, func: Any, args: Any, kwargs: Dict[str, Any]) -> Any:
         return self.owner._before(func, args, kwargs)
