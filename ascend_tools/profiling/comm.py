@@ -222,21 +222,34 @@ class CommInterceptor(FailOpen):
                 call = None
             if call is None:
                 return orig(*args, **kwargs)
-            tls.busy = True
-            try:
-                out = orig(*args, **kwargs)
-            except BaseException:
-                self._inflight.pop(id(call), None)
-                raise
-            finally:
-                tls.busy = False
-            try:
-                self._exit(call, out)
-            except Exception as exc:
-                self._fail(exc)
-            return out
+            return self.run(call, orig, args, kwargs, self._exit)
 
         return collective
+
+    def run(
+        self,
+        call: Dict[str, Any],
+        orig: Callable[..., Any],
+        args: tuple,
+        kwargs: Dict[str, Any],
+        then: Callable[[Dict[str, Any], Any], None],
+    ) -> Any:
+        """Run the collective of ``call`` (entered) with the wrappers off, and hand it and its result to ``then``
+        (failing open); where it raises, it is no longer in flight."""
+        tls = self._tls
+        tls.busy = True
+        try:
+            out = orig(*args, **kwargs)
+        except BaseException:
+            self._inflight.pop(id(call), None)
+            raise
+        finally:
+            tls.busy = False
+        try:
+            then(call, out)
+        except Exception as exc:
+            self._fail(exc)
+        return out
 
     def _wrap_object(self, api: str, orig: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(orig)

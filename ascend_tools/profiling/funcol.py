@@ -156,19 +156,7 @@ class FunctionalCollectives:
                 tls.via = prev
             if call is None:
                 return packet(*args, **kwargs)
-            tls.busy = True
-            try:
-                out = packet(*args, **kwargs)
-            except BaseException:
-                comm._inflight.pop(id(call), None)
-                raise
-            finally:
-                tls.busy = False
-            try:
-                self._issued(call, out)
-            except Exception as exc:
-                comm._fail(exc)
-            return out
+            return comm.run(call, packet, args, kwargs, self._issued)
 
         return _packet(functional_collective, packet)
 
