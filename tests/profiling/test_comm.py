@@ -329,7 +329,9 @@ def test_collectives_an_engine_issues_are_tagged_with_it(tmp_path, world1, packa
 
     source = tmp_path / package / "comm" / "torch_backend.py"
     source.parent.mkdir(parents=True)
-    source.write_text("import torch.distributed as dist\n\ndef all_reduce(t):\n    return dist.all_reduce(t)\n")
+    source.write_text(
+        "import torch.distributed as dist\n\ndef all_reduce(t):\n    return dist.all_reduce(t)\n"
+    )
     spec = importlib.util.spec_from_file_location(f"{package}_comm_for_test", source)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
