@@ -52,10 +52,10 @@ class FailOpenMode(TorchDispatchMode):
     """``owner``: has ``_off`` (bool) and ``_fail(exc)``. :meth:`before` returns what :meth:`after` needs, or
     None to leave the op alone after it has run.
 
-    ``through_subclasses``: an op on a wrapper subclass (DTensor: FSDP2's optimizer, every op of tensor parallel) is
-    handed to the subclass (``NotImplemented``), whose ops on its plain local tensors then come through this mode
-    one by one; an op on FakeTensors (DTensor's shape propagation) runs unseen. Else the op is seen as the subclass's, and what the subclass runs below it is not (a mode is off
-    inside its own handler)."""
+    ``through_subclasses``: an op on a wrapper subclass (DTensor: FSDP2's optimizer, every op of tensor parallel)
+    is handed to the subclass (``NotImplemented``), whose ops on its plain local tensors then come through this
+    mode one by one; an op on FakeTensors (DTensor's shape propagation) runs unseen. Else the op is seen as the
+    subclass's, and what the subclass runs below it is not (a mode is off inside its own handler)."""
 
     through_subclasses = False
 
