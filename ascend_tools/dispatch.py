@@ -10,6 +10,11 @@ if TYPE_CHECKING:
     from .module_names import ModuleNames
 
 
+#: a plain tensor's types: what the tools read values from directly (a subclass has its own rules, see
+#: ``precision.failopen_mode.subclass_kind``)
+PLAIN_TENSORS = (torch.Tensor, torch.nn.Parameter)
+
+
 def op_name(func: Any) -> str:
     """``aten::mm`` for a default overload, ``aten::add.Tensor`` otherwise."""
     schema = func._schema

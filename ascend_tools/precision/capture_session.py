@@ -35,6 +35,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set,
 import torch
 
 from .. import __version__, backend, swap_guard
+from ..dispatch import PLAIN_TENSORS as _PLAIN
 from ..dispatch import ModulePath, dtype_name, flat_tensors
 from ..module_names import ModuleNames
 from ..op_names import normalise_op
@@ -53,7 +54,6 @@ log = logging.getLogger("ascend_tools")
 
 LEVELS = ("op", "module", "mix")
 MODES = ("stats", "tensor", "hash")
-_PLAIN = (torch.Tensor, torch.nn.Parameter)
 UNREAD = ',"unread":true}'  # a tensor fragment's end where its values were not read (Capture._view_source)
 FLUSH_AFTER = 1.0  # s: a record this long after the last flush flushes too (what a kill -9 then keeps)
 # frames from StackTable.stack_id to the code that called the op: _before_op, OpRecordMode.before,

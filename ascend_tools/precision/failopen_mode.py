@@ -16,10 +16,10 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensor
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from ..dispatch import PLAIN_TENSORS as _PLAIN
 from ..scaler_watch import in_update
 
 _UPDATE_SCALE = torch.ops.aten._amp_update_scale_.default
-_PLAIN = (torch.Tensor, torch.nn.Parameter)
 _KINDS: Dict[type, str] = {}  # tensor type -> "plain" | "wrapper" | "fake"
 
 

@@ -59,6 +59,7 @@ import torch
 from torch.utils._python_dispatch import _disable_current_modes
 
 from .. import atomic, backend, swap_guard
+from ..dispatch import PLAIN_TENSORS as _PLAIN
 from ..dispatch import ModulePath, flat_tensors, op_name, written_args
 from ..launch import failed
 from ..op_names import UNDEFINED_VALUES, is_collective, is_wanted, normalise_op, op_base
@@ -113,7 +114,6 @@ _CONSTANT = frozenset(
 _CORRECTLY_ROUNDED = frozenset(("add", "sub", "mul", "div", "sqrt"))
 _ROUNDING_MODES = frozenset(("Tensor_mode", "Scalar_mode"))
 _LEVELS = {"pass": 0, "warning": 1, "error": 2}
-_PLAIN = (torch.Tensor, torch.nn.Parameter)
 _CPU = torch.device("cpu")
 
 

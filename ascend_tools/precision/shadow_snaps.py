@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 import torch
 from torch.utils._python_dispatch import _disable_current_modes
 
-_PLAIN = (torch.Tensor, torch.nn.Parameter)
+from ..dispatch import PLAIN_TENSORS as _PLAIN
 
 _F64 = torch.float64
 _CPU = torch.device("cpu")

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
+from ..dispatch import PLAIN_TENSORS as _PLAIN
 from .comm import VIA_PATHS, Getter, _many, _one, _times_n
 
 if TYPE_CHECKING:
@@ -39,10 +40,7 @@ SPECS: Dict[str, Tuple[str, Rule]] = {
     "all_reduce_coalesced_": ("all_reduce", lambda a, n: _many(a("inputs"))),
     "all_gather_into_tensor": ("all_gather", lambda a, n: _times_n(a("input"), n)),
     "all_gather_into_tensor_out": ("all_gather", lambda a, n: _times_n(a("input"), n)),
-    "all_gather_into_tensor_coalesced": (
-        "all_gather",
-        lambda a, n: (_many(a("inputs"))[0] * n, _many(a("inputs"))[1]),
-    ),
+    "all_gather_into_tensor_coalesced": ("all_gather", lambda a, n: _n_times_many(a("inputs"), n)),
     "reduce_scatter_tensor": ("reduce_scatter", lambda a, n: _one(a("input"))),
     "reduce_scatter_tensor_out": ("reduce_scatter", lambda a, n: _one(a("input"))),
     "reduce_scatter_tensor_coalesced": ("reduce_scatter", lambda a, n: _many(a("inputs"))),
@@ -51,6 +49,11 @@ SPECS: Dict[str, Tuple[str, Rule]] = {
     "broadcast_": ("broadcast", lambda a, n: _one(a("input"))),
 }
 NAMESPACE = "_c10d_functional"
+
+
+def _n_times_many(ts: Any, n: int) -> Tuple[int, Optional[str]]:
+    size, dtype = _many(ts)
+    return size * n, dtype
 
 
 def _storage_key(t: Any) -> Optional[int]:
@@ -77,7 +80,6 @@ def _traced(args: tuple) -> bool:
 
 _is_compiling: Callable[[], bool] = getattr(torch.compiler, "is_compiling", None) or (lambda: False)
 _TRACING_TYPES = ("FakeTensor", "FunctionalTensor")
-_PLAIN = (torch.Tensor, torch.nn.Parameter)
 _ISSUERS: Dict[Any, str] = {}  # code object -> via
 
 
