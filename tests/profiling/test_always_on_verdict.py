@@ -91,7 +91,12 @@ def test_a_compute_straggler_is_named_from_the_windows_alone(tmp_path):
     assert {type(c) for c in charts} == {Bars, Heatmap}  # no busbw scatter: that needs full records
     heat = next(c for c in charts if isinstance(c, Heatmap))
     assert heat.y_ticks == ["rank 0", "rank 1", "rank 2"] and len(heat.x_ticks) == 9
-    assert all(v > 0 for v in heat.values[2])  # rank 2 late in every block
+    # rank 2 is late on the whole and the latest in more blocks than any other rank (not in every block: on a
+    # loaded machine a descheduled rank 0 or 1 can be the last to arrive for a whole block)
+    means = [sum(row) / len(row) for row in heat.values]
+    assert means[2] > 0 and means[2] == max(means)
+    latest = [max(range(3), key=lambda r: heat.values[r][w]) for w in range(9)]
+    assert latest.count(2) > max(latest.count(0), latest.count(1))
     page = render(report, "html")
     for chart in charts:
         assert html.escape(chart.title) in page
