@@ -110,23 +110,32 @@ class Worker:
 
     def _loop(self) -> None:
         cond, jobs = self._cond, self._jobs
-        job, nbytes = None, 0
+        ran: Optional[int] = None  # the bytes of the job just run (None: none yet)
         while True:
             with cond:
-                if job is not None:  # the one just run
-                    self._unfinished -= 1
-                    self._bytes -= nbytes
-                    if self._waiting and self._done(*self._wake_at):
-                        cond.notify()
-                    if job is _STOP:
-                        return
+                if ran is not None:
+                    self._finished(ran)
                 while not jobs:
                     self._idle = True
                     cond.wait()
                 self._idle = False
                 job, nbytes = jobs.popleft()
-            if job is not _STOP:
-                self._run(job)
+            if job is _STOP:
+                with cond:
+                    self._finished(0)
+                return
+            self._run(job)
+            # an idle worker holds no job: a job's call holds the user's tensors, and torch.utils.swap_tensors
+            # (module.to() under swap_module_params_on_conversion, FSDP2's to_empty) refuses a tensor held elsewhere
+            del job
+            ran = nbytes
+
+    def _finished(self, nbytes: int) -> None:
+        """One job has run (under ``_cond``): wake the training thread where it waits for this few."""
+        self._unfinished -= 1
+        self._bytes -= nbytes
+        if self._waiting and self._done(*self._wake_at):
+            self._cond.notify()
 
     def _run(self, job: Any) -> None:
         try:

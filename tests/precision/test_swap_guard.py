@@ -6,6 +6,7 @@ just made, and ``module.to(...)`` swaps under ``torch.__future__.set_swap_module
 weakref associated with it``); the user's training must go on, as without the session (swap_guard.py)."""
 
 import json
+import time
 
 import pytest
 import torch
@@ -69,3 +70,25 @@ def test_a_shadowed_model_can_be_converted(swap_on_conversion):
         _train_step(model, torch.float64)
     assert sh.internal_errors == 0 and sh.compared > 0
     assert not sh.culprits()
+
+
+def test_a_model_converted_while_its_checks_are_still_running_is_converted(swap_on_conversion, monkeypatch):
+    # the worker still checking the step's ops when the user converts the model (it failed so on a loaded machine):
+    # a check holds its call's arguments, the parameters among them, and torch refuses to swap a tensor held
+    # elsewhere ("Expected use_count of t1 to be 1 or 2 ... but got 3")
+    from ascend_tools.precision import shadow_session
+
+    check = shadow_session.Shadow._check
+
+    def slow_check(self, job):
+        time.sleep(0.05)
+        check(self, job)
+
+    monkeypatch.setattr(shadow_session.Shadow, "_check", slow_check)
+    model = torch.nn.Linear(4, 3)
+    with shadow(model=model) as sh:
+        _train_step(model)
+        model.to(torch.float64)
+        _train_step(model, torch.float64)
+    assert model.weight.dtype == torch.float64 and sh.internal_errors == 0
+    assert {r.metrics.target_dtype for r in sh.results if r.name == "aten::mm"} == {"float32", "float64"}
