@@ -47,6 +47,13 @@ from .common import (
     help="Skip ops whose tensors hold more elements than this [default: 16777216].",
 )
 @click.option(
+    "--rows",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Rows of a matrix product's or pointwise op's output checked per call, drawn at random; 0: every row "
+    "[default: 32].",
+)
+@click.option(
     "--records",
     "records_dir",
     type=click.Path(file_okay=False),
@@ -67,6 +74,7 @@ def shadow_cmd(
     sample: int,
     steps: Optional[str],
     max_numel: Optional[int],
+    rows: Optional[int],
     records_dir: Optional[str],
     top: int,
     fail_on: str,
@@ -100,6 +108,8 @@ def shadow_cmd(
     }
     if max_numel is not None:
         options["max_numel"] = max_numel
+    if rows is not None:
+        options["rows"] = rows
     if shutil.which(command[0]) is None:
         launch.run(
             "shadow", list(command), records_dir or "", options

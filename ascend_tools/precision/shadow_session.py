@@ -20,7 +20,9 @@ per aten op call:
    becomes the CPU;
 4. judge each output in its own dtype against that reference (:func:`screen.judge_output`: the one metric its
    standard reads, the full :func:`metrics.compare_tensors` for an error; the reduction length from the input
-   shapes); keep the metrics of the worst output, drop the tensors.
+   shapes); keep the metrics of the worst output, drop the tensors. A large matrix product or pointwise op is
+   replayed and judged on a random set of its output rows (``rows``, ``shadow_rows.py``): exactly those rows
+   of the full replay, at a fraction of its cost.
 
 The reference sees the device's own inputs, so every record is the error *that op* introduced; errors
 its inputs carried do not count. A culprit is a record judged "error", ranked by ``Verdict.ratio``
@@ -47,6 +49,7 @@ import json
 import logging
 import math
 import os
+import random
 import re
 import sys
 import threading
@@ -73,6 +76,7 @@ from .failopen_mode import FailOpenMode
 from .replay import reference_dtype
 from .replay_verdict import with_baseline
 from .screen import judge_output
+from .shadow_rows import DEFAULT_ROWS, RowPick, pick_rows, row_wise
 from .shadow_snaps import Snap, SnapCache, unwatch_resizes, watch_resizes
 from .shadow_worker import Worker
 from .standards import Verdict
@@ -138,6 +142,7 @@ class ShadowRecord:
     output: int = 0
     step: int = 0
     rank: int = 0
+    rows: Optional[List[int]] = None  # [checked, of] where a random set of the output's rows was checked
 
     @property
     def key(self) -> str:
@@ -197,6 +202,7 @@ class _Op:
         "mutated",
         "name",
         "own_dtype",
+        "row_wise",
         "skip",
         "standard",
     )
@@ -219,6 +225,7 @@ class _Op:
             base.rstrip("_") in _CORRECTLY_ROUNDED and schema.overload_name not in _ROUNDING_MODES
         )
         self.alpha = next((i for i, a in enumerate(schema.arguments) if a.name == "alpha"), None)
+        self.row_wise = row_wise(self.name, func)
         if not self.counted:
             self.skip = "not aten"
         elif not is_wanted(self.name, wanted):
@@ -330,6 +337,7 @@ class Shadow(StepSession):
         keep: bool = True,
         rank: Optional[int] = None,
         baseline: bool = True,
+        rows: int = DEFAULT_ROWS,
     ) -> None:
         if int(sample) < 1:
             raise ValueError(f"sample must be >= 1, not {sample!r}")
@@ -342,6 +350,10 @@ class Shadow(StepSession):
         self.out = out
         self.keep = keep
         self.baseline = baseline
+        if int(rows) < 0:
+            raise ValueError(f"rows must be >= 0 (0: every row), not {rows!r}")
+        self.rows = int(rows)
+        self._rng = random.Random(0)  # the rows checked (shadow_rows.py): never the user's RNG
         self.rank = backend.rank() if rank is None else int(rank)
         self.results: List[ShadowRecord] = []
         #: calls not compared, by reason ("view", "random", "filtered", "max_numel", ...)
@@ -487,7 +499,10 @@ class Shadow(StepSession):
         self._update_off()
 
     def _release_tensors(self, kept: torch.Tensor, gone: torch.Tensor) -> Optional[Callable[[], None]]:
-        """Let go of the weak references to two tensors about to be swapped (``swap_guard.py``)."""
+        """Let go of the weak references to two tensors about to be swapped (``swap_guard.py``), and of the strong
+        ones: the checks waiting or running hold their calls' arguments, so they are run first (torch refuses to
+        swap a tensor referenced elsewhere; ``module.to()`` then raises in the user's code)."""
+        self._worker.drain()
         with _disable_current_modes():  # (the copies of live snaps are the shadow's, not the user's ops)
             for t in (kept, gone):
                 self._snaps.release(t)
@@ -637,13 +652,23 @@ class Shadow(StepSession):
         # before the op stay for the baseline and for the other ops that share them
         replay = op.functional or func
         own = op.own_dtype and _unit_alpha(op, args, kwargs)
+        pick = None
+        if op.row_wise and self.rows:  # some of the output's rows (shadow_rows.py)
+            by_id = {tid: s.shape for tid, s in pre.inputs.items()}
+            pick = pick_rows(op.name, args, by_id, [s.shape for s in outputs], self.rows, self._rng)
         if own:
-            copies = {tid: s.tensor for tid, s in pre.inputs.items()}
+            copies = {
+                tid: pick.take(s.tensor) if pick and tid in pick.cut else s.tensor
+                for tid, s in pre.inputs.items()
+            }
         else:
             # the truth's dtype as compare's replay picks it: float32 for an op whose floating outputs are all
             # bf16/fp16 and whose floating inputs are at most float32 (a float32 GEMM is ~2x a float64 one)
             truth = reference_dtype([s.tensor for s in pre.inputs.values()], [s.tensor for s in outputs])
-            copies = {tid: s.wide(truth) for tid, s in pre.inputs.items()}
+            copies = {
+                tid: s.wide_part(pick.take, truth) if pick and tid in pick.cut else s.wide(truth)
+                for tid, s in pre.inputs.items()
+            }
         if replay is func:
             for tid in pre.written & copies.keys():
                 copies[tid] = copies[tid].clone()
@@ -673,7 +698,7 @@ class Shadow(StepSession):
         for i, (s, r) in enumerate(zip(outputs, refs)):
             # (the output in its own dtype: the screen reads a float32/bf16/fp16 output against a wider
             # reference as it would read it widened, without widening it)
-            m, v = judge_output(op.name, s.tensor, r, reduction)
+            m, v = judge_output(op.name, pick.take(s.tensor) if pick else s.tensor, r, reduction)
             if best is None or (_LEVELS.get(v.level, 0), v.ratio) > (
                 _LEVELS.get(best[2].level, 0),
                 best[2].ratio,
@@ -682,7 +707,7 @@ class Shadow(StepSession):
         assert best is not None
         out_i, m, v = best
         if v.level == "error" and self.baseline and not own:  # (own: the reference is that baseline)
-            v = self._second_opinion(pre, func, args, kwargs, refs[out_i], out_i, v, reduction)
+            v = self._second_opinion(pre, func, args, kwargs, refs[out_i], out_i, v, reduction, pick)
         self._record(
             ShadowRecord(
                 id=pre.rid,
@@ -697,6 +722,7 @@ class Shadow(StepSession):
                 output=out_i,
                 step=pre.step,
                 rank=self.rank,
+                rows=[len(pick.rows), pick.total] if pick else None,
             )
         )
 
@@ -727,6 +753,7 @@ class Shadow(StepSession):
         out_i: int,
         verdict: Verdict,
         reduction: Optional[int],
+        pick: Optional[RowPick],
     ) -> Verdict:
         """An op judged "error" is run once more on CPU in the device's own dtypes, from the copies of its
         inputs taken before it ran, cast back (exact): what a correct kernel of that precision makes on these
@@ -737,6 +764,8 @@ class Shadow(StepSession):
         try:
             # (copies of what the op writes: the float64 copies are shared with other ops)
             low = {tid: s.tensor.clone() if tid in pre.written else s.tensor for tid, s in pre.inputs.items()}
+            if pick:
+                low.update((tid, pick.take(low[tid])) for tid in pick.cut)
             low_args, low_kwargs = _ref_call(op, args, kwargs, low, False)
             outs: List[Any] = []
             flat_tensors(func(*low_args, **low_kwargs), outs)
@@ -806,6 +835,7 @@ def shadow(
     out: Optional[str] = None,
     steps: Optional[Iterable[int]] = None,
     baseline: bool = True,
+    rows: int = DEFAULT_ROWS,
 ) -> Shadow:
     """Compare every op run inside ``with shadow(...) as sh:`` with a CPU float64 run of the same op on
     copies of its inputs; ``sh.results``, ``sh.culprits()`` and ``sh.report()`` after the block.
@@ -816,7 +846,8 @@ def shadow(
     root; ``out``: a directory to also write the records to as JSON lines (``rank{r}.jsonl``);
     ``steps``: step numbers to compare (steps count ``optimizer.step()`` calls, or ``sh.step()`` calls);
     ``baseline``: re-run an op judged "error" on CPU in its own dtype and allow twice that run's error
-    (what the precision itself explains on these inputs)."""
+    (what the precision itself explains on these inputs); ``rows``: rows of a matrix product's output checked
+    per call, drawn at random (``shadow_rows.py``; 0: every row)."""
     return Shadow(
         ops=ops,
         scope=scope,
@@ -826,6 +857,7 @@ def shadow(
         out=out,
         steps=steps,
         baseline=baseline,
+        rows=rows,
     )
 
 
@@ -876,6 +908,7 @@ def start_from_options(opts: Dict[str, Any]) -> Shadow:
         out=opts["out_dir"],
         steps=opts.get("steps"),
         keep=False,
+        rows=opts.get("rows", DEFAULT_ROWS),
     )
     sh.start()
     return sh

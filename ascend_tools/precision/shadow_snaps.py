@@ -90,6 +90,16 @@ class Snap:
                 self._wide = wide
         return wide
 
+    def wide_part(
+        self, take: Callable[[torch.Tensor], torch.Tensor], dtype: torch.dtype = _F64
+    ) -> torch.Tensor:
+        """``take`` of :meth:`wide`'s values (rows of it: ``shadow_rows.py``), widened after it is taken unless
+        the twin is made already: widening all of a large operand to check a part of it costs more than the
+        part's check."""
+        if not self._narrow or dtype == self.dtype or (self._wide is not None and self._wide.dtype == dtype):
+            return take(self.wide(dtype))
+        return take(self.tensor).to(dtype)
+
 
 def version(t: torch.Tensor) -> Optional[int]:
     """``t``'s version counter; None for an inference tensor (it has none: never shared)."""

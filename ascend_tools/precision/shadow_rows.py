@@ -1,0 +1,96 @@
+"""Which rows of a large output shadow checks: a random set of them, each call, for the ops whose output rows
+are computed from the same rows of their inputs.
+
+Row ``i`` (dim -2) of ``mm(a, b)`` is ``a[i] @ b``: it depends on row ``i`` of ``a`` and on the whole of ``b``
+(``addmm``: and on row ``i`` of the bias where the bias has rows; ``bmm``, ``baddbmm``: in every batch). Row ``i``
+of a pointwise op's output (``torch.Tag.pointwise``: ``add``, ``mul``, ``lerp_``, ``addcdiv_``, ``silu``, ...)
+depends on row ``i`` of each input that has rows and on the whole of each that broadcasts over them. So the
+float64 replay of the rows in ``rows`` (``mm(a[rows], b)``) is exactly those rows of the full replay, and the
+target's same rows are judged against it with the same standard (the reduction length, ``a``'s columns, is
+unchanged). In a training step the matrix products and the optimizer's pointwise ops on whole parameters are most
+of the replay's work (a float64 GEMM is about twice a float32 one: ``docs/precision-speed.md``); checking
+``rows`` of each call's ``M`` rows cuts it by about ``M / rows``.
+
+What it costs in detection: a kernel fault that touches every row (a wrong accumulation dtype, a wrong
+algorithm, an approximation swap) is in every sampled row; one that touches a fraction ``f`` of the rows (a bad
+tiling edge) is missed by one call with probability about ``(1 - f) ** rows`` (32 rows, f = 1/16: 13%), and by
+the same call in ``n`` steps with that probability to the ``n``-th, since the rows are drawn again each call; a
+single wrong element in a call is found with probability ``rows / M``. ``rows=0`` (``ascend-doctor shadow
+--rows 0``) checks every row. The draws come from the session's own generator: the user's RNG state is not
+touched.
+"""
+
+import random
+from typing import Any, Dict, FrozenSet, NamedTuple, Optional, Sequence, Tuple
+
+import torch
+
+#: rows checked per call by default: a ``(1 - f) ** 32`` miss chance for a fault on a fraction f of the rows
+DEFAULT_ROWS = 32
+
+#: matrix products: op -> (argument holding the rows, argument of a bias that may hold them too, or -1); the
+#: other operand is read whole
+GEMMS: Dict[str, Tuple[int, int]] = {
+    "aten::mm": (0, -1),
+    "aten::addmm": (1, 0),
+    "aten::bmm": (0, -1),
+    "aten::baddbmm": (1, 0),
+}
+
+
+def row_wise(name: str, func: Any) -> bool:
+    """Whether ``pick_rows`` may pick rows of this op's calls: a matrix product or a pointwise op."""
+    return name in GEMMS or torch.Tag.pointwise in getattr(func, "tags", ())
+
+
+class RowPick(NamedTuple):
+    """The rows checked of one call: ``rows`` along dim -2 of the outputs and of the inputs in ``cut``."""
+
+    rows: torch.Tensor  # sorted, int64
+    total: int  # rows of the output
+    cut: FrozenSet[int]  # ids of the inputs whose rows are taken (the others are read whole)
+
+    def take(self, t: torch.Tensor) -> torch.Tensor:
+        return t.index_select(t.dim() - 2, self.rows)
+
+
+def pick_rows(
+    name: str,
+    args: tuple,
+    shapes: Dict[int, torch.Size],
+    out_shapes: Sequence[torch.Size],
+    rows: int,
+    rng: random.Random,
+) -> Optional[RowPick]:
+    """The rows of this call to check, or None for all of them (``rows`` 0, no more rows than ``rows``, an input
+    neither with the output's rows nor broadcast over them, a tensor in a list, or a matrix product's operand
+    passed twice). ``name``: an op :func:`row_wise` accepts; ``args``: its positional arguments (tensors in
+    keyword arguments are read whole: a pointwise op's are its ``out=``); ``shapes``: each tensor input's by id."""
+    if rows <= 0 or not out_shapes or any(len(s) < 2 for s in out_shapes):
+        return None
+    total = out_shapes[0][-2]
+    if total <= rows or any(s[-2] != total for s in out_shapes):
+        return None
+    gemm = GEMMS.get(name)
+    whole = None  # a matrix product's other operand
+    if gemm is None:
+        with_rows = list(args)
+    else:
+        at, bias_at = gemm
+        whole = args[at + 1] if at + 1 < len(args) else None
+        with_rows = [args[i] for i in (at, bias_at) if 0 <= i < len(args)]
+    cut = set()
+    for x in with_rows:
+        if isinstance(x, (list, tuple)) and any(isinstance(v, torch.Tensor) for v in x):
+            return None
+        if not isinstance(x, torch.Tensor):
+            continue
+        shape = shapes.get(id(x), ())
+        if len(shape) >= 2 and shape[-2] == total:
+            cut.add(id(x))
+        elif len(shape) >= 2 and shape[-2] != 1:  # neither the output's rows nor broadcast over them
+            return None
+    if whole is not None and id(whole) in cut:  # mm(a, a): the operand read whole would lose rows too
+        return None
+    chosen = torch.tensor(sorted(rng.sample(range(total), rows)), dtype=torch.int64)
+    return RowPick(chosen, total, frozenset(cut))

@@ -1,0 +1,142 @@
+"""Shadow's row sampling (shadow_rows.py): the replay of the picked rows is exactly those rows of the full float64
+replay, broadcast operands stay whole, what cannot be cut is checked whole, and faults are still found."""
+
+import random
+
+import pytest
+import torch
+
+from ascend_tools.precision import shadow
+from ascend_tools.precision.faults import Fault, FaultInjector
+from ascend_tools.precision.shadow_rows import pick_rows, row_wise
+
+aten = torch.ops.aten
+F64 = torch.float64
+
+
+def _cut_replay(func, name, args, rows=8):
+    """The op replayed in float64 on the picked rows, and the same rows of the full float64 run."""
+    shapes = {id(a): a.shape for a in args if isinstance(a, torch.Tensor)}
+    full = func(*[a.double() if isinstance(a, torch.Tensor) else a for a in args])
+    pick = pick_rows(name, tuple(args), shapes, [full.shape], rows, random.Random(1))
+    assert pick is not None and len(pick.rows) == rows and pick.total == full.shape[-2]
+    cut = [
+        (pick.take(a) if id(a) in pick.cut else a).double() if isinstance(a, torch.Tensor) else a
+        for a in args
+    ]
+    return func(*cut), pick.take(full), pick
+
+
+CASES = {
+    "mm": (aten.mm.default, "aten::mm", lambda: [torch.randn(40, 16), torch.randn(16, 24)]),
+    "addmm, bias with rows": (
+        aten.addmm.default,
+        "aten::addmm",
+        lambda: [torch.randn(40, 24), torch.randn(40, 16), torch.randn(16, 24)],
+    ),
+    "addmm, bias broadcast": (
+        aten.addmm.default,
+        "aten::addmm",
+        lambda: [torch.randn(24), torch.randn(40, 16), torch.randn(16, 24)],
+    ),
+    "bmm": (aten.bmm.default, "aten::bmm", lambda: [torch.randn(3, 40, 16), torch.randn(3, 16, 24)]),
+    "baddbmm, bias broadcast over batches": (
+        aten.baddbmm.default,
+        "aten::baddbmm",
+        lambda: [torch.randn(40, 24), torch.randn(3, 40, 16), torch.randn(3, 16, 24)],
+    ),
+    "pointwise, broadcast inputs": (
+        aten.addcmul.default,
+        "aten::addcmul",
+        lambda: [torch.randn(2, 40, 24), torch.randn(24), torch.randn(40, 1)],
+    ),
+    "pointwise, one row broadcast": (
+        aten.mul.Tensor,
+        "aten::mul.Tensor",
+        lambda: [torch.randn(40, 24), torch.randn(1, 24)],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_picked_rows_replay_to_exactly_those_rows_of_the_full_replay(case):
+    func, name, make = CASES[case]
+    torch.manual_seed(0)
+    args = make()
+    assert row_wise(name, func)
+    part, expect, pick = _cut_replay(func, name, args)
+    assert part.dtype == F64 and torch.equal(part, expect)
+    assert torch.equal(pick.rows, pick.rows.unique())  # distinct, sorted
+
+
+def test_what_cannot_be_cut_is_checked_whole():
+    rng = random.Random(0)
+    a, b = torch.randn(40, 40), torch.randn(40, 16)
+
+    def pick(name, args, out_shape, rows=8):
+        shapes = {id(x): x.shape for x in args if isinstance(x, torch.Tensor)}
+        return pick_rows(name, tuple(args), shapes, [out_shape], rows, rng)
+
+    assert pick("aten::mm", [a, b], (40, 16), rows=0) is None  # rows=0: every row
+    assert pick("aten::mm", [a, b], (40, 16), rows=40) is None  # no more rows than asked for
+    assert pick("aten::mm", [a, a], (40, 40)) is None  # mm(a, a): the whole operand is a too
+    assert (
+        pick("aten::add.Tensor", [torch.randn(40, 16), torch.randn(5, 16)], (40, 16)) is None
+    )  # no broadcast
+    assert pick("aten::add.Tensor", [torch.randn(40)], (40,)) is None  # one dim: no rows
+    assert pick("aten::cat", [[a, a]], (80, 40)) is None  # tensors in a list
+    assert not row_wise(
+        "aten::_softmax", aten._softmax.default
+    )  # a row of it reads the whole row: not pointwise
+    assert not row_wise("aten::sum.dim_IntList", aten.sum.dim_IntList)
+
+
+def _linear_step(fault, rows=8):
+    torch.manual_seed(0)
+    model, x = torch.nn.Linear(32, 96, bias=False), torch.randn(64, 32)
+    with FaultInjector(fault), shadow(rows=rows) as sh:
+        model(x).square().mean().backward()
+    return sh
+
+
+def test_a_faulty_matmul_is_still_named_on_its_rows_and_the_record_says_how_many():
+    fault = Fault("aten::mm", call=0, kind="perturb", scale=0.5, fraction=0.1)
+    sh = _linear_step(fault)
+    (first,) = [r for r in sh.results if r.name == "aten::mm" and r.phase == "forward"]
+    assert first.level == "error" and first.rows == [8, 64]
+    assert sh.first_culprit() is first
+    assert [r.key for r in sh.culprits()] == ["aten::mm#forward#0"]
+
+
+def test_every_row_is_checked_with_rows_0_and_a_one_row_fault_is_found_then():
+    class OneRow(torch.utils._python_dispatch.TorchDispatchMode):
+        """A kernel wrong on one row of its output: a bad tiling edge."""
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func is aten.mm.default and out.shape[0] == 64:
+                out[37] *= 1.5
+            return out
+
+    torch.manual_seed(0)
+    model, x = torch.nn.Linear(32, 96, bias=False), torch.randn(64, 32)
+    with OneRow(), shadow(rows=0) as sh:
+        model(x).sum()
+    (rec,) = [r for r in sh.results if r.name == "aten::mm"]
+    assert rec.level == "error" and rec.rows is None
+
+
+def test_the_draws_leave_the_users_random_state_alone():
+    torch.manual_seed(123)
+    a, b = torch.randn(64, 32), torch.randn(32, 16)
+    with shadow(rows=8) as sh:
+        a @ b
+    got = torch.rand(3)
+    torch.manual_seed(123)
+    torch.randn(64, 32), torch.randn(32, 16)
+    assert sh.results[0].rows == [8, 64] and torch.equal(got, torch.rand(3))
+
+
+def test_rows_must_not_be_negative():
+    with pytest.raises(ValueError, match="rows must be >= 0"):
+        shadow(rows=-1)
