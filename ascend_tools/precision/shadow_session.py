@@ -935,11 +935,12 @@ COLUMNS = (
     "rel_l2_err",
     "max_ulp_err",
     "max_scaled_ulp_err",
+    "rows",
     "site",
 )
 #: the columns of the "All compared ops" table (the JSON records have all of COLUMNS)
 TABLE_COLUMNS = tuple(
-    c for c in COLUMNS if c not in ("max_abs_err", "rel_l2_err", "max_ulp_err", "max_scaled_ulp_err")
+    c for c in COLUMNS if c not in ("max_abs_err", "rel_l2_err", "max_ulp_err", "max_scaled_ulp_err", "rows")
 )
 _METRICS = (
     "cosine",
@@ -979,6 +980,7 @@ def record_row(order: int, rec: ShadowRecord) -> Dict[str, Any]:
         rel_l2_err=m.rel_l2_err,
         max_ulp_err=m.max_ulp_err,
         max_scaled_ulp_err=m.max_scaled_ulp_err,
+        rows=rec.rows,  # [checked, of] where rows were sampled (shadow_rows.py), else null: every row
         site=rec.site,
     )
 

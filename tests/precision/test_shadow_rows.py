@@ -1,7 +1,9 @@
 """Shadow's row sampling (shadow_rows.py): the replay of the picked rows is exactly those rows of the full float64
 replay, broadcast operands stay whole, what cannot be cut is checked whole, and faults are still found."""
 
+import json
 import random
+import sys
 
 import pytest
 import torch
@@ -140,3 +142,24 @@ def test_the_draws_leave_the_users_random_state_alone():
 def test_rows_must_not_be_negative():
     with pytest.raises(ValueError, match="rows must be >= 0"):
         shadow(rows=-1)
+
+
+def test_the_cli_passes_rows_on_and_the_records_say_what_was_checked(tmp_path, run_verb):
+    def rows_of(*rows):
+        out = tmp_path / f"report{'_'.join(rows)}.json"
+        proc = run_verb(
+            "shadow", *rows, "-f", "json", "-o", out, "--steps", "0", "--", sys.executable, "SCRIPT"
+        )
+        assert proc.returncode == 0, proc.stderr
+        return {r["name"]: tuple(r["rows"] or ()) for r in json.loads(out.read_text())["records"]}
+
+    # the script's batch is 4 rows, its first layer has 16 outputs (its weight's gradient: 16 rows)
+    sampled = rows_of("--rows", "2")
+    assert sampled["aten::addmm#forward#0"] == (2, 4)
+    assert {(2, 4), (2, 16)} <= set(sampled.values()) <= {(), (2, 4), (2, 8), (2, 16)}
+    assert set(rows_of("--rows", "0").values()) == {()}
+    assert set(rows_of().values()) == {()}  # the default, 32: more rows than any op of the script has
+    proc = run_verb("shadow", "--rows", "-1", "--", sys.executable, "SCRIPT")
+    assert (
+        proc.returncode == 2 and "Invalid value for '--rows'" in proc.stderr.splitlines()[-1]
+    )  # click's usage error
