@@ -459,6 +459,7 @@ class Shadow(StepSession):
                 "scope": self.scope,
                 "sample": self.sample,
                 "max_numel": self.max_numel,
+                "rows": self.rows,
                 "steps": sorted(self.steps) if self.steps is not None else None,
             },
             "start_time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.start_time)),
@@ -1055,6 +1056,7 @@ def build_report(
         not_replayable=not_replayable_by,
         internal_errors=internal,
         torch_compile_calls=compiles,
+        rows_sampled=sum(1 for r in records if r.rows),
     )
     rows = [record_row(i, r) for i, r in enumerate(records)]
     data: Dict[str, Any] = OrderedDict(
@@ -1085,6 +1087,15 @@ def build_report(
         ),
         ("skipped", ", ".join(f"{n} {k}" for k, n in skipped_by.items()) or "none"),
     ]
+    if summary["rows_sampled"]:
+        per_call = sorted({r.rows[0] for r in records if r.rows})
+        report.summary.append(
+            (
+                "rows",
+                f"{summary['rows_sampled']} ops checked on {', '.join(map(str, per_call))} random rows of their "
+                "output (matrix products, pointwise ops; --rows 0: every row)",
+            )
+        )
     if not_replayable:
         report.summary.append(
             ("not replayable", ", ".join(f"{k} ({n})" for k, n in not_replayable_by.items()))

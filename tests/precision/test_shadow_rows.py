@@ -108,6 +108,8 @@ def test_a_faulty_matmul_is_still_named_on_its_rows_and_the_record_says_how_many
     assert first.level == "error" and first.rows == [8, 64]
     assert sh.first_culprit() is first
     assert [r.key for r in sh.culprits()] == ["aten::mm#forward#0"]
+    summary = dict(sh.report().summary)
+    assert summary["rows"].startswith(f"{sum(1 for r in sh.results if r.rows)} ops checked on 8 random rows")
 
 
 def test_every_row_is_checked_with_rows_0_and_a_one_row_fault_is_found_then():
