@@ -57,16 +57,19 @@ class RowPick(NamedTuple):
 def pick_rows(
     name: str,
     args: tuple,
+    kwargs: Dict[str, Any],
     shapes: Dict[int, torch.Size],
     out_shapes: Sequence[torch.Size],
     rows: int,
     rng: random.Random,
 ) -> Optional[RowPick]:
     """The rows of this call to check, or None for all of them (``rows`` 0, no more rows than ``rows``, an input
-    neither with the output's rows nor broadcast over them, a tensor in a list, or a matrix product's operand
-    passed twice). ``name``: an op :func:`row_wise` accepts; ``args``: its positional arguments (tensors in
-    keyword arguments are read whole: a pointwise op's are its ``out=``); ``shapes``: each tensor input's by id."""
+    neither with the output's rows nor broadcast over them, a tensor in a list or a keyword argument: ``out=``,
+    which the replay writes whole, or a matrix product's operand passed twice). ``name``: an op :func:`row_wise`
+    accepts; ``shapes``: each tensor input's shape by id."""
     if rows <= 0 or not out_shapes or any(len(s) < 2 for s in out_shapes):
+        return None
+    if any(isinstance(v, torch.Tensor) for v in kwargs.values()):
         return None
     total = out_shapes[0][-2]
     if total <= rows or any(s[-2] != total for s in out_shapes):

@@ -656,7 +656,7 @@ class Shadow(StepSession):
         pick = None
         if op.row_wise and self.rows:  # some of the output's rows (shadow_rows.py)
             by_id = {tid: s.shape for tid, s in pre.inputs.items()}
-            pick = pick_rows(op.name, args, by_id, [s.shape for s in outputs], self.rows, self._rng)
+            pick = pick_rows(op.name, args, kwargs, by_id, [s.shape for s in outputs], self.rows, self._rng)
         if own:
             copies = {
                 tid: pick.take(s.tensor) if pick and tid in pick.cut else s.tensor

@@ -20,7 +20,7 @@ def _cut_replay(func, name, args, rows=8):
     """The op replayed in float64 on the picked rows, and the same rows of the full float64 run."""
     shapes = {id(a): a.shape for a in args if isinstance(a, torch.Tensor)}
     full = func(*[a.double() if isinstance(a, torch.Tensor) else a for a in args])
-    pick = pick_rows(name, tuple(args), shapes, [full.shape], rows, random.Random(1))
+    pick = pick_rows(name, tuple(args), {}, shapes, [full.shape], rows, random.Random(1))
     assert pick is not None and len(pick.rows) == rows and pick.total == full.shape[-2]
     cut = [
         (pick.take(a) if id(a) in pick.cut else a).double() if isinstance(a, torch.Tensor) else a
@@ -77,7 +77,7 @@ def test_what_cannot_be_cut_is_checked_whole():
 
     def pick(name, args, out_shape, rows=8):
         shapes = {id(x): x.shape for x in args if isinstance(x, torch.Tensor)}
-        return pick_rows(name, tuple(args), shapes, [out_shape], rows, rng)
+        return pick_rows(name, tuple(args), {}, shapes, [out_shape], rows, rng)
 
     assert pick("aten::mm", [a, b], (40, 16), rows=0) is None  # rows=0: every row
     assert pick("aten::mm", [a, b], (40, 16), rows=40) is None  # no more rows than asked for
@@ -87,6 +87,9 @@ def test_what_cannot_be_cut_is_checked_whole():
     )  # no broadcast
     assert pick("aten::add.Tensor", [torch.randn(40)], (40,)) is None  # one dim: no rows
     assert pick("aten::cat", [[a, a]], (80, 40)) is None  # tensors in a list
+    out = torch.empty(40, 16)
+    shapes = {id(b): b.shape, id(out): out.shape}
+    assert pick_rows("aten::add.out", (b, b), {"out": out}, shapes, [b.shape], 8, rng) is None  # out=: whole
     assert not row_wise(
         "aten::_softmax", aten._softmax.default
     )  # a row of it reads the whole row: not pointwise
@@ -128,6 +131,15 @@ def test_every_row_is_checked_with_rows_0_and_a_one_row_fault_is_found_then():
         model(x).sum()
     (rec,) = [r for r in sh.results if r.name == "aten::mm"]
     assert rec.level == "error" and rec.rows is None
+
+
+def test_an_out_variant_is_checked_whole():
+    a, b, out = torch.randn(64, 16), torch.randn(64, 16), torch.empty(64, 16)
+    with shadow(rows=8) as sh:
+        torch.add(a, b, out=out)
+    (rec,) = sh.results
+    assert rec.name == "aten::add.out" and rec.level == "pass" and rec.rows is None
+    assert torch.equal(out, a + b)
 
 
 def test_the_draws_leave_the_users_random_state_alone():
