@@ -171,9 +171,8 @@ class FunctionalCollectives:
         if group is None:
             import torch.distributed.distributed_c10d as c10d
 
-            resolve: Any = (
-                c10d._resolve_process_group
-            )  # (takes a GroupName: a str in every torch but the newest)
+            # (_resolve_process_group takes a GroupName: a str in every torch but the newest)
+            resolve: Any = c10d._resolve_process_group
             group = self._by_name[group_name] = resolve(group_name)
         return group
 

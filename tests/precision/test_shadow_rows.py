@@ -82,31 +82,24 @@ def test_what_cannot_be_cut_is_checked_whole():
     assert pick("aten::mm", [a, b], (40, 16), rows=0) is None  # rows=0: every row
     assert pick("aten::mm", [a, b], (40, 16), rows=40) is None  # no more rows than asked for
     assert pick("aten::mm", [a, a], (40, 40)) is None  # mm(a, a): the whole operand is a too
-    assert (
-        pick("aten::add.Tensor", [torch.randn(40, 16), torch.randn(5, 16)], (40, 16)) is None
-    )  # no broadcast
+    # an input neither with the output's rows nor broadcast over them
+    assert pick("aten::add.Tensor", [torch.randn(40, 16), torch.randn(5, 16)], (40, 16)) is None
     assert pick("aten::add.Tensor", [torch.randn(40)], (40,)) is None  # one dim: no rows
     assert pick("aten::cat", [[a, a]], (80, 40)) is None  # tensors in a list
     out = torch.empty(40, 16)
     shapes = {id(b): b.shape, id(out): out.shape}
     assert pick_rows("aten::add.out", (b, b), {"out": out}, shapes, [b.shape], 8, rng) is None  # out=: whole
-    assert not row_wise(
-        "aten::_softmax", aten._softmax.default
-    )  # a row of it reads the whole row: not pointwise
+    # a row of softmax's output reads the whole row: not pointwise
+    assert not row_wise("aten::_softmax", aten._softmax.default)
     assert not row_wise("aten::sum.dim_IntList", aten.sum.dim_IntList)
 
 
-def _linear_step(fault, rows=8):
+def test_a_faulty_matmul_is_still_named_on_its_rows_and_the_record_says_how_many():
     torch.manual_seed(0)
     model, x = torch.nn.Linear(32, 96, bias=False), torch.randn(64, 32)
-    with FaultInjector(fault), shadow(rows=rows) as sh:
-        model(x).square().mean().backward()
-    return sh
-
-
-def test_a_faulty_matmul_is_still_named_on_its_rows_and_the_record_says_how_many():
     fault = Fault("aten::mm", call=0, kind="perturb", scale=0.5, fraction=0.1)
-    sh = _linear_step(fault)
+    with FaultInjector(fault), shadow(rows=8) as sh:
+        model(x).square().mean().backward()
     (first,) = [r for r in sh.results if r.name == "aten::mm" and r.phase == "forward"]
     assert first.level == "error" and first.rows == [8, 64]
     assert sh.first_culprit() is first
