@@ -1,8 +1,11 @@
-"""What the two CLI suites share (test_heldout_suite.py, test_precision_corpus.py): reading a report's first
-culprit, matching it against a known answer, and printing a suite's table when run as a script."""
+"""What the CLI suites share (test_heldout_suite.py, test_precision_corpus*.py): reading a report's first culprit,
+matching it against a known answer, printing a suite's table when run as a script, and the weights of a corpus
+script's model config. (transformers is imported here, not in test_precision_corpus.py, whose scripts do not use
+it: .ci/run's transformers-4 leg reruns the test files that import transformers.)"""
 
 import tempfile
 import time
+from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
 
@@ -31,3 +34,14 @@ def print_table(run: Callable[[str], Any], table: Callable[[Any], str]) -> None:
         start = time.time()
         print(table(run(tmp)))
         print(f"\n({time.time() - start:.0f} s)")
+
+
+def seeded_weights(model_dir: Path) -> None:
+    """Weights for the config in ``model_dir`` (a corpus fixture holds the config only), drawn with seed 0: the same
+    in every run of a scenario."""
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.AutoConfig.from_pretrained(model_dir)
+    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(model_dir)

@@ -112,17 +112,6 @@ def fixtures(script: str, cwd: Path) -> None:
         corpus_fixtures.make(cwd, spec)
 
 
-def seeded_weights(model_dir: Path) -> None:
-    """Weights for the config in ``model_dir`` (a corpus fixture holds the config only), drawn with seed 0: the same
-    in every run of a scenario."""
-    import torch
-    import transformers
-
-    torch.manual_seed(0)
-    config = transformers.AutoConfig.from_pretrained(model_dir)
-    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(model_dir)
-
-
 def cli(cwd: str, env: Dict[str, str], *args: str) -> subprocess.CompletedProcess:
     full = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="200", **env)
     if "PYTHONPATH" not in env:

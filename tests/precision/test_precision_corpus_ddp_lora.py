@@ -29,7 +29,8 @@ from pathlib import Path
 
 import pytest
 import transformers
-from test_precision_corpus import CORPUS, FAULT_SITE, cli, fired, fixtures, report, seeded_weights, truth
+from suite_runs import seeded_weights
+from test_precision_corpus import CORPUS, FAULT_SITE, cli, fired, fixtures, report, truth
 
 for name in ("peft", "datasets", "loguru"):
     pytest.importorskip(name)

@@ -28,7 +28,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_precision_corpus import FAULT_SITE, HERE, cli, fired, report, seeded_weights
+from suite_runs import seeded_weights
+from test_precision_corpus import FAULT_SITE, HERE, cli, fired, report
 
 pytest.importorskip("trl")
 pytest.importorskip("datasets")

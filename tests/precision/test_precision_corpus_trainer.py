@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 import transformers
-from test_precision_corpus import CORPUS, FAULT_SITE, HERE, cli, fired, fixtures, report, seeded_weights
+from suite_runs import seeded_weights
+from test_precision_corpus import CORPUS, FAULT_SITE, HERE, cli, fired, fixtures, report
 
 pytest.importorskip("accelerate")
 if int(transformers.__version__.split(".")[0]) >= 5:
