@@ -1,12 +1,16 @@
 """``ascend-doctor compare``: two dumps (ours or msprobe's), every pair measured, the culprit named."""
 
 import contextlib
+import os
 import sys
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import click
 
 from .common import all_rows_option, emit, exit_code, fail_on_option, handle_errors, report_output
+
+if TYPE_CHECKING:
+    from ..precision.store import OurDump
 
 
 @click.command("compare")
@@ -62,9 +66,12 @@ def compare_cmd(
     if no_replay:
         replay = "none"
     replayer = None
-    if not (replay == "none" or stats_only) and _ours(target, rank):
-        # started now: the processes import torch while this one measures the pairs (numpy)
-        replayer = replay_pool.ReplayProcesses(pairpool.default_workers() if replay == "all" else 1)
+    dump = None if replay == "none" or stats_only else _ours(target, rank)
+    if dump is not None:
+        replayer = replay_pool.ReplayProcesses(
+            pairpool.default_workers() if replay == "all" else 1,
+            start=_tensor_bytes(dump.path, EAGER_REPLAY_BYTES) >= EAGER_REPLAY_BYTES,
+        )
     from ..precision import compare, heap
 
     heap.retain_freed_memory()  # this process only: thousands of same-sized float64 buffers, reused
@@ -84,14 +91,33 @@ def compare_cmd(
     sys.exit(exit_code(report, fail_on))
 
 
-def _ours(target: str, rank: Optional[int]) -> bool:
-    """Whether TARGET is our dump, whose tensors a replay process reads from their files. msprobe's are read
-    here, with torch (``.pt`` files), and the rare replayable record among them is replayed here too: a replay
-    process would spend a second of CPU importing torch for nothing."""
+def _ours(target: str, rank: Optional[int]) -> Optional["OurDump"]:
+    """TARGET's rank when it is our dump, whose tensors a replay process reads from their files, else None.
+    msprobe's are read here, with torch (``.pt`` files), and the rare replayable record among them is replayed
+    here too: a replay process would spend a second of CPU importing torch for nothing."""
     from ..errors import InputError
     from ..precision import store
 
     try:
-        return store.OurDump.find(target, rank) is not None
+        return store.OurDump.find(target, rank)
     except (InputError, OSError):
-        return False  # compare_dumps names the problem
+        return None  # compare_dumps names the problem
+
+
+#: a target whose tensor files hold this much starts its replay process at once: its ``import torch`` (1-3 s of
+#: CPU) then runs while the pairs are measured. A smaller one is measured in a few tenths of a second, and the
+#: process is started only when the first replay is known: that costs at most those tenths, and saves the import
+#: where nothing needs a replay (a clean run, a dump compared with itself)
+EAGER_REPLAY_BYTES = 128 << 20
+
+
+def _tensor_bytes(rank_dir: str, enough: int) -> int:
+    """The bytes of the files under ``rank_dir`` (links not followed), counted until ``enough``."""
+    total = 0
+    for root, _dirs, files in os.walk(rank_dir):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+            if total >= enough:
+                return total
+    return total

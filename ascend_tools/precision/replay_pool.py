@@ -37,19 +37,30 @@ def _ready() -> bool:
 
 
 class ReplayProcesses:
-    """``processes`` spawned processes, started at once (their ``import torch`` runs while the caller measures
-    the pairs); 0 starts none (the caller replays in its own process). ``prepare``: what each runs first (a
-    module-level function: it is sent by name). Use as a context manager, or :meth:`close`."""
+    """``processes`` spawned processes; 0 starts none (the caller replays in its own process). ``start``: started
+    at once, their ``import torch`` running while the caller measures the pairs, else at the first :meth:`run`
+    that has jobs (none at all where no op needs a replay: a clean run, a dump compared with itself).
+    ``prepare``: what each runs first (a module-level function: it is sent by name). Use as a context manager, or
+    :meth:`close`."""
 
-    def __init__(self, processes: int = 1, prepare: Callable[[], None] = _prepare) -> None:
+    def __init__(
+        self, processes: int = 1, prepare: Callable[[], None] = _prepare, start: bool = True
+    ) -> None:
         self.processes = processes
+        self._prepare = prepare
         self._pool: Optional[ProcessPoolExecutor] = None
         self._ready: Optional[Future[bool]] = None
-        if processes < 1:
+        self._tried = False
+        if start:
+            self._start()
+
+    def _start(self) -> None:
+        if self._tried or self.processes < 1:
             return
+        self._tried = True
         try:
             context = multiprocessing.get_context("spawn")
-            pool = ProcessPoolExecutor(self.processes, mp_context=context, initializer=prepare)
+            pool = ProcessPoolExecutor(self.processes, mp_context=context, initializer=self._prepare)
             self._ready = pool.submit(_ready)  # a pool starts its processes at the first job
         except (OSError, RuntimeError, ImportError):  # no semaphores (/dev/shm), no fork/exec: replay here
             return
@@ -62,6 +73,9 @@ class ReplayProcesses:
     def run(self, jobs: List[ReplayJob]) -> Optional[List[ReplayOutcome]]:
         """Every job's outcome, in order; None when no process could be started or none lived to take a job
         (replay them in-process: what ended it was no dump's call)."""
+        if not jobs:
+            return []
+        self._start()
         if self._pool is None or self._ready is None:
             return None
         try:

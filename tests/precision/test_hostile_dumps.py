@@ -35,7 +35,9 @@ def replays_in_this_process(monkeypatch):
     ``ctypes.CDLL``) would see a call; its replay processes would not share them (tests/precision/
     test_replay_pool.py sends a refusal through one)."""
     init = replay_pool.ReplayProcesses.__init__
-    monkeypatch.setattr(replay_pool.ReplayProcesses, "__init__", lambda self, processes=1: init(self, 0))
+    monkeypatch.setattr(
+        replay_pool.ReplayProcesses, "__init__", lambda self, processes=1, **kw: init(self, 0)
+    )
 
 
 def our_pair(tmp_path, edit=None):

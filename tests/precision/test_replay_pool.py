@@ -141,7 +141,7 @@ def test_the_command_starts_a_replay_process_for_our_dumps_only(fault_pair, monk
     started = []
     init = replay_pool.ReplayProcesses.__init__
     monkeypatch.setattr(
-        replay_pool.ReplayProcesses, "__init__", lambda self, n=1: started.append(n) or init(self, 0)
+        replay_pool.ReplayProcesses, "__init__", lambda self, n=1, **kw: started.append(n) or init(self, 0)
     )
     _cli_json(*fault_pair)
     assert started == [1]
@@ -160,3 +160,55 @@ def test_a_process_that_never_starts_leaves_the_replays_to_the_caller(fault_pair
     with replay_pool.ReplayProcesses(1, prepare=os.abort) as processes:
         assert processes.run([_mm_job(fault_pair)]) is None
         assert not processes.available
+
+
+def test_a_process_not_started_at_once_starts_at_the_first_job_and_for_none_sooner(fault_pair):
+    with replay_pool.ReplayProcesses(1, start=False) as processes:
+        assert not processes.available
+        assert processes.run([]) == []
+        assert not processes.available
+        (outcome,) = processes.run([_mm_job(fault_pair)])
+        assert processes.available
+    assert outcome.problem == "" and outcome.replay is not None and outcome.replay.is_error
+
+
+@pytest.fixture
+def pools(monkeypatch):
+    """The replay process pools the command starts, each with what its target's compare had done by then."""
+    started = []
+    real = replay_pool.ProcessPoolExecutor
+
+    def recorded(*args, **kwargs):
+        started.append(measured[0])
+        return real(*args, **kwargs)
+
+    measured = [False]
+    run = diagnose.Diagnoser.run
+
+    def measuring(self, pairs, progress=None):
+        measured[0] = True
+        return run(self, pairs, progress)
+
+    monkeypatch.setattr(replay_pool, "ProcessPoolExecutor", recorded)
+    monkeypatch.setattr(diagnose.Diagnoser, "run", measuring)
+    return started, measured
+
+
+def test_a_small_dump_starts_its_replay_process_only_when_an_op_needs_a_replay(fault_pair, pools):
+    started, measured = pools
+    target, reference = fault_pair
+    assert _cli_json(reference, reference)["summary"]["culprits"] == 0  # nothing to replay
+    assert started == []
+    measured[0] = False
+    culprits = _cli_json(target, reference)["culprits"]
+    assert [c["op"] for c in culprits] == ["aten::mm"]
+    assert started == [True]  # after the pairs were measured
+
+
+def test_a_large_dump_starts_its_replay_process_before_measuring(fault_pair, pools, monkeypatch):
+    from ascend_tools.commands import compare as command
+
+    started, _ = pools
+    monkeypatch.setattr(command, "EAGER_REPLAY_BYTES", 1024)  # the fault pair's tensors: 3 KB
+    _cli_json(fault_pair[1], fault_pair[1])
+    assert started == [False]
