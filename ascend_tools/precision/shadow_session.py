@@ -358,6 +358,7 @@ class Shadow(StepSession):
         self.results: List[ShadowRecord] = []
         #: calls not compared, by reason ("view", "random", "filtered", "max_numel", ...)
         self.skipped: Counter = Counter()
+        self.largest_skipped = 0  # elements of the largest call skipped for max_numel (the report's hint)
         #: op name -> calls whose float64 reference could not run
         self.not_replayable: Counter = Counter()
         self.compared = 0
@@ -467,6 +468,7 @@ class Shadow(StepSession):
             "compared": self.compared,
             "verdicts": dict(self._verdicts),
             "skipped": dict(self.skipped),
+            "largest_skipped_numel": self.largest_skipped,
             "not_replayable": dict(self.not_replayable),
             "internal_errors": self.internal_errors,
             "torch_compile_calls": self.compiles.calls,  # run eagerly under the shadow (compile_watch.py)
@@ -567,7 +569,7 @@ class Shadow(StepSession):
                 return None
             numel += t.numel()
         if numel > self.max_numel:
-            self.skipped["max_numel"] += 1
+            self._too_large(numel)
             return None
         written: Set[int] = set()
         for i, name in op.mutated:
@@ -606,8 +608,12 @@ class Shadow(StepSession):
             for i, name in pre.op.mutated:
                 flat_tensors(args[i] if i < len(args) else kwargs.get(name), targets)
         cache = self._snaps
-        if not targets or sum(t.numel() for t in targets) > self.max_numel:
-            self.skipped["max_numel" if targets else "no tensor output"] += 1
+        numel = sum(t.numel() for t in targets)
+        if not targets or numel > self.max_numel:
+            if targets:
+                self._too_large(numel)
+            else:
+                self.skipped["no tensor output"] += 1
             cache.leave(pre.inputs.values(), entered=False)
             return
         if not all(
@@ -627,6 +633,10 @@ class Shadow(StepSession):
                 nbytes += snap.tensor.nbytes
         cache.hold(outputs)
         self._worker.submit((pre, func, args, kwargs, outputs, from_args), nbytes)
+
+    def _too_large(self, numel: int) -> None:
+        self.skipped["max_numel"] += 1
+        self.largest_skipped = max(self.largest_skipped, numel)
 
     # --- internals: per op, in the worker thread ----------------------------------------------------
 
@@ -1094,6 +1104,17 @@ def build_report(
                 "rows",
                 f"{summary['rows_sampled']} ops checked on {', '.join(map(str, per_call))} random rows of their "
                 "output (matrix products, pointwise ops; --rows 0: every row)",
+            )
+        )
+    if skipped_by.get("max_numel"):
+        limit = max(int((m.get("options") or {}).get("max_numel") or 0) for m in metas)
+        largest = max(int(m.get("largest_skipped_numel") or 0) for m in metas)
+        report.summary.append(
+            (
+                "too large",
+                f"{skipped_by['max_numel']} op calls over --max-numel ({limit:,} elements) not checked"
+                + (f", the largest {largest:,}" if largest else "")
+                + ": raise it where host memory holds copies of their tensors",
             )
         )
     if not_replayable:

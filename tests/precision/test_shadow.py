@@ -331,3 +331,29 @@ def test_a_step_the_loss_scaler_skipped_is_still_a_step(npu_style):
     sh = precision.shadow()
     assert fp16_scaled_training(sh, scaler_class=npu_style_scaler_class if npu_style else None) >= 1
     assert sh.step_no == 4
+
+
+def test_calls_over_max_numel_are_counted_and_the_report_says_how_large():
+    """A 7B model's projections are over the default limit (4096 x 4096 weights alone are 16,777,216 elements):
+    the report must say that its matrix products went unchecked, not only count them among the skipped."""
+    a, b, c, d, e = (
+        torch.randn(4, 8),
+        torch.randn(8, 16),
+        torch.randn(20, 2),
+        torch.randn(2, 20),
+        torch.randn(4, 4),
+    )
+    for limit in (100, SH.DEFAULT_MAX_NUMEL):
+        with shadow(max_numel=limit) as sh:
+            torch.mm(a, b)  # inputs 32 + 128 elements
+            torch.mm(c, d)  # inputs 80, output 400
+            torch.add(e, 1)  # 16 and 16
+        summary = dict(sh.report().summary)
+        if limit == 100:
+            assert (sh.skipped["max_numel"], sh.largest_skipped) == (2, 400)
+            assert [r.name for r in sh.results] == ["aten::add.Tensor"]
+            assert summary["too large"].startswith(
+                "2 op calls over --max-numel (100 elements) not checked, the largest 400: raise it"
+            )
+        else:
+            assert len(sh.results) == 3 and "too large" not in summary
