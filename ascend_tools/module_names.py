@@ -36,14 +36,16 @@ def plain_path(path: str) -> str:
 class ModuleNames:
     def __init__(self) -> None:
         self._modules: weakref.WeakKeyDictionary[torch.nn.Module, str] = weakref.WeakKeyDictionary()
-        # module -> the root it was named from (absent: named from a model given by the caller, final)
-        self._named_by: weakref.WeakKeyDictionary[torch.nn.Module, torch.nn.Module] = (
-            weakref.WeakKeyDictionary()
-        )
+        # module -> the root it was named from (absent: named from a model given by the caller, final); weakly, as
+        # ``_params``
+        self._named_by: weakref.WeakKeyDictionary[torch.nn.Module, weakref.ref] = weakref.WeakKeyDictionary()
         self._roots: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
         self._root_paths: weakref.WeakKeyDictionary[torch.nn.Module, str] = weakref.WeakKeyDictionary()
         self._models: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
-        self._params = WeakIdKeyDictionary()  # Parameter -> (path, root or None)
+        # Parameter -> (path, weak reference to the root that named it, or None): a strong one would keep every
+        # model alive for the capture's life (the root holds the key: a weak key with its value pointing back at it
+        # is never freed), a model deleted or replaced inside the capture (``model = torch.load(...)``) too
+        self._params = WeakIdKeyDictionary()
         self._missed = WeakIdKeyDictionary()  # Parameters looked up in vain since the last rescan
 
     def name(self, model: torch.nn.Module) -> None:
@@ -97,7 +99,7 @@ class ModuleNames:
             path = below[id(sub)] = _join(prefix, path)
             if self._renamable(sub, below):
                 self._modules[sub] = path
-                self._named_by[sub] = root
+                self._named_by[sub] = weakref.ref(root)
         self._name_params(root, below, prefix)
         return prefix
 
@@ -113,16 +115,18 @@ class ModuleNames:
         for path, p in root.named_parameters():
             path = _join(prefix, plain_path(path))
             old = self._params.get(p)
+            old_root = old[1]() if old is not None and old[1] is not None else None
             if below is None:
                 self._params[p] = (path, None)
-            elif old is None or (old[1] is not None and id(old[1]) in below):
-                self._params[p] = (path, root)
+            elif old is None or (old[1] is not None and (old_root is None or id(old_root) in below)):
+                self._params[p] = (path, weakref.ref(root))
 
     def _renamable(self, sub: torch.nn.Module, below: Dict[int, str]) -> bool:
         if sub not in self._modules:
             return True
         by = self._named_by.get(sub)
-        return by is not None and id(by) in below
+        root = by() if by is not None else None
+        return by is not None and (root is None or id(root) in below)
 
     def param(self, p: torch.Tensor) -> Optional[str]:
         """The path of parameter ``p`` (``model.norm.weight``), None when no known module holds it."""

@@ -13,7 +13,10 @@ Kinds, in ranking order (within a kind, by score):
    it works the same with tensors or statistics only.
 2. ``parameter``: a parameter (records name them) differs from the reference's parameter of the same name at its
    first read before the optimizer runs, beyond ``diagnose.PARAMETER_FACTOR`` times what rounding explains: a
-   stale or unloaded weight. Proven with tensors, a suspect in statistics (``stats_tolerance``).
+   stale or unloaded weight. Proven with tensors, a suspect in statistics (``stats_tolerance``). One first read
+   after a kernel fault and a backward pass ranks after the kernel faults: the script may have written it from
+   the fault's gradients (a manual update, ``p.data.add_(p.grad)``, that no optimizer step counts; a copy of
+   the model kept for evaluation, ``best_model = copy.deepcopy(model)``).
 3. ``kernel``: the op's output is off against a float64 replay on its own inputs (tensor mode).
 4. ``divergence``: the output is off against the reference while the op's inputs agree: the output's
    error is at least ``AMPLIFICATION_CULPRIT`` times the worst input error (``diagnose``), even where the
@@ -55,6 +58,9 @@ _ALIASES = ALIAS_VIEWS
 # deliver is compared where the model reads it
 _COMMUNICATION = (*COLLECTIVE_NAMESPACES, "fsdp::")
 ARGS_SHOWN = 5
+WRITTEN_FROM_A_FAULT = (
+    "first read after a backward pass from an earlier kernel fault, which may have written it"
+)
 # " at 0x7f11...": the address in a default repr (a torch.Generator argument), different in every run
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 # Statistics move more than tensors (a min or a mean near zero): a divergence seen in statistics only needs
@@ -74,6 +80,8 @@ class Cause:
     detail: str = ""  # what was produced (nonfinite), which arguments differ (divergence)
     score: float = 0.0  # kernel: tolerances off its replay; divergence: output error over input error
     arg_diff: List[str] = field(default_factory=list)
+    # parameter: maybe written from an earlier kernel fault (_mark_written_from_a_fault)
+    written: bool = False
 
 
 def optimizer_kernels(records: Iterable[Record]) -> str:
@@ -139,7 +147,25 @@ def rank(results: List[PairResult], optimizers: Optional[Tuple[str, str]]) -> Li
             continue
         if cause is not None and not _after_other_data(cause, data):
             found.append(cause)
+    _mark_written_from_a_fault(found, results)
     return sorted(found, key=lambda c: (_order(c), -c.score))
+
+
+def _mark_written_from_a_fault(found: List[Cause], results: List[PairResult]) -> None:
+    """Mark (``written``) each parameter cause first read after the earliest kernel fault with a backward op
+    between them (or the fault itself in backward): the weight may have been updated from that fault's
+    gradients, so the fault leads (see the module docstring)."""
+    faults = [c.result.record.id for c in found if c.kind == "kernel"]
+    if not faults:
+        return
+    fault = min(faults)
+    backward = sorted(r.record.id for r in results if r.record.phase == "backward" and r.record.id >= fault)
+    if not backward:
+        return
+    for cause in found:
+        if cause.kind == "parameter" and cause.result.record.id > backward[0]:
+            cause.written = True
+            cause.detail += f"; {WRITTEN_FROM_A_FAULT}"
 
 
 def _after_other_data(cause: Cause, data: Optional[Cause]) -> bool:
@@ -149,13 +175,16 @@ def _after_other_data(cause: Cause, data: Optional[Cause]) -> bool:
     return data is not None and cause.kind == "divergence" and cause.result.record.id > data.result.record.id
 
 
-def _order(cause: Cause) -> int:
+def _order(cause: Cause) -> float:
     """KINDS order, except that a divergence seen in statistics only (a soft hint: a statistic can move
-    more than the tensor) comes after the target-only ops (a fact of the op streams)."""
+    more than the tensor) comes after the target-only ops (a fact of the op streams), and a parameter possibly
+    written from a kernel fault comes after the kernel faults."""
     if cause.level == "hint":
         return len(KINDS) + 1
     if cause.kind == "divergence" and cause.level != "error":
         return len(KINDS)
+    if cause.written:
+        return KINDS.index("kernel") + 0.5
     return KINDS.index(cause.kind)
 
 

@@ -12,6 +12,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, List, Optional, Sequence
 
 import torch
+from torch.utils.weak import WeakIdKeyDictionary
 
 from ..dispatch import flat_tensors
 
@@ -25,7 +26,8 @@ class ModuleRecorder:
     def __init__(self, cap: "Capture") -> None:
         self.cap = cap
         self._running: List[bool] = []  # per module running now: does it get a record
-        self._param_hooked: set = set()
+        # parameters given their gradient hook; weakly (by identity), as a freed model's ids are reused
+        self._param_hooked = WeakIdKeyDictionary()
 
     def install(self) -> None:
         cap = self.cap
@@ -108,9 +110,9 @@ class ModuleRecorder:
     def _hook_params(self, module: torch.nn.Module, path: str) -> None:
         cap = self.cap
         for pname, p in module.named_parameters(recurse=False):
-            if id(p) in self._param_hooked or not p.requires_grad:
+            if p in self._param_hooked or not p.requires_grad:
                 continue
-            self._param_hooked.add(id(p))
+            self._param_hooked[p] = True
             full = f"{path}.{pname}" if path else pname
             register = getattr(p, "register_post_accumulate_grad_hook", None)
             if register is not None:

@@ -189,3 +189,31 @@ def test_ops_before_the_first_forward_are_init_and_a_trailing_item_is_no_step(tm
     init_ops = {r.name.split("::")[1].split(".")[0] for r in step0[:first_forward]}
     assert {"empty", "uniform_"} <= init_ops  # nn.Linear's reset_parameters
     assert "init" not in {r.phase for r in records(tmp_path, 1)}
+
+
+@pytest.mark.parametrize("level", ["op", "mix"])
+def test_a_model_replaced_inside_the_capture_is_freed_and_its_successor_keeps_the_names(tmp_path, level):
+    """pytorch/examples' word_language_model trains, saves, then ``model = torch.load(f)`` and evaluates: the
+    capture must not keep the first model alive (on a device that is its memory, for the rest of the run), and
+    the model that replaced it is named as it was (``layers.0.norm``), not as a second model beside it
+    (``model.layers.0.norm``), so its parameters pair with the first reads of the same names."""
+    import copy
+    import gc
+    import weakref
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 8)
+    with capture(str(tmp_path), level=level):
+        model = Net()
+        train(model)
+        first = weakref.ref(model)
+        model = copy.deepcopy(model)  # what torch.load(f) of the saved model gives
+        gc.collect()
+        assert first() is None
+        with torch.no_grad():
+            model(x)
+    after = [r for r in records(tmp_path, 1) if r.kind == "op"]  # step 1: after the optimizer's step
+    assert {r.module for r in after} >= {"layers.0.norm", "layers.2.proj", "head"}
+    assert not [r.module for r in after if r.module.startswith("model")]
+    names = {i.name for r in after for i in r.inputs if i.name}
+    assert "layers.1.proj.weight" in names and "head.bias" in names

@@ -6,6 +6,7 @@ import torch
 
 from ascend_tools.precision import capture
 from ascend_tools.precision.compare import compare_dumps
+from ascend_tools.precision.faults import Fault, FaultInjector
 
 
 class Net(torch.nn.Module):
@@ -96,3 +97,37 @@ def test_parameters_carry_earlier_steps_drift_and_a_stale_one_is_still_found(tmp
     stale = compare_dumps(steps(tmp_path / "stale", False, stale_at=step), ref, step=step)
     top = stale.data["culprits"][0]
     assert (top["kind"], top["module"]) == ("parameter", "embed")
+
+
+def manual_sgd(path, fault=None):
+    """pytorch/examples' word_language_model: a manual update (``p.data.add_(p.grad, alpha=-lr)``, no optimizer, so
+    the whole run is step 0), then a copy of the trained model kept for evaluation (``best = copy.deepcopy``)."""
+    import contextlib
+    import copy
+
+    torch.manual_seed(0)
+    model = Net()
+    x = torch.randn(8, 16, generator=torch.Generator().manual_seed(1))
+    injector = FaultInjector(fault) if fault else contextlib.nullcontext()
+    with injector, capture(str(path), mode="tensor"):
+        model(x).pow(2).mean().backward()
+        for p in model.parameters():
+            p.data.add_(p.grad, alpha=-0.1)
+        best = copy.deepcopy(model)
+        with torch.no_grad():
+            best(x)
+    return str(path), model
+
+
+def test_a_weight_written_from_a_faulty_kernels_gradients_ranks_after_that_kernel(tmp_path):
+    """The copy's weights differ from the reference's at their first read (they were updated from the faulty
+    forward's gradients), a parameter cause; the faulty call before it leads."""
+    fault = Fault("aten::addmm", call=1, kind="perturb")
+    ref, _ = manual_sgd(tmp_path / "ref")
+    target, _ = manual_sgd(tmp_path / "target", fault)
+    culprits = compare_dumps(target, ref).data["culprits"]
+    assert (culprits[0]["kind"], culprits[0]["name"]) == ("kernel", "aten::addmm#forward#1")
+    written = [c for c in culprits if c["kind"] == "parameter"]
+    # the copy's (a second model: root2.layers.0.weight, ...), each saying why it ranks after the kernel
+    assert written and all(c["detail"].startswith("root2.") for c in written), written
+    assert all("which may have written it" in c["detail"] for c in written)

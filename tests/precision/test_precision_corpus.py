@@ -1,8 +1,10 @@
 """``dump``/``compare``/``shadow`` on public training scripts none of the tests were written for: karpathy/nanoGPT's
 ``train.py`` and karpathy/minGPT's ``projects/chargpt/chargpt.py``, byte for byte from the corpus
-(tests/data/checkops_corpus, PROVENANCE.md there), run unmodified through the zero-code-change CLI on the CPU with
-tiny local inputs. The commands are the corpus truth's, with flags only (nanoGPT: ``--device=cpu --compile=False
---dtype=float32``, which its configurator reads from ``sys.argv``).
+(tests/data/checkops_corpus, PROVENANCE.md there), and pytorch/examples' ``word_language_model/main.py``
+(tests/data/precision_corpus/word_language_model: a manual SGD update and the model saved and loaded back), run
+unmodified through the zero-code-change CLI on the CPU with tiny local inputs. The commands are the corpus truth's,
+with flags only (nanoGPT: ``--device=cpu --compile=False --dtype=float32``, which its configurator reads from
+``sys.argv``).
 
 Scenario ``nanogpt-other-data`` runs the same command on another copy of nanoGPT's dataset: ``compare`` must name
 the data (the first op that reads a batch, in ``get_batch``) as the cause.
@@ -31,6 +33,7 @@ from suite_runs import matches, print_table, top
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 CORPUS = os.path.join(ROOT, "tests", "data", "checkops_corpus")
+WLM = os.path.join(ROOT, "tests", "data", "precision_corpus", "word_language_model")
 FAULT_SITE = os.path.join(HERE, "corpus_fault")
 NANOGPT_FLAGS = ["--device=cpu", "--compile=False", "--dtype=float32"]
 
@@ -41,15 +44,35 @@ def truth(script: str) -> Dict[str, Any]:
         return json.load(f)
 
 
-#: script -> (corpus directory, command run in its copy, fixtures as the check-ops truth names them)
+#: script -> (its directory, command run in a copy of it)
 SCRIPTS: Dict[str, Tuple[str, List[str]]] = {
     # the truth's command, on the CPU in float32 (step 0 = estimate_loss's two no-grad forwards, then a train step)
     "nanogpt": (
-        "nanogpt",
+        os.path.join(CORPUS, "nanogpt"),
         ["train.py", *truth("nanogpt")["command"][2:], *NANOGPT_FLAGS],
     ),
     # the truth's command (gpt-nano, one iteration; step 1 is the callback's 500-token sample, not recorded)
-    "mingpt": ("mingpt", truth("mingpt")["command"][1:]),
+    "mingpt": (os.path.join(CORPUS, "mingpt"), truth("mingpt")["command"][1:]),
+    # a small Transformer, one training batch (--dry-run), then the evaluations of the model and of its saved copy
+    "word_language_model": (
+        WLM,
+        [
+            "main.py",
+            "--model",
+            "Transformer",
+            "--emsize",
+            "64",
+            "--nhid",
+            "64",
+            "--epochs",
+            "1",
+            "--dry-run",
+            "--bptt",
+            "10",
+            "--batch_size",
+            "5",
+        ],
+    ),
 }
 
 #: scenario -> (script, fault environment, what the first culprit must be)
@@ -87,6 +110,13 @@ SCENARIOS: Dict[str, Tuple[str, Optional[Dict[str, str]], Dict[str, Any]]] = {
         # lm_head's two gradients are calls 0 and 1, then the last block's mlp.c_proj
         {"name": "aten::mm#backward#2", "module": "transformer.h.2.mlp.c_proj"},
     ),
+    # addmm calls of the forward of a torch.nn.TransformerEncoderLayer: self_attn's packed in_proj and out_proj,
+    # linear1, linear2; the weights the faulty gradients then update by hand are read again by the evaluations
+    "wlm-addmm-forward": (
+        "word_language_model",
+        {"FAULT_OP": "addmm", "FAULT_CALL": "3"},
+        {"name": "aten::addmm#forward#3", "module": "encoder.layers.0.linear2"},
+    ),
     # no fault: the target's copy of the dataset differs (data/tiny/*.bin drawn with another seed); the first op
     # that reads a batch is in get_batch (train.py: torch.from_numpy of the memmapped tokens)
     "nanogpt-other-data": ("nanogpt", None, {"kind": "data", "where": "in get_batch"}),
@@ -101,6 +131,8 @@ CHARGPT_TEXT = "O God, O God! " + "hello world, this is a tiny character corpus 
 
 
 def fixtures(script: str, cwd: Path) -> None:
+    if script == "word_language_model":
+        return wikitext(cwd / "data" / "wikitext-2")
     sys.path.insert(0, os.path.join(ROOT, "tests", "opcheck"))
     try:
         import corpus_fixtures
@@ -110,6 +142,15 @@ def fixtures(script: str, cwd: Path) -> None:
         if script == "mingpt" and spec["path"] == "input.txt":
             spec = dict(spec, content=CHARGPT_TEXT)
         corpus_fixtures.make(cwd, spec)
+
+
+def wikitext(where: Path) -> None:
+    """A stand-in for wikitext-2: lines of 12 words drawn from 200, the same in every run."""
+    rng = np.random.default_rng(0)
+    where.mkdir(parents=True)
+    for split, lines in (("train", 300), ("valid", 60), ("test", 60)):
+        words = rng.integers(0, 200, size=(lines, 12))
+        (where / f"{split}.txt").write_text("".join(" ".join(f"w{w}" for w in row) + "\n" for row in words))
 
 
 def cli(cwd: str, env: Dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -142,7 +183,7 @@ def workdir(base: str, script: str, run: str) -> str:
     """A copy of the script's corpus directory with its fixtures, for one run (the scripts write into their
     working directory: minGPT its model and config, so two runs never share one)."""
     cwd = Path(base) / script / f"{run}.src"
-    shutil.copytree(os.path.join(CORPUS, SCRIPTS[script][0]), cwd)
+    shutil.copytree(SCRIPTS[script][0], cwd)
     fixtures(script, cwd)
     return str(cwd)
 
