@@ -298,9 +298,8 @@ def cell(rep: Dict[str, Any], want: Dict[str, Any]) -> str:
     where = (
         f"in `{row['module']}`" if row.get("module") else f"at {row['stack'][-1]}" if row.get("stack") else ""
     )
-    return (
-        f"{'**first**' if named(row, want) else 'not first'}: {row.get('kind', '')} `{row['name']}` {where}"
-    )
+    kind = f"{row['kind']} " if row.get("kind") else ""  # (shadow's rows have none)
+    return f"{'**first**' if named(row, want) else 'not first'}: {kind}`{row['name']}` {where}"
 
 
 def table(results: Dict[str, Dict[str, Any]]) -> str:
