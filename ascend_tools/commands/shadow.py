@@ -44,14 +44,15 @@ from .common import (
     "--max-numel",
     type=click.IntRange(min=1),
     default=None,
-    help="Skip ops whose tensors hold more elements than this [default: 16777216].",
+    help="Skip ops whose tensors hold more elements than this, but for a matrix product, checked on a random "
+    "block of --rows x --rows of its output [default: 16777216].",
 )
 @click.option(
     "--rows",
     type=click.IntRange(min=0),
     default=None,
-    help="Rows of a matrix product's or pointwise op's output checked per call, drawn at random; 0: every row "
-    "[default: 32].",
+    help="Rows of a matrix product's or pointwise op's output checked per call, drawn at random (and columns, "
+    "over --max-numel); 0: every row, and no block [default: 32].",
 )
 @click.option(
     "--records",

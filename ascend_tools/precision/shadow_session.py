@@ -22,7 +22,9 @@ per aten op call:
    standard reads, the full :func:`metrics.compare_tensors` for an error; the reduction length from the input
    shapes); keep the metrics of the worst output, drop the tensors. A large matrix product or pointwise op is
    replayed and judged on a random set of its output rows (``rows``, ``shadow_rows.py``): exactly those rows
-   of the full replay, at a fraction of its cost.
+   of the full replay, at a fraction of its cost. A matrix product whose inputs are over ``max_numel`` is judged
+   on a random ``rows`` x ``rows`` block of its output, from copies of only the rows and columns that make it
+   (``shadow_blocks.py``).
 
 The reference sees the device's own inputs, so every record is the error *that op* introduced; errors
 its inputs carried do not count. A culprit is a record judged "error", ranked by ``Verdict.ratio``
@@ -35,7 +37,7 @@ metadata-only ops (``func.is_view`` or a non-written alias in the returns), exac
 ``contiguous``) and constants (``zero_``, ``fill_``, ``*_like``), which have no arithmetic to get wrong,
 ops without a tensor output, ops whose tensors are not plain strided tensors (subclasses, sparse, meta; a wrapper
 subclass's op, DTensor's, is checked as the ops it runs on its local tensors), ops over ``max_numel``
-elements, checks whose CPU tensor was written behind the mode's back before they ran (``written unseen``: its
+elements (but matrix products: a block), checks whose CPU tensor was written behind the mode's back before they ran (``written unseen``: its
 version counter moved), and ops the reference cannot run (recorded in ``not_replayable``). ``ops=``, ``scope=``,
 ``sample=`` and ``steps=`` bound the cost; call indices count every call, filtered or not, so the same
 call has the same index whatever the filters.
@@ -76,6 +78,7 @@ from .failopen_mode import FailOpenMode
 from .replay import reference_dtype
 from .replay_verdict import with_baseline
 from .screen import judge_output
+from .shadow_blocks import Block, take_block
 from .shadow_rows import DEFAULT_ROWS, RowPick, pick_rows, row_wise
 from .shadow_snaps import Snap, SnapCache, unwatch_resizes, watch_resizes
 from .shadow_worker import Worker
@@ -143,6 +146,8 @@ class ShadowRecord:
     step: int = 0
     rank: int = 0
     rows: Optional[List[int]] = None  # [checked, of] where a random set of the output's rows was checked
+    # [checked, of] columns where a block of a matrix product over max_numel was checked (shadow_blocks.py)
+    cols: Optional[List[int]] = None
 
     @property
     def key(self) -> str:
@@ -284,6 +289,7 @@ class _Pending(NamedTuple):
     inputs: Dict[int, Snap]  # id(input) -> its copy on the CPU before the op
     written: Set[int]  # ids of the inputs the op writes
     copied: int  # bytes of the input copies made for this op (not shared from an earlier one)
+    block: Optional[Block] = None  # a matrix product over max_numel: the block checked (inputs: its parts)
 
 
 _NULL = contextlib.nullcontext()
@@ -354,6 +360,7 @@ class Shadow(StepSession):
             raise ValueError(f"rows must be >= 0 (0: every row), not {rows!r}")
         self.rows = int(rows)
         self._rng = random.Random(0)  # the rows checked (shadow_rows.py): never the user's RNG
+        self._block_rng = random.Random(1)  # the blocks (shadow_blocks.py), drawn on the training thread
         self.rank = backend.rank() if rank is None else int(rank)
         self.results: List[ShadowRecord] = []
         #: calls not compared, by reason ("view", "random", "filtered", "max_numel", ...)
@@ -569,8 +576,7 @@ class Shadow(StepSession):
                 return None
             numel += t.numel()
         if numel > self.max_numel:
-            self._too_large(numel)
-            return None
+            return self._block(op, phase, call, rid, module, args, kwargs, numel)
         written: Set[int] = set()
         for i, name in op.mutated:
             found: List[torch.Tensor] = []
@@ -599,10 +605,45 @@ class Shadow(StepSession):
             op, phase, call, rid, module, self._site(), self.step_no, order, inputs, written, copied
         )
 
+    def _block(
+        self,
+        op: _Op,
+        phase: str,
+        call: int,
+        rid: int,
+        module: str,
+        args: Any,
+        kwargs: Dict[str, Any],
+        numel: int,
+    ) -> Optional[_Pending]:
+        """A call over ``max_numel``: a matrix product's block (``shadow_blocks.py``) where ``rows`` is not 0 and
+        the parts are under ``max_numel``, else skipped."""
+        block = None
+        if self.rows:
+            with _no_modes():
+                block = take_block(op.name, args, kwargs, self.rows, self._block_rng)
+        if block is None or sum(p.numel() for p in block.parts.values()) > self.max_numel:
+            self._too_large(numel)
+            return None
+        inputs = {tid: Snap(part) for tid, part in block.parts.items()}
+        self._snaps.hold(inputs.values())
+        copied = sum(p.nbytes for p in block.parts.values())
+        order = [id(t) for t in args if isinstance(t, torch.Tensor)]
+        return _Pending(
+            op, phase, call, rid, module, self._site(), self.step_no, order, inputs, set(), copied, block
+        )
+
     def _after(self, pre: _Pending, func: Any, args: Any, kwargs: Dict[str, Any], out: Any) -> None:
         """Copy the outputs (a later op may overwrite them) and hand the op to the worker."""
         targets: List[torch.Tensor] = []
         flat_tensors(out, targets)
+        if pre.block is not None:
+            with _no_modes():
+                blocks = [Snap(pre.block.output(t)) for t in targets]
+            self._snaps.hold(blocks)
+            nbytes = pre.copied + sum(b.tensor.nbytes for b in blocks)
+            self._worker.submit((pre, func, args, kwargs, blocks, False), nbytes)
+            return
         from_args = not targets and bool(pre.op.mutated)  # in-place ops that return nothing (_foreach_add_)
         if from_args:
             for i, name in pre.op.mutated:
@@ -664,7 +705,7 @@ class Shadow(StepSession):
         replay = op.functional or func
         own = op.own_dtype and _unit_alpha(op, args, kwargs)
         pick = None
-        if op.row_wise and self.rows:  # some of the output's rows (shadow_rows.py)
+        if op.row_wise and self.rows and pre.block is None:  # some of the output's rows (shadow_rows.py)
             by_id = {tid: s.shape for tid, s in pre.inputs.items()}
             pick = pick_rows(op.name, args, kwargs, by_id, [s.shape for s in outputs], self.rows, self._rng)
         if own:
@@ -703,7 +744,8 @@ class Shadow(StepSession):
             with self._lock:
                 self._late_skips["no tensor output"] += 1
             return
-        shapes = [list(pre.inputs[tid].shape) for tid in pre.order]
+        block = pre.block
+        shapes = block.shapes if block else [list(pre.inputs[tid].shape) for tid in pre.order]
         reduction = standards.reduction_length(op.name, shapes)
         best: Optional[Tuple[int, M.PairMetrics, Verdict]] = None
         for i, (s, r) in enumerate(zip(outputs, refs)):
@@ -719,6 +761,7 @@ class Shadow(StepSession):
         out_i, m, v = best
         if v.level == "error" and self.baseline and not own:  # (own: the reference is that baseline)
             v = self._second_opinion(pre, func, args, kwargs, refs[out_i], out_i, v, reduction, pick)
+        rows, cols = block.checked() if block else ([len(pick.rows), pick.total] if pick else None, None)
         self._record(
             ShadowRecord(
                 id=pre.rid,
@@ -733,7 +776,8 @@ class Shadow(StepSession):
                 output=out_i,
                 step=pre.step,
                 rank=self.rank,
-                rows=[len(pick.rows), pick.total] if pick else None,
+                rows=rows,
+                cols=cols,
             )
         )
 
@@ -795,6 +839,10 @@ class Shadow(StepSession):
                 self._file.flush()
 
 
+def _checked(picked: torch.Tensor, total: int) -> List[int]:
+    return [len(picked), total]
+
+
 def _insert(records: List[ShadowRecord], rec: ShadowRecord) -> None:
     """Add ``rec`` in execution order (two threads check ops: one may finish a later op first)."""
     i = len(records)
@@ -853,8 +901,9 @@ def shadow(
 
     ``ops``: op names to compare (``aten::mm``, ``mm``, ``matmul``); ``scope``: module-path prefixes or
     regexes (an op is compared when its innermost module matches one); ``sample``: compare every N-th
-    call of each op; ``max_numel``: skip ops over this many elements; ``model``: names modules from this
-    root; ``out``: a directory to also write the records to as JSON lines (``rank{r}.jsonl``);
+    call of each op; ``max_numel``: skip ops over this many elements (a matrix product over it is checked on a
+    random block of ``rows`` x ``rows`` of its output); ``model``: names modules from this root; ``out``: a
+    directory to also write the records to as JSON lines (``rank{r}.jsonl``);
     ``steps``: step numbers to compare (steps count ``optimizer.step()`` calls, or ``sh.step()`` calls);
     ``baseline``: re-run an op judged "error" on CPU in its own dtype and allow twice that run's error
     (what the precision itself explains on these inputs); ``rows``: rows of a matrix product's output checked
@@ -947,11 +996,14 @@ COLUMNS = (
     "max_ulp_err",
     "max_scaled_ulp_err",
     "rows",
+    "cols",
     "site",
 )
 #: the columns of the "All compared ops" table (the JSON records have all of COLUMNS)
 TABLE_COLUMNS = tuple(
-    c for c in COLUMNS if c not in ("max_abs_err", "rel_l2_err", "max_ulp_err", "max_scaled_ulp_err", "rows")
+    c
+    for c in COLUMNS
+    if c not in ("max_abs_err", "rel_l2_err", "max_ulp_err", "max_scaled_ulp_err", "rows", "cols")
 )
 _METRICS = (
     "cosine",
@@ -992,6 +1044,7 @@ def record_row(order: int, rec: ShadowRecord) -> Dict[str, Any]:
         max_ulp_err=m.max_ulp_err,
         max_scaled_ulp_err=m.max_scaled_ulp_err,
         rows=rec.rows,  # [checked, of] where rows were sampled (shadow_rows.py), else null: every row
+        cols=rec.cols,  # [checked, of] where a block was (shadow_blocks.py), else null: every column
         site=rec.site,
     )
 
@@ -1066,7 +1119,8 @@ def build_report(
         not_replayable=not_replayable_by,
         internal_errors=internal,
         torch_compile_calls=compiles,
-        rows_sampled=sum(1 for r in records if r.rows),
+        rows_sampled=sum(1 for r in records if r.rows and not r.cols),
+        blocks_sampled=sum(1 for r in records if r.cols),
     )
     rows = [record_row(i, r) for i, r in enumerate(records)]
     data: Dict[str, Any] = OrderedDict(
@@ -1098,12 +1152,21 @@ def build_report(
         ("skipped", ", ".join(f"{n} {k}" for k, n in skipped_by.items()) or "none"),
     ]
     if summary["rows_sampled"]:
-        per_call = sorted({r.rows[0] for r in records if r.rows})
+        per_call = sorted({r.rows[0] for r in records if r.rows and not r.cols})
         report.summary.append(
             (
                 "rows",
                 f"{summary['rows_sampled']} ops checked on {', '.join(map(str, per_call))} random rows of their "
                 "output (matrix products, pointwise ops; --rows 0: every row)",
+            )
+        )
+    if summary["blocks_sampled"]:
+        sizes = sorted({f"{r.rows[0]} x {r.cols[0]}" for r in records if r.rows and r.cols})
+        report.summary.append(
+            (
+                "blocks",
+                f"{summary['blocks_sampled']} matrix products over --max-numel checked on a random block of "
+                f"{', '.join(sizes)} of their output (the rows and columns that make it copied, not the operands)",
             )
         )
     if skipped_by.get("max_numel"):

@@ -334,8 +334,9 @@ def test_a_step_the_loss_scaler_skipped_is_still_a_step(npu_style):
 
 
 def test_calls_over_max_numel_are_counted_and_the_report_says_how_large():
-    """A 7B model's projections are over the default limit (4096 x 4096 weights alone are 16,777,216 elements):
-    the report must say that its matrix products went unchecked, not only count them among the skipped."""
+    """Calls over the limit that no block bounds (a product whose parts, all of its rows and columns here, are over
+    it; one whose output is) go unchecked: the report must say so and how large, not only count them among the
+    skipped (a product over the limit is checked on a block: test_shadow_blocks.py)."""
     a, b, c, d, e = (
         torch.randn(4, 8),
         torch.randn(8, 16),

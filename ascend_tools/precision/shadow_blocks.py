@@ -1,0 +1,108 @@
+"""Shadow's check of a matrix product too large to copy whole (inputs over ``max_numel`` elements): a random block
+of its output, from copies of the rows and columns that make it.
+
+Element ``(i, j)`` of ``mm(a, b)`` is ``a[i] @ b[:, j]``, so the block ``out[rows][:, cols]`` is exactly
+``mm(a[rows], b[:, cols])`` (``addmm``: plus the bias's same block, where the bias has rows or columns; ``bmm``,
+``baddbmm``: in every batch), with the same reduction length (``a``'s columns) and so the same standard. The copies
+are ``rows x K`` and ``K x cols`` elements instead of ``M x K`` and ``K x N``: on a 7B model every projection is
+over the default ``max_numel`` (a 4096 x 4096 weight alone is 16.8M elements, Llama-2-7B's MLP weights 45M), and
+without blocks the shadow checked none of its matrix products. The parts are taken on the training thread before
+the op runs (on a device: gathered there, then copied to the host), the output's block after it.
+
+What it costs in detection: a fault on a fraction ``f`` of the elements at random is missed by one call with
+probability about ``(1 - f) ** (rows * cols)`` (32 x 32, f = 1%: 3e-5); one on a fraction ``f`` of the rows or of
+the columns (a bad tiling edge), about ``(1 - f) ** 32``, drawn again each call; a single wrong element with
+probability ``1 - rows * cols / (M * N)``. The draws come from the session's own generator.
+"""
+
+import random
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+
+import torch
+
+from .shadow_rows import GEMMS
+
+_CPU = torch.device("cpu")
+
+
+class Block(NamedTuple):
+    """The block of one call checked: ``rows`` of the output's ``total_rows`` (dim -2), ``cols`` of its
+    ``total_cols`` (dim -1), and each tensor input's part (by id, a CPU copy)."""
+
+    rows: torch.Tensor  # sorted, int64, on the inputs' device
+    total_rows: int
+    cols: torch.Tensor
+    total_cols: int
+    parts: Dict[int, torch.Tensor]
+    shapes: List[List[int]]  # the whole inputs' shapes, in argument order (the record's)
+
+    def checked(self) -> Tuple[List[int], List[int]]:
+        """The record's ``rows`` and ``cols``: ``[checked, of]`` each."""
+        return [len(self.rows), self.total_rows], [len(self.cols), self.total_cols]
+
+    def output(self, t: torch.Tensor) -> torch.Tensor:
+        """The block of an output of the call, copied to the CPU."""
+        return _take(t, self.rows, self.cols, self.total_rows, self.total_cols)
+
+
+def take_block(
+    name: str, args: tuple, kwargs: Dict[str, Any], size: int, rng: random.Random
+) -> Optional[Block]:
+    """The parts of a matrix product's inputs that make a random ``size`` x ``size`` block of its output (all the
+    rows, or columns, where there are no more than ``size``), or None: not a matrix product of
+    :data:`shadow_rows.GEMMS`, ``size`` 0, a tensor keyword argument (``out=``), an operand passed twice, or a
+    bias that is neither the output's shape nor broadcast over it."""
+    gemm = GEMMS.get(name)
+    if gemm is None or size <= 0 or any(isinstance(v, torch.Tensor) for v in kwargs.values()):
+        return None
+    at, bias_at = gemm
+    if at + 1 >= len(args):
+        return None
+    a, b = args[at], args[at + 1]
+    bias = args[bias_at] if 0 <= bias_at < len(args) else None
+    if (
+        not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor))
+        or a is b
+        or a.dim() < 2
+        or b.dim() < 2
+    ):
+        return None
+    if bias is not None and not isinstance(bias, torch.Tensor):
+        return None
+    m, n = a.shape[-2], b.shape[-1]
+    rows = _draw(m, size, rng, a.device)
+    cols = _draw(n, size, rng, b.device)
+    parts = {id(a): _take(a, rows, None, m, 0), id(b): _take(b, None, cols, 0, n)}
+    tensors = [t for t in args if isinstance(t, torch.Tensor)]
+    if bias is not None:
+        if bias is a or bias is b or bias.dim() > max(a.dim(), b.dim()):
+            return None
+        shape = [1] * (2 - bias.dim()) + list(bias.shape[-2:])
+        if shape[0] not in (1, m) or shape[1] not in (1, n):
+            return None
+        parts[id(bias)] = _take(bias, rows, cols, m if shape[0] > 1 else 0, n if shape[1] > 1 else 0)
+    return Block(rows, m, cols, n, parts, [list(t.shape) for t in tensors])
+
+
+def _draw(total: int, size: int, rng: random.Random, device: torch.device) -> torch.Tensor:
+    picked = range(total) if total <= size else sorted(rng.sample(range(total), size))
+    return torch.tensor(picked, dtype=torch.int64, device=device)
+
+
+def _take(
+    t: torch.Tensor,
+    rows: Optional[torch.Tensor],
+    cols: Optional[torch.Tensor],
+    total_rows: int,
+    total_cols: int,
+) -> torch.Tensor:
+    """``t``'s given rows (dim -2) and columns (dim -1), where it has that many of them (``total_*``; a 1-D bias has
+    columns only), copied to the CPU."""
+    part = t.detach()
+    if cols is not None and total_cols and part.shape[-1] == total_cols and len(cols) < total_cols:
+        part = part.index_select(part.dim() - 1, cols)
+    if rows is not None and part.dim() >= 2 and part.shape[-2] == total_rows and len(rows) < total_rows:
+        part = part.index_select(part.dim() - 2, rows)
+    if part.device != _CPU or part.data_ptr() == t.data_ptr():
+        part = part.to(device=_CPU, copy=True)
+    return part
