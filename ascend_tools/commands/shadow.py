@@ -44,8 +44,8 @@ from .common import (
     "--max-numel",
     type=click.IntRange(min=1),
     default=None,
-    help="Skip ops whose tensors hold more elements than this, but for a matrix product, checked on a random "
-    "block of --rows x --rows of its output [default: 16777216].",
+    help="Skip ops whose tensors hold more elements than this, but for a matrix product or a pointwise op, "
+    "checked on a random block of --rows rows (and columns) of its output [default: 16777216].",
 )
 @click.option(
     "--rows",

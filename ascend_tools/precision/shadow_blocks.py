@@ -1,5 +1,5 @@
-"""Shadow's check of a matrix product too large to copy whole (inputs over ``max_numel`` elements): a random block
-of its output, from copies of the rows and columns that make it.
+"""Shadow's check of a matrix product or a pointwise op too large to copy whole (inputs over ``max_numel``
+elements): a random block of its output, from copies of the rows and columns that make it.
 
 Element ``(i, j)`` of ``mm(a, b)`` is ``a[i] @ b[:, j]``, so the block ``out[rows][:, cols]`` is exactly
 ``mm(a[rows], b[:, cols])`` (``addmm``: plus the bias's same block, where the bias has rows or columns; ``bmm``,
@@ -8,6 +8,11 @@ are ``rows x K`` and ``K x cols`` elements instead of ``M x K`` and ``K x N``: o
 over the default ``max_numel`` (a 4096 x 4096 weight alone is 16.8M elements, Llama-2-7B's MLP weights 45M), and
 without blocks the shadow checked none of its matrix products. The parts are taken on the training thread before
 the op runs (on a device: gathered there, then copied to the host), the output's block after it.
+
+A pointwise op (``shadow_rows.row_wise``: a 7B model's activations, residual adds, and the optimizer's updates of
+its large weights) is checked on ``size`` random rows of its output, from copies of those rows of each input that
+has them (an input broadcast over the rows is copied whole): exactly those rows of the whole op, as in
+``shadow_rows.py``; its block has every column.
 
 What it costs in detection: a fault on a fraction ``f`` of the elements at random is missed by one call with
 probability about ``(1 - f) ** (rows * cols)`` (32 x 32, f = 1%: 3e-5); one on a fraction ``f`` of the rows or of
@@ -20,7 +25,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 
-from .shadow_rows import GEMMS
+from .shadow_rows import GEMMS, pick_rows
 
 _CPU = torch.device("cpu")
 
@@ -31,14 +36,15 @@ class Block(NamedTuple):
 
     rows: torch.Tensor  # sorted, int64, on the inputs' device
     total_rows: int
-    cols: torch.Tensor
+    cols: Optional[torch.Tensor]  # None: every column (a pointwise op's rows)
     total_cols: int
     parts: Dict[int, torch.Tensor]
     shapes: List[List[int]]  # the whole inputs' shapes, in argument order (the record's)
 
     def checked(self) -> Tuple[List[int], List[int]]:
         """The record's ``rows`` and ``cols``: ``[checked, of]`` each."""
-        return [len(self.rows), self.total_rows], [len(self.cols), self.total_cols]
+        cols = len(self.cols) if self.cols is not None else self.total_cols
+        return [len(self.rows), self.total_rows], [cols, self.total_cols]
 
     def output(self, t: torch.Tensor) -> torch.Tensor:
         """The block of an output of the call, copied to the CPU."""
@@ -82,6 +88,26 @@ def take_block(
             return None
         parts[id(bias)] = _take(bias, rows, cols, m if shape[0] > 1 else 0, n if shape[1] > 1 else 0)
     return Block(rows, m, cols, n, parts, [list(t.shape) for t in tensors])
+
+
+def take_rows(
+    name: str, args: tuple, kwargs: Dict[str, Any], size: int, rng: random.Random
+) -> Optional[Block]:
+    """The parts of a pointwise op's inputs that make ``size`` random rows of its output, or None where
+    :func:`shadow_rows.pick_rows` picks none (see there). ``name``: an op :func:`shadow_rows.row_wise` accepts."""
+    tensors = [t for t in args if isinstance(t, torch.Tensor)]
+    if not tensors:
+        return None
+    try:
+        out = torch.broadcast_shapes(*(t.shape for t in tensors))
+    except RuntimeError:  # an in-place op whose output is its first argument's shape: broadcasts to it
+        return None
+    pick = pick_rows(name, args, kwargs, {id(t): t.shape for t in tensors}, [out], size, rng)
+    if pick is None:
+        return None
+    rows = pick.rows.to(tensors[0].device)
+    parts = {id(t): _take(t, rows if id(t) in pick.cut else None, None, pick.total, 0) for t in tensors}
+    return Block(rows, pick.total, None, out[-1], parts, [list(t.shape) for t in tensors])
 
 
 def _draw(total: int, size: int, rng: random.Random, device: torch.device) -> torch.Tensor:

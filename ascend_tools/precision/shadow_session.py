@@ -23,8 +23,8 @@ per aten op call:
    shapes); keep the metrics of the worst output, drop the tensors. A large matrix product or pointwise op is
    replayed and judged on a random set of its output rows (``rows``, ``shadow_rows.py``): exactly those rows
    of the full replay, at a fraction of its cost. A matrix product whose inputs are over ``max_numel`` is judged
-   on a random ``rows`` x ``rows`` block of its output, from copies of only the rows and columns that make it
-   (``shadow_blocks.py``).
+   on a random ``rows`` x ``rows`` block of its output, a pointwise op on ``rows`` rows, from copies of only the
+   rows and columns that make it (``shadow_blocks.py``).
 
 The reference sees the device's own inputs, so every record is the error *that op* introduced; errors
 its inputs carried do not count. A culprit is a record judged "error", ranked by ``Verdict.ratio``
@@ -37,7 +37,7 @@ metadata-only ops (``func.is_view`` or a non-written alias in the returns), exac
 ``contiguous``) and constants (``zero_``, ``fill_``, ``*_like``), which have no arithmetic to get wrong,
 ops without a tensor output, ops whose tensors are not plain strided tensors (subclasses, sparse, meta; a wrapper
 subclass's op, DTensor's, is checked as the ops it runs on its local tensors), ops over ``max_numel``
-elements (but matrix products: a block), checks whose CPU tensor was written behind the mode's back before they ran (``written unseen``: its
+elements (but matrix products and pointwise ops: a block), checks whose CPU tensor was written behind the mode's back before they ran (``written unseen``: its
 version counter moved), and ops the reference cannot run (recorded in ``not_replayable``). ``ops=``, ``scope=``,
 ``sample=`` and ``steps=`` bound the cost; call indices count every call, filtered or not, so the same
 call has the same index whatever the filters.
@@ -78,8 +78,8 @@ from .failopen_mode import FailOpenMode
 from .replay import reference_dtype
 from .replay_verdict import with_baseline
 from .screen import judge_output
-from .shadow_blocks import Block, take_block
-from .shadow_rows import DEFAULT_ROWS, RowPick, pick_rows, row_wise
+from .shadow_blocks import Block, take_block, take_rows
+from .shadow_rows import DEFAULT_ROWS, GEMMS, RowPick, pick_rows, row_wise
 from .shadow_snaps import Snap, SnapCache, unwatch_resizes, watch_resizes
 from .shadow_worker import Worker
 from .standards import Verdict
@@ -146,7 +146,7 @@ class ShadowRecord:
     step: int = 0
     rank: int = 0
     rows: Optional[List[int]] = None  # [checked, of] where a random set of the output's rows was checked
-    # [checked, of] columns where a block of a matrix product over max_numel was checked (shadow_blocks.py)
+    # [checked, of] columns where a block of an op over max_numel was checked (shadow_blocks.py)
     cols: Optional[List[int]] = None
 
     @property
@@ -289,7 +289,7 @@ class _Pending(NamedTuple):
     inputs: Dict[int, Snap]  # id(input) -> its copy on the CPU before the op
     written: Set[int]  # ids of the inputs the op writes
     copied: int  # bytes of the input copies made for this op (not shared from an earlier one)
-    block: Optional[Block] = None  # a matrix product over max_numel: the block checked (inputs: its parts)
+    block: Optional[Block] = None  # an op over max_numel: the block checked (inputs: its parts)
 
 
 _NULL = contextlib.nullcontext()
@@ -577,11 +577,7 @@ class Shadow(StepSession):
             numel += t.numel()
         if numel > self.max_numel:
             return self._block(op, phase, call, rid, module, args, kwargs, numel)
-        written: Set[int] = set()
-        for i, name in op.mutated:
-            found: List[torch.Tensor] = []
-            flat_tensors(args[i] if i < len(args) else kwargs.get(name), found)
-            written.update(id(t) for t in found)
+        written = _written(op, args, kwargs)
         # the inputs as they are before the op (an in-place op overwrites them, a later op may), on the CPU: the
         # copy an earlier op left of an unchanged tensor, else a new one; a tensor passed twice is copied once, so
         # aliasing is kept
@@ -616,12 +612,13 @@ class Shadow(StepSession):
         kwargs: Dict[str, Any],
         numel: int,
     ) -> Optional[_Pending]:
-        """A call over ``max_numel``: a matrix product's block (``shadow_blocks.py``) where ``rows`` is not 0 and
-        the parts are under ``max_numel``, else skipped."""
+        """A call over ``max_numel``: a matrix product's block or a pointwise op's rows (``shadow_blocks.py``) where
+        ``rows`` is not 0 and the parts are under ``max_numel``, else skipped."""
         block = None
-        if self.rows:
+        if self.rows and op.row_wise:
+            take = take_block if op.name in GEMMS else take_rows
             with _no_modes():
-                block = take_block(op.name, args, kwargs, self.rows, self._block_rng)
+                block = take(op.name, args, kwargs, self.rows, self._block_rng)
         if block is None or sum(p.numel() for p in block.parts.values()) > self.max_numel:
             self._too_large(numel)
             return None
@@ -629,8 +626,9 @@ class Shadow(StepSession):
         self._snaps.hold(inputs.values())
         copied = sum(p.nbytes for p in block.parts.values())
         order = [id(t) for t in args if isinstance(t, torch.Tensor)]
+        written = _written(op, args, kwargs)
         return _Pending(
-            op, phase, call, rid, module, self._site(), self.step_no, order, inputs, set(), copied, block
+            op, phase, call, rid, module, self._site(), self.step_no, order, inputs, written, copied, block
         )
 
     def _after(self, pre: _Pending, func: Any, args: Any, kwargs: Dict[str, Any], out: Any) -> None:
@@ -843,6 +841,16 @@ def _checked(picked: torch.Tensor, total: int) -> List[int]:
     return [len(picked), total]
 
 
+def _written(op: _Op, args: Any, kwargs: Dict[str, Any]) -> Set[int]:
+    """The ids of the tensors the call writes."""
+    written: Set[int] = set()
+    for i, name in op.mutated:
+        found: List[torch.Tensor] = []
+        flat_tensors(args[i] if i < len(args) else kwargs.get(name), found)
+        written.update(id(t) for t in found)
+    return written
+
+
 def _insert(records: List[ShadowRecord], rec: ShadowRecord) -> None:
     """Add ``rec`` in execution order (two threads check ops: one may finish a later op first)."""
     i = len(records)
@@ -901,9 +909,9 @@ def shadow(
 
     ``ops``: op names to compare (``aten::mm``, ``mm``, ``matmul``); ``scope``: module-path prefixes or
     regexes (an op is compared when its innermost module matches one); ``sample``: compare every N-th
-    call of each op; ``max_numel``: skip ops over this many elements (a matrix product over it is checked on a
-    random block of ``rows`` x ``rows`` of its output); ``model``: names modules from this root; ``out``: a
-    directory to also write the records to as JSON lines (``rank{r}.jsonl``);
+    call of each op; ``max_numel``: skip ops over this many elements (a matrix product or pointwise op over it is
+    checked on a random block of ``rows`` rows and columns of its output); ``model``: names modules from this
+    root; ``out``: a directory to also write the records to as JSON lines (``rank{r}.jsonl``);
     ``steps``: step numbers to compare (steps count ``optimizer.step()`` calls, or ``sh.step()`` calls);
     ``baseline``: re-run an op judged "error" on CPU in its own dtype and allow twice that run's error
     (what the precision itself explains on these inputs); ``rows``: rows of a matrix product's output checked
@@ -1165,8 +1173,9 @@ def build_report(
         report.summary.append(
             (
                 "blocks",
-                f"{summary['blocks_sampled']} matrix products over --max-numel checked on a random block of "
-                f"{', '.join(sizes)} of their output (the rows and columns that make it copied, not the operands)",
+                f"{summary['blocks_sampled']} ops over --max-numel (matrix products, pointwise ops) checked on a "
+                f"random block of {', '.join(sizes)} of their output (the rows and columns that make it copied, "
+                "not the whole inputs)",
             )
         )
     if skipped_by.get("max_numel"):

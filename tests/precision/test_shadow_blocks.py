@@ -1,7 +1,7 @@
-"""Shadow checks a matrix product too large to copy whole on a random block of its output (shadow_blocks.py): the
-block replayed from the parts equals that block of the whole product; a fault on 1% of the elements is found; the
-record names the whole inputs' shapes and the block; ``rows=0`` (every row) and other ops over the limit are
-still skipped, and the report says so."""
+"""Shadow checks a matrix product or a pointwise op too large to copy whole on a random block of its output
+(shadow_blocks.py): the block replayed from the parts equals that block of the whole op; a fault on 1% of the
+elements is found; the record names the whole inputs' shapes and the block; ``rows=0`` (every row) and other ops
+over the limit (a reduction) are still skipped, and the report says so."""
 
 import contextlib
 import random
@@ -11,7 +11,7 @@ import torch
 
 from ascend_tools.precision import shadow
 from ascend_tools.precision.faults import Fault, FaultInjector
-from ascend_tools.precision.shadow_blocks import take_block
+from ascend_tools.precision.shadow_blocks import take_block, take_rows
 
 ATEN = torch.ops.aten
 
@@ -80,7 +80,7 @@ def run(limit, rows=32, fault=None):
         shadow(max_numel=limit, rows=rows) as sh,
     ):
         torch.nn.functional.linear(x, w, bias)
-        x.add(x)  # 2 x 60,000 elements: over a limit of 50,000, and no block to take
+        x.sum(dim=0)  # 60,000 elements, over a limit of 50,000: a reduction, no block to take
     return sh
 
 
@@ -89,10 +89,10 @@ def test_a_matrix_product_over_max_numel_is_checked_on_a_block_and_a_fault_on_1_
     (rec,) = [r for r in clean.results if r.name == "aten::addmm"]
     assert (rec.rows, rec.cols, rec.input_shapes) == ([32, 300], [32, 250], [[250], [300, 200], [200, 250]])
     assert rec.verdict.level == "pass"
-    assert clean.skipped["max_numel"] == 1 and clean.largest_skipped == 120_000  # the add: x twice
+    assert clean.skipped["max_numel"] == 1 and clean.largest_skipped == 60_000  # the sum
     summary = dict(clean.report().summary)
     assert summary["blocks"].startswith(
-        "1 matrix products over --max-numel checked on a random block of 32 x 32"
+        "1 ops over --max-numel (matrix products, pointwise ops) checked on a random block of 32 x 32 of"
     )
     assert summary["too large"].startswith("1 op calls over --max-numel (50,000 elements) not checked")
     faulty = run(50_000, fault=Fault("aten::addmm", call=0, kind="perturb", fraction=0.01, scale=0.05))
@@ -101,3 +101,46 @@ def test_a_matrix_product_over_max_numel_is_checked_on_a_block_and_a_fault_on_1_
     assert every_row.skipped["max_numel"] == 2 and not [
         r for r in every_row.results if r.name == "aten::addmm"
     ]
+
+
+@pytest.mark.parametrize(
+    "name, make",
+    [
+        ("aten::silu", lambda r: (ATEN.silu.default, (r(70, 40),))),
+        (
+            "aten::add.Tensor",
+            lambda r: (ATEN.add.Tensor, (r(70, 40), r(40))),
+        ),  # a bias broadcast over the rows
+        ("aten::mul.Tensor", lambda r: (ATEN.mul.Tensor, (r(3, 70, 40), r(3, 1, 40)))),
+        ("aten::lerp.Scalar", lambda r: (ATEN.lerp.Scalar, (r(70, 40), r(70, 40), 0.1))),
+    ],
+)
+def test_a_pointwise_ops_rows_from_the_parts_are_those_rows_of_the_whole_op(name, make):
+    func, args = make(operands())
+    block = take_rows(name, args, {}, 16, random.Random(0))
+    assert block is not None and block.cols is None
+    parts = tuple(block.parts[id(a)] if isinstance(a, torch.Tensor) else a for a in args)
+    whole = func(*args)
+    rows = block.rows.tolist()
+    assert len(rows) == 16 and block.checked() == ([16, 70], [40, 40])
+    assert torch.equal(func(*parts), whole[..., rows, :])
+    assert torch.equal(block.output(whole), whole[..., rows, :])
+    r = operands()
+    assert (
+        take_rows("aten::add.Tensor", (r(70, 40), r(3, 40)), {}, 16, random.Random(0)) is None
+    )  # not broadcast
+
+
+@pytest.mark.parametrize("op", ["aten::silu", "aten::lerp_.Scalar"])
+def test_a_pointwise_op_over_max_numel_is_checked_on_rows_and_a_fault_on_1_percent_is_found(op):
+    g = torch.Generator().manual_seed(0)
+    x, w, m = torch.randn(400, 300, generator=g), torch.randn(400, 300, generator=g), torch.zeros(400, 300)
+    for fault in (None, Fault(op, call=0, kind="perturb", fraction=0.01, scale=0.05)):
+        with FaultInjector(fault) if fault else contextlib.nullcontext(), shadow(max_numel=50_000) as sh:
+            torch.nn.functional.silu(x)
+            m.lerp_(w, 0.1)  # an optimizer's update of a large weight, in place
+        assert [(r.name, r.rows, r.cols) for r in sh.results] == [
+            ("aten::silu", [32, 400], [300, 300]),
+            ("aten::lerp_.Scalar", [32, 400], [300, 300]),
+        ]
+        assert [r.name for r in sh.culprits()] == ([op] if fault else [])
