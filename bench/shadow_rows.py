@@ -4,10 +4,11 @@
     python bench/shadow_rows.py [--size 2048] [--rounds 2]
 
 One step (forward and backward) of a ``size`` x ``size`` projection on ``size`` tokens, float32, one thread: its
-three GEMMs are what a 7B model's attention projection is at ``--size 4096`` (too slow for a CPU here: a float64
-GEMM of 4096 cubed is ~137 GFLOP). Timed bare, under ``shadow(rows=32)`` (the default) and under ``shadow(rows=0)``
-(every row, as before the sampling), interleaved over ``--rounds``; each the wall time of one step including its
-checks (the worker drained). Prints the times and the ratios to bare.
+GEMMs are what a 7B model's attention projection is at ``--size 4096``. Timed bare, under ``shadow(rows=32)`` (the
+default) and under ``shadow(rows=0)`` (every row, as before the sampling), interleaved over ``--rounds``; each the
+wall time of one step including its checks (the worker drained). Prints the times and the ratios to bare. At
+``--size 4096`` the two matrix products' inputs (33.5M elements) are over the default ``max_numel``: ``rows=32``
+checks them on a 32 x 32 block (``shadow_blocks.py``), ``rows=0`` skips them.
 """
 
 import argparse
