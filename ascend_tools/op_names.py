@@ -68,6 +68,17 @@ RANDOM_FILLS = frozenset((
     "normal_", "uniform_", "random_", "exponential_", "geometric_", "log_normal_", "cauchy_", "bernoulli_",
 ))  # fmt: skip
 
+#: ops whose output is drawn from the random number generator (torch's ``Tag.nondeterministic_seeded`` generators
+#: and dropouts, without the attention and RNN kernels the tag also marks for their dropout argument; torch_npu's
+#: dropout ops from its op table): two runs with the same inputs and arguments differ there only when their
+#: generators are in different states
+RANDOM_OPS = RANDOM_FILLS | frozenset((
+    "rand", "randn", "randint", "randperm", "rand_like", "randn_like", "randint_like", "normal", "uniform",
+    "bernoulli", "cauchy", "exponential", "geometric", "log_normal", "multinomial", "poisson", "_standard_gamma",
+    "dropout", "native_dropout", "alpha_dropout", "_fused_dropout", "rrelu_with_noise", "rrelu_with_noise_",
+    "rrelu_with_noise_functional", "npu_dropout", "npu_dropout_gen_mask", "npu_dropout_with_add_softmax",
+))  # fmt: skip
+
 #: in-place ops that overwrite every element of their first argument without reading it: what it held before
 #: (often uninitialised memory: ``copy.deepcopy`` of a tensor copies into a fresh storage) is no input of theirs
 OVERWRITES_SELF = frozenset(("copy_", "fill_", "zero_")) | RANDOM_FILLS

@@ -11,14 +11,20 @@ Kinds, in ranking order (within a kind, by score):
    the dtype's ±max where the paired reference output holds none (target-only ops included). Everything
    after it is poisoned, so it is the headline whatever else is found. Read from the records' counts, so
    it works the same with tensors or statistics only.
-2. ``parameter``: a parameter (records name them) differs from the reference's parameter of the same name at its
+2. ``random``: the first random op (``op_names.RANDOM_OPS``: ``randn``, ``uniform_``, dropout), in execution
+   order, whose output differs from the reference's while its arguments are the same (and its inputs, where it
+   reads any: dropout's): the runs' random generators were in different states (no seed or another seed,
+   random numbers drawn in another order, another device's generator). Proven with tensors, a suspect in
+   statistics. Divergences after it are dropped, as after other data; kernel faults, parameters and
+   target-only ops are still listed (a parameter initialised from those random numbers ranks after it).
+3. ``parameter``: a parameter (records name them) differs from the reference's parameter of the same name at its
    first read before the optimizer runs, beyond ``diagnose.PARAMETER_FACTOR`` times what rounding explains: a
    stale or unloaded weight. Proven with tensors, a suspect in statistics (``stats_tolerance``). One first read
    after a kernel fault and a backward pass ranks after the kernel faults: the script may have written it from
    the fault's gradients (a manual update, ``p.data.add_(p.grad)``, that no optimizer step counts; a copy of
    the model kept for evaluation, ``best_model = copy.deepcopy(model)``).
-3. ``kernel``: the op's output is off against a float64 replay on its own inputs (tensor mode).
-4. ``divergence``: the output is off against the reference while the op's inputs agree: the output's
+4. ``kernel``: the op's output is off against a float64 replay on its own inputs (tensor mode).
+5. ``divergence``: the output is off against the reference while the op's inputs agree: the output's
    error is at least ``AMPLIFICATION_CULPRIT`` times the worst input error (``diagnose``), even where the
    replay passes: the op computed something else (another eps, another formula). The paired ops'
    non-tensor arguments are diffed and the differences named; an optimizer op needs one to differ. None: with
@@ -26,7 +32,7 @@ Kinds, in ranking order (within a kind, by score):
    (it computed what the reference's op did); a random fill (``normal_``) whose numbers no later op reads
    (``data_inputs.unread_random_fills``); a value the script only logs (``data_inputs.logged_only``: torchtune's
    tokens per second divide by the wall time).
-5. ``target-only``: a forward or optimizer op the reference run does not have (dropout left on), other
+6. ``target-only``: a forward or optimizer op the reference run does not have (dropout left on), other
    than a cast, a view or an allocation (backward ops follow the forward graph: a bf16 run's extra cast
    adds a gradient sum there), nor one whose value is only logged. A divergence seen in statistics only
    (``STATS_DIVERGENCE``) ranks after these.
@@ -35,15 +41,15 @@ Kinds, in ranking order (within a kind, by score):
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Iterable, Iterator, List, Optional, Set, Tuple
 
-from ..op_names import ALIAS_VIEWS, COLLECTIVE_NAMESPACES, UNDEFINED_VALUES, op_base
+from ..op_names import ALIAS_VIEWS, COLLECTIVE_NAMESPACES, RANDOM_FILLS, RANDOM_OPS, UNDEFINED_VALUES, op_base
 from .align import shared_outputs
 from .data_inputs import is_discrete, logged_only, unread_random_fills
 from .diagnose import AMPLIFICATION_CULPRIT, PairResult
 from .records import Record, TensorInfo
 
-KINDS = ("data", "nonfinite", "parameter", "kernel", "divergence", "target-only")
+KINDS = ("data", "nonfinite", "random", "parameter", "kernel", "divergence", "target-only")
 
 # target-only ops that change no value: the casts a lower-precision run adds, views, copies and concatenations (DDP
 # flattens the parameters it broadcasts at its start by dtype: a bf16 model with fp32 LoRA weights adds a cat)
@@ -124,10 +130,14 @@ def rank(results: List[PairResult], optimizers: Optional[Tuple[str, str]]) -> Li
     first = first_nonfinite(results)
     if first is not None:
         found.append(first)
+    drawn = first_random_difference(results, unread)
+    if drawn is not None:
+        found.append(drawn)
+    taken = {id(c.result) for c in (data, first, drawn) if c is not None}
     op_level = any(r.record.kind == "op" for r in results)
     for res in results:
         found.extend(_parameters(res))
-        if (first is not None and res is first.result) or (data is not None and res is data.result):
+        if id(res) in taken:
             continue
         cause = _classify(res, op_level)
         if (
@@ -145,7 +155,7 @@ def rank(results: List[PairResult], optimizers: Optional[Tuple[str, str]]) -> Li
             and cause.result.record.id in logged
         ):
             continue
-        if cause is not None and not _after_other_data(cause, data):
+        if cause is not None and not _after_other_data(cause, data) and not _after_other_data(cause, drawn):
             found.append(cause)
     _mark_written_from_a_fault(found, results)
     return sorted(found, key=lambda c: (_order(c), -c.score))
@@ -169,9 +179,9 @@ def _mark_written_from_a_fault(found: List[Cause], results: List[PairResult]) ->
 
 
 def _after_other_data(cause: Cause, data: Optional[Cause]) -> bool:
-    """A divergence after the op that read other data: its inputs come from that data, so the ratio of its
-    output's difference to theirs measures nothing (statistics of unrelated tensors). Kernel faults (a replay
-    on the op's own inputs), parameters and target-only ops stay causes."""
+    """A divergence after the op that read other data (or drew other random numbers): its inputs come from that
+    data, so the ratio of its output's difference to theirs measures nothing (statistics of unrelated tensors).
+    Kernel faults (a replay on the op's own inputs), parameters and target-only ops stay causes."""
     return data is not None and cause.kind == "divergence" and cause.result.record.id > data.result.record.id
 
 
@@ -296,6 +306,34 @@ def first_data_difference(results: List[PairResult]) -> Optional[Cause]:
             parts.append(f"input {i} ({info.dtype} {list(info.shape)}) differs from the reference's {what}")
         proven = all(frac is not None for _i, frac in res.data_diff)
         return Cause("data", res, "error" if proven else "suspect", "; ".join(parts), score=1.0)
+    return None
+
+
+# --- other random numbers --------------------------------------------------------------------------------
+
+RANDOM_DETAIL = (
+    "it drew other random numbers than the reference's with the same arguments: the runs' random generators "
+    "were in different states (no seed or another seed, random numbers drawn in another order, or another "
+    "device's generator: dropout on an NPU against a GPU); seed both runs alike and turn dropout off to compare"
+)
+
+
+def first_random_difference(results: List[PairResult], unread: Set[int]) -> Optional[Cause]:
+    """The first random op (execution order) whose output is off the reference's while its arguments agree, and
+    its inputs where it reads any (dropout: its amplification of their error is a cause's); a fill that nothing
+    reads (``unread``: :func:`data_inputs.unread_random_fills`) is none."""
+    for res in sorted((r for r in results if r.pair.target is not None), key=lambda r: r.record.id):
+        t, r = res.pair.target, res.pair.reference
+        assert t is not None
+        base = op_base(t.name)
+        if r is None or t.kind != "op" or base not in RANDOM_OPS or res.record.id in unread:
+            continue
+        if res.verdict is None or res.verdict.level != "error" or arg_diff(t, r):
+            continue
+        reads = base not in RANDOM_FILLS and any(not is_discrete(i.dtype) for i in t.inputs)
+        if reads and (res.amplification or 0.0) < AMPLIFICATION_CULPRIT:
+            continue  # its inputs differ already: what it carried, not what it drew
+        return Cause("random", res, "error" if res.error is not None else "suspect", RANDOM_DETAIL, score=1.0)
     return None
 
 

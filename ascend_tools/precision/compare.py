@@ -142,7 +142,7 @@ def pair_row(order: int, res: PairResult) -> Dict[str, Any]:
 def culprit_row(position: int, cause: Cause, dump: Dump) -> Dict[str, Any]:
     res = cause.result
     rec = res.record
-    data = cause.kind == "data"  # found by comparing its inputs: no error of its own to show
+    data = cause.kind in ("data", "random")  # found by its inputs, arguments: no error of its own to show
     return OrderedDict(
         rank=position,
         kind=cause.kind,
@@ -154,7 +154,7 @@ def culprit_row(position: int, cause: Cause, dump: Dump) -> Dict[str, Any]:
         module=rec.module,
         phase=rec.phase,
         introduced_error=None if data else cause.score,
-        method="inputs" if data else res.method,
+        method=("inputs" if cause.kind == "data" else "arguments") if data else res.method,
         verdict=cause.level,
         error_vs_reference=res.verdict.ratio if res.verdict else None,
         reason=_reason(cause),
@@ -326,6 +326,8 @@ def headline(cause: Optional[Cause], dump: Dump, carried: Sequence[Tuple[str, fl
         )
     if cause.kind == "nonfinite":
         return f"{cause.detail} first produced by {rec.key} {where}"
+    if cause.kind == "random":
+        return f"the runs drew different random numbers: {rec.key} {where}: {cause.detail}"
     if cause.kind == "parameter":
         return f"parameter {cause.detail}; first read by {rec.key} {where}"
     if cause.kind == "kernel":
