@@ -176,14 +176,13 @@ def test_a_process_not_started_at_once_starts_at_the_first_job_and_for_none_soon
 def pools(monkeypatch):
     """The replay process pools the command starts, each with what its target's compare had done by then."""
     started = []
+    measured = [False]
     real = replay_pool.ProcessPoolExecutor
+    run = diagnose.Diagnoser.run
 
     def recorded(*args, **kwargs):
         started.append(measured[0])
         return real(*args, **kwargs)
-
-    measured = [False]
-    run = diagnose.Diagnoser.run
 
     def measuring(self, pairs, progress=None):
         measured[0] = True
