@@ -73,20 +73,19 @@ def take_block(
         or b.dim() < 2
     ):
         return None
-    if bias is not None and not isinstance(bias, torch.Tensor):
-        return None
     m, n = a.shape[-2], b.shape[-1]
+    if bias is not None:
+        if not isinstance(bias, torch.Tensor) or bias is a or bias is b or bias.dim() > max(a.dim(), b.dim()):
+            return None
+        bias_rows, bias_cols = ([1] * (2 - bias.dim()) + list(bias.shape[-2:]))[-2:]
+        if bias_rows not in (1, m) or bias_cols not in (1, n):
+            return None
     rows = _draw(m, size, rng, a.device)
     cols = _draw(n, size, rng, b.device)
     parts = {id(a): _take(a, rows, None, m, 0), id(b): _take(b, None, cols, 0, n)}
-    tensors = [t for t in args if isinstance(t, torch.Tensor)]
     if bias is not None:
-        if bias is a or bias is b or bias.dim() > max(a.dim(), b.dim()):
-            return None
-        shape = [1] * (2 - bias.dim()) + list(bias.shape[-2:])
-        if shape[0] not in (1, m) or shape[1] not in (1, n):
-            return None
-        parts[id(bias)] = _take(bias, rows, cols, m if shape[0] > 1 else 0, n if shape[1] > 1 else 0)
+        parts[id(bias)] = _take(bias, rows, cols, m if bias_rows > 1 else 0, n if bias_cols > 1 else 0)
+    tensors = [t for t in args if isinstance(t, torch.Tensor)]
     return Block(rows, m, cols, n, parts, [list(t.shape) for t in tensors])
 
 
@@ -100,7 +99,7 @@ def take_rows(
         return None
     try:
         out = torch.broadcast_shapes(*(t.shape for t in tensors))
-    except RuntimeError:  # an in-place op whose output is its first argument's shape: broadcasts to it
+    except RuntimeError:  # tensors that do not broadcast together: no one elementwise output
         return None
     pick = pick_rows(name, args, kwargs, {id(t): t.shape for t in tensors}, [out], size, rng)
     if pick is None:
