@@ -12,7 +12,9 @@ the op runs (on a device: gathered there, then copied to the host), the output's
 A pointwise op (``shadow_rows.row_wise``: a 7B model's activations, residual adds, and the optimizer's updates of
 its large weights) is checked on ``size`` random rows of its output, from copies of those rows of each input that
 has them (an input broadcast over the rows is copied whole): exactly those rows of the whole op, as in
-``shadow_rows.py``; its block has every column.
+``shadow_rows.py``; its block has every column. The rows are along dim -2, or, where that dim has no more than
+``size`` (Megatron's sequence-first ``[S, B, H]`` activations with a small batch), along the largest leading dim
+(:func:`row_dim`).
 
 What it costs in detection: a fault on a fraction ``f`` of the elements at random is missed by one call with
 probability about ``(1 - f) ** (rows * cols)`` (32 x 32, f = 1%: 3e-5); one on a fraction ``f`` of the rows or of
@@ -21,11 +23,11 @@ probability ``1 - rows * cols / (M * N)``. The draws come from the session's own
 """
 
 import random
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
-from .shadow_rows import GEMMS, pick_rows
+from .shadow_rows import GEMMS
 
 _CPU = torch.device("cpu")
 
@@ -40,6 +42,7 @@ class Block(NamedTuple):
     total_cols: int
     parts: Dict[int, torch.Tensor]
     shapes: List[List[int]]  # the whole inputs' shapes, in argument order (the record's)
+    dim: int = -2  # the rows' dim (a pointwise op's: see row_dim)
 
     def checked(self) -> Tuple[List[int], List[int]]:
         """The record's ``rows`` and ``cols``: ``[checked, of]`` each."""
@@ -48,6 +51,8 @@ class Block(NamedTuple):
 
     def output(self, t: torch.Tensor) -> torch.Tensor:
         """The block of an output of the call, copied to the CPU."""
+        if self.cols is None:
+            return _take_rows(t, self.rows, self.dim, self.total_rows)
         return _take(t, self.rows, self.cols, self.total_rows, self.total_cols)
 
 
@@ -92,8 +97,13 @@ def take_block(
 def take_rows(
     name: str, args: tuple, kwargs: Dict[str, Any], size: int, rng: random.Random
 ) -> Optional[Block]:
-    """The parts of a pointwise op's inputs that make ``size`` random rows of its output, or None where
-    :func:`shadow_rows.pick_rows` picks none (see there). ``name``: an op :func:`shadow_rows.row_wise` accepts."""
+    """The parts of a pointwise op's inputs that make ``size`` random rows of its output (along :func:`row_dim`),
+    or None: no dim with more than ``size`` rows that every input has or broadcasts over, a tensor keyword argument
+    (``out=``) or a list of tensors. ``name``: an op :func:`shadow_rows.row_wise` accepts."""
+    if any(isinstance(v, torch.Tensor) for v in kwargs.values()) or any(
+        isinstance(a, (list, tuple)) and any(isinstance(x, torch.Tensor) for x in a) for a in args
+    ):
+        return None
     tensors = [t for t in args if isinstance(t, torch.Tensor)]
     if not tensors:
         return None
@@ -101,12 +111,38 @@ def take_rows(
         out = torch.broadcast_shapes(*(t.shape for t in tensors))
     except RuntimeError:  # tensors that do not broadcast together: no one elementwise output
         return None
-    pick = pick_rows(name, args, kwargs, {id(t): t.shape for t in tensors}, [out], size, rng)
-    if pick is None:
+    dim = row_dim(out, [t.shape for t in tensors], size)
+    if dim is None:
         return None
-    rows = pick.rows.to(tensors[0].device)
-    parts = {id(t): _take(t, rows if id(t) in pick.cut else None, None, pick.total, 0) for t in tensors}
-    return Block(rows, pick.total, None, out[-1], parts, [list(t.shape) for t in tensors])
+    total = out[dim]
+    rows = _draw(total, size, rng, tensors[0].device)
+    parts = {id(t): _take_rows(t, rows, dim, total) for t in tensors}
+    return Block(rows, total, None, out[-1], parts, [list(t.shape) for t in tensors], dim)
+
+
+def row_dim(out: Sequence[int], shapes: Sequence[Sequence[int]], size: int) -> Optional[int]:
+    """The dim (negative) whose rows a pointwise op's block takes: -2, as ``shadow_rows.py`` does, where the output
+    has more than ``size`` there; else the largest leading dim that has (a sequence-first ``[S, B, H]`` activation,
+    Megatron's layout, with a batch of ``size`` or fewer); None where there is none or an input neither has that
+    dim's size nor broadcasts over it (size 1, or fewer dims)."""
+    candidates = [d for d in range(-len(out), -1) if out[d] > size]
+    if not candidates:
+        return None
+    dim = -2 if -2 in candidates else max(candidates, key=lambda d: out[d])
+    for shape in shapes:
+        if len(shape) >= -dim and shape[dim] not in (1, out[dim]):
+            return None
+    return dim
+
+
+def _take_rows(t: torch.Tensor, rows: torch.Tensor, dim: int, total: int) -> torch.Tensor:
+    """``t``'s given rows along ``dim`` where it has them all (an input broadcast over them: whole), on the CPU."""
+    part = t.detach()
+    if part.dim() >= -dim and part.shape[dim] == total and len(rows) < total:
+        part = part.index_select(part.dim() + dim, rows)
+    if part.device != _CPU or part.data_ptr() == t.data_ptr():
+        part = part.to(device=_CPU, copy=True)
+    return part
 
 
 def _draw(total: int, size: int, rng: random.Random, device: torch.device) -> torch.Tensor:

@@ -113,6 +113,10 @@ def test_a_matrix_product_over_max_numel_is_checked_on_a_block_and_a_fault_on_1_
         ),  # a bias broadcast over the rows
         ("aten::mul.Tensor", lambda r: (ATEN.mul.Tensor, (r(3, 70, 40), r(3, 1, 40)))),
         ("aten::lerp.Scalar", lambda r: (ATEN.lerp.Scalar, (r(70, 40), r(70, 40), 0.1))),
+        # sequence-first [S, B, H] (Megatron's layout) with a batch under 16: the rows are taken along S
+        ("aten::silu", lambda r: (ATEN.silu.default, (r(70, 4, 40),))),
+        ("aten::add.Tensor", lambda r: (ATEN.add.Tensor, (r(70, 4, 40), r(70, 1, 40)))),
+        ("aten::mul.Tensor", lambda r: (ATEN.mul.Tensor, (r(70, 4, 40), r(4, 40)))),
     ],
 )
 def test_a_pointwise_ops_rows_from_the_parts_are_those_rows_of_the_whole_op(name, make):
@@ -123,8 +127,10 @@ def test_a_pointwise_ops_rows_from_the_parts_are_those_rows_of_the_whole_op(name
     whole = func(*args)
     rows = block.rows.tolist()
     assert len(rows) == 16 and block.checked() == ([16, 70], [40, 40])
-    assert torch.equal(func(*parts), whole[..., rows, :])
-    assert torch.equal(block.output(whole), whole[..., rows, :])
+    expected = whole.index_select(whole.dim() + block.dim, block.rows)
+    assert expected.shape[block.dim] == 16 and whole.shape[block.dim] == 70
+    assert torch.equal(func(*parts), expected)
+    assert torch.equal(block.output(whole), expected)
     r = operands()
     assert (
         take_rows("aten::add.Tensor", (r(70, 40), r(3, 40)), {}, 16, random.Random(0)) is None
@@ -132,15 +138,17 @@ def test_a_pointwise_ops_rows_from_the_parts_are_those_rows_of_the_whole_op(name
 
 
 @pytest.mark.parametrize("op", ["aten::silu", "aten::lerp_.Scalar"])
-def test_a_pointwise_op_over_max_numel_is_checked_on_rows_and_a_fault_on_1_percent_is_found(op):
+@pytest.mark.parametrize("layout", ["batch-first", "sequence-first"])
+def test_a_pointwise_op_over_max_numel_is_checked_on_rows_and_a_fault_on_1_percent_is_found(op, layout):
     g = torch.Generator().manual_seed(0)
-    x, w, m = torch.randn(400, 300, generator=g), torch.randn(400, 300, generator=g), torch.zeros(400, 300)
+    shape = (400, 300) if layout == "batch-first" else (400, 2, 150)  # [S, B, H] with a batch of 2
+    x, w, m = torch.randn(shape, generator=g), torch.randn(shape, generator=g), torch.zeros(shape)
     for fault in (None, Fault(op, call=0, kind="perturb", fraction=0.01, scale=0.05)):
         with FaultInjector(fault) if fault else contextlib.nullcontext(), shadow(max_numel=50_000) as sh:
             torch.nn.functional.silu(x)
             m.lerp_(w, 0.1)  # an optimizer's update of a large weight, in place
         assert [(r.name, r.rows, r.cols) for r in sh.results] == [
-            ("aten::silu", [32, 400], [300, 300]),
-            ("aten::lerp_.Scalar", [32, 400], [300, 300]),
+            ("aten::silu", [32, 400], [shape[-1], shape[-1]]),
+            ("aten::lerp_.Scalar", [32, 400], [shape[-1], shape[-1]]),
         ]
         assert [r.name for r in sh.culprits()] == ([op] if fault else [])
