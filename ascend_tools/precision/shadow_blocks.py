@@ -140,9 +140,7 @@ def _take_rows(t: torch.Tensor, rows: torch.Tensor, dim: int, total: int) -> tor
     part = t.detach()
     if part.dim() >= -dim and part.shape[dim] == total and len(rows) < total:
         part = part.index_select(part.dim() + dim, rows)
-    if part.device != _CPU or part.data_ptr() == t.data_ptr():
-        part = part.to(device=_CPU, copy=True)
-    return part
+    return _on_host(part, t)
 
 
 def _draw(total: int, size: int, rng: random.Random, device: torch.device) -> torch.Tensor:
@@ -164,6 +162,11 @@ def _take(
         part = part.index_select(part.dim() - 1, cols)
     if rows is not None and part.dim() >= 2 and part.shape[-2] == total_rows and len(rows) < total_rows:
         part = part.index_select(part.dim() - 2, rows)
+    return _on_host(part, t)
+
+
+def _on_host(part: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """``part`` of ``t`` as a CPU tensor of its own: a copy where it is on a device or still ``t``'s memory."""
     if part.device != _CPU or part.data_ptr() == t.data_ptr():
         part = part.to(device=_CPU, copy=True)
     return part
