@@ -87,7 +87,8 @@ def compare_cmd(
             stats_only=stats_only,
             replayer=replayer,
         )
-    emit(report, fmt, output, text=compare.to_csv(report) if fmt == "csv" else None, all_rows=all_rows)
+    with heap.collector_paused():  # (a report of every pair: ~100 objects a row)
+        emit(report, fmt, output, text=compare.to_csv(report) if fmt == "csv" else None, all_rows=all_rows)
     sys.exit(exit_code(report, fail_on))
 
 

@@ -16,7 +16,7 @@ import click
 from ..errors import InputError
 from ..report import Finding, Heatmap, Report, Series, Severity, Table
 from ..report.csvcell import safe_cell
-from . import causes, diagnose, drift, near_misses, store
+from . import causes, diagnose, drift, heap, near_misses, store
 from .align import align
 from .causes import Cause, carried_parameters, rank
 from .diagnose import PairResult
@@ -83,6 +83,21 @@ def compare_dumps(
 ) -> Report:
     """``replay``: which ops off the reference are replayed (``diagnose.REPLAY_MODES``); ``replayer``: processes
     that replay them (the command's), else this process does."""
+    with heap.collector_paused():
+        return _compare(target_path, reference_path, rank, step, replay, top, progress, stats_only, replayer)
+
+
+def _compare(
+    target_path: str,
+    reference_path: str,
+    rank: Optional[int],
+    step: Optional[int],
+    replay: str,
+    top: int,
+    progress: bool,
+    stats_only: bool,
+    replayer: Optional["ReplayProcesses"],
+) -> Report:
     target, reference = open_dump(target_path, rank), open_dump(reference_path, rank)
     chosen = choose_step(target, reference, step)
     t_records, r_records = list(target.records(chosen)), list(reference.records(chosen))

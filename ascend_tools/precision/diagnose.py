@@ -152,7 +152,9 @@ class Diagnoser:
     def _load(self, dump: Dump, info: TensorInfo, result: PairResult) -> Any:
         """The tensor (a numpy array, :class:`metrics.RawBits` or a torch tensor: :meth:`Dump.load_array`),
         or None: none saved, statistics only, or a path leading out of the dump (a problem of ``result``)."""
-        if not self.tensors:
+        if (
+            not self.tensors or not info.file
+        ):  # (no cache lookup: its lock, taken by every thread, convoys them)
             return None
         try:
             key = (id(dump), info.file, info.dtype)

@@ -71,11 +71,22 @@ class Record:
 
     @classmethod
     def from_json(cls, raw: Dict[str, Any]) -> "Record":
-        raw = dict(raw)
-        raw["inputs"] = [tensor_info_from_json(t) for t in raw.get("inputs", [])]
-        raw["outputs"] = [tensor_info_from_json(t) for t in raw.get("outputs", [])]
-        known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        """Fields this version does not know are dropped; a missing optional one gets its default."""
+        get = raw.get
+        return cls(
+            raw["id"],
+            raw["name"],
+            raw["kind"],
+            raw["phase"],
+            raw["call"],
+            get("module", ""),
+            [tensor_info_from_json(t) for t in get("inputs", ())],
+            [tensor_info_from_json(t) for t in get("outputs", ())],
+            get("args"),
+            get("stack"),
+            get("step", 0),
+            get("rank", 0),
+        )
 
 
 def tensor_info_from_json(raw: Dict[str, Any]) -> TensorInfo:

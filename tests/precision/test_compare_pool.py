@@ -71,6 +71,26 @@ def test_map_in_order_keeps_the_order_runs_kernels_single_threaded_and_restores_
     assert torch.get_num_threads() == before
 
 
+def test_many_items_go_to_the_threads_in_chunks_and_come_back_in_order():
+    # a stats-only pair is ~50 us of Python: handed over one by one, the hand-off cost three times the work
+    items = list(range(10_000))
+    threads = set()
+
+    def job(x):
+        threads.add(threading.get_ident())
+        return -x
+
+    ticks = []
+    assert pairpool.map_in_order(job, items, 2, ticks.append) == [-x for x in items]
+    assert sum(ticks) == len(items)
+    assert len(ticks) == -(
+        -len(items) // pairpool.MAX_CHUNK
+    )  # chunks of MAX_CHUNK: 157 hand-offs, not 10,000
+    assert threading.get_ident() not in threads
+    # few items (replays, seconds each) go one by one, so no thread waits behind another's long chunk
+    assert pairpool.chunk_size(15, 1) == 1 and pairpool.chunk_size(1341, 2) == 10
+
+
 def test_a_failing_job_raises_and_restores_threads():
     before = torch.get_num_threads()
 
