@@ -70,9 +70,24 @@ class Record:
         return _drop_none(asdict(self))
 
     @classmethod
-    def from_json(cls, raw: Dict[str, Any]) -> "Record":
-        """Fields this version does not know are dropped; a missing optional one gets its default."""
+    def from_json(cls, raw: Any) -> "Record":
+        """The record of a dump's JSON line; ValueError naming the first field whose type is not the one
+        docs/dump-format.md gives it (a mistyped record is a bad line, not an error deep inside compare). Fields
+        this version does not know are dropped; a missing optional one gets its default. (Checked as it is built,
+        in plain loops: a compare reads every record of both dumps, ~100k for an RNN's step.)"""
+        if type(raw) is not dict:
+            raise ValueError("not a JSON object")
         get = raw.get
+        for key, kind in _RECORD_TYPES.items():
+            if type(get(key)) is not kind:
+                raise ValueError(f"{key}: {get(key)!r}")
+        for key, kind in _OPTIONAL_TYPES.items():
+            value = get(key)
+            if value is not None and type(value) is not kind:
+                raise ValueError(f"{key}: {value!r}")
+        inputs, outputs = get("inputs", []), get("outputs", [])
+        if type(inputs) is not list or type(outputs) is not list:
+            raise ValueError("inputs or outputs: not a list")
         return cls(
             raw["id"],
             raw["name"],
@@ -80,8 +95,8 @@ class Record:
             raw["phase"],
             raw["call"],
             get("module", ""),
-            [tensor_info_from_json(t) for t in get("inputs", ())],
-            [tensor_info_from_json(t) for t in get("outputs", ())],
+            [tensor_info_from_json(t) for t in inputs],
+            [tensor_info_from_json(t) for t in outputs],
             get("args"),
             get("stack"),
             get("step", 0),
@@ -89,22 +104,48 @@ class Record:
         )
 
 
-def tensor_info_from_json(raw: Dict[str, Any]) -> TensorInfo:
-    stats = raw.get("stats")
-    if stats:  # positional: a compare reads thousands of these
-        get = stats.get
-        stats = TensorStats(
-            get("max"), get("min"), get("mean"), get("norm"), get("nan", 0), get("inf", 0), get("sat", 0)
-        )
-    name = raw.get("name")
+# exact types: what json.loads makes (bool is not int here: a ``true`` where a count goes is a bad line)
+_RECORD_TYPES = {"id": int, "name": str, "kind": str, "phase": str, "call": int}
+_OPTIONAL_TYPES = {"module": str, "stack": int, "step": int, "rank": int, "args": dict}
+_NUMBERS = (int, float)
+
+
+def tensor_info_from_json(raw: Any) -> TensorInfo:
+    """A tensor of a record's JSON line; ValueError where a field has another type than dump-format.md's."""
+    if type(raw) is not dict:
+        raise ValueError("tensor: not a JSON object")
+    get = raw.get
+    dtype, shape, file, digest = get("dtype"), get("shape", []), get("file"), get("digest")
+    if type(dtype) is not str or type(shape) is not list:
+        raise ValueError("tensor: dtype or shape")
+    for n in shape:
+        if type(n) is not int or n < 0:
+            raise ValueError("tensor: shape")
+    if (file is not None and type(file) is not str) or (digest is not None and type(digest) is not str):
+        raise ValueError("tensor: file or digest")
+    stats = get("stats")
+    if stats is not None:
+        if type(stats) is not dict:
+            raise ValueError("tensor: stats")
+        get_stat = stats.get
+        values = (get_stat("max"), get_stat("min"), get_stat("mean"), get_stat("norm"))
+        counts = (get_stat("nan", 0), get_stat("inf", 0), get_stat("sat", 0))
+        for v in values:
+            if v is not None and type(v) not in _NUMBERS:
+                raise ValueError("tensor: stats")
+        for v in counts:
+            if type(v) is not int:
+                raise ValueError("tensor: stats")
+        stats = TensorStats(*values, *counts) if stats else None
+    name = get("name")
     return TensorInfo(
-        raw["dtype"],
-        list(raw.get("shape", ())),
-        stats or None,
-        raw.get("file"),
-        raw.get("digest"),
+        dtype,
+        list(shape),
+        stats,
+        file,
+        digest,
         name if isinstance(name, str) else None,
-        True if raw.get("unread") is True else None,
+        True if get("unread") is True else None,
     )
 
 

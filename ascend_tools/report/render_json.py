@@ -92,5 +92,32 @@ def default(obj: Any) -> Any:
 
 
 def render_json(report: Report) -> str:
-    payload = jsonable({"schema": report.schema, **report.data})
-    return json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False, default=default) + "\n"
+    """``json.dumps(indent=2)``'s layout, except that a list of scalars, or of rows (objects of scalars), is
+    written a line per row: a 25k-pair compare report is then 6 MB and not 16, and is written by json's compiled
+    encoder (the indenting one is pure Python: 3 of a 7 s compare there). ``jq`` reads either."""
+    return _layout(jsonable({"schema": report.schema, **report.data}), "") + "\n"
+
+
+_compact = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(", ", ": ")).encode
+
+
+def _layout(value: Any, indent: str) -> str:
+    if isinstance(value, dict) and value:
+        inner = indent + "  "
+        items = (f"{inner}{_compact(k)}: {_layout(v, inner)}" for k, v in value.items())
+        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
+    if isinstance(value, list) and value:
+        if not any(isinstance(v, (dict, list)) for v in value):
+            return _compact(value)
+        inner = indent + "  "
+        rows = (inner + (_compact(v) if _is_row(v) else _layout(v, inner)) for v in value)
+        return "[\n" + ",\n".join(rows) + "\n" + indent + "]"
+    return _compact(value)
+
+
+def _is_row(value: Any) -> bool:
+    """An object whose values are scalars or lists of scalars (a shape)."""
+    return isinstance(value, dict) and all(
+        not isinstance(v, dict) and not (isinstance(v, list) and any(isinstance(x, (dict, list)) for x in v))
+        for v in value.values()
+    )

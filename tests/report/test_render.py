@@ -85,6 +85,32 @@ def test_json_round_trips_and_equals_payload_with_schema():
     assert out.startswith('{\n  "schema"')  # indent 2
 
 
+def test_json_puts_a_row_on_a_line_and_nests_everything_else_as_indent_2():
+    rows = [
+        {"name": f"aten::mm#{i}", "shape": [2, 3], "err": i / 7, "ok": i % 2 == 0, "note": None}
+        for i in range(3)
+    ]
+    data = {
+        "summary": {"pairs": 3, "by": {"key": 3}},
+        "pairs": rows,
+        "dims": [4, 5],
+        "empty": [],
+        "nested": [[1]],
+    }
+    out = render(Report(schema="s/1", title="t", data=data), "json")
+    assert json.loads(out) == {"schema": "s/1", **data}
+    lines = out.splitlines()
+    for i, row in enumerate(
+        rows
+    ):  # each row whole on its own line, as json.dumps writes it with ", " and ": "
+        assert "    " + json.dumps(row) + ("," if i < 2 else "") in lines
+    assert (
+        '  "summary": {' in lines and '    "pairs": 3,' in lines and '      "key": 3' in lines
+    )  # as indent=2
+    assert '  "dims": [4, 5],' in lines and '  "empty": [],' in lines
+    assert lines[-4:] == ['  "nested": [', "    [1]", "  ]", "}"]
+
+
 def test_json_converts_non_json_values():
     r = Report(
         schema="s/1",
