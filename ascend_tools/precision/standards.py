@@ -48,6 +48,9 @@ DEFAULT_REDUCTION = 4096
 REDUCTION_BASE_ULP = 4.0
 #: A metric above tolerance but within WARNING_FACTOR times it is a warning, beyond it an error.
 WARNING_FACTOR = 2.0
+#: The tolerance of a float64 result judged against another float64 result (no wider dtype to replay in) is this
+#: many times the tolerance against the exact result: each of the two may be that far from it.
+NO_WIDER_TRUTH_FACTOR = 2.0
 
 STANDARDS = ("absolute", "ulp", "thousandth", "binary", "benchmark", "activation")
 
@@ -304,20 +307,28 @@ def judge(metrics: PairMetrics, op_name: str, reduction: Optional[int] = None) -
         return _grade(
             metrics.max_ulp_err, floor, "max_ulp_err", standard, f"exact op: {t_dt} rounding of {r_dt}"
         )
+    # float64 against float64 (a float64 op's replay, two float64 runs): the reference is no wider truth but another
+    # float64 result with the same error budget, so two correct ones can be up to twice the tolerance apart (shadow
+    # on pytorch/examples' time_sequence_prediction, a float64 model: a correct backward mm 1.26 tolerances off its
+    # replay, the same kernel on contiguous copies of its transposed inputs)
+    factor = NO_WIDER_TRUTH_FACTOR if t_dt == r_dt == "float64" else 1.0
+    note = f" (x{factor:g}: float64 has no wider truth)" if factor != 1.0 else ""
     if standard == "absolute":
-        tol = max(elementwise_ulp(t_dt), floor)
-        return _grade(metrics.max_ulp_err, tol, "max_ulp_err", standard, f"elementwise, {t_dt} vs {r_dt}")
+        tol = factor * max(elementwise_ulp(t_dt), floor)
+        return _grade(
+            metrics.max_ulp_err, tol, "max_ulp_err", standard, f"elementwise, {t_dt} vs {r_dt}{note}"
+        )
     if (
         standard == "activation"
     ):  # per element it would fail correct kernels on outputs near 0 (bf16 GELU: 245)
-        tol = max(elementwise_ulp(t_dt), floor)
-        what = f"activation, {t_dt} vs {r_dt}"
+        tol = factor * max(elementwise_ulp(t_dt), floor)
+        what = f"activation, {t_dt} vs {r_dt}{note}"
         return _grade(metrics.max_scaled_ulp_err, tol, "max_scaled_ulp_err", standard, what)
 
     if reduction is None:
         reduction = DEFAULT_REDUCTION if standard in ("ulp", "thousandth") else 1
-    tol = max(reduction_ulp(t_dt, reduction), floor)
-    what = f"{t_dt} vs {r_dt}, reduction {reduction}"
+    tol = factor * max(reduction_ulp(t_dt, reduction), floor)
+    what = f"{t_dt} vs {r_dt}, reduction {reduction}{note}"
     verdict = _grade(metrics.max_scaled_ulp_err, tol, "max_scaled_ulp_err", standard, what)
     if standard == "thousandth" and verdict.level != "pass" and (metrics.within_1e3 or 0.0) >= 0.999:
         # msprobe's own conv rule: at least 99.9% of elements within 1/1000 relative error

@@ -17,6 +17,8 @@ from ascend_tools.precision.standards import (
     judge,
     judge_stats,
     reduction_length,
+    reduction_ulp,
+    rounding_ulp,
     standard_for,
     stats_tolerance,
 )
@@ -228,3 +230,34 @@ def test_verdict_ratio(data):
     v = judge(compare_tensors(perturb(data.bfloat16()), data), "aten::add.Tensor")
     assert v.ratio == pytest.approx(v.value / v.tolerance) and v.ratio > 2
     assert judge(compare_tensors(data, data), "aten::relu").ratio == 0.0
+
+
+def test_float64_against_float64_gets_twice_the_tolerance_no_wider_truth():
+    # the replay of a float64 op is float64 too: two correct results, each within the tolerance of the exact one,
+    # can be twice it apart (shadow of a float64 LSTM: a correct backward mm 1.26 tolerances off its replay)
+    g = torch.Generator().manual_seed(0)
+    a, b = (
+        torch.randn(16, 256, generator=g, dtype=torch.float64),
+        torch.randn(256, 16, generator=g, dtype=torch.float64),
+    )
+    ref = a @ b
+    single = max(
+        reduction_ulp("float64", 256), rounding_ulp("float64", "float64")
+    )  # docs: the one-sided formula
+    unit = ref.clone()
+    unit[3, 5] += 1e-9  # a perturbation of one element, scaled below to a chosen number of tolerances
+    per = compare_tensors(unit, ref).max_scaled_ulp_err / 1e-9
+
+    def verdict(tolerances):
+        t = ref.clone()
+        t[3, 5] += tolerances * single / per
+        return judge(compare_tensors(t, ref), "aten::mm", 256)
+
+    assert verdict(1.5).level == "pass" and "no wider truth" in verdict(1.5).reason
+    assert verdict(1.5).tolerance == pytest.approx(2 * single)
+    assert verdict(3.0).level == "warning" and verdict(5.0).level == "error"  # a fault still shows
+    # float32 against a float64 truth keeps the one-sided tolerance
+    t32 = (ref + 0).to(torch.float32)
+    assert judge(compare_tensors(t32, ref), "aten::mm", 256).tolerance == pytest.approx(
+        max(reduction_ulp("float32", 256), rounding_ulp("float32", "float64"))
+    )
