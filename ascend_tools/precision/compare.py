@@ -70,6 +70,7 @@ def _list(steps: List[int]) -> str:
     return ", ".join(map(str, steps)) or "none"
 
 
+@heap.collector_paused()  # (heap.py: the records held are millions of objects)
 def compare_dumps(
     target_path: str,
     reference_path: str,
@@ -83,21 +84,6 @@ def compare_dumps(
 ) -> Report:
     """``replay``: which ops off the reference are replayed (``diagnose.REPLAY_MODES``); ``replayer``: processes
     that replay them (the command's), else this process does."""
-    with heap.collector_paused():
-        return _compare(target_path, reference_path, rank, step, replay, top, progress, stats_only, replayer)
-
-
-def _compare(
-    target_path: str,
-    reference_path: str,
-    rank: Optional[int],
-    step: Optional[int],
-    replay: str,
-    top: int,
-    progress: bool,
-    stats_only: bool,
-    replayer: Optional["ReplayProcesses"],
-) -> Report:
     target, reference = open_dump(target_path, rank), open_dump(reference_path, rank)
     chosen = choose_step(target, reference, step)
     t_records, r_records = list(target.records(chosen)), list(reference.records(chosen))

@@ -152,9 +152,8 @@ class Diagnoser:
     def _load(self, dump: Dump, info: TensorInfo, result: PairResult) -> Any:
         """The tensor (a numpy array, :class:`metrics.RawBits` or a torch tensor: :meth:`Dump.load_array`),
         or None: none saved, statistics only, or a path leading out of the dump (a problem of ``result``)."""
-        if (
-            not self.tensors or not info.file
-        ):  # (no cache lookup: its lock, taken by every thread, convoys them)
+        # (no file: no cache lookup either; its lock, taken by every thread for every tensor, convoyed them)
+        if not self.tensors or not info.file:
             return None
         try:
             key = (id(dump), info.file, info.dtype)

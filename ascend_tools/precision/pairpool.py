@@ -19,7 +19,8 @@ from typing import Callable, Iterator, List, Optional, Sequence, TypeVar
 MAX_WORKERS = 4
 #: a job handed to a thread takes up to this many items: a pair of statistics only is ~50 us of Python, and handing
 #: each to the pool on its own cost ~150 us more (the hand-off wakes a thread that then waits for the GIL): a
-#: 104k-record dump's amplification took 19.6 s in items, 0.3 s in chunks
+#: 104k-record dump's pairs took 20 s one by one, 13 s in chunks (5 s once no thread took the tensor cache's lock
+#: for a tensor without a file: ``Diagnoser._load``)
 MAX_CHUNK = 64
 #: ... and each thread gets its items in at least this many chunks, so that a few large pairs at the end do not
 #: leave the other threads idle
@@ -61,9 +62,9 @@ def map_in_order(
     progress: Optional[Callable[[int], None]] = None,
 ) -> List[R]:
     """``[job(x) for x in items]``, on ``workers`` threads when there are more than one, in chunks of
-    :func:`chunk_size` items; ``progress(n)`` after each ``n`` results, from the calling thread. An exception of a job is raised here. Kernels run
-    single-threaded either way, so the numbers do not depend on the pool's size or the machine's cores (a
-    float64 dot product summed by 2 threads differs from 1 thread's in the last bits)."""
+    :func:`chunk_size` items; ``progress(n)`` after each ``n`` results, from the calling thread. An exception of
+    a job is raised here. Kernels run single-threaded either way, so the numbers do not depend on the pool's size
+    or the machine's cores (a float64 dot product summed by 2 threads differs from 1 thread's in the last bits)."""
     results: List[R] = []
     with single_threaded_kernels():
         if workers <= 1 or len(items) <= 1:
