@@ -20,6 +20,8 @@ from ..dispatch import PLAIN_TENSORS as _PLAIN
 from ..scaler_watch import in_update
 
 _UPDATE_SCALE = torch.ops.aten._amp_update_scale_.default
+# FakeTensorMode's slot among the infra modes, which run below every user mode (torch >= 2.1; None before)
+_FAKE_MODE_KEY = getattr(getattr(torch._C, "_TorchDispatchModeKey", None), "FAKE", None)
 _KINDS: Dict[type, str] = {}  # tensor type -> "plain" | "wrapper" | "fake"
 
 
@@ -40,11 +42,15 @@ def subclass_kind(cls: type) -> str:
 
 
 def through_subclass(types: Any) -> Optional[str]:
-    """``wrapper`` or ``fake`` where one of ``types`` is (see :func:`subclass_kind`), else None."""
+    """``wrapper`` or ``fake`` where one of ``types`` is (see :func:`subclass_kind`), or where a FakeTensorMode is on
+    (a factory op of DTensor's shape propagation has no tensor argument to tell: its ``empty_strided`` would
+    be recorded with a FakeTensor for output), else None."""
     for t in types:
         kind = subclass_kind(t)
         if kind != "plain":
             return kind
+    if _FAKE_MODE_KEY is not None and torch._C._get_dispatch_mode(_FAKE_MODE_KEY) is not None:
+        return "fake"
     return None
 
 
