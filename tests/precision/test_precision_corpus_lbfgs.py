@@ -12,13 +12,13 @@ optimizer's. (A second clean dump is not compared: float64 on the CPU repeats it
 import json
 import os
 import shutil
-import subprocess
 import sys
 from collections import Counter
 
 import numpy as np
 import pytest
 import torch
+from test_precision_corpus import cli, report
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -35,39 +35,26 @@ def sine_waves(path: str) -> None:
     torch.save(np.sin(x / 1.0 / t).astype("float64"), path)
 
 
-def cli(cwd: str, *args: str) -> subprocess.CompletedProcess:
-    env = dict(
-        os.environ, PYTHONPATH=STUBS, OMP_NUM_THREADS="1", COLUMNS="200", TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1"
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "ascend_tools.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
+#: the script's environment: the matplotlib stand-in, and its ``torch.load`` of a numpy array on torch >= 2.6
+ENV = {"PYTHONPATH": STUBS, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("lbfgs")
-    out = {}
-    for run in ("ref", "shadow"):
+
+    def workdir(run):
         cwd = str(base / f"{run}.src")
         shutil.copytree(SCRIPT, cwd)
         sine_waves(os.path.join(cwd, "traindata.pt"))
-        if run == "shadow":
-            proc = cli(cwd, "shadow", "-f", "json", "-o", str(base / "shadow.json"), *COMMAND)
-        else:
-            proc = cli(cwd, "dump", "-o", str(base / run), *COMMAND)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        out[run] = proc
-    with open(base / "shadow.json") as f:
-        out["shadow.json"] = json.load(f)
+        return cwd
+
+    dump = cli(workdir("ref"), ENV, "dump", "-o", str(base / "ref"), *COMMAND)
+    assert dump.returncode == 0, dump.stderr[-3000:]
     with open(base / "ref" / "rank0" / "step0" / "records.jsonl") as f:
-        out["records"] = [json.loads(line) for line in f]
-    return out
+        records = [json.loads(line) for line in f]
+    shadow = report(workdir("shadow"), ENV, str(base / "shadow.json"), "shadow", *COMMAND)
+    return {"ref": dump, "records": records, "shadow.json": shadow}
 
 
 def test_the_closures_ops_are_forward_and_backward_not_the_optimizers(runs):
