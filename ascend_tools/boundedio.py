@@ -51,3 +51,9 @@ def read_document(f: IO[bytes], limit: int = MAX_DOCUMENT) -> bytes:
     if len(data) > limit:
         raise ValueError(f"larger than {limit >> 20} MiB")
     return data
+
+
+def one_line(exc: BaseException) -> str:
+    """Why an input was refused, as one line of at most 200 characters (a hostile file's text is in it)."""
+    text = " ".join(str(exc).split())
+    return text[:200] or type(exc).__name__

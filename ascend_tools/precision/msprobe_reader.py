@@ -61,6 +61,7 @@ import re
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from .. import jsonstream
+from ..boundedio import one_line
 from ..errors import InputError
 from .dumps import Dump, inside
 from .records import Record, TensorInfo, TensorStats
@@ -175,7 +176,7 @@ class MsprobeDump(Dump):
                     raise _EntryError(member.error)
                 record = _entry_record(key, member.value, tensor_mode)
             except (_EntryError, ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
-                bad.append(f"line {member.line}, entry {key!r}: {_one_line(exc)}")  # skipped and counted
+                bad.append(f"line {member.line}, entry {key!r}: {one_line(exc)}")  # skipped and counted
                 continue
             record.id, record.step, record.rank = index, step, self.rank
             forward_key = _forward_key(key, record)
@@ -225,7 +226,7 @@ class MsprobeDump(Dump):
             else:
                 value = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # any failure to decode the file is bad input, reported in one line
-            raise InputError(f"{path}: cannot read tensor: {_one_line(exc)}") from None
+            raise InputError(f"{path}: cannot read tensor: {one_line(exc)}") from None
         if not isinstance(value, torch.Tensor):
             raise InputError(f"{path}: holds a {type(value).__name__}, not a tensor")
         return value
@@ -531,8 +532,3 @@ def _is_plain_name(name: str) -> bool:
     return (
         bool(name) and "/" not in name and "\\" not in name and name not in (".", "..") and "\0" not in name
     )
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:200] or type(exc).__name__

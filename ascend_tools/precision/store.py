@@ -416,12 +416,10 @@ class OurDump(Dump):
                     if line is None:
                         raise ValueError("line too long")
                     yield Record.from_json(boundedio.loads(line))
-                except (ValueError, KeyError, TypeError, AttributeError, IndexError):
-                    bad.append(number)
+                except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+                    bad.append(f"line {number}: {boundedio.one_line(exc)}")
         if bad:
-            self.problems.append(
-                f"{path}: {len(bad)} unreadable record line(s) skipped (first: line {bad[0]})"
-            )
+            self.problems.append(f"{path}: {len(bad)} unreadable record line(s) skipped (first: {bad[0]})")
 
     def load_tensor(self, info: TensorInfo, step: int) -> Any:
         arr = self.load_array(info, step)

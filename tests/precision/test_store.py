@@ -115,3 +115,25 @@ def test_read_npy_truncated_file_raises_like_np_load(tmp_path):
         f.truncate(os.path.getsize(path) - 8)
     with pytest.raises(ValueError):
         read_npy(path)
+
+
+def test_a_mistyped_record_line_is_skipped_and_the_first_one_says_why(tmp_path):
+    with capture(str(tmp_path), mode="stats"):
+        torch.ones(3).mul(2)
+    path = tmp_path / "rank0" / "step0" / "records.jsonl"
+    good = [json.loads(line) for line in path.read_text().splitlines()]
+    bool_call = dict(good[0], call=True)  # JSON true where an int goes: bool is not int here
+    negative = dict(good[0], outputs=[dict(good[0]["outputs"][0], shape=[-1])])
+    huge = dict(good[0], name=["x" * 10_000])  # a hostile name: the reason stays one short line
+    lines = [json.dumps(r) for r in (*good, bool_call, negative, huge)]
+    path.write_text("\n".join(lines) + "\n")
+    dump = OurDump.find(str(tmp_path))
+    assert [r.name for r in dump.records(0)] == [r["name"] for r in good]
+    (problem,) = dump.problems
+    first = len(good) + 1
+    assert problem.endswith(f"3 unreadable record line(s) skipped (first: line {first}: call: True)"), problem
+    for bad, why in ((negative, "tensor: shape"), (huge, "name: ['xxx")):
+        path.write_text(json.dumps(bad) + "\n")
+        dump = OurDump.find(str(tmp_path))
+        assert list(dump.records(0)) == [] and f"(first: line 1: {why}" in dump.problems[0]
+        assert len(dump.problems[0]) < len(str(path)) + 300
