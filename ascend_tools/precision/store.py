@@ -407,7 +407,7 @@ class OurDump(Dump):
         path = os.path.join(self.path, f"step{step}", "records.jsonl")
         if not os.path.isfile(path):
             return
-        bad: List[int] = []
+        bad: List[str] = []  # "line N: why"
         with open(path, "rb") as f:
             for number, line, ended in boundedio.lines(f):
                 if not ended:
