@@ -48,6 +48,8 @@ class StepSession(FailOpen):
         self._absorb_exit = False
         # a boundary since the last loss-scale update (see _scale_updated)
         self._stepped = False
+        self._init = True  # no module forward, backward or optimizer op has run yet: ops are phase "init"
+        self._step_used = False  # a module forward, a backward or an optimizer op ran in this step
 
     def __enter__(self) -> Any:
         self.start()
@@ -121,6 +123,19 @@ class StepSession(FailOpen):
             return "optimizer"
         return "forward" if task == -1 else "backward"
 
+    def _op_phase(self) -> str:
+        """:meth:`_phase` of an op, or ``init`` before the first module forward, backward or optimizer op of the
+        run: building the model and the data (random init, uninitialised memory, a graph's preprocessing) is no
+        step's forward, and its ops must not shift the call numbers of step 0's, which capture and shadow both
+        name an op by."""
+        phase = self._phase()
+        if not self._step_used and (
+            phase != "forward" or (self._paths is not None and self._paths.running())
+        ):
+            self._step_used = True
+            self._init = False
+        return "init" if self._init else phase
+
     def _install_step_hook(self) -> None:
         try:
             import torch.optim.optimizer as optmod
@@ -181,5 +196,7 @@ class StepSession(FailOpen):
     def _boundary(self) -> None:
         self._stepped = True
         self._advance()
+        self._init = False
+        self._step_used = False
         if self._paths is not None:
             self._paths.forget()  # the step's backward has run: its forward ops' modules are not needed

@@ -149,8 +149,6 @@ class Capture(StepSession):
         self._grad_names: Dict[int, str] = {}  # id of each parameter's .grad while optimizer.step() runs
         # per optimizer in its step: its tensors, their storages and the writes seen to them when it began
         self._step_writes: Dict[int, List[Tuple[torch.Tensor, int, int]]] = {}
-        self._init = True  # no module forward has run yet: ops are phase "init"
-        self._step_used = False  # a module forward, a backward or an optimizer op ran in this step
         self._paths: Optional[ModulePath] = None
         self._mode: Optional[OpRecordMode] = None
         self._lock: Any = None  # outdir.DirLock of the rank directory while this capture writes it
@@ -303,8 +301,6 @@ class Capture(StepSession):
         if self._by_place is not None:
             self._by_place = {k: v for k, v in self._by_place.items() if v.ref() is not None}
         self._volatile = set()
-        self._init = False
-        self._step_used = False
         self._busy = was
         self._update_off()
 
@@ -493,12 +489,7 @@ class Capture(StepSession):
     def _before_op(self, meta: OpFacts, args: Any, kwargs: Dict[str, Any]) -> Optional[tuple]:
         paths = self._paths
         module = paths.current() if paths is not None else ""  # every op: see ModulePath
-        phase = self._phase()
-        if not self._step_used and (phase != "forward" or (paths is not None and paths.running())):
-            self._step_used = True
-            self._init = False
-        if self._init:
-            phase = "init"
+        phase = self._op_phase()
         key = (meta.name, phase)
         call = self._calls.get(key, 0)
         self._calls[key] = call + 1

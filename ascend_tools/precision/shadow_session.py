@@ -135,7 +135,7 @@ class ShadowRecord:
 
     id: int  # position in the step's stream of aten ops (skipped ones included)
     name: str  # "aten::mm", "aten::add_.Tensor"
-    phase: str  # "forward" | "backward" | "optimizer"
+    phase: str  # "init" | "forward" | "backward" | "optimizer"
     call: int  # n-th call of this name in this phase and step, from 0 (every call counts)
     module: str
     site: str  # first frame outside torch, the stdlib and ascend_tools: "modeling_llama.py:80 in forward"
@@ -547,7 +547,7 @@ class Shadow(StepSession):
         module = self._paths.current() if self._paths is not None else ""  # every op: see ModulePath
         if not op.counted:
             return None
-        phase = self._phase()
+        phase = self._op_phase()
         key = (op.name, phase)
         call = self._calls.get(key, 0)
         self._calls[key] = call + 1

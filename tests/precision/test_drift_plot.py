@@ -60,8 +60,13 @@ def test_shadow_labels_the_culprit_and_names_the_command_short():
     torch.manual_seed(0)
     x, w1, w2 = torch.randn(32, 64), torch.randn(64, 64), torch.randn(64, 64)
     fault = Fault("aten::mm", call=1, kind="perturb", scale=0.5, fraction=0.1)
+
+    class Chain(torch.nn.Module):  # a module's forward: its ops are forward ops, as the injector counts them
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.mm(torch.mm(torch.mm(x, w1), w2), w1)
+
     with FaultInjector(fault) as injector, shadow() as sh:
-        torch.mm(torch.mm(torch.mm(x, w1), w2), w1)
+        Chain()(x)
     report = build_report(
         sh.results, [sh.meta()], command=["/opt/venv/bin/python", "/home/me/train.py", "--steps", "3"]
     )

@@ -58,6 +58,37 @@ def test_records_every_op_with_identity():
     }
 
 
+def _graph_step():
+    """pytorch/examples' GAT in small: its data prepared with a matmul (feature scaling) before the model is
+    built, then one training step whose layers run ``mm`` too."""
+    torch.manual_seed(0)
+    features = torch.rand(12, 6)
+    features = torch.diag(1 / features.sum(1)) @ features
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8, bias=False), torch.nn.Linear(8, 3))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    model(features).logsumexp(1).mean().backward()
+    opt.step()
+
+
+def test_ops_before_the_first_forward_are_init_and_named_as_the_capture_names_them(tmp_path):
+    # shadow counted a data preparation's mm as forward call 0, so it named the model's first mm
+    # aten::mm#forward#1, where the capture of the same script (its own init phase) has aten::mm#forward#0
+    with shadow() as sh:
+        _graph_step()
+    with precision.capture(str(tmp_path)):
+        _graph_step()
+    from ascend_tools.precision.store import OurDump
+
+    dump = OurDump.find(str(tmp_path))
+    recorded = {(r.name, r.phase, r.call): r.module for r in dump.records(0)}
+    assert recorded[("aten::mm", "init", 0)] == "" and recorded[("aten::mm", "forward", 0)] == "0"
+    checked = [r for r in sh.results if r.step == 0]
+    assert ("aten::mm", "init", 0) in {(r.name, r.phase, r.call) for r in checked}
+    assert {r.phase for r in checked} == {"init", "forward", "backward", "optimizer"}
+    for r in checked:  # every op shadow checked is the capture's record of that name, with its module
+        assert recorded.get((r.name, r.phase, r.call)) == r.module, r.key
+
+
 def test_in_place_op_sees_inputs_before_the_write():
     a = torch.randn(64)
     b = torch.randn(64)
@@ -266,7 +297,7 @@ def test_a_bf16_op_gets_compare_s_float32_truth_and_a_faulty_one_is_still_named(
     mms = [r for r in sh.results if r.name == "aten::mm"]
     assert [r.metrics.reference_dtype for r in mms] == ["float64", "float32", "float32"]
     assert [r.level for r in mms] == ["pass", "pass", "error"]
-    assert [r.key for r in sh.culprits()] == ["aten::mm#forward#2"]
+    assert [r.key for r in sh.culprits()] == ["aten::mm#init#2"]  # no module ran: phase init
 
 
 def test_ops_that_make_meta_tensors_are_skipped_not_failed():

@@ -96,7 +96,7 @@ def test_a_matrix_product_over_max_numel_is_checked_on_a_block_and_a_fault_on_1_
     )
     assert summary["too large"].startswith("1 op calls over --max-numel (50,000 elements) not checked")
     faulty = run(50_000, fault=Fault("aten::addmm", call=0, kind="perturb", fraction=0.01, scale=0.05))
-    assert [r.key for r in faulty.culprits()] == ["aten::addmm#forward#0"]
+    assert [r.key for r in faulty.culprits()] == ["aten::addmm#init#0"]
     every_row = run(50_000, rows=0)  # --rows 0: every row or nothing
     assert every_row.skipped["max_numel"] == 2 and not [
         r for r in every_row.results if r.name == "aten::addmm"
