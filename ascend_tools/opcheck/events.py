@@ -9,7 +9,7 @@ class OpEvent:
     """One call that reached dispatch (or, for ``parent`` events, a fused Python-level call)."""
 
     op: str  # "aten::mm", "aten::add.Tensor"
-    phase: str  # "forward" | "backward"
+    phase: str  # "forward" | "backward" | "optimizer" (inside optimizer.step(), where a script is traced)
     module: str  # "model.layers.3.self_attn", "" for the root
     dtypes: Tuple[str, ...]  # dtypes of the tensor inputs, in order
     shapes: Tuple[Tuple[int, ...], ...]

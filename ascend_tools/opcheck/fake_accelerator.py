@@ -308,10 +308,15 @@ def _patches(node: FakeNode) -> List[Tuple[Any, str, Any]]:
     from torch.utils import _foreach_utils as foreach_utils
 
     fused_devices = _with_meta(foreach_utils._get_fused_kernels_supported_devices)
+    foreach_devices = _with_meta(foreach_utils._get_foreach_kernels_supported_devices)
     patches += [
-        # fused=True optimizers check their parameters' device: meta stands for the accelerator here
+        # optimizers pick their kernels by their parameters' device, which torch's own code sees as meta: meta
+        # stands for the accelerator here, so fused=True is accepted and the default is foreach, as on CUDA and
+        # NPU (the _foreach_* ops an NPU runs, not the per-parameter ops of the CPU)
         (foreach_utils, "_get_fused_kernels_supported_devices", fused_devices),
         (optimizer_module, "_get_fused_kernels_supported_devices", fused_devices),
+        (foreach_utils, "_get_foreach_kernels_supported_devices", foreach_devices),
+        (optimizer_module, "_get_foreach_kernels_supported_devices", foreach_devices),
         (torch.version, "cuda", cuda_version()),
         # the node's nccl world is the fake process group (script_child); bf16 gates ask for NCCL and its version
         (torch.distributed, "is_nccl_available", _returns(True)),

@@ -124,8 +124,12 @@ class StepTrace:
         if self.ops.recording:
             self.phase = "optimizer"
             self.optimizer = type(optimizer).__name__
+            self.ops.in_optimizer = (
+                True  # its ops are the optimizer's, not the forward's (nor, in a hook, backward's)
+            )
 
     def _post_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self.ops.in_optimizer = False
         if not self.ops.recording or self._ends_with_backward:
             return
         if in_backward():

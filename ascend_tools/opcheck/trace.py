@@ -141,6 +141,7 @@ class OpTraceMode(TorchDispatchMode):
         self.sites: Dict[Tuple[str, Tuple[str, ...]], str] = {}
         self.modules = modules
         self.parent = -1  # set by FusedCallMode
+        self.in_optimizer = False  # inside optimizer.step() (step_trace.StepTrace sets it)
         self._expand = expand or (lambda name: False)
         self._via: List[str] = []
         # data-dependent op -> where the model code first needed its value (made up, see SHAPE_FALLBACKS)
@@ -154,7 +155,7 @@ class OpTraceMode(TorchDispatchMode):
         self.events.append(
             OpEvent(
                 op=name,
-                phase="backward" if backward else "forward",
+                phase="optimizer" if self.in_optimizer else "backward" if backward else "forward",
                 module=self.modules.current(),
                 dtypes=dtypes,
                 shapes=shapes,

@@ -13,6 +13,7 @@ from .module_paths import fold
 
 # worst first: the status an op gets when several of its calls (or decomposed parts) differ
 STATUS_ORDER = ("unsupported", "cpu_fallback", "composite", "npu")
+PHASES = ("forward", "backward", "optimizer")  # a row's phases, in this order
 
 
 def npu_stream(events: Sequence[OpEvent], version: str) -> List[OpEvent]:
@@ -61,7 +62,7 @@ def op_rows(
             "reason": verdict.reason,
             "dtype_risks": [] if is_view_op(op) else _risks(op, calls, verdict.dtype_risks),
             "dtype_notes": list(verdict.dtype_notes),
-            "phases": sorted({c.phase for c in calls}, reverse=True),
+            "phases": [p for p in PHASES if any(c.phase == p for c in calls)],
             "modules": fold(c.module for c in calls),
             "via": sorted({c.via for c in calls if c.via}),
             "partly_expanded": any(c.partly_expanded for c in calls),

@@ -37,9 +37,11 @@ def test_an_optimizer_stepped_in_backward_ends_the_step_with_the_backward_pass()
             loss.backward()
     ops = [e.op for e in trace.ops.events]
     assert trace.phase == "done" and trace.optimizer == "AdamW"
-    assert ops.count("aten::lerp_.Scalar") == 4  # AdamW's exp_avg update, once per parameter
+    lerp = "aten::_foreach_lerp_.Scalar"  # AdamW's exp_avg update (foreach, as on CUDA), once per parameter
+    assert ops.count(lerp) == 4
     assert "aten::silu_backward" in ops  # the backward went past the last layer
-    assert ops.index("aten::silu_backward") < max(i for i, op in enumerate(ops) if op == "aten::lerp_.Scalar")
+    assert ops.index("aten::silu_backward") < max(i for i, op in enumerate(ops) if op == lerp)
+    assert {e.phase for e in trace.ops.events if e.op == lerp} == {"optimizer"}
 
 
 def test_a_gradient_hook_sends_tensors_to_the_gradients_device():

@@ -2,7 +2,9 @@
 dtypes and the CUDA autocast regions entered (opcheck/traced_precision.py, script_header.py).
 
 The expectation is the same step run for real on the CPU, CPU autocast's policy agreeing with CUDA's for
-linear and mse_loss (test_fake_autocast.py), its op calls counted by output dtype under a dispatch mode."""
+linear and mse_loss (test_fake_autocast.py), its op calls counted by output dtype under a dispatch mode, and the
+optimizer stepped by the kernels torch picks on CUDA and NPU (foreach: torch's own rule, with the CPU in its list
+of the devices that have them)."""
 
 import os
 import subprocess
@@ -10,6 +12,7 @@ import sys
 from collections import Counter
 
 import torch
+import torch.optim.optimizer as optimizer_module
 from test_script_run import check_ops
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
@@ -51,8 +54,13 @@ class OutputDtypes(TorchDispatchMode):
 def on_cpu(autocast: bool) -> Counter:
     scope: dict = {}
     exec(SETUP.format(device="cpu"), scope)
-    with OutputDtypes() as rec:
-        exec(STEP.format(device="cpu", autocast=autocast), scope)
+    devices = optimizer_module._get_foreach_kernels_supported_devices
+    optimizer_module._get_foreach_kernels_supported_devices = lambda: [*devices(), "cpu"]
+    try:
+        with OutputDtypes() as rec:
+            exec(STEP.format(device="cpu", autocast=autocast), scope)
+    finally:
+        optimizer_module._get_foreach_kernels_supported_devices = devices
     return rec.counts
 
 
