@@ -7,8 +7,8 @@ is a divergence at a warning too, and from 8x in statistics; without such an arg
 cause, nor is a statistics-only ratio under 100x."""
 
 import pytest
+import tiny_llama
 import torch
-import transformers
 
 from ascend_tools.precision import capture
 from ascend_tools.precision.compare import compare_dumps
@@ -17,16 +17,7 @@ LR = 5e-4
 
 
 def run(path, weight_decay, mode):
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=64,
-    )
-    model = transformers.LlamaForCausalLM(config)
+    model = tiny_llama.build()
     ids = torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(1))
     opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=weight_decay, foreach=False)
     with capture(str(path), level="op", mode=mode, model=model):

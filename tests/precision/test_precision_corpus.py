@@ -35,6 +35,9 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 CORPUS = os.path.join(ROOT, "tests", "data", "checkops_corpus")
 WLM = os.path.join(ROOT, "tests", "data", "precision_corpus", "word_language_model")
 FAULT_SITE = os.path.join(HERE, "corpus_fault")
+STUBS = os.path.join(
+    HERE, "corpus_stubs"
+)  # stand-ins for packages CI lacks (matplotlib, requests, tensorboard)
 NANOGPT_FLAGS = ["--device=cpu", "--compile=False", "--dtype=float32"]
 
 
@@ -165,6 +168,13 @@ def cli(cwd: str, env: Dict[str, str], *args: str) -> subprocess.CompletedProces
         timeout=900,
         env=full,
     )
+
+
+def stub_env(fault: Optional[Dict[str, str]]) -> Dict[str, str]:
+    """A script's environment with the corpus' stand-ins for packages CI lacks (``corpus_stubs``) on its path, and
+    ``fault``'s faulty kernel (``corpus_fault``) before them where one is given."""
+    paths = [FAULT_SITE, STUBS] if fault else [STUBS]
+    return {"PYTHONPATH": os.pathsep.join(paths), **(fault or {})}
 
 
 def run_env(script: str, fault: Optional[Dict[str, str]]) -> Dict[str, str]:

@@ -17,12 +17,11 @@ from typing import Any, Dict
 
 import numpy as np
 import pytest
-from test_precision_corpus import FAULT_SITE, cli, report
+from test_precision_corpus import cli, report, stub_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 SCRIPT = os.path.join(ROOT, "tests", "data", "precision_corpus", "gat")
-STUBS = os.path.join(HERE, "corpus_stubs")  # requests
 #: one training step; one head of 4 features keeps each node-by-node tensor at 11 MB
 ARGS = ["--dry-run", "--num-heads", "1", "--hidden-dim", "4"]
 COMMAND = ["--steps", "0", "--", sys.executable, "main.py", *ARGS]
@@ -51,11 +50,6 @@ def cora(path: str) -> None:
                 f.write(f"{ids[a]}\t{ids[b]}\n")
 
 
-def env(fault: bool) -> Dict[str, str]:
-    paths = [FAULT_SITE, STUBS] if fault else [STUBS]
-    return {"PYTHONPATH": os.pathsep.join(paths), **(FAULT if fault else {})}
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> Dict[str, Any]:
     base = str(tmp_path_factory.mktemp("gat"))
@@ -68,13 +62,21 @@ def runs(tmp_path_factory) -> Dict[str, Any]:
 
     def dump(run: str) -> str:
         cwd = workdir(run)
-        proc = cli(cwd, env(run == "fault"), "dump", "-o", os.path.join(base, run), *COMMAND)
+        proc = cli(
+            cwd, stub_env(FAULT if run == "fault" else None), "dump", "-o", os.path.join(base, run), *COMMAND
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         return cwd
 
     def shadow(run: str) -> Dict[str, Any]:
         cwd = workdir(f"shadow-{run}")
-        out = report(cwd, env(run == "fault"), os.path.join(base, f"shadow-{run}.json"), "shadow", *COMMAND)
+        out = report(
+            cwd,
+            stub_env(FAULT if run == "fault" else None),
+            os.path.join(base, f"shadow-{run}.json"),
+            "shadow",
+            *COMMAND,
+        )
         out["fired"] = os.path.exists(os.path.join(cwd, "fault-fired"))
         return out
 

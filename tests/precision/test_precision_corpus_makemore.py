@@ -18,20 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict
 
 import pytest
-from test_precision_corpus import FAULT_SITE, cli, report
+from test_precision_corpus import cli, report, stub_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 SCRIPT = os.path.join(ROOT, "tests", "data", "precision_corpus", "makemore")
-STUBS = os.path.join(HERE, "corpus_stubs")  # tensorboard
 ARGS = ["--max-steps", "3", "--type", "gru", "--work-dir", "out"]  # 4 DataLoader workers: its default
 FAULT = {"FAULT_OP": "addmm", "FAULT_CALL": "5"}
 WANT = {"call": "aten::addmm#forward#5", "module": "cell.xh_to_z", "site": "makemore.py:298 in forward"}
-
-
-def env(fault: bool) -> Dict[str, str]:
-    paths = [FAULT_SITE, STUBS] if fault else [STUBS]
-    return {"PYTHONPATH": os.pathsep.join(paths), **(FAULT if fault else {})}
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +40,16 @@ def runs(tmp_path_factory) -> Dict[str, Any]:
     def dump(run: str) -> bool:
         cwd = workdir(run)
         command = ["--steps", "0-1", "--", sys.executable, "makemore.py", *ARGS]
-        proc = cli(cwd, env(run == "fault"), "dump", "-o", os.path.join(base, run), *command)
+        proc = cli(
+            cwd, stub_env(FAULT if run == "fault" else None), "dump", "-o", os.path.join(base, run), *command
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         return os.path.exists(os.path.join(cwd, "fault-fired"))
 
     def shadow() -> Dict[str, Any]:
         cwd = workdir("shadow")
         command = ["--steps", "0", "--", sys.executable, "makemore.py", *ARGS]
-        out = report(cwd, env(True), os.path.join(base, "shadow.json"), "shadow", *command)
+        out = report(cwd, stub_env(FAULT), os.path.join(base, "shadow.json"), "shadow", *command)
         out["fired"] = os.path.exists(os.path.join(cwd, "fault-fired"))
         return out
 
