@@ -35,9 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 CORPUS = os.path.join(ROOT, "tests", "data", "checkops_corpus")
 WLM = os.path.join(ROOT, "tests", "data", "precision_corpus", "word_language_model")
 FAULT_SITE = os.path.join(HERE, "corpus_fault")
-STUBS = os.path.join(
-    HERE, "corpus_stubs"
-)  # stand-ins for packages CI lacks (matplotlib, requests, tensorboard)
+STUBS = os.path.join(HERE, "corpus_stubs")  # stand-ins for packages CI lacks (matplotlib, openai)
 NANOGPT_FLAGS = ["--device=cpu", "--compile=False", "--dtype=float32"]
 
 
@@ -170,10 +168,12 @@ def cli(cwd: str, env: Dict[str, str], *args: str) -> subprocess.CompletedProces
     )
 
 
-def stub_env(fault: Optional[Dict[str, str]]) -> Dict[str, str]:
-    """A script's environment with the corpus' stand-ins for packages CI lacks (``corpus_stubs``) on its path, and
-    ``fault``'s faulty kernel (``corpus_fault``) before them where one is given."""
-    paths = [FAULT_SITE, STUBS] if fault else [STUBS]
+def stub_env(fault: Optional[Dict[str, str]], stubs: str = STUBS) -> Dict[str, str]:
+    """A script's environment with stand-ins for packages CI lacks on its path (``stubs``: ``corpus_stubs``, or a
+    directory of one script's own where a stand-in would shadow a package other scripts import for real, as
+    ``requests`` under huggingface_hub), and ``fault``'s faulty kernel (``corpus_fault``) before them where one is
+    given."""
+    paths = [FAULT_SITE, stubs] if fault else [stubs]
     return {"PYTHONPATH": os.pathsep.join(paths), **(fault or {})}
 
 

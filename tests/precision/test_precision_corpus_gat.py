@@ -21,6 +21,8 @@ from test_precision_corpus import cli, report, stub_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+#: its stand-in for requests, apart from corpus_stubs: the real one must win for every other script
+STUBS = os.path.join(HERE, "stubs_gat")
 SCRIPT = os.path.join(ROOT, "tests", "data", "precision_corpus", "gat")
 #: one training step; one head of 4 features keeps each node-by-node tensor at 11 MB
 ARGS = ["--dry-run", "--num-heads", "1", "--hidden-dim", "4"]
@@ -63,7 +65,12 @@ def runs(tmp_path_factory) -> Dict[str, Any]:
     def dump(run: str) -> str:
         cwd = workdir(run)
         proc = cli(
-            cwd, stub_env(FAULT if run == "fault" else None), "dump", "-o", os.path.join(base, run), *COMMAND
+            cwd,
+            stub_env(FAULT if run == "fault" else None, STUBS),
+            "dump",
+            "-o",
+            os.path.join(base, run),
+            *COMMAND,
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
         return cwd
@@ -72,7 +79,7 @@ def runs(tmp_path_factory) -> Dict[str, Any]:
         cwd = workdir(f"shadow-{run}")
         out = report(
             cwd,
-            stub_env(FAULT if run == "fault" else None),
+            stub_env(FAULT if run == "fault" else None, STUBS),
             os.path.join(base, f"shadow-{run}.json"),
             "shadow",
             *COMMAND,

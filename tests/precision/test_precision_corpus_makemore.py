@@ -22,6 +22,8 @@ from test_precision_corpus import cli, report, stub_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+#: its stand-in for tensorboard, apart from corpus_stubs: the real one must win for every other script
+STUBS = os.path.join(HERE, "stubs_makemore")
 SCRIPT = os.path.join(ROOT, "tests", "data", "precision_corpus", "makemore")
 ARGS = ["--max-steps", "3", "--type", "gru", "--work-dir", "out"]  # 4 DataLoader workers: its default
 FAULT = {"FAULT_OP": "addmm", "FAULT_CALL": "5"}
@@ -41,7 +43,12 @@ def runs(tmp_path_factory) -> Dict[str, Any]:
         cwd = workdir(run)
         command = ["--steps", "0-1", "--", sys.executable, "makemore.py", *ARGS]
         proc = cli(
-            cwd, stub_env(FAULT if run == "fault" else None), "dump", "-o", os.path.join(base, run), *command
+            cwd,
+            stub_env(FAULT if run == "fault" else None, STUBS),
+            "dump",
+            "-o",
+            os.path.join(base, run),
+            *command,
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
         return os.path.exists(os.path.join(cwd, "fault-fired"))
@@ -49,7 +56,7 @@ def runs(tmp_path_factory) -> Dict[str, Any]:
     def shadow() -> Dict[str, Any]:
         cwd = workdir("shadow")
         command = ["--steps", "0", "--", sys.executable, "makemore.py", *ARGS]
-        out = report(cwd, stub_env(FAULT), os.path.join(base, "shadow.json"), "shadow", *command)
+        out = report(cwd, stub_env(FAULT, STUBS), os.path.join(base, "shadow.json"), "shadow", *command)
         out["fired"] = os.path.exists(os.path.join(cwd, "fault-fired"))
         return out
 
