@@ -258,10 +258,11 @@ def _classify(res: PairResult, op_level: bool) -> Optional[Cause]:
     if proven and ratio < AMPLIFICATION_CULPRIT:
         return None
     # statistics cannot tell a small amplification from rounding noise, unless the op was given other arguments
-    if not proven and ratio < (AMPLIFICATION_CULPRIT if diff else STATS_DIVERGENCE):
+    bar = AMPLIFICATION_CULPRIT if diff else STATS_DIVERGENCE
+    if not proven and ratio < bar:
         if ratio <= 1:  # it carried its inputs' error, did not amplify it
             return None
-        why = f"statistics only, {ratio:.3g}x below the {STATS_DIVERGENCE:g}x bar: a hint, not a cause"
+        why = f"statistics only, {ratio:.3g}x below the {bar:g}x bar: a hint, not a cause"
         return Cause("divergence", res, "hint", why, score=ratio)
     if proven and not diff and res.replay is not None and (_same_output_dtype(res) or t.phase == "backward"):
         # the same op with the same arguments, in the same precision, correct for its own inputs (the replay
