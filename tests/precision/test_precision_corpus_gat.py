@@ -17,7 +17,7 @@ from typing import Any, Dict
 
 import numpy as np
 import pytest
-from test_precision_corpus import cli, report, stub_env
+from test_precision_corpus import cli, fired, report, stub_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -84,16 +84,16 @@ def runs(tmp_path_factory) -> Dict[str, Any]:
             "shadow",
             *COMMAND,
         )
-        out["fired"] = os.path.exists(os.path.join(cwd, "fault-fired"))
+        out["fired"] = fired(cwd)
         return out
 
     with ThreadPoolExecutor(2) as pool:
         dumps = {run: pool.submit(dump, run) for run in ("ref", "fault")}
         shadows = {run: pool.submit(shadow, run) for run in ("clean", "fault")}
-        fired = os.path.exists(os.path.join(dumps["fault"].result(), "fault-fired"))
+        faults = fired(dumps["fault"].result())
         out: Dict[str, Any] = {f"shadow-{k}": v.result() for k, v in shadows.items()}
     dirs = {run: os.path.join(base, run) for run in ("ref", "fault")}
-    out["fired"] = fired
+    out["fired"] = faults
     out["compare"] = report(
         base, {}, os.path.join(base, "compare.json"), "compare", dirs["fault"], dirs["ref"]
     )
@@ -104,7 +104,7 @@ def runs(tmp_path_factory) -> Dict[str, Any]:
 
 
 def test_compare_and_shadow_name_the_faulty_mm_alike(runs):
-    assert runs["fired"] and runs["shadow-fault"]["fired"]
+    assert runs["fired"] == runs["shadow-fault"]["fired"] == ["mm forward 1"]  # the kernel's own count
     (first,) = runs["compare"]["culprits"][:1]
     assert (first["name"], first["module"]) == (WANT["call"], WANT["module"])
     culprits = runs["shadow-fault"]["culprits"]
