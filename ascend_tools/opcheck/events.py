@@ -23,6 +23,9 @@ class OpEvent:
     # argument values torch_npu's docs say the NPU does not support ("sorted=False"), and where (forward)
     flags: Tuple[str, ...] = ()
     flag_site: str = ""
+    # every tensor it took and made is a real host tensor (an optimizer's step counters, data still on the
+    # host): torch's CPU kernel runs it on the user's node too, whatever the NPU has
+    host: bool = False
 
 
 @dataclass

@@ -19,6 +19,7 @@ import contextlib
 from typing import Any, Callable, ContextManager, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
+from torch._subclasses.fake_tensor import FakeTensor
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
@@ -131,6 +132,19 @@ def _tensor_facts(args: Any, kwargs: Any) -> Tuple[Tuple[str, ...], Tuple[Tuple[
     return dtypes, shapes, sparse
 
 
+def on_host(*values: Any) -> bool:
+    """Whether the tensors among ``values`` (a call's arguments and results) are all real host tensors, at least
+    one: not meta tensors, nor the fake CPU tensors ``--autocast`` traces, which stand for the accelerator's."""
+    flat, _ = tree_flatten(values)
+    seen = False
+    for t in flat:
+        if isinstance(t, torch.Tensor):
+            if t.device.type != "cpu" or isinstance(t, FakeTensor):
+                return False
+            seen = True
+    return seen
+
+
 class OpTraceMode(TorchDispatchMode):
     """Appends an :class:`OpEvent` for every op that reaches dispatch while active."""
 
@@ -179,6 +193,11 @@ class OpTraceMode(TorchDispatchMode):
             return args[0].device
         name = op_name(func)
         index = self.record(name, args, kwargs)
+        out = self._run(func, name, index, args, kwargs)
+        self.events[index].host = on_host(args, kwargs, out)
+        return out
+
+    def _run(self, func: Any, name: str, index: int, args: Any, kwargs: Any) -> Any:
         if name not in self._via and self._expand(name):
             key = next((k for k in _COMPOSITE_KEYS if func.has_kernel_for_dispatch_key(k)), None)
             if key is not None:
@@ -218,11 +237,13 @@ class FusedCallMode(TorchFunctionMode):
         name = FUSED_PYTHON_CALLS.get(getattr(func, "__name__", ""))
         if name is None or self.ops.parent != -1 or in_backward():
             return func(*args, **kwargs)
-        self.ops.parent = self.ops.record(name, args, kwargs, is_parent=True)
+        index = self.ops.parent = self.ops.record(name, args, kwargs, is_parent=True)
         try:
-            return func(*args, **kwargs)
+            out = func(*args, **kwargs)
         finally:
             self.ops.parent = -1
+        self.ops.events[index].host = on_host(args, kwargs, out)
+        return out
 
 
 def scalar_loss(output: Any) -> torch.Tensor:

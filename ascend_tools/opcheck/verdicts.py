@@ -12,7 +12,11 @@ from .events import OpEvent
 from .module_paths import fold
 
 # worst first: the status an op gets when several of its calls (or decomposed parts) differ
-STATUS_ORDER = ("unsupported", "cpu_fallback", "composite", "npu")
+STATUS_ORDER = ("unsupported", "cpu_fallback", "composite", "npu", "host")
+HOST_REASON = (
+    "every tensor of these calls is a host tensor (an optimizer's step counters, data not yet on the device): "
+    "torch's CPU kernel runs them on the NPU node too"
+)
 PHASES = ("forward", "backward", "optimizer")  # a row's phases, in this order
 
 
@@ -41,35 +45,23 @@ def op_rows(
     sites: Optional[Dict[Tuple[str, Tuple[str, ...]], str]] = None,
     expanded: bool = True,
 ) -> List[Dict[str, Any]]:
-    """One row per op with count, dtypes, example shapes, phases, folded module paths and verdict."""
-    groups: OrderedDict[str, List[OpEvent]] = OrderedDict()
+    """One row per op with count, dtypes, example shapes, phases, folded module paths and verdict; an op's calls
+    on host tensors (``OpEvent.host``) are a row of their own, status "host", judged by no NPU table."""
+    groups: OrderedDict[Tuple[str, bool], List[OpEvent]] = OrderedDict()
     for e in stream:
-        groups.setdefault(e.op, []).append(e)
+        groups.setdefault((e.op, e.host), []).append(e)
     rows: Dict[str, Dict[str, Any]] = {}
-    for op, calls in groups.items():
+    host_rows: List[Dict[str, Any]] = []
+    for (op, host), calls in groups.items():
         dtypes = sorted({d for c in calls for d in c.dtypes})
+        if host:
+            host_rows.append(_row(op, calls, dtypes, "host", HOST_REASON, [], [], sites or {}))
+            continue
         verdict = support.op_verdict(op, dtypes, version, sparse=any(c.sparse for c in calls))
-        shapes: List[List[List[int]]] = []
-        for c in calls:
-            example = [list(s) for s in c.shapes]
-            if example not in shapes and len(shapes) < 3:
-                shapes.append(example)
-        rows[op] = {
-            "op": op,
-            "count": len(calls),
-            "dtypes": dtypes,
-            "status": verdict.status,
-            "reason": verdict.reason,
-            "dtype_risks": [] if is_view_op(op) else _risks(op, calls, verdict.dtype_risks),
-            "dtype_notes": list(verdict.dtype_notes),
-            "phases": [p for p in PHASES if any(c.phase == p for c in calls)],
-            "modules": fold(c.module for c in calls),
-            "via": sorted({c.via for c in calls if c.via}),
-            "partly_expanded": any(c.partly_expanded for c in calls),
-            "shapes": shapes,
-            "site": _first_site(calls, sites or {}),
-            "risk_site": _risk_site(op, calls, sites or {}),
-        }
+        risks = [] if is_view_op(op) else _risks(op, calls, verdict.dtype_risks)
+        rows[op] = _row(
+            op, calls, dtypes, verdict.status, verdict.reason, risks, verdict.dtype_notes, sites or {}
+        )
     if expanded:
         _resolve_composites(rows)
     else:
@@ -81,7 +73,42 @@ def op_rows(
                     "no NPU kernel of its own; decomposes at run time (not expanded under --autocast: "
                     "run without it to see into what)"
                 )
-    return sorted(rows.values(), key=lambda r: (STATUS_ORDER.index(r["status"]), -r["count"], r["op"]))
+    return sorted(
+        [*rows.values(), *host_rows], key=lambda r: (STATUS_ORDER.index(r["status"]), -r["count"], r["op"])
+    )
+
+
+def _row(
+    op: str,
+    calls: Sequence[OpEvent],
+    dtypes: List[str],
+    status: str,
+    reason: str,
+    risks: List[str],
+    notes: Sequence[str],
+    sites: Dict[Tuple[str, Tuple[str, ...]], str],
+) -> Dict[str, Any]:
+    shapes: List[List[List[int]]] = []
+    for c in calls:
+        example = [list(s) for s in c.shapes]
+        if example not in shapes and len(shapes) < 3:
+            shapes.append(example)
+    return {
+        "op": op,
+        "count": len(calls),
+        "dtypes": dtypes,
+        "status": status,
+        "reason": reason,
+        "dtype_risks": risks,
+        "dtype_notes": list(notes),
+        "phases": [p for p in PHASES if any(c.phase == p for c in calls)],
+        "modules": fold(c.module for c in calls),
+        "via": sorted({c.via for c in calls if c.via}),
+        "partly_expanded": any(c.partly_expanded for c in calls),
+        "shapes": shapes,
+        "site": _first_site(calls, sites),
+        "risk_site": "" if status == "host" else _risk_site(op, calls, sites),
+    }
 
 
 def _generic_risky(op: str, dtypes: Sequence[str]) -> List[str]:

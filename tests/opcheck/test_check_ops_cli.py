@@ -182,7 +182,7 @@ def test_json_schema(risky_json):
     assert doc["ops"]
     for row in doc["ops"]:
         assert {"op", "count", "dtypes", "status", "modules"} <= set(row)
-        assert row["status"] in ("npu", "cpu_fallback", "unsupported", "composite")
+        assert row["status"] in ("npu", "cpu_fallback", "unsupported", "composite", "host")
         assert isinstance(row["count"], int) and row["count"] >= 1
     assert doc["source_findings"]  # risky.py uses torch.float64
     for f in doc["source_findings"]:

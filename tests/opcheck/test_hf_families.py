@@ -47,7 +47,7 @@ FAMILIES = {
         False,
     ),
 }
-STATUSES = {"npu", "cpu_fallback", "composite", "unsupported"}
+STATUSES = {"npu", "cpu_fallback", "composite", "unsupported", "host"}
 
 
 class _Recorder(TorchDispatchMode):
