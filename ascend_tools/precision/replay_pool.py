@@ -8,12 +8,13 @@ it. It also keeps a replay that kills its interpreter (an op on a hostile dump's
 ending the compare: that process's jobs come back as not replayed, with the reason.
 """
 
+import functools
 import multiprocessing
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, List, Optional
 
-from . import replay_job
+from . import pairpool, replay_job
 from .replay_job import ReplayJob, ReplayOutcome
 
 #: each process gets its jobs in about this many parts (fewer round trips than a job each, and a dead process
@@ -24,12 +25,15 @@ DIED = (
 )
 
 
-def _prepare() -> None:
+def _prepare(threads: int) -> None:
     import torch
 
     from . import replay  # noqa: F401 (imported now, not by the first job)
 
-    torch.set_num_threads(1)  # as the compare's own thread pool runs its kernels (pairpool.py)
+    # the CPUs shared out: the compare sends its jobs once its own threads have measured every pair, and one
+    # op's replay takes most of a replay's time (the bench's 1.5 GB pair: 4 flash-attention backwards, 280 of
+    # 306 ms on one thread, 158 ms in all on two)
+    torch.set_num_threads(threads)
 
 
 def _ready() -> bool:
@@ -40,14 +44,16 @@ class ReplayProcesses:
     """``processes`` spawned processes; 0 starts none (the caller replays in its own process). ``start``: started
     at once, their ``import torch`` running while the caller measures the pairs, else at the first :meth:`run`
     that has jobs (none at all where no op needs a replay: a clean run, a dump compared with itself).
-    ``prepare``: what each runs first (a module-level function: it is sent by name). Use as a context manager, or
+    ``prepare``: what each runs first (a module-level function: it is sent by name), by default torch imported
+    and its kernels given this process's CPUs shared out among the processes. Use as a context manager, or
     :meth:`close`."""
 
     def __init__(
-        self, processes: int = 1, prepare: Callable[[], None] = _prepare, start: bool = True
+        self, processes: int = 1, prepare: Optional[Callable[[], None]] = None, start: bool = True
     ) -> None:
         self.processes = processes
-        self._prepare = prepare
+        threads = max(1, pairpool.default_workers() // max(1, processes))
+        self._prepare = prepare or functools.partial(_prepare, threads)
         self._pool: Optional[ProcessPoolExecutor] = None
         self._ready: Optional[Future[bool]] = None
         self._tried = False

@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from ascend_tools.cli import main
-from ascend_tools.precision import capture, diagnose, replay_pool
+from ascend_tools.precision import capture, diagnose, pairpool, replay_pool
 from ascend_tools.precision.compare import compare_dumps
 from ascend_tools.precision.replay_job import ReplayJob, TensorFile
 
@@ -211,3 +211,14 @@ def test_a_large_dump_starts_its_replay_process_before_measuring(fault_pair, poo
     monkeypatch.setattr(command, "EAGER_REPLAY_BYTES", 1024)  # the fault pair's tensors: 3 KB
     _cli_json(fault_pair[1], fault_pair[1])
     assert started == [False]
+
+
+def test_the_processes_share_out_this_process_cpus_for_their_kernels():
+    """The compare sends its jobs once its own threads are done: one process gets every CPU the compare may use,
+    n processes a share each (at least one)."""
+    cpus = min(len(os.sched_getaffinity(0)), pairpool.MAX_WORKERS)
+    for n in (1, 2):
+        with replay_pool.ReplayProcesses(n) as processes:
+            assert processes.available
+            threads = processes._pool.submit(torch.get_num_threads).result(60)  # type: ignore[union-attr]
+        assert threads == max(1, cpus // n)
