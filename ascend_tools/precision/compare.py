@@ -485,7 +485,8 @@ def _problem_section(report: Report, results: List[PairResult]) -> None:
 
 def _drift_section(report: Report, results: List[PairResult], found: List[Cause]) -> None:
     vs_ref, introduced = [], []
-    marks: List[Tuple[float, str]] = []
+    marks: List[Tuple[float, str]] = []  # where each phase after the forward begins
+    marked = {"forward"}
     order = {id(r): i for i, r in enumerate(results)}
     # one unit on the line: replay scores (tolerances) where there were replays, else amplifications
     method = "replay" if any(r.method == "replay" for r in results) else "amplification"
@@ -494,7 +495,8 @@ def _drift_section(report: Report, results: List[PairResult], found: List[Cause]
             vs_ref.append((float(i), min(r.verdict.ratio, PLOT_CAP)))
         if r.method == method and r.score:
             introduced.append((float(i), min(r.score, PLOT_CAP)))
-        if r.record.phase != "forward" and r.record.phase not in (m[1] for m in marks):
+        if r.record.phase not in marked:
+            marked.add(r.record.phase)
             marks.append((float(i), r.record.phase))
     points = drift.culprit_points(
         (
