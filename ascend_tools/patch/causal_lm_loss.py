@@ -7,7 +7,10 @@ of the ``tokens x vocab`` logits; the loss is then :func:`ascend_tools.ops.linea
 hidden states with the head's weight and bias, the labels shifted as HF's ``ForCausalLMLoss`` shifts them
 (or HF's ``shift_labels`` when given), ``num_items_in_batch`` when the trainer passes it, and the config's
 ``final_logit_softcapping`` (Gemma 2/3; cleared for the call so HF does not apply it to the placeholder).
-The output is HF's output with that loss and ``logits=None`` (as Liger-Kernel's fused forward returns).
+The output is HF's output with that loss and ``logits=None`` (as Liger-Kernel's fused forward returns), plus,
+for a mixture of experts asked for its router logits, the load-balancing loss HF adds to a loss it computes
+(``router_aux_loss_coef * aux_loss``); a tuple where the caller asked for one (``return_dict=False``), made from
+that output as HF makes its own (fields that are None left out).
 
 Wrapping HF's forward instead of rewriting it keeps every version's argument names (``past_key_values`` in
 4.x, ``cache`` in 5.x), caches and outputs. Everything else (eval, ``generate``, no labels, labels passed
@@ -56,6 +59,12 @@ def _fusable(model: Any, labels: Any) -> bool:
     )
 
 
+def _returns_dict(config: Any) -> bool:
+    """HF's default for ``return_dict``: the config's, unless torchscript (4.x ``use_return_dict``, which 5.x
+    deprecates with a warning on every read)."""
+    return bool(getattr(config, "return_dict", True)) and not getattr(config, "torchscript", False)
+
+
 def make_causal_lm_forward(
     original: Callable[..., Any], linear_cross_entropy: Callable[..., Any], ignore_index: int = -100
 ) -> Callable[..., Any]:
@@ -71,7 +80,9 @@ def make_causal_lm_forward(
         head = self.lm_head
         recorder = _HiddenRecorder(head.weight.shape[0])
         softcap = getattr(self.config, "final_logit_softcapping", None)
+        wants_tuple = kwargs.get("return_dict", _returns_dict(self.config)) is False
         kwargs["labels"] = None
+        kwargs["return_dict"] = True  # fields by name (a tuple leaves out the None ones: no fixed places)
         self._modules["lm_head"] = recorder
         try:
             if softcap is not None:
@@ -93,9 +104,14 @@ def make_causal_lm_forward(
             softcap=softcap,
             num_items_in_batch=kwargs.get("num_items_in_batch"),
         )
-        if isinstance(out, tuple):
-            return (loss, *tuple(out[1:]))
         fields = {k: v for k, v in out.items() if k not in ("loss", "logits")}
-        return type(out)(loss=loss, logits=None, **fields)
+        aux = fields.get("aux_loss")
+        coef = getattr(self, "router_aux_loss_coef", None)
+        if aux is not None and coef:
+            # MoE (Mixtral, Qwen-MoE) with output_router_logits: HF adds the router's load-balancing loss to the
+            # loss only where it computed the loss itself (labels given)
+            loss = loss + coef * aux.to(loss.device)
+        result = type(out)(loss=loss, logits=None, **fields)
+        return result.to_tuple() if wants_tuple else result
 
     return forward

@@ -100,6 +100,45 @@ def test_num_items_in_batch_as_trainer_passes_it(family):
         torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-5, atol=1e-5, msg=name)
 
 
+MOE = [f for f in ("mixtral", "qwen3_moe") if f in FAMILIES]  # HF adds a router load-balancing loss
+
+
+@pytest.mark.parametrize("family", MOE)
+def test_a_moe_asked_for_its_router_logits_keeps_the_load_balancing_loss(family):
+    """HF adds ``router_aux_loss_coef * aux_loss`` to a loss it computes from labels: the routers' gradient toward
+    balanced experts. The patched forward computes the loss itself and must add it too (it did not: the
+    loss was the cross-entropy alone)."""
+    ref_out, ref_grads = step(build(family, patched=False), output_router_logits=True)
+    out, grads = step(build(family, patched=True), output_router_logits=True)
+    assert ref_out.aux_loss is not None and out.logits is None
+    torch.testing.assert_close(out.aux_loss, ref_out.aux_loss)
+    torch.testing.assert_close(out.loss, ref_out.loss, rtol=1e-5, atol=1e-6)
+    routers = [n for n in ref_grads if n.endswith("gate.weight") and ".experts" not in n]
+    assert routers and grads.keys() == ref_grads.keys()
+    for name in grads:
+        torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-5, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("family", ["llama", *MOE])
+def test_return_dict_false_gives_hfs_tuple_without_the_logits(family):
+    """HF's tuple leaves out the fields that are None: the patched forward's is HF's own less the logits, every
+    other element in its order (the MoE's aux loss second)."""
+    ids, mask, labels = batch()
+    extra = {"output_router_logits": True} if family in MOE else {}
+    outs = []
+    for patched in (False, True):
+        model = build(family, patched=patched).train()
+        outs.append(model(input_ids=ids, attention_mask=mask, labels=labels, return_dict=False, **extra))
+    ref, out = outs
+    assert isinstance(out, tuple)
+    want = [x for x in ref if not (isinstance(x, torch.Tensor) and x.dim() == 3 and x.shape[-1] == 128)]
+    assert len(want) == len(ref) - 1 == len(out)  # the logits (batch x tokens x vocab) alone left out
+    assert [type(x) for x in out] == [type(x) for x in want]
+    for got, expected in zip(out, want):
+        if isinstance(expected, torch.Tensor):
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_eval_logits_and_generate_are_unchanged(family):
     ids, mask, labels = batch()
