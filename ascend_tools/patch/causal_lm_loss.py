@@ -6,7 +6,8 @@ for a recorder that keeps its input (the final hidden states) and returns a zero
 of the ``tokens x vocab`` logits; the loss is then :func:`ascend_tools.ops.linear_cross_entropy` of those
 hidden states with the head's weight and bias, the labels shifted as HF's ``ForCausalLMLoss`` shifts them
 (or HF's ``shift_labels`` when given), ``num_items_in_batch`` when the trainer passes it, and the config's
-``final_logit_softcapping`` (Gemma 2/3; cleared for the call so HF does not apply it to the placeholder).
+``final_logit_softcapping`` (Gemma 2/3; cleared for the call so HF does not apply it to the placeholder) and
+``logits_scaling`` (Granite divides its logits by it: the hidden states are divided instead).
 The output is HF's output with that loss and ``logits=None`` (as Liger-Kernel's fused forward returns), plus,
 for a mixture of experts asked for its router logits, the load-balancing loss HF adds to a loss it computes
 (``router_aux_loss_coef * aux_loss``); a tuple where the caller asked for one (``return_dict=False``), made from
@@ -80,7 +81,8 @@ def make_causal_lm_forward(
         head = self.lm_head
         recorder = _HiddenRecorder(head.weight.shape[0])
         softcap = getattr(self.config, "final_logit_softcapping", None)
-        wants_tuple = kwargs.get("return_dict", _returns_dict(self.config)) is False
+        asked = kwargs.get("return_dict")
+        wants_tuple = (asked if asked is not None else _returns_dict(self.config)) is False
         kwargs["labels"] = None
         kwargs["return_dict"] = True  # fields by name (a tuple leaves out the None ones: no fixed places)
         self._modules["lm_head"] = recorder
@@ -93,8 +95,12 @@ def make_causal_lm_forward(
             if softcap is not None:
                 self.config.final_logit_softcapping = softcap
         hidden = recorder.hidden
-        if hidden is None:  # this forward never called lm_head: nothing to fuse
-            return original(self, *args, **dict(kwargs, labels=labels))
+        scale = getattr(self.config, "logits_scaling", None) or 1.0  # Granite: logits = lm_head(h) / scaling
+        # nothing to fuse, or not as one product
+        if hidden is None or (scale != 1.0 and head.bias is not None):
+            return original(self, *args, **dict(kwargs, labels=labels, return_dict=asked))
+        if scale != 1.0:
+            hidden = hidden / scale  # (h W^T) / s = (h / s) W^T with no bias
         loss = linear_cross_entropy(
             hidden.reshape(-1, hidden.shape[-1]),
             head.weight,

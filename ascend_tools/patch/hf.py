@@ -56,6 +56,9 @@ class Family:
     rope_fn: Optional[str] = (
         "apply_rotary_pos_emb"  # None: the family's RoPE is not ours (partial, interleaved)
     )
+    # the family's RoPE returns q and k in their own dtypes (OLMo 2: its cos and sin stay float32, so the rotation
+    # is computed in float32 and cast back once)
+    rope_casts_back: bool = False
     # where the attention module keeps its attention kwargs (fallback when HF does not pass them)
     sliding_window_attr: Optional[str] = None  # attribute of the attention module, or "config.<name>"
     softcap_attr: Optional[str] = None
@@ -172,6 +175,52 @@ FAMILIES: Dict[str, Family] = {
             causal_lm_classes=("Qwen3MoeForCausalLM",),
         ),
         Family(
+            "qwen2_moe",
+            "transformers.models.qwen2_moe.modeling_qwen2_moe",
+            ("Qwen2MoeRMSNorm",),
+            "variance_epsilon",
+            sliding_window_attr="sliding_window",
+            mlp_classes=("Qwen2MoeMLP",),  # the shared expert; 4.x: every expert too
+            fused_experts_classes=("Qwen2MoeExperts",),
+            causal_lm_classes=("Qwen2MoeForCausalLM",),
+        ),
+        Family(
+            "olmo2",
+            "transformers.models.olmo2.modeling_olmo2",
+            ("Olmo2RMSNorm",),  # also the q_norm/k_norm over all heads
+            "variance_epsilon",
+            casting="gemma",  # (weight * x_hat) in fp32, then cast: gemma's order with no offset
+            rope_casts_back=True,
+            mlp_classes=("Olmo2MLP",),
+            causal_lm_classes=("Olmo2ForCausalLM",),
+        ),
+        Family(
+            "granite",
+            "transformers.models.granite.modeling_granite",
+            ("GraniteRMSNorm",),
+            "variance_epsilon",
+            mlp_classes=("GraniteMLP",),
+            causal_lm_classes=("GraniteForCausalLM",),  # its logits divided by config.logits_scaling
+        ),
+        Family(
+            "smollm3",
+            "transformers.models.smollm3.modeling_smollm3",
+            ("SmolLM3RMSNorm",),
+            "variance_epsilon",
+            sliding_window_attr="sliding_window",
+            mlp_classes=("SmolLM3MLP",),
+            causal_lm_classes=("SmolLM3ForCausalLM",),
+        ),
+        Family(
+            "glm4",
+            "transformers.models.glm4.modeling_glm4",
+            ("Glm4RMSNorm",),
+            "variance_epsilon",
+            rope_fn=None,  # partial rotary (the first half of each head)
+            gate_up_mlp_classes=("Glm4MLP",),
+            causal_lm_classes=("Glm4ForCausalLM",),
+        ),
+        Family(
             "deepseek_v3",
             "transformers.models.deepseek_v3.modeling_deepseek_v3",
             ("DeepseekV3RMSNorm",),
@@ -258,7 +307,10 @@ def make_rope(family: Family) -> Callable[..., Any]:
     def apply_rotary_pos_emb(
         q: Any, k: Any, cos: Any, sin: Any, position_ids: Any = None, unsqueeze_dim: int = 1
     ) -> Any:
-        return rope(q, k, cos, sin, position_ids=position_ids, unsqueeze_dim=unsqueeze_dim)
+        q_out, k_out = rope(q, k, cos, sin, position_ids=position_ids, unsqueeze_dim=unsqueeze_dim)
+        if family.rope_casts_back:
+            return q_out.to(q.dtype), k_out.to(k.dtype)
+        return q_out, k_out
 
     return _mark(apply_rotary_pos_emb, "rope", family.name)
 
@@ -380,13 +432,24 @@ def patch_family(
             bound = [(n, "forward", make) for n in family.causal_lm_classes]
             _replace_methods(mod, family, bound, "linear_cross_entropy")
             done.append("linear_cross_entropy")
-        if attention and family.attention:
+        if attention and _attention_interface(family):
             _op("attention", "attention")  # the op must exist before a model may default to it
             attention_interface.register()
             _DEFAULT_MODULES.add(family.module)
             done.append("attention")
         _ERRORS.pop(family.name, None)
         return sorted(done, key=OPS.index)
+
+
+def _attention_interface(family: Family) -> bool:
+    """Whether the family's attention can be ours: a shape the op takes (``Family.attention``), called through
+    HF's attention interface. Some modeling modules of transformers 4.x pick an attention class per
+    implementation from a table instead (``QWEN2MOE_ATTENTION_CLASSES``): no ``"ascend_fused"`` there (building
+    the model would fail on the key)."""
+    mod = _module(family)
+    return (
+        family.attention and mod is not None and not any(n.endswith("_ATTENTION_CLASSES") for n in vars(mod))
+    )
 
 
 def _family_kwargs(cls: type) -> Optional[Tuple[Optional[str], Optional[str], Optional[str]]]:
@@ -528,7 +591,7 @@ def apply(
             )
         except Exception as exc:
             _family_failed(fam.name, exc)
-    if "attention" in ops and all(fam.attention for fam in fams):
+    if "attention" in ops and all(_attention_interface(fam) for fam in fams):
         try:
             attention_interface.register()
             current = getattr(model.config, "_attn_implementation", None)

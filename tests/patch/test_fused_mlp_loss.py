@@ -5,8 +5,9 @@ gives the unpatched model's loss and every parameter's gradient (fp32: rtol 1e-5
 atol 1e-5 on gradients, which differ only by the chunked sums' order; bf16: rtol/atol 2e-2) without
 returning logits; ``num_items_in_batch`` (what ``Trainer`` passes) is honoured; evaluation without labels
 returns the same logits and ``generate`` the same tokens as the unpatched model; the MLP classes the row
-names run our forward and Gemma's GELU MLP is left to HF. The new families (phi3, mixtral, qwen3_moe,
-deepseek_v3) also converge like the unpatched model over 20 AdamW steps (fp32).
+names run our forward and Gemma's GELU MLP is left to HF. The families added after the first six (phi3, mixtral,
+qwen3_moe, deepseek_v3, qwen2_moe, olmo2, granite, smollm3, glm4) also converge like the unpatched model over 20
+AdamW steps (fp32), every op patched.
 """
 
 import importlib
@@ -37,10 +38,29 @@ FAMILIES = [
         "mixtral",
         "qwen3_moe",
         "deepseek_v3",
+        "qwen2_moe",
+        "olmo2",
+        "granite",
+        "smollm3",
+        "glm4",
     ]
     if f in CONFIGS and importlib.util.find_spec("transformers.models." + f) is not None
 ]
-NEW_FAMILIES = [f for f in ["phi3", "mixtral", "qwen3_moe", "deepseek_v3"] if f in FAMILIES]
+NEW_FAMILIES = [
+    f
+    for f in [
+        "phi3",
+        "mixtral",
+        "qwen3_moe",
+        "deepseek_v3",
+        "qwen2_moe",
+        "olmo2",
+        "granite",
+        "smollm3",
+        "glm4",
+    ]
+    if f in FAMILIES
+]
 
 
 @pytest.fixture(autouse=True)
@@ -100,7 +120,7 @@ def test_num_items_in_batch_as_trainer_passes_it(family):
         torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-5, atol=1e-5, msg=name)
 
 
-MOE = [f for f in ("mixtral", "qwen3_moe") if f in FAMILIES]  # HF adds a router load-balancing loss
+MOE = [f for f in ("mixtral", "qwen3_moe", "qwen2_moe") if f in FAMILIES]  # HF adds a router balancing loss
 
 
 @pytest.mark.parametrize("family", MOE)
