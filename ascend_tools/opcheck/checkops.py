@@ -126,12 +126,39 @@ def build_report(opts: Options, payload: Dict[str, Any], findings: Sequence[Any]
             ],
         )
     if trace:
+        if payload["kind"] == "script":
+            _host_step(report, ops, opts.target, data["trace"])
         _ops_sections(report, ops, version)
     _source_section(report, source)
     _pattern_section(report, pattern_rows)
     worst = report.worst()
     summary["worst_severity"] = str(worst) if worst else None
     return report
+
+
+def _host_step(report: Report, ops: List[Dict[str, Any]], target: str, trace: Dict[str, Any]) -> None:
+    """A warning where most calls of the traced forward and backward ran on host tensors (status "host"): as
+    run, the script trains on the CPU (pytorch/examples' dcgan without ``--accel``), so the verdicts are not those
+    of an NPU run. The counts go in the report's ``trace`` (``step_calls``, ``host_calls``)."""
+    # (ops of no tensor, a profiler's marker, run nowhere in particular)
+    steps = [r for r in ops if {"forward", "backward"} & set(r["phases"]) and r["dtypes"]]
+    total = trace["step_calls"] = sum(r["count"] for r in steps)
+    host = trace["host_calls"] = sum(r["count"] for r in steps if r["status"] == "host")
+    if not total or 2 * host < total:
+        return
+    report.section("Trained on the host").findings.append(
+        Finding(
+            severity=Severity.WARNING,
+            rule="host-step",
+            message=(
+                f"{host} of the {total} calls of the ops in the traced forward and backward ran on host tensors: "
+                "as run, the script trains on the CPU, and these verdicts are not those of an NPU run"
+            ),
+            location=target,
+            suggestion="run it with the options that put it on the GPU (its --device cuda, --accel, ...): "
+            "the fake node stands in for the accelerator",
+        )
+    )
 
 
 def _traced_text(opts: Options, kind: str, trace: Optional[Dict[str, Any]], summary: Dict[str, Any]) -> str:

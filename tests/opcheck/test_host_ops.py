@@ -7,6 +7,8 @@ keeps them on the device.
 """
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 
@@ -14,6 +16,8 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from ascend_tools.opcheck import trace
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 SCRIPT = """\
 import sys
@@ -28,10 +32,11 @@ class Net(torch.nn.Module):
         scale = torch.arange(1, 9, dtype=torch.float32)  # made on the host, then moved
         return self.b(torch.relu(self.a(x * scale.to(x.device))))
 
-model = Net().cuda()
+device = "cpu" if sys.argv[1] == "cpu" else "cuda"  # "cpu": as a script run without its GPU option
+model = Net().to(device)
 # (fused=False given would choose the per-parameter step, as on CUDA: foreach is the default of neither given)
 opt = torch.optim.AdamW(model.parameters(), lr=1e-3, **({"fused": True} if sys.argv[1] == "fused" else {}))
-x = torch.randn(4, 8).cuda()
+x = torch.randn(4, 8).to(device)
 loss = model(x).sum()
 loss.backward()
 print(loss.item())  # a read of a device value
@@ -72,10 +77,29 @@ def test_adams_step_counters_are_host_ops_and_device_reads_are_not(tmp_path):
     # the update itself stays on the device
     assert rows["aten::_foreach_lerp_.Scalar", False]["status"] == "npu"
     assert report["summary"]["status"]["host"] == sum(1 for op, host in rows if host)
+    assert not _host_step(report)  # a few host ops in a step on the device
+
+
+def test_a_script_that_trains_on_the_cpu_is_a_warning(tmp_path):
+    """Run without its GPU option, the script trains on the CPU: every op of its forward and backward is a host
+    op, and the verdicts are not those of an NPU run (before, each was judged as an NPU op)."""
+    report, rows = _rows(tmp_path, "cpu")
+    assert rows["aten::addmm", True]["phases"] == ["forward"] and ("aten::addmm", False) not in rows
+    assert _host_step(report) and report["trace"]["host_calls"] == report["trace"]["step_calls"]
+
+
+def _host_step(report):
+    """Whether the report warns that the step trained on the host: most calls of its forward and backward on host
+    tensors (``trace.host_calls`` of ``trace.step_calls``), a warning."""
+    trace = report["trace"]
+    warned = 2 * trace["host_calls"] >= trace["step_calls"]
+    assert not warned or report["summary"]["worst_severity"] in ("warning", "error")
+    return warned
 
 
 def test_the_fused_step_keeps_its_counters_on_the_device(tmp_path):
-    _, rows = _rows(tmp_path, "fused")
+    report, rows = _rows(tmp_path, "fused")
+    assert not _host_step(report)
     assert rows["aten::_fused_adamw_", False]["phases"] == ["optimizer"]
     assert not [op for op, host in rows if host and "optimizer" in rows[op, host]["phases"]]
 
@@ -89,3 +113,34 @@ def test_on_host_needs_every_tensor_a_real_host_one():
     with FakeTensorMode() as fake:  # --autocast's fake CPU tensors stand for the device's
         stand_in = fake.from_tensor(cpu)
         assert not trace.on_host((stand_in,), {}, stand_in * 2)
+
+
+DCGAN = os.path.join(ROOT, "tests", "data", "precision_corpus", "dcgan")  # pytorch/examples, byte for byte
+DCGAN_ARGS = ["--dataset", "fake", "--dry-run", "--batchSize", "4", "--ngf", "8", "--ndf", "8", "--nz", "16"]
+DCGAN_ARGS += ["--workers", "0", "--manualSeed", "1", "--outf", "out"]
+
+
+def test_dcgan_trains_on_the_host_unless_given_accel(tmp_path):
+    """pytorch/examples' dcgan picks the accelerator only with ``--accel`` (``torch.accelerator``); without it
+    every op of its step is a host op and the report warns; with it the convolutions are the NPU's."""
+    reports = {}
+    for accel in (False, True):
+        cwd = tmp_path / f"accel-{accel}"
+        shutil.copytree(DCGAN, cwd)
+        out = cwd / "report.json"
+        cli = [sys.executable, "-m", "ascend_tools.cli", "check-ops", "-f", "json", "-o", str(out)]
+        proc = subprocess.run(
+            [*cli, "--", sys.executable, "main.py", *DCGAN_ARGS, *(["--accel"] if accel else [])],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "tests", "precision", "stubs_dcgan")),
+        )
+        assert out.exists(), proc.stderr[-2000:]
+        reports[accel] = json.loads(out.read_text())
+        assert reports[accel]["trace"]["complete"], reports[accel]["trace"]["stopped"]
+    convolution = {r["status"] for r in reports[False]["ops"] if r["op"] == "aten::convolution"}
+    assert _host_step(reports[False]) and convolution == {"host"}
+    convolution = {r["status"] for r in reports[True]["ops"] if r["op"] == "aten::convolution"}
+    assert not _host_step(reports[True]) and convolution == {"npu"}
