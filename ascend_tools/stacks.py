@@ -1,6 +1,6 @@
 """Deduplicated Python stacks of the user code that issued an op or a collective.
 
-A record keeps only a stack id; each distinct stack is written once. Library frames (torch, this
+A record keeps only a stack id; each distinct stack is written once. Library frames (torch, numpy, this
 package, the standard library) are left out, so the stack is the user's own call path.
 """
 
@@ -14,14 +14,17 @@ STACK_DEPTH = 16
 # torch's directory (found, not imported: compare shortens a dump's stack paths without torch) and this
 # package's (this module sits at its top level)
 _TORCH_FILE = getattr(importlib.util.find_spec("torch"), "origin", None) or os.path.join("<no torch>", "_")
-_SKIP_DIRS = tuple(os.path.dirname(os.path.abspath(f)) + os.sep for f in (_TORCH_FILE, __file__))
-_EXAMPLES = os.path.join(_SKIP_DIRS[1], "examples") + os.sep  # ascend_tools.examples stands for user code
+# numpy's too: its frames issue torch ops only through the protocols it calls on a tensor (a tensor used as an
+# index calls __index__, an .item(): nanoGPT's memmap slices by torch.randint's values), for the user's line
+_NUMPY_FILE = getattr(importlib.util.find_spec("numpy"), "origin", None) or os.path.join("<no numpy>", "_")
+_SKIP_DIRS = tuple(os.path.dirname(os.path.abspath(f)) + os.sep for f in (__file__, _TORCH_FILE, _NUMPY_FILE))
+_EXAMPLES = os.path.join(_SKIP_DIRS[0], "examples") + os.sep  # ascend_tools.examples stands for user code
 _STDLIB = os.path.abspath(sysconfig.get_paths()["stdlib"]) + os.sep
 _SITE = os.sep + "site-packages" + os.sep
 
 
 def is_library(filename: str) -> bool:
-    """Whether a frame's ``co_filename`` is torch, this package (not its examples), the standard library or
+    """Whether a frame's ``co_filename`` is torch, numpy, this package (not its examples), the standard library or
     no file of the user's (``<frozen runpy>``, ``<string>``)."""
     if filename.startswith("<"):
         return True

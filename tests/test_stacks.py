@@ -44,3 +44,29 @@ def test_stack_id_depth_starts_at_the_callers_frame():
     )
     assert not any("_stack_of_caller" in f for f in stacks[sid])
     assert own != sid and stacks[own][-1].endswith(" in _own_stack")  # depth 1: the helper itself
+
+
+def test_an_op_numpy_issues_is_sited_at_the_users_line(tmp_path):
+    """A torch tensor used as an index of a numpy memmap calls ``__index__``, an ``.item()`` issued from
+    numpy's ``memmap.__getitem__`` (nanoGPT's ``data[i : i + block_size]``, ``i`` from ``torch.randint``): the
+    site is the user's line, not numpy's."""
+    import numpy as np
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    sites = []
+
+    class Sites(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            sites.append(user_site(sys._getframe(1)))  # from its caller on, as the tools' modes ask
+            return func(*args, **(kwargs or {}))
+
+    data = np.memmap(tmp_path / "tokens.bin", dtype=np.uint16, mode="w+", shape=(10,))
+    data[:] = np.arange(10)
+    i = torch.tensor(3)
+    with Sites():
+        window = data[i : i + 2]
+    line = sys._getframe().f_lineno - 1
+    assert window.tolist() == [3, 4]
+    want = f"tests/test_stacks.py:{line} in {sys._getframe().f_code.co_name}"
+    assert sites and all(s == want for s in sites), sites
+    assert is_library(np.__file__)
