@@ -25,42 +25,14 @@ from ascend_tools.patch import hf
 
 patch.revert()
 
+FIRST = ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2"]
+ADDED = ["phi3", "mixtral", "qwen3_moe", "deepseek_v3", "qwen2_moe", "olmo2", "granite", "smollm3", "glm4"]
 FAMILIES = [
     f
-    for f in [
-        "llama",
-        "mistral",
-        "qwen2",
-        "qwen3",
-        "gemma",
-        "gemma2",
-        "phi3",
-        "mixtral",
-        "qwen3_moe",
-        "deepseek_v3",
-        "qwen2_moe",
-        "olmo2",
-        "granite",
-        "smollm3",
-        "glm4",
-    ]
+    for f in FIRST + ADDED
     if f in CONFIGS and importlib.util.find_spec("transformers.models." + f) is not None
 ]
-NEW_FAMILIES = [
-    f
-    for f in [
-        "phi3",
-        "mixtral",
-        "qwen3_moe",
-        "deepseek_v3",
-        "qwen2_moe",
-        "olmo2",
-        "granite",
-        "smollm3",
-        "glm4",
-    ]
-    if f in FAMILIES
-]
+NEW_FAMILIES = [f for f in ADDED if f in FAMILIES]
 
 
 @pytest.fixture(autouse=True)
