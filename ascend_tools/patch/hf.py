@@ -221,6 +221,23 @@ FAMILIES: Dict[str, Family] = {
             causal_lm_classes=("Glm4ForCausalLM",),
         ),
         Family(
+            "ministral",
+            "transformers.models.ministral.modeling_ministral",
+            ("MinistralRMSNorm",),
+            "variance_epsilon",
+            sliding_window_attr="sliding_window",
+            mlp_classes=("MinistralMLP",),
+            causal_lm_classes=("MinistralForCausalLM",),
+        ),
+        Family(
+            "seed_oss",
+            "transformers.models.seed_oss.modeling_seed_oss",
+            ("SeedOssRMSNorm",),
+            "variance_epsilon",
+            # no MLP row: SeedOssMLP applies a residual dropout after down_proj, which the SwiGLU forward has not
+            causal_lm_classes=("SeedOssForCausalLM",),
+        ),
+        Family(
             "deepseek_v3",
             "transformers.models.deepseek_v3.modeling_deepseek_v3",
             ("DeepseekV3RMSNorm",),

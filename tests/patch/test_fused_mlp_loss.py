@@ -26,7 +26,10 @@ from ascend_tools.patch import hf
 patch.revert()
 
 FIRST = ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2"]
-ADDED = ["phi3", "mixtral", "qwen3_moe", "deepseek_v3", "qwen2_moe", "olmo2", "granite", "smollm3", "glm4"]
+ADDED = [
+    *("phi3", "mixtral", "qwen3_moe", "deepseek_v3", "qwen2_moe", "olmo2", "granite", "smollm3", "glm4"),
+    *("ministral", "seed_oss"),
+]
 FAMILIES = [
     f
     for f in FIRST + ADDED

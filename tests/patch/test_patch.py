@@ -56,6 +56,8 @@ FAMILIES = [
         "olmo2",
         "granite",
         "smollm3",
+        "ministral",
+        "seed_oss",
     ]
     if _has(f) and not _attention_table(f)
 ]
@@ -93,6 +95,15 @@ CONFIGS.update(
             },
         ),
         "olmo2": ("Olmo2Config", {"pad_token_id": 0, "eos_token_id": 2}),
+        "ministral": (
+            "MinistralConfig",
+            {"head_dim": 16, "layer_types": ["sliding_attention", "full_attention"], "sliding_window": 4},
+        ),
+        # its projections' biases on
+        "seed_oss": (
+            "SeedOssConfig",
+            {"head_dim": 16, "attention_bias": True, "attention_out_bias": True, "pad_token_id": 0},
+        ),
         # its multipliers away from 1, the logits' divisor too
         "granite": (
             "GraniteConfig",
