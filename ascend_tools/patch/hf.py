@@ -238,6 +238,25 @@ FAMILIES: Dict[str, Family] = {
             causal_lm_classes=("SeedOssForCausalLM",),
         ),
         Family(
+            "helium",
+            "transformers.models.helium.modeling_helium",
+            ("HeliumRMSNorm",),
+            "variance_epsilon",
+            casting="gemma",  # (weight.float() * x_hat), then cast: gemma's order with no offset
+            rope_fn=None,  # interleaved RoPE
+            mlp_classes=("HeliumMLP",),
+            causal_lm_classes=("HeliumForCausalLM",),
+        ),
+        Family(
+            "ernie4_5",
+            "transformers.models.ernie4_5.modeling_ernie4_5",
+            ("Ernie4_5RMSNorm",),
+            "variance_epsilon",
+            rope_fn=None,  # interleaved RoPE, computed in float32
+            mlp_classes=("Ernie4_5MLP",),
+            causal_lm_classes=("Ernie4_5ForCausalLM",),
+        ),
+        Family(
             "deepseek_v3",
             "transformers.models.deepseek_v3.modeling_deepseek_v3",
             ("DeepseekV3RMSNorm",),

@@ -131,6 +131,9 @@ CONFIGS.update(
 # families patched for the MLP and the loss only (see tests/patch/test_fused_mlp_loss.py)
 CONFIGS.update(
     {
+        "helium": ("HeliumConfig", {"head_dim": 16, "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}),
+        # its projections' biases on
+        "ernie4_5": ("Ernie4_5Config", {"head_dim": 16, "use_bias": True, "pad_token_id": 0}),
         "glm4": ("Glm4Config", {"head_dim": 16, "pad_token_id": 0, "eos_token_id": [1, 2]}),
         "phi3": ("Phi3Config", {"pad_token_id": 0, "partial_rotary_factor": 0.5}),
         "mixtral": ("MixtralConfig", {"num_local_experts": 4, "num_experts_per_tok": 2}),
