@@ -257,6 +257,34 @@ FAMILIES: Dict[str, Family] = {
             causal_lm_classes=("Ernie4_5ForCausalLM",),
         ),
         Family(
+            "hunyuan_v1_dense",
+            "transformers.models.hunyuan_v1_dense.modeling_hunyuan_v1_dense",
+            ("HunYuanDenseV1RMSNorm",),  # also its query/key layernorms (after the RoPE)
+            "variance_epsilon",
+            mlp_classes=("HunYuanDenseV1MLP",),
+            causal_lm_classes=("HunYuanDenseV1ForCausalLM",),
+        ),
+        Family(
+            "exaone4",
+            "transformers.models.exaone4.modeling_exaone4",
+            ("Exaone4RMSNorm",),  # also q_norm/k_norm per head
+            "variance_epsilon",
+            # (HF passes each layer's window, None for its global ones, whose RoPE it skips: NoPE)
+            mlp_classes=("Exaone4MLP",),
+            causal_lm_classes=("Exaone4ForCausalLM",),
+        ),
+        Family(
+            "olmo3",
+            "transformers.models.olmo3.modeling_olmo3",
+            ("Olmo3RMSNorm",),  # also the q_norm/k_norm over all heads
+            "variance_epsilon",
+            casting="gemma",  # (weight * x_hat) in fp32, then cast, as OLMo 2
+            rope_casts_back=True,  # float32 cos/sin, q and k cast back, as OLMo 2
+            sliding_window_attr="sliding_window",  # None on its full-attention layers
+            mlp_classes=("Olmo3MLP",),
+            causal_lm_classes=("Olmo3ForCausalLM",),
+        ),
+        Family(
             "deepseek_v3",
             "transformers.models.deepseek_v3.modeling_deepseek_v3",
             ("DeepseekV3RMSNorm",),

@@ -58,6 +58,9 @@ FAMILIES = [
         "smollm3",
         "ministral",
         "seed_oss",
+        "hunyuan_v1_dense",
+        "exaone4",
+        "olmo3",
     ]
     if _has(f) and not _attention_table(f)
 ]
@@ -112,6 +115,21 @@ CONFIGS.update(
                 "embedding_multiplier": 2.0,
                 "residual_multiplier": 0.5,
                 "logits_scaling": 4.0,
+            },
+        ),
+        "hunyuan_v1_dense": ("HunYuanDenseV1Config", {"head_dim": 16, "pad_token_id": 0, "eos_token_id": 2}),
+        # layer 0 local (a sliding window and RoPE), layer 1 global (no RoPE: NoPE)
+        "exaone4": (
+            "Exaone4Config",
+            {"head_dim": 16, "sliding_window": 4, "sliding_window_pattern": 2, "pad_token_id": 0},
+        ),
+        "olmo3": (
+            "Olmo3Config",
+            {
+                "layer_types": ["sliding_attention", "full_attention"],
+                "sliding_window": 4,
+                "pad_token_id": 0,
+                "eos_token_id": 2,
             },
         ),
         # layer 1 without RoPE (NoPE), layer 0 with it and a sliding window
@@ -315,6 +333,31 @@ def test_patch_before_build(family, originals):
     assert_is_hf(family, originals)
     assert model.config._attn_implementation == ref.config._attn_implementation  # back to HF's own default
     torch.testing.assert_close(logits(model, ids, mask, pos), want, rtol=0, atol=0)
+
+
+NORM_FAMILIES = [f for f in hf.FAMILIES if f in CONFIGS and _has(f)]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("family", NORM_FAMILIES)
+def test_every_norm_rounds_as_hfs_bit_for_bit(family, dtype):
+    """Each RMSNorm of the family (the q/k norms too), with weights away from their init (ones, or gemma's zeros:
+    there the two casting orders round alike), gives HF's own forward's bits in half precision: the row's
+    ``casting`` and ``offset`` are the family's (a logits tolerance does not tell the two orders apart)."""
+    mod = importlib.import_module(hf.FAMILIES[family].module)
+    hf_forward = {n: getattr(mod, n).__dict__["forward"] for n in hf.FAMILIES[family].norm_classes}
+    model = build(family, dtype=dtype)
+    g = torch.Generator().manual_seed(2)
+    norms = [m for m in model.modules() if type(m).__name__ in hf_forward]
+    with torch.no_grad():
+        for m in norms:
+            m.weight.copy_(1 + 0.5 * torch.randn(m.weight.shape, generator=g))
+    patch.apply(model)
+    assert norms and all(hf.is_ours(m.__dict__.get("forward")) for m in norms)
+    for m in norms:
+        x = (3 * torch.randn(2, 5, m.weight.shape[-1], generator=g)).to(dtype)
+        with torch.no_grad():
+            torch.testing.assert_close(m(x), hf_forward[type(m).__name__](m, x), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
