@@ -360,6 +360,34 @@ def test_every_norm_rounds_as_hfs_bit_for_bit(family, dtype):
             torch.testing.assert_close(m(x), hf_forward[type(m).__name__](m, x), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_rope_call_gives_hfs_bits(family, dtype, monkeypatch):
+    """Every call the family's attention makes to the patched RoPE, on its real q, k, cos and sin (fp32 cos/sin
+    where the family keeps them so: OLMo 2/3), returns HF's own function's bits and dtypes."""
+    fam = hf.FAMILIES[family]
+    mod = importlib.import_module(fam.module)
+    hf_rope = getattr(mod, fam.rope_fn)
+    model = build(family, dtype=dtype)
+    patch.apply(model)
+    ours = getattr(mod, fam.rope_fn)
+    assert hf.is_ours(ours)
+    calls = []
+
+    def both(q, k, cos, sin, *args, **kwargs):
+        got, want = ours(q, k, cos, sin, *args, **kwargs), hf_rope(q, k, cos, sin, *args, **kwargs)
+        calls.append(cos.dtype)
+        for a, b in zip(got, want):
+            assert a.dtype == b.dtype
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+        return got
+
+    monkeypatch.setattr(mod, fam.rope_fn, both)
+    ids, mask, pos = batch()
+    logits(model, ids, mask, pos)
+    assert calls
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_padding_is_honoured(family):
     """The patched model, on a left-padded row, matches the unpadded HF run at the real positions,
