@@ -285,6 +285,22 @@ FAMILIES: Dict[str, Family] = {
             causal_lm_classes=("Olmo3ForCausalLM",),
         ),
         Family(
+            "arcee",
+            "transformers.models.arcee.modeling_arcee",
+            ("ArceeRMSNorm",),
+            "variance_epsilon",
+            # no MLP row: ArceeMLP is up_proj, ReLU², down_proj (no gate: not a SwiGLU)
+            causal_lm_classes=("ArceeForCausalLM",),
+        ),
+        Family(
+            "apertus",
+            "transformers.models.apertus.modeling_apertus",
+            ("ApertusRMSNorm",),  # also q_norm/k_norm per head
+            "variance_epsilon",
+            # no MLP row: ApertusMLP is up_proj, xIELU, down_proj (no gate: not a SwiGLU)
+            causal_lm_classes=("ApertusForCausalLM",),
+        ),
+        Family(
             "deepseek_v3",
             "transformers.models.deepseek_v3.modeling_deepseek_v3",
             ("DeepseekV3RMSNorm",),

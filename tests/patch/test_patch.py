@@ -61,6 +61,8 @@ FAMILIES = [
         "hunyuan_v1_dense",
         "exaone4",
         "olmo3",
+        "arcee",
+        "apertus",
     ]
     if _has(f) and not _attention_table(f)
 ]
@@ -132,6 +134,9 @@ CONFIGS.update(
                 "eos_token_id": 2,
             },
         ),
+        # their MLPs (ReLU², xIELU) stay HF's
+        "arcee": ("ArceeConfig", {"head_dim": 16, "pad_token_id": 0}),
+        "apertus": ("ApertusConfig", {"head_dim": 16, "pad_token_id": 0}),
         # layer 1 without RoPE (NoPE), layer 0 with it and a sliding window
         "smollm3": (
             "SmolLM3Config",
