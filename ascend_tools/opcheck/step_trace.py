@@ -124,9 +124,9 @@ class StepTrace:
         if self.ops.recording:
             self.phase = "optimizer"
             self.optimizer = type(optimizer).__name__
-            self.ops.in_optimizer = (
-                True  # its ops are the optimizer's, not the forward's (nor, in a hook, backward's)
-            )
+            # its ops are the optimizer's, not the forward's (nor, in a hook, backward's); so are those between
+            # the backward and the step (gradient clipping)
+            self.ops.begin_optimizer()
 
     def _post_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self.ops.in_optimizer = False

@@ -155,7 +155,10 @@ class OpTraceMode(TorchDispatchMode):
         self.sites: Dict[Tuple[str, Tuple[str, ...]], str] = {}
         self.modules = modules
         self.parent = -1  # set by FusedCallMode
-        self.in_optimizer = False  # inside optimizer.step() (step_trace.StepTrace sets it)
+        self.in_optimizer = False  # inside optimizer.step() (step_trace.StepTrace sets it: begin_optimizer)
+        # the events since the last backward op that ran outside every module, while no module forward has run
+        # since: the optimizer's if optimizer.step() comes next (begin_optimizer), else a next forward's
+        self._after_backward: Optional[List[int]] = None
         self._expand = expand or (lambda name: False)
         self._via: List[str] = []
         # data-dependent op -> where the model code first needed its value (made up, see SHAPE_FALLBACKS)
@@ -179,11 +182,27 @@ class OpTraceMode(TorchDispatchMode):
                 is_parent=is_parent,
             )
         )
+        if backward:
+            self._after_backward = []
+        elif self._after_backward is not None and not self.in_optimizer:
+            if self.modules.running():  # a forward again (a next micro-batch): the ops before it were its own
+                self._after_backward = None
+            else:
+                self._after_backward.append(len(self.events) - 1)
         flags = restrictions.call_flags(name, args, kwargs)
         if flags:
             self.events[-1].flags = flags
             self.events[-1].flag_site = "" if backward else user_site()
         return len(self.events) - 1
+
+    def begin_optimizer(self) -> None:
+        """``optimizer.step()`` starts: its ops are the optimizer's, and so are those between the backward and it
+        (gradient clipping's norms and scaling, a GradScaler's ``unscale_``), which ran outside every module and
+        were traced as forward ops until now."""
+        for i in self._after_backward or ():
+            self.events[i].phase = "optimizer"
+        self._after_backward = None
+        self.in_optimizer = True
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
