@@ -265,6 +265,25 @@ FAMILIES: Dict[str, Family] = {
             causal_lm_classes=("HunYuanDenseV1ForCausalLM",),
         ),
         Family(
+            "hunyuan_v1_moe",
+            "transformers.models.hunyuan_v1_moe.modeling_hunyuan_v1_moe",
+            ("HunYuanMoEV1RMSNorm",),  # also its query/key layernorms (after the RoPE)
+            "variance_epsilon",
+            mlp_classes=("HunYuanMoEV1MLP",),  # the shared MLP; 4.x: every expert too
+            fused_experts_classes=("HunYuanMoEV1Experts",),
+            causal_lm_classes=("HunYuanMoEV1ForCausalLM",),
+        ),
+        Family(
+            "dots1",
+            "transformers.models.dots1.modeling_dots1",
+            ("Dots1RMSNorm",),  # also q_norm/k_norm per head
+            "variance_epsilon",
+            sliding_window_attr="sliding_window",  # None on its full-attention layers
+            mlp_classes=("Dots1MLP",),  # dense layers and the shared experts
+            fused_experts_classes=("Dots1Experts",),
+            causal_lm_classes=("Dots1ForCausalLM",),
+        ),
+        Family(
             "exaone4",
             "transformers.models.exaone4.modeling_exaone4",
             ("Exaone4RMSNorm",),  # also q_norm/k_norm per head

@@ -29,7 +29,7 @@ FIRST = ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2"]
 ADDED = [
     *("phi3", "mixtral", "qwen3_moe", "deepseek_v3", "qwen2_moe", "olmo2", "granite", "smollm3", "glm4"),
     *("ministral", "seed_oss", "helium", "ernie4_5", "hunyuan_v1_dense", "exaone4", "olmo3"),
-    *("arcee", "apertus"),
+    *("hunyuan_v1_moe", "dots1", "arcee", "apertus"),
 ]
 FAMILIES = [
     f

@@ -23,13 +23,15 @@ needs_fused_experts = pytest.mark.skipif(
     reason="transformers 4.x has no fused experts (its expert MLPs are covered as MLP classes)",
 )
 
-MOE = [f for f in ("mixtral", "qwen3_moe", "deepseek_v3", "qwen2_moe") if f in FAMILIES]
 MOE_LAYERS = {
     "mixtral": 2,
     "qwen3_moe": 1,
     "deepseek_v3": 1,
     "qwen2_moe": 1,
-}  # tiny configs: 2 layers, first dense
+    "hunyuan_v1_moe": 2,
+    "dots1": 1,
+}  # tiny configs: 2 layers, all MoE or the first dense
+MOE = [f for f in MOE_LAYERS if f in FAMILIES]
 
 
 @pytest.fixture(autouse=True)

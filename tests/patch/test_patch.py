@@ -61,6 +61,8 @@ FAMILIES = [
         "hunyuan_v1_dense",
         "exaone4",
         "olmo3",
+        "hunyuan_v1_moe",
+        "dots1",
         "arcee",
         "apertus",
     ]
@@ -132,6 +134,26 @@ CONFIGS.update(
                 "sliding_window": 4,
                 "pad_token_id": 0,
                 "eos_token_id": 2,
+            },
+        ),
+        # a shared MLP beside the routed experts
+        "hunyuan_v1_moe": (
+            "HunYuanMoEV1Config",
+            {"head_dim": 16, "num_experts": 4, "moe_topk": 2, "pad_token_id": 0, "eos_token_id": 2},
+        ),
+        # layer 0 dense, layer 1 MoE with a shared expert; layer 0 full attention, layer 1 a sliding window
+        "dots1": (
+            "Dots1Config",
+            {
+                "head_dim": 16,
+                "n_routed_experts": 4,
+                "n_shared_experts": 1,
+                "num_experts_per_tok": 2,
+                "moe_intermediate_size": 32,
+                "first_k_dense_replace": 1,
+                "layer_types": ["full_attention", "sliding_attention"],
+                "sliding_window": 4,
+                "pad_token_id": 0,
             },
         ),
         # their MLPs (ReLU², xIELU) stay HF's
