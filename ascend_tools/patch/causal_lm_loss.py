@@ -16,8 +16,8 @@ that output as HF makes its own (fields that are None left out).
 Wrapping HF's forward instead of rewriting it keeps every version's argument names (``past_key_values`` in
 4.x, ``cache`` in 5.x), caches and outputs. Everything else (eval, ``generate``, no labels, labels passed
 positionally) runs HF's forward unchanged, logits included. Limit: the head's parameters are read directly,
-so a head sharded by FSDP or ZeRO-3 outside its own forward is not supported (HF's forward runs there when
-``lm_head.weight`` is not a plain 2-D tensor of the vocabulary's size).
+so a head sharded by FSDP or ZeRO-3 outside its own forward, or quantized, is not fused (HF's forward runs there:
+see :func:`_fusable`).
 """
 
 import functools
@@ -47,6 +47,10 @@ def _shifted(labels: torch.Tensor, kwargs: Dict[str, Any], ignore_index: int) ->
 
 
 def _fusable(model: Any, labels: Any) -> bool:
+    """Training with labels, and a head whose weight is its plain floating ``(out_features, in_features)`` matrix:
+    not a ZeRO-3 or FSDP shard outside its forward, nor a bitsandbytes ``Linear4bit``/``Linear8bitLt`` (subclasses
+    of ``nn.Linear`` whose weight is packed 4-bit codes, ``(out * in / 2, 1)`` uint8, or int8; transformers quantizes
+    the head where ``llm_int8_skip_modules`` is given without it, as MoE QLoRA recipes give their routers)."""
     head = getattr(model, "lm_head", None)
     weight = getattr(head, "weight", None)
     return (
@@ -55,8 +59,9 @@ def _fusable(model: Any, labels: Any) -> bool:
         and torch.is_grad_enabled()
         and isinstance(head, torch.nn.Linear)
         and isinstance(weight, torch.Tensor)
-        and weight.dim() == 2
-        and weight.shape[1] > 0
+        and weight.is_floating_point()
+        and tuple(weight.shape) == (head.out_features, head.in_features)
+        and head.in_features > 0
     )
 
 

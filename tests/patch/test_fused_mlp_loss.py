@@ -210,3 +210,70 @@ def test_new_families_converge_like_unpatched(family):
     torch.testing.assert_close(final, ref_logits, rtol=1e-5, atol=5e-3)
     for name in params:
         torch.testing.assert_close(params[name], ref_params[name], rtol=1e-5, atol=5e-3, msg=name)
+
+
+@pytest.mark.parametrize(
+    "quant", [dict(load_in_4bit=True, bnb_4bit_compute_dtype=torch.float32), dict(load_in_8bit=True)], ids=str
+)
+def test_a_quantized_head_trains_through_hfs_forward(tmp_path, quant):
+    """transformers quantizes ``lm_head`` too where ``llm_int8_skip_modules`` is given without it (MoE QLoRA
+    recipes list their routers): its weight is then packed 4-bit codes (``(V * H / 2, 1)`` uint8) or int8, and the
+    fused loss, which reads the weight as a ``(V, H)`` matrix, raised in the user's step. HF's forward runs
+    there: the loss and gradients are the unpatched model's."""
+    pytest.importorskip("bitsandbytes")
+    torch.manual_seed(0)
+    transformers.AutoModelForCausalLM.from_config(tiny_config("llama")).save_pretrained(tmp_path)
+    config = transformers.BitsAndBytesConfig(llm_int8_skip_modules=["mlp.gate"], **quant)
+
+    def quantized(patched):
+        patch.revert()
+        if patched:
+            hf.patch_all(("swiglu", "linear_cross_entropy"))
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            tmp_path, quantization_config=config, device_map="cpu"
+        )
+        assert model.lm_head.weight.dtype in (torch.uint8, torch.int8)
+        # LoRA-style: the norms train, the quantized weights do not
+        for name, p in model.named_parameters():
+            p.requires_grad_(p.is_floating_point() and "norm" in name)
+        return step(model)
+
+    ref_out, ref_grads = quantized(False)
+    out, grads = quantized(True)
+    torch.testing.assert_close(out.loss, ref_out.loss, rtol=0, atol=0)
+    assert out.logits is not None  # HF's forward ran
+    assert grads.keys() == ref_grads.keys() and grads
+    for name in grads:
+        torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-6, atol=1e-7, msg=name)
+
+
+class _QuantizedHead(torch.nn.Linear):
+    """The shape of bitsandbytes' quantized heads, for machines without bitsandbytes (the test above runs the real
+    ones where it is installed): an ``nn.Linear`` subclass whose ``weight`` is packed 4-bit codes
+    (``Linear4bit``: ``(V * H / 2, 1)`` uint8) or int8 (``Linear8bitLt``: ``(V, H)``), dequantized in forward."""
+
+    def __init__(self, head, packed):
+        super().__init__(head.in_features, head.out_features, bias=False)
+        self.dense = head.weight.detach().clone()
+        shape = (head.out_features * head.in_features // 2, 1) if packed else tuple(head.weight.shape)
+        self.weight = torch.nn.Parameter(
+            torch.zeros(shape, dtype=torch.uint8 if packed else torch.int8), False
+        )
+
+    def forward(self, x):
+        return x @ self.dense.t()
+
+
+@pytest.mark.parametrize("packed", [True, False], ids=["4bit", "int8"])
+def test_a_head_whose_weight_is_not_its_matrix_runs_hfs_forward(packed):
+    def quantized(patched):
+        model = build("llama", patched=patched)
+        model.lm_head = _QuantizedHead(model.lm_head, packed)
+        return step(model)
+
+    ref_out, ref_grads = quantized(False)
+    out, grads = quantized(True)
+    assert out.logits is not None  # HF's forward ran
+    torch.testing.assert_close(out.loss, ref_out.loss, rtol=0, atol=0)
+    for name in grads:
+        torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-6, atol=1e-7, msg=name)
