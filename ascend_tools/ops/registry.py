@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
+from torch.autograd.graph import saved_tensors_hooks
 
 from ..dispatch import dtype_name
 
@@ -180,6 +181,19 @@ def self_check(
     return found
 
 
+def _as_is(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+def _eager(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` run as plain Python where ``torch.compile`` traces the op that calls it (a graph break): traced, the
+    check's backward met a graph dynamo had freed, and the tier was refused for the rest of the process."""
+    dynamo = getattr(torch, "_dynamo", None)
+    disable = getattr(dynamo, "disable", None)
+    return disable(fn) if disable is not None else fn
+
+
+@_eager
 def _run_check(
     tier: Tier, args: tuple, kwargs: dict, device: torch.device, dtype: torch.dtype
 ) -> CheckResult:
@@ -189,8 +203,11 @@ def _run_check(
         result.reason = "no reference tier to check against"
         return result
     try:
-        # autograd on even under no_grad()/inference_mode(): the check needs a backward
-        with torch.inference_mode(False), torch.enable_grad():
+        # autograd on even under no_grad()/inference_mode(): the check needs a backward; and the check's own
+        # saved tensors kept as they are (the innermost pair of saved-tensor hooks is the one applied): under
+        # non-reentrant activation checkpointing, whose hooks would otherwise take them for the user's, the check's
+        # backward set off a recomputation in the middle of the forward
+        with torch.inference_mode(False), torch.enable_grad(), saved_tensors_hooks(_as_is, _as_is):
             c_args, c_kwargs = tier.check_inputs(*args, **kwargs) if tier.check_inputs else (args, kwargs)
             fwd, bwd = compare_tiers(tier.forward, reference.forward, c_args, c_kwargs)
     except Exception as exc:  # a tier that raises is refused, never propagated

@@ -1,0 +1,72 @@
+"""The patch under what real training wraps a model in: activation checkpointing and ``torch.compile``.
+
+A fused op's tier proves itself on its first call (``ops/registry.py``), and that first call happens inside the
+user's forward, wherever it runs. Under non-reentrant activation checkpointing (``gradient_checkpointing_kwargs=
+{"use_reentrant": False}``, what TRL and PyTorch recommend) the check's saved tensors went to the checkpoint's
+hooks and its backward set off a recomputation inside the forward: ``CheckpointError: A different number of
+tensors was saved during the original forward and recomputation``, the user's step failed. Traced by
+``torch.compile``, the check's backward met a freed graph and the SDPA tier was refused for the rest of the
+process (the reference attention ran, ~4x slower to compile and run here). Each test starts with no check cached.
+"""
+
+import pytest
+import torch
+import transformers
+from test_patch import batch, tiny_config
+
+import ascend_tools.patch as patch
+from ascend_tools.ops import registry
+from ascend_tools.patch import hf
+
+
+@pytest.fixture(autouse=True)
+def fresh_checks(monkeypatch):
+    monkeypatch.setattr(registry._STATE, "checks", {})
+    patch.revert()
+    yield
+    patch.revert()
+
+
+def train_step(patched, wrap):
+    patch.revert()
+    if patched:
+        hf.patch_all()
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(tiny_config("llama"))
+    model = wrap(model)
+    model.train()
+    ids, mask, _ = batch()
+    out = model(input_ids=ids, attention_mask=mask, labels=ids)
+    out.loss.backward()
+    # (a compiled model's parameters are its original module's: "_orig_mod.model...")
+    grads = {
+        n.replace("_orig_mod.", "", 1): p.grad for n, p in model.named_parameters() if p.grad is not None
+    }
+    return out.loss.detach(), grads
+
+
+def assert_same_step(wrap, ref_wrap=None):
+    ref_loss, ref_grads = train_step(False, ref_wrap or wrap)
+    loss, grads = train_step(True, wrap)
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-6)
+    assert grads.keys() == ref_grads.keys() and grads
+    for name in grads:
+        torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-4, atol=1e-5, msg=name)
+    checks = registry.status()
+    assert checks and all(c.ok for c in checks), [(c.op, c.tier, c.reason) for c in checks if not c.ok]
+
+
+@pytest.mark.parametrize("reentrant", [False, True], ids=["non-reentrant", "reentrant"])
+def test_activation_checkpointing_trains_as_unpatched(reentrant):
+    def checkpointed(model):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
+        if reentrant:
+            model.enable_input_require_grads()  # what HF does for PEFT: the checkpointed input needs a grad
+        return model
+
+    assert_same_step(checkpointed)
+
+
+def test_a_compiled_model_keeps_every_tier_its_self_check_passes():
+    torch._dynamo.reset()
+    assert_same_step(torch.compile, ref_wrap=lambda model: model)  # against HF eager: one compile, not two
