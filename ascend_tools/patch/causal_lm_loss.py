@@ -48,9 +48,11 @@ def _shifted(labels: torch.Tensor, kwargs: Dict[str, Any], ignore_index: int) ->
 
 def _fusable(model: Any, labels: Any) -> bool:
     """Training with labels, and a head whose weight is its plain floating ``(out_features, in_features)`` matrix:
-    not a ZeRO-3 or FSDP shard outside its forward, nor a bitsandbytes ``Linear4bit``/``Linear8bitLt`` (subclasses
-    of ``nn.Linear`` whose weight is packed 4-bit codes, ``(out * in / 2, 1)`` uint8, or int8; transformers quantizes
-    the head where ``llm_int8_skip_modules`` is given without it, as MoE QLoRA recipes give their routers)."""
+    not a ZeRO-3 or FSDP shard outside its forward (FSDP2 with the head as a unit of its own, as torchtitan shards
+    its output layer: a sharded ``DTensor`` of the global shape until the head's own forward gathers it; the
+    swapped-out head never runs), nor a bitsandbytes ``Linear4bit``/``Linear8bitLt`` (subclasses of ``nn.Linear``
+    whose weight is packed 4-bit codes, ``(out * in / 2, 1)`` uint8, or int8; transformers quantizes the head where
+    ``llm_int8_skip_modules`` is given without it, as MoE QLoRA recipes give their routers)."""
     head = getattr(model, "lm_head", None)
     weight = getattr(head, "weight", None)
     return (
@@ -58,7 +60,7 @@ def _fusable(model: Any, labels: Any) -> bool:
         and model.training
         and torch.is_grad_enabled()
         and isinstance(head, torch.nn.Linear)
-        and isinstance(weight, torch.Tensor)
+        and type(weight) in (torch.Tensor, torch.nn.Parameter)  # no tensor subclass (DTensor, Params4bit)
         and weight.is_floating_point()
         and tuple(weight.shape) == (head.out_features, head.in_features)
         and head.in_features > 0

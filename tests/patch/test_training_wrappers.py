@@ -1,4 +1,4 @@
-"""The patch under what real training wraps a model in: activation checkpointing and ``torch.compile``.
+"""The patch under what real training wraps a model in: activation checkpointing, ``torch.compile``, FSDP2.
 
 A fused op's tier proves itself on its first call (``ops/registry.py``), and that first call happens inside the
 user's forward, wherever it runs. Under non-reentrant activation checkpointing (``gradient_checkpointing_kwargs=
@@ -7,7 +7,13 @@ hooks and its backward set off a recomputation inside the forward: ``CheckpointE
 tensors was saved during the original forward and recomputation``, the user's step failed. Traced by
 ``torch.compile``, the check's backward met a freed graph and the SDPA tier was refused for the rest of the
 process (the reference attention ran, ~4x slower to compile and run here). Each test starts with no check cached.
+FSDP2 with the head a unit of its own: see the last test.
 """
+
+import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -70,3 +76,55 @@ def test_activation_checkpointing_trains_as_unpatched(reentrant):
 def test_a_compiled_model_keeps_every_tier_its_self_check_passes():
     torch._dynamo.reset()
     assert_same_step(torch.compile, ref_wrap=lambda model: model)  # against HF eager: one compile, not two
+
+
+FSDP2_SCRIPT = """
+import json, os, socket, sys
+import torch, torch.distributed as dist, transformers
+sys.path.insert(0, {tests!r})
+from test_patch import batch, tiny_config
+from torch.distributed.device_mesh import init_device_mesh
+import ascend_tools.patch as patch
+from ascend_tools.patch import hf
+try:
+    from torch.distributed.fsdp import fully_shard
+except ImportError:  # torch < 2.6
+    from torch.distributed._composable.fsdp import fully_shard
+
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{{port}}", rank=0, world_size=1)
+mesh = init_device_mesh("cpu", (1,))
+
+def step(patched):
+    patch.revert()
+    if patched:
+        hf.patch_all()
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(tiny_config("llama"))
+    for layer in model.model.layers:
+        fully_shard(layer, mesh=mesh)
+    fully_shard(model.lm_head, mesh=mesh)  # the head a unit of its own, as torchtitan shards its output layer
+    fully_shard(model, mesh=mesh)
+    model.train()
+    ids, mask, _ = batch()
+    out = model(input_ids=ids, attention_mask=mask, labels=ids)
+    out.loss.backward()
+    return out.loss.item(), model.lm_head.weight.grad.full_tensor().norm().item()
+
+print(json.dumps([step(False), step(True)]))
+dist.destroy_process_group()
+"""
+
+
+def test_an_fsdp2_sharded_head_trains_through_hfs_forward(tmp_path):
+    """FSDP2 with ``lm_head`` a unit of its own: outside the head's forward its weight is a sharded ``DTensor`` of
+    the global shape, and the fused loss, which swaps the head out and reads the weight, raised in the user's step
+    (``aten.mm.default got mixed torch.Tensor and DTensor``). HF's forward runs there, gathering the head."""
+    script = tmp_path / "fsdp2_head.py"
+    script.write_text(FSDP2_SCRIPT.format(tests=os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (ref_loss, ref_grad), (loss, grad) = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert loss == pytest.approx(ref_loss, rel=1e-6) and grad == pytest.approx(ref_grad, rel=1e-5)
