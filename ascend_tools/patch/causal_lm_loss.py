@@ -54,7 +54,7 @@ def _fusable(model: Any, labels: Any) -> bool:
     whose weight is packed 4-bit codes, ``(out * in / 2, 1)`` uint8, or int8; transformers quantizes the head where
     ``llm_int8_skip_modules`` is given without it, as MoE QLoRA recipes give their routers)."""
     head = getattr(model, "lm_head", None)
-    weight = getattr(head, "weight", None)
+    weight: Any = getattr(head, "weight", None)
     return (
         labels is not None
         and model.training
