@@ -58,6 +58,7 @@ import torch.nn.functional as F
 
 from ascend_tools import backend
 from ascend_tools.ops import registry
+from ascend_tools.ops.autocast import autocast_inputs, autocast_off
 
 OP = "attention"
 COMPRESSED_MASK_SIZE = 2048  # sparse_mode 2/3/4: "优化后的压缩下三角矩阵（2048*2048）"
@@ -480,20 +481,25 @@ def attention(
     softcap: Optional[float] = None,
 ) -> torch.Tensor:
     """Attention in HF's layout through the best tier: q [B, Hq, S, D], k/v [B, Hkv, S_kv, D] ->
-    [B, Hq, S, D]. See the module doc for the semantics of each argument."""
+    [B, Hq, S, D]. See the module doc for the semantics of each argument. Under ``torch.autocast`` the
+    inputs (a float mask too) are cast to the autocast dtype as autocast casts ``scaled_dot_product_attention``'s
+    (HF's RoPE leaves q and k in float32 beside a bf16 v there), and the tiers run in it."""
     _validate(q, k, v)
-    return registry.call(
-        OP,
-        q,
-        k,
-        v,
-        attention_mask=attention_mask,
-        dropout_p=dropout_p,
-        scale=scale,
-        is_causal=is_causal,
-        sliding_window=sliding_window,
-        softcap=softcap,
-    )
+    device_type = q.device.type
+    q, k, v, attention_mask = autocast_inputs(device_type, q, k, v, attention_mask)
+    with autocast_off(device_type):
+        return registry.call(
+            OP,
+            q,
+            k,
+            v,
+            attention_mask=attention_mask,
+            dropout_p=dropout_p,
+            scale=scale,
+            is_causal=is_causal,
+            sliding_window=sliding_window,
+            softcap=softcap,
+        )
 
 
 def golden_cases() -> List[Tuple[str, Dict[str, Any]]]:

@@ -58,6 +58,7 @@ import torch
 
 from .. import backend
 from . import registry
+from .autocast import autocast_inputs, autocast_off
 from .triton_available import interpreting, jit_kernels, triton_available
 from .triton_available import unavailable_reason as triton_unavailable_reason
 
@@ -527,20 +528,25 @@ def linear_cross_entropy(
     chunk_size: Optional[int] = None,
 ) -> torch.Tensor:
     """HF's causal-LM loss of ``hidden @ weight.T (+ bias)`` against already shifted ``labels``, never
-    holding the full logits, run by the best self-checked tier for the inputs."""
-    return registry.call(
-        OP,
-        hidden,
-        weight,
-        labels,
-        bias=bias,
-        ignore_index=ignore_index,
-        reduction=reduction,
-        label_smoothing=label_smoothing,
-        softcap=softcap,
-        num_items_in_batch=num_items_in_batch,
-        chunk_size=chunk_size,
-    )
+    holding the full logits, run by the best self-checked tier for the inputs. Under ``torch.autocast`` the
+    product runs as an autocast ``linear`` would (inputs and weight in the autocast dtype, the gradients cast back),
+    the loss in float32 as HF's."""
+    device_type = hidden.device.type
+    hidden, weight, bias = autocast_inputs(device_type, hidden, weight, bias)
+    with autocast_off(device_type):
+        return registry.call(
+            OP,
+            hidden,
+            weight,
+            labels,
+            bias=bias,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            label_smoothing=label_smoothing,
+            softcap=softcap,
+            num_items_in_batch=num_items_in_batch,
+            chunk_size=chunk_size,
+        )
 
 
 def _register() -> None:

@@ -36,6 +36,7 @@ import torch
 from torch.autograd.graph import saved_tensors_hooks
 
 from ..dispatch import dtype_name
+from .autocast import autocast_off
 
 if TYPE_CHECKING:
     from importlib.abc import Traversable
@@ -203,11 +204,17 @@ def _run_check(
         result.reason = "no reference tier to check against"
         return result
     try:
-        # autograd on even under no_grad()/inference_mode(): the check needs a backward; and the check's own
+        # autograd on even under no_grad()/inference_mode(): the check needs a backward; the check's own
         # saved tensors kept as they are (the innermost pair of saved-tensor hooks is the one applied): under
         # non-reentrant activation checkpointing, whose hooks would otherwise take them for the user's, the check's
-        # backward set off a recomputation in the middle of the forward
-        with torch.inference_mode(False), torch.enable_grad(), saved_tensors_hooks(_as_is, _as_is):
+        # backward set off a recomputation in the middle of the forward; and autocast off (the tiers are compared
+        # in the inputs' dtype: under a bf16 autocast, both ran their matmuls in bf16 and a float32 tier was refused)
+        with (
+            torch.inference_mode(False),
+            torch.enable_grad(),
+            saved_tensors_hooks(_as_is, _as_is),
+            autocast_off(device.type),
+        ):
             c_args, c_kwargs = tier.check_inputs(*args, **kwargs) if tier.check_inputs else (args, kwargs)
             fwd, bwd = compare_tiers(tier.forward, reference.forward, c_args, c_kwargs)
     except Exception as exc:  # a tier that raises is refused, never propagated

@@ -33,16 +33,17 @@ def fresh_checks(monkeypatch):
     patch.revert()
 
 
-def train_step(patched, wrap):
+def train_step(patched, wrap, family="llama", autocast=None):
     patch.revert()
     if patched:
         hf.patch_all()
     torch.manual_seed(0)
-    model = transformers.AutoModelForCausalLM.from_config(tiny_config("llama"))
+    model = transformers.AutoModelForCausalLM.from_config(tiny_config(family))
     model = wrap(model)
     model.train()
     ids, mask, _ = batch()
-    out = model(input_ids=ids, attention_mask=mask, labels=ids)
+    with torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+        out = model(input_ids=ids, attention_mask=mask, labels=ids)
     out.loss.backward()
     # (a compiled model's parameters are its original module's: "_orig_mod.model...")
     grads = {
@@ -71,6 +72,22 @@ def test_activation_checkpointing_trains_as_unpatched(reentrant):
         return model
 
     assert_same_step(checkpointed)
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen3", "gemma2", "mixtral"])
+def test_autocast_bf16_trains_as_unpatched(family):
+    """HF ``Trainer(bf16=True)`` and Accelerate's bf16 mixed precision: fp32 weights under ``torch.autocast``. The
+    fused loss's in-place gradient products met a bf16 hidden state and the fp32 head weight (``mat1 and mat2 must
+    have the same dtype``: the step failed), and the SDPA tier's self-check, run under the user's autocast, was
+    refused. Now the ops cast as autocast casts ``linear`` and ``sdpa`` and run outside it."""
+    ref_loss, ref_grads = train_step(False, lambda m: m, family, torch.bfloat16)
+    loss, grads = train_step(True, lambda m: m, family, torch.bfloat16)
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-4, atol=1e-4)
+    assert grads.keys() == ref_grads.keys() and grads
+    for name in grads:  # bf16 products: within a few bf16 steps of the largest gradient
+        assert (grads[name] - ref_grads[name]).abs().max() <= 3e-2 * ref_grads[name].abs().max(), name
+    checks = registry.status()
+    assert checks and all(c.ok for c in checks), [(c.op, c.tier, c.reason) for c in checks if not c.ok]
 
 
 def test_a_compiled_model_keeps_every_tier_its_self_check_passes():
