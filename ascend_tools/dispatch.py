@@ -2,7 +2,8 @@
 aten overload (the names a user gives are in ``op_names.py``, which needs no torch), whether autograd is running a backward, and
 :class:`ModulePath`, the module path of the op being dispatched."""
 
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+import contextlib
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 
@@ -13,6 +14,21 @@ if TYPE_CHECKING:
 #: a plain tensor's types: what the tools read values from directly (a subclass has its own rules, see
 #: ``precision.failopen_mode.subclass_kind``)
 PLAIN_TENSORS = (torch.Tensor, torch.nn.Parameter)
+
+#: how many of the package's own computations are running inside the user's step now (a fused op's tier
+#: self-checking on its first call, ``ops/registry.py``): the tools' dispatch modes pass their ops through
+#: unrecorded. One count for the process, not per thread: a check lasts milliseconds, once per tier and dtype.
+OWN_OPS = [0]
+
+
+@contextlib.contextmanager
+def own_ops() -> Iterator[None]:
+    """Ops run inside are the package's own, not the user's (see :data:`OWN_OPS`)."""
+    OWN_OPS[0] += 1
+    try:
+        yield
+    finally:
+        OWN_OPS[0] -= 1
 
 
 def op_name(func: Any) -> str:

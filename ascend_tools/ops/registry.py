@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch.autograd.graph import saved_tensors_hooks
 
-from ..dispatch import dtype_name
+from ..dispatch import dtype_name, own_ops
 from .autocast import autocast_off
 
 if TYPE_CHECKING:
@@ -208,12 +208,14 @@ def _run_check(
         # saved tensors kept as they are (the innermost pair of saved-tensor hooks is the one applied): under
         # non-reentrant activation checkpointing, whose hooks would otherwise take them for the user's, the check's
         # backward set off a recomputation in the middle of the forward; and autocast off (the tiers are compared
-        # in the inputs' dtype: under a bf16 autocast, both ran their matmuls in bf16 and a float32 tier was refused)
+        # in the inputs' dtype: under a bf16 autocast, both ran their matmuls in bf16 and a float32 tier was refused);
+        # and unseen by capture and shadow (its ops are the package's, not the user's model's)
         with (
             torch.inference_mode(False),
             torch.enable_grad(),
             saved_tensors_hooks(_as_is, _as_is),
             autocast_off(device.type),
+            own_ops(),
         ):
             c_args, c_kwargs = tier.check_inputs(*args, **kwargs) if tier.check_inputs else (args, kwargs)
             fwd, bwd = compare_tiers(tier.forward, reference.forward, c_args, c_kwargs)

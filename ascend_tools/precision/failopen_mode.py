@@ -3,8 +3,9 @@
 A subclass says what to do before and after an op (:meth:`FailOpenMode.before`, :meth:`FailOpenMode.after`);
 this class makes sure that neither can break the op: an exception in either is handed to the owner's
 ``_fail`` (``failopen.FailOpen``: counted, logged once) and the user's op runs and returns its own result.
-While the owner's ``_off`` is set (outside the recorded steps, or while the tool itself runs torch code), ops
-pass straight through. Ops the handlers issue do not come back here (a mode is off inside its own handler).
+While the owner's ``_off`` is set (outside the recorded steps, or while the tool itself runs torch code), or
+while the package runs its own computation in the user's step (``dispatch.OWN_OPS``: a fused op's self-check),
+ops pass straight through. Ops the handlers issue do not come back here (a mode is off inside its own handler).
 A loss scaler's update (``aten::_amp_update_scale_``, where no GradScaler ``update()`` that ``scaler_watch.py`` wraps
 calls it) is told to the owner, recorded steps or not: it ends an iteration whose optimizer step the scaler may have
 skipped (``StepSession._scale_updated``).
@@ -16,6 +17,7 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensor
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from ..dispatch import OWN_OPS as _OWN_OPS
 from ..dispatch import PLAIN_TENSORS as _PLAIN
 from ..scaler_watch import in_update
 
@@ -94,7 +96,7 @@ class FailOpenMode(TorchDispatchMode):
                 return NotImplemented
             if kind == "fake":
                 return func(*args, **kwargs)
-        if owner._off:
+        if owner._off or _OWN_OPS[0]:  # (the package's own ops: a fused op's self-check, dispatch.OWN_OPS)
             out = func(*args, **kwargs)
         else:
             token = None

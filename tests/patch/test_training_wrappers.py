@@ -18,7 +18,8 @@ import sys
 import pytest
 import torch
 import transformers
-from test_patch import batch, tiny_config
+from test_fused_mlp_loss import batch
+from test_patch import tiny_config
 
 import ascend_tools.patch as patch
 from ascend_tools.ops import registry
@@ -38,12 +39,15 @@ def train_step(patched, wrap, family="llama", autocast=None):
     if patched:
         hf.patch_all()
     torch.manual_seed(0)
-    model = transformers.AutoModelForCausalLM.from_config(tiny_config(family))
+    # the reference is HF's eager attention, the architecture's own math: transformers 4.x builds Gemma 2 with SDPA
+    # by default, which leaves out its attention softcapping (the patched attention keeps it, as eager does)
+    kwargs = {} if patched else {"attn_implementation": "eager"}
+    model = transformers.AutoModelForCausalLM.from_config(tiny_config(family), **kwargs)
     model = wrap(model)
     model.train()
-    ids, mask, _ = batch()
+    ids, mask, labels = batch()  # padding masked in the labels, as a collator does
     with torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
-        out = model(input_ids=ids, attention_mask=mask, labels=ids)
+        out = model(input_ids=ids, attention_mask=mask, labels=labels)
     out.loss.backward()
     # (a compiled model's parameters are its original module's: "_orig_mod.model...")
     grads = {
@@ -99,7 +103,8 @@ FSDP2_SCRIPT = """
 import json, os, socket, sys
 import torch, torch.distributed as dist, transformers
 sys.path.insert(0, {tests!r})
-from test_patch import batch, tiny_config
+from test_fused_mlp_loss import batch
+from test_patch import tiny_config
 from torch.distributed.device_mesh import init_device_mesh
 import ascend_tools.patch as patch
 from ascend_tools.patch import hf
@@ -145,3 +150,48 @@ def test_an_fsdp2_sharded_head_trains_through_hfs_forward(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     (ref_loss, ref_grad), (loss, grad) = json.loads(proc.stdout.strip().splitlines()[-1])
     assert loss == pytest.approx(ref_loss, rel=1e-6) and grad == pytest.approx(ref_grad, rel=1e-5)
+
+
+class _Tokens(torch.utils.data.Dataset):
+    def __len__(self):
+        return 16
+
+    def __getitem__(self, i):
+        ids = torch.randint(1, 128, (12,), generator=torch.Generator().manual_seed(i))
+        return {"input_ids": ids, "labels": ids.clone(), "attention_mask": torch.ones_like(ids)}
+
+
+@pytest.mark.parametrize("bf16,checkpointing", [(True, False), (False, True)], ids=["bf16", "checkpointing"])
+def test_hf_trainer_trains_a_patched_model_as_an_unpatched_one(tmp_path, bf16, checkpointing):
+    """HF ``Trainer`` as fine-tuning scripts run it: ``bf16=True`` (autocast) and ``gradient_checkpointing=True``
+    (non-reentrant in transformers 5) each failed the first step of a patched model before."""
+
+    def losses(patched):
+        patch.revert()
+        if patched:
+            hf.patch_all()
+        torch.manual_seed(0)
+        kwargs = {} if patched else {"attn_implementation": "eager"}
+        model = transformers.AutoModelForCausalLM.from_config(tiny_config("llama"), **kwargs)
+        args = transformers.TrainingArguments(
+            output_dir=str(tmp_path / str(patched)),
+            per_device_train_batch_size=4,
+            gradient_accumulation_steps=2,
+            max_steps=2,
+            learning_rate=1e-3,
+            logging_steps=1,
+            report_to=[],
+            use_cpu=True,
+            save_strategy="no",
+            seed=0,
+            bf16=bf16,
+            gradient_checkpointing=checkpointing,
+        )
+        trainer = transformers.Trainer(model=model, args=args, train_dataset=_Tokens())
+        trainer.train()
+        return [h["loss"] for h in trainer.state.log_history if "loss" in h]
+
+    want = losses(False)
+    got = losses(True)
+    assert len(got) == len(want) == 2
+    assert got == pytest.approx(want, rel=1e-3 if bf16 else 1e-5)
