@@ -3,13 +3,13 @@
 A fused op's tier self-checks on its first call, inside the user's first forward: its ops (the tier and the
 reference on a small input, forward and backward, in float64 too) are the package's, not the model's. Recorded,
 they made step 0 of every patched run longer than the others (188 forward and 46 backward records more on the tiny
-Llama), a different set on each device (each has other tiers to check), and compare's alignment reads ops one run
+Llama of tests/patch), a different set on each device (each has other tiers to check), and compare's alignment reads ops one run
 has and the other has not as candidates. Two identical steps must give the same records.
 """
 
 import pytest
+import tiny_llama
 import torch
-import transformers
 from test_capture_identity import records
 
 from ascend_tools.ops import registry
@@ -24,22 +24,13 @@ def patched_model(monkeypatch):
     monkeypatch.setattr(registry._STATE, "checks", {})  # every tier checks itself again, in the first step
     revert()
     hf.patch_all()
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(
-        vocab_size=128,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-    )
-    yield transformers.AutoModelForCausalLM.from_config(config)
+    yield tiny_llama.build("ascend_fused")  # the patched attention (hf.patch_all registers it)
     revert()
 
 
 def train(model, steps=2):
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-    ids = torch.randint(1, 128, (2, 12), generator=torch.Generator().manual_seed(1))
+    ids = torch.randint(1, 64, (2, 12), generator=torch.Generator().manual_seed(1))
     for _ in range(steps):
         model(input_ids=ids, labels=ids).loss.backward()
         opt.step()
