@@ -194,4 +194,5 @@ def test_hf_trainer_trains_a_patched_model_as_an_unpatched_one(tmp_path, bf16, c
     want = losses(False)
     got = losses(True)
     assert len(got) == len(want) == 2
-    assert got == pytest.approx(want, rel=1e-3 if bf16 else 1e-5)
+    # (transformers 4.x logs the loss rounded to 4 decimals: one unit of the last either way)
+    assert got == pytest.approx(want, rel=1e-3 if bf16 else 1e-5, abs=1.5e-4)
