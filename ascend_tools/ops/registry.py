@@ -26,6 +26,7 @@ tests).
 
 import logging
 import os
+import sys
 import threading
 from dataclasses import dataclass, field
 from importlib import resources
@@ -168,7 +169,7 @@ def self_check(
     with _STATE.lock:
         found = _STATE.checks.get(key)
         if found is None:
-            found = _run_check(tier, args, kwargs, device, dtype)
+            found = _run_check_untraced(tier, args, kwargs, device, dtype)
             _STATE.checks[key] = found
             if not found.ok:
                 log.warning(
@@ -186,15 +187,23 @@ def _as_is(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def _eager(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` run as plain Python where ``torch.compile`` traces the op that calls it (a graph break): traced, the
-    check's backward met a graph dynamo had freed, and the tier was refused for the rest of the process."""
-    dynamo = getattr(torch, "_dynamo", None)
-    disable = getattr(dynamo, "disable", None)
-    return disable(fn) if disable is not None else fn
+_UNTRACED: List[Callable[..., CheckResult]] = []  # _run_check under torch._dynamo.disable, made once
 
 
-@_eager
+def _run_check_untraced(
+    tier: Tier, args: tuple, kwargs: dict, device: torch.device, dtype: torch.dtype
+) -> CheckResult:
+    """:func:`_run_check` as plain Python where ``torch.compile`` traces the op that asks for it (a graph break, once):
+    traced, the check's backward met a graph dynamo had freed, and the tier was refused for the process. Dynamo is
+    looked up, not imported (its import takes ~1.4 s): absent, nothing can be tracing this call."""
+    dynamo = sys.modules.get("torch._dynamo")
+    if dynamo is None:
+        return _run_check(tier, args, kwargs, device, dtype)
+    if not _UNTRACED:
+        _UNTRACED.append(dynamo.disable(_run_check))
+    return _UNTRACED[0](tier, args, kwargs, device, dtype)
+
+
 def _run_check(
     tier: Tier, args: tuple, kwargs: dict, device: torch.device, dtype: torch.dtype
 ) -> CheckResult:
