@@ -7,6 +7,12 @@ step it skipped (NaN/Inf in the scaled gradients: an fp16 GradScaler's first ste
 torch_npu's GradScaler and their subclasses: ``scaler_watch.py``; another scaler through ``aten::_amp_update_scale_``,
 where a dispatch mode sees it: capture, shadow). ``steps`` filters which steps are recorded; ``scope`` keeps module paths by
 prefix or regex; an internal error is counted and logged once, and training goes on.
+
+Ops that run after a backward outside every module (gradient clipping's norms and scaling, a loss scaler's
+``unscale_``) are the optimizer's where ``optimizer.step()`` comes next, as inside DeepSpeed's and Megatron's steps,
+and stay ``forward`` where a next forward comes first (a next micro-batch's input under gradient accumulation).
+Which one is known only later: a session sees them as the *window* (:attr:`StepSession._in_window` is set for
+each op in it) and relabels what it kept of them in :meth:`StepSession._window_is_optimizer`.
 """
 
 import re
@@ -18,6 +24,10 @@ from . import scaler_watch
 from .compile_watch import CompileWatch
 from .dispatch import graph_task_id
 from .failopen import FailOpen
+
+#: ops of the window after a backward whose records a session holds back until it knows their phase: past this
+#: many the window is closed as ``forward`` (a script that trains no more, or runs a long loop outside modules)
+WINDOW_MAX = 4096
 
 
 class StepSession(FailOpen):
@@ -50,6 +60,9 @@ class StepSession(FailOpen):
         self._stepped = False
         self._init = True  # no module forward, backward or optimizer op has run yet: ops are phase "init"
         self._step_used = False  # a module forward, a backward or an optimizer op ran in this step
+        self._after_backward = False  # a backward ran, and no module forward since (the window: see above)
+        self._in_window = False  # the op of the last _op_phase call is in that window
+        self._window_ops = 0  # ops in it so far
 
     def __enter__(self) -> Any:
         self.start()
@@ -129,12 +142,30 @@ class StepSession(FailOpen):
         step's forward, and its ops must not shift the call numbers of step 0's, which capture and shadow both
         name an op by."""
         phase = self._phase()
-        if not self._step_used and (
-            phase != "forward" or (self._paths is not None and self._paths.running())
-        ):
+        in_module = phase == "forward" and self._paths is not None and self._paths.running()
+        if not self._step_used and (phase != "forward" or in_module):
             self._step_used = True
             self._init = False
+        if phase == "backward":
+            self._after_backward = True
+        elif in_module and self._after_backward:  # a next forward: the window's ops were the forward's
+            self._close_window()
+        self._in_window = self._after_backward and phase == "forward"
+        if self._in_window:
+            self._window_ops += 1
+            if self._window_ops > WINDOW_MAX:
+                self._close_window()
+                self._in_window = False
         return "init" if self._init else phase
+
+    def _close_window(self) -> None:
+        """The ops since the last backward stay ``forward`` (subclasses forget what they noted of them)."""
+        self._after_backward = False
+        self._window_ops = 0
+
+    def _window_is_optimizer(self) -> None:
+        """``optimizer.step()`` follows the window: subclasses relabel its ops ``optimizer``, then close it."""
+        self._close_window()
 
     def _install_step_hook(self) -> None:
         try:
@@ -151,8 +182,11 @@ class StepSession(FailOpen):
             self._fail(exc)
 
     def _optimizer_enter(self, *_args: Any, **_kwargs: Any) -> None:
+        task = graph_task_id()
+        if not self._optimizer_depth and task == -1 and self._after_backward:
+            self._window_is_optimizer()
         self._optimizer_depth += 1
-        self._optimizer_task = graph_task_id()
+        self._optimizer_task = task
 
     def _optimizer_exit(self, *_args: Any, **_kwargs: Any) -> None:
         self._optimizer_depth = max(0, self._optimizer_depth - 1)
@@ -194,6 +228,7 @@ class StepSession(FailOpen):
             self._boundary()
 
     def _boundary(self) -> None:
+        self._close_window()  # no optimizer.step() (a step the scaler skipped, the script's own step())
         self._stepped = True
         self._advance()
         self._init = False

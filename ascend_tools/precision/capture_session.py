@@ -151,6 +151,9 @@ class Capture(StepSession):
         self._step_writes: Dict[int, List[Tuple[torch.Tensor, int, int]]] = {}
         self._paths: Optional[ModulePath] = None
         self._mode: Optional[OpRecordMode] = None
+        # the ops of the window since the last backward (session.py): [name, index of its record in the batch]
+        self._window: List[List[Any]] = []
+        self._window_rids: Dict[int, int] = {}  # record id -> its place in _window, until the record is made
         self._lock: Any = None  # outdir.DirLock of the rank directory while this capture writes it
         self._meta_final = False
         self.start_time = time.time()
@@ -493,6 +496,8 @@ class Capture(StepSession):
         key = (meta.name, phase)
         call = self._calls.get(key, 0)
         self._calls[key] = call + 1
+        if self._in_window:
+            self._window.append([meta.name, None])
         if self.sample > 1 and call % self.sample:
             return None
         if self.scope and not self._in_scope(module):
@@ -501,6 +506,8 @@ class Capture(StepSession):
             return None
         rid = self._next_id
         self._next_id += 1
+        if self._in_window:
+            self._window_rids[rid] = len(self._window) - 1
         tensors: List[torch.Tensor] = []
         call_args = split_call(args, kwargs, tensors)
         for i in meta.storages:  # set_(storage, ...): never the storage's repr (store.StorageArg)
@@ -574,8 +581,16 @@ class Capture(StepSession):
 
     def _emit(self, rec: tuple) -> None:
         """Queue a record for the next flush (see ``record_writer.py``); flush when the batch is full, its
-        tensors' bytes exceed ``flush_bytes`` or :data:`FLUSH_AFTER` has passed."""
-        self._out.add(rec, self.step_no)
+        tensors' bytes exceed ``flush_bytes`` or :data:`FLUSH_AFTER` has passed. A record of the window after a
+        backward waits in the batch as its tuple, unflushed, until the window is closed."""
+        at = self._window_rids.pop(rec[0], None) if self._window_rids else None
+        if at is None:
+            self._out.add(rec, self.step_no)
+        else:
+            self._out.batch.append(rec)
+            self._window[at][1] = len(self._out.batch) - 1
+        if self._window:  # (session.WINDOW_MAX bounds it)
+            return
         if (
             len(self._out.batch) >= self.flush_every
             or self._queue.pending_bytes > self.flush_bytes
@@ -583,7 +598,26 @@ class Capture(StepSession):
         ):
             self._guarded_busy(self._flush, fail_open=False)
 
+    def _close_window(self) -> None:
+        super()._close_window()
+        self._window = []
+        self._window_rids = {}
+
+    def _window_is_optimizer(self) -> None:
+        """The window's ops, recorded or not, are counted as the optimizer's (they come before its own), and
+        their records waiting in the batch relabelled."""
+        batch = self._out.batch
+        for name, at in self._window:
+            self._calls[(name, "forward")] -= 1
+            call = self._count_call((name, "optimizer"))
+            if at is not None:
+                rec = batch[at]
+                batch[at] = (*rec[:3], "optimizer", call, *rec[5:])
+        super()._window_is_optimizer()
+
     def _flush(self) -> None:
+        if self._window:  # what it holds is written as it is: forward
+            self._close_window()
         if self._out.files is None:  # nothing claimed (no record yet) or refused
             self._out.batch = []
             return

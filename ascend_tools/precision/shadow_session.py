@@ -359,7 +359,9 @@ class Shadow(StepSession):
         if int(rows) < 0:
             raise ValueError(f"rows must be >= 0 (0: every row), not {rows!r}")
         self.rows = int(rows)
-        self._rng = random.Random(0)  # the rows checked (shadow_rows.py): never the user's RNG
+        self._rng = torch.Generator().manual_seed(
+            0
+        )  # the rows checked (shadow_rows.py): never the user's RNG
         self._block_rng = random.Random(1)  # the blocks (shadow_blocks.py), drawn on the training thread
         self.rank = backend.rank() if rank is None else int(rank)
         self.results: List[ShadowRecord] = []
@@ -374,6 +376,9 @@ class Shadow(StepSession):
         self._ops: Dict[Any, _Op] = {}
         self._calls: Dict[Tuple[str, str], int] = {}
         self._next_id = 0
+        self._window: List[
+            Tuple[str, int]
+        ] = []  # (name, id) of the ops of the window after a backward (session.py)
         self._mode: Optional[ShadowMode] = None
         self._paths: Optional[ModulePath] = None
         self._out: Optional[atomic.OutputDir] = None  # self.out, opened in start(), closed in close()
@@ -497,6 +502,36 @@ class Shadow(StepSession):
             # read) are copied first
             self._guarded(self._snaps.clear)
 
+    def _close_window(self) -> None:
+        super()._close_window()
+        self._window = []
+
+    def _window_is_optimizer(self) -> None:
+        """The window's ops, checked or not, are counted as the optimizer's (they come before its own); their
+        records, all made once the worker has run what waits, are relabelled (none is written before: see
+        :meth:`_record`)."""
+        self._worker.drain()
+        calls: Dict[int, int] = {}
+        for name, rid in self._window:
+            self._calls[(name, "forward")] -= 1
+            key = (name, "optimizer")
+            calls[rid] = self._calls.get(key, 0)
+            self._calls[key] = calls[rid] + 1
+        with self._lock:
+            for rec in self.results if self.keep else self._culprits:
+                if rec.step == self.step_no and rec.id in calls:
+                    rec.phase, rec.call = "optimizer", calls[rec.id]
+            for i, (step, rid, line) in enumerate(self._lines):
+                if step == self.step_no and rid in calls:
+                    raw = json.loads(line)
+                    raw["phase"], raw["call"] = "optimizer", calls[rid]
+                    self._lines[i] = (
+                        step,
+                        rid,
+                        json.dumps(raw, separators=(",", ":"), allow_nan=False) + "\n",
+                    )
+        super()._window_is_optimizer()
+
     def _advance(self) -> None:
         try:
             self._flush()
@@ -553,6 +588,8 @@ class Shadow(StepSession):
         self._calls[key] = call + 1
         rid = self._next_id
         self._next_id += 1
+        if self._in_window:
+            self._window.append((op.name, rid))
         if op.skip:
             self.skipped[op.skip] += 1
             return None
@@ -792,7 +829,8 @@ class Shadow(StepSession):
                 _insert(self._culprits, rec)
             if line is not None:
                 self._lines.append((rec.step, rec.id, line))
-            full = len(self._lines) >= FLUSH_EVERY
+            # (not while a window after a backward is open: its lines may still be relabelled)
+            full = len(self._lines) >= FLUSH_EVERY and not self._window
         if full:
             self._flush()
 

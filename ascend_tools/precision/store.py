@@ -33,8 +33,9 @@ SCHEMA = "ascend-doctor/dump/1"
 #: steps and phases of optimizers stepped inside backward, and steps a loss scaler skipped, are steps of their own.
 #: 4: so are steps that torch_npu's GradScaler, DeepSpeed's and Megatron's loss scalers skipped (scaler_watch.py).
 #: 5: integer and bool statistics exact, in int64 (stats.py): an earlier dump's may differ in the last bits of a
-#: norm or a mean, and compare checks integer records exactly.
-RECORDING = 5
+#: norm or a mean, and compare checks integer records exactly. 6: ops between a step's last backward and its
+#: ``optimizer.step()`` outside every module (gradient clipping, a scaler's ``unscale_``) are phase ``optimizer``.
+RECORDING = 6
 _STEP_DIR = re.compile(r"^step(\d+)$")
 _RANK_DIR = re.compile(r"^rank(\d+)$")
 

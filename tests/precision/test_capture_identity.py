@@ -77,7 +77,12 @@ def test_a_parameter_changed_inside_the_capture_is_read_afresh(tmp_path, cast):
         grads = {n: p.grad.clone() for n, p in model.named_parameters()}
         torch.optim.SGD(model.parameters(), lr=0.1).step()
     dump = OurDump.find(str(tmp_path))
-    opt = [r for r in records(tmp_path) if r.phase == "optimizer"]
+    # (the copies above, taken between the backward and the step outside every module, are the optimizer's too)
+    opt = [
+        r
+        for r in records(tmp_path)
+        if r.phase == "optimizer" and r.name not in ("aten::detach", "aten::clone")
+    ]
     assert len(opt) == len(expected)
     for rec in opt:
         param, grad = rec.inputs[0], rec.inputs[1]

@@ -270,8 +270,13 @@ def run_corpus(base: str) -> Dict[str, Dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return run_corpus(str(tmp_path_factory.mktemp("precision_corpus")))
+def corpus_base(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("precision_corpus"))
+
+
+@pytest.fixture(scope="module")
+def corpus(corpus_base):
+    return run_corpus(corpus_base)
 
 
 def named(row: Optional[Dict[str, Any]], want: Dict[str, Any]) -> bool:
@@ -299,6 +304,21 @@ def test_clean_runs_list_nothing(corpus, script):
     listed = {which: [c["name"] for c in r[which]["culprits"][:3]] for which in r if r[which]["culprits"]}
     assert listed == {}
     assert r["shadow"]["summary"]["compared"] > 100  # the shadow did run on the script's ops
+
+
+@pytest.mark.slow
+def test_nanogpts_gradient_clipping_is_the_optimizers(corpus, corpus_base):
+    """``train.py`` clips (``grad_clip = 1.0``: ``scaler.unscale_``, ``clip_grad_norm_``) between its last
+    backward and ``scaler.step(optimizer)``, outside every module: those ops are phase ``optimizer``, the first of
+    them right after the last backward op."""
+    with open(os.path.join(corpus_base, "nanogpt", "ref", "rank0", "step0", "records.jsonl")) as f:
+        records = [json.loads(line) for line in f]
+    last = max(i for i, r in enumerate(records) if r["phase"] == "backward")
+    after = records[last + 1 :]
+    norms = [r for r in after if "norm" in r["name"]]
+    assert norms and after[0]["name"] in {r["name"] for r in norms}, [r["name"] for r in after[:5]]
+    assert {r["phase"] for r in after} == {"optimizer"}, {(r["name"], r["phase"]) for r in after}
+    assert {r["module"] for r in after} == {""}
 
 
 def cell(rep: Dict[str, Any], want: Dict[str, Any]) -> str:
