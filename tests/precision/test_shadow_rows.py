@@ -2,15 +2,15 @@
 replay, broadcast operands stay whole, what cannot be cut is checked whole, and faults are still found."""
 
 import json
-import random
 import sys
+from collections import Counter
 
 import pytest
 import torch
 
 from ascend_tools.precision import shadow
 from ascend_tools.precision.faults import Fault, FaultInjector
-from ascend_tools.precision.shadow_rows import pick_rows, row_wise
+from ascend_tools.precision.shadow_rows import pick_rows, row_wise, stratified
 
 aten = torch.ops.aten
 F64 = torch.float64
@@ -20,7 +20,7 @@ def _cut_replay(func, name, args, rows=8):
     """The op replayed in float64 on the picked rows, and the same rows of the full float64 run."""
     shapes = {id(a): a.shape for a in args if isinstance(a, torch.Tensor)}
     full = func(*[a.double() if isinstance(a, torch.Tensor) else a for a in args])
-    pick = pick_rows(name, tuple(args), {}, shapes, [full.shape], rows, random.Random(1))
+    pick = pick_rows(name, tuple(args), {}, shapes, [full.shape], rows, torch.Generator().manual_seed(1))
     assert pick is not None and len(pick.rows) == rows and pick.total == full.shape[-2]
     cut = [
         (pick.take(a) if id(a) in pick.cut else a).double() if isinstance(a, torch.Tensor) else a
@@ -72,7 +72,7 @@ def test_the_picked_rows_replay_to_exactly_those_rows_of_the_full_replay(case):
 
 
 def test_what_cannot_be_cut_is_checked_whole():
-    rng = random.Random(0)
+    rng = torch.Generator().manual_seed(0)
     a, b = torch.randn(40, 40), torch.randn(40, 16)
 
     def pick(name, args, out_shape, rows=8):
@@ -106,6 +106,49 @@ def test_a_faulty_matmul_is_still_named_on_its_rows_and_the_record_says_how_many
     assert [r.key for r in sh.culprits()] == ["aten::mm#forward#0"]
     summary = dict(sh.report().summary)
     assert summary["rows"].startswith(f"{sum(1 for r in sh.results if r.rows)} ops checked on 8 random rows")
+
+
+@pytest.mark.parametrize("total, rows", [(64, 8), (70, 8), (2048, 32), (33, 32)])
+def test_the_draw_is_one_row_in_each_run_and_reaches_every_row(total, rows):
+    """Run k is rows [floor(k total / rows), floor((k + 1) total / rows)); each of its n rows is drawn 1 / n of the
+    time (within 5 standard deviations of the binomial count)."""
+    runs = [range(k * total // rows, (k + 1) * total // rows) for k in range(rows)]
+    gen = torch.Generator().manual_seed(0)
+    counts: Counter = Counter()
+    draws = 400 * total // rows
+    for _ in range(draws):
+        picked = stratified(total, rows, gen).tolist()
+        assert [r in run for r, run in zip(picked, runs)] == [True] * rows
+        counts.update(picked)
+    for run in runs:
+        p = 1 / len(run)
+        for r in run:
+            assert abs(counts[r] - draws * p) <= 5 * (draws * p * (1 - p)) ** 0.5 + 1, (
+                r,
+                counts[r],
+                draws,
+                p,
+            )
+
+
+def test_a_fault_on_the_last_tiles_rows_is_found_by_every_call():
+    """A kernel wrong on its last tile (rows 48-63 of 64, a quarter of them) is in the rows checked each time; a
+    uniform draw of 8 rows misses it with probability (3/4)^8 = 10% a call."""
+
+    class LastTile(torch.utils._python_dispatch.TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func is aten.mm.default and out.shape[0] == 64:
+                out[48:] *= 1.01
+            return out
+
+    torch.manual_seed(0)
+    model, x = torch.nn.Linear(32, 96, bias=False), torch.randn(64, 32)
+    with LastTile(), shadow(rows=8) as sh:
+        for _ in range(40):
+            model(x)
+    levels = [r.level for r in sh.results if r.name == "aten::mm"]
+    assert len(levels) == 40 and set(levels) == {"error"}
 
 
 def test_every_row_is_checked_with_rows_0_and_a_one_row_fault_is_found_then():
