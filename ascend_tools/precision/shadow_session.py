@@ -60,6 +60,7 @@ from collections import Counter, OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
 
+import numpy as np
 import torch
 from torch.utils._python_dispatch import _disable_current_modes
 
@@ -359,9 +360,7 @@ class Shadow(StepSession):
         if int(rows) < 0:
             raise ValueError(f"rows must be >= 0 (0: every row), not {rows!r}")
         self.rows = int(rows)
-        self._rng = torch.Generator().manual_seed(
-            0
-        )  # the rows checked (shadow_rows.py): never the user's RNG
+        self._rng = np.random.default_rng(0)  # the rows checked (shadow_rows.py): never the user's RNG
         self._block_rng = random.Random(1)  # the blocks (shadow_blocks.py), drawn on the training thread
         self.rank = backend.rank() if rank is None else int(rank)
         self.results: List[ShadowRecord] = []
