@@ -16,6 +16,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ascend_tools.precision import capture, shadow
+from ascend_tools.precision.shadow_session import Shadow
 
 
 class _Names(TorchDispatchMode):
@@ -131,6 +132,22 @@ def test_shadow_labels_clipping_the_optimizers(tmp_path):
     assert [r.phase for r in flips] == ["forward", "optimizer"]
     keys = [r.key for r in by_id]
     assert len(keys) == len(set(keys))
-    written = [json.loads(line) for f in sorted(out.rglob("*.jsonl")) for line in f.read_text().splitlines()]
-    written = [w for w in written if "phase" in w and w.get("step") == 0]
-    assert {(w["id"], w["phase"], w["call"]) for w in written} == {(r.id, r.phase, r.call) for r in by_id}
+    assert _written(out) == {(r.id, r.phase, r.call) for r in by_id}
+
+
+def test_shadow_without_kept_records_writes_them_relabelled(tmp_path):
+    """As under the CLI (``keep=False``): only the lines written, the same as a kept run's."""
+    written = {}
+    for keep in (True, False):
+        model = _model()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        with Shadow(model=model, out=str(tmp_path / str(keep)), keep=keep):
+            _step(model, opt)
+        written[keep] = _written(tmp_path / str(keep))
+    assert written[False] == written[True]
+    assert {phase for _, phase, _ in written[False]} >= {"forward", "backward", "optimizer"}
+
+
+def _written(out) -> set:
+    lines = [json.loads(line) for f in sorted(out.rglob("*.jsonl")) for line in f.read_text().splitlines()]
+    return {(w["id"], w["phase"], w["call"]) for w in lines if "phase" in w and w.get("step") == 0}
