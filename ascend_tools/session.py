@@ -184,7 +184,11 @@ class StepSession(FailOpen):
     def _optimizer_enter(self, *_args: Any, **_kwargs: Any) -> None:
         task = graph_task_id()
         if not self._optimizer_depth and task == -1 and self._after_backward:
-            self._window_is_optimizer()
+            try:  # (inside the user's optimizer.step(): never raise there)
+                self._window_is_optimizer()
+            except Exception as exc:
+                self._fail(exc)
+                self._close_window()
         self._optimizer_depth += 1
         self._optimizer_task = task
 

@@ -375,9 +375,8 @@ class Shadow(StepSession):
         self._ops: Dict[Any, _Op] = {}
         self._calls: Dict[Tuple[str, str], int] = {}
         self._next_id = 0
-        self._window: List[
-            Tuple[str, int]
-        ] = []  # (name, id) of the ops of the window after a backward (session.py)
+        # (name, id) of the ops of the window after a backward (session.py)
+        self._window: List[Tuple[str, int]] = []
         self._mode: Optional[ShadowMode] = None
         self._paths: Optional[ModulePath] = None
         self._out: Optional[atomic.OutputDir] = None  # self.out, opened in start(), closed in close()
@@ -509,26 +508,29 @@ class Shadow(StepSession):
         """The window's ops, checked or not, are counted as the optimizer's (they come before its own); their
         records, all made once the worker has run what waits, are relabelled (none is written before: see
         :meth:`_record`)."""
-        self._worker.drain()
-        calls: Dict[int, int] = {}
-        for name, rid in self._window:
-            self._calls[(name, "forward")] -= 1
-            key = (name, "optimizer")
-            calls[rid] = self._calls.get(key, 0)
-            self._calls[key] = calls[rid] + 1
-        with self._lock:
-            for rec in self.results if self.keep else self._culprits:
-                if rec.step == self.step_no and rec.id in calls:
-                    rec.phase, rec.call = "optimizer", calls[rec.id]
-            for i, (step, rid, line) in enumerate(self._lines):
-                if step == self.step_no and rid in calls:
-                    raw = json.loads(line)
-                    raw["phase"], raw["call"] = "optimizer", calls[rid]
-                    self._lines[i] = (
-                        step,
-                        rid,
-                        json.dumps(raw, separators=(",", ":"), allow_nan=False) + "\n",
-                    )
+        if self._window:
+            self._worker.drain()
+            calls: Dict[int, int] = {}
+            for name, rid in self._window:
+                self._calls[(name, "forward")] -= 1
+                key = (name, "optimizer")
+                calls[rid] = self._calls.get(key, 0)
+                self._calls[key] = calls[rid] + 1
+            with self._lock:
+                for rec in reversed(self.results if self.keep else self._culprits):  # in (step, id) order
+                    if rec.step != self.step_no:
+                        break
+                    if rec.id in calls:
+                        rec.phase, rec.call = "optimizer", calls[rec.id]
+                for i, (step, rid, line) in enumerate(self._lines):
+                    if step == self.step_no and rid in calls:
+                        raw = json.loads(line)
+                        raw["phase"], raw["call"] = "optimizer", calls[rid]
+                        self._lines[i] = (
+                            step,
+                            rid,
+                            json.dumps(raw, separators=(",", ":"), allow_nan=False) + "\n",
+                        )
         super()._window_is_optimizer()
 
     def _advance(self) -> None:

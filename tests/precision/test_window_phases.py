@@ -151,3 +151,23 @@ def test_shadow_without_kept_records_writes_them_relabelled(tmp_path):
 def _written(out) -> set:
     lines = [json.loads(line) for f in sorted(out.rglob("*.jsonl")) for line in f.read_text().splitlines()]
     return {(w["id"], w["phase"], w["call"]) for w in lines if "phase" in w and w.get("step") == 0}
+
+
+def test_a_failing_relabel_never_fails_the_optimizer_step(tmp_path, monkeypatch):
+    """The relabel runs inside the user's ``optimizer.step()`` (its pre-hook): an error there is the capture's."""
+    from ascend_tools.precision.capture_session import Capture
+
+    def broken(self):
+        raise RuntimeError("relabel broke")
+
+    monkeypatch.setattr(Capture, "_window_is_optimizer", broken)
+    model = _model()
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with capture(str(tmp_path / "d"), level="op", model=model) as cap:
+        _step(model, opt)
+    assert cap.internal_errors == 1
+    assert all(not torch.equal(b, p) for b, p in zip(before, model.parameters()))  # the step ran
+    tail = _after_last_backward(_records(tmp_path / "d", 0))
+    assert tail and "forward" in {r["phase"] for r in tail}  # written as they were: forward
+    _calls_count_on(_records(tmp_path / "d", 0))
