@@ -93,7 +93,9 @@ class Cause:
 def optimizer_kernels(records: Iterable[Record]) -> str:
     """How a run's optimizer stepped: "fused" (``_fused_adamw_``: one op for every parameter), "foreach"
     (``_foreach_*``: one op per update for a list of parameters), "single" (ops per parameter) or "" (no optimizer
-    op). torch picks by device where the script does not: foreach on CUDA and NPU, single-tensor on the CPU."""
+    op). torch picks by device where the script does not: foreach on CUDA and NPU, single-tensor on the CPU. Read
+    from the step's last in-place optimizer op: the update comes last, after the gradient clipping of the same
+    phase, which picks its kernels on its own (``clip_grad_norm_`` runs ``_foreach_norm`` on the CPU too)."""
     seen = ""
     for rec in records:
         if rec.phase != "optimizer" or rec.kind != "op":
@@ -101,10 +103,8 @@ def optimizer_kernels(records: Iterable[Record]) -> str:
         base = op_base(rec.name)
         if base.startswith("_fused_"):
             return "fused"
-        if base.startswith("_foreach_"):
-            seen = "foreach"
-        elif not seen:
-            seen = "single"
+        if base.endswith("_"):
+            seen = "foreach" if base.startswith("_foreach_") else "single"
     return seen
 
 
