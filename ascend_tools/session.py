@@ -10,7 +10,8 @@ prefix or regex; an internal error is counted and logged once, and training goes
 
 Ops that run after a backward outside every module (gradient clipping's norms and scaling, a loss scaler's
 ``unscale_``) are the optimizer's where ``optimizer.step()`` comes next, as inside DeepSpeed's and Megatron's steps,
-and stay ``forward`` where a next forward comes first (a next micro-batch's input under gradient accumulation).
+or a loss scaler skips the step after its ``unscale_``, and stay ``forward`` where a next forward comes first (a next
+micro-batch's input under gradient accumulation) or the script's own ``step()``.
 Which one is known only later: a session sees them as the *window* (:attr:`StepSession._in_window` is set for
 each op in it) and relabels what it kept of them in :meth:`StepSession._window_is_optimizer`.
 """
@@ -167,6 +168,16 @@ class StepSession(FailOpen):
         """``optimizer.step()`` follows the window: subclasses relabel its ops ``optimizer``, then close it."""
         self._close_window()
 
+    def _window_to_optimizer(self) -> None:
+        """:meth:`_window_is_optimizer` where a window is open; it runs inside the user's ``optimizer.step()`` or loss
+        scaler, so an error is the session's (counted, logged once) and the window stays ``forward``."""
+        if self._after_backward:
+            try:
+                self._window_is_optimizer()
+            except Exception as exc:
+                self._fail(exc)
+                self._close_window()
+
     def _install_step_hook(self) -> None:
         try:
             import torch.optim.optimizer as optmod
@@ -183,12 +194,8 @@ class StepSession(FailOpen):
 
     def _optimizer_enter(self, *_args: Any, **_kwargs: Any) -> None:
         task = graph_task_id()
-        if not self._optimizer_depth and task == -1 and self._after_backward:
-            try:  # (inside the user's optimizer.step(): never raise there)
-                self._window_is_optimizer()
-            except Exception as exc:
-                self._fail(exc)
-                self._close_window()
+        if not self._optimizer_depth and task == -1:
+            self._window_to_optimizer()
         self._optimizer_depth += 1
         self._optimizer_task = task
 
@@ -222,6 +229,7 @@ class StepSession(FailOpen):
         iterations of an fp16 run's first skipped steps were one step, and its steps no longer those of the reference."""
         stepped, self._stepped = self._stepped, False
         if not (stepped or self._manual):
+            self._window_to_optimizer()  # its unscale_ and clipping, as in a step the optimizer took
             self._boundary()
             self._stepped = False
 
@@ -229,10 +237,11 @@ class StepSession(FailOpen):
         """A loss scaler that updates before the optimizer step (DeepSpeed's, Megatron's: ``scaler_watch.py``) found
         NaN/Inf: no ``optimizer.step()`` follows, and this iteration ends here."""
         if not self._manual:
+            self._window_to_optimizer()
             self._boundary()
 
     def _boundary(self) -> None:
-        self._close_window()  # no optimizer.step() (a step the scaler skipped, the script's own step())
+        self._close_window()  # no optimizer.step() came (the script's own step()): the window's ops stay forward
         self._stepped = True
         self._advance()
         self._init = False

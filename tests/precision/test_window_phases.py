@@ -171,3 +171,21 @@ def test_a_failing_relabel_never_fails_the_optimizer_step(tmp_path, monkeypatch)
     tail = _after_last_backward(_records(tmp_path / "d", 0))
     assert tail and "forward" in {r["phase"] for r in tail}  # written as they were: forward
     _calls_count_on(_records(tmp_path / "d", 0))
+
+
+def test_a_step_the_scaler_skipped_has_its_unscale_in_the_optimizer_phase(tmp_path):
+    """fp16 with a GradScaler whose first scales overflow: ``scaler.step`` unscales (outside every module, after
+    the backward) and then skips ``optimizer.step()``. Its unscale is the optimizer's in a skipped step as in a
+    taken one, so that a skipped step of the target and a taken one of the reference label it alike."""
+    from fp16_scaler import fp16_scaled_training
+
+    cap = capture(str(tmp_path / "d"), level="op")
+    skipped = fp16_scaled_training(cap)
+    assert 1 <= skipped < 4
+    unscale = "aten::_amp_foreach_non_finite_check_and_unscale_"
+    phases = []
+    for step in range(4):
+        records = _records(tmp_path / "d", step)
+        phases.append({r["phase"] for r in records if r["name"] == unscale})
+        _calls_count_on(records)
+    assert phases == [{"optimizer"}] * 4
