@@ -18,10 +18,6 @@ from ascend_tools.ops import registry
 from ascend_tools.patch import hf, revert
 from ascend_tools.precision import capture, shadow
 
-# the import patched every family, for every test of this worker collected with this file (its collection imports
-# them all before any runs): leave the rest of the session unpatched, as tests/patch does
-revert()
-
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
