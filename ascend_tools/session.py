@@ -17,7 +17,7 @@ each op in it) and relabels what it kept of them in :meth:`StepSession._window_i
 """
 
 import re
-from typing import Any, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -47,6 +47,7 @@ class StepSession(FailOpen):
         self._off = True
         self._handles: List[Any] = []
         self._paths: Any = None  # ModulePath while a dispatch mode is on
+        self._calls: Dict[Tuple[str, str], int] = {}  # calls so far this step per (op name, phase)
         self._mode: Any = None  # the session's TorchDispatchMode
         self.compiles = CompileWatch(self.tool)  # torch.compile calls while the mode is on (they run eagerly)
         # optimizer.step() calls running (one may call another's): phase "optimizer"
@@ -167,6 +168,19 @@ class StepSession(FailOpen):
     def _window_is_optimizer(self) -> None:
         """``optimizer.step()`` follows the window: subclasses relabel its ops ``optimizer``, then close it."""
         self._close_window()
+
+    def _optimizer_calls(self, names: Iterable[str]) -> List[int]:
+        """The call numbers the window's ops (``names``, in order, each counted as ``forward`` when it ran) take as
+        the optimizer's: they come before its own ops, and the forward counts are given back. Subclasses count calls
+        per (name, phase) in ``_calls``."""
+        calls = self._calls
+        numbers = []
+        for name in names:
+            calls[(name, "forward")] -= 1
+            key = (name, "optimizer")
+            numbers.append(calls.get(key, 0))
+            calls[key] = numbers[-1] + 1
+        return numbers
 
     def _window_to_optimizer(self) -> None:
         """:meth:`_window_is_optimizer` where a window is open; it runs inside the user's ``optimizer.step()`` or loss

@@ -132,7 +132,6 @@ class Capture(StepSession):
         self.background = default_background() if background is None else bool(background)
         self._out = RecordWriter(self.rank, self._queue, self.background, self._fail)
         self._modules = ModuleRecorder(self)
-        self._calls: Dict[Tuple[str, str], int] = {}
         self._next_id = 0
         self._claimed = False  # the rank directory is this capture's (see start's claim_later)
         self._refused = False  # another capture holds it: nothing is recorded
@@ -607,9 +606,7 @@ class Capture(StepSession):
         """The window's ops, recorded or not, are counted as the optimizer's (they come before its own), and
         their records waiting in the batch relabelled."""
         batch = self._out.batch
-        for name, at in self._window:
-            self._calls[(name, "forward")] -= 1
-            call = self._count_call((name, "optimizer"))
+        for (_, at), call in zip(self._window, self._optimizer_calls(name for name, _ in self._window)):
             if at is not None:
                 rec = batch[at]
                 batch[at] = (*rec[:3], "optimizer", call, *rec[5:])

@@ -373,7 +373,6 @@ class Shadow(StepSession):
         self._verdicts: Counter = Counter()
         self._culprits: List[ShadowRecord] = []  # kept even with keep=False (the report needs them)
         self._ops: Dict[Any, _Op] = {}
-        self._calls: Dict[Tuple[str, str], int] = {}
         self._next_id = 0
         # (name, id) of the ops of the window after a backward (session.py)
         self._window: List[Tuple[str, int]] = []
@@ -510,12 +509,8 @@ class Shadow(StepSession):
         :meth:`_record`)."""
         if self._window:
             self._worker.drain()
-            calls: Dict[int, int] = {}
-            for name, rid in self._window:
-                self._calls[(name, "forward")] -= 1
-                key = (name, "optimizer")
-                calls[rid] = self._calls.get(key, 0)
-                self._calls[key] = calls[rid] + 1
+            numbers = self._optimizer_calls(name for name, _ in self._window)
+            calls = {rid: call for (_, rid), call in zip(self._window, numbers)}
             with self._lock:
                 for rec in reversed(self.results if self.keep else self._culprits):  # in (step, id) order
                     if rec.step != self.step_no:
