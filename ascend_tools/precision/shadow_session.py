@@ -57,7 +57,6 @@ import sys
 import threading
 import time
 from collections import Counter, OrderedDict
-from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 import numpy as np
@@ -80,6 +79,8 @@ from .replay import reference_dtype
 from .replay_verdict import with_baseline
 from .screen import judge_output
 from .shadow_blocks import Block, take_block, take_rows
+from .shadow_kept import KeptRecords
+from .shadow_record import ShadowRecord, culprits, first_culprit
 from .shadow_rows import DEFAULT_ROWS, GEMMS, RowPick, pick_rows, row_wise
 from .shadow_snaps import Snap, SnapCache, unwatch_resizes, watch_resizes
 from .shadow_worker import Worker
@@ -123,74 +124,6 @@ _CORRECTLY_ROUNDED = frozenset(("add", "sub", "mul", "div", "sqrt"))
 _ROUNDING_MODES = frozenset(("Tensor_mode", "Scalar_mode"))
 _LEVELS = {"pass": 0, "warning": 1, "error": 2}
 _CPU = torch.device("cpu")
-
-
-# ------------------------------------------------------------------------------------------ records
-
-
-@dataclass
-class ShadowRecord:
-    """One shadowed op call: its identity, where it ran, and how far its output is from the float64
-    reference computed on its own inputs (``metrics``, judged in ``verdict``). ``output`` is the index
-    of the output judged (the worst one when the op has several)."""
-
-    id: int  # position in the step's stream of aten ops (skipped ones included)
-    name: str  # "aten::mm", "aten::add_.Tensor"
-    phase: str  # "init" | "forward" | "backward" | "optimizer"
-    call: int  # n-th call of this name in this phase and step, from 0 (every call counts)
-    module: str
-    site: str  # first frame outside torch, the stdlib and ascend_tools: "modeling_llama.py:80 in forward"
-    metrics: M.PairMetrics
-    verdict: Verdict
-    input_shapes: List[List[int]] = field(default_factory=list)
-    output: int = 0
-    step: int = 0
-    rank: int = 0
-    rows: Optional[List[int]] = None  # [checked, of] where a random set of the output's rows was checked
-    # [checked, of] columns where a block of an op over max_numel was checked (shadow_blocks.py)
-    cols: Optional[List[int]] = None
-
-    @property
-    def key(self) -> str:
-        """``aten::mm#forward#3``, the same key as a dump record's."""
-        return f"{self.name}#{self.phase}#{self.call}"
-
-    @property
-    def ratio(self) -> float:
-        """The introduced error in tolerances (``Verdict.ratio``)."""
-        return self.verdict.ratio
-
-    @property
-    def level(self) -> str:
-        return self.verdict.level
-
-    def to_json(self) -> Dict[str, Any]:
-        out = asdict(self)
-        out["metrics"] = {k: v for k, v in out["metrics"].items() if v is not None and v != ""}
-        return out
-
-    @classmethod
-    def from_json(cls, raw: Dict[str, Any]) -> "ShadowRecord":
-        raw = dict(raw)
-        raw["metrics"] = M.PairMetrics(
-            **{k: v for k, v in raw["metrics"].items() if k in M.PairMetrics.__dataclass_fields__}
-        )
-        raw["verdict"] = Verdict(
-            **{k: v for k, v in raw["verdict"].items() if k in Verdict.__dataclass_fields__}
-        )
-        return cls(**{k: v for k, v in raw.items() if k in cls.__dataclass_fields__})
-
-
-def culprits(records: Iterable[ShadowRecord]) -> List[ShadowRecord]:
-    """Records judged "error", largest introduced error (ratio) first; ties in execution order."""
-    found = [r for r in records if r.verdict.level == "error"]
-    return sorted(found, key=lambda r: (-r.ratio, r.rank, r.step, r.id))
-
-
-def first_culprit(records: Iterable[ShadowRecord]) -> Optional[ShadowRecord]:
-    """The first record judged "error" in execution order (rank, step, position)."""
-    found = [r for r in records if r.verdict.level == "error"]
-    return min(found, key=lambda r: (r.rank, r.step, r.id)) if found else None
 
 
 # --------------------------------------------------------------------------------------------- mode
@@ -363,7 +296,8 @@ class Shadow(StepSession):
         self._rng = np.random.default_rng(0)  # the rows checked (shadow_rows.py): never the user's RNG
         self._block_rng = random.Random(1)  # the blocks (shadow_blocks.py), drawn on the training thread
         self.rank = backend.rank() if rank is None else int(rank)
-        self.results: List[ShadowRecord] = []
+        # every record (keep=True), else only those judged "error" (the report needs them): sh.results
+        self._kept = KeptRecords()
         #: calls not compared, by reason ("view", "random", "filtered", "max_numel", ...)
         self.skipped: Counter = Counter()
         self.largest_skipped = 0  # elements of the largest call skipped for max_numel (the report's hint)
@@ -371,7 +305,6 @@ class Shadow(StepSession):
         self.not_replayable: Counter = Counter()
         self.compared = 0
         self._verdicts: Counter = Counter()
-        self._culprits: List[ShadowRecord] = []  # kept even with keep=False (the report needs them)
         self._ops: Dict[Any, _Op] = {}
         self._next_id = 0
         # (name, id) of the ops of the window after a backward (session.py)
@@ -445,19 +378,28 @@ class Shadow(StepSession):
                 self._out.close()
                 self._out = None
 
+    @property
+    def results(self) -> List[ShadowRecord]:
+        """Every op compared so far, in execution order (empty with ``keep=False``)."""
+        with self._lock:
+            return self._kept.records() if self.keep else []
+
     def culprits(self) -> List[ShadowRecord]:
         """Records judged "error", largest introduced error (``Verdict.ratio``) first."""
-        self._worker.drain()  # inside the block too: every op run so far is judged
-        return culprits(self.results if self.keep else self._culprits)
+        return culprits(self._judged())
 
     def first_culprit(self) -> Optional[ShadowRecord]:
         """The first culprit in execution order (where the run first went wrong)."""
-        self._worker.drain()
-        return first_culprit(self.results if self.keep else self._culprits)
+        return first_culprit(self._judged())
 
     def report(self, top: int = 10) -> Report:
+        return build_report(self._judged(), [self.meta()], top=top)
+
+    def _judged(self) -> List[ShadowRecord]:
+        """The kept records once every op run so far is judged (inside the block too)."""
         self._worker.drain()
-        return build_report(self.results if self.keep else self._culprits, [self.meta()], top=top)
+        with self._lock:
+            return self._kept.records()
 
     def meta(self) -> Dict[str, Any]:
         return {
@@ -512,11 +454,7 @@ class Shadow(StepSession):
             numbers = self._optimizer_calls(name for name, _ in self._window)
             calls = {rid: call for (_, rid), call in zip(self._window, numbers)}
             with self._lock:
-                for rec in reversed(self.results if self.keep else self._culprits):  # in (step, id) order
-                    if rec.step != self.step_no:
-                        break
-                    if rec.id in calls:
-                        rec.phase, rec.call = "optimizer", calls[rec.id]
+                self._kept.relabel(self.step_no, calls, "optimizer")
                 for i, (step, rid, line) in enumerate(self._lines):
                     if step == self.step_no and rid in calls:
                         raw = json.loads(line)
@@ -819,10 +757,8 @@ class Shadow(StepSession):
         with self._lock:
             self.compared += 1
             self._verdicts[rec.verdict.level] += 1
-            if self.keep:
-                _insert(self.results, rec)
-            elif rec.verdict.level == "error":
-                _insert(self._culprits, rec)
+            if self.keep or rec.verdict.level == "error":
+                self._kept.add(rec)
             if line is not None:
                 self._lines.append((rec.step, rec.id, line))
             # (not while a window after a backward is open: its lines may still be relabelled)
@@ -883,14 +819,6 @@ def _written(op: _Op, args: Any, kwargs: Dict[str, Any]) -> Set[int]:
         flat_tensors(args[i] if i < len(args) else kwargs.get(name), found)
         written.update(id(t) for t in found)
     return written
-
-
-def _insert(records: List[ShadowRecord], rec: ShadowRecord) -> None:
-    """Add ``rec`` in execution order (two threads check ops: one may finish a later op first)."""
-    i = len(records)
-    while i and (records[i - 1].step, records[i - 1].id) > (rec.step, rec.id):
-        i -= 1
-    records.insert(i, rec)
 
 
 def _unit_alpha(op: _Op, args: Any, kwargs: Dict[str, Any]) -> bool:
