@@ -5,9 +5,9 @@ thousands over a run. As dataclasses (the record, its metrics, its verdict, its 
 that Python's cyclic garbage collector tracks; they live on into its oldest generation and set off full
 collections, each one a walk over every object of the process (~400,000 with torch, transformers and a model
 loaded: ~180 ms), every few steps: 60-90 ms of the bench's ~350 ms shadow step (docs/precision-speed.md).
-Packed, a record is a tuple of atomic values and of tuples of them: CPython's collector stops tracking a tuple
-whose items it does not track, the inner ones at the first young collection that sees them and the outer one at
-the next, so kept records never reach the oldest generation and cost the full collections nothing. They are
+Packed, a record is one flat tuple of numbers, strings and None: CPython's collector stops tracking such a tuple
+at the first collection that sees it (a young one: nested tuples would take one collection a level, and the
+outer ones could reach the oldest generation first), so kept records cost the full collections nothing. They are
 unpacked into :class:`ShadowRecord` objects when read, once for each batch of new ones.
 """
 
@@ -20,13 +20,16 @@ from .standards import Verdict
 
 _METRICS = tuple(f.name for f in fields(M.PairMetrics))
 _VERDICT = tuple(f.name for f in fields(Verdict))
-# a packed record: the ShadowRecord's fields in this order, metrics and verdict as tuples of their fields
+# a packed record, one flat tuple: these fields, then the metrics' and the verdict's fields in their order
 _STEP, _ID, _NAME, _PHASE, _CALL = range(5)
+_HEAD = 15  # the fields before the metrics: 11, then rows and cols as two values each
+_VERDICT_AT = _HEAD + len(_METRICS)
 
 
 def pack(rec: ShadowRecord) -> tuple:
-    """``rec`` as nested tuples of numbers, strings and None."""
+    """``rec`` as one tuple of numbers, strings and None (the input shapes as text: ``"4,8|8,16"``)."""
     m, v = rec.metrics, rec.verdict
+    rows, cols = rec.rows or (None, None), rec.cols or (None, None)
     return (
         rec.step,
         rec.id,
@@ -35,18 +38,20 @@ def pack(rec: ShadowRecord) -> tuple:
         rec.call,
         rec.module,
         rec.site,
-        tuple(getattr(m, n) for n in _METRICS),
-        tuple(getattr(v, n) for n in _VERDICT),
-        tuple(tuple(s) for s in rec.input_shapes),
         rec.output,
         rec.rank,
-        None if rec.rows is None else tuple(rec.rows),
-        None if rec.cols is None else tuple(rec.cols),
+        len(rec.input_shapes),
+        "|".join(",".join(map(str, s)) for s in rec.input_shapes),
+        *rows,
+        *cols,
+        *(getattr(m, n) for n in _METRICS),
+        *(getattr(v, n) for n in _VERDICT),
     )
 
 
 def unpack(p: tuple) -> ShadowRecord:
-    step, rid, name, phase, call, module, site, m, v, shapes, output, rank, rows, cols = p
+    step, rid, name, phase, call, module, site, output, rank, n, shapes, *rest = p[:_HEAD]
+    rows, cols = rest[:2], rest[2:]
     return ShadowRecord(
         id=rid,
         name=name,
@@ -54,14 +59,14 @@ def unpack(p: tuple) -> ShadowRecord:
         call=call,
         module=module,
         site=site,
-        metrics=M.PairMetrics(*m),
-        verdict=Verdict(*v),
-        input_shapes=[list(s) for s in shapes],
+        metrics=M.PairMetrics(*p[_HEAD:_VERDICT_AT]),
+        verdict=Verdict(*p[_VERDICT_AT:]),
+        input_shapes=[[int(d) for d in s.split(",") if d] for s in shapes.split("|")] if n else [],
         output=output,
         step=step,
         rank=rank,
-        rows=None if rows is None else list(rows),
-        cols=None if cols is None else list(cols),
+        rows=None if rows[0] is None else rows,
+        cols=None if cols[0] is None else cols,
     )
 
 
