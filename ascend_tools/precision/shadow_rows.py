@@ -61,6 +61,10 @@ class RowPick(NamedTuple):
     def take(self, t: torch.Tensor) -> torch.Tensor:
         return t.index_select(t.dim() - 2, self.rows)
 
+    def checked(self) -> list:
+        """[rows checked, rows of the output]."""
+        return [len(self.rows), self.total]
+
 
 def pick_rows(
     name: str,

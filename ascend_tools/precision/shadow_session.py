@@ -57,7 +57,7 @@ import sys
 import threading
 import time
 from collections import Counter, OrderedDict
-from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 import torch
@@ -79,6 +79,7 @@ from .replay import reference_dtype
 from .replay_verdict import with_baseline
 from .screen import judge_output
 from .shadow_blocks import Block, take_block, take_rows
+from .shadow_heads import ATTENTION, HeadPick, no_dropout, pick_heads
 from .shadow_kept import KeptRecords
 from .shadow_record import ShadowRecord, culprits, first_culprit
 from .shadow_rows import DEFAULT_ROWS, GEMMS, RowPick, pick_rows, row_wise
@@ -87,6 +88,8 @@ from .shadow_worker import Worker
 from .standards import Verdict
 
 log = logging.getLogger("ascend_tools")
+#: the part of a call's output a check judges: rows (shadow_rows.py) or an attention's heads (shadow_heads.py)
+Pick = Union[RowPick, HeadPick]
 
 SCHEMA = "ascend-doctor/shadow/1"
 #: Ops whose tensor inputs (or outputs) hold more elements than this are not shadowed (16M elements
@@ -138,6 +141,7 @@ class _Op:
         "counted",
         "functional",
         "half_to_float",
+        "heads",
         "mutated",
         "name",
         "own_dtype",
@@ -165,14 +169,15 @@ class _Op:
         )
         self.alpha = next((i for i, a in enumerate(schema.arguments) if a.name == "alpha"), None)
         self.row_wise = row_wise(self.name, func)
+        self.heads = self.name in ATTENTION  # attention: a slice of heads is checked (shadow_heads.py)
         if not self.counted:
             self.skip = "not aten"
         elif not is_wanted(self.name, wanted):
             self.skip = "filtered"
         elif base in _UNINITIALISED:
             self.skip = "uninitialised"
-        elif torch.Tag.nondeterministic_seeded in getattr(func, "tags", ()):
-            self.skip = "random"
+        elif torch.Tag.nondeterministic_seeded in getattr(func, "tags", ()) and not self.heads:
+            self.skip = "random"  # (attention: only where its dropout_p is not 0, told per call)
         elif (
             base in _VIEW_LIKE
             or getattr(func, "is_view", False)
@@ -527,6 +532,9 @@ class Shadow(StepSession):
         if op.skip:
             self.skipped[op.skip] += 1
             return None
+        if op.heads and not no_dropout(op.name, args, kwargs):
+            self.skipped["random"] += 1
+            return None
         if self.sample > 1 and call % self.sample:
             self.skipped["sampled out"] += 1
             return None
@@ -673,10 +681,13 @@ class Shadow(StepSession):
         # before the op stay for the baseline and for the other ops that share them
         replay = op.functional or func
         own = op.own_dtype and _unit_alpha(op, args, kwargs)
-        pick = None
+        pick: Optional[Pick] = None
         if op.row_wise and self.rows and pre.block is None:  # some of the output's rows (shadow_rows.py)
             by_id = {tid: s.shape for tid, s in pre.inputs.items()}
             pick = pick_rows(op.name, args, kwargs, by_id, [s.shape for s in outputs], self.rows, self._rng)
+        elif op.heads and self.rows:  # some of an attention's heads (shadow_heads.py)
+            by_id = {tid: s.shape for tid, s in pre.inputs.items()}
+            pick = pick_heads(op.name, args, kwargs, by_id, self.rows, self._rng)
         if own:
             copies = {
                 tid: pick.take(s.tensor) if pick and tid in pick.cut else s.tensor
@@ -730,7 +741,7 @@ class Shadow(StepSession):
         out_i, m, v = best
         if v.level == "error" and self.baseline and not own:  # (own: the reference is that baseline)
             v = self._second_opinion(pre, func, args, kwargs, refs[out_i], out_i, v, reduction, pick)
-        rows, cols = block.checked() if block else ([len(pick.rows), pick.total] if pick else None, None)
+        rows, cols = block.checked() if block else (pick.checked() if pick else None, None)
         self._record(
             ShadowRecord(
                 id=pre.rid,
@@ -776,7 +787,7 @@ class Shadow(StepSession):
         out_i: int,
         verdict: Verdict,
         reduction: Optional[int],
-        pick: Optional[RowPick],
+        pick: Optional[Pick],
     ) -> Verdict:
         """An op judged "error" is run once more on CPU in the device's own dtypes, from the copies of its
         inputs taken before it ran, cast back (exact): what a correct kernel of that precision makes on these
@@ -805,10 +816,6 @@ class Shadow(StepSession):
             if self._file is not None and lines:
                 self._file.write("".join(line for _, _, line in sorted(lines)))
                 self._file.flush()
-
-
-def _checked(picked: torch.Tensor, total: int) -> List[int]:
-    return [len(picked), total]
 
 
 def _written(op: _Op, args: Any, kwargs: Dict[str, Any]) -> Set[int]:
