@@ -71,7 +71,7 @@ from ..op_names import UNDEFINED_VALUES, is_collective, is_wanted, normalise_op,
 from ..report import Finding, Report, Series, Severity, Table
 from ..session import StepSession
 from ..stacks import user_site
-from . import drift, near_misses, standards
+from . import drift, near_misses, shadow_worker, standards
 from . import metrics as M
 from .aliasing import COPIES
 from .failopen_mode import FailOpenMode
@@ -322,6 +322,7 @@ class Shadow(StepSession):
         # the float64 replays and comparisons run on this thread, and on the training thread when it waits for
         # it (shadow_worker.py); _lock guards what both may touch: counters, records, lines to write
         self._worker = Worker(self._check, self._fail)
+        self._inline_cpu = shadow_worker.INLINE_CPU
         self._snaps = SnapCache(SNAP_BUDGET)
         self._lock = threading.Lock()
         self._late_skips: Counter = Counter()  # counted by the worker, added to skipped when it stops
@@ -619,7 +620,7 @@ class Shadow(StepSession):
                 blocks = [Snap(pre.block.output(t)) for t in targets]
             self._snaps.hold(blocks)
             nbytes = pre.copied + sum(b.tensor.nbytes for b in blocks)
-            self._worker.submit((pre, func, args, kwargs, blocks, False), nbytes)
+            self._hand_off((pre, func, args, kwargs, blocks, False), nbytes, targets)
             return
         from_args = not targets and bool(pre.op.mutated)  # in-place ops that return nothing (_foreach_add_)
         if from_args:
@@ -650,7 +651,15 @@ class Shadow(StepSession):
                 outputs.append(snap)
                 nbytes += snap.tensor.nbytes
         cache.hold(outputs)
-        self._worker.submit((pre, func, args, kwargs, outputs, from_args), nbytes)
+        self._hand_off((pre, func, args, kwargs, outputs, from_args), nbytes, targets)
+
+    def _hand_off(self, job: tuple, nbytes: int, targets: List[torch.Tensor]) -> None:
+        """Check an op the training thread ran on the CPU here and now, a device op's on the worker
+        (``shadow_worker.INLINE_CPU``)."""
+        if self._inline_cpu and (not targets or targets[0].device.type == "cpu"):
+            self._worker.run(job)
+        else:
+            self._worker.submit(job, nbytes)
 
     def _too_large(self, numel: int) -> None:
         self.skipped["max_numel"] += 1

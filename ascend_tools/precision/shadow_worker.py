@@ -13,6 +13,13 @@ The hand-off is a deque and one condition variable, and a thread is woken only w
 more than a small op's check, and a busy worker takes the next job without one.
 
 A forked child (a DataLoader worker inherits the dispatch mode, not the thread) runs its jobs inline.
+
+Only ops that ran on a device come here (:data:`INLINE_CPU`): the check of an op the training thread ran on the
+CPU itself runs there at once (:meth:`Worker.run`). Two threads that both run Python between short kernels give
+the GIL to each other at every kernel and gain nothing: on the bench's model (CPU, one torch thread, 2 cores)
+the step took 252-257 ms with the checks inline against 264-346 ms with this thread, which used 1.5x the CPU
+(377-489 ms a step; docs/precision-speed.md). A device op's training thread waits on the device (its copies to
+the host) with the GIL released, which is when this thread runs.
 """
 
 import os
@@ -25,6 +32,8 @@ from typing import Any, Callable, Deque, Optional, Tuple
 #: step are not gone but moved into the next ones (a queue of 1 GiB made the bench's steps look 20% faster by
 #: leaving their checks to the block's end; drained each step, it measured what 16 jobs do)
 MAX_PENDING = 16
+#: the checks of ops the training thread ran on the CPU run on it at once, not on this thread (see above)
+INLINE_CPU = True
 MAX_PENDING_BYTES = 256 << 20
 _STOP = object()
 # forks seen by this process's children so far: a child's workers have no thread (os.getpid() per op was a
@@ -52,7 +61,7 @@ class Worker:
     def submit(self, job: Any, nbytes: int = 0) -> None:
         """Queue ``job``, which holds ``nbytes`` of copies until it has run."""
         if _forks[0] != self._forks:  # a forked child has no worker thread
-            self._run(job)
+            self.run(job)
             return
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="ascend-doctor-shadow", daemon=True)
@@ -103,7 +112,7 @@ class Worker:
                     self._waiting = False
                     return
                 job, nbytes = jobs.popleft()
-            self._run(job)
+            self.run(job)
             with cond:
                 self._unfinished -= 1
                 self._bytes -= nbytes
@@ -124,7 +133,7 @@ class Worker:
                 with cond:
                     self._finished(0)
                 return
-            self._run(job)
+            self.run(job)
             # an idle worker holds no job: a job's call holds the user's tensors, and torch.utils.swap_tensors
             # (module.to() under swap_module_params_on_conversion, FSDP2's to_empty) refuses a tensor held elsewhere
             del job
@@ -137,7 +146,8 @@ class Worker:
         if self._waiting and self._done(*self._wake_at):
             self._cond.notify()
 
-    def _run(self, job: Any) -> None:
+    def run(self, job: Any) -> None:
+        """Run ``job`` on this thread now (jobs are independent: it may run beside one on the worker)."""
         try:
             self._check(job)
         except Exception as exc:

@@ -37,3 +37,12 @@ def run_verb(tmp_path):
         return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
 
     return run
+
+
+@pytest.fixture
+def checks_on_the_worker(monkeypatch):
+    """Shadow's checks of CPU ops go to its worker thread, as a device op's do (by default they run inline on
+    the training thread: shadow_worker.INLINE_CPU): for the tests of the thread and of the copies it needs."""
+    from ascend_tools.precision import shadow_worker
+
+    monkeypatch.setattr(shadow_worker, "INLINE_CPU", False)

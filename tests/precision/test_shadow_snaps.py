@@ -115,8 +115,9 @@ def test_a_tensor_read_by_many_ops_is_taken_once(monkeypatch):
 
 
 @pytest.fixture
-def held_checks(monkeypatch):
-    """Checks wait at their start until the returned event is set: the training thread runs ahead."""
+def held_checks(monkeypatch, checks_on_the_worker):
+    """Checks, on the worker thread, wait at their start until the returned event is set: the training thread
+    runs ahead."""
     gate = threading.Event()
     original = SnapCache.enter
 

@@ -1,10 +1,12 @@
 """Shadow's float64 checks on a background thread (precision/shadow_worker.py) and the ops it does not re-run
-(exact copies and constants: no arithmetic a kernel could get wrong)."""
+(exact copies and constants: no arithmetic a kernel could get wrong); and the checks of CPU ops inline, on the
+training thread, by default."""
 
 import importlib
 import threading
 import time
 
+import pytest
 import torch
 
 import ascend_tools.precision as precision
@@ -13,6 +15,8 @@ from ascend_tools.precision.faults import Fault, FaultInjector
 SH = importlib.import_module("ascend_tools.precision.shadow_session")
 W = importlib.import_module("ascend_tools.precision.shadow_worker")
 shadow = precision.shadow
+# the thread's tests: CPU ops' checks go to it, as a device op's do
+pytestmark = pytest.mark.usefixtures("checks_on_the_worker")
 
 
 def _count_replays(monkeypatch):
@@ -175,3 +179,13 @@ def test_a_forked_dataloader_worker_checks_inline_and_never_waits_for_the_thread
     # every op of the child checked before the item returned: inline, nothing left in a queue no thread runs
     assert [checked for _, checked in got] == [2 * 3 * W.MAX_PENDING] * 4
     assert sh.compared >= 1 and sh.culprits() == []  # the parent's own op, on its thread
+
+
+def test_by_default_a_cpu_ops_check_runs_on_the_training_thread_and_no_thread_starts(monkeypatch):
+    monkeypatch.undo()  # the default INLINE_CPU
+    replayed, threads = _count_replays(monkeypatch)
+    with shadow() as sh:
+        torch.mm(torch.randn(8, 8), torch.randn(8, 8))
+        assert replayed == ["aten::mm"]  # before the block ends: at once
+        assert not any(t.name == "ascend-doctor-shadow" for t in threading.enumerate())
+    assert threads == {threading.get_ident()} and sh.compared == 1
