@@ -26,7 +26,8 @@ class ShadowRecord:
     output: int = 0
     step: int = 0
     rank: int = 0
-    rows: Optional[List[int]] = None  # [checked, of] where a random set of the output's rows was checked
+    # [checked, of] where a random set of the output's rows (an attention's: query rows of a slice of heads) was checked
+    rows: Optional[List[int]] = None
     # [checked, of] columns where a block of an op over max_numel was checked (shadow_blocks.py)
     cols: Optional[List[int]] = None
 

@@ -10,8 +10,9 @@ per aten op call:
    tensor copied to the CPU, and a tensor an earlier op took and nothing wrote since taken again for free;
 2. run the real op, ``func(*args, **kwargs)``: the device run. Modes entered before the shadow (below
    it, e.g. ``faults.FaultInjector``) still apply; the result returned to the user is this one. Take its
-   outputs the same way and hand the op to the worker thread (``shadow_worker.py``): steps 3 and 4 run there
-   (and on the training thread while it would otherwise wait for the worker) while the training goes on;
+   outputs the same way. An op that ran on the CPU is checked at once (steps 3 and 4, on the training thread); a
+   device op is handed to the worker thread (``shadow_worker.py``): steps 3 and 4 run there (and on the training
+   thread while it would otherwise wait for the worker) while the training goes on;
 3. run the same op on the snapshots with no Python dispatch mode (an in-place op out of place, or on
    clones), under ``no_grad``: in float64 (each snapshot widened once), or in the op's own dtype for the exact
    ops and the correctly rounded ones (:data:`_CORRECTLY_ROUNDED`), whose own-dtype result is the float64
@@ -21,8 +22,9 @@ per aten op call:
 4. judge each output in its own dtype against that reference (:func:`screen.judge_output`: the one metric its
    standard reads, the full :func:`metrics.compare_tensors` for an error; the reduction length from the input
    shapes); keep the metrics of the worst output, drop the tensors. A large matrix product or pointwise op is
-   replayed and judged on a random set of its output rows (``rows``, ``shadow_rows.py``): exactly those rows
-   of the full replay, at a fraction of its cost. A matrix product whose inputs are over ``max_numel`` is judged
+   replayed and judged on a random set of its output rows (``rows``, ``shadow_rows.py``), an attention call on
+   a random slice of its heads (``shadow_heads.py``): exactly that part of the full replay, at a fraction of its
+   cost. A matrix product whose inputs are over ``max_numel`` is judged
    on a random ``rows`` x ``rows`` block of its output, a pointwise op on ``rows`` rows, from copies of only the
    rows and columns that make it (``shadow_blocks.py``).
 
@@ -1029,7 +1031,7 @@ def record_row(order: int, rec: ShadowRecord) -> Dict[str, Any]:
         rel_l2_err=m.rel_l2_err,
         max_ulp_err=m.max_ulp_err,
         max_scaled_ulp_err=m.max_scaled_ulp_err,
-        rows=rec.rows,  # [checked, of] where rows were sampled (shadow_rows.py), else null: every row
+        rows=rec.rows,  # [checked, of] where rows (or heads) were sampled (shadow_rows.py, shadow_heads.py), else null
         cols=rec.cols,  # [checked, of] where a block was (shadow_blocks.py), else null: every column
         site=rec.site,
     )
@@ -1143,7 +1145,8 @@ def build_report(
             (
                 "rows",
                 f"{summary['rows_sampled']} ops checked on {', '.join(map(str, per_call))} random rows of their "
-                "output (matrix products, pointwise ops; --rows 0: every row)",
+                "output (matrix products, pointwise ops; attention: the query rows of a slice of its heads; "
+                "--rows 0: every row)",
             )
         )
     if summary["blocks_sampled"]:
