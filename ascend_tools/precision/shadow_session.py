@@ -198,7 +198,7 @@ class _Op:
 
 def _plain(t: torch.Tensor) -> bool:
     """A tensor whose values a check can copy and replay: no subclass, strided, real, with data (not meta)."""
-    return type(t) in _PLAIN and t.layout == torch.strided and t.device.type != "meta" and not t.is_complex()
+    return type(t) in _PLAIN and t.layout is torch.strided and not t.is_meta and not t.is_complex()
 
 
 def _functional(func: Any, mutated: Tuple[Tuple[int, str], ...]) -> Any:
