@@ -11,6 +11,10 @@ unchanged). The slice is cut from views: only its values are copied and widened.
 float64 flash-attention backward was the costliest check of a step (9.6 ms a call on a (2, 8, 128, 32) query,
 more than all 87 matrix products with their rows sampled: docs/precision-speed.md); a slice is 1/8 of it there.
 
+A call over ``max_numel`` (a real model's attention: Llama-2-7B's query at 4,096 tokens is 16.8M elements, the
+default limit) is checked on its slice the same way, from copies of only the slice's parts, taken on the training
+thread (:func:`take_head_block`): without it the shadow checked no attention of such a model.
+
 The slice holds at least ``rows`` query rows (``n`` key/value heads, ``n * g * L >= rows``, where the batch entry
 has as many), so a fault that touches every head is found in every call, as with the rows of a matrix product; a
 fault confined to one head of ``B * Hkv`` is found in a call with probability ``n / (B * Hkv)`` (drawn again each
@@ -22,10 +26,11 @@ attention kernels (CUDA's flash and efficient ones, ``npu_fusion_attention``) ha
 """
 
 import math
-from typing import Any, Dict, FrozenSet, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Dict, FrozenSet, List, NamedTuple, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
+
+_CPU = torch.device("cpu")
 
 #: attention op -> (argument index of the query, of dropout_p): the query's layout is (B, Hq, L, E), the key's and
 #: the value's (B, Hkv, S, E); every other tensor argument (the output, its gradient, the log-sum-exp, a 4-D
@@ -76,10 +81,11 @@ def pick_heads(
     kwargs: Dict[str, Any],
     shapes: Dict[int, torch.Size],
     rows: int,
-    rng: np.random.Generator,
+    below: Callable[[int], int],
 ) -> Optional[HeadPick]:
     """The slice of this call to check, or None for all of it (``rows`` 0, a slice as large as the call, shapes
-    this module does not know). ``shapes``: each tensor input's shape by id."""
+    this module does not know). ``shapes``: each tensor input's shape by id; ``below(n)``: a random integer in
+    ``[0, n)`` from the session's own generator."""
     at = ATTENTION[name][0]
     if rows <= 0 or len(args) < at + 3:
         return None
@@ -108,6 +114,35 @@ def pick_heads(
         if len(shape) > 4 or shape[0] not in (batches, 1) or shape[1] not in (q_heads, kv_heads, 1):
             return None
         cut.add(id(x))
-    batch = int(rng.integers(batches))
-    kv = int(rng.integers(kv_heads - n + 1))
-    return HeadPick(batch, kv, n, (batches, q_heads, kv_heads, length), frozenset(cut))
+    return HeadPick(
+        below(batches), below(kv_heads - n + 1), n, (batches, q_heads, kv_heads, length), frozenset(cut)
+    )
+
+
+class HeadBlock(NamedTuple):
+    """A call over ``max_numel`` checked on a slice: ``parts``, each tensor input's CPU copy by id (the slice of
+    a sliced one, the whole of a 2-D mask), taken before the op runs; the interface of ``shadow_blocks.Block``."""
+
+    pick: HeadPick
+    parts: Dict[int, torch.Tensor]
+    shapes: List[List[int]]  # the whole inputs' shapes, in argument order (the record's)
+
+    def checked(self) -> Tuple[List[int], None]:
+        """The record's ``rows`` and ``cols``."""
+        return self.pick.checked(), None
+
+    def output(self, t: torch.Tensor) -> torch.Tensor:
+        """The slice of an output of the call, copied to the CPU."""
+        return self.pick.take(t).to(_CPU, copy=True)
+
+
+def take_head_block(
+    name: str, args: Sequence[Any], kwargs: Dict[str, Any], rows: int, below: Callable[[int], int]
+) -> Optional[HeadBlock]:
+    """The parts of an attention call that make a random slice of it (:func:`pick_heads`), or None."""
+    tensors = [x for x in (*args, *kwargs.values()) if isinstance(x, torch.Tensor)]
+    pick = pick_heads(name, args, kwargs, {id(t): t.shape for t in tensors}, rows, below)
+    if pick is None:
+        return None
+    parts = {id(t): (pick.take(t) if id(t) in pick.cut else t).to(_CPU, copy=True) for t in tensors}
+    return HeadBlock(pick, parts, [list(t.shape) for t in args if isinstance(t, torch.Tensor)])

@@ -81,7 +81,7 @@ from .replay import reference_dtype
 from .replay_verdict import with_baseline
 from .screen import judge_output
 from .shadow_blocks import Block, take_block, take_rows
-from .shadow_heads import ATTENTION, HeadPick, no_dropout, pick_heads
+from .shadow_heads import ATTENTION, HeadBlock, HeadPick, no_dropout, pick_heads, take_head_block
 from .shadow_kept import KeptRecords
 from .shadow_record import ShadowRecord, culprits, first_culprit
 from .shadow_rows import DEFAULT_ROWS, GEMMS, RowPick, pick_rows, row_wise
@@ -92,6 +92,8 @@ from .standards import Verdict
 log = logging.getLogger("ascend_tools")
 #: the part of a call's output a check judges: rows (shadow_rows.py) or an attention's heads (shadow_heads.py)
 Pick = Union[RowPick, HeadPick]
+#: the part of a call over max_numel a check copies and judges: a block (shadow_blocks.py) or a slice of heads
+CallBlock = Union[Block, HeadBlock]
 
 SCHEMA = "ascend-doctor/shadow/1"
 #: Ops whose tensor inputs (or outputs) hold more elements than this are not shadowed (16M elements
@@ -230,7 +232,7 @@ class _Pending(NamedTuple):
     inputs: Dict[int, Snap]  # id(input) -> its copy on the CPU before the op
     written: Set[int]  # ids of the inputs the op writes
     copied: int  # bytes of the input copies made for this op (not shared from an earlier one)
-    block: Optional[Block] = None  # an op over max_numel: the block checked (inputs: its parts)
+    block: Optional[CallBlock] = None  # an op over max_numel: the block checked (inputs: its parts)
 
 
 _NULL = contextlib.nullcontext()
@@ -302,6 +304,7 @@ class Shadow(StepSession):
         self.rows = int(rows)
         self._rng = np.random.default_rng(0)  # the rows checked (shadow_rows.py): never the user's RNG
         self._block_rng = random.Random(1)  # the blocks (shadow_blocks.py), drawn on the training thread
+        self._below = lambda n: int(self._rng.integers(n))  # (the heads of an attention: shadow_heads.py)
         self.rank = backend.rank() if rank is None else int(rank)
         # every record (keep=True), else only those judged "error" (the report needs them): sh.results
         self._kept = KeptRecords()
@@ -596,11 +599,14 @@ class Shadow(StepSession):
     ) -> Optional[_Pending]:
         """A call over ``max_numel``: a matrix product's block or a pointwise op's rows (``shadow_blocks.py``) where
         ``rows`` is not 0 and the parts are under ``max_numel``, else skipped."""
-        block = None
+        block: Optional[CallBlock] = None
         if self.rows and op.row_wise:
             take = take_block if op.name in GEMMS else take_rows
             with _no_modes():
                 block = take(op.name, args, kwargs, self.rows, self._block_rng)
+        elif self.rows and op.heads:  # an attention call's slice of heads (shadow_heads.py)
+            with _no_modes():
+                block = take_head_block(op.name, args, kwargs, self.rows, self._block_rng.randrange)
         if block is None or sum(p.numel() for p in block.parts.values()) > self.max_numel:
             self._too_large(numel)
             return None
@@ -696,9 +702,9 @@ class Shadow(StepSession):
         if op.row_wise and self.rows and pre.block is None:  # some of the output's rows (shadow_rows.py)
             by_id = {tid: s.shape for tid, s in pre.inputs.items()}
             pick = pick_rows(op.name, args, kwargs, by_id, [s.shape for s in outputs], self.rows, self._rng)
-        elif op.heads and self.rows:  # some of an attention's heads (shadow_heads.py)
+        elif op.heads and self.rows and pre.block is None:  # some of an attention's heads (shadow_heads.py)
             by_id = {tid: s.shape for tid, s in pre.inputs.items()}
-            pick = pick_heads(op.name, args, kwargs, by_id, self.rows, self._rng)
+            pick = pick_heads(op.name, args, kwargs, by_id, self.rows, self._below)
         if own:
             copies = {
                 tid: pick.take(s.tensor) if pick and tid in pick.cut else s.tensor

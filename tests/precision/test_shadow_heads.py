@@ -44,7 +44,7 @@ def test_the_replay_of_a_slice_is_that_slice_of_the_full_replay(b, hq, hkv, leng
         name = "aten::" + func._schema.name.split("::")[1]
         shapes = {id(x): x.shape for x in (*args, *kwargs.values()) if isinstance(x, torch.Tensor)}
         for _ in range(6):
-            pick = pick_heads(name, args, kwargs, shapes, rows=4, rng=rng)
+            pick = pick_heads(name, args, kwargs, shapes, 4, lambda n: int(rng.integers(n)))
             assert pick is not None
             part = func(*(_cut(pick, x) for x in args), **{n: _cut(pick, x) for n, x in kwargs.items()})
             for whole, sliced in zip(func(*args, **kwargs), part):
@@ -60,7 +60,7 @@ def _cut(pick, x):
 def test_a_call_no_larger_than_the_slice_is_checked_whole():
     q, k, v = _qkv(1, 2, 2, 8)
     shapes = {id(x): x.shape for x in (q, k, v)}
-    assert pick_heads(FWD.name(), (q, k, v, 0.0, False), {}, shapes, 32, np.random.default_rng(0)) is None
+    assert pick_heads(FWD.name(), (q, k, v, 0.0, False), {}, shapes, 32, lambda n: 0) is None
 
 
 def _attention_model():
@@ -75,17 +75,19 @@ def _attention_model():
 
 
 @pytest.mark.parametrize("phase", ["forward", "backward"])
-def test_a_wrong_attention_kernel_is_named_and_a_clean_one_is_not(phase):
+@pytest.mark.parametrize("max_numel", [1 << 24, 600])  # 600: each call over it, its slice's copies under it
+def test_a_wrong_attention_kernel_is_named_and_a_clean_one_is_not(phase, max_numel):
     name = "aten::_scaled_dot_product_flash_attention_for_cpu" + ("_backward" if phase == "backward" else "")
     _, run, x = _attention_model()
-    with shadow(rows=8) as clean:
+    with shadow(rows=8, max_numel=max_numel) as clean:
         run(x).sum().backward()
     assert not clean.culprits()
     checked = [r for r in clean.results if r.name == name]
     assert len(checked) == 1 and checked[0].rows == [12, 2 * 4 * 12]  # one head of 12 query rows: >= 8
+    assert checked[0].input_shapes[1] == [2, 4, 12, 4]  # the whole call's shapes
     # every element of the first output off by 1%: in every head, so in every slice
     fault = Fault(name, call=0, phase=phase, fraction=1.0, scale=0.01)
-    with FaultInjector(fault) as inj, shadow(rows=8) as sh:
+    with FaultInjector(fault) as inj, shadow(rows=8, max_numel=max_numel) as sh:
         run(x).sum().backward()
     assert inj.hit and [r.key for r in sh.culprits()][:1] == [inj.hit]
 
