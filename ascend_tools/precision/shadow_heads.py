@@ -35,7 +35,7 @@ _CPU = torch.device("cpu")
 #: attention op -> (argument index of the query, of dropout_p): the query's layout is (B, Hq, L, E), the key's and
 #: the value's (B, Hkv, S, E); every other tensor argument (the output, its gradient, the log-sum-exp, a 4-D
 #: mask) has the batch and query heads (or 1) as its first two dims
-ATTENTION: Dict[str, Any] = {
+ATTENTION: Dict[str, Tuple[int, int]] = {
     "aten::_scaled_dot_product_flash_attention_for_cpu": (0, 3),
     "aten::_scaled_dot_product_flash_attention_for_cpu_backward": (1, 6),
 }
@@ -48,7 +48,7 @@ class HeadPick(NamedTuple):
     batch: int
     kv: int
     n: int
-    sizes: tuple  # (B, Hq, Hkv, L)
+    sizes: Tuple[int, int, int, int]  # (B, Hq, Hkv, L)
     cut: FrozenSet[int]  # ids of the inputs sliced (the others are read whole: a 2-D mask)
 
     def take(self, t: torch.Tensor) -> torch.Tensor:

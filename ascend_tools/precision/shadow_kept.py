@@ -20,10 +20,10 @@ from .standards import Verdict
 
 _METRICS = tuple(f.name for f in fields(M.PairMetrics))
 _VERDICT = tuple(f.name for f in fields(Verdict))
-# a packed record, one flat tuple: these fields, then the metrics' and the verdict's fields in their order
+# a packed record, one flat tuple: the record's own fields, then the metrics' and the verdict's in their order
 _STEP, _ID, _NAME, _PHASE, _CALL = range(5)
-_HEAD = 15  # the fields before the metrics: 11, then rows and cols as two values each
-_VERDICT_AT = _HEAD + len(_METRICS)
+_METRICS_AT = -(len(_METRICS) + len(_VERDICT))  # (counted from the end)
+_VERDICT_AT = -len(_VERDICT)
 
 
 def pack(rec: ShadowRecord) -> tuple:
@@ -50,7 +50,7 @@ def pack(rec: ShadowRecord) -> tuple:
 
 
 def unpack(p: tuple) -> ShadowRecord:
-    step, rid, name, phase, call, module, site, output, rank, n, shapes, *rest = p[:_HEAD]
+    step, rid, name, phase, call, module, site, output, rank, n, shapes, *rest = p[:_METRICS_AT]
     rows, cols = rest[:2], rest[2:]
     return ShadowRecord(
         id=rid,
@@ -59,7 +59,7 @@ def unpack(p: tuple) -> ShadowRecord:
         call=call,
         module=module,
         site=site,
-        metrics=M.PairMetrics(*p[_HEAD:_VERDICT_AT]),
+        metrics=M.PairMetrics(*p[_METRICS_AT:_VERDICT_AT]),
         verdict=Verdict(*p[_VERDICT_AT:]),
         input_shapes=[[int(d) for d in s.split(",") if d] for s in shapes.split("|")] if n else [],
         output=output,

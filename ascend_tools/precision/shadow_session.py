@@ -699,12 +699,13 @@ class Shadow(StepSession):
         replay = op.functional or func
         own = op.own_dtype and _unit_alpha(op, args, kwargs)
         pick: Optional[Pick] = None
-        if op.row_wise and self.rows and pre.block is None:  # some of the output's rows (shadow_rows.py)
+        if (op.row_wise or op.heads) and self.rows and pre.block is None:
             by_id = {tid: s.shape for tid, s in pre.inputs.items()}
-            pick = pick_rows(op.name, args, kwargs, by_id, [s.shape for s in outputs], self.rows, self._rng)
-        elif op.heads and self.rows and pre.block is None:  # some of an attention's heads (shadow_heads.py)
-            by_id = {tid: s.shape for tid, s in pre.inputs.items()}
-            pick = pick_heads(op.name, args, kwargs, by_id, self.rows, self._below)
+            if op.row_wise:  # some of the output's rows (shadow_rows.py)
+                out_shapes = [s.shape for s in outputs]
+                pick = pick_rows(op.name, args, kwargs, by_id, out_shapes, self.rows, self._rng)
+            else:  # some of an attention's heads (shadow_heads.py)
+                pick = pick_heads(op.name, args, kwargs, by_id, self.rows, self._below)
         if own:
             copies = {
                 tid: pick.take(s.tensor) if pick and tid in pick.cut else s.tensor
