@@ -24,6 +24,7 @@ _VERDICT = tuple(f.name for f in fields(Verdict))
 _STEP, _ID, _NAME, _PHASE, _CALL = range(5)
 _METRICS_AT = -(len(_METRICS) + len(_VERDICT))  # (counted from the end)
 _VERDICT_AT = -len(_VERDICT)
+_LEVEL_AT = _VERDICT_AT + _VERDICT.index("level")
 
 
 def pack(rec: ShadowRecord) -> tuple:
@@ -47,6 +48,11 @@ def pack(rec: ShadowRecord) -> tuple:
         *(getattr(m, n) for n in _METRICS),
         *(getattr(v, n) for n in _VERDICT),
     )
+
+
+def level_of(p: tuple) -> str:
+    """The verdict's level of a packed record."""
+    return p[_LEVEL_AT]
 
 
 def unpack(p: tuple) -> ShadowRecord:
@@ -81,13 +87,14 @@ class KeptRecords:
     def __len__(self) -> int:
         return len(self._packed)
 
-    def add(self, rec: ShadowRecord) -> None:
-        """Add ``rec`` in execution order (two threads check ops: one may finish a later op first)."""
-        packed, key = self._packed, (rec.step, rec.id)
+    def add(self, p: tuple) -> None:
+        """Add a packed record (:func:`pack`) in execution order (two threads, or the check process and the
+        training thread, check ops: one may finish a later op first)."""
+        packed, key = self._packed, (p[_STEP], p[_ID])
         i = len(packed)
         while i and (packed[i - 1][_STEP], packed[i - 1][_ID]) > key:
             i -= 1
-        packed.insert(i, pack(rec))
+        packed.insert(i, p)
         del self._read[i:]
 
     def records(self) -> List[ShadowRecord]:

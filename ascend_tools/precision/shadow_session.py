@@ -73,7 +73,7 @@ from ..op_names import UNDEFINED_VALUES, is_collective, is_wanted, normalise_op,
 from ..report import Finding, Report, Series, Severity, Table
 from ..session import StepSession
 from ..stacks import user_site
-from . import drift, near_misses, shadow_worker, standards
+from . import drift, near_misses, shadow_process, shadow_worker, standards
 from . import metrics as M
 from .aliasing import COPIES
 from .failopen_mode import FailOpenMode
@@ -82,9 +82,10 @@ from .replay_verdict import with_baseline
 from .screen import judge_output
 from .shadow_blocks import Block, take_block, take_rows
 from .shadow_heads import ATTENTION, HeadBlock, HeadPick, no_dropout, pick_heads, take_head_block
-from .shadow_kept import KeptRecords
+from .shadow_kept import KeptRecords, level_of, pack, unpack
+from .shadow_process import CheckProcess, Job, mark
 from .shadow_record import ShadowRecord, culprits, first_culprit
-from .shadow_rows import DEFAULT_ROWS, GEMMS, RowPick, pick_rows, row_wise
+from .shadow_rows import DEFAULT_ROWS, GEMMS, RowDraws, RowPick, pick_rows, row_wise
 from .shadow_snaps import Snap, SnapCache, unwatch_resizes, watch_resizes
 from .shadow_worker import Worker
 from .standards import Verdict
@@ -235,6 +236,50 @@ class _Pending(NamedTuple):
     block: Optional[CallBlock] = None  # an op over max_numel: the block checked (inputs: its parts)
 
 
+class _Live:
+    """A check going to the check process from an op's live tensors (:meth:`Shadow._send_live`)."""
+
+    __slots__ = (
+        "index",
+        "inputs",
+        "job",
+        "meta",
+        "op",
+        "pick",
+        "placed",
+        "sent",
+        "tensors",
+        "writes",
+        "written",
+    )
+
+    def __init__(
+        self,
+        op: _Op,
+        meta: tuple,
+        tensors: List[torch.Tensor],
+        inputs: List[torch.Tensor],
+        index: Dict[int, int],
+        sent: tuple,
+    ) -> None:
+        self.op = op
+        self.meta = meta  # phase, call, rid, module, site, step
+        self.tensors = tensors  # every tensor argument, in order (the record's input shapes)
+        self.inputs = inputs  # each tensor once: its slot
+        self.index = index  # id -> slot
+        self.sent = sent  # the arguments and keyword arguments, tensors marked by slot
+        self.writes: List[int] = []  # slots the op writes
+        self.written: List[int] = []  # slots put before the op: those it writes and what shares their storage
+        self.placed: List[int] = []  # slots in the order they were put into the arena
+        self.pick: Optional[Pick] = None
+        self.job: Optional[Job] = None
+
+    def rows_of(self, t: torch.Tensor) -> Optional[torch.Tensor]:
+        """The rows of ``t`` the check reads, None for all of it."""
+        pick = self.pick
+        return pick.rows if isinstance(pick, RowPick) and id(t) in pick.cut else None
+
+
 _NULL = contextlib.nullcontext()
 _pre_dispatch_len: Callable[[], int]
 try:
@@ -287,6 +332,7 @@ class Shadow(StepSession):
         rank: Optional[int] = None,
         baseline: bool = True,
         rows: int = DEFAULT_ROWS,
+        process: Optional[bool] = None,
     ) -> None:
         if int(sample) < 1:
             raise ValueError(f"sample must be >= 1, not {sample!r}")
@@ -303,6 +349,7 @@ class Shadow(StepSession):
             raise ValueError(f"rows must be >= 0 (0: every row), not {rows!r}")
         self.rows = int(rows)
         self._rng = np.random.default_rng(0)  # the rows checked (shadow_rows.py): never the user's RNG
+        self._row_draws = RowDraws(self._rng)
         self._block_rng = random.Random(1)  # the blocks (shadow_blocks.py), drawn on the training thread
         self._below = lambda n: int(self._rng.integers(n))  # (the heads of an attention: shadow_heads.py)
         self.rank = backend.rank() if rank is None else int(rank)
@@ -331,6 +378,10 @@ class Shadow(StepSession):
         self._snaps = SnapCache(SNAP_BUDGET)
         self._lock = threading.Lock()
         self._late_skips: Counter = Counter()  # counted by the worker, added to skipped when it stops
+        # the checks in a process of their own (shadow_process.py), started after the first step: None (the
+        # default: where the machine has two CPUs for it), True or False
+        self.process = process
+        self._process: Optional[CheckProcess] = None
         self.start_time = time.time()
 
     # --- public -------------------------------------------------------------------------------------
@@ -352,6 +403,8 @@ class Shadow(StepSession):
         self._install_step_hook()
         self._active = True
         self._update_off()
+        if shadow_process.START_AT_STEP == 0:
+            self._guarded(self._start_process)
         watch_resizes(self._snaps)
         swap_guard.hold(self)
         self._enter_dispatch(ShadowMode(self))
@@ -365,6 +418,7 @@ class Shadow(StepSession):
         try:
             self._exit_dispatch()
             self._worker.stop()
+            self._stop_process()
             self.skipped.update(self._late_skips)
             self._late_skips.clear()
             self._flush()
@@ -408,7 +462,7 @@ class Shadow(StepSession):
 
     def _judged(self) -> List[ShadowRecord]:
         """The kept records once every op run so far is judged (inside the block too)."""
-        self._worker.drain()
+        self._drain()
         with self._lock:
             return self._kept.records()
 
@@ -461,7 +515,7 @@ class Shadow(StepSession):
         records, all made once the worker has run what waits, are relabelled (none is written before: see
         :meth:`_record`)."""
         if self._window:
-            self._worker.drain()
+            self._drain()
             numbers = self._optimizer_calls(name for name, _ in self._window)
             calls = {rid: call for (_, rid), call in zip(self._window, numbers)}
             with self._lock:
@@ -487,6 +541,40 @@ class Shadow(StepSession):
         self._calls = {}
         self._next_id = 0
         self._update_off()
+        if self.step_no == shadow_process.START_AT_STEP and self._active:
+            self._guarded(self._start_process)
+
+    def _start_process(self) -> None:
+        """Start the check process (shadow_process.py) where it is wanted: after the first step (a session of one
+        step would not pay for its start); its checks run in this process until it is ready."""
+        if self._process is None and shadow_process.wanted(self.process):
+            options = {"baseline": self.baseline, "rank": self.rank}
+            self._process = CheckProcess(options, self._delivered)
+
+    def _stop_process(self) -> None:
+        proc, self._process = self._process, None
+        if proc is not None:
+            proc.stop()
+            if proc.lost:
+                self.skipped["check process died"] += proc.lost
+
+    def _drain(self) -> None:
+        """Wait until every op handed over so far is judged."""
+        self._worker.drain()
+        if self._process is not None:
+            self._process.drain()
+
+    def _delivered(
+        self, records: List[tuple], not_replayable: Dict[str, int], skipped: Dict[str, int], errors: List[str]
+    ) -> None:
+        """Results of the check process (on its reader thread): packed records, counters, error messages."""
+        for p in records:
+            self._record_packed(p)
+        with self._lock:
+            self.not_replayable.update(not_replayable)
+            self._late_skips.update(skipped)
+        for message in errors:
+            self._fail(RuntimeError(f"shadow check process: {message}"))
 
     def _release_tensors(self, kept: torch.Tensor, gone: torch.Tensor) -> Optional[Callable[[], None]]:
         """Let go of the weak references to two tensors about to be swapped (``swap_guard.py``), and of the strong
@@ -504,7 +592,7 @@ class Shadow(StepSession):
 
     # --- internals: per op, in the training thread ---------------------------------------------------
 
-    def _before(self, func: Any, args: Any, kwargs: Dict[str, Any]) -> Optional[_Pending]:
+    def _before(self, func: Any, args: Any, kwargs: Dict[str, Any]) -> Optional[Union[_Pending, _Live]]:
         op = self._ops.get(func)
         if op is None:
             op = self._ops[func] = _Op(func, self._wanted)
@@ -523,7 +611,7 @@ class Shadow(StepSession):
                     self._snaps.written(t)
         return pre
 
-    def _pending(self, op: _Op, args: Any, kwargs: Dict[str, Any]) -> Optional[_Pending]:
+    def _pending(self, op: _Op, args: Any, kwargs: Dict[str, Any]) -> Optional[Union[_Pending, _Live]]:
         module = self._paths.current() if self._paths is not None else ""  # every op: see ModulePath
         if not op.counted:
             return None
@@ -563,6 +651,19 @@ class Shadow(StepSession):
         if numel > self.max_numel:
             return self._block(op, phase, call, rid, module, args, kwargs, numel)
         written = _written(op, args, kwargs)
+        proc = self._process
+        if proc is not None and proc.usable():
+            live = self._send_live(
+                proc,
+                op,
+                (phase, call, rid, module, self._site(), self.step_no),
+                args,
+                kwargs,
+                tensors,
+                written,
+            )
+            if live is not None:
+                return live
         # the inputs as they are before the op (an in-place op overwrites them, a later op may), on the CPU: the
         # copy an earlier op left of an unchanged tensor, else a new one; a tensor passed twice is copied once, so
         # aliasing is kept
@@ -619,10 +720,15 @@ class Shadow(StepSession):
             op, phase, call, rid, module, self._site(), self.step_no, order, inputs, written, copied, block
         )
 
-    def _after(self, pre: _Pending, func: Any, args: Any, kwargs: Dict[str, Any], out: Any) -> None:
+    def _after(
+        self, pre: Union[_Pending, _Live], func: Any, args: Any, kwargs: Dict[str, Any], out: Any
+    ) -> None:
         """Copy the outputs (a later op may overwrite them) and hand the op to the worker."""
         targets: List[torch.Tensor] = []
         flat_tensors(out, targets)
+        if isinstance(pre, _Live):
+            self._sent_live(pre, args, kwargs, targets)
+            return
         if pre.block is not None:
             with _no_modes():
                 blocks = [Snap(pre.block.output(t)) for t in targets]
@@ -661,11 +767,127 @@ class Shadow(StepSession):
         cache.hold(outputs)
         self._hand_off((pre, func, args, kwargs, outputs, from_args), nbytes, targets)
 
+    def _send_live(
+        self,
+        proc: CheckProcess,
+        op: _Op,
+        meta: tuple,
+        args: Any,
+        kwargs: Dict[str, Any],
+        tensors: List[torch.Tensor],
+        written: Set[int],
+    ) -> Optional[_Live]:
+        """A CPU op's check for the check process, from its live tensors (no snapshot): what the op writes is put
+        into the arena now, before the op changes it (the rows its check reads: an in-place op's output rows are
+        those of what it writes), the rest once it has run (:meth:`_sent_live`). None: the snapshot path (a device
+        tensor, an argument the pipe does not carry, no room)."""
+        index: Dict[int, int] = {}
+        inputs: List[torch.Tensor] = []
+        for t in tensors:
+            if id(t) not in index:
+                if t.device.type != "cpu":
+                    return None
+                index[id(t)] = len(inputs)
+                inputs.append(t)
+        try:
+            sent = (mark(args, index), mark(kwargs, index))
+        except TypeError:
+            return None
+        live = _Live(op, meta, tensors, inputs, index, sent)
+        live.writes = [index[tid] for tid in written if tid in index]
+        if written:
+            # an input that shares storage with a written one changes with it (add_(x, x.view(...)))
+            storages = {t.untyped_storage().data_ptr() for t in inputs if id(t) in written}
+            live.written = [
+                k
+                for k, t in enumerate(inputs)
+                if id(t) in written or t.untyped_storage().data_ptr() in storages
+            ]
+            targets = [inputs[k] for k in live.written]
+            live.pick = self._live_pick(op, args, kwargs, inputs, targets)
+            live.job = proc.open()
+            if not proc.put(live.job, [(inputs[k], live.rows_of(inputs[k])) for k in live.written]):
+                proc.commit(live.job, None)
+                return None
+            live.placed.extend(live.written)
+        return live
+
+    def _live_pick(
+        self,
+        op: _Op,
+        args: Any,
+        kwargs: Dict[str, Any],
+        inputs: List[torch.Tensor],
+        outputs: List[torch.Tensor],
+    ) -> Optional[Pick]:
+        """:meth:`_pick` of a call whose tensors are at hand."""
+        if not (self.rows and (op.row_wise or op.heads)):
+            return None
+        shapes = {id(t): t.shape for t in inputs}
+        if op.row_wise:
+            return pick_rows(
+                op.name, args, kwargs, shapes, [t.shape for t in outputs], self.rows, self._row_draws
+            )
+        return pick_heads(op.name, args, kwargs, shapes, self.rows, self._below)
+
+    def _sent_live(self, live: _Live, args: Any, kwargs: Dict[str, Any], targets: List[torch.Tensor]) -> None:
+        """The rest of a :meth:`_send_live` check once its op has run: the other inputs and the outputs."""
+        proc, op = self._process, live.op
+        if proc is None:
+            return
+        from_args = not targets and bool(op.mutated)  # in-place ops that return nothing (_foreach_add_)
+        if from_args:
+            for i, name in op.mutated:
+                flat_tensors(args[i] if i < len(args) else kwargs.get(name), targets)
+        numel = sum(t.numel() for t in targets)
+        if not targets or numel > self.max_numel or not all(_plain(t) for t in targets):
+            if not targets:
+                self.skipped["no tensor output"] += 1
+            elif numel > self.max_numel:
+                self._too_large(numel)
+            else:
+                self.skipped["not a plain tensor"] += 1
+            if live.job is not None:
+                proc.commit(live.job, None)
+            return
+        if live.job is None:
+            live.pick = self._live_pick(op, args, kwargs, live.inputs, targets)
+            live.job = proc.open()
+        pick, job = live.pick, live.job
+        if isinstance(pick, RowPick) and any(t.dim() < 2 or t.shape[-2] != pick.total for t in targets):
+            proc.commit(
+                job, None
+            )  # (an in-place op's rows were drawn from what it writes: its outputs' rows)
+            self.skipped["rows unforeseen"] += 1
+            return
+        parts = [(k, t) for k, t in enumerate(live.inputs) if k not in live.written]
+        outputs = targets
+        if isinstance(pick, HeadPick):  # (the heads' parts are taken here, then copied whole)
+            parts = [(k, pick.take(t) if id(t) in pick.cut else t) for k, t in parts]
+            outputs = [pick.take(t) for t in targets]
+        rows = pick.rows if isinstance(pick, RowPick) else None
+        items = [(t, live.rows_of(t)) for _, t in parts]
+        items.extend((t, rows) for t in outputs)
+        if not proc.put(job, items):
+            proc.commit(job, None)
+            self.skipped["too large for the check process" if proc.usable() else "check process died"] += 1
+            return
+        live.placed.extend(k for k, _ in parts)
+        phase, call, rid, module, site, step = live.meta
+        checked = pick.checked() if pick is not None else None
+        shapes = [list(t.shape) for t in live.tensors]
+        sent_args, sent_kwargs = live.sent
+        header = (op.name, phase, call, rid, module, site, step, sent_args, sent_kwargs, len(live.inputs))
+        proc.commit(job, (*header, live.writes, from_args, shapes, checked, None, live.placed))
+
     def _hand_off(self, job: tuple, nbytes: int, targets: List[torch.Tensor]) -> None:
         """Check an op the training thread ran on the CPU here and now, a device op's on the worker
         (``shadow_worker.INLINE_CPU``)."""
-        if self._inline_cpu and (not targets or targets[0].device.type == "cpu"):
-            self._worker.run(job)
+        proc = self._process
+        if (proc is not None and proc.usable()) or (
+            self._inline_cpu and (not targets or targets[0].device.type == "cpu")
+        ):
+            self._worker.run(job)  # (to the check process from here: _send)
         else:
             self._worker.submit(job, nbytes)
 
@@ -684,7 +906,8 @@ class Shadow(StepSession):
         try:
             if intact:
                 with _no_modes(), torch.no_grad():
-                    self._replay(job)
+                    if not self._send(job):
+                        self._replay(job)
             else:
                 with self._lock:
                     self._late_skips["written unseen"] += 1
@@ -698,14 +921,7 @@ class Shadow(StepSession):
         # before the op stay for the baseline and for the other ops that share them
         replay = op.functional or func
         own = op.own_dtype and _unit_alpha(op, args, kwargs)
-        pick: Optional[Pick] = None
-        if (op.row_wise or op.heads) and self.rows and pre.block is None:
-            by_id = {tid: s.shape for tid, s in pre.inputs.items()}
-            if op.row_wise:  # some of the output's rows (shadow_rows.py)
-                out_shapes = [s.shape for s in outputs]
-                pick = pick_rows(op.name, args, kwargs, by_id, out_shapes, self.rows, self._rng)
-            else:  # some of an attention's heads (shadow_heads.py)
-                pick = pick_heads(op.name, args, kwargs, by_id, self.rows, self._below)
+        pick = self._pick(pre, args, kwargs, outputs)
         if own:
             copies = {
                 tid: pick.take(s.tensor) if pick and tid in pick.cut else s.tensor
@@ -779,17 +995,83 @@ class Shadow(StepSession):
             )
         )
 
+    def _pick(self, pre: _Pending, args: Any, kwargs: Dict[str, Any], outputs: List[Snap]) -> Optional[Pick]:
+        """The part of a call's output its check judges (None: all of it; a block is taken already)."""
+        op = pre.op
+        if not ((op.row_wise or op.heads) and self.rows and pre.block is None):
+            return None
+        by_id = {tid: s.shape for tid, s in pre.inputs.items()}
+        if op.row_wise:  # some of the output's rows (shadow_rows.py)
+            out_shapes = [s.shape for s in outputs]
+            return pick_rows(op.name, args, kwargs, by_id, out_shapes, self.rows, self._row_draws)
+        return pick_heads(op.name, args, kwargs, by_id, self.rows, self._below)  # (shadow_heads.py)
+
+    def _send(self, job: tuple) -> bool:
+        """Hand a check to the check process (shadow_process.py): the part of each input and output it reads and
+        the call with each tensor marked; False where it is not running or cannot take this call."""
+        proc = self._process
+        if proc is None or not proc.usable():
+            return False
+        pre, _, args, kwargs, outputs, from_args = job
+        index = {tid: k for k, tid in enumerate(pre.inputs)}
+        try:
+            sent_args, sent_kwargs = mark(args, index), mark(kwargs, index)
+        except (TypeError, KeyError):  # an argument the pipe does not carry: checked here
+            return False
+        pick = self._pick(pre, args, kwargs, outputs)
+        tensors = [s.tensor for s in pre.inputs.values()]
+        tensors.extend(s.tensor for s in outputs)
+        rows_of: List[Optional[torch.Tensor]] = [None] * len(tensors)
+        if isinstance(pick, RowPick):  # the rows gathered into the shared arena: one copy
+            rows_of = [pick.rows if tid in pick.cut else None for tid in pre.inputs]
+            rows_of.extend(pick.rows for _ in outputs)
+        elif pick is not None:  # (an attention's heads)
+            tensors = [pick.take(t) if tid in pick.cut else t for tid, t in zip(pre.inputs, tensors)]
+            tensors.extend(pick.take(s.tensor) for s in outputs)
+        block = pre.block
+        shapes = block.shapes if block else [list(pre.inputs[tid].shape) for tid in pre.order]
+        rows, cols = block.checked() if block else (pick.checked() if pick else None, None)
+        header = (
+            pre.op.name,
+            pre.phase,
+            pre.call,
+            pre.rid,
+            pre.module,
+            pre.site,
+            pre.step,
+            sent_args,
+            sent_kwargs,
+            len(pre.inputs),
+            [index[tid] for tid in pre.written if tid in index],
+            from_args,
+            shapes,
+            rows,
+            cols,
+            list(range(len(pre.inputs))),
+        )
+        return proc.send(header, tensors, rows_of)
+
     def _record(self, rec: ShadowRecord) -> None:
-        line = None
-        if self._file is not None:
-            line = json.dumps(rec.to_json(), separators=(",", ":"), allow_nan=False) + "\n"
+        line = self._line(rec) if self._file is not None else None
+        self._keep(pack(rec), rec.verdict.level, line)
+
+    def _record_packed(self, p: tuple) -> None:
+        """:meth:`_record` of a record the check process packed."""
+        line = self._line(unpack(p)) if self._file is not None else None
+        self._keep(p, level_of(p), line)
+
+    @staticmethod
+    def _line(rec: ShadowRecord) -> str:
+        return json.dumps(rec.to_json(), separators=(",", ":"), allow_nan=False) + "\n"
+
+    def _keep(self, p: tuple, level: str, line: Optional[str]) -> None:
         with self._lock:
             self.compared += 1
-            self._verdicts[rec.verdict.level] += 1
-            if self.keep or rec.verdict.level == "error":
-                self._kept.add(rec)
+            self._verdicts[level] += 1
+            if self.keep or level == "error":
+                self._kept.add(p)
             if line is not None:
-                self._lines.append((rec.step, rec.id, line))
+                self._lines.append((p[0], p[1], line))
             # (not while a window after a backward is open: its lines may still be relabelled)
             full = len(self._lines) >= FLUSH_EVERY and not self._window
         if full:

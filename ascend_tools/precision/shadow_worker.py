@@ -43,6 +43,11 @@ if hasattr(os, "register_at_fork"):  # POSIX; elsewhere there is no fork
     os.register_at_fork(after_in_child=lambda: _forks.__setitem__(0, _forks[0] + 1))
 
 
+def fork_count() -> int:
+    """Forks this process has come through (0 in the process that started the shadow)."""
+    return _forks[0]
+
+
 class Worker:
     """``submit(job)`` runs ``check(job)`` on one background thread; an exception goes to ``fail``."""
 

@@ -7,7 +7,7 @@ import torch
 
 from ascend_tools.precision import shadow
 from ascend_tools.precision.faults import Fault, FaultInjector
-from ascend_tools.precision.shadow_kept import KeptRecords
+from ascend_tools.precision.shadow_kept import KeptRecords, pack
 
 
 def _shadowed_records() -> list:
@@ -27,7 +27,7 @@ def test_kept_records_read_back_as_added_and_cost_the_collector_nothing():
     records = _shadowed_records()
     kept = KeptRecords()
     for rec in reversed(records):  # out of order: a later op's check may finish first
-        kept.add(rec)
+        kept.add(pack(rec))
     gc.collect()  # one collection untracks them all
     assert not any(gc.is_tracked(p) for p in kept._packed)
     assert kept.records() == records  # every field, metrics and verdict included, in execution order
@@ -37,7 +37,7 @@ def test_a_relabel_shows_in_records_read_before_and_after():
     records = _shadowed_records()
     kept = KeptRecords()
     for rec in records:
-        kept.add(rec)
+        kept.add(pack(rec))
     early = kept.records()
     last = records[-1]
     ids = {r.id: 40 + i for i, r in enumerate(records[-2:]) if r.step == last.step}
