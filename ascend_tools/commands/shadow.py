@@ -55,6 +55,14 @@ from .common import (
     "over --max-numel); 0: every row, and no block [default: 32].",
 )
 @click.option(
+    "--check-process",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
+    show_default=True,
+    help="Run the checks in a process of their own, beside the training (auto: where this machine has two "
+    "CPUs for it; started after the first step).",
+)
+@click.option(
     "--records",
     "records_dir",
     type=click.Path(file_okay=False),
@@ -76,6 +84,7 @@ def shadow_cmd(
     steps: Optional[str],
     max_numel: Optional[int],
     rows: Optional[int],
+    check_process: str,
     records_dir: Optional[str],
     top: int,
     fail_on: str,
@@ -111,6 +120,8 @@ def shadow_cmd(
         options["max_numel"] = max_numel
     if rows is not None:
         options["rows"] = rows
+    if check_process != "auto":
+        options["process"] = check_process == "on"
     if shutil.which(command[0]) is None:
         launch.run(
             "shadow", list(command), records_dir or "", options

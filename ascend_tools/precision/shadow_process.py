@@ -186,10 +186,10 @@ class CheckProcess:
     on the reader thread with each batch of results (packed records, counters, error messages)."""
 
     def __init__(
-        self, options: Dict[str, Any], deliver: Callable[..., None], size: int = ARENA_BYTES
+        self, options: Dict[str, Any], deliver: Callable[..., None], size: Optional[int] = None
     ) -> None:
         self._deliver = deliver
-        self.size = size
+        self.size = size = ARENA_BYTES if size is None else size
         self._fd = _memory_file(size)
         self._map: Optional[mmap.mmap] = mmap.mmap(self._fd, size)
         self._arena = torch.frombuffer(self._map, dtype=torch.uint8)
@@ -221,7 +221,8 @@ class CheckProcess:
         self._head = 0
         self._batch: List[tuple] = []
         self._open: Dict[int, Job] = {}  # thread id -> the job it is building
-        self.lost = 0  # jobs sent to a process that died before it finished them
+        self._checks: Set[int] = set()  # jobs with a check to make, committed and not finished
+        self.lost = 0  # checks committed to a process that died before it made them
         self._reader = threading.Thread(target=self._read, name="ascend-doctor-shadow-results", daemon=True)
         self._reader.start()
         if START_AT_STEP == 0:
@@ -254,12 +255,11 @@ class CheckProcess:
             numel = math.prod(shape)
             parts.append((t, rows, shape, numel, total))
             total += _aligned(numel * t.element_size())
-        if (
-            max(total, _ALIGN) > self.size // 4
-        ):  # (never an empty reservation: the ring's head and tail would meet)
+        total = max(total, _ALIGN)  # (never an empty reservation: the ring's head and tail would meet)
+        if total > self.size // 2:
             return False
         with self._lock:
-            start = self._reserve(job.seq, max(total, _ALIGN))
+            start = self._reserve(job.seq, total)
             if start is None:
                 return False
             for t, rows, shape, numel, at in parts:
@@ -310,8 +310,13 @@ class CheckProcess:
 
     def stop(self) -> None:
         """Finish what was sent, then end the process and free the arena. Safe to call twice."""
-        stdin = self._proc.stdin
-        if self._proc.poll() is None and stdin is not None and shadow_worker.fork_count() == self._forks:
+        proc, stdin = self._proc, self._proc.stdin
+        if shadow_worker.fork_count() != self._forks or proc.poll() is not None:
+            pass  # (a forked child's copy of the shadow: the process is its parent's)
+        elif not self._ready:  # still starting: it holds no check
+            proc.kill()
+            proc.wait()
+        elif stdin is not None:
             try:
                 with self._lock:
                     for job in self._open.values():
@@ -320,12 +325,18 @@ class CheckProcess:
                     self._send_batch()
                     _write_frame(stdin, None)
                     stdin.close()
-                self._proc.wait(STOP_TIMEOUT)
+                proc.wait(STOP_TIMEOUT)
             except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
                 log.warning("shadow: the check process did not end (%s); killed", exc)
-                self._proc.kill()
-                self._proc.wait()
+                proc.kill()
+                proc.wait()
         self._reader.join()
+        for pipe in (stdin, proc.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        with self._cond:
+            self.lost = len(self._checks)  # (with those committed after its death)
         if self._map is not None:
             del self._arena
             self._views.clear()
@@ -338,6 +349,9 @@ class CheckProcess:
 
     def _queue(self, job: Job, header: Optional[tuple]) -> None:
         """(under ``_lock``)"""
+        if header is not None:
+            with self._cond:
+                self._checks.add(job.seq)
         self._batch.append((job.seq, header, job.descs))
         if len(self._batch) >= BATCH:
             self._send_batch()
@@ -359,9 +373,10 @@ class CheckProcess:
                         return start
                 if self._ring and self._ring[0][0] == seq:  # the job's own parts fill the arena
                     return None
+                done = self._done  # (read with the room: a job finished since wakes the wait at once)
             self._send_batch()  # (what waits for room must be sent to make room)
             with self._cond:
-                if not self._cond.wait_for(self._moved(self._done), STOP_TIMEOUT):
+                if not self._cond.wait_for(self._moved(done), STOP_TIMEOUT):
                     return None
 
     def _moved(self, done: int) -> Callable[[], bool]:
@@ -414,6 +429,7 @@ class CheckProcess:
             finally:
                 with self._cond:
                     self._finished.update(finished)
+                    self._checks.difference_update(finished)
                     while self._done + 1 in self._finished:
                         self._done += 1
                         self._finished.discard(self._done)
@@ -422,12 +438,10 @@ class CheckProcess:
                     self._cond.notify_all()
         with self._cond:
             self._dead = True
-            self.lost = self._seq - self._done - len(self._finished)
+            lost = len(self._checks)
             self._cond.notify_all()
-        if self.lost:
-            log.warning(
-                "shadow: the check process ended with %d checks not done; checks go on here", self.lost
-            )
+        if lost:
+            log.warning("shadow: the check process ended with %d checks not made; checks go on here", lost)
 
 
 # --- the check process ------------------------------------------------------------------------------------

@@ -382,6 +382,7 @@ class Shadow(StepSession):
         # default: where the machine has two CPUs for it), True or False
         self.process = process
         self._process: Optional[CheckProcess] = None
+        self.checked_in_process = 0  # records the check process made
         self.start_time = time.time()
 
     # --- public -------------------------------------------------------------------------------------
@@ -445,7 +446,9 @@ class Shadow(StepSession):
 
     @property
     def results(self) -> List[ShadowRecord]:
-        """Every op compared so far, in execution order (empty with ``keep=False``)."""
+        """Every op compared so far, in execution order (empty with ``keep=False``); inside the block, once the
+        checks of every op run so far are made."""
+        self._drain()
         with self._lock:
             return self._kept.records() if self.keep else []
 
@@ -478,7 +481,9 @@ class Shadow(StepSession):
                 "max_numel": self.max_numel,
                 "rows": self.rows,
                 "steps": sorted(self.steps) if self.steps is not None else None,
+                "process": self.process,
             },
+            "checked_in_process": self.checked_in_process,
             "start_time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.start_time)),
             "steps_seen": self.step_no + 1,
             "compared": self.compared,
@@ -571,6 +576,7 @@ class Shadow(StepSession):
         for p in records:
             self._record_packed(p)
         with self._lock:
+            self.checked_in_process += len(records)
             self.not_replayable.update(not_replayable)
             self._late_skips.update(skipped)
         for message in errors:
@@ -727,7 +733,7 @@ class Shadow(StepSession):
         targets: List[torch.Tensor] = []
         flat_tensors(out, targets)
         if isinstance(pre, _Live):
-            self._sent_live(pre, args, kwargs, targets)
+            self._sent_live(pre, func, args, kwargs, targets)
             return
         if pre.block is not None:
             with _no_modes():
@@ -830,7 +836,9 @@ class Shadow(StepSession):
             )
         return pick_heads(op.name, args, kwargs, shapes, self.rows, self._below)
 
-    def _sent_live(self, live: _Live, args: Any, kwargs: Dict[str, Any], targets: List[torch.Tensor]) -> None:
+    def _sent_live(
+        self, live: _Live, func: Any, args: Any, kwargs: Dict[str, Any], targets: List[torch.Tensor]
+    ) -> None:
         """The rest of a :meth:`_send_live` check once its op has run: the other inputs and the outputs."""
         proc, op = self._process, live.op
         if proc is None:
@@ -870,7 +878,18 @@ class Shadow(StepSession):
         items.extend((t, rows) for t in outputs)
         if not proc.put(job, items):
             proc.commit(job, None)
-            self.skipped["too large for the check process" if proc.usable() else "check process died"] += 1
+            if live.written:  # (what it wrote is gone but for the arena's copy)
+                self.skipped[
+                    "too large for the check process" if proc.usable() else "check process died"
+                ] += 1
+                return
+            # its inputs are as the op read them: checked here
+            inputs = {id(t): Snap(t.detach()) for t in live.inputs}
+            phase, call, rid, module, site, step = live.meta
+            order = [id(t) for t in live.tensors]
+            pre = _Pending(op, phase, call, rid, module, site, step, order, inputs, set(), 0)
+            with _no_modes(), torch.no_grad():
+                self._replay((pre, func, args, kwargs, [Snap(t.detach()) for t in targets], from_args))
             return
         live.placed.extend(k for k, _ in parts)
         phase, call, rid, module, site, step = live.meta
@@ -1172,6 +1191,7 @@ def shadow(
     steps: Optional[Iterable[int]] = None,
     baseline: bool = True,
     rows: int = DEFAULT_ROWS,
+    process: Optional[bool] = None,
 ) -> Shadow:
     """Compare every op run inside ``with shadow(...) as sh:`` with a CPU float64 run of the same op on
     copies of its inputs; ``sh.results``, ``sh.culprits()`` and ``sh.report()`` after the block.
@@ -1184,7 +1204,8 @@ def shadow(
     ``steps``: step numbers to compare (steps count ``optimizer.step()`` calls, or ``sh.step()`` calls);
     ``baseline``: re-run an op judged "error" on CPU in its own dtype and allow twice that run's error
     (what the precision itself explains on these inputs); ``rows``: rows of a matrix product's output checked
-    per call, drawn at random (``shadow_rows.py``; 0: every row)."""
+    per call, drawn at random (``shadow_rows.py``; 0: every row); ``process``: run the checks in a process of
+    their own, started after the first step (``shadow_process.py``; None: where the machine has two CPUs for it)."""
     return Shadow(
         ops=ops,
         scope=scope,
@@ -1195,6 +1216,7 @@ def shadow(
         steps=steps,
         baseline=baseline,
         rows=rows,
+        process=process,
     )
 
 
@@ -1246,6 +1268,7 @@ def start_from_options(opts: Dict[str, Any]) -> Shadow:
         steps=opts.get("steps"),
         keep=False,
         rows=opts.get("rows", DEFAULT_ROWS),
+        process=opts.get("process"),
     )
     sh.start()
     return sh
