@@ -226,8 +226,14 @@ class CheckProcess:
         self._reader = threading.Thread(target=self._read, name="ascend-doctor-shadow-results", daemon=True)
         self._reader.start()
         if START_AT_STEP == 0:
-            with self._cond:
-                self._cond.wait_for(lambda: self._ready or self._dead, STOP_TIMEOUT)
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = STOP_TIMEOUT) -> bool:
+        """Wait until the process takes checks (its ``import torch`` done); False where it died or the time ran
+        out first."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._ready or self._dead, timeout)
+        return self.usable()
 
     def usable(self) -> bool:
         """The process has started and is alive, and this is the process that started it."""
