@@ -34,7 +34,7 @@ import sys
 import tempfile
 import threading
 from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Deque, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 import torch
 
@@ -71,6 +71,22 @@ _SENDABLE = (
 )
 # environment of the training run that must not reach the check process: it would instrument itself
 _LAUNCH_ENV = ("ASCEND_DOCTOR_LAUNCH", "ASCEND_DOCTOR_ACTIVE")
+
+
+class Header(NamedTuple):
+    """What the check process needs of one call besides its tensors."""
+
+    name: str  # aten::add_.Tensor
+    meta: tuple  # phase, call, rid, module, site, step (the record's)
+    args: Any  # the call's arguments and keyword arguments, each tensor a Slot
+    kwargs: Any
+    n_in: int  # tensor inputs, each once: the slots
+    written: List[int]  # the slots the op writes
+    from_args: bool  # an in-place op that returns nothing: its outputs are what it wrote
+    shapes: List[List[int]]  # every tensor argument's shape, in argument order (the record's)
+    rows: Optional[list]  # the record's rows and columns checked
+    cols: Optional[list]
+    placed: List[int]  # the input slots in the order their parts lie among the job's tensors
 
 
 class Slot(int):
@@ -500,49 +516,21 @@ def child_main() -> None:
             finished.append(seq)
             if header is None:
                 continue
-            (
-                name,
-                phase,
-                call,
-                rid,
-                module,
-                site,
-                step,
-                args,
-                kwargs,
-                n_in,
-                written,
-                from_args,
-                shapes,
-                rows,
-                cols,
-                placed,
-            ) = header
+            name = header.name
             try:
                 func, op = ops.get(name) or ops.setdefault(name, _resolve(name))
                 tensors = [arena.narrow(0, at, n).view(dt).view(shape) for at, n, dt, shape in descs]
-                ins = [tensors[0]] * n_in
-                for k, t in zip(placed, tensors):  # (an in-place op's written inputs were put first)
+                ins = [tensors[0]] * header.n_in
+                for k, t in zip(header.placed, tensors):  # (an in-place op's written inputs were put first)
                     ins[k] = t
                 inputs = {id(t): Snap(t) for t in ins}
-                sent: Any = _Sent(shapes, rows, cols)  # (Shadow._replay reads a block's shapes and checked())
-                pre = ss._Pending(
-                    op,
-                    phase,
-                    call,
-                    rid,
-                    module,
-                    site,
-                    step,
-                    [],
-                    inputs,
-                    {id(ins[i]) for i in written},
-                    0,
-                    sent,
-                )
-                outputs = [Snap(t) for t in tensors[n_in:]]
+                sent: Any = _Sent(header.shapes, header.rows, header.cols)  # (what _replay reads of a block)
+                written = {id(ins[i]) for i in header.written}
+                pre = ss.pending_of(op, header.meta, [], inputs, written, sent)
+                outputs = [Snap(t) for t in tensors[header.n_in :]]
+                args, kwargs = unmark(header.args, ins), unmark(header.kwargs, ins)
                 with torch.no_grad():
-                    checker._replay((pre, func, unmark(args, ins), unmark(kwargs, ins), outputs, from_args))
+                    checker._replay((pre, func, args, kwargs, outputs, header.from_args))
             except Exception as exc:  # told to the training process, which logs it once
                 errors.append(f"{name}: {type(exc).__name__}: {exc}")
         _write_frame(

@@ -83,7 +83,7 @@ from .screen import judge_output
 from .shadow_blocks import Block, take_block, take_rows
 from .shadow_heads import ATTENTION, HeadBlock, HeadPick, no_dropout, pick_heads, take_head_block
 from .shadow_kept import KeptRecords, level_of, pack, unpack
-from .shadow_process import CheckProcess, Job, mark
+from .shadow_process import CheckProcess, Header, Job, mark
 from .shadow_record import ShadowRecord, culprits, first_culprit
 from .shadow_rows import DEFAULT_ROWS, GEMMS, RowDraws, RowPick, pick_rows, row_wise
 from .shadow_snaps import Snap, SnapCache, unwatch_resizes, watch_resizes
@@ -278,6 +278,19 @@ class _Live:
         """The rows of ``t`` the check reads, None for all of it."""
         pick = self.pick
         return pick.rows if isinstance(pick, RowPick) and id(t) in pick.cut else None
+
+
+def pending_of(
+    op: _Op,
+    meta: tuple,
+    order: List[int],
+    inputs: Dict[int, Snap],
+    written: Set[int],
+    block: Optional[CallBlock] = None,
+) -> _Pending:
+    """A check's :class:`_Pending` from its call's ``(phase, call, rid, module, site, step)``."""
+    phase, call, rid, module, site, step = meta
+    return _Pending(op, phase, call, rid, module, site, step, order, inputs, written, 0, block)
 
 
 _NULL = contextlib.nullcontext()
@@ -885,19 +898,28 @@ class Shadow(StepSession):
                 return
             # its inputs are as the op read them: checked here
             inputs = {id(t): Snap(t.detach()) for t in live.inputs}
-            phase, call, rid, module, site, step = live.meta
             order = [id(t) for t in live.tensors]
-            pre = _Pending(op, phase, call, rid, module, site, step, order, inputs, set(), 0)
+            pre = pending_of(op, live.meta, order, inputs, set())
             with _no_modes(), torch.no_grad():
                 self._replay((pre, func, args, kwargs, [Snap(t.detach()) for t in targets], from_args))
             return
         live.placed.extend(k for k, _ in parts)
-        phase, call, rid, module, site, step = live.meta
         checked = pick.checked() if pick is not None else None
         shapes = [list(t.shape) for t in live.tensors]
-        sent_args, sent_kwargs = live.sent
-        header = (op.name, phase, call, rid, module, site, step, sent_args, sent_kwargs, len(live.inputs))
-        proc.commit(job, (*header, live.writes, from_args, shapes, checked, None, live.placed))
+        header = Header(
+            op.name,
+            live.meta,
+            live.sent[0],
+            live.sent[1],
+            len(live.inputs),
+            live.writes,
+            from_args,
+            shapes,
+            checked,
+            None,
+            live.placed,
+        )
+        proc.commit(job, header)
 
     def _hand_off(self, job: tuple, nbytes: int, targets: List[torch.Tensor]) -> None:
         """Check an op the training thread ran on the CPU here and now, a device op's on the worker
@@ -1050,23 +1072,21 @@ class Shadow(StepSession):
         block = pre.block
         shapes = block.shapes if block else [list(pre.inputs[tid].shape) for tid in pre.order]
         rows, cols = block.checked() if block else (pick.checked() if pick else None, None)
-        header = (
+        meta = (pre.phase, pre.call, pre.rid, pre.module, pre.site, pre.step)
+        written = [index[tid] for tid in pre.written if tid in index]
+        n_in = len(pre.inputs)
+        header = Header(
             pre.op.name,
-            pre.phase,
-            pre.call,
-            pre.rid,
-            pre.module,
-            pre.site,
-            pre.step,
+            meta,
             sent_args,
             sent_kwargs,
-            len(pre.inputs),
-            [index[tid] for tid in pre.written if tid in index],
+            n_in,
+            written,
             from_args,
             shapes,
             rows,
             cols,
-            list(range(len(pre.inputs))),
+            list(range(n_in)),
         )
         return proc.send(header, tensors, rows_of)
 
