@@ -239,6 +239,7 @@ class CheckProcess:
         self._open: Dict[int, Job] = {}  # thread id -> the job it is building
         self._checks: Set[int] = set()  # jobs with a check to make, committed and not finished
         self.lost = 0  # checks committed to a process that died before it made them
+        self._stopping = False  # stop() ends it: its end is no death
         self._reader = threading.Thread(target=self._read, name="ascend-doctor-shadow-results", daemon=True)
         self._reader.start()
         if START_AT_STEP == 0:
@@ -333,6 +334,7 @@ class CheckProcess:
     def stop(self) -> None:
         """Finish what was sent, then end the process and free the arena. Safe to call twice."""
         proc, stdin = self._proc, self._proc.stdin
+        self._stopping = True
         if shadow_worker.fork_count() != self._forks or proc.poll() is not None:
             pass  # (a forked child's copy of the shadow: the process is its parent's)
         elif not self._ready:  # still starting: it holds no check
@@ -462,8 +464,16 @@ class CheckProcess:
             self._dead = True
             lost = len(self._checks)
             self._cond.notify_all()
-        if lost:
-            log.warning("shadow: the check process ended with %d checks not made; checks go on here", lost)
+        if not self._stopping:
+            try:
+                status: Optional[int] = self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                status = None
+            log.warning(
+                "shadow: the check process ended (exit status %s) with %d checks not made; checks go on here",
+                status,
+                lost,
+            )
 
 
 # --- the check process ------------------------------------------------------------------------------------

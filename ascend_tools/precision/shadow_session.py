@@ -876,9 +876,8 @@ class Shadow(StepSession):
             live.job = proc.open()
         pick, job = live.pick, live.job
         if isinstance(pick, RowPick) and any(t.dim() < 2 or t.shape[-2] != pick.total for t in targets):
-            proc.commit(
-                job, None
-            )  # (an in-place op's rows were drawn from what it writes: its outputs' rows)
+            # (an in-place op's rows were drawn from what it writes, which are its outputs)
+            proc.commit(job, None)
             self.skipped["rows unforeseen"] += 1
             return
         parts = [(k, t) for k, t in enumerate(live.inputs) if k not in live.written]
