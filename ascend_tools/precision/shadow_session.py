@@ -10,9 +10,11 @@ per aten op call:
    tensor copied to the CPU, and a tensor an earlier op took and nothing wrote since taken again for free;
 2. run the real op, ``func(*args, **kwargs)``: the device run. Modes entered before the shadow (below
    it, e.g. ``faults.FaultInjector``) still apply; the result returned to the user is this one. Take its
-   outputs the same way. An op that ran on the CPU is checked at once (steps 3 and 4, on the training thread); a
-   device op is handed to the worker thread (``shadow_worker.py``): steps 3 and 4 run there (and on the training
-   thread while it would otherwise wait for the worker) while the training goes on;
+   outputs the same way. Where the check process runs (``shadow_process.py``: from the end of the first step,
+   where two CPUs are free), the rows each check reads go to it and steps 3 and 4 run there. Else an op that ran
+   on the CPU is checked at once (steps 3 and 4, on the training thread); a device op is handed to the worker
+   thread (``shadow_worker.py``): steps 3 and 4 run there (and on the training thread while it would otherwise
+   wait for the worker) while the training goes on;
 3. run the same op on the snapshots with no Python dispatch mode (an in-place op out of place, or on
    clones), under ``no_grad``: in float64 (each snapshot widened once), or in the op's own dtype for the exact
    ops and the correctly rounded ones (:data:`_CORRECTLY_ROUNDED`), whose own-dtype result is the float64
