@@ -242,7 +242,6 @@ class _Live:
     """A check going to the check process from an op's live tensors (:meth:`Shadow._send_live`)."""
 
     __slots__ = (
-        "index",
         "inputs",
         "job",
         "meta",
@@ -261,14 +260,12 @@ class _Live:
         meta: tuple,
         tensors: List[torch.Tensor],
         inputs: List[torch.Tensor],
-        index: Dict[int, int],
         sent: tuple,
     ) -> None:
         self.op = op
         self.meta = meta  # phase, call, rid, module, site, step
         self.tensors = tensors  # every tensor argument, in order (the record's input shapes)
         self.inputs = inputs  # each tensor once: its slot
-        self.index = index  # id -> slot
         self.sent = sent  # the arguments and keyword arguments, tensors marked by slot
         self.writes: List[int] = []  # slots the op writes
         self.written: List[int] = []  # slots put before the op: those it writes and what shares their storage
@@ -814,7 +811,7 @@ class Shadow(StepSession):
             sent = (mark(args, index), mark(kwargs, index))
         except TypeError:
             return None
-        live = _Live(op, meta, tensors, inputs, index, sent)
+        live = _Live(op, meta, tensors, inputs, sent)
         live.writes = [index[tid] for tid in written if tid in index]
         if written:
             # an input that shares storage with a written one changes with it (add_(x, x.view(...)))
